@@ -1,0 +1,27 @@
+"""fastnn: a compact neural-network library for the CPU, on compiled Cython + OpenMP kernels.
+
+    import fastnn as fnn
+    model = fnn.Sequential([fnn.Dense(64, activation="relu"), fnn.Dense(10, activation="softmax")],
+                           input_dim=64, seed=0)
+    model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=0.05, momentum=0.9),
+                  metrics=["accuracy"])
+    model.fit(X, y, epochs=20, batch_size=32)
+"""
+
+from fastnn import datasets, ops
+from fastnn._threads import get_num_threads, set_num_threads, threads
+from fastnn.io import load_model as load
+from fastnn.layers import (Activation, Dense, LeakyReLU, Layer, ReLU, Sigmoid, Softmax, Step,
+                           Tanh)
+from fastnn.losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError
+from fastnn.model import History, Sequential
+from fastnn.optimizers import SGD, Adam, Optimizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation", "Adam", "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Layer",
+    "LeakyReLU", "Loss", "MeanSquaredError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
+    "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
+    "threads", "__version__",
+]

@@ -1,0 +1,184 @@
+"""Every check of user input, in one place.
+
+Kernels run with bounds checking off and trust their arguments, so whatever reaches them must
+already be right: shapes, dtypes, finiteness, label ranges. Each failure raises ValueError or
+TypeError whose message names the argument, what was expected, and what was received.
+"""
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _describe(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_int(name, value, low=None):
+    """An int (not bool) >= low."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer. Received: {name}={_describe(value)} "
+                        f"of type {type(value).__name__}")
+    value = operator.index(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be an integer >= {low}. Received: {name}={value}")
+    return value
+
+
+def check_positive_int(name, value):
+    return check_int(name, value, low=1)
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False. Received: {name}={_describe(value)}")
+    return bool(value)
+
+
+def check_float(name, value, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number in the given interval; returns a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number. Received: {name}={_describe(value)} "
+                        f"of type {type(value).__name__}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + \
+                   (")" if high_open or high is None else "]")
+        raise ValueError(f"{name} must be a finite number in {interval}. "
+                         f"Received: {name}={value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}. "
+                         f"Received: {name}={_describe(value)}")
+    return value
+
+
+def check_dtype(dtype):
+    """'float32' or 'float64' (also the NumPy types) -> the NumPy scalar type."""
+    try:
+        key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except TypeError:
+        key = None
+    if key not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64'. Received: dtype={dtype!r}")
+    return FLOAT_DTYPES[key]
+
+
+def as_real_array(name, x):
+    """x as a NumPy array of real numbers (any real dtype), refusing object, complex, strings."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name} must be a rectangular array of numbers. "
+                             f"Received: {name} of type {type(x).__name__} ({exc})") from None
+    kind = arr.dtype.kind
+    if kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers. Received: {name} with dtype "
+                        f"{arr.dtype} (kind {kind!r})")
+    return arr
+
+
+def float_matrix(name, x, dtype, width=None, allow_empty=False):
+    """A C-contiguous (n, d) array of ``dtype``, finite, copied only if needed.
+
+    Accepts lists, integer and float16 arrays, strided, Fortran-ordered, read-only and
+    memory-mapped arrays; a 1-D array is refused (ambiguous: one sample or one feature?).
+    """
+    arr = as_real_array(name, x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features). Received: {name} with "
+                         f"shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} must hold at least one sample. Received: {name} with "
+                         f"shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one feature. Received: {name} with "
+                         f"shape {arr.shape}")
+    if width is not None and arr.shape[1] != width:
+        raise ValueError(f"{name} must have {width} features (columns). Received: {name} with "
+                         f"shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(name, out)
+    return out
+
+
+def check_finite(name, arr):
+    # One reduction instead of isfinite().all(): no temporary boolean array.
+    if arr.size and not math.isfinite(float(np.add.reduce(arr, axis=None) * 0)):
+        bad_mask = ~np.isfinite(arr)
+        if not bad_mask.any():      # the sum overflowed, the values are fine
+            return
+        bad = np.argwhere(bad_mask)[0]
+        raise ValueError(f"{name} must be finite (no NaN or inf). Received: {name}"
+                         f"[{', '.join(map(str, bad))}]={arr[tuple(bad)]!r}")
+
+
+def dense_targets(y, n_outputs, dtype, n_rows=None, name="y"):
+    """Regression/binary targets: (n,) when there is one output, or (n, n_outputs)."""
+    arr = as_real_array(name, y)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        expected = "(n,) or (n, 1)" if n_outputs == 1 else f"(n, {n_outputs})"
+        raise ValueError(f"{name} must have shape {expected} to match the model's "
+                         f"{n_outputs} outputs. Received: {name} with shape {arr.shape}")
+    check_rows(name, arr, n_rows)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(name, out)
+    return out
+
+
+def class_targets(y, n_classes, dtype, n_rows=None, name="y"):
+    """Integer labels (n,) in [0, n_classes) or one-hot / probability rows (n, n_classes)."""
+    arr = as_real_array(name, y)
+    if arr.ndim == 1:
+        check_rows(name, arr, n_rows)
+        labels = arr
+        if labels.dtype.kind == "f":
+            check_finite(name, labels)
+            if labels.size and np.any(labels != np.round(labels)):
+                frac = labels[labels != np.round(labels)][0]
+                raise ValueError(f"{name} must hold integer class labels. "
+                                 f"Received: a fractional label {name}={frac!r}")
+        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+            bad = labels[(labels < 0) | (labels >= n_classes)][0]
+            raise ValueError(f"{name} labels must be in [0, {n_classes - 1}] for a model with "
+                             f"{n_classes} outputs. Received: label {bad!r}")
+        out = np.zeros((arr.shape[0], n_classes), dtype=dtype)
+        out[np.arange(arr.shape[0]), labels.astype(np.intp)] = 1
+        return out
+    if arr.ndim != 2 or arr.shape[1] != n_classes:
+        raise ValueError(f"{name} must be integer labels (n,) or one-hot (n, {n_classes}). "
+                         f"Received: {name} with shape {arr.shape}")
+    check_rows(name, arr, n_rows)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(name, out)
+    if out.size:
+        tol = 1e-3 if dtype == np.float32 else 1e-6
+        sums = out.sum(axis=1, dtype=np.float64)
+        if out.min() < 0 or np.any(np.abs(sums - 1) > tol):
+            raise ValueError(f"{name} rows must be one-hot (or class probabilities summing to "
+                             f"1). Received: row sums in [{sums.min():.6g}, {sums.max():.6g}], "
+                             f"min value {out.min()!r}")
+    return out
+
+
+def check_rows(name, arr, n_rows):
+    if n_rows is not None and arr.shape[0] != n_rows:
+        raise ValueError(f"{name} must have one row per sample of X ({n_rows}). "
+                         f"Received: {name} with {arr.shape[0]} rows")

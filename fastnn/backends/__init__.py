@@ -1,0 +1,62 @@
+"""Kernel backends: the same functions, with the same signatures, in each module.
+
+``numpy_backend`` is the pure-NumPy reference (the test oracle and benchmark baseline);
+``fast_backend`` adapts the compiled extension. Layers and models call only these functions.
+
+The contract every backend keeps
+--------------------------------
+All array arguments are C-contiguous and share one float dtype (float32 or float64); the
+public boundary (``fastnn._validation``) guarantees it, so kernels do not check. Every result
+is written into a caller-owned ``out`` buffer: kernels allocate nothing the caller keeps.
+Activation codes live in ``fastnn.activations``, loss codes in ``fastnn.losses``.
+
+matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0) -> out
+    out := alpha * op(a) @ op(b) + beta * out
+dense_forward(x, w, b, act, param, out) -> out
+    out := act(x @ w + b);  x (n, k), w (k, m), b (m,), out (n, m)
+activation_forward(z, act, param, out) -> out
+    out := act(z); out may be z itself
+activation_backward(y, dy, act, param, out) -> out
+    out := dL/dz from the saved output y = act(z) and dy = dL/dy; out may be dy itself.
+    step passes the gradient straight through; softmax uses y * (dy - sum(dy * y, axis=1)).
+dense_backward(x, w, y, dy, act, param, dz, dw, db, dx) -> None
+    dz := activation_backward(y, dy);  dw := x.T @ dz;  db := dz.sum(axis=0);
+    dx := dz @ w.T, skipped when dx is None.  dz may be dy itself (then dy is overwritten).
+loss(kind, output, target, grad) -> float
+    The loss value; when grad is not None also grad := dL/d(output), or for the fused kinds
+    (BCE_SIGMOID, CE_SOFTMAX) dL/d(pre-activation) = (p - target) / count.
+    target is dense, the shape and dtype of output (integer labels are one-hot by then).
+sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay) -> None
+    g := grad + wd * p;  v := momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
+    (with momentum == 0: p -= lr * g, velocity untouched). Flat 1-D arrays of equal length.
+adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay) -> None
+    g := grad + wd * p;  m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
+    p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps);   step counts from 1.
+"""
+
+from importlib import import_module
+
+_NAMES = ("numpy", "fast")
+
+
+def get_backend(name):
+    """Return the backend module called ``name`` ("fast" or "numpy")."""
+    if name == "numpy":
+        return import_module("fastnn.backends.numpy_backend")
+    if name == "fast":
+        return import_module("fastnn.backends.fast_backend")
+    raise ValueError(f"backend must be one of {_NAMES}. Received: backend={name!r}")
+
+
+def fast_available():
+    """True when the compiled extension imports."""
+    try:
+        get_backend("fast")
+    except ImportError:
+        return False
+    return True
+
+
+def default_backend():
+    """The compiled backend when it is built, else the NumPy reference."""
+    return get_backend("fast" if fast_available() else "numpy")

@@ -1,0 +1,185 @@
+"""The pure-NumPy reference backend: the test oracle and the benchmark baseline.
+
+Written for clarity over speed, but without waste: every result goes into the caller's ``out``
+buffer, as in the compiled backend. See ``fastnn.backends`` for the contract.
+"""
+
+import numpy as np
+
+from fastnn import activations as A
+
+LOSS_MSE, BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX = range(7)
+
+
+def matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """out := alpha * op(a) @ op(b) + beta * out"""
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    if beta == 0.0:
+        np.matmul(opa, opb, out=out)
+        if alpha != 1.0:
+            out *= alpha
+    else:
+        product = opa @ opb
+        out *= beta
+        out += alpha * product
+    return out
+
+
+def _sigmoid(z, out):
+    # exp of -|z| never overflows: sigmoid(z) = 1/(1+e^-z) for z >= 0, e^z/(1+e^z) otherwise.
+    e = np.exp(-np.abs(z))
+    np.divide(np.where(z >= 0, 1.0, e), 1.0 + e, out=out)
+    return out
+
+
+def _softmax(z, out):
+    np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def activation_forward(z, act, param, out):
+    """out := act(z)"""
+    if act == A.LINEAR:
+        if out is not z:
+            out[...] = z
+    elif act == A.STEP:
+        np.greater_equal(z, param, out=out, casting="unsafe")
+    elif act == A.SIGMOID:
+        _sigmoid(z, out)
+    elif act == A.TANH:
+        np.tanh(z, out=out)
+    elif act == A.RELU:
+        np.maximum(z, 0, out=out)
+    elif act == A.LEAKY_RELU:
+        np.multiply(z, np.where(z > 0, 1.0, param).astype(z.dtype), out=out)
+    elif act == A.SOFTMAX:
+        _softmax(z, out)
+    else:
+        raise ValueError(f"unknown activation code {act}")
+    return out
+
+
+def activation_backward(y, dy, act, param, out):
+    """out := dL/dz from y = act(z) and dy = dL/dy (step passes the gradient straight through)"""
+    if act in (A.LINEAR, A.STEP):
+        if out is not dy:
+            out[...] = dy
+    elif act == A.SIGMOID:
+        np.multiply(dy, y * (1 - y), out=out)
+    elif act == A.TANH:
+        np.multiply(dy, 1 - y * y, out=out)
+    elif act == A.RELU:
+        np.multiply(dy, y > 0, out=out)
+    elif act == A.LEAKY_RELU:
+        np.multiply(dy, np.where(y > 0, 1.0, param).astype(y.dtype), out=out)
+    elif act == A.SOFTMAX:
+        inner = np.sum(dy * y, axis=1, keepdims=True)
+        np.multiply(y, dy - inner, out=out)
+    else:
+        raise ValueError(f"unknown activation code {act}")
+    return out
+
+
+def dense_forward(x, w, b, act, param, out):
+    """out := act(x @ w + b)"""
+    np.matmul(x, w, out=out)
+    out += b
+    return activation_forward(out, act, param, out)
+
+
+def dense_backward(x, w, y, dy, act, param, dz, dw, db, dx):
+    """dz := act'(y) * dy;  dw := x.T @ dz;  db := sum(dz, 0);  dx := dz @ w.T (unless None)"""
+    activation_backward(y, dy, act, param, dz)
+    np.matmul(x.T, dz, out=dw)
+    np.sum(dz, axis=0, out=db)
+    if dx is not None:
+        np.matmul(dz, w.T, out=dx)
+
+
+def loss(kind, output, target, grad):
+    """The mean loss of ``output`` against ``target``; also its gradient into ``grad`` if given."""
+    eps = np.finfo(output.dtype).eps
+    n = output.shape[0]
+    count = output.size if kind <= BCE_SIGMOID else n
+    if kind == LOSS_MSE:
+        diff = output - target
+        value = np.sum(diff * diff, dtype=np.float64)
+        if grad is not None:
+            np.multiply(diff, 2.0 / count, out=grad)
+    elif kind == BCE_LOGITS:
+        z = output
+        # log(1 + e^z) - z t, written so that exp never overflows.
+        value = np.sum(np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z))),
+                       dtype=np.float64)
+        if grad is not None:
+            _sigmoid(z, grad)
+            grad -= target
+            grad /= count
+    elif kind in (BCE_PROBS, BCE_SIGMOID):
+        p = np.clip(output, eps, 1 - eps)
+        value = -np.sum(target * np.log(p) + (1 - target) * np.log(1 - p), dtype=np.float64)
+        if grad is not None:
+            if kind == BCE_SIGMOID:
+                np.subtract(output, target, out=grad)
+            else:
+                np.divide(p - target, p * (1 - p), out=grad)
+            grad /= count
+    elif kind == CE_LOGITS:
+        zmax = output.max(axis=1, keepdims=True)
+        shifted = output - zmax
+        lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        value = np.sum(target * (lse - shifted), dtype=np.float64)
+        if grad is not None:
+            _softmax(output, grad)
+            grad *= target.sum(axis=1, keepdims=True)
+            grad -= target
+            grad /= count
+    elif kind in (CE_PROBS, CE_SOFTMAX):
+        p = np.maximum(output, eps)
+        value = -np.sum(target * np.log(p), dtype=np.float64)
+        if grad is not None:
+            if kind == CE_SOFTMAX:
+                np.subtract(output, target, out=grad)
+            else:
+                np.divide(-target, p, out=grad)
+            grad /= count
+    else:
+        raise ValueError(f"unknown loss code {kind}")
+    return float(value / count)
+
+
+def sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay):
+    """g := grad + wd p;  v := mu v + g;  p -= lr (g + mu v if nesterov else v)"""
+    g = grads + weight_decay * params if weight_decay else grads
+    if momentum == 0.0:
+        params -= lr * g
+        return
+    velocity *= momentum
+    velocity += g
+    if nesterov:
+        params -= lr * (g + momentum * velocity)
+    else:
+        params -= lr * velocity
+
+
+def adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay):
+    """m := b1 m + (1-b1) g;  v := b2 v + (1-b2) g^2;  p -= lr mhat / (sqrt(vhat) + eps)"""
+    g = grads + weight_decay * params if weight_decay else grads
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    correction1 = 1 - beta1 ** step
+    correction2 = 1 - beta2 ** step
+    params -= lr * (m / correction1) / (np.sqrt(v / correction2) + eps)
+
+
+def set_num_threads(n):
+    """The reference backend has no threads of its own; NumPy's BLAS keeps its own pool."""
+
+
+def get_num_threads():
+    return 1

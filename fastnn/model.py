@@ -1,0 +1,451 @@
+"""``Sequential``: a stack of layers trained by backpropagation and gradient descent.
+
+The model owns all memory a training step touches. Parameters live in one flat buffer and
+gradients in another of the same layout (each Dense layer holds views), so the optimizer updates
+everything in one fused kernel call. Activations and their gradients live in a workspace sized for
+the batch; a step only calls kernels on these buffers, and allocates nothing.
+
+An *execution plan* folds a standalone activation layer into the Dense layer before it (when that
+layer is linear), so ``[Dense(10), Softmax()]`` runs as one fused ``dense_forward``.
+"""
+
+import math
+import threading
+import time
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn import activations as A
+from fastnn import io as fnn_io
+from fastnn import losses as L
+from fastnn import metrics as M
+from fastnn.backends import get_backend
+from fastnn.layers import Activation, Dense, Layer
+from fastnn.optimizers import get_optimizer
+from fastnn.progress import EpochProgress
+
+
+class Step:
+    """One kernel call of the plan: an optional Dense layer, then an activation."""
+
+    __slots__ = ("dense", "act", "param", "width")
+
+    def __init__(self, dense, act, param, width):
+        self.dense, self.act, self.param, self.width = dense, act, param, width
+
+
+class Workspace:
+    """Per-step output buffers ``Y`` and gradient buffers ``G`` for up to ``rows`` samples."""
+
+    def __init__(self, plan, rows, dtype, with_grads):
+        self.rows = rows
+        self.Y = [np.empty((rows, s.width), dtype=dtype) for s in plan]
+        self.G = [np.empty((rows, s.width), dtype=dtype) for s in plan] if with_grads else None
+
+
+class History:
+    """What ``fit`` returns: ``history`` maps "loss", each metric and their "val_" forms to
+    one value per epoch; ``epoch`` lists the epoch numbers."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class Sequential:
+    """A feed-forward network: input layer, hidden layers, output layer.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        ``Dense`` layers and activation layers, in order.
+    input_dim : int, optional
+        Number of input features. The model is built (weights created) when it is known.
+    seed : int, optional
+        Seeds weight initialisation and shuffling: the same seed gives the same weights.
+    dtype : {"float32", "float64"}
+    backend : {"fast", "numpy"}
+        "fast" runs the compiled kernels; "numpy" the pure-NumPy reference.
+    """
+
+    def __init__(self, layers=None, input_dim=None, seed=None, dtype="float32", backend="fast"):
+        self.dtype = np.dtype(V.check_dtype(dtype))
+        self.backend = V.check_choice("backend", backend, ("fast", "numpy"))
+        self._be = get_backend(backend)
+        if seed is not None:
+            seed = V.check_int("seed", seed, low=0)
+        self.seed = seed
+        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        self._init_rng = np.random.default_rng(init_seq)
+        self._shuffle_rng = np.random.default_rng(shuffle_seq)
+        self.layers = []
+        self.input_dim = None
+        self.loss = self.optimizer = None
+        self.metrics = []
+        self._plan = []
+        self._train_ws = None
+        self._local = threading.local()
+        if layers is not None:
+            if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+                raise TypeError(f"layers must be a list of layers. Received: layers={layers!r}")
+            for layer in layers:
+                self.add(layer)
+        if input_dim is not None:
+            self.build(input_dim)
+
+    # ------------------------------------------------------------------ building
+    def add(self, layer):
+        """Append a layer (before the model is built)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer must be a fastnn layer such as Dense(10). "
+                            f"Received: layer={layer!r}")
+        if self.built:
+            raise ValueError("cannot add layers to a model that is already built")
+        if isinstance(layer, Dense) and layer.built:
+            raise ValueError(f"layer {layer!r} already belongs to a built model")
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return self.input_dim is not None
+
+    def build(self, input_dim):
+        """Create the weights for ``input_dim`` input features."""
+        input_dim = V.check_positive_int("input_dim", input_dim)
+        if self.built:
+            raise ValueError(f"model is already built with input_dim={self.input_dim}")
+        if not any(isinstance(layer, Dense) for layer in self.layers):
+            raise ValueError("a Sequential model needs at least one Dense layer. "
+                             f"Received: layers={self.layers!r}")
+        self._plan = self._make_plan(input_dim)
+        sizes, width = [], input_dim
+        for step in self._plan:
+            if step.dense is not None:
+                sizes.append(step.dense.n_params(width))
+            width = step.width
+        self._params = np.zeros(sum(sizes), dtype=self.dtype)
+        self._grads = np.zeros_like(self._params)
+        offset, width, k = 0, input_dim, 0
+        for step in self._plan:
+            if step.dense is not None:
+                end = offset + sizes[k]
+                step.dense.attach(width, self._params[offset:end], self._grads[offset:end])
+                step.dense.reset_parameters(self._init_rng, step.act)
+                offset, k = end, k + 1
+            width = step.width
+        self.input_dim = input_dim
+        return self
+
+    def _make_plan(self, input_dim):
+        plan, width = [], input_dim
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                plan.append(Step(layer, layer.act, layer.param, layer.units))
+                width = layer.units
+            elif plan and plan[-1].dense is not None and plan[-1].act == A.LINEAR:
+                plan[-1].act, plan[-1].param = layer.act, layer.param
+            else:
+                plan.append(Step(None, layer.act, layer.param, width))
+        return plan
+
+    @property
+    def output_dim(self):
+        return self._plan[-1].width
+
+    @property
+    def final_activation(self):
+        return self._plan[-1].act
+
+    def compile(self, loss, optimizer="sgd", metrics=None):
+        """Choose the loss (name or Loss), the optimizer (name or instance) and metric names."""
+        self._check_built("compile")
+        self.loss = L.get_loss(loss)
+        self.optimizer = get_optimizer(optimizer)
+        self.metrics = M.check_metrics(metrics)
+        self._loss_kind = self.loss.kind(self.final_activation)
+        self.optimizer.build(self._params.size, self.dtype)
+        return self
+
+    # ------------------------------------------------------------------ kernels over the plan
+    def _forward(self, x, ws, rows, out=None):
+        """Run the plan on ``x`` (rows, input_dim); returns the final output view."""
+        be, last = self._be, len(self._plan) - 1
+        inp = x
+        for i, step in enumerate(self._plan):
+            if i == last and out is not None:
+                y = out
+            else:
+                y = ws.Y[i] if rows == ws.rows else ws.Y[i][:rows]
+            if step.dense is not None:
+                be.dense_forward(inp, step.dense.W, step.dense.b, step.act, step.param, y)
+            else:
+                be.activation_forward(inp, step.act, step.param, y)
+            inp = y
+        return inp
+
+    def _backward(self, x, ws, rows):
+        """Backpropagate ``ws.G[-1]`` (already holding dL/d output) into the gradient buffer."""
+        be, plan = self._be, self._plan
+        full = rows == ws.rows
+        for i in range(len(plan) - 1, -1, -1):
+            step = plan[i]
+            act = A.LINEAR if i == len(plan) - 1 and self._loss_kind in L.FUSED_KINDS else step.act
+            y = ws.Y[i] if full else ws.Y[i][:rows]
+            g = ws.G[i] if full else ws.G[i][:rows]
+            if i > 0:
+                inp = ws.Y[i - 1] if full else ws.Y[i - 1][:rows]
+                dx = ws.G[i - 1] if full else ws.G[i - 1][:rows]
+            else:
+                inp, dx = x, None
+            if step.dense is not None:
+                d = step.dense
+                be.dense_backward(inp, d.W, y, g, act, step.param, g, d.dW, d.db, dx)
+            elif dx is not None:
+                be.activation_backward(y, g, act, step.param, dx)
+
+    def _train_workspace(self, rows):
+        if self._train_ws is None or self._train_ws.rows < rows:
+            self._train_ws = Workspace(self._plan, rows, self.dtype, with_grads=True)
+        return self._train_ws
+
+    def _loss_and_grads(self, x, t):
+        """Forward, loss and backward on a validated batch; leaves gradients in ``_grads``."""
+        rows = x.shape[0]
+        ws = self._train_workspace(rows)
+        out = self._forward(x, ws, rows)
+        g = ws.G[-1] if rows == ws.rows else ws.G[-1][:rows]
+        value = self._be.loss(self._loss_kind, out, t, g)
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the loss is {value}: training diverged (weights left unchanged). "
+                f"Lower the learning rate or scale the inputs.")
+        self._backward(x, ws, rows)
+        return value, out
+
+    def _train_step(self, x, t):
+        value, out = self._loss_and_grads(x, t)
+        self.optimizer.step(self._be, self._params, self._grads)
+        return value, out
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(f"the model must be built before {what}: pass input_dim to "
+                             f"Sequential(...) or call model.build(input_dim)")
+
+    def _check_compiled(self, what):
+        self._check_built(what)
+        if self.loss is None:
+            raise ValueError(f"call model.compile(loss=..., optimizer=...) before {what}")
+
+    def _inputs(self, X, name="X"):
+        return V.float_matrix(name, X, self.dtype, width=self.input_dim)
+
+    def _targets(self, y, rows, name="y"):
+        return self.loss.targets(y, self.output_dim, self.dtype, rows, name)
+
+    # ------------------------------------------------------------------ training
+    def train_on_batch(self, x, y):
+        """One optimizer step on the batch ``(x, y)``; returns the batch loss (before the step)."""
+        self._check_compiled("train_on_batch")
+        x = self._inputs(x, "x")
+        t = self._targets(y, x.shape[0])
+        return self._train_step(x, t)[0]
+
+    def loss_and_gradients(self, x, y):
+        """The loss on ``(x, y)`` and its gradients, shaped like ``get_weights()``; no update."""
+        self._check_compiled("loss_and_gradients")
+        x = self._inputs(x, "x")
+        t = self._targets(y, x.shape[0])
+        value, _ = self._loss_and_grads(x, t)
+        grads = []
+        for d in self.dense_layers:
+            grads += [d.dW.copy(), d.db.copy()]
+        return value, grads
+
+    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, verbose=1):
+        """Train for ``epochs`` passes over ``(X, y)`` in mini-batches of ``batch_size``.
+
+        Returns a History with the mean training loss and metrics per epoch (and ``val_``
+        entries with validation data). ``validation_split`` holds out the last fraction of the
+        samples, before shuffling. verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+        """
+        self._check_compiled("fit")
+        epochs = V.check_int("epochs", epochs, low=0)
+        batch_size = V.check_positive_int("batch_size", batch_size)
+        validation_split = V.check_float("validation_split", validation_split,
+                                         low=0.0, high=1.0, high_open=True)
+        shuffle = V.check_bool("shuffle", shuffle)
+        verbose = V.check_int("verbose", verbose, low=0)
+        X = self._inputs(X)
+        T = self._targets(y, X.shape[0])
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (X_val, y_val). "
+                                 f"Received: {type(validation_data).__name__}")
+            Xv = self._inputs(validation_data[0], "X_val")
+            val = (Xv, self._targets(validation_data[1], Xv.shape[0], "y_val"))
+        elif validation_split > 0.0:
+            n_val = int(round(X.shape[0] * validation_split))
+            if n_val < 1 or n_val >= X.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves {n_val} of "
+                                 f"{X.shape[0]} samples for validation: need at least one "
+                                 f"sample on each side")
+            val = (X[-n_val:], T[-n_val:])
+            X, T = X[:-n_val], T[:-n_val]
+        n = X.shape[0]
+        batch = min(batch_size, n)
+        self._train_workspace(batch)
+        Xs, Ts = (np.empty_like(X), np.empty_like(T)) if shuffle else (X, T)
+        history = History()
+        threshold = self._threshold()
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            if shuffle:
+                order = self._shuffle_rng.permutation(n)
+                np.take(X, order, axis=0, out=Xs)
+                np.take(T, order, axis=0, out=Ts)
+            sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
+            progress = EpochProgress(epoch, epochs, n, verbose)
+            try:
+                for start in range(0, n, batch):
+                    xb, tb = Xs[start:start + batch], Ts[start:start + batch]
+                    try:
+                        value, out = self._train_step(xb, tb)
+                    except FloatingPointError as exc:
+                        raise FloatingPointError(
+                            f"epoch {epoch + 1}, batch {start // batch + 1}: {exc}") from None
+                    rows = xb.shape[0]
+                    sums["loss"] += value * rows
+                    for name in self.metrics:
+                        sums[name] += M.metric_sum(name, out, tb, threshold)
+                    progress.update(rows, sums)
+                logs = {key: total / n for key, total in sums.items()}
+                if val is not None:
+                    scores = self._evaluate_arrays(*val)
+                    logs.update({"val_" + key: value for key, value in scores.items()})
+                logs["time"] = time.perf_counter() - started
+                progress.close(logs)
+            finally:
+                progress.close_quietly()
+            history.append(epoch, {k: v for k, v in logs.items() if k != "time"})
+        return history
+
+    # ------------------------------------------------------------------ inference
+    def _inference_workspace(self, rows):
+        # one workspace per thread: predict may run in several threads at once
+        ws = getattr(self._local, "ws", None)
+        if ws is None or ws.rows < rows:
+            ws = Workspace(self._plan, rows, self.dtype, with_grads=False)
+            self._local.ws = ws
+        return ws
+
+    def _predict_array(self, X, batch_size):
+        n = X.shape[0]
+        out = np.empty((n, self.output_dim), dtype=self.dtype)
+        chunk = min(n, batch_size)
+        ws = self._inference_workspace(chunk)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
+        return out
+
+    def predict(self, X, batch_size=4096):
+        """The model's outputs for ``X`` (n, input_dim): probabilities after a final
+        softmax/sigmoid, raw values otherwise. Safe to call from several threads at once."""
+        self._check_built("predict")
+        batch_size = V.check_positive_int("batch_size", batch_size)
+        return self._predict_array(self._inputs(X), batch_size)
+
+    def _threshold(self):
+        # outputs are probabilities after sigmoid/softmax/step; logits are split at 0
+        return 0.5 if self.final_activation in (A.SIGMOID, A.SOFTMAX, A.STEP) else 0.0
+
+    def _evaluate_arrays(self, X, T, batch_size=4096):
+        out = self._predict_array(X, batch_size)
+        n = X.shape[0]
+        scores = {"loss": self._be.loss(self._loss_kind, out, T, None)}
+        threshold = self._threshold()
+        for name in self.metrics:
+            scores[name] = M.metric_sum(name, out, T, threshold) / n
+        return scores
+
+    def evaluate(self, X, y, batch_size=4096):
+        """``{"loss": ..., metric: ...}`` on ``(X, y)``, means over all samples."""
+        self._check_compiled("evaluate")
+        batch_size = V.check_positive_int("batch_size", batch_size)
+        X = self._inputs(X)
+        return self._evaluate_arrays(X, self._targets(y, X.shape[0]), batch_size)
+
+    # ------------------------------------------------------------------ weights and files
+    @property
+    def dense_layers(self):
+        return [step.dense for step in self._plan if step.dense is not None]
+
+    def get_weights(self):
+        """``[W1, b1, W2, b2, ...]`` for the Dense layers in order (copies)."""
+        self._check_built("get_weights")
+        weights = []
+        for d in self.dense_layers:
+            weights += d.get_weights()
+        return weights
+
+    def set_weights(self, weights):
+        """Set all weights from a list shaped like ``get_weights()``."""
+        self._check_built("set_weights")
+        layers = self.dense_layers
+        if not isinstance(weights, (list, tuple)) or len(weights) != 2 * len(layers):
+            count = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
+            raise ValueError(f"weights must be a list of {2 * len(layers)} arrays "
+                             f"[W1, b1, ...]. Received: {count}")
+        for i, d in enumerate(layers):
+            d.set_weights(weights[2 * i:2 * i + 2])
+
+    def count_params(self):
+        self._check_built("count_params")
+        return int(self._params.size)
+
+    def summary(self, print_fn=print):
+        """Print a table of the layers with their output shapes and parameter counts."""
+        self._check_built("summary")
+        rows = [("Layer", "Activation", "Output shape", "Params")]
+        width = self.input_dim
+        for step in self._plan:
+            name = "Dense" if step.dense is not None else "Activation"
+            params = step.dense.n_params(width) if step.dense is not None else 0
+            rows.append((name, A.NAMES[step.act], f"(None, {step.width})", f"{params:,}"))
+            width = step.width
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        text = [f"Sequential  input_dim={self.input_dim}  dtype={self.dtype.name}  "
+                f"backend={self.backend}", line]
+        for r in rows:
+            text.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)))
+            if r is rows[0]:
+                text.append(line)
+        text += [line, f"Total params: {self.count_params():,}"]
+        print_fn("\n".join(text))
+
+    def get_config(self):
+        return {"layers": [layer.get_config() for layer in self.layers],
+                "input_dim": self.input_dim, "seed": self.seed, "dtype": self.dtype.name}
+
+    def save(self, path):
+        """Write the model (architecture, weights, compile settings, optimizer state) to ``path``."""
+        self._check_built("save")
+        fnn_io.save_model(self, path)
+
+    def __repr__(self):
+        return (f"Sequential({self.layers!r}, input_dim={self.input_dim}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend!r})")

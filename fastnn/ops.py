@@ -1,0 +1,55 @@
+"""The compiled kernels as functions on NumPy arrays, for code that embeds them.
+
+Inputs are validated and converted like model inputs (any real dtype, lists, strided or
+Fortran-ordered arrays); the result is float32 when both operands are float32 (or float16),
+float64 otherwise.
+"""
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn.backends import default_backend
+
+
+def _operand(name, x):
+    arr = V.as_real_array(name, x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D. Received: {name} with shape {arr.shape}")
+    return arr
+
+
+def matmul(a, b, out=None):
+    """out := a @ b for 2-D arrays a (m, k) and b (k, n); returns out (m, n).
+
+    ``out``, when given, must be a writeable C-contiguous float32/float64 array of shape (m, n)
+    and of the result dtype that does not overlap ``a`` or ``b``.
+    """
+    a, b = _operand("a", a), _operand("b", b)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"a and b have mismatched inner dimensions: a is {a.shape}, "
+                         f"b is {b.shape}")
+    single = (np.float16, np.float32)
+    dtype = np.float32 if a.dtype in single and b.dtype in single else np.float64
+    a = np.ascontiguousarray(a, dtype=dtype)
+    b = np.ascontiguousarray(b, dtype=dtype)
+    V.check_finite("a", a)
+    V.check_finite("b", b)
+    shape = (a.shape[0], b.shape[1])
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a NumPy array. Received: out of type "
+                            f"{type(out).__name__}")
+        if out.shape != shape or out.dtype != dtype:
+            raise ValueError(f"out must have shape {shape} and dtype {np.dtype(dtype).name}. "
+                             f"Received: out with shape {out.shape} and dtype {out.dtype}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writeable. Received: out with "
+                             f"c_contiguous={out.flags.c_contiguous}, "
+                             f"writeable={out.flags.writeable}")
+        if np.shares_memory(out, a) or np.shares_memory(out, b):
+            raise ValueError("out must not overlap a or b")
+    if out.size == 0:
+        return out
+    return default_backend().matmul(a, b, out)

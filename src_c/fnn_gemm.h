@@ -1,0 +1,69 @@
+/*
+ * fastnn GEMM: the one matrix-product entry point of the compiled backend.
+ *
+ *   C := alpha * op(A) @ op(B) + beta * C,   then, if ep != NULL, the epilogue on each output tile:
+ *   C[i, j] := act(C[i, j] + bias[j])
+ *
+ * Row-major storage. op(A) is (m, k): A is (m, k) with row stride lda, or (k, m) when trans_a.
+ * op(B) is (k, n): B is (k, n) with row stride ldb, or (n, k) when trans_b. C is (m, n), stride ldc.
+ * When beta == 0, C is write-only (it may hold NaN/garbage on entry).
+ * The epilogue applies only element-wise activations; softmax is row-wise and is done by the caller
+ * (pass FNN_ACT_LINEAR to get the bias added alone).
+ *
+ * Threads: OpenMP across output tiles, the count read at call time from omp_get_max_threads();
+ * small products run serially. The k dimension is never split across threads, so every C[i, j]
+ * is summed in the same order at any thread count (bitwise-reproducible).
+ * The micro-kernel (AVX-512, AVX2+FMA or portable C) is chosen once by CPU detection;
+ * FASTNN_KERNEL=generic|avx2|avx512 in the environment overrides the choice (if the CPU allows it).
+ */
+#ifndef FNN_GEMM_H
+#define FNN_GEMM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Activation codes, shared with fastnn/activations.py. */
+enum {
+    FNN_ACT_LINEAR = 0,
+    FNN_ACT_STEP = 1,        /* z >= param ? 1 : 0                    (param: threshold) */
+    FNN_ACT_SIGMOID = 2,     /* 1 / (1 + exp(-z)), stable for |z| large                  */
+    FNN_ACT_TANH = 3,
+    FNN_ACT_RELU = 4,        /* max(z, 0)                                                */
+    FNN_ACT_LEAKY_RELU = 5,  /* z > 0 ? z : param * z                 (param: alpha)     */
+    FNN_ACT_SOFTMAX = 6      /* row-wise: never handled by the GEMM epilogue             */
+};
+
+typedef struct {
+    const float *bias;  /* length n, or NULL for no bias */
+    int act;            /* FNN_ACT_* element-wise code (not SOFTMAX) */
+    float param;        /* threshold for STEP, alpha for LEAKY_RELU */
+} fnn_epilogue_f32;
+
+typedef struct {
+    const double *bias;
+    int act;
+    double param;
+} fnn_epilogue_f64;
+
+void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+               float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+               float beta, float *C, ptrdiff_t ldc, const fnn_epilogue_f32 *ep);
+
+void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+               double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+               double beta, double *C, ptrdiff_t ldc, const fnn_epilogue_f64 *ep);
+
+/* Name of the micro-kernel in use: "avx512", "avx2" or "generic". */
+const char *fnn_kernel_name(void);
+
+/* 1 when compiled with OpenMP, else 0. */
+int fnn_openmp_enabled(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FNN_GEMM_H */
