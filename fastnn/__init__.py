@@ -8,7 +8,9 @@
     model.fit(X, y, epochs=20, batch_size=32)
 """
 
-from fastnn import datasets, ops
+from fastnn import callbacks, datasets, ops, schedules
+from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
+                              TerminateOnNaN)
 from fastnn._threads import get_num_threads, set_num_threads, threads
 from fastnn.io import load_model as load
 from fastnn.layers import (Activation, Dense, LeakyReLU, Layer, ReLU, Sigmoid, Softmax, Step,
@@ -20,7 +22,8 @@ from fastnn.optimizers import SGD, Adam, Optimizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Adam", "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Layer",
+    "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
+    "callbacks", "schedules", "Activation", "Adam", "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Layer",
     "LeakyReLU", "Loss", "MeanSquaredError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
     "threads", "__version__",

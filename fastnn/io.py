@@ -38,8 +38,8 @@ def _arrays_of(model):
     return arrays
 
 
-def save_model(model, path):
-    """Write ``model`` to ``path`` (atomically: a temporary file, then a rename)."""
+def model_to_bytes(model):
+    """The model file's bytes (what ``save_model`` writes)."""
     arrays = _arrays_of(model)
     entries, offset = [], 0
     for name, arr in arrays:
@@ -57,15 +57,22 @@ def save_model(model, path):
     header = json.dumps({"model": config, "compile": compiled, "arrays": entries}).encode()
     data_start = _PREAMBLE.size + len(header)
     data_start += -data_start % ALIGN
+    blob = bytearray(data_start + offset)
+    _PREAMBLE.pack_into(blob, 0, MAGIC, VERSION, len(header))
+    blob[_PREAMBLE.size:_PREAMBLE.size + len(header)] = header
+    for entry, (_, arr) in zip(entries, arrays):
+        raw = np.ascontiguousarray(arr, dtype=entry["dtype"]).tobytes()
+        start = data_start + entry["offset"]
+        blob[start:start + len(raw)] = raw
+    return bytes(blob)
+
+
+def save_model(model, path):
+    """Write ``model`` to ``path`` (atomically: a temporary file, then a rename)."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(_PREAMBLE.pack(MAGIC, VERSION, len(header)))
-        f.write(header)
-        for entry, (_, arr) in zip(entries, arrays):
-            f.seek(data_start + entry["offset"])
-            f.write(np.ascontiguousarray(arr, dtype=entry["dtype"]).tobytes())
-        f.truncate(data_start + offset)
+        f.write(model_to_bytes(model))
     os.replace(tmp, path)
 
 
@@ -126,11 +133,17 @@ def _read_arrays(blob, entries, data_start, path):
 
 def load_model(path, backend=None):
     """Read a model written by ``Sequential.save``. Raises ValueError for any malformed file."""
+    with open(os.fspath(path), "rb") as f:
+        blob = f.read()
+    return model_from_bytes(blob, backend, name=os.fspath(path))
+
+
+def model_from_bytes(blob, backend=None, name="<bytes>"):
+    """Rebuild a model from ``model_to_bytes`` output, checking everything (ValueError)."""
     from fastnn.layers import layer_from_config
     from fastnn.model import Sequential
 
-    with open(os.fspath(path), "rb") as f:
-        blob = f.read()
+    path = name
     header, data_start = _read_header(blob, path)
     arrays = _read_arrays(blob, header["arrays"], data_start, path)
     config, compiled = header["model"], header.get("compile")

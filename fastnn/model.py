@@ -20,6 +20,7 @@ from fastnn import activations as A
 from fastnn import io as fnn_io
 from fastnn import losses as L
 from fastnn import metrics as M
+from fastnn.callbacks import Callback, TerminateOnNaN
 from fastnn.backends import get_backend
 from fastnn.layers import Activation, Dense, Layer
 from fastnn.optimizers import get_optimizer
@@ -57,8 +58,44 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
+    def plot(self, path, keys=None):
+        """Save the curves (loss, and accuracy or other metrics, with their val_ forms) as a PNG.
+
+        Needs matplotlib (``pip install fastnn[plot]``).
+        """
+        try:
+            import matplotlib
+            matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
+        names = [k for k in (keys or self.history) if not k.startswith("val_") and k != "lr"]
+        fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+        epochs = [e + 1 for e in self.epoch]
+        for ax, name in zip(axes[0], names):
+            ax.plot(epochs, self.history[name], label="training")
+            if "val_" + name in self.history:
+                ax.plot(epochs, self.history["val_" + name], label="validation")
+            ax.set_xlabel("epoch")
+            ax.set_title(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _check_callbacks(callbacks):
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be fastnn.callbacks.Callback instances. "
+                            f"Received: {cb!r}")
+    return callbacks
 
 
 class Sequential:
@@ -273,12 +310,15 @@ class Sequential:
         return value, grads
 
     def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1):
+            shuffle=True, verbose=1, callbacks=None):
         """Train for ``epochs`` passes over ``(X, y)`` in mini-batches of ``batch_size``.
 
         Returns a History with the mean training loss and metrics per epoch (and ``val_``
         entries with validation data). ``validation_split`` holds out the last fraction of the
         samples, before shuffling. verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+        ``callbacks``: a list of ``fastnn.callbacks.Callback``. A non-finite loss raises
+        FloatingPointError naming the epoch and batch (the weights keep their last finite
+        values), or, with the TerminateOnNaN callback, ends training.
         """
         self._check_compiled("fit")
         epochs = V.check_int("epochs", epochs, low=0)
@@ -287,60 +327,91 @@ class Sequential:
                                          low=0.0, high=1.0, high_open=True)
         shuffle = V.check_bool("shuffle", shuffle)
         verbose = V.check_int("verbose", verbose, low=0)
+        callbacks = _check_callbacks(callbacks)
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
-        val = None
+        X, T, val = self._split_validation(X, T, validation_data, validation_split)
+        n = X.shape[0]
+        batch = min(batch_size, n)
+        self._train_workspace(batch)
+        Xs, Ts = (np.empty_like(X), np.empty_like(T)) if shuffle else (X, T)
+        history = self.history = History()
+        self.stop_training = False
+        for cb in callbacks:
+            cb.set_model(self)
+            cb.on_train_begin()
+        for epoch in range(epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            if shuffle:
+                order = self._shuffle_rng.permutation(n)
+                np.take(X, order, axis=0, out=Xs)
+                np.take(T, order, axis=0, out=Ts)
+            logs = self._run_epoch(Xs, Ts, batch, epoch, epochs, verbose, callbacks, val)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            history.append(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _split_validation(self, X, T, validation_data, validation_split):
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val). "
                                  f"Received: {type(validation_data).__name__}")
             Xv = self._inputs(validation_data[0], "X_val")
-            val = (Xv, self._targets(validation_data[1], Xv.shape[0], "y_val"))
-        elif validation_split > 0.0:
+            return X, T, (Xv, self._targets(validation_data[1], Xv.shape[0], "y_val"))
+        if validation_split > 0.0:
             n_val = int(round(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves {n_val} of "
                                  f"{X.shape[0]} samples for validation: need at least one "
                                  f"sample on each side")
-            val = (X[-n_val:], T[-n_val:])
-            X, T = X[:-n_val], T[:-n_val]
-        n = X.shape[0]
-        batch = min(batch_size, n)
-        self._train_workspace(batch)
-        Xs, Ts = (np.empty_like(X), np.empty_like(T)) if shuffle else (X, T)
-        history = History()
+            return X[:-n_val], T[:-n_val], (X[-n_val:], T[-n_val:])
+        return X, T, None
+
+    def _run_epoch(self, Xs, Ts, batch, epoch, epochs, verbose, callbacks, val):
+        """One pass over the (shuffled) data; returns the epoch's logs."""
+        n = Xs.shape[0]
+        started = time.perf_counter()
         threshold = self._threshold()
-        for epoch in range(epochs):
-            started = time.perf_counter()
-            if shuffle:
-                order = self._shuffle_rng.permutation(n)
-                np.take(X, order, axis=0, out=Xs)
-                np.take(T, order, axis=0, out=Ts)
-            sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
-            progress = EpochProgress(epoch, epochs, n, verbose)
-            try:
-                for start in range(0, n, batch):
-                    xb, tb = Xs[start:start + batch], Ts[start:start + batch]
-                    try:
-                        value, out = self._train_step(xb, tb)
-                    except FloatingPointError as exc:
+        sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
+        seen = 0
+        progress = EpochProgress(epoch, epochs, n, verbose)
+        try:
+            for index, start in enumerate(range(0, n, batch)):
+                xb, tb = Xs[start:start + batch], Ts[start:start + batch]
+                try:
+                    value, out = self._train_step(xb, tb)
+                except FloatingPointError as exc:
+                    if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
                         raise FloatingPointError(
-                            f"epoch {epoch + 1}, batch {start // batch + 1}: {exc}") from None
-                    rows = xb.shape[0]
-                    sums["loss"] += value * rows
-                    for name in self.metrics:
-                        sums[name] += M.metric_sum(name, out, tb, threshold)
-                    progress.update(rows, sums)
-                logs = {key: total / n for key, total in sums.items()}
-                if val is not None:
-                    scores = self._evaluate_arrays(*val)
-                    logs.update({"val_" + key: value for key, value in scores.items()})
-                logs["time"] = time.perf_counter() - started
-                progress.close(logs)
-            finally:
-                progress.close_quietly()
-            history.append(epoch, {k: v for k, v in logs.items() if k != "time"})
-        return history
+                            f"epoch {epoch + 1}, batch {index + 1}: {exc}") from None
+                    for cb in callbacks:
+                        cb.on_batch_end(index, {"loss": math.nan})
+                    self.stop_training = True
+                    break
+                rows = xb.shape[0]
+                seen += rows
+                sums["loss"] += value * rows
+                for name in self.metrics:
+                    sums[name] += M.metric_sum(name, out, tb, threshold)
+                progress.update(rows, sums)
+                for cb in callbacks:
+                    cb.on_batch_end(index, {"loss": value})
+                if self.stop_training:
+                    break
+            logs = {key: total / max(seen, 1) for key, total in sums.items()}
+            if val is not None:
+                scores = self._evaluate_arrays(*val)
+                logs.update({"val_" + key: value for key, value in scores.items()})
+            progress.close(logs, time.perf_counter() - started)
+        finally:
+            progress.close_quietly()
+        return logs
 
     # ------------------------------------------------------------------ inference
     def _inference_workspace(self, rows):
@@ -445,6 +516,13 @@ class Sequential:
         """Write the model (architecture, weights, compile settings, optimizer state) to ``path``."""
         self._check_built("save")
         fnn_io.save_model(self, path)
+
+    def __reduce__(self):
+        # Pickle through the model file format: no module or thread-local state is pickled,
+        # and unpickling runs the same checks as fastnn.load.
+        if not self.built:
+            return (Sequential, (self.layers, None, self.seed, self.dtype.name, self.backend))
+        return (fnn_io.model_from_bytes, (fnn_io.model_to_bytes(self),))
 
     def __repr__(self):
         return (f"Sequential({self.layers!r}, input_dim={self.input_dim}, "

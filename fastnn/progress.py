@@ -4,7 +4,7 @@ import sys
 
 
 def _format(logs):
-    return "  ".join(f"{key}={value:.4f}" for key, value in logs.items() if key != "time")
+    return "  ".join(f"{key}={value:.4f}" for key, value in logs.items())
 
 
 class EpochProgress:
@@ -27,8 +27,7 @@ class EpochProgress:
                 self.bar.set_postfix({k: f"{v / self.seen:.4f}" for k, v in sums.items()},
                                      refresh=False)
 
-    def close(self, logs):
-        seconds = logs.get("time", 0.0)
+    def close(self, logs, seconds):
         if self.bar is not None:
             self.bar.set_postfix_str(_format(logs), refresh=True)
             self.bar.close()

@@ -1,0 +1,293 @@
+"""scikit-learn estimators on fastnn: ``MLPClassifier`` and ``MLPRegressor``.
+
+They take scikit-learn's own parameter names, so they drop into pipelines and grid searches where
+``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor`` would go. Needs scikit-learn
+(``pip install fastnn[sklearn]``).
+
+Differences from scikit-learn's MLP, stated plainly:
+- ``alpha`` (L2 penalty) becomes the optimizer's weight decay ``alpha / batch_size``, applied to
+  biases too; scikit-learn penalises only the weights.
+- Only ``learning_rate="constant"``; solvers ``"sgd"`` and ``"adam"`` (no ``"lbfgs"``).
+- The regressor minimises mean((y - p)^2), twice scikit-learn's 0.5 * mean((y - p)^2), so its
+  ``loss_curve_`` values are twice as large at the same fit.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+import fastnn as fnn
+from fastnn.backends import fast_available
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared fitting loop; subclasses say how targets become outputs."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+
+    # -- subclass hooks: _encode(y) -> (targets, n_outputs, final activation, loss)
+
+    def _check_params(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+                raise ValueError(f"hidden_layer_sizes must be positive integers. "
+                                 f"Received: hidden_layer_sizes={self.hidden_layer_sizes!r}")
+        if self.activation not in ("identity", "logistic", "tanh", "relu"):
+            raise ValueError(f"activation must be 'identity', 'logistic', 'tanh' or 'relu'. "
+                             f"Received: activation={self.activation!r}")
+        if self.solver not in ("sgd", "adam"):
+            raise ValueError(f"solver must be 'sgd' or 'adam'. Received: solver={self.solver!r}")
+        if self.max_iter is None or self.max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1. Received: max_iter={self.max_iter!r}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0. Received: alpha={self.alpha!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1). "
+                             f"Received: validation_fraction={self.validation_fraction!r}")
+        return sizes
+
+    def _batch(self, n):
+        if self.batch_size == "auto":
+            return min(200, n)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise ValueError(f"batch_size must be 'auto' or a positive integer. "
+                             f"Received: batch_size={self.batch_size!r}")
+        return min(int(self.batch_size), n)
+
+    def _optimizer(self, batch):
+        decay = self.alpha / batch
+        if self.solver == "sgd":
+            return fnn.SGD(lr=self.learning_rate_init, momentum=self.momentum,
+                           nesterov=bool(self.nesterovs_momentum and self.momentum > 0),
+                           weight_decay=decay)
+        return fnn.Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
+                        eps=self.epsilon, weight_decay=decay)
+
+    def _build(self, n_features, n_outputs, final_act, loss, dtype, batch):
+        sizes = self._check_params()
+        act = {"identity": "linear", "logistic": "sigmoid"}.get(self.activation, self.activation)
+        layers = [fnn.Dense(int(units), activation=act) for units in sizes]
+        layers.append(fnn.Dense(n_outputs, activation=final_act))
+        seed = np.random.RandomState(self.random_state).randint(0, 2**31 - 1) \
+            if not isinstance(self.random_state, (int, np.integer)) else int(self.random_state)
+        self.model_ = fnn.Sequential(layers, input_dim=n_features, seed=seed, dtype=dtype,
+                                     backend="fast" if fast_available() else "numpy")
+        self.model_.compile(loss=loss, optimizer=self._optimizer(batch))
+        self.n_layers_ = len(sizes) + 2
+        self.n_outputs_ = n_outputs
+        self.out_activation_ = {"linear": "identity", "sigmoid": "logistic"}.get(final_act,
+                                                                                 final_act)
+        self.loss_curve_ = []
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.best_loss_ = np.inf
+        self._no_improvement = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+
+    def _dtype(self, X):
+        return np.float32 if X.dtype == np.float32 else np.float64
+
+    def _fit(self, X, y, incremental):
+        first = not (incremental and hasattr(self, "model_"))
+        X, y = validate_data(self, X, y, reset=first, dtype=[np.float64, np.float32],
+                             multi_output=isinstance(self, RegressorMixin), y_numeric=False)
+        targets = self._encode(y, first)
+        n = X.shape[0]
+        batch = self._batch(n)
+        if first:
+            self._build(X.shape[1], targets.shape[1], self._final_act, self._loss,
+                        self._dtype(X), batch)
+        X = X.astype(self.model_.dtype, copy=False)
+        X_val = T_val = None
+        if self.early_stopping and not incremental:
+            X, targets, X_val, T_val = self._holdout(X, targets)
+        epochs = 1 if incremental else self.max_iter
+        for _ in range(epochs):
+            history = self.model_.fit(X, targets, epochs=1, batch_size=min(batch, len(X)),
+                                      shuffle=bool(self.shuffle), verbose=0)
+            loss = history.history["loss"][0]
+            self.n_iter_ += 1
+            self.t_ += len(X)
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            if not incremental and self._converged(loss, X_val, T_val):
+                break
+        else:
+            if not incremental:
+                warnings.warn(f"fastnn MLP: reached max_iter={self.max_iter} before the loss "
+                              f"stopped improving by tol={self.tol}", ConvergenceWarning)
+        if self.early_stopping and not incremental and getattr(self, "_best_weights", None):
+            self.model_.set_weights(self._best_weights)
+        return self
+
+    def _holdout(self, X, targets):
+        rng = np.random.RandomState(self.random_state if isinstance(self.random_state, int)
+                                    else None)
+        order = rng.permutation(len(X))
+        n_val = max(1, int(round(self.validation_fraction * len(X))))
+        if n_val >= len(X):
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves no "
+                             f"training samples out of {len(X)}")
+        val, train = order[:n_val], order[n_val:]
+        return X[train], targets[train], X[val], targets[val]
+
+    def _converged(self, loss, X_val, T_val):
+        """scikit-learn's rule: stop after n_iter_no_change epochs without a tol improvement."""
+        if self.early_stopping:
+            score = self._score_targets(X_val, T_val)
+            self.validation_scores_.append(score)
+            improved = score > self.best_validation_score_ + self.tol
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_weights = self.model_.get_weights()
+        else:
+            improved = loss < self.best_loss_ - self.tol
+        self.best_loss_ = min(self.best_loss_, loss)
+        self._no_improvement = 0 if improved else self._no_improvement + 1
+        return self._no_improvement >= self.n_iter_no_change
+
+    def fit(self, X, y):
+        """Train from scratch for up to ``max_iter`` epochs."""
+        return self._fit(X, y, incremental=False)
+
+    def _forward(self, X):
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self.model_.predict(X.astype(self.model_.dtype, copy=False))
+
+    @property
+    def coefs_(self):
+        check_is_fitted(self, "model_")
+        return self.model_.get_weights()[0::2]
+
+    @property
+    def intercepts_(self):
+        check_is_fitted(self, "model_")
+        return self.model_.get_weights()[1::2]
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """A multi-layer perceptron classifier trained by fastnn's compiled kernels.
+
+    Softmax output with cross-entropy for more than two classes; one sigmoid output with binary
+    cross-entropy for two. Parameters are scikit-learn's (see
+    ``sklearn.neural_network.MLPClassifier``); ``classes_``, ``n_features_in_``,
+    ``loss_curve_``, ``coefs_``, ``intercepts_``, ``n_iter_`` are set by ``fit``.
+    """
+
+    def _encode(self, y, first):
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if first:
+            if not hasattr(self, "_partial_classes") or self._partial_classes is None:
+                self.classes_ = np.unique(y)
+            else:
+                self.classes_ = self._partial_classes
+            if len(self.classes_) < 2:
+                raise ValueError(f"MLPClassifier needs samples of at least 2 classes; got 1 "
+                                 f"class ({self.classes_[0]!r})")
+            self._binarizer = LabelBinarizer().fit(self.classes_)
+            binary = len(self.classes_) == 2
+            self._final_act = "sigmoid" if binary else "softmax"
+            self._loss = "binary_cross_entropy" if binary else "cross_entropy"
+        elif np.setdiff1d(y, self.classes_).size:
+            raise ValueError(f"y holds labels {np.setdiff1d(y, self.classes_)!r} not in "
+                             f"classes_ {self.classes_!r}")
+        return self._binarizer.transform(y).astype(np.float64)
+
+    def fit(self, X, y):
+        self._partial_classes = None
+        return super().fit(X, y)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)``; the first call needs ``classes`` (all labels)."""
+        if not hasattr(self, "model_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self._partial_classes = np.unique(classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities, (n, n_classes)."""
+        out = self._forward(X).astype(np.float64)
+        if out.shape[1] == 1:
+            return np.hstack([1 - out, out])
+        return out
+
+    def predict(self, X):
+        """The most likely class of each sample."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def _score_targets(self, X, T):
+        out = self.model_.predict(X)
+        if out.shape[1] == 1:
+            return float(np.mean((out[:, 0] >= 0.5) == (T[:, 0] >= 0.5)))
+        return float(np.mean(out.argmax(1) == T.argmax(1)))
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """A multi-layer perceptron regressor (identity output, squared error) on fastnn."""
+
+    _final_act = "linear"
+    _loss = "mse"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode(self, y, first):
+        y = np.asarray(y, dtype=np.float64)
+        if first:
+            self._y_1d = y.ndim == 1
+        return y.reshape(len(y), -1)
+
+    def partial_fit(self, X, y):
+        """One epoch over ``(X, y)``."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets, (n,) or (n, n_outputs)."""
+        out = self._forward(X).astype(np.float64)
+        return out[:, 0] if self._y_1d else out
+
+    def _score_targets(self, X, T):
+        out = self.model_.predict(X).astype(np.float64)
+        ss_res = np.sum((T - out) ** 2)
+        ss_tot = np.sum((T - T.mean(axis=0)) ** 2)
+        return float(1 - ss_res / ss_tot) if ss_tot > 0 else 0.0
