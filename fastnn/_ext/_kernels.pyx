@@ -1,0 +1,285 @@
+# Dense-layer kernels of the fast backend: matmul, dense forward/backward, activations.
+#
+# Design (the contract is fastnn/backends/__init__.py):
+# - Every product goes to the C GEMM (src_c/fnn_gemm.h), row-major, with transpose flags instead of
+#   copies; the bias and element-wise activation of a dense layer run in the GEMM's epilogue, while
+#   the tile is still in cache. Softmax is row-wise, so it is a separate pass here.
+# - The Python-facing functions only take typed memoryviews (C-contiguous, float32 or float64
+#   through the fused type `floating`), check shapes in O(1), then release the GIL and hand raw
+#   pointers to `noexcept nogil` loops. No memoryview is sliced inside a parallel loop.
+# - Parallel loops are OpenMP `prange`s with a static schedule; small work runs on one thread
+#   (_parallel.threads_for). Results never depend on the thread count: each output element is
+#   computed by one thread, and the bias gradient sums each column in row order.
+
+from cython cimport floating
+from cython.parallel cimport prange
+
+from fastnn._ext._elementwise cimport f_exp, act_forward, act_deriv
+from fastnn._ext._parallel cimport FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for
+from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
+                               fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_SOFTMAX)
+
+# Columns of the bias gradient summed together on the stack, in double.
+cdef enum:
+    DB_BLOCK = 64
+
+
+cdef int _shape_error(str what) except -1:
+    raise ValueError(f"fastnn kernel called with inconsistent shapes: {what}")
+
+
+# --------------------------------------------------------------------------- GEMM dispatch
+
+cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       floating alpha, const floating *A, Py_ssize_t lda,
+                       const floating *B, Py_ssize_t ldb, floating beta, floating *C,
+                       Py_ssize_t ldc, bint epilogue, const floating *bias, int act,
+                       floating param) noexcept nogil:
+    """C := alpha op(A) op(B) + beta C, then act(C + bias) when `epilogue`; float or double GEMM."""
+    cdef fnn_epilogue_f32 ep32
+    cdef fnn_epilogue_f64 ep64
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        ep32.bias = bias
+        ep32.act = act
+        ep32.param = param
+        fnn_sgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                  &ep32 if epilogue else NULL)
+    else:
+        ep64.bias = bias
+        ep64.act = act
+        ep64.param = param
+        fnn_dgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                  &ep64 if epilogue else NULL)
+
+
+# --------------------------------------------------------------------------- row-wise loops
+
+cdef inline void _softmax_row(const floating *z, floating *y, Py_ssize_t m) noexcept nogil:
+    """y := exp(z - max z) / sum exp(z - max z); the shift keeps exp <= 1 (no overflow)."""
+    cdef Py_ssize_t j
+    cdef floating mx = z[0]
+    cdef floating e
+    cdef double s = 0
+    for j in range(1, m):
+        if z[j] > mx:
+            mx = z[j]
+    for j in range(m):
+        e = f_exp(z[j] - mx)
+        y[j] = e
+        s += e
+    for j in range(m):
+        y[j] = <floating>(y[j] / s)
+
+
+cdef inline void _softmax_grad_row(const floating *y, const floating *dy, floating *dz,
+                                   Py_ssize_t m) noexcept nogil:
+    """dz := y * (dy - sum_j dy_j y_j); dz may be dy (the sum is taken before any write)."""
+    cdef Py_ssize_t j
+    cdef double dot = 0
+    for j in range(m):
+        dot += <double>dy[j] * y[j]
+    for j in range(m):
+        dz[j] = y[j] * (dy[j] - <floating>dot)
+
+
+cdef inline void _act_row(const floating *z, floating *y, Py_ssize_t m, int act,
+                          floating param) noexcept nogil:
+    """y := act(z) element-wise (act is not softmax)."""
+    cdef Py_ssize_t j
+    for j in range(m):
+        y[j] = act_forward(act, z[j], param)
+
+
+cdef inline void _act_grad_row(const floating *y, const floating *dy, floating *dz, Py_ssize_t m,
+                               int act, floating param) noexcept nogil:
+    """dz := act'(y) * dy element-wise (act is not softmax)."""
+    cdef Py_ssize_t j
+    for j in range(m):
+        dz[j] = dy[j] * act_deriv(act, y[j], param)
+
+
+cdef void _forward_rows(const floating *z, floating *y, Py_ssize_t n, Py_ssize_t m, int act,
+                        floating param) noexcept nogil:
+    """y := act(z) for an (n, m) array, rows split over threads; y may be z."""
+    cdef Py_ssize_t i
+    cdef int nt = threads_for(n * m)
+    if act == FNN_ACT_SOFTMAX:
+        for i in prange(n, schedule='static', num_threads=nt):
+            _softmax_row(z + i * m, y + i * m, m)
+    elif act != FNN_ACT_LINEAR or z != y:
+        for i in prange(n, schedule='static', num_threads=nt):
+            _act_row(z + i * m, y + i * m, m, act, param)
+
+
+cdef void _backward_rows(const floating *y, const floating *dy, floating *dz, Py_ssize_t n,
+                         Py_ssize_t m, int act, floating param) noexcept nogil:
+    """dz := act'(y) * dy (softmax: its Jacobian-vector product), rows split over threads."""
+    cdef Py_ssize_t i
+    cdef int nt = threads_for(n * m)
+    if act == FNN_ACT_SOFTMAX:
+        for i in prange(n, schedule='static', num_threads=nt):
+            _softmax_grad_row(y + i * m, dy + i * m, dz + i * m, m)
+    else:
+        for i in prange(n, schedule='static', num_threads=nt):
+            _act_grad_row(y + i * m, dy + i * m, dz + i * m, m, act, param)
+
+
+# --------------------------------------------------------------------------- column-wise loops
+
+cdef void _grad_and_colsum_block(const floating *y, const floating *dy, floating *dz,
+                                 floating *db, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
+                                 Py_ssize_t j1, int act, floating param) noexcept nogil:
+    """For columns j0..j1-1: dz := act'(y) * dy and db := sum_i dz[i] (row order, in double)."""
+    cdef double acc[DB_BLOCK]
+    cdef Py_ssize_t i, j, c0, c1, off
+    cdef floating d
+    c0 = j0
+    while c0 < j1:
+        c1 = min(c0 + DB_BLOCK, j1)
+        for j in range(c1 - c0):
+            acc[j] = 0
+        for i in range(n):
+            off = i * m
+            for j in range(c0, c1):
+                d = dy[off + j] * act_deriv(act, y[off + j], param)
+                dz[off + j] = d
+                acc[j - c0] += d
+        for j in range(c0, c1):
+            db[j] = <floating>acc[j - c0]
+        c0 = c1
+
+
+cdef void _grad_and_colsum(const floating *y, const floating *dy, floating *dz, floating *db,
+                           Py_ssize_t n, Py_ssize_t m, int act, floating param) noexcept nogil:
+    """dz := act'(y) * dy;  db := dz.sum(0); columns split over threads, so sums keep one order."""
+    cdef Py_ssize_t b
+    cdef int nt = threads_for(n * m)
+    cdef Py_ssize_t nb = min(<Py_ssize_t>nt, m)
+    if nb < 1:
+        nb = 1
+    for b in prange(nb, schedule='static', num_threads=nt):
+        _grad_and_colsum_block(y, dy, dz, db, n, m, b * m // nb, (b + 1) * m // nb, act, param)
+
+
+# --------------------------------------------------------------------------- Python entry points
+
+def matmul(const floating[:, ::1] a,    # IN
+           const floating[:, ::1] b,    # IN
+           floating[:, ::1] out,        # OUT (also IN when beta != 0)
+           bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """out := alpha * op(a) @ op(b) + beta * out"""
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    if (b.shape[1] if trans_b else b.shape[0]) != k or out.shape[0] != m or out.shape[1] != n:
+        _shape_error("matmul")
+    with nogil:
+        _gemm(trans_a, trans_b, m, n, k, <floating>alpha, &a[0, 0], a.shape[1], &b[0, 0],
+              b.shape[1], <floating>beta, &out[0, 0], n, False, NULL, 0, 0)
+    return out.base
+
+
+def dense_forward(const floating[:, ::1] x,   # IN  (n, k)
+                  const floating[:, ::1] w,   # IN  (k, m)
+                  const floating[::1] b,      # IN  (m,), or None for no bias
+                  int act, double param,
+                  floating[:, ::1] out):      # OUT (n, m)
+    """out := act(x @ w + b)"""
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
+    cdef const floating *bias = NULL
+    if w.shape[0] != k or out.shape[0] != n or out.shape[1] != m:
+        _shape_error("dense_forward")
+    if b is not None:
+        if b.shape[0] != m:
+            _shape_error("dense_forward bias")
+        bias = &b[0]
+    with nogil:
+        _gemm(False, False, n, m, k, 1, &x[0, 0], k, &w[0, 0], m, 0, &out[0, 0], m, True, bias,
+              FNN_ACT_LINEAR if act == FNN_ACT_SOFTMAX else act, <floating>param)
+        if act == FNN_ACT_SOFTMAX and m > 0:
+            _forward_rows(&out[0, 0], &out[0, 0], n, m, act, <floating>param)
+    return out.base
+
+
+def activation_forward(const floating[:, ::1] z,   # IN  (n, m)
+                       int act, double param,
+                       floating[:, ::1] out):      # OUT (n, m); may be z
+    """out := act(z)"""
+    cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
+    if out.shape[0] != n or out.shape[1] != m:
+        _shape_error("activation_forward")
+    if n * m > 0:
+        with nogil:
+            _forward_rows(&z[0, 0], &out[0, 0], n, m, act, <floating>param)
+    return out.base
+
+
+def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output act(z)
+                        const floating[:, ::1] dy,   # IN  (n, m) dL/dy
+                        int act, double param,
+                        floating[:, ::1] out):       # OUT (n, m) dL/dz; may be dy
+    """out := act'(z) * dy from y = act(z);  softmax: y * (dy - sum(dy * y, axis=1))"""
+    cdef Py_ssize_t n = y.shape[0], m = y.shape[1]
+    if dy.shape[0] != n or dy.shape[1] != m or out.shape[0] != n or out.shape[1] != m:
+        _shape_error("activation_backward")
+    if n * m > 0:
+        with nogil:
+            _backward_rows(&y[0, 0], &dy[0, 0], &out[0, 0], n, m, act, <floating>param)
+    return out.base
+
+
+def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
+                   const floating[:, ::1] w,    # IN  (k, m)
+                   const floating[:, ::1] y,    # IN  (n, m) layer output act(z)
+                   const floating[:, ::1] dy,   # IN  (n, m) dL/dy
+                   int act, double param,
+                   floating[:, ::1] dz,         # OUT (n, m) dL/dz; may be dy
+                   floating[:, ::1] dw,         # OUT (k, m)
+                   floating[::1] db,            # OUT (m,)
+                   floating[:, ::1] dx):        # OUT (n, k), or None to skip
+    """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T"""
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
+    cdef bint want_dx = dx is not None
+    if (w.shape[0] != k or y.shape[0] != n or y.shape[1] != m or dy.shape[0] != n
+            or dy.shape[1] != m or dz.shape[0] != n or dz.shape[1] != m or dw.shape[0] != k
+            or dw.shape[1] != m or db.shape[0] != m
+            or (want_dx and (dx.shape[0] != n or dx.shape[1] != k))):
+        _shape_error("dense_backward")
+    with nogil:
+        if act == FNN_ACT_SOFTMAX:       # row-wise Jacobian first, then the plain column sums
+            if n * m > 0:
+                _backward_rows(&y[0, 0], &dy[0, 0], &dz[0, 0], n, m, act, <floating>param)
+            _grad_and_colsum(&y[0, 0], &dz[0, 0], &dz[0, 0], &db[0], n, m, FNN_ACT_LINEAR, 0)
+        else:
+            _grad_and_colsum(&y[0, 0], &dy[0, 0], &dz[0, 0], &db[0], n, m, act, <floating>param)
+        _gemm(True, False, k, m, n, 1, &x[0, 0], k, &dz[0, 0], m, 0, &dw[0, 0], m,
+              False, NULL, 0, 0)
+        if want_dx:
+            _gemm(False, True, n, k, m, 1, &dz[0, 0], m, &w[0, 0], m, 0, &dx[0, 0], k,
+                  False, NULL, 0, 0)
+
+
+# --------------------------------------------------------------------------- threads and build
+
+def set_num_threads(int n):
+    """Set the OpenMP thread count for later calls from this thread (no-op in a serial build)."""
+    if n < 1:
+        raise ValueError(f"n must be a positive integer. Received: n={n}")
+    fnn_set_threads(n)
+
+
+def get_num_threads():
+    """The thread count the next parallel kernel may use (1 in a serial build)."""
+    return fnn_max_threads()
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(FNN_HAVE_OPENMP and fnn_openmp_enabled())
+
+
+def kernel_name():
+    """The GEMM micro-kernel chosen for this CPU: "avx512", "avx2" or "generic"."""
+    return fnn_kernel_name().decode("ascii")

@@ -1,0 +1,151 @@
+# Loss kernels of the fast backend: the value and, optionally, the gradient in one pass.
+#
+# Kinds (fastnn.losses): 0 MSE, 1 BCE_LOGITS, 2 BCE_PROBS, 3 BCE_SIGMOID, 4 CE_LOGITS, 5 CE_PROBS,
+# 6 CE_SOFTMAX. The value is a mean over count = n * C elements (MSE, BCE) or n rows (CE).
+# Each row's partial sum is accumulated in double (for both dtypes) and the partials are added in
+# row order, so the value is the same at any thread count. With several threads the rows are
+# split over them and the partials land in a scratch array first; with one thread they are added
+# as they come, in the same order, by the same row function.
+# Stable forms: softplus(z) = max(z, 0) + log1p(exp(-|z|)) for BCE on logits; log-sum-exp with
+# the row maximum subtracted for CE on logits (both as in sklearn/_loss and PyTorch).
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.float cimport FLT_EPSILON, DBL_EPSILON
+from libc.math cimport exp, log, log1p, fabs, NAN
+from libc.stdlib cimport malloc, free
+
+from fastnn._ext._elementwise cimport sigmoid
+from fastnn._ext._parallel cimport threads_for
+
+cdef enum:
+    MSE = 0
+    BCE_LOGITS = 1
+    BCE_PROBS = 2
+    BCE_SIGMOID = 3
+    CE_LOGITS = 4
+    CE_PROBS = 5
+    CE_SOFTMAX = 6
+
+
+cdef inline floating _clip(floating p, floating lo, floating hi) noexcept nogil:
+    return lo if p < lo else (hi if p > hi else p)
+
+
+cdef inline double _bce_row(int kind, const floating *o, const floating *t, floating *g,
+                            Py_ssize_t c, floating count, floating eps) noexcept nogil:
+    """sum_j BCE term; g := (sigmoid(z) - t) / count | (pc - t) / (pc (1 - pc)) / count | (p - t) / count"""
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating z, pc
+    for j in range(c):
+        z = o[j]
+        if kind == BCE_LOGITS:
+            s += (z if z > 0 else 0) - <double>z * t[j] + log1p(exp(-fabs(<double>z)))
+            if g != NULL:
+                g[j] = (sigmoid(z) - t[j]) / count
+        else:
+            pc = _clip(z, eps, 1 - eps)
+            s -= t[j] * log(<double>pc) + (1 - <double>t[j]) * log(1 - <double>pc)
+            if g != NULL:
+                if kind == BCE_PROBS:
+                    g[j] = (pc - t[j]) / (pc * (1 - pc)) / count
+                else:
+                    g[j] = (z - t[j]) / count
+    return s
+
+
+cdef inline double _ce_row(int kind, const floating *o, const floating *t, floating *g,
+                           Py_ssize_t c, floating count, floating eps) noexcept nogil:
+    """sum_j t_j (lse - z_j) or -sum_j t_j log max(p_j, eps); g as the contract says."""
+    cdef Py_ssize_t j
+    cdef double s = 0, se = 0, lse, tsum = 0
+    cdef floating mx, pc
+    if kind == CE_LOGITS:
+        mx = o[0]
+        for j in range(1, c):
+            if o[j] > mx:
+                mx = o[j]
+        for j in range(c):
+            se += exp(<double>o[j] - mx)
+            tsum += t[j]
+        lse = mx + log(se)
+        for j in range(c):
+            s += t[j] * (lse - o[j])
+            if g != NULL:
+                g[j] = <floating>((exp(<double>o[j] - mx) / se * tsum - t[j]) / count)
+        return s
+    for j in range(c):
+        pc = o[j] if o[j] > eps else eps
+        s -= t[j] * log(<double>pc)
+        if g != NULL:
+            if kind == CE_PROBS:
+                g[j] = -t[j] / pc / count
+            else:
+                g[j] = (o[j] - t[j]) / count
+    return s
+
+
+cdef inline double _row(int kind, const floating *o, const floating *t, floating *g,
+                        Py_ssize_t c, floating count, floating eps) noexcept nogil:
+    """The loss sum of one row (before the mean), writing that row of the gradient."""
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating d
+    if kind == MSE:
+        for j in range(c):
+            d = o[j] - t[j]
+            s += <double>d * d
+            if g != NULL:
+                g[j] = 2 * d / count
+        return s
+    if kind >= CE_LOGITS:
+        return _ce_row(kind, o, t, g, c, count, eps)
+    return _bce_row(kind, o, t, g, c, count, eps)
+
+
+cdef double _loss_sum(int kind, const floating *o, const floating *t, floating *g, Py_ssize_t n,
+                      Py_ssize_t c, floating count) noexcept nogil:
+    """sum over rows of _row, added in row order."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    cdef double *partial = NULL
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    cdef int nt = threads_for(n * c)
+    if nt > 1:
+        partial = <double *>malloc(n * sizeof(double))
+    if partial == NULL:                  # one thread (or no scratch memory): add as we go
+        for i in range(n):
+            total += _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
+                          count, eps)
+        return total
+    for i in prange(n, schedule='static', num_threads=nt):
+        partial[i] = _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
+                          count, eps)
+    for i in range(n):
+        total += partial[i]
+    free(partial)
+    return total
+
+
+def loss(int kind,
+         const floating[:, ::1] output,   # IN  (n, C) predictions, probabilities or logits
+         const floating[:, ::1] target,   # IN  (n, C) dense targets
+         floating[:, ::1] grad):          # OUT (n, C) dL/d(output), or None for the value only
+    """L := mean loss of `kind`;  grad := dL/d(output) (fused kinds: (p - target) / count)"""
+    cdef Py_ssize_t n = output.shape[0], c = output.shape[1]
+    cdef Py_ssize_t count = n if kind >= CE_LOGITS else n * c
+    cdef floating *g = NULL
+    cdef double total
+    if kind < MSE or kind > CE_SOFTMAX:
+        raise ValueError(f"loss kind must be in 0..6. Received: kind={kind}")
+    if target.shape[0] != n or target.shape[1] != c or (
+            grad is not None and (grad.shape[0] != n or grad.shape[1] != c)):
+        raise ValueError("fastnn kernel called with inconsistent shapes: loss")
+    if n == 0 or c == 0:
+        return NAN
+    if grad is not None:
+        g = &grad[0, 0]
+    with nogil:
+        total = _loss_sum(kind, &output[0, 0], &target[0, 0], g, n, c, <floating>count)
+    return total / count

@@ -1,0 +1,33 @@
+# Declarations of the C GEMM in src_c/fnn_gemm.h (the header is the documentation).
+#   C := alpha * op(A) @ op(B) + beta * C,  then, with an epilogue, C[i, j] := act(C[i, j] + bias[j])
+
+cdef extern from "fnn_gemm.h" nogil:
+    enum:
+        FNN_ACT_LINEAR
+        FNN_ACT_STEP
+        FNN_ACT_SIGMOID
+        FNN_ACT_TANH
+        FNN_ACT_RELU
+        FNN_ACT_LEAKY_RELU
+        FNN_ACT_SOFTMAX
+
+    ctypedef struct fnn_epilogue_f32:
+        const float *bias
+        int act
+        float param
+
+    ctypedef struct fnn_epilogue_f64:
+        const double *bias
+        int act
+        double param
+
+    void fnn_sgemm(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                   float alpha, const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
+                   float beta, float *C, Py_ssize_t ldc, const fnn_epilogue_f32 *ep)
+
+    void fnn_dgemm(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                   double alpha, const double *A, Py_ssize_t lda, const double *B, Py_ssize_t ldb,
+                   double beta, double *C, Py_ssize_t ldc, const fnn_epilogue_f64 *ep)
+
+    const char *fnn_kernel_name()
+    int fnn_openmp_enabled()

@@ -1,0 +1,294 @@
+"""Small datasets for examples and tests: the bundled UCI digits and seeded toy generators.
+
+Nothing here touches the network. The digits live in ``digits.csv.gz`` next to this file
+(CC BY 4.0; see ``DIGITS_LICENSE.txt`` for the citation); every generator takes a ``seed``
+and returns the same arrays for the same arguments.
+"""
+
+import gzip
+import numbers
+import os
+
+import numpy as np
+
+__all__ = [
+    "load_digits",
+    "train_test_split",
+    "make_xor",
+    "make_spirals",
+    "smiley",
+    "frown",
+    "make_faces",
+]
+
+_DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.csv.gz")
+
+
+def load_digits(return_images=False):
+    """Load the UCI hand-written digits (1797 samples of 8x8 pixels, 10 classes).
+
+    Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine Learning
+    Repository (1998), doi:10.24432/C50P49, licensed CC BY 4.0.
+
+    Parameters
+    ----------
+    return_images : bool, default False
+        If True, return the pixels as images of shape (1797, 8, 8) instead of rows of 64.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (1797, 64) or (1797, 8, 8)
+        Raw pixel counts, integers 0..16 (divide by 16 to scale into [0, 1]).
+    y : ndarray of int64, shape (1797,)
+        The digit shown, 0..9, in file order.
+    """
+    with gzip.open(_DIGITS_FILE, "rt", encoding="ascii") as f:
+        data = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    X = data[:, :64].astype(np.float64)
+    y = np.ascontiguousarray(data[:, 64])
+    if return_images:
+        X = X.reshape(-1, 8, 8)
+    return X, y
+
+
+def _check_int(name, value, low=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer. Received: {name}={value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be an integer >= {low}. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_float(name, value, low=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
+    if not np.isfinite(value) or (low is not None and value < low):
+        raise ValueError(f"{name} must be a finite number >= {low}. Received: {name}={value!r}")
+    return float(value)
+
+
+def _split_counts(sizes, n_test):
+    """Share n_test among groups in proportion to sizes (largest remainder, stable)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    exact = sizes * (n_test / sizes.sum())
+    counts = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n_test - counts.sum()]] += 1
+    return counts
+
+
+def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
+    """Split ``X`` and ``y`` into a training part and a test part, deterministically.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, ...)
+        Samples; only the first axis is split.
+    y : array_like, shape (n,) or (n, k)
+        Targets, split along with ``X``. With ``stratify`` each distinct value (or row) is a class.
+    test_size : float in (0, 1) or int in [1, n - 1], default 0.25
+        The fraction of samples (float) or the number of samples (int) that go to the test part.
+    seed : int, default 0
+        Seed of ``numpy.random.default_rng``; the same seed gives the same split.
+    stratify : bool, default True
+        Split every class with the same proportion, so both parts keep the class balance. The test
+        count of each class is its share of the total test size, rounded by largest remainder.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarray
+        Rows of ``X`` and ``y`` (as NumPy arrays of their original dtype), each part in a shuffled order.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` and ``y`` differ in length, hold fewer than 2 samples, or ``test_size`` or
+        ``seed`` is out of range.
+    TypeError
+        If ``test_size``, ``seed`` or ``stratify`` has the wrong type.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim == 0:
+        raise ValueError(f"X must have at least one dimension. Received: X with shape {X.shape}")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D. Received: y with shape {y.shape}")
+    n = X.shape[0]
+    if y.shape[0] != n:
+        raise ValueError(
+            f"X and y must have the same number of samples. Received: X with {n}, y with {y.shape[0]}"
+        )
+    if n < 2:
+        raise ValueError(f"need at least 2 samples to split. Received: X with shape {X.shape}")
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
+        raise TypeError(f"test_size must be a float or an int. Received: test_size={test_size!r}")
+    if isinstance(test_size, numbers.Integral):
+        if not 1 <= test_size <= n - 1:
+            raise ValueError(f"test_size must be in [1, {n - 1}]. Received: test_size={test_size!r}")
+        n_test = int(test_size)
+    else:
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size must be in (0, 1). Received: test_size={test_size!r}")
+        n_test = min(max(int(round(test_size * n)), 1), n - 1)
+    seed = _check_int("seed", seed, low=0)
+    if not isinstance(stratify, (bool, np.bool_)):
+        raise TypeError(f"stratify must be True or False. Received: stratify={stratify!r}")
+
+    rng = np.random.default_rng(seed)
+    if stratify:
+        _, group = np.unique(y.reshape(n, -1), axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        members = [np.flatnonzero(group == g) for g in range(group.max() + 1)]
+        counts = _split_counts([len(m) for m in members], n_test)
+        test_parts, train_parts = [], []
+        for idx, k in zip(members, counts):
+            idx = rng.permutation(idx)
+            test_parts.append(idx[:k])
+            train_parts.append(idx[k:])
+        test_idx = rng.permutation(np.concatenate(test_parts))
+        train_idx = rng.permutation(np.concatenate(train_parts))
+    else:
+        perm = rng.permutation(n)
+        test_idx, train_idx = perm[:n_test], perm[n_test:]
+    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+
+
+def make_xor():
+    """The four points of XOR.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (4, 2)
+        ``[[0, 0], [0, 1], [1, 0], [1, 1]]``.
+    y : ndarray of int64, shape (4,)
+        ``[0, 1, 1, 0]``, the exclusive or of the two columns.
+    """
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    y = np.array([0, 1, 1, 0], dtype=np.int64)
+    return X, y
+
+
+def make_spirals(n_per_class=100, noise=0.05, turns=1.25, seed=0):
+    """Two interleaved Archimedean spirals in the plane, one per class.
+
+    Point ``i`` of class ``c`` sits at radius ``r = 0.1 + 0.9 * i / (n - 1)`` and angle
+    ``2 * pi * turns * (r - 0.1) / 0.9 + c * pi``, plus Gaussian noise of standard deviation
+    ``noise`` on each coordinate, so both spirals fill the disc of radius about 1 and their
+    arms lie ``0.9 / (2 * turns)`` apart along a ray.
+
+    Parameters
+    ----------
+    n_per_class : int, default 100
+        Points per spiral (>= 2).
+    noise : float, default 0.05
+        Standard deviation of the Gaussian noise added to each coordinate (>= 0).
+    turns : float, default 1.25
+        How many full turns each spiral makes (> 0).
+    seed : int, default 0
+        Seed of ``numpy.random.default_rng`` for the noise.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (2 * n_per_class, 2)
+        The points, class 0 first, then class 1.
+    y : ndarray of int64, shape (2 * n_per_class,)
+        The spiral each point belongs to, 0 or 1.
+    """
+    n = _check_int("n_per_class", n_per_class, low=2)
+    noise = _check_float("noise", noise, low=0.0)
+    turns = _check_float("turns", turns, low=0.0)
+    if turns == 0.0:
+        raise ValueError(f"turns must be > 0. Received: turns={turns!r}")
+    seed = _check_int("seed", seed, low=0)
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, n)
+    r = 0.1 + 0.9 * t
+    X = np.empty((2 * n, 2), dtype=np.float64)
+    for c in (0, 1):
+        angle = 2.0 * np.pi * turns * t + c * np.pi
+        X[c * n:(c + 1) * n, 0] = r * np.cos(angle)
+        X[c * n:(c + 1) * n, 1] = r * np.sin(angle)
+    X += noise * rng.standard_normal(X.shape)
+    y = np.repeat(np.arange(2, dtype=np.int64), n)
+    return X, y
+
+
+_SMILEY = """
+.......
+.#...#.
+.#...#.
+.......
+#.....#
+.#...#.
+..###..
+"""
+
+_FROWN = """
+.......
+.#...#.
+.#...#.
+.......
+..###..
+.#...#.
+#.....#
+"""
+
+
+def _picture(text):
+    return np.array([[ch == "#" for ch in row] for row in text.split()], dtype=np.float64)
+
+
+def smiley():
+    """The 7x7 smiley face: two eyes and a smiling mouth.
+
+    Returns
+    -------
+    ndarray of float64, shape (7, 7)
+        1.0 where a pixel is ink, 0.0 elsewhere (a fresh copy on every call).
+    """
+    return _picture(_SMILEY)
+
+
+def frown():
+    """The 7x7 frowning face: the smiley with its mouth upside down.
+
+    Returns
+    -------
+    ndarray of float64, shape (7, 7)
+        1.0 where a pixel is ink, 0.0 elsewhere.
+    """
+    return _picture(_FROWN)
+
+
+def make_faces(n_per_class=50, flip_prob=0.05, seed=0):
+    """A tiny dataset of noisy 7x7 faces: smiley (label 1) against frown (label 0).
+
+    Parameters
+    ----------
+    n_per_class : int, default 50
+        Faces of each kind (>= 1).
+    flip_prob : float in [0, 0.5), default 0.05
+        Probability that each pixel of each sample is flipped (0 <-> 1).
+    seed : int, default 0
+        Seed of ``numpy.random.default_rng`` for the pixel flips and the sample order.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (2 * n_per_class, 49)
+        Flattened faces, pixels 0.0 or 1.0, in a shuffled order.
+    y : ndarray of int64, shape (2 * n_per_class,)
+        1 for a smiley, 0 for a frown.
+    """
+    n = _check_int("n_per_class", n_per_class, low=1)
+    flip_prob = _check_float("flip_prob", flip_prob, low=0.0)
+    if flip_prob >= 0.5:
+        raise ValueError(f"flip_prob must be in [0, 0.5). Received: flip_prob={flip_prob!r}")
+    seed = _check_int("seed", seed, low=0)
+    rng = np.random.default_rng(seed)
+    clean = np.concatenate([np.repeat(smiley().reshape(1, 49), n, axis=0),
+                            np.repeat(frown().reshape(1, 49), n, axis=0)])
+    y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+    flips = rng.random(clean.shape) < flip_prob
+    X = np.abs(clean - flips)
+    order = rng.permutation(2 * n)
+    return X[order], y[order]

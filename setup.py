@@ -1,0 +1,152 @@
+"""Build of fastnn's compiled backend (the metadata lives in pyproject.toml).
+
+Extensions, all under fastnn/_ext/:
+  _kernels  Cython dense/activation kernels linked with the C GEMM (every src_c/*.c)
+  _loss     Cython loss kernels
+  _optim    Cython optimizer kernels
+
+OpenMP is used when a small probe program compiles and links with it; otherwise the kernels are
+built serially (with a message). Environment switches:
+  FASTNN_NO_OPENMP=1   force the serial build
+  FASTNN_SANITIZE=1    AddressSanitizer + UBSan build for debugging (-O1 -g)
+No -march/-mavx flags: the SIMD micro-kernels carry target attributes and are chosen at run time,
+so one wheel runs on any x86-64 (or other) CPU.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+C_SOURCES = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
+                   for p in glob(os.path.join(HERE, "src_c", "*.c")))
+
+CYTHON_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+}
+
+OMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d %d\n", omp_get_max_threads(), n);
+    return 0;
+}
+"""
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _openmp_flags(compiler):
+    """(compile_args, link_args) that make OpenMP work with `compiler`, or None."""
+    if compiler.compiler_type == "msvc":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":  # Apple clang needs libomp (e.g. from Homebrew)
+        candidates = [(["-fopenmp"], ["-fopenmp"]),
+                      (["-Xpreprocessor", "-fopenmp"], ["-lomp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    for cflags, lflags in candidates:
+        if _probe(compiler, cflags, lflags):
+            return cflags, lflags
+    return None
+
+
+def _probe(compiler, cflags, lflags):
+    """True when OMP_PROBE compiles and links with the given flags."""
+    tmp = tempfile.mkdtemp(prefix="fastnn_omp_")
+    try:
+        src = os.path.join(tmp, "omp_probe.c")
+        with open(src, "w") as f:
+            f.write(OMP_PROBE)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+        compiler.link_executable(objs, "omp_probe", output_dir=tmp, extra_postargs=lflags)
+        return True
+    except Exception:  # CompileError, LinkError, or a missing toolchain piece
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _add_flags_for(compiler, folder, flags):
+    """Give the sources under `folder` extra flags (the GEMM is C99; Cython's C follows Python's
+    headers, which may need a newer standard). Unix-style compilers compile file by file."""
+    compile_one = getattr(compiler, "_compile", None)
+    if compile_one is None or getattr(compiler, "_fastnn_wrapped", False):
+        return
+    target = os.path.join(HERE, folder)
+
+    def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
+        if os.path.dirname(os.path.abspath(src)) == target:
+            extra_postargs = list(extra_postargs) + flags
+        compile_one(obj, src, ext, cc_args, extra_postargs, pp_opts)
+
+    compiler._compile = _compile
+    compiler._fastnn_wrapped = True
+
+
+class BuildExt(build_ext):
+    """build_ext that picks optimisation, OpenMP and sanitizer flags for the actual compiler."""
+
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        cflags = ["/O2"] if msvc else ["-O3"]
+        lflags = []
+        if not msvc:
+            _add_flags_for(self.compiler, "src_c", ["-std=c99"])
+            if _flag("FASTNN_SANITIZE"):
+                sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+                cflags = sanitize + ["-O1", "-g"]
+                lflags = list(sanitize)
+        if _flag("FASTNN_NO_OPENMP"):
+            print("fastnn: FASTNN_NO_OPENMP is set, building serial kernels")
+        else:
+            omp = _openmp_flags(self.compiler)
+            if omp is None:
+                print("fastnn: OpenMP not available, building serial kernels")
+            else:
+                print("fastnn: building with OpenMP (%s)" % " ".join(omp[0]))
+                cflags += omp[0]
+                lflags += omp[1]
+        for ext in self.extensions:
+            ext.extra_compile_args = cflags + list(ext.extra_compile_args)
+            ext.extra_link_args = lflags + list(ext.extra_link_args)
+        super().build_extensions()
+
+
+def _extension(name, sources=()):
+    return Extension(
+        "fastnn._ext." + name,
+        sources=["fastnn/_ext/%s.pyx" % name] + list(sources),
+        include_dirs=["src_c", np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+
+
+if not C_SOURCES:
+    sys.exit("fastnn: no C sources found in src_c/ (the GEMM is required to build)")
+
+setup(
+    ext_modules=cythonize(
+        [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim")],
+        compiler_directives=CYTHON_DIRECTIVES,
+        include_path=[HERE],
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,201 @@
+/*
+ * fastnn GEMM: public entry points, kernel dispatch, path selection and thread partitioning.
+ *
+ * - The micro-kernel flavour (avx512 / avx2 / generic) is chosen once, on first use, from CPU
+ *   detection and the FASTNN_KERNEL environment variable, then published through one atomic
+ *   pointer (concurrent first calls may both detect; they store the same value).
+ * - Small or skinny products take the direct path (no packing, no malloc, no OpenMP region).
+ * - Everything else runs the blocked/packed driver in fnn_gemm_tmpl.h, instantiated below for
+ *   float and double, with threads over rectangles of C once the work is large enough.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fnn_gemm_internal.h"
+
+/* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets
+ * at least FNN_PAR_WORK_PER_THREAD of them: below that the fork/join and the extra packing cost
+ * more than they save (measured on 2 cores: 2 threads break even near 64^3). */
+#define FNN_PAR_MIN_WORK (96.0 * 96.0 * 96.0)
+#define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
+
+/* ---------------------------------------------------------------- kernel selection */
+
+static const fnn_arch *g_arch; /* accessed atomically */
+
+static int cpu_has_avx2(void)
+{
+#if FNN_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx512(void)
+{
+#if FNN_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && cpu_has_avx2();
+#else
+    return 0;
+#endif
+}
+
+static const fnn_arch *detect_arch(void)
+{
+    const char *want = getenv("FASTNN_KERNEL");
+    const int has512 = cpu_has_avx512(), has2 = cpu_has_avx2();
+    /* requested level: 2 = avx512, 1 = avx2, 0 = generic; unknown or unset = best available */
+    int level = 2;
+    if (want && strcmp(want, "generic") == 0) level = 0;
+    else if (want && strcmp(want, "avx2") == 0) level = 1;
+#if FNN_X86
+    if (level >= 2 && has512) return &fnn_arch_avx512;
+    if (level >= 1 && has2) return &fnn_arch_avx2;
+#else
+    (void)has512;
+    (void)has2;
+#endif
+    return &fnn_arch_generic;
+}
+
+#ifdef FNN_TUNING
+/* development only: FNN_MC/KC/NC (float) and FNN_DMC/DKC/DNC (double) override the blocking */
+static const fnn_arch *tuned_arch(const fnn_arch *a)
+{
+    static fnn_arch t;
+    const char *e;
+    t = *a;
+    if ((e = getenv("FNN_MC"))) t.s.mc = atol(e);
+    if ((e = getenv("FNN_KC"))) t.s.kc = atol(e);
+    if ((e = getenv("FNN_NC"))) t.s.nc = atol(e);
+    if ((e = getenv("FNN_DMC"))) t.d.mc = atol(e);
+    if ((e = getenv("FNN_DKC"))) t.d.kc = atol(e);
+    if ((e = getenv("FNN_DNC"))) t.d.nc = atol(e);
+    return &t;
+}
+#define detect_arch() tuned_arch(detect_arch())
+#endif
+
+static inline const fnn_arch *fnn_get_arch(void)
+{
+    const fnn_arch *a = __atomic_load_n(&g_arch, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(a == NULL, 0)) {
+        a = detect_arch();
+        __atomic_store_n(&g_arch, a, __ATOMIC_RELEASE);
+    }
+    return a;
+}
+
+const char *fnn_kernel_name(void) { return fnn_get_arch()->name; }
+
+int fnn_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* ---------------------------------------------------------------- path selection */
+
+/* The direct path wins when packing cannot be amortised: few rows of C (each packed B element
+ * would be reused fewer than ~8 times) or a tiny product overall. */
+static inline int fnn_use_direct(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
+{
+    return m <= 4 || (double)m * (double)n * (double)k <= 32.0 * 32.0 * 32.0;
+}
+
+/* Choose tm x tn == T threads over an mt x nt grid of MR x NR tiles: minimise the largest
+ * per-thread area, then the per-thread perimeter (packing traffic); prefer splitting m. */
+#ifdef _OPENMP
+static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, int *tm, int *tn)
+{
+    double best_area = -1.0, best_perim = 0.0;
+    int a;
+    *tm = T;
+    *tn = 1;
+    for (a = T; a >= 1; a--) {
+        if (T % a) continue;
+        {
+            const int b = T / a;
+            const double rows = (double)((mt + a - 1) / a) * mr;
+            const double cols = (double)((nt + b - 1) / b) * nr;
+            const double area = rows * cols, perim = rows + cols;
+            if (best_area < 0 || area < best_area * 0.999 ||
+                (area <= best_area * 1.001 && perim < best_perim)) {
+                best_area = area;
+                best_perim = perim;
+                *tm = a;
+                *tn = b;
+            }
+        }
+    }
+}
+#endif
+
+/* ---------------------------------------------------------------- float instantiation */
+
+#define FT float
+#define GFN(x) x##_f32
+#define EPI_NAME fnn_epilogue_block_f32
+#define KERN fnn_kern_f32
+#define ARCH_KERN(a) ((a)->s)
+#define ARCH_DIRECT(a) ((a)->sdirect)
+#define FT_EXP expf
+#define FT_TANH tanhf
+#include "fnn_gemm_tmpl.h"
+#undef FT
+#undef GFN
+#undef EPI_NAME
+#undef KERN
+#undef ARCH_KERN
+#undef ARCH_DIRECT
+#undef FT_EXP
+#undef FT_TANH
+
+/* ---------------------------------------------------------------- double instantiation */
+
+#define FT double
+#define GFN(x) x##_f64
+#define EPI_NAME fnn_epilogue_block_f64
+#define KERN fnn_kern_f64
+#define ARCH_KERN(a) ((a)->d)
+#define ARCH_DIRECT(a) ((a)->ddirect)
+#define FT_EXP exp
+#define FT_TANH tanh
+#include "fnn_gemm_tmpl.h"
+#undef FT
+#undef GFN
+#undef EPI_NAME
+#undef KERN
+#undef ARCH_KERN
+#undef ARCH_DIRECT
+#undef FT_EXP
+#undef FT_TANH
+
+/* ---------------------------------------------------------------- public API */
+
+void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+               float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+               float beta, float *C, ptrdiff_t ldc, const fnn_epilogue_f32 *ep)
+{
+    gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f);
+}
+
+void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+               double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+               double beta, double *C, ptrdiff_t ldc, const fnn_epilogue_f64 *ep)
+{
+    gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0);
+}

@@ -1,0 +1,288 @@
+/*
+ * The GEMM driver, written once and instantiated for float and double by fnn_gemm.c.
+ *
+ * Goto/BLIS structure, for one thread's part C[m x n] of the output:
+ *
+ *   for jc over n in NC columns:                      B panel (KC x NC) lives in L2/L3
+ *     for pc over k in KC steps:                      (k block boundaries depend on k only)
+ *       pack op(B)[pc:pc+kc, jc:jc+nc] into NR-column slivers              -> Bp
+ *       for ic over m in MC rows:
+ *         pack op(A)[ic:ic+mc, pc:pc+kc] into MR-row slivers               -> Ap (L2)
+ *         for jr over nc in NR:                       one B sliver (kc x NR) stays in L1
+ *           for ir over mc in MR:
+ *             micro-kernel: C tile (MR x NR) += Ap sliver @ Bp sliver
+ *             if last k block: bias + activation on the tile while it is in L1
+ *
+ * Packing absorbs the transposes: op(A)[i, p] = A[i*rsa + p*csa], op(B)[p, j] = B[p*rsb + j*csb].
+ * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile
+ * is exactly the same computation whatever the thread count (bitwise-reproducible results).
+ *
+ * Required macros: FT, GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d),
+ * ARCH_DIRECT(arch), FT_EXP, FT_TANH.
+ */
+
+/* C[m x n] := beta * C, never reading C when beta == 0. */
+static void GFN(scale)(ptrdiff_t m, ptrdiff_t n, FT beta, FT *C, ptrdiff_t ldc)
+{
+    ptrdiff_t i, j;
+    if (beta == (FT)1) return;
+    for (i = 0; i < m; i++) {
+        FT *c = C + i * ldc;
+        if (beta == (FT)0)
+            for (j = 0; j < n; j++) c[j] = (FT)0;
+        else
+            for (j = 0; j < n; j++) c[j] *= beta;
+    }
+}
+
+/* C[i, j] := act(C[i, j] + bias[j]) on an m x n block. */
+void EPI_NAME(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias, int act, FT param)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < m; i++) {
+        FT *c = C + i * ldc;
+        if (bias)
+            for (j = 0; j < n; j++) c[j] += bias[j];
+        switch (act) {
+        case FNN_ACT_STEP:
+            for (j = 0; j < n; j++) c[j] = (c[j] >= param) ? (FT)1 : (FT)0;
+            break;
+        case FNN_ACT_SIGMOID:
+            /* exp of -|z| never overflows (same formula as the NumPy reference) */
+            for (j = 0; j < n; j++) {
+                const FT z = c[j];
+                if (z >= (FT)0) {
+                    c[j] = (FT)1 / ((FT)1 + FT_EXP(-z));
+                } else {
+                    const FT e = FT_EXP(z);
+                    c[j] = e / ((FT)1 + e);
+                }
+            }
+            break;
+        case FNN_ACT_TANH:
+            for (j = 0; j < n; j++) c[j] = FT_TANH(c[j]);
+            break;
+        case FNN_ACT_RELU:
+            /* like np.maximum(z, 0): NaN propagates */
+            for (j = 0; j < n; j++) c[j] = (c[j] < (FT)0) ? (FT)0 : c[j];
+            break;
+        case FNN_ACT_LEAKY_RELU:
+            for (j = 0; j < n; j++) c[j] = (c[j] > (FT)0) ? c[j] : param * c[j];
+            break;
+        default: /* LINEAR (SOFTMAX is never passed here) */
+            break;
+        }
+    }
+}
+
+/* Pack op(A)[0:mc, 0:kc] into MR-row slivers: Ap[s*MR*kc + p*MR + i] = op(A)[s*MR + i, p]. */
+static void GFN(pack_a)(int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A, ptrdiff_t rsa,
+                        ptrdiff_t csa, FT *Ap)
+{
+    ptrdiff_t i0, i, p;
+    for (i0 = 0; i0 < mc; i0 += mr) {
+        const ptrdiff_t ib = (mc - i0 < mr) ? mc - i0 : mr;
+        if (csa == 1) {
+            /* A not transposed: each row is contiguous along p */
+            for (i = 0; i < ib; i++) {
+                const FT *src = A + (i0 + i) * rsa;
+                for (p = 0; p < kc; p++) Ap[p * mr + i] = src[p];
+            }
+            for (; i < mr; i++)
+                for (p = 0; p < kc; p++) Ap[p * mr + i] = (FT)0;
+        } else {
+            /* A transposed (rsa == 1): each k step is a contiguous run of rows */
+            for (p = 0; p < kc; p++) {
+                const FT *src = A + p * csa + i0;
+                FT *dst = Ap + p * mr;
+                for (i = 0; i < ib; i++) dst[i] = src[i];
+                for (; i < mr; i++) dst[i] = (FT)0;
+            }
+        }
+        Ap += (ptrdiff_t)mr * kc;
+    }
+}
+
+/* Pack op(B)[0:kc, 0:nc] into NR-column slivers: Bp[s*NR*kc + p*NR + j] = op(B)[p, s*NR + j]. */
+static void GFN(pack_b)(int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B, ptrdiff_t rsb,
+                        ptrdiff_t csb, FT *Bp)
+{
+    ptrdiff_t j0, j, p;
+    for (j0 = 0; j0 < nc; j0 += nr) {
+        const ptrdiff_t jb = (nc - j0 < nr) ? nc - j0 : nr;
+        if (csb == 1) {
+            /* B not transposed: each k step is a contiguous run of columns */
+            for (p = 0; p < kc; p++) {
+                const FT *src = B + p * rsb + j0;
+                FT *dst = Bp + p * nr;
+                for (j = 0; j < jb; j++) dst[j] = src[j];
+                for (; j < nr; j++) dst[j] = (FT)0;
+            }
+        } else {
+            /* B transposed (rsb == 1): each column of op(B) is a contiguous row of B */
+            for (j = 0; j < jb; j++) {
+                const FT *src = B + (j0 + j) * csb;
+                for (p = 0; p < kc; p++) Bp[p * nr + j] = src[p];
+            }
+            for (; j < nr; j++)
+                for (p = 0; p < kc; p++) Bp[p * nr + j] = (FT)0;
+        }
+        Bp += (ptrdiff_t)nr * kc;
+    }
+}
+
+/* All micro-tiles of one packed (mc x kc) A block times one packed (kc x nc) B panel. */
+static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdiff_t kc, FT alpha,
+                              const FT *Ap, const FT *Bp, FT beta, FT *C, ptrdiff_t ldc,
+                              int do_epi, const FT *bias, int act, FT param)
+{
+    const int mr = kd->mr, nr = kd->nr;
+    FT tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
+    ptrdiff_t ir, jr, i, j;
+
+    for (jr = 0; jr < nc; jr += nr) {
+        const ptrdiff_t jb = (nc - jr < nr) ? nc - jr : nr;
+        const FT *b = Bp + jr * kc;
+        for (ir = 0; ir < mc; ir += mr) {
+            const ptrdiff_t ib = (mc - ir < mr) ? mc - ir : mr;
+            FT *c = C + ir * ldc + jr;
+            if (ib == mr && jb == nr) {
+                kd->ukr(kc, Ap + ir * kc, b, c, ldc, alpha, beta);
+            } else {
+                /* edge tile: full tile into scratch, then merge the valid part */
+                kd->ukr(kc, Ap + ir * kc, b, tmp, nr, alpha, (FT)0);
+                for (i = 0; i < ib; i++) {
+                    FT *ci = c + i * ldc;
+                    const FT *t = tmp + i * nr;
+                    if (beta == (FT)0)
+                        for (j = 0; j < jb; j++) ci[j] = t[j];
+                    else
+                        for (j = 0; j < jb; j++) ci[j] = beta * ci[j] + t[j];
+                }
+            }
+            if (do_epi) EPI_NAME(c, ldc, ib, jb, bias ? bias + jr : NULL, act, param);
+        }
+    }
+}
+
+/* Cache-block sizes for one thread's part; the k blocking depends on k alone. */
+typedef struct {
+    ptrdiff_t mcb, kcb, ncb;
+} GFN(blocks);
+
+static ptrdiff_t GFN(round_up)(ptrdiff_t x, ptrdiff_t q) { return (x + q - 1) / q * q; }
+
+/* Split len into ceil(len / max) near-equal blocks, each rounded up to a multiple of q. */
+static ptrdiff_t GFN(balance)(ptrdiff_t len, ptrdiff_t max, ptrdiff_t q)
+{
+    const ptrdiff_t nb = (len + max - 1) / max;
+    return GFN(round_up)((len + nb - 1) / nb, q);
+}
+
+/* One thread's rectangle of C with the full blocked algorithm; returns 0 if out of memory. */
+static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
+                          const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
+                          const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
+                          ptrdiff_t ldc, const FT *bias, int act, FT param)
+{
+    const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR);
+    const ptrdiff_t kcb = GFN(balance)(k, kd->kc, 8);
+    const ptrdiff_t mcb = GFN(balance)(m, kd->mc, kd->mr);
+    const ptrdiff_t ncb = GFN(balance)(n, kd->nc, kd->nr);
+    const ptrdiff_t kmax = kcb < k ? kcb : k;
+    const size_t a_elems = (size_t)mcb * (size_t)kmax;
+    const size_t b_elems = (size_t)ncb * (size_t)kmax;
+    /* one allocation, both buffers 64-byte aligned (A first; its size is a multiple of 64 B) */
+    const size_t a_bytes = (a_elems * sizeof(FT) + FNN_ALIGN - 1) / FNN_ALIGN * FNN_ALIGN;
+    void *raw = malloc(a_bytes + b_elems * sizeof(FT) + FNN_ALIGN);
+    FT *Ap, *Bp;
+    ptrdiff_t jc, pc, ic;
+
+    if (!raw) return 0;
+    Ap = (FT *)(((uintptr_t)raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
+    Bp = (FT *)((char *)Ap + a_bytes);
+
+    for (jc = 0; jc < n; jc += ncb) {
+        const ptrdiff_t nc = (n - jc < ncb) ? n - jc : ncb;
+        for (pc = 0; pc < k; pc += kcb) {
+            const ptrdiff_t kc = (k - pc < kcb) ? k - pc : kcb;
+            const FT beta_eff = (pc == 0) ? beta : (FT)1;
+            const int last = (pc + kc >= k);
+            GFN(pack_b)(kd->nr, kc, nc, B + pc * rsb + jc * csb, rsb, csb, Bp);
+            for (ic = 0; ic < m; ic += mcb) {
+                const ptrdiff_t mc = (m - ic < mcb) ? m - ic : mcb;
+                GFN(pack_a)(kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
+                GFN(macro_kernel)(kd, mc, nc, kc, alpha, Ap, Bp, beta_eff, C + ic * ldc + jc, ldc,
+                                  do_epi && last, bias ? bias + jc : NULL, act, param);
+            }
+        }
+    }
+    free(raw);
+    return 1;
+}
+
+/* The whole product, split across threads when it is big enough. */
+static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
+                      const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
+                      ptrdiff_t ldc, const FT *bias, int act, FT param)
+{
+    const fnn_arch *arch = fnn_get_arch();
+    const KERN *kd = &ARCH_KERN(arch);
+    const ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
+    const ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
+    const double work = (double)m * (double)n * (double)k;
+    int nt = 1;
+
+    (void)work;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == (FT)0) {
+        /* no product to add (BLAS convention for alpha == 0: op(A), op(B) are not read) */
+        GFN(scale)(m, n, beta, C, ldc);
+        if (bias != NULL || act != FNN_ACT_LINEAR) EPI_NAME(C, ldc, m, n, bias, act, param);
+        return;
+    }
+    if (fnn_use_direct(m, n, k)) {
+        ARCH_DIRECT(arch)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act, param);
+        return;
+    }
+
+#ifdef _OPENMP
+    if (work >= FNN_PAR_MIN_WORK) {
+        nt = omp_get_max_threads();
+        if ((double)nt * FNN_PAR_WORK_PER_THREAD > work) nt = (int)(work / FNN_PAR_WORK_PER_THREAD);
+        if (nt < 1) nt = 1;
+    }
+#endif
+    if (nt <= 1) {
+        if (!GFN(gemm_part)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
+                            param))
+            ARCH_DIRECT(arch)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
+                              param);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const ptrdiff_t mt = (m + kd->mr - 1) / kd->mr, ntl = (n + kd->nr - 1) / kd->nr;
+        int tm, tn;
+        ptrdiff_t i0, i1, j0, j1;
+        fnn_thread_grid(T, mt, ntl, kd->mr, kd->nr, &tm, &tn);
+        /* thread t owns tile rows [i0, i1) x tile columns [j0, j1), edges on MR / NR multiples */
+        i0 = (ptrdiff_t)(t / tn) * mt / tm * kd->mr;
+        i1 = (ptrdiff_t)(t / tn + 1) * mt / tm * kd->mr;
+        j0 = (ptrdiff_t)(t % tn) * ntl / tn * kd->nr;
+        j1 = (ptrdiff_t)(t % tn + 1) * ntl / tn * kd->nr;
+        if (i1 > m) i1 = m;
+        if (j1 > n) j1 = n;
+        if (t < tm * tn && i1 > i0 && j1 > j0) {
+            const FT *Asub = A + i0 * rsa, *Bsub = B + j0 * csb;
+            FT *Csub = C + i0 * ldc + j0;
+            if (!GFN(gemm_part)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
+                                beta, Csub, ldc, bias ? bias + j0 : NULL, act, param))
+                ARCH_DIRECT(arch)(i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb, beta,
+                                  Csub, ldc, bias ? bias + j0 : NULL, act, param);
+        }
+    }
+#endif
+}
