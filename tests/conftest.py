@@ -1,0 +1,53 @@
+"""Shared fixtures: backend, dtype and thread-count parameters, and the bundled digits split."""
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.datasets import load_digits, train_test_split
+
+BACKENDS = ["numpy", "fast"]
+DTYPES = ["float32", "float64"]
+THREADS = [1, 2]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each backend by name; the fast one must be built (a missing build is a failure)."""
+    return request.param
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=THREADS, ids=lambda n: f"threads{n}")
+def threads(request):
+    """Run the test with ``fnn.set_num_threads(n)``, restoring the previous count after."""
+    previous = fnn.get_num_threads()
+    fnn.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        fnn.set_num_threads(previous)
+
+
+@pytest.fixture
+def thread_count():
+    """Call ``set(n)`` to change the thread count inside a test; restored afterwards."""
+    previous = fnn.get_num_threads()
+    yield fnn.set_num_threads
+    fnn.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    """The digits scaled to [0, 1], split 75/25, stratified, seed 0: X_tr, X_te, y_tr, y_te."""
+    X, y = load_digits()
+    return train_test_split(X / 16.0, y, test_size=0.25, seed=0, stratify=True)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

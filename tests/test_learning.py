@@ -1,0 +1,125 @@
+"""Learning end to end: real data (the bundled digits) and the classic toy problems.
+
+Each test trains a fixed-seed model, so it is deterministic; the thresholds leave a margin over
+what the configuration reaches (checked on both backends and several seeds when written).
+"""
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.datasets import make_faces, make_spirals, make_xor
+
+
+def test_digits_mlp_reaches_96_5_percent(backend, digits_split):
+    """64-256-128-10 ReLU/softmax, cross-entropy, SGD with momentum: >= 96.5% test accuracy."""
+    Xtr, Xte, ytr, yte = digits_split
+    model = fnn.Sequential([fnn.Dense(256, activation="relu"),
+                            fnn.Dense(128, activation="relu"),
+                            fnn.Dense(10, activation="softmax")],
+                           input_dim=64, seed=0, dtype="float32", backend=backend)
+    model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=0.05, momentum=0.9),
+                  metrics=["accuracy"])
+    history = model.fit(Xtr, ytr, epochs=20, batch_size=32, validation_data=(Xte, yte),
+                        shuffle=True, verbose=0)
+    h = history.history
+    assert set(h) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 20 for v in h.values())
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    assert h["accuracy"][-1] > 0.99
+
+    proba = model.predict(Xte)
+    assert proba.shape == (len(yte), 10) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    accuracy = np.mean(proba.argmax(axis=1) == yte)          # computed here, not by fastnn
+    assert accuracy >= 0.965, f"test accuracy {accuracy:.4f}"
+    scores = model.evaluate(Xte, yte)
+    assert scores["accuracy"] == pytest.approx(accuracy)
+    assert scores["accuracy"] == pytest.approx(h["val_accuracy"][-1])
+    cross_entropy = -np.mean(np.log(proba[np.arange(len(yte)), yte].astype(np.float64)))
+    assert scores["loss"] == pytest.approx(cross_entropy, rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_xor_is_learned(backend, optimizer):
+    X, y = make_xor()
+    model = fnn.Sequential([fnn.Dense(8, activation="tanh"), fnn.Dense(1, activation="sigmoid")],
+                           input_dim=2, seed=0, backend=backend)
+    opt = fnn.Adam(lr=0.05) if optimizer == "adam" else fnn.SGD(lr=0.5, momentum=0.9)
+    model.compile(loss="binary_cross_entropy", optimizer=opt)
+    first = model.train_on_batch(X, y)
+    for _ in range(400):
+        last = model.train_on_batch(X, y)
+    assert last < 0.05 < first
+    p = model.predict(X).ravel()
+    assert np.array_equal((p > 0.5).astype(int), y)
+
+
+def test_perceptron_learns_and_with_a_step_neuron(backend):
+    """A single Step neuron trained with MSE follows the perceptron rule and learns AND."""
+    X, _ = make_xor()
+    y = np.logical_and(X[:, 0], X[:, 1]).astype(np.float64)
+    model = fnn.Sequential([fnn.Dense(1, activation="step")], input_dim=2, seed=0,
+                           backend=backend)
+    model.compile(loss="mse", optimizer=fnn.SGD(lr=0.1))
+    for _ in range(100):
+        model.fit(X, y, epochs=1, batch_size=1, verbose=0)
+    assert np.array_equal(model.predict(X).ravel(), y)
+    assert model.evaluate(X, y)["loss"] == 0.0
+
+
+def test_two_spirals(backend):
+    X, y = make_spirals(n_per_class=100, seed=0)
+    model = fnn.Sequential([fnn.Dense(32, activation="relu"), fnn.Dense(32, activation="relu"),
+                            fnn.Dense(1, activation="sigmoid")],
+                           input_dim=2, seed=0, backend=backend)
+    model.compile(loss="binary_cross_entropy", optimizer=fnn.Adam(lr=0.01),
+                  metrics=["binary_accuracy"])
+    model.fit(X, y, epochs=300, batch_size=20, verbose=0)
+    accuracy = np.mean((model.predict(X).ravel() > 0.5) == y)
+    assert accuracy >= 0.95, f"spirals accuracy {accuracy:.3f}"
+    # a fresh sample of the same spirals (other noise) is classified as well
+    X2, y2 = make_spirals(n_per_class=100, seed=1)
+    assert np.mean((model.predict(X2).ravel() > 0.5) == y2) >= 0.9
+
+
+def test_smiley_versus_frown(backend):
+    Xtr, ytr = make_faces(n_per_class=40, flip_prob=0.05, seed=0)
+    Xte, yte = make_faces(n_per_class=40, flip_prob=0.05, seed=1)
+    model = fnn.Sequential([fnn.Dense(8, activation="sigmoid"),
+                            fnn.Dense(1, activation="sigmoid")], input_dim=49, seed=0,
+                           backend=backend)
+    model.compile(loss="binary_cross_entropy", optimizer=fnn.SGD(lr=0.5, momentum=0.9))
+    model.fit(Xtr, ytr, epochs=30, batch_size=8, verbose=0)
+    assert np.mean((model.predict(Xte).ravel() > 0.5) == yte) >= 0.95
+
+
+def test_float64_end_to_end(backend, digits_split):
+    Xtr, Xte, ytr, yte = digits_split
+    model = fnn.Sequential([fnn.Dense(64, activation="tanh"), fnn.Dense(10)],
+                           input_dim=64, seed=1, dtype="float64", backend=backend)
+    model.compile(loss="cross_entropy", optimizer=fnn.Adam(lr=1e-2, weight_decay=1e-4),
+                  metrics=["accuracy"])
+    history = model.fit(Xtr, ytr, epochs=8, batch_size=64, verbose=0)
+    assert all(w.dtype == np.float64 for w in model.get_weights())
+    logits = model.predict(Xte)
+    assert logits.dtype == np.float64
+    assert np.mean(logits.argmax(axis=1) == yte) >= 0.93
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    loss, grads = model.loss_and_gradients(Xte[:10], yte[:10])
+    assert all(g.dtype == np.float64 for g in grads)
+
+
+def test_mse_regression(backend):
+    """A linear model recovers the weights of noiseless linear data."""
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(3, 2)), np.array([0.5, -1.0])
+    X = rng.normal(size=(200, 3))
+    Y = X @ W + b
+    model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0, dtype="float64",
+                           backend=backend)
+    model.compile(loss="mse", optimizer=fnn.SGD(lr=0.1, momentum=0.5))
+    model.fit(X, Y, epochs=100, batch_size=50, verbose=0)
+    W_fit, b_fit = model.get_weights()
+    np.testing.assert_allclose(W_fit, W, atol=1e-6)
+    np.testing.assert_allclose(b_fit, b, atol=1e-6)
