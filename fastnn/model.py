@@ -129,6 +129,7 @@ class Sequential:
         self.loss = self.optimizer = None
         self.metrics = []
         self._plan = []
+        self._forward_plan = None
         self._train_ws = None
         self._local = threading.local()
         if layers is not None:
@@ -180,7 +181,17 @@ class Sequential:
                 offset, k = end, k + 1
             width = step.width
         self.input_dim = input_dim
+        self._forward_plan = self._compile_forward()
         return self
+
+    def _compile_forward(self):
+        """The whole forward pass as one compiled call, for small batches (fast backend only)."""
+        plan_class = getattr(self._be, "ForwardPlan", None)
+        if plan_class is None:
+            return None
+        steps = [(s.dense.W if s.dense else None, s.dense.b if s.dense else None, s.act,
+                  float(s.param), s.width) for s in self._plan]
+        return plan_class(steps, self.input_dim, self.dtype.type)
 
     def _make_plan(self, input_dim):
         plan, width = [], input_dim
@@ -432,9 +443,18 @@ class Sequential:
             self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
         return out
 
-    def predict(self, X, batch_size=4096):
+    def predict(self, X, batch_size=None):
         """The model's outputs for ``X`` (n, input_dim): probabilities after a final
-        softmax/sigmoid, raw values otherwise. Safe to call from several threads at once."""
+        softmax/sigmoid, raw values otherwise. ``batch_size`` rows are computed at a time
+        (default 4096). Safe to call from several threads at once."""
+        if batch_size is None:
+            # Small, well-formed inputs take one compiled call (same results, no overhead).
+            plan = self._forward_plan
+            if plan is not None:
+                out = plan.predict(X)
+                if out is not None:
+                    return out
+            batch_size = 4096
         self._check_built("predict")
         batch_size = V.check_positive_int("batch_size", batch_size)
         return self._predict_array(self._inputs(X), batch_size)

@@ -283,3 +283,6 @@ def openmp_enabled():
 def kernel_name():
     """The GEMM micro-kernel chosen for this CPU: "avx512", "avx2" or "generic"."""
     return fnn_kernel_name().decode("ascii")
+
+
+include "_plan.pxi"
