@@ -5,9 +5,22 @@ every gradient in another of the same layout, so an update is a single kernel ca
 arrays, whatever the number of layers. State buffers (velocity, moments) share that layout.
 """
 
+import math
+
 import numpy as np
 
 from fastnn import _validation as V
+
+
+def check_gradients(grads):
+    """Raise FloatingPointError, before any parameter or state is touched, if a gradient is NaN
+    or inf (the loss is summed in double, so it can stay finite while float32 gradients
+    overflow). One summation pass; the exact test runs only if the sum is not finite."""
+    total = float(np.add.reduce(grads))
+    if math.isfinite(total) or np.isfinite(grads).all():
+        return
+    raise FloatingPointError("a gradient is NaN or inf: training diverged (weights left "
+                             "unchanged). Lower the learning rate or scale the inputs.")
 
 
 class Optimizer:
@@ -59,6 +72,7 @@ class SGD(Optimizer):
         self._velocity = np.zeros(size, dtype=dtype)
 
     def step(self, backend, params, grads):
+        check_gradients(grads)
         backend.sgd_update(params, grads, self._velocity, self.lr, self.momentum,
                            self.nesterov, self.weight_decay)
 
@@ -91,6 +105,7 @@ class Adam(Optimizer):
         self.iterations = 0
 
     def step(self, backend, params, grads):
+        check_gradients(grads)
         self.iterations += 1
         backend.adam_update(params, grads, self._m, self._v, self.iterations, self.lr,
                             self.beta1, self.beta2, self.eps, self.weight_decay)
