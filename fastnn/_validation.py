@@ -112,14 +112,28 @@ def float_matrix(name, x, dtype, width=None, allow_empty=False):
     if width is not None and arr.shape[1] != width:
         raise ValueError(f"{name} must have {width} features (columns). Received: {name} with "
                          f"shape {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = as_float(arr, dtype)
     check_finite(name, out)
     return out
 
 
+def as_float(arr, dtype):
+    """``arr`` as a C-contiguous array of ``dtype`` (no copy when it already is one).
+
+    Values too large for ``dtype`` become inf, which ``check_finite`` then reports; NumPy's
+    overflow warning is silenced so that ``np.seterr(all="raise")`` cannot turn the refusal into
+    a FloatingPointError.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def check_finite(name, arr):
-    # One reduction instead of isfinite().all(): no temporary boolean array.
-    if arr.size and not math.isfinite(float(np.add.reduce(arr, axis=None) * 0)):
+    # One reduction instead of isfinite().all(): no temporary boolean array. inf * 0 is NaN,
+    # which is the point, so the "invalid" warning is silenced (see as_float).
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = math.isfinite(float(np.add.reduce(arr, axis=None) * 0)) if arr.size else True
+    if not finite:
         bad_mask = ~np.isfinite(arr)
         if not bad_mask.any():      # the sum overflowed, the values are fine
             return
@@ -138,7 +152,7 @@ def dense_targets(y, n_outputs, dtype, n_rows=None, name="y"):
         raise ValueError(f"{name} must have shape {expected} to match the model's "
                          f"{n_outputs} outputs. Received: {name} with shape {arr.shape}")
     check_rows(name, arr, n_rows)
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = as_float(arr, dtype)
     check_finite(name, out)
     return out
 
@@ -166,7 +180,7 @@ def class_targets(y, n_classes, dtype, n_rows=None, name="y"):
         raise ValueError(f"{name} must be integer labels (n,) or one-hot (n, {n_classes}). "
                          f"Received: {name} with shape {arr.shape}")
     check_rows(name, arr, n_rows)
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = as_float(arr, dtype)
     check_finite(name, out)
     if out.size:
         tol = 1e-3 if dtype == np.float32 else 1e-6

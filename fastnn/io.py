@@ -15,6 +15,7 @@ that the arrays match the architecture. Every failure raises ValueError.
 """
 
 import json
+import math
 import os
 import struct
 
@@ -67,9 +68,29 @@ def model_to_bytes(model):
     return bytes(blob)
 
 
+def _check_path(path):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or os.PathLike). "
+                        f"Received: path={path!r}")
+    return os.fspath(path)
+
+
+def _parameter_bytes(config, itemsize):
+    """Bytes of weights the described architecture needs, or None if it cannot be told."""
+    width, total = config.get("input_dim"), 0
+    for layer in config.get("layers", []):
+        if isinstance(layer, dict) and layer.get("class") == "Dense":
+            units = layer.get("units")
+            if not isinstance(width, int) or not isinstance(units, int):
+                return None
+            total += (width + 1) * units
+            width = units
+    return total * itemsize
+
+
 def save_model(model, path):
     """Write ``model`` to ``path`` (atomically: a temporary file, then a rename)."""
-    path = os.fspath(path)
+    path = _check_path(path)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(model_to_bytes(model))
@@ -109,14 +130,14 @@ def _read_arrays(blob, entries, data_start, path):
         name, dtype, shape, offset = (entry.get(k) for k in ("name", "dtype", "shape", "offset"))
         if not isinstance(name, str) or name in arrays:
             raise _fail(path, f"bad or repeated array name {name!r}")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise _fail(path, f"array {name!r} has dtype {dtype!r}; allowed: {sorted(DTYPES)}")
         if not isinstance(shape, list) or not all(
                 isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape):
             raise _fail(path, f"array {name!r} has a bad shape {shape!r}")
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise _fail(path, f"array {name!r} has a bad offset {offset!r}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize     # Python ints: no overflow
         start = data_start + offset
         if start + nbytes > len(blob):
             raise _fail(path, f"array {name!r} spans bytes [{start}, {start + nbytes}) beyond "
@@ -133,9 +154,10 @@ def _read_arrays(blob, entries, data_start, path):
 
 def load_model(path, backend=None):
     """Read a model written by ``Sequential.save``. Raises ValueError for any malformed file."""
-    with open(os.fspath(path), "rb") as f:
+    path = _check_path(path)
+    with open(path, "rb") as f:
         blob = f.read()
-    return model_from_bytes(blob, backend, name=os.fspath(path))
+    return model_from_bytes(blob, backend, name=path)
 
 
 def model_from_bytes(blob, backend=None, name="<bytes>"):
@@ -147,6 +169,16 @@ def model_from_bytes(blob, backend=None, name="<bytes>"):
     header, data_start = _read_header(blob, path)
     arrays = _read_arrays(blob, header["arrays"], data_start, path)
     config, compiled = header["model"], header.get("compile")
+    if not isinstance(config.get("layers"), list) or not (
+            compiled is None or isinstance(compiled, dict)):
+        raise _fail(path, "the model description is invalid: 'model.layers' must be a list "
+                          "and 'compile' an object or null")
+    itemsize = DTYPES["<f8"].itemsize if config.get("dtype") == "float64" else 4
+    needed = _parameter_bytes(config, itemsize)
+    if needed is not None and needed > len(blob):
+        # refuse before building: a forged architecture must not allocate beyond the file
+        raise _fail(path, f"the architecture needs {needed} bytes of weights, more than the "
+                          f"file's {len(blob)} bytes")
     try:
         layers = [layer_from_config(c) for c in config["layers"]]
         model = Sequential(layers, input_dim=config["input_dim"], seed=config.get("seed"),

@@ -168,8 +168,8 @@ class Dense(Layer):
             raise ValueError(f"W must have shape {self.W.shape}. Received: W with shape {W.shape}")
         if b.shape != self.b.shape:
             raise ValueError(f"b must have shape {self.b.shape}. Received: b with shape {b.shape}")
-        W = W.astype(self.W.dtype, copy=False)
-        b = b.astype(self.b.dtype, copy=False)
+        W = V.as_float(W, self.W.dtype)
+        b = V.as_float(b, self.b.dtype)
         V.check_finite("W", W)
         V.check_finite("b", b)
         self.W[...] = W

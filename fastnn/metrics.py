@@ -14,9 +14,12 @@ def check_metrics(metrics):
         return []
     if isinstance(metrics, str):
         metrics = [metrics]
+    if not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be a list of names from {list(METRICS)}. "
+                        f"Received: metrics={metrics!r}")
     names = list(metrics)
     for name in names:
-        if name not in METRICS:
+        if not isinstance(name, str) or name not in METRICS:
             raise ValueError(f"metrics must be names from {list(METRICS)}. "
                              f"Received: metrics={metrics!r}")
     return names

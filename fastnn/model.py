@@ -90,7 +90,12 @@ class History:
 
 
 def _check_callbacks(callbacks):
-    callbacks = list(callbacks or [])
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of fastnn.callbacks.Callback instances. "
+                        f"Received: callbacks={callbacks!r}")
+    callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be fastnn.callbacks.Callback instances. "

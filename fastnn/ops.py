@@ -30,8 +30,8 @@ def matmul(a, b, out=None):
                          f"b is {b.shape}")
     single = (np.float16, np.float32)
     dtype = np.float32 if a.dtype in single and b.dtype in single else np.float64
-    a = np.ascontiguousarray(a, dtype=dtype)
-    b = np.ascontiguousarray(b, dtype=dtype)
+    a = V.as_float(a, dtype)
+    b = V.as_float(b, dtype)
     V.check_finite("a", a)
     V.check_finite("b", b)
     shape = (a.shape[0], b.shape[1])

@@ -12,15 +12,35 @@ import numpy as np
 from fastnn import _validation as V
 
 
-def check_gradients(grads):
-    """Raise FloatingPointError, before any parameter or state is touched, if a gradient is NaN
-    or inf (the loss is summed in double, so it can stay finite while float32 gradients
-    overflow). One summation pass; the exact test runs only if the sum is not finite."""
-    total = float(np.add.reduce(grads))
-    if math.isfinite(total) or np.isfinite(grads).all():
+def _max_abs(x):
+    # two read-only reductions instead of np.abs(x).max(): no temporary array; NaN propagates
+    return max(float(x.max()), -float(x.min())) if x.size else 0.0
+
+
+def _diverged():
+    return FloatingPointError("a gradient or its update is NaN or inf: training diverged "
+                              "(weights left unchanged). Lower the learning rate or scale the "
+                              "inputs.")
+
+
+def check_update(optimizer, params, grads):
+    """Raise FloatingPointError before any parameter or state is touched when a gradient is NaN
+    or inf, or when the update could overflow the dtype (the loss is summed in double, so it can
+    stay finite while float32 gradients or ``lr * gradient`` overflow).
+
+    The common case costs two reductions over the gradients (max |g|); the exact bound over the
+    parameters and state (``optimizer._bound``) runs only when max |g|, the learning rate or the
+    weight decay are large enough to make overflow possible.
+    """
+    G = _max_abs(grads)
+    if not math.isfinite(G):
+        raise _diverged()
+    limit = float(np.finfo(params.dtype).max)
+    screen = math.sqrt(limit) * 1e-3         # far below overflow, whatever the state holds
+    if G < screen and optimizer.lr * G < screen and optimizer.weight_decay < screen:
         return
-    raise FloatingPointError("a gradient is NaN or inf: training diverged (weights left "
-                             "unchanged). Lower the learning rate or scale the inputs.")
+    if not optimizer._bound(params, G) < limit:
+        raise _diverged()
 
 
 class Optimizer:
@@ -71,8 +91,15 @@ class SGD(Optimizer):
     def build(self, size, dtype):
         self._velocity = np.zeros(size, dtype=dtype)
 
+    def _bound(self, params, G):
+        # |g'| <= G + wd |p|;  |v'| <= mu |v| + |g'|;  |p'| <= |p| + lr (1 + mu) |v'|
+        P = _max_abs(params)
+        V_ = _max_abs(self._velocity) if self.momentum else 0.0
+        v_new = self.momentum * V_ + G + self.weight_decay * P
+        return max(v_new, P + self.lr * (1 + self.momentum) * v_new)
+
     def step(self, backend, params, grads):
-        check_gradients(grads)
+        check_update(self, params, grads)
         backend.sgd_update(params, grads, self._velocity, self.lr, self.momentum,
                            self.nesterov, self.weight_decay)
 
@@ -104,8 +131,18 @@ class Adam(Optimizer):
         self._v = np.zeros(size, dtype=dtype)
         self.iterations = 0
 
+    def _bound(self, params, G):
+        # |g'| <= G + wd |p|; |m'| <= max(|m|, |g'|); v' <= max(v, g'^2);
+        # |p'| <= |p| + lr |m'| / (1 - b1^t) / eps   (sqrt(v_hat) + eps >= eps)
+        P = _max_abs(params)
+        g = G + self.weight_decay * P
+        m_new = max(_max_abs(self._m), g)
+        v_new = max(_max_abs(self._v), g * g)
+        t = self.iterations + 1
+        return max(v_new, P + self.lr * m_new / (1 - self.beta1 ** t) / self.eps)
+
     def step(self, backend, params, grads):
-        check_gradients(grads)
+        check_update(self, params, grads)
         self.iterations += 1
         backend.adam_update(params, grads, self._m, self._v, self.iterations, self.lr,
                             self.beta1, self.beta2, self.eps, self.weight_decay)

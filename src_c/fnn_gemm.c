@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -142,6 +145,76 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
 }
 #endif
 
+/* ---------------------------------------------------------------- transposing packs */
+
+/* One sliver with a transpose: dst[p*r + i] = src[i*ld + p] for i < cnt (zero up to r), p < kc.
+ * All cnt source rows advance together (4 / 2 columns at a time), so their cache misses overlap
+ * instead of being taken one row after another; SSE2 (x86-64 baseline) does small transposes. */
+static void pack_t_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
+                       float *dst)
+{
+    ptrdiff_t p = 0, i;
+    const ptrdiff_t cnt4 = cnt - cnt % 4;
+#if defined(__SSE2__)
+    for (; p + 4 <= kc; p += 4) {
+        for (i = 0; i < cnt4; i += 4) {
+            const float *s = src + i * ld + p;
+            __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ld);
+            __m128 r2 = _mm_loadu_ps(s + 2 * ld), r3 = _mm_loadu_ps(s + 3 * ld);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + p * r + i, r0);
+            _mm_storeu_ps(dst + (p + 1) * r + i, r1);
+            _mm_storeu_ps(dst + (p + 2) * r + i, r2);
+            _mm_storeu_ps(dst + (p + 3) * r + i, r3);
+        }
+        for (; i < cnt; i++) {
+            const float *s = src + i * ld + p;
+            dst[p * r + i] = s[0];
+            dst[(p + 1) * r + i] = s[1];
+            dst[(p + 2) * r + i] = s[2];
+            dst[(p + 3) * r + i] = s[3];
+        }
+        for (; i < r; i++)
+            dst[p * r + i] = dst[(p + 1) * r + i] = dst[(p + 2) * r + i] =
+                dst[(p + 3) * r + i] = 0.0f;
+    }
+#else
+    (void)cnt4;
+#endif
+    for (; p < kc; p++) {
+        for (i = 0; i < cnt; i++) dst[p * r + i] = src[i * ld + p];
+        for (; i < r; i++) dst[p * r + i] = 0.0f;
+    }
+}
+
+static void pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
+                       double *dst)
+{
+    ptrdiff_t p = 0, i;
+    const ptrdiff_t cnt2 = cnt - cnt % 2;
+#if defined(__SSE2__)
+    for (; p + 2 <= kc; p += 2) {
+        for (i = 0; i < cnt2; i += 2) {
+            const double *s = src + i * ld + p;
+            const __m128d r0 = _mm_loadu_pd(s), r1 = _mm_loadu_pd(s + ld);
+            _mm_storeu_pd(dst + p * r + i, _mm_unpacklo_pd(r0, r1));
+            _mm_storeu_pd(dst + (p + 1) * r + i, _mm_unpackhi_pd(r0, r1));
+        }
+        for (; i < cnt; i++) {
+            dst[p * r + i] = src[i * ld + p];
+            dst[(p + 1) * r + i] = src[i * ld + p + 1];
+        }
+        for (; i < r; i++) dst[p * r + i] = dst[(p + 1) * r + i] = 0.0;
+    }
+#else
+    (void)cnt2;
+#endif
+    for (; p < kc; p++) {
+        for (i = 0; i < cnt; i++) dst[p * r + i] = src[i * ld + p];
+        for (; i < r; i++) dst[p * r + i] = 0.0;
+    }
+}
+
 /* ---------------------------------------------------------------- float instantiation */
 
 #define FT float
@@ -149,7 +222,6 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
 #define EPI_NAME fnn_epilogue_block_f32
 #define KERN fnn_kern_f32
 #define ARCH_KERN(a) ((a)->s)
-#define ARCH_DIRECT(a) ((a)->sdirect)
 #define FT_EXP expf
 #define FT_TANH tanhf
 #include "fnn_gemm_tmpl.h"
@@ -158,7 +230,6 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
 #undef EPI_NAME
 #undef KERN
 #undef ARCH_KERN
-#undef ARCH_DIRECT
 #undef FT_EXP
 #undef FT_TANH
 
@@ -169,7 +240,6 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
 #define EPI_NAME fnn_epilogue_block_f64
 #define KERN fnn_kern_f64
 #define ARCH_KERN(a) ((a)->d)
-#define ARCH_DIRECT(a) ((a)->ddirect)
 #define FT_EXP exp
 #define FT_TANH tanh
 #include "fnn_gemm_tmpl.h"
@@ -178,7 +248,6 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
 #undef EPI_NAME
 #undef KERN
 #undef ARCH_KERN
-#undef ARCH_DIRECT
 #undef FT_EXP
 #undef FT_TANH
 

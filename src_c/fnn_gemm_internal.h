@@ -14,8 +14,8 @@
  * never on which thread computes it.  Edge tiles (fewer than MR rows or NR columns) are produced by
  * the driver through a small scratch tile, so kernels only ever see full tiles.
  *
- * Each instruction-set flavour also provides a "direct" routine for small products: no packing,
- * no allocation, no threads (see fnn_direct_tmpl.h).
+ * Each instruction-set flavour also provides a "direct tile" routine for small products: no
+ * packing, no allocation, no threads.
  */
 #ifndef FNN_GEMM_INTERNAL_H
 #define FNN_GEMM_INTERNAL_H
@@ -34,44 +34,56 @@
 
 #define FNN_ALIGN 64
 
+/* Widest direct tile, and the k slice of a transposed B staged on the stack for it. */
+#define FNN_MAX_DNR 32
+#define FNN_DKC 128
+
 typedef void (*fnn_ukr_f32)(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
                             float alpha, float beta);
 typedef void (*fnn_ukr_f64)(ptrdiff_t kc, const double *a, const double *b, double *c,
                             ptrdiff_t ldc, double alpha, double beta);
 
-/* Direct (unpacked) product on a strided view: op(A)[i, p] = A[i*rsa + p*csa],
- * op(B)[p, j] = B[p*rsb + j*csb].  Computes C := alpha*op(A)@op(B) + beta*C, then the epilogue
- * (bias may be NULL; act LINEAR with NULL bias means no epilogue).  k >= 1, m, n >= 1. */
-typedef void (*fnn_direct_f32)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
-                               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                               const float *B, ptrdiff_t rsb, ptrdiff_t csb,
-                               float beta, float *C, ptrdiff_t ldc,
-                               const float *bias, int act, float param);
-typedef void (*fnn_direct_f64)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
-                               const double *A, ptrdiff_t rsa, ptrdiff_t csa,
-                               const double *B, ptrdiff_t rsb, ptrdiff_t csb,
-                               double beta, double *C, ptrdiff_t ldc,
-                               const double *bias, int act, double param);
+/* Direct (unpacked) tile for small products: no packing, reads A and B where they are.
+ *
+ *   C[0:mb, 0:nb] := act(alpha * op(A)[0:mb, 0:k] @ B[0:k, 0:nb] + beta * C + bias[0:nb])
+ *
+ *   op(A)[i, p] = A[i*rsa + p*csa] (any strides), B[p, j] = B[p*rsb + j] (unit column stride),
+ *   1 <= mb <= FNN_DMR, 1 <= nb <= the flavour's dnr, k >= 1, beta == 0: C not read.
+ *   bias may be NULL; act is LINEAR, STEP, RELU or LEAKY_RELU (the driver applies sigmoid/tanh
+ *   itself afterwards, passing LINEAR here).
+ * The driver transposes B slices into a stack buffer first when B is transposed. */
+#define FNN_DMR 4
+
+typedef void (*fnn_dtile_f32)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, float alpha,
+                              const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                              const float *B, ptrdiff_t rsb, float beta, float *C, ptrdiff_t ldc,
+                              const float *bias, int act, float param);
+typedef void (*fnn_dtile_f64)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, double alpha,
+                              const double *A, ptrdiff_t rsa, ptrdiff_t csa,
+                              const double *B, ptrdiff_t rsb, double beta, double *C,
+                              ptrdiff_t ldc, const double *bias, int act, double param);
 
 /* One micro-kernel plus the cache blocking tuned for it (MC % MR == 0, NC % NR == 0). */
 typedef struct {
     int mr, nr;
     ptrdiff_t mc, kc, nc;
     fnn_ukr_f32 ukr;
+    int dnr;              /* columns per direct tile (<= FNN_MAX_DNR) */
+    fnn_dtile_f32 dtile;
 } fnn_kern_f32;
 
 typedef struct {
     int mr, nr;
     ptrdiff_t mc, kc, nc;
     fnn_ukr_f64 ukr;
+    int dnr;
+    fnn_dtile_f64 dtile;
 } fnn_kern_f64;
 
 typedef struct {
     const char *name;
     fnn_kern_f32 s;
     fnn_kern_f64 d;
-    fnn_direct_f32 sdirect;
-    fnn_direct_f64 ddirect;
 } fnn_arch;
 
 extern const fnn_arch fnn_arch_generic;

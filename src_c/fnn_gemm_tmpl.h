@@ -17,8 +17,8 @@
  * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile
  * is exactly the same computation whatever the thread count (bitwise-reproducible results).
  *
- * Required macros: FT, GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d),
- * ARCH_DIRECT(arch), FT_EXP, FT_TANH.
+ * Required: GFN(pack_t) (transposing sliver pack, in fnn_gemm.c) and the macros FT, GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d),
+ * FT_EXP, FT_TANH.
  */
 
 /* C[m x n] := beta * C, never reading C when beta == 0. */
@@ -75,30 +75,54 @@ void EPI_NAME(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias, in
     }
 }
 
+/* A whole panel without transpose: element (p, x) = src[p*ld + x], x < len, packed into r-wide
+ * slivers dst[s*r*kc + p*r + i] (x = s*r + i; the last sliver zero-padded up to r).
+ * Row p is read front to back across all slivers: one sequential stream per row, which the
+ * hardware prefetchers follow, instead of short strided pieces per sliver. */
+static void GFN(pack_n)(int r, ptrdiff_t len, ptrdiff_t kc, const FT *src, ptrdiff_t ld, FT *dst)
+{
+    const ptrdiff_t full = len / r, rem = len % r, step = (ptrdiff_t)r * kc;
+    ptrdiff_t p, s, i;
+    for (p = 0; p < kc; p++) {
+        const FT *row = src + p * ld;
+        FT *d = dst + p * r;
+        switch (r) {
+#define FNN_PACK_N_CASE(R)                                                      \
+    case R:                                                                     \
+        for (s = 0; s < full; s++)                                              \
+            for (i = 0; i < R; i++) d[s * step + i] = row[s * R + i];           \
+        break;
+            FNN_PACK_N_CASE(4)
+            FNN_PACK_N_CASE(6)
+            FNN_PACK_N_CASE(8)
+            FNN_PACK_N_CASE(12)
+            FNN_PACK_N_CASE(16)
+            FNN_PACK_N_CASE(32)
+#undef FNN_PACK_N_CASE
+        default:
+            for (s = 0; s < full; s++)
+                for (i = 0; i < r; i++) d[s * step + i] = row[s * r + i];
+            break;
+        }
+        if (rem) {
+            for (i = 0; i < rem; i++) d[full * step + i] = row[full * r + i];
+            for (; i < r; i++) d[full * step + i] = (FT)0;
+        }
+    }
+}
+
 /* Pack op(A)[0:mc, 0:kc] into MR-row slivers: Ap[s*MR*kc + p*MR + i] = op(A)[s*MR + i, p]. */
 static void GFN(pack_a)(int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A, ptrdiff_t rsa,
                         ptrdiff_t csa, FT *Ap)
 {
-    ptrdiff_t i0, i, p;
-    for (i0 = 0; i0 < mc; i0 += mr) {
+    ptrdiff_t i0;
+    if (csa != 1) { /* A transposed (rsa == 1): row p of A holds op(A)[:, p] */
+        GFN(pack_n)(mr, mc, kc, A, csa, Ap);
+        return;
+    }
+    for (i0 = 0; i0 < mc; i0 += mr) { /* rows of A are contiguous along p: transpose */
         const ptrdiff_t ib = (mc - i0 < mr) ? mc - i0 : mr;
-        if (csa == 1) {
-            /* A not transposed: each row is contiguous along p */
-            for (i = 0; i < ib; i++) {
-                const FT *src = A + (i0 + i) * rsa;
-                for (p = 0; p < kc; p++) Ap[p * mr + i] = src[p];
-            }
-            for (; i < mr; i++)
-                for (p = 0; p < kc; p++) Ap[p * mr + i] = (FT)0;
-        } else {
-            /* A transposed (rsa == 1): each k step is a contiguous run of rows */
-            for (p = 0; p < kc; p++) {
-                const FT *src = A + p * csa + i0;
-                FT *dst = Ap + p * mr;
-                for (i = 0; i < ib; i++) dst[i] = src[i];
-                for (; i < mr; i++) dst[i] = (FT)0;
-            }
-        }
+        GFN(pack_t)(mr, ib, kc, A + i0 * rsa, rsa, Ap);
         Ap += (ptrdiff_t)mr * kc;
     }
 }
@@ -107,26 +131,14 @@ static void GFN(pack_a)(int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A, ptrdiff
 static void GFN(pack_b)(int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B, ptrdiff_t rsb,
                         ptrdiff_t csb, FT *Bp)
 {
-    ptrdiff_t j0, j, p;
-    for (j0 = 0; j0 < nc; j0 += nr) {
+    ptrdiff_t j0;
+    if (csb == 1) { /* B not transposed: row p of B holds op(B)[p, :] */
+        GFN(pack_n)(nr, nc, kc, B, rsb, Bp);
+        return;
+    }
+    for (j0 = 0; j0 < nc; j0 += nr) { /* B transposed: columns of op(B) are rows of B */
         const ptrdiff_t jb = (nc - j0 < nr) ? nc - j0 : nr;
-        if (csb == 1) {
-            /* B not transposed: each k step is a contiguous run of columns */
-            for (p = 0; p < kc; p++) {
-                const FT *src = B + p * rsb + j0;
-                FT *dst = Bp + p * nr;
-                for (j = 0; j < jb; j++) dst[j] = src[j];
-                for (; j < nr; j++) dst[j] = (FT)0;
-            }
-        } else {
-            /* B transposed (rsb == 1): each column of op(B) is a contiguous row of B */
-            for (j = 0; j < jb; j++) {
-                const FT *src = B + (j0 + j) * csb;
-                for (p = 0; p < kc; p++) Bp[p * nr + j] = src[p];
-            }
-            for (; j < nr; j++)
-                for (p = 0; p < kc; p++) Bp[p * nr + j] = (FT)0;
-        }
+        GFN(pack_t)(nr, jb, kc, B + j0 * csb, csb, Bp);
         Bp += (ptrdiff_t)nr * kc;
     }
 }
@@ -161,6 +173,53 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
                 }
             }
             if (do_epi) EPI_NAME(c, ldc, ib, jb, bias ? bias + jr : NULL, act, param);
+        }
+    }
+}
+
+/* Small products: direct tiles straight from A and B (no packing, no malloc, no threads).
+ * A transposed B is staged FNN_DKC k-steps at a time, transposed, in a stack buffer.  The tile
+ * applies bias and the cheap activations in registers; sigmoid / tanh (libm) are done after. */
+static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
+                             const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
+                             const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
+                             ptrdiff_t ldc, const FT *bias, int act, FT param)
+{
+    const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
+    const int tile_act = late ? FNN_ACT_LINEAR : act;
+    const ptrdiff_t dnr = kd->dnr;
+    ptrdiff_t i0, j0, pc, j, p;
+
+    for (j0 = 0; j0 < n; j0 += dnr) {
+        const ptrdiff_t nb = (n - j0 < dnr) ? n - j0 : dnr;
+        const FT *bj = bias ? bias + j0 : NULL;
+        if (csb == 1) {
+            for (i0 = 0; i0 < m; i0 += FNN_DMR) {
+                const ptrdiff_t mb = (m - i0 < FNN_DMR) ? m - i0 : FNN_DMR;
+                FT *c = C + i0 * ldc + j0;
+                kd->dtile(mb, nb, k, alpha, A + i0 * rsa, rsa, csa, B + j0, rsb, beta, c, ldc, bj,
+                          tile_act, param);
+                if (late) EPI_NAME(c, ldc, mb, nb, NULL, act, param);
+            }
+        } else {
+            FT bt[FNN_DKC * FNN_MAX_DNR] __attribute__((aligned(FNN_ALIGN)));
+            for (pc = 0; pc < k; pc += FNN_DKC) {
+                const ptrdiff_t kc = (k - pc < FNN_DKC) ? k - pc : FNN_DKC;
+                const int last = (pc + kc >= k);
+                const FT beta_eff = (pc == 0) ? beta : (FT)1;
+                for (j = 0; j < nb; j++) {
+                    const FT *src = B + (j0 + j) * csb + pc * rsb;
+                    for (p = 0; p < kc; p++) bt[p * dnr + j] = src[p * rsb];
+                }
+                for (i0 = 0; i0 < m; i0 += FNN_DMR) {
+                    const ptrdiff_t mb = (m - i0 < FNN_DMR) ? m - i0 : FNN_DMR;
+                    FT *c = C + i0 * ldc + j0;
+                    kd->dtile(mb, nb, kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bt, dnr,
+                              beta_eff, c, ldc, last ? bj : NULL,
+                              last ? tile_act : FNN_ACT_LINEAR, param);
+                    if (late && last) EPI_NAME(c, ldc, mb, nb, NULL, act, param);
+                }
+            }
         }
     }
 }
@@ -242,7 +301,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
         return;
     }
     if (fnn_use_direct(m, n, k)) {
-        ARCH_DIRECT(arch)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act, param);
+        GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act, param);
         return;
     }
 
@@ -256,7 +315,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     if (nt <= 1) {
         if (!GFN(gemm_part)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
                             param))
-            ARCH_DIRECT(arch)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
+            GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
                               param);
         return;
     }
@@ -280,8 +339,8 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
             FT *Csub = C + i0 * ldc + j0;
             if (!GFN(gemm_part)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
                                 beta, Csub, ldc, bias ? bias + j0 : NULL, act, param))
-                ARCH_DIRECT(arch)(i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb, beta,
-                                  Csub, ldc, bias ? bias + j0 : NULL, act, param);
+                GFN(gemm_direct)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
+                                 beta, Csub, ldc, bias ? bias + j0 : NULL, act, param);
         }
     }
 #endif

@@ -9,7 +9,6 @@
 
 #if FNN_X86
 #include <immintrin.h>
-#include <math.h>
 
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 
@@ -21,12 +20,7 @@ FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 6
-    for (i = 0; i < 6; i++) {
-        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-        /* start pulling the C tile in now; it is needed only after the k loop */
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
-    }
+    for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     for (p = 0; p < kc; p++) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
@@ -68,11 +62,7 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 6
-    for (i = 0; i < 6; i++) {
-        acc[i][0] = acc[i][1] = _mm256_setzero_pd();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 7), _MM_HINT_T0);
-    }
+    for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
     for (p = 0; p < kc; p++) {
         const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
 #pragma GCC unroll 6
@@ -106,39 +96,87 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
     }
 }
 
-/* Direct small-product path, auto-vectorized for AVX2 with fused multiply-adds. */
-#define DTARGET FNN_AVX2
-
+/* Direct tiles for small products: up to 4 rows x 2 ymm, masked column tails. */
+#define DT_TARGET FNN_AVX2
+#define V_ZERO() _mm256_setzero_ps()
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_MASK(rem) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rem)), \
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define V_LOADM(m, p) _mm256_maskload_ps(p, m)
+#define V_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
 #define FT float
-#define DFN(x) x##_avx2_f32
-#define DFMA(a, b, c) fmaf(a, b, c)
-#define DEPI fnn_epilogue_block_f32
-#include "fnn_direct_tmpl.h"
+#define VT __m256
+#define MT __m256i
+#define VLEN 8
+#define DT(x) x##_avx2_f32
+#define V_RELU(z) _mm256_max_ps(_mm256_setzero_ps(), z)
+#define V_LEAKY(z, vp) _mm256_blendv_ps(_mm256_mul_ps(vp, z), z, \
+                                        _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ))
+#define V_STEP(z, vp) _mm256_and_ps(_mm256_cmp_ps(z, vp, _CMP_GE_OQ), _mm256_set1_ps(1.0f))
+#include "fnn_dtile_tmpl.h"
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef V_LOADM
+#undef V_STOREM
+#undef V_RELU
+#undef V_LEAKY
+#undef V_STEP
 #undef FT
-#undef DFN
-#undef DFMA
-#undef DEPI
+#undef VT
+#undef MT
+#undef VLEN
+#undef DT
 
+#define V_ZERO() _mm256_setzero_pd()
+#define V_SET1(x) _mm256_set1_pd(x)
+#define V_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define V_MUL(a, b) _mm256_mul_pd(a, b)
+#define V_ADD(a, b) _mm256_add_pd(a, b)
+#define V_MASK(rem) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(rem)), \
+                                       _mm256_setr_epi64x(0, 1, 2, 3))
+#define V_LOADM(m, p) _mm256_maskload_pd(p, m)
+#define V_STOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
 #define FT double
-#define DFN(x) x##_avx2_f64
-#define DFMA(a, b, c) fma(a, b, c)
-#define DEPI fnn_epilogue_block_f64
-#include "fnn_direct_tmpl.h"
+#define VT __m256d
+#define MT __m256i
+#define VLEN 4
+#define DT(x) x##_avx2_f64
+#define V_RELU(z) _mm256_max_pd(_mm256_setzero_pd(), z)
+#define V_LEAKY(z, vp) _mm256_blendv_pd(_mm256_mul_pd(vp, z), z, \
+                                        _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ))
+#define V_STEP(z, vp) _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0))
+#include "fnn_dtile_tmpl.h"
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef V_LOADM
+#undef V_STOREM
+#undef V_RELU
+#undef V_LEAKY
+#undef V_STEP
 #undef FT
-#undef DFN
-#undef DFMA
-#undef DEPI
-
-#undef DTARGET
+#undef VT
+#undef MT
+#undef VLEN
+#undef DT
+#undef DT_TARGET
 
 /* Blocking (Zen 3: 32 KiB L1d, 512 KiB L2): the kc x 16 float B sliver (16 KiB at kc = 256)
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
-    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8},
-    direct_avx2_f32,
-    direct_avx2_f64,
+    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32},
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64},
 };
 
 #else

@@ -11,7 +11,6 @@
 
 #if FNN_X86
 #include <immintrin.h>
-#include <math.h>
 
 #define FNN_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
@@ -23,17 +22,19 @@ FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float 
                                       ptrdiff_t ldc, float alpha, float beta)
 {
     __m512 acc[MR_S][2];
+    const float *cp = c;
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 16
-    for (i = 0; i < MR_S; i++) {
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        /* start pulling the C tile in now; it is needed only after the k loop */
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
-    }
+    for (i = 0; i < MR_S; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (p = 0; p < kc; p++) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        /* pull the C tile in during the first k steps, one line per step: a burst of 24+
+         * prefetches would exhaust the line fill buffers and stall */
+        if (p < 2 * MR_S) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 31 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
 #pragma GCC unroll 16
         for (i = 0; i < MR_S; i++) {
             const __m512 ai = _mm512_set1_ps(a[i]);
@@ -70,16 +71,19 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
                                       ptrdiff_t ldc, double alpha, double beta)
 {
     __m512d acc[MR_D][2];
+    const double *cp = c;
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 16
-    for (i = 0; i < MR_D; i++) {
-        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
-    }
+    for (i = 0; i < MR_D; i++) acc[i][0] = acc[i][1] = _mm512_setzero_pd();
     for (p = 0; p < kc; p++) {
         const __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+        /* pull the C tile in during the first k steps, one line per step: a burst of 24+
+         * prefetches would exhaust the line fill buffers and stall */
+        if (p < 2 * MR_D) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 15 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
 #pragma GCC unroll 16
         for (i = 0; i < MR_D; i++) {
             const __m512d ai = _mm512_set1_pd(a[i]);
@@ -111,37 +115,85 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
     }
 }
 
-/* Direct small-product path, auto-vectorized for AVX-512 with fused multiply-adds. */
-#define DTARGET FNN_AVX512
-
+/* Direct tiles for small products: up to 4 rows x 2 zmm, masked column tails. */
+#define DT_TARGET FNN_AVX512
+#define V_ZERO() _mm512_setzero_ps()
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_MASK(rem) ((rem) >= 16 ? (__mmask16)0xFFFF : (rem) <= 0 ? (__mmask16)0 \
+                                  : (__mmask16)((1u << (rem)) - 1u))
+#define V_LOADM(m, p) _mm512_maskz_loadu_ps(m, p)
+#define V_STOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
 #define FT float
-#define DFN(x) x##_avx512_f32
-#define DFMA(a, b, c) fmaf(a, b, c)
-#define DEPI fnn_epilogue_block_f32
-#include "fnn_direct_tmpl.h"
+#define VT __m512
+#define MT __mmask16
+#define VLEN 16
+#define DT(x) x##_avx512_f32
+#define V_RELU(z) _mm512_max_ps(_mm512_setzero_ps(), z)
+#define V_LEAKY(z, vp) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ), \
+                                            _mm512_mul_ps(vp, z), z)
+#define V_STEP(z, vp) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, vp, _CMP_GE_OQ), _mm512_set1_ps(1.0f))
+#include "fnn_dtile_tmpl.h"
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef V_LOADM
+#undef V_STOREM
+#undef V_RELU
+#undef V_LEAKY
+#undef V_STEP
 #undef FT
-#undef DFN
-#undef DFMA
-#undef DEPI
+#undef VT
+#undef MT
+#undef VLEN
+#undef DT
 
+#define V_ZERO() _mm512_setzero_pd()
+#define V_SET1(x) _mm512_set1_pd(x)
+#define V_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define V_MUL(a, b) _mm512_mul_pd(a, b)
+#define V_ADD(a, b) _mm512_add_pd(a, b)
+#define V_MASK(rem) ((rem) >= 8 ? (__mmask8)0xFF : (rem) <= 0 ? (__mmask8)0 \
+                                 : (__mmask8)((1u << (rem)) - 1u))
+#define V_LOADM(m, p) _mm512_maskz_loadu_pd(m, p)
+#define V_STOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
 #define FT double
-#define DFN(x) x##_avx512_f64
-#define DFMA(a, b, c) fma(a, b, c)
-#define DEPI fnn_epilogue_block_f64
-#include "fnn_direct_tmpl.h"
+#define VT __m512d
+#define MT __mmask8
+#define VLEN 8
+#define DT(x) x##_avx512_f64
+#define V_RELU(z) _mm512_max_pd(_mm512_setzero_pd(), z)
+#define V_LEAKY(z, vp) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, _mm512_setzero_pd(), _CMP_GT_OQ), \
+                                            _mm512_mul_pd(vp, z), z)
+#define V_STEP(z, vp) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(z, vp, _CMP_GE_OQ), _mm512_set1_pd(1.0))
+#include "fnn_dtile_tmpl.h"
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef V_LOADM
+#undef V_STOREM
+#undef V_RELU
+#undef V_LEAKY
+#undef V_STEP
 #undef FT
-#undef DFN
-#undef DFMA
-#undef DEPI
-
-#undef DTARGET
+#undef VT
+#undef MT
+#undef VLEN
+#undef DT
+#undef DT_TARGET
 
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
-    {MR_S, 32, 144, 256, 4080, ukr_avx512_f32},
-    {MR_D, 16, 144, 256, 4080, ukr_avx512_f64},
-    direct_avx512_f32,
-    direct_avx512_f64,
+    {MR_S, 32, 144, 256, 4080, ukr_avx512_f32, 32, dtile_avx512_f32},
+    {MR_D, 16, 144, 256, 4080, ukr_avx512_f64, 16, dtile_avx512_f64},
 };
 
 #else

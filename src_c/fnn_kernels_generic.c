@@ -60,33 +60,37 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, doub
     }
 }
 
-/* Direct small-product path, plain C. */
-#define DTARGET
-#define DFMA(a, b, c) ((a) * (b) + (c))
-
-#define FT float
-#define DFN(x) x##_generic_f32
-#define DEPI fnn_epilogue_block_f32
-#include "fnn_direct_tmpl.h"
-#undef FT
-#undef DFN
-#undef DEPI
-
-#define FT double
-#define DFN(x) x##_generic_f64
-#define DEPI fnn_epilogue_block_f64
-#include "fnn_direct_tmpl.h"
-#undef FT
-#undef DFN
-#undef DEPI
-
-#undef DTARGET
-#undef DFMA
+/* Direct tile: C[mb x nb] := act(alpha * op(A)[mb x k] @ B[k x nb] + beta * C + bias) */
+#define GDT(NAME, FT, DNR, EPI)                                                                 \
+    static void NAME(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alpha, const FT *A,             \
+                     ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta, FT *C,    \
+                     ptrdiff_t ldc, const FT *bias, int act, FT param)                          \
+    {                                                                                           \
+        FT acc[FNN_DMR][DNR];                                                                   \
+        ptrdiff_t i, j, p;                                                                      \
+        for (i = 0; i < mb; i++)                                                                \
+            for (j = 0; j < DNR; j++) acc[i][j] = (FT)0;                                        \
+        for (p = 0; p < k; p++) {                                                               \
+            const FT *b = B + p * rsb;                                                          \
+            for (i = 0; i < mb; i++) {                                                          \
+                const FT a = A[i * rsa + p * csa];                                              \
+                for (j = 0; j < nb; j++) acc[i][j] += a * b[j];                                 \
+            }                                                                                   \
+        }                                                                                       \
+        for (i = 0; i < mb; i++) {                                                              \
+            FT *c = C + i * ldc;                                                                \
+            if (beta == (FT)0)                                                                  \
+                for (j = 0; j < nb; j++) c[j] = alpha * acc[i][j];                              \
+            else                                                                                \
+                for (j = 0; j < nb; j++) c[j] = beta * c[j] + alpha * acc[i][j];                \
+        }                                                                                       \
+        if (bias != NULL || act != FNN_ACT_LINEAR) EPI(C, ldc, mb, nb, bias, act, param);       \
+    }
+GDT(dtile_generic_f32, float, 16, fnn_epilogue_block_f32)
+GDT(dtile_generic_f64, double, 8, fnn_epilogue_block_f64)
 
 const fnn_arch fnn_arch_generic = {
     "generic",
-    {GMR_S, GNR_S, 128, 256, 2048, ukr_generic_f32},
-    {GMR_D, GNR_D, 64, 256, 1024, ukr_generic_f64},
-    direct_generic_f32,
-    direct_generic_f64,
+    {GMR_S, GNR_S, 128, 256, 2048, ukr_generic_f32, 16, dtile_generic_f32},
+    {GMR_D, GNR_D, 64, 256, 1024, ukr_generic_f64, 8, dtile_generic_f64},
 };

@@ -155,11 +155,12 @@ cdef void _grad_and_colsum(const floating *y, const floating *dy, floating *dz, 
                            Py_ssize_t n, Py_ssize_t m, int act, floating param) noexcept nogil:
     """dz := act'(y) * dy;  db := dz.sum(0); columns split over threads, so sums keep one order."""
     cdef Py_ssize_t b
-    cdef int nt = threads_for(n * m)
-    cdef Py_ssize_t nb = min(<Py_ssize_t>nt, m)
+    # Threads own blocks of at least DB_BLOCK columns: narrower blocks would share cache lines of
+    # dz (false sharing), so a narrow layer runs on one thread.
+    cdef int nb = <int>min(<Py_ssize_t>threads_for(n * m), m // DB_BLOCK)
     if nb < 1:
         nb = 1
-    for b in prange(nb, schedule='static', num_threads=nt):
+    for b in prange(nb, schedule='static', num_threads=nb):
         _grad_and_colsum_block(y, dy, dz, db, n, m, b * m // nb, (b + 1) * m // nb, act, param)
 
 

@@ -15,7 +15,7 @@ from libc.float cimport FLT_EPSILON, DBL_EPSILON
 from libc.math cimport exp, log, log1p, fabs, NAN
 from libc.stdlib cimport malloc, free
 
-from fastnn._ext._elementwise cimport sigmoid
+from fastnn._ext._elementwise cimport f_exp, sigmoid
 from fastnn._ext._parallel cimport threads_for
 
 cdef enum:
@@ -34,7 +34,8 @@ cdef inline floating _clip(floating p, floating lo, floating hi) noexcept nogil:
 
 cdef inline double _bce_row(int kind, const floating *o, const floating *t, floating *g,
                             Py_ssize_t c, floating count, floating eps) noexcept nogil:
-    """sum_j BCE term; g := (sigmoid(z) - t) / count | (pc - t) / (pc (1 - pc)) / count | (p - t) / count"""
+    """sum_j BCE term;  g := (sigmoid(z) - t) / count  |  (pc - t) / (pc (1 - pc)) / count
+    |  (p - t) / count  for BCE_LOGITS | BCE_PROBS | BCE_SIGMOID"""
     cdef Py_ssize_t j
     cdef double s = 0
     cdef floating z, pc
@@ -46,7 +47,10 @@ cdef inline double _bce_row(int kind, const floating *o, const floating *t, floa
                 g[j] = (sigmoid(z) - t[j]) / count
         else:
             pc = _clip(z, eps, 1 - eps)
-            s -= t[j] * log(<double>pc) + (1 - <double>t[j]) * log(1 - <double>pc)
+            if t[j] != 0:                # 0 * log(.) adds nothing: skip the log for hard targets
+                s -= t[j] * log(<double>pc)
+            if t[j] != 1:
+                s -= (1 - <double>t[j]) * log(1 - <double>pc)
             if g != NULL:
                 if kind == BCE_PROBS:
                     g[j] = (pc - t[j]) / (pc * (1 - pc)) / count
@@ -60,24 +64,29 @@ cdef inline double _ce_row(int kind, const floating *o, const floating *t, float
     """sum_j t_j (lse - z_j) or -sum_j t_j log max(p_j, eps); g as the contract says."""
     cdef Py_ssize_t j
     cdef double s = 0, se = 0, lse, tsum = 0
-    cdef floating mx, pc
+    cdef floating mx, pc, e
     if kind == CE_LOGITS:
         mx = o[0]
         for j in range(1, c):
             if o[j] > mx:
                 mx = o[j]
         for j in range(c):
-            se += exp(<double>o[j] - mx)
+            e = f_exp(o[j] - mx)
+            se += e
             tsum += t[j]
+            if g != NULL:
+                g[j] = e                 # keep exp(z - max) for the softmax below
         lse = mx + log(se)
         for j in range(c):
-            s += t[j] * (lse - o[j])
+            if t[j] != 0:
+                s += t[j] * (lse - o[j])
             if g != NULL:
-                g[j] = <floating>((exp(<double>o[j] - mx) / se * tsum - t[j]) / count)
+                g[j] = <floating>((g[j] / se * tsum - t[j]) / count)
         return s
     for j in range(c):
         pc = o[j] if o[j] > eps else eps
-        s -= t[j] * log(<double>pc)
+        if t[j] != 0:                    # one-hot targets: one log per row, not C
+            s -= t[j] * log(<double>pc)
         if g != NULL:
             if kind == CE_PROBS:
                 g[j] = -t[j] / pc / count
@@ -92,12 +101,15 @@ cdef inline double _row(int kind, const floating *o, const floating *t, floating
     cdef Py_ssize_t j
     cdef double s = 0
     cdef floating d
+    cdef floating two_over_count = <floating>(2.0 / count)
     if kind == MSE:
+        # Squared in the array dtype like the NumPy backend, so a float32 loss overflows to inf
+        # at the same step in both backends (and the model stops on a non-finite loss).
         for j in range(c):
             d = o[j] - t[j]
-            s += <double>d * d
+            s += d * d
             if g != NULL:
-                g[j] = 2 * d / count
+                g[j] = d * two_over_count
         return s
     if kind >= CE_LOGITS:
         return _ce_row(kind, o, t, g, c, count, eps)

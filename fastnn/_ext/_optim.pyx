@@ -80,7 +80,7 @@ def adam_update(floating[::1] params,        # OUT (N,) updated in place
                 floating[::1] v,             # OUT (N,) second-moment estimate
                 long step, double lr, double beta1, double beta2, double eps,
                 double weight_decay):
-    """p -= lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^step), v_hat = v / (1 - b2^step)"""
+    """p -= lr * m_hat / (sqrt(v_hat) + eps);  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)"""
     cdef Py_ssize_t n = params.shape[0]
     if grads.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
         raise ValueError("fastnn kernel called with inconsistent shapes: adam_update")

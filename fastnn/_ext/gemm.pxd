@@ -1,5 +1,5 @@
 # Declarations of the C GEMM in src_c/fnn_gemm.h (the header is the documentation).
-#   C := alpha * op(A) @ op(B) + beta * C,  then, with an epilogue, C[i, j] := act(C[i, j] + bias[j])
+#   C := alpha op(A) @ op(B) + beta C;  with an epilogue then C[i, j] := act(C[i, j] + bias[j])
 
 cdef extern from "fnn_gemm.h" nogil:
     enum:

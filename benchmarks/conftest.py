@@ -1,0 +1,45 @@
+"""pytest-benchmark suite: fastnn against its NumPy backend, PyTorch and scikit-learn.
+
+Not part of the default test run (pyproject sets ``testpaths = ["tests"]``). Run it with
+``pytest benchmarks/ --benchmark-only`` (see README.md). The workloads themselves live in
+``fastnn.benchmarking``, so ``python -m fastnn bench`` times exactly the same code.
+"""
+
+import pytest
+
+from fastnn import benchmarking as B
+
+THREADS = (1, 2)
+
+
+@pytest.fixture(params=THREADS, ids=lambda n: f"{n}thr")
+def threads(request):
+    """Every engine runs with this many threads during the test; yields the count."""
+    with B.threads(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def run_workload(benchmark, threads):
+    """``run_workload(workload, engine)`` times one workload on one engine. fastnn, numpy and
+    torch (and sklearn) share a group per workload and thread count, so they print side by side."""
+
+    def run(workload, engine):
+        if engine in ("torch", "sklearn"):
+            pytest.importorskip(engine)
+        if not B.engine_available(engine):
+            pytest.skip(f"engine {engine!r} is not available (compiled backend not built?)")
+        case = B.build(workload, engine)
+        benchmark.group = f"{workload.key} | {threads} thr"
+        benchmark.extra_info.update(engine=engine, threads=threads)
+        if workload.slow:
+            benchmark.pedantic(case.run, rounds=3, iterations=1, warmup_rounds=1)
+        else:
+            benchmark(case.run)
+        stats = getattr(benchmark, "stats", None)
+        if workload.flops and stats is not None:
+            benchmark.extra_info["gflops"] = round(workload.flops / stats.stats.median / 1e9, 2)
+        if case.score is not None:
+            benchmark.extra_info["accuracy"] = case.score()
+
+    return run

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build fastnn's compiled backend with AddressSanitizer + UBSan in a throwaway copy of the
+# checkout and run the kernel tests against it. The in-place build is never touched.
+#
+#   scripts/asan_check.sh            # kernel tests + property/numerics tests
+#   scripts/asan_check.sh -k matmul  # extra arguments go to pytest
+#   KEEP=1 scripts/asan_check.sh     # keep the copy (its path is printed)
+#
+# Needs gcc (libasan, libubsan), Cython, NumPy and pytest. Exit status: pytest's, or 2 when the
+# sanitized build or its sanity check fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastnn_asan.XXXXXX")"
+cleanup() {
+    if [[ "${KEEP:-0}" == 1 ]]; then echo "asan_check: kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+START=$SECONDS
+
+# 1. a copy of the sources (no compiled objects, no build directory)
+cd "$ROOT"
+for item in setup.py pyproject.toml MANIFEST.in fastnn src_c tests; do
+    [[ -e "$item" ]] && cp -r "$item" "$WORK/"
+done
+find "$WORK" \( -name '*.so' -o -name '*.pyd' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+
+# 2. the sanitized build, in place inside the copy
+cd "$WORK"
+echo "asan_check: building with FASTNN_SANITIZE=1 in $WORK"
+if ! FASTNN_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace >build.log 2>&1; then
+    tail -n 40 build.log
+    echo "asan_check: the sanitized build failed (log above)"
+    exit 2
+fi
+
+ASAN_LIB="$(gcc -print-file-name=libasan.so)"
+UBSAN_LIB="$(gcc -print-file-name=libubsan.so)"
+export LD_PRELOAD="$ASAN_LIB:$UBSAN_LIB"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+
+# 3. make sure the tests will import the sanitized copy, not the checkout
+if ! "$PYTHON" - "$WORK" <<'EOF'
+import os, sys
+import fastnn
+from fastnn._ext import _kernels, _loss, _optim
+work = os.path.realpath(sys.argv[1])
+for mod in (fastnn, _kernels, _loss, _optim):
+    path = os.path.realpath(mod.__file__)
+    assert path.startswith(work + os.sep), f"{mod.__name__} imported from {path}"
+    with open(path, "rb") as f:
+        if mod is not fastnn:
+            assert b"__asan" in f.read(), f"{path} is not built with AddressSanitizer"
+print("asan_check: using the sanitized build:", os.path.dirname(_kernels.__file__))
+EOF
+then
+    echo "asan_check: sanity check failed"
+    exit 2
+fi
+
+# 4. the kernel tests and the property/numerics tests, under the sanitizers
+TESTS=()
+for t in tests/test_backends.py tests/test_ops.py tests/test_gradients.py \
+         tests/test_properties.py tests/test_numerics.py; do
+    if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
+done
+set +e
+"$PYTHON" -m pytest "${TESTS[@]}" -q -p no:cacheprovider "$@"
+STATUS=$?
+set -e
+echo "asan_check: pytest exit status $STATUS after $((SECONDS - START)) s"
+exit $STATUS

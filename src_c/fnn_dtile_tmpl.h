@@ -1,0 +1,126 @@
+/*
+ * Direct-tile template for small products (see fnn_gemm_internal.h for the contract), included
+ * by the SIMD kernel files once per element type with the vector operations below defined.
+ *
+ *   C[0:mb, 0:nb] := act(alpha * sum_p op(A)[0:mb, p]^T B[p, 0:nb] + beta * C + bias[0:nb])
+ *
+ * Up to 4 rows x 2 vectors of C stay in registers; column tails use masked loads/stores, so
+ * there is no scratch tile and no scalar clean-up loop.  With few accumulators (e.g. one row of
+ * one vector) the FMA latency chain over k would dominate a tiny product, so the k loop is
+ * split into U interleaved partial sums (added in a fixed order at the end: still deterministic).
+ * The bias and the cheap activations are applied in registers before the single store: reading
+ * back a just-stored (masked) vector would stall on store forwarding, which at this size costs
+ * as much as the arithmetic.  The same operations in the same order as fnn_epilogue_block_*, so
+ * results match the packed path's epilogue bit for bit.
+ *
+ * Required macros: FT, VT (vector), MT (lane mask), VLEN (lanes), DT_TARGET (function
+ * attribute), DT(name) (mangling), V_ZERO(), V_SET1(x), V_FMA(a, b, c) (a*b + c), V_MUL(a, b),
+ * V_ADD(a, b), V_MASK(rem) (first rem lanes; rem may be <= 0 or >= VLEN),
+ * V_LOADM(mask, ptr) (masked-off lanes read as 0, never fault), V_STOREM(ptr, mask, v),
+ * V_RELU(z) (z < 0 ? 0 : z, NaN kept), V_LEAKY(z, vp) (z > 0 ? z : vp*z),
+ * V_STEP(z, vp) (z >= vp ? 1 : 0).
+ */
+
+/* act(z) for the activations done in registers (the driver passes no others). */
+DT_TARGET static inline __attribute__((always_inline)) VT DT(dt_act)(VT z, int act, VT vp)
+{
+    switch (act) {
+    case FNN_ACT_RELU: return V_RELU(z);
+    case FNN_ACT_LEAKY_RELU: return V_LEAKY(z, vp);
+    case FNN_ACT_STEP: return V_STEP(z, vp);
+    default: return z;
+    }
+}
+
+DT_TARGET static inline __attribute__((always_inline)) void
+DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t k, FT alpha,
+               const FT *A, ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta,
+               FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param)
+{
+    /* partial sum u, row i, vector v at ACC(u, i, v); U*MB*NV <= 8 in every instantiation, and
+     * a small flat array with fully unrolled loops is what gcc reliably keeps in registers */
+    VT acc[8];
+#define ACC(u, i, v) acc[((u) * MB + (i)) * NV + (v)]
+    const MT m0 = V_MASK(nb), m1 = V_MASK(nb - VLEN);
+    VT b0, b1 = V_ZERO();
+    ptrdiff_t p;
+    int u, i, v;
+
+#pragma GCC unroll 8
+    for (u = 0; u < 8; u++) acc[u] = V_ZERO();
+
+    for (p = 0; p + U <= k; p += U) {
+#pragma GCC unroll 4
+        for (u = 0; u < U; u++) {
+            const FT *b = B + (p + u) * rsb;
+            const FT *a = A + (p + u) * csa;
+            b0 = V_LOADM(m0, b);
+            if (NV == 2) b1 = V_LOADM(m1, b + VLEN);
+#pragma GCC unroll 4
+            for (i = 0; i < MB; i++) {
+                const VT ai = V_SET1(a[i * rsa]);
+                ACC(u, i, 0) = V_FMA(ai, b0, ACC(u, i, 0));
+                if (NV == 2) ACC(u, i, 1) = V_FMA(ai, b1, ACC(u, i, 1));
+            }
+        }
+    }
+    for (; p < k; p++) {
+        const FT *b = B + p * rsb;
+        const FT *a = A + p * csa;
+        b0 = V_LOADM(m0, b);
+        if (NV == 2) b1 = V_LOADM(m1, b + VLEN);
+#pragma GCC unroll 4
+        for (i = 0; i < MB; i++) {
+            const VT ai = V_SET1(a[i * rsa]);
+            ACC(0, i, 0) = V_FMA(ai, b0, ACC(0, i, 0));
+            if (NV == 2) ACC(0, i, 1) = V_FMA(ai, b1, ACC(0, i, 1));
+        }
+    }
+
+    {
+        const VT va = V_SET1(alpha), vb = V_SET1(beta), vp = V_SET1(param);
+        const VT bias0 = bias ? V_LOADM(m0, bias) : V_ZERO();
+        const VT bias1 = (bias && NV == 2) ? V_LOADM(m1, bias + VLEN) : V_ZERO();
+#pragma GCC unroll 4
+        for (i = 0; i < MB; i++) {
+            FT *c = C + i * ldc;
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) {
+                const MT mv = v ? m1 : m0;
+                VT z = ACC(0, i, v);
+                if (U == 4) z = V_ADD(V_ADD(z, ACC(1, i, v)), V_ADD(ACC(2, i, v), ACC(3, i, v)));
+                else if (U == 2) z = V_ADD(z, ACC(1, i, v));
+                z = V_MUL(va, z);
+                if (beta != (FT)0) z = V_FMA(vb, V_LOADM(mv, c + v * VLEN), z);
+                if (bias) z = V_ADD(z, v ? bias1 : bias0);
+                V_STOREM(c + v * VLEN, mv, DT(dt_act)(z, act, vp));
+            }
+        }
+    }
+#undef ACC
+}
+
+/* Instantiate the body with compile-time shape so the accumulators live in registers. */
+DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alpha, const FT *A,
+                                ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta,
+                                FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param)
+{
+#define DT_CASE(MB, NV, U) \
+    DT(dtile_body)(MB, NV, U, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, act, param)
+    if (nb > VLEN) {
+        switch (mb) {
+        case 1: DT_CASE(1, 2, 4); break;
+        case 2: DT_CASE(2, 2, 2); break;
+        case 3: DT_CASE(3, 2, 1); break;
+        default: DT_CASE(4, 2, 1); break;
+        }
+    } else {
+        switch (mb) {
+        case 1: DT_CASE(1, 1, 4); break;
+        case 2: DT_CASE(2, 1, 4); break;
+        case 3: DT_CASE(3, 1, 2); break;
+        default: DT_CASE(4, 1, 2); break;
+        }
+    }
+#undef DT_CASE
+}
