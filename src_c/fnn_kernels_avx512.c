@@ -78,6 +78,8 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
     for (i = 0; i < MR_D; i++) acc[i][0] = acc[i][1] = _mm512_setzero_pd();
     for (p = 0; p < kc; p++) {
         const __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+        /* A streams from L2 at 1.5 lines per step: fetch it ~8 steps ahead */
+        _mm_prefetch((const char *)(a + 8 * MR_D), _MM_HINT_T0);
         /* pull the C tile in during the first k steps, one line per step: a burst of 24+
          * prefetches would exhaust the line fill buffers and stall */
         if (p < 2 * MR_D) {
