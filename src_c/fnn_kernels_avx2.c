@@ -17,12 +17,19 @@ FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float
                                        ptrdiff_t ldc, float alpha, float beta)
 {
     __m256 acc[6][2];
+    const float *cp = c;
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 6
     for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     for (p = 0; p < kc; p++) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        /* pull the C tile in during the first k steps, one line per step (needed after the
+         * loop; a burst of prefetches would exhaust the line fill buffers) */
+        if (p < 12) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 15 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
 #pragma GCC unroll 6
         for (i = 0; i < 6; i++) {
             const __m256 ai = _mm256_broadcast_ss(a + i);
@@ -59,12 +66,17 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
                                       ptrdiff_t ldc, double alpha, double beta)
 {
     __m256d acc[6][2];
+    const double *cp = c;
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 6
     for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
     for (p = 0; p < kc; p++) {
         const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
+        if (p < 12) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 7 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
 #pragma GCC unroll 6
         for (i = 0; i < 6; i++) {
             const __m256d ai = _mm256_broadcast_sd(a + i);

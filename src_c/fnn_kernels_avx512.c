@@ -29,6 +29,8 @@ FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float 
     for (i = 0; i < MR_S; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (p = 0; p < kc; p++) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        /* A streams from L2: fetch it ~16 steps ahead */
+        _mm_prefetch((const char *)(a + 16 * MR_S), _MM_HINT_T0);
         /* pull the C tile in during the first k steps, one line per step: a burst of 24+
          * prefetches would exhaust the line fill buffers and stall */
         if (p < 2 * MR_S) {

@@ -2,10 +2,11 @@
 #
 # Kinds (fastnn.losses): 0 MSE, 1 BCE_LOGITS, 2 BCE_PROBS, 3 BCE_SIGMOID, 4 CE_LOGITS, 5 CE_PROBS,
 # 6 CE_SOFTMAX. The value is a mean over count = n * C elements (MSE, BCE) or n rows (CE).
-# Each row's partial sum is accumulated in double (for both dtypes) and the partials are added in
-# row order, so the value is the same at any thread count. With several threads the rows are
-# split over them and the partials land in a scratch array first; with one thread they are added
-# as they come, in the same order, by the same row function.
+# Terms are computed in the array dtype, as in the NumPy backend (so a float32 loss overflows at the
+# same step in both); the softplus and log-sum-exp sums use double. Each row's partial sum is
+# accumulated in double and the partials are added in row order, so the value is the same at any
+# thread count: with several threads the rows are split over them and the partials land in a
+# scratch array first; with one thread they are added as they come, by the same row function.
 # Stable forms: softplus(z) = max(z, 0) + log1p(exp(-|z|)) for BCE on logits; log-sum-exp with
 # the row maximum subtracted for CE on logits (both as in sklearn/_loss and PyTorch).
 
@@ -15,7 +16,7 @@ from libc.float cimport FLT_EPSILON, DBL_EPSILON
 from libc.math cimport exp, log, log1p, fabs, NAN
 from libc.stdlib cimport malloc, free
 
-from fastnn._ext._elementwise cimport f_exp, sigmoid
+from fastnn._ext._elementwise cimport f_exp, f_log, sigmoid
 from fastnn._ext._parallel cimport threads_for
 
 cdef enum:
@@ -48,9 +49,9 @@ cdef inline double _bce_row(int kind, const floating *o, const floating *t, floa
         else:
             pc = _clip(z, eps, 1 - eps)
             if t[j] != 0:                # 0 * log(.) adds nothing: skip the log for hard targets
-                s -= t[j] * log(<double>pc)
+                s -= t[j] * f_log(pc)
             if t[j] != 1:
-                s -= (1 - <double>t[j]) * log(1 - <double>pc)
+                s -= (1 - t[j]) * f_log(1 - pc)
             if g != NULL:
                 if kind == BCE_PROBS:
                     g[j] = (pc - t[j]) / (pc * (1 - pc)) / count
@@ -86,7 +87,7 @@ cdef inline double _ce_row(int kind, const floating *o, const floating *t, float
     for j in range(c):
         pc = o[j] if o[j] > eps else eps
         if t[j] != 0:                    # one-hot targets: one log per row, not C
-            s -= t[j] * log(<double>pc)
+            s -= t[j] * f_log(pc)
         if g != NULL:
             if kind == CE_PROBS:
                 g[j] = -t[j] / pc / count
