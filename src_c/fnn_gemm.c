@@ -22,8 +22,9 @@
 #include "fnn_gemm_internal.h"
 
 /* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets
- * at least FNN_PAR_WORK_PER_THREAD of them: below that the fork/join and the extra packing cost
- * more than they save (measured on 2 cores: 2 threads break even near 64^3). */
+ * at least FNN_PAR_WORK_PER_THREAD of them: below that the fork/join (~1-2 us) and the extra
+ * packing cost more than they save (measured on 2 Sapphire Rapids cores: 2 threads give ~1.5x
+ * at 96^3 and ~1.9x from 256^3 up). */
 #define FNN_PAR_MIN_WORK (96.0 * 96.0 * 96.0)
 #define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
 
@@ -68,24 +69,6 @@ static const fnn_arch *detect_arch(void)
 #endif
     return &fnn_arch_generic;
 }
-
-#ifdef FNN_TUNING
-/* development only: FNN_MC/KC/NC (float) and FNN_DMC/DKC/DNC (double) override the blocking */
-static const fnn_arch *tuned_arch(const fnn_arch *a)
-{
-    static fnn_arch t;
-    const char *e;
-    t = *a;
-    if ((e = getenv("FNN_MC"))) t.s.mc = atol(e);
-    if ((e = getenv("FNN_KC"))) t.s.kc = atol(e);
-    if ((e = getenv("FNN_NC"))) t.s.nc = atol(e);
-    if ((e = getenv("FNN_DMC"))) t.d.mc = atol(e);
-    if ((e = getenv("FNN_DKC"))) t.d.kc = atol(e);
-    if ((e = getenv("FNN_DNC"))) t.d.nc = atol(e);
-    return &t;
-}
-#define detect_arch() tuned_arch(detect_arch())
-#endif
 
 static inline const fnn_arch *fnn_get_arch(void)
 {

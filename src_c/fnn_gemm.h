@@ -7,6 +7,8 @@
  * Row-major storage. op(A) is (m, k): A is (m, k) with row stride lda, or (k, m) when trans_a.
  * op(B) is (k, n): B is (k, n) with row stride ldb, or (n, k) when trans_b. C is (m, n), stride ldc.
  * When beta == 0, C is write-only (it may hold NaN/garbage on entry).
+ * When k == 0 or alpha == 0, A and B are not read (BLAS convention): C := beta * C, then the
+ * epilogue.
  * The epilogue applies only element-wise activations; softmax is row-wise and is done by the caller
  * (pass FNN_ACT_LINEAR to get the bias added alone).
  *

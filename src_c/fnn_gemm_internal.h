@@ -92,7 +92,7 @@ extern const fnn_arch fnn_arch_avx2;
 extern const fnn_arch fnn_arch_avx512;
 #endif
 
-/* Element-wise epilogue on an m x n block of C (bias already offset to the block's first column). */
+/* Element-wise epilogue on an m x n block of C (bias offset to the block's first column). */
 void fnn_epilogue_block_f32(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
                             const float *bias, int act, float param);
 void fnn_epilogue_block_f64(double *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,

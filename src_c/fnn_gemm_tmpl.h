@@ -17,8 +17,8 @@
  * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile
  * is exactly the same computation whatever the thread count (bitwise-reproducible results).
  *
- * Required: GFN(pack_t) (transposing sliver pack, in fnn_gemm.c) and the macros FT, GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d),
- * FT_EXP, FT_TANH.
+ * Required: GFN(pack_t) (the transposing sliver pack, in fnn_gemm.c) and the macros FT,
+ * GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d), FT_EXP, FT_TANH.
  */
 
 /* C[m x n] := beta * C, never reading C when beta == 0. */
@@ -224,11 +224,6 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     }
 }
 
-/* Cache-block sizes for one thread's part; the k blocking depends on k alone. */
-typedef struct {
-    ptrdiff_t mcb, kcb, ncb;
-} GFN(blocks);
-
 static ptrdiff_t GFN(round_up)(ptrdiff_t x, ptrdiff_t q) { return (x + q - 1) / q * q; }
 
 /* Split len into ceil(len / max) near-equal blocks, each rounded up to a multiple of q. */
@@ -245,6 +240,7 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                           ptrdiff_t ldc, const FT *bias, int act, FT param)
 {
     const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR);
+    /* the k blocking depends on k alone, never on the thread's share of m or n */
     const ptrdiff_t kcb = GFN(balance)(k, kd->kc, 8);
     const ptrdiff_t mcb = GFN(balance)(m, kd->mc, kd->mr);
     const ptrdiff_t ncb = GFN(balance)(n, kd->nc, kd->nr);
@@ -301,7 +297,8 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
         return;
     }
     if (fnn_use_direct(m, n, k)) {
-        GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act, param);
+        GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
+                         param);
         return;
     }
 
