@@ -23,7 +23,7 @@ from fastnn import metrics as M
 from fastnn.callbacks import Callback, TerminateOnNaN
 from fastnn.backends import get_backend
 from fastnn.layers import Activation, Dense, Layer
-from fastnn.optimizers import get_optimizer
+from fastnn.optimizers import SGD, Adam, get_optimizer
 from fastnn.progress import EpochProgress
 
 
@@ -89,6 +89,11 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
+def _loss_diverged(value):
+    return FloatingPointError(f"the loss is {value}: training diverged (weights left "
+                              f"unchanged). Lower the learning rate or scale the inputs.")
+
+
 def _check_callbacks(callbacks):
     if callbacks is None:
         return []
@@ -136,6 +141,7 @@ class Sequential:
         self._plan = []
         self._forward_plan = None
         self._train_ws = None
+        self._train_plan = None
         self._local = threading.local()
         if layers is not None:
             if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
@@ -226,6 +232,7 @@ class Sequential:
         self.metrics = M.check_metrics(metrics)
         self._loss_kind = self.loss.kind(self.final_activation)
         self.optimizer.build(self._params.size, self.dtype)
+        self._train_plan = None                  # built again for this loss and optimizer
         return self
 
     # ------------------------------------------------------------------ kernels over the plan
@@ -268,7 +275,53 @@ class Sequential:
     def _train_workspace(self, rows):
         if self._train_ws is None or self._train_ws.rows < rows:
             self._train_ws = Workspace(self._plan, rows, self.dtype, with_grads=True)
+            self._train_plan = None          # it holds pointers into the old workspace
         return self._train_ws
+
+    def _compiled_step(self, rows):
+        """The compiled training step for batches of up to ``rows`` (fast backend, SGD or Adam
+        as shipped), or None. Built on first use; rebuilt after compile() or a larger batch."""
+        ws = self._train_workspace(rows)
+        plan = self._train_plan
+        if plan is None:
+            plan = self._train_plan = self._make_train_plan(ws) or False
+        return plan or None
+
+    def _make_train_plan(self, ws):
+        plan_class = getattr(self._be, "TrainPlan", None)
+        opt = self.optimizer
+        if plan_class is None or type(opt) not in (SGD, Adam):
+            return None
+        kind, state = (0, (opt._velocity,)) if type(opt) is SGD else (1, (opt._m, opt._v))
+        steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
+                 if s.dense is not None else (None, None, None, None, s.act, float(s.param),
+                                              s.width) for s in self._plan]
+        onehot = np.zeros((ws.rows, self.output_dim), dtype=self.dtype)
+        screen = math.sqrt(float(np.finfo(self.dtype).max)) * 1e-3   # as check_update
+        return plan_class(steps, self.input_dim, self.dtype.type, self._loss_kind,
+                          self._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, self._params,
+                          self._grads, kind, state, onehot, screen)
+
+    def _step_compiled(self, plan, x, t, check):
+        """One step through the compiled plan; the loss, or None if it refused (x, t)."""
+        opt = self.optimizer
+        if type(opt) is SGD:
+            value = plan.step(x, t, check, opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0,
+                              0.0, opt.weight_decay, 0)
+        else:
+            value = plan.step(x, t, check, opt.lr, opt.beta1, opt.beta2, opt.eps,
+                              opt.weight_decay, opt.iterations + 1)
+        if value is None:
+            return None
+        status = plan.status
+        if status == 0:
+            if type(opt) is Adam:
+                opt.iterations += 1
+        elif status == 1:
+            raise _loss_diverged(value)
+        else:                    # a gradient is huge or not finite: the exact check decides
+            opt.step(self._be, self._params, self._grads)
+        return value
 
     def _loss_and_grads(self, x, t):
         """Forward, loss and backward on a validated batch; leaves gradients in ``_grads``."""
@@ -278,16 +331,26 @@ class Sequential:
         g = ws.G[-1] if rows == ws.rows else ws.G[-1][:rows]
         value = self._be.loss(self._loss_kind, out, t, g)
         if not math.isfinite(value):
-            raise FloatingPointError(
-                f"the loss is {value}: training diverged (weights left unchanged). "
-                f"Lower the learning rate or scale the inputs.")
+            raise _loss_diverged(value)
         self._backward(x, ws, rows)
         return value, out
 
     def _train_step(self, x, t):
-        value, out = self._loss_and_grads(x, t)
+        """One optimizer step on a validated batch; returns the loss. The batch's outputs are
+        left in the training workspace (``_batch_outputs``)."""
+        plan = self._compiled_step(x.shape[0])
+        if plan is not None:
+            value = self._step_compiled(plan, x, t, False)
+            if value is not None:
+                return value
+        value, _ = self._loss_and_grads(x, t)
         self.optimizer.step(self._be, self._params, self._grads)
-        return value, out
+        return value
+
+    def _batch_outputs(self, rows):
+        """The outputs of the last training batch (a view into the workspace)."""
+        Y = self._train_ws.Y[-1]
+        return Y if rows == Y.shape[0] else Y[:rows]
 
     # ------------------------------------------------------------------ validation helpers
     def _check_built(self, what):
@@ -310,9 +373,17 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One optimizer step on the batch ``(x, y)``; returns the batch loss (before the step)."""
         self._check_compiled("train_on_batch")
+        if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0:
+            # Arrays already in the model's form (labels as int64) go straight to the compiled
+            # step, which checks them itself; anything else is validated first.
+            plan = self._compiled_step(x.shape[0])
+            if plan is not None:
+                value = self._step_compiled(plan, x, y, True)
+                if value is not None:
+                    return value
         x = self._inputs(x, "x")
         t = self._targets(y, x.shape[0])
-        return self._train_step(x, t)[0]
+        return self._train_step(x, t)
 
     def loss_and_gradients(self, x, y):
         """The loss on ``(x, y)`` and its gradients, shaped like ``get_weights()``; no update."""
@@ -401,7 +472,7 @@ class Sequential:
             for index, start in enumerate(range(0, n, batch)):
                 xb, tb = Xs[start:start + batch], Ts[start:start + batch]
                 try:
-                    value, out = self._train_step(xb, tb)
+                    value = self._train_step(xb, tb)
                 except FloatingPointError as exc:
                     if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
                         raise FloatingPointError(
@@ -413,8 +484,10 @@ class Sequential:
                 rows = xb.shape[0]
                 seen += rows
                 sums["loss"] += value * rows
-                for name in self.metrics:
-                    sums[name] += M.metric_sum(name, out, tb, threshold)
+                if self.metrics:
+                    out = self._batch_outputs(rows)
+                    for name in self.metrics:
+                        sums[name] += M.metric_sum(name, out, tb, threshold)
                 progress.update(rows, sums)
                 for cb in callbacks:
                     cb.on_batch_end(index, {"loss": value})

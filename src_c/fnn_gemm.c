@@ -94,10 +94,15 @@ int fnn_openmp_enabled(void)
 /* ---------------------------------------------------------------- path selection */
 
 /* The direct path wins when packing cannot be amortised: few rows of C (each packed B element
- * would be reused fewer than ~8 times) or a tiny product overall. */
-static inline int fnn_use_direct(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
+ * would be reused fewer than ~8 times), a narrow C (at most 16 columns, an output layer: one
+ * masked vector per row, where packing B to the micro-kernel's width would mostly pack zeros),
+ * or a small product overall (up to 32x64x64 when B is read in place; a transposed B is staged
+ * through a buffer, which pays off later). Measured on the layer shapes of small MLPs. */
+static inline int fnn_use_direct(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int trans_b)
 {
-    return m <= 4 || (double)m * (double)n * (double)k <= 32.0 * 32.0 * 32.0;
+    const double work = (double)m * (double)n * (double)k;
+    return m <= 4 || (n <= 16 && work <= 2097152.0) || work <= (trans_b ? 32.0 * 32.0 * 32.0
+                                                                 : 32.0 * 64.0 * 64.0);
 }
 
 /* Choose tm x tn == T threads over an mt x nt grid of MR x NR tiles: minimise the largest

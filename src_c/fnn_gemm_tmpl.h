@@ -296,7 +296,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
         if (bias != NULL || act != FNN_ACT_LINEAR) EPI_NAME(C, ldc, m, n, bias, act, param);
         return;
     }
-    if (fnn_use_direct(m, n, k)) {
+    if (fnn_use_direct(m, n, k, trans_b)) {
         GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
                          param);
         return;

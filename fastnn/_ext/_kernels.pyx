@@ -17,7 +17,11 @@ from cython.parallel cimport prange
 from fastnn._ext._elementwise cimport f_exp, act_forward, act_deriv
 from fastnn._ext._parallel cimport FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
-                               fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_SOFTMAX)
+                               fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
+                               FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX)
+
+cdef extern from "fnn_vexp.h" nogil:
+    void fnn_vexpf(const float *x, float *y, Py_ssize_t n)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -56,21 +60,38 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
 
 # --------------------------------------------------------------------------- row-wise loops
 
-cdef inline void _softmax_row(const floating *z, floating *y, Py_ssize_t m) noexcept nogil:
-    """y := exp(z - max z) / sum exp(z - max z); the shift keeps exp <= 1 (no overflow)."""
-    cdef Py_ssize_t j
-    cdef floating mx = z[0]
-    cdef floating e
-    cdef double s = 0
-    for j in range(1, m):
-        if z[j] > mx:
-            mx = z[j]
-    for j in range(m):
-        e = f_exp(z[j] - mx)
-        y[j] = e
-        s += e
-    for j in range(m):
-        y[j] = <floating>(y[j] / s)
+cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,
+                        Py_ssize_t m) noexcept nogil:
+    """y := exp(z - max z) / sum exp(z - max z) for each of n rows; the shift keeps exp <= 1 (no
+    overflow); y may be z. The exp runs over the whole block at once, so it vectorises however
+    few columns a row has (float: the branch-free exp of src_c/fnn_vexp.h); each row's sum is
+    taken in double, in column order, so a row's result never depends on the rows around it."""
+    cdef Py_ssize_t i, j
+    cdef floating mx
+    cdef double s
+    cdef const floating *zi
+    cdef floating *yi
+    for i in range(n):
+        zi = z + i * m
+        yi = y + i * m
+        mx = zi[0]
+        for j in range(1, m):
+            if zi[j] > mx:
+                mx = zi[j]
+        for j in range(m):
+            yi[j] = zi[j] - mx
+    if floating is float:
+        fnn_vexpf(y, y, n * m)
+    else:
+        for i in range(n * m):
+            y[i] = f_exp(y[i])
+    for i in range(n):
+        yi = y + i * m
+        s = 0
+        for j in range(m):
+            s += yi[j]
+        for j in range(m):
+            yi[j] = <floating>(yi[j] / s)
 
 
 cdef inline void _softmax_grad_row(const floating *y, const floating *dy, floating *dz,
@@ -105,9 +126,15 @@ cdef void _forward_rows(const floating *z, floating *y, Py_ssize_t n, Py_ssize_t
     """y := act(z) for an (n, m) array, rows split over threads; y may be z."""
     cdef Py_ssize_t i
     cdef int nt = threads_for(n * m)
+    cdef Py_ssize_t b, r0, r1
     if act == FNN_ACT_SOFTMAX:
-        for i in prange(n, schedule='static', num_threads=nt):
-            _softmax_row(z + i * m, y + i * m, m)
+        if nt == 1:
+            _softmax_rows(z, y, n, m)
+        else:                        # one contiguous block of rows per thread
+            for b in prange(nt, schedule='static', num_threads=nt):
+                r0 = b * n // nt
+                r1 = (b + 1) * n // nt
+                _softmax_rows(z + r0 * m, y + r0 * m, r1 - r0, m)
     elif act != FNN_ACT_LINEAR or z != y:
         for i in prange(n, schedule='static', num_threads=nt):
             _act_row(z + i * m, y + i * m, m, act, param)
@@ -128,24 +155,57 @@ cdef void _backward_rows(const floating *y, const floating *dy, floating *dz, Py
 
 # --------------------------------------------------------------------------- column-wise loops
 
+cdef inline void _deriv_colsum_rows(const floating *y, const floating *dy, floating *dz,
+                                    double *acc, Py_ssize_t n, Py_ssize_t m, Py_ssize_t w,
+                                    int act, floating param) noexcept nogil:
+    """For w columns starting at the given pointers (row stride m): dz := act'(y) * dy and
+    acc[j] += dz[i, j] over the rows in order. One specialised loop per common activation, with
+    no branch inside, so the compiler vectorises it (a switch per element would not)."""
+    cdef Py_ssize_t i, j, off
+    cdef floating d
+    for i in range(n):
+        off = i * m
+        if act == FNN_ACT_LINEAR or act == FNN_ACT_STEP:
+            for j in range(w):
+                d = dy[off + j]
+                dz[off + j] = d
+                acc[j] += d
+        elif act == FNN_ACT_RELU:
+            for j in range(w):
+                # a multiply by the 0/1 mask, not a select: NaN or inf in dy propagates exactly
+                # as in the NumPy backend's dy * (y > 0)
+                d = dy[off + j] * (<floating>1 if y[off + j] > 0 else <floating>0)
+                dz[off + j] = d
+                acc[j] += d
+        elif act == FNN_ACT_SIGMOID:
+            for j in range(w):
+                d = dy[off + j] * (y[off + j] * (1 - y[off + j]))
+                dz[off + j] = d
+                acc[j] += d
+        elif act == FNN_ACT_TANH:
+            for j in range(w):
+                d = dy[off + j] * (1 - y[off + j] * y[off + j])
+                dz[off + j] = d
+                acc[j] += d
+        else:
+            for j in range(w):
+                d = dy[off + j] * act_deriv(act, y[off + j], param)
+                dz[off + j] = d
+                acc[j] += d
+
+
 cdef void _grad_and_colsum_block(const floating *y, const floating *dy, floating *dz,
                                  floating *db, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
                                  Py_ssize_t j1, int act, floating param) noexcept nogil:
     """For columns j0..j1-1: dz := act'(y) * dy and db := sum_i dz[i] (row order, in double)."""
     cdef double acc[DB_BLOCK]
-    cdef Py_ssize_t i, j, c0, c1, off
-    cdef floating d
+    cdef Py_ssize_t j, c0, c1
     c0 = j0
     while c0 < j1:
         c1 = min(c0 + DB_BLOCK, j1)
         for j in range(c1 - c0):
             acc[j] = 0
-        for i in range(n):
-            off = i * m
-            for j in range(c0, c1):
-                d = dy[off + j] * act_deriv(act, y[off + j], param)
-                dz[off + j] = d
-                acc[j - c0] += d
+        _deriv_colsum_rows(y + c0, dy + c0, dz + c0, acc, n, m, c1 - c0, act, param)
         for j in range(c0, c1):
             db[j] = <floating>acc[j - c0]
         c0 = c1
@@ -162,6 +222,34 @@ cdef void _grad_and_colsum(const floating *y, const floating *dy, floating *dz, 
         nb = 1
     for b in prange(nb, schedule='static', num_threads=nb):
         _grad_and_colsum_block(y, dy, dz, db, n, m, b * m // nb, (b + 1) * m // nb, act, param)
+
+
+# --------------------------------------------------------------------------- whole layers
+
+cdef void _dense_forward_raw(const floating *x, const floating *w, const floating *bias,
+                             Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, int act, floating param,
+                             floating *out) noexcept nogil:
+    """out := act(x @ w + bias) for x (n, k), w (k, m); bias may be NULL."""
+    _gemm(False, False, n, m, k, 1, x, k, w, m, 0, out, m, True, bias,
+          FNN_ACT_LINEAR if act == FNN_ACT_SOFTMAX else act, param)
+    if act == FNN_ACT_SOFTMAX and n * m > 0:
+        _forward_rows(out, out, n, m, act, param)
+
+
+cdef void _dense_backward_raw(const floating *x, const floating *w, const floating *y,
+                              const floating *dy, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
+                              int act, floating param, floating *dz, floating *dw, floating *db,
+                              floating *dx) noexcept nogil:
+    """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T (dx may be NULL)."""
+    if act == FNN_ACT_SOFTMAX:       # row-wise Jacobian first, then the plain column sums
+        if n * m > 0:
+            _backward_rows(y, dy, dz, n, m, act, param)
+        _grad_and_colsum(y, dz, dz, db, n, m, FNN_ACT_LINEAR, 0)
+    else:
+        _grad_and_colsum(y, dy, dz, db, n, m, act, param)
+    _gemm(True, False, k, m, n, 1, x, k, dz, m, 0, dw, m, False, NULL, 0, 0)
+    if dx != NULL:
+        _gemm(False, True, n, k, m, 1, dz, m, w, m, 0, dx, k, False, NULL, 0, 0)
 
 
 # --------------------------------------------------------------------------- Python entry points
@@ -197,10 +285,8 @@ def dense_forward(const floating[:, ::1] x,   # IN  (n, k)
             _shape_error("dense_forward bias")
         bias = &b[0]
     with nogil:
-        _gemm(False, False, n, m, k, 1, &x[0, 0], k, &w[0, 0], m, 0, &out[0, 0], m, True, bias,
-              FNN_ACT_LINEAR if act == FNN_ACT_SOFTMAX else act, <floating>param)
-        if act == FNN_ACT_SOFTMAX and m > 0:
-            _forward_rows(&out[0, 0], &out[0, 0], n, m, act, <floating>param)
+        _dense_forward_raw(&x[0, 0], &w[0, 0], bias, n, k, m, act, <floating>param,
+                           &out[0, 0])
     return out.base
 
 
@@ -243,23 +329,18 @@ def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
     """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T"""
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
     cdef bint want_dx = dx is not None
+    cdef floating *dx_ptr = NULL
     if (w.shape[0] != k or y.shape[0] != n or y.shape[1] != m or dy.shape[0] != n
             or dy.shape[1] != m or dz.shape[0] != n or dz.shape[1] != m or dw.shape[0] != k
             or dw.shape[1] != m or db.shape[0] != m
             or (want_dx and (dx.shape[0] != n or dx.shape[1] != k))):
         _shape_error("dense_backward")
+    if want_dx:
+        dx_ptr = &dx[0, 0]
     with nogil:
-        if act == FNN_ACT_SOFTMAX:       # row-wise Jacobian first, then the plain column sums
-            if n * m > 0:
-                _backward_rows(&y[0, 0], &dy[0, 0], &dz[0, 0], n, m, act, <floating>param)
-            _grad_and_colsum(&y[0, 0], &dz[0, 0], &dz[0, 0], &db[0], n, m, FNN_ACT_LINEAR, 0)
-        else:
-            _grad_and_colsum(&y[0, 0], &dy[0, 0], &dz[0, 0], &db[0], n, m, act, <floating>param)
-        _gemm(True, False, k, m, n, 1, &x[0, 0], k, &dz[0, 0], m, 0, &dw[0, 0], m,
-              False, NULL, 0, 0)
-        if want_dx:
-            _gemm(False, True, n, k, m, 1, &dz[0, 0], m, &w[0, 0], m, 0, &dx[0, 0], k,
-                  False, NULL, 0, 0)
+        _dense_backward_raw(&x[0, 0], &w[0, 0], &y[0, 0], &dy[0, 0], n, k, m, act,
+                            <floating>param, &dz[0, 0], &dw[0, 0], &db[0],
+                            dx_ptr)
 
 
 # --------------------------------------------------------------------------- threads and build
@@ -287,3 +368,4 @@ def kernel_name():
 
 
 include "_plan.pxi"
+include "_train.pxi"

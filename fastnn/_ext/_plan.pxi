@@ -123,11 +123,8 @@ cdef bint _plan_run(ForwardPlan plan, const floating *x, Py_ssize_t n, floating 
         else:
             y = scratch + (s % 2) * n * plan.max_width
         if plan.W[s] != NULL:
-            _gemm(False, False, n, m, k, 1, inp, k, <const floating *>plan.W[s], m, 0, y, m,
-                  True, <const floating *>plan.b[s],
-                  FNN_ACT_LINEAR if act == FNN_ACT_SOFTMAX else act, <floating>plan.param[s])
-            if act == FNN_ACT_SOFTMAX:
-                _forward_rows(y, y, n, m, act, <floating>plan.param[s])
+            _dense_forward_raw(inp, <const floating *>plan.W[s], <const floating *>plan.b[s],
+                               n, k, m, act, <floating>plan.param[s], y)
         else:
             _forward_rows(inp, y, n, m, act, <floating>plan.param[s])
         inp = y

@@ -10,7 +10,7 @@ threadpoolctl apply as well.
 """
 
 try:
-    from fastnn._ext._kernels import (ForwardPlan, activation_backward, activation_forward,
+    from fastnn._ext._kernels import (ForwardPlan, TrainPlan, activation_backward, activation_forward,
                                       dense_backward, dense_forward, get_num_threads,
                                       kernel_name, matmul, openmp_enabled, set_num_threads)
     from fastnn._ext._loss import loss
@@ -25,4 +25,5 @@ __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update",
     "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_name", "ForwardPlan",
+    "TrainPlan",
 ]

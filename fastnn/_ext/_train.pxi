@@ -1,0 +1,335 @@
+# A whole training step compiled into one call (included by _kernels.pyx).
+#
+# For the small networks and batches fastnn is built for, a step done as one kernel call per layer
+# spends more time in Python (argument checks, memoryview acquisition, the layer loop, the loss and
+# optimizer calls, the overflow screen) than in arithmetic. TrainPlan holds raw pointers to
+# everything a step touches -- each layer's W, b, dW, db (views into the model's flat parameter and
+# gradient buffers), the workspace's activation and gradient buffers, the optimizer's state -- and
+# runs forward, loss, backward, the gradient screen and the update in one nogil call.
+#
+# It calls the very same routines as the per-kernel path (_dense_forward_raw, _loss_sum,
+# _dense_backward_raw, _sgd/_adam), in the same order, so both paths give bitwise-identical
+# results. Like ForwardPlan it takes only the exact fast form of its inputs and answers None
+# otherwise, before touching anything, so the caller can take the validating path:
+#   x: a C-contiguous 2-D ndarray of the plan's dtype, 1..capacity rows, input_dim columns
+#      (and finite, checked here when `check` is true);
+#   t: either the dense targets the loss reads (a C-contiguous (n, C) array of the dtype, already
+#      validated by the caller, so refused when `check` is true), or, for cross-entropy over C > 1 classes, integer class labels
+#      (a 1-D int64/intp array of n values in [0, C), checked here) turned into one-hot rows in a
+#      buffer the plan owns.
+# After a call, `status` says what happened:
+#   0  the parameters were updated;
+#   1  the loss is not finite: nothing was updated (the caller raises);
+#   2  the gradients are in the gradient buffer but the update was NOT applied, because a
+#      gradient is not finite or large enough that the update could overflow: the caller runs
+#      its exact check (fastnn.optimizers.check_update), which raises or applies the update.
+
+from libc.math cimport NAN
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc
+from libc.string cimport memcpy
+
+cdef extern from *:
+    """
+    #define FNN_ABS32 UINT32_C(0x7fffffff)
+    #define FNN_INF32 INT32_C(0x7f800000)
+    #define FNN_ABS64 UINT64_C(0x7fffffffffffffff)
+    #define FNN_INF64 INT64_C(0x7ff0000000000000)
+    """
+    const uint32_t FNN_ABS32
+    const int32_t FNN_INF32
+    const uint64_t FNN_ABS64
+    const int64_t FNN_INF64
+
+from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS
+from fastnn._ext._optim_core cimport _sgd, _adam
+
+cdef enum:
+    OPT_SGD = 0
+    OPT_ADAM = 1
+    TRAIN_UPDATED = 0
+    TRAIN_LOSS_NOT_FINITE = 1
+    TRAIN_NEEDS_CHECK = 2
+
+
+cdef class TrainPlan:
+    """steps: list of (W, b, dW, db, act, param, width) in execution order (W ... db None for an
+    activation-only step); Y, G: the workspace's output and gradient arrays, one per step;
+    params, grads: the flat buffers; state: the optimizer's flat state arrays (velocity, or m and
+    v); onehot: a (capacity, C) array for label targets; screen: |g| (and lr |g|, weight decay)
+    below which no update can overflow the dtype."""
+    cdef object _keep
+    cdef int n_steps, typenum, kind, fused, opt
+    cdef Py_ssize_t in_dim, out_dim, capacity, n_params
+    cdef double screen
+    cdef void **W
+    cdef void **b
+    cdef void **dW
+    cdef void **db
+    cdef void **Y
+    cdef void **G
+    cdef int *act
+    cdef double *param
+    cdef Py_ssize_t *width
+    cdef void *params
+    cdef void *grads
+    cdef void *state1
+    cdef void *state2
+    cdef void *onehot
+    cdef readonly int status
+    cdef readonly double max_grad
+
+    def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
+                  bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
+                  tuple state, cnp.ndarray onehot, double screen):
+        cdef Py_ssize_t i, prev = input_dim, rows
+        cdef int s, n = len(steps)
+        self.n_steps = n
+        self.in_dim = input_dim
+        self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
+        self.kind = loss_kind
+        self.fused = fused
+        self.opt = opt
+        self.screen = screen
+        self.status = TRAIN_UPDATED
+        self.max_grad = 0
+        self._keep = (steps, Y, G, params, grads, state, onehot)
+        self.W = <void **>calloc(n, sizeof(void *))
+        self.b = <void **>calloc(n, sizeof(void *))
+        self.dW = <void **>calloc(n, sizeof(void *))
+        self.db = <void **>calloc(n, sizeof(void *))
+        self.Y = <void **>calloc(n, sizeof(void *))
+        self.G = <void **>calloc(n, sizeof(void *))
+        self.act = <int *>calloc(n, sizeof(int))
+        self.param = <double *>calloc(n, sizeof(double))
+        self.width = <Py_ssize_t *>calloc(n, sizeof(Py_ssize_t))
+        if not (self.W and self.b and self.dW and self.db and self.Y and self.G and self.act
+                and self.param and self.width):
+            raise MemoryError()
+        if n < 1 or len(Y) != n or len(G) != n:
+            raise ValueError("TrainPlan: one Y and one G buffer per step are required")
+        rows = (<cnp.ndarray>Y[0]).shape[0]
+        self.capacity = rows
+        for s in range(n):
+            w_obj, b_obj, dw_obj, db_obj, act, param, width = steps[s]
+            if w_obj is not None:
+                self.W[s] = _plan_data(w_obj, self.typenum, (prev, width), "W")
+                self.b[s] = _plan_data(b_obj, self.typenum, (width,), "b")
+                self.dW[s] = _plan_data(dw_obj, self.typenum, (prev, width), "dW")
+                self.db[s] = _plan_data(db_obj, self.typenum, (width,), "db")
+            elif width != prev:
+                raise ValueError(f"TrainPlan: activation step {s} changes the width")
+            self.Y[s] = _plan_data(Y[s], self.typenum, (rows, width), "Y")
+            self.G[s] = _plan_data(G[s], self.typenum, (rows, width), "G")
+            self.act[s] = act
+            self.param[s] = param
+            self.width[s] = width
+            prev = width
+        self.out_dim = prev
+        self.n_params = params.shape[0]
+        self.params = _plan_data(params, self.typenum, (self.n_params,), "params")
+        self.grads = _plan_data(grads, self.typenum, (self.n_params,), "grads")
+        if opt == OPT_SGD and len(state) == 1:
+            self.state1 = _plan_data(state[0], self.typenum, (self.n_params,), "velocity")
+        elif opt == OPT_ADAM and len(state) == 2:
+            self.state1 = _plan_data(state[0], self.typenum, (self.n_params,), "m")
+            self.state2 = _plan_data(state[1], self.typenum, (self.n_params,), "v")
+        else:
+            raise ValueError("TrainPlan: unknown optimizer or state")
+        self.onehot = _plan_data(onehot, self.typenum, (rows, self.out_dim), "onehot")
+
+    def __dealloc__(self):
+        free(self.W)
+        free(self.b)
+        free(self.dW)
+        free(self.db)
+        free(self.Y)
+        free(self.G)
+        free(self.act)
+        free(self.param)
+        free(self.width)
+
+    @property
+    def capacity(self):
+        """The largest batch the plan's buffers hold."""
+        return self.capacity
+
+    def step(self, object X, object T, bint check, double lr, double h1, double h2, double h3,
+             double weight_decay, long iteration):
+        """One training step on (X, T); the mean loss, or None when X or T is not in the fast
+        form (nothing is touched then). Hyper-parameters: SGD h1 = momentum, h2 = nesterov;
+        Adam h1, h2, h3 = beta1, beta2, eps and `iteration` the step number t >= 1."""
+        cdef cnp.ndarray x, t
+        cdef Py_ssize_t n, i, c
+        cdef int code
+        cdef const cnp.npy_int64 *labels = NULL
+        cdef const void *targets
+        cdef double value
+        if type(X) is not np.ndarray or type(T) is not np.ndarray:
+            return None
+        x = <cnp.ndarray>X
+        t = <cnp.ndarray>T
+        if (cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_TYPE(x) != self.typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or x.shape[1] != self.in_dim):
+            return None
+        n = x.shape[0]
+        if n < 1 or n > self.capacity:
+            return None
+        c = self.out_dim
+        if cnp.PyArray_NDIM(t) == 2:
+            if check:                # dense targets are validated by the caller (loss.targets)
+                return None
+            if (cnp.PyArray_TYPE(t) != self.typenum or not cnp.PyArray_IS_C_CONTIGUOUS(t)
+                    or t.shape[0] != n or t.shape[1] != c):
+                return None
+            targets = cnp.PyArray_DATA(t)
+        elif cnp.PyArray_NDIM(t) == 1:
+            if (self.kind < CE_LOGITS or c < 2 or cnp.PyArray_TYPE(t) != cnp.NPY_INT64
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(t) or t.shape[0] != n):
+                return None
+            labels = <const cnp.npy_int64 *>cnp.PyArray_DATA(t)
+            targets = self.onehot
+        else:
+            return None
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                code = _train_run(self, <const float *>cnp.PyArray_DATA(x), n,
+                                  <const float *>targets, labels, check, lr, h1, h2, h3,
+                                  weight_decay, iteration, &value)
+            else:
+                code = _train_run(self, <const double *>cnp.PyArray_DATA(x), n,
+                                  <const double *>targets, labels, check, lr, h1, h2, h3,
+                                  weight_decay, iteration, &value)
+        if code < 0:
+            return None
+        self.status = code
+        return value
+
+
+cdef void *_plan_data(object arr, int typenum, tuple shape, str what) except NULL:
+    """The data pointer of a C-contiguous array of the dtype and shape, or ValueError."""
+    cdef cnp.ndarray a
+    if type(arr) is not np.ndarray:
+        raise ValueError(f"TrainPlan: {what} must be an ndarray")
+    a = <cnp.ndarray>arr
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or tuple(arr.shape) != shape or not cnp.PyArray_ISWRITEABLE(a)):
+        raise ValueError(f"TrainPlan: {what} must be a writeable C-contiguous array of shape "
+                         f"{shape}. Received: shape {arr.shape}")
+    # a zero-size array may have a NULL-like data pointer; the plan never reads it then
+    return cnp.PyArray_DATA(a) if cnp.PyArray_DATA(a) != NULL else <void *>1
+
+
+cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const floating *t,
+                    const cnp.npy_int64 *labels, bint check, double lr, double h1, double h2,
+                    double h3, double weight_decay, long iteration,
+                    double *value) noexcept nogil:
+    """The step; returns the status, or -1 when the inputs are refused (nothing touched)."""
+    cdef Py_ssize_t i, j, k, m, c = plan.out_dim, count
+    cdef int s, act, last = plan.n_steps - 1
+    cdef const floating *inp
+    cdef floating *onehot
+    cdef floating *g
+    cdef double total, gmax
+    cdef double bc1, bc2
+    cdef floating *params = <floating *>plan.params
+    cdef floating *grads = <floating *>plan.grads
+    # --- inputs: finite features, labels in range (one-hot rows built only after both pass)
+    if check and _max_abs(x, n * plan.in_dim) != _max_abs(x, n * plan.in_dim):
+        return -1
+    if labels != NULL:
+        for i in range(n):
+            if labels[i] < 0 or labels[i] >= c:
+                return -1
+        onehot = <floating *>plan.onehot
+        for i in range(n * c):
+            onehot[i] = 0
+        for i in range(n):
+            onehot[i * c + labels[i]] = 1
+        t = onehot
+    # --- forward: each step's output in its workspace buffer (the backward pass reads them)
+    inp = x
+    k = plan.in_dim
+    for s in range(plan.n_steps):
+        m = plan.width[s]
+        if plan.W[s] != NULL:
+            _dense_forward_raw(inp, <const floating *>plan.W[s], <const floating *>plan.b[s],
+                               n, k, m, plan.act[s], <floating>plan.param[s],
+                               <floating *>plan.Y[s])
+        else:
+            _forward_rows(inp, <floating *>plan.Y[s], n, m, plan.act[s],
+                          <floating>plan.param[s])
+        inp = <const floating *>plan.Y[s]
+        k = m
+    # --- loss and dL/d(output)
+    count = n if plan.kind >= CE_LOGITS else n * c
+    total = _loss_sum(plan.kind, <const floating *>plan.Y[last], t, <floating *>plan.G[last],
+                      n, c, <floating>count)
+    value[0] = total / count
+    if not isfinite(value[0]):
+        return TRAIN_LOSS_NOT_FINITE
+    # --- backward, last step first
+    for s in range(last, -1, -1):
+        act = FNN_ACT_LINEAR if (s == last and plan.fused) else plan.act[s]
+        m = plan.width[s]
+        k = plan.width[s - 1] if s > 0 else plan.in_dim
+        inp = <const floating *>plan.Y[s - 1] if s > 0 else x
+        if plan.W[s] != NULL:
+            _dense_backward_raw(inp, <const floating *>plan.W[s], <const floating *>plan.Y[s],
+                                <const floating *>plan.G[s], n, k, m, act,
+                                <floating>plan.param[s], <floating *>plan.G[s],
+                                <floating *>plan.dW[s], <floating *>plan.db[s],
+                                <floating *>plan.G[s - 1] if s > 0 else NULL)
+        elif s > 0:
+            _backward_rows(<const floating *>plan.Y[s], <const floating *>plan.G[s],
+                           <floating *>plan.G[s - 1], n, m, act, <floating>plan.param[s])
+    # --- the screen of fastnn.optimizers.check_update: max |g|, NaN and inf caught
+    gmax = _max_abs(grads, plan.n_params)
+    plan.max_grad = gmax
+    if (not (gmax < plan.screen) or not (lr * gmax < plan.screen)
+            or not (weight_decay < plan.screen)):
+        return TRAIN_NEEDS_CHECK
+    # --- the update, as fastnn.backends' sgd_update / adam_update do it
+    if plan.opt == OPT_SGD:
+        _sgd(params, grads, NULL if h1 == 0 else <floating *>plan.state1, plan.n_params,
+             <floating>lr, <floating>h1, h2 != 0, <floating>weight_decay)
+    else:
+        bc1 = 1 - h1 ** iteration
+        bc2 = 1 - h2 ** iteration
+        _adam(params, grads, <floating *>plan.state1, <floating *>plan.state2, plan.n_params,
+              <floating>lr, <floating>h1, <floating>h2, <floating>(1 - h1), <floating>(1 - h2),
+              <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay)
+    return TRAIN_UPDATED
+
+
+cdef double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
+    """max |g_i|, or NaN when any g_i is NaN or inf.
+
+    Done on the bit patterns: with the sign bit cleared, a finite float's bits order like its
+    magnitude, and NaN and inf have the largest patterns. An integer max has no NaN rules, so the
+    loop vectorises (a float max or a NaN test per element would not, without -ffast-math)."""
+    cdef Py_ssize_t i
+    cdef uint32_t u32
+    cdef int32_t m32 = 0
+    cdef uint64_t u64
+    cdef int64_t m64 = 0
+    cdef float f
+    cdef double d
+    if floating is float:
+        for i in range(n):
+            memcpy(&u32, &g[i], 4)
+            u32 = u32 & FNN_ABS32
+            m32 = <int32_t>u32 if <int32_t>u32 > m32 else m32
+        if m32 >= FNN_INF32:
+            return NAN
+        memcpy(&f, &m32, 4)
+        return f
+    else:
+        for i in range(n):
+            memcpy(&u64, &g[i], 8)
+            u64 = u64 & FNN_ABS64
+            m64 = <int64_t>u64 if <int64_t>u64 > m64 else m64
+        if m64 >= FNN_INF64:
+            return NAN
+        memcpy(&d, &m64, 8)
+        return d
