@@ -5,21 +5,25 @@ already be right: shapes, dtypes, finiteness, label ranges. Each failure raises 
 TypeError whose message names the argument, what was expected, and what was received.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import operator
+from typing import Any, Optional, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
 
 
-def _describe(value):
+def _describe(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_int(name, value, low=None):
+def check_int(name: str, value: Any, low: Optional[int] = None) -> int:
     """An int (not bool) >= low."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer. Received: {name}={_describe(value)} "
@@ -30,17 +34,18 @@ def check_int(name, value, low=None):
     return value
 
 
-def check_positive_int(name, value):
+def check_positive_int(name: str, value: Any) -> int:
     return check_int(name, value, low=1)
 
 
-def check_bool(name, value):
+def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False. Received: {name}={_describe(value)}")
     return bool(value)
 
 
-def check_float(name, value, low=None, high=None, low_open=False, high_open=False):
+def check_float(name: str, value: Any, low: Optional[float] = None, high: Optional[float] = None,
+                low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number in the given interval; returns a Python float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number. Received: {name}={_describe(value)} "
@@ -58,14 +63,14 @@ def check_float(name, value, low=None, high=None, low_open=False, high_open=Fals
     return value
 
 
-def check_choice(name, value, choices):
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}. "
                          f"Received: {name}={_describe(value)}")
     return value
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: DTypeLike) -> type[np.floating[Any]]:
     """'float32' or 'float64' (also the NumPy types) -> the NumPy scalar type."""
     try:
         key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
@@ -76,7 +81,7 @@ def check_dtype(dtype):
     return FLOAT_DTYPES[key]
 
 
-def as_real_array(name, x):
+def as_real_array(name: str, x: ArrayLike) -> NDArray[Any]:
     """x as a NumPy array of real numbers (any real dtype), refusing object, complex, strings."""
     if isinstance(x, np.ndarray):
         arr = x
@@ -93,7 +98,8 @@ def as_real_array(name, x):
     return arr
 
 
-def float_matrix(name, x, dtype, width=None, allow_empty=False):
+def float_matrix(name: str, x: ArrayLike, dtype: DTypeLike, width: Optional[int] = None,
+                 allow_empty: bool = False) -> NDArray[np.floating[Any]]:
     """A C-contiguous (n, d) array of ``dtype``, finite, copied only if needed.
 
     Accepts lists, integer and float16 arrays, strided, Fortran-ordered, read-only and
@@ -117,7 +123,7 @@ def float_matrix(name, x, dtype, width=None, allow_empty=False):
     return out
 
 
-def as_float(arr, dtype):
+def as_float(arr: ArrayLike, dtype: DTypeLike) -> NDArray[np.floating[Any]]:
     """``arr`` as a C-contiguous array of ``dtype`` (no copy when it already is one).
 
     Values too large for ``dtype`` become inf, which ``check_finite`` then reports; NumPy's
@@ -128,7 +134,7 @@ def as_float(arr, dtype):
         return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def check_finite(name, arr):
+def check_finite(name: str, arr: NDArray[Any]) -> None:
     # One reduction instead of isfinite().all(): no temporary boolean array. inf * 0 is NaN,
     # which is the point, so the "invalid" warning is silenced (see as_float).
     with np.errstate(over="ignore", invalid="ignore"):
@@ -142,7 +148,8 @@ def check_finite(name, arr):
                          f"[{', '.join(map(str, bad))}]={arr[tuple(bad)]!r}")
 
 
-def dense_targets(y, n_outputs, dtype, n_rows=None, name="y"):
+def dense_targets(y: ArrayLike, n_outputs: int, dtype: DTypeLike, n_rows: Optional[int] = None,
+                  name: str = "y") -> NDArray[np.floating[Any]]:
     """Regression/binary targets: (n,) when there is one output, or (n, n_outputs)."""
     arr = as_real_array(name, y)
     if arr.ndim == 1 and n_outputs == 1:
@@ -157,7 +164,8 @@ def dense_targets(y, n_outputs, dtype, n_rows=None, name="y"):
     return out
 
 
-def class_targets(y, n_classes, dtype, n_rows=None, name="y"):
+def class_targets(y: ArrayLike, n_classes: int, dtype: DTypeLike, n_rows: Optional[int] = None,
+                  name: str = "y") -> NDArray[np.floating[Any]]:
     """Integer labels (n,) in [0, n_classes) or one-hot / probability rows (n, n_classes)."""
     arr = as_real_array(name, y)
     if arr.ndim == 1:
@@ -192,7 +200,7 @@ def class_targets(y, n_classes, dtype, n_rows=None, name="y"):
     return out
 
 
-def check_rows(name, arr, n_rows):
+def check_rows(name: str, arr: NDArray[Any], n_rows: Optional[int]) -> None:
     if n_rows is not None and arr.shape[0] != n_rows:
         raise ValueError(f"{name} must have one row per sample of X ({n_rows}). "
                          f"Received: {name} with {arr.shape[0]} rows")

@@ -1,8 +1,27 @@
 """The activation registry: names users write, and the integer codes the kernels share.
 
 The codes match ``FNN_ACT_*`` in ``src_c/fnn_gemm.h``. Each activation may take one float
-parameter: the threshold of ``step`` and the negative slope of ``leaky_relu``.
+parameter ``a``: the threshold of ``step`` and the negative slope of ``leaky_relu``.
+
+==========  =====================================  ==========================================
+name        y = f(z)                               dL/dz from y and dy = dL/dy
+==========  =====================================  ==========================================
+linear      z                                      dy
+step        1 if z >= a else 0 (a = 0.5)           dy (straight-through)
+sigmoid     1 / (1 + exp(-z))                      dy * y * (1 - y)
+tanh        tanh(z)                                dy * (1 - y^2)
+relu        max(z, 0)                              dy where y > 0, else 0
+leaky_relu  z if z > 0 else a * z (a = 0.01)       dy where y > 0, else a * dy
+softmax     exp(z_j) / sum_k exp(z_k), per row     y * (dy - sum_k dy_k y_k), per row
+==========  =====================================  ==========================================
 """
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: The activation names accepted wherever an activation is chosen by name.
+ActivationName = Literal["linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
 
 LINEAR = 0
 STEP = 1
@@ -12,7 +31,7 @@ RELU = 4
 LEAKY_RELU = 5
 SOFTMAX = 6
 
-CODES = {
+CODES: dict[str, int] = {
     "linear": LINEAR,
     "step": STEP,
     "sigmoid": SIGMOID,
@@ -21,17 +40,41 @@ CODES = {
     "leaky_relu": LEAKY_RELU,
     "softmax": SOFTMAX,
 }
-NAMES = {code: name for name, code in CODES.items()}
+NAMES: dict[int, str] = {code: name for name, code in CODES.items()}
 
 # The parameter each activation uses when none is given (ignored by the others).
-DEFAULT_PARAM = {"step": 0.5, "leaky_relu": 0.01}
+DEFAULT_PARAM: dict[str, float] = {"step": 0.5, "leaky_relu": 0.01}
 
 # He initialisation suits the ReLU family; Glorot the saturating and linear ones.
 RELU_FAMILY = frozenset({RELU, LEAKY_RELU})
 
 
-def activation_code(name):
-    """Return the kernel code of the activation called ``name``."""
+def activation_code(name: str) -> int:
+    """Return the kernel code of the activation called ``name``.
+
+    Parameters
+    ----------
+    name : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"}
+        The activation's name.
+
+    Returns
+    -------
+    int
+        Its code, 0..6, as the kernels read it.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of the names above (or not a string).
+
+    Examples
+    --------
+    >>> from fastnn.activations import activation_code, NAMES
+    >>> activation_code("relu")
+    4
+    >>> NAMES[4]
+    'relu'
+    """
     if not isinstance(name, str) or name not in CODES:
         raise ValueError(
             f"activation must be one of {sorted(CODES)}. Received: activation={name!r}")

@@ -12,24 +12,47 @@ settings and step count, metrics; or null) and ``arrays``: a list of ``{"name", 
 The loader trusts nothing: it checks the magic, version, header size, JSON structure, dtype
 allow-list, that shape x itemsize matches each span, that spans are in bounds and disjoint, and
 that the arrays match the architecture. Every failure raises ValueError.
+
+Examples
+--------
+>>> import numpy as np
+>>> import fastnn as fnn
+>>> from fastnn.io import model_from_bytes, model_to_bytes
+>>> model = fnn.Sequential([fnn.Dense(2, activation="relu")], input_dim=3, seed=0,
+...                        backend="numpy")
+>>> blob = model_to_bytes(model)
+>>> blob[:4]
+b'\x89FNN'
+>>> same = model_from_bytes(blob)
+>>> all(np.array_equal(a, b) for a, b in zip(same.get_weights(), model.get_weights()))
+True
 """
+
+from __future__ import annotations
 
 import json
 import math
 import os
 import struct
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from fastnn.model import Sequential
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 MAGIC = b"\x89FNN\r\n\x1a\n"
 VERSION = 1
 MAX_HEADER = 1 << 20
 ALIGN = 64
-DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+DTYPES: dict[str, np.dtype[Any]] = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 _PREAMBLE = struct.Struct("<8sII")
 
 
-def _arrays_of(model):
+def _arrays_of(model: Sequential) -> list[tuple[str, NDArray[Any]]]:
     arrays = []
     for i, layer in enumerate(model.dense_layers):
         arrays += [(f"dense_{i}/W", layer.W), (f"dense_{i}/b", layer.b)]
@@ -39,10 +62,12 @@ def _arrays_of(model):
     return arrays
 
 
-def model_to_bytes(model):
-    """The model file's bytes (what ``save_model`` writes)."""
+def model_to_bytes(model: Sequential) -> bytes:
+    """The model file's bytes (what ``save_model`` writes): architecture, weights, and the
+    compile settings and optimizer state when the model is compiled."""
     arrays = _arrays_of(model)
-    entries, offset = [], 0
+    entries: list[dict[str, Any]] = []
+    offset = 0
     for name, arr in arrays:
         little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
         entries.append({"name": name, "dtype": little.dtype.str, "shape": list(arr.shape),
@@ -68,14 +93,14 @@ def model_to_bytes(model):
     return bytes(blob)
 
 
-def _check_path(path):
+def _check_path(path: object) -> Any:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a file path (str or os.PathLike). "
                         f"Received: path={path!r}")
     return os.fspath(path)
 
 
-def _parameter_bytes(config, itemsize):
+def _parameter_bytes(config: dict[str, Any], itemsize: int) -> Optional[int]:
     """Bytes of weights the described architecture needs, or None if it cannot be told."""
     width, total = config.get("input_dim"), 0
     for layer in config.get("layers", []):
@@ -88,20 +113,37 @@ def _parameter_bytes(config, itemsize):
     return total * itemsize
 
 
-def save_model(model, path):
-    """Write ``model`` to ``path`` (atomically: a temporary file, then a rename)."""
+def save_model(model: Sequential, path: PathLike) -> None:
+    """Write ``model`` to ``path`` (atomically: a temporary file, then a rename).
+
+    ``Sequential.save(path)`` calls this.
+
+    Parameters
+    ----------
+    model : Sequential
+        A built model, compiled or not.
+    path : str or os.PathLike
+        The file to write (replaced if it exists); ``path + ".tmp"`` is used on the way.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a path.
+    OSError
+        If the file cannot be written.
+    """
     path = _check_path(path)
-    tmp = path + ".tmp"
+    tmp = path + ".tmp"     # type: ignore[operator]  # path is a str (or bytes) by now
     with open(tmp, "wb") as f:
         f.write(model_to_bytes(model))
     os.replace(tmp, path)
 
 
-def _fail(path, why):
+def _fail(path: object, why: str) -> ValueError:
     return ValueError(f"{path!r} is not a valid fastnn model file: {why}")
 
 
-def _read_header(blob, path):
+def _read_header(blob: bytes, path: object) -> tuple[dict[str, Any], int]:
     if len(blob) < _PREAMBLE.size:
         raise _fail(path, f"{len(blob)} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
     magic, version, size = _PREAMBLE.unpack_from(blob)
@@ -122,8 +164,10 @@ def _read_header(blob, path):
     return header, data_start + (-data_start % ALIGN)
 
 
-def _read_arrays(blob, entries, data_start, path):
-    arrays, spans = {}, []
+def _read_arrays(blob: bytes, entries: list[Any], data_start: int, path: object
+                 ) -> dict[str, NDArray[Any]]:
+    arrays: dict[str, NDArray[Any]] = {}
+    spans: list[tuple[int, int, str]] = []
     for entry in entries:
         if not isinstance(entry, dict):
             raise _fail(path, "an array entry is not an object")
@@ -152,16 +196,43 @@ def _read_arrays(blob, entries, data_start, path):
     return arrays
 
 
-def load_model(path, backend=None):
-    """Read a model written by ``Sequential.save``. Raises ValueError for any malformed file."""
+def load_model(path: PathLike, backend: Optional[Literal["fast", "numpy"]] = None) -> Sequential:
+    """Read a model written by ``Sequential.save`` (``fastnn.load`` is this function).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+    backend : {"fast", "numpy"}, optional
+        The backend of the loaded model; by default the one it was saved with.
+
+    Returns
+    -------
+    Sequential
+        The model with its weights and, if it was compiled, its loss, optimizer (with its state
+        and step count) and metrics.
+
+    Raises
+    ------
+    ValueError
+        For any malformed file (never executes anything from it: there is no pickle).
+    TypeError
+        If ``path`` is not a path.
+    OSError
+        If the file cannot be read.
+    """
     path = _check_path(path)
     with open(path, "rb") as f:
         blob = f.read()
     return model_from_bytes(blob, backend, name=path)
 
 
-def model_from_bytes(blob, backend=None, name="<bytes>"):
-    """Rebuild a model from ``model_to_bytes`` output, checking everything (ValueError)."""
+def model_from_bytes(blob: bytes, backend: Optional[Literal["fast", "numpy"]] = None,
+                     name: object = "<bytes>") -> Sequential:
+    """Rebuild a model from ``model_to_bytes`` output, checking everything (ValueError).
+
+    ``backend`` is as in ``load_model``; ``name`` stands for the file in error messages.
+    """
     from fastnn.layers import layer_from_config
     from fastnn.model import Sequential
 

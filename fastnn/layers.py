@@ -6,38 +6,78 @@ input weights of one neuron and ``b`` its bias. ``Sequential`` lays all paramete
 buffer and gives each layer views into it.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from fastnn import activations as A
 from fastnn import _validation as V
 
 
 class Layer:
-    """Base class. ``act`` and ``param`` say which activation the layer applies."""
+    """Base class of all layers.
 
-    act = A.LINEAR
-    param = 0.0
+    Attributes
+    ----------
+    act : int
+        Code of the activation the layer applies (see ``fastnn.activations``).
+    param : float
+        The activation's parameter (threshold of ``step``, slope of ``leaky_relu``), else 0.0.
+    """
 
-    def get_config(self):
+    act: int = A.LINEAR
+    param: float = 0.0
+
+    def get_config(self) -> dict[str, Any]:
+        """The JSON-serialisable description that ``layer_from_config`` rebuilds the layer from."""
         raise NotImplementedError
 
     @property
-    def activation(self):
+    def activation(self) -> str:
+        """The name of the activation the layer applies, e.g. ``"relu"``."""
         return A.NAMES[self.act]
 
 
 class Activation(Layer):
-    """Apply an activation function on its own: ``y = act(x)``; no parameters."""
+    """Apply an activation function on its own: ``y = act(x)``.
 
-    def __init__(self, activation, param=None):
+    Element-wise (row by row for softmax), without weights: x and y are both (n, width). Placed
+    right after a linear ``Dense`` layer, the model fuses it into that layer's kernel. The
+    formulas and gradients of every activation are listed in ``fastnn.activations``.
+
+    Parameters
+    ----------
+    activation : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"}
+        The activation's name.
+    param : float, optional
+        Its parameter: the threshold of ``step`` (default 0.5) or the negative slope of
+        ``leaky_relu`` (default 0.01); ignored by the others.
+
+    Raises
+    ------
+    ValueError
+        If ``activation`` is not one of the names above.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Activation("tanh").activation
+    'tanh'
+    >>> fnn.Activation("leaky_relu").param
+    0.01
+    """
+
+    def __init__(self, activation: A.ActivationName, param: float | None = None) -> None:
         self.act = A.activation_code(activation)
         default = A.DEFAULT_PARAM.get(activation, 0.0)
         self.param = default if param is None else param
 
-    def get_config(self):
-        config = {"class": type(self).__name__}
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"class": type(self).__name__}
         if type(self) is Activation:
             config["activation"] = self.activation
         if self.act == A.STEP:
@@ -46,95 +86,213 @@ class Activation(Layer):
             config["alpha"] = self.param
         return config
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = f"{self.param!r}" if self.act in (A.STEP, A.LEAKY_RELU) else ""
         return f"{type(self).__name__}({extra})"
 
 
 class ReLU(Activation):
-    """y = max(x, 0)"""
+    """Rectified linear unit: ``y = max(x, 0)``; ``dL/dx = dL/dy`` where ``y > 0``, else 0.
 
-    def __init__(self):
+    Examples
+    --------
+    After a linear ``Dense`` layer (the model fuses the two into one kernel call):
+
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Dense(2), fnn.ReLU()], input_dim=2, backend="numpy")
+    >>> model.layers[0].set_weights([np.eye(2), np.zeros(2)])
+    >>> model.predict([[1.0, -2.0]])
+    array([[1., 0.]], dtype=float32)
+    """
+
+    def __init__(self) -> None:
         super().__init__("relu")
 
 
 class Sigmoid(Activation):
-    """y = 1 / (1 + exp(-x))"""
+    """Logistic sigmoid: ``y = 1 / (1 + exp(-x))``; ``dL/dx = dL/dy * y * (1 - y)``.
 
-    def __init__(self):
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Dense(1), fnn.Sigmoid()], input_dim=2, backend="numpy")
+    >>> model.layers[0].set_weights([[[0.0], [0.0]], [0.0]])
+    >>> model.predict([[3.0, 4.0]])                  # sigmoid(0)
+    array([[0.5]], dtype=float32)
+    """
+
+    def __init__(self) -> None:
         super().__init__("sigmoid")
 
 
 class Tanh(Activation):
-    """y = tanh(x)"""
+    """Hyperbolic tangent: ``y = tanh(x)``; ``dL/dx = dL/dy * (1 - y^2)``.
 
-    def __init__(self):
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Tanh().activation
+    'tanh'
+    """
+
+    def __init__(self) -> None:
         super().__init__("tanh")
 
 
 class Softmax(Activation):
-    """y_j = exp(x_j) / sum_k exp(x_k), row by row."""
+    """Softmax over each row: ``y_j = exp(x_j) / sum_k exp(x_k)``.
 
-    def __init__(self):
+    Gradient, per row: ``dL/dx = y * (dL/dy - sum_k dL/dy_k * y_k)``. After a final softmax,
+    ``cross_entropy`` skips this and uses the fused ``(y - target) / n``.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Dense(3), fnn.Softmax()], input_dim=4, seed=0,
+    ...                        backend="numpy")
+    >>> p = model.predict([[1.0, 2.0, 3.0, 4.0]])
+    >>> p.shape, round(float(p.sum()), 5)            # each row sums to 1
+    ((1, 3), 1.0)
+    """
+
+    def __init__(self) -> None:
         super().__init__("softmax")
 
 
 class Step(Activation):
-    """y = 1 if x >= threshold else 0 (Heaviside); the gradient passes straight through.
+    """Heaviside step: ``y = 1 if x >= threshold else 0``; the gradient passes straight through.
 
-    With MSE, training a single Step neuron is Rosenblatt's perceptron rule.
+    ``dL/dx = dL/dy`` (straight-through estimator). With MSE, training a single Step neuron is
+    Rosenblatt's perceptron rule.
+
+    Parameters
+    ----------
+    threshold : float, default 0.5
+        Where the output jumps from 0 to 1; any finite number.
+
+    Raises
+    ------
+    TypeError
+        If ``threshold`` is not a real number.
+    ValueError
+        If ``threshold`` is NaN or infinite.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Step(threshold=0.0)
+    Step(0.0)
     """
 
-    def __init__(self, threshold=0.5):
+    def __init__(self, threshold: float = 0.5) -> None:
         super().__init__("step", V.check_float("threshold", threshold))
 
 
 class LeakyReLU(Activation):
-    """y = x if x > 0 else alpha * x"""
+    """Leaky ReLU: ``y = x if x > 0 else alpha * x``.
 
-    def __init__(self, alpha=0.01):
+    ``dL/dx = dL/dy`` where ``y > 0``, else ``alpha * dL/dy``.
+
+    Parameters
+    ----------
+    alpha : float, default 0.01
+        Slope for negative inputs, finite and >= 0.
+
+    Raises
+    ------
+    TypeError
+        If ``alpha`` is not a real number.
+    ValueError
+        If ``alpha`` is negative, NaN or infinite.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.LeakyReLU(alpha=0.2)
+    LeakyReLU(0.2)
+    >>> fnn.Dense(8, activation=fnn.LeakyReLU(0.2)).param
+    0.2
+    """
+
+    def __init__(self, alpha: float = 0.01) -> None:
         super().__init__("leaky_relu", V.check_float("alpha", alpha, low=0.0))
 
 
-ACTIVATION_LAYERS = {cls.__name__: cls for cls in (ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU)}
+ACTIVATION_LAYERS: dict[str, Callable[..., Activation]] = {
+    cls.__name__: cls for cls in (ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU)}
 
 
 class Dense(Layer):
     """A fully connected layer of ``units`` neurons: ``y = act(x @ W + b)``.
 
+    Backward, with ``dz = act'(y) * dL/dy``: ``dL/dW = x.T @ dz``, ``dL/db = sum(dz, axis=0)``,
+    ``dL/dx = dz @ W.T``.
+
     Parameters
     ----------
     units : int
         Number of neurons (outputs), > 0.
-    activation : str or activation layer, default "linear"
+    activation : str or Activation, default "linear"
         One of ``linear, step, sigmoid, tanh, relu, leaky_relu, softmax``, or an activation
         layer such as ``LeakyReLU(alpha=0.2)`` to set its parameter.
 
     Shapes: x (n, inputs), W (inputs, units), b (units,), y (n, units). Weights are initialised
     by ``Sequential``: He normal (std sqrt(2 / inputs)) before the ReLU family, Glorot uniform
     (limit sqrt(6 / (inputs + units))) otherwise; biases start at zero.
+
+    Raises
+    ------
+    TypeError
+        If ``units`` is not an integer.
+    ValueError
+        If ``units`` < 1 or ``activation`` is not a known name.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> layer = fnn.Dense(3, activation="relu")
+    >>> model = fnn.Sequential([layer], input_dim=4, seed=0, backend="numpy")
+    >>> W, b = layer.get_weights()
+    >>> W.shape, b.shape
+    ((4, 3), (3,))
+    >>> model.predict([[0.0, 0.0, 0.0, 0.0]])      # relu(0 @ W + 0)
+    array([[0., 0., 0.]], dtype=float32)
     """
 
-    def __init__(self, units, activation="linear"):
+    # Views into the model's flat buffers, set by ``attach``; None until then.
+    W: NDArray[np.floating[Any]]
+    b: NDArray[np.floating[Any]]
+    dW: NDArray[np.floating[Any]]
+    db: NDArray[np.floating[Any]]
+
+    def __init__(self, units: int, activation: A.ActivationName | Activation = "linear") -> None:
         self.units = V.check_positive_int("units", units)
         if isinstance(activation, Activation):
             self.act, self.param = activation.act, activation.param
         else:
             self.act = A.activation_code(activation)
             self.param = A.DEFAULT_PARAM.get(activation, 0.0)
-        self.input_dim = None
-        self.W = self.b = None      # views into the model's flat parameter buffer
-        self.dW = self.db = None    # views into the model's flat gradient buffer
+        self.input_dim: int | None = None
+        self.W = self.b = None      # type: ignore[assignment]  # views set by attach()
+        self.dW = self.db = None    # type: ignore[assignment]
 
     @property
-    def built(self):
+    def built(self) -> bool:
+        """True once a model has given the layer its weights."""
         return self.W is not None
 
-    def n_params(self, input_dim):
+    def n_params(self, input_dim: int) -> int:
+        """Number of parameters for ``input_dim`` inputs: ``input_dim * units + units``."""
         return input_dim * self.units + self.units
 
-    def attach(self, input_dim, params, grads):
-        """Bind W, b (and dW, db) to views of the flat buffers given for this layer."""
+    def attach(self, input_dim: int, params: NDArray[np.floating[Any]],
+               grads: NDArray[np.floating[Any]]) -> None:
+        """Bind W, b (and dW, db) to views of the flat buffers given for this layer.
+
+        ``params`` and ``grads`` are 1-D slices of length ``n_params(input_dim)``: W first
+        (row-major, (input_dim, units)), then b.
+        """
         self.input_dim = input_dim
         split = input_dim * self.units
         self.W = params[:split].reshape(input_dim, self.units)
@@ -142,8 +300,13 @@ class Dense(Layer):
         self.dW = grads[:split].reshape(input_dim, self.units)
         self.db = grads[split:]
 
-    def reset_parameters(self, rng, act):
-        """He normal before the ReLU family, Glorot uniform otherwise; zero biases."""
+    def reset_parameters(self, rng: np.random.Generator, act: int) -> None:
+        """He normal before the ReLU family, Glorot uniform otherwise; zero biases.
+
+        He: ``W ~ N(0, 2 / fan_in)``; Glorot: ``W ~ U(-l, l)`` with
+        ``l = sqrt(6 / (fan_in + fan_out))``. ``act`` is the code of the activation applied to
+        the layer's output (after fusion with a following activation layer).
+        """
         fan_in, fan_out = self.W.shape
         if act in A.RELU_FAMILY:
             self.W[...] = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
@@ -152,13 +315,38 @@ class Dense(Layer):
             self.W[...] = rng.uniform(-limit, limit, (fan_in, fan_out))
         self.b[...] = 0
 
-    def get_weights(self):
-        """``[W, b]`` as copies: W of shape (inputs, units), b of shape (units,)."""
+    def get_weights(self) -> list[NDArray[np.floating[Any]]]:
+        """Return ``[W, b]`` as copies.
+
+        Returns
+        -------
+        list of ndarray
+            W of shape (inputs, units) and b of shape (units,), in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not part of a built model yet.
+        """
         self._check_built()
         return [self.W.copy(), self.b.copy()]
 
-    def set_weights(self, weights):
-        """Set ``[W, b]``; shapes must match, values must be finite."""
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
+        """Set ``[W, b]`` in place (converted to the model's dtype).
+
+        Parameters
+        ----------
+        weights : list or tuple of two array_like
+            W of shape (inputs, units) and b of shape (units,); real and finite.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not built, ``weights`` is not a pair, a shape differs or a value is
+            NaN or inf.
+        TypeError
+            If W or b does not hold real numbers.
+        """
         self._check_built()
         if not isinstance(weights, (list, tuple)) or len(weights) != 2:
             raise ValueError(f"weights must be a list [W, b]. Received: {_short(weights)}")
@@ -175,30 +363,46 @@ class Dense(Layer):
         self.W[...] = W
         self.b[...] = b
 
-    def get_config(self):
-        config = {"class": "Dense", "units": self.units, "activation": self.activation}
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"class": "Dense", "units": self.units,
+                                  "activation": self.activation}
         if self.act == A.STEP:
             config["threshold"] = self.param
         elif self.act == A.LEAKY_RELU:
             config["alpha"] = self.param
         return config
 
-    def _check_built(self):
+    def _check_built(self) -> None:
         if not self.built:
             raise ValueError("this Dense layer has no weights yet: add it to a Sequential model "
                              "with an input_dim (or call model.build(input_dim)) first")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dense({self.units}, activation={self.activation!r})"
 
 
-def _short(value):
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def layer_from_config(config):
-    """Rebuild a layer from ``get_config()`` output (used by the model file loader)."""
+def layer_from_config(config: Mapping[str, Any]) -> Layer:
+    """Rebuild a layer from ``get_config()`` output (used by the model file loader).
+
+    Raises
+    ------
+    ValueError
+        If the class named in ``config`` is unknown or an argument is invalid.
+    TypeError, KeyError
+        If ``config`` lacks an argument or holds one of the wrong type.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> from fastnn.layers import layer_from_config
+    >>> layer_from_config(fnn.Dense(4, activation="tanh").get_config())
+    Dense(4, activation='tanh')
+    """
     config = dict(config)
     cls = config.pop("class", None)
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}

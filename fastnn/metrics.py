@@ -1,15 +1,42 @@
 """Metrics tracked during training: each returns a *sum* over the rows given, so batches add up.
 
 ``outputs`` are the model's final outputs (probabilities after a final sigmoid/softmax, logits
-otherwise) and ``targets`` the dense targets the loss uses.
+otherwise) and ``targets`` the dense targets the loss uses; both (n, m). Dividing the sums by n
+gives the reported means:
+
+- ``accuracy``: with m > 1 outputs, the fraction of rows where argmax(outputs) = argmax(targets);
+  with one output, the same as ``binary_accuracy``;
+- ``binary_accuracy``: mean over rows and outputs of [(outputs >= threshold) == (targets >= 0.5)];
+- ``mae``: mean over rows and outputs of |outputs - targets|.
 """
 
-import numpy as np
+from __future__ import annotations
 
+from typing import Any, Literal, Optional, Sequence, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+MetricName = Literal["accuracy", "binary_accuracy", "mae"]
 METRICS = ("accuracy", "binary_accuracy", "mae")
 
 
-def check_metrics(metrics):
+def check_metrics(metrics: Optional[Union[MetricName, Sequence[MetricName]]]) -> list[str]:
+    """The metric names as a list: None gives [], a single name a one-item list.
+
+    Raises
+    ------
+    TypeError
+        If ``metrics`` is not None, a string, a list or a tuple.
+    ValueError
+        If a name is not one of "accuracy", "binary_accuracy", "mae".
+
+    Examples
+    --------
+    >>> from fastnn.metrics import check_metrics
+    >>> check_metrics("accuracy")
+    ['accuracy']
+    """
     if metrics is None:
         return []
     if isinstance(metrics, str):
@@ -25,8 +52,33 @@ def check_metrics(metrics):
     return names
 
 
-def metric_sum(name, outputs, targets, threshold):
-    """Sum over rows of the metric ``name``; ``threshold`` splits a single output into 0/1."""
+def metric_sum(name: str, outputs: NDArray[Any], targets: NDArray[Any],
+               threshold: float) -> float:
+    """Sum over rows of the metric ``name``; ``threshold`` splits a single output into 0/1.
+
+    Parameters
+    ----------
+    name : {"accuracy", "binary_accuracy", "mae"}
+        The metric (see the module docstring for the formulas).
+    outputs, targets : ndarray, shape (n, m)
+        Model outputs and dense targets.
+    threshold : float
+        The output value from which a prediction counts as 1 (0.5 for probabilities, 0 for
+        logits).
+
+    Returns
+    -------
+    float
+        The per-row metric summed over the n rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import metric_sum
+    >>> out = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> metric_sum("accuracy", out, np.array([[1.0, 0.0], [1.0, 0.0]]), 0.5)
+    1.0
+    """
     if name == "mae":
         return float(np.abs(outputs - targets).mean(axis=1).sum())
     if name == "accuracy" and outputs.shape[1] > 1:

@@ -5,26 +5,68 @@ Fortran-ordered arrays); the result is float32 when both operands are float32 (o
 float64 otherwise.
 """
 
+from __future__ import annotations
+
+from typing import Any, Optional
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from fastnn import _validation as V
 from fastnn.backends import default_backend
 
 
-def _operand(name, x):
+def _operand(name: str, x: ArrayLike) -> NDArray[np.generic]:
     arr = V.as_real_array(name, x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D. Received: {name} with shape {arr.shape}")
     return arr
 
 
-def matmul(a, b, out=None):
+def matmul(a: ArrayLike, b: ArrayLike, out: Optional[NDArray[np.floating[Any]]] = None
+           ) -> NDArray[np.floating[Any]]:
     """out := a @ b for 2-D arrays a (m, k) and b (k, n); returns out (m, n).
 
-    ``out``, when given, must be a writeable C-contiguous float32/float64 array of shape (m, n)
-    and of the result dtype that does not overlap ``a`` or ``b``.
+    The compiled GEMM (the NumPy reference without the extension). Each entry is summed over k
+    in order, whatever the thread count.
+
+    Parameters
+    ----------
+    a : array_like, shape (m, k)
+        Real and finite; any real dtype, list, strided or Fortran-ordered array.
+    b : array_like, shape (k, n)
+        Real and finite.
+    out : ndarray, shape (m, n), optional
+        Where to write the result: a writeable C-contiguous array of the result dtype (float32
+        when both operands are float32 or float16, float64 otherwise) that does not overlap
+        ``a`` or ``b``. A new array when None.
+
+    Returns
+    -------
+    ndarray, shape (m, n)
+        ``out`` (or the new array), holding ``a @ b``.
+
+    Raises
+    ------
+    TypeError
+        If an operand does not hold real numbers, or ``out`` is not a NumPy array.
+    ValueError
+        If an operand is not 2-D, the inner dimensions differ, a value is NaN or inf, or ``out``
+        has the wrong shape, dtype or layout or overlaps an operand.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> fnn.ops.matmul([[1, 2], [3, 4]], [[1], [1]])
+    array([[3.],
+           [7.]])
+    >>> out = np.empty((2, 2), dtype=np.float32)
+    >>> fnn.ops.matmul(np.eye(2, dtype=np.float32), np.ones((2, 2), np.float32), out=out) is out
+    True
     """
-    a, b = _operand("a", a), _operand("b", b)
+    a = _operand("a", a)
+    b = _operand("b", b)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"a and b have mismatched inner dimensions: a is {a.shape}, "
                          f"b is {b.shape}")

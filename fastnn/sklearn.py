@@ -12,9 +12,13 @@ Differences from scikit-learn's MLP, stated plainly:
   ``loss_curve_`` values are twice as large at the same fit.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import Any, Literal, Optional, Sequence, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer
@@ -24,15 +28,22 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 import fastnn as fnn
 from fastnn.backends import fast_available
 
+_MLP = TypeVar("_MLP", bound="_BaseMLP")
+
 
 class _BaseMLP(BaseEstimator):
     """Shared fitting loop; subclasses say how targets become outputs."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10):
+    def __init__(self, hidden_layer_sizes: Union[int, Sequence[int]] = (100,),
+                 activation: Literal["identity", "logistic", "tanh", "relu"] = "relu",
+                 solver: Literal["sgd", "adam"] = "adam", alpha: float = 0.0001,
+                 batch_size: Union[int, Literal["auto"]] = "auto",
+                 learning_rate_init: float = 0.001, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Optional[int] = None,
+                 tol: float = 1e-4, verbose: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int = 10) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -180,8 +191,13 @@ class _BaseMLP(BaseEstimator):
         self._no_improvement = 0 if improved else self._no_improvement + 1
         return self._no_improvement >= self.n_iter_no_change
 
-    def fit(self, X, y):
-        """Train from scratch for up to ``max_iter`` epochs."""
+    def fit(self: _MLP, X: ArrayLike, y: ArrayLike) -> _MLP:
+        """Train from scratch for up to ``max_iter`` epochs; returns ``self``.
+
+        Stops early after ``n_iter_no_change`` epochs in which the training loss (or, with
+        ``early_stopping``, the validation score) did not improve by ``tol``; otherwise warns
+        with ``ConvergenceWarning`` at ``max_iter``.
+        """
         return self._fit(X, y, incremental=False)
 
     def _forward(self, X):
@@ -190,12 +206,14 @@ class _BaseMLP(BaseEstimator):
         return self.model_.predict(X.astype(self.model_.dtype, copy=False))
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[NDArray[np.floating[Any]]]:
+        """Weight matrices, one per layer: (n_features, units), ..., (units, n_outputs)."""
         check_is_fitted(self, "model_")
         return self.model_.get_weights()[0::2]
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[NDArray[np.floating[Any]]]:
+        """Bias vectors, one per layer: (units,), ..., (n_outputs,)."""
         check_is_fitted(self, "model_")
         return self.model_.get_weights()[1::2]
 
@@ -207,9 +225,66 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     cross-entropy for two. Parameters are scikit-learn's (see
     ``sklearn.neural_network.MLPClassifier``); ``classes_``, ``n_features_in_``,
     ``loss_curve_``, ``coefs_``, ``intercepts_``, ``n_iter_`` are set by ``fit``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (100,)
+        Units of each hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
+        Hidden activation (fastnn's linear, sigmoid, tanh, relu).
+    solver : {"sgd", "adam"}, default "adam"
+        ``fastnn.SGD`` or ``fastnn.Adam``.
+    alpha : float, default 0.0001
+        L2 penalty; becomes the optimizer's weight decay ``alpha / batch_size``.
+    batch_size : int or "auto", default "auto"
+        Mini-batch size; "auto" is ``min(200, n_samples)``.
+    learning_rate_init : float, default 0.001
+        The constant learning rate.
+    max_iter : int, default 200
+        Maximum number of epochs.
+    shuffle : bool, default True
+        Shuffle the samples every epoch.
+    random_state : int or None, default None
+        Seeds the weights and the shuffling (and the ``early_stopping`` split); None gives a
+        fresh random seed on each ``fit``.
+    tol : float, default 1e-4
+        The improvement of the loss (or validation score) that resets ``n_iter_no_change``.
+    verbose : bool, default False
+        Print the loss after every epoch.
+    momentum : float, default 0.9
+        SGD momentum, in [0, 1).
+    nesterovs_momentum : bool, default True
+        Use Nesterov momentum with SGD (when ``momentum > 0``).
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the samples and stop on their score (accuracy).
+    validation_fraction : float, default 0.1
+        The held-out fraction, in (0, 1).
+    beta_1, beta_2, epsilon : float, default 0.9, 0.999, 1e-8
+        Adam's ``beta1``, ``beta2``, ``eps``.
+    n_iter_no_change : int, default 10
+        Epochs without a ``tol`` improvement before stopping.
+
+    Raises
+    ------
+    ValueError
+        From ``fit``, if a parameter is out of range, ``y`` holds fewer than two classes, or
+        ``X`` / ``y`` are malformed (scikit-learn's input checks).
+
+    Examples
+    --------
+    >>> from fastnn.datasets import load_digits, train_test_split
+    >>> from fastnn.sklearn import MLPClassifier
+    >>> X, y = load_digits()
+    >>> X_train, X_test, y_train, y_test = train_test_split(X / 16, y, seed=0)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(64,), tol=1e-3, random_state=0)
+    >>> clf = clf.fit(X_train, y_train)
+    >>> clf.predict_proba(X_test[:2]).shape
+    (2, 10)
+    >>> clf.score(X_test, y_test) > 0.9
+    True
     """
 
-    def _encode(self, y, first):
+    def _encode(self, y: ArrayLike, first: bool) -> NDArray[np.float64]:
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if first:
@@ -229,27 +304,39 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"classes_ {self.classes_!r}")
         return self._binarizer.transform(y).astype(np.float64)
 
-    def fit(self, X, y):
-        self._partial_classes = None
+    def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
+        """Train from scratch on X (n_samples, n_features) and labels y (n_samples,).
+
+        Stops early after ``n_iter_no_change`` epochs without a ``tol`` improvement; otherwise
+        warns with ``ConvergenceWarning`` at ``max_iter``. Returns ``self``.
+        """
+        self._partial_classes: Optional[NDArray[Any]] = None
         return super().fit(X, y)
 
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over ``(X, y)``; the first call needs ``classes`` (all labels)."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    classes: Optional[ArrayLike] = None) -> MLPClassifier:
+        """One epoch over ``(X, y)``; the first call needs ``classes`` (all labels).
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is missing on the first call, or ``y`` holds a label not in it.
+        """
         if not hasattr(self, "model_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
             self._partial_classes = np.unique(classes)
         return self._fit(X, y, incremental=True)
 
-    def predict_proba(self, X):
-        """Class probabilities, (n, n_classes)."""
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Class probabilities, (n_samples, n_classes), in the order of ``classes_``."""
         out = self._forward(X).astype(np.float64)
         if out.shape[1] == 1:
             return np.hstack([1 - out, out])
         return out
 
-    def predict(self, X):
-        """The most likely class of each sample."""
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
+        """The most likely class of each sample, (n_samples,), from ``classes_``."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
@@ -261,7 +348,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """A multi-layer perceptron regressor (identity output, squared error) on fastnn."""
+    """A multi-layer perceptron regressor (identity output, squared error) on fastnn.
+
+    Minimises ``mean((y - p)^2)`` over samples and outputs. The parameters are the same as
+    ``MLPClassifier``'s (scikit-learn's ``MLPRegressor`` names and defaults); with
+    ``early_stopping`` the validation score is R^2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.sklearn import MLPRegressor
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (200, 2))
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, tol=1e-3,
+    ...                    random_state=0).fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    >>> reg.score(X, y) > 0.9
+    True
+    """
 
     _final_act = "linear"
     _loss = "mse"
@@ -271,18 +376,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         return tags
 
-    def _encode(self, y, first):
+    def _encode(self, y: ArrayLike, first: bool) -> NDArray[np.float64]:
         y = np.asarray(y, dtype=np.float64)
         if first:
             self._y_1d = y.ndim == 1
         return y.reshape(len(y), -1)
 
-    def partial_fit(self, X, y):
-        """One epoch over ``(X, y)``."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike) -> MLPRegressor:
+        """One epoch over ``(X, y)``; y (n_samples,) or (n_samples, n_outputs). Returns self."""
         return self._fit(X, y, incremental=True)
 
-    def predict(self, X):
-        """Predicted targets, (n,) or (n, n_outputs)."""
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Predicted targets, (n_samples,) or (n_samples, n_outputs) as ``y`` was in ``fit``."""
         out = self._forward(X).astype(np.float64)
         return out[:, 0] if self._y_1d else out
 

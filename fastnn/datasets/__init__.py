@@ -5,11 +5,15 @@ Nothing here touches the network. The digits live in ``digits.csv.gz`` next to t
 and returns the same arrays for the same arguments.
 """
 
+from __future__ import annotations
+
 import gzip
 import numbers
 import os
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "load_digits",
@@ -24,7 +28,7 @@ __all__ = [
 _DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.csv.gz")
 
 
-def load_digits(return_images=False):
+def load_digits(return_images: bool = False) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Load the UCI hand-written digits (1797 samples of 8x8 pixels, 10 classes).
 
     Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine Learning
@@ -41,6 +45,15 @@ def load_digits(return_images=False):
         Raw pixel counts, integers 0..16 (divide by 16 to scale into [0, 1]).
     y : ndarray of int64, shape (1797,)
         The digit shown, 0..9, in file order.
+
+    Examples
+    --------
+    >>> from fastnn.datasets import load_digits
+    >>> X, y = load_digits()
+    >>> X.shape, y.shape, float(X.max()), sorted(set(y.tolist()))
+    ((1797, 64), (1797,), 16.0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    >>> load_digits(return_images=True)[0].shape
+    (1797, 8, 8)
     """
     with gzip.open(_DIGITS_FILE, "rt", encoding="ascii") as f:
         data = np.loadtxt(f, delimiter=",", dtype=np.int64)
@@ -51,7 +64,7 @@ def load_digits(return_images=False):
     return X, y
 
 
-def _check_int(name, value, low=None):
+def _check_int(name: str, value: Any, low: Optional[int] = None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer. Received: {name}={value!r}")
     if low is not None and value < low:
@@ -59,10 +72,10 @@ def _check_int(name, value, low=None):
     return int(value)
 
 
-def _check_float(name, value, low=None):
+def _check_float(name: str, value: Any, low: Optional[float] = None) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
-    if not np.isfinite(value) or (low is not None and value < low):
+    if not np.isfinite(value) or (low is not None and value < low):  # type: ignore[call-overload]
         raise ValueError(f"{name} must be a finite number >= {low}. Received: {name}={value!r}")
     return float(value)
 
@@ -77,7 +90,9 @@ def _split_counts(sizes, n_test):
     return counts
 
 
-def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
+def train_test_split(X: ArrayLike, y: ArrayLike, test_size: float = 0.25, seed: int = 0,
+                     stratify: bool = True) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any],
+                                                     NDArray[Any]]:
     """Split ``X`` and ``y`` into a training part and a test part, deterministically.
 
     Parameters
@@ -106,6 +121,14 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
         ``seed`` is out of range.
     TypeError
         If ``test_size``, ``seed`` or ``stratify`` has the wrong type.
+
+    Examples
+    --------
+    >>> from fastnn.datasets import load_digits, train_test_split
+    >>> X, y = load_digits()
+    >>> X_train, X_test, y_train, y_test = train_test_split(X / 16, y, test_size=0.25, seed=0)
+    >>> X_train.shape, X_test.shape
+    ((1348, 64), (449, 64))
     """
     X = np.asarray(X)
     y = np.asarray(y)
@@ -153,7 +176,7 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
     return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
 
 
-def make_xor():
+def make_xor() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The four points of XOR.
 
     Returns
@@ -168,7 +191,8 @@ def make_xor():
     return X, y
 
 
-def make_spirals(n_per_class=100, noise=0.05, turns=1.25, seed=0):
+def make_spirals(n_per_class: int = 100, noise: float = 0.05, turns: float = 1.25,
+                 seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Two interleaved Archimedean spirals in the plane, one per class.
 
     Point ``i`` of class ``c`` sits at radius ``r = 0.1 + 0.9 * i / (n - 1)`` and angle
@@ -193,6 +217,20 @@ def make_spirals(n_per_class=100, noise=0.05, turns=1.25, seed=0):
         The points, class 0 first, then class 1.
     y : ndarray of int64, shape (2 * n_per_class,)
         The spiral each point belongs to, 0 or 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a number of the right kind.
+    ValueError
+        If an argument is out of its range.
+
+    Examples
+    --------
+    >>> from fastnn.datasets import make_spirals
+    >>> X, y = make_spirals(n_per_class=50, seed=1)
+    >>> X.shape, y.shape, int(y.sum())
+    ((100, 2), (100,), 50)
     """
     n = _check_int("n_per_class", n_per_class, low=2)
     noise = _check_float("noise", noise, low=0.0)
@@ -234,11 +272,11 @@ _FROWN = """
 """
 
 
-def _picture(text):
+def _picture(text: str) -> NDArray[np.float64]:
     return np.array([[ch == "#" for ch in row] for row in text.split()], dtype=np.float64)
 
 
-def smiley():
+def smiley() -> NDArray[np.float64]:
     """The 7x7 smiley face: two eyes and a smiling mouth.
 
     Returns
@@ -249,7 +287,7 @@ def smiley():
     return _picture(_SMILEY)
 
 
-def frown():
+def frown() -> NDArray[np.float64]:
     """The 7x7 frowning face: the smiley with its mouth upside down.
 
     Returns
@@ -260,7 +298,8 @@ def frown():
     return _picture(_FROWN)
 
 
-def make_faces(n_per_class=50, flip_prob=0.05, seed=0):
+def make_faces(n_per_class: int = 50, flip_prob: float = 0.05, seed: int = 0
+               ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """A tiny dataset of noisy 7x7 faces: smiley (label 1) against frown (label 0).
 
     Parameters
@@ -278,6 +317,20 @@ def make_faces(n_per_class=50, flip_prob=0.05, seed=0):
         Flattened faces, pixels 0.0 or 1.0, in a shuffled order.
     y : ndarray of int64, shape (2 * n_per_class,)
         1 for a smiley, 0 for a frown.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a number of the right kind.
+    ValueError
+        If an argument is out of its range.
+
+    Examples
+    --------
+    >>> from fastnn.datasets import make_faces
+    >>> X, y = make_faces(n_per_class=10, flip_prob=0.0)
+    >>> X.shape, int(y.sum())
+    ((20, 49), 10)
     """
     n = _check_int("n_per_class", n_per_class, low=1)
     flip_prob = _check_float("flip_prob", flip_prob, low=0.0)
