@@ -3,7 +3,7 @@
 Extensions, all under fastnn/_ext/:
   _kernels  Cython dense/activation kernels linked with the C GEMM (every src_c/*.c)
   _loss     Cython loss kernels
-  _optim    Cython optimizer kernels
+  _optim    Cython optimizer kernels (linked with the C sources for the vectorised updates)
 
 OpenMP is used when a small probe program compiles and links with it; otherwise the kernels are
 built serially (with a message). Environment switches:
@@ -109,7 +109,11 @@ class BuildExt(build_ext):
         cflags = ["/O2"] if msvc else ["-O3"]
         lflags = []
         if not msvc:
-            _add_flags_for(self.compiler, "src_c", ["-std=c99"])
+            # C99 without FP contraction (results do not depend on the instruction set); no
+            # errno or FP-exception semantics, which fastnn never reads, so that loops with
+            # sqrt or compare-selects vectorise.
+            _add_flags_for(self.compiler, "src_c",
+                           ["-std=c99", "-fno-math-errno", "-fno-trapping-math"])
             if _flag("FASTNN_SANITIZE"):
                 sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
                 cflags = sanitize + ["-O1", "-g"]
@@ -144,7 +148,7 @@ if not C_SOURCES:
 
 setup(
     ext_modules=cythonize(
-        [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim")],
+        [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES)],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -92,6 +92,9 @@ extern const fnn_arch fnn_arch_avx2;
 extern const fnn_arch fnn_arch_avx512;
 #endif
 
+/* The flavour in use (chosen on first use; the element-wise kernels of fnn_vec.c follow it). */
+const fnn_arch *fnn_active_arch(void);
+
 /* Element-wise epilogue on an m x n block of C (bias offset to the block's first column). */
 void fnn_epilogue_block_f32(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
                             const float *bias, int act, float param);

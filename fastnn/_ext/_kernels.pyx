@@ -23,6 +23,14 @@ from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilo
 cdef extern from "fnn_vexp.h" nogil:
     void fnn_vexpf(const float *x, float *y, Py_ssize_t n)
 
+cdef extern from "fnn_vec.h" nogil:
+    void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc,
+                              Py_ssize_t n, Py_ssize_t ld, Py_ssize_t w, int act, float param)
+    void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
+                              Py_ssize_t n, Py_ssize_t ld, Py_ssize_t w, int act, double param)
+    double fnn_max_abs_f32(const float *x, Py_ssize_t n)
+    double fnn_max_abs_f64(const double *x, Py_ssize_t n)
+
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
     DB_BLOCK = 64
@@ -155,49 +163,11 @@ cdef void _backward_rows(const floating *y, const floating *dy, floating *dz, Py
 
 # --------------------------------------------------------------------------- column-wise loops
 
-cdef inline void _deriv_colsum_rows(const floating *y, const floating *dy, floating *dz,
-                                    double *acc, Py_ssize_t n, Py_ssize_t m, Py_ssize_t w,
-                                    int act, floating param) noexcept nogil:
-    """For w columns starting at the given pointers (row stride m): dz := act'(y) * dy and
-    acc[j] += dz[i, j] over the rows in order. One specialised loop per common activation, with
-    no branch inside, so the compiler vectorises it (a switch per element would not)."""
-    cdef Py_ssize_t i, j, off
-    cdef floating d
-    for i in range(n):
-        off = i * m
-        if act == FNN_ACT_LINEAR or act == FNN_ACT_STEP:
-            for j in range(w):
-                d = dy[off + j]
-                dz[off + j] = d
-                acc[j] += d
-        elif act == FNN_ACT_RELU:
-            for j in range(w):
-                # a multiply by the 0/1 mask, not a select: NaN or inf in dy propagates exactly
-                # as in the NumPy backend's dy * (y > 0)
-                d = dy[off + j] * (<floating>1 if y[off + j] > 0 else <floating>0)
-                dz[off + j] = d
-                acc[j] += d
-        elif act == FNN_ACT_SIGMOID:
-            for j in range(w):
-                d = dy[off + j] * (y[off + j] * (1 - y[off + j]))
-                dz[off + j] = d
-                acc[j] += d
-        elif act == FNN_ACT_TANH:
-            for j in range(w):
-                d = dy[off + j] * (1 - y[off + j] * y[off + j])
-                dz[off + j] = d
-                acc[j] += d
-        else:
-            for j in range(w):
-                d = dy[off + j] * act_deriv(act, y[off + j], param)
-                dz[off + j] = d
-                acc[j] += d
-
-
 cdef void _grad_and_colsum_block(const floating *y, const floating *dy, floating *dz,
                                  floating *db, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
                                  Py_ssize_t j1, int act, floating param) noexcept nogil:
-    """For columns j0..j1-1: dz := act'(y) * dy and db := sum_i dz[i] (row order, in double)."""
+    """For columns j0..j1-1: dz := act'(y) * dy and db := sum_i dz[i] (row order, in double);
+    the loop is the vectorised C kernel of src_c/fnn_vec.h."""
     cdef double acc[DB_BLOCK]
     cdef Py_ssize_t j, c0, c1
     c0 = j0
@@ -205,7 +175,10 @@ cdef void _grad_and_colsum_block(const floating *y, const floating *dy, floating
         c1 = min(c0 + DB_BLOCK, j1)
         for j in range(c1 - c0):
             acc[j] = 0
-        _deriv_colsum_rows(y + c0, dy + c0, dz + c0, acc, n, m, c1 - c0, act, param)
+        if floating is float:
+            fnn_deriv_colsum_f32(y + c0, dy + c0, dz + c0, acc, n, m, c1 - c0, act, param)
+        else:
+            fnn_deriv_colsum_f64(y + c0, dy + c0, dz + c0, acc, n, m, c1 - c0, act, param)
         for j in range(c0, c1):
             db[j] = <floating>acc[j - c0]
         c0 = c1

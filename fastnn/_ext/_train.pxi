@@ -25,21 +25,7 @@
 #      its exact check (fastnn.optimizers.check_update), which raises or applies the update.
 
 from libc.math cimport NAN
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc
-from libc.string cimport memcpy
-
-cdef extern from *:
-    """
-    #define FNN_ABS32 UINT32_C(0x7fffffff)
-    #define FNN_INF32 INT32_C(0x7f800000)
-    #define FNN_ABS64 UINT64_C(0x7fffffffffffffff)
-    #define FNN_INF64 INT64_C(0x7ff0000000000000)
-    """
-    const uint32_t FNN_ABS32
-    const int32_t FNN_INF32
-    const uint64_t FNN_ABS64
-    const int64_t FNN_INF64
 
 from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS
 from fastnn._ext._optim_core cimport _sgd, _adam
@@ -302,34 +288,9 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     return TRAIN_UPDATED
 
 
-cdef double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
-    """max |g_i|, or NaN when any g_i is NaN or inf.
-
-    Done on the bit patterns: with the sign bit cleared, a finite float's bits order like its
-    magnitude, and NaN and inf have the largest patterns. An integer max has no NaN rules, so the
-    loop vectorises (a float max or a NaN test per element would not, without -ffast-math)."""
-    cdef Py_ssize_t i
-    cdef uint32_t u32
-    cdef int32_t m32 = 0
-    cdef uint64_t u64
-    cdef int64_t m64 = 0
-    cdef float f
-    cdef double d
+cdef inline double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
+    """max |g_i|, or NaN when any g_i is NaN or inf (src_c/fnn_vec.h)."""
     if floating is float:
-        for i in range(n):
-            memcpy(&u32, &g[i], 4)
-            u32 = u32 & FNN_ABS32
-            m32 = <int32_t>u32 if <int32_t>u32 > m32 else m32
-        if m32 >= FNN_INF32:
-            return NAN
-        memcpy(&f, &m32, 4)
-        return f
+        return fnn_max_abs_f32(g, n)
     else:
-        for i in range(n):
-            memcpy(&u64, &g[i], 8)
-            u64 = u64 & FNN_ABS64
-            m64 = <int64_t>u64 if <int64_t>u64 > m64 else m64
-        if m64 >= FNN_INF64:
-            return NAN
-        memcpy(&d, &m64, 8)
-        return d
+        return fnn_max_abs_f64(g, n)

@@ -1,0 +1,54 @@
+/*
+ * fastnn element-wise kernels: the loops of a training step that are not matrix products.
+ *
+ * Each is plain C that the compiler vectorises; it is compiled once per instruction set (portable
+ * SSE2-level C, AVX2 and AVX-512 through target attributes, like the GEMM micro-kernels) and the
+ * flavour is the one the GEMM chose (FASTNN_KERNEL applies). The sources are C99 without FP
+ * contraction, so every flavour does the same operations in the same order: results are bitwise
+ * the same whichever flavour runs, and equal to the plain loops of the NumPy backend's formulas.
+ * All functions are serial; callers split the work over threads.
+ */
+#ifndef FNN_VEC_H
+#define FNN_VEC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* For i < n, j < w (row stride ld):  dz[i, j] := dy[i, j] * act'(y[i, j])  and
+ * acc[j] += dz[i, j] in double, row after row.  act' is written with the output y = act(z):
+ * linear and step 1 (straight-through), relu (y > 0), leaky relu (y > 0 ? 1 : param),
+ * sigmoid y (1 - y), tanh 1 - y^2 (softmax is handled by the caller).  dz may be dy. */
+void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
+                          ptrdiff_t ld, ptrdiff_t w, int act, float param);
+void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
+                          ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, int act, double param);
+
+/* SGD on n parameters:  g = grad + wd p;  v = mu v + g;  p -= lr (nesterov ? g + mu v : v);
+ * with mu == 0: p -= lr g (v is not touched and may be NULL). */
+void fnn_sgd_f32(float *p, const float *grad, float *v, ptrdiff_t n, float lr, float mu,
+                 int nesterov, float wd);
+void fnn_sgd_f64(double *p, const double *grad, double *v, ptrdiff_t n, double lr, double mu,
+                 int nesterov, double wd);
+
+/* Adam on n parameters:  g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ * p -= lr (m / bc1) / (sqrt(v / bc2) + eps), with one_b1 = 1 - b1, one_b2 = 1 - b2 and the bias
+ * corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t given by the caller. */
+void fnn_adam_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, float lr,
+                  float b1, float b2, float one_b1, float one_b2, float bc1, float bc2, float eps,
+                  float wd);
+void fnn_adam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr,
+                  double b1, double b2, double one_b1, double one_b2, double bc1, double bc2,
+                  double eps, double wd);
+
+/* max |x_i| over n values (0 for n == 0), or NaN when any x_i is NaN or inf. */
+double fnn_max_abs_f32(const float *x, ptrdiff_t n);
+double fnn_max_abs_f64(const double *x, ptrdiff_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FNN_VEC_H */

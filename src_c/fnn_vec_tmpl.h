@@ -1,0 +1,115 @@
+/*
+ * Element-wise kernels, written once; fnn_vec.c instantiates them per element type and
+ * instruction set. Required macros: FT (float or double), VFN(name) (mangling), VEC_TARGET
+ * (function attribute, may be empty), UT/ST (unsigned/signed integer of FT's size), ABS_MASK and
+ * INF_BITS (FT's sign mask complement and +inf bit pattern).
+ */
+
+VEC_TARGET static void VFN(deriv_colsum)(const FT *y, const FT *dy, FT *dz, double *restrict acc,
+                                         ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, int act,
+                                         FT param)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < n; i++) {
+        const FT *yi = y + i * ld, *gi = dy + i * ld;
+        FT *zi = dz + i * ld;
+        /* one loop per activation, no branch inside: each vectorises. The relu and leaky relu
+         * masks multiply dy (not select), so NaN and inf in dy propagate as in dy * (y > 0). */
+        switch (act) {
+        case FNN_ACT_RELU:
+            for (j = 0; j < w; j++) {
+                const FT d = gi[j] * (yi[j] > (FT)0 ? (FT)1 : (FT)0);
+                zi[j] = d;
+                acc[j] += d;
+            }
+            break;
+        case FNN_ACT_LEAKY_RELU:
+            for (j = 0; j < w; j++) {
+                const FT d = gi[j] * (yi[j] > (FT)0 ? (FT)1 : param);
+                zi[j] = d;
+                acc[j] += d;
+            }
+            break;
+        case FNN_ACT_SIGMOID:
+            for (j = 0; j < w; j++) {
+                const FT d = gi[j] * (yi[j] * ((FT)1 - yi[j]));
+                zi[j] = d;
+                acc[j] += d;
+            }
+            break;
+        case FNN_ACT_TANH:
+            for (j = 0; j < w; j++) {
+                const FT d = gi[j] * ((FT)1 - yi[j] * yi[j]);
+                zi[j] = d;
+                acc[j] += d;
+            }
+            break;
+        default: /* linear; step passes the gradient straight through */
+            for (j = 0; j < w; j++) {
+                const FT d = gi[j];
+                zi[j] = d;
+                acc[j] += d;
+            }
+            break;
+        }
+    }
+}
+
+VEC_TARGET static void VFN(sgd)(FT *restrict p, const FT *restrict grad, FT *restrict v,
+                                ptrdiff_t n, FT lr, FT mu, int nesterov, FT wd)
+{
+    ptrdiff_t i;
+    if (mu == (FT)0) {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i] + wd * p[i];
+            p[i] = p[i] - lr * g;
+        }
+    } else if (nesterov) {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i] + wd * p[i];
+            const FT vi = mu * v[i] + g;
+            v[i] = vi;
+            p[i] = p[i] - lr * (g + mu * vi);
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i] + wd * p[i];
+            const FT vi = mu * v[i] + g;
+            v[i] = vi;
+            p[i] = p[i] - lr * vi;
+        }
+    }
+}
+
+VEC_TARGET static void VFN(adam)(FT *restrict p, const FT *restrict grad, FT *restrict m,
+                                 FT *restrict v, ptrdiff_t n, FT lr, FT b1, FT b2, FT one_b1,
+                                 FT one_b2, FT bc1, FT bc2, FT eps, FT wd)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) {
+        const FT g = grad[i] + wd * p[i];
+        const FT mi = b1 * m[i] + one_b1 * g;
+        const FT vi = b2 * v[i] + one_b2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] - lr * (mi / bc1) / (FT_SQRT(vi / bc2) + eps);
+    }
+}
+
+/* On the bit patterns: with the sign bit cleared, finite values order like their magnitudes and
+ * NaN and inf have the largest patterns; an integer max has no NaN rules, so it vectorises. */
+VEC_TARGET static double VFN(max_abs)(const FT *x, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    ST mx = 0;
+    FT r;
+    for (i = 0; i < n; i++) {
+        UT u;
+        memcpy(&u, x + i, sizeof u);
+        u &= ABS_MASK;
+        mx = ((ST)u > mx) ? (ST)u : mx;
+    }
+    if (mx >= (ST)INF_BITS) return NAN;
+    memcpy(&r, &mx, sizeof r);
+    return (double)r;
+}
