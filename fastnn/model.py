@@ -124,6 +124,10 @@ class Sequential:
         "fast" runs the compiled kernels; "numpy" the pure-NumPy reference.
     """
 
+    # Train through the compiled whole-step plan when the backend has one (tests switch it off
+    # to compare with the per-kernel path).
+    _compiled_steps = True
+
     def __init__(self, layers=None, input_dim=None, seed=None, dtype="float32", backend="fast"):
         self.dtype = np.dtype(V.check_dtype(dtype))
         self.backend = V.check_choice("backend", backend, ("fast", "numpy"))
@@ -283,7 +287,7 @@ class Sequential:
         as shipped), or None. Built on first use; rebuilt after compile() or a larger batch."""
         ws = self._train_workspace(rows)
         plan = self._train_plan
-        if plan is None:
+        if plan is None and self._compiled_steps:
             plan = self._train_plan = self._make_train_plan(ws) or False
         return plan or None
 

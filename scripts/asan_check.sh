@@ -65,7 +65,7 @@ fi
 # 4. the kernel tests and the property/numerics tests, under the sanitizers
 TESTS=()
 for t in tests/test_backends.py tests/test_ops.py tests/test_gradients.py \
-         tests/test_properties.py tests/test_numerics.py; do
+         tests/test_properties.py tests/test_numerics.py tests/test_train_plan.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 set +e

@@ -22,10 +22,12 @@
 #include "fnn_gemm_internal.h"
 
 /* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets
- * at least FNN_PAR_WORK_PER_THREAD of them: below that the fork/join (~1-2 us) and the extra
- * packing cost more than they save (measured on 2 Sapphire Rapids cores: 2 threads give ~1.5x
- * at 96^3 and ~1.9x from 256^3 up). */
-#define FNN_PAR_MIN_WORK (96.0 * 96.0 * 96.0)
+ * at least FNN_PAR_WORK_PER_THREAD of them.  In a tight loop of one product, 2 threads already
+ * give ~1.5x at 96^3 on 2 Sapphire Rapids cores; but inside a training step, where the operands
+ * sit in the calling core's cache and the next (serial) element-wise pass reads the result back,
+ * a product of ~1M multiply-adds ran *slower* on 2 threads (the digits network's step, 32x256x128
+ * layers: 0.8x). From 4M up (e.g. 64x784x256) threads win in context too. */
+#define FNN_PAR_MIN_WORK (4.0e6)
 #define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
 
 /* ---------------------------------------------------------------- kernel selection */

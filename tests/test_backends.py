@@ -318,7 +318,7 @@ SGD_CONFIGS = [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.0), (0.5, Tru
 
 
 @pytest.mark.parametrize("momentum, nesterov, wd", SGD_CONFIGS)
-@pytest.mark.parametrize("size", [1, 7, 10007])
+@pytest.mark.parametrize("size", [1, 7, 10007, 200003])   # the last is split over threads
 def test_sgd_update(FAST, dtype, threads, momentum, nesterov, wd, size):
     rng = np.random.default_rng(size)
     p0 = _rand(rng, size, dtype)
@@ -347,7 +347,7 @@ def test_sgd_update(FAST, dtype, threads, momentum, nesterov, wd, size):
 
 @pytest.mark.parametrize("wd", [0.0, 1e-2])
 @pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.9)])
-@pytest.mark.parametrize("size", [1, 7, 10007])
+@pytest.mark.parametrize("size", [1, 7, 10007, 200003])   # the last is split over threads
 def test_adam_update(FAST, dtype, threads, wd, betas, size):
     rng = np.random.default_rng(size + 1)
     b1, b2 = betas

@@ -19,7 +19,7 @@ import fastnn as fnn
 
 
 def _digits_model(dtype, opt, seed=7, backend="fast"):
-    model = fnn.Sequential([fnn.Dense(128, activation="relu"), fnn.Dense(64, activation="tanh"),
+    model = fnn.Sequential([fnn.Dense(512, activation="relu"), fnn.Dense(256, activation="tanh"),
                             fnn.Dense(10, activation="softmax")],
                            input_dim=64, seed=seed, dtype=dtype, backend=backend)
     optimizer = fnn.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4) \
@@ -33,8 +33,10 @@ def _fit_weights(dtype, opt, n_threads, data):
     with fnn.threads(n_threads):
         assert fnn.get_num_threads() == n_threads
         model = _digits_model(dtype, opt)
-        # batches of 128 rows: 128 x 64 x 128 products are above the GEMM's threading threshold
-        history = model.fit(X, y, epochs=2, batch_size=128, shuffle=True, verbose=0)
+        # Batches of 512 rows put every kernel of the step above its threading threshold: the
+        # products (512 x 64 x 512 and up: >= 4M multiply-adds), the element-wise passes
+        # (512 x 256 and up: >= 131072 elements) and the update (166k parameters).
+        history = model.fit(X, y, epochs=2, batch_size=512, shuffle=True, verbose=0)
     return model.get_weights(), history.history
 
 

@@ -22,9 +22,12 @@ cdef extern from *:
     int fnn_max_threads() noexcept nogil
     void fnn_set_threads(int n) noexcept nogil
 
-# Below this many elements a kernel runs on one thread: waking a team costs more than it saves.
+# Below this many elements a kernel runs on one thread. The element-wise loops are bound by cache
+# bandwidth, and the data of a training step sits in the calling core's cache: measured on 2 cores,
+# a second thread only pays off from ~10^5 elements (the 235k-parameter update of a 784-256-128-10
+# network: yes; the 50k of the digits network: no, it slowed the step).
 cdef enum:
-    PARALLEL_MIN_WORK = 32768
+    PARALLEL_MIN_WORK = 131072
 
 
 cdef inline int threads_for(Py_ssize_t work) noexcept nogil:

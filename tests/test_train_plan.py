@@ -1,0 +1,250 @@
+"""The compiled training step (TrainPlan) against the per-kernel path it replaces.
+
+A fast-backend model normally trains through ``TrainPlan.step``: forward, loss, backward, the
+gradient screen and the update in one call. The same model with its plan switched off
+(``_compiled_steps = False``) trains through one kernel call per layer plus the loss and optimizer
+kernels. Both must give bitwise-identical weights, optimizer state and losses -- the plan calls the
+same routines in the same order -- for every optimizer setting, activation, loss, dtype, target
+form and batch shape (including a short last batch), at 1 and 2 threads. The plan must also refuse
+what it cannot take (so that the validating path raises its usual errors) and leave the model
+untouched when it does.
+
+The element-wise kernels of src_c/fnn_vec.c are compiled once per instruction set; a subprocess
+per flavour checks that all flavours give bitwise-identical results.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+OPTIMIZERS = {
+    "sgd": lambda: fnn.SGD(lr=0.05),
+    "momentum": lambda: fnn.SGD(lr=0.05, momentum=0.9),
+    "nesterov_wd": lambda: fnn.SGD(lr=0.05, momentum=0.8, nesterov=True, weight_decay=1e-3),
+    "adam": lambda: fnn.Adam(lr=2e-3),
+    "adam_wd": lambda: fnn.Adam(lr=2e-3, beta1=0.5, beta2=0.9, weight_decay=1e-2),
+}
+
+# (layers, loss, targets): targets "labels" (int64 classes) or "dense" (float rows)
+NETWORKS = {
+    "relu_softmax_ce": (lambda: [fnn.Dense(24, activation="relu"),
+                                 fnn.Dense(5, activation="softmax")], "cross_entropy", "labels"),
+    "tanh_logits_ce": (lambda: [fnn.Dense(16, activation="tanh"), fnn.Dense(4)],
+                       "cross_entropy", "labels"),
+    "sigmoid_bce": (lambda: [fnn.Dense(12, activation="leaky_relu"), fnn.Sigmoid(),
+                             fnn.Dense(3, activation="sigmoid")],
+                    "binary_cross_entropy", "dense"),
+    "mse_linear": (lambda: [fnn.Dense(20, activation="sigmoid"), fnn.Dense(8),
+                            fnn.ReLU(), fnn.Dense(2)], "mse", "dense"),
+    "softmax_layer_probs_ce": (lambda: [fnn.Dense(10, activation="relu"), fnn.Dense(6),
+                                        fnn.Softmax()], "cross_entropy", "dense"),
+}
+
+
+def _pair(net, opt, dtype):
+    layers, loss, _ = NETWORKS[net]
+    models = []
+    for _ in range(2):
+        model = fnn.Sequential(layers(), input_dim=7, seed=3, dtype=dtype, backend="fast")
+        model.compile(loss, OPTIMIZERS[opt]())
+        models.append(model)
+    models[1]._compiled_steps = False        # the per-kernel path
+    return models
+
+
+def _data(net, n, rng):
+    _, loss, form = NETWORKS[net]
+    X = rng.standard_normal((n, 7))
+    n_out = {"relu_softmax_ce": 5, "tanh_logits_ce": 4, "sigmoid_bce": 3, "mse_linear": 2,
+             "softmax_layer_probs_ce": 6}[net]
+    if form == "labels":
+        y = rng.integers(0, n_out, n)
+    elif loss == "binary_cross_entropy":
+        y = (rng.random((n, n_out)) < 0.5).astype(float)
+    elif loss == "cross_entropy":
+        y = np.eye(n_out)[rng.integers(0, n_out, n)]
+    else:
+        y = rng.standard_normal((n, n_out))
+    return X, y
+
+
+def _state(model):
+    return model.get_weights() + [a.copy() for a in model.optimizer.state().values()]
+
+
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_fit_plan_equals_per_kernel_path(net, opt, dtype, threads):
+    rng = np.random.default_rng(len(net) + len(opt))
+    X, y = _data(net, 53, rng)                # 53 = 3 batches of 16 and a short one of 5
+    planned, plain = _pair(net, opt, dtype)
+    h1 = planned.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    h2 = plain.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert planned._train_plan, "the fast model did not build its compiled step"
+    assert not plain._train_plan
+    assert h1.history == h2.history
+    for a, b in zip(_state(planned), _state(plain)):
+        assert np.array_equal(a, b)
+    if opt.startswith("adam"):
+        assert planned.optimizer.iterations == plain.optimizer.iterations == 12
+
+
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_train_on_batch_plan_equals_per_kernel_path(net, dtype):
+    rng = np.random.default_rng(7)
+    planned, plain = _pair(net, "adam", dtype)
+    for rows in (16, 16, 3, 16, 1):
+        X, y = _data(net, rows, rng)
+        X = X.astype(dtype)               # the plan's exact form; labels stay int64
+        assert planned.train_on_batch(X, y) == plain.train_on_batch(X, y)
+    for a, b in zip(_state(planned), _state(plain)):
+        assert np.array_equal(a, b)
+
+
+def test_label_fast_path_equals_one_hot_targets(dtype):
+    rng = np.random.default_rng(1)
+    a, b = _pair("relu_softmax_ce", "momentum", dtype)
+    b._compiled_steps = True                  # both planned: labels vs validated one-hot rows
+    for _ in range(4):
+        X = rng.standard_normal((9, 7)).astype(dtype)
+        labels = rng.integers(0, 5, 9)
+        assert a.train_on_batch(X, labels) == b.train_on_batch(X, np.eye(5)[labels])
+    for x, z in zip(_state(a), _state(b)):
+        assert np.array_equal(x, z)
+
+
+@pytest.mark.parametrize("bad", ["label_high", "label_negative", "nan_x", "inf_x"])
+def test_refused_batches_raise_and_leave_the_model_untouched(bad):
+    rng = np.random.default_rng(2)
+    model = _pair("relu_softmax_ce", "momentum", "float32")[0]
+    model.train_on_batch(rng.standard_normal((8, 7)).astype(np.float32), rng.integers(0, 5, 8))
+    before = _state(model)
+    X = rng.standard_normal((8, 7)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    if bad == "label_high":
+        y[3] = 5
+    elif bad == "label_negative":
+        y[0] = -1
+    else:
+        X[2, 4] = np.nan if bad == "nan_x" else np.inf
+    with pytest.raises(ValueError, match=r"\by\b|\bx\b"):
+        model.train_on_batch(X, y)
+    for a, b in zip(before, _state(model)):
+        assert np.array_equal(a, b)
+
+
+def test_batch_larger_than_the_plan_rebuilds_it():
+    rng = np.random.default_rng(4)
+    planned, plain = _pair("tanh_logits_ce", "sgd", "float64")
+    for rows in (4, 40, 4):                   # the workspace (and so the plan) grows at 40
+        X, y = _data("tanh_logits_ce", rows, rng)
+        assert planned.train_on_batch(X, y) == plain.train_on_batch(X, y)
+    assert planned._train_plan.capacity == 40
+    for a, b in zip(_state(planned), _state(plain)):
+        assert np.array_equal(a, b)
+
+
+def test_recompile_builds_a_new_plan_for_the_new_optimizer():
+    rng = np.random.default_rng(5)
+    X, y = _data("relu_softmax_ce", 20, rng)
+    planned, plain = _pair("relu_softmax_ce", "momentum", "float64")
+    planned.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    plain.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    first = planned._train_plan
+    for m in (planned, plain):
+        m.compile("cross_entropy", fnn.Adam(lr=1e-2))
+    planned.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    plain.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    assert planned._train_plan is not first
+    for a, b in zip(_state(planned), _state(plain)):
+        assert np.array_equal(a, b)
+
+
+def test_large_gradient_takes_the_exact_check():
+    """A gradient past the screen makes the plan hand over to check_update, which raises when
+    the update would overflow, before anything changes (float32, huge inputs and rate)."""
+    model = fnn.Sequential([fnn.Dense(3)], input_dim=2, seed=0, backend="fast")
+    model.compile("mse", fnn.SGD(lr=1e30))
+    before = _state(model)
+    X = np.full((4, 2), 1e18, dtype=np.float32)
+    y = np.zeros((4, 3), dtype=np.float32)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError):
+        model.train_on_batch(X, y)
+    for a, b in zip(before, _state(model)):
+        assert np.array_equal(a, b)
+
+
+_FLAVOUR_SCRIPT = r"""
+import json, sys
+import numpy as np
+from fastnn.backends import get_backend
+fb = get_backend("fast")
+rng = np.random.default_rng(0)
+out = {"kernel": fb.kernel_name()}
+for dt in ("float32", "float64"):
+    n = 1031
+    p, g = rng.standard_normal(n).astype(dt), rng.standard_normal(n).astype(dt)
+    v, m, s = np.zeros(n, dt), np.zeros(n, dt), np.zeros(n, dt)
+    for _ in range(3):
+        fb.sgd_update(p, g, v, 0.05, 0.9, True, 1e-3)
+        fb.adam_update(p, g, m, s, 2, 1e-3, 0.9, 0.999, 1e-7, 1e-2)
+    x = rng.standard_normal((37, 11)).astype(dt)
+    w = rng.standard_normal((11, 13)).astype(dt)
+    res = [p, v, m, s]
+    for act in (2, 3, 4, 5):              # sigmoid, tanh, relu, leaky relu
+        z = rng.standard_normal((37, 13)).astype(dt)      # not from a product: the GEMM
+        y = fb.activation_forward(z, act, 0.1, np.empty_like(z))   # differs by flavour
+        dy = rng.standard_normal((37, 13)).astype(dt)
+        dz, dw, db = np.empty_like(dy), np.empty((11, 13), dt), np.empty(13, dt)
+        fb.dense_backward(x, w, y, dy, act, 0.1, dz, dw, db, None)
+        res += [dz, db]
+    z = rng.standard_normal((29, 10)).astype(dt) * 30
+    res.append(fb.activation_forward(z, 6, 0.0, np.empty_like(z)))   # softmax (exp)
+    out[dt] = [a.tobytes().hex() for a in res]
+json.dump(out, sys.stdout)
+"""
+
+
+def _flavour_results(kernel):
+    env = dict(os.environ, FASTNN_KERNEL=kernel)
+    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout)
+
+
+def test_element_wise_kernels_are_bitwise_equal_across_instruction_sets():
+    """dz/db, SGD, Adam and softmax give the same bits from the portable, AVX2 and AVX-512
+    builds of the element-wise kernels (whichever this CPU can run; at least two)."""
+    runs = {}
+    for kernel in ("generic", "avx2", "avx512"):
+        result = _flavour_results(kernel)
+        runs.setdefault(result.pop("kernel"), result)   # an unsupported request falls back
+    assert "generic" in runs and len(runs) >= 2 or os.uname().machine not in ("x86_64", "AMD64")
+    first = next(iter(runs.values()))
+    for name, result in runs.items():
+        for dt in ("float32", "float64"):
+            differ = [i for i, (a, b) in enumerate(zip(result[dt], first[dt])) if a != b]
+            assert not differ, f"{name} differs from {next(iter(runs))}: {dt} arrays {differ}"
+
+
+def test_fast_exp_accuracy():
+    """Softmax's vectorised float exp: within 2 ulp of the correctly rounded exp over the whole
+    float range, with gradual underflow (subnormal results are not flushed to zero)."""
+    from fastnn.backends import get_backend
+    fb = get_backend("fast")
+    z = np.concatenate([np.linspace(-104.0, 0.0, 200001), -np.logspace(-8, 2, 1001), [0.0]])
+    z = z.astype(np.float32)
+    rows = np.stack([z, np.zeros_like(z)], axis=1)       # softmax([z, 0]) = e^z / (e^z + 1)
+    got = fb.activation_forward(rows, 6, 0.0, np.empty_like(rows))[:, 0].astype(np.float64)
+    e = np.exp(z.astype(np.float64))
+    exact = e / (e + 1.0)
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - exact) / ulp) <= 3.0    # exp (2 ulp) and the division
+    tiny = exact < np.finfo(np.float32).tiny
+    assert tiny.any() and np.all(got[tiny & (exact > 2e-45)] > 0)
