@@ -5,9 +5,12 @@ Not part of the default test run (pyproject sets ``testpaths = ["tests"]``). Run
 ``fastnn.benchmarking``, so ``python -m fastnn bench`` times exactly the same code.
 """
 
+import time
+
 import pytest
 
 from fastnn import benchmarking as B
+from fastnn._bench_table import SETTLE
 
 THREADS = (1, 2)
 
@@ -30,6 +33,10 @@ def run_workload(benchmark, threads):
         if not B.engine_available(engine):
             pytest.skip(f"engine {engine!r} is not available (compiled backend not built?)")
         case = B.build(workload, engine)
+        if threads > 1:
+            # let the previous test's engine park its busy-waiting threads first (see
+            # fastnn._bench_table.measure_row): each engine is timed as it runs alone
+            time.sleep(SETTLE)
         benchmark.group = f"{workload.key} | {threads} thr"
         benchmark.extra_info.update(engine=engine, threads=threads)
         if workload.slow:

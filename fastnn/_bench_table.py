@@ -1,9 +1,10 @@
 """``python -m fastnn bench``: time every workload of ``fastnn.benchmarking`` and print a table.
 
 Each cell is a robust median: a warm-up call, a loop count calibrated so that one sample lasts a
-few milliseconds, then samples until the cell's time budget is spent. The engines of one row are
-sampled in turn (round robin), so a noisy neighbour slows them all alike and the ratios, which
-are what to compare, stay meaningful. A ratio above 1 means fastnn is faster.
+few milliseconds, then samples until the cell's time budget is spent. On one thread the engines
+of one row are sampled in turn (round robin), so a noisy neighbour slows them all alike and the
+ratios, which are what to compare, stay meaningful; on several threads each engine is timed in
+its own block after a pause (see ``measure_row``). A ratio above 1 means fastnn is faster.
 """
 
 import importlib.util
@@ -25,6 +26,7 @@ SLOW_SAMPLES = {False: 3, True: 1}      # for workloads of about a second per ca
 ROW_LIMIT = {False: 8.0, True: 2.0}     # seconds: a row stops sampling after this, whatever
 MAX_ROUNDS = 400                        # the counts (a busy machine can slow calls 10x)
 COMPARED = ("numpy", "torch", "sklearn")
+SETTLE = 1.0  # seconds before each engine at 2+ threads (see measure_row)
 
 
 # ---------------------------------------------------------------------------- timing
@@ -66,18 +68,41 @@ class Timer:
         return statistics.median(self.samples)
 
 
-def measure_row(cases, quick):
-    """Median seconds per call for each case, sampled round robin; {engine: seconds}."""
+def measure_row(cases, quick, threads=1):
+    """Median seconds per call for each case; {engine: seconds}.
+
+    On one thread the engines of the row are sampled in turn (round robin), so a noisy neighbour
+    slows them all alike. With several threads that would measure each engine against the
+    previous one's idle workers: OpenBLAS, libgomp and PyTorch's own OpenMP runtime keep their
+    threads busy-waiting for a while after a call (OpenBLAS for up to a second here), and on a
+    machine with few cores the next engine then runs with its threads starved, several times
+    slower. So at 2+ threads each engine is timed in one block, after a pause of ``SETTLE``
+    seconds that lets the other pools go to sleep: every engine timed the way it runs alone.
+    """
     slow = cases[0].workload.slow
     timers = [Timer(case) for case in cases]
-    for timer in timers:
+    budget = BUDGET[quick]
+    least = SLOW_SAMPLES[quick] if slow else MIN_SAMPLES[quick]
+
+    def warm(timer):
         if slow:                        # a call already lasts long: one warm-up at most
             if not quick:
                 timer.case.run()
         else:
             timer.calibrate(warm=2)
-    budget, limit = BUDGET[quick], time.perf_counter() + ROW_LIMIT[quick]
-    least = SLOW_SAMPLES[quick] if slow else MIN_SAMPLES[quick]
+
+    if threads > 1:
+        for timer in timers:
+            time.sleep(SETTLE)
+            warm(timer)
+            limit = time.perf_counter() + ROW_LIMIT[quick] / len(timers)
+            while len(timer.samples) < least or (timer.spent < budget
+                                                 and time.perf_counter() < limit):
+                timer.sample()
+        return {t.case.engine: t.median() for t in timers}
+    for timer in timers:
+        warm(timer)
+    limit = time.perf_counter() + ROW_LIMIT[quick]
     for _ in range(MAX_ROUNDS):
         busy = [t for t in timers if len(t.samples) < least or t.spent < budget]
         if not busy or (time.perf_counter() > limit and all(t.samples for t in timers)):
@@ -262,7 +287,7 @@ def run_benchmarks(thread_counts, quick, log=None):
         for n in thread_counts:
             with B.threads(n):
                 cases = [B.build(workload, e) for e in engines]
-                times = measure_row(cases, quick)
+                times = measure_row(cases, quick, n)
                 scores = {c.engine: c.score() for c in cases if c.score is not None}
             notes = ""
             if scores:

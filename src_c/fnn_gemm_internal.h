@@ -7,7 +7,9 @@
  *   C[0:MR, 0:NR] := alpha * Ap @ Bp + beta * C[0:MR, 0:NR]      (beta == 0: C is not read)
  *
  *   Ap: kc steps of MR values, Ap[p*MR + i] = op(A)[i, p]   (an "A sliver", zero-padded rows)
- *   Bp: kc steps of NR values, Bp[p*NR + j] = op(B)[p, j]   (a "B sliver", zero-padded columns)
+ *   Bp: kc steps of NR values, Bp[p*ldb + j] = op(B)[p, j]  (a "B sliver": packed, ldb == NR
+ *       and zero-padded columns; or, for a full sliver of an untransposed B, B itself, ldb its
+ *       row stride)
  *   C : row-major, row stride ldc, unit column stride.   kc >= 1.
  *
  * The k loop always runs p = 0, 1, ..., kc-1 in order, so a tile's value depends only on its data,
@@ -38,10 +40,10 @@
 #define FNN_MAX_DNR 32
 #define FNN_DKC 128
 
-typedef void (*fnn_ukr_f32)(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                            float alpha, float beta);
-typedef void (*fnn_ukr_f64)(ptrdiff_t kc, const double *a, const double *b, double *c,
-                            ptrdiff_t ldc, double alpha, double beta);
+typedef void (*fnn_ukr_f32)(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb, float *c,
+                            ptrdiff_t ldc, float alpha, float beta);
+typedef void (*fnn_ukr_f64)(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
+                            double *c, ptrdiff_t ldc, double alpha, double beta);
 
 /* Direct (unpacked) tile for small products: no packing, reads A and B where they are.
  *

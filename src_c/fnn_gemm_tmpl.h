@@ -143,9 +143,13 @@ static void GFN(pack_b)(int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B, ptrdiff
     }
 }
 
-/* All micro-tiles of one packed (mc x kc) A block times one packed (kc x nc) B panel. */
+/* All micro-tiles of one packed (mc x kc) A block times one (kc x nc) B panel.  The B sliver of
+ * columns jr.. starts at Bp + (jr / nr) * bstride with row stride ldb: a packed panel has
+ * bstride = nr * kc, ldb = nr; an untransposed B read in place has bstride = nr, ldb = its row
+ * stride, except that its last, partial sliver (fewer than nr columns) is packed into Bedge. */
 static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdiff_t kc, FT alpha,
-                              const FT *Ap, const FT *Bp, FT beta, FT *C, ptrdiff_t ldc,
+                              const FT *Ap, const FT *Bp, ptrdiff_t bstride, ptrdiff_t ldb,
+                              const FT *Bedge, FT beta, FT *C, ptrdiff_t ldc,
                               int do_epi, const FT *bias, int act, FT param)
 {
     const int mr = kd->mr, nr = kd->nr;
@@ -154,15 +158,17 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
 
     for (jr = 0; jr < nc; jr += nr) {
         const ptrdiff_t jb = (nc - jr < nr) ? nc - jr : nr;
-        const FT *b = Bp + jr * kc;
+        const int edge = (jb < nr && Bedge != NULL);
+        const FT *b = edge ? Bedge : Bp + (jr / nr) * bstride;
+        const ptrdiff_t lb = edge ? nr : ldb;
         for (ir = 0; ir < mc; ir += mr) {
             const ptrdiff_t ib = (mc - ir < mr) ? mc - ir : mr;
             FT *c = C + ir * ldc + jr;
             if (ib == mr && jb == nr) {
-                kd->ukr(kc, Ap + ir * kc, b, c, ldc, alpha, beta);
+                kd->ukr(kc, Ap + ir * kc, b, lb, c, ldc, alpha, beta);
             } else {
                 /* edge tile: full tile into scratch, then merge the valid part */
-                kd->ukr(kc, Ap + ir * kc, b, tmp, nr, alpha, (FT)0);
+                kd->ukr(kc, Ap + ir * kc, b, lb, tmp, nr, alpha, (FT)0);
                 for (i = 0; i < ib; i++) {
                     FT *ci = c + i * ldc;
                     const FT *t = tmp + i * nr;
@@ -240,6 +246,9 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                           ptrdiff_t ldc, const FT *bias, int act, FT param)
 {
     const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR);
+    /* An untransposed B with few rows of C to reuse it is read in place: packing it costs a
+     * good part of the product (e.g. a 32-row batch times a 256 x 128 weight matrix). */
+    const int b_in_place = (csb == 1 && m <= FNN_B_IN_PLACE_MAX_M && n <= FNN_B_IN_PLACE_MAX_N);
     /* the k blocking depends on k alone, never on the thread's share of m or n */
     const ptrdiff_t kcb = GFN(balance)(k, kd->kc, 8);
     const ptrdiff_t mcb = GFN(balance)(m, kd->mc, kd->mr);
@@ -263,12 +272,28 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             const ptrdiff_t kc = (k - pc < kcb) ? k - pc : kcb;
             const FT beta_eff = (pc == 0) ? beta : (FT)1;
             const int last = (pc + kc >= k);
-            GFN(pack_b)(kd->nr, kc, nc, B + pc * rsb + jc * csb, rsb, csb, Bp);
+            const FT *Bsrc = B + pc * rsb + jc * csb;
+            const FT *Bpanel = Bp, *Bedge = NULL;
+            ptrdiff_t bstride = (ptrdiff_t)kd->nr * kc, ldb = kd->nr;
+            if (b_in_place) {
+                /* full slivers straight from B; only a partial last one is packed */
+                const ptrdiff_t full = nc / kd->nr * kd->nr;
+                Bpanel = Bsrc;
+                bstride = kd->nr;
+                ldb = rsb;
+                if (full < nc) {
+                    GFN(pack_n)(kd->nr, nc - full, kc, Bsrc + full, rsb, Bp);
+                    Bedge = Bp;
+                }
+            } else {
+                GFN(pack_b)(kd->nr, kc, nc, Bsrc, rsb, csb, Bp);
+            }
             for (ic = 0; ic < m; ic += mcb) {
                 const ptrdiff_t mc = (m - ic < mcb) ? m - ic : mcb;
                 GFN(pack_a)(kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
-                GFN(macro_kernel)(kd, mc, nc, kc, alpha, Ap, Bp, beta_eff, C + ic * ldc + jc, ldc,
-                                  do_epi && last, bias ? bias + jc : NULL, act, param);
+                GFN(macro_kernel)(kd, mc, nc, kc, alpha, Ap, Bpanel, bstride, ldb, Bedge,
+                                  beta_eff, C + ic * ldc + jc, ldc, do_epi && last,
+                                  bias ? bias + jc : NULL, act, param);
             }
         }
     }

@@ -13,8 +13,8 @@
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 
 /* C[6x16] := alpha * sum_p a[p, 0:6]^T b[p, 0:16] + beta * C */
-FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float *b, float *c,
-                                       ptrdiff_t ldc, float alpha, float beta)
+FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float *b,
+                                       ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
 {
     __m256 acc[6][2];
     const float *cp = c;
@@ -37,7 +37,7 @@ FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float
             acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
         }
         a += 6;
-        b += 16;
+        b += ldb;
     }
     {
         const __m256 va = _mm256_set1_ps(alpha);
@@ -62,8 +62,9 @@ FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float
 }
 
 /* C[6x8] := alpha * sum_p a[p, 0:6]^T b[p, 0:8] + beta * C */
-FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const double *b, double *c,
-                                      ptrdiff_t ldc, double alpha, double beta)
+FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const double *b,
+                                      ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
+                                      double beta)
 {
     __m256d acc[6][2];
     const double *cp = c;
@@ -84,7 +85,7 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
             acc[i][1] = _mm256_fmadd_pd(ai, b1, acc[i][1]);
         }
         a += 6;
-        b += 8;
+        b += ldb;
     }
     {
         const __m256d va = _mm256_set1_pd(alpha);

@@ -18,8 +18,8 @@
 #define MR_D 12
 
 /* C[12x32] := alpha * sum_p a[p, 0:12]^T b[p, 0:32] + beta * C */
-FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float *b, float *c,
-                                      ptrdiff_t ldc, float alpha, float beta)
+FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float *b,
+                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
 {
     __m512 acc[MR_S][2];
     const float *cp = c;
@@ -44,7 +44,7 @@ FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float 
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
         a += MR_S;
-        b += 32;
+        b += ldb;
     }
     {
         const __m512 va = _mm512_set1_ps(alpha);
@@ -69,8 +69,9 @@ FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float 
 }
 
 /* C[12x16] := alpha * sum_p a[p, 0:12]^T b[p, 0:16] + beta * C */
-FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const double *b, double *c,
-                                      ptrdiff_t ldc, double alpha, double beta)
+FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const double *b,
+                                      ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
+                                      double beta)
 {
     __m512d acc[MR_D][2];
     const double *cp = c;
@@ -95,7 +96,7 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
             acc[i][1] = _mm512_fmadd_pd(ai, b1, acc[i][1]);
         }
         a += MR_D;
-        b += 16;
+        b += ldb;
     }
     {
         const __m512d va = _mm512_set1_pd(alpha);

@@ -13,8 +13,8 @@
 #define GNR_D 4
 
 /* C[4x8] := alpha * sum_p a[p,:]^T b[p,:] + beta * C */
-static void ukr_generic_f32(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                            float alpha, float beta)
+static void ukr_generic_f32(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb,
+                            float *c, ptrdiff_t ldc, float alpha, float beta)
 {
     float ab[GMR_S][GNR_S];
     ptrdiff_t p;
@@ -25,7 +25,7 @@ static void ukr_generic_f32(ptrdiff_t kc, const float *a, const float *b, float 
         for (i = 0; i < GMR_S; i++)
             for (j = 0; j < GNR_S; j++) ab[i][j] += a[i] * b[j];
         a += GMR_S;
-        b += GNR_S;
+        b += ldb;
     }
     for (i = 0; i < GMR_S; i++) {
         float *ci = c + i * ldc;
@@ -37,8 +37,8 @@ static void ukr_generic_f32(ptrdiff_t kc, const float *a, const float *b, float 
 }
 
 /* C[4x4] := alpha * sum_p a[p,:]^T b[p,:] + beta * C */
-static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, double *c,
-                            ptrdiff_t ldc, double alpha, double beta)
+static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
+                            double *c, ptrdiff_t ldc, double alpha, double beta)
 {
     double ab[GMR_D][GNR_D];
     ptrdiff_t p;
@@ -49,7 +49,7 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, doub
         for (i = 0; i < GMR_D; i++)
             for (j = 0; j < GNR_D; j++) ab[i][j] += a[i] * b[j];
         a += GMR_D;
-        b += GNR_D;
+        b += ldb;
     }
     for (i = 0; i < GMR_D; i++) {
         double *ci = c + i * ldc;

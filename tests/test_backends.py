@@ -40,7 +40,10 @@ def _rand(rng, shape, dtype, scale=1.0):
 
 # --------------------------------------------------------------------------- matmul
 MATMUL_SHAPES = [(1, 1, 1), (1, 7, 1), (7, 5, 3), (3, 1, 9), (16, 16, 16), (33, 130, 17),
-                 (129, 67, 65), (200, 300, 150)]
+                 (129, 67, 65), (200, 300, 150),
+                 # few rows: an untransposed B read in place, with a partial last sliver, and k
+                 # over several blocks
+                 (50, 300, 70), (64, 520, 256), (40, 1000, 33)]
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.0), (1.0, 1.0), (2.0, 0.7)])
