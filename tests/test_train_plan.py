@@ -248,3 +248,27 @@ def test_fast_exp_accuracy():
     assert np.max(np.abs(got - exact) / ulp) <= 3.0    # exp (2 ulp) and the division
     tiny = exact < np.finfo(np.float32).tiny
     assert tiny.any() and np.all(got[tiny & (exact > 2e-45)] > 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_updates_flush_subnormals_and_restore_the_fp_mode(dtype):
+    """SGD and Adam flush subnormal state to zero (the slow x86 path of dead units' decaying
+    momentum), and leave the caller's floating-point mode as it was."""
+    from fastnn.backends import get_backend
+    fb = get_backend("fast")
+    tiny = np.finfo(dtype).tiny                      # smallest normal number
+    n = 64
+    p = np.ones(n, dtype)
+    g = np.zeros(n, dtype)
+    v = np.full(n, tiny * 0.5, dtype)                # subnormal momentum of a dead unit
+    fb.sgd_update(p, g, v, 0.1, 0.9, False, 0.0)
+    if os.uname().machine in ("x86_64", "AMD64"):
+        assert np.all(v == 0)
+    else:                                            # no FTZ switch elsewhere: plain IEEE
+        assert np.all(v == np.asarray(tiny * 0.5 * 0.9, dtype))
+    m, s = np.full(n, tiny * 0.5, dtype), np.full(n, tiny * 0.25, dtype)
+    fb.adam_update(p, g, m, s, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    assert np.all(np.isfinite(p))
+    # the mode is restored: NumPy in this thread still produces subnormals
+    half = np.asarray(tiny, dtype) * np.asarray(0.5, dtype)
+    assert 0 < half < tiny
