@@ -376,11 +376,17 @@ class Sequential:
     # ------------------------------------------------------------------ training
     def train_on_batch(self, x, y):
         """One optimizer step on the batch ``(x, y)``; returns the batch loss (before the step)."""
+        plan = self._train_plan
+        if plan and type(x) is np.ndarray and x.ndim == 2 and 0 < x.shape[0] <= plan.capacity:
+            # Arrays already in the model's form (labels as int64) go straight to the compiled
+            # step, which checks them itself; anything else is validated first. (A plan exists
+            # only for a compiled model, so the checks below are implied.)
+            value = self._step_compiled(plan, x, y, True)
+            if value is not None:
+                return value
         self._check_compiled("train_on_batch")
         if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0:
-            # Arrays already in the model's form (labels as int64) go straight to the compiled
-            # step, which checks them itself; anything else is validated first.
-            plan = self._compiled_step(x.shape[0])
+            plan = self._compiled_step(x.shape[0])       # build it (or grow it) for this batch
             if plan is not None:
                 value = self._step_compiled(plan, x, y, True)
                 if value is not None:
