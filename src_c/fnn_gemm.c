@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+#include "fnn_ftz.h"
 #include "fnn_gemm_internal.h"
 
 /* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets

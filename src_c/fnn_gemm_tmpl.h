@@ -344,6 +344,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
     {
+        const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const ptrdiff_t mt = (m + kd->mr - 1) / kd->mr, ntl = (n + kd->nr - 1) / kd->nr;
         int tm, tn;
@@ -364,6 +365,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
                 GFN(gemm_direct)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
                                  beta, Csub, ldc, bias ? bias + j0 : NULL, act, param);
         }
+        fnn_ftz_leave(saved_csr);
     }
 #endif
 }

@@ -10,22 +10,7 @@
 #include "fnn_gemm_internal.h"
 #include "fnn_vec.h"
 
-#if FNN_X86
-#include <xmmintrin.h>
-/* The optimizer updates run with subnormals flushed to zero (FTZ, and DAZ for inputs): the
- * momentum of a unit that stopped learning (a dead ReLU) decays geometrically into the subnormal
- * range, where every x86 multiply takes a microcode assist -- measured 12x slower updates late in
- * a digits run. Set per call and per thread (each thread of a split update sets its own), then
- * restored, so nothing else in the process sees the mode and results do not depend on the
- * thread count. */
-#define FNN_FTZ_BEGIN                                   \
-    const unsigned int fnn_saved_csr = _mm_getcsr();    \
-    _mm_setcsr(fnn_saved_csr | 0x8040u)
-#define FNN_FTZ_END _mm_setcsr(fnn_saved_csr)
-#else
-#define FNN_FTZ_BEGIN ((void)0)
-#define FNN_FTZ_END ((void)0)
-#endif
+#include "fnn_ftz.h"
 
 typedef struct {
     void (*deriv_colsum)(const float *, const float *, float *, double *restrict, ptrdiff_t,
@@ -164,35 +149,35 @@ void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double 
 void fnn_sgd_f32(float *p, const float *grad, float *v, ptrdiff_t n, float lr, float mu,
                  int nesterov, float wd)
 {
-    FNN_FTZ_BEGIN;
+    const unsigned int saved = fnn_ftz_enter();
     vs()->sgd(p, grad, v, n, lr, mu, nesterov, wd);
-    FNN_FTZ_END;
+    fnn_ftz_leave(saved);
 }
 
 void fnn_sgd_f64(double *p, const double *grad, double *v, ptrdiff_t n, double lr, double mu,
                  int nesterov, double wd)
 {
-    FNN_FTZ_BEGIN;
+    const unsigned int saved = fnn_ftz_enter();
     vd()->sgd(p, grad, v, n, lr, mu, nesterov, wd);
-    FNN_FTZ_END;
+    fnn_ftz_leave(saved);
 }
 
 void fnn_adam_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, float lr,
                   float b1, float b2, float one_b1, float one_b2, float bc1, float bc2, float eps,
                   float wd)
 {
-    FNN_FTZ_BEGIN;
+    const unsigned int saved = fnn_ftz_enter();
     vs()->adam(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, wd);
-    FNN_FTZ_END;
+    fnn_ftz_leave(saved);
 }
 
 void fnn_adam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr,
                   double b1, double b2, double one_b1, double one_b2, double bc1, double bc2,
                   double eps, double wd)
 {
-    FNN_FTZ_BEGIN;
+    const unsigned int saved = fnn_ftz_enter();
     vd()->adam(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, wd);
-    FNN_FTZ_END;
+    fnn_ftz_leave(saved);
 }
 
 double fnn_max_abs_f32(const float *x, ptrdiff_t n) { return vs()->max_abs(x, n); }

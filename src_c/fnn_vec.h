@@ -26,9 +26,8 @@ void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *ac
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
                           ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, int act, double param);
 
-/* The two updates run with subnormal results and inputs flushed to zero (x86 FTZ/DAZ, set and
- * restored by each call): a velocity or moment below the smallest normal number (1.2e-38 in
- * float) becomes 0, where the NumPy formulas would keep a subnormal. */
+/* The two updates run in flush-to-zero mode themselves (fnn_ftz.h; they are also called from
+ * threads of their own): a velocity or moment below the smallest normal number becomes 0. */
 
 /* SGD on n parameters:  g = grad + wd p;  v = mu v + g;  p -= lr (nesterov ? g + mu v : v);
  * with mu == 0: p -= lr g (v is not touched and may be NULL). */

@@ -10,7 +10,8 @@
  *   exp(x) = exp(r) * 2^n1 * 2^n2,  n1 = floor(n / 2), n2 = n - n1
  *
  * Scaling by two powers of two keeps each factor a normal float, so results in the subnormal
- * range are rounded once, like libm's, instead of being flushed; x is clamped to
+ * range are rounded once, like libm's (the kernels themselves run in flush-to-zero mode, see
+ * fnn_ftz.h, where they become 0); x is clamped to
  * [-104, 89], beyond which the float result is 0 or overflows to inf anyway. NaN propagates.
  * Accuracy: within 2 ulp of the correctly rounded result over the whole range (compared with
  * double exp in the tests).

@@ -15,7 +15,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from fastnn._ext._elementwise cimport f_exp, act_forward, act_deriv
-from fastnn._ext._parallel cimport FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for
+from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for,
+                                     fnn_ftz_enter, fnn_ftz_leave)
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX)
@@ -129,36 +130,58 @@ cdef inline void _act_grad_row(const floating *y, const floating *dy, floating *
         dz[j] = dy[j] * act_deriv(act, y[j], param)
 
 
+cdef void _forward_block(const floating *z, floating *y, Py_ssize_t n, Py_ssize_t m, int act,
+                         floating param) noexcept nogil:
+    """y := act(z) for n rows (serial); y may be z."""
+    cdef Py_ssize_t i
+    if act == FNN_ACT_SOFTMAX:
+        _softmax_rows(z, y, n, m)
+    elif act != FNN_ACT_LINEAR or z != y:
+        for i in range(n):
+            _act_row(z + i * m, y + i * m, m, act, param)
+
+
 cdef void _forward_rows(const floating *z, floating *y, Py_ssize_t n, Py_ssize_t m, int act,
                         floating param) noexcept nogil:
-    """y := act(z) for an (n, m) array, rows split over threads; y may be z."""
-    cdef Py_ssize_t i
-    cdef int nt = threads_for(n * m)
+    """y := act(z) for an (n, m) array, one contiguous block of rows per thread; y may be z."""
     cdef Py_ssize_t b, r0, r1
+    cdef int nt = threads_for(n * m)
+    if nt == 1:
+        _forward_block(z, y, n, m, act, param)
+        return
+    for b in prange(nt, schedule='static', num_threads=nt):
+        csr = fnn_ftz_enter()
+        r0 = b * n // nt
+        r1 = (b + 1) * n // nt
+        _forward_block(z + r0 * m, y + r0 * m, r1 - r0, m, act, param)
+        fnn_ftz_leave(csr)
+
+
+cdef void _backward_block(const floating *y, const floating *dy, floating *dz, Py_ssize_t n,
+                          Py_ssize_t m, int act, floating param) noexcept nogil:
+    cdef Py_ssize_t i
     if act == FNN_ACT_SOFTMAX:
-        if nt == 1:
-            _softmax_rows(z, y, n, m)
-        else:                        # one contiguous block of rows per thread
-            for b in prange(nt, schedule='static', num_threads=nt):
-                r0 = b * n // nt
-                r1 = (b + 1) * n // nt
-                _softmax_rows(z + r0 * m, y + r0 * m, r1 - r0, m)
-    elif act != FNN_ACT_LINEAR or z != y:
-        for i in prange(n, schedule='static', num_threads=nt):
-            _act_row(z + i * m, y + i * m, m, act, param)
+        for i in range(n):
+            _softmax_grad_row(y + i * m, dy + i * m, dz + i * m, m)
+    else:
+        for i in range(n):
+            _act_grad_row(y + i * m, dy + i * m, dz + i * m, m, act, param)
 
 
 cdef void _backward_rows(const floating *y, const floating *dy, floating *dz, Py_ssize_t n,
                          Py_ssize_t m, int act, floating param) noexcept nogil:
-    """dz := act'(y) * dy (softmax: its Jacobian-vector product), rows split over threads."""
-    cdef Py_ssize_t i
+    """dz := act'(y) * dy (softmax: its Jacobian-vector product), one block of rows per thread."""
+    cdef Py_ssize_t b, r0, r1
     cdef int nt = threads_for(n * m)
-    if act == FNN_ACT_SOFTMAX:
-        for i in prange(n, schedule='static', num_threads=nt):
-            _softmax_grad_row(y + i * m, dy + i * m, dz + i * m, m)
-    else:
-        for i in prange(n, schedule='static', num_threads=nt):
-            _act_grad_row(y + i * m, dy + i * m, dz + i * m, m, act, param)
+    if nt == 1:
+        _backward_block(y, dy, dz, n, m, act, param)
+        return
+    for b in prange(nt, schedule='static', num_threads=nt):
+        csr = fnn_ftz_enter()
+        r0 = b * n // nt
+        r1 = (b + 1) * n // nt
+        _backward_block(y + r0 * m, dy + r0 * m, dz + r0 * m, r1 - r0, m, act, param)
+        fnn_ftz_leave(csr)
 
 
 # --------------------------------------------------------------------------- column-wise loops
@@ -193,8 +216,13 @@ cdef void _grad_and_colsum(const floating *y, const floating *dy, floating *dz, 
     cdef int nb = <int>min(<Py_ssize_t>threads_for(n * m), m // DB_BLOCK)
     if nb < 1:
         nb = 1
+    if nb == 1:
+        _grad_and_colsum_block(y, dy, dz, db, n, m, 0, m, act, param)
+        return
     for b in prange(nb, schedule='static', num_threads=nb):
+        csr = fnn_ftz_enter()
         _grad_and_colsum_block(y, dy, dz, db, n, m, b * m // nb, (b + 1) * m // nb, act, param)
+        fnn_ftz_leave(csr)
 
 
 # --------------------------------------------------------------------------- whole layers
@@ -232,14 +260,17 @@ def matmul(const floating[:, ::1] a,    # IN
            floating[:, ::1] out,        # OUT (also IN when beta != 0)
            bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
     """out := alpha * op(a) @ op(b) + beta * out"""
+    cdef unsigned int csr
     cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
     cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
     cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
     if (b.shape[1] if trans_b else b.shape[0]) != k or out.shape[0] != m or out.shape[1] != n:
         _shape_error("matmul")
     with nogil:
+        csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
         _gemm(trans_a, trans_b, m, n, k, <floating>alpha, &a[0, 0], a.shape[1], &b[0, 0],
               b.shape[1], <floating>beta, &out[0, 0], n, False, NULL, 0, 0)
+        fnn_ftz_leave(csr)
     return out.base
 
 
@@ -249,6 +280,7 @@ def dense_forward(const floating[:, ::1] x,   # IN  (n, k)
                   int act, double param,
                   floating[:, ::1] out):      # OUT (n, m)
     """out := act(x @ w + b)"""
+    cdef unsigned int csr
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
     cdef const floating *bias = NULL
     if w.shape[0] != k or out.shape[0] != n or out.shape[1] != m:
@@ -258,8 +290,10 @@ def dense_forward(const floating[:, ::1] x,   # IN  (n, k)
             _shape_error("dense_forward bias")
         bias = &b[0]
     with nogil:
+        csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
         _dense_forward_raw(&x[0, 0], &w[0, 0], bias, n, k, m, act, <floating>param,
                            &out[0, 0])
+        fnn_ftz_leave(csr)
     return out.base
 
 
@@ -267,12 +301,15 @@ def activation_forward(const floating[:, ::1] z,   # IN  (n, m)
                        int act, double param,
                        floating[:, ::1] out):      # OUT (n, m); may be z
     """out := act(z)"""
+    cdef unsigned int csr
     cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
     if out.shape[0] != n or out.shape[1] != m:
         _shape_error("activation_forward")
     if n * m > 0:
         with nogil:
+            csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
             _forward_rows(&z[0, 0], &out[0, 0], n, m, act, <floating>param)
+            fnn_ftz_leave(csr)
     return out.base
 
 
@@ -281,12 +318,15 @@ def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output a
                         int act, double param,
                         floating[:, ::1] out):       # OUT (n, m) dL/dz; may be dy
     """out := act'(z) * dy from y = act(z);  softmax: y * (dy - sum(dy * y, axis=1))"""
+    cdef unsigned int csr
     cdef Py_ssize_t n = y.shape[0], m = y.shape[1]
     if dy.shape[0] != n or dy.shape[1] != m or out.shape[0] != n or out.shape[1] != m:
         _shape_error("activation_backward")
     if n * m > 0:
         with nogil:
+            csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
             _backward_rows(&y[0, 0], &dy[0, 0], &out[0, 0], n, m, act, <floating>param)
+            fnn_ftz_leave(csr)
     return out.base
 
 
@@ -300,6 +340,7 @@ def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
                    floating[::1] db,            # OUT (m,)
                    floating[:, ::1] dx):        # OUT (n, k), or None to skip
     """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T"""
+    cdef unsigned int csr
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
     cdef bint want_dx = dx is not None
     cdef floating *dx_ptr = NULL
@@ -311,9 +352,11 @@ def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
     if want_dx:
         dx_ptr = &dx[0, 0]
     with nogil:
+        csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
         _dense_backward_raw(&x[0, 0], &w[0, 0], &y[0, 0], &dy[0, 0], n, k, m, act,
                             <floating>param, &dz[0, 0], &dw[0, 0], &db[0],
                             dx_ptr)
+        fnn_ftz_leave(csr)
 
 
 # --------------------------------------------------------------------------- threads and build

@@ -14,6 +14,7 @@ from cython cimport floating
 from libc.math cimport NAN
 
 from fastnn._ext._loss_core cimport MSE, CE_LOGITS, CE_SOFTMAX, _loss_sum
+from fastnn._ext._parallel cimport fnn_ftz_enter, fnn_ftz_leave
 
 
 def loss(int kind,
@@ -21,6 +22,7 @@ def loss(int kind,
          const floating[:, ::1] target,   # IN  (n, C) dense targets
          floating[:, ::1] grad):          # OUT (n, C) dL/d(output), or None for the value only
     """L := mean loss of `kind`;  grad := dL/d(output) (fused kinds: (p - target) / count)"""
+    cdef unsigned int csr
     cdef Py_ssize_t n = output.shape[0], c = output.shape[1]
     cdef Py_ssize_t count = n if kind >= CE_LOGITS else n * c
     cdef floating *g = NULL
@@ -35,5 +37,7 @@ def loss(int kind,
     if grad is not None:
         g = &grad[0, 0]
     with nogil:
+        csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
         total = _loss_sum(kind, &output[0, 0], &target[0, 0], g, n, c, <floating>count)
+        fnn_ftz_leave(csr)
     return total / count

@@ -8,7 +8,7 @@ from libc.math cimport exp, log, log1p, fabs
 from libc.stdlib cimport malloc, free
 
 from fastnn._ext._elementwise cimport f_exp, f_log, sigmoid
-from fastnn._ext._parallel cimport threads_for
+from fastnn._ext._parallel cimport threads_for, fnn_ftz_enter, fnn_ftz_leave
 
 cdef enum:
     MSE = 0
@@ -111,7 +111,8 @@ cdef inline double _row(int kind, const floating *o, const floating *t, floating
 cdef inline double _loss_sum(int kind, const floating *o, const floating *t, floating *g,
                              Py_ssize_t n, Py_ssize_t c, floating count) noexcept nogil:
     """sum over rows of _row, added in row order."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, b
+    cdef unsigned int csr
     cdef double total = 0
     cdef double *partial = NULL
     cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
@@ -123,9 +124,12 @@ cdef inline double _loss_sum(int kind, const floating *o, const floating *t, flo
             total += _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
                           count, eps)
         return total
-    for i in prange(n, schedule='static', num_threads=nt):
-        partial[i] = _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
-                          count, eps)
+    for b in prange(nt, schedule='static', num_threads=nt):     # one block of rows per thread
+        csr = fnn_ftz_enter()
+        for i in range(b * n // nt, (b + 1) * n // nt):
+            partial[i] = _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
+                              count, eps)
+        fnn_ftz_leave(csr)
     for i in range(n):
         total += partial[i]
     free(partial)

@@ -35,3 +35,10 @@ cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
     if work < PARALLEL_MIN_WORK:
         return 1
     return fnn_max_threads()
+
+
+# Flush-to-zero mode for the kernels (src_c/fnn_ftz.h): set by each kernel entry on the calling
+# thread and by each thread of a parallel region, restored at the end.
+cdef extern from "fnn_ftz.h" nogil:
+    unsigned int fnn_ftz_enter()
+    void fnn_ftz_leave(unsigned int saved)

@@ -74,6 +74,7 @@ cdef class ForwardPlan:
     def predict(self, object X):
         """The model's output for X, or None when X is not a small, finite, C-contiguous 2-D
         array of the plan's dtype (the caller then takes the validating path)."""
+        cdef unsigned int csr
         cdef cnp.ndarray x, out
         cdef Py_ssize_t n
         cdef cnp.npy_intp dims[2]
@@ -95,12 +96,14 @@ cdef class ForwardPlan:
         if scratch == NULL:
             raise MemoryError()
         with nogil:
+            csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
             if self.typenum == cnp.NPY_FLOAT32:
                 ok = _plan_run(self, <float *>cnp.PyArray_DATA(x), n, <float *>scratch,
                                <float *>cnp.PyArray_DATA(out))
             else:
                 ok = _plan_run(self, <double *>cnp.PyArray_DATA(x), n, <double *>scratch,
                                <double *>cnp.PyArray_DATA(out))
+            fnn_ftz_leave(csr)
         free(scratch)
         return out if ok else None
 

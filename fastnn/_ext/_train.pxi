@@ -145,6 +145,7 @@ cdef class TrainPlan:
         """One training step on (X, T); the mean loss, or None when X or T is not in the fast
         form (nothing is touched then). Hyper-parameters: SGD h1 = momentum, h2 = nesterov;
         Adam h1, h2, h3 = beta1, beta2, eps and `iteration` the step number t >= 1."""
+        cdef unsigned int csr
         cdef cnp.ndarray x, t
         cdef Py_ssize_t n, i, c
         cdef int code
@@ -178,6 +179,7 @@ cdef class TrainPlan:
         else:
             return None
         with nogil:
+            csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
             if self.typenum == cnp.NPY_FLOAT32:
                 code = _train_run(self, <const float *>cnp.PyArray_DATA(x), n,
                                   <const float *>targets, labels, check, lr, h1, h2, h3,
@@ -186,6 +188,7 @@ cdef class TrainPlan:
                 code = _train_run(self, <const double *>cnp.PyArray_DATA(x), n,
                                   <const double *>targets, labels, check, lr, h1, h2, h3,
                                   weight_decay, iteration, &value)
+            fnn_ftz_leave(csr)
         if code < 0:
             return None
         self.status = code
