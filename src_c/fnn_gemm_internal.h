@@ -65,13 +65,16 @@ typedef void (*fnn_dtile_f64)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, double al
                               const double *B, ptrdiff_t rsb, double beta, double *C,
                               ptrdiff_t ldc, const double *bias, int act, double param);
 
-/* One micro-kernel plus the cache blocking tuned for it (MC % MR == 0, NC % NR == 0). */
+/* One micro-kernel plus the cache blocking tuned for it (MC % MR == 0, MC % MR2 == 0,
+ * NC % NR == 0). */
 typedef struct {
     int mr, nr;
     ptrdiff_t mc, kc, nc;
     fnn_ukr_f32 ukr;
     int dnr;              /* columns per direct tile (<= FNN_MAX_DNR) */
     fnn_dtile_f32 dtile;
+    int mr2;              /* an alternative kernel of mr2 rows for m % mr2 == 0, or 0 */
+    fnn_ukr_f32 ukr2;
 } fnn_kern_f32;
 
 typedef struct {
@@ -80,6 +83,8 @@ typedef struct {
     fnn_ukr_f64 ukr;
     int dnr;
     fnn_dtile_f64 dtile;
+    int mr2;
+    fnn_ukr_f64 ukr2;
 } fnn_kern_f64;
 
 typedef struct {

@@ -188,8 +188,8 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
-    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64},
+    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL},
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL},
 };
 
 #else

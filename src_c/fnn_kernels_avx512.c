@@ -17,47 +17,52 @@
 #define MR_S 12
 #define MR_D 12
 
-/* C[12x32] := alpha * sum_p a[p, 0:12]^T b[p, 0:32] + beta * C */
+/* The kernels come in two heights: 12 rows (24 accumulators) and 8 rows, used for row counts
+ * that are a multiple of 8 but not of 12 (batches of 32 or 64: 12-row tiles would compute 36 or
+ * 72 rows). The body is written once (MR is a literal in each copy, so the accumulators stay in
+ * registers); both do the same operations per element in the same order: identical results. */
+#define MR 12
+/* C[MRx32] := alpha * sum_p a[p, 0:MR]^T b[p, 0:32] + beta * C  (MR = 12 or 8) */
 FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float *b,
                                       ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
 {
-    __m512 acc[MR_S][2];
+    __m512 acc[MR][2];
     const float *cp = c;
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 16
-    for (i = 0; i < MR_S; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (p = 0; p < kc; p++) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         /* A streams from L2: fetch it ~16 steps ahead */
-        _mm_prefetch((const char *)(a + 16 * MR_S), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
         /* pull the C tile in during the first k steps, one line per step: a burst of 24+
          * prefetches would exhaust the line fill buffers and stall */
-        if (p < 2 * MR_S) {
+        if (p < 2 * MR) {
             _mm_prefetch((const char *)(cp + ((p & 1) ? 31 : 0)), _MM_HINT_T0);
             if (p & 1) cp += ldc;
         }
 #pragma GCC unroll 16
-        for (i = 0; i < MR_S; i++) {
+        for (i = 0; i < MR; i++) {
             const __m512 ai = _mm512_set1_ps(a[i]);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
-        a += MR_S;
+        a += MR;
         b += ldb;
     }
     {
         const __m512 va = _mm512_set1_ps(alpha);
         if (beta == 0.0f) {
 #pragma GCC unroll 16
-            for (i = 0; i < MR_S; i++) {
+            for (i = 0; i < MR; i++) {
                 _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
                 _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
             }
         } else {
             const __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
-            for (i = 0; i < MR_S; i++) {
+            for (i = 0; i < MR; i++) {
                 float *ci = c + i * ldc;
                 _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci),
                                                      _mm512_mul_ps(va, acc[i][0])));
@@ -68,48 +73,48 @@ FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float 
     }
 }
 
-/* C[12x16] := alpha * sum_p a[p, 0:12]^T b[p, 0:16] + beta * C */
+/* C[MRx16] := alpha * sum_p a[p, 0:MR]^T b[p, 0:16] + beta * C  (MR = 12 or 8) */
 FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const double *b,
                                       ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
                                       double beta)
 {
-    __m512d acc[MR_D][2];
+    __m512d acc[MR][2];
     const double *cp = c;
     ptrdiff_t p;
     int i;
 #pragma GCC unroll 16
-    for (i = 0; i < MR_D; i++) acc[i][0] = acc[i][1] = _mm512_setzero_pd();
+    for (i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_pd();
     for (p = 0; p < kc; p++) {
         const __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
         /* A streams from L2 at 1.5 lines per step: fetch it ~8 steps ahead */
-        _mm_prefetch((const char *)(a + 8 * MR_D), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
         /* pull the C tile in during the first k steps, one line per step: a burst of 24+
          * prefetches would exhaust the line fill buffers and stall */
-        if (p < 2 * MR_D) {
+        if (p < 2 * MR) {
             _mm_prefetch((const char *)(cp + ((p & 1) ? 15 : 0)), _MM_HINT_T0);
             if (p & 1) cp += ldc;
         }
 #pragma GCC unroll 16
-        for (i = 0; i < MR_D; i++) {
+        for (i = 0; i < MR; i++) {
             const __m512d ai = _mm512_set1_pd(a[i]);
             acc[i][0] = _mm512_fmadd_pd(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_pd(ai, b1, acc[i][1]);
         }
-        a += MR_D;
+        a += MR;
         b += ldb;
     }
     {
         const __m512d va = _mm512_set1_pd(alpha);
         if (beta == 0.0) {
 #pragma GCC unroll 16
-            for (i = 0; i < MR_D; i++) {
+            for (i = 0; i < MR; i++) {
                 _mm512_storeu_pd(c + i * ldc, _mm512_mul_pd(va, acc[i][0]));
                 _mm512_storeu_pd(c + i * ldc + 8, _mm512_mul_pd(va, acc[i][1]));
             }
         } else {
             const __m512d vb = _mm512_set1_pd(beta);
 #pragma GCC unroll 16
-            for (i = 0; i < MR_D; i++) {
+            for (i = 0; i < MR; i++) {
                 double *ci = c + i * ldc;
                 _mm512_storeu_pd(ci, _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci),
                                                      _mm512_mul_pd(va, acc[i][0])));
@@ -119,6 +124,115 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
         }
     }
 }
+
+#undef MR
+
+#define MR 8
+/* C[MRx32] := alpha * sum_p a[p, 0:MR]^T b[p, 0:32] + beta * C  (MR = 12 or 8) */
+FNN_AVX512 static void ukr8_avx512_f32(ptrdiff_t kc, const float *a, const float *b,
+                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
+{
+    __m512 acc[MR][2];
+    const float *cp = c;
+    ptrdiff_t p;
+    int i;
+#pragma GCC unroll 16
+    for (i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        /* A streams from L2: fetch it ~16 steps ahead */
+        _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
+        /* pull the C tile in during the first k steps, one line per step: a burst of 24+
+         * prefetches would exhaust the line fill buffers and stall */
+        if (p < 2 * MR) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 31 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
+#pragma GCC unroll 16
+        for (i = 0; i < MR; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += MR;
+        b += ldb;
+    }
+    {
+        const __m512 va = _mm512_set1_ps(alpha);
+        if (beta == 0.0f) {
+#pragma GCC unroll 16
+            for (i = 0; i < MR; i++) {
+                _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
+                _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
+            }
+        } else {
+            const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+            for (i = 0; i < MR; i++) {
+                float *ci = c + i * ldc;
+                _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci),
+                                                     _mm512_mul_ps(va, acc[i][0])));
+                _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16),
+                                                          _mm512_mul_ps(va, acc[i][1])));
+            }
+        }
+    }
+}
+
+/* C[MRx16] := alpha * sum_p a[p, 0:MR]^T b[p, 0:16] + beta * C  (MR = 12 or 8) */
+FNN_AVX512 static void ukr8_avx512_f64(ptrdiff_t kc, const double *a, const double *b,
+                                      ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
+                                      double beta)
+{
+    __m512d acc[MR][2];
+    const double *cp = c;
+    ptrdiff_t p;
+    int i;
+#pragma GCC unroll 16
+    for (i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_pd();
+    for (p = 0; p < kc; p++) {
+        const __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+        /* A streams from L2 at 1.5 lines per step: fetch it ~8 steps ahead */
+        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
+        /* pull the C tile in during the first k steps, one line per step: a burst of 24+
+         * prefetches would exhaust the line fill buffers and stall */
+        if (p < 2 * MR) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 15 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
+#pragma GCC unroll 16
+        for (i = 0; i < MR; i++) {
+            const __m512d ai = _mm512_set1_pd(a[i]);
+            acc[i][0] = _mm512_fmadd_pd(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_pd(ai, b1, acc[i][1]);
+        }
+        a += MR;
+        b += ldb;
+    }
+    {
+        const __m512d va = _mm512_set1_pd(alpha);
+        if (beta == 0.0) {
+#pragma GCC unroll 16
+            for (i = 0; i < MR; i++) {
+                _mm512_storeu_pd(c + i * ldc, _mm512_mul_pd(va, acc[i][0]));
+                _mm512_storeu_pd(c + i * ldc + 8, _mm512_mul_pd(va, acc[i][1]));
+            }
+        } else {
+            const __m512d vb = _mm512_set1_pd(beta);
+#pragma GCC unroll 16
+            for (i = 0; i < MR; i++) {
+                double *ci = c + i * ldc;
+                _mm512_storeu_pd(ci, _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci),
+                                                     _mm512_mul_pd(va, acc[i][0])));
+                _mm512_storeu_pd(ci + 8, _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci + 8),
+                                                         _mm512_mul_pd(va, acc[i][1])));
+            }
+        }
+    }
+}
+
+#undef MR
+
 
 /* Direct tiles for small products: up to 4 rows x 2 zmm, masked column tails. */
 #define DT_TARGET FNN_AVX512
@@ -208,8 +322,8 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
  * KC 192/320/384 and MC 96/240/288 were within noise of these. */
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
-    {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32},
-    {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64},
+    {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32, 8, ukr8_avx512_f32},
+    {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64, 8, ukr8_avx512_f64},
 };
 
 #else
