@@ -9,11 +9,16 @@ An *execution plan* folds a standalone activation layer into the Dense layer bef
 layer is linear), so ``[Dense(10), Softmax()]`` runs as one fused ``dense_forward``.
 """
 
+from __future__ import annotations
+
 import math
 import threading
 import time
+from typing import (TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Optional, Sequence,
+                    Union)
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from fastnn import _validation as V
 from fastnn import activations as A
@@ -26,42 +31,118 @@ from fastnn.layers import Activation, Dense, Layer
 from fastnn.optimizers import SGD, Adam, get_optimizer
 from fastnn.progress import EpochProgress
 
+if TYPE_CHECKING:
+    from fastnn.io import PathLike
+    from fastnn.losses import Loss, LossName
+    from fastnn.metrics import MetricName
+    from fastnn.optimizers import Optimizer
+
+    FloatArray = NDArray[np.floating[Any]]
+    #: What ``dtype`` accepts: the names, or the NumPy scalar types and dtypes.
+    FloatDType = Union[Literal["float32", "float64"], type[np.float32], type[np.float64],
+                       np.dtype[np.float32], np.dtype[np.float64]]
+    OptimizerLike = Union[Literal["sgd", "adam"], Optimizer, dict[str, Any]]
+
 
 class Step:
-    """One kernel call of the plan: an optional Dense layer, then an activation."""
+    """One kernel call of the plan: an optional Dense layer, then an activation.
+
+    ``width`` is the number of columns the call outputs; ``act`` and ``param`` are the
+    activation's code and parameter (see ``fastnn.activations``).
+    """
 
     __slots__ = ("dense", "act", "param", "width")
 
-    def __init__(self, dense, act, param, width):
+    def __init__(self, dense: Optional[Dense], act: int, param: float, width: int) -> None:
         self.dense, self.act, self.param, self.width = dense, act, param, width
 
 
 class Workspace:
-    """Per-step output buffers ``Y`` and gradient buffers ``G`` for up to ``rows`` samples."""
+    """Per-step output buffers ``Y`` and gradient buffers ``G`` for up to ``rows`` samples.
 
-    def __init__(self, plan, rows, dtype, with_grads):
+    ``Y[i]`` and ``G[i]`` are (rows, plan[i].width); ``G`` is None for inference.
+    """
+
+    def __init__(self, plan: Sequence[Step], rows: int, dtype: np.dtype[Any],
+                 with_grads: bool) -> None:
         self.rows = rows
         self.Y = [np.empty((rows, s.width), dtype=dtype) for s in plan]
         self.G = [np.empty((rows, s.width), dtype=dtype) for s in plan] if with_grads else None
 
 
 class History:
-    """What ``fit`` returns: ``history`` maps "loss", each metric and their "val_" forms to
-    one value per epoch; ``epoch`` lists the epoch numbers."""
+    """The record of one ``fit`` call: the loss and metrics of each epoch.
 
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"``, each compiled metric and, with validation data, their ``"val_"`` forms,
+        mapped to one value per epoch (a mean over the epoch's samples). ``LearningRateScheduler``
+        adds ``"lr"``.
+    epoch : list of int
+        The epochs run, counted from 0; shorter than ``epochs`` if training stopped early.
 
-    def append(self, epoch, logs):
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> from fastnn.datasets import make_xor
+    >>> X, y = make_xor()
+    >>> model = fnn.Sequential([fnn.Dense(4, activation="tanh"),
+    ...                         fnn.Dense(1, activation="sigmoid")],
+    ...                        input_dim=2, seed=0, backend="numpy")
+    >>> model = model.compile(loss="binary_cross_entropy", metrics=["accuracy"])
+    >>> history = model.fit(X, y, epochs=3, batch_size=2, validation_data=(X, y), verbose=0)
+    >>> history
+    History(epochs=3, keys=['loss', 'accuracy', 'val_loss', 'val_accuracy'])
+    >>> history.epoch, len(history.history["val_loss"])
+    ([0, 1, 2], 3)
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """Record the ``logs`` of ``epoch`` (called by ``fit`` at the end of each epoch)."""
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def plot(self, path, keys=None):
-        """Save the curves (loss, and accuracy or other metrics, with their val_ forms) as a PNG.
+    def plot(self, path: PathLike, keys: Optional[Sequence[str]] = None) -> PathLike:
+        """Save the training curves as a PNG, one panel per quantity, against the epoch.
 
-        Needs matplotlib (``pip install fastnn[plot]``).
+        Each panel shows the training curve and, when recorded, its ``val_`` form. Needs
+        matplotlib (``pip install fastnn[plot]``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        keys : sequence of str, optional
+            The quantities to draw, e.g. ``["loss"]``. Default: every key of ``history`` but
+            the ``val_`` forms and ``"lr"``.
+
+        Returns
+        -------
+        str or os.PathLike
+            ``path``.
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from fastnn import History
+        >>> history = History()
+        >>> for epoch, loss in enumerate([0.9, 0.5, 0.3]):
+        ...     history.append(epoch, {"loss": loss, "val_loss": loss + 0.1})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = history.plot(os.path.join(tmp, "curves.png"))
+        ...     os.path.getsize(path) > 0
+        True
         """
         try:
             import matplotlib
@@ -85,16 +166,16 @@ class History:
         plt.close(fig)
         return path
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
-def _loss_diverged(value):
+def _loss_diverged(value: float) -> FloatingPointError:
     return FloatingPointError(f"the loss is {value}: training diverged (weights left "
                               f"unchanged). Lower the learning rate or scale the inputs.")
 
 
-def _check_callbacks(callbacks):
+def _check_callbacks(callbacks: object) -> list[Callback]:
     if callbacks is None:
         return []
     if not isinstance(callbacks, (list, tuple)):
@@ -109,26 +190,112 @@ def _check_callbacks(callbacks):
 
 
 class Sequential:
-    """A feed-forward network: input layer, hidden layers, output layer.
+    """A feed-forward network: a stack of layers trained by backpropagation.
+
+    The forward pass runs the layers in order; each ``Dense`` layer ``k``, with an activation
+    layer that follows a linear one fused into it, computes ::
+
+        h_0 = x,    h_k = act_k(h_{k-1} @ W_k + b_k),    output = h_K
+
+    mapping inputs ``x`` of shape (n, input_dim) to outputs of shape (n, output_dim), where
+    ``output_dim`` is the width of the last layer. A training step is a forward pass, the loss
+    ``L(output, y)`` (a mean over the batch), backpropagation of ``dL/d output`` through the
+    layers in reverse order (giving every ``dL/dW_k`` and ``dL/db_k``), and one optimizer update
+    of all parameters.
 
     Parameters
     ----------
-    layers : list of Layer
-        ``Dense`` layers and activation layers, in order.
+    layers : iterable of Layer, optional
+        ``Dense`` layers and activation layers, in order. More can be added with ``add``
+        until the model is built.
     input_dim : int, optional
-        Number of input features. The model is built (weights created) when it is known.
+        Number of input features, > 0. When given, the model is built (weights created) at
+        once; otherwise call ``build``.
     seed : int, optional
-        Seeds weight initialisation and shuffling: the same seed gives the same weights.
-    dtype : {"float32", "float64"}
-    backend : {"fast", "numpy"}
+        Seed (>= 0) of the weight initialisation and of the shuffling in ``fit``: the same
+        seed gives the same weights and batches. Default: fresh OS entropy.
+    dtype : {"float32", "float64"} or the NumPy type, default "float32"
+        Floating-point type of the weights, the workspaces and the outputs.
+    backend : {"fast", "numpy"}, default "fast"
         "fast" runs the compiled kernels; "numpy" the pure-NumPy reference.
+
+    Attributes
+    ----------
+    layers : list of Layer
+        The layers, as added.
+    input_dim : int or None
+        Number of input features; None until the model is built.
+    output_dim : int
+        Width of the last layer (built models only).
+    built : bool
+        Whether the weights exist.
+    dtype : numpy.dtype
+        float32 or float64.
+    backend : str
+        "fast" or "numpy".
+    seed : int or None
+        The seed given.
+    loss : Loss or None
+        The loss set by ``compile``.
+    optimizer : Optimizer or None
+        The optimizer set by ``compile``.
+    metrics : list of str
+        The metric names set by ``compile``.
+    history : History
+        What the latest ``fit`` returned.
+    stop_training : bool
+        A callback sets it to True to end ``fit`` after the current epoch.
+
+    Raises
+    ------
+    TypeError
+        If ``layers`` is not an iterable of layers, or ``input_dim`` or ``seed`` is not an
+        integer.
+    ValueError
+        If ``dtype`` or ``backend`` is not one of the choices, ``seed`` < 0, or the model is
+        built (``input_dim`` given) with ``input_dim`` < 1 or without a Dense layer.
+
+    Examples
+    --------
+    Learn XOR with one hidden layer:
+
+    >>> import fastnn as fnn
+    >>> from fastnn.datasets import make_xor
+    >>> X, y = make_xor()
+    >>> model = fnn.Sequential([fnn.Dense(8, activation="tanh"),
+    ...                         fnn.Dense(1, activation="sigmoid")],
+    ...                        input_dim=2, seed=0, backend="numpy")
+    >>> model = model.compile(loss="binary_cross_entropy", optimizer=fnn.Adam(lr=0.1),
+    ...                       metrics=["accuracy"])
+    >>> history = model.fit(X, y, epochs=200, batch_size=4, verbose=0)
+    >>> model.predict(X).shape
+    (4, 1)
+    >>> (model.predict(X) > 0.5).ravel()
+    array([False,  True,  True, False])
     """
 
     # Train through the compiled whole-step plan when the backend has one (tests switch it off
     # to compare with the per-kernel path).
     _compiled_steps = True
 
-    def __init__(self, layers=None, input_dim=None, seed=None, dtype="float32", backend="fast"):
+    # Declarations for type checkers only (set in __init__, build, compile and fit).
+    layers: list[Layer]
+    input_dim: Optional[int]
+    loss: Optional[Loss]
+    optimizer: Any                  # an Optimizer once compiled, else None
+    metrics: list[str]
+    history: History
+    stop_training: bool
+    _plan: list[Step]
+    _params: FloatArray
+    _grads: FloatArray
+    _forward_plan: Any
+    _train_plan: Any
+    _train_ws: Optional[Workspace]
+
+    def __init__(self, layers: Optional[Iterable[Layer]] = None, input_dim: Optional[int] = None,
+                 seed: Optional[int] = None, dtype: FloatDType = "float32",
+                 backend: Literal["fast", "numpy"] = "fast") -> None:
         self.dtype = np.dtype(V.check_dtype(dtype))
         self.backend = V.check_choice("backend", backend, ("fast", "numpy"))
         self._be = get_backend(backend)
@@ -156,8 +323,30 @@ class Sequential:
             self.build(input_dim)
 
     # ------------------------------------------------------------------ building
-    def add(self, layer):
-        """Append a layer (before the model is built)."""
+    def add(self, layer: Layer) -> None:
+        """Append a layer to the stack (before the model is built).
+
+        Parameters
+        ----------
+        layer : Layer
+            A ``Dense`` layer or an activation layer, not part of a built model.
+
+        Raises
+        ------
+        TypeError
+            If ``layer`` is not a fastnn layer.
+        ValueError
+            If the model is already built, or ``layer`` is a Dense layer of a built model.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential(backend="numpy")
+        >>> model.add(fnn.Dense(4, activation="relu"))
+        >>> model.add(fnn.Dense(1))
+        >>> model.build(3).output_dim
+        1
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"layer must be a fastnn layer such as Dense(10). "
                             f"Received: layer={layer!r}")
@@ -168,11 +357,43 @@ class Sequential:
         self.layers.append(layer)
 
     @property
-    def built(self):
+    def built(self) -> bool:
+        """True once the weights exist (``input_dim`` given or ``build`` called)."""
         return self.input_dim is not None
 
-    def build(self, input_dim):
-        """Create the weights for ``input_dim`` input features."""
+    def build(self, input_dim: int) -> Sequential:
+        """Create the weights for ``input_dim`` input features.
+
+        Lays all parameters out in one flat buffer, fuses each activation layer into a linear
+        Dense layer just before it, and initialises the weights from the model's seed: He
+        normal before the ReLU family, Glorot uniform otherwise, zero biases.
+
+        Parameters
+        ----------
+        input_dim : int
+            Number of input features, > 0.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+
+        Raises
+        ------
+        TypeError
+            If ``input_dim`` is not an integer.
+        ValueError
+            If ``input_dim`` < 1, the model is already built, or it has no Dense layer.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4), fnn.Dense(2)], backend="numpy")
+        >>> model.built, model.build(3).built
+        (False, True)
+        >>> [w.shape for w in model.get_weights()]
+        [(3, 4), (4,), (4, 2), (2,)]
+        """
         input_dim = V.check_positive_int("input_dim", input_dim)
         if self.built:
             raise ValueError(f"model is already built with input_dim={self.input_dim}")
@@ -221,15 +442,58 @@ class Sequential:
         return plan
 
     @property
-    def output_dim(self):
+    def output_dim(self) -> int:
+        """Number of outputs: the width of the last layer (built models only)."""
         return self._plan[-1].width
 
     @property
-    def final_activation(self):
+    def final_activation(self) -> int:
+        """Code of the activation applied to the outputs (see ``fastnn.activations``)."""
         return self._plan[-1].act
 
-    def compile(self, loss, optimizer="sgd", metrics=None):
-        """Choose the loss (name or Loss), the optimizer (name or instance) and metric names."""
+    def compile(self, loss: Union[LossName, Loss], optimizer: OptimizerLike = "sgd",
+                metrics: Optional[Union[MetricName, Sequence[MetricName]]] = None
+                ) -> Sequential:
+        """Choose the loss to minimise, the optimizer and the metrics to report.
+
+        Compiling again replaces them and starts the optimizer from fresh (zero) state.
+
+        Parameters
+        ----------
+        loss : {"mse", "binary_cross_entropy", "cross_entropy"} or Loss
+            The loss, a mean over the batch. Cross-entropy after a final softmax and binary
+            cross-entropy after a final sigmoid fuse with it; after any other final activation
+            the outputs are read as logits.
+        optimizer : {"sgd", "adam"}, Optimizer or dict, default "sgd"
+            A name (default settings), an instance such as ``SGD(lr=0.1)``, or a config dict
+            such as ``{"name": "adam", "lr": 0.01}``.
+        metrics : str or list of str, optional
+            Any of "accuracy", "binary_accuracy" and "mae", reported by ``fit`` and
+            ``evaluate``.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, or the loss, the optimizer or a metric is unknown.
+        TypeError
+            If ``metrics`` is not a string, list or tuple, or an optimizer dict holds a
+            setting of the wrong type.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(3, activation="softmax")], input_dim=4,
+        ...                        backend="numpy")
+        >>> model = model.compile(loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.1},
+        ...                       metrics="accuracy")
+        >>> model.loss, model.optimizer.lr, model.metrics
+        (CrossEntropy(), 0.1, ['accuracy'])
+        """
         self._check_built("compile")
         self.loss = L.get_loss(loss)
         self.optimizer = get_optimizer(optimizer)
@@ -367,15 +631,55 @@ class Sequential:
         if self.loss is None:
             raise ValueError(f"call model.compile(loss=..., optimizer=...) before {what}")
 
-    def _inputs(self, X, name="X"):
+    def _inputs(self, X: ArrayLike, name: str = "X") -> FloatArray:
         return V.float_matrix(name, X, self.dtype, width=self.input_dim)
 
     def _targets(self, y, rows, name="y"):
         return self.loss.targets(y, self.output_dim, self.dtype, rows, name)
 
     # ------------------------------------------------------------------ training
-    def train_on_batch(self, x, y):
-        """One optimizer step on the batch ``(x, y)``; returns the batch loss (before the step)."""
+    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float:
+        """One training step on the batch ``(x, y)``; returns the loss before the update.
+
+        The step is a forward pass, the loss ``L(output, y)``, backpropagation of its gradient
+        through the layers, and one optimizer update of all parameters.
+
+        Parameters
+        ----------
+        x : array_like of shape (n, input_dim)
+            The batch's inputs, real and finite.
+        y : array_like
+            Its targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or (n,)
+            with one output.
+
+        Returns
+        -------
+        float
+            The loss on the batch (a mean over its samples) before the update.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, or ``x`` or ``y`` has the wrong shape or holds NaN,
+            inf or out-of-range targets.
+        TypeError
+            If ``x`` or ``y`` does not hold real numbers.
+        FloatingPointError
+            If the loss or a gradient is NaN or inf, or the update would overflow; the
+            weights are then left unchanged.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0, backend="numpy")
+        >>> model = model.compile(loss="mse", optimizer=fnn.SGD(lr=0.1))
+        >>> first = model.train_on_batch(x, y)
+        >>> bool(model.train_on_batch(x, y) < first)
+        True
+        """
         plan = self._train_plan
         if plan and type(x) is np.ndarray and x.ndim == 2 and 0 < x.shape[0] <= plan.capacity:
             # Arrays already in the model's form (labels as int64) go straight to the compiled
@@ -395,8 +699,45 @@ class Sequential:
         t = self._targets(y, x.shape[0])
         return self._train_step(x, t)
 
-    def loss_and_gradients(self, x, y):
-        """The loss on ``(x, y)`` and its gradients, shaped like ``get_weights()``; no update."""
+    def loss_and_gradients(self, x: ArrayLike, y: ArrayLike) -> tuple[float, list[FloatArray]]:
+        """The loss on ``(x, y)`` and its gradients with respect to the weights; no update.
+
+        Parameters
+        ----------
+        x : array_like of shape (n, input_dim)
+            Inputs, real and finite.
+        y : array_like
+            Targets, in the forms ``train_on_batch`` accepts.
+
+        Returns
+        -------
+        loss : float
+            The loss on the batch (a mean over its samples).
+        gradients : list of ndarray
+            ``[dL/dW1, dL/db1, dL/dW2, dL/db2, ...]``, shaped like ``get_weights()`` (copies).
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, or ``x`` or ``y`` is invalid (as in
+            ``train_on_batch``).
+        TypeError
+            If ``x`` or ``y`` does not hold real numbers.
+        FloatingPointError
+            If the loss is NaN or inf.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> rng = np.random.default_rng(0)
+        >>> model = fnn.Sequential([fnn.Dense(4, activation="tanh"), fnn.Dense(2)],
+        ...                        input_dim=3, seed=0, backend="numpy").compile(loss="mse")
+        >>> loss, grads = model.loss_and_gradients(rng.standard_normal((5, 3)),
+        ...                                        rng.standard_normal((5, 2)))
+        >>> [g.shape for g in grads] == [w.shape for w in model.get_weights()]
+        True
+        """
         self._check_compiled("loss_and_gradients")
         x = self._inputs(x, "x")
         t = self._targets(y, x.shape[0])
@@ -406,16 +747,72 @@ class Sequential:
             grads += [d.dW.copy(), d.db.copy()]
         return value, grads
 
-    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, callbacks=None):
-        """Train for ``epochs`` passes over ``(X, y)`` in mini-batches of ``batch_size``.
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
+            validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: float = 0.0, shuffle: bool = True, verbose: int = 1,
+            callbacks: Optional[Sequence[Callback]] = None) -> History:
+        """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
 
-        Returns a History with the mean training loss and metrics per epoch (and ``val_``
-        entries with validation data). ``validation_split`` holds out the last fraction of the
-        samples, before shuffling. verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
-        ``callbacks``: a list of ``fastnn.callbacks.Callback``. A non-finite loss raises
-        FloatingPointError naming the epoch and batch (the weights keep their last finite
-        values), or, with the TerminateOnNaN callback, ends training.
+        Each epoch shuffles the samples (unless ``shuffle=False``) and takes one training step
+        (see ``train_on_batch``) per batch of ``batch_size`` samples; the last batch may be
+        smaller.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, input_dim)
+            Training inputs, real and finite.
+        y : array_like
+            Training targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or
+            (n,) with one output.
+        epochs : int, default 1
+            Number of passes over the data, >= 0.
+        batch_size : int, default 32
+            Samples per step, > 0 (at most the number of training samples is used).
+        validation_data : tuple (X_val, y_val), optional
+            Data scored after each epoch (the ``val_`` entries of the History). It takes
+            precedence over ``validation_split``.
+        validation_split : float, default 0.0
+            Fraction in [0, 1) of the samples held out for validation: the last ones, before
+            shuffling.
+        shuffle : bool, default True
+            Shuffle the training samples before each epoch (with the model's seed).
+        verbose : {0, 1, 2}, default 1
+            0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        callbacks : list of Callback, optional
+            ``fastnn.callbacks.Callback`` instances, called at the start and end of training
+            and of each epoch, and after each batch.
+
+        Returns
+        -------
+        History
+            The mean training loss and metrics of each epoch, and their ``val_`` forms with
+            validation data. Also kept as ``model.history``.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, an argument is out of range, the data has the wrong
+            shape or holds NaN, inf or out-of-range targets, ``validation_data`` is not a pair,
+            or ``validation_split`` leaves no sample on one side.
+        TypeError
+            If an argument has the wrong type (``callbacks`` not a list of Callback instances,
+            data not real numbers, ...).
+        FloatingPointError
+            If the loss or a gradient becomes NaN or inf. The message names the epoch and batch
+            and the weights keep their last finite values. With a ``TerminateOnNaN`` callback,
+            training ends instead.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> from fastnn.datasets import make_xor
+        >>> X, y = make_xor()
+        >>> model = fnn.Sequential([fnn.Dense(8, activation="tanh"), fnn.Dense(2),
+        ...                         fnn.Softmax()], input_dim=2, seed=0, backend="numpy")
+        >>> model = model.compile(loss="cross_entropy", optimizer="adam", metrics=["accuracy"])
+        >>> history = model.fit(X, y, epochs=5, batch_size=2, validation_split=0.25, verbose=0)
+        >>> sorted(history.history), len(history.epoch)
+        (['accuracy', 'loss', 'val_accuracy', 'val_loss'], 5)
         """
         self._check_compiled("fit")
         epochs = V.check_int("epochs", epochs, low=0)
@@ -454,7 +851,8 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _split_validation(self, X, T, validation_data, validation_split):
+    def _split_validation(self, X, T, validation_data, validation_split
+                          ) -> tuple[FloatArray, FloatArray, Any]:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val). "
@@ -531,10 +929,43 @@ class Sequential:
             self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
         return out
 
-    def predict(self, X, batch_size=None):
-        """The model's outputs for ``X`` (n, input_dim): probabilities after a final
-        softmax/sigmoid, raw values otherwise. ``batch_size`` rows are computed at a time
-        (default 4096). Safe to call from several threads at once."""
+    def predict(self, X: ArrayLike, batch_size: Optional[int] = None) -> FloatArray:
+        """The model's outputs for ``X``: the forward pass, layer by layer.
+
+        ``h_k = act_k(h_{k-1} @ W_k + b_k)`` from ``h_0 = X``: probabilities after a final
+        softmax or sigmoid, raw values (logits, regression outputs) otherwise. Safe to call
+        from several threads at once.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, input_dim)
+            Inputs, real and finite.
+        batch_size : int, optional
+            Rows computed at a time, > 0 (default 4096); it bounds the memory used.
+
+        Returns
+        -------
+        ndarray of shape (n, output_dim)
+            The outputs, in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, ``X`` is not 2-D with ``input_dim`` columns and at least
+            one row or holds NaN or inf, or ``batch_size`` < 1.
+        TypeError
+            If ``X`` does not hold real numbers, or ``batch_size`` is not an integer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(3, activation="softmax")], input_dim=4, seed=0,
+        ...                        backend="numpy")
+        >>> p = model.predict(np.random.default_rng(0).standard_normal((5, 4)))
+        >>> p.shape, p.dtype, bool(np.allclose(p.sum(axis=1), 1.0))
+        ((5, 3), dtype('float32'), True)
+        """
         if batch_size is None:
             # Small, well-formed inputs take one compiled call (same results, no overhead).
             plan = self._forward_plan
@@ -560,8 +991,42 @@ class Sequential:
             scores[name] = M.metric_sum(name, out, T, threshold) / n
         return scores
 
-    def evaluate(self, X, y, batch_size=4096):
-        """``{"loss": ..., metric: ...}`` on ``(X, y)``, means over all samples."""
+    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 4096) -> dict[str, float]:
+        """The loss and the compiled metrics on ``(X, y)``, as means over all samples.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, input_dim)
+            Inputs, real and finite.
+        y : array_like
+            Targets, in the forms ``fit`` accepts.
+        batch_size : int, default 4096
+            Rows computed at a time, > 0.
+
+        Returns
+        -------
+        dict of str to float
+            ``{"loss": ..., metric: ...}`` for each metric given to ``compile``.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, or the data or ``batch_size`` is invalid.
+        TypeError
+            If the data does not hold real numbers, or ``batch_size`` is not an integer.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> from fastnn.datasets import make_xor
+        >>> X, y = make_xor()
+        >>> model = fnn.Sequential([fnn.Dense(1, activation="sigmoid")], input_dim=2,
+        ...                        backend="numpy")
+        >>> scores = model.compile(loss="binary_cross_entropy",
+        ...                        metrics=["binary_accuracy", "mae"]).evaluate(X, y)
+        >>> sorted(scores)
+        ['binary_accuracy', 'loss', 'mae']
+        """
         self._check_compiled("evaluate")
         batch_size = V.check_positive_int("batch_size", batch_size)
         X = self._inputs(X)
@@ -569,19 +1034,63 @@ class Sequential:
 
     # ------------------------------------------------------------------ weights and files
     @property
-    def dense_layers(self):
+    def dense_layers(self) -> list[Dense]:
+        """The Dense layers, in order (built models only)."""
         return [step.dense for step in self._plan if step.dense is not None]
 
-    def get_weights(self):
-        """``[W1, b1, W2, b2, ...]`` for the Dense layers in order (copies)."""
+    def get_weights(self) -> list[FloatArray]:
+        """The weights of the Dense layers, in order, as copies.
+
+        Returns
+        -------
+        list of ndarray
+            ``[W1, b1, W2, b2, ...]``: ``W_k`` of shape (inputs, units) and ``b_k`` of shape
+            (units,), in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2)],
+        ...                        input_dim=3, seed=0, backend="numpy")
+        >>> [w.shape for w in model.get_weights()]
+        [(3, 4), (4,), (4, 2), (2,)]
+        """
         self._check_built("get_weights")
         weights = []
         for d in self.dense_layers:
             weights += d.get_weights()
         return weights
 
-    def set_weights(self, weights):
-        """Set all weights from a list shaped like ``get_weights()``."""
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
+        """Set all weights, in place, from a list shaped like ``get_weights()``.
+
+        Parameters
+        ----------
+        weights : list or tuple of array_like
+            ``[W1, b1, W2, b2, ...]``, real and finite; converted to the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, ``weights`` is not a list or tuple of two arrays per
+            Dense layer, a shape differs, or a value is NaN or inf.
+        TypeError
+            If an array does not hold real numbers.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=2, backend="numpy")
+        >>> model.set_weights([np.eye(2), np.ones(2)])
+        >>> model.predict([[1.0, 2.0]])                  # x @ I + 1
+        array([[2., 3.]], dtype=float32)
+        """
         self._check_built("set_weights")
         layers = self.dense_layers
         if not isinstance(weights, (list, tuple)) or len(weights) != 2 * len(layers):
@@ -591,15 +1100,58 @@ class Sequential:
         for i, d in enumerate(layers):
             d.set_weights(weights[2 * i:2 * i + 2])
 
-    def count_params(self):
+    def count_params(self) -> int:
+        """The number of parameters: ``inputs * units + units`` summed over the Dense layers.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4), fnn.Dense(2)], input_dim=3, backend="numpy")
+        >>> model.count_params()                         # (3 * 4 + 4) + (4 * 2 + 2)
+        26
+        """
         self._check_built("count_params")
         return int(self._params.size)
 
-    def summary(self, print_fn=print):
-        """Print a table of the layers with their output shapes and parameter counts."""
+    def summary(self, print_fn: Callable[[str], Any] = print) -> None:
+        """Print a table of the layers with their output shapes and parameter counts.
+
+        An activation layer fused into the Dense layer before it shows as that layer's
+        activation.
+
+        Parameters
+        ----------
+        print_fn : callable, default print
+            Called once with the whole table as a string.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2),
+        ...                         fnn.Softmax()], input_dim=3, backend="numpy")
+        >>> model.summary()                              # doctest: +NORMALIZE_WHITESPACE
+        Sequential  input_dim=3  dtype=float32  backend=numpy
+        -----  ----------  ------------  ------
+        Layer  Activation  Output shape  Params
+        -----  ----------  ------------  ------
+        Dense  relu        (None, 4)     16
+        Dense  softmax     (None, 2)     10
+        -----  ----------  ------------  ------
+        Total params: 26
+        """
         self._check_built("summary")
         rows = [("Layer", "Activation", "Output shape", "Params")]
-        width = self.input_dim
+        width: int = self.input_dim     # type: ignore[assignment]  # built by now
         for step in self._plan:
             name = "Dense" if step.dense is not None else "Activation"
             params = step.dense.n_params(width) if step.dense is not None else 0
@@ -616,12 +1168,62 @@ class Sequential:
         text += [line, f"Total params: {self.count_params():,}"]
         print_fn("\n".join(text))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as a JSON-serialisable dict (weights, backend and compile settings
+        not included).
+
+        Returns
+        -------
+        dict
+            ``{"layers": [layer configs], "input_dim": ..., "seed": ..., "dtype": ...}``; each
+            layer config is what ``fastnn.layers.layer_from_config`` rebuilds the layer from.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2, activation="relu")], input_dim=3, seed=0,
+        ...                        backend="numpy")
+        >>> model.get_config()                           # doctest: +NORMALIZE_WHITESPACE
+        {'layers': [{'class': 'Dense', 'units': 2, 'activation': 'relu'}],
+         'input_dim': 3, 'seed': 0, 'dtype': 'float32'}
+        """
         return {"layers": [layer.get_config() for layer in self.layers],
                 "input_dim": self.input_dim, "seed": self.seed, "dtype": self.dtype.name}
 
-    def save(self, path):
-        """Write the model (architecture, weights, compile settings, optimizer state) to ``path``."""
+    def save(self, path: PathLike) -> None:
+        """Write the model to ``path`` in the fastnn file format (``fastnn.io``; never pickle).
+
+        The file holds the architecture, the weights, and the compile settings with the
+        optimizer state, so ``fastnn.load(path)`` can resume training.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+        TypeError
+            If ``path`` is not a str or os.PathLike.
+        OSError
+            If the file cannot be written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2, activation="relu")], input_dim=3, seed=0,
+        ...                        backend="numpy")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save(os.path.join(tmp, "model.fnn"))
+        ...     same = fnn.load(os.path.join(tmp, "model.fnn"), backend="numpy")
+        >>> x = np.ones((1, 3))
+        >>> bool(np.array_equal(same.predict(x), model.predict(x)))
+        True
+        """
         self._check_built("save")
         fnn_io.save_model(self, path)
 
@@ -632,6 +1234,6 @@ class Sequential:
             return (Sequential, (self.layers, None, self.seed, self.dtype.name, self.backend))
         return (fnn_io.model_from_bytes, (fnn_io.model_to_bytes(self),))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Sequential({self.layers!r}, input_dim={self.input_dim}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend!r})")
