@@ -76,7 +76,7 @@ def measure_row(cases, quick, threads=1):
     previous one's idle workers: OpenBLAS, libgomp and PyTorch's own OpenMP runtime keep their
     threads busy-waiting for a while after a call (OpenBLAS for up to a second here), and on a
     machine with few cores the next engine then runs with its threads starved, several times
-    slower. So at 2+ threads each engine is timed in one block, after a pause of ``SETTLE``
+    slower. So at 2+ threads each engine is timed in blocks, each after a pause of ``SETTLE``
     seconds that lets the other pools go to sleep: every engine timed the way it runs alone.
     """
     slow = cases[0].workload.slow
@@ -92,13 +92,22 @@ def measure_row(cases, quick, threads=1):
             timer.calibrate(warm=2)
 
     if threads > 1:
-        for timer in timers:
-            time.sleep(SETTLE)
-            warm(timer)
-            limit = time.perf_counter() + ROW_LIMIT[quick] / len(timers)
-            while len(timer.samples) < least or (timer.spent < budget
-                                                 and time.perf_counter() < limit):
-                timer.sample()
+        # blocks in forward then reverse order (a full run: two rounds), so that whatever
+        # happens to precede a block is not always the same engine
+        rounds = 1 if quick else 2
+        for r in range(rounds):
+            for timer in (timers if r % 2 == 0 else timers[::-1]):
+                time.sleep(SETTLE)
+                if r == 0:
+                    warm(timer)
+                else:
+                    timer.case.run()
+                limit = time.perf_counter() + ROW_LIMIT[quick] / len(timers) / rounds
+                goal = len(timer.samples) + -(-least // rounds)
+                spent = timer.spent
+                while len(timer.samples) < goal or (timer.spent - spent < budget / rounds
+                                                    and time.perf_counter() < limit):
+                    timer.sample()
         return {t.case.engine: t.median() for t in timers}
     for timer in timers:
         warm(timer)
