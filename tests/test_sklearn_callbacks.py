@@ -88,3 +88,31 @@ def test_threadpoolctl_sees_and_limits_the_openmp_pool():
         with threadpoolctl.threadpool_limits(1, user_api="openmp"):
             assert fnn.get_num_threads() == 1
         assert fnn.get_num_threads() == 2
+
+
+def test_history_plot_writes_a_png_of_loss_and_metric_curves(tmp_path, digits_split):
+    Xtr, Xte, ytr, yte = digits_split
+    model = fnn.Sequential([fnn.Dense(16, activation="relu"), fnn.Dense(10, activation="softmax")],
+                           input_dim=64, seed=0)
+    model.compile("cross_entropy", fnn.SGD(lr=0.1), metrics=["accuracy"])
+    history = model.fit(Xtr[:300], ytr[:300], epochs=3, batch_size=32, verbose=0,
+                        validation_data=(Xte[:100], yte[:100]))
+    path = history.plot(str(tmp_path / "curves.png"))
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    import matplotlib.image as mpimg
+    image = mpimg.imread(path)
+    assert image.shape[1] > image.shape[0]           # two panels side by side: loss, accuracy
+    assert image.std() > 0.01                        # something was drawn
+
+
+def test_bench_plot_option_writes_a_png(tmp_path):
+    from fastnn import _bench_table as T
+    from fastnn import benchmarking as B
+    workload = B.workloads_of("predict")[0]
+    with B.threads(1):
+        times = T.measure_row([B.build(workload, "fastnn"), B.build(workload, "numpy")], True)
+    rows = [{"workload": workload, "threads": 1, "times": times, "scores": {}, "notes": ""}]
+    path = tmp_path / "ratios.png"
+    T.plot_ratios(rows, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
