@@ -71,7 +71,7 @@ def matmul(a: ArrayLike, b: ArrayLike, out: Optional[NDArray[np.floating[Any]]] 
         raise ValueError(f"a and b have mismatched inner dimensions: a is {a.shape}, "
                          f"b is {b.shape}")
     single = (np.float16, np.float32)
-    dtype = np.float32 if a.dtype in single and b.dtype in single else np.float64
+    dtype = np.float32 if a.dtype.type in single and b.dtype.type in single else np.float64
     a = V.as_float(a, dtype)
     b = V.as_float(b, dtype)
     V.check_finite("a", a)

@@ -1,7 +1,7 @@
 """Accepted input forms give bitwise the results of a C-contiguous copy of the same dtype.
 
 Forms: Python lists, integer and float16 arrays, strided and reversed views, Fortran order,
-read-only arrays, and memory-mapped files. Each goes through predict, evaluate, train_on_batch
+read-only arrays, memory-mapped files and non-native byte order. Each goes through predict, evaluate, train_on_batch
 (from the same starting weights), fit (same seed) and ``fastnn.ops.matmul``, and must come back
 unchanged (the library never writes into its inputs).
 """
@@ -53,6 +53,9 @@ FORMS = {
     "readonly_float32_fortran": lambda a, tmp: _readonly(np.asfortranarray(a, np.float32)),
     "memmap_readonly": lambda a, tmp: _memmap(a, tmp, "r"),
     "memmap_float32_rw": lambda a, tmp: _memmap(a.astype(np.float32), tmp, "r+"),
+    "big_endian_float32": lambda a, tmp: a.astype(">f4"),
+    "big_endian_float64": lambda a, tmp: a.astype(">f8"),
+    "little_endian_float32": lambda a, tmp: a.astype("<f4"),
 }
 # labels (n,) in their accepted forms
 LABEL_FORMS = {
@@ -63,13 +66,16 @@ LABEL_FORMS = {
     "strided": lambda y, tmp: np.repeat(y, 2)[::2],
     "readonly": lambda y, tmp: _readonly(y),
     "memmap": lambda y, tmp: _memmap(y.astype(np.int32), tmp, "r"),
+    "big_endian_int64": lambda y, tmp: y.astype(">i8"),
 }
 
 
 def contiguous_copy(form):
-    """The reference: a fresh C-contiguous ndarray of the same dtype (lists become arrays)."""
+    """The reference: a fresh C-contiguous ndarray of the same dtype in native byte order (lists
+    become arrays)."""
     out = np.array(form, copy=True, order="C")
-    assert type(out) is np.ndarray and out.flags.c_contiguous
+    out = out.astype(out.dtype.newbyteorder("="), copy=False)
+    assert type(out) is np.ndarray and out.flags.c_contiguous and out.dtype.isnative
     return out
 
 

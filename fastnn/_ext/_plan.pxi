@@ -84,7 +84,8 @@ cdef class ForwardPlan:
             return None
         x = <cnp.ndarray>X
         if (cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_TYPE(x) != self.typenum
-                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or x.shape[1] != self.in_dim):
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISNOTSWAPPED(x)
+                or x.shape[1] != self.in_dim):
             return None
         n = x.shape[0]
         if n < 1 or n > PLAN_MAX_ROWS:

@@ -157,7 +157,9 @@ cdef class TrainPlan:
         x = <cnp.ndarray>X
         t = <cnp.ndarray>T
         if (cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_TYPE(x) != self.typenum
-                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or x.shape[1] != self.in_dim):
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISNOTSWAPPED(x)
+                or x.shape[1] != self.in_dim
+                or not cnp.PyArray_ISNOTSWAPPED(t)):
             return None
         n = x.shape[0]
         if n < 1 or n > self.capacity:
