@@ -56,6 +56,12 @@ typedef void (*fnn_ukr_f64)(ptrdiff_t kc, const double *a, const double *b, ptrd
  * The driver transposes B slices into a stack buffer first when B is transposed. */
 #define FNN_DMR 4
 
+/* The epilogue on an m x n block of C: C[i, j] := act(C[i, j] + bias[j]) (bias may be NULL). */
+typedef void (*fnn_epi_f32)(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const float *bias,
+                            int act, float param);
+typedef void (*fnn_epi_f64)(double *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
+                            const double *bias, int act, double param);
+
 typedef void (*fnn_dtile_f32)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, float alpha,
                               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                               const float *B, ptrdiff_t rsb, float beta, float *C, ptrdiff_t ldc,
@@ -75,6 +81,7 @@ typedef struct {
     fnn_dtile_f32 dtile;
     int mr2;              /* an alternative kernel of mr2 rows for m % mr2 == 0, or 0 */
     fnn_ukr_f32 ukr2;
+    fnn_epi_f32 epi;      /* the epilogue compiled for this flavour */
 } fnn_kern_f32;
 
 typedef struct {
@@ -85,6 +92,7 @@ typedef struct {
     fnn_dtile_f64 dtile;
     int mr2;
     fnn_ukr_f64 ukr2;
+    fnn_epi_f64 epi;
 } fnn_kern_f64;
 
 typedef struct {

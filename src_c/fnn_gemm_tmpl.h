@@ -35,45 +35,15 @@ static void GFN(scale)(ptrdiff_t m, ptrdiff_t n, FT beta, FT *C, ptrdiff_t ldc)
     }
 }
 
-/* C[i, j] := act(C[i, j] + bias[j]) on an m x n block. */
-void EPI_NAME(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias, int act, FT param)
-{
-    ptrdiff_t i, j;
-    for (i = 0; i < m; i++) {
-        FT *c = C + i * ldc;
-        if (bias)
-            for (j = 0; j < n; j++) c[j] += bias[j];
-        switch (act) {
-        case FNN_ACT_STEP:
-            for (j = 0; j < n; j++) c[j] = (c[j] >= param) ? (FT)1 : (FT)0;
-            break;
-        case FNN_ACT_SIGMOID:
-            /* exp of -|z| never overflows (same formula as the NumPy reference) */
-            for (j = 0; j < n; j++) {
-                const FT z = c[j];
-                if (z >= (FT)0) {
-                    c[j] = (FT)1 / ((FT)1 + FT_EXP(-z));
-                } else {
-                    const FT e = FT_EXP(z);
-                    c[j] = e / ((FT)1 + e);
-                }
-            }
-            break;
-        case FNN_ACT_TANH:
-            for (j = 0; j < n; j++) c[j] = FT_TANH(c[j]);
-            break;
-        case FNN_ACT_RELU:
-            /* like np.maximum(z, 0): NaN propagates */
-            for (j = 0; j < n; j++) c[j] = (c[j] < (FT)0) ? (FT)0 : c[j];
-            break;
-        case FNN_ACT_LEAKY_RELU:
-            for (j = 0; j < n; j++) c[j] = (c[j] > (FT)0) ? c[j] : param * c[j];
-            break;
-        default: /* LINEAR (SOFTMAX is never passed here) */
-            break;
-        }
-    }
-}
+/* C[i, j] := act(C[i, j] + bias[j]) on an m x n block (the portable copy; each SIMD flavour
+ * compiles its own from the same source, see fnn_epi_tmpl.h). */
+#define EPI_FN EPI_NAME
+#define EPI_STORAGE
+#define EPI_TARGET
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef EPI_STORAGE
+#undef EPI_TARGET
 
 /* A whole panel without transpose: element (p, x) = src[p*ld + x], x < len, packed into r-wide
  * slivers dst[s*r*kc + p*r + i] (x = s*r + i; the last sliver zero-padded up to r).
@@ -178,7 +148,7 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
                         for (j = 0; j < jb; j++) ci[j] = beta * ci[j] + t[j];
                 }
             }
-            if (do_epi) EPI_NAME(c, ldc, ib, jb, bias ? bias + jr : NULL, act, param);
+            if (do_epi) kd->epi(c, ldc, ib, jb, bias ? bias + jr : NULL, act, param);
         }
     }
 }

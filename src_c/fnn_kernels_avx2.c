@@ -5,6 +5,8 @@
  * Register budget (16 ymm): float 6x16 -> 12 accumulators + 2 B vectors + 1 broadcast of A;
  * double 6x8 likewise. Per k step: 2 loads of B, 6 broadcasts of A, 12 FMAs.
  */
+#include <math.h>
+
 #include "fnn_gemm_internal.h"
 
 #if FNN_X86
@@ -14,7 +16,8 @@
 
 /* C[6x16] := alpha * sum_p a[p, 0:6]^T b[p, 0:16] + beta * C */
 FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float *b,
-                                       ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
+                                       ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
+                                       float beta)
 {
     __m256 acc[6][2];
     const float *cp = c;
@@ -184,12 +187,36 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
 #undef DT
 #undef DT_TARGET
 
+/* The epilogue, compiled with this file's vectors (fnn_epi_tmpl.h). */
+#define EPI_STORAGE static
+#define EPI_TARGET FNN_AVX2
+#define FT float
+#define FT_EXP expf
+#define FT_TANH tanhf
+#define EPI_FN epi_avx2_f32
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef FT
+#undef FT_EXP
+#undef FT_TANH
+#define FT double
+#define FT_EXP exp
+#define FT_TANH tanh
+#define EPI_FN epi_avx2_f64
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef FT
+#undef FT_EXP
+#undef FT_TANH
+#undef EPI_STORAGE
+#undef EPI_TARGET
+
 /* Blocking (Zen 3: 32 KiB L1d, 512 KiB L2): the kc x 16 float B sliver (16 KiB at kc = 256)
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
-    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL},
+    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL, epi_avx2_f32},
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL, epi_avx2_f64},
 };
 
 #else

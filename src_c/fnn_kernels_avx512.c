@@ -7,6 +7,8 @@
  * accumulators cover the 4-cycle FMA latency on 2 FMA ports with room to spare, and the
  * 12 x 32 float tile measured as fast as OpenBLAS (within noise) on Sapphire Rapids.
  */
+#include <math.h>
+
 #include "fnn_gemm_internal.h"
 
 #if FNN_X86
@@ -24,7 +26,8 @@
 #define MR 12
 /* C[MRx32] := alpha * sum_p a[p, 0:MR]^T b[p, 0:32] + beta * C  (MR = 12 or 8) */
 FNN_AVX512 static void ukr_avx512_f32(ptrdiff_t kc, const float *a, const float *b,
-                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
+                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
+                                      float beta)
 {
     __m512 acc[MR][2];
     const float *cp = c;
@@ -130,7 +133,8 @@ FNN_AVX512 static void ukr_avx512_f64(ptrdiff_t kc, const double *a, const doubl
 #define MR 8
 /* C[MRx32] := alpha * sum_p a[p, 0:MR]^T b[p, 0:32] + beta * C  (MR = 12 or 8) */
 FNN_AVX512 static void ukr8_avx512_f32(ptrdiff_t kc, const float *a, const float *b,
-                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha, float beta)
+                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
+                                      float beta)
 {
     __m512 acc[MR][2];
     const float *cp = c;
@@ -313,6 +317,30 @@ FNN_AVX512 static void ukr8_avx512_f64(ptrdiff_t kc, const double *a, const doub
 #undef DT
 #undef DT_TARGET
 
+/* The epilogue, compiled with this file's vectors (fnn_epi_tmpl.h). */
+#define EPI_STORAGE static
+#define EPI_TARGET FNN_AVX512
+#define FT float
+#define FT_EXP expf
+#define FT_TANH tanhf
+#define EPI_FN epi_avx512_f32
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef FT
+#undef FT_EXP
+#undef FT_TANH
+#define FT double
+#define FT_EXP exp
+#define FT_TANH tanh
+#define EPI_FN epi_avx512_f64
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef FT
+#undef FT_EXP
+#undef FT_TANH
+#undef EPI_STORAGE
+#undef EPI_TARGET
+
 /* Blocking, measured on Sapphire Rapids (48 KiB L1d, 2 MiB L2):
  *  - KC = 256: the kc x NR B sliver is 32 KiB (both types) and stays in L1 across the MC/MR
  *    A slivers that stream past it from L2 (prefetched in the kernel);
@@ -322,8 +350,10 @@ FNN_AVX512 static void ukr8_avx512_f64(ptrdiff_t kc, const double *a, const doub
  * KC 192/320/384 and MC 96/240/288 were within noise of these. */
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
-    {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32, 8, ukr8_avx512_f32},
-    {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64, 8, ukr8_avx512_f64},
+    {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32, 8, ukr8_avx512_f32,
+     epi_avx512_f32},
+    {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64, 8, ukr8_avx512_f64,
+     epi_avx512_f64},
 };
 
 #else

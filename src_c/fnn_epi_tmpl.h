@@ -1,0 +1,49 @@
+/*
+ * The GEMM epilogue, C[i, j] := act(C[i, j] + bias[j]) on an m x n block, written once and
+ * compiled per instruction set (the portable copy in fnn_gemm.c, a static copy in each SIMD
+ * kernel file, so that the compiler vectorises it with that file's vectors). Every copy does the
+ * same operations in the same order: identical results.
+ *
+ * Required macros: EPI_FN (the function's name), EPI_STORAGE (empty or static), EPI_TARGET
+ * (function attribute, may be empty), FT, FT_EXP, FT_TANH.
+ */
+EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias,
+                                   int act, FT param)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < m; i++) {
+        FT *c = C + i * ldc;
+        if (bias)
+            for (j = 0; j < n; j++) c[j] += bias[j];
+        switch (act) {
+        case FNN_ACT_STEP:
+            for (j = 0; j < n; j++) c[j] = (c[j] >= param) ? (FT)1 : (FT)0;
+            break;
+        case FNN_ACT_SIGMOID:
+            /* exp of -|z| never overflows (same formula as the NumPy reference) */
+            for (j = 0; j < n; j++) {
+                const FT z = c[j];
+                if (z >= (FT)0) {
+                    c[j] = (FT)1 / ((FT)1 + FT_EXP(-z));
+                } else {
+                    const FT e = FT_EXP(z);
+                    c[j] = e / ((FT)1 + e);
+                }
+            }
+            break;
+        case FNN_ACT_TANH:
+            for (j = 0; j < n; j++) c[j] = FT_TANH(c[j]);
+            break;
+        case FNN_ACT_RELU:
+            /* like np.maximum(z, 0): NaN propagates */
+            for (j = 0; j < n; j++) c[j] = (c[j] < (FT)0) ? (FT)0 : c[j];
+            break;
+        case FNN_ACT_LEAKY_RELU:
+            for (j = 0; j < n; j++) c[j] = (c[j] > (FT)0) ? c[j] : param * c[j];
+            break;
+        default: /* LINEAR (SOFTMAX is never passed here) */
+            break;
+        }
+    }
+}
+
