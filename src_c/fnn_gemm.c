@@ -150,8 +150,8 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
 /* One sliver with a transpose: dst[p*r + i] = src[i*ld + p] for i < cnt (zero up to r), p < kc.
  * All cnt source rows advance together (4 / 2 columns at a time), so their cache misses overlap
  * instead of being taken one row after another; SSE2 (x86-64 baseline) does small transposes. */
-static void pack_t_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
-                       float *dst)
+void fnn_pack_t_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
+                    float *dst)
 {
     ptrdiff_t p = 0, i;
     const ptrdiff_t cnt4 = cnt - cnt % 4;
@@ -187,8 +187,8 @@ static void pack_t_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptr
     }
 }
 
-static void pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
-                       double *dst)
+void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
+                    double *dst)
 {
     ptrdiff_t p = 0, i;
     const ptrdiff_t cnt2 = cnt - cnt % 2;
@@ -218,6 +218,7 @@ static void pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, pt
 /* ---------------------------------------------------------------- float instantiation */
 
 #define FT float
+#define PACK_T_DEFAULT fnn_pack_t_f32
 #define GFN(x) x##_f32
 #define EPI_NAME fnn_epilogue_block_f32
 #define KERN fnn_kern_f32
@@ -232,10 +233,12 @@ static void pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, pt
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
+#undef PACK_T_DEFAULT
 
 /* ---------------------------------------------------------------- double instantiation */
 
 #define FT double
+#define PACK_T_DEFAULT fnn_pack_t_f64
 #define GFN(x) x##_f64
 #define EPI_NAME fnn_epilogue_block_f64
 #define KERN fnn_kern_f64
@@ -250,6 +253,7 @@ static void pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, pt
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
+#undef PACK_T_DEFAULT
 
 /* ---------------------------------------------------------------- public API */
 

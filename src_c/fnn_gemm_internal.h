@@ -56,6 +56,12 @@ typedef void (*fnn_ukr_f64)(ptrdiff_t kc, const double *a, const double *b, ptrd
  * The driver transposes B slices into a stack buffer first when B is transposed. */
 #define FNN_DMR 4
 
+/* A transposing sliver pack: dst[p*r + i] = src[i*ld + p] for i < cnt (zero up to r), p < kc. */
+typedef void (*fnn_packt_f32)(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
+                              float *dst);
+typedef void (*fnn_packt_f64)(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
+                              double *dst);
+
 /* The epilogue on an m x n block of C: C[i, j] := act(C[i, j] + bias[j]) (bias may be NULL). */
 typedef void (*fnn_epi_f32)(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const float *bias,
                             int act, float param);
@@ -82,6 +88,7 @@ typedef struct {
     int mr2;              /* an alternative kernel of mr2 rows for m % mr2 == 0, or 0 */
     fnn_ukr_f32 ukr2;
     fnn_epi_f32 epi;      /* the epilogue compiled for this flavour */
+    fnn_packt_f32 pack_t; /* the transposing pack for this flavour (NULL: the portable one) */
 } fnn_kern_f32;
 
 typedef struct {
@@ -93,6 +100,7 @@ typedef struct {
     int mr2;
     fnn_ukr_f64 ukr2;
     fnn_epi_f64 epi;
+    fnn_packt_f64 pack_t;
 } fnn_kern_f64;
 
 typedef struct {
@@ -105,6 +113,18 @@ extern const fnn_arch fnn_arch_generic;
 #if FNN_X86
 extern const fnn_arch fnn_arch_avx2;
 extern const fnn_arch fnn_arch_avx512;
+#endif
+
+/* The portable transposing packs (SSE2 4x4 / 2x2 blocks on x86-64). */
+void fnn_pack_t_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
+                    float *dst);
+void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
+                    double *dst);
+
+#if FNN_X86
+/* The AVX2 transposing pack (fnn_kernels_avx2.c), used by the AVX2 and AVX-512 flavours. */
+void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
+                         float *dst);
 #endif
 
 /* The flavour in use (chosen on first use; the element-wise kernels of fnn_vec.c follow it). */

@@ -17,7 +17,7 @@
  * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile
  * is exactly the same computation whatever the thread count (bitwise-reproducible results).
  *
- * Required: GFN(pack_t) (the transposing sliver pack, in fnn_gemm.c) and the macros FT,
+ * Required macros: PACK_T_DEFAULT (the portable transposing pack), FT,
  * GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d), FT_EXP, FT_TANH.
  */
 
@@ -82,8 +82,11 @@ static void GFN(pack_n)(int r, ptrdiff_t len, ptrdiff_t kc, const FT *src, ptrdi
 }
 
 /* Pack op(A)[0:mc, 0:kc] into MR-row slivers: Ap[s*MR*kc + p*MR + i] = op(A)[s*MR + i, p]. */
-static void GFN(pack_a)(int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A, ptrdiff_t rsa,
-                        ptrdiff_t csa, FT *Ap)
+typedef void (*GFN(pack_t_fn))(int r, ptrdiff_t cnt, ptrdiff_t kc, const FT *src, ptrdiff_t ld,
+                               FT *dst);
+
+static void GFN(pack_a)(GFN(pack_t_fn) pack_t, int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A,
+                        ptrdiff_t rsa, ptrdiff_t csa, FT *Ap)
 {
     ptrdiff_t i0;
     if (csa != 1) { /* A transposed (rsa == 1): row p of A holds op(A)[:, p] */
@@ -92,14 +95,14 @@ static void GFN(pack_a)(int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A, ptrdiff
     }
     for (i0 = 0; i0 < mc; i0 += mr) { /* rows of A are contiguous along p: transpose */
         const ptrdiff_t ib = (mc - i0 < mr) ? mc - i0 : mr;
-        GFN(pack_t)(mr, ib, kc, A + i0 * rsa, rsa, Ap);
+        pack_t(mr, ib, kc, A + i0 * rsa, rsa, Ap);
         Ap += (ptrdiff_t)mr * kc;
     }
 }
 
 /* Pack op(B)[0:kc, 0:nc] into NR-column slivers: Bp[s*NR*kc + p*NR + j] = op(B)[p, s*NR + j]. */
-static void GFN(pack_b)(int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B, ptrdiff_t rsb,
-                        ptrdiff_t csb, FT *Bp)
+static void GFN(pack_b)(GFN(pack_t_fn) pack_t, int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B,
+                        ptrdiff_t rsb, ptrdiff_t csb, FT *Bp)
 {
     ptrdiff_t j0;
     if (csb == 1) { /* B not transposed: row p of B holds op(B)[p, :] */
@@ -108,7 +111,7 @@ static void GFN(pack_b)(int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B, ptrdiff
     }
     for (j0 = 0; j0 < nc; j0 += nr) { /* B transposed: columns of op(B) are rows of B */
         const ptrdiff_t jb = (nc - j0 < nr) ? nc - j0 : nr;
-        GFN(pack_t)(nr, jb, kc, B + j0 * csb, csb, Bp);
+        pack_t(nr, jb, kc, B + j0 * csb, csb, Bp);
         Bp += (ptrdiff_t)nr * kc;
     }
 }
@@ -227,6 +230,7 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     }
     {
     const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR);
+    const GFN(pack_t_fn) pack_t = kd->pack_t ? kd->pack_t : PACK_T_DEFAULT;
     /* An untransposed B with few rows of C to reuse it is read in place: packing it costs a
      * good part of the product (e.g. a 32-row batch times a 256 x 128 weight matrix). */
     const int b_in_place = (csb == 1 && m <= FNN_B_IN_PLACE_MAX_M && n <= FNN_B_IN_PLACE_MAX_N);
@@ -267,11 +271,11 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                     Bedge = Bp;
                 }
             } else {
-                GFN(pack_b)(kd->nr, kc, nc, Bsrc, rsb, csb, Bp);
+                GFN(pack_b)(pack_t, kd->nr, kc, nc, Bsrc, rsb, csb, Bp);
             }
             for (ic = 0; ic < m; ic += mcb) {
                 const ptrdiff_t mc = (m - ic < mcb) ? m - ic : mcb;
-                GFN(pack_a)(kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
+                GFN(pack_a)(pack_t, kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
                 GFN(macro_kernel)(kd, mc, nc, kc, alpha, Ap, Bpanel, bstride, ldb, Bedge,
                                   beta_eff, C + ic * ldc + jc, ldc, do_epi && last,
                                   bias ? bias + jc : NULL, act, param);

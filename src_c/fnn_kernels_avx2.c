@@ -187,6 +187,58 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
 #undef DT
 #undef DT_TARGET
 
+/* The transposing sliver pack (fnn_gemm_internal.h) with 8x8 in-register transposes: 8 rows of
+ * the source at a time, 8 k-steps at a time. A copy, so the result is exactly the portable
+ * pack's; also used by the AVX-512 flavour. */
+FNN_AVX2 static inline void tr8x8_f32(const float *src, ptrdiff_t ld, float *dst, ptrdiff_t r)
+{
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld);
+    const __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
+    const __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld);
+    const __m256 r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+    /* pairs of rows interleaved, then quads, then the 128-bit halves swapped into place */
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + r, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * r, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * r, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * r, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * r, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * r, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * r, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src,
+                                  ptrdiff_t ld, float *dst)
+{
+    ptrdiff_t i0, i, p;
+    for (i0 = 0; i0 + 8 <= cnt; i0 += 8) {
+        const float *s = src + i0 * ld;
+        float *d = dst + i0;
+        for (p = 0; p + 8 <= kc; p += 8) tr8x8_f32(s + p, ld, d + p * r, r);
+        for (; p < kc; p++)
+            for (i = 0; i < 8; i++) d[p * r + i] = s[i * ld + p];
+    }
+    for (i = i0; i < cnt; i++) { /* fewer than 8 rows left: each read front to back */
+        const float *s = src + i * ld;
+        for (p = 0; p < kc; p++) dst[p * r + i] = s[p];
+    }
+    if (cnt < r)
+        for (p = 0; p < kc; p++)
+            for (i = cnt; i < r; i++) dst[p * r + i] = 0.0f;
+}
+
 /* The epilogue, compiled with this file's vectors (fnn_epi_tmpl.h). */
 #define EPI_STORAGE static
 #define EPI_TARGET FNN_AVX2
@@ -215,8 +267,9 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
-    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL, epi_avx2_f32},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL, epi_avx2_f64},
+    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
+     fnn_pack_t_avx2_f32},
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL, epi_avx2_f64, NULL},
 };
 
 #else

@@ -351,9 +351,9 @@ FNN_AVX512 static void ukr8_avx512_f64(ptrdiff_t kc, const double *a, const doub
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32, 8, ukr8_avx512_f32,
-     epi_avx512_f32},
+     epi_avx512_f32, fnn_pack_t_avx2_f32},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64, 8, ukr8_avx512_f64,
-     epi_avx512_f64},
+     epi_avx512_f64, NULL},
 };
 
 #else
