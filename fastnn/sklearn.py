@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -39,7 +40,7 @@ class _BaseMLP(BaseEstimator):
                  solver: Literal["sgd", "adam"] = "adam", alpha: float = 0.0001,
                  batch_size: Union[int, Literal["auto"]] = "auto",
                  learning_rate_init: float = 0.001, max_iter: int = 200, shuffle: bool = True,
-                 random_state: Optional[int] = None,
+                 random_state: Optional[Union[int, np.random.RandomState]] = None,
                  tol: float = 1e-4, verbose: bool = False, momentum: float = 0.9,
                  nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
@@ -110,8 +111,10 @@ class _BaseMLP(BaseEstimator):
         act = {"identity": "linear", "logistic": "sigmoid"}.get(self.activation, self.activation)
         layers = [fnn.Dense(int(units), activation=act) for units in sizes]
         layers.append(fnn.Dense(n_outputs, activation=final_act))
-        seed = np.random.RandomState(self.random_state).randint(0, 2**31 - 1) \
-            if not isinstance(self.random_state, (int, np.integer)) else int(self.random_state)
+        # an int seeds fastnn directly; None or a RandomState instance (scikit-learn's accepted
+        # forms) draws the seed from that generator
+        seed = int(self.random_state) if isinstance(self.random_state, (int, np.integer)) \
+            else int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         self.model_ = fnn.Sequential(layers, input_dim=n_features, seed=seed, dtype=dtype,
                                      backend="fast" if fast_available() else "numpy")
         self.model_.compile(loss=loss, optimizer=self._optimizer(batch))
@@ -166,8 +169,9 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _holdout(self, X, targets):
-        rng = np.random.RandomState(self.random_state if isinstance(self.random_state, int)
-                                    else None)
+        rng = check_random_state(self.random_state if isinstance(self.random_state,
+                                                                 (int, np.integer))
+                                 else None)
         order = rng.permutation(len(X))
         n_val = max(1, int(round(self.validation_fraction * len(X))))
         if n_val >= len(X):
@@ -244,7 +248,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Maximum number of epochs.
     shuffle : bool, default True
         Shuffle the samples every epoch.
-    random_state : int or None, default None
+    random_state : int, numpy.random.RandomState or None, default None
         Seeds the weights and the shuffling (and the ``early_stopping`` split); None gives a
         fresh random seed on each ``fit``.
     tol : float, default 1e-4

@@ -116,3 +116,21 @@ def test_bench_plot_option_writes_a_png(tmp_path):
     path = tmp_path / "ratios.png"
     T.plot_ratios(rows, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_random_state_accepts_the_forms_scikit_learn_does():
+    from fastnn.sklearn import MLPClassifier
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 4))
+    y = (X[:, 0] > 0.5).astype(int)
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=np.random.RandomState(5))
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=np.random.RandomState(5))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pa = a.fit(X, y).predict_proba(X)
+        pb = b.fit(X, y).predict_proba(X)
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=None).fit(X, y)
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=np.int64(3),
+                      early_stopping=True).fit(X, y)
+    assert np.array_equal(pa, pb)              # the same generator state, the same model
