@@ -74,6 +74,14 @@ class Activation(Layer):
     def __init__(self, activation: A.ActivationName, param: float | None = None) -> None:
         self.act = A.activation_code(activation)
         default = A.DEFAULT_PARAM.get(activation, 0.0)
+        if param is not None:          # as Step(threshold) and LeakyReLU(alpha) check theirs
+            if self.act == A.STEP:
+                param = V.check_float("param", param)
+            elif self.act == A.LEAKY_RELU:
+                param = V.check_float("param", param, low=0.0)
+            else:
+                raise ValueError(f"activation {activation!r} takes no parameter. "
+                                 f"Received: param={param!r}")
         self.param = default if param is None else param
 
     def get_config(self) -> dict[str, Any]:
@@ -87,8 +95,10 @@ class Activation(Layer):
         return config
 
     def __repr__(self) -> str:
-        extra = f"{self.param!r}" if self.act in (A.STEP, A.LEAKY_RELU) else ""
-        return f"{type(self).__name__}({extra})"
+        args = [repr(self.activation)] if type(self) is Activation else []
+        if self.act in (A.STEP, A.LEAKY_RELU):
+            args.append(repr(self.param))
+        return f"{type(self).__name__}({', '.join(args)})"
 
 
 class ReLU(Activation):

@@ -200,3 +200,20 @@ def test_predict_from_several_threads(backend):
         for _ in range(3):
             parallel = list(pool.map(model.predict, inputs))
             assert all(np.array_equal(a, b) for a, b in zip(serial, parallel))
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (("leaky_relu", float("nan")), ValueError, r"param=nan"),
+    (("leaky_relu", -1.0), ValueError, r"param=-1\.0"),
+    (("step", "x"), TypeError, r"param='x'"),
+    (("tanh", 0.3), ValueError, r"'tanh' takes no parameter.*param=0\.3"),
+])
+def test_activation_layer_checks_its_parameter(args, error, match):
+    with pytest.raises(error, match=match):
+        fnn.Activation(*args)
+
+
+def test_activation_layer_repr_names_the_activation():
+    assert repr(fnn.Activation("tanh")) == "Activation('tanh')"
+    assert repr(fnn.Activation("leaky_relu", 0.2)) == "Activation('leaky_relu', 0.2)"
+    assert repr(fnn.Step(0.3)) == "Step(0.3)" and repr(fnn.ReLU()) == "ReLU()"
