@@ -93,11 +93,11 @@ def model_to_bytes(model: Sequential) -> bytes:
     return bytes(blob)
 
 
-def _check_path(path: object) -> Any:
+def _check_path(path: object) -> str:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a file path (str or os.PathLike). "
                         f"Received: path={path!r}")
-    return os.fspath(path)
+    return os.fsdecode(os.fspath(path))     # bytes paths as str, like the rest of the module
 
 
 def _parameter_bytes(config: dict[str, Any], itemsize: int) -> Optional[int]:
@@ -133,7 +133,7 @@ def save_model(model: Sequential, path: PathLike) -> None:
         If the file cannot be written.
     """
     path = _check_path(path)
-    tmp = path + ".tmp"     # type: ignore[operator]  # path is a str (or bytes) by now
+    tmp = path + ".tmp"     # path is a str by now
     with open(tmp, "wb") as f:
         f.write(model_to_bytes(model))
     os.replace(tmp, path)

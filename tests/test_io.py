@@ -108,3 +108,12 @@ def test_foreign_files_raise_valueerror(tmp_path, blob):
     path.write_bytes(blob)
     with pytest.raises(ValueError):
         fnn.load(path)
+
+
+def test_bytes_and_pathlike_paths(tmp_path):
+    model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=1)
+    model.compile("mse", "sgd")
+    x = np.ones((2, 3))
+    for path in (bytes(tmp_path / "m.fnn"), tmp_path / "p.fnn", str(tmp_path / "s.fnn")):
+        model.save(path)
+        assert np.array_equal(fnn.load(path).predict(x), model.predict(x))
