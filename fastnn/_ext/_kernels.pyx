@@ -7,9 +7,13 @@
 # - The Python-facing functions only take typed memoryviews (C-contiguous, float32 or float64
 #   through the fused type `floating`), check shapes in O(1), then release the GIL and hand raw
 #   pointers to `noexcept nogil` loops. No memoryview is sliced inside a parallel loop.
-# - Parallel loops are OpenMP `prange`s with a static schedule; small work runs on one thread
-#   (_parallel.threads_for). Results never depend on the thread count: each output element is
-#   computed by one thread, and the bias gradient sums each column in row order.
+# - Parallel loops are OpenMP `prange`s over one contiguous block per thread; small work runs on
+#   one thread (_parallel.threads_for). Results never depend on the thread count: each output
+#   element is computed by one thread, and the bias gradient sums each column in row order.
+# - Every entry point, and every thread of a parallel loop, runs in flush-to-zero mode for its
+#   duration (src_c/fnn_ftz.h). The vectorised element-wise loops live in C (src_c/fnn_vec.h).
+# - _plan.pxi (ForwardPlan) and _train.pxi (TrainPlan) chain these same routines into one call
+#   per prediction or per training step.
 
 from cython cimport floating
 from cython.parallel cimport prange
