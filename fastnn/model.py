@@ -313,6 +313,7 @@ class Sequential:
         self._forward_plan = None
         self._train_ws = None
         self._train_plan = None
+        self._train_plan_state = (None,)
         self._local = threading.local()
         if layers is not None:
             if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
@@ -561,6 +562,7 @@ class Sequential:
         if plan_class is None or type(opt) not in (SGD, Adam):
             return None
         kind, state = (0, (opt._velocity,)) if type(opt) is SGD else (1, (opt._m, opt._v))
+        self._train_plan_state = (opt,) + state
         steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
                  if s.dense is not None else (None, None, None, None, s.act, float(s.param),
                                               s.width) for s in self._plan]
@@ -573,12 +575,18 @@ class Sequential:
     def _step_compiled(self, plan, x, t, check):
         """One step through the compiled plan; the loss, or None if it refused (x, t)."""
         opt = self.optimizer
-        if type(opt) is SGD:
+        state = self._train_plan_state
+        # The plan holds the state buffers it was built with: if the optimizer (or its buffers)
+        # changed since, it is dropped and built again on the next step.
+        if type(opt) is SGD and opt is state[0] and opt._velocity is state[1]:
             value = plan.step(x, t, check, opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0,
                               0.0, opt.weight_decay, 0)
-        else:
+        elif type(opt) is Adam and opt is state[0] and opt._m is state[1] and opt._v is state[2]:
             value = plan.step(x, t, check, opt.lr, opt.beta1, opt.beta2, opt.eps,
                               opt.weight_decay, opt.iterations + 1)
+        else:
+            self._train_plan = None
+            return None
         if value is None:
             return None
         status = plan.status

@@ -287,3 +287,23 @@ def test_updates_flush_subnormals_and_restore_the_fp_mode(dtype):
     # the mode is restored: NumPy in this thread still produces subnormals
     half = np.asarray(tiny, dtype) * np.asarray(0.5, dtype)
     assert 0 < half < tiny
+
+
+def test_a_changed_optimizer_state_rebuilds_the_plan():
+    """Two models sharing one optimizer object: compiling the second rebuilds the optimizer's
+    state buffers, and the first model's plan must follow them (as the per-kernel path does)
+    instead of updating buffers the optimizer no longer holds."""
+    rng = np.random.default_rng(9)
+    X, y = _data("relu_softmax_ce", 16, rng)
+    planned, plain = _pair("relu_softmax_ce", "momentum", "float64")
+    shared = {id(m): m.optimizer for m in (planned, plain)}
+    for m in (planned, plain):
+        m.train_on_batch(X, y)
+        other = fnn.Sequential([fnn.Dense(24, activation="relu"),
+                                fnn.Dense(5, activation="softmax")], input_dim=7, seed=3,
+                               dtype="float64")
+        other.compile("cross_entropy", shared[id(m)])   # rebuilds m's optimizer state (zeros)
+    for _ in range(3):
+        assert planned.train_on_batch(X, y) == plain.train_on_batch(X, y)
+    for a, b in zip(_state(planned), _state(plain)):
+        assert np.array_equal(a, b)
