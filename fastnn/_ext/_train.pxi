@@ -24,7 +24,6 @@
 #      gradient is not finite or large enough that the update could overflow: the caller runs
 #      its exact check (fastnn.optimizers.check_update), which raises or applies the update.
 
-from libc.math cimport NAN
 from libc.stdlib cimport calloc
 
 from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS
@@ -147,7 +146,7 @@ cdef class TrainPlan:
         Adam h1, h2, h3 = beta1, beta2, eps and `iteration` the step number t >= 1."""
         cdef unsigned int csr
         cdef cnp.ndarray x, t
-        cdef Py_ssize_t n, i, c
+        cdef Py_ssize_t n, c
         cdef int code
         cdef const cnp.npy_int64 *labels = NULL
         cdef const void *targets
@@ -216,18 +215,19 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
                     double h3, double weight_decay, long iteration,
                     double *value) noexcept nogil:
     """The step; returns the status, or -1 when the inputs are refused (nothing touched)."""
-    cdef Py_ssize_t i, j, k, m, c = plan.out_dim, count
+    cdef Py_ssize_t i, k, m, c = plan.out_dim, count
     cdef int s, act, last = plan.n_steps - 1
     cdef const floating *inp
     cdef floating *onehot
-    cdef floating *g
     cdef double total, gmax
     cdef double bc1, bc2
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
     # --- inputs: finite features, labels in range (one-hot rows built only after both pass)
-    if check and _max_abs(x, n * plan.in_dim) != _max_abs(x, n * plan.in_dim):
-        return -1
+    if check:
+        gmax = _max_abs(x, n * plan.in_dim)          # NaN when any feature is NaN or inf
+        if gmax != gmax:
+            return -1
     if labels != NULL:
         for i in range(n):
             if labels[i] < 0 or labels[i] >= c:
