@@ -18,7 +18,7 @@
  * V_ADD(a, b), V_MASK(rem) (first rem lanes; rem may be <= 0 or >= VLEN),
  * V_LOADM(mask, ptr) (masked-off lanes read as 0, never fault), V_STOREM(ptr, mask, v),
  * V_RELU(z) (z < 0 ? 0 : z, NaN kept), V_LEAKY(z, vp) (z > 0 ? z : vp*z),
- * V_STEP(z, vp) (z >= vp ? 1 : 0).
+ * V_STEP(z, vp) (z >= vp ? 1 : 0). All but DT_TARGET are undefined at the end of this file.
  */
 
 /* act(z) for the activations done in registers (the driver passes no others). */
@@ -124,3 +124,21 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
     }
 #undef DT_CASE
 }
+
+/* The per-type parameters end here (DT_TARGET stays for the next type). */
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef V_LOADM
+#undef V_STOREM
+#undef V_RELU
+#undef V_LEAKY
+#undef V_STEP
+#undef FT
+#undef VT
+#undef MT
+#undef VLEN
+#undef DT

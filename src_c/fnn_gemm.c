@@ -218,7 +218,6 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 /* ---------------------------------------------------------------- float instantiation */
 
 #define FT float
-#define PACK_T_DEFAULT fnn_pack_t_f32
 #define GFN(x) x##_f32
 #define EPI_NAME fnn_epilogue_block_f32
 #define KERN fnn_kern_f32
@@ -233,12 +232,10 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
-#undef PACK_T_DEFAULT
 
 /* ---------------------------------------------------------------- double instantiation */
 
 #define FT double
-#define PACK_T_DEFAULT fnn_pack_t_f64
 #define GFN(x) x##_f64
 #define EPI_NAME fnn_epilogue_block_f64
 #define KERN fnn_kern_f64
@@ -253,7 +250,6 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
-#undef PACK_T_DEFAULT
 
 /* ---------------------------------------------------------------- public API */
 

@@ -88,7 +88,7 @@ typedef struct {
     int mr2;              /* an alternative kernel of mr2 rows for m % mr2 == 0, or 0 */
     fnn_ukr_f32 ukr2;
     fnn_epi_f32 epi;      /* the epilogue compiled for this flavour */
-    fnn_packt_f32 pack_t; /* the transposing pack for this flavour (NULL: the portable one) */
+    fnn_packt_f32 pack_t; /* the transposing pack for this flavour */
 } fnn_kern_f32;
 
 typedef struct {

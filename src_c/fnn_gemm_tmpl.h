@@ -17,7 +17,7 @@
  * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile
  * is exactly the same computation whatever the thread count (bitwise-reproducible results).
  *
- * Required macros: PACK_T_DEFAULT (the portable transposing pack), FT,
+ * Required macros: FT,
  * GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d), FT_EXP, FT_TANH.
  */
 
@@ -228,9 +228,8 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
         alt.ukr = kd->ukr2;
         kd = &alt;
     }
-    {
     const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR);
-    const GFN(pack_t_fn) pack_t = kd->pack_t ? kd->pack_t : PACK_T_DEFAULT;
+    const GFN(pack_t_fn) pack_t = kd->pack_t;
     /* An untransposed B with few rows of C to reuse it is read in place: packing it costs a
      * good part of the product (e.g. a 32-row batch times a 256 x 128 weight matrix). */
     const int b_in_place = (csb == 1 && m <= FNN_B_IN_PLACE_MAX_M && n <= FNN_B_IN_PLACE_MAX_N);
@@ -284,7 +283,6 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     }
     free(raw);
     return 1;
-    }
 }
 
 /* The whole product, split across threads when it is big enough. */

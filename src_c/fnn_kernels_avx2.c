@@ -133,22 +133,6 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
                                         _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ))
 #define V_STEP(z, vp) _mm256_and_ps(_mm256_cmp_ps(z, vp, _CMP_GE_OQ), _mm256_set1_ps(1.0f))
 #include "fnn_dtile_tmpl.h"
-#undef V_ZERO
-#undef V_SET1
-#undef V_FMA
-#undef V_MUL
-#undef V_ADD
-#undef V_MASK
-#undef V_LOADM
-#undef V_STOREM
-#undef V_RELU
-#undef V_LEAKY
-#undef V_STEP
-#undef FT
-#undef VT
-#undef MT
-#undef VLEN
-#undef DT
 
 #define V_ZERO() _mm256_setzero_pd()
 #define V_SET1(x) _mm256_set1_pd(x)
@@ -169,22 +153,6 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
                                         _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ))
 #define V_STEP(z, vp) _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0))
 #include "fnn_dtile_tmpl.h"
-#undef V_ZERO
-#undef V_SET1
-#undef V_FMA
-#undef V_MUL
-#undef V_ADD
-#undef V_MASK
-#undef V_LOADM
-#undef V_STOREM
-#undef V_RELU
-#undef V_LEAKY
-#undef V_STEP
-#undef FT
-#undef VT
-#undef MT
-#undef VLEN
-#undef DT
 #undef DT_TARGET
 
 /* The transposing sliver pack (fnn_gemm_internal.h) with 8x8 in-register transposes: 8 rows of
@@ -239,29 +207,11 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
             for (i = cnt; i < r; i++) dst[p * r + i] = 0.0f;
 }
 
-/* The epilogue, compiled with this file's vectors (fnn_epi_tmpl.h). */
-#define EPI_STORAGE static
+/* The epilogue, compiled with this file's vectors. */
 #define EPI_TARGET FNN_AVX2
-#define FT float
-#define FT_EXP expf
-#define FT_TANH tanhf
-#define EPI_FN epi_avx2_f32
-#include "fnn_epi_tmpl.h"
-#undef EPI_FN
-#undef FT
-#undef FT_EXP
-#undef FT_TANH
-#define FT double
-#define FT_EXP exp
-#define FT_TANH tanh
-#define EPI_FN epi_avx2_f64
-#include "fnn_epi_tmpl.h"
-#undef EPI_FN
-#undef FT
-#undef FT_EXP
-#undef FT_TANH
-#undef EPI_STORAGE
-#undef EPI_TARGET
+#define EPI_F32 epi_avx2_f32
+#define EPI_F64 epi_avx2_f64
+#include "fnn_epi_flavour.h"
 
 /* Blocking (Zen 3: 32 KiB L1d, 512 KiB L2): the kc x 16 float B sliver (16 KiB at kc = 256)
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
@@ -269,7 +219,8 @@ const fnn_arch fnn_arch_avx2 = {
     "avx2",
     {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
      fnn_pack_t_avx2_f32},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL, epi_avx2_f64, NULL},
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
+     fnn_pack_t_f64},
 };
 
 #else

@@ -33,44 +33,20 @@ typedef struct {
     double (*max_abs)(const double *, ptrdiff_t);
 } vec_f64;
 
-#define INSTANTIATE_F32(SUFFIX)                                                                 \
-    static const vec_f32 vec_f32_##SUFFIX = {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32,    \
-                                             adam_##SUFFIX##_f32, max_abs_##SUFFIX##_f32};
-#define INSTANTIATE_F64(SUFFIX)                                                                 \
-    static const vec_f64 vec_f64_##SUFFIX = {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64,    \
-                                             adam_##SUFFIX##_f64, max_abs_##SUFFIX##_f64};
+#define VEC_F32(SUFFIX) \
+    {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32, max_abs_##SUFFIX##_f32}
+#define VEC_F64(SUFFIX) \
+    {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64, adam_##SUFFIX##_f64, max_abs_##SUFFIX##_f64}
 
-/* The template is included once per (flavour, type); the macros below name the copies. */
+/* The template for one element type in each flavour (fnn_vec_flavours.h), float then double. */
 #define FT float
 #define UT uint32_t
 #define ST int32_t
 #define ABS_MASK UINT32_C(0x7fffffff)
 #define INF_BITS UINT32_C(0x7f800000)
 #define FT_SQRT sqrtf
-
-#define VEC_TARGET
-#define VFN(x) x##_generic_f32
-#include "fnn_vec_tmpl.h"
-#undef VFN
-#undef VEC_TARGET
-#if FNN_X86
-#define VEC_TARGET __attribute__((target("avx2,fma")))
-#define VFN(x) x##_avx2_f32
-#include "fnn_vec_tmpl.h"
-#undef VFN
-#undef VEC_TARGET
-#define VEC_TARGET __attribute__((target("avx512f,avx2,fma")))
-#define VFN(x) x##_avx512_f32
-#include "fnn_vec_tmpl.h"
-#undef VFN
-#undef VEC_TARGET
-#endif
-#undef FT
-#undef UT
-#undef ST
-#undef ABS_MASK
-#undef INF_BITS
-#undef FT_SQRT
+#define VSUF _f32
+#include "fnn_vec_flavours.h"
 
 #define FT double
 #define UT uint64_t
@@ -78,61 +54,33 @@ typedef struct {
 #define ABS_MASK UINT64_C(0x7fffffffffffffff)
 #define INF_BITS UINT64_C(0x7ff0000000000000)
 #define FT_SQRT sqrt
-
-#define VEC_TARGET
-#define VFN(x) x##_generic_f64
-#include "fnn_vec_tmpl.h"
-#undef VFN
-#undef VEC_TARGET
-#if FNN_X86
-#define VEC_TARGET __attribute__((target("avx2,fma")))
-#define VFN(x) x##_avx2_f64
-#include "fnn_vec_tmpl.h"
-#undef VFN
-#undef VEC_TARGET
-#define VEC_TARGET __attribute__((target("avx512f,avx2,fma")))
-#define VFN(x) x##_avx512_f64
-#include "fnn_vec_tmpl.h"
-#undef VFN
-#undef VEC_TARGET
-#endif
-#undef FT
-#undef UT
-#undef ST
-#undef ABS_MASK
-#undef INF_BITS
-#undef FT_SQRT
-
-INSTANTIATE_F32(generic)
-INSTANTIATE_F64(generic)
-#if FNN_X86
-INSTANTIATE_F32(avx2)
-INSTANTIATE_F64(avx2)
-INSTANTIATE_F32(avx512)
-INSTANTIATE_F64(avx512)
-#endif
+#define VSUF _f64
+#include "fnn_vec_flavours.h"
 
 /* ---------------------------------------------------------------- dispatch */
 
-static const vec_f32 *vs(void)
+/* Indexed by flavour: 0 portable, 1 AVX2, 2 AVX-512. */
+#if FNN_X86
+static const vec_f32 vec_f32_of[] = {VEC_F32(generic), VEC_F32(avx2), VEC_F32(avx512)};
+static const vec_f64 vec_f64_of[] = {VEC_F64(generic), VEC_F64(avx2), VEC_F64(avx512)};
+#else
+static const vec_f32 vec_f32_of[] = {VEC_F32(generic)};
+static const vec_f64 vec_f64_of[] = {VEC_F64(generic)};
+#endif
+
+/* The flavour of the GEMM micro-kernel in use. */
+static int flavour(void)
 {
 #if FNN_X86
     const fnn_arch *a = fnn_active_arch();
-    if (a == &fnn_arch_avx512) return &vec_f32_avx512;
-    if (a == &fnn_arch_avx2) return &vec_f32_avx2;
+    if (a == &fnn_arch_avx512) return 2;
+    if (a == &fnn_arch_avx2) return 1;
 #endif
-    return &vec_f32_generic;
+    return 0;
 }
 
-static const vec_f64 *vd(void)
-{
-#if FNN_X86
-    const fnn_arch *a = fnn_active_arch();
-    if (a == &fnn_arch_avx512) return &vec_f64_avx512;
-    if (a == &fnn_arch_avx2) return &vec_f64_avx2;
-#endif
-    return &vec_f64_generic;
-}
+#define vs() (&vec_f32_of[flavour()])
+#define vd() (&vec_f64_of[flavour()])
 
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param)

@@ -1,0 +1,30 @@
+/*
+ * The GEMM epilogue (fnn_epi_tmpl.h) for float and double, compiled with a SIMD flavour's target
+ * attribute: included by the flavour's kernel file with EPI_TARGET (the attribute), EPI_F32 and
+ * EPI_F64 (the two static functions' names) defined, which are undefined again at the end.
+ */
+#include <math.h>
+
+#define EPI_STORAGE static
+#define FT float
+#define FT_EXP expf
+#define FT_TANH tanhf
+#define EPI_FN EPI_F32
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef FT
+#undef FT_EXP
+#undef FT_TANH
+#define FT double
+#define FT_EXP exp
+#define FT_TANH tanh
+#define EPI_FN EPI_F64
+#include "fnn_epi_tmpl.h"
+#undef EPI_FN
+#undef FT
+#undef FT_EXP
+#undef FT_TANH
+#undef EPI_STORAGE
+#undef EPI_TARGET
+#undef EPI_F32
+#undef EPI_F64
