@@ -23,6 +23,25 @@ def _info(args):
     return 0
 
 
+def _why_no_compiled_backend():
+    """A note for when the compiled extension does not import, saying why and what to do."""
+    import os
+    import fastnn
+    from fastnn.backends import get_backend
+    try:
+        get_backend("fast")
+        return ""
+    except ImportError as exc:
+        reason = str(exc)
+    note = f"note: running on the NumPy backend: {reason}"
+    package = os.path.dirname(os.path.abspath(fastnn.__file__))
+    if os.path.abspath(os.getcwd()) == os.path.dirname(package):
+        note += ("\nnote: fastnn was imported from the source folder in the current directory, "
+                 "which has no build: run `fastnn demo`, run from another directory, or build in "
+                 "place with `pip install -e .`")
+    return note
+
+
 def _digits_model(backend, seed, dtype="float32"):
     import fastnn as fnn
     model = fnn.Sequential([fnn.Dense(256, activation="relu"), fnn.Dense(128, activation="relu"),
@@ -39,6 +58,8 @@ def _demo(args):
     X, y = load_digits()
     X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, seed=0)
     backend = "fast" if fast_available() else "numpy"
+    if backend == "numpy":
+        print(_why_no_compiled_backend(), file=sys.stderr)
     print(f"Hand-written digits (UCI, 8x8): {len(X_train)} training and {len(X_test)} test "
           f"images; a 64-256-128-10 ReLU network, SGD with momentum 0.9, backend={backend!r}")
     model = _digits_model(backend, args.seed)
