@@ -134,10 +134,19 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# An incremental build recompiles a module when any header or Cython include it may use changed
+# (setuptools tracks only the listed sources otherwise: an edited template header left stale
+# objects behind).
+C_HEADERS = [os.path.relpath(p, HERE).replace(os.sep, "/")
+             for pattern in ("src_c/*.h", "fastnn/_ext/*.pxd", "fastnn/_ext/*.pxi")
+             for p in sorted(glob(os.path.join(HERE, pattern)))]
+
+
 def _extension(name, sources=()):
     return Extension(
         "fastnn._ext." + name,
         sources=["fastnn/_ext/%s.pyx" % name] + list(sources),
+        depends=C_HEADERS,
         include_dirs=["src_c", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

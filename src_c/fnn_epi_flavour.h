@@ -4,24 +4,33 @@
  * EPI_F64 (the two static functions' names) defined, which are undefined again at the end.
  */
 #include <math.h>
+#include <string.h>
 
 #define EPI_STORAGE static
 #define FT float
+#define UT uint32_t
+#define UT_ABS FNN_ABS_BITS_F32
 #define FT_EXP expf
 #define FT_TANH tanhf
 #define EPI_FN EPI_F32
 #include "fnn_epi_tmpl.h"
 #undef EPI_FN
 #undef FT
+#undef UT
+#undef UT_ABS
 #undef FT_EXP
 #undef FT_TANH
 #define FT double
+#define UT uint64_t
+#define UT_ABS FNN_ABS_BITS_F64
 #define FT_EXP exp
 #define FT_TANH tanh
 #define EPI_FN EPI_F64
 #include "fnn_epi_tmpl.h"
 #undef EPI_FN
 #undef FT
+#undef UT
+#undef UT_ABS
 #undef FT_EXP
 #undef FT_TANH
 #undef EPI_STORAGE

@@ -4,13 +4,18 @@
  * kernel file, so that the compiler vectorises it with that file's vectors). Every copy does the
  * same operations in the same order: identical results.
  *
+ * With amax, the largest |C[i, j]| bit pattern is folded into *amax as each row is finished (see
+ * FNN_ABS_BITS_F32 in fnn_gemm_internal.h).
+ *
  * Required macros: EPI_FN (the function's name), EPI_STORAGE (empty or static), EPI_TARGET
- * (function attribute, may be empty), FT, FT_EXP, FT_TANH.
+ * (function attribute, may be empty), FT, UT (the unsigned integer of FT's width), UT_ABS (the
+ * mask of all but the sign bit), FT_EXP, FT_TANH.
  */
 EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias,
-                                   int act, FT param)
+                                   int act, FT param, UT *amax)
 {
     ptrdiff_t i, j;
+    UT mx = amax ? *amax : 0;
     for (i = 0; i < m; i++) {
         FT *c = C + i * ldc;
         if (bias)
@@ -44,6 +49,14 @@ EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t 
         default: /* LINEAR (SOFTMAX is never passed here) */
             break;
         }
+        if (amax)
+            for (j = 0; j < n; j++) {
+                UT u;
+                memcpy(&u, c + j, sizeof u);
+                u &= UT_ABS;
+                mx = u > mx ? u : mx;
+            }
     }
+    if (amax) *amax = mx;
 }
 

@@ -21,6 +21,7 @@
 
 #include "fnn_ftz.h"
 #include "fnn_gemm_internal.h"
+#include "fnn_vec.h"
 
 /* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets
  * at least FNN_PAR_WORK_PER_THREAD of them.  In a tight loop of one product, 2 threads already
@@ -218,6 +219,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 /* ---------------------------------------------------------------- float instantiation */
 
 #define FT float
+#define UT uint32_t
+#define UT_ABS FNN_ABS_BITS_F32
 #define GFN(x) x##_f32
 #define EPI_NAME fnn_epilogue_block_f32
 #define KERN fnn_kern_f32
@@ -226,6 +229,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define FT_TANH tanhf
 #include "fnn_gemm_tmpl.h"
 #undef FT
+#undef UT
+#undef UT_ABS
 #undef GFN
 #undef EPI_NAME
 #undef KERN
@@ -236,6 +241,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 /* ---------------------------------------------------------------- double instantiation */
 
 #define FT double
+#define UT uint64_t
+#define UT_ABS FNN_ABS_BITS_F64
 #define GFN(x) x##_f64
 #define EPI_NAME fnn_epilogue_block_f64
 #define KERN fnn_kern_f64
@@ -244,6 +251,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define FT_TANH tanh
 #include "fnn_gemm_tmpl.h"
 #undef FT
+#undef UT
+#undef UT_ABS
 #undef GFN
 #undef EPI_NAME
 #undef KERN
@@ -257,14 +266,30 @@ void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                float beta, float *C, ptrdiff_t ldc, const fnn_epilogue_f32 *ep)
 {
+    uint32_t mx = 0;
+    const int want = (ep != NULL && ep->amax != NULL);
     gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f);
+             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f,
+             want ? &mx : NULL);
+    if (want) {
+        float v;
+        memcpy(&v, &mx, sizeof v);
+        *ep->amax = (mx >= FNN_INF_BITS_F32) ? (double)NAN : (double)v;
+    }
 }
 
 void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
                double beta, double *C, ptrdiff_t ldc, const fnn_epilogue_f64 *ep)
 {
+    uint64_t mx = 0;
+    const int want = (ep != NULL && ep->amax != NULL);
     gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0);
+             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0,
+             want ? &mx : NULL);
+    if (want) {
+        double v;
+        memcpy(&v, &mx, sizeof v);
+        *ep->amax = (mx >= FNN_INF_BITS_F64) ? (double)NAN : v;
+    }
 }

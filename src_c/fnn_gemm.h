@@ -11,6 +11,9 @@
  * epilogue.
  * The epilogue applies only element-wise activations; softmax is row-wise and is done by the caller
  * (pass FNN_ACT_LINEAR to get the bias added alone).
+ * With ep->amax set, *ep->amax receives max |C[i, j]| over the final C (after the epilogue), or NaN
+ * when any C[i, j] is NaN or infinite: the optimizer's gradient screen, taken while each output
+ * tile is still in registers or L1 instead of in a second pass over C.
  *
  * Threads: OpenMP across output tiles, the count read at call time from omp_get_max_threads();
  * small products run serially. The k dimension is never split across threads, so every C[i, j]
@@ -42,12 +45,14 @@ typedef struct {
     const float *bias;  /* length n, or NULL for no bias */
     int act;            /* FNN_ACT_* element-wise code (not SOFTMAX) */
     float param;        /* threshold for STEP, alpha for LEAKY_RELU */
+    double *amax;       /* out: max |C| (NaN if any C is not finite), or NULL for none */
 } fnn_epilogue_f32;
 
 typedef struct {
     const double *bias;
     int act;
     double param;
+    double *amax;
 } fnn_epilogue_f64;
 
 void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

@@ -23,6 +23,7 @@
 #define FNN_GEMM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "fnn_gemm.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -45,6 +46,26 @@ typedef void (*fnn_ukr_f32)(ptrdiff_t kc, const float *a, const float *b, ptrdif
 typedef void (*fnn_ukr_f64)(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
                             double *c, ptrdiff_t ldc, double alpha, double beta);
 
+/* The largest |C| seen, kept as the bit pattern of |C| read as an unsigned integer of the element's
+ * width: for non-negative floats the integer order is the numeric order, +inf is above every
+ * finite value and NaN above +inf, so one integer max answers "largest magnitude, or was anything
+ * not finite" in any order -- threads combine their maxima with no effect on the result. */
+#define FNN_ABS_BITS_F32 UINT32_C(0x7fffffff)
+#define FNN_ABS_BITS_F64 UINT64_C(0x7fffffffffffffff)
+#define FNN_INF_BITS_F32 UINT32_C(0x7f800000)
+#define FNN_INF_BITS_F64 UINT64_C(0x7ff0000000000000)
+
+/* A micro-kernel that also does the epilogue on its (full) tile while it is in registers:
+ * C := act(alpha * Ap @ Bp + beta * C + bias) for act LINEAR, STEP, RELU or LEAKY_RELU (bias may
+ * be NULL), then *amax := max(*amax, |C| bits) when amax is not NULL.  The same operations in the
+ * same order as the plain kernel followed by the epilogue: identical results. */
+typedef void (*fnn_ukre_f32)(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb,
+                             float *c, ptrdiff_t ldc, float alpha, float beta, const float *bias,
+                             int act, float param, uint32_t *amax);
+typedef void (*fnn_ukre_f64)(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
+                             double *c, ptrdiff_t ldc, double alpha, double beta,
+                             const double *bias, int act, double param, uint64_t *amax);
+
 /* Direct (unpacked) tile for small products: no packing, reads A and B where they are.
  *
  *   C[0:mb, 0:nb] := act(alpha * op(A)[0:mb, 0:k] @ B[0:k, 0:nb] + beta * C + bias[0:nb])
@@ -62,11 +83,12 @@ typedef void (*fnn_packt_f32)(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *s
 typedef void (*fnn_packt_f64)(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
                               double *dst);
 
-/* The epilogue on an m x n block of C: C[i, j] := act(C[i, j] + bias[j]) (bias may be NULL). */
+/* The epilogue on an m x n block of C: C[i, j] := act(C[i, j] + bias[j]) (bias may be NULL),
+ * then, when amax is not NULL, *amax := max(*amax, |C[i, j]| bits) (see FNN_ABS_BITS_F32). */
 typedef void (*fnn_epi_f32)(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const float *bias,
-                            int act, float param);
+                            int act, float param, uint32_t *amax);
 typedef void (*fnn_epi_f64)(double *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
-                            const double *bias, int act, double param);
+                            const double *bias, int act, double param, uint64_t *amax);
 
 typedef void (*fnn_dtile_f32)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, float alpha,
                               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
@@ -89,6 +111,8 @@ typedef struct {
     fnn_ukr_f32 ukr2;
     fnn_epi_f32 epi;      /* the epilogue compiled for this flavour */
     fnn_packt_f32 pack_t; /* the transposing pack for this flavour */
+    fnn_ukre_f32 ukre;    /* ukr with the epilogue fused, or NULL (then ukr + epi) */
+    fnn_ukre_f32 ukre2;   /* the same for ukr2 */
 } fnn_kern_f32;
 
 typedef struct {
@@ -101,6 +125,8 @@ typedef struct {
     fnn_ukr_f64 ukr2;
     fnn_epi_f64 epi;
     fnn_packt_f64 pack_t;
+    fnn_ukre_f64 ukre;
+    fnn_ukre_f64 ukre2;
 } fnn_kern_f64;
 
 typedef struct {
@@ -132,8 +158,8 @@ const fnn_arch *fnn_active_arch(void);
 
 /* Element-wise epilogue on an m x n block of C (bias offset to the block's first column). */
 void fnn_epilogue_block_f32(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
-                            const float *bias, int act, float param);
+                            const float *bias, int act, float param, uint32_t *amax);
 void fnn_epilogue_block_f64(double *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
-                            const double *bias, int act, double param);
+                            const double *bias, int act, double param, uint64_t *amax);
 
 #endif /* FNN_GEMM_INTERNAL_H */

@@ -17,7 +17,10 @@
  * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile
  * is exactly the same computation whatever the thread count (bitwise-reproducible results).
  *
- * Required macros: FT,
+ * A non-NULL `amax` asks for the largest |C| as well (fnn_epilogue_f32.amax): it is folded in by the
+ * epilogue of each tile, as the tile is finished, and threads combine their maxima at the end.
+ *
+ * Required macros: FT, UT and UT_ABS (see fnn_epi_tmpl.h),
  * GFN(name), EPI_NAME, KERN (fnn_kern_f32/64), ARCH_KERN(arch) (->s or ->d), FT_EXP, FT_TANH.
  */
 
@@ -44,6 +47,23 @@ static void GFN(scale)(ptrdiff_t m, ptrdiff_t n, FT beta, FT *C, ptrdiff_t ldc)
 #undef EPI_FN
 #undef EPI_STORAGE
 #undef EPI_TARGET
+
+/* *amax := max(*amax, |C| bits) over an m x n block, with the vectorised max |x| of fnn_vec.h
+ * (contiguous rows in one call: a short row alone would not fill a vector). */
+static void GFN(amax_block)(const FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, UT *amax)
+{
+    const ptrdiff_t rows = (ldc == n) ? 1 : m, len = (ldc == n) ? m * n : n;
+    ptrdiff_t i;
+    for (i = 0; i < rows; i++) {
+        const double v = GFN(fnn_max_abs)(C + i * ldc, len);
+        UT u = UT_ABS; /* NaN (any non-finite): above every finite value and +inf */
+        if (v == v) {
+            const FT f = (FT)v;
+            memcpy(&u, &f, sizeof u);
+        }
+        if (u > *amax) *amax = u;
+    }
+}
 
 /* A whole panel without transpose: element (p, x) = src[p*ld + x], x < len, packed into r-wide
  * slivers dst[s*r*kc + p*r + i] (x = s*r + i; the last sliver zero-padded up to r).
@@ -123,9 +143,11 @@ static void GFN(pack_b)(GFN(pack_t_fn) pack_t, int nr, ptrdiff_t kc, ptrdiff_t n
 static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdiff_t kc, FT alpha,
                               const FT *Ap, const FT *Bp, ptrdiff_t bstride, ptrdiff_t ldb,
                               const FT *Bedge, FT beta, FT *C, ptrdiff_t ldc,
-                              int do_epi, const FT *bias, int act, FT param)
+                              int do_epi, const FT *bias, int act, FT param, UT *amax)
 {
     const int mr = kd->mr, nr = kd->nr;
+    /* full tiles take the kernel with the epilogue fused, when there is one for this act */
+    const int fused = do_epi && kd->ukre != NULL && act != FNN_ACT_SIGMOID && act != FNN_ACT_TANH;
     FT tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
     ptrdiff_t ir, jr, i, j;
 
@@ -137,6 +159,11 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
         for (ir = 0; ir < mc; ir += mr) {
             const ptrdiff_t ib = (mc - ir < mr) ? mc - ir : mr;
             FT *c = C + ir * ldc + jr;
+            if (ib == mr && jb == nr && fused) {
+                kd->ukre(kc, Ap + ir * kc, b, lb, c, ldc, alpha, beta, bias ? bias + jr : NULL,
+                         act, param, amax);
+                continue;
+            }
             if (ib == mr && jb == nr) {
                 kd->ukr(kc, Ap + ir * kc, b, lb, c, ldc, alpha, beta);
             } else {
@@ -151,7 +178,7 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
                         for (j = 0; j < jb; j++) ci[j] = beta * ci[j] + t[j];
                 }
             }
-            if (do_epi) kd->epi(c, ldc, ib, jb, bias ? bias + jr : NULL, act, param);
+            if (do_epi) kd->epi(c, ldc, ib, jb, bias ? bias + jr : NULL, act, param, amax);
         }
     }
 }
@@ -162,7 +189,7 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
 static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                              const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
                              const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
-                             ptrdiff_t ldc, const FT *bias, int act, FT param)
+                             ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
     const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
     const int tile_act = late ? FNN_ACT_LINEAR : act;
@@ -178,7 +205,7 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                 FT *c = C + i0 * ldc + j0;
                 kd->dtile(mb, nb, k, alpha, A + i0 * rsa, rsa, csa, B + j0, rsb, beta, c, ldc, bj,
                           tile_act, param);
-                if (late) EPI_NAME(c, ldc, mb, nb, NULL, act, param);
+                if (late) EPI_NAME(c, ldc, mb, nb, NULL, act, param, NULL);
             }
         } else {
             FT bt[FNN_DKC * FNN_MAX_DNR] __attribute__((aligned(FNN_ALIGN)));
@@ -196,11 +223,14 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                     kd->dtile(mb, nb, kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bt, dnr,
                               beta_eff, c, ldc, last ? bj : NULL,
                               last ? tile_act : FNN_ACT_LINEAR, param);
-                    if (late && last) EPI_NAME(c, ldc, mb, nb, NULL, act, param);
+                    if (late && last) EPI_NAME(c, ldc, mb, nb, NULL, act, param, NULL);
                 }
             }
         }
     }
+    /* the largest |C| in one pass once all tiles are stored (a small C, still in L1): reading
+     * back each tile's masked stores at once would stall on store forwarding */
+    if (amax) GFN(amax_block)(C, ldc, m, n, amax);
 }
 
 static ptrdiff_t GFN(round_up)(ptrdiff_t x, ptrdiff_t q) { return (x + q - 1) / q * q; }
@@ -216,7 +246,7 @@ static ptrdiff_t GFN(balance)(ptrdiff_t len, ptrdiff_t max, ptrdiff_t q)
 static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                           const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
                           const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
-                          ptrdiff_t ldc, const FT *bias, int act, FT param)
+                          ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
     KERN alt;
     /* the alternative row count when it tiles m exactly and the main one wastes over 3% of the
@@ -226,9 +256,10 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
         alt = *kd;
         alt.mr = kd->mr2;
         alt.ukr = kd->ukr2;
+        alt.ukre = kd->ukre2;
         kd = &alt;
     }
-    const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR);
+    const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR || amax != NULL);
     const GFN(pack_t_fn) pack_t = kd->pack_t;
     /* An untransposed B with few rows of C to reuse it is read in place: packing it costs a
      * good part of the product (e.g. a 32-row batch times a 256 x 128 weight matrix). */
@@ -277,7 +308,7 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                 GFN(pack_a)(pack_t, kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
                 GFN(macro_kernel)(kd, mc, nc, kc, alpha, Ap, Bpanel, bstride, ldb, Bedge,
                                   beta_eff, C + ic * ldc + jc, ldc, do_epi && last,
-                                  bias ? bias + jc : NULL, act, param);
+                                  bias ? bias + jc : NULL, act, param, amax);
             }
         }
     }
@@ -288,7 +319,7 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
 /* The whole product, split across threads when it is big enough. */
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
-                      ptrdiff_t ldc, const FT *bias, int act, FT param)
+                      ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
     const fnn_arch *arch = fnn_get_arch();
     const KERN *kd = &ARCH_KERN(arch);
@@ -302,12 +333,13 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     if (k <= 0 || alpha == (FT)0) {
         /* no product to add (BLAS convention for alpha == 0: op(A), op(B) are not read) */
         GFN(scale)(m, n, beta, C, ldc);
-        if (bias != NULL || act != FNN_ACT_LINEAR) EPI_NAME(C, ldc, m, n, bias, act, param);
+        if (bias != NULL || act != FNN_ACT_LINEAR || amax != NULL)
+            EPI_NAME(C, ldc, m, n, bias, act, param, amax);
         return;
     }
     if (fnn_use_direct(m, n, k, trans_b)) {
         GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
-                         param);
+                         param, amax);
         return;
     }
 
@@ -320,13 +352,15 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 #endif
     if (nt <= 1) {
         if (!GFN(gemm_part)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
-                            param))
+                            param, amax))
             GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
-                              param);
+                              param, amax);
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
+    {
+    UT mx = 0; /* each thread's largest |C| (when asked for), combined by max: any order */
+#pragma omp parallel num_threads(nt) reduction(max : mx)
     {
         const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -345,11 +379,15 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
             const FT *Asub = A + i0 * rsa, *Bsub = B + j0 * csb;
             FT *Csub = C + i0 * ldc + j0;
             if (!GFN(gemm_part)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
-                                beta, Csub, ldc, bias ? bias + j0 : NULL, act, param))
+                                beta, Csub, ldc, bias ? bias + j0 : NULL, act, param,
+                                amax ? &mx : NULL))
                 GFN(gemm_direct)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
-                                 beta, Csub, ldc, bias ? bias + j0 : NULL, act, param);
+                                 beta, Csub, ldc, bias ? bias + j0 : NULL, act, param,
+                                 amax ? &mx : NULL);
         }
         fnn_ftz_leave(saved_csr);
+    }
+    if (amax && mx > *amax) *amax = mx;
     }
 #endif
 }

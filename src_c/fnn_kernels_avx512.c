@@ -8,6 +8,7 @@
  * 12 x 32 float tile measured as fast as OpenBLAS (within noise) on Sapphire Rapids.
  */
 #include <math.h>
+#include <stdint.h>
 
 #include "fnn_gemm_internal.h"
 
@@ -23,14 +24,52 @@
  * that are a multiple of 8 but not of 12 (batches of 32 or 64: 12-row tiles would compute 36 or
  * 72 rows). The body is written once (fnn_ukr_avx512_tmpl.h); both heights do the same
  * operations per element in the same order: identical results. */
+
+/* The cheap activations on a vector (as fnn_epi_tmpl.h: relu keeps NaN, -0 stays -0). */
+FNN_AVX512 static inline __attribute__((always_inline)) __m512 fnn_v16_act(__m512 z, int act,
+                                                                           __m512 vp)
+{
+    switch (act) {
+    case FNN_ACT_RELU: return _mm512_max_ps(_mm512_setzero_ps(), z);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                    _mm512_mul_ps(vp, z), z);
+    case FNN_ACT_STEP:
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, vp, _CMP_GE_OQ), _mm512_set1_ps(1.0f));
+    default: return z;
+    }
+}
+
+FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m512d z, int act,
+                                                                           __m512d vp)
+{
+    switch (act) {
+    case FNN_ACT_RELU: return _mm512_max_pd(_mm512_setzero_pd(), z);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, _mm512_setzero_pd(), _CMP_GT_OQ),
+                                    _mm512_mul_pd(vp, z), z);
+    case FNN_ACT_STEP:
+        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(z, vp, _CMP_GE_OQ), _mm512_set1_pd(1.0));
+    default: return z;
+    }
+}
+#define FNN_V16_ACT fnn_v16_act
+#define FNN_V8_ACT fnn_v8_act
+
 #define MR 12
 #define UKR_F32 ukr_avx512_f32
+#define UKRE_F32 ukre_avx512_f32
 #define UKR_F64 ukr_avx512_f64
+#define UKRE_F64 ukre_avx512_f64
 #include "fnn_ukr_avx512_tmpl.h"
 #define MR 8
 #define UKR_F32 ukr8_avx512_f32
+#define UKRE_F32 ukre8_avx512_f32
 #define UKR_F64 ukr8_avx512_f64
+#define UKRE_F64 ukre8_avx512_f64
 #include "fnn_ukr_avx512_tmpl.h"
+#undef FNN_V16_ACT
+#undef FNN_V8_ACT
 
 
 /* Direct tiles for small products: up to 4 rows x 2 zmm, masked column tails. */
@@ -49,12 +88,9 @@
 #define MT __mmask16
 #define VLEN 16
 #define DT(x) x##_avx512_f32
-#define V_RELU(z) _mm512_max_ps(_mm512_setzero_ps(), z)
-#define V_LEAKY(z, vp)                                                                 \
-    _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ),       \
-                         _mm512_mul_ps(vp, z), z)
-#define V_STEP(z, vp) \
-    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, vp, _CMP_GE_OQ), _mm512_set1_ps(1.0f))
+#define V_RELU(z) fnn_v16_act(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) fnn_v16_act(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) fnn_v16_act(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 
 #define V_ZERO() _mm512_setzero_pd()
@@ -71,12 +107,9 @@
 #define MT __mmask8
 #define VLEN 8
 #define DT(x) x##_avx512_f64
-#define V_RELU(z) _mm512_max_pd(_mm512_setzero_pd(), z)
-#define V_LEAKY(z, vp)                                                                 \
-    _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, _mm512_setzero_pd(), _CMP_GT_OQ),       \
-                         _mm512_mul_pd(vp, z), z)
-#define V_STEP(z, vp) \
-    _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(z, vp, _CMP_GE_OQ), _mm512_set1_pd(1.0))
+#define V_RELU(z) fnn_v8_act(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) fnn_v8_act(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) fnn_v8_act(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
 
@@ -96,9 +129,9 @@
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32, 8, ukr8_avx512_f32,
-     epi_avx512_f32, fnn_pack_t_avx2_f32},
+     epi_avx512_f32, fnn_pack_t_avx2_f32, ukre_avx512_f32, ukre8_avx512_f32},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64, 8, ukr8_avx512_f64,
-     epi_avx512_f64, fnn_pack_t_f64},
+     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64},
 };
 
 #else

@@ -84,7 +84,7 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, ptrd
             else                                                                                \
                 for (j = 0; j < nb; j++) c[j] = beta * c[j] + alpha * acc[i][j];                \
         }                                                                                       \
-        if (bias != NULL || act != FNN_ACT_LINEAR) EPI(C, ldc, mb, nb, bias, act, param);       \
+        if (bias != NULL || act != FNN_ACT_LINEAR) EPI(C, ldc, mb, nb, bias, act, param, NULL); \
     }
 GDT(dtile_generic_f32, float, 16, fnn_epilogue_block_f32)
 GDT(dtile_generic_f64, double, 8, fnn_epilogue_block_f64)
@@ -92,7 +92,7 @@ GDT(dtile_generic_f64, double, 8, fnn_epilogue_block_f64)
 const fnn_arch fnn_arch_generic = {
     "generic",
     {GMR_S, GNR_S, 128, 256, 2048, ukr_generic_f32, 16, dtile_generic_f32, 0, NULL,
-     fnn_epilogue_block_f32, fnn_pack_t_f32},
+     fnn_epilogue_block_f32, fnn_pack_t_f32, NULL, NULL},
     {GMR_D, GNR_D, 64, 256, 1024, ukr_generic_f64, 8, dtile_generic_f64, 0, NULL,
-     fnn_epilogue_block_f64, fnn_pack_t_f64},
+     fnn_epilogue_block_f64, fnn_pack_t_f64, NULL, NULL},
 };

@@ -1,13 +1,21 @@
 /*
  * The AVX-512 micro-kernels' bodies, float (MR x 32) and double (MR x 16), included by
- * fnn_kernels_avx512.c once per tile height. Required macros: MR (a literal, so that the
- * accumulators stay in registers), UKR_F32 and UKR_F64 (the functions' names), FNN_AVX512.
- * MR, UKR_F32 and UKR_F64 are undefined at the end.
+ * fnn_kernels_avx512.c once per tile height. Each body is instantiated twice: the plain kernel
+ * (fnn_ukr_f32) and the kernel with the epilogue fused into its stores (fnn_ukre_f32: bias, a
+ * cheap activation and the |C| maximum, applied to the accumulators before the one store instead
+ * of reading the tile back). Required macros: MR (a literal, so that the accumulators stay in
+ * registers), UKR_F32, UKRE_F32, UKR_F64, UKRE_F64 (the functions' names), FNN_AVX512, and the
+ * shared activations FNN_V16_ACT / FNN_V8_ACT. MR and the names are undefined at the end.
  */
+#define UKR_CAT_(a, b) a##b
+#define UKR_CAT(a, b) UKR_CAT_(a, b)
 
-/* C[MRx32] := alpha * sum_p a[p, 0:MR]^T b[p, 0:32] + beta * C  (MR = 12 or 8) */
-FNN_AVX512 static void UKR_F32(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb,
-                               float *c, ptrdiff_t ldc, float alpha, float beta)
+/* C[MRx32] := alpha * sum_p a[p, 0:MR]^T b[p, 0:32] + beta * C  (MR = 12 or 8), then with E the
+ * epilogue: C := act(C + bias), *amax := max(*amax, |C| bits) */
+FNN_AVX512 static inline __attribute__((always_inline)) void
+UKR_CAT(UKR_F32, _body)(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb, float *c,
+                        ptrdiff_t ldc, float alpha, float beta, const int E, const float *bias,
+                        int act, float param, uint32_t *amax)
 {
     __m512 acc[MR][2];
     const float *cp = c;
@@ -35,30 +43,62 @@ FNN_AVX512 static void UKR_F32(ptrdiff_t kc, const float *a, const float *b, ptr
         b += ldb;
     }
     {
-        const __m512 va = _mm512_set1_ps(alpha);
-        if (beta == 0.0f) {
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+        const __m512 vp = _mm512_set1_ps(param);
+        const __m512 bias0 = (E && bias) ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+        const __m512 bias1 = (E && bias) ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+        const __m512i absm = _mm512_set1_epi32((int)FNN_ABS_BITS_F32);
+        __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 16
-            for (i = 0; i < MR; i++) {
-                _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
-                _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
+        for (i = 0; i < MR; i++) {
+            float *ci = c + i * ldc;
+            __m512 z0 = _mm512_mul_ps(va, acc[i][0]), z1 = _mm512_mul_ps(va, acc[i][1]);
+            if (beta != 0.0f) {
+                z0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), z0);
+                z1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), z1);
             }
-        } else {
-            const __m512 vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-            for (i = 0; i < MR; i++) {
-                float *ci = c + i * ldc;
-                _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci),
-                                                     _mm512_mul_ps(va, acc[i][0])));
-                _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16),
-                                                          _mm512_mul_ps(va, acc[i][1])));
+            if (E) {
+                if (bias) {
+                    z0 = _mm512_add_ps(z0, bias0);
+                    z1 = _mm512_add_ps(z1, bias1);
+                }
+                z0 = FNN_V16_ACT(z0, act, vp);
+                z1 = FNN_V16_ACT(z1, act, vp);
+                if (amax) {
+                    mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_castps_si512(z0), absm));
+                    mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_castps_si512(z1), absm));
+                }
             }
+            _mm512_storeu_ps(ci, z0);
+            _mm512_storeu_ps(ci + 16, z1);
+        }
+        if (E && amax) {
+            const uint32_t m = (uint32_t)_mm512_reduce_max_epu32(mx);
+            if (m > *amax) *amax = m;
         }
     }
 }
 
-/* C[MRx16] := alpha * sum_p a[p, 0:MR]^T b[p, 0:16] + beta * C  (MR = 12 or 8) */
-FNN_AVX512 static void UKR_F64(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
-                               double *c, ptrdiff_t ldc, double alpha, double beta)
+FNN_AVX512 static void UKR_F32(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb,
+                               float *c, ptrdiff_t ldc, float alpha, float beta)
+{
+    UKR_CAT(UKR_F32, _body)(kc, a, b, ldb, c, ldc, alpha, beta, 0, NULL, FNN_ACT_LINEAR, 0.0f,
+                            NULL);
+}
+
+FNN_AVX512 static void UKRE_F32(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb,
+                                float *c, ptrdiff_t ldc, float alpha, float beta, const float *bias,
+                                int act, float param, uint32_t *amax)
+{
+    UKR_CAT(UKR_F32, _body)(kc, a, b, ldb, c, ldc, alpha, beta, 1, bias, act, param, amax);
+}
+
+/* C[MRx16] := alpha * sum_p a[p, 0:MR]^T b[p, 0:16] + beta * C  (MR = 12 or 8), then with E the
+ * epilogue as above */
+FNN_AVX512 static inline __attribute__((always_inline)) void
+UKR_CAT(UKR_F64, _body)(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb, double *c,
+                        ptrdiff_t ldc, double alpha, double beta, const int E, const double *bias,
+                        int act, double param, uint64_t *amax)
 {
     __m512d acc[MR][2];
     const double *cp = c;
@@ -86,27 +126,60 @@ FNN_AVX512 static void UKR_F64(ptrdiff_t kc, const double *a, const double *b, p
         b += ldb;
     }
     {
-        const __m512d va = _mm512_set1_pd(alpha);
-        if (beta == 0.0) {
+        const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
+        const __m512d vp = _mm512_set1_pd(param);
+        const __m512d bias0 = (E && bias) ? _mm512_loadu_pd(bias) : _mm512_setzero_pd();
+        const __m512d bias1 = (E && bias) ? _mm512_loadu_pd(bias + 8) : _mm512_setzero_pd();
+        const __m512i absm = _mm512_set1_epi64((long long)FNN_ABS_BITS_F64);
+        __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 16
-            for (i = 0; i < MR; i++) {
-                _mm512_storeu_pd(c + i * ldc, _mm512_mul_pd(va, acc[i][0]));
-                _mm512_storeu_pd(c + i * ldc + 8, _mm512_mul_pd(va, acc[i][1]));
+        for (i = 0; i < MR; i++) {
+            double *ci = c + i * ldc;
+            __m512d z0 = _mm512_mul_pd(va, acc[i][0]), z1 = _mm512_mul_pd(va, acc[i][1]);
+            if (beta != 0.0) {
+                z0 = _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci), z0);
+                z1 = _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci + 8), z1);
             }
-        } else {
-            const __m512d vb = _mm512_set1_pd(beta);
-#pragma GCC unroll 16
-            for (i = 0; i < MR; i++) {
-                double *ci = c + i * ldc;
-                _mm512_storeu_pd(ci, _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci),
-                                                     _mm512_mul_pd(va, acc[i][0])));
-                _mm512_storeu_pd(ci + 8, _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci + 8),
-                                                         _mm512_mul_pd(va, acc[i][1])));
+            if (E) {
+                if (bias) {
+                    z0 = _mm512_add_pd(z0, bias0);
+                    z1 = _mm512_add_pd(z1, bias1);
+                }
+                z0 = FNN_V8_ACT(z0, act, vp);
+                z1 = FNN_V8_ACT(z1, act, vp);
+                if (amax) {
+                    mx = _mm512_max_epu64(mx, _mm512_and_si512(_mm512_castpd_si512(z0), absm));
+                    mx = _mm512_max_epu64(mx, _mm512_and_si512(_mm512_castpd_si512(z1), absm));
+                }
             }
+            _mm512_storeu_pd(ci, z0);
+            _mm512_storeu_pd(ci + 8, z1);
+        }
+        if (E && amax) {
+            const uint64_t m = (uint64_t)_mm512_reduce_max_epu64(mx);
+            if (m > *amax) *amax = m;
         }
     }
 }
 
+FNN_AVX512 static void UKR_F64(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
+                               double *c, ptrdiff_t ldc, double alpha, double beta)
+{
+    UKR_CAT(UKR_F64, _body)(kc, a, b, ldb, c, ldc, alpha, beta, 0, NULL, FNN_ACT_LINEAR, 0.0,
+                            NULL);
+}
+
+FNN_AVX512 static void UKRE_F64(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
+                                double *c, ptrdiff_t ldc, double alpha, double beta,
+                                const double *bias, int act, double param, uint64_t *amax)
+{
+    UKR_CAT(UKR_F64, _body)(kc, a, b, ldb, c, ldc, alpha, beta, 1, bias, act, param, amax);
+}
+
+#undef UKR_CAT
+#undef UKR_CAT_
 #undef MR
 #undef UKR_F32
+#undef UKRE_F32
 #undef UKR_F64
+#undef UKRE_F64

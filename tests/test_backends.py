@@ -157,7 +157,8 @@ def _dense_inputs(rng, n, k, m, dtype, act):
 
 
 @pytest.mark.parametrize("act", ref.ACTIVATIONS)
-@pytest.mark.parametrize("n, k, m", [(1, 1, 1), (5, 3, 4), (64, 64, 256), (100, 257, 10)])
+@pytest.mark.parametrize("n, k, m", [(1, 1, 1), (5, 3, 4), (37, 50, 70), (64, 64, 256),
+                                     (100, 257, 10)])
 def test_dense_forward_backward(FAST, dtype, threads, act, n, k, m):
     rng = np.random.default_rng(n + k + m)
     x, w, b = _dense_inputs(rng, n, k, m, dtype, act)

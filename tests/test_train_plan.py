@@ -180,6 +180,60 @@ def test_large_gradient_takes_the_exact_check():
         assert np.array_equal(a, b)
 
 
+# Larger than NETWORKS: packed products with the epilogue fused into the micro-kernel and edge
+# tiles ("deep": 300 -> 200 -> 40 -> 10 at batch 80), and one product split over threads whose
+# output holds the largest gradient ("wide": dW is 300 x 80 x 200, past the GEMM's thread
+# threshold, with inputs large enough that dW, not db, has the maximum).
+LARGE = {"deep": (lambda: [fnn.Dense(200, activation="relu"),
+                           fnn.Dense(40, activation="leaky_relu"),
+                           fnn.Dense(10, activation="softmax")], "cross_entropy", 10, 1.0),
+         "wide": (lambda: [fnn.Dense(200)], "mse", 200, 10.0)}
+
+
+@pytest.mark.parametrize("net", sorted(NETWORKS) + sorted(LARGE))
+def test_gradient_screen_is_the_max_of_the_whole_gradient(net, dtype, threads):
+    """The plan's screen, max |g|, is gathered layer by layer from the GEMM's output tiles (dW)
+    and the bias sums (db) as they are written: it must equal the maximum over the gradient
+    buffer, for direct tiles, the fused micro-kernel epilogue, edge tiles and threads."""
+    rng = np.random.default_rng(11)
+    if net in LARGE:
+        layers, loss, n_out, scale = LARGE[net]
+        model = fnn.Sequential(layers(), input_dim=300, seed=5, dtype=dtype, backend="fast")
+        model.compile(loss, fnn.SGD(lr=1e-3, momentum=0.9))
+        X = scale * rng.standard_normal((80, 300))
+        y = rng.integers(0, n_out, 80) if loss == "cross_entropy" else rng.random((80, n_out))
+    else:
+        model = _pair(net, "momentum", dtype)[0]
+        X, y = _data(net, 23, rng)
+    X = X.astype(dtype)
+    for _ in range(3):
+        model.train_on_batch(X, y)
+        plan = model._train_plan
+        assert plan is not None and plan.status == 0
+        assert plan.max_grad == np.abs(model._grads).max()
+    if net == "wide":
+        g = np.abs(model._grads)
+        assert g.argmax() < 300 * 200         # in dW
+
+
+def test_a_gradient_overflowing_in_one_layer_takes_the_exact_check():
+    """dW overflows to -inf (x = 1e30, dz ~ -1e9) while the loss and db stay finite: the screen
+    must see the inf in the GEMM's tiles and hand over to check_update, which raises before
+    anything changes."""
+    model = fnn.Sequential([fnn.Dense(3)], input_dim=2, seed=0, backend="fast")
+    model.compile("mse", fnn.SGD(lr=0.1, momentum=0.9))
+    model.set_weights([np.zeros((2, 3), np.float32), np.zeros(3, np.float32)])
+    before = _state(model)
+    X = np.full((4, 2), 1e30, dtype=np.float32)
+    y = np.full((4, 3), 1e10, dtype=np.float32)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError):
+        model.train_on_batch(X, y)
+    assert np.isnan(model._train_plan.max_grad)
+    assert np.isneginf(model._grads[:6]).all() and np.isfinite(model._grads[6:]).all()
+    for a, b in zip(before, _state(model)):
+        assert np.array_equal(a, b)
+
+
 _FLAVOUR_SCRIPT = r"""
 import json, sys
 import numpy as np

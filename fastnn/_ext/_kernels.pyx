@@ -51,24 +51,29 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
                        floating alpha, const floating *A, Py_ssize_t lda,
                        const floating *B, Py_ssize_t ldb, floating beta, floating *C,
                        Py_ssize_t ldc, bint epilogue, const floating *bias, int act,
-                       floating param) noexcept nogil:
-    """C := alpha op(A) op(B) + beta C, then act(C + bias) when `epilogue`; float or double GEMM."""
+                       floating param, double *amax=NULL) noexcept nogil:
+    """C := alpha op(A) op(B) + beta C, then act(C + bias) when `epilogue`; float or double GEMM.
+    With `amax`, also amax[0] := max |C| (NaN if any C is not finite), taken tile by tile."""
     cdef fnn_epilogue_f32 ep32
     cdef fnn_epilogue_f64 ep64
     if m == 0 or n == 0:
+        if amax != NULL:
+            amax[0] = 0
         return
     if floating is float:
-        ep32.bias = bias
-        ep32.act = act
+        ep32.bias = bias if epilogue else NULL
+        ep32.act = act if epilogue else FNN_ACT_LINEAR
         ep32.param = param
+        ep32.amax = amax
         fnn_sgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-                  &ep32 if epilogue else NULL)
+                  &ep32 if (epilogue or amax != NULL) else NULL)
     else:
-        ep64.bias = bias
-        ep64.act = act
+        ep64.bias = bias if epilogue else NULL
+        ep64.act = act if epilogue else FNN_ACT_LINEAR
         ep64.param = param
+        ep64.amax = amax
         fnn_dgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-                  &ep64 if epilogue else NULL)
+                  &ep64 if (epilogue or amax != NULL) else NULL)
 
 
 # --------------------------------------------------------------------------- row-wise loops
@@ -244,15 +249,21 @@ cdef void _dense_forward_raw(const floating *x, const floating *w, const floatin
 cdef void _dense_backward_raw(const floating *x, const floating *w, const floating *y,
                               const floating *dy, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
                               int act, floating param, floating *dz, floating *dw, floating *db,
-                              floating *dx) noexcept nogil:
-    """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T (dx may be NULL)."""
+                              floating *dx, double *gmax=NULL) noexcept nogil:
+    """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T (dx may be NULL).
+    With `gmax`: gmax[0] := max |g| over dw and db, or NaN if any is not finite (dw's part is
+    taken by the GEMM as it writes each tile, so the gradients are not read again for it)."""
+    cdef double gw
     if act == FNN_ACT_SOFTMAX:       # row-wise Jacobian first, then the plain column sums
         if n * m > 0:
             _backward_rows(y, dy, dz, n, m, act, param)
         _grad_and_colsum(y, dz, dz, db, n, m, FNN_ACT_LINEAR, 0)
     else:
         _grad_and_colsum(y, dy, dz, db, n, m, act, param)
-    _gemm(True, False, k, m, n, 1, x, k, dz, m, 0, dw, m, False, NULL, 0, 0)
+    _gemm(True, False, k, m, n, 1, x, k, dz, m, 0, dw, m, False, NULL, 0, 0,
+          &gw if gmax != NULL else NULL)
+    if gmax != NULL:
+        gmax[0] = _max_abs_join(gw, _max_abs(db, m))
     if dx != NULL:
         _gemm(False, True, n, k, m, 1, dz, m, w, m, 0, dx, k, False, NULL, 0, 0)
 

@@ -95,6 +95,7 @@ cdef class TrainPlan:
             raise ValueError("TrainPlan: one Y and one G buffer per step are required")
         rows = (<cnp.ndarray>Y[0]).shape[0]
         self.capacity = rows
+        counted = 0
         for s in range(n):
             w_obj, b_obj, dw_obj, db_obj, act, param, width = steps[s]
             if w_obj is not None:
@@ -102,6 +103,7 @@ cdef class TrainPlan:
                 self.b[s] = _plan_data(b_obj, self.typenum, (width,), "b")
                 self.dW[s] = _plan_data(dw_obj, self.typenum, (prev, width), "dW")
                 self.db[s] = _plan_data(db_obj, self.typenum, (width,), "db")
+                counted += (prev + 1) * width
             elif width != prev:
                 raise ValueError(f"TrainPlan: activation step {s} changes the width")
             self.Y[s] = _plan_data(Y[s], self.typenum, (rows, width), "Y")
@@ -112,6 +114,9 @@ cdef class TrainPlan:
             prev = width
         self.out_dim = prev
         self.n_params = params.shape[0]
+        if counted != self.n_params:
+            # the gradient screen is gathered from each layer's dW and db as they are written
+            raise ValueError("TrainPlan: the layers' dW and db must make up the whole gradient")
         self.params = _plan_data(params, self.typenum, (self.n_params,), "params")
         self.grads = _plan_data(grads, self.typenum, (self.n_params,), "grads")
         if opt == OPT_SGD and len(state) == 1:
@@ -219,7 +224,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     cdef int s, act, last = plan.n_steps - 1
     cdef const floating *inp
     cdef floating *onehot
-    cdef double total, gmax
+    cdef double total, gmax, glayer
     cdef double bc1, bc2
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
@@ -259,7 +264,9 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     value[0] = total / count
     if not isfinite(value[0]):
         return TRAIN_LOSS_NOT_FINITE
-    # --- backward, last step first
+    # --- backward, last step first; the max |g| screen of fastnn.optimizers.check_update (NaN
+    #     and inf caught) is gathered layer by layer as the gradients are written
+    gmax = 0
     for s in range(last, -1, -1):
         act = FNN_ACT_LINEAR if (s == last and plan.fused) else plan.act[s]
         m = plan.width[s]
@@ -270,12 +277,11 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
                                 <const floating *>plan.G[s], n, k, m, act,
                                 <floating>plan.param[s], <floating *>plan.G[s],
                                 <floating *>plan.dW[s], <floating *>plan.db[s],
-                                <floating *>plan.G[s - 1] if s > 0 else NULL)
+                                <floating *>plan.G[s - 1] if s > 0 else NULL, &glayer)
+            gmax = _max_abs_join(gmax, glayer)
         elif s > 0:
             _backward_rows(<const floating *>plan.Y[s], <const floating *>plan.G[s],
                            <floating *>plan.G[s - 1], n, m, act, <floating>plan.param[s])
-    # --- the screen of fastnn.optimizers.check_update: max |g|, NaN and inf caught
-    gmax = _max_abs(grads, plan.n_params)
     plan.max_grad = gmax
     if (not (gmax < plan.screen) or not (lr * gmax < plan.screen)
             or not (weight_decay < plan.screen)):
@@ -299,3 +305,10 @@ cdef inline double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
         return fnn_max_abs_f32(g, n)
     else:
         return fnn_max_abs_f64(g, n)
+
+
+cdef inline double _max_abs_join(double a, double b) noexcept nogil:
+    """The _max_abs of two parts joined: NaN if either is NaN."""
+    if a != a or b != b:
+        return a + b
+    return a if a > b else b

@@ -1,5 +1,6 @@
 # Declarations of the C GEMM in src_c/fnn_gemm.h (the header is the documentation).
-#   C := alpha op(A) @ op(B) + beta C;  with an epilogue then C[i, j] := act(C[i, j] + bias[j])
+#   C := alpha op(A) @ op(B) + beta C;  with an epilogue then C[i, j] := act(C[i, j] + bias[j]),
+#   and, when ep.amax is set, *ep.amax := max |C| (NaN if any C is not finite)
 
 cdef extern from "fnn_gemm.h" nogil:
     enum:
@@ -15,11 +16,13 @@ cdef extern from "fnn_gemm.h" nogil:
         const float *bias
         int act
         float param
+        double *amax
 
     ctypedef struct fnn_epilogue_f64:
         const double *bias
         int act
         double param
+        double *amax
 
     void fnn_sgemm(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                    float alpha, const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
