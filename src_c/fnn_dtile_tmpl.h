@@ -4,7 +4,9 @@
  *
  *   C[0:mb, 0:nb] := act(alpha * sum_p op(A)[0:mb, p]^T B[p, 0:nb] + beta * C + bias[0:nb])
  *
- * Up to 4 rows x 2 vectors of C stay in registers; column tails use masked loads/stores, so
+ * Up to DT_MAXMB rows x 2 vectors of C stay in registers (8 x 2 with AVX-512's 32 registers:
+ * 16 accumulators, so 2 B loads and 8 broadcasts feed 16 FMAs; 4 x 2 with AVX2's 16); column
+ * tails use masked loads/stores, so
  * there is no scratch tile and no scalar clean-up loop.  With few accumulators (e.g. one row of
  * one vector) the FMA latency chain over k would dominate a tiny product, so the k loop is
  * split into U interleaved partial sums (added in a fixed order at the end: still deterministic).
@@ -13,7 +15,8 @@
  * as much as the arithmetic.  The same operations in the same order as fnn_epilogue_block_*, so
  * results match the packed path's epilogue bit for bit.
  *
- * Required macros: FT, VT (vector), MT (lane mask), VLEN (lanes), DT_TARGET (function
+ * Required macros: FT, VT (vector), MT (lane mask), VLEN (lanes), DT_MAXMB (4 or 8, the flavour's
+ * direct-tile height, its fnn_kern dmr), DT_TARGET (function
  * attribute), DT(name) (mangling), V_ZERO(), V_SET1(x), V_FMA(a, b, c) (a*b + c), V_MUL(a, b),
  * V_ADD(a, b), V_MASK(rem) (first rem lanes; rem may be <= 0 or >= VLEN),
  * V_LOADM(mask, ptr) (masked-off lanes read as 0, never fault), V_STOREM(ptr, mask, v),
@@ -37,17 +40,18 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
                const FT *A, ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta,
                FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param)
 {
-    /* partial sum u, row i, vector v at ACC(u, i, v); U*MB*NV <= 8 in every instantiation, and
-     * a small flat array with fully unrolled loops is what gcc reliably keeps in registers */
-    VT acc[8];
+    /* partial sum u, row i, vector v at ACC(u, i, v); U*MB*NV <= 2 * DT_MAXMB in every
+     * instantiation, and a small flat array with fully unrolled loops is what gcc reliably keeps
+     * in registers */
+    VT acc[2 * DT_MAXMB];
 #define ACC(u, i, v) acc[((u) * MB + (i)) * NV + (v)]
     const MT m0 = V_MASK(nb), m1 = V_MASK(nb - VLEN);
     VT b0, b1 = V_ZERO();
     ptrdiff_t p;
     int u, i, v;
 
-#pragma GCC unroll 8
-    for (u = 0; u < 8; u++) acc[u] = V_ZERO();
+#pragma GCC unroll 16
+    for (u = 0; u < 2 * DT_MAXMB; u++) acc[u] = V_ZERO();
 
     for (p = 0; p + U <= k; p += U) {
 #pragma GCC unroll 4
@@ -56,7 +60,7 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
             const FT *a = A + (p + u) * csa;
             b0 = V_LOADM(m0, b);
             if (NV == 2) b1 = V_LOADM(m1, b + VLEN);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (i = 0; i < MB; i++) {
                 const VT ai = V_SET1(a[i * rsa]);
                 ACC(u, i, 0) = V_FMA(ai, b0, ACC(u, i, 0));
@@ -69,7 +73,7 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
         const FT *a = A + p * csa;
         b0 = V_LOADM(m0, b);
         if (NV == 2) b1 = V_LOADM(m1, b + VLEN);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (i = 0; i < MB; i++) {
             const VT ai = V_SET1(a[i * rsa]);
             ACC(0, i, 0) = V_FMA(ai, b0, ACC(0, i, 0));
@@ -81,7 +85,7 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
         const VT va = V_SET1(alpha), vb = V_SET1(beta), vp = V_SET1(param);
         const VT bias0 = bias ? V_LOADM(m0, bias) : V_ZERO();
         const VT bias1 = (bias && NV == 2) ? V_LOADM(m1, bias + VLEN) : V_ZERO();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (i = 0; i < MB; i++) {
             FT *c = C + i * ldc;
 #pragma GCC unroll 2
@@ -112,20 +116,36 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
         case 1: DT_CASE(1, 2, 4); break;
         case 2: DT_CASE(2, 2, 2); break;
         case 3: DT_CASE(3, 2, 1); break;
+#if DT_MAXMB > 4
+        case 4: DT_CASE(4, 2, 1); break;
+        case 5: DT_CASE(5, 2, 1); break;
+        case 6: DT_CASE(6, 2, 1); break;
+        case 7: DT_CASE(7, 2, 1); break;
+        default: DT_CASE(8, 2, 1); break;
+#else
         default: DT_CASE(4, 2, 1); break;
+#endif
         }
     } else {
         switch (mb) {
         case 1: DT_CASE(1, 1, 4); break;
         case 2: DT_CASE(2, 1, 4); break;
         case 3: DT_CASE(3, 1, 2); break;
+#if DT_MAXMB > 4
+        case 4: DT_CASE(4, 1, 2); break;
+        case 5: DT_CASE(5, 1, 1); break;
+        case 6: DT_CASE(6, 1, 1); break;
+        case 7: DT_CASE(7, 1, 1); break;
+        default: DT_CASE(8, 1, 1); break;
+#else
         default: DT_CASE(4, 1, 2); break;
+#endif
         }
     }
 #undef DT_CASE
 }
 
-/* The per-type parameters end here (DT_TARGET stays for the next type). */
+/* The per-type parameters end here (DT_TARGET and DT_MAXMB stay for the next type). */
 #undef V_ZERO
 #undef V_SET1
 #undef V_FMA

@@ -71,11 +71,12 @@ typedef void (*fnn_ukre_f64)(ptrdiff_t kc, const double *a, const double *b, ptr
  *   C[0:mb, 0:nb] := act(alpha * op(A)[0:mb, 0:k] @ B[0:k, 0:nb] + beta * C + bias[0:nb])
  *
  *   op(A)[i, p] = A[i*rsa + p*csa] (any strides), B[p, j] = B[p*rsb + j] (unit column stride),
- *   1 <= mb <= FNN_DMR, 1 <= nb <= the flavour's dnr, k >= 1, beta == 0: C not read.
+ *   1 <= mb <= the flavour's dmr (<= FNN_DMR), 1 <= nb <= the flavour's dnr, k >= 1,
+ *   beta == 0: C not read.
  *   bias may be NULL; act is LINEAR, STEP, RELU or LEAKY_RELU (the driver applies sigmoid/tanh
  *   itself afterwards, passing LINEAR here).
  * The driver transposes B slices into a stack buffer first when B is transposed. */
-#define FNN_DMR 4
+#define FNN_DMR 8
 
 /* A transposing sliver pack: dst[p*r + i] = src[i*ld + p] for i < cnt (zero up to r), p < kc. */
 typedef void (*fnn_packt_f32)(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
@@ -106,6 +107,7 @@ typedef struct {
     ptrdiff_t mc, kc, nc;
     fnn_ukr_f32 ukr;
     int dnr;              /* columns per direct tile (<= FNN_MAX_DNR) */
+    int dmr;              /* rows per direct tile (<= FNN_DMR) */
     fnn_dtile_f32 dtile;
     int mr2;              /* an alternative kernel of mr2 rows for m % mr2 == 0, or 0 */
     fnn_ukr_f32 ukr2;
@@ -120,6 +122,7 @@ typedef struct {
     ptrdiff_t mc, kc, nc;
     fnn_ukr_f64 ukr;
     int dnr;
+    int dmr;
     fnn_dtile_f64 dtile;
     int mr2;
     fnn_ukr_f64 ukr2;

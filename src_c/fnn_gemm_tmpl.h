@@ -193,15 +193,15 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
 {
     const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
     const int tile_act = late ? FNN_ACT_LINEAR : act;
-    const ptrdiff_t dnr = kd->dnr;
+    const ptrdiff_t dnr = kd->dnr, dmr = kd->dmr;
     ptrdiff_t i0, j0, pc, j, p;
 
     for (j0 = 0; j0 < n; j0 += dnr) {
         const ptrdiff_t nb = (n - j0 < dnr) ? n - j0 : dnr;
         const FT *bj = bias ? bias + j0 : NULL;
         if (csb == 1) {
-            for (i0 = 0; i0 < m; i0 += FNN_DMR) {
-                const ptrdiff_t mb = (m - i0 < FNN_DMR) ? m - i0 : FNN_DMR;
+            for (i0 = 0; i0 < m; i0 += dmr) {
+                const ptrdiff_t mb = (m - i0 < dmr) ? m - i0 : dmr;
                 FT *c = C + i0 * ldc + j0;
                 kd->dtile(mb, nb, k, alpha, A + i0 * rsa, rsa, csa, B + j0, rsb, beta, c, ldc, bj,
                           tile_act, param);
@@ -217,8 +217,8 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                     const FT *src = B + (j0 + j) * csb + pc * rsb;
                     for (p = 0; p < kc; p++) bt[p * dnr + j] = src[p * rsb];
                 }
-                for (i0 = 0; i0 < m; i0 += FNN_DMR) {
-                    const ptrdiff_t mb = (m - i0 < FNN_DMR) ? m - i0 : FNN_DMR;
+                for (i0 = 0; i0 < m; i0 += dmr) {
+                    const ptrdiff_t mb = (m - i0 < dmr) ? m - i0 : dmr;
                     FT *c = C + i0 * ldc + j0;
                     kd->dtile(mb, nb, kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bt, dnr,
                               beta_eff, c, ldc, last ? bj : NULL,

@@ -114,6 +114,7 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
 
 /* Direct tiles for small products: up to 4 rows x 2 ymm, masked column tails. */
 #define DT_TARGET FNN_AVX2
+#define DT_MAXMB 4
 #define V_ZERO() _mm256_setzero_ps()
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
@@ -154,6 +155,7 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
 #define V_STEP(z, vp) _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0))
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
+#undef DT_MAXMB
 
 /* The transposing sliver pack (fnn_gemm_internal.h) with 8x8 in-register transposes: 8 rows of
  * the source at a time, 8 k-steps at a time. A copy, so the result is exactly the portable
@@ -217,9 +219,9 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
-    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
+    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 4, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
      fnn_pack_t_avx2_f32, NULL, NULL},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 4, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
      fnn_pack_t_f64, NULL, NULL},
 };
 

@@ -74,6 +74,7 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 
 /* Direct tiles for small products: up to 4 rows x 2 zmm, masked column tails. */
 #define DT_TARGET FNN_AVX512
+#define DT_MAXMB 8
 #define V_ZERO() _mm512_setzero_ps()
 #define V_SET1(x) _mm512_set1_ps(x)
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
@@ -112,6 +113,7 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_STEP(z, vp) fnn_v8_act(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
+#undef DT_MAXMB
 
 /* The epilogue, compiled with this file's vectors. */
 #define EPI_TARGET FNN_AVX512
@@ -128,9 +130,9 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
  * KC 192/320/384 and MC 96/240/288 were within noise of these. */
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
-    {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, dtile_avx512_f32, 8, ukr8_avx512_f32,
+    {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, 8, dtile_avx512_f32, 8, ukr8_avx512_f32,
      epi_avx512_f32, fnn_pack_t_avx2_f32, ukre_avx512_f32, ukre8_avx512_f32},
-    {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, dtile_avx512_f64, 8, ukr8_avx512_f64,
+    {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, 8, dtile_avx512_f64, 8, ukr8_avx512_f64,
      epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64},
 };
 
