@@ -11,6 +11,7 @@
 #include "fnn_vec.h"
 
 #include "fnn_ftz.h"
+#include "fnn_vexp.h"
 
 typedef struct {
     void (*deriv_colsum)(const float *, const float *, float *, double *restrict, ptrdiff_t,
@@ -20,6 +21,7 @@ typedef struct {
     void (*adam)(float *restrict, const float *restrict, float *restrict, float *restrict,
                  ptrdiff_t, float, float, float, float, float, float, float, float, float);
     double (*max_abs)(const float *, ptrdiff_t);
+    void (*exp)(const float *, float *, ptrdiff_t);
 } vec_f32;
 
 typedef struct {
@@ -33,8 +35,9 @@ typedef struct {
     double (*max_abs)(const double *, ptrdiff_t);
 } vec_f64;
 
-#define VEC_F32(SUFFIX) \
-    {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32, max_abs_##SUFFIX##_f32}
+#define VEC_F32(SUFFIX)                                                                        \
+    {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32, max_abs_##SUFFIX##_f32, \
+     exp_##SUFFIX##_f32}
 #define VEC_F64(SUFFIX) \
     {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64, adam_##SUFFIX##_f64, max_abs_##SUFFIX##_f64}
 
@@ -56,6 +59,20 @@ typedef struct {
 #define FT_SQRT sqrt
 #define VSUF _f64
 #include "fnn_vec_flavours.h"
+
+/* The float exp loop (fnn_vexp.h) in each flavour. */
+#define FNN_EXP_FLAVOUR(NAME, TARGET)                                  \
+    TARGET static void NAME(const float *x, float *y, ptrdiff_t n)     \
+    {                                                                  \
+        ptrdiff_t j;                                                   \
+        for (j = 0; j < n; j++) y[j] = fnn_expf(x[j]);                 \
+    }
+FNN_EXP_FLAVOUR(exp_generic_f32, )
+#if FNN_X86
+FNN_EXP_FLAVOUR(exp_avx2_f32, __attribute__((target("avx2,fma"))))
+FNN_EXP_FLAVOUR(exp_avx512_f32, __attribute__((target("avx512f,avx2,fma"))))
+#endif
+#undef FNN_EXP_FLAVOUR
 
 /* ---------------------------------------------------------------- dispatch */
 
@@ -129,5 +146,7 @@ void fnn_adam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t
 }
 
 double fnn_max_abs_f32(const float *x, ptrdiff_t n) { return vs()->max_abs(x, n); }
+
+void fnn_exp_f32(const float *x, float *y, ptrdiff_t n) { vs()->exp(x, y, n); }
 
 double fnn_max_abs_f64(const double *x, ptrdiff_t n) { return vd()->max_abs(x, n); }

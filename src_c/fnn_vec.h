@@ -50,6 +50,10 @@ void fnn_adam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t
 double fnn_max_abs_f32(const float *x, ptrdiff_t n);
 double fnn_max_abs_f64(const double *x, ptrdiff_t n);
 
+/* y[j] := exp(x[j]) for j < n (y may be x): the branch-free float exp of fnn_vexp.h, compiled per
+ * flavour so that it runs 16 lanes wide with AVX-512 (same operations: the same bits). */
+void fnn_exp_f32(const float *x, float *y, ptrdiff_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,13 +66,6 @@ static inline float fnn_expf(float x)
     return (x == x) ? y : x;
 }
 
-/* y[j] = exp(x[j]) for j < len; y may be x. */
-static inline void fnn_vexpf(const float *x, float *y, ptrdiff_t len)
-{
-    ptrdiff_t j;
-    for (j = 0; j < len; j++) y[j] = fnn_expf(x[j]);
-}
-
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif

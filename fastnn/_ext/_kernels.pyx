@@ -25,9 +25,6 @@ from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilo
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX)
 
-cdef extern from "fnn_vexp.h" nogil:
-    void fnn_vexpf(const float *x, float *y, Py_ssize_t n)
-
 cdef extern from "fnn_vec.h" nogil:
     void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc,
                               Py_ssize_t n, Py_ssize_t ld, Py_ssize_t w, int act, float param)
@@ -35,6 +32,7 @@ cdef extern from "fnn_vec.h" nogil:
                               Py_ssize_t n, Py_ssize_t ld, Py_ssize_t w, int act, double param)
     double fnn_max_abs_f32(const float *x, Py_ssize_t n)
     double fnn_max_abs_f64(const double *x, Py_ssize_t n)
+    void fnn_exp_f32(const float *x, float *y, Py_ssize_t n)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -82,8 +80,10 @@ cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,
                         Py_ssize_t m) noexcept nogil:
     """y := exp(z - max z) / sum exp(z - max z) for each of n rows; the shift keeps exp <= 1 (no
     overflow); y may be z. The exp runs over the whole block at once, so it vectorises however
-    few columns a row has (float: the branch-free exp of src_c/fnn_vexp.h); each row's sum is
-    taken in double, in column order, so a row's result never depends on the rows around it."""
+    few columns a row has (float: the branch-free exp of src_c/fnn_vexp.h, in the vector width
+    of the kernel flavour); each row's sum is taken in double, in column order, so a row's result
+    never depends on the rows around it. Float rows are scaled by the reciprocal of the sum (in
+    double, then rounded once to float: never above 1); double rows are divided."""
     cdef Py_ssize_t i, j
     cdef floating mx
     cdef double s
@@ -99,7 +99,7 @@ cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,
         for j in range(m):
             yi[j] = zi[j] - mx
     if floating is float:
-        fnn_vexpf(y, y, n * m)
+        fnn_exp_f32(y, y, n * m)
     else:
         for i in range(n * m):
             y[i] = f_exp(y[i])
@@ -108,8 +108,13 @@ cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,
         s = 0
         for j in range(m):
             s += yi[j]
-        for j in range(m):
-            yi[j] = <floating>(yi[j] / s)
+        if floating is float:
+            s = 1 / s
+            for j in range(m):
+                yi[j] = <float>(yi[j] * s)
+        else:
+            for j in range(m):
+                yi[j] = yi[j] / s
 
 
 cdef inline void _softmax_grad_row(const floating *y, const floating *dy, floating *dz,
