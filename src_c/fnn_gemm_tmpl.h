@@ -11,7 +11,8 @@
  *         for jr over nc in NR:                       one B sliver (kc x NR) stays in L1
  *           for ir over mc in MR:
  *             micro-kernel: C tile (MR x NR) += Ap sliver @ Bp sliver
- *             if last k block: bias + activation on the tile while it is in L1
+ *             if last k block: bias + activation (and max |C|) on the tile, in registers when
+ *             the flavour has a fused kernel (AVX-512), else while the tile is in L1
  *
  * Packing absorbs the transposes: op(A)[i, p] = A[i*rsa + p*csa], op(B)[p, j] = B[p*rsb + j*csb].
  * Threads each own a rectangle of C whose edges fall on multiples of MR / NR, so every micro-tile

@@ -72,7 +72,7 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #undef FNN_V8_ACT
 
 
-/* Direct tiles for small products: up to 4 rows x 2 zmm, masked column tails. */
+/* Direct tiles for small products: up to 8 rows x 2 zmm, masked column tails. */
 #define DT_TARGET FNN_AVX512
 #define DT_MAXMB 8
 #define V_ZERO() _mm512_setzero_ps()

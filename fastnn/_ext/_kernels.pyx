@@ -74,6 +74,21 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
                   &ep64 if (epilogue or amax != NULL) else NULL)
 
 
+cdef inline double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
+    """max |g_i|, or NaN when any g_i is NaN or inf (src_c/fnn_vec.h)."""
+    if floating is float:
+        return fnn_max_abs_f32(g, n)
+    else:
+        return fnn_max_abs_f64(g, n)
+
+
+cdef inline double _max_abs_join(double a, double b) noexcept nogil:
+    """The _max_abs of two parts joined: NaN if either is NaN."""
+    if a != a or b != b:
+        return a + b
+    return a if a > b else b
+
+
 # --------------------------------------------------------------------------- row-wise loops
 
 cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,

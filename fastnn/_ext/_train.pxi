@@ -297,18 +297,3 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
               <floating>lr, <floating>h1, <floating>h2, <floating>(1 - h1), <floating>(1 - h2),
               <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay)
     return TRAIN_UPDATED
-
-
-cdef inline double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
-    """max |g_i|, or NaN when any g_i is NaN or inf (src_c/fnn_vec.h)."""
-    if floating is float:
-        return fnn_max_abs_f32(g, n)
-    else:
-        return fnn_max_abs_f64(g, n)
-
-
-cdef inline double _max_abs_join(double a, double b) noexcept nogil:
-    """The _max_abs of two parts joined: NaN if either is NaN."""
-    if a != a or b != b:
-        return a + b
-    return a if a > b else b
