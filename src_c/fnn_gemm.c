@@ -35,7 +35,8 @@
 /* An untransposed B is read in place, not packed, for a C of at most this many rows and columns
  * (see gemm_part).  Measured on Sapphire Rapids: 10-15% faster for 32..64-row products with
  * 128..256 columns (the layers of small MLPs); slower beyond (a packed panel is reused more, and
- * rows of B 1 KiB apart or more start to collide in L1). */
+ * rows of B 1 KiB apart or more start to collide in L1), and slower (~4%) when k spans more
+ * than one KC block (e.g. a 784-input layer), so B is read in place only for k <= KC. */
 #define FNN_B_IN_PLACE_MAX_M 64
 #define FNN_B_IN_PLACE_MAX_N 256
 

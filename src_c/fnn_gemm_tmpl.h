@@ -264,7 +264,8 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const GFN(pack_t_fn) pack_t = kd->pack_t;
     /* An untransposed B with few rows of C to reuse it is read in place: packing it costs a
      * good part of the product (e.g. a 32-row batch times a 256 x 128 weight matrix). */
-    const int b_in_place = (csb == 1 && m <= FNN_B_IN_PLACE_MAX_M && n <= FNN_B_IN_PLACE_MAX_N);
+    const int b_in_place = (csb == 1 && m <= FNN_B_IN_PLACE_MAX_M && n <= FNN_B_IN_PLACE_MAX_N &&
+                            k <= kd->kc);
     /* the k blocking depends on k alone, never on the thread's share of m or n */
     const ptrdiff_t kcb = GFN(balance)(k, kd->kc, 8);
     const ptrdiff_t mcb = GFN(balance)(m, kd->mc, kd->mr);
