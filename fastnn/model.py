@@ -599,6 +599,50 @@ class Sequential:
             opt.step(self._be, self._params, self._grads)
         return value
 
+    def _epoch_compiled(self, Xs, Ts, batch, epoch):
+        """An epoch as the compiled plan's run_epoch calls (no Python between batches): the
+        sum of loss * rows over its batches, or None when there is no plan for it (nothing
+        done). The same steps, in the same order, as _run_epoch's loop of _train_step calls;
+        a batch whose gradients need the exact check gets it here, as in _step_compiled. The
+        loss total is summed in batch order as there, so the History is the same to the bit."""
+        plan = self._compiled_step(batch)
+        opt = self.optimizer
+        state = self._train_plan_state if plan is not None else None
+        if type(opt) is SGD and state and opt is state[0] and opt._velocity is state[1]:
+            hyper = (opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0, 0.0, opt.weight_decay)
+        elif type(opt) is Adam and state and opt is state[0] and opt._m is state[1] \
+                and opt._v is state[2]:
+            hyper = (opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay)
+        else:
+            return None
+        n, total, first = Xs.shape[0], 0.0, 0
+        batches = -(-n // batch)
+        while first < batches:
+            step = opt.iterations + 1 if type(opt) is Adam else 0
+            done = plan.run_epoch(Xs, Ts, batch, first, total, *hyper, step)
+            if done is None:
+                if first == 0:
+                    return None
+                raise RuntimeError("fastnn: the compiled plan refused an epoch it had begun")
+            count, status, total, value = done
+            updated = count - (status != 0)
+            if type(opt) is Adam:
+                opt.iterations += updated
+            if status == 0:
+                break
+            index = first + count - 1
+            rows = min(batch, n - index * batch)
+            if status == 1:
+                raise FloatingPointError(
+                    f"epoch {epoch + 1}, batch {index + 1}: {_loss_diverged(value)}")
+            try:                 # a gradient is huge or not finite: the exact check decides
+                opt.step(self._be, self._params, self._grads)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"epoch {epoch + 1}, batch {index + 1}: {exc}") from None
+            total += value * rows
+            first = index + 1
+        return total
+
     def _loss_and_grads(self, x, t):
         """Forward, loss and backward on a validated batch; leaves gradients in ``_grads``."""
         rows = x.shape[0]
@@ -879,6 +923,14 @@ class Sequential:
     def _run_epoch(self, Xs, Ts, batch, epoch, epochs, verbose, callbacks, val):
         """One pass over the (shuffled) data; returns the epoch's logs."""
         n = Xs.shape[0]
+        if not callbacks and not self.metrics and verbose == 0:
+            total = self._epoch_compiled(Xs, Ts, batch, epoch)
+            if total is not None:
+                logs = {"loss": total / n}
+                if val is not None:
+                    scores = self._evaluate_arrays(*val)
+                    logs.update({"val_" + key: value for key, value in scores.items()})
+                return logs
         started = time.perf_counter()
         threshold = self._threshold()
         sums = dict.fromkeys(["loss"] + self.metrics, 0.0)

@@ -361,3 +361,54 @@ def test_a_changed_optimizer_state_rebuilds_the_plan():
         assert planned.train_on_batch(X, y) == plain.train_on_batch(X, y)
     for a, b in zip(_state(planned), _state(plain)):
         assert np.array_equal(a, b)
+
+
+class _Silent(fnn.Callback):
+    """Does nothing; its presence makes fit take the Python batch loop."""
+
+
+def _epoch_case(case, opt, dtype):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((61, 8))                 # 7 batches of 9, the last one of 7
+    y = X @ rng.standard_normal((8, 1)) + 0.1 * rng.standard_normal((61, 1))
+    lr = {"plain": 0.01, "diverges": 1e4 if opt == "momentum" else None}.get(case)
+    if case == "diverges" and opt == "adam":
+        lr = 1e12 if dtype == "float32" else 1e200
+    if case == "exact_check":
+        # gradients past the screen (sqrt(max) / 1000) with an update far from overflowing:
+        # every step hands over to check_update, which applies it
+        scale, lr = (1e9, 1e-20) if dtype == "float32" else (1e76, 1e-160)
+        X = X * scale
+    optimizer = (fnn.SGD(lr=lr, momentum=0.9) if opt == "momentum" else fnn.Adam(lr=lr))
+    model = fnn.Sequential([fnn.Dense(16, activation="relu"), fnn.Dense(1)], input_dim=8,
+                           seed=0, dtype=dtype, backend="fast")
+    model.compile("mse", optimizer)
+    return model, X, y
+
+
+@pytest.mark.parametrize("case", ["plain", "exact_check", "diverges"])
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+def test_epoch_runner_equals_the_batch_loop(case, opt, dtype):
+    """fit without callbacks, metrics or progress output runs each epoch as compiled calls
+    (TrainPlan.run_epoch): weights, optimizer state and History must equal the Python batch
+    loop's (taken when any callback is given) bit for bit, also when steps go through the exact
+    update check, and when training diverges the error names the same epoch and batch."""
+    runs = []
+    for callbacks in ([], [_Silent()]):
+        model, X, y = _epoch_case(case, opt, dtype)
+        with np.errstate(all="ignore"):
+            try:
+                result = model.fit(X, y, epochs=6, batch_size=9, verbose=0,
+                                   callbacks=callbacks).history
+            except FloatingPointError as exc:
+                result = str(exc)
+        runs.append((result, _state(model), getattr(model.optimizer, "iterations", None)))
+        if case == "exact_check":
+            assert model._train_plan.status == 2      # the last step took the exact check
+    (r1, s1, o1), (r2, s2, o2) = runs
+    if case == "diverges":
+        assert isinstance(r1, str) and "epoch" in r1 and "batch" in r1
+    assert r1 == r2
+    for a, b in zip(s1, s2):
+        assert np.array_equal(a, b)
+    assert o1 == o2                                   # Adam's step count

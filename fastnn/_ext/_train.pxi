@@ -200,6 +200,63 @@ cdef class TrainPlan:
         self.status = code
         return value
 
+    def run_epoch(self, object X, object T, Py_ssize_t batch, Py_ssize_t first, double total,
+                  double lr, double h1, double h2, double h3, double weight_decay,
+                  long iteration):
+        """Training steps on the batches first, first + 1, ... of (X, T) -- rows
+        [b * batch, (b + 1) * batch) of already validated, C-contiguous arrays of the plan's dtype,
+        T dense (n, C) -- in one call, until the data ends or a step does not update.
+
+        Returns (count, status, total, value), or None when X or T is not in this form or batch
+        exceeds the capacity (nothing is touched then): count batches were run, the last with
+        `status` (0 unless it stopped early, see the module comment) and loss `value`; `total`
+        is the given total plus loss * rows of each batch that updated, in batch order. For Adam,
+        `iteration` is the step number of the first batch and advances with every update.
+        This is what fit does for an epoch without callbacks, metrics or progress output: the
+        same steps as one `step` call per batch, without the Python between them."""
+        cdef unsigned int csr
+        cdef cnp.ndarray x, t
+        cdef Py_ssize_t n, b, nb, r0, rows, count = 0
+        cdef int code = TRAIN_UPDATED
+        cdef double value = 0
+        if type(X) is not np.ndarray or type(T) is not np.ndarray:
+            return None
+        x = <cnp.ndarray>X
+        t = <cnp.ndarray>T
+        if (cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_TYPE(x) != self.typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISNOTSWAPPED(x)
+                or x.shape[1] != self.in_dim or cnp.PyArray_NDIM(t) != 2
+                or cnp.PyArray_TYPE(t) != self.typenum or not cnp.PyArray_IS_C_CONTIGUOUS(t)
+                or not cnp.PyArray_ISNOTSWAPPED(t) or t.shape[0] != x.shape[0]
+                or t.shape[1] != self.out_dim or batch < 1 or batch > self.capacity
+                or first < 0):
+            return None
+        n = x.shape[0]
+        nb = (n + batch - 1) // batch
+        with nogil:
+            csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
+            for b in range(first, nb):
+                r0 = b * batch
+                rows = min(batch, n - r0)
+                if self.typenum == cnp.NPY_FLOAT32:
+                    code = _train_run(self, <const float *>cnp.PyArray_DATA(x) + r0 * self.in_dim,
+                                      rows, <const float *>cnp.PyArray_DATA(t) + r0 * self.out_dim,
+                                      NULL, False, lr, h1, h2, h3, weight_decay, iteration, &value)
+                else:
+                    code = _train_run(self,
+                                      <const double *>cnp.PyArray_DATA(x) + r0 * self.in_dim,
+                                      rows,
+                                      <const double *>cnp.PyArray_DATA(t) + r0 * self.out_dim,
+                                      NULL, False, lr, h1, h2, h3, weight_decay, iteration, &value)
+                count += 1
+                if code != TRAIN_UPDATED:
+                    break
+                total += value * rows
+                iteration += 1
+            fnn_ftz_leave(csr)
+        self.status = code
+        return count, code, total, value
+
 
 cdef void *_plan_data(object arr, int typenum, tuple shape, str what) except NULL:
     """The data pointer of a C-contiguous array of the dtype and shape, or ValueError."""
