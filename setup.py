@@ -118,6 +118,11 @@ class BuildExt(build_ext):
                 sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
                 cflags = sanitize + ["-O1", "-g"]
                 lflags = list(sanitize)
+            if sys.platform != "win32":
+                # the GEMM keeps one packing buffer per thread (pthread keys: in libc since
+                # glibc 2.34, in libpthread before)
+                cflags.append("-pthread")
+                lflags.append("-pthread")
         if _flag("FASTNN_NO_OPENMP"):
             print("fastnn: FASTNN_NO_OPENMP is set, building serial kernels")
         else:

@@ -7,11 +7,23 @@
  * - Small or skinny products take the direct path (no packing, no malloc, no OpenMP region).
  * - Everything else runs the blocked/packed driver in fnn_gemm_tmpl.h, instantiated below for
  *   float and double, with threads over rectangles of C once the work is large enough.
+ * - Packed panels go to one buffer per thread, grown to the largest product seen (at most
+ *   ~1.2 MiB: an MC x KC block of A and a KC x NC panel of B) and freed when the thread ends, so
+ *   the products of a training step allocate nothing once the first step has run.
  */
+#if !defined(_POSIX_C_SOURCE) && (defined(__unix__) || defined(__APPLE__))
+#define _POSIX_C_SOURCE 200809L /* pthread keys under -std=c99 */
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FNN_THREAD_BUFFERS 1
+#else
+#define FNN_THREAD_BUFFERS 0
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -146,6 +158,68 @@ static void fnn_thread_grid(int T, ptrdiff_t mt, ptrdiff_t nt, int mr, int nr, i
     }
 }
 #endif
+
+/* ---------------------------------------------------------------- packing buffers */
+
+#if FNN_THREAD_BUFFERS
+typedef struct {
+    void *p;
+    size_t size;
+} fnn_buffer;
+
+static pthread_key_t g_buffer_key;
+static pthread_once_t g_buffer_once = PTHREAD_ONCE_INIT;
+static int g_buffer_key_ok;
+
+static void fnn_buffer_free(void *arg)
+{
+    fnn_buffer *b = (fnn_buffer *)arg;
+    free(b->p);
+    free(b);
+}
+
+static void fnn_buffer_key_init(void)
+{
+    g_buffer_key_ok = (pthread_key_create(&g_buffer_key, fnn_buffer_free) == 0);
+}
+#endif
+
+/* Scratch of at least `bytes` for one product's packed panels, owned by the calling thread and
+ * valid until its next call; *owned is set when the caller must free() it instead (no thread
+ * buffers on this platform, or they could not be set up). NULL when out of memory. A thread
+ * never runs two products at once (products do not nest; each thread of a parallel product
+ * takes its own buffer), so one buffer per thread suffices. */
+static void *fnn_pack_buffer(size_t bytes, int *owned)
+{
+#if FNN_THREAD_BUFFERS
+    fnn_buffer *b;
+    *owned = 0;
+    pthread_once(&g_buffer_once, fnn_buffer_key_init);
+    if (g_buffer_key_ok) {
+        b = (fnn_buffer *)pthread_getspecific(g_buffer_key);
+        if (b == NULL) {
+            b = (fnn_buffer *)calloc(1, sizeof *b);
+            if (b == NULL) return NULL;
+            if (pthread_setspecific(g_buffer_key, b) != 0) {
+                free(b);
+                b = NULL;
+            }
+        }
+        if (b != NULL) {
+            if (b->size < bytes) {
+                void *p = malloc(bytes);
+                if (p == NULL) return NULL;
+                free(b->p);
+                b->p = p;
+                b->size = bytes;
+            }
+            return b->p;
+        }
+    }
+#endif
+    *owned = 1;
+    return malloc(bytes);
+}
 
 /* ---------------------------------------------------------------- transposing packs */
 

@@ -275,7 +275,8 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const size_t b_elems = (size_t)ncb * (size_t)kmax;
     /* one allocation, both buffers 64-byte aligned (A first; its size is a multiple of 64 B) */
     const size_t a_bytes = (a_elems * sizeof(FT) + FNN_ALIGN - 1) / FNN_ALIGN * FNN_ALIGN;
-    void *raw = malloc(a_bytes + b_elems * sizeof(FT) + FNN_ALIGN);
+    int owned;
+    void *raw = fnn_pack_buffer(a_bytes + b_elems * sizeof(FT) + FNN_ALIGN, &owned);
     FT *Ap, *Bp;
     ptrdiff_t jc, pc, ic;
 
@@ -314,7 +315,7 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             }
         }
     }
-    free(raw);
+    if (owned) free(raw);
     return 1;
 }
 
