@@ -263,6 +263,19 @@ void fnn_pack_t_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdif
     }
 }
 
+void fnn_pack_t_rest_f32(int r, ptrdiff_t i0, ptrdiff_t cnt, ptrdiff_t kc, const float *src,
+                         ptrdiff_t ld, float *dst)
+{
+    ptrdiff_t i, p;
+    for (i = i0; i < cnt; i++) {
+        const float *s = src + i * ld;
+        for (p = 0; p < kc; p++) dst[p * r + i] = s[p];
+    }
+    if (cnt < r)
+        for (p = 0; p < kc; p++)
+            for (i = cnt; i < r; i++) dst[p * r + i] = 0.0f;
+}
+
 void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
                     double *dst)
 {

@@ -152,6 +152,10 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 
 #if FNN_X86
 /* The AVX2 transposing pack (fnn_kernels_avx2.c), used by the AVX2 and AVX-512 flavours. */
+/* The rows i0 <= i < cnt of a transposing sliver pack, each read front to back, then the zero
+ * padding of rows cnt..r-1: the tail the SIMD packs leave after their square blocks. */
+void fnn_pack_t_rest_f32(int r, ptrdiff_t i0, ptrdiff_t cnt, ptrdiff_t kc, const float *src,
+                         ptrdiff_t ld, float *dst);
 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, ptrdiff_t ld,
                          float *dst);
 #endif

@@ -200,13 +200,7 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
         for (; p < kc; p++)
             for (i = 0; i < 8; i++) d[p * r + i] = s[i * ld + p];
     }
-    for (i = i0; i < cnt; i++) { /* fewer than 8 rows left: each read front to back */
-        const float *s = src + i * ld;
-        for (p = 0; p < kc; p++) dst[p * r + i] = s[p];
-    }
-    if (cnt < r)
-        for (p = 0; p < kc; p++)
-            for (i = cnt; i < r; i++) dst[p * r + i] = 0.0f;
+    fnn_pack_t_rest_f32(r, i0, cnt, kc, src, ld, dst); /* fewer than 8 rows left */
 }
 
 /* The epilogue, compiled with this file's vectors. */
