@@ -602,7 +602,8 @@ class Sequential:
     def _epoch_compiled(self, Xs, Ts, batch, epoch):
         """An epoch as the compiled plan's run_epoch calls (no Python between batches): the
         sum of loss * rows over its batches, or None when there is no plan for it (nothing
-        done). The same steps, in the same order, as _run_epoch's loop of _train_step calls;
+        done). The same steps, in the same order, as _run_epoch's loop of _train_step calls,
+        in chunks of a few tens of milliseconds so that Ctrl-C still interrupts a long epoch;
         a batch whose gradients need the exact check gets it here, as in _step_compiled. The
         loss total is summed in batch order as there, so the History is the same to the bit."""
         plan = self._compiled_step(batch)
@@ -628,8 +629,9 @@ class Sequential:
             updated = count - (status != 0)
             if type(opt) is Adam:
                 opt.iterations += updated
-            if status == 0:
-                break
+            if status == 0:          # done, or a chunk done (signals are seen between chunks)
+                first += count
+                continue
             index = first + count - 1
             rows = min(batch, n - index * batch)
             if status == 1:

@@ -386,16 +386,21 @@ def _epoch_case(case, opt, dtype):
     return model, X, y
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "chunked"])
 @pytest.mark.parametrize("case", ["plain", "exact_check", "diverges"])
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
-def test_epoch_runner_equals_the_batch_loop(case, opt, dtype):
+def test_epoch_runner_equals_the_batch_loop(case, opt, dtype, chunked):
     """fit without callbacks, metrics or progress output runs each epoch as compiled calls
     (TrainPlan.run_epoch): weights, optimizer state and History must equal the Python batch
     loop's (taken when any callback is given) bit for bit, also when steps go through the exact
-    update check, and when training diverges the error names the same epoch and batch."""
+    update check, and when training diverges the error names the same epoch and batch.
+    "chunked": run_epoch returns to Python after every batch (as it does every few tens of
+    milliseconds in a long epoch, so that Ctrl-C is seen) and fit calls it again."""
     runs = []
     for callbacks in ([], [_Silent()]):
         model, X, y = _epoch_case(case, opt, dtype)
+        if chunked:
+            model._compiled_step(9).chunk_work = 1.0     # the plan fit will use
         with np.errstate(all="ignore"):
             try:
                 result = model.fit(X, y, epochs=6, batch_size=9, verbose=0,
@@ -412,3 +417,32 @@ def test_epoch_runner_equals_the_batch_loop(case, opt, dtype):
     for a, b in zip(s1, s2):
         assert np.array_equal(a, b)
     assert o1 == o2                                   # Adam's step count
+
+
+def test_ctrl_c_interrupts_a_long_compiled_epoch():
+    """One epoch of ~0.5 G multiply-adds per batch (seconds in all) runs as compiled calls;
+    they return to Python every few tens of milliseconds, so a Ctrl-C (here interrupt_main from
+    a timer) stops fit long before the epoch would end."""
+    import _thread
+    import threading
+    import time
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8192, 512)).astype(np.float32)
+    y = rng.integers(0, 10, 8192)
+    model = fnn.Sequential([fnn.Dense(2048, activation="relu"),
+                            fnn.Dense(2048, activation="relu"),
+                            fnn.Dense(10, activation="softmax")], input_dim=512, seed=0)
+    model.compile("cross_entropy", fnn.SGD(lr=0.01, momentum=0.9))
+    epoch_work = 3 * model.count_params() * 8192          # multiply-adds, forward + backward
+    assert epoch_work > 10 * model._compiled_step(32).chunk_work   # many chunks in one epoch
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    with fnn.threads(1):
+        started = time.perf_counter()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X, y, epochs=1, batch_size=32, verbose=0)
+        elapsed = time.perf_counter() - started
+    timer.cancel()
+    # the whole epoch takes ~3 s on the reference machine; a chunk ~60 ms
+    assert elapsed < 2.0, f"fit ran {elapsed:.2f} s after the interrupt was raised at 0.3 s"

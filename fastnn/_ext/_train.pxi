@@ -63,6 +63,9 @@ cdef class TrainPlan:
     cdef void *onehot
     cdef readonly int status
     cdef readonly double max_grad
+    # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core),
+    # so that Ctrl-C and other signals are seen during long epochs (results do not depend on it)
+    cdef public double chunk_work
 
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
                   bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
@@ -78,6 +81,7 @@ cdef class TrainPlan:
         self.screen = screen
         self.status = TRAIN_UPDATED
         self.max_grad = 0
+        self.chunk_work = 3e9
         self._keep = (steps, Y, G, params, grads, state, onehot)
         self.W = <void **>calloc(n, sizeof(void *))
         self.b = <void **>calloc(n, sizeof(void *))
@@ -205,7 +209,8 @@ cdef class TrainPlan:
                   long iteration):
         """Training steps on the batches first, first + 1, ... of (X, T) -- rows
         [b * batch, (b + 1) * batch) of already validated, C-contiguous arrays of the plan's dtype,
-        T dense (n, C) -- in one call, until the data ends or a step does not update.
+        T dense (n, C) -- in one call, until the data ends, a step does not update, or about
+        `chunk_work` multiply-adds have been done (then status 0 with batches left: call again).
 
         Returns (count, status, total, value), or None when X or T is not in this form or batch
         exceeds the capacity (nothing is touched then): count batches were run, the last with
@@ -218,7 +223,8 @@ cdef class TrainPlan:
         cdef cnp.ndarray x, t
         cdef Py_ssize_t n, b, nb, r0, rows, count = 0
         cdef int code = TRAIN_UPDATED
-        cdef double value = 0
+        cdef double value = 0, work = 0
+        cdef double step_work = 3.0 * <double>self.n_params   # per row: forward + backward
         if type(X) is not np.ndarray or type(T) is not np.ndarray:
             return None
         x = <cnp.ndarray>X
@@ -253,6 +259,9 @@ cdef class TrainPlan:
                     break
                 total += value * rows
                 iteration += 1
+                work += step_work * <double>rows
+                if work >= self.chunk_work:
+                    break
             fnn_ftz_leave(csr)
         self.status = code
         return count, code, total, value
