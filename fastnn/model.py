@@ -572,31 +572,40 @@ class Sequential:
                           self._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, self._params,
                           self._grads, kind, state, onehot, screen)
 
+    def _plan_hyper(self):
+        """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay)
+        and the step number it takes (Adam's next iteration, else 0); or None, and the plan is
+        dropped to be built again on the next step, when the optimizer or its state buffers
+        changed since the plan was built (it holds the buffers it was built with)."""
+        opt, state = self.optimizer, self._train_plan_state
+        if type(opt) is SGD and opt is state[0] and opt._velocity is state[1]:
+            return (opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0, 0.0,
+                    opt.weight_decay), 0
+        if type(opt) is Adam and opt is state[0] and opt._m is state[1] and opt._v is state[2]:
+            return (opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay), opt.iterations + 1
+        self._train_plan = None
+        return None
+
+    def _finish_plan_step(self, status, value):
+        """A compiled step that did not update (status 1 or 2): raise for a loss that is not
+        finite; otherwise the gradients are huge or not finite and the exact check decides."""
+        if status == 1:
+            raise _loss_diverged(value)
+        self.optimizer.step(self._be, self._params, self._grads)
+
     def _step_compiled(self, plan, x, t, check):
         """One step through the compiled plan; the loss, or None if it refused (x, t)."""
-        opt = self.optimizer
-        state = self._train_plan_state
-        # The plan holds the state buffers it was built with: if the optimizer (or its buffers)
-        # changed since, it is dropped and built again on the next step.
-        if type(opt) is SGD and opt is state[0] and opt._velocity is state[1]:
-            value = plan.step(x, t, check, opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0,
-                              0.0, opt.weight_decay, 0)
-        elif type(opt) is Adam and opt is state[0] and opt._m is state[1] and opt._v is state[2]:
-            value = plan.step(x, t, check, opt.lr, opt.beta1, opt.beta2, opt.eps,
-                              opt.weight_decay, opt.iterations + 1)
-        else:
-            self._train_plan = None
+        hyper = self._plan_hyper()
+        if hyper is None:
             return None
+        value = plan.step(x, t, check, *hyper[0], hyper[1])
         if value is None:
             return None
-        status = plan.status
-        if status == 0:
-            if type(opt) is Adam:
-                opt.iterations += 1
-        elif status == 1:
-            raise _loss_diverged(value)
-        else:                    # a gradient is huge or not finite: the exact check decides
-            opt.step(self._be, self._params, self._grads)
+        if plan.status == 0:
+            if type(self.optimizer) is Adam:
+                self.optimizer.iterations += 1
+        else:
+            self._finish_plan_step(plan.status, value)
         return value
 
     def _epoch_compiled(self, Xs, Ts, batch, epoch):
@@ -607,19 +616,13 @@ class Sequential:
         a batch whose gradients need the exact check gets it here, as in _step_compiled. The
         loss total is summed in batch order as there, so the History is the same to the bit."""
         plan = self._compiled_step(batch)
-        opt = self.optimizer
-        state = self._train_plan_state if plan is not None else None
-        if type(opt) is SGD and state and opt is state[0] and opt._velocity is state[1]:
-            hyper = (opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0, 0.0, opt.weight_decay)
-        elif type(opt) is Adam and state and opt is state[0] and opt._m is state[1] \
-                and opt._v is state[2]:
-            hyper = (opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay)
-        else:
+        if plan is None or self._plan_hyper() is None:
             return None
+        opt = self.optimizer
         n, total, first = Xs.shape[0], 0.0, 0
         batches = -(-n // batch)
         while first < batches:
-            step = opt.iterations + 1 if type(opt) is Adam else 0
+            hyper, step = self._plan_hyper()     # Adam's step number moves on each call
             done = plan.run_epoch(Xs, Ts, batch, first, total, *hyper, step)
             if done is None:
                 if first == 0:
@@ -634,11 +637,8 @@ class Sequential:
                 continue
             index = first + count - 1
             rows = min(batch, n - index * batch)
-            if status == 1:
-                raise FloatingPointError(
-                    f"epoch {epoch + 1}, batch {index + 1}: {_loss_diverged(value)}")
-            try:                 # a gradient is huge or not finite: the exact check decides
-                opt.step(self._be, self._params, self._grads)
+            try:
+                self._finish_plan_step(status, value)
             except FloatingPointError as exc:
                 raise FloatingPointError(f"epoch {epoch + 1}, batch {index + 1}: {exc}") from None
             total += value * rows
@@ -928,11 +928,7 @@ class Sequential:
         if not callbacks and not self.metrics and verbose == 0:
             total = self._epoch_compiled(Xs, Ts, batch, epoch)
             if total is not None:
-                logs = {"loss": total / n}
-                if val is not None:
-                    scores = self._evaluate_arrays(*val)
-                    logs.update({"val_" + key: value for key, value in scores.items()})
-                return logs
+                return self._with_validation({"loss": total / n}, val)
         started = time.perf_counter()
         threshold = self._threshold()
         sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
@@ -963,13 +959,18 @@ class Sequential:
                     cb.on_batch_end(index, {"loss": value})
                 if self.stop_training:
                     break
-            logs = {key: total / max(seen, 1) for key, total in sums.items()}
-            if val is not None:
-                scores = self._evaluate_arrays(*val)
-                logs.update({"val_" + key: value for key, value in scores.items()})
+            logs = self._with_validation(
+                {key: total / max(seen, 1) for key, total in sums.items()}, val)
             progress.close(logs, time.perf_counter() - started)
         finally:
             progress.close_quietly()
+        return logs
+
+    def _with_validation(self, logs, val):
+        """The epoch's logs with the ``val_`` scores added when there is validation data."""
+        if val is not None:
+            scores = self._evaluate_arrays(*val)
+            logs.update({"val_" + key: value for key, value in scores.items()})
         return logs
 
     # ------------------------------------------------------------------ inference
