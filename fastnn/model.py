@@ -20,6 +20,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Op
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fastnn._memory import aligned_empty, aligned_zeros
 from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn import io as fnn_io
@@ -66,8 +67,8 @@ class Workspace:
     def __init__(self, plan: Sequence[Step], rows: int, dtype: np.dtype[Any],
                  with_grads: bool) -> None:
         self.rows = rows
-        self.Y = [np.empty((rows, s.width), dtype=dtype) for s in plan]
-        self.G = [np.empty((rows, s.width), dtype=dtype) for s in plan] if with_grads else None
+        self.Y = [aligned_empty((rows, s.width), dtype) for s in plan]
+        self.G = [aligned_empty((rows, s.width), dtype) for s in plan] if with_grads else None
 
 
 class History:
@@ -407,8 +408,8 @@ class Sequential:
             if step.dense is not None:
                 sizes.append(step.dense.n_params(width))
             width = step.width
-        self._params = np.zeros(sum(sizes), dtype=self.dtype)
-        self._grads = np.zeros_like(self._params)
+        self._params = aligned_zeros(sum(sizes), self.dtype)
+        self._grads = aligned_zeros(sum(sizes), self.dtype)
         offset, width, k = 0, input_dim, 0
         for step in self._plan:
             if step.dense is not None:
@@ -566,7 +567,7 @@ class Sequential:
         steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
                  if s.dense is not None else (None, None, None, None, s.act, float(s.param),
                                               s.width) for s in self._plan]
-        onehot = np.zeros((ws.rows, self.output_dim), dtype=self.dtype)
+        onehot = aligned_zeros((ws.rows, self.output_dim), self.dtype)
         screen = math.sqrt(float(np.finfo(self.dtype).max)) * 1e-3   # as check_update
         return plan_class(steps, self.input_dim, self.dtype.type, self._loss_kind,
                           self._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, self._params,
@@ -882,7 +883,8 @@ class Sequential:
         n = X.shape[0]
         batch = min(batch_size, n)
         self._train_workspace(batch)
-        Xs, Ts = (np.empty_like(X), np.empty_like(T)) if shuffle else (X, T)
+        Xs, Ts = ((aligned_empty(X.shape, X.dtype), aligned_empty(T.shape, T.dtype)) if shuffle
+                  else (X, T))
         history = self.history = History()
         self.stop_training = False
         for cb in callbacks:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from fastnn import _validation as V
+from fastnn._memory import aligned_zeros
 
 if TYPE_CHECKING:
     FloatArray = NDArray[np.floating[Any]]
@@ -163,7 +164,7 @@ class SGD(Optimizer):
         self._velocity: FloatArray | None = None
 
     def build(self, size: int, dtype: DTypeLike) -> None:
-        self._velocity = np.zeros(size, dtype=dtype)
+        self._velocity = aligned_zeros(size, dtype)
 
     def _bound(self, params: FloatArray, G: float) -> float:
         # |g'| <= G + wd |p|;  |v'| <= mu |v| + |g'|;  |p'| <= |p| + lr (1 + mu) |v'|
@@ -241,8 +242,8 @@ class Adam(Optimizer):
         self.iterations = 0
 
     def build(self, size: int, dtype: DTypeLike) -> None:
-        self._m = np.zeros(size, dtype=dtype)
-        self._v = np.zeros(size, dtype=dtype)
+        self._m = aligned_zeros(size, dtype)
+        self._v = aligned_zeros(size, dtype)
         self.iterations = 0
 
     def _bound(self, params: FloatArray, G: float) -> float:

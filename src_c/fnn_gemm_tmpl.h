@@ -214,10 +214,13 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                 const ptrdiff_t kc = (k - pc < FNN_DKC) ? k - pc : FNN_DKC;
                 const int last = (pc + kc >= k);
                 const FT beta_eff = (pc == 0) ? beta : (FT)1;
-                for (j = 0; j < nb; j++) {
-                    const FT *src = B + (j0 + j) * csb + pc * rsb;
-                    for (p = 0; p < kc; p++) bt[p * dnr + j] = src[p * rsb];
-                }
+                if (rsb == 1) /* B^T stored row-major: the flavour's transposing pack */
+                    kd->pack_t((int)dnr, nb, kc, B + j0 * csb + pc, csb, bt);
+                else
+                    for (j = 0; j < nb; j++) {
+                        const FT *src = B + (j0 + j) * csb + pc * rsb;
+                        for (p = 0; p < kc; p++) bt[p * dnr + j] = src[p * rsb];
+                    }
                 for (i0 = 0; i0 < m; i0 += dmr) {
                     const ptrdiff_t mb = (m - i0 < dmr) ? m - i0 : dmr;
                     FT *c = C + i0 * ldc + j0;

@@ -115,16 +115,18 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #undef DT_TARGET
 #undef DT_MAXMB
 
-/* A 16 x 16 block transposed in registers: dst[q*r + i] = src[i*ld + q] for i, q < 16.
- * Pairs of rows interleaved, then quads (a 4 x 4 transpose in each 128-bit lane), then the lanes
- * gathered in two rounds: 64 shuffles for 256 floats, against 96 with 8 x 8 AVX2 blocks. */
-FNN_AVX512 static inline void tr16x16_f32(const float *src, ptrdiff_t ld, float *dst,
-                                          ptrdiff_t r)
+/* A 16 x kq block (kq <= 16) transposed in registers: dst[q*r + i] = src[i*ld + q] for i < 16,
+ * q < kq; nothing past column kq is read or row kq written. Pairs of rows interleaved, then quads
+ * (a 4 x 4 transpose in each 128-bit lane), then the lanes gathered in two rounds: 64 shuffles
+ * for 256 floats, against 96 with 8 x 8 AVX2 blocks. */
+FNN_AVX512 static inline __attribute__((always_inline)) void
+tr16xk_f32(const float *src, ptrdiff_t ld, float *dst, ptrdiff_t r, int kq)
 {
+    const __mmask16 mk = (__mmask16)(kq >= 16 ? 0xFFFFu : (1u << kq) - 1u);
     __m512 a[16], b[16];
     int i, c;
 #pragma GCC unroll 16
-    for (i = 0; i < 16; i++) a[i] = _mm512_loadu_ps(src + i * ld);
+    for (i = 0; i < 16; i++) a[i] = _mm512_maskz_loadu_ps(mk, src + i * ld);
 #pragma GCC unroll 8
     for (i = 0; i < 8; i++) { /* b[2i] / b[2i+1]: rows 2i, 2i+1 interleaved, low / high halves */
         b[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
@@ -143,10 +145,11 @@ FNN_AVX512 static inline void tr16x16_f32(const float *src, ptrdiff_t ld, float 
         const __m512 w13 = _mm512_shuffle_f32x4(a[c], a[4 + c], 0xDD);
         const __m512 x02 = _mm512_shuffle_f32x4(a[8 + c], a[12 + c], 0x88);
         const __m512 x13 = _mm512_shuffle_f32x4(a[8 + c], a[12 + c], 0xDD);
-        _mm512_storeu_ps(dst + c * r, _mm512_shuffle_f32x4(w02, x02, 0x88));
-        _mm512_storeu_ps(dst + (4 + c) * r, _mm512_shuffle_f32x4(w13, x13, 0x88));
-        _mm512_storeu_ps(dst + (8 + c) * r, _mm512_shuffle_f32x4(w02, x02, 0xDD));
-        _mm512_storeu_ps(dst + (12 + c) * r, _mm512_shuffle_f32x4(w13, x13, 0xDD));
+        if (c < kq) _mm512_storeu_ps(dst + c * r, _mm512_shuffle_f32x4(w02, x02, 0x88));
+        if (4 + c < kq) _mm512_storeu_ps(dst + (4 + c) * r, _mm512_shuffle_f32x4(w13, x13, 0x88));
+        if (8 + c < kq) _mm512_storeu_ps(dst + (8 + c) * r, _mm512_shuffle_f32x4(w02, x02, 0xDD));
+        if (12 + c < kq)
+            _mm512_storeu_ps(dst + (12 + c) * r, _mm512_shuffle_f32x4(w13, x13, 0xDD));
     }
 }
 
@@ -156,7 +159,7 @@ FNN_AVX512 static inline void tr16x16_f32(const float *src, ptrdiff_t ld, float 
 FNN_AVX512 static void fnn_pack_t_avx512_f32(int r, ptrdiff_t cnt, ptrdiff_t kc,
                                              const float *src, ptrdiff_t ld, float *dst)
 {
-    ptrdiff_t i0, i, p;
+    ptrdiff_t i0, p;
     if (r < 16) {
         fnn_pack_t_avx2_f32(r, cnt, kc, src, ld, dst);
         return;
@@ -164,9 +167,8 @@ FNN_AVX512 static void fnn_pack_t_avx512_f32(int r, ptrdiff_t cnt, ptrdiff_t kc,
     for (i0 = 0; i0 + 16 <= cnt; i0 += 16) {
         const float *s = src + i0 * ld;
         float *d = dst + i0;
-        for (p = 0; p + 16 <= kc; p += 16) tr16x16_f32(s + p, ld, d + p * r, r);
-        for (; p < kc; p++)
-            for (i = 0; i < 16; i++) d[p * r + i] = s[i * ld + p];
+        for (p = 0; p + 16 <= kc; p += 16) tr16xk_f32(s + p, ld, d + p * r, r, 16);
+        if (p < kc) tr16xk_f32(s + p, ld, d + p * r, r, (int)(kc - p));
     }
     fnn_pack_t_rest_f32(r, i0, cnt, kc, src, ld, dst); /* fewer than 16 rows left */
 }

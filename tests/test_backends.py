@@ -43,7 +43,10 @@ MATMUL_SHAPES = [(1, 1, 1), (1, 7, 1), (7, 5, 3), (3, 1, 9), (16, 16, 16), (33, 
                  (129, 67, 65), (200, 300, 150),
                  # few rows: an untransposed B read in place, with a partial last sliver, and k
                  # over several blocks
-                 (50, 300, 70), (64, 520, 256), (40, 1000, 33)]
+                 (50, 300, 70), (64, 520, 256), (40, 1000, 33),
+                 # a transposed B of 16 or more columns with k < 16 or a k tail (the direct
+                 # path's staging through the flavour's masked 16 x k transposes)
+                 (32, 10, 64), (24, 21, 48)]
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.0), (1.0, 1.0), (2.0, 0.7)])
