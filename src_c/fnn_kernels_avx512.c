@@ -15,6 +15,8 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_tr16_avx512.h"
+
 #define FNN_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 #define MR_S 12
@@ -115,42 +117,20 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #undef DT_TARGET
 #undef DT_MAXMB
 
-/* A 16 x kq block (kq <= 16) transposed in registers: dst[q*r + i] = src[i*ld + q] for i < 16,
- * q < kq; nothing past column kq is read or row kq written. Pairs of rows interleaved, then quads
- * (a 4 x 4 transpose in each 128-bit lane), then the lanes gathered in two rounds: 64 shuffles
- * for 256 floats, against 96 with 8 x 8 AVX2 blocks. */
+/* A 16 x kq block (kq <= 16) transposed: dst[q*r + i] = src[i*ld + q] for i < 16, q < kq;
+ * nothing past column kq is read or row kq written. */
 FNN_AVX512 static inline __attribute__((always_inline)) void
 tr16xk_f32(const float *src, ptrdiff_t ld, float *dst, ptrdiff_t r, int kq)
 {
     const __mmask16 mk = (__mmask16)(kq >= 16 ? 0xFFFFu : (1u << kq) - 1u);
-    __m512 a[16], b[16];
-    int i, c;
+    __m512 a[16];
+    int i;
 #pragma GCC unroll 16
     for (i = 0; i < 16; i++) a[i] = _mm512_maskz_loadu_ps(mk, src + i * ld);
-#pragma GCC unroll 8
-    for (i = 0; i < 8; i++) { /* b[2i] / b[2i+1]: rows 2i, 2i+1 interleaved, low / high halves */
-        b[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
-        b[2 * i + 1] = _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (i = 0; i < 4; i++) { /* a[4i + c], lane L: rows 4i..4i+3 of column 4L + c */
-        a[4 * i] = _mm512_shuffle_ps(b[4 * i], b[4 * i + 2], 0x44);
-        a[4 * i + 1] = _mm512_shuffle_ps(b[4 * i], b[4 * i + 2], 0xEE);
-        a[4 * i + 2] = _mm512_shuffle_ps(b[4 * i + 1], b[4 * i + 3], 0x44);
-        a[4 * i + 3] = _mm512_shuffle_ps(b[4 * i + 1], b[4 * i + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (c = 0; c < 4; c++) { /* lanes 0, 2 and 1, 3 of row groups 0, 1 and of groups 2, 3 */
-        const __m512 w02 = _mm512_shuffle_f32x4(a[c], a[4 + c], 0x88);
-        const __m512 w13 = _mm512_shuffle_f32x4(a[c], a[4 + c], 0xDD);
-        const __m512 x02 = _mm512_shuffle_f32x4(a[8 + c], a[12 + c], 0x88);
-        const __m512 x13 = _mm512_shuffle_f32x4(a[8 + c], a[12 + c], 0xDD);
-        if (c < kq) _mm512_storeu_ps(dst + c * r, _mm512_shuffle_f32x4(w02, x02, 0x88));
-        if (4 + c < kq) _mm512_storeu_ps(dst + (4 + c) * r, _mm512_shuffle_f32x4(w13, x13, 0x88));
-        if (8 + c < kq) _mm512_storeu_ps(dst + (8 + c) * r, _mm512_shuffle_f32x4(w02, x02, 0xDD));
-        if (12 + c < kq)
-            _mm512_storeu_ps(dst + (12 + c) * r, _mm512_shuffle_f32x4(w13, x13, 0xDD));
-    }
+    fnn_tr16_f32(a);
+#pragma GCC unroll 16
+    for (i = 0; i < 16; i++)
+        if (i < kq) _mm512_storeu_ps(dst + i * r, a[i]);
 }
 
 /* The transposing sliver pack (fnn_gemm_internal.h): 16 x 16 blocks for slivers at least 16

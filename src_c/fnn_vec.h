@@ -54,6 +54,11 @@ double fnn_max_abs_f64(const double *x, ptrdiff_t n);
  * flavour so that it runs 16 lanes wide with AVX-512 (same operations: the same bits). */
 void fnn_exp_f32(const float *x, float *y, ptrdiff_t n);
 
+/* Softmax of each of n rows of m floats: y := exp(z - max z) * (1 / sum), the sum taken in
+ * double over a fixed order (columns folded into 16 lanes, then a pairwise tree), the scaling
+ * in double rounded once to float; y may be z. A row never depends on the rows around it. */
+void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m);
+
 #ifdef __cplusplus
 }
 #endif

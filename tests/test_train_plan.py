@@ -258,8 +258,9 @@ for dt in ("float32", "float64"):
         dz, dw, db = np.empty_like(dy), np.empty((11, 13), dt), np.empty(13, dt)
         fb.dense_backward(x, w, y, dy, act, 0.1, dz, dw, db, None)
         res += [dz, db]
-    z = rng.standard_normal((29, 10)).astype(dt) * 30
-    res.append(fb.activation_forward(z, 6, 0.0, np.empty_like(z)))   # softmax (exp)
+    for shape in ((29, 10), (16, 16), (5, 1), (6, 37)):   # softmax: 16-row blocks, wide rows
+        z = rng.standard_normal(shape).astype(dt) * 30
+        res.append(fb.activation_forward(z, 6, 0.0, np.empty_like(z)))
     out[dt] = [a.tobytes().hex() for a in res]
 json.dump(out, sys.stdout)
 """

@@ -32,7 +32,7 @@ cdef extern from "fnn_vec.h" nogil:
                               Py_ssize_t n, Py_ssize_t ld, Py_ssize_t w, int act, double param)
     double fnn_max_abs_f32(const float *x, Py_ssize_t n)
     double fnn_max_abs_f64(const double *x, Py_ssize_t n)
-    void fnn_exp_f32(const float *x, float *y, Py_ssize_t n)
+    void fnn_softmax_rows_f32(const float *z, float *y, Py_ssize_t n, Py_ssize_t m)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -94,40 +94,30 @@ cdef inline double _max_abs_join(double a, double b) noexcept nogil:
 cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,
                         Py_ssize_t m) noexcept nogil:
     """y := exp(z - max z) / sum exp(z - max z) for each of n rows; the shift keeps exp <= 1 (no
-    overflow); y may be z. The exp runs over the whole block at once, so it vectorises however
-    few columns a row has (float: the branch-free exp of src_c/fnn_vexp.h, in the vector width
-    of the kernel flavour); each row's sum is taken in double, in column order, so a row's result
-    never depends on the rows around it. Float rows are scaled by the reciprocal of the sum (in
-    double, then rounded once to float: never above 1); double rows are divided."""
+    overflow); y may be z. Each row's sum is taken in double, so a row's result never depends on
+    the rows around it. Float: src_c's fnn_softmax_rows_f32 (vectorised per kernel flavour, the
+    same bits in each: the sum over a fixed tree, the row scaled by the reciprocal of its sum,
+    in double, then rounded once to float: never above 1). Double: summed in column order, and
+    the rows divided by their sum."""
     cdef Py_ssize_t i, j
-    cdef floating mx
-    cdef double s
-    cdef const floating *zi
-    cdef floating *yi
-    for i in range(n):
-        zi = z + i * m
-        yi = y + i * m
-        mx = zi[0]
-        for j in range(1, m):
-            if zi[j] > mx:
-                mx = zi[j]
-        for j in range(m):
-            yi[j] = zi[j] - mx
+    cdef double mx, s
+    cdef double *yi
+    cdef const double *zi
     if floating is float:
-        fnn_exp_f32(y, y, n * m)
+        fnn_softmax_rows_f32(z, y, n, m)
     else:
-        for i in range(n * m):
-            y[i] = f_exp(y[i])
-    for i in range(n):
-        yi = y + i * m
-        s = 0
-        for j in range(m):
-            s += yi[j]
-        if floating is float:
-            s = 1 / s
+        for i in range(n):
+            zi = z + i * m
+            yi = y + i * m
+            mx = zi[0]
+            for j in range(1, m):
+                if zi[j] > mx:
+                    mx = zi[j]
             for j in range(m):
-                yi[j] = <float>(yi[j] * s)
-        else:
+                yi[j] = f_exp(zi[j] - mx)
+            s = 0
+            for j in range(m):
+                s += yi[j]
             for j in range(m):
                 yi[j] = yi[j] / s
 

@@ -120,6 +120,12 @@ cdef inline double _loss_sum(int kind, const floating *o, const floating *t, flo
     if nt > 1:
         partial = <double *>malloc(n * sizeof(double))
     if partial == NULL:                  # one thread (or no scratch memory): add as we go
+        if kind == CE_SOFTMAX and g != NULL:
+            # the gradient (p - t) / count of _ce_row over the whole block in one flat loop (it
+            # vectorises, where a row of a few classes does not); then the rows' losses alone
+            for i in range(n * c):
+                g[i] = (o[i] - t[i]) / count
+            g = NULL
         for i in range(n):
             total += _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
                           count, eps)

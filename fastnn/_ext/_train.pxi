@@ -26,7 +26,10 @@
 
 from libc.stdlib cimport calloc
 
-from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS
+from libc.float cimport FLT_EPSILON, DBL_EPSILON
+
+from fastnn._ext._elementwise cimport f_log
+from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS, CE_SOFTMAX
 from fastnn._ext._optim_core cimport _sgd, _adam
 
 cdef enum:
@@ -303,6 +306,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
         for i in range(n):
             if labels[i] < 0 or labels[i] >= c:
                 return -1
+    if labels != NULL and plan.kind != CE_SOFTMAX:
         onehot = <floating *>plan.onehot
         for i in range(n * c):
             onehot[i] = 0
@@ -325,8 +329,12 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
         k = m
     # --- loss and dL/d(output)
     count = n if plan.kind >= CE_LOGITS else n * c
-    total = _loss_sum(plan.kind, <const floating *>plan.Y[last], t, <floating *>plan.G[last],
-                      n, c, <floating>count)
+    if labels != NULL and plan.kind == CE_SOFTMAX:
+        total = _ce_softmax_labels(<const floating *>plan.Y[last], labels,
+                                   <floating *>plan.G[last], n, c, <floating>count)
+    else:
+        total = _loss_sum(plan.kind, <const floating *>plan.Y[last], t,
+                          <floating *>plan.G[last], n, c, <floating>count)
     value[0] = total / count
     if not isfinite(value[0]):
         return TRAIN_LOSS_NOT_FINITE
@@ -363,3 +371,24 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
               <floating>lr, <floating>h1, <floating>h2, <floating>(1 - h1), <floating>(1 - h2),
               <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay)
     return TRAIN_UPDATED
+
+
+cdef double _ce_softmax_labels(const floating *p, const cnp.npy_int64 *labels, floating *g,
+                               Py_ssize_t n, Py_ssize_t c, floating count) noexcept nogil:
+    """_loss_sum(CE_SOFTMAX, p, t, g, ...) for the one-hot rows t of in-range class labels,
+    without building them: the same operations on the entries where t is 1, and on the others
+    (p - 0) / count = p / count; so the same bits."""
+    cdef Py_ssize_t i, j
+    cdef double total = 0, s
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    cdef floating pc
+    for i in range(n * c):
+        g[i] = p[i] / count
+    for i in range(n):
+        j = i * c + labels[i]
+        pc = p[j] if p[j] > eps else eps
+        s = 0
+        s -= f_log(pc)
+        total += s
+        g[j] = (p[j] - <floating>1) / count
+    return total
