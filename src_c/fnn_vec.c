@@ -106,9 +106,107 @@ static int flavour(void)
 #define vs() (&vec_f32_of[flavour()])
 #define vd() (&vec_f64_of[flavour()])
 
+#if FNN_X86
+/* dz := dy * act'(y) for 16 lanes, as fnn_vec_tmpl.h's deriv_colsum writes it. */
+FNN_VEC_AVX512 static inline __attribute__((always_inline)) __m512
+deriv16(int act, __m512 y, __m512 g, __m512 vp)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    switch (act) {
+    case FNN_ACT_RELU:
+        return _mm512_mul_ps(g, _mm512_maskz_mov_ps(
+                                    _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), one));
+    case FNN_ACT_LEAKY_RELU:
+        return _mm512_mul_ps(g, _mm512_mask_blend_ps(
+                                    _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), vp,
+                                    one));
+    case FNN_ACT_SIGMOID: return _mm512_mul_ps(g, _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
+    case FNN_ACT_TANH: return _mm512_mul_ps(g, _mm512_sub_ps(one, _mm512_mul_ps(y, y)));
+    default: return g;
+    }
+}
+
+/* Up to 64 columns (four vectors) at a time, their sums held in eight double registers for all
+ * rows: the template's loop keeps them in memory, and each row's add waits on the previous
+ * row's store. The same operations in the same (row) order, so the same bits. */
+FNN_VEC_AVX512 static inline __attribute__((always_inline)) void
+deriv_colsum_block16(int act, const float *y, const float *dy, float *dz, double *acc,
+                     ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, float param)
+{
+    const __m512 vp = _mm512_set1_ps(param);
+    ptrdiff_t i, j0;
+    int v;
+    for (j0 = 0; j0 < w; j0 += 64) {
+        __mmask16 mk[4];
+        __m512d a[8];
+        for (v = 0; v < 4; v++) {
+            const ptrdiff_t rem = w - j0 - 16 * v;
+            mk[v] = (__mmask16)(rem >= 16 ? 0xFFFFu : rem <= 0 ? 0u : (1u << rem) - 1u);
+            a[2 * v] = _mm512_maskz_loadu_pd((__mmask8)mk[v], acc + j0 + 16 * v);
+            a[2 * v + 1] = _mm512_maskz_loadu_pd((__mmask8)(mk[v] >> 8), acc + j0 + 16 * v + 8);
+        }
+        for (i = 0; i < n; i++) {
+            const ptrdiff_t o = i * ld + j0;
+#pragma GCC unroll 4
+            for (v = 0; v < 4; v++) {
+                if (mk[v]) {
+                    const __m512 d = deriv16(act, _mm512_maskz_loadu_ps(mk[v], y + o + 16 * v),
+                                             _mm512_maskz_loadu_ps(mk[v], dy + o + 16 * v), vp);
+                    if (act != FNN_ACT_LINEAR || dz != dy) /* else d is already there */
+                        _mm512_mask_storeu_ps(dz + o + 16 * v, mk[v], d);
+                    a[2 * v] = _mm512_add_pd(a[2 * v], _mm512_cvtps_pd(_mm512_castps512_ps256(d)));
+                    a[2 * v + 1] = _mm512_add_pd(
+                        a[2 * v + 1], _mm512_cvtps_pd(_mm256_castpd_ps(
+                                          _mm512_extractf64x4_pd(_mm512_castps_pd(d), 1))));
+                }
+            }
+        }
+        for (v = 0; v < 4; v++) {
+            _mm512_mask_storeu_pd(acc + j0 + 16 * v, (__mmask8)mk[v], a[2 * v]);
+            _mm512_mask_storeu_pd(acc + j0 + 16 * v + 8, (__mmask8)(mk[v] >> 8), a[2 * v + 1]);
+        }
+    }
+}
+
+FNN_VEC_AVX512 static void deriv_colsum_x512_f32(const float *y, const float *dy, float *dz,
+                                                 double *acc, ptrdiff_t n, ptrdiff_t ld,
+                                                 ptrdiff_t w, int act, float param)
+{
+    if (w < 16 && !((act == FNN_ACT_LINEAR || act == FNN_ACT_STEP) && dz == dy)) {
+        /* one part-filled vector per row, rows closer than a vector apart: each row's masked
+         * store would hold up the next row's loads, which the template's loop does not do */
+        deriv_colsum_avx512_f32(y, dy, dz, acc, n, ld, w, act, param);
+        return;
+    }
+    switch (act) { /* one copy per activation, no branch in the loop */
+    case FNN_ACT_RELU:
+        deriv_colsum_block16(FNN_ACT_RELU, y, dy, dz, acc, n, ld, w, param);
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        deriv_colsum_block16(FNN_ACT_LEAKY_RELU, y, dy, dz, acc, n, ld, w, param);
+        break;
+    case FNN_ACT_SIGMOID:
+        deriv_colsum_block16(FNN_ACT_SIGMOID, y, dy, dz, acc, n, ld, w, param);
+        break;
+    case FNN_ACT_TANH:
+        deriv_colsum_block16(FNN_ACT_TANH, y, dy, dz, acc, n, ld, w, param);
+        break;
+    default:
+        deriv_colsum_block16(FNN_ACT_LINEAR, y, dy, dz, acc, n, ld, w, param);
+        break;
+    }
+}
+#endif
+
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param)
 {
+#if FNN_X86
+    if (flavour() == 2) {
+        deriv_colsum_x512_f32(y, dy, dz, acc, n, ld, w, act, param);
+        return;
+    }
+#endif
     vs()->deriv_colsum(y, dy, dz, acc, n, ld, w, act, param);
 }
 

@@ -237,6 +237,7 @@ def test_a_gradient_overflowing_in_one_layer_takes_the_exact_check():
 _FLAVOUR_SCRIPT = r"""
 import json, sys
 import numpy as np
+import itertools
 from fastnn.backends import get_backend
 fb = get_backend("fast")
 rng = np.random.default_rng(0)
@@ -249,13 +250,16 @@ for dt in ("float32", "float64"):
         fb.sgd_update(p, g, v, 0.05, 0.9, True, 1e-3)
         fb.adam_update(p, g, m, s, 2, 1e-3, 0.9, 0.999, 1e-7, 1e-2)
     x = rng.standard_normal((37, 11)).astype(dt)
-    w = rng.standard_normal((11, 13)).astype(dt)
     res = [p, v, m, s]
-    for act in (2, 3, 4, 5):              # sigmoid, tanh, relu, leaky relu
-        z = rng.standard_normal((37, 13)).astype(dt)      # not from a product: the GEMM
+    # linear, step, sigmoid, tanh, relu, leaky relu; a row narrower than a vector, and 64
+    # columns plus a tail; dz written apart from dy and over it
+    for act, cols, in_place in itertools.product((0, 1, 2, 3, 4, 5), (13, 70), (False, True)):
+        w = rng.standard_normal((11, cols)).astype(dt)
+        z = rng.standard_normal((37, cols)).astype(dt)      # not from a product: the GEMM
         y = fb.activation_forward(z, act, 0.1, np.empty_like(z))   # differs by flavour
-        dy = rng.standard_normal((37, 13)).astype(dt)
-        dz, dw, db = np.empty_like(dy), np.empty((11, 13), dt), np.empty(13, dt)
+        dy = rng.standard_normal((37, cols)).astype(dt)
+        dz = dy if in_place else np.empty_like(dy)
+        dw, db = np.empty((11, cols), dt), np.empty(cols, dt)
         fb.dense_backward(x, w, y, dy, act, 0.1, dz, dw, db, None)
         res += [dz, db]
     for shape in ((29, 10), (16, 16), (5, 1), (6, 37)):   # softmax: 16-row blocks, wide rows
