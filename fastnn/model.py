@@ -571,7 +571,7 @@ class Sequential:
         screen = math.sqrt(float(np.finfo(self.dtype).max)) * 1e-3   # as check_update
         return plan_class(steps, self.input_dim, self.dtype.type, self._loss_kind,
                           self._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, self._params,
-                          self._grads, kind, state, onehot, screen)
+                          self._grads, kind, state, onehot, screen, opt)
 
     def _plan_hyper(self):
         """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay)
@@ -738,10 +738,13 @@ class Sequential:
         plan = self._train_plan
         if plan and type(x) is np.ndarray and x.ndim == 2 and 0 < x.shape[0] <= plan.capacity:
             # Arrays already in the model's form (labels as int64) go straight to the compiled
-            # step, which checks them itself; anything else is validated first. (A plan exists
-            # only for a compiled model, so the checks below are implied.)
-            value = self._step_compiled(plan, x, y, True)
+            # step, which checks them itself and reads the optimizer's settings; anything else
+            # is validated first. (A plan exists only for a compiled model, so the checks below
+            # are implied.)
+            value = plan.train_batch(self.optimizer, x, y)
             if value is not None:
+                if plan.status:
+                    self._finish_plan_step(plan.status, value)
                 return value
         self._check_compiled("train_on_batch")
         if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0:

@@ -47,6 +47,8 @@ cdef class TrainPlan:
     v); onehot: a (capacity, C) array for label targets; screen: |g| (and lr |g|, weight decay)
     below which no update can overflow the dtype."""
     cdef object _keep
+    cdef object _optimizer      # the optimizer object the plan was built for (or None)
+    cdef tuple _state
     cdef int n_steps, typenum, kind, fused, opt
     cdef Py_ssize_t in_dim, out_dim, capacity, n_params
     cdef double screen
@@ -72,7 +74,7 @@ cdef class TrainPlan:
 
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
                   bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
-                  tuple state, cnp.ndarray onehot, double screen):
+                  tuple state, cnp.ndarray onehot, double screen, object optimizer=None):
         cdef Py_ssize_t i, prev = input_dim, rows
         cdef int s, n = len(steps)
         self.n_steps = n
@@ -86,6 +88,8 @@ cdef class TrainPlan:
         self.max_grad = 0
         self.chunk_work = 3e9
         self._keep = (steps, Y, G, params, grads, state, onehot)
+        self._optimizer = optimizer
+        self._state = state
         self.W = <void **>calloc(n, sizeof(void *))
         self.b = <void **>calloc(n, sizeof(void *))
         self.dW = <void **>calloc(n, sizeof(void *))
@@ -156,6 +160,41 @@ cdef class TrainPlan:
         """One training step on (X, T); the mean loss, or None when X or T is not in the fast
         form (nothing is touched then). Hyper-parameters: SGD h1 = momentum, h2 = nesterov;
         Adam h1, h2, h3 = beta1, beta2, eps and `iteration` the step number t >= 1."""
+        return self._step(X, T, check, lr, h1, h2, h3, weight_decay, iteration)
+
+    def train_batch(self, object optimizer, object X, object T):
+        """Sequential.train_on_batch's step in one call: `step` on validated-here (X, T) with
+        the hyper-parameters read from `optimizer`, and Adam's step count advanced when the
+        parameters were updated. None (nothing touched) when the optimizer is not the one the
+        plan was built with or its state buffers were replaced, or X or T is not in the fast
+        form. The optimizer is read as fastnn.optimizers.SGD / Adam keep their settings."""
+        cdef double lr, h1, h2, h3 = 0, wd
+        cdef long iteration = 0
+        cdef tuple state = self._state
+        if optimizer is not self._optimizer:
+            return None
+        if self.opt == OPT_SGD:
+            if optimizer._velocity is not state[0]:
+                return None
+            lr = optimizer.lr
+            h1 = optimizer.momentum
+            h2 = 1.0 if optimizer.nesterov else 0.0
+        else:
+            if optimizer._m is not state[0] or optimizer._v is not state[1]:
+                return None
+            lr = optimizer.lr
+            h1 = optimizer.beta1
+            h2 = optimizer.beta2
+            h3 = optimizer.eps
+            iteration = optimizer.iterations + 1
+        wd = optimizer.weight_decay
+        value = self._step(X, T, True, lr, h1, h2, h3, wd, iteration)
+        if value is not None and self.status == TRAIN_UPDATED and self.opt == OPT_ADAM:
+            optimizer.iterations = iteration
+        return value
+
+    cdef object _step(self, object X, object T, bint check, double lr, double h1, double h2,
+                      double h3, double weight_decay, long iteration):
         cdef unsigned int csr
         cdef cnp.ndarray x, t
         cdef Py_ssize_t n, c
