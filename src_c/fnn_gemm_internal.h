@@ -40,6 +40,8 @@
 /* Widest direct tile, and the k slice of a transposed B staged on the stack for it. */
 #define FNN_MAX_DNR 32
 #define FNN_DKC 128
+/* Rows of a narrow C computed transposed at a time (see the driver's gemm). */
+#define FNN_TROWS 512
 
 typedef void (*fnn_ukr_f32)(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb, float *c,
                             ptrdiff_t ldc, float alpha, float beta);
@@ -100,6 +102,16 @@ typedef void (*fnn_dtile_f64)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, double al
                               const double *B, ptrdiff_t rsb, double beta, double *C,
                               ptrdiff_t ldc, const double *bias, int act, double param);
 
+/* A narrow product's transposed result stored back with the epilogue: for i < n (fewer than a
+ * vector's lanes), j < m:  C[j*ldc + i] := act(T[i*ldt + j] + bias[i]) (bias may be NULL; act
+ * LINEAR, STEP, RELU or LEAKY_RELU), then *amax := max(*amax, |C| bits) when amax is not NULL. */
+typedef void (*fnn_tstore_f32)(const float *T, ptrdiff_t ldt, ptrdiff_t n, ptrdiff_t m, float *C,
+                               ptrdiff_t ldc, const float *bias, int act, float param,
+                               uint32_t *amax);
+typedef void (*fnn_tstore_f64)(const double *T, ptrdiff_t ldt, ptrdiff_t n, ptrdiff_t m,
+                               double *C, ptrdiff_t ldc, const double *bias, int act,
+                               double param, uint64_t *amax);
+
 /* One micro-kernel plus the cache blocking tuned for it (MC % MR == 0, MC % MR2 == 0,
  * NC % NR == 0). */
 typedef struct {
@@ -115,6 +127,7 @@ typedef struct {
     fnn_packt_f32 pack_t; /* the transposing pack for this flavour */
     fnn_ukre_f32 ukre;    /* ukr with the epilogue fused, or NULL (then ukr + epi) */
     fnn_ukre_f32 ukre2;   /* the same for ukr2 */
+    fnn_tstore_f32 tstore; /* narrow products computed transposed (gemm_direct), or NULL */
 } fnn_kern_f32;
 
 typedef struct {
@@ -130,6 +143,7 @@ typedef struct {
     fnn_packt_f64 pack_t;
     fnn_ukre_f64 ukre;
     fnn_ukre_f64 ukre2;
+    fnn_tstore_f64 tstore;
 } fnn_kern_f64;
 
 typedef struct {

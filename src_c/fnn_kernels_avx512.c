@@ -133,6 +133,48 @@ tr16xk_f32(const float *src, ptrdiff_t ld, float *dst, ptrdiff_t r, int kq)
         if (i < kq) _mm512_storeu_ps(dst + i * r, a[i]);
 }
 
+/* The transposed store of a narrow product (fnn_gemm_internal.h): 16 columns of T at a time
+ * transposed in registers, so each row of C is one masked vector that gets the bias, the
+ * activation and the |C| maximum before its store. The same operations as the direct tile's
+ * epilogue. */
+FNN_AVX512 static void tstore_avx512_f32(const float *T, ptrdiff_t ldt, ptrdiff_t n, ptrdiff_t m,
+                                         float *C, ptrdiff_t ldc, const float *bias, int act,
+                                         float param, uint32_t *amax)
+{
+    const __mmask16 mn = (__mmask16)((1u << n) - 1u); /* n < 16 */
+    const __m512 vb = bias ? _mm512_maskz_loadu_ps(mn, bias) : _mm512_setzero_ps();
+    const __m512 vp = _mm512_set1_ps(param);
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+    __m512i mx = _mm512_setzero_si512();
+    ptrdiff_t j0;
+    int i;
+    for (j0 = 0; j0 < m; j0 += 16) {
+        const int cols = (m - j0 < 16) ? (int)(m - j0) : 16;
+        const __mmask16 mc = (__mmask16)(cols >= 16 ? 0xFFFFu : (1u << cols) - 1u);
+        __m512 a[16];
+#pragma GCC unroll 16
+        for (i = 0; i < 16; i++)
+            a[i] = (i < n) ? _mm512_maskz_loadu_ps(mc, T + i * ldt + j0) : _mm512_setzero_ps();
+        fnn_tr16_f32(a); /* a[j]: row j0 + j of C */
+#pragma GCC unroll 16
+        for (i = 0; i < 16; i++) {
+            if (i < cols) {
+                __m512 z = a[i];
+                if (bias) z = _mm512_add_ps(z, vb);
+                z = fnn_v16_act(z, act, vp);
+                if (amax)
+                    mx = _mm512_mask_max_epu32(mx, mn, mx,
+                                               _mm512_and_si512(_mm512_castps_si512(z), absm));
+                _mm512_mask_storeu_ps(C + (j0 + i) * ldc, mn, z);
+            }
+        }
+    }
+    if (amax) {
+        const uint32_t u = (uint32_t)_mm512_reduce_max_epu32(mx);
+        if (u > *amax) *amax = u;
+    }
+}
+
 /* The transposing sliver pack (fnn_gemm_internal.h): 16 x 16 blocks for slivers at least 16
  * wide (the B slivers of transposed weights), the AVX2 8 x 8 pack for narrower ones (the A
  * slivers). A copy either way: the same result as the portable pack. */
@@ -169,9 +211,10 @@ FNN_AVX512 static void fnn_pack_t_avx512_f32(int r, ptrdiff_t cnt, ptrdiff_t kc,
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, 8, dtile_avx512_f32, 8, ukr8_avx512_f32,
-     epi_avx512_f32, fnn_pack_t_avx512_f32, ukre_avx512_f32, ukre8_avx512_f32},
+     epi_avx512_f32, fnn_pack_t_avx512_f32, ukre_avx512_f32, ukre8_avx512_f32,
+     tstore_avx512_f32},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, 8, dtile_avx512_f64, 8, ukr8_avx512_f64,
-     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64},
+     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL},
 };
 
 #else

@@ -46,7 +46,10 @@ MATMUL_SHAPES = [(1, 1, 1), (1, 7, 1), (7, 5, 3), (3, 1, 9), (16, 16, 16), (33, 
                  (50, 300, 70), (64, 520, 256), (40, 1000, 33),
                  # a transposed B of 16 or more columns with k < 16 or a k tail (the direct
                  # path's staging through the flavour's masked 16 x k transposes)
-                 (32, 10, 64), (24, 21, 48)]
+                 (32, 10, 64), (24, 21, 48),
+                 # C narrower than a vector, computed transposed: on the direct path (k >= 32),
+                 # in blocks of 512 rows on the packed path, and with a row tail
+                 (64, 48, 10), (1040, 300, 10), (600, 40, 7)]
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.0), (1.0, 1.0), (2.0, 0.7)])
@@ -161,7 +164,7 @@ def _dense_inputs(rng, n, k, m, dtype, act):
 
 @pytest.mark.parametrize("act", ref.ACTIVATIONS)
 @pytest.mark.parametrize("n, k, m", [(1, 1, 1), (5, 3, 4), (37, 50, 70), (64, 64, 256),
-                                     (100, 257, 10)])
+                                     (100, 257, 10), (64, 48, 10), (1040, 300, 10)])
 def test_dense_forward_backward(FAST, dtype, threads, act, n, k, m):
     rng = np.random.default_rng(n + k + m)
     x, w, b = _dense_inputs(rng, n, k, m, dtype, act)
