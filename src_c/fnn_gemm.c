@@ -36,12 +36,14 @@
 #include "fnn_vec.h"
 
 /* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets
- * at least FNN_PAR_WORK_PER_THREAD of them.  In a tight loop of one product, 2 threads already
- * give ~1.5x at 96^3 on 2 Sapphire Rapids cores; but inside a training step, where the operands
- * sit in the calling core's cache and the next (serial) element-wise pass reads the result back,
- * a product of ~1M multiply-adds ran *slower* on 2 threads (the digits network's step, 32x256x128
- * layers: 0.8x). From 4M up (e.g. 64x784x256) threads win in context too. */
-#define FNN_PAR_MIN_WORK (4.0e6)
+ * at least FNN_PAR_WORK_PER_THREAD of them. A parallel region costs ~1.1 us here (libgomp, 2
+ * threads), so a product must take several microseconds for threads to pay. Measured on Zen 5
+ * (EPYC, 2 vCPUs), alone in a loop: 1M-2M multiply-adds (32x256x128, 64x256x128, 128^3) run
+ * 1.6-1.7x faster on 2 threads; 0.5M (32x64x256) is even. Inside training steps: a digits epoch
+ * (64-256-128-10, batch 32) 2.39 -> 2.0 ms on 2 threads with 1M instead of 4M, the 784-256-128-10
+ * step at batch 64 227 -> 199 us; one thread unchanged. (On Sapphire Rapids, 1M-products inside
+ * the digits step had measured 0.8x on 2 threads, hence a 4M threshold there before.) */
+#define FNN_PAR_MIN_WORK (1.0e6)
 #define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
 
 /* An untransposed B is read in place, not packed, for a C of at most this many rows and columns
