@@ -21,7 +21,10 @@
  * V_ADD(a, b), V_MASK(rem) (first rem lanes; rem may be <= 0 or >= VLEN),
  * V_LOADM(mask, ptr) (masked-off lanes read as 0, never fault), V_STOREM(ptr, mask, v),
  * V_RELU(z) (z < 0 ? 0 : z, NaN kept), V_LEAKY(z, vp) (z > 0 ? z : vp*z),
- * V_STEP(z, vp) (z >= vp ? 1 : 0). All but DT_TARGET are undefined at the end of this file.
+ * V_STEP(z, vp) (z >= vp ? 1 : 0); UT (the unsigned integer of FT's size), AT (a vector of UT),
+ * V_AMAX_ZERO(), V_AMAX(am, z, mask) (lane-wise max of am and |z|'s bits, masked-off lanes
+ * kept), V_AMAX_REDUCE(am) (the largest lane, a UT). All but DT_TARGET are undefined at the end of
+ * this file.
  */
 
 /* act(z) for the activations done in registers (the driver passes no others). */
@@ -38,7 +41,7 @@ DT_TARGET static inline __attribute__((always_inline)) VT DT(dt_act)(VT z, int a
 DT_TARGET static inline __attribute__((always_inline)) void
 DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t k, FT alpha,
                const FT *A, ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta,
-               FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param)
+               FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
     /* partial sum u, row i, vector v at ACC(u, i, v); U*MB*NV <= 2 * DT_MAXMB in every
      * instantiation, and a small flat array with fully unrolled loops is what gcc reliably keeps
@@ -85,6 +88,7 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
         const VT va = V_SET1(alpha), vb = V_SET1(beta), vp = V_SET1(param);
         const VT bias0 = bias ? V_LOADM(m0, bias) : V_ZERO();
         const VT bias1 = (bias && NV == 2) ? V_LOADM(m1, bias + VLEN) : V_ZERO();
+        AT am = V_AMAX_ZERO();
 #pragma GCC unroll 8
         for (i = 0; i < MB; i++) {
             FT *c = C + i * ldc;
@@ -97,8 +101,14 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
                 z = V_MUL(va, z);
                 if (beta != (FT)0) z = V_FMA(vb, V_LOADM(mv, c + v * VLEN), z);
                 if (bias) z = V_ADD(z, v ? bias1 : bias0);
-                V_STOREM(c + v * VLEN, mv, DT(dt_act)(z, act, vp));
+                z = DT(dt_act)(z, act, vp);
+                if (amax) am = V_AMAX(am, z, mv);
+                V_STOREM(c + v * VLEN, mv, z);
             }
+        }
+        if (amax) {
+            const UT u = V_AMAX_REDUCE(am);
+            if (u > *amax) *amax = u;
         }
     }
 #undef ACC
@@ -107,10 +117,12 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
 /* Instantiate the body with compile-time shape so the accumulators live in registers. */
 DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alpha, const FT *A,
                                 ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta,
-                                FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param)
+                                FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param,
+                                UT *amax)
 {
 #define DT_CASE(MB, NV, U) \
-    DT(dtile_body)(MB, NV, U, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, act, param)
+    DT(dtile_body)(MB, NV, U, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, act, param, \
+                   amax)
     if (nb > VLEN) {
         switch (mb) {
         case 1: DT_CASE(1, 2, 4); break;
@@ -157,8 +169,13 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
 #undef V_RELU
 #undef V_LEAKY
 #undef V_STEP
+#undef V_AMAX_ZERO
+#undef V_AMAX
+#undef V_AMAX_REDUCE
 #undef FT
+#undef UT
 #undef VT
+#undef AT
 #undef MT
 #undef VLEN
 #undef DT

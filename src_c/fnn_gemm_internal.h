@@ -76,7 +76,8 @@ typedef void (*fnn_ukre_f64)(ptrdiff_t kc, const double *a, const double *b, ptr
  *   1 <= mb <= the flavour's dmr (<= FNN_DMR), 1 <= nb <= the flavour's dnr, k >= 1,
  *   beta == 0: C not read.
  *   bias may be NULL; act is LINEAR, STEP, RELU or LEAKY_RELU (the driver applies sigmoid/tanh
- *   itself afterwards, passing LINEAR here).
+ *   itself afterwards, passing LINEAR here); then *amax := max(*amax, |C| bits) of the tile
+ *   when amax is not NULL (taken in registers before the stores).
  * The driver transposes B slices into a stack buffer first when B is transposed. */
 #define FNN_DMR 8
 
@@ -96,11 +97,12 @@ typedef void (*fnn_epi_f64)(double *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
 typedef void (*fnn_dtile_f32)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, float alpha,
                               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                               const float *B, ptrdiff_t rsb, float beta, float *C, ptrdiff_t ldc,
-                              const float *bias, int act, float param);
+                              const float *bias, int act, float param, uint32_t *amax);
 typedef void (*fnn_dtile_f64)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, double alpha,
                               const double *A, ptrdiff_t rsa, ptrdiff_t csa,
                               const double *B, ptrdiff_t rsb, double beta, double *C,
-                              ptrdiff_t ldc, const double *bias, int act, double param);
+                              ptrdiff_t ldc, const double *bias, int act, double param,
+                              uint64_t *amax);
 
 /* A narrow product's transposed result stored back with the epilogue: for i < n (fewer than a
  * vector's lanes), j < m:  C[j*ldc + i] := act(T[i*ldt + j] + bias[i]) (bias may be NULL; act

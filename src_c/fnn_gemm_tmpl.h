@@ -49,23 +49,6 @@ static void GFN(scale)(ptrdiff_t m, ptrdiff_t n, FT beta, FT *C, ptrdiff_t ldc)
 #undef EPI_STORAGE
 #undef EPI_TARGET
 
-/* *amax := max(*amax, |C| bits) over an m x n block, with the vectorised max |x| of fnn_vec.h
- * (contiguous rows in one call: a short row alone would not fill a vector). */
-static void GFN(amax_block)(const FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, UT *amax)
-{
-    const ptrdiff_t rows = (ldc == n) ? 1 : m, len = (ldc == n) ? m * n : n;
-    ptrdiff_t i;
-    for (i = 0; i < rows; i++) {
-        const double v = GFN(fnn_max_abs)(C + i * ldc, len);
-        UT u = UT_ABS; /* NaN (any non-finite): above every finite value and +inf */
-        if (v == v) {
-            const FT f = (FT)v;
-            memcpy(&u, &f, sizeof u);
-        }
-        if (u > *amax) *amax = u;
-    }
-}
-
 /* A whole panel without transpose: element (p, x) = src[p*ld + x], x < len, packed into r-wide
  * slivers dst[s*r*kc + p*r + i] (x = s*r + i; the last sliver zero-padded up to r).
  * Row p is read front to back across all slivers: one sequential stream per row, which the
@@ -206,8 +189,8 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                 const ptrdiff_t mb = (m - i0 < dmr) ? m - i0 : dmr;
                 FT *c = C + i0 * ldc + j0;
                 kd->dtile(mb, nb, k, alpha, A + i0 * rsa, rsa, csa, B + j0, rsb, beta, c, ldc, bj,
-                          tile_act, param);
-                if (late) EPI_NAME(c, ldc, mb, nb, NULL, act, param, NULL);
+                          tile_act, param, late ? NULL : amax);
+                if (late) EPI_NAME(c, ldc, mb, nb, NULL, act, param, amax);
             }
         } else {
             FT bt[FNN_DKC * FNN_MAX_DNR] __attribute__((aligned(FNN_ALIGN)));
@@ -227,15 +210,13 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                     FT *c = C + i0 * ldc + j0;
                     kd->dtile(mb, nb, kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bt, dnr,
                               beta_eff, c, ldc, last ? bj : NULL,
-                              last ? tile_act : FNN_ACT_LINEAR, param);
-                    if (late && last) EPI_NAME(c, ldc, mb, nb, NULL, act, param, NULL);
+                              last ? tile_act : FNN_ACT_LINEAR, param,
+                              (last && !late) ? amax : NULL);
+                    if (late && last) EPI_NAME(c, ldc, mb, nb, NULL, act, param, amax);
                 }
             }
         }
     }
-    /* the largest |C| in one pass once all tiles are stored (a small C, still in L1): reading
-     * back each tile's masked stores at once would stall on store forwarding */
-    if (amax) GFN(amax_block)(C, ldc, m, n, amax);
 }
 
 static ptrdiff_t GFN(round_up)(ptrdiff_t x, ptrdiff_t q) { return (x + q - 1) / q * q; }

@@ -112,6 +112,31 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
     }
 }
 
+/* The largest |C| bit pattern of a direct tile (see fnn_dtile_tmpl.h): sign-cleared patterns
+ * compare the same as signed integers, which AVX2 has for 64-bit lanes. */
+FNN_AVX2 static inline __m256i amax_u64(__m256i am, __m256i x)
+{
+    return _mm256_blendv_epi8(am, x, _mm256_cmpgt_epi64(x, am));
+}
+
+FNN_AVX2 static inline uint32_t amax_reduce_u32(__m256i am)
+{
+    uint32_t lane[8], u = 0;
+    int i;
+    _mm256_storeu_si256((__m256i *)lane, am);
+    for (i = 0; i < 8; i++) u = lane[i] > u ? lane[i] : u;
+    return u;
+}
+
+FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
+{
+    uint64_t lane[4], u = 0;
+    int i;
+    _mm256_storeu_si256((__m256i *)lane, am);
+    for (i = 0; i < 4; i++) u = lane[i] > u ? lane[i] : u;
+    return u;
+}
+
 /* Direct tiles for small products: up to 4 rows x 2 ymm, masked column tails. */
 #define DT_TARGET FNN_AVX2
 #define DT_MAXMB 4
@@ -129,6 +154,12 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
 #define MT __m256i
 #define VLEN 8
 #define DT(x) x##_avx2_f32
+#define UT uint32_t
+#define AT __m256i
+#define V_AMAX_ZERO() _mm256_setzero_si256()
+#define V_AMAX(am, z, m) _mm256_max_epu32(am, _mm256_and_si256(m, _mm256_and_si256( \
+                             _mm256_castps_si256(z), _mm256_set1_epi32(0x7fffffff))))
+#define V_AMAX_REDUCE(am) amax_reduce_u32(am)
 #define V_RELU(z) _mm256_max_ps(_mm256_setzero_ps(), z)
 #define V_LEAKY(z, vp) _mm256_blendv_ps(_mm256_mul_ps(vp, z), z, \
                                         _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ))
@@ -149,6 +180,12 @@ FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doubl
 #define MT __m256i
 #define VLEN 4
 #define DT(x) x##_avx2_f64
+#define UT uint64_t
+#define AT __m256i
+#define V_AMAX_ZERO() _mm256_setzero_si256()
+#define V_AMAX(am, z, m) amax_u64(am, _mm256_and_si256(m, _mm256_and_si256( \
+                             _mm256_castpd_si256(z), _mm256_set1_epi64x(0x7fffffffffffffffLL))))
+#define V_AMAX_REDUCE(am) amax_reduce_u64(am)
 #define V_RELU(z) _mm256_max_pd(_mm256_setzero_pd(), z)
 #define V_LEAKY(z, vp) _mm256_blendv_pd(_mm256_mul_pd(vp, z), z, \
                                         _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ))

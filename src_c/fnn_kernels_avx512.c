@@ -91,6 +91,12 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define MT __mmask16
 #define VLEN 16
 #define DT(x) x##_avx512_f32
+#define UT uint32_t
+#define AT __m512i
+#define V_AMAX_ZERO() _mm512_setzero_si512()
+#define V_AMAX(am, z, m) _mm512_mask_max_epu32(am, m, am, _mm512_and_si512(_mm512_castps_si512(z), \
+                                                       _mm512_set1_epi32(0x7fffffff)))
+#define V_AMAX_REDUCE(am) ((uint32_t)_mm512_reduce_max_epu32(am))
 #define V_RELU(z) fnn_v16_act(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_v16_act(z, FNN_ACT_LEAKY_RELU, vp)
 #define V_STEP(z, vp) fnn_v16_act(z, FNN_ACT_STEP, vp)
@@ -110,6 +116,12 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define MT __mmask8
 #define VLEN 8
 #define DT(x) x##_avx512_f64
+#define UT uint64_t
+#define AT __m512i
+#define V_AMAX_ZERO() _mm512_setzero_si512()
+#define V_AMAX(am, z, m) _mm512_mask_max_epu64(am, m, am, _mm512_and_si512(_mm512_castpd_si512(z), \
+                                        _mm512_set1_epi64(INT64_C(0x7fffffffffffffff))))
+#define V_AMAX_REDUCE(am) ((uint64_t)_mm512_reduce_max_epu64(am))
 #define V_RELU(z) fnn_v8_act(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_v8_act(z, FNN_ACT_LEAKY_RELU, vp)
 #define V_STEP(z, vp) fnn_v8_act(z, FNN_ACT_STEP, vp)

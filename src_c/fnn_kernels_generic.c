@@ -61,10 +61,10 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, ptrd
 }
 
 /* Direct tile: C[mb x nb] := act(alpha * op(A)[mb x k] @ B[k x nb] + beta * C + bias) */
-#define GDT(NAME, FT, DNR, EPI)                                                                 \
+#define GDT(NAME, FT, UT, DNR, EPI)                                                             \
     static void NAME(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alpha, const FT *A,             \
                      ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta, FT *C,    \
-                     ptrdiff_t ldc, const FT *bias, int act, FT param)                          \
+                     ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)                \
     {                                                                                           \
         FT acc[FNN_DMR][DNR];                                                                   \
         ptrdiff_t i, j, p;                                                                      \
@@ -84,10 +84,11 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, ptrd
             else                                                                                \
                 for (j = 0; j < nb; j++) c[j] = beta * c[j] + alpha * acc[i][j];                \
         }                                                                                       \
-        if (bias != NULL || act != FNN_ACT_LINEAR) EPI(C, ldc, mb, nb, bias, act, param, NULL); \
+        if (bias != NULL || act != FNN_ACT_LINEAR || amax != NULL)                              \
+            EPI(C, ldc, mb, nb, bias, act, param, amax);                                        \
     }
-GDT(dtile_generic_f32, float, 16, fnn_epilogue_block_f32)
-GDT(dtile_generic_f64, double, 8, fnn_epilogue_block_f64)
+GDT(dtile_generic_f32, float, uint32_t, 16, fnn_epilogue_block_f32)
+GDT(dtile_generic_f64, double, uint64_t, 8, fnn_epilogue_block_f64)
 
 const fnn_arch fnn_arch_generic = {
     "generic",
