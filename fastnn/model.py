@@ -736,11 +736,11 @@ class Sequential:
         True
         """
         plan = self._train_plan
-        if plan and type(x) is np.ndarray and x.ndim == 2 and 0 < x.shape[0] <= plan.capacity:
+        if plan:
             # Arrays already in the model's form (labels as int64) go straight to the compiled
-            # step, which checks them itself and reads the optimizer's settings; anything else
-            # is validated first. (A plan exists only for a compiled model, so the checks below
-            # are implied.)
+            # step, which checks them itself (shape, dtype, layout, values) and reads the
+            # optimizer's settings; anything else is validated first. (A plan exists only for a
+            # compiled model, so the checks below are implied.)
             value = plan.train_batch(self.optimizer, x, y)
             if value is not None:
                 if plan.status:

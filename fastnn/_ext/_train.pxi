@@ -171,23 +171,26 @@ cdef class TrainPlan:
         cdef double lr, h1, h2, h3 = 0, wd
         cdef long iteration = 0
         cdef tuple state = self._state
+        cdef dict d
         if optimizer is not self._optimizer:
             return None
+        # SGD and Adam keep their settings as plain instance attributes: read from the instance
+        # dict directly (a generic attribute lookup first searches the class hierarchy)
+        d = optimizer.__dict__
         if self.opt == OPT_SGD:
-            if optimizer._velocity is not state[0]:
+            if d["_velocity"] is not state[0]:
                 return None
-            lr = optimizer.lr
-            h1 = optimizer.momentum
-            h2 = 1.0 if optimizer.nesterov else 0.0
+            h1 = d["momentum"]
+            h2 = 1.0 if d["nesterov"] else 0.0
         else:
-            if optimizer._m is not state[0] or optimizer._v is not state[1]:
+            if d["_m"] is not state[0] or d["_v"] is not state[1]:
                 return None
-            lr = optimizer.lr
-            h1 = optimizer.beta1
-            h2 = optimizer.beta2
-            h3 = optimizer.eps
-            iteration = optimizer.iterations + 1
-        wd = optimizer.weight_decay
+            h1 = d["beta1"]
+            h2 = d["beta2"]
+            h3 = d["eps"]
+            iteration = d["iterations"] + 1
+        lr = d["lr"]
+        wd = d["weight_decay"]
         value = self._step(X, T, True, lr, h1, h2, h3, wd, iteration)
         if value is not None and self.status == TRAIN_UPDATED and self.opt == OPT_ADAM:
             optimizer.iterations = iteration
