@@ -130,15 +130,26 @@ def as_float(arr: ArrayLike, dtype: DTypeLike) -> NDArray[np.floating[Any]]:
     overflow warning is silenced so that ``np.seterr(all="raise")`` cannot turn the refusal into
     a FloatingPointError.
     """
+    if (type(arr) is np.ndarray and arr.dtype == dtype and arr.flags.c_contiguous
+            and arr.dtype.isnative):
+        return arr                   # already so: skip the errstate context (~1 us)
     with np.errstate(over="ignore", invalid="ignore"):
         return np.ascontiguousarray(arr, dtype=dtype)
 
 
+_SMALL = 1 << 16    # elements: check_finite's temporary boolean array stays under 64 KiB
+
+
 def check_finite(name: str, arr: NDArray[Any]) -> None:
-    # One reduction instead of isfinite().all(): no temporary boolean array. inf * 0 is NaN,
-    # which is the point, so the "invalid" warning is silenced (see as_float).
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = math.isfinite(float(np.add.reduce(arr, axis=None) * 0)) if arr.size else True
+    if arr.size <= _SMALL:
+        # isfinite().all() raises no floating-point warnings, so it needs no errstate context,
+        # which costs more than the check itself on a small array
+        finite = bool(np.isfinite(arr).all())
+    else:
+        # One reduction instead of isfinite().all(): no temporary boolean array. inf * 0 is NaN,
+        # which is the point, so the "invalid" warning is silenced (see as_float).
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = math.isfinite(float(np.add.reduce(arr, axis=None) * 0))
     if not finite:
         bad_mask = ~np.isfinite(arr)
         if not bad_mask.any():      # the sum overflowed, the values are fine
