@@ -45,6 +45,9 @@
  * the digits step had measured 0.8x on 2 threads, hence a 4M threshold there before.) */
 #define FNN_PAR_MIN_WORK (1.0e6)
 #define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
+/* Element-wise passes after a product (the row-wise softmax) use threads from this many
+ * elements (as the Cython kernels' PARALLEL_MIN_WORK). */
+#define FNN_PAR_MIN_ELEMENTS (131072.0)
 
 /* An untransposed B is read in place, not packed, for a C of at most this many rows and columns
  * (see gemm_part).  Measured on Sapphire Rapids: 10-15% faster for 32..64-row products with
@@ -317,6 +320,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define ARCH_KERN(a) ((a)->s)
 #define FT_EXP expf
 #define FT_TANH tanhf
+#define FT_SOFTMAX_ROWS fnn_softmax_rows_f32
 #include "fnn_gemm_tmpl.h"
 #undef FT
 #undef UT
@@ -327,6 +331,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
+#undef FT_SOFTMAX_ROWS
 
 /* ---------------------------------------------------------------- double instantiation */
 
@@ -339,6 +344,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define ARCH_KERN(a) ((a)->d)
 #define FT_EXP exp
 #define FT_TANH tanh
+#define FT_SOFTMAX_ROWS fnn_softmax_rows_f64
 #include "fnn_gemm_tmpl.h"
 #undef FT
 #undef UT
@@ -349,6 +355,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
+#undef FT_SOFTMAX_ROWS
 
 /* ---------------------------------------------------------------- public API */
 

@@ -9,8 +9,10 @@
  * When beta == 0, C is write-only (it may hold NaN/garbage on entry).
  * When k == 0 or alpha == 0, A and B are not read (BLAS convention): C := beta * C, then the
  * epilogue.
- * The epilogue applies only element-wise activations; softmax is row-wise and is done by the caller
- * (pass FNN_ACT_LINEAR to get the bias added alone).
+ * The epilogue's activations are element-wise, except FNN_ACT_SOFTMAX: C[i, :] := softmax(C[i, :]
+ * + bias) over each row, after the product (a C narrower than a vector gets it in registers, on
+ * its way back from the transposed product: see fnn_gemm_tmpl.h); float rows as
+ * fnn_softmax_rows_f32, double rows as fnn_softmax_rows_f64 (fnn_vec.h).
  * With ep->amax set, *ep->amax receives max |C[i, j]| over the final C (after the epilogue), or NaN
  * when any C[i, j] is NaN or infinite: the optimizer's gradient screen, taken while each output
  * tile is still in registers or L1 instead of in a second pass over C.
@@ -38,7 +40,7 @@ enum {
     FNN_ACT_TANH = 3,
     FNN_ACT_RELU = 4,        /* max(z, 0)                                                */
     FNN_ACT_LEAKY_RELU = 5,  /* z > 0 ? z : param * z                 (param: alpha)     */
-    FNN_ACT_SOFTMAX = 6      /* row-wise: never handled by the GEMM epilogue             */
+    FNN_ACT_SOFTMAX = 6      /* row-wise, after the product (see above)                  */
 };
 
 typedef struct {

@@ -106,7 +106,8 @@ typedef void (*fnn_dtile_f64)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, double al
 
 /* A narrow product's transposed result stored back with the epilogue: for i < n (fewer than a
  * vector's lanes), j < m:  C[j*ldc + i] := act(T[i*ldt + j] + bias[i]) (bias may be NULL; act
- * LINEAR, STEP, RELU or LEAKY_RELU), then *amax := max(*amax, |C| bits) when amax is not NULL. */
+ * LINEAR, STEP, RELU, LEAKY_RELU or SOFTMAX, across each row of C: fnn_vec.h's float softmax),
+ * then *amax := max(*amax, |C| bits) when amax is not NULL. */
 typedef void (*fnn_tstore_f32)(const float *T, ptrdiff_t ldt, ptrdiff_t n, ptrdiff_t m, float *C,
                                ptrdiff_t ldc, const float *bias, int act, float param,
                                uint32_t *amax);

@@ -304,6 +304,35 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     return 1;
 }
 
+/* C := softmax of each row of C (then |C|'s maximum when asked); rows are independent, so a
+ * large C is split over threads in blocks of rows without changing any result. */
+static void GFN(softmax_after)(ptrdiff_t m, ptrdiff_t n, FT *C, ptrdiff_t ldc, FT param, UT *amax)
+{
+    ptrdiff_t i;
+    int nt = 1;
+#ifdef _OPENMP
+    if ((double)m * (double)n >= FNN_PAR_MIN_ELEMENTS) nt = omp_get_max_threads();
+#endif
+    if (nt > 1 && m >= nt) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            const ptrdiff_t r0 = m * t / T, r1 = m * (t + 1) / T;
+            ptrdiff_t r;
+            for (r = r0; r < r1; r++) FT_SOFTMAX_ROWS(C + r * ldc, C + r * ldc, 1, n);
+            fnn_ftz_leave(saved_csr);
+        }
+#endif
+    } else if (ldc == n) {
+        FT_SOFTMAX_ROWS(C, C, m, n);
+    } else {
+        for (i = 0; i < m; i++) FT_SOFTMAX_ROWS(C + i * ldc, C + i * ldc, 1, n);
+    }
+    if (amax) EPI_NAME(C, ldc, m, n, NULL, FNN_ACT_LINEAR, param, amax);
+}
+
 /* The whole product, split across threads when it is big enough. */
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
@@ -318,6 +347,12 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 
     (void)work;
     if (m <= 0 || n <= 0) return;
+    if (act == FNN_ACT_SOFTMAX && (k <= 0 || alpha == (FT)0)) {
+        GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,
+                  FNN_ACT_LINEAR, param, NULL);
+        GFN(softmax_after)(m, n, C, ldc, param, amax);
+        return;
+    }
     if (k <= 0 || alpha == (FT)0) {
         /* no product to add (BLAS convention for alpha == 0: op(A), op(B) are not read) */
         GFN(scale)(m, n, beta, C, ldc);
@@ -335,8 +370,16 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
      * is: 1.0-10x. */
     const int direct = fnn_use_direct(m, n, k, trans_b); /* the path C itself would take */
     const ptrdiff_t lanes = kd->dnr / 2;
-    if (kd->tstore != NULL && beta == (FT)0 && n < lanes && m >= kd->dnr &&
-        (trans_a || (8 * n <= 5 * lanes && (!direct || (k >= 32 && m % lanes == 0))))) {
+    const int narrow = kd->tstore != NULL && beta == (FT)0 && n < lanes && m >= kd->dnr &&
+                       (trans_a || (8 * n <= 5 * lanes && (!direct || (k >= 32 && m % lanes == 0))));
+    if (act == FNN_ACT_SOFTMAX && !narrow) {
+        /* row-wise: after the whole product (a narrow C gets it in its transposed store) */
+        GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,
+                  FNN_ACT_LINEAR, param, NULL);
+        GFN(softmax_after)(m, n, C, ldc, param, amax);
+        return;
+    }
+    if (narrow) {
         const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
         FT t[(FNN_MAX_DNR / 2) * FNN_TROWS] __attribute__((aligned(FNN_ALIGN)));
         ptrdiff_t i0;

@@ -15,6 +15,7 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_softmax16_avx512.h"
 #include "fnn_tr16_avx512.h"
 
 #define FNN_AVX512 __attribute__((target("avx512f,avx2,fma")))
@@ -167,13 +168,20 @@ FNN_AVX512 static void tstore_avx512_f32(const float *T, ptrdiff_t ldt, ptrdiff_
 #pragma GCC unroll 16
         for (i = 0; i < 16; i++)
             a[i] = (i < n) ? _mm512_maskz_loadu_ps(mc, T + i * ldt + j0) : _mm512_setzero_ps();
+        if (act == FNN_ACT_SOFTMAX) { /* across the n rows of T: the lanes are C's rows */
+            if (bias)
+                for (i = 0; i < n; i++) a[i] = _mm512_add_ps(a[i], _mm512_set1_ps(bias[i]));
+            fnn_softmax_lanes16_f32(a, (int)n);
+        }
         fnn_tr16_f32(a); /* a[j]: row j0 + j of C */
 #pragma GCC unroll 16
         for (i = 0; i < 16; i++) {
             if (i < cols) {
                 __m512 z = a[i];
-                if (bias) z = _mm512_add_ps(z, vb);
-                z = fnn_v16_act(z, act, vp);
+                if (act != FNN_ACT_SOFTMAX) {
+                    if (bias) z = _mm512_add_ps(z, vb);
+                    z = fnn_v16_act(z, act, vp);
+                }
                 if (amax)
                     mx = _mm512_mask_max_epu32(mx, mn, mx,
                                                _mm512_and_si512(_mm512_castps_si512(z), absm));

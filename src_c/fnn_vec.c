@@ -16,6 +16,7 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_softmax16_avx512.h"
 #include "fnn_tr16_avx512.h"
 #define FNN_VEC_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
@@ -292,56 +293,6 @@ static void softmax_portable_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_
 }
 
 #if FNN_X86
-/* fnn_expf (fnn_vexp.h) on 16 lanes: the same operations in the same order, so the same bits. */
-FNN_VEC_AVX512 static inline __m512 vexp16(__m512 x)
-{
-    const __m512 xc = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)),
-                                    _mm512_set1_ps(-104.0f));
-    const __m512 round = _mm512_set1_ps(12582912.0f);
-    const __m512 nf = _mm512_sub_ps(
-        _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), round), round);
-    const __m512i n = _mm512_cvttps_epi32(nf), n1 = _mm512_srai_epi32(n, 1);
-    const __m512i bias = _mm512_set1_epi32(127);
-    const __m512 r = _mm512_sub_ps(
-        _mm512_sub_ps(xc, _mm512_mul_ps(nf, _mm512_set1_ps(0.693145751953125f))),
-        _mm512_mul_ps(nf, _mm512_set1_ps(1.428606765330187e-06f)));
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(0.5f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
-    p = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23)));
-    p = _mm512_mul_ps(p, _mm512_castsi512_ps(
-                             _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(n, n1), bias), 23)));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), x, p);
-}
-
-/* The 16 floats of v widened to double, added to (lo, hi): lanes 0-7 and 8-15. */
-#define WIDEN_LO(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
-#define WIDEN_HI(v) \
-    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
-
-/* 16 floats times the double vr, each rounded once to float. */
-FNN_VEC_AVX512 static inline __m512 scale16(__m512 v, __m512d vr)
-{
-    const __m256 a = _mm512_cvtpd_ps(_mm512_mul_pd(WIDEN_LO(v), vr));
-    const __m256 b = _mm512_cvtpd_ps(_mm512_mul_pd(WIDEN_HI(v), vr));
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)),
-                                               _mm256_castps_pd(b), 1));
-}
-
-/* 1 / (the lanes of lo + hi summed in sum16_tree's order) */
-FNN_VEC_AVX512 static inline __m512d recip_tree(__m512d lo, __m512d hi)
-{
-    const __m512d s8 = _mm512_add_pd(lo, hi);
-    const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
-    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
-    return _mm512_set1_pd(1.0 / _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2))));
-}
-
 /* Rows of up to 16 columns, 16 rows at a time: the block transposed in registers so that each
  * lane is a row, then the portable version's operations lane-wise (the max, the exp, the double
  * sum in sum16_tree's order and the scaling), then transposed back. Working a row at a time in
@@ -352,44 +303,15 @@ FNN_VEC_AVX512 static void softmax_cols_avx512_f32(const float *z, float *y, ptr
 {
     const __mmask16 mk = (__mmask16)((1u << m) - 1u);
     ptrdiff_t r0;
-    int i, q;
+    int i;
     for (r0 = 0; r0 < n; r0 += 16) {
         const int rows = (n - r0 < 16) ? (int)(n - r0) : 16;
-        __m512 a[16], mx;
-        __m512d lo[16], hi[16], rlo, rhi;
+        __m512 a[16];
 #pragma GCC unroll 16
         for (i = 0; i < 16; i++)
             a[i] = (i < rows) ? _mm512_maskz_loadu_ps(mk, z + (r0 + i) * m) : _mm512_setzero_ps();
         fnn_tr16_f32(a); /* a[q]: column q of the 16 rows */
-        mx = a[0];
-        for (q = 1; q < m; q++) mx = _mm512_max_ps(a[q], mx);
-        for (q = 0; q < m; q++) {
-            a[q] = vexp16(_mm512_sub_ps(a[q], mx));
-            lo[q] = WIDEN_LO(a[q]);
-            hi[q] = WIDEN_HI(a[q]);
-        }
-        for (; q < 16; q++) lo[q] = hi[q] = _mm512_setzero_pd();
-        /* sum16_tree lane-wise (a column past m adds 0) */
-#pragma GCC unroll 8
-        for (q = 0; q < 8; q++) {
-            lo[q] = _mm512_add_pd(lo[q], lo[q + 8]);
-            hi[q] = _mm512_add_pd(hi[q], hi[q + 8]);
-        }
-#pragma GCC unroll 4
-        for (q = 0; q < 4; q++) {
-            lo[q] = _mm512_add_pd(lo[q], lo[q + 4]);
-            hi[q] = _mm512_add_pd(hi[q], hi[q + 4]);
-        }
-        rlo = _mm512_div_pd(_mm512_set1_pd(1.0), _mm512_add_pd(_mm512_add_pd(lo[0], lo[2]),
-                                                               _mm512_add_pd(lo[1], lo[3])));
-        rhi = _mm512_div_pd(_mm512_set1_pd(1.0), _mm512_add_pd(_mm512_add_pd(hi[0], hi[2]),
-                                                               _mm512_add_pd(hi[1], hi[3])));
-        for (q = 0; q < m; q++) {
-            const __m256 l8 = _mm512_cvtpd_ps(_mm512_mul_pd(WIDEN_LO(a[q]), rlo));
-            const __m256 h8 = _mm512_cvtpd_ps(_mm512_mul_pd(WIDEN_HI(a[q]), rhi));
-            a[q] = _mm512_castpd_ps(_mm512_insertf64x4(
-                _mm512_castpd256_pd512(_mm256_castps_pd(l8)), _mm256_castps_pd(h8), 1));
-        }
+        fnn_softmax_lanes16_f32(a, m);
         fnn_tr16_f32(a); /* back: a[i] is row i (lanes past m unused) */
 #pragma GCC unroll 16
         for (i = 0; i < 16; i++)
@@ -419,20 +341,18 @@ FNN_VEC_AVX512 static void softmax_avx512_f32(const float *z, float *y, ptrdiff_
         vmx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
         for (j = 0; j < m; j += 16) {
             const __m512 e = _mm512_maskz_mov_ps(
-                TAIL(j), vexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(TAIL(j), zi + j), vmx)));
-            lo = _mm512_add_pd(lo, WIDEN_LO(e));
-            hi = _mm512_add_pd(hi, WIDEN_HI(e));
+                TAIL(j), fnn_vexp16_f32(_mm512_sub_ps(_mm512_maskz_loadu_ps(TAIL(j), zi + j), vmx)));
+            lo = _mm512_add_pd(lo, FNN_WIDEN_LO(e));
+            hi = _mm512_add_pd(hi, FNN_WIDEN_HI(e));
             _mm512_mask_storeu_ps(yi + j, TAIL(j), e);
         }
-        vr = recip_tree(lo, hi);
+        vr = fnn_recip_tree16(lo, hi);
         for (j = 0; j < m; j += 16)
             _mm512_mask_storeu_ps(yi + j, TAIL(j),
-                                  scale16(_mm512_maskz_loadu_ps(TAIL(j), yi + j), vr));
+                                  fnn_scale16_f32(_mm512_maskz_loadu_ps(TAIL(j), yi + j), vr));
     }
 #undef TAIL
 }
-#undef WIDEN_LO
-#undef WIDEN_HI
 #endif
 
 void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m)
@@ -445,4 +365,21 @@ void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m)
     }
 #endif
     softmax_portable_f32(z, y, n, m);
+}
+
+/* Double rows: exp(z - max) summed in column order, each divided by the sum (the operations of
+ * the Cython kernels' double softmax). */
+void fnn_softmax_rows_f64(const double *z, double *y, ptrdiff_t n, ptrdiff_t m)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < n; i++) {
+        const double *zi = z + i * m;
+        double *yi = y + i * m;
+        double mx = zi[0], s = 0;
+        for (j = 1; j < m; j++)
+            if (zi[j] > mx) mx = zi[j];
+        for (j = 0; j < m; j++) yi[j] = exp(zi[j] - mx);
+        for (j = 0; j < m; j++) s += yi[j];
+        for (j = 0; j < m; j++) yi[j] = yi[j] / s;
+    }
 }

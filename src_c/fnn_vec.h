@@ -58,6 +58,8 @@ void fnn_exp_f32(const float *x, float *y, ptrdiff_t n);
  * double over a fixed order (columns folded into 16 lanes, then a pairwise tree), the scaling
  * in double rounded once to float; y may be z. A row never depends on the rows around it. */
 void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m);
+/* The same for double: summed in column order, each value divided by the sum. */
+void fnn_softmax_rows_f64(const double *z, double *y, ptrdiff_t n, ptrdiff_t m);
 
 #ifdef __cplusplus
 }

@@ -205,6 +205,21 @@ def test_dense_forward_backward(FAST, dtype, threads, act, n, k, m):
     ref.assert_close(db, res["numpy"][2], dtype, scale=scales[2], what="db (dx=None)")
 
 
+@pytest.mark.parametrize("n, k, m", [(32, 64, 10), (64, 48, 10), (48, 33, 3), (1040, 300, 10),
+                                     (37, 50, 7), (20, 8, 40), (600, 300, 300)])
+def test_softmax_in_the_product_equals_softmax_after_it(FAST, dtype, threads, n, k, m):
+    """dense_forward with softmax hands the activation to the GEMM, which applies it in its
+    transposed store for a narrow output (in registers) and after the product otherwise: the
+    same bits as the product with its bias, then the softmax kernel on its rows."""
+    rng = np.random.default_rng(n * k + m)
+    x, w, b = _rand(rng, (n, k), dtype, 3.0), _rand(rng, (k, m), dtype), _rand(rng, (m,), dtype)
+    fused = FAST.dense_forward(x, w, b, A.SOFTMAX, 0.0, np.full((n, m), np.nan, dtype))
+    z = FAST.dense_forward(x, w, b, A.LINEAR, 0.0, np.full((n, m), np.nan, dtype))
+    after = FAST.activation_forward(z, A.SOFTMAX, 0.0, np.full((n, m), np.nan, dtype))
+    assert np.array_equal(fused, after)
+    assert np.allclose(after.sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_dense_bitwise_across_threads(FAST, dtype, thread_count):
     rng = np.random.default_rng(3)
     n, k, m = 512, 300, 257

@@ -249,11 +249,9 @@ cdef void _grad_and_colsum(const floating *y, const floating *dy, floating *dz, 
 cdef void _dense_forward_raw(const floating *x, const floating *w, const floating *bias,
                              Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, int act, floating param,
                              floating *out) noexcept nogil:
-    """out := act(x @ w + bias) for x (n, k), w (k, m); bias may be NULL."""
-    _gemm(False, False, n, m, k, 1, x, k, w, m, 0, out, m, True, bias,
-          FNN_ACT_LINEAR if act == FNN_ACT_SOFTMAX else act, param)
-    if act == FNN_ACT_SOFTMAX and n * m > 0:
-        _forward_rows(out, out, n, m, act, param)
+    """out := act(x @ w + bias) for x (n, k), w (k, m); bias may be NULL. The GEMM applies the
+    activation, softmax included (see src_c/fnn_gemm.h)."""
+    _gemm(False, False, n, m, k, 1, x, k, w, m, 0, out, m, True, bias, act, param)
 
 
 cdef void _dense_backward_raw(const floating *x, const floating *w, const floating *y,
