@@ -73,8 +73,13 @@ FNN_SM16 void fnn_softmax_lanes16_f32(__m512 *a, int m)
     __m512 mx = a[0];
     __m512d lo[8], hi[8], rlo, rhi;
     int q;
-    for (q = 1; q < m; q++) mx = _mm512_max_ps(a[q], mx);
-    for (q = 0; q < m; q++) a[q] = fnn_vexp16_f32(_mm512_sub_ps(a[q], mx));
+    /* fully unrolled, each column guarded: a[] then stays in registers */
+#pragma GCC unroll 16
+    for (q = 1; q < 16; q++)
+        if (q < m) mx = _mm512_max_ps(a[q], mx);
+#pragma GCC unroll 16
+    for (q = 0; q < 16; q++)
+        if (q < m) a[q] = fnn_vexp16_f32(_mm512_sub_ps(a[q], mx));
 #pragma GCC unroll 8
     for (q = 0; q < 8; q++) { /* tree level 1: column q + 8 into q */
         if (q < m) {
@@ -97,7 +102,9 @@ FNN_SM16 void fnn_softmax_lanes16_f32(__m512 *a, int m)
                                                            _mm512_add_pd(lo[1], lo[3])));
     rhi = _mm512_div_pd(_mm512_set1_pd(1.0), _mm512_add_pd(_mm512_add_pd(hi[0], hi[2]),
                                                            _mm512_add_pd(hi[1], hi[3])));
-    for (q = 0; q < m; q++) a[q] = fnn_scale16x2_f32(a[q], rlo, rhi);
+#pragma GCC unroll 16
+    for (q = 0; q < 16; q++)
+        if (q < m) a[q] = fnn_scale16x2_f32(a[q], rlo, rhi);
 }
 
 #undef FNN_SM16
