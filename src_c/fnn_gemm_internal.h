@@ -41,7 +41,7 @@
 #define FNN_MAX_DNR 32
 #define FNN_DKC 128
 /* Rows of a narrow C computed transposed at a time (see the driver's gemm). */
-#define FNN_TROWS 512
+#define FNN_TROWS 256
 
 typedef void (*fnn_ukr_f32)(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb, float *c,
                             ptrdiff_t ldc, float alpha, float beta);

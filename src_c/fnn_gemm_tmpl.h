@@ -333,6 +333,36 @@ static void GFN(softmax_after)(ptrdiff_t m, ptrdiff_t n, FT *C, ptrdiff_t ldc, F
     if (amax) EPI_NAME(C, ldc, m, n, NULL, FNN_ACT_LINEAR, param, amax);
 }
 
+static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
+                      const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
+                      ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax);
+
+/* A narrow C as C^T = op(B)^T op(A)^T (see gemm), FNN_TROWS rows of C at a time through a stack
+ * buffer; beta == 0. Out of line, so that only this path's frame holds the buffer. */
+static __attribute__((noinline)) void
+GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+                 ptrdiff_t k, FT alpha, const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb,
+                 FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
+{
+    const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
+    const ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
+    const ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
+    FT t[(FNN_MAX_DNR / 2) * FNN_TROWS] __attribute__((aligned(FNN_ALIGN)));
+    ptrdiff_t i0;
+    for (i0 = 0; i0 < m; i0 += FNN_TROWS) {
+        const ptrdiff_t mc = (m - i0 < FNN_TROWS) ? m - i0 : FNN_TROWS;
+        if (direct)
+            GFN(gemm_direct)(kd, n, mc, k, alpha, B, csb, rsb, A + i0 * rsa, csa, rsa, (FT)0, t, mc,
+                             NULL, FNN_ACT_LINEAR, param, NULL);
+        else
+            GFN(gemm)(!trans_b, !trans_a, n, mc, k, alpha, B, ldb, trans_a ? A + i0 : A + i0 * lda,
+                      lda, (FT)0, t, mc, NULL, FNN_ACT_LINEAR, param, NULL);
+        kd->tstore(t, mc, n, mc, C + i0 * ldc, ldc, bias, late ? FNN_ACT_LINEAR : act, param,
+                   late ? NULL : amax);
+        if (late) EPI_NAME(C + i0 * ldc, ldc, mc, n, NULL, act, param, amax);
+    }
+}
+
 /* The whole product, split across threads when it is big enough. */
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
@@ -380,22 +410,8 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
         return;
     }
     if (narrow) {
-        const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
-        FT t[(FNN_MAX_DNR / 2) * FNN_TROWS] __attribute__((aligned(FNN_ALIGN)));
-        ptrdiff_t i0;
-        for (i0 = 0; i0 < m; i0 += FNN_TROWS) {
-            const ptrdiff_t mc = (m - i0 < FNN_TROWS) ? m - i0 : FNN_TROWS;
-            if (direct)
-                GFN(gemm_direct)(kd, n, mc, k, alpha, B, csb, rsb, A + i0 * rsa, csa, rsa, (FT)0,
-                                 t, mc, NULL, FNN_ACT_LINEAR, param, NULL);
-            else
-                GFN(gemm)(!trans_b, !trans_a, n, mc, k, alpha, B, ldb,
-                          trans_a ? A + i0 : A + i0 * lda, lda, (FT)0, t, mc, NULL,
-                          FNN_ACT_LINEAR, param, NULL);
-            kd->tstore(t, mc, n, mc, C + i0 * ldc, ldc, bias, late ? FNN_ACT_LINEAR : act, param,
-                       late ? NULL : amax);
-            if (late) EPI_NAME(C + i0 * ldc, ldc, mc, n, NULL, act, param, amax);
-        }
+        GFN(gemm_narrow)(kd, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, C, ldc,
+                         bias, act, param, amax);
         return;
     }
     if (direct) {
