@@ -180,7 +180,6 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     const ptrdiff_t dnr = kd->dnr, dmr = kd->dmr;
     ptrdiff_t i0, j0, pc, j, p;
 
-
     for (j0 = 0; j0 < n; j0 += dnr) {
         const ptrdiff_t nb = (n - j0 < dnr) ? n - j0 : dnr;
         const FT *bj = bias ? bias + j0 : NULL;
@@ -400,8 +399,9 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
      * is: 1.0-10x. */
     const int direct = fnn_use_direct(m, n, k, trans_b); /* the path C itself would take */
     const ptrdiff_t lanes = kd->dnr / 2;
-    const int narrow = kd->tstore != NULL && beta == (FT)0 && n < lanes && m >= kd->dnr &&
-                       (trans_a || (8 * n <= 5 * lanes && (!direct || (k >= 32 && m % lanes == 0))));
+    const int narrow =
+        kd->tstore != NULL && beta == (FT)0 && n < lanes && m >= kd->dnr &&
+        (trans_a || (8 * n <= 5 * lanes && (!direct || (k >= 32 && m % lanes == 0))));
     if (act == FNN_ACT_SOFTMAX && !narrow) {
         /* row-wise: after the whole product (a narrow C gets it in its transposed store) */
         GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,

@@ -340,8 +340,8 @@ FNN_VEC_AVX512 static void softmax_avx512_f32(const float *z, float *y, ptrdiff_
         /* the largest value (a row holding NaN comes out all NaN either way, through its sum) */
         vmx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
         for (j = 0; j < m; j += 16) {
-            const __m512 e = _mm512_maskz_mov_ps(
-                TAIL(j), fnn_vexp16_f32(_mm512_sub_ps(_mm512_maskz_loadu_ps(TAIL(j), zi + j), vmx)));
+            const __m512 z16 = _mm512_maskz_loadu_ps(TAIL(j), zi + j);
+            const __m512 e = _mm512_maskz_mov_ps(TAIL(j), fnn_vexp16_f32(_mm512_sub_ps(z16, vmx)));
             lo = _mm512_add_pd(lo, FNN_WIDEN_LO(e));
             hi = _mm512_add_pd(hi, FNN_WIDEN_HI(e));
             _mm512_mask_storeu_ps(yi + j, TAIL(j), e);
