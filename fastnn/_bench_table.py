@@ -52,6 +52,11 @@ class Timer:
 
     def _loop(self, number):
         run, clock = self.case.run, time.perf_counter
+        loop = getattr(run, "loop", None)      # a case's own loop of the same calls
+        if loop is not None:
+            start = clock()
+            loop(number)
+            return clock() - start
         start = clock()
         for _ in range(number):
             run()
