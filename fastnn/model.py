@@ -314,7 +314,6 @@ class Sequential:
         self._forward_plan = None
         self._train_ws = None
         self._train_plan = None
-        self._train_plan_state = (None,)
         self._local = threading.local()
         if layers is not None:
             if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
@@ -563,7 +562,6 @@ class Sequential:
         if plan_class is None or type(opt) not in (SGD, Adam):
             return None
         kind, state = (0, (opt._velocity,)) if type(opt) is SGD else (1, (opt._m, opt._v))
-        self._train_plan_state = (opt,) + state
         steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
                  if s.dense is not None else (None, None, None, None, s.act, float(s.param),
                                               s.width) for s in self._plan]
@@ -577,15 +575,12 @@ class Sequential:
         """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay)
         and the step number it takes (Adam's next iteration, else 0); or None, and the plan is
         dropped to be built again on the next step, when the optimizer or its state buffers
-        changed since the plan was built (it holds the buffers it was built with)."""
-        opt, state = self.optimizer, self._train_plan_state
-        if type(opt) is SGD and opt is state[0] and opt._velocity is state[1]:
-            return (opt.lr, opt.momentum, 1.0 if opt.nesterov else 0.0, 0.0,
-                    opt.weight_decay), 0
-        if type(opt) is Adam and opt is state[0] and opt._m is state[1] and opt._v is state[2]:
-            return (opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay), opt.iterations + 1
-        self._train_plan = None
-        return None
+        changed since the plan was built (TrainPlan.hyper)."""
+        hyper = self._train_plan.hyper(self.optimizer)
+        if hyper is None:
+            self._train_plan = None
+            return None
+        return hyper[:5], hyper[5]
 
     def _finish_plan_step(self, status, value):
         """A compiled step that did not update (status 1 or 2): raise for a loss that is not

@@ -376,19 +376,6 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 
     (void)work;
     if (m <= 0 || n <= 0) return;
-    if (act == FNN_ACT_SOFTMAX && (k <= 0 || alpha == (FT)0)) {
-        GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,
-                  FNN_ACT_LINEAR, param, NULL);
-        GFN(softmax_after)(m, n, C, ldc, param, amax);
-        return;
-    }
-    if (k <= 0 || alpha == (FT)0) {
-        /* no product to add (BLAS convention for alpha == 0: op(A), op(B) are not read) */
-        GFN(scale)(m, n, beta, C, ldc);
-        if (bias != NULL || act != FNN_ACT_LINEAR || amax != NULL)
-            EPI_NAME(C, ldc, m, n, bias, act, param, amax);
-        return;
-    }
     /* C narrower than a vector, with rows to spare (e.g. 10 classes times a batch of 32): most
      * lanes of each tile would idle, so C^T = op(B)^T op(A)^T is computed (its rows are the
      * vectors), a block of rows of C at a time, and stored back transposed with the epilogue.
@@ -400,13 +387,21 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     const int direct = fnn_use_direct(m, n, k, trans_b); /* the path C itself would take */
     const ptrdiff_t lanes = kd->dnr / 2;
     const int narrow =
-        kd->tstore != NULL && beta == (FT)0 && n < lanes && m >= kd->dnr &&
+        kd->tstore != NULL && k > 0 && alpha != (FT)0 && beta == (FT)0 && n < lanes &&
+        m >= kd->dnr &&
         (trans_a || (8 * n <= 5 * lanes && (!direct || (k >= 32 && m % lanes == 0))));
     if (act == FNN_ACT_SOFTMAX && !narrow) {
         /* row-wise: after the whole product (a narrow C gets it in its transposed store) */
         GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,
                   FNN_ACT_LINEAR, param, NULL);
         GFN(softmax_after)(m, n, C, ldc, param, amax);
+        return;
+    }
+    if (k <= 0 || alpha == (FT)0) {
+        /* no product to add (BLAS convention for alpha == 0: op(A), op(B) are not read) */
+        GFN(scale)(m, n, beta, C, ldc);
+        if (bias != NULL || act != FNN_ACT_LINEAR || amax != NULL)
+            EPI_NAME(C, ldc, m, n, bias, act, param, amax);
         return;
     }
     if (narrow) {

@@ -367,8 +367,7 @@ void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m)
     softmax_portable_f32(z, y, n, m);
 }
 
-/* Double rows: exp(z - max) summed in column order, each divided by the sum (the operations of
- * the Cython kernels' double softmax). */
+/* Double rows: exp(z - max) summed in column order, each divided by the sum (y may be z). */
 void fnn_softmax_rows_f64(const double *z, double *y, ptrdiff_t n, ptrdiff_t m)
 {
     ptrdiff_t i, j;

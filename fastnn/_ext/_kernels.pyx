@@ -18,7 +18,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
-from fastnn._ext._elementwise cimport f_exp, act_forward, act_deriv
+from fastnn._ext._elementwise cimport act_forward, act_deriv
 from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for,
                                      fnn_ftz_enter, fnn_ftz_leave)
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
@@ -33,6 +33,7 @@ cdef extern from "fnn_vec.h" nogil:
     double fnn_max_abs_f32(const float *x, Py_ssize_t n)
     double fnn_max_abs_f64(const double *x, Py_ssize_t n)
     void fnn_softmax_rows_f32(const float *z, float *y, Py_ssize_t n, Py_ssize_t m)
+    void fnn_softmax_rows_f64(const double *z, double *y, Py_ssize_t n, Py_ssize_t m)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -93,33 +94,16 @@ cdef inline double _max_abs_join(double a, double b) noexcept nogil:
 
 cdef void _softmax_rows(const floating *z, floating *y, Py_ssize_t n,
                         Py_ssize_t m) noexcept nogil:
-    """y := exp(z - max z) / sum exp(z - max z) for each of n rows; the shift keeps exp <= 1 (no
-    overflow); y may be z. Each row's sum is taken in double, so a row's result never depends on
-    the rows around it. Float: src_c's fnn_softmax_rows_f32 (vectorised per kernel flavour, the
-    same bits in each: the sum over a fixed tree, the row scaled by the reciprocal of its sum,
-    in double, then rounded once to float: never above 1). Double: summed in column order, and
-    the rows divided by their sum."""
-    cdef Py_ssize_t i, j
-    cdef double mx, s
-    cdef double *yi
-    cdef const double *zi
+    """y := exp(z - max z) / sum exp(z - max z) for each of n rows (src_c's fnn_softmax_rows_*);
+    the shift keeps exp <= 1 (no overflow); y may be z. Each row's sum is taken in double, so a
+    row's result never depends on the rows around it. Float: vectorised per kernel flavour, the
+    same bits in each (the sum over a fixed tree, the row scaled by the reciprocal of its sum, in
+    double, then rounded once to float: never above 1). Double: summed in column order, and the
+    rows divided by their sum."""
     if floating is float:
         fnn_softmax_rows_f32(z, y, n, m)
     else:
-        for i in range(n):
-            zi = z + i * m
-            yi = y + i * m
-            mx = zi[0]
-            for j in range(1, m):
-                if zi[j] > mx:
-                    mx = zi[j]
-            for j in range(m):
-                yi[j] = f_exp(zi[j] - mx)
-            s = 0
-            for j in range(m):
-                s += yi[j]
-            for j in range(m):
-                yi[j] = yi[j] / s
+        fnn_softmax_rows_f64(z, y, n, m)
 
 
 cdef inline void _softmax_grad_row(const floating *y, const floating *dy, floating *dz,

@@ -164,37 +164,55 @@ cdef class TrainPlan:
 
     def train_batch(self, object optimizer, object X, object T):
         """Sequential.train_on_batch's step in one call: `step` on validated-here (X, T) with
-        the hyper-parameters read from `optimizer`, and Adam's step count advanced when the
-        parameters were updated. None (nothing touched) when the optimizer is not the one the
-        plan was built with or its state buffers were replaced, or X or T is not in the fast
-        form. The optimizer is read as fastnn.optimizers.SGD / Adam keep their settings."""
-        cdef double lr, h1, h2, h3 = 0, wd
-        cdef long iteration = 0
-        cdef tuple state = self._state
-        cdef dict d
-        if optimizer is not self._optimizer:
+        the hyper-parameters read from `optimizer` (see `hyper`), and Adam's step count advanced
+        when the parameters were updated. None (nothing touched) when `hyper` is None, or X or
+        T is not in the fast form."""
+        cdef double h[5]
+        cdef long iteration
+        if not self._read_hyper(optimizer, h, &iteration):
             return None
-        # SGD and Adam keep their settings as plain instance attributes: read from the instance
-        # dict directly (a generic attribute lookup first searches the class hierarchy)
-        d = optimizer.__dict__
-        if self.opt == OPT_SGD:
-            if d["_velocity"] is not state[0]:
-                return None
-            h1 = d["momentum"]
-            h2 = 1.0 if d["nesterov"] else 0.0
-        else:
-            if d["_m"] is not state[0] or d["_v"] is not state[1]:
-                return None
-            h1 = d["beta1"]
-            h2 = d["beta2"]
-            h3 = d["eps"]
-            iteration = d["iterations"] + 1
-        lr = d["lr"]
-        wd = d["weight_decay"]
-        value = self._step(X, T, True, lr, h1, h2, h3, wd, iteration)
+        value = self._step(X, T, True, h[0], h[1], h[2], h[3], h[4], iteration)
         if value is not None and self.status == TRAIN_UPDATED and self.opt == OPT_ADAM:
             optimizer.iterations = iteration
         return value
+
+    def hyper(self, object optimizer):
+        """(lr, h1, h2, h3, weight decay, step number) for `step` and `run_epoch`, read from
+        `optimizer`; or None when it is not the optimizer the plan was built with or its state
+        buffers were replaced (the plan holds the buffers it was built with)."""
+        cdef double h[5]
+        cdef long iteration
+        if not self._read_hyper(optimizer, h, &iteration):
+            return None
+        return (h[0], h[1], h[2], h[3], h[4], iteration)
+
+    cdef bint _read_hyper(self, object optimizer, double *h, long *iteration) except -1:
+        """h := lr, h1, h2, h3, weight decay and iteration := the step number (Adam's next,
+        else 0) from `optimizer`; False when it is not the plan's (see `hyper`). SGD and Adam
+        keep their settings as plain instance attributes, read from the instance dict directly
+        (a generic attribute lookup first searches the class hierarchy)."""
+        cdef tuple state = self._state
+        cdef dict d
+        if optimizer is not self._optimizer:
+            return False
+        d = optimizer.__dict__
+        h[3] = 0
+        iteration[0] = 0
+        if self.opt == OPT_SGD:
+            if d["_velocity"] is not state[0]:
+                return False
+            h[1] = d["momentum"]
+            h[2] = 1.0 if d["nesterov"] else 0.0
+        else:
+            if d["_m"] is not state[0] or d["_v"] is not state[1]:
+                return False
+            h[1] = d["beta1"]
+            h[2] = d["beta2"]
+            h[3] = d["eps"]
+            iteration[0] = d["iterations"] + 1
+        h[0] = d["lr"]
+        h[4] = d["weight_decay"]
+        return True
 
     cdef object _step(self, object X, object T, bint check, double lr, double h1, double h2,
                       double h3, double weight_decay, long iteration):
