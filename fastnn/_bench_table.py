@@ -27,6 +27,7 @@ ROW_LIMIT = {False: 8.0, True: 2.0}     # seconds: a row stops sampling after th
 MAX_ROUNDS = 400                        # the counts (a busy machine can slow calls 10x)
 COMPARED = ("numpy", "torch", "sklearn")
 SETTLE = 1.0  # seconds before each engine at 2+ threads (see measure_row)
+NOISE = 0.05  # "not slower": a ratio of one engine's rows this close to 1 counts as equal
 
 
 # ---------------------------------------------------------------------------- timing
@@ -257,6 +258,15 @@ def check_targets(rows):
         value = one["times"]["fastnn"] / two["times"]["fastnn"]
         add(value >= 1.8, f"gemm 1024 fastnn: 2 threads >= 1.8x one thread: {value:.2f}x "
             f"(NumPy: {one['times']['numpy'] / two['times']['numpy']:.2f}x)")
+    # "2 threads are never slower than 1": the training rows, within NOISE
+    for (key, n), r in sorted(by.items(), key=lambda kv: kv[0]):
+        one = by.get((key, 1))
+        if (n == 1 or one is None or r["workload"].kind not in ("train_step", "epoch", "digits20")
+                or "fastnn" not in r["times"] or "fastnn" not in one["times"]):
+            continue
+        value = one["times"]["fastnn"] / r["times"]["fastnn"]
+        add(value >= 1 - NOISE, f"{key}: fastnn on {n} threads not slower than on 1 "
+            f"(within {NOISE:.0%}): {value:.2f}x")
     return lines
 
 

@@ -35,15 +35,8 @@
 #include "fnn_gemm_internal.h"
 #include "fnn_vec.h"
 
-/* Products with at least this many multiply-adds (m*n*k) may use threads, and each thread gets
- * at least FNN_PAR_WORK_PER_THREAD of them. A parallel region costs ~1.1 us here (libgomp, 2
- * threads), so a product must take several microseconds for threads to pay. Measured on Zen 5
- * (EPYC, 2 vCPUs), alone in a loop: 1M-2M multiply-adds (32x256x128, 64x256x128, 128^3) run
- * 1.6-1.7x faster on 2 threads; 0.5M (32x64x256) is even. Inside training steps: a digits epoch
- * (64-256-128-10, batch 32) 2.39 -> 2.0 ms on 2 threads with 1M instead of 4M, the 784-256-128-10
- * step at batch 64 227 -> 199 us; one thread unchanged. (On Sapphire Rapids, 1M-products inside
- * the digits step had measured 0.8x on 2 threads, hence a 4M threshold there before.) */
-#define FNN_PAR_MIN_WORK (1.0e6)
+/* Each thread of a product gets at least FNN_PAR_WORK_PER_THREAD multiply-adds; a product uses
+ * threads from FNN_PAR_MIN_WORK (fnn_gemm.h) or the caller's ep->min_parallel_work on. */
 #define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
 /* Element-wise passes after a product (the row-wise softmax) use threads from this many
  * elements (as the Cython kernels' PARALLEL_MIN_WORK). */
@@ -367,7 +360,7 @@ void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const int want = (ep != NULL && ep->amax != NULL);
     gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
              ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f,
-             want ? &mx : NULL);
+             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0);
     if (want) {
         float v;
         memcpy(&v, &mx, sizeof v);
@@ -383,7 +376,7 @@ void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const int want = (ep != NULL && ep->amax != NULL);
     gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
              ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0,
-             want ? &mx : NULL);
+             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0);
     if (want) {
         double v;
         memcpy(&v, &mx, sizeof v);

@@ -19,7 +19,18 @@
  *
  * Threads: OpenMP across output tiles, the count read at call time from omp_get_max_threads();
  * small products run serially. The k dimension is never split across threads, so every C[i, j]
- * is summed in the same order at any thread count (bitwise-reproducible).
+ * is summed in the same order at any thread count (bitwise-reproducible), and the choice of
+ * threads never changes a result.
+ * A product takes threads from FNN_PAR_MIN_WORK multiply-adds (m*n*k) on, or from
+ * ep->min_parallel_work when that is > 0. What threads cost is mostly not the parallel region
+ * (~1-2 us) but moving data between cores: each thread writes its part of C, which the next
+ * pass (often on the main thread alone) must fetch from the other core's cache, and reads the
+ * operands the previous pass left in another cache. On Sapphire Rapids-class Xeons (2 vCPUs)
+ * that traffic is slow enough that a 1M-3M product followed by a one-thread pass over its
+ * operands runs 0.5-0.9x as fast on 2 threads as on 1 (alone in a loop it is 1.4-1.6x faster),
+ * hence the default. A caller that keeps data split across threads anyway (a training step
+ * whose big products run threaded) lowers the floor for the products around them; see
+ * fastnn/_ext/_train.pxi.
  * The micro-kernel (AVX-512, AVX2+FMA or portable C) is chosen once by CPU detection;
  * FASTNN_KERNEL=generic|avx2|avx512 in the environment overrides the choice (if the CPU allows it).
  */
@@ -43,11 +54,15 @@ enum {
     FNN_ACT_SOFTMAX = 6      /* row-wise, after the product (see above)                  */
 };
 
+/* Default floor for threads: products of fewer multiply-adds (m*n*k) run on one thread. */
+#define FNN_PAR_MIN_WORK (4.0e6)
+
 typedef struct {
     const float *bias;  /* length n, or NULL for no bias */
     int act;            /* FNN_ACT_* element-wise code (not SOFTMAX) */
     float param;        /* threshold for STEP, alpha for LEAKY_RELU */
     double *amax;       /* out: max |C| (NaN if any C is not finite), or NULL for none */
+    double min_parallel_work; /* threads from this many multiply-adds; 0: FNN_PAR_MIN_WORK */
 } fnn_epilogue_f32;
 
 typedef struct {
@@ -55,6 +70,7 @@ typedef struct {
     int act;
     double param;
     double *amax;
+    double min_parallel_work;
 } fnn_epilogue_f64;
 
 void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

@@ -334,14 +334,16 @@ static void GFN(softmax_after)(ptrdiff_t m, ptrdiff_t n, FT *C, ptrdiff_t ldc, F
 
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
-                      ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax);
+                      ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
+                      double par_min);
 
 /* A narrow C as C^T = op(B)^T op(A)^T (see gemm), FNN_TROWS rows of C at a time through a stack
  * buffer; beta == 0. Out of line, so that only this path's frame holds the buffer. */
 static __attribute__((noinline)) void
 GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
                  ptrdiff_t k, FT alpha, const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb,
-                 FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
+                 FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
+                 double par_min)
 {
     const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
     const ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
@@ -355,7 +357,7 @@ GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t
                              NULL, FNN_ACT_LINEAR, param, NULL);
         else
             GFN(gemm)(!trans_b, !trans_a, n, mc, k, alpha, B, ldb, trans_a ? A + i0 : A + i0 * lda,
-                      lda, (FT)0, t, mc, NULL, FNN_ACT_LINEAR, param, NULL);
+                      lda, (FT)0, t, mc, NULL, FNN_ACT_LINEAR, param, NULL, par_min);
         kd->tstore(t, mc, n, mc, C + i0 * ldc, ldc, bias, late ? FNN_ACT_LINEAR : act, param,
                    late ? NULL : amax);
         if (late) EPI_NAME(C + i0 * ldc, ldc, mc, n, NULL, act, param, amax);
@@ -365,7 +367,8 @@ GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t
 /* The whole product, split across threads when it is big enough. */
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
-                      ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
+                      ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
+                      double par_min)
 {
     const fnn_arch *arch = fnn_get_arch();
     const KERN *kd = &ARCH_KERN(arch);
@@ -393,7 +396,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     if (act == FNN_ACT_SOFTMAX && !narrow) {
         /* row-wise: after the whole product (a narrow C gets it in its transposed store) */
         GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,
-                  FNN_ACT_LINEAR, param, NULL);
+                  FNN_ACT_LINEAR, param, NULL, par_min);
         GFN(softmax_after)(m, n, C, ldc, param, amax);
         return;
     }
@@ -406,7 +409,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     }
     if (narrow) {
         GFN(gemm_narrow)(kd, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, C, ldc,
-                         bias, act, param, amax);
+                         bias, act, param, amax, par_min);
         return;
     }
     if (direct) {
@@ -416,7 +419,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     }
 
 #ifdef _OPENMP
-    if (work >= FNN_PAR_MIN_WORK) {
+    if (work >= (par_min > 0 ? par_min : FNN_PAR_MIN_WORK)) {
         nt = omp_get_max_threads();
         if ((double)nt * FNN_PAR_WORK_PER_THREAD > work) nt = (int)(work / FNN_PAR_WORK_PER_THREAD);
         if (nt < 1) nt = 1;

@@ -118,6 +118,23 @@ def test_bench_plot_option_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_targets_flag_two_threads_slower_than_one():
+    from fastnn import _bench_table as T
+    from fastnn import benchmarking as B
+    step, epoch = B.workloads_of("train_step")[0], B.workloads_of("epoch")[0]
+
+    def row(workload, threads, seconds):
+        return {"workload": workload, "threads": threads, "times": {"fastnn": seconds},
+                "scores": {}, "notes": ""}
+
+    rows = [row(step, 1, 100e-6), row(step, 2, 80e-6),        # faster on 2: met
+            row(epoch, 1, 3e-3), row(epoch, 2, 4e-3)]         # slower on 2: missed
+    lines = [line for line in T.check_targets(rows) if "not slower" in line]
+    assert len(lines) == 2
+    assert lines[0].split()[0] == "MISSED" and epoch.key in lines[0] and "0.75x" in lines[0]
+    assert lines[1].split()[0] == "MET" and step.key in lines[1] and "1.25x" in lines[1]
+
+
 def test_random_state_accepts_the_forms_scikit_learn_does():
     from fastnn.sklearn import MLPClassifier
     rng = np.random.default_rng(0)

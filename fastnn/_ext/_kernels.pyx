@@ -23,7 +23,8 @@ from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_th
                                      fnn_ftz_enter, fnn_ftz_leave)
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
-                               FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX)
+                               FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
+                               FNN_PAR_MIN_WORK)
 
 cdef extern from "fnn_vec.h" nogil:
     void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc,
@@ -50,9 +51,11 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
                        floating alpha, const floating *A, Py_ssize_t lda,
                        const floating *B, Py_ssize_t ldb, floating beta, floating *C,
                        Py_ssize_t ldc, bint epilogue, const floating *bias, int act,
-                       floating param, double *amax=NULL) noexcept nogil:
+                       floating param, double *amax=NULL, double par_min=0) noexcept nogil:
     """C := alpha op(A) op(B) + beta C, then act(C + bias) when `epilogue`; float or double GEMM.
-    With `amax`, also amax[0] := max |C| (NaN if any C is not finite), taken tile by tile."""
+    With `amax`, also amax[0] := max |C| (NaN if any C is not finite), taken tile by tile.
+    Threads from `par_min` multiply-adds on (0: the GEMM's default, FNN_PAR_MIN_WORK)."""
+    cdef bint opts = epilogue or amax != NULL or par_min > 0
     cdef fnn_epilogue_f32 ep32
     cdef fnn_epilogue_f64 ep64
     if m == 0 or n == 0:
@@ -64,15 +67,17 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
         ep32.act = act if epilogue else FNN_ACT_LINEAR
         ep32.param = param
         ep32.amax = amax
+        ep32.min_parallel_work = par_min
         fnn_sgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-                  &ep32 if (epilogue or amax != NULL) else NULL)
+                  &ep32 if opts else NULL)
     else:
         ep64.bias = bias if epilogue else NULL
         ep64.act = act if epilogue else FNN_ACT_LINEAR
         ep64.param = param
         ep64.amax = amax
+        ep64.min_parallel_work = par_min
         fnn_dgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-                  &ep64 if (epilogue or amax != NULL) else NULL)
+                  &ep64 if opts else NULL)
 
 
 cdef inline double _max_abs(const floating *g, Py_ssize_t n) noexcept nogil:
@@ -232,19 +237,20 @@ cdef void _grad_and_colsum(const floating *y, const floating *dy, floating *dz, 
 
 cdef void _dense_forward_raw(const floating *x, const floating *w, const floating *bias,
                              Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, int act, floating param,
-                             floating *out) noexcept nogil:
+                             floating *out, double par_min=0) noexcept nogil:
     """out := act(x @ w + bias) for x (n, k), w (k, m); bias may be NULL. The GEMM applies the
-    activation, softmax included (see src_c/fnn_gemm.h)."""
-    _gemm(False, False, n, m, k, 1, x, k, w, m, 0, out, m, True, bias, act, param)
+    activation, softmax included (see src_c/fnn_gemm.h). `par_min`: as _gemm's."""
+    _gemm(False, False, n, m, k, 1, x, k, w, m, 0, out, m, True, bias, act, param, NULL, par_min)
 
 
 cdef void _dense_backward_raw(const floating *x, const floating *w, const floating *y,
                               const floating *dy, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
                               int act, floating param, floating *dz, floating *dw, floating *db,
-                              floating *dx, double *gmax=NULL) noexcept nogil:
+                              floating *dx, double *gmax=NULL, double par_min=0) noexcept nogil:
     """dz := act'(y) * dy;  db := dz.sum(0);  dw := x.T @ dz;  dx := dz @ w.T (dx may be NULL).
     With `gmax`: gmax[0] := max |g| over dw and db, or NaN if any is not finite (dw's part is
-    taken by the GEMM as it writes each tile, so the gradients are not read again for it)."""
+    taken by the GEMM as it writes each tile, so the gradients are not read again for it).
+    `par_min`: as _gemm's."""
     cdef double gw
     if act == FNN_ACT_SOFTMAX:       # row-wise Jacobian first, then the plain column sums
         if n * m > 0:
@@ -253,11 +259,39 @@ cdef void _dense_backward_raw(const floating *x, const floating *w, const floati
     else:
         _grad_and_colsum(y, dy, dz, db, n, m, act, param)
     _gemm(True, False, k, m, n, 1, x, k, dz, m, 0, dw, m, False, NULL, 0, 0,
-          &gw if gmax != NULL else NULL)
+          &gw if gmax != NULL else NULL, par_min)
     if gmax != NULL:
         gmax[0] = _max_abs_join(gw, _max_abs(db, m))
     if dx != NULL:
-        _gemm(False, True, n, k, m, 1, dz, m, w, m, 0, dx, k, False, NULL, 0, 0)
+        _gemm(False, True, n, k, m, 1, dz, m, w, m, 0, dx, k, False, NULL, 0, 0, NULL, par_min)
+
+
+# Threads in a whole pass (ForwardPlan, TrainPlan): a product takes threads on its own from
+# FNN_PAR_MIN_WORK multiply-adds (src_c/fnn_gemm.h: below that, moving its operands and output
+# between the cores' caches costs more than the second thread saves). Once a pass has a product
+# that big, its data is split across the cores anyway, and the products around it take threads
+# from STEP_PAR_MIN on. Measured on a 2-vCPU Xeon (Sapphire Rapids class), 2 threads: the
+# 784-256-128-10 step at batch 32 300 vs 318 us with 1M instead of 2M (the 1M products beside
+# two 6.4M ones); at batch 64 the 2M products beside the 12.8M ones 400 vs 417 us. Without a
+# big product the pass stays on one thread: the 64-256-128-10 step at batch 32 (1M products)
+# took 106-111 us on 2 threads against 74-80 us on one with a 1M floor, and 784-128-10 at batch
+# 32 (3.2M products) 185 against 118 us with a 2M floor.
+cdef double STEP_PAR_MIN = 1.0e6
+
+
+cdef inline double _pass_par_min(Py_ssize_t n, Py_ssize_t in_dim, const Py_ssize_t *width,
+                                 void **W, int n_steps) noexcept nogil:
+    """The thread floor (_gemm's `par_min`) for the products of a pass over n rows through the
+    dense steps (W[s] != NULL) of the given widths: STEP_PAR_MIN when the largest of them is
+    threaded anyway, else 0 (the GEMM's default)."""
+    cdef Py_ssize_t k = in_dim
+    cdef double widest = 0
+    cdef int s
+    for s in range(n_steps):
+        if W[s] != NULL and <double>k * width[s] > widest:
+            widest = <double>k * width[s]
+        k = width[s]
+    return STEP_PAR_MIN if <double>n * widest >= FNN_PAR_MIN_WORK else 0
 
 
 # --------------------------------------------------------------------------- Python entry points

@@ -116,6 +116,7 @@ cdef bint _plan_run(ForwardPlan plan, const floating *x, Py_ssize_t n, floating 
     cdef int s, act
     cdef const floating *inp = x
     cdef floating *y
+    cdef double par_min = _pass_par_min(n, plan.in_dim, plan.width, plan.W, plan.n_steps)
     for i in range(n * k):
         if not isfinite(x[i]):
             return False
@@ -128,7 +129,7 @@ cdef bint _plan_run(ForwardPlan plan, const floating *x, Py_ssize_t n, floating 
             y = scratch + (s % 2) * n * plan.max_width
         if plan.W[s] != NULL:
             _dense_forward_raw(inp, <const floating *>plan.W[s], <const floating *>plan.b[s],
-                               n, k, m, act, <floating>plan.param[s], y)
+                               n, k, m, act, <floating>plan.param[s], y, par_min)
         else:
             _forward_rows(inp, y, n, m, act, <floating>plan.param[s])
         inp = y

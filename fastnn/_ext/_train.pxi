@@ -357,6 +357,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     cdef double bc1, bc2
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
+    cdef double par_min = _pass_par_min(n, plan.in_dim, plan.width, plan.W, plan.n_steps)
     # --- inputs: finite features, labels in range (one-hot rows built only after both pass)
     if check:
         gmax = _max_abs(x, n * plan.in_dim)          # NaN when any feature is NaN or inf
@@ -381,7 +382,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
         if plan.W[s] != NULL:
             _dense_forward_raw(inp, <const floating *>plan.W[s], <const floating *>plan.b[s],
                                n, k, m, plan.act[s], <floating>plan.param[s],
-                               <floating *>plan.Y[s])
+                               <floating *>plan.Y[s], par_min)
         else:
             _forward_rows(inp, <floating *>plan.Y[s], n, m, plan.act[s],
                           <floating>plan.param[s])
@@ -411,7 +412,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
                                 <const floating *>plan.G[s], n, k, m, act,
                                 <floating>plan.param[s], <floating *>plan.G[s],
                                 <floating *>plan.dW[s], <floating *>plan.db[s],
-                                <floating *>plan.G[s - 1] if s > 0 else NULL, &glayer)
+                                <floating *>plan.G[s - 1] if s > 0 else NULL, &glayer, par_min)
             gmax = _max_abs_join(gmax, glayer)
         elif s > 0:
             _backward_rows(<const floating *>plan.Y[s], <const floating *>plan.G[s],

@@ -3,6 +3,8 @@
 #   and, when ep.amax is set, *ep.amax := max |C| (NaN if any C is not finite)
 
 cdef extern from "fnn_gemm.h" nogil:
+    double FNN_PAR_MIN_WORK
+
     enum:
         FNN_ACT_LINEAR
         FNN_ACT_STEP
@@ -17,12 +19,14 @@ cdef extern from "fnn_gemm.h" nogil:
         int act
         float param
         double *amax
+        double min_parallel_work
 
     ctypedef struct fnn_epilogue_f64:
         const double *bias
         int act
         double param
         double *amax
+        double min_parallel_work
 
     void fnn_sgemm(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                    float alpha, const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
