@@ -2,9 +2,10 @@
 
 Each cell is a robust median: a warm-up call, a loop count calibrated so that one sample lasts a
 few milliseconds, then samples until the cell's time budget is spent. On one thread the engines
-of one row are sampled in turn (round robin), so a noisy neighbour slows them all alike and the
-ratios, which are what to compare, stay meaningful; on several threads each engine is timed in
-its own block after a pause (see ``measure_row``). A ratio above 1 means fastnn is faster.
+of one row are sampled in turn (round robin, in an order that turns each round), so a noisy
+neighbour slows them all alike and the ratios, which are what to compare, stay meaningful; on
+several threads each engine is timed in its own block after a pause (see ``measure_row``). A
+ratio above 1 means fastnn is faster.
 """
 
 import importlib.util
@@ -77,8 +78,8 @@ class Timer:
 def measure_row(cases, quick, threads=1):
     """Median seconds per call for each case; {engine: seconds}.
 
-    On one thread the engines of the row are sampled in turn (round robin), so a noisy neighbour
-    slows them all alike. With several threads that would measure each engine against the
+    On one thread the engines of the row are sampled in turn (round robin, the order turning
+    each round), so a noisy neighbour slows them all alike. With several threads that would measure each engine against the
     previous one's idle workers: OpenBLAS, libgomp and PyTorch's own OpenMP runtime keep their
     threads busy-waiting for a while after a call (OpenBLAS for up to a second here), and on a
     machine with few cores the next engine then runs with its threads starved, several times
@@ -118,11 +119,15 @@ def measure_row(cases, quick, threads=1):
     for timer in timers:
         warm(timer)
     limit = time.perf_counter() + ROW_LIMIT[quick]
-    for _ in range(MAX_ROUNDS):
+    for r in range(MAX_ROUNDS):
         busy = [t for t in timers if len(t.samples) < least or t.spent < budget]
         if not busy or (time.perf_counter() > limit and all(t.samples for t in timers)):
             break
-        for timer in busy:
+        # the order turns each round, so that no engine always runs right after the same other
+        # one: a large product leaves the core slower for the next call (after a 1024^3 PyTorch
+        # product, the next engine's own took ~8% longer here)
+        shift = r % len(busy)
+        for timer in busy[shift:] + busy[:shift]:
             timer.sample()
     return {t.case.engine: t.median() for t in timers}
 
