@@ -1,7 +1,7 @@
 """``python -m fastnn bench``: time every workload of ``fastnn.benchmarking`` and print a table.
 
 Each cell is a robust median: a warm-up call, a loop count calibrated so that one sample lasts a
-few milliseconds, then samples until the cell's time budget is spent. On one thread the engines
+20 ms, then samples until the cell's time budget is spent. On one thread the engines
 of one row are sampled in turn (round robin, in an order that turns each round), so a noisy
 neighbour slows them all alike and the ratios, which are what to compare, stay meaningful; on
 several threads each engine is timed in its own block after a pause (see ``measure_row``). A
@@ -20,7 +20,11 @@ import numpy as np
 import fastnn
 from fastnn import benchmarking as B
 
-SAMPLE_SECONDS = 0.004       # one timing sample lasts at least this long (loops of calls)
+# One timing sample lasts at least this long (a loop of calls). In the one-thread round robin
+# each sample starts with the caches and predictors the previous engine left: with 4 ms
+# samples that cost PyTorch's 64-64-10 step 199 us per call against 172 us timed alone, with
+# 20 ms samples 185 us (fastnn: 7.4 and 7.2 us).
+SAMPLE_SECONDS = 0.02
 BUDGET = {False: 0.35, True: 0.06}      # seconds of sampling per cell (full, --quick)
 MIN_SAMPLES = {False: 5, True: 3}
 SLOW_SAMPLES = {False: 3, True: 1}      # for workloads of about a second per call
