@@ -20,7 +20,7 @@ from cython.parallel cimport prange
 
 from fastnn._ext._elementwise cimport act_forward, act_deriv
 from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for,
-                                     fnn_ftz_enter, fnn_ftz_leave)
+                                     fnn_ftz_enter, fnn_ftz_leave, PARALLEL_MIN_WORK)
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
@@ -270,13 +270,18 @@ cdef void _dense_backward_raw(const floating *x, const floating *w, const floati
 # FNN_PAR_MIN_WORK multiply-adds (src_c/fnn_gemm.h: below that, moving its operands and output
 # between the cores' caches costs more than the second thread saves). Once a pass has a product
 # that big, its data is split across the cores anyway, and the products around it take threads
-# from STEP_PAR_MIN on. Measured on a 2-vCPU Xeon (Sapphire Rapids class), 2 threads: the
-# 784-256-128-10 step at batch 32 300 vs 318 us with 1M instead of 2M (the 1M products beside
-# two 6.4M ones); at batch 64 the 2M products beside the 12.8M ones 400 vs 417 us. Without a
-# big product the pass stays on one thread: the 64-256-128-10 step at batch 32 (1M products)
-# took 106-111 us on 2 threads against 74-80 us on one with a 1M floor, and 784-128-10 at batch
-# 32 (3.2M products) 185 against 118 us with a 2M floor.
+# from STEP_PAR_MIN on. Measured on a 2-vCPU Xeon (Sapphire Rapids class), 2 threads: in the
+# 784-256-128-10 step at batch 64 the 2M products beside the 12.8M ones 400 vs 417 us with a 2M
+# floor instead of 4M, and no slower with 1M (at batch 32, with 6.4M products threaded then, 1M
+# against 2M gave 300 vs 318 us). Without a big product the pass stays on one thread: the
+# 64-256-128-10 step at batch 32 (1M products) took 106-111 us on 2 threads against 74-80 us on
+# one with a 1M floor, and 784-128-10 at batch 32 (3.2M products) 185 against 118 us with 2M.
 cdef double STEP_PAR_MIN = 1.0e6
+# The optimizer update of a step that runs on one thread: the same reasoning, from this many
+# parameters on (else PARALLEL_MIN_WORK). The next forward pass reads the weights each thread
+# wrote: the 203k-parameter update of 784-256-10 at batch 4 made the step 143-147 us on 2 threads
+# against 103-109 us on one, while 784-1024-10 at batch 2 (813k) ran 713 against 774 us.
+cdef Py_ssize_t SERIAL_STEP_UPDATE_MIN = 524288
 
 
 cdef inline double _pass_par_min(Py_ssize_t n, Py_ssize_t in_dim, const Py_ssize_t *width,

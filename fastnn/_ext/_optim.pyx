@@ -9,6 +9,7 @@
 from cython cimport floating
 
 from fastnn._ext._optim_core cimport _sgd, _adam
+from fastnn._ext._parallel cimport PARALLEL_MIN_WORK
 
 
 def sgd_update(floating[::1] params,         # OUT (N,) updated in place
@@ -28,7 +29,7 @@ def sgd_update(floating[::1] params,         # OUT (N,) updated in place
         return
     with nogil:
         _sgd(&params[0], &grads[0], vel, n, <floating>lr, <floating>momentum, nesterov,
-             <floating>weight_decay)
+             <floating>weight_decay, PARALLEL_MIN_WORK)
 
 
 def adam_update(floating[::1] params,        # OUT (N,) updated in place
@@ -51,4 +52,4 @@ def adam_update(floating[::1] params,        # OUT (N,) updated in place
     with nogil:
         _adam(&params[0], &grads[0], &m[0], &v[0], n, <floating>lr, <floating>beta1,
               <floating>beta2, <floating>(1 - beta1), <floating>(1 - beta2), <floating>bc1,
-              <floating>bc2, <floating>eps, <floating>weight_decay)
+              <floating>bc2, <floating>eps, <floating>weight_decay, PARALLEL_MIN_WORK)

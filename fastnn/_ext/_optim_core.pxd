@@ -20,11 +20,13 @@ cdef extern from "fnn_vec.h" nogil:
 
 
 cdef inline void _sgd(floating *p, const floating *grad, floating *vel, Py_ssize_t n, floating lr,
-                      floating mu, bint nesterov, floating wd) noexcept nogil:
+                      floating mu, bint nesterov, floating wd,
+                      Py_ssize_t min_work) noexcept nogil:
     """g := grad + wd p;  v := mu v + g;  p -= lr (nesterov ? g + mu v : v)  (mu == 0: p -= lr g)
-    Contiguous chunks over threads, each the vectorised loop of src_c/fnn_vec.h."""
+    Contiguous chunks over threads from `min_work` parameters on (PARALLEL_MIN_WORK outside a
+    training step), each the vectorised loop of src_c/fnn_vec.h."""
     cdef Py_ssize_t b, lo, hi
-    cdef int nt = threads_for(n)
+    cdef int nt = threads_for(n) if n >= min_work else 1
     if nt == 1:
         _sgd_chunk(p, grad, vel, n, lr, mu, nesterov, wd)
         return
@@ -45,11 +47,12 @@ cdef inline void _sgd_chunk(floating *p, const floating *grad, floating *vel, Py
 
 cdef inline void _adam(floating *p, const floating *grad, floating *m, floating *v, Py_ssize_t n,
                        floating lr, floating b1, floating b2, floating one_b1, floating one_b2,
-                       floating bc1, floating bc2, floating eps, floating wd) noexcept nogil:
+                       floating bc1, floating bc2, floating eps, floating wd,
+                       Py_ssize_t min_work) noexcept nogil:
     """g := grad + wd p;  m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
     p -= lr (m / bc1) / (sqrt(v / bc2) + eps)   (chunks over threads, as _sgd)"""
     cdef Py_ssize_t b, lo, hi
-    cdef int nt = threads_for(n)
+    cdef int nt = threads_for(n) if n >= min_work else 1
     if nt == 1:
         _adam_chunk(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, wd)
         return

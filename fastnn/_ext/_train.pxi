@@ -358,6 +358,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
     cdef double par_min = _pass_par_min(n, plan.in_dim, plan.width, plan.W, plan.n_steps)
+    cdef Py_ssize_t upd_min
     # --- inputs: finite features, labels in range (one-hot rows built only after both pass)
     if check:
         gmax = _max_abs(x, n * plan.in_dim)          # NaN when any feature is NaN or inf
@@ -421,16 +422,18 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     if (not (gmax < plan.screen) or not (lr * gmax < plan.screen)
             or not (weight_decay < plan.screen)):
         return TRAIN_NEEDS_CHECK
-    # --- the update, as fastnn.backends' sgd_update / adam_update do it
+    # --- the update, as fastnn.backends' sgd_update / adam_update do it (threads: see
+    #     SERIAL_STEP_UPDATE_MIN)
+    upd_min = PARALLEL_MIN_WORK if par_min > 0 else SERIAL_STEP_UPDATE_MIN
     if plan.opt == OPT_SGD:
         _sgd(params, grads, NULL if h1 == 0 else <floating *>plan.state1, plan.n_params,
-             <floating>lr, <floating>h1, h2 != 0, <floating>weight_decay)
+             <floating>lr, <floating>h1, h2 != 0, <floating>weight_decay, upd_min)
     else:
         bc1 = 1 - h1 ** iteration
         bc2 = 1 - h2 ** iteration
         _adam(params, grads, <floating *>plan.state1, <floating *>plan.state2, plan.n_params,
               <floating>lr, <floating>h1, <floating>h2, <floating>(1 - h1), <floating>(1 - h2),
-              <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay)
+              <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay, upd_min)
     return TRAIN_UPDATED
 
 
