@@ -1,11 +1,11 @@
 """``python -m fastnn bench``: time every workload of ``fastnn.benchmarking`` and print a table.
 
-Each cell is a robust median: a warm-up call, a loop count calibrated so that one sample lasts a
-20 ms, then samples until the cell's time budget is spent. On one thread the engines
-of one row are sampled in turn (round robin, in an order that turns each round), so a noisy
-neighbour slows them all alike and the ratios, which are what to compare, stay meaningful; on
-several threads each engine is timed in its own block after a pause (see ``measure_row``). A
-ratio above 1 means fastnn is faster.
+Each cell is a robust median: a warm-up call, a loop count calibrated so that one sample lasts at
+least 20 ms, then samples until the cell's time budget is spent. On one thread the engines of one
+row are sampled in turn (round robin, in an order that turns each round), so a noisy neighbour
+slows them all alike and the ratios, which are what to compare, stay meaningful; on several
+threads each engine is timed in its own block after a pause (see ``measure_row``). A ratio above
+1 means fastnn is faster.
 """
 
 import importlib.util
@@ -83,11 +83,11 @@ def measure_row(cases, quick, threads=1):
     """Median seconds per call for each case; {engine: seconds}.
 
     On one thread the engines of the row are sampled in turn (round robin, the order turning
-    each round), so a noisy neighbour slows them all alike. With several threads that would measure each engine against the
-    previous one's idle workers: OpenBLAS, libgomp and PyTorch's own OpenMP runtime keep their
-    threads busy-waiting for a while after a call (OpenBLAS for up to a second here), and on a
-    machine with few cores the next engine then runs with its threads starved, several times
-    slower. So at 2+ threads each engine is timed in blocks, each after a pause of ``SETTLE``
+    each round), so a noisy neighbour slows them all alike. With several threads that would
+    measure each engine against the previous one's idle workers: OpenBLAS, libgomp and
+    PyTorch's own OpenMP runtime keep their threads busy-waiting for a while after a call
+    (OpenBLAS for up to a second here), and on a machine with few cores the next engine then
+    runs with its threads starved, several times slower. So at 2+ threads each engine is timed in blocks, each after a pause of ``SETTLE``
     seconds that lets the other pools go to sleep: every engine timed the way it runs alone.
     """
     slow = cases[0].workload.slow

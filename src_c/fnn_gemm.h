@@ -29,7 +29,9 @@
  * that traffic is slow enough that a 1M-3M product followed by a one-thread pass over its
  * operands runs 0.5-0.9x as fast on 2 threads as on 1 (alone in a loop it is 1.4-1.6x faster),
  * and the 784-128-10 training step at batch 64 (two 6.4M products) ran 0.91-0.93x; from 8M on
- * (e.g. 784-256-128-10 at batch 64: 12.8M) threads pay, hence the default. A caller that keeps data split across threads anyway (a training step
+ * (e.g. 784-256-128-10 at batch 64: 12.8M) threads pay, hence the default. (On a Zen 5 EPYC,
+ * where that traffic was cheaper, 1M products had paid inside a training step: the default is
+ * what holds on both.) A caller that keeps data split across threads anyway (a training step
  * whose big products run threaded) lowers the floor for the products around them; see
  * fastnn/_ext/_train.pxi.
  * The micro-kernel (AVX-512, AVX2+FMA or portable C) is chosen once by CPU detection;
