@@ -87,6 +87,13 @@ typedef void (*fnn_packt_f32)(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *s
 typedef void (*fnn_packt_f64)(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdiff_t ld,
                               double *dst);
 
+/* An untransposed panel pack: element (p, x) = src[p*ld + x], x < len, p < kc, into r-wide
+ * slivers dst[s*r*kc + p*r + i] (x = s*r + i; the last sliver zero-padded up to r). */
+typedef void (*fnn_packn_f32)(int r, ptrdiff_t len, ptrdiff_t kc, const float *src, ptrdiff_t ld,
+                              float *dst);
+typedef void (*fnn_packn_f64)(int r, ptrdiff_t len, ptrdiff_t kc, const double *src,
+                              ptrdiff_t ld, double *dst);
+
 /* The epilogue on an m x n block of C: C[i, j] := act(C[i, j] + bias[j]) (bias may be NULL),
  * then, when amax is not NULL, *amax := max(*amax, |C[i, j]| bits) (see FNN_ABS_BITS_F32). */
 typedef void (*fnn_epi_f32)(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const float *bias,
@@ -131,6 +138,7 @@ typedef struct {
     fnn_ukre_f32 ukre;    /* ukr with the epilogue fused, or NULL (then ukr + epi) */
     fnn_ukre_f32 ukre2;   /* the same for ukr2 */
     fnn_tstore_f32 tstore; /* narrow products computed transposed (gemm_direct), or NULL */
+    fnn_packn_f32 pack_n; /* the untransposed pack for this flavour, or NULL (the portable one) */
 } fnn_kern_f32;
 
 typedef struct {
@@ -147,6 +155,7 @@ typedef struct {
     fnn_ukre_f64 ukre;
     fnn_ukre_f64 ukre2;
     fnn_tstore_f64 tstore;
+    fnn_packn_f64 pack_n;
 } fnn_kern_f64;
 
 typedef struct {

@@ -53,7 +53,8 @@ static void GFN(scale)(ptrdiff_t m, ptrdiff_t n, FT beta, FT *C, ptrdiff_t ldc)
  * slivers dst[s*r*kc + p*r + i] (x = s*r + i; the last sliver zero-padded up to r).
  * Row p is read front to back across all slivers: one sequential stream per row, which the
  * hardware prefetchers follow, instead of short strided pieces per sliver. */
-static void GFN(pack_n)(int r, ptrdiff_t len, ptrdiff_t kc, const FT *src, ptrdiff_t ld, FT *dst)
+static void GFN(pack_n_portable)(int r, ptrdiff_t len, ptrdiff_t kc, const FT *src, ptrdiff_t ld,
+                                 FT *dst)
 {
     const ptrdiff_t full = len / r, rem = len % r, step = (ptrdiff_t)r * kc;
     ptrdiff_t p, s, i;
@@ -85,37 +86,44 @@ static void GFN(pack_n)(int r, ptrdiff_t len, ptrdiff_t kc, const FT *src, ptrdi
     }
 }
 
-/* Pack op(A)[0:mc, 0:kc] into MR-row slivers: Ap[s*MR*kc + p*MR + i] = op(A)[s*MR + i, p]. */
-typedef void (*GFN(pack_t_fn))(int r, ptrdiff_t cnt, ptrdiff_t kc, const FT *src, ptrdiff_t ld,
-                               FT *dst);
+/* The untransposed pack: the flavour's own when it has one, else the portable one above. */
+static inline void GFN(pack_n)(const KERN *kd, int r, ptrdiff_t len, ptrdiff_t kc, const FT *src,
+                               ptrdiff_t ld, FT *dst)
+{
+    if (kd->pack_n)
+        kd->pack_n(r, len, kc, src, ld, dst);
+    else
+        GFN(pack_n_portable)(r, len, kc, src, ld, dst);
+}
 
-static void GFN(pack_a)(GFN(pack_t_fn) pack_t, int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A,
+/* Pack op(A)[0:mc, 0:kc] into MR-row slivers: Ap[s*MR*kc + p*MR + i] = op(A)[s*MR + i, p]. */
+static void GFN(pack_a)(const KERN *kd, int mr, ptrdiff_t mc, ptrdiff_t kc, const FT *A,
                         ptrdiff_t rsa, ptrdiff_t csa, FT *Ap)
 {
     ptrdiff_t i0;
     if (csa != 1) { /* A transposed (rsa == 1): row p of A holds op(A)[:, p] */
-        GFN(pack_n)(mr, mc, kc, A, csa, Ap);
+        GFN(pack_n)(kd, mr, mc, kc, A, csa, Ap);
         return;
     }
     for (i0 = 0; i0 < mc; i0 += mr) { /* rows of A are contiguous along p: transpose */
         const ptrdiff_t ib = (mc - i0 < mr) ? mc - i0 : mr;
-        pack_t(mr, ib, kc, A + i0 * rsa, rsa, Ap);
+        kd->pack_t(mr, ib, kc, A + i0 * rsa, rsa, Ap);
         Ap += (ptrdiff_t)mr * kc;
     }
 }
 
 /* Pack op(B)[0:kc, 0:nc] into NR-column slivers: Bp[s*NR*kc + p*NR + j] = op(B)[p, s*NR + j]. */
-static void GFN(pack_b)(GFN(pack_t_fn) pack_t, int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B,
+static void GFN(pack_b)(const KERN *kd, int nr, ptrdiff_t kc, ptrdiff_t nc, const FT *B,
                         ptrdiff_t rsb, ptrdiff_t csb, FT *Bp)
 {
     ptrdiff_t j0;
     if (csb == 1) { /* B not transposed: row p of B holds op(B)[p, :] */
-        GFN(pack_n)(nr, nc, kc, B, rsb, Bp);
+        GFN(pack_n)(kd, nr, nc, kc, B, rsb, Bp);
         return;
     }
     for (j0 = 0; j0 < nc; j0 += nr) { /* B transposed: columns of op(B) are rows of B */
         const ptrdiff_t jb = (nc - j0 < nr) ? nc - j0 : nr;
-        pack_t(nr, jb, kc, B + j0 * csb, csb, Bp);
+        kd->pack_t(nr, jb, kc, B + j0 * csb, csb, Bp);
         Bp += (ptrdiff_t)nr * kc;
     }
 }
@@ -245,7 +253,6 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
         kd = &alt;
     }
     const int do_epi = (bias != NULL || act != FNN_ACT_LINEAR || amax != NULL);
-    const GFN(pack_t_fn) pack_t = kd->pack_t;
     /* An untransposed B with few rows of C to reuse it is read in place: packing it costs a
      * good part of the product (e.g. a 32-row batch times a 256 x 128 weight matrix). */
     const int b_in_place = (csb == 1 && m <= FNN_B_IN_PLACE_MAX_M && n <= FNN_B_IN_PLACE_MAX_N &&
@@ -284,15 +291,15 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                 bstride = kd->nr;
                 ldb = rsb;
                 if (full < nc) {
-                    GFN(pack_n)(kd->nr, nc - full, kc, Bsrc + full, rsb, Bp);
+                    GFN(pack_n)(kd, kd->nr, nc - full, kc, Bsrc + full, rsb, Bp);
                     Bedge = Bp;
                 }
             } else {
-                GFN(pack_b)(pack_t, kd->nr, kc, nc, Bsrc, rsb, csb, Bp);
+                GFN(pack_b)(kd, kd->nr, kc, nc, Bsrc, rsb, csb, Bp);
             }
             for (ic = 0; ic < m; ic += mcb) {
                 const ptrdiff_t mc = (m - ic < mcb) ? m - ic : mcb;
-                GFN(pack_a)(pack_t, kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
+                GFN(pack_a)(kd, kd->mr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
                 GFN(macro_kernel)(kd, mc, nc, kc, alpha, Ap, Bpanel, bstride, ldb, Bedge,
                                   beta_eff, C + ic * ldc + jc, ldc, do_epi && last,
                                   bias ? bias + jc : NULL, act, param, amax);

@@ -251,9 +251,9 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 4, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
-     fnn_pack_t_avx2_f32, NULL, NULL, NULL},
+     fnn_pack_t_avx2_f32, NULL, NULL, NULL, NULL},
     {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 4, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
-     fnn_pack_t_f64, NULL, NULL, NULL},
+     fnn_pack_t_f64, NULL, NULL, NULL, NULL},
 };
 
 #else

@@ -215,6 +215,50 @@ FNN_AVX512 static void fnn_pack_t_avx512_f32(int r, ptrdiff_t cnt, ptrdiff_t kc,
     fnn_pack_t_rest_f32(r, i0, cnt, kc, src, ld, dst); /* fewer than 16 rows left */
 }
 
+/* One row's share of the untransposed pack: `full` slivers of R values each, from x to y with
+ * sliver stride `step`, then a partial sliver of `rem` values zero-padded to R. R is a
+ * compile-time constant in the instantiations below (the kernels' MR and NR). */
+FNN_AVX512 static inline __attribute__((always_inline)) void
+pack_n_row_avx512_f32(const int R, ptrdiff_t full, ptrdiff_t rem, ptrdiff_t step, const float *x,
+                      float *y)
+{
+    const __mmask16 mt = (__mmask16)((1u << (R % 16)) - 1u);
+    ptrdiff_t s;
+    int i;
+    for (s = 0; s < full; s++, x += R, y += step) {
+        for (i = 0; i + 16 <= R; i += 16) _mm512_storeu_ps(y + i, _mm512_loadu_ps(x + i));
+        if (R % 16) _mm512_mask_storeu_ps(y + i, mt, _mm512_maskz_loadu_ps(mt, x + i));
+    }
+    if (rem) /* rem < R values, then zeros up to R */
+        for (i = 0; i < R; i += 16) {
+            const int have = (rem - i > 16) ? 16 : (rem - i < 0) ? 0 : (int)(rem - i);
+            const int width = (R - i > 16) ? 16 : R - i;
+            _mm512_mask_storeu_ps(y + i, (__mmask16)((1u << width) - 1u),
+                                  _mm512_maskz_loadu_ps((__mmask16)((1u << have) - 1u), x + i));
+        }
+}
+
+/* The untransposed sliver pack (fnn_gemm_internal.h; the weights of a forward product, the
+ * inputs of a weight gradient): each row of the panel copied a vector at a time, masked for a
+ * sliver's partial vector and the last sliver's padding. The compiler's code for the portable
+ * pack moves 16 bytes at a time, and 12-wide slivers one value at a time. */
+FNN_AVX512 static void fnn_pack_n_avx512_f32(int r, ptrdiff_t len, ptrdiff_t kc,
+                                             const float *src, ptrdiff_t ld, float *dst)
+{
+    const ptrdiff_t full = len / r, rem = len % r, step = (ptrdiff_t)r * kc;
+    ptrdiff_t p;
+    for (p = 0; p < kc; p++) {
+        const float *x = src + p * ld;
+        float *y = dst + p * r;
+        switch (r) {
+        case 8: pack_n_row_avx512_f32(8, full, rem, step, x, y); break;
+        case 12: pack_n_row_avx512_f32(12, full, rem, step, x, y); break;
+        case 32: pack_n_row_avx512_f32(32, full, rem, step, x, y); break;
+        default: pack_n_row_avx512_f32(r, full, rem, step, x, y); break;
+        }
+    }
+}
+
 /* The epilogue, compiled with this file's vectors. */
 #define EPI_TARGET FNN_AVX512
 #define EPI_F32 epi_avx512_f32
@@ -232,9 +276,9 @@ const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, 8, dtile_avx512_f32, 8, ukr8_avx512_f32,
      epi_avx512_f32, fnn_pack_t_avx512_f32, ukre_avx512_f32, ukre8_avx512_f32,
-     tstore_avx512_f32},
+     tstore_avx512_f32, fnn_pack_n_avx512_f32},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, 8, dtile_avx512_f64, 8, ukr8_avx512_f64,
-     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL},
+     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL, NULL},
 };
 
 #else
