@@ -284,18 +284,10 @@ cdef double STEP_PAR_MIN = 1.0e6
 cdef Py_ssize_t SERIAL_STEP_UPDATE_MIN = 524288
 
 
-cdef inline double _pass_par_min(Py_ssize_t n, Py_ssize_t in_dim, const Py_ssize_t *width,
-                                 void **W, int n_steps) noexcept nogil:
-    """The thread floor (_gemm's `par_min`) for the products of a pass over n rows through the
-    dense steps (W[s] != NULL) of the given widths: STEP_PAR_MIN when the largest of them is
-    threaded anyway, else 0 (the GEMM's default)."""
-    cdef Py_ssize_t k = in_dim
-    cdef double widest = 0
-    cdef int s
-    for s in range(n_steps):
-        if W[s] != NULL and <double>k * width[s] > widest:
-            widest = <double>k * width[s]
-        k = width[s]
+cdef inline double _pass_par_min(Py_ssize_t n, double widest) noexcept nogil:
+    """The thread floor (_gemm's `par_min`) for the products of a pass over n rows through
+    dense steps whose largest fan_in * width is `widest`: STEP_PAR_MIN when the largest product
+    is threaded anyway, else 0 (the GEMM's default)."""
     return STEP_PAR_MIN if <double>n * widest >= FNN_PAR_MIN_WORK else 0
 
 

@@ -25,6 +25,7 @@ cdef class ForwardPlan:
     cdef object _keep                 # the arrays, kept alive while the pointers are used
     cdef int n_steps, typenum
     cdef Py_ssize_t in_dim, max_width
+    cdef double widest          # the largest fan_in * width of a dense step (_pass_par_min)
     cdef void **W
     cdef void **b
     cdef int *act
@@ -56,6 +57,7 @@ cdef class ForwardPlan:
                     raise ValueError(f"ForwardPlan: step {i} has inconsistent weights")
                 self.W[i] = cnp.PyArray_DATA(w)
                 self.b[i] = cnp.PyArray_DATA(bias)
+                self.widest = max(self.widest, <double>prev * width)
             elif width != prev:
                 raise ValueError(f"ForwardPlan: activation step {i} changes the width")
             self.act[i] = act
@@ -116,7 +118,7 @@ cdef bint _plan_run(ForwardPlan plan, const floating *x, Py_ssize_t n, floating 
     cdef int s, act
     cdef const floating *inp = x
     cdef floating *y
-    cdef double par_min = _pass_par_min(n, plan.in_dim, plan.width, plan.W, plan.n_steps)
+    cdef double par_min = _pass_par_min(n, plan.widest)
     for i in range(n * k):
         if not isfinite(x[i]):
             return False

@@ -51,6 +51,7 @@ cdef class TrainPlan:
     cdef tuple _state
     cdef int n_steps, typenum, kind, fused, opt
     cdef Py_ssize_t in_dim, out_dim, capacity, n_params
+    cdef double widest          # the largest fan_in * width of a dense step (_pass_par_min)
     cdef double screen
     cdef void **W
     cdef void **b
@@ -115,6 +116,7 @@ cdef class TrainPlan:
                 self.dW[s] = _plan_data(dw_obj, self.typenum, (prev, width), "dW")
                 self.db[s] = _plan_data(db_obj, self.typenum, (width,), "db")
                 counted += (prev + 1) * width
+                self.widest = max(self.widest, <double>prev * width)
             elif width != prev:
                 raise ValueError(f"TrainPlan: activation step {s} changes the width")
             self.Y[s] = _plan_data(Y[s], self.typenum, (rows, width), "Y")
@@ -357,7 +359,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     cdef double bc1, bc2
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
-    cdef double par_min = _pass_par_min(n, plan.in_dim, plan.width, plan.W, plan.n_steps)
+    cdef double par_min = _pass_par_min(n, plan.widest)
     cdef Py_ssize_t upd_min
     # --- inputs: finite features, labels in range (one-hot rows built only after both pass)
     if check:
