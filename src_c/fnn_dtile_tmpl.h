@@ -19,7 +19,9 @@
  * direct-tile height, its fnn_kern dmr), DT_TARGET (function
  * attribute), DT(name) (mangling), V_ZERO(), V_SET1(x), V_FMA(a, b, c) (a*b + c), V_MUL(a, b),
  * V_ADD(a, b), V_MASK(rem) (first rem lanes; rem may be <= 0 or >= VLEN),
- * V_LOADM(mask, ptr) (masked-off lanes read as 0, never fault), V_STOREM(ptr, mask, v),
+ * V_LOADM(mask, ptr) (masked-off lanes read as 0, never fault), V_STOREP(ptr, rem, mask, v)
+ * (the first rem lanes, 0 < rem < VLEN, which mask selects; nothing else written),
+ * V_LOADU(ptr), V_STOREU(ptr, v) (whole vectors), V_AMAX_ALL(am, z) (V_AMAX of all lanes),
  * V_RELU(z) (z < 0 ? 0 : z, NaN kept), V_LEAKY(z, vp) (z > 0 ? z : vp*z),
  * V_STEP(z, vp) (z >= vp ? 1 : 0); UT (the unsigned integer of FT's size), AT (a vector of UT),
  * V_AMAX_ZERO(), V_AMAX(am, z, mask) (lane-wise max of am and |z|'s bits, masked-off lanes
@@ -39,7 +41,8 @@ DT_TARGET static inline __attribute__((always_inline)) VT DT(dt_act)(VT z, int a
 }
 
 DT_TARGET static inline __attribute__((always_inline)) void
-DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t k, FT alpha,
+DT(dtile_body)(const int MB, const int NV, const int U, const int FULL, ptrdiff_t nb, ptrdiff_t k,
+               FT alpha,
                const FT *A, ptrdiff_t rsa, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta,
                FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
@@ -48,6 +51,10 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
      * in registers */
     VT acc[2 * DT_MAXMB];
 #define ACC(u, i, v) acc[((u) * MB + (i)) * NV + (v)]
+    /* vector v is whole (every lane a column of C) when it is not the last one, or FULL is set:
+     * plain loads and stores then (masked stores are slow on AMD Zen: several cycles each) */
+#define DT_WHOLE(v) ((v) < NV - 1 || FULL)
+#define DT_LOAD(v, m, p) (DT_WHOLE(v) ? V_LOADU(p) : V_LOADM(m, p))
     const MT m0 = V_MASK(nb), m1 = V_MASK(nb - VLEN);
     VT b0, b1 = V_ZERO();
     ptrdiff_t p;
@@ -61,8 +68,8 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
         for (u = 0; u < U; u++) {
             const FT *b = B + (p + u) * rsb;
             const FT *a = A + (p + u) * csa;
-            b0 = V_LOADM(m0, b);
-            if (NV == 2) b1 = V_LOADM(m1, b + VLEN);
+            b0 = DT_LOAD(0, m0, b);
+            if (NV == 2) b1 = DT_LOAD(1, m1, b + VLEN);
 #pragma GCC unroll 8
             for (i = 0; i < MB; i++) {
                 const VT ai = V_SET1(a[i * rsa]);
@@ -74,8 +81,8 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
     for (; p < k; p++) {
         const FT *b = B + p * rsb;
         const FT *a = A + p * csa;
-        b0 = V_LOADM(m0, b);
-        if (NV == 2) b1 = V_LOADM(m1, b + VLEN);
+        b0 = DT_LOAD(0, m0, b);
+        if (NV == 2) b1 = DT_LOAD(1, m1, b + VLEN);
 #pragma GCC unroll 8
         for (i = 0; i < MB; i++) {
             const VT ai = V_SET1(a[i * rsa]);
@@ -86,8 +93,8 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
 
     {
         const VT va = V_SET1(alpha), vb = V_SET1(beta), vp = V_SET1(param);
-        const VT bias0 = bias ? V_LOADM(m0, bias) : V_ZERO();
-        const VT bias1 = (bias && NV == 2) ? V_LOADM(m1, bias + VLEN) : V_ZERO();
+        const VT bias0 = bias ? DT_LOAD(0, m0, bias) : V_ZERO();
+        const VT bias1 = (bias && NV == 2) ? DT_LOAD(1, m1, bias + VLEN) : V_ZERO();
         AT am = V_AMAX_ZERO();
 #pragma GCC unroll 8
         for (i = 0; i < MB; i++) {
@@ -99,11 +106,14 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
                 if (U == 4) z = V_ADD(V_ADD(z, ACC(1, i, v)), V_ADD(ACC(2, i, v), ACC(3, i, v)));
                 else if (U == 2) z = V_ADD(z, ACC(1, i, v));
                 z = V_MUL(va, z);
-                if (beta != (FT)0) z = V_FMA(vb, V_LOADM(mv, c + v * VLEN), z);
+                if (beta != (FT)0) z = V_FMA(vb, DT_LOAD(v, mv, c + v * VLEN), z);
                 if (bias) z = V_ADD(z, v ? bias1 : bias0);
                 z = DT(dt_act)(z, act, vp);
-                if (amax) am = V_AMAX(am, z, mv);
-                V_STOREM(c + v * VLEN, mv, z);
+                if (amax) am = DT_WHOLE(v) ? V_AMAX_ALL(am, z) : V_AMAX(am, z, mv);
+                if (DT_WHOLE(v))
+                    V_STOREU(c + v * VLEN, z);
+                else
+                    V_STOREP(c + v * VLEN, nb - v * VLEN, mv, z);
             }
         }
         if (amax) {
@@ -112,6 +122,8 @@ DT(dtile_body)(const int MB, const int NV, const int U, ptrdiff_t nb, ptrdiff_t 
         }
     }
 #undef ACC
+#undef DT_WHOLE
+#undef DT_LOAD
 }
 
 /* Instantiate the body with compile-time shape so the accumulators live in registers. */
@@ -121,14 +133,24 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
                                 UT *amax)
 {
 #define DT_CASE(MB, NV, U) \
-    DT(dtile_body)(MB, NV, U, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, act, param, \
-                   amax)
+    do { \
+        if (nb == (NV) * VLEN) \
+            DT(dtile_body)(MB, NV, U, 1, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, \
+                           act, param, amax); \
+        else \
+            DT(dtile_body)(MB, NV, U, 0, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, \
+                           act, param, amax); \
+    } while (0)
     if (nb > VLEN) {
         switch (mb) {
         case 1: DT_CASE(1, 2, 4); break;
         case 2: DT_CASE(2, 2, 2); break;
         case 3: DT_CASE(3, 2, 1); break;
-#if DT_MAXMB > 4
+#if DT_MAXMB == 6
+        case 4: DT_CASE(4, 2, 1); break;
+        case 5: DT_CASE(5, 2, 1); break;
+        default: DT_CASE(6, 2, 1); break;
+#elif DT_MAXMB > 4
         case 4: DT_CASE(4, 2, 1); break;
         case 5: DT_CASE(5, 2, 1); break;
         case 6: DT_CASE(6, 2, 1); break;
@@ -143,7 +165,11 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
         case 1: DT_CASE(1, 1, 4); break;
         case 2: DT_CASE(2, 1, 4); break;
         case 3: DT_CASE(3, 1, 2); break;
-#if DT_MAXMB > 4
+#if DT_MAXMB == 6
+        case 4: DT_CASE(4, 1, 2); break;
+        case 5: DT_CASE(5, 1, 2); break;
+        default: DT_CASE(6, 1, 2); break;
+#elif DT_MAXMB > 4
         case 4: DT_CASE(4, 1, 2); break;
         case 5: DT_CASE(5, 1, 1); break;
         case 6: DT_CASE(6, 1, 1); break;
@@ -165,7 +191,10 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
 #undef V_ADD
 #undef V_MASK
 #undef V_LOADM
-#undef V_STOREM
+#undef V_LOADU
+#undef V_STOREU
+#undef V_AMAX_ALL
+#undef V_STOREP
 #undef V_RELU
 #undef V_LEAKY
 #undef V_STEP

@@ -137,9 +137,43 @@ FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
     return u;
 }
 
-/* Direct tiles for small products: up to 4 rows x 2 ymm, masked column tails. */
+/* The first rem (0 < rem < 8) lanes of a vector stored with plain 16-, 8- and 4-byte stores:
+ * a masked store (vmaskmovps) costs several cycles on AMD Zen, and an output layer of 10 classes
+ * ends every row of C with one. */
+FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f32(float *p, ptrdiff_t rem,
+                                                                          __m256 v)
+{
+    __m128 x = _mm256_castps256_ps128(v);
+    if (rem & 4) {
+        _mm_storeu_ps(p, x);
+        x = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (rem & 2) {
+        _mm_storel_pi((__m64 *)p, x);
+        x = _mm_movehl_ps(x, x);
+        p += 2;
+    }
+    if (rem & 1) _mm_store_ss(p, x);
+}
+
+FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double *p,
+                                                                          ptrdiff_t rem,
+                                                                          __m256d v)
+{
+    __m128d x = _mm256_castpd256_pd128(v);
+    if (rem & 2) {
+        _mm_storeu_pd(p, x);
+        x = _mm256_extractf128_pd(v, 1);
+        p += 2;
+    }
+    if (rem & 1) _mm_store_sd(p, x);
+}
+
+/* Direct tiles for small products: up to 6 rows x 2 ymm (12 accumulators, as the packed
+ * kernel), masked column tails. */
 #define DT_TARGET FNN_AVX2
-#define DT_MAXMB 4
+#define DT_MAXMB 6
 #define V_ZERO() _mm256_setzero_ps()
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
@@ -148,7 +182,9 @@ FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
 #define V_MASK(rem) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rem)), \
                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define V_LOADM(m, p) _mm256_maskload_ps(p, m)
-#define V_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define V_STOREP(p, rem, m, v) store_part_f32(p, rem, v)
+#define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_STOREU(p, v) _mm256_storeu_ps(p, v)
 #define FT float
 #define VT __m256
 #define MT __m256i
@@ -159,6 +195,8 @@ FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
 #define V_AMAX_ZERO() _mm256_setzero_si256()
 #define V_AMAX(am, z, m) _mm256_max_epu32(am, _mm256_and_si256(m, _mm256_and_si256( \
                              _mm256_castps_si256(z), _mm256_set1_epi32(0x7fffffff))))
+#define V_AMAX_ALL(am, z) _mm256_max_epu32(am, _mm256_and_si256( \
+                              _mm256_castps_si256(z), _mm256_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) amax_reduce_u32(am)
 #define V_RELU(z) _mm256_max_ps(_mm256_setzero_ps(), z)
 #define V_LEAKY(z, vp) _mm256_blendv_ps(_mm256_mul_ps(vp, z), z, \
@@ -174,7 +212,9 @@ FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
 #define V_MASK(rem) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(rem)), \
                                        _mm256_setr_epi64x(0, 1, 2, 3))
 #define V_LOADM(m, p) _mm256_maskload_pd(p, m)
-#define V_STOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define V_STOREP(p, rem, m, v) store_part_f64(p, rem, v)
+#define V_LOADU(p) _mm256_loadu_pd(p)
+#define V_STOREU(p, v) _mm256_storeu_pd(p, v)
 #define FT double
 #define VT __m256d
 #define MT __m256i
@@ -185,6 +225,8 @@ FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
 #define V_AMAX_ZERO() _mm256_setzero_si256()
 #define V_AMAX(am, z, m) amax_u64(am, _mm256_and_si256(m, _mm256_and_si256( \
                              _mm256_castpd_si256(z), _mm256_set1_epi64x(0x7fffffffffffffffLL))))
+#define V_AMAX_ALL(am, z) amax_u64(am, _mm256_and_si256( \
+                              _mm256_castpd_si256(z), _mm256_set1_epi64x(0x7fffffffffffffffLL)))
 #define V_AMAX_REDUCE(am) amax_reduce_u64(am)
 #define V_RELU(z) _mm256_max_pd(_mm256_setzero_pd(), z)
 #define V_LEAKY(z, vp) _mm256_blendv_pd(_mm256_mul_pd(vp, z), z, \
@@ -250,9 +292,9 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
  * stays in L1 while MC x KC of packed A (144 KiB) stays in L2. */
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
-    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 4, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
+    {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 6, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
      fnn_pack_t_avx2_f32, NULL, NULL, NULL, NULL},
-    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 4, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
+    {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 6, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
      fnn_pack_t_f64, NULL, NULL, NULL, NULL},
 };
 

@@ -86,7 +86,9 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_MASK(rem) ((rem) >= 16 ? (__mmask16)0xFFFF : (rem) <= 0 ? (__mmask16)0 \
                                   : (__mmask16)((1u << (rem)) - 1u))
 #define V_LOADM(m, p) _mm512_maskz_loadu_ps(m, p)
-#define V_STOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define V_STOREP(p, rem, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define V_LOADU(p) _mm512_loadu_ps(p)
+#define V_STOREU(p, v) _mm512_storeu_ps(p, v)
 #define FT float
 #define VT __m512
 #define MT __mmask16
@@ -97,6 +99,8 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_AMAX_ZERO() _mm512_setzero_si512()
 #define V_AMAX(am, z, m) _mm512_mask_max_epu32(am, m, am, _mm512_and_si512(_mm512_castps_si512(z), \
                                                        _mm512_set1_epi32(0x7fffffff)))
+#define V_AMAX_ALL(am, z) _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(z), \
+                                              _mm512_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) ((uint32_t)_mm512_reduce_max_epu32(am))
 #define V_RELU(z) fnn_v16_act(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_v16_act(z, FNN_ACT_LEAKY_RELU, vp)
@@ -111,7 +115,9 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_MASK(rem) ((rem) >= 8 ? (__mmask8)0xFF : (rem) <= 0 ? (__mmask8)0 \
                                  : (__mmask8)((1u << (rem)) - 1u))
 #define V_LOADM(m, p) _mm512_maskz_loadu_pd(m, p)
-#define V_STOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define V_STOREP(p, rem, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define V_LOADU(p) _mm512_loadu_pd(p)
+#define V_STOREU(p, v) _mm512_storeu_pd(p, v)
 #define FT double
 #define VT __m512d
 #define MT __mmask8
@@ -122,6 +128,8 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_AMAX_ZERO() _mm512_setzero_si512()
 #define V_AMAX(am, z, m) _mm512_mask_max_epu64(am, m, am, _mm512_and_si512(_mm512_castpd_si512(z), \
                                         _mm512_set1_epi64(INT64_C(0x7fffffffffffffff))))
+#define V_AMAX_ALL(am, z) _mm512_max_epu64(am, _mm512_and_si512(_mm512_castpd_si512(z), \
+                                   _mm512_set1_epi64(INT64_C(0x7fffffffffffffff))))
 #define V_AMAX_REDUCE(am) ((uint64_t)_mm512_reduce_max_epu64(am))
 #define V_RELU(z) fnn_v8_act(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_v8_act(z, FNN_ACT_LEAKY_RELU, vp)

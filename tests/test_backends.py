@@ -49,7 +49,10 @@ MATMUL_SHAPES = [(1, 1, 1), (1, 7, 1), (7, 5, 3), (3, 1, 9), (16, 16, 16), (33, 
                  (32, 10, 64), (24, 21, 48),
                  # C narrower than a vector, computed transposed: on the direct path (k >= 32),
                  # in blocks of 512 rows on the packed path, and with a row tail
-                 (64, 48, 10), (1040, 300, 10), (600, 40, 7)]
+                 (64, 48, 10), (1040, 300, 10), (600, 40, 7),
+                 # direct tiles of every height up to 6 rows over whole 16-column blocks, and a
+                 # transposed A staged whole on the direct path (m >= 6, m * k small)
+                 (64, 32, 64), (30, 48, 32), (11, 9, 24), (6, 20, 8)]
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.0), (1.0, 1.0), (2.0, 0.7)])
