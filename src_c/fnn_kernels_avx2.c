@@ -6,6 +6,7 @@
  * double 6x8 likewise. Per k step: 2 loads of B, 6 broadcasts of A, 12 FMAs.
  */
 #include <math.h>
+#include <string.h>
 
 #include "fnn_gemm_internal.h"
 
@@ -14,106 +15,34 @@
 
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 
-/* C[6x16] := alpha * sum_p a[p, 0:6]^T b[p, 0:16] + beta * C */
-FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float *b,
-                                       ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
-                                       float beta)
+/* The cheap activations on a vector, as fnn_epi_tmpl.h (relu keeps NaN, -0 stays -0). */
+FNN_AVX2 static inline __attribute__((always_inline)) __m256 act8_f32(__m256 z, int act, __m256 vp)
 {
-    __m256 acc[6][2];
-    const float *cp = c;
-    ptrdiff_t p;
-    int i;
-#pragma GCC unroll 6
-    for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (p = 0; p < kc; p++) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        /* pull the C tile in during the first k steps, one line per step (needed after the
-         * loop; a burst of prefetches would exhaust the line fill buffers) */
-        if (p < 12) {
-            _mm_prefetch((const char *)(cp + ((p & 1) ? 15 : 0)), _MM_HINT_T0);
-            if (p & 1) cp += ldc;
-        }
-#pragma GCC unroll 6
-        for (i = 0; i < 6; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
-            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-        }
-        a += 6;
-        b += ldb;
-    }
-    {
-        const __m256 va = _mm256_set1_ps(alpha);
-        if (beta == 0.0f) {
-#pragma GCC unroll 6
-            for (i = 0; i < 6; i++) {
-                _mm256_storeu_ps(c + i * ldc, _mm256_mul_ps(va, acc[i][0]));
-                _mm256_storeu_ps(c + i * ldc + 8, _mm256_mul_ps(va, acc[i][1]));
-            }
-        } else {
-            const __m256 vb = _mm256_set1_ps(beta);
-#pragma GCC unroll 6
-            for (i = 0; i < 6; i++) {
-                float *ci = c + i * ldc;
-                _mm256_storeu_ps(ci, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci),
-                                                     _mm256_mul_ps(va, acc[i][0])));
-                _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8),
-                                                         _mm256_mul_ps(va, acc[i][1])));
-            }
-        }
+    switch (act) {
+    case FNN_ACT_RELU: return _mm256_max_ps(_mm256_setzero_ps(), z);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm256_blendv_ps(_mm256_mul_ps(vp, z), z,
+                                _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
+    case FNN_ACT_STEP: return _mm256_and_ps(_mm256_cmp_ps(z, vp, _CMP_GE_OQ), _mm256_set1_ps(1.0f));
+    default: return z;
     }
 }
 
-/* C[6x8] := alpha * sum_p a[p, 0:6]^T b[p, 0:8] + beta * C */
-FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const double *b,
-                                      ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
-                                      double beta)
+FNN_AVX2 static inline __attribute__((always_inline)) __m256d act4_f64(__m256d z, int act,
+                                                                       __m256d vp)
 {
-    __m256d acc[6][2];
-    const double *cp = c;
-    ptrdiff_t p;
-    int i;
-#pragma GCC unroll 6
-    for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
-    for (p = 0; p < kc; p++) {
-        const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
-        if (p < 12) {
-            _mm_prefetch((const char *)(cp + ((p & 1) ? 7 : 0)), _MM_HINT_T0);
-            if (p & 1) cp += ldc;
-        }
-#pragma GCC unroll 6
-        for (i = 0; i < 6; i++) {
-            const __m256d ai = _mm256_broadcast_sd(a + i);
-            acc[i][0] = _mm256_fmadd_pd(ai, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_pd(ai, b1, acc[i][1]);
-        }
-        a += 6;
-        b += ldb;
-    }
-    {
-        const __m256d va = _mm256_set1_pd(alpha);
-        if (beta == 0.0) {
-#pragma GCC unroll 6
-            for (i = 0; i < 6; i++) {
-                _mm256_storeu_pd(c + i * ldc, _mm256_mul_pd(va, acc[i][0]));
-                _mm256_storeu_pd(c + i * ldc + 4, _mm256_mul_pd(va, acc[i][1]));
-            }
-        } else {
-            const __m256d vb = _mm256_set1_pd(beta);
-#pragma GCC unroll 6
-            for (i = 0; i < 6; i++) {
-                double *ci = c + i * ldc;
-                _mm256_storeu_pd(ci, _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci),
-                                                     _mm256_mul_pd(va, acc[i][0])));
-                _mm256_storeu_pd(ci + 4, _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci + 4),
-                                                         _mm256_mul_pd(va, acc[i][1])));
-            }
-        }
+    switch (act) {
+    case FNN_ACT_RELU: return _mm256_max_pd(_mm256_setzero_pd(), z);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm256_blendv_pd(_mm256_mul_pd(vp, z), z,
+                                _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ));
+    case FNN_ACT_STEP: return _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0));
+    default: return z;
     }
 }
 
-/* The largest |C| bit pattern of a direct tile (see fnn_dtile_tmpl.h): sign-cleared patterns
- * compare the same as signed integers, which AVX2 has for 64-bit lanes. */
+/* The largest |C| bit pattern (see FNN_ABS_BITS_F32): sign-cleared patterns compare the same as
+ * signed integers, which AVX2 has for 64-bit lanes. */
 FNN_AVX2 static inline __m256i amax_u64(__m256i am, __m256i x)
 {
     return _mm256_blendv_epi8(am, x, _mm256_cmpgt_epi64(x, am));
@@ -135,6 +64,191 @@ FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
     _mm256_storeu_si256((__m256i *)lane, am);
     for (i = 0; i < 4; i++) u = lane[i] > u ? lane[i] : u;
     return u;
+}
+
+/* C[6x16] := alpha * sum_p a[p, 0:6]^T b[p, 0:16] + beta * C, then with E the epilogue in
+ * registers before the one store: C := act(C + bias), *amax := max(*amax, |C| bits) -- the same
+ * operations as the plain kernel followed by fnn_epi_tmpl.h, without reading the tile back (on
+ * Zen 3 that second pass took ~11% of a digits epoch). */
+FNN_AVX2 static inline __attribute__((always_inline)) void
+ukr_avx2_f32_body(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb, float *c,
+                  ptrdiff_t ldc, float alpha, float beta, const int E, const float *bias, int act,
+                  float param, uint32_t *amax)
+{
+    __m256 acc[6][2];
+    const float *cp = c;
+    uint32_t sc[3]; /* alpha, beta, param */
+    ptrdiff_t p;
+    int i;
+    /* 12 accumulators, 2 B vectors and a broadcast take 15 of the 16 ymm registers: the scalar
+     * arguments wait out the k loop in general registers (left in xmm registers, gcc spilled an
+     * accumulator of the fused kernel to the stack: 2x slower) */
+    memcpy(&sc[0], &alpha, sizeof alpha);
+    memcpy(&sc[1], &beta, sizeof beta);
+    memcpy(&sc[2], &param, sizeof param);
+    __asm__("" : "+r"(sc[0]), "+r"(sc[1]), "+r"(sc[2]));
+#pragma GCC unroll 6
+    for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (p = 0; p < kc; p++) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        /* pull the C tile in during the first k steps, one line per step (needed after the
+         * loop; a burst of prefetches would exhaust the line fill buffers) */
+        if (p < 12) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 15 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
+#pragma GCC unroll 6
+        for (i = 0; i < 6; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += 6;
+        b += ldb;
+    }
+    memcpy(&alpha, &sc[0], sizeof alpha);
+    memcpy(&beta, &sc[1], sizeof beta);
+    memcpy(&param, &sc[2], sizeof param);
+    {
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+        const __m256 vp = _mm256_set1_ps(param);
+        const __m256 bias0 = (E && bias) ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+        const __m256 bias1 = (E && bias) ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+        const __m256i absm = _mm256_set1_epi32((int)FNN_ABS_BITS_F32);
+        __m256i mx = _mm256_setzero_si256();
+#pragma GCC unroll 6
+        for (i = 0; i < 6; i++) {
+            float *ci = c + i * ldc;
+            __m256 z0 = _mm256_mul_ps(va, acc[i][0]), z1 = _mm256_mul_ps(va, acc[i][1]);
+            if (beta != 0.0f) {
+                z0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), z0);
+                z1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), z1);
+            }
+            if (E) {
+                if (bias) {
+                    z0 = _mm256_add_ps(z0, bias0);
+                    z1 = _mm256_add_ps(z1, bias1);
+                }
+                z0 = act8_f32(z0, act, vp);
+                z1 = act8_f32(z1, act, vp);
+                if (amax) {
+                    mx = _mm256_max_epu32(mx, _mm256_and_si256(_mm256_castps_si256(z0), absm));
+                    mx = _mm256_max_epu32(mx, _mm256_and_si256(_mm256_castps_si256(z1), absm));
+                }
+            }
+            _mm256_storeu_ps(ci, z0);
+            _mm256_storeu_ps(ci + 8, z1);
+        }
+        if (E && amax) {
+            const uint32_t m = amax_reduce_u32(mx);
+            if (m > *amax) *amax = m;
+        }
+    }
+}
+
+FNN_AVX2 static void ukr_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float *b,
+                                       ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
+                                       float beta)
+{
+    ukr_avx2_f32_body(kc, a, b, ldb, c, ldc, alpha, beta, 0, NULL, FNN_ACT_LINEAR, 0.0f, NULL);
+}
+
+FNN_AVX2 static void ukre_avx2_f32_6x16(ptrdiff_t kc, const float *a, const float *b,
+                                        ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
+                                        float beta, const float *bias, int act, float param,
+                                        uint32_t *amax)
+{
+    ukr_avx2_f32_body(kc, a, b, ldb, c, ldc, alpha, beta, 1, bias, act, param, amax);
+}
+
+/* C[6x8] := alpha * sum_p a[p, 0:6]^T b[p, 0:8] + beta * C, then with E the epilogue as above */
+FNN_AVX2 static inline __attribute__((always_inline)) void
+ukr_avx2_f64_body(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb, double *c,
+                  ptrdiff_t ldc, double alpha, double beta, const int E, const double *bias,
+                  int act, double param, uint64_t *amax)
+{
+    __m256d acc[6][2];
+    const double *cp = c;
+    uint64_t sc[3]; /* alpha, beta, param */
+    ptrdiff_t p;
+    int i;
+    /* 12 accumulators, 2 B vectors and a broadcast take 15 of the 16 ymm registers: the scalar
+     * arguments wait out the k loop in general registers (left in xmm registers, gcc spilled an
+     * accumulator of the fused kernel to the stack: 2x slower) */
+    memcpy(&sc[0], &alpha, sizeof alpha);
+    memcpy(&sc[1], &beta, sizeof beta);
+    memcpy(&sc[2], &param, sizeof param);
+    __asm__("" : "+r"(sc[0]), "+r"(sc[1]), "+r"(sc[2]));
+#pragma GCC unroll 6
+    for (i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
+    for (p = 0; p < kc; p++) {
+        const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
+        if (p < 12) {
+            _mm_prefetch((const char *)(cp + ((p & 1) ? 7 : 0)), _MM_HINT_T0);
+            if (p & 1) cp += ldc;
+        }
+#pragma GCC unroll 6
+        for (i = 0; i < 6; i++) {
+            const __m256d ai = _mm256_broadcast_sd(a + i);
+            acc[i][0] = _mm256_fmadd_pd(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_pd(ai, b1, acc[i][1]);
+        }
+        a += 6;
+        b += ldb;
+    }
+    memcpy(&alpha, &sc[0], sizeof alpha);
+    memcpy(&beta, &sc[1], sizeof beta);
+    memcpy(&param, &sc[2], sizeof param);
+    {
+        const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
+        const __m256d vp = _mm256_set1_pd(param);
+        const __m256d bias0 = (E && bias) ? _mm256_loadu_pd(bias) : _mm256_setzero_pd();
+        const __m256d bias1 = (E && bias) ? _mm256_loadu_pd(bias + 4) : _mm256_setzero_pd();
+        const __m256i absm = _mm256_set1_epi64x((long long)FNN_ABS_BITS_F64);
+        __m256i mx = _mm256_setzero_si256();
+#pragma GCC unroll 6
+        for (i = 0; i < 6; i++) {
+            double *ci = c + i * ldc;
+            __m256d z0 = _mm256_mul_pd(va, acc[i][0]), z1 = _mm256_mul_pd(va, acc[i][1]);
+            if (beta != 0.0) {
+                z0 = _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci), z0);
+                z1 = _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci + 4), z1);
+            }
+            if (E) {
+                if (bias) {
+                    z0 = _mm256_add_pd(z0, bias0);
+                    z1 = _mm256_add_pd(z1, bias1);
+                }
+                z0 = act4_f64(z0, act, vp);
+                z1 = act4_f64(z1, act, vp);
+                if (amax) {
+                    mx = amax_u64(mx, _mm256_and_si256(_mm256_castpd_si256(z0), absm));
+                    mx = amax_u64(mx, _mm256_and_si256(_mm256_castpd_si256(z1), absm));
+                }
+            }
+            _mm256_storeu_pd(ci, z0);
+            _mm256_storeu_pd(ci + 4, z1);
+        }
+        if (E && amax) {
+            const uint64_t m = amax_reduce_u64(mx);
+            if (m > *amax) *amax = m;
+        }
+    }
+}
+
+FNN_AVX2 static void ukr_avx2_f64_6x8(ptrdiff_t kc, const double *a, const double *b,
+                                      ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
+                                      double beta)
+{
+    ukr_avx2_f64_body(kc, a, b, ldb, c, ldc, alpha, beta, 0, NULL, FNN_ACT_LINEAR, 0.0, NULL);
+}
+
+FNN_AVX2 static void ukre_avx2_f64_6x8(ptrdiff_t kc, const double *a, const double *b,
+                                       ptrdiff_t ldb, double *c, ptrdiff_t ldc, double alpha,
+                                       double beta, const double *bias, int act, double param,
+                                       uint64_t *amax)
+{
+    ukr_avx2_f64_body(kc, a, b, ldb, c, ldc, alpha, beta, 1, bias, act, param, amax);
 }
 
 /* The first rem (0 < rem < 8) lanes of a vector stored with plain 16-, 8- and 4-byte stores:
@@ -198,10 +312,9 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_AMAX_ALL(am, z) _mm256_max_epu32(am, _mm256_and_si256( \
                               _mm256_castps_si256(z), _mm256_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) amax_reduce_u32(am)
-#define V_RELU(z) _mm256_max_ps(_mm256_setzero_ps(), z)
-#define V_LEAKY(z, vp) _mm256_blendv_ps(_mm256_mul_ps(vp, z), z, \
-                                        _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ))
-#define V_STEP(z, vp) _mm256_and_ps(_mm256_cmp_ps(z, vp, _CMP_GE_OQ), _mm256_set1_ps(1.0f))
+#define V_RELU(z) act8_f32(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) act8_f32(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) act8_f32(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 
 #define V_ZERO() _mm256_setzero_pd()
@@ -228,28 +341,23 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_AMAX_ALL(am, z) amax_u64(am, _mm256_and_si256( \
                               _mm256_castpd_si256(z), _mm256_set1_epi64x(0x7fffffffffffffffLL)))
 #define V_AMAX_REDUCE(am) amax_reduce_u64(am)
-#define V_RELU(z) _mm256_max_pd(_mm256_setzero_pd(), z)
-#define V_LEAKY(z, vp) _mm256_blendv_pd(_mm256_mul_pd(vp, z), z, \
-                                        _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ))
-#define V_STEP(z, vp) _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0))
+#define V_RELU(z) act4_f64(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) act4_f64(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) act4_f64(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
 #undef DT_MAXMB
 
 /* The transposing sliver pack (fnn_gemm_internal.h) with 8x8 in-register transposes: 8 rows of
- * the source at a time, 8 k-steps at a time. A copy, so the result is exactly the portable
- * pack's; also used by the AVX-512 flavour. */
-FNN_AVX2 static inline void tr8x8_f32(const float *src, ptrdiff_t ld, float *dst, ptrdiff_t r)
+ * the source at a time (6 for the 6-row A slivers), 8 k-steps at a time. A copy, so the result is
+ * exactly the portable pack's; also used by the AVX-512 flavour. */
+FNN_AVX2 static inline __attribute__((always_inline)) void tr8x8_regs_f32(__m256 r[8])
 {
-    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld);
-    const __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
-    const __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld);
-    const __m256 r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
     /* pairs of rows interleaved, then quads, then the 128-bit halves swapped into place */
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
     const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
     const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
     const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
@@ -258,28 +366,86 @@ FNN_AVX2 static inline void tr8x8_f32(const float *src, ptrdiff_t ld, float *dst
     const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
     const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
     const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_storeu_ps(dst + r, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_storeu_ps(dst + 2 * r, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_storeu_ps(dst + 3 * r, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_storeu_ps(dst + 4 * r, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_storeu_ps(dst + 5 * r, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_storeu_ps(dst + 6 * r, _mm256_permute2f128_ps(s2, s6, 0x31));
-    _mm256_storeu_ps(dst + 7 * r, _mm256_permute2f128_ps(s3, s7, 0x31));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
 FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src,
                                   ptrdiff_t ld, float *dst)
 {
-    ptrdiff_t i0, i, p;
-    for (i0 = 0; i0 + 8 <= cnt; i0 += 8) {
+    ptrdiff_t i0 = 0, i, p;
+    __m256 v[8];
+    if (r == 6 && cnt == 6) {
+        /* a whole 6-row sliver: 8 k-steps are 48 consecutive values of dst, written as 8
+         * overlapping vectors (each one's 2 lanes past its step are the next one's start) */
+        for (p = 0; p + 8 <= kc; p += 8) {
+            float *d = dst + p * 6;
+#pragma GCC unroll 6
+            for (i = 0; i < 6; i++) v[i] = _mm256_loadu_ps(src + i * ld + p);
+            v[6] = v[7] = _mm256_setzero_ps();
+            tr8x8_regs_f32(v);
+#pragma GCC unroll 7
+            for (i = 0; i < 7; i++) _mm256_storeu_ps(d + 6 * i, v[i]);
+            store_part_f32(d + 42, 6, v[7]);
+        }
+        for (; p < kc; p++)
+            for (i = 0; i < 6; i++) dst[p * 6 + i] = src[i * ld + p];
+        return;
+    }
+    for (; i0 + 8 <= cnt; i0 += 8) {
         const float *s = src + i0 * ld;
         float *d = dst + i0;
-        for (p = 0; p + 8 <= kc; p += 8) tr8x8_f32(s + p, ld, d + p * r, r);
+        for (p = 0; p + 8 <= kc; p += 8) {
+#pragma GCC unroll 8
+            for (i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(s + i * ld + p);
+            tr8x8_regs_f32(v);
+#pragma GCC unroll 8
+            for (i = 0; i < 8; i++) _mm256_storeu_ps(d + (p + i) * r, v[i]);
+        }
         for (; p < kc; p++)
             for (i = 0; i < 8; i++) d[p * r + i] = s[i * ld + p];
     }
     fnn_pack_t_rest_f32(r, i0, cnt, kc, src, ld, dst); /* fewer than 8 rows left */
+}
+
+/* The untransposed sliver pack (fnn_gemm_internal.h; the weights of a forward product, the
+ * inputs of a weight gradient) for the kernel's widths, 16 (B) and 6 (a transposed A): each
+ * row of the panel copied a vector at a time, never reading past its len values. The compiler's
+ * code for the portable pack moved 16 bytes at a time, and 6-wide slivers one value at a time. */
+FNN_AVX2 static void fnn_pack_n_avx2_f32(int r, ptrdiff_t len, ptrdiff_t kc, const float *src,
+                                         ptrdiff_t ld, float *dst)
+{
+    const ptrdiff_t full = len / r, rem = len % r, step = (ptrdiff_t)r * kc;
+    ptrdiff_t p, s, i;
+    for (p = 0; p < kc; p++) {
+        const float *x = src + p * ld;
+        float *y = dst + p * r;
+        if (r == 16) {
+            for (s = 0; s < full; s++, x += 16, y += step) {
+                _mm256_storeu_ps(y, _mm256_loadu_ps(x));
+                _mm256_storeu_ps(y + 8, _mm256_loadu_ps(x + 8));
+            }
+        } else if (r == 6) {
+            for (s = 0; s < full; s++, x += 6, y += step) {
+                _mm_storeu_ps(y, _mm_loadu_ps(x));
+                _mm_storel_pi((__m64 *)(y + 4),
+                              _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(x + 4)));
+            }
+        } else {
+            for (s = 0; s < full; s++, x += r, y += step)
+                for (i = 0; i < r; i++) y[i] = x[i];
+        }
+        if (rem) { /* rem < r values, then zeros up to r */
+            for (i = 0; i < rem; i++) y[i] = x[i];
+            for (; i < r; i++) y[i] = 0.0f;
+        }
+    }
 }
 
 /* The epilogue, compiled with this file's vectors. */
@@ -293,9 +459,9 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 6, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
-     fnn_pack_t_avx2_f32, NULL, NULL, NULL, NULL},
+     fnn_pack_t_avx2_f32, ukre_avx2_f32_6x16, NULL, NULL, fnn_pack_n_avx2_f32},
     {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 6, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
-     fnn_pack_t_f64, NULL, NULL, NULL, NULL},
+     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL},
 };
 
 #else
