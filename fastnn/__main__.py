@@ -17,6 +17,8 @@ def _info(args):
         print(f"compiled backend: yes")
         print(f"SIMD kernel: {fb.kernel_name()}")
         print(f"OpenMP: {'on' if fb.openmp_enabled() else 'off'}")
+        print(f"a product takes threads from {fb.parallel_min_work():.3g} multiply-adds "
+              "(FASTNN_PAR_MIN_WORK)")
     else:
         print("compiled backend: NOT BUILT (falling back to the NumPy backend)")
     print(f"threads: {fastnn.get_num_threads()}")

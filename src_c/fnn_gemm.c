@@ -36,7 +36,7 @@
 #include "fnn_vec.h"
 
 /* Each thread of a product gets at least FNN_PAR_WORK_PER_THREAD multiply-adds; a product uses
- * threads from FNN_PAR_MIN_WORK (fnn_gemm.h) or the caller's ep->min_parallel_work on. */
+ * threads from fnn_par_min_work() (fnn_gemm.h) or the caller's ep->min_parallel_work on. */
 #define FNN_PAR_WORK_PER_THREAD (64.0 * 64.0 * 64.0)
 /* Element-wise passes after a product (the row-wise softmax) use threads from this many
  * elements (as the Cython kernels' PARALLEL_MIN_WORK). */
@@ -90,6 +90,33 @@ static const fnn_arch *detect_arch(void)
     (void)has2;
 #endif
     return &fnn_arch_generic;
+}
+
+static int cpu_is_amd(void)
+{
+#if FNN_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
+static double g_par_min_work; /* accessed atomically (as its bits); 0 until first read */
+
+double fnn_par_min_work(void)
+{
+    uint64_t bits = __atomic_load_n((uint64_t *)&g_par_min_work, __ATOMIC_RELAXED);
+    double w;
+    memcpy(&w, &bits, sizeof w);
+    if (__builtin_expect(!(w > 0.0), 0)) {
+        const char *env = getenv("FASTNN_PAR_MIN_WORK");
+        w = env ? strtod(env, NULL) : 0.0;
+        if (!(w > 0.0)) w = cpu_is_amd() ? FNN_PAR_MIN_WORK_AMD : FNN_PAR_MIN_WORK;
+        memcpy(&bits, &w, sizeof w);
+        __atomic_store_n((uint64_t *)&g_par_min_work, bits, __ATOMIC_RELAXED);
+    }
+    return w;
 }
 
 static inline const fnn_arch *fnn_get_arch(void)

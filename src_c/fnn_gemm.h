@@ -21,19 +21,20 @@
  * small products run serially. The k dimension is never split across threads, so every C[i, j]
  * is summed in the same order at any thread count (bitwise-reproducible), and the choice of
  * threads never changes a result.
- * A product takes threads from FNN_PAR_MIN_WORK multiply-adds (m*n*k) on, or from
+ * A product takes threads from fnn_par_min_work() multiply-adds (m*n*k) on, or from
  * ep->min_parallel_work when that is > 0. What threads cost is mostly not the parallel region
  * (~1-2 us) but moving data between cores: each thread writes its part of C, which the next
  * pass (often on the main thread alone) must fetch from the other core's cache, and reads the
- * operands the previous pass left in another cache. On Sapphire Rapids-class Xeons (2 vCPUs)
- * that traffic is slow enough that a 1M-3M product followed by a one-thread pass over its
- * operands runs 0.5-0.9x as fast on 2 threads as on 1 (alone in a loop it is 1.4-1.6x faster),
- * and the 784-128-10 training step at batch 64 (two 6.4M products) ran 0.91-0.93x; from 8M on
- * (e.g. 784-256-128-10 at batch 64: 12.8M) threads pay, hence the default. (On a Zen 5 EPYC,
- * where that traffic was cheaper, 1M products had paid inside a training step: the default is
- * what holds on both.) A caller that keeps data split across threads anyway (a training step
- * whose big products run threaded) lowers the floor for the products around them; see
- * fastnn/_ext/_train.pxi.
+ * operands the previous pass left in another cache. How much that costs depends on the CPU:
+ * - On Sapphire Rapids-class Xeons (2 vCPUs) a 1M-3M product followed by a one-thread pass over
+ *   its operands ran 0.5-0.9x as fast on 2 threads as on 1 (alone in a loop it is 1.4-1.6x
+ *   faster), and the 784-128-10 training step at batch 64 (two 6.4M products) 0.91-0.93x; from
+ *   8M on (e.g. 784-256-128-10 at batch 64: 12.8M) threads pay: FNN_PAR_MIN_WORK.
+ * - On AMD EPYCs, whose cores share an L3 (Zen 3 and Zen 5 measured, 2 vCPUs), 1M products
+ *   already pay inside a training step: the 64-256-128-10 step at batch 64 (1M products) runs
+ *   1.5x faster on 2 threads, 784-128-10 at batch 64 1.48x: FNN_PAR_MIN_WORK_AMD.
+ * A caller that keeps data split across threads anyway (a training step whose big products run
+ * threaded) lowers the floor for the products around them; see fastnn/_ext/_kernels.pyx.
  * The micro-kernel (AVX-512, AVX2+FMA or portable C) is chosen once by CPU detection;
  * FASTNN_KERNEL=generic|avx2|avx512 in the environment overrides the choice (if the CPU allows it).
  */
@@ -57,15 +58,21 @@ enum {
     FNN_ACT_SOFTMAX = 6      /* row-wise, after the product (see above)                  */
 };
 
-/* Default floor for threads: products of fewer multiply-adds (m*n*k) run on one thread. */
+/* Default floors for threads (see above): products of fewer multiply-adds (m*n*k) run on one
+ * thread. */
 #define FNN_PAR_MIN_WORK (8.0e6)
+#define FNN_PAR_MIN_WORK_AMD (1.0e6)
+
+/* The floor in use: FASTNN_PAR_MIN_WORK from the environment when set (a positive number),
+ * else the default for this CPU (fnn_gemm.c). Read once. */
+double fnn_par_min_work(void);
 
 typedef struct {
     const float *bias;  /* length n, or NULL for no bias */
     int act;            /* FNN_ACT_* element-wise code (not SOFTMAX) */
     float param;        /* threshold for STEP, alpha for LEAKY_RELU */
     double *amax;       /* out: max |C| (NaN if any C is not finite), or NULL for none */
-    double min_parallel_work; /* threads from this many multiply-adds; 0: FNN_PAR_MIN_WORK */
+    double min_parallel_work; /* threads from this many multiply-adds; 0: fnn_par_min_work() */
 } fnn_epilogue_f32;
 
 typedef struct {

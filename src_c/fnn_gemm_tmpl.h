@@ -438,7 +438,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     }
 
 #ifdef _OPENMP
-    if (work >= (par_min > 0 ? par_min : FNN_PAR_MIN_WORK)) {
+    if (work >= (par_min > 0 ? par_min : fnn_par_min_work())) {
         nt = omp_get_max_threads();
         if ((double)nt * FNN_PAR_WORK_PER_THREAD > work) nt = (int)(work / FNN_PAR_WORK_PER_THREAD);
         if (nt < 1) nt = 1;

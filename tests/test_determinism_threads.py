@@ -208,3 +208,30 @@ def test_keyboard_interrupt_during_fit(backend, opt, verbose, digits):
     assert h1.history == h2.history
     for got, want in zip(model.get_weights(), reference.get_weights()):
         assert got.tobytes() == want.tobytes()
+
+
+_FLOOR_SCRIPT = "from fastnn.backends import fast_backend as fb; print(fb.parallel_min_work())"
+
+
+def _thread_floor(value):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env.pop("FASTNN_PAR_MIN_WORK", None)
+    if value is not None:
+        env["FASTNN_PAR_MIN_WORK"] = value
+    done = subprocess.run([sys.executable, "-c", _FLOOR_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True)
+    return float(done.stdout)
+
+
+def test_thread_floor_default_and_environment():
+    # the CPU's default (8M multiply-adds, 1M on AMD: src_c/fnn_gemm.h), a positive number from
+    # FASTNN_PAR_MIN_WORK instead, and the default again for a value that is not one
+    default = _thread_floor(None)
+    assert default in (1e6, 8e6)
+    assert _thread_floor("3e6") == 3e6
+    assert _thread_floor("250000") == 250000.0
+    for bad in ("junk", "-5", "0", ""):
+        assert _thread_floor(bad) == default, bad

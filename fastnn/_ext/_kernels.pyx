@@ -24,7 +24,7 @@ from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_th
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
-                               FNN_PAR_MIN_WORK)
+                               fnn_par_min_work)
 
 cdef extern from "fnn_vec.h" nogil:
     void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc,
@@ -54,7 +54,7 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
                        floating param, double *amax=NULL, double par_min=0) noexcept nogil:
     """C := alpha op(A) op(B) + beta C, then act(C + bias) when `epilogue`; float or double GEMM.
     With `amax`, also amax[0] := max |C| (NaN if any C is not finite), taken tile by tile.
-    Threads from `par_min` multiply-adds on (0: the GEMM's default, FNN_PAR_MIN_WORK)."""
+    Threads from `par_min` multiply-adds on (0: the GEMM's default, fnn_par_min_work())."""
     cdef bint opts = epilogue or amax != NULL or par_min > 0
     cdef fnn_epilogue_f32 ep32
     cdef fnn_epilogue_f64 ep64
@@ -267,15 +267,18 @@ cdef void _dense_backward_raw(const floating *x, const floating *w, const floati
 
 
 # Threads in a whole pass (ForwardPlan, TrainPlan): a product takes threads on its own from
-# FNN_PAR_MIN_WORK multiply-adds (src_c/fnn_gemm.h: below that, moving its operands and output
+# fnn_par_min_work() multiply-adds (src_c/fnn_gemm.h: below that, moving its operands and output
 # between the cores' caches costs more than the second thread saves). Once a pass has a product
 # that big, its data is split across the cores anyway, and the products around it take threads
-# from STEP_PAR_MIN on. Measured on a 2-vCPU Xeon (Sapphire Rapids class), 2 threads: in the
-# 784-256-128-10 step at batch 64 the 2M products beside the 12.8M ones 400 vs 417 us with a 2M
-# floor instead of 4M, and no slower with 1M (at batch 32, with 6.4M products threaded then, 1M
-# against 2M gave 300 vs 318 us). Without a big product the pass stays on one thread: the
-# 64-256-128-10 step at batch 32 (1M products) took 106-111 us on 2 threads against 74-80 us on
-# one with a 1M floor, and 784-128-10 at batch 32 (3.2M products) 185 against 118 us with 2M.
+# from half that floor, at most STEP_PAR_MIN, on.
+# Measured on a 2-vCPU Xeon (Sapphire Rapids class, floor 8M), 2 threads: in the 784-256-128-10
+# step at batch 64 the 2M products beside the 12.8M ones 400 vs 417 us with a 2M floor instead of
+# 4M, and no slower with 1M (at batch 32, with 6.4M products threaded then, 1M against 2M gave
+# 300 vs 318 us). Without a big product the pass stays on one thread: the 64-256-128-10 step at
+# batch 32 (1M products) took 106-111 us on 2 threads against 74-80 us on one with a 1M floor,
+# and 784-128-10 at batch 32 (3.2M products) 185 against 118 us with 2M.
+# On a 2-core AMD EPYC (Zen 3, floor 1M): the same 64-256-128-10 step 137 us on one thread, 111
+# on two with the 1M products threaded, 102 with the 0.5M ones beside them too.
 cdef double STEP_PAR_MIN = 1.0e6
 # The optimizer update of a step that runs on one thread: the same reasoning, from this many
 # parameters on (else PARALLEL_MIN_WORK). The next forward pass reads the weights each thread
@@ -286,9 +289,12 @@ cdef Py_ssize_t SERIAL_STEP_UPDATE_MIN = 524288
 
 cdef inline double _pass_par_min(Py_ssize_t n, double widest) noexcept nogil:
     """The thread floor (_gemm's `par_min`) for the products of a pass over n rows through
-    dense steps whose largest fan_in * width is `widest`: STEP_PAR_MIN when the largest product
-    is threaded anyway, else 0 (the GEMM's default)."""
-    return STEP_PAR_MIN if <double>n * widest >= FNN_PAR_MIN_WORK else 0
+    dense steps whose largest fan_in * width is `widest`: half the GEMM's floor, at most
+    STEP_PAR_MIN, when the largest product is threaded anyway, else 0 (the GEMM's default)."""
+    cdef double floor = fnn_par_min_work()
+    if <double>n * widest < floor:
+        return 0
+    return min(STEP_PAR_MIN, 0.5 * floor)
 
 
 # --------------------------------------------------------------------------- Python entry points
@@ -419,6 +425,12 @@ def openmp_enabled():
 def kernel_name():
     """The GEMM micro-kernel chosen for this CPU: "avx512", "avx2" or "generic"."""
     return fnn_kernel_name().decode("ascii")
+
+
+def parallel_min_work():
+    """The multiply-adds (m*n*k) from which a product takes threads on its own: this CPU's default
+    or FASTNN_PAR_MIN_WORK (see src_c/fnn_gemm.h)."""
+    return fnn_par_min_work()
 
 
 include "_plan.pxi"

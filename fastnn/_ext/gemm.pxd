@@ -3,7 +3,7 @@
 #   and, when ep.amax is set, *ep.amax := max |C| (NaN if any C is not finite)
 
 cdef extern from "fnn_gemm.h" nogil:
-    double FNN_PAR_MIN_WORK
+    double fnn_par_min_work()
 
     enum:
         FNN_ACT_LINEAR

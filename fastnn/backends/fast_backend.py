@@ -12,7 +12,8 @@ threadpoolctl apply as well.
 try:
     from fastnn._ext._kernels import (ForwardPlan, TrainPlan, activation_backward, activation_forward,
                                       dense_backward, dense_forward, get_num_threads,
-                                      kernel_name, matmul, openmp_enabled, set_num_threads)
+                                      kernel_name, matmul, openmp_enabled, parallel_min_work,
+                                      set_num_threads)
     from fastnn._ext._loss import loss
     from fastnn._ext._optim import adam_update, sgd_update
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
@@ -24,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on how fastnn was insta
 __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update",
-    "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_name", "ForwardPlan",
+    "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_name",
+    "parallel_min_work", "ForwardPlan",
     "TrainPlan",
 ]
