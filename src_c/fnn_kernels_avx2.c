@@ -13,6 +13,8 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_tr8_avx2.h"
+
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 
 /* The cheap activations on a vector, as fnn_epi_tmpl.h (relu keeps NaN, -0 stays -0). */
@@ -251,26 +253,8 @@ FNN_AVX2 static void ukre_avx2_f64_6x8(ptrdiff_t kc, const double *a, const doub
     ukr_avx2_f64_body(kc, a, b, ldb, c, ldc, alpha, beta, 1, bias, act, param, amax);
 }
 
-/* The first rem (0 < rem < 8) lanes of a vector stored with plain 16-, 8- and 4-byte stores:
- * a masked store (vmaskmovps) costs several cycles on AMD Zen, and an output layer of 10 classes
- * ends every row of C with one. */
-FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f32(float *p, ptrdiff_t rem,
-                                                                          __m256 v)
-{
-    __m128 x = _mm256_castps256_ps128(v);
-    if (rem & 4) {
-        _mm_storeu_ps(p, x);
-        x = _mm256_extractf128_ps(v, 1);
-        p += 4;
-    }
-    if (rem & 2) {
-        _mm_storel_pi((__m64 *)p, x);
-        x = _mm_movehl_ps(x, x);
-        p += 2;
-    }
-    if (rem & 1) _mm_store_ss(p, x);
-}
-
+/* The first rem (0 < rem < 4) lanes of a double vector, as fnn_store_part8_f32 (fnn_tr8_avx2.h)
+ * does for float. */
 FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double *p,
                                                                           ptrdiff_t rem,
                                                                           __m256d v)
@@ -285,7 +269,7 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 }
 
 /* Direct tiles for small products: up to 6 rows x 2 ymm (12 accumulators, as the packed
- * kernel), masked column tails. */
+ * kernel), masked loads and partial stores for column tails. */
 #define DT_TARGET FNN_AVX2
 #define DT_MAXMB 6
 #define V_ZERO() _mm256_setzero_ps()
@@ -296,7 +280,7 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_MASK(rem) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rem)), \
                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define V_LOADM(m, p) _mm256_maskload_ps(p, m)
-#define V_STOREP(p, rem, m, v) store_part_f32(p, rem, v)
+#define V_STOREP(p, rem, m, v) fnn_store_part8_f32(p, rem, v)
 #define V_LOADU(p) _mm256_loadu_ps(p)
 #define V_STOREU(p, v) _mm256_storeu_ps(p, v)
 #define FT float
@@ -351,31 +335,6 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 /* The transposing sliver pack (fnn_gemm_internal.h) with 8x8 in-register transposes: 8 rows of
  * the source at a time (6 for the 6-row A slivers), 8 k-steps at a time. A copy, so the result is
  * exactly the portable pack's; also used by the AVX-512 flavour. */
-FNN_AVX2 static inline __attribute__((always_inline)) void tr8x8_regs_f32(__m256 r[8])
-{
-    /* pairs of rows interleaved, then quads, then the 128-bit halves swapped into place */
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src,
                                   ptrdiff_t ld, float *dst)
 {
@@ -389,10 +348,10 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
 #pragma GCC unroll 6
             for (i = 0; i < 6; i++) v[i] = _mm256_loadu_ps(src + i * ld + p);
             v[6] = v[7] = _mm256_setzero_ps();
-            tr8x8_regs_f32(v);
+            fnn_tr8_f32(v);
 #pragma GCC unroll 7
             for (i = 0; i < 7; i++) _mm256_storeu_ps(d + 6 * i, v[i]);
-            store_part_f32(d + 42, 6, v[7]);
+            fnn_store_part8_f32(d + 42, 6, v[7]);
         }
         for (; p < kc; p++)
             for (i = 0; i < 6; i++) dst[p * 6 + i] = src[i * ld + p];
@@ -404,7 +363,7 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
         for (p = 0; p + 8 <= kc; p += 8) {
 #pragma GCC unroll 8
             for (i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(s + i * ld + p);
-            tr8x8_regs_f32(v);
+            fnn_tr8_f32(v);
 #pragma GCC unroll 8
             for (i = 0; i < 8; i++) _mm256_storeu_ps(d + (p + i) * r, v[i]);
         }

@@ -17,8 +17,11 @@
 #include <immintrin.h>
 
 #include "fnn_softmax16_avx512.h"
+#include "fnn_softmax8_avx2.h"
 #include "fnn_tr16_avx512.h"
+#include "fnn_tr8_avx2.h"
 #define FNN_VEC_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define FNN_VEC_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 typedef struct {
@@ -319,6 +322,44 @@ FNN_VEC_AVX512 static void softmax_cols_avx512_f32(const float *z, float *y, ptr
     }
 }
 
+/* The same with AVX2, 8 rows at a time, for rows of up to 16 columns: each 8 x 8 block of the
+ * rows transposed so that a lane is a row. Loads and stores never go past a row's m values
+ * (masked loads; plain 16-, 8- and 4-byte stores for a partial vector, as a masked store is slow
+ * on AMD Zen). */
+FNN_VEC_AVX2 static void softmax_cols_avx2_f32(const float *z, float *y, ptrdiff_t n, int m)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), lane);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(m - 8), lane);
+    ptrdiff_t r0;
+    int i;
+    for (r0 = 0; r0 < n; r0 += 8) {
+        const int rows = (n - r0 < 8) ? (int)(n - r0) : 8;
+        __m256 a[16];
+#pragma GCC unroll 8
+        for (i = 0; i < 8; i++) {
+            const float *zi = z + (r0 + i) * m;
+            a[i] = (i < rows) ? _mm256_maskload_ps(zi, m0) : _mm256_setzero_ps();
+            a[8 + i] = (i < rows && m > 8) ? _mm256_maskload_ps(zi + 8, m1) : _mm256_setzero_ps();
+        }
+        fnn_tr8_f32(a); /* a[q]: column q of the 8 rows */
+        if (m > 8) fnn_tr8_f32(a + 8);
+        fnn_softmax_lanes8_f32(a, m);
+        fnn_tr8_f32(a); /* back: a[i] holds row i's columns 0-7, a[8 + i] its columns 8-15 */
+        if (m > 8) fnn_tr8_f32(a + 8);
+        for (i = 0; i < rows; i++) {
+            float *yi = y + (r0 + i) * m;
+            if (m >= 8) {
+                _mm256_storeu_ps(yi, a[i]);
+                if (m == 16) _mm256_storeu_ps(yi + 8, a[8 + i]);
+                else if (m > 8) fnn_store_part8_f32(yi + 8, m - 8, a[8 + i]);
+            } else {
+                fnn_store_part8_f32(yi, m, a[i]);
+            }
+        }
+    }
+}
+
 /* Wider rows: the portable version's operations, 16 columns of a row per register. */
 FNN_VEC_AVX512 static void softmax_avx512_f32(const float *z, float *y, ptrdiff_t n,
                                               ptrdiff_t m)
@@ -361,6 +402,10 @@ void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m)
 #if FNN_X86
     if (flavour() == 2) {
         softmax_avx512_f32(z, y, n, m);
+        return;
+    }
+    if (flavour() == 1 && m <= 16) {
+        softmax_cols_avx2_f32(z, y, n, (int)m);
         return;
     }
 #endif

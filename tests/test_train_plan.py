@@ -262,7 +262,9 @@ for dt in ("float32", "float64"):
         dw, db = np.empty((11, cols), dt), np.empty(cols, dt)
         fb.dense_backward(x, w, y, dy, act, 0.1, dz, dw, db, None)
         res += [dz, db]
-    for shape in ((29, 10), (16, 16), (5, 1), (6, 37)):   # softmax: 16-row blocks, wide rows
+    # softmax: 16-row (AVX-512) and 8-row (AVX2) blocks with row tails, a whole and a partial
+    # vector of columns, wide rows
+    for shape in ((29, 10), (16, 16), (5, 1), (6, 37), (11, 8), (9, 3), (8, 12)):
         z = rng.standard_normal(shape).astype(dt) * 30
         res.append(fb.activation_forward(z, 6, 0.0, np.empty_like(z)))
     out[dt] = [a.tobytes().hex() for a in res]
