@@ -156,6 +156,16 @@ static inline int fnn_use_direct(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int tran
                                                                  : 32.0 * 64.0 * 64.0);
 }
 
+/* The thread count a parallel region would get now (1 without OpenMP). */
+static inline int fnn_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 /* Choose tm x tn == T threads over an mt x nt grid of MR x NR tiles: minimise the largest
  * per-thread area, then the per-thread perimeter (packing traffic); prefer splitting m. */
 #ifdef _OPENMP

@@ -141,6 +141,8 @@ typedef struct {
     fnn_ukre_f32 ukre2;   /* the same for ukr2 */
     fnn_tstore_f32 tstore; /* narrow products computed transposed (gemm_direct), or NULL */
     fnn_packn_f32 pack_n; /* the untransposed pack for this flavour, or NULL (the portable one) */
+    int direct_m;         /* products of at most this many rows run on direct tiles whatever
+                           * their size, when they run on one thread (0: by size alone) */
 } fnn_kern_f32;
 
 typedef struct {
@@ -158,6 +160,7 @@ typedef struct {
     fnn_ukre_f64 ukre2;
     fnn_tstore_f64 tstore;
     fnn_packn_f64 pack_n;
+    int direct_m;
 } fnn_kern_f64;
 
 typedef struct {

@@ -406,7 +406,13 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
      * rows (measured over m 32..256, k 10..256, n 1..12: up to 2.6x faster there, and 0.4-0.9x
      * outside). A transposed A (X.T @ dz: the weight gradient of a narrow layer) is read as it
      * is: 1.0-10x. */
-    const int direct = fnn_use_direct(m, n, k, trans_b); /* the path C itself would take */
+    /* the path C itself would take; a few rows (up to the flavour's direct_m) go direct too when
+     * the product runs on one thread anyway and A is read in place or staged whole */
+    const double floor = par_min > 0 ? par_min : fnn_par_min_work();
+    const int direct =
+        fnn_use_direct(m, n, k, trans_b) ||
+        (m <= kd->direct_m && (!trans_a || m * k * (ptrdiff_t)sizeof(FT) <= FNN_DIRECT_AT_BYTES) &&
+         (work < floor || fnn_max_threads() <= 1));
     const ptrdiff_t lanes = kd->dnr / 2;
     const int narrow =
         kd->tstore != NULL && k > 0 && alpha != (FT)0 && beta == (FT)0 && n < lanes &&
@@ -438,7 +444,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     }
 
 #ifdef _OPENMP
-    if (work >= (par_min > 0 ? par_min : fnn_par_min_work())) {
+    if (work >= floor) {
         nt = omp_get_max_threads();
         if ((double)nt * FNN_PAR_WORK_PER_THREAD > work) nt = (int)(work / FNN_PAR_WORK_PER_THREAD);
         if (nt < 1) nt = 1;
