@@ -102,19 +102,22 @@ static int cpu_is_amd(void)
 #endif
 }
 
-static double g_par_min_work; /* accessed atomically (as its bits); 0 until first read */
+static uint64_t g_par_min_bits; /* the floor's bits, accessed atomically; 0 until first read */
 
 double fnn_par_min_work(void)
 {
-    uint64_t bits = __atomic_load_n((uint64_t *)&g_par_min_work, __ATOMIC_RELAXED);
+    uint64_t bits = __atomic_load_n(&g_par_min_bits, __ATOMIC_RELAXED);
     double w;
-    memcpy(&w, &bits, sizeof w);
-    if (__builtin_expect(!(w > 0.0), 0)) {
+    if (__builtin_expect(bits != 0, 1)) {
+        memcpy(&w, &bits, sizeof w);
+        return w;
+    }
+    {
         const char *env = getenv("FASTNN_PAR_MIN_WORK");
         w = env ? strtod(env, NULL) : 0.0;
-        if (!(w > 0.0)) w = cpu_is_amd() ? FNN_PAR_MIN_WORK_AMD : FNN_PAR_MIN_WORK;
+        if (!(w > 0.0 && w < INFINITY)) w = cpu_is_amd() ? FNN_PAR_MIN_WORK_AMD : FNN_PAR_MIN_WORK;
         memcpy(&bits, &w, sizeof w);
-        __atomic_store_n((uint64_t *)&g_par_min_work, bits, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_par_min_bits, bits, __ATOMIC_RELAXED);
     }
     return w;
 }

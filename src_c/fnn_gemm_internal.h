@@ -41,7 +41,7 @@
 #define FNN_MAX_DNR 32
 #define FNN_DKC 128
 /* Stack bytes for a transposed A staged whole by the direct path (see gemm_direct). */
-#define FNN_DIRECT_AT_BYTES 16384
+#define FNN_DIRECT_AT_BYTES 8192
 /* Rows of a narrow C computed transposed at a time (see the driver's gemm). */
 #define FNN_TROWS 256
 

@@ -396,7 +396,6 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     const double work = (double)m * (double)n * (double)k;
     int nt = 1;
 
-    (void)work;
     if (m <= 0 || n <= 0) return;
     /* C narrower than a vector, with rows to spare (e.g. 10 classes times a batch of 32): most
      * lanes of each tile would idle, so C^T = op(B)^T op(A)^T is computed (its rows are the

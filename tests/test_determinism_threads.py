@@ -233,5 +233,5 @@ def test_thread_floor_default_and_environment():
     assert default in (1e6, 8e6)
     assert _thread_floor("3e6") == 3e6
     assert _thread_floor("250000") == 250000.0
-    for bad in ("junk", "-5", "0", ""):
+    for bad in ("junk", "-5", "0", "", "inf", "nan"):
         assert _thread_floor(bad) == default, bad

@@ -426,6 +426,25 @@ def test_epoch_runner_equals_the_batch_loop(case, opt, dtype, chunked):
     assert o1 == o2                                   # Adam's step count
 
 
+@pytest.mark.parametrize("limit", ["none", "work", "seconds"])
+def test_epoch_runner_returns_after_its_work_or_time_limit(limit, dtype):
+    """run_epoch stops after the batch that reaches chunk_work multiply-adds or chunk_seconds
+    of time (whichever comes first; a slow machine or build reaches the time first), with the
+    batches left for the next call; with neither reached it runs the whole epoch."""
+    model, X, y = _epoch_case("plain", "momentum", dtype)
+    plan = model._compiled_step(9)
+    plan.chunk_work, plan.chunk_seconds = 1e30, 1e9
+    if limit == "work":
+        plan.chunk_work = 1.0
+    elif limit == "seconds":
+        plan.chunk_seconds = 0.0
+    hyper, step = model._plan_hyper()
+    Xs, Ts = np.ascontiguousarray(X, dtype), np.ascontiguousarray(y, dtype)
+    count, status, total, value = plan.run_epoch(Xs, Ts, 9, 0, 0.0, *hyper, step)
+    assert status == 0 and np.isfinite(total) and total > 0
+    assert count == (-(-X.shape[0] // 9) if limit == "none" else 1)
+
+
 def test_ctrl_c_interrupts_a_long_compiled_epoch():
     """One epoch of ~0.5 G multiply-adds per batch (seconds in all) runs as compiled calls;
     they return to Python every few tens of milliseconds, so a Ctrl-C (here interrupt_main from

@@ -32,6 +32,9 @@ from fastnn._ext._elementwise cimport f_log
 from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS, CE_SOFTMAX
 from fastnn._ext._optim_core cimport _sgd, _adam
 
+cdef extern from "fnn_clock.h" nogil:
+    double fnn_seconds()
+
 cdef enum:
     OPT_SGD = 0
     OPT_ADAM = 1
@@ -69,9 +72,11 @@ cdef class TrainPlan:
     cdef void *onehot
     cdef readonly int status
     cdef readonly double max_grad
-    # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core),
-    # so that Ctrl-C and other signals are seen during long epochs (results do not depend on it)
+    # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core)
+    # or this many seconds, whichever comes first, so that Ctrl-C and other signals are seen
+    # during long epochs (results do not depend on it)
     cdef public double chunk_work
+    cdef public double chunk_seconds
 
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
                   bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
@@ -88,6 +93,7 @@ cdef class TrainPlan:
         self.status = TRAIN_UPDATED
         self.max_grad = 0
         self.chunk_work = 3e9
+        self.chunk_seconds = 0.05   # a slow machine or build (sanitizers) reaches this first
         self._keep = (steps, Y, G, params, grads, state, onehot)
         self._optimizer = optimizer
         self._state = state
@@ -275,7 +281,8 @@ cdef class TrainPlan:
         """Training steps on the batches first, first + 1, ... of (X, T) -- rows
         [b * batch, (b + 1) * batch) of already validated, C-contiguous arrays of the plan's dtype,
         T dense (n, C) -- in one call, until the data ends, a step does not update, or about
-        `chunk_work` multiply-adds have been done (then status 0 with batches left: call again).
+        `chunk_work` multiply-adds have been done or `chunk_seconds` have passed (then status 0
+        with batches left: call again).
 
         Returns (count, status, total, value), or None when X or T is not in this form or batch
         exceeds the capacity (nothing is touched then): count batches were run, the last with
@@ -288,7 +295,7 @@ cdef class TrainPlan:
         cdef cnp.ndarray x, t
         cdef Py_ssize_t n, b, nb, r0, rows, count = 0
         cdef int code = TRAIN_UPDATED
-        cdef double value = 0, work = 0
+        cdef double value = 0, work = 0, started
         cdef double step_work = 3.0 * <double>self.n_params   # per row: forward + backward
         if type(X) is not np.ndarray or type(T) is not np.ndarray:
             return None
@@ -306,6 +313,7 @@ cdef class TrainPlan:
         nb = (n + batch - 1) // batch
         with nogil:
             csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
+            started = fnn_seconds()
             for b in range(first, nb):
                 r0 = b * batch
                 rows = min(batch, n - r0)
@@ -325,7 +333,7 @@ cdef class TrainPlan:
                 total += value * rows
                 iteration += 1
                 work += step_work * <double>rows
-                if work >= self.chunk_work:
+                if work >= self.chunk_work or fnn_seconds() - started >= self.chunk_seconds:
                     break
             fnn_ftz_leave(csr)
         self.status = code
