@@ -175,6 +175,12 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
     }
 }
 
+/* Whether a transposed A of m x k fits the direct path's stack buffer (see gemm_direct). */
+static inline int GFN(a_fits_stage)(ptrdiff_t m, ptrdiff_t k)
+{
+    return (size_t)m * (size_t)k * sizeof(FT) <= FNN_DIRECT_AT_BYTES;
+}
+
 /* Small products: direct tiles straight from A and B (no packing, no malloc, no threads).
  * A transposed B is staged FNN_DKC k-steps at a time, transposed, in a stack buffer.  The tile
  * applies bias and the cheap activations in registers; sigmoid / tanh (libm) are done after. */
@@ -193,7 +199,7 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
      * step's few values of A from its own line, which ran at half the speed of an untransposed A
      * on Zen 3 (64x64x32: 6.3 vs 3.4 us); transposed into a stack buffer first, it costs a few
      * hundred cycles and reads like an untransposed A. */
-    if (csa != 1 && rsa == 1 && m >= dmr && (size_t)(m * k) <= sizeof at / sizeof(FT)) {
+    if (csa != 1 && rsa == 1 && m >= dmr && GFN(a_fits_stage)(m, k)) {
         kd->pack_t((int)k, k, m, A, csa, at); /* at[i*k + p] = A[p*csa + i] = op(A)[i, p] */
         A = at;
         rsa = k;
@@ -410,7 +416,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     const double floor = par_min > 0 ? par_min : fnn_par_min_work();
     const int direct =
         fnn_use_direct(m, n, k, trans_b) ||
-        (m <= kd->direct_m && (!trans_a || m * k * (ptrdiff_t)sizeof(FT) <= FNN_DIRECT_AT_BYTES) &&
+        (m <= kd->direct_m && (!trans_a || GFN(a_fits_stage)(m, k)) &&
          (work < floor || fnn_max_threads() <= 1));
     const ptrdiff_t lanes = kd->dnr / 2;
     const int narrow =
