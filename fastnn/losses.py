@@ -179,6 +179,20 @@ LOSSES: dict[str, type[Loss]] = {
     cls.name: cls for cls in (MeanSquaredError, BinaryCrossEntropy, CrossEntropy)}
 
 
+def check_kind(loss: Loss, final_act: int) -> int:
+    """``loss.kind(final_act)``, checked: a kernel code both backends know, else TypeError.
+
+    A ``Loss`` subclass must return one of the codes above; anything else would reach the
+    compiled kernels as an unknown code.
+    """
+    kind = loss.kind(final_act)
+    if (not isinstance(kind, (int, np.integer)) or isinstance(kind, bool)
+            or not MSE_KIND <= kind <= CE_SOFTMAX):
+        raise TypeError(f"{type(loss).__name__}.kind() must return one of the loss kernel codes "
+                        f"0..{CE_SOFTMAX} of fastnn.losses. Received: {kind!r}")
+    return int(kind)
+
+
 def get_loss(loss: LossName | Loss) -> Loss:
     """A Loss instance from a name or an instance.
 

@@ -11,6 +11,7 @@ layer is linear), so ``[Dense(10), Softmax()]`` runs as one fused ``dense_forwar
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -45,30 +46,60 @@ if TYPE_CHECKING:
     OptimizerLike = Union[Literal["sgd", "adam"], Optimizer, dict[str, Any]]
 
 
+# Activations applied to each value on its own (softmax mixes a row): a run of them is one step.
+_ELEMENTWISE = frozenset(A.NAMES) - {A.SOFTMAX}
+
+
 class Step:
     """One kernel call of the plan: an optional Dense layer, then an activation.
 
     ``width`` is the number of columns the call outputs; ``act`` and ``param`` are the
-    activation's code and parameter (see ``fastnn.activations``).
+    activation's code and parameter (see ``fastnn.activations``). A run of two or more
+    element-wise activation layers is one step whose ``chain`` lists each ``(act, param)`` in
+    order (``act`` and ``param`` are then the last one's): it keeps one output and the product
+    of the activations' derivatives for training, however long the run (see ``Workspace``).
     """
 
-    __slots__ = ("dense", "act", "param", "width")
+    __slots__ = ("dense", "act", "param", "width", "chain")
 
     def __init__(self, dense: Optional[Dense], act: int, param: float, width: int) -> None:
         self.dense, self.act, self.param, self.width = dense, act, param, width
+        self.chain: Optional[list[tuple[int, float]]] = None
 
 
 class Workspace:
-    """Per-step output buffers ``Y`` and gradient buffers ``G`` for up to ``rows`` samples.
+    """Buffers for up to ``rows`` samples, sized by the model's real layers, not its length.
 
-    ``Y[i]`` and ``G[i]`` are (rows, plan[i].width); ``G`` is None for inference.
+    Training (``with_grads``): ``Y[i]`` (rows, plan[i].width) is step i's output, which the
+    backward pass reads; ``G[i]`` its gradient, taken alternately from two shared buffers (the
+    backward pass of step i reads G[i] and writes G[i - 1], never further); ``D[i]`` the
+    product of an activation chain's derivatives (else None). Inference: ``Y`` alternates
+    between two shared buffers and activation steps work in place, so a model's depth does not
+    multiply the memory of ``predict``; ``G`` and ``D`` are None.
     """
 
     def __init__(self, plan: Sequence[Step], rows: int, dtype: np.dtype[Any],
                  with_grads: bool) -> None:
         self.rows = rows
-        self.Y = [aligned_empty((rows, s.width), dtype) for s in plan]
-        self.G = [aligned_empty((rows, s.width), dtype) for s in plan] if with_grads else None
+        widest = max(s.width for s in plan)
+
+        def shared():
+            flat = aligned_empty(rows * widest, dtype)
+            return lambda width: flat[:rows * width].reshape(rows, width)
+
+        if with_grads:
+            self.Y = [aligned_empty((rows, s.width), dtype) for s in plan]
+            views = (shared(), shared())
+            self.G: Optional[list[Any]] = [views[i % 2](s.width) for i, s in enumerate(plan)]
+            self.D: Optional[list[Any]] = [aligned_empty((rows, s.width), dtype) if s.chain
+                                           else None for s in plan]
+        else:
+            views, self.Y, buffer = (shared(), shared()), [], 1
+            for s in plan:
+                if s.dense is not None or not self.Y:     # activations run in place
+                    buffer = 1 - buffer
+                self.Y.append(views[buffer](s.width))
+            self.G = self.D = None
 
 
 class History:
@@ -174,6 +205,23 @@ class History:
 def _loss_diverged(value: float) -> FloatingPointError:
     return FloatingPointError(f"the loss is {value}: training diverged (weights left "
                               f"unchanged). Lower the learning rate or scale the inputs.")
+
+
+def _exclusive(method: Callable[..., Any]) -> Any:
+    """Run ``method`` holding the model's lock: what trains or changes a model refuses to run
+    while another thread does (its buffers and plans are shared); re-entrant, so callbacks
+    inside ``fit`` may still call these methods. ``predict`` needs no lock."""
+    @functools.wraps(method)
+    def exclusive(self: Any, *args: Any, **kwargs: Any) -> Any:
+        lock = self._busy
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(f"{method.__name__}: the model is being trained or changed in "
+                               f"another thread; a model trains in one thread at a time")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            lock.release()
+    return exclusive
 
 
 def _check_callbacks(callbacks: object) -> list[Callback]:
@@ -315,6 +363,7 @@ class Sequential:
         self._train_ws = None
         self._train_plan = None
         self._local = threading.local()
+        self._busy = threading.RLock()
         if layers is not None:
             if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
                 raise TypeError(f"layers must be a list of layers. Received: layers={layers!r}")
@@ -355,6 +404,10 @@ class Sequential:
             raise ValueError("cannot add layers to a model that is already built")
         if isinstance(layer, Dense) and layer.built:
             raise ValueError(f"layer {layer!r} already belongs to a built model")
+        if isinstance(layer, Dense) and any(layer is other for other in self.layers):
+            # a layer with weights used twice would need tied gradients; refused, not untied
+            raise ValueError(f"layer {layer!r} is already in this model: a Dense layer can "
+                             f"appear once (create a second Dense for a second layer)")
         self.layers.append(layer)
 
     @property
@@ -362,6 +415,7 @@ class Sequential:
         """True once the weights exist (``input_dim`` given or ``build`` called)."""
         return self.input_dim is not None
 
+    @_exclusive
     def build(self, input_dim: int) -> Sequential:
         """Create the weights for ``input_dim`` input features.
 
@@ -401,6 +455,10 @@ class Sequential:
         if not any(isinstance(layer, Dense) for layer in self.layers):
             raise ValueError("a Sequential model needs at least one Dense layer. "
                              f"Received: layers={self.layers!r}")
+        for layer in self.layers:
+            if isinstance(layer, Dense) and layer.built:
+                raise ValueError(f"layer {layer!r} already belongs to a built model: a Dense "
+                                 f"layer can be in one model only")
         self._plan = self._make_plan(input_dim)
         sizes, width = [], input_dim
         for step in self._plan:
@@ -426,8 +484,11 @@ class Sequential:
         plan_class = getattr(self._be, "ForwardPlan", None)
         if plan_class is None:
             return None
-        steps = [(s.dense.W if s.dense else None, s.dense.b if s.dense else None, s.act,
-                  float(s.param), s.width) for s in self._plan]
+        steps = []
+        for s in self._plan:
+            for act, param in s.chain or [(s.act, s.param)]:
+                steps.append((s.dense.W if s.dense else None, s.dense.b if s.dense else None,
+                              act, float(param), s.width))
         return plan_class(steps, self.input_dim, self.dtype.type)
 
     def _make_plan(self, input_dim):
@@ -438,6 +499,11 @@ class Sequential:
                 width = layer.units
             elif plan and plan[-1].dense is not None and plan[-1].act == A.LINEAR:
                 plan[-1].act, plan[-1].param = layer.act, layer.param
+            elif (plan and plan[-1].dense is None and layer.act in _ELEMENTWISE
+                    and plan[-1].act in _ELEMENTWISE):
+                last = plan[-1]
+                last.chain = (last.chain or [(last.act, last.param)]) + [(layer.act, layer.param)]
+                last.act, last.param = layer.act, layer.param
             else:
                 plan.append(Step(None, layer.act, layer.param, width))
         return plan
@@ -452,6 +518,7 @@ class Sequential:
         """Code of the activation applied to the outputs (see ``fastnn.activations``)."""
         return self._plan[-1].act
 
+    @_exclusive
     def compile(self, loss: Union[LossName, Loss], optimizer: OptimizerLike = "sgd",
                 metrics: Optional[Union[MetricName, Sequence[MetricName]]] = None
                 ) -> Sequential:
@@ -496,11 +563,13 @@ class Sequential:
         (CrossEntropy(), 0.1, ['accuracy'])
         """
         self._check_built("compile")
-        self.loss = L.get_loss(loss)
-        self.optimizer = get_optimizer(optimizer)
-        self.metrics = M.check_metrics(metrics)
-        self._loss_kind = self.loss.kind(self.final_activation)
-        self.optimizer.build(self._params.size, self.dtype)
+        # everything checked before the model changes: a refused compile leaves it as it was
+        loss = L.get_loss(loss)
+        kind = L.check_kind(loss, self.final_activation)
+        optimizer = get_optimizer(optimizer)
+        metrics = M.check_metrics(metrics)
+        optimizer.build(self._params.size, self.dtype)
+        self.loss, self.optimizer, self.metrics, self._loss_kind = loss, optimizer, metrics, kind
         self._train_plan = None                  # built again for this loss and optimizer
         return self
 
@@ -516,10 +585,27 @@ class Sequential:
                 y = ws.Y[i] if rows == ws.rows else ws.Y[i][:rows]
             if step.dense is not None:
                 be.dense_forward(inp, step.dense.W, step.dense.b, step.act, step.param, y)
+            elif step.chain:
+                self._chain_forward(step, inp, y, ws, i, rows)
             else:
                 be.activation_forward(inp, step.act, step.param, y)
             inp = y
         return inp
+
+    def _chain_forward(self, step, inp, y, ws, i, rows):
+        """A run of element-wise activations, in place on ``y``; in training also ``D[i]``, the
+        product of their derivatives (without the last one's when the loss fuses with it), so
+        that the backward pass is one multiplication, whatever the length of the run."""
+        be = self._be
+        d = None
+        if ws.D is not None:
+            d = ws.D[i] if rows == ws.rows else ws.D[i][:rows]
+            d.fill(1)
+        fused = d is not None and i == len(self._plan) - 1 and self._loss_kind in L.FUSED_KINDS
+        for j, (act, param) in enumerate(step.chain):
+            be.activation_forward(inp if j == 0 else y, act, param, y)
+            if d is not None and not (fused and j == len(step.chain) - 1):
+                be.activation_backward(y, d, act, param, d)
 
     def _backward(self, x, ws, rows):
         """Backpropagate ``ws.G[-1]`` (already holding dL/d output) into the gradient buffer."""
@@ -538,6 +624,8 @@ class Sequential:
             if step.dense is not None:
                 d = step.dense
                 be.dense_backward(inp, d.W, y, g, act, step.param, g, d.dW, d.db, dx)
+            elif dx is not None and step.chain:
+                np.multiply(g, ws.D[i] if full else ws.D[i][:rows], out=dx)
             elif dx is not None:
                 be.activation_backward(y, g, act, step.param, dx)
 
@@ -559,7 +647,7 @@ class Sequential:
     def _make_train_plan(self, ws):
         plan_class = getattr(self._be, "TrainPlan", None)
         opt = self.optimizer
-        if plan_class is None or type(opt) not in (SGD, Adam):
+        if plan_class is None or type(opt) not in (SGD, Adam) or any(s.chain for s in self._plan):
             return None
         kind, state = (0, (opt._velocity,)) if type(opt) is SGD else (1, (opt._m, opt._v))
         steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
@@ -688,6 +776,7 @@ class Sequential:
         return self.loss.targets(y, self.output_dim, self.dtype, rows, name)
 
     # ------------------------------------------------------------------ training
+    @_exclusive
     def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float:
         """One training step on the batch ``(x, y)``; returns the loss before the update.
 
@@ -752,6 +841,7 @@ class Sequential:
         t = self._targets(y, x.shape[0])
         return self._train_step(x, t)
 
+    @_exclusive
     def loss_and_gradients(self, x: ArrayLike, y: ArrayLike) -> tuple[float, list[FloatArray]]:
         """The loss on ``(x, y)`` and its gradients with respect to the weights; no update.
 
@@ -800,6 +890,7 @@ class Sequential:
             grads += [d.dW.copy(), d.db.copy()]
         return value, grads
 
+    @_exclusive
     def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
             validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
             validation_split: float = 0.0, shuffle: bool = True, verbose: int = 1,
@@ -1129,6 +1220,7 @@ class Sequential:
             weights += d.get_weights()
         return weights
 
+    @_exclusive
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set all weights, in place, from a list shaped like ``get_weights()``.
 
@@ -1218,7 +1310,8 @@ class Sequential:
         for step in self._plan:
             name = "Dense" if step.dense is not None else "Activation"
             params = step.dense.n_params(width) if step.dense is not None else 0
-            rows.append((name, A.NAMES[step.act], f"(None, {step.width})", f"{params:,}"))
+            for act, _ in step.chain or [(step.act, step.param)]:
+                rows.append((name, A.NAMES[act], f"(None, {step.width})", f"{params:,}"))
             width = step.width
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "  ".join("-" * w for w in widths)

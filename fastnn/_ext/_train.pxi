@@ -25,6 +25,7 @@
 #      its exact check (fastnn.optimizers.check_update), which raises or applies the update.
 
 from libc.stdlib cimport calloc
+from libc.string cimport memcpy
 
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 
@@ -70,6 +71,7 @@ cdef class TrainPlan:
     cdef void *state1
     cdef void *state2
     cdef void *onehot
+    cdef cnp.npy_int64 *labels  # the batch's class labels, copied before they are checked
     cdef readonly int status
     cdef readonly double max_grad
     # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core)
@@ -112,6 +114,9 @@ cdef class TrainPlan:
         if n < 1 or len(Y) != n or len(G) != n:
             raise ValueError("TrainPlan: one Y and one G buffer per step are required")
         rows = (<cnp.ndarray>Y[0]).shape[0]
+        self.labels = <cnp.npy_int64 *>calloc(max(rows, 1), sizeof(cnp.npy_int64))
+        if not self.labels:
+            raise MemoryError()
         self.capacity = rows
         counted = 0
         for s in range(n):
@@ -157,6 +162,7 @@ cdef class TrainPlan:
         free(self.act)
         free(self.param)
         free(self.width)
+        free(self.labels)
 
     @property
     def capacity(self):
@@ -375,6 +381,10 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
         if gmax != gmax:
             return -1
     if labels != NULL:
+        # Labels index memory, so they are read once: copied, then checked and used from the
+        # copy (another Python thread may be writing the caller's array meanwhile).
+        memcpy(plan.labels, labels, n * sizeof(cnp.npy_int64))
+        labels = plan.labels
         for i in range(n):
             if labels[i] < 0 or labels[i] >= c:
                 return -1
