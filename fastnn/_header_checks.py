@@ -72,7 +72,7 @@ def _depth(text: str) -> int:
     return deepest
 
 
-def parse_header(raw: Union[bytes, memoryview]) -> dict[str, Any]:
+def parse_header(raw: Union[bytes, bytearray, memoryview]) -> dict[str, Any]:
     """The header's JSON object: strict UTF-8 and JSON, no NaN/Infinity, no repeated keys, no
     integer over MAX_INT_DIGITS digits, at most MAX_JSON_DEPTH levels of nesting."""
     try:

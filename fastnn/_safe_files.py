@@ -19,10 +19,11 @@ untouched.
 - A destination that is a directory raises ``PathIsADirectoryError``; any other file that is
   not a regular file (FIFO, device, socket) raises ValueError. Nothing is written then.
 
-Reading. ``open_without_blocking`` opens with O_NONBLOCK (a FIFO without a writer does not
-block) and returns the ``fstat`` of the opened descriptor, so the caller checks the kind and
-size of the very file it reads, not of whatever the path named a moment earlier; the caller
-then reads no more than that size announces (``read_up_to``).
+Reading. ``open_without_blocking`` opens only what ``stat`` says is a regular file, with
+O_NONBLOCK (a FIFO swapped in meanwhile does not block), and returns the ``fstat`` of the
+opened descriptor, so the caller checks the kind and size of the very file it reads, not of
+whatever the path named a moment earlier; it then reads no more than that size announces
+(``read_up_to``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def _create_unique(directory: str, base: str, mode: int) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no unused temporary file name found", directory)
 
 
+def _set_mode(fd: int, name: str, mode: int) -> None:
+    # Exactly the old bits, whatever the umask. A file system that refuses chmod leaves the
+    # bits it was created with: the old ones less the umask, never wider.
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:
+            os.chmod(name, mode)
+    except PermissionError:
+        pass
+
+
 def _fsync_directory(directory: str) -> None:
     # Makes the rename durable; not possible everywhere (Windows), hence best effort.
     try:
@@ -117,11 +130,8 @@ def write_atomically(path: str, data: bytes) -> str:
     fd, tmp = _create_unique(directory, base, 0o666 if keep_mode is None else keep_mode)
     try:
         try:
-            if keep_mode is not None:       # exactly the old bits, whatever the umask
-                if hasattr(os, "fchmod"):
-                    os.fchmod(fd, keep_mode)
-                else:
-                    os.chmod(tmp, keep_mode)
+            if keep_mode is not None:
+                _set_mode(fd, tmp, keep_mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -143,7 +153,10 @@ def open_without_blocking(path: str) -> tuple[Optional[BinaryIO], os.stat_result
     """Open ``path`` for reading without blocking on a FIFO. Return the unbuffered file and the
     ``fstat`` of its descriptor; the file is None (and nothing left open) when it is not a
     regular file, so the caller refuses it by ``st_mode``."""
-    fd = os.open(path, _READ_FLAGS)
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):    # not even opened: opening some devices does things
+        return None, st
+    fd = os.open(path, _READ_FLAGS)     # the path may have changed since: fstat decides
     try:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode):

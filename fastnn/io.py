@@ -10,16 +10,18 @@ The header holds ``model`` (layers, input_dim, seed, dtype, backend), ``compile`
 settings and step count, metrics; or null) and ``arrays``: a list of ``{"name", "dtype", "shape",
 "offset"}`` with ``offset`` relative to the data section. Arrays are ``<f4`` or ``<f8``.
 The data section is a whole number of 64-byte blocks (the last array is padded too; bytes after
-it are ignored). The loader trusts nothing and reads no more than the header announces: the
-preamble first (magic, version, header length), then exactly the header, then only the bytes
-the arrays span, each length checked against the file's size beforehand, so a forged file (or ``/dev/zero``)
+it are ignored).
+
+The loader trusts nothing and reads no more than the header announces: the preamble first
+(magic, version, header length), then exactly the header, then only the bytes the arrays span,
+each length checked against the file's size beforehand, so a forged file (or ``/dev/zero``)
 cannot make it allocate more than the file holds. It checks the JSON (strict: no NaN or
-Infinity, no repeated keys, no unknown keys, integers of at most 40 digits, nesting at most 32
-deep), every integer's range (``fastnn._header_checks``: at most ``MAX_LAYERS`` = 10000 layers,
-8-D arrays, dimensions below 2**31, optimizer step counts in [0, 2**53)), the dtype
-allow-list, that spans are in bounds and disjoint, and that the arrays match the architecture.
-Every failure raises ValueError "'path' is not a valid fastnn model file: ...". Files, FIFOs
-and devices: see ``load_model``; atomic, symlink-safe saving: ``save_model``.
+Infinity, no repeated or unknown keys, integers of at most 40 digits, nesting at most 32 deep),
+every integer's range (``fastnn._header_checks``: at most ``MAX_LAYERS`` = 10000 layers, 8-D
+arrays, dimensions below 2**31, optimizer step counts in [0, 2**53)), the dtype allow-list,
+that spans are in bounds and disjoint, and that the arrays match the architecture. Every
+failure raises ValueError "'path' is not a valid fastnn model file: ...". FIFOs, devices and
+directories: see ``load_model``; atomic, symlink-safe saving: ``save_model``.
 
 Examples
 --------
@@ -228,9 +230,10 @@ def model_from_bytes(blob: bytes, backend: Optional[Literal["fast", "numpy"]] = 
 
 
 Reader = Callable[[int], Union[bytes, bytearray, memoryview]]
+Backend = Optional[Literal["fast", "numpy"]]
 
 
-def _decode(read: Reader, size: int, backend: Optional[str], path: object) -> Sequential:
+def _decode(read: Reader, size: int, backend: Backend, path: object) -> Sequential:
     """The model in the ``size`` bytes that ``read(n)`` returns in order (fewer only at the
     end); every refusal becomes ``_fail(path, ...)`` here."""
     try:
@@ -261,7 +264,7 @@ def _read_preamble(read: Reader, size: int) -> int:
     return header_size
 
 
-def _decode_checked(read: Reader, size: int, backend: Optional[str], path: object
+def _decode_checked(read: Reader, size: int, backend: Backend, path: object
                     ) -> Sequential:
     header_size = _read_preamble(read, size)
     header = H.check_top(H.parse_header(_read(read, header_size, "the header")))
@@ -291,7 +294,7 @@ def _decode_checked(read: Reader, size: int, backend: Optional[str], path: objec
 
 
 def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
-           arrays: dict[str, NDArray[Any]], backend: Optional[str]) -> Sequential:
+           arrays: dict[str, NDArray[Any]], backend: Backend) -> Sequential:
     """The model a checked description and its arrays describe."""
     from fastnn.layers import layer_from_config
     from fastnn.model import Sequential
