@@ -9,9 +9,19 @@
 The header holds ``model`` (layers, input_dim, seed, dtype, backend), ``compile`` (loss, optimizer
 settings and step count, metrics; or null) and ``arrays``: a list of ``{"name", "dtype", "shape",
 "offset"}`` with ``offset`` relative to the data section. Arrays are ``<f4`` or ``<f8``.
-The loader trusts nothing: it checks the magic, version, header size, JSON structure, dtype
-allow-list, that shape x itemsize matches each span, that spans are in bounds and disjoint, and
-that the arrays match the architecture. Every failure raises ValueError.
+The data section is a whole number of 64-byte blocks (the last array is padded too; bytes after
+it are ignored).
+
+The loader trusts nothing and reads no more than the header announces: the preamble first
+(magic, version, header length), then exactly the header, then only the bytes the arrays span,
+each length checked against the file's size beforehand, so a forged file (or ``/dev/zero``)
+cannot make it allocate more than the file holds. It checks the JSON (strict: no NaN or
+Infinity, no repeated or unknown keys, integers of at most 40 digits, nesting at most 32 deep),
+every integer's range (``fastnn._header_checks``: at most ``MAX_LAYERS`` = 10000 layers, 8-D
+arrays, dimensions below 2**31, optimizer step counts in [0, 2**53)), the dtype allow-list,
+that spans are in bounds and disjoint, and that the arrays match the architecture. Every
+failure raises ValueError "'path' is not a valid fastnn model file: ...". FIFOs, devices and
+directories: see ``load_model``; atomic, symlink-safe saving: ``save_model``.
 
 Examples
 --------
@@ -31,13 +41,18 @@ True
 from __future__ import annotations
 
 import json
-import math
 import os
+import stat
 import struct
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 import numpy as np
 from numpy.typing import NDArray
+
+from fastnn import _header_checks as H
+from fastnn._header_checks import BadModelFile
+from fastnn._safe_files import (PathIsADirectoryError, describe_non_regular,
+                                open_without_blocking, read_up_to, write_atomically)
 
 if TYPE_CHECKING:
     from fastnn.model import Sequential
@@ -52,6 +67,7 @@ DTYPES: dict[str, np.dtype[Any]] = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8
 _PREAMBLE = struct.Struct("<8sII")
 
 
+
 def _arrays_of(model: Sequential) -> list[tuple[str, NDArray[Any]]]:
     arrays = []
     for i, layer in enumerate(model.dense_layers):
@@ -64,7 +80,12 @@ def _arrays_of(model: Sequential) -> list[tuple[str, NDArray[Any]]]:
 
 def model_to_bytes(model: Sequential) -> bytes:
     """The model file's bytes (what ``save_model`` writes): architecture, weights, and the
-    compile settings and optimizer state when the model is compiled."""
+    compile settings and optimizer state when the model is compiled.
+
+    Raises ValueError if the model is beyond what the loader accepts (more than
+    ``MAX_LAYERS`` layers, a seed >= 2**128, a step count >= 2**53, a header over
+    ``MAX_HEADER`` bytes), so no file is written that ``load_model`` would refuse.
+    """
     arrays = _arrays_of(model)
     entries: list[dict[str, Any]] = []
     offset = 0
@@ -79,8 +100,17 @@ def model_to_bytes(model: Sequential) -> bytes:
         compiled = {"loss": model.loss.name, "optimizer": model.optimizer.get_config(),
                     "iterations": getattr(model.optimizer, "iterations", 0),
                     "metrics": model.metrics}
-    config = dict(model.get_config(), backend=model.backend)
-    header = json.dumps({"model": config, "compile": compiled, "arrays": entries}).encode()
+    header_dict = {"model": dict(model.get_config(), backend=model.backend),
+                   "compile": compiled, "arrays": entries}
+    try:
+        H.check_top(header_dict)
+        H.check_description(header_dict, offset)     # the reader's own checks
+        header = json.dumps(header_dict, allow_nan=False).encode()
+        if len(header) > MAX_HEADER:
+            raise BadModelFile(f"its header takes {len(header)} bytes, over the format's "
+                               f"limit of {MAX_HEADER}")
+    except (BadModelFile, ValueError) as exc:
+        raise ValueError(f"cannot save this model in the fastnn file format: {exc}") from None
     data_start = _PREAMBLE.size + len(header)
     data_start += -data_start % ALIGN
     blob = bytearray(data_start + offset)
@@ -100,104 +130,51 @@ def _check_path(path: object) -> str:
     return os.fsdecode(os.fspath(path))     # bytes paths as str, like the rest of the module
 
 
-def _parameter_bytes(config: dict[str, Any], itemsize: int) -> Optional[int]:
-    """Bytes of weights the described architecture needs, or None if it cannot be told."""
-    width, total = config.get("input_dim"), 0
-    for layer in config.get("layers", []):
-        if isinstance(layer, dict) and layer.get("class") == "Dense":
-            units = layer.get("units")
-            if not isinstance(width, int) or not isinstance(units, int):
-                return None
-            total += (width + 1) * units
-            width = units
-    return total * itemsize
-
-
 def save_model(model: Sequential, path: PathLike) -> None:
-    """Write ``model`` to ``path`` (atomically: a temporary file, then a rename).
+    """Write ``model`` to ``path`` atomically (``Sequential.save(path)`` calls this).
 
-    ``Sequential.save(path)`` calls this.
+    The bytes go to a new, uniquely named temporary file in the destination's directory
+    (created exclusively, never through a symlink), which is fsynced and then renamed onto
+    the destination: readers, and concurrent savers in other threads or processes, see the
+    complete old file or the complete new one, never a partial one. On failure the temporary
+    file is removed and the destination is untouched. An existing destination keeps its
+    permission bits; a new one gets 0o666 less the umask. If ``path`` is a symlink, the
+    file it points to is replaced and the link is kept.
 
     Parameters
     ----------
     model : Sequential
         A built model, compiled or not.
     path : str or os.PathLike
-        The file to write (replaced if it exists); ``path + ".tmp"`` is used on the way.
+        The file to write (replaced if it exists).
 
     Raises
     ------
     TypeError
         If ``path`` is not a path.
+    IsADirectoryError
+        If ``path`` is a directory (the error is also a ValueError).
+    ValueError
+        If ``path`` is another kind of non-regular file (FIFO, device), or the model is beyond
+        the format's limits (see ``model_to_bytes``).
     OSError
         If the file cannot be written.
     """
     path = _check_path(path)
-    tmp = path + ".tmp"     # path is a str by now
-    with open(tmp, "wb") as f:
-        f.write(model_to_bytes(model))
-    os.replace(tmp, path)
+    write_atomically(path, model_to_bytes(model))
 
 
 def _fail(path: object, why: str) -> ValueError:
     return ValueError(f"{path!r} is not a valid fastnn model file: {why}")
 
 
-def _read_header(blob: bytes, path: object) -> tuple[dict[str, Any], int]:
-    if len(blob) < _PREAMBLE.size:
-        raise _fail(path, f"{len(blob)} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
-    magic, version, size = _PREAMBLE.unpack_from(blob)
-    if magic != MAGIC:
-        raise _fail(path, f"bad magic {magic!r}")
-    if version != VERSION:
-        raise _fail(path, f"format version {version}; this fastnn reads version {VERSION}")
-    if size > MAX_HEADER or _PREAMBLE.size + size > len(blob):
-        raise _fail(path, f"header length {size} exceeds the limit or the file")
-    try:
-        header = json.loads(blob[_PREAMBLE.size:_PREAMBLE.size + size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise _fail(path, f"the header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict) or not isinstance(header.get("arrays"), list) \
-            or not isinstance(header.get("model"), dict):
-        raise _fail(path, "the header lacks 'model' and 'arrays'")
-    data_start = _PREAMBLE.size + size
-    return header, data_start + (-data_start % ALIGN)
-
-
-def _read_arrays(blob: bytes, entries: list[Any], data_start: int, path: object
-                 ) -> dict[str, NDArray[Any]]:
-    arrays: dict[str, NDArray[Any]] = {}
-    spans: list[tuple[int, int, str]] = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise _fail(path, "an array entry is not an object")
-        name, dtype, shape, offset = (entry.get(k) for k in ("name", "dtype", "shape", "offset"))
-        if not isinstance(name, str) or name in arrays:
-            raise _fail(path, f"bad or repeated array name {name!r}")
-        if not isinstance(dtype, str) or dtype not in DTYPES:
-            raise _fail(path, f"array {name!r} has dtype {dtype!r}; allowed: {sorted(DTYPES)}")
-        if not isinstance(shape, list) or not all(
-                isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape):
-            raise _fail(path, f"array {name!r} has a bad shape {shape!r}")
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise _fail(path, f"array {name!r} has a bad offset {offset!r}")
-        nbytes = math.prod(shape) * DTYPES[dtype].itemsize     # Python ints: no overflow
-        start = data_start + offset
-        if start + nbytes > len(blob):
-            raise _fail(path, f"array {name!r} spans bytes [{start}, {start + nbytes}) beyond "
-                              f"the file's {len(blob)} bytes")
-        spans.append((start, start + nbytes, name))
-        arrays[name] = np.frombuffer(blob, dtype=DTYPES[dtype], count=nbytes // DTYPES[dtype].itemsize,
-                                     offset=start).reshape(shape)
-    spans.sort()
-    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
-        if start < end:
-            raise _fail(path, f"arrays {first!r} and {second!r} overlap")
-    return arrays
-
-
 def load_model(path: PathLike, backend: Optional[Literal["fast", "numpy"]] = None) -> Sequential:
     """Read a model written by ``Sequential.save`` (``fastnn.load`` is this function).
+
+    The path may be a symlink to a model file. It is opened without blocking and refused
+    unless it is a regular file, so a FIFO or a device (``/dev/zero``) raises at once; the
+    loader then reads only as many bytes as the header announces, after checking them against
+    the file's size.
 
     Parameters
     ----------
@@ -215,16 +192,23 @@ def load_model(path: PathLike, backend: Optional[Literal["fast", "numpy"]] = Non
     Raises
     ------
     ValueError
-        For any malformed file (never executes anything from it: there is no pickle).
+        For any malformed file or one that is not a regular file (never executes anything from
+        it: there is no pickle). A directory raises an error that is both a ValueError and an
+        IsADirectoryError.
     TypeError
         If ``path`` is not a path.
     OSError
-        If the file cannot be read.
+        If the file cannot be opened or read.
     """
     path = _check_path(path)
-    with open(path, "rb") as f:
-        blob = f.read()
-    return model_from_bytes(blob, backend, name=path)
+    f, st = open_without_blocking(path)
+    if f is None:
+        why = describe_non_regular(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            raise PathIsADirectoryError(str(_fail(path, why)))
+        raise _fail(path, why)
+    with f:
+        return _decode(lambda n: read_up_to(f, n), st.st_size, backend, path)
 
 
 def model_from_bytes(blob: bytes, backend: Optional[Literal["fast", "numpy"]] = None,
@@ -233,47 +217,109 @@ def model_from_bytes(blob: bytes, backend: Optional[Literal["fast", "numpy"]] = 
 
     ``backend`` is as in ``load_model``; ``name`` stands for the file in error messages.
     """
+    view = memoryview(blob).cast("B")
+    position = 0
+
+    def read(n: int) -> memoryview:
+        nonlocal position
+        chunk = view[position:position + n]
+        position += len(chunk)
+        return chunk
+
+    return _decode(read, len(view), backend, name)
+
+
+Reader = Callable[[int], Union[bytes, bytearray, memoryview]]
+Backend = Optional[Literal["fast", "numpy"]]
+
+
+def _decode(read: Reader, size: int, backend: Backend, path: object) -> Sequential:
+    """The model in the ``size`` bytes that ``read(n)`` returns in order (fewer only at the
+    end); every refusal becomes ``_fail(path, ...)`` here."""
+    try:
+        return _decode_checked(read, size, backend, path)
+    except BadModelFile as exc:
+        raise _fail(path, str(exc)) from None
+
+
+def _read(read: Reader, n: int, what: str) -> Union[bytes, bytearray, memoryview]:
+    chunk = read(n)
+    if len(chunk) < n:      # the size was checked: the file shrank while being read
+        raise BadModelFile(f"the file ended {n - len(chunk)} bytes short while reading {what} "
+                           f"(truncated, or changed while loading)")
+    return chunk
+
+
+def _read_preamble(read: Reader, size: int) -> int:
+    """The header length, after checking the preamble."""
+    if size < _PREAMBLE.size:
+        raise BadModelFile(f"{size} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
+    magic, version, header_size = _PREAMBLE.unpack(_read(read, _PREAMBLE.size, "the preamble"))
+    if magic != MAGIC:
+        raise BadModelFile(f"bad magic {magic!r}")
+    if version != VERSION:
+        raise BadModelFile(f"format version {version}; this fastnn reads version {VERSION}")
+    if header_size > MAX_HEADER or _PREAMBLE.size + header_size > size:
+        raise BadModelFile(f"header length {header_size} exceeds the limit or the file")
+    return header_size
+
+
+def _decode_checked(read: Reader, size: int, backend: Backend, path: object
+                    ) -> Sequential:
+    header_size = _read_preamble(read, size)
+    header = H.check_top(H.parse_header(_read(read, header_size, "the header")))
+    padding = -(_PREAMBLE.size + header_size) % ALIGN
+    data_size = max(0, size - _PREAMBLE.size - header_size - padding)
+    # every span is checked against the file's size before a byte of data is read
+    entries = H.check_list("the header's 'arrays'", header.get("arrays"), H.MAX_ARRAYS)
+    checked, names = [], set()
+    for entry in entries:
+        name, dtype, shape, offset, nbytes = H.check_array_entry(entry, DTYPES, data_size)
+        if name in names:
+            raise BadModelFile(f"bad or repeated array name {name!r}")
+        names.add(name)
+        checked.append((name, dtype, shape, offset, nbytes))
+    H.check_disjoint([(offset, offset + nbytes, name)
+                      for name, _, _, offset, nbytes in checked])
+    config, compiled = H.check_description(header, data_size)
+    end = max((offset + nbytes for _, _, _, offset, nbytes in checked), default=0)
+    if data_size < end + (-end % ALIGN):    # the writer pads the last array too
+        raise BadModelFile(f"truncated: the arrays need {end + (-end % ALIGN)} bytes of data "
+                           f"(whole {ALIGN}-byte blocks), the file holds {data_size}")
+    data = _read(read, padding + end, "the arrays")
+    arrays = {name: np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize,
+                                  offset=padding + offset).reshape(shape)
+              for name, dtype, shape, offset, nbytes in checked}
+    return _build(config, compiled, arrays, backend)
+
+
+def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
+           arrays: dict[str, NDArray[Any]], backend: Backend) -> Sequential:
+    """The model a checked description and its arrays describe."""
     from fastnn.layers import layer_from_config
     from fastnn.model import Sequential
 
-    path = name
-    header, data_start = _read_header(blob, path)
-    arrays = _read_arrays(blob, header["arrays"], data_start, path)
-    config, compiled = header["model"], header.get("compile")
-    if not isinstance(config.get("layers"), list) or not (
-            compiled is None or isinstance(compiled, dict)):
-        raise _fail(path, "the model description is invalid: 'model.layers' must be a list "
-                          "and 'compile' an object or null")
-    itemsize = DTYPES["<f8"].itemsize if config.get("dtype") == "float64" else 4
-    needed = _parameter_bytes(config, itemsize)
-    if needed is not None and needed > len(blob):
-        # refuse before building: a forged architecture must not allocate beyond the file
-        raise _fail(path, f"the architecture needs {needed} bytes of weights, more than the "
-                          f"file's {len(blob)} bytes")
     try:
         layers = [layer_from_config(c) for c in config["layers"]]
         model = Sequential(layers, input_dim=config["input_dim"], seed=config.get("seed"),
                            dtype=config["dtype"], backend=backend or config.get("backend", "fast"))
         if compiled is not None:
             model.compile(compiled["loss"], compiled["optimizer"], compiled.get("metrics"))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise _fail(path, f"the model description is invalid ({type(exc).__name__}: {exc})") \
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise BadModelFile(f"the model description is invalid ({type(exc).__name__}: {exc})") \
             from None
     expected = dict(_arrays_of(model))
     if set(expected) != set(arrays):
-        raise _fail(path, f"the arrays {sorted(arrays)} do not match the architecture, which "
-                          f"needs {sorted(expected)}")
+        raise BadModelFile(f"the arrays {sorted(arrays)} do not match the architecture, which "
+                           f"needs {sorted(expected)}")
     for name, target in expected.items():
         source = arrays[name]
         if source.shape != target.shape or source.dtype.newbyteorder("=") != target.dtype:
-            raise _fail(path, f"array {name!r} is {source.dtype.str}{list(source.shape)}, the "
-                              f"model needs {target.dtype.str}{list(target.shape)}")
+            raise BadModelFile(f"array {name!r} is {source.dtype.str}{list(source.shape)}, the "
+                               f"model needs {target.dtype.str}{list(target.shape)}")
         if not np.isfinite(source).all():
-            raise _fail(path, f"array {name!r} holds NaN or inf")
+            raise BadModelFile(f"array {name!r} holds NaN or inf")
         target[...] = source
     if compiled is not None and hasattr(model.optimizer, "iterations"):
-        iterations = compiled.get("iterations", 0)
-        if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
-            raise _fail(path, f"bad optimizer step count {iterations!r}")
-        model.optimizer.iterations = iterations
+        model.optimizer.iterations = compiled.get("iterations", 0)
     return model
