@@ -63,6 +63,37 @@ def check_float(name: str, value: Any, low: Optional[float] = None, high: Option
     return value
 
 
+def check_in_dtype(name: str, value: float, dtype: DTypeLike, zero_ok: bool = False,
+                   owner: str = "") -> float:
+    """``value`` (a finite float) if ``dtype`` holds it as a normal number (or it is 0 and
+    ``zero_ok``): ``finfo.tiny <= |value|`` and ``dtype(value)`` finite.
+
+    Anything else would change silently on its way into a kernel: to inf above the dtype's
+    range, and to 0 below ``tiny``, directly or as a subnormal that the compiled kernels flush
+    to zero (``src_c/fnn_ftz.h``) while NumPy keeps it. ``owner`` (e.g. ``"LeakyReLU(1e+39)"``)
+    prefixes the message.
+    """
+    dt = np.dtype(dtype)
+    info = np.finfo(dt)
+    if value == 0.0 and zero_ok:
+        return value
+    with np.errstate(over="ignore", under="ignore"):
+        held = float(dt.type(value))
+    if math.isfinite(held) and abs(value) >= float(info.tiny):
+        return value
+    if not math.isfinite(held):
+        becomes = f"overflows to {held}"
+    elif held == 0.0:
+        becomes = "becomes 0"
+    else:
+        becomes = "is subnormal (the compiled kernels flush it to 0)"
+    allowed = f"0 or a {dt.name} normal number" if zero_ok else f"a {dt.name} normal number"
+    prefix = f"{owner}: " if owner else ""
+    raise ValueError(f"{prefix}{name} must be {allowed}, {float(info.tiny):.6g} <= |{name}| <= "
+                     f"{float(info.max):.6g}. Received: {name}={value!r}, which in {dt.name} "
+                     f"{becomes}")
+
+
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}. "

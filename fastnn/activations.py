@@ -1,7 +1,10 @@
 """The activation registry: names users write, and the integer codes the kernels share.
 
 The codes match ``FNN_ACT_*`` in ``src_c/fnn_gemm.h``. Each activation may take one float
-parameter ``a``: the threshold of ``step`` and the negative slope of ``leaky_relu``.
+parameter ``a``: the threshold of ``step`` and the negative slope of ``leaky_relu`` (>= 0: the
+backward pass tells the two sides apart by ``y > 0``). In a model, ``a`` must be 0 or a normal
+number of the model's dtype (``Layer.check_dtype``), else it would become inf, or 0 in the
+compiled kernels only.
 
 ==========  =====================================  ==========================================
 name        y = f(z)                               dL/dz from y and dy = dL/dy

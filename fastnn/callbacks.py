@@ -206,14 +206,20 @@ class LearningRateScheduler(Callback):
     ----------
     schedule : callable
         ``schedule(epoch) -> lr`` or ``schedule(epoch, lr) -> lr``; epochs count from 0 and
-        the rate returned must be finite and > 0.
+        the rate returned must be one the optimizer accepts: finite, > 0 and a normal number
+        of the model's dtype (float32: >= 1.18e-38; a decay that goes on long enough to fall
+        below that is refused rather than silently stopping the updates).
     verbose : int, default 0
         If true, print the rate at the start of each epoch.
 
     Raises
     ------
     TypeError
-        If ``schedule`` is not callable.
+        If ``schedule`` is not callable; during ``fit``, if it returns something that is not
+        a real number.
+    ValueError
+        During ``fit``, at the start of an epoch whose rate the optimizer refuses (before
+        any weight changes in that epoch).
 
     Examples
     --------
@@ -235,11 +241,13 @@ class LearningRateScheduler(Callback):
         self.verbose = verbose
 
     def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
-        if self._takes_lr:
-            lr = self.schedule(epoch, self.model.optimizer.lr)
-        else:
-            lr = self.schedule(epoch)
-        self.model.optimizer.lr = V.check_float("lr", lr, low=0.0, low_open=True)
+        optimizer = self.model.optimizer
+        lr = self.schedule(epoch, optimizer.lr) if self._takes_lr else self.schedule(epoch)
+        try:
+            optimizer.lr = lr           # the setter checks it against the model's dtype
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"LearningRateScheduler: the schedule's rate for epoch {epoch} "
+                            f"cannot be used: {exc}") from None
         if self.verbose:
             print(f"Epoch {epoch + 1}: learning rate {self.model.optimizer.lr:.6g}")
 

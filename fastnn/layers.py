@@ -12,10 +12,19 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from fastnn import activations as A
 from fastnn import _validation as V
+
+# The activations that take a parameter, and its name in configs and messages.
+_PARAM_NAMES = {A.STEP: "threshold", A.LEAKY_RELU: "alpha"}
+
+
+def _check_param(name: str, value: Any, low: float | None = None) -> float:
+    """A finite activation parameter that float64, the widest dtype, holds as 0 or a normal
+    number (``Layer.check_dtype`` checks the model's dtype)."""
+    return V.check_in_dtype(name, V.check_float(name, value, low=low), np.float64, zero_ok=True)
 
 
 class Layer:
@@ -31,6 +40,29 @@ class Layer:
 
     act: int = A.LINEAR
     param: float = 0.0
+
+    def check_dtype(self, dtype: DTypeLike) -> None:
+        """Raise ValueError if the activation's parameter is not 0 or a normal number of
+        ``dtype`` (``finfo.tiny <= |param| <= finfo.max``).
+
+        In a model of that dtype a larger one becomes inf (``LeakyReLU(1e39)`` in float32 turns
+        predictions into NaN), a smaller one 0 or a subnormal, which the compiled kernels flush
+        to 0 while the NumPy backend keeps it. ``Sequential`` calls this for each layer when it
+        is built. Nothing is changed.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> fnn.LeakyReLU(1e39).check_dtype("float32")
+        Traceback (most recent call last):
+        ...
+        ValueError: LeakyReLU(1e+39): alpha must be 0 or a float32 normal number, ...
+        >>> fnn.LeakyReLU(1e39).check_dtype("float64")
+        """
+        name = _PARAM_NAMES.get(self.act)
+        if name is not None:
+            V.check_in_dtype(name, self.param, V.check_dtype(dtype), zero_ok=True,
+                             owner=repr(self))
 
     def get_config(self) -> dict[str, Any]:
         """The JSON-serialisable description that ``layer_from_config`` rebuilds the layer from."""
@@ -55,12 +87,16 @@ class Activation(Layer):
         The activation's name.
     param : float, optional
         Its parameter: the threshold of ``step`` (default 0.5) or the negative slope of
-        ``leaky_relu`` (default 0.01); ignored by the others.
+        ``leaky_relu`` (default 0.01), under the rules of ``Step`` and ``LeakyReLU``; the
+        other activations take none.
 
     Raises
     ------
     ValueError
-        If ``activation`` is not one of the names above.
+        If ``activation`` is not one of the names above, or ``param`` is out of its range or
+        given to an activation that takes none.
+    TypeError
+        If ``param`` is not a real number.
 
     Examples
     --------
@@ -76,9 +112,9 @@ class Activation(Layer):
         default = A.DEFAULT_PARAM.get(activation, 0.0)
         if param is not None:          # as Step(threshold) and LeakyReLU(alpha) check theirs
             if self.act == A.STEP:
-                param = V.check_float("param", param)
+                param = _check_param("param", param)
             elif self.act == A.LEAKY_RELU:
-                param = V.check_float("param", param, low=0.0)
+                param = _check_param("param", param, low=0.0)
             else:
                 raise ValueError(f"activation {activation!r} takes no parameter. "
                                  f"Received: param={param!r}")
@@ -179,14 +215,16 @@ class Step(Activation):
     Parameters
     ----------
     threshold : float, default 0.5
-        Where the output jumps from 0 to 1; any finite number.
+        Where the output jumps from 0 to 1; any finite number that the model's dtype holds as
+        0 or a normal number (float32: ``1.18e-38 <= |threshold| <= 3.4e38``).
 
     Raises
     ------
     TypeError
         If ``threshold`` is not a real number.
     ValueError
-        If ``threshold`` is NaN or infinite.
+        If ``threshold`` is NaN or infinite, or nonzero and below float64's smallest normal
+        number; in a model whose dtype does not hold it (``check_dtype``).
 
     Examples
     --------
@@ -196,7 +234,7 @@ class Step(Activation):
     """
 
     def __init__(self, threshold: float = 0.5) -> None:
-        super().__init__("step", V.check_float("threshold", threshold))
+        super().__init__("step", _check_param("threshold", threshold))
 
 
 class LeakyReLU(Activation):
@@ -207,14 +245,18 @@ class LeakyReLU(Activation):
     Parameters
     ----------
     alpha : float, default 0.01
-        Slope for negative inputs, finite and >= 0.
+        Slope for negative inputs, finite and >= 0 (above 1 is allowed), 0 or a normal number
+        of the model's dtype (float32: ``1.18e-38 <= alpha <= 3.4e38``). A negative slope is
+        refused, unlike PyTorch's: the backward pass tells the two sides apart by ``y > 0``,
+        which needs ``alpha >= 0``.
 
     Raises
     ------
     TypeError
         If ``alpha`` is not a real number.
     ValueError
-        If ``alpha`` is negative, NaN or infinite.
+        If ``alpha`` is negative, NaN or infinite, or nonzero and below float64's smallest
+        normal number; in a model whose dtype does not hold it (``check_dtype``).
 
     Examples
     --------
@@ -226,7 +268,7 @@ class LeakyReLU(Activation):
     """
 
     def __init__(self, alpha: float = 0.01) -> None:
-        super().__init__("leaky_relu", V.check_float("alpha", alpha, low=0.0))
+        super().__init__("leaky_relu", _check_param("alpha", alpha, low=0.0))
 
 
 ACTIVATION_LAYERS: dict[str, Callable[..., Activation]] = {

@@ -6,13 +6,19 @@ arrays, whatever the number of layers. State buffers (velocity, moments) share t
 
 In the update rules below ``w`` is the flat parameter array, ``g`` its gradient (the mean over
 the batch), ``lr`` the learning rate; every operation is element-wise.
+
+Hyper-parameters are properties that validate every assignment, against the model's dtype once
+``build`` has given it: an update must never turn a setting silently into inf or 0 (see
+``Optimizer``). Their values live in the instance dict as ``_lr``, ``_momentum``, ... (Python
+floats, ``_nesterov`` a bool) and the step count in ``_iterations`` (a 1-element int64 array),
+where the compiled training plan reads and writes them.
 """
 
 from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Literal, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -22,6 +28,9 @@ from fastnn._memory import aligned_zeros
 
 if TYPE_CHECKING:
     FloatArray = NDArray[np.floating[Any]]
+
+_ROUNDING = 1 + 2 ** -10     # slack over the exact-arithmetic bounds for the dtype's rounding
+_MAX_ITERATIONS = 2 ** 53    # a step count every float64 holds exactly (beta ** t in double)
 
 
 def _max_abs(x: FloatArray) -> float:
@@ -35,58 +44,173 @@ def _diverged() -> FloatingPointError:
                               "inputs.")
 
 
+def overflow_screen(dtype: DTypeLike) -> float:
+    """S = sqrt(finfo(dtype).max) / 1000: a step whose max |g|, ``lr * max |g|`` and weight
+    decay are all below S skips the exact overflow bound (``check_update``; the compiled
+    training plan uses the same S). The hyper-parameter rules and ``check_state`` make sure that
+    such a step cannot overflow."""
+    return math.sqrt(float(np.finfo(dtype).max)) * 1e-3
+
+
 def check_update(optimizer: Optimizer, params: FloatArray, grads: FloatArray) -> None:
     """Raise FloatingPointError before any parameter or state is touched when a gradient is NaN
     or inf, or when the update could overflow the dtype (the loss is summed in double, so it can
     stay finite while float32 gradients or ``lr * gradient`` overflow).
 
     The common case costs two reductions over the gradients (max |g|); the exact bound over the
-    parameters and state (``optimizer._bound``) runs only when max |g|, the learning rate or the
-    weight decay are large enough to make overflow possible.
+    parameters and state (``optimizer._bound``) runs only when max |g|, the learning rate times
+    max |g| or the weight decay reach ``overflow_screen(dtype)``.
     """
     G = _max_abs(grads)
     if not math.isfinite(G):
         raise _diverged()
-    limit = float(np.finfo(params.dtype).max)
-    screen = math.sqrt(limit) * 1e-3         # far below overflow, whatever the state holds
-    if G < screen and optimizer.lr * G < screen and optimizer.weight_decay < screen:
+    screen = overflow_screen(params.dtype)
+    if G < screen and optimizer._lr * G < screen and optimizer._weight_decay < screen:
         return
-    if not optimizer._bound(params, G) < limit:
+    if not optimizer._bound(params, G) * _ROUNDING < float(np.finfo(params.dtype).max):
         raise _diverged()
+
+
+def _hyper_parameter(name: str, doc: str) -> property:
+    """A public hyper-parameter: read from the instance's ``_<name>`` (where the compiled
+    training plan reads it too), assigned through ``Optimizer._set``, which validates it."""
+    slot = "_" + name
+
+    def get(self: Optimizer) -> Any:
+        try:
+            return self.__dict__[slot]
+        except KeyError:                      # not set yet (inside a constructor)
+            raise AttributeError(name) from None
+
+    def set_(self: Optimizer, value: Any) -> None:
+        self._set(name, value)
+
+    return property(get, set_, doc=doc)
 
 
 class Optimizer:
     """Base class. ``build(n, dtype)`` allocates state; ``step(backend, params, grads)`` updates.
 
+    Every hyper-parameter is checked when it is given (type, range, finite), and against the
+    model's dtype once that is known (at ``build``, which ``Sequential.compile`` calls, and on
+    every later assignment such as ``optimizer.lr = 0.01``): it must be a normal number of the
+    dtype (``finfo.tiny <= |x| <= finfo.max``; exactly 0 where 0 is allowed), since anything else
+    would silently become inf or 0 in the kernels, and the quantities the update derives from it
+    must stay valid (see each optimizer). Before ``build`` the check uses float64, so a value no
+    dtype holds is refused at once. A refused value leaves the optimizer unchanged.
+
     Parameters
     ----------
     lr : float
         The learning rate, finite and > 0. It may be changed between steps (as
-        ``LearningRateScheduler`` does).
+        ``LearningRateScheduler`` does); ``learning_rate`` is another name for it.
+
+    Attributes
+    ----------
+    iterations : int
+        The number of updates made since ``build`` (0 <= iterations < 2**53).
 
     Raises
     ------
     TypeError
         If ``lr`` is not a real number.
     ValueError
-        If ``lr`` is not finite and > 0.
+        If ``lr`` is not finite and > 0, or not a normal number of the dtype.
     """
 
     name = ""
-    # Subclasses set these: the constructor arguments (for get_config and repr), the L2 weight
-    # decay, and an upper bound on |parameter| after the next update (for check_update).
+    # Subclasses set these: the constructor arguments (for get_config and repr), and an upper
+    # bound on every intermediate of the next update and |parameter| after it (for check_update).
     _hyper: tuple[str, ...]
-    weight_decay: float
     _bound: Callable[[FloatArray, float], float]
+    # name -> (low, high, low_open, high_open) of each numeric hyper-parameter; one whose
+    # interval includes 0 may be exactly 0, any other value must be normal in the dtype
+    _ranges: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
+        "lr": (0.0, None, True, False), "weight_decay": (0.0, None, False, False)}
+    _dtype: Optional[np.dtype[Any]] = None       # the model's, from build
+
+    lr = _hyper_parameter("lr", "The learning rate, > 0 (validated on assignment).")
+    weight_decay = _hyper_parameter("weight_decay", "The L2 weight decay, >= 0.")
 
     def __init__(self, lr: float) -> None:
-        self.lr = V.check_float("lr", lr, low=0.0, low_open=True)
+        # one array for the whole life of the optimizer: the compiled training plan writes it
+        self._iterations = np.zeros(1, dtype=np.int64)
+        self.lr = lr
+
+    @property
+    def learning_rate(self) -> float:
+        """Keras' name for ``lr``."""
+        return self.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.lr = value
+
+    @property
+    def iterations(self) -> int:
+        """The number of updates made since ``build``."""
+        return int(self._iterations[0])
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        value = V.check_int("iterations", value, low=0)
+        if value >= _MAX_ITERATIONS:
+            raise ValueError(f"iterations must be < 2**53. Received: iterations={value}")
+        self._iterations[0] = value
+
+    def _set(self, name: str, value: Any) -> None:
+        """Validate ``value`` for hyper-parameter ``name`` with the others as they are, then
+        store it (as the compiled plan reads it: a Python float, or bool)."""
+        if name in self._ranges:
+            low, high, low_open, high_open = self._ranges[name]
+            value = V.check_float(name, value, low, high, low_open, high_open)
+        else:
+            value = V.check_bool(name, value)
+        dtype = np.dtype(np.float64 if self._dtype is None else self._dtype)   # float64: widest
+        self._check_settings({**self._settings(), name: value}, dtype, name)
+        self.__dict__["_" + name] = value
+
+    def _settings(self) -> dict[str, Any]:
+        # during __init__ only the hyper-parameters set so far
+        return {k: self.__dict__["_" + k] for k in self._hyper if "_" + k in self.__dict__}
+
+    def _check_settings(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                        name: Optional[str]) -> None:
+        """ValueError unless ``settings`` suit ``dtype``; ``name``, if given, is the one being
+        assigned (the others passed already)."""
+        for key in self._ranges if name is None else (name,):
+            if key in settings and key in self._ranges:
+                low, _, low_open, _ = self._ranges[key]
+                V.check_in_dtype(key, settings[key], dtype, zero_ok=low == 0.0 and not low_open,
+                                 owner=type(self).__name__)
+        self._check_derived(settings, dtype, name)
+
+    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                       name: Optional[str]) -> None:
+        """Subclasses: ValueError when a quantity the update derives from ``settings`` is not
+        valid in ``dtype`` (naming ``name`` when it is involved)."""
+
+    def check_dtype(self, dtype: DTypeLike) -> None:
+        """Raise ValueError if a hyper-parameter does not suit ``dtype`` (``build`` runs this
+        first). Nothing is changed."""
+        self._check_settings(self._settings(), np.dtype(V.check_dtype(dtype)), None)
 
     def build(self, size: int, dtype: DTypeLike) -> None:
-        """Allocate the state for ``size`` parameters (zeroed)."""
+        """Check the hyper-parameters against ``dtype`` (``check_dtype``), then allocate the
+        state for ``size`` parameters (zeroed) and set ``iterations`` to 0. When the check
+        fails nothing is changed."""
+        dt = np.dtype(V.check_dtype(dtype))
+        self._check_settings(self._settings(), dt, None)
+        self._make_state(V.check_int("size", size, low=0), dt)
+        self._dtype = dt
+        self._iterations[0] = 0
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
+        """Subclasses: allocate the zeroed state arrays."""
 
     def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        """Update ``params`` in place from ``grads`` (flat arrays of the size given to ``build``).
+        """Update ``params`` in place from ``grads`` (flat arrays of the size given to ``build``)
+        and count the step in ``iterations``.
 
         Raises
         ------
@@ -103,9 +227,71 @@ class Optimizer:
         """Named state arrays (views, for saving and loading in place)."""
         return {}
 
+    def check_state(self, params: FloatArray) -> None:
+        """Refuse a state that no training run produces (a damaged or forged model file) before
+        a step uses it: the state arrays match ``params``, every value is finite, ``iterations``
+        is in [0, 2**53), the optimizer's own rules hold (Adam: ``v >= 0``; ``m`` and ``v`` zero
+        at ``iterations == 0``), and one step with any gradient that passes ``check_update``'s
+        screen cannot overflow: the exact bound (``_bound``) for the largest such max |g|,
+        ``min(S, S / lr)``, stays below ``finfo.max``. (With ``weight_decay >= S`` every step
+        takes the exact bound, and that last check is left to it.)
+
+        Raises
+        ------
+        ValueError
+            Naming the state array and the problem. Nothing is changed.
+        """
+        if self._dtype is None:
+            raise ValueError(f"{type(self).__name__}.check_state needs a built optimizer: call "
+                             f"build(size, dtype) first")
+        t = int(self._iterations[0])
+        if not 0 <= t < _MAX_ITERATIONS:
+            raise ValueError(f"optimizer state 'iterations' must be in [0, 2**53). "
+                             f"Received: iterations={t}")
+        state = self.state()
+        for key, arr in state.items():
+            if arr is None:
+                continue
+            if arr.shape != params.shape or arr.dtype != params.dtype:
+                raise ValueError(f"optimizer state {key!r} must be {params.dtype}"
+                                 f"{list(params.shape)} like the parameters. Received: "
+                                 f"{arr.dtype}{list(arr.shape)}")
+            _check_state_array(key, arr, ~np.isfinite(arr), "be finite")
+        self._check_state_rules(t)
+        screen = overflow_screen(params.dtype)
+        limit = float(np.finfo(params.dtype).max)
+        if self._weight_decay < screen:
+            G = min(screen, screen / self._lr)
+            bound = self._bound(params, G) * _ROUNDING
+            if not bound < limit:
+                names = ", ".join(repr(k) for k in state)
+                raise ValueError(f"optimizer state {names} with these weights is not one a "
+                                 f"training run produces: one step with a gradient the overflow "
+                                 f"screen lets through (max |g| < {G:.6g}) could reach "
+                                 f"{bound:.6g}, beyond the {params.dtype} maximum {limit:.6g}")
+
+    def _check_state_rules(self, iterations: int) -> None:
+        """Subclasses: ValueError when the state breaks a rule of their update."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyper)
         return f"{type(self).__name__}({args})"
+
+
+def _check_state_array(key: str, arr: FloatArray, bad: NDArray[np.bool_], rule: str) -> None:
+    """ValueError naming the first element of ``arr`` where ``bad`` holds."""
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"optimizer state {key!r} must {rule}. Received: {key}[{i}]="
+                         f"{arr.flat[i]!r}")
+
+
+def _below_one(name: str, value: float, dtype: np.dtype[Any], owner: str, why: str) -> None:
+    held = float(dtype.type(value))
+    if not held < 1.0:
+        raise ValueError(f"{owner}: {name} must round to a number below 1 in {dtype.name} "
+                         f"({why}). Received: {name}={value!r}, which {dtype.name} holds as "
+                         f"{held!r}")
 
 
 class SGD(Optimizer):
@@ -117,20 +303,27 @@ class SGD(Optimizer):
     Parameters
     ----------
     lr : float, default 0.01
-        Learning rate, > 0.
+        Learning rate, > 0 and a normal number of the model's dtype (float32: >= 1.18e-38,
+        <= 3.4e38).
     momentum : float, default 0.0
-        Momentum factor in [0, 1); 0 keeps no velocity.
+        Momentum factor in [0, 1), 0 or normal in the dtype, and below 1 once rounded to it
+        (float32(0.99999999) is 1: the velocity would never decay); 0 keeps no velocity.
     nesterov : bool, default False
         Use Nesterov momentum (needs ``momentum > 0``).
     weight_decay : float, default 0.0
-        L2 penalty coefficient, >= 0, added to the gradient (biases included).
+        L2 penalty coefficient, >= 0 (0 or normal in the dtype), added to the gradient (biases
+        included).
+
+    Every one may be assigned later (``opt.momentum = 0.95``) under the same rules; see
+    ``Optimizer``. ``iterations`` counts the updates.
 
     Raises
     ------
     TypeError
         If a number is not a real number or ``nesterov`` is not a bool.
     ValueError
-        If a value is out of its range, or ``nesterov=True`` with ``momentum=0``.
+        If a value is out of its range, or ``nesterov=True`` with ``momentum=0``; at ``build``
+        (``compile``) or on assignment after it, if a value does not suit the model's dtype.
 
     Examples
     --------
@@ -146,37 +339,52 @@ class SGD(Optimizer):
     >>> opt = fnn.SGD(lr=0.1)
     >>> opt.build(w.size, w.dtype)
     >>> opt.step(get_backend("numpy"), w, g)          # w -= 0.1 * g
-    >>> w
-    array([0.95, 2.1 ])
+    >>> w, opt.iterations
+    (array([0.95, 2.1 ]), 1)
     """
 
     name = "sgd"
     _hyper = ("lr", "momentum", "nesterov", "weight_decay")
+    _ranges = {**Optimizer._ranges, "momentum": (0.0, 1.0, False, True)}
+
+    momentum = _hyper_parameter("momentum", "The momentum factor, in [0, 1).")
+    nesterov = _hyper_parameter("nesterov", "Whether the momentum is Nesterov's.")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr)
-        self.momentum = V.check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
-        self.nesterov = V.check_bool("nesterov", nesterov)
-        if self.nesterov and self.momentum == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0. Received: momentum=0.0")
-        self.weight_decay = V.check_float("weight_decay", weight_decay, low=0.0)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
         self._velocity: FloatArray | None = None
 
-    def build(self, size: int, dtype: DTypeLike) -> None:
+    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                       name: Optional[str]) -> None:
+        momentum = settings.get("momentum", 0.0)
+        if settings.get("nesterov") and momentum == 0.0:
+            if name == "momentum":
+                raise ValueError("momentum must be > 0 while nesterov=True. "
+                                 "Received: momentum=0.0")
+            raise ValueError("nesterov=True needs momentum > 0. Received: momentum=0.0")
+        if name in (None, "momentum"):
+            _below_one("momentum", momentum, dtype, "SGD", "else the velocity never decays")
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
         self._velocity = aligned_zeros(size, dtype)
 
     def _bound(self, params: FloatArray, G: float) -> float:
         # |g'| <= G + wd |p|;  |v'| <= mu |v| + |g'|;  |p'| <= |p| + lr (1 + mu) |v'|
         P = _max_abs(params)
-        V_ = _max_abs(self._velocity) if self.momentum else 0.0    # type: ignore[arg-type]
-        v_new = self.momentum * V_ + G + self.weight_decay * P
-        return max(v_new, P + self.lr * (1 + self.momentum) * v_new)
+        mu = self._momentum
+        V_ = _max_abs(self._velocity) if mu else 0.0    # type: ignore[arg-type]
+        v_new = mu * V_ + G + self._weight_decay * P
+        return max(v_new, P + self._lr * (1 + mu) * v_new)
 
     def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
-        backend.sgd_update(params, grads, self._velocity, self.lr, self.momentum,
-                           self.nesterov, self.weight_decay)
+        backend.sgd_update(params, grads, self._velocity, self._lr, self._momentum,
+                           self._nesterov, self._weight_decay)
+        self._iterations[0] += 1
 
     def state(self) -> dict[str, FloatArray | None]:
         return {"velocity": self._velocity}
@@ -192,22 +400,33 @@ class Adam(Optimizer):
     Parameters
     ----------
     lr : float, default 1e-3
-        Learning rate, > 0.
+        Learning rate, > 0 and a normal number of the model's dtype.
     beta1 : float, default 0.9
-        Decay of the first-moment (mean) estimate, in [0, 1).
+        Decay of the first-moment (mean) estimate, in [0, 1), 0 or normal in the dtype, and
+        below 1 once rounded to it.
     beta2 : float, default 0.999
-        Decay of the second-moment (uncentred variance) estimate, in [0, 1).
+        Decay of the second-moment (uncentred variance) estimate, as ``beta1``
+        (float32(1 - 1e-9) is 1: the estimate would never decay).
     eps : float, default 1e-8
-        Added to ``sqrt(v_hat)`` for stability, > 0.
+        Added to ``sqrt(v_hat)`` for stability, > 0 and normal in the dtype, and large enough
+        that a gradient below the overflow screen S of ``check_update`` cannot overflow a
+        weight: where v_hat is 0 a step moves a weight by up to ``lr * |g| / eps``, so
+        ``eps >= min(lr, 1) * S / finfo.max`` (float32: ``5.4e-23 * min(lr, 1)``; float64:
+        ``7.5e-158 * min(lr, 1)``).
     weight_decay : float, default 0.0
-        L2 penalty coefficient, >= 0, added to the gradient (not decoupled as in AdamW).
+        L2 penalty coefficient, >= 0 (0 or normal in the dtype), added to the gradient (not
+        decoupled as in AdamW).
+
+    Every one may be assigned later (``opt.lr = 1e-4``) under the same rules; see
+    ``Optimizer``.
 
     Raises
     ------
     TypeError
         If a value is not a real number.
     ValueError
-        If a value is out of its range.
+        If a value is out of its range; at ``build`` (``compile``) or on assignment after it, if
+        a value does not suit the model's dtype.
 
     Examples
     --------
@@ -229,41 +448,81 @@ class Adam(Optimizer):
 
     name = "adam"
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    _ranges = {**Optimizer._ranges, "beta1": (0.0, 1.0, False, True),
+               "beta2": (0.0, 1.0, False, True), "eps": (0.0, None, True, False)}
+
+    beta1 = _hyper_parameter("beta1", "The first-moment decay, in [0, 1).")
+    beta2 = _hyper_parameter("beta2", "The second-moment decay, in [0, 1).")
+    eps = _hyper_parameter("eps", "The denominator's stabiliser, > 0.")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(lr)
-        self.beta1 = V.check_float("beta1", beta1, low=0.0, high=1.0, high_open=True)
-        self.beta2 = V.check_float("beta2", beta2, low=0.0, high=1.0, high_open=True)
-        self.eps = V.check_float("eps", eps, low=0.0, low_open=True)
-        self.weight_decay = V.check_float("weight_decay", weight_decay, low=0.0)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weight_decay = weight_decay
         self._m: FloatArray | None = None
         self._v: FloatArray | None = None
-        self.iterations = 0
 
-    def build(self, size: int, dtype: DTypeLike) -> None:
+    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                       name: Optional[str]) -> None:
+        for key in ("beta1", "beta2"):
+            if key in settings and name in (None, key):
+                _below_one(key, settings[key], dtype, "Adam",
+                           "else 1 - beta is lost and the estimate never decays")
+        if "eps" not in settings or name not in (None, "lr", "eps"):
+            return
+        # From a fresh state (or wherever v_hat is 0) m_hat = g, so a step moves a weight by up
+        # to lr |g| / eps; the screen lets through lr |g| < S with |g| < S.
+        lr, eps = settings["lr"], settings["eps"]
+        screen, limit = overflow_screen(dtype), float(np.finfo(dtype).max)
+        reach = min(lr, 1.0) * screen / eps * _ROUNDING
+        if reach < limit:
+            return
+        why = (f"a gradient that passes the overflow screen (|g| < {screen:.4g} and lr * |g| < "
+               f"{screen:.4g}) can move a weight by lr * |g| / eps, up to {reach:.4g}, beyond "
+               f"the {dtype.name} maximum {limit:.4g}")
+        if name == "lr":
+            raise ValueError(f"Adam: lr must be < {eps * limit / (screen * _ROUNDING):.6g} with "
+                             f"eps={eps!r} in {dtype.name}: {why}. Received: lr={lr!r}")
+        raise ValueError(f"Adam: eps must be > {min(lr, 1.0) * screen * _ROUNDING / limit:.6g} "
+                         f"with lr={lr!r} in {dtype.name}: {why}. Received: eps={eps!r}")
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
         self._m = aligned_zeros(size, dtype)
         self._v = aligned_zeros(size, dtype)
-        self.iterations = 0
 
     def _bound(self, params: FloatArray, G: float) -> float:
-        # |g'| <= G + wd |p|; |m'| <= max(|m|, |g'|); v' <= max(v, g'^2);
-        # |p'| <= |p| + lr |m'| / (1 - b1^t) / eps   (sqrt(v_hat) + eps >= eps)
+        # |g'| <= G + wd |p|;  |m'| <= b1 |m| + (1 - b1) |g'|;  v' <= b2 v + (1 - b2) g'^2;
+        # |p'| <= |p| + lr |m'| / (1 - b1^t) / eps   (sqrt(v_hat) + eps >= eps); with every
+        # intermediate (g'^2, m_hat, v_hat) below the result too
         P = _max_abs(params)
-        g = G + self.weight_decay * P
-        m_new = max(_max_abs(self._m), g)       # type: ignore[arg-type]
-        v_new = max(_max_abs(self._v), g * g)   # type: ignore[arg-type]
-        t = self.iterations + 1
-        return max(v_new, P + self.lr * m_new / (1 - self.beta1 ** t) / self.eps)
+        M, V_ = _max_abs(self._m), _max_abs(self._v)     # type: ignore[arg-type]
+        b1, b2 = self._beta1, self._beta2
+        g = G + self._weight_decay * P
+        t = int(self._iterations[0]) + 1
+        m_hat = (b1 * M + (1 - b1) * g) / (1 - b1 ** t)
+        v_hat = (b2 * V_ + (1 - b2) * g * g) / (1 - b2 ** t)
+        return max(g * g, v_hat, m_hat, P + self._lr * m_hat / self._eps)
 
     def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
-        self.iterations += 1
-        backend.adam_update(params, grads, self._m, self._v, self.iterations, self.lr,
-                            self.beta1, self.beta2, self.eps, self.weight_decay)
+        t = int(self._iterations[0]) + 1
+        backend.adam_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
+                            self._beta2, self._eps, self._weight_decay)
+        self._iterations[0] = t
 
     def state(self) -> dict[str, FloatArray | None]:
         return {"m": self._m, "v": self._v}
+
+    def _check_state_rules(self, iterations: int) -> None:
+        m, v = self._m, self._v
+        _check_state_array("v", v, v < 0, "be >= 0 (a decaying mean of squared gradients)")
+        if iterations == 0:
+            for key, arr in (("m", m), ("v", v)):
+                _check_state_array(key, arr, arr != 0,            # type: ignore[arg-type]
+                                   "be 0 at iterations=0 (a fresh optimizer)")
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "adam": Adam}
