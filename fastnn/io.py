@@ -320,6 +320,12 @@ def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
         if not np.isfinite(source).all():
             raise BadModelFile(f"array {name!r} holds NaN or inf")
         target[...] = source
-    if compiled is not None and hasattr(model.optimizer, "iterations"):
-        model.optimizer.iterations = compiled.get("iterations", 0)
+    if compiled is not None:
+        # the step count and the state must be ones a real run could produce: a forged state
+        # (v < 0, a huge m at step 0, ...) would make the first step overflow
+        try:
+            model.optimizer.iterations = compiled.get("iterations", 0)
+            model.optimizer.check_state(model._params)
+        except (TypeError, ValueError) as exc:
+            raise BadModelFile(f"the optimizer state is invalid ({exc})") from None
     return model

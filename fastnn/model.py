@@ -456,6 +456,7 @@ class Sequential:
             raise ValueError("a Sequential model needs at least one Dense layer. "
                              f"Received: layers={self.layers!r}")
         for layer in self.layers:
+            layer.check_dtype(self.dtype)       # e.g. LeakyReLU(1e39) overflows float32
             if isinstance(layer, Dense) and layer.built:
                 raise ValueError(f"layer {layer!r} already belongs to a built model: a Dense "
                                  f"layer can be in one model only")
@@ -657,18 +658,17 @@ class Sequential:
         screen = math.sqrt(float(np.finfo(self.dtype).max)) * 1e-3   # as check_update
         return plan_class(steps, self.input_dim, self.dtype.type, self._loss_kind,
                           self._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, self._params,
-                          self._grads, kind, state, onehot, screen, opt)
+                          self._grads, kind, state, onehot, screen, opt._iterations, opt)
 
     def _plan_hyper(self):
-        """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay)
-        and the step number it takes (Adam's next iteration, else 0); or None, and the plan is
-        dropped to be built again on the next step, when the optimizer or its state buffers
-        changed since the plan was built (TrainPlan.hyper)."""
+        """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay);
+        or None, and the plan is dropped to be built again on the next step, when the optimizer
+        or its state buffers changed since the plan was built (TrainPlan.hyper). The plan reads
+        and advances the step count itself."""
         hyper = self._train_plan.hyper(self.optimizer)
         if hyper is None:
             self._train_plan = None
-            return None
-        return hyper[:5], hyper[5]
+        return hyper
 
     def _finish_plan_step(self, status, value):
         """A compiled step that did not update (status 1 or 2): raise for a loss that is not
@@ -682,13 +682,10 @@ class Sequential:
         hyper = self._plan_hyper()
         if hyper is None:
             return None
-        value = plan.step(x, t, check, *hyper[0], hyper[1])
+        value = plan.step(x, t, check, *hyper)
         if value is None:
             return None
-        if plan.status == 0:
-            if type(self.optimizer) is Adam:
-                self.optimizer.iterations += 1
-        else:
+        if plan.status != 0:
             self._finish_plan_step(plan.status, value)
         return value
 
@@ -702,20 +699,15 @@ class Sequential:
         plan = self._compiled_step(batch)
         if plan is None or self._plan_hyper() is None:
             return None
-        opt = self.optimizer
         n, total, first = Xs.shape[0], 0.0, 0
         batches = -(-n // batch)
         while first < batches:
-            hyper, step = self._plan_hyper()     # Adam's step number moves on each call
-            done = plan.run_epoch(Xs, Ts, batch, first, total, *hyper, step)
+            done = plan.run_epoch(Xs, Ts, batch, first, total, *self._plan_hyper())
             if done is None:
                 if first == 0:
                     return None
                 raise RuntimeError("fastnn: the compiled plan refused an epoch it had begun")
             count, status, total, value = done
-            updated = count - (status != 0)
-            if type(opt) is Adam:
-                opt.iterations += updated
             if status == 0:          # done, or a chunk done (signals are seen between chunks)
                 first += count
                 continue

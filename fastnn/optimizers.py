@@ -382,9 +382,9 @@ class SGD(Optimizer):
 
     def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
+        # the backend advances the step count with the update, in one uninterruptible call
         backend.sgd_update(params, grads, self._velocity, self._lr, self._momentum,
-                           self._nesterov, self._weight_decay)
-        self._iterations[0] += 1
+                           self._nesterov, self._weight_decay, self._iterations)
 
     def state(self) -> dict[str, FloatArray | None]:
         return {"velocity": self._velocity}
@@ -510,8 +510,7 @@ class Adam(Optimizer):
         check_update(self, params, grads)
         t = int(self._iterations[0]) + 1
         backend.adam_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
-                            self._beta2, self._eps, self._weight_decay)
-        self._iterations[0] = t
+                            self._beta2, self._eps, self._weight_decay, self._iterations)
 
     def state(self) -> dict[str, FloatArray | None]:
         return {"m": self._m, "v": self._v}

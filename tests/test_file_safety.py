@@ -510,7 +510,9 @@ def test_the_layer_limit_itself_round_trips_and_the_writer_refuses_beyond(tmp_pa
     with pytest.raises(ValueError, match="cannot save .* more than the limit of 10000"):
         model.save(tmp_path / "m.fnn")
     model = _model()
-    model.optimizer.iterations = _header_checks.MAX_ITERATIONS        # 2**53: not exact
+    with pytest.raises(ValueError, match=r"iterations must be < 2\*\*53"):
+        model.optimizer.iterations = _header_checks.MAX_ITERATIONS
+    model.optimizer._iterations[0] = _header_checks.MAX_ITERATIONS    # past the setter's check
     with pytest.raises(ValueError, match="cannot save .*iterations=9007199254740992"):
         model.save(tmp_path / "m.fnn")
     assert os.listdir(tmp_path) == []

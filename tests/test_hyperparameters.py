@@ -5,11 +5,6 @@ Each table lists bad values with the error expected and the argument its message
 those refused by the constructor whatever the dtype, those refused once the model's dtype is
 known (compile, or ``build``), and those refused on assignment after compile. Every refused
 operation must leave the weights, the optimizer state and the step count as they were.
-
-Two marks stand for work outside these files (see their reasons): ``PLAN_READS_OLD_NAMES`` for
-the compiled training plan, which still reads ``optimizer.__dict__["lr"]`` where the value now
-lives under ``"_lr"``, and ``NEEDS_WIRING`` for checks that ``Sequential.build`` and the model
-loader are to call. Both are strict: remove a mark when its test starts to pass.
 """
 
 import json
@@ -24,22 +19,8 @@ from fastnn.io import model_from_bytes, model_to_bytes
 from fastnn.optimizers import overflow_screen
 from fastnn.schedules import ExponentialDecay
 
-PLAN_READS_OLD_NAMES = pytest.mark.xfail(
-    raises=KeyError, strict=True,
-    reason="the compiled plan (_train.pxi _read_hyper) reads optimizer.__dict__['lr'], "
-           "['momentum'], ..., ['iterations']; the values now live under '_lr', ... and "
-           "'_iterations' (an int64 array). Remove this mark once it reads those.")
-NEEDS_WIRING = pytest.mark.xfail(
-    strict=True, reason="needs the lead's wiring (Sequential.build -> Layer.check_dtype, "
-                        "Sequential.compile -> build before assigning, loader -> check_state); "
-                        "remove this mark once wired")
-SGD_COUNT_ON_PLAN = pytest.mark.xfail(
-    strict=True, reason="the compiled path (model.py _step_compiled/_epoch_compiled, _train.pxi "
-                        "train_batch) advances iterations for Adam only; SGD.step now counts "
-                        "too. Remove this mark once the plan counts SGD steps")
-
 # "fast" runs the compiled kernels one call each (plan off), "fast-plan" the compiled plan
-TRAIN_BACKENDS = ["numpy", "fast", pytest.param("fast-plan", marks=PLAN_READS_OLD_NAMES)]
+TRAIN_BACKENDS = ["numpy", "fast", "fast-plan"]
 
 F32_TINY = float(np.finfo(np.float32).tiny)
 X = np.random.default_rng(0).standard_normal((16, 3))
@@ -186,7 +167,6 @@ def test_compile_refuses_what_the_dtype_cannot_hold(factory, pattern, backend):
     make_model(backend, "float64", factory())
 
 
-@NEEDS_WIRING
 def test_refused_compile_keeps_the_previous_optimizer():
     model = make_model("numpy", "float32", fnn.SGD(lr=0.1, momentum=0.9))
     previous = model.optimizer
@@ -388,12 +368,10 @@ def _count_steps(kind):
     return counts
 
 
-@PLAN_READS_OLD_NAMES
 def test_the_plan_counts_adam_steps():
     assert _count_steps("adam") == [9, 9]
 
 
-@SGD_COUNT_ON_PLAN
 def test_the_plan_counts_sgd_steps():
     assert _count_steps("sgd") == [9, 9]
 
@@ -450,7 +428,6 @@ def _with_layer(layer):
     return [fnn.Dense(4), layer, fnn.Dense(2)]
 
 
-@NEEDS_WIRING
 @pytest.mark.parametrize("backend", ["numpy", "fast"])
 @pytest.mark.parametrize("factory, pattern", [c[1:] for c in LAYER_CASES],
                          ids=[c[0] for c in LAYER_CASES])
@@ -550,7 +527,6 @@ def test_a_state_check_state_accepts_survives_a_step_the_screen_lets_through(dty
         assert np.isfinite(a).all()
 
 
-@NEEDS_WIRING
 @pytest.mark.parametrize("forgery", [("v", 0, -1.0), ("m", 0, 1e37)], ids=["v_negative",
                                                                            "m_at_iterations_0"])
 def test_the_loader_refuses_a_forged_optimizer_state(forgery, tmp_path):

@@ -438,9 +438,9 @@ def test_epoch_runner_returns_after_its_work_or_time_limit(limit, dtype):
         plan.chunk_work = 1.0
     elif limit == "seconds":
         plan.chunk_seconds = 0.0
-    hyper, step = model._plan_hyper()
+    hyper = model._plan_hyper()
     Xs, Ts = np.ascontiguousarray(X, dtype), np.ascontiguousarray(y, dtype)
-    count, status, total, value = plan.run_epoch(Xs, Ts, 9, 0, 0.0, *hyper, step)
+    count, status, total, value = plan.run_epoch(Xs, Ts, 9, 0, 0.0, *hyper)
     assert status == 0 and np.isfinite(total) and total > 0
     assert count == (-(-X.shape[0] // 9) if limit == "none" else 1)
 

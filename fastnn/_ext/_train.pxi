@@ -72,6 +72,7 @@ cdef class TrainPlan:
     cdef void *state2
     cdef void *onehot
     cdef cnp.npy_int64 *labels  # the batch's class labels, copied before they are checked
+    cdef cnp.npy_int64 *counter  # the optimizer's step count (its `_iterations` array)
     cdef readonly int status
     cdef readonly double max_grad
     # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core)
@@ -82,7 +83,8 @@ cdef class TrainPlan:
 
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
                   bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
-                  tuple state, cnp.ndarray onehot, double screen, object optimizer=None):
+                  tuple state, cnp.ndarray onehot, double screen, cnp.ndarray counter,
+                  object optimizer=None):
         cdef Py_ssize_t i, prev = input_dim, rows
         cdef int s, n = len(steps)
         self.n_steps = n
@@ -96,9 +98,9 @@ cdef class TrainPlan:
         self.max_grad = 0
         self.chunk_work = 3e9
         self.chunk_seconds = 0.05   # a slow machine or build (sanitizers) reaches this first
-        self._keep = (steps, Y, G, params, grads, state, onehot)
+        self._keep = (steps, Y, G, params, grads, state, onehot, counter)
         self._optimizer = optimizer
-        self._state = state
+        self._state = state + (counter,)
         self.W = <void **>calloc(n, sizeof(void *))
         self.b = <void **>calloc(n, sizeof(void *))
         self.dW = <void **>calloc(n, sizeof(void *))
@@ -151,6 +153,7 @@ cdef class TrainPlan:
         else:
             raise ValueError("TrainPlan: unknown optimizer or state")
         self.onehot = _plan_data(onehot, self.typenum, (rows, self.out_dim), "onehot")
+        self.counter = <cnp.npy_int64 *>_plan_data(counter, cnp.NPY_INT64, (1,), "counter")
 
     def __dealloc__(self):
         free(self.W)
@@ -170,66 +173,61 @@ cdef class TrainPlan:
         return self.capacity
 
     def step(self, object X, object T, bint check, double lr, double h1, double h2, double h3,
-             double weight_decay, long iteration):
+             double weight_decay):
         """One training step on (X, T); the mean loss, or None when X or T is not in the fast
         form (nothing is touched then). Hyper-parameters: SGD h1 = momentum, h2 = nesterov;
-        Adam h1, h2, h3 = beta1, beta2, eps and `iteration` the step number t >= 1."""
-        return self._step(X, T, check, lr, h1, h2, h3, weight_decay, iteration)
+        Adam h1, h2, h3 = beta1, beta2, eps. The step number t is the optimizer's count + 1;
+        an update advances the count in the same call (a KeyboardInterrupt, which Python sees
+        only after the call, cannot separate the weights from their count)."""
+        return self._step(X, T, check, lr, h1, h2, h3, weight_decay)
 
     def train_batch(self, object optimizer, object X, object T):
         """Sequential.train_on_batch's step in one call: `step` on validated-here (X, T) with
-        the hyper-parameters read from `optimizer` (see `hyper`), and Adam's step count advanced
-        when the parameters were updated. None (nothing touched) when `hyper` is None, or X or
-        T is not in the fast form."""
+        the hyper-parameters read from `optimizer` (see `hyper`). None (nothing touched) when
+        `hyper` is None, or X or T is not in the fast form."""
         cdef double h[5]
-        cdef long iteration
-        if not self._read_hyper(optimizer, h, &iteration):
+        if not self._read_hyper(optimizer, h):
             return None
-        value = self._step(X, T, True, h[0], h[1], h[2], h[3], h[4], iteration)
-        if value is not None and self.status == TRAIN_UPDATED and self.opt == OPT_ADAM:
-            optimizer.iterations = iteration
-        return value
+        return self._step(X, T, True, h[0], h[1], h[2], h[3], h[4])
 
     def hyper(self, object optimizer):
-        """(lr, h1, h2, h3, weight decay, step number) for `step` and `run_epoch`, read from
-        `optimizer`; or None when it is not the optimizer the plan was built with or its state
-        buffers were replaced (the plan holds the buffers it was built with)."""
+        """(lr, h1, h2, h3, weight decay) for `step` and `run_epoch`, read from `optimizer`; or
+        None when it is not the optimizer the plan was built with or its state buffers were
+        replaced (the plan holds the buffers it was built with)."""
         cdef double h[5]
-        cdef long iteration
-        if not self._read_hyper(optimizer, h, &iteration):
+        if not self._read_hyper(optimizer, h):
             return None
-        return (h[0], h[1], h[2], h[3], h[4], iteration)
+        return (h[0], h[1], h[2], h[3], h[4])
 
-    cdef bint _read_hyper(self, object optimizer, double *h, long *iteration) except -1:
-        """h := lr, h1, h2, h3, weight decay and iteration := the step number (Adam's next,
-        else 0) from `optimizer`; False when it is not the plan's (see `hyper`). SGD and Adam
-        keep their settings as plain instance attributes, read from the instance dict directly
-        (a generic attribute lookup first searches the class hierarchy)."""
+    cdef bint _read_hyper(self, object optimizer, double *h) except -1:
+        """h := lr, h1, h2, h3, weight decay from `optimizer`; False when it is not the plan's
+        (see `hyper`). SGD and Adam keep their validated settings in the instance dict as
+        "_" + name (the public names are properties), read here directly."""
         cdef tuple state = self._state
         cdef dict d
         if optimizer is not self._optimizer:
             return False
         d = optimizer.__dict__
+        if d["_iterations"] is not state[len(state) - 1]:
+            return False
         h[3] = 0
-        iteration[0] = 0
         if self.opt == OPT_SGD:
             if d["_velocity"] is not state[0]:
                 return False
-            h[1] = d["momentum"]
-            h[2] = 1.0 if d["nesterov"] else 0.0
+            h[1] = d["_momentum"]
+            h[2] = 1.0 if d["_nesterov"] else 0.0
         else:
             if d["_m"] is not state[0] or d["_v"] is not state[1]:
                 return False
-            h[1] = d["beta1"]
-            h[2] = d["beta2"]
-            h[3] = d["eps"]
-            iteration[0] = d["iterations"] + 1
-        h[0] = d["lr"]
-        h[4] = d["weight_decay"]
+            h[1] = d["_beta1"]
+            h[2] = d["_beta2"]
+            h[3] = d["_eps"]
+        h[0] = d["_lr"]
+        h[4] = d["_weight_decay"]
         return True
 
     cdef object _step(self, object X, object T, bint check, double lr, double h1, double h2,
-                      double h3, double weight_decay, long iteration):
+                      double h3, double weight_decay):
         cdef unsigned int csr
         cdef cnp.ndarray x, t
         cdef Py_ssize_t n, c
@@ -270,11 +268,11 @@ cdef class TrainPlan:
             if self.typenum == cnp.NPY_FLOAT32:
                 code = _train_run(self, <const float *>cnp.PyArray_DATA(x), n,
                                   <const float *>targets, labels, check, lr, h1, h2, h3,
-                                  weight_decay, iteration, &value)
+                                  weight_decay, &value)
             else:
                 code = _train_run(self, <const double *>cnp.PyArray_DATA(x), n,
                                   <const double *>targets, labels, check, lr, h1, h2, h3,
-                                  weight_decay, iteration, &value)
+                                  weight_decay, &value)
             fnn_ftz_leave(csr)
         if code < 0:
             return None
@@ -282,8 +280,7 @@ cdef class TrainPlan:
         return value
 
     def run_epoch(self, object X, object T, Py_ssize_t batch, Py_ssize_t first, double total,
-                  double lr, double h1, double h2, double h3, double weight_decay,
-                  long iteration):
+                  double lr, double h1, double h2, double h3, double weight_decay):
         """Training steps on the batches first, first + 1, ... of (X, T) -- rows
         [b * batch, (b + 1) * batch) of already validated, C-contiguous arrays of the plan's dtype,
         T dense (n, C) -- in one call, until the data ends, a step does not update, or about
@@ -293,8 +290,8 @@ cdef class TrainPlan:
         Returns (count, status, total, value), or None when X or T is not in this form or batch
         exceeds the capacity (nothing is touched then): count batches were run, the last with
         `status` (0 unless it stopped early, see the module comment) and loss `value`; `total`
-        is the given total plus loss * rows of each batch that updated, in batch order. For Adam,
-        `iteration` is the step number of the first batch and advances with every update.
+        is the given total plus loss * rows of each batch that updated, in batch order. Each
+        update advances the optimizer's step count (as `step` does).
         This is what fit does for an epoch without callbacks, metrics or progress output: the
         same steps as one `step` call per batch, without the Python between them."""
         cdef unsigned int csr
@@ -326,18 +323,17 @@ cdef class TrainPlan:
                 if self.typenum == cnp.NPY_FLOAT32:
                     code = _train_run(self, <const float *>cnp.PyArray_DATA(x) + r0 * self.in_dim,
                                       rows, <const float *>cnp.PyArray_DATA(t) + r0 * self.out_dim,
-                                      NULL, False, lr, h1, h2, h3, weight_decay, iteration, &value)
+                                      NULL, False, lr, h1, h2, h3, weight_decay, &value)
                 else:
                     code = _train_run(self,
                                       <const double *>cnp.PyArray_DATA(x) + r0 * self.in_dim,
                                       rows,
                                       <const double *>cnp.PyArray_DATA(t) + r0 * self.out_dim,
-                                      NULL, False, lr, h1, h2, h3, weight_decay, iteration, &value)
+                                      NULL, False, lr, h1, h2, h3, weight_decay, &value)
                 count += 1
                 if code != TRAIN_UPDATED:
                     break
                 total += value * rows
-                iteration += 1
                 work += step_work * <double>rows
                 if work >= self.chunk_work or fnn_seconds() - started >= self.chunk_seconds:
                     break
@@ -362,8 +358,7 @@ cdef void *_plan_data(object arr, int typenum, tuple shape, str what) except NUL
 
 cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const floating *t,
                     const cnp.npy_int64 *labels, bint check, double lr, double h1, double h2,
-                    double h3, double weight_decay, long iteration,
-                    double *value) noexcept nogil:
+                    double h3, double weight_decay, double *value) noexcept nogil:
     """The step; returns the status, or -1 when the inputs are refused (nothing touched)."""
     cdef Py_ssize_t i, k, m, c = plan.out_dim, count
     cdef int s, act, last = plan.n_steps - 1
@@ -371,6 +366,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
     cdef floating *onehot
     cdef double total, gmax, glayer
     cdef double bc1, bc2
+    cdef cnp.npy_int64 iteration
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
     cdef double par_min = _pass_par_min(n, plan.widest)
@@ -449,11 +445,13 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
         _sgd(params, grads, NULL if h1 == 0 else <floating *>plan.state1, plan.n_params,
              <floating>lr, <floating>h1, h2 != 0, <floating>weight_decay, upd_min)
     else:
+        iteration = plan.counter[0] + 1
         bc1 = 1 - h1 ** iteration
         bc2 = 1 - h2 ** iteration
         _adam(params, grads, <floating *>plan.state1, <floating *>plan.state2, plan.n_params,
               <floating>lr, <floating>h1, <floating>h2, <floating>(1 - h1), <floating>(1 - h2),
               <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay, upd_min)
+    plan.counter[0] += 1
     return TRAIN_UPDATED
 
 

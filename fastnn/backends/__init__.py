@@ -26,12 +26,14 @@ loss(kind, output, target, grad) -> float
     The loss value; when grad is not None also grad := dL/d(output), or for the fused kinds
     (BCE_SIGMOID, CE_SOFTMAX) dL/d(pre-activation) = (p - target) / count.
     target is dense, the shape and dtype of output (integer labels are one-hot by then).
-sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay) -> None
+sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, counter=None) -> None
     g := grad + wd * p;  v := momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     (with momentum == 0: p -= lr * g, velocity untouched). Flat 1-D arrays of equal length.
-adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay) -> None
+adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None) -> None
     g := grad + wd * p;  m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
     p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps);   step counts from 1.
+    Both: counter (a 1-element int64 array, the optimizer's step count) += 1 with the update,
+    which a KeyboardInterrupt cannot split: the arrays and the count change together or not.
 """
 
 from importlib import import_module

@@ -7,6 +7,7 @@ buffer, as in the compiled backend. See ``fastnn.backends`` for the contract.
 import numpy as np
 
 from fastnn import activations as A
+from fastnn._interrupts import deferred_interrupts
 
 LOSS_MSE, BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX = range(7)
 
@@ -151,30 +152,36 @@ def loss(kind, output, target, grad):
     return float(value / count)
 
 
-def sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay):
-    """g := grad + wd p;  v := mu v + g;  p -= lr (g + mu v if nesterov else v)"""
-    g = grads + weight_decay * params if weight_decay else grads
-    if momentum == 0.0:
-        params -= lr * g
-        return
-    velocity *= momentum
-    velocity += g
-    if nesterov:
-        params -= lr * (g + momentum * velocity)
-    else:
-        params -= lr * velocity
+def sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, counter=None):
+    """g := grad + wd p;  v := mu v + g;  p -= lr (g + mu v if nesterov else v);  counter += 1"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads + weight_decay * params if weight_decay else grads
+        if momentum == 0.0:
+            params -= lr * g
+        else:
+            velocity *= momentum
+            velocity += g
+            if nesterov:
+                params -= lr * (g + momentum * velocity)
+            else:
+                params -= lr * velocity
+        if counter is not None:
+            counter[0] += 1
 
 
-def adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay):
+def adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None):
     """m := b1 m + (1-b1) g;  v := b2 v + (1-b2) g^2;  p -= lr mhat / (sqrt(vhat) + eps)"""
-    g = grads + weight_decay * params if weight_decay else grads
-    m *= beta1
-    m += (1 - beta1) * g
-    v *= beta2
-    v += (1 - beta2) * (g * g)
-    correction1 = 1 - beta1 ** step
-    correction2 = 1 - beta2 ** step
-    params -= lr * (m / correction1) / (np.sqrt(v / correction2) + eps)
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads + weight_decay * params if weight_decay else grads
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        correction1 = 1 - beta1 ** step
+        correction2 = 1 - beta2 ** step
+        params -= lr * (m / correction1) / (np.sqrt(v / correction2) + eps)
+        if counter is not None:
+            counter[0] += 1
 
 
 def set_num_threads(n):
