@@ -11,7 +11,7 @@
 from fastnn import callbacks, datasets, ops, schedules
 from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                               TerminateOnNaN)
-from fastnn._threads import get_num_threads, set_num_threads, threads
+from fastnn._threads import get_num_threads, set_num_threads, thread_limit, threads
 from fastnn.io import load_model as load
 from fastnn.layers import (Activation, Dense, LeakyReLU, Layer, ReLU, Sigmoid, Softmax, Step,
                            Tanh)
@@ -26,5 +26,5 @@ __all__ = [
     "callbacks", "schedules", "Activation", "Adam", "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Layer",
     "LeakyReLU", "Loss", "MeanSquaredError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
-    "threads", "__version__",
+    "thread_limit", "threads", "__version__",
 ]

@@ -21,7 +21,8 @@ def _info(args):
               "(FASTNN_PAR_MIN_WORK)")
     else:
         print("compiled backend: NOT BUILT (falling back to the NumPy backend)")
-    print(f"threads: {fastnn.get_num_threads()}")
+    print(f"threads: {fastnn.get_num_threads()} (at most {fastnn.thread_limit()}: "
+          "fastnn.thread_limit())")
     return 0
 
 

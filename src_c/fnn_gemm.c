@@ -33,6 +33,7 @@
 
 #include "fnn_ftz.h"
 #include "fnn_gemm_internal.h"
+#include "fnn_threads.h"
 #include "fnn_vec.h"
 
 /* Each thread of a product gets at least FNN_PAR_WORK_PER_THREAD multiply-adds; a product uses
@@ -114,7 +115,10 @@ double fnn_par_min_work(void)
     }
     {
         const char *env = getenv("FASTNN_PAR_MIN_WORK");
-        w = env ? strtod(env, NULL) : 0.0;
+        char *end = NULL;
+        w = env ? strtod(env, &end) : 0.0;
+        while (end != NULL && (*end == ' ' || *end == '\t' || *end == '\n')) end++;
+        if (end != NULL && *end != '\0') w = 0.0; /* "3e6x": not a number, so not used */
         if (!(w > 0.0 && w < INFINITY)) w = cpu_is_amd() ? FNN_PAR_MIN_WORK_AMD : FNN_PAR_MIN_WORK;
         memcpy(&bits, &w, sizeof w);
         __atomic_store_n(&g_par_min_bits, bits, __ATOMIC_RELAXED);
@@ -157,16 +161,6 @@ static inline int fnn_use_direct(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, int tran
     const double work = (double)m * (double)n * (double)k;
     return m <= 4 || (n <= 16 && work <= 2097152.0) || work <= (trans_b ? 32.0 * 32.0 * 32.0
                                                                  : 32.0 * 64.0 * 64.0);
-}
-
-/* The thread count a parallel region would get now (1 without OpenMP). */
-static inline int fnn_max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }
 
 /* Choose tm x tn == T threads over an mt x nt grid of MR x NR tiles: minimise the largest

@@ -17,10 +17,10 @@
  * when any C[i, j] is NaN or infinite: the optimizer's gradient screen, taken while each output
  * tile is still in registers or L1 instead of in a second pass over C.
  *
- * Threads: OpenMP across output tiles, the count read at call time from omp_get_max_threads();
- * small products run serially. The k dimension is never split across threads, so every C[i, j]
- * is summed in the same order at any thread count (bitwise-reproducible), and the choice of
- * threads never changes a result.
+ * Threads: OpenMP across output tiles, the count read at call time from omp_get_max_threads()
+ * and clamped to fnn_thread_limit() (fnn_threads.h); small products run serially. The k
+ * dimension is never split across threads, so every C[i, j] is summed in the same order at any
+ * thread count (bitwise-reproducible), and the choice of threads never changes a result.
  * A product takes threads from fnn_par_min_work() multiply-adds (m*n*k) on, or from
  * ep->min_parallel_work when that is > 0. What threads cost is mostly not the parallel region
  * (~1-2 us) but moving data between cores: each thread writes its part of C, which the next
@@ -63,8 +63,9 @@ enum {
 #define FNN_PAR_MIN_WORK (8.0e6)
 #define FNN_PAR_MIN_WORK_AMD (1.0e6)
 
-/* The floor in use: FASTNN_PAR_MIN_WORK from the environment when set (a positive number),
- * else the default for this CPU (fnn_gemm.c). Read once. */
+/* The floor in use: FASTNN_PAR_MIN_WORK from the environment when it is a positive finite number
+ * (the whole value, surrounding blanks aside, as strtod reads it), else the default for this CPU
+ * (fnn_gemm.c). Read once. */
 double fnn_par_min_work(void);
 
 typedef struct {

@@ -335,7 +335,7 @@ static void GFN(softmax_after)(ptrdiff_t m, ptrdiff_t n, FT *C, ptrdiff_t ldc, F
     ptrdiff_t i;
     int nt = 1;
 #ifdef _OPENMP
-    if ((double)m * (double)n >= FNN_PAR_MIN_ELEMENTS) nt = omp_get_max_threads();
+    if ((double)m * (double)n >= FNN_PAR_MIN_ELEMENTS) nt = fnn_max_threads();
 #endif
     if (nt > 1 && m >= nt) {
 #ifdef _OPENMP
@@ -450,7 +450,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 
 #ifdef _OPENMP
     if (work >= floor) {
-        nt = omp_get_max_threads();
+        nt = fnn_max_threads(); /* clamped: fnn_threads.h */
         if ((double)nt * FNN_PAR_WORK_PER_THREAD > work) nt = (int)(work / FNN_PAR_WORK_PER_THREAD);
         if (nt < 1) nt = 1;
     }

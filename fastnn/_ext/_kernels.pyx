@@ -20,7 +20,8 @@ from cython.parallel cimport prange
 
 from fastnn._ext._elementwise cimport act_forward, act_deriv
 from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for,
-                                     fnn_ftz_enter, fnn_ftz_leave, PARALLEL_MIN_WORK)
+                                     fnn_thread_limit, fnn_ftz_enter, fnn_ftz_leave,
+                                     PARALLEL_MIN_WORK)
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
@@ -405,16 +406,24 @@ def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
 
 # --------------------------------------------------------------------------- threads and build
 
-def set_num_threads(int n):
-    """Set the OpenMP thread count for later calls from this thread (no-op in a serial build)."""
-    if n < 1:
-        raise ValueError(f"n must be a positive integer. Received: n={n}")
-    fnn_set_threads(n)
+def set_num_threads(n):
+    """Set the OpenMP thread count for later calls from this thread (no-op in a serial build);
+    1 <= n <= thread_limit()."""
+    cdef int limit = fnn_thread_limit()
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be an integer in [1, {limit}]. Received: n={n!r}")
+    fnn_set_threads(<int>n)
 
 
 def get_num_threads():
-    """The thread count the next parallel kernel may use (1 in a serial build)."""
+    """The thread count the next parallel kernel may use (1 in a serial build): OpenMP's,
+    clamped to thread_limit()."""
     return fnn_max_threads()
+
+
+def thread_limit():
+    """The most threads any kernel uses: min(max(64, 4 * CPUs), 4096) (src_c/fnn_threads.h)."""
+    return fnn_thread_limit()
 
 
 def openmp_enabled():

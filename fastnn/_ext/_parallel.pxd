@@ -1,24 +1,14 @@
-# OpenMP access that also compiles without OpenMP.
+# OpenMP access that also compiles without OpenMP (src_c/fnn_threads.h).
 #
 # Cython's own `cimport openmp` includes <omp.h> unconditionally, so a build without -fopenmp
-# would fail to link omp_get_max_threads. This shim answers "one thread" in a serial build; a
-# prange there is an ordinary loop. The thread count is read at each call, never cached, so
-# fastnn.set_num_threads, OMP_NUM_THREADS and threadpoolctl all take effect.
+# would fail to link omp_get_max_threads; the header answers "one thread" in a serial build, where
+# a prange is an ordinary loop. The thread count is read at each call, never cached, so
+# fastnn.set_num_threads, OMP_NUM_THREADS and threadpoolctl all take effect, and it is clamped to
+# fnn_thread_limit(): every prange's num_threads comes from fnn_max_threads() (via threads_for).
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #include <omp.h>
-    #define FNN_HAVE_OPENMP 1
-    #define fnn_max_threads() omp_get_max_threads()
-    #define fnn_set_threads(n) omp_set_num_threads(n)
-    #else
-    #define FNN_HAVE_OPENMP 0
-    #define fnn_max_threads() 1
-    #define fnn_set_threads(n) ((void)(n))
-    #endif
-    """
+cdef extern from "fnn_threads.h":
     const int FNN_HAVE_OPENMP
+    int fnn_thread_limit() noexcept nogil
     int fnn_max_threads() noexcept nogil
     void fnn_set_threads(int n) noexcept nogil
 
@@ -31,7 +21,7 @@ cdef enum:
 
 
 cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
-    """Threads for a loop touching `work` elements: 1 when small, else the OpenMP maximum."""
+    """Threads for a loop touching `work` elements: 1 when small, else OpenMP's count (clamped)."""
     if work < PARALLEL_MIN_WORK:
         return 1
     return fnn_max_threads()

@@ -9,11 +9,14 @@ Thread control reads and sets the OpenMP runtime the kernels use, so ``OMP_NUM_T
 threadpoolctl apply as well.
 """
 
+import os
+import warnings
+
 try:
     from fastnn._ext._kernels import (ForwardPlan, TrainPlan, activation_backward, activation_forward,
                                       dense_backward, dense_forward, get_num_threads,
                                       kernel_name, matmul, openmp_enabled, parallel_min_work,
-                                      set_num_threads)
+                                      set_num_threads, thread_limit)
     from fastnn._ext._loss import loss
     from fastnn._ext._optim import adam_update, sgd_update
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
@@ -22,10 +25,20 @@ except ImportError as exc:  # pragma: no cover - depends on how fastnn was insta
         f"({exc}). Build it with `pip install .` (or `pip install -e .` in a checkout), "
         "or use backend='numpy'.") from exc
 
+# FASTNN_KERNEL names a micro-kernel flavour (src_c/fnn_gemm.c reads it on first use); any other
+# value is ignored (the best flavour for this CPU is used), which a typo should not hide.
+_KERNEL_NAMES = ("generic", "avx2", "avx512")
+_requested_kernel = os.environ.get("FASTNN_KERNEL", "")
+if _requested_kernel and _requested_kernel not in _KERNEL_NAMES:
+    _shown = repr(_requested_kernel)
+    warnings.warn(f"FASTNN_KERNEL must be one of {_KERNEL_NAMES}; ignoring FASTNN_KERNEL="
+                  f"{_shown if len(_shown) <= 80 else _shown[:77] + '...'} "
+                  f"(using {kernel_name()!r})", RuntimeWarning)
+
 __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update",
-    "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_name",
+    "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
     "parallel_min_work", "ForwardPlan",
     "TrainPlan",
 ]

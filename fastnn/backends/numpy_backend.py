@@ -4,6 +4,8 @@ Written for clarity over speed, but without waste: every result goes into the ca
 buffer, as in the compiled backend. See ``fastnn.backends`` for the contract.
 """
 
+import os
+
 import numpy as np
 
 from fastnn import activations as A
@@ -190,3 +192,13 @@ def set_num_threads(n):
 
 def get_num_threads():
     return 1
+
+
+def thread_limit():
+    """The compiled backend's bound on thread counts, min(max(64, 4 * CPUs), 4096)
+    (src_c/fnn_threads.h), so that set_num_threads accepts the same values on either."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):        # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(max(64, 4 * min(cpus, 4096)), 4096)
