@@ -399,6 +399,13 @@ class Dense(Layer):
         TypeError
             If W or b does not hold real numbers.
         """
+        W, b = self.checked_weights(weights)
+        self.W[...] = W
+        self.b[...] = b
+
+    def checked_weights(self, weights: Sequence[ArrayLike]) -> tuple[NDArray[Any], NDArray[Any]]:
+        """``[W, b]`` validated and converted as ``set_weights`` takes them, without setting
+        them (a model checks every layer's before it changes any)."""
         self._check_built()
         if not isinstance(weights, (list, tuple)) or len(weights) != 2:
             raise ValueError(f"weights must be a list [W, b]. Received: {_short(weights)}")
@@ -412,8 +419,7 @@ class Dense(Layer):
         b = V.as_float(b, self.b.dtype)
         V.check_finite("W", W)
         V.check_finite("b", b)
-        self.W[...] = W
-        self.b[...] = b
+        return W, b
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"class": "Dense", "units": self.units,

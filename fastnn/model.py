@@ -466,6 +466,10 @@ class Sequential:
             if step.dense is not None:
                 sizes.append(step.dense.n_params(width))
             width = step.width
+        if sum(sizes) * self.dtype.itemsize >= 2**62:
+            raise ValueError(f"the model would have {sum(sizes)} parameters, more than any "
+                             f"machine holds. Received: input_dim={input_dim} and layers of "
+                             f"{[s.width for s in self._plan]} units")
         self._params = aligned_zeros(sum(sizes), self.dtype)
         self._grads = aligned_zeros(sum(sizes), self.dtype)
         offset, width, k = 0, input_dim, 0
@@ -1244,8 +1248,12 @@ class Sequential:
             count = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
             raise ValueError(f"weights must be a list of {2 * len(layers)} arrays "
                              f"[W1, b1, ...]. Received: {count}")
-        for i, d in enumerate(layers):
-            d.set_weights(weights[2 * i:2 * i + 2])
+        checked = [d.checked_weights(weights[2 * i:2 * i + 2]) for i, d in enumerate(layers)]
+        for d, (W, b) in zip(layers, checked):         # all checked first: a refusal changes nothing
+            d.W[...] = W
+            d.b[...] = b
+        if self.optimizer is not None:
+            self.optimizer.verify_next_step()    # the screen assumes weights training made
 
     def count_params(self) -> int:
         """The number of parameters: ``inputs * units + units`` summed over the Dense layers.
@@ -1342,7 +1350,10 @@ class Sequential:
         """Write the model to ``path`` in the fastnn file format (``fastnn.io``; never pickle).
 
         The file holds the architecture, the weights, and the compile settings with the
-        optimizer state, so ``fastnn.load(path)`` can resume training.
+        optimizer state, so ``fastnn.load(path)`` can resume training. The write is atomic (a
+        new temporary file in the same directory, fsynced, then renamed over ``path``); an
+        existing file keeps its permission bits, and a ``path`` that is a symlink stays one
+        (its target is replaced).
 
         Parameters
         ----------
@@ -1355,8 +1366,13 @@ class Sequential:
             If the model is not built.
         TypeError
             If ``path`` is not a str or os.PathLike.
+        IsADirectoryError
+            If ``path`` is a directory (also a ValueError).
+        ValueError
+            If ``path`` names something other than a regular file (a FIFO, a device), or the
+            model exceeds the format's limits (10,000 layers, a step count of 2**53).
         OSError
-            If the file cannot be written.
+            If the file cannot be written; ``path`` is then untouched.
 
         Examples
         --------

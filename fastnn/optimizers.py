@@ -65,10 +65,12 @@ def check_update(optimizer: Optimizer, params: FloatArray, grads: FloatArray) ->
     if not math.isfinite(G):
         raise _diverged()
     screen = overflow_screen(params.dtype)
-    if G < screen and optimizer._lr * G < screen and optimizer._weight_decay < screen:
+    if (G < screen and optimizer._lr * G < screen and optimizer._weight_decay < screen
+            and not optimizer.__dict__["_verify_next"]):
         return
     if not optimizer._bound(params, G) * _ROUNDING < float(np.finfo(params.dtype).max):
         raise _diverged()
+    optimizer.__dict__["_verify_next"] = False      # proved for this step's starting point
 
 
 def _hyper_parameter(name: str, doc: str) -> property:
@@ -135,6 +137,7 @@ class Optimizer:
     def __init__(self, lr: float) -> None:
         # one array for the whole life of the optimizer: the compiled training plan writes it
         self._iterations = np.zeros(1, dtype=np.int64)
+        self._verify_next = False        # see verify_next_step (the compiled plan reads it)
         self.lr = lr
 
     @property
@@ -230,11 +233,10 @@ class Optimizer:
     def check_state(self, params: FloatArray) -> None:
         """Refuse a state that no training run produces (a damaged or forged model file) before
         a step uses it: the state arrays match ``params``, every value is finite, ``iterations``
-        is in [0, 2**53), the optimizer's own rules hold (Adam: ``v >= 0``; ``m`` and ``v`` zero
-        at ``iterations == 0``), and one step with any gradient that passes ``check_update``'s
-        screen cannot overflow: the exact bound (``_bound``) for the largest such max |g|,
-        ``min(S, S / lr)``, stays below ``finfo.max``. (With ``weight_decay >= S`` every step
-        takes the exact bound, and that last check is left to it.)
+        is in [0, 2**53), and the optimizer's own rules hold (Adam: ``v >= 0``; ``m`` and ``v``
+        zero at ``iterations == 0``). Whether one step from this state could overflow depends on
+        the gradient, so it is left to that step: the next one takes the exact bound
+        (``verify_next_step``).
 
         Raises
         ------
@@ -248,8 +250,7 @@ class Optimizer:
         if not 0 <= t < _MAX_ITERATIONS:
             raise ValueError(f"optimizer state 'iterations' must be in [0, 2**53). "
                              f"Received: iterations={t}")
-        state = self.state()
-        for key, arr in state.items():
+        for key, arr in self.state().items():
             if arr is None:
                 continue
             if arr.shape != params.shape or arr.dtype != params.dtype:
@@ -258,17 +259,17 @@ class Optimizer:
                                  f"{arr.dtype}{list(arr.shape)}")
             _check_state_array(key, arr, ~np.isfinite(arr), "be finite")
         self._check_state_rules(t)
-        screen = overflow_screen(params.dtype)
-        limit = float(np.finfo(params.dtype).max)
-        if self._weight_decay < screen:
-            G = min(screen, screen / self._lr)
-            bound = self._bound(params, G) * _ROUNDING
-            if not bound < limit:
-                names = ", ".join(repr(k) for k in state)
-                raise ValueError(f"optimizer state {names} with these weights is not one a "
-                                 f"training run produces: one step with a gradient the overflow "
-                                 f"screen lets through (max |g| < {G:.6g}) could reach "
-                                 f"{bound:.6g}, beyond the {params.dtype} maximum {limit:.6g}")
+        self.verify_next_step()
+
+    def verify_next_step(self) -> None:
+        """Make the next update check the exact overflow bound over the parameters and the
+        state, not only the screen on the gradients (``check_update``).
+
+        The screen alone is safe for parameters and state that earlier screened steps produced;
+        after they come from elsewhere (a model file, ``set_weights``) the next step proves
+        it, and raises FloatingPointError, changing nothing, if the update could overflow.
+        """
+        self.__dict__["_verify_next"] = True
 
     def _check_state_rules(self, iterations: int) -> None:
         """Subclasses: ValueError when the state breaks a rule of their update."""

@@ -62,10 +62,13 @@ then
     exit 2
 fi
 
-# 4. the kernel tests and the property/numerics tests, under the sanitizers
+# 4. the kernel tests, the property/numerics tests and the hostile-use tests, under the
+#    sanitizers (their subprocesses inherit the sanitized build and its preload)
 TESTS=()
 for t in tests/test_backends.py tests/test_ops.py tests/test_gradients.py \
-         tests/test_properties.py tests/test_numerics.py tests/test_train_plan.py; do
+         tests/test_properties.py tests/test_numerics.py tests/test_train_plan.py \
+         tests/test_hostile_model.py tests/test_interrupts.py tests/test_hyperparameters.py \
+         tests/test_threads_hostile.py tests/test_hostile_state_machine.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 set +e

@@ -21,8 +21,10 @@
 #   0  the parameters were updated;
 #   1  the loss is not finite: nothing was updated (the caller raises);
 #   2  the gradients are in the gradient buffer but the update was NOT applied, because a
-#      gradient is not finite or large enough that the update could overflow: the caller runs
-#      its exact check (fastnn.optimizers.check_update), which raises or applies the update.
+#      gradient is not finite or large enough that the update could overflow, or because the
+#      optimizer asks for the exact check (Optimizer.verify_next_step: the weights or the state
+#      came from a file or set_weights): the caller runs its exact check
+#      (fastnn.optimizers.check_update), which raises or applies the update.
 
 from libc.stdlib cimport calloc
 from libc.string cimport memcpy
@@ -73,6 +75,7 @@ cdef class TrainPlan:
     cdef void *onehot
     cdef cnp.npy_int64 *labels  # the batch's class labels, copied before they are checked
     cdef cnp.npy_int64 *counter  # the optimizer's step count (its `_iterations` array)
+    cdef bint verify            # the optimizer's _verify_next, as of the last _read_hyper
     cdef readonly int status
     cdef readonly double max_grad
     # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core)
@@ -224,6 +227,7 @@ cdef class TrainPlan:
             h[3] = d["_eps"]
         h[0] = d["_lr"]
         h[4] = d["_weight_decay"]
+        self.verify = d["_verify_next"]
         return True
 
     cdef object _step(self, object X, object T, bint check, double lr, double h1, double h2,
@@ -436,7 +440,7 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
                            <floating *>plan.G[s - 1], n, m, act, <floating>plan.param[s])
     plan.max_grad = gmax
     if (not (gmax < plan.screen) or not (lr * gmax < plan.screen)
-            or not (weight_decay < plan.screen)):
+            or not (weight_decay < plan.screen) or plan.verify):
         return TRAIN_NEEDS_CHECK
     # --- the update, as fastnn.backends' sgd_update / adam_update do it (threads: see
     #     SERIAL_STEP_UPDATE_MIN)
