@@ -42,8 +42,8 @@ class Layer:
     param: float = 0.0
 
     def check_dtype(self, dtype: DTypeLike) -> None:
-        """Raise ValueError if the activation's parameter is not 0 or a normal number of
-        ``dtype`` (``finfo.tiny <= |param| <= finfo.max``).
+        """Raise ValueError if the activation's code is unknown, or its parameter is not 0 or a
+        normal number of ``dtype`` (``finfo.tiny <= |param| <= finfo.max``).
 
         In a model of that dtype a larger one becomes inf (``LeakyReLU(1e39)`` in float32 turns
         predictions into NaN), a smaller one 0 or a subnormal, which the compiled kernels flush
@@ -59,6 +59,11 @@ class Layer:
         ValueError: LeakyReLU(1e+39): alpha must be 0 or a float32 normal number, ...
         >>> fnn.LeakyReLU(1e39).check_dtype("float64")
         """
+        if type(self.act) is not int or self.act not in A.NAMES:
+            # an unknown code would reach the kernels (the compiled ones do not check it)
+            raise ValueError(f"{type(self).__name__}.act must be one of the activation codes "
+                             f"{sorted(A.NAMES)} of fastnn.activations. Received: act="
+                             f"{self.act!r}")
         name = _PARAM_NAMES.get(self.act)
         if name is not None:
             V.check_in_dtype(name, self.param, V.check_dtype(dtype), zero_ok=True,

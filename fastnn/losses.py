@@ -190,7 +190,14 @@ def check_kind(loss: Loss, final_act: int) -> int:
             or not MSE_KIND <= kind <= CE_SOFTMAX):
         raise TypeError(f"{type(loss).__name__}.kind() must return one of the loss kernel codes "
                         f"0..{CE_SOFTMAX} of fastnn.losses. Received: {kind!r}")
-    return int(kind)
+    kind = int(kind)
+    fused_with = {BCE_SIGMOID: A.SIGMOID, CE_SOFTMAX: A.SOFTMAX}.get(kind)
+    if fused_with is not None and final_act != fused_with:
+        # a fused kind takes the output for the probabilities of its activation
+        raise TypeError(f"{type(loss).__name__}.kind() returned the code {kind}, which fuses "
+                        f"with a final {A.NAMES[fused_with]}, but the model ends with "
+                        f"{A.NAMES.get(final_act, final_act)}")
+    return kind
 
 
 def get_loss(loss: LossName | Loss) -> Loss:

@@ -397,9 +397,10 @@ class Sequential:
         >>> model.build(3).output_dim
         1
         """
-        if not isinstance(layer, Layer):
-            raise TypeError(f"layer must be a fastnn layer such as Dense(10). "
-                            f"Received: layer={layer!r}")
+        if not isinstance(layer, (Dense, Activation)):
+            # a Layer subclass of another kind has no kernels yet: it would run as the identity
+            raise TypeError(f"layer must be a Dense or an activation layer such as Dense(10) or "
+                            f"ReLU(). Received: layer={layer!r}")
         if self.built:
             raise ValueError("cannot add layers to a model that is already built")
         if isinstance(layer, Dense) and layer.built:
@@ -769,7 +770,15 @@ class Sequential:
         return V.float_matrix(name, X, self.dtype, width=self.input_dim)
 
     def _targets(self, y, rows, name="y"):
-        return self.loss.targets(y, self.output_dim, self.dtype, rows, name)
+        T = self.loss.targets(y, self.output_dim, self.dtype, rows, name)
+        # the kernels read (rows, outputs) from it: hold a custom Loss's targets() to that
+        if (type(T) is not np.ndarray or T.shape != (rows, self.output_dim)
+                or T.dtype != self.dtype or not T.flags.c_contiguous):
+            raise TypeError(f"{type(self.loss).__name__}.targets() must return a C-contiguous "
+                            f"{self.dtype.name} array of shape {(rows, self.output_dim)}. "
+                            f"Received: {type(T).__name__} {getattr(T, 'dtype', '')}"
+                            f"{getattr(T, 'shape', '')}")
+        return T
 
     # ------------------------------------------------------------------ training
     @_exclusive

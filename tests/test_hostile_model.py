@@ -218,3 +218,52 @@ def test_training_in_two_threads_at_once_is_refused(backend):
         release.set()
         t.join()
     assert np.isfinite(model.train_on_batch(x[:4], y[:4]))   # free again
+
+
+class _FusedKindOnLinear(L.MeanSquaredError):
+    def kind(self, final_act):
+        return L.CE_SOFTMAX          # takes a linear output for softmax probabilities
+
+
+class _BadTargets(L.MeanSquaredError):
+    def __init__(self, make):
+        self.make = make
+
+    def targets(self, y, n_outputs, dtype, n_rows=None, name="y"):
+        return self.make(n_rows, n_outputs, dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_custom_loss_is_held_to_what_the_kernels_read(backend):
+    """A fused kernel code on the wrong final activation, or targets of another shape, dtype
+    or layout, would be read by the kernels as they are: refused with TypeError instead."""
+    model = fnn.Sequential([fnn.Dense(3)], input_dim=3, backend=backend)
+    with pytest.raises(TypeError, match="fuses with a final softmax"):
+        model.compile(loss=_FusedKindOnLinear())
+    x, y = np.ones((50, 3)), np.ones((50, 3))
+    for make in (lambda n, c, dt: np.zeros((1, 1), dt),                 # too small
+                 lambda n, c, dt: np.zeros((n, c), np.float64 if dt == np.float32 else "f4"),
+                 lambda n, c, dt: np.zeros((c, n), dt).T,               # not C-contiguous
+                 lambda n, c, dt: [[0.0] * c] * n):
+        model.compile(loss=_BadTargets(make))
+        for call in (lambda: model.train_on_batch(x, y), lambda: model.fit(x, y, verbose=0),
+                     lambda: model.evaluate(x, y)):
+            with pytest.raises(TypeError, match=r"targets\(\) must return"):
+                call()
+
+
+class _NoKernels(fnn.layers.Layer):
+    """A layer kind fastnn has no kernels for (it would have run as the identity)."""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layers_without_kernels_or_with_unknown_codes_are_refused(backend):
+    with pytest.raises(TypeError, match="Dense or an activation layer"):
+        fnn.Sequential([fnn.Dense(4), _NoKernels(), fnn.Dense(2)], input_dim=3, backend=backend)
+    for make in (lambda: fnn.Activation("relu"), lambda: fnn.Dense(4)):
+        layer = make()
+        layer.act = 77
+        model = fnn.Sequential([fnn.Dense(4), layer], backend=backend)
+        with pytest.raises(ValueError, match="act must be one of the activation codes"):
+            model.build(3)
+        assert not model.built
