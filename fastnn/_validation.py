@@ -78,7 +78,7 @@ def check_in_dtype(name: str, value: float, dtype: DTypeLike, zero_ok: bool = Fa
     if value == 0.0 and zero_ok:
         return value
     with np.errstate(over="ignore", under="ignore"):
-        held = float(dt.type(value))
+        held = float(dt.type(value))          # type: ignore[call-overload]  # a float dtype
     if math.isfinite(held) and abs(value) >= float(info.tiny):
         return value
     if not math.isfinite(held):

@@ -570,12 +570,13 @@ class Sequential:
         """
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
-        loss = L.get_loss(loss)
-        kind = L.check_kind(loss, self.final_activation)
-        optimizer = get_optimizer(optimizer)
-        metrics = M.check_metrics(metrics)
-        optimizer.build(self._params.size, self.dtype)
-        self.loss, self.optimizer, self.metrics, self._loss_kind = loss, optimizer, metrics, kind
+        new_loss = L.get_loss(loss)
+        kind = L.check_kind(new_loss, self.final_activation)
+        new_optimizer = get_optimizer(optimizer)
+        names = M.check_metrics(metrics)
+        new_optimizer.build(self._params.size, self.dtype)
+        self.loss, self.optimizer, self.metrics = new_loss, new_optimizer, names
+        self._loss_kind = kind
         self._train_plan = None                  # built again for this loss and optimizer
         return self
 

@@ -130,6 +130,9 @@ class Optimizer:
     _ranges: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
         "lr": (0.0, None, True, False), "weight_decay": (0.0, None, False, False)}
     _dtype: Optional[np.dtype[Any]] = None       # the model's, from build
+    # the validated values behind the properties (set through _set, read by the plan)
+    _lr: float
+    _weight_decay: float
 
     lr = _hyper_parameter("lr", "The learning rate, > 0 (validated on assignment).")
     weight_decay = _hyper_parameter("weight_decay", "The L2 weight decay, >= 0.")
@@ -344,6 +347,8 @@ class SGD(Optimizer):
     (array([0.95, 2.1 ]), 1)
     """
 
+    _momentum: float
+    _nesterov: bool
     name = "sgd"
     _hyper = ("lr", "momentum", "nesterov", "weight_decay")
     _ranges = {**Optimizer._ranges, "momentum": (0.0, 1.0, False, True)}
@@ -447,6 +452,9 @@ class Adam(Optimizer):
     (array([0.9, 2.1]), 1)
     """
 
+    _beta1: float
+    _beta2: float
+    _eps: float
     name = "adam"
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
     _ranges = {**Optimizer._ranges, "beta1": (0.0, 1.0, False, True),
@@ -518,6 +526,7 @@ class Adam(Optimizer):
 
     def _check_state_rules(self, iterations: int) -> None:
         m, v = self._m, self._v
+        assert m is not None and v is not None, "built"
         _check_state_array("v", v, v < 0, "be >= 0 (a decaying mean of squared gradients)")
         if iterations == 0:
             for key, arr in (("m", m), ("v", v)):
