@@ -21,6 +21,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Op
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fastnn._advice import warn_about_setup, warn_about_targets
 from fastnn._memory import aligned_empty, aligned_zeros
 from fastnn import _validation as V
 from fastnn import activations as A
@@ -575,6 +576,8 @@ class Sequential:
         new_optimizer = get_optimizer(optimizer)
         names = M.check_metrics(metrics)
         new_optimizer.build(self._params.size, self.dtype)
+        warn_about_setup(new_loss, [(act, s.width) for s in self._plan
+                                    for act, _ in s.chain or [(s.act, s.param)]])
         self.loss, self.optimizer, self.metrics = new_loss, new_optimizer, names
         self._loss_kind = kind
         self._train_plan = None                  # built again for this loss and optimizer
@@ -974,6 +977,7 @@ class Sequential:
         callbacks = _check_callbacks(callbacks)
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
+        warn_about_targets(self.loss, y)
         X, T, val = self._split_validation(X, T, validation_data, validation_split)
         n = X.shape[0]
         batch = min(batch_size, n)

@@ -267,3 +267,35 @@ def test_layers_without_kernels_or_with_unknown_codes_are_refused(backend):
         with pytest.raises(ValueError, match="act must be one of the activation codes"):
             model.build(3)
         assert not model.built
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_ups_that_cannot_learn_what_was_meant_warn(backend):
+    """Softmax over one unit, cross-entropy after a multi-output sigmoid, MSE on integer
+    labels: each trains without error today, so each warns and names the fix."""
+    import warnings
+    x = np.random.default_rng(0).random((20, 4))
+    cases = [
+        ([fnn.Dense(1, activation="softmax")], "binary_cross_entropy", np.arange(20) % 2,
+         "softmax over a single unit"),
+        ([fnn.Dense(4, activation="relu"), fnn.Dense(1), fnn.Softmax()], "mse",
+         np.ones((20, 1)), "softmax over a single unit"),
+        ([fnn.Dense(3, activation="sigmoid")], "cross_entropy", np.arange(20) % 3,
+         "after a final sigmoid"),
+        ([fnn.Dense(1)], "mse", np.arange(20) % 3, "mse on integer targets"),
+        ([fnn.Dense(1)], "mse", list(range(20)), "mse on integer targets"),
+    ]
+    for layers, loss, y, message in cases:
+        model = fnn.Sequential(layers, input_dim=4, seed=0, backend=backend)
+        with pytest.warns(UserWarning, match=message):
+            model.compile(loss=loss)
+            model.fit(x, y, epochs=1, verbose=0)
+    fine = [([fnn.Dense(3, activation="softmax")], "cross_entropy", np.arange(20) % 3),
+            ([fnn.Dense(1, activation="sigmoid")], "binary_cross_entropy", np.arange(20) % 2),
+            ([fnn.Dense(1)], "mse", np.arange(20, dtype=np.float64))]
+    for layers, loss, y in fine:
+        model = fnn.Sequential(layers, input_dim=4, seed=0, backend=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.compile(loss=loss)
+            model.fit(x, y, epochs=1, verbose=0)
