@@ -8,23 +8,26 @@
     model.fit(X, y, epochs=20, batch_size=32)
 """
 
-from fastnn import callbacks, datasets, ops, schedules
+from fastnn import callbacks, datasets, losses, ops, optimizers, schedules
 from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                               TerminateOnNaN)
 from fastnn._threads import get_num_threads, set_num_threads, thread_limit, threads
 from fastnn.io import load_model as load
 from fastnn.layers import (Activation, Dense, LeakyReLU, Layer, ReLU, Sigmoid, Softmax, Step,
                            Tanh)
-from fastnn.losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError
+from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
+                           MeanSquaredError)
 from fastnn.model import History, Sequential
-from fastnn.optimizers import SGD, Adam, Optimizer
+from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
-    "callbacks", "schedules", "Activation", "Adam", "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Layer",
-    "LeakyReLU", "Loss", "MeanSquaredError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
+    "callbacks", "schedules", "losses", "optimizers", "Activation", "Adam", "AdamW",
+    "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Huber", "Layer", "LeakyReLU", "Loss",
+    "MeanAbsoluteError", "MeanSquaredError", "Optimizer", "RMSprop", "ReLU", "SGD", "Sequential",
+    "Sigmoid",
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
     "thread_limit", "threads", "__version__",
 ]

@@ -242,6 +242,32 @@ def class_targets(y: ArrayLike, n_classes: int, dtype: DTypeLike, n_rows: Option
     return out
 
 
+def predictions(name: str, y: ArrayLike) -> tuple[NDArray[np.floating[Any]], tuple[int, ...]]:
+    """(n,) or (n, m) predictions as a C-contiguous finite (n, m) array -- float32 if they are
+    float32, else float64 -- and their shape as given (for the gradient)."""
+    arr = as_real_array(name, y)
+    if arr.ndim not in (1, 2) or arr.size == 0:
+        raise ValueError(f"{name} must have shape (n,) or (n, m) with n, m >= 1. Received: "
+                         f"{name} with shape {arr.shape}")
+    dtype = np.float32 if arr.dtype == np.float32 else np.float64
+    return float_matrix(name, arr.reshape(arr.shape[0], -1), dtype), arr.shape
+
+
+def sample_weights(w: ArrayLike, n_rows: int, dtype: DTypeLike,
+                   name: str = "sample_weight") -> NDArray[np.floating[Any]]:
+    """Sample weights: a C-contiguous (n_rows,) array of ``dtype``, finite and >= 0."""
+    arr = as_real_array(name, w)
+    if arr.shape != (n_rows,):
+        raise ValueError(f"{name} must have shape ({n_rows},): one weight per sample. "
+                         f"Received: {name} with shape {arr.shape}")
+    out = as_float(arr, dtype)
+    check_finite(name, out)
+    if out.size and out.min() < 0:
+        i = int(np.argmax(out < 0))
+        raise ValueError(f"{name} must be >= 0. Received: {name}[{i}]={float(out[i])!r}")
+    return out
+
+
 def check_rows(name: str, arr: NDArray[Any], n_rows: Optional[int]) -> None:
     if n_rows is not None and arr.shape[0] != n_rows:
         raise ValueError(f"{name} must have one row per sample of X ({n_rows}). "

@@ -1,4 +1,5 @@
-"""Loss functions: the mean over the batch (and, for MSE and BCE, over the outputs), as in PyTorch.
+"""Loss functions: the mean over the batch (and, for MSE, MAE, Huber and BCE, over the outputs), as
+in PyTorch and Keras.
 
 A loss object does no arithmetic; it chooses the kernel ``kind`` from the model's final activation
 and turns user targets into the dense array the kernels read:
@@ -9,11 +10,18 @@ and turns user targets into the dense array the kernels read:
 - any other final activation means the output is read as logits (log-sum-exp / softplus forms).
 
 In the formulas below the output ``o`` and the dense targets ``y`` are (n, m): n rows, m outputs.
+With sample weights ``w`` (n,) the value is Keras' "sum_over_batch_size": ``sum_i w_i l_i / n``,
+``l_i`` the loss of sample i (its mean over the outputs; for cross-entropy, its sum over classes).
+
+Outside a model, ``value_and_grad(y_true, y_pred, sample_weight=None)`` gives the loss of
+``y_pred`` as given and ``dL/dy_pred`` (probabilities for the cross-entropies): the fused kinds
+(gradients of the pre-activation) are an optimisation inside models only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+import math
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -21,11 +29,15 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from fastnn import activations as A
 from fastnn import _validation as V
 
-#: The loss names accepted by ``Sequential.compile``.
-LossName = Literal["mse", "binary_cross_entropy", "cross_entropy"]
+#: The loss names accepted by ``Sequential.compile`` and ``get_loss`` (Keras' names included).
+LossName = Literal["mse", "mean_squared_error", "mae", "mean_absolute_error", "huber",
+                   "binary_cross_entropy", "binary_crossentropy", "cross_entropy",
+                   "categorical_crossentropy", "sparse_categorical_crossentropy"]
 
-# Kernel codes, shared with both backends.
-MSE_KIND, BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX = range(7)
+# Kernel codes, shared with both backends (src_c-side copy: fastnn/_ext/_loss_core.pxd). The
+# element-wise kinds come first: codes >= CE_LOGITS are the cross-entropies (a mean over rows).
+(MSE_KIND, MAE_KIND, HUBER_KIND, BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS,
+ CE_SOFTMAX) = range(9)
 FUSED_KINDS = frozenset({BCE_SIGMOID, CE_SOFTMAX})
 
 
@@ -62,6 +74,82 @@ class Loss:
         """
         raise NotImplementedError
 
+    @property
+    def param(self) -> float:
+        """The parameter the loss kernels take with the kind: Huber's delta; 1.0 (unused) for
+        the others."""
+        return 1.0
+
+    def output_kind(self) -> int:
+        """The kernel code that reads an output as given (``value_and_grad``): never a fused
+        code; the cross-entropies read probabilities. By default ``kind`` after a linear
+        output."""
+        return self.kind(A.LINEAR)
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"name": ...}`` and the constructor's arguments: what ``get_loss`` rebuilds it
+        from."""
+        return {"name": self.name}
+
+    def value_and_grad(self, y_true: ArrayLike, y_pred: ArrayLike,
+                       sample_weight: Optional[ArrayLike] = None
+                       ) -> tuple[float, NDArray[np.floating[Any]]]:
+        """The loss of ``y_pred`` against ``y_true`` and its gradient ``dL/dy_pred``.
+
+        ``y_pred`` is read as given: values for MSE, MAE and Huber, probabilities for the
+        cross-entropies (``BCE_PROBS``, ``CE_PROBS``). Computed by the compiled kernels when
+        they are built, else by the NumPy reference.
+
+        Parameters
+        ----------
+        y_true : array_like
+            Targets in the forms ``targets`` accepts (labels or one-hot for cross-entropy).
+        y_pred : array_like of shape (n,) or (n, m)
+            Predictions, real and finite; float32 stays float32, anything else is float64.
+        sample_weight : array_like of shape (n,), optional
+            Finite weights >= 0: ``L = sum_i w_i l_i / n`` (Keras' "sum_over_batch_size").
+
+        Returns
+        -------
+        (float, ndarray)
+            The loss and ``dL/dy_pred`` (the shape and dtype of ``y_pred`` as validated).
+
+        Raises
+        ------
+        ValueError, TypeError
+            If an argument has the wrong shape, type or values (naming it).
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> value, grad = fnn.losses.get("mae").value_and_grad([0.0, 1.0], [0.5, 0.0])
+        >>> value, grad.tolist()
+        (0.75, [0.5, -0.5])
+        """
+        return self._evaluate(y_true, y_pred, sample_weight, True)  # type: ignore[return-value]
+
+    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike,
+                 sample_weight: Optional[ArrayLike] = None) -> float:
+        """The loss of ``y_pred`` as given (``value_and_grad`` without the gradient)."""
+        return self._evaluate(y_true, y_pred, sample_weight, False)[0]
+
+    def _evaluate(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: Optional[ArrayLike],
+                  with_grad: bool) -> tuple[float, Optional[NDArray[np.floating[Any]]]]:
+        from fastnn.backends import default_backend
+
+        out, shape = V.predictions("y_pred", y_pred)
+        n, m = out.shape
+        t = self.targets(y_true, m, out.dtype, n, "y_true")
+        if (type(t) is not np.ndarray or t.shape != out.shape or t.dtype != out.dtype
+                or not t.flags.c_contiguous):
+            raise TypeError(f"{type(self).__name__}.targets() must return a C-contiguous "
+                            f"{out.dtype.name} array of shape {out.shape}")
+        w = None if sample_weight is None else V.sample_weights(sample_weight, n, out.dtype)
+        kind = _checked_code(self, self.output_kind(), A.LINEAR)
+        grad = np.empty_like(out) if with_grad else None
+        value = default_backend().loss(kind, out, t, grad, w, self.param)
+        return value, None if grad is None else grad.reshape(shape)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -69,7 +157,7 @@ class Loss:
 class MeanSquaredError(Loss):
     """Mean squared error: ``L = sum((o - y)^2) / (n m)``; ``dL/do = 2 (o - y) / (n m)``.
 
-    Name ``"mse"``. Targets: (n,) for a single output, or (n, m).
+    Name ``"mse"`` (also ``"mean_squared_error"``). Targets: (n,) for a single output, or (n, m).
 
     Examples
     --------
@@ -91,10 +179,102 @@ class MeanSquaredError(Loss):
         return V.dense_targets(y, n_outputs, dtype, n_rows, name)
 
 
+class MeanAbsoluteError(Loss):
+    """Mean absolute error: ``L = sum(|o - y|) / (n m)``; ``dL/do = sign(o - y) / (n m)`` (0 where
+    ``o == y``).
+
+    Name ``"mae"`` (also ``"mean_absolute_error"``). Targets: (n,) for a single output, or (n, m).
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.MeanAbsoluteError()([[1.0, 2.0]], [[0.0, 4.0]])        # (1 + 2) / 2
+    1.5
+    """
+
+    name = "mae"
+
+    def kind(self, final_act: int) -> int:
+        return MAE_KIND
+
+    def targets(self, y: ArrayLike, n_outputs: int, dtype: DTypeLike,
+                n_rows: Optional[int] = None, name: str = "y") -> NDArray[np.floating[Any]]:
+        return V.dense_targets(y, n_outputs, dtype, n_rows, name)
+
+
+class Huber(Loss):
+    """Huber loss (Keras' ``huber``, PyTorch's ``HuberLoss``): with ``d = o - y``,
+    ``L = sum(h(d)) / (n m)``, ``h(d) = d^2 / 2`` where ``|d| <= delta``, else
+    ``delta |d| - delta^2 / 2``;  ``dL/do = clip(d, -delta, delta) / (n m)``.
+
+    Name ``"huber"``. Targets: (n,) for a single output, or (n, m).
+
+    Parameters
+    ----------
+    delta : float, default 1.0
+        Where the quadratic part turns linear: finite and > 0; for a model's dtype also a normal
+        number whose ``delta^2 / 2`` the dtype holds (float32: ``delta <= 2.6e19``).
+
+    Raises
+    ------
+    TypeError
+        If ``delta`` is not a real number.
+    ValueError
+        If ``delta`` is out of range (checked against the dtype with the targets).
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Huber(delta=1.0)([0.0, 0.0], [0.5, 3.0])     # (0.125 + 2.5) / 2
+    1.3125
+    """
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        delta = V.check_float("delta", delta, 0.0, None, low_open=True)
+        _check_delta(delta, np.float64)
+        self._delta = delta
+
+    @property
+    def delta(self) -> float:
+        """The threshold between the quadratic and the linear part."""
+        return self._delta
+
+    @property
+    def param(self) -> float:
+        return self._delta
+
+    def kind(self, final_act: int) -> int:
+        return HUBER_KIND
+
+    def targets(self, y: ArrayLike, n_outputs: int, dtype: DTypeLike,
+                n_rows: Optional[int] = None, name: str = "y") -> NDArray[np.floating[Any]]:
+        _check_delta(self._delta, dtype)
+        return V.dense_targets(y, n_outputs, dtype, n_rows, name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "delta": self._delta}
+
+    def __repr__(self) -> str:
+        return f"Huber(delta={self._delta!r})"
+
+
+def _check_delta(delta: float, dtype: DTypeLike) -> None:
+    """ValueError unless ``delta`` is a normal number of ``dtype`` whose ``delta^2 / 2`` (the
+    kernels' constant) the dtype holds."""
+    V.check_in_dtype("delta", delta, dtype, owner="Huber")
+    limit = math.sqrt(2.0 * float(np.finfo(dtype).max))
+    if not delta * (1 + 2 ** -10) < limit:
+        raise ValueError(f"Huber: delta must be < {limit:.6g} in {np.dtype(dtype).name} (delta^2 "
+                         f"/ 2 must not overflow). Received: delta={delta!r}")
+
+
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy: ``L = -sum(y log p + (1 - y) log(1 - p)) / (n m)``, y in [0, 1].
 
-    Name ``"binary_cross_entropy"``. How ``p`` is read from the output ``o``, and the gradient:
+    Name ``"binary_cross_entropy"`` (also ``"binary_crossentropy"``). How ``p`` is read from the
+    output ``o``, and the gradient:
 
     - after a final sigmoid (fused): ``p = o``; ``dL/dz = (p - y) / (n m)`` for the
       pre-activation ``z``;
@@ -125,6 +305,9 @@ class BinaryCrossEntropy(Loss):
             return BCE_PROBS
         return BCE_LOGITS
 
+    def output_kind(self) -> int:
+        return BCE_PROBS
+
     def targets(self, y: ArrayLike, n_outputs: int, dtype: DTypeLike,
                 n_rows: Optional[int] = None, name: str = "y") -> NDArray[np.floating[Any]]:
         t = V.dense_targets(y, n_outputs, dtype, n_rows, name)
@@ -138,7 +321,9 @@ class BinaryCrossEntropy(Loss):
 class CrossEntropy(Loss):
     """Categorical cross-entropy: ``L = -sum_i sum_j y_ij log p_ij / n`` (a mean over rows).
 
-    Name ``"cross_entropy"``. How ``p`` is read from the output ``o``, and the gradient:
+    Name ``"cross_entropy"`` (also ``"categorical_crossentropy"`` and
+    ``"sparse_categorical_crossentropy"``: both target forms are accepted). How ``p`` is read
+    from the output ``o``, and the gradient:
 
     - after a final softmax (fused): ``p = o``; ``dL/dz = (p - y) / n`` for the pre-activation;
     - after any other activation but sigmoid, ``o`` are logits: ``p = softmax(o)`` by
@@ -170,22 +355,43 @@ class CrossEntropy(Loss):
             return CE_PROBS
         return CE_LOGITS
 
+    def output_kind(self) -> int:
+        return CE_PROBS
+
     def targets(self, y: ArrayLike, n_outputs: int, dtype: DTypeLike,
                 n_rows: Optional[int] = None, name: str = "y") -> NDArray[np.floating[Any]]:
         return V.class_targets(y, n_outputs, dtype, n_rows, name)
 
 
 LOSSES: dict[str, type[Loss]] = {
-    cls.name: cls for cls in (MeanSquaredError, BinaryCrossEntropy, CrossEntropy)}
+    cls.name: cls for cls in (MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossEntropy,
+                               CrossEntropy)}
+#: Other names of the losses above (Keras' spellings); each code keeps one name of its own.
+ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae",
+           "binary_crossentropy": "binary_cross_entropy",
+           "categorical_crossentropy": "cross_entropy",        # CrossEntropy takes one-hot rows
+           "sparse_categorical_crossentropy": "cross_entropy"}  # ... and integer labels
 
 
-def check_kind(loss: Loss, final_act: int) -> int:
+def check_kind(loss: Loss, final_act: int, *, with_param: bool = False) -> int:
     """``loss.kind(final_act)``, checked: a kernel code both backends know, else TypeError.
 
     A ``Loss`` subclass must return one of the codes above; anything else would reach the
-    compiled kernels as an unknown code.
+    compiled kernels as an unknown code. ``with_param``: the caller passes ``loss.param`` to the
+    loss kernels. Models do not yet (``Sequential`` calls ``loss(kind, out, t, grad)``, and the
+    compiled training plan takes no parameter), so without it a loss whose ``param`` is not the
+    default 1.0 (``Huber(delta=2)``) is refused with NotImplementedError instead of being
+    computed with 1.0.
     """
-    kind = loss.kind(final_act)
+    kind = _checked_code(loss, loss.kind(final_act), final_act)
+    if not with_param and loss.param != 1.0:
+        raise NotImplementedError(f"{loss!r} in a model: models do not pass the loss parameter "
+                                  f"to their kernels yet (only 1.0 works there). Use "
+                                  f"value_and_grad, or {type(loss).__name__} with the default")
+    return kind
+
+
+def _checked_code(loss: Loss, kind: Any, final_act: int) -> int:
     if (not isinstance(kind, (int, np.integer)) or isinstance(kind, bool)
             or not MSE_KIND <= kind <= CE_SOFTMAX):
         raise TypeError(f"{type(loss).__name__}.kind() must return one of the loss kernel codes "
@@ -200,31 +406,51 @@ def check_kind(loss: Loss, final_act: int) -> int:
     return kind
 
 
-def get_loss(loss: LossName | Loss) -> Loss:
-    """A Loss instance from a name or an instance.
+def get_loss(loss: Union[LossName, Loss, dict[str, Any]]) -> Loss:
+    """A Loss instance from a name, a config dict or an instance.
 
     Parameters
     ----------
-    loss : {"mse", "binary_cross_entropy", "cross_entropy"} or Loss
-        A name gives a new instance; an instance is returned as it is.
+    loss : str, dict or Loss
+        A name (``LOSSES`` or Keras' ``ALIASES``) gives a new instance with default settings; a
+        dict such as ``{"name": "huber", "delta": 2.0}`` (the form ``get_config`` returns) one
+        with those settings; an instance is returned as it is.
 
     Raises
     ------
     ValueError
-        If ``loss`` is neither a known name nor a Loss.
+        If ``loss`` is neither a known name, such a dict nor a Loss.
+    TypeError
+        If a dict holds an unknown setting.
 
     Examples
     --------
     >>> from fastnn.losses import get_loss
-    >>> get_loss("mse")
-    MeanSquaredError()
+    >>> get_loss("mse"), get_loss("sparse_categorical_crossentropy")
+    (MeanSquaredError(), CrossEntropy())
     """
     if isinstance(loss, Loss):
         return loss
-    if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]()
-    raise ValueError(f"loss must be one of {sorted(LOSSES)} or a Loss instance. "
-                     f"Received: loss={loss!r}")
+    if isinstance(loss, str):
+        name = ALIASES.get(loss, loss)
+        if name in LOSSES:
+            return LOSSES[name]()
+    if isinstance(loss, dict) and isinstance(loss.get("name"), str):
+        config = dict(loss)
+        given = config.pop("name")
+        name = ALIASES.get(given, given)
+        if name in LOSSES:
+            try:
+                return LOSSES[name](**config)
+            except TypeError as exc:        # an unknown or missing setting
+                raise TypeError(f"loss config {loss!r} does not suit {LOSSES[name].__name__}: "
+                                f"{exc}") from None
+    raise ValueError(f"loss must be one of {sorted({**LOSSES, **ALIASES})}, a config dict or a "
+                     f"Loss instance. Received: loss={loss!r}")
+
+
+#: Keras' name for ``get_loss``: ``fastnn.losses.get("binary_crossentropy")``.
+get = get_loss
 
 
 def class_labels(targets: NDArray[Any]) -> NDArray[np.intp]:

@@ -90,6 +90,29 @@ def _hyper_parameter(name: str, doc: str) -> property:
     return property(get, set_, doc=doc)
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_UNSET: Any = _Unset()     # an argument not given (None is a value, refused as such)
+
+
+def _alias(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """The argument given as ``name`` or as its other name ``alias`` (TypeError if both), else
+    ``default``."""
+    if value is not _UNSET and alias_value is not _UNSET:
+        raise TypeError(f"give {name} or {alias} (another name for it), not both. Received: "
+                        f"{name}={value!r}, {alias}={alias_value!r}")
+    return value if value is not _UNSET else alias_value if alias_value is not _UNSET else default
+
+
+def _alias_property(name: str) -> property:
+    """Keras' spelling of the hyper-parameter ``name`` (reads and assigns it)."""
+    return property(lambda self: getattr(self, name), lambda self, v: setattr(self, name, v),
+                    doc=f"Keras' name for ``{name}``.")
+
+
 class Optimizer:
     """Base class. ``build(n, dtype)`` allocates state; ``step(backend, params, grads)`` updates.
 
@@ -318,13 +341,17 @@ class SGD(Optimizer):
         L2 penalty coefficient, >= 0 (0 or normal in the dtype), added to the gradient (biases
         included).
 
+    learning_rate : float, keyword only
+        Keras' name for ``lr`` (give one of the two).
+
     Every one may be assigned later (``opt.momentum = 0.95``) under the same rules; see
     ``Optimizer``. ``iterations`` counts the updates.
 
     Raises
     ------
     TypeError
-        If a number is not a real number or ``nesterov`` is not a bool.
+        If a number is not a real number or ``nesterov`` is not a bool, or both ``lr`` and
+        ``learning_rate`` are given.
     ValueError
         If a value is out of its range, or ``nesterov=True`` with ``momentum=0``; at ``build``
         (``compile``) or on assignment after it, if a value does not suit the model's dtype.
@@ -356,9 +383,9 @@ class SGD(Optimizer):
     momentum = _hyper_parameter("momentum", "The momentum factor, in [0, 1).")
     nesterov = _hyper_parameter("nesterov", "Whether the momentum is Nesterov's.")
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = _UNSET, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, *, learning_rate: float = _UNSET) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 0.01))
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
@@ -422,6 +449,10 @@ class Adam(Optimizer):
     weight_decay : float, default 0.0
         L2 penalty coefficient, >= 0 (0 or normal in the dtype), added to the gradient (not
         decoupled as in AdamW).
+    learning_rate, beta_1, beta_2, epsilon : float, keyword only
+        Keras' names for ``lr``, ``beta1``, ``beta2``, ``eps`` (give one of each pair; the
+        Keras names are also attributes). Keras adds its epsilon to ``sqrt(v)`` before the bias
+        correction ("epsilon hat"); here ``eps`` is added to ``sqrt(v_hat)``, as in PyTorch.
 
     Every one may be assigned later (``opt.lr = 1e-4``) under the same rules; see
     ``Optimizer``.
@@ -429,7 +460,7 @@ class Adam(Optimizer):
     Raises
     ------
     TypeError
-        If a value is not a real number.
+        If a value is not a real number, or a value is given under both of its names.
     ValueError
         If a value is out of its range; at ``build`` (``compile``) or on assignment after it, if
         a value does not suit the model's dtype.
@@ -464,12 +495,17 @@ class Adam(Optimizer):
     beta2 = _hyper_parameter("beta2", "The second-moment decay, in [0, 1).")
     eps = _hyper_parameter("eps", "The denominator's stabiliser, > 0.")
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.eps = eps
+    beta_1 = _alias_property("beta1")
+    beta_2 = _alias_property("beta2")
+    epsilon = _alias_property("eps")
+
+    def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
+                 eps: float = _UNSET, weight_decay: float = 0.0, *, learning_rate: float = _UNSET,
+                 beta_1: float = _UNSET, beta_2: float = _UNSET, epsilon: float = _UNSET) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3))
+        self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
+        self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
+        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-8)
         self.weight_decay = weight_decay
         self._m: FloatArray | None = None
         self._v: FloatArray | None = None
@@ -478,7 +514,7 @@ class Adam(Optimizer):
                        name: Optional[str]) -> None:
         for key in ("beta1", "beta2"):
             if key in settings and name in (None, key):
-                _below_one(key, settings[key], dtype, "Adam",
+                _below_one(key, settings[key], dtype, type(self).__name__,
                            "else 1 - beta is lost and the estimate never decays")
         if "eps" not in settings or name not in (None, "lr", "eps"):
             return
@@ -492,10 +528,11 @@ class Adam(Optimizer):
         why = (f"a gradient that passes the overflow screen (|g| < {screen:.4g} and lr * |g| < "
                f"{screen:.4g}) can move a weight by lr * |g| / eps, up to {reach:.4g}, beyond "
                f"the {dtype.name} maximum {limit:.4g}")
+        owner = type(self).__name__
         if name == "lr":
-            raise ValueError(f"Adam: lr must be < {eps * limit / (screen * _ROUNDING):.6g} with "
+            raise ValueError(f"{owner}: lr must be < {eps * limit / (screen * _ROUNDING):.6g} with "
                              f"eps={eps!r} in {dtype.name}: {why}. Received: lr={lr!r}")
-        raise ValueError(f"Adam: eps must be > {min(lr, 1.0) * screen * _ROUNDING / limit:.6g} "
+        raise ValueError(f"{owner}: eps must be > {min(lr, 1.0) * screen * _ROUNDING / limit:.6g} "
                          f"with lr={lr!r} in {dtype.name}: {why}. Received: eps={eps!r}")
 
     def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
@@ -503,13 +540,15 @@ class Adam(Optimizer):
         self._v = aligned_zeros(size, dtype)
 
     def _bound(self, params: FloatArray, G: float) -> float:
-        # |g'| <= G + wd |p|;  |m'| <= b1 |m| + (1 - b1) |g'|;  v' <= b2 v + (1 - b2) g'^2;
+        P = _max_abs(params)
+        return self._moments_bound(P, G + self._weight_decay * P)
+
+    def _moments_bound(self, P: float, g: float) -> float:
+        # |g'| <= g (= G + wd |p|);  |m'| <= b1 |m| + (1 - b1) |g'|;  v' <= b2 v + (1 - b2) g'^2;
         # |p'| <= |p| + lr |m'| / (1 - b1^t) / eps   (sqrt(v_hat) + eps >= eps); with every
         # intermediate (g'^2, m_hat, v_hat) below the result too
-        P = _max_abs(params)
         M, V_ = _max_abs(self._m), _max_abs(self._v)     # type: ignore[arg-type]
         b1, b2 = self._beta1, self._beta2
-        g = G + self._weight_decay * P
         t = int(self._iterations[0]) + 1
         m_hat = (b1 * M + (1 - b1) * g) / (1 - b1 ** t)
         v_hat = (b2 * V_ + (1 - b2) * g * g) / (1 - b2 ** t)
@@ -534,19 +573,232 @@ class Adam(Optimizer):
                                    "be 0 at iterations=0 (a fresh optimizer)")
 
 
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, as Keras and
+    PyTorch have it.
+
+    w -= lr * weight_decay * w;  then Adam's update of the decayed w with the plain gradient:
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= lr * m_hat / (sqrt(v_hat) + eps).
+    The decay scales every parameter, biases included (Keras and PyTorch do the same unless told
+    otherwise). ``eps`` is added to ``sqrt(v_hat)`` as in PyTorch and fastnn's Adam; Keras adds
+    it to ``sqrt(v)`` before the bias correction, which differs by ``sqrt(1 - b2^t)`` in eps
+    alone.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, as Adam's.
+    weight_decay : float, default 0.004
+        Decoupled decay, >= 0 (Keras' default; PyTorch's is 0.01), with ``lr * weight_decay``
+        at most 1 (more would flip the sign of the weights) and, unless 0, a normal number of
+        the dtype.
+    beta1, beta2 : float, default 0.9, 0.999
+        As Adam's.
+    eps : float, default 1e-7
+        As Adam's (Keras' default).
+    learning_rate, beta_1, beta_2, epsilon : float, keyword only
+        Keras' names for ``lr``, ``beta1``, ``beta2``, ``eps``.
+
+    The positional order is Keras': ``AdamW(learning_rate, weight_decay, beta_1, beta_2,
+    epsilon)``. Raises as Adam.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> from fastnn.backends import get_backend
+    >>> w, g = np.array([1.0, -2.0]), np.array([0.0, 0.0])
+    >>> opt = fnn.AdamW(learning_rate=0.1, weight_decay=0.5)
+    >>> opt.build(w.size, w.dtype)
+    >>> opt.step(get_backend("numpy"), w, g)          # no gradient: the decay alone
+    >>> w
+    array([ 0.95, -1.9 ])
+    """
+
+    name = "adamw"
+    _hyper = ("lr", "weight_decay", "beta1", "beta2", "eps")
+
+    def __init__(self, lr: float = _UNSET, weight_decay: float = 0.004, beta1: float = _UNSET,
+                 beta2: float = _UNSET, eps: float = _UNSET, *, learning_rate: float = _UNSET,
+                 beta_1: float = _UNSET, beta_2: float = _UNSET, epsilon: float = _UNSET) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         _alias("beta1", beta1, "beta_1", beta_1, 0.9),
+                         _alias("beta2", beta2, "beta_2", beta_2, 0.999),
+                         _alias("eps", eps, "epsilon", epsilon, 1e-7), weight_decay)
+
+    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                       name: Optional[str]) -> None:
+        super()._check_derived(settings, dtype, name)
+        if "weight_decay" not in settings or name not in (None, "lr", "weight_decay"):
+            return
+        lr, wd = settings["lr"], settings["weight_decay"]
+        if wd == 0.0:
+            return
+        if lr * wd > 1.0:
+            raise ValueError(f"AdamW: lr * weight_decay must be <= 1 (the decay w -= lr * "
+                             f"weight_decay * w would flip the sign of the weights). Received: "
+                             f"lr={lr!r}, weight_decay={wd!r}")
+        V.check_in_dtype("lr * weight_decay", lr * wd, dtype, owner="AdamW")
+
+    def _bound(self, params: FloatArray, G: float) -> float:
+        # the decay leaves |w| <= P (lr wd <= 1); then Adam's bound with the plain gradient
+        return self._moments_bound(_max_abs(params), G)
+
+    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+        check_update(self, params, grads)
+        t = int(self._iterations[0]) + 1
+        backend.adamw_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
+                             self._beta2, self._eps, self._weight_decay, self._iterations)
 
 
-def get_optimizer(optimizer: Union[Literal["sgd", "adam"], Optimizer, dict[str, Any]]
-                  ) -> Optimizer:
+class RMSprop(Optimizer):
+    """RMSprop as Keras defines it (Tieleman & Hinton, 2012), with optional momentum and the
+    centered variant (Graves, 2013).
+
+    v = rho v + (1 - rho) g^2;  centered: a = rho a + (1 - rho) g and d = max(v - a^2, 0) + eps,
+    otherwise d = v + eps;  inc = lr g / sqrt(d);  with momentum: b = momentum b + inc,
+    w -= b;  without: w -= inc.
+
+    Two choices follow Keras and differ from PyTorch's ``RMSprop``: ``eps`` is added under the
+    square root (PyTorch adds it to ``sqrt(v)``), and the momentum buffer holds the step with
+    ``lr`` in it (PyTorch's holds ``g / (sqrt(v) + eps)`` and multiplies by ``lr`` after: the
+    same while ``lr`` is constant). With ``eps`` negligible against ``v`` both give the same
+    steps. The centered variance is clamped at 0, where Keras and PyTorch would take the square
+    root of a value that rounding made negative. There is no weight decay.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, > 0 and a normal number of the model's dtype.
+    rho : float, default 0.9
+        Decay of the moving averages, in [0, 1), 0 or normal in the dtype, and below 1 once
+        rounded to it (PyTorch calls it ``alpha``).
+    momentum : float, default 0.0
+        Momentum factor in [0, 1), as ``rho``; 0 keeps no buffer in use.
+    eps : float, default 1e-7
+        Added to the mean square under the root, > 0 and normal in the dtype. (Any such eps
+        keeps a step finite: ``S / sqrt(finfo.tiny) < finfo.max`` for the screen S of
+        ``check_update`` in both dtypes.)
+    centered : bool, default False
+        Divide by the root of the variance estimate instead of the mean square.
+    learning_rate, epsilon : float, keyword only
+        Keras' names for ``lr`` and ``eps`` (give one of each pair).
+
+    Every one may be assigned later under the same rules; see ``Optimizer``. ``state()`` holds
+    ``mean_square`` (v), ``mean_gradient`` (a) and ``momentum`` (b); all three are kept, so that
+    ``centered`` and ``momentum`` may change between steps (their state then starts at 0).
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number, ``centered`` is not a bool, or a value is given under
+        both of its names.
+    ValueError
+        If a value is out of its range; at ``build`` (``compile``) or on assignment after it, if
+        a value does not suit the model's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> from fastnn.backends import get_backend
+    >>> w, g = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    >>> opt = fnn.RMSprop(learning_rate=0.01, rho=0.0, epsilon=1e-12)
+    >>> opt.build(w.size, w.dtype)
+    >>> opt.step(get_backend("numpy"), w, g)          # rho 0: w -= lr * sign(g)
+    >>> w.round(9)
+    array([0.99, 2.01])
+    """
+
+    name = "rmsprop"
+    _hyper = ("lr", "rho", "momentum", "eps", "centered")
+    _ranges = {"lr": Optimizer._ranges["lr"], "rho": (0.0, 1.0, False, True),
+               "momentum": (0.0, 1.0, False, True), "eps": (0.0, None, True, False)}
+    _weight_decay = 0.0      # none (check_update reads it)
+
+    rho = _hyper_parameter("rho", "The decay of the moving averages, in [0, 1).")
+    momentum = _hyper_parameter("momentum", "The momentum factor, in [0, 1).")
+    eps = _hyper_parameter("eps", "Added to the mean square under the root, > 0.")
+    centered = _hyper_parameter("centered", "Whether to divide by the variance estimate.")
+    epsilon = _alias_property("eps")
+
+    @property
+    def weight_decay(self) -> float:
+        """RMSprop has no weight decay: 0.0."""
+        return 0.0
+
+    def __init__(self, lr: float = _UNSET, rho: float = 0.9, momentum: float = 0.0,
+                 eps: float = _UNSET, centered: bool = False, *, learning_rate: float = _UNSET,
+                 epsilon: float = _UNSET) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3))
+        self.rho = rho
+        self.momentum = momentum
+        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
+        self.centered = centered
+        self._mean_square: FloatArray | None = None
+        self._mean_grad: FloatArray | None = None
+        self._buffer: FloatArray | None = None
+
+    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                       name: Optional[str]) -> None:
+        for key, why in (("rho", "else 1 - rho is lost and the averages never decay"),
+                         ("momentum", "else the buffer never decays")):
+            if key in settings and name in (None, key):
+                _below_one(key, settings[key], dtype, "RMSprop", why)
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
+        self._mean_square = aligned_zeros(size, dtype)
+        self._mean_grad = aligned_zeros(size, dtype)
+        self._buffer = aligned_zeros(size, dtype)
+
+    def _bound(self, params: FloatArray, G: float) -> float:
+        # v' <= rho v + (1 - rho) G^2;  d >= eps, so |inc| <= lr G / sqrt(eps);
+        # |a'| <= rho |a| + (1 - rho) G (a'^2 computed);  |b'| <= mu |b| + |inc|;
+        # |p'| <= |p| + |b'| (or |inc|)
+        P = _max_abs(params)
+        rho, mu, lr = self._rho, self._momentum, self._lr
+        g2 = G * G
+        v_new = rho * _max_abs(self._mean_square) + (1 - rho) * g2    # type: ignore[arg-type]
+        inc = lr * G / math.sqrt(self._eps)
+        a_new = rho * _max_abs(self._mean_grad) + (1 - rho) * G       # type: ignore[arg-type]
+        b_new = mu * _max_abs(self._buffer) + inc if mu else inc      # type: ignore[arg-type]
+        return max(g2, v_new + self._eps, a_new * a_new if self._centered else 0.0, lr * G,
+                   b_new, P + b_new)
+
+    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+        check_update(self, params, grads)
+        backend.rmsprop_update(params, grads, self._mean_square, self._mean_grad, self._buffer,
+                               self._lr, self._rho, self._momentum, self._eps, self._centered,
+                               self._iterations)
+
+    def state(self) -> dict[str, FloatArray | None]:
+        return {"mean_square": self._mean_square, "mean_gradient": self._mean_grad,
+                "momentum": self._buffer}
+
+    def _check_state_rules(self, iterations: int) -> None:
+        v = self._mean_square
+        _check_state_array("mean_square", v, v < 0,            # type: ignore[arg-type,operator]
+                           "be >= 0 (a decaying mean of squared gradients)")
+        if iterations == 0:
+            for key, arr in self.state().items():
+                _check_state_array(key, arr, arr != 0,              # type: ignore[arg-type]
+                                   "be 0 at iterations=0 (a fresh optimizer)")
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
+                                                   "rmsprop": RMSprop}
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+
+
+def get_optimizer(optimizer: Union[OptimizerName, Optimizer, dict[str, Any]]) -> Optimizer:
     """An Optimizer from an instance, a name (default settings) or a config dict.
 
     Parameters
     ----------
-    optimizer : {"sgd", "adam"}, Optimizer or dict
+    optimizer : {"sgd", "adam", "adamw", "rmsprop"}, Optimizer or dict
         An instance is returned as it is; a name gives one with default settings; a dict such
-        as ``{"name": "sgd", "lr": 0.1}`` (the form ``get_config`` returns) gives one with
-        those settings.
+        as ``{"name": "sgd", "lr": 0.1}`` (the form ``get_config`` returns; Keras' argument
+        names work too) gives one with those settings.
 
     Raises
     ------

@@ -68,7 +68,8 @@ TESTS=()
 for t in tests/test_backends.py tests/test_ops.py tests/test_gradients.py \
          tests/test_properties.py tests/test_numerics.py tests/test_train_plan.py \
          tests/test_hostile_model.py tests/test_interrupts.py tests/test_hyperparameters.py \
-         tests/test_threads_hostile.py tests/test_hostile_state_machine.py; do
+         tests/test_threads_hostile.py tests/test_hostile_state_machine.py \
+         tests/test_losses_optimizers_keras.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 set +e

@@ -31,6 +31,10 @@ typedef struct {
                 int, float);
     void (*adam)(float *restrict, const float *restrict, float *restrict, float *restrict,
                  ptrdiff_t, float, float, float, float, float, float, float, float, float);
+    void (*rmsprop)(float *restrict, const float *restrict, float *restrict, float *restrict,
+                    float *restrict, ptrdiff_t, float, float, float, float, float, int);
+    void (*adamw)(float *restrict, const float *restrict, float *restrict, float *restrict,
+                  ptrdiff_t, float, float, float, float, float, float, float, float, float);
     double (*max_abs)(const float *, ptrdiff_t);
     void (*exp)(const float *, float *, ptrdiff_t);
 } vec_f32;
@@ -43,14 +47,20 @@ typedef struct {
     void (*adam)(double *restrict, const double *restrict, double *restrict, double *restrict,
                  ptrdiff_t, double, double, double, double, double, double, double, double,
                  double);
+    void (*rmsprop)(double *restrict, const double *restrict, double *restrict, double *restrict,
+                    double *restrict, ptrdiff_t, double, double, double, double, double, int);
+    void (*adamw)(double *restrict, const double *restrict, double *restrict, double *restrict,
+                  ptrdiff_t, double, double, double, double, double, double, double, double,
+                  double);
     double (*max_abs)(const double *, ptrdiff_t);
 } vec_f64;
 
 #define VEC_F32(SUFFIX)                                                                        \
-    {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32, max_abs_##SUFFIX##_f32, \
-     exp_##SUFFIX##_f32}
-#define VEC_F64(SUFFIX) \
-    {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64, adam_##SUFFIX##_f64, max_abs_##SUFFIX##_f64}
+    {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32,                      \
+     rmsprop_##SUFFIX##_f32, adamw_##SUFFIX##_f32, max_abs_##SUFFIX##_f32, exp_##SUFFIX##_f32}
+#define VEC_F64(SUFFIX)                                                                        \
+    {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64, adam_##SUFFIX##_f64,                      \
+     rmsprop_##SUFFIX##_f64, adamw_##SUFFIX##_f64, max_abs_##SUFFIX##_f64}
 
 /* The template for one element type in each flavour (fnn_vec_flavours.h), float then double. */
 #define FT float
@@ -357,6 +367,40 @@ void fnn_adam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t
 {
     const unsigned int saved = fnn_ftz_enter();
     vd()->adam(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, wd);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_rmsprop_f32(float *p, const float *grad, float *v, float *a, float *b, ptrdiff_t n,
+                     float lr, float rho, float one_rho, float mu, float eps, int centered)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vs()->rmsprop(p, grad, v, a, b, n, lr, rho, one_rho, mu, eps, centered);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_rmsprop_f64(double *p, const double *grad, double *v, double *a, double *b, ptrdiff_t n,
+                     double lr, double rho, double one_rho, double mu, double eps, int centered)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vd()->rmsprop(p, grad, v, a, b, n, lr, rho, one_rho, mu, eps, centered);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_adamw_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, float lr,
+                   float b1, float b2, float one_b1, float one_b2, float bc1, float bc2, float eps,
+                   float lr_wd)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vs()->adamw(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr,
+                   double b1, double b2, double one_b1, double one_b2, double bc1, double bc2,
+                   double eps, double lr_wd)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vd()->adamw(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd);
     fnn_ftz_leave(saved);
 }
 

@@ -26,7 +26,7 @@ void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *ac
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
                           ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, int act, double param);
 
-/* The two updates run in flush-to-zero mode themselves (fnn_ftz.h; they are also called from
+/* The updates run in flush-to-zero mode themselves (fnn_ftz.h; they are also called from
  * threads of their own): a velocity or moment below the smallest normal number becomes 0. */
 
 /* SGD on n parameters:  g = grad + wd p;  v = mu v + g;  p -= lr (nesterov ? g + mu v : v);
@@ -45,6 +45,24 @@ void fnn_adam_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, 
 void fnn_adam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr,
                   double b1, double b2, double one_b1, double one_b2, double bc1, double bc2,
                   double eps, double wd);
+
+/* RMSprop (Keras) on n parameters:  v = rho v + (1 - rho) g^2;  centered: a = rho a + (1 - rho) g,
+ * d = max(v - a^2, 0) + eps, else d = v + eps;  inc = lr g / sqrt(d);  mu > 0: b = mu b + inc,
+ * p -= b, else p -= inc.  one_rho = 1 - rho from the caller; a (centered) and b (mu > 0) may be
+ * NULL when unused. */
+void fnn_rmsprop_f32(float *p, const float *grad, float *v, float *a, float *b, ptrdiff_t n,
+                     float lr, float rho, float one_rho, float mu, float eps, int centered);
+void fnn_rmsprop_f64(double *p, const double *grad, double *v, double *a, double *b, ptrdiff_t n,
+                     double lr, double rho, double one_rho, double mu, double eps, int centered);
+
+/* AdamW on n parameters: p -= lr_wd p (decoupled decay, lr_wd = lr * weight decay), then
+ * m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr (m / bc1) / (sqrt(v / bc2) + eps). */
+void fnn_adamw_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, float lr,
+                   float b1, float b2, float one_b1, float one_b2, float bc1, float bc2, float eps,
+                   float lr_wd);
+void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr,
+                   double b1, double b2, double one_b1, double one_b2, double bc1, double bc2,
+                   double eps, double lr_wd);
 
 /* max |x_i| over n values (0 for n == 0), or NaN when any x_i is NaN or inf. */
 double fnn_max_abs_f32(const float *x, ptrdiff_t n);

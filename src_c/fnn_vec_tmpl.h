@@ -96,6 +96,74 @@ VEC_TARGET static void VFN(adam)(FT *restrict p, const FT *restrict grad, FT *re
     }
 }
 
+/* RMSprop as Keras writes it (eps inside the square root; the momentum buffer holds lr * ...):
+ * v = rho v + (1 - rho) g^2;  centered: a = rho a + (1 - rho) g, d = max(v - a^2, 0) + eps, else
+ * d = v + eps;  inc = lr g / sqrt(d);  mu > 0: b = mu b + inc, p -= b;  else p -= inc.
+ * One loop per case, no branch inside (a and b are not touched when unused and may be NULL). */
+VEC_TARGET static void VFN(rmsprop)(FT *restrict p, const FT *restrict grad, FT *restrict v,
+                                    FT *restrict a, FT *restrict b, ptrdiff_t n, FT lr, FT rho,
+                                    FT one_rho, FT mu, FT eps, int centered)
+{
+    ptrdiff_t i;
+    if (!centered && mu == (FT)0) {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i];
+            const FT vi = rho * v[i] + one_rho * (g * g);
+            v[i] = vi;
+            p[i] = p[i] - lr * g / FT_SQRT(vi + eps);
+        }
+    } else if (!centered) {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i];
+            const FT vi = rho * v[i] + one_rho * (g * g);
+            const FT bi = mu * b[i] + lr * g / FT_SQRT(vi + eps);
+            v[i] = vi;
+            b[i] = bi;
+            p[i] = p[i] - bi;
+        }
+    } else if (mu == (FT)0) {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i];
+            const FT vi = rho * v[i] + one_rho * (g * g);
+            const FT ai = rho * a[i] + one_rho * g;
+            const FT var = vi - ai * ai; /* >= 0 but for rounding: clamped (NaN passes) */
+            v[i] = vi;
+            a[i] = ai;
+            p[i] = p[i] - lr * g / FT_SQRT((var < (FT)0 ? (FT)0 : var) + eps);
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            const FT g = grad[i];
+            const FT vi = rho * v[i] + one_rho * (g * g);
+            const FT ai = rho * a[i] + one_rho * g;
+            const FT var = vi - ai * ai;
+            const FT bi = mu * b[i] + lr * g / FT_SQRT((var < (FT)0 ? (FT)0 : var) + eps);
+            v[i] = vi;
+            a[i] = ai;
+            b[i] = bi;
+            p[i] = p[i] - bi;
+        }
+    }
+}
+
+/* AdamW: the decoupled decay p -= lr_wd p (lr_wd = lr * weight decay), then Adam's update of the
+ * decayed p with the plain gradient, as adam() with wd = 0. */
+VEC_TARGET static void VFN(adamw)(FT *restrict p, const FT *restrict grad, FT *restrict m,
+                                  FT *restrict v, ptrdiff_t n, FT lr, FT b1, FT b2, FT one_b1,
+                                  FT one_b2, FT bc1, FT bc2, FT eps, FT lr_wd)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) {
+        const FT pi = p[i] - lr_wd * p[i];
+        const FT g = grad[i];
+        const FT mi = b1 * m[i] + one_b1 * g;
+        const FT vi = b2 * v[i] + one_b2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - lr * (mi / bc1) / (FT_SQRT(vi / bc2) + eps);
+    }
+}
+
 /* On the bit patterns: with the sign bit cleared, finite values order like their magnitudes and
  * NaN and inf have the largest patterns; an integer max has no NaN rules, so it vectorises. */
 VEC_TARGET static double VFN(max_abs)(const FT *x, ptrdiff_t n)

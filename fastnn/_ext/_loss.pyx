@@ -1,7 +1,9 @@
 # Loss kernels of the fast backend: the value and, optionally, the gradient in one pass.
 #
-# Kinds (fastnn.losses): 0 MSE, 1 BCE_LOGITS, 2 BCE_PROBS, 3 BCE_SIGMOID, 4 CE_LOGITS, 5 CE_PROBS,
-# 6 CE_SOFTMAX. The value is a mean over count = n * C elements (MSE, BCE) or n rows (CE).
+# Kinds (fastnn.losses): 0 MSE, 1 MAE, 2 HUBER, 3 BCE_LOGITS, 4 BCE_PROBS, 5 BCE_SIGMOID,
+# 6 CE_LOGITS, 7 CE_PROBS, 8 CE_SOFTMAX. The value is a mean over count = n * C elements (MSE, MAE,
+# HUBER, BCE) or n rows (CE); with sample weights w, sum_i w_i * (row i's sum) / count, which is
+# Keras' "sum_over_batch_size" of the per-sample losses (a mean over the outputs, or the CE sum).
 # Terms are computed in the array dtype, as in the NumPy backend (so a float32 loss overflows at the
 # same step in both); the softplus and log-sum-exp sums use double. Each row's partial sum is
 # accumulated in double and the partials are added in row order, so the value is the same at any
@@ -13,31 +15,39 @@
 from cython cimport floating
 from libc.math cimport NAN
 
-from fastnn._ext._loss_core cimport MSE, CE_LOGITS, CE_SOFTMAX, _loss_sum
+from fastnn._ext._loss_core cimport MSE, CE_LOGITS, CE_SOFTMAX, _loss_sum_weighted
 from fastnn._ext._parallel cimport fnn_ftz_enter, fnn_ftz_leave
 
 
 def loss(int kind,
          const floating[:, ::1] output,   # IN  (n, C) predictions, probabilities or logits
          const floating[:, ::1] target,   # IN  (n, C) dense targets
-         floating[:, ::1] grad):          # OUT (n, C) dL/d(output), or None for the value only
-    """L := mean loss of `kind`;  grad := dL/d(output) (fused kinds: (p - target) / count)"""
+         floating[:, ::1] grad,           # OUT (n, C) dL/d(output), or None for the value only
+         const floating[::1] weights=None,  # IN (n,) sample weights >= 0, or None (all 1)
+         double param=1.0):               # the loss's parameter: Huber's delta (> 0)
+    """L := sum_i w_i l_i / n (w_i = 1 without weights);  grad := dL/d(output)
+    (fused kinds: w_i (p - target) / count)"""
     cdef unsigned int csr
     cdef Py_ssize_t n = output.shape[0], c = output.shape[1]
     cdef Py_ssize_t count = n if kind >= CE_LOGITS else n * c
     cdef floating *g = NULL
+    cdef const floating *w = NULL
     cdef double total
     if kind < MSE or kind > CE_SOFTMAX:
-        raise ValueError(f"loss kind must be in 0..6. Received: kind={kind}")
+        raise ValueError(f"loss kind must be in {MSE}..{CE_SOFTMAX}. Received: kind={kind}")
     if target.shape[0] != n or target.shape[1] != c or (
-            grad is not None and (grad.shape[0] != n or grad.shape[1] != c)):
+            grad is not None and (grad.shape[0] != n or grad.shape[1] != c)) or (
+            weights is not None and weights.shape[0] != n):
         raise ValueError("fastnn kernel called with inconsistent shapes: loss")
     if n == 0 or c == 0:
         return NAN
     if grad is not None:
         g = &grad[0, 0]
+    if weights is not None:
+        w = &weights[0]
     with nogil:
         csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
-        total = _loss_sum(kind, &output[0, 0], &target[0, 0], g, n, c, <floating>count)
+        total = _loss_sum_weighted(kind, &output[0, 0], &target[0, 0], g, w, n, c,
+                                   <floating>count, <floating>param)
         fnn_ftz_leave(csr)
     return total / count

@@ -10,14 +10,18 @@ from libc.stdlib cimport malloc, free
 from fastnn._ext._elementwise cimport f_exp, f_log, sigmoid
 from fastnn._ext._parallel cimport threads_for, fnn_ftz_enter, fnn_ftz_leave
 
+# The codes of fastnn.losses. The element-wise kinds come first and the cross-entropies last, so
+# `kind >= CE_LOGITS` (a mean over rows, label targets accepted) holds for the cross-entropies only.
 cdef enum:
     MSE = 0
-    BCE_LOGITS = 1
-    BCE_PROBS = 2
-    BCE_SIGMOID = 3
-    CE_LOGITS = 4
-    CE_PROBS = 5
-    CE_SOFTMAX = 6
+    MAE = 1
+    HUBER = 2
+    BCE_LOGITS = 3
+    BCE_PROBS = 4
+    BCE_SIGMOID = 5
+    CE_LOGITS = 6
+    CE_PROBS = 7
+    CE_SOFTMAX = 8
 
 
 cdef inline floating _clip(floating p, floating lo, floating hi) noexcept nogil:
@@ -87,9 +91,40 @@ cdef inline double _ce_row(int kind, const floating *o, const floating *t, float
     return s
 
 
+cdef inline double _abs_row(int kind, const floating *o, const floating *t, floating *g,
+                            Py_ssize_t c, floating count, floating delta) noexcept nogil:
+    """d = o - t.  MAE: sum_j |d_j|;  g := sign(d) / count.
+    HUBER: sum_j (|d| <= delta ? d^2 / 2 : delta |d| - delta^2 / 2);  g := clip(d, +-delta) / count
+    (Keras' huber; the terms in the array dtype, as MSE's)"""
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating d, a
+    cdef floating half = 0.5
+    cdef floating inv_count = <floating>(1.0 / count)
+    cdef floating half_dd = half * (delta * delta)
+    for j in range(c):
+        d = o[j] - t[j]
+        a = d if d >= 0 else -d
+        if kind == MAE:
+            s += a
+            if g != NULL:
+                g[j] = inv_count if d > 0 else (-inv_count if d < 0 else <floating>0)
+        elif a <= delta:
+            s += half * (d * d)
+            if g != NULL:
+                g[j] = d * inv_count
+        else:
+            s += delta * a - half_dd
+            if g != NULL:
+                g[j] = (delta if d > 0 else -delta) * inv_count
+    return s
+
+
 cdef inline double _row(int kind, const floating *o, const floating *t, floating *g,
-                        Py_ssize_t c, floating count, floating eps) noexcept nogil:
-    """The loss sum of one row (before the mean), writing that row of the gradient."""
+                        Py_ssize_t c, floating count, floating eps,
+                        floating param) noexcept nogil:
+    """The loss sum of one row (before the mean), writing that row of the gradient; `param` is
+    the loss's parameter (Huber's delta), unused by the other kinds."""
     cdef Py_ssize_t j
     cdef double s = 0
     cdef floating d
@@ -105,12 +140,36 @@ cdef inline double _row(int kind, const floating *o, const floating *t, floating
         return s
     if kind >= CE_LOGITS:
         return _ce_row(kind, o, t, g, c, count, eps)
+    if kind <= HUBER:
+        return _abs_row(kind, o, t, g, c, count, param)
     return _bce_row(kind, o, t, g, c, count, eps)
+
+
+cdef inline double _weighted_row(int kind, const floating *o, const floating *t, floating *g,
+                                 const floating *w, Py_ssize_t i, Py_ssize_t c, floating count,
+                                 floating eps, floating param) noexcept nogil:
+    """_row of row i; with sample weights w (not NULL): w_i * that sum, the gradient row times
+    w_i (Keras' "sum_over_batch_size": each sample's loss weighted, the mean over the batch)."""
+    cdef Py_ssize_t j
+    cdef double s = _row(kind, o, t, g, c, count, eps, param)
+    if w == NULL:
+        return s
+    if g != NULL:
+        for j in range(c):
+            g[j] = g[j] * w[i]
+    return w[i] * s
 
 
 cdef inline double _loss_sum(int kind, const floating *o, const floating *t, floating *g,
                              Py_ssize_t n, Py_ssize_t c, floating count) noexcept nogil:
-    """sum over rows of _row, added in row order."""
+    """sum over rows of _row, added in row order (no sample weights, parameter 1)."""
+    return _loss_sum_weighted(kind, o, t, g, NULL, n, c, count, 1)
+
+
+cdef inline double _loss_sum_weighted(int kind, const floating *o, const floating *t,
+                                      floating *g, const floating *w, Py_ssize_t n, Py_ssize_t c,
+                                      floating count, floating param) noexcept nogil:
+    """sum over rows of _weighted_row (w may be NULL: no weights), added in row order."""
     cdef Py_ssize_t i, b
     cdef unsigned int csr
     cdef double total = 0
@@ -120,21 +179,22 @@ cdef inline double _loss_sum(int kind, const floating *o, const floating *t, flo
     if nt > 1:
         partial = <double *>malloc(n * sizeof(double))
     if partial == NULL:                  # one thread (or no scratch memory): add as we go
-        if kind == CE_SOFTMAX and g != NULL:
+        if kind == CE_SOFTMAX and g != NULL and w == NULL:
             # the gradient (p - t) / count of _ce_row over the whole block in one flat loop (it
             # vectorises, where a row of a few classes does not); then the rows' losses alone
             for i in range(n * c):
                 g[i] = (o[i] - t[i]) / count
             g = NULL
         for i in range(n):
-            total += _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
-                          count, eps)
+            total += _weighted_row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c,
+                                   w, i, c, count, eps, param)
         return total
     for b in prange(nt, schedule='static', num_threads=nt):     # one block of rows per thread
         csr = fnn_ftz_enter()
         for i in range(b * n // nt, (b + 1) * n // nt):
-            partial[i] = _row(kind, o + i * c, t + i * c, NULL if g == NULL else g + i * c, c,
-                              count, eps)
+            partial[i] = _weighted_row(kind, o + i * c, t + i * c,
+                                       NULL if g == NULL else g + i * c, w, i, c, count, eps,
+                                       param)
         fnn_ftz_leave(csr)
     for i in range(n):
         total += partial[i]

@@ -9,7 +9,7 @@
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from fastnn._ext._optim_core cimport _sgd, _adam
+from fastnn._ext._optim_core cimport _sgd, _adam, _rmsprop, _adamw
 from fastnn._ext._parallel cimport PARALLEL_MIN_WORK
 
 
@@ -65,5 +65,73 @@ def adam_update(floating[::1] params,        # OUT (N,) updated in place
             _adam(&params[0], &grads[0], &m[0], &v[0], n, <floating>lr, <floating>beta1,
                   <floating>beta2, <floating>(1 - beta1), <floating>(1 - beta2), <floating>bc1,
                   <floating>bc2, <floating>eps, <floating>weight_decay, PARALLEL_MIN_WORK)
+    if counter is not None:
+        counter[0] += 1
+
+
+def rmsprop_update(floating[::1] params,        # OUT (N,) updated in place
+                   const floating[::1] grads,   # IN  (N,)
+                   floating[::1] mean_square,   # OUT (N,) v, the mean of squared gradients
+                   floating[::1] mean_grad,     # OUT (N,) a, the mean gradient (centered only)
+                   floating[::1] buffer,        # OUT (N,) b, the momentum buffer (momentum > 0)
+                   double lr, double rho, double momentum, double eps, bint centered,
+                   int64_t[::1] counter=None):  # OUT (1,) the step count, + 1 after the update
+    """v := rho v + (1 - rho) g^2;  p -= lr g / sqrt(v + eps)  (Keras' RMSprop; centered: v - a^2
+    clamped at 0 under the root; momentum: b := momentum b + that step, p -= b)
+
+    The step count moves in the same call as the weights (see sgd_update)."""
+    cdef Py_ssize_t n = params.shape[0]
+    cdef floating *a = NULL
+    cdef floating *b = NULL
+    if grads.shape[0] != n or mean_square.shape[0] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: rmsprop_update")
+    if centered:
+        if mean_grad is None or mean_grad.shape[0] != n:
+            raise ValueError("fastnn kernel called with inconsistent shapes: rmsprop_update "
+                             "mean_grad")
+        if n > 0:
+            a = &mean_grad[0]
+    if momentum != 0:
+        if buffer is None or buffer.shape[0] != n:
+            raise ValueError("fastnn kernel called with inconsistent shapes: rmsprop_update "
+                             "buffer")
+        if n > 0:
+            b = &buffer[0]
+    if counter is not None and counter.shape[0] != 1:
+        raise ValueError("fastnn kernel called with inconsistent shapes: rmsprop_update counter")
+    if n > 0:
+        with nogil:
+            _rmsprop(&params[0], &grads[0], &mean_square[0], a, b, n, <floating>lr,
+                     <floating>rho, <floating>(1 - rho), <floating>momentum, <floating>eps,
+                     centered, PARALLEL_MIN_WORK)
+    if counter is not None:
+        counter[0] += 1
+
+
+def adamw_update(floating[::1] params,       # OUT (N,) updated in place
+                 const floating[::1] grads,  # IN  (N,)
+                 floating[::1] m,            # OUT (N,) first-moment estimate
+                 floating[::1] v,            # OUT (N,) second-moment estimate
+                 long step, double lr, double beta1, double beta2, double eps,
+                 double weight_decay,
+                 int64_t[::1] counter=None):  # OUT (1,) the step count, + 1 after the update
+    """p -= (lr * weight_decay) p;  then adam_update's step with weight_decay 0 (decoupled decay)
+
+    The step count moves in the same call as the weights (see sgd_update)."""
+    cdef Py_ssize_t n = params.shape[0]
+    if grads.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: adamw_update")
+    if step < 1:
+        raise ValueError(f"step counts from 1. Received: step={step}")
+    if counter is not None and counter.shape[0] != 1:
+        raise ValueError("fastnn kernel called with inconsistent shapes: adamw_update counter")
+    cdef double bc1 = 1 - beta1 ** step
+    cdef double bc2 = 1 - beta2 ** step
+    if n > 0:
+        with nogil:
+            _adamw(&params[0], &grads[0], &m[0], &v[0], n, <floating>lr, <floating>beta1,
+                   <floating>beta2, <floating>(1 - beta1), <floating>(1 - beta2), <floating>bc1,
+                   <floating>bc2, <floating>eps, <floating>(lr * weight_decay),
+                   PARALLEL_MIN_WORK)
     if counter is not None:
         counter[0] += 1

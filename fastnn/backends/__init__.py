@@ -22,17 +22,28 @@ activation_backward(y, dy, act, param, out) -> out
 dense_backward(x, w, y, dy, act, param, dz, dw, db, dx) -> None
     dz := activation_backward(y, dy);  dw := x.T @ dz;  db := dz.sum(axis=0);
     dx := dz @ w.T, skipped when dx is None.  dz may be dy itself (then dy is overwritten).
-loss(kind, output, target, grad) -> float
+loss(kind, output, target, grad, weights=None, param=1.0) -> float
     The loss value; when grad is not None also grad := dL/d(output), or for the fused kinds
     (BCE_SIGMOID, CE_SOFTMAX) dL/d(pre-activation) = (p - target) / count.
     target is dense, the shape and dtype of output (integer labels are one-hot by then).
+    weights: None, or (n,) sample weights >= 0 of the dtype: L = sum_i w_i * row_i / count and
+    each gradient row times w_i (Keras' "sum_over_batch_size"); None gives the unweighted
+    result bit for bit. param: the loss's parameter (HUBER's delta > 0; unused otherwise).
 sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, counter=None) -> None
     g := grad + wd * p;  v := momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     (with momentum == 0: p -= lr * g, velocity untouched). Flat 1-D arrays of equal length.
 adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None) -> None
     g := grad + wd * p;  m := b1 m + (1 - b1) g;  v := b2 v + (1 - b2) g^2;
     p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps);   step counts from 1.
-    Both: counter (a 1-element int64 array, the optimizer's step count) += 1 with the update,
+rmsprop_update(params, grads, mean_square, mean_grad, buffer, lr, rho, momentum, eps, centered,
+               counter=None) -> None
+    v := rho v + (1 - rho) g^2;  d := v + eps, or when centered (a := rho a + (1 - rho) g)
+    d := max(v - a^2, 0) + eps;  inc := lr g / sqrt(d);  momentum == 0: p -= inc, else
+    b := momentum b + inc, p -= b (Keras' RMSprop). mean_grad is untouched (may be None) unless
+    centered, buffer unless momentum != 0.
+adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None) -> None
+    p -= (lr * weight_decay) * p;  then adam_update's step with weight_decay 0 (decoupled).
+    All: counter (a 1-element int64 array, the optimizer's step count) += 1 with the update,
     which a KeyboardInterrupt cannot split: the arrays and the count change together or not.
 """
 

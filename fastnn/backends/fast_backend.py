@@ -18,7 +18,7 @@ try:
                                       kernel_name, matmul, openmp_enabled, parallel_min_work,
                                       set_num_threads, thread_limit)
     from fastnn._ext._loss import loss
-    from fastnn._ext._optim import adam_update, sgd_update
+    from fastnn._ext._optim import adam_update, adamw_update, rmsprop_update, sgd_update
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
         "fastnn's compiled extension is missing or broken, so backend='fast' is unavailable "
@@ -37,7 +37,7 @@ if _requested_kernel and _requested_kernel not in _KERNEL_NAMES:
 
 __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
-    "loss", "sgd_update", "adam_update",
+    "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update",
     "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
     "parallel_min_work", "ForwardPlan",
     "TrainPlan",

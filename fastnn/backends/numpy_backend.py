@@ -10,8 +10,8 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn._interrupts import deferred_interrupts
-
-LOSS_MSE, BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX = range(7)
+from fastnn.losses import (BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX,
+                           HUBER_KIND, MAE_KIND, MSE_KIND)
 
 
 def matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
@@ -102,28 +102,50 @@ def dense_backward(x, w, y, dy, act, param, dz, dw, db, dx):
         np.matmul(dz, w.T, out=dx)
 
 
-def loss(kind, output, target, grad):
-    """The mean loss of ``output`` against ``target``; also its gradient into ``grad`` if given."""
+def _summed(terms, weights):
+    """sum(terms) in double; with sample weights, sum_i w_i * (row i's sum)."""
+    if weights is None:
+        return np.sum(terms, dtype=np.float64)
+    return np.dot(np.sum(terms, axis=1, dtype=np.float64), weights.astype(np.float64))
+
+
+def loss(kind, output, target, grad, weights=None, param=1.0):
+    """The mean loss of ``output`` against ``target`` (with sample ``weights``: the weighted sum of
+    the per-sample losses over n); also its gradient into ``grad`` if given. ``param`` is
+    Huber's delta."""
     eps = np.finfo(output.dtype).eps
     n = output.shape[0]
     count = output.size if kind <= BCE_SIGMOID else n
-    if kind == LOSS_MSE:
+    if kind == MSE_KIND:
         diff = output - target
-        value = np.sum(diff * diff, dtype=np.float64)
+        value = _summed(diff * diff, weights)
         if grad is not None:
             np.multiply(diff, 2.0 / count, out=grad)
+    elif kind == MAE_KIND:
+        diff = output - target
+        value = _summed(np.abs(diff), weights)
+        if grad is not None:
+            np.multiply(np.sign(diff), 1.0 / count, out=grad)
+    elif kind == HUBER_KIND:
+        dt = output.dtype.type
+        delta, half = dt(param), dt(0.5)
+        diff = output - target
+        a = np.abs(diff)
+        value = _summed(np.where(a <= delta, half * (diff * diff),
+                                 delta * a - half * (delta * delta)), weights)
+        if grad is not None:
+            np.multiply(np.clip(diff, -delta, delta), 1.0 / count, out=grad)
     elif kind == BCE_LOGITS:
         z = output
         # log(1 + e^z) - z t, written so that exp never overflows.
-        value = np.sum(np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z))),
-                       dtype=np.float64)
+        value = _summed(np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z))), weights)
         if grad is not None:
             _sigmoid(z, grad)
             grad -= target
             grad /= count
     elif kind in (BCE_PROBS, BCE_SIGMOID):
         p = np.clip(output, eps, 1 - eps)
-        value = -np.sum(target * np.log(p) + (1 - target) * np.log(1 - p), dtype=np.float64)
+        value = -_summed(target * np.log(p) + (1 - target) * np.log(1 - p), weights)
         if grad is not None:
             if kind == BCE_SIGMOID:
                 np.subtract(output, target, out=grad)
@@ -134,7 +156,7 @@ def loss(kind, output, target, grad):
         zmax = output.max(axis=1, keepdims=True)
         shifted = output - zmax
         lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        value = np.sum(target * (lse - shifted), dtype=np.float64)
+        value = _summed(target * (lse - shifted), weights)
         if grad is not None:
             _softmax(output, grad)
             grad *= target.sum(axis=1, keepdims=True)
@@ -142,7 +164,7 @@ def loss(kind, output, target, grad):
             grad /= count
     elif kind in (CE_PROBS, CE_SOFTMAX):
         p = np.maximum(output, eps)
-        value = -np.sum(target * np.log(p), dtype=np.float64)
+        value = -_summed(target * np.log(p), weights)
         if grad is not None:
             if kind == CE_SOFTMAX:
                 np.subtract(output, target, out=grad)
@@ -151,6 +173,8 @@ def loss(kind, output, target, grad):
             grad /= count
     else:
         raise ValueError(f"unknown loss code {kind}")
+    if weights is not None and grad is not None:
+        grad *= weights[:, None]
     return float(value / count)
 
 
@@ -175,13 +199,51 @@ def adam_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, 
     """m := b1 m + (1-b1) g;  v := b2 v + (1-b2) g^2;  p -= lr mhat / (sqrt(vhat) + eps)"""
     with deferred_interrupts():          # the arrays and the count change together or not at all
         g = grads + weight_decay * params if weight_decay else grads
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * (g * g)
-        correction1 = 1 - beta1 ** step
-        correction2 = 1 - beta2 ** step
-        params -= lr * (m / correction1) / (np.sqrt(v / correction2) + eps)
+        _adam_step(params, g, m, v, step, lr, beta1, beta2, eps)
+        if counter is not None:
+            counter[0] += 1
+
+
+def _adam_step(params, g, m, v, step, lr, beta1, beta2, eps):
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    correction1 = 1 - beta1 ** step
+    correction2 = 1 - beta2 ** step
+    params -= lr * (m / correction1) / (np.sqrt(v / correction2) + eps)
+
+
+def rmsprop_update(params, grads, mean_square, mean_grad, buffer, lr, rho, momentum, eps,
+                   centered, counter=None):
+    """v := rho v + (1-rho) g^2;  d := v + eps, or max(v - a^2, 0) + eps with a := rho a + (1-rho) g
+    when centered;  inc := lr g / sqrt(d);  p -= inc, or b := momentum b + inc and p -= b"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        mean_square *= rho
+        mean_square += (1 - rho) * (g * g)
+        if centered:
+            mean_grad *= rho
+            mean_grad += (1 - rho) * g
+            denominator = np.maximum(mean_square - mean_grad * mean_grad, 0) + eps
+        else:
+            denominator = mean_square + eps
+        increment = lr * g / np.sqrt(denominator)
+        if momentum == 0.0:
+            params -= increment
+        else:
+            buffer *= momentum
+            buffer += increment
+            params -= buffer
+        if counter is not None:
+            counter[0] += 1
+
+
+def adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None):
+    """p -= (lr wd) p;  then adam_update's step of the decayed p with weight_decay 0"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        params -= (lr * weight_decay) * params
+        _adam_step(params, grads, m, v, step, lr, beta1, beta2, eps)
         if counter is not None:
             counter[0] += 1
 
