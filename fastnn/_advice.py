@@ -23,7 +23,7 @@ def warn_about_setup(loss: L.Loss, acts_and_widths: Sequence[tuple[int, int]]) -
         if act == A.SOFTMAX and width == 1:
             warnings.warn("softmax over a single unit always outputs 1, so nothing can be "
                           "learned through it: use activation='sigmoid' for one output (or "
-                          "softmax over 2 or more)", UserWarning, stacklevel=3)
+                          "softmax over 2 or more)", UserWarning, stacklevel=4)
             break
     act, width = acts_and_widths[-1]
     if isinstance(loss, L.CrossEntropy) and act == A.SIGMOID and width > 1:
@@ -31,7 +31,7 @@ def warn_about_setup(loss: L.Loss, acts_and_widths: Sequence[tuple[int, int]]) -
                       f"output as its own probability, so they do not sum to 1: use "
                       f"activation='softmax' for one class per sample (or "
                       f"binary_cross_entropy for several labels per sample)", UserWarning,
-                      stacklevel=3)
+                      stacklevel=4)
 
 
 def warn_about_targets(loss: L.Loss, y: Any) -> None:
@@ -44,4 +44,4 @@ def warn_about_targets(loss: L.Loss, y: Any) -> None:
                       f"use loss='cross_entropy' with a softmax output (or "
                       f"binary_cross_entropy with a sigmoid for two classes); convert the "
                       f"targets to float to silence this for a regression", UserWarning,
-                      stacklevel=3)
+                      stacklevel=4)

@@ -78,6 +78,13 @@ def _arrays_of(model: Sequential) -> list[tuple[str, NDArray[Any]]]:
     return arrays
 
 
+def _loss_entry(loss: Any) -> Any:
+    """The loss as the header stores it: its name, or its config when it has settings (Huber's
+    delta), which ``get_loss`` reads back either way."""
+    config = loss.get_config()
+    return loss.name if config == {"name": loss.name} else config
+
+
 def model_to_bytes(model: Sequential) -> bytes:
     """The model file's bytes (what ``save_model`` writes): architecture, weights, and the
     compile settings and optimizer state when the model is compiled.
@@ -97,7 +104,7 @@ def model_to_bytes(model: Sequential) -> bytes:
         offset += -offset % ALIGN
     compiled = None
     if model.loss is not None:
-        compiled = {"loss": model.loss.name, "optimizer": model.optimizer.get_config(),
+        compiled = {"loss": _loss_entry(model.loss), "optimizer": model.optimizer.get_config(),
                     "iterations": getattr(model.optimizer, "iterations", 0),
                     "metrics": model.metrics}
     header_dict = {"model": dict(model.get_config(), backend=model.backend),

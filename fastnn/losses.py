@@ -373,22 +373,14 @@ ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae",
            "sparse_categorical_crossentropy": "cross_entropy"}  # ... and integer labels
 
 
-def check_kind(loss: Loss, final_act: int, *, with_param: bool = False) -> int:
+def check_kind(loss: Loss, final_act: int) -> int:
     """``loss.kind(final_act)``, checked: a kernel code both backends know, else TypeError.
 
     A ``Loss`` subclass must return one of the codes above; anything else would reach the
-    compiled kernels as an unknown code. ``with_param``: the caller passes ``loss.param`` to the
-    loss kernels. Models do not yet (``Sequential`` calls ``loss(kind, out, t, grad)``, and the
-    compiled training plan takes no parameter), so without it a loss whose ``param`` is not the
-    default 1.0 (``Huber(delta=2)``) is refused with NotImplementedError instead of being
-    computed with 1.0.
+    compiled kernels as an unknown code. (Models pass ``loss.param``, Huber's delta, to the
+    loss kernels and to the compiled training plan.)
     """
-    kind = _checked_code(loss, loss.kind(final_act), final_act)
-    if not with_param and loss.param != 1.0:
-        raise NotImplementedError(f"{loss!r} in a model: models do not pass the loss parameter "
-                                  f"to their kernels yet (only 1.0 works there). Use "
-                                  f"value_and_grad, or {type(loss).__name__} with the default")
-    return kind
+    return _checked_code(loss, loss.kind(final_act), final_act)
 
 
 def _checked_code(loss: Loss, kind: Any, final_act: int) -> int:

@@ -667,7 +667,8 @@ class Sequential:
         screen = math.sqrt(float(np.finfo(self.dtype).max)) * 1e-3   # as check_update
         return plan_class(steps, self.input_dim, self.dtype.type, self._loss_kind,
                           self._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, self._params,
-                          self._grads, kind, state, onehot, screen, opt._iterations, opt)
+                          self._grads, kind, state, onehot, screen, opt._iterations, opt,
+                          self.loss.param)
 
     def _plan_hyper(self):
         """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay);
@@ -736,7 +737,7 @@ class Sequential:
         ws = self._train_workspace(rows)
         out = self._forward(x, ws, rows)
         g = ws.G[-1] if rows == ws.rows else ws.G[-1][:rows]
-        value = self._be.loss(self._loss_kind, out, t, g)
+        value = self._be.loss(self._loss_kind, out, t, g, None, self.loss.param)
         if not math.isfinite(value):
             raise _loss_diverged(value)
         self._backward(x, ws, rows)
@@ -1149,7 +1150,7 @@ class Sequential:
     def _evaluate_arrays(self, X, T, batch_size=4096):
         out = self._predict_array(X, batch_size)
         n = X.shape[0]
-        scores = {"loss": self._be.loss(self._loss_kind, out, T, None)}
+        scores = {"loss": self._be.loss(self._loss_kind, out, T, None, None, self.loss.param)}
         threshold = self._threshold()
         for name in self.metrics:
             scores[name] = M.metric_sum(name, out, T, threshold) / n

@@ -267,14 +267,6 @@ def test_compiled_plan_agrees_with_the_per_kernel_path(name):
         models[0].train_on_batch(X[:4].astype(np.float32), np.array([0, 1, 2, 1]))
 
 
-def test_a_loss_parameter_models_do_not_pass_is_refused_at_compile():
-    model = fnn.Sequential([fnn.Dense(1)], input_dim=2)
-    with pytest.raises(NotImplementedError, match=r"Huber\(delta=2.0\) in a model"):
-        model.compile(loss=fnn.Huber(delta=2.0))
-    model.compile(loss=fnn.Huber(delta=1.0))
-    assert L.check_kind(fnn.Huber(2.0), 0, with_param=True) == L.HUBER_KIND
-
-
 # --------------------------------------------------------------------------- optimizers
 def _run(opt, backend, dtype, steps=6, n=257, seed=0):
     rng = np.random.default_rng(seed)
@@ -552,3 +544,31 @@ def test_a_refused_assignment_leaves_the_optimizer_unchanged(backend):
     with pytest.raises(ValueError, match="momentum must round"):
         opt.momentum = 1 - 1e-9
     assert opt.momentum == 0.5
+
+
+def test_huber_delta_reaches_every_training_path_and_the_model_file():
+    """Huber(delta) in a model: the compiled plan, the per-kernel path and the NumPy backend
+    train the same (float64), the loss matches PyTorch's, and a saved model keeps its delta."""
+    torch = pytest.importorskip("torch")
+    from fastnn.io import model_from_bytes, model_to_bytes
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 4)), rng.standard_normal((32, 2)) * 3
+    runs = {}
+    for backend, plan in [("numpy", True), ("fast", True), ("fast", False)]:
+        model = fnn.Sequential([fnn.Dense(8, activation="tanh"), fnn.Dense(2)], input_dim=4,
+                               seed=0, dtype="float64", backend=backend)
+        model._compiled_steps = plan
+        model.compile(loss=fnn.losses.Huber(delta=0.5), optimizer=fnn.SGD(lr=0.1))
+        out = model.predict(x)
+        expected = float(torch.nn.HuberLoss(delta=0.5)(torch.tensor(out), torch.tensor(y)))
+        assert model.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-12)
+        losses = [model.train_on_batch(x, y) for _ in range(3)]
+        runs[(backend, plan)] = (losses, model.get_weights())
+        same = model_from_bytes(model_to_bytes(model))
+        assert same.loss.get_config() == {"name": "huber", "delta": 0.5}
+        assert same.evaluate(x, y)["loss"] == model.evaluate(x, y)["loss"]
+    assert runs[("fast", True)][0] == runs[("fast", False)][0]
+    for key, (losses, weights) in runs.items():
+        np.testing.assert_allclose(losses, runs[("numpy", True)][0], rtol=1e-12)
+        for a, b in zip(weights, runs[("numpy", True)][1]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)

@@ -32,7 +32,7 @@ from libc.string cimport memcpy
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 
 from fastnn._ext._elementwise cimport f_log
-from fastnn._ext._loss_core cimport _loss_sum, CE_LOGITS, CE_SOFTMAX
+from fastnn._ext._loss_core cimport _loss_sum_weighted, CE_LOGITS, CE_SOFTMAX
 from fastnn._ext._optim_core cimport _sgd, _adam
 
 cdef extern from "fnn_clock.h" nogil:
@@ -59,6 +59,7 @@ cdef class TrainPlan:
     cdef Py_ssize_t in_dim, out_dim, capacity, n_params
     cdef double widest          # the largest fan_in * width of a dense step (_pass_par_min)
     cdef double screen
+    cdef double loss_param      # Huber's delta (1 for the others)
     cdef void **W
     cdef void **b
     cdef void **dW
@@ -87,13 +88,14 @@ cdef class TrainPlan:
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
                   bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
                   tuple state, cnp.ndarray onehot, double screen, cnp.ndarray counter,
-                  object optimizer=None):
+                  object optimizer=None, double loss_param=1.0):
         cdef Py_ssize_t i, prev = input_dim, rows
         cdef int s, n = len(steps)
         self.n_steps = n
         self.in_dim = input_dim
         self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
         self.kind = loss_kind
+        self.loss_param = loss_param
         self.fused = fused
         self.opt = opt
         self.screen = screen
@@ -415,8 +417,9 @@ cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const float
         total = _ce_softmax_labels(<const floating *>plan.Y[last], labels,
                                    <floating *>plan.G[last], n, c, <floating>count)
     else:
-        total = _loss_sum(plan.kind, <const floating *>plan.Y[last], t,
-                          <floating *>plan.G[last], n, c, <floating>count)
+        total = _loss_sum_weighted(plan.kind, <const floating *>plan.Y[last], t,
+                                   <floating *>plan.G[last], NULL, n, c, <floating>count,
+                                   <floating>plan.loss_param)
     value[0] = total / count
     if not isfinite(value[0]):
         return TRAIN_LOSS_NOT_FINITE
