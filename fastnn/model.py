@@ -978,6 +978,7 @@ class Sequential:
         callbacks = _check_callbacks(callbacks)
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
+        assert self.loss is not None                  # compiled (checked above)
         warn_about_targets(self.loss, y)
         X, T, val = self._split_validation(X, T, validation_data, validation_split)
         n = X.shape[0]

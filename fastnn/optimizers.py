@@ -710,6 +710,10 @@ class RMSprop(Optimizer):
     array([0.99, 2.01])
     """
 
+    _rho: float
+    _momentum: float
+    _eps: float
+    _centered: bool
     name = "rmsprop"
     _hyper = ("lr", "rho", "momentum", "eps", "centered")
     _ranges = {"lr": Optimizer._ranges["lr"], "rho": (0.0, 1.0, False, True),
