@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -266,6 +266,26 @@ def sample_weights(w: ArrayLike, n_rows: int, dtype: DTypeLike,
         i = int(np.argmax(out < 0))
         raise ValueError(f"{name} must be >= 0. Received: {name}[{i}]={float(out[i])!r}")
     return out
+
+
+def class_weight_table(name: str, table: Any, classes: NDArray[np.integer[Any]],
+                       dtype: DTypeLike) -> NDArray[np.floating[Any]]:
+    """The weight of each sample's class from ``table`` {class index: weight}, as Keras'
+    ``class_weight``: a dict of integer classes to finite weights >= 0; a class of the data that
+    the dict does not list keeps weight 1."""
+    if not isinstance(table, Mapping):
+        raise TypeError(f"{name} must be a dict {{class index: weight}}. Received: "
+                        f"{name}={_describe(table)}")
+    lookup: dict[int, float] = {}
+    for key, value in table.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+            raise ValueError(f"{name} keys must be class indices (integers >= 0). Received: "
+                             f"key {key!r}")
+        lookup[int(key)] = check_float(f"{name}[{key}]", value, low=0.0)
+    weights = np.ones(classes.shape[0], dtype=dtype)
+    for key, value in lookup.items():
+        weights[classes == key] = value
+    return weights
 
 
 def check_rows(name: str, arr: NDArray[Any], n_rows: Optional[int]) -> None:

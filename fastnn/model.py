@@ -731,27 +731,28 @@ class Sequential:
             first = index + 1
         return total
 
-    def _loss_and_grads(self, x, t):
-        """Forward, loss and backward on a validated batch; leaves gradients in ``_grads``."""
+    def _loss_and_grads(self, x, t, w=None):
+        """Forward, loss and backward on a validated batch (``w``: its sample weights, or None);
+        leaves gradients in ``_grads``."""
         rows = x.shape[0]
         ws = self._train_workspace(rows)
         out = self._forward(x, ws, rows)
         g = ws.G[-1] if rows == ws.rows else ws.G[-1][:rows]
-        value = self._be.loss(self._loss_kind, out, t, g, None, self.loss.param)
+        value = self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
         if not math.isfinite(value):
             raise _loss_diverged(value)
         self._backward(x, ws, rows)
         return value, out
 
-    def _train_step(self, x, t):
-        """One optimizer step on a validated batch; returns the loss. The batch's outputs are
-        left in the training workspace (``_batch_outputs``)."""
+    def _train_step(self, x, t, w=None):
+        """One optimizer step on a validated batch (``w``: its sample weights, or None); returns
+        the loss. The batch's outputs are left in the training workspace (``_batch_outputs``)."""
         plan = self._compiled_step(x.shape[0])
-        if plan is not None:
+        if plan is not None and w is None:        # the compiled plan has no sample weights
             value = self._step_compiled(plan, x, t, False)
             if value is not None:
                 return value
-        value, _ = self._loss_and_grads(x, t)
+        value, _ = self._loss_and_grads(x, t, w)
         self.optimizer.step(self._be, self._params, self._grads)
         return value
 
@@ -785,9 +786,26 @@ class Sequential:
                             f"{getattr(T, 'shape', '')}")
         return T
 
+    def _sample_weights(self, sample_weight, class_weight, T):
+        """The per-sample weights (Keras' meaning: the loss is sum(w_i * loss_i) / n), from
+        ``sample_weight`` (n,) and ``class_weight`` {class: weight} (multiplied when both are
+        given), or None when neither is. A sample's class is its target's argmax with several
+        outputs, its 0/1 target with one."""
+        if sample_weight is None and class_weight is None:
+            return None
+        n = T.shape[0]
+        W = (np.ones(n, self.dtype) if sample_weight is None
+             else V.sample_weights(sample_weight, n, self.dtype))
+        if class_weight is not None:
+            classes = (np.argmax(T, axis=1) if T.shape[1] > 1
+                       else np.rint(T[:, 0]).astype(np.int64))
+            W = W * V.class_weight_table("class_weight", class_weight, classes, self.dtype)
+        return np.ascontiguousarray(W, dtype=self.dtype)
+
     # ------------------------------------------------------------------ training
     @_exclusive
-    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float:
+    def train_on_batch(self, x: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                       class_weight: Optional[Mapping[int, float]] = None) -> float:
         """One training step on the batch ``(x, y)``; returns the loss before the update.
 
         The step is a forward pass, the loss ``L(output, y)``, backpropagation of its gradient
@@ -800,6 +818,12 @@ class Sequential:
         y : array_like
             Its targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or (n,)
             with one output.
+        sample_weight : array_like of shape (n,), optional
+            A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n`` (Keras' meaning);
+            such batches take the per-kernel path (the compiled plan has no weights).
+        class_weight : dict of int to float, optional
+            ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
+            argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
 
         Returns
         -------
@@ -830,7 +854,7 @@ class Sequential:
         True
         """
         plan = self._train_plan
-        if plan:
+        if plan and sample_weight is None and class_weight is None:
             # Arrays already in the model's form (labels as int64) go straight to the compiled
             # step, which checks them itself (shape, dtype, layout, values) and reads the
             # optimizer's settings; anything else is validated first. (A plan exists only for a
@@ -841,7 +865,8 @@ class Sequential:
                     self._finish_plan_step(plan.status, value)
                 return value
         self._check_compiled("train_on_batch")
-        if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0:
+        weighted = sample_weight is not None or class_weight is not None
+        if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0 and not weighted:
             plan = self._compiled_step(x.shape[0])       # build it (or grow it) for this batch
             if plan is not None:
                 value = self._step_compiled(plan, x, y, True)
@@ -849,7 +874,7 @@ class Sequential:
                     return value
         x = self._inputs(x, "x")
         t = self._targets(y, x.shape[0])
-        return self._train_step(x, t)
+        return self._train_step(x, t, self._sample_weights(sample_weight, class_weight, t))
 
     @_exclusive
     def loss_and_gradients(self, x: ArrayLike, y: ArrayLike) -> tuple[float, list[FloatArray]]:
@@ -904,7 +929,9 @@ class Sequential:
     def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
             validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
             validation_split: float = 0.0, shuffle: bool = True, verbose: int = 1,
-            callbacks: Optional[Sequence[Callback]] = None) -> History:
+            callbacks: Optional[Sequence[Callback]] = None,
+            sample_weight: Optional[ArrayLike] = None,
+            class_weight: Optional[Mapping[int, float]] = None) -> History:
         """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
 
         Each epoch shuffles the samples (unless ``shuffle=False``) and takes one training step
@@ -935,6 +962,12 @@ class Sequential:
         callbacks : list of Callback, optional
             ``fastnn.callbacks.Callback`` instances, called at the start and end of training
             and of each epoch, and after each batch.
+        sample_weight : array_like of shape (n,), optional
+            A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n`` (Keras' meaning);
+            weighted batches take the per-kernel path (the compiled plan has no weights).
+        class_weight : dict of int to float, optional
+            ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
+            argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
 
         Returns
         -------
@@ -980,12 +1013,14 @@ class Sequential:
         T = self._targets(y, X.shape[0])
         assert self.loss is not None                  # compiled (checked above)
         warn_about_targets(self.loss, y)
-        X, T, val = self._split_validation(X, T, validation_data, validation_split)
+        W = self._sample_weights(sample_weight, class_weight, T)
+        X, T, W, val = self._split_validation(X, T, W, validation_data, validation_split)
         n = X.shape[0]
         batch = min(batch_size, n)
         self._train_workspace(batch)
         Xs, Ts = ((aligned_empty(X.shape, X.dtype), aligned_empty(T.shape, T.dtype)) if shuffle
                   else (X, T))
+        Ws = aligned_empty(W.shape, W.dtype) if shuffle and W is not None else W
         history = self.history = History()
         self.stop_training = False
         for cb in callbacks:
@@ -998,7 +1033,9 @@ class Sequential:
                 order = self._shuffle_rng.permutation(n)
                 np.take(X, order, axis=0, out=Xs)
                 np.take(T, order, axis=0, out=Ts)
-            logs = self._run_epoch(Xs, Ts, batch, epoch, epochs, verbose, callbacks, val)
+                if W is not None:
+                    np.take(W, order, out=Ws)
+            logs = self._run_epoch(Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             history.append(epoch, logs)
@@ -1008,27 +1045,30 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _split_validation(self, X, T, validation_data, validation_split
-                          ) -> tuple[FloatArray, FloatArray, Any]:
+    def _split_validation(self, X, T, W, validation_data, validation_split
+                          ) -> tuple[FloatArray, FloatArray, Any, Any]:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val). "
                                  f"Received: {type(validation_data).__name__}")
             Xv = self._inputs(validation_data[0], "X_val")
-            return X, T, (Xv, self._targets(validation_data[1], Xv.shape[0], "y_val"))
+            return X, T, W, (Xv, self._targets(validation_data[1], Xv.shape[0], "y_val"))
         if validation_split > 0.0:
             n_val = int(round(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves {n_val} of "
                                  f"{X.shape[0]} samples for validation: need at least one "
                                  f"sample on each side")
-            return X[:-n_val], T[:-n_val], (X[-n_val:], T[-n_val:])
-        return X, T, None
+            # the held-out samples are scored unweighted, as validation_data is
+            return (X[:-n_val], T[:-n_val], None if W is None else W[:-n_val],
+                    (X[-n_val:], T[-n_val:]))
+        return X, T, W, None
 
-    def _run_epoch(self, Xs, Ts, batch, epoch, epochs, verbose, callbacks, val):
-        """One pass over the (shuffled) data; returns the epoch's logs."""
+    def _run_epoch(self, Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val):
+        """One pass over the (shuffled) data, ``Ws`` its sample weights or None; returns the
+        epoch's logs."""
         n = Xs.shape[0]
-        if not callbacks and not self.metrics and verbose == 0:
+        if not callbacks and not self.metrics and verbose == 0 and Ws is None:
             total = self._epoch_compiled(Xs, Ts, batch, epoch)
             if total is not None:
                 return self._with_validation({"loss": total / n}, val)
@@ -1041,7 +1081,8 @@ class Sequential:
             for index, start in enumerate(range(0, n, batch)):
                 xb, tb = Xs[start:start + batch], Ts[start:start + batch]
                 try:
-                    value = self._train_step(xb, tb)
+                    value = self._train_step(xb, tb, None if Ws is None
+                                             else Ws[start:start + batch])
                 except FloatingPointError as exc:
                     if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
                         raise FloatingPointError(
@@ -1148,16 +1189,17 @@ class Sequential:
         # outputs are probabilities after sigmoid/softmax/step; logits are split at 0
         return 0.5 if self.final_activation in (A.SIGMOID, A.SOFTMAX, A.STEP) else 0.0
 
-    def _evaluate_arrays(self, X, T, batch_size=4096):
+    def _evaluate_arrays(self, X, T, batch_size=4096, W=None):
         out = self._predict_array(X, batch_size)
         n = X.shape[0]
-        scores = {"loss": self._be.loss(self._loss_kind, out, T, None, None, self.loss.param)}
+        scores = {"loss": self._be.loss(self._loss_kind, out, T, None, W, self.loss.param)}
         threshold = self._threshold()
         for name in self.metrics:
             scores[name] = M.metric_sum(name, out, T, threshold) / n
         return scores
 
-    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 4096) -> dict[str, float]:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,
+                 sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
         """The loss and the compiled metrics on ``(X, y)``, as means over all samples.
 
         Parameters
@@ -1168,6 +1210,9 @@ class Sequential:
             Targets, in the forms ``fit`` accepts.
         batch_size : int, default 4096
             Rows computed at a time, > 0.
+        sample_weight : array_like of shape (n,), optional
+            A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n``; the metrics are
+            not weighted (as Keras' ``metrics``).
 
         Returns
         -------
@@ -1196,7 +1241,8 @@ class Sequential:
         self._check_compiled("evaluate")
         batch_size = V.check_positive_int("batch_size", batch_size)
         X = self._inputs(X)
-        return self._evaluate_arrays(X, self._targets(y, X.shape[0]), batch_size)
+        T = self._targets(y, X.shape[0])
+        return self._evaluate_arrays(X, T, batch_size, self._sample_weights(sample_weight, None, T))
 
     # ------------------------------------------------------------------ weights and files
     @property
