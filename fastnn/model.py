@@ -363,6 +363,7 @@ class Sequential:
         self._forward_plan = None
         self._train_ws = None
         self._train_plan = None
+        self._last_forward: Optional[tuple[Any, int]] = None
         self._local = threading.local()
         self._busy = threading.RLock()
         if layers is not None:
@@ -474,6 +475,7 @@ class Sequential:
                              f"{[s.width for s in self._plan]} units")
         self._params = aligned_zeros(sum(sizes), self.dtype)
         self._grads = aligned_zeros(sum(sizes), self.dtype)
+        self._grad_sum = aligned_zeros(sum(sizes), self.dtype)     # model.grads (backward)
         offset, width, k = 0, input_dim, 0
         for step in self._plan:
             if step.dense is not None:
@@ -584,8 +586,9 @@ class Sequential:
         return self
 
     # ------------------------------------------------------------------ kernels over the plan
-    def _forward(self, x, ws, rows, out=None):
-        """Run the plan on ``x`` (rows, input_dim); returns the final output view."""
+    def _forward(self, x, ws, rows, out=None, fused=True):
+        """Run the plan on ``x`` (rows, input_dim); returns the final output view. ``fused``:
+        the loss will skip the final activation's backward (see ``_chain_forward``)."""
         be, last = self._be, len(self._plan) - 1
         inp = x
         for i, step in enumerate(self._plan):
@@ -596,13 +599,13 @@ class Sequential:
             if step.dense is not None:
                 be.dense_forward(inp, step.dense.W, step.dense.b, step.act, step.param, y)
             elif step.chain:
-                self._chain_forward(step, inp, y, ws, i, rows)
+                self._chain_forward(step, inp, y, ws, i, rows, fused)
             else:
                 be.activation_forward(inp, step.act, step.param, y)
             inp = y
         return inp
 
-    def _chain_forward(self, step, inp, y, ws, i, rows):
+    def _chain_forward(self, step, inp, y, ws, i, rows, fused):
         """A run of element-wise activations, in place on ``y``; in training also ``D[i]``, the
         product of their derivatives (without the last one's when the loss fuses with it), so
         that the backward pass is one multiplication, whatever the length of the run."""
@@ -611,26 +614,30 @@ class Sequential:
         if ws.D is not None:
             d = ws.D[i] if rows == ws.rows else ws.D[i][:rows]
             d.fill(1)
-        fused = d is not None and i == len(self._plan) - 1 and self._loss_kind in L.FUSED_KINDS
+        fused = (fused and d is not None and i == len(self._plan) - 1
+                 and self._loss_kind in L.FUSED_KINDS)
         for j, (act, param) in enumerate(step.chain):
             be.activation_forward(inp if j == 0 else y, act, param, y)
             if d is not None and not (fused and j == len(step.chain) - 1):
                 be.activation_backward(y, d, act, param, d)
 
-    def _backward(self, x, ws, rows):
-        """Backpropagate ``ws.G[-1]`` (already holding dL/d output) into the gradient buffer."""
+    def _backward(self, x, ws, rows, fused=True, dx0=None):
+        """Backpropagate ``ws.G[-1]`` (already holding dL/d output; with ``fused``, dL/d of the
+        final activation's input when the loss fuses with it) into the gradient buffer, and
+        into ``dx0`` (rows, input_dim) when given."""
         be, plan = self._be, self._plan
         full = rows == ws.rows
+        fuse_last = fused and self._loss_kind in L.FUSED_KINDS
         for i in range(len(plan) - 1, -1, -1):
             step = plan[i]
-            act = A.LINEAR if i == len(plan) - 1 and self._loss_kind in L.FUSED_KINDS else step.act
+            act = A.LINEAR if i == len(plan) - 1 and fuse_last else step.act
             y = ws.Y[i] if full else ws.Y[i][:rows]
             g = ws.G[i] if full else ws.G[i][:rows]
             if i > 0:
                 inp = ws.Y[i - 1] if full else ws.Y[i - 1][:rows]
                 dx = ws.G[i - 1] if full else ws.G[i - 1][:rows]
             else:
-                inp, dx = x, None
+                inp, dx = x, dx0
             if step.dense is not None:
                 d = step.dense
                 be.dense_backward(inp, d.W, y, g, act, step.param, g, d.dW, d.db, dx)
@@ -1243,6 +1250,108 @@ class Sequential:
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
         return self._evaluate_arrays(X, T, batch_size, self._sample_weights(sample_weight, None, T))
+
+    # ------------------------------------------------------------------ the low-level loop
+    def __call__(self, x: ArrayLike) -> FloatArray:
+        """``model(x)``: inference on all of ``x`` at once (``predict`` without batching)."""
+        self._check_built("model(x)")
+        X = self._inputs(x, "x")
+        return self._predict_array(X, X.shape[0])
+
+    @_exclusive
+    def forward(self, x: ArrayLike, training: bool = True) -> FloatArray:
+        """The outputs for the batch ``x``; with ``training``, keeping what ``backward`` needs.
+
+        For custom training loops (a GAN): ``out = model.forward(x)``, a loss and its gradient
+        ``dout`` (``fastnn.losses.get(name).value_and_grad(y, out)``), ``model.backward(dout)``,
+        then ``optimizer.step(model)``. ``backward`` follows the latest ``forward``. The final
+        activation is not fused with any loss here: ``dout`` is dL/d(output).
+
+        Returns
+        -------
+        ndarray of shape (n, output_dim)
+            A new array, in the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2, activation="sigmoid")], input_dim=3, seed=0,
+        ...                        backend="numpy")
+        >>> out = model.forward(np.ones((4, 3)))
+        >>> dx = model.backward(out - 1.0)                  # dL/dout of 0.5 * sum((out - 1)^2)
+        >>> dx.shape, [g.shape for g in model.grads]
+        ((4, 3), [(3, 2), (2,)])
+        >>> opt = fnn.SGD(lr=0.1)
+        >>> opt.step(model); model.zero_grad()
+        """
+        self._check_built("forward")
+        training = V.check_bool("training", training)
+        X = self._inputs(x, "x")
+        if not training:
+            self._last_forward = None
+            return self._predict_array(X, X.shape[0])
+        rows = X.shape[0]
+        ws = self._train_workspace(rows)
+        out = self._forward(X, ws, rows, fused=False)
+        self._last_forward = (X, rows)
+        return out.copy()
+
+    @_exclusive
+    def backward(self, dout: ArrayLike) -> FloatArray:
+        """Backpropagate ``dout`` = dL/d(output) of the latest ``forward(x, training=True)``:
+        the parameter gradients are ADDED to ``model.grads`` (``zero_grad`` clears them); returns
+        dL/dx, shaped like x.
+
+        Raises
+        ------
+        ValueError
+            If no training forward pass precedes it, or ``dout`` is not (n, output_dim) for
+            that pass's n rows, or holds NaN or inf.
+        """
+        if self._last_forward is None:
+            raise ValueError("backward needs a forward(x, training=True) of the same batch first")
+        X, rows = self._last_forward
+        ws = self._train_workspace(rows)
+        dout = V.float_matrix("dout", dout, self.dtype, width=self.output_dim)
+        if dout.shape[0] != rows:
+            raise ValueError(f"dout must have the {rows} rows of the forward pass's x. "
+                             f"Received: dout with shape {dout.shape}")
+        ws.G[-1][:rows] = dout
+        dx = np.empty((rows, X.shape[1]), dtype=self.dtype)
+        self._backward(X, ws, rows, fused=False, dx0=dx)
+        self._grad_sum += self._grads
+        return dx
+
+    @property
+    def grads(self) -> list[FloatArray]:
+        """The gradients ``backward`` accumulated, as views shaped like ``get_weights()``."""
+        self._check_built("grads")
+        views, offset = [], 0
+        for d in self.dense_layers:
+            for w in (d.W, d.b):
+                views.append(self._grad_sum[offset:offset + w.size].reshape(w.shape))
+                offset += w.size
+        return views
+
+    def zero_grad(self) -> None:
+        """Set the gradients ``backward`` accumulates to zero."""
+        self._check_built("zero_grad")
+        self._grad_sum[...] = 0
+
+    def _optimizer_arrays(self, optimizer: Any) -> tuple[Any, FloatArray, FloatArray]:
+        """For ``optimizer.step(model)``: the backend, the flat parameters and the accumulated
+        gradients; the optimizer is built for them on first use."""
+        self._check_built("optimizer.step(model)")
+        if optimizer._dtype is None:
+            optimizer.build(self._params.size, self.dtype)
+        elif optimizer._dtype != self.dtype or any(
+                a is not None and a.shape != self._params.shape
+                for a in optimizer.state().values()):
+            raise ValueError(f"{optimizer!r} was built for other parameters than this model's "
+                             f"{self._params.size} {self.dtype.name} weights: use one "
+                             f"optimizer per model")
+        return self._be, self._params, self._grad_sum
 
     # ------------------------------------------------------------------ weights and files
     @property

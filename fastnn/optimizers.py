@@ -237,15 +237,27 @@ class Optimizer:
     def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
         """Subclasses: allocate the zeroed state arrays."""
 
-    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        """Update ``params`` in place from ``grads`` (flat arrays of the size given to ``build``)
-        and count the step in ``iterations``.
+    def step(self, backend: Any, params: Optional[FloatArray] = None,
+             grads: Optional[FloatArray] = None) -> None:
+        """One update: ``opt.step(model)`` from the gradients ``model.backward`` accumulated
+        (the low-level loop; the optimizer is built for the model on first use), or
+        ``opt.step(backend, params, grads)`` on flat arrays of the size given to ``build``.
+        Counts the step in ``iterations``.
 
         Raises
         ------
         FloatingPointError
             If a gradient is NaN or inf or the update could overflow; nothing is changed then.
+        ValueError
+            If the optimizer was built for parameters of another size or dtype than the
+            model's.
         """
+        if params is None and grads is None:
+            backend, params, grads = backend._optimizer_arrays(self)
+        self._update(backend, params, grads)          # type: ignore[arg-type]
+
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+        """Subclasses: check_update, then the fused update kernel (which advances the count)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -413,7 +425,7 @@ class SGD(Optimizer):
         v_new = mu * V_ + G + self._weight_decay * P
         return max(v_new, P + self._lr * (1 + mu) * v_new)
 
-    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
         # the backend advances the step count with the update, in one uninterruptible call
         backend.sgd_update(params, grads, self._velocity, self._lr, self._momentum,
@@ -554,7 +566,7 @@ class Adam(Optimizer):
         v_hat = (b2 * V_ + (1 - b2) * g * g) / (1 - b2 ** t)
         return max(g * g, v_hat, m_hat, P + self._lr * m_hat / self._eps)
 
-    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
         t = int(self._iterations[0]) + 1
         backend.adam_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
@@ -644,7 +656,7 @@ class AdamW(Adam):
         # the decay leaves |w| <= P (lr wd <= 1); then Adam's bound with the plain gradient
         return self._moments_bound(_max_abs(params), G)
 
-    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
         t = int(self._iterations[0]) + 1
         backend.adamw_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
@@ -769,7 +781,7 @@ class RMSprop(Optimizer):
         return max(g2, v_new + self._eps, a_new * a_new if self._centered else 0.0, lr * G,
                    b_new, P + b_new)
 
-    def step(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         check_update(self, params, grads)
         backend.rmsprop_update(params, grads, self._mean_square, self._mean_grad, self._buffer,
                                self._lr, self._rho, self._momentum, self._eps, self._centered,

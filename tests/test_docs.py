@@ -17,3 +17,21 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
     assert result.attempted > 0, f"{name} has no docstring examples"
+
+
+def _readme_section(title):
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_the_readme_custom_loop_runs_and_learns_xor(capsys):
+    blocks = _readme_section("Custom training loops")
+    assert len(blocks) == 1
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert (namespace["model"](namespace["x"]) > 0.5).ravel().tolist() == [False, True, True,
+                                                                          False]
+    assert "[False  True  True False]" in capsys.readouterr().out

@@ -23,6 +23,7 @@ __all__ = [
     "smiley",
     "frown",
     "make_faces",
+    "make_gaussian_ring",
 ]
 
 _DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.csv.gz")
@@ -345,3 +346,49 @@ def make_faces(n_per_class: int = 50, flip_prob: float = 0.05, seed: int = 0
     X = np.abs(clean - flips)
     order = rng.permutation(2 * n)
     return X[order], y[order]
+
+
+def make_gaussian_ring(n: int = 1000, modes: int = 8, radius: float = 2.0, std: float = 0.02,
+                       seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Points from ``modes`` Gaussians evenly spaced on a circle: the standard test of whether
+    a GAN covers every mode of a distribution or collapses onto a few.
+
+    Mode ``k`` is centred at ``radius * (cos(2 pi k / modes), sin(2 pi k / modes))``; each point
+    picks a mode uniformly and adds isotropic Gaussian noise of standard deviation ``std``.
+
+    Parameters
+    ----------
+    n : int, default 1000
+        Number of points, >= 1.
+    modes : int, default 8
+        Number of Gaussians, >= 1.
+    radius : float, default 2.0
+        Radius of the circle, >= 0.
+    std : float, default 0.02
+        Standard deviation of each Gaussian, >= 0.
+    seed : int, default 0
+        Seed of the sampling (>= 0).
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n, 2)
+        The points.
+    centers : ndarray of float64, shape (modes, 2)
+        The modes' centres.
+
+    Examples
+    --------
+    >>> from fastnn.datasets import make_gaussian_ring
+    >>> X, centers = make_gaussian_ring(n=4, seed=0)
+    >>> X.shape, centers.shape
+    ((4, 2), (8, 2))
+    """
+    n = _check_int("n", n, low=1)
+    modes = _check_int("modes", modes, low=1)
+    radius = _check_float("radius", radius, low=0.0)
+    std = _check_float("std", std, low=0.0)
+    rng = np.random.default_rng(_check_int("seed", seed, low=0))
+    angles = 2 * np.pi * np.arange(modes) / modes
+    centers = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    X = centers[rng.integers(0, modes, n)] + std * rng.standard_normal((n, 2))
+    return X, centers
