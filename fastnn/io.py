@@ -44,6 +44,7 @@ import json
 import os
 import stat
 import struct
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 import numpy as np
@@ -72,10 +73,25 @@ def _arrays_of(model: Sequential) -> list[tuple[str, NDArray[Any]]]:
     arrays = []
     for i, layer in enumerate(model.dense_layers):
         arrays += [(f"dense_{i}/W", layer.W), (f"dense_{i}/b", layer.b)]
-    if model.optimizer is not None:
+    if model.optimizer is not None and _stores_compile(model):
         for key, value in model.optimizer.state().items():
             arrays.append((f"optimizer/{key}", value))
     return arrays
+
+
+def _stores_compile(model: Sequential) -> bool:
+    """Whether the file can hold the compile settings: a loss ``get_loss`` rebuilds (a Python
+    loss of the user's cannot be; the file then holds the architecture and weights, and the
+    loaded model is compiled again by its user)."""
+    from fastnn.losses import get_loss
+
+    if model.loss is None:
+        return False
+    try:
+        get_loss(_loss_entry(model.loss))
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _loss_entry(loss: Any) -> Any:
@@ -103,7 +119,11 @@ def model_to_bytes(model: Sequential) -> bytes:
         offset += little.nbytes
         offset += -offset % ALIGN
     compiled = None
-    if model.loss is not None:
+    if model.loss is not None and not _stores_compile(model):
+        warnings.warn(f"the loss {model.loss!r} is not one fastnn can rebuild from a file: the "
+                      f"file holds the architecture and weights, not the compile settings "
+                      f"(compile the loaded model again)", UserWarning, stacklevel=3)
+    elif model.loss is not None:
         compiled = {"loss": _loss_entry(model.loss), "optimizer": model.optimizer.get_config(),
                     "iterations": getattr(model.optimizer, "iterations", 0),
                     "metrics": model.metrics}

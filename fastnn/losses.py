@@ -39,16 +39,54 @@ LossName = Literal["mse", "mean_squared_error", "mae", "mean_absolute_error", "h
 (MSE_KIND, MAE_KIND, HUBER_KIND, BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS,
  CE_SOFTMAX) = range(9)
 FUSED_KINDS = frozenset({BCE_SIGMOID, CE_SOFTMAX})
+#: The code of a loss written in Python (a Loss subclass with ``value`` and ``gradient``): the
+#: model calls them instead of a kernel.
+CUSTOM_KIND = -1
 
 
 class Loss:
-    """Base class: ``name`` for files and messages, ``kind`` for the kernels."""
+    """Base class: ``name`` for files and messages, ``kind`` for the kernels.
+
+    A loss of your own: subclass it and implement ``value(y_true, y_pred) -> float`` (the mean
+    loss of the batch) and ``gradient(y_true, y_pred) -> ndarray`` (dL/dy_pred, shaped like
+    y_pred). ``y_true`` is the dense (n, outputs) targets array (``targets``), ``y_pred`` the
+    model's outputs. Such a loss trains through the per-kernel path.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> class Quartic(fnn.Loss):
+    ...     name = "quartic"
+    ...     def value(self, y_true, y_pred):
+    ...         return float(np.mean((y_pred - y_true) ** 4))
+    ...     def gradient(self, y_true, y_pred):
+    ...         return 4 * (y_pred - y_true) ** 3 / y_pred.size
+    >>> model = fnn.Sequential([fnn.Dense(1)], input_dim=2, seed=0, backend="numpy")
+    >>> model = model.compile(loss=Quartic(), optimizer=fnn.SGD(lr=0.01))
+    >>> x, y = np.ones((4, 2)), np.zeros(4)
+    >>> first = model.train_on_batch(x, y)
+    >>> bool(model.train_on_batch(x, y) < first)
+    True
+    """
 
     name = ""
 
     def kind(self, final_act: int) -> int:
-        """The kernel code of this loss after the final activation code ``final_act``."""
-        raise NotImplementedError
+        """The kernel code of this loss after the final activation code ``final_act``; for a
+        subclass that implements ``value`` and ``gradient`` instead, ``CUSTOM_KIND``."""
+        if _overrides(self, "value") or _overrides(self, "gradient"):
+            return CUSTOM_KIND
+        raise TypeError(f"{type(self).__name__} must implement value(y_true, y_pred) and "
+                        f"gradient(y_true, y_pred) (or kind(), choosing a kernel code)")
+
+    def value(self, y_true: NDArray[Any], y_pred: NDArray[Any]) -> float:
+        """A Python loss: the mean loss of ``y_pred`` against the dense targets ``y_true``."""
+        raise TypeError(f"{type(self).__name__} must implement value(y_true, y_pred)")
+
+    def gradient(self, y_true: NDArray[Any], y_pred: NDArray[Any]) -> NDArray[Any]:
+        """A Python loss: dL/dy_pred, shaped like ``y_pred``."""
+        raise TypeError(f"{type(self).__name__} must implement gradient(y_true, y_pred)")
 
     def targets(self, y: ArrayLike, n_outputs: int, dtype: DTypeLike,
                 n_rows: Optional[int] = None, name: str = "y") -> NDArray[np.floating[Any]]:
@@ -72,7 +110,7 @@ class Loss:
         ValueError, TypeError
             If ``y`` has the wrong shape, non-real or non-finite values, or values out of range.
         """
-        raise NotImplementedError
+        return V.dense_targets(y, n_outputs, dtype, n_rows, name)
 
     @property
     def param(self) -> float:
@@ -145,6 +183,18 @@ class Loss:
             raise TypeError(f"{type(self).__name__}.targets() must return a C-contiguous "
                             f"{out.dtype.name} array of shape {out.shape}")
         w = None if sample_weight is None else V.sample_weights(sample_weight, n, out.dtype)
+        if check_kind(self, A.LINEAR) == CUSTOM_KIND:
+            if w is not None:
+                raise TypeError(f"sample_weight needs a built-in loss: {type(self).__name__}."
+                                f"value() computes a mean of its own")
+            value = float(self.value(t, out))
+            if not with_grad:
+                return value, None
+            custom = np.asarray(self.gradient(t, out), dtype=out.dtype)
+            if custom.shape != out.shape:
+                raise TypeError(f"{type(self).__name__}.gradient() must return an array of "
+                                f"shape {out.shape}. Received: shape {custom.shape}")
+            return value, custom.reshape(shape)
         kind = _checked_code(self, self.output_kind(), A.LINEAR)
         grad = np.empty_like(out) if with_grad else None
         value = default_backend().loss(kind, out, t, grad, w, self.param)
@@ -376,11 +426,23 @@ ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae",
 def check_kind(loss: Loss, final_act: int) -> int:
     """``loss.kind(final_act)``, checked: a kernel code both backends know, else TypeError.
 
-    A ``Loss`` subclass must return one of the codes above; anything else would reach the
-    compiled kernels as an unknown code. (Models pass ``loss.param``, Huber's delta, to the
-    loss kernels and to the compiled training plan.)
+    A ``Loss`` subclass must return one of the codes above, or ``CUSTOM_KIND`` with both
+    ``value`` and ``gradient`` implemented; anything else would reach the compiled kernels as an
+    unknown code. (Models pass ``loss.param``, Huber's delta, to the loss kernels and to the
+    compiled training plan.)
     """
-    return _checked_code(loss, loss.kind(final_act), final_act)
+    kind = loss.kind(final_act)
+    if kind == CUSTOM_KIND and not isinstance(kind, bool):
+        missing = [m for m in ("value", "gradient") if not _overrides(loss, m)]
+        if missing:
+            raise TypeError(f"{type(loss).__name__} must implement "
+                            f"{' and '.join(m + '(y_true, y_pred)' for m in missing)}")
+        return CUSTOM_KIND
+    return _checked_code(loss, kind, final_act)
+
+
+def _overrides(loss: Loss, method: str) -> bool:
+    return getattr(type(loss), method) is not getattr(Loss, method)
 
 
 def _checked_code(loss: Loss, kind: Any, final_act: int) -> int:

@@ -664,7 +664,8 @@ class Sequential:
     def _make_train_plan(self, ws):
         plan_class = getattr(self._be, "TrainPlan", None)
         opt = self.optimizer
-        if plan_class is None or type(opt) not in (SGD, Adam) or any(s.chain for s in self._plan):
+        if (plan_class is None or type(opt) not in (SGD, Adam) or any(s.chain for s in self._plan)
+                or self._loss_kind == L.CUSTOM_KIND):
             return None
         kind, state = (0, (opt._velocity,)) if type(opt) is SGD else (1, (opt._m, opt._v))
         steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
@@ -745,11 +746,33 @@ class Sequential:
         ws = self._train_workspace(rows)
         out = self._forward(x, ws, rows)
         g = ws.G[-1] if rows == ws.rows else ws.G[-1][:rows]
-        value = self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
+        value = self._loss_value(out, t, g, w)
         if not math.isfinite(value):
             raise _loss_diverged(value)
         self._backward(x, ws, rows)
         return value, out
+
+    def _loss_value(self, out, t, g, w):
+        """The loss of ``out`` against the dense targets ``t`` (sample weights ``w`` or None)
+        and, when ``g`` is given, dL/d(out) into it: a kernel, or a Python loss's ``value`` and
+        ``gradient``, whose results are held to the shape and finiteness the backward pass
+        needs."""
+        if self._loss_kind != L.CUSTOM_KIND:
+            return self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
+        name = type(self.loss).__name__
+        value = self.loss.value(t, out)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"{name}.value() must return a number. Received: {value!r}")
+        if g is not None:
+            grad = self.loss.gradient(t, out)
+            if not isinstance(grad, np.ndarray) or grad.shape != out.shape:
+                raise TypeError(f"{name}.gradient() must return an array of the outputs' shape "
+                                f"{out.shape}. Received: {type(grad).__name__} "
+                                f"{getattr(grad, 'shape', '')}")
+            np.copyto(g, grad, casting="same_kind")
+            if not np.isfinite(g).all():
+                raise FloatingPointError(f"{name}.gradient() returned NaN or inf")
+        return float(value)
 
     def _train_step(self, x, t, w=None):
         """One optimizer step on a validated batch (``w``: its sample weights, or None); returns
@@ -800,6 +823,9 @@ class Sequential:
         outputs, its 0/1 target with one."""
         if sample_weight is None and class_weight is None:
             return None
+        if self._loss_kind == L.CUSTOM_KIND:
+            raise TypeError(f"sample_weight and class_weight need a built-in loss: "
+                            f"{type(self.loss).__name__}.value() computes a mean of its own")
         n = T.shape[0]
         W = (np.ones(n, self.dtype) if sample_weight is None
              else V.sample_weights(sample_weight, n, self.dtype))
@@ -1199,7 +1225,7 @@ class Sequential:
     def _evaluate_arrays(self, X, T, batch_size=4096, W=None):
         out = self._predict_array(X, batch_size)
         n = X.shape[0]
-        scores = {"loss": self._be.loss(self._loss_kind, out, T, None, W, self.loss.param)}
+        scores = {"loss": self._loss_value(out, T, None, W)}
         threshold = self._threshold()
         for name in self.metrics:
             scores[name] = M.metric_sum(name, out, T, threshold) / n

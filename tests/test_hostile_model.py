@@ -299,3 +299,65 @@ def test_set_ups_that_cannot_learn_what_was_meant_warn(backend):
             warnings.simplefilter("error")
             model.compile(loss=loss)
             model.fit(x, y, epochs=1, verbose=0)
+
+
+class _Quartic(L.Loss):
+    name = "quartic"
+
+    def value(self, y_true, y_pred):
+        return float(np.mean((y_pred - y_true) ** 4))
+
+    def gradient(self, y_true, y_pred):
+        return 4 * (y_pred - y_true) ** 3 / y_pred.size
+
+
+class _ValueOnly(L.Loss):
+    def value(self, y_true, y_pred):
+        return 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_python_loss_trains_through_value_and_gradient(backend):
+    """A Loss subclass with value and gradient: the gradients the model computes from it equal
+    finite differences of its value (float64); one method missing is a TypeError at compile."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((7, 3)), rng.standard_normal((7, 2))
+    model = fnn.Sequential([fnn.Dense(4, activation="tanh"), fnn.Dense(2)], input_dim=3, seed=0,
+                           dtype="float64", backend=backend)
+    model.compile(loss=_Quartic(), optimizer=fnn.SGD(lr=0.01))
+    loss, grads = model.loss_and_gradients(x, y)
+    assert loss == pytest.approx(np.mean((model.predict(x) - y) ** 4), rel=1e-12)
+    weights, h = model.get_weights(), 1e-6
+    numeric = np.zeros_like(weights[0])
+    for idx in np.ndindex(weights[0].shape):
+        for sign in (1, -1):
+            probe = [w.copy() for w in weights]
+            probe[0][idx] += sign * h
+            model.set_weights(probe)
+            numeric[idx] += sign * model.evaluate(x, y)["loss"] / (2 * h)
+    model.set_weights(weights)
+    np.testing.assert_allclose(grads[0], numeric, rtol=1e-6, atol=1e-10)
+    first = model.train_on_batch(x, y)
+    model.fit(x, y, epochs=5, batch_size=7, verbose=0)
+    assert model.evaluate(x, y)["loss"] < first
+    with pytest.raises(TypeError, match="sample_weight"):
+        model.fit(x, y, sample_weight=np.ones(7), verbose=0)
+    value, grad = _Quartic().value_and_grad(y, model.predict(x))
+    assert grad.shape == y.shape and value == pytest.approx(model.evaluate(x, y)["loss"])
+    with pytest.raises(TypeError, match=r"must implement gradient\(y_true, y_pred\)"):
+        model.compile(loss=_ValueOnly())
+    with pytest.raises(TypeError, match=r"must implement value\(y_true, y_pred\) and gradient"):
+        model.compile(loss=L.Loss())
+
+
+def test_a_model_with_a_python_loss_saves_its_weights_and_says_so(tmp_path):
+    from fastnn.io import model_from_bytes, model_to_bytes
+    model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0, backend="numpy")
+    model.compile(loss=_Quartic(), optimizer="adam")
+    model.train_on_batch(np.ones((4, 3)), np.zeros((4, 2)))
+    with pytest.warns(UserWarning, match="not one fastnn can rebuild"):
+        blob = model_to_bytes(model)
+    same = model_from_bytes(blob)
+    assert same.loss is None
+    for a, b in zip(model.get_weights(), same.get_weights()):
+        np.testing.assert_array_equal(a, b)
