@@ -126,7 +126,9 @@ def model_to_bytes(model: Sequential) -> bytes:
     elif model.loss is not None:
         compiled = {"loss": _loss_entry(model.loss), "optimizer": model.optimizer.get_config(),
                     "iterations": getattr(model.optimizer, "iterations", 0),
-                    "metrics": model.metrics}
+                    # names only: a metric function of the user's is not stored
+                    "metrics": [m for m in getattr(model, "_metric_items", model.metrics)
+                                if isinstance(m, str)]}
     header_dict = {"model": dict(model.get_config(), backend=model.backend),
                    "compile": compiled, "arrays": entries}
     try:

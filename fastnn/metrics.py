@@ -21,15 +21,20 @@ MetricName = Literal["accuracy", "binary_accuracy", "mae"]
 METRICS = ("accuracy", "binary_accuracy", "mae")
 
 
-def check_metrics(metrics: Optional[Union[MetricName, Sequence[MetricName]]]) -> list[str]:
-    """The metric names as a list: None gives [], a single name a one-item list.
+def check_metrics(metrics: Any) -> list[Any]:
+    """The metrics as a list: None gives [], a single name or function a one-item list.
+
+    Each item is a name or a function ``f(y_true, y_pred) -> number`` (a batch mean, as in
+    Keras: ``y_true`` the dense (n, outputs) targets, ``y_pred`` the model's outputs), reported
+    under its ``__name__``.
 
     Raises
     ------
     TypeError
-        If ``metrics`` is not None, a string, a list or a tuple.
+        If ``metrics`` is not None, a string, a function, a list or a tuple.
     ValueError
-        If a name is not one of "accuracy", "binary_accuracy", "mae".
+        If a name is not one of "accuracy", "binary_accuracy", "mae", or two metrics share a
+        name.
 
     Examples
     --------
@@ -39,17 +44,38 @@ def check_metrics(metrics: Optional[Union[MetricName, Sequence[MetricName]]]) ->
     """
     if metrics is None:
         return []
-    if isinstance(metrics, str):
+    if isinstance(metrics, str) or callable(metrics):
         metrics = [metrics]
     if not isinstance(metrics, (list, tuple)):
-        raise TypeError(f"metrics must be a list of names from {list(METRICS)}. "
-                        f"Received: metrics={metrics!r}")
-    names = list(metrics)
-    for name in names:
-        if not isinstance(name, str) or name not in METRICS:
-            raise ValueError(f"metrics must be names from {list(METRICS)}. "
-                             f"Received: metrics={metrics!r}")
-    return names
+        raise TypeError(f"metrics must be a list of names from {list(METRICS)} or functions "
+                        f"f(y_true, y_pred). Received: metrics={metrics!r}")
+    items = list(metrics)
+    for item in items:
+        if not callable(item) and (not isinstance(item, str) or item not in METRICS):
+            raise ValueError(f"metrics must be names from {list(METRICS)} or functions "
+                             f"f(y_true, y_pred). Received: metrics={metrics!r}")
+    names = [metric_name(item) for item in items]
+    if len(set(names)) != len(names) or "loss" in names:
+        raise ValueError(f"metrics must have distinct names other than 'loss'. Received the "
+                         f"names {names}")
+    return items
+
+
+def metric_name(metric: Any) -> str:
+    """The key a metric is reported under: its name, or a function's ``__name__``."""
+    return metric if isinstance(metric, str) else getattr(metric, "__name__", type(metric).__name__)
+
+
+def batch_metric_sum(metric: Any, outputs: NDArray[Any], targets: NDArray[Any],
+                     threshold: float) -> float:
+    """``metric_sum`` for a name; for a function, its batch mean times the batch's rows."""
+    if isinstance(metric, str):
+        return metric_sum(metric, outputs, targets, threshold)
+    value = metric(targets, outputs)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"the metric {metric_name(metric)} must return a number. Received: "
+                        f"{value!r}")
+    return float(value) * outputs.shape[0]
 
 
 def metric_sum(name: str, outputs: NDArray[Any], targets: NDArray[Any],

@@ -359,6 +359,7 @@ class Sequential:
         self.input_dim = None
         self.loss = self.optimizer = None
         self.metrics = []
+        self._metric_items: list[Any] = []          # names, or functions f(y_true, y_pred)
         self._plan = []
         self._forward_plan = None
         self._train_ws = None
@@ -544,9 +545,10 @@ class Sequential:
         optimizer : {"sgd", "adam"}, Optimizer or dict, default "sgd"
             A name (default settings), an instance such as ``SGD(lr=0.1)``, or a config dict
             such as ``{"name": "adam", "lr": 0.01}``.
-        metrics : str or list of str, optional
-            Any of "accuracy", "binary_accuracy" and "mae", reported by ``fit`` and
-            ``evaluate``.
+        metrics : str, function or list of them, optional
+            Any of "accuracy", "binary_accuracy" and "mae", or functions
+            ``f(y_true, y_pred) -> number`` (a batch mean; ``y_true`` the dense targets),
+            reported by ``fit`` and ``evaluate`` under their names.
 
         Returns
         -------
@@ -576,11 +578,13 @@ class Sequential:
         new_loss = L.get_loss(loss)
         kind = L.check_kind(new_loss, self.final_activation)
         new_optimizer = get_optimizer(optimizer)
-        names = M.check_metrics(metrics)
+        items = M.check_metrics(metrics)
         new_optimizer.build(self._params.size, self.dtype)
         warn_about_setup(new_loss, [(act, s.width) for s in self._plan
                                     for act, _ in s.chain or [(s.act, s.param)]])
-        self.loss, self.optimizer, self.metrics = new_loss, new_optimizer, names
+        self.loss, self.optimizer = new_loss, new_optimizer
+        self.metrics = [M.metric_name(item) for item in items]
+        self._metric_items = items
         self._loss_kind = kind
         self._train_plan = None                  # built again for this loss and optimizer
         return self
@@ -1129,8 +1133,8 @@ class Sequential:
                 sums["loss"] += value * rows
                 if self.metrics:
                     out = self._batch_outputs(rows)
-                    for name in self.metrics:
-                        sums[name] += M.metric_sum(name, out, tb, threshold)
+                    for name, item in zip(self.metrics, self._metric_items):
+                        sums[name] += M.batch_metric_sum(item, out, tb, threshold)
                 progress.update(rows, sums)
                 for cb in callbacks:
                     cb.on_batch_end(index, {"loss": value})
@@ -1227,8 +1231,8 @@ class Sequential:
         n = X.shape[0]
         scores = {"loss": self._loss_value(out, T, None, W)}
         threshold = self._threshold()
-        for name in self.metrics:
-            scores[name] = M.metric_sum(name, out, T, threshold) / n
+        for name, item in zip(self.metrics, self._metric_items):
+            scores[name] = M.batch_metric_sum(item, out, T, threshold) / n
         return scores
 
     def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,

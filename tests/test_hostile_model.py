@@ -361,3 +361,29 @@ def test_a_model_with_a_python_loss_saves_its_weights_and_says_so(tmp_path):
     assert same.loss is None
     for a, b in zip(model.get_weights(), same.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metric_functions_are_reported_as_batch_means(backend):
+    """A metric given as a function f(y_true, y_pred): fit and evaluate report the mean over
+    samples of its batch means (weighted by the batch sizes) under its __name__."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((50, 3)), rng.integers(0, 2, 50)
+
+    def max_error(y_true, y_pred):
+        return float(np.abs(y_true - y_pred).max(axis=1).mean())
+
+    model = fnn.Sequential([fnn.Dense(2, activation="softmax")], input_dim=3, seed=0,
+                           backend=backend)
+    model.compile(loss="cross_entropy", metrics=["accuracy", max_error])
+    assert model.metrics == ["accuracy", "max_error"]
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert len(history.history["max_error"]) == 2
+    scores = model.evaluate(x, y)
+    expected = max_error(np.eye(2)[y], model.predict(x))
+    assert scores["max_error"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="distinct names"):
+        model.compile(loss="cross_entropy", metrics=[max_error, max_error])
+    model.compile(loss="cross_entropy", metrics=[lambda t, p: "x"])
+    with pytest.raises(TypeError, match="must return a number"):
+        model.evaluate(x, y)
