@@ -15,6 +15,7 @@ import functools
 import math
 import threading
 import time
+import warnings
 from typing import (TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Optional, Sequence,
                     Union)
 
@@ -223,6 +224,12 @@ def _exclusive(method: Callable[..., Any]) -> Any:
         finally:
             lock.release()
     return exclusive
+
+
+def _is_batch_source(X: object) -> bool:
+    """True for a generator or other iterable of batches: not an array or a nested list."""
+    return (not isinstance(X, (np.ndarray, list, tuple, str, bytes)) and hasattr(X, "__iter__")
+            and not hasattr(X, "__array__") and not hasattr(X, "shape"))
 
 
 def _check_callbacks(callbacks: object) -> list[Callback]:
@@ -963,12 +970,13 @@ class Sequential:
         return value, grads
 
     @_exclusive
-    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
+    def fit(self, X: Any, y: Optional[ArrayLike] = None, epochs: int = 1, batch_size: int = 32,
             validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
             validation_split: float = 0.0, shuffle: bool = True, verbose: int = 1,
             callbacks: Optional[Sequence[Callback]] = None,
             sample_weight: Optional[ArrayLike] = None,
-            class_weight: Optional[Mapping[int, float]] = None) -> History:
+            class_weight: Optional[Mapping[int, float]] = None,
+            steps_per_epoch: Optional[int] = None, initial_epoch: int = 0) -> History:
         """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
 
         Each epoch shuffles the samples (unless ``shuffle=False``) and takes one training step
@@ -977,13 +985,15 @@ class Sequential:
 
         Parameters
         ----------
-        X : array_like of shape (n, input_dim)
-            Training inputs, real and finite.
+        X : array_like of shape (n, input_dim), or an iterable of batches
+            Training inputs, real and finite; or a generator or other iterable yielding
+            batches ``(x, y)`` or ``(x, y, sample_weight)`` (then ``y`` is None and
+            ``batch_size``, ``shuffle`` and the validation split do not apply).
         y : array_like
             Training targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or
             (n,) with one output.
         epochs : int, default 1
-            Number of passes over the data, >= 0.
+            The epoch to stop before (the number of passes when ``initial_epoch`` is 0), >= 0.
         batch_size : int, default 32
             Samples per step, > 0 (at most the number of training samples is used).
         validation_data : tuple (X_val, y_val), optional
@@ -1005,6 +1015,13 @@ class Sequential:
         class_weight : dict of int to float, optional
             ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
             argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
+        steps_per_epoch : int, optional
+            With an iterable of batches: the batches of one epoch, all epochs drawing from one
+            iterator (which may be endless). Default: each epoch iterates the source anew to
+            its end.
+        initial_epoch : int, default 0
+            The epoch to start from (to resume training): epochs ``initial_epoch`` to
+            ``epochs - 1`` run, and the History counts from it.
 
         Returns
         -------
@@ -1040,6 +1057,19 @@ class Sequential:
         """
         self._check_compiled("fit")
         epochs = V.check_int("epochs", epochs, low=0)
+        initial_epoch = V.check_int("initial_epoch", initial_epoch, low=0)
+        if _is_batch_source(X):
+            if y is not None or sample_weight is not None or class_weight is not None:
+                raise TypeError("with an iterable of batches, y, sample_weight and "
+                                "class_weight come from its batches: pass y=None")
+            if steps_per_epoch is not None:
+                steps_per_epoch = V.check_positive_int("steps_per_epoch", steps_per_epoch)
+            verbose = V.check_int("verbose", verbose, low=0)
+            return self._fit_source(X, epochs, steps_per_epoch, initial_epoch, verbose,
+                                    _check_callbacks(callbacks), validation_data)
+        if steps_per_epoch is not None:
+            raise TypeError("steps_per_epoch applies to an iterable of batches; with arrays, "
+                            "batch_size sets the steps")
         batch_size = V.check_positive_int("batch_size", batch_size)
         validation_split = V.check_float("validation_split", validation_split,
                                          low=0.0, high=1.0, high_open=True)
@@ -1063,7 +1093,7 @@ class Sequential:
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             if shuffle:
@@ -1081,6 +1111,59 @@ class Sequential:
         for cb in callbacks:
             cb.on_train_end()
         return history
+
+    def _fit_source(self, source, epochs, steps_per_epoch, initial_epoch, verbose, callbacks,
+                    validation_data):
+        """fit on an iterable of batches: each batch validated as train_on_batch does."""
+        _, _, _, val = self._split_validation(None, None, None, validation_data, 0.0)
+        history = self.history = History()
+        self.stop_training = False
+        shared = iter(source) if steps_per_epoch is not None else None
+        for cb in callbacks:
+            cb.set_model(self)
+            cb.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            dry: list[bool] = []
+            batches = self._source_batches(shared if shared is not None else iter(source),
+                                           steps_per_epoch, epoch, dry)
+            logs = self._run_batches(batches, None, epoch, epochs, verbose, callbacks, val)
+            if dry:
+                warnings.warn(f"the batch source ran out in epoch {epoch + 1}: training "
+                              f"stops (give steps_per_epoch the batches one epoch has, or a "
+                              f"source that starts anew)", UserWarning, stacklevel=4)
+                self.stop_training = True
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            history.append(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _source_batches(self, iterator, steps, epoch, dry):
+        """The validated (x, t, w) batches of one epoch from ``iterator``; appends to ``dry``
+        when it ends before ``steps`` batches (or before any)."""
+        index = 0
+        while steps is None or index < steps:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                if steps is not None or index == 0:
+                    dry.append(True)
+                return
+            where = f"batch {index + 1} of epoch {epoch + 1}"
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise ValueError(f"each batch must be a tuple (x, y) or (x, y, sample_weight). "
+                                 f"Received: {type(item).__name__} as {where}")
+            x = self._inputs(item[0], f"x ({where})")
+            t = self._targets(item[1], x.shape[0], f"y ({where})")
+            w = (None if len(item) == 2 or item[2] is None
+                 else self._sample_weights(item[2], None, t))
+            yield x, t, w
+            index += 1
 
     def _split_validation(self, X, T, W, validation_data, validation_split
                           ) -> tuple[FloatArray, FloatArray, Any, Any]:
@@ -1109,17 +1192,22 @@ class Sequential:
             total = self._epoch_compiled(Xs, Ts, batch, epoch)
             if total is not None:
                 return self._with_validation({"loss": total / n}, val)
+        batches = ((Xs[i:i + batch], Ts[i:i + batch], None if Ws is None else Ws[i:i + batch])
+                   for i in range(0, n, batch))
+        return self._run_batches(batches, n, epoch, epochs, verbose, callbacks, val)
+
+    def _run_batches(self, batches, n, epoch, epochs, verbose, callbacks, val):
+        """One epoch over validated ``(x, t, w)`` batches (``n`` samples in all, or None when
+        a generator does not say); returns the epoch's logs."""
         started = time.perf_counter()
         threshold = self._threshold()
         sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
         seen = 0
         progress = EpochProgress(epoch, epochs, n, verbose)
         try:
-            for index, start in enumerate(range(0, n, batch)):
-                xb, tb = Xs[start:start + batch], Ts[start:start + batch]
+            for index, (xb, tb, wb) in enumerate(batches):
                 try:
-                    value = self._train_step(xb, tb, None if Ws is None
-                                             else Ws[start:start + batch])
+                    value = self._train_step(xb, tb, wb)
                 except FloatingPointError as exc:
                     if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
                         raise FloatingPointError(
