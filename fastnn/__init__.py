@@ -13,11 +13,12 @@ from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, Mo
                               TerminateOnNaN)
 from fastnn._threads import get_num_threads, set_num_threads, thread_limit, threads
 from fastnn.io import load_model as load
-from fastnn.layers import (Activation, Dense, LeakyReLU, Layer, ReLU, Sigmoid, Softmax, Step,
-                           Tanh)
+from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
+                           Flatten, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
+                           Softmax, Step, Tanh)
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
-from fastnn.model import History, Sequential
+from fastnn.models import History, Input, Model, Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
@@ -29,5 +30,6 @@ __all__ = [
     "MeanAbsoluteError", "MeanSquaredError", "Optimizer", "RMSprop", "ReLU", "SGD", "Sequential",
     "Sigmoid",
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
-    "thread_limit", "threads", "__version__",
+    "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
+    "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape",
 ]

@@ -201,6 +201,18 @@ def parameter_bytes(config: dict[str, Any], itemsize: int) -> Optional[int]:
     return total * itemsize
 
 
+def check_compile(header: dict[str, Any]) -> Any:
+    """The compile settings of a header (or None), structure and step count checked."""
+    compiled = header.get("compile")
+    if not (compiled is None or isinstance(compiled, dict)):
+        raise BadModelFile("the header's 'compile' must be an object or null")
+    if compiled is not None:
+        check_keys(compiled, "the compile settings", *COMPILE_KEYS)
+        check_int("optimizer step count", "iterations", compiled.get("iterations", 0), 0,
+                  MAX_ITERATIONS)
+    return compiled
+
+
 def check_description(header: dict[str, Any], data_size: int) -> tuple[dict[str, Any], Any]:
     """(model config, compile settings or None) from a v1 header, structure and integer
     ranges checked, and the architecture's weights within ``data_size`` bytes."""

@@ -292,3 +292,43 @@ def check_rows(name: str, arr: NDArray[Any], n_rows: Optional[int]) -> None:
     if n_rows is not None and arr.shape[0] != n_rows:
         raise ValueError(f"{name} must have one row per sample of X ({n_rows}). "
                          f"Received: {name} with {arr.shape[0]} rows")
+
+
+def float_array(name: str, x: ArrayLike, dtype: DTypeLike,
+                sample_shape: tuple[int, ...]) -> NDArray[np.floating[Any]]:
+    """A C-contiguous (n, *sample_shape) array of ``dtype``, finite, with n >= 1; copied only
+    if needed. 2-D inputs go through ``float_matrix`` (its messages speak of features)."""
+    if len(sample_shape) == 1:
+        return float_matrix(name, x, dtype, width=sample_shape[0])
+    arr = as_real_array(name, x)
+    if arr.shape[1:] != tuple(sample_shape) or arr.ndim != len(sample_shape) + 1:
+        raise ValueError(f"{name} must have shape (n, {', '.join(map(str, sample_shape))}). "
+                         f"Received: {name} with shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sample. Received: {name} with "
+                         f"shape {arr.shape}")
+    out = as_float(arr, dtype)
+    check_finite(name, out)
+    return out
+
+
+def check_shape(name: str, value: Any, allow_none_first: bool = False) -> tuple[int, ...]:
+    """A shape: a positive int or a non-empty tuple/list of positive ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{name} must be a tuple of positive integers such as (28, 28, 1). "
+                        f"Received: {name}={_describe(value)}")
+    dims = []
+    for d in value:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"{name} must be a tuple of positive integers such as (28, 28, "
+                             f"1). Received: {name}={_describe(value)}")
+        if d >= 2**31:
+            raise ValueError(f"{name} has a dimension of {d}, over 2**31 - 1. Received: "
+                             f"{name}={_describe(value)}")
+        dims.append(int(d))
+    if len(dims) > 8:
+        raise ValueError(f"{name} may have at most 8 dimensions. Received: {name}="
+                         f"{_describe(value)}")
+    return tuple(dims)

@@ -1,14 +1,17 @@
 """The model file format: a fixed preamble, a JSON header, raw little-endian arrays. Never pickle.
 
     offset 0   8 bytes   magic  b"\\x89FNN\\r\\n\\x1a\\n"
-    offset 8   uint32 LE format version (1)
+    offset 8   uint32 LE format version (2; version 1 files still load)
     offset 12  uint32 LE header length H in bytes (at most MAX_HEADER)
     offset 16  H bytes   UTF-8 JSON header
     then zero padding to a multiple of 64; the data section starts there.
 
-The header holds ``model`` (layers, input_dim, seed, dtype, backend), ``compile`` (loss, optimizer
-settings and step count, metrics; or null) and ``arrays``: a list of ``{"name", "dtype", "shape",
-"offset"}`` with ``offset`` relative to the data section. Arrays are ``<f4`` or ``<f8``.
+The header holds ``model`` (version 2: the topology, see ``fastnn.models.saving``: a
+Sequential's layer configs, or a functional Model's layer configs with the node indices each
+reads; version 1: a chain of Dense and activation layers with input_dim), ``compile`` (loss,
+optimizer settings and step count, metrics; or null) and ``arrays``: a list of ``{"name",
+"dtype", "shape", "offset"}`` with ``offset`` relative to the data section. Arrays are ``<f4``
+or ``<f8``.
 The data section is a whole number of 64-byte blocks (the last array is padded too; bytes after
 it are ignored).
 
@@ -19,7 +22,10 @@ cannot make it allocate more than the file holds. It checks the JSON (strict: no
 Infinity, no repeated or unknown keys, integers of at most 40 digits, nesting at most 32 deep),
 every integer's range (``fastnn._header_checks``: at most ``MAX_LAYERS`` = 10000 layers, 8-D
 arrays, dimensions below 2**31, optimizer step counts in [0, 2**53)), the dtype allow-list,
-that spans are in bounds and disjoint, and that the arrays match the architecture. Every
+that spans are in bounds and disjoint, the graph (known layer kinds, connections to earlier
+nodes only: no cycles, no dangling references; every layer able to take its input's shape),
+that the weights the architecture needs fit in the file (sized from the configs before
+anything is allocated), and that the arrays match the architecture. Every
 failure raises ValueError "'path' is not a valid fastnn model file: ...". FIFOs, devices and
 directories: see ``load_model``; atomic, symlink-safe saving: ``save_model``.
 
@@ -56,12 +62,13 @@ from fastnn._safe_files import (PathIsADirectoryError, describe_non_regular,
                                 open_without_blocking, read_up_to, write_atomically)
 
 if TYPE_CHECKING:
-    from fastnn.model import Sequential
+    from fastnn.models.base import BaseModel as Sequential
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 MAGIC = b"\x89FNN\r\n\x1a\n"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_HEADER = 1 << 20
 ALIGN = 64
 DTYPES: dict[str, np.dtype[Any]] = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
@@ -69,10 +76,18 @@ _PREAMBLE = struct.Struct("<8sII")
 
 
 
-def _arrays_of(model: Sequential) -> list[tuple[str, NDArray[Any]]]:
-    arrays = []
-    for i, layer in enumerate(model.dense_layers):
-        arrays += [(f"dense_{i}/W", layer.W), (f"dense_{i}/b", layer.b)]
+def _version_for(model: Sequential) -> int:
+    """1 for a plain MLP that version 1 describes (earlier fastnn reads it), else 2."""
+    v1_keys = {"class", "units", "activation", "threshold", "alpha"}
+    if type(model).__name__ != "Sequential" or not model._fast or model._name is not None:
+        return 2
+    return 1 if all(set(layer.get_config()) <= v1_keys for layer in model.layers) else 2
+
+
+def _arrays_of(model: Sequential, version: int) -> list[tuple[str, NDArray[Any]]]:
+    from fastnn.models.saving import v1_weight_names, weight_arrays
+
+    arrays = v1_weight_names(model) if version == 1 else weight_arrays(model)
     if model.optimizer is not None and _stores_compile(model):
         for key, value in model.optimizer.state().items():
             arrays.append((f"optimizer/{key}", value))
@@ -109,7 +124,8 @@ def model_to_bytes(model: Sequential) -> bytes:
     ``MAX_LAYERS`` layers, a seed >= 2**128, a step count >= 2**53, a header over
     ``MAX_HEADER`` bytes), so no file is written that ``load_model`` would refuse.
     """
-    arrays = _arrays_of(model)
+    version = _version_for(model)
+    arrays = _arrays_of(model, version)
     entries: list[dict[str, Any]] = []
     offset = 0
     for name, arr in arrays:
@@ -129,11 +145,19 @@ def model_to_bytes(model: Sequential) -> bytes:
                     # names only: a metric function of the user's is not stored
                     "metrics": [m for m in getattr(model, "_metric_items", model.metrics)
                                 if isinstance(m, str)]}
-    header_dict = {"model": dict(model.get_config(), backend=model.backend),
-                   "compile": compiled, "arrays": entries}
+    from fastnn.models.saving import check_v2, describe
+
+    description = (dict(model.get_config(), backend=model.backend)   # type: ignore[attr-defined]
+                   if version == 1
+                   else describe(model))
+    header_dict = {"model": description, "compile": compiled, "arrays": entries}
     try:
         H.check_top(header_dict)
-        H.check_description(header_dict, offset)     # the reader's own checks
+        if version == 1:
+            H.check_description(header_dict, offset)     # the reader's own checks
+        else:
+            H.check_compile(header_dict)
+            check_v2(description, offset)
         header = json.dumps(header_dict, allow_nan=False).encode()
         if len(header) > MAX_HEADER:
             raise BadModelFile(f"its header takes {len(header)} bytes, over the format's "
@@ -143,7 +167,7 @@ def model_to_bytes(model: Sequential) -> bytes:
     data_start = _PREAMBLE.size + len(header)
     data_start += -data_start % ALIGN
     blob = bytearray(data_start + offset)
-    _PREAMBLE.pack_into(blob, 0, MAGIC, VERSION, len(header))
+    _PREAMBLE.pack_into(blob, 0, MAGIC, version, len(header))
     blob[_PREAMBLE.size:_PREAMBLE.size + len(header)] = header
     for entry, (_, arr) in zip(entries, arrays):
         raw = np.ascontiguousarray(arr, dtype=entry["dtype"]).tobytes()
@@ -279,23 +303,24 @@ def _read(read: Reader, n: int, what: str) -> Union[bytes, bytearray, memoryview
     return chunk
 
 
-def _read_preamble(read: Reader, size: int) -> int:
-    """The header length, after checking the preamble."""
+def _read_preamble(read: Reader, size: int) -> tuple[int, int]:
+    """(format version, header length), after checking the preamble."""
     if size < _PREAMBLE.size:
         raise BadModelFile(f"{size} bytes is shorter than the {_PREAMBLE.size}-byte preamble")
     magic, version, header_size = _PREAMBLE.unpack(_read(read, _PREAMBLE.size, "the preamble"))
     if magic != MAGIC:
         raise BadModelFile(f"bad magic {magic!r}")
-    if version != VERSION:
-        raise BadModelFile(f"format version {version}; this fastnn reads version {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise BadModelFile(f"format version {version}; this fastnn reads versions "
+                           f"{READABLE_VERSIONS}")
     if header_size > MAX_HEADER or _PREAMBLE.size + header_size > size:
         raise BadModelFile(f"header length {header_size} exceeds the limit or the file")
-    return header_size
+    return version, header_size
 
 
 def _decode_checked(read: Reader, size: int, backend: Backend, path: object
                     ) -> Sequential:
-    header_size = _read_preamble(read, size)
+    version, header_size = _read_preamble(read, size)
     header = H.check_top(H.parse_header(_read(read, header_size, "the header")))
     padding = -(_PREAMBLE.size + header_size) % ALIGN
     data_size = max(0, size - _PREAMBLE.size - header_size - padding)
@@ -310,7 +335,13 @@ def _decode_checked(read: Reader, size: int, backend: Backend, path: object
         checked.append((name, dtype, shape, offset, nbytes))
     H.check_disjoint([(offset, offset + nbytes, name)
                       for name, _, _, offset, nbytes in checked])
-    config, compiled = H.check_description(header, data_size)
+    if version == 1:
+        config, compiled = H.check_description(header, data_size)
+    else:
+        from fastnn.models.saving import check_v2
+
+        config, compiled = header["model"], H.check_compile(header)
+        check_v2(config, data_size)
     end = max((offset + nbytes for _, _, _, offset, nbytes in checked), default=0)
     if data_size < end + (-end % ALIGN):    # the writer pads the last array too
         raise BadModelFile(f"truncated: the arrays need {end + (-end % ALIGN)} bytes of data "
@@ -319,42 +350,55 @@ def _decode_checked(read: Reader, size: int, backend: Backend, path: object
     arrays = {name: np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize,
                                   offset=padding + offset).reshape(shape)
               for name, dtype, shape, offset, nbytes in checked}
-    return _build(config, compiled, arrays, backend)
+    return _build(config, compiled, arrays, backend, version)
 
 
 def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
-           arrays: dict[str, NDArray[Any]], backend: Backend) -> Sequential:
+           arrays: dict[str, NDArray[Any]], backend: Backend, version: int) -> Sequential:
     """The model a checked description and its arrays describe."""
-    from fastnn.layers import layer_from_config
-    from fastnn.model import Sequential
+    from fastnn.models.saving import build
 
+    model, weights = build(config, version, arrays, backend)
+    for (_, layer, k), source in zip(model._entries(), weights):
+        layer._weights[k][...] = source
     try:
-        layers = [layer_from_config(c) for c in config["layers"]]
-        model = Sequential(layers, input_dim=config["input_dim"], seed=config.get("seed"),
-                           dtype=config["dtype"], backend=backend or config.get("backend", "fast"))
         if compiled is not None:
             model.compile(compiled["loss"], compiled["optimizer"], compiled.get("metrics"))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise BadModelFile(f"the model description is invalid ({type(exc).__name__}: {exc})") \
+        raise BadModelFile(f"the compile settings are invalid ({type(exc).__name__}: {exc})") \
             from None
-    expected = dict(_arrays_of(model))
-    if set(expected) != set(arrays):
-        raise BadModelFile(f"the arrays {sorted(arrays)} do not match the architecture, which "
-                           f"needs {sorted(expected)}")
-    for name, target in expected.items():
-        source = arrays[name]
-        if source.shape != target.shape or source.dtype.newbyteorder("=") != target.dtype:
-            raise BadModelFile(f"array {name!r} is {source.dtype.str}{list(source.shape)}, the "
-                               f"model needs {target.dtype.str}{list(target.shape)}")
-        if not np.isfinite(source).all():
-            raise BadModelFile(f"array {name!r} holds NaN or inf")
-        target[...] = source
     if compiled is not None:
+        expected = {f"optimizer/{key}": arr for key, arr in model.optimizer.state().items()
+                    if arr is not None}
+        stored = {name for name in arrays if name.startswith("optimizer/")}
+        if stored != set(expected):
+            raise BadModelFile(f"the optimizer arrays {sorted(stored)} do not match the "
+                               f"optimizer, which needs {sorted(expected)}")
+        for name, target in expected.items():
+            source = arrays[name]
+            if source.shape != target.shape or source.dtype.newbyteorder("=") != target.dtype:
+                raise BadModelFile(f"array {name!r} is {source.dtype.str}{list(source.shape)}, "
+                                   f"the model needs {target.dtype.str}{list(target.shape)}")
+            if not np.isfinite(source).all():
+                raise BadModelFile(f"array {name!r} holds NaN or inf")
+            target[...] = source
         # the step count and the state must be ones a real run could produce: a forged state
         # (v < 0, a huge m at step 0, ...) would make the first step overflow
         try:
             model.optimizer.iterations = compiled.get("iterations", 0)
-            model.optimizer.check_state(model._params)
+            model.optimizer.check_state(_trainable_params(model))
         except (TypeError, ValueError) as exc:
             raise BadModelFile(f"the optimizer state is invalid ({exc})") from None
+    elif any(name.startswith("optimizer/") for name in arrays):
+        raise BadModelFile("the file holds optimizer arrays but no compile settings")
     return model
+
+
+def _trainable_params(model: Sequential) -> NDArray[Any]:
+    """The parameters the optimizer steps, as one array (check_state compares shapes)."""
+    runs = model._runs or []
+    if len(runs) == 1:
+        owner, start, size = runs[0]
+        return owner._params[start:start + size]
+    return np.concatenate([owner._params[start:start + size] for owner, start, size in runs]
+                          or [np.zeros(0, model.dtype)])

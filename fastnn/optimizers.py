@@ -253,7 +253,8 @@ class Optimizer:
             model's.
         """
         if params is None and grads is None:
-            backend, params, grads = backend._optimizer_arrays(self)
+            backend._step_optimizer(self)     # the model: it calls back with its arrays
+            return
         self._update(backend, params, grads)          # type: ignore[arg-type]
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:

@@ -5,7 +5,11 @@ import importlib
 
 import pytest
 
-MODULES = ["fastnn.model", "fastnn.layers", "fastnn.activations", "fastnn.losses",
+MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.models.training",
+           "fastnn.models.fit_loop", "fastnn.models.low_level", "fastnn.models.weights",
+           "fastnn.models.history", "fastnn.layers", "fastnn.layers.core",
+           "fastnn.layers.activation", "fastnn.layers.merge", "fastnn.layers.regularization",
+           "fastnn.layers.normalization", "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn._threads", "fastnn.datasets"]
 
@@ -35,3 +39,13 @@ def test_the_readme_custom_loop_runs_and_learns_xor(capsys):
     assert (namespace["model"](namespace["x"]) > 0.5).ravel().tolist() == [False, True, True,
                                                                           False]
     assert "[False  True  True False]" in capsys.readouterr().out
+
+
+def test_the_readme_three_ways_run(capsys):
+    """The snippets of "Three ways to build a model" run in order and learn the digits."""
+    namespace = {}
+    for code in _readme_section("Three ways to build a model"):
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert "path=general" in capsys.readouterr().out
+    model = namespace["model"]
+    assert model.evaluate(namespace["X"] / 16, namespace["y"])["accuracy"] > 0.9

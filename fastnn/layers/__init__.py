@@ -1,0 +1,87 @@
+"""Layers, one family per module, and the registry that rebuilds them from their configs.
+
+    base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
+    activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU
+    core.py            Dense, Flatten, Reshape
+    merge.py           Add, Concatenate
+    regularization.py  Dropout
+    normalization.py   BatchNormalization, LayerNormalization
+
+Each layer's forward and backward sit together in its family's module and call the backend's
+kernels (``fastnn.backends``): the compiled ones, or their NumPy twins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from fastnn.layers.activation import (ACTIVATION_LAYERS, Activation, LeakyReLU, ReLU, Sigmoid,
+                                      Softmax, Step, Tanh)
+from fastnn.layers.base import Layer, Slot, WeightSpec
+from fastnn.layers.core import Dense, Flatten, Reshape
+from fastnn.layers.merge import Add, Concatenate
+from fastnn.layers.normalization import BatchNormalization, LayerNormalization
+from fastnn.layers.regularization import Dropout
+
+#: Layer classes by the name their configs carry.
+LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
+    Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, Dense, Flatten, Reshape, Add,
+    Concatenate, Dropout, BatchNormalization, LayerNormalization)}
+
+
+def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
+    """Initializer and regularizer entries ({"class_name", "config"}) as objects."""
+    for key, value in list(config.items()):
+        if isinstance(value, dict) and key.endswith("_initializer"):
+            from fastnn import initializers
+            config[key] = initializers.get(value)
+        elif isinstance(value, dict) and key.endswith("_regularizer"):
+            from fastnn import regularizers
+            config[key] = regularizers.get(value)
+    return config
+
+
+def layer_from_config(config: Mapping[str, Any]) -> Layer:
+    """Rebuild a layer from ``get_config()`` output (used by the model file loader).
+
+    Raises
+    ------
+    ValueError
+        If the class named in ``config`` is unknown or an argument is invalid.
+    TypeError, KeyError
+        If ``config`` lacks an argument or holds one of the wrong type.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> from fastnn.layers import layer_from_config
+    >>> layer_from_config(fnn.Dense(4, activation="tanh").get_config())
+    Dense(4, activation='tanh')
+    """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"a layer config must be a dict. Received: {type(config).__name__}")
+    config = dict(config)
+    cls = config.pop("class", None)
+    if not isinstance(cls, str) or cls not in LAYERS:
+        raise ValueError(f"unknown layer class in model config: {cls!r} (known: "
+                         f"{sorted(LAYERS)})")
+    param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
+    config = _with_objects(config)
+    if cls == "Dense":
+        act = config.get("activation", "linear")
+        if act == "step":
+            config["activation"] = Step(**param)
+        elif act == "leaky_relu":
+            config["activation"] = LeakyReLU(**param)
+        return Dense(**config)
+    if cls in ACTIVATION_LAYERS:
+        return ACTIVATION_LAYERS[cls](**param, **config)
+    if cls == "Activation":
+        return Activation(config.pop("activation"), param.get("threshold", param.get("alpha")),
+                          **config)
+    return LAYERS[cls](**config)
+
+
+__all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
+           "Step", "LeakyReLU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
+           "BatchNormalization", "LayerNormalization", "LAYERS", "layer_from_config"]

@@ -1,0 +1,265 @@
+"""The layer protocol: what every layer declares and computes.
+
+A layer is built once for the shape of one sample (batch-first arrays, channels-last, as in
+Keras: ``(features,)``, ``(steps, features)``, ``(height, width, channels)``) and then
+
+- declares its weights (``weight_specs``: name, shape, initializer, regularizer, trainable);
+  the model lays them out in its flat buffers and ``bind`` hands the layer views of them;
+- computes ``forward(ctx, x, training) -> y`` and ``backward(ctx, dy) -> dx``, ADDING its
+  weights' gradients into the views it was bound to (the model zeroes them before a pass).
+
+``ctx`` is the layer's slot in a workspace the model owns (``Slot``): its buffers are allocated
+once for the largest batch seen and sliced for smaller ones, so a training step allocates
+nothing once shapes are known. Everything ``backward`` needs, ``forward`` saves there.
+Layers with several inputs (``Add``, ``Concatenate``) take and return lists.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fastnn import activations as A
+from fastnn import _validation as V
+
+FloatArray = NDArray[np.floating[Any]]
+Shape = tuple[int, ...]
+
+
+class WeightSpec(NamedTuple):
+    """One weight a layer declares: ``initializer(shape, dtype, rng)`` fills it at build;
+    ``regularizer(w)`` (or None) adds a penalty to the loss; non-trainable weights (moving
+    statistics) are never touched by an optimizer."""
+
+    name: str
+    shape: Shape
+    initializer: Callable[..., Any]
+    regularizer: Any = None
+    trainable: bool = True
+
+
+class Slot:
+    """A layer's buffers in one workspace: ``rows_buffer(key, sample_shape)`` gives
+    (rows, *sample_shape) for the current pass, ``buffer(key, shape)`` a fixed-shape array.
+    Storage is kept for the largest ``rows`` seen (C-contiguous, so a row slice stays
+    contiguous) and reused by every later pass.
+
+    ``fuse_act`` is set on the output layer when the loss takes the gradient with respect to
+    the final activation's input (softmax with cross-entropy): that layer's backward then skips
+    its activation's derivative. ``dx_target(i)`` is where the engine would like the gradient
+    for input ``i`` written (None when nobody needs it).
+    """
+
+    __slots__ = ("be", "dtype", "rows", "capacity", "fuse_act", "training", "saved", "_store",
+                 "_dx")
+
+    def __init__(self, be: Any, dtype: np.dtype[Any]) -> None:
+        self.be, self.dtype = be, dtype
+        self.rows = self.capacity = 0
+        self.fuse_act = False
+        self.training = False
+        self.saved: dict[str, Any] = {}      # references forward keeps for backward (inputs)
+        self._store: dict[Any, FloatArray] = {}
+        self._dx: list[Optional[FloatArray]] = []
+
+    def set_rows(self, rows: int) -> None:
+        if rows > self.capacity:
+            self._store = {k: v for k, v in self._store.items() if not isinstance(k, tuple)}
+            self.capacity = rows
+        self.rows = rows
+
+    def rows_buffer(self, key: str, sample_shape: Sequence[int]) -> FloatArray:
+        full = self._store.get((key,))
+        shape = (self.capacity, *sample_shape)
+        if full is None or full.shape != shape:
+            full = self._store[(key,)] = np.empty(shape, self.dtype)
+        return full if self.rows == self.capacity else full[:self.rows]
+
+    def buffer(self, key: str, shape: Sequence[int]) -> FloatArray:
+        arr = self._store.get(key)
+        if arr is None or arr.shape != tuple(shape):
+            arr = self._store[key] = np.empty(tuple(shape), self.dtype)
+        return arr
+
+    def dx_target(self, i: int = 0) -> Optional[FloatArray]:
+        return self._dx[i] if i < len(self._dx) else None
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_name(cls_name: str) -> str:
+    """Keras' default layer names: ``BatchNormalization`` -> ``batch_normalization``,
+    ``LeakyReLU`` -> ``leaky_re_lu``."""
+    return _CAMEL.sub("_", cls_name).lower()
+
+
+class Layer:
+    """Base class of all layers (see the module docstring for the protocol).
+
+    Parameters
+    ----------
+    name : str, optional
+        Unique within a model; by default the class name in snake case, numbered
+        (``dense``, ``dense_1``, ...) when the model is built.
+    trainable : bool, default True
+        False freezes the layer's weights: ``fit`` and ``optimizer.step`` leave them as they
+        are (read at ``compile``, or at an optimizer's first ``step(model)``, as in Keras).
+
+    Attributes
+    ----------
+    act, param : int, float
+        Code and parameter of the activation the layer applies (``fastnn.activations``).
+    input_shape, output_shape : tuple of int or None
+        The shapes of one sample, set when the layer is built.
+    """
+
+    act: int = A.LINEAR
+    param: float = 0.0
+    #: number of inputs the layer takes (None: a list of two or more)
+    n_inputs: Optional[int] = 1
+
+    def __init__(self, name: Optional[str] = None, trainable: bool = True) -> None:
+        if name is not None:
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-/]{1,128}", name):
+                raise ValueError(f"name must be 1 to 128 letters, digits or _.-/ characters. "
+                                 f"Received: name={V._describe(name)}")
+        self._name = name
+        self._auto_name: Optional[str] = None   # given by the model when ``name`` is not
+        self.trainable = V.check_bool("trainable", trainable)
+        self.input_shape: Any = None
+        self.output_shape: Any = None
+        self.dtype: Optional[np.dtype[Any]] = None
+        self._weights: list[FloatArray] = []
+        self._grads: list[FloatArray] = []
+        self._specs: list[WeightSpec] = []
+        self._owner: Any = None            # the model that built the layer
+
+    # ------------------------------------------------------------------ the protocol
+    @property
+    def name(self) -> str:
+        if self._name is not None:
+            return self._name
+        return self._auto_name or snake_name(type(self).__name__)
+
+    @property
+    def built(self) -> bool:
+        return self.output_shape is not None
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The shape of one output sample for ``input_shape`` (ValueError if it cannot take
+        it). Default: the same shape."""
+        return input_shape
+
+    def build(self, input_shape: Any, dtype: np.dtype[Any]) -> Any:
+        """Fix the input shape and dtype; return the output shape."""
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.input_shape, self.dtype = input_shape, dtype
+        self._specs = list(self.weight_specs())
+        return self.output_shape
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        """The layer's weights, in ``get_weights()`` order (after ``build``)."""
+        return []
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        """Receive views of the model's buffers, one per ``weight_specs`` entry."""
+        self._weights, self._grads = list(weights), list(grads)
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def check_dtype(self, dtype: Any) -> None:
+        """Raise ValueError if the activation's code is unknown, or its parameter is not 0 or a
+        normal number of ``dtype``. Nothing is changed."""
+        if type(self.act) is not int or self.act not in A.NAMES:
+            # an unknown code would reach the kernels (the compiled ones do not check it)
+            raise ValueError(f"{type(self).__name__}.act must be one of the activation codes "
+                             f"{sorted(A.NAMES)} of fastnn.activations. Received: act="
+                             f"{self.act!r}")
+        name = PARAM_NAMES.get(self.act)
+        if name is not None:
+            V.check_in_dtype(name, self.param, V.check_dtype(dtype), zero_ok=True,
+                             owner=repr(self))
+
+    # ------------------------------------------------------------------ weights and config
+    def get_weights(self) -> list[FloatArray]:
+        """The layer's weights as copies, in Keras' order and layouts."""
+        self._check_built()
+        return [w.copy() for w in self._weights]
+
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
+        """Set the layer's weights in place, from a list shaped like ``get_weights()``."""
+        checked = self.checked_weights(weights)
+        for dst, src in zip(self._weights, checked):
+            dst[...] = src
+
+    def checked_weights(self, weights: Sequence[ArrayLike]) -> list[FloatArray]:
+        """``weights`` validated and converted as ``set_weights`` takes them, unset."""
+        self._check_built()
+        names = [s.name for s in self._specs]
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(names):
+            raise ValueError(f"weights of {self.name} must be a list of {len(names)} arrays "
+                             f"{names}. Received: {V._describe(weights)}")
+        out = []
+        for spec, w, value in zip(self._specs, self._weights, weights):
+            arr = V.as_real_array(spec.name, value)
+            if arr.shape != w.shape:
+                raise ValueError(f"{spec.name} of {self.name} must have shape {w.shape}. "
+                                 f"Received: {spec.name} with shape {arr.shape}")
+            arr = V.as_float(arr, w.dtype)
+            V.check_finite(spec.name, arr)
+            out.append(arr)
+        return out
+
+    def count_params(self) -> int:
+        return sum(int(np.prod(s.shape)) for s in self._specs)
+
+    def get_config(self) -> dict[str, Any]:
+        """The JSON-serialisable description ``layer_from_config`` rebuilds the layer from
+        (``name`` when given, ``trainable`` when False)."""
+        config: dict[str, Any] = {"class": type(self).__name__}
+        if self._name is not None:
+            config["name"] = self._name
+        if not self.trainable:
+            config["trainable"] = False
+        return config
+
+    @property
+    def activation(self) -> str:
+        """The name of the activation the layer applies, e.g. ``"relu"``."""
+        return A.NAMES[self.act]
+
+    def _check_built(self) -> None:
+        if not self.built:
+            raise ValueError(f"layer {self.name} has no weights yet: build its model first "
+                             f"(give the input shape)")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``layer(tensor)`` on symbolic tensors builds a functional model's graph."""
+        from fastnn.models.functional import call_layer
+        return call_layer(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+# The activations that take a parameter, and its name in configs and messages.
+PARAM_NAMES = {A.STEP: "threshold", A.LEAKY_RELU: "alpha"}
+
+
+def check_param(name: str, value: Any, low: float | None = None) -> float:
+    """A finite activation parameter that float64, the widest dtype, holds as 0 or a normal
+    number (``Layer.check_dtype`` checks the model's dtype)."""
+    return V.check_in_dtype(name, V.check_float(name, value, low=low), np.float64, zero_ok=True)
+
+
+def rows_of(x: FloatArray) -> FloatArray:
+    """``x`` as 2-D (samples x positions, last axis): how the kernels see channels-last data."""
+    return x.reshape(-1, x.shape[-1])

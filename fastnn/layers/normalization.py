@@ -1,0 +1,239 @@
+"""Normalization layers over the last (channels) axis: ``BatchNormalization`` and
+``LayerNormalization``, with Keras' arguments, defaults and weight order.
+
+Both see their input as the 2-D (samples x positions, channels) matrix: batch normalization
+takes statistics per channel over that matrix's rows, layer normalization per row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, rows_of
+from fastnn.layers.core import _initializer, _regularizer, _serialize
+
+
+def _ones(shape: Sequence[int], dtype: Any, rng: Any = None) -> Any:
+    return np.ones(tuple(shape), dtype)
+
+
+def _zeros(shape: Sequence[int], dtype: Any, rng: Any = None) -> Any:
+    return np.zeros(tuple(shape), dtype)
+
+
+class _Normalization(Layer):
+    """What both layers share: axis, epsilon, center/scale, gamma and beta."""
+
+    _defaults = {"gamma_initializer": "ones", "beta_initializer": "zeros"}
+
+    def __init__(self, axis: int, epsilon: float, center: bool, scale: bool,
+                 beta_initializer: Any, gamma_initializer: Any, beta_regularizer: Any,
+                 gamma_regularizer: Any, name: Optional[str], trainable: bool) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.axis = V.check_int("axis", axis)
+        self.epsilon = V.check_float("epsilon", epsilon, 0.0, None, True)
+        self.center = V.check_bool("center", center)
+        self.scale = V.check_bool("scale", scale)
+        self.beta_initializer = (None if beta_initializer == "zeros"
+                                 else _initializer("beta_initializer", beta_initializer))
+        self.gamma_initializer = (None if gamma_initializer == "ones"
+                                  else _initializer("gamma_initializer", gamma_initializer))
+        self.beta_regularizer = _regularizer("beta_regularizer", beta_regularizer)
+        self.gamma_regularizer = _regularizer("gamma_regularizer", gamma_regularizer)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if not isinstance(input_shape, tuple):
+            raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
+        if self.axis not in (-1, len(input_shape)):
+            raise ValueError(f"{self.name} normalizes over the last (channels) axis: axis=-1 "
+                             f"or {len(input_shape)}. Received: axis={self.axis}")
+        return input_shape
+
+    def _affine_specs(self) -> list[WeightSpec]:
+        c = (self.input_shape[-1],)
+        specs = []
+        if self.scale:
+            specs.append(WeightSpec("gamma", c, self.gamma_initializer or _ones,
+                                    self.gamma_regularizer))
+        if self.center:
+            specs.append(WeightSpec("beta", c, self.beta_initializer or _zeros,
+                                    self.beta_regularizer))
+        return specs
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        c, dtype = self.input_shape[-1], self.dtype
+        w, g = list(weights), list(grads)
+        # without scale or center the kernels get a constant gamma = 1 or beta = 0
+        self.gamma: FloatArray
+        self.dgamma: FloatArray
+        self.beta: FloatArray
+        self.dbeta: FloatArray
+        self.gamma, self.dgamma = ((w.pop(0), g.pop(0)) if self.scale
+                                   else (np.ones(c, dtype), np.zeros(c, dtype)))
+        self.beta, self.dbeta = ((w.pop(0), g.pop(0)) if self.center
+                                 else (np.zeros(c, dtype), np.zeros(c, dtype)))
+        self._rest = w
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                       "scale": self.scale})
+        for key in ("beta_initializer", "gamma_initializer", "beta_regularizer",
+                    "gamma_regularizer"):
+            value = getattr(self, key)
+            if value is not None:
+                config[key] = _serialize(value)
+        return config
+
+
+class BatchNormalization(_Normalization):
+    """Normalize each channel with the batch's statistics in training, with moving averages
+    of them in inference: ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    In training, ``moving = moving * momentum + batch * (1 - momentum)`` (the batch variance
+    unbiased, as PyTorch's running variance). A frozen layer (``trainable=False``) runs in
+    inference mode, as in Keras. Weights, in order: gamma, beta, moving_mean, moving_variance.
+
+    Parameters
+    ----------
+    axis : int, default -1
+        The channels axis (the last one).
+    momentum : float, default 0.99
+        Of the moving averages, in [0, 1].
+    epsilon : float, default 1e-3
+        Added to the variance, > 0.
+    center, scale : bool, default True
+        Whether to learn beta (shift) and gamma (scale).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.BatchNormalization()], input_dim=2, backend="numpy",
+    ...                        dtype="float64")
+    >>> out = model.forward(np.array([[1.0, 10.0], [3.0, 30.0]]))
+    >>> np.round(out, 3)
+    array([[-0.999, -1.   ],
+           [ 0.999,  1.   ]])
+    """
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", moving_mean_initializer: Any = "zeros",
+                 moving_variance_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, name, trainable)
+        self.momentum = V.check_float("momentum", momentum, 0.0, 1.0)
+        self.moving_mean_initializer = (None if moving_mean_initializer == "zeros" else
+                                        _initializer("moving_mean_initializer",
+                                                     moving_mean_initializer))
+        self.moving_variance_initializer = (None if moving_variance_initializer == "ones" else
+                                            _initializer("moving_variance_initializer",
+                                                         moving_variance_initializer))
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        c = (self.input_shape[-1],)
+        return self._affine_specs() + [
+            WeightSpec("moving_mean", c, self.moving_mean_initializer or _zeros, None, False),
+            WeightSpec("moving_variance", c, self.moving_variance_initializer or _ones, None,
+                       False)]
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        self.moving_mean, self.moving_variance = self._rest
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        training = training and self.trainable
+        ctx.saved["x"], ctx.saved["training"] = x, training
+        if training:
+            c = self.input_shape[-1]
+            mean, invstd = ctx.buffer("mean", (c,)), ctx.buffer("invstd", (c,))
+            ctx.be.batchnorm_forward_train(rows_of(x), self.gamma, self.beta, self.epsilon,
+                                           self.momentum, self.moving_mean,
+                                           self.moving_variance, rows_of(y), mean, invstd)
+        else:
+            ctx.be.batchnorm_forward_infer(rows_of(x), self.gamma, self.beta, self.moving_mean,
+                                           self.moving_variance, self.epsilon, rows_of(y))
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        dx = ctx.dx_target(0)
+        if not ctx.saved["training"]:       # frozen: an affine map with fixed statistics
+            if dx is not None:
+                var = self.moving_variance.astype(np.float64) + self.epsilon
+                np.multiply(dy, (self.gamma / np.sqrt(var)).astype(dx.dtype), out=dx)
+            return dx
+        c = self.input_shape[-1]
+        ctx.be.batchnorm_backward(rows_of(ctx.saved["x"]), rows_of(dy), self.gamma,
+                                  ctx.buffer("mean", (c,)), ctx.buffer("invstd", (c,)),
+                                  None if dx is None else rows_of(dx), self.dgamma, self.dbeta)
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "momentum": self.momentum}
+        for key in ("moving_mean_initializer", "moving_variance_initializer"):
+            value = getattr(self, key)
+            if value is not None:
+                config[key] = _serialize(value)
+        return config
+
+
+class LayerNormalization(_Normalization):
+    """Normalize each sample (each position) over its last axis:
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, mean and (biased) variance taken
+    over the features of that sample. The same in training and inference. Weights: gamma, beta.
+
+    Parameters
+    ----------
+    axis : int, default -1
+        The normalized axis (the last one).
+    epsilon : float, default 1e-3
+        Added to the variance, > 0 (Keras' default; PyTorch's is 1e-5).
+    center, scale : bool, default True
+        Whether to learn beta and gamma.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.LayerNormalization(epsilon=1e-6)], input_dim=3,
+    ...                        backend="numpy", dtype="float64")
+    >>> np.round(model.predict(np.array([[1.0, 2.0, 3.0]])), 4)
+    array([[-1.2247,  0.    ,  1.2247]])
+    """
+
+    def __init__(self, axis: int = -1, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, name, trainable)
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        return self._affine_specs()
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        positions = self.input_shape[:-1]
+        mean, invstd = ctx.rows_buffer("mean", positions), ctx.rows_buffer("invstd", positions)
+        ctx.saved["x"] = x
+        ctx.be.layernorm_forward(rows_of(x), self.gamma, self.beta, self.epsilon, rows_of(y),
+                                 mean.reshape(-1), invstd.reshape(-1))
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        dx = ctx.dx_target(0)
+        positions = self.input_shape[:-1]
+        mean, invstd = ctx.rows_buffer("mean", positions), ctx.rows_buffer("invstd", positions)
+        ctx.be.layernorm_backward(rows_of(ctx.saved["x"]), rows_of(dy), self.gamma,
+                                  mean.reshape(-1), invstd.reshape(-1),
+                                  None if dx is None else rows_of(dx), self.dgamma, self.dbeta)
+        return dx

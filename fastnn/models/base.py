@@ -1,0 +1,401 @@
+"""What every model owns: flat parameter and gradient buffers, the graph or the fast-path plan,
+workspaces, and the low-level loop (forward, backward, grads, zero_grad).
+
+Parameters live in one flat buffer per model, trainable weights first, and gradients in
+another of the same layout; each layer holds views. An optimizer updates the trainable prefix
+in one fused kernel call. A model called inside another keeps its weights in its own buffers:
+the outer model's optimizer then steps the *runs* of trainable weights of every buffer (a run:
+a contiguous slice), gathered into one staging array when there are several.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fastnn import _validation as V
+from fastnn import activations as A
+from fastnn import losses as L
+from fastnn._memory import aligned_zeros
+from fastnn.backends import get_backend
+from fastnn.layers import Dense, Dropout, Layer
+from fastnn.layers.base import snake_name
+from fastnn.models import fastpath, graph
+from fastnn.models.fit_loop import FitLoop
+from fastnn.models.low_level import LowLevel
+from fastnn.models.training import Training
+from fastnn.models.weights import Weights
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    FloatArray = NDArray[np.floating[Any]]
+    FloatDType = Union[Literal["float32", "float64"], type[np.float32], type[np.float64],
+                       np.dtype[np.float32], np.dtype[np.float64]]
+
+
+
+
+class BaseModel(Training, FitLoop, LowLevel, Weights):
+    """The common base of ``Sequential`` and ``Model`` (see those)."""
+
+    # Train through the compiled whole-step plan when the backend has one (tests switch it off
+    # to compare with the per-kernel path).
+    _compiled_steps = True
+
+    def __init__(self, seed: Optional[int], dtype: FloatDType, backend: str,
+                 name: Optional[str]) -> None:
+        self.dtype = np.dtype(V.check_dtype(dtype))
+        self.backend = V.check_choice("backend", backend, ("fast", "numpy"))
+        self._be = get_backend(backend)
+        if seed is not None:
+            seed = V.check_int("seed", seed, low=0)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string. Received: name={V._describe(name)}")
+        self._name = name
+        self._auto_name: Optional[str] = None      # given by an outer model
+        self.seed = seed
+        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        self._init_rng = np.random.default_rng(init_seq)
+        self._shuffle_rng = np.random.default_rng(shuffle_seq)
+        self.layers: list[Any] = []
+        self.input_dim: Optional[int] = None
+        self.input_shape: Any = None
+        self.output_shape: Any = None
+        self.loss: Any = None
+        self.optimizer: Any = None
+        self.metrics: list[str] = []
+        self._metric_items: list[Any] = []          # names, or functions f(y_true, y_pred)
+        self._built = False
+        self._fast = False
+        self._plan: list[fastpath.Step] = []
+        self._nodes: list[graph.Node] = []
+        self._outputs: list[int] = []
+        self._n_inputs = 1
+        self._forward_plan: Any = None
+        self._train_ws: Any = None
+        self._train_plan: Any = None
+        self._last_forward: Any = None
+        self._runs: Optional[list[tuple[BaseModel, int, int]]] = None
+        self._local = threading.local()
+        self._busy = threading.RLock()
+
+    @property
+    def name(self) -> str:
+        return self._name or self._auto_name or snake_name(type(self).__name__)
+
+    @property
+    def built(self) -> bool:
+        """True once the weights exist."""
+        return self._built
+
+    @property
+    def output_dim(self) -> int:
+        """Number of output values per sample (all outputs together)."""
+        return sum(graph.width(self._nodes[i].shape) for i in self._outputs) \
+            if not self._fast else self._plan[-1].width
+
+    @property
+    def final_activation(self) -> int:
+        """Code of the activation applied to the outputs (see ``fastnn.activations``)."""
+        if self._fast:
+            return self._plan[-1].act
+        if len(self._outputs) != 1:
+            return A.LINEAR
+        layer = self._nodes[self._outputs[0]].layer
+        return A.LINEAR if layer is None else layer.act
+
+    @property
+    def trainable(self) -> bool:
+        """Whether any layer is trainable; setting it sets every layer's flag (Keras)."""
+        return any(layer.trainable for layer in self.layers)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        value = V.check_bool("trainable", value)
+        for layer in self.layers:
+            layer.trainable = value
+
+    @property
+    def path(self) -> str:
+        """``"fast"`` (the compiled MLP plan) or ``"general"`` (per-layer kernels)."""
+        return "fast" if self._fast else "general"
+
+    # ------------------------------------------------------------------ building
+    def _build_graph(self, input_shapes: list[Any], nodes: list[graph.Node],
+                     outputs: list[int], chain: bool) -> None:
+        """Build every layer for its input shape, lay the weights out and initialise them.
+        ``chain``: the nodes are a Sequential's chain (the fast path is possible)."""
+        for node in nodes:
+            layer = node.layer
+            if layer is None:
+                continue
+            if isinstance(layer, graph.ModelLayer):
+                if not layer.model.built:
+                    raise ValueError(f"model {layer.model.name} must be built before it is "
+                                     f"used as a layer")
+            elif layer._owner is not None and layer._owner is not self and layer._specs:
+                raise ValueError(f"layer {layer!r} already belongs to a built model: a layer "
+                                 f"with weights can be in one model only")
+            layer.check_dtype(self.dtype)      # e.g. LeakyReLU(1e39) overflows float32
+        for node in nodes[len(input_shapes):]:
+            layer = node.layer
+            shapes = [nodes[i].shape for i in node.inputs]
+            if node.multi:
+                node.shape = layer.build(shapes, self.dtype)       # type: ignore[union-attr]
+            else:
+                node.shape = layer.build(shapes[0], self.dtype)    # type: ignore[union-attr]
+        uses: dict[int, int] = {}
+        for node in nodes:
+            key = id(getattr(node.layer, "model", node.layer))
+            uses[key] = uses.get(key, 0) + 1
+            if node.layer is not None and uses[key] > 1 and (
+                    node.layer._specs or isinstance(node.layer, graph.ModelLayer)):
+                raise ValueError(f"layer {node.layer!r} is used twice in this model: a layer "
+                                 f"with weights can appear once (create a second layer for a "
+                                 f"second use)")
+        self._nodes, self._outputs, self._n_inputs = nodes, outputs, len(input_shapes)
+        self.input_shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes
+        self.input_dim = sum(graph.width(s) for s in input_shapes)
+        outs = [nodes[i].shape for i in outputs]
+        self.output_shape = outs[0] if len(outs) == 1 else outs
+        own = [n.layer for n in nodes if n.layer is not None]
+        self._name_layers(own)
+        self._fast = chain and fastpath.eligible(own, input_shapes[0])
+        if self._fast:
+            self._plan = fastpath.make_plan(own, self.input_dim)
+            fastpath.layout(self, self._plan, self.input_dim)
+        else:
+            self._plan = []
+            self._layout(own)
+        for layer in own:
+            if not isinstance(layer, graph.ModelLayer):
+                layer._owner = self
+        self._built = True
+        self._forward_plan = fastpath.compile_forward(self) if self._fast else None
+
+    def _name_layers(self, layers: list[Layer]) -> None:
+        unique = list({id(layer): layer for layer in layers}.values())
+        taken = {layer._name for layer in unique if layer._name is not None}
+        named: set[str] = set()
+        for layer in unique:
+            if layer._name is None:
+                base = snake_name(type(layer).__name__)
+                name, k = base, 0
+                while name in taken:
+                    k += 1
+                    name = f"{base}_{k}"
+                taken.add(name)
+                layer._auto_name = name
+                if isinstance(layer, graph.ModelLayer):
+                    layer.model._auto_name = name
+            if layer.name in named:
+                raise ValueError(f"two layers are named {layer.name!r}: names must be unique "
+                                 f"within a model")
+            named.add(layer.name)
+
+    def _allocate(self, size: int) -> None:
+        if size * self.dtype.itemsize >= 2**62:
+            raise ValueError(f"the model would have {size} parameters, more than any machine "
+                             f"holds")
+        self._params = aligned_zeros(size, self.dtype)
+        self._grads = aligned_zeros(size, self.dtype)
+        self._grad_sum = aligned_zeros(size, self.dtype)     # model.grads (backward)
+
+    def _layout(self, layers: list[Layer]) -> None:
+        """The general path's layout: trainable weights first, then frozen ones and state
+        (moving statistics), each layer's in its order; initialised in layer order."""
+        entries = []
+        for layer in layers:
+            for k, spec in enumerate(layer._specs):
+                entries.append((spec.trainable and layer.trainable, layer, k, spec))
+        order = sorted(range(len(entries)), key=lambda i: not entries[i][0])
+        sizes = [int(np.prod(e[3].shape)) for e in entries]
+        self._allocate(sum(sizes))
+        views: dict[int, tuple[Any, Any]] = {}
+        offset = 0
+        for i in order:
+            end = offset + sizes[i]
+            shape = entries[i][3].shape
+            views[i] = (self._params[offset:end].reshape(shape),
+                        self._grads[offset:end].reshape(shape))
+            offset = end
+        i = 0
+        for layer in layers:
+            n = len(layer._specs)
+            layer.bind([views[j][0] for j in range(i, i + n)],
+                       [views[j][1] for j in range(i, i + n)])
+            for spec, w in zip(layer._specs, layer._weights):
+                value = spec.initializer(spec.shape, self.dtype, self._init_rng)
+                w[...] = np.asarray(value, dtype=self.dtype).reshape(spec.shape)
+            if isinstance(layer, Dropout):
+                layer.init_seed(self._init_rng)
+            i += n
+
+    # ------------------------------------------------------------------ weights, owners, runs
+    def _own_layers(self) -> list[Layer]:
+        return [n.layer for n in self._nodes if n.layer is not None]
+
+    def _entries(self) -> list[tuple[BaseModel, Layer, int]]:
+        """(owner model, layer, weight index) of every weight, in get_weights() order."""
+        out: list[tuple[BaseModel, Layer, int]] = []
+        for layer in self._own_layers():
+            if isinstance(layer, graph.ModelLayer):
+                out += layer.model._entries()
+            else:
+                out += [(self, layer, k) for k in range(len(layer._specs))]
+        return out
+
+    def _owners(self) -> list[BaseModel]:
+        owners: list[BaseModel] = [self]
+        for layer in self._own_layers():
+            if isinstance(layer, graph.ModelLayer):
+                owners += [m for m in layer.model._owners() if m not in owners]
+        return owners
+
+    def _offset(self, owner: BaseModel, view: Any) -> int:
+        base = owner._params.__array_interface__["data"][0]
+        return (view.__array_interface__["data"][0] - base) // self.dtype.itemsize
+
+    def _make_runs(self) -> list[tuple[BaseModel, int, int]]:
+        """The contiguous runs (owner, start, size) of the weights trainable now."""
+        if self._fast:
+            return [(self, 0, self._params.size)] if self._params.size else []
+        spans = []
+        for owner, layer, k in self._entries():
+            if layer.trainable and layer._specs[k].trainable:
+                view = layer._weights[k]
+                spans.append((self._owners().index(owner), self._offset(owner, view), view.size,
+                              owner))
+        spans.sort(key=lambda s: (s[0], s[1]))
+        runs: list[tuple[BaseModel, int, int]] = []
+        for _, start, size, owner in spans:
+            if runs and runs[-1][0] is owner and runs[-1][1] + runs[-1][2] == start:
+                runs[-1] = (owner, runs[-1][1], runs[-1][2] + size)
+            else:
+                runs.append((owner, start, size))
+        return runs
+
+    def _trainable_size(self) -> int:
+        return sum(size for _, _, size in self._runs or [])
+
+    def _apply_update(self, optimizer: Any, accumulated: bool = False) -> None:
+        """One optimizer step over the trainable runs, from ``_grads`` (a training step) or
+        ``_grad_sum`` (the low-level loop)."""
+        runs = self._runs or []
+        be = self._be
+        if len(runs) == 1:
+            owner, start, size = runs[0]
+            grads = owner._grad_sum if accumulated else owner._grads
+            optimizer.step(be, owner._params[start:start + size], grads[start:start + size])
+            return
+        if not runs:
+            return
+        total = self._trainable_size()
+        stage = getattr(self, "_stage", None)
+        if stage is None or stage[0].size != total:
+            stage = self._stage = (np.empty(total, self.dtype), np.empty(total, self.dtype))
+        offset = 0
+        for owner, start, size in runs:
+            grads = owner._grad_sum if accumulated else owner._grads
+            stage[0][offset:offset + size] = owner._params[start:start + size]
+            stage[1][offset:offset + size] = grads[start:start + size]
+            offset += size
+        optimizer.step(be, stage[0], stage[1])
+        offset = 0
+        for owner, start, size in runs:
+            owner._params[start:start + size] = stage[0][offset:offset + size]
+            offset += size
+
+    def _zero_grads(self) -> None:
+        for owner in self._owners():
+            owner._grads[...] = 0
+
+    def _regularize(self, with_grads: bool) -> float:
+        """The regularizers' penalty (and, with ``with_grads``, their gradients added)."""
+        total = 0.0
+        for owner, layer, k in self._entries():
+            reg = layer._specs[k].regularizer
+            if reg is not None and layer.trainable:
+                total += float(reg(layer._weights[k]))
+                if with_grads:
+                    reg.add_gradient(layer._weights[k], layer._grads[k])
+        return total
+
+    # ------------------------------------------------------------------ the two engines
+    def _new_workspace(self, rows: int, with_grads: bool) -> Any:
+        if self._fast:
+            return fastpath.Workspace(self._plan, rows, self.dtype, with_grads)
+        return graph.GraphWorkspace(self, rows, with_grads)
+
+    def _forward(self, x: Any, ws: Any, rows: int, out: Any = None, training: bool = False,
+                 fuse_last: bool = False) -> Any:
+        if self._fast:
+            return fastpath.forward(self, x, ws, rows, out, fuse_last)
+        return graph.forward(self, x, ws, rows, out, training)
+
+    def _backward(self, x: Any, ws: Any, rows: int, fuse_last: bool = False,
+                  dx0: Any = None) -> None:
+        if self._fast:
+            fastpath.backward(self, x, ws, rows, fuse_last, dx0)
+        else:
+            graph.backward(self, ws, rows, fuse_last, dx0)
+
+    def _fuses(self) -> bool:
+        return getattr(self, "_loss_kind", None) in L.FUSED_KINDS
+
+    # ------------------------------------------------------------------ arrays in and out
+    def _inputs(self, X: Any, name: str = "X") -> FloatArray:
+        """The packed (n, input width) array of a batch: one input's samples flattened (a
+        view), several inputs' side by side (a copy)."""
+        if self._n_inputs == 1:
+            arr = V.float_array(name, X, self.dtype, self.input_shape)
+            return arr.reshape(arr.shape[0], -1)
+        if not isinstance(X, (list, tuple)) or len(X) != self._n_inputs:
+            raise ValueError(f"{name} must be a list of {self._n_inputs} arrays, one per "
+                             f"input. Received: {type(X).__name__}")
+        parts = [V.float_array(f"{name}[{i}]", x, self.dtype, shape)
+                 for i, (x, shape) in enumerate(zip(X, self.input_shape))]
+        n = parts[0].shape[0]
+        if any(p.shape[0] != n for p in parts):
+            raise ValueError(f"the inputs in {name} must have the same number of samples. "
+                             f"Received: {[p.shape[0] for p in parts]}")
+        packed: FloatArray = np.concatenate([p.reshape(n, -1) for p in parts], axis=1)
+        return packed
+
+    def _unpack_outputs(self, out: Any) -> Any:
+        """Packed (n, output width) outputs in the outputs' shapes (a list if several)."""
+        n = out.shape[0]
+        if len(self._outputs) <= 1 or self._fast:
+            return out if self._fast else out.reshape(n, *self.output_shape)
+        parts, offset = [], 0
+        for shape in self.output_shape:
+            w = graph.width(shape)
+            parts.append(out[:, offset:offset + w].reshape(n, *shape))
+            offset += w
+        return parts
+
+    def _pack_outputs(self, name: str, value: Any, rows: Optional[int]) -> Any:
+        if len(self._outputs) <= 1 or self._fast:
+            shape = (self.output_dim,) if self._fast else self.output_shape
+            arr = V.float_array(name, value, self.dtype, shape)
+            arr = arr.reshape(arr.shape[0], -1)
+        else:
+            if not isinstance(value, (list, tuple)) or len(value) != len(self._outputs):
+                raise ValueError(f"{name} must be a list of {len(self._outputs)} arrays, one "
+                                 f"per output. Received: {type(value).__name__}")
+            parts = [V.float_array(f"{name}[{i}]", v, self.dtype, s)
+                     for i, (v, s) in enumerate(zip(value, self.output_shape))]
+            arr = np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
+        if rows is not None and arr.shape[0] != rows:
+            raise ValueError(f"{name} must have the {rows} rows of the forward pass's x. "
+                             f"Received: {name} with shape {arr.shape}")
+        return arr
+
+    def _check_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(f"the model must be built before {what}: pass input_dim to "
+                             f"Sequential(...) or call model.build(input_dim)")

@@ -1,0 +1,240 @@
+"""The general path: any model as a directed acyclic graph of layer calls.
+
+A model's graph is a list of ``Node`` in topological order: its inputs first (no layer), then
+one node per layer call, each naming the nodes it reads. The forward pass runs the nodes in
+order; the backward pass runs them in reverse, each layer writing the gradient of its inputs
+straight into its producer's gradient buffer when it is the first to reach it, and adding to it
+otherwise (fan-out: a tensor read by several layers gets the sum of their gradients).
+
+Internally a batch is one 2-D array (rows, input width): several inputs are packed side by
+side, and N-D samples are flattened (a view), so batching, shuffling and the training loop
+never depend on the shapes; the graph unpacks them into each input's shape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from fastnn.layers import Layer
+from fastnn.layers.base import FloatArray, Slot
+
+if TYPE_CHECKING:
+    from fastnn.models.base import BaseModel
+
+
+class Node:
+    """A model input (``layer`` None) or one call of ``layer`` on the nodes ``inputs``."""
+
+    __slots__ = ("index", "layer", "inputs", "shape", "multi")
+
+    def __init__(self, index: int, layer: Optional[Layer], inputs: list[int], shape: Any,
+                 multi: bool = False) -> None:
+        self.index, self.layer, self.inputs, self.shape = index, layer, inputs, shape
+        self.multi = multi          # the layer takes a list of tensors
+
+
+def width(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape))
+
+
+class GraphWorkspace:
+    """One slot of buffers per node, for up to ``rows`` samples (grown on demand)."""
+
+    def __init__(self, model: BaseModel, rows: int, with_grads: bool) -> None:
+        self.model, self.rows, self.with_grads = model, rows, with_grads
+        self.slots = [Slot(model._be, model.dtype) for _ in model._nodes]
+        self.Y: list[Any] = [None] * len(model._nodes)
+        self.written = [False] * len(model._nodes)
+        self.packed_out: Optional[FloatArray] = None
+        self.current = 0
+
+    def set_rows(self, rows: int) -> None:
+        self.rows = max(self.rows, rows)
+        self.current = rows
+        for slot in self.slots:
+            slot.set_rows(rows)
+
+    def grad(self, node: Node) -> FloatArray:
+        return self.slots[node.index].rows_buffer("g", node.shape)
+
+    def output(self, rows: int) -> FloatArray:
+        """The outputs of the current pass as (rows, output width) (packed if several)."""
+        outs = self.model._outputs
+        if len(outs) == 1:
+            y = self.Y[outs[0]]
+            return y.reshape(y.shape[0], -1)
+        assert self.packed_out is not None
+        return self.packed_out
+
+    def output_grad(self, rows: int) -> FloatArray:
+        """Where dL/d(outputs) goes before ``backward`` (rows, output width)."""
+        outs = self.model._outputs
+        if len(outs) == 1:
+            g = self.grad(self.model._nodes[outs[0]])
+            return g.reshape(g.shape[0], -1)
+        return self.slots[0].rows_buffer("packed_g", (self.model.output_dim,))
+
+
+def forward(model: BaseModel, x: FloatArray, ws: GraphWorkspace, rows: int,
+            out: Optional[FloatArray] = None, training: bool = False) -> FloatArray:
+    """Run the graph on the packed batch ``x`` (rows, input width); returns the packed
+    outputs (a view into ``ws``, or ``out`` when given)."""
+    ws.set_rows(rows)
+    nodes = model._nodes
+    offset = 0
+    for k in range(model._n_inputs):
+        node = nodes[k]
+        w = width(node.shape)
+        if model._n_inputs == 1:
+            ws.Y[k] = x.reshape(rows, *node.shape)
+        else:                     # a contiguous copy of this input's columns
+            buf = ws.slots[k].rows_buffer("x", node.shape)
+            buf.reshape(rows, w)[...] = x[:, offset:offset + w]
+            ws.Y[k] = buf
+        offset += w
+    for node in nodes[model._n_inputs:]:
+        slot = ws.slots[node.index]
+        slot.training = training
+        inp = [ws.Y[i] for i in node.inputs] if node.multi else ws.Y[node.inputs[0]]
+        ws.Y[node.index] = node.layer.forward(slot, inp, training)       # type: ignore[union-attr]
+    outs = model._outputs
+    if len(outs) == 1:
+        y = ws.Y[outs[0]].reshape(rows, -1)
+        if out is not None:
+            out[...] = y
+            return out
+        return y
+    packed = out
+    if packed is None:
+        packed = ws.slots[0].rows_buffer("packed_out", (model.output_dim,))
+    offset = 0
+    for i in outs:
+        w = width(nodes[i].shape)
+        packed[:, offset:offset + w] = ws.Y[i].reshape(rows, w)
+        offset += w
+    ws.packed_out = packed
+    return packed
+
+
+def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = False,
+             dx0: Optional[FloatArray] = None) -> None:
+    """Backpropagate ``ws.output_grad(rows)`` (dL/d outputs; with ``fuse_last``, dL/d of the
+    output layer's pre-activation) through the graph: parameter gradients into the layers'
+    views, dL/d inputs into ``dx0`` (rows, input width) when given."""
+    nodes, outs = model._nodes, model._outputs
+    written = ws.written
+    for i in range(len(written)):
+        written[i] = False
+    if len(outs) > 1:
+        packed = ws.output_grad(rows)
+        offset = 0
+        for i in outs:
+            w = width(nodes[i].shape)
+            _accumulate(ws, nodes[i], packed[:, offset:offset + w].reshape(rows, *nodes[i].shape))
+            offset += w
+    else:
+        written[outs[0]] = True
+    n_in = model._n_inputs
+    for node in reversed(nodes[n_in:]):
+        if not written[node.index]:
+            continue               # nothing reaches it (a branch no output depends on)
+        slot = ws.slots[node.index]
+        targets: list[Optional[FloatArray]] = []
+        direct: list[bool] = []
+        for j, p in enumerate(node.inputs):
+            if p < n_in and dx0 is None:
+                targets.append(None)
+                direct.append(False)
+            elif not written[p] and p not in node.inputs[:j]:
+                targets.append(ws.grad(nodes[p]))
+                direct.append(True)
+            else:
+                targets.append(slot.rows_buffer(f"dx{j}", nodes[p].shape))
+                direct.append(False)
+        slot._dx = targets
+        slot.fuse_act = fuse_last and len(outs) == 1 and node.index == outs[0]
+        result = node.layer.backward(slot, ws.grad(node))          # type: ignore[union-attr]
+        results = result if node.multi else [result]
+        for j, p in enumerate(node.inputs):
+            if targets[j] is None:
+                continue
+            r = results[j]
+            if direct[j]:
+                if r is not targets[j]:
+                    targets[j][...] = r                                # type: ignore[index]
+                written[p] = True
+            else:
+                _accumulate(ws, nodes[p], r)
+    if dx0 is not None:
+        offset = 0
+        for k in range(n_in):
+            w = width(nodes[k].shape)
+            if written[k]:
+                dx0[:, offset:offset + w] = ws.grad(nodes[k]).reshape(rows, w)
+            else:
+                dx0[:, offset:offset + w] = 0
+            offset += w
+
+
+def _accumulate(ws: GraphWorkspace, node: Node, value: FloatArray) -> None:
+    g = ws.grad(node)
+    if ws.written[node.index]:
+        g += value
+    else:
+        g[...] = value
+        ws.written[node.index] = True
+
+
+class ModelLayer(Layer):
+    """A model called as a layer inside another model (a GAN's combined model): its forward
+    and backward are the inner model's, on a workspace of the outer model's slot; its weights
+    stay in the inner model's buffers."""
+
+    def __init__(self, model: BaseModel) -> None:
+        super().__init__(name=None, trainable=True)
+        self._name = model._name
+        self.model = model
+        self.n_inputs = 1 if model._n_inputs == 1 else None
+        self.act = model.final_activation
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        expected = self.model.input_shape
+        if input_shape != expected:
+            raise ValueError(f"model {self.model.name} takes inputs of shape {expected}. "
+                             f"Received: {input_shape}")
+        return self.model.output_shape
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
+        inner = self.model
+        ws = ctx.saved.get("ws")
+        rows = ctx.rows
+        if ws is None or ws.rows < rows:
+            ws = ctx.saved["ws"] = inner._new_workspace(rows, with_grads=True)
+        xs = x if isinstance(x, list) else [x]
+        packed = (xs[0].reshape(rows, -1) if len(xs) == 1
+                  else np.concatenate([a.reshape(rows, -1) for a in xs], axis=1))
+        ctx.saved["x"] = packed
+        out = inner._forward(packed, ws, rows, training=training)
+        return inner._unpack_outputs(out)
+
+    def backward(self, ctx: Slot, dy: Any) -> Any:
+        inner, ws, rows = self.model, ctx.saved["ws"], ctx.rows
+        g = ws.output_grad(rows)
+        dys = dy if isinstance(dy, list) else [dy]
+        offset = 0
+        for d in dys:
+            w = d[0].size if rows else 0
+            g[:, offset:offset + w] = d.reshape(rows, -1)
+            offset += w
+        dx = ctx.buffer("dx_packed", (ctx.capacity, int(inner.input_dim or 0)))[:rows]
+        inner._backward(ctx.saved["x"], ws, rows, fuse_last=ctx.fuse_act, dx0=dx)
+        if inner._n_inputs == 1:
+            return dx.reshape(rows, *inner.input_shape)
+        parts, offset = [], 0
+        for shape in inner.input_shape:
+            w = width(shape)
+            parts.append(dx[:, offset:offset + w].reshape(rows, *shape))
+            offset += w
+        return parts

@@ -1,0 +1,158 @@
+"""What a model file says about a model (format version 2), and the model a file describes.
+
+``fastnn.io`` owns the container (preamble, JSON header, raw arrays, every byte-level check);
+this module owns its meaning: the topology (``Sequential``: a list of layer configs;
+``Model``: layer configs with ``inbound`` node indices, inputs first), the names of the weight
+arrays (``w<k>/<layer>/<weight>`` in ``get_weights()`` order), and a dry run that sizes a
+described model from its configs alone, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from fastnn import _header_checks as H
+from fastnn._header_checks import BadModelFile
+from fastnn.layers import LAYERS, layer_from_config
+
+
+def weight_arrays(model: Any) -> list[tuple[str, Any]]:
+    """(name, view) of every weight, in get_weights() order."""
+    return [(f"w{k}/{layer.name}/{layer._specs[i].name}", layer._weights[i])
+            for k, (_, layer, i) in enumerate(model._entries())]
+
+
+def describe(model: Any) -> dict[str, Any]:
+    return dict(model._model_config(), backend=model.backend)
+
+
+def _shape(what: str, value: Any) -> tuple[int, ...]:
+    items = H.check_list(what, value, H.MAX_NDIM)
+    if not items:
+        raise BadModelFile(f"{what} is empty")
+    return tuple(H.check_int(what, "dimension", d, 1, H.MAX_DIM + 1) for d in items)
+
+
+def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, int]:
+    """(input shapes, output shape, parameter count) of a described model, from its configs
+    alone: layers are made and built for their shapes, which allocates no weights. Counts
+    layers (nested ones too) in ``counter`` against ``MAX_LAYERS``."""
+    if not isinstance(config, dict) or config.get("class") not in ("Sequential", "Model"):
+        raise BadModelFile("a model description must be an object with 'class' Sequential or "
+                           "Model")
+    if depth > 8:
+        raise BadModelFile("models nested more than 8 deep")
+    dtype = np.dtype("float64" if config.get("dtype") == "float64" else "float32")
+    entries = H.check_list("the model's 'layers'", config.get("layers"), H.MAX_LAYERS)
+    counter[0] += len(entries)
+    if counter[0] > H.MAX_LAYERS:
+        raise BadModelFile(f"more than {H.MAX_LAYERS} layers")
+    if config["class"] == "Sequential":
+        if "input_shape" in config:
+            ins = [_shape("input_shape", config["input_shape"])]
+        else:
+            ins = [(H.check_int("model input_dim", "input_dim", config.get("input_dim"), 1,
+                                H.MAX_DIM + 1),)]
+        wired = [(entry, [i]) for i, entry in enumerate(entries)]
+    else:
+        inputs = H.check_list("the model's 'inputs'", config.get("inputs"), 64)
+        ins = [_shape(f"input {k}", s) for k, s in enumerate(inputs)]
+        wired = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("inbound"), list):
+                raise BadModelFile(f"layer {i} lacks its 'inbound' list")
+            inbound = entry["inbound"]
+            if not inbound or any(not H.is_int(j) or not 0 <= j < len(ins) + i
+                                  for j in inbound):
+                raise BadModelFile(f"layer {i}: 'inbound' must list earlier nodes (0 to "
+                                   f"{len(ins) + i - 1}; a later one would be a cycle). "
+                                   f"Received: {H._short(inbound)}")
+            wired.append((entry.get("config"), inbound))
+    shapes: list[Any] = list(ins)
+    total = 0
+    for i, (layer_config, inbound) in enumerate(wired):
+        if not isinstance(layer_config, dict):
+            raise BadModelFile(f"layer {i} is not an object")
+        try:
+            if layer_config.get("class") == "Model" and "model" in layer_config:
+                sub_in, sub_out, n = dry_run(layer_config["model"], counter, depth + 1)
+                got = shapes[inbound[0]] if len(sub_in) == 1 else [shapes[j] for j in inbound]
+                if got != (sub_in[0] if len(sub_in) == 1 else sub_in):
+                    raise ValueError(f"the nested model takes {sub_in}, it receives {got}")
+                shapes.append(sub_out)
+                total += n
+                continue
+            layer = layer_from_config(layer_config)
+            args = [shapes[j] for j in inbound]
+            shape = layer.build(args if layer.n_inputs != 1 else args[0], dtype)
+            if layer.n_inputs == 1 and len(inbound) != 1:
+                raise ValueError(f"{type(layer).__name__} takes one input, {len(inbound)} given")
+            total += layer.count_params()
+            shapes.append(shape)
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            kind = layer_config.get("class")
+            what = (f"unknown layer kind {kind!r}" if kind not in LAYERS and kind != "Model"
+                    else f"{type(exc).__name__}: {exc}")
+            raise BadModelFile(f"layer {i} ({kind}) is invalid: {what}") from None
+    if config["class"] == "Sequential":
+        out = shapes[-1]
+    else:
+        outs = H.check_list("the model's 'outputs'", config.get("outputs"), 64)
+        if not outs or any(not H.is_int(j) or not len(ins) <= j < len(shapes) for j in outs):
+            raise BadModelFile(f"'outputs' must list layer nodes ({len(ins)} to "
+                               f"{len(shapes) - 1}). Received: {H._short(outs)}")
+        out = shapes[outs[0]] if len(outs) == 1 else [shapes[j] for j in outs]
+    return ins, out, total
+
+
+def check_v2(config: Any, data_size: int) -> None:
+    """Refuse a v2 description whose weights would not fit in ``data_size`` bytes, or that
+    is malformed, before anything is allocated."""
+    H.optional_int("model seed", "seed", config.get("seed") if isinstance(config, dict)
+                   else None, 0, H.MAX_SEED)
+    _, _, count = dry_run(config, [0])
+    itemsize = 8 if config.get("dtype") == "float64" else 4
+    if count * itemsize > data_size:
+        raise BadModelFile(f"the architecture needs {count * itemsize} bytes of weights, more "
+                           f"than the file's {data_size} bytes of data")
+
+
+def build(config: dict[str, Any], version: int, arrays: dict[str, Any],
+          backend: Optional[str]) -> tuple[Any, list[Any]]:
+    """The model a checked description describes, and its weights from ``arrays`` in
+    get_weights() order (checked for names, shapes, dtypes and finiteness; not yet set)."""
+    from fastnn.models.functional import model_from_config
+
+    if version == 1:
+        config = {"class": "Sequential", **config}
+    try:
+        model = model_from_config(config, backend)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise BadModelFile(f"the model description is invalid ({type(exc).__name__}: {exc})") \
+            from None
+    expected = (v1_weight_names(model) if version == 1 else
+                [(name, view) for name, view in weight_arrays(model)])
+    stored = {name for name in arrays if not name.startswith("optimizer/")}
+    if stored != {name for name, _ in expected}:
+        raise BadModelFile(f"the arrays {sorted(stored)} do not match the architecture, which "
+                           f"needs {sorted(name for name, _ in expected)}")
+    weights = []
+    for name, target in expected:
+        source = arrays[name]
+        if source.shape != target.shape or source.dtype.newbyteorder("=") != target.dtype:
+            raise BadModelFile(f"array {name!r} is {source.dtype.str}{list(source.shape)}, the "
+                               f"model needs {target.dtype.str}{list(target.shape)}")
+        if not np.isfinite(source).all():
+            raise BadModelFile(f"array {name!r} holds NaN or inf")
+        weights.append(source)
+    return model, weights
+
+
+def v1_weight_names(model: Any) -> list[tuple[str, Any]]:
+    """Version 1 named each Dense layer's arrays ``dense_<i>/W`` and ``dense_<i>/b``."""
+    names = []
+    for i, layer in enumerate(model.dense_layers):
+        names += [(f"dense_{i}/W", layer.W), (f"dense_{i}/b", layer.b)]
+    return names

@@ -1,0 +1,258 @@
+"""``Sequential``: a stack of layers, each reading the output of the one before."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional
+
+from fastnn import _validation as V
+from fastnn.layers import Layer
+from fastnn.models import graph
+from fastnn.models._exclusive import exclusive
+from fastnn.models.base import BaseModel
+
+if TYPE_CHECKING:
+    from fastnn.models.base import FloatDType
+
+
+class Sequential(BaseModel):
+    """A feed-forward network: a stack of layers trained by backpropagation.
+
+    The forward pass runs the layers in order; each ``Dense`` layer ``k``, with an activation
+    layer that follows a linear one fused into it, computes ::
+
+        h_0 = x,    h_k = act_k(h_{k-1} @ W_k + b_k),    output = h_K
+
+    mapping inputs ``x`` of shape (n, input_dim) to outputs of shape (n, output_dim), where
+    ``output_dim`` is the width of the last layer. A training step is a forward pass, the loss
+    ``L(output, y)`` (a mean over the batch), backpropagation of ``dL/d output`` through the
+    layers in reverse order (giving every ``dL/dW_k`` and ``dL/db_k``), and one optimizer update
+    of all parameters.
+
+    Parameters
+    ----------
+    layers : iterable of Layer, optional
+        Layers (or built models), in order. More can be added with ``add`` until the model
+        is built.
+    input_dim : int, optional
+        Number of input features, > 0 (2-D inputs). When given, the model is built (weights
+        created) at once; otherwise call ``build``.
+    input_shape : tuple of int, optional
+        The shape of one sample, e.g. ``(28, 28, 1)`` (channels-last); instead of
+        ``input_dim``.
+    seed : int, optional
+        Seed (>= 0) of the weight initialisation and of the shuffling in ``fit``: the same
+        seed gives the same weights and batches. Default: fresh OS entropy.
+    dtype : {"float32", "float64"} or the NumPy type, default "float32"
+        Floating-point type of the weights, the workspaces and the outputs.
+    backend : {"fast", "numpy"}, default "fast"
+        "fast" runs the compiled kernels; "numpy" the pure-NumPy reference.
+    name : str, optional
+        The model's name (its name as a layer of another model).
+
+    Attributes
+    ----------
+    layers : list of Layer
+        The layers, as added.
+    input_dim : int or None
+        Number of input values per sample; None until the model is built.
+    input_shape, output_shape : tuple of int or None
+        The shapes of one sample.
+    path : str
+        "fast" (a chain of Dense and activation layers on 2-D inputs: the compiled MLP plan)
+        or "general" (per-layer kernels); ``summary()`` shows it.
+    output_dim : int
+        Width of the last layer (built models only).
+    built : bool
+        Whether the weights exist.
+    dtype : numpy.dtype
+        float32 or float64.
+    backend : str
+        "fast" or "numpy".
+    seed : int or None
+        The seed given.
+    loss : Loss or None
+        The loss set by ``compile``.
+    optimizer : Optimizer or None
+        The optimizer set by ``compile``.
+    metrics : list of str
+        The metric names set by ``compile``.
+    history : History
+        What the latest ``fit`` returned.
+    stop_training : bool
+        A callback sets it to True to end ``fit`` after the current epoch.
+
+    Raises
+    ------
+    TypeError
+        If ``layers`` is not an iterable of layers, or ``input_dim`` or ``seed`` is not an
+        integer.
+    ValueError
+        If ``dtype`` or ``backend`` is not one of the choices, ``seed`` < 0, both
+        ``input_dim`` and ``input_shape`` are given, or the model is built with an invalid
+        input shape, without layers, or with a layer that cannot take its input.
+
+    Examples
+    --------
+    Learn XOR with one hidden layer:
+
+    >>> import fastnn as fnn
+    >>> from fastnn.datasets import make_xor
+    >>> X, y = make_xor()
+    >>> model = fnn.Sequential([fnn.Dense(8, activation="tanh"),
+    ...                         fnn.Dense(1, activation="sigmoid")],
+    ...                        input_dim=2, seed=0, backend="numpy")
+    >>> model = model.compile(loss="binary_cross_entropy", optimizer=fnn.Adam(lr=0.1),
+    ...                       metrics=["accuracy"])
+    >>> history = model.fit(X, y, epochs=200, batch_size=4, verbose=0)
+    >>> model.predict(X).shape
+    (4, 1)
+    >>> (model.predict(X) > 0.5).ravel()
+    array([False,  True,  True, False])
+    """
+
+    def __init__(self, layers: Optional[Iterable[Any]] = None, input_dim: Optional[int] = None,
+                 seed: Optional[int] = None, dtype: FloatDType = "float32",
+                 backend: Literal["fast", "numpy"] = "fast",
+                 input_shape: Optional[Any] = None, name: Optional[str] = None) -> None:
+        super().__init__(seed, dtype, backend, name)
+        if layers is not None:
+            if isinstance(layers, (Layer, BaseModel)) or not hasattr(layers, "__iter__"):
+                raise TypeError(f"layers must be a list of layers. Received: layers={layers!r}")
+            for layer in layers:
+                self.add(layer)
+        if input_dim is not None and input_shape is not None:
+            raise ValueError(f"give input_dim or input_shape, not both. Received: input_dim="
+                             f"{input_dim!r}, input_shape={input_shape!r}")
+        if input_dim is not None:
+            self.build(V.check_positive_int("input_dim", input_dim))
+        elif input_shape is not None:
+            self.build(input_shape)
+
+    def add(self, layer: Any) -> None:
+        """Append a layer (or a built model) to the stack, before the model is built.
+
+        Raises
+        ------
+        TypeError
+            If ``layer`` is not a fastnn layer or model.
+        ValueError
+            If the model is already built, or ``layer`` belongs to a built model or is
+            already in this one.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential(backend="numpy")
+        >>> model.add(fnn.Dense(4, activation="relu"))
+        >>> model.add(fnn.Dense(1))
+        >>> model.build(3).output_dim
+        1
+        """
+        if isinstance(layer, BaseModel):
+            if not layer.built:
+                raise ValueError(f"a model added as a layer must be built. Received: {layer!r}")
+        elif not isinstance(layer, Layer) or type(layer).forward is Layer.forward:
+            # a Layer subclass without a forward would have no kernels to run
+            raise TypeError(f"layer must be a fastnn layer such as Dense(10) or ReLU() (a "
+                            f"Layer subclass must implement forward and backward). Received: "
+                            f"layer={layer!r}")
+        elif layer.n_inputs != 1:
+            raise TypeError(f"{type(layer).__name__} takes several inputs: build the model "
+                            f"with the functional API (fastnn.Input, fastnn.Model)")
+        if self.built:
+            raise ValueError("cannot add layers to a model that is already built")
+        if isinstance(layer, Layer) and layer._owner is not None and (
+                layer._specs or layer.built):
+            raise ValueError(f"layer {layer!r} already belongs to a built model")
+        if any(layer is other for other in self.layers) and (
+                isinstance(layer, BaseModel) or type(layer).weight_specs is not Layer.weight_specs):
+            # a layer used twice would need tied gradients; refused, not untied
+            raise ValueError(f"layer {layer!r} is already in this model: a layer can appear "
+                             f"once (create a second layer for a second use)")
+        self.layers.append(layer)
+
+    @exclusive
+    def build(self, input_shape: Any) -> Sequential:
+        """Create the weights for samples of ``input_shape`` (an int: that many features).
+
+        Builds each layer for the output shape of the one before, lays all weights out in
+        one flat buffer and initialises them from the model's seed.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+
+        Raises
+        ------
+        TypeError
+            If ``input_shape`` is not an integer or a tuple of them.
+        ValueError
+            If a dimension is < 1, the model is already built or has no layers, or a layer
+            cannot take its input.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4), fnn.Dense(2)], backend="numpy")
+        >>> model.built, model.build(3).built
+        (False, True)
+        >>> [w.shape for w in model.get_weights()]
+        [(3, 4), (4,), (4, 2), (2,)]
+        """
+        if isinstance(input_shape, int) and not isinstance(input_shape, bool):
+            input_shape = (V.check_positive_int("input_dim", input_shape),)
+        shape = V.check_shape("input_shape", input_shape)
+        if self.built:
+            built = (f"input_dim={self.input_dim}" if len(self.input_shape) == 1
+                     else f"input_shape={self.input_shape}")
+            raise ValueError(f"model is already built with {built}")
+        if not self.layers:
+            raise ValueError("a Sequential model needs at least one layer. Received: layers=[]")
+        nodes = [graph.Node(0, None, [], shape)]
+        for i, layer in enumerate(self.layers):
+            wrapped = graph.ModelLayer(layer) if isinstance(layer, BaseModel) else layer
+            nodes.append(graph.Node(i + 1, wrapped, [i], None))
+        self._build_graph([shape], nodes, [len(nodes) - 1], chain=True)
+        return self
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as a JSON-serialisable dict (weights, backend and compile settings
+        not included).
+
+        Returns
+        -------
+        dict
+            ``{"layers": [layer configs], "input_dim": ..., "seed": ..., "dtype": ...}``
+            (``input_shape`` instead of ``input_dim`` for N-D samples); each layer config is
+            what ``fastnn.layers.layer_from_config`` rebuilds the layer from.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2, activation="relu")], input_dim=3, seed=0,
+        ...                        backend="numpy")
+        >>> model.get_config()                           # doctest: +NORMALIZE_WHITESPACE
+        {'layers': [{'class': 'Dense', 'units': 2, 'activation': 'relu'}],
+         'input_dim': 3, 'seed': 0, 'dtype': 'float32'}
+        """
+        config: dict[str, Any] = {"layers": [
+            {"class": "Model", "model": layer._model_config()} if isinstance(layer, BaseModel)
+            else layer.get_config() for layer in self.layers]}
+        if self.input_shape is None or len(self.input_shape) == 1:
+            config["input_dim"] = self.input_dim
+        else:
+            config["input_shape"] = list(self.input_shape)
+        config.update({"seed": self.seed, "dtype": self.dtype.name})
+        if self._name is not None:
+            config["name"] = self._name
+        return config
+
+    def _unbuilt_reduce(self) -> Any:
+        return (Sequential, (self.layers, None, self.seed, self.dtype.name, self.backend))
+
+    def __repr__(self) -> str:
+        shape = (f"input_dim={self.input_dim}" if self.input_shape is None
+                 or len(self.input_shape) == 1 else f"input_shape={self.input_shape}")
+        return (f"Sequential({self.layers!r}, {shape}, dtype={self.dtype.name!r}, "
+                f"backend={self.backend!r})")

@@ -1,0 +1,535 @@
+"""Training and inference: compile, one step (compiled plan or per-layer kernels),
+train_on_batch, loss_and_gradients, predict and evaluate. ``fit`` lives in ``fit_loop``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fastnn import _validation as V
+from fastnn import activations as A
+from fastnn import losses as L
+from fastnn import metrics as M
+from fastnn._advice import warn_about_setup
+from fastnn.models import fastpath
+from fastnn.models._exclusive import exclusive
+from fastnn.optimizers import get_optimizer
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from fastnn.losses import Loss, LossName
+    from fastnn.metrics import MetricName
+    from fastnn.optimizers import Optimizer
+
+    FloatArray = NDArray[np.floating[Any]]
+    from fastnn.optimizers import OptimizerName
+    OptimizerLike = Union[OptimizerName, Optimizer, dict[str, Any]]
+
+
+def _loss_diverged(value: float) -> FloatingPointError:
+    return FloatingPointError(f"the loss is {value}: training diverged (weights left "
+                              f"unchanged). Lower the learning rate or scale the inputs.")
+
+
+class Training:
+    """Mixin of ``BaseModel``: everything between a batch and an optimizer step."""
+
+    # set by BaseModel and compile (declared for type checkers)
+    _loss_kind: int
+    _train_ws: Any
+    _train_plan: Any
+
+    def _acts_and_widths(self: Any) -> list[tuple[int, int]]:
+        """Each layer's (activation code, output width), the last one the model's output."""
+        if self._fast:
+            return [(act, s.width) for s in self._plan
+                    for act, _ in s.chain or [(s.act, s.param)]]
+        return [(n.layer.act, n.shape[-1]) for n in self._nodes
+                if n.layer is not None and isinstance(n.shape, tuple)]
+
+    @exclusive
+    def compile(self: Any, loss: Union[LossName, Loss], optimizer: OptimizerLike = "sgd",
+                metrics: Optional[Union[MetricName, Sequence[MetricName]]] = None
+                ) -> Any:
+        """Choose the loss to minimise, the optimizer and the metrics to report.
+
+        Compiling again replaces them and starts the optimizer from fresh (zero) state.
+
+        Parameters
+        ----------
+        loss : {"mse", "binary_cross_entropy", "cross_entropy"} or Loss
+            The loss, a mean over the batch. Cross-entropy after a final softmax and binary
+            cross-entropy after a final sigmoid fuse with it; after any other final activation
+            the outputs are read as logits.
+        optimizer : {"sgd", "adam"}, Optimizer or dict, default "sgd"
+            A name (default settings), an instance such as ``SGD(lr=0.1)``, or a config dict
+            such as ``{"name": "adam", "lr": 0.01}``.
+        metrics : str, function or list of them, optional
+            Any of "accuracy", "binary_accuracy" and "mae", or functions
+            ``f(y_true, y_pred) -> number`` (a batch mean; ``y_true`` the dense targets),
+            reported by ``fit`` and ``evaluate`` under their names.
+
+        Returns
+        -------
+        Sequential
+            The model itself.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, or the loss, the optimizer or a metric is unknown.
+        TypeError
+            If ``metrics`` is not a string, list or tuple, or an optimizer dict holds a
+            setting of the wrong type.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(3, activation="softmax")], input_dim=4,
+        ...                        backend="numpy")
+        >>> model = model.compile(loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.1},
+        ...                       metrics="accuracy")
+        >>> model.loss, model.optimizer.lr, model.metrics
+        (CrossEntropy(), 0.1, ['accuracy'])
+        """
+        self._check_built("compile")
+        # everything checked before the model changes: a refused compile leaves it as it was
+        new_loss = L.get_loss(loss)
+        kind = L.check_kind(new_loss, self.final_activation)
+        new_optimizer = get_optimizer(optimizer)
+        items = M.check_metrics(metrics)
+        if len(self._outputs) > 1:
+            raise ValueError(f"compile needs a model with one output; this one has "
+                             f"{len(self._outputs)} (train it with the low-level loop: "
+                             f"forward, backward, optimizer.step)")
+        runs = self._make_runs()
+        new_optimizer.build(sum(size for _, _, size in runs), self.dtype)
+        warn_about_setup(new_loss, self._acts_and_widths())
+        self.loss, self.optimizer = new_loss, new_optimizer
+        self.metrics = [M.metric_name(item) for item in items]
+        self._metric_items = items
+        self._loss_kind = kind
+        self._runs = runs
+        self._train_plan = None                  # built again for this loss and optimizer
+        return self
+
+    def _train_workspace(self: Any, rows):
+        if self._train_ws is None or self._train_ws.rows < rows:
+            self._train_ws = self._new_workspace(rows, with_grads=True)
+            self._train_plan = None          # it holds pointers into the old workspace
+        return self._train_ws
+
+    def _compiled_step(self: Any, rows):
+        """The compiled training step for batches of up to ``rows`` (fast backend, SGD or Adam
+        as shipped), or None. Built on first use; rebuilt after compile() or a larger batch."""
+        ws = self._train_workspace(rows)
+        plan = self._train_plan
+        if plan is None and self._compiled_steps:
+            plan = self._train_plan = (fastpath.make_train_plan(self, ws) if self._fast
+                                         else None) or False
+        return plan or None
+
+    def _plan_hyper(self: Any):
+        """The optimizer's hyper-parameters in TrainPlan's order (lr, h1, h2, h3, weight decay);
+        or None, and the plan is dropped to be built again on the next step, when the optimizer
+        or its state buffers changed since the plan was built (TrainPlan.hyper). The plan reads
+        and advances the step count itself."""
+        hyper = self._train_plan.hyper(self.optimizer)
+        if hyper is None:
+            self._train_plan = None
+        return hyper
+
+    def _finish_plan_step(self: Any, status, value):
+        """A compiled step that did not update (status 1 or 2): raise for a loss that is not
+        finite; otherwise the gradients are huge or not finite and the exact check decides."""
+        if status == 1:
+            raise _loss_diverged(value)
+        self.optimizer.step(self._be, self._params, self._grads)
+
+    def _step_compiled(self: Any, plan, x, t, check):
+        """One step through the compiled plan; the loss, or None if it refused (x, t)."""
+        hyper = self._plan_hyper()
+        if hyper is None:
+            return None
+        value = plan.step(x, t, check, *hyper)
+        if value is None:
+            return None
+        if plan.status != 0:
+            self._finish_plan_step(plan.status, value)
+        return value
+
+    def _epoch_compiled(self: Any, Xs, Ts, batch, epoch):
+        """An epoch as the compiled plan's run_epoch calls (no Python between batches): the
+        sum of loss * rows over its batches, or None when there is no plan for it (nothing
+        done). The same steps, in the same order, as _run_epoch's loop of _train_step calls,
+        in chunks of a few tens of milliseconds so that Ctrl-C still interrupts a long epoch;
+        a batch whose gradients need the exact check gets it here, as in _step_compiled. The
+        loss total is summed in batch order as there, so the History is the same to the bit."""
+        plan = self._compiled_step(batch)
+        if plan is None or self._plan_hyper() is None:
+            return None
+        n, total, first = Xs.shape[0], 0.0, 0
+        batches = -(-n // batch)
+        while first < batches:
+            done = plan.run_epoch(Xs, Ts, batch, first, total, *self._plan_hyper())
+            if done is None:
+                if first == 0:
+                    return None
+                raise RuntimeError("fastnn: the compiled plan refused an epoch it had begun")
+            count, status, total, value = done
+            if status == 0:          # done, or a chunk done (signals are seen between chunks)
+                first += count
+                continue
+            index = first + count - 1
+            rows = min(batch, n - index * batch)
+            try:
+                self._finish_plan_step(status, value)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"epoch {epoch + 1}, batch {index + 1}: {exc}") from None
+            total += value * rows
+            first = index + 1
+        return total
+
+    def _loss_and_grads(self: Any, x, t, w=None):
+        """Forward, loss and backward on a validated batch (``w``: its sample weights, or None);
+        leaves gradients in ``_grads`` (and in nested models' ``_grads``)."""
+        rows = x.shape[0]
+        ws = self._train_workspace(rows)
+        fuse = self._fuses()
+        out = self._forward(x, ws, rows, training=True, fuse_last=fuse)
+        value = self._loss_value(out, t, ws.output_grad(rows), w)
+        if not self._fast:
+            self._zero_grads()
+            value += self._regularize(with_grads=True)
+        if not math.isfinite(value):
+            raise _loss_diverged(value)
+        self._backward(x, ws, rows, fuse_last=fuse)
+        return value, out
+
+    def _loss_value(self: Any, out, t, g, w):
+        """The loss of ``out`` against the dense targets ``t`` (sample weights ``w`` or None)
+        and, when ``g`` is given, dL/d(out) into it: a kernel, or a Python loss's ``value`` and
+        ``gradient``, whose results are held to the shape and finiteness the backward pass
+        needs."""
+        if self._loss_kind != L.CUSTOM_KIND:
+            return self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
+        name = type(self.loss).__name__
+        value = self.loss.value(t, out)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"{name}.value() must return a number. Received: {value!r}")
+        if g is not None:
+            grad = self.loss.gradient(t, out)
+            if not isinstance(grad, np.ndarray) or grad.shape != out.shape:
+                raise TypeError(f"{name}.gradient() must return an array of the outputs' shape "
+                                f"{out.shape}. Received: {type(grad).__name__} "
+                                f"{getattr(grad, 'shape', '')}")
+            np.copyto(g, grad, casting="same_kind")
+            if not np.isfinite(g).all():
+                raise FloatingPointError(f"{name}.gradient() returned NaN or inf")
+        return float(value)
+
+    def _train_step(self: Any, x, t, w=None):
+        """One optimizer step on a validated batch (``w``: its sample weights, or None); returns
+        the loss. The batch's outputs are left in the training workspace (``_batch_outputs``)."""
+        plan = self._compiled_step(x.shape[0])
+        if plan is not None and w is None:        # the compiled plan has no sample weights
+            value = self._step_compiled(plan, x, t, False)
+            if value is not None:
+                return value
+        value, _ = self._loss_and_grads(x, t, w)
+        self._apply_update(self.optimizer)
+        return value
+
+    def _batch_outputs(self: Any, rows):
+        """The outputs of the last training batch (a view into the workspace)."""
+        return self._train_ws.output(rows)
+
+    def _check_compiled(self: Any, what):
+        self._check_built(what)
+        if self.loss is None:
+            raise ValueError(f"call model.compile(loss=..., optimizer=...) before {what}")
+
+    def _targets(self: Any, y, rows, name="y"):
+        if (isinstance(y, np.ndarray) and y.ndim > 2 and not self._fast
+                and y.shape[1:] == tuple(self.output_shape)):
+            y = y.reshape(y.shape[0], -1)        # N-D outputs: the loss sees them flattened
+        T = self.loss.targets(y, self.output_dim, self.dtype, rows, name)
+        # the kernels read (rows, outputs) from it: hold a custom Loss's targets() to that
+        if (type(T) is not np.ndarray or T.shape != (rows, self.output_dim)
+                or T.dtype != self.dtype or not T.flags.c_contiguous):
+            raise TypeError(f"{type(self.loss).__name__}.targets() must return a C-contiguous "
+                            f"{self.dtype.name} array of shape {(rows, self.output_dim)}. "
+                            f"Received: {type(T).__name__} {getattr(T, 'dtype', '')}"
+                            f"{getattr(T, 'shape', '')}")
+        return T
+
+    def _sample_weights(self: Any, sample_weight, class_weight, T):
+        """The per-sample weights (Keras' meaning: the loss is sum(w_i * loss_i) / n), from
+        ``sample_weight`` (n,) and ``class_weight`` {class: weight} (multiplied when both are
+        given), or None when neither is. A sample's class is its target's argmax with several
+        outputs, its 0/1 target with one."""
+        if sample_weight is None and class_weight is None:
+            return None
+        if self._loss_kind == L.CUSTOM_KIND:
+            raise TypeError(f"sample_weight and class_weight need a built-in loss: "
+                            f"{type(self.loss).__name__}.value() computes a mean of its own")
+        n = T.shape[0]
+        W = (np.ones(n, self.dtype) if sample_weight is None
+             else V.sample_weights(sample_weight, n, self.dtype))
+        if class_weight is not None:
+            classes = (np.argmax(T, axis=1) if T.shape[1] > 1
+                       else np.rint(T[:, 0]).astype(np.int64))
+            W = W * V.class_weight_table("class_weight", class_weight, classes, self.dtype)
+        return np.ascontiguousarray(W, dtype=self.dtype)
+
+    @exclusive
+    def train_on_batch(self: Any, x: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                       class_weight: Optional[Mapping[int, float]] = None) -> float:
+        """One training step on the batch ``(x, y)``; returns the loss before the update.
+
+        The step is a forward pass, the loss ``L(output, y)``, backpropagation of its gradient
+        through the layers, and one optimizer update of all parameters.
+
+        Parameters
+        ----------
+        x : array_like of shape (n, input_dim)
+            The batch's inputs, real and finite.
+        y : array_like
+            Its targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or (n,)
+            with one output.
+        sample_weight : array_like of shape (n,), optional
+            A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n`` (Keras' meaning);
+            such batches take the per-kernel path (the compiled plan has no weights).
+        class_weight : dict of int to float, optional
+            ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
+            argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
+
+        Returns
+        -------
+        float
+            The loss on the batch (a mean over its samples) before the update.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, or ``x`` or ``y`` has the wrong shape or holds NaN,
+            inf or out-of-range targets.
+        TypeError
+            If ``x`` or ``y`` does not hold real numbers.
+        FloatingPointError
+            If the loss or a gradient is NaN or inf, or the update would overflow; the
+            weights are then left unchanged.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0, backend="numpy")
+        >>> model = model.compile(loss="mse", optimizer=fnn.SGD(lr=0.1))
+        >>> first = model.train_on_batch(x, y)
+        >>> bool(model.train_on_batch(x, y) < first)
+        True
+        """
+        plan = self._train_plan
+        if plan and sample_weight is None and class_weight is None:
+            # Arrays already in the model's form (labels as int64) go straight to the compiled
+            # step, which checks them itself (shape, dtype, layout, values) and reads the
+            # optimizer's settings; anything else is validated first. (A plan exists only for a
+            # compiled model, so the checks below are implied.)
+            value = plan.train_batch(self.optimizer, x, y)
+            if value is not None:
+                if plan.status:
+                    self._finish_plan_step(plan.status, value)
+                return value
+        self._check_compiled("train_on_batch")
+        weighted = sample_weight is not None or class_weight is not None
+        if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0 and not weighted:
+            plan = self._compiled_step(x.shape[0])       # build it (or grow it) for this batch
+            if plan is not None:
+                value = self._step_compiled(plan, x, y, True)
+                if value is not None:
+                    return value
+        xs: FloatArray = self._inputs(x, "x")
+        t = self._targets(y, xs.shape[0])
+        return self._train_step(xs, t, self._sample_weights(sample_weight, class_weight, t))
+
+    @exclusive
+    def loss_and_gradients(self: Any, x: ArrayLike, y: ArrayLike) -> tuple[float, list[FloatArray]]:
+        """The loss on ``(x, y)`` and its gradients with respect to the weights; no update.
+
+        Parameters
+        ----------
+        x : array_like of shape (n, input_dim)
+            Inputs, real and finite.
+        y : array_like
+            Targets, in the forms ``train_on_batch`` accepts.
+
+        Returns
+        -------
+        loss : float
+            The loss on the batch (a mean over its samples).
+        gradients : list of ndarray
+            ``[dL/dW1, dL/db1, dL/dW2, dL/db2, ...]``, shaped like ``get_weights()`` (copies).
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, or ``x`` or ``y`` is invalid (as in
+            ``train_on_batch``).
+        TypeError
+            If ``x`` or ``y`` does not hold real numbers.
+        FloatingPointError
+            If the loss is NaN or inf.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> rng = np.random.default_rng(0)
+        >>> model = fnn.Sequential([fnn.Dense(4, activation="tanh"), fnn.Dense(2)],
+        ...                        input_dim=3, seed=0, backend="numpy").compile(loss="mse")
+        >>> loss, grads = model.loss_and_gradients(rng.standard_normal((5, 3)),
+        ...                                        rng.standard_normal((5, 2)))
+        >>> [g.shape for g in grads] == [w.shape for w in model.get_weights()]
+        True
+        """
+        self._check_compiled("loss_and_gradients")
+        xs: FloatArray = self._inputs(x, "x")
+        t = self._targets(y, xs.shape[0])
+        value, _ = self._loss_and_grads(xs, t)
+        return value, [layer._grads[k].copy() for _, layer, k in self._entries()]
+
+    def _inference_workspace(self: Any, rows):
+        # one workspace per thread: predict may run in several threads at once
+        ws = getattr(self._local, "ws", None)
+        if ws is None or ws.rows < rows:
+            ws = self._new_workspace(rows, with_grads=False)
+            self._local.ws = ws
+        return ws
+
+    def _predict_array(self: Any, X, batch_size):
+        n = X.shape[0]
+        out = np.empty((n, self.output_dim), dtype=self.dtype)
+        chunk = min(n, batch_size)
+        ws = self._inference_workspace(chunk)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
+        return out
+
+    def predict(self: Any, X: ArrayLike, batch_size: Optional[int] = None) -> FloatArray:
+        """The model's outputs for ``X``: the forward pass, layer by layer.
+
+        ``h_k = act_k(h_{k-1} @ W_k + b_k)`` from ``h_0 = X``: probabilities after a final
+        softmax or sigmoid, raw values (logits, regression outputs) otherwise. Safe to call
+        from several threads at once.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, input_dim)
+            Inputs, real and finite.
+        batch_size : int, optional
+            Rows computed at a time, > 0 (default 4096); it bounds the memory used.
+
+        Returns
+        -------
+        ndarray of shape (n, output_dim)
+            The outputs, in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, ``X`` is not 2-D with ``input_dim`` columns and at least
+            one row or holds NaN or inf, or ``batch_size`` < 1.
+        TypeError
+            If ``X`` does not hold real numbers, or ``batch_size`` is not an integer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(3, activation="softmax")], input_dim=4, seed=0,
+        ...                        backend="numpy")
+        >>> p = model.predict(np.random.default_rng(0).standard_normal((5, 4)))
+        >>> p.shape, p.dtype, bool(np.allclose(p.sum(axis=1), 1.0))
+        ((5, 3), dtype('float32'), True)
+        """
+        if batch_size is None:
+            # Small, well-formed inputs take one compiled call (same results, no overhead).
+            plan = self._forward_plan
+            if plan is not None:
+                out = plan.predict(X)
+                if out is not None:
+                    return out
+            batch_size = 4096
+        self._check_built("predict")
+        batch_size = V.check_positive_int("batch_size", batch_size)
+        return self._unpack_outputs(self._predict_array(self._inputs(X), batch_size))
+
+    def _threshold(self: Any):
+        # outputs are probabilities after sigmoid/softmax/step; logits are split at 0
+        return 0.5 if self.final_activation in (A.SIGMOID, A.SOFTMAX, A.STEP) else 0.0
+
+    def _evaluate_arrays(self: Any, X, T, batch_size=4096, W=None):
+        out = self._predict_array(X, batch_size)
+        n = X.shape[0]
+        scores = {"loss": self._loss_value(out, T, None, W)
+                  + (0.0 if self._fast else self._regularize(with_grads=False))}
+        threshold = self._threshold()
+        for name, item in zip(self.metrics, self._metric_items):
+            scores[name] = M.batch_metric_sum(item, out, T, threshold) / n
+        return scores
+
+    def evaluate(self: Any, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,
+                 sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
+        """The loss and the compiled metrics on ``(X, y)``, as means over all samples.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, input_dim)
+            Inputs, real and finite.
+        y : array_like
+            Targets, in the forms ``fit`` accepts.
+        batch_size : int, default 4096
+            Rows computed at a time, > 0.
+        sample_weight : array_like of shape (n,), optional
+            A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n``; the metrics are
+            not weighted (as Keras' ``metrics``).
+
+        Returns
+        -------
+        dict of str to float
+            ``{"loss": ..., metric: ...}`` for each metric given to ``compile``.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, or the data or ``batch_size`` is invalid.
+        TypeError
+            If the data does not hold real numbers, or ``batch_size`` is not an integer.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> from fastnn.datasets import make_xor
+        >>> X, y = make_xor()
+        >>> model = fnn.Sequential([fnn.Dense(1, activation="sigmoid")], input_dim=2,
+        ...                        backend="numpy")
+        >>> scores = model.compile(loss="binary_cross_entropy",
+        ...                        metrics=["binary_accuracy", "mae"]).evaluate(X, y)
+        >>> sorted(scores)
+        ['binary_accuracy', 'loss', 'mae']
+        """
+        self._check_compiled("evaluate")
+        batch_size = V.check_positive_int("batch_size", batch_size)
+        Xs: FloatArray = self._inputs(X)
+        T = self._targets(y, Xs.shape[0])
+        return self._evaluate_arrays(Xs, T, batch_size,
+                                     self._sample_weights(sample_weight, None, T))

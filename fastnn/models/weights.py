@@ -1,0 +1,262 @@
+"""Weights, summary and files: what a built model shows and stores."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fastnn import activations as A
+from fastnn.models import graph
+from fastnn.models._exclusive import exclusive
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from fastnn.io import PathLike
+
+    FloatArray = NDArray[np.floating[Any]]
+
+
+class Weights:
+    """Mixin of ``BaseModel``."""
+
+    def _weight_layers(self: Any) -> list[Any]:
+        """The layers holding weights, nested models' included, in get_weights() order."""
+        out: list[Any] = []
+        for node in self._nodes[self._n_inputs:]:
+            layer = node.layer
+            if isinstance(layer, graph.ModelLayer):
+                out += layer.model._weight_layers()
+            elif layer._specs:
+                out.append(layer)
+        return out
+
+    @property
+    def dense_layers(self: Any) -> list[Any]:
+        """The Dense layers, in order (built models only)."""
+        from fastnn.layers import Dense
+        return [layer for layer in self._weight_layers() if isinstance(layer, Dense)]
+
+    def _model_config(self: Any) -> dict[str, Any]:
+        return {"class": "Sequential" if type(self).__name__ == "Sequential" else "Model",
+                **self.get_config()}
+
+    def get_layer(self: Any, name: str) -> Any:
+        """The layer called ``name`` (ValueError naming the layers if there is none)."""
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string. Received: {name!r}")
+        for layer in self.layers:
+            if getattr(layer, "name", None) == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the layers are "
+                         f"{[getattr(layer, 'name', '?') for layer in self.layers]}")
+
+    def get_weights(self: Any) -> list[FloatArray]:
+        """The weights of every layer, in order, as copies (Keras' order and layouts).
+
+        Returns
+        -------
+        list of ndarray
+            ``[W1, b1, W2, b2, ...]``: ``W_k`` of shape (inputs, units) and ``b_k`` of shape
+            (units,), in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2)],
+        ...                        input_dim=3, seed=0, backend="numpy")
+        >>> [w.shape for w in model.get_weights()]
+        [(3, 4), (4,), (4, 2), (2,)]
+        """
+        self._check_built("get_weights")
+        return [layer._weights[k].copy() for _, layer, k in self._entries()]
+
+    @exclusive
+    def set_weights(self: Any, weights: Sequence[ArrayLike]) -> None:
+        """Set all weights, in place, from a list shaped like ``get_weights()``.
+
+        Parameters
+        ----------
+        weights : list or tuple of array_like
+            ``[W1, b1, W2, b2, ...]``, real and finite; converted to the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, ``weights`` is not a list or tuple of two arrays per
+            Dense layer, a shape differs, or a value is NaN or inf.
+        TypeError
+            If an array does not hold real numbers.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=2, backend="numpy")
+        >>> model.set_weights([np.eye(2), np.ones(2)])
+        >>> model.predict([[1.0, 2.0]])                  # x @ I + 1
+        array([[2., 3.]], dtype=float32)
+        """
+        self._check_built("set_weights")
+        entries = self._entries()
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(entries):
+            count = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
+            raise ValueError(f"weights must be a list of {len(entries)} arrays shaped like "
+                             f"get_weights(). Received: {count}")
+        checked, i = [], 0
+        for layer in self._weight_layers():
+            n = len(layer._specs)
+            checked.append((layer, layer.checked_weights(list(weights[i:i + n]))))
+            i += n
+        for layer, values in checked:     # all checked first: a refusal changes nothing
+            for dst, src in zip(layer._weights, values):
+                dst[...] = src
+        for owner in self._owners():
+            if owner.optimizer is not None:
+                owner.optimizer.verify_next_step()   # the screen assumes weights training made
+
+    def count_params(self: Any) -> int:
+        """The number of parameters: ``inputs * units + units`` summed over the layers.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4), fnn.Dense(2)], input_dim=3, backend="numpy")
+        >>> model.count_params()                         # (3 * 4 + 4) + (4 * 2 + 2)
+        26
+        """
+        self._check_built("count_params")
+        return sum(layer._weights[k].size for _, layer, k in self._entries())
+
+    def summary(self: Any, print_fn: Callable[[str], Any] = print) -> None:
+        """Print a table of the layers with their output shapes and parameter counts.
+
+        ``path`` says how the model runs: "fast" (a chain of Dense and activation layers on
+        2-D inputs, the compiled MLP plan; an activation layer fused into the Dense layer
+        before it shows as that layer's activation) or "general" (per-layer kernels).
+
+        Parameters
+        ----------
+        print_fn : callable, default print
+            Called once with the whole table as a string.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2),
+        ...                         fnn.Softmax()], input_dim=3, backend="numpy")
+        >>> model.summary()                              # doctest: +NORMALIZE_WHITESPACE
+        Sequential 'sequential'  input shape=(3,)  dtype=float32  backend=numpy  path=fast
+        ---------------  ----------  ------------  ------
+        Layer (type)     Activation  Output shape  Params
+        ---------------  ----------  ------------  ------
+        dense (Dense)    relu        (None, 4)     16
+        dense_1 (Dense)  softmax     (None, 2)     10
+        ---------------  ----------  ------------  ------
+        Total params: 26 (trainable: 26)
+        """
+        self._check_built("summary")
+        rows = [("Layer (type)", "Activation", "Output shape", "Params")]
+        if self._fast:
+            width: int = self.input_dim      # type: ignore[assignment]  # built by now
+            for step in self._plan:
+                layer = step.dense
+                params = layer.count_params() if layer is not None else 0
+                label = f"{layer.name} (Dense)" if layer is not None else "(Activation)"
+                for act, _ in step.chain or [(step.act, step.param)]:
+                    rows.append((label, A.NAMES[act], f"(None, {step.width})", f"{params:,}"))
+                width = step.width
+        else:
+            for node in self._nodes[self._n_inputs:]:
+                layer = node.layer
+                kind = type(layer).__name__
+                if isinstance(layer, graph.ModelLayer):
+                    kind, params = type(layer.model).__name__, layer.model.count_params()
+                else:
+                    params = layer.count_params()
+                shape = f"(None, {', '.join(map(str, node.shape))})"
+                rows.append((f"{layer.name} ({kind})", A.NAMES.get(layer.act, "?"), shape,
+                             f"{params:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        shown = self.input_shape if self._n_inputs > 1 else tuple(self.input_shape)
+        text = [f"{type(self).__name__} {self.name!r}  input shape={shown}  "
+                f"dtype={self.dtype.name}  backend={self.backend}  path={self.path}", line]
+        for r in rows:
+            text.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+            if r is rows[0]:
+                text.append(line)
+        trainable = sum(size for _, _, size in self._make_runs())
+        text += [line, f"Total params: {self.count_params():,} (trainable: {trainable:,})"]
+        print_fn("\n".join(text))
+
+    def save(self: Any, path: PathLike) -> None:
+        """Write the model to ``path`` in the fastnn file format (``fastnn.io``; never pickle).
+
+        The file holds the architecture, the weights, and the compile settings with the
+        optimizer state, so ``fastnn.load(path)`` can resume training. The write is atomic (a
+        new temporary file in the same directory, fsynced, then renamed over ``path``); an
+        existing file keeps its permission bits, and a ``path`` that is a symlink stays one
+        (its target is replaced).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+        TypeError
+            If ``path`` is not a str or os.PathLike.
+        IsADirectoryError
+            If ``path`` is a directory (also a ValueError).
+        ValueError
+            If ``path`` names something other than a regular file (a FIFO, a device), or the
+            model exceeds the format's limits (10,000 layers, a step count of 2**53).
+        OSError
+            If the file cannot be written; ``path`` is then untouched.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2, activation="relu")], input_dim=3, seed=0,
+        ...                        backend="numpy")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save(os.path.join(tmp, "model.fnn"))
+        ...     same = fnn.load(os.path.join(tmp, "model.fnn"), backend="numpy")
+        >>> x = np.ones((1, 3))
+        >>> bool(np.array_equal(same.predict(x), model.predict(x)))
+        True
+        """
+        self._check_built("save")
+        from fastnn import io as fnn_io
+        fnn_io.save_model(self, path)
+
+    def __reduce__(self: Any):
+        # Pickle through the model file format: no module or thread-local state is pickled,
+        # and unpickling runs the same checks as fastnn.load.
+        from fastnn import io as fnn_io
+        if not self.built:
+            return self._unbuilt_reduce()
+        return (fnn_io.model_from_bytes, (fnn_io.model_to_bytes(self),))
