@@ -8,7 +8,8 @@
     model.fit(X, y, epochs=20, batch_size=32)
 """
 
-from fastnn import callbacks, datasets, losses, ops, optimizers, schedules
+from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, regularizers,
+                    schedules)
 from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                               TerminateOnNaN)
 from fastnn._threads import get_num_threads, set_num_threads, thread_limit, threads
@@ -31,5 +32,6 @@ __all__ = [
     "Sigmoid",
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
-    "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape",
+    "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape", "initializers",
+    "regularizers",
 ]

@@ -220,14 +220,14 @@ def test_a_frozen_model_inside_a_combined_model_is_not_trained():
 
 @pytest.mark.parametrize("backend", ["numpy", "fast"])
 def test_fast_path_and_general_path_are_bitwise_equal(backend):
-    """A Dense chain takes the compiled plan; the same chain with a no-op Reshape at the end
-    takes the general path: the same weights, losses and predictions, to the bit."""
+    """A Dense chain takes the compiled plan; the same chain with a no-op Reshape inside takes
+    the general path: the same weights, losses and predictions, to the bit."""
     def make(extra):
-        layers = [fnn.Dense(16, activation="relu"), fnn.Dense(8), fnn.Tanh(),
-                  fnn.Dense(3, activation="softmax")] + extra
+        layers = [fnn.Dense(16, activation="relu"), fnn.Dense(8), *extra, fnn.Tanh(),
+                  fnn.Dense(3, activation="softmax")]
         model = fnn.Sequential(layers, input_dim=5, seed=3, backend=backend)
         return model.compile("cross_entropy", fnn.SGD(lr=0.1, momentum=0.9))
-    fast, general = make([]), make([fnn.Reshape((3,))])
+    fast, general = make([]), make([fnn.Reshape((8,))])
     assert (fast.path, general.path) == ("fast", "general")
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((50, 5)).astype(np.float32), rng.integers(0, 3, 50)
@@ -236,6 +236,26 @@ def test_fast_path_and_general_path_are_bitwise_equal(backend):
     assert h1.history["loss"] == h2.history["loss"]
     assert [w.tobytes() for w in fast.get_weights()] == [w.tobytes() for w in general.get_weights()]
     assert fast.predict(X).tobytes() == general.predict(X).tobytes()
+
+
+@pytest.mark.parametrize("after", [fnn.Flatten, lambda: fnn.Reshape((3, 1))])
+def test_a_loss_reads_probabilities_through_shape_only_layers(after):
+    """softmax then Flatten/Reshape: cross-entropy of the probabilities (not of logits)."""
+    model = fnn.Sequential([fnn.Dense(3, activation="softmax"), after()], input_dim=4, seed=0,
+                           dtype="float64", backend="fast")
+    assert model.final_activation == fnn.activations.SOFTMAX
+    model.compile("cross_entropy" if isinstance(model.layers[-1], fnn.Flatten) else "mse",
+                  fnn.SGD(lr=0.1))
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((7, 4)), rng.integers(0, 3, 7)
+    p = model.predict(X).reshape(7, 3)
+    if isinstance(model.layers[-1], fnn.Flatten):
+        expected = -np.mean(np.log(p[np.arange(7), y]))
+        assert model.evaluate(X, y)["loss"] == pytest.approx(expected, rel=1e-12)
+    else:
+        t = np.eye(3)[y].reshape(7, 3, 1)
+        assert model.evaluate(X, t)["loss"] == pytest.approx(np.mean((p - t[..., 0]) ** 2),
+                                                             rel=1e-12)
 
 
 def test_low_level_loop_equals_train_on_batch_on_the_general_path():
@@ -248,7 +268,8 @@ def test_low_level_loop_equals_train_on_batch_on_the_general_path():
     a.train_on_batch(x, y)
     out = b.forward(x)
     b.zero_grad()
-    b.backward(2 * (out - y) / y.size)
+    _, dout = fnn.losses.get_loss("mse").value_and_grad(y, out)
+    b.backward(dout)
     fnn.SGD(lr=0.05).step(b)
     assert [w.tobytes() for w in a.get_weights()] == [w.tobytes() for w in b.get_weights()]
 
@@ -318,7 +339,7 @@ BAD = [
     (lambda: fnn.Sequential([fnn.Dense(2, name="x"), fnn.Dense(2, name="x")], input_dim=2),
      ValueError, r"named 'x'"),
     (lambda: _residual("numpy", "float32").set_weights([np.zeros((6, 6))]), ValueError,
-     r"weights must be a list of 8 arrays.*Received: 1"),
+     r"weights must be a list of 6 arrays.*Received: 1"),
     (lambda: _residual("numpy", "float32").predict(np.zeros((2, 5))), ValueError,
      r"X must have 6 features"),
     (lambda: _two_inputs("numpy", "float32").predict(np.zeros((2, 4))), ValueError,

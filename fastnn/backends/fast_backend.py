@@ -18,6 +18,11 @@ try:
                                       kernel_name, matmul, openmp_enabled, parallel_min_work,
                                       set_num_threads, thread_limit)
     from fastnn._ext._loss import loss
+    from fastnn._ext._layer_ops import (add_forward, concat_backward, concat_forward,
+                                        dropout_mask, multiply)
+    from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
+                                            batchnorm_forward_train, layernorm_backward,
+                                            layernorm_forward)
     from fastnn._ext._optim import adam_update, adamw_update, rmsprop_update, sgd_update
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
@@ -35,10 +40,24 @@ if _requested_kernel and _requested_kernel not in _KERNEL_NAMES:
                   f"{_shown if len(_shown) <= 80 else _shown[:77] + '...'} "
                   f"(using {kernel_name()!r})", RuntimeWarning)
 
+
+
+def dropout_forward(x, mask, out):
+    """out := x * mask (any shape, all C-contiguous)."""
+    multiply(x.reshape(-1), mask.reshape(-1), out.reshape(-1))
+
+
+def dropout_backward(dy, mask, dx):
+    """dx := dy * mask (any shape, all C-contiguous)."""
+    multiply(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1))
+
+
 __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update",
     "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
     "parallel_min_work", "ForwardPlan",
-    "TrainPlan",
+    "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
+    "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
+    "dropout_backward", "add_forward", "concat_forward", "concat_backward",
 ]

@@ -10,6 +10,14 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn._interrupts import deferred_interrupts
+# The layer kernels beyond Dense live in modules named as the compiled ones in fastnn/_ext/.
+from fastnn.backends.numpy_layer_ops import (add_forward, concat_backward,  # noqa: F401
+                                             concat_forward, dropout_backward, dropout_forward,
+                                             dropout_mask)
+from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
+                                                 batchnorm_forward_infer,
+                                                 batchnorm_forward_train, layernorm_backward,
+                                                 layernorm_forward)
 from fastnn.losses import (BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX,
                            HUBER_KIND, MAE_KIND, MSE_KIND)
 
@@ -264,3 +272,4 @@ def thread_limit():
     except (AttributeError, OSError):        # not on Linux
         cpus = os.cpu_count() or 1
     return min(max(64, 4 * min(cpus, 4096)), 4096)
+

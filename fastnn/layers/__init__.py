@@ -61,6 +61,14 @@ def layer_from_config(config: Mapping[str, Any]) -> Layer:
     if not isinstance(config, Mapping):
         raise TypeError(f"a layer config must be a dict. Received: {type(config).__name__}")
     config = dict(config)
+    state = config.pop("state", None)
+    layer = _make_layer(config)
+    if state is not None:
+        layer.set_state(state)
+    return layer
+
+
+def _make_layer(config: dict[str, Any]) -> Layer:
     cls = config.pop("class", None)
     if not isinstance(cls, str) or cls not in LAYERS:
         raise ValueError(f"unknown layer class in model config: {cls!r} (known: "

@@ -121,6 +121,9 @@ class Layer:
     param: float = 0.0
     #: number of inputs the layer takes (None: a list of two or more)
     n_inputs: Optional[int] = 1
+    #: the layer only rearranges its input (Flatten, Reshape): the output's activation is the
+    #: one of the layer before it (what the loss sees: probabilities after a softmax, say)
+    shape_only: bool = False
 
     def __init__(self, name: Optional[str] = None, trainable: bool = True) -> None:
         if name is not None:
@@ -220,6 +223,11 @@ class Layer:
 
     def count_params(self) -> int:
         return sum(int(np.prod(s.shape)) for s in self._specs)
+
+    def set_state(self, state: Any) -> None:
+        """Restore what ``get_config()["state"]`` holds (a model file's Dropout counter);
+        layers without state refuse any."""
+        raise ValueError(f"{type(self).__name__} keeps no state. Received: state={state!r:.80}")
 
     def get_config(self) -> dict[str, Any]:
         """The JSON-serialisable description ``layer_from_config`` rebuilds the layer from

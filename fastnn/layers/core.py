@@ -260,6 +260,8 @@ class Flatten(Layer):
     (5, 2)
     """
 
+    shape_only = True
+
     def compute_output_shape(self, input_shape: Any) -> Any:
         if not isinstance(input_shape, tuple):
             raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
@@ -287,6 +289,8 @@ class Reshape(Layer):
     >>> fnn.Reshape((4, -1)).compute_output_shape((2, 6))
     (4, 3)
     """
+
+    shape_only = True
 
     def __init__(self, target_shape: Sequence[int], name: Optional[str] = None,
                  trainable: bool = True) -> None:

@@ -41,7 +41,7 @@ class Add(Layer):
 
     def forward(self, ctx: Slot, xs: list[FloatArray], training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
-        ctx.be.add_forward([x.reshape(x.shape[0], -1) for x in xs], y.reshape(y.shape[0], -1))
+        ctx.be.add_forward([x.reshape(-1) for x in xs], y.reshape(-1))
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> list[FloatArray]:

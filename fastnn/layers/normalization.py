@@ -116,9 +116,9 @@ class BatchNormalization(_Normalization):
     >>> model = fnn.Sequential([fnn.BatchNormalization()], input_dim=2, backend="numpy",
     ...                        dtype="float64")
     >>> out = model.forward(np.array([[1.0, 10.0], [3.0, 30.0]]))
-    >>> np.round(out, 3)
-    array([[-0.999, -1.   ],
-           [ 0.999,  1.   ]])
+    >>> np.round(out, 4)                            # (x - mean) / sqrt(var + 1e-3)
+    array([[-0.9995, -1.    ],
+           [ 0.9995,  1.    ]])
     """
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,

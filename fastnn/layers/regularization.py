@@ -56,8 +56,8 @@ class Dropout(Layer):
         self.calls = 0           # training passes so far: the mask generator's counter
 
     def init_seed(self, rng: np.random.Generator) -> None:
-        """Take a mask seed from the model's generator when none was given."""
-        if self.seed is None:
+        """Take a mask seed from the model's generator when none was given (or restored)."""
+        if self._mask_seed is None:
             self._mask_seed = int(rng.integers(0, 2**63))
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
@@ -65,7 +65,7 @@ class Dropout(Layer):
             ctx.saved["mask"] = None
             return x
         mask = ctx.rows_buffer("mask", self.input_shape)
-        ctx.be.dropout_mask(self._mask_seed or 0, self.calls, self.rate, mask)
+        ctx.be.dropout_mask(self._mask_seed or 0, self.calls, self.rate, mask.reshape(-1))
         self.calls += 1
         y = ctx.rows_buffer("y", self.input_shape)
         ctx.be.dropout_forward(x, mask, y)
@@ -85,7 +85,20 @@ class Dropout(Layer):
         config = {**super().get_config(), "rate": self.rate}
         if self.seed is not None:
             config["seed"] = self.seed
+        if self._mask_seed is not None and (self.calls or self.seed is None):
+            # where the mask stream stands: a loaded model goes on with the same masks
+            config["state"] = {"mask_seed": self._mask_seed, "calls": self.calls}
         return config
+
+    def set_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or set(state) != {"mask_seed", "calls"}:
+            raise ValueError(f"Dropout's state must be {{'mask_seed': int, 'calls': int}}. "
+                             f"Received: {state!r:.80}")
+        mask_seed = V.check_int("mask_seed", state["mask_seed"], low=0)
+        calls = V.check_int("calls", state["calls"], low=0)
+        if mask_seed >= 2**64 or calls >= 2**63:
+            raise ValueError(f"Dropout's state is out of range. Received: {state!r:.80}")
+        self._mask_seed, self.calls = mask_seed, calls
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"

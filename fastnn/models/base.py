@@ -71,7 +71,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._metric_items: list[Any] = []          # names, or functions f(y_true, y_pred)
         self._built = False
         self._fast = False
-        self._plan: list[fastpath.Step] = []
+        self._plan: list[fastpath.PlanStep] = []
         self._nodes: list[graph.Node] = []
         self._outputs: list[int] = []
         self._n_inputs = 1
@@ -103,10 +103,18 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         """Code of the activation applied to the outputs (see ``fastnn.activations``)."""
         if self._fast:
             return self._plan[-1].act
+        node = self._activation_node()
+        return A.LINEAR if node is None or node.layer is None else node.layer.act
+
+    def _activation_node(self) -> Any:
+        """The node whose activation the single output carries: the output node, or through
+        shape-only layers (Flatten, Reshape) the node before them; None with several outputs."""
         if len(self._outputs) != 1:
-            return A.LINEAR
-        layer = self._nodes[self._outputs[0]].layer
-        return A.LINEAR if layer is None else layer.act
+            return None
+        node = self._nodes[self._outputs[0]]
+        while node.layer is not None and node.layer.shape_only:
+            node = self._nodes[node.inputs[0]]
+        return node
 
     @property
     def trainable(self) -> bool:
@@ -315,7 +323,8 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             owner._grads[...] = 0
 
     def _regularize(self, with_grads: bool) -> float:
-        """The regularizers' penalty (and, with ``with_grads``, their gradients added)."""
+        """The regularizers' penalty; with ``with_grads`` their gradients are also added to the
+        layers' gradients (call it after the backward pass, which writes those)."""
         total = 0.0
         for owner, layer, k in self._entries():
             reg = layer._specs[k].regularizer
@@ -346,6 +355,16 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
 
     def _fuses(self) -> bool:
         return getattr(self, "_loss_kind", None) in L.FUSED_KINDS
+
+    def _loss_kind_for(self, loss: Any) -> int:
+        """The loss kernel code for ``loss`` on this model's output. The fused kinds (sigmoid or
+        softmax with its cross-entropy, dL/d(pre-activation) at once) need the activation at the
+        output node itself; behind a Flatten or Reshape the loss reads probabilities instead."""
+        kind = L.check_kind(loss, self.final_activation)
+        if kind in L.FUSED_KINDS and not self._fast and \
+                self._activation_node() is not self._nodes[self._outputs[0]]:
+            return L.BCE_PROBS if kind == L.BCE_SIGMOID else L.CE_PROBS
+        return kind
 
     # ------------------------------------------------------------------ arrays in and out
     def _inputs(self, X: Any, name: str = "X") -> FloatArray:

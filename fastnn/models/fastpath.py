@@ -1,7 +1,7 @@
 """The MLP fast path: chains of Dense and activation layers on 2-D inputs.
 
 ``eligible`` is the one place that decides whether a model takes it. Such a model runs as an
-*execution plan*: a list of ``Step`` (an optional Dense layer, then an activation), with a
+*execution plan*: a list of ``PlanStep`` (an optional Dense layer, then an activation), with a
 standalone activation layer folded into the linear Dense layer before it, so
 ``[Dense(10), Softmax()]`` is one fused ``dense_forward``. The compiled backend then runs the
 whole forward pass (``ForwardPlan``, predict) or training step (``TrainPlan``, fit and
@@ -39,7 +39,7 @@ def eligible(layers: Sequence[Layer], input_shape: Any) -> bool:
             and any(isinstance(layer, Dense) for layer in layers))
 
 
-class Step:
+class PlanStep:
     """One kernel call of the plan: an optional Dense layer, then an activation.
 
     ``width`` is the number of columns the call outputs; ``act`` and ``param`` are the
@@ -67,7 +67,7 @@ class Workspace:
     multiply the memory of ``predict``; ``G`` and ``D`` are None.
     """
 
-    def __init__(self, plan: Sequence[Step], rows: int, dtype: np.dtype[Any],
+    def __init__(self, plan: Sequence[PlanStep], rows: int, dtype: np.dtype[Any],
                  with_grads: bool) -> None:
         self.rows = rows
         widest = max(s.width for s in plan)
@@ -101,12 +101,12 @@ class Workspace:
         return G if rows == G.shape[0] else G[:rows]
 
 
-def make_plan(layers: Sequence[Layer], input_dim: int) -> list[Step]:
-    plan: list[Step] = []
+def make_plan(layers: Sequence[Layer], input_dim: int) -> list[PlanStep]:
+    plan: list[PlanStep] = []
     width = input_dim
     for layer in layers:
         if isinstance(layer, Dense):
-            plan.append(Step(layer, layer.act, layer.param, layer.units))
+            plan.append(PlanStep(layer, layer.act, layer.param, layer.units))
             width = layer.units
         elif plan and plan[-1].dense is not None and plan[-1].act == A.LINEAR:
             plan[-1].act, plan[-1].param = layer.act, layer.param
@@ -116,11 +116,11 @@ def make_plan(layers: Sequence[Layer], input_dim: int) -> list[Step]:
             last.chain = (last.chain or [(last.act, last.param)]) + [(layer.act, layer.param)]
             last.act, last.param = layer.act, layer.param
         else:
-            plan.append(Step(None, layer.act, layer.param, width))
+            plan.append(PlanStep(None, layer.act, layer.param, width))
     return plan
 
 
-def layout(model: BaseModel, plan: list[Step], input_dim: int) -> None:
+def layout(model: BaseModel, plan: list[PlanStep], input_dim: int) -> None:
     """The flat buffers (each Dense layer's W then b, in order) and the weights from the model's
     seed, drawn in layer order (He normal before the ReLU family, Glorot uniform otherwise,
     zero biases)."""
@@ -175,7 +175,7 @@ def forward(model: BaseModel, x: Any, ws: Workspace, rows: int, out: Any = None,
     return inp
 
 
-def _chain_forward(be: Any, step: Step, inp: Any, y: Any, ws: Workspace, i: int, rows: int,
+def _chain_forward(be: Any, step: PlanStep, inp: Any, y: Any, ws: Workspace, i: int, rows: int,
                    fused: bool) -> None:
     """A run of element-wise activations, in place on ``y``; in training also ``D[i]``, the
     product of their derivatives (without the last one's when the loss fuses with it), so

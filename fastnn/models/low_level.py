@@ -92,8 +92,9 @@ class LowLevel:
         dx = np.empty((rows, self.input_dim), dtype=self.dtype)
         if not self._fast:
             self._zero_grads()
-            self._regularize(with_grads=True)
         self._backward(X, ws, rows, fuse_last=False, dx0=dx)
+        if not self._fast:
+            self._regularize(with_grads=True)
         for owner in self._owners():
             owner._grad_sum += owner._grads
         return self._unpack_inputs(dx)

@@ -100,7 +100,7 @@ class Training:
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
         new_loss = L.get_loss(loss)
-        kind = L.check_kind(new_loss, self.final_activation)
+        kind = self._loss_kind_for(new_loss)
         new_optimizer = get_optimizer(optimizer)
         items = M.check_metrics(metrics)
         if len(self._outputs) > 1:
@@ -205,10 +205,12 @@ class Training:
         value = self._loss_value(out, t, ws.output_grad(rows), w)
         if not self._fast:
             self._zero_grads()
-            value += self._regularize(with_grads=True)
+            value += self._regularize(with_grads=False)
         if not math.isfinite(value):
             raise _loss_diverged(value)
         self._backward(x, ws, rows, fuse_last=fuse)
+        if not self._fast:
+            self._regularize(with_grads=True)
         return value, out
 
     def _loss_value(self: Any, out, t, g, w):

@@ -1,0 +1,92 @@
+# Element-wise layer kernels of the fast backend: Dropout's mask and products (regularization)
+# and the merge layers' sum and concatenation. Each output element is computed on its own, so
+# results do not depend on the thread count.
+#
+# Dropout's mask is counter-based: element k of the call with counter t keeps its value when
+# u = top 53 bits of SplitMix64(key + (t * size + k + 1) * golden) / 2**53 >= rate, where
+# key = SplitMix64(seed). The same (seed, t, k) gives the same mask on any thread count and in
+# the NumPy twin (fastnn/backends/numpy_layer_ops.py), which uses the same integer arithmetic.
+# SplitMix64: Steele, Lea and Flood, "Fast splittable pseudorandom number generators" (2014).
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+
+from fastnn._ext._parallel cimport threads_for
+
+cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
+
+
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+def dropout_mask(uint64_t seed, uint64_t counter, double rate,
+                 floating[::1] mask):                  # OUT (N,) 0 or 1 / (1 - rate)
+    """mask_k := (u_k >= rate) / (1 - rate),  u_k uniform in [0, 1) from (seed, counter, k)"""
+    cdef Py_ssize_t n = mask.shape[0], k
+    cdef uint64_t key = _mix(seed + GOLDEN), base = counter * <uint64_t>n
+    cdef floating scale = <floating>(1.0 / (1.0 - rate))
+    cdef double u
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(n)):
+            u = <double>(_mix(key + (base + <uint64_t>k + 1) * GOLDEN) >> 11) * (1.0 / 9007199254740992.0)
+            mask[k] = scale if u >= rate else 0
+
+
+def multiply(const floating[::1] a, const floating[::1] b,
+             floating[::1] out):                        # OUT (N,)
+    """out := a * b (Dropout: forward x * mask, backward dy * mask)"""
+    cdef Py_ssize_t n = out.shape[0], k
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(n)):
+            out[k] = a[k] * b[k]
+
+
+def add_forward(list inputs,                            # IN  k arrays (N,) (k >= 2)
+                floating[::1] out):                     # OUT (N,)
+    """out := inputs[0] + inputs[1] + ... (in list order)"""
+    cdef floating[::1] a = inputs[0], b = inputs[1]
+    cdef Py_ssize_t n = out.shape[0], k, i
+    cdef int threads = threads_for(n * len(inputs))
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads):
+            out[k] = a[k] + b[k]
+    for i in range(2, len(inputs)):
+        a = inputs[i]
+        with nogil:
+            for k in prange(n, schedule="static", num_threads=threads):
+                out[k] = out[k] + a[k]
+
+
+def concat_forward(list inputs,                         # IN  arrays (rows, c_i)
+                   floating[:, ::1] out):               # OUT (rows, sum c_i)
+    """out := [inputs[0] | inputs[1] | ...] along the columns"""
+    cdef floating[:, ::1] part
+    cdef Py_ssize_t rows = out.shape[0], width = out.shape[1], offset = 0, c, r
+    for item in inputs:
+        part = item
+        c = part.shape[1]
+        if rows and c:
+            with nogil:
+                for r in prange(rows, schedule="static", num_threads=threads_for(rows * c)):
+                    memcpy(&out[r, offset], &part[r, 0], c * sizeof(floating))
+        offset += c
+
+
+def concat_backward(const floating[:, ::1] dy,          # IN  (rows, sum c_i)
+                    list dxs):                          # OUT arrays (rows, c_i)
+    """dxs[i] := the columns of dy that inputs[i] gave"""
+    cdef floating[:, ::1] part
+    cdef Py_ssize_t rows = dy.shape[0], offset = 0, c, r
+    for item in dxs:
+        part = item
+        c = part.shape[1]
+        if rows and c:
+            with nogil:
+                for r in prange(rows, schedule="static", num_threads=threads_for(rows * c)):
+                    memcpy(&part[r, 0], &dy[r, offset], c * sizeof(floating))
+        offset += c

@@ -1,0 +1,242 @@
+# Normalization kernels of the fast backend: batch normalization (statistics per column over
+# the rows) and layer normalization (statistics per row over the columns), forward and backward.
+#
+# The layers hand over 2-D (rows, channels) arrays: N-D channels-last inputs flattened to
+# (samples x positions, channels). Statistics and the backward pass's sums are taken in double,
+# two passes (mean, then the centred squares), each sum in row (or column) order by one thread:
+# batch normalization splits the columns into blocks of BLOCK over the threads, layer
+# normalization splits the rows, so results do not depend on the thread count (no flush-to-zero
+# here: every thread computes in the same mode). Element-wise
+# results are computed in double from the dtype's saved mean and 1/std and rounded once, as the
+# NumPy twins (fastnn/backends/numpy_normalization.py) do.
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+
+import numpy as np
+
+from fastnn._ext._parallel cimport threads_for
+
+cdef enum:
+    BLOCK = 64      # columns per task: a block's running sums stay in registers and L1
+
+
+cdef void _bn_block(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
+                    Py_ssize_t j1, floating *mean, floating *invstd, double eps,
+                    floating *moving_mean, floating *moving_var, double momentum,
+                    bint update) noexcept nogil:
+    """Columns j0..j1: mean and 1/sqrt(biased var + eps); moving averages when ``update``."""
+    cdef double s[BLOCK]
+    cdef double m, d, var, unbiased
+    cdef Py_ssize_t i, j
+    for j in range(j1 - j0):
+        s[j] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            s[j - j0] += x[i * c + j]
+    for j in range(j0, j1):
+        mean[j] = <floating>(s[j - j0] / n)
+        s[j - j0] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            d = <double>x[i * c + j] - <double>mean[j]
+            s[j - j0] += d * d
+    for j in range(j0, j1):
+        var = s[j - j0] / n
+        invstd[j] = <floating>(1.0 / sqrt(var + eps))
+        if update:
+            unbiased = var * n / (n - 1) if n > 1 else var
+            moving_mean[j] = <floating>(moving_mean[j] * momentum
+                                        + <double>mean[j] * (1.0 - momentum))
+            moving_var[j] = <floating>(moving_var[j] * momentum + unbiased * (1.0 - momentum))
+
+
+cdef void _affine(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0, Py_ssize_t j1,
+                  const floating *mean, const floating *scale, const floating *gamma,
+                  const floating *beta, floating *out) noexcept nogil:
+    """out := gamma * (x - mean) * scale + beta, columns j0..j1 (per-column mean and scale)."""
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(j0, j1):
+            out[i * c + j] = <floating>(<double>gamma[j] * ((<double>x[i * c + j] - mean[j])
+                                                           * <double>scale[j]) + beta[j])
+
+
+def batchnorm_forward_train(const floating[:, ::1] x,     # IN  (n, c)
+                            const floating[::1] gamma,    # IN  (c,)
+                            const floating[::1] beta,     # IN  (c,)
+                            double eps, double momentum,
+                            floating[::1] moving_mean,    # OUT (c,) updated in place
+                            floating[::1] moving_var,     # OUT (c,) updated in place
+                            floating[:, ::1] out,         # OUT (n, c)
+                            floating[::1] mean,           # OUT (c,) batch mean
+                            floating[::1] invstd):        # OUT (c,) 1 / sqrt(batch var + eps)
+    """out := gamma (x - mean) / sqrt(var + eps) + beta;  moving := momentum moving
+    + (1 - momentum) batch (unbiased variance)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], b, nb = (c + BLOCK - 1) // BLOCK
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+            _bn_block(&x[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK), &mean[0], &invstd[0],
+                      eps, &moving_mean[0], &moving_var[0], momentum, True)
+            _affine(&x[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK), &mean[0], &invstd[0],
+                    &gamma[0], &beta[0], &out[0, 0])
+
+
+def batchnorm_forward_infer(const floating[:, ::1] x,     # IN  (n, c)
+                            const floating[::1] gamma, const floating[::1] beta,
+                            const floating[::1] moving_mean, const floating[::1] moving_var,
+                            double eps,
+                            floating[:, ::1] out):        # OUT (n, c)
+    """out := gamma (x - moving_mean) / sqrt(moving_var + eps) + beta"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], b, j, nb = (c + BLOCK - 1) // BLOCK
+    cdef floating[::1] scale = np.empty(c, dtype=np.asarray(moving_var).dtype)
+    for j in range(c):
+        scale[j] = <floating>(1.0 / sqrt(<double>moving_var[j] + eps))
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+            _affine(&x[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK), &moving_mean[0],
+                    &scale[0], &gamma[0], &beta[0], &out[0, 0])
+
+
+cdef void _bn_back_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
+                         Py_ssize_t j0, Py_ssize_t j1, const floating *gamma,
+                         const floating *mean, const floating *invstd, floating *dx,
+                         floating *dgamma, floating *dbeta) noexcept nogil:
+    cdef double sdy[BLOCK]
+    cdef double sdyx[BLOCK]
+    cdef double xhat, a
+    cdef Py_ssize_t i, j
+    for j in range(j1 - j0):
+        sdy[j] = 0.0
+        sdyx[j] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            xhat = (<double>x[i * c + j] - mean[j]) * <double>invstd[j]
+            sdy[j - j0] += dy[i * c + j]
+            sdyx[j - j0] += <double>dy[i * c + j] * xhat
+    for j in range(j0, j1):
+        dgamma[j] = <floating>(dgamma[j] + sdyx[j - j0])
+        dbeta[j] = <floating>(dbeta[j] + sdy[j - j0])
+    if dx == NULL:
+        return
+    for i in range(n):
+        for j in range(j0, j1):
+            xhat = (<double>x[i * c + j] - mean[j]) * <double>invstd[j]
+            a = <double>gamma[j] * <double>invstd[j] / n
+            dx[i * c + j] = <floating>(a * (n * <double>dy[i * c + j] - sdy[j - j0]
+                                            - xhat * sdyx[j - j0]))
+
+
+def batchnorm_backward(const floating[:, ::1] x,          # IN  (n, c)
+                       const floating[:, ::1] dy,         # IN  (n, c)
+                       const floating[::1] gamma, const floating[::1] mean,
+                       const floating[::1] invstd,        # IN  (c,) from the forward pass
+                       floating[:, ::1] dx,               # OUT (n, c), or None
+                       floating[::1] dgamma,              # OUT (c,) accumulated
+                       floating[::1] dbeta):              # OUT (c,) accumulated
+    """dgamma += sum(dy xhat);  dbeta += sum(dy);
+    dx := gamma invstd / n (n dy - sum(dy) - xhat sum(dy xhat))"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], b, nb = (c + BLOCK - 1) // BLOCK
+    cdef floating *pdx = NULL
+    if n == 0 or c == 0:
+        return
+    if dx is not None:
+        pdx = &dx[0, 0]
+    with nogil:
+        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+            _bn_back_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
+                           &gamma[0], &mean[0], &invstd[0], pdx, &dgamma[0], &dbeta[0])
+
+
+cdef void _ln_row(const floating *x, Py_ssize_t c, const floating *gamma, const floating *beta,
+                  double eps, floating *out, floating *mean, floating *invstd) noexcept nogil:
+    cdef double s = 0.0, d, m, inv
+    cdef Py_ssize_t j
+    for j in range(c):
+        s += x[j]
+    mean[0] = <floating>(s / c)
+    m = mean[0]
+    s = 0.0
+    for j in range(c):
+        d = <double>x[j] - m
+        s += d * d
+    invstd[0] = <floating>(1.0 / sqrt(s / c + eps))
+    inv = invstd[0]
+    for j in range(c):
+        out[j] = <floating>(<double>gamma[j] * ((<double>x[j] - m) * inv) + beta[j])
+
+
+def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
+                      const floating[::1] gamma, const floating[::1] beta, double eps,
+                      floating[:, ::1] out,               # OUT (n, c)
+                      floating[::1] mean,                 # OUT (n,)
+                      floating[::1] invstd):              # OUT (n,)
+    """out := gamma (x - mean_row) / sqrt(var_row + eps) + beta"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+            _ln_row(&x[i, 0], c, &gamma[0], &beta[0], eps, &out[i, 0], &mean[i], &invstd[i])
+
+
+cdef void _ln_dx_row(const floating *x, const floating *dy, Py_ssize_t c, const floating *gamma,
+                     double m, double inv, floating *dx) noexcept nogil:
+    cdef double sg = 0.0, sgx = 0.0, g, xhat
+    cdef Py_ssize_t j
+    for j in range(c):
+        g = <double>dy[j] * gamma[j]
+        xhat = (<double>x[j] - m) * inv
+        sg += g
+        sgx += g * xhat
+    for j in range(c):
+        g = <double>dy[j] * gamma[j]
+        xhat = (<double>x[j] - m) * inv
+        dx[j] = <floating>(inv / c * (c * g - sg - xhat * sgx))
+
+
+cdef void _ln_param_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
+                          Py_ssize_t j0, Py_ssize_t j1, const floating *mean,
+                          const floating *invstd, floating *dgamma,
+                          floating *dbeta) noexcept nogil:
+    cdef double sdy[BLOCK]
+    cdef double sdyx[BLOCK]
+    cdef Py_ssize_t i, j
+    for j in range(j1 - j0):
+        sdy[j] = 0.0
+        sdyx[j] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            sdy[j - j0] += dy[i * c + j]
+            sdyx[j - j0] += <double>dy[i * c + j] * ((<double>x[i * c + j] - mean[i])
+                                                    * <double>invstd[i])
+    for j in range(j0, j1):
+        dgamma[j] = <floating>(dgamma[j] + sdyx[j - j0])
+        dbeta[j] = <floating>(dbeta[j] + sdy[j - j0])
+
+
+def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,
+                       const floating[::1] gamma,
+                       const floating[::1] mean, const floating[::1] invstd,   # IN (n,)
+                       floating[:, ::1] dx,               # OUT (n, c), or None
+                       floating[::1] dgamma,              # OUT (c,) accumulated
+                       floating[::1] dbeta):              # OUT (c,) accumulated
+    """g = dy gamma;  dx := invstd / c (c g - sum(g) - xhat sum(g xhat)) per row;
+    dgamma += sum_rows(dy xhat);  dbeta += sum_rows(dy)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, b, nb = (c + BLOCK - 1) // BLOCK
+    cdef int threads = threads_for(n * c)
+    cdef bint want_dx = dx is not None
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        if want_dx:
+            for i in prange(n, schedule="static", num_threads=threads):
+                _ln_dx_row(&x[i, 0], &dy[i, 0], c, &gamma[0], mean[i], invstd[i], &dx[i, 0])
+        for b in prange(nb, schedule="static", num_threads=threads):
+            _ln_param_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
+                            &mean[0], &invstd[0], &dgamma[0], &dbeta[0])

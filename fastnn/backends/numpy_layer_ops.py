@@ -1,0 +1,64 @@
+"""NumPy twins of the element-wise layer kernels (``fastnn/_ext/_layer_ops.pyx``): Dropout's
+counter-based mask and products, and the merge layers' sum and concatenation.
+
+The mask uses the compiled kernel's integer arithmetic (SplitMix64 on wrapping uint64), so both
+backends draw the same mask, bit for bit, from the same (seed, counter).
+"""
+
+import numpy as np
+
+_U64 = np.uint64
+_GOLDEN = _U64(0x9E3779B97F4A7C15)
+
+
+def _mix(z):
+    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return z ^ (z >> _U64(31))
+
+
+def dropout_mask(seed, counter, rate, mask):
+    """mask_k := (u_k >= rate) / (1 - rate),  u_k uniform in [0, 1) from (seed, counter, k)"""
+    n = mask.shape[0]
+    with np.errstate(over="ignore"):
+        key = _mix(np.array([seed], dtype=_U64) + _GOLDEN)
+        base = np.array([counter], dtype=_U64) * _U64(n)
+        k = np.arange(1, n + 1, dtype=_U64)
+        bits = _mix(key + (base + k) * _GOLDEN) >> _U64(11)
+    u = bits.astype(np.float64) * (1.0 / 9007199254740992.0)
+    mask[...] = np.where(u >= rate, mask.dtype.type(1.0 / (1.0 - rate)), 0)
+
+
+def multiply(a, b, out):
+    """out := a * b"""
+    np.multiply(a, b, out=out)
+
+
+def dropout_forward(x, mask, out):
+    """out := x * mask"""
+    np.multiply(x, mask, out=out)
+
+
+def dropout_backward(dy, mask, dx):
+    """dx := dy * mask"""
+    np.multiply(dy, mask, out=dx)
+
+
+def add_forward(inputs, out):
+    """out := inputs[0] + inputs[1] + ... (in list order)"""
+    np.add(inputs[0], inputs[1], out=out)
+    for a in inputs[2:]:
+        np.add(out, a, out=out)
+
+
+def concat_forward(inputs, out):
+    """out := [inputs[0] | inputs[1] | ...] along the columns"""
+    np.concatenate(inputs, axis=1, out=out)
+
+
+def concat_backward(dy, dxs):
+    """dxs[i] := the columns of dy that inputs[i] gave"""
+    offset = 0
+    for part in dxs:
+        part[...] = dy[:, offset:offset + part.shape[1]]
+        offset += part.shape[1]

@@ -1,0 +1,85 @@
+"""NumPy twins of the normalization kernels (``fastnn/_ext/_normalization.pyx``).
+
+The same arithmetic as the compiled kernels: statistics and sums in float64, the mean and
+1/std rounded to the array's dtype once and used from there, each element-wise result computed
+in float64 and rounded once. Only the order of the float64 sums differs (NumPy sums pairwise),
+which stays far inside the backends' agreement (float32 rtol 1e-5, float64 rtol 1e-12).
+"""
+
+import numpy as np
+
+_F64 = np.float64
+
+
+def batchnorm_forward_train(x, gamma, beta, eps, momentum, moving_mean, moving_var, out, mean,
+                            invstd):
+    """out := gamma (x - mean) / sqrt(var + eps) + beta over the rows of (n, c) ``x``;
+    moving := momentum moving + (1 - momentum) batch (the variance unbiased)."""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    x64 = x.astype(_F64)
+    mean[...] = x64.mean(axis=0)
+    centred = x64 - mean.astype(_F64)
+    var = np.mean(centred * centred, axis=0)
+    invstd[...] = 1.0 / np.sqrt(var + eps)
+    unbiased = var * n / (n - 1) if n > 1 else var
+    moving_mean[...] = moving_mean.astype(_F64) * momentum + mean.astype(_F64) * (1.0 - momentum)
+    moving_var[...] = moving_var.astype(_F64) * momentum + unbiased * (1.0 - momentum)
+    _affine(x64, mean, invstd, gamma, beta, out)
+
+
+def _affine(x64, mean, scale, gamma, beta, out):
+    out[...] = gamma.astype(_F64) * ((x64 - mean.astype(_F64)) * scale.astype(_F64)) + beta
+
+
+def batchnorm_forward_infer(x, gamma, beta, moving_mean, moving_var, eps, out):
+    """out := gamma (x - moving_mean) / sqrt(moving_var + eps) + beta"""
+    if x.size == 0:
+        return
+    scale = (1.0 / np.sqrt(moving_var.astype(_F64) + eps)).astype(x.dtype)
+    _affine(x.astype(_F64), moving_mean, scale, gamma, beta, out)
+
+
+def batchnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
+    """dgamma += sum(dy xhat);  dbeta += sum(dy);
+    dx := gamma invstd / n (n dy - sum(dy) - xhat sum(dy xhat)), skipped when dx is None."""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    dy64, inv = dy.astype(_F64), invstd.astype(_F64)
+    xhat = (x.astype(_F64) - mean.astype(_F64)) * inv
+    sdy, sdyx = dy64.sum(axis=0), (dy64 * xhat).sum(axis=0)
+    dgamma[...] = dgamma.astype(_F64) + sdyx
+    dbeta[...] = dbeta.astype(_F64) + sdy
+    if dx is not None:
+        dx[...] = gamma.astype(_F64) * inv / n * (n * dy64 - sdy - xhat * sdyx)
+
+
+def layernorm_forward(x, gamma, beta, eps, out, mean, invstd):
+    """out := gamma (x - mean_row) / sqrt(var_row + eps) + beta; mean, invstd (n,)"""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    x64 = x.astype(_F64)
+    mean[...] = x64.mean(axis=1)
+    centred = x64 - mean.astype(_F64)[:, None]
+    invstd[...] = 1.0 / np.sqrt(np.mean(centred * centred, axis=1) + eps)
+    out[...] = gamma.astype(_F64) * (centred * invstd.astype(_F64)[:, None]) + beta
+
+
+def layernorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
+    """g = dy gamma;  dx := invstd / c (c g - sum(g) - xhat sum(g xhat)) per row;
+    dgamma += sum_rows(dy xhat);  dbeta += sum_rows(dy)"""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    dy64, inv = dy.astype(_F64), invstd.astype(_F64)[:, None]
+    xhat = (x.astype(_F64) - mean.astype(_F64)[:, None]) * inv
+    if dx is not None:
+        g = dy64 * gamma.astype(_F64)
+        sg = g.sum(axis=1, keepdims=True)
+        sgx = (g * xhat).sum(axis=1, keepdims=True)
+        dx[...] = inv / c * (c * g - sg - xhat * sgx)
+    dgamma[...] = dgamma.astype(_F64) + (dy64 * xhat).sum(axis=0)
+    dbeta[...] = dbeta.astype(_F64) + dy64.sum(axis=0)

@@ -1,0 +1,178 @@
+"""Model file format version 2: any layer kind and any graph, validated before allocation.
+
+A functional model holding every layer kind (and a nested Sequential) round-trips bitwise; a
+table of forged topologies (unknown kinds, cycles, dangling or out-of-range references, shape
+mismatches, parameter shapes, architectures larger than the file) is refused with a ValueError
+naming the problem; the fuzz tests of ``test_model_files`` run on a v2 file too.
+"""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastnn as fnn
+import fastnn.io as fio
+from fastnn.io import model_from_bytes
+from test_model_files import FUZZ, JSON_VALUES, _paths, build, memory_cap, parse
+
+
+def _every_kind(backend="numpy"):
+    inner = fnn.Sequential([fnn.Dense(4, activation="tanh"), fnn.Dense(4)], input_dim=4,
+                           seed=2, backend=backend, name="inner")
+    a, b = fnn.Input((2, 3)), fnn.Input((4,))
+    h = fnn.Flatten()(fnn.Dense(2, activation="relu")(a))              # (4,)
+    h = fnn.BatchNormalization()(h)
+    h = fnn.Add()([h, inner(b)])
+    h = fnn.Concatenate()([fnn.LayerNormalization()(h), fnn.Dropout(0.2, seed=1)(b)])
+    h = fnn.Reshape((2, 4))(h)
+    out = fnn.Dense(3, activation="softmax", name="head")(fnn.Flatten()(h))
+    model = fnn.Model([a, b], out, seed=0, backend=backend)
+    return model.compile("cross_entropy", fnn.Adam(learning_rate=0.01), metrics=["accuracy"])
+
+
+def _data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((n, 2, 3)), rng.standard_normal((n, 4))], rng.integers(0, 3, n)
+
+
+@pytest.fixture(scope="module")
+def good():
+    model = _every_kind()
+    X, y = _data()
+    model.fit(X, y, epochs=2, batch_size=5, verbose=0)
+    blob = fio.model_to_bytes(model)
+    version, header, start = parse(blob)
+    return {"model": model, "blob": blob, "header": header, "data": blob[start:],
+            "version": version}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_every_kind_round_trips_bitwise(backend, tmp_path):
+    model = _every_kind(backend)
+    X, y = _data()
+    model.fit(X, y, epochs=2, batch_size=5, verbose=0)
+    model.save(tmp_path / "m.fnn")
+    assert parse((tmp_path / "m.fnn").read_bytes())[0] == 2
+    loaded = fnn.load(tmp_path / "m.fnn")
+    assert loaded.summary.__self__ is loaded and loaded.count_params() == model.count_params()
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in model.get_weights()]
+    assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
+    assert loaded.train_on_batch(X, y) == model.train_on_batch(X, y)
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in model.get_weights()]
+    assert loaded.get_layer("head").get_weights()[0].shape == (8, 3)
+
+
+def test_a_plain_mlp_is_still_written_as_version_1_and_v1_files_load(tmp_path):
+    mlp = fnn.Sequential([fnn.Dense(3, activation="relu"), fnn.Dense(2)], input_dim=4, seed=0)
+    assert parse(fio.model_to_bytes(mlp))[0] == 1
+    named = fnn.Sequential([fnn.Dense(3, name="hidden"), fnn.Dense(2)], input_dim=4, seed=0)
+    assert parse(fio.model_to_bytes(named))[0] == 2
+    assert fnn.load.__module__ == "fastnn.io"
+    back = model_from_bytes(fio.model_to_bytes(named))
+    assert back.layers[0].name == "hidden" and back.path == "fast"
+
+
+def _forge(good, change):
+    header = copy.deepcopy(good["header"])
+    change(header["model"])
+    return build(header, good["data"], version=2)
+
+
+def _layer(i, **values):
+    def change(model):
+        model["layers"][i]["config"].update(values)
+    return change
+
+
+def _inbound(i, value):
+    def change(model):
+        model["layers"][i]["inbound"] = value
+    return change
+
+
+REFUSALS = {
+    "unknown_kind": (_layer(0, **{"class": "Conv7D"}), r"unknown layer kind 'Conv7D'"),
+    "cycle": (_inbound(0, [5]), r"earlier nodes.*cycle"),
+    "dangling": (_inbound(3, [99]), r"earlier nodes"),
+    "negative_reference": (_inbound(3, [-1]), r"earlier nodes"),
+    "inbound_not_a_list": (_inbound(3, 1), r"'inbound'"),
+    "output_out_of_range": (lambda m: m.update(outputs=[40]), r"'outputs' must list"),
+    "output_is_an_input": (lambda m: m.update(outputs=[0]), r"'outputs' must list"),
+    "shape_mismatch": (_layer(0, units=3), r"one shape|do not match"),
+    "parameter_shape": (lambda m: m["layers"][-1]["config"].update(units=5),
+                        r"head/kernel.*needs|do not match"),
+    "bigger_than_the_file": (_layer(10, units=2**28), r"more than the file"),
+    "bad_argument": (_layer(6, rate=2.0), r"rate"),
+    "unknown_argument": (_layer(0, kernel_size=3), r"kernel_size"),
+    "input_shape_bad": (lambda m: m.update(inputs=[[2, 0], [4]]), r"dimension"),
+    "model_class_unknown": (lambda m: m.update({"class": "Graph"}), r"Sequential or Model"),
+    "nested_unknown_kind": (lambda m: m["layers"][3]["config"]["model"]["layers"][0]
+                            .update({"class": "Nope"}), r"unknown layer kind 'Nope'"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSALS))
+def test_the_loader_refuses_forged_graphs(good, name):
+    change, pattern = REFUSALS[name]
+    with memory_cap():
+        with pytest.raises(ValueError, match="not a valid fastnn model file") as info:
+            model_from_bytes(_forge(good, change))
+    assert info.match(pattern), str(info.value)
+
+
+def test_the_layers_in_the_good_file_are_where_the_refusals_expect(good):
+    layers = good["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "Dense", "Flatten", "BatchNormalization", "Model", "Add", "LayerNormalization",
+        "Dropout", "Concatenate", "Reshape", "Flatten", "Dense"]
+    assert model_from_bytes(good["blob"]).predict(_data()[0]).shape == (12, 3)
+
+
+def _load_or_refuse(blob):
+    try:
+        with memory_cap():
+            model = model_from_bytes(blob)
+    except ValueError:
+        return
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    xs = [np.zeros((2, *s)) for s in shapes]
+    model.predict(xs if len(xs) > 1 else xs[0])
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_v2_mutated_bytes(good, data):
+    blob = bytearray(good["blob"])
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] = data.draw(st.integers(0, 255))
+    _load_or_refuse(bytes(blob))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_v2_mutated_json_header(good, data):
+    header = copy.deepcopy(good["header"])
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(header) if p]
+        path = data.draw(st.sampled_from(paths))
+        parent = header
+        for key in path[:-1]:
+            parent = parent[key]
+        action = data.draw(st.sampled_from(["replace", "delete", "small_int"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "small_int":
+            parent[path[-1]] = data.draw(st.integers(-3, 300))
+        else:
+            parent[path[-1]] = data.draw(JSON_VALUES)
+    try:
+        raw = json.dumps(header).encode()
+    except (ValueError, TypeError):
+        return
+    _load_or_refuse(build(None, good["data"], version=2, header_bytes=raw))
