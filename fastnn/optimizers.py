@@ -261,6 +261,25 @@ class Optimizer:
         """Subclasses: check_update, then the fused update kernel (which advances the count)."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------------- fused into a compiled step
+    #: update rules a compiled training plan can run inside its step (fastnn/_ext/_train.pxi)
+    FUSED_SGD, FUSED_ADAM = 0, 1
+
+    def fused_rule(self) -> Optional[tuple[int, tuple[FloatArray, ...], NDArray[np.int64]]]:
+        """``(rule, state buffers, step counter)`` when a compiled training plan may run this
+        optimizer's update inside its step (``FUSED_SGD``: velocity; ``FUSED_ADAM``: m, v; the
+        counter is the 1-element array behind ``iterations``, which the plan advances with each
+        update), else None (the plan is not used: the update runs here). Only the rules as
+        shipped fuse: a subclass that overrides the update gets None."""
+        return None
+
+    def fused_hyperparameters(self) -> tuple[Any, ...]:
+        """What a fused update reads at each step: ``(state buffers, lr, h1, h2, h3,
+        weight_decay, verify)`` (SGD: h1 momentum, h2 nesterov as 1.0/0.0; Adam: beta1, beta2,
+        eps; ``verify``: ``verify_next_step`` was asked). The plan compares the buffers with
+        the ones it was built on: after ``build`` they are new, and it is built again."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused update")
+
     def get_config(self) -> dict[str, Any]:
         """``{"name": ..., **hyper-parameters}``: what ``get_optimizer`` rebuilds it from."""
         return {"name": self.name, **{k: getattr(self, k) for k in self._hyper}}
@@ -435,6 +454,15 @@ class SGD(Optimizer):
     def state(self) -> dict[str, FloatArray | None]:
         return {"velocity": self._velocity}
 
+    def fused_rule(self) -> Optional[tuple[int, tuple[FloatArray, ...], NDArray[np.int64]]]:
+        if type(self)._update is not SGD._update or self._velocity is None:
+            return None
+        return self.FUSED_SGD, (self._velocity,), self._iterations
+
+    def fused_hyperparameters(self) -> tuple[Any, ...]:
+        return ((self._velocity,), self._lr, self._momentum, 1.0 if self._nesterov else 0.0,
+                0.0, self._weight_decay, self._verify_next)
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias correction and L2 weight decay added to the gradient.
@@ -575,6 +603,16 @@ class Adam(Optimizer):
 
     def state(self) -> dict[str, FloatArray | None]:
         return {"m": self._m, "v": self._v}
+
+    def fused_rule(self) -> Optional[tuple[int, tuple[FloatArray, ...], NDArray[np.int64]]]:
+        # AdamW's decoupled decay is another rule: it overrides _update, so it does not fuse
+        if type(self)._update is not Adam._update or self._m is None or self._v is None:
+            return None
+        return self.FUSED_ADAM, (self._m, self._v), self._iterations
+
+    def fused_hyperparameters(self) -> tuple[Any, ...]:
+        return ((self._m, self._v), self._lr, self._beta1, self._beta2, self._eps,
+                self._weight_decay, self._verify_next)
 
     def _check_state_rules(self, iterations: int) -> None:
         m, v = self._m, self._v

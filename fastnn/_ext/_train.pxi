@@ -39,8 +39,8 @@ cdef extern from "fnn_clock.h" nogil:
     double fnn_seconds()
 
 cdef enum:
-    OPT_SGD = 0
-    OPT_ADAM = 1
+    OPT_SGD = 0                 # Optimizer.FUSED_SGD
+    OPT_ADAM = 1                # Optimizer.FUSED_ADAM
     TRAIN_UPDATED = 0
     TRAIN_LOSS_NOT_FINITE = 1
     TRAIN_NEEDS_CHECK = 2
@@ -75,8 +75,8 @@ cdef class TrainPlan:
     cdef void *state2
     cdef void *onehot
     cdef cnp.npy_int64 *labels  # the batch's class labels, copied before they are checked
-    cdef cnp.npy_int64 *counter  # the optimizer's step count (its `_iterations` array)
-    cdef bint verify            # the optimizer's _verify_next, as of the last _read_hyper
+    cdef cnp.npy_int64 *counter  # the optimizer's step count (from its fused_rule())
+    cdef bint verify            # the optimizer's verify flag, as of the last _read_hyper
     cdef readonly int status
     cdef readonly double max_grad
     # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core)
@@ -205,31 +205,26 @@ cdef class TrainPlan:
         return (h[0], h[1], h[2], h[3], h[4])
 
     cdef bint _read_hyper(self, object optimizer, double *h) except -1:
-        """h := lr, h1, h2, h3, weight decay from `optimizer`; False when it is not the plan's
-        (see `hyper`). SGD and Adam keep their validated settings in the instance dict as
-        "_" + name (the public names are properties), read here directly."""
-        cdef tuple state = self._state
-        cdef dict d
+        """h := lr, h1, h2, h3, weight decay, from `optimizer.fused_hyperparameters()`; False
+        when it is not the plan's optimizer or its state buffers are not the ones the plan
+        was built on (see `hyper`)."""
+        cdef tuple hp, buffers
+        cdef Py_ssize_t i
         if optimizer is not self._optimizer:
             return False
-        d = optimizer.__dict__
-        if d["_iterations"] is not state[len(state) - 1]:
+        hp = optimizer.fused_hyperparameters()
+        buffers = hp[0]
+        if len(buffers) != len(self._state) - 1:
             return False
-        h[3] = 0
-        if self.opt == OPT_SGD:
-            if d["_velocity"] is not state[0]:
+        for i in range(len(buffers)):
+            if buffers[i] is not self._state[i]:
                 return False
-            h[1] = d["_momentum"]
-            h[2] = 1.0 if d["_nesterov"] else 0.0
-        else:
-            if d["_m"] is not state[0] or d["_v"] is not state[1]:
-                return False
-            h[1] = d["_beta1"]
-            h[2] = d["_beta2"]
-            h[3] = d["_eps"]
-        h[0] = d["_lr"]
-        h[4] = d["_weight_decay"]
-        self.verify = d["_verify_next"]
+        h[0] = hp[1]
+        h[1] = hp[2]
+        h[2] = hp[3]
+        h[3] = hp[4]
+        h[4] = hp[5]
+        self.verify = hp[6]
         return True
 
     cdef object _step(self, object X, object T, bint check, double lr, double h1, double h2,

@@ -165,12 +165,14 @@ class BatchNormalization(_Normalization):
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         dx = ctx.dx_target(0)
-        if not ctx.saved["training"]:       # frozen: an affine map with fixed statistics
-            if dx is not None:
-                var = self.moving_variance.astype(np.float64) + self.epsilon
-                np.multiply(dy, (self.gamma / np.sqrt(var)).astype(dx.dtype), out=dx)
-            return dx
         c = self.input_shape[-1]
+        if not ctx.saved["training"]:       # frozen: an affine map with fixed statistics,
+            if dx is not None:              # dx = gamma / sqrt(moving_var + eps) * dy
+                zeros = ctx.buffer("zeros", (c,))
+                zeros[...] = 0
+                ctx.be.batchnorm_forward_infer(rows_of(dy), self.gamma, zeros, zeros,
+                                               self.moving_variance, self.epsilon, rows_of(dx))
+            return dx
         ctx.be.batchnorm_backward(rows_of(ctx.saved["x"]), rows_of(dy), self.gamma,
                                   ctx.buffer("mean", (c,)), ctx.buffer("invstd", (c,)),
                                   None if dx is None else rows_of(dx), self.dgamma, self.dbeta)

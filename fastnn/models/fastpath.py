@@ -20,7 +20,6 @@ from fastnn import activations as A
 from fastnn import losses as L
 from fastnn._memory import aligned_empty, aligned_zeros
 from fastnn.layers import Activation, Dense, Layer
-from fastnn.optimizers import SGD, Adam
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel
@@ -223,10 +222,11 @@ def make_train_plan(model: BaseModel, ws: Workspace) -> Any:
     """The compiled training step over ``ws`` for SGD or Adam as shipped, or None."""
     plan_class = getattr(model._be, "TrainPlan", None)
     opt = model.optimizer
-    if (plan_class is None or type(opt) not in (SGD, Adam) or any(s.chain for s in model._plan)
+    rule = opt.fused_rule()
+    if (plan_class is None or rule is None or any(s.chain for s in model._plan)
             or model._loss_kind == L.CUSTOM_KIND):
         return None
-    kind, state = (0, (opt._velocity,)) if type(opt) is SGD else (1, (opt._m, opt._v))
+    kind, state, counter = rule
     steps = [(s.dense.W, s.dense.b, s.dense.dW, s.dense.db, s.act, float(s.param), s.width)
              if s.dense is not None else (None, None, None, None, s.act, float(s.param),
                                           s.width) for s in model._plan]
@@ -234,5 +234,5 @@ def make_train_plan(model: BaseModel, ws: Workspace) -> Any:
     screen = math.sqrt(float(np.finfo(model.dtype).max)) * 1e-3   # as check_update
     return plan_class(steps, model.input_dim, model.dtype.type, model._loss_kind,
                       model._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, model._params,
-                      model._grads, kind, state, onehot, screen, opt._iterations, opt,
+                      model._grads, kind, state, onehot, screen, counter, opt,
                       model.loss.param)
