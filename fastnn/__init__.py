@@ -12,7 +12,8 @@ from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, 
                     schedules)
 from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                               TerminateOnNaN)
-from fastnn._threads import get_num_threads, set_num_threads, thread_limit, threads
+from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive_threads,
+                             set_num_threads, thread_limit, threads)
 from fastnn.io import load_model as load
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
                            Flatten, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
@@ -33,5 +34,5 @@ __all__ = [
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
     "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape", "initializers",
-    "regularizers",
+    "regularizers", "set_adaptive_threads", "get_adaptive_threads",
 ]

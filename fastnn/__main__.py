@@ -55,6 +55,41 @@ def _digits_model(backend, seed, dtype="float32"):
     return model
 
 
+def _blas_threads():
+    """NumPy's BLAS pool size, when threadpoolctl (optional) can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [p.get("num_threads") for p in threadpool_info() if p.get("user_api") == "blas"]
+    return counts[0] if counts else None
+
+
+def _speed_line(X, y, seed, rounds=5):
+    """fastnn against the NumPy backend on the digits: one epoch of each in turn, `rounds`
+    times after one untimed epoch each, the median of each engine's epochs (alternating, so
+    both see the same machine), with each engine's thread count."""
+    models = {"fast": _digits_model("fast", seed), "numpy": _digits_model("numpy", seed)}
+    times = {"fast": [], "numpy": []}
+    for r in range(rounds + 1):
+        for name, model in models.items():
+            started = time.perf_counter()
+            model.fit(X, y, epochs=1, batch_size=32, verbose=0)
+            if r:
+                times[name].append(time.perf_counter() - started)
+    fast, ref = (float(np.median(times[k])) for k in ("fast", "numpy"))
+    from fastnn import get_num_threads
+    allowed = get_num_threads()
+    plan = models["fast"]._train_plan
+    used = plan.threads[0] if plan is not None and plan.threads[0] else allowed
+    blas = _blas_threads()
+    return (f"Speed (median of {rounds} epochs each, in turn): fastnn {fast * 1e3:.1f} ms per "
+            f"epoch on {used} thread{'s' if used > 1 else ''} (of {allowed} allowed: it "
+            f"picks 1 or {allowed} by timing), the NumPy backend {ref * 1e3:.1f} ms "
+            f"(NumPy's BLAS: {f'{blas} threads' if blas else 'its own thread pool'}): "
+            f"{ref / fast:.1f}x")
+
+
 def _demo(args):
     from fastnn.backends import fast_available
     from fastnn.datasets import load_digits, train_test_split
@@ -82,17 +117,7 @@ def _demo(args):
     for i in range(10):
         print(f"  {i:>2d}  " + " ".join(f"{c:>3d}" for c in confusion[i]))
     if backend == "fast" and args.epochs > 0:
-        reference = _digits_model("numpy", args.seed)
-        started = time.perf_counter()
-        reference.fit(X_train, y_train, epochs=min(args.epochs, 3), batch_size=32, verbose=0)
-        numpy_epoch = (time.perf_counter() - started) / min(args.epochs, 3)
-        fast = _digits_model("fast", args.seed)
-        started = time.perf_counter()
-        fast.fit(X_train, y_train, epochs=min(args.epochs, 3), batch_size=32, verbose=0)
-        fast_epoch = (time.perf_counter() - started) / min(args.epochs, 3)
-        print(f"\nSpeed: one training epoch takes {fast_epoch * 1e3:.1f} ms with fastnn and "
-              f"{numpy_epoch * 1e3:.1f} ms with the NumPy backend "
-              f"({numpy_epoch / fast_epoch:.1f}x)")
+        print("\n" + _speed_line(X_train, y_train, args.seed))
     return 0
 
 
@@ -117,6 +142,9 @@ def build_parser():
     bench.add_argument("--threads", type=int, nargs="+", default=None,
                        help="thread counts to measure (default: 1 and 2)")
     bench.add_argument("--plot", metavar="FILE", help="save a bar chart of the ratios (PNG)")
+    bench.add_argument("--no-interference", dest="interference", action="store_false",
+                       help="skip the table of speeds under interference (a NumPy product "
+                            "between calls, another busy process)")
     bench.set_defaults(func=_bench)
     info = sub.add_parser("info", help="version, SIMD kernel, OpenMP, threads")
     info.set_defaults(func=_info)

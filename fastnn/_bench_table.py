@@ -19,6 +19,7 @@ import numpy as np
 
 import fastnn
 from fastnn import benchmarking as B
+from fastnn.backends import fast_available
 
 # One timing sample lasts at least this long (a loop of calls). In the one-thread round robin
 # each sample starts with the caches and predictors the previous engine left: with 4 ms
@@ -361,6 +362,14 @@ def main(args):
     if targets:
         print("\nTargets")
         print("\n".join(targets))
+    if getattr(args, "interference", True) and fast_available():
+        from fastnn import _bench_interference as BI
+        counts = [n for n in thread_counts if n > 1] or [2]
+        print(f"\nMeasuring under interference ({', '.join(BI.CONDITIONS)})...", flush=True)
+        results = BI.run(counts[0], repeats=15 if quick else 40,
+                         log=lambda line: progress and print(line, file=sys.stderr, flush=True))
+        print()
+        print(BI.format_table(results, counts[0]))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if plot:
         plot_ratios(rows, plot)

@@ -116,3 +116,33 @@ def _threads_block(n: int) -> Iterator[None]:
         yield
     finally:
         set_num_threads(previous)
+
+
+def set_adaptive_threads(enabled: bool) -> None:
+    """Whether the compiled plans may run a call on one thread instead of ``get_num_threads()``.
+
+    With it (the default), a model's compiled training step and forward pass time themselves
+    on one thread and on all allowed ones, keep the faster, and check again from time to time:
+    when another thread pool or process holds the other cores, a parallel region waits for
+    them, and one thread is faster. Results are the same either way (bitwise). Without it, they
+    always use ``get_num_threads()`` threads, as the other kernels do. The environment variable
+    ``FASTNN_ADAPTIVE_THREADS=0`` turns it off at import.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.set_adaptive_threads(False); fnn.get_adaptive_threads()
+    False
+    >>> fnn.set_adaptive_threads(True)
+    """
+    enabled = V.check_bool("enabled", enabled)
+    backend = default_backend()
+    if hasattr(backend, "set_adaptive_threads"):
+        backend.set_adaptive_threads(enabled)
+
+
+def get_adaptive_threads() -> bool:
+    """Whether the compiled plans choose between one thread and all allowed ones by timing
+    (``set_adaptive_threads``); False without the compiled backend."""
+    backend = default_backend()
+    return bool(getattr(backend, "adaptive_threads", lambda: False)())

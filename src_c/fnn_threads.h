@@ -71,6 +71,16 @@ static inline int fnn_max_threads(void)
 #endif
 }
 
+/* OpenMP's own count for the next region, unclamped (to restore it after fnn_set_threads). */
+static inline int fnn_raw_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 /* omp_set_num_threads for later regions started by the calling thread (callers check the range). */
 static inline void fnn_set_threads(int n)
 {

@@ -22,9 +22,32 @@ def dtype(request):
     return request.param
 
 
+def _set_adaptive(enabled):
+    """Switch the compiled plans' choice of 1 or N threads by timing; returns the previous
+    setting (None without the compiled backend)."""
+    from fastnn.backends import fast_available, get_backend
+    if not fast_available():
+        return None
+    fast = get_backend("fast")
+    previous = fast.adaptive_threads()
+    fast.set_adaptive_threads(enabled)
+    return previous
+
+
+@pytest.fixture
+def fixed_threads():
+    """The compiled plans use exactly the thread count set (not the faster of 1 and N), so
+    that a test at 2 threads runs its parallel code."""
+    previous = _set_adaptive(False)
+    yield
+    if previous is not None:
+        _set_adaptive(previous)
+
+
 @pytest.fixture(params=THREADS, ids=lambda n: f"threads{n}")
-def threads(request):
-    """Run the test with ``fnn.set_num_threads(n)``, restoring the previous count after."""
+def threads(request, fixed_threads):
+    """Run the test with ``fnn.set_num_threads(n)`` (exactly n: ``fixed_threads``), restoring
+    the previous count after."""
     previous = fnn.get_num_threads()
     fnn.set_num_threads(request.param)
     try:

@@ -21,7 +21,9 @@ from cython.parallel cimport prange
 from fastnn._ext._elementwise cimport act_forward, act_deriv
 from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_threads, threads_for,
                                      fnn_thread_limit, fnn_ftz_enter, fnn_ftz_leave,
-                                     PARALLEL_MIN_WORK)
+                                     PARALLEL_MIN_WORK, fnn_raw_threads, fnn_adapt,
+                                     fnn_adapt_begin, fnn_adapt_fallback, fnn_adapt_end,
+                                     fnn_adapt_cancel)
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
@@ -440,6 +442,108 @@ def parallel_min_work():
     """The multiply-adds (m*n*k) from which a product takes threads on its own: this CPU's default
     or FASTNN_PAR_MIN_WORK (see src_c/fnn_gemm.h)."""
     return fnn_par_min_work()
+
+
+cdef extern from "fnn_clock.h" nogil:
+    double fnn_seconds()
+
+
+# The compiled plans pick one thread or all allowed ones per call, by timing (src_c/fnn_adapt.h);
+# set_adaptive_threads(False) makes them use the allowed count as every other kernel does.
+cdef bint _adaptive = True
+
+
+def set_adaptive_threads(bint enabled):
+    """Whether the compiled plans choose between 1 and N threads by timing (default True)."""
+    global _adaptive
+    _adaptive = enabled
+
+
+def adaptive_threads():
+    """True when the compiled plans choose their thread count by timing."""
+    return _adaptive
+
+
+cdef inline int _use_threads(int use, int allowed) noexcept nogil:
+    """Give the calling thread's next parallel regions `use` threads when it differs from
+    `allowed`; returns OpenMP's count to restore afterwards (0: nothing changed)."""
+    cdef int saved
+    if use == allowed:
+        return 0
+    saved = fnn_raw_threads()
+    fnn_set_threads(use)
+    return saved
+
+
+cdef inline void _restore_threads(int saved) noexcept nogil:
+    if saved:
+        fnn_set_threads(saved)
+
+
+cdef inline int _adapt_begin(fnn_adapt *a, Py_ssize_t rows, int *allowed, int *saved) noexcept nogil:
+    """Start an adaptive call: sets the threads; returns 1 when the call is to be recorded
+    (fnn_adapt_end or fnn_adapt_cancel), 0 otherwise. `saved`: for _restore_threads."""
+    cdef int use
+    allowed[0] = fnn_max_threads()
+    saved[0] = 0
+    if not _adaptive or allowed[0] <= 1:
+        return 0
+    use = fnn_adapt_begin(a, allowed[0], rows)
+    if use <= 0:                # busy (0) or a call not to record (minus its count)
+        saved[0] = _use_threads(-use if use < 0 else fnn_adapt_fallback(a, allowed[0]),
+                                allowed[0])
+        return 0
+    saved[0] = _use_threads(use, allowed[0])
+    return 1
+
+
+cdef class ThreadChooser:
+    """The plans' thread choice (src_c/fnn_adapt.h) for work driven from Python, such as the
+    per-layer path of a model: ``token = chooser.begin(rows)`` sets the calling thread's count
+    for the call, ``chooser.end(token, ok)`` (in a ``finally``) records its time when ``ok``
+    and restores the count. Safe to share between Python threads (the token carries the call's
+    state; a call that finds the controller busy runs with the current choice, unrecorded)."""
+    cdef fnn_adapt adapt
+
+    def begin(self, Py_ssize_t rows):
+        cdef int allowed, saved
+        cdef bint record = _adapt_begin(&self.adapt, rows, &allowed, &saved)
+        return (record, saved, fnn_seconds() if record else 0.0, rows)
+
+    def end(self, tuple token, bint ok=True):
+        cdef bint record = token[0]
+        cdef int saved = token[1]
+        cdef double started = token[2]
+        cdef Py_ssize_t rows = token[3]
+        if record:
+            if ok:
+                fnn_adapt_end(&self.adapt, fnn_seconds() - started, rows)
+            else:
+                fnn_adapt_cancel(&self.adapt)
+        _restore_threads(saved)
+
+    @property
+    def threads(self):
+        """(threads the calls run on now, or None while still measuring; times it switched)."""
+        return _adapt_report(&self.adapt)
+
+    def simulate(self, int allowed, Py_ssize_t rows, object seconds_for):
+        """One call as the controller sees it, without running or timing anything: the
+        thread count it picks for a call of `rows` rows when `allowed` are allowed, then
+        `seconds_for(threads)` recorded as that call's time (for tests of the policy)."""
+        cdef int use = fnn_adapt_begin(&self.adapt, allowed, rows)
+        if use <= 0:
+            return -use if use < 0 else fnn_adapt_fallback(&self.adapt, allowed)
+        if allowed > 1:
+            fnn_adapt_end(&self.adapt, float(seconds_for(use)), rows)
+        return use
+
+
+cdef object _adapt_report(fnn_adapt *a):
+    """(threads of the current choice or None before it is made, switches so far)."""
+    if a.n <= 1 or a.measuring > 0:
+        return (None, a.switches)
+    return (a.choice, a.switches)
 
 
 include "_plan.pxi"

@@ -11,6 +11,7 @@ cdef extern from "fnn_threads.h":
     int fnn_thread_limit() noexcept nogil
     int fnn_max_threads() noexcept nogil
     void fnn_set_threads(int n) noexcept nogil
+    int fnn_raw_threads() noexcept nogil
 
 # Below this many elements a kernel runs on one thread. The element-wise loops are bound by cache
 # bandwidth, and the data of a training step sits in the calling core's cache: measured on 2 cores,
@@ -32,3 +33,16 @@ cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
 cdef extern from "fnn_ftz.h" nogil:
     unsigned int fnn_ftz_enter()
     void fnn_ftz_leave(unsigned int saved)
+
+
+# The plans' choice between one thread and all allowed ones, by timing (src_c/fnn_adapt.h).
+cdef extern from "fnn_adapt.h" nogil:
+    ctypedef struct fnn_adapt:
+        int n
+        int choice
+        int switches
+        int measuring
+    int fnn_adapt_begin(fnn_adapt *a, int n, Py_ssize_t rows)
+    int fnn_adapt_fallback(const fnn_adapt *a, int n)
+    void fnn_adapt_end(fnn_adapt *a, double seconds, Py_ssize_t rows)
+    void fnn_adapt_cancel(fnn_adapt *a)

@@ -31,6 +31,7 @@ cdef class ForwardPlan:
     cdef int *act
     cdef double *param
     cdef Py_ssize_t *width
+    cdef fnn_adapt adapt        # one thread or all: see src_c/fnn_adapt.h
 
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype):
         cdef Py_ssize_t i, prev = input_dim
@@ -73,6 +74,11 @@ cdef class ForwardPlan:
         free(self.param)
         free(self.width)
 
+    @property
+    def threads(self):
+        """(threads the passes run on now, or None while still measuring; times it switched)."""
+        return _adapt_report(&self.adapt)
+
     def predict(self, object X):
         """The model's output for X, or None when X is not a small, finite, C-contiguous 2-D
         array of the plan's dtype (the caller then takes the validating path)."""
@@ -113,6 +119,24 @@ cdef class ForwardPlan:
 
 cdef bint _plan_run(ForwardPlan plan, const floating *x, Py_ssize_t n, floating *scratch,
                     floating *out) noexcept nogil:
+    """_plan_body on the thread count the plan's controller picks (timed and recorded)."""
+    cdef int allowed, saved
+    cdef double started = 0
+    cdef bint ok, record = _adapt_begin(&plan.adapt, n, &allowed, &saved)
+    if record:
+        started = fnn_seconds()
+    ok = _plan_body(plan, x, n, scratch, out)
+    if record:
+        if ok:
+            fnn_adapt_end(&plan.adapt, fnn_seconds() - started, n)
+        else:
+            fnn_adapt_cancel(&plan.adapt)
+    _restore_threads(saved)
+    return ok
+
+
+cdef bint _plan_body(ForwardPlan plan, const floating *x, Py_ssize_t n, floating *scratch,
+                     floating *out) noexcept nogil:
     """Every step of the plan on n rows of x; False (nothing trusted) if x is not finite."""
     cdef Py_ssize_t i, m, k = plan.in_dim
     cdef int s, act

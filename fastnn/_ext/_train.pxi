@@ -35,9 +35,6 @@ from fastnn._ext._elementwise cimport f_log
 from fastnn._ext._loss_core cimport _loss_sum_weighted, CE_LOGITS, CE_SOFTMAX
 from fastnn._ext._optim_core cimport _sgd, _adam
 
-cdef extern from "fnn_clock.h" nogil:
-    double fnn_seconds()
-
 cdef enum:
     OPT_SGD = 0                 # Optimizer.FUSED_SGD
     OPT_ADAM = 1                # Optimizer.FUSED_ADAM
@@ -77,6 +74,7 @@ cdef class TrainPlan:
     cdef cnp.npy_int64 *labels  # the batch's class labels, copied before they are checked
     cdef cnp.npy_int64 *counter  # the optimizer's step count (from its fused_rule())
     cdef bint verify            # the optimizer's verify flag, as of the last _read_hyper
+    cdef fnn_adapt adapt        # one thread or all: see src_c/fnn_adapt.h
     cdef readonly int status
     cdef readonly double max_grad
     # run_epoch returns to Python after about this many multiply-adds (~20-50 ms on one core)
@@ -194,6 +192,11 @@ cdef class TrainPlan:
         if not self._read_hyper(optimizer, h):
             return None
         return self._step(X, T, True, h[0], h[1], h[2], h[3], h[4])
+
+    @property
+    def threads(self):
+        """(threads the steps run on now, or None while still measuring; times it switched)."""
+        return _adapt_report(&self.adapt)
 
     def hyper(self, object optimizer):
         """(lr, h1, h2, h3, weight decay) for `step` and `run_epoch`, read from `optimizer`; or
@@ -360,6 +363,25 @@ cdef void *_plan_data(object arr, int typenum, tuple shape, str what) except NUL
 cdef int _train_run(TrainPlan plan, const floating *x, Py_ssize_t n, const floating *t,
                     const cnp.npy_int64 *labels, bint check, double lr, double h1, double h2,
                     double h3, double weight_decay, double *value) noexcept nogil:
+    """_train_body on the thread count the plan's controller picks (timed and recorded)."""
+    cdef int allowed, saved, code
+    cdef double started = 0
+    cdef bint record = _adapt_begin(&plan.adapt, n, &allowed, &saved)
+    if record:
+        started = fnn_seconds()
+    code = _train_body(plan, x, n, t, labels, check, lr, h1, h2, h3, weight_decay, value)
+    if record:
+        if code == TRAIN_UPDATED:
+            fnn_adapt_end(&plan.adapt, fnn_seconds() - started, n)
+        else:
+            fnn_adapt_cancel(&plan.adapt)
+    _restore_threads(saved)
+    return code
+
+
+cdef int _train_body(TrainPlan plan, const floating *x, Py_ssize_t n, const floating *t,
+                     const cnp.npy_int64 *labels, bint check, double lr, double h1, double h2,
+                     double h3, double weight_decay, double *value) noexcept nogil:
     """The step; returns the status, or -1 when the inputs are refused (nothing touched)."""
     cdef Py_ssize_t i, k, m, c = plan.out_dim, count
     cdef int s, act, last = plan.n_steps - 1

@@ -13,9 +13,10 @@ import os
 import warnings
 
 try:
-    from fastnn._ext._kernels import (ForwardPlan, TrainPlan, activation_backward, activation_forward,
-                                      dense_backward, dense_forward, get_num_threads,
-                                      kernel_name, matmul, openmp_enabled, parallel_min_work,
+    from fastnn._ext._kernels import (ForwardPlan, ThreadChooser, TrainPlan, activation_backward,
+                                      activation_forward, adaptive_threads, dense_backward,
+                                      dense_forward, get_num_threads, kernel_name, matmul,
+                                      openmp_enabled, parallel_min_work, set_adaptive_threads,
                                       set_num_threads, thread_limit)
     from fastnn._ext._loss import loss
     from fastnn._ext._layer_ops import (add_forward, concat_backward, concat_forward,
@@ -52,11 +53,17 @@ def dropout_backward(dy, mask, dx):
     multiply(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1))
 
 
+# FASTNN_ADAPTIVE_THREADS=0 makes the plans use the allowed thread count always (see
+# fastnn.set_adaptive_threads); any other value keeps the default.
+if os.environ.get("FASTNN_ADAPTIVE_THREADS", "").strip() == "0":
+    set_adaptive_threads(False)
+
 __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update",
     "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
-    "parallel_min_work", "ForwardPlan",
+    "parallel_min_work", "ForwardPlan", "adaptive_threads", "set_adaptive_threads",
+    "ThreadChooser",
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "concat_forward", "concat_backward",

@@ -76,6 +76,11 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._outputs: list[int] = []
         self._n_inputs = 1
         self._forward_plan: Any = None
+        # one thread or all, by timing, for the calls driven from Python (fast backend only)
+        chooser = getattr(self._be, "ThreadChooser", None)
+        self._threads_for = ({kind: chooser() for kind in
+                              ("predict", "train", "forward", "backward", "update")}
+                             if chooser else None)
         self._train_ws: Any = None
         self._train_plan: Any = None
         self._last_forward: Any = None
@@ -352,6 +357,21 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             fastpath.backward(self, x, ws, rows, fuse_last, dx0)
         else:
             graph.backward(self, ws, rows, fuse_last, dx0)
+
+    def _on_chosen_threads(self, kind: str, rows: int, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the thread count the model's chooser for ``kind`` of call picks
+        (one or all allowed, by timing: src_c/fnn_adapt.h); the compiled plans choose inside."""
+        chooser = self._threads_for[kind] if self._threads_for else None
+        if chooser is None:
+            return fn(*args)
+        token = chooser.begin(rows)
+        ok = False
+        try:
+            result = fn(*args)
+            ok = True
+        finally:
+            chooser.end(token, ok)
+        return result
 
     def _fuses(self) -> bool:
         return getattr(self, "_loss_kind", None) in L.FUSED_KINDS

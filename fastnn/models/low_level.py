@@ -67,7 +67,7 @@ class LowLevel:
             return self._unpack_outputs(self._predict_array(X, X.shape[0]))
         rows = X.shape[0]
         ws = self._train_workspace(rows)
-        out = self._forward(X, ws, rows, training=True)
+        out = self._on_chosen_threads("forward", rows, self._forward, X, ws, rows, None, True)
         self._last_forward = (X, rows)
         return self._unpack_outputs(out.copy())
 
@@ -92,7 +92,7 @@ class LowLevel:
         dx = np.empty((rows, self.input_dim), dtype=self.dtype)
         if not self._fast:
             self._zero_grads()
-        self._backward(X, ws, rows, fuse_last=False, dx0=dx)
+        self._on_chosen_threads("backward", rows, self._backward, X, ws, rows, False, dx)
         if not self._fast:
             self._regularize(with_grads=True)
         for owner in self._owners():
@@ -154,6 +154,6 @@ class LowLevel:
         saved = self._runs
         self._runs = runs
         try:
-            self._apply_update(optimizer, accumulated=True)
+            self._on_chosen_threads("update", 1, self._apply_update, optimizer, True)
         finally:
             self._runs = saved

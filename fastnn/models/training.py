@@ -243,6 +243,9 @@ class Training:
             value = self._step_compiled(plan, x, t, False)
             if value is not None:
                 return value
+        return self._on_chosen_threads("train", x.shape[0], self._general_step, x, t, w)
+
+    def _general_step(self: Any, x, t, w):
         value, _ = self._loss_and_grads(x, t, w)
         self._apply_update(self.optimizer)
         return value
@@ -421,10 +424,14 @@ class Training:
         out = np.empty((n, self.output_dim), dtype=self.dtype)
         chunk = min(n, batch_size)
         ws = self._inference_workspace(chunk)
+        self._on_chosen_threads("predict", n, self._forward_chunks, X, out, ws, chunk)
+        return out
+
+    def _forward_chunks(self: Any, X, out, ws, chunk):
+        n = X.shape[0]
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
-        return out
 
     def predict(self: Any, X: ArrayLike, batch_size: Optional[int] = None) -> FloatArray:
         """The model's outputs for ``X``: the forward pass, layer by layer.
