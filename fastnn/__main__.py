@@ -23,6 +23,10 @@ def _info(args):
         print("compiled backend: NOT BUILT (falling back to the NumPy backend)")
     print(f"threads: {fastnn.get_num_threads()} (at most {fastnn.thread_limit()}: "
           "fastnn.thread_limit())")
+    if fast_available():
+        print(f"default thread count: {fb.DEFAULT_THREADS}, from the {fb.DEFAULT_THREADS_SOURCE}")
+        print(f"adaptive threads: {'on' if fastnn.get_adaptive_threads() else 'off'} (the "
+              "compiled plans run 1 or all allowed threads, whichever is faster now)")
     return 0
 
 

@@ -140,3 +140,25 @@ def test_the_interference_benchmark_makes_its_conditions_and_reports_ratios():
     assert all(t1 > 0 and tn > 0 for t1, tn in results.values())
     table = BI.format_table({"quiet": {"w": (2e-3, 1e-3)}, "busy 50%": {"w": (1e-3, 2e-3)}}, 2)
     assert "2.00x " in table and "0.50x!" in table and "1000us" in table
+
+
+def test_a_cpu_quota_sets_the_default_thread_count(monkeypatch):
+    import fastnn._cpu_quota as Q
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(Q, "default_threads", lambda: (1, "cgroup v2 quota 1.5 CPUs (cpu.max)"))
+    previous = fnn.get_num_threads()
+    try:
+        assert FAST._default_threads() == (1, "cgroup v2 quota 1.5 CPUs (cpu.max)")
+        assert fnn.get_num_threads() == 1
+    finally:
+        fnn.set_num_threads(previous)
+
+
+def test_fastnn_info_says_where_the_thread_count_came_from():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "fastnn", "info"], env=env, text=True,
+                         capture_output=True, check=True).stdout
+    assert "threads: 1 " in out and "default thread count: 1, from the OMP_NUM_THREADS=1" in out

@@ -53,6 +53,22 @@ def dropout_backward(dy, mask, dx):
     multiply(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1))
 
 
+# The default thread count: the CPUs this process may really use (the affinity mask, which
+# OpenMP already follows, and a cgroup CPU quota, which it does not: a container given 1.5 CPUs
+# on a 2-core host would otherwise run 2 threads and be throttled). OMP_NUM_THREADS, when set,
+# is OpenMP's to apply. `fastnn info` prints where the count came from.
+def _default_threads():
+    from fastnn._cpu_quota import default_threads
+    count, source = default_threads()
+    if not os.environ.get("OMP_NUM_THREADS", "").strip():
+        count = max(1, min(count, thread_limit()))
+        if count != get_num_threads():
+            set_num_threads(count)
+    return count, source
+
+
+DEFAULT_THREADS, DEFAULT_THREADS_SOURCE = _default_threads()
+
 # FASTNN_ADAPTIVE_THREADS=0 makes the plans use the allowed thread count always (see
 # fastnn.set_adaptive_threads); any other value keeps the default.
 if os.environ.get("FASTNN_ADAPTIVE_THREADS", "").strip() == "0":
