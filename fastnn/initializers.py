@@ -300,7 +300,7 @@ _CLASSES: dict[str, type[Initializer]] = {
                             VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal,
                             LecunUniform, LecunNormal, Orthogonal, Identity)}
 _NAMES = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
-          "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal,
+          "random_uniform": RandomUniform, "normal": RandomNormal, "uniform": RandomUniform, "truncated_normal": TruncatedNormal,
           "variance_scaling": VarianceScaling, "glorot_uniform": GlorotUniform,
           "glorot_normal": GlorotNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
           "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal, "orthogonal": Orthogonal,

@@ -45,6 +45,7 @@ def test_simple_initializers():
     t = I.TruncatedNormal(0.0, 1.0, seed=0)((10000,), "float64")
     assert np.abs(t).max() <= 2.0
     np.testing.assert_array_equal(I.Identity(2.0)((3, 3)), 2 * np.eye(3))
+    assert I.get("normal") == I.RandomNormal() and I.get("uniform") == I.RandomUniform()
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (4, 6), (2, 3, 5)])
@@ -80,7 +81,7 @@ def test_names_classes_and_dicts_give_the_same_initializer(name):
 
 
 @pytest.mark.parametrize("value, error, pattern", [
-    ("he_normall", ValueError, r"unknown initializer 'he_normall'; known: constant"),
+    ("he_normall", ValueError, r"unknown initializer 'he_normall'; known: constant, glorot_normal"),
     ({"class_name": "HeNormal"}, ValueError, r"exactly the keys 'class_name' and 'config'"),
     ({"class_name": "Nope", "config": {}}, ValueError, r"unknown initializer class 'Nope'"),
     ({"class_name": "HeNormal", "config": {"sed": 1}}, TypeError, r"takes the arguments \['seed'\]"),
