@@ -423,10 +423,9 @@ def _paths(node, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@FUZZ
-@given(data=st.data())
-def test_fuzz_mutated_json_header(good, data):
-    header = copy.deepcopy(good["header"])
+def mutate_header(header, data):
+    """A copy of ``header`` with 1-3 entries replaced, deleted or set to a small integer."""
+    header = copy.deepcopy(header)
     for _ in range(data.draw(st.integers(1, 3))):
         paths = [p for p in _paths(header) if p]
         path = data.draw(st.sampled_from(paths))
@@ -440,8 +439,14 @@ def test_fuzz_mutated_json_header(good, data):
             parent[path[-1]] = data.draw(st.integers(-3, 300))
         else:
             parent[path[-1]] = data.draw(JSON_VALUES)
+    return header
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_mutated_json_header(good, data):
     try:
-        raw = json.dumps(header).encode()
+        raw = json.dumps(mutate_header(good["header"], data)).encode()
     except (ValueError, TypeError):
         return
     _load_or_refuse(build(None, good["data"], header_bytes=raw))

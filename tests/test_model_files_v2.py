@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import fastnn as fnn
 import fastnn.io as fio
 from fastnn.io import model_from_bytes
-from test_model_files import FUZZ, JSON_VALUES, _paths, build, memory_cap, parse
+from test_model_files import FUZZ, build, memory_cap, mutate_header, parse
 
 
 def _every_kind(backend="numpy"):
@@ -157,22 +157,8 @@ def test_fuzz_v2_mutated_bytes(good, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_v2_mutated_json_header(good, data):
-    header = copy.deepcopy(good["header"])
-    for _ in range(data.draw(st.integers(1, 3))):
-        paths = [p for p in _paths(header) if p]
-        path = data.draw(st.sampled_from(paths))
-        parent = header
-        for key in path[:-1]:
-            parent = parent[key]
-        action = data.draw(st.sampled_from(["replace", "delete", "small_int"]))
-        if action == "delete":
-            del parent[path[-1]]
-        elif action == "small_int":
-            parent[path[-1]] = data.draw(st.integers(-3, 300))
-        else:
-            parent[path[-1]] = data.draw(JSON_VALUES)
     try:
-        raw = json.dumps(header).encode()
+        raw = json.dumps(mutate_header(good["header"], data)).encode()
     except (ValueError, TypeError):
         return
     _load_or_refuse(build(None, good["data"], version=2, header_bytes=raw))

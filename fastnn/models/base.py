@@ -328,15 +328,17 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             owner._grads[...] = 0
 
     def _regularize(self, with_grads: bool) -> float:
-        """The regularizers' penalty; with ``with_grads`` their gradients are also added to the
-        layers' gradients (call it after the backward pass, which writes those)."""
+        """The regularizers' penalty; with ``with_grads`` their gradients are added to the
+        layers' gradients instead (call it after the backward pass, which writes those) and
+        0.0 is returned: the penalty is the loss's, taken before the backward pass."""
         total = 0.0
         for owner, layer, k in self._entries():
             reg = layer._specs[k].regularizer
             if reg is not None and layer.trainable:
-                total += float(reg(layer._weights[k]))
                 if with_grads:
                     reg.add_gradient(layer._weights[k], layer._grads[k])
+                else:
+                    total += float(reg(layer._weights[k]))
         return total
 
     # ------------------------------------------------------------------ the two engines
