@@ -96,6 +96,7 @@ def _inbound(i, value):
 
 REFUSALS = {
     "unknown_kind": (_layer(0, **{"class": "Conv7D"}), r"unknown layer kind 'Conv7D'"),
+    "kind_not_a_string": (_layer(0, **{"class": []}), r"unknown layer kind \[\]"),
     "cycle": (_inbound(0, [5]), r"earlier nodes.*cycle"),
     "dangling": (_inbound(3, [99]), r"earlier nodes"),
     "negative_reference": (_inbound(3, [-1]), r"earlier nodes"),

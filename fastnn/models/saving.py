@@ -93,7 +93,8 @@ def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, 
             shapes.append(shape)
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             kind = layer_config.get("class")
-            what = (f"unknown layer kind {kind!r}" if kind not in LAYERS and kind != "Model"
+            what = (f"unknown layer kind {kind!r}" if not isinstance(kind, str)
+                    or (kind not in LAYERS and kind != "Model")
                     else f"{type(exc).__name__}: {exc}")
             raise BadModelFile(f"layer {i} ({kind}) is invalid: {what}") from None
     if config["class"] == "Sequential":
