@@ -163,7 +163,8 @@ if not C_SOURCES:
 setup(
     ext_modules=cythonize(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
-         _extension("_normalization"), _extension("_layer_ops")],
+         _extension("_normalization"), _extension("_layer_ops"),
+         _extension("_conv", C_SOURCES)],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

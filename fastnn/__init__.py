@@ -15,8 +15,8 @@ from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, Mo
 from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive_threads,
                              set_num_threads, thread_limit, threads)
 from fastnn.io import load_model as load
-from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
-                           Flatten, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
+from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
+                           Convolution1D, Convolution2D, Dense, Dropout, Flatten, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
                            Softmax, Step, Tanh)
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
@@ -34,5 +34,6 @@ __all__ = [
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
     "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape", "initializers",
-    "regularizers", "set_adaptive_threads", "get_adaptive_threads",
+    "regularizers", "set_adaptive_threads", "get_adaptive_threads", "Conv1D", "Conv2D",
+    "Convolution1D", "Convolution2D",
 ]

@@ -18,6 +18,7 @@ try:
                                       dense_forward, get_num_threads, kernel_name, matmul,
                                       openmp_enabled, parallel_min_work, set_adaptive_threads,
                                       set_num_threads, thread_limit)
+    from fastnn._ext._conv import conv2d_backward, conv2d_forward
     from fastnn._ext._loss import loss
     from fastnn._ext._layer_ops import (add_forward, concat_backward, concat_forward,
                                         dropout_mask, multiply)
@@ -82,5 +83,6 @@ __all__ = [
     "ThreadChooser",
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
-    "dropout_backward", "add_forward", "concat_forward", "concat_backward",
+    "dropout_backward", "add_forward", "concat_forward", "concat_backward", "conv2d_forward",
+    "conv2d_backward",
 ]

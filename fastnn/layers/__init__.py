@@ -3,6 +3,7 @@
     base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU
     core.py            Dense, Flatten, Reshape
+    convolutional.py   Conv2D, Conv1D
     merge.py           Add, Concatenate
     regularization.py  Dropout
     normalization.py   BatchNormalization, LayerNormalization
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 from fastnn.layers.activation import (ACTIVATION_LAYERS, Activation, LeakyReLU, ReLU, Sigmoid,
                                       Softmax, Step, Tanh)
 from fastnn.layers.base import Layer, Slot, WeightSpec
+from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.merge import Add, Concatenate
 from fastnn.layers.normalization import BatchNormalization, LayerNormalization
@@ -26,7 +28,7 @@ from fastnn.layers.regularization import Dropout
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, Dense, Flatten, Reshape, Add,
-    Concatenate, Dropout, BatchNormalization, LayerNormalization)}
+    Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -75,13 +77,13 @@ def _make_layer(config: dict[str, Any]) -> Layer:
                          f"{sorted(LAYERS)})")
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
-    if cls == "Dense":
+    if cls in ("Dense", "Conv1D", "Conv2D"):
         act = config.get("activation", "linear")
         if act == "step":
             config["activation"] = Step(**param)
         elif act == "leaky_relu":
             config["activation"] = LeakyReLU(**param)
-        return Dense(**config)
+        return LAYERS[cls](**config)
     if cls in ACTIVATION_LAYERS:
         return ACTIVATION_LAYERS[cls](**param, **config)
     if cls == "Activation":
@@ -92,4 +94,5 @@ def _make_layer(config: dict[str, Any]) -> Layer:
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
-           "BatchNormalization", "LayerNormalization", "LAYERS", "layer_from_config"]
+           "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
+           "Convolution2D", "LAYERS", "layer_from_config"]

@@ -55,7 +55,9 @@ class _AutoKernel:
         self.act = act
 
     def __call__(self, shape: Sequence[int], dtype: Any, rng: np.random.Generator) -> Any:
-        fan_in, fan_out = int(np.prod(shape[:-1])), int(shape[-1])
+        # Keras' fans: a convolution kernel (..., c_in, c_out) counts its receptive field
+        fan_in = int(np.prod(shape[:-1]))
+        fan_out = int(np.prod(shape[:-2])) * int(shape[-1])
         if self.act in A.RELU_FAMILY:
             return rng.standard_normal(tuple(shape)) * math.sqrt(2.0 / fan_in)
         limit = math.sqrt(6.0 / (fan_in + fan_out))

@@ -1,0 +1,121 @@
+# Convolution kernels of the fast backend: Conv2D forward and backward (Conv1D runs as a
+# one-row Conv2D), channels-last, on the packed GEMM through src_c/fnn_conv.c (implicit GEMM:
+# patches gathered a bounded chunk at a time, never the batch's whole patch matrix; see
+# src_c/fnn_conv.h for the chunks, groups and the fixed summation order that keeps results
+# bitwise the same at any thread count).
+#
+# Geometry (strides, dilations, the padding before the first row and column) comes from the
+# layer; every shape relation the C code relies on is checked here, so no call can read or write
+# outside the arrays it is given (taps that fall outside the input read as zero).
+
+from cython cimport floating
+
+cdef extern from "fnn_conv.h" nogil:
+    ctypedef struct fnn_conv_geom:
+        Py_ssize_t n, h, w, c
+        Py_ssize_t kh, kw, f
+        Py_ssize_t sh, sw
+        Py_ssize_t dh, dw
+        Py_ssize_t pt, pl
+        Py_ssize_t oh, ow
+    int fnn_conv2d_forward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
+                               const float *bias, int act, float param, float *y)
+    int fnn_conv2d_forward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
+                               const double *bias, int act, double param, double *y)
+    int fnn_conv2d_backward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
+                                const float *dz, float *dkernel, float *dbias, float *dx)
+    int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
+                                const double *dz, double *dkernel, double *dbias, double *dx)
+
+cdef int N_ACTIVATIONS = 7      # fastnn.activations codes 0..6
+
+
+cdef fnn_conv_geom _geometry(tuple xs, tuple ks, tuple ys, strides, dilations,
+                             padding) except *:
+    cdef fnn_conv_geom g
+    cdef Py_ssize_t sh, sw, dh, dw, pt, pl
+    sh, sw = strides
+    dh, dw = dilations
+    pt, pl = padding
+    if sh < 1 or sw < 1 or dh < 1 or dw < 1 or pt < 0 or pl < 0:
+        raise ValueError(f"conv2d: strides and dilations must be >= 1 and padding >= 0. "
+                         f"Received: strides={strides}, dilation_rate={dilations}, "
+                         f"padding={padding}")
+    if xs[3] != ks[2] or ys[3] != ks[3] or ys[0] != xs[0]:
+        raise ValueError(f"conv2d: shapes do not match: x {xs}, kernel {ks}, y {ys} (x's "
+                         f"channels must be the kernel's third axis, y's its fourth, and x and "
+                         f"y the same batch)")
+    if min(ks) < 1 or ys[1] < 1 or ys[2] < 1:
+        raise ValueError(f"conv2d: empty kernel or output: kernel {ks}, y {ys}")
+    g.n, g.h, g.w, g.c = xs
+    g.kh, g.kw, g.f = ks[0], ks[1], ks[3]
+    g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = sh, sw, dh, dw, pt, pl
+    g.oh, g.ow = ys[1], ys[2]
+    return g
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
+                   const floating[:, :, :, ::1] kernel,   # IN  (kh, kw, c, f)
+                   const floating[::1] bias,              # IN  (f,)
+                   strides, dilations, padding,           # (sh, sw), (dh, dw), (top, left)
+                   int act, double param,
+                   floating[:, :, :, ::1] y):             # OUT (n, oh, ow, f)
+    """y := act(conv2d(x, kernel) + bias) (see the module comment)"""
+    cdef fnn_conv_geom g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]),
+                                     (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), strides, dilations, padding)
+    cdef int ok
+    cdef float param32 = <float>param
+    if bias.shape[0] != g.f:
+        raise ValueError(f"conv2d: bias must have {g.f} values. Received: {bias.shape[0]}")
+    if act < 0 or act >= N_ACTIVATIONS:
+        raise ValueError(f"conv2d: unknown activation code {act}")
+    if g.n == 0:
+        return y.base
+    with nogil:
+        if floating is float:
+            ok = fnn_conv2d_forward_f32(&g, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], &bias[0], act,
+                                        param32, &y[0, 0, 0, 0])
+        else:
+            ok = fnn_conv2d_forward_f64(&g, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], &bias[0], act,
+                                        param, &y[0, 0, 0, 0])
+    if not ok:
+        raise MemoryError("conv2d_forward: could not allocate its chunk buffers")
+    return y.base
+
+
+def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
+                    const floating[:, :, :, ::1] kernel,  # IN  (kh, kw, c, f)
+                    const floating[:, :, :, ::1] dz,      # IN  (n, oh, ow, f) dL/d(pre-act.)
+                    strides, dilations, padding,
+                    floating[:, :, :, ::1] dkernel,       # OUT (kh, kw, c, f)
+                    floating[::1] dbias,                  # OUT (f,)
+                    floating[:, :, :, ::1] dx):           # OUT (n, h, w, c), or None to skip
+    """dkernel := patches^T dz;  dbias := dz summed over all but the last axis;
+    dx := the transposed gather of dz kernel^T (see the module comment)"""
+    cdef fnn_conv_geom g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]),
+                                     (dz.shape[0], dz.shape[1], dz.shape[2], dz.shape[3]), strides, dilations, padding)
+    cdef int ok
+    cdef floating *dx_ptr = NULL
+    if (dkernel.shape[0], dkernel.shape[1], dkernel.shape[2], dkernel.shape[3]) != (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]) or dbias.shape[0] != g.f:
+        raise ValueError(f"conv2d_backward: dkernel must be shaped {(kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])} "
+                         f"and dbias ({g.f},)")
+    if dx is not None:
+        if (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (x.shape[0], x.shape[1], x.shape[2], x.shape[3]):
+            raise ValueError(f"conv2d_backward: dx must be shaped as x {(x.shape[0], x.shape[1], x.shape[2], x.shape[3])}")
+        if g.n:
+            dx_ptr = &dx[0, 0, 0, 0]
+    if g.n == 0:
+        dkernel[...] = 0
+        dbias[...] = 0
+        return
+    with nogil:
+        if floating is float:
+            ok = fnn_conv2d_backward_f32(&g, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                         &dz[0, 0, 0, 0], &dkernel[0, 0, 0, 0], &dbias[0],
+                                         dx_ptr)
+        else:
+            ok = fnn_conv2d_backward_f64(&g, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                         &dz[0, 0, 0, 0], &dkernel[0, 0, 0, 0], &dbias[0],
+                                         dx_ptr)
+    if not ok:
+        raise MemoryError("conv2d_backward: could not allocate its chunk buffers")

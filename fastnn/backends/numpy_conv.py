@@ -1,0 +1,70 @@
+"""The NumPy twins of the convolution kernels (fastnn/_ext/_conv.pyx): the same functions and
+signatures, written for clarity: the whole patch matrix of the batch (stride tricks on a padded
+copy) times the kernel, and its transpose added back window offset by window offset.
+
+    x (n, h, w, c), kernel (kh, kw, c, f), y and dz (n, oh, ow, f); strides (sh, sw), dilations
+    (dh, dw), padding (top, left): y[b, i, j] = act(bias + sum over taps (ky, kx) of
+    x[b, i*sh - top + ky*dh, j*sw - left + kx*dw, :] @ kernel[ky, kx]), zero outside the input.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def _padded(x, kshape, oshape, strides, dilations, padding):
+    """x with zeros around it: enough rows and columns for every tap of every output."""
+    (kh, kw), (oh, ow) = kshape, oshape
+    (sh, sw), (dh, dw), (top, left) = strides, dilations, padding
+    n, h, w, c = x.shape
+    need_h, need_w = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    bottom, right = max(need_h - h - top, 0), max(need_w - w - left, 0)
+    xp = np.zeros((n, h + top + bottom, w + left + right, c), x.dtype)
+    xp[:, top:top + h, left:left + w] = x
+    return xp
+
+
+def _taps(xp, kshape, oshape, strides, dilations):
+    """The (n, oh, ow, kh, kw, c) view of every tap of every output position in xp."""
+    (kh, kw), (oh, ow) = kshape, oshape
+    (sh, sw), (dh, dw) = strides, dilations
+    sn, sy, sx, sc = xp.strides
+    return as_strided(xp, (xp.shape[0], oh, ow, kh, kw, xp.shape[3]),
+                      (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc), writeable=False)
+
+
+def conv2d_forward(x, kernel, bias, strides, dilations, padding, act, param, y):
+    """y := act(conv2d(x, kernel) + bias)"""
+    from fastnn.backends.numpy_backend import activation_forward
+    kh, kw, c, f = kernel.shape
+    n, oh, ow, _ = y.shape
+    xp = _padded(x, (kh, kw), (oh, ow), strides, dilations, padding)
+    patches = _taps(xp, (kh, kw), (oh, ow), strides, dilations).reshape(n * oh * ow, -1)
+    rows = y.reshape(n * oh * ow, f)
+    np.matmul(patches, kernel.reshape(-1, f), out=rows)
+    rows += bias
+    activation_forward(rows, act, param, rows)
+    return y
+
+
+def conv2d_backward(x, kernel, dz, strides, dilations, padding, dkernel, dbias, dx):
+    """dkernel := patches^T dz;  dbias := dz summed over (n, oh, ow);  dx := the transpose of the
+    patch gather applied to dz kernel^T (unless dx is None)"""
+    kh, kw, c, f = kernel.shape
+    n, oh, ow, _ = dz.shape
+    xp = _padded(x, (kh, kw), (oh, ow), strides, dilations, padding)
+    patches = _taps(xp, (kh, kw), (oh, ow), strides, dilations).reshape(n * oh * ow, -1)
+    g = dz.reshape(-1, f)
+    np.matmul(patches.T, g, out=dkernel.reshape(-1, f))
+    np.sum(g, axis=0, out=dbias)
+    if dx is None:
+        return
+    dpatches = (g @ kernel.reshape(-1, f).T).reshape(n, oh, ow, kh, kw, c)
+    dxp = np.zeros_like(xp)
+    (sh, sw), (dh, dw), (top, left) = strides, dilations, padding
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            dxp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += \
+                dpatches[:, :, :, ky, kx]
+    h, w = x.shape[1:3]
+    dx[...] = dxp[:, top:top + h, left:left + w]

@@ -1,0 +1,309 @@
+"""Convolution layers: ``Conv2D`` (images, (h, w, channels)) and ``Conv1D`` (sequences,
+(steps, channels)), with Keras' arguments, output sizes and weight layouts.
+
+A convolution slides a small kernel of weights over the input: each output position is a
+neuron that sees only a window of the input (its receptive field), and all positions share the
+same weights. ``y[i, j, :] = act(bias + sum over taps (ky, kx) of x[i*sh + ky*dh - top,
+j*sw + kx*dw - left, :] @ kernel[ky, kx])``, with zeros outside the input (the padding).
+
+Kernels: the compiled backend runs it as an implicit GEMM on the packed product (patches gathered
+a bounded chunk at a time; see src_c/fnn_conv.h), the NumPy backend as one product of the whole
+patch matrix (fastnn/backends/numpy_conv.py). ``Conv1D`` runs as a one-row ``Conv2D``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import activations as A
+from fastnn import _validation as V
+from fastnn.layers.activation import Activation
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, rows_of
+from fastnn.layers.core import _AutoKernel, _initializer, _regularizer, _serialize, _zeros
+
+_PADDINGS = ("valid", "same")
+
+
+def conv_tuple(name: str, value: Any, rank: int) -> tuple[int, ...]:
+    """An int or a tuple/list of ``rank`` ints, each >= 1, as a tuple (Keras' kernel_size,
+    strides, dilation_rate, pool_size)."""
+    items = value if isinstance(value, (tuple, list)) else (value,) * rank
+    if len(items) != rank:
+        raise ValueError(f"{name} must be an integer or {rank} integers. Received: "
+                         f"{name}={V._describe(value)}")
+    out = tuple(V.check_int(name, v, low=1) for v in items)
+    if any(v >= 2**31 for v in out):
+        raise ValueError(f"{name} must be below 2**31. Received: {name}={V._describe(value)}")
+    return out
+
+
+def conv_padding(value: Any, allowed: Sequence[str] = _PADDINGS) -> str:
+    """'valid' or 'same' (any case), as Keras takes them."""
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise ValueError(f"padding must be one of {list(allowed)}. Received: "
+                         f"padding={V._describe(value)}")
+    return value.lower()
+
+
+def output_length(size: int, kernel: int, stride: int, dilation: int,
+                  padding: str) -> tuple[int, int]:
+    """Keras' output length along one axis and the padding before the first element:
+    ``valid``: ceil((size - span + 1) / stride), none; ``same``: ceil(size / stride), half of
+    what the windows need (the extra one after), where span = (kernel - 1) * dilation + 1."""
+    span = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        return (size - span) // stride + 1 if size >= span else 0, 0
+    if padding == "causal":
+        return (size - 1) // stride + 1, span - 1
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + span - size, 0) // 2
+
+
+class _Conv(Layer):
+    """What Conv1D and Conv2D share: arguments, weights, config and the kernels' calls."""
+
+    rank = 2
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any, padding: str,
+                 data_format: Optional[str], dilation_rate: Any, activation: Any,
+                 use_bias: bool, kernel_initializer: Any, bias_initializer: Any,
+                 kernel_regularizer: Any, bias_regularizer: Any, name: Optional[str],
+                 trainable: bool, paddings: Sequence[str] = _PADDINGS) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.filters = V.check_positive_int("filters", filters)
+        if self.filters >= 2**31:
+            raise ValueError(f"filters must be below 2**31. Received: filters={filters}")
+        self.kernel_size = conv_tuple("kernel_size", kernel_size, self.rank)
+        self.strides = conv_tuple("strides", strides, self.rank)
+        self.dilation_rate = conv_tuple("dilation_rate", dilation_rate, self.rank)
+        self.padding = conv_padding(padding, paddings)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"fastnn arrays are channels-last: data_format must be None or "
+                             f"'channels_last'. Received: data_format={V._describe(data_format)}")
+        if activation is None:
+            activation = "linear"
+        if isinstance(activation, Activation):
+            self.act, self.param = activation.act, activation.param
+        else:
+            self.act = A.activation_code(activation)
+            self.param = A.DEFAULT_PARAM.get(activation, 0.0)
+        self.use_bias = V.check_bool("use_bias", use_bias)
+        self.kernel_initializer = (None if kernel_initializer is None
+                                   else _initializer("kernel_initializer", kernel_initializer))
+        self.bias_initializer = (None if bias_initializer in (None, "zeros")
+                                 else _initializer("bias_initializer", bias_initializer))
+        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
+        self.kernel: FloatArray
+        self.bias: FloatArray
+
+    # ------------------------------------------------------------------ shapes and weights
+    def _geometry(self, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Output sizes and paddings before, per spatial axis."""
+        sizes, before = [], []
+        for size, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate):
+            out, pad = output_length(size, k, s, d, self.padding)
+            sizes.append(out)
+            before.append(pad)
+        return tuple(sizes), tuple(before)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if not isinstance(input_shape, tuple) or len(input_shape) != self.rank + 1:
+            dims = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
+            raise ValueError(f"{self.name} takes one input of shape {dims}. Received: "
+                             f"input shape {input_shape}")
+        sizes, _ = self._geometry(input_shape[:-1])
+        if min(sizes) < 1:
+            raise ValueError(f"{self.name}: a {'x'.join(map(str, self.kernel_size))} kernel "
+                             f"(dilation {self.dilation_rate}) does not fit an input of shape "
+                             f"{input_shape} with padding='{self.padding}'")
+        return (*sizes, self.filters)
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        shape = (*self.kernel_size, self.input_shape[-1], self.filters)
+        kernel = self.kernel_initializer or _AutoKernel(self.act)
+        specs = [WeightSpec("kernel", shape, kernel, self.kernel_regularizer)]
+        if self.use_bias:
+            specs.append(WeightSpec("bias", (self.filters,), self.bias_initializer or _zeros,
+                                    self.bias_regularizer))
+        return specs
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        self.kernel, self.dkernel = weights[0], grads[0]
+        if self.use_bias:
+            self.bias, self.dbias = weights[1], grads[1]
+        else:                        # the kernels take a bias: a constant zero one
+            self.bias = np.zeros(self.filters, weights[0].dtype)
+            self.dbias = np.zeros(self.filters, weights[0].dtype)
+        # the 2-D kernels' view of everything: (n, h, w, c) inputs, (kh, kw, c, f) kernels
+        spatial = tuple(self.input_shape[:-1])
+        sizes, before = self._geometry(spatial)
+        if self.rank == 1:
+            self._x4 = (1, *spatial, self.input_shape[-1])
+            self._y4 = (1, *sizes, self.filters)
+            self._k4 = (1, *self.kernel.shape)
+            self._strides, self._dilations = (1, *self.strides), (1, *self.dilation_rate)
+            self._pads = (0, *before)
+        else:
+            self._x4, self._y4 = tuple(self.input_shape), (*sizes, self.filters)
+            self._k4 = tuple(self.kernel.shape)
+            self._strides, self._dilations, self._pads = (self.strides, self.dilation_rate,
+                                                          before)
+
+    # ------------------------------------------------------------------ compute
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        x = np.ascontiguousarray(x)
+        ctx.saved["x"] = x
+        n = x.shape[0]
+        ctx.be.conv2d_forward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4), self.bias,
+                              self._strides, self._dilations, self._pads, self.act, self.param,
+                              y.reshape(n, *self._y4))
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        act = A.LINEAR if ctx.fuse_act else self.act
+        x, dx = ctx.saved["x"], ctx.dx_target(0)
+        n = x.shape[0]
+        if act == A.LINEAR:
+            dz = np.ascontiguousarray(dy)
+        else:
+            dz = ctx.rows_buffer("dz", self.output_shape)
+            ctx.be.activation_backward(rows_of(ctx.rows_buffer("y", self.output_shape)),
+                                       rows_of(np.ascontiguousarray(dy)), act, self.param,
+                                       rows_of(dz))
+        ctx.be.conv2d_backward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
+                               dz.reshape(n, *self._y4), self._strides, self._dilations,
+                               self._pads, self.dkernel.reshape(self._k4), self.dbias,
+                               None if dx is None else dx.reshape(n, *self._x4))
+        return dx
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"filters": self.filters, "kernel_size": list(self.kernel_size),
+                       "strides": list(self.strides), "padding": self.padding,
+                       "dilation_rate": list(self.dilation_rate),
+                       "activation": self.activation})
+        if self.act == A.STEP:
+            config["threshold"] = self.param
+        elif self.act == A.LEAKY_RELU:
+            config["alpha"] = self.param
+        if not self.use_bias:
+            config["use_bias"] = False
+        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer",
+                    "bias_regularizer"):
+            value = getattr(self, key)
+            if value is not None:
+                config[key] = _serialize(value)
+        return config
+
+    def __repr__(self) -> str:
+        size = self.kernel_size[0] if self.rank == 1 else self.kernel_size
+        return (f"{type(self).__name__}({self.filters}, {size}, "
+                f"activation={self.activation!r})")
+
+
+class Conv2D(_Conv):
+    """2-D convolution over images (channels-last): ``filters`` kernels of
+    ``kernel_size`` x input channels, each giving one output channel.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (kernels), > 0.
+    kernel_size : int or (int, int)
+        Height and width of the kernels.
+    strides : int or (int, int), default 1
+        Step between windows.
+    padding : {"valid", "same"}, default "valid"
+        ``valid``: windows inside the input; ``same``: zeros around the input so that the
+        output has ceil(size / stride) positions (the extra zero after, as in Keras).
+    data_format : None or "channels_last"
+        fastnn is channels-last only.
+    dilation_rate : int or (int, int), default 1
+        Spacing between a kernel's taps.
+    activation : str or Activation, default None (linear)
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        As in ``Dense`` (the default kernel initializer is He normal before the ReLU family,
+        Glorot uniform otherwise, with Keras' fans for convolution kernels).
+    name, trainable
+        See ``Layer``.
+
+    Shapes: x (n, h, w, c), kernel (kh, kw, c, filters) as in Keras, bias (filters,),
+    y (n, oh, ow, filters).
+
+    Raises
+    ------
+    ValueError
+        For a non-positive size, an unknown padding or activation, channels-first data, or
+        (at build) a kernel that does not fit the input.
+    TypeError
+        For sizes that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Conv2D(4, 3, padding="same", activation="relu")],
+    ...                        input_shape=(8, 8, 1), backend="numpy")
+    >>> model.predict(np.zeros((2, 8, 8, 1))).shape
+    (2, 8, 8, 4)
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 3, 1, 4), (4,)]
+    """
+
+    rank = 2
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = 1, activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = None, bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, name, trainable)
+
+
+class Conv1D(_Conv):
+    """1-D convolution over sequences (channels-last): a window of ``kernel_size`` steps.
+
+    Parameters are those of ``Conv2D`` with single integers, and ``padding`` may also be
+    ``"causal"``: zeros before the sequence only, so output step t sees input steps <= t
+    (as in Keras, for time series).
+
+    Shapes: x (n, steps, c), kernel (kernel_size, c, filters) as in Keras, bias (filters,),
+    y (n, out_steps, filters).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Conv1D(3, 2, padding="causal")], input_shape=(5, 1),
+    ...                        backend="numpy")
+    >>> model.predict(np.zeros((1, 5, 1))).shape
+    (1, 5, 3)
+    """
+
+    rank = 1
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = 1, activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = None, bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, name, trainable,
+                         paddings=("valid", "same", "causal"))
+
+
+Convolution1D, Convolution2D = Conv1D, Conv2D
+__all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "conv_tuple", "conv_padding",
+           "output_length"]

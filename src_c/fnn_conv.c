@@ -1,0 +1,111 @@
+/*
+ * fastnn convolution (see fnn_conv.h): the plan of chunks, groups and tasks, then the driver of
+ * fnn_conv_tmpl.h for float and double.
+ */
+#if !defined(_POSIX_C_SOURCE) && (defined(__unix__) || defined(__APPLE__))
+#define _POSIX_C_SOURCE 200809L /* posix_memalign under -std=c99 */
+#endif
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fnn_conv.h"
+#include "fnn_ftz.h"
+#include "fnn_gemm.h"
+#include "fnn_threads.h"
+
+#define FNN_ALIGN_CONV 64
+/* A GEMM floor no product reaches: the chunks' products run on their own thread. */
+#define FNN_CONV_SERIAL (1e300)
+/* Rows of a chunk: at most this many (and a multiple of 16 below it). */
+#define FNN_CONV_MAX_ROWS 256
+
+typedef struct {
+    ptrdiff_t P, M, K;       /* positions per image, all positions, patch length */
+    ptrdiff_t chunk_rows;    /* rows of the largest chunk (its buffer) */
+    int per_image;           /* 1: images split in cpi chunks; 0: chunks of ipc whole images */
+    ptrdiff_t cpi, ipc, rows_each;
+    ptrdiff_t nchunks, groups, tasks;
+    int direct;              /* 1x1, unit strides, no padding: x is the patch matrix */
+    double work;             /* multiply-adds of the forward product */
+} fnn_conv_plan;
+
+static void fnn_conv_make_plan(const fnn_conv_geom *g, fnn_conv_plan *pl)
+{
+    ptrdiff_t R;
+    memset(pl, 0, sizeof *pl);
+    pl->P = g->oh * g->ow;
+    pl->M = g->n * pl->P;
+    pl->K = g->kh * g->kw * g->c;
+    pl->work = (double)pl->M * (double)pl->K * (double)g->f;
+    pl->direct = (g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
+                  g->pl == 0 && g->oh == g->h && g->ow == g->w);
+    R = FNN_CONV_CHUNK_ELEMS / pl->K / 16 * 16;
+    if (R < 16) R = 16;
+    if (R > FNN_CONV_MAX_ROWS) R = FNN_CONV_MAX_ROWS;
+    if (pl->P >= R) { /* each image in cpi near-equal chunks */
+        pl->per_image = 1;
+        pl->cpi = (pl->P + R - 1) / R;
+        pl->rows_each = (pl->P + pl->cpi - 1) / pl->cpi;
+        pl->nchunks = g->n * pl->cpi;
+        pl->chunk_rows = pl->rows_each;
+        pl->tasks = g->n;
+    } else {          /* chunks of whole images, as even as the count allows */
+        ptrdiff_t ipc = R / pl->P, nch = (g->n + ipc - 1) / ipc;
+        if (nch < 1) nch = 1;
+        pl->ipc = (g->n + nch - 1) / nch;
+        if (pl->ipc < 1) pl->ipc = 1;
+        pl->nchunks = (g->n + pl->ipc - 1) / pl->ipc;
+        pl->chunk_rows = pl->ipc * pl->P;
+        pl->tasks = pl->nchunks;
+    }
+    pl->groups = pl->nchunks < FNN_CONV_GROUPS ? pl->nchunks : FNN_CONV_GROUPS;
+}
+
+/* Chunk j's first row and number of rows. */
+static void fnn_conv_chunk(const fnn_conv_plan *pl, ptrdiff_t j, ptrdiff_t *row0, ptrdiff_t *rows)
+{
+    if (pl->per_image) {
+        const ptrdiff_t img = j / pl->cpi, part = j % pl->cpi;
+        const ptrdiff_t start = part * pl->rows_each;
+        *row0 = img * pl->P + start;
+        *rows = (pl->P - start < pl->rows_each) ? pl->P - start : pl->rows_each;
+    } else {
+        const ptrdiff_t img0 = j * pl->ipc, n = pl->M / pl->P;
+        *row0 = img0 * pl->P;
+        *rows = ((n - img0 < pl->ipc) ? n - img0 : pl->ipc) * pl->P;
+    }
+}
+
+/* Threads for `items` independent pieces of the call: 1 below the GEMM's floor for threads or
+ * with a single piece (whose products may then take threads themselves), else all allowed. */
+static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
+{
+    int nt = fnn_max_threads();
+    if (items < 2 || pl->work < fnn_par_min_work()) return 1;
+    if (nt > items) nt = (int)items;
+    return nt < 1 ? 1 : nt;
+}
+
+#define FT float
+#define CFN(name) name##_f32
+#define GEMM fnn_sgemm
+#define EPI_T fnn_epilogue_f32
+#include "fnn_conv_tmpl.h"
+#undef FT
+#undef CFN
+#undef GEMM
+#undef EPI_T
+
+#define FT double
+#define CFN(name) name##_f64
+#define GEMM fnn_dgemm
+#define EPI_T fnn_epilogue_f64
+#include "fnn_conv_tmpl.h"
+#undef FT
+#undef CFN
+#undef GEMM
+#undef EPI_T

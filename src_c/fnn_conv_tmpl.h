@@ -1,0 +1,325 @@
+/*
+ * The convolution driver (see fnn_conv.h), written once and instantiated for float and double by
+ * fnn_conv.c. Required macros: FT (the element type), CFN(name) (name with the type's suffix),
+ * GEMM (fnn_sgemm / fnn_dgemm), EPI_T (fnn_epilogue_f32 / _f64).
+ */
+
+/* Rows of patches in [row0, row0 + rows) into buf (rows x K, row-major): tap (ky, kx) of row r
+ * is buf[r*K + (ky*kw + kx)*c : + c], zero where the tap falls in the padding. */
+static void CFN(gather)(const fnn_conv_geom *g, const FT *x, ptrdiff_t row0, ptrdiff_t rows,
+                        FT *buf)
+{
+    const ptrdiff_t c = g->c, kw = g->kw, K = g->kh * kw * c, P = g->oh * g->ow;
+    const ptrdiff_t run = kw * c; /* one kernel row's values */
+    ptrdiff_t r, ky, kx;
+    for (r = 0; r < rows; r++) {
+        const ptrdiff_t row = row0 + r, img = row / P, pos = row % P;
+        const ptrdiff_t oy = pos / g->ow, ox = pos % g->ow;
+        const ptrdiff_t ix0 = ox * g->sw - g->pl;
+        const int inside_x = (ix0 >= 0 && ix0 + (kw - 1) * g->dw < g->w);
+        FT *dst = buf + r * K;
+        for (ky = 0; ky < g->kh; ky++) {
+            const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+            FT *seg = dst + ky * run;
+            const FT *src;
+            if (iy < 0 || iy >= g->h) {
+                memset(seg, 0, (size_t)run * sizeof(FT));
+                continue;
+            }
+            src = x + ((img * g->h + iy) * g->w) * c;
+            if (inside_x && g->dw == 1) {
+                memcpy(seg, src + ix0 * c, (size_t)run * sizeof(FT));
+                continue;
+            }
+            for (kx = 0; kx < kw; kx++) {
+                const ptrdiff_t ix = ix0 + kx * g->dw;
+                if (ix < 0 || ix >= g->w)
+                    memset(seg + kx * c, 0, (size_t)c * sizeof(FT));
+                else
+                    memcpy(seg + kx * c, src + ix * c, (size_t)c * sizeof(FT));
+            }
+        }
+    }
+}
+
+/* The transposed gather: dx[position of tap (ky, kx) of row r] += buf[r*K + (ky*kw + kx)*c + :]
+ * for rows in [row0, row0 + rows), rows then taps in order, padding taps dropped. */
+static void CFN(scatter)(const fnn_conv_geom *g, const FT *buf, ptrdiff_t row0, ptrdiff_t rows,
+                         FT *dx)
+{
+    const ptrdiff_t c = g->c, kw = g->kw, K = g->kh * kw * c, P = g->oh * g->ow;
+    const ptrdiff_t run = kw * c;
+    ptrdiff_t r, ky, kx, i;
+    for (r = 0; r < rows; r++) {
+        const ptrdiff_t row = row0 + r, img = row / P, pos = row % P;
+        const ptrdiff_t oy = pos / g->ow, ox = pos % g->ow;
+        const ptrdiff_t ix0 = ox * g->sw - g->pl;
+        const int inside_x = (ix0 >= 0 && ix0 + (kw - 1) * g->dw < g->w);
+        const FT *srcrow = buf + r * K;
+        for (ky = 0; ky < g->kh; ky++) {
+            const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+            const FT *seg = srcrow + ky * run;
+            FT *dst;
+            if (iy < 0 || iy >= g->h) continue;
+            dst = dx + ((img * g->h + iy) * g->w) * c;
+            if (inside_x && g->dw == 1) {
+                FT *d = dst + ix0 * c;
+                for (i = 0; i < run; i++) d[i] += seg[i];
+                continue;
+            }
+            for (kx = 0; kx < kw; kx++) {
+                const ptrdiff_t ix = ix0 + kx * g->dw;
+                FT *d;
+                const FT *s = seg + kx * c;
+                if (ix < 0 || ix >= g->w) continue;
+                d = dst + ix * c;
+                for (i = 0; i < c; i++) d[i] += s[i];
+            }
+        }
+    }
+}
+
+/* The product of a chunk of rows: P_chunk (rows x K) @ kernel (K x f) -> y rows, epilogue. */
+static void CFN(forward_rows)(const fnn_conv_geom *g, const FT *patches, ptrdiff_t rows,
+                              const FT *kernel, const FT *bias, int act, FT param, FT *y,
+                              double par_min)
+{
+    const ptrdiff_t K = g->kh * g->kw * g->c;
+    EPI_T ep;
+    memset(&ep, 0, sizeof ep);
+    ep.bias = bias;
+    ep.act = act;
+    ep.param = param;
+    ep.min_parallel_work = par_min;
+    GEMM(0, 0, rows, g->f, K, (FT)1, patches, K, kernel, g->f, (FT)0, y, g->f, &ep);
+}
+
+static void *CFN(alloc)(size_t elems)
+{
+    const size_t bytes = (elems * sizeof(FT) + FNN_ALIGN_CONV - 1) / FNN_ALIGN_CONV *
+                         FNN_ALIGN_CONV;
+    void *p = NULL;
+    if (bytes == 0 || posix_memalign(&p, FNN_ALIGN_CONV, bytes) != 0) return NULL;
+    return p;
+}
+
+int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
+                            const FT *bias, int act, FT param, FT *y)
+{
+    fnn_conv_plan pl;
+    int ok = 1, nt;
+    const unsigned int saved_csr = fnn_ftz_enter();
+    fnn_conv_make_plan(g, &pl);
+    if (pl.M == 0) goto done;
+    if (pl.direct) { /* 1x1, unit strides: x is P */
+        CFN(forward_rows)(g, x, pl.M, kernel, bias, act, param, y, 0.0);
+        goto done;
+    }
+    nt = fnn_conv_threads(&pl, pl.nchunks);
+    if (nt <= 1) {
+        FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+        ptrdiff_t j;
+        if (!buf) { ok = 0; goto done; }
+        for (j = 0; j < pl.nchunks; j++) {
+            ptrdiff_t row0, rows;
+            fnn_conv_chunk(&pl, j, &row0, &rows);
+            CFN(gather)(g, x, row0, rows, buf);
+            CFN(forward_rows)(g, buf, rows, kernel, bias, act, param, y + row0 * g->f, 0.0);
+        }
+        free(buf);
+        goto done;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        const unsigned int csr = fnn_ftz_enter();
+        FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+        ptrdiff_t j;
+        if (!buf) {
+#pragma omp atomic write
+            ok = 0;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (j = 0; j < pl.nchunks; j++) {
+            ptrdiff_t row0, rows;
+            if (!buf) continue;
+            fnn_conv_chunk(&pl, j, &row0, &rows);
+            CFN(gather)(g, x, row0, rows, buf);
+            CFN(forward_rows)(g, buf, rows, kernel, bias, act, param, y + row0 * g->f,
+                              FNN_CONV_SERIAL);
+        }
+        free(buf);
+        fnn_ftz_leave(csr);
+    }
+#endif
+done:
+    fnn_ftz_leave(saved_csr);
+    return ok;
+}
+
+/* dbias partial: acc[j] += sum of the chunk's rows of dz, rows in order. */
+static void CFN(colsum)(const FT *dz, ptrdiff_t rows, ptrdiff_t f, double *acc)
+{
+    ptrdiff_t r, j;
+    for (r = 0; r < rows; r++) {
+        const FT *d = dz + r * f;
+        for (j = 0; j < f; j++) acc[j] += (double)d[j];
+    }
+}
+
+/* Group gi's partial kernel gradient (into part, K x f, written) and bias sums (into acc). */
+static void CFN(grad_group)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const FT *x,
+                            const FT *dz, ptrdiff_t gi, FT *buf, FT *part, double *acc,
+                            double par_min)
+{
+    const ptrdiff_t j0 = gi * pl->nchunks / pl->groups, j1 = (gi + 1) * pl->nchunks / pl->groups;
+    ptrdiff_t j;
+    EPI_T ep;
+    memset(&ep, 0, sizeof ep);
+    ep.min_parallel_work = par_min;
+    memset(acc, 0, (size_t)g->f * sizeof(double));
+    for (j = j0; j < j1; j++) {
+        ptrdiff_t row0, rows;
+        fnn_conv_chunk(pl, j, &row0, &rows);
+        CFN(gather)(g, x, row0, rows, buf);
+        /* part (+)= P_chunk^T @ dz_chunk: k = the chunk's rows, summed in order */
+        GEMM(1, 0, pl->K, g->f, rows, (FT)1, buf, pl->K, dz + row0 * g->f, g->f,
+             j == j0 ? (FT)0 : (FT)1, part, g->f, &ep);
+        CFN(colsum)(dz + row0 * g->f, rows, g->f, acc);
+    }
+}
+
+/* dx of task t (an image, or a chunk's run of images): zeroed, then each chunk's
+ * dP = dz_chunk @ kernel^T scattered back, chunks in order. */
+static void CFN(input_task)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const FT *kernel,
+                            const FT *dz, ptrdiff_t t, FT *buf, FT *dx, double par_min)
+{
+    const ptrdiff_t img_elems = g->h * g->w * g->c;
+    ptrdiff_t j0, j1, j, img0, nimg;
+    EPI_T ep;
+    memset(&ep, 0, sizeof ep);
+    ep.min_parallel_work = par_min;
+    if (pl->per_image) {
+        j0 = t * pl->cpi;
+        j1 = j0 + pl->cpi;
+        img0 = t;
+        nimg = 1;
+    } else {
+        j0 = t;
+        j1 = t + 1;
+        img0 = t * pl->ipc;
+        nimg = (g->n - img0 < pl->ipc) ? g->n - img0 : pl->ipc;
+    }
+    memset(dx + img0 * img_elems, 0, (size_t)(nimg * img_elems) * sizeof(FT));
+    for (j = j0; j < j1; j++) {
+        ptrdiff_t row0, rows;
+        fnn_conv_chunk(pl, j, &row0, &rows);
+        GEMM(0, 1, rows, pl->K, g->f, (FT)1, dz + row0 * g->f, g->f, kernel, g->f, (FT)0, buf,
+             pl->K, &ep);
+        CFN(scatter)(g, buf, row0, rows, dx);
+    }
+}
+
+int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
+                             const FT *dz, FT *dkernel, FT *dbias, FT *dx)
+{
+    fnn_conv_plan pl;
+    int ok = 1, nt;
+    ptrdiff_t gi, j, KF;
+    FT *parts = NULL;
+    double *accs = NULL;
+    const unsigned int saved_csr = fnn_ftz_enter();
+    fnn_conv_make_plan(g, &pl);
+    KF = pl.K * g->f;
+    if (pl.M == 0) {
+        memset(dkernel, 0, (size_t)KF * sizeof(FT));
+        memset(dbias, 0, (size_t)g->f * sizeof(FT));
+        goto done;
+    }
+    if (pl.direct) { /* 1x1, unit strides: P is x */
+        double *acc = (double *)calloc((size_t)g->f, sizeof(double));
+        if (!acc) { ok = 0; goto done; }
+        GEMM(1, 0, pl.K, g->f, pl.M, (FT)1, x, pl.K, dz, g->f, (FT)0, dkernel, g->f, NULL);
+        CFN(colsum)(dz, pl.M, g->f, acc);
+        for (j = 0; j < g->f; j++) dbias[j] = (FT)acc[j];
+        free(acc);
+        if (dx) GEMM(0, 1, pl.M, pl.K, g->f, (FT)1, dz, g->f, kernel, g->f, (FT)0, dx, pl.K, NULL);
+        goto done;
+    }
+    /* the kernel gradient: groups of chunks, each into its partial (group 0 into dkernel) */
+    accs = (double *)calloc((size_t)(pl.groups * g->f), sizeof(double));
+    if (pl.groups > 1) parts = (FT *)CFN(alloc)((size_t)((pl.groups - 1) * KF));
+    if (!accs || (pl.groups > 1 && !parts)) { ok = 0; goto done; }
+    nt = fnn_conv_threads(&pl, pl.groups);
+    if (nt <= 1) {
+        FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+        if (!buf) { ok = 0; goto done; }
+        for (gi = 0; gi < pl.groups; gi++)
+            CFN(grad_group)(g, &pl, x, dz, gi, buf, gi ? parts + (gi - 1) * KF : dkernel,
+                            accs + gi * g->f, 0.0);
+        free(buf);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            const unsigned int csr = fnn_ftz_enter();
+            FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+            ptrdiff_t q;
+            if (!buf) {
+#pragma omp atomic write
+                ok = 0;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (q = 0; q < pl.groups; q++) {
+                if (!buf) continue;
+                CFN(grad_group)(g, &pl, x, dz, q, buf, q ? parts + (q - 1) * KF : dkernel,
+                                accs + q * g->f, FNN_CONV_SERIAL);
+            }
+            free(buf);
+            fnn_ftz_leave(csr);
+        }
+#endif
+        if (!ok) goto done;
+    }
+    for (gi = 1; gi < pl.groups; gi++) { /* partials added in group order */
+        const FT *p = parts + (gi - 1) * KF;
+        for (j = 0; j < KF; j++) dkernel[j] += p[j];
+        for (j = 0; j < g->f; j++) accs[j] += accs[gi * g->f + j];
+    }
+    for (j = 0; j < g->f; j++) dbias[j] = (FT)accs[j];
+    if (!dx) goto done;
+
+    /* the input gradient: tasks of whole images */
+    nt = fnn_conv_threads(&pl, pl.tasks);
+    if (nt <= 1) {
+        FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+        if (!buf) { ok = 0; goto done; }
+        for (j = 0; j < pl.tasks; j++) CFN(input_task)(g, &pl, kernel, dz, j, buf, dx, 0.0);
+        free(buf);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            const unsigned int csr = fnn_ftz_enter();
+            FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+            ptrdiff_t t;
+            if (!buf) {
+#pragma omp atomic write
+                ok = 0;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (t = 0; t < pl.tasks; t++) {
+                if (!buf) continue;
+                CFN(input_task)(g, &pl, kernel, dz, t, buf, dx, FNN_CONV_SERIAL);
+            }
+            free(buf);
+            fnn_ftz_leave(csr);
+        }
+#endif
+    }
+done:
+    free(parts);
+    free(accs);
+    fnn_ftz_leave(saved_csr);
+    return ok;
+}
