@@ -22,6 +22,8 @@
 #define FNN_CONV_SERIAL (1e300)
 /* Rows of a chunk: at most this many (and a multiple of 16 below it). */
 #define FNN_CONV_MAX_ROWS 256
+/* The direct path takes inputs of at most this many channels. */
+#define FNN_CONV_DIRECT_MAX_C 4
 
 typedef struct {
     ptrdiff_t P, M, K;       /* positions per image, all positions, patch length */
@@ -90,22 +92,214 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
     return nt < 1 ? 1 : nt;
 }
 
+/* ---------------------------------------------------------------- direct (few channels) */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FNN_CONV_X86 1
+#include <immintrin.h>
+#else
+#define FNN_CONV_X86 0
+#endif
+
+/* portable: one lane */
+#define DTARGET
+#define VW 1
+#define VZERO() ((VT)0)
+#define VLOAD(p) (*(p))
+#define VSET1(x) (x)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VSTORE(p, v) (*(p) = (v))
+#define FT float
+#define VT float
+#define DFN(name) direct_##name##_generic_f32
+#include "fnn_conv_direct_tmpl.h"
+#undef FT
+#undef VT
+#undef DFN
+#define FT double
+#define VT double
+#define DFN(name) direct_##name##_generic_f64
+#include "fnn_conv_direct_tmpl.h"
+#undef FT
+#undef VT
+#undef DFN
+#undef DTARGET
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VSET1
+#undef VFMA
+#undef VSTORE
+
+#if FNN_CONV_X86
+#define DTARGET __attribute__((target("avx2,fma")))
+#define FT float
+#define VT __m256
+#define VW 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define DFN(name) direct_##name##_avx2_f32
+#include "fnn_conv_direct_tmpl.h"
+#undef FT
+#undef VT
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VSET1
+#undef VFMA
+#undef VSTORE
+#undef DFN
+#define FT double
+#define VT __m256d
+#define VW 4
+#define VZERO() _mm256_setzero_pd()
+#define VLOAD(p) _mm256_loadu_pd(p)
+#define VSET1(x) _mm256_set1_pd(x)
+#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VSTORE(p, v) _mm256_storeu_pd(p, v)
+#define DFN(name) direct_##name##_avx2_f64
+#include "fnn_conv_direct_tmpl.h"
+#undef FT
+#undef VT
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VSET1
+#undef VFMA
+#undef VSTORE
+#undef DFN
+#undef DTARGET
+
+#define DTARGET __attribute__((target("avx512f,avx2,fma")))
+#define FT float
+#define VT __m512
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSET1(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VSTORE(p, v) _mm512_storeu_ps(p, v)
+#define DFN(name) direct_##name##_avx512_f32
+#include "fnn_conv_direct_tmpl.h"
+#undef FT
+#undef VT
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VSET1
+#undef VFMA
+#undef VSTORE
+#undef DFN
+#define FT double
+#define VT __m512d
+#define VW 8
+#define VZERO() _mm512_setzero_pd()
+#define VLOAD(p) _mm512_loadu_pd(p)
+#define VSET1(x) _mm512_set1_pd(x)
+#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VSTORE(p, v) _mm512_storeu_pd(p, v)
+#define DFN(name) direct_##name##_avx512_f64
+#include "fnn_conv_direct_tmpl.h"
+#undef FT
+#undef VT
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VSET1
+#undef VFMA
+#undef VSTORE
+#undef DFN
+#undef DTARGET
+#endif
+
+/* The direct path's flavour: the GEMM's (fnn_kernel_name(), so FASTNN_KERNEL applies). */
+typedef struct {
+    int vw, maxfg;
+    void (*fwd_f32)(const fnn_conv_geom *, const float *, const float *, ptrdiff_t, ptrdiff_t,
+                    ptrdiff_t, int, float *, float *);
+    void (*grad_f32)(const fnn_conv_geom *, const float *, const float *, ptrdiff_t, ptrdiff_t,
+                     ptrdiff_t, float *, float *, float *);
+} fnn_direct_f32;
+typedef struct {
+    int vw, maxfg;
+    void (*fwd_f64)(const fnn_conv_geom *, const double *, const double *, ptrdiff_t, ptrdiff_t,
+                    ptrdiff_t, int, double *, double *);
+    void (*grad_f64)(const fnn_conv_geom *, const double *, const double *, ptrdiff_t,
+                     ptrdiff_t, ptrdiff_t, double *, double *, double *);
+} fnn_direct_f64;
+
+static fnn_direct_f32 fnn_direct_flavour_f32(void)
+{
+    fnn_direct_f32 d = {1, 16, direct_forward_rows_generic_f32, direct_grad_rows_generic_f32};
+#if FNN_CONV_X86
+    const char *name = fnn_kernel_name();
+    if (strcmp(name, "avx512") == 0) {
+        d.vw = 16; d.maxfg = 16;
+        d.fwd_f32 = direct_forward_rows_avx512_f32; d.grad_f32 = direct_grad_rows_avx512_f32;
+    } else if (strcmp(name, "avx2") == 0) {
+        d.vw = 8; d.maxfg = 8;
+        d.fwd_f32 = direct_forward_rows_avx2_f32; d.grad_f32 = direct_grad_rows_avx2_f32;
+    }
+#endif
+    return d;
+}
+
+static fnn_direct_f64 fnn_direct_flavour_f64(void)
+{
+    fnn_direct_f64 d = {1, 16, direct_forward_rows_generic_f64, direct_grad_rows_generic_f64};
+#if FNN_CONV_X86
+    const char *name = fnn_kernel_name();
+    if (strcmp(name, "avx512") == 0) {
+        d.vw = 8; d.maxfg = 16;
+        d.fwd_f64 = direct_forward_rows_avx512_f64; d.grad_f64 = direct_grad_rows_avx512_f64;
+    } else if (strcmp(name, "avx2") == 0) {
+        d.vw = 4; d.maxfg = 8;
+        d.fwd_f64 = direct_forward_rows_avx2_f64; d.grad_f64 = direct_grad_rows_avx2_f64;
+    }
+#endif
+    return d;
+}
+
+/* Few input channels and unit horizontal stride: the direct path (see fnn_conv_direct_tmpl.h). */
+static int fnn_conv_use_direct(const fnn_conv_geom *g)
+{
+    return g->sw == 1 && g->c <= FNN_CONV_DIRECT_MAX_C;
+}
+
 #define FT float
 #define CFN(name) name##_f32
 #define GEMM fnn_sgemm
 #define EPI_T fnn_epilogue_f32
+#define DIRECT_T fnn_direct_f32
+#define DIRECT_FLAVOUR fnn_direct_flavour_f32
+#define DFWD fwd_f32
+#define DGRAD grad_f32
 #include "fnn_conv_tmpl.h"
 #undef FT
 #undef CFN
 #undef GEMM
 #undef EPI_T
+#undef DIRECT_T
+#undef DIRECT_FLAVOUR
+#undef DFWD
+#undef DGRAD
 
 #define FT double
 #define CFN(name) name##_f64
 #define GEMM fnn_dgemm
 #define EPI_T fnn_epilogue_f64
+#define DIRECT_T fnn_direct_f64
+#define DIRECT_FLAVOUR fnn_direct_flavour_f64
+#define DFWD fwd_f64
+#define DGRAD grad_f64
 #include "fnn_conv_tmpl.h"
 #undef FT
 #undef CFN
 #undef GEMM
 #undef EPI_T
+#undef DIRECT_T
+#undef DIRECT_FLAVOUR
+#undef DFWD
+#undef DGRAD

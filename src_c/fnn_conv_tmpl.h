@@ -94,6 +94,19 @@ static void CFN(forward_rows)(const fnn_conv_geom *g, const FT *patches, ptrdiff
     GEMM(0, 0, rows, g->f, K, (FT)1, patches, K, kernel, g->f, (FT)0, y, g->f, &ep);
 }
 
+/* bias and activation on `rows` rows of y (a GEMM with no product: only its epilogue) */
+static void CFN(epilogue_rows)(const fnn_conv_geom *g, FT *y, ptrdiff_t rows, const FT *bias,
+                               int act, FT param, double par_min)
+{
+    EPI_T ep;
+    memset(&ep, 0, sizeof ep);
+    ep.bias = bias;
+    ep.act = act;
+    ep.param = param;
+    ep.min_parallel_work = par_min;
+    GEMM(0, 0, rows, g->f, 0, (FT)1, NULL, 1, NULL, g->f, (FT)1, y, g->f, &ep);
+}
+
 static void *CFN(alloc)(size_t elems)
 {
     const size_t bytes = (elems * sizeof(FT) + FNN_ALIGN_CONV - 1) / FNN_ALIGN_CONV *
@@ -101,6 +114,156 @@ static void *CFN(alloc)(size_t elems)
     void *p = NULL;
     if (bytes == 0 || posix_memalign(&p, FNN_ALIGN_CONV, bytes) != 0) return NULL;
     return p;
+}
+
+/* dbias partial: acc[j] += sum of the chunk's rows of dz, rows in order. */
+static void CFN(colsum)(const FT *dz, ptrdiff_t rows, ptrdiff_t f, double *acc)
+{
+    ptrdiff_t r, j;
+    for (r = 0; r < rows; r++) {
+        const FT *d = dz + r * f;
+        for (j = 0; j < f; j++) acc[j] += (double)d[j];
+    }
+}
+
+/* ---------------------------------------------------------------- direct path (few channels) */
+
+/* Rows of output (image, row) per task of the direct path: about 256 positions. */
+static ptrdiff_t CFN(direct_rows_per_task)(const fnn_conv_geom *g)
+{
+    const ptrdiff_t r = 256 / g->ow;
+    return r < 1 ? 1 : r;
+}
+
+/* The kernel packed by filter groups: for each group (widths as forward_rows picks them),
+ * [tap][fgn] with the filters past F zero; wk holds K * (F + 16) values. */
+static void CFN(direct_pack_fill)(const fnn_conv_geom *g, int maxfg, const FT *kernel, FT *wk)
+{
+    const ptrdiff_t K = g->kh * g->kw * g->c, F = g->f;
+    ptrdiff_t f0, t, j;
+    for (f0 = 0; f0 < F;) {
+        const ptrdiff_t left = F - f0;
+        const int fgn = (left <= 4) ? 4 : (left <= 8 || maxfg == 8) ? 8 : 16;
+        const ptrdiff_t fg = left < fgn ? left : fgn;
+        for (t = 0; t < K; t++)
+            for (j = 0; j < fgn; j++) wk[t * fgn + j] = j < fg ? kernel[t * F + f0 + j] : (FT)0;
+        wk += K * fgn;
+        f0 += fg;
+    }
+}
+
+static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const FT *x,
+                               const FT *kernel, const FT *bias, int act, FT param, FT *y)
+{
+    const DIRECT_T d = DIRECT_FLAVOUR();
+    const ptrdiff_t owp = (g->ow + d.vw - 1) / d.vw * d.vw;
+    const ptrdiff_t pw = owp + (g->kw - 1) * g->dw + d.vw;
+    const ptrdiff_t rows = g->n * g->oh, per = CFN(direct_rows_per_task)(g);
+    const ptrdiff_t tasks = (rows + per - 1) / per;
+    const size_t plane_elems = (size_t)(g->kh * g->c * pw);
+    FT *wk = (FT *)CFN(alloc)((size_t)(pl->K * (g->f + 16)));
+    int ok = 1, nt = fnn_conv_threads(pl, tasks);
+    if (!wk) return 0;
+    CFN(direct_pack_fill)(g, d.maxfg, kernel, wk);
+    if (nt <= 1) {
+        FT *planes = (FT *)CFN(alloc)(plane_elems);
+        ptrdiff_t t;
+        if (!planes) { free(wk); return 0; }
+        for (t = 0; t < tasks; t++) {
+            const ptrdiff_t r0 = t * per, r1 = (r0 + per < rows) ? r0 + per : rows;
+            d.DFWD(g, x, wk, r0, r1, pw, d.maxfg, planes, y);
+            CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, bias, act, param,
+                               0.0);
+        }
+        free(planes);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+        {
+            const unsigned int csr = fnn_ftz_enter();
+            FT *planes = (FT *)CFN(alloc)(plane_elems);
+            ptrdiff_t t;
+            if (!planes) {
+#pragma omp atomic write
+                ok = 0;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (t = 0; t < tasks; t++) {
+                const ptrdiff_t r0 = t * per, r1 = (r0 + per < rows) ? r0 + per : rows;
+                if (!planes) continue;
+                d.DFWD(g, x, wk, r0, r1, pw, d.maxfg, planes, y);
+                CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, bias, act,
+                                   param, FNN_CONV_SERIAL);
+            }
+            free(planes);
+            fnn_ftz_leave(csr);
+        }
+#endif
+    }
+    free(wk);
+    return ok;
+}
+
+/* The kernel and bias gradients on the direct path: the output rows in pl->groups fixed ranges,
+ * each into its own vector partial sums, added in group then lane order. */
+static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const FT *x,
+                            const FT *dz, FT *dkernel, FT *dbias)
+{
+    const DIRECT_T d = DIRECT_FLAVOUR();
+    const ptrdiff_t owp = (g->ow + d.vw - 1) / d.vw * d.vw;
+    const ptrdiff_t pw = owp + (g->kw - 1) * g->dw + d.vw;
+    const ptrdiff_t rows = g->n * g->oh, F = g->f, KF = pl->K * F;
+    const ptrdiff_t groups = rows < FNN_CONV_GROUPS ? rows : FNN_CONV_GROUPS;
+    const size_t plane_elems = (size_t)(g->kh * g->c * pw), acc_elems = (size_t)(KF * d.vw);
+    FT *accs = (FT *)CFN(alloc)(acc_elems * (size_t)groups);
+    double *bs = (double *)calloc((size_t)(groups * F), sizeof(double));
+    int ok = 1, nt = fnn_conv_threads(pl, groups);
+    ptrdiff_t q, j, l;
+    if (!accs || !bs) { free(accs); free(bs); return 0; }
+    memset(accs, 0, acc_elems * (size_t)groups * sizeof(FT));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        const unsigned int csr = fnn_ftz_enter();
+        FT *planes = (FT *)CFN(alloc)(plane_elems + (size_t)(F * owp));
+        ptrdiff_t qq;
+        if (!planes) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            ok = 0;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (qq = 0; qq < groups; qq++) {
+            const ptrdiff_t r0 = qq * rows / groups, r1 = (qq + 1) * rows / groups;
+            if (!planes) continue;
+            d.DGRAD(g, x, dz, r0, r1, pw, planes, planes + plane_elems, accs + qq * acc_elems);
+            CFN(colsum)(dz + r0 * g->ow * F, (r1 - r0) * g->ow, F, bs + qq * F);
+        }
+        free(planes);
+        fnn_ftz_leave(csr);
+    }
+    if (ok) {
+        for (j = 0; j < KF; j++) {
+            FT s = (FT)0;
+            for (q = 0; q < groups; q++) {
+                const FT *a = accs + q * acc_elems + j * d.vw;
+                for (l = 0; l < d.vw; l++) s += a[l];
+            }
+            dkernel[j] = s;
+        }
+        for (j = 0; j < F; j++) {
+            double s = 0.0;
+            for (q = 0; q < groups; q++) s += bs[q * F + j];
+            dbias[j] = (FT)s;
+        }
+    }
+    free(accs);
+    free(bs);
+    return ok;
 }
 
 int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
@@ -113,6 +276,10 @@ int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kerne
     if (pl.M == 0) goto done;
     if (pl.direct) { /* 1x1, unit strides: x is P */
         CFN(forward_rows)(g, x, pl.M, kernel, bias, act, param, y, 0.0);
+        goto done;
+    }
+    if (fnn_conv_use_direct(g)) {
+        ok = CFN(forward_direct)(g, &pl, x, kernel, bias, act, param, y);
         goto done;
     }
     nt = fnn_conv_threads(&pl, pl.nchunks);
@@ -155,16 +322,6 @@ int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kerne
 done:
     fnn_ftz_leave(saved_csr);
     return ok;
-}
-
-/* dbias partial: acc[j] += sum of the chunk's rows of dz, rows in order. */
-static void CFN(colsum)(const FT *dz, ptrdiff_t rows, ptrdiff_t f, double *acc)
-{
-    ptrdiff_t r, j;
-    for (r = 0; r < rows; r++) {
-        const FT *d = dz + r * f;
-        for (j = 0; j < f; j++) acc[j] += (double)d[j];
-    }
 }
 
 /* Group gi's partial kernel gradient (into part, K x f, written) and bias sums (into acc). */
@@ -246,6 +403,10 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
         if (dx) GEMM(0, 1, pl.M, pl.K, g->f, (FT)1, dz, g->f, kernel, g->f, (FT)0, dx, pl.K, NULL);
         goto done;
     }
+    if (fnn_conv_use_direct(g)) {
+        if (!CFN(grad_direct)(g, &pl, x, dz, dkernel, dbias)) { ok = 0; goto done; }
+        goto input;
+    }
     /* the kernel gradient: groups of chunks, each into its partial (group 0 into dkernel) */
     accs = (double *)calloc((size_t)(pl.groups * g->f), sizeof(double));
     if (pl.groups > 1) parts = (FT *)CFN(alloc)((size_t)((pl.groups - 1) * KF));
@@ -287,6 +448,7 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
         for (j = 0; j < g->f; j++) accs[j] += accs[gi * g->f + j];
     }
     for (j = 0; j < g->f; j++) dbias[j] = (FT)accs[j];
+input:
     if (!dx) goto done;
 
     /* the input gradient: tasks of whole images */

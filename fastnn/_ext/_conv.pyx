@@ -30,6 +30,10 @@ cdef extern from "fnn_conv.h" nogil:
 cdef int N_ACTIVATIONS = 7      # fastnn.activations codes 0..6
 
 
+cdef tuple _shape(const floating[:, :, :, ::1] a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
 cdef fnn_conv_geom _geometry(tuple xs, tuple ks, tuple ys, strides, dilations,
                              padding) except *:
     cdef fnn_conv_geom g
@@ -61,8 +65,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
                    int act, double param,
                    floating[:, :, :, ::1] y):             # OUT (n, oh, ow, f)
     """y := act(conv2d(x, kernel) + bias) (see the module comment)"""
-    cdef fnn_conv_geom g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]),
-                                     (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), strides, dilations, padding)
+    cdef fnn_conv_geom g = _geometry(_shape(x), _shape(kernel),
+                                     _shape(y), strides, dilations, padding)
     cdef int ok
     cdef float param32 = <float>param
     if bias.shape[0] != g.f:
@@ -92,16 +96,16 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
                     floating[:, :, :, ::1] dx):           # OUT (n, h, w, c), or None to skip
     """dkernel := patches^T dz;  dbias := dz summed over all but the last axis;
     dx := the transposed gather of dz kernel^T (see the module comment)"""
-    cdef fnn_conv_geom g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]),
-                                     (dz.shape[0], dz.shape[1], dz.shape[2], dz.shape[3]), strides, dilations, padding)
+    cdef fnn_conv_geom g = _geometry(_shape(x), _shape(kernel),
+                                     _shape(dz), strides, dilations, padding)
     cdef int ok
     cdef floating *dx_ptr = NULL
-    if (dkernel.shape[0], dkernel.shape[1], dkernel.shape[2], dkernel.shape[3]) != (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3]) or dbias.shape[0] != g.f:
-        raise ValueError(f"conv2d_backward: dkernel must be shaped {(kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])} "
+    if _shape(dkernel) != _shape(kernel) or dbias.shape[0] != g.f:
+        raise ValueError(f"conv2d_backward: dkernel must be shaped {_shape(kernel)} "
                          f"and dbias ({g.f},)")
     if dx is not None:
-        if (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (x.shape[0], x.shape[1], x.shape[2], x.shape[3]):
-            raise ValueError(f"conv2d_backward: dx must be shaped as x {(x.shape[0], x.shape[1], x.shape[2], x.shape[3])}")
+        if _shape(dx) != _shape(x):
+            raise ValueError(f"conv2d_backward: dx must be shaped as x {_shape(x)}")
         if g.n:
             dx_ptr = &dx[0, 0, 0, 0]
     if g.n == 0:

@@ -38,7 +38,8 @@ def conv2d_forward(x, kernel, bias, strides, dilations, padding, act, param, y):
     kh, kw, c, f = kernel.shape
     n, oh, ow, _ = y.shape
     xp = _padded(x, (kh, kw), (oh, ow), strides, dilations, padding)
-    patches = _taps(xp, (kh, kw), (oh, ow), strides, dilations).reshape(n * oh * ow, -1)
+    taps = _taps(xp, (kh, kw), (oh, ow), strides, dilations)
+    patches = taps.reshape(n * oh * ow, kh * kw * c)
     rows = y.reshape(n * oh * ow, f)
     np.matmul(patches, kernel.reshape(-1, f), out=rows)
     rows += bias
@@ -52,7 +53,8 @@ def conv2d_backward(x, kernel, dz, strides, dilations, padding, dkernel, dbias, 
     kh, kw, c, f = kernel.shape
     n, oh, ow, _ = dz.shape
     xp = _padded(x, (kh, kw), (oh, ow), strides, dilations, padding)
-    patches = _taps(xp, (kh, kw), (oh, ow), strides, dilations).reshape(n * oh * ow, -1)
+    taps = _taps(xp, (kh, kw), (oh, ow), strides, dilations)
+    patches = taps.reshape(n * oh * ow, kh * kw * c)
     g = dz.reshape(-1, f)
     np.matmul(patches.T, g, out=dkernel.reshape(-1, f))
     np.sum(g, axis=0, out=dbias)

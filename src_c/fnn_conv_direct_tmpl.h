@@ -1,0 +1,150 @@
+/*
+ * Direct convolution for inputs with few channels (first layers: 1 to 4 channels) and unit
+ * horizontal stride, one instruction-set flavour at a time (fnn_conv.c instantiates it for
+ * float and double, with AVX-512, AVX2+FMA and portable vectors of one lane).
+ *
+ * Why: with c = 1 a 5x5 patch is 25 values, so the GEMM's k is 25 and every C tile is loaded and
+ * stored for 25 multiply-adds, after a gather of 5 runs of 5 values per row; with 6 filters the
+ * product is also too narrow for the micro-kernel. Here the vector lanes run along the output
+ * row instead (VW positions at a time), each filter of a group has its own accumulator register,
+ * and each tap costs one load of VW inputs from a padded, planar copy of the input rows.
+ *
+ * Forward, per output row (image b, row oy): planes[ky][ci][p] = x[b, oy*sh - pt + ky*dh,
+ * p - pl, ci] (zero outside the image), p < pw; then for each group of FG filters and each block
+ * of VW positions: acc[j] += planes[ky][ci][ox + kx*dw] * kernel[ky, kx, ci, f0 + j] over the
+ * taps in (ky, kx, ci) order, stored to y (bias and activation are applied after, by the
+ * caller). Kernel gradient, per output row: the same planes, dz's row transposed (dzt[f][ox]),
+ * and vector partial sums acc[tap][f][lane] += planes[...][ox + kx*dw] * dzt[f][ox] kept in a
+ * buffer of the caller's (its lanes and groups added in a fixed order at the end).
+ *
+ * Required macros: FT, VT, VW, VZERO(), VLOAD(p), VSET1(x), VFMA(a, b, c) (a*b + c), VSTORE(p, v),
+ * DFN(name), DTARGET (a function attribute or nothing).
+ */
+
+/* planes for output row oy of image b (see above); ky rows outside the image are zero planes */
+static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b, ptrdiff_t oy,
+                                ptrdiff_t pw, FT *planes)
+{
+    const ptrdiff_t c = g->c, w = g->w;
+    ptrdiff_t ky, ci, ix;
+    for (ky = 0; ky < g->kh; ky++) {
+        const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+        FT *pl = planes + ky * c * pw;
+        if (iy < 0 || iy >= g->h) {
+            memset(pl, 0, (size_t)(c * pw) * sizeof(FT));
+            continue;
+        }
+        {
+            const FT *row = x + ((b * g->h + iy) * w) * c;
+            const ptrdiff_t lo = g->pl, hi = g->pl + w < pw ? g->pl + w : pw;
+            for (ci = 0; ci < c; ci++) {
+                FT *p = pl + ci * pw;
+                for (ix = 0; ix < lo && ix < pw; ix++) p[ix] = (FT)0;
+                if (c == 1)
+                    memcpy(p + lo, row, (size_t)(hi - lo) * sizeof(FT));
+                else
+                    for (ix = lo; ix < hi; ix++) p[ix] = row[(ix - lo) * c + ci];
+                for (ix = hi; ix < pw; ix++) p[ix] = (FT)0;
+            }
+        }
+    }
+}
+
+/* One output row, filters f0..f0+FG of the packed kernel wk ([tap][FG], zero-padded filters). */
+#define DIRECT_ROW(FGN)                                                                          \
+    static DTARGET void DFN(row_fg##FGN)(const fnn_conv_geom *g, const FT *planes, ptrdiff_t pw,  \
+                                         const FT *wk, ptrdiff_t f0, ptrdiff_t fg, FT *yrow)     \
+    {                                                                                            \
+        const ptrdiff_t c = g->c, F = g->f;                                                      \
+        FT tmp[FGN * VW];                                                                        \
+        ptrdiff_t ox0, ky, kx, ci, l, j;                                                         \
+        for (ox0 = 0; ox0 < g->ow; ox0 += VW) {                                                  \
+            VT acc[FGN];                                                                         \
+            const ptrdiff_t lanes = (g->ow - ox0 < VW) ? g->ow - ox0 : VW;                       \
+            for (j = 0; j < FGN; j++) acc[j] = VZERO();                                          \
+            for (ky = 0; ky < g->kh; ky++)                                                       \
+                for (kx = 0; kx < g->kw; kx++)                                                   \
+                    for (ci = 0; ci < c; ci++) {                                                 \
+                        const FT *xp = planes + (ky * c + ci) * pw + ox0 + kx * g->dw;           \
+                        const FT *wp = wk + ((ky * g->kw + kx) * c + ci) * FGN;                  \
+                        const VT xv = VLOAD(xp);                                                 \
+                        for (j = 0; j < FGN; j++) acc[j] = VFMA(xv, VSET1(wp[j]), acc[j]);      \
+                    }                                                                            \
+            for (j = 0; j < FGN; j++) VSTORE(tmp + j * VW, acc[j]);                              \
+            for (l = 0; l < lanes; l++) {                                                        \
+                FT *yo = yrow + (ox0 + l) * F + f0;                                              \
+                for (j = 0; j < fg; j++) yo[j] = tmp[j * VW + l];                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+DIRECT_ROW(4)
+DIRECT_ROW(8)
+DIRECT_ROW(16)
+#undef DIRECT_ROW
+
+/* y rows of output rows [r0, r1) (r = b*oh + oy) without bias: the group widths FG are the
+ * smallest of 4, 8, 16 (at most maxfg) that hold the filters left. */
+static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const FT *wk,
+                                     ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t pw, int maxfg,
+                                     FT *planes, FT *y)
+{
+    const ptrdiff_t K = g->kh * g->kw * g->c;
+    ptrdiff_t r, f0;
+    for (r = r0; r < r1; r++) {
+        const ptrdiff_t b = r / g->oh, oy = r % g->oh;
+        FT *yrow = y + r * g->ow * g->f;
+        const FT *w = wk;
+        DFN(planes)(g, x, b, oy, pw, planes);
+        for (f0 = 0; f0 < g->f;) {
+            const ptrdiff_t left = g->f - f0;
+            const int fgn = (left <= 4) ? 4 : (left <= 8 || maxfg == 8) ? 8 : 16;
+            const ptrdiff_t fg = left < fgn ? left : fgn;
+            if (fgn == 4)
+                DFN(row_fg4)(g, planes, pw, w, f0, fg, yrow);
+            else if (fgn == 8)
+                DFN(row_fg8)(g, planes, pw, w, f0, fg, yrow);
+            else
+                DFN(row_fg16)(g, planes, pw, w, f0, fg, yrow);
+            w += K * fgn;
+            f0 += fg;
+        }
+    }
+}
+
+/* The kernel gradient's vector partial sums of output rows [r0, r1): acc[(tap*F + f)*VW + l]
+ * += planes[tap's plane][ox + kx*dw] * dz[r, ox, f] over blocks of positions (lane l of a
+ * block); dzt: F x pw scratch. */
+static DTARGET void DFN(grad_rows)(const fnn_conv_geom *g, const FT *x, const FT *dz,
+                                   ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t pw, FT *planes, FT *dzt,
+                                   FT *acc)
+{
+    const ptrdiff_t c = g->c, F = g->f, ow = g->ow;
+    const ptrdiff_t owp = (ow + VW - 1) / VW * VW;
+    ptrdiff_t r, ky, kx, ci, f, ox, ox0;
+    for (r = r0; r < r1; r++) {
+        const ptrdiff_t b = r / g->oh, oy = r % g->oh;
+        const FT *drow = dz + r * ow * F;
+        DFN(planes)(g, x, b, oy, pw, planes);
+        for (f = 0; f < F; f++) {
+            FT *d = dzt + f * owp;
+            for (ox = 0; ox < ow; ox++) d[ox] = drow[ox * F + f];
+            for (; ox < owp; ox++) d[ox] = (FT)0;
+        }
+        for (ky = 0; ky < g->kh; ky++) {
+            const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->h) continue; /* a zero plane adds nothing */
+            for (kx = 0; kx < g->kw; kx++)
+                for (ci = 0; ci < c; ci++) {
+                    const FT *xp = planes + (ky * c + ci) * pw + kx * g->dw;
+                    FT *a = acc + ((ky * g->kw + kx) * c + ci) * F * VW;
+                    for (f = 0; f < F; f++) {
+                        VT s = VLOAD(a + f * VW);
+                        const FT *d = dzt + f * owp;
+                        for (ox0 = 0; ox0 < owp; ox0 += VW)
+                            s = VFMA(VLOAD(xp + ox0), VLOAD(d + ox0), s);
+                        VSTORE(a + f * VW, s);
+                    }
+                }
+        }
+    }
+}
