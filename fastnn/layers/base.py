@@ -42,8 +42,8 @@ class WeightSpec(NamedTuple):
 
 
 class Slot:
-    """A layer's buffers in one workspace: ``rows_buffer(key, sample_shape)`` gives
-    (rows, *sample_shape) for the current pass, ``buffer(key, shape)`` a fixed-shape array.
+    """A layer's buffers in one workspace: ``rows_buffer(key, sample_shape[, dtype])`` gives
+    (rows, *sample_shape) for the current pass (of the model's dtype unless given), ``buffer(key, shape)`` a fixed-shape array.
     Storage is kept for the largest ``rows`` seen (C-contiguous, so a row slice stays
     contiguous) and reused by every later pass.
 
@@ -71,11 +71,13 @@ class Slot:
             self.capacity = rows
         self.rows = rows
 
-    def rows_buffer(self, key: str, sample_shape: Sequence[int]) -> FloatArray:
+    def rows_buffer(self, key: str, sample_shape: Sequence[int],
+                    dtype: Any = None) -> FloatArray:
         full = self._store.get((key,))
         shape = (self.capacity, *sample_shape)
-        if full is None or full.shape != shape:
-            full = self._store[(key,)] = np.empty(shape, self.dtype)
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if full is None or full.shape != shape or full.dtype != dtype:
+            full = self._store[(key,)] = np.empty(shape, dtype)
         return full if self.rows == self.capacity else full[:self.rows]
 
     def buffer(self, key: str, shape: Sequence[int]) -> FloatArray:

@@ -1,0 +1,231 @@
+# Pooling kernels of the fast backend, channels-last: max and average pooling over windows
+# (MaxPooling2D/1D, AveragePooling2D/1D; the 1-D layers pass images of one row) and global
+# pooling over all positions.
+#
+# x (n, h, w, c), windows (ph, pw) every (sh, sw), starting `top` rows and `left` columns before
+# the input (the 'same' padding): window (oy, ox) covers rows oy*sh - top .. + ph - 1 and columns
+# ox*sw - left .. + pw - 1, clipped to the input. Max pooling keeps, per output value, the index
+# iy*w + ix of the first largest element in window order (a NaN wins, as in PyTorch), and its
+# backward adds dy there; average pooling divides by the number of input elements in the window
+# (padding not counted, as Keras). Forward loops run over (image, output row) pairs on any
+# thread; backward scatters are added per image in output order by one thread, so results do
+# not depend on the thread count. Vectorised along the channels (the contiguous axis).
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport isnan
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from fastnn._ext._parallel cimport threads_for
+
+
+cdef inline Py_ssize_t _lo(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p) noexcept nogil:
+    """first input index of window o (stride s, padding p before), clipped at 0"""
+    return o * s - p if o * s - p > 0 else 0
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k,
+                           Py_ssize_t size) noexcept nogil:
+    """one past the last input index of window o (size k), clipped at size"""
+    return o * s - p + k if o * s - p + k < size else size
+
+
+cdef void _check(tuple xs, tuple ys, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
+                 Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left) except *:
+    if ph < 1 or pw < 1 or sh < 1 or sw < 1 or top < 0 or left < 0:
+        raise ValueError(f"pooling: pool sizes and strides must be >= 1 and padding >= 0. "
+                         f"Received: pool=({ph}, {pw}), strides=({sh}, {sw}), "
+                         f"padding=({top}, {left})")
+    if xs[0] != ys[0] or xs[3] != ys[3]:
+        raise ValueError(f"pooling: x {xs} and y {ys} must have the same batch and channels")
+
+
+def maxpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t top, Py_ssize_t left,
+                      floating[:, :, :, ::1] y,           # OUT (n, oh, ow, c)
+                      int64_t[:, :, :, ::1] argmax):      # OUT (n, oh, ow, c): iy*w + ix or -1
+    """y := the largest x of each window; argmax := where it is (-1: an empty window)"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r, b, oy, ox, y0, y1, x0, x1, iy, ix, k
+    cdef floating v, best
+    cdef int64_t where
+    _check((n, h, w, c), (y.shape[0], oh, ow, y.shape[3]), ph, pw, sh, sw, top, left)
+    if (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]) != (n, oh, ow, c):
+        raise ValueError("maxpool2d_forward: argmax must be shaped as y")
+    with nogil:
+        for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
+            b = r // oh
+            oy = r % oh
+            y0 = _lo(oy, sh, top)
+            y1 = _hi(oy, sh, top, ph, h)
+            for ox in range(ow):
+                x0 = _lo(ox, sw, left)
+                x1 = _hi(ox, sw, left, pw, w)
+                for k in range(c):
+                    y[b, oy, ox, k] = 0
+                    argmax[b, oy, ox, k] = -1
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        where = iy * w + ix
+                        for k in range(c):
+                            v = x[b, iy, ix, k]
+                            best = y[b, oy, ox, k]
+                            if (argmax[b, oy, ox, k] < 0 or v > best
+                                    or (isnan(v) and not isnan(best))):
+                                y[b, oy, ox, k] = v
+                                argmax[b, oy, ox, k] = where
+    return y.base
+
+
+def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
+                       const int64_t[:, :, :, ::1] argmax,  # IN  (n, oh, ow, c) from forward
+                       floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := 0, then dy added at each window's argmax (per image, in output order)"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, oy, ox, k
+    cdef int64_t a
+    if (argmax.shape[0] != n or argmax.shape[1] != oh or argmax.shape[2] != ow
+            or argmax.shape[3] != c or dy.shape[0] != n or dy.shape[3] != c):
+        raise ValueError("maxpool2d_backward: dy, argmax and dx do not match")
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=threads_for(n * h * w * c)):
+            memset(&dx[b, 0, 0, 0] if h * w * c else NULL, 0, h * w * c * sizeof(floating))
+            for oy in range(oh):
+                for ox in range(ow):
+                    for k in range(c):
+                        a = argmax[b, oy, ox, k]
+                        if a >= 0 and a < h * w:     # a corrupted index is dropped, not followed
+                            dx[b, a // w, a % w, k] += dy[b, oy, ox, k]
+
+
+def avgpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t top, Py_ssize_t left,
+                      floating[:, :, :, ::1] y):          # OUT (n, oh, ow, c)
+    """y := the mean of the input elements of each window (padding not counted)"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r, b, oy, ox, y0, y1, x0, x1, iy, ix, k
+    cdef floating scale
+    _check((n, h, w, c), (y.shape[0], oh, ow, y.shape[3]), ph, pw, sh, sw, top, left)
+    with nogil:
+        for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
+            b = r // oh
+            oy = r % oh
+            y0 = _lo(oy, sh, top)
+            y1 = _hi(oy, sh, top, ph, h)
+            for ox in range(ow):
+                x0 = _lo(ox, sw, left)
+                x1 = _hi(ox, sw, left, pw, w)
+                for k in range(c):
+                    y[b, oy, ox, k] = 0
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        for k in range(c):
+                            y[b, oy, ox, k] += x[b, iy, ix, k]
+                if y1 > y0 and x1 > x0:
+                    scale = <floating>(1.0 / ((y1 - y0) * (x1 - x0)))
+                    for k in range(c):
+                        y[b, oy, ox, k] *= scale
+    return y.base
+
+
+def avgpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t top, Py_ssize_t left,
+                       floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := 0, then dy / count added to each input element of its window (per image, in
+    output order)"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, oy, ox, y0, y1, x0, x1, iy, ix, k
+    cdef floating scale
+    _check((n, h, w, c), (dy.shape[0], oh, ow, dy.shape[3]), ph, pw, sh, sw, top, left)
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=threads_for(n * h * w * c)):
+            memset(&dx[b, 0, 0, 0] if h * w * c else NULL, 0, h * w * c * sizeof(floating))
+            for oy in range(oh):
+                y0 = _lo(oy, sh, top)
+                y1 = _hi(oy, sh, top, ph, h)
+                for ox in range(ow):
+                    x0 = _lo(ox, sw, left)
+                    x1 = _hi(ox, sw, left, pw, w)
+                    if y1 <= y0 or x1 <= x0:
+                        continue
+                    scale = <floating>(1.0 / ((y1 - y0) * (x1 - x0)))
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            for k in range(c):
+                                dx[b, iy, ix, k] += dy[b, oy, ox, k] * scale
+
+
+def global_avgpool_forward(const floating[:, :, ::1] x,   # IN  (n, p, c)
+                           floating[:, ::1] y):           # OUT (n, c)
+    """y := the mean over the positions (summed in position order)"""
+    cdef Py_ssize_t n = x.shape[0], p = x.shape[1], c = x.shape[2], b, i, k
+    if y.shape[0] != n or y.shape[1] != c or p < 1:
+        raise ValueError("global_avgpool_forward: x (n, p, c) and y (n, c) do not match")
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=threads_for(n * p * c)):
+            for k in range(c):
+                y[b, k] = 0
+            for i in range(p):
+                for k in range(c):
+                    y[b, k] += x[b, i, k]
+            for k in range(c):
+                y[b, k] = y[b, k] / p
+
+
+def global_avgpool_backward(const floating[:, ::1] dy,    # IN  (n, c)
+                            floating[:, :, ::1] dx):      # OUT (n, p, c)
+    """dx := dy / p at every position"""
+    cdef Py_ssize_t n = dx.shape[0], p = dx.shape[1], c = dx.shape[2], b, i, k
+    if dy.shape[0] != n or dy.shape[1] != c or p < 1:
+        raise ValueError("global_avgpool_backward: dy (n, c) and dx (n, p, c) do not match")
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=threads_for(n * p * c)):
+            for i in range(p):
+                for k in range(c):
+                    dx[b, i, k] = dy[b, k] / p
+
+
+def global_maxpool_forward(const floating[:, :, ::1] x,   # IN  (n, p, c)
+                           floating[:, ::1] y,            # OUT (n, c)
+                           int64_t[:, ::1] argmax):       # OUT (n, c)
+    """y := the largest value over the positions; argmax := the first position holding it"""
+    cdef Py_ssize_t n = x.shape[0], p = x.shape[1], c = x.shape[2], b, i, k
+    cdef floating v, best
+    if y.shape[0] != n or y.shape[1] != c or argmax.shape[0] != n or argmax.shape[1] != c \
+            or p < 1:
+        raise ValueError("global_maxpool_forward: x (n, p, c), y and argmax (n, c) do not match")
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=threads_for(n * p * c)):
+            for k in range(c):
+                y[b, k] = x[b, 0, k]
+                argmax[b, k] = 0
+            for i in range(1, p):
+                for k in range(c):
+                    v = x[b, i, k]
+                    best = y[b, k]
+                    if v > best or (isnan(v) and not isnan(best)):
+                        y[b, k] = v
+                        argmax[b, k] = i
+    return y.base
+
+
+def global_maxpool_backward(const floating[:, ::1] dy,    # IN  (n, c)
+                            const int64_t[:, ::1] argmax,  # IN  (n, c)
+                            floating[:, :, ::1] dx):      # OUT (n, p, c)
+    """dx := dy at each channel's argmax, 0 elsewhere"""
+    cdef Py_ssize_t n = dx.shape[0], p = dx.shape[1], c = dx.shape[2], b, k
+    cdef int64_t a
+    if dy.shape[0] != n or dy.shape[1] != c or argmax.shape[0] != n or argmax.shape[1] != c:
+        raise ValueError("global_maxpool_backward: dy, argmax (n, c) and dx (n, p, c) do not "
+                         "match")
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=threads_for(n * p * c)):
+            memset(&dx[b, 0, 0] if p * c else NULL, 0, p * c * sizeof(floating))
+            for k in range(c):
+                a = argmax[b, k]
+                if a >= 0 and a < p:
+                    dx[b, a, k] = dy[b, k]
