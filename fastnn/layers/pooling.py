@@ -59,6 +59,7 @@ class _Pooling(Layer):
     def build(self, input_shape: Any, dtype: Any) -> Any:
         out = super().build(input_shape, dtype)
         sizes, before = self._geometry(input_shape[:-1])
+        self._args: tuple[int, ...]
         if self.rank == 1:      # the 2-D kernels on one-row images
             self._x4 = (1, *input_shape)
             self._y4 = (1, *out)
