@@ -26,7 +26,8 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
-                   for p in glob(os.path.join(HERE, "src_c", "*.c")))
+                   for p in glob(os.path.join(HERE, "src_c", "*.c"))
+                   if not p.endswith("fnn_pool.c"))      # the pooling extension's own
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,
@@ -164,7 +165,7 @@ setup(
     ext_modules=cythonize(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
-         _extension("_conv", C_SOURCES), _extension("_pooling")],
+         _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"])],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -41,6 +41,28 @@ cdef void _check(tuple xs, tuple ys, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh
         raise ValueError(f"pooling: x {xs} and y {ys} must have the same batch and channels")
 
 
+cdef extern from "fnn_pool.h" nogil:
+    void fnn_maxpool_row_f32(const float *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                             Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t ow, Py_ssize_t pw,
+                             Py_ssize_t sw, Py_ssize_t left, float *y, int64_t *argmax)
+    void fnn_maxpool_row_f64(const double *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                             Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t ow, Py_ssize_t pw,
+                             Py_ssize_t sw, Py_ssize_t left, double *y, int64_t *argmax)
+
+
+cdef inline void _max_row(const floating *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                          Py_ssize_t oy, Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw,
+                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
+                          floating *y, int64_t *argmax) noexcept nogil:
+    """One output row of one image (src_c/fnn_pool.h)."""
+    if floating is float:
+        fnn_maxpool_row_f32(x, h, w, c, _lo(oy, sh, top), _hi(oy, sh, top, ph, h), ow, pw, sw,
+                            left, y, argmax)
+    else:
+        fnn_maxpool_row_f64(x, h, w, c, _lo(oy, sh, top), _hi(oy, sh, top, ph, h), ow, pw, sw,
+                            left, y, argmax)
+
+
 def maxpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t top, Py_ssize_t left,
@@ -48,34 +70,17 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
                       int64_t[:, :, :, ::1] argmax):      # OUT (n, oh, ow, c): iy*w + ix or -1
     """y := the largest x of each window; argmax := where it is (-1: an empty window)"""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
-    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r, b, oy, ox, y0, y1, x0, x1, iy, ix, k
-    cdef floating v, best
-    cdef int64_t where
+    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r
     _check((n, h, w, c), (y.shape[0], oh, ow, y.shape[3]), ph, pw, sh, sw, top, left)
     if (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]) != (n, oh, ow, c):
         raise ValueError("maxpool2d_forward: argmax must be shaped as y")
+    if n * oh * ow * c == 0:
+        return y.base
     with nogil:
-        for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
-            b = r // oh
-            oy = r % oh
-            y0 = _lo(oy, sh, top)
-            y1 = _hi(oy, sh, top, ph, h)
-            for ox in range(ow):
-                x0 = _lo(ox, sw, left)
-                x1 = _hi(ox, sw, left, pw, w)
-                for k in range(c):
-                    y[b, oy, ox, k] = 0
-                    argmax[b, oy, ox, k] = -1
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        where = iy * w + ix
-                        for k in range(c):
-                            v = x[b, iy, ix, k]
-                            best = y[b, oy, ox, k]
-                            if (argmax[b, oy, ox, k] < 0 or v > best
-                                    or (isnan(v) and not isnan(best))):
-                                y[b, oy, ox, k] = v
-                                argmax[b, oy, ox, k] = where
+        for r in prange(n * oh, schedule="static",
+                        num_threads=threads_for(n * oh * ow * c * ph * pw)):
+            _max_row(&x[0, 0, 0, 0] + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw,
+                     top, left, &y[0, 0, 0, 0] + r * ow * c, &argmax[0, 0, 0, 0] + r * ow * c)
     return y.base
 
 
@@ -100,34 +105,47 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
                             dx[b, a // w, a % w, k] += dy[b, oy, ox, k]
 
 
+cdef void _avg_row(const floating *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                   Py_ssize_t oy, Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
+                   Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
+                   floating *y) noexcept nogil:
+    """One output row of one image: each window's sum in window order, times 1 / count."""
+    cdef Py_ssize_t y0 = _lo(oy, sh, top), y1 = _hi(oy, sh, top, ph, h), x0, x1, ox, iy, ix, k
+    cdef const floating *src
+    cdef floating *yo
+    cdef floating scale
+    for ox in range(ow):
+        x0 = _lo(ox, sw, left)
+        x1 = _hi(ox, sw, left, pw, w)
+        yo = y + ox * c
+        for k in range(c):
+            yo[k] = 0
+        for iy in range(y0, y1):
+            for ix in range(x0, x1):
+                src = x + (iy * w + ix) * c
+                for k in range(c):
+                    yo[k] += src[k]
+        if y1 > y0 and x1 > x0:
+            scale = <floating>(1.0 / ((y1 - y0) * (x1 - x0)))
+            for k in range(c):
+                yo[k] *= scale
+
+
 def avgpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t top, Py_ssize_t left,
                       floating[:, :, :, ::1] y):          # OUT (n, oh, ow, c)
     """y := the mean of the input elements of each window (padding not counted)"""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
-    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r, b, oy, ox, y0, y1, x0, x1, iy, ix, k
-    cdef floating scale
+    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r
     _check((n, h, w, c), (y.shape[0], oh, ow, y.shape[3]), ph, pw, sh, sw, top, left)
+    if n * oh * ow * c == 0:
+        return y.base
     with nogil:
-        for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
-            b = r // oh
-            oy = r % oh
-            y0 = _lo(oy, sh, top)
-            y1 = _hi(oy, sh, top, ph, h)
-            for ox in range(ow):
-                x0 = _lo(ox, sw, left)
-                x1 = _hi(ox, sw, left, pw, w)
-                for k in range(c):
-                    y[b, oy, ox, k] = 0
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        for k in range(c):
-                            y[b, oy, ox, k] += x[b, iy, ix, k]
-                if y1 > y0 and x1 > x0:
-                    scale = <floating>(1.0 / ((y1 - y0) * (x1 - x0)))
-                    for k in range(c):
-                        y[b, oy, ox, k] *= scale
+        for r in prange(n * oh, schedule="static",
+                        num_threads=threads_for(n * oh * ow * c * ph * pw)):
+            _avg_row(&x[0, 0, 0, 0] + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw,
+                     top, left, &y[0, 0, 0, 0] + r * ow * c)
     return y.base
 
 
