@@ -218,16 +218,16 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 typedef struct {
     int vw, maxfg;
     void (*fwd_f32)(const fnn_conv_geom *, const float *, const float *, ptrdiff_t, ptrdiff_t,
-                    ptrdiff_t, int, float *, float *);
+                    ptrdiff_t, int, float *, float *, const float *, int, float);
     void (*grad_f32)(const fnn_conv_geom *, const float *, const float *, ptrdiff_t, ptrdiff_t,
-                     ptrdiff_t, float *, float *, float *);
+                     ptrdiff_t, float *, float *);
 } fnn_direct_f32;
 typedef struct {
     int vw, maxfg;
     void (*fwd_f64)(const fnn_conv_geom *, const double *, const double *, ptrdiff_t, ptrdiff_t,
-                    ptrdiff_t, int, double *, double *);
+                    ptrdiff_t, int, double *, double *, const double *, int, double);
     void (*grad_f64)(const fnn_conv_geom *, const double *, const double *, ptrdiff_t,
-                     ptrdiff_t, ptrdiff_t, double *, double *, double *);
+                     ptrdiff_t, ptrdiff_t, double *, double *);
 } fnn_direct_f64;
 
 static fnn_direct_f32 fnn_direct_flavour_f32(void)

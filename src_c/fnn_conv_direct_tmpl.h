@@ -53,7 +53,8 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
 /* One output row, filters f0..f0+FG of the packed kernel wk ([tap][FG], zero-padded filters). */
 #define DIRECT_ROW(FGN)                                                                          \
     static DTARGET void DFN(row_fg##FGN)(const fnn_conv_geom *g, const FT *planes, ptrdiff_t pw,  \
-                                         const FT *wk, ptrdiff_t f0, ptrdiff_t fg, FT *yrow)     \
+                                         const FT *wk, ptrdiff_t f0, ptrdiff_t fg, FT *yrow,     \
+                                         const FT *bias, int act, FT param)                      \
     {                                                                                            \
         const ptrdiff_t c = g->c, F = g->f;                                                      \
         FT tmp[FGN * VW];                                                                        \
@@ -73,7 +74,13 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
             for (j = 0; j < FGN; j++) VSTORE(tmp + j * VW, acc[j]);                              \
             for (l = 0; l < lanes; l++) {                                                        \
                 FT *yo = yrow + (ox0 + l) * F + f0;                                              \
-                for (j = 0; j < fg; j++) yo[j] = tmp[j * VW + l];                                \
+                for (j = 0; j < fg; j++) {                                                       \
+                    FT z = tmp[j * VW + l] + bias[f0 + j];                                       \
+                    if (act == FNN_ACT_RELU) z = z > (FT)0 ? z : (FT)0;                          \
+                    else if (act == FNN_ACT_LEAKY_RELU) z = z > (FT)0 ? z : param * z;           \
+                    else if (act == FNN_ACT_STEP) z = z >= param ? (FT)1 : (FT)0;                \
+                    yo[j] = z;                                                                   \
+                }                                                                                \
             }                                                                                    \
         }                                                                                        \
     }
@@ -82,11 +89,12 @@ DIRECT_ROW(8)
 DIRECT_ROW(16)
 #undef DIRECT_ROW
 
-/* y rows of output rows [r0, r1) (r = b*oh + oy) without bias: the group widths FG are the
- * smallest of 4, 8, 16 (at most maxfg) that hold the filters left. */
+/* y rows of output rows [r0, r1) (r = b*oh + oy), plus the bias, then act when it is LINEAR,
+ * RELU, LEAKY_RELU or STEP (the caller passes LINEAR for the others and applies them after):
+ * the group widths FG are the smallest of 4, 8, 16 (at most maxfg) that hold the filters left. */
 static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const FT *wk,
                                      ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t pw, int maxfg,
-                                     FT *planes, FT *y)
+                                     FT *planes, FT *y, const FT *bias, int act, FT param)
 {
     const ptrdiff_t K = g->kh * g->kw * g->c;
     ptrdiff_t r, f0;
@@ -100,51 +108,67 @@ static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const
             const int fgn = (left <= 4) ? 4 : (left <= 8 || maxfg == 8) ? 8 : 16;
             const ptrdiff_t fg = left < fgn ? left : fgn;
             if (fgn == 4)
-                DFN(row_fg4)(g, planes, pw, w, f0, fg, yrow);
+                DFN(row_fg4)(g, planes, pw, w, f0, fg, yrow, bias, act, param);
             else if (fgn == 8)
-                DFN(row_fg8)(g, planes, pw, w, f0, fg, yrow);
+                DFN(row_fg8)(g, planes, pw, w, f0, fg, yrow, bias, act, param);
             else
-                DFN(row_fg16)(g, planes, pw, w, f0, fg, yrow);
+                DFN(row_fg16)(g, planes, pw, w, f0, fg, yrow, bias, act, param);
             w += K * fgn;
             f0 += fg;
         }
     }
 }
 
-/* The kernel gradient's vector partial sums of output rows [r0, r1): acc[(tap*F + f)*VW + l]
- * += planes[tap's plane][ox + kx*dw] * dz[r, ox, f] over blocks of positions (lane l of a
- * block); dzt: F x pw scratch. */
+/* Rows of the kernel gradient's row batches (see grad_rows). */
+#ifndef FNN_CONV_GRAD_RB
+#define FNN_CONV_GRAD_RB 32
+#endif
+
+/* The kernel gradient's vector partial sums of output rows [r0, r1), FNN_CONV_GRAD_RB rows at a
+ * time: their planes and dz rows transposed (dzt[f][ox], filters padded with zeros to Fp, a
+ * multiple of 8) go to buf, then for each tap and group of 8 filters the 8 accumulators stay in
+ * registers over the batch: acc[(tap*Fp + f)*VW + l] += planes[tap's plane][ox + kx*dw] *
+ * dzt[f][ox] over the blocks of positions (lane l of a block). Rows, blocks and taps always go in
+ * the same order: the sums depend on the shapes only. */
 static DTARGET void DFN(grad_rows)(const fnn_conv_geom *g, const FT *x, const FT *dz,
-                                   ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t pw, FT *planes, FT *dzt,
-                                   FT *acc)
+                                   ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t pw, FT *buf, FT *acc)
 {
-    const ptrdiff_t c = g->c, F = g->f, ow = g->ow;
+    const ptrdiff_t c = g->c, F = g->f, ow = g->ow, Fp = (F + 7) / 8 * 8;
     const ptrdiff_t owp = (ow + VW - 1) / VW * VW;
-    ptrdiff_t r, ky, kx, ci, f, ox, ox0;
-    for (r = r0; r < r1; r++) {
-        const ptrdiff_t b = r / g->oh, oy = r % g->oh;
-        const FT *drow = dz + r * ow * F;
-        DFN(planes)(g, x, b, oy, pw, planes);
-        for (f = 0; f < F; f++) {
-            FT *d = dzt + f * owp;
-            for (ox = 0; ox < ow; ox++) d[ox] = drow[ox * F + f];
-            for (; ox < owp; ox++) d[ox] = (FT)0;
+    const ptrdiff_t plane_sz = g->kh * c * pw, dzt_sz = Fp * owp;
+    FT *planes = buf, *dzts = buf + FNN_CONV_GRAD_RB * plane_sz;
+    ptrdiff_t rb0, i, ky, kx, ci, f, f0, ox, ox0, j;
+    for (rb0 = r0; rb0 < r1; rb0 += FNN_CONV_GRAD_RB) {
+        const ptrdiff_t nr = (r1 - rb0 < FNN_CONV_GRAD_RB) ? r1 - rb0 : FNN_CONV_GRAD_RB;
+        for (i = 0; i < nr; i++) {
+            const ptrdiff_t r = rb0 + i, b = r / g->oh, oy = r % g->oh;
+            const FT *drow = dz + r * ow * F;
+            FT *dzt = dzts + i * dzt_sz;
+            DFN(planes)(g, x, b, oy, pw, planes + i * plane_sz);
+            for (f = 0; f < Fp; f++) {
+                FT *d = dzt + f * owp;
+                const ptrdiff_t filled = f < F ? ow : 0;
+                for (ox = 0; ox < filled; ox++) d[ox] = drow[ox * F + f];
+                for (ox = filled; ox < owp; ox++) d[ox] = (FT)0;
+            }
         }
-        for (ky = 0; ky < g->kh; ky++) {
-            const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
-            if (iy < 0 || iy >= g->h) continue; /* a zero plane adds nothing */
+        for (ky = 0; ky < g->kh; ky++)
             for (kx = 0; kx < g->kw; kx++)
-                for (ci = 0; ci < c; ci++) {
-                    const FT *xp = planes + (ky * c + ci) * pw + kx * g->dw;
-                    FT *a = acc + ((ky * g->kw + kx) * c + ci) * F * VW;
-                    for (f = 0; f < F; f++) {
-                        VT s = VLOAD(a + f * VW);
-                        const FT *d = dzt + f * owp;
-                        for (ox0 = 0; ox0 < owp; ox0 += VW)
-                            s = VFMA(VLOAD(xp + ox0), VLOAD(d + ox0), s);
-                        VSTORE(a + f * VW, s);
+                for (ci = 0; ci < c; ci++)
+                    for (f0 = 0; f0 < Fp; f0 += 8) {
+                        FT *a = acc + (((ky * g->kw + kx) * c + ci) * Fp + f0) * VW;
+                        VT s[8];
+                        for (j = 0; j < 8; j++) s[j] = VLOAD(a + j * VW);
+                        for (i = 0; i < nr; i++) {
+                            const FT *xp = planes + i * plane_sz + (ky * c + ci) * pw + kx * g->dw;
+                            const FT *d = dzts + i * dzt_sz + f0 * owp;
+                            for (ox0 = 0; ox0 < owp; ox0 += VW) {
+                                const VT xv = VLOAD(xp + ox0);
+                                for (j = 0; j < 8; j++)
+                                    s[j] = VFMA(xv, VLOAD(d + j * owp + ox0), s[j]);
+                            }
+                        }
+                        for (j = 0; j < 8; j++) VSTORE(a + j * VW, s[j]);
                     }
-                }
-        }
     }
 }

@@ -163,6 +163,10 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
     const size_t plane_elems = (size_t)(g->kh * g->c * pw);
     FT *wk = (FT *)CFN(alloc)((size_t)(pl->K * (g->f + 16)));
     int ok = 1, nt = fnn_conv_threads(pl, tasks);
+    /* bias and the cheap activations as the rows are stored; the others after, by the GEMM's
+     * epilogue (a product of no terms) */
+    const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH || act == FNN_ACT_SOFTMAX);
+    const int inline_act = late ? FNN_ACT_LINEAR : act;
     if (!wk) return 0;
     CFN(direct_pack_fill)(g, d.maxfg, kernel, wk);
     if (nt <= 1) {
@@ -171,9 +175,10 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
         if (!planes) { free(wk); return 0; }
         for (t = 0; t < tasks; t++) {
             const ptrdiff_t r0 = t * per, r1 = (r0 + per < rows) ? r0 + per : rows;
-            d.DFWD(g, x, wk, r0, r1, pw, d.maxfg, planes, y);
-            CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, bias, act, param,
-                               0.0);
+            d.DFWD(g, x, wk, r0, r1, pw, d.maxfg, planes, y, bias, inline_act, param);
+            if (late)
+                CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, NULL, act,
+                                   param, 0.0);
         }
         free(planes);
     } else {
@@ -191,9 +196,10 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
             for (t = 0; t < tasks; t++) {
                 const ptrdiff_t r0 = t * per, r1 = (r0 + per < rows) ? r0 + per : rows;
                 if (!planes) continue;
-                d.DFWD(g, x, wk, r0, r1, pw, d.maxfg, planes, y);
-                CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, bias, act,
-                                   param, FNN_CONV_SERIAL);
+                d.DFWD(g, x, wk, r0, r1, pw, d.maxfg, planes, y, bias, inline_act, param);
+                if (late)
+                    CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, NULL, act,
+                                       param, FNN_CONV_SERIAL);
             }
             free(planes);
             fnn_ftz_leave(csr);
@@ -212,9 +218,11 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
     const DIRECT_T d = DIRECT_FLAVOUR();
     const ptrdiff_t owp = (g->ow + d.vw - 1) / d.vw * d.vw;
     const ptrdiff_t pw = owp + (g->kw - 1) * g->dw + d.vw;
-    const ptrdiff_t rows = g->n * g->oh, F = g->f, KF = pl->K * F;
+    const ptrdiff_t rows = g->n * g->oh, F = g->f, KF = pl->K * F, Fp = (F + 7) / 8 * 8;
     const ptrdiff_t groups = rows < FNN_CONV_GROUPS ? rows : FNN_CONV_GROUPS;
-    const size_t plane_elems = (size_t)(g->kh * g->c * pw), acc_elems = (size_t)(KF * d.vw);
+    const size_t plane_elems = (size_t)(g->kh * g->c * pw);
+    const size_t acc_elems = (size_t)(pl->K * Fp * d.vw);
+    const size_t buf_elems = (size_t)FNN_CONV_GRAD_RB * (plane_elems + (size_t)(Fp * owp));
     FT *accs = (FT *)CFN(alloc)(acc_elems * (size_t)groups);
     double *bs = (double *)calloc((size_t)(groups * F), sizeof(double));
     int ok = 1, nt = fnn_conv_threads(pl, groups);
@@ -226,7 +234,7 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
 #endif
     {
         const unsigned int csr = fnn_ftz_enter();
-        FT *planes = (FT *)CFN(alloc)(plane_elems + (size_t)(F * owp));
+        FT *planes = (FT *)CFN(alloc)(buf_elems);
         ptrdiff_t qq;
         if (!planes) {
 #ifdef _OPENMP
@@ -240,7 +248,7 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
         for (qq = 0; qq < groups; qq++) {
             const ptrdiff_t r0 = qq * rows / groups, r1 = (qq + 1) * rows / groups;
             if (!planes) continue;
-            d.DGRAD(g, x, dz, r0, r1, pw, planes, planes + plane_elems, accs + qq * acc_elems);
+            d.DGRAD(g, x, dz, r0, r1, pw, planes, accs + qq * acc_elems);
             CFN(colsum)(dz + r0 * g->ow * F, (r1 - r0) * g->ow, F, bs + qq * F);
         }
         free(planes);
@@ -248,9 +256,10 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
     }
     if (ok) {
         for (j = 0; j < KF; j++) {
+            const ptrdiff_t at = ((j / F) * Fp + j % F) * d.vw;
             FT s = (FT)0;
             for (q = 0; q < groups; q++) {
-                const FT *a = accs + q * acc_elems + j * d.vw;
+                const FT *a = accs + q * acc_elems + at;
                 for (l = 0; l < d.vw; l++) s += a[l];
             }
             dkernel[j] = s;
