@@ -146,6 +146,8 @@ def build_parser():
     bench.add_argument("--threads", type=int, nargs="+", default=None,
                        help="thread counts to measure (default: 1 and 2)")
     bench.add_argument("--plot", metavar="FILE", help="save a bar chart of the ratios (PNG)")
+    bench.add_argument("--no-cnn", dest="cnn", action="store_false",
+                       help="skip the table of convolutional networks against PyTorch")
     bench.add_argument("--no-interference", dest="interference", action="store_false",
                        help="skip the table of speeds under interference (a NumPy product "
                             "between calls, another busy process)")

@@ -370,6 +370,13 @@ def main(args):
                          log=lambda line: progress and print(line, file=sys.stderr, flush=True))
         print()
         print(BI.format_table(results, counts[0]))
+    if getattr(args, "cnn", True) and fast_available():
+        from fastnn import _bench_cnn as BC
+        print("\nMeasuring convolutional networks against PyTorch...", flush=True)
+        cnn = BC.run(tuple(thread_counts), repeats=10 if quick else 30,
+                     log=lambda line: progress and print(line, file=sys.stderr, flush=True))
+        print()
+        print(BC.format_table(cnn))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if plot:
         plot_ratios(rows, plot)
