@@ -29,7 +29,7 @@ import fastnn as fnn
 Row = tuple[str, float, Callable[[], Callable[[], Any]], Callable[[Any], Callable[[], Any]]]
 
 
-def lenet5(seed: int = 0, backend: str = "fast") -> Any:
+def lenet5(seed: int = 0, backend: Any = "fast") -> Any:
     """LeNet-5 for 28x28x1 images, as in the issue's benchmark (ReLU, max pooling)."""
     return fnn.Sequential([
         fnn.Conv2D(6, 5, padding="same", activation="relu"), fnn.MaxPooling2D(),
@@ -39,7 +39,7 @@ def lenet5(seed: int = 0, backend: str = "fast") -> Any:
         backend=backend)
 
 
-def digits_cnn(seed: int = 0, backend: str = "fast") -> Any:
+def digits_cnn(seed: int = 0, backend: Any = "fast") -> Any:
     """Two 3x3 convolutions (16, 32 channels) with pooling, Dense 64, Dense 10, on 8x8x1."""
     return fnn.Sequential([
         fnn.Conv2D(16, 3, padding="same", activation="relu"), fnn.MaxPooling2D(),
@@ -138,7 +138,8 @@ def rows() -> list[Row]:
         def theirs(torch: Any) -> Callable[[], Any]:
             conv = torch.nn.Conv2d(64, 64, 3, padding=1)
             xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
-            best, call = None, None
+            best: Optional[float] = None
+            call: Any = None
             for fmt in (torch.contiguous_format, torch.channels_last):
                 xf, cf = xt.contiguous(memory_format=fmt), conv.to(memory_format=fmt)
 
@@ -183,6 +184,7 @@ def measure(threads: int, repeats: int = 30,
             log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """{"peak": GFLOP/s, "rows": {name: (fastnn s, torch s or None, flops)}} at ``threads``,
     the two engines' calls alternating."""
+    torch: Any
     try:
         import torch
     except ImportError:
