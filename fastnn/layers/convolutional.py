@@ -172,9 +172,12 @@ class _Conv(Layer):
             dz = np.ascontiguousarray(dy)
         else:
             dz = ctx.rows_buffer("dz", self.output_shape)
-            ctx.be.activation_backward(rows_of(ctx.rows_buffer("y", self.output_shape)),
-                                       rows_of(np.ascontiguousarray(dy)), act, self.param,
-                                       rows_of(dz))
+            # element-wise derivatives on one row per sample (the kernels' rows are the
+            # fastest when wide); softmax works across each position's channels
+            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
+            ctx.be.activation_backward(view(ctx.rows_buffer("y", self.output_shape)),
+                                       view(np.ascontiguousarray(dy)), act, self.param,
+                                       view(dz))
         ctx.be.conv2d_backward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
                                dz.reshape(n, *self._y4), self._strides, self._dilations,
                                self._pads, self.dkernel.reshape(self._k4), self.dbias,
