@@ -18,6 +18,7 @@
  * buffer of the caller's (its lanes and groups added in a fixed order at the end).
  *
  * Required macros: FT, VT, VW, VZERO(), VLOAD(p), VSET1(x), VFMA(a, b, c) (a*b + c), VSTORE(p, v),
+ * VADD(a, b), VMAX(a, b) (b where a is NaN, as x86's max),
  * DFN(name), DTARGET (a function attribute or nothing).
  */
 
@@ -71,6 +72,18 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
                         const VT xv = VLOAD(xp);                                                 \
                         for (j = 0; j < FGN; j++) acc[j] = VFMA(xv, VSET1(wp[j]), acc[j]);      \
                     }                                                                            \
+            if (act == FNN_ACT_LINEAR || act == FNN_ACT_RELU) { /* the epilogue in registers */  \
+                for (j = 0; j < FGN; j++) {                                                      \
+                    acc[j] = VADD(acc[j], VSET1(j < fg ? bias[f0 + j] : (FT)0));                 \
+                    if (act == FNN_ACT_RELU) acc[j] = VMAX(acc[j], VZERO());                     \
+                    VSTORE(tmp + j * VW, acc[j]);                                                \
+                }                                                                                \
+                for (l = 0; l < lanes; l++) {                                                    \
+                    FT *yo = yrow + (ox0 + l) * F + f0;                                          \
+                    for (j = 0; j < fg; j++) yo[j] = tmp[j * VW + l];                            \
+                }                                                                                \
+                continue;                                                                        \
+            }                                                                                    \
             for (j = 0; j < FGN; j++) VSTORE(tmp + j * VW, acc[j]);                              \
             for (l = 0; l < lanes; l++) {                                                        \
                 FT *yo = yrow + (ox0 + l) * F + f0;                                              \
@@ -137,7 +150,8 @@ static DTARGET void DFN(grad_rows)(const fnn_conv_geom *g, const FT *x, const FT
     const ptrdiff_t owp = (ow + VW - 1) / VW * VW;
     const ptrdiff_t plane_sz = g->kh * c * pw, dzt_sz = Fp * owp;
     FT *planes = buf, *dzts = buf + FNN_CONV_GRAD_RB * plane_sz;
-    ptrdiff_t rb0, i, ky, kx, ci, f, f0, ox, ox0, j;
+    const ptrdiff_t K = g->kh * g->kw * c;
+    ptrdiff_t rb0, i, t, u, f, f0, ox, ox0, j;
     for (rb0 = r0; rb0 < r1; rb0 += FNN_CONV_GRAD_RB) {
         const ptrdiff_t nr = (r1 - rb0 < FNN_CONV_GRAD_RB) ? r1 - rb0 : FNN_CONV_GRAD_RB;
         for (i = 0; i < nr; i++) {
@@ -152,23 +166,34 @@ static DTARGET void DFN(grad_rows)(const fnn_conv_geom *g, const FT *x, const FT
                 for (ox = filled; ox < owp; ox++) d[ox] = (FT)0;
             }
         }
-        for (ky = 0; ky < g->kh; ky++)
-            for (kx = 0; kx < g->kw; kx++)
-                for (ci = 0; ci < c; ci++)
-                    for (f0 = 0; f0 < Fp; f0 += 8) {
-                        FT *a = acc + (((ky * g->kw + kx) * c + ci) * Fp + f0) * VW;
-                        VT s[8];
-                        for (j = 0; j < 8; j++) s[j] = VLOAD(a + j * VW);
-                        for (i = 0; i < nr; i++) {
-                            const FT *xp = planes + i * plane_sz + (ky * c + ci) * pw + kx * g->dw;
-                            const FT *d = dzts + i * dzt_sz + f0 * owp;
-                            for (ox0 = 0; ox0 < owp; ox0 += VW) {
-                                const VT xv = VLOAD(xp + ox0);
-                                for (j = 0; j < 8; j++)
-                                    s[j] = VFMA(xv, VLOAD(d + j * owp + ox0), s[j]);
-                            }
+        /* DTB taps at a time: the 8 dz vectors of a block are loaded once for them */
+        for (t = 0; t < K; t += DTB) {
+            const ptrdiff_t tb = (K - t < DTB) ? K - t : DTB;
+            ptrdiff_t off[DTB];
+            for (u = 0; u < DTB; u++) { /* tap (ky, kx, ci) = t + u: its plane and shift */
+                const ptrdiff_t tap = t + (u < tb ? u : 0), ci_ = tap % c, kk = tap / c;
+                off[u] = ((kk / g->kw) * c + ci_) * pw + (kk % g->kw) * g->dw;
+            }
+            for (f0 = 0; f0 < Fp; f0 += 8) {
+                VT s[DTB][8];
+                for (u = 0; u < DTB; u++)
+                    for (j = 0; j < 8; j++)
+                        s[u][j] = u < tb ? VLOAD(acc + ((t + u) * Fp + f0 + j) * VW) : VZERO();
+                for (i = 0; i < nr; i++) {
+                    const FT *base = planes + i * plane_sz;
+                    const FT *d = dzts + i * dzt_sz + f0 * owp;
+                    for (ox0 = 0; ox0 < owp; ox0 += VW) {
+                        VT dv[8];
+                        for (j = 0; j < 8; j++) dv[j] = VLOAD(d + j * owp + ox0);
+                        for (u = 0; u < DTB; u++) {
+                            const VT xv = VLOAD(base + off[u] + ox0);
+                            for (j = 0; j < 8; j++) s[u][j] = VFMA(xv, dv[j], s[u][j]);
                         }
-                        for (j = 0; j < 8; j++) VSTORE(a + j * VW, s[j]);
                     }
+                }
+                for (u = 0; u < tb; u++)
+                    for (j = 0; j < 8; j++) VSTORE(acc + ((t + u) * Fp + f0 + j) * VW, s[u][j]);
+            }
+        }
     }
 }
