@@ -296,10 +296,6 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
      * (kernel gradient) slower here than on the GEMM path, so only the first layers come */
     return g->sw == 1 && g->c <= FNN_CONV_DIRECT_MAX_C;
 }
-    if (mode == 1) return g->sw == 1 && (g->c <= FNN_CONV_DIRECT_MAX_C || g->f <= 16);
-    if (mode == 2) return g->sw == 1 && (g->c <= FNN_CONV_DIRECT_MAX_C || g->f <= 32);
-    return g->sw == 1 && g->c <= FNN_CONV_DIRECT_MAX_C;
-}
 
 #define FT float
 #define CFN(name) name##_f32
