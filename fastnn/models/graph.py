@@ -13,6 +13,8 @@ never depend on the shapes; the graph unpacks them into each input's shape.
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -36,7 +38,9 @@ class Node:
 
 
 def width(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape))
+    """Values per sample of ``shape`` (math.prod: np.prod costs ~5 us a call, and this runs
+    several times per predict)."""
+    return math.prod(shape)
 
 
 class GraphWorkspace:
