@@ -265,6 +265,9 @@ def test_bad_shapes_are_refused_at_build_and_at_call():
     with pytest.raises(ValueError, match="strides"):
         fast_backend.conv2d_forward(x, kernel, np.zeros(2, np.float32), (0, 1), (1, 1), (0, 0),
                                     0, 0.0, np.zeros((2, 6, 6, 2), np.float32))
+    with pytest.raises(ValueError, match="below 2"):
+        fast_backend.conv2d_forward(x, kernel, np.zeros(2, np.float32), (2**62, 1), (1, 1),
+                                    (0, 0), 0, 0.0, np.zeros((2, 6, 6, 2), np.float32))
     with pytest.raises(ValueError, match="dx"):
         fast_backend.conv2d_backward(x, kernel, np.zeros((2, 6, 6, 2), np.float32), (1, 1),
                                      (1, 1), (0, 0), np.zeros_like(kernel),

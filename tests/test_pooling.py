@@ -225,6 +225,8 @@ def test_kernels_refuse_mismatched_shapes():
         fast_backend.avgpool2d_forward(x, 2, 2, 2, 2, 0, 0, np.zeros((2, 2, 2, 4)))
     with pytest.raises(ValueError, match="strides"):
         fast_backend.avgpool2d_forward(x, 2, 2, 0, 2, 0, 0, np.zeros((2, 2, 2, 3)))
+    with pytest.raises(ValueError, match="below 2"):
+        fast_backend.avgpool2d_forward(x, 2, 2, 2**40, 2, 0, 0, np.zeros((2, 2, 2, 3)))
     # an out-of-range argmax (never made by forward) is dropped, not followed
     dx = np.ones_like(x)
     fast_backend.maxpool2d_backward(np.ones((2, 2, 2, 3)),

@@ -45,6 +45,11 @@ cdef fnn_conv_geom _geometry(tuple xs, tuple ks, tuple ys, strides, dilations,
         raise ValueError(f"conv2d: strides and dilations must be >= 1 and padding >= 0. "
                          f"Received: strides={strides}, dilation_rate={dilations}, "
                          f"padding={padding}")
+    if max(sh, sw, dh, dw, pt, pl, *xs[1:], *ks, *ys[1:]) >= 2**31:
+        # every index the kernels form stays far from overflow (the layers allow no more)
+        raise ValueError(f"conv2d: sizes, strides, dilations and padding must be below 2**31. "
+                         f"Received: x {xs}, kernel {ks}, y {ys}, strides={strides}, "
+                         f"dilation_rate={dilations}, padding={padding}")
     if xs[3] != ks[2] or ys[3] != ks[3] or ys[0] != xs[0]:
         raise ValueError(f"conv2d: shapes do not match: x {xs}, kernel {ks}, y {ys} (x's "
                          f"channels must be the kernel's third axis, y's its fourth, and x and "

@@ -37,6 +37,9 @@ cdef void _check(tuple xs, tuple ys, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh
         raise ValueError(f"pooling: pool sizes and strides must be >= 1 and padding >= 0. "
                          f"Received: pool=({ph}, {pw}), strides=({sh}, {sw}), "
                          f"padding=({top}, {left})")
+    if max(ph, pw, sh, sw, top, left, *xs[1:], *ys[1:]) >= 2**31:
+        raise ValueError(f"pooling: sizes, strides and padding must be below 2**31. Received: "
+                         f"pool=({ph}, {pw}), strides=({sh}, {sw}), x {xs}, y {ys}")
     if xs[0] != ys[0] or xs[3] != ys[3]:
         raise ValueError(f"pooling: x {xs} and y {ys} must have the same batch and channels")
 
