@@ -232,3 +232,14 @@ def test_kernels_refuse_mismatched_shapes():
     fast_backend.maxpool2d_backward(np.ones((2, 2, 2, 3)),
                                     np.full((2, 2, 2, 3), 10**12, np.int64), dx)
     assert not dx.any()
+
+
+def test_default_names_follow_keras():
+    """Keras' snake case keeps a digit and the capital after it together (conv2d, not conv2_d)."""
+    names = [fnn.MaxPooling2D().name, fnn.AveragePooling1D().name,
+             fnn.GlobalAveragePooling2D().name, fnn.GlobalMaxPool1D().name, fnn.Conv2D(1, 1).name,
+             fnn.LeakyReLU().name, fnn.BatchNormalization().name]
+    assert names == ["max_pooling2d", "average_pooling1d", "global_average_pooling2d",
+                     "global_max_pooling1d", "conv2d", "leaky_re_lu", "batch_normalization"]
+    model = fnn.Sequential([fnn.MaxPooling2D(), fnn.MaxPooling2D()], input_shape=(8, 8, 1))
+    assert [layer.name for layer in model.layers] == ["max_pooling2d", "max_pooling2d_1"]

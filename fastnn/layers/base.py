@@ -90,13 +90,17 @@ class Slot:
         return self._dx[i] if i < len(self._dx) else None
 
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Keras' two passes: a break before each capitalised word (a capital then lowercase letters or
+# digits), then between a lowercase letter and a capital. A digit followed by a capital is not
+# a break, so ``Conv2D`` is ``conv2d`` (one pass splitting at every case change gave ``conv2_d``).
+_WORD = re.compile(r"(.)([A-Z][a-z0-9]+)")
+_LOWER_UPPER = re.compile(r"([a-z])([A-Z])")
 
 
 def snake_name(cls_name: str) -> str:
     """Keras' default layer names: ``BatchNormalization`` -> ``batch_normalization``,
-    ``LeakyReLU`` -> ``leaky_re_lu``."""
-    return _CAMEL.sub("_", cls_name).lower()
+    ``LeakyReLU`` -> ``leaky_re_lu``, ``MaxPooling2D`` -> ``max_pooling2d``."""
+    return _LOWER_UPPER.sub(r"\1_\2", _WORD.sub(r"\1_\2", cls_name)).lower()
 
 
 class Layer:

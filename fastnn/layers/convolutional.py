@@ -31,7 +31,8 @@ def conv_tuple(name: str, value: Any, rank: int) -> tuple[int, ...]:
     strides, dilation_rate, pool_size)."""
     items = value if isinstance(value, (tuple, list)) else (value,) * rank
     if len(items) != rank:
-        raise ValueError(f"{name} must be an integer or {rank} integers. Received: "
+        many = f"a tuple of {rank} integers" if rank > 1 else "a tuple of one integer"
+        raise ValueError(f"{name} must be an integer or {many}. Received: "
                          f"{name}={V._describe(value)}")
     out = tuple(V.check_int(name, v, low=1) for v in items)
     if any(v >= 2**31 for v in out):
