@@ -142,8 +142,26 @@ class MaxPooling2D(_Pooling):
 
 
 class AveragePooling2D(_Pooling):
-    """The mean of each ``pool_size`` window, per channel (with ``padding="same"``, over the
-    input elements of the window only). Arguments as ``MaxPooling2D``.
+    """The mean of each ``pool_size`` window, per channel, every ``strides`` positions.
+
+    Parameters
+    ----------
+    pool_size : int or (int, int), default (2, 2)
+    strides : int or (int, int), default None (= pool_size)
+    padding : {"valid", "same"}, default "valid"
+        ``same``: windows may reach past the input (output size ceil(size / stride)); the mean
+        is over the window's input elements only (Keras; PyTorch's count_include_pad=False).
+    data_format : None or "channels_last"
+    name, trainable
+        See ``Layer``.
+
+    Raises
+    ------
+    ValueError
+        For sizes below 1, an unknown padding, channels-first data, or (at build) a pool that
+        does not fit the input with ``padding="valid"``.
+    TypeError
+        For sizes that are not integers.
 
     Examples
     --------
@@ -165,8 +183,24 @@ class AveragePooling2D(_Pooling):
 
 
 class MaxPooling1D(_Pooling):
-    """``MaxPooling2D`` along the steps of a sequence (steps, channels): ``pool_size`` and
-    ``strides`` are single integers (default 2, and None = pool_size).
+    """The largest value of each window of ``pool_size`` steps of a sequence (steps, channels),
+    per channel, every ``strides`` steps (ties: the gradient goes to the first one).
+
+    Parameters
+    ----------
+    pool_size : int, default 2
+    strides : int, default None (= pool_size)
+    padding : {"valid", "same"}, default "valid"
+    data_format : None or "channels_last"
+    name, trainable
+        See ``Layer``.
+
+    Raises
+    ------
+    ValueError
+        As ``MaxPooling2D``.
+    TypeError
+        For sizes that are not integers.
 
     Examples
     --------
@@ -186,7 +220,34 @@ class MaxPooling1D(_Pooling):
 
 
 class AveragePooling1D(_Pooling):
-    """``AveragePooling2D`` along the steps of a sequence (steps, channels)."""
+    """The mean of each window of ``pool_size`` steps of a sequence (steps, channels), per
+    channel, every ``strides`` steps (``padding="same"``: over the input steps only).
+
+    Parameters
+    ----------
+    pool_size : int, default 2
+    strides : int, default None (= pool_size)
+    padding : {"valid", "same"}, default "valid"
+    data_format : None or "channels_last"
+    name, trainable
+        See ``Layer``.
+
+    Raises
+    ------
+    ValueError
+        As ``AveragePooling2D``.
+    TypeError
+        For sizes that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.AveragePooling1D(2, padding="same")], input_shape=(3, 1),
+    ...                        backend="numpy")
+    >>> model.predict(np.array([[[1.0], [3.0], [8.0]]]))[0, :, 0]
+    array([2., 8.], dtype=float32)
+    """
 
     rank = 1
     mode = "avg"
@@ -254,6 +315,21 @@ class GlobalAveragePooling2D(_GlobalPooling):
     """The mean over all positions of each channel: (h, w, c) -> (c,), or (1, 1, c) with
     ``keepdims=True``.
 
+    Parameters
+    ----------
+    data_format : None or "channels_last"
+    keepdims : bool, default False
+        Keep the pooled axes, of size 1.
+    name, trainable
+        See ``Layer``.
+
+    Raises
+    ------
+    ValueError
+        For channels-first data, or (at build) an input that is not (height, width, channels).
+    TypeError
+        For a ``keepdims`` that is not a bool.
+
     Examples
     --------
     >>> import numpy as np
@@ -266,19 +342,54 @@ class GlobalAveragePooling2D(_GlobalPooling):
 
 
 class GlobalMaxPooling2D(_GlobalPooling):
-    """The largest value over all positions of each channel: (h, w, c) -> (c,)."""
+    """The largest value over all positions of each channel: (h, w, c) -> (c,), or (1, 1, c)
+    with ``keepdims=True``; the gradient goes to the first largest position (row-major).
+    Arguments and errors as ``GlobalAveragePooling2D``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.GlobalMaxPooling2D(keepdims=True)], input_shape=(2, 2, 1),
+    ...                        backend="numpy")
+    >>> model.predict(np.array([[[[1.0], [2.0]], [[3.0], [6.0]]]])).shape
+    (1, 1, 1, 1)
+    """
 
     mode = "max"
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """The mean over the steps of each channel: (steps, c) -> (c,)."""
+    """The mean over the steps of each channel: (steps, c) -> (c,), or (1, c) with
+    ``keepdims=True``. Arguments as ``GlobalAveragePooling2D``; ValueError (at build) for an
+    input that is not (steps, channels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.GlobalAveragePooling1D()], input_shape=(3, 2),
+    ...                        backend="numpy")
+    >>> model.predict(np.array([[[1.0, 0.0], [2.0, 0.0], [6.0, 3.0]]]))
+    array([[3., 1.]], dtype=float32)
+    """
 
     rank = 1
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
-    """The largest value over the steps of each channel: (steps, c) -> (c,)."""
+    """The largest value over the steps of each channel: (steps, c) -> (c,), or (1, c) with
+    ``keepdims=True``; the gradient goes to the first largest step. Arguments as
+    ``GlobalAveragePooling2D``; ValueError (at build) for an input that is not (steps, channels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.GlobalMaxPooling1D()], input_shape=(3, 2), backend="numpy")
+    >>> model.predict(np.array([[[1.0, 0.0], [2.0, 0.0], [6.0, 3.0]]]))
+    array([[6., 3.]], dtype=float32)
+    """
 
     rank = 1
     mode = "max"
