@@ -6,13 +6,13 @@ sizes that run the parallel loops.
 
 import itertools
 import json
+import zlib
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
 from fastnn.backends import fast_backend, numpy_backend
-from fastnn.layers.convolutional import output_length
 
 BACKENDS = {"fast": fast_backend, "numpy": numpy_backend}
 GRID = [case for case in itertools.product([1, 17], [(5, 7), (8, 8), (1, 1), (6, 3)], [1, 3, 16],
@@ -21,9 +21,19 @@ GRID = [case for case in itertools.product([1, 17], [(5, 7), (8, 8), (1, 1), (6,
         if case[4] <= 2 or case[2] == 3]
 
 
+def _axis(size, k, s, pad):
+    """Keras' output size and padding before, along one axis (written here from Keras' rule,
+    not taken from fastnn): valid floor((size - k) / s) + 1; same ceil(size / s), with half of
+    max((out - 1) * s + k - size, 0) before (the odd one after)."""
+    if pad == "valid":
+        return (size - k) // s + 1 if size >= k else 0, 0
+    out = -(-size // s)
+    return out, max((out - 1) * s + k - size, 0) // 2
+
+
 def _geometry(h, w, pool, s, pad):
-    oh, top = output_length(h, pool[0], s, 1, pad)
-    ow, left = output_length(w, pool[1], s, 1, pad)
+    oh, top = _axis(h, pool[0], s, pad)
+    ow, left = _axis(w, pool[1], s, pad)
     return oh, ow, top, left
 
 
@@ -50,7 +60,7 @@ def test_pooling_kernels_match_pytorch_and_the_loop_reference(case, backend):
     F = torch.nn.functional
     n, (h, w), c, pool, s, pad = case
     oh, ow, top, left = _geometry(h, w, pool, s, pad)
-    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(str(case).encode()))    # the same data every run
     x = rng.standard_normal((n, h, w, c))
     dy = rng.standard_normal((n, oh, ow, c))
     be = BACKENDS[backend]
@@ -75,10 +85,16 @@ def test_pooling_kernels_match_pytorch_and_the_loop_reference(case, backend):
     be.avgpool2d_backward(dy, *pool, s, s, top, left, dx)
     np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
-    if pad == "valid" and (top, left) == (0, 0):      # where PyTorch's average is Keras'
-        np.testing.assert_allclose(
-            y, F.avg_pool2d(torch.tensor(x.transpose(0, 3, 1, 2).copy()), pool, s)
-            .numpy().transpose(0, 2, 3, 1), rtol=1e-12)
+    bottom, right = max(need_h - h - top, 0), max(need_w - w - left, 0)
+    if (bottom, right) == (top, left) and 2 * top <= pool[0] and 2 * left <= pool[1]:
+        # padding PyTorch can express (symmetric, at most half the pool): its average without
+        # the padding counted is Keras', the gradient by autograd
+        xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+        yt = F.avg_pool2d(xt, pool, s, padding=(top, left), count_include_pad=False)
+        (yt * torch.tensor(dy.transpose(0, 3, 1, 2).copy())).sum().backward()
+        np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-12)
+        np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-12,
+                                   atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -243,3 +259,226 @@ def test_default_names_follow_keras():
                      "global_max_pooling1d", "conv2d", "leaky_re_lu", "batch_normalization"]
     model = fnn.Sequential([fnn.MaxPooling2D(), fnn.MaxPooling2D()], input_shape=(8, 8, 1))
     assert [layer.name for layer in model.layers] == ["max_pooling2d", "max_pooling2d_1"]
+
+
+def _torch_pool_nhwc(torch, x, mode, pool, strides, padding):
+    """Keras pooling of NHWC x by PyTorch ops (autograd-ready): the input padded explicitly
+    (-inf for max; zeros for average, divided by the pooled count of an all-ones padded
+    input, so the padding is not counted even where it is asymmetric)."""
+    F = torch.nn.functional
+    h, w = x.shape[1:3]
+    oh, ow, top, left = _axis_pair(h, w, pool, strides, padding)
+    pads = (left, max((ow - 1) * strides[1] + pool[1] - w - left, 0),
+            top, max((oh - 1) * strides[0] + pool[0] - h - top, 0))
+    xc = x.permute(0, 3, 1, 2)
+    if mode == "max":
+        y = F.max_pool2d(F.pad(xc, pads, value=-np.inf), pool, strides)
+    else:
+        total = F.avg_pool2d(F.pad(xc, pads), pool, strides)
+        count = F.avg_pool2d(F.pad(torch.ones_like(xc[:1, :1]), pads), pool, strides)
+        y = total / count
+    return y.permute(0, 2, 3, 1)
+
+
+def _axis_pair(h, w, pool, strides, padding):
+    (oh, top), (ow, left) = (_axis(h, pool[0], strides[0], padding),
+                             _axis(w, pool[1], strides[1], padding))
+    return oh, ow, top, left
+
+
+MODEL_CASES = [  # (layer kind, pool, strides, padding, input (h, w, c))
+    ("max", (2, 2), (2, 2), "valid", (8, 8, 3)), ("max", (3, 3), (2, 2), "same", (5, 7, 16)),
+    ("max", (3, 2), (1, 3), "same", (6, 5, 1)), ("max", (3, 3), (3, 3), "same", (1, 1, 3)),
+    ("avg", (2, 2), (2, 2), "valid", (8, 8, 3)), ("avg", (3, 3), (2, 2), "same", (5, 7, 16)),
+    ("avg", (2, 3), (3, 1), "same", (6, 5, 1)), ("avg", (2, 2), (1, 1), "same", (4, 4, 3)),
+    ("avg", (3, 1), (2, 1), "valid", (7, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+@pytest.mark.parametrize("case", MODEL_CASES, ids=str)
+def test_2d_pooling_layers_match_pytorch_through_a_model(case, backend):
+    """Output shape, forward and input gradient of a Sequential holding the layer."""
+    torch = pytest.importorskip("torch")
+    mode, pool, strides, padding, shape = case
+    cls = fnn.MaxPooling2D if mode == "max" else fnn.AveragePooling2D
+    model = fnn.Sequential([cls(pool, strides, padding.upper())], input_shape=shape,
+                           dtype="float64", backend=backend)
+    oh, ow, _, _ = _axis_pair(shape[0], shape[1], pool, strides, padding)
+    assert model.output_shape == (oh, ow, shape[2])
+    rng = np.random.default_rng(zlib.crc32(str(case).encode()))
+    x = rng.standard_normal((17, *shape))
+    out = model.forward(x, training=True)
+    g = rng.standard_normal(out.shape)
+    dx = model.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = _torch_pool_nhwc(torch, xt, mode, pool, strides, padding)
+    (yt * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(out, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("pool, strides, steps", [(3, 2, 11), (2, None, 9), (4, 3, 6), (3, 1, 2)])
+def test_1d_pooling_with_same_padding_matches_pytorch(pool, strides, steps, mode, backend):
+    """The 1-D layers are the 2-D ones on one-row images: checked against the 2-D oracle on
+    inputs of height 1."""
+    torch = pytest.importorskip("torch")
+    cls = fnn.MaxPooling1D if mode == "max" else fnn.AveragePooling1D
+    model = fnn.Sequential([cls(pool, strides, "same")], input_shape=(steps, 5),
+                           dtype="float64", backend=backend)
+    s = pool if strides is None else strides
+    assert model.output_shape == (-(-steps // s), 5)
+    rng = np.random.default_rng(steps * 10 + pool)
+    x = rng.standard_normal((3, steps, 5))
+    out = model.forward(x, training=True)
+    g = rng.standard_normal(out.shape)
+    dx = model.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = _torch_pool_nhwc(torch, xt[:, None], mode, (1, pool), (1, s), "same")[:, 0]
+    (yt * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(out, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_max_pooling_ties_in_overlapping_windows_match_pytorch(backend):
+    """Inputs of a few integer values tie often; with overlapping windows (stride 1 < pool 3)
+    an element can win several windows. PyTorch, like fastnn, sends each window's gradient to
+    its first largest element in row-major window order, so the gradients agree exactly."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, (4, 9, 8, 6)).astype(np.float64)
+    model = fnn.Sequential([fnn.MaxPooling2D(3, 1)], input_shape=(9, 8, 6), dtype="float64",
+                           backend=backend)
+    out = model.forward(x, training=True)
+    g = rng.integers(1, 5, out.shape).astype(np.float64)      # exact sums
+    dx = model.backward(g)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, 1)
+    (yt * torch.tensor(g.transpose(0, 3, 1, 2).copy())).sum().backward()
+    np.testing.assert_array_equal(dx, xt.grad.numpy().transpose(0, 2, 3, 1))
+    assert (dx != 0).sum() < (g != 0).sum()        # ties were resolved, not split
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_max_pooling_equals_the_numpy_twin_at_every_channel_remainder(channels, dtype):
+    """The compiled max pooling takes channels 16 bytes at a time, the last vector overlapping
+    (or padded below one vector): every remainder, both dtypes, with ties and a NaN."""
+    rng = np.random.default_rng(channels)
+    x = rng.integers(-3, 4, (3, 7, 6, channels)).astype(dtype)
+    x[1, 2, 3, channels // 2] = np.nan
+    results = []
+    for be in (fast_backend, numpy_backend):
+        y, argmax = np.full((3, 4, 3, channels), 7, dtype), np.full((3, 4, 3, channels), -7)
+        be.maxpool2d_forward(x, 3, 3, 2, 2, 1, 1, y, argmax)
+        dx = np.full_like(x, np.nan)
+        be.maxpool2d_backward(np.arange(y.size, dtype=dtype).reshape(y.shape), argmax, dx)
+        results.append((y, argmax, dx))
+    (y, argmax, dx), (y2, argmax2, dx2) = results
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(argmax, argmax2)
+    np.testing.assert_array_equal(dx, dx2)
+    # windows cover rows 2*oy - 1 .. 2*oy + 1 and columns 2*ox - 1 .. 2*ox + 1: the NaN at
+    # row 2, column 3 is in windows (1, 1) and (1, 2) only, and wins both
+    nan_at = np.argwhere(np.isnan(y))
+    assert nan_at.tolist() == [[1, 1, 1, channels // 2], [1, 1, 2, channels // 2]]
+    assert (argmax[1, 1, 1:3, channels // 2] == 2 * 6 + 3).all()
+    avg, avg2 = np.empty_like(y), np.empty_like(y)
+    fast_backend.avgpool2d_forward(x, 3, 3, 2, 2, 1, 1, avg)
+    numpy_backend.avgpool2d_forward(x, 3, 3, 2, 2, 1, 1, avg2)
+    np.testing.assert_allclose(avg, avg2, rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
+def _pooling_models(backend):
+    return [fnn.Sequential(layers, input_shape=(24, 24, 8), dtype="float64", backend=backend,
+                           seed=0)
+            for layers in ([fnn.MaxPooling2D(3, 2, "same")], [fnn.AveragePooling2D(3, 2, "same")],
+                           [fnn.MaxPooling2D(3, 1)], [fnn.AveragePooling2D(2, 1, "same")],
+                           [fnn.GlobalMaxPooling2D()], [fnn.GlobalAveragePooling2D()])]
+
+
+def test_pooling_models_are_bitwise_the_same_at_any_thread_count_and_match_numpy(threads):
+    """32 images of 24x24x8 (147456 values: above the kernels' threading threshold), the
+    compiled backend at this thread count against a one-thread run, and against NumPy."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 24, 24, 8))
+    x[:, ::5, ::3] = 1.5                              # ties
+    runs = {}
+    for label, count, backend in (("now", threads, "fast"), ("one", 1, "fast"),
+                                  ("numpy", threads, "numpy")):
+        fnn.set_num_threads(count)
+        runs[label] = []
+        for model in _pooling_models(backend):
+            out = model.forward(x, training=True).copy()
+            g = np.random.default_rng(4).standard_normal(out.shape)
+            runs[label].append((out, model.backward(g).copy()))
+    fnn.set_num_threads(threads)
+    for (out, dx), (out1, dx1), (outn, dxn) in zip(runs["now"], runs["one"], runs["numpy"]):
+        assert out.tobytes() == out1.tobytes() and dx.tobytes() == dx1.tobytes()
+        np.testing.assert_allclose(out, outn, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(dx, dxn, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_kernels_on_an_empty_batch_are_no_ops(backend):
+    be = BACKENDS[backend]
+    x, y = np.zeros((0, 5, 5, 3)), np.zeros((0, 3, 3, 3))
+    argmax, dx = np.zeros((0, 3, 3, 3), np.int64), np.zeros((0, 5, 5, 3))
+    be.maxpool2d_forward(x, 2, 2, 2, 2, 0, 0, y, argmax)
+    be.maxpool2d_backward(y, argmax, dx)
+    be.avgpool2d_forward(x, 3, 3, 2, 2, 1, 1, y)
+    be.avgpool2d_backward(y, 3, 3, 2, 2, 1, 1, dx)
+    x3, y2, a2 = np.zeros((0, 4, 3)), np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    be.global_maxpool_forward(x3, y2, a2)
+    be.global_maxpool_backward(y2, a2, x3)
+    be.global_avgpool_forward(x3, y2)
+    be.global_avgpool_backward(y2, x3)
+
+
+ALL_CLASSES = {"MaxPooling2D": "MaxPool2D", "AveragePooling2D": "AvgPool2D",
+               "MaxPooling1D": "MaxPool1D", "AveragePooling1D": "AvgPool1D",
+               "GlobalAveragePooling2D": "GlobalAvgPool2D", "GlobalMaxPooling2D": "GlobalMaxPool2D",
+               "GlobalAveragePooling1D": "GlobalAvgPool1D", "GlobalMaxPooling1D": "GlobalMaxPool1D"}
+
+
+@pytest.mark.parametrize("name", list(ALL_CLASSES))
+def test_every_pooling_class_is_exported_aliased_and_round_trips_its_config(name):
+    cls = getattr(fnn, name)
+    assert getattr(fnn, ALL_CLASSES[name]) is cls and getattr(fnn.layers, name) is cls
+    assert {name, ALL_CLASSES[name]} <= set(fnn.__all__) and name in fnn.layers.__all__
+    assert fnn.layers.LAYERS[name] is cls
+    if "Global" in name:
+        layers = [cls(), cls(keepdims=True, name="g", trainable=False)]
+    elif name.endswith("1D"):
+        layers = [cls(), cls(3, 2, "same", name="p")]
+    else:
+        layers = [cls(), cls((3, 1), (1, 2), "SAME", name="p")]
+    for layer in layers:
+        config = json.loads(json.dumps(layer.get_config()))
+        again = fnn.layers.layer_from_config(config)
+        assert type(again) is cls and again.get_config() == config
+        for attr in ("pool_size", "strides", "padding", "keepdims", "name", "trainable"):
+            assert getattr(again, attr, None) == getattr(layer, attr, None), attr
+        for key in ("pool_size", "strides"):
+            if key in config:
+                assert isinstance(config[key], list)
+
+
+@pytest.mark.parametrize("cls, shape, want, want_keep", [
+    (fnn.GlobalAveragePooling2D, (5, 6, 3), (3,), (1, 1, 3)),
+    (fnn.GlobalMaxPooling2D, (5, 6, 3), (3,), (1, 1, 3)),
+    (fnn.GlobalAveragePooling1D, (8, 4), (4,), (1, 4)),
+    (fnn.GlobalMaxPooling1D, (8, 4), (4,), (1, 4)),
+])
+def test_global_pooling_keepdims(cls, shape, want, want_keep):
+    x = np.random.default_rng(0).standard_normal((2, *shape))
+    flat = fnn.Sequential([cls()], input_shape=shape, dtype="float64")
+    kept = fnn.Sequential([cls(keepdims=True)], input_shape=shape, dtype="float64")
+    assert flat.output_shape == want and kept.output_shape == want_keep
+    np.testing.assert_array_equal(kept.predict(x).reshape(2, -1), flat.predict(x))
+    reduce = np.max if "Max" in cls.__name__ else np.mean
+    np.testing.assert_allclose(flat.predict(x), reduce(x.reshape(2, -1, shape[-1]), axis=1),
+                               rtol=1e-14)
