@@ -9,8 +9,8 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.models.fit_loop", "fastnn.models.low_level", "fastnn.models.weights",
            "fastnn.models.history", "fastnn.layers", "fastnn.layers.core",
            "fastnn.layers.activation", "fastnn.layers.merge", "fastnn.layers.regularization",
-           "fastnn.layers.normalization",
-           "fastnn.layers.pooling", "fastnn.activations", "fastnn.losses",
+           "fastnn.layers.normalization", "fastnn.layers.pooling", "fastnn.layers.convolutional",
+           "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn._threads", "fastnn.datasets"]
 
