@@ -19,9 +19,9 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn import _validation as V
-from fastnn.layers.activation import Activation
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, rows_of
-from fastnn.layers.core import _AutoKernel, _initializer, _regularizer, _serialize, _zeros
+from fastnn.layers.core import (_AutoKernel, _initializer, _regularizer, _zeros, activation_of,
+                                kernel_layer_config)
 
 _PADDINGS = ("valid", "same")
 
@@ -62,6 +62,31 @@ def output_length(size: int, kernel: int, stride: int, dilation: int,
     return out, max((out - 1) * stride + span - size, 0) // 2
 
 
+def window_geometry(spatial: Sequence[int], windows: Sequence[int], strides: Sequence[int],
+                    dilations: Sequence[int], padding: str
+                    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(output sizes, paddings before) per spatial axis (``output_length`` on each)."""
+    pairs = [output_length(size, k, s, d, padding)
+             for size, k, s, d in zip(spatial, windows, strides, dilations)]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def check_spatial_input(layer: Any, input_shape: Any) -> None:
+    """ValueError unless ``input_shape`` is (steps, channels) for a layer of rank 1 or
+    (height, width, channels) for rank 2."""
+    if not isinstance(input_shape, tuple) or len(input_shape) != layer.rank + 1:
+        dims = "(steps, channels)" if layer.rank == 1 else "(height, width, channels)"
+        raise ValueError(f"{layer.name} takes one input of shape {dims}. Received: "
+                         f"input shape {input_shape}")
+
+
+def check_channels_last(data_format: Any) -> None:
+    """Keras' data_format argument: None or 'channels_last' (fastnn is channels-last)."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"fastnn arrays are channels-last: data_format must be None or "
+                         f"'channels_last'. Received: data_format={V._describe(data_format)}")
+
+
 class _Conv(Layer):
     """What Conv1D and Conv2D share: arguments, weights, config and the kernels' calls."""
 
@@ -80,16 +105,8 @@ class _Conv(Layer):
         self.strides = conv_tuple("strides", strides, self.rank)
         self.dilation_rate = conv_tuple("dilation_rate", dilation_rate, self.rank)
         self.padding = conv_padding(padding, paddings)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"fastnn arrays are channels-last: data_format must be None or "
-                             f"'channels_last'. Received: data_format={V._describe(data_format)}")
-        if activation is None:
-            activation = "linear"
-        if isinstance(activation, Activation):
-            self.act, self.param = activation.act, activation.param
-        else:
-            self.act = A.activation_code(activation)
-            self.param = A.DEFAULT_PARAM.get(activation, 0.0)
+        check_channels_last(data_format)
+        self.act, self.param = activation_of("linear" if activation is None else activation)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self.kernel_initializer = (None if kernel_initializer is None
                                    else _initializer("kernel_initializer", kernel_initializer))
@@ -103,18 +120,11 @@ class _Conv(Layer):
     # ------------------------------------------------------------------ shapes and weights
     def _geometry(self, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Output sizes and paddings before, per spatial axis."""
-        sizes, before = [], []
-        for size, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate):
-            out, pad = output_length(size, k, s, d, self.padding)
-            sizes.append(out)
-            before.append(pad)
-        return tuple(sizes), tuple(before)
+        return window_geometry(spatial, self.kernel_size, self.strides, self.dilation_rate,
+                               self.padding)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        if not isinstance(input_shape, tuple) or len(input_shape) != self.rank + 1:
-            dims = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
-            raise ValueError(f"{self.name} takes one input of shape {dims}. Received: "
-                             f"input shape {input_shape}")
+        check_spatial_input(self, input_shape)
         sizes, _ = self._geometry(input_shape[:-1])
         if min(sizes) < 1:
             raise ValueError(f"{self.name}: a {'x'.join(map(str, self.kernel_size))} kernel "
@@ -190,20 +200,8 @@ class _Conv(Layer):
         config = super().get_config()
         config.update({"filters": self.filters, "kernel_size": list(self.kernel_size),
                        "strides": list(self.strides), "padding": self.padding,
-                       "dilation_rate": list(self.dilation_rate),
-                       "activation": self.activation})
-        if self.act == A.STEP:
-            config["threshold"] = self.param
-        elif self.act == A.LEAKY_RELU:
-            config["alpha"] = self.param
-        if not self.use_bias:
-            config["use_bias"] = False
-        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer",
-                    "bias_regularizer"):
-            value = getattr(self, key)
-            if value is not None:
-                config[key] = _serialize(value)
-        return config
+                       "dilation_rate": list(self.dilation_rate)})
+        return kernel_layer_config(self, config)
 
     def __repr__(self) -> str:
         size = self.kernel_size[0] if self.rank == 1 else self.kernel_size

@@ -47,6 +47,31 @@ def _serialize(obj: Any) -> Any:
     return {"class_name": type(obj).__name__, "config": get_config()}
 
 
+def activation_of(activation: Any) -> tuple[int, float]:
+    """(code, parameter) of an activation given by name or as an activation layer."""
+    if isinstance(activation, Activation):
+        return activation.act, activation.param
+    return A.activation_code(activation), A.DEFAULT_PARAM.get(activation, 0.0)
+
+
+def kernel_layer_config(layer: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """What Dense and the convolutions add to a config: the activation (and its parameter),
+    use_bias when False, and the initializers and regularizers that were given."""
+    config["activation"] = layer.activation
+    if layer.act == A.STEP:
+        config["threshold"] = layer.param
+    elif layer.act == A.LEAKY_RELU:
+        config["alpha"] = layer.param
+    if not layer.use_bias:
+        config["use_bias"] = False
+    for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer",
+                "bias_regularizer"):
+        value = getattr(layer, key)
+        if value is not None:
+            config[key] = _serialize(value)
+    return config
+
+
 class _AutoKernel:
     """fastnn's default kernel initialiser: He normal (std sqrt(2 / fan_in)) before the ReLU
     family, Glorot uniform (limit sqrt(6 / (fan_in + fan_out))) otherwise."""
@@ -125,11 +150,7 @@ class Dense(Layer):
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.units = V.check_positive_int("units", units)
-        if isinstance(activation, Activation):
-            self.act, self.param = activation.act, activation.param
-        else:
-            self.act = A.activation_code(activation)
-            self.param = A.DEFAULT_PARAM.get(activation, 0.0)
+        self.act, self.param = activation_of(activation)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self.kernel_initializer = (None if kernel_initializer is None
                                    else _initializer("kernel_initializer", kernel_initializer))
@@ -226,19 +247,8 @@ class Dense(Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"units": self.units, "activation": self.activation})
-        if self.act == A.STEP:
-            config["threshold"] = self.param
-        elif self.act == A.LEAKY_RELU:
-            config["alpha"] = self.param
-        if not self.use_bias:
-            config["use_bias"] = False
-        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer",
-                    "bias_regularizer"):
-            value = getattr(self, key)
-            if value is not None:
-                config[key] = _serialize(value)
-        return config
+        config["units"] = self.units
+        return kernel_layer_config(self, config)
 
     def _check_built(self) -> None:
         if not self.built:

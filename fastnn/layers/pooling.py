@@ -17,7 +17,8 @@ import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Layer, Slot
-from fastnn.layers.convolutional import conv_padding, conv_tuple, output_length
+from fastnn.layers.convolutional import (check_channels_last, check_spatial_input, conv_padding,
+                                         conv_tuple, window_geometry)
 
 
 class _Pooling(Layer):
@@ -33,23 +34,14 @@ class _Pooling(Layer):
         self.strides = (self.pool_size if strides is None
                         else conv_tuple("strides", strides, self.rank))
         self.padding = conv_padding(padding)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"fastnn arrays are channels-last: data_format must be None or "
-                             f"'channels_last'. Received: data_format={V._describe(data_format)}")
+        check_channels_last(data_format)
 
     def _geometry(self, spatial: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        sizes, before = [], []
-        for size, k, s in zip(spatial, self.pool_size, self.strides):
-            out, pad = output_length(size, k, s, 1, self.padding)
-            sizes.append(out)
-            before.append(pad)
-        return tuple(sizes), tuple(before)
+        return window_geometry(spatial, self.pool_size, self.strides, (1,) * self.rank,
+                               self.padding)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        if not isinstance(input_shape, tuple) or len(input_shape) != self.rank + 1:
-            dims = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
-            raise ValueError(f"{self.name} takes one input of shape {dims}. Received: "
-                             f"input shape {input_shape}")
+        check_spatial_input(self, input_shape)
         sizes, _ = self._geometry(input_shape[:-1])
         if min(sizes) < 1:
             raise ValueError(f"{self.name}: a pool of {self.pool_size} does not fit an input "
@@ -267,16 +259,11 @@ class _GlobalPooling(Layer):
     def __init__(self, data_format: Optional[str] = None, keepdims: bool = False,
                  name: Optional[str] = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"fastnn arrays are channels-last: data_format must be None or "
-                             f"'channels_last'. Received: data_format={V._describe(data_format)}")
+        check_channels_last(data_format)
         self.keepdims = V.check_bool("keepdims", keepdims)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        if not isinstance(input_shape, tuple) or len(input_shape) != self.rank + 1:
-            dims = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
-            raise ValueError(f"{self.name} takes one input of shape {dims}. Received: "
-                             f"input shape {input_shape}")
+        check_spatial_input(self, input_shape)
         c = input_shape[-1]
         return (*([1] * self.rank), c) if self.keepdims else (c,)
 
