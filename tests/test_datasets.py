@@ -1,14 +1,16 @@
-"""fastnn.datasets: the bundled digits and the seeded generators."""
+"""fastnn.datasets: the bundled digits, sunspots and words, and the seeded generators."""
 
 import gzip
 import hashlib
 import os
+import zlib
 
 import numpy as np
 import pytest
 
 from fastnn import datasets
-from fastnn.datasets import (frown, load_digits, make_faces, make_spirals, make_xor, smiley,
+from fastnn.datasets import (CharVocab, char_sequences, frown, load_digits, load_sunspots,
+                             load_words, make_faces, make_spirals, make_xor, smiley,
                              train_test_split)
 
 DATA_DIR = os.path.dirname(datasets.__file__)
@@ -174,3 +176,179 @@ def test_make_faces():
     assert np.array_equal(Xn, X2) and np.array_equal(yn, y2)
     with pytest.raises(ValueError, match=r"flip_prob.*0\.5"):
         make_faces(flip_prob=0.5)
+
+
+def _text_sha256(name):
+    with gzip.open(os.path.join(DATA_DIR, name), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_new_loaders_are_exported():
+    for name in ("load_sunspots", "load_words", "CharVocab", "char_sequences"):
+        assert name in datasets.__all__ and getattr(datasets, name) is not None
+
+
+def test_sunspots_monthly_values():
+    t, r = load_sunspots()
+    assert t.shape == r.shape == (3120,) and t.dtype == r.dtype == np.float64
+    assert r.flags.c_contiguous and t.flags.c_contiguous
+    # January 1749 .. December 2008, one value per month, evenly spaced
+    assert t[0] == 1749.0 and np.isclose(t[-1], 2008 + 11 / 12)
+    assert np.allclose(np.diff(t), 1 / 12)
+    # the first and last year as printed in statsmodels' sunspots_monthly.dat
+    assert r[:12].tolist() == [58.0, 62.6, 70.0, 55.7, 85.0, 83.5, 94.8, 66.3, 75.9, 75.5,
+                               158.6, 85.2]
+    assert r[-12:].tolist() == [3.3, 2.1, 9.3, 2.9, 3.2, 3.4, 0.8, 0.5, 1.1, 2.9, 4.1, 0.8]
+    assert r.min() == 0.0 and r.max() == 253.8 and np.isclose(t[np.argmax(r)], 1957 + 9 / 12)
+    assert np.all(r >= 0) and np.all(np.round(r * 10) == r * 10)    # one decimal
+
+
+def test_sunspots_yearly_values_and_agreement_with_the_monthly_means():
+    t, r = load_sunspots("yearly")
+    assert t.shape == r.shape == (309,) and t.dtype == r.dtype == np.float64
+    assert t.tolist() == [float(y) for y in range(1700, 2009)]
+    assert r[:5].tolist() == [5.0, 11.0, 16.0, 23.0, 36.0] and r[-2:].tolist() == [7.5, 2.9]
+    assert r.max() == 190.2 and t[np.argmax(r)] == 1957.0
+    # the yearly numbers are the monthly means' yearly averages, rounded (1749-2008)
+    _, monthly = load_sunspots("monthly")
+    assert np.max(np.abs(monthly.reshape(260, 12).mean(axis=1) - r[49:])) < 0.5
+    # the ~11-year solar cycle: the strongest period of the monthly series
+    spectrum = np.abs(np.fft.rfft(monthly - monthly.mean()))
+    period_years = len(monthly) / (1 + np.argmax(spectrum[1:])) / 12
+    assert 10 < period_years < 12
+
+
+@pytest.mark.parametrize("frequency", ["daily", "Monthly", "", None, 12])
+def test_sunspots_reject_bad_frequency(frequency):
+    with pytest.raises(ValueError, match=r"frequency.*" + repr(frequency).replace("'", ".")):
+        load_sunspots(frequency)
+
+
+def test_sequence_data_files_are_small_reproducible_and_licensed():
+    sizes = {name: os.path.getsize(os.path.join(DATA_DIR, name))
+             for name in ("sunspots_monthly.csv.gz", "sunspots_yearly.csv.gz", "words.txt.gz")}
+    assert sizes["sunspots_monthly.csv.gz"] < 20_000 and sizes["sunspots_yearly.csv.gz"] < 5_000
+    assert sizes["words.txt.gz"] < 200_000
+    assert _text_sha256("sunspots_monthly.csv.gz") == \
+        "1cb2906a4db5d7ac16efb595d3acac67a39b7ff609e93df868340f82f8b5e57c"
+    assert _text_sha256("sunspots_yearly.csv.gz") == \
+        "c0740c96ce2ae2d190a099d8ed7bb2a8e35c77e4d9a358439bcd9e65394c15a6"
+    assert _text_sha256("words.txt.gz") == \
+        "786a0b2df6275110b486107797ce584824e906aa392fa56bc3e9e86bae2e29b2"
+    with open(os.path.join(DATA_DIR, "SUNSPOTS_LICENSE.txt"), encoding="utf-8") as f:
+        text = f.read()
+    assert "This data is public domain." in text and "statsmodels 0.15.0" in text
+    assert "1cb2906a4db5d7ac16efb595d3acac67a39b7ff609e93df868340f82f8b5e57c" in text
+    with open(os.path.join(DATA_DIR, "WORDS_LICENSE.txt"), encoding="utf-8") as f:
+        text = f.read()
+    assert "The 1934 copyright has lapsed." in text and "english-words 2.0.2" in text
+    assert "MIT License" in text
+    assert "786a0b2df6275110b486107797ce584824e906aa392fa56bc3e9e86bae2e29b2" in text
+
+
+def test_words_content():
+    words = load_words()
+    assert len(words) == 49762 and all(isinstance(w, str) for w in words)
+    assert words == sorted(set(words))                       # sorted, no duplicates
+    assert all(2 <= len(w) <= 7 and w.isascii() and w.isalpha() and w.islower() for w in words)
+    assert set("".join(words)) == set("abcdefghijklmnopqrstuvwxyz")
+    assert words[:3] == ["aa", "aal", "aalii"] and words[-1] == "zythum"
+    for w in ("cat", "dog", "house", "water", "network", "neural", "zebra", "quartz"):
+        assert w in words
+    assert "a" not in words and "aaron" not in words       # one letter; a proper noun in web2
+    words.clear()
+    assert len(load_words()) == 49762                        # a new list on every call
+
+
+def test_words_split_is_fixed_disjoint_and_complete():
+    everything = load_words()
+    train, validation = load_words("train"), load_words("validation")
+    assert (len(train), len(validation)) == (44831, 4931)
+    assert validation[:3] == ["aalii", "aam", "abasia"] and train[:3] == ["aa", "aal", "aba"]
+    assert not set(train) & set(validation)
+    assert sorted(train + validation) == everything
+    assert train == sorted(train) and validation == sorted(validation)
+    # the rule written in the docs: CRC-32 of the ASCII bytes divisible by 10
+    assert all(zlib.crc32(w.encode("ascii")) % 10 == 0 for w in validation)
+    assert load_words(split="validation") == validation
+
+
+@pytest.mark.parametrize("split", ["test", "valid", "Train", "", 0, ["train"]])
+def test_words_reject_bad_split(split):
+    with pytest.raises(ValueError, match=r"split.*Received: split="):
+        load_words(split)
+
+
+def test_char_vocab_ids_and_round_trip():
+    vocab = CharVocab(["hello", "world"])
+    assert vocab.chars == ("d", "e", "h", "l", "o", "r", "w") and vocab.size == 8
+    assert vocab.encode("hello") == [3, 2, 4, 4, 5] and vocab.encode("") == []
+    assert vocab.decode([3, 2, 4, 4, 5]) == "hello"
+    assert vocab.decode(np.array([0, 7, 5, 6, 4, 1, 0, 0])) == "world"     # 0s are skipped
+    assert vocab.decode(np.array([[0, 1], [2, 0]], dtype=np.int32)) == "de"
+    assert CharVocab(iter(["world", "hello"])).chars == vocab.chars          # order-independent
+    assert "size=8" in repr(vocab)
+    words = load_words()
+    full = CharVocab(words)
+    assert full.size == 27 and full.encode("abz") == [1, 2, 26]
+    assert all(full.decode(full.encode(w)) == w for w in words[::50])
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda: CharVocab("hello"), TypeError, r"words.*hello"),
+    (lambda: CharVocab([]), ValueError, r"at least one character"),
+    (lambda: CharVocab(["", ""]), ValueError, r"at least one character"),
+    (lambda: CharVocab(["ab", 3]), TypeError, r"strings.*3"),
+    (lambda: CharVocab(5), TypeError, r"words.*5"),
+    (lambda: CharVocab(["ab"]).encode("abc"), ValueError, r"'c'.*word='abc'"),
+    (lambda: CharVocab(["ab"]).encode(["a"]), TypeError, r"word.*\['a'\]"),
+    (lambda: CharVocab(["ab"]).decode([1, 3]), ValueError, r"0\.\.2.*3"),
+    (lambda: CharVocab(["ab"]).decode([-1]), ValueError, r"-1"),
+    (lambda: CharVocab(["ab"]).decode([1.0]), TypeError, r"integers.*1\.0"),
+    (lambda: CharVocab(["ab"]).decode(np.array([1.5])), TypeError, r"1\.5"),
+])
+def test_char_vocab_rejects_bad_arguments(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_char_sequences_on_a_hand_written_example():
+    vocab = CharVocab(["abc"])                               # a=1, b=2, c=3
+    X, y = char_sequences(["cab", "b", "ba"], vocab, length=6)
+    assert X.dtype == y.dtype == np.int64 and X.shape == y.shape == (3, 6)
+    assert X.tolist() == [[0, 3, 1, 2, 0, 0], [0, 2, 0, 0, 0, 0], [0, 2, 1, 0, 0, 0]]
+    assert y.tolist() == [[3, 1, 2, 0, 0, 0], [2, 0, 0, 0, 0, 0], [2, 1, 0, 0, 0, 0]]
+    # default length: the longest word + 1 (its start token and characters)
+    X2, y2 = char_sequences(["cab", "b", "ba"], vocab)
+    assert X2.tolist() == X[:, :4].tolist() and y2.tolist() == y[:, :4].tolist()
+    X3, _ = char_sequences(["cab"], vocab, length=np.int64(4))
+    assert X3.shape == (1, 4)
+
+
+def test_char_sequences_on_the_word_list():
+    words = load_words("validation")
+    vocab = CharVocab(load_words())
+    X, y = char_sequences(words, vocab, length=8)
+    assert X.shape == y.shape == (4931, 8)
+    assert np.all(X[:, 0] == 0)                              # every row starts at the boundary
+    assert np.array_equal(X[:, 1:], y[:, :-1]) and np.all(y[:, -1] == 0)
+    lengths = np.array([len(w) for w in words])
+    assert np.array_equal((y > 0).sum(axis=1), lengths)      # one target per character, then 0
+    assert [vocab.decode(row) for row in X[:50]] == words[:50]
+    assert [vocab.decode(row) for row in y[:50]] == words[:50]
+
+
+@pytest.mark.parametrize("kwargs, exc, pattern", [
+    ({"length": 3}, ValueError, r"length.*4.*length=3"),
+    ({"length": 0}, ValueError, r"length=0"),
+    ({"length": 4.0}, TypeError, r"length.*4\.0"),
+    ({"length": True}, TypeError, r"length.*True"),
+    ({"words": []}, ValueError, r"words.*at least one"),
+    ({"words": "cab"}, TypeError, r"words.*cab"),
+    ({"words": ["cab", "dab"]}, ValueError, r"'d'.*dab"),
+    ({"vocab": {"a": 1}}, TypeError, r"vocab.*CharVocab"),
+])
+def test_char_sequences_rejects_bad_arguments(kwargs, exc, pattern):
+    args = {"words": ["cab", "a"], "vocab": CharVocab(["abc"]), **kwargs}
+    with pytest.raises(exc, match=pattern):
+        char_sequences(**args)

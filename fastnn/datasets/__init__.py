@@ -1,8 +1,10 @@
-"""Small datasets for examples and tests: the bundled UCI digits and seeded toy generators.
+"""Small datasets for examples and tests: real data shipped in the package, seeded generators.
 
-Nothing here touches the network. The digits live in ``digits.csv.gz`` next to this file
-(CC BY 4.0; see ``DIGITS_LICENSE.txt`` for the citation); every generator takes a ``seed``
-and returns the same arrays for the same arguments.
+Nothing here touches the network. Next to this file: the UCI digits (``digits.csv.gz``, CC BY 4.0,
+``DIGITS_LICENSE.txt``), the sunspot numbers (``sunspots_*.csv.gz``, public domain,
+``SUNSPOTS_LICENSE.txt``; :mod:`fastnn.datasets.time_series`) and an English word list
+(``words.txt.gz``, public domain, ``WORDS_LICENSE.txt``; :mod:`fastnn.datasets.words`). Every
+generator takes a ``seed`` and returns the same arrays for the same arguments.
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .time_series import load_sunspots
+from .words import CharVocab, char_sequences, load_words
+
 __all__ = [
     "load_digits",
+    "load_sunspots",
+    "load_words",
+    "CharVocab",
+    "char_sequences",
     "train_test_split",
     "make_xor",
     "make_spirals",
