@@ -168,7 +168,8 @@ setup(
     ext_modules=cythonize(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
-         _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"])],
+         _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"]),
+         _extension("_recurrent", C_SOURCES)],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -20,6 +20,7 @@ try:
                                       set_num_threads, thread_limit)
     from fastnn._ext._conv import conv2d_backward, conv2d_forward
     from fastnn._ext._loss import loss
+    from fastnn._ext._recurrent import rnn_backward, rnn_forward, rnn_sizes
     from fastnn._ext._pooling import (avgpool2d_backward, avgpool2d_forward,
                                       global_avgpool_backward, global_avgpool_forward,
                                       global_maxpool_backward, global_maxpool_forward,
@@ -90,5 +91,6 @@ __all__ = [
     "dropout_backward", "add_forward", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
-    "global_maxpool_forward", "global_maxpool_backward",
+    "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
+    "rnn_backward",
 ]

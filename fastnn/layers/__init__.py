@@ -5,6 +5,7 @@
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
+    recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate
     regularization.py  Dropout
     normalization.py   BatchNormalization, LayerNormalization
@@ -30,13 +31,15 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                    GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
                                    MaxPooling2D)
+from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
+                                     SimpleRNN)
 from fastnn.layers.regularization import Dropout
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, Dense, Flatten, Reshape, Add,
     Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    *POOLING_LAYERS)}
+    *POOLING_LAYERS, *RECURRENT_LAYERS)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +95,11 @@ def _make_layer(config: dict[str, Any]) -> Layer:
         elif act == "leaky_relu":
             config["activation"] = LeakyReLU(**param)
         return LAYERS[cls](**config)
+    if cls == "Bidirectional":
+        for key in ("layer", "backward_layer"):
+            if config.get(key) is not None:
+                config[key] = layer_from_config(config[key])
+        return Bidirectional(**config)
     if cls in ACTIVATION_LAYERS:
         return ACTIVATION_LAYERS[cls](**param, **config)
     if cls == "Activation":
@@ -105,5 +113,6 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "LAYERS",
+           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
+           "Bidirectional", "OutputOf", "LAYERS",
            "layer_from_config"]

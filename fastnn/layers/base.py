@@ -170,6 +170,10 @@ class Layer:
         self._specs = list(self.weight_specs())
         return self.output_shape
 
+    def expect_inputs(self, count: int) -> None:
+        """Told, before ``build``, how many tensors a model file wires into the layer (a
+        recurrent layer's initial states are extra inputs). Default: nothing to do."""
+
     def weight_specs(self) -> Sequence[WeightSpec]:
         """The layer's weights, in ``get_weights()`` order (after ``build``)."""
         return []

@@ -161,6 +161,10 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                 node.shape = layer.build(shapes, self.dtype)       # type: ignore[union-attr]
             else:
                 node.shape = layer.build(shapes[0], self.dtype)    # type: ignore[union-attr]
+            if chain and isinstance(node.shape, list):
+                raise ValueError(f"layer {layer!r} returns several tensors (return_state, or "
+                                 f"merge_mode=None): a Sequential model needs one; use the "
+                                 f"functional API (fastnn.Model)")
         uses: dict[int, int] = {}
         for node in nodes:
             key = id(getattr(node.layer, "model", node.layer))

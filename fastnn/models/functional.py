@@ -67,8 +67,11 @@ def _tensors(name: str, value: Any) -> list[SymbolicTensor]:
     return items
 
 
-def call_layer(layer: Any, inputs: Any, *args: Any, **kwargs: Any) -> SymbolicTensor:
-    """``layer(inputs)`` on symbolic tensors: check the call, compute the output shape."""
+def call_layer(layer: Any, inputs: Any, *args: Any, _bundle: bool = False,
+               **kwargs: Any) -> Any:
+    """``layer(inputs)`` on symbolic tensors: check the call, compute the output shape. A layer
+    with several outputs gives a list of tensors, each picked by an ``OutputOf`` (``_bundle``:
+    the layer's own node instead, as a model file lists it)."""
     if args or kwargs:
         raise TypeError(f"{type(layer).__name__} takes its input tensor(s) only. Received "
                         f"extra arguments {args or ''}{kwargs or ''}")
@@ -89,7 +92,11 @@ def call_layer(layer: Any, inputs: Any, *args: Any, **kwargs: Any) -> SymbolicTe
     if isinstance(layer, BaseModel) and isinstance(shape, list):
         raise ValueError(f"model {layer.name} has several outputs: calling it as a layer "
                          f"needs one")
-    return SymbolicTensor(shape, wrapped, tensors)
+    out = SymbolicTensor(shape, wrapped, tensors)
+    if not isinstance(shape, list) or _bundle:
+        return out
+    from fastnn.layers.recurrent import OutputOf
+    return [SymbolicTensor(s, OutputOf(i), [out]) for i, s in enumerate(shape)]
 
 
 def _graph(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]
@@ -252,8 +259,10 @@ def model_from_config(config: dict[str, Any], backend: Optional[str] = None) -> 
             raise ValueError(f"layer {i}: 'inbound' must list earlier nodes (0 to "
                              f"{n_in + i - 1}). Received: {V._describe(inbound)}")
         args = [tensors[j] for j in inbound]
+        if isinstance(layer, Layer):
+            layer.expect_inputs(len(inbound))
         multi = isinstance(layer, Layer) and layer.n_inputs != 1
-        tensors.append(layer(args if multi else args[0]))       # type: ignore[operator]
+        tensors.append(call_layer(layer, args if multi else args[0], _bundle=True))
     outs = config["outputs"]
     if (not isinstance(outs, list) or not outs
             or any(type(j) is not int or not n_in <= j < len(tensors) for j in outs)):

@@ -60,8 +60,12 @@ class GraphWorkspace:
         for slot in self.slots:
             slot.set_rows(rows)
 
-    def grad(self, node: Node) -> FloatArray:
-        return self.slots[node.index].rows_buffer("g", node.shape)
+    def grad(self, node: Node) -> Any:
+        """dL/d(the node's output); a list, one per output, for a layer with several."""
+        slot = self.slots[node.index]
+        if isinstance(node.shape, list):
+            return [slot.rows_buffer(f"g{i}", shape) for i, shape in enumerate(node.shape)]
+        return slot.rows_buffer("g", node.shape)
 
     def output(self, rows: int) -> FloatArray:
         """The outputs of the current pass as (rows, output width) (packed if several)."""
@@ -148,7 +152,8 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         targets: list[Optional[FloatArray]] = []
         direct: list[bool] = []
         for j, p in enumerate(node.inputs):
-            if p < n_in and dx0 is None:
+            if (p < n_in and dx0 is None) or isinstance(nodes[p].shape, list):
+                # (a layer with several outputs gets each OutputOf's gradient in its part)
                 targets.append(None)
                 direct.append(False)
             elif not written[p] and p not in node.inputs[:j]:
@@ -162,6 +167,9 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         result = node.layer.backward(slot, ws.grad(node))          # type: ignore[union-attr]
         results = result if node.multi else [result]
         for j, p in enumerate(node.inputs):
+            if isinstance(nodes[p].shape, list):
+                _accumulate_part(ws, nodes[p], node.layer.index, results[j])  # type: ignore
+                continue
             if targets[j] is None:
                 continue
             r = results[j]
@@ -180,6 +188,17 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
             else:
                 dx0[:, offset:offset + w] = 0
             offset += w
+
+
+def _accumulate_part(ws: GraphWorkspace, node: Node, index: int, value: FloatArray) -> None:
+    """Add ``value`` to the gradient of output ``index`` of a layer with several outputs (the
+    outputs nobody reads keep a zero gradient)."""
+    parts = ws.grad(node)
+    if not ws.written[node.index]:
+        for part in parts:
+            part[...] = 0
+        ws.written[node.index] = True
+    parts[index] += value
 
 
 def _accumulate(ws: GraphWorkspace, node: Node, value: FloatArray) -> None:

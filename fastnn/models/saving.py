@@ -85,6 +85,7 @@ def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, 
                 total += n
                 continue
             layer = layer_from_config(layer_config)
+            layer.expect_inputs(len(inbound))
             args = [shapes[j] for j in inbound]
             shape = layer.build(args if layer.n_inputs != 1 else args[0], dtype)
             if layer.n_inputs == 1 and len(inbound) != 1:

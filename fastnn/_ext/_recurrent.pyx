@@ -1,0 +1,209 @@
+# Recurrent kernels of the fast backend: SimpleRNN, LSTM and GRU forward and backpropagation
+# through time, each one call (no Python per time step), over src_c/fnn_rnn.c (the input
+# projection of all steps and the weight gradients of all steps as single GEMMs; one GEMM per
+# step for the recurrent product; see src_c/fnn_rnn.h for the equations and the workspace).
+#
+# Arrays are passed flat (C-contiguous, one axis) with their dimensions; every size the C code
+# relies on is checked here against the dimensions, so no call reads or writes outside the
+# arrays it is given.
+
+from cython cimport floating
+
+cdef extern from "fnn_rnn.h" nogil:
+    ctypedef struct fnn_rnn_geom:
+        int cell
+        Py_ssize_t n, T, d, u
+        int act, rec
+        int reverse
+        int seq
+    void fnn_rnn_sizes(int cell, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u, Py_ssize_t *fwd,
+                       Py_ssize_t *bwd)
+    int fnn_rnn_forward_f32(const fnn_rnn_geom *g, const float *x, const float *W,
+                            const float *U, const float *b, const float *h0, const float *c0,
+                            float *ws, float *y, float *h_last, float *c_last)
+    int fnn_rnn_forward_f64(const fnn_rnn_geom *g, const double *x, const double *W,
+                            const double *U, const double *b, const double *h0,
+                            const double *c0, double *ws, double *y, double *h_last,
+                            double *c_last)
+    int fnn_rnn_backward_f32(const fnn_rnn_geom *g, const float *W, const float *U,
+                             const float *ws, const float *dy, const float *dh_last,
+                             const float *dc_last, float *bws, float *ut, float *dW, float *dU,
+                             float *db, float *dx, float *dh0, float *dc0)
+    int fnn_rnn_backward_f64(const fnn_rnn_geom *g, const double *W, const double *U,
+                             const double *ws, const double *dy, const double *dh_last,
+                             const double *dc_last, double *bws, double *ut, double *dW,
+                             double *dU, double *db, double *dx, double *dh0, double *dc0)
+
+# the cells' codes and gates per unit; the activations the gates take (fastnn.activations codes)
+CELLS = {"simple": 0, "lstm": 1, "gru": 2}
+cdef tuple GATES = (1, 4, 3)
+cdef frozenset ACTIVATIONS = frozenset((0, 2, 3, 4))      # linear, sigmoid, tanh, relu
+
+
+def rnn_sizes(int cell, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u):
+    """(forward, backward) workspace values per sample"""
+    cdef Py_ssize_t fwd, bwd
+    _check_dims(cell, 0, T, d, u)
+    fnn_rnn_sizes(cell, T, d, u, &fwd, &bwd)
+    return fwd, bwd
+
+
+cdef _check_dims(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u):
+    if cell < 0 or cell > 2:
+        raise ValueError(f"rnn: unknown cell code {cell}")
+    if n < 0 or T < 1 or d < 1 or u < 1:
+        raise ValueError(f"rnn: need n >= 0, steps >= 1, features >= 1 and units >= 1. "
+                         f"Received: n={n}, steps={T}, features={d}, units={u}")
+    # every offset the C code forms is below 2**62 (Python integers: no overflow here)
+    if max(n, T, d, u) >= 2**31 or ((<object>n + 1) * (<object>T + 1) * (<object>d + 8 * <object>u + 8)
+                                    * 8 * <object>u >= 2**62):
+        raise ValueError(f"rnn: sizes too large. Received: n={n}, steps={T}, features={d}, "
+                         f"units={u}")
+
+
+cdef fnn_rnn_geom _geometry(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u,
+                            int act, int rec, bint reverse, bint seq) except *:
+    cdef fnn_rnn_geom g
+    _check_dims(cell, n, T, d, u)
+    if act not in ACTIVATIONS or rec not in ACTIVATIONS:
+        raise ValueError(f"rnn: activations must be linear, sigmoid, tanh or relu codes. "
+                         f"Received: activation={act}, recurrent_activation={rec}")
+    g.cell, g.n, g.T, g.d, g.u = cell, n, T, d, u
+    g.act, g.rec, g.reverse, g.seq = act, rec, reverse, seq
+    return g
+
+
+cdef _need(str name, Py_ssize_t have, Py_ssize_t want):
+    if have != want:
+        raise ValueError(f"rnn: {name} must hold {want} values. Received: {have}")
+
+
+cdef const floating *_opt(str name, const floating[::1] a, Py_ssize_t want) except? NULL:
+    if a is None:
+        return NULL
+    _need(name, a.shape[0], want)
+    return &a[0] if want else NULL
+
+
+def rnn_forward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u,
+                const floating[::1] x,        # IN  (n, T, d)
+                const floating[::1] kernel,   # IN  (d, K)
+                const floating[::1] rkernel,  # IN  (u, K)
+                const floating[::1] bias,     # IN  (K,), GRU (2K,)
+                const floating[::1] h0,       # IN  (n, u) or None (zeros)
+                const floating[::1] c0,       # IN  (n, u) or None (LSTM; zeros)
+                int act, int rec, bint reverse,
+                floating[::1] ws,             # OUT workspace (n * rnn_sizes(...)[0])
+                floating[::1] y,              # OUT (n, T, u) with seq, else (n, u)
+                bint seq,
+                floating[::1] h_last,         # OUT (n, u) or None
+                floating[::1] c_last):        # OUT (n, u) or None (LSTM)
+    """The recurrent layer over all steps (src_c/fnn_rnn.h); what backward needs stays in ws"""
+    cdef fnn_rnn_geom g = _geometry(cell, n, T, d, u, act, rec, reverse, seq)
+    cdef Py_ssize_t K = GATES[cell] * u, fwd, bwd
+    cdef const floating *h0p
+    cdef const floating *c0p
+    cdef floating *hl = NULL
+    cdef floating *cl = NULL
+    cdef int ok
+    fnn_rnn_sizes(cell, T, d, u, &fwd, &bwd)
+    _need("x", x.shape[0], n * T * d)
+    _need("kernel", kernel.shape[0], d * K)
+    _need("recurrent kernel", rkernel.shape[0], u * K)
+    _need("bias", bias.shape[0], 2 * K if cell == 2 else K)
+    _need("y", y.shape[0], n * (T if seq else 1) * u)
+    if ws.shape[0] < n * fwd:
+        raise ValueError(f"rnn: the workspace must hold {n * fwd} values. "
+                         f"Received: {ws.shape[0]}")
+    h0p = _opt("h0", h0, n * u)
+    c0p = _opt("c0", c0, n * u)
+    if h_last is not None:
+        _need("h_last", h_last.shape[0], n * u)
+        if n:
+            hl = &h_last[0]
+    if c_last is not None:
+        _need("c_last", c_last.shape[0], n * u)
+        if n:
+            cl = &c_last[0]
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            ok = fnn_rnn_forward_f32(&g, &x[0], &kernel[0], &rkernel[0], &bias[0], h0p, c0p,
+                                     &ws[0], &y[0], hl, cl)
+        else:
+            ok = fnn_rnn_forward_f64(&g, &x[0], &kernel[0], &rkernel[0], &bias[0], h0p, c0p,
+                                     &ws[0], &y[0], hl, cl)
+    if not ok:
+        raise MemoryError("rnn_forward: out of memory")
+
+
+def rnn_backward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u,
+                 const floating[::1] kernel,   # IN  (d, K)
+                 const floating[::1] rkernel,  # IN  (u, K)
+                 int act, int rec, bint reverse,
+                 const floating[::1] ws,       # IN  the forward's workspace
+                 const floating[::1] dy,       # IN  (n, T, u) with seq, else (n, u)
+                 bint seq,
+                 const floating[::1] dh_last,  # IN  (n, u) or None
+                 const floating[::1] dc_last,  # IN  (n, u) or None (LSTM)
+                 floating[::1] bws,            # OUT scratch (n * rnn_sizes(...)[1])
+                 floating[::1] ut,             # OUT scratch (K * u)
+                 floating[::1] dkernel,        # OUT (d, K)
+                 floating[::1] drkernel,       # OUT (u, K)
+                 floating[::1] dbias,          # OUT (K,), GRU (2K,)
+                 floating[::1] dx,             # OUT (n, T, d) or None
+                 floating[::1] dh0,            # OUT (n, u) or None
+                 floating[::1] dc0):           # OUT (n, u) or None
+    """Backpropagation through time from the forward's workspace (src_c/fnn_rnn.h)"""
+    cdef fnn_rnn_geom g = _geometry(cell, n, T, d, u, act, rec, reverse, seq)
+    cdef Py_ssize_t K = GATES[cell] * u, fwd, bwd
+    cdef const floating *dhl
+    cdef const floating *dcl
+    cdef floating *dxp = NULL
+    cdef floating *dh0p = NULL
+    cdef floating *dc0p = NULL
+    cdef const floating *dyp = NULL
+    cdef int ok
+    fnn_rnn_sizes(cell, T, d, u, &fwd, &bwd)
+    _need("kernel", kernel.shape[0], d * K)
+    _need("recurrent kernel", rkernel.shape[0], u * K)
+    _need("dkernel", dkernel.shape[0], d * K)
+    _need("drecurrent_kernel", drkernel.shape[0], u * K)
+    _need("dbias", dbias.shape[0], 2 * K if cell == 2 else K)
+    _need("dy", dy.shape[0], n * (T if seq else 1) * u)
+    _need("ut", ut.shape[0], K * u)
+    if ws.shape[0] < n * fwd or bws.shape[0] < n * bwd:
+        raise ValueError(f"rnn: the workspaces must hold {n * fwd} and {n * bwd} values. "
+                         f"Received: {ws.shape[0]} and {bws.shape[0]}")
+    dhl = _opt("dh_last", dh_last, n * u)
+    dcl = _opt("dc_last", dc_last, n * u)
+    if dx is not None:
+        _need("dx", dx.shape[0], n * T * d)
+        if n:
+            dxp = &dx[0]
+    if dh0 is not None:
+        _need("dh0", dh0.shape[0], n * u)
+        if n:
+            dh0p = &dh0[0]
+    if dc0 is not None:
+        _need("dc0", dc0.shape[0], n * u)
+        if n:
+            dc0p = &dc0[0]
+    if n == 0:
+        dkernel[:] = 0
+        drkernel[:] = 0
+        dbias[:] = 0
+        return
+    dyp = &dy[0]
+    with nogil:
+        if floating is float:
+            ok = fnn_rnn_backward_f32(&g, &kernel[0], &rkernel[0], &ws[0], dyp, dhl, dcl,
+                                      &bws[0], &ut[0], &dkernel[0], &drkernel[0], &dbias[0],
+                                      dxp, dh0p, dc0p)
+        else:
+            ok = fnn_rnn_backward_f64(&g, &kernel[0], &rkernel[0], &ws[0], dyp, dhl, dcl,
+                                      &bws[0], &ut[0], &dkernel[0], &drkernel[0], &dbias[0],
+                                      dxp, dh0p, dc0p)
+    if not ok:
+        raise MemoryError("rnn_backward: out of memory")

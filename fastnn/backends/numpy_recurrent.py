@@ -1,0 +1,180 @@
+"""The NumPy twins of the recurrent kernels (fastnn/_ext/_recurrent.pyx): the same functions,
+signatures and workspace layout (src_c/fnn_rnn.h), written as the textbook loop over time steps.
+
+    SimpleRNN: h_t = act(x_t W + h_{t-1} U + b)
+    LSTM:      [i f g o] = [rec act rec rec](x_t W + h_{t-1} U + b), c_t = f c_{t-1} + i g,
+               h_t = o act(c_t)
+    GRU:       z = rec(xz + rz), r = rec(xr + rr), hh = act(xh + r rh), h_t = z h_{t-1} + (1-z) hh
+               with [xz xr xh] = x_t W + b_in and [rz rr rh] = h_{t-1} U + b_rec
+
+Arrays come flat with their dimensions (n, T, d, u); the workspace keeps, time-major, the input
+in step order xt (T, n, d), the gates G (T, n, K), the states H (T+1, n, u), the LSTM's cells
+C (T+1, n, u), and AUX (T, n, u): act(c_t) for the LSTM, rh for the GRU.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from fastnn import activations as A
+
+SIMPLE, LSTM, GRU = 0, 1, 2
+_GATES = (1, 4, 3)
+
+
+def rnn_sizes(cell: int, T: int, d: int, u: int) -> tuple[int, int]:
+    """(forward, backward) workspace values per sample"""
+    K = _GATES[cell] * u
+    simple, lstm, gru = cell == SIMPLE, cell == LSTM, cell == GRU
+    fwd = (T * d + (0 if simple else T * K) + (T + 1) * u + ((T + 1) * u if lstm else 0)
+           + (0 if simple else T * u) + (K if gru else 0))
+    bwd = T * K + (T * K if gru else 0) + T * d + u + (u if lstm else 0)
+    return fwd, bwd
+
+
+def _parts(cell: int, n: int, T: int, d: int, u: int, ws: Any) -> dict[str, Any]:
+    K = _GATES[cell] * u
+    sizes = [("xt", (T, n, d)), ("G", (T, n, K) if cell != SIMPLE else (0,)),
+             ("H", (T + 1, n, u)), ("C", (T + 1, n, u) if cell == LSTM else (0,)),
+             ("AUX", (T, n, u) if cell != SIMPLE else (0,)), ("S", (n, K) if cell == GRU else (0,))]
+    out, offset = {}, 0
+    for name, shape in sizes:
+        size = int(np.prod(shape))
+        out[name] = ws[offset:offset + size].reshape(shape)
+        offset += size
+    return out
+
+
+def _act(z: Any, code: int) -> Any:
+    if code == A.SIGMOID:
+        # exp of -|z| never overflows (the formula of the compiled double kernels)
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+    if code == A.TANH:
+        return np.tanh(z)
+    if code == A.RELU:
+        return np.maximum(z, 0)
+    return z
+
+
+def _deriv(y: Any, code: int) -> Any:
+    """act'(z) written with y = act(z)"""
+    if code == A.SIGMOID:
+        return y * (1 - y)
+    if code == A.TANH:
+        return 1 - y * y
+    if code == A.RELU:
+        return (y > 0).astype(y.dtype)
+    return np.ones_like(y)
+
+
+def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, rkernel: Any,
+                bias: Any, h0: Optional[Any], c0: Optional[Any], act: int, rec: int,
+                reverse: bool, ws: Any, y: Any, seq: bool, h_last: Optional[Any],
+                c_last: Optional[Any]) -> None:
+    """The recurrent layer over all steps; what backward needs stays in ws"""
+    if n == 0:
+        return
+    K = _GATES[cell] * u
+    p = _parts(cell, n, T, d, u, ws)
+    W, U = kernel.reshape(d, K), rkernel.reshape(u, K)
+    xs = x.reshape(n, T, d)
+    p["xt"][...] = np.swapaxes(xs[:, ::-1] if reverse else xs, 0, 1)
+    proj = p["xt"].reshape(T * n, d) @ W + bias[:K]
+    H = p["H"]
+    H[0] = 0 if h0 is None else h0.reshape(n, u)
+    if cell == LSTM:
+        p["C"][0] = 0 if c0 is None else c0.reshape(n, u)
+    for s in range(T):
+        zx = proj[s * n:(s + 1) * n]
+        if cell == SIMPLE:
+            H[s + 1] = _act(zx + H[s] @ U, act)
+        elif cell == LSTM:
+            z = zx + H[s] @ U
+            i, f = _act(z[:, :u], rec), _act(z[:, u:2 * u], rec)
+            g, o = _act(z[:, 2 * u:3 * u], act), _act(z[:, 3 * u:], rec)
+            c = f * p["C"][s] + i * g
+            p["C"][s + 1] = c
+            a = _act(c, act)
+            p["AUX"][s] = a
+            H[s + 1] = o * a
+            p["G"][s] = np.concatenate([i, f, g, o], axis=1)
+        else:
+            r_all = H[s] @ U + bias[K:]
+            z = _act(zx[:, :u] + r_all[:, :u], rec)
+            r = _act(zx[:, u:2 * u] + r_all[:, u:2 * u], rec)
+            rh = r_all[:, 2 * u:]
+            hh = _act(zx[:, 2 * u:] + r * rh, act)
+            p["AUX"][s] = rh
+            p["G"][s] = np.concatenate([z, r, hh], axis=1)
+            H[s + 1] = z * H[s] + (1 - z) * hh
+    if seq:
+        y.reshape(n, T, u)[...] = np.swapaxes(H[1:], 0, 1)
+    else:
+        y.reshape(n, u)[...] = H[T]
+    if h_last is not None:
+        h_last.reshape(n, u)[...] = H[T]
+    if c_last is not None and cell == LSTM:
+        c_last.reshape(n, u)[...] = p["C"][T]
+
+
+def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel: Any, act: int,
+                 rec: int, reverse: bool, ws: Any, dy: Any, seq: bool, dh_last: Optional[Any],
+                 dc_last: Optional[Any], bws: Any, ut: Any, dkernel: Any, drkernel: Any,
+                 dbias: Any, dx: Optional[Any], dh0: Optional[Any], dc0: Optional[Any]) -> None:
+    """Backpropagation through time from the forward's workspace"""
+    K = _GATES[cell] * u
+    if n == 0:
+        dkernel[...] = 0
+        drkernel[...] = 0
+        dbias[...] = 0
+        return
+    p = _parts(cell, n, T, d, u, ws)
+    W, U = kernel.reshape(d, K), rkernel.reshape(u, K)
+    G, H = p["G"], p["H"]
+    dZ = np.empty((T, n, K), kernel.dtype)
+    dZr = np.empty((T, n, K), kernel.dtype) if cell == GRU else dZ
+    dh = np.zeros((n, u), kernel.dtype) if dh_last is None else dh_last.reshape(n, u).copy()
+    dc = np.zeros((n, u), kernel.dtype) if dc_last is None else dc_last.reshape(n, u).copy()
+    dys = dy.reshape(n, T, u) if seq else dy.reshape(n, u)
+    for s in range(T - 1, -1, -1):
+        if seq:
+            dh += dys[:, s]
+        elif s == T - 1:
+            dh += dys
+        if cell == SIMPLE:
+            dZ[s] = dh * _deriv(H[s + 1], act)
+            dh = dZ[s] @ U.T
+        elif cell == LSTM:
+            i, f, g, o = (G[s][:, k * u:(k + 1) * u] for k in range(4))
+            a = p["AUX"][s]
+            c = dc + dh * o * _deriv(a, act)
+            dZ[s] = np.concatenate([c * g * _deriv(i, rec), c * p["C"][s] * _deriv(f, rec),
+                                    c * i * _deriv(g, act), dh * a * _deriv(o, rec)], axis=1)
+            dc = c * f
+            dh = dZ[s] @ U.T
+        else:
+            z, r, hh = (G[s][:, k * u:(k + 1) * u] for k in range(3))
+            rh = p["AUX"][s]
+            dzp = dh * (H[s] - hh) * _deriv(z, rec)
+            dhp = dh * (1 - z) * _deriv(hh, act)
+            drp = dhp * rh * _deriv(r, rec)
+            dZ[s] = np.concatenate([dzp, drp, dhp], axis=1)
+            dZr[s] = np.concatenate([dzp, drp, dhp * r], axis=1)
+            dh = dh * z + dZr[s] @ U.T
+    xt = p["xt"].reshape(T * n, d)
+    dkernel.reshape(d, K)[...] = xt.T @ dZ.reshape(T * n, K)
+    drkernel.reshape(u, K)[...] = H[:T].reshape(T * n, u).T @ dZr.reshape(T * n, K)
+    dbias[:K] = dZ.reshape(T * n, K).sum(axis=0, dtype=np.float64)
+    if cell == GRU:
+        dbias[K:] = dZr.reshape(T * n, K).sum(axis=0, dtype=np.float64)
+    if dx is not None:
+        dxt = (dZ.reshape(T * n, K) @ W.T).reshape(T, n, d)
+        steps = np.swapaxes(dxt, 0, 1)
+        dx.reshape(n, T, d)[...] = steps[:, ::-1] if reverse else steps
+    if dh0 is not None:
+        dh0.reshape(n, u)[...] = dh
+    if dc0 is not None:
+        dc0.reshape(n, u)[...] = dc if cell == LSTM else 0

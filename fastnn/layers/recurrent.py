@@ -1,0 +1,680 @@
+"""Recurrent layers: ``SimpleRNN``, ``LSTM``, ``GRU`` and the ``Bidirectional`` wrapper, with
+Keras' arguments, equations, weight layouts and gate orders.
+
+A recurrent layer reads a sequence (n, steps, features) one step at a time, carrying a state
+from each step to the next: the same neurons (weights) at every step, so a sequence of any
+length is learnt from its steps. Keras' equations (``act`` = ``activation``, ``rec`` =
+``recurrent_activation``; kernel W (features, k units), recurrent kernel U (units, k units)):
+
+- SimpleRNN: ``h_t = act(x_t W + h_{t-1} U + b)``
+- LSTM, gates in Keras' order i, f, c, o: ``[i, f, g, o] = [rec, rec, act, rec](x_t W +
+  h_{t-1} U + b)``, ``c_t = f c_{t-1} + i g``, ``h_t = o act(c_t)``
+- GRU (``reset_after=True``, Keras' default), gates z, r, h: ``z = rec(x_t W_z + h_{t-1} U_z +
+  b_z)``, ``r`` the same, ``hh = act(x_t W_h + b_h + r (h_{t-1} U_h + b'_h))``,
+  ``h_t = z h_{t-1} + (1 - z) hh``; the bias is (2, 3 units): input bias, recurrent bias.
+
+Backpropagation through time runs in one compiled call per layer (src_c/fnn_rnn.h): the input
+projection of all steps and the weight gradients of all steps are single products; each step is
+one product plus its gates. The NumPy backend runs the same equations step by step
+(fastnn/backends/numpy_recurrent.py).
+
+Initial states are a layer's extra inputs (``layer(x, initial_state=[h0, c0])`` in the
+functional API); ``return_state=True`` makes the layer return ``[output, h]`` (LSTM:
+``[output, h, c]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import activations as A
+from fastnn import _validation as V
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.core import _initializer, _regularizer, _serialize, activation_of
+
+SIMPLE, LSTM_CELL, GRU_CELL = 0, 1, 2
+_ALLOWED = {A.LINEAR: "linear", A.SIGMOID: "sigmoid", A.TANH: "tanh", A.RELU: "relu"}
+
+
+def _gate_activation(name: str, value: Any) -> int:
+    code, _ = activation_of("linear" if value is None else value)
+    if code not in _ALLOWED:
+        raise ValueError(f"{name} of a recurrent layer must be one of "
+                         f"{sorted(_ALLOWED.values())}. Received: {name}={V._describe(value)}")
+    return code
+
+
+class _ForgetBias:
+    """Keras' ``unit_forget_bias``: the bias initialiser's values with the forget gate's
+    quarter set to 1."""
+
+    def __init__(self, base: Any, units: int) -> None:
+        self.base, self.units = base, units
+
+    def __call__(self, shape: Sequence[int], dtype: Any, rng: Any) -> Any:
+        values = np.array(self.base(shape, dtype, rng), dtype=np.float64)
+        values[self.units:2 * self.units] = 1.0
+        return values
+
+
+class RNNBase(Layer):
+    """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
+
+    cell = SIMPLE
+    gates = 1
+    n_states = 1
+
+    def __init__(self, units: int, activation: Any = "tanh",
+                 recurrent_activation: Any = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
+                 bias_regularizer: Any = None, return_sequences: bool = False,
+                 return_state: bool = False, go_backwards: bool = False,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.units = V.check_positive_int("units", units)
+        if self.units >= 2**31:
+            raise ValueError(f"units must be below 2**31. Received: units={units}")
+        self.act = _gate_activation("activation", activation)
+        self.rec_act = _gate_activation("recurrent_activation", recurrent_activation)
+        self.use_bias = V.check_bool("use_bias", use_bias)
+        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
+        self.recurrent_initializer = _initializer("recurrent_initializer",
+                                                  recurrent_initializer)
+        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
+        self.recurrent_regularizer = _regularizer("recurrent_regularizer",
+                                                  recurrent_regularizer)
+        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
+        self.return_sequences = V.check_bool("return_sequences", return_sequences)
+        self.return_state = V.check_bool("return_state", return_state)
+        self.go_backwards = V.check_bool("go_backwards", go_backwards)
+        self._initial_state = False       # called with initial states (extra inputs)
+
+    # ------------------------------------------------------------------ calls and shapes
+    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
+        """``layer(x)`` or ``layer(x, initial_state=[h0(, c0)])`` on symbolic tensors (or
+        ``layer([x, h0(, c0)])``); a list of tensors when ``return_state``."""
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [
+                initial_state]
+            inputs = [inputs, *states]
+        if isinstance(inputs, (list, tuple)):
+            self.expect_inputs(len(inputs))
+        return super().__call__(inputs, **kwargs)
+
+    def expect_inputs(self, count: int) -> None:
+        if count > 1:                 # the sequence, then the initial states
+            self._initial_state, self.n_inputs = True, None
+
+    @property
+    def _state_units(self) -> list[int]:
+        return [self.units] * self.n_states
+
+    def _check_sequence(self, shape: Any) -> tuple[int, int]:
+        if not isinstance(shape, tuple) or len(shape) != 2:
+            raise ValueError(f"{self.name} takes sequences of shape (steps, features): input "
+                             f"(batch, steps, features). Received: input shape {shape} per "
+                             f"sample (a 2-D input needs a steps axis: reshape it to "
+                             f"(batch, steps, 1) or add Reshape)")
+        return shape
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if isinstance(input_shape, list):
+            x_shape, states = input_shape[0], input_shape[1:]
+            want = [(u,) for u in self._state_units]
+            if [tuple(s) if isinstance(s, tuple) else s for s in states] != want:
+                raise ValueError(f"{self.name}: initial_state must be {len(want)} tensor(s) of "
+                                 f"shape {want[0]} (one per state: "
+                                 f"{'h, c' if self.n_states == 2 else 'h'}). Received: "
+                                 f"shapes {states}")
+        else:
+            x_shape = input_shape
+        steps, _ = self._check_sequence(x_shape)
+        out = (steps, self.units) if self.return_sequences else (self.units,)
+        if self.return_state:
+            return [out, *[(u,) for u in self._state_units]]
+        return out
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        shape = self.input_shape[0] if isinstance(self.input_shape, list) else self.input_shape
+        K = self.gates * self.units
+        specs = [WeightSpec("kernel", (shape[-1], K), self.kernel_initializer,
+                            self.kernel_regularizer),
+                 WeightSpec("recurrent_kernel", (self.units, K), self.recurrent_initializer,
+                            self.recurrent_regularizer)]
+        if self.use_bias:
+            specs.append(WeightSpec("bias", self._bias_shape(), self._bias_init(),
+                                    self.bias_regularizer))
+        return specs
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (self.gates * self.units,)
+
+    def _bias_init(self) -> Any:
+        return self.bias_initializer
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        self.kernel, self.dkernel = weights[0], grads[0]
+        self.recurrent_kernel, self.drecurrent_kernel = weights[1], grads[1]
+        size = int(np.prod(self._bias_shape()))
+        if self.use_bias:
+            self.bias, self.dbias = weights[2].reshape(-1), grads[2].reshape(-1)
+        else:                       # the kernels take a bias: a constant zero one
+            self.bias = np.zeros(size, weights[0].dtype)
+            self.dbias = np.zeros(size, weights[0].dtype)
+        shape = self.input_shape[0] if isinstance(self.input_shape, list) else self.input_shape
+        self._steps, self._features = shape
+
+    # ------------------------------------------------------------------ compute
+    def _dims(self, n: int) -> tuple[int, int, int, int, int]:
+        return self.cell, n, self._steps, self._features, self.units
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
+        xs = x if isinstance(x, list) else [x]
+        seq = np.ascontiguousarray(xs[0])
+        n = seq.shape[0]
+        be = ctx.be
+        fwd, _ = be.rnn_sizes(self.cell, self._steps, self._features, self.units)
+        ws = ctx.rows_buffer("ws", (fwd,))
+        out_shape = (self._steps, self.units) if self.return_sequences else (self.units,)
+        y = ctx.rows_buffer("y", out_shape)
+        states = [np.ascontiguousarray(s).reshape(-1) for s in xs[1:]]
+        h0 = states[0] if states else None
+        c0 = states[1] if len(states) > 1 else None
+        last = ([ctx.rows_buffer(f"state{i}", (self.units,)) for i in range(self.n_states)]
+                if self.return_state else [])
+        be.rnn_forward(*self._dims(n), seq.reshape(-1), self.kernel.reshape(-1),
+                       self.recurrent_kernel.reshape(-1), self.bias, h0, c0, self.act,
+                       self.rec_act, self.go_backwards, ws.reshape(-1), y.reshape(-1),
+                       self.return_sequences,
+                       last[0].reshape(-1) if last else None,
+                       last[1].reshape(-1) if len(last) > 1 else None)
+        return [y, *last] if self.return_state else y
+
+    def backward(self, ctx: Slot, dy: Any) -> Any:
+        dys = dy if isinstance(dy, list) else [dy]
+        n = ctx.rows
+        be = ctx.be
+        _, bwd = be.rnn_sizes(self.cell, self._steps, self._features, self.units)
+        bws = ctx.rows_buffer("bws", (bwd,))
+        ut = ctx.buffer("ut", (self.gates * self.units * self.units,))
+        dx = ctx.dx_target(0)
+        wanted = [ctx.dx_target(i + 1) for i in range(self.n_states)] if self._initial_state \
+            else []
+        flat = [None if t is None else t.reshape(-1) for t in wanted]
+        dstates = [np.ascontiguousarray(d).reshape(-1) for d in dys[1:]]
+        be.rnn_backward(*self._dims(n), self.kernel.reshape(-1),
+                        self.recurrent_kernel.reshape(-1), self.act, self.rec_act,
+                        self.go_backwards, self._ws(ctx), np.ascontiguousarray(dys[0]).reshape(-1),
+                        self.return_sequences, dstates[0] if dstates else None,
+                        dstates[1] if len(dstates) > 1 else None, bws.reshape(-1),
+                        ut, self.dkernel.reshape(-1), self.drecurrent_kernel.reshape(-1),
+                        self.dbias, None if dx is None else dx.reshape(-1),
+                        flat[0] if flat else None, flat[1] if len(flat) > 1 else None)
+        if not self._initial_state:
+            return dx
+        return [dx, *wanted]
+
+    def _ws(self, ctx: Slot) -> FloatArray:
+        fwd, _ = ctx.be.rnn_sizes(self.cell, self._steps, self._features, self.units)
+        return ctx.rows_buffer("ws", (fwd,)).reshape(-1)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"units": self.units, "activation": _ALLOWED[self.act]})
+        if self.gates > 1:
+            config["recurrent_activation"] = _ALLOWED[self.rec_act]
+        for key in ("use_bias", "return_sequences", "return_state", "go_backwards"):
+            config[key] = getattr(self, key)
+        for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer",
+                    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer"):
+            value = getattr(self, key)
+            if value is not None:
+                config[key] = _serialize(value)
+        return config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.units}, return_sequences={self.return_sequences})"
+
+
+class SimpleRNN(RNNBase):
+    """A fully connected recurrent layer: ``h_t = act(x_t W + h_{t-1} U + b)``.
+
+    Parameters
+    ----------
+    units : int
+        Neurons (the state's size), > 0.
+    activation : {"tanh", "sigmoid", "relu", "linear"} or None, default "tanh"
+    use_bias : bool, default True
+    kernel_initializer, recurrent_initializer, bias_initializer
+        Keras' defaults: ``"glorot_uniform"``, ``"orthogonal"``, ``"zeros"``.
+    kernel_regularizer, recurrent_regularizer, bias_regularizer : optional
+    return_sequences : bool, default False
+        Return the state after every step (n, steps, units) rather than the last (n, units).
+    return_state : bool, default False
+        Return ``[output, h_last]`` (functional API).
+    go_backwards : bool, default False
+        Read the sequence last step first (outputs in that order, as in Keras).
+    name, trainable
+        See ``Layer``.
+
+    Shapes: x (n, steps, features), kernel (features, units), recurrent_kernel (units, units),
+    bias (units,).
+
+    Raises
+    ------
+    ValueError
+        For a non-positive ``units``, an activation other than the four above, or (at build)
+        an input that is not (steps, features) per sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.SimpleRNN(4)], input_shape=(5, 3), backend="numpy")
+    >>> model.predict(np.zeros((2, 5, 3))).shape
+    (2, 4)
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 4), (4, 4), (4,)]
+    """
+
+    cell, gates, n_states = SIMPLE, 1, 1
+
+    def __init__(self, units: int, activation: Any = "tanh", use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
+                 bias_regularizer: Any = None, return_sequences: bool = False,
+                 return_state: bool = False, go_backwards: bool = False,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(units, activation, "sigmoid", use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, kernel_regularizer,
+                         recurrent_regularizer, bias_regularizer, return_sequences,
+                         return_state, go_backwards, name, trainable)
+
+
+class LSTM(RNNBase):
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997), Keras' equations: gates
+    ``i, f, o = rec(...)``, candidate ``g = act(...)`` from ``x_t W + h_{t-1} U + b``;
+    ``c_t = f c_{t-1} + i g``, ``h_t = o act(c_t)``.
+
+    Parameters
+    ----------
+    units : int
+    activation : default "tanh"
+    recurrent_activation : default "sigmoid"
+        Each one of ``tanh, sigmoid, relu, linear``.
+    unit_forget_bias : bool, default True
+        Start the forget gate's bias at 1 (Jozefowicz et al., 2015), as Keras does.
+    use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
+    name, trainable
+        As for ``SimpleRNN``; ``return_state`` returns ``[output, h, c]``.
+
+    Shapes: kernel (features, 4 units), recurrent_kernel (units, 4 units), bias (4 units,),
+    each in the gate order i, f, c, o (Keras' layout; PyTorch's ``weight_ih_l0`` is
+    ``kernel.T`` with the same order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.LSTM(8, return_sequences=True), fnn.Dense(1)],
+    ...                        input_shape=(10, 2), backend="numpy")
+    >>> model.predict(np.zeros((3, 10, 2))).shape
+    (3, 10, 1)
+    >>> [w.shape for w in model.layers[0].get_weights()]
+    [(2, 32), (8, 32), (32,)]
+    """
+
+    cell, gates, n_states = LSTM_CELL, 4, 2
+
+    def __init__(self, units: int, activation: Any = "tanh",
+                 recurrent_activation: Any = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 unit_forget_bias: bool = True, kernel_regularizer: Any = None,
+                 recurrent_regularizer: Any = None, bias_regularizer: Any = None,
+                 return_sequences: bool = False, return_state: bool = False,
+                 go_backwards: bool = False, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, kernel_regularizer,
+                         recurrent_regularizer, bias_regularizer, return_sequences,
+                         return_state, go_backwards, name, trainable)
+        self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
+
+    def _bias_init(self) -> Any:
+        if self.unit_forget_bias:
+            return _ForgetBias(self.bias_initializer, self.units)
+        return self.bias_initializer
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["unit_forget_bias"] = self.unit_forget_bias
+        return config
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit (Cho et al., 2014) as Keras computes it with ``reset_after=True``
+    (its default, and cuDNN's and PyTorch's): ``z = rec(x W_z + h U_z + b_z)``, ``r`` the
+    same, ``hh = act(x W_h + b_h + r (h U_h + b'_h))``, ``h_t = z h_{t-1} + (1 - z) hh``.
+
+    Parameters
+    ----------
+    units : int
+    activation : default "tanh"
+    recurrent_activation : default "sigmoid"
+    reset_after : bool, default True
+        Only True is implemented (the reset gate applied after the recurrent product);
+        False raises ValueError.
+    use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
+    name, trainable
+        As for ``SimpleRNN``.
+
+    Shapes: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
+    (input bias, recurrent bias), gates in Keras' order z, r, h (PyTorch's is r, z, n).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.GRU(4)], input_shape=(6, 3), backend="numpy")
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 12), (4, 12), (2, 12)]
+    """
+
+    cell, gates, n_states = GRU_CELL, 3, 1
+
+    def __init__(self, units: int, activation: Any = "tanh",
+                 recurrent_activation: Any = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
+                 bias_regularizer: Any = None, return_sequences: bool = False,
+                 return_state: bool = False, go_backwards: bool = False,
+                 reset_after: bool = True, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, kernel_regularizer,
+                         recurrent_regularizer, bias_regularizer, return_sequences,
+                         return_state, go_backwards, name, trainable)
+        if V.check_bool("reset_after", reset_after) is not True:
+            raise ValueError("GRU implements reset_after=True only (Keras' default: the reset "
+                             "gate applied after the recurrent product). Received: "
+                             "reset_after=False")
+        self.reset_after = True
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (2, 3 * self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["reset_after"] = True
+        return config
+
+
+_MERGE_MODES = ("concat", "sum", "ave", "mul", None)
+
+
+class Bidirectional(Layer):
+    """Run a recurrent layer over the sequence both ways and merge the two outputs.
+
+    The backward copy is made from ``layer``'s config with ``go_backwards`` flipped (its own
+    weights); with ``return_sequences`` its outputs are put back in time order before merging,
+    so step t of the result sees the whole sequence.
+
+    Parameters
+    ----------
+    layer : SimpleRNN, LSTM or GRU
+        The forward layer (not yet in a model).
+    merge_mode : {"concat", "sum", "ave", "mul", None}, default "concat"
+        How the two outputs combine; None returns both ``[forward, backward]``.
+    backward_layer : optional
+        The backward layer, instead of a copy of ``layer`` (same units and
+        ``return_sequences``, ``go_backwards`` the opposite of ``layer``'s).
+    name, trainable
+        See ``Layer``.
+
+    Weights: the forward layer's then the backward layer's (``get_weights()`` as in Keras).
+    With ``return_state`` the outputs are ``[merged, forward states..., backward states...]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Bidirectional(fnn.LSTM(4, return_sequences=True))],
+    ...                        input_shape=(5, 3), backend="numpy")
+    >>> model.predict(np.zeros((2, 5, 3))).shape
+    (2, 5, 8)
+    >>> len(model.get_weights())
+    6
+    """
+
+    def __init__(self, layer: Any, merge_mode: Optional[str] = "concat",
+                 backward_layer: Any = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        if not isinstance(layer, RNNBase):
+            raise ValueError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer. Received: "
+                             f"layer={V._describe(layer)}")
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of {list(_MERGE_MODES)}. Received: "
+                             f"merge_mode={V._describe(merge_mode)}")
+        self.merge_mode = merge_mode
+        if backward_layer is None:
+            from fastnn.layers import layer_from_config
+            config = layer.get_config()
+            config["go_backwards"] = not layer.go_backwards
+            config.pop("name", None)
+            backward_layer = layer_from_config(config)
+        elif not isinstance(backward_layer, RNNBase) or (
+                backward_layer.units != layer.units
+                or backward_layer.return_sequences != layer.return_sequences
+                or backward_layer.return_state != layer.return_state
+                or backward_layer.go_backwards == layer.go_backwards):
+            raise ValueError("backward_layer must be a recurrent layer with the forward layer's "
+                             "units, return_sequences and return_state, and the opposite "
+                             f"go_backwards. Received: backward_layer="
+                             f"{V._describe(backward_layer)}")
+        self.forward_layer, self.backward_layer = layer, backward_layer
+        for inner, side in ((layer, "forward"), (backward_layer, "backward")):
+            if inner._name is None:
+                inner._auto_name = f"{side}_{type(inner).__name__.lower()}"
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        self._initial_state = False
+
+    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
+        """``layer(x)`` or ``layer(x, initial_state=[forward states..., backward states...])``."""
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [
+                initial_state]
+            inputs = [inputs, *states]
+        if isinstance(inputs, (list, tuple)):
+            self.expect_inputs(len(inputs))
+        return super().__call__(inputs, **kwargs)
+
+    def expect_inputs(self, count: int) -> None:
+        if count > 1:                 # the sequence, then the initial states
+            self._initial_state, self.n_inputs = True, None
+
+    def _halves(self, shapes: Any) -> tuple[Any, Any]:
+        if not isinstance(shapes, list):
+            return shapes, shapes
+        k = self.forward_layer.n_states
+        if len(shapes) != 1 + 2 * k:
+            raise ValueError(f"{self.name}: initial_state must be {2 * k} tensors (the forward "
+                             f"layer's states, then the backward layer's). Received: "
+                             f"{len(shapes) - 1}")
+        return [shapes[0], *shapes[1:1 + k]], [shapes[0], *shapes[1 + k:]]
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        fwd_in, bwd_in = self._halves(input_shape)
+        f = self.forward_layer.compute_output_shape(fwd_in)
+        b = self.backward_layer.compute_output_shape(bwd_in)
+        f_out, b_out = (f[0], b[0]) if self.return_state else (f, b)
+        if self.merge_mode == "concat":
+            merged = [(*f_out[:-1], 2 * f_out[-1])]
+        elif self.merge_mode is None:
+            merged = [f_out, b_out]
+        else:
+            merged = [f_out]
+        if self.return_state:
+            return [*merged, *f[1:], *b[1:]]
+        return merged[0] if len(merged) == 1 else merged
+
+    def build(self, input_shape: Any, dtype: np.dtype[Any]) -> Any:
+        fwd_in, bwd_in = self._halves(input_shape)
+        if isinstance(input_shape, list):
+            for inner in (self.forward_layer, self.backward_layer):
+                inner._initial_state, inner.n_inputs = True, None
+        self.forward_layer.build(fwd_in, dtype)
+        self.backward_layer.build(bwd_in, dtype)
+        return super().build(input_shape, dtype)
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        return [*self.forward_layer._specs, *self.backward_layer._specs]
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        k = len(self.forward_layer._specs)
+        self.forward_layer.bind(weights[:k], grads[:k])
+        self.backward_layer.bind(weights[k:], grads[k:])
+
+    # ------------------------------------------------------------------ compute
+    def _slots(self, ctx: Slot) -> tuple[Slot, Slot]:
+        slots = ctx.saved.get("slots")
+        if slots is None:
+            slots = ctx.saved["slots"] = (Slot(ctx.be, ctx.dtype), Slot(ctx.be, ctx.dtype))
+        return slots
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
+        fs, bs = self._slots(ctx)
+        for s in (fs, bs):
+            s.set_rows(ctx.rows)
+            s.training = training
+        if isinstance(x, list):
+            k = self.forward_layer.n_states
+            fx, bx = [x[0], *x[1:1 + k]], [x[0], *x[1 + k:]]
+        else:
+            fx = bx = x
+        f = self.forward_layer.forward(fs, fx, training)
+        b = self.backward_layer.forward(bs, bx, training)
+        f_out, b_out = (f[0], b[0]) if self.return_state else (f, b)
+        if self.return_sequences:
+            b_out = b_out[:, ::-1]            # back in time order
+        mode = self.merge_mode
+        if mode is None:
+            merged = [f_out, np.ascontiguousarray(b_out)]
+        else:
+            out = ctx.rows_buffer("y", (*f_out.shape[1:-1], f_out.shape[-1] * (
+                2 if mode == "concat" else 1)))
+            if mode == "concat":
+                u = f_out.shape[-1]
+                out[..., :u] = f_out
+                out[..., u:] = b_out
+            elif mode == "sum":
+                np.add(f_out, b_out, out=out)
+            elif mode == "ave":
+                np.add(f_out, b_out, out=out)
+                out *= 0.5
+            else:
+                np.multiply(f_out, b_out, out=out)
+            merged = [out]
+            ctx.saved["halves"] = (f_out, b_out)
+        if self.return_state:
+            return [*merged, *f[1:], *b[1:]]
+        return merged[0] if len(merged) == 1 else merged
+
+    def backward(self, ctx: Slot, dy: Any) -> Any:
+        fs, bs = self._slots(ctx)
+        dys = dy if isinstance(dy, list) else [dy]
+        mode = self.merge_mode
+        n_merged = 2 if mode is None else 1
+        if mode is None:
+            df, db = dys[0], dys[1]
+        elif mode == "concat":
+            u = self.forward_layer.units
+            df, db = dys[0][..., :u], dys[0][..., u:]
+        elif mode == "sum":
+            df = db = dys[0]
+        elif mode == "ave":
+            df = db = dys[0] * 0.5
+        else:
+            f_out, b_out = ctx.saved["halves"]
+            df, db = dys[0] * b_out, dys[0] * f_out
+        if self.return_sequences:
+            db = db[:, ::-1]
+        k = self.forward_layer.n_states
+        states = dys[n_merged:]
+        f_in = [np.ascontiguousarray(df), *states[:k]] if self.return_state else \
+            np.ascontiguousarray(df)
+        b_in = [np.ascontiguousarray(db), *states[k:]] if self.return_state else \
+            np.ascontiguousarray(db)
+        need_x = ctx.dx_target(0) is not None
+        x_shape = self.input_shape[0] if isinstance(self.input_shape, list) else self.input_shape
+        for s, side in ((fs, 0), (bs, 1)):
+            targets = [s.rows_buffer("dx_in", x_shape) if need_x else None]
+            if self._initial_state:
+                targets += [s.rows_buffer(f"ds{i}", (self.forward_layer.units,))
+                            if ctx.dx_target(1 + side * k + i) is not None else None
+                            for i in range(k)]
+            s._dx = targets
+        rf = self.forward_layer.backward(fs, f_in)
+        rb = self.backward_layer.backward(bs, b_in)
+        rf, rb = (rf if isinstance(rf, list) else [rf]), (rb if isinstance(rb, list) else [rb])
+        dx = None
+        if need_x:
+            dx = ctx.dx_target(0)
+            np.add(rf[0], rb[0], out=dx)
+        if not self._initial_state:
+            return dx
+        return [dx, *rf[1:], *rb[1:]]
+
+    # ------------------------------------------------------------------ weights and config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["layer"] = self.forward_layer.get_config()
+        config["merge_mode"] = self.merge_mode
+        config["backward_layer"] = self.backward_layer.get_config()
+        return config
+
+    def __repr__(self) -> str:
+        return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r})"
+
+
+class OutputOf(Layer):
+    """One of the outputs of a layer that returns several (``return_state=True``,
+    ``Bidirectional(merge_mode=None)``): the functional API adds one per output, so each is a
+    tensor of its own. It computes nothing: forward picks, backward passes the gradient on."""
+
+    def __init__(self, index: int, name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.index = V.check_int("index", index, low=0)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if not isinstance(input_shape, list) or self.index >= len(input_shape):
+            raise ValueError(f"{self.name} picks output {self.index} of a layer with several "
+                             f"outputs. Received: input shape {input_shape}")
+        return input_shape[self.index]
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
+        return x[self.index]
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Any:
+        return dy
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["index"] = self.index
+        return config
+
+
+RECURRENT_LAYERS = (SimpleRNN, LSTM, GRU, Bidirectional, OutputOf)
+__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional", "OutputOf", "RNNBase"]

@@ -1,0 +1,188 @@
+/*
+ * fastnn recurrent layers (see fnn_rnn.h): the gate loops of fnn_rnn_gates_tmpl.h in each
+ * instruction-set flavour, then the driver of fnn_rnn_tmpl.h for float and double.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fnn_ftz.h"
+#include "fnn_gemm.h"
+#include "fnn_gemm_internal.h"
+#include "fnn_rnn.h"
+#include "fnn_vexp.h"
+
+static ptrdiff_t fnn_rnn_gates(int cell)
+{
+    return cell == FNN_RNN_LSTM ? 4 : (cell == FNN_RNN_GRU ? 3 : 1);
+}
+
+void fnn_rnn_sizes(int cell, ptrdiff_t T, ptrdiff_t d, ptrdiff_t u, ptrdiff_t *fwd,
+                   ptrdiff_t *bwd)
+{
+    const ptrdiff_t K = fnn_rnn_gates(cell) * u;
+    const int simple = cell == FNN_RNN_SIMPLE, lstm = cell == FNN_RNN_LSTM,
+              gru = cell == FNN_RNN_GRU;
+    *fwd = T * d + (simple ? 0 : T * K) + (T + 1) * u + (lstm ? (T + 1) * u : 0) +
+           (simple ? 0 : T * u) + (gru ? K : 0);
+    *bwd = T * K + (gru ? T * K : 0) + T * d + u + (lstm ? u : 0);
+}
+
+/* Float sigmoid and tanh without libm calls, so that the gate loops vectorise (libm's tanhf is a
+ * call per element: ~10x the cost of the rest of an LSTM step). sigmoid from exp(-|z|) (never
+ * overflows); tanh = (1 - e) / (1 + e) with e = exp(-2|z|) where that has no cancellation
+ * (|z| >= 0.5), its Taylor series to z^15 below (relative error < 1e-8 there). NaN propagates.
+ * Double keeps libm (the parity tests hold double to 1e-10). */
+static inline __attribute__((always_inline)) float fnn_rnn_sigmoidf(float z)
+{
+    const float e = fnn_expf(-fabsf(z));
+    const float s = 1.0f / (1.0f + e);
+    return z >= 0.0f ? s : e * s;
+}
+
+static inline __attribute__((always_inline)) float fnn_rnn_tanhf(float z)
+{
+    const float a = fabsf(z), a2 = a * a;
+    const float e = fnn_expf(-2.0f * a);
+    const float big = (1.0f - e) / (1.0f + e);
+    float p = -929569.0f / 638512875.0f;
+    float t;
+    p = p * a2 + 21844.0f / 6081075.0f;
+    p = p * a2 - 1382.0f / 155925.0f;
+    p = p * a2 + 62.0f / 2835.0f;
+    p = p * a2 - 17.0f / 315.0f;
+    p = p * a2 + 2.0f / 15.0f;
+    p = p * a2 - 1.0f / 3.0f;
+    t = a < 0.5f ? a + a * a2 * p : big;
+    return (z != z) ? z : copysignf(t, z);
+}
+
+static inline double fnn_rnn_sigmoid(double z)
+{
+    if (z >= 0.0) return 1.0 / (1.0 + exp(-z));
+    {
+        const double e = exp(z);
+        return e / (1.0 + e);
+    }
+}
+
+/* The gate loops per type and flavour. */
+#define FNN_RNN_CAT_(a, b, c) a##b##c
+#define FNN_RNN_CAT(a, b, c) FNN_RNN_CAT_(a, b, c)
+
+#define FT float
+#define G_SIGMOID fnn_rnn_sigmoidf
+#define G_TANH fnn_rnn_tanhf
+#define GTARGET
+#define GFN(x) FNN_RNN_CAT(x, _generic, _f32)
+#include "fnn_rnn_gates_tmpl.h"
+#undef GFN
+#undef GTARGET
+#if FNN_X86
+#define GTARGET __attribute__((target("avx2,fma")))
+#define GFN(x) FNN_RNN_CAT(x, _avx2, _f32)
+#include "fnn_rnn_gates_tmpl.h"
+#undef GFN
+#undef GTARGET
+#define GTARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define GFN(x) FNN_RNN_CAT(x, _avx512, _f32)
+#include "fnn_rnn_gates_tmpl.h"
+#undef GFN
+#undef GTARGET
+#endif
+#undef FT
+#undef G_SIGMOID
+#undef G_TANH
+
+#define FT double
+#define G_SIGMOID fnn_rnn_sigmoid
+#define G_TANH tanh
+#define GTARGET
+#define GFN(x) FNN_RNN_CAT(x, _generic, _f64)
+#include "fnn_rnn_gates_tmpl.h"
+#undef GFN
+#undef GTARGET
+#if FNN_X86
+#define GTARGET __attribute__((target("avx2,fma")))
+#define GFN(x) FNN_RNN_CAT(x, _avx2, _f64)
+#include "fnn_rnn_gates_tmpl.h"
+#undef GFN
+#undef GTARGET
+#define GTARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define GFN(x) FNN_RNN_CAT(x, _avx512, _f64)
+#include "fnn_rnn_gates_tmpl.h"
+#undef GFN
+#undef GTARGET
+#endif
+#undef FT
+#undef G_SIGMOID
+#undef G_TANH
+
+#define FNN_RNN_GATES_TABLE(FT, SUF)                                                          \
+    typedef struct {                                                                          \
+        void (*act)(FT *, ptrdiff_t, int);                                                    \
+        void (*simple_bwd)(const FT *, const FT *, FT *, ptrdiff_t, int);                     \
+        void (*lstm_fwd)(FT *, const FT *, FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int, int); \
+        void (*lstm_bwd)(const FT *, const FT *, const FT *, const FT *, FT *, FT *,          \
+                         ptrdiff_t, ptrdiff_t, int, int);                                     \
+        void (*gru_fwd)(FT *, const FT *, const FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int,  \
+                        int);                                                                 \
+        void (*gru_bwd)(const FT *, const FT *, const FT *, FT *, FT *, FT *, ptrdiff_t,      \
+                        ptrdiff_t, int, int);                                                 \
+    } fnn_rnn_gates##SUF;
+FNN_RNN_GATES_TABLE(float, _f32)
+FNN_RNN_GATES_TABLE(double, _f64)
+
+#define FNN_RNN_ENTRY(FL, SUF)                                                                \
+    {act_##FL##SUF, simple_bwd_##FL##SUF, lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF,            \
+     gru_fwd_##FL##SUF, gru_bwd_##FL##SUF}
+
+#if FNN_X86
+static const fnn_rnn_gates_f32 gates_f32_of[] = {
+    FNN_RNN_ENTRY(generic, _f32), FNN_RNN_ENTRY(avx2, _f32), FNN_RNN_ENTRY(avx512, _f32)};
+static const fnn_rnn_gates_f64 gates_f64_of[] = {
+    FNN_RNN_ENTRY(generic, _f64), FNN_RNN_ENTRY(avx2, _f64), FNN_RNN_ENTRY(avx512, _f64)};
+#else
+static const fnn_rnn_gates_f32 gates_f32_of[] = {FNN_RNN_ENTRY(generic, _f32)};
+static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
+#endif
+
+/* The flavour of the GEMM micro-kernel in use (FASTNN_KERNEL applies). */
+static int fnn_rnn_flavour(void)
+{
+#if FNN_X86
+    const fnn_arch *a = fnn_active_arch();
+    if (a == &fnn_arch_avx512) return 2;
+    if (a == &fnn_arch_avx2) return 1;
+#endif
+    return 0;
+}
+
+#define FT float
+#define RFN(x) x##_f32
+#define GEMM fnn_sgemm
+#define EPI fnn_epilogue_f32
+#define GATES fnn_rnn_gates_f32
+#define GATES_OF() (&gates_f32_of[fnn_rnn_flavour()])
+#include "fnn_rnn_tmpl.h"
+#undef FT
+#undef RFN
+#undef GEMM
+#undef EPI
+#undef GATES
+#undef GATES_OF
+
+#define FT double
+#define RFN(x) x##_f64
+#define GEMM fnn_dgemm
+#define EPI fnn_epilogue_f64
+#define GATES fnn_rnn_gates_f64
+#define GATES_OF() (&gates_f64_of[fnn_rnn_flavour()])
+#include "fnn_rnn_tmpl.h"
+#undef FT
+#undef RFN
+#undef GEMM
+#undef EPI
+#undef GATES
+#undef GATES_OF

@@ -1,0 +1,79 @@
+/*
+ * fastnn recurrent layers: SimpleRNN, LSTM and GRU (Keras' equations, weight layouts and gate
+ * orders) forward, and backpropagation through time, each in one call on the packed GEMM.
+ *
+ *   x (n, T, d) batch-first; kernel W (d, K), recurrent kernel U (u, K), K = k u with k = 1, 4, 3
+ *   gates; bias (K,) (GRU: (2, 3u), the input bias then the recurrent one).
+ *   SimpleRNN: h_t = act(x_t W + h_{t-1} U + b)
+ *   LSTM:      [i f g o] = [rec act rec rec](x_t W + h_{t-1} U + b),
+ *              c_t = f c_{t-1} + i g,  h_t = o act(c_t)
+ *   GRU:       [xz xr xh] = x_t W + b_in,  [rz rr rh] = h_{t-1} U + b_rec,
+ *              z = rec(xz + rz), r = rec(xr + rr), hh = act(xh + r rh),  h_t = z h_{t-1} + (1-z) hh
+ *   (reset_after=True, Keras' default).
+ * With `reverse` (Keras' go_backwards) step s reads x[:, T-1-s]; outputs are in step order.
+ *
+ * Forward: the input projection of all steps is one GEMM (bias as its epilogue); each step is
+ * one GEMM h_{t-1} U accumulated into the step's rows, then the gates element-wise. Everything
+ * the backward needs is kept in the caller's workspace, time-major so that each step's rows and
+ * the products over all steps are contiguous:
+ *   xt (T, n, d) the input in step order; G (T, n, K) the gates (LSTM, GRU); H (T+1, n, u) the
+ *   states, H[0] = h0; C (T+1, n, u) the LSTM cells, C[0] = c0; AUX (T, n, u) act(c_t) (LSTM) or
+ *   rh (GRU); S (n, K) the GRU's recurrent product of the current step.
+ * Backward: per step (last to first) the gate derivatives into dZ (T, n, K) and the recurrent
+ * product dh_{t-1} = dZ_t U^T (GRU: plus dh_t z; its recurrent side dZr differs from dZ in the
+ * candidate's third); then, over all steps at once, dW = xt^T dZ, dU = H[0:T]^T dZ (GRU: dZr),
+ * dbias = column sums (in double, rows in order) and dx = dZ W^T, each one GEMM.
+ * The GEMM never splits a sum across threads and the element-wise parts are serial, so results
+ * are bitwise the same at any thread count.
+ *
+ * Sizes per sample of the workspaces: fnn_rnn_sizes. Callers validate every shape; the kernels
+ * trust them. Returns 1, or 0 when a scratch allocation failed.
+ */
+#ifndef FNN_RNN_H
+#define FNN_RNN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { FNN_RNN_SIMPLE = 0, FNN_RNN_LSTM = 1, FNN_RNN_GRU = 2 };
+
+typedef struct {
+    int cell;              /* FNN_RNN_* */
+    ptrdiff_t n, T, d, u;  /* batch, steps (>= 1), input features, units */
+    int act, rec;          /* activation codes (LINEAR, SIGMOID, TANH, RELU) */
+    int reverse;           /* go_backwards */
+    int seq;               /* y (and dy) hold every step (n, T, u), else the last (n, u) */
+} fnn_rnn_geom;
+
+/* Values per sample of the forward workspace and of the backward one. */
+void fnn_rnn_sizes(int cell, ptrdiff_t T, ptrdiff_t d, ptrdiff_t u, ptrdiff_t *fwd,
+                   ptrdiff_t *bwd);
+
+/* h0, c0 may be NULL (zeros); h_last, c_last (n, u) may be NULL (not wanted). */
+int fnn_rnn_forward_f32(const fnn_rnn_geom *g, const float *x, const float *W, const float *U,
+                        const float *b, const float *h0, const float *c0, float *ws, float *y,
+                        float *h_last, float *c_last);
+int fnn_rnn_forward_f64(const fnn_rnn_geom *g, const double *x, const double *W, const double *U,
+                        const double *b, const double *h0, const double *c0, double *ws,
+                        double *y, double *h_last, double *c_last);
+
+/* From the forward's workspace ws: dW, dU, db are written; dy (n, T, u) or (n, u) as g->seq says;
+ * dh_last, dc_last (n, u) (gradients reaching the final states) may be NULL; ut (K u) is scratch;
+ * dx, dh0, dc0 may be NULL (not wanted). */
+int fnn_rnn_backward_f32(const fnn_rnn_geom *g, const float *W, const float *U, const float *ws,
+                         const float *dy, const float *dh_last, const float *dc_last, float *bws,
+                         float *ut, float *dW, float *dU, float *db, float *dx, float *dh0,
+                         float *dc0);
+int fnn_rnn_backward_f64(const fnn_rnn_geom *g, const double *W, const double *U,
+                         const double *ws, const double *dy, const double *dh_last,
+                         const double *dc_last, double *bws, double *ut, double *dW, double *dU,
+                         double *db, double *dx, double *dh0, double *dc0);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FNN_RNN_H */

@@ -1,0 +1,174 @@
+/*
+ * The element-wise half of one recurrent step (fnn_rnn.h): gate nonlinearities and state updates
+ * forward, their derivatives backward, on the n rows of one time step. Written once, compiled per
+ * element type and per instruction set (fnn_rnn.c includes it with target attributes, as
+ * fnn_vec.c does), so the loops run as wide as the GEMM's flavour.
+ *
+ * Required macros: FT (float or double), GFN(name) (the flavour's function name), GTARGET (a
+ * function attribute, may be empty), G_SIGMOID(z), G_TANH(z) (scalar functions of FT that the
+ * compiler can vectorise for float: fnn_rnn.c's fnn_rnn_sigmoidf / fnn_rnn_tanhf).
+ *
+ * Activation codes are fastnn's (fnn_gemm.h): LINEAR, SIGMOID, TANH, RELU. Derivatives are
+ * written with the activation's output y (as fnn_vec.h's): sigmoid y (1 - y), tanh 1 - y^2,
+ * relu (y > 0), linear 1 -- evaluated as k0 + y (k1 + k2 y) (relu by a select), one loop for all.
+ */
+
+/* y := act(y) on len values. */
+static GTARGET void GFN(act)(FT *y, ptrdiff_t len, int act)
+{
+    ptrdiff_t j;
+    switch (act) {
+    case FNN_ACT_SIGMOID:
+        for (j = 0; j < len; j++) y[j] = G_SIGMOID(y[j]);
+        break;
+    case FNN_ACT_TANH:
+        for (j = 0; j < len; j++) y[j] = G_TANH(y[j]);
+        break;
+    case FNN_ACT_RELU:
+        for (j = 0; j < len; j++) y[j] = (y[j] < (FT)0) ? (FT)0 : y[j];
+        break;
+    default:
+        break;
+    }
+}
+
+/* The rows of a step's buffers never overlap. */
+#define G_IVDEP _Pragma("GCC ivdep")
+
+/* act'(y) = k0 + y (k1 + k2 y), or relu's step: the coefficients of each code. */
+#define G_DERIV_DECL(P, code)                                                                 \
+    const FT P##k0 = ((code) == FNN_ACT_SIGMOID) ? (FT)0 : (FT)1;                             \
+    const FT P##k1 = ((code) == FNN_ACT_SIGMOID) ? (FT)1 : (FT)0;                             \
+    const FT P##k2 = ((code) == FNN_ACT_SIGMOID || (code) == FNN_ACT_TANH) ? (FT)-1 : (FT)0;  \
+    const int P##relu = (code) == FNN_ACT_RELU
+#define G_DERIV(P, y) GFN(deriv)(P##k0, P##k1, P##k2, P##relu, (y))
+
+static inline __attribute__((always_inline)) FT GFN(deriv)(FT k0, FT k1, FT k2, int relu, FT y)
+{
+    const FT poly = k0 + y * (k1 + k2 * y);
+    const FT step = (y > (FT)0) ? (FT)1 : (FT)0;
+    return relu ? step : poly;
+}
+
+/* SimpleRNN backward of one step: dz := dh * act'(h) (n*u values). */
+static GTARGET void GFN(simple_bwd)(const FT *restrict h, const FT *restrict dh,
+                                    FT *restrict dz, ptrdiff_t len, int act)
+{
+    G_DERIV_DECL(d_, act);
+    ptrdiff_t j;
+    for (j = 0; j < len; j++) dz[j] = dh[j] * G_DERIV(d_, h[j]);
+}
+
+/* LSTM forward of one step. z (n, 4u) holds the pre-activations [i f c o]; they are replaced by
+ * the gates. c_next = f c_prev + i g; a = act(c_next); h_next = o a. */
+static GTARGET void GFN(lstm_fwd)(FT *z, const FT *c_prev, FT *c_next, FT *a, FT *h_next,
+                                  ptrdiff_t n, ptrdiff_t u, int act, int rec)
+{
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        FT *restrict zi = z + b * 4 * u, *restrict zf = zi + u, *restrict zg = zi + 2 * u,
+                     *restrict zo = zi + 3 * u;
+        const FT *restrict cp = c_prev + b * u;
+        FT *restrict cn = c_next + b * u, *restrict ab = a + b * u, *restrict hb = h_next + b * u;
+        if (act == rec) {
+            GFN(act)(zi, 4 * u, rec);
+        } else {
+            GFN(act)(zi, 2 * u, rec);
+            GFN(act)(zg, u, act);
+            GFN(act)(zo, u, rec);
+        }
+        for (j = 0; j < u; j++) {
+            const FT c = zf[j] * cp[j] + zi[j] * zg[j];
+            cn[j] = c;
+            ab[j] = c;
+        }
+        GFN(act)(ab, u, act);
+        for (j = 0; j < u; j++) hb[j] = zo[j] * ab[j];
+    }
+}
+
+/* LSTM backward of one step, from the gates z (n, 4u), c_prev and a = act(c) (n, u):
+ * dh (n, u) is dL/dh of this step (incoming from above and from the next step), dc (n, u) dL/dc
+ * from the next step, replaced by dL/dc_prev; dz (n, 4u) := dL/d(pre-activations). */
+static GTARGET void GFN(lstm_bwd)(const FT *z, const FT *c_prev, const FT *a, const FT *dh,
+                                  FT *dc, FT *dz, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+{
+    G_DERIV_DECL(da_, act);
+    G_DERIV_DECL(dr_, rec);
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        const FT *restrict zi = z + b * 4 * u, *restrict zf = zi + u, *restrict zg = zi + 2 * u,
+                           *restrict zo = zi + 3 * u;
+        const FT *restrict cp = c_prev + b * u, *restrict ab = a + b * u,
+                           *restrict dhb = dh + b * u;
+        FT *restrict dcb = dc + b * u, *restrict di = dz + b * 4 * u, *restrict df = di + u,
+                     *restrict dg = di + 2 * u, *restrict dout = di + 3 * u;
+        G_IVDEP
+        for (j = 0; j < u; j++) {
+            const FT c = dcb[j] + dhb[j] * zo[j] * G_DERIV(da_, ab[j]);
+            di[j] = c * zg[j] * G_DERIV(dr_, zi[j]);
+            df[j] = c * cp[j] * G_DERIV(dr_, zf[j]);
+            dg[j] = c * zi[j] * G_DERIV(da_, zg[j]);
+            dout[j] = dhb[j] * ab[j] * G_DERIV(dr_, zo[j]);
+            dcb[j] = c * zf[j];
+        }
+    }
+}
+
+/* GRU (reset_after) forward of one step. z (n, 3u) holds x W + b_in = [xz xr xh] and is replaced
+ * by the gates [z r hh]; s (n, 3u) = h_prev U + b_rec = [rz rr rh]; aux := rh (kept for the
+ * backward); z = rec(xz + rz), r = rec(xr + rr), hh = act(xh + r rh), h = z h_prev + (1 - z) hh. */
+static GTARGET void GFN(gru_fwd)(FT *z, const FT *s, const FT *h_prev, FT *aux, FT *h_next,
+                                 ptrdiff_t n, ptrdiff_t u, int act, int rec)
+{
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        FT *restrict zb = z + b * 3 * u, *restrict hh = zb + 2 * u, *restrict rh = aux + b * u,
+                     *restrict hn = h_next + b * u;
+        const FT *restrict sb = s + b * 3 * u, *restrict hp = h_prev + b * u;
+        for (j = 0; j < 2 * u; j++) zb[j] = zb[j] + sb[j];
+        GFN(act)(zb, 2 * u, rec);
+        for (j = 0; j < u; j++) {
+            rh[j] = sb[2 * u + j];
+            hh[j] = hh[j] + zb[u + j] * rh[j];
+        }
+        GFN(act)(hh, u, act);
+        for (j = 0; j < u; j++) hn[j] = zb[j] * hp[j] + ((FT)1 - zb[j]) * hh[j];
+    }
+}
+
+/* GRU backward of one step: from the gates z (n, 3u), h_prev and aux = rh (n, u) and dh = dL/dh
+ * (n, u): dzx (n, 3u) := dL/d(x W + b_in), dzr (n, 3u) := dL/d(h_prev U + b_rec) (they differ
+ * in the candidate's third: r times), and dh := dh z (the direct path to h_prev; the caller adds
+ * dzr U^T). */
+static GTARGET void GFN(gru_bwd)(const FT *z, const FT *h_prev, const FT *aux, FT *dh, FT *dzx,
+                                 FT *dzr, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+{
+    G_DERIV_DECL(da_, act);
+    G_DERIV_DECL(dr_, rec);
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        const FT *restrict zz = z + b * 3 * u, *restrict zr = zz + u, *restrict hh = zz + 2 * u;
+        const FT *restrict hp = h_prev + b * u, *restrict rh = aux + b * u;
+        FT *restrict dhb = dh + b * u, *restrict xz = dzx + b * 3 * u,
+                     *restrict rz = dzr + b * 3 * u;
+        G_IVDEP
+        for (j = 0; j < u; j++) {
+            const FT g = dhb[j];
+            const FT dzp = g * (hp[j] - hh[j]) * G_DERIV(dr_, zz[j]);
+            const FT dhp = g * ((FT)1 - zz[j]) * G_DERIV(da_, hh[j]);
+            const FT drp = dhp * rh[j] * G_DERIV(dr_, zr[j]);
+            xz[j] = dzp;
+            rz[j] = dzp;
+            xz[u + j] = drp;
+            rz[u + j] = drp;
+            xz[2 * u + j] = dhp;
+            rz[2 * u + j] = dhp * zr[j];
+            dhb[j] = g * zz[j];
+        }
+    }
+}
+
+#undef G_DERIV_DECL
+#undef G_DERIV
+#undef G_IVDEP

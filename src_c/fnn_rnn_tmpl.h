@@ -1,0 +1,191 @@
+/*
+ * The recurrent driver of fnn_rnn.h for one element type. Required macros: FT, RFN(name) (the
+ * public name with its type suffix), GEMM (fnn_sgemm or fnn_dgemm), EPI (its epilogue struct),
+ * GATES (the flavour table's type) and GATES_OF() (the table of the flavour in use).
+ */
+
+/* The workspace's parts (see fnn_rnn.h). */
+typedef struct {
+    FT *xt, *G, *H, *C, *AUX, *S;
+} RFN(parts);
+
+static RFN(parts) RFN(split)(const fnn_rnn_geom *g, FT *ws)
+{
+    const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    RFN(parts) p;
+    p.xt = ws;
+    p.G = p.xt + T * n * g->d;
+    p.H = p.G + (g->cell == FNN_RNN_SIMPLE ? 0 : T * n * K);
+    p.C = p.H + (T + 1) * n * u;
+    p.AUX = p.C + (g->cell == FNN_RNN_LSTM ? (T + 1) * n * u : 0);
+    p.S = p.AUX + (g->cell == FNN_RNN_SIMPLE ? 0 : T * n * u);
+    return p;
+}
+
+static void RFN(gemm)(int ta, int tb, ptrdiff_t m, ptrdiff_t nn, ptrdiff_t k, const FT *A,
+                      ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C, ptrdiff_t ldc,
+                      const FT *bias)
+{
+    EPI ep;
+    memset(&ep, 0, sizeof ep);
+    ep.bias = bias;
+    ep.act = FNN_ACT_LINEAR;
+    GEMM(ta, tb, m, nn, k, (FT)1, A, lda, B, ldb, beta, C, ldc, bias ? &ep : NULL);
+}
+
+int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const FT *U,
+                         const FT *b, const FT *h0, const FT *c0, FT *ws, FT *y, FT *h_last,
+                         FT *c_last)
+{
+    const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const GATES *gt = GATES_OF();
+    const RFN(parts) p = RFN(split)(g, ws);
+    const unsigned int mxcsr = fnn_ftz_enter();
+    ptrdiff_t s, bb;
+    if (n == 0) {
+        fnn_ftz_leave(mxcsr);
+        return 1;
+    }
+    /* the input in step order, time-major */
+    for (s = 0; s < T; s++) {
+        const ptrdiff_t t = g->reverse ? T - 1 - s : s;
+        for (bb = 0; bb < n; bb++)
+            memcpy(p.xt + (s * n + bb) * d, x + (bb * T + t) * d, (size_t)d * sizeof(FT));
+    }
+    /* the input projection of every step, with the (input) bias */
+    RFN(gemm)(0, 0, T * n, K, d, p.xt, d, W, K, (FT)0,
+              g->cell == FNN_RNN_SIMPLE ? p.H + n * u : p.G, K, b);
+    if (h0) memcpy(p.H, h0, (size_t)(n * u) * sizeof(FT));
+    else memset(p.H, 0, (size_t)(n * u) * sizeof(FT));
+    if (g->cell == FNN_RNN_LSTM) {
+        if (c0) memcpy(p.C, c0, (size_t)(n * u) * sizeof(FT));
+        else memset(p.C, 0, (size_t)(n * u) * sizeof(FT));
+    }
+    for (s = 0; s < T; s++) {
+        const FT *hp = p.H + s * n * u;
+        FT *hn = p.H + (s + 1) * n * u;
+        switch (g->cell) {
+        case FNN_RNN_SIMPLE:
+            RFN(gemm)(0, 0, n, u, u, hp, u, U, u, (FT)1, hn, u, NULL);
+            gt->act(hn, n * u, g->act);
+            break;
+        case FNN_RNN_LSTM:
+            RFN(gemm)(0, 0, n, K, u, hp, u, U, K, (FT)1, p.G + s * n * K, K, NULL);
+            gt->lstm_fwd(p.G + s * n * K, p.C + s * n * u, p.C + (s + 1) * n * u,
+                         p.AUX + s * n * u, hn, n, u, g->act, g->rec);
+            break;
+        default:
+            RFN(gemm)(0, 0, n, K, u, hp, u, U, K, (FT)0, p.S, K, b + K);
+            gt->gru_fwd(p.G + s * n * K, p.S, hp, p.AUX + s * n * u, hn, n, u, g->act, g->rec);
+            break;
+        }
+    }
+    if (g->seq) {
+        for (s = 0; s < T; s++)
+            for (bb = 0; bb < n; bb++)
+                memcpy(y + (bb * T + s) * u, p.H + ((s + 1) * n + bb) * u,
+                       (size_t)u * sizeof(FT));
+    } else {
+        memcpy(y, p.H + T * n * u, (size_t)(n * u) * sizeof(FT));
+    }
+    if (h_last) memcpy(h_last, p.H + T * n * u, (size_t)(n * u) * sizeof(FT));
+    if (c_last && g->cell == FNN_RNN_LSTM)
+        memcpy(c_last, p.C + T * n * u, (size_t)(n * u) * sizeof(FT));
+    fnn_ftz_leave(mxcsr);
+    return 1;
+}
+
+/* out[j] := sum over rows i < m of z[i * K + j], in double, rows in order. */
+static void RFN(colsum)(const FT *z, ptrdiff_t m, ptrdiff_t K, double *acc, FT *out)
+{
+    ptrdiff_t i, j;
+    for (j = 0; j < K; j++) acc[j] = 0.0;
+    for (i = 0; i < m; i++) {
+        const FT *row = z + i * K;
+        for (j = 0; j < K; j++) acc[j] += (double)row[j];
+    }
+    for (j = 0; j < K; j++) out[j] = (FT)acc[j];
+}
+
+int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const FT *ws,
+                          const FT *dy, const FT *dh_last, const FT *dc_last, FT *bws, FT *ut,
+                          FT *dW, FT *dU, FT *db, FT *dx, FT *dh0, FT *dc0)
+{
+    const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const GATES *gt = GATES_OF();
+    const RFN(parts) p = RFN(split)(g, (FT *)ws);
+    const int gru = g->cell == FNN_RNN_GRU, lstm = g->cell == FNN_RNN_LSTM;
+    FT *dZ = bws, *dZr = dZ + T * n * K, *dxt = dZr + (gru ? T * n * K : 0);
+    FT *dh = dxt + T * n * d, *dc = dh + n * u;
+    double *acc;
+    unsigned int mxcsr;
+    ptrdiff_t s, bb, i, j;
+    acc = (double *)malloc((size_t)(K > 0 ? K : 1) * sizeof(double));
+    if (!acc) return 0;
+    mxcsr = fnn_ftz_enter();
+    if (n == 0) { /* no samples: zero gradients */
+        memset(dW, 0, (size_t)(d * K) * sizeof(FT));
+        memset(dU, 0, (size_t)(u * K) * sizeof(FT));
+        memset(db, 0, (size_t)((gru ? 2 : 1) * K) * sizeof(FT));
+        fnn_ftz_leave(mxcsr);
+        free(acc);
+        return 1;
+    }
+    for (i = 0; i < u; i++) /* U^T, so each step's product reads it untransposed */
+        for (j = 0; j < K; j++) ut[j * u + i] = U[i * K + j];
+    if (dh_last) memcpy(dh, dh_last, (size_t)(n * u) * sizeof(FT));
+    else memset(dh, 0, (size_t)(n * u) * sizeof(FT));
+    if (lstm) {
+        if (dc_last) memcpy(dc, dc_last, (size_t)(n * u) * sizeof(FT));
+        else memset(dc, 0, (size_t)(n * u) * sizeof(FT));
+    }
+    for (s = T - 1; s >= 0; s--) {
+        FT *dzs = dZ + s * n * K;
+        if (g->seq) {
+            for (bb = 0; bb < n; bb++) {
+                const FT *src = dy + (bb * T + s) * u;
+                FT *dst = dh + bb * u;
+                for (j = 0; j < u; j++) dst[j] += src[j];
+            }
+        } else if (s == T - 1) {
+            for (j = 0; j < n * u; j++) dh[j] += dy[j];
+        }
+        switch (g->cell) {
+        case FNN_RNN_SIMPLE:
+            gt->simple_bwd(p.H + (s + 1) * n * u, dh, dzs, n * u, g->act);
+            RFN(gemm)(0, 0, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
+            break;
+        case FNN_RNN_LSTM:
+            gt->lstm_bwd(p.G + s * n * K, p.C + s * n * u, p.AUX + s * n * u, dh, dc, dzs, n, u,
+                         g->act, g->rec);
+            RFN(gemm)(0, 0, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
+            break;
+        default:
+            gt->gru_bwd(p.G + s * n * K, p.H + s * n * u, p.AUX + s * n * u, dh, dzs,
+                        dZr + s * n * K, n, u, g->act, g->rec);
+            RFN(gemm)(0, 0, n, u, K, dZr + s * n * K, K, ut, u, (FT)1, dh, u, NULL);
+            break;
+        }
+    }
+    /* the weight gradients of all steps, each one product */
+    RFN(gemm)(1, 0, d, K, T * n, p.xt, d, dZ, K, (FT)0, dW, K, NULL);
+    RFN(gemm)(1, 0, u, K, T * n, p.H, u, gru ? dZr : dZ, K, (FT)0, dU, K, NULL);
+    RFN(colsum)(dZ, T * n, K, acc, db);
+    if (gru) RFN(colsum)(dZr, T * n, K, acc, db + K);
+    if (dx) {
+        RFN(gemm)(0, 1, T * n, d, K, dZ, K, W, K, (FT)0, dxt, d, NULL);
+        for (s = 0; s < T; s++) {
+            const ptrdiff_t t = g->reverse ? T - 1 - s : s;
+            for (bb = 0; bb < n; bb++)
+                memcpy(dx + (bb * T + t) * d, dxt + (s * n + bb) * d, (size_t)d * sizeof(FT));
+        }
+    }
+    if (dh0) memcpy(dh0, dh, (size_t)(n * u) * sizeof(FT));
+    if (dc0) {
+        if (lstm) memcpy(dc0, dc, (size_t)(n * u) * sizeof(FT));
+        else memset(dc0, 0, (size_t)(n * u) * sizeof(FT));
+    }
+    fnn_ftz_leave(mxcsr);
+    free(acc);
+    return 1;
+}
