@@ -181,9 +181,11 @@ def _timed(call: Callable[[], Any]) -> float:
 
 
 def measure(threads: int, repeats: int = 30,
-            log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+            log: Optional[Callable[[str], None]] = None,
+            make_rows: Callable[[], list[Row]] = rows) -> dict[str, Any]:
     """{"peak": GFLOP/s, "rows": {name: (fastnn s, torch s or None, flops)}} at ``threads``,
-    the two engines' calls alternating."""
+    the two engines' calls alternating (the rows of ``make_rows``: this module's, or another
+    benchmark's such as fastnn/_bench_rnn.py)."""
     torch: Any
     try:
         import torch
@@ -195,7 +197,7 @@ def measure(threads: int, repeats: int = 30,
         if torch is not None:
             torch.set_num_threads(threads)
         with fnn.threads(threads):
-            for name, flops, mine, theirs in rows():
+            for name, flops, mine, theirs in make_rows():
                 a = mine()
                 b = theirs(torch) if torch is not None else None
                 n = repeats * 4 if "predict" in name else repeats
@@ -218,22 +220,24 @@ def measure(threads: int, repeats: int = 30,
     return results
 
 
-def format_table(by_threads: dict[int, dict[str, Any]]) -> str:
-    lines = ["Convolutional networks: fastnn against PyTorch CPU, calls alternating in one run "
+def format_table(by_threads: dict[int, dict[str, Any]],
+                 title: str = "Convolutional networks") -> str:
+    lines = [f"{title}: fastnn against PyTorch CPU, calls alternating in one run "
              "(ratio = PyTorch time / fastnn time; GFLOP/s and % of the GEMM peak are fastnn's)"]
     for threads, res in by_threads.items():
         lines.append(f"{threads} thread(s), GEMM peak {res['peak']:.0f} GFLOP/s")
-        lines.append(f"  {'workload':28s} {'fastnn':>10s} {'PyTorch':>10s} {'ratio':>7s} "
+        lines.append(f"  {'workload':32s} {'fastnn':>10s} {'PyTorch':>10s} {'ratio':>7s} "
                      f"{'GFLOP/s':>8s} {'% peak':>7s}")
         for name, (ta, tb, flops) in res["rows"].items():
             gf = flops / ta / 1e9
             theirs = f"{tb * 1e3:8.3f}ms" if tb is not None else "       n/a"
             ratio = f"{tb / ta:6.2f}x" if tb is not None else "    n/a"
-            lines.append(f"  {name:28s} {ta * 1e3:8.3f}ms {theirs} {ratio} {gf:8.1f} "
+            lines.append(f"  {name:32s} {ta * 1e3:8.3f}ms {theirs} {ratio} {gf:8.1f} "
                          f"{100 * gf / res['peak']:6.1f}%")
     return "\n".join(lines)
 
 
 def run(thread_counts: tuple[int, ...] = (1, 2), repeats: int = 30,
-        log: Optional[Callable[[str], None]] = None) -> dict[int, dict[str, Any]]:
-    return {t: measure(t, repeats, log) for t in thread_counts}
+        log: Optional[Callable[[str], None]] = None,
+        make_rows: Callable[[], list[Row]] = rows) -> dict[int, dict[str, Any]]:
+    return {t: measure(t, repeats, log, make_rows) for t in thread_counts}

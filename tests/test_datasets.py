@@ -234,7 +234,7 @@ def test_sequence_data_files_are_small_reproducible_and_licensed():
     assert _text_sha256("sunspots_yearly.csv.gz") == \
         "c0740c96ce2ae2d190a099d8ed7bb2a8e35c77e4d9a358439bcd9e65394c15a6"
     assert _text_sha256("words.txt.gz") == \
-        "786a0b2df6275110b486107797ce584824e906aa392fa56bc3e9e86bae2e29b2"
+        "d4913a61f575a8ce31cd0b1dd5d9f245d4267b6c763f369061c3a04f716853bd"
     with open(os.path.join(DATA_DIR, "SUNSPOTS_LICENSE.txt"), encoding="utf-8") as f:
         text = f.read()
     assert "This data is public domain." in text and "statsmodels 0.15.0" in text
@@ -243,28 +243,29 @@ def test_sequence_data_files_are_small_reproducible_and_licensed():
         text = f.read()
     assert "The 1934 copyright has lapsed." in text and "english-words 2.0.2" in text
     assert "MIT License" in text
-    assert "786a0b2df6275110b486107797ce584824e906aa392fa56bc3e9e86bae2e29b2" in text
+    assert "d4913a61f575a8ce31cd0b1dd5d9f245d4267b6c763f369061c3a04f716853bd" in text
 
 
 def test_words_content():
     words = load_words()
-    assert len(words) == 49762 and all(isinstance(w, str) for w in words)
+    assert len(words) == 51231 and all(isinstance(w, str) for w in words)
     assert words == sorted(set(words))                       # sorted, no duplicates
-    assert all(2 <= len(w) <= 7 and w.isascii() and w.isalpha() and w.islower() for w in words)
+    assert all(2 <= len(w) <= 15 and w.isascii() and w.isalpha() and w.islower() for w in words)
     assert set("".join(words)) == set("abcdefghijklmnopqrstuvwxyz")
-    assert words[:3] == ["aa", "aal", "aalii"] and words[-1] == "zythum"
-    for w in ("cat", "dog", "house", "water", "network", "neural", "zebra", "quartz"):
+    assert words[:3] == ["aalii", "aardvark", "abacination"] and words[-1] == "zymotoxic"
+    for w in ("winter", "summer", "silver", "bridge", "castle", "engine", "guitar", "rabbit"):
         assert w in words
     assert "a" not in words and "aaron" not in words       # one letter; a proper noun in web2
     words.clear()
-    assert len(load_words()) == 49762                        # a new list on every call
+    assert len(load_words()) == 51231                        # a new list on every call
 
 
 def test_words_split_is_fixed_disjoint_and_complete():
     everything = load_words()
     train, validation = load_words("train"), load_words("validation")
-    assert (len(train), len(validation)) == (44831, 4931)
-    assert validation[:3] == ["aalii", "aam", "abasia"] and train[:3] == ["aa", "aal", "aba"]
+    assert (len(train), len(validation)) == (46112, 5119)
+    assert validation[:3] == ["aalii", "abaciscus", "abandoner"]
+    assert train[:3] == ["aardvark", "abacination", "abacist"]
     assert not set(train) & set(validation)
     assert sorted(train + validation) == everything
     assert train == sorted(train) and validation == sorted(validation)
@@ -328,8 +329,8 @@ def test_char_sequences_on_a_hand_written_example():
 def test_char_sequences_on_the_word_list():
     words = load_words("validation")
     vocab = CharVocab(load_words())
-    X, y = char_sequences(words, vocab, length=8)
-    assert X.shape == y.shape == (4931, 8)
+    X, y = char_sequences(words, vocab, length=16)
+    assert X.shape == y.shape == (5119, 16)
     assert np.all(X[:, 0] == 0)                              # every row starts at the boundary
     assert np.array_equal(X[:, 1:], y[:, :-1]) and np.all(y[:, -1] == 0)
     lengths = np.array([len(w) for w in words])

@@ -304,7 +304,7 @@ class FitLoop:
                 if self.metrics:
                     out = self._batch_outputs(rows)
                     for name, item in zip(self.metrics, self._metric_items):
-                        sums[name] += M.batch_metric_sum(item, out, tb, threshold)
+                        sums[name] += self._metric_sum(item, out, tb, threshold)
                 progress.update(rows, sums)
                 for cb in callbacks:
                     cb.on_batch_end(index, {"loss": value})

@@ -219,6 +219,12 @@ class Training:
         ``gradient``, whose results are held to the shape and finiteness the backward pass
         needs."""
         if self._loss_kind != L.CUSTOM_KIND:
+            classes = self._class_axis()
+            if classes:               # per step of a sequence: rows of one class axis each
+                steps = out.shape[1] // classes
+                out, t = out.reshape(-1, classes), t.reshape(-1, classes)
+                g = None if g is None else g.reshape(-1, classes)
+                w = None if w is None else np.ascontiguousarray(np.repeat(w, steps))
             return self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
         name = type(self.loss).__name__
         value = self.loss.value(t, out)
@@ -259,7 +265,44 @@ class Training:
         if self.loss is None:
             raise ValueError(f"call model.compile(loss=..., optimizer=...) before {what}")
 
+    def _class_axis(self: Any) -> int:
+        """With cross-entropy on N-D outputs (n, ..., classes), e.g. a Dense softmax per step
+        of a sequence: the number of classes (each position is one prediction, as in Keras:
+        the loss is the mean over every position); else 0."""
+        shape = self.output_shape
+        if (not isinstance(self.loss, L.CrossEntropy) or not isinstance(shape, tuple)
+                or len(shape) < 2):
+            return 0
+        return int(shape[-1])
+
+    def _metric_sum(self: Any, item, out, T, threshold) -> float:
+        """A metric summed over the rows of a batch; with a class axis (``_class_axis``), the
+        mean over each sample's positions, summed over the samples."""
+        classes = self._class_axis()
+        if not classes:
+            return M.batch_metric_sum(item, out, T, threshold)
+        positions = out.shape[1] // classes
+        return M.batch_metric_sum(item, out.reshape(-1, classes), T.reshape(-1, classes),
+                                  threshold) / positions
+
     def _targets(self: Any, y, rows, name="y"):
+        classes = self._class_axis()
+        if classes:
+            arr = V.as_real_array(name, y)
+            positions = self.output_dim // classes
+            if arr.shape[1:] == tuple(self.output_shape[:-1]):       # labels per position
+                flat = arr.reshape(-1)
+            elif arr.shape[1:] == tuple(self.output_shape):           # one-hot per position
+                flat = arr.reshape(-1, classes)
+            else:
+                raise ValueError(f"{name} must be integer labels of shape (n, "
+                                 f"{', '.join(map(str, self.output_shape[:-1]))}) or one-hot "
+                                 f"(n, {', '.join(map(str, self.output_shape))}) for outputs "
+                                 f"of shape {self.output_shape}. Received: {name} with shape "
+                                 f"{arr.shape}")
+            V.check_rows(name, arr, rows)
+            T = self.loss.targets(flat, classes, self.dtype, arr.shape[0] * positions, name)
+            return np.ascontiguousarray(T.reshape(arr.shape[0], self.output_dim))
         if (isinstance(y, np.ndarray) and y.ndim > 2 and not self._fast
                 and y.shape[1:] == tuple(self.output_shape)):
             y = y.reshape(y.shape[0], -1)        # N-D outputs: the loss sees them flattened
@@ -493,7 +536,7 @@ class Training:
                   + (0.0 if self._fast else self._regularize(with_grads=False))}
         threshold = self._threshold()
         for name, item in zip(self.metrics, self._metric_items):
-            scores[name] = M.batch_metric_sum(item, out, T, threshold) / n
+            scores[name] = self._metric_sum(item, out, T, threshold) / n
         return scores
 
     def evaluate(self: Any, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,
