@@ -146,3 +146,34 @@ def test_digits_cnn_reaches_97_percent(backend, digits_split):
     proba = model.predict(Xte.reshape(-1, 8, 8, 1))
     accuracy = np.mean(proba.argmax(axis=1) == yte)
     assert accuracy >= 0.97, f"test accuracy {accuracy:.4f}"
+
+
+def _sunspot_windows(window=16):
+    """Yearly sunspots standardised on the first 80%: (n, window, 1) windows before each year,
+    split at 80% (targets after the split are held out), and the raw series."""
+    from fastnn.datasets import load_sunspots
+    _, values = load_sunspots("yearly")
+    cut = int(round(len(values) * 0.8))
+    mean, scale = values[:cut].mean(), values[:cut].std()
+    z = (values - mean) / scale
+
+    def windows(targets):
+        return np.stack([z[t - window:t] for t in targets])[..., None], z[targets][:, None]
+    return windows(np.arange(window, cut)), windows(np.arange(cut, len(values))), \
+        values, cut, (mean, scale)
+
+
+@pytest.mark.parametrize("backend, seed", [("fast", 0), ("fast", 1), ("fast", 2), ("numpy", 0)])
+def test_lstm_forecasts_sunspots_better_than_persistence(backend, seed):
+    """An LSTM predicting next year's sunspot number from the 16 before beats the persistence
+    forecast (next = last) by >= 20% in MAE on the last 20% of the series, never seen in
+    training (35-44% better over seeds 0-2 when written; a least-squares AR(24) gets 39%)."""
+    (Xtr, ytr), (Xte, _), values, cut, (mean, scale) = _sunspot_windows()
+    model = fnn.Sequential([fnn.LSTM(32), fnn.Dense(1)], input_shape=(16, 1), seed=seed,
+                           backend=backend)
+    model.compile(loss="mse", optimizer=fnn.Adam(learning_rate=0.005))
+    model.fit(Xtr, ytr, epochs=150, batch_size=16, verbose=0)
+    forecast = model.predict(Xte)[:, 0] * scale + mean
+    mae = np.abs(forecast - values[cut:]).mean()
+    persistence = np.abs(values[cut - 1:-1] - values[cut:]).mean()
+    assert mae <= 0.8 * persistence, f"LSTM MAE {mae:.2f}, persistence {persistence:.2f}"
