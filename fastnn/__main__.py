@@ -148,6 +148,8 @@ def build_parser():
     bench.add_argument("--plot", metavar="FILE", help="save a bar chart of the ratios (PNG)")
     bench.add_argument("--no-cnn", dest="cnn", action="store_false",
                        help="skip the table of convolutional networks against PyTorch")
+    bench.add_argument("--no-rnn", dest="rnn", action="store_false",
+                       help="skip the table of recurrent networks against PyTorch")
     bench.add_argument("--no-interference", dest="interference", action="store_false",
                        help="skip the table of speeds under interference (a NumPy product "
                             "between calls, another busy process)")

@@ -377,6 +377,13 @@ def main(args):
                      log=lambda line: progress and print(line, file=sys.stderr, flush=True))
         print()
         print(BC.format_table(cnn))
+    if getattr(args, "rnn", True) and fast_available():
+        from fastnn import _bench_rnn as BR
+        print("\nMeasuring recurrent networks against PyTorch...", flush=True)
+        rnn = BR.run(tuple(thread_counts), repeats=10 if quick else 30,
+                     log=lambda line: progress and print(line, file=sys.stderr, flush=True))
+        print()
+        print(BR.format_table(rnn))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if plot:
         plot_ratios(rows, plot)
