@@ -27,7 +27,7 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
                    for p in glob(os.path.join(HERE, "src_c", "*.c"))
-                   if not p.endswith("fnn_pool.c"))      # the pooling extension's own
+                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c")))   # their extensions' own
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,
@@ -169,7 +169,7 @@ setup(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"]),
-         _extension("_recurrent", C_SOURCES)],
+         _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"])],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -122,6 +122,8 @@ static inline double fnn_rnn_sigmoid(double z)
 #define FNN_RNN_GATES_TABLE(FT, SUF)                                                          \
     typedef struct {                                                                          \
         void (*act)(FT *, ptrdiff_t, int);                                                    \
+        void (*small_gemm)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const FT *, ptrdiff_t, const FT *,  \
+                           ptrdiff_t, FT, FT *, ptrdiff_t);                                   \
         void (*simple_bwd)(const FT *, const FT *, FT *, ptrdiff_t, int);                     \
         void (*lstm_fwd)(FT *, const FT *, FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int, int); \
         void (*lstm_bwd)(const FT *, const FT *, const FT *, const FT *, FT *, FT *,          \
@@ -135,7 +137,7 @@ FNN_RNN_GATES_TABLE(float, _f32)
 FNN_RNN_GATES_TABLE(double, _f64)
 
 #define FNN_RNN_ENTRY(FL, SUF)                                                                \
-    {act_##FL##SUF, simple_bwd_##FL##SUF, lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF,            \
+    {act_##FL##SUF, small_gemm_##FL##SUF, simple_bwd_##FL##SUF, lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF,            \
      gru_fwd_##FL##SUF, gru_bwd_##FL##SUF}
 
 #if FNN_X86

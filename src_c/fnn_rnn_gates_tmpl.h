@@ -50,6 +50,28 @@ static inline __attribute__((always_inline)) FT GFN(deriv)(FT k0, FT k1, FT k2, 
     return relu ? step : poly;
 }
 
+/* A product of few rows, C := beta C + A B with A (n, k), B (k, m), C (n, m) (row strides lda,
+ * ldb, ldc; beta 0 or 1), as k row updates of C along B's contiguous rows: for one or a few
+ * sequences a GEMM call costs more in set-up than this product does. Each C[i, j] is summed in
+ * the order p = 0, 1, ..., k-1 onto C's start (0 when beta is 0). */
+static GTARGET void GFN(small_gemm)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A,
+                                    ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
+                                    ptrdiff_t ldc)
+{
+    ptrdiff_t i, p, j;
+    for (i = 0; i < n; i++) {
+        FT *restrict c = C + i * ldc;
+        const FT *a = A + i * lda;
+        if (beta == (FT)0)
+            for (j = 0; j < m; j++) c[j] = (FT)0;
+        for (p = 0; p < k; p++) {
+            const FT ap = a[p];
+            const FT *restrict b = B + p * ldb;
+            for (j = 0; j < m; j++) c[j] += ap * b[j];
+        }
+    }
+}
+
 /* SimpleRNN backward of one step: dz := dh * act'(h) (n*u values). */
 static GTARGET void GFN(simple_bwd)(const FT *restrict h, const FT *restrict dh,
                                     FT *restrict dz, ptrdiff_t len, int act)

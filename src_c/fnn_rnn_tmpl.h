@@ -33,6 +33,26 @@ static void RFN(gemm)(int ta, int tb, ptrdiff_t m, ptrdiff_t nn, ptrdiff_t k, co
     GEMM(ta, tb, m, nn, k, (FT)1, A, lda, B, ldb, beta, C, ldc, bias ? &ep : NULL);
 }
 
+/* The per-step products: few rows (one sequence, a handful) as row updates, more on the GEMM
+ * (a choice made by n alone, never by the thread count). */
+#define FNN_RNN_SMALL_ROWS 4
+
+static void RFN(step_gemm)(const GATES *gt, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A,
+                           ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
+                           ptrdiff_t ldc, const FT *bias)
+{
+    if (n <= FNN_RNN_SMALL_ROWS) {
+        ptrdiff_t i;
+        if (bias) {
+            for (i = 0; i < n; i++) memcpy(C + i * ldc, bias, (size_t)m * sizeof(FT));
+            beta = (FT)1;
+        }
+        gt->small_gemm(n, m, k, A, lda, B, ldb, beta, C, ldc);
+    } else {
+        RFN(gemm)(0, 0, n, m, k, A, lda, B, ldb, beta, C, ldc, bias);
+    }
+}
+
 int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const FT *U,
                          const FT *b, const FT *h0, const FT *c0, FT *ws, FT *y, FT *h_last,
                          FT *c_last)
@@ -66,16 +86,16 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         FT *hn = p.H + (s + 1) * n * u;
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
-            RFN(gemm)(0, 0, n, u, u, hp, u, U, u, (FT)1, hn, u, NULL);
+            RFN(step_gemm)(gt, n, u, u, hp, u, U, u, (FT)1, hn, u, NULL);
             gt->act(hn, n * u, g->act);
             break;
         case FNN_RNN_LSTM:
-            RFN(gemm)(0, 0, n, K, u, hp, u, U, K, (FT)1, p.G + s * n * K, K, NULL);
+            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, (FT)1, p.G + s * n * K, K, NULL);
             gt->lstm_fwd(p.G + s * n * K, p.C + s * n * u, p.C + (s + 1) * n * u,
                          p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
         default:
-            RFN(gemm)(0, 0, n, K, u, hp, u, U, K, (FT)0, p.S, K, b + K);
+            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, (FT)0, p.S, K, b + K);
             gt->gru_fwd(p.G + s * n * K, p.S, hp, p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
         }
@@ -153,17 +173,17 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
             gt->simple_bwd(p.H + (s + 1) * n * u, dh, dzs, n * u, g->act);
-            RFN(gemm)(0, 0, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
+            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(p.G + s * n * K, p.C + s * n * u, p.AUX + s * n * u, dh, dc, dzs, n, u,
                          g->act, g->rec);
-            RFN(gemm)(0, 0, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
+            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
             break;
         default:
             gt->gru_bwd(p.G + s * n * K, p.H + s * n * u, p.AUX + s * n * u, dh, dzs,
                         dZr + s * n * K, n, u, g->act, g->rec);
-            RFN(gemm)(0, 0, n, u, K, dZr + s * n * K, K, ut, u, (FT)1, dh, u, NULL);
+            RFN(step_gemm)(gt, n, u, K, dZr + s * n * K, K, ut, u, (FT)1, dh, u, NULL);
             break;
         }
     }
