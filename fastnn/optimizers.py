@@ -12,6 +12,9 @@ Hyper-parameters are properties that validate every assignment, against the mode
 ``Optimizer``). Their values live in the instance dict as ``_lr``, ``_momentum``, ... (Python
 floats, ``_nesterov`` a bool) and the step count in ``_iterations`` (a 1-element int64 array),
 where the compiled training plan reads and writes them.
+
+Every optimizer also takes Keras' gradient clipping, ``clipnorm``, ``clipvalue`` or
+``global_clipnorm`` (keyword only, at most one; see ``Optimizer``).
 """
 
 from __future__ import annotations
@@ -113,6 +116,9 @@ def _alias_property(name: str) -> property:
                     doc=f"Keras' name for ``{name}``.")
 
 
+_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
+
+
 class Optimizer:
     """Base class. ``build(n, dtype)`` allocates state; ``step(backend, params, grads)`` updates.
 
@@ -124,11 +130,38 @@ class Optimizer:
     must stay valid (see each optimizer). Before ``build`` the check uses float64, so a value no
     dtype holds is refused at once. A refused value leaves the optimizer unchanged.
 
+    Gradient clipping follows Keras (``keras.optimizers.Optimizer``): at most one of the three
+    settings, each None (off) or a number > 0, keyword-only arguments of every optimizer and
+    assignable later. In one step, in this order:
+
+    1. the gradient ``g`` is the mean over the batch of the loss's gradient plus the
+       regularizers' (``kernel_regularizer`` ...): the gradient of the loss ``fit`` reports;
+    2. fastnn's screen: a NaN or inf in ``g`` raises FloatingPointError, nothing changed (as
+       without clipping; Keras would clip an inf);
+    3. clipping, on ``g`` alone: ``clipvalue`` c: ``g = clip(g, -c, c)`` element-wise;
+       ``clipnorm`` c: each weight tensor's gradient (a Dense layer's kernel, its bias, ...)
+       ``g_k = g_k * c / max(||g_k||_2, c)``; ``global_clipnorm`` c: all of them
+       ``g = g * c / max(sqrt(sum_k ||g_k||^2), c)``. Norms are sums of squares in double, in a
+       fixed order (the same bits at any thread count); the scale is computed in double and
+       rounded once to the model's dtype. ``opt.step(backend, params, grads)`` on bare flat
+       arrays takes them as one tensor;
+    4. the update rule with the clipped ``g``: the L2 ``weight_decay`` of SGD and Adam is then
+       added to it (``g + weight_decay * w``, as PyTorch's ``weight_decay`` after
+       ``clip_grad_norm_``), and AdamW's decoupled decay scales the weights (as Keras): the
+       decay terms are never clipped.
+
     Parameters
     ----------
     lr : float
         The learning rate, finite and > 0. It may be changed between steps (as
         ``LearningRateScheduler`` does); ``learning_rate`` is another name for it.
+    clipnorm : float or None, default None
+        Clip each weight tensor's gradient to an L2 norm of at most ``clipnorm``.
+    clipvalue : float or None, default None
+        Clip each gradient element to ``[-clipvalue, clipvalue]``.
+    global_clipnorm : float or None, default None
+        Clip the gradients of all weights together to a global L2 norm of at most
+        ``global_clipnorm``. Each of the three must be a normal number of the model's dtype.
 
     Attributes
     ----------
@@ -138,9 +171,26 @@ class Optimizer:
     Raises
     ------
     TypeError
-        If ``lr`` is not a real number.
+        If ``lr`` or a clipping setting is not a real number (None turns clipping off).
     ValueError
-        If ``lr`` is not finite and > 0, or not a normal number of the dtype.
+        If ``lr`` or a clipping setting is not finite and > 0, or not a normal number of the
+        dtype; or more than one clipping setting is given (Keras' rule).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> from fastnn.backends import get_backend
+    >>> w, g = np.array([0.0, 0.0]), np.array([3.0, 4.0])       # ||g|| = 5
+    >>> opt = fnn.SGD(lr=1.0, clipnorm=1.0)
+    >>> opt.build(w.size, w.dtype)
+    >>> opt.step(get_backend("numpy"), w, g)                     # g scaled to norm 1
+    >>> w
+    array([-0.6, -0.8])
+    >>> fnn.SGD(clipnorm=1.0, clipvalue=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: clipnorm=1.0, clipvalue=0.5, global_clipnorm=None
     """
 
     name = ""
@@ -156,14 +206,32 @@ class Optimizer:
     # the validated values behind the properties (set through _set, read by the plan)
     _lr: float
     _weight_decay: float
+    _clipnorm: Optional[float]
+    _clipvalue: Optional[float]
+    _global_clipnorm: Optional[float]
+    _clip_out: Optional[FloatArray] = None    # the clipped gradient (allocated while clipping)
+    _size = 0                                 # the parameter count given to build
 
     lr = _hyper_parameter("lr", "The learning rate, > 0 (validated on assignment).")
     weight_decay = _hyper_parameter("weight_decay", "The L2 weight decay, >= 0.")
+    clipnorm = _hyper_parameter("clipnorm", "Each weight tensor's gradient norm bound, or None.")
+    clipvalue = _hyper_parameter("clipvalue", "The bound on each gradient element, or None.")
+    global_clipnorm = _hyper_parameter("global_clipnorm",
+                                       "The bound on all gradients' global norm, or None.")
 
-    def __init__(self, lr: float) -> None:
+    def __init__(self, lr: float, *, clipnorm: Optional[float] = None,
+                 clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
         # one array for the whole life of the optimizer: the compiled training plan writes it
         self._iterations = np.zeros(1, dtype=np.int64)
         self._verify_next = False        # see verify_next_step (the compiled plan reads it)
+        given = {"clipnorm": clipnorm, "clipvalue": clipvalue,
+                 "global_clipnorm": global_clipnorm}
+        for key in _CLIPPING:
+            self.__dict__["_" + key] = None
+        _check_one_clipping(given)
+        for key, value in given.items():
+            setattr(self, key, value)
         self.lr = lr
 
     @property
@@ -190,6 +258,9 @@ class Optimizer:
     def _set(self, name: str, value: Any) -> None:
         """Validate ``value`` for hyper-parameter ``name`` with the others as they are, then
         store it (as the compiled plan reads it: a Python float, or bool)."""
+        if name in _CLIPPING:
+            self._set_clipping(name, value)
+            return
         if name in self._ranges:
             low, high, low_open, high_open = self._ranges[name]
             value = V.check_float(name, value, low, high, low_open, high_open)
@@ -198,6 +269,25 @@ class Optimizer:
         dtype = np.dtype(np.float64 if self._dtype is None else self._dtype)   # float64: widest
         self._check_settings({**self._settings(), name: value}, dtype, name)
         self.__dict__["_" + name] = value
+
+    def _set_clipping(self, name: str, value: Any) -> None:
+        """A clipping setting: None, or a number > 0 normal in the dtype; at most one set."""
+        if value is not None:
+            value = V.check_float(name, value, 0.0, None, True, False)
+            _check_one_clipping({**{k: self.__dict__["_" + k] for k in _CLIPPING}, name: value})
+            dtype = np.dtype(np.float64 if self._dtype is None else self._dtype)
+            V.check_in_dtype(name, value, dtype, owner=type(self).__name__)
+            if self._dtype is not None and self._clip_out is None:
+                self._clip_out = aligned_zeros(self._size, self._dtype)
+        self.__dict__["_" + name] = value
+
+    def _clipping(self) -> bool:
+        return not (self._clipnorm is None and self._clipvalue is None
+                    and self._global_clipnorm is None)
+
+    def _clip_settings(self) -> tuple[float, float, float]:
+        """(clipnorm, clipvalue, global_clipnorm) as the kernels take them: 0.0 for off."""
+        return (self._clipnorm or 0.0, self._clipvalue or 0.0, self._global_clipnorm or 0.0)
 
     def _settings(self) -> dict[str, Any]:
         # during __init__ only the hyper-parameters set so far
@@ -212,6 +302,11 @@ class Optimizer:
                 low, _, low_open, _ = self._ranges[key]
                 V.check_in_dtype(key, settings[key], dtype, zero_ok=low == 0.0 and not low_open,
                                  owner=type(self).__name__)
+        if name is None:
+            for key in _CLIPPING:
+                if self.__dict__.get("_" + key) is not None:
+                    V.check_in_dtype(key, self.__dict__["_" + key], dtype,
+                                     owner=type(self).__name__)
         self._check_derived(settings, dtype, name)
 
     def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
@@ -230,7 +325,10 @@ class Optimizer:
         fails nothing is changed."""
         dt = np.dtype(V.check_dtype(dtype))
         self._check_settings(self._settings(), dt, None)
-        self._make_state(V.check_int("size", size, low=0), dt)
+        size = V.check_int("size", size, low=0)
+        self._make_state(size, dt)
+        self._clip_out = aligned_zeros(size, dt) if self._clipping() else None
+        self._size = size
         self._dtype = dt
         self._iterations[0] = 0
 
@@ -244,6 +342,10 @@ class Optimizer:
         ``opt.step(backend, params, grads)`` on flat arrays of the size given to ``build``.
         Counts the step in ``iterations``.
 
+        With clipping on, ``opt.step(model)`` clips each weight tensor (``clipnorm``) and
+        ``opt.step(backend, params, grads)`` the flat ``grads`` as one tensor; ``grads`` itself
+        is never changed (the clipped gradient goes to a buffer of the optimizer's).
+
         Raises
         ------
         FloatingPointError
@@ -255,7 +357,32 @@ class Optimizer:
         if params is None and grads is None:
             backend._step_optimizer(self)     # the model: it calls back with its arrays
             return
-        self._update(backend, params, grads)          # type: ignore[arg-type]
+        self._apply(backend, params, grads, None)          # type: ignore[arg-type]
+
+    def _apply(self, backend: ModuleType, params: FloatArray, grads: FloatArray,
+               bounds: Optional[NDArray[np.int64]]) -> None:
+        """The step on flat arrays whose weight tensors are ``[bounds[k], bounds[k + 1])``
+        (None: one tensor): screen, clip (see the class docstring), update."""
+        if self._clipping():
+            grads = self._clip(backend, grads, bounds)
+        self._update(backend, params, grads)
+
+    def _clip(self, backend: ModuleType, grads: FloatArray,
+              bounds: Optional[NDArray[np.int64]]) -> FloatArray:
+        """The clipped gradient (in ``_clip_out``), or ``grads`` when clipping changes nothing;
+        FloatingPointError first when ``grads`` holds NaN or inf (the screen of check_update,
+        taken on the raw gradients)."""
+        if not math.isfinite(_max_abs(grads)):
+            raise _diverged()
+        out = self._clip_out
+        if out is None or out.shape != grads.shape or out.dtype != grads.dtype:
+            raise ValueError(f"{type(self).__name__} was built for {self._size} parameters of "
+                             f"{self._dtype}, not {grads.dtype}{list(grads.shape)}: call build")
+        if bounds is None:
+            bounds = np.array([0, grads.size], dtype=np.int64)
+        if backend.clip_gradients(grads, out, bounds, *self._clip_settings()):
+            return out
+        return grads
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         """Subclasses: check_update, then the fused update kernel (which advances the count)."""
@@ -275,14 +402,22 @@ class Optimizer:
 
     def fused_hyperparameters(self) -> tuple[Any, ...]:
         """What a fused update reads at each step: ``(state buffers, lr, h1, h2, h3,
-        weight_decay, verify)`` (SGD: h1 momentum, h2 nesterov as 1.0/0.0; Adam: beta1, beta2,
-        eps; ``verify``: ``verify_next_step`` was asked). The plan compares the buffers with
-        the ones it was built on: after ``build`` they are new, and it is built again."""
+        weight_decay, verify, clip buffer, clipnorm, clipvalue, global_clipnorm)`` (SGD: h1
+        momentum, h2 nesterov as 1.0/0.0; Adam: beta1, beta2, eps; ``verify``:
+        ``verify_next_step`` was asked; the clip settings 0.0 when off, the buffer None while
+        none was on since ``build``). The plan compares the buffers with the ones it was built
+        on: after ``build`` they are new, and it is built again."""
         raise NotImplementedError(f"{type(self).__name__} has no fused update")
 
+    def _fused_clipping(self) -> tuple[Any, ...]:
+        return (self._clip_out, *self._clip_settings())
+
     def get_config(self) -> dict[str, Any]:
-        """``{"name": ..., **hyper-parameters}``: what ``get_optimizer`` rebuilds it from."""
-        return {"name": self.name, **{k: getattr(self, k) for k in self._hyper}}
+        """``{"name": ..., **hyper-parameters}``: what ``get_optimizer`` rebuilds it from. The
+        clipping settings appear when set (Keras lists them as None otherwise; both load)."""
+        return {"name": self.name, **{k: getattr(self, k) for k in self._hyper},
+                **{k: self.__dict__["_" + k] for k in _CLIPPING
+                   if self.__dict__["_" + k] is not None}}
 
     def state(self) -> dict[str, FloatArray | None]:
         """Named state arrays (views, for saving and loading in place)."""
@@ -333,8 +468,15 @@ class Optimizer:
         """Subclasses: ValueError when the state breaks a rule of their update."""
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyper)
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+def _check_one_clipping(settings: dict[str, Any]) -> None:
+    """Keras' rule: ValueError when more than one of the clipping settings is not None."""
+    if sum(settings[k] is not None for k in _CLIPPING) > 1:
+        raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                         + "Received: " + ", ".join(f"{k}={settings[k]!r}" for k in _CLIPPING))
 
 
 def _check_state_array(key: str, arr: FloatArray, bad: NDArray[np.bool_], rule: str) -> None:
@@ -375,6 +517,9 @@ class SGD(Optimizer):
 
     learning_rate : float, keyword only
         Keras' name for ``lr`` (give one of the two).
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``): clipped before the update
+        rule, and before any weight decay term is added.
 
     Every one may be assigned later (``opt.momentum = 0.95``) under the same rules; see
     ``Optimizer``. ``iterations`` counts the updates.
@@ -416,8 +561,11 @@ class SGD(Optimizer):
     nesterov = _hyper_parameter("nesterov", "Whether the momentum is Nesterov's.")
 
     def __init__(self, lr: float = _UNSET, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0, *, learning_rate: float = _UNSET) -> None:
-        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 0.01))
+                 weight_decay: float = 0.0, *, learning_rate: float = _UNSET,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 0.01),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
@@ -461,7 +609,7 @@ class SGD(Optimizer):
 
     def fused_hyperparameters(self) -> tuple[Any, ...]:
         return ((self._velocity,), self._lr, self._momentum, 1.0 if self._nesterov else 0.0,
-                0.0, self._weight_decay, self._verify_next)
+                0.0, self._weight_decay, self._verify_next, *self._fused_clipping())
 
 
 class Adam(Optimizer):
@@ -494,6 +642,9 @@ class Adam(Optimizer):
         Keras' names for ``lr``, ``beta1``, ``beta2``, ``eps`` (give one of each pair; the
         Keras names are also attributes). Keras adds its epsilon to ``sqrt(v)`` before the bias
         correction ("epsilon hat"); here ``eps`` is added to ``sqrt(v_hat)``, as in PyTorch.
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``): clipped before the update
+        rule, and before any weight decay term is added.
 
     Every one may be assigned later (``opt.lr = 1e-4``) under the same rules; see
     ``Optimizer``.
@@ -542,8 +693,11 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
                  eps: float = _UNSET, weight_decay: float = 0.0, *, learning_rate: float = _UNSET,
-                 beta_1: float = _UNSET, beta_2: float = _UNSET, epsilon: float = _UNSET) -> None:
-        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3))
+                 beta_1: float = _UNSET, beta_2: float = _UNSET, epsilon: float = _UNSET,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
         self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
         self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-8)
@@ -612,7 +766,7 @@ class Adam(Optimizer):
 
     def fused_hyperparameters(self) -> tuple[Any, ...]:
         return ((self._m, self._v), self._lr, self._beta1, self._beta2, self._eps,
-                self._weight_decay, self._verify_next)
+                self._weight_decay, self._verify_next, *self._fused_clipping())
 
     def _check_state_rules(self, iterations: int) -> None:
         m, v = self._m, self._v
@@ -649,6 +803,9 @@ class AdamW(Adam):
         As Adam's (Keras' default).
     learning_rate, beta_1, beta_2, epsilon : float, keyword only
         Keras' names for ``lr``, ``beta1``, ``beta2``, ``eps``.
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``): clipped before the update
+        rule, and before any weight decay term is added.
 
     The positional order is Keras': ``AdamW(learning_rate, weight_decay, beta_1, beta_2,
     epsilon)``. Raises as Adam.
@@ -671,11 +828,14 @@ class AdamW(Adam):
 
     def __init__(self, lr: float = _UNSET, weight_decay: float = 0.004, beta1: float = _UNSET,
                  beta2: float = _UNSET, eps: float = _UNSET, *, learning_rate: float = _UNSET,
-                 beta_1: float = _UNSET, beta_2: float = _UNSET, epsilon: float = _UNSET) -> None:
+                 beta_1: float = _UNSET, beta_2: float = _UNSET, epsilon: float = _UNSET,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
         super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
                          _alias("beta1", beta1, "beta_1", beta_1, 0.9),
                          _alias("beta2", beta2, "beta_2", beta_2, 0.999),
-                         _alias("eps", eps, "epsilon", epsilon, 1e-7), weight_decay)
+                         _alias("eps", eps, "epsilon", epsilon, 1e-7), weight_decay,
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
 
     def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
                        name: Optional[str]) -> None:
@@ -734,6 +894,9 @@ class RMSprop(Optimizer):
         Divide by the root of the variance estimate instead of the mean square.
     learning_rate, epsilon : float, keyword only
         Keras' names for ``lr`` and ``eps`` (give one of each pair).
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``): clipped before the update
+        rule, and before any weight decay term is added.
 
     Every one may be assigned later under the same rules; see ``Optimizer``. ``state()`` holds
     ``mean_square`` (v), ``mean_gradient`` (a) and ``momentum`` (b); all three are kept, so that
@@ -784,8 +947,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: float = _UNSET, rho: float = 0.9, momentum: float = 0.0,
                  eps: float = _UNSET, centered: bool = False, *, learning_rate: float = _UNSET,
-                 epsilon: float = _UNSET) -> None:
-        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3))
+                 epsilon: float = _UNSET, clipnorm: Optional[float] = None,
+                 clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         self.rho = rho
         self.momentum = momentum
         self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)

@@ -36,6 +36,9 @@ typedef struct {
     void (*adamw)(float *restrict, const float *restrict, float *restrict, float *restrict,
                   ptrdiff_t, float, float, float, float, float, float, float, float, float);
     double (*max_abs)(const float *, ptrdiff_t);
+    double (*sum_squares)(const float *, ptrdiff_t);
+    void (*scale_copy)(const float *restrict, float *restrict, ptrdiff_t, float);
+    void (*clamp_copy)(const float *restrict, float *restrict, ptrdiff_t, float);
     void (*exp)(const float *, float *, ptrdiff_t);
 } vec_f32;
 
@@ -53,14 +56,20 @@ typedef struct {
                   ptrdiff_t, double, double, double, double, double, double, double, double,
                   double);
     double (*max_abs)(const double *, ptrdiff_t);
+    double (*sum_squares)(const double *, ptrdiff_t);
+    void (*scale_copy)(const double *restrict, double *restrict, ptrdiff_t, double);
+    void (*clamp_copy)(const double *restrict, double *restrict, ptrdiff_t, double);
 } vec_f64;
 
 #define VEC_F32(SUFFIX)                                                                        \
     {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32,                      \
-     rmsprop_##SUFFIX##_f32, adamw_##SUFFIX##_f32, max_abs_##SUFFIX##_f32, exp_##SUFFIX##_f32}
+     rmsprop_##SUFFIX##_f32, adamw_##SUFFIX##_f32, max_abs_##SUFFIX##_f32,                     \
+     sum_squares_##SUFFIX##_f32, scale_copy_##SUFFIX##_f32, clamp_copy_##SUFFIX##_f32,           \
+     exp_##SUFFIX##_f32}
 #define VEC_F64(SUFFIX)                                                                        \
     {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64, adam_##SUFFIX##_f64,                      \
-     rmsprop_##SUFFIX##_f64, adamw_##SUFFIX##_f64, max_abs_##SUFFIX##_f64}
+     rmsprop_##SUFFIX##_f64, adamw_##SUFFIX##_f64, max_abs_##SUFFIX##_f64,                     \
+     sum_squares_##SUFFIX##_f64, scale_copy_##SUFFIX##_f64, clamp_copy_##SUFFIX##_f64}
 
 /* The template for one element type in each flavour (fnn_vec_flavours.h), float then double. */
 #define FT float
@@ -409,6 +418,48 @@ double fnn_max_abs_f32(const float *x, ptrdiff_t n) { return vs()->max_abs(x, n)
 void fnn_exp_f32(const float *x, float *y, ptrdiff_t n) { vs()->exp(x, y, n); }
 
 double fnn_max_abs_f64(const double *x, ptrdiff_t n) { return vd()->max_abs(x, n); }
+
+/* The clipping loops run in flush-to-zero mode like the updates they feed (the compiled
+ * training step is in it already), so both routes give the same bits. */
+double fnn_sum_squares_f32(const float *x, ptrdiff_t n)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    const double s = vs()->sum_squares(x, n);
+    fnn_ftz_leave(saved);
+    return s;
+}
+
+double fnn_sum_squares_f64(const double *x, ptrdiff_t n)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    const double s = vd()->sum_squares(x, n);
+    fnn_ftz_leave(saved);
+    return s;
+}
+
+void fnn_scale_copy_f32(const float *x, float *out, ptrdiff_t n, float s)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vs()->scale_copy(x, out, n, s);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_scale_copy_f64(const double *x, double *out, ptrdiff_t n, double s)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vd()->scale_copy(x, out, n, s);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_clamp_copy_f32(const float *x, float *out, ptrdiff_t n, float c)
+{
+    vs()->clamp_copy(x, out, n, c);
+}
+
+void fnn_clamp_copy_f64(const double *x, double *out, ptrdiff_t n, double c)
+{
+    vd()->clamp_copy(x, out, n, c);
+}
 
 /* ---------------------------------------------------------------- softmax rows (float) */
 

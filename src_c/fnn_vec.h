@@ -68,6 +68,17 @@ void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, ptrdiff_
 double fnn_max_abs_f32(const float *x, ptrdiff_t n);
 double fnn_max_abs_f64(const double *x, ptrdiff_t n);
 
+/* Gradient clipping (fastnn.optimizers' clipnorm, clipvalue, global_clipnorm).
+ * sum_squares: sum x_i^2 in double, in a fixed order (16 lanes by index mod 16, then a pairwise
+ * tree), the same for every flavour.  scale_copy: out_i := x_i * s.  clamp_copy: out_i :=
+ * min(max(x_i, -c), c) for finite x.  Serial; out must not overlap x. */
+double fnn_sum_squares_f32(const float *x, ptrdiff_t n);
+double fnn_sum_squares_f64(const double *x, ptrdiff_t n);
+void fnn_scale_copy_f32(const float *x, float *out, ptrdiff_t n, float s);
+void fnn_scale_copy_f64(const double *x, double *out, ptrdiff_t n, double s);
+void fnn_clamp_copy_f32(const float *x, float *out, ptrdiff_t n, float c);
+void fnn_clamp_copy_f64(const double *x, double *out, ptrdiff_t n, double c);
+
 /* y[j] := exp(x[j]) for j < n (y may be x): the branch-free float exp of fnn_vexp.h, compiled per
  * flavour so that it runs 16 lanes wide with AVX-512 (same operations: the same bits). */
 void fnn_exp_f32(const float *x, float *y, ptrdiff_t n);

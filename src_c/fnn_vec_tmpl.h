@@ -164,6 +164,45 @@ VEC_TARGET static void VFN(adamw)(FT *restrict p, const FT *restrict grad, FT *r
     }
 }
 
+/* sum x_i^2 in double over 16 lanes (lane l takes i = l mod 16, in index order), the lanes then
+ * added as a pairwise tree: one fixed order for every flavour and thread count (the gradient
+ * norms of clipnorm and global_clipnorm). Without FP contraction each lane's x^2 is rounded to
+ * double before it is added, the same in every flavour. */
+VEC_TARGET static double VFN(sum_squares)(const FT *x, ptrdiff_t n)
+{
+    double acc[16] = {0};
+    ptrdiff_t i, l;
+    for (i = 0; i + 16 <= n; i += 16)
+        for (l = 0; l < 16; l++) {
+            const double v = (double)x[i + l];
+            acc[l] += v * v;
+        }
+    for (l = 0; i + l < n; l++) {
+        const double v = (double)x[i + l];
+        acc[l] += v * v;
+    }
+    for (l = 0; l < 8; l++) acc[l] += acc[l + 8];
+    for (l = 0; l < 4; l++) acc[l] += acc[l + 4];
+    return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+/* out_i := x_i * s (a clipnorm scale, already rounded to FT). */
+VEC_TARGET static void VFN(scale_copy)(const FT *restrict x, FT *restrict out, ptrdiff_t n, FT s)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) out[i] = x[i] * s;
+}
+
+/* out_i := min(max(x_i, -c), c) (clipvalue; x is finite, the caller screened it). */
+VEC_TARGET static void VFN(clamp_copy)(const FT *restrict x, FT *restrict out, ptrdiff_t n, FT c)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) {
+        const FT v = x[i] > c ? c : x[i];
+        out[i] = v < -c ? -c : v;
+    }
+}
+
 /* On the bit patterns: with the sign bit cleared, finite values order like their magnitudes and
  * NaN and inf have the largest patterns; an integer max has no NaN rules, so it vectorises. */
 VEC_TARGET static double VFN(max_abs)(const FT *x, ptrdiff_t n)

@@ -29,6 +29,10 @@ OPTIMIZERS = {
     "nesterov_wd": lambda: fnn.SGD(lr=0.05, momentum=0.8, nesterov=True, weight_decay=1e-3),
     "adam": lambda: fnn.Adam(lr=2e-3),
     "adam_wd": lambda: fnn.Adam(lr=2e-3, beta1=0.5, beta2=0.9, weight_decay=1e-2),
+    # gradient clipping, in the plan and on the per-kernel route (tests/test_clipping.py)
+    "sgd_clipnorm": lambda: fnn.SGD(lr=0.05, momentum=0.9, weight_decay=1e-3, clipnorm=0.05),
+    "sgd_clipvalue": lambda: fnn.SGD(lr=0.05, clipvalue=0.01),
+    "adam_global_clipnorm": lambda: fnn.Adam(lr=2e-3, global_clipnorm=0.1),
 }
 
 # (layers, loss, targets): targets "labels" (int64 classes) or "dense" (float rows)

@@ -9,7 +9,7 @@
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from fastnn._ext._optim_core cimport _sgd, _adam, _rmsprop, _adamw
+from fastnn._ext._optim_core cimport _sgd, _adam, _rmsprop, _adamw, _clip_grads
 from fastnn._ext._parallel cimport PARALLEL_MIN_WORK
 
 
@@ -135,3 +135,28 @@ def adamw_update(floating[::1] params,       # OUT (N,) updated in place
                    PARALLEL_MIN_WORK)
     if counter is not None:
         counter[0] += 1
+
+
+def clip_gradients(const floating[::1] grads,   # IN  (N,) finite (the caller screens them)
+                   floating[::1] out,           # OUT (N,) the clipped gradient, when True
+                   const int64_t[::1] bounds,   # IN  (K + 1,) 0 = b0 <= b1 <= ... <= bK = N
+                   double clipnorm, double clipvalue, double global_clipnorm):
+    """out := clip(grads): clipvalue c: min(max(g, -c), c); clipnorm c: each tensor
+    [b_k, b_k+1) times c / max(||g_k||, c); global_clipnorm c: all times c / max(||g||, c)
+    (0: off; at most one on). Returns False, out untouched, when nothing changes."""
+    cdef Py_ssize_t n = grads.shape[0], k, nseg = bounds.shape[0] - 1
+    cdef bint wrote
+    if out.shape[0] != n or nseg < 1 or bounds[0] != 0 or bounds[nseg] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: clip_gradients")
+    for k in range(nseg):
+        if bounds[k + 1] < bounds[k]:
+            raise ValueError("clip_gradients: bounds must not decrease")
+    if (clipnorm > 0) + (clipvalue > 0) + (global_clipnorm > 0) > 1:
+        raise ValueError("clip_gradients: at most one of clipnorm, clipvalue and "
+                         "global_clipnorm may be on")
+    if n == 0:
+        return False
+    with nogil:
+        wrote = _clip_grads(&grads[0], &out[0], &bounds[0], nseg, clipnorm, clipvalue,
+                            global_clipnorm, PARALLEL_MIN_WORK)
+    return wrote

@@ -3,6 +3,10 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.float cimport DBL_MAX
+from libc.math cimport sqrt, fabs
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 
 from fastnn._ext._parallel cimport threads_for
 
@@ -28,6 +32,12 @@ cdef extern from "fnn_vec.h" nogil:
     void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, Py_ssize_t n,
                        double lr, double b1, double b2, double one_b1, double one_b2, double bc1,
                        double bc2, double eps, double lr_wd)
+    double fnn_sum_squares_f32(const float *x, Py_ssize_t n)
+    double fnn_sum_squares_f64(const double *x, Py_ssize_t n)
+    void fnn_scale_copy_f32(const float *x, float *out, Py_ssize_t n, float s)
+    void fnn_scale_copy_f64(const double *x, double *out, Py_ssize_t n, double s)
+    void fnn_clamp_copy_f32(const float *x, float *out, Py_ssize_t n, float c)
+    void fnn_clamp_copy_f64(const double *x, double *out, Py_ssize_t n, double c)
 
 
 cdef inline void _sgd(floating *p, const floating *grad, floating *vel, Py_ssize_t n, floating lr,
@@ -139,3 +149,140 @@ cdef inline void _adamw_chunk(floating *p, const floating *grad, floating *m, fl
         fnn_adamw_f32(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd)
     else:
         fnn_adamw_f64(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd)
+
+
+# ------------------------------------------------------------------------------ gradient clipping
+# Keras' clipnorm, clipvalue and global_clipnorm, written from the gradient into a separate buffer
+# (the model's gradients stay as backward left them). Norms are sums of squares in double in a
+# fixed order (src_c/fnn_vec.h: fnn_sum_squares), segment after segment, so they do not depend on
+# the thread count; the element-wise passes split over threads like the updates.
+
+cdef inline double _sum_squares(const floating *g, Py_ssize_t n) noexcept nogil:
+    """sum g_i^2 in double, fixed order"""
+    if floating is float:
+        return fnn_sum_squares_f32(g, n)
+    else:
+        return fnn_sum_squares_f64(g, n)
+
+
+cdef inline double _rescaled_norm(const floating *g, Py_ssize_t n) noexcept nogil:
+    """||g||_2 as M sqrt(sum (g_i / M)^2), M = max |g_i|: for when sum g_i^2 overflows a double
+    (float64 gradients beyond ~1e154); serial, in index order."""
+    cdef Py_ssize_t i
+    cdef double big = 0, s = 0, r
+    for i in range(n):
+        if fabs(<double>g[i]) > big:
+            big = fabs(<double>g[i])
+    if big == 0:
+        return 0.0
+    for i in range(n):
+        r = <double>g[i] / big
+        s += r * r
+    return big * sqrt(s)
+
+
+cdef inline double _norm_of(const floating *g, Py_ssize_t n) noexcept nogil:
+    """||g||_2 = sqrt(sum g_i^2) (rescaled when the sum overflows)"""
+    cdef double s = _sum_squares(g, n)
+    return sqrt(s) if s <= DBL_MAX else _rescaled_norm(g, n)
+
+
+cdef inline void _scale_part(const floating *g, floating *out, Py_ssize_t n, floating s,
+                             Py_ssize_t min_work) noexcept nogil:
+    """out := g * s (s == 1: a copy), in contiguous chunks over threads from min_work on"""
+    cdef Py_ssize_t blk, lo, hi
+    cdef int nt = threads_for(n) if n >= min_work else 1
+    if nt == 1:
+        _scale_chunk(g, out, n, s)
+        return
+    for blk in prange(nt, schedule='static', num_threads=nt):
+        lo = blk * n // nt
+        hi = (blk + 1) * n // nt
+        _scale_chunk(g + lo, out + lo, hi - lo, s)
+
+
+cdef inline void _scale_chunk(const floating *g, floating *out, Py_ssize_t n,
+                              floating s) noexcept nogil:
+    if n <= 0:
+        return
+    if s == 1:
+        memcpy(out, g, n * sizeof(floating))
+    elif floating is float:
+        fnn_scale_copy_f32(g, out, n, s)
+    else:
+        fnn_scale_copy_f64(g, out, n, s)
+
+
+cdef inline void _clamp_part(const floating *g, floating *out, Py_ssize_t n, floating c,
+                             Py_ssize_t min_work) noexcept nogil:
+    """out := min(max(g, -c), c), in chunks over threads as _scale_part"""
+    cdef Py_ssize_t blk, lo, hi
+    cdef int nt = threads_for(n) if n >= min_work else 1
+    if nt == 1:
+        _clamp_chunk(g, out, n, c)
+        return
+    for blk in prange(nt, schedule='static', num_threads=nt):
+        lo = blk * n // nt
+        hi = (blk + 1) * n // nt
+        _clamp_chunk(g + lo, out + lo, hi - lo, c)
+
+
+cdef inline void _clamp_chunk(const floating *g, floating *out, Py_ssize_t n,
+                              floating c) noexcept nogil:
+    if n <= 0:
+        return
+    if floating is float:
+        fnn_clamp_copy_f32(g, out, n, c)
+    else:
+        fnn_clamp_copy_f64(g, out, n, c)
+
+
+cdef inline bint _clip_grads(const floating *g, floating *out, const int64_t *bounds,
+                             Py_ssize_t nseg, double clipnorm, double clipvalue,
+                             double global_clipnorm, Py_ssize_t min_work) noexcept nogil:
+    """The clipped gradient into out, for finite g of bounds[nseg] values whose weight tensors
+    are [bounds[k], bounds[k + 1]); at most one setting > 0 (0: off).
+    clipvalue c:        out := min(max(g, -c), c)
+    clipnorm c:         out[seg] := g[seg] * (c / max(||g[seg]||, c)) for each tensor
+    global_clipnorm c:  out := g * (c / max(sqrt(sum_seg ||g[seg]||^2), c))
+    The scale is computed in double and rounded once to the dtype. Returns False, out untouched,
+    when nothing would change (every norm within its bound): the update then reads g itself."""
+    cdef Py_ssize_t k, lo, hi, n = bounds[nseg]
+    cdef double total, norm, big, r
+    cdef bint scaled = False
+    if clipvalue > 0:
+        _clamp_part(g, out, n, <floating>clipvalue, min_work)
+        return True
+    if global_clipnorm > 0:
+        total = 0
+        for k in range(nseg):
+            total += _sum_squares(g + bounds[k], bounds[k + 1] - bounds[k])
+        if total <= DBL_MAX:
+            norm = sqrt(total)
+        else:                       # overflowed: each tensor's norm, rescaled by the largest
+            big = 0
+            for k in range(nseg):
+                big = max(big, _norm_of(g + bounds[k], bounds[k + 1] - bounds[k]))
+            total = 0
+            for k in range(nseg):
+                r = _norm_of(g + bounds[k], bounds[k + 1] - bounds[k]) / big
+                total += r * r
+            norm = big * sqrt(total)
+        if not norm > global_clipnorm:
+            return False
+        _scale_part(g, out, n, <floating>(global_clipnorm / norm), min_work)
+        return True
+    if clipnorm > 0:
+        for k in range(nseg):
+            lo = bounds[k]
+            hi = bounds[k + 1]
+            norm = _norm_of(g + lo, hi - lo)
+            if norm > clipnorm:
+                if not scaled:          # the tensors before it were within the bound: copied
+                    _scale_part(g, out, lo, <floating>1, min_work)
+                    scaled = True
+                _scale_part(g + lo, out + lo, hi - lo, <floating>(clipnorm / norm), min_work)
+            elif scaled:
+                _scale_part(g + lo, out + lo, hi - lo, <floating>1, min_work)
+        return scaled
+    return False

@@ -27,13 +27,14 @@
 #      (fastnn.optimizers.check_update), which raises or applies the update.
 
 from libc.stdlib cimport calloc
+from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 
 from fastnn._ext._elementwise cimport f_log
 from fastnn._ext._loss_core cimport _loss_sum_weighted, CE_LOGITS, CE_SOFTMAX
-from fastnn._ext._optim_core cimport _sgd, _adam
+from fastnn._ext._optim_core cimport _sgd, _adam, _clip_grads
 
 cdef enum:
     OPT_SGD = 0                 # Optimizer.FUSED_SGD
@@ -48,7 +49,10 @@ cdef class TrainPlan:
     activation-only step); Y, G: the workspace's output and gradient arrays, one per step;
     params, grads: the flat buffers; state: the optimizer's flat state arrays (velocity, or m and
     v); onehot: a (capacity, C) array for label targets; screen: |g| (and lr |g|, weight decay)
-    below which no update can overflow the dtype."""
+    below which no update can overflow the dtype; clip_out: the optimizer's buffer for clipped
+    gradients (None while it clips nothing) and bounds: int64 (K + 1,), the weight tensors of
+    the flat gradient (each Dense layer's W, then b), for clipnorm (see _optim_core._clip_grads:
+    the same routine as the per-kernel route's clip_gradients, so the same bits)."""
     cdef object _keep
     cdef object _optimizer      # the optimizer object the plan was built for (or None)
     cdef tuple _state
@@ -74,6 +78,12 @@ cdef class TrainPlan:
     cdef cnp.npy_int64 *labels  # the batch's class labels, copied before they are checked
     cdef cnp.npy_int64 *counter  # the optimizer's step count (from its fused_rule())
     cdef bint verify            # the optimizer's verify flag, as of the last _read_hyper
+    cdef object _clip_out       # the optimizer's clip buffer the plan was built with (or None)
+    cdef void *clip_out
+    cdef cnp.npy_int64 *bounds  # the weight tensors' bounds in the flat gradient
+    cdef Py_ssize_t n_bounds    # number of tensors (bounds has n_bounds + 1 entries)
+    # clipnorm, clipvalue, global_clipnorm as of the last _read_hyper (0: off)
+    cdef double clipnorm, clipvalue, global_clipnorm
     cdef fnn_adapt adapt        # one thread or all: see src_c/fnn_adapt.h
     cdef readonly int status
     cdef readonly double max_grad
@@ -86,7 +96,8 @@ cdef class TrainPlan:
     def __cinit__(self, list steps, Py_ssize_t input_dim, object dtype, int loss_kind,
                   bint fused, list Y, list G, cnp.ndarray params, cnp.ndarray grads, int opt,
                   tuple state, cnp.ndarray onehot, double screen, cnp.ndarray counter,
-                  object optimizer=None, double loss_param=1.0):
+                  object optimizer=None, double loss_param=1.0, object clip_out=None,
+                  object bounds=None):
         cdef Py_ssize_t i, prev = input_dim, rows
         cdef int s, n = len(steps)
         self.n_steps = n
@@ -157,6 +168,19 @@ cdef class TrainPlan:
             raise ValueError("TrainPlan: unknown optimizer or state")
         self.onehot = _plan_data(onehot, self.typenum, (rows, self.out_dim), "onehot")
         self.counter = <cnp.npy_int64 *>_plan_data(counter, cnp.NPY_INT64, (1,), "counter")
+        if bounds is None:
+            bounds = np.array([0, self.n_params], dtype=np.int64)
+        if (type(bounds) is not np.ndarray or bounds.ndim != 1 or bounds.shape[0] < 2
+                or bounds[0] != 0 or bounds[-1] != self.n_params
+                or (np.diff(bounds) < 0).any()):
+            raise ValueError("TrainPlan: bounds must rise from 0 to the number of parameters")
+        self.n_bounds = bounds.shape[0] - 1
+        self.bounds = <cnp.npy_int64 *>_plan_data(bounds, cnp.NPY_INT64, (self.n_bounds + 1,),
+                                                 "bounds")
+        self._clip_out = clip_out
+        if clip_out is not None:
+            self.clip_out = _plan_data(clip_out, self.typenum, (self.n_params,), "clip_out")
+        self._keep = self._keep + (bounds, clip_out)
 
     def __dealloc__(self):
         free(self.W)
@@ -228,6 +252,12 @@ cdef class TrainPlan:
         h[3] = hp[4]
         h[4] = hp[5]
         self.verify = hp[6]
+        # clipping (hp[7]: the clip buffer, hp[8:11]: the settings, 0 when off): the plan
+        # clips only into the buffer it was built with
+        self.clipnorm, self.clipvalue, self.global_clipnorm = hp[8], hp[9], hp[10]
+        if (self.clipnorm > 0 or self.clipvalue > 0 or self.global_clipnorm > 0) and (
+                hp[7] is None or hp[7] is not self._clip_out):
+            return False
         return True
 
     cdef object _step(self, object X, object T, bint check, double lr, double h1, double h2,
@@ -392,6 +422,7 @@ cdef int _train_body(TrainPlan plan, const floating *x, Py_ssize_t n, const floa
     cdef cnp.npy_int64 iteration
     cdef floating *params = <floating *>plan.params
     cdef floating *grads = <floating *>plan.grads
+    cdef const floating *update_grads = grads
     cdef double par_min = _pass_par_min(n, plan.widest)
     cdef Py_ssize_t upd_min
     # --- inputs: finite features, labels in range (one-hot rows built only after both pass)
@@ -465,14 +496,21 @@ cdef int _train_body(TrainPlan plan, const floating *x, Py_ssize_t n, const floa
     # --- the update, as fastnn.backends' sgd_update / adam_update do it (threads: see
     #     SERIAL_STEP_UPDATE_MIN)
     upd_min = PARALLEL_MIN_WORK if par_min > 0 else SERIAL_STEP_UPDATE_MIN
+    # clipping, as the per-kernel route does it (Optimizer.step): the raw gradients were screened
+    # (finite) above; the screen's bounds hold for the clipped ones, which are no larger
+    if plan.clipnorm > 0 or plan.clipvalue > 0 or plan.global_clipnorm > 0:
+        if _clip_grads(<const floating *>grads, <floating *>plan.clip_out,
+                       <const int64_t *>plan.bounds, plan.n_bounds, plan.clipnorm,
+                       plan.clipvalue, plan.global_clipnorm, upd_min):
+            update_grads = <const floating *>plan.clip_out
     if plan.opt == OPT_SGD:
-        _sgd(params, grads, NULL if h1 == 0 else <floating *>plan.state1, plan.n_params,
+        _sgd(params, update_grads, NULL if h1 == 0 else <floating *>plan.state1, plan.n_params,
              <floating>lr, <floating>h1, h2 != 0, <floating>weight_decay, upd_min)
     else:
         iteration = plan.counter[0] + 1
         bc1 = 1 - h1 ** iteration
         bc2 = 1 - h2 ** iteration
-        _adam(params, grads, <floating *>plan.state1, <floating *>plan.state2, plan.n_params,
+        _adam(params, update_grads, <floating *>plan.state1, <floating *>plan.state2, plan.n_params,
               <floating>lr, <floating>h1, <floating>h2, <floating>(1 - h1), <floating>(1 - h2),
               <floating>bc1, <floating>bc2, <floating>h3, <floating>weight_decay, upd_min)
     plan.counter[0] += 1

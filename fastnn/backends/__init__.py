@@ -43,7 +43,14 @@ rmsprop_update(params, grads, mean_square, mean_grad, buffer, lr, rho, momentum,
     centered, buffer unless momentum != 0.
 adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None) -> None
     p -= (lr * weight_decay) * p;  then adam_update's step with weight_decay 0 (decoupled).
-    All: counter (a 1-element int64 array, the optimizer's step count) += 1 with the update,
+clip_gradients(grads, out, bounds, clipnorm, clipvalue, global_clipnorm) -> bool
+    out := the gradient clipped as Keras does (0 turns a setting off; at most one is on):
+    clipvalue c: clip(g, -c, c);  clipnorm c: each weight tensor g[b_k:b_k+1] times
+    c / max(||g_k||_2, c);  global_clipnorm c: all times c / max(sqrt(sum_k ||g_k||^2), c).
+    bounds: int64 (K + 1,), 0 = b_0 <= ... <= b_K = len(g). Norms are sums of squares in double
+    (the fast backend in a fixed order, whatever the thread count); the scale is rounded once to
+    the dtype. g is finite (the optimizer screens it). False, out untouched: nothing changed.
+    All updates: counter (a 1-element int64 array, the optimizer's step count) += 1 with the update,
     which a KeyboardInterrupt cannot split: the arrays and the count change together or not.
 """
 

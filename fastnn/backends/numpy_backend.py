@@ -6,6 +6,8 @@ buffer, as in the compiled backend. See ``fastnn.backends`` for the contract.
 
 import os
 
+import math
+
 import numpy as np
 
 from fastnn import activations as A
@@ -260,6 +262,52 @@ def adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
         _adam_step(params, grads, m, v, step, lr, beta1, beta2, eps)
         if counter is not None:
             counter[0] += 1
+
+
+def _norm(g):
+    """||g||_2 with the squares summed in float64 (rescaled by max |g| if that overflows)."""
+    g64 = g.astype(np.float64)
+    with np.errstate(over="ignore"):
+        s = float(np.dot(g64, g64))
+    if math.isfinite(s):
+        return math.sqrt(s)
+    big = float(np.abs(g64).max())
+    r = g64 / big
+    return big * math.sqrt(float(np.dot(r, r)))
+
+
+def clip_gradients(grads, out, bounds, clipnorm, clipvalue, global_clipnorm):
+    """out := clipvalue c: clip(g, -c, c);  clipnorm c: each tensor [b_k, b_k+1) times
+    c / max(||g_k||, c);  global_clipnorm c: all times c / max(||g||, c)  (0: off, at most one
+    on; g finite). The scale in double, rounded once to the dtype. Returns False, out untouched,
+    when nothing changes."""
+    if clipvalue > 0:
+        np.clip(grads, -clipvalue, clipvalue, out=out)
+        return True
+    segments = [grads[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    if global_clipnorm > 0:
+        with np.errstate(over="ignore"):
+            total = sum(float(np.dot(g.astype(np.float64), g.astype(np.float64)))
+                        for g in segments)
+        if math.isfinite(total):
+            norm = math.sqrt(total)
+        else:
+            norms = [_norm(g) for g in segments]
+            big = max(norms)
+            norm = big * math.sqrt(sum((x / big) ** 2 for x in norms))
+        if not norm > global_clipnorm:
+            return False
+        np.multiply(grads, grads.dtype.type(global_clipnorm / norm), out=out)
+        return True
+    if clipnorm > 0:
+        scales = [clipnorm / norm if norm > clipnorm else 1.0
+                  for norm in (_norm(g) for g in segments)]
+        if all(s == 1.0 for s in scales):
+            return False
+        for (a, b), s in zip(zip(bounds[:-1], bounds[1:]), scales):
+            np.multiply(grads[a:b], grads.dtype.type(s), out=out[a:b])
+        return True
+    return False
 
 
 def set_num_threads(n):

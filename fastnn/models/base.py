@@ -85,6 +85,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._train_plan: Any = None
         self._last_forward: Any = None
         self._runs: Optional[list[tuple[BaseModel, int, int]]] = None
+        self._bounds: Any = None       # the trainable weight tensors within the runs (clipnorm)
         self._local = threading.local()
         self._busy = threading.RLock()
 
@@ -277,19 +278,30 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         base = owner._params.__array_interface__["data"][0]
         return (view.__array_interface__["data"][0] - base) // self.dtype.itemsize
 
-    def _make_runs(self) -> list[tuple[BaseModel, int, int]]:
-        """The contiguous runs (owner, start, size) of the weights trainable now."""
-        if self._fast:
-            return [(self, 0, self._params.size)] if self._params.size else []
+    def _trainable_spans(self) -> list[tuple[int, int, int, BaseModel]]:
+        """(owner index, start, size, owner) of each weight trainable now (every weight on the
+        fast path), in the order of the flat arrays the optimizer steps."""
         spans = []
         for owner, layer, k in self._entries():
-            if layer.trainable and layer._specs[k].trainable:
+            if self._fast or layer.trainable and layer._specs[k].trainable:
                 view = layer._weights[k]
                 spans.append((self._owners().index(owner), self._offset(owner, view), view.size,
                               owner))
         spans.sort(key=lambda s: (s[0], s[1]))
+        return spans
+
+    def _make_bounds(self) -> Any:
+        """int64 (K + 1,): where each trainable weight tensor starts and ends in the arrays the
+        optimizer steps (the runs of ``_make_runs``, joined); clipnorm clips each by itself."""
+        sizes = [size for _, _, size, _ in self._trainable_spans()]
+        return np.cumsum([0] + sizes, dtype=np.int64)
+
+    def _make_runs(self) -> list[tuple[BaseModel, int, int]]:
+        """The contiguous runs (owner, start, size) of the weights trainable now."""
+        if self._fast:
+            return [(self, 0, self._params.size)] if self._params.size else []
         runs: list[tuple[BaseModel, int, int]] = []
-        for _, start, size, owner in spans:
+        for _, start, size, owner in self._trainable_spans():
             if runs and runs[-1][0] is owner and runs[-1][1] + runs[-1][2] == start:
                 runs[-1] = (owner, runs[-1][1], runs[-1][2] + size)
             else:
@@ -304,10 +316,12 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         ``_grad_sum`` (the low-level loop)."""
         runs = self._runs or []
         be = self._be
+        bounds = self._bounds
         if len(runs) == 1:
             owner, start, size = runs[0]
             grads = owner._grad_sum if accumulated else owner._grads
-            optimizer.step(be, owner._params[start:start + size], grads[start:start + size])
+            optimizer._apply(be, owner._params[start:start + size], grads[start:start + size],
+                             bounds)
             return
         if not runs:
             return
@@ -321,7 +335,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             stage[0][offset:offset + size] = owner._params[start:start + size]
             stage[1][offset:offset + size] = grads[start:start + size]
             offset += size
-        optimizer.step(be, stage[0], stage[1])
+        optimizer._apply(be, stage[0], stage[1], bounds)
         offset = 0
         for owner, start, size in runs:
             owner._params[start:start + size] = stage[0][offset:offset + size]

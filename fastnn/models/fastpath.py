@@ -219,7 +219,9 @@ def backward(model: BaseModel, x: Any, ws: Workspace, rows: int, fuse_last: bool
 
 
 def make_train_plan(model: BaseModel, ws: Workspace) -> Any:
-    """The compiled training step over ``ws`` for SGD or Adam as shipped, or None."""
+    """The compiled training step over ``ws`` for SGD or Adam as shipped, or None. It clips the
+    gradients as ``Optimizer._apply`` does (the same routine), per weight tensor by
+    ``model._bounds``."""
     plan_class = getattr(model._be, "TrainPlan", None)
     opt = model.optimizer
     rule = opt.fused_rule()
@@ -235,4 +237,4 @@ def make_train_plan(model: BaseModel, ws: Workspace) -> Any:
     return plan_class(steps, model.input_dim, model.dtype.type, model._loss_kind,
                       model._loss_kind in L.FUSED_KINDS, ws.Y, ws.G, model._params,
                       model._grads, kind, state, onehot, screen, counter, opt,
-                      model.loss.param)
+                      model.loss.param, opt._clip_out, model._bounds)

@@ -141,9 +141,11 @@ class LowLevel:
             runs = self._make_runs()
             optimizer.build(sum(size for _, _, size in runs), self.dtype)
             optimizer._model_runs = runs
+            optimizer._model_bounds = self._make_bounds()
         runs = getattr(optimizer, "_model_runs", None)
+        bounds = getattr(optimizer, "_model_bounds", None)
         if runs is None and optimizer is self.optimizer:
-            runs = self._runs
+            runs, bounds = self._runs, self._bounds
         size = sum(s for _, _, s in runs or [])
         if (runs is None or optimizer._dtype != self.dtype or any(
                 a is not None and a.shape != (size,) for a in optimizer.state().values())
@@ -151,9 +153,9 @@ class LowLevel:
             raise ValueError(f"{optimizer!r} was built for other parameters than this model's "
                              f"{size} {self.dtype.name} trainable weights: use one "
                              f"optimizer per model")
-        saved = self._runs
-        self._runs = runs
+        saved = self._runs, self._bounds
+        self._runs, self._bounds = runs, bounds
         try:
             self._on_chosen_threads("update", 1, self._apply_update, optimizer, True)
         finally:
-            self._runs = saved
+            self._runs, self._bounds = saved

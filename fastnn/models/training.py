@@ -115,6 +115,7 @@ class Training:
         self._metric_items = items
         self._loss_kind = kind
         self._runs = runs
+        self._bounds = self._make_bounds()
         self._train_plan = None                  # built again for this loss and optimizer
         return self
 
@@ -149,7 +150,7 @@ class Training:
         finite; otherwise the gradients are huge or not finite and the exact check decides."""
         if status == 1:
             raise _loss_diverged(value)
-        self.optimizer.step(self._be, self._params, self._grads)
+        self.optimizer._apply(self._be, self._params, self._grads, self._bounds)
 
     def _step_compiled(self: Any, plan, x, t, check):
         """One step through the compiled plan; the loss, or None if it refused (x, t)."""
