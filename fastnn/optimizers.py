@@ -55,16 +55,19 @@ def overflow_screen(dtype: DTypeLike) -> float:
     return math.sqrt(float(np.finfo(dtype).max)) * 1e-3
 
 
-def check_update(optimizer: Optimizer, params: FloatArray, grads: FloatArray) -> None:
+def check_update(optimizer: Optimizer, params: FloatArray, grads: FloatArray,
+                 G: Optional[float] = None) -> None:
     """Raise FloatingPointError before any parameter or state is touched when a gradient is NaN
     or inf, or when the update could overflow the dtype (the loss is summed in double, so it can
     stay finite while float32 gradients or ``lr * gradient`` overflow).
 
     The common case costs two reductions over the gradients (max |g|); the exact bound over the
     parameters and state (``optimizer._bound``) runs only when max |g|, the learning rate times
-    max |g| or the weight decay reach ``overflow_screen(dtype)``.
+    max |g| or the weight decay reach ``overflow_screen(dtype)``. ``G``, when given, is a finite
+    upper bound on max |g| known already (a clipped gradient's), and no reduction is taken.
     """
-    G = _max_abs(grads)
+    if G is None:
+        G = _max_abs(grads)
     if not math.isfinite(G):
         raise _diverged()
     screen = overflow_screen(params.dtype)
@@ -362,18 +365,23 @@ class Optimizer:
     def _apply(self, backend: ModuleType, params: FloatArray, grads: FloatArray,
                bounds: Optional[NDArray[np.int64]]) -> None:
         """The step on flat arrays whose weight tensors are ``[bounds[k], bounds[k + 1])``
-        (None: one tensor): screen, clip (see the class docstring), update."""
+        (None: one tensor): screen, clip (see the class docstring), check, update."""
+        G = None
         if self._clipping():
+            G = _max_abs(grads)               # the screen on the raw gradients
+            if not math.isfinite(G):
+                raise _diverged()
             grads = self._clip(backend, grads, bounds)
+            # every clipped |g_i| is within the setting (|g_i| <= ||g_k|| <= clipnorm, ...),
+            # so the overflow check needs no second reduction
+            G = min(G, max(self._clip_settings()))
+        check_update(self, params, grads, G)
         self._update(backend, params, grads)
 
     def _clip(self, backend: ModuleType, grads: FloatArray,
               bounds: Optional[NDArray[np.int64]]) -> FloatArray:
-        """The clipped gradient (in ``_clip_out``), or ``grads`` when clipping changes nothing;
-        FloatingPointError first when ``grads`` holds NaN or inf (the screen of check_update,
-        taken on the raw gradients)."""
-        if not math.isfinite(_max_abs(grads)):
-            raise _diverged()
+        """The clipped gradient (in ``_clip_out``), or ``grads`` when clipping changes nothing
+        (``grads`` is finite: ``_apply`` screened it)."""
         out = self._clip_out
         if out is None or out.shape != grads.shape or out.dtype != grads.dtype:
             raise ValueError(f"{type(self).__name__} was built for {self._size} parameters of "
@@ -385,7 +393,8 @@ class Optimizer:
         return grads
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        """Subclasses: check_update, then the fused update kernel (which advances the count)."""
+        """Subclasses: the fused update kernel (which advances the count); ``_apply`` has run
+        ``check_update`` on ``grads``."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- fused into a compiled step
@@ -594,7 +603,6 @@ class SGD(Optimizer):
         return max(v_new, P + self._lr * (1 + mu) * v_new)
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        check_update(self, params, grads)
         # the backend advances the step count with the update, in one uninterruptible call
         backend.sgd_update(params, grads, self._velocity, self._lr, self._momentum,
                            self._nesterov, self._weight_decay, self._iterations)
@@ -750,7 +758,6 @@ class Adam(Optimizer):
         return max(g * g, v_hat, m_hat, P + self._lr * m_hat / self._eps)
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        check_update(self, params, grads)
         t = int(self._iterations[0]) + 1
         backend.adam_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
                             self._beta2, self._eps, self._weight_decay, self._iterations)
@@ -856,7 +863,6 @@ class AdamW(Adam):
         return self._moments_bound(_max_abs(params), G)
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        check_update(self, params, grads)
         t = int(self._iterations[0]) + 1
         backend.adamw_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
                              self._beta2, self._eps, self._weight_decay, self._iterations)
@@ -987,7 +993,6 @@ class RMSprop(Optimizer):
                    b_new, P + b_new)
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
-        check_update(self, params, grads)
         backend.rmsprop_update(params, grads, self._mean_square, self._mean_grad, self._buffer,
                                self._lr, self._rho, self._momentum, self._eps, self._centered,
                                self._iterations)

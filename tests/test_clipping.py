@@ -365,3 +365,22 @@ def test_forged_clipping_settings_are_refused_on_load(forged):
                                       **forged}
     with pytest.raises(ValueError, match="compile settings are invalid"):
         fio.model_from_bytes(_build(blob, header, data))
+
+
+def test_the_overflow_check_sees_the_clipped_gradient(backend):
+    """A step the raw gradient would overflow (lr |g| beyond float32) is refused without
+    clipping and taken with it: the check bounds max |g| by the clip setting."""
+    be = get_backend(backend)
+    g = np.array([1e30, -1e30], dtype=np.float32)
+    plain = fnn.SGD(lr=1e10)
+    plain.build(2, "float32")
+    w = np.zeros(2, np.float32)
+    with pytest.raises(FloatingPointError):
+        plain.step(be, w, g)
+    for clip in CLIPS:
+        opt = fnn.SGD(lr=1e10, **{clip: 1.0})
+        opt.build(2, "float32")
+        w = np.zeros(2, np.float32)
+        opt.step(be, w, g)
+        expected = 1e10 / math.sqrt(2) if clip != "clipvalue" else 1e10
+        np.testing.assert_allclose(w, [-expected, expected], rtol=1e-6)

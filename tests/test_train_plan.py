@@ -255,6 +255,12 @@ for dt in ("float32", "float64"):
         fb.adam_update(p, g, m, s, 2, 1e-3, 0.9, 0.999, 1e-7, 1e-2)
     x = rng.standard_normal((37, 11)).astype(dt)
     res = [p, v, m, s]
+    # gradient clipping: the norms' fixed-order sums of squares, the scale and clamp passes
+    bounds = np.array([0, 5, 16, 17, 600, n], dtype=np.int64)
+    for setting in ((0.5, 0, 0), (0, 0.3, 0), (0, 0, 0.7)):
+        clipped = np.zeros(n, dt)
+        fb.clip_gradients(g * 7, clipped, bounds, *setting)
+        res.append(clipped)
     # linear, step, sigmoid, tanh, relu, leaky relu; a row narrower than a vector, and 64
     # columns plus a tail; dz written apart from dy and over it
     for act, cols, in_place in itertools.product((0, 1, 2, 3, 4, 5), (13, 70), (False, True)):
@@ -284,7 +290,7 @@ def _flavour_results(kernel):
 
 
 def test_element_wise_kernels_are_bitwise_equal_across_instruction_sets():
-    """dz/db, SGD, Adam and softmax give the same bits from the portable, AVX2 and AVX-512
+    """dz/db, SGD, Adam, gradient clipping and softmax give the same bits from the portable, AVX2 and AVX-512
     builds of the element-wise kernels (whichever this CPU can run; at least two)."""
     runs = {}
     for kernel in ("generic", "avx2", "avx512"):
