@@ -193,7 +193,7 @@ class Optimizer:
     >>> fnn.SGD(clipnorm=1.0, clipvalue=0.5)
     Traceback (most recent call last):
     ...
-    ValueError: Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: clipnorm=1.0, clipvalue=0.5, global_clipnorm=None
+    ValueError: Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. ...
     """
 
     name = ""
