@@ -119,6 +119,61 @@ static inline double fnn_rnn_sigmoid(double z)
 #undef G_SIGMOID
 #undef G_TANH
 
+#if FNN_X86
+#include <immintrin.h>
+/* small_gemm (fnn_rnn_gates_tmpl.h) for AVX-512 with its accumulators in registers: 8 vectors of
+ * C's row through all k updates (the C loop kept them on the stack), then 1 vector at a time,
+ * the tail masked. The same operations in the same order as the C loop (a product, then a sum:
+ * no fused multiply-add), so every flavour gives the same bits. */
+#define FNN_RNN_SMALL_GEMM_AVX512(NAME, FT, VT, MT, LANES, SET1, ZERO, LOADU, STOREU, MLOAD,   \
+                                  MSTORE, MUL, ADD)                                          \
+    __attribute__((target("avx512f,avx512dq,avx2,fma"))) static void NAME(                     \
+        ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A, ptrdiff_t lda, const FT *B,         \
+        ptrdiff_t ldb, FT beta, FT *C, ptrdiff_t ldc)                                         \
+    {                                                                                         \
+        ptrdiff_t i, p, j0, v;                                                                \
+        for (i = 0; i < n; i++) {                                                             \
+            FT *c = C + i * ldc;                                                              \
+            const FT *a = A + i * lda;                                                        \
+            for (j0 = 0; j0 + 8 * LANES <= m; j0 += 8 * LANES) {                              \
+                VT acc[8];                                                                    \
+                for (v = 0; v < 8; v++)                                                       \
+                    acc[v] = beta == (FT)0 ? ZERO() : LOADU(c + j0 + v * LANES);             \
+                for (p = 0; p < k; p++) {                                                     \
+                    const VT ap = SET1(a[p]);                                                 \
+                    const FT *b = B + p * ldb + j0;                                           \
+                    acc[0] = ADD(acc[0], MUL(ap, LOADU(b)));                                  \
+                    acc[1] = ADD(acc[1], MUL(ap, LOADU(b + LANES)));                          \
+                    acc[2] = ADD(acc[2], MUL(ap, LOADU(b + 2 * LANES)));                      \
+                    acc[3] = ADD(acc[3], MUL(ap, LOADU(b + 3 * LANES)));                      \
+                    acc[4] = ADD(acc[4], MUL(ap, LOADU(b + 4 * LANES)));                      \
+                    acc[5] = ADD(acc[5], MUL(ap, LOADU(b + 5 * LANES)));                      \
+                    acc[6] = ADD(acc[6], MUL(ap, LOADU(b + 6 * LANES)));                      \
+                    acc[7] = ADD(acc[7], MUL(ap, LOADU(b + 7 * LANES)));                      \
+                }                                                                             \
+                for (v = 0; v < 8; v++) STOREU(c + j0 + v * LANES, acc[v]);                   \
+            }                                                                                 \
+            for (; j0 < m; j0 += LANES) {                                                     \
+                const ptrdiff_t left = m - j0;                                                \
+                const MT mask = (MT)(left >= LANES ? (MT)~(MT)0 : (MT)(((MT)1 << left) - 1)); \
+                VT acc = beta == (FT)0 ? ZERO() : MLOAD(mask, c + j0);                        \
+                for (p = 0; p < k; p++)                                                       \
+                    acc = ADD(acc, MUL(SET1(a[p]), MLOAD(mask, B + p * ldb + j0)));          \
+                MSTORE(c + j0, mask, acc);                                                    \
+            }                                                                                 \
+        }                                                                                     \
+    }
+FNN_RNN_SMALL_GEMM_AVX512(small_gemm_avx512i_f32, float, __m512, __mmask16, 16, _mm512_set1_ps,
+                          _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+                          _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, _mm512_mul_ps,
+                          _mm512_add_ps)
+FNN_RNN_SMALL_GEMM_AVX512(small_gemm_avx512i_f64, double, __m512d, __mmask8, 8,
+                          _mm512_set1_pd, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd,
+                          _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, _mm512_mul_pd,
+                          _mm512_add_pd)
+#undef FNN_RNN_SMALL_GEMM_AVX512
+#endif
+
 #define FNN_RNN_GATES_TABLE(FT, SUF)                                                          \
     typedef struct {                                                                          \
         void (*act)(FT *, ptrdiff_t, int);                                                    \
@@ -136,15 +191,18 @@ static inline double fnn_rnn_sigmoid(double z)
 FNN_RNN_GATES_TABLE(float, _f32)
 FNN_RNN_GATES_TABLE(double, _f64)
 
-#define FNN_RNN_ENTRY(FL, SUF)                                                                \
-    {act_##FL##SUF, small_gemm_##FL##SUF, simple_bwd_##FL##SUF, lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF,            \
+#define FNN_RNN_ENTRY(FL, SUF) FNN_RNN_ENTRY_WITH(FL, SUF, small_gemm_##FL##SUF)
+#define FNN_RNN_ENTRY_WITH(FL, SUF, SMALL)                                                    \
+    {act_##FL##SUF, SMALL, simple_bwd_##FL##SUF, lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF,            \
      gru_fwd_##FL##SUF, gru_bwd_##FL##SUF}
 
 #if FNN_X86
 static const fnn_rnn_gates_f32 gates_f32_of[] = {
-    FNN_RNN_ENTRY(generic, _f32), FNN_RNN_ENTRY(avx2, _f32), FNN_RNN_ENTRY(avx512, _f32)};
+    FNN_RNN_ENTRY(generic, _f32), FNN_RNN_ENTRY(avx2, _f32),
+    FNN_RNN_ENTRY_WITH(avx512, _f32, small_gemm_avx512i_f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {
-    FNN_RNN_ENTRY(generic, _f64), FNN_RNN_ENTRY(avx2, _f64), FNN_RNN_ENTRY(avx512, _f64)};
+    FNN_RNN_ENTRY(generic, _f64), FNN_RNN_ENTRY(avx2, _f64),
+    FNN_RNN_ENTRY_WITH(avx512, _f64, small_gemm_avx512i_f64)};
 #else
 static const fnn_rnn_gates_f32 gates_f32_of[] = {FNN_RNN_ENTRY(generic, _f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};

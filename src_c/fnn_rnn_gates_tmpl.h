@@ -52,25 +52,52 @@ static inline __attribute__((always_inline)) FT GFN(deriv)(FT k0, FT k1, FT k2, 
 
 /* A product of few rows, C := beta C + A B with A (n, k), B (k, m), C (n, m) (row strides lda,
  * ldb, ldc; beta 0 or 1), as k row updates of C along B's contiguous rows: for one or a few
- * sequences a GEMM call costs more in set-up than this product does. Each C[i, j] is summed in
- * the order p = 0, 1, ..., k-1 onto C's start (0 when beta is 0). */
-static GTARGET void GFN(small_gemm)(ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A,
+ * sequences a GEMM call costs more in set-up than this product does. Columns go in blocks of 8
+ * or 4 vectors held in registers through the k updates (updating C in memory each time was
+ * bound by the stores). Each C[i, j] is summed in the order p = 0, 1, ..., k-1 onto C's start (0
+ * when beta is 0). */
+#define G_VEC (64 / (ptrdiff_t)sizeof(FT))          /* values in 512 bits */
+#define G_BLOCK(W)                                                                            \
+    do {                                                                                      \
+        FT acc[W];                                                                            \
+        ptrdiff_t jj;                                                                         \
+        for (jj = 0; jj < (W); jj++) acc[jj] = (beta == (FT)0) ? (FT)0 : c[j0 + jj];          \
+        for (p = 0; p < k; p++) {                                                             \
+            const FT ap = a[p];                                                               \
+            const FT *restrict b = B + p * ldb + j0;                                          \
+            for (jj = 0; jj < (W); jj++) acc[jj] += ap * b[jj];                               \
+        }                                                                                     \
+        for (jj = 0; jj < (W); jj++) c[j0 + jj] = acc[jj];                                    \
+        j0 += (W);                                                                            \
+    } while (0)
+
+__attribute__((unused)) static GTARGET void GFN(small_gemm)(ptrdiff_t n, ptrdiff_t m,
+                                                             ptrdiff_t k, const FT *A,
                                     ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
                                     ptrdiff_t ldc)
 {
-    ptrdiff_t i, p, j;
+    ptrdiff_t i, p, j0;
     for (i = 0; i < n; i++) {
         FT *restrict c = C + i * ldc;
         const FT *a = A + i * lda;
-        if (beta == (FT)0)
-            for (j = 0; j < m; j++) c[j] = (FT)0;
-        for (p = 0; p < k; p++) {
-            const FT ap = a[p];
-            const FT *restrict b = B + p * ldb;
-            for (j = 0; j < m; j++) c[j] += ap * b[j];
+        j0 = 0;
+        while (m - j0 >= 8 * G_VEC) G_BLOCK(8 * G_VEC);
+        while (m - j0 >= 4 * G_VEC) G_BLOCK(4 * G_VEC);
+        while (m - j0 >= G_VEC) G_BLOCK(G_VEC);
+        if (j0 < m) {
+            ptrdiff_t j;
+            if (beta == (FT)0)
+                for (j = j0; j < m; j++) c[j] = (FT)0;
+            for (p = 0; p < k; p++) {
+                const FT ap = a[p];
+                const FT *restrict b = B + p * ldb;
+                for (j = j0; j < m; j++) c[j] += ap * b[j];
+            }
         }
     }
 }
+#undef G_BLOCK
+#undef G_VEC
 
 /* SimpleRNN backward of one step: dz := dh * act'(h) (n*u values). */
 static GTARGET void GFN(simple_bwd)(const FT *restrict h, const FT *restrict dh,

@@ -70,11 +70,29 @@ def _deriv(y: Any, code: int) -> Any:
     return np.ones_like(y)
 
 
+def _need(name: str, array: Any, want: int) -> None:
+    """The compiled kernels' size contract: ``array`` holds exactly ``want`` values."""
+    if array is not None and array.size != want:
+        raise ValueError(f"rnn: {name} must hold {want} values. Received: {array.size}")
+
+
+def _check(cell: int, n: int, T: int, d: int, u: int, **arrays: Any) -> None:
+    K = _GATES[cell] * u
+    sizes = {"x": n * T * d, "kernel": d * K, "rkernel": u * K, "dkernel": d * K,
+             "drkernel": u * K, "bias": 2 * K if cell == GRU else K,
+             "dbias": 2 * K if cell == GRU else K, "dx": n * T * d}
+    for name, array in arrays.items():
+        _need(name, array, sizes.get(name, n * u))
+
+
 def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, rkernel: Any,
                 bias: Any, h0: Optional[Any], c0: Optional[Any], act: int, rec: int,
                 reverse: bool, ws: Any, y: Any, seq: bool, h_last: Optional[Any],
                 c_last: Optional[Any]) -> None:
     """The recurrent layer over all steps; what backward needs stays in ws"""
+    _check(cell, n, T, d, u, x=x, kernel=kernel, rkernel=rkernel, bias=bias, h0=h0, c0=c0,
+           h_last=h_last, c_last=c_last)
+    _need("y", y, n * (T if seq else 1) * u)
     if n == 0:
         return
     K = _GATES[cell] * u
@@ -125,6 +143,10 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
                  dc_last: Optional[Any], bws: Any, ut: Any, dkernel: Any, drkernel: Any,
                  dbias: Any, dx: Optional[Any], dh0: Optional[Any], dc0: Optional[Any]) -> None:
     """Backpropagation through time from the forward's workspace"""
+    _check(cell, n, T, d, u, kernel=kernel, rkernel=rkernel, dkernel=dkernel,
+           drkernel=drkernel, dbias=dbias, dx=dx, dh0=dh0, dc0=dc0, dh_last=dh_last,
+           dc_last=dc_last)
+    _need("dy", dy, n * (T if seq else 1) * u)
     K = _GATES[cell] * u
     if n == 0:
         dkernel[...] = 0
