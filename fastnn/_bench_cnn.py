@@ -201,10 +201,16 @@ def measure(threads: int, repeats: int = 30,
                 a = mine()
                 b = theirs(torch) if torch is not None else None
                 n = repeats * 4 if "predict" in name else repeats
-                for _ in range(max(3, n // 5)):        # warm-up
+                # warm-up: a few calls, and at least 0.3 s of them (at most 300) so that each
+                # engine reaches its steady state (fastnn's thread chooser times its first
+                # calls at 1 and at all threads before it settles)
+                started, calls = time.perf_counter(), 0
+                while calls < max(3, n // 5) or (time.perf_counter() - started < 0.3
+                                                 and calls < 300):
                     a()
                     if b is not None:
                         b()
+                    calls += 1
                 ta, tb = [], []
                 for _ in range(n):
                     ta.append(_timed(a))
