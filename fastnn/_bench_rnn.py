@@ -44,8 +44,9 @@ def model(kind: str, steps: int, features: int, units: int, seed: int = 0) -> An
 def _torch_model(torch: Any, kind: str, features: int, units: int) -> Any:
     nn = torch.nn
     cls = {"LSTM": nn.LSTM, "GRU": nn.GRU, "SimpleRNN": nn.RNN}[kind]
+    module: Any = nn.Module
 
-    class Net(nn.Module):
+    class Net(module):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             super().__init__()
             self.rnn = cls(features, units, batch_first=True)

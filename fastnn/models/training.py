@@ -291,6 +291,7 @@ class Training:
         if classes:
             arr = V.as_real_array(name, y)
             positions = self.output_dim // classes
+            flat: Any
             if arr.shape[1:] == tuple(self.output_shape[:-1]):       # labels per position
                 flat = arr.reshape(-1)
             elif arr.shape[1:] == tuple(self.output_shape):           # one-hot per position
