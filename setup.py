@@ -4,6 +4,7 @@ Extensions, all under fastnn/_ext/:
   _kernels  Cython dense/activation kernels linked with the C GEMM (every src_c/*.c)
   _loss     Cython loss kernels
   _optim    Cython optimizer kernels (linked with the C sources for the vectorised updates)
+  _embedding  Cython embedding gather and scatter-add (Embedding)
 
 OpenMP is used when a small probe program compiles and links with it; otherwise the kernels are
 built serially (with a message). Environment switches:
@@ -169,7 +170,7 @@ setup(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"]),
-         _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"])],
+         _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding")],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

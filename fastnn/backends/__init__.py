@@ -52,6 +52,13 @@ clip_gradients(grads, out, bounds, clipnorm, clipvalue, global_clipnorm) -> bool
     the dtype. g is finite (the optimizer screens it). False, out untouched: nothing changed.
     All updates: counter (a 1-element int64 array, the optimizer's step count) += 1 with the update,
     which a KeyboardInterrupt cannot split: the arrays and the count change together or not.
+embedding_forward(ids, table, out, rows) -> int
+    out[i] := table[ids[i]], rows[i] := ids[i];  ids (m,) int64 or float, table (v, d), out
+    (m, d), rows (m,) int64. The ids are checked as they are read (the one kernel input that
+    the boundary cannot check without a pass of its own): returns the first position whose id
+    is not an integer in [0, v), before reading its row, or -1 when all are.
+embedding_backward(rows, dy, dtable) -> None
+    dtable[rows[i]] += dy[i] for i = 0 .. m-1 in that order (accumulates; fixed order).
 """
 
 from importlib import import_module

@@ -9,6 +9,7 @@
     merge.py           Add, Concatenate
     regularization.py  Dropout
     normalization.py   BatchNormalization, LayerNormalization
+    embedding.py       Embedding
 
 Each layer's forward and backward sit together in its family's module and call the backend's
 kernels (``fastnn.backends``): the compiled ones, or their NumPy twins.
@@ -23,6 +24,7 @@ from fastnn.layers.activation import (ACTIVATION_LAYERS, Activation, LeakyReLU, 
 from fastnn.layers.base import Layer, Slot, WeightSpec
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.core import Dense, Flatten, Reshape
+from fastnn.layers.embedding import Embedding
 from fastnn.layers.merge import Add, Concatenate
 from fastnn.layers.normalization import BatchNormalization, LayerNormalization
 from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, AveragePooling2D,
@@ -39,7 +41,7 @@ from fastnn.layers.regularization import Dropout
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, Dense, Flatten, Reshape, Add,
     Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    *POOLING_LAYERS, *RECURRENT_LAYERS)}
+    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -114,5 +116,5 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
-           "Bidirectional", "OutputOf", "LAYERS",
+           "Bidirectional", "OutputOf", "Embedding", "LAYERS",
            "layer_from_config"]

@@ -1,0 +1,171 @@
+"""``Embedding``: integer ids to dense vectors, Keras' layer with its names and weight layout.
+
+Forward gathers rows of the ``embeddings`` table (``input_dim``, ``output_dim``); backward adds
+each ``dy`` row into the gradient of the row it came from, in the order of the ids (so the
+result is bitwise the same at any thread count). The ids have no gradient.
+
+A model hands its layers arrays of its own dtype, so the ids arrive as floats: the layer takes
+any float array whose values are integer ids (float32 holds every integer up to 2**24 exactly,
+hence the limit on ``input_dim`` in a float32 model) and int64 arrays. The kernels check each id
+as they read it (no extra pass): a non-integer, NaN, inf or out-of-range id raises ValueError
+naming the layer, the value and its position, before any row is read for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.core import _initializer, _regularizer, _serialize
+
+# float32 holds every integer up to 2**24 exactly, not beyond (2**24 + 1 rounds to 2**24)
+FLOAT32_MAX_IDS = 2**24
+
+
+def _dim(name: str, value: Any) -> int:
+    dim = V.check_int(name, value)
+    if dim < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={dim}")
+    if dim >= 2**31:
+        raise ValueError(f"{name} must be below 2**31. Received: {name}={dim}")
+    return dim
+
+
+class Embedding(Layer):
+    """Turns integer ids into dense vectors: ``y[..., :] = embeddings[x[...], :]``.
+
+    Parameters
+    ----------
+    input_dim : int
+        Size of the vocabulary: ids are integers in [0, input_dim). At most 2**24 in a float32
+        model (float32 holds larger integers inexactly: use ``dtype="float64"``).
+    output_dim : int
+        Size of each embedding vector.
+    embeddings_initializer : str, Initializer or callable, default "uniform"
+        As in Keras: ``RandomUniform(-0.05, 0.05)``.
+    embeddings_regularizer : Regularizer or str, optional
+        A penalty on the table added to the loss (``fastnn.regularizers.l2(1e-4)``, ...).
+    mask_zero : bool, default False
+        Must be False: fastnn has no masks, so ``True`` is refused rather than ignored.
+    input_length : int, optional
+        Keras 2's argument, accepted for old code: when given, the layer's input must be
+        sequences of that length (checked at build). The model's input shape is what counts.
+    name, trainable
+        See ``Layer``.
+
+    Shapes: x (n, ...) integer ids (as floats or int64), embeddings (input_dim, output_dim),
+    y (n, ..., output_dim).
+
+    Raises
+    ------
+    TypeError
+        If ``input_dim``, ``output_dim`` or ``input_length`` is not an integer.
+    ValueError
+        If a dimension is not in [1, 2**31), ``mask_zero`` is True, an initializer or
+        regularizer is unknown; at build, ``input_dim`` > 2**24 in a float32 model; at run time,
+        an id that is not an integer in [0, input_dim).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> layer = fnn.Embedding(10, 3)
+    >>> model = fnn.Sequential([layer], input_shape=(4,), seed=0, backend="numpy")
+    >>> layer.get_weights()[0].shape
+    (10, 3)
+    >>> y = model.predict(np.array([[1, 2, 2, 9]]))
+    >>> y.shape, bool((y[0, 1] == layer.get_weights()[0][2]).all())
+    ((1, 4, 3), True)
+    """
+
+    def __init__(self, input_dim: int, output_dim: int,
+                 embeddings_initializer: Any = "uniform", embeddings_regularizer: Any = None,
+                 mask_zero: bool = False, input_length: Optional[int] = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.input_dim = _dim("input_dim", input_dim)
+        self.output_dim = _dim("output_dim", output_dim)
+        self.embeddings_initializer = _initializer("embeddings_initializer",
+                                                   embeddings_initializer)
+        self.embeddings_regularizer = _regularizer("embeddings_regularizer",
+                                                   embeddings_regularizer)
+        if V.check_bool("mask_zero", mask_zero):
+            raise ValueError("mask_zero=True is not supported: fastnn has no masks, so id 0 "
+                             "would not be skipped by the layers after this one. Pad with an "
+                             "id of its own and leave mask_zero=False. Received: mask_zero=True")
+        self.mask_zero = False
+        self.input_length = None if input_length is None else _dim("input_length",
+                                                                   input_length)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if not isinstance(input_shape, tuple):
+            raise ValueError(f"{self.name} takes one input of ids. Received: input shape "
+                             f"{input_shape}")
+        if self.input_length is not None and input_shape[-1:] != (self.input_length,):
+            raise ValueError(f"{self.name} was given input_length={self.input_length}, its "
+                             f"input has shape {input_shape}")
+        return (*input_shape, self.output_dim)
+
+    def build(self, input_shape: Any, dtype: Any) -> Any:
+        if np.dtype(dtype) == np.float32 and self.input_dim > FLOAT32_MAX_IDS:
+            raise ValueError(f"{self.name}: a float32 model passes ids as float32, which holds "
+                             f"integers exactly only up to 2**24 = {FLOAT32_MAX_IDS}; use "
+                             f"dtype='float64' for a larger vocabulary. Received: "
+                             f"input_dim={self.input_dim}")
+        return super().build(input_shape, dtype)
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        return [WeightSpec("embeddings", (self.input_dim, self.output_dim),
+                           self.embeddings_initializer, self.embeddings_regularizer)]
+
+    @property
+    def embeddings(self) -> FloatArray:
+        """The table (a view of the model's buffer), (input_dim, output_dim)."""
+        self._check_built()
+        return self._weights[0]
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> FloatArray:
+        x = np.asarray(x)
+        if x.dtype.kind in "biu":
+            x = x.astype(np.int64)
+        elif x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{self.name} takes ids as an integer or float32/float64 array. "
+                            f"Received: dtype {x.dtype}")
+        x = np.ascontiguousarray(x)
+        y = ctx.rows_buffer("y", self.output_shape)
+        rows = ctx.rows_buffer("ids", self.input_shape, np.int64)
+        bad = ctx.be.embedding_forward(x.reshape(-1), self._weights[0],
+                                       y.reshape(-1, self.output_dim), rows.reshape(-1))
+        if bad >= 0:
+            where = np.unravel_index(bad, x.shape)
+            raise ValueError(f"{self.name}: ids must be integers in [0, input_dim="
+                             f"{self.input_dim}). Received: ids[{', '.join(map(str, where))}]="
+                             f"{x.reshape(-1)[bad].item()!r}")
+        ctx.saved["rows"] = rows
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        rows = ctx.saved["rows"]
+        ctx.be.embedding_backward(rows.reshape(-1), np.ascontiguousarray(dy).reshape(
+            -1, self.output_dim), self._grads[0])
+        dx = ctx.dx_target(0)
+        if dx is None:
+            return None
+        dx[...] = 0          # integer ids have no gradient
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"input_dim": self.input_dim, "output_dim": self.output_dim,
+                       "embeddings_initializer": _serialize(self.embeddings_initializer)})
+        if self.embeddings_regularizer is not None:
+            config["embeddings_regularizer"] = _serialize(self.embeddings_regularizer)
+        if self.input_length is not None:
+            config["input_length"] = self.input_length
+        return config
+
+    def __repr__(self) -> str:
+        return f"Embedding({self.input_dim}, {self.output_dim})"
