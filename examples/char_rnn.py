@@ -1,5 +1,5 @@
-"""A character-level language model: an LSTM reads English words letter by letter and learns
-to predict the next letter, then writes new words.
+"""A character-level language model: an LSTM reads English words letter by letter (each
+letter's id through an Embedding) and learns to predict the next letter, then writes new words.
 
 Data: the bundled web2 word list (fastnn.datasets.load_words), its fixed train/validation
 split. Each word is a sequence [start, c1, ..., ck] whose targets are [c1, ..., ck, end] (id 0 is
@@ -18,10 +18,6 @@ vocab = CharVocab(train + validation)
 V, L = vocab.size, max(map(len, train + validation)) + 1
 X_train, y_train = char_sequences(train, vocab, L)
 X_val, y_val = char_sequences(validation, vocab, L)
-
-
-def one_hot(ids):
-    return np.eye(V, dtype=np.float32)[ids]
 
 
 def bits_per_char(probs, targets, words):
@@ -44,13 +40,14 @@ def trigram_probs(X, y, X_eval, words):
     return table[prev2_eval, X_eval]
 
 
-model = fnn.Sequential([fnn.LSTM(128, return_sequences=True),
-                        fnn.Dense(V, activation="softmax")], input_shape=(L, V), seed=0)
+model = fnn.Sequential([fnn.Embedding(V, 16),                      # letter ids -> vectors
+                        fnn.LSTM(128, return_sequences=True),
+                        fnn.Dense(V, activation="softmax")], input_shape=(L,), seed=0)
 model.compile(loss="sparse_categorical_crossentropy", optimizer=fnn.Adam(learning_rate=0.01))
 model.summary()
-model.fit(one_hot(X_train), y_train, epochs=3, batch_size=64, verbose=2)
+model.fit(X_train, y_train, epochs=3, batch_size=64, verbose=2)
 
-lstm_bpc = bits_per_char(model.predict(one_hot(X_val)), y_val, validation)
+lstm_bpc = bits_per_char(model.predict(X_val), y_val, validation)
 trigram_bpc = bits_per_char(trigram_probs(X_train, y_train, X_val, train), y_val, validation)
 print(f"held-out bits per character: LSTM {lstm_bpc:.3f}, trigram {trigram_bpc:.3f} "
       f"({1 - lstm_bpc / trigram_bpc:.0%} lower)")
@@ -60,7 +57,7 @@ rng = np.random.default_rng(0)
 ids = np.zeros((12, L), np.int64)
 done = np.zeros(12, bool)
 for t in range(L - 1):
-    p = model.predict(one_hot(ids))[:, t].astype(np.float64)
+    p = model.predict(ids)[:, t].astype(np.float64)
     nxt = np.array([rng.choice(V, p=row / row.sum()) for row in p])
     nxt[done] = 0
     ids[:, t + 1] = nxt
