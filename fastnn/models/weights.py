@@ -191,7 +191,10 @@ class Weights:
                     kind, params = type(layer.model).__name__, layer.model.count_params()
                 else:
                     params = layer.count_params()
-                shape = f"(None, {', '.join(map(str, node.shape))})"
+                shapes = node.shape if isinstance(node.shape, list) else [node.shape]
+                shape = ", ".join(f"(None, {', '.join(map(str, one))})" for one in shapes)
+                if isinstance(node.shape, list):     # several outputs, as Keras lists them
+                    shape = f"[{shape}]"
                 rows.append((f"{layer.name} ({kind})", A.NAMES.get(layer.act, "?"), shape,
                              f"{params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
