@@ -174,12 +174,20 @@ class RNNBase(Layer):
     def _dims(self, n: int) -> tuple[int, int, int, int, int]:
         return self.cell, n, self._steps, self._features, self.units
 
+    def _sizes(self, be: Any) -> tuple[int, int]:
+        """The kernels' (forward, backward) workspace values per sample (asked once)."""
+        key = (be, self.cell, self._steps, self._features, self.units)
+        sizes = self.__dict__.get("_sizes_of")
+        if sizes is None or sizes[0] != key:
+            sizes = self.__dict__["_sizes_of"] = (key, be.rnn_sizes(*key[1:]))
+        return sizes[1]
+
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
         seq = np.ascontiguousarray(xs[0])
         n = seq.shape[0]
         be = ctx.be
-        fwd, _ = be.rnn_sizes(self.cell, self._steps, self._features, self.units)
+        fwd, _ = self._sizes(be)
         ws = ctx.rows_buffer("ws", (fwd,))
         out_shape = (self._steps, self.units) if self.return_sequences else (self.units,)
         y = ctx.rows_buffer("y", out_shape)
@@ -200,7 +208,7 @@ class RNNBase(Layer):
         dys = dy if isinstance(dy, list) else [dy]
         n = ctx.rows
         be = ctx.be
-        _, bwd = be.rnn_sizes(self.cell, self._steps, self._features, self.units)
+        _, bwd = self._sizes(be)
         bws = ctx.rows_buffer("bws", (bwd,))
         ut = ctx.buffer("ut", (self.gates * self.units * self.units,))
         dx = ctx.dx_target(0)
@@ -221,7 +229,7 @@ class RNNBase(Layer):
         return [dx, *wanted]
 
     def _ws(self, ctx: Slot) -> FloatArray:
-        fwd, _ = ctx.be.rnn_sizes(self.cell, self._steps, self._features, self.units)
+        fwd, _ = self._sizes(ctx.be)
         return ctx.rows_buffer("ws", (fwd,)).reshape(-1)
 
     # ------------------------------------------------------------------ config
