@@ -104,6 +104,12 @@ def rnn_model(backend, layer=None):
                   compiled=True)
 
 
+def added_then_built(backend, layer, input_shape):
+    m = fnn.Sequential([fnn.Dense(input_shape[-1])], backend=backend)
+    m.add(layer)
+    return m.build(input_shape)
+
+
 def with_states(backend, layer, state_shapes):
     """A functional model feeding Inputs of ``state_shapes`` as ``layer``'s initial states."""
     x, states = fnn.Input((T, F)), [fnn.Input(s) for s in state_shapes]
@@ -716,7 +722,7 @@ CASES = [
      lambda b, t: shaped(b, [fnn.Bidirectional(fnn.SimpleRNN(U, return_state=True))], (T, F)),
      ValueError, r"Bidirectional\(SimpleRNN\(3.*returns several tensors.*Sequential"),
     ("sequential_add_return_state", True,
-     lambda b, t: fnn.Sequential([fnn.Dense(F)], backend=b).add(fnn.LSTM(U, return_state=True)),
+     lambda b, t: added_then_built(b, fnn.LSTM(U, return_state=True), (T, F)),
      ValueError, r"LSTM\(3, .*returns several tensors.*Sequential"),
     ("lstm_one_initial_state", True, lambda b, t: with_states(b, fnn.LSTM(U), [(U,)]),
      ValueError, r"initial_state must be 2 tensor\(s\) of shape \(3,\).*shapes \[\(3,\)\]"),
@@ -837,3 +843,63 @@ def test_bad_input(call, backend, exc, pattern, tmp_path):
     # the exact type, not a subclass of it and not some other error that happens to match
     assert info.type is exc, f"expected {exc.__name__}, got {info.type.__name__}: {info.value}"
     assert info.match(pattern)
+
+
+# A window far wider than the input is legal with padding="same" (Keras computes it): only the
+# taps inside the input count. Each case must give that result or refuse with a ValueError naming
+# the argument, never a MemoryError, a NumPy error or a hang. Run in a subprocess with its address
+# space capped at 4 GiB and a time limit, since a backend that pads explicitly would try to
+# allocate the whole padded extent.
+_EXTREME_SCRIPT = """
+import json, resource, sys
+import numpy as np
+import fastnn as fnn
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+backend, case = sys.argv[1], sys.argv[2]
+layer, shape = {
+    "conv2d_dilation_2_16_same": (lambda: fnn.Conv2D(1, 3, dilation_rate=2**16,
+                                                     padding="same"), (4, 4, 1)),
+    "conv2d_dilation_2_30_same": (lambda: fnn.Conv2D(1, 3, dilation_rate=2**30,
+                                                     padding="same"), (4, 4, 1)),
+    "maxpool2d_pool_2_16_same": (lambda: fnn.MaxPooling2D(2**16, padding="same"), (4, 4, 1)),
+    "avgpool1d_pool_2_24_same": (lambda: fnn.AveragePooling1D(2**24, padding="same"), (5, 1)),
+}[case]
+x = np.random.default_rng(0).standard_normal((2, *shape))
+try:
+    model = fnn.Sequential([layer()], input_shape=shape, seed=0, backend=backend,
+                           dtype="float64")
+    y = model.predict(x)
+    if case.startswith("conv"):          # only the centre tap lands inside the input
+        kernel, bias = model.get_weights()
+        want = x @ kernel[1, 1] + bias
+    elif case.startswith("max"):
+        want = x.max(axis=(1, 2), keepdims=True)
+    else:
+        want = x.mean(axis=1, keepdims=True)
+    print(json.dumps({"error": None, "diff": float(np.abs(y - want).max())}))
+except Exception as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+@pytest.mark.parametrize("case,argument", [
+    ("conv2d_dilation_2_16_same", "dilation_rate"), ("conv2d_dilation_2_30_same", "dilation_rate"),
+    ("maxpool2d_pool_2_16_same", "pool_size"), ("avgpool1d_pool_2_24_same", "pool_size")])
+def test_windows_far_wider_than_the_input_compute_or_refuse_by_name(case, argument, backend):
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fnn.__file__)))
+    try:
+        done = subprocess.run([sys.executable, "-c", _EXTREME_SCRIPT, backend, case], env=env,
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{case} on {backend}: no result or refusal within 30 s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["error"] is None:
+        assert result["diff"] < 1e-9, result
+    else:
+        assert result["error"] == "ValueError" and f"{argument}=" in result["message"], result
