@@ -163,3 +163,124 @@ def test_fuzz_v2_mutated_json_header(good, data):
     except (ValueError, TypeError):
         return
     _load_or_refuse(build(None, good["data"], version=2, header_bytes=raw))
+
+
+# ---------------------------------------------------------------- convolution and recurrent graphs
+def _conv_rnn(backend="numpy"):
+    """Layers 0-8: Conv2D, MaxPooling2D, Flatten, LSTM(return_state; inputs x, h0, c0),
+    OutputOf 0, OutputOf 1, Conv1D, Bidirectional(GRU), Concatenate; then the Dense head.
+    Nodes: inputs 0-3 (image, sequence, h0, c0), layer i is node 4 + i."""
+    img, seq, h0, c0 = fnn.Input((6, 6, 1)), fnn.Input((5, 2)), fnn.Input((3,)), fnn.Input((3,))
+    a = fnn.Flatten()(fnn.MaxPooling2D()(fnn.Conv2D(2, 3, activation="relu")(img)))
+    s, h, _ = fnn.LSTM(3, return_state=True)(seq, initial_state=[h0, c0])
+    r = fnn.Bidirectional(fnn.GRU(2))(fnn.Conv1D(2, 2)(seq))
+    out = fnn.Dense(2, activation="softmax")(fnn.Concatenate()([a, s, h, r]))
+    return fnn.Model([img, seq, h0, c0], out, seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def conv_rnn():
+    blob = fio.model_to_bytes(_conv_rnn())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+def _nested(i, key, **values):
+    def change(model):
+        model["layers"][i]["config"][key].update(values)
+    return change
+
+
+def _replace_nested(i, key, value):
+    def change(model):
+        model["layers"][i]["config"][key] = value
+    return change
+
+
+_DENSE = {"class": "Dense", "units": 2, "activation": "linear"}
+_BIDI_GRU = {"class": "Bidirectional", "layer": {"class": "GRU", "units": 2},
+             "merge_mode": "concat"}
+
+HOSTILE_LAYERS = {
+    "conv_filters_2_30": (_layer(0, filters=2**30), r"more than the file"),
+    "conv_filters_2_31": (_layer(0, filters=2**31), r"filters=2147483648"),
+    "conv_kernel_2_30": (_layer(0, kernel_size=[2**30, 2**30]), r"does not fit"),
+    "conv_kernel_2_30_same": (_layer(0, kernel_size=[2**30, 2**30], padding="same"),
+                              r"more than the file"),
+    "conv_kernel_2_31": (_layer(0, kernel_size=[3, 2**31]), r"kernel_size"),
+    "conv_strides_zero": (_layer(0, strides=[0, 1]), r"strides=0\b"),
+    "conv_strides_negative": (_layer(0, strides=[1, -1]), r"strides=-1\b"),
+    "conv_dilation_zero": (_layer(0, dilation_rate=[0, 0]), r"dilation_rate=0\b"),
+    "conv_kernel_size_string": (_layer(0, kernel_size="3"), r"kernel_size='3'"),
+    "conv_filters_float": (_layer(0, filters=2.0), r"filters=2\.0"),
+    "conv_padding_unknown": (_layer(0, padding="full"), r"padding='full'"),
+    "conv_channels_first": (_layer(0, data_format="channels_first"), r"data_format"),
+    "conv_activation_unknown": (_layer(0, activation="gelu"), r"activation='gelu'"),
+    "conv1d_kernel_2_30": (_layer(6, kernel_size=[2**30]), r"does not fit"),
+    "pool_size_zero": (_layer(1, pool_size=[0, 2]), r"pool_size=0\b"),
+    "pool_strides_negative": (_layer(1, strides=[-2, 2]), r"strides=-2\b"),
+    "pool_larger_than_input": (_layer(1, pool_size=[2**30, 2**30]), r"does not fit"),
+    "lstm_units_2_40": (_layer(3, units=2**40), r"units=1099511627776"),
+    "lstm_units_2_30": (_layer(3, units=2**30), r"initial_state must be 2 tensor\(s\) of shape "
+                                                 r"\(1073741824,\)"),
+    "lstm_units_zero": (_layer(3, units=0), r"units=0\b"),
+    "lstm_units_negative": (_layer(3, units=-1), r"units=-1\b"),
+    "lstm_units_string": (_layer(3, units="3"), r"units='3'"),
+    "lstm_units_float": (_layer(3, units=3.0), r"units=3\.0"),
+    "lstm_units_bool": (_layer(3, units=True), r"units=True"),
+    "lstm_activation_softmax": (_layer(3, activation="softmax"), r"activation='softmax'"),
+    "lstm_activation_unknown": (_layer(3, activation="bogus"), r"activation='bogus'"),
+    "lstm_recurrent_activation_step": (_layer(3, recurrent_activation="step"),
+                                       r"recurrent_activation='step'"),
+    "lstm_four_inbound": (_inbound(3, [1, 2, 3, 3]), r"initial_state must be 2"),
+    "lstm_one_state": (_inbound(3, [1, 2]), r"initial_state must be 2"),
+    "lstm_state_is_the_image": (_inbound(3, [1, 0, 3]), r"initial_state"),
+    "lstm_sequence_is_a_state": (_inbound(3, [2, 2, 3]), r"steps, features"),
+    "gru_reset_after_false": (_nested(7, "layer", reset_after=False), r"reset_after=False"),
+    "gru_units_2_40": (_nested(7, "layer", units=2**40), r"units=1099511627776"),
+    "gru_units_zero": (_nested(7, "backward_layer", units=0), r"units=0\b"),
+    "bidirectional_of_dense": (_replace_nested(7, "layer", _DENSE), r"layer=Dense"),
+    "bidirectional_of_bidirectional": (_replace_nested(7, "layer", _BIDI_GRU),
+                                       r"layer=Bidirectional"),
+    "bidirectional_backward_dense": (_replace_nested(7, "backward_layer", _DENSE),
+                                     r"backward_layer"),
+    "bidirectional_layer_not_a_dict": (_replace_nested(7, "layer", "GRU"), r"layer"),
+    "bidirectional_merge_mode": (_layer(7, merge_mode="bogus"), r"merge_mode='bogus'"),
+    "output_of_out_of_range": (_layer(4, index=3), r"picks output 3"),
+    "output_of_negative": (_layer(4, index=-1), r"index=-1\b"),
+    "output_of_string": (_layer(5, index="1"), r"index='1'"),
+    "output_of_a_single_output": (_inbound(4, [5]), r"picks output 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_LAYERS))
+def test_the_loader_refuses_hostile_conv_and_recurrent_configs(conv_rnn, name):
+    """Each forged config raises the loader's ValueError naming the problem, within a capped
+    address space, quickly, and with no allocation beyond the file's size (tracemalloc)."""
+    import time
+    import tracemalloc
+    change, pattern = HOSTILE_LAYERS[name]
+    blob = _forge(conv_rnn, change)
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with memory_cap():
+            with pytest.raises(ValueError, match="not a valid fastnn model file") as info:
+                model_from_bytes(blob)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.match(pattern), str(info.value)
+    assert peak < 2 << 20, f"{peak} bytes allocated while refusing a {len(blob)}-byte file"
+    assert time.perf_counter() - start < 2.0
+
+
+def test_the_conv_rnn_file_loads_and_its_layers_are_where_the_refusals_expect(conv_rnn):
+    layers = conv_rnn["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "Conv2D", "MaxPooling2D", "Flatten", "LSTM", "OutputOf", "OutputOf", "Conv1D",
+        "Bidirectional", "Concatenate", "Dense"]
+    assert layers[3]["inbound"] == [1, 2, 3] and layers[4]["inbound"] == [7]
+    model = model_from_bytes(conv_rnn["blob"])
+    xs = [np.zeros((2, 6, 6, 1)), np.zeros((2, 5, 2)), np.zeros((2, 3)), np.zeros((2, 3))]
+    assert model.predict(xs).shape == (2, 2)
