@@ -206,7 +206,7 @@ HOSTILE_LAYERS = {
     "conv_filters_2_31": (_layer(0, filters=2**31), r"filters=2147483648"),
     "conv_kernel_2_30": (_layer(0, kernel_size=[2**30, 2**30]), r"does not fit"),
     "conv_kernel_2_30_same": (_layer(0, kernel_size=[2**30, 2**30], padding="same"),
-                              r"more than the file"),
+                              r"kernel_size=\[1073741824, 1073741824\].*window spanning"),
     "conv_kernel_2_31": (_layer(0, kernel_size=[3, 2**31]), r"kernel_size"),
     "conv_strides_zero": (_layer(0, strides=[0, 1]), r"strides=0\b"),
     "conv_strides_negative": (_layer(0, strides=[1, -1]), r"strides=-1\b"),

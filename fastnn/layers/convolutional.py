@@ -71,6 +71,28 @@ def window_geometry(spatial: Sequence[int], windows: Sequence[int], strides: Seq
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
+#: the widest window (its span, (size - 1) * dilation + 1) a padded layer takes beyond twice its
+#: input: wider ones would see the whole input from every position through the padding
+MAX_PADDED_SPAN = 4096
+
+
+def check_window_span(layer: Any, spatial: Sequence[int], windows: Sequence[int],
+                      dilations: Sequence[int], padding: str, argument: str) -> None:
+    """ValueError when a padded window is wider than twice the input and than
+    ``MAX_PADDED_SPAN``: every output would then see the whole input, and padding it out to the
+    window costs memory and time in proportion to the window, not the data."""
+    if padding == "valid":
+        return                  # a window wider than the input does not fit: caught by sizes
+    for size, k, d in zip(spatial, windows, dilations):
+        span = (k - 1) * d + 1
+        if span > max(2 * size, MAX_PADDED_SPAN):
+            raise ValueError(f"{layer.name}: {argument} gives a window spanning {span} positions "
+                             f"over an input of {size}: more than twice the input and than "
+                             f"{MAX_PADDED_SPAN}, so every output would see the whole input "
+                             f"through padding='{padding}'. Use a smaller window (or a global "
+                             f"pooling layer)")
+
+
 def check_spatial_input(layer: Any, input_shape: Any) -> None:
     """ValueError unless ``input_shape`` is (steps, channels) for a layer of rank 1 or
     (height, width, channels) for rank 2."""
@@ -125,6 +147,9 @@ class _Conv(Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         check_spatial_input(self, input_shape)
+        check_window_span(self, input_shape[:-1], self.kernel_size, self.dilation_rate,
+                          self.padding, f"kernel_size={list(self.kernel_size)} with "
+                                        f"dilation_rate={list(self.dilation_rate)}")
         sizes, _ = self._geometry(input_shape[:-1])
         if min(sizes) < 1:
             raise ValueError(f"{self.name}: a {'x'.join(map(str, self.kernel_size))} kernel "
@@ -308,4 +333,4 @@ class Conv1D(_Conv):
 
 Convolution1D, Convolution2D = Conv1D, Conv2D
 __all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "conv_tuple", "conv_padding",
-           "output_length"]
+           "output_length", "check_window_span"]

@@ -17,8 +17,9 @@ import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Layer, Slot
-from fastnn.layers.convolutional import (check_channels_last, check_spatial_input, conv_padding,
-                                         conv_tuple, window_geometry)
+from fastnn.layers.convolutional import (check_channels_last, check_spatial_input,
+                                         check_window_span, conv_padding, conv_tuple,
+                                         window_geometry)
 
 
 class _Pooling(Layer):
@@ -42,6 +43,8 @@ class _Pooling(Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         check_spatial_input(self, input_shape)
+        check_window_span(self, input_shape[:-1], self.pool_size, [1] * self.rank,
+                          self.padding, f"pool_size={list(self.pool_size)}")
         sizes, _ = self._geometry(input_shape[:-1])
         if min(sizes) < 1:
             raise ValueError(f"{self.name}: a pool of {self.pool_size} does not fit an input "

@@ -414,8 +414,10 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             arr = V.float_array(name, X, self.dtype, self.input_shape)
             return arr.reshape(arr.shape[0], -1)
         if not isinstance(X, (list, tuple)) or len(X) != self._n_inputs:
+            got = (f"a {type(X).__name__} of {len(X)}" if isinstance(X, (list, tuple))
+                   else type(X).__name__)
             raise ValueError(f"{name} must be a list of {self._n_inputs} arrays, one per "
-                             f"input. Received: {type(X).__name__}")
+                             f"input. Received: {got}")
         parts = [V.float_array(f"{name}[{i}]", x, self.dtype, shape)
                  for i, (x, shape) in enumerate(zip(X, self.input_shape))]
         n = parts[0].shape[0]
