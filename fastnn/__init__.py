@@ -17,6 +17,7 @@ from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive
 from fastnn.io import load_model as load
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
                            Convolution1D, Convolution2D, Dense, Dropout, Embedding, Flatten,
+                           GELU,
                            AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
                            GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -45,5 +46,5 @@ __all__ = [
     "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
-    "Bidirectional", "Embedding",
+    "Bidirectional", "Embedding", "GELU",
 ]

@@ -16,7 +16,18 @@ tanh        tanh(z)                                dy * (1 - y^2)
 relu        max(z, 0)                              dy where y > 0, else 0
 leaky_relu  z if z > 0 else a * z (a = 0.01)       dy where y > 0, else a * dy
 softmax     exp(z_j) / sum_k exp(z_k), per row     y * (dy - sum_k dy_k y_k), per row
+gelu        z Phi(z) = z/2 erfc(-z / sqrt(2))      dy * (Phi(z) + z phi(z)), from z
+gelu_tanh   z/2 (1 + tanh(u)),                     dy * (s + 2 z u' s (1 - s)), s = sigmoid(2u),
+            u = sqrt(2/pi) (z + 0.044715 z^3)      u' = sqrt(2/pi) (1 + 0.134145 z^2), from z
 ==========  =====================================  ==========================================
+
+``gelu`` is Keras' ``activation="gelu"`` (``approximate=False``) and PyTorch's
+``F.gelu(approximate="none")``; ``gelu_tanh`` is its tanh approximation (Keras
+``gelu(x, approximate=True)``, PyTorch ``approximate="tanh"``), a code of its own so that the
+kernels switch on the code alone. Phi and phi are the standard normal's distribution and
+density. Unlike the others, gelu's derivative is not a function of its output (gelu is not
+monotonic): the layers keep the pre-activation z for the backward pass and hand it to the
+kernels in place of y (``FROM_INPUT``).
 """
 
 from __future__ import annotations
@@ -24,7 +35,8 @@ from __future__ import annotations
 from typing import Literal
 
 #: The activation names accepted wherever an activation is chosen by name.
-ActivationName = Literal["linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
+ActivationName = Literal["linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax",
+                         "gelu", "gelu_tanh"]
 
 LINEAR = 0
 STEP = 1
@@ -33,6 +45,8 @@ TANH = 3
 RELU = 4
 LEAKY_RELU = 5
 SOFTMAX = 6
+GELU = 7
+GELU_TANH = 8
 
 CODES: dict[str, int] = {
     "linear": LINEAR,
@@ -42,6 +56,8 @@ CODES: dict[str, int] = {
     "relu": RELU,
     "leaky_relu": LEAKY_RELU,
     "softmax": SOFTMAX,
+    "gelu": GELU,
+    "gelu_tanh": GELU_TANH,
 }
 NAMES: dict[int, str] = {code: name for name, code in CODES.items()}
 
@@ -51,19 +67,24 @@ DEFAULT_PARAM: dict[str, float] = {"step": 0.5, "leaky_relu": 0.01}
 # He initialisation suits the ReLU family; Glorot the saturating and linear ones.
 RELU_FAMILY = frozenset({RELU, LEAKY_RELU})
 
+# The activations whose backward pass takes the pre-activation z instead of the output y (the
+# kernels' ``y`` argument then holds z).
+FROM_INPUT = frozenset({GELU, GELU_TANH})
+
 
 def activation_code(name: str) -> int:
     """Return the kernel code of the activation called ``name``.
 
     Parameters
     ----------
-    name : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"}
+    name : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", \
+"gelu_tanh"}
         The activation's name.
 
     Returns
     -------
     int
-        Its code, 0..6, as the kernels read it.
+        Its code, 0..8, as the kernels read it.
 
     Raises
     ------

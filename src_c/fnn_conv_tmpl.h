@@ -165,7 +165,7 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
     int ok = 1, nt = fnn_conv_threads(pl, tasks);
     /* bias and the cheap activations as the rows are stored; the others after, by the GEMM's
      * epilogue (a product of no terms) */
-    const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH || act == FNN_ACT_SOFTMAX);
+    const int late = FNN_ACT_LATE(act) || act == FNN_ACT_SOFTMAX;
     const int inline_act = late ? FNN_ACT_LINEAR : act;
     if (!wk) return 0;
     CFN(direct_pack_fill)(g, d.maxfg, kernel, wk);

@@ -6,12 +6,16 @@
 #include <math.h>
 #include <string.h>
 
+#include "fnn_gelu.h"
+
 #define EPI_STORAGE static
 #define FT float
 #define UT uint32_t
 #define UT_ABS FNN_ABS_BITS_F32
 #define FT_EXP expf
 #define FT_TANH tanhf
+#define FT_GELU fnn_gelu_f32
+#define FT_GELU_TANH fnn_gelu_tanh_f32
 #define EPI_FN EPI_F32
 #include "fnn_epi_tmpl.h"
 #undef EPI_FN
@@ -20,11 +24,15 @@
 #undef UT_ABS
 #undef FT_EXP
 #undef FT_TANH
+#undef FT_GELU
+#undef FT_GELU_TANH
 #define FT double
 #define UT uint64_t
 #define UT_ABS FNN_ABS_BITS_F64
 #define FT_EXP exp
 #define FT_TANH tanh
+#define FT_GELU fnn_gelu_f64
+#define FT_GELU_TANH fnn_gelu_tanh_f64
 #define EPI_FN EPI_F64
 #include "fnn_epi_tmpl.h"
 #undef EPI_FN
@@ -33,6 +41,8 @@
 #undef UT_ABS
 #undef FT_EXP
 #undef FT_TANH
+#undef FT_GELU
+#undef FT_GELU_TANH
 #undef EPI_STORAGE
 #undef EPI_TARGET
 #undef EPI_F32

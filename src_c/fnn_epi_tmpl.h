@@ -9,7 +9,7 @@
  *
  * Required macros: EPI_FN (the function's name), EPI_STORAGE (empty or static), EPI_TARGET
  * (function attribute, may be empty), FT, UT (the unsigned integer of FT's width), UT_ABS (the
- * mask of all but the sign bit), FT_EXP, FT_TANH.
+ * mask of all but the sign bit), FT_EXP, FT_TANH, FT_GELU, FT_GELU_TANH (fnn_gelu.h's functions).
  */
 EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias,
                                    int act, FT param, UT *amax)
@@ -38,6 +38,12 @@ EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t 
             break;
         case FNN_ACT_TANH:
             for (j = 0; j < n; j++) c[j] = FT_TANH(c[j]);
+            break;
+        case FNN_ACT_GELU:
+            for (j = 0; j < n; j++) c[j] = FT_GELU(c[j]);
+            break;
+        case FNN_ACT_GELU_TANH:
+            for (j = 0; j < n; j++) c[j] = FT_GELU_TANH(c[j]);
             break;
         case FNN_ACT_RELU:
             /* like np.maximum(z, 0): NaN propagates */

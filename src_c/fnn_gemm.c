@@ -32,6 +32,7 @@
 #endif
 
 #include "fnn_ftz.h"
+#include "fnn_gelu.h"
 #include "fnn_gemm_internal.h"
 #include "fnn_threads.h"
 #include "fnn_vec.h"
@@ -347,6 +348,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define ARCH_KERN(a) ((a)->s)
 #define FT_EXP expf
 #define FT_TANH tanhf
+#define FT_GELU fnn_gelu_f32
+#define FT_GELU_TANH fnn_gelu_tanh_f32
 #define FT_SOFTMAX_ROWS fnn_softmax_rows_f32
 #include "fnn_gemm_tmpl.h"
 #undef FT
@@ -358,6 +361,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
+#undef FT_GELU
+#undef FT_GELU_TANH
 #undef FT_SOFTMAX_ROWS
 
 /* ---------------------------------------------------------------- double instantiation */
@@ -371,6 +376,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define ARCH_KERN(a) ((a)->d)
 #define FT_EXP exp
 #define FT_TANH tanh
+#define FT_GELU fnn_gelu_f64
+#define FT_GELU_TANH fnn_gelu_tanh_f64
 #define FT_SOFTMAX_ROWS fnn_softmax_rows_f64
 #include "fnn_gemm_tmpl.h"
 #undef FT
@@ -382,6 +389,8 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef ARCH_KERN
 #undef FT_EXP
 #undef FT_TANH
+#undef FT_GELU
+#undef FT_GELU_TANH
 #undef FT_SOFTMAX_ROWS
 
 /* ---------------------------------------------------------------- public API */

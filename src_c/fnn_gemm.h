@@ -55,8 +55,16 @@ enum {
     FNN_ACT_TANH = 3,
     FNN_ACT_RELU = 4,        /* max(z, 0)                                                */
     FNN_ACT_LEAKY_RELU = 5,  /* z > 0 ? z : param * z                 (param: alpha)     */
-    FNN_ACT_SOFTMAX = 6      /* row-wise, after the product (see above)                  */
+    FNN_ACT_SOFTMAX = 6,     /* row-wise, after the product (see above)                  */
+    FNN_ACT_GELU = 7,        /* z Phi(z) = z/2 erfc(-z/sqrt 2)              (fnn_gelu.h)  */
+    FNN_ACT_GELU_TANH = 8    /* z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) (fnn_gelu.h) */
 };
+
+/* The element-wise activations that call libm (exp, tanh, erfc): applied by the epilogue after
+ * the product (fnn_epi_tmpl.h), never by the micro-kernels in registers. */
+#define FNN_ACT_LATE(act)                                                                       \
+    ((act) == FNN_ACT_SIGMOID || (act) == FNN_ACT_TANH || (act) == FNN_ACT_GELU ||              \
+     (act) == FNN_ACT_GELU_TANH)
 
 /* Default floors for threads (see above): products of fewer multiply-adds (m*n*k) run on one
  * thread. */
@@ -70,7 +78,7 @@ double fnn_par_min_work(void);
 
 typedef struct {
     const float *bias;  /* length n, or NULL for no bias */
-    int act;            /* FNN_ACT_* element-wise code (not SOFTMAX) */
+    int act;            /* FNN_ACT_* code */
     float param;        /* threshold for STEP, alpha for LEAKY_RELU */
     double *amax;       /* out: max |C| (NaN if any C is not finite), or NULL for none */
     double min_parallel_work; /* threads from this many multiply-adds; 0: fnn_par_min_work() */

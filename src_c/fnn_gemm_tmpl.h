@@ -139,7 +139,7 @@ static void GFN(macro_kernel)(const KERN *kd, ptrdiff_t mc, ptrdiff_t nc, ptrdif
 {
     const int mr = kd->mr, nr = kd->nr;
     /* full tiles take the kernel with the epilogue fused, when there is one for this act */
-    const int fused = do_epi && kd->ukre != NULL && act != FNN_ACT_SIGMOID && act != FNN_ACT_TANH;
+    const int fused = do_epi && kd->ukre != NULL && !FNN_ACT_LATE(act);
     FT tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
     ptrdiff_t ir, jr, i, j;
 
@@ -183,13 +183,14 @@ static inline int GFN(a_fits_stage)(ptrdiff_t m, ptrdiff_t k)
 
 /* Small products: direct tiles straight from A and B (no packing, no malloc, no threads).
  * A transposed B is staged FNN_DKC k-steps at a time, transposed, in a stack buffer.  The tile
- * applies bias and the cheap activations in registers; sigmoid / tanh (libm) are done after. */
+ * applies bias and the cheap activations in registers; sigmoid, tanh, gelu (libm) are done
+ * after. */
 static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                              const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
                              const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
                              ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
-    const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
+    const int late = FNN_ACT_LATE(act);
     const int tile_act = late ? FNN_ACT_LINEAR : act;
     const ptrdiff_t dnr = kd->dnr, dmr = kd->dmr;
     ptrdiff_t i0, j0, pc, j, p;
@@ -370,7 +371,7 @@ GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t
                  FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
                  double par_min)
 {
-    const int late = (act == FNN_ACT_SIGMOID || act == FNN_ACT_TANH);
+    const int late = FNN_ACT_LATE(act);
     const ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     const ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
     FT t[(FNN_MAX_DNR / 2) * FNN_TROWS] __attribute__((aligned(FNN_ALIGN)));

@@ -11,6 +11,7 @@
 #include "fnn_vec.h"
 
 #include "fnn_ftz.h"
+#include "fnn_gelu.h"
 #include "fnn_vexp.h"
 
 #if FNN_X86
@@ -323,9 +324,28 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
 }
 #endif
 
+/* gelu's derivative from the pre-activation z (fnn_gelu.h): libm per element, so one plain loop
+ * for every flavour (the same bits whichever runs). */
+#define GELU_DERIV_COLSUM(FT, DERIV)                                                            \
+    {                                                                                          \
+        ptrdiff_t i, j;                                                                        \
+        for (i = 0; i < n; i++) {                                                              \
+            const FT *zi = y + i * ld, *gi = dy + i * ld;                                      \
+            FT *oi = dz + i * ld;                                                              \
+            for (j = 0; j < w; j++) {                                                          \
+                const FT d = gi[j] * DERIV(zi[j]);                                             \
+                oi[j] = d;                                                                     \
+                acc[j] += d;                                                                   \
+            }                                                                                  \
+        }                                                                                      \
+        return;                                                                                \
+    }
+
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param)
 {
+    if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(float, fnn_gelu_deriv_f32)
+    if (act == FNN_ACT_GELU_TANH) GELU_DERIV_COLSUM(float, fnn_gelu_tanh_deriv_f32)
 #if FNN_X86
     if (flavour() == 2) {
         deriv_colsum_x512_f32(y, dy, dz, acc, n, ld, w, act, param);
@@ -342,6 +362,8 @@ void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *ac
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
                           ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, int act, double param)
 {
+    if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(double, fnn_gelu_deriv_f64)
+    if (act == FNN_ACT_GELU_TANH) GELU_DERIV_COLSUM(double, fnn_gelu_tanh_deriv_f64)
     vd()->deriv_colsum(y, dy, dz, acc, n, ld, w, act, param);
 }
 

@@ -20,7 +20,9 @@ extern "C" {
 /* For i < n, j < w (row stride ld):  dz[i, j] := dy[i, j] * act'(y[i, j])  and
  * acc[j] += dz[i, j] in double, row after row.  act' is written with the output y = act(z):
  * linear and step 1 (straight-through), relu (y > 0), leaky relu (y > 0 ? 1 : param),
- * sigmoid y (1 - y), tanh 1 - y^2 (softmax is handled by the caller).  dz may be dy. */
+ * sigmoid y (1 - y), tanh 1 - y^2 (softmax is handled by the caller).  For gelu and gelu_tanh,
+ * whose derivative is not a function of their output, y holds the pre-activation z instead
+ * (fnn_gelu.h).  dz may be dy. */
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param);
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,

@@ -5,9 +5,16 @@ pass, the three losses in their probability and logit forms, and backpropagation
 straight-through gradient of ``step``). Everything runs in float64.
 """
 
+import math
+
 import numpy as np
 
-ACTIVATIONS = ("linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
+ACTIVATIONS = ("linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu",
+               "gelu_tanh")
+# activations whose derivative the kernels take from the pre-activation z, not the output y
+FROM_INPUT = ("gelu", "gelu_tanh")
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_C = math.sqrt(2.0 / math.pi)
 DEFAULT_PARAM = {"step": 0.5, "leaky_relu": 0.01}
 
 
@@ -29,6 +36,10 @@ def act_forward(z, act, param=None):
     if act == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+    if act == "gelu":          # Keras' and PyTorch's textbook forms
+        return 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))
+    if act == "gelu_tanh":
+        return 0.5 * z * (1.0 + np.tanh(_C * (z + 0.044715 * z ** 3)))
     raise KeyError(act)
 
 
@@ -48,6 +59,12 @@ def act_backward(z, y, dy, act, param=None):
         return dy * np.where(z > 0, 1.0, param)
     if act == "softmax":
         return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
+    if act == "gelu":
+        return dy * (0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+                     + z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi))
+    if act == "gelu_tanh":
+        t = np.tanh(_C * (z + 0.044715 * z ** 3))
+        return dy * (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _C * (1.0 + 3 * 0.044715 * z * z))
     raise KeyError(act)
 
 

@@ -27,7 +27,7 @@ cdef extern from "fnn_conv.h" nogil:
     int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
                                 const double *dz, double *dkernel, double *dbias, double *dx)
 
-cdef int N_ACTIVATIONS = 7      # fastnn.activations codes 0..6
+cdef int N_ACTIVATIONS = 9      # fastnn.activations codes 0..8
 
 
 cdef tuple _shape(const floating[:, :, :, ::1] a):

@@ -7,6 +7,18 @@
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, tanh, tanhf, sqrt, sqrtf
 
+cdef extern from "fnn_gelu.h" nogil:
+    # gelu and its tanh approximation, and their derivatives from the pre-activation z: the
+    # same functions as the GEMM epilogue's (src_c/fnn_gelu.h)
+    float fnn_gelu_f32(float z)
+    double fnn_gelu_f64(double z)
+    float fnn_gelu_tanh_f32(float z)
+    double fnn_gelu_tanh_f64(double z)
+    float fnn_gelu_deriv_f32(float z)
+    double fnn_gelu_deriv_f64(double z)
+    float fnn_gelu_tanh_deriv_f32(float z)
+    double fnn_gelu_tanh_deriv_f64(double z)
+
 
 cdef inline floating f_exp(floating x) noexcept nogil:
     if floating is float:
@@ -53,11 +65,32 @@ cdef inline floating act_forward(int act, floating z, floating param) noexcept n
         return z if z > 0 else 0
     if act == 5:                       # leaky relu: param is the negative slope
         return z if z > 0 else param * z
+    if act == 7:
+        if floating is float:
+            return fnn_gelu_f32(z)
+        else:
+            return fnn_gelu_f64(z)
+    if act == 8:
+        if floating is float:
+            return fnn_gelu_tanh_f32(z)
+        else:
+            return fnn_gelu_tanh_f64(z)
     return z                           # linear
 
 
 cdef inline floating act_deriv(int act, floating y, floating param) noexcept nogil:
-    """dy/dz written with the OUTPUT y = act(z), the value the layers keep."""
+    """dy/dz written with the OUTPUT y = act(z), the value the layers keep; for gelu (7, 8),
+    whose derivative is not a function of its output, `y` is the pre-activation z."""
+    if act == 7:
+        if floating is float:
+            return fnn_gelu_deriv_f32(y)
+        else:
+            return fnn_gelu_deriv_f64(y)
+    if act == 8:
+        if floating is float:
+            return fnn_gelu_tanh_deriv_f32(y)
+        else:
+            return fnn_gelu_tanh_deriv_f64(y)
     if act == 2:
         return y * (1 - y)
     if act == 3:

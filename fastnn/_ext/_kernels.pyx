@@ -27,6 +27,7 @@ from fastnn._ext._parallel cimport (FNN_HAVE_OPENMP, fnn_max_threads, fnn_set_th
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
+                               FNN_ACT_GELU, FNN_ACT_GELU_TANH,
                                fnn_par_min_work)
 
 cdef extern from "fnn_vec.h" nogil:
@@ -364,11 +365,12 @@ def activation_forward(const floating[:, ::1] z,   # IN  (n, m)
     return out.base
 
 
-def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output act(z)
+def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output act(z); gelu: z
                         const floating[:, ::1] dy,   # IN  (n, m) dL/dy
                         int act, double param,
                         floating[:, ::1] out):       # OUT (n, m) dL/dz; may be dy
-    """out := act'(z) * dy from y = act(z);  softmax: y * (dy - sum(dy * y, axis=1))"""
+    """out := act'(z) * dy from y = act(z);  softmax: y * (dy - sum(dy * y, axis=1));
+    gelu, gelu_tanh: from y = z (their derivative is not a function of their output)"""
     cdef unsigned int csr
     cdef Py_ssize_t n = y.shape[0], m = y.shape[1]
     if dy.shape[0] != n or dy.shape[1] != m or out.shape[0] != n or out.shape[1] != m:
@@ -383,7 +385,7 @@ def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output a
 
 def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
                    const floating[:, ::1] w,    # IN  (k, m)
-                   const floating[:, ::1] y,    # IN  (n, m) layer output act(z)
+                   const floating[:, ::1] y,    # IN  (n, m) layer output act(z); gelu: z
                    const floating[:, ::1] dy,   # IN  (n, m) dL/dy
                    int act, double param,
                    floating[:, ::1] dz,         # OUT (n, m) dL/dz; may be dy

@@ -146,6 +146,11 @@ cdef class TrainPlan:
                 self.widest = max(self.widest, <double>prev * width)
             elif width != prev:
                 raise ValueError(f"TrainPlan: activation step {s} changes the width")
+            if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH:
+                # its backward needs the pre-activation, which the plan does not keep
+                # (fastnn.models.fastpath.eligible sends such models down the general path)
+                raise ValueError(f"TrainPlan: step {s}: gelu is not supported (activation "
+                                 f"code {act})")
             self.Y[s] = _plan_data(Y[s], self.typenum, (rows, width), "Y")
             self.G[s] = _plan_data(G[s], self.typenum, (rows, width), "G")
             self.act[s] = act

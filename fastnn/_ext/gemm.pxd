@@ -13,6 +13,8 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_ACT_RELU
         FNN_ACT_LEAKY_RELU
         FNN_ACT_SOFTMAX
+        FNN_ACT_GELU
+        FNN_ACT_GELU_TANH
 
     ctypedef struct fnn_epilogue_f32:
         const float *bias

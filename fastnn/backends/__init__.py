@@ -19,8 +19,10 @@ activation_forward(z, act, param, out) -> out
 activation_backward(y, dy, act, param, out) -> out
     out := dL/dz from the saved output y = act(z) and dy = dL/dy; out may be dy itself.
     step passes the gradient straight through; softmax uses y * (dy - sum(dy * y, axis=1)).
+    gelu and gelu_tanh (fastnn.activations.FROM_INPUT) take the pre-activation z as y: their
+    derivative is not a function of their output.
 dense_backward(x, w, y, dy, act, param, dz, dw, db, dx) -> None
-    dz := activation_backward(y, dy);  dw := x.T @ dz;  db := dz.sum(axis=0);
+    dz := activation_backward(y, dy) (gelu: y is z);  dw := x.T @ dz;  db := dz.sum(axis=0);
     dx := dz @ w.T, skipped when dx is None.  dz may be dy itself (then dy is overwritten).
 loss(kind, output, target, grad, weights=None, param=1.0) -> float
     The loss value; when grad is not None also grad := dL/d(output), or for the fused kinds

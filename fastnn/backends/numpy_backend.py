@@ -53,6 +53,53 @@ def _sigmoid(z, out):
     return out
 
 
+# GELU in float64 whatever the dtype, with the formulas of src_c/fnn_gelu.h (see there why erfc
+# and sigmoid(2u) rather than 1 + erf and 1 + tanh). NumPy has no erf: math.erfc per element
+# (correctly rounded to within an ulp or so, and slow: this is the reference backend).
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+_SQRT1_2 = 0.70710678118654752440
+_INV_SQRT_2PI = 0.39894228040143267794
+_SQRT_2_PI = 0.79788456080286535588
+
+
+def _gelu_cdf(z):
+    """Phi(z) = erfc(-z / sqrt(2)) / 2, float64."""
+    return 0.5 * _erfc(-z * _SQRT1_2).astype(np.float64)
+
+
+def _gelu_tanh_s(z):
+    """s = sigmoid(2u) and 1 - s, u = sqrt(2/pi) (z + 0.044715 z^3), float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = 2.0 * _SQRT_2_PI * (z + 0.044715 * z * z * z)
+        e = np.exp(-np.abs(t))
+    s, s1 = 1.0 / (1.0 + e), e / (1.0 + e)
+    neg = t < 0
+    return np.where(neg, s1, s), np.where(neg, s, s1)
+
+
+def _gelu(z, approximate):
+    z = np.asarray(z, np.float64)
+    with np.errstate(invalid="ignore"):
+        if approximate:
+            s = _gelu_tanh_s(z)[0]
+            return np.where(s == 0, 0.0, z * s)
+        c = 2.0 * _gelu_cdf(z)
+        return np.where(c == 0, 0.0, 0.5 * z * c)
+
+
+def _gelu_deriv(z, approximate):
+    z = np.asarray(z, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if approximate:
+            s, s1 = _gelu_tanh_s(z)
+            q = s * s1
+            return np.where(q == 0, s,
+                            s + (2.0 * z * _SQRT_2_PI * (1.0 + 0.134145 * z * z)) * q)
+        cdf = _gelu_cdf(z)
+        pdf = np.exp(-0.5 * z * z) * _INV_SQRT_2PI
+        return np.where(pdf == 0, cdf, cdf + z * pdf)
+
+
 def _softmax(z, out):
     np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
@@ -77,13 +124,16 @@ def activation_forward(z, act, param, out):
         np.multiply(z, np.where(z > 0, 1.0, param).astype(z.dtype), out=out)
     elif act == A.SOFTMAX:
         _softmax(z, out)
+    elif act in A.FROM_INPUT:
+        out[...] = _gelu(z, act == A.GELU_TANH)
     else:
         raise ValueError(f"unknown activation code {act}")
     return out
 
 
 def activation_backward(y, dy, act, param, out):
-    """out := dL/dz from y = act(z) and dy = dL/dy (step passes the gradient straight through)"""
+    """out := dL/dz from y = act(z) and dy = dL/dy (step passes the gradient straight through);
+    for gelu and gelu_tanh (A.FROM_INPUT) y is the pre-activation z"""
     if act in (A.LINEAR, A.STEP):
         if out is not dy:
             out[...] = dy
@@ -98,6 +148,8 @@ def activation_backward(y, dy, act, param, out):
     elif act == A.SOFTMAX:
         inner = np.sum(dy * y, axis=1, keepdims=True)
         np.multiply(y, dy - inner, out=out)
+    elif act in A.FROM_INPUT:
+        np.multiply(dy, _gelu_deriv(y, act == A.GELU_TANH).astype(y.dtype), out=out)
     else:
         raise ValueError(f"unknown activation code {act}")
     return out

@@ -1,7 +1,7 @@
 """Layers, one family per module, and the registry that rebuilds them from their configs.
 
     base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
-    activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU
+    activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from fastnn.layers.activation import (ACTIVATION_LAYERS, Activation, LeakyReLU, ReLU, Sigmoid,
-                                      Softmax, Step, Tanh)
+from fastnn.layers.activation import (ACTIVATION_LAYERS, GELU, Activation, LeakyReLU, ReLU,
+                                      Sigmoid, Softmax, Step, Tanh)
 from fastnn.layers.base import Layer, Slot, WeightSpec
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.core import Dense, Flatten, Reshape
@@ -39,8 +39,8 @@ from fastnn.layers.regularization import Dropout
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, Dense, Flatten, Reshape, Add,
-    Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
+    Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
+    Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding)}
 
 
@@ -111,7 +111,7 @@ def _make_layer(config: dict[str, Any]) -> Layer:
 
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
-           "Step", "LeakyReLU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
+           "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",

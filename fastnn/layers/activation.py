@@ -1,7 +1,8 @@
 """The activation layers: ``y = act(x)`` element-wise (softmax: over the last axis).
 
 Placed right after a linear ``Dense`` layer, an activation layer is fused into that layer's
-kernel by the MLP fast path (``fastnn.models.fastpath``). The formulas and gradients of every
+kernel by the MLP fast path (``fastnn.models.fastpath``; not gelu, whose backward pass needs
+the pre-activation, which that path does not keep). The formulas and gradients of every
 activation are listed in ``fastnn.activations``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from fastnn import activations as A
+from fastnn._validation import check_bool
 from fastnn.layers.base import FloatArray, Layer, Slot, check_param, rows_of
 
 
@@ -22,8 +24,9 @@ class Activation(Layer):
 
     Parameters
     ----------
-    activation : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"}
-        The activation's name.
+    activation : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", \
+"gelu_tanh"}
+        The activation's name (``gelu_tanh``: gelu's tanh approximation).
     param : float, optional
         Its parameter: the threshold of ``step`` (default 0.5) or the negative slope of
         ``leaky_relu`` (default 0.01), under the rules of ``Step`` and ``LeakyReLU``; the
@@ -63,6 +66,8 @@ class Activation(Layer):
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
+        if self.act in A.FROM_INPUT:         # gelu's derivative is taken from its input
+            ctx.saved["x"] = x
         ctx.be.activation_forward(rows_of(x), self.act, self.param, rows_of(y))
         return y
 
@@ -70,7 +75,8 @@ class Activation(Layer):
         dx = ctx.dx_target(0)
         if dx is not None:
             act = A.LINEAR if ctx.fuse_act else self.act
-            y = ctx.rows_buffer("y", self.output_shape)
+            y = (ctx.saved["x"] if act in A.FROM_INPUT
+                 else ctx.rows_buffer("y", self.output_shape))
             ctx.be.activation_backward(rows_of(y), rows_of(dy), act, self.param, rows_of(dx))
         return dx
 
@@ -225,5 +231,54 @@ class LeakyReLU(Activation):
         super().__init__("leaky_relu", check_param("alpha", alpha, low=0.0), name=name)
 
 
+class GELU(Activation):
+    """Gaussian error linear unit: ``y = x * Phi(x)``, ``Phi`` the standard normal's
+    distribution function (``x / 2 * erfc(-x / sqrt(2))``); with ``approximate=True`` its tanh
+    approximation ``x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))``.
+
+    ``dL/dx = dL/dy * (Phi(x) + x * phi(x))`` (``phi`` the normal density), taken from the
+    input ``x``, which the layer keeps for the backward pass. The same functions as Keras'
+    ``gelu(x, approximate)`` and PyTorch's ``nn.GELU(approximate="none" | "tanh")``; the
+    activation names are ``"gelu"`` and ``"gelu_tanh"``.
+
+    Parameters
+    ----------
+    approximate : bool, default False
+        Use the tanh approximation.
+
+    Raises
+    ------
+    TypeError
+        If ``approximate`` is not a bool.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.GELU()], input_dim=3, backend="numpy", dtype="float64")
+    >>> model.predict([[-1.0, 0.0, 1.0]]).round(6)
+    array([[-0.158655,  0.      ,  0.841345]])
+    >>> fnn.GELU(approximate=True).activation
+    'gelu_tanh'
+    """
+
+    def __init__(self, approximate: bool = False, name: Optional[str] = None) -> None:
+        super().__init__("gelu_tanh" if check_bool("approximate", approximate) else "gelu",
+                         name=name)
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the layer applies the tanh approximation."""
+        return self.act == A.GELU_TANH
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.approximate:
+            config["approximate"] = True
+        return config
+
+    def __repr__(self) -> str:
+        return "GELU(approximate=True)" if self.approximate else "GELU()"
+
+
 ACTIVATION_LAYERS: dict[str, Callable[..., Activation]] = {
-    cls.__name__: cls for cls in (ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU)}
+    cls.__name__: cls for cls in (ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU)}

@@ -21,7 +21,7 @@ from fastnn import activations as A
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, rows_of
 from fastnn.layers.core import (_AutoKernel, _initializer, _regularizer, _zeros, activation_of,
-                                kernel_layer_config)
+                                forward_keeping_z, kernel_layer_config, saved_for_derivative)
 
 _PADDINGS = ("valid", "same")
 
@@ -195,9 +195,10 @@ class _Conv(Layer):
         x = np.ascontiguousarray(x)
         ctx.saved["x"] = x
         n = x.shape[0]
-        ctx.be.conv2d_forward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4), self.bias,
-                              self._strides, self._dilations, self._pads, self.act, self.param,
-                              y.reshape(n, *self._y4))
+        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
+            ctx.be.conv2d_forward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
+                                  self.bias, self._strides, self._dilations, self._pads, act,
+                                  self.param, out.reshape(n, *self._y4))))
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
@@ -211,7 +212,7 @@ class _Conv(Layer):
             # element-wise derivatives on one row per sample (the kernels' rows are the
             # fastest when wide); softmax works across each position's channels
             view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
-            ctx.be.activation_backward(view(ctx.rows_buffer("y", self.output_shape)),
+            ctx.be.activation_backward(view(saved_for_derivative(ctx, self, act)),
                                        view(np.ascontiguousarray(dy)), act, self.param,
                                        view(dz))
         ctx.be.conv2d_backward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),

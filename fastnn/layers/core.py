@@ -72,6 +72,32 @@ def kernel_layer_config(layer: Any, config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def forward_keeping_z(ctx: Slot, layer: Layer, training: bool, y: FloatArray,
+                      kernel: Any) -> Optional[FloatArray]:
+    """Run ``kernel(act, out)`` (the layer's product plus bias, then ``act``) into ``y``. For an
+    activation of ``A.FROM_INPUT`` (gelu) in training, the pre-activation z is kept in the
+    slot's ``"z"`` buffer for the backward pass and returned: the kernel runs linear into z,
+    then ``y := act(z)`` (the same bits as the kernel's own epilogue). Otherwise returns None."""
+    if not (training and layer.act in A.FROM_INPUT):
+        kernel(layer.act, y)
+        return None
+    z = ctx.rows_buffer("z", layer.output_shape)
+    kernel(A.LINEAR, z)
+    ctx.be.activation_forward(rows_of(z), layer.act, layer.param, rows_of(y))
+    return z
+
+
+def saved_for_derivative(ctx: Slot, layer: Layer, act: int) -> FloatArray:
+    """What the derivative of ``act`` is written with: the output y, or for gelu the
+    pre-activation z that ``forward_keeping_z`` kept."""
+    if act not in A.FROM_INPUT:
+        return ctx.rows_buffer("y", layer.output_shape)
+    z = ctx.saved.get("z")
+    if z is None:
+        raise ValueError(f"{layer.name}: backward needs a forward pass with training=True first")
+    return z
+
+
 class _AutoKernel:
     """fastnn's default kernel initialiser: He normal (std sqrt(2 / fan_in)) before the ReLU
     family, Glorot uniform (limit sqrt(6 / (fan_in + fan_out))) otherwise."""
@@ -104,8 +130,8 @@ class Dense(Layer):
     units : int
         Number of neurons (outputs), > 0.
     activation : str or Activation, default "linear"
-        One of ``linear, step, sigmoid, tanh, relu, leaky_relu, softmax``, or an activation
-        layer such as ``LeakyReLU(alpha=0.2)`` to set its parameter.
+        One of ``linear, step, sigmoid, tanh, relu, leaky_relu, softmax, gelu, gelu_tanh``, or
+        an activation layer such as ``LeakyReLU(alpha=0.2)`` to set its parameter.
     use_bias : bool, default True
         Whether the layer has the bias ``b``.
     kernel_initializer, bias_initializer : str, Initializer or callable, optional
@@ -225,14 +251,15 @@ class Dense(Layer):
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
         ctx.saved["x"] = x
-        ctx.be.dense_forward(rows_of(x), self.W, self.b, self.act, self.param, rows_of(y))
+        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
+            ctx.be.dense_forward(rows_of(x), self.W, self.b, act, self.param, rows_of(out))))
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         # the model calls each layer once per pass and zeroes the gradients before it, so the
         # kernel's dW := x.T @ dz is the accumulation the protocol asks for
         act = A.LINEAR if ctx.fuse_act else self.act
-        x, y, dx = ctx.saved["x"], ctx.rows_buffer("y", self.output_shape), ctx.dx_target(0)
+        x, y, dx = ctx.saved["x"], saved_for_derivative(ctx, self, act), ctx.dx_target(0)
         g = rows_of(dy)
         ctx.be.dense_backward(rows_of(x), self.W, rows_of(y), g, act, self.param, g, self.dW,
                               self.db, None if dx is None else rows_of(dx))
