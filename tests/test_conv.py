@@ -138,7 +138,8 @@ def test_conv1d_layer_matches_pytorch_in_float64(backend, padding, kernel_size, 
         assert not changed[:-1].any()
 
 
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu", "softmax"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu", "softmax", "gelu",
+                                        "gelu_tanh"])
 def test_conv2d_layer_activations_match_pytorch(activation):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -159,7 +160,8 @@ def test_conv2d_layer_activations_match_pytorch(activation):
     z = F.conv2d(F.pad(xt, (0, 1, 1, 1)), kt, torch.tensor(bias), stride=(2, 1))
     act = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
            "leaky_relu": lambda t: F.leaky_relu(t, model.layers[0].param),
-           "softmax": lambda t: t.softmax(1)}
+           "softmax": lambda t: t.softmax(1), "gelu": F.gelu,
+           "gelu_tanh": lambda t: F.gelu(t, approximate="tanh")}
     yt = act[activation](z)
     (yt * torch.tensor(dout.transpose(0, 3, 1, 2).copy())).sum().backward()
     assert _rel(out, yt.detach().numpy().transpose(0, 2, 3, 1)) <= 1e-10

@@ -19,7 +19,7 @@ import pytest
 import fastnn as fnn
 import _reference as ref
 
-SMOOTH = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
+SMOOTH = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", "gelu_tanh"]
 LOSSES = ["mse", "binary_cross_entropy", "cross_entropy", "cross_entropy_onehot"]
 H = 1e-6
 TOL = 1e-6

@@ -1,0 +1,321 @@
+"""GELU, exact (``gelu``) and tanh-approximated (``gelu_tanh``), on both backends.
+
+The kernels write gelu with erfc and sigmoid(2u) (src_c/fnn_gelu.h); PyTorch and Keras write
+0.5 z (1 + erf(z / sqrt 2)) and 0.5 z (1 + tanh u), the same functions, whose sums cancel for
+negative z. So:
+- against PyTorch (float64, values and autograd derivatives): <= 1e-12 relative where its form
+  is well conditioned (z >= -3), and over the whole range (|z| up to 30, tiny values) within
+  1e-12 relative plus the absolute error its own form carries there, 4 eps (1 + |z| + 0.134 |z|^3)
+  (the cancelled sum times z, and for the tanh derivative times du/dz);
+- against 100-digit mpmath, where available: <= 1e-13 relative everywhere (its own, uncancelled
+  formulas), which holds fastnn to the truth in that tail;
+- compiled against NumPy twin: float64 1e-12, float32 1e-5; bitwise at 1 and 2 threads.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import activations as A
+from fastnn.backends import get_backend
+from fastnn.layers import layer_from_config
+from fastnn.models import fastpath
+import _reference as ref
+
+NP = get_backend("numpy")
+EPS = np.finfo(np.float64).eps
+APPROX = {"gelu": "none", "gelu_tanh": "tanh"}
+
+
+@pytest.fixture(scope="module")
+def FAST():
+    return get_backend("fast")
+
+
+def _backends(FAST):
+    return {"numpy": NP, "fast": FAST}
+
+
+def _grid():
+    tiny = [1e-300, 1e-200, 1e-100, 1e-20, 1e-12, 1e-8, 1e-4]
+    return np.concatenate([np.linspace(-10.0, 10.0, 2001), np.linspace(-30, 30, 61),
+                           tiny, [-t for t in tiny], [0.0]]).reshape(1, -1)
+
+
+def _value_and_derivative(be, z, name):
+    code = A.CODES[name]
+    y = be.activation_forward(z, code, 0.0, np.empty_like(z))
+    d = be.activation_backward(z, np.ones_like(z), code, 0.0, np.empty_like(z))
+    return y, d
+
+
+# --------------------------------------------------------------------------- the function
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_matches_pytorch_in_float64(FAST, backend, name):
+    torch = pytest.importorskip("torch")
+    z = _grid()
+    y, d = _value_and_derivative(_backends(FAST)[backend], z, name)
+    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    yt = torch.nn.functional.gelu(zt, approximate=APPROX[name])
+    yt.sum().backward()
+    ty, td = yt.detach().numpy(), zt.grad.numpy()
+    good = z >= -3.0
+    for got, want, what in ((y, ty, "gelu"), (d, td, "derivative")):
+        rel = np.abs(got - want)[good] / np.maximum(np.abs(want[good]), 1e-300)
+        assert np.max(rel) <= 1e-12, f"{name} {what}: {np.max(rel)} relative for z >= -3"
+        floor = 4 * EPS * (1 + np.abs(z) + 0.134145 * np.abs(z) ** 3)
+        assert np.all(np.abs(got - want) <= 1e-12 * np.abs(want) + floor), f"{name} {what}"
+    # the tiny values: gelu(z) = z / 2 + O(z^2), derivative 1/2 + O(z)
+    small = np.abs(z) <= 1e-12
+    assert np.allclose(y[small], 0.5 * z[small], rtol=1e-8, atol=0)
+    assert np.allclose(d[small], 0.5, rtol=1e-8, atol=0)
+
+
+def _mp_reference(name, values):
+    mpmath = pytest.importorskip("mpmath")
+    mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
+    mp.dps = 100
+    c, k = mp.sqrt(2 / mp.pi), mp.mpf(0.044715)     # 0.044715 as the double the kernels use
+    ys, ds = [], []
+    for v in values:
+        x = mp.mpf(float(v))
+        if name == "gelu":
+            cdf = mp.erfc(-x / mp.sqrt(2)) / 2
+            ys.append(x * cdf)
+            ds.append(cdf + x * mp.exp(-x * x / 2) / mp.sqrt(2 * mp.pi))
+        else:
+            u = c * (x + k * x ** 3)
+            s = 1 / (1 + mp.exp(-2 * u))
+            ys.append(x * s)
+            ds.append(s + 2 * x * s * (1 - s) * c * (1 + 3 * k * x * x))
+    return (np.array([float(v) for v in ys]), np.array([float(v) for v in ds]))
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_accurate_everywhere_against_mpmath(FAST, backend, name):
+    z = np.concatenate([np.linspace(-12.0, 12.0, 193), [-37.5, -25.0, 1e-300, -1e-300, 1e-20,
+                                                         -1e-8, 3e-5]]).reshape(1, -1)
+    y, d = _value_and_derivative(_backends(FAST)[backend], z, name)
+    ey, ed = _mp_reference(name, z[0])
+    for got, want, what in ((y[0], ey, "gelu"), (d[0], ed, "derivative")):
+        nz = want != 0
+        rel = np.abs(got - want)[nz] / np.abs(want[nz])
+        assert np.max(rel) <= 1e-13, f"{name} {what}: {np.max(rel)} at z={z[0][nz][np.argmax(rel)]}"
+        assert np.all(got[~nz] == 0)
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+def test_float32_compiled_against_float64(FAST, name):
+    z64 = np.linspace(-10.0, 10.0, 4001).reshape(1, -1)
+    z = z64.astype(np.float32)
+    y, d = _value_and_derivative(FAST, z, name)
+    ey, ed = _value_and_derivative(NP, z.astype(np.float64), name)
+    ref.assert_close(y, ey, "float32", scale=1e-30, what=name)          # relative 1e-5
+    ref.assert_close(d, ed, "float32", scale=1.0, what=name + " derivative")
+    yn, dn = _value_and_derivative(NP, z, name)
+    ref.assert_close(y, yn, "float32", scale=1e-30, what=name + " vs numpy float32")
+    ref.assert_close(d, dn, "float32", scale=1.0, what=name + " derivative vs numpy float32")
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_limits_and_nan(FAST, name, dtype):
+    z = np.array([[-np.inf, np.inf, np.nan, -1e30, 1e30]], dtype)
+    for be in (NP, FAST):
+        with np.errstate(all="ignore"):
+            y, d = _value_and_derivative(be, z, name)
+        assert y[0, 0] == 0 and y[0, 1] == np.inf and np.isnan(y[0, 2])
+        assert y[0, 3] == 0 and y[0, 4] == z[0, 4]
+        assert d[0, 0] == 0 and d[0, 1] == 1 and np.isnan(d[0, 2])
+        assert d[0, 3] == 0 and d[0, 4] == 1
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("n, k, m", [(1, 1, 1), (5, 3, 4), (37, 50, 70), (64, 48, 10),
+                                     (1040, 300, 10), (200, 300, 150)])
+def test_fused_epilogue_equals_product_then_activation(FAST, dtype, threads, name, n, k, m):
+    """dense_forward with gelu (the GEMM's epilogue on every path: direct tiles, packed, the
+    narrow transposed store) gives the bits of the linear product then activation_forward,
+    which is how a layer computes it in training."""
+    rng = np.random.default_rng(n + k + m)
+    x, w = rng.standard_normal((n, k)).astype(dtype), rng.standard_normal((k, m)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    code = A.CODES[name]
+    fused = FAST.dense_forward(x, w, b, code, 0.0, np.full((n, m), np.nan, dtype))
+    z = FAST.dense_forward(x, w, b, A.LINEAR, 0.0, np.full((n, m), np.nan, dtype))
+    after = FAST.activation_forward(z, code, 0.0, np.full((n, m), np.nan, dtype))
+    assert np.array_equal(fused, after)
+    ref.assert_close(after, NP.activation_forward(z, code, 0.0, np.empty_like(z)), dtype,
+                     scale=1e-30)
+
+
+# --------------------------------------------------------------------------- models
+def _mlp(backend, dtype, seed=0, widths=(16, 8)):
+    return fnn.Sequential([fnn.Dense(widths[0], activation="gelu"), fnn.Dense(widths[1]),
+                           fnn.Activation("gelu_tanh"), fnn.Dense(widths[1]), fnn.GELU(),
+                           fnn.Dense(3, activation="softmax")],
+                          input_dim=5, seed=seed, dtype=dtype, backend=backend)
+
+
+def _trained(backend, dtype, X, y, epochs=3, **kw):
+    model = _mlp(backend, dtype, **kw)
+    model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=0.1, momentum=0.9))
+    model.fit(X, y, epochs=epochs, batch_size=16, shuffle=False, verbose=0)
+    return model
+
+
+def test_gelu_models_take_the_general_path():
+    model = _mlp("fast", "float64")
+    assert not model._fast
+    assert not fastpath.eligible(model.layers, (5,))
+    assert fastpath.eligible([fnn.Dense(4, activation="tanh")], (5,))
+
+
+def test_trained_models_compiled_equal_numpy(dtype):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((96, 5)), rng.integers(0, 3, 96)
+    fast, slow = _trained("fast", dtype, X, y), _trained("numpy", dtype, X, y)
+    for a, b in zip(fast.get_weights(), slow.get_weights()):
+        ref.assert_close(a, b, dtype, scale=np.max(np.abs(b)) + 1.0)
+    ref.assert_close(fast.predict(X), slow.predict(X), dtype, scale=1.0)
+
+
+def test_a_gelu_network_learns_the_digits():
+    from fastnn.datasets import load_digits
+    X, y = load_digits()
+    X = X / 16.0
+    model = fnn.Sequential([fnn.Dense(32, activation="gelu"), fnn.Dense(10, activation="softmax")],
+                           input_dim=X.shape[1], seed=0)
+    model.compile(loss="cross_entropy", optimizer=fnn.Adam(lr=0.01), metrics=["accuracy"])
+    model.fit(X[:1200], y[:1200], epochs=15, batch_size=32, verbose=0)
+    assert np.mean(np.argmax(model.predict(X[1200:]), axis=1) == y[1200:]) >= 0.9
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_finite_difference_gradients(backend):
+    model = _mlp(backend, "float64", widths=(6, 4))
+    model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=0.1))
+    rng = np.random.default_rng(3)
+    weights = [w + 0.5 * rng.standard_normal(w.shape) for w in model.get_weights()]
+    model.set_weights(weights)
+    x, y = 1.5 * rng.standard_normal((7, 5)), rng.integers(0, 3, 7)
+    _, grads = model.loss_and_gradients(x, y)
+    h = 1e-6
+    for k, w in enumerate(weights):
+        fd = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            values = []
+            for sign in (1.0, -1.0):
+                trial = [u.copy() for u in weights]
+                trial[k][idx] += sign * h
+                model.set_weights(trial)
+                values.append(model.loss_and_gradients(x, y)[0])
+            fd[idx] = (values[0] - values[1]) / (2 * h)
+        model.set_weights(weights)
+        err = np.linalg.norm(grads[k] - fd) / (np.linalg.norm(grads[k]) + np.linalg.norm(fd))
+        assert err <= 1e-7, f"weight {k}: {err}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bitwise_at_one_and_two_threads(dtype, fixed_threads, thread_count):
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((512, 5)), rng.integers(0, 3, 512)
+    runs = []
+    for t in (1, 2):
+        thread_count(t)
+        model = _mlp("fast", dtype, widths=(256, 256))
+        model.compile(loss="cross_entropy", optimizer=fnn.Adam(lr=1e-3))
+        model.fit(X, y, epochs=2, batch_size=256, shuffle=False, verbose=0)
+        runs.append(model.get_weights() + [model.predict(X)])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def test_predict_equals_training_forward(FAST):
+    """Inference applies gelu in the GEMM's epilogue; training keeps z and applies it after:
+    the same bits."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((70, 5))
+    for dtype in ("float32", "float64"):
+        model = _mlp("fast", dtype, widths=(40, 20))
+        assert np.array_equal(model.predict(X), model.forward(X, training=True))
+        conv = fnn.Sequential([fnn.Conv2D(6, 3, activation="gelu", padding="same"),
+                               fnn.Conv2D(4, 2, activation="gelu_tanh")],
+                              input_shape=(7, 6, 3), seed=0, dtype=dtype)
+        x = rng.standard_normal((5, 7, 6, 3))
+        assert np.array_equal(conv.predict(x), conv.forward(x, training=True))
+
+
+def test_backward_needs_a_training_forward(FAST):
+    model = _mlp("fast", "float64")
+    model.forward(np.zeros((2, 5)), training=False)
+    with pytest.raises(ValueError, match="training=True"):
+        model.backward(np.zeros((2, 3)))
+
+
+def test_config_and_file_round_trip(tmp_path):
+    for layer in (fnn.GELU(), fnn.GELU(approximate=True), fnn.Activation("gelu"),
+                  fnn.Activation("gelu_tanh"), fnn.Dense(3, activation="gelu_tanh"),
+                  fnn.Dense(3, activation=fnn.GELU(approximate=True)),
+                  fnn.Conv2D(2, 3, activation="gelu")):
+        config = layer.get_config()
+        again = layer_from_config(config)
+        assert type(again) is type(layer) and again.act == layer.act
+        assert again.get_config() == config
+    assert fnn.GELU(approximate=True).get_config() == {"class": "GELU", "approximate": True}
+    assert fnn.Dense(3, activation=fnn.GELU(approximate=True)).activation == "gelu_tanh"
+    assert repr(fnn.GELU()) == "GELU()" and fnn.GELU(True).approximate
+
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    model = _trained("fast", "float64", X, y, epochs=1)
+    path = tmp_path / "gelu.fnn"
+    model.save(path)
+    same = fnn.load(path)
+    assert [type(a) for a in same.layers] == [type(b) for b in model.layers]
+    assert [a.act for a in same.layers] == [b.act for b in model.layers]
+    assert np.array_equal(same.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_gelu_approximate_must_be_a_bool(bad):
+    with pytest.raises(TypeError, match="approximate"):
+        fnn.GELU(approximate=bad)
+
+
+def test_activation_gelu_takes_no_parameter():
+    with pytest.raises(ValueError, match="takes no parameter"):
+        fnn.Activation("gelu", 0.5)
+
+
+def test_train_plan_refuses_gelu(FAST):
+    W, b = np.zeros((3, 2)), np.zeros(2)
+    with pytest.raises(ValueError, match="gelu"):
+        FAST.TrainPlan([(W, b, W.copy(), b.copy(), A.GELU, 0.0, 2)], 3, np.float64, 0, False,
+                       [np.zeros((4, 2))], [np.zeros((4, 2))], np.zeros(8), np.zeros(8), 0,
+                       (), np.zeros((4, 2)), 1e100, np.zeros(1, np.int64))
+
+
+# --------------------------------------------------------------------------- convolution
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("shape", [(3, 9, 8, 3, 5, 3), (2, 16, 16, 8, 16, 3), (4, 6, 6, 2, 7, 1)])
+def test_conv2d_with_gelu_compiled_equals_numpy(dtype, name, shape):
+    n, h, w, c, f, k = shape
+    rng = np.random.default_rng(h * f)
+    x = rng.standard_normal((n, h, w, c))
+    results = []
+    for backend in ("fast", "numpy"):
+        model = fnn.Sequential([fnn.Conv2D(f, k, padding="same", activation=name),
+                                fnn.Flatten(), fnn.Dense(3)],
+                               input_shape=(h, w, c), seed=3, dtype=dtype, backend=backend)
+        out = model.forward(x, training=True)
+        dout = np.random.default_rng(0).standard_normal(out.shape)
+        model.zero_grad()
+        dx = model.backward(dout)
+        results.append([model.predict(x), out, dx] + [g.copy() for g in model.grads])
+    for a, b in zip(*results):
+        ref.assert_close(a, b, dtype, scale=np.max(np.abs(b)) + 1e-30)
