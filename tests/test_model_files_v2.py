@@ -215,7 +215,7 @@ HOSTILE_LAYERS = {
     "conv_filters_float": (_layer(0, filters=2.0), r"filters=2\.0"),
     "conv_padding_unknown": (_layer(0, padding="full"), r"padding='full'"),
     "conv_channels_first": (_layer(0, data_format="channels_first"), r"data_format"),
-    "conv_activation_unknown": (_layer(0, activation="gelu"), r"activation='gelu'"),
+    "conv_activation_unknown": (_layer(0, activation="swish"), r"activation='swish'"),
     "conv1d_kernel_2_30": (_layer(6, kernel_size=[2**30]), r"does not fit"),
     "pool_size_zero": (_layer(1, pool_size=[0, 2]), r"pool_size=0\b"),
     "pool_strides_negative": (_layer(1, strides=[-2, 2]), r"strides=-2\b"),
