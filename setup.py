@@ -5,6 +5,7 @@ Extensions, all under fastnn/_ext/:
   _loss     Cython loss kernels
   _optim    Cython optimizer kernels (linked with the C sources for the vectorised updates)
   _embedding  Cython embedding gather and scatter-add (Embedding)
+  _attention  Cython scaled dot-product attention over src_c/fnn_attn.c (tiled, online softmax)
 
 OpenMP is used when a small probe program compiles and links with it; otherwise the kernels are
 built serially (with a message). Environment switches:
@@ -28,7 +29,8 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
                    for p in glob(os.path.join(HERE, "src_c", "*.c"))
-                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c")))   # their extensions' own
+                   # the families with extensions of their own
+                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c", "fnn_attn.c")))
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,
@@ -170,7 +172,8 @@ setup(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"]),
-         _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding")],
+         _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
+         _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"])],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

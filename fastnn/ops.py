@@ -95,3 +95,120 @@ def matmul(a: ArrayLike, b: ArrayLike, out: Optional[NDArray[np.floating[Any]]] 
     if out.size == 0:
         return out
     return default_backend().matmul(a, b, out)
+
+
+def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
+                                 mask: Optional[ArrayLike] = None, causal: bool = False,
+                                 scale: Optional[float] = None) -> NDArray[np.floating[Any]]:
+    """softmax(scale q k^T, masked) v over the last two axes; returns a new array (..., Lq, Dv).
+
+    The compiled kernel works in tiles of queries and keys with an online softmax, so it never
+    holds the (Lq, Lk) score matrix: memory grows linearly with the sequence lengths. Leading
+    axes (batch, heads, ...) are independent problems. Results do not depend on the thread count.
+
+    Parameters
+    ----------
+    q : array_like, shape (..., Lq, D)
+        Queries; real and finite.
+    k : array_like, shape (..., Lk, D)
+        Keys, with the leading axes of ``q``.
+    v : array_like, shape (..., Lk, Dv)
+        Values, with the leading axes of ``q``.
+    mask : array_like of bool or uint8, shape (*lead[:t], Lk), optional
+        Key padding mask, True (nonzero) where a key takes part (PyTorch's boolean ``attn_mask``
+        meaning), shared by the leading axes it omits: for q (B, H, Lq, D), a (B, Lk) mask masks
+        each batch row's keys in every head, an (Lk,) mask every problem's.
+    causal : bool, default False
+        Query i sees keys j <= i only: PyTorch's ``is_causal=True`` (``tril(ones(Lq, Lk))``,
+        aligned at the top left also when Lq != Lk).
+    scale : float, optional
+        Factor of the scores; ``1 / sqrt(D)`` when None.
+
+    Returns
+    -------
+    ndarray, shape (..., Lq, Dv)
+        float32 when q, k and v are all float32 (or float16), float64 otherwise. A query that
+        sees no key at all (every key masked) gets zeros (PyTorch gives NaN).
+
+    Raises
+    ------
+    TypeError
+        If an operand does not hold real numbers.
+    ValueError
+        If shapes do not match (widths of q and k, lengths of k and v, leading axes, the mask),
+        the mask is not bool or uint8, a value is NaN or inf, or an axis has length 0 where a
+        length >= 1 is needed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> k = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> v = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> fnn.ops.scaled_dot_product_attention(q, k, v, scale=0.0)      # uniform weights
+    array([[2., 3.],
+           [2., 3.]])
+    >>> fnn.ops.scaled_dot_product_attention(q, k, v, causal=True)    # row 0 sees key 0 only
+    array([[1.       , 2.       ],
+           [2.3395231, 3.3395231]])
+    >>> fnn.ops.scaled_dot_product_attention(q, k, v, mask=[True, False])
+    array([[1., 2.],
+           [1., 2.]])
+    """
+    arrays = []
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        arr = V.as_real_array(name, x)
+        if arr.ndim < 2:
+            raise ValueError(f"{name} must have at least 2 axes (..., length, width). "
+                             f"Received: {name} with shape {arr.shape}")
+        arrays.append(arr)
+    q, k, v = arrays
+    lead = q.shape[:-2]
+    if k.shape[:-2] != lead or v.shape[:-2] != lead:
+        raise ValueError(f"q, k and v must have the same leading axes. Received: q with shape "
+                         f"{q.shape}, k with shape {k.shape}, v with shape {v.shape}")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"q and k must have the same width D (last axis). Received: q with "
+                         f"shape {q.shape}, k with shape {k.shape}")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"k and v must have the same length Lk (second-to-last axis). "
+                         f"Received: k with shape {k.shape}, v with shape {v.shape}")
+    Lq, D, Lk, Dv = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    if min(Lq, D, Lk, Dv) < 1:
+        raise ValueError(f"lengths and widths must be >= 1. Received: q with shape {q.shape}, "
+                         f"k with shape {k.shape}, v with shape {v.shape}")
+    key_mask = None
+    t = 0
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.dtype not in (np.bool_, np.uint8):
+            raise ValueError(f"mask must hold bool or uint8 values. Received: mask with dtype "
+                             f"{m.dtype}")
+        t = m.ndim - 1
+        if m.ndim < 1 or m.shape[-1] != Lk or t > len(lead) or m.shape[:-1] != lead[:t]:
+            raise ValueError(f"mask must have shape (*lead[:t], Lk) with lead {lead} and "
+                             f"Lk {Lk}. Received: mask with shape {m.shape}")
+        key_mask = np.ascontiguousarray(m).reshape(-1, Lk)
+    single = (np.float16, np.float32)
+    dtype = np.float32 if all(a.dtype.type in single for a in (q, k, v)) else np.float64
+    for name, arr in (("q", q), ("k", k), ("v", v)):
+        V.check_finite(name, arr)
+    if scale is not None:
+        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer,
+                                                                          np.floating)):
+            raise ValueError(f"scale must be a real number or None. Received: scale={scale!r}")
+        if not np.isfinite(scale):
+            raise ValueError(f"scale must be finite. Received: scale={scale}")
+    B = int(np.prod(lead[:t], dtype=np.int64))
+    H = int(np.prod(lead[t:], dtype=np.int64))
+    out = np.empty(lead + (Lq, Dv), dtype=dtype)
+    if out.size == 0:
+        return out
+    q4 = V.as_float(q, dtype).reshape(B, H, Lq, D)
+    k4 = V.as_float(k, dtype).reshape(B, H, Lk, D)
+    v4 = V.as_float(v, dtype).reshape(B, H, Lk, Dv)
+    lse = np.empty((B, H, Lq), dtype=dtype)
+    default_backend().attention_forward(q4, k4, v4, key_mask, bool(causal), scale,
+                                        out.reshape(B, H, Lq, Dv), lse)
+    return out

@@ -22,6 +22,7 @@ try:
     from fastnn._ext._embedding import embedding_backward, embedding_forward
     from fastnn._ext._loss import loss
     from fastnn._ext._recurrent import rnn_backward, rnn_forward, rnn_sizes
+    from fastnn._ext._attention import attention_backward, attention_forward
     from fastnn._ext._pooling import (avgpool2d_backward, avgpool2d_forward,
                                       global_avgpool_backward, global_avgpool_forward,
                                       global_maxpool_backward, global_maxpool_forward,
@@ -94,5 +95,6 @@ __all__ = [
     "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
-    "rnn_backward", "embedding_forward", "embedding_backward",
+    "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
+    "attention_backward",
 ]

@@ -1,0 +1,144 @@
+/*
+ * fastnn scaled dot-product attention (see fnn_attn.h): the row loops of fnn_attn_rows_tmpl.h in
+ * each instruction-set flavour, then the driver of fnn_attn_tmpl.h for float and double.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fnn_attn.h"
+#include "fnn_ftz.h"
+#include "fnn_gemm.h"
+#include "fnn_gemm_internal.h"
+#include "fnn_threads.h"
+#include "fnn_vexp.h"
+
+#define AF_LANES 8 /* partial results of the row reductions (fnn_attn_rows_tmpl.h) */
+
+int fnn_attn_threads(const fnn_attn_geom *g, int backward)
+{
+    const ptrdiff_t tasks =
+        backward ? g->pairs : g->pairs * ((g->lq + FNN_ATTN_BR - 1) / FNN_ATTN_BR);
+    /* multiply-adds: the forward's two products, the backward's five */
+    const double work = (double)g->pairs * (double)g->lq * (double)g->lk *
+                        (double)(g->d + g->dv) * (backward ? 2.5 : 1.0) *
+                        (g->causal ? 0.5 : 1.0);
+    int nt = fnn_max_threads();
+    if (tasks < 2 || work < fnn_par_min_work()) return 1;
+    if ((ptrdiff_t)nt > tasks) nt = (int)tasks;
+    return nt < 1 ? 1 : nt;
+}
+
+ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
+{
+    return backward ? 2 * FNN_ATTN_BR * FNN_ATTN_BC + g->lq
+                    : FNN_ATTN_BR * FNN_ATTN_BC + 2 * FNN_ATTN_BR;
+}
+
+#define FNN_ATTN_CAT_(a, b, c) a##b##c
+#define FNN_ATTN_CAT(a, b, c) FNN_ATTN_CAT_(a, b, c)
+
+#define FT float
+#define A_EXP fnn_expf
+#define ATARGET
+#define AFN(x) FNN_ATTN_CAT(x, _generic, _f32)
+#include "fnn_attn_rows_tmpl.h"
+#undef AFN
+#undef ATARGET
+#if FNN_X86
+#define ATARGET __attribute__((target("avx2,fma")))
+#define AFN(x) FNN_ATTN_CAT(x, _avx2, _f32)
+#include "fnn_attn_rows_tmpl.h"
+#undef AFN
+#undef ATARGET
+#define ATARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define AFN(x) FNN_ATTN_CAT(x, _avx512, _f32)
+#include "fnn_attn_rows_tmpl.h"
+#undef AFN
+#undef ATARGET
+#endif
+#undef FT
+#undef A_EXP
+
+#define FT double
+#define A_EXP exp
+#define ATARGET
+#define AFN(x) FNN_ATTN_CAT(x, _generic, _f64)
+#include "fnn_attn_rows_tmpl.h"
+#undef AFN
+#undef ATARGET
+#if FNN_X86
+#define ATARGET __attribute__((target("avx2,fma")))
+#define AFN(x) FNN_ATTN_CAT(x, _avx2, _f64)
+#include "fnn_attn_rows_tmpl.h"
+#undef AFN
+#undef ATARGET
+#define ATARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define AFN(x) FNN_ATTN_CAT(x, _avx512, _f64)
+#include "fnn_attn_rows_tmpl.h"
+#undef AFN
+#undef ATARGET
+#endif
+#undef FT
+#undef A_EXP
+
+#define FNN_ATTN_ROWS_TABLE(FT, SUF)                                                         \
+    typedef struct {                                                                         \
+        FT (*row_dot)(const FT *, const FT *, ptrdiff_t);                                    \
+        void (*online_row)(FT *, ptrdiff_t, FT *, FT *, FT *, ptrdiff_t);                    \
+        void (*grad_row)(FT *, FT *, ptrdiff_t, FT, FT, FT);                                 \
+    } fnn_attn_rows##SUF;
+FNN_ATTN_ROWS_TABLE(float, _f32)
+FNN_ATTN_ROWS_TABLE(double, _f64)
+
+#define FNN_ATTN_ENTRY(FL, SUF) {row_dot_##FL##SUF, online_row_##FL##SUF, grad_row_##FL##SUF}
+
+#if FNN_X86
+static const fnn_attn_rows_f32 rows_f32_of[] = {
+    FNN_ATTN_ENTRY(generic, _f32), FNN_ATTN_ENTRY(avx2, _f32), FNN_ATTN_ENTRY(avx512, _f32)};
+static const fnn_attn_rows_f64 rows_f64_of[] = {
+    FNN_ATTN_ENTRY(generic, _f64), FNN_ATTN_ENTRY(avx2, _f64), FNN_ATTN_ENTRY(avx512, _f64)};
+#else
+static const fnn_attn_rows_f32 rows_f32_of[] = {FNN_ATTN_ENTRY(generic, _f32)};
+static const fnn_attn_rows_f64 rows_f64_of[] = {FNN_ATTN_ENTRY(generic, _f64)};
+#endif
+
+/* The flavour of the GEMM micro-kernel in use (FASTNN_KERNEL applies). */
+static int fnn_attn_flavour(void)
+{
+#if FNN_X86
+    const fnn_arch *a = fnn_active_arch();
+    if (a == &fnn_arch_avx512) return 2;
+    if (a == &fnn_arch_avx2) return 1;
+#endif
+    return 0;
+}
+
+#define FT float
+#define TFN(x) x##_f32
+#define GEMM fnn_sgemm
+#define ROWS fnn_attn_rows_f32
+#define ROWS_OF() (&rows_f32_of[fnn_attn_flavour()])
+#define LOG logf
+#include "fnn_attn_tmpl.h"
+#undef FT
+#undef TFN
+#undef GEMM
+#undef ROWS
+#undef ROWS_OF
+#undef LOG
+
+#define FT double
+#define TFN(x) x##_f64
+#define GEMM fnn_dgemm
+#define ROWS fnn_attn_rows_f64
+#define ROWS_OF() (&rows_f64_of[fnn_attn_flavour()])
+#define LOG log
+#include "fnn_attn_tmpl.h"
+#undef FT
+#undef TFN
+#undef GEMM
+#undef ROWS
+#undef ROWS_OF
+#undef LOG

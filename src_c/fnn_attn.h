@@ -1,0 +1,76 @@
+/*
+ * fastnn scaled dot-product attention, forward and backward, in tiles with an online softmax
+ * (the FlashAttention-2 schedule: Dao 2023, "FlashAttention-2", algorithms 1 and 2), so that no
+ * call ever holds a (query x key) score matrix: memory is linear in the sequence lengths.
+ *
+ *   q (P, Lq, D), k (P, Lk, D), v (P, Lk, Dv), out (P, Lq, Dv), lse (P, Lq); P = batch * heads
+ *   S = scale q k^T,  masked entries -inf,  A = softmax_rows(S),  out = A v
+ *   lse_i = log sum_j exp(S_ij)   (what the backward recomputes A from: A_ij = exp(S_ij - lse_i))
+ *
+ * Masks: with `causal`, query i sees keys j <= i (top-left alignment, as PyTorch's
+ * F.scaled_dot_product_attention(is_causal=True), i.e. tril(ones(Lq, Lk))); with key_mask
+ * (batch, Lk), nonzero = take part (torch's boolean attn_mask), the row of pair p is p / heads.
+ * A query row that sees no key at all gets out = 0, lse = -inf and zero gradients (PyTorch gives
+ * NaN there).
+ *
+ * Forward, per (pair, query tile of FNN_ATTN_BR rows), over key tiles of FNN_ATTN_BC columns:
+ *   S = scale q_i k_j^T (GEMM), masks, m' = max(m, rowmax S), P = exp(S - m'),
+ *   l = l exp(m - m') + rowsum P, O = O exp(m - m') + P v_j (GEMM into out);
+ *   at the end out = O / l, lse = m + log l.
+ * Backward, per pair: D_i = rowsum(dout_i * out_i); per key tile j, per query tile i:
+ *   P = exp(S - lse), dv_j += P^T dout_i, dP = dout_i v_j^T, dS = P (dP - D) scale,
+ *   dk_j += dS^T q_i, dq_i += dS k_j   (all GEMMs; every sum in tile order).
+ * Threads: the forward splits (pair, query tile) tasks, the backward whole pairs, so every output
+ * value is summed by one thread in a fixed order: bitwise the same at any thread count. The
+ * count is fnn_attn_threads' (read at call time; small calls stay serial).
+ *
+ * No allocation: the caller passes `nt` threads' scratch, fnn_attn_scratch values each (it is
+ * bounded by the tile sizes, plus Lq for the backward's D). The kernels trust every size.
+ * float uses fnn_expf (vectorised); double uses libm's exp.
+ */
+#ifndef FNN_ATTN_H
+#define FNN_ATTN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FNN_ATTN_BR 64 /* query rows per tile */
+#define FNN_ATTN_BC 64 /* key rows per tile */
+
+typedef struct {
+    ptrdiff_t pairs, heads;          /* P = batch * heads (>= 0), heads (>= 1, divides P) */
+    ptrdiff_t lq, lk, d, dv;         /* sequence lengths and widths, all >= 1 */
+    int causal;                      /* key j visible to query i only when j <= i */
+    const unsigned char *key_mask;   /* (P / heads, lk), nonzero = attend; NULL: all */
+} fnn_attn_geom;
+
+/* Threads the call will use (<= fnn_max_threads(), 1 for small work or a single task). */
+int fnn_attn_threads(const fnn_attn_geom *g, int backward);
+
+/* Scratch values per thread. */
+ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward);
+
+void fnn_attn_forward_f32(const fnn_attn_geom *g, float scale, const float *q, const float *k,
+                          const float *v, float *out, float *lse, float *scratch, int nt);
+void fnn_attn_forward_f64(const fnn_attn_geom *g, double scale, const double *q,
+                          const double *k, const double *v, double *out, double *lse,
+                          double *scratch, int nt);
+
+/* dq, dk, dv are written (not accumulated into). */
+void fnn_attn_backward_f32(const fnn_attn_geom *g, float scale, const float *q, const float *k,
+                           const float *v, const float *out, const float *dout,
+                           const float *lse, float *dq, float *dk, float *dv, float *scratch,
+                           int nt);
+void fnn_attn_backward_f64(const fnn_attn_geom *g, double scale, const double *q,
+                           const double *k, const double *v, const double *out,
+                           const double *dout, const double *lse, double *dq, double *dk,
+                           double *dv, double *scratch, int nt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FNN_ATTN_H */

@@ -1,0 +1,362 @@
+"""Scaled dot-product attention (fastnn/_ext/_attention.pyx over src_c/fnn_attn.c, its NumPy twin
+fastnn/backends/numpy_attention.py, and fnn.ops.scaled_dot_product_attention).
+
+- PyTorch parity in float64 (<= 1e-10 relative): F.scaled_dot_product_attention's output and the
+  autograd gradients of q, k, v, with and without causal, with a key padding mask, lengths across
+  the tile boundaries (1 to 300), Lq != Lk, 1 to 8 heads, D in {8, 16, 64};
+- compiled = NumPy twin (float64 1e-12, float32 1e-5); bitwise at 1 and 2 threads;
+- rows that see no key: zeros (PyTorch gives NaN there);
+- memory: forward + backward at L = 2048 within 1/4 of one materialised (L x L) score matrix per
+  head, growing about linearly from L = 1024 (tracemalloc sees every buffer of the call: the
+  kernels allocate nothing in C), and the process' peak RSS agrees;
+- a table of bad inputs.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.backends import get_backend
+
+BACKENDS = ["fast", "numpy"]
+
+
+def _rel(got, want, floor=1e-5):
+    """max |got - want| / max(max |want|, floor): relative, except for values that vanish
+    mathematically (one visible key: dq = 0 up to rounding, ~1e-16 on either side)"""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    if not want.size:
+        return 0.0
+    return np.abs(got - want).max() / max(np.abs(want).max(), floor)
+
+
+def _problem(B, H, Lq, Lk, D, Dv=None, dtype=np.float64, masked=False, seed=0):
+    rng = np.random.default_rng(seed)
+    Dv = D if Dv is None else Dv
+    q = rng.standard_normal((B, H, Lq, D)).astype(dtype)
+    k = rng.standard_normal((B, H, Lk, D)).astype(dtype)
+    v = rng.standard_normal((B, H, Lk, Dv)).astype(dtype)
+    dout = rng.standard_normal((B, H, Lq, Dv)).astype(dtype)
+    mask = None
+    if masked:
+        mask = rng.random((B, Lk)) < 0.7
+        mask[:, 0] = True          # every query (causal ones too) sees a key: torch gives NaN else
+    return q, k, v, dout, mask
+
+
+def _run(backend, q, k, v, dout, mask, causal, scale=None):
+    """(out, lse, dq, dk, dv) of the backend's kernels"""
+    be = get_backend(backend)
+    B, H, Lq, _ = q.shape
+    out = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
+    lse = np.empty((B, H, Lq), q.dtype)
+    be.attention_forward(q, k, v, mask, causal, scale, out, lse)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    be.attention_backward(q, k, v, out, dout, lse, mask, causal, scale, dq, dk, dv)
+    return out, lse, dq, dk, dv
+
+
+def _torch_reference(q, k, v, dout, mask, causal, scale=None):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    kwargs = {} if scale is None else {"scale": scale}
+    if mask is None:
+        out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, **kwargs)
+    else:
+        # torch refuses attn_mask together with is_causal: the causal part joins the mask
+        am = torch.tensor(mask)[:, None, None, :]
+        if causal:
+            am = am & torch.ones(q.shape[2], k.shape[2], dtype=torch.bool).tril()
+        out = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=am, **kwargs)
+    out.backward(torch.tensor(dout))
+    return [t.detach().numpy() for t in (out, tq.grad, tk.grad, tv.grad)]
+
+
+# (B, H, Lq, Lk, D, Dv): every length of the brief, Lq != Lk, heads 1..8, D in {8, 16, 64}
+CASES = [(2, 1, 1, 1, 8, 8), (1, 2, 2, 2, 16, 16), (2, 3, 31, 31, 64, 64), (1, 4, 32, 32, 8, 8),
+         (2, 5, 33, 33, 16, 16), (1, 6, 64, 64, 64, 64), (1, 7, 100, 100, 8, 8),
+         (1, 8, 300, 300, 16, 16), (2, 2, 31, 100, 16, 8), (1, 3, 100, 33, 64, 16),
+         (2, 1, 1, 300, 8, 8), (1, 2, 300, 64, 16, 16), (1, 1, 65, 129, 8, 24)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_one_thread():
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "B%dH%dq%dk%dD%dv%d" % c)
+def test_torch_parity_float64(case, causal, masked, backend):
+    B, H, Lq, Lk, D, Dv = case
+    q, k, v, dout, mask = _problem(B, H, Lq, Lk, D, Dv, masked=masked, seed=sum(case))
+    want = _torch_reference(q, k, v, dout, mask, causal)
+    out, _, dq, dk, dv = _run(backend, q, k, v, dout, mask, causal)
+    for name, got, ref in zip(("out", "dq", "dk", "dv"), (out, dq, dk, dv), want):
+        assert _rel(got, ref) <= 1e-10, (name, _rel(got, ref))
+
+
+@pytest.mark.parametrize("scale", [0.3, 2.0])
+def test_torch_parity_explicit_scale(scale):
+    q, k, v, dout, mask = _problem(2, 2, 70, 90, 16, masked=True, seed=5)
+    want = _torch_reference(q, k, v, dout, mask, True, scale=scale)
+    got = _run("fast", q, k, v, dout, mask, True, scale=scale)
+    for g, w in zip((got[0], got[2], got[3], got[4]), want):
+        assert _rel(g, w) <= 1e-10
+
+
+def test_ops_matches_torch_with_leading_axes():
+    torch = pytest.importorskip("torch")
+    q, k, v, _, mask = _problem(2, 3, 40, 50, 16, masked=True, seed=3)
+    got = fnn.ops.scaled_dot_product_attention(q, k, v, mask=mask, causal=False)
+    am = torch.tensor(mask)[:, None, None, :]
+    want = torch.nn.functional.scaled_dot_product_attention(
+        torch.tensor(q), torch.tensor(k), torch.tensor(v), attn_mask=am).numpy()
+    assert got.shape == want.shape and _rel(got, want) <= 1e-10
+    # (B, L, D) problems and an (Lk,) mask shared by all; causal with Lq != Lk as torch aligns it
+    got = fnn.ops.scaled_dot_product_attention(q[:, 0], k[:, 0], v[:, 0], causal=True)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        torch.tensor(q[:, 0]), torch.tensor(k[:, 0]), torch.tensor(v[:, 0]),
+        is_causal=True).numpy()
+    assert _rel(got, want) <= 1e-10
+    got = fnn.ops.scaled_dot_product_attention(q[0], k[0], v[0], mask=mask[0])
+    want = torch.nn.functional.scaled_dot_product_attention(
+        torch.tensor(q[0]), torch.tensor(k[0]), torch.tensor(v[0]),
+        attn_mask=torch.tensor(mask[0])).numpy()
+    assert _rel(got, want) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("case", [(2, 3, 100, 77, 16, 8), (1, 2, 129, 129, 64, 64),
+                                  (3, 1, 5, 200, 8, 8)])
+def test_compiled_equals_numpy_twin(case, causal, dtype, tol):
+    q, k, v, dout, mask = _problem(*case, dtype=dtype, masked=True, seed=7)
+    fast = _run("fast", q, k, v, dout, mask, causal)
+    ref = _run("numpy", q, k, v, dout, mask, causal)
+    for name, g, w in zip(("out", "lse", "dq", "dk", "dv"), fast, ref):
+        assert g.dtype == dtype
+        assert _rel(g, w) <= tol, (name, _rel(g, w))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_that_see_no_key_give_zeros(backend):
+    q, k, v, dout, _ = _problem(2, 2, 40, 70, 8, seed=9)
+    mask = np.ones((2, 70), bool)
+    mask[1, :] = False                      # batch row 1: no key at all
+    mask[0, :3] = False                     # causal rows 0..2 of batch row 0 see nothing
+    for causal in (False, True):
+        out, lse, dq, dk, dv = _run(backend, q, k, v, dout, mask, causal)
+        assert np.all(np.isfinite(out)) and np.all(np.isfinite(dq))
+        assert np.all(out[1] == 0) and np.all(lse[1] == -np.inf)
+        assert np.all(dq[1] == 0) and np.all(dk[1] == 0) and np.all(dv[1] == 0)
+        if causal:
+            assert np.all(out[0, :, :3] == 0) and np.all(dq[0, :, :3] == 0)
+        assert np.all(dk[0, :, :3] == 0) and np.all(dv[0, :, :3] == 0)   # masked keys
+    fast = _run("fast", q, k, v, dout, mask, True)
+    ref = _run("numpy", q, k, v, dout, mask, True)
+    for g, w in zip(fast, ref):
+        assert np.array_equal(np.isinf(g), np.isinf(w))
+        fin = np.isfinite(w)
+        assert _rel(g[fin], w[fin]) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_bitwise_at_one_and_two_threads(dtype, causal, fixed_threads):
+    # big enough for threads (the call's work is above the GEMM's floor), 2 pairs
+    q, k, v, dout, mask = _problem(1, 2, 300, 260, 64, dtype=dtype, masked=True, seed=11)
+    previous = fnn.get_num_threads()
+    try:
+        fnn.set_num_threads(1)
+        one = _run("fast", q, k, v, dout, mask, causal)
+        fnn.set_num_threads(2)
+        two = _run("fast", q, k, v, dout, mask, causal)
+    finally:
+        fnn.set_num_threads(previous)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
+
+
+def _peak_bytes(L, dtype=np.float32, H=4, D=64):
+    q, k, v, dout, _ = _problem(1, H, L, L, D, dtype=dtype, seed=1)
+    fast = get_backend("fast")
+    _run("fast", *(a[:, :, :64].copy() for a in (q, k, v, dout)), None, True)   # warm-up
+    tracemalloc.start()
+    try:
+        out = np.empty_like(q)
+        lse = np.empty(q.shape[:3], dtype)
+        fast.attention_forward(q, k, v, None, False, None, out, lse)
+        dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        fast.attention_backward(q, k, v, out, dout, lse, None, False, None, dq, dk, dv)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def test_memory_is_linear_in_sequence_length():
+    """The call's own buffers (outputs, lse and the per-thread scratch) against one (L x L) score
+    matrix per head, which a materialised implementation holds at least (it keeps the
+    probabilities for the backward and builds dP beside them)."""
+    H, D, item = 4, 64, 4
+    peak2048 = _peak_bytes(2048, H=H, D=D)
+    peak1024 = _peak_bytes(1024, H=H, D=D)
+    materialised = H * 2048 * 2048 * item
+    assert peak2048 <= materialised / 4, (peak2048, materialised)
+    assert 1.6 <= peak2048 / peak1024 <= 2.4, (peak1024, peak2048)
+
+
+def test_peak_rss_of_the_compiled_call_is_small():
+    """The C side (the GEMM's packing buffers, OpenMP) is invisible to tracemalloc: the process'
+    peak RSS across forward + backward at L = 2048, after a small warm-up call, in a fresh
+    process."""
+    code = textwrap.dedent("""
+        import resource, numpy as np
+        from fastnn.backends import get_backend
+        fast = get_backend("fast")
+        H, L, D = 4, 2048, 64
+        rng = np.random.default_rng(0)
+        q, k, v, dout = (rng.standard_normal((1, H, L, D)).astype(np.float32) for _ in range(4))
+        out, dq, dk, dv = (np.zeros_like(q) for _ in range(4))
+        lse = np.zeros((1, H, L), np.float32)
+        s = slice(0, 128)
+        o2, l2 = np.zeros_like(q[:, :, s]), np.zeros_like(lse[:, :, s])
+        fast.attention_forward(q[:, :, s].copy(), k[:, :, s].copy(), v[:, :, s].copy(), None,
+                               True, None, o2, l2)
+        fast.attention_backward(q[:, :, s].copy(), k[:, :, s].copy(), v[:, :, s].copy(), o2,
+                                dout[:, :, s].copy(), l2, None, True, None,
+                                np.zeros_like(o2), np.zeros_like(o2), np.zeros_like(o2))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fast.attention_forward(q, k, v, None, False, None, out, lse)
+        fast.attention_backward(q, k, v, out, dout, lse, None, False, None, dq, dk, dv)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) * 1024)
+    """)
+    env = dict(os.environ)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    growth = int(res.stdout.split()[-1])
+    assert growth <= 4 * 2048 * 2048 * 4 / 4, growth
+
+
+# ------------------------------------------------------------------------------- bad inputs
+def _good(dtype=np.float64):
+    q, k, v, dout, mask = _problem(2, 2, 5, 6, 4, 3, dtype=dtype, masked=True)
+    return dict(q=q, k=k, v=v, key_mask=mask, causal=False, scale=None,
+                out=np.empty((2, 2, 5, 3), dtype), lse=np.empty((2, 2, 5), dtype))
+
+
+def _fortran(a):
+    return np.asfortranarray(a)
+
+
+BAD_FORWARD = [
+    ("q and k widths differ", dict(k=np.zeros((2, 2, 6, 5))), "k"),
+    ("k and v lengths differ", dict(v=np.zeros((2, 2, 7, 3))), "v"),
+    ("q is 3-D", dict(q=np.zeros((2, 5, 4))), "q"),
+    ("mask of the wrong shape", dict(key_mask=np.ones((2, 5), bool)), "key_mask"),
+    ("mask of the wrong dtype", dict(key_mask=np.ones((2, 6), np.float64)), "key_mask"),
+    ("mask per head", dict(key_mask=np.ones((2, 2, 6), bool)), "key_mask"),
+    ("non-contiguous q", dict(q=np.zeros((2, 2, 5, 8))[..., ::2]), "q"),
+    ("Fortran-ordered v", dict(v=_fortran(np.zeros((2, 2, 6, 3)))), "v"),
+    ("float32 k with float64 q", dict(k=np.zeros((2, 2, 6, 4), np.float32)), "k"),
+    ("integer q", dict(q=np.zeros((2, 2, 5, 4), np.int64)), "q"),
+    ("out of the wrong shape", dict(out=np.empty((2, 2, 5, 4))), "out"),
+    ("out of the wrong dtype", dict(out=np.empty((2, 2, 5, 3), np.float32)), "out"),
+    ("lse of the wrong shape", dict(lse=np.empty((2, 2, 6))), "lse"),
+    ("infinite scale", dict(scale=float("inf")), "scale"),
+    ("zero width", dict(q=np.zeros((2, 2, 5, 0)), k=np.zeros((2, 2, 6, 0))), "width"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("what, change, word", BAD_FORWARD, ids=[b[0] for b in BAD_FORWARD])
+def test_bad_forward_inputs(backend, what, change, word):
+    args = _good()
+    args.update(change)
+    with pytest.raises(ValueError, match=word):
+        get_backend(backend).attention_forward(**args)
+
+
+def test_forward_refuses_outputs_that_overlap_inputs():
+    args = _good()
+    args["out"] = args["v"][:, :, :5]
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="out"):
+            get_backend(backend).attention_forward(**args)
+
+
+BAD_BACKWARD = [
+    ("dout of the wrong shape", "dout", lambda a: np.zeros((2, 2, 5, 4))),
+    ("lse of the wrong dtype", "lse", lambda a: a.astype(np.float32)),
+    ("dq of the wrong shape", "dq", lambda a: np.empty((2, 2, 6, 4))),
+    ("dk non-contiguous", "dk", lambda a: np.empty((2, 2, 6, 8))[..., ::2]),
+    ("dv read-only", "dv", lambda a: np.broadcast_to(np.empty((1, 2, 6, 3)), (2, 2, 6, 3))),
+    ("dq is q", "dq", None),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("what, name, make", BAD_BACKWARD, ids=[b[0] for b in BAD_BACKWARD])
+def test_bad_backward_inputs(backend, what, name, make):
+    g = _good()
+    be = get_backend(backend)
+    be.attention_forward(**g)
+    args = dict(q=g["q"], k=g["k"], v=g["v"], out=g["out"], dout=np.ones_like(g["out"]),
+                lse=g["lse"], key_mask=g["key_mask"], causal=False, scale=None,
+                dq=np.empty_like(g["q"]), dk=np.empty_like(g["k"]), dv=np.empty_like(g["v"]))
+    args[name] = g["q"] if make is None else make(args[name])
+    with pytest.raises(ValueError, match=name):
+        be.attention_backward(**args)
+
+
+BAD_OPS = [
+    ("q and k widths differ", dict(k=np.zeros((2, 6, 5))), "width"),
+    ("k and v lengths differ", dict(v=np.zeros((2, 7, 3))), "length"),
+    ("leading axes differ", dict(v=np.zeros((3, 6, 3))), "leading"),
+    ("mask of the wrong shape", dict(mask=np.ones((2, 5), bool)), "mask"),
+    ("mask of the wrong dtype", dict(mask=np.ones((2, 6), np.float32)), "mask"),
+    ("mask with too many axes", dict(mask=np.ones((2, 1, 6), bool)), "mask"),
+    ("1-D q", dict(q=np.zeros(4)), "q"),
+    ("NaN in k", dict(k=np.full((2, 6, 4), np.nan)), "k"),
+    ("scale a string", dict(scale="2"), "scale"),
+]
+
+
+@pytest.mark.parametrize("what, change, word", BAD_OPS, ids=[b[0] for b in BAD_OPS])
+def test_bad_ops_inputs(what, change, word):
+    rng = np.random.default_rng(0)
+    args = dict(q=rng.standard_normal((2, 5, 4)), k=rng.standard_normal((2, 6, 4)),
+                v=rng.standard_normal((2, 6, 3)))
+    args.update(change)
+    with pytest.raises(ValueError, match=word):
+        fnn.ops.scaled_dot_product_attention(**args)
+
+
+def test_ops_dtypes_and_new_array():
+    q = np.ones((3, 4), np.float32)
+    out = fnn.ops.scaled_dot_product_attention(q, q, q)
+    assert out.dtype == np.float32 and out.shape == (3, 4) and not np.shares_memory(out, q)
+    out = fnn.ops.scaled_dot_product_attention(q, q.astype(np.float64), q)
+    assert out.dtype == np.float64
+    assert fnn.ops.scaled_dot_product_attention(np.ones((0, 3, 4)), np.ones((0, 2, 4)),
+                                                np.ones((0, 2, 5))).shape == (0, 3, 5)
