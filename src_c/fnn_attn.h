@@ -37,8 +37,12 @@
 extern "C" {
 #endif
 
+#ifndef FNN_ATTN_BR
 #define FNN_ATTN_BR 64 /* query rows per tile */
+#endif
+#ifndef FNN_ATTN_BC
 #define FNN_ATTN_BC 64 /* key rows per tile */
+#endif
 
 typedef struct {
     ptrdiff_t pairs, heads;          /* P = batch * heads (>= 0), heads (>= 1, divides P) */

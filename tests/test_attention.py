@@ -12,6 +12,7 @@ fastnn/backends/numpy_attention.py, and fnn.ops.scaled_dot_product_attention).
 - a table of bad inputs.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -193,6 +194,46 @@ def test_bitwise_at_one_and_two_threads(dtype, causal, fixed_threads):
         fnn.set_num_threads(previous)
     for a, b in zip(one, two):
         assert np.array_equal(a, b)
+
+
+_FLAVOUR_SCRIPT = """
+import json, numpy as np
+from fastnn.backends import get_backend
+fast, ref = get_backend("fast"), get_backend("numpy")
+errors = {}
+for dtype in (np.float32, np.float64):
+    for causal in (False, True):
+        rng = np.random.default_rng(3)
+        q, k, v = (rng.standard_normal((2, 2, 97, 40)).astype(dtype) for _ in range(3))
+        dout = rng.standard_normal(q.shape).astype(dtype)
+        mask = rng.random((2, 97)) < 0.8
+        mask[:, 0] = True
+        res = []
+        for be in (fast, ref):
+            out, lse = np.empty_like(q), np.empty(q.shape[:3], dtype)
+            be.attention_forward(q, k, v, mask, causal, None, out, lse)
+            dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+            be.attention_backward(q, k, v, out, dout, lse, mask, causal, None, dq, dk, dv)
+            res.append((out, lse, dq, dk, dv))
+        errors[f"{causal}-{np.dtype(dtype).name}"] = max(
+            float(np.abs(a.astype(float) - b).max() / np.abs(b).max()) for a, b in zip(*res))
+print(json.dumps({"kernel": fast.kernel_name(), "errors": errors}))
+"""
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_each_kernel_flavour_matches_numpy_twin(flavour):
+    """With FASTNN_KERNEL=generic / avx2 / avx512 (in a subprocess: the flavour is chosen on
+    first use), outputs and gradients equal the NumPy twin's (1e-12 float64, 1e-5 float32).
+    A flavour this CPU cannot run is skipped."""
+    env = dict(os.environ, FASTNN_KERNEL=flavour)
+    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True, timeout=120)
+    result = json.loads(done.stdout)
+    if result["kernel"] != flavour:
+        pytest.skip(f"this CPU runs {result['kernel']!r}, not {flavour!r}")
+    for case, err in result["errors"].items():
+        assert err <= (1e-12 if case.endswith("float64") else 1e-5), (case, err)
 
 
 def _peak_bytes(L, dtype=np.float32, H=4, D=64):
