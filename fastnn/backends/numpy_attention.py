@@ -2,7 +2,8 @@
 signatures, written as the textbook, materialising computation (the whole (Lq, Lk) score matrix
 of every head at once), which the tiled compiled kernels are tested against.
 
-    S = scale q k^T (masked entries -inf),  A = softmax_rows(S),  out = A v,  lse = logsumexp_rows(S)
+    S = scale q k^T (masked entries -inf),  A = softmax_rows(S),  out = A v,
+    lse = logsumexp_rows(S)
     backward: D = rowsum(dout * out), dv = A^T dout, dA = dout v^T, dS = A (dA - D) scale,
               dq = dS k, dk = dS^T q
 
