@@ -814,3 +814,18 @@ def test_lstm_learns_the_sign_of_a_sum(backend):
     history = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < losses[0] / 3, losses
+
+
+def test_a_wrapped_layer_cannot_also_be_used_elsewhere():
+    """Bidirectional runs its layer inside itself: the same layer object also used as a node,
+    or already built in another model, would share (and overwrite) one set of weight views."""
+    lstm = fnn.LSTM(4)
+    x = fnn.Input((5, 3))
+    wrapped = fnn.Bidirectional(lstm)(x)
+    with pytest.raises(ValueError, match=r"LSTM\(4.*used twice in this model"):
+        fnn.Model(x, fnn.Concatenate()([wrapped, lstm(x)]), backend="numpy")
+    built = fnn.LSTM(4)
+    fnn.Sequential([built], input_shape=(5, 3), backend="numpy")
+    with pytest.raises(ValueError, match=r"Bidirectional needs a recurrent layer that is not in "
+                                         r"a model yet.*already built"):
+        fnn.Bidirectional(built)

@@ -170,6 +170,11 @@ class Layer:
         self._specs = list(self.weight_specs())
         return self.output_shape
 
+    @property
+    def sublayers(self) -> tuple["Layer", ...]:
+        """Layers this one runs inside itself (a wrapper's), whose weights it declares."""
+        return ()
+
     def expect_inputs(self, count: int) -> None:
         """Told, before ``build``, how many tensors a model file wires into the layer (a
         recurrent layer's initial states are extra inputs). Default: nothing to do."""

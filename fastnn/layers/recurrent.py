@@ -471,6 +471,10 @@ class Bidirectional(Layer):
         if not isinstance(layer, RNNBase):
             raise ValueError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer. Received: "
                              f"layer={V._describe(layer)}")
+        if layer.built or layer._owner is not None:
+            raise ValueError(f"Bidirectional needs a recurrent layer that is not in a model yet "
+                             f"(it builds its own copy for the backward direction). Received: "
+                             f"layer={layer!r}, already built")
         if merge_mode not in _MERGE_MODES:
             raise ValueError(f"merge_mode must be one of {list(_MERGE_MODES)}. Received: "
                              f"merge_mode={V._describe(merge_mode)}")
@@ -545,6 +549,10 @@ class Bidirectional(Layer):
         self.forward_layer.build(fwd_in, dtype)
         self.backward_layer.build(bwd_in, dtype)
         return super().build(input_shape, dtype)
+
+    @property
+    def sublayers(self) -> tuple[Layer, ...]:
+        return (self.forward_layer, self.backward_layer)
 
     def weight_specs(self) -> Sequence[WeightSpec]:
         return [*self.forward_layer._specs, *self.backward_layer._specs]

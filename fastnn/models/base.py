@@ -168,13 +168,15 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                                  f"functional API (fastnn.Model)")
         uses: dict[int, int] = {}
         for node in nodes:
-            key = id(getattr(node.layer, "model", node.layer))
-            uses[key] = uses.get(key, 0) + 1
-            if node.layer is not None and uses[key] > 1 and (
-                    node.layer._specs or isinstance(node.layer, graph.ModelLayer)):
-                raise ValueError(f"layer {node.layer!r} is used twice in this model: a layer "
-                                 f"with weights can appear once (create a second layer for a "
-                                 f"second use)")
+            inner = node.layer.sublayers if isinstance(node.layer, Layer) else ()
+            for layer in (node.layer, *inner):
+                key = id(getattr(layer, "model", layer))
+                uses[key] = uses.get(key, 0) + 1
+                if layer is not None and uses[key] > 1 and (
+                        layer._specs or isinstance(layer, graph.ModelLayer)):
+                    raise ValueError(f"layer {layer!r} is used twice in this model: a layer "
+                                     f"with weights can appear once (create a second layer "
+                                     f"for a second use)")
         self._nodes, self._outputs, self._n_inputs = nodes, outputs, len(input_shapes)
         self.input_shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes
         self.input_dim = sum(graph.width(s) for s in input_shapes)
