@@ -218,11 +218,11 @@ def class_targets(y: ArrayLike, n_classes: int, dtype: DTypeLike, n_rows: Option
             if labels.size and np.any(labels != np.round(labels)):
                 frac = labels[labels != np.round(labels)][0]
                 raise ValueError(f"{name} must hold integer class labels. "
-                                 f"Received: a fractional label {name}={frac!r}")
+                                 f"Received: a fractional label {name}={frac.item()!r}")
         if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
             bad = labels[(labels < 0) | (labels >= n_classes)][0]
             raise ValueError(f"{name} labels must be in [0, {n_classes - 1}] for a model with "
-                             f"{n_classes} outputs. Received: label {bad!r}")
+                             f"{n_classes} outputs. Received: label {bad.item()!r}")
         out = np.zeros((arr.shape[0], n_classes), dtype=dtype)
         out[np.arange(arr.shape[0]), labels.astype(np.intp)] = 1
         return out
