@@ -10,7 +10,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.models.history", "fastnn.layers", "fastnn.layers.core",
            "fastnn.layers.activation", "fastnn.layers.merge", "fastnn.layers.regularization",
            "fastnn.layers.normalization", "fastnn.layers.pooling", "fastnn.layers.convolutional",
-           "fastnn.layers.recurrent", "fastnn.layers.embedding",
+           "fastnn.layers.recurrent", "fastnn.layers.embedding", "fastnn.layers.attention",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn._threads", "fastnn.datasets",

@@ -10,6 +10,7 @@
     regularization.py  Dropout
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding
+    attention.py       MultiHeadAttention
 
 Each layer's forward and backward sit together in its family's module and call the backend's
 kernels (``fastnn.backends``): the compiled ones, or their NumPy twins.
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 
 from fastnn.layers.activation import (ACTIVATION_LAYERS, GELU, Activation, LeakyReLU, ReLU,
                                       Sigmoid, Softmax, Step, Tanh)
+from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import Layer, Slot, WeightSpec
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.core import Dense, Flatten, Reshape
@@ -41,7 +43,7 @@ from fastnn.layers.regularization import Dropout
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding)}
+    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, MultiHeadAttention)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +104,15 @@ def _make_layer(config: dict[str, Any]) -> Layer:
             if config.get(key) is not None:
                 config[key] = layer_from_config(config[key])
         return Bidirectional(**config)
+    if cls == "MultiHeadAttention":       # how it was called: its inputs' roles, causality
+        call = config.pop("call", None)
+        layer = MultiHeadAttention(**config)
+        if call is not None:
+            if not isinstance(call, dict):
+                raise ValueError(f"MultiHeadAttention: 'call' must be a dict. Received: "
+                                 f"{call!r:.80}")
+            layer.set_call(**call)
+        return layer
     if cls in ACTIVATION_LAYERS:
         return ACTIVATION_LAYERS[cls](**param, **config)
     if cls == "Activation":
@@ -116,5 +127,5 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
-           "Bidirectional", "OutputOf", "Embedding", "LAYERS",
+           "Bidirectional", "OutputOf", "Embedding", "MultiHeadAttention", "LAYERS",
            "layer_from_config"]

@@ -1,0 +1,353 @@
+"""Attention: ``MultiHeadAttention`` (Keras' layer, its weights and layouts).
+
+    Q = query Wq + bq,  K = key Wk + bk,  V = value Wv + bv      (split into H heads)
+    O_h = softmax(Q_h K_h^T / sqrt(key_dim), masked) V_h,       y = [O_1 ... O_H] Wo + bo
+
+The projections are the backend's dense kernels. A tensor that plays several roles (query,
+key and value at once in self-attention) is projected by ONE product with those kernels side
+by side; the heads then run the tiled attention kernel (``attention_forward/backward``: online
+softmax, memory linear in the sequence length) on (n, H, L, D) copies.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import activations as A
+from fastnn import _validation as V
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.core import _initializer, _regularizer, _serialize
+
+# The roles an input tensor plays: a subset of "qkv" (in that order), or "m" (the key mask).
+_ROLE_NAMES = {"q": "query", "k": "key", "v": "value", "m": "attention_mask"}
+
+
+def _roles_of(query: Any, value: Any, key: Any, mask: Any) -> tuple[list[Any], list[str]]:
+    """The distinct tensors (in order of first use) and the roles each plays."""
+    tensors: list[Any] = []
+    roles: list[str] = []
+    for role, t in (("q", query), ("k", value if key is None else key), ("v", value)):
+        for i, seen in enumerate(tensors):
+            if seen is t:
+                roles[i] = "".join(r for r in "qkv" if r in roles[i] + role)
+                break
+        else:
+            tensors.append(t)
+            roles.append(role)
+    if mask is not None:
+        tensors.append(mask)
+        roles.append("m")
+    return tensors, roles
+
+
+def _check_roles(roles: Any) -> list[str]:
+    ok = (isinstance(roles, (list, tuple)) and roles
+          and all(isinstance(r, str) and r in ("q", "k", "v", "qk", "qv", "kv", "qkv", "m")
+                  for r in roles)
+          and sorted("".join(r for r in roles if r != "m")) == ["k", "q", "v"]
+          and roles.count("m") <= 1 and (roles[-1] == "m" or "m" not in roles))
+    if not ok:
+        raise ValueError(f"input_roles must split 'qkv' among the inputs, an optional 'm' (the "
+                         f"mask) last. Received: input_roles={V._describe(roles)}")
+    return list(roles)
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head attention (Vaswani et al., 2017), as Keras' ``MultiHeadAttention``.
+
+    Called as ``mha(query, value, key=None, attention_mask=None, use_causal_mask=False)`` on
+    symbolic tensors: query (n, Lq, dq), value (n, Lv, dv), key (n, Lv, dk) (default: value);
+    output (n, Lq, output_shape or dq). ``mha(x, x)`` is self-attention (one projection
+    product). In a ``Sequential`` model the layer is self-attention on its input.
+
+    Parameters
+    ----------
+    num_heads, key_dim : int
+        Number of heads H and the width of each query/key head (> 0); scores are scaled by
+        1 / sqrt(key_dim).
+    value_dim : int, optional
+        Width of each value head (default key_dim).
+    use_bias : bool, default True
+        Whether the four projections have biases.
+    output_shape : int, optional
+        Width of the output (default dq, the query's width).
+    dropout : float, default 0.0
+        Only 0 is implemented (ValueError otherwise).
+    kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        As in ``Dense`` (default Glorot uniform kernels, zero biases).
+    name, trainable
+        See ``Layer``.
+
+    Weights (``get_weights()``, Keras 3's order and layouts): query kernel (dq, H, key_dim),
+    query bias (H, key_dim), key kernel (dk, H, key_dim), key bias, value kernel
+    (dv, H, value_dim), value bias (H, value_dim), output kernel (H, value_dim, out), output
+    bias (out,); no biases without ``use_bias``.
+
+    Masks: ``use_causal_mask`` lets query i see keys j <= i (top-left aligned, as Keras and
+    PyTorch's is_causal). ``attention_mask`` is a KEY PADDING mask only, of shape (n, Lv)
+    (nonzero / True = attend); Keras' (n, Lq, Lv) masks are refused (ValueError). A query
+    that sees no key gets a zero output (Keras would average all values).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> x = fnn.Input((5, 8))
+    >>> mha = fnn.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> model = fnn.Model(x, mha(x, x), seed=0, backend="numpy")
+    >>> model.output_shape
+    (5, 8)
+    >>> [w.shape for w in mha.get_weights()][:2]
+    [(8, 2, 4), (2, 4)]
+    >>> model.predict(np.zeros((3, 5, 8))).shape
+    (3, 5, 8)
+    """
+
+    def __init__(self, num_heads: int, key_dim: int, value_dim: Optional[int] = None,
+                 use_bias: bool = True, output_shape: Optional[int] = None,
+                 dropout: float = 0.0, kernel_initializer: Any = "glorot_uniform",
+                 bias_initializer: Any = "zeros", kernel_regularizer: Any = None,
+                 bias_regularizer: Any = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.num_heads = V.check_positive_int("num_heads", num_heads)
+        self.key_dim = V.check_positive_int("key_dim", key_dim)
+        self.value_dim = (self.key_dim if value_dim is None
+                          else V.check_positive_int("value_dim", value_dim))
+        self.use_bias = V.check_bool("use_bias", use_bias)
+        self._output_dim = (None if output_shape is None
+                            else V.check_positive_int("output_shape", output_shape))
+        self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        if self.dropout != 0.0:
+            raise ValueError(f"MultiHeadAttention: dropout is not implemented yet (only 0.0). "
+                             f"Received: dropout={dropout}")
+        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
+        self.use_causal_mask = False
+        self.input_roles = ["qkv"]           # set by the call; self-attention by default
+
+    # ------------------------------------------------------------------ calls and shapes
+    def __call__(self, query: Any, value: Any = None, key: Any = None,
+                 attention_mask: Any = None, use_causal_mask: bool = False) -> Any:
+        """``mha(query, value, key=None, attention_mask=None, use_causal_mask=False)`` on
+        symbolic tensors (``value`` defaults to ``query``)."""
+        if value is None:
+            value = query
+        tensors, roles = _roles_of(query, value, key, attention_mask)
+        self.set_call(roles, V.check_bool("use_causal_mask", use_causal_mask))
+        return super().__call__(tensors if len(tensors) > 1 else tensors[0])
+
+    def set_call(self, input_roles: Any, use_causal_mask: bool = False) -> None:
+        """Fix what the layer's inputs are (``input_roles``: per input, the subset of "qkv" it
+        plays, "m" for the key mask) and whether the mask is causal (a model file's "call")."""
+        self.input_roles = _check_roles(input_roles)
+        self.use_causal_mask = V.check_bool("use_causal_mask", use_causal_mask)
+        self.n_inputs = 1 if len(self.input_roles) == 1 else None
+
+    def expect_inputs(self, count: int) -> None:
+        if count != len(self.input_roles):
+            raise ValueError(f"{self.name} takes {len(self.input_roles)} input(s) (roles "
+                             f"{self.input_roles}). Received: {count} inputs")
+
+    def _shapes(self, input_shape: Any) -> dict[str, Any]:
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        if len(shapes) != len(self.input_roles):
+            raise ValueError(f"{self.name} takes {len(self.input_roles)} input(s) (roles "
+                             f"{self.input_roles}). Received: input shapes {shapes}")
+        by_role: dict[str, Any] = {}
+        for roles, shape in zip(self.input_roles, shapes):
+            for r in roles:
+                by_role[r] = shape
+        for roles, s in zip(self.input_roles, shapes):
+            names = [_ROLE_NAMES[r] for r in roles]
+            what = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+            if roles != "m" and (not isinstance(s, tuple) or len(s) != 2):
+                raise ValueError(f"{self.name}: {what} must be (batch, steps, features). "
+                                 f"Received: {what} with shape (None, "
+                                 f"{', '.join(map(str, s))})")
+        if by_role["k"][0] != by_role["v"][0]:
+            raise ValueError(f"{self.name}: key and value must have the same number of steps. "
+                             f"Received: key shape (None, *{by_role['k']}), value shape "
+                             f"(None, *{by_role['v']})")
+        if "m" in by_role and tuple(by_role["m"]) != (by_role["v"][0],):
+            raise ValueError(f"{self.name}: attention_mask must be a key padding mask of shape "
+                             f"(batch, {by_role['v'][0]}) (value's steps); (batch, Lq, Lv) "
+                             f"masks are not supported. Received: attention_mask with shape "
+                             f"(None, {', '.join(map(str, by_role['m']))})")
+        return by_role
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        s = self._shapes(input_shape)
+        return (s["q"][0], self._output_dim or s["q"][1])
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        s = self._shapes(self.input_shape)
+        H, out = self.num_heads, self.output_shape[-1]
+        specs = []
+        for r, width in (("q", self.key_dim), ("k", self.key_dim), ("v", self.value_dim)):
+            name = _ROLE_NAMES[r]
+            specs.append(WeightSpec(f"{name}_kernel", (s[r][1], H, width),
+                                    self.kernel_initializer, self.kernel_regularizer))
+            if self.use_bias:
+                specs.append(WeightSpec(f"{name}_bias", (H, width), self.bias_initializer,
+                                        self.bias_regularizer))
+        specs.append(WeightSpec("output_kernel", (H, self.value_dim, out),
+                                self.kernel_initializer, self.kernel_regularizer))
+        if self.use_bias:
+            specs.append(WeightSpec("output_bias", (out,), self.bias_initializer,
+                                    self.bias_regularizer))
+        return specs
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        s = self._shapes(self.input_shape)
+        H, dt = self.num_heads, weights[0].dtype
+        step = 2 if self.use_bias else 1
+        self._w: dict[str, tuple[Any, Any, Any, Any]] = {}   # role: (W 2-D, b, dW, db)
+        for i, r in enumerate("qkvo"):
+            w, g = weights[step * i], grads[step * i]
+            rows = s[r][1] if r != "o" else H * self.value_dim
+            w2, g2 = w.reshape(rows, -1), g.reshape(rows, -1)
+            if self.use_bias:
+                b, db = weights[step * i + 1].reshape(-1), grads[step * i + 1].reshape(-1)
+            else:                     # the kernels take a bias: a constant zero one
+                b, db = np.zeros(w2.shape[1], dt), np.zeros(w2.shape[1], dt)
+            self._w[r] = (w2, b, g2, db)
+
+    # ------------------------------------------------------------------ compute
+    def _group(self, ctx: Slot, i: int, roles: str) -> tuple[Any, Any]:
+        """The kernel and bias of input ``i``: its roles' side by side (a copy when several)."""
+        if len(roles) == 1:
+            w, b, _, _ = self._w[roles]
+            return w, b
+        w = ctx.buffer(f"w{i}", (self._w[roles[0]][0].shape[0],
+                                 sum(self._w[r][0].shape[1] for r in roles)))
+        b = ctx.buffer(f"b{i}", (w.shape[1],))
+        col = 0
+        for r in roles:
+            wr, br, _, _ = self._w[r]
+            w[:, col:col + wr.shape[1]] = wr
+            b[col:col + wr.shape[1]] = br
+            col += wr.shape[1]
+        return w, b
+
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
+        xs = x if isinstance(x, list) else [x]
+        be, H = ctx.be, self.num_heads
+        xs = [np.ascontiguousarray(t) for t in xs]
+        n = xs[0].shape[0]
+        heads: dict[str, Any] = {}
+        mask = None
+        for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
+            if roles == "m":
+                mask = ctx.rows_buffer("mask", t.shape[1:], dtype=bool)
+                np.not_equal(t, 0, out=mask)
+                continue
+            L = t.shape[1]
+            w, b = self._group(ctx, i, roles)
+            p = ctx.rows_buffer(f"p{i}", (L, w.shape[1]))
+            be.dense_forward(t.reshape(n * L, -1), w, b, A.LINEAR, 0.0, p.reshape(n * L, -1))
+            col = 0
+            for r in roles:
+                D = self.value_dim if r == "v" else self.key_dim
+                h = heads[r] = ctx.rows_buffer(r, (H, L, D))
+                h[...] = p[:, :, col:col + H * D].reshape(n, L, H, D).transpose(0, 2, 1, 3)
+                col += H * D
+        q, k, v = heads["q"], heads["k"], heads["v"]
+        Lq = q.shape[2]
+        o = ctx.rows_buffer("o", (H, Lq, self.value_dim))
+        lse = ctx.rows_buffer("lse", (H, Lq))
+        be.attention_forward(q, k, v, mask, self.use_causal_mask, 1.0 / math.sqrt(self.key_dim),
+                             o, lse)
+        merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
+        merged[...] = o.transpose(0, 2, 1, 3).reshape(n, Lq, -1)
+        y = ctx.rows_buffer("y", self.output_shape)
+        wo, bo, _, _ = self._w["o"]
+        be.dense_forward(merged.reshape(n * Lq, -1), wo, bo, A.LINEAR, 0.0,
+                         y.reshape(n * Lq, -1))
+        ctx.saved.update(xs=xs, mask=mask)
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Any:
+        # the model zeroes the gradients before a pass and calls backward once, so writing
+        # them (dW := x.T @ dz, as Dense does) is the accumulation the protocol asks for
+        be, H = ctx.be, self.num_heads
+        xs, mask = ctx.saved["xs"], ctx.saved["mask"]
+        n = xs[0].shape[0]
+        q, k, v = (ctx.rows_buffer(r, self._head_shape(r)) for r in "qkv")
+        Lq = q.shape[2]
+        o = ctx.rows_buffer("o", (H, Lq, self.value_dim))
+        lse = ctx.rows_buffer("lse", (H, Lq))
+        merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
+        dmerged = ctx.rows_buffer("dmerged", (Lq, H * self.value_dim))
+        dy2 = np.ascontiguousarray(dy).reshape(n * Lq, -1)
+        dz = ctx.rows_buffer("dz", self.output_shape).reshape(n * Lq, -1)
+        wo, _, dwo, dbo = self._w["o"]
+        be.dense_backward(merged.reshape(n * Lq, -1), wo, dy2, dy2, A.LINEAR, 0.0, dz, dwo, dbo,
+                          dmerged.reshape(n * Lq, -1))
+        do = ctx.rows_buffer("do", (H, Lq, self.value_dim))
+        do[...] = dmerged.reshape(n, Lq, H, self.value_dim).transpose(0, 2, 1, 3)
+        dheads = {r: ctx.rows_buffer("d" + r, h.shape[1:]) for r, h in zip("qkv", (q, k, v))}
+        be.attention_backward(q, k, v, o, do, lse, mask, self.use_causal_mask,
+                              1.0 / math.sqrt(self.key_dim), dheads["q"], dheads["k"],
+                              dheads["v"])
+        dxs: list[Optional[FloatArray]] = []
+        for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
+            target = ctx.dx_target(i)
+            if roles == "m":                   # a mask has no gradient
+                d = ctx.rows_buffer(f"dx{i}", t.shape[1:]) if target is None else target
+                d[...] = 0
+                dxs.append(d)
+                continue
+            L = t.shape[1]
+            w, _ = self._group(ctx, i, roles)
+            dp = ctx.rows_buffer(f"dp{i}", (L, w.shape[1]))
+            col = 0
+            for r in roles:
+                D = self.value_dim if r == "v" else self.key_dim
+                dp[:, :, col:col + H * D] = dheads[r].transpose(0, 2, 1, 3).reshape(n, L, H * D)
+                col += H * D
+            dp2 = dp.reshape(n * L, -1)
+            if len(roles) == 1:
+                _, _, dw, db = self._w[roles]
+            else:
+                dw = ctx.buffer(f"dw{i}", w.shape)
+                db = ctx.buffer(f"db{i}", (w.shape[1],))
+            dx = None if target is None else target.reshape(n * L, -1)
+            be.dense_backward(t.reshape(n * L, -1), w, dp2, dp2, A.LINEAR, 0.0, dp2, dw, db, dx)
+            if len(roles) > 1:
+                col = 0
+                for r in roles:
+                    _, _, dwr, dbr = self._w[r]
+                    dwr[...] = dw[:, col:col + dwr.shape[1]]
+                    dbr[...] = db[col:col + dwr.shape[1]]
+                    col += dwr.shape[1]
+            dxs.append(target)
+        return dxs if len(dxs) > 1 else dxs[0]
+
+    def _head_shape(self, r: str) -> tuple[int, int, int]:
+        s = self._shapes(self.input_shape)
+        return (self.num_heads, s[r][0], self.value_dim if r == "v" else self.key_dim)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"num_heads": self.num_heads, "key_dim": self.key_dim,
+                       "value_dim": self.value_dim, "use_bias": self.use_bias,
+                       "output_shape": self._output_dim, "dropout": self.dropout})
+        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer",
+                    "bias_regularizer"):
+            value = getattr(self, key)
+            if value is not None:
+                config[key] = _serialize(value)
+        config["call"] = {"input_roles": list(self.input_roles),
+                          "use_causal_mask": self.use_causal_mask}
+        return config
+
+    def __repr__(self) -> str:
+        return f"MultiHeadAttention(num_heads={self.num_heads}, key_dim={self.key_dim})"
