@@ -293,6 +293,31 @@ def test_bad_inputs():
         fnn.MultiHeadAttention(2, 2)(q, v, use_causal_mask="yes")
     with pytest.raises(ValueError, match="input_roles"):
         fnn.MultiHeadAttention(2, 2).set_call(["q", "k"])
+    shared = fnn.MultiHeadAttention(2, 2)
+    shared(q, v)
+    with pytest.raises(ValueError, match="use_causal_mask"):
+        shared(q, v, use_causal_mask=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_learns_a_copy_task(backend):
+    """Attention must find the marked position: y = the value of the step whose flag is on."""
+    rng = np.random.default_rng(0)
+    n, L = 512, 6
+    vals = rng.standard_normal((n, L))
+    where = rng.integers(0, L, n)
+    flags = np.zeros((n, L))
+    flags[np.arange(n), where] = 1.0
+    X = np.stack([vals, flags], axis=-1)
+    y = vals[np.arange(n), where][:, None]
+    x = fnn.Input((L, 2))
+    h = fnn.MultiHeadAttention(num_heads=2, key_dim=8)(fnn.Dense(16)(x), fnn.Dense(16)(x))
+    model = fnn.Model(x, fnn.Dense(1)(fnn.Flatten()(h)), seed=0, backend=backend)
+    model.compile(loss="mse", optimizer=fnn.Adam(lr=0.01))
+    first = model.evaluate(X, y)["loss"]
+    model.fit(X, y, epochs=40, batch_size=50, verbose=0)     # 50 does not divide 512
+    last = model.evaluate(X, y)["loss"]
+    assert last < 0.01 * first, (first, last)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -130,6 +130,7 @@ class MultiHeadAttention(Layer):
         self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
         self.use_causal_mask = False
         self.input_roles = ["qkv"]           # set by the call; self-attention by default
+        self._called = False
 
     # ------------------------------------------------------------------ calls and shapes
     def __call__(self, query: Any, value: Any = None, key: Any = None,
@@ -139,7 +140,14 @@ class MultiHeadAttention(Layer):
         if value is None:
             value = query
         tensors, roles = _roles_of(query, value, key, attention_mask)
-        self.set_call(roles, V.check_bool("use_causal_mask", use_causal_mask))
+        causal = V.check_bool("use_causal_mask", use_causal_mask)
+        if self._called and (roles, causal) != (self.input_roles, self.use_causal_mask):
+            # one layer keeps one call's roles and causality (what its config stores)
+            raise ValueError(f"{self.name} was called with inputs {self.input_roles} and "
+                             f"use_causal_mask={self.use_causal_mask}; a second call must "
+                             f"match. Received: inputs {roles}, use_causal_mask={causal}")
+        self.set_call(roles, causal)
+        self._called = True
         return super().__call__(tensors if len(tensors) > 1 else tensors[0])
 
     def set_call(self, input_roles: Any, use_causal_mask: bool = False) -> None:
