@@ -345,3 +345,23 @@ def test_model_file_round_trip(tmp_path, backend):
     from fastnn.layers import layer_from_config
     again = layer_from_config(mha.get_config())
     assert again.get_config() == mha.get_config()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_self_attention_projects_qkv_in_one_product(backend, monkeypatch):
+    """The issue's "QKV projection as one GEMM": mha(x, x) runs two dense products forward
+    (Q|K|V side by side, then the output) and two backward."""
+    from fastnn.backends import get_backend
+    be = get_backend(backend)
+    calls = {"dense_forward": [], "dense_backward": []}
+    for name in calls:
+        real = getattr(be, name)
+        monkeypatch.setattr(be, name, lambda *a, _real=real, _name=name: (
+            calls[_name].append(a[1].shape), _real(*a))[1])
+    x = fnn.Input((5, 8))
+    mha = fnn.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4)
+    model = fnn.Model(x, mha(x, x), seed=0, dtype="float64", backend=backend)
+    model.forward(np.ones((2, 5, 8)), training=True)
+    model.backward(np.ones((2, 5, 8)))
+    assert calls["dense_forward"] == [(8, 3 * 2 + 3 * 2 + 4 * 2), (8, 8)]
+    assert sorted(calls["dense_backward"]) == [(8, 8), (8, 20)]
