@@ -25,6 +25,7 @@ from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Con
                            MaxPooling1D, MaxPooling2D, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
                            Softmax, Step, Tanh)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
+from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, Model, Sequential
@@ -46,5 +47,6 @@ __all__ = [
     "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
-    "Bidirectional", "Embedding", "GELU", "MultiHeadAttention",
+    "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
+    "SinePositionEncoding", "TransformerBlock",
 ]

@@ -212,3 +212,18 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     default_backend().attention_forward(q4, k4, v4, key_mask, bool(causal), scale,
                                         out.reshape(B, H, Lq, Dv), lse)
     return out
+
+
+def sinusoidal_positions(length: int, width: int, max_wavelength: float = 10000.0
+                         ) -> NDArray[np.floating[Any]]:
+    """The sinusoidal position encoding of Vaswani et al. (2017), shape (length, width), float64:
+    ``P[t, 2i] = sin(t / max_wavelength ** (2i / width))``, ``P[t, 2i + 1] = cos(t /
+    max_wavelength ** (2i / width))``. ``fastnn.SinePositionEncoding`` adds it to a sequence.
+
+    >>> import fastnn as fnn
+    >>> fnn.ops.sinusoidal_positions(2, 4).round(4)
+    array([[0.    , 1.    , 0.    , 1.    ],
+           [0.8415, 0.5403, 0.01  , 1.    ]])
+    """
+    from fastnn.layers.embedding import sinusoidal_positions as table
+    return table(length, width, max_wavelength)

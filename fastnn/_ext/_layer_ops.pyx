@@ -90,3 +90,29 @@ def concat_backward(const floating[:, ::1] dy,          # IN  (rows, sum c_i)
                 for r in prange(rows, schedule="static", num_threads=threads_for(rows * c)):
                     memcpy(&part[r, 0], &dy[r, offset], c * sizeof(floating))
         offset += c
+
+
+def add_row_vector(const floating[:, ::1] x,            # IN  (rows, m)
+                   const floating[::1] p,               # IN  (m,)
+                   floating[:, ::1] out):               # OUT (rows, m), may be x
+    """out[r, :] := x[r, :] + p (a position table added to every sample)"""
+    cdef Py_ssize_t rows = out.shape[0], m = out.shape[1], r, j
+    with nogil:
+        for r in prange(rows, schedule="static", num_threads=threads_for(rows * m)):
+            for j in range(m):
+                out[r, j] = x[r, j] + p[j]
+
+
+def sum_rows_into(const floating[:, ::1] dy,            # IN  (rows, m)
+                  floating[::1] out):                   # OUT (m,), added to
+    """out += sum_r dy[r, :] (each column summed in row order: the same bits on any thread
+    count, since a thread owns whole column blocks)"""
+    cdef Py_ssize_t rows = dy.shape[0], m = dy.shape[1], r, j, j0, j1, block
+    cdef Py_ssize_t blocks = (m + 63) // 64
+    with nogil:
+        for block in prange(blocks, schedule="static", num_threads=threads_for(rows * m)):
+            j0 = block * 64
+            j1 = min(j0 + 64, m)
+            for r in range(rows):
+                for j in range(j0, j1):
+                    out[j] = out[j] + dy[r, j]

@@ -61,6 +61,11 @@ embedding_forward(ids, table, out, rows) -> int
     is not an integer in [0, v), before reading its row, or -1 when all are.
 embedding_backward(rows, dy, dtable) -> None
     dtable[rows[i]] += dy[i] for i = 0 .. m-1 in that order (accumulates; fixed order).
+add_row_vector(x, p, out) -> None
+    out[r, :] := x[r, :] + p;  x, out (rows, m) (out may be x), p (m,). A position table added
+    to every sample.
+sum_rows_into(dy, out) -> None
+    out += sum_r dy[r, :];  dy (rows, m), out (m,); each column summed in row order.
 """
 
 from importlib import import_module

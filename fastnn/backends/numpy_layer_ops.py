@@ -62,3 +62,16 @@ def concat_backward(dy, dxs):
     for part in dxs:
         part[...] = dy[:, offset:offset + part.shape[1]]
         offset += part.shape[1]
+
+
+def add_row_vector(x, p, out):
+    """out[r, :] := x[r, :] + p"""
+    np.add(x, p, out=out)
+
+
+def sum_rows_into(dy, out):
+    """out += sum_r dy[r, :], each column summed in row order (as the compiled kernel)"""
+    acc = out.copy()
+    for row in dy:
+        acc += row
+    out[...] = acc

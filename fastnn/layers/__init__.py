@@ -9,8 +9,9 @@
     merge.py           Add, Concatenate
     regularization.py  Dropout
     normalization.py   BatchNormalization, LayerNormalization
-    embedding.py       Embedding
+    embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
+    transformer.py     TransformerBlock
 
 Each layer's forward and backward sit together in its family's module and call the backend's
 kernels (``fastnn.backends``): the compiled ones, or their NumPy twins.
@@ -26,7 +27,7 @@ from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import Layer, Slot, WeightSpec
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.core import Dense, Flatten, Reshape
-from fastnn.layers.embedding import Embedding
+from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
 from fastnn.layers.merge import Add, Concatenate
 from fastnn.layers.normalization import BatchNormalization, LayerNormalization
 from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, AveragePooling2D,
@@ -38,12 +39,14 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
 from fastnn.layers.regularization import Dropout
+from fastnn.layers.transformer import TransformerBlock
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, MultiHeadAttention)}
+    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
+    MultiHeadAttention, TransformerBlock)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -127,5 +130,6 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
-           "Bidirectional", "OutputOf", "Embedding", "MultiHeadAttention", "LAYERS",
+           "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
+           "MultiHeadAttention", "TransformerBlock", "LAYERS",
            "layer_from_config"]

@@ -169,3 +169,187 @@ class Embedding(Layer):
 
     def __repr__(self) -> str:
         return f"Embedding({self.input_dim}, {self.output_dim})"
+
+
+def _steps_and_width(layer: Layer, input_shape: Any) -> tuple[int, int]:
+    if not isinstance(input_shape, tuple) or len(input_shape) != 2:
+        raise ValueError(f"{layer.name} takes sequences (batch, steps, features). Received: "
+                         f"input shape {input_shape} (one sample's)")
+    return input_shape
+
+
+class _AddPositions(Layer):
+    """A (steps, features) table added to every sample: ``y[n] = x[n] + table[:steps]``; the
+    gradient passes through (dx = dy)."""
+
+    def _table(self) -> FloatArray:
+        raise NotImplementedError
+
+    def positions(self, start: int, length: int) -> FloatArray:
+        """Rows ``start .. start + length - 1`` of the table (a view): what positions
+        ``start ...`` add (generation with a key/value cache feeds one position at a time)."""
+        table = self._table()
+        if start < 0 or length < 0 or start + length > table.shape[0]:
+            raise ValueError(f"{self.name}: positions {start}..{start + length - 1} are past "
+                             f"its {table.shape[0]} positions")
+        return table[start:start + length]
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        steps, width = self.input_shape
+        table = self.positions(0, steps)
+        ctx.be.add_row_vector(np.ascontiguousarray(x).reshape(x.shape[0], -1),
+                              table.reshape(-1), y.reshape(y.shape[0], -1))
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        return dy
+
+
+class PositionalEmbedding(_AddPositions):
+    """Adds a learned vector per position to a sequence: ``y[n, t] = x[n, t] + embeddings[t]``
+    (GPT's position embeddings). Unlike keras_hub's ``PositionEmbedding``, which returns the
+    table for the caller to add, this layer adds it.
+
+    Parameters
+    ----------
+    sequence_length : int
+        The most positions the layer holds (an input's steps must not exceed it).
+    initializer : str, Initializer or callable, default "glorot_uniform"
+        How the table starts (keras_hub's default).
+    regularizer : Regularizer or str, optional
+        A penalty on the table.
+    name, trainable
+        See ``Layer``.
+
+    Weights: ``embeddings`` (sequence_length, features). Gradient: ``dembeddings[t] =
+    sum_n dy[n, t]`` (in batch order), ``dx = dy``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> layer = fnn.PositionalEmbedding(8)
+    >>> model = fnn.Sequential([layer], input_shape=(5, 3), seed=0, backend="numpy")
+    >>> layer.get_weights()[0].shape
+    (8, 3)
+    >>> bool(np.allclose(model.predict(np.zeros((2, 5, 3)))[1], layer.get_weights()[0][:5]))
+    True
+    """
+
+    def __init__(self, sequence_length: int, initializer: Any = "glorot_uniform",
+                 regularizer: Any = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.sequence_length = _dim("sequence_length", sequence_length)
+        self.initializer = _initializer("initializer", initializer)
+        self.regularizer = _regularizer("regularizer", regularizer)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        steps, _ = _steps_and_width(self, input_shape)
+        if steps > self.sequence_length:
+            raise ValueError(f"{self.name} holds {self.sequence_length} positions (its "
+                             f"sequence_length). Received: sequences of {steps} steps")
+        return input_shape
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        return [WeightSpec("embeddings", (self.sequence_length, self.input_shape[1]),
+                           self.initializer, self.regularizer)]
+
+    def _table(self) -> FloatArray:
+        self._check_built()
+        return self._weights[0]
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        steps, width = self.input_shape
+        dy = np.ascontiguousarray(dy)
+        ctx.be.sum_rows_into(dy.reshape(dy.shape[0], -1),
+                             self._grads[0][:steps].reshape(-1))
+        return dy
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"sequence_length": self.sequence_length,
+                       "initializer": _serialize(self.initializer)})
+        if self.regularizer is not None:
+            config["regularizer"] = _serialize(self.regularizer)
+        return config
+
+    def __repr__(self) -> str:
+        return f"PositionalEmbedding({self.sequence_length})"
+
+
+def sinusoidal_positions(length: int, width: int, max_wavelength: float = 10000.0,
+                         dtype: Any = np.float64) -> FloatArray:
+    """The sinusoidal position encoding of Vaswani et al. (2017), (length, width):
+    ``P[t, 2i] = sin(t / max_wavelength ** (2i / width))``, ``P[t, 2i + 1] = cos(...)`` (the
+    same angle), computed in float64 (keras_hub's ``SinePositionEncoding`` layout)."""
+    length, width = _dim("length", length), _dim("width", width)
+    wavelength = V.check_float("max_wavelength", max_wavelength, low=1.0)
+    if length * width > 2**28:
+        raise ValueError(f"sinusoidal_positions: length * width must be at most 2**28. "
+                         f"Received: length={length}, width={width}")
+    pairs = 2 * (np.arange(width) // 2)
+    rates = np.power(wavelength, -pairs / width)
+    angles = np.arange(length, dtype=np.float64)[:, None] * rates[None, :]
+    table = np.where(np.arange(width) % 2 == 0, np.sin(angles), np.cos(angles))
+    return table.astype(dtype)
+
+
+class SinePositionEncoding(_AddPositions):
+    """Adds the fixed sinusoidal encoding (``sinusoidal_positions``) to a sequence:
+    ``y[n, t] = x[n, t] + P[t]``. No weights; the table is computed at build for the input's
+    steps. Unlike keras_hub's layer of this name (which returns P), this layer adds it.
+
+    Parameters
+    ----------
+    max_wavelength : float, default 10000
+        The longest wavelength of the sinusoids.
+    name, trainable
+        See ``Layer``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.SinePositionEncoding()], input_shape=(3, 4),
+    ...                        backend="numpy", dtype="float64")
+    >>> np.round(model.predict(np.zeros((1, 3, 4)))[0, 1], 4)
+    array([0.8415, 0.5403, 0.01  , 1.    ])
+    """
+
+    def __init__(self, max_wavelength: float = 10000.0, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.max_wavelength = V.check_float("max_wavelength", max_wavelength, low=1.0)
+        self._cached: Optional[FloatArray] = None
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        _steps_and_width(self, input_shape)
+        return input_shape
+
+    def build(self, input_shape: Any, dtype: Any) -> Any:
+        out = super().build(input_shape, dtype)
+        steps, width = input_shape
+        self._cached = sinusoidal_positions(steps, width, self.max_wavelength, dtype)
+        return out
+
+    def extend(self, length: int) -> None:
+        """Hold ``length`` positions (generation past the input's steps)."""
+        self._check_built()
+        if length > len(self._table()):
+            self._cached = sinusoidal_positions(length, self.input_shape[1],
+                                                self.max_wavelength, self.dtype)
+
+    def _table(self) -> FloatArray:
+        self._check_built()
+        assert self._cached is not None
+        return self._cached
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["max_wavelength"] = self.max_wavelength
+        return config
+
+    def __repr__(self) -> str:
+        return "SinePositionEncoding()"

@@ -21,7 +21,7 @@ from fastnn import activations as A
 from fastnn import losses as L
 from fastnn._memory import aligned_zeros
 from fastnn.backends import get_backend
-from fastnn.layers import Dense, Dropout, Layer
+from fastnn.layers import Dense, Layer
 from fastnn.layers.base import snake_name
 from fastnn.models import fastpath, graph
 from fastnn.models.fit_loop import FitLoop
@@ -251,8 +251,9 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             for spec, w in zip(layer._specs, layer._weights):
                 value = spec.initializer(spec.shape, self.dtype, self._init_rng)
                 w[...] = np.asarray(value, dtype=self.dtype).reshape(spec.shape)
-            if isinstance(layer, Dropout):
-                layer.init_seed(self._init_rng)
+            init_seed = getattr(layer, "init_seed", None)
+            if init_seed is not None:        # Dropout, and layers holding Dropouts
+                init_seed(self._init_rng)
             i += n
 
     # ------------------------------------------------------------------ weights, owners, runs
