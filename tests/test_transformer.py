@@ -288,6 +288,10 @@ def test_weights_follow_keras_hub_order():
     assert shapes == [(8, 2, 4), (2, 4), (8, 2, 4), (2, 4), (8, 2, 4), (2, 4), (2, 4, 8), (8,),
                       (8,), (8,), (8,), (8,), (8, 12), (12,), (12, 8), (8,)]
     assert block.count_params() == sum(int(np.prod(s)) for s in shapes)
+    names = [spec.name for spec in block._specs]
+    assert names[0] == "self_attention/query_kernel"
+    assert names[8:10] == ["self_attention_layer_norm/gamma", "self_attention_layer_norm/beta"]
+    assert names[-1] == "feedforward_output_dense/bias"
 
 
 BAD_CONSTRUCTORS = [

@@ -189,7 +189,9 @@ class TransformerBlock(Layer):
                 self.feedforward_intermediate, self.feedforward_output]  # type: ignore[list-item]
 
     def weight_specs(self) -> Sequence[WeightSpec]:
-        return [spec for inner in self._weighted() for spec in inner._specs]
+        # named by sublayer, as Keras does: "feedforward_output_dense/kernel"
+        return [spec._replace(name=f"{inner.name}/{spec.name}") for inner in self._weighted()
+                for spec in inner._specs]
 
     def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
         super().bind(weights, grads)
