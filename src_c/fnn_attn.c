@@ -104,22 +104,12 @@ static const fnn_attn_rows_f32 rows_f32_of[] = {FNN_ATTN_ENTRY(generic, _f32)};
 static const fnn_attn_rows_f64 rows_f64_of[] = {FNN_ATTN_ENTRY(generic, _f64)};
 #endif
 
-/* The flavour of the GEMM micro-kernel in use (FASTNN_KERNEL applies). */
-static int fnn_attn_flavour(void)
-{
-#if FNN_X86
-    const fnn_arch *a = fnn_active_arch();
-    if (a == &fnn_arch_avx512) return 2;
-    if (a == &fnn_arch_avx2) return 1;
-#endif
-    return 0;
-}
-
+/* The tables are indexed by fnn_active_flavour() (fnn_gemm.c; FASTNN_KERNEL applies). */
 #define FT float
 #define TFN(x) x##_f32
 #define GEMM fnn_sgemm
 #define ROWS fnn_attn_rows_f32
-#define ROWS_OF() (&rows_f32_of[fnn_attn_flavour()])
+#define ROWS_OF() (&rows_f32_of[fnn_active_flavour()])
 #define LOG logf
 #include "fnn_attn_tmpl.h"
 #undef FT
@@ -133,7 +123,7 @@ static int fnn_attn_flavour(void)
 #define TFN(x) x##_f64
 #define GEMM fnn_dgemm
 #define ROWS fnn_attn_rows_f64
-#define ROWS_OF() (&rows_f64_of[fnn_attn_flavour()])
+#define ROWS_OF() (&rows_f64_of[fnn_active_flavour()])
 #define LOG log
 #include "fnn_attn_tmpl.h"
 #undef FT

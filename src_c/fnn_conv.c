@@ -15,6 +15,7 @@
 #include "fnn_conv.h"
 #include "fnn_ftz.h"
 #include "fnn_gemm.h"
+#include "fnn_gemm_internal.h"
 #include "fnn_threads.h"
 
 #define FNN_ALIGN_CONV 64
@@ -241,7 +242,7 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 
 #undef DTB
 
-/* The direct path's flavour: the GEMM's (fnn_kernel_name(), so FASTNN_KERNEL applies). */
+/* The direct path's flavour: the GEMM's (fnn_active_flavour(), so FASTNN_KERNEL applies). */
 typedef struct {
     int vw, maxfg;
     void (*fwd_f32)(const fnn_conv_geom *, const float *, const float *, ptrdiff_t, ptrdiff_t,
@@ -261,11 +262,11 @@ static fnn_direct_f32 fnn_direct_flavour_f32(void)
 {
     fnn_direct_f32 d = {1, 16, direct_forward_rows_generic_f32, direct_grad_rows_generic_f32};
 #if FNN_CONV_X86
-    const char *name = fnn_kernel_name();
-    if (strcmp(name, "avx512") == 0) {
+    const int flavour = fnn_active_flavour();
+    if (flavour == FNN_FLAVOUR_AVX512) {
         d.vw = 16; d.maxfg = 16;
         d.fwd_f32 = direct_forward_rows_avx512_f32; d.grad_f32 = direct_grad_rows_avx512_f32;
-    } else if (strcmp(name, "avx2") == 0) {
+    } else if (flavour == FNN_FLAVOUR_AVX2) {
         d.vw = 8; d.maxfg = 8;
         d.fwd_f32 = direct_forward_rows_avx2_f32; d.grad_f32 = direct_grad_rows_avx2_f32;
     }
@@ -277,11 +278,11 @@ static fnn_direct_f64 fnn_direct_flavour_f64(void)
 {
     fnn_direct_f64 d = {1, 16, direct_forward_rows_generic_f64, direct_grad_rows_generic_f64};
 #if FNN_CONV_X86
-    const char *name = fnn_kernel_name();
-    if (strcmp(name, "avx512") == 0) {
+    const int flavour = fnn_active_flavour();
+    if (flavour == FNN_FLAVOUR_AVX512) {
         d.vw = 8; d.maxfg = 16;
         d.fwd_f64 = direct_forward_rows_avx512_f64; d.grad_f64 = direct_grad_rows_avx512_f64;
-    } else if (strcmp(name, "avx2") == 0) {
+    } else if (flavour == FNN_FLAVOUR_AVX2) {
         d.vw = 4; d.maxfg = 8;
         d.fwd_f64 = direct_forward_rows_avx2_f64; d.grad_f64 = direct_grad_rows_avx2_f64;
     }

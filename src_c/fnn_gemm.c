@@ -139,7 +139,15 @@ static inline const fnn_arch *fnn_get_arch(void)
 
 const char *fnn_kernel_name(void) { return fnn_get_arch()->name; }
 
-const fnn_arch *fnn_active_arch(void) { return fnn_get_arch(); }
+int fnn_active_flavour(void)
+{
+#if FNN_X86
+    const fnn_arch *a = fnn_get_arch();
+    if (a == &fnn_arch_avx512) return FNN_FLAVOUR_AVX512;
+    if (a == &fnn_arch_avx2) return FNN_FLAVOUR_AVX2;
+#endif
+    return FNN_FLAVOUR_GENERIC;
+}
 
 int fnn_openmp_enabled(void)
 {

@@ -191,8 +191,11 @@ void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, p
                          float *dst);
 #endif
 
-/* The flavour in use (chosen on first use; the element-wise kernels of fnn_vec.c follow it). */
-const fnn_arch *fnn_active_arch(void);
+/* The flavour in use, as an index into the per-flavour tables of fnn_vec.c, fnn_rnn.c,
+ * fnn_attn.c and fnn_conv.c: the GEMM's micro-kernel flavour, chosen once on first use from the
+ * CPU and FASTNN_KERNEL (fnn_gemm.c), so every kernel family runs the same instruction set. */
+enum { FNN_FLAVOUR_GENERIC = 0, FNN_FLAVOUR_AVX2 = 1, FNN_FLAVOUR_AVX512 = 2 };
+int fnn_active_flavour(void);
 
 /* Element-wise epilogue on an m x n block of C (bias offset to the block's first column). */
 void fnn_epilogue_block_f32(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,

@@ -208,23 +208,13 @@ static const fnn_rnn_gates_f32 gates_f32_of[] = {FNN_RNN_ENTRY(generic, _f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
 #endif
 
-/* The flavour of the GEMM micro-kernel in use (FASTNN_KERNEL applies). */
-static int fnn_rnn_flavour(void)
-{
-#if FNN_X86
-    const fnn_arch *a = fnn_active_arch();
-    if (a == &fnn_arch_avx512) return 2;
-    if (a == &fnn_arch_avx2) return 1;
-#endif
-    return 0;
-}
-
+/* The tables are indexed by fnn_active_flavour() (fnn_gemm.c; FASTNN_KERNEL applies). */
 #define FT float
 #define RFN(x) x##_f32
 #define GEMM fnn_sgemm
 #define EPI fnn_epilogue_f32
 #define GATES fnn_rnn_gates_f32
-#define GATES_OF() (&gates_f32_of[fnn_rnn_flavour()])
+#define GATES_OF() (&gates_f32_of[fnn_active_flavour()])
 #include "fnn_rnn_tmpl.h"
 #undef FT
 #undef RFN
@@ -238,7 +228,7 @@ static int fnn_rnn_flavour(void)
 #define GEMM fnn_dgemm
 #define EPI fnn_epilogue_f64
 #define GATES fnn_rnn_gates_f64
-#define GATES_OF() (&gates_f64_of[fnn_rnn_flavour()])
+#define GATES_OF() (&gates_f64_of[fnn_active_flavour()])
 #include "fnn_rnn_tmpl.h"
 #undef FT
 #undef RFN

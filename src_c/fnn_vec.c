@@ -107,7 +107,7 @@ FNN_EXP_FLAVOUR(exp_avx512_f32, __attribute__((target("avx512f,avx2,fma"))))
 
 /* ---------------------------------------------------------------- dispatch */
 
-/* Indexed by flavour: 0 portable, 1 AVX2, 2 AVX-512. */
+/* Indexed by fnn_active_flavour(): 0 portable, 1 AVX2, 2 AVX-512. */
 #if FNN_X86
 static const vec_f32 vec_f32_of[] = {VEC_F32(generic), VEC_F32(avx2), VEC_F32(avx512)};
 static const vec_f64 vec_f64_of[] = {VEC_F64(generic), VEC_F64(avx2), VEC_F64(avx512)};
@@ -116,19 +116,8 @@ static const vec_f32 vec_f32_of[] = {VEC_F32(generic)};
 static const vec_f64 vec_f64_of[] = {VEC_F64(generic)};
 #endif
 
-/* The flavour of the GEMM micro-kernel in use. */
-static int flavour(void)
-{
-#if FNN_X86
-    const fnn_arch *a = fnn_active_arch();
-    if (a == &fnn_arch_avx512) return 2;
-    if (a == &fnn_arch_avx2) return 1;
-#endif
-    return 0;
-}
-
-#define vs() (&vec_f32_of[flavour()])
-#define vd() (&vec_f64_of[flavour()])
+#define vs() (&vec_f32_of[fnn_active_flavour()])
+#define vd() (&vec_f64_of[fnn_active_flavour()])
 
 #if FNN_X86
 /* dz := dy * act'(y) for 16 lanes, as fnn_vec_tmpl.h's deriv_colsum writes it. */
@@ -347,11 +336,11 @@ void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *ac
     if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(float, fnn_gelu_deriv_f32)
     if (act == FNN_ACT_GELU_TANH) GELU_DERIV_COLSUM(float, fnn_gelu_tanh_deriv_f32)
 #if FNN_X86
-    if (flavour() == 2) {
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
         deriv_colsum_x512_f32(y, dy, dz, acc, n, ld, w, act, param);
         return;
     }
-    if (flavour() == 1) {
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
         deriv_colsum_x2_f32(y, dy, dz, acc, n, ld, w, act, param);
         return;
     }
@@ -623,11 +612,11 @@ void fnn_softmax_rows_f32(const float *z, float *y, ptrdiff_t n, ptrdiff_t m)
 {
     if (n < 1 || m < 1) return;
 #if FNN_X86
-    if (flavour() == 2) {
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
         softmax_avx512_f32(z, y, n, m);
         return;
     }
-    if (flavour() == 1 && m <= 16) {
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2 && m <= 16) {
         softmax_cols_avx2_f32(z, y, n, (int)m);
         return;
     }
