@@ -2,7 +2,7 @@
 # src_c/fnn_attn.c: tiles of queries and keys with an online softmax (scale, causal and key
 # padding masks fused), so no call holds a (query x key) matrix; see src_c/fnn_attn.h.
 #
-# Every shape, dtype, layout and overlap is checked (fastnn/_attention_args.py, shared with the
+# Every shape, dtype, layout and overlap is checked (fastnn/_validation.py, shared with the
 # NumPy twin) before the GIL is released; the C code trusts them. The scratch the kernels need
 # (bounded by the tile sizes, per thread) is a NumPy array made here, so the call allocates
 # nothing in C and tracemalloc sees all of its memory.
@@ -11,7 +11,7 @@ from cython cimport floating
 
 import numpy as np
 
-from fastnn._attention_args import check_backward, check_forward
+from fastnn._validation import check_attention_backward, check_attention_forward
 
 cdef extern from "fnn_attn.h" nogil:
     ctypedef struct fnn_attn_geom:
@@ -95,7 +95,7 @@ cdef const unsigned char[::1] _mask_view(object mask):
 
 def attention_forward(q, k, v, key_mask, causal, scale, out, lse):
     """out := softmax(scale q k^T, masked) v per (batch, head); lse := its row log-sum-exp"""
-    dims, mask, s, c = check_forward(q, k, v, key_mask, causal, scale, out, lse)
+    dims, mask, s, c = check_attention_forward(q, k, v, key_mask, causal, scale, out, lse)
     cdef const unsigned char[::1] mv = _mask_view(mask)
     cdef fnn_attn_geom g = _geometry(dims, mask, c, mv)
     cdef int nt
@@ -113,8 +113,8 @@ def attention_forward(q, k, v, key_mask, causal, scale, out, lse):
 
 def attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv):
     """dq, dk, dv := the gradients of attention_forward's out (given dout), from its lse"""
-    dims, mask, s, c = check_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk,
-                                      dv)
+    dims, mask, s, c = check_attention_backward(q, k, v, out, dout, lse, key_mask, causal,
+                                                scale, dq, dk, dv)
     cdef const unsigned char[::1] mv = _mask_view(mask)
     cdef fnn_attn_geom g = _geometry(dims, mask, c, mv)
     cdef int nt

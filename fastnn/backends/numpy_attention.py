@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn._attention_args import check_backward, check_forward
+from fastnn._validation import check_attention_backward, check_attention_forward
 
 
 def _visible(dims: tuple, mask: Any, causal: bool) -> Any:
@@ -40,7 +40,7 @@ def _scores(q: Any, k: Any, vis: Any, scale: float) -> Any:
 def attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale: Any, out: Any,
                       lse: Any) -> None:
     """out := softmax(scale q k^T, masked) v per (batch, head); lse := its row log-sum-exp"""
-    dims, mask, s, c = check_forward(q, k, v, key_mask, causal, scale, out, lse)
+    dims, mask, s, c = check_attention_forward(q, k, v, key_mask, causal, scale, out, lse)
     if q.size == 0:
         return
     vis = _visible(dims, mask, c)
@@ -59,8 +59,8 @@ def attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale:
 def attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: Any, key_mask: Any,
                        causal: Any, scale: Any, dq: Any, dk: Any, dv: Any) -> None:
     """dq, dk, dv := the gradients of attention_forward's out (given dout), from its lse"""
-    dims, mask, s, c = check_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk,
-                                      dv)
+    dims, mask, s, c = check_attention_backward(q, k, v, out, dout, lse, key_mask, causal,
+                                                scale, dq, dk, dv)
     if q.size == 0:
         return
     vis = _visible(dims, mask, c)
