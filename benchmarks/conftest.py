@@ -50,3 +50,22 @@ def run_workload(benchmark, threads):
             benchmark.extra_info["accuracy"] = case.score()
 
     return run
+
+
+@pytest.fixture
+def run_torch_pair(benchmark, threads):
+    """``run_torch_pair(family, row, engine)`` times one row of a fastnn-against-PyTorch table
+    (``fastnn/_bench_cnn.py``, ``fastnn/_bench_rnn.py``: rows ``(name, flops, mine, theirs)``,
+    where ``mine()`` and ``theirs(torch)`` set up and return the call) on ``engine`` ("fastnn" or
+    "torch"): five warm-up calls, then 20 timed rounds, in the group ``"<family>: <name> |
+    <threads>thr"`` so that both engines print side by side."""
+
+    def run(family, row, engine):
+        name, _, mine, theirs = row
+        call = theirs(pytest.importorskip("torch")) if engine == "torch" else mine()
+        for _ in range(5):
+            call()
+        benchmark.group = f"{family}: {name} | {threads}thr"
+        benchmark.pedantic(call, rounds=20, iterations=1)
+
+    return run
