@@ -15,6 +15,19 @@ from fastnn._bench_table import SETTLE
 THREADS = (1, 2)
 
 
+def _settle(threads):
+    """Before a timing at 2+ threads, let the previous test's engine park its busy-waiting
+    threads (see fastnn._bench_table.measure_row): each engine is timed as it runs alone."""
+    if threads > 1:
+        time.sleep(SETTLE)
+
+
+def _record_gflops(benchmark, flops):
+    stats = getattr(benchmark, "stats", None)
+    if flops and stats is not None:
+        benchmark.extra_info["gflops"] = round(flops / stats.stats.median / 1e9, 2)
+
+
 @pytest.fixture(params=THREADS, ids=lambda n: f"{n}thr")
 def threads(request):
     """Every engine runs with this many threads during the test; yields the count."""
@@ -33,19 +46,14 @@ def run_workload(benchmark, threads):
         if not B.engine_available(engine):
             pytest.skip(f"engine {engine!r} is not available (compiled backend not built?)")
         case = B.build(workload, engine)
-        if threads > 1:
-            # let the previous test's engine park its busy-waiting threads first (see
-            # fastnn._bench_table.measure_row): each engine is timed as it runs alone
-            time.sleep(SETTLE)
+        _settle(threads)
         benchmark.group = f"{workload.key} | {threads} thr"
         benchmark.extra_info.update(engine=engine, threads=threads)
         if workload.slow:
             benchmark.pedantic(case.run, rounds=3, iterations=1, warmup_rounds=1)
         else:
             benchmark(case.run)
-        stats = getattr(benchmark, "stats", None)
-        if workload.flops and stats is not None:
-            benchmark.extra_info["gflops"] = round(workload.flops / stats.stats.median / 1e9, 2)
+        _record_gflops(benchmark, workload.flops)
         if case.score is not None:
             benchmark.extra_info["accuracy"] = case.score()
 
@@ -57,15 +65,18 @@ def run_torch_pair(benchmark, threads):
     """``run_torch_pair(family, row, engine)`` times one row of a fastnn-against-PyTorch table
     (``fastnn/_bench_cnn.py``, ``fastnn/_bench_rnn.py``: rows ``(name, flops, mine, theirs)``,
     where ``mine()`` and ``theirs(torch)`` set up and return the call) on ``engine`` ("fastnn" or
-    "torch"): five warm-up calls, then 20 timed rounds, in the group ``"<family>: <name> |
-    <threads>thr"`` so that both engines print side by side."""
+    "torch"): the settling pause at 2+ threads, five warm-up calls, then 20 timed rounds, in the
+    group ``"<family>: <name> | <threads>thr"`` so that both engines print side by side."""
 
     def run(family, row, engine):
-        name, _, mine, theirs = row
+        name, flops, mine, theirs = row
         call = theirs(pytest.importorskip("torch")) if engine == "torch" else mine()
+        _settle(threads)
         for _ in range(5):
             call()
         benchmark.group = f"{family}: {name} | {threads}thr"
+        benchmark.extra_info.update(engine=engine, threads=threads)
         benchmark.pedantic(call, rounds=20, iterations=1)
+        _record_gflops(benchmark, flops)
 
     return run
