@@ -399,7 +399,9 @@ def _attention_key_mask(key_mask: Any, B: int, Lk: int) -> Optional[Any]:
     return key_mask.view(np.uint8)
 
 
-def _attention_scale(scale: Any, D: int) -> float:
+def _attention_scale(scale: Any, D: int, dtype: Any) -> float:
+    """The scale as a float, one that ``dtype`` holds as itself (a float32 kernel given 1e39
+    would multiply by inf; a subnormal one would be flushed to 0 by the compiled kernels only)."""
     if scale is None:
         return 1.0 / math.sqrt(D)
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer,
@@ -409,11 +411,11 @@ def _attention_scale(scale: Any, D: int) -> float:
     value = float(scale)
     if not math.isfinite(value):
         raise ValueError(f"attention: scale must be finite. Received: scale={value}")
-    return value
+    return check_in_dtype("scale", value, dtype, zero_ok=True, owner="attention")
 
 
-def _attention_rest(dims: tuple, key_mask: Any, causal: Any, scale: Any, outputs: list,
-                    inputs: list) -> tuple:
+def _attention_rest(dims: tuple, dtype: Any, key_mask: Any, causal: Any, scale: Any,
+                    outputs: list, inputs: list) -> tuple:
     """The checks after the arrays': the mask, outputs apart from every other argument (named
     pairs), the scale; returns what check_attention_forward / _backward return."""
     mask = _attention_key_mask(key_mask, dims[0], dims[3])
@@ -422,7 +424,7 @@ def _attention_rest(dims: tuple, key_mask: Any, causal: Any, scale: Any, outputs
         for iname, x in inputs + outputs[i + 1:]:
             if x is not None and np.may_share_memory(o, x):
                 raise ValueError(f"attention: {oname} must not overlap {iname}")
-    return dims, mask, _attention_scale(scale, dims[4]), bool(causal)
+    return dims, mask, _attention_scale(scale, dims[4], dtype), bool(causal)
 
 
 def check_attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale: Any,
@@ -432,7 +434,7 @@ def check_attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, 
     B, H, Lq, _, _, Dv = dims
     _attention_array("out", out, (B, H, Lq, Dv), dt, out=True)
     _attention_array("lse", lse, (B, H, Lq), dt, out=True)
-    return _attention_rest(dims, key_mask, causal, scale, [("out", out), ("lse", lse)],
+    return _attention_rest(dims, dt, key_mask, causal, scale, [("out", out), ("lse", lse)],
                            [("q", q), ("k", k), ("v", v)])
 
 
@@ -449,6 +451,6 @@ def check_attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: A
                                     ("dk", dk, (B, H, Lk, D), True),
                                     ("dv", dv, (B, H, Lk, Dv), True)):
         _attention_array(name, a, shape, dt, out=written)
-    return _attention_rest(dims, key_mask, causal, scale, [("dq", dq), ("dk", dk), ("dv", dv)],
+    return _attention_rest(dims, dt, key_mask, causal, scale, [("dq", dq), ("dk", dk), ("dv", dv)],
                            [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout),
                             ("lse", lse)])

@@ -133,11 +133,11 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     Raises
     ------
     TypeError
-        If an operand does not hold real numbers.
+        If an operand does not hold real numbers, or ``causal`` is not True or False.
     ValueError
         If shapes do not match (widths of q and k, lengths of k and v, leading axes, the mask),
-        the mask is not bool or uint8, a value is NaN or inf, or an axis has length 0 where a
-        length >= 1 is needed.
+        the mask is not bool or uint8, a value is NaN or inf, an axis has length 0 where a
+        length >= 1 is needed, or ``scale`` is not a finite number the result's dtype holds.
 
     Examples
     --------
@@ -181,7 +181,11 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     key_mask = None
     t = 0
     if mask is not None:
-        m = np.asarray(mask)
+        try:
+            m = np.asarray(mask)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"mask must be a rectangular array of bool or uint8 values. "
+                             f"Received: mask of type {type(mask).__name__} ({exc})") from None
         if m.dtype not in (np.bool_, np.uint8):
             raise ValueError(f"mask must hold bool or uint8 values. Received: mask with dtype "
                              f"{m.dtype}")
@@ -190,6 +194,7 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
             raise ValueError(f"mask must have shape (*lead[:t], Lk) with lead {lead} and "
                              f"Lk {Lk}. Received: mask with shape {m.shape}")
         key_mask = np.ascontiguousarray(m).reshape(-1, Lk)
+    causal = V.check_bool("causal", causal)
     single = (np.float16, np.float32)
     dtype = np.float32 if all(a.dtype.type in single for a in (q, k, v)) else np.float64
     for name, arr in (("q", q), ("k", k), ("v", v)):
@@ -209,7 +214,7 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     k4 = V.as_float(k, dtype).reshape(B, H, Lk, D)
     v4 = V.as_float(v, dtype).reshape(B, H, Lk, Dv)
     lse = np.empty((B, H, Lq), dtype=dtype)
-    default_backend().attention_forward(q4, k4, v4, key_mask, bool(causal), scale,
+    default_backend().attention_forward(q4, k4, v4, key_mask, causal, scale,
                                         out.reshape(B, H, Lq, Dv), lse)
     return out
 

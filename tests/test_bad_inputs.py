@@ -127,6 +127,36 @@ def states(h=(N, U), c=(N, U), steps=T):
     return [XS[:, :1].repeat(steps, axis=1) if steps != T else XS, np.zeros(h), np.zeros(c)]
 
 
+
+# ---------------------------------------------------------------- attention
+LQ, LV, DQ, DV = 4, 5, 8, 6              # query steps, value steps, their widths
+QA = np.linspace(-1.0, 1.0, N * LQ * DQ).reshape(N, LQ, DQ)
+VA = np.linspace(1.0, -1.0, N * LV * DV).reshape(N, LV, DV)
+MHA = fnn.MultiHeadAttention
+
+
+def mha_model(backend, mask=False):
+    """query (LQ, DQ) attends to value (LV, DV) through 2 heads of 3; a key padding mask input
+    when ``mask``."""
+    q, v = fnn.Input((LQ, DQ)), fnn.Input((LV, DV))
+    m = fnn.Input((LV,)) if mask else None
+    out = MHA(2, 3)(q, v, attention_mask=m)
+    return fnn.Model([q, v] + ([m] if mask else []), out, seed=0, backend=backend)
+
+
+def mha_call(query=(LQ, DQ), value=(LV, DV), key=None, mask=None, **kw):
+    """A MultiHeadAttention called on Inputs of the given sample shapes."""
+    return MHA(2, 3)(fnn.Input(query), fnn.Input(value), key=key and fnn.Input(key),
+                     attention_mask=mask and fnn.Input(mask), **kw)
+
+
+def sdpa(**change):
+    """scaled_dot_product_attention on (2, 3, 4) queries and (2, 5, 4|6) keys/values, changed."""
+    args = dict(q=np.ones((2, 3, 4)), k=np.ones((2, 5, 4)), v=np.ones((2, 5, 6)))
+    args.update(change)
+    return fnn.ops.scaled_dot_product_attention(**args)
+
+
 OBJ = np.array([[1, "a", None, 2.0]] * N, dtype=object)
 CPLX = X.astype(np.complex128)
 STR = np.array([["1", "2", "3", "4"]] * N)
@@ -813,6 +843,124 @@ CASES = [
      ValueError, r"list of 3 arrays.*Received: .*\b4\b"),
     ("rnn_states_not_a_list", True, lambda b, t: lstm_with_states(b).predict(XS), ValueError,
      r"list of 3 arrays.*Received: ndarray"),
+    # ---------------------------------------------------------------- MultiHeadAttention
+    ("mha_num_heads_zero", False, lambda b, t: MHA(0, 4), ValueError, r"num_heads=0\b"),
+    ("mha_num_heads_negative", False, lambda b, t: MHA(-1, 4), ValueError, r"num_heads=-1\b"),
+    ("mha_num_heads_float", False, lambda b, t: MHA(1.5, 4), TypeError, r"num_heads=1\.5"),
+    ("mha_num_heads_bool", False, lambda b, t: MHA(True, 4), TypeError, r"num_heads=True"),
+    ("mha_num_heads_string", False, lambda b, t: MHA("4", 4), TypeError, r"num_heads='4'"),
+    ("mha_num_heads_2_31", False, lambda b, t: MHA(2**31, 4), ValueError,
+     r"num_heads must be below 2\*\*31.*num_heads=2147483648"),
+    ("mha_key_dim_zero", False, lambda b, t: MHA(2, 0), ValueError, r"key_dim=0\b"),
+    ("mha_key_dim_string", False, lambda b, t: MHA(2, "4"), TypeError, r"key_dim='4'"),
+    ("mha_key_dim_2_40", False, lambda b, t: MHA(2, 2**40), ValueError,
+     r"key_dim=1099511627776"),
+    ("mha_value_dim_negative", False, lambda b, t: MHA(2, 4, value_dim=-3), ValueError,
+     r"value_dim=-3\b"),
+    ("mha_value_dim_float", False, lambda b, t: MHA(2, 4, value_dim=2.5), TypeError,
+     r"value_dim=2\.5"),
+    ("mha_output_shape_zero", False, lambda b, t: MHA(2, 4, output_shape=0), ValueError,
+     r"output_shape=0\b"),
+    ("mha_output_shape_tuple", False, lambda b, t: MHA(2, 4, output_shape=(4,)), TypeError,
+     r"output_shape=\(4,\)"),
+    ("mha_dropout_unimplemented", False, lambda b, t: MHA(2, 4, dropout=0.1), ValueError,
+     r"dropout=0\.1"),
+    ("mha_dropout_negative", False, lambda b, t: MHA(2, 4, dropout=-0.1), ValueError,
+     r"dropout=-0\.1"),
+    ("mha_dropout_one", False, lambda b, t: MHA(2, 4, dropout=1.0), ValueError,
+     r"dropout=1\.0"),
+    ("mha_dropout_string", False, lambda b, t: MHA(2, 4, dropout="0"), TypeError,
+     r"dropout='0'"),
+    ("mha_use_bias_int", False, lambda b, t: MHA(2, 4, use_bias=1), TypeError, r"use_bias=1\b"),
+    ("mha_key_steps_differ_from_value", False, lambda b, t: mha_call(key=(LV + 1, DV)),
+     ValueError, r"key and value must have the same number of steps.*\(6, 6\).*\(5, 6\)"),
+    ("mha_mask_per_query", False, lambda b, t: mha_call(mask=(LQ, LV)), ValueError,
+     r"attention_mask must be a key padding mask of shape \(batch, 5\).*\(None, 4, 5\)"),
+    ("mha_mask_length", False, lambda b, t: mha_call(mask=(LV - 1,)), ValueError,
+     r"attention_mask must be .*\(batch, 5\).*\(None, 4\)"),
+    ("mha_query_2d", False, lambda b, t: mha_call(query=(DQ,)), ValueError,
+     r"query must be \(batch, steps, features\).*\(None, 8\)"),
+    ("mha_value_4d", False, lambda b, t: mha_call(value=(2, LV, DV)), ValueError,
+     r"key and value must be \(batch, steps, features\).*\(None, 2, 5, 6\)"),
+    ("mha_causal_string", False, lambda b, t: mha_call(use_causal_mask="yes"), TypeError,
+     r"use_causal_mask='yes'"),
+    ("mha_query_is_an_array", False, lambda b, t: MHA(2, 3)(QA, fnn.Input((LV, DV))),
+     TypeError, r"symbolic tensor"),
+    ("mha_input_roles_unsplit", False, lambda b, t: MHA(2, 3).set_call(["q", "k"]), ValueError,
+     r"input_roles=\['q', 'k'\]"),
+    ("mha_predict_query_width", True, lambda b, t: mha_model(b).predict([QA[..., :-1], VA]),
+     ValueError, r"X\[0\] must have shape \(n, 4, 8\).*shape \(6, 4, 7\)"),
+    ("mha_predict_value_steps", True, lambda b, t: mha_model(b).predict([QA, VA[:, :-1]]),
+     ValueError, r"X\[1\] must have shape \(n, 5, 6\).*shape \(6, 4, 6\)"),
+    ("mha_predict_rows", True, lambda b, t: mha_model(b).predict([QA, VA[:-1]]), ValueError,
+     r"same number of samples.*\[6, 5\]"),
+    ("mha_predict_one_array", True, lambda b, t: mha_model(b).predict(QA), ValueError,
+     r"list of 2 arrays.*Received: ndarray"),
+    ("mha_predict_nan", True, lambda b, t: mha_model(b).predict([QA, with_nan(VA, (2, 3, 1))]),
+     ValueError, r"X\[1\]\[2, 3, 1\]=.*nan"),
+    ("mha_predict_inf", True,
+     lambda b, t: mha_model(b).predict([with_nan(QA, (0, 1, 2), math.inf), VA]), ValueError,
+     r"X\[0\]\[0, 1, 2\]=.*inf"),
+    ("mha_predict_object", True, lambda b, t: mha_model(b).predict([QA.astype(object), VA]),
+     TypeError, r"X\[0\] .*dtype object"),
+    ("mha_predict_complex", True,
+     lambda b, t: mha_model(b).predict([QA, VA.astype(np.complex128)]), TypeError,
+     r"X\[1\] .*dtype complex128"),
+    ("mha_predict_mask_per_query", True,
+     lambda b, t: mha_model(b, mask=True).predict([QA, VA, np.ones((N, LQ, LV))]), ValueError,
+     r"X\[2\] must be 2-D.*shape \(6, 4, 5\)"),
+    ("mha_predict_mask_length", True,
+     lambda b, t: mha_model(b, mask=True).predict([QA, VA, np.ones((N, LV + 1))]), ValueError,
+     r"X\[2\] must have 5 features.*shape \(6, 6\)"),
+    ("mha_predict_mask_nan", True,
+     lambda b, t: mha_model(b, mask=True).predict([QA, VA, np.full((N, LV), np.nan)]),
+     ValueError, r"X\[2\]\[0, 0\]=.*nan"),
+    ("mha_predict_mask_strings", True,
+     lambda b, t: mha_model(b, mask=True).predict([QA, VA, np.full((N, LV), "1")]), TypeError,
+     r"X\[2\] .*dtype <U1"),
+    ("mha_fit_value_width", True,
+     lambda b, t: mha_model(b).compile("mse", fnn.SGD(0.1)).fit([QA, VA[..., :-2]], QA,
+                                                                 verbose=0),
+     ValueError, r"X\[1\] must have shape \(n, 5, 6\).*shape \(6, 5, 4\)"),
+    # ---------------------------------------------------------------- ops.scaled_dot_product_attention
+    ("sdpa_q_k_widths", False, lambda b, t: sdpa(k=np.ones((2, 5, 3))), ValueError,
+     r"q and k must have the same width.*\(2, 3, 4\).*\(2, 5, 3\)"),
+    ("sdpa_k_v_lengths", False, lambda b, t: sdpa(v=np.ones((2, 4, 6))), ValueError,
+     r"k and v must have the same length.*\(2, 5, 4\).*\(2, 4, 6\)"),
+    ("sdpa_leading_axes", False, lambda b, t: sdpa(v=np.ones((3, 5, 6))), ValueError,
+     r"same leading axes.*v with shape \(3, 5, 6\)"),
+    ("sdpa_q_1d", False, lambda b, t: sdpa(q=np.ones(4)), ValueError,
+     r"q must have at least 2 axes.*shape \(4,\)"),
+    ("sdpa_zero_length", False, lambda b, t: sdpa(q=np.ones((2, 0, 4))), ValueError,
+     r"lengths and widths must be >= 1.*q with shape \(2, 0, 4\)"),
+    ("sdpa_mask_float", False, lambda b, t: sdpa(mask=np.ones((2, 5))), ValueError,
+     r"mask must hold bool or uint8.*dtype float64"),
+    ("sdpa_mask_length", False, lambda b, t: sdpa(mask=np.ones((2, 4), bool)), ValueError,
+     r"mask must have shape.*Lk 5.*shape \(2, 4\)"),
+    ("sdpa_mask_per_query", False, lambda b, t: sdpa(mask=np.ones((2, 3, 5), bool)),
+     ValueError, r"mask must have shape.*shape \(2, 3, 5\)"),
+    ("sdpa_mask_ragged", False, lambda b, t: sdpa(mask=[[True], [True, False]]), ValueError,
+     r"mask must be a rectangular array.*type list"),
+    ("sdpa_causal_string", False, lambda b, t: sdpa(causal="yes"), TypeError,
+     r"causal='yes'"),
+    ("sdpa_causal_array", False, lambda b, t: sdpa(causal=np.array([1, 0])), TypeError,
+     r"causal=array\(\[1, 0\]\)"),
+    ("sdpa_scale_string", False, lambda b, t: sdpa(scale="2"), ValueError, r"scale='2'"),
+    ("sdpa_scale_inf", False, lambda b, t: sdpa(scale=math.inf), ValueError, r"scale=inf"),
+    ("sdpa_scale_beyond_float32", False,
+     lambda b, t: sdpa(q=np.ones((2, 3, 4), np.float32), k=np.ones((2, 5, 4), np.float32),
+                       v=np.ones((2, 5, 6), np.float32), scale=1e39), ValueError,
+     r"scale=1e\+39, which in float32 overflows"),
+    ("sdpa_scale_subnormal_float32", False,
+     lambda b, t: sdpa(q=np.ones((2, 3, 4), np.float32), k=np.ones((2, 5, 4), np.float32),
+                       v=np.ones((2, 5, 6), np.float32), scale=1e-40), ValueError,
+     r"scale=1e-40, which in float32 is subnormal"),
+    ("sdpa_nan", False, lambda b, t: sdpa(k=with_nan(np.ones((2, 5, 4)))), ValueError,
+     r"k\[1, 2, 0\]=.*nan"),
+    ("sdpa_object", False, lambda b, t: sdpa(v=np.ones((2, 5, 6)).astype(object)), TypeError,
+     r"v must hold real numbers.*dtype object"),
+    ("sdpa_strings", False, lambda b, t: sdpa(q=np.full((2, 3, 4), "1")), TypeError,
+     r"q must hold real numbers.*dtype <U1"),
 ]
 
 

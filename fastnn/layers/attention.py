@@ -43,6 +43,14 @@ def _roles_of(query: Any, value: Any, key: Any, mask: Any) -> tuple[list[Any], l
     return tensors, roles
 
 
+def _width(name: str, value: Any) -> int:
+    """A head count or width: a positive integer below 2**31 (what the kernels index with)."""
+    width = V.check_positive_int(name, value)
+    if width >= 2**31:
+        raise ValueError(f"{name} must be below 2**31. Received: {name}={width}")
+    return width
+
+
 def _check_roles(roles: Any) -> list[str]:
     ok = (isinstance(roles, (list, tuple)) and roles
           and all(isinstance(r, str) and r in ("q", "k", "v", "qk", "qv", "kv", "qkv", "m")
@@ -66,8 +74,8 @@ class MultiHeadAttention(Layer):
     Parameters
     ----------
     num_heads, key_dim : int
-        Number of heads H and the width of each query/key head (> 0); scores are scaled by
-        1 / sqrt(key_dim).
+        Number of heads H and the width of each query/key head (in [1, 2**31)); scores are
+        scaled by 1 / sqrt(key_dim).
     value_dim : int, optional
         Width of each value head (default key_dim).
     use_bias : bool, default True
@@ -113,13 +121,11 @@ class MultiHeadAttention(Layer):
                  bias_regularizer: Any = None, name: Optional[str] = None,
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
-        self.num_heads = V.check_positive_int("num_heads", num_heads)
-        self.key_dim = V.check_positive_int("key_dim", key_dim)
-        self.value_dim = (self.key_dim if value_dim is None
-                          else V.check_positive_int("value_dim", value_dim))
+        self.num_heads = _width("num_heads", num_heads)
+        self.key_dim = _width("key_dim", key_dim)
+        self.value_dim = self.key_dim if value_dim is None else _width("value_dim", value_dim)
         self.use_bias = V.check_bool("use_bias", use_bias)
-        self._output_dim = (None if output_shape is None
-                            else V.check_positive_int("output_shape", output_shape))
+        self._output_dim = None if output_shape is None else _width("output_shape", output_shape)
         self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         if self.dropout != 0.0:
             raise ValueError(f"MultiHeadAttention: dropout is not implemented yet (only 0.0). "
