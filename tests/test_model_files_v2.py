@@ -253,14 +253,11 @@ HOSTILE_LAYERS = {
 }
 
 
-@pytest.mark.parametrize("name", list(HOSTILE_LAYERS))
-def test_the_loader_refuses_hostile_conv_and_recurrent_configs(conv_rnn, name):
-    """Each forged config raises the loader's ValueError naming the problem, within a capped
-    address space, quickly, and with no allocation beyond the file's size (tracemalloc)."""
+def _refused_before_allocation(blob, pattern):
+    """The loader raises its ValueError matching ``pattern`` on ``blob``, within a capped address
+    space, quickly, and with no allocation beyond the file's size (tracemalloc)."""
     import time
     import tracemalloc
-    change, pattern = HOSTILE_LAYERS[name]
-    blob = _forge(conv_rnn, change)
     start = time.perf_counter()
     tracemalloc.start()
     try:
@@ -275,6 +272,14 @@ def test_the_loader_refuses_hostile_conv_and_recurrent_configs(conv_rnn, name):
     assert time.perf_counter() - start < 2.0
 
 
+@pytest.mark.parametrize("name", list(HOSTILE_LAYERS))
+def test_the_loader_refuses_hostile_conv_and_recurrent_configs(conv_rnn, name):
+    """Each forged config raises the loader's ValueError naming the problem (see
+    _refused_before_allocation)."""
+    change, pattern = HOSTILE_LAYERS[name]
+    _refused_before_allocation(_forge(conv_rnn, change), pattern)
+
+
 def test_the_conv_rnn_file_loads_and_its_layers_are_where_the_refusals_expect(conv_rnn):
     layers = conv_rnn["header"]["model"]["layers"]
     assert [entry["config"]["class"] for entry in layers] == [
@@ -284,3 +289,97 @@ def test_the_conv_rnn_file_loads_and_its_layers_are_where_the_refusals_expect(co
     model = model_from_bytes(conv_rnn["blob"])
     xs = [np.zeros((2, 6, 6, 1)), np.zeros((2, 5, 2)), np.zeros((2, 3)), np.zeros((2, 3))]
     assert model.predict(xs).shape == (2, 2)
+
+
+# ---------------------------------------------------------------- attention
+def _attention(backend="numpy"):
+    """Layer 0: MultiHeadAttention(2 heads of 3, values 4, output 7) of query 0 over value 1
+    with the key padding mask 2, causal; layer 1: self-attention (4 heads of 2) of input 3."""
+    q, v, mask, x = fnn.Input((4, 8)), fnn.Input((6, 5)), fnn.Input((6,)), fnn.Input((5, 8))
+    h = fnn.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4, output_shape=7)(
+        q, v, attention_mask=mask, use_causal_mask=True)
+    s = fnn.MultiHeadAttention(num_heads=4, key_dim=2)(x, x)
+    return fnn.Model([q, v, mask, x], [h, s], seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def attention():
+    blob = fio.model_to_bytes(_attention())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+def _call(i, **values):
+    return _nested(i, "call", **values)
+
+
+HOSTILE_ATTENTION = {
+    "num_heads_zero": (_layer(0, num_heads=0), r"num_heads=0\b"),
+    "num_heads_negative": (_layer(1, num_heads=-1), r"num_heads=-1\b"),
+    "num_heads_float": (_layer(0, num_heads=1.5), r"num_heads=1\.5"),
+    "num_heads_bool": (_layer(0, num_heads=True), r"num_heads=True"),
+    "num_heads_string": (_layer(0, num_heads="4"), r"num_heads='4'"),
+    "num_heads_null": (_layer(0, num_heads=None), r"num_heads=None"),
+    "num_heads_2_30": (_layer(0, num_heads=2**30), r"more than the file"),
+    "num_heads_2_62": (_layer(0, num_heads=2**62), r"num_heads=4611686018427387904"),
+    "key_dim_2_31": (_layer(1, key_dim=2**31), r"key_dim=2147483648"),
+    "key_dim_2_30": (_layer(1, key_dim=2**30), r"more than the file"),
+    "heads_times_key_dim": (_layer(0, num_heads=2**20, key_dim=2**20), r"more than the file"),
+    "value_dim_2_28": (_layer(0, value_dim=2**28), r"more than the file"),
+    "output_shape_2_40": (_layer(0, output_shape=2**40), r"output_shape=1099511627776"),
+    "output_shape_list": (_layer(0, output_shape=[7]), r"output_shape=\[7\]"),
+    "dropout": (_layer(0, dropout=0.5), r"dropout=0\.5"),
+    "use_bias_int": (_layer(0, use_bias=1), r"use_bias=1\b"),
+    "key_dim_one_more": (_layer(0, key_dim=4), r"query_kernel.*needs .*\[8, 2, 4\]"),
+    "value_dim_one_more": (_layer(0, value_dim=5), r"value_kernel.*needs .*\[5, 2, 5\]"),
+    "output_shape_one_more": (_layer(0, output_shape=8), r"output_kernel.*needs .*\[2, 4, 8\]"),
+    "num_heads_one_more": (_layer(1, num_heads=5), r"more than the file|needs"),
+    "no_biases": (_layer(0, use_bias=False), r"arrays .*query_bias"),
+    "roles_key_without_value": (_call(0, input_roles=["q", "k", "m"]),
+                                r"input_roles=\['q', 'k', 'm'\]"),
+    "roles_query_twice": (_call(0, input_roles=["qq", "kv", "m"]), r"input_roles"),
+    "roles_mask_first": (_call(0, input_roles=["m", "q", "kv"]), r"input_roles"),
+    "roles_two_masks": (_call(0, input_roles=["q", "kv", "m", "m"]), r"input_roles"),
+    "roles_string": (_call(0, input_roles="qkvm"), r"input_roles='qkvm'"),
+    "roles_empty": (_call(0, input_roles=[]), r"input_roles=\[\]"),
+    "roles_numbers": (_call(0, input_roles=[1, 2, 3]), r"input_roles=\[1, 2, 3\]"),
+    "roles_fewer_than_inputs": (_call(0, input_roles=["qkv", "m"]),
+                                r"takes 2 input\(s\).*Received: 3 inputs"),
+    "roles_more_than_inputs": (_call(1, input_roles=["q", "kv"]),
+                               r"takes 2 input\(s\).*Received: 1 inputs"),
+    "roles_query_and_value_swapped": (_call(0, input_roles=["kv", "q", "m"]),
+                                      r"attention_mask must be a key padding mask"),
+    "causal_string": (_call(0, use_causal_mask="yes"), r"use_causal_mask='yes'"),
+    "causal_int": (_call(0, use_causal_mask=1), r"use_causal_mask=1\b"),
+    "call_missing": (lambda m: m["layers"][0]["config"].pop("call"),
+                     r"takes 1 input\(s\).*Received: 3 inputs"),
+    "call_not_a_dict": (_replace_nested(0, "call", "self"), r"'call' must be a dict"),
+    "call_unknown_key": (_call(0, bogus=1), r"bogus"),
+    "call_without_roles": (_replace_nested(0, "call", {}), r"input_roles"),
+    "unknown_argument": (_layer(0, bogus=1), r"bogus"),
+    "mask_inbound_is_the_query": (_inbound(0, [0, 1, 0]), r"attention_mask"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ATTENTION))
+def test_the_loader_refuses_hostile_attention_configs(attention, name):
+    change, pattern = HOSTILE_ATTENTION[name]
+    _refused_before_allocation(_forge(attention, change), pattern)
+
+
+def test_the_attention_file_loads_and_its_layers_are_where_the_refusals_expect(attention):
+    layers = attention["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == ["MultiHeadAttention"] * 2
+    assert layers[0]["inbound"] == [0, 1, 2] and layers[1]["inbound"] == [3]
+    assert layers[0]["config"]["call"] == {"input_roles": ["q", "kv", "m"],
+                                           "use_causal_mask": True}
+    model = model_from_bytes(attention["blob"])
+    xs = [np.zeros((2, 4, 8)), np.zeros((2, 6, 5)), np.ones((2, 6)), np.zeros((2, 5, 8))]
+    assert [y.shape for y in model.predict(xs)] == [(2, 4, 7), (2, 5, 8)]
+
+
+@pytest.mark.parametrize("cut", [4, 64])
+def test_the_loader_refuses_truncated_attention_weights(attention, cut):
+    header = attention["header"]
+    blob = build(header, attention["data"][:-cut], version=attention["version"])
+    _refused_before_allocation(blob, r"truncated|beyond the file")
