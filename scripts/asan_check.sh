@@ -74,7 +74,7 @@ for t in tests/test_backends.py tests/test_ops.py tests/test_gradients.py \
          tests/test_losses_optimizers_keras.py tests/test_layer_kernels.py \
          tests/test_layers_graph.py tests/test_model_files_v2.py tests/test_conv.py \
          tests/test_pooling.py tests/test_recurrent.py tests/test_embedding.py \
-         tests/test_attention.py; do
+         tests/test_attention.py tests/test_mha.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 set +e
