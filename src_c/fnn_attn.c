@@ -47,6 +47,7 @@ ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
 #undef AFN
 #undef ATARGET
 #if FNN_X86
+#define A_ROW_DOT_ONLY /* online_row and grad_row: fnn_attn_rows_simd.h */
 #define ATARGET __attribute__((target("avx2,fma")))
 #define AFN(x) FNN_ATTN_CAT(x, _avx2, _f32)
 #include "fnn_attn_rows_tmpl.h"
@@ -57,6 +58,7 @@ ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
 #include "fnn_attn_rows_tmpl.h"
 #undef AFN
 #undef ATARGET
+#undef A_ROW_DOT_ONLY
 #endif
 #undef FT
 #undef A_EXP
@@ -95,8 +97,11 @@ FNN_ATTN_ROWS_TABLE(double, _f64)
 #define FNN_ATTN_ENTRY(FL, SUF) {row_dot_##FL##SUF, online_row_##FL##SUF, grad_row_##FL##SUF}
 
 #if FNN_X86
+#include "fnn_attn_rows_simd.h"
 static const fnn_attn_rows_f32 rows_f32_of[] = {
-    FNN_ATTN_ENTRY(generic, _f32), FNN_ATTN_ENTRY(avx2, _f32), FNN_ATTN_ENTRY(avx512, _f32)};
+    FNN_ATTN_ENTRY(generic, _f32),
+    {row_dot_avx2_f32, online_row_v8_f32, grad_row_v8_f32},
+    {row_dot_avx512_f32, online_row_v16_f32, grad_row_v16_f32}};
 static const fnn_attn_rows_f64 rows_f64_of[] = {
     FNN_ATTN_ENTRY(generic, _f64), FNN_ATTN_ENTRY(avx2, _f64), FNN_ATTN_ENTRY(avx512, _f64)};
 #else

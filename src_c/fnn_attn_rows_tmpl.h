@@ -6,8 +6,11 @@
  * the same in every flavour, so every flavour gives the same bits.
  *
  * Required macros: FT, AFN(name), ATARGET (a function attribute, may be empty), A_EXP(x).
+ * With A_ROW_DOT_ONLY defined only row_dot is compiled (the x86 float flavours have their
+ * intrinsics twins of the rest in fnn_attn_rows_simd.h).
  */
 
+#ifndef A_ROW_DOT_ONLY
 /* max over s[0..n) (-inf for an all--inf row). */
 static ATARGET FT AFN(row_max)(const FT *s, ptrdiff_t n)
 {
@@ -33,6 +36,8 @@ static ATARGET FT AFN(row_sum)(const FT *x, ptrdiff_t n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+#endif
+
 /* sum of a[e] b[e], e < n, as row_sum orders it. */
 static ATARGET FT AFN(row_dot)(const FT *a, const FT *b, ptrdiff_t n)
 {
@@ -45,6 +50,7 @@ static ATARGET FT AFN(row_dot)(const FT *a, const FT *b, ptrdiff_t n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+#ifndef A_ROW_DOT_ONLY
 /* One row of the forward's online softmax: s (n scores, masked = -inf) becomes P = exp(s - m'),
  * with m' = max(*m, max s); *l := *l exp(*m - m') + sum P; o (dv) := o exp(*m - m'); *m := m'.
  * A row that has seen no key yet (m' = -inf) gets P = 0 and keeps o, l, m. */
@@ -83,3 +89,4 @@ static ATARGET void AFN(grad_row)(FT *s, FT *dp, ptrdiff_t n, FT lse, FT dd, FT 
         dp[j] = p * (dp[j] - dd) * scale;
     }
 }
+#endif

@@ -1,0 +1,203 @@
+/*
+ * The float row loops of fnn_attn_rows_tmpl.h written with AVX2 and AVX-512 intrinsics: a row of
+ * a score tile is a few vectors, and the compiled-from-C loops spent more on the scalar row max,
+ * the partial sums and the exp (no FMA: the C is compiled without contraction) than the
+ * products of the tile took. Here the exp is the Cody-Waite scheme of fnn_vexp.h with FMAs (the
+ * degree-7 Taylor polynomial of exp on |r| <= ln2 / 2, relative error < 2e-8 before rounding;
+ * 2^n by vscalefps on AVX-512, by the exponent bits on AVX2, where arguments below -87 give 0
+ * instead of a subnormal that the kernels' flush-to-zero mode would drop anyway). Every
+ * argument here is <= 0 (a score minus its row max or log-sum-exp), -inf or NaN; NaN propagates.
+ * So the flavours differ from the portable loops in the last bits, as their GEMMs already do;
+ * each is deterministic. Element j's term is summed into partial j % 8 in increasing j (a
+ * 16-lane vector adds its low, then its high half), the partials combined as row_sum does.
+ * Included by fnn_attn.c on x86 after fnn_attn_rows_tmpl.h.
+ */
+#include <immintrin.h>
+
+
+#define AV2 __attribute__((target("avx2,fma")))
+#define AV5 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+
+#define ATTN_LOG2E 1.44269504088896341f
+#define ATTN_LN2_HI 0.693145751953125f
+#define ATTN_LN2_LO 1.428606765330187e-06f
+
+/* exp(x) for x <= 0 (see above): AVX2 */
+static AV2 inline __attribute__((always_inline)) __m256 attn_exp8(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 xc = _mm256_max_ps(lo, x); /* NaN: x */
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(ATTN_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ATTN_LN2_HI), xc), p;
+    __m256i e;
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ATTN_LN2_LO), r);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040.0f), r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), p);
+}
+
+/* exp(x) for x <= 0 (see above): AVX-512 */
+static AV5 inline __attribute__((always_inline)) __m512 attn_exp16(__m512 x)
+{
+    const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* NaN: x */
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(ATTN_LOG2E)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ATTN_LN2_HI), xc), p;
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ATTN_LN2_LO), r);
+    p = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 5040.0f), r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static AV2 float attn_partials8_f32(__m256 acc) /* ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + ...) */
+{
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* ---------------------------------------------------------------- AVX2: 8 lanes */
+
+static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, float *o,
+                                  ptrdiff_t dv)
+{
+    const float ninf = -INFINITY;
+    const __m256 vninf = _mm256_set1_ps(ninf);
+    __m256 vmx = vninf, acc = _mm256_setzero_ps(), vm;
+    float mx, mnew, tail[8];
+    ptrdiff_t j, t;
+    for (j = 0; j + 8 <= n; j += 8) vmx = _mm256_max_ps(_mm256_loadu_ps(s + j), vmx); /* NaN: keeps vmx */
+    _mm256_storeu_ps(tail, vmx);
+    mx = ninf;
+    for (t = 0; t < 8; t++) mx = tail[t] > mx ? tail[t] : mx;
+    for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    mnew = mx > *m ? mx : *m;
+    if (mnew == ninf) {
+        for (j = 0; j < n; j++) s[j] = 0.0f;
+        return;
+    }
+    vm = _mm256_set1_ps(mnew);
+    for (j = 0; j + 8 <= n; j += 8) {
+        const __m256 x = _mm256_loadu_ps(s + j);
+        const __m256 e = attn_exp8(_mm256_sub_ps(x, vm));
+        const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(x, vninf, _CMP_EQ_OQ), e);
+        _mm256_storeu_ps(s + j, p);
+        acc = _mm256_add_ps(acc, p);
+    }
+    if (j < n) { /* the tail through the portable exp, into partial t = j % 8 */
+        _mm256_storeu_ps(tail, acc);
+        for (t = 0; j < n; j++, t++) {
+            const float e = fnn_expf(s[j] - mnew);
+            s[j] = s[j] == ninf ? 0.0f : e;
+            tail[t] += s[j];
+        }
+        acc = _mm256_loadu_ps(tail);
+    }
+    if (*m != mnew) {
+        const float alpha = *m == ninf ? 0.0f : fnn_expf(*m - mnew);
+        for (j = 0; j < dv; j++) o[j] *= alpha;
+        *l *= alpha;
+    }
+    *l += attn_partials8_f32(acc);
+    *m = mnew;
+}
+
+static AV2 void grad_row_v8_f32(float *s, float *dp, ptrdiff_t n, float lse, float dd,
+                                float scale)
+{
+    const __m256 vninf = _mm256_set1_ps(-INFINITY), vl = _mm256_set1_ps(lse);
+    const __m256 vd = _mm256_set1_ps(dd), vs = _mm256_set1_ps(scale);
+    ptrdiff_t j;
+    for (j = 0; j + 8 <= n; j += 8) {
+        const __m256 x = _mm256_loadu_ps(s + j);
+        const __m256 e = attn_exp8(_mm256_sub_ps(x, vl));
+        const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(x, vninf, _CMP_EQ_OQ), e);
+        _mm256_storeu_ps(s + j, p);
+        _mm256_storeu_ps(dp + j, _mm256_mul_ps(
+                                     _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dp + j), vd)),
+                                     vs));
+    }
+    for (; j < n; j++) {
+        const float e = fnn_expf(s[j] - lse);
+        const float p = s[j] == -INFINITY ? 0.0f : e;
+        s[j] = p;
+        dp[j] = p * (dp[j] - dd) * scale;
+    }
+}
+
+/* ---------------------------------------------------------------- AVX-512: 16 lanes */
+
+static AV5 void online_row_v16_f32(float *s, ptrdiff_t n, float *m, float *l, float *o,
+                                   ptrdiff_t dv)
+{
+    const float ninf = -INFINITY;
+    const __m512 vninf = _mm512_set1_ps(ninf);
+    __m512 vmx = vninf, vm;
+    __m256 acc = _mm256_setzero_ps();
+    float mnew;
+    ptrdiff_t j;
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        vmx = _mm512_max_ps(_mm512_mask_loadu_ps(vninf, k, s + j), vmx); /* NaN: keeps vmx */
+    }
+    mnew = _mm512_reduce_max_ps(vmx);
+    mnew = mnew > *m ? mnew : *m;
+    if (mnew == ninf) {
+        for (j = 0; j < n; j++) s[j] = 0.0f;
+        return;
+    }
+    vm = _mm512_set1_ps(mnew);
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 x = _mm512_mask_loadu_ps(vninf, k, s + j);
+        const __m512 e = attn_exp16(_mm512_sub_ps(x, vm));
+        /* masked-off lanes read -inf: their term is +0, which leaves a partial sum unchanged */
+        const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ), e);
+        _mm512_mask_storeu_ps(s + j, k, p);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(p));
+        acc = _mm256_add_ps(acc, _mm512_extractf32x8_ps(p, 1));
+    }
+    if (*m != mnew) {
+        const float alpha = *m == ninf ? 0.0f : fnn_expf(*m - mnew);
+        for (j = 0; j < dv; j++) o[j] *= alpha;
+        *l *= alpha;
+    }
+    *l += attn_partials8_f32(acc);
+    *m = mnew;
+}
+
+static AV5 void grad_row_v16_f32(float *s, float *dp, ptrdiff_t n, float lse, float dd,
+                                 float scale)
+{
+    const __m512 vninf = _mm512_set1_ps(-INFINITY), vl = _mm512_set1_ps(lse);
+    const __m512 vd = _mm512_set1_ps(dd), vs = _mm512_set1_ps(scale);
+    ptrdiff_t j;
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 x = _mm512_mask_loadu_ps(vninf, k, s + j);
+        const __m512 e = attn_exp16(_mm512_sub_ps(x, vl));
+        const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ), e);
+        const __m512 g = _mm512_mask_loadu_ps(_mm512_setzero_ps(), k, dp + j);
+        _mm512_mask_storeu_ps(s + j, k, p);
+        _mm512_mask_storeu_ps(dp + j, k, _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(g, vd)), vs));
+    }
+}
+
+#undef AV2
+#undef AV5
+#undef ATTN_LOG2E
+#undef ATTN_LN2_HI
+#undef ATTN_LN2_LO
