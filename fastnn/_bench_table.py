@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import fastnn
+from fastnn import _bench_attention
 from fastnn import benchmarking as B
 from fastnn.backends import fast_available
 
@@ -263,6 +264,9 @@ def check_targets(rows):
                 add(acc["fastnn"] >= acc["sklearn"] - 0.01, f"{key}, {n} thr: accuracy "
                     f"fastnn {acc['fastnn']:.2%} vs sklearn {acc['sklearn']:.2%} "
                     "(equal within 1 point)")
+        attention = _bench_attention.check(key, n, _ratio(t, "torch"))
+        if attention is not None:
+            add(*attention)
     one, two = by.get(("gemm 1024x1024x1024", 1)), by.get(("gemm 1024x1024x1024", 2))
     if one and two and "fastnn" in one["times"] and "fastnn" in two["times"]:
         value = one["times"]["fastnn"] / two["times"]["fastnn"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastnn as fnn
+from fastnn import _bench_attention
 from fastnn import activations as A
 from fastnn.backends import fast_available, get_backend
 
@@ -38,7 +39,7 @@ class Workload:
     """One timed task. ``flops`` is the floating-point work of one call (GEMMs only)."""
 
     key: str                   # short unique name, e.g. "gemm 512x512x512"
-    kind: str                  # gemm | dense_fwd | dense_bwd | train_step | predict | epoch | digits20
+    kind: str                  # gemm | dense_fwd | ... | epoch | digits20 | attention
     params: tuple              # kind-specific, e.g. (m, k, n, trans_a, trans_b) for gemm
     engines: tuple             # engines that can run it, fastnn first
     flops: float = 0.0
@@ -90,6 +91,7 @@ def workloads(quick=False):
     four = ("fastnn", "numpy", "torch", "sklearn")
     items.append(Workload("digits epoch 64-256-128-10 b32", "epoch", (), four))
     items.append(Workload("digits 20 epochs (+accuracy)", "digits20", (20,), four, slow=True))
+    items += _bench_attention.workloads(Workload)
     return items
 
 
@@ -467,6 +469,10 @@ def _build_digits20(w, engine, rng):
     return Case(w, engine, run, score=score)
 
 
+def _build_attention(w, engine, rng):
+    return _bench_attention.build(w, engine, rng, Case)
+
+
 _BUILDERS = {"gemm": _build_gemm, "dense_fwd": _build_dense_fwd, "dense_bwd": _build_dense_bwd,
              "train_step": _build_train_step, "predict": _build_predict, "epoch": _build_epoch,
-             "digits20": _build_digits20}
+             "digits20": _build_digits20, "attention": _build_attention}
