@@ -30,10 +30,23 @@ int fnn_attn_threads(const fnn_attn_geom *g, int backward)
     return nt < 1 ? 1 : nt;
 }
 
+/* Every flavour's micro-tile (fnn_kernels_*.c, float and double) has mr dividing 12 and nr
+ * dividing 32, so x rows cut into slivers take at most FNN_ATTN_PAD(x, 12) (or 32) of them. */
+#define FNN_ATTN_MR 12
+#define FNN_ATTN_NR 32
+#define FNN_ATTN_PAD(x, r) (((x) + (r) - 1) / (r) * (r))
+
+/* The layouts are attn_fwd_tile's and attn_bwd_pair's (fnn_attn_tmpl.h): score tiles, row
+ * statistics, and the packed operands of the tile products. */
 ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
 {
-    return backward ? 2 * FNN_ATTN_BR * FNN_ATTN_BC + g->lq
-                    : FNN_ATTN_BR * FNN_ATTN_BC + 2 * FNN_ATTN_BR;
+    const ptrdiff_t br = FNN_ATTN_BR, bc = FNN_ATTN_BC, d = g->d, dv = g->dv;
+    const ptrdiff_t brp = FNN_ATTN_PAD(br, FNN_ATTN_MR), bcp = FNN_ATTN_PAD(bc, FNN_ATTN_MR);
+    const ptrdiff_t bcn = FNN_ATTN_PAD(bc, FNN_ATTN_NR);
+    const ptrdiff_t dn = FNN_ATTN_PAD(d, FNN_ATTN_NR), dvn = FNN_ATTN_PAD(dv, FNN_ATTN_NR);
+    if (!backward) return br * bc + 2 * br + brp * d + brp * bc + bcn * d + dvn * bc;
+    return 2 * br * bc + g->lq + brp * (d + dv) + (bcp * br > brp * bc ? bcp * br : brp * bc) +
+           bcn * (d + dv) + dn * (bc + br) + dvn * br;
 }
 
 #define FNN_ATTN_CAT_(a, b, c) a##b##c
@@ -112,28 +125,32 @@ static const fnn_attn_rows_f64 rows_f64_of[] = {FNN_ATTN_ENTRY(generic, _f64)};
 /* The tables are indexed by fnn_active_flavour() (fnn_gemm.c; FASTNN_KERNEL applies). */
 #define FT float
 #define TFN(x) x##_f32
-#define GEMM fnn_sgemm
+#define KERN fnn_kern_f32
+#define KERN_OF() (&fnn_active_arch()->s)
 #define ROWS fnn_attn_rows_f32
 #define ROWS_OF() (&rows_f32_of[fnn_active_flavour()])
 #define LOG logf
 #include "fnn_attn_tmpl.h"
 #undef FT
 #undef TFN
-#undef GEMM
+#undef KERN
+#undef KERN_OF
 #undef ROWS
 #undef ROWS_OF
 #undef LOG
 
 #define FT double
 #define TFN(x) x##_f64
-#define GEMM fnn_dgemm
+#define KERN fnn_kern_f64
+#define KERN_OF() (&fnn_active_arch()->d)
 #define ROWS fnn_attn_rows_f64
 #define ROWS_OF() (&rows_f64_of[fnn_active_flavour()])
 #define LOG log
 #include "fnn_attn_tmpl.h"
 #undef FT
 #undef TFN
-#undef GEMM
+#undef KERN
+#undef KERN_OF
 #undef ROWS
 #undef ROWS_OF
 #undef LOG

@@ -38,10 +38,10 @@ extern "C" {
 #endif
 
 #ifndef FNN_ATTN_BR
-#define FNN_ATTN_BR 64 /* query rows per tile */
+#define FNN_ATTN_BR 48 /* query rows per tile (a multiple of every flavour's mr) */
 #endif
 #ifndef FNN_ATTN_BC
-#define FNN_ATTN_BC 64 /* key rows per tile */
+#define FNN_ATTN_BC 96 /* key rows per tile (a multiple of every mr and nr) */
 #endif
 
 typedef struct {

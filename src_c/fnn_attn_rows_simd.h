@@ -8,8 +8,9 @@
  * instead of a subnormal that the kernels' flush-to-zero mode would drop anyway). Every
  * argument here is <= 0 (a score minus its row max or log-sum-exp), -inf or NaN; NaN propagates.
  * So the flavours differ from the portable loops in the last bits, as their GEMMs already do;
- * each is deterministic. Element j's term is summed into partial j % 8 in increasing j (a
- * 16-lane vector adds its low, then its high half), the partials combined as row_sum does.
+ * each is deterministic (a fixed order of sums: two vector accumulators, for even and odd
+ * vectors, so that a row's additions are not one chain of dependent adds, then lanes combined
+ * as row_sum does).
  * Included by fnn_attn.c on x86 after fnn_attn_rows_tmpl.h.
  */
 #include <immintrin.h>
@@ -76,7 +77,7 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
 {
     const float ninf = -INFINITY;
     const __m256 vninf = _mm256_set1_ps(ninf);
-    __m256 vmx = vninf, acc = _mm256_setzero_ps(), vm;
+    __m256 vmx = vninf, acc = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), vm;
     float mx, mnew, tail[8];
     ptrdiff_t j, t;
     for (j = 0; j + 8 <= n; j += 8) vmx = _mm256_max_ps(_mm256_loadu_ps(s + j), vmx); /* NaN: keeps vmx */
@@ -95,8 +96,12 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
         const __m256 e = attn_exp8(_mm256_sub_ps(x, vm));
         const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(x, vninf, _CMP_EQ_OQ), e);
         _mm256_storeu_ps(s + j, p);
-        acc = _mm256_add_ps(acc, p);
+        if ((j >> 3) & 1)
+            acc1 = _mm256_add_ps(acc1, p);
+        else
+            acc = _mm256_add_ps(acc, p);
     }
+    acc = _mm256_add_ps(acc, acc1);
     if (j < n) { /* the tail through the portable exp, into partial t = j % 8 */
         _mm256_storeu_ps(tail, acc);
         for (t = 0; j < n; j++, t++) {
@@ -145,8 +150,7 @@ static AV5 void online_row_v16_f32(float *s, ptrdiff_t n, float *m, float *l, fl
 {
     const float ninf = -INFINITY;
     const __m512 vninf = _mm512_set1_ps(ninf);
-    __m512 vmx = vninf, vm;
-    __m256 acc = _mm256_setzero_ps();
+    __m512 vmx = vninf, vm, acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     float mnew;
     ptrdiff_t j;
     for (j = 0; j < n; j += 16) {
@@ -167,15 +171,19 @@ static AV5 void online_row_v16_f32(float *s, ptrdiff_t n, float *m, float *l, fl
         /* masked-off lanes read -inf: their term is +0, which leaves a partial sum unchanged */
         const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ), e);
         _mm512_mask_storeu_ps(s + j, k, p);
-        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(p));
-        acc = _mm256_add_ps(acc, _mm512_extractf32x8_ps(p, 1));
+        if ((j >> 4) & 1)
+            acc1 = _mm512_add_ps(acc1, p);
+        else
+            acc0 = _mm512_add_ps(acc0, p);
     }
+    acc0 = _mm512_add_ps(acc0, acc1);
     if (*m != mnew) {
         const float alpha = *m == ninf ? 0.0f : fnn_expf(*m - mnew);
         for (j = 0; j < dv; j++) o[j] *= alpha;
         *l *= alpha;
     }
-    *l += attn_partials8_f32(acc);
+    *l += attn_partials8_f32(
+        _mm256_add_ps(_mm512_castps512_ps256(acc0), _mm512_extractf32x8_ps(acc0, 1)));
     *m = mnew;
 }
 

@@ -1,18 +1,111 @@
 /*
  * The attention driver of fnn_attn.h for one element type. Required macros: FT, TFN(name) (the
- * public name with its type suffix), GEMM (fnn_sgemm or fnn_dgemm), ROWS (the flavour table's
- * type), ROWS_OF() (the table of the flavour in use), LOG (log or its float twin).
+ * public name with its type suffix), KERN (fnn_kern_f32 or fnn_kern_f64), KERN_OF() (the GEMM
+ * flavour's kernel in use), ROWS (the flavour table's type), ROWS_OF() (the table of the flavour
+ * in use), LOG (log or its float twin).
  */
 
-/* S := scale q_i k_j^T on an m x n tile (ld n), then the masks: -inf where key j0 + c is not
- * visible to query i0 + r. */
-static void TFN(attn_scores)(const fnn_attn_geom *g, FT scale, const FT *q, const FT *k,
-                             const unsigned char *km, ptrdiff_t i0, ptrdiff_t m, ptrdiff_t j0,
-                             ptrdiff_t n, FT *S)
+/* The products run on the GEMM's micro-kernel (KERN: the flavour in use) over operands packed
+ * here, with no call into fnn_sgemm per tile: its packing of both operands on every call and its
+ * driver were a fifth of the time at 64 x 64 x 64, and Q_i, K_j^T and V_j^T are packed once per
+ * tile, not once per product. An operand whose columns are whole micro-tiles is read in place
+ * (a B sliver may be B itself, ldb its row stride; fnn_gemm_internal.h). */
+
+/* An operand of attn_mm as B slivers: sliver t at b + t * step, row stride ldb. */
+typedef struct {
+    const FT *b;
+    ptrdiff_t step, ldb;
+} TFN(attn_bop);
+
+/* B in place (cols a multiple of nr) or packed into dst: rows [0, kc) of the row-major x (row
+ * stride ld) restricted to cols columns. */
+static TFN(attn_bop) TFN(attn_b_plain)(const KERN *kr, const FT *x, ptrdiff_t ld, ptrdiff_t kc,
+                                       ptrdiff_t cols, FT *dst)
+{
+    TFN(attn_bop) o;
+    const ptrdiff_t nr = kr->nr;
+    if (cols % nr == 0) {
+        o.b = x, o.step = nr, o.ldb = ld;
+        return o;
+    }
+    if (kr->pack_n) {
+        kr->pack_n((int)nr, cols, kc, x, ld, dst);
+    } else {
+        ptrdiff_t p, c;
+        for (p = 0; p < kc; p++)
+            for (c = 0; c < (cols + nr - 1) / nr * nr; c++)
+                dst[(c / nr) * nr * kc + p * nr + c % nr] = c < cols ? x[p * ld + c] : (FT)0;
+    }
+    o.b = dst, o.step = nr * kc, o.ldb = nr;
+    return o;
+}
+
+/* B = x^T packed into dst: x is (cnt, kc) row-major (row stride ld); B is (kc, cnt). */
+static TFN(attn_bop) TFN(attn_b_trans)(const KERN *kr, const FT *x, ptrdiff_t ld, ptrdiff_t cnt,
+                                       ptrdiff_t kc, FT *dst)
+{
+    TFN(attn_bop) o;
+    const ptrdiff_t nr = kr->nr;
+    ptrdiff_t t;
+    for (t = 0; t < cnt; t += nr)
+        kr->pack_t((int)nr, cnt - t < nr ? cnt - t : nr, kc, x + t * ld, ld, dst + t * kc);
+    o.b = dst, o.step = nr * kc, o.ldb = nr;
+    return o;
+}
+
+/* A slivers of op(A) (m x kc) into dst: A = x (m rows of stride ld) when !trans, else x^T (x
+ * has kc rows of stride ld, m columns). */
+static void TFN(attn_pack_a)(const KERN *kr, int trans, const FT *x, ptrdiff_t ld, ptrdiff_t m,
+                             ptrdiff_t kc, FT *dst)
+{
+    const ptrdiff_t mr = kr->mr;
+    ptrdiff_t i, p, c;
+    if (!trans) {
+        for (i = 0; i < m; i += mr)
+            kr->pack_t((int)mr, m - i < mr ? m - i : mr, kc, x + i * ld, ld, dst + i * kc);
+    } else if (kr->pack_n) {
+        kr->pack_n((int)mr, m, kc, x, ld, dst);
+    } else {
+        for (p = 0; p < kc; p++)
+            for (c = 0; c < (m + mr - 1) / mr * mr; c++)
+                dst[(c / mr) * mr * kc + p * mr + c % mr] = c < m ? x[p * ld + c] : (FT)0;
+    }
+}
+
+/* C (m x n, ldc) := alpha A B + beta C, beta 0 (C write-only) or 1; A as packed slivers
+ * (attn_pack_a), B as attn_bop; every C value summed over p = 0..kc-1 in order. */
+static void TFN(attn_mm)(const KERN *kr, ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, FT alpha,
+                         const FT *ap, TFN(attn_bop) b, FT beta, FT *C, ptrdiff_t ldc)
+{
+    FT tmp[FNN_MAX_TILE];
+    const ptrdiff_t mr = kr->mr, nr = kr->nr;
+    ptrdiff_t i, j, r, c;
+    for (j = 0; j < n; j += nr) {
+        const FT *bj = b.b + (j / nr) * b.step;
+        for (i = 0; i < m; i += mr) {
+            const FT *ai = ap + i * kc;
+            FT *ci = C + i * ldc + j;
+            if (i + mr <= m && j + nr <= n) {
+                kr->ukr(kc, ai, bj, b.ldb, ci, ldc, alpha, beta);
+            } else {
+                const ptrdiff_t mm = m - i < mr ? m - i : mr, nn = n - j < nr ? n - j : nr;
+                kr->ukr(kc, ai, bj, b.ldb, tmp, nr, alpha, (FT)0);
+                for (r = 0; r < mm; r++)
+                    for (c = 0; c < nn; c++)
+                        ci[r * ldc + c] =
+                            beta == (FT)0 ? tmp[r * nr + c] : ci[r * ldc + c] + tmp[r * nr + c];
+            }
+        }
+    }
+}
+
+/* The masks on an m x n score tile (ld n): -inf where key j0 + c is not visible to query
+ * i0 + r. */
+static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km, ptrdiff_t i0,
+                           ptrdiff_t m, ptrdiff_t j0, ptrdiff_t n, FT *S)
 {
     const FT ninf = -(FT)INFINITY;
     ptrdiff_t r, c;
-    GEMM(0, 1, m, n, g->d, scale, q + i0 * g->d, g->d, k + j0 * g->d, g->d, (FT)0, S, n, NULL);
     if (km) {
         const unsigned char *kr = km + j0;
         for (r = 0; r < m; r++) {
@@ -30,10 +123,10 @@ static void TFN(attn_scores)(const fnn_attn_geom *g, FT scale, const FT *q, cons
     }
 }
 
-/* The query rows [i0, i0 + m) of pair p. */
-static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, FT scale, ptrdiff_t p,
-                               ptrdiff_t i0, const FT *q, const FT *k, const FT *v, FT *out,
-                               FT *lse, FT *scratch)
+/* The query rows [i0, i0 + m) of pair p. Scratch: fnn_attn_scratch's forward layout. */
+static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
+                               ptrdiff_t p, ptrdiff_t i0, const FT *q, const FT *k, const FT *v,
+                               FT *out, FT *lse, FT *scratch)
 {
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, dv = g->dv;
     const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
@@ -41,6 +134,9 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, FT scale,
     const FT *qp = q + p * lq * d, *kp = k + p * lk * d, *vp = v + p * lk * dv;
     FT *op = out + (p * lq + i0) * dv, *lp = lse + p * lq + i0;
     FT *S = scratch, *mrow = S + FNN_ATTN_BR * FNN_ATTN_BC, *lrow = mrow + FNN_ATTN_BR;
+    FT *Qa = lrow + FNN_ATTN_BR, *Pa = Qa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * d;
+    FT *Kb = Pa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * FNN_ATTN_BC;
+    FT *Vb = Kb + FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_NR) * d;
     /* causal: the tile's last query sees keys < i0 + m */
     const ptrdiff_t jend = (g->causal && i0 + m < lk) ? i0 + m : lk;
     ptrdiff_t r, j0, e;
@@ -49,11 +145,16 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, FT scale,
         lrow[r] = (FT)0;
     }
     memset(op, 0, (size_t)(m * dv) * sizeof(FT));
+    TFN(attn_pack_a)(kr, 0, qp + i0 * d, d, m, d, Qa);
     for (j0 = 0; j0 < jend; j0 += FNN_ATTN_BC) {
         const ptrdiff_t n = (jend - j0 < FNN_ATTN_BC) ? jend - j0 : FNN_ATTN_BC;
-        TFN(attn_scores)(g, scale, qp, kp, km, i0, m, j0, n, S);
+        TFN(attn_mm)(kr, m, n, d, scale, Qa, TFN(attn_b_trans)(kr, kp + j0 * d, d, n, d, Kb),
+                     (FT)0, S, n);
+        TFN(attn_mask)(g, km, i0, m, j0, n, S);
         for (r = 0; r < m; r++) rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * dv, dv);
-        GEMM(0, 0, m, dv, n, (FT)1, S, n, vp + j0 * dv, dv, (FT)1, op, dv, NULL);
+        TFN(attn_pack_a)(kr, 0, S, n, m, n, Pa);
+        TFN(attn_mm)(kr, m, dv, n, (FT)1, Pa, TFN(attn_b_plain)(kr, vp + j0 * dv, dv, n, dv, Vb),
+                     (FT)1, op, dv);
     }
     for (r = 0; r < m; r++) {
         FT *o = op + r * dv;
@@ -72,14 +173,16 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
                            const FT *v, FT *out, FT *lse, FT *scratch, int nt)
 {
     const ROWS *rt = ROWS_OF();
+    const KERN *kr = KERN_OF();
     const ptrdiff_t tiles = (g->lq + FNN_ATTN_BR - 1) / FNN_ATTN_BR, tasks = g->pairs * tiles;
     const ptrdiff_t per = fnn_attn_scratch(g, 0);
     if (tasks <= 0) return;
+    if (FNN_ATTN_MR % kr->mr || FNN_ATTN_NR % kr->nr) abort(); /* the scratch is sized for these */
     if (nt <= 1) {
         const unsigned int csr = fnn_ftz_enter();
         ptrdiff_t t;
         for (t = 0; t < tasks; t++)
-            TFN(attn_fwd_tile)(g, rt, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
+            TFN(attn_fwd_tile)(g, rt, kr, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
                                lse, scratch);
         fnn_ftz_leave(csr);
         return;
@@ -92,7 +195,7 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
         ptrdiff_t t;
 #pragma omp for schedule(dynamic, 1)
         for (t = 0; t < tasks; t++)
-            TFN(attn_fwd_tile)(g, rt, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
+            TFN(attn_fwd_tile)(g, rt, kr, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
                                lse, mine);
         fnn_ftz_leave(csr);
     }
@@ -101,18 +204,28 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
 #endif
 }
 
-/* The whole backward of pair p (every sum in tile order, on one thread). */
-static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, FT scale, ptrdiff_t p,
-                               const FT *q, const FT *k, const FT *v, const FT *out,
+/* The whole backward of pair p (every sum in tile order, on one thread). Scratch: the
+ * backward layout of fnn_attn_scratch. */
+static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
+                               ptrdiff_t p, const FT *q, const FT *k, const FT *v, const FT *out,
                                const FT *dout, const FT *lse, FT *dq, FT *dk, FT *dv,
                                FT *scratch)
 {
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, ev = g->dv;
+    const ptrdiff_t brp = FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR);
+    const ptrdiff_t bcp = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_MR);
+    const ptrdiff_t bcn = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_NR);
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
     const FT *qp = q + p * lq * d, *kp = k + p * lk * d, *vp = v + p * lk * ev;
     const FT *op = out + p * lq * ev, *dop = dout + p * lq * ev, *lp = lse + p * lq;
     FT *dqp = dq + p * lq * d, *dkp = dk + p * lk * d, *dvp = dv + p * lk * ev;
     FT *S = scratch, *dP = S + FNN_ATTN_BR * FNN_ATTN_BC, *Dr = dP + FNN_ATTN_BR * FNN_ATTN_BC;
+    FT *Aq = Dr + lq, *Ado = Aq + brp * d, *Ab = Ado + brp * ev;
+    FT *KbT = Ab + (bcp * FNN_ATTN_BR > brp * FNN_ATTN_BC ? bcp * FNN_ATTN_BR
+                                                           : brp * FNN_ATTN_BC);
+    FT *VbT = KbT + bcn * d, *Kn = VbT + bcn * ev;
+    FT *Qn = Kn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BC;
+    FT *dOn = Qn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BR;
     ptrdiff_t i, r, i0, j0;
     for (i = 0; i < lq; i++) Dr[i] = rt->row_dot(dop + i * ev, op + i * ev, ev);
     memset(dqp, 0, (size_t)(lq * d) * sizeof(FT));
@@ -122,15 +235,28 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, FT scale,
         const ptrdiff_t n = (lk - j0 < FNN_ATTN_BC) ? lk - j0 : FNN_ATTN_BC;
         /* causal: query tiles ending at or before row j0 see none of these keys */
         const ptrdiff_t istart = g->causal ? j0 / FNN_ATTN_BR * FNN_ATTN_BR : 0;
+        const TFN(attn_bop) kt = TFN(attn_b_trans)(kr, kp + j0 * d, d, n, d, KbT);
+        const TFN(attn_bop) vt = TFN(attn_b_trans)(kr, vp + j0 * ev, ev, n, ev, VbT);
+        const TFN(attn_bop) kn = TFN(attn_b_plain)(kr, kp + j0 * d, d, n, d, Kn);
         for (i0 = istart; i0 < lq; i0 += FNN_ATTN_BR) {
             const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
-            TFN(attn_scores)(g, scale, qp, kp, km, i0, m, j0, n, S);
-            GEMM(0, 1, m, n, ev, (FT)1, dop + i0 * ev, ev, vp + j0 * ev, ev, (FT)0, dP, n, NULL);
+            TFN(attn_pack_a)(kr, 0, qp + i0 * d, d, m, d, Aq);
+            TFN(attn_pack_a)(kr, 0, dop + i0 * ev, ev, m, ev, Ado);
+            TFN(attn_mm)(kr, m, n, d, scale, Aq, kt, (FT)0, S, n);
+            TFN(attn_mask)(g, km, i0, m, j0, n, S);
+            TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado, vt, (FT)0, dP, n);
             for (r = 0; r < m; r++)
                 rt->grad_row(S + r * n, dP + r * n, n, lp[i0 + r], Dr[i0 + r], scale);
-            GEMM(1, 0, n, ev, m, (FT)1, S, n, dop + i0 * ev, ev, (FT)1, dvp + j0 * ev, ev, NULL);
-            GEMM(1, 0, n, d, m, (FT)1, dP, n, qp + i0 * d, d, (FT)1, dkp + j0 * d, d, NULL);
-            GEMM(0, 0, m, d, n, (FT)1, dP, n, kp + j0 * d, d, (FT)1, dqp + i0 * d, d, NULL);
+            /* dv_j += P^T dout_i, dk_j += dS^T q_i, dq_i += dS k_j */
+            TFN(attn_pack_a)(kr, 1, S, n, n, m, Ab);
+            TFN(attn_mm)(kr, n, ev, m, (FT)1, Ab,
+                         TFN(attn_b_plain)(kr, dop + i0 * ev, ev, m, ev, dOn), (FT)1,
+                         dvp + j0 * ev, ev);
+            TFN(attn_pack_a)(kr, 1, dP, n, n, m, Ab);
+            TFN(attn_mm)(kr, n, d, m, (FT)1, Ab, TFN(attn_b_plain)(kr, qp + i0 * d, d, m, d, Qn),
+                         (FT)1, dkp + j0 * d, d);
+            TFN(attn_pack_a)(kr, 0, dP, n, m, n, Ab);
+            TFN(attn_mm)(kr, m, d, n, (FT)1, Ab, kn, (FT)1, dqp + i0 * d, d);
         }
     }
 }
@@ -140,13 +266,15 @@ void TFN(fnn_attn_backward)(const fnn_attn_geom *g, FT scale, const FT *q, const
                             FT *dk, FT *dv, FT *scratch, int nt)
 {
     const ROWS *rt = ROWS_OF();
+    const KERN *kr = KERN_OF();
     const ptrdiff_t per = fnn_attn_scratch(g, 1);
     if (g->pairs <= 0) return;
+    if (FNN_ATTN_MR % kr->mr || FNN_ATTN_NR % kr->nr) abort(); /* the scratch is sized for these */
     if (nt <= 1) {
         const unsigned int csr = fnn_ftz_enter();
         ptrdiff_t p;
         for (p = 0; p < g->pairs; p++)
-            TFN(attn_bwd_pair)(g, rt, scale, p, q, k, v, out, dout, lse, dq, dk, dv, scratch);
+            TFN(attn_bwd_pair)(g, rt, kr, scale, p, q, k, v, out, dout, lse, dq, dk, dv, scratch);
         fnn_ftz_leave(csr);
         return;
     }
@@ -158,7 +286,7 @@ void TFN(fnn_attn_backward)(const fnn_attn_geom *g, FT scale, const FT *q, const
         ptrdiff_t p;
 #pragma omp for schedule(dynamic, 1)
         for (p = 0; p < g->pairs; p++)
-            TFN(attn_bwd_pair)(g, rt, scale, p, q, k, v, out, dout, lse, dq, dk, dv, mine);
+            TFN(attn_bwd_pair)(g, rt, kr, scale, p, q, k, v, out, dout, lse, dq, dk, dv, mine);
         fnn_ftz_leave(csr);
     }
 #else

@@ -370,7 +370,24 @@ FNN_AVX2 void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const floa
         for (; p < kc; p++)
             for (i = 0; i < 8; i++) d[p * r + i] = s[i * ld + p];
     }
-    fnn_pack_t_rest_f32(r, i0, cnt, kc, src, ld, dst); /* fewer than 8 rows left */
+    if (cnt - i0 >= 4) {
+        /* four rows in the low halves of an 8 x 8 transpose (r = 12: rows 8..11 of each sliver,
+         * a third of the values, which went one at a time through the rest below) */
+        const float *s = src + i0 * ld;
+        float *d = dst + i0;
+        for (p = 0; p + 8 <= kc; p += 8) {
+#pragma GCC unroll 4
+            for (i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(s + i * ld + p);
+            v[4] = v[5] = v[6] = v[7] = _mm256_setzero_ps();
+            fnn_tr8_f32(v);
+#pragma GCC unroll 8
+            for (i = 0; i < 8; i++) _mm_storeu_ps(d + (p + i) * r, _mm256_castps256_ps128(v[i]));
+        }
+        for (; p < kc; p++)
+            for (i = 0; i < 4; i++) d[p * r + i] = s[i * ld + p];
+        i0 += 4;
+    }
+    fnn_pack_t_rest_f32(r, i0, cnt, kc, src, ld, dst); /* fewer than 4 rows left */
 }
 
 /* The untransposed sliver pack (fnn_gemm_internal.h; the weights of a forward product, the
