@@ -3,7 +3,8 @@
  * update forward, P and dS backward. Written once, compiled per element type and per instruction
  * set (fnn_attn.c includes it with target attributes), so the loops run as wide as the GEMM's
  * flavour. Reductions (max, sums) go through AF_LANES partial results combined in a fixed order,
- * the same in every flavour, so every flavour gives the same bits.
+ * the same in every flavour compiled from here (the x86 float flavours use fnn_attn_rows_simd.h,
+ * which differs in the last bits).
  *
  * Required macros: FT, AFN(name), ATARGET (a function attribute, may be empty), A_EXP(x).
  * With A_ROW_DOT_ONLY defined only row_dot is compiled (the x86 float flavours have their
