@@ -139,6 +139,8 @@ static inline const fnn_arch *fnn_get_arch(void)
 
 const char *fnn_kernel_name(void) { return fnn_get_arch()->name; }
 
+const fnn_arch *fnn_active_arch(void) { return fnn_get_arch(); }
+
 int fnn_active_flavour(void)
 {
 #if FNN_X86

@@ -196,6 +196,8 @@ void fnn_pack_t_avx2_f32(int r, ptrdiff_t cnt, ptrdiff_t kc, const float *src, p
  * CPU and FASTNN_KERNEL (fnn_gemm.c), so every kernel family runs the same instruction set. */
 enum { FNN_FLAVOUR_GENERIC = 0, FNN_FLAVOUR_AVX2 = 1, FNN_FLAVOUR_AVX512 = 2 };
 int fnn_active_flavour(void);
+/* The flavour's micro-kernels and blocking (the attention kernel drives them per tile). */
+const fnn_arch *fnn_active_arch(void);
 
 /* Element-wise epilogue on an m x n block of C (bias offset to the block's first column). */
 void fnn_epilogue_block_f32(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
