@@ -177,3 +177,32 @@ def test_lstm_forecasts_sunspots_better_than_persistence(backend, seed):
     mae = np.abs(forecast - values[cut:]).mean()
     persistence = np.abs(values[cut - 1:-1] - values[cut:]).mean()
     assert mae <= 0.8 * persistence, f"LSTM MAE {mae:.2f}, persistence {persistence:.2f}"
+
+
+def test_transformer_reverses_sequences_of_10_digits(backend):
+    """A one-block Transformer (Embedding -> PositionalEmbedding -> TransformerBlock, not
+    causal -> Dense softmax at every position) learns to reverse sequences of 10 random digits:
+    >= 99% of 2000 held-out sequences (none seen in training) come out exactly reversed, all ten
+    digits right, after one epoch of Adam over 6000 sequences (the NumPy backend, the slower
+    reference, over 4000; the two give the same losses to rounding). When written: 100% held
+    out on seeds 0-3 with 4000 to 8000 sequences, 86-100% with 3000; ~3 s compiled, 7-20 s
+    NumPy (its BLAS threads on a busy machine)."""
+    n_train = 6000 if backend == "fast" else 4000
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, size=(n_train + 2000, 10))
+    train = digits[:n_train]
+    seen = {row.tobytes() for row in train}
+    held_out = np.array([row for row in digits[n_train:] if row.tobytes() not in seen])
+    assert len(held_out) >= 1990                 # 10**10 sequences: repeats are rare
+
+    model = fnn.Sequential([fnn.Embedding(10, 32), fnn.PositionalEmbedding(10),
+                            fnn.TransformerBlock(num_heads=2, key_dim=16, ff_dim=64),
+                            fnn.Dense(10, activation="softmax")],
+                           input_shape=(10,), seed=0, backend=backend)
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=fnn.Adam(learning_rate=0.003))
+    model.fit(train, train[:, ::-1], epochs=1, batch_size=64, verbose=0)
+    predicted = model.predict(held_out).argmax(axis=-1)
+    assert predicted.shape == held_out.shape
+    exact = np.mean((predicted == held_out[:, ::-1]).all(axis=1))
+    assert exact >= 0.99, f"held-out sequences reversed exactly: {exact:.2%}"
