@@ -11,21 +11,11 @@ given the two letters before, add-one smoothed, on the same split.
 import numpy as np
 
 import fastnn as fnn
-from fastnn.datasets import CharVocab, char_sequences, load_words
+from fastnn.datasets import bits_per_char, load_word_sequences
 
-train, validation = load_words("train"), load_words("validation")
-vocab = CharVocab(train + validation)
-V, L = vocab.size, max(map(len, train + validation)) + 1
-X_train, y_train = char_sequences(train, vocab, L)
-X_val, y_val = char_sequences(validation, vocab, L)
-
-
-def bits_per_char(probs, targets, words):
-    """Mean -log2 p(next letter) over each word's letters and its end (not the padding)."""
-    lengths = np.array([len(w) for w in words])
-    scored = np.arange(L)[None, :] <= lengths[:, None]
-    p = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
-    return float(-np.log2(p[scored]).mean())
+# the split as (words, 16) id arrays, the same for examples/tiny_gpt.py
+vocab, L, train, validation, X_train, y_train, X_val, y_val = load_word_sequences()
+V = vocab.size
 
 
 def trigram_probs(X, y, X_eval, words):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fastnn import datasets
-from fastnn.datasets import (CharVocab, char_sequences, frown, load_digits, load_sunspots,
-                             load_words, make_faces, make_spirals, make_xor, smiley,
-                             train_test_split)
+from fastnn.datasets import (CharVocab, bits_per_char, char_sequences, frown, load_digits,
+                             load_sunspots, load_word_sequences, load_words, make_faces,
+                             make_spirals, make_xor, smiley, train_test_split)
 
 DATA_DIR = os.path.dirname(datasets.__file__)
 
@@ -184,7 +184,8 @@ def _text_sha256(name):
 
 
 def test_new_loaders_are_exported():
-    for name in ("load_sunspots", "load_words", "CharVocab", "char_sequences"):
+    for name in ("load_sunspots", "load_words", "CharVocab", "char_sequences",
+                 "load_word_sequences", "WordSequences", "bits_per_char"):
         assert name in datasets.__all__ and getattr(datasets, name) is not None
 
 
@@ -353,3 +354,45 @@ def test_char_sequences_rejects_bad_arguments(kwargs, exc, pattern):
     args = {"words": ["cab", "a"], "vocab": CharVocab(["abc"]), **kwargs}
     with pytest.raises(exc, match=pattern):
         char_sequences(**args)
+
+
+def test_load_word_sequences_is_the_split_through_char_sequences():
+    data = load_word_sequences()
+    assert data.train == load_words("train") and data.validation == load_words("validation")
+    assert data.vocab.chars == CharVocab(load_words()).chars and data.length == 16
+    for words, X, y in ((data.train, data.X_train, data.y_train),
+                        (data.validation, data.X_val, data.y_val)):
+        X_ref, y_ref = char_sequences(words, data.vocab, 16)
+        assert np.array_equal(X, X_ref) and np.array_equal(y, y_ref)
+    vocab, length, *_ = data                                  # a tuple, unpacked in examples
+    assert vocab is data.vocab and length == 16
+
+
+def test_bits_per_char_scores_each_word_and_its_end_only():
+    vocab = CharVocab(["abc"])                                # a=1, b=2, c=3; V = 4
+    words = ["cab", "b"]
+    X, y = char_sequences(words, vocab, length=5)
+    probs = np.full((2, 5, 4), 0.25)
+    probs[0, 0] = [0.1, 0.1, 0.1, 0.7]                        # 'c' first: p = 0.7
+    probs[:, 4] = [0.0, 0.0, 0.0, 1.0]                        # padding steps: not scored
+    probs[1, 3] = 0.0                                         # (p = 0 there is fine)
+    expected = -(np.log2(0.7) + 3 * np.log2(0.25) + 2 * np.log2(0.25)) / 6     # 4 + 2 scored
+    assert bits_per_char(probs, y, words) == pytest.approx(expected, rel=1e-12)
+    assert bits_per_char(probs.astype(np.float32), y, words) == pytest.approx(expected,
+                                                                              rel=1e-6)
+
+
+@pytest.mark.parametrize("probs, targets, words, exc, pattern", [
+    (np.full((2, 5, 4), 0.25), np.zeros((2, 4), np.int64), ["ab", "b"], ValueError, "targets"),
+    (np.full((2, 5, 4), 0.25), np.zeros((2, 5), np.int64), ["ab"], ValueError, "1 words"),
+    (np.full((2, 5), 0.25), np.zeros((2, 5), np.int64), ["ab", "b"], ValueError, "probs"),
+    (np.full((1, 5, 4), 0.25), np.full((1, 5), 4), ["ab"], ValueError, r"0\.\.3"),
+    (np.full((1, 5, 4), 0.25), np.zeros((1, 5)), ["ab"], ValueError, "float64"),
+    (np.full((1, 5, 4), 0.25), np.zeros((1, 5), np.int64), ["abcde"], ValueError, "shorter"),
+    (np.zeros((1, 5, 4)), np.zeros((1, 5), np.int64), ["ab"], ValueError, "positive"),
+    (np.full((1, 5, 4), np.nan), np.zeros((1, 5), np.int64), ["ab"], ValueError, "finite"),
+    (np.full((1, 5, 4), 0.25), np.zeros((1, 5), np.int64), "ab", TypeError, "words"),
+])
+def test_bits_per_char_rejects_bad_arguments(probs, targets, words, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        bits_per_char(probs, targets, words)

@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .time_series import load_sunspots
-from .words import CharVocab, char_sequences, load_words
+from .words import (CharVocab, WordSequences, bits_per_char, char_sequences,
+                    load_word_sequences, load_words)
 
 __all__ = [
     "load_digits",
@@ -26,6 +27,9 @@ __all__ = [
     "load_words",
     "CharVocab",
     "char_sequences",
+    "load_word_sequences",
+    "WordSequences",
+    "bits_per_char",
     "train_test_split",
     "make_xor",
     "make_spirals",

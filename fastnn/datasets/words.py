@@ -13,12 +13,13 @@ import numbers
 import os
 import zlib
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["load_words", "CharVocab", "char_sequences"]
+__all__ = ["load_words", "CharVocab", "char_sequences", "load_word_sequences",
+           "WordSequences", "bits_per_char"]
 
 _WORDS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "words.txt.gz")
 _SPLITS = (None, "train", "validation")
@@ -242,3 +243,109 @@ def char_sequences(words: Iterable[str], vocab: CharVocab, length: Optional[int]
         X[i, 1:len(ids) + 1] = ids
         y[i, :len(ids)] = ids
     return X, y
+
+
+class WordSequences(NamedTuple):
+    """The word list's fixed split as next-character sequences (see ``load_word_sequences``)."""
+
+    vocab: CharVocab
+    length: int
+    train: list[str]
+    validation: list[str]
+    X_train: NDArray[np.int64]
+    y_train: NDArray[np.int64]
+    X_val: NDArray[np.int64]
+    y_val: NDArray[np.int64]
+
+
+def load_word_sequences() -> WordSequences:
+    """The word list's train/validation split, ready for a character-level language model.
+
+    The vocabulary is ``CharVocab`` of all the words (27 ids: 0 for a word's start and end,
+    then a-z), ``length`` is the longest word's length + 1 (16), and each split goes through
+    ``char_sequences(words, vocab, length)``, so every model trained and scored on it sees the
+    same arrays (``examples/char_rnn.py``, ``examples/tiny_gpt.py``).
+
+    Returns
+    -------
+    WordSequences
+        A named tuple ``(vocab, length, train, validation, X_train, y_train, X_val, y_val)``:
+        the vocabulary, the steps per row, the two lists of words (``load_words("train")``,
+        ``load_words("validation")``) and their (words, length) int64 inputs and targets.
+
+    Examples
+    --------
+    >>> from fastnn.datasets import load_word_sequences
+    >>> data = load_word_sequences()
+    >>> data.vocab.size, data.length, data.X_train.shape, data.y_val.shape
+    (27, 16, (46112, 16), (5119, 16))
+    >>> data.vocab.decode(data.X_val[0]), data.validation[0]
+    ('aalii', 'aalii')
+    """
+    train, validation = load_words("train"), load_words("validation")
+    vocab = CharVocab(train + validation)
+    length = max(map(len, train + validation)) + 1
+    X_train, y_train = char_sequences(train, vocab, length)
+    X_val, y_val = char_sequences(validation, vocab, length)
+    return WordSequences(vocab, length, train, validation, X_train, y_train, X_val, y_val)
+
+
+def bits_per_char(probs: Any, targets: Any, words: Iterable[str]) -> float:
+    """The cross-entropy in bits per character of next-character predictions, over each
+    word's characters and its end (``len(w) + 1`` predictions), not the padding after it:
+    ``mean over scored (i, t) of -log2 probs[i, t, targets[i, t]]``.
+
+    Parameters
+    ----------
+    probs : array_like, shape (n, length, V)
+        Predicted distributions over the next id at each step (a softmax output).
+    targets : array_like of int, shape (n, length)
+        The ``y`` of ``char_sequences(words, vocab, length)``.
+    words : iterable of str
+        The n words the rows were made from (their lengths pick the scored steps).
+
+    Returns
+    -------
+    float
+        Bits per character; log2(V) for uniform predictions, 0 for certain right ones.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree, a word is too long for ``length``, a target is outside
+        0..V-1, or a scored probability is not positive and finite.
+    TypeError
+        If ``words`` is not an iterable of strings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.datasets import CharVocab, bits_per_char, char_sequences
+    >>> vocab = CharVocab(["cab", "bad"])
+    >>> X, y = char_sequences(["cab", "a"], vocab, length=5)
+    >>> uniform = np.full((2, 5, vocab.size), 1 / vocab.size)
+    >>> round(bits_per_char(uniform, y, ["cab", "a"]), 4), round(float(np.log2(5)), 4)
+    (2.3219, 2.3219)
+    """
+    words = _check_words(words)
+    probs, targets = np.asarray(probs), np.asarray(targets)
+    if probs.ndim != 3 or targets.shape != probs.shape[:2] or len(words) != probs.shape[0]:
+        raise ValueError(f"probs must be (n, length, V) and targets (n, length) for n words. "
+                         f"Received: probs {probs.shape}, targets {targets.shape}, "
+                         f"{len(words)} words")
+    in_range = targets.size == 0 or (targets.min() >= 0 and targets.max() < probs.shape[2])
+    if not np.issubdtype(targets.dtype, np.integer) or not in_range:
+        raise ValueError(f"targets must be integer ids in 0..{probs.shape[2] - 1}. "
+                         f"Received: targets of dtype {targets.dtype}")
+    lengths = np.array([len(w) for w in words], dtype=np.int64)
+    if lengths.size and lengths.max() >= probs.shape[1]:
+        raise ValueError(f"every word must be shorter than length ({probs.shape[1]}). "
+                         f"Received: a word of {lengths.max()} characters")
+    scored = np.arange(probs.shape[1])[None, :] <= lengths[:, None]
+    p = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0][scored]
+    p = p.astype(np.float64)
+    bad = ~(np.isfinite(p) & (p > 0))
+    if bad.any():
+        raise ValueError("probs must be positive and finite at every scored target (a softmax "
+                         f"output). Received: {p[bad][:3]}")
+    return float(-np.log2(p).mean())
