@@ -206,3 +206,31 @@ def test_transformer_reverses_sequences_of_10_digits(backend):
     assert predicted.shape == held_out.shape
     exact = np.mean((predicted == held_out[:, ::-1]).all(axis=1))
     assert exact >= 0.99, f"held-out sequences reversed exactly: {exact:.2%}"
+
+
+def _example(name):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_gpt_beats_the_char_lstm_on_an_equal_budget():
+    """examples/tiny_gpt.py's GPT and examples/char_rnn.py's LSTM (its settings: Adam 0.01,
+    batch 64), each trained for one epoch over the first 16,000 training words (250 steps), are
+    scored on all the held-out words: the GPT needs no more bits per character than the LSTM.
+    Measured when written: GPT 3.727, LSTM 3.844 (~30 s and ~13 s on a busy 2-core machine).
+    The full comparison is the example's own run (6 epochs against char_rnn.py's 3), too long
+    for here; its numbers are in the README."""
+    tiny_gpt = _example("tiny_gpt")
+    data = tiny_gpt.load_word_sequences()
+    n = 16000
+    budget = data._replace(train=data.train[:n], X_train=data.X_train[:n],
+                           y_train=data.y_train[:n])
+    gpt = tiny_gpt.held_out_bpc(tiny_gpt.train_gpt(budget, epochs=1, verbose=0), data)
+    lstm = tiny_gpt.held_out_bpc(tiny_gpt.train_lstm(budget, epochs=1, verbose=0), data)
+    assert gpt <= lstm, f"held-out bits per character: GPT {gpt:.3f}, LSTM {lstm:.3f}"
+    assert gpt < 3.8            # and it learned: uniform is log2(27) = 4.75
