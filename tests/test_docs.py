@@ -53,3 +53,13 @@ def test_the_readme_three_ways_run(capsys):
     assert "path=general" in capsys.readouterr().out
     model = namespace["model"]
     assert model.evaluate(namespace["X"] / 16, namespace["y"])["accuracy"] > 0.9
+
+
+def test_the_readme_transformer_reverses_digits(capsys):
+    """The first snippet of "Transformers" runs and reverses every held-out sequence; the
+    second (the GPT and model.generate) needs data and is examples/tiny_gpt.py."""
+    blocks = _readme_section("Transformers")
+    assert len(blocks) == 2 and "generate(" in blocks[1]
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert float(capsys.readouterr().out.split()[-1]) >= 0.99
