@@ -21,7 +21,7 @@ import numpy as np
 import fastnn as fnn
 from fastnn.datasets import bits_per_char, load_word_sequences
 
-EPOCHS = 6                      # enough for the GPT to pass the LSTM (measured in the README)
+EPOCHS = 8          # 6 already pass the LSTM, by 0.005 bits; 8 by 0.04 (see the README)
 
 
 def tiny_gpt(vocab_size, length, width=64, blocks=2, heads=4, ff_dim=256, seed=0):

@@ -60,7 +60,7 @@ def test_the_digits_gan_draws_recognisable_digits(tmp_path, monkeypatch):
 
 
 def test_the_tiny_gpt_learns_and_writes_words():
-    """examples/tiny_gpt.py, short run (one epoch, no LSTM; the full run is 6 epochs and asserts
+    """examples/tiny_gpt.py, short run (one epoch, no LSTM; the full run is 8 epochs and asserts
     that it beats char_rnn.py's LSTM, as tests/test_learning.py checks): one epoch already gives
     fewer held-out bits per character than the trigram model of char_rnn.py (3.242; measured
     3.01), then it samples 12 words through model.generate's key/value cache."""

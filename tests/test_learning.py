@@ -223,7 +223,7 @@ def test_tiny_gpt_beats_the_char_lstm_on_an_equal_budget():
     batch 64), each trained for one epoch over the first 16,000 training words (250 steps), are
     scored on all the held-out words: the GPT needs no more bits per character than the LSTM.
     Measured when written: GPT 3.727, LSTM 3.844 (~30 s and ~13 s on a busy 2-core machine).
-    The full comparison is the example's own run (6 epochs against char_rnn.py's 3), too long
+    The full comparison is the example's own run (8 epochs against char_rnn.py's 3), too long
     for here; its numbers are in the README."""
     tiny_gpt = _example("tiny_gpt")
     data = tiny_gpt.load_word_sequences()
