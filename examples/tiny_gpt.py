@@ -56,7 +56,8 @@ class WarmupCosine(fnn.callbacks.Callback):
         if step < self.warmup:
             return self.peak * (step + 1) / self.warmup
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.peak * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.peak * (self.floor + (1 - self.floor) * cosine)
 
     def on_batch_end(self, batch, logs=None):
         self.step += 1
