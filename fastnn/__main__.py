@@ -152,6 +152,8 @@ def build_parser():
                        help="skip the table of convolutional networks against PyTorch")
     bench.add_argument("--no-rnn", dest="rnn", action="store_false",
                        help="skip the table of recurrent networks against PyTorch")
+    bench.add_argument("--no-transformer", dest="transformer", action="store_false",
+                       help="skip the table of the Transformer encoder layer against PyTorch")
     bench.add_argument("--no-interference", dest="interference", action="store_false",
                        help="skip the table of speeds under interference (a NumPy product "
                             "between calls, another busy process)")

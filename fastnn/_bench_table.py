@@ -388,6 +388,17 @@ def main(args):
                      log=lambda line: progress and print(line, file=sys.stderr, flush=True))
         print()
         print(BR.format_table(rnn))
+    if getattr(args, "transformer", True) and fast_available():
+        from fastnn import _bench_transformer as BT
+        print("\nMeasuring the Transformer encoder layer against PyTorch...", flush=True)
+        tfm = BT.run(tuple(thread_counts), repeats=10 if quick else 30,
+                     log=lambda line: progress and print(line, file=sys.stderr, flush=True))
+        print()
+        print(BT.format_table(tfm))
+        lines = BT.check_targets(tfm)
+        if lines:
+            print("\nTargets (issue #18)")
+            print("\n".join(lines))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if plot:
         plot_ratios(rows, plot)
