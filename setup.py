@@ -6,6 +6,8 @@ Extensions, all under fastnn/_ext/:
   _optim    Cython optimizer kernels (linked with the C sources for the vectorised updates)
   _embedding  Cython embedding gather and scatter-add (Embedding)
   _attention  Cython scaled dot-product attention over src_c/fnn_attn.c (tiled, online softmax)
+  _decode     Cython attention against a key/value cache and a whole TransformerBlock step
+              (generation, fastnn/models/decoding.py)
 
 OpenMP is used when a small probe program compiles and links with it; otherwise the kernels are
 built serially (with a message). Environment switches:
@@ -173,7 +175,8 @@ setup(
          _extension("_normalization"), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
-         _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"])],
+         _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),
+         _extension("_decode", C_SOURCES)],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -47,11 +47,11 @@ export PYTHONDONTWRITEBYTECODE=1
 if ! "$PYTHON" - "$WORK" <<'EOF'
 import os, sys
 import fastnn
-from fastnn._ext import (_attention, _conv, _embedding, _kernels, _layer_ops, _loss,
+from fastnn._ext import (_attention, _conv, _decode, _embedding, _kernels, _layer_ops, _loss,
                         _normalization, _optim, _pooling, _recurrent)
 work = os.path.realpath(sys.argv[1])
 for mod in (fastnn, _kernels, _loss, _optim, _normalization, _layer_ops, _conv, _pooling,
-            _recurrent, _embedding, _attention):
+            _recurrent, _embedding, _attention, _decode):
     path = os.path.realpath(mod.__file__)
     assert path.startswith(work + os.sep), f"{mod.__name__} imported from {path}"
     with open(path, "rb") as f:
@@ -74,7 +74,7 @@ for t in tests/test_backends.py tests/test_ops.py tests/test_gradients.py \
          tests/test_losses_optimizers_keras.py tests/test_layer_kernels.py \
          tests/test_layers_graph.py tests/test_model_files_v2.py tests/test_conv.py \
          tests/test_pooling.py tests/test_recurrent.py tests/test_embedding.py \
-         tests/test_attention.py tests/test_mha.py; do
+         tests/test_attention.py tests/test_mha.py tests/test_decoding.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 set +e

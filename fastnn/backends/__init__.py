@@ -66,6 +66,14 @@ add_row_vector(x, p, out) -> None
     to every sample.
 sum_rows_into(dy, out) -> None
     out += sum_r dy[r, :];  dy (rows, m), out (m,); each column summed in row order.
+attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
+    k_cache[:, :, t] := k_new;  v_cache[:, :, t] := v_new;
+    out[b, h] := softmax(scale q[b, h] K[b, h, :t+1]^T) V[b, h, :t+1]  (one query per head
+    against a key/value cache: generation). q, k_new (B, H, D), v_new (B, H, Dv), caches
+    (B, H, Lmax, D) and (B, H, Lmax, Dv), out (B, H, Dv); 0 <= t < Lmax. Checked by both
+    backends (fastnn/_decode_args.py: ValueError/TypeError naming the argument); each out[b, h]
+    summed in key order by one thread (bitwise the same at any thread count). The fast backend
+    also has ``BlockStep``: a whole TransformerBlock position per call (fastnn/_ext/_decode.pyx).
 """
 
 from importlib import import_module

@@ -21,6 +21,7 @@ from fastnn.backends.numpy_pooling import (avgpool2d_backward, avgpool2d_forward
                                            maxpool2d_backward, maxpool2d_forward)
 from fastnn.backends.numpy_recurrent import rnn_backward, rnn_forward, rnn_sizes  # noqa: F401
 from fastnn.backends.numpy_attention import attention_backward, attention_forward  # noqa: F401
+from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
                                              dropout_forward, dropout_mask, sum_rows_into)
