@@ -459,6 +459,44 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                              f"Received: {name} with shape {arr.shape}")
         return arr
 
+    def generate(self, prompt: ArrayLike, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: Optional[int] = None, seed: Any = None,
+                 end_id: Optional[int] = None) -> Any:
+        """Continue token sequences, one token at a time through a key/value cache.
+
+        For a model from token ids (n, L) to next-token probabilities (softmax output) or
+        logits (linear output) (n, L, vocab), causal (see ``fastnn.models.decoding``).
+
+        Parameters
+        ----------
+        prompt : int array (n, p), p >= 1
+            Token ids in [0, vocab).
+        max_new_tokens : int >= 0
+        temperature : float >= 0, default 1.0
+            0: the most likely token (greedy); else the logits (log-probabilities of a softmax
+            output) are divided by it before sampling.
+        top_k : int >= 1, optional
+            Sample among the k most likely tokens only.
+        seed : int, optional
+            Seeds ``np.random.default_rng``: the same seed gives the same tokens.
+        end_id : int, optional
+            After a row emits it, the row keeps emitting it (generation stops when all have).
+
+        Returns
+        -------
+        int64 array (n, p + max_new_tokens): the prompt, then the new tokens.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming the bad argument; a layer that cannot be decoded a position at a time
+            (non-causal attention, Flatten, recurrent, ...); positions past what the model
+            holds (p + max_new_tokens - 1 > a PositionalEmbedding's sequence_length, or the
+            input length without a position layer; a SinePositionEncoding extends).
+        """
+        from fastnn.models.generation import generate
+        return generate(self, prompt, max_new_tokens, temperature, top_k, seed, end_id)
+
     def _check_built(self, what: str) -> None:
         if not self.built:
             raise ValueError(f"the model must be built before {what}: pass input_dim to "

@@ -1,0 +1,369 @@
+"""Generation with a key/value cache: ``Decoder`` runs a model one position at a time.
+
+A model that maps token ids (n, L) to next-token probabilities or logits (n, L, vocab) is
+causal when every position sees only itself and the positions before it. Then the output at
+position t depends on the tokens 0..t alone, and attention needs only the keys and values of
+the earlier positions, which a cache keeps: each new token costs one position's work instead
+of a forward pass over the whole prefix.
+
+``Decoder`` walks the model's graph once, when it is made, and binds each layer to a *decode
+op* from a registry keyed by layer class (``decode_op``): a small object that owns its output
+buffer (batch, width) and ``run(t)`` computes position t from its inputs' buffers. Per-position
+layers (Embedding, Dense, LayerNormalization, activations, Add) run their backend kernel on the
+batch's rows; the position layers add row t of their table; Dropout is the identity;
+``MultiHeadAttention`` (causal self-attention) and ``TransformerBlock`` (causal) append the new
+key and value to caches (batch, heads, max_length, key_dim) and attend with the backend's
+``attention_decode``; on the fast backend a TransformerBlock is one compiled call per position
+(``BlockStep``). Any other layer is refused (ValueError naming it) when the Decoder is made.
+
+Weights are COPIED when the Decoder is made and at ``reset()``: later changes to the model
+(training, ``set_weights``) are seen after ``reset()`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn import activations as A
+from fastnn.layers import (Activation, Add, Dense, Dropout, Embedding, LayerNormalization,
+                           MultiHeadAttention, PositionalEmbedding, SinePositionEncoding,
+                           TransformerBlock)
+
+_OPS: dict[type, Callable[..., Any]] = {}
+
+
+def register(*classes: type) -> Callable[[Any], Any]:
+    """Class decorator: the decode op of these layer classes (and their subclasses)."""
+    def add(op: Any) -> Any:
+        for cls in classes:
+            _OPS[cls] = op
+        return op
+    return add
+
+
+def decode_op(layer: Any) -> Any:
+    """The decode op class for ``layer`` (by its class, then its base classes), or None."""
+    for cls in type(layer).__mro__:
+        if cls in _OPS:
+            return _OPS[cls]
+    return None
+
+
+class _Op:
+    """What a decode op is given: the layer, its inputs' buffers, the decoder's settings."""
+
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        self.layer, self.inputs, self.be = layer, inputs, dec.be
+        self.out = np.zeros((dec.batch, layer.output_shape[-1]), dec.dtype)
+        self.load()
+
+    def load(self) -> None:
+        """Copy the layer's current weights into the op's arrays (the same arrays each time:
+        compiled steps hold their addresses)."""
+
+    def keep(self, name: str, value: Any) -> Any:
+        """A copy of value: a new array the first time, then copied into the array the op
+        already holds as ``name``."""
+        have = self.__dict__.get(name)
+        if have is None:
+            return np.ascontiguousarray(np.array(value, copy=True))
+        np.copyto(have, value)
+        return have
+
+    def run(self, t: int) -> None:
+        raise NotImplementedError
+
+
+@register(Embedding)
+class _EmbeddingOp(_Op):
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        self.rows = np.zeros(dec.batch, np.int64)
+        super().__init__(layer, inputs, dec)
+
+    def load(self) -> None:
+        self.table = self.keep("table", self.layer.embeddings)
+
+    def run(self, t: int) -> None:
+        bad = self.be.embedding_forward(self.inputs[0], self.table, self.out, self.rows)
+        if bad >= 0:
+            raise ValueError(f"{self.layer.name}: ids must be integers in [0, input_dim="
+                             f"{self.layer.input_dim}). Received: ids[{bad}]="
+                             f"{self.inputs[0][bad]}")
+
+
+@register(PositionalEmbedding, SinePositionEncoding)
+class _PositionsOp(_Op):
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        if isinstance(layer, SinePositionEncoding):
+            layer.extend(dec.max_length)
+        elif dec.max_length > layer.sequence_length:
+            raise ValueError(f"{layer.name} holds {layer.sequence_length} positions (its "
+                             f"sequence_length): generation cannot go past them. Received: "
+                             f"max_length={dec.max_length}")
+        self.length = dec.max_length
+        super().__init__(layer, inputs, dec)
+
+    def load(self) -> None:
+        self.table = self.keep("table", self.layer.positions(0, self.length))
+
+    def run(self, t: int) -> None:
+        self.be.add_row_vector(self.inputs[0], self.table[t], self.out)
+
+
+@register(Dense)
+class _DenseOp(_Op):
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        super().__init__(layer, inputs, dec)
+
+    def load(self) -> None:
+        self.w = self.keep("w", self.layer.W)
+        self.b = self.keep("b", self.layer.b)
+
+    def run(self, t: int) -> None:
+        self.be.dense_forward(self.inputs[0], self.w, self.b, self.layer.act, self.layer.param,
+                              self.out)
+
+
+@register(LayerNormalization)
+class _LayerNormOp(_Op):
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        self.stats = np.zeros((2, dec.batch), dec.dtype)
+        super().__init__(layer, inputs, dec)
+
+    def load(self) -> None:
+        self.gamma = self.keep("gamma", self.layer.gamma)
+        self.beta = self.keep("beta", self.layer.beta)
+
+    def run(self, t: int) -> None:
+        self.be.layernorm_forward(self.inputs[0], self.gamma, self.beta, self.layer.epsilon,
+                                  self.out, self.stats[0], self.stats[1])
+
+
+@register(Activation)
+class _ActivationOp(_Op):
+    def run(self, t: int) -> None:
+        self.be.activation_forward(self.inputs[0], self.layer.act, self.layer.param, self.out)
+
+
+@register(Add)
+class _AddOp(_Op):
+    def run(self, t: int) -> None:
+        self.be.add_forward([x.reshape(-1) for x in self.inputs], self.out.reshape(-1))
+
+
+@register(Dropout)
+class _IdentityOp(_Op):
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        self.layer, self.out = layer, inputs[0]        # inference: the identity
+
+    def load(self) -> None:
+        pass
+
+    def run(self, t: int) -> None:
+        pass
+
+
+@register(MultiHeadAttention)
+class _AttentionOp(_Op):
+    """Causal self-attention: Q, K, V of the new position in one product, the new K and V
+    appended to the caches, attention over positions 0..t, the output projection."""
+
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        if list(layer.input_roles) != ["qkv"] or not layer.use_causal_mask:
+            raise ValueError(f"{layer.name}: generation needs causal self-attention "
+                             f"(mha(x, x, use_causal_mask=True), no attention_mask). Received: "
+                             f"inputs {layer.input_roles}, use_causal_mask="
+                             f"{layer.use_causal_mask}")
+        super().__init__(layer, inputs, dec)
+        H, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
+        B, L, dt = dec.batch, dec.max_length, dec.dtype
+        self.qkv = np.zeros((B, H * (2 * kd + vd)), dt)
+        self.q, self.k = np.zeros((B, H, kd), dt), np.zeros((B, H, kd), dt)
+        self.v, self.o = np.zeros((B, H, vd), dt), np.zeros((B, H, vd), dt)
+        self.k_cache, self.v_cache = np.zeros((B, H, L, kd), dt), np.zeros((B, H, L, vd), dt)
+        self.scale = 1.0 / math.sqrt(kd)
+
+    def load(self) -> None:
+        # Keras' layouts: kernels (d, H, kd), biases (H, kd), output kernel (H, vd, d)
+        layer = self.layer
+        w = layer.get_weights()
+        step = 2 if layer.use_bias else 1
+        kernels = [w[step * i].reshape(w[step * i].shape[0], -1) for i in range(3)]
+        kernels.append(w[3 * step].reshape(-1, w[3 * step].shape[-1]))
+        biases = ([w[step * i + 1].reshape(-1) for i in range(4)] if layer.use_bias
+                  else [np.zeros(k.shape[1], k.dtype) for k in kernels])
+        self.wqkv = self.keep("wqkv", np.concatenate(kernels[:3], axis=1))
+        self.bqkv = self.keep("bqkv", np.concatenate(biases[:3]))
+        self.wo = self.keep("wo", kernels[3])
+        self.bo = self.keep("bo", biases[3])
+
+    def attend(self, x: Any, t: int, out: Any) -> None:
+        be, B = self.be, self.out.shape[0]
+        be.dense_forward(x, self.wqkv, self.bqkv, A.LINEAR, 0.0, self.qkv)
+        hk = self.q[0].size
+        self.q.reshape(B, -1)[...] = self.qkv[:, :hk]
+        self.k.reshape(B, -1)[...] = self.qkv[:, hk:2 * hk]
+        self.v.reshape(B, -1)[...] = self.qkv[:, 2 * hk:]
+        be.attention_decode(self.q, self.k, self.v, self.k_cache, self.v_cache, t, self.scale,
+                            self.o)
+        be.dense_forward(self.o.reshape(B, -1), self.wo, self.bo, A.LINEAR, 0.0, out)
+
+    def run(self, t: int) -> None:
+        self.attend(self.inputs[0], t, self.out)
+
+
+@register(TransformerBlock)
+class _BlockOp(_Op):
+    """A causal TransformerBlock: on the fast backend one compiled ``BlockStep`` call per
+    position; otherwise its sublayers' kernels one by one (pre- or post-norm)."""
+
+    def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
+        if not layer.causal or layer._masked:
+            raise ValueError(f"{layer.name}: generation needs a causal block without a "
+                             f"padding mask. Received: causal={layer.causal}, padding mask: "
+                             f"{layer._masked}")
+        mha = layer.attention
+        self.attention = a = _AttentionOp(mha, inputs, dec)
+        super().__init__(layer, inputs, dec)
+        ff1 = layer.feedforward_intermediate
+        self.act, self.param = ff1.act, ff1.param
+        B, d = self.out.shape
+        self.h, self.r = np.zeros((B, d), dec.dtype), np.zeros((B, d), dec.dtype)
+        self.f = np.zeros((B, ff1.units), dec.dtype)
+        self.stats = np.zeros((2, B), dec.dtype)
+        self.compiled = None
+        if hasattr(self.be, "BlockStep"):
+            self.compiled = self.be.BlockStep(
+                inputs[0], self.out, a.wqkv, a.bqkv, a.wo, a.bo, *self.norms, *self.ff,
+                a.k_cache, a.v_cache, mha.num_heads, mha.key_dim, mha.value_dim,
+                layer.norm_first, layer.layer_norm_epsilon, self.act, self.param, a.scale)
+
+    def load(self) -> None:
+        layer = self.layer
+        if hasattr(self, "norms"):
+            self.attention.load()
+        ff1, ff2 = layer.feedforward_intermediate, layer.feedforward_output
+        an, fn = layer.attention_norm, layer.feedforward_norm
+        self.norms = [self.keep(f"norm{i}", w)
+                      for i, w in enumerate((an.gamma, an.beta, fn.gamma, fn.beta))]
+        self.ff = [self.keep(f"ff{i}", w) for i, w in enumerate((ff1.W, ff1.b, ff2.W, ff2.b))]
+        for i in range(4):           # (where keep finds them next time)
+            self.__dict__[f"norm{i}"], self.__dict__[f"ff{i}"] = self.norms[i], self.ff[i]
+
+    def _norm(self, i: int, x: Any, out: Any) -> None:
+        self.be.layernorm_forward(x, self.norms[2 * i], self.norms[2 * i + 1],
+                                  self.layer.layer_norm_epsilon, out, self.stats[0],
+                                  self.stats[1])
+
+    def _feedforward(self, x: Any, residual: Any, out: Any) -> None:
+        be = self.be
+        be.dense_forward(x, self.ff[0], self.ff[1], self.act, self.param, self.f)
+        be.dense_forward(self.f, self.ff[2], self.ff[3], A.LINEAR, 0.0, out)
+        be.add_forward([residual.reshape(-1), out.reshape(-1)], out.reshape(-1))
+
+    def run(self, t: int) -> None:
+        if self.compiled is not None:
+            self.compiled.step(t)
+            return
+        x, be, h, r = self.inputs[0], self.be, self.h, self.r
+        if self.layer.norm_first:
+            self._norm(0, x, h)
+            self.attention.attend(h, t, r)
+            be.add_forward([x.reshape(-1), r.reshape(-1)], r.reshape(-1))
+            self._norm(1, r, h)
+            self._feedforward(h, r, self.out)
+        else:
+            self.attention.attend(x, t, r)
+            be.add_forward([x.reshape(-1), r.reshape(-1)], r.reshape(-1))
+            self._norm(0, r, h)
+            self._feedforward(h, h, r)
+            self._norm(1, r, self.out)
+
+
+class Decoder:
+    """Runs ``model`` one position at a time for ``batch`` rows, up to ``max_length``
+    positions, keeping each attention layer's keys and values.
+
+    ``step(ids)`` feeds the token ids (batch,) of the next position and returns the model's
+    output there (batch, vocab): next-token probabilities after a softmax, logits otherwise.
+    ``reset()`` starts again at position 0 (and re-reads the weights). ``position`` is the
+    next position to feed.
+
+    Raises ValueError when the model cannot be decoded this way (several inputs or outputs, an
+    input that is not a sequence of ids read by an Embedding, a layer without a decode op or
+    not causal: named), or ``max_length`` is past what the position layers hold (a
+    ``PositionalEmbedding`` its ``sequence_length``; a ``SinePositionEncoding`` extends; a
+    model without a position layer its input length).
+    """
+
+    def __init__(self, model: Any, batch: int, max_length: int) -> None:
+        if not getattr(model, "built", False):
+            raise ValueError(f"generation needs a built model. Received: {model!r:.80}")
+        self.model = model
+        self.batch = V.check_positive_int("batch", batch)
+        self.max_length = V.check_positive_int("max_length", max_length)
+        self.be, self.dtype = model._be, model.dtype
+        nodes = model._nodes
+        shape = model.input_shape
+        if model._n_inputs != 1 or len(model._outputs) != 1 or not isinstance(shape, tuple) \
+                or len(shape) != 1:
+            raise ValueError(f"generation needs a model with one input of token ids (n, L) "
+                             f"and one output. Received: input shape {shape}, "
+                             f"{len(model._outputs)} output(s)")
+        first = [n for n in nodes[1:] if 0 in n.inputs]
+        if len(first) != 1 or not isinstance(first[0].layer, Embedding):
+            raise ValueError("generation needs a model whose token ids go into one Embedding "
+                             "layer")
+        self.vocab = first[0].layer.input_dim
+        positional = [n.layer for n in nodes if isinstance(n.layer, (PositionalEmbedding,
+                                                                     SinePositionEncoding))]
+        if not positional and self.max_length > shape[0]:
+            raise ValueError(f"the model takes {shape[0]} positions and has no position layer "
+                             f"that extends. Received: max_length={self.max_length}")
+        for node in nodes[1:]:
+            layer = node.layer
+            if decode_op(layer) is None or not (isinstance(node.shape, tuple) and
+                                                len(node.shape) == 2 and
+                                                node.shape[0] == shape[0]):
+                raise ValueError(f"generation cannot run layer {layer.name} "
+                                 f"({type(layer).__name__}) one position at a time (it "
+                                 f"decodes Embedding, position, Dense, LayerNormalization, "
+                                 f"activation, Dropout, Add, causal MultiHeadAttention and "
+                                 f"causal TransformerBlock layers)")
+
+        self.ids = np.zeros(self.batch, np.int64)
+        buffers: dict[int, Any] = {0: self.ids}
+        self._ops = []
+        for node in nodes[1:]:
+            op = decode_op(node.layer)(node.layer, [buffers[i] for i in node.inputs], self)
+            buffers[node.index] = op.out
+            if not isinstance(op, _IdentityOp):
+                self._ops.append(op)
+        self._out = buffers[model._outputs[0]]
+        self.position = 0
+
+    def reset(self) -> None:
+        """Back to position 0, with the model's current weights (copied again)."""
+        for op in self._ops:
+            op.load()
+        self.position = 0
+
+    def step(self, ids: Any) -> Any:
+        """The output at the next position (batch, vocab) for its token ids (batch,)."""
+        t = self.position
+        if t >= self.max_length:
+            raise ValueError(f"the decoder holds {self.max_length} positions (max_length): "
+                             f"reset() it or make one with a larger max_length")
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu" or ids.shape != (self.batch,):
+            raise TypeError(f"ids must be an integer array of shape ({self.batch},). Received: "
+                            f"dtype {ids.dtype}, shape {ids.shape}")
+        self.ids[...] = ids
+        for op in self._ops:
+            op.run(t)
+        self.position = t + 1
+        return self._out.copy()
