@@ -154,6 +154,9 @@ def build_parser():
                        help="skip the table of recurrent networks against PyTorch")
     bench.add_argument("--no-transformer", dest="transformer", action="store_false",
                        help="skip the table of the Transformer encoder layer against PyTorch")
+    bench.add_argument("--no-generation", dest="generation", action="store_false",
+                       help="skip the table of generation (tiny GPT, key/value cache) against "
+                            "PyTorch")
     bench.add_argument("--no-interference", dest="interference", action="store_false",
                        help="skip the table of speeds under interference (a NumPy product "
                             "between calls, another busy process)")

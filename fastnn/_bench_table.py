@@ -399,6 +399,13 @@ def main(args):
         if lines:
             print("\nTargets (issue #18)")
             print("\n".join(lines))
+    if getattr(args, "generation", True) and fast_available():
+        from fastnn import _bench_generation as BG
+        print("\nMeasuring generation (tiny GPT, key/value cache) against PyTorch...", flush=True)
+        gen = BG.run(tuple(thread_counts), repeats=10 if quick else 30,
+                     log=lambda line: progress and print(line, file=sys.stderr, flush=True))
+        print()
+        print(BG.format_table(gen))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if plot:
         plot_ratios(rows, plot)
