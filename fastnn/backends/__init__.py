@@ -72,8 +72,11 @@ attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
     against a key/value cache: generation). q, k_new (B, H, D), v_new (B, H, Dv), caches
     (B, H, Lmax, D) and (B, H, Lmax, Dv), out (B, H, Dv); 0 <= t < Lmax. Checked by both
     backends (fastnn/_decode_args.py: ValueError/TypeError naming the argument); each out[b, h]
-    summed in key order by one thread (bitwise the same at any thread count). The fast backend
-    also has ``BlockStep``: a whole TransformerBlock position per call (fastnn/_ext/_decode.pyx).
+    summed in key order by one thread (bitwise the same at any thread count).
+The fast backend alone also has the decoder's bound kernels (fastnn/_ext/_decode.pyx: arrays
+checked and bound at creation, then ``step(t)`` per position, ~0.3 us a call): ``BlockStep`` (a
+whole TransformerBlock), ``EmbedStep``, ``AddRowStep``, ``NormStep``, ``DenseStep``;
+fastnn/models/decoding.py falls back to the functions above without them.
 """
 
 from importlib import import_module

@@ -23,7 +23,8 @@ try:
     from fastnn._ext._loss import loss
     from fastnn._ext._recurrent import rnn_backward, rnn_forward, rnn_sizes
     from fastnn._ext._attention import attention_backward, attention_forward
-    from fastnn._ext._decode import BlockStep, attention_decode
+    from fastnn._ext._decode import (AddRowStep, BlockStep, DenseStep, EmbedStep, NormStep,
+                                     attention_decode)
     from fastnn._ext._pooling import (avgpool2d_backward, avgpool2d_forward,
                                       global_avgpool_backward, global_avgpool_forward,
                                       global_maxpool_backward, global_maxpool_forward,
@@ -97,5 +98,5 @@ __all__ = [
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
-    "attention_backward", "attention_decode", "BlockStep",
+    "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
 ]

@@ -77,18 +77,34 @@ class _Op:
     def run(self, t: int) -> None:
         raise NotImplementedError
 
+    def bound(self, name: str, *args: Any) -> Any:
+        """The fast backend's kernel ``name`` bound to these arrays (one cheap call per
+        position, see fastnn/_ext/_decode.pyx), or None on a backend without it."""
+        kernel = getattr(self.be, name, None)
+        return None if kernel is None else kernel(*args)
+
+    @property
+    def call(self) -> Callable[[int], Any]:
+        """What the decoder calls per position: the bound kernel's step, or ``run``."""
+        compiled = self.__dict__.get("compiled")
+        return self.run if compiled is None else compiled.step
+
 
 @register(Embedding)
 class _EmbeddingOp(_Op):
     def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
         self.rows = np.zeros(dec.batch, np.int64)
         super().__init__(layer, inputs, dec)
+        self.kernel = self.bound("EmbedStep", inputs[0], self.table, None, self.out)
 
     def load(self) -> None:
         self.table = self.keep("table", self.layer.embeddings)
 
     def run(self, t: int) -> None:
-        bad = self.be.embedding_forward(self.inputs[0], self.table, self.out, self.rows)
+        if self.kernel is not None:
+            bad = self.kernel.step(t)
+        else:
+            bad = self.be.embedding_forward(self.inputs[0], self.table, self.out, self.rows)
         if bad >= 0:
             raise ValueError(f"{self.layer.name}: ids must be integers in [0, input_dim="
                              f"{self.layer.input_dim}). Received: ids[{bad}]="
@@ -106,6 +122,7 @@ class _PositionsOp(_Op):
                              f"max_length={dec.max_length}")
         self.length = dec.max_length
         super().__init__(layer, inputs, dec)
+        self.compiled = self.bound("AddRowStep", inputs[0], self.table, self.out)
 
     def load(self) -> None:
         self.table = self.keep("table", self.layer.positions(0, self.length))
@@ -118,6 +135,8 @@ class _PositionsOp(_Op):
 class _DenseOp(_Op):
     def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
         super().__init__(layer, inputs, dec)
+        self.compiled = self.bound("DenseStep", inputs[0], self.w, self.b, layer.act,
+                                   layer.param, self.out)
 
     def load(self) -> None:
         self.w = self.keep("w", self.layer.W)
@@ -133,6 +152,8 @@ class _LayerNormOp(_Op):
     def __init__(self, layer: Any, inputs: list[Any], dec: Decoder) -> None:
         self.stats = np.zeros((2, dec.batch), dec.dtype)
         super().__init__(layer, inputs, dec)
+        self.compiled = self.bound("NormStep", inputs[0], self.gamma, self.beta,
+                                   layer.epsilon, self.out)
 
     def load(self) -> None:
         self.gamma = self.keep("gamma", self.layer.gamma)
@@ -237,8 +258,8 @@ class _BlockOp(_Op):
         self.stats = np.zeros((2, B), dec.dtype)
         self.compiled = None
         if hasattr(self.be, "BlockStep"):
-            self.compiled = self.be.BlockStep(
-                inputs[0], self.out, a.wqkv, a.bqkv, a.wo, a.bo, *self.norms, *self.ff,
+            self.compiled = self.bound(
+                "BlockStep", inputs[0], self.out, a.wqkv, a.bqkv, a.wo, a.bo, *self.norms, *self.ff,
                 a.k_cache, a.v_cache, mha.num_heads, mha.key_dim, mha.value_dim,
                 layer.norm_first, layer.layer_norm_epsilon, self.act, self.param, a.scale)
 
@@ -266,9 +287,6 @@ class _BlockOp(_Op):
         be.add_forward([residual.reshape(-1), out.reshape(-1)], out.reshape(-1))
 
     def run(self, t: int) -> None:
-        if self.compiled is not None:
-            self.compiled.step(t)
-            return
         x, be, h, r = self.inputs[0], self.be, self.h, self.r
         if self.layer.norm_first:
             self._norm(0, x, h)
@@ -343,6 +361,7 @@ class Decoder:
             buffers[node.index] = op.out
             if not isinstance(op, _IdentityOp):
                 self._ops.append(op)
+        self._calls = [op.call for op in self._ops]
         self._out = buffers[model._outputs[0]]
         self.position = 0
 
@@ -363,7 +382,7 @@ class Decoder:
             raise TypeError(f"ids must be an integer array of shape ({self.batch},). Received: "
                             f"dtype {ids.dtype}, shape {ids.shape}")
         self.ids[...] = ids
-        for op in self._ops:
-            op.run(t)
+        for call in self._calls:
+            call(t)
         self.position = t + 1
         return self._out.copy()
