@@ -319,3 +319,35 @@ def test_layers_that_cannot_decode_are_named(make, word):
 def test_max_new_tokens_zero_returns_the_prompt():
     out = small_gpt("numpy").generate(np.array([[1, 2]], np.int32), 0)
     assert out.dtype == np.int64 and np.array_equal(out, [[1, 2]])
+
+
+def test_decoder_step_refuses_bad_ids(backend):
+    dec = Decoder(small_gpt(backend), 2, L)
+    with pytest.raises(ValueError, match=r"ids\[1\]"):
+        dec.step(np.array([0, VOCAB]))
+    with pytest.raises(TypeError, match="ids"):
+        dec.step(np.array([0.0, 1.0]))
+    with pytest.raises(TypeError, match="ids"):
+        dec.step(np.array([0, 1, 2]))
+
+
+def test_bound_kernels_check_their_arrays_at_creation():
+    fast = get_backend("fast")
+    x, out = np.zeros((2, 4)), np.zeros((2, 3))
+    with pytest.raises(ValueError, match="b must be"):
+        fast.DenseStep(x, np.zeros((4, 3)), np.zeros(4), 0, 0.0, out)
+    with pytest.raises(ValueError, match="out must not overlap x"):
+        fast.NormStep(x, np.ones(4), np.zeros(4), 1e-5, x)
+    with pytest.raises(ValueError, match="table"):
+        fast.AddRowStep(x, np.zeros((3, 4), np.float32), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="ids"):
+        fast.EmbedStep(np.zeros(2), np.zeros((5, 4)), None, np.zeros((2, 4)))
+    step = fast.AddRowStep(x, np.zeros((3, 4)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="t must be"):
+        step.step(3)
+    model = small_gpt("fast")
+    dec = Decoder(model, 1, 3)
+    block = [op for op in dec._ops if getattr(op, "compiled", None) is not None and
+             type(op.compiled).__name__ == "BlockStep"][0].compiled
+    with pytest.raises(ValueError, match="t must be"):
+        block.step(3)
