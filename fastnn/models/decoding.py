@@ -16,8 +16,10 @@ key and value to caches (batch, heads, max_length, key_dim) and attend with the 
 ``attention_decode``; on the fast backend a TransformerBlock is one compiled call per position
 (``BlockStep``). Any other layer is refused (ValueError naming it) when the Decoder is made.
 
-Weights are COPIED when the Decoder is made and at ``reset()``: later changes to the model
-(training, ``set_weights``) are seen after ``reset()`` only.
+Weights: the ops read the model's weight arrays in place (views), except an attention
+layer's query, key and value kernels and biases, which are copied side by side (one product)
+when the Decoder is made and at ``reset()``. After changing the weights (training,
+``set_weights``), call ``reset()`` before decoding on: the copies are refreshed then.
 """
 
 from __future__ import annotations
@@ -66,12 +68,14 @@ class _Op:
         compiled steps hold their addresses)."""
 
     def keep(self, name: str, value: Any) -> Any:
-        """A copy of value: a new array the first time, then copied into the array the op
-        already holds as ``name``."""
+        """The array the op holds as ``name`` for ``value``: the first time ``value`` itself
+        (a view of the model's weights, read in place) or a contiguous copy; later the same
+        array, refreshed by a copy unless it is ``value``'s memory already."""
         have = self.__dict__.get(name)
         if have is None:
-            return np.ascontiguousarray(np.array(value, copy=True))
-        np.copyto(have, value)
+            return np.ascontiguousarray(value)
+        if not np.shares_memory(have, value):
+            np.copyto(have, value)
         return have
 
     def run(self, t: int) -> None:
@@ -209,9 +213,10 @@ class _AttentionOp(_Op):
         self.scale = 1.0 / math.sqrt(kd)
 
     def load(self) -> None:
-        # Keras' layouts: kernels (d, H, kd), biases (H, kd), output kernel (H, vd, d)
+        # Keras' layouts: kernels (d, H, kd), biases (H, kd), output kernel (H, vd, d); the
+        # layer's own views (Layer._weights), of which Q, K, V are copied side by side
         layer = self.layer
-        w = layer.get_weights()
+        w = layer._weights
         step = 2 if layer.use_bias else 1
         kernels = [w[step * i].reshape(w[step * i].shape[0], -1) for i in range(3)]
         kernels.append(w[3 * step].reshape(-1, w[3 * step].shape[-1]))
@@ -308,7 +313,8 @@ class Decoder:
 
     ``step(ids)`` feeds the token ids (batch,) of the next position and returns the model's
     output there (batch, vocab): next-token probabilities after a softmax, logits otherwise.
-    ``reset()`` starts again at position 0 (and re-reads the weights). ``position`` is the
+    ``reset()`` starts again at position 0 (and refreshes the weight copies, see the module
+    docstring). ``position`` is the
     next position to feed.
 
     Raises ValueError when the model cannot be decoded this way (several inputs or outputs, an
@@ -366,7 +372,7 @@ class Decoder:
         self.position = 0
 
     def reset(self) -> None:
-        """Back to position 0, with the model's current weights (copied again)."""
+        """Back to position 0, with the model's current weights (the copies refreshed)."""
         for op in self._ops:
             op.load()
         self.position = 0
