@@ -21,6 +21,8 @@
 
 #include <math.h>
 
+#include "fnn_vexp.h"
+
 #define FNN_GELU_SQRT1_2 0.70710678118654752440    /* 1 / sqrt(2) */
 #define FNN_GELU_INV_SQRT_2PI 0.39894228040143267794 /* 1 / sqrt(2 pi) */
 #define FNN_GELU_SQRT_2_PI 0.79788456080286535588  /* sqrt(2 / pi) */
@@ -71,48 +73,132 @@ static inline double fnn_gelu_tanh_deriv_f64(double z)
     return q == 0.0 ? s : s + (2.0 * z * FNN_GELU_SQRT_2_PI * (1.0 + FNN_GELU_3K * z * z)) * q;
 }
 
+/*
+ * The float functions are branch-free, so that a loop over them vectorises (the epilogue, the
+ * element-wise loops of fnn_vec.c in each flavour): the double-precision ones above call libm's
+ * erfc and exp per element. Method (written for fastnn):
+ *
+ *   exp(-x^2/2) = exp(32 - x^2/2) e^-32: x^2/2 is exact in double (a float has 24 bits), its
+ *     difference from 32 is split into a float hi (the argument of fnn_expf, fnn_vexp.h) and a
+ *     small double lo (exp(hi + lo) = exp(hi) (1 + lo), |lo| < 4e-6); the shift by 32 keeps
+ *     exp(hi) a normal float out to |x| = 14, where gelu(-|x|) is below any float.
+ *   1 - Phi(x) = exp(-x^2/2) M(x) for x >= 0.6, M = Mills' ratio / sqrt(2 pi) (Mills 1926,
+ *     Abramowitz & Stegun 26.2.12 on), fitted as t P(w), t = 1/(x + 4), w = (t - tc) / h
+ *     mapping [0.6, 14] onto [-1, 1], P of degree 10: a relative least-squares fit on 4000
+ *     Chebyshev nodes against libm's erfc in double, within 3e-10 relative;
+ *   Phi(x) - 1/2 = x S(x^2) for |x| < 0.6 (erf's Taylor series reshaped, the same kind of fit,
+ *     degree 5, 2e-12 relative); the two ranges meet where neither sum cancels more than a bit.
+ *   gelu_tanh: sigmoid(+-2u) from e = exp(-|2u|) by the same split, 2u computed in double.
+ *
+ * Everything but the float exp is done in double and rounded once, so the results are within a
+ * few float ulps of the exact functions (the tests measure it; the exp is the main term). Beyond
+ * |z| = 14 (gelu) or 10.5 (gelu_tanh) the limits are returned (z or 0; derivative 1 or 0), which
+ * are the float results there, and NaN is passed through.
+ * No FP contraction: the same operations, and so the same bits, with any vector width.
+ */
+#define FNN_GELU_E_M32 1.2664165549094176e-14 /* e^-32 */
+
+/* exp(-a) for 0 <= a <= 99, as hi/lo above */
+static inline double fnn_gelu_expm_f32(double a)
+{
+    const double b = 32.0 - a;
+    const float hi = (float)b;
+    const double lo = b - (double)hi;
+    return (double)fnn_expf(hi) * (1.0 + lo) * FNN_GELU_E_M32;
+}
+
+/* the upper tail 1 - Phi(x) and E = exp(-x^2/2), for 0 <= x <= 14 */
+static inline double fnn_gelu_tail_f32(double x, double *E)
+{
+    const double e = fnn_gelu_expm_f32(0.5 * x * x);
+    const double t = 1.0 / (x + 4.0);
+    const double w = (t - 0.13647342995169082) * 12.358208955223878;
+    double p = -3.0918603714947077e-07, s, u = x * x;
+    p = p * w + 3.6334961543577535e-06;
+    p = p * w + 9.5963862795674952e-06;
+    p = p * w - 6.913743121999748e-05;
+    p = p * w - 0.00032958566916284392;
+    p = p * w + 0.00060714311288723437;
+    p = p * w + 0.011128762798756412;
+    p = p * w + 0.056769979265533781;
+    p = p * w + 0.18505626228476071;
+    p = p * w + 0.44269780431535688;
+    p = p * w + 0.81449258550242531;
+    s = -8.7532676402557481e-06;
+    s = s * u + 0.00011515778815045824;
+    s = s * u - 0.0011872767008922743;
+    s = s * u + 0.0099735526610744175;
+    s = s * u - 0.066490379932224827;
+    s = s * u + 0.39894228040075469;
+    *E = e;
+    return x < 0.6 ? 0.5 - x * s : e * (t * p);
+}
+
 static inline float fnn_gelu_f32(float z)
 {
-    const float c = erfcf(-z * (float)FNN_GELU_SQRT1_2);
-    return c == 0.0f ? 0.0f : 0.5f * z * c;
+    const float a = z < 0.0f ? -z : z;
+    const float ac = a < 14.0f ? a : 14.0f; /* NaN becomes 14 (restored below) */
+    const double x = (double)ac, zc = z < 0.0f ? -x : x;
+    double E, q, cdf;
+    float y;
+    q = fnn_gelu_tail_f32(x, &E);
+    cdf = z < 0.0f ? q : 1.0 - q;
+    y = (float)(zc * cdf);
+    y = z > 14.0f ? z : y;
+    y = z < -14.0f ? 0.0f : y;
+    return z == z ? y : z;
 }
 
 static inline float fnn_gelu_deriv_f32(float z)
 {
-    const float cdf = 0.5f * erfcf(-z * (float)FNN_GELU_SQRT1_2);
-    const float pdf = expf(-0.5f * z * z) * (float)FNN_GELU_INV_SQRT_2PI;
-    return pdf == 0.0f ? cdf : cdf + z * pdf;
+    const float a = z < 0.0f ? -z : z;
+    const float ac = a < 14.0f ? a : 14.0f;
+    const double x = (double)ac, zc = z < 0.0f ? -x : x;
+    double E, q, cdf;
+    float d;
+    q = fnn_gelu_tail_f32(x, &E);
+    cdf = z < 0.0f ? q : 1.0 - q;
+    d = (float)(cdf + zc * (E * FNN_GELU_INV_SQRT_2PI));
+    d = z > 14.0f ? 1.0f : d;
+    d = z < -14.0f ? 0.0f : d;
+    return z == z ? d : z;
 }
 
-static inline float fnn_gelu_tanh_s_f32(float z, float *s1)
+/* s = sigmoid(2u) and s1 = 1 - s for |z| <= 10.5, each without cancellation */
+static inline double fnn_gelu_tanh_s_f32(double z, double *s1)
 {
-    const float t = 2.0f * (float)FNN_GELU_SQRT_2_PI * (z + (float)FNN_GELU_K * z * z * z);
-    float e;
-    if (t >= 0.0f) {
-        e = expf(-t);
-        *s1 = e / (1.0f + e);
-        return 1.0f / (1.0f + e);
-    }
-    e = expf(t);
-    *s1 = 1.0f / (1.0f + e);
-    return e / (1.0f + e);
+    const double t = 2.0 * FNN_GELU_SQRT_2_PI * (z + FNN_GELU_K * z * z * z);
+    const double e = fnn_gelu_expm_f32(t < 0.0 ? -t : t); /* |t| <= 99.5 */
+    const double r = 1.0 / (1.0 + e);
+    *s1 = t >= 0.0 ? e * r : r;
+    return t >= 0.0 ? r : e * r;
 }
 
 static inline float fnn_gelu_tanh_f32(float z)
 {
-    float s1;
-    const float s = fnn_gelu_tanh_s_f32(z, &s1);
-    return s == 0.0f ? 0.0f : z * s;
+    float zc = z < 10.5f ? z : 10.5f;
+    double s, s1;
+    float y;
+    zc = zc > -10.5f ? zc : -10.5f;
+    s = fnn_gelu_tanh_s_f32((double)zc, &s1);
+    y = (float)((double)zc * s);
+    y = z > 10.5f ? z : y;
+    y = z < -10.5f ? 0.0f : y;
+    return z == z ? y : z;
 }
 
 static inline float fnn_gelu_tanh_deriv_f32(float z)
 {
-    float s1;
-    const float s = fnn_gelu_tanh_s_f32(z, &s1);
-    const float q = s * s1;
-    return q == 0.0f
-               ? s
-               : s + (2.0f * z * (float)FNN_GELU_SQRT_2_PI * (1.0f + (float)FNN_GELU_3K * z * z)) * q;
+    float zc = z < 10.5f ? z : 10.5f;
+    double s, s1, x;
+    float d;
+    zc = zc > -10.5f ? zc : -10.5f;
+    x = (double)zc;
+    s = fnn_gelu_tanh_s_f32(x, &s1);
+    d = (float)(s + (2.0 * x * FNN_GELU_SQRT_2_PI * (1.0 + FNN_GELU_3K * x * x)) * (s * s1));
+    d = z > 10.5f ? 1.0f : d;
+    d = z < -10.5f ? 0.0f : d;
+    return z == z ? d : z;
 }
 
 #endif /* FNN_GELU_H */

@@ -183,8 +183,8 @@ static inline int GFN(a_fits_stage)(ptrdiff_t m, ptrdiff_t k)
 
 /* Small products: direct tiles straight from A and B (no packing, no malloc, no threads).
  * A transposed B is staged FNN_DKC k-steps at a time, transposed, in a stack buffer.  The tile
- * applies bias and the cheap activations in registers; sigmoid, tanh, gelu (libm) are done
- * after. */
+ * applies bias and the cheap activations in registers; sigmoid, tanh, gelu are done after, by
+ * the flavour's epilogue (every copy gives the same bits; the flavour's runs its vectors). */
 static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                              const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
                              const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
@@ -216,7 +216,7 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                 FT *c = C + i0 * ldc + j0;
                 kd->dtile(mb, nb, k, alpha, A + i0 * rsa, rsa, csa, B + j0, rsb, beta, c, ldc, bj,
                           tile_act, param, late ? NULL : amax);
-                if (late) EPI_NAME(c, ldc, mb, nb, NULL, act, param, amax);
+                if (late) kd->epi(c, ldc, mb, nb, NULL, act, param, amax);
             }
         } else {
             FT bt[FNN_DKC * FNN_MAX_DNR] __attribute__((aligned(FNN_ALIGN)));
@@ -238,7 +238,7 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                               beta_eff, c, ldc, last ? bj : NULL,
                               last ? tile_act : FNN_ACT_LINEAR, param,
                               (last && !late) ? amax : NULL);
-                    if (late && last) EPI_NAME(c, ldc, mb, nb, NULL, act, param, amax);
+                    if (late && last) kd->epi(c, ldc, mb, nb, NULL, act, param, amax);
                 }
             }
         }
@@ -386,7 +386,7 @@ GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t
                       lda, (FT)0, t, mc, NULL, FNN_ACT_LINEAR, param, NULL, par_min);
         kd->tstore(t, mc, n, mc, C + i0 * ldc, ldc, bias, late ? FNN_ACT_LINEAR : act, param,
                    late ? NULL : amax);
-        if (late) EPI_NAME(C + i0 * ldc, ldc, mc, n, NULL, act, param, amax);
+        if (late) kd->epi(C + i0 * ldc, ldc, mc, n, NULL, act, param, amax);
     }
 }
 

@@ -313,8 +313,9 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
 }
 #endif
 
-/* gelu's derivative from the pre-activation z (fnn_gelu.h): libm per element, so one plain loop
- * for every flavour (the same bits whichever runs). */
+/* gelu's derivative from the pre-activation z (fnn_gelu.h). Double: libm per element, one plain
+ * loop for every flavour. Float: the branch-free functions, a loop per flavour that the compiler
+ * vectorises with that flavour's vectors (the same operations: the same bits whichever runs). */
 #define GELU_DERIV_COLSUM(FT, DERIV)                                                            \
     {                                                                                          \
         ptrdiff_t i, j;                                                                        \
@@ -330,11 +331,95 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
         return;                                                                                \
     }
 
+/* For the float gelus in each flavour:
+ *   colsum:  dz[i, j] := dy[i, j] gelu'(z[i, j]),  acc[j] += dz[i, j]   (as fnn_deriv_colsum_f32)
+ *   fwd:     y[j] := gelu(z[j])                 (y may be z)
+ *   bwd:     dz[j] := dy[j] gelu'(z[j])         (dz may be dy) */
+#define GELU_F32_FLAVOUR(SUF, TARGET)                                                          \
+    TARGET static void gelu_colsum_##SUF(const float *y, const float *dy, float *dz,           \
+                                         double *acc, ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w,   \
+                                         int act)                                              \
+    {                                                                                          \
+        if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(float, fnn_gelu_deriv_f32)                  \
+        GELU_DERIV_COLSUM(float, fnn_gelu_tanh_deriv_f32)                                      \
+    }                                                                                          \
+    TARGET static void gelu_fwd_##SUF(const float *z, float *y, ptrdiff_t n, int act)          \
+    {                                                                                          \
+        ptrdiff_t j;                                                                           \
+        if (act == FNN_ACT_GELU)                                                               \
+            for (j = 0; j < n; j++) y[j] = fnn_gelu_f32(z[j]);                                 \
+        else                                                                                   \
+            for (j = 0; j < n; j++) y[j] = fnn_gelu_tanh_f32(z[j]);                            \
+    }                                                                                          \
+    TARGET static void gelu_bwd_##SUF(const float *z, const float *dy, float *dz, ptrdiff_t n, \
+                                      int act)                                                 \
+    {                                                                                          \
+        ptrdiff_t j;                                                                           \
+        if (act == FNN_ACT_GELU)                                                               \
+            for (j = 0; j < n; j++) dz[j] = dy[j] * fnn_gelu_deriv_f32(z[j]);                  \
+        else                                                                                   \
+            for (j = 0; j < n; j++) dz[j] = dy[j] * fnn_gelu_tanh_deriv_f32(z[j]);             \
+    }
+GELU_F32_FLAVOUR(generic, )
+#if FNN_X86
+GELU_F32_FLAVOUR(avx2, FNN_VEC_AVX2)
+GELU_F32_FLAVOUR(avx512, FNN_VEC_AVX512)
+#endif
+#undef GELU_F32_FLAVOUR
+
+void fnn_gelu_forward_f32(const float *z, float *y, ptrdiff_t n, int act)
+{
+#if FNN_X86
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
+        gelu_fwd_avx512(z, y, n, act);
+        return;
+    }
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
+        gelu_fwd_avx2(z, y, n, act);
+        return;
+    }
+#endif
+    gelu_fwd_generic(z, y, n, act);
+}
+
+void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, ptrdiff_t n, int act)
+{
+#if FNN_X86
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
+        gelu_bwd_avx512(z, dy, dz, n, act);
+        return;
+    }
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
+        gelu_bwd_avx2(z, dy, dz, n, act);
+        return;
+    }
+#endif
+    gelu_bwd_generic(z, dy, dz, n, act);
+}
+
+static void gelu_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
+                            ptrdiff_t ld, ptrdiff_t w, int act)
+{
+#if FNN_X86
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
+        gelu_colsum_avx512(y, dy, dz, acc, n, ld, w, act);
+        return;
+    }
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
+        gelu_colsum_avx2(y, dy, dz, acc, n, ld, w, act);
+        return;
+    }
+#endif
+    gelu_colsum_generic(y, dy, dz, acc, n, ld, w, act);
+}
+
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param)
 {
-    if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(float, fnn_gelu_deriv_f32)
-    if (act == FNN_ACT_GELU_TANH) GELU_DERIV_COLSUM(float, fnn_gelu_tanh_deriv_f32)
+    if (act == FNN_ACT_GELU || act == FNN_ACT_GELU_TANH) {
+        gelu_colsum_f32(y, dy, dz, acc, n, ld, w, act);
+        return;
+    }
 #if FNN_X86
     if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
         deriv_colsum_x512_f32(y, dy, dz, acc, n, ld, w, act, param);

@@ -28,6 +28,11 @@ void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *ac
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
                           ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, int act, double param);
 
+/* The float gelus (act FNN_ACT_GELU or FNN_ACT_GELU_TANH; fnn_gelu.h), vectorised per flavour:
+ * forward y[j] := gelu(z[j]) (y may be z); backward dz[j] := dy[j] * gelu'(z[j]) (dz may be dy). */
+void fnn_gelu_forward_f32(const float *z, float *y, ptrdiff_t n, int act);
+void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, ptrdiff_t n, int act);
+
 /* The updates run in flush-to-zero mode themselves (fnn_ftz.h; they are also called from
  * threads of their own): a velocity or moment below the smallest normal number becomes 0. */
 

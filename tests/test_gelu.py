@@ -12,7 +12,11 @@ negative z. So:
 - compiled against NumPy twin: float64 1e-12, float32 1e-5; bitwise at 1 and 2 threads.
 """
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -319,3 +323,125 @@ def test_conv2d_with_gelu_compiled_equals_numpy(dtype, name, shape):
         results.append([model.predict(x), out, dx] + [g.copy() for g in model.grads])
     for a, b in zip(*results):
         ref.assert_close(a, b, dtype, scale=np.max(np.abs(b)) + 1e-30)
+
+
+# --------------------------------------------------------------------------- each SIMD flavour
+# The float32 gelus are branch-free C (src_c/fnn_gelu.h) that each flavour's loops vectorise:
+# forward and derivative in the dense epilogue (dense_forward, dense_backward) and in the
+# element-wise path (activation_forward, activation_backward). In a subprocess per
+# FASTNN_KERNEL (the flavour is chosen on first use), against float64 math.erfc / exp on the same
+# float32 inputs: relative 1e-6 (a few float32 ulps) plus an absolute 1e-37 (results near the
+# float's smallest normal number, which the kernels flush to zero); the derivative's floor is
+# 1e-6 times the sum of its two terms' sizes (it crosses zero at z = -0.75, where the terms
+# cancel). The limits are exact: gelu(inf) = inf, gelu(-inf) = 0, NaN stays NaN, and beyond
+# |z| ~ 14 the values are z or 0, the derivatives 1 or 0.
+_GELU_FLAVOUR_SCRIPT = """
+import hashlib, json, math, numpy as np
+from fastnn import activations as A
+from fastnn.backends import get_backend
+fast = get_backend("fast")
+special = np.array([1e-30, -1e-30, 20, -20, 1e30, -1e30, np.inf, -np.inf, np.nan, 0.0, -0.0,
+                    -13.3, -14.5, 14.5, -10.4, -10.6, 10.6, 0.6, -0.6, 0.59999996, -0.75179],
+                   np.float32)
+z = np.concatenate([np.linspace(-12, 12, 48001, dtype=np.float32), special])
+m = z.size
+out = {"kernel": fast.kernel_name()}
+for name in ("gelu", "gelu_tanh"):
+    code = A.CODES[name]
+    zr = z.reshape(1, m)
+    ones = np.ones((1, m), np.float32)
+    ew_y = fast.activation_forward(zr, code, 0.0, np.empty_like(zr))
+    ew_d = fast.activation_backward(zr, ones, code, 0.0, np.empty_like(zr))
+    x1, w = np.ones((3, 1), np.float32), zr.copy()           # x @ w: each row is z, exactly
+    de_y = fast.dense_forward(x1, w, None, code, 0.0, np.empty((3, m), np.float32))
+    zz, dz = np.repeat(zr, 3, axis=0), np.empty((3, m), np.float32)
+    with np.errstate(all="ignore"):
+        fast.dense_backward(x1, w, zz, np.ones((3, m), np.float32), code, 0.0, dz,
+                            np.empty((1, m), np.float32), np.empty(m, np.float32), None)
+    out[name] = {"ew_y": ew_y[0].tolist(), "ew_d": ew_d[0].tolist(),
+                 "de_y": de_y.tolist(), "de_d": dz.tolist(),
+                 "hash": hashlib.sha1(ew_y.tobytes() + ew_d.tobytes()).hexdigest()}
+out["z"] = z.tolist()
+print(json.dumps(out))
+"""
+
+
+def _gelu_reference(name, z):
+    """Values, derivatives and the size of the derivative's two terms, in float64."""
+    z = z.astype(np.float64)
+    if name == "gelu":
+        cdf = 0.5 * np.vectorize(math.erfc)(-z / math.sqrt(2.0))
+        pdf = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        return z * cdf, cdf + z * pdf, np.abs(cdf) + np.abs(z * pdf)
+    c = math.sqrt(2.0 / math.pi)
+    t = 2.0 * c * (z + 0.044715 * z ** 3)
+    e = np.exp(-np.abs(t))
+    s = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    s1 = np.where(t >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
+    term = 2.0 * z * c * (1.0 + 3 * 0.044715 * z * z) * s * s1
+    return z * s, s + term, np.abs(s) + np.abs(term)
+
+
+def _run_gelu_flavour(flavour):
+    env = dict(os.environ, FASTNN_KERNEL=flavour)
+    done = subprocess.run([sys.executable, "-c", _GELU_FLAVOUR_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True, timeout=300)
+    result = json.loads(done.stdout)
+    if result["kernel"] != flavour:
+        pytest.skip(f"this CPU runs {result['kernel']!r}, not {flavour!r}")
+    return result
+
+
+def gelu_float32_errors(result, name):
+    """(max relative error, max error in float32 ulps) of value and derivative over the finite
+    grid, and asserts the bounds and limits above; also used by hand to report accuracy."""
+    z = np.array(result["z"], np.float32)
+    r = result[name]
+    ew_y, ew_d = np.array(r["ew_y"], np.float32), np.array(r["ew_d"], np.float32)
+    de_y, de_d = np.array(r["de_y"], np.float32), np.array(r["de_d"], np.float32)
+    for row in range(de_y.shape[0]):                  # the epilogue's bits are the element-wise
+        assert np.array_equal(de_y[row], ew_y, equal_nan=True), f"{name} dense forward row {row}"
+        assert np.array_equal(de_d[row], ew_d, equal_nan=True), f"{name} dense backward row {row}"
+    finite = np.isfinite(z)
+    with np.errstate(all="ignore"):
+        want_y, want_d, terms = _gelu_reference(name, z[finite])
+    report = {}
+    for got, want, floor, what in ((ew_y[finite], want_y, 1e-37, "value"),
+                                   (ew_d[finite], want_d, 1e-6 * terms + 1e-37, "derivative")):
+        err = np.abs(got.astype(np.float64) - want)
+        bad = err > 1e-6 * np.abs(want) + floor
+        assert not np.any(bad), (f"{name} {what}: z={z[finite][bad][:5]} got={got[bad][:5]} "
+                                 f"want={want[bad][:5]}")
+        normal = np.abs(want) >= np.finfo(np.float32).tiny
+        if what == "derivative":
+            normal &= np.abs(want) >= 0.01 * terms     # away from the derivative's zero
+        ulp = np.spacing(np.abs(want[normal]).astype(np.float32)).astype(np.float64)
+        report[what] = (float(np.max(err[normal] / np.abs(want[normal]))),
+                        float(np.max(err[normal] / ulp)))
+    special = {float(v): i for i, v in enumerate(z) if not np.isfinite(v) or abs(v) >= 20}
+    for v, y, d in ((np.inf, np.inf, 1.0), (-np.inf, 0.0, 0.0), (20.0, 20.0, 1.0),
+                    (-20.0, 0.0, 0.0), (1e30, float(np.float32(1e30)), 1.0), (-1e30, 0.0, 0.0)):
+        i = special[float(np.float32(v))]
+        assert ew_y[i] == y and ew_d[i] == d, (name, v, ew_y[i], ew_d[i])
+    nan = np.isnan(z)
+    assert np.all(np.isnan(ew_y[nan])) and np.all(np.isnan(ew_d[nan]))
+    return report
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_each_flavour_float32_within_a_few_ulps(flavour):
+    result = _run_gelu_flavour(flavour)
+    for name in ("gelu", "gelu_tanh"):
+        gelu_float32_errors(result, name)
+
+
+def test_float32_flavours_give_the_same_bits():
+    """No FP contraction and the same operations in every flavour: identical results."""
+    hashes = {}
+    for flavour in ("generic", "avx2", "avx512"):
+        env = dict(os.environ, FASTNN_KERNEL=flavour)
+        done = subprocess.run([sys.executable, "-c", _GELU_FLAVOUR_SCRIPT], env=env, check=True,
+                              capture_output=True, text=True, timeout=300)
+        result = json.loads(done.stdout)
+        hashes[result["kernel"]] = (result["gelu"]["hash"], result["gelu_tanh"]["hash"])
+    assert len(set(hashes.values())) == 1, hashes

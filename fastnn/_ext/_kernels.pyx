@@ -39,6 +39,8 @@ cdef extern from "fnn_vec.h" nogil:
     double fnn_max_abs_f64(const double *x, Py_ssize_t n)
     void fnn_softmax_rows_f32(const float *z, float *y, Py_ssize_t n, Py_ssize_t m)
     void fnn_softmax_rows_f64(const double *z, double *y, Py_ssize_t n, Py_ssize_t m)
+    void fnn_gelu_forward_f32(const float *z, float *y, Py_ssize_t n, int act)
+    void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, Py_ssize_t n, int act)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -130,6 +132,10 @@ cdef inline void _act_row(const floating *z, floating *y, Py_ssize_t m, int act,
                           floating param) noexcept nogil:
     """y := act(z) element-wise (act is not softmax)."""
     cdef Py_ssize_t j
+    if floating is float:
+        if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH:    # vectorised per flavour, the
+            fnn_gelu_forward_f32(z, y, m, act)                 # epilogue's bits (fnn_gelu.h)
+            return
     for j in range(m):
         y[j] = act_forward(act, z[j], param)
 
@@ -138,6 +144,10 @@ cdef inline void _act_grad_row(const floating *y, const floating *dy, floating *
                                int act, floating param) noexcept nogil:
     """dz := act'(y) * dy element-wise (act is not softmax)."""
     cdef Py_ssize_t j
+    if floating is float:
+        if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH:    # y holds z (fnn_vec.h)
+            fnn_gelu_backward_f32(y, dy, dz, m, act)
+            return
     if act == FNN_ACT_RELU:         # the same products, as a loop the compiler vectorises (the
         for j in range(m):          # switch below branches on the data: half mispredicted)
             dz[j] = dy[j] * <floating>(y[j] > 0)
