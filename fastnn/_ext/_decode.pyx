@@ -11,7 +11,7 @@
 #   creation, as raw pointers, so a step costs one Python call and no memoryview acquisition:
 #   the per-kernel path pays ~4 us per kernel call, a dozen per block and token.
 #
-# Arguments are checked before the GIL is released (fastnn/_decode_args.py, shared with the
+# Arguments are checked before the GIL is released (fastnn/_validation.py, shared with the
 # NumPy twin fastnn/backends/numpy_decode.py; BlockStep checks its arrays at creation); the
 # loops trust them (boundscheck and wraparound off).
 
@@ -21,7 +21,7 @@ from libc.math cimport INFINITY, exp, expf, sqrt
 
 import numpy as np
 
-from fastnn._decode_args import check_decode
+from fastnn._validation import check_attention_decode as check_decode
 from fastnn._ext._parallel cimport threads_for, fnn_ftz_enter, fnn_ftz_leave
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                FNN_ACT_LINEAR)

@@ -71,7 +71,7 @@ attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
     out[b, h] := softmax(scale q[b, h] K[b, h, :t+1]^T) V[b, h, :t+1]  (one query per head
     against a key/value cache: generation). q, k_new (B, H, D), v_new (B, H, Dv), caches
     (B, H, Lmax, D) and (B, H, Lmax, Dv), out (B, H, Dv); 0 <= t < Lmax. Checked by both
-    backends (fastnn/_decode_args.py: ValueError/TypeError naming the argument); each out[b, h]
+    backends (fastnn/_validation.py: ValueError/TypeError naming the argument); each out[b, h]
     summed in key order by one thread (bitwise the same at any thread count).
 The fast backend alone also has the decoder's bound kernels (fastnn/_ext/_decode.pyx: arrays
 checked and bound at creation, then ``step(t)`` per position, ~0.3 us a call): ``BlockStep`` (a

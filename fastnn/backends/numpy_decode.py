@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn._decode_args import check_decode
+from fastnn._validation import check_attention_decode as check_decode
 
 
 def attention_decode(q: Any, k_new: Any, v_new: Any, k_cache: Any, v_cache: Any, t: Any,
