@@ -107,15 +107,20 @@ def _demo(args):
     print(f"Hand-written digits (UCI, 8x8): {len(X_train)} training and {len(X_test)} test "
           f"images; a 64-256-128-10 ReLU network, SGD with momentum 0.9, backend={backend!r}")
     model = _digits_model(backend, args.seed)
-    started = time.perf_counter()
-    history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=32,
-                        validation_data=(X_test, y_test), verbose=1 if args.progress else 2)
-    per_epoch = (time.perf_counter() - started) / max(args.epochs, 1)
+    if args.epochs:
+        started = time.perf_counter()
+        model.fit(X_train, y_train, epochs=args.epochs, batch_size=32,
+                  validation_data=(X_test, y_test), verbose=1 if args.progress else 2)
+        per_epoch = (time.perf_counter() - started) / args.epochs
     proba = model.predict(X_test)
     predicted = proba.argmax(axis=1)
     accuracy = float(np.mean(predicted == y_test))
-    print(f"\nTest accuracy: {accuracy:.2%}   time per epoch: {per_epoch * 1e3:.1f} ms "
-          f"(including validation)")
+    if args.epochs:
+        print(f"\nTest accuracy: {accuracy:.2%}   time per epoch: {per_epoch * 1e3:.1f} ms "
+              f"(including validation)")
+    else:
+        print(f"\n--epochs 0: no training. Test accuracy of the initial random weights: "
+              f"{accuracy:.2%} (chance is about 10%; try --epochs 20)")
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (y_test, predicted), 1)
     print("\nConfusion matrix (rows: true digit, columns: predicted)")
@@ -132,9 +137,16 @@ def _bench(args):
     return _bench_table.main(args)
 
 
+def _package_version():
+    import fastnn
+    return fastnn.__version__
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: neural networks on "
                                      "compiled CPU kernels.")
+    parser.add_argument("--version", action="version",
+                        version=f"fastnn {_package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench,info}")
     demo = sub.add_parser("demo", help="train on the bundled hand-written digits")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
@@ -168,12 +180,18 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
+        if extra:
+            parser.error("unrecognized arguments: " + " ".join(extra))
         parser.print_help()
         return 2
-    if getattr(args, "epochs", 0) is not None and getattr(args, "epochs", 0) < 0:
-        parser.error(f"--epochs must be >= 0. Received: {args.epochs}")
+    # a mistake in a subcommand's arguments shows that subcommand's usage, not the top level's
+    own = _subparsers(parser)[args.command]
+    if extra:
+        own.error("unrecognized arguments: " + " ".join(extra))
+    if getattr(args, "epochs", 0) < 0:
+        own.error(f"--epochs must be >= 0. Received: {args.epochs}")
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError) as exc:
@@ -182,6 +200,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _subparsers(parser):
+    """{name: the subcommand's own parser}"""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 if __name__ == "__main__":
