@@ -18,8 +18,18 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
 
 
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python ones, inside tuples and lists too, so that messages
+    print ``10``, not ``np.int64(10)``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) in (tuple, list):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 def _describe(value: object) -> str:
-    text = repr(value)
+    text = repr(plain(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -59,7 +69,7 @@ def check_float(name: str, value: Any, low: Optional[float] = None, high: Option
         interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + \
                    (")" if high_open or high is None else "]")
         raise ValueError(f"{name} must be a finite number in {interval}. "
-                         f"Received: {name}={value!r}")
+                         f"Received: {name}={_describe(value)}")
     return value
 
 
@@ -90,7 +100,8 @@ def check_in_dtype(name: str, value: float, dtype: DTypeLike, zero_ok: bool = Fa
     allowed = f"0 or a {dt.name} normal number" if zero_ok else f"a {dt.name} normal number"
     prefix = f"{owner}: " if owner else ""
     raise ValueError(f"{prefix}{name} must be {allowed}, {float(info.tiny):.6g} <= |{name}| <= "
-                     f"{float(info.max):.6g}. Received: {name}={value!r}, which in {dt.name} "
+                     f"{float(info.max):.6g}. "
+                     f"Received: {name}={_describe(value)}, which in {dt.name} "
                      f"{becomes}")
 
 
@@ -108,7 +119,8 @@ def check_dtype(dtype: DTypeLike) -> type[np.floating[Any]]:
     except TypeError:
         key = None
     if key not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64'. Received: dtype={dtype!r}")
+        raise ValueError(f"dtype must be 'float32' or 'float64'. "
+                         f"Received: dtype={_describe(dtype)}")
     return FLOAT_DTYPES[key]
 
 
@@ -124,8 +136,14 @@ def as_real_array(name: str, x: ArrayLike) -> NDArray[Any]:
                              f"Received: {name} of type {type(x).__name__} ({exc})") from None
     kind = arr.dtype.kind
     if kind not in "fiub":
+        hint = ""
+        if kind in "USO" and name.split("[")[0] in ("y", "y_true", "labels"):
+            hint = (" Class labels that are strings (or other objects) must be encoded as "
+                    "integers 0..k-1 first: np.unique(y, return_inverse=True)[1], or "
+                    "sklearn.preprocessing.LabelEncoder; fastnn.sklearn.MLPClassifier takes "
+                    "any labels and encodes them itself.")
         raise TypeError(f"{name} must hold real numbers. Received: {name} with dtype "
-                        f"{arr.dtype} (kind {kind!r})")
+                        f"{arr.dtype} (kind {kind!r}).{hint}")
     return arr
 
 
@@ -138,8 +156,12 @@ def float_matrix(name: str, x: ArrayLike, dtype: DTypeLike, width: Optional[int]
     """
     arr = as_real_array(name, x)
     if arr.ndim != 2:
+        hint = ""
+        if arr.ndim == 1:
+            hint = (f" For one sample, pass {name}.reshape(1, -1); for one feature, "
+                    f"{name}.reshape(-1, 1).")
         raise ValueError(f"{name} must be 2-D (samples, features). Received: {name} with "
-                         f"shape {arr.shape}")
+                         f"shape {arr.shape}.{hint}")
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} must hold at least one sample. Received: {name} with "
                          f"shape {arr.shape}")
@@ -302,8 +324,12 @@ def float_array(name: str, x: ArrayLike, dtype: DTypeLike,
         return float_matrix(name, x, dtype, width=sample_shape[0])
     arr = as_real_array(name, x)
     if arr.shape[1:] != tuple(sample_shape) or arr.ndim != len(sample_shape) + 1:
+        hint = ""
+        if arr.shape == tuple(sample_shape):
+            hint = (f". For one sample, add the batch axis: {name}[np.newaxis] (shape "
+                    f"(1, {', '.join(map(str, sample_shape))}))")
         raise ValueError(f"{name} must have shape (n, {', '.join(map(str, sample_shape))}). "
-                         f"Received: {name} with shape {arr.shape}")
+                         f"Received: {name} with shape {arr.shape}{hint}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one sample. Received: {name} with "
                          f"shape {arr.shape}")
@@ -480,7 +506,7 @@ def check_attention_decode(q: Any, k_new: Any, v_new: Any, k_cache: Any, v_cache
     except (TypeError, ValueError) as exc:
         raise type(exc)(_decode_name(str(exc))) from None
     if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
-        raise TypeError(f"attention_decode: t must be an integer. Received: t={t!r}")
+        raise TypeError(f"attention_decode: t must be an integer. Received: t={_describe(t)}")
     if not 0 <= t < Lmax:
         raise ValueError(f"attention_decode: t must be in [0, Lmax={Lmax}) (the position to "
                          f"write). Received: t={t}")

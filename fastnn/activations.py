@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastnn import _validation as V
+
 #: The activation names accepted wherever an activation is chosen by name.
 ActivationName = Literal["linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax",
                          "gelu", "gelu_tanh"]
@@ -101,5 +103,5 @@ def activation_code(name: str) -> int:
     """
     if not isinstance(name, str) or name not in CODES:
         raise ValueError(
-            f"activation must be one of {sorted(CODES)}. Received: activation={name!r}")
+            f"activation must be one of {sorted(CODES)}. Received: activation={V._describe(name)}")
     return CODES[name]

@@ -25,6 +25,7 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn import _bench_attention
+from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn.backends import fast_available, get_backend
 
@@ -115,7 +116,7 @@ def engine_available(engine):
         return True
     if engine in ("torch", "sklearn"):
         return importlib.util.find_spec(engine) is not None
-    raise ValueError(f"engine must be one of {ENGINES}. Received: engine={engine!r}")
+    raise ValueError(f"engine must be one of {ENGINES}. Received: engine={V._describe(engine)}")
 
 
 def _torch():

@@ -68,7 +68,7 @@ class Callback:
 def _check_monitor(monitor: object) -> str:
     if not isinstance(monitor, str):
         raise TypeError(f"monitor must be the name of a logged value such as 'val_loss'. "
-                        f"Received: monitor={monitor!r}")
+                        f"Received: monitor={V._describe(monitor)}")
     return monitor
 
 
@@ -179,7 +179,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath: str | os.PathLike[str], monitor: str = "val_loss",
                  save_best_only: bool = False, mode: MonitorMode = "auto") -> None:
         if not isinstance(filepath, (str, os.PathLike)):
-            raise TypeError(f"filepath must be a path. Received: filepath={filepath!r}")
+            raise TypeError(f"filepath must be a path. Received: filepath={V._describe(filepath)}")
         self.filepath = os.fspath(filepath)
         self.monitor = _check_monitor(monitor)
         self.save_best_only = V.check_bool("save_best_only", save_best_only)
@@ -232,7 +232,8 @@ class LearningRateScheduler(Callback):
     def __init__(self, schedule: Union[Callable[[int], float], Callable[[int, float], float]],
                  verbose: int = 0) -> None:
         if not callable(schedule):
-            raise TypeError(f"schedule must be callable. Received: schedule={schedule!r}")
+            raise TypeError(f"schedule must be callable. "
+                            f"Received: schedule={V._describe(schedule)}")
         self.schedule: Callable[..., float] = schedule
         try:
             self._takes_lr = len(inspect.signature(schedule).parameters) >= 2

@@ -17,6 +17,8 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fastnn import _validation as V
+
 from .time_series import load_sunspots
 from .words import (CharVocab, WordSequences, bits_per_char, char_sequences,
                     load_word_sequences, load_words)
@@ -80,17 +82,19 @@ def load_digits(return_images: bool = False) -> tuple[NDArray[np.float64], NDArr
 
 def _check_int(name: str, value: Any, low: Optional[int] = None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer. Received: {name}={value!r}")
+        raise TypeError(f"{name} must be an integer. Received: {name}={V._describe(value)}")
     if low is not None and value < low:
-        raise ValueError(f"{name} must be an integer >= {low}. Received: {name}={value!r}")
+        raise ValueError(f"{name} must be an integer >= {low}. "
+                         f"Received: {name}={V._describe(value)}")
     return int(value)
 
 
 def _check_float(name: str, value: Any, low: Optional[float] = None) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
+        raise TypeError(f"{name} must be a real number. Received: {name}={V._describe(value)}")
     if not np.isfinite(value) or (low is not None and value < low):  # type: ignore[call-overload]
-        raise ValueError(f"{name} must be a finite number >= {low}. Received: {name}={value!r}")
+        raise ValueError(f"{name} must be a finite number >= {low}. "
+                         f"Received: {name}={V._describe(value)}")
     return float(value)
 
 
@@ -158,18 +162,22 @@ def train_test_split(X: ArrayLike, y: ArrayLike, test_size: float = 0.25, seed: 
     if n < 2:
         raise ValueError(f"need at least 2 samples to split. Received: X with shape {X.shape}")
     if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
-        raise TypeError(f"test_size must be a float or an int. Received: test_size={test_size!r}")
+        raise TypeError(f"test_size must be a float or an int. "
+                        f"Received: test_size={V._describe(test_size)}")
     if isinstance(test_size, numbers.Integral):
         if not 1 <= test_size <= n - 1:
-            raise ValueError(f"test_size must be in [1, {n - 1}]. Received: test_size={test_size!r}")
+            raise ValueError(f"test_size must be in [1, {n - 1}]. "
+                             f"Received: test_size={V._describe(test_size)}")
         n_test = int(test_size)
     else:
         if not 0.0 < test_size < 1.0:
-            raise ValueError(f"test_size must be in (0, 1). Received: test_size={test_size!r}")
+            raise ValueError(f"test_size must be in (0, 1). "
+                             f"Received: test_size={V._describe(test_size)}")
         n_test = min(max(int(round(test_size * n)), 1), n - 1)
     seed = _check_int("seed", seed, low=0)
     if not isinstance(stratify, (bool, np.bool_)):
-        raise TypeError(f"stratify must be True or False. Received: stratify={stratify!r}")
+        raise TypeError(f"stratify must be True or False. "
+                        f"Received: stratify={V._describe(stratify)}")
 
     rng = np.random.default_rng(seed)
     if stratify:
@@ -250,7 +258,7 @@ def make_spirals(n_per_class: int = 100, noise: float = 0.05, turns: float = 1.2
     noise = _check_float("noise", noise, low=0.0)
     turns = _check_float("turns", turns, low=0.0)
     if turns == 0.0:
-        raise ValueError(f"turns must be > 0. Received: turns={turns!r}")
+        raise ValueError(f"turns must be > 0. Received: turns={V._describe(turns)}")
     seed = _check_int("seed", seed, low=0)
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, n)
@@ -349,7 +357,8 @@ def make_faces(n_per_class: int = 50, flip_prob: float = 0.05, seed: int = 0
     n = _check_int("n_per_class", n_per_class, low=1)
     flip_prob = _check_float("flip_prob", flip_prob, low=0.0)
     if flip_prob >= 0.5:
-        raise ValueError(f"flip_prob must be in [0, 0.5). Received: flip_prob={flip_prob!r}")
+        raise ValueError(f"flip_prob must be in [0, 0.5). "
+                         f"Received: flip_prob={V._describe(flip_prob)}")
     seed = _check_int("seed", seed, low=0)
     rng = np.random.default_rng(seed)
     clean = np.concatenate([np.repeat(smiley().reshape(1, 49), n, axis=0),

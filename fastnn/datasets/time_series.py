@@ -14,6 +14,8 @@ import os
 import numpy as np
 from numpy.typing import NDArray
 
+from fastnn import _validation as V
+
 __all__ = ["load_sunspots"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +63,8 @@ def load_sunspots(frequency: str = "monthly") -> tuple[NDArray[np.float64], NDAr
     """
     if not isinstance(frequency, str) or frequency not in _FILES:
         raise ValueError(
-            f"frequency must be 'monthly' or 'yearly'. Received: frequency={frequency!r}")
+            f"frequency must be 'monthly' or 'yearly'. "
+            f"Received: frequency={V._describe(frequency)}")
     with gzip.open(os.path.join(_HERE, _FILES[frequency]), "rt", encoding="ascii") as f:
         data = np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
     time = data[:, 0].copy()

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 from numpy.typing import NDArray
 
+from fastnn import _validation as V
+
 __all__ = ["load_words", "CharVocab", "char_sequences", "load_word_sequences",
            "WordSequences", "bits_per_char"]
 
@@ -66,7 +68,7 @@ def load_words(split: Optional[str] = None) -> list[str]:
     """
     if split not in _SPLITS:
         raise ValueError(
-            f"split must be None, 'train' or 'validation'. Received: split={split!r}")
+            f"split must be None, 'train' or 'validation'. Received: split={V._describe(split)}")
     with gzip.open(_WORDS_FILE, "rt", encoding="ascii") as f:
         words = f.read().split()
     if split is None:
@@ -146,7 +148,8 @@ class CharVocab:
             return [self._ids[c] for c in word]
         except KeyError as e:
             raise ValueError(f"word has the character {e.args[0]!r}, which is not in the "
-                             f"vocabulary {''.join(self.chars)!r}. Received: word={word!r}"
+                             f"vocabulary {''.join(self.chars)!r}. "
+                             f"Received: word={V._describe(word)}"
                              ) from None
 
     def decode(self, ids: Iterable[Any]) -> str:
@@ -232,10 +235,10 @@ def char_sequences(words: Iterable[str], vocab: CharVocab, length: Optional[int]
     if length is None:
         length = longest + 1
     if isinstance(length, (bool, np.bool_)) or not isinstance(length, numbers.Integral):
-        raise TypeError(f"length must be an integer. Received: length={length!r}")
+        raise TypeError(f"length must be an integer. Received: length={V._describe(length)}")
     if length < longest + 1:
         raise ValueError(f"length must be at least the longest word's length + 1 ({longest + 1}) "
-                         f"to hold the end of every word. Received: length={length!r}")
+                         f"to hold the end of every word. Received: length={V._describe(length)}")
     X = np.zeros((len(words), int(length)), dtype=np.int64)
     y = np.zeros_like(X)
     for i, w in enumerate(words):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn._validation import check_bool
 from fastnn.layers.base import FloatArray, Layer, Slot, check_param, rows_of
@@ -61,7 +62,7 @@ class Activation(Layer):
                 param = check_param("param", param, low=0.0)
             else:
                 raise ValueError(f"activation {activation!r} takes no parameter. "
-                                 f"Received: param={param!r}")
+                                 f"Received: param={V._describe(param)}")
         self.param = default if param is None else param
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:

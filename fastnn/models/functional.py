@@ -235,7 +235,8 @@ def model_from_config(config: dict[str, Any], backend: Optional[str] = None) -> 
     dtype, seed, name = config.get("dtype", "float32"), config.get("seed"), config.get("name")
     backend = backend or config.get("backend", "fast")
     if backend not in ("fast", "numpy"):
-        raise ValueError(f"backend must be 'fast' or 'numpy'. Received: backend={backend!r}")
+        raise ValueError(f"backend must be 'fast' or 'numpy'. "
+                         f"Received: backend={V._describe(backend)}")
     if kind == "Sequential":
         layers = [model_from_config(c["model"], backend) if c.get("class") == "Model"
                   and "model" in c else layer_from_config(c) for c in config["layers"]]

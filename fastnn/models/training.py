@@ -5,6 +5,7 @@ train_on_batch, loss_and_gradients, predict and evaluate. ``fit`` lives in ``fit
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     FloatArray = NDArray[np.floating[Any]]
     from fastnn.optimizers import OptimizerName
     OptimizerLike = Union[OptimizerName, Optimizer, dict[str, Any]]
+
+
+# optimizer -> the model it was last compiled with (weakly: neither is kept alive by this, and
+# an optimizer still pickles)
+_COMPILED_FOR: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
 
 
 def _loss_diverged(value: float) -> FloatingPointError:
@@ -107,8 +113,18 @@ class Training:
             raise ValueError(f"compile needs a model with one output; this one has "
                              f"{len(self._outputs)} (train it with the low-level loop: "
                              f"forward, backward, optimizer.step)")
+        owner = _COMPILED_FOR.get(new_optimizer)
+        other = owner() if owner is not None else None
+        if other is not None and other is not self:
+            raise ValueError(
+                f"compile: this {type(new_optimizer).__name__} optimizer already trains another "
+                f"model (it was compiled with it), and an optimizer's state (momentum, moments, "
+                f"step count) belongs to one model. Give each model its own optimizer, e.g. "
+                f"compile(..., optimizer=optimizer.get_config()) makes a new one with the same "
+                f"settings")
         runs = self._make_runs()
         new_optimizer.build(sum(size for _, _, size in runs), self.dtype)
+        _COMPILED_FOR[new_optimizer] = weakref.ref(self)
         warn_about_setup(new_loss, self._acts_and_widths())
         self.loss, self.optimizer = new_loss, new_optimizer
         self.metrics = [M.metric_name(item) for item in items]
