@@ -361,19 +361,35 @@ def test_updates_flush_subnormals_and_restore_the_fp_mode(dtype):
 
 
 def test_a_changed_optimizer_state_rebuilds_the_plan():
-    """Two models sharing one optimizer object: compiling the second rebuilds the optimizer's
-    state buffers, and the first model's plan must follow them (as the per-kernel path does)
+    """The optimizer's state buffers rebuilt under a compiled model (``optimizer.build``, as a
+    user resetting it does): the model's plan must follow them (as the per-kernel path does)
     instead of updating buffers the optimizer no longer holds."""
     rng = np.random.default_rng(9)
     X, y = _data("relu_softmax_ce", 16, rng)
     planned, plain = _pair("relu_softmax_ce", "momentum", "float64")
-    shared = {id(m): m.optimizer for m in (planned, plain)}
+    for m in (planned, plain):
+        m.train_on_batch(X, y)
+        size = m.optimizer.state()["velocity"].size
+        m.optimizer.build(size, "float64")            # new zeroed state buffers
+    for _ in range(3):
+        assert planned.train_on_batch(X, y) == plain.train_on_batch(X, y)
+    for a, b in zip(_state(planned), _state(plain)):
+        assert np.array_equal(a, b)
+
+
+def test_one_optimizer_is_refused_by_a_second_model():
+    """Sharing one optimizer object between two live models is refused at compile (its state
+    belongs to one model); the first model's plan keeps its state."""
+    rng = np.random.default_rng(9)
+    X, y = _data("relu_softmax_ce", 16, rng)
+    planned, plain = _pair("relu_softmax_ce", "momentum", "float64")
     for m in (planned, plain):
         m.train_on_batch(X, y)
         other = fnn.Sequential([fnn.Dense(24, activation="relu"),
                                 fnn.Dense(5, activation="softmax")], input_dim=7, seed=3,
                                dtype="float64")
-        other.compile("cross_entropy", shared[id(m)])   # rebuilds m's optimizer state (zeros)
+        with pytest.raises(ValueError, match="already trains another model"):
+            other.compile("cross_entropy", m.optimizer)
     for _ in range(3):
         assert planned.train_on_batch(X, y) == plain.train_on_batch(X, y)
     for a, b in zip(_state(planned), _state(plain)):

@@ -6,6 +6,7 @@ without callbacks, the compiled plan's ``run_epoch``).
 from __future__ import annotations
 
 import math
+import mmap
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
@@ -32,6 +33,26 @@ def _is_batch_source(X: object) -> bool:
     """True for a generator or other iterable of batches: not an array or a nested list."""
     return (not isinstance(X, (np.ndarray, list, tuple, str, bytes)) and hasattr(X, "__iter__")
             and not hasattr(X, "__array__") and not hasattr(X, "shape"))
+
+
+def _maps_a_file(X: object) -> bool:
+    """True for a memory-mapped array (np.memmap, or a view of one)."""
+    while isinstance(X, np.ndarray):
+        if isinstance(X, np.memmap) or isinstance(X.base, mmap.mmap):
+            return True
+        X = X.base
+    return False
+
+
+def _gathered(X: Any, order: Any, batch: int) -> Any:
+    """The batches ``X[order[i:i + batch]]`` in turn, each in the same buffer (a batch is used
+    up before the next is gathered)."""
+    buffer = aligned_empty((min(batch, X.shape[0]),) + X.shape[1:], X.dtype)
+    for i in range(0, X.shape[0], batch):
+        rows = order[i:i + batch]
+        out = buffer[:rows.shape[0]]
+        np.take(X, rows, axis=0, out=out)
+        yield out
 
 
 def _check_callbacks(callbacks: object) -> list[Callback]:
@@ -85,7 +106,10 @@ class FitLoop:
             Fraction in [0, 1) of the samples held out for validation: the last ones, before
             shuffling.
         shuffle : bool, default True
-            Shuffle the training samples before each epoch (with the model's seed).
+            Shuffle the training samples before each epoch (with the model's seed). A
+            memory-mapped ``X`` (``np.load(path, mmap_mode="r")``, ``np.memmap``) in the model's
+            dtype is never copied: each batch is gathered from it by index (a few MiB of
+            buffers for a 1 GiB file), with the same results as the array in memory.
         verbose : {0, 1, 2}, default 1
             0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         callbacks : list of Callback, optional
@@ -158,6 +182,10 @@ class FitLoop:
         shuffle = V.check_bool("shuffle", shuffle)
         verbose = V.check_int("verbose", verbose, low=0)
         callbacks = _check_callbacks(callbacks)
+        # a memory-mapped X (larger than memory, perhaps) is never copied whole: each shuffled
+        # batch is gathered from it by index instead (the same rows in the same order as the
+        # shuffled copy would give, so the same steps to the bit)
+        by_index = shuffle and _maps_a_file(X)
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
         assert self.loss is not None                  # compiled (checked above)
@@ -167,8 +195,8 @@ class FitLoop:
         n = X.shape[0]
         batch = min(batch_size, n)
         self._train_workspace(batch)
-        Xs, Ts = ((aligned_empty(X.shape, X.dtype), aligned_empty(T.shape, T.dtype)) if shuffle
-                  else (X, T))
+        Xs = aligned_empty(X.shape, X.dtype) if shuffle and not by_index else X
+        Ts = aligned_empty(T.shape, T.dtype) if shuffle else T
         Ws = aligned_empty(W.shape, W.dtype) if shuffle and W is not None else W
         history = self.history = History()
         self.stop_training = False
@@ -178,13 +206,16 @@ class FitLoop:
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
+            order = None
             if shuffle:
                 order = self._shuffle_rng.permutation(n)
-                np.take(X, order, axis=0, out=Xs)
+                if not by_index:
+                    np.take(X, order, axis=0, out=Xs)
                 np.take(T, order, axis=0, out=Ts)
                 if W is not None:
                     np.take(W, order, out=Ws)
-            logs = self._run_epoch(Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val)
+            logs = self._run_epoch(Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val,
+                                   order if by_index else None)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             history.append(epoch, logs)
@@ -266,16 +297,22 @@ class FitLoop:
                     (X[-n_val:], T[-n_val:]))
         return X, T, W, None
 
-    def _run_epoch(self: Any, Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val):
+    def _run_epoch(self: Any, Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val,
+                   order=None):
         """One pass over the (shuffled) data, ``Ws`` its sample weights or None; returns the
-        epoch's logs."""
+        epoch's logs. With ``order``, ``Xs`` is not shuffled: batch i is its rows
+        ``order[i * batch:(i + 1) * batch]``, gathered into one reused buffer."""
         n = Xs.shape[0]
-        if not callbacks and not self.metrics and verbose == 0 and Ws is None:
+        if order is None and not callbacks and not self.metrics and verbose == 0 and Ws is None:
             total = self._epoch_compiled(Xs, Ts, batch, epoch)
             if total is not None:
                 return self._with_validation({"loss": total / n}, val)
-        batches = ((Xs[i:i + batch], Ts[i:i + batch], None if Ws is None else Ws[i:i + batch])
-                   for i in range(0, n, batch))
+        if order is None:
+            xs = (Xs[i:i + batch] for i in range(0, n, batch))
+        else:
+            xs = _gathered(Xs, order, batch)
+        batches = ((xb, Ts[i:i + batch], None if Ws is None else Ws[i:i + batch])
+                   for xb, i in zip(xs, range(0, n, batch)))
         return self._run_batches(batches, n, epoch, epochs, verbose, callbacks, val)
 
     def _run_batches(self: Any, batches, n, epoch, epochs, verbose, callbacks, val):
