@@ -112,3 +112,21 @@ def test_recompiling_the_same_model_or_after_the_first_is_gone_is_allowed():
     other = dense_model(5, 2)
     other.compile(loss="cross_entropy", optimizer=opt)       # its model no longer exists
     assert other.optimizer is opt
+
+
+@pytest.mark.parametrize("layers, path", [
+    ([fnn.Dense(4, activation=fnn.Step(threshold=0.25)), fnn.LeakyReLU(0.3)], "fast"),
+    ([fnn.Dense(4, activation=fnn.Step(threshold=0.25)), fnn.LeakyReLU(0.3),
+      fnn.Dropout(0.1)], "general"),
+])
+def test_summary_shows_an_activations_parameter(layers, path):
+    model = fnn.Sequential(layers, input_dim=3, seed=0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    table = lines[0]
+    assert f"path={path}" in table
+    assert "step(threshold=0.25)" in table
+    assert "leaky_relu(alpha=0.3)" in table
+    plain = fnn.Sequential([fnn.Dense(4, activation="relu")], input_dim=3)
+    plain.summary(print_fn=lines.append)
+    assert " relu " in lines[1] and "relu(" not in lines[1]

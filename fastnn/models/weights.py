@@ -180,8 +180,9 @@ class Weights:
                 layer = step.dense
                 params = layer.count_params() if layer is not None else 0
                 label = f"{layer.name} (Dense)" if layer is not None else "(Activation)"
-                for act, _ in step.chain or [(step.act, step.param)]:
-                    rows.append((label, A.NAMES[act], f"(None, {step.width})", f"{params:,}"))
+                for act, param in step.chain or [(step.act, step.param)]:
+                    rows.append((label, _activation_label(act, param),
+                                 f"(None, {step.width})", f"{params:,}"))
                 width = step.width
         else:
             for node in self._nodes[self._n_inputs:]:
@@ -195,7 +196,8 @@ class Weights:
                 shape = ", ".join(f"(None, {', '.join(map(str, one))})" for one in shapes)
                 if isinstance(node.shape, list):     # several outputs, as Keras lists them
                     shape = f"[{shape}]"
-                rows.append((f"{layer.name} ({kind})", A.NAMES.get(layer.act, "?"), shape,
+                rows.append((f"{layer.name} ({kind})",
+                             _activation_label(layer.act, getattr(layer, "param", None)), shape,
                              f"{params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "  ".join("-" * w for w in widths)
@@ -263,3 +265,16 @@ class Weights:
         if not self.built:
             return self._unbuilt_reduce()
         return (fnn_io.model_from_bytes, (fnn_io.model_to_bytes(self),))
+
+
+# the activations with a parameter, and the keyword it goes by (Step(threshold), LeakyReLU(alpha))
+_PARAM_NAMES = {A.STEP: "threshold", A.LEAKY_RELU: "alpha"}
+
+
+def _activation_label(act: Any, param: Any) -> str:
+    """The Activation column of ``summary``: the name, with its parameter when it has one
+    (``step(threshold=0.5)``, ``leaky_relu(alpha=0.3)``)."""
+    name = A.NAMES.get(act, "?")
+    if act in _PARAM_NAMES and param is not None:
+        return f"{name}({_PARAM_NAMES[act]}={float(param):g})"
+    return name
