@@ -63,3 +63,26 @@ def test_the_readme_transformer_reverses_digits(capsys):
     namespace = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert float(capsys.readouterr().out.split()[-1]) >= 0.99
+
+
+def test_the_readme_thread_control_runs():
+    blocks = _readme_section("Threads and determinism")
+    assert len(blocks) == 1 and "threadpool_limits" in blocks[0]
+    import fastnn as fnn
+    before = fnn.get_num_threads()
+    try:
+        exec(compile(blocks[0], "README.md", "exec"), {})
+        assert fnn.get_num_threads() == 2
+    finally:
+        fnn.set_num_threads(before)
+
+
+def test_the_readme_pickle_and_joblib_snippet_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = _readme_section("Model files")
+    assert len(blocks) == 1 and "joblib.dump" in blocks[0]
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert (tmp_path / "model.joblib").stat().st_size > 0
+    assert namespace["restored"] is not namespace["model"]
+    assert namespace["restored"].optimizer.iterations == 6     # it went on training
