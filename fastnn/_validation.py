@@ -48,6 +48,14 @@ def check_positive_int(name: str, value: Any) -> int:
     return check_int(name, value, low=1)
 
 
+def check_dim(name: str, value: Any) -> int:
+    """A size or width: an int (not bool) in [1, 2**31), what the kernels index with."""
+    dim = check_positive_int(name, value)
+    if dim >= 2**31:
+        raise ValueError(f"{name} must be below 2**31. Received: {name}={dim}")
+    return dim
+
+
 def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False. Received: {name}={_describe(value)}")

@@ -45,10 +45,7 @@ def _roles_of(query: Any, value: Any, key: Any, mask: Any) -> tuple[list[Any], l
 
 def _width(name: str, value: Any) -> int:
     """A head count or width: a positive integer below 2**31 (what the kernels index with)."""
-    width = V.check_positive_int(name, value)
-    if width >= 2**31:
-        raise ValueError(f"{name} must be below 2**31. Received: {name}={width}")
-    return width
+    return V.check_dim(name, value)
 
 
 def _check_roles(roles: Any) -> list[str]:

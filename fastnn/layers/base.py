@@ -16,6 +16,7 @@ Layers with several inputs (``Add``, ``Concatenate``) take and return lists.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -237,7 +238,7 @@ class Layer:
         return out
 
     def count_params(self) -> int:
-        return sum(int(np.prod(s.shape)) for s in self._specs)
+        return sum(math.prod(s.shape) for s in self._specs)   # exact: np.prod wraps at 2**63
 
     def set_state(self, state: Any) -> None:
         """Restore what ``get_config()["state"]`` holds (a model file's Dropout counter);

@@ -188,8 +188,9 @@ class _AddPositions(Layer):
     def positions(self, start: int, length: int) -> FloatArray:
         """Rows ``start .. start + length - 1`` of the table (a view): what positions
         ``start ...`` add (generation with a key/value cache feeds one position at a time)."""
+        start, length = V.check_int("start", start, 0), V.check_int("length", length, 0)
         table = self._table()
-        if start < 0 or length < 0 or start + length > table.shape[0]:
+        if start + length > table.shape[0]:
             raise ValueError(f"{self.name}: positions {start}..{start + length - 1} are past "
                              f"its {table.shape[0]} positions")
         return table[start:start + length]
@@ -337,6 +338,7 @@ class SinePositionEncoding(_AddPositions):
     def extend(self, length: int) -> None:
         """Hold ``length`` positions (generation past the input's steps)."""
         self._check_built()
+        length = _dim("length", length)
         if length > len(self._table()):
             self._cached = sinusoidal_positions(length, self.input_shape[1],
                                                 self.max_wavelength, self.dtype)

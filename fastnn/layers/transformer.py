@@ -84,7 +84,7 @@ class TransformerBlock(Layer):
                  bias_initializer: Any = "zeros", name: Optional[str] = None,
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
-        self.ff_dim = V.check_positive_int("ff_dim", ff_dim)
+        self.ff_dim = V.check_dim("ff_dim", ff_dim)
         self.causal = V.check_bool("causal", causal)
         self.norm_first = V.check_bool("norm_first", norm_first)
         self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
@@ -131,6 +131,15 @@ class TransformerBlock(Layer):
     @property
     def activation(self) -> str:
         return self.feedforward_intermediate.activation
+
+    def check_dtype(self, dtype: Any) -> None:
+        """The feed-forward activation's parameter (``LeakyReLU(alpha)``, ``Step(threshold)``)
+        must be 0 or a normal number of the model's dtype, as in a ``Dense`` layer."""
+        for inner in self.sublayers:
+            try:
+                inner.check_dtype(dtype)
+            except ValueError as exc:
+                raise ValueError(f"{self!r}: {exc}") from None
 
     # ------------------------------------------------------------------ calls and shapes
     def __call__(self, inputs: Any, padding_mask: Any = None) -> Any:

@@ -10,6 +10,7 @@ a contiguous slice), gathered into one staging array when there are several.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
@@ -233,7 +234,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             for k, spec in enumerate(layer._specs):
                 entries.append((spec.trainable and layer.trainable, layer, k, spec))
         order = sorted(range(len(entries)), key=lambda i: not entries[i][0])
-        sizes = [int(np.prod(e[3].shape)) for e in entries]
+        sizes = [math.prod(e[3].shape) for e in entries]   # exact: np.prod wraps at 2**63
         self._allocate(sum(sizes))
         views: dict[int, tuple[Any, Any]] = {}
         offset = 0
