@@ -383,3 +383,213 @@ def test_the_loader_refuses_truncated_attention_weights(attention, cut):
     header = attention["header"]
     blob = build(header, attention["data"][:-cut], version=attention["version"])
     _refused_before_allocation(blob, r"truncated|beyond the file")
+
+
+# ---------------------------------------------------------------- transformer layers
+def _transformer(backend="numpy"):
+    """Layer 0: SinePositionEncoding of input 0 (6, 8); layer 1: PositionalEmbedding(8);
+    layer 2: TransformerBlock(2 heads of 4, ff 16, causal, dropout 0.1) with the padding mask
+    input 1; layer 3: TransformerBlock(1 head of 8, ff 12, post-norm, LeakyReLU(0.2)).
+    Nodes: inputs 0-1, layer i is node 2 + i."""
+    x, m = fnn.Input((6, 8)), fnn.Input((6,))
+    h = fnn.PositionalEmbedding(8)(fnn.SinePositionEncoding()(x))
+    h = fnn.TransformerBlock(2, 4, 16, causal=True, dropout=0.1)(h, padding_mask=m)
+    h = fnn.TransformerBlock(1, 8, 12, norm_first=False, activation=fnn.LeakyReLU(0.2))(h)
+    return fnn.Model([x, m], h, seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def transformer():
+    blob = fio.model_to_bytes(_transformer())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+def _state(i, value):
+    def change(model):
+        model["layers"][i]["config"]["state"] = value
+    return change
+
+
+def _dropout_state(k, **values):
+    def change(model):
+        model["layers"][2]["config"]["state"]["dropouts"][k].update(values)
+    return change
+
+
+def _step(i, threshold):
+    """Layer i's feed-forward activation made Step(threshold) (its alpha dropped)."""
+    def change(model):
+        config = model["layers"][i]["config"]
+        config.pop("alpha", None)
+        config.update(activation="step", threshold=threshold)
+    return change
+
+
+def _array_shape(name_end, shape):
+    """The arrays entry whose name ends with ``name_end`` given ``shape`` (the data unchanged)."""
+    def change(header):
+        entry = next(e for e in header["arrays"] if e["name"].endswith(name_end))
+        entry["shape"] = shape
+    return change
+
+
+HOSTILE_TRANSFORMER = {
+    # SinePositionEncoding (layer 0)
+    "sine_max_wavelength_below_one": (_layer(0, max_wavelength=0.5), r"max_wavelength=0\.5"),
+    "sine_max_wavelength_negative": (_layer(0, max_wavelength=-1.0), r"max_wavelength=-1\.0"),
+    "sine_max_wavelength_string": (_layer(0, max_wavelength="1e4"), r"max_wavelength='1e4'"),
+    "sine_max_wavelength_null": (_layer(0, max_wavelength=None), r"max_wavelength=None"),
+    "sine_max_wavelength_bool": (_layer(0, max_wavelength=True), r"max_wavelength=True"),
+    "sine_unknown_argument": (_layer(0, sequence_length=8), r"sequence_length"),
+    "sine_state": (_state(0, {"calls": 1}), r"SinePositionEncoding keeps no state"),
+    "sine_table_2_30": (lambda m: m.update(inputs=[[2**15, 2**15], [6]]),
+                        r"length \* width must be at most 2\*\*28"),
+    "sine_on_the_mask": (_inbound(0, [1]), r"sine_position_encoding takes sequences"),
+    # PositionalEmbedding (layer 1)
+    "pos_length_zero": (_layer(1, sequence_length=0), r"sequence_length=0\b"),
+    "pos_length_negative": (_layer(1, sequence_length=-8), r"sequence_length=-8\b"),
+    "pos_length_string": (_layer(1, sequence_length="8"), r"sequence_length='8'"),
+    "pos_length_float": (_layer(1, sequence_length=8.0), r"sequence_length=8\.0"),
+    "pos_length_bool": (_layer(1, sequence_length=True), r"sequence_length=True"),
+    "pos_length_null": (_layer(1, sequence_length=None), r"sequence_length=None"),
+    "pos_length_2_31": (_layer(1, sequence_length=2**31), r"sequence_length=2147483648"),
+    "pos_length_2_28": (_layer(1, sequence_length=2**28), r"more than the file"),
+    "pos_length_shorter_than_the_input": (_layer(1, sequence_length=5),
+                                          r"holds 5 positions.*sequences of 6 steps"),
+    "pos_length_one_more": (_layer(1, sequence_length=9),
+                            r"positional_embedding/embeddings.*<f4\[8, 8\].*needs <f4\[9, 8\]"),
+    "pos_initializer_unknown": (_layer(1, initializer={"class_name": "Bogus", "config": {}}),
+                                r"initializer"),
+    "pos_regularizer_unknown": (_layer(1, regularizer="l7"), r"regularizer.*'l7'"),
+    "pos_unknown_argument": (_layer(1, max_wavelength=1e4), r"max_wavelength"),
+    "pos_state": (_state(1, [1]), r"PositionalEmbedding keeps no state"),
+    "pos_two_inbound": (_inbound(1, [2, 1]), r"PositionalEmbedding takes one input, 2 given"),
+    "pos_weights_transposed": (_array_shape("positional_embedding/embeddings", [4, 16]),
+                               r"positional_embedding/embeddings.*<f4\[4, 16\].*needs "
+                               r"<f4\[8, 8\]"),
+    # TransformerBlock (layers 2 and 3)
+    "tb_num_heads_zero": (_layer(2, num_heads=0), r"num_heads=0\b"),
+    "tb_num_heads_negative": (_layer(3, num_heads=-1), r"num_heads=-1\b"),
+    "tb_num_heads_float": (_layer(2, num_heads=2.0), r"num_heads=2\.0"),
+    "tb_num_heads_bool": (_layer(3, num_heads=True), r"num_heads=True"),
+    "tb_num_heads_string": (_layer(2, num_heads="2"), r"num_heads='2'"),
+    "tb_num_heads_null": (_layer(2, num_heads=None), r"num_heads=None"),
+    "tb_num_heads_2_31": (_layer(2, num_heads=2**31), r"num_heads=2147483648"),
+    "tb_num_heads_2_62": (_layer(2, num_heads=2**62), r"num_heads=4611686018427387904"),
+    "tb_num_heads_2_24": (_layer(2, num_heads=2**24), r"more than the file"),
+    "tb_num_heads_one_more": (_layer(2, num_heads=3),
+                              r"query_kernel.*<f4\[8, 2, 4\].*needs <f4\[8, 3, 4\]"),
+    "tb_key_dim_zero": (_layer(2, key_dim=0), r"key_dim=0\b"),
+    "tb_key_dim_string": (_layer(3, key_dim="8"), r"key_dim='8'"),
+    "tb_key_dim_2_31": (_layer(2, key_dim=2**31), r"key_dim=2147483648"),
+    "tb_key_dim_2_30": (_layer(2, key_dim=2**30), r"more than the file"),
+    "tb_key_dim_one_more": (_layer(2, key_dim=5), r"query_kernel.*needs <f4\[8, 2, 5\]"),
+    # 8 * 2**30 * 2**30 = 2**63 values per kernel: a count that wrapped in int64 would be
+    # negative and pass the size check
+    "tb_heads_times_key_dim_2_60": (_layer(2, num_heads=2**30, key_dim=2**30),
+                                    r"more than the file"),
+    "tb_value_dim_zero": (_layer(2, value_dim=0), r"value_dim=0\b"),
+    "tb_value_dim_float": (_layer(2, value_dim=4.5), r"value_dim=4\.5"),
+    "tb_value_dim_one_more": (_layer(2, value_dim=5), r"value_kernel.*needs <f4\[8, 2, 5\]"),
+    "tb_ff_dim_zero": (_layer(2, ff_dim=0), r"ff_dim=0\b"),
+    "tb_ff_dim_negative": (_layer(3, ff_dim=-12), r"ff_dim=-12\b"),
+    "tb_ff_dim_string": (_layer(2, ff_dim="16"), r"ff_dim='16'"),
+    "tb_ff_dim_float": (_layer(2, ff_dim=16.0), r"ff_dim=16\.0"),
+    "tb_ff_dim_bool": (_layer(2, ff_dim=True), r"ff_dim=True"),
+    "tb_ff_dim_null": (_layer(2, ff_dim=None), r"ff_dim=None"),
+    "tb_ff_dim_2_31": (_layer(2, ff_dim=2**31), r"ff_dim=2147483648"),
+    "tb_ff_dim_2_40": (_layer(3, ff_dim=2**40), r"ff_dim=1099511627776"),
+    "tb_ff_dim_2_28": (_layer(2, ff_dim=2**28), r"more than the file"),
+    "tb_ff_dim_one_more": (_layer(2, ff_dim=17),
+                           r"feedforward_intermediate_dense/kernel.*needs <f4\[8, 17\]"),
+    "tb_dropout_negative": (_layer(2, dropout=-0.1), r"dropout=-0\.1"),
+    "tb_dropout_one": (_layer(2, dropout=1.0), r"dropout=1\.0"),
+    "tb_dropout_two": (_layer(3, dropout=2), r"dropout=2\.0"),
+    "tb_dropout_string": (_layer(2, dropout="0.1"), r"dropout='0\.1'"),
+    "tb_dropout_null": (_layer(2, dropout=None), r"dropout=None"),
+    "tb_dropout_bool": (_layer(2, dropout=True), r"dropout=True"),
+    "tb_dropout_zero_with_state": (_layer(2, dropout=0.0),
+                                   r"state must be \{'dropouts': \[one state per dropout \(0\)"),
+    "tb_state_two_dropouts": (lambda m: m["layers"][2]["config"]["state"]["dropouts"].pop(),
+                              r"one state per dropout \(3\)"),
+    "tb_state_not_a_dict": (_state(2, [1, 2, 3]), r"TransformerBlock's state must be"),
+    "tb_state_unknown_key": (_state(2, {"dropouts": [None] * 3, "calls": 0}),
+                             r"TransformerBlock's state must be"),
+    "tb_state_without_dropout": (_state(3, {"dropouts": [{"mask_seed": 1, "calls": 0}]}),
+                                 r"one state per dropout \(0\)"),
+    "tb_dropout_seed_negative": (_dropout_state(0, mask_seed=-1), r"mask_seed.*-1\b"),
+    "tb_dropout_seed_2_64": (_dropout_state(1, mask_seed=2**64), r"out of range"),
+    "tb_dropout_calls_string": (_dropout_state(2, calls="0"), r"calls='0'"),
+    "tb_dropout_state_extra_key": (_dropout_state(0, rate=0.5),
+                                   r"Dropout's state must be \{'mask_seed': int, 'calls': int\}"),
+    "tb_activation_unknown": (_layer(2, activation="swish"), r"activation='swish'"),
+    "tb_activation_int": (_layer(2, activation=3), r"activation=3\b"),
+    "tb_activation_null": (_layer(2, activation=None), r"activation=None"),
+    "tb_leaky_relu_alpha_beyond_float32": (_layer(3, alpha=1e39),
+                                           r"alpha=1e\+39, which in float32 overflows"),
+    "tb_leaky_relu_alpha_negative": (_layer(3, alpha=-0.5), r"alpha=-0\.5"),
+    "tb_leaky_relu_alpha_string": (_layer(3, alpha="0.2"), r"alpha='0\.2'"),
+    "tb_step_threshold_string": (_step(3, "0"), r"threshold='0'"),
+    "tb_step_threshold_subnormal": (_step(3, 1e-40), r"threshold=1e-40, which in float32 is "
+                                                     r"subnormal"),
+    "tb_epsilon_zero": (_layer(2, layer_norm_epsilon=0.0), r"layer_norm_epsilon=0\.0"),
+    "tb_epsilon_negative": (_layer(3, layer_norm_epsilon=-1e-5), r"layer_norm_epsilon=-1e-05"),
+    "tb_epsilon_string": (_layer(2, layer_norm_epsilon="1e-5"), r"layer_norm_epsilon='1e-5'"),
+    "tb_epsilon_null": (_layer(2, layer_norm_epsilon=None), r"layer_norm_epsilon=None"),
+    "tb_epsilon_bool": (_layer(2, layer_norm_epsilon=True), r"layer_norm_epsilon=True"),
+    "tb_causal_int": (_layer(2, causal=1), r"causal=1\b"),
+    "tb_causal_string": (_layer(3, causal="yes"), r"causal='yes'"),
+    "tb_causal_null": (_layer(2, causal=None), r"causal=None"),
+    "tb_norm_first_int": (_layer(2, norm_first=0), r"norm_first=0\b"),
+    "tb_use_bias_int": (_layer(2, use_bias=1), r"use_bias=1\b"),
+    "tb_no_biases": (_layer(2, use_bias=False), r"arrays .*query_bias.*do not match"),
+    "tb_kernel_initializer_unknown": (_layer(2, kernel_initializer={"class_name": "Bogus",
+                                                                   "config": {}}),
+                                      r"unknown initializer class 'Bogus'"),
+    "tb_unknown_argument": (_layer(2, bogus=1), r"bogus"),
+    "tb_call_of_attention": (_layer(3, call={"input_roles": ["qkv"]}), r"call"),
+    "tb_three_inbound": (_inbound(2, [3, 1, 1]),
+                         r"a sequence and optionally its padding mask.*Received: 3 inputs"),
+    "tb_mask_is_the_sequence": (_inbound(2, [3, 3]), r"attention_mask must be a key padding "
+                                                      r"mask of shape \(batch, 6\)"),
+    "tb_sequence_is_the_mask": (_inbound(3, [1]), r"transformer_block\w* takes sequences "
+                                                   r"\(batch, steps, features\).*\(6,\)"),
+    "tb_kernel_transposed": (_array_shape("transformer_block/feedforward_output_dense/kernel",
+                                          [8, 16]),
+                             r"feedforward_output_dense/kernel.*<f4\[8, 16\].*needs "
+                             r"<f4\[16, 8\]"),
+    "tb_kernel_heads_swapped": (_array_shape("transformer_block/self_attention/query_kernel",
+                                             [8, 4, 2]),
+                                r"query_kernel.*<f4\[8, 4, 2\].*needs <f4\[8, 2, 4\]"),
+}
+
+
+def _forge_any(files, change):
+    """``change`` of the model description (a function of it) or, for ``_array_shape``, of the
+    whole header."""
+    header = copy.deepcopy(files["header"])
+    if change.__qualname__.startswith("_array_shape"):
+        change(header)
+    else:
+        change(header["model"])
+    return build(header, files["data"], version=2)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_TRANSFORMER))
+def test_the_loader_refuses_hostile_transformer_configs(transformer, name):
+    change, pattern = HOSTILE_TRANSFORMER[name]
+    _refused_before_allocation(_forge_any(transformer, change), pattern)
+
+
+def test_the_transformer_file_loads_and_its_layers_are_where_the_refusals_expect(transformer):
+    layers = transformer["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "SinePositionEncoding", "PositionalEmbedding", "TransformerBlock", "TransformerBlock"]
+    assert [entry["inbound"] for entry in layers] == [[0], [2], [3, 1], [4]]
+    assert len(layers[2]["config"]["state"]["dropouts"]) == 3
+    assert layers[3]["config"]["activation"] == "leaky_relu" and layers[3]["config"]["alpha"] == 0.2
+    model = model_from_bytes(transformer["blob"])
+    original = _transformer()
+    xs = [np.random.default_rng(0).standard_normal((2, 6, 8)), np.ones((2, 6))]
+    np.testing.assert_array_equal(model.predict(xs), original.predict(xs))

@@ -95,7 +95,7 @@ def _make_layer(config: dict[str, Any]) -> Layer:
                          f"{sorted(LAYERS)})")
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
-    if cls in ("Dense", "Conv1D", "Conv2D"):
+    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock"):
         act = config.get("activation", "linear")
         if act == "step":
             config["activation"] = Step(**param)

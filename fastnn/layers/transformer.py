@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fastnn import _validation as V
+from fastnn import activations as A
 from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
 from fastnn.layers.core import Dense, _initializer, _serialize
@@ -331,6 +332,11 @@ class TransformerBlock(Layer):
                        "value_dim": mha.value_dim, "use_bias": self.use_bias,
                        "kernel_initializer": _serialize(self.kernel_initializer),
                        "bias_initializer": _serialize(self.bias_initializer)})
+        inner = self.feedforward_intermediate          # LeakyReLU's alpha, Step's threshold
+        if inner.act == A.STEP:
+            config["threshold"] = inner.param
+        elif inner.act == A.LEAKY_RELU:
+            config["alpha"] = inner.param
         states = [d.get_config().get("state") for d in self._drops]
         if any(st is not None for st in states):
             config["state"] = {"dropouts": states}
