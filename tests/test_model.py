@@ -217,3 +217,22 @@ def test_activation_layer_repr_names_the_activation():
     assert repr(fnn.Activation("tanh")) == "Activation('tanh')"
     assert repr(fnn.Activation("leaky_relu", 0.2)) == "Activation('leaky_relu', 0.2)"
     assert repr(fnn.Step(0.3)) == "Step(0.3)" and repr(fnn.ReLU()) == "ReLU()"
+
+
+def test_summary_shows_each_layers_activation_argument_for_composite_layers_too(backend):
+    """The Activation column is the layer's ``activation`` argument: a TransformerBlock's
+    feed-forward one, a Bidirectional layer's wrapped layer's; the block's output is still not
+    an activation for the loss (final_activation stays linear)."""
+    x = fnn.Input((6, 4))
+    h = fnn.LSTM(4, return_sequences=True, activation="relu")(x)
+    h = fnn.Bidirectional(fnn.GRU(2, return_sequences=True))(h)
+    h = fnn.MultiHeadAttention(2, 2)(h, h)
+    h = fnn.TransformerBlock(2, 2, 8, activation="gelu_tanh", name="ff_gelu_tanh")(h)
+    h = fnn.TransformerBlock(2, 2, 8, activation=fnn.LeakyReLU(0.3), name="ff_leaky")(h)
+    model = fnn.Model(x, fnn.TransformerBlock(2, 2, 8, name="ff_gelu")(h), backend=backend)
+    lines = []
+    model.summary(print_fn=lines.append)
+    rows = {row.split()[0]: row.split()[2] for row in lines[0].splitlines()[4:-2]}
+    assert rows == {"lstm": "relu", "bidirectional": "tanh", "multi_head_attention": "linear",
+                    "ff_gelu_tanh": "gelu_tanh", "ff_leaky": "leaky_relu", "ff_gelu": "gelu"}
+    assert model.final_activation == fnn.activations.LINEAR

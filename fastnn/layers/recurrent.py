@@ -554,6 +554,11 @@ class Bidirectional(Layer):
     def sublayers(self) -> tuple[Layer, ...]:
         return (self.forward_layer, self.backward_layer)
 
+    @property
+    def activation(self) -> str:
+        """The wrapped layer's activation (what ``summary()`` shows)."""
+        return self.forward_layer.activation
+
     def weight_specs(self) -> Sequence[WeightSpec]:
         return [*self.forward_layer._specs, *self.backward_layer._specs]
 

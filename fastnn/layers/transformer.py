@@ -131,6 +131,8 @@ class TransformerBlock(Layer):
 
     @property
     def activation(self) -> str:
+        """The feed-forward activation (what ``summary()`` shows; the block's output itself is
+        the residual sum, so ``act`` stays linear for the loss)."""
         return self.feedforward_intermediate.activation
 
     def check_dtype(self, dtype: Any) -> None:

@@ -147,6 +147,10 @@ class Weights:
         2-D inputs, the compiled MLP plan; an activation layer fused into the Dense layer
         before it shows as that layer's activation) or "general" (per-layer kernels).
 
+        The Activation column is each layer's ``activation``, the argument of that name: a
+        recurrent layer's cell activation, a ``Bidirectional`` layer's wrapped layer's, a
+        ``TransformerBlock``'s feed-forward activation; "linear" for layers without one.
+
         Parameters
         ----------
         print_fn : callable, default print
@@ -181,7 +185,7 @@ class Weights:
                 params = layer.count_params() if layer is not None else 0
                 label = f"{layer.name} (Dense)" if layer is not None else "(Activation)"
                 for act, param in step.chain or [(step.act, step.param)]:
-                    rows.append((label, _activation_label(act, param),
+                    rows.append((label, _activation_label(A.NAMES[act], param),
                                  f"(None, {step.width})", f"{params:,}"))
                 width = step.width
         else:
@@ -196,8 +200,9 @@ class Weights:
                 shape = ", ".join(f"(None, {', '.join(map(str, one))})" for one in shapes)
                 if isinstance(node.shape, list):     # several outputs, as Keras lists them
                     shape = f"[{shape}]"
-                rows.append((f"{layer.name} ({kind})",
-                             _activation_label(layer.act, getattr(layer, "param", None)), shape,
+                name = layer.activation
+                param = getattr(layer, "param", None) if A.CODES.get(name) == layer.act else None
+                rows.append((f"{layer.name} ({kind})", _activation_label(name, param), shape,
                              f"{params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "  ".join("-" * w for w in widths)
@@ -268,13 +273,12 @@ class Weights:
 
 
 # the activations with a parameter, and the keyword it goes by (Step(threshold), LeakyReLU(alpha))
-_PARAM_NAMES = {A.STEP: "threshold", A.LEAKY_RELU: "alpha"}
+_PARAM_NAMES = {"step": "threshold", "leaky_relu": "alpha"}
 
 
-def _activation_label(act: Any, param: Any) -> str:
+def _activation_label(name: str, param: Any) -> str:
     """The Activation column of ``summary``: the name, with its parameter when it has one
     (``step(threshold=0.5)``, ``leaky_relu(alpha=0.3)``)."""
-    name = A.NAMES.get(act, "?")
-    if act in _PARAM_NAMES and param is not None:
-        return f"{name}({_PARAM_NAMES[act]}={float(param):g})"
+    if name in _PARAM_NAMES and param is not None:
+        return f"{name}({_PARAM_NAMES[name]}={float(param):g})"
     return name
