@@ -128,7 +128,10 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     -------
     ndarray, shape (..., Lq, Dv)
         float32 when q, k and v are all float32 (or float16), float64 otherwise. A query that
-        sees no key at all (every key masked) gets zeros (PyTorch gives NaN).
+        sees no key at all (every key masked) gets zeros (older PyTorch gives NaN). Scores
+        that overflow the dtype (float32 q, k near 1e19) follow PyTorch: -inf counts as a
+        masked key; a query with a score of +inf or NaN gets NaN (no error: the inputs were
+        finite, as matmul gives inf when its products overflow).
 
     Raises
     ------

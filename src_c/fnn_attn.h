@@ -10,8 +10,11 @@
  * Masks: with `causal`, query i sees keys j <= i (top-left alignment, as PyTorch's
  * F.scaled_dot_product_attention(is_causal=True), i.e. tril(ones(Lq, Lk))); with key_mask
  * (batch, Lk), nonzero = take part (torch's boolean attn_mask), the row of pair p is p / heads.
- * A query row that sees no key at all gets out = 0, lse = -inf and zero gradients (PyTorch gives
- * NaN there).
+ * A query row that sees no key at all gets out = 0, lse = -inf and zero gradients (older
+ * PyTorch gives NaN there, newer its "safe softmax" 0). A score that overflows to -inf counts as
+ * masked (as in that safe softmax); a row with a score of +inf (overflow: float32 q, k near
+ * 1e19) or NaN gets out = NaN and lse = NaN, as PyTorch gives, and NaN gradients (none through
+ * a score of -inf: P = dS = 0 there exactly).
  *
  * Forward, per (pair, query tile of FNN_ATTN_BR rows), over key tiles of FNN_ATTN_BC columns:
  *   S = scale q_i k_j^T (GEMM), masks, m' = max(m, rowmax S), P = exp(S - m'),

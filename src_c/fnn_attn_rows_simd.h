@@ -86,8 +86,11 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
     for (t = 0; t < 8; t++) mx = tail[t] > mx ? tail[t] : mx;
     for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
     mnew = mx > *m ? mx : *m;
-    if (mnew == ninf) {
-        for (j = 0; j < n; j++) s[j] = 0.0f;
+    if (mnew == ninf) { /* no finite score yet: as the portable online_row */
+        for (j = 0; j < n; j++) {
+            if (s[j] != s[j]) *l = s[j];
+            s[j] = 0.0f;
+        }
         return;
     }
     vm = _mm256_set1_ps(mnew);
@@ -129,17 +132,18 @@ static AV2 void grad_row_v8_f32(float *s, float *dp, ptrdiff_t n, float lse, flo
     for (j = 0; j + 8 <= n; j += 8) {
         const __m256 x = _mm256_loadu_ps(s + j);
         const __m256 e = attn_exp8(_mm256_sub_ps(x, vl));
-        const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(x, vninf, _CMP_EQ_OQ), e);
+        const __m256 hidden = _mm256_cmp_ps(x, vninf, _CMP_EQ_OQ);
+        const __m256 p = _mm256_andnot_ps(hidden, e);
         _mm256_storeu_ps(s + j, p);
-        _mm256_storeu_ps(dp + j, _mm256_mul_ps(
-                                     _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dp + j), vd)),
-                                     vs));
+        _mm256_storeu_ps(dp + j, _mm256_andnot_ps(hidden, _mm256_mul_ps(
+            _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dp + j), vd)), vs)));
     }
     for (; j < n; j++) {
         const float e = fnn_expf(s[j] - lse);
-        const float p = s[j] == -INFINITY ? 0.0f : e;
+        const int hidden = s[j] == -INFINITY;
+        const float p = hidden ? 0.0f : e;
         s[j] = p;
-        dp[j] = p * (dp[j] - dd) * scale;
+        dp[j] = hidden ? 0.0f : p * (dp[j] - dd) * scale;
     }
 }
 
@@ -159,8 +163,11 @@ static AV5 void online_row_v16_f32(float *s, ptrdiff_t n, float *m, float *l, fl
     }
     mnew = _mm512_reduce_max_ps(vmx);
     mnew = mnew > *m ? mnew : *m;
-    if (mnew == ninf) {
-        for (j = 0; j < n; j++) s[j] = 0.0f;
+    if (mnew == ninf) { /* no finite score yet: as the portable online_row */
+        for (j = 0; j < n; j++) {
+            if (s[j] != s[j]) *l = s[j];
+            s[j] = 0.0f;
+        }
         return;
     }
     vm = _mm512_set1_ps(mnew);
@@ -197,10 +204,12 @@ static AV5 void grad_row_v16_f32(float *s, float *dp, ptrdiff_t n, float lse, fl
         const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
         const __m512 x = _mm512_mask_loadu_ps(vninf, k, s + j);
         const __m512 e = attn_exp16(_mm512_sub_ps(x, vl));
-        const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ), e);
+        const __mmask16 live = _mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ);
+        const __m512 p = _mm512_maskz_mov_ps(live, e);
         const __m512 g = _mm512_mask_loadu_ps(_mm512_setzero_ps(), k, dp + j);
         _mm512_mask_storeu_ps(s + j, k, p);
-        _mm512_mask_storeu_ps(dp + j, k, _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(g, vd)), vs));
+        const __m512 ds = _mm512_maskz_mul_ps(live, _mm512_mul_ps(p, _mm512_sub_ps(g, vd)), vs);
+        _mm512_mask_storeu_ps(dp + j, k, ds);
     }
 }
 

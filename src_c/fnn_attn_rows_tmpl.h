@@ -54,7 +54,8 @@ static ATARGET FT AFN(row_dot)(const FT *a, const FT *b, ptrdiff_t n)
 #ifndef A_ROW_DOT_ONLY
 /* One row of the forward's online softmax: s (n scores, masked = -inf) becomes P = exp(s - m'),
  * with m' = max(*m, max s); *l := *l exp(*m - m') + sum P; o (dv) := o exp(*m - m'); *m := m'.
- * A row that has seen no key yet (m' = -inf) gets P = 0 and keeps o, l, m. */
+ * A row that has seen no finite score yet (m' = -inf: the max skips NaN) gets P = 0 and keeps
+ * o, l, m, except that a NaN score makes l NaN (as exp(NaN - m') does on the common path). */
 static ATARGET void AFN(online_row)(FT *s, ptrdiff_t n, FT *m, FT *l, FT *o, ptrdiff_t dv)
 {
     const FT ninf = -(FT)INFINITY;
@@ -62,7 +63,10 @@ static ATARGET void AFN(online_row)(FT *s, ptrdiff_t n, FT *m, FT *l, FT *o, ptr
     const FT mnew = mx > *m ? mx : *m;
     ptrdiff_t j;
     if (mnew == ninf) {
-        for (j = 0; j < n; j++) s[j] = (FT)0;
+        for (j = 0; j < n; j++) {
+            if (s[j] != s[j]) *l = s[j];
+            s[j] = (FT)0;
+        }
         return;
     }
     for (j = 0; j < n; j++) {
@@ -78,16 +82,19 @@ static ATARGET void AFN(online_row)(FT *s, ptrdiff_t n, FT *m, FT *l, FT *o, ptr
     *m = mnew;
 }
 
-/* One row of the backward: p := exp(s - lse) (0 where s = -inf), ds := p (dp - dd) scale. */
+/* One row of the backward: p := exp(s - lse), ds := p (dp - dd) scale; both exactly 0 where
+ * s = -inf (a masked key: no NaN of a row whose lse or dd is NaN reaches it, as none reaches
+ * the keys of tiles a causal mask skips). */
 static ATARGET void AFN(grad_row)(FT *s, FT *dp, ptrdiff_t n, FT lse, FT dd, FT scale)
 {
     const FT ninf = -(FT)INFINITY;
     ptrdiff_t j;
     for (j = 0; j < n; j++) {
         const FT e = A_EXP(s[j] - lse);
-        const FT p = s[j] == ninf ? (FT)0 : e;
+        const int hidden = s[j] == ninf;
+        const FT p = hidden ? (FT)0 : e;
         s[j] = p;
-        dp[j] = p * (dp[j] - dd) * scale;
+        dp[j] = hidden ? (FT)0 : p * (dp[j] - dd) * scale;
     }
 }
 #endif

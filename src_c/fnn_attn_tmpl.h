@@ -156,15 +156,21 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
         TFN(attn_mm)(kr, m, dv, n, (FT)1, Pa, TFN(attn_b_plain)(kr, vp + j0 * dv, dv, n, dv, Vb),
                      (FT)1, op, dv);
     }
+    /* l >= 1 once a finite score was seen (its maximum adds exp(0)); l = 0: every score -inf
+     * (masked, or overflowed to -inf), the row attends to nothing; l is NaN when a score is NaN
+     * or +inf (overflow: exp(inf - inf)), and so is the row's softmax. */
     for (r = 0; r < m; r++) {
         FT *o = op + r * dv;
         if (lrow[r] > (FT)0) {
             const FT l = lrow[r];
             for (e = 0; e < dv; e++) o[e] /= l;
             lp[r] = mrow[r] + LOG(l);
-        } else {
+        } else if (lrow[r] == (FT)0) {
             for (e = 0; e < dv; e++) o[e] = (FT)0;
             lp[r] = -(FT)INFINITY;
+        } else {
+            for (e = 0; e < dv; e++) o[e] = (FT)NAN;
+            lp[r] = (FT)NAN;
         }
     }
 }

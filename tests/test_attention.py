@@ -5,7 +5,9 @@ fastnn/backends/numpy_attention.py, and fnn.ops.scaled_dot_product_attention).
   autograd gradients of q, k, v, with and without causal, with a key padding mask, lengths across
   the tile boundaries (1 to 300), Lq != Lk, 1 to 8 heads, D in {8, 16, 64};
 - compiled = NumPy twin (float64 1e-12, float32 1e-5); bitwise at 1 and 2 threads;
-- rows that see no key: zeros (PyTorch gives NaN there);
+- rows that see no key: zeros (older PyTorch gives NaN there); scores that overflow: -inf counts
+  as masked, a row with +inf or NaN gives NaN, as PyTorch's SDPA does, with the same NaN
+  positions in out, lse and the gradients on both backends and in every kernel flavour;
 - memory: forward + backward at L = 2048 within 1/4 of one materialised (L x L) score matrix per
   head, growing about linearly from L = 1024 (tracemalloc sees every buffer of the call: the
   kernels allocate nothing in C), and the process' peak RSS agrees;
@@ -217,23 +219,148 @@ for dtype in (np.float32, np.float64):
             res.append((out, lse, dq, dk, dv))
         errors[f"{causal}-{np.dtype(dtype).name}"] = max(
             float(np.abs(a.astype(float) - b).max() / np.abs(b).max()) for a, b in zip(*res))
-print(json.dumps({"kernel": fast.kernel_name(), "errors": errors}))
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_attention import _check_overflow_rows
+problems = [f"{np.dtype(dt).name} causal={c}: {p}" for dt in (np.float32, np.float64)
+            for c in (False, True) for p in _check_overflow_rows("fast", "numpy", dt, c)]
+print(json.dumps({"kernel": fast.kernel_name(), "errors": errors, "overflow": problems}))
 """
 
 
 @pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
 def test_each_kernel_flavour_matches_numpy_twin(flavour):
     """With FASTNN_KERNEL=generic / avx2 / avx512 (in a subprocess: the flavour is chosen on
-    first use), outputs and gradients equal the NumPy twin's (1e-12 float64, 1e-5 float32).
+    first use), outputs and gradients equal the NumPy twin's (1e-12 float64, 1e-5 float32),
+    and rows whose scores overflow give NaN at the same places (_check_overflow_rows).
     A flavour this CPU cannot run is skipped."""
     env = dict(os.environ, FASTNN_KERNEL=flavour)
-    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], env=env, check=True,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT, os.path.dirname(__file__)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     if result["kernel"] != flavour:
         pytest.skip(f"this CPU runs {result['kernel']!r}, not {flavour!r}")
     for case, err in result["errors"].items():
         assert err <= (1e-12 if case.endswith("float64") else 1e-5), (case, err)
+    assert result["overflow"] == []
+
+
+def _overflow_problem(dtype, causal):
+    """q, k, v, dout, mask (B=3, H=2, Lq=100, Lk=130: three query tiles, two key tiles) with
+    rows whose scores overflow the dtype one product at a time (so in any order of the sums):
+    row (0, 0, 5) scores +inf against keys 3 and 100, row (0, 1, 50) NaN (+inf - inf) against
+    key 40, row (1, 1, 30) NaN against every key, every row of pair (1, 0) -inf against every
+    key (as if masked); batch row 2 sees no key. The other rows of those pairs are 0 along the
+    huge directions (their scores stay moderate).
+    Returns the arrays and (rows that must be NaN, rows that must be 0)."""
+    big = 1e20 if dtype == np.float32 else 1e160        # big * big overflows, big does not
+    q, k, v, dout, _ = _problem(3, 2, 100, 130, 16, 8, dtype=np.float64, seed=21)
+    q[0, :, :, :2] = 0
+    q[0, 0, 5] = 0
+    q[0, 0, 5, 0] = big
+    k[0, 0, [3, 100]] = 0
+    k[0, 0, [3, 100], 0] = big
+    q[0, 1, 50, :2] = [big, -big]
+    k[0, 1, 40, :2] = [big, big]
+    q[1, 0, :, 0] = -big
+    k[1, 0, :, 0] = big
+    q[1, 1, :, :2] = 0
+    k[1, 1, :, :2] = big
+    q[1, 1, 30, :2] = [big, -big]
+    mask = np.ones((3, 130), bool)
+    mask[0, [7, 60, 120]] = False
+    mask[1, 1::3] = False
+    mask[2] = False
+    nan_rows = [(0, 0, 5), (0, 1, 50), (1, 1, 30)]
+    zero_rows = [(1, 0, i) for i in range(100)] + [(2, h, i) for h in range(2) for i in range(100)]
+    arrays = [a.astype(dtype) for a in (q, k, v, dout)]
+    return (*arrays, mask), (nan_rows, zero_rows)
+
+
+def _check_overflow_rows(fast, ref, dtype, causal):
+    """Failures (strings) of the overflow rows' contract: NaN rows NaN, rows seeing no key zero,
+    everything else finite; compiled and NumPy with the same NaN positions in out, lse and the
+    gradients and their finite values close."""
+    (q, k, v, dout, mask), (nan_rows, zero_rows) = _overflow_problem(dtype, causal)
+    problems = []
+    results = [_run(be, q, k, v, dout, mask, causal) for be in (fast, ref)]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for name, got, want in zip(("out", "lse", "dq", "dk", "dv"), *results):
+        if not np.array_equal(np.isnan(got), np.isnan(want)):
+            problems.append(f"{name}: NaN at {np.argwhere(np.isnan(got) != np.isnan(want))[:3]}")
+        fin = np.isfinite(want)
+        if not np.array_equal(fin, np.isfinite(got)):
+            problems.append(f"{name}: finite at different places")
+        elif _rel(got[fin], want[fin]) > tol:
+            problems.append(f"{name}: {_rel(got[fin], want[fin])}")
+    for backend, (out, lse, dq, dk, dv) in zip(("fast", "numpy"), results):
+        nan = np.zeros(out.shape[:3], bool)
+        nan[tuple(np.array(nan_rows).T)] = True
+        zero = np.zeros(out.shape[:3], bool)
+        zero[tuple(np.array(zero_rows).T)] = True
+        if not (np.isnan(out[nan]).all() and np.isnan(lse[nan]).all()):
+            problems.append(f"{backend}: an overflowing row is not NaN")
+        if not ((out[zero] == 0).all() and (lse[zero] == -np.inf).all()):
+            problems.append(f"{backend}: a row that sees no key is not 0")
+        if not (np.isfinite(out[~nan]).all() and np.isfinite(lse[~nan & ~zero]).all()):
+            problems.append(f"{backend}: a NaN or inf outside the overflowing rows")
+        if not all(np.isnan(dq[row]).all() for row in nan_rows):
+            problems.append(f"{backend}: dq of an overflowing row is not NaN")
+        seen = 6 if causal else 130              # the keys row (0, 0, 5) sees
+        if not np.isnan(dk[0, 0, 3]).all() or np.isnan(dk[0, 0, seen:]).any():
+            problems.append(f"{backend}: dk's NaN reaches other keys than row 5 sees")
+        if not (dq[1, 0] == 0).all() or not (dk[1, 0] == 0).all():
+            problems.append(f"{backend}: -inf scores pass a gradient")
+    return problems
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_overflowing_scores_give_nan_rows_on_both_backends(dtype, causal):
+    assert _check_overflow_rows("fast", "numpy", dtype, causal) == []
+
+
+def test_overflowing_scores_give_nan_where_torch_does():
+    torch = pytest.importorskip("torch")
+    (q, k, v, _, mask), (nan_rows, _) = _overflow_problem(np.float32, False)
+    seen = mask[:2]                      # older PyTorch gives NaN for rows that see no key
+    got = fnn.ops.scaled_dot_product_attention(q[:2], k[:2], v[:2], mask=seen)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.tensor(a[:2]) for a in (q, k, v)), attn_mask=torch.tensor(seen)[:, None, None, :])
+    assert np.array_equal(np.isnan(got), np.isnan(want.numpy()))
+    assert np.isnan(got).any(axis=-1).sum() == len(nan_rows)
+    fin = np.isfinite(got)
+    assert _rel(got[fin], want.numpy()[fin]) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_decode_treats_overflowing_scores_as_the_tiled_kernels(dtype):
+    """attention_decode (generation) as attention_forward: head 0's query scores +inf against the
+    last key (NaN), head 1's -inf against every key (0), head 2's are moderate; both backends,
+    and the tiled kernel on the same causal last row."""
+    big = 1e20 if dtype == np.float32 else 1e160
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((1, 3, 4))
+    K, V = rng.standard_normal((1, 3, 3, 4)), rng.standard_normal((1, 3, 3, 2))
+    q[0, :2, 0], K[0, :2, :, 0] = [big, -big], big
+    K[0, 0, :2, 0] = 0
+    q, K, V = (a.astype(dtype) for a in (q, K, V))
+    outs = []
+    for backend in BACKENDS:
+        kc, vc = np.zeros((1, 3, 5, 4), dtype), np.zeros((1, 3, 5, 2), dtype)
+        out = np.empty((1, 3, 2), dtype)
+        for t in range(3):
+            get_backend(backend).attention_decode(q, K[:, :, t].copy(), V[:, :, t].copy(), kc, vc,
+                                                  t, 0.5, out)
+        outs.append(out)
+        assert np.isnan(out[0, 0]).all() and (out[0, 1] == 0).all()
+        assert np.isfinite(out[0, 2]).all()
+    tiled, _, _, _, _ = _run("fast", q[:, :, None].repeat(3, axis=2), K, V,
+                             np.zeros((1, 3, 3, 2), dtype), None, True, 0.5)
+    for out in outs:
+        assert np.array_equal(np.isnan(out), np.isnan(tiled[:, :, 2]))
+        np.testing.assert_allclose(out[0, 1:], tiled[0, 1:, 2], rtol=1e-5, atol=0)
 
 
 def _peak_bytes(L, dtype=np.float32, H=4, D=64):

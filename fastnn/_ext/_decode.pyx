@@ -37,7 +37,9 @@ cdef inline floating _exp(floating x) noexcept nogil:
 cdef void _decode_pair(const floating *q, const floating *kn, const floating *vn,
                        floating *kc, floating *vc, Py_ssize_t t, Py_ssize_t D, Py_ssize_t Dv,
                        floating scale, floating *o) noexcept nogil:
-    """kc[t] := kn, vc[t] := vn;  o := softmax(scale q kc[:t+1]^T) vc[:t+1] (online softmax)"""
+    """kc[t] := kn, vc[t] := vn;  o := softmax(scale q kc[:t+1]^T) vc[:t+1] (online softmax).
+    As the tiled kernel (src_c/fnn_attn.h): a score of -inf (overflow) takes no part, all -inf
+    gives o = 0; a score of +inf or NaN makes o NaN."""
     cdef Py_ssize_t i, j
     cdef floating s, m = -INFINITY, l = 0, c, p
     cdef const floating *kj
@@ -54,6 +56,8 @@ cdef void _decode_pair(const floating *q, const floating *kn, const floating *vn
         for i in range(D):
             s = s + q[i] * kj[i]
         s = s * scale
+        if s == -INFINITY:
+            continue
         if s > m:                    # a new maximum: rescale what was summed so far
             c = _exp(m - s)
             l = l * c
@@ -64,6 +68,8 @@ cdef void _decode_pair(const floating *q, const floating *kn, const floating *vn
         l = l + p
         for i in range(Dv):
             o[i] = o[i] + p * vj[i]
+    if l == 0:                       # every score -inf: o stays 0
+        return
     c = 1 / l
     for i in range(Dv):
         o[i] = o[i] * c

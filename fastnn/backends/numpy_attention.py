@@ -9,7 +9,9 @@ of every head at once), which the tiled compiled kernels are tested against.
 
 With ``causal`` query i sees keys j <= i (PyTorch's is_causal, top-left aligned); key_mask
 (B, Lk), True = take part. A query row that sees no key gets out = 0, lse = -inf and zero
-gradients.
+gradients; a score that overflows to -inf counts as masked (PyTorch's safe softmax). A row with
+a score of +inf (overflow) or NaN gets out = NaN and lse = NaN, as PyTorch gives, and NaN
+gradients, except through scores of -inf (no gradient there).
 """
 
 from __future__ import annotations
@@ -44,16 +46,20 @@ def attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale:
     if q.size == 0:
         return
     vis = _visible(dims, mask, c)
-    S = _scores(q, k, vis, s)
-    m = S.max(axis=-1, keepdims=True)
-    seen = np.isfinite(m)
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = _scores(q, k, vis, s)
+    m = S.max(axis=-1, keepdims=True)          # NaN if a visible score is NaN
+    seen = np.isfinite(m)                      # the row's softmax is defined
+    blind = m == -np.inf                       # every score -inf: zeros; +inf or NaN: NaN
     m = np.where(seen, m, 0).astype(q.dtype, copy=False)
-    P = np.where(vis, np.exp(S - m), 0).astype(q.dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        P = np.where(vis & seen, np.exp(S - m), 0).astype(q.dtype, copy=False)
     ell = P.sum(axis=-1, keepdims=True)
     safe = np.where(seen, ell, 1).astype(q.dtype, copy=False)
-    out[...] = np.where(seen, np.matmul(P, v) / safe, 0)
+    lost = np.where(blind, 0, np.nan).astype(q.dtype, copy=False)
+    out[...] = np.where(seen, np.matmul(P, v) / safe, lost)
     with np.errstate(divide="ignore"):
-        lse[...] = np.where(seen, m + np.log(safe), -np.inf)[..., 0]
+        lse[...] = np.where(seen, m + np.log(safe), np.where(blind, -np.inf, np.nan))[..., 0]
 
 
 def attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: Any, key_mask: Any,
@@ -64,13 +70,15 @@ def attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: Any, ke
     if q.size == 0:
         return
     vis = _visible(dims, mask, c)
-    S = _scores(q, k, vis, s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = _scores(q, k, vis, s)
     L = lse[..., None]
-    with np.errstate(invalid="ignore"):
-        P = np.where(vis & np.isfinite(L), np.exp(S - L), 0).astype(q.dtype, copy=False)
-    D = np.sum(dout * out, axis=-1, keepdims=True)
-    dv[...] = np.matmul(np.swapaxes(P, -1, -2), dout)
-    dP = np.matmul(dout, np.swapaxes(v, -1, -2))
-    dS = P * (dP - D) * q.dtype.type(s)
+    live = S != -np.inf                        # not masked, not overflowed to -inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        P = np.where(live, np.exp(S - L), 0).astype(q.dtype, copy=False)
+        D = np.sum(dout * out, axis=-1, keepdims=True)
+        dv[...] = np.matmul(np.swapaxes(P, -1, -2), dout)
+        dP = np.matmul(dout, np.swapaxes(v, -1, -2))
+        dS = np.where(live, P * (dP - D) * q.dtype.type(s), 0).astype(q.dtype, copy=False)
     dq[...] = np.matmul(dS, k)
     dk[...] = np.matmul(np.swapaxes(dS, -1, -2), q)

@@ -94,7 +94,8 @@ class MultiHeadAttention(Layer):
     Masks: ``use_causal_mask`` lets query i see keys j <= i (top-left aligned, as Keras and
     PyTorch's is_causal). ``attention_mask`` is a KEY PADDING mask only, of shape (n, Lv)
     (nonzero / True = attend); Keras' (n, Lq, Lv) masks are refused (ValueError). A query
-    that sees no key gets a zero output (Keras would average all values).
+    that sees no key gets a zero output (Keras would average all values); one whose scores
+    overflow to +inf gets NaN (``fastnn.ops.scaled_dot_product_attention``).
 
     Examples
     --------
