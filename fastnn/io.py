@@ -60,6 +60,7 @@ from fastnn import _header_checks as H
 from fastnn._header_checks import BadModelFile
 from fastnn._safe_files import (PathIsADirectoryError, describe_non_regular,
                                 open_without_blocking, read_up_to, write_atomically)
+from fastnn._validation import check_bool
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel as Sequential
@@ -84,11 +85,12 @@ def _version_for(model: Sequential) -> int:
     return 1 if all(set(layer.get_config()) <= v1_keys for layer in model.layers) else 2
 
 
-def _arrays_of(model: Sequential, version: int) -> list[tuple[str, NDArray[Any]]]:
+def _arrays_of(model: Sequential, version: int, with_compile: bool
+               ) -> list[tuple[str, NDArray[Any]]]:
     from fastnn.models.saving import v1_weight_names, weight_arrays
 
     arrays = v1_weight_names(model) if version == 1 else weight_arrays(model)
-    if model.optimizer is not None and _stores_compile(model):
+    if with_compile and model.optimizer is not None and _stores_compile(model):
         for key, value in model.optimizer.state().items():
             arrays.append((f"optimizer/{key}", value))
     return arrays
@@ -116,16 +118,21 @@ def _loss_entry(loss: Any) -> Any:
     return loss.name if config == {"name": loss.name} else config
 
 
-def model_to_bytes(model: Sequential) -> bytes:
+def model_to_bytes(model: Sequential, include_optimizer: bool = True) -> bytes:
     """The model file's bytes (what ``save_model`` writes): architecture, weights, and the
     compile settings and optimizer state when the model is compiled.
+
+    With ``include_optimizer=False`` (as in Keras) the bytes hold the architecture and weights
+    only, what inference needs: no loss, optimizer or optimizer state (an Adam-compiled model's
+    bytes shrink to about a third), and the model they load into is not compiled.
 
     Raises ValueError if the model is beyond what the loader accepts (more than
     ``MAX_LAYERS`` layers, a seed >= 2**128, a step count >= 2**53, a header over
     ``MAX_HEADER`` bytes), so no file is written that ``load_model`` would refuse.
     """
+    with_compile = check_bool("include_optimizer", include_optimizer)
     version = _version_for(model)
-    arrays = _arrays_of(model, version)
+    arrays = _arrays_of(model, version, with_compile)
     entries: list[dict[str, Any]] = []
     offset = 0
     for name, arr in arrays:
@@ -135,11 +142,11 @@ def model_to_bytes(model: Sequential) -> bytes:
         offset += little.nbytes
         offset += -offset % ALIGN
     compiled = None
-    if model.loss is not None and not _stores_compile(model):
+    if with_compile and model.loss is not None and not _stores_compile(model):
         warnings.warn(f"the loss {model.loss!r} is not one fastnn can rebuild from a file: the "
                       f"file holds the architecture and weights, not the compile settings "
                       f"(compile the loaded model again)", UserWarning, stacklevel=3)
-    elif model.loss is not None:
+    elif with_compile and model.loss is not None:
         compiled = {"loss": _loss_entry(model.loss), "optimizer": model.optimizer.get_config(),
                     "iterations": getattr(model.optimizer, "iterations", 0),
                     # names only: a metric function of the user's is not stored

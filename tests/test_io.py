@@ -82,6 +82,21 @@ def test_uncompiled_model_and_activation_parameters(tmp_path, backend, dtype):
     same.fit(X, (X[:, :2] > 0).astype(float), epochs=1, verbose=0)
 
 
+def test_bytes_without_the_optimizer_hold_architecture_and_weights(backend):
+    from fastnn.io import model_from_bytes, model_to_bytes
+
+    model, X, _ = _trained_model(backend, "float64", fnn.Adam())
+    full, bare = model_to_bytes(model), model_to_bytes(model, include_optimizer=False)
+    assert bare == model_to_bytes(model, include_optimizer=False)      # deterministic
+    weights = sum(w.nbytes for w in model.get_weights())
+    assert len(full) > len(bare) + 2 * weights - 512      # Adam's two moments are left out
+    same = model_from_bytes(bare)
+    assert same.loss is None and same.optimizer is None and same.backend == backend
+    assert np.array_equal(same.predict(X), model.predict(X))
+    with pytest.raises(TypeError, match="include_optimizer must be True or False"):
+        model_to_bytes(model, include_optimizer="no")
+
+
 def test_load_into_other_backend(tmp_path, dtype):
     model, X, _ = _trained_model("fast", dtype, fnn.Adam())
     model.save(tmp_path / "f.fnn")
