@@ -8,6 +8,8 @@
     model.fit(X, y, epochs=20, batch_size=32)
 """
 
+from typing import TYPE_CHECKING
+
 from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, regularizers,
                     schedules)
 from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
@@ -32,6 +34,19 @@ from fastnn.models import History, Input, Model, Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:               # for type checkers; at run time, __getattr__ imports it
+    from fastnn import dask
+
+
+def __getattr__(name: str) -> object:
+    # fastnn.dask is an optional extra (pip install "fastnn[dask]"): imported on first use, so
+    # fastnn imports without Dask and fnn.dask.predict works without an import of its own.
+    if name == "dask":
+        import importlib
+        return importlib.import_module("fastnn.dask")
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
 
 __all__ = [
     "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",

@@ -14,8 +14,8 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.transformer",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
-           "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn._threads", "fastnn.datasets",
-           "fastnn.datasets.time_series", "fastnn.datasets.words"]
+           "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
+           "fastnn.datasets", "fastnn.datasets.time_series", "fastnn.datasets.words"]
 
 
 @pytest.mark.parametrize("name", MODULES)
