@@ -35,16 +35,18 @@ from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:               # for type checkers; at run time, __getattr__ imports it
-    from fastnn import dask
+if TYPE_CHECKING:               # for type checkers; at run time, __getattr__ imports them
+    from fastnn import dask, sklearn
+
+# the optional extras' modules (scikit-learn, Dask, ...): imported on first use, so that fastnn
+# imports without them and fnn.dask.predict works without an import of its own
+_LAZY_MODULES = frozenset({"dask", "sklearn"})
 
 
 def __getattr__(name: str) -> object:
-    # fastnn.dask is an optional extra (pip install "fastnn[dask]"): imported on first use, so
-    # fastnn imports without Dask and fnn.dask.predict works without an import of its own.
-    if name == "dask":
+    if name in _LAZY_MODULES:
         import importlib
-        return importlib.import_module("fastnn.dask")
+        return importlib.import_module(f"fastnn.{name}")
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 
