@@ -1,0 +1,230 @@
+"""``fastnn.onnx.export``: a built fastnn model as an ONNX file.
+
+The model's graph (``model._nodes``, inputs first, in topological order) is written node by
+node; each layer kind has one function here (or in ``_export_seq`` for the recurrent and
+attention layers) that adds the ONNX nodes computing it. Inputs and outputs keep fastnn's
+layouts (batch-first, channels-last) with a dynamic batch dimension named ``batch``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
+                           Embedding, Flatten, LayerNormalization, Reshape)
+from fastnn.layers.convolutional import _Conv, window_geometry
+from fastnn.layers.embedding import _AddPositions
+from fastnn.layers.pooling import _GlobalPooling, _Pooling
+from fastnn.onnx import _export_seq as S
+from fastnn.onnx._graph import GraphBuilder
+
+#: the opset written when none is given (LayerNormalization needs 17)
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+
+Emitter = Callable[[GraphBuilder, Any, Any, str], Any]
+
+
+def _weights(layer: Any) -> dict[str, np.ndarray]:
+    return {spec.name: w for spec, w in zip(layer._specs, layer.get_weights())}
+
+
+def _dense(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    w = _weights(layer)
+    y = b.op("MatMul", [x, b.const(w["kernel"], f"{p}/kernel")], f"{p}/matmul")
+    if "bias" in w:
+        y = b.op("Add", [y, b.const(w["bias"], f"{p}/bias")], f"{p}/add")
+    return b.activation(y, layer.act, layer.param, f"{p}/act")
+
+
+def _activation(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    return b.op("Identity", [x], p) if layer.act == 0 else b.activation(x, layer.act,
+                                                                          layer.param, p)
+
+
+def _pads(layer: Any, spatial: tuple[int, ...], windows: tuple[int, ...],
+          dilations: tuple[int, ...]) -> list[int]:
+    """ONNX pads (all befores, then all afters) for fastnn's window geometry."""
+    sizes, before = window_geometry(spatial, windows, layer.strides, dilations, layer.padding)
+    after = [max(0, (o - 1) * s + (k - 1) * d + 1 - n - bf) for o, s, k, d, n, bf in
+             zip(sizes, layer.strides, windows, dilations, spatial, before)]
+    return [*before, *after]
+
+
+def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    w = _weights(layer)
+    rank = layer.rank
+    kernel = np.transpose(w["kernel"], (rank + 1, rank, *range(rank)))   # (out, in, *k)
+    inputs = [b.channels_first(x, rank, f"{p}/to_nchw"), b.const(kernel, f"{p}/kernel")]
+    if "bias" in w:
+        inputs.append(b.const(w["bias"], f"{p}/bias"))
+    spatial = tuple(layer.input_shape[:-1])
+    y = b.op("Conv", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
+             strides=list(layer.strides), dilations=list(layer.dilation_rate),
+             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
+    y = b.channels_last(y, rank, f"{p}/to_nhwc")
+    return b.activation(y, layer.act, layer.param, f"{p}/act")
+
+
+def _pool(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    rank = layer.rank
+    op = "MaxPool" if "Max" in type(layer).__name__ else "AveragePool"
+    spatial = tuple(layer.input_shape[:-1])
+    y = b.op(op, [b.channels_first(x, rank, f"{p}/to_nchw")], f"{p}/pool",
+             kernel_shape=list(layer.pool_size), strides=list(layer.strides),
+             pads=_pads(layer, spatial, layer.pool_size, (1,) * rank))
+    return b.channels_last(y, rank, f"{p}/to_nhwc")
+
+
+def _global_pool(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    op = "ReduceMax" if "Max" in type(layer).__name__ else "ReduceMean"
+    axes = list(range(1, len(layer.input_shape)))
+    return b.op(op, [x, b.ints(axes, f"{p}/axes")], p, keepdims=int(layer.keepdims))
+
+
+def _flatten(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    return b.op("Flatten", [x], p, axis=1)     # channels-last order, as fastnn flattens
+
+
+def _reshape(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    return b.reshape(x, layer.output_shape, p)
+
+
+def _dropout(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    return b.op("Identity", [x], p)            # inference: dropout does nothing
+
+
+def _batch_norm(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    if layer.axis not in (-1, len(layer.input_shape)):
+        raise ValueError(f"{layer.name}: only BatchNormalization(axis=-1) has an ONNX form "
+                         f"here. Received: axis={layer.axis}")
+    w = _weights(layer)
+    c = layer.input_shape[-1]
+    gamma = w.get("gamma", np.ones(c, b.dtype))
+    beta = w.get("beta", np.zeros(c, b.dtype))
+    rank = len(layer.input_shape) - 1
+    if rank:
+        x = b.channels_first(x, rank, f"{p}/to_nchw")
+    y = b.op("BatchNormalization", [x, b.const(gamma, f"{p}/gamma"), b.const(beta, f"{p}/beta"),
+                                    b.const(w["moving_mean"], f"{p}/moving_mean"),
+                                    b.const(w["moving_variance"], f"{p}/moving_variance")],
+             f"{p}/bn", epsilon=float(layer.epsilon))
+    return b.channels_last(y, rank, f"{p}/to_nhwc") if rank else y
+
+
+def _layer_norm(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    if layer.axis not in (-1, len(layer.input_shape)):
+        raise ValueError(f"{layer.name}: only LayerNormalization(axis=-1) has an ONNX form "
+                         f"here. Received: axis={layer.axis}")
+    w = _weights(layer)
+    c = layer.input_shape[-1]
+    inputs = [x, b.const(w.get("gamma", np.ones(c, b.dtype)), f"{p}/gamma")]
+    if "beta" in w:
+        inputs.append(b.const(w["beta"], f"{p}/beta"))
+    return b.op("LayerNormalization", inputs, p, axis=-1, epsilon=float(layer.epsilon))
+
+
+def _embedding(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    ids = b.op("Cast", [x], f"{p}/ids", to=7)                      # int64
+    return b.op("Gather", [b.const(_weights(layer)["embeddings"], f"{p}/embeddings"), ids], p)
+
+
+def _positions(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    table = layer.positions(0, layer.input_shape[0])
+    return b.op("Add", [x, b.const(table, f"{p}/positions")], p)
+
+
+def _add(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
+    return b.op("Sum", list(xs), p)
+
+
+def _concatenate(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
+    return b.op("Concat", list(xs), p, axis=-1)
+
+
+_EMITTERS: list[tuple[type, Emitter]] = [
+    (Dense, _dense), (Activation, _activation), (_Conv, _conv), (_Pooling, _pool),
+    (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
+    (Dropout, _dropout), (BatchNormalization, _batch_norm), (LayerNormalization, _layer_norm),
+    (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
+    (Concatenate, _concatenate), *S.EMITTERS,
+]
+
+
+def emit_model(b: GraphBuilder, model: Any, inputs: list[str], prefix: str = "") -> list[str]:
+    """Add the nodes of ``model`` reading the tensors ``inputs``; its output names."""
+    from fastnn.models.graph import ModelLayer
+    nodes = model._nodes
+    names: list[Any] = list(inputs) + [None] * (len(nodes) - len(inputs))
+    for node in nodes[model._n_inputs:]:
+        layer = node.layer
+        x = [names[i] for i in node.inputs] if node.multi else names[node.inputs[0]]
+        p = f"{prefix}{layer.name}"
+        if isinstance(layer, ModelLayer):
+            names[node.index] = emit_model(b, layer.model, x if isinstance(x, list) else [x],
+                                           f"{p}/")
+            if len(names[node.index]) == 1:
+                names[node.index] = names[node.index][0]
+            continue
+        for cls, emit in _EMITTERS:
+            if isinstance(layer, cls):
+                names[node.index] = emit(b, layer, x, p)
+                break
+        else:
+            raise ValueError(f"{type(layer).__name__} layer {layer.name!r} has no ONNX form in "
+                             f"fastnn.onnx.export")
+    return [names[i] for i in model._outputs]
+
+
+def to_proto(model: Any, opset: Optional[int] = None) -> Any:
+    """The ONNX ModelProto of a built fastnn model (see ``export``)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from fastnn.models.base import BaseModel
+    if not isinstance(model, BaseModel):
+        raise TypeError(f"model must be a fastnn model. Received: {type(model).__name__}")
+    if not model.built:
+        raise ValueError("model must be built (give its input shape) before export")
+    newest = onnx.defs.onnx_opset_version()
+    opset = DEFAULT_OPSET if opset is None else V.check_int("opset", opset, low=MIN_OPSET)
+    if opset > newest:
+        raise ValueError(f"opset must be at most {newest} (the installed onnx's newest). "
+                         f"Received: opset={opset}")
+    dtype = np.dtype(model.dtype)
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    b = GraphBuilder(helper, numpy_helper, dtype, opset)
+    shapes = [model._nodes[k].shape for k in range(model._n_inputs)]
+    in_names = [b.fresh("input" if len(shapes) == 1 else f"input_{k}")
+                for k in range(len(shapes))]
+    outs = emit_model(b, model, in_names)
+    out_names = ["output" if len(outs) == 1 else f"output_{k}" for k in range(len(outs))]
+    for src, dst in zip(outs, out_names):
+        b.nodes.append(helper.make_node("Identity", [src], [dst], name=b.fresh(f"{dst}/Identity")))
+    out_shapes = [model._nodes[i].shape for i in model._outputs]
+    graph = helper.make_graph(
+        b.nodes, model.name or "fastnn_model",
+        [helper.make_tensor_value_info(n, elem, ["batch", *s]) for n, s in zip(in_names, shapes)],
+        [helper.make_tensor_value_info(n, elem, ["batch", *s])
+         for n, s in zip(out_names, out_shapes)],
+        b.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="fastnn")
+    proto.ir_version = min(proto.ir_version, onnx.IR_VERSION)
+    return proto
+
+
+def export(model: Any, path: Any, opset: Optional[int] = None) -> str:
+    """Write ``model`` (built) to the ONNX file ``path``; returns the path written.
+
+    The file's inputs and outputs are fastnn's (batch-first, channels-last), with a dynamic
+    batch dimension; ``opset`` defaults to 18 (17 is the least: LayerNormalization).
+    """
+    import onnx
+    proto = to_proto(model, opset)
+    path = os.fspath(path)
+    onnx.save_model(proto, path)
+    return path

@@ -1,0 +1,108 @@
+"""The graph builder the exporter writes into: unique tensor names, constants, nodes.
+
+Every tensor stays batch-first and channels-last, as in fastnn; the ops that want channels
+first (Conv, MaxPool, AveragePool, BatchNormalization) are wrapped in a Transpose pair, which
+onnxruntime's optimizer folds away between consecutive convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from fastnn import activations as A
+
+
+class GraphBuilder:
+    """Collects the nodes and initializers of one ONNX graph."""
+
+    def __init__(self, helper: Any, numpy_helper: Any, dtype: np.dtype[Any], opset: int) -> None:
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.dtype, self.opset = dtype, opset
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._used: set[str] = set()
+
+    def fresh(self, prefix: str) -> str:
+        """A tensor or node name not used before (``prefix``, ``prefix_1``, ...)."""
+        name, k = prefix, 0
+        while name in self._used:
+            k += 1
+            name = f"{prefix}_{k}"
+        self._used.add(name)
+        return name
+
+    def const(self, value: Any, prefix: str, dtype: Any = None) -> str:
+        """An initializer holding ``value`` (in the model's dtype unless ``dtype`` says)."""
+        arr = np.ascontiguousarray(np.asarray(value, dtype=dtype or self.dtype))
+        name = self.fresh(prefix)
+        self.initializers.append(self.numpy_helper.from_array(arr, name))
+        return name
+
+    def ints(self, values: Sequence[int], prefix: str = "shape") -> str:
+        return self.const(np.asarray(list(values), np.int64), prefix, np.int64)
+
+    def op(self, op_type: str, inputs: Sequence[str], prefix: str, n_out: int = 1,
+           **attrs: Any) -> Any:
+        """Add one node; its output name (a list when ``n_out`` > 1)."""
+        outs = [self.fresh(prefix if n_out == 1 else f"{prefix}_out{i}") for i in range(n_out)]
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), outs,
+                                                name=self.fresh(f"{prefix}/{op_type}"), **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    # ------------------------------------------------------------------ small patterns
+    def transpose(self, x: str, perm: Sequence[int], prefix: str) -> str:
+        return self.op("Transpose", [x], prefix, perm=list(perm))
+
+    def reshape(self, x: str, shape: Sequence[int], prefix: str) -> str:
+        """Reshape to (batch, *shape): a 0 first keeps the batch dimension dynamic."""
+        return self.op("Reshape", [x, self.ints([0, *shape])], prefix)
+
+    def activation(self, x: str, code: int, param: float, prefix: str) -> str:
+        """``act(x)`` for a fastnn activation code (``fastnn.activations``)."""
+        if code == A.LINEAR:
+            return x
+        if code == A.STEP:                      # 1 if x >= threshold else 0
+            ge = self.op("GreaterOrEqual", [x, self.const(param, f"{prefix}_threshold")],
+                         f"{prefix}_ge")
+            return self.op("Cast", [ge], prefix, to=self.helper.np_dtype_to_tensor_dtype(
+                self.dtype))
+        simple = {A.SIGMOID: "Sigmoid", A.TANH: "Tanh", A.RELU: "Relu"}
+        if code in simple:
+            return self.op(simple[code], [x], prefix)
+        if code == A.LEAKY_RELU:
+            return self.op("LeakyRelu", [x], prefix, alpha=float(param))
+        if code == A.SOFTMAX:
+            return self.op("Softmax", [x], prefix, axis=-1)
+        if code in (A.GELU, A.GELU_TANH):
+            approximate = "tanh" if code == A.GELU_TANH else "none"
+            if self.opset >= 20:
+                return self.op("Gelu", [x], prefix, approximate=approximate)
+            return self._gelu(x, code == A.GELU_TANH, prefix)
+        raise ValueError(f"activation code {code} has no ONNX form")
+
+    def _gelu(self, x: str, tanh: bool, prefix: str) -> str:
+        """gelu before opset 20: x/2 (1 + erf(x / sqrt 2)), or the tanh formula."""
+        half = self.op("Mul", [x, self.const(0.5, f"{prefix}_half")], f"{prefix}_halfx")
+        if tanh:
+            x3 = self.op("Mul", [self.op("Mul", [x, x], f"{prefix}_x2"), x], f"{prefix}_x3")
+            inner = self.op("Add", [x, self.op("Mul", [x3, self.const(0.044715, f"{prefix}_c")],
+                                               f"{prefix}_cx3")], f"{prefix}_inner")
+            u = self.op("Mul", [inner, self.const(math.sqrt(2 / math.pi), f"{prefix}_k")],
+                        f"{prefix}_u")
+            t = self.op("Tanh", [u], f"{prefix}_t")
+        else:
+            u = self.op("Mul", [x, self.const(1 / math.sqrt(2), f"{prefix}_k")], f"{prefix}_u")
+            t = self.op("Erf", [u], f"{prefix}_t")
+        one = self.op("Add", [t, self.const(1.0, f"{prefix}_one")], f"{prefix}_1pt")
+        return self.op("Mul", [half, one], prefix)
+
+    def channels_first(self, x: str, rank: int, prefix: str) -> str:
+        """(n, *spatial, c) -> (n, c, *spatial)."""
+        return self.transpose(x, [0, rank + 1, *range(1, rank + 1)], prefix)
+
+    def channels_last(self, x: str, rank: int, prefix: str) -> str:
+        """(n, c, *spatial) -> (n, *spatial, c)."""
+        return self.transpose(x, [0, *range(2, rank + 2), 1], prefix)
