@@ -1,0 +1,303 @@
+"""The importer's op table: one function per ONNX op, from its input values to its outputs.
+
+Values: NumPy arrays (constants), ``T`` (a fastnn tensor seen through a layout), ``ShapeOf``
+(a shape vector whose batch entry is unknown), ``Zero`` (a batch-sized tensor of zeros: the
+initial states PyTorch builds), ``Ids`` (a tensor cast to integers: Embedding indices) and
+``AtLeast`` (a GreaterOrEqual awaiting its Cast: a step activation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+import fastnn as fnn
+from fastnn.layers.convolutional import window_geometry
+from fastnn.onnx._checked_file import check_tensor
+
+
+class T:
+    """A fastnn symbolic tensor ``sym`` as an ONNX tensor: ONNX axis i is fastnn axis
+    ``layout[i]`` (None: a unit axis); ``flat_perm[i]``: the fastnn position of flat ONNX
+    position i (after a Flatten of a channels-first view)."""
+
+    def __init__(self, sym: Any, layout: tuple[Any, ...], flat_perm: Any = None) -> None:
+        self.sym, self.layout, self.flat_perm = sym, tuple(layout), flat_perm
+
+    @property
+    def identity(self) -> bool:
+        return self.layout == tuple(range(len(self.layout))) and self.flat_perm is None
+
+
+class ShapeOf(list):  # type: ignore[type-arg]
+    """A shape vector; None marks the batch size."""
+
+
+class Zero:
+    """Zeros of a batch-dependent shape."""
+
+
+class Ids:
+    def __init__(self, t: T) -> None:
+        self.t = t
+
+
+class AtLeast:
+    def __init__(self, t: T, threshold: float) -> None:
+        self.t, self.threshold = t, threshold
+
+
+class Ctx:
+    """The import's state: values by ONNX name, pending weights, consumer counts."""
+
+    def __init__(self, base: str) -> None:
+        import onnx
+        import onnx.numpy_helper  # noqa: F401
+        self.onnx, self.base = onnx, base
+        self.values: dict[str, Any] = {}
+        self.weights: dict[Any, dict[str, np.ndarray]] = {}
+        self.consumers: dict[str, list[Any]] = {}
+        self.skip: set[Any] = set()
+        self.dtype = np.dtype(np.float32)
+        self.node: Any = None
+        self.graph: Any = None
+
+    def count_consumers(self, graph: Any) -> None:
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        for out in graph.output:
+            self.consumers.setdefault(out.name, []).append(None)
+
+    def get(self, name: str) -> Any:
+        if name not in self.values:
+            self.fail(f"input {name!r} is not produced by any earlier node")
+        return self.values[name]
+
+    def fail(self, why: str) -> Any:
+        n = self.node
+        raise ValueError(f"node {n.name!r} ({n.op_type}) is not supported by fastnn.onnx.load: "
+                         f"{why}")
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        for a in self.node.attribute:
+            if a.name == name:
+                return self.onnx.helper.get_attribute_value(a)
+        return default
+
+    def single_use(self, name: str) -> bool:
+        return len(self.consumers.get(name, [])) == 1 and None not in self.consumers[name]
+
+    def call(self, layer: Any, x: Any, weights: Optional[dict[str, np.ndarray]] = None) -> Any:
+        out = layer(x)
+        if weights is not None:
+            self.weights[layer] = {k: np.asarray(v, self.dtype) for k, v in weights.items()}
+        return out
+
+    def tensor(self, v: Any, what: str = "input") -> T:
+        if not isinstance(v, T):
+            self.fail(f"its {what} must be a tensor computed from the model's input")
+        return v
+
+    def const(self, v: Any, what: str) -> np.ndarray:
+        if not isinstance(v, np.ndarray):
+            self.fail(f"its {what} must be a constant")
+        return v
+
+
+def _channels_first(ctx: Ctx, t: T) -> int:
+    """The spatial rank of ``t`` when its layout is a channels-first view of fastnn's tensor."""
+    r = len(t.layout) - 2
+    if r < 1 or t.flat_perm is not None or t.layout != (0, r + 1, *range(1, r + 1)):
+        ctx.fail("its input must be channels-first (N, C, ...) over a channels-last tensor")
+    return r
+
+
+def _padding(ctx: Ctx, spatial: Any, k: Any, s: Any, d: Any) -> str:
+    pads = list(ctx.attr("pads", [0] * (2 * len(k))))
+    if ctx.attr("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        ctx.fail("auto_pad is not supported (explicit pads are)")
+    if not any(pads):
+        return "valid"
+    sizes, before = window_geometry(spatial, k, s, d, "same")
+    after = [max(0, (o - 1) * st + (kk - 1) * dd + 1 - n - b) for o, st, kk, dd, n, b in
+             zip(sizes, s, k, d, spatial, before)]
+    if pads == [*before, *after]:
+        return "same"
+    ctx.fail(f"pads {pads} are neither 'valid' nor 'same'")
+
+
+def _window(ctx: Ctx, x: T, key: str) -> tuple[int, tuple[int, ...], list[int], list[int]]:
+    r = _channels_first(ctx, x)
+    spatial = tuple(x.sym.shape[:-1])
+    k = list(ctx.attr(key))
+    return r, spatial, k, list(ctx.attr("strides", [1] * r))
+
+
+def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    x = ctx.tensor(ins[0])
+    w = ctx.const(ins[1], "weight")
+    r = _channels_first(ctx, x)
+    spatial = tuple(x.sym.shape[:-1])
+    strides = list(ctx.attr("strides", [1] * r))
+    if ctx.attr("group", 1) != 1:
+        ctx.fail("grouped convolutions are not supported")
+    k = list(w.shape[2:])
+    d = list(ctx.attr("dilations", [1] * r))
+    padding = _padding(ctx, spatial, k, strides, d)
+    cls = fnn.Conv2D if r == 2 else fnn.Conv1D if r == 1 else ctx.fail("3-D convolutions")
+    weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}
+    if len(ins) > 2 and ins[2] is not None:
+        weights["bias"] = ctx.const(ins[2], "bias")
+    layer = cls(w.shape[0], k, strides=strides, padding=padding, dilation_rate=d,
+                use_bias="bias" in weights)
+    return [T(ctx.call(layer, x.sym, weights), x.layout)]
+
+
+def pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    x = ctx.tensor(ins[0])
+    r, spatial, k, strides = _window(ctx, x, "kernel_shape")
+    if ctx.attr("ceil_mode", 0) or any(v != 1 for v in ctx.attr("dilations", [1] * r)):
+        ctx.fail("ceil_mode and dilations are not supported")
+    padding = _padding(ctx, spatial, k, strides, [1] * r)
+    avg = node.op_type == "AveragePool"
+    if avg and padding == "same" and ctx.attr("count_include_pad", 0):
+        ctx.fail("count_include_pad=1 is not supported (Keras averages the real values)")
+    cls = {(1, False): fnn.MaxPooling1D, (2, False): fnn.MaxPooling2D,
+           (1, True): fnn.AveragePooling1D, (2, True): fnn.AveragePooling2D}.get((r, avg))
+    if cls is None:
+        ctx.fail("3-D pooling is not supported")
+    return [T(ctx.call(cls(k, strides, padding), x.sym), x.layout)]
+
+
+def global_pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    x = ctx.tensor(ins[0])
+    r = _channels_first(ctx, x)
+    avg = node.op_type == "GlobalAveragePool"
+    cls = [[fnn.GlobalMaxPooling1D, fnn.GlobalAveragePooling1D],
+           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D]][r - 1][avg]
+    return [T(ctx.call(cls(keepdims=True), x.sym), x.layout)]
+
+
+def reduce(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    x = ctx.tensor(ins[0])
+    axes = ctx.attr("axes") if len(ins) < 2 or ins[1] is None else ctx.const(ins[1], "axes")
+    rank = len(x.layout)
+    axes = sorted(int(a) % rank for a in (axes if axes is not None else []))
+    if not x.identity or axes != list(range(1, rank - 1)) or rank not in (3, 4):
+        ctx.fail("only a reduction over all positions of a channels-last tensor (global "
+                 "pooling) is supported")
+    avg = node.op_type == "ReduceMean"
+    cls = [[fnn.GlobalMaxPooling1D, fnn.GlobalAveragePooling1D],
+           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D]][rank - 3][avg]
+    keep = bool(ctx.attr("keepdims", 1))
+    return [T(ctx.call(cls(keepdims=keep), x.sym), range(rank if keep else 2))]
+
+
+def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    x = ctx.tensor(ins[0])
+    w = ctx.const(ins[1], "weight")
+    if node.op_type == "Gemm":
+        if ctx.attr("transA", 0) or ctx.attr("alpha", 1.0) != 1.0 or ctx.attr("beta", 1.0) != 1.0:
+            ctx.fail("only transA=0, alpha=1, beta=1 are supported")
+        if ctx.attr("transB", 0):
+            w = w.T
+    if w.ndim != 2:
+        ctx.fail("the weight must be a matrix")
+    if x.flat_perm is not None:
+        kernel = np.empty_like(w)
+        kernel[x.flat_perm] = w
+        w = kernel
+    elif not x.identity:
+        ctx.fail("its input must be in fastnn's layout")
+    weights = {"kernel": w}
+    if len(ins) > 2 and ins[2] is not None:
+        weights["bias"] = np.broadcast_to(ctx.const(ins[2], "bias"), (w.shape[1],))
+    layer = fnn.Dense(w.shape[1], use_bias="bias" in weights)
+    return [T(ctx.call(layer, x.sym, weights), range(len(x.layout)))]
+
+
+def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    tensors = [v for v in ins if isinstance(v, T)]
+    if len(tensors) == 1 and len(ins) == 2:
+        x, b = tensors[0], next(v for v in ins if not isinstance(v, T))
+        layer = x.sym.layer
+        if (isinstance(layer, fnn.Dense) and not layer.use_bias and x.identity
+                and ctx.single_use(node.input[ins.index(x)]) and isinstance(b, np.ndarray)
+                and b.size == layer.units and b.shape[-1:] == (layer.units,)):
+            layer.use_bias = True                  # MatMul + Add: one Dense
+            ctx.weights[layer]["bias"] = np.asarray(b.reshape(-1), ctx.dtype)
+            return [x]
+        ctx.fail("adding a constant is supported only as the bias of a MatMul")
+    if len(tensors) != len(ins) or any(not t.identity for t in tensors):
+        ctx.fail("its inputs must be tensors in fastnn's layout")
+    return [T(ctx.call(fnn.Add(), [t.sym for t in tensors]), tensors[0].layout)]
+
+
+def concat(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    if not any(isinstance(v, T) for v in ins):
+        return shape_concat(ctx, node, ins)
+    ts = [ctx.tensor(v) for v in ins]
+    rank = len(ts[0].layout)
+    if any(not t.identity for t in ts) or ctx.attr("axis") % rank != rank - 1:
+        ctx.fail("only a concatenation of channels-last tensors along the last axis is "
+                 "supported")
+    return [T(ctx.call(fnn.Concatenate(), [t.sym for t in ts]), ts[0].layout)]
+
+
+_ACTS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky_relu",
+         "Softmax": "softmax", "Gelu": "gelu"}
+
+
+def activation(ctx: Ctx, node: Any, ins: list[Any], name: str = "", param: Any = None,
+               x: Optional[T] = None) -> list[Any]:
+    x = x or ctx.tensor(ins[0])
+    name = name or _ACTS[node.op_type]
+    if node.op_type == "LeakyRelu":
+        param = float(ctx.attr("alpha", 0.01))
+    if node.op_type == "Gelu" and ctx.attr("approximate", b"none") in (b"tanh", "tanh"):
+        name = "gelu_tanh"
+    if name == "softmax":
+        axis = ctx.attr("axis", -1) % len(x.layout)
+        if x.layout[axis] != len(x.sym.shape) or x.flat_perm is not None:
+            ctx.fail("softmax must be over the last (channels) axis")
+    producer = x.sym.layer
+    if (isinstance(producer, (fnn.Dense, fnn.Conv1D, fnn.Conv2D)) and producer.act == 0
+            and ctx.single_use(node.input[0]) and x.flat_perm is None
+            and not (name == "softmax" and not isinstance(producer, fnn.Dense))):
+        fused = fnn.Activation(name, param)      # an activation the layer applies itself
+        producer.act, producer.param = fused.act, fused.param
+        return [x]
+    return [T(ctx.call(fnn.Activation(name, param), x.sym), x.layout, x.flat_perm)]
+
+
+def at_least(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    threshold = ctx.const(ins[1], "threshold")
+    if threshold.size != 1:
+        ctx.fail("the threshold must be one number")
+    return [AtLeast(ctx.tensor(ins[0]), float(threshold.reshape(-1)[0]))]
+
+
+def cast(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    to, v = ctx.attr("to"), ins[0]
+    if isinstance(v, AtLeast) and to in (1, 11):
+        return activation(ctx, node, ins, "step", v.threshold, v.t)
+    if isinstance(v, T) and to in (6, 7):
+        return [Ids(v)]
+    if isinstance(v, np.ndarray):
+        return [v.astype(ctx.onnx.helper.tensor_dtype_to_np_dtype(to))]
+    ctx.fail("only casts of ids (to integers) and of step activations are supported")
+
+
+from fastnn.onnx._import_shape import SHAPE_OPS, shape_concat  # noqa: E402
+from fastnn.onnx._import_seq import SEQ_OPS  # noqa: E402
+
+OPS: dict[str, Callable[..., list[Any]]] = {
+    "Conv": conv, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
+    "GlobalMaxPool": global_pool, "ReduceMean": reduce, "ReduceMax": reduce, "Gemm": dense,
+    "MatMul": dense, "Add": add, "Sum": add, "Concat": concat, "GreaterOrEqual": at_least,
+    "Cast": cast, **{op: activation for op in _ACTS}, **SHAPE_OPS, **SEQ_OPS,
+}
+__all__ = ["OPS", "Ctx", "T", "Zero", "ShapeOf", "Ids", "check_tensor", "math"]

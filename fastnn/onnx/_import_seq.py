@@ -1,0 +1,141 @@
+"""The importer's recurrent ops: ONNX RNN, LSTM and GRU (one direction) as fastnn's
+SimpleRNN, LSTM and GRU, gates reordered to Keras' (ONNX LSTM i, o, f, c -> i, f, c, o).
+
+What the layer returns is read from the graph: the sequence Y when something reads it
+(``return_sequences``), the last state Y_h otherwise; PyTorch's ``y[:, -1]`` (Squeeze,
+Transpose, Gather of the last step) is recognised as the last state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+import fastnn as fnn
+from fastnn.onnx._checked_file import check_tensor
+
+#: Keras' gate block j is ONNX's block ``_KERAS[op][j]``
+_KERAS = {"LSTM": [0, 2, 3, 1], "GRU": [0, 1, 2], "RNN": [0]}
+_DEFAULT = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu"}
+_LAYERS = {"LSTM": fnn.LSTM, "GRU": fnn.GRU, "RNN": fnn.SimpleRNN}
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _const_of(ctx: Any, name: str) -> Optional[np.ndarray]:
+    v = ctx.values.get(name)
+    if isinstance(v, np.ndarray):
+        return v
+    for node in ctx.graph.node:
+        if node.op_type == "Constant" and name in node.output:
+            for a in node.attribute:
+                if a.name == "value":
+                    return check_tensor(ctx.onnx, a.t, ctx.base)
+    return None
+
+
+def _last_step(ctx: Any, y: str, steps: int) -> Optional[tuple[str, list[Any]]]:
+    """The output name of a Squeeze/Transpose/Gather chain picking Y's last step, and the chain's
+    nodes; None when Y is read otherwise."""
+    labels: list[Any] = ["t", None, "b", "h"]
+    name, chain = y, []
+    while True:
+        users = ctx.consumers.get(name, [])
+        if len(users) != 1 or users[0] is None:
+            return None
+        node = users[0]
+        chain.append(node)
+        attrs = {a.name: ctx.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Squeeze":
+            axes = _const_of(ctx, node.input[1]) if len(node.input) > 1 else attrs.get("axes")
+            if axes is None:
+                return None
+            axes = [int(a) % len(labels) for a in np.asarray(axes).reshape(-1)]
+            if any(labels[a] is not None for a in axes):
+                return None
+            labels = [v for i, v in enumerate(labels) if i not in axes]
+        elif node.op_type == "Transpose":
+            labels = [labels[p] for p in attrs["perm"]]
+        elif node.op_type == "Gather":
+            idx = _const_of(ctx, node.input[1])
+            axis = attrs.get("axis", 0) % len(labels)
+            if idx is None or idx.ndim != 0 or labels[axis] != "t" or \
+                    int(idx) not in (-1, steps - 1):
+                return None
+            labels.pop(axis)
+            return (node.output[0], chain) if labels == ["b", "h"] else None
+        else:
+            return None
+        name = node.output[0]
+
+
+def recurrent(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+    op = node.op_type
+    from fastnn.onnx._import_ops import T, Zero
+    x = ctx.tensor(ins[0])
+    if x.layout != (1, 0, 2):
+        ctx.fail("its input must be the time-major view of (batch, steps, features), a "
+                 "Transpose(perm=[1, 0, 2])")
+    w, r = ctx.const(ins[1], "W"), ctx.const(ins[2], "R")
+    b = ctx.const(ins[3], "B") if len(ins) > 3 and ins[3] is not None else None
+    if len(ins) > 4 and ins[4] is not None:
+        ctx.fail("sequence_lens is not supported")
+    if any(s is not None and not isinstance(s, Zero) for s in ins[5:]):
+        ctx.fail("initial states other than zeros are not supported")
+    direction = _text(ctx.attr("direction", "forward"))
+    if direction not in ("forward", "reverse"):
+        ctx.fail(f"direction {direction!r} is not supported")
+    if ctx.attr("clip") is not None or ctx.attr("input_forget", 0) or ctx.attr("layout", 0):
+        ctx.fail("clip, input_forget and layout=1 are not supported")
+    if op == "GRU" and ctx.attr("linear_before_reset", 0) != 1:
+        ctx.fail("only linear_before_reset=1 (Keras' reset_after=True) is supported")
+    acts = [_text(a) for a in (ctx.attr("activations") or _DEFAULT[op])]
+    if any(a not in _NAMES for a in acts) or (op == "LSTM" and acts[1] != acts[2]):
+        ctx.fail(f"activations {acts} are not supported")
+    units = int(ctx.attr("hidden_size"))
+    order = _KERAS[op]
+    gh = units * len(order)
+    if w.shape[0] != 1 or w.shape[1] != gh or r.shape != (1, gh, units):
+        ctx.fail("W and R must be (1, gates * hidden_size, ...)")
+
+    def keras(a: np.ndarray) -> np.ndarray:          # ONNX rows -> Keras columns
+        return np.concatenate([a[g * units:(g + 1) * units] for g in order], axis=0).T
+
+    weights = {"kernel": keras(w[0]), "recurrent_kernel": keras(r[0])}
+    if b is not None:
+        wb, rb = keras(b[0][:gh, None])[0], keras(b[0][gh:, None])[0]
+        weights["bias"] = np.stack([wb, rb]) if op == "GRU" else wb + rb
+    steps = x.sym.shape[0]
+    outs = list(node.output) + [""] * (3 - len(node.output))
+    chain = _last_step(ctx, outs[0], steps) if outs[0] else None
+    used = [bool(n) and bool(ctx.consumers.get(n)) for n in outs]
+    seq = used[0] and chain is None
+    if seq and direction == "reverse":
+        ctx.fail("the sequence output of a reverse-direction layer is not supported")
+    h_used = used[1] or chain is not None
+    state = (seq and (h_used or used[2])) or (not seq and used[2])
+    kwargs: dict[str, Any] = {"activation": _NAMES[acts[-1] if op != "LSTM" else acts[1]],
+                              "use_bias": b is not None, "return_sequences": seq,
+                              "return_state": state, "go_backwards": direction == "reverse"}
+    if op != "RNN":
+        kwargs["recurrent_activation"] = _NAMES[acts[0]]
+    layer = _LAYERS[op](units, **kwargs)
+    out = ctx.call(layer, x.sym, weights)
+    parts = out if state else [out]
+    if not seq:
+        parts = [None, *parts[:1], *parts[2:]] if state else [None, parts[0]]
+    values: list[Any] = [T(parts[0], (1, None, 0, 2)) if seq else None,
+                         T(parts[1], (None, 0, 1)) if len(parts) > 1 and parts[1] is not None
+                         else None,
+                         T(parts[2], (None, 0, 1)) if len(parts) > 2 else None]
+    if chain is not None:
+        ctx.values[chain[0]] = T(parts[1], (0, 1))
+        ctx.skip.update(id(n) for n in chain[1])
+    return values[:len(node.output)]
+
+
+SEQ_OPS = {"LSTM": recurrent, "GRU": recurrent, "RNN": recurrent}

@@ -1,0 +1,124 @@
+"""``fastnn.onnx.load``: an ONNX graph of supported ops as a fastnn model.
+
+The graph is read node by node, each ONNX tensor standing for a fastnn symbolic tensor seen
+through a ``layout``: ONNX axis i is fastnn axis ``layout[i]`` (None: an inserted unit axis).
+So Transpose, Squeeze and Unsqueeze cost no layer, convolutions read channels-first views of
+fastnn's channels-last tensors, and a Flatten of such a view is fastnn's Flatten with the
+next Dense layer's rows permuted to match. An image input that feeds a Conv directly
+(PyTorch's NCHW) becomes a channels-last input: feed the model ``x.transpose(0, 2, 3, 1)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+import fastnn as fnn
+from fastnn.layers.convolutional import window_geometry
+from fastnn.onnx._checked_file import check_tensor, read_model
+from fastnn.onnx._import_ops import OPS, Ctx, T, Zero
+
+
+def _input_layout(graph: Any, inp: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The fastnn sample shape of a graph input and its layout."""
+    dims = [d.dim_value if d.HasField("dim_value") else None
+            for d in inp.type.tensor_type.shape.dim]
+    if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
+        raise ValueError(f"input {inp.name!r}: shape {dims} must be (batch, known sizes > 0)")
+    channels_first = len(dims) >= 3 and any(
+        inp.name in n.input and n.op_type in ("Conv", "MaxPool", "AveragePool",
+                                              "BatchNormalization", "GlobalAveragePool",
+                                              "GlobalMaxPool") for n in graph.node)
+    if not channels_first:
+        return tuple(dims[1:]), tuple(range(len(dims)))
+    r = len(dims) - 2
+    return (*dims[2:], dims[1]), (0, r + 1, *range(1, r + 1))
+
+
+def _is_chain(inputs: list[Any], outputs: list[Any]) -> Optional[list[Any]]:
+    """The layers in order when the graph is one chain from one input to one output."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        return None
+    layers, t = [], outputs[0]
+    while t is not inputs[0]:
+        if t.layer is None or len(t.inputs) != 1:
+            return None
+        layers.append(t.layer)
+        t = t.inputs[0]
+    return layers[::-1]
+
+
+def load(path: Any, backend: str = "fast") -> Any:
+    """Read the ONNX file ``path`` as a fastnn model.
+
+    Supported: the ops of fastnn's own exports of Dense, activation (not gelu before opset 20),
+    Conv1D/2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
+    Embedding, SimpleRNN/LSTM/GRU and merge layers, and the MLPs, CNNs and recurrent nets
+    that ``torch.onnx.export`` writes for such layers.
+
+    Raises
+    ------
+    ValueError
+        Naming the first node (op type and name) fastnn cannot run, or what is wrong with the
+        file (external data outside the model's directory, sizes that do not match dims, ...).
+    """
+    proto, base = read_model(path)
+    graph = proto.graph
+    ctx = Ctx(base)
+    for init in graph.initializer:
+        ctx.values[init.name] = check_tensor(ctx.onnx, init, base)
+    elem = None
+    inputs = []
+    for inp in graph.input:
+        if inp.name in ctx.values:
+            continue                           # an initializer listed as an input (old IR)
+        t = inp.type.tensor_type.elem_type
+        if t not in (1, 11):
+            raise ValueError(f"input {inp.name!r}: element type {t} is not float or double")
+        if elem not in (None, t):
+            raise ValueError("all inputs must have one element type")
+        elem = t
+        shape, layout = _input_layout(graph, inp)
+        sym = fnn.Input(shape)
+        inputs.append(sym)
+        ctx.values[inp.name] = T(sym, layout)
+    if not inputs:
+        raise ValueError("the graph has no input")
+    ctx.dtype = np.dtype(np.float32 if elem == 1 else np.float64)
+    ctx.graph = graph
+    ctx.count_consumers(graph)
+    for node in graph.node:
+        if node.name in ctx.skip or id(node) in ctx.skip:
+            continue
+        handler = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if handler is None:
+            raise ValueError(f"node {node.name!r} ({node.op_type}) is not supported by "
+                             f"fastnn.onnx.load")
+        ctx.node = node
+        outs = handler(ctx, node, [ctx.get(n) if n else None for n in node.input])
+        for name, value in zip(node.output, outs):
+            if name:
+                ctx.values[name] = value
+    outputs = []
+    for out in graph.output:
+        v = ctx.values.get(out.name)
+        if not isinstance(v, T) or v.layout != tuple(range(len(v.layout))) \
+                or v.flat_perm is not None:
+            raise ValueError(f"output {out.name!r} is not a tensor in fastnn's layout "
+                             f"(channels-last, batch first)")
+        outputs.append(v.sym)
+    dtype = "float32" if elem == 1 else "float64"
+    chain = _is_chain(inputs, outputs)
+    if chain is not None:
+        model = fnn.Sequential(chain, input_shape=inputs[0].shape, dtype=dtype, backend=backend)
+    else:
+        model = fnn.Model(inputs if len(inputs) > 1 else inputs[0],
+                          outputs if len(outputs) > 1 else outputs[0], dtype=dtype,
+                          backend=backend)
+    for layer, weights in ctx.weights.items():
+        layer.set_weights([weights[s.name] for s in layer._specs])
+    return model
+
+
+__all__ = ["load", "window_geometry", "Zero"]
