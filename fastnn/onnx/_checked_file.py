@@ -90,6 +90,15 @@ def check_tensor(onnx: Any, tensor: Any, base: str) -> np.ndarray:
     return np.asarray(onnx.numpy_helper.to_array(tensor)).copy()
 
 
+def check_model(proto: Any, path: Any) -> None:
+    """onnx.checker's verdict as a ValueError (run once the initializers passed ours)."""
+    import onnx
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:          # onnx.checker.ValidationError
+        raise ValueError(f"{os.fspath(path)!r} fails onnx.checker: {exc}") from None
+
+
 def read_model(path: Any) -> tuple[Any, str]:
     """The parsed ModelProto (external data not followed) and the model's directory."""
     import onnx
@@ -106,11 +115,7 @@ def read_model(path: Any) -> tuple[Any, str]:
         proto = onnx.load_model_from_string(data)
     except Exception as exc:          # protobuf's DecodeError and kin
         raise ValueError(f"{path!r} is not an ONNX model: {exc}") from None
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:          # onnx.checker.ValidationError
-        raise ValueError(f"{path!r} fails onnx.checker: {exc}") from None
     return proto, os.path.dirname(os.path.abspath(path))
 
 
-__all__ = ["read_model", "check_tensor", "MAX_ELEMENTS", "stat"]
+__all__ = ["read_model", "check_model", "check_tensor", "MAX_ELEMENTS", "stat"]

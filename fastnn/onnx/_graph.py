@@ -73,7 +73,13 @@ class GraphBuilder:
         if code in simple:
             return self.op(simple[code], [x], prefix)
         if code == A.LEAKY_RELU:
-            return self.op("LeakyRelu", [x], prefix, alpha=float(param))
+            if self.dtype == np.float32:
+                return self.op("LeakyRelu", [x], prefix, alpha=float(param))
+            # LeakyRelu's alpha is a float32 attribute: float64 slopes take x * alpha
+            positive = self.op("Greater", [x, self.const(0.0, f"{prefix}_zero")],
+                               f"{prefix}_positive")
+            scaled = self.op("Mul", [x, self.const(param, f"{prefix}_alpha")], f"{prefix}_ax")
+            return self.op("Where", [positive, x, scaled], prefix)
         if code == A.SOFTMAX:
             return self.op("Softmax", [x], prefix, axis=-1)
         if code in (A.GELU, A.GELU_TANH):

@@ -9,7 +9,7 @@ initial states PyTorch builds), ``Ids`` (a tensor cast to integers: Embedding in
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class T:
     ``layout[i]`` (None: a unit axis); ``flat_perm[i]``: the fastnn position of flat ONNX
     position i (after a Flatten of a channels-first view)."""
 
-    def __init__(self, sym: Any, layout: tuple[Any, ...], flat_perm: Any = None) -> None:
+    def __init__(self, sym: Any, layout: Any, flat_perm: Any = None) -> None:
         self.sym, self.layout, self.flat_perm = sym, tuple(layout), flat_perm
 
     @property
@@ -76,7 +76,7 @@ class Ctx:
             self.fail(f"input {name!r} is not produced by any earlier node")
         return self.values[name]
 
-    def fail(self, why: str) -> Any:
+    def fail(self, why: str) -> NoReturn:
         n = self.node
         raise ValueError(f"node {n.name!r} ({n.op_type}) is not supported by fastnn.onnx.load: "
                          f"{why}")
@@ -230,7 +230,13 @@ def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
             layer.use_bias = True                  # MatMul + Add: one Dense
             ctx.weights[layer]["bias"] = np.asarray(b.reshape(-1), ctx.dtype)
             return [x]
-        ctx.fail("adding a constant is supported only as the bias of a MatMul")
+        if (x.identity and isinstance(b, np.ndarray) and len(x.sym.shape) == 2
+                and b.shape[-2:] == tuple(x.sym.shape) and b.size == b[..., :, :].size
+                and b.ndim <= 3):               # a position table: x + P[:steps]
+            table = b.reshape(x.sym.shape)
+            layer = fnn.PositionalEmbedding(table.shape[0])
+            return [T(ctx.call(layer, x.sym, {"embeddings": table}), x.layout)]
+        ctx.fail("adding a constant is supported only as a MatMul's bias or a position table")
     if len(tensors) != len(ins) or any(not t.identity for t in tensors):
         ctx.fail("its inputs must be tensors in fastnn's layout")
     return [T(ctx.call(fnn.Add(), [t.sym for t in tensors]), tensors[0].layout)]
@@ -251,7 +257,7 @@ _ACTS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "lea
          "Softmax": "softmax", "Gelu": "gelu"}
 
 
-def activation(ctx: Ctx, node: Any, ins: list[Any], name: str = "", param: Any = None,
+def activation(ctx: Ctx, node: Any, ins: list[Any], name: Any = "", param: Any = None,
                x: Optional[T] = None) -> list[Any]:
     x = x or ctx.tensor(ins[0])
     name = name or _ACTS[node.op_type]

@@ -8,12 +8,15 @@ Transpose, Gather of the last step) is recognised as the last state.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 import fastnn as fnn
 from fastnn.onnx._checked_file import check_tensor
+
+if TYPE_CHECKING:
+    from fastnn.onnx._import_ops import Ctx
 
 #: Keras' gate block j is ONNX's block ``_KERAS[op][j]``
 _KERAS = {"LSTM": [0, 2, 3, 1], "GRU": [0, 1, 2], "RNN": [0]}
@@ -26,7 +29,7 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _const_of(ctx: Any, name: str) -> Optional[np.ndarray]:
+def _const_of(ctx: Ctx, name: str) -> Optional[np.ndarray]:
     v = ctx.values.get(name)
     if isinstance(v, np.ndarray):
         return v
@@ -38,7 +41,7 @@ def _const_of(ctx: Any, name: str) -> Optional[np.ndarray]:
     return None
 
 
-def _last_step(ctx: Any, y: str, steps: int) -> Optional[tuple[str, list[Any]]]:
+def _last_step(ctx: Ctx, y: str, steps: int) -> Optional[tuple[str, list[Any]]]:
     """The output name of a Squeeze/Transpose/Gather chain picking Y's last step, and the chain's
     nodes; None when Y is read otherwise."""
     labels: list[Any] = ["t", None, "b", "h"]
@@ -73,7 +76,7 @@ def _last_step(ctx: Any, y: str, steps: int) -> Optional[tuple[str, list[Any]]]:
         name = node.output[0]
 
 
-def recurrent(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     op = node.op_type
     from fastnn.onnx._import_ops import T, Zero
     x = ctx.tensor(ins[0])

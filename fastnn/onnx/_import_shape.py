@@ -5,12 +5,15 @@ normalizations."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import fastnn as fnn
 from fastnn.onnx._checked_file import check_tensor
+
+if TYPE_CHECKING:
+    from fastnn.onnx._import_ops import Ctx
 
 
 def _ops() -> Any:
@@ -18,7 +21,7 @@ def _ops() -> Any:
     return _import_ops
 
 
-def constant(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def constant(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     for a in node.attribute:
         if a.name == "value":
             return [check_tensor(ctx.onnx, a.t, ctx.base)]
@@ -27,18 +30,18 @@ def constant(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     ctx.fail("only tensor and number constants are supported")
 
 
-def identity(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def identity(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     return [ins[0]]
 
 
-def _axes(ctx: Any, ins: list[Any], rank: int) -> list[int]:
+def _axes(ctx: Ctx, ins: list[Any], rank: int) -> list[int]:
     axes = ctx.attr("axes") if len(ins) < 2 or ins[1] is None else ctx.const(ins[1], "axes")
     if axes is None:
         ctx.fail("axes must be given")
     return sorted(int(a) % rank for a in np.asarray(axes).reshape(-1))
 
 
-def transpose(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def transpose(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     T = _ops().T
     x = ctx.tensor(ins[0])
     perm = ctx.attr("perm", list(range(len(x.layout)))[::-1])
@@ -47,7 +50,7 @@ def transpose(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [T(x.sym, [x.layout[p] for p in perm])]
 
 
-def squeeze(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def squeeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     v = ins[0]
     if isinstance(v, (np.ndarray, list)):
         return [v] if not isinstance(v, np.ndarray) else [np.squeeze(v, tuple(_axes(ctx, ins,
@@ -59,7 +62,7 @@ def squeeze(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [_ops().T(x.sym, [d for i, d in enumerate(x.layout) if i not in axes])]
 
 
-def unsqueeze(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def unsqueeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     v = ins[0]
     if isinstance(v, list):                          # ShapeOf
         return [v]
@@ -74,7 +77,7 @@ def unsqueeze(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [_ops().T(x.sym, layout)]
 
 
-def flatten(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def flatten(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     T = _ops().T
     x = ctx.tensor(ins[0])
     if ctx.attr("axis", 1) != 1:
@@ -90,7 +93,7 @@ def flatten(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     ctx.fail("its input must be channels-last or a channels-first view")
 
 
-def reshape(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def reshape(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     T = _ops().T
     x = ctx.tensor(ins[0])
     target = ctx.const(ins[1], "shape").astype(np.int64).tolist()
@@ -114,7 +117,7 @@ def reshape(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [T(ctx.call(layer, x.sym), range(len(rest) + 1))]
 
 
-def shape(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def shape(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
     dims = (1,) + tuple(x.sym.shape)
     out = _ops().ShapeOf(None if d == 0 else 1 if d is None else dims[d] for d in x.layout)
@@ -122,7 +125,7 @@ def shape(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [_ops().ShapeOf(out[start:end])]
 
 
-def gather(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def gather(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     ops = _ops()
     data, idx, axis = ins[0], ins[1], ctx.attr("axis", 0)
     if isinstance(idx, ops.Ids) and isinstance(data, np.ndarray) and data.ndim == 2 and axis == 0:
@@ -142,7 +145,7 @@ def gather(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     ctx.fail("only embeddings (a table indexed by ids) and picks of unit axes are supported")
 
 
-def shape_concat(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def shape_concat(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if all(isinstance(v, np.ndarray) and not isinstance(v, list) for v in ins):
         return [np.concatenate(ins, axis=ctx.attr("axis", 0))]
     out = _ops().ShapeOf()
@@ -153,7 +156,7 @@ def shape_concat(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [out]
 
 
-def constant_of_shape(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def constant_of_shape(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     fill = ctx.attr("value")
     value = 0.0 if fill is None else float(ctx.onnx.numpy_helper.to_array(fill).reshape(-1)[0])
     if value != 0.0 or not isinstance(ins[0], list):
@@ -161,7 +164,7 @@ def constant_of_shape(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [_ops().Zero()]
 
 
-def batch_norm(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def batch_norm(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
     if ctx.attr("training_mode", 0):
         ctx.fail("training_mode=1 is not supported")
@@ -174,7 +177,7 @@ def batch_norm(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
     return [_ops().T(out, x.layout)]
 
 
-def layer_norm(ctx: Any, node: Any, ins: list[Any]) -> list[Any]:
+def layer_norm(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
     if not x.identity or ctx.attr("axis", -1) % len(x.layout) != len(x.layout) - 1:
         ctx.fail("only a normalization over the last axis of a channels-last tensor is "

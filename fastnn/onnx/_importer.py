@@ -16,11 +16,11 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn.layers.convolutional import window_geometry
-from fastnn.onnx._checked_file import check_tensor, read_model
+from fastnn.onnx._checked_file import check_model, check_tensor, read_model
 from fastnn.onnx._import_ops import OPS, Ctx, T, Zero
 
 
-def _input_layout(graph: Any, inp: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _input_layout(graph: Any, inp: Any) -> tuple[Any, Any]:
     """The fastnn sample shape of a graph input and its layout."""
     dims = [d.dim_value if d.HasField("dim_value") else None
             for d in inp.type.tensor_type.shape.dim]
@@ -49,7 +49,7 @@ def _is_chain(inputs: list[Any], outputs: list[Any]) -> Optional[list[Any]]:
     return layers[::-1]
 
 
-def load(path: Any, backend: str = "fast") -> Any:
+def load(path: Any, backend: Any = "fast") -> Any:
     """Read the ONNX file ``path`` as a fastnn model.
 
     Supported: the ops of fastnn's own exports of Dense, activation (not gelu before opset 20),
@@ -68,6 +68,7 @@ def load(path: Any, backend: str = "fast") -> Any:
     ctx = Ctx(base)
     for init in graph.initializer:
         ctx.values[init.name] = check_tensor(ctx.onnx, init, base)
+    check_model(proto, path)
     elem = None
     inputs = []
     for inp in graph.input:
@@ -85,7 +86,7 @@ def load(path: Any, backend: str = "fast") -> Any:
         ctx.values[inp.name] = T(sym, layout)
     if not inputs:
         raise ValueError("the graph has no input")
-    ctx.dtype = np.dtype(np.float32 if elem == 1 else np.float64)
+    ctx.dtype = np.dtype(np.float32) if elem == 1 else np.dtype(np.float64)  # type: ignore
     ctx.graph = graph
     ctx.count_consumers(graph)
     for node in graph.node:
@@ -108,8 +109,9 @@ def load(path: Any, backend: str = "fast") -> Any:
             raise ValueError(f"output {out.name!r} is not a tensor in fastnn's layout "
                              f"(channels-last, batch first)")
         outputs.append(v.sym)
-    dtype = "float32" if elem == 1 else "float64"
+    dtype: Any = "float32" if elem == 1 else "float64"
     chain = _is_chain(inputs, outputs)
+    model: Any
     if chain is not None:
         model = fnn.Sequential(chain, input_shape=inputs[0].shape, dtype=dtype, backend=backend)
     else:
