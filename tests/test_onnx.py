@@ -187,14 +187,32 @@ def _torch_models():
         "lstm": (Recurrent(nn.LSTM, False), (6, 3)),
         "gru": (Recurrent(nn.GRU, True), (6, 3)),
         "rnn": (Recurrent(nn.RNN, False), (6, 3)),
+        "bn2d_avgpool": (nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4),
+                                       nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)),
+                         (2, 4, 4)),
+        "conv1d": (nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(),
+                                 nn.Linear(12, 2)), (3, 8)),
+        "layernorm_gelu": (nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.GELU(),
+                                         nn.Linear(6, 2)), (4,)),
+        "bn1d_dropout": (nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(),
+                                       nn.Dropout(0.3), nn.Linear(6, 2), nn.LeakyReLU(0.2)),
+                         (4,)),
+        "global_avgpool": (nn.Sequential(nn.Conv2d(2, 4, 3), nn.AdaptiveAvgPool2d(1),
+                                         nn.Flatten(), nn.Linear(4, 2)), (2, 6, 6)),
     }
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "lstm", "gru", "rnn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "lstm", "gru", "rnn", "bn2d_avgpool", "conv1d",
+                                  "layernorm_gelu", "bn1d_dropout", "global_avgpool"])
 def test_import_of_torch_exports(name, tmp_path):
     torch, models = _torch_models()
+    nn = torch.nn
     module, shape = models[name]
     module.eval()
+    for bn in module.modules():                   # statistics that are not the identity
+        if isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
     x = torch.randn(2, *shape)
     path = str(tmp_path / f"{name}.onnx")
     torch.onnx.export(module, (x,), path, dynamo=False, input_names=["x"], output_names=["y"],
@@ -203,7 +221,7 @@ def test_import_of_torch_exports(name, tmp_path):
     x = np.random.default_rng(0).normal(size=(7, *shape)).astype(np.float32)
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
-    fx = x.transpose(0, 2, 3, 1) if name == "cnn" else x     # NCHW -> channels-last
+    fx = np.moveaxis(x, 1, -1) if model.input_shape != shape else x   # NC... -> channels-last
     np.testing.assert_allclose(model.predict(fx), want, rtol=1e-5, atol=1e-6)
 
 
@@ -277,3 +295,20 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0)
     with pytest.raises(ImportError, match=r'pip install "fastnn\[onnx\]"'):
         fnn.onnx.export(model, tmp_path / "m.onnx")
+
+
+def test_the_readme_snippets_run(tmp_path, monkeypatch, capsys):
+    """The snippets of "Bring your model" / "ONNX" run and print True each time."""
+    import pathlib
+    import re
+    pytest.importorskip("torch")
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Bring your model\n", 1)[1].split("\n## ", 1)[0]
+    section = section.split("### ONNX\n", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.split() == ["True"] * 3
