@@ -312,3 +312,45 @@ def test_the_readme_snippets_run(tmp_path, monkeypatch, capsys):
     for code in blocks:
         exec(compile(code, "README.md", "exec"), namespace)
     assert capsys.readouterr().out.split() == ["True"] * 3
+
+
+def _nested():
+    inner = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2)], input_dim=3, seed=0)
+    return fnn.Sequential([fnn.Dense(3), inner, fnn.Softmax()], input_dim=5, seed=1), [(5,)]
+
+
+def _states():
+    inp = fnn.Input((6, 3))
+    y, h, c = fnn.LSTM(4, return_sequences=True, return_state=True)(inp)
+    return fnn.Model(inp, [fnn.GRU(4)(fnn.LSTM(4, return_sequences=True)(
+        y, initial_state=[h, c]), initial_state=h), h], seed=0), [(6, 3)]
+
+
+def _key_mask():
+    x, m = fnn.Input((5, 4)), fnn.Input((5,))
+    o = fnn.MultiHeadAttention(num_heads=2, key_dim=2)(x, x, attention_mask=m)
+    return fnn.Model([x, m], o, seed=0), [(5, 4), (5,)]
+
+
+@pytest.mark.parametrize("make, imports", [(_nested, True), (_states, True),
+                                           (_key_mask, False)],
+                         ids=["nested_model", "return_and_initial_states", "key_mask"])
+def test_graphs_with_several_tensors(make, imports, tmp_path):
+    """A model inside a model, recurrent states out and in, a key padding mask (a sample
+    whose keys are all padded gets zeros, as in fastnn)."""
+    model, shapes = make()
+    path = fnn.onnx.export(model, tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(4, *s)).astype(np.float32) for s in shapes]
+    if len(xs) == 2:
+        xs[1] = (rng.random((4, 5)) > 0.4).astype(np.float32)
+        xs[1][0] = 0
+    x = xs if len(xs) > 1 else xs[0]
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = s.run(None, {i.name: a for i, a in zip(s.get_inputs(), xs)})
+    want = model.predict(x)
+    for g, w in zip(got, want if isinstance(want, list) else [want]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    if imports:
+        assert np.array_equal(_flat(fnn.onnx.load(path).predict(x)), _flat(want))

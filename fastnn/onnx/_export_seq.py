@@ -164,6 +164,9 @@ def attention(b: GraphBuilder, layer: Any, by_role: dict[str, str], shapes: dict
         scores = b.op("Add", [scores, b.reshape(neg, [1, 1, lk], f"{p}/mask4")],
                       f"{p}/masked_scores")
     probs = b.op("Softmax", [scores], f"{p}/softmax", axis=-1)
+    if "m" in by_role:                        # a query that sees no key: zeros, as in fastnn
+        probs = b.op("Where", [b.op("IsNaN", [probs], f"{p}/unseen"), b.const(0.0, f"{p}/z0"),
+                               probs], f"{p}/probs")
     o = b.transpose(b.op("MatMul", [probs, v], f"{p}/pv"), [0, 2, 1, 3], f"{p}/o")
     wo = w["output_kernel"]
     o = b.reshape(o, [lq, wo.shape[0] * wo.shape[1]], f"{p}/merge")

@@ -87,8 +87,15 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     b = ctx.const(ins[3], "B") if len(ins) > 3 and ins[3] is not None else None
     if len(ins) > 4 and ins[4] is not None:
         ctx.fail("sequence_lens is not supported")
-    if any(s is not None and not isinstance(s, Zero) for s in ins[5:]):
-        ctx.fail("initial states other than zeros are not supported")
+    states = [s for s in ins[5:7] if s is not None]
+    if all(isinstance(s, T) and s.layout == (None, 0, 1) for s in states) and states:
+        initial = [s.sym for s in states]        # (1, n, H) views of (n, H) tensors
+    elif all(isinstance(s, Zero) for s in states):
+        initial = []
+    else:
+        ctx.fail("initial states must be zeros or (1, batch, units) views of tensors")
+    if initial and len(initial) != (2 if op == "LSTM" else 1):
+        ctx.fail("an LSTM needs both initial states or neither")
     direction = _text(ctx.attr("direction", "forward"))
     if direction not in ("forward", "reverse"):
         ctx.fail(f"direction {direction!r} is not supported")
@@ -127,7 +134,8 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if op != "RNN":
         kwargs["recurrent_activation"] = _NAMES[acts[0]]
     layer = _LAYERS[op](units, **kwargs)
-    out = ctx.call(layer, x.sym, weights)
+    out = layer(x.sym, initial_state=initial) if initial else layer(x.sym)
+    ctx.weights[layer] = {k: np.asarray(v, ctx.dtype) for k, v in weights.items()}
     parts = out if state else [out]
     if not seq:
         parts = [None, *parts[:1], *parts[2:]] if state else [None, parts[0]]
