@@ -65,8 +65,8 @@ KINDS = [
       for gb in (False, True)],
     *[(f"bidirectional_{m}", _seq(lambda m=m: [
         fnn.Bidirectional(fnn.GRU(4, return_sequences=True), merge_mode=m),
-        fnn.Bidirectional(fnn.LSTM(3), merge_mode=m)], (6, 3)), (6, 3), False, False)
-      for m in ("concat", "sum", "ave", "mul")],
+        fnn.Bidirectional(fnn.LSTM(3), merge_mode=m)], (6, 3)), (6, 3), False,
+       m in ("concat", "sum")) for m in ("concat", "sum", "ave", "mul")],
     ("embedding", _seq(lambda: [fnn.Embedding(10, 4), fnn.LSTM(3, return_sequences=True),
                                 fnn.GRU(3)], (5,)), (5,), True, True),
     ("positions", _seq(lambda: [fnn.SinePositionEncoding(), fnn.PositionalEmbedding(6)],
@@ -177,8 +177,21 @@ def _torch_models():
             y, h = self.rnn(x)
             return self.fc(h[-1] if self.last_state else y[:, -1])
 
+    class Bidirectional(nn.Module):
+        def __init__(self, cell, sequence):
+            super().__init__()
+            self.rnn = cell(3, 4, batch_first=True, bidirectional=True)
+            self.fc, self.sequence = nn.Linear(8, 2), sequence
+
+        def forward(self, x):
+            y, h = self.rnn(x)
+            h = h[0] if isinstance(h, tuple) else h
+            return self.fc(y if self.sequence else torch.cat([h[-2], h[-1]], dim=1))
+
     torch.manual_seed(0)
     return torch, {
+        "bilstm_sequence": (Bidirectional(nn.LSTM, True), (6, 3)),
+        "bigru_last_states": (Bidirectional(nn.GRU, False), (6, 3)),
         "mlp": (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(dim=1)),
                 (4,)),
         "cnn": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -203,7 +216,8 @@ def _torch_models():
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "lstm", "gru", "rnn", "bn2d_avgpool", "conv1d",
-                                  "layernorm_gelu", "bn1d_dropout", "global_avgpool"])
+                                  "layernorm_gelu", "bn1d_dropout", "global_avgpool",
+                                  "bilstm_sequence", "bigru_last_states"])
 def test_import_of_torch_exports(name, tmp_path):
     torch, models = _torch_models()
     nn = torch.nn

@@ -23,8 +23,12 @@ class T:
     ``layout[i]`` (None: a unit axis); ``flat_perm[i]``: the fastnn position of flat ONNX
     position i (after a Flatten of a channels-first view)."""
 
-    def __init__(self, sym: Any, layout: Any, flat_perm: Any = None) -> None:
+    def __init__(self, sym: Any, layout: Any, flat_perm: Any = None, pair: Any = None) -> None:
         self.sym, self.layout, self.flat_perm = sym, tuple(layout), flat_perm
+        self.pair = pair        # a bidirectional layer's backward half; "d": the direction axis
+
+    def with_layout(self, layout: Any) -> "T":
+        return T(self.sym, layout, self.flat_perm, self.pair)
 
     @property
     def identity(self) -> bool:
@@ -57,7 +61,7 @@ class Ctx:
         import onnx.numpy_helper  # noqa: F401
         self.onnx, self.base = onnx, base
         self.values: dict[str, Any] = {}
-        self.weights: dict[Any, dict[str, np.ndarray]] = {}
+        self.weights: dict[Any, Any] = {}      # layer: {spec name: array} or a list
         self.consumers: dict[str, list[Any]] = {}
         self.skip: set[Any] = set()
         self.dtype = np.dtype(np.float32)
@@ -183,6 +187,9 @@ def global_pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 def reduce(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
+    if x.pair is not None:
+        from fastnn.onnx._import_seq import merge_directions
+        return merge_directions(ctx, node, ins)
     axes = ctx.attr("axes") if len(ins) < 2 or ins[1] is None else ctx.const(ins[1], "axes")
     rank = len(x.layout)
     axes = sorted(int(a) % rank for a in (axes if axes is not None else []))
@@ -223,9 +230,10 @@ def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     tensors = [v for v in ins if isinstance(v, T)]
     if len(tensors) == 1 and len(ins) == 2:
         x, b = tensors[0], next(v for v in ins if not isinstance(v, T))
+        x_name = node.input[[v is x for v in ins].index(True)]
         layer = x.sym.layer
         if (isinstance(layer, fnn.Dense) and not layer.use_bias and x.identity
-                and ctx.single_use(node.input[ins.index(x)]) and isinstance(b, np.ndarray)
+                and ctx.single_use(x_name) and isinstance(b, np.ndarray)
                 and b.size == layer.units and b.shape[-1:] == (layer.units,)):
             layer.use_bias = True                  # MatMul + Add: one Dense
             ctx.weights[layer]["bias"] = np.asarray(b.reshape(-1), ctx.dtype)
@@ -302,7 +310,8 @@ from fastnn.onnx._import_seq import SEQ_OPS  # noqa: E402
 
 OPS: dict[str, Callable[..., list[Any]]] = {
     "Conv": conv, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
-    "GlobalMaxPool": global_pool, "ReduceMean": reduce, "ReduceMax": reduce, "Gemm": dense,
+    "GlobalMaxPool": global_pool, "ReduceMean": reduce, "ReduceMax": reduce, "ReduceSum": reduce,
+    "Gemm": dense,
     "MatMul": dense, "Add": add, "Sum": add, "Concat": concat, "GreaterOrEqual": at_least,
     "Cast": cast, **{op: activation for op in _ACTS}, **SHAPE_OPS, **SEQ_OPS,
 }

@@ -97,28 +97,37 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if initial and len(initial) != (2 if op == "LSTM" else 1):
         ctx.fail("an LSTM needs both initial states or neither")
     direction = _text(ctx.attr("direction", "forward"))
-    if direction not in ("forward", "reverse"):
+    if direction not in ("forward", "reverse", "bidirectional"):
         ctx.fail(f"direction {direction!r} is not supported")
+    dirs = 2 if direction == "bidirectional" else 1
     if ctx.attr("clip") is not None or ctx.attr("input_forget", 0) or ctx.attr("layout", 0):
         ctx.fail("clip, input_forget and layout=1 are not supported")
     if op == "GRU" and ctx.attr("linear_before_reset", 0) != 1:
         ctx.fail("only linear_before_reset=1 (Keras' reset_after=True) is supported")
-    acts = [_text(a) for a in (ctx.attr("activations") or _DEFAULT[op])]
-    if any(a not in _NAMES for a in acts) or (op == "LSTM" and acts[1] != acts[2]):
+    acts = [_text(a) for a in (ctx.attr("activations") or _DEFAULT[op] * dirs)]
+    n_act = len(_DEFAULT[op])
+    if any(a not in _NAMES for a in acts) or (op == "LSTM" and acts[1] != acts[2]) \
+            or acts != acts[:n_act] * dirs:
         ctx.fail(f"activations {acts} are not supported")
     units = int(ctx.attr("hidden_size"))
     order = _KERAS[op]
     gh = units * len(order)
-    if w.shape[0] != 1 or w.shape[1] != gh or r.shape != (1, gh, units):
-        ctx.fail("W and R must be (1, gates * hidden_size, ...)")
+    if w.shape[:2] != (dirs, gh) or r.shape != (dirs, gh, units):
+        ctx.fail("W and R must be (directions, gates * hidden_size, ...)")
 
     def keras(a: np.ndarray) -> np.ndarray:          # ONNX rows -> Keras columns
         return np.concatenate([a[g * units:(g + 1) * units] for g in order], axis=0).T
 
-    weights = {"kernel": keras(w[0]), "recurrent_kernel": keras(r[0])}
-    if b is not None:
-        wb, rb = keras(b[0][:gh, None])[0], keras(b[0][gh:, None])[0]
-        weights["bias"] = np.stack([wb, rb]) if op == "GRU" else wb + rb
+    per_dir = []
+    for k in range(dirs):
+        weights = {"kernel": keras(w[k]), "recurrent_kernel": keras(r[k])}
+        if b is not None:
+            wb, rb = keras(b[k][:gh, None])[0], keras(b[k][gh:, None])[0]
+            weights["bias"] = np.stack([wb, rb]) if op == "GRU" else wb + rb
+        per_dir.append(weights)
+    weights = per_dir[0]
+    if dirs == 2:
+        return _bidirectional(ctx, node, x, op, units, acts, per_dir, initial)
     steps = x.sym.shape[0]
     outs = list(node.output) + [""] * (3 - len(node.output))
     chain = _last_step(ctx, outs[0], steps) if outs[0] else None
@@ -147,6 +156,74 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         ctx.values[chain[0]] = T(parts[1], (0, 1))
         ctx.skip.update(id(n) for n in chain[1])
     return values[:len(node.output)]
+
+
+def _bidirectional(ctx: Ctx, node: Any, x: Any, op: str, units: int, acts: list[str],
+                   per_dir: list[dict[str, np.ndarray]], initial: list[Any]) -> list[Any]:
+    """direction="bidirectional": fastnn's Bidirectional(merge_mode=None); the merge is read
+    from what follows (a Reshape joining the directions: concat; a ReduceSum: sum; a Split)."""
+    from fastnn.onnx._import_ops import T
+    outs = list(node.output) + [""] * (3 - len(node.output))
+    used = [bool(n) and bool(ctx.consumers.get(n)) for n in outs]
+    if initial or used[2] or used[0] == used[1]:
+        ctx.fail("a bidirectional layer must give its sequence or its last states (not both, "
+                 "not the cell state), from zero initial states")
+    kwargs: dict[str, Any] = {"activation": _NAMES[acts[1] if op == "LSTM" else acts[-1]],
+                              "use_bias": "bias" in per_dir[0], "return_sequences": used[0]}
+    if op != "RNN":
+        kwargs["recurrent_activation"] = _NAMES[acts[0]]
+    layer = fnn.Bidirectional(_LAYERS[op](units, **kwargs), merge_mode=None)
+    fwd, bwd = layer(x.sym)
+    ctx.weights[layer] = [np.asarray(d[name], ctx.dtype) for d in per_dir
+                          for name in ("kernel", "recurrent_kernel", "bias") if name in d]
+    if used[0]:                                  # Y (T, 2, n, H)
+        return [T(fwd, (1, "d", 0, 2), pair=bwd), None, None][:len(node.output)]
+    return [None, T(fwd, ("d", 0, 1), pair=bwd), None][:len(node.output)]
+
+
+def merge_directions(ctx: Ctx, node: Any, ins: list[Any], target: Any = None) -> list[Any]:
+    """A Reshape joining the direction axis with the units after it (concat), or a
+    ReduceSum over it (sum)."""
+    from fastnn.onnx._import_ops import T
+    x = ins[0]
+    labels = list(x.layout)
+    i = labels.index("d")
+    last = len(x.sym.shape)                     # the fastnn axis of the units
+    rest = [v for v in labels if v != "d"]
+    if target is not None:
+        if i + 1 >= len(labels) or labels[i + 1] != last:
+            ctx.fail("the directions must be joined with the units that follow them")
+        full = (1, *x.sym.shape)
+        dims = [None if v == 0 else 1 if v is None else 2 if v == "d" else full[v]
+                for v in labels]
+        want = dims[:i] + [2 * full[last]] + dims[i + 2:]
+        ok = len(target) == len(want) and target.count(-1) <= 1 and all(
+            t == -1 or (t == 0 and j < len(dims) and dims[j] == want[j]) or t == want[j]
+            for j, t in enumerate(target))
+        if not ok:
+            ctx.fail(f"shape {target} does not join the two directions")
+        out = ctx.call(fnn.Concatenate(), [x.sym, x.pair])
+        return [T(out, rest)]
+    axes = ctx.attr("axes") if len(ins) < 2 or ins[1] is None else ctx.const(ins[1], "axes")
+    if node.op_type != "ReduceSum" or axes is None or \
+            [int(a) % len(labels) for a in np.asarray(axes).reshape(-1)] != [i]:
+        ctx.fail("only a sum over the two directions is supported")
+    out = ctx.call(fnn.Add(), [x.sym, x.pair])
+    keep = bool(ctx.attr("keepdims", 1))
+    return [T(out, labels[:i] + [None] + labels[i + 1:] if keep else rest)]
+
+
+def split_directions(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    from fastnn.onnx._import_ops import T
+    x = ins[0]
+    labels = list(x.layout)
+    i = labels.index("d")
+    sizes = ins[1] if len(ins) > 1 and ins[1] is not None else ctx.attr("split")
+    if ctx.attr("axis", 0) % len(labels) != i or len(node.output) != 2 or (
+            sizes is not None and list(np.asarray(sizes).reshape(-1)) != [1, 1]):
+        ctx.fail("only a split of the two directions is supported")
+    layout = labels[:i] + [None] + labels[i + 1:]
+    return [T(x.sym, layout), T(x.pair, layout)]
 
 
 SEQ_OPS = {"LSTM": recurrent, "GRU": recurrent, "RNN": recurrent}

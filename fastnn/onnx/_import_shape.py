@@ -47,7 +47,7 @@ def transpose(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     perm = ctx.attr("perm", list(range(len(x.layout)))[::-1])
     if x.flat_perm is not None:
         ctx.fail("a transpose after a channels-first Flatten is not supported")
-    return [T(x.sym, [x.layout[p] for p in perm])]
+    return [x.with_layout([x.layout[p] for p in perm])]
 
 
 def squeeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
@@ -59,7 +59,7 @@ def squeeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     axes = _axes(ctx, ins, len(x.layout))
     if any(x.layout[a] is not None for a in axes):
         ctx.fail("only axes of size 1 that the layout added can be squeezed")
-    return [_ops().T(x.sym, [d for i, d in enumerate(x.layout) if i not in axes])]
+    return [x.with_layout([d for i, d in enumerate(x.layout) if i not in axes])]
 
 
 def unsqueeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
@@ -74,7 +74,7 @@ def unsqueeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     for a in _axes(ctx, ins, len(layout) + len(np.asarray(
             ins[1] if len(ins) > 1 and ins[1] is not None else ctx.attr("axes")).reshape(-1))):
         layout.insert(a, None)
-    return [_ops().T(x.sym, layout)]
+    return [x.with_layout(layout)]
 
 
 def flatten(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
@@ -97,6 +97,9 @@ def reshape(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     T = _ops().T
     x = ctx.tensor(ins[0])
     target = ctx.const(ins[1], "shape").astype(np.int64).tolist()
+    if x.pair is not None:
+        from fastnn.onnx._import_seq import merge_directions
+        return merge_directions(ctx, node, ins, target)
     shape = list(x.sym.shape)
     if not x.identity or not target or target[0] not in (0, -1):
         ctx.fail("only a reshape of a channels-last tensor keeping the batch axis first is "
@@ -140,6 +143,9 @@ def gather(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         return [np.take(data, idx, axis=axis)]
     if isinstance(data, ops.T) and isinstance(idx, np.ndarray) and idx.ndim == 0:
         a = axis % len(data.layout)
+        if data.layout[a] == "d" and int(idx) in (0, 1, -2, -1):      # one direction
+            half = data.sym if int(idx) % 2 == 0 else data.pair
+            return [ops.T(half, [d for i, d in enumerate(data.layout) if i != a])]
         if data.layout[a] is None and int(idx) in (0, -1):
             return [ops.T(data.sym, [d for i, d in enumerate(data.layout) if i != a])]
     ctx.fail("only embeddings (a table indexed by ids) and picks of unit axes are supported")
@@ -190,9 +196,17 @@ def layer_norm(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     return [_ops().T(ctx.call(layer, x.sym, weights), x.layout)]
 
 
+def split(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    x = ctx.tensor(ins[0])
+    if x.pair is None:
+        ctx.fail("only the split of a bidirectional layer's two directions is supported")
+    from fastnn.onnx._import_seq import split_directions
+    return split_directions(ctx, node, ins)
+
+
 SHAPE_OPS = {
     "Constant": constant, "Identity": identity, "Dropout": identity, "Transpose": transpose,
     "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Flatten": flatten, "Reshape": reshape,
     "Shape": shape, "Gather": gather, "ConstantOfShape": constant_of_shape,
-    "BatchNormalization": batch_norm, "LayerNormalization": layer_norm,
+    "BatchNormalization": batch_norm, "LayerNormalization": layer_norm, "Split": split,
 }

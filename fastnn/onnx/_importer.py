@@ -119,7 +119,8 @@ def load(path: Any, backend: Any = "fast") -> Any:
                           outputs if len(outputs) > 1 else outputs[0], dtype=dtype,
                           backend=backend)
     for layer, weights in ctx.weights.items():
-        layer.set_weights([weights[s.name] for s in layer._specs])
+        layer.set_weights(weights if isinstance(weights, list)
+                          else [weights[s.name] for s in layer._specs])
     return model
 
 
