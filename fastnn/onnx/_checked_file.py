@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from typing import Any
 
 import numpy as np
@@ -118,4 +117,4 @@ def read_model(path: Any) -> tuple[Any, str]:
     return proto, os.path.dirname(os.path.abspath(path))
 
 
-__all__ = ["read_model", "check_model", "check_tensor", "MAX_ELEMENTS", "stat"]
+__all__ = ["read_model", "check_model", "check_tensor", "MAX_ELEMENTS"]

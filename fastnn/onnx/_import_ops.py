@@ -8,14 +8,12 @@ initial states PyTorch builds), ``Ids`` (a tensor cast to integers: Embedding in
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NoReturn, Optional
 
 import numpy as np
 
 import fastnn as fnn
 from fastnn.layers.convolutional import window_geometry
-from fastnn.onnx._checked_file import check_tensor
 
 
 class T:
@@ -315,4 +313,4 @@ OPS: dict[str, Callable[..., list[Any]]] = {
     "MatMul": dense, "Add": add, "Sum": add, "Concat": concat, "GreaterOrEqual": at_least,
     "Cast": cast, **{op: activation for op in _ACTS}, **SHAPE_OPS, **SEQ_OPS,
 }
-__all__ = ["OPS", "Ctx", "T", "Zero", "ShapeOf", "Ids", "check_tensor", "math"]
+__all__ = ["OPS", "Ctx", "T", "Zero", "ShapeOf", "Ids"]

@@ -15,9 +15,8 @@ from typing import Any, Optional
 import numpy as np
 
 import fastnn as fnn
-from fastnn.layers.convolutional import window_geometry
 from fastnn.onnx._checked_file import check_model, check_tensor, read_model
-from fastnn.onnx._import_ops import OPS, Ctx, T, Zero
+from fastnn.onnx._import_ops import OPS, Ctx, T
 
 
 def _input_layout(graph: Any, inp: Any) -> tuple[Any, Any]:
@@ -124,4 +123,4 @@ def load(path: Any, backend: Any = "fast") -> Any:
     return model
 
 
-__all__ = ["load", "window_geometry", "Zero"]
+__all__ = ["load"]
