@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, regularizers,
                     schedules)
-from fastnn.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
+from fastnn.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback,
+                              LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
                               TerminateOnNaN)
 from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive_threads,
                              set_num_threads, thread_limit, threads)
@@ -53,6 +54,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
+    "ReduceLROnPlateau", "CSVLogger", "LambdaCallback",
     "callbacks", "schedules", "losses", "optimizers", "Activation", "Adam", "AdamW",
     "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Huber", "Layer", "LeakyReLU", "Loss",
     "MeanAbsoluteError", "MeanSquaredError", "Optimizer", "RMSprop", "ReLU", "SGD", "Sequential",

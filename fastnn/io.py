@@ -97,16 +97,20 @@ def _arrays_of(model: Sequential, version: int, with_compile: bool
 
 
 def _stores_compile(model: Sequential) -> bool:
-    """Whether the file can hold the compile settings: a loss ``get_loss`` rebuilds (a Python
-    loss of the user's cannot be; the file then holds the architecture and weights, and the
+    """Whether the file can hold the compile settings: a loss ``get_loss`` rebuilds and a
+    learning rate that is a number or one of fastnn's schedules (a Python loss or schedule of
+    the user's cannot be rebuilt; the file then holds the architecture and weights, and the
     loaded model is compiled again by its user)."""
     from fastnn.losses import get_loss
+    from fastnn.schedules import deserialize
 
     if model.loss is None:
         return False
     try:
         get_loss(_loss_entry(model.loss))
-    except (ValueError, TypeError):
+        if getattr(model.optimizer, "_schedule", None) is not None:
+            deserialize(model.optimizer.get_config()["lr"])
+    except (ValueError, TypeError, NotImplementedError):
         return False
     return True
 
@@ -143,7 +147,8 @@ def model_to_bytes(model: Sequential, include_optimizer: bool = True) -> bytes:
         offset += -offset % ALIGN
     compiled = None
     if with_compile and model.loss is not None and not _stores_compile(model):
-        warnings.warn(f"the loss {model.loss!r} is not one fastnn can rebuild from a file: the "
+        warnings.warn(f"the loss {model.loss!r} or the learning-rate schedule of "
+                      f"{model.optimizer!r} is not one fastnn can rebuild from a file: the "
                       f"file holds the architecture and weights, not the compile settings "
                       f"(compile the loaded model again)", UserWarning, stacklevel=3)
     elif with_compile and model.loss is not None:
@@ -190,7 +195,7 @@ def _check_path(path: object) -> str:
     return os.fsdecode(os.fspath(path))     # bytes paths as str, like the rest of the module
 
 
-def save_model(model: Sequential, path: PathLike) -> None:
+def save_model(model: Sequential, path: PathLike, include_optimizer: bool = True) -> None:
     """Write ``model`` to ``path`` atomically (``Sequential.save(path)`` calls this).
 
     The bytes go to a new, uniquely named temporary file in the destination's directory
@@ -207,6 +212,8 @@ def save_model(model: Sequential, path: PathLike) -> None:
         A built model, compiled or not.
     path : str or os.PathLike
         The file to write (replaced if it exists).
+    include_optimizer : bool, default True
+        False: the architecture and weights alone (``save_weights``; see ``model_to_bytes``).
 
     Raises
     ------
@@ -221,7 +228,7 @@ def save_model(model: Sequential, path: PathLike) -> None:
         If the file cannot be written.
     """
     path = _check_path(path)
-    write_atomically(path, model_to_bytes(model))
+    write_atomically(path, model_to_bytes(model, include_optimizer))
 
 
 def _fail(path: object, why: str) -> ValueError:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from fastnn import _validation as V
+from fastnn import schedules
 from fastnn._memory import aligned_zeros
 
 if TYPE_CHECKING:
@@ -34,6 +35,18 @@ if TYPE_CHECKING:
 
 _ROUNDING = 1 + 2 ** -10     # slack over the exact-arithmetic bounds for the dtype's rounding
 _MAX_ITERATIONS = 2 ** 53    # a step count every float64 holds exactly (beta ** t in double)
+
+
+_NORMAL_RANGES: dict[Any, tuple[float, float]] = {}
+
+
+def _normal_range(dtype: np.dtype[Any]) -> tuple[float, float]:
+    """(finfo.tiny, finfo.max) of ``dtype`` as Python floats (cached)."""
+    found = _NORMAL_RANGES.get(dtype)
+    if found is None:
+        info = np.finfo(dtype)
+        found = _NORMAL_RANGES[dtype] = (float(info.tiny), float(info.max))
+    return found
 
 
 def _max_abs(x: FloatArray) -> float:
@@ -155,9 +168,14 @@ class Optimizer:
 
     Parameters
     ----------
-    lr : float
-        The learning rate, finite and > 0. It may be changed between steps (as
-        ``LearningRateScheduler`` does); ``learning_rate`` is another name for it.
+    lr : float or LearningRateSchedule
+        The learning rate, finite and > 0; ``learning_rate`` is another name for it. It may be
+        changed between steps (as ``LearningRateScheduler`` does, which may also set 0). Or a
+        schedule (``fastnn.schedules``, Keras' signatures): the rate of each update is then
+        ``schedule(iterations)``, the step counted from 0, on every path (``fit``,
+        ``train_on_batch``, ``opt.step(model)``); it may be 0, and must be finite and 0 or a
+        normal number of the dtype. ``lr`` then reads the rate of the next update, and a float
+        cannot be assigned over the schedule (Keras' rule; assign another schedule).
     clipnorm : float or None, default None
         Clip each weight tensor's gradient to an L2 norm of at most ``clipnorm``.
     clipvalue : float or None, default None
@@ -206,6 +224,9 @@ class Optimizer:
     _ranges: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
         "lr": (0.0, None, True, False), "weight_decay": (0.0, None, False, False)}
     _dtype: Optional[np.dtype[Any]] = None       # the model's, from build
+    _schedule: Any = None          # a LearningRateSchedule giving each step's rate, or None
+    _derived_uses_lr = False       # whether _check_derived has a rule involving lr
+    _schedule_step = -1            # the step whose rate _lr holds (with a schedule)
     # the validated values behind the properties (set through _set, read by the plan)
     _lr: float
     _weight_decay: float
@@ -215,7 +236,73 @@ class Optimizer:
     _clip_out: Optional[FloatArray] = None    # the clipped gradient (allocated while clipping)
     _size = 0                                 # the parameter count given to build
 
-    lr = _hyper_parameter("lr", "The learning rate, > 0 (validated on assignment).")
+    @property
+    def lr(self) -> float:
+        """The learning rate, > 0 (validated on assignment; a callback may set 0); with a
+        schedule, the rate of the next update, ``schedule(iterations)``."""
+        if self._schedule is not None:
+            return self._scheduled_rate()
+        try:
+            return self.__dict__["_lr"]
+        except KeyError:                      # not set yet (inside a constructor)
+            raise AttributeError("lr") from None
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        if isinstance(value, dict):
+            value = schedules.deserialize(value)
+        if isinstance(value, schedules.LearningRateSchedule):
+            saved = self._schedule, self._schedule_step, self.__dict__.get("_lr")
+            self._schedule, self._schedule_step = value, -1
+            try:
+                self._scheduled_rate()            # the first rate is checked at once
+            except (TypeError, ValueError):
+                self._schedule, self._schedule_step = saved[:2]
+                if saved[2] is not None:
+                    self.__dict__["_lr"] = saved[2]
+                raise
+            return
+        if self._schedule is not None:
+            raise TypeError(f"this optimizer's learning rate is a schedule "
+                            f"({self._schedule!r}), so a rate cannot be assigned: assign "
+                            f"another schedule, or create the optimizer with a float "
+                            f"learning rate. Received: lr={V._describe(value)}")
+        self._set("lr", value)
+
+    def _scheduled_rate(self) -> float:
+        """The schedule's rate for the next update, ``schedule(iterations)``, checked and kept
+        in ``_lr`` (where the kernels and the compiled plan read it); computed once a step."""
+        step = int(self._iterations[0])
+        if step != self._schedule_step:
+            try:
+                rate = self._checked_rate(self._schedule(step))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"the learning-rate schedule {self._schedule!r} at step "
+                                f"{step}: {exc}") from None
+            self.__dict__["_lr"] = rate
+            self._schedule_step = step
+        return self.__dict__["_lr"]
+
+    def _checked_rate(self, value: Any) -> float:
+        """``value`` as a rate a schedule or callback may set: finite, >= 0, and 0 or a normal
+        number of the dtype (within the optimizer's other rules); nothing is changed."""
+        dtype = np.dtype(np.float64) if self._dtype is None else self._dtype
+        tiny, huge = _normal_range(dtype)
+        if (isinstance(value, float) and (value == 0.0 or tiny <= value <= huge)
+                and not self._derived_uses_lr):
+            return float(value)           # the common case, cheaply (a schedule's every step)
+        value = V.check_float("lr", value, low=0.0)
+        V.check_in_dtype("lr", value, dtype, zero_ok=True, owner=type(self).__name__)
+        self._check_derived({**self._settings(), "lr": value}, dtype, "lr")
+        return value
+
+    def _set_rate(self, value: Any) -> None:
+        """Set the rate as ``LearningRateScheduler`` and ``ReduceLROnPlateau`` do: as the ``lr``
+        setter, but 0 is allowed (the weights then stay as they are)."""
+        if self._schedule is not None:
+            self.lr = value                       # the setter's TypeError (Keras' rule)
+            return
+        self.__dict__["_lr"] = self._checked_rate(value)
     weight_decay = _hyper_parameter("weight_decay", "The L2 weight decay, >= 0.")
     clipnorm = _hyper_parameter("clipnorm", "Each weight tensor's gradient norm bound, or None.")
     clipvalue = _hyper_parameter("clipvalue", "The bound on each gradient element, or None.")
@@ -303,7 +390,9 @@ class Optimizer:
         for key in self._ranges if name is None else (name,):
             if key in settings and key in self._ranges:
                 low, _, low_open, _ = self._ranges[key]
-                V.check_in_dtype(key, settings[key], dtype, zero_ok=low == 0.0 and not low_open,
+                zero_ok = low == 0.0 and not low_open or key == "lr" and (
+                    self._schedule is not None or settings[key] == 0.0)   # set by a schedule
+                V.check_in_dtype(key, settings[key], dtype, zero_ok=zero_ok,
                                  owner=type(self).__name__)
         if name is None:
             for key in _CLIPPING:
@@ -334,6 +423,7 @@ class Optimizer:
         self._size = size
         self._dtype = dt
         self._iterations[0] = 0
+        self._schedule_step = -1              # the next rate is checked against the dtype
 
     def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
         """Subclasses: allocate the zeroed state arrays."""
@@ -366,6 +456,8 @@ class Optimizer:
                bounds: Optional[NDArray[np.int64]]) -> None:
         """The step on flat arrays whose weight tensors are ``[bounds[k], bounds[k + 1])``
         (None: one tensor): screen, clip (see the class docstring), check, update."""
+        if self._schedule is not None:
+            self._scheduled_rate()            # this step's rate, into _lr
         G = None
         if self._clipping():
             G = _max_abs(grads)               # the screen on the raw gradients
@@ -424,7 +516,15 @@ class Optimizer:
     def get_config(self) -> dict[str, Any]:
         """``{"name": ..., **hyper-parameters}``: what ``get_optimizer`` rebuilds it from. The
         clipping settings appear when set (Keras lists them as None otherwise; both load)."""
-        return {"name": self.name, **{k: getattr(self, k) for k in self._hyper},
+        config = self._settings_with_clipping()
+        if self._schedule is not None:
+            config["lr"] = schedules.serialize(self._schedule)
+        return {"name": self.name, **config}
+
+    def _settings_with_clipping(self) -> dict[str, Any]:
+        """The hyper-parameters (``lr``: the schedule itself, if any) and the clipping set."""
+        return {**{k: self.__dict__["_" + k] for k in self._hyper},
+                **({"lr": self._schedule} if self._schedule is not None else {}),
                 **{k: self.__dict__["_" + k] for k in _CLIPPING
                    if self.__dict__["_" + k] is not None}}
 
@@ -477,7 +577,7 @@ class Optimizer:
         """Subclasses: ValueError when the state breaks a rule of their update."""
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings_with_clipping().items())
         return f"{type(self).__name__}({args})"
 
 
@@ -616,7 +716,8 @@ class SGD(Optimizer):
         return self.FUSED_SGD, (self._velocity,), self._iterations
 
     def fused_hyperparameters(self) -> tuple[Any, ...]:
-        return ((self._velocity,), self._lr, self._momentum, 1.0 if self._nesterov else 0.0,
+        lr = self._lr if self._schedule is None else self._scheduled_rate()
+        return ((self._velocity,), lr, self._momentum, 1.0 if self._nesterov else 0.0,
                 0.0, self._weight_decay, self._verify_next, *self._fused_clipping())
 
 
@@ -686,6 +787,7 @@ class Adam(Optimizer):
     _beta1: float
     _beta2: float
     _eps: float
+    _derived_uses_lr = True        # lr against eps (and AdamW's lr * weight_decay)
     name = "adam"
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
     _ranges = {**Optimizer._ranges, "beta1": (0.0, 1.0, False, True),
@@ -772,7 +874,8 @@ class Adam(Optimizer):
         return self.FUSED_ADAM, (self._m, self._v), self._iterations
 
     def fused_hyperparameters(self) -> tuple[Any, ...]:
-        return ((self._m, self._v), self._lr, self._beta1, self._beta2, self._eps,
+        lr = self._lr if self._schedule is None else self._scheduled_rate()
+        return ((self._m, self._v), lr, self._beta1, self._beta2, self._eps,
                 self._weight_decay, self._verify_next, *self._fused_clipping())
 
     def _check_state_rules(self, iterations: int) -> None:
@@ -850,7 +953,7 @@ class AdamW(Adam):
         if "weight_decay" not in settings or name not in (None, "lr", "weight_decay"):
             return
         lr, wd = settings["lr"], settings["weight_decay"]
-        if wd == 0.0:
+        if wd == 0.0 or lr == 0.0:           # lr 0: a schedule's (no decay in that step)
             return
         if lr * wd > 1.0:
             raise ValueError(f"AdamW: lr * weight_decay must be <= 1 (the decay w -= lr * "
@@ -1045,6 +1148,13 @@ def get_optimizer(optimizer: Union[OptimizerName, Optimizer, dict[str, Any]]) ->
         return OPTIMIZERS[optimizer]()
     if isinstance(optimizer, dict) and optimizer.get("name") in OPTIMIZERS:
         config = dict(optimizer)
-        return OPTIMIZERS[config.pop("name")](**config)
+        # a saved config may hold the rate 0 that a callback had set (LearningRateScheduler,
+        # ReduceLROnPlateau); a constructor refuses 0
+        stopped = [config.pop(key) for key in ("lr", "learning_rate")
+                   if isinstance(config.get(key), (int, float)) and config[key] == 0]
+        made = OPTIMIZERS[config.pop("name")](**config)
+        for rate in stopped:
+            made._set_rate(rate)
+        return made
     raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer instance. "
                      f"Received: optimizer={optimizer!r}")

@@ -21,7 +21,7 @@ from fastnn._memory import aligned_empty
 from fastnn.callbacks import Callback, TerminateOnNaN
 from fastnn.models._exclusive import exclusive
 from fastnn.models.history import History
-from fastnn.progress import EpochProgress
+from fastnn.progress import EpochProgress, check_verbose
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -75,7 +75,7 @@ class FitLoop:
     @exclusive
     def fit(self: Any, X: Any, y: Optional[ArrayLike] = None, epochs: int = 1, batch_size: int = 32,
             validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
-            validation_split: float = 0.0, shuffle: bool = True, verbose: int = 1,
+            validation_split: float = 0.0, shuffle: bool = True, verbose: Any = 1,
             callbacks: Optional[Sequence[Callback]] = None,
             sample_weight: Optional[ArrayLike] = None,
             class_weight: Optional[Mapping[int, float]] = None,
@@ -110,11 +110,13 @@ class FitLoop:
             memory-mapped ``X`` (``np.load(path, mmap_mode="r")``, ``np.memmap``) in the model's
             dtype is never copied: each batch is gathered from it by index (a few MiB of
             buffers for a 1 GiB file), with the same results as the array in memory.
-        verbose : {0, 1, 2}, default 1
-            0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        verbose : {0, 1, 2, True, False, "auto"}, default 1
+            0 (False) silent; 1 (True, "auto") a live progress bar per epoch in a terminal or
+            a Jupyter notebook (with ipywidgets), and one line per epoch where a bar cannot be
+            drawn (a pipe, a log file); 2 one line per epoch. See ``fastnn.progress``.
         callbacks : list of Callback, optional
-            ``fastnn.callbacks.Callback`` instances, called at the start and end of training
-            and of each epoch, and after each batch.
+            ``fastnn.callbacks.Callback`` instances, called at the start and end of training,
+            of each epoch and of each batch (Keras' hooks and order; see ``Callback``).
         sample_weight : array_like of shape (n,), optional
             A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n`` (Keras' meaning);
             weighted batches take the per-kernel path (the compiled plan has no weights).
@@ -170,7 +172,7 @@ class FitLoop:
                                 "class_weight come from its batches: pass y=None")
             if steps_per_epoch is not None:
                 steps_per_epoch = V.check_positive_int("steps_per_epoch", steps_per_epoch)
-            verbose = V.check_int("verbose", verbose, low=0)
+            verbose = check_verbose(verbose)
             return self._fit_source(X, epochs, steps_per_epoch, initial_epoch, verbose,
                                     _check_callbacks(callbacks), validation_data)
         if steps_per_epoch is not None:
@@ -180,7 +182,7 @@ class FitLoop:
         validation_split = V.check_float("validation_split", validation_split,
                                          low=0.0, high=1.0, high_open=True)
         shuffle = V.check_bool("shuffle", shuffle)
-        verbose = V.check_int("verbose", verbose, low=0)
+        verbose = check_verbose(verbose)
         callbacks = _check_callbacks(callbacks)
         # a memory-mapped X (larger than memory, perhaps) is never copied whole: each shuffled
         # batch is gathered from it by index instead (the same rows in the same order as the
@@ -200,12 +202,13 @@ class FitLoop:
         Ws = aligned_empty(W.shape, W.dtype) if shuffle and W is not None else W
         history = self.history = History()
         self.stop_training = False
+        logs: Optional[dict[str, Any]] = None
         for cb in callbacks:
             cb.set_model(self)
-            cb.on_train_begin()
+            cb.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
-                cb.on_epoch_begin(epoch)
+                cb.on_epoch_begin(epoch, {})
             order = None
             if shuffle:
                 order = self._shuffle_rng.permutation(n)
@@ -222,7 +225,7 @@ class FitLoop:
             if self.stop_training:
                 break
         for cb in callbacks:
-            cb.on_train_end()
+            cb.on_train_end(logs)
         return history
 
     def _fit_source(self: Any, source, epochs, steps_per_epoch, initial_epoch, verbose, callbacks,
@@ -232,12 +235,13 @@ class FitLoop:
         history = self.history = History()
         self.stop_training = False
         shared = iter(source) if steps_per_epoch is not None else None
+        logs: Optional[dict[str, Any]] = None
         for cb in callbacks:
             cb.set_model(self)
-            cb.on_train_begin()
+            cb.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
-                cb.on_epoch_begin(epoch)
+                cb.on_epoch_begin(epoch, {})
             dry: list[bool] = []
             batches = self._source_batches(shared if shared is not None else iter(source),
                                            steps_per_epoch, epoch, dry)
@@ -253,7 +257,7 @@ class FitLoop:
             if self.stop_training:
                 break
         for cb in callbacks:
-            cb.on_train_end()
+            cb.on_train_end(logs)
         return history
 
     def _source_batches(self: Any, iterator, steps, epoch, dry):
@@ -325,6 +329,8 @@ class FitLoop:
         progress = EpochProgress(epoch, epochs, n, verbose)
         try:
             for index, (xb, tb, wb) in enumerate(batches):
+                for cb in callbacks:
+                    cb.on_train_batch_begin(index, logs={})
                 try:
                     value = self._train_step(xb, tb, wb)
                 except FloatingPointError as exc:
@@ -332,7 +338,7 @@ class FitLoop:
                         raise FloatingPointError(
                             f"epoch {epoch + 1}, batch {index + 1}: {exc}") from None
                     for cb in callbacks:
-                        cb.on_batch_end(index, {"loss": math.nan})
+                        cb.on_train_batch_end(index, logs={"loss": math.nan})
                     self.stop_training = True
                     break
                 rows = xb.shape[0]
@@ -344,7 +350,7 @@ class FitLoop:
                         sums[name] += self._metric_sum(item, out, tb, threshold)
                 progress.update(rows, sums)
                 for cb in callbacks:
-                    cb.on_batch_end(index, {"loss": value})
+                    cb.on_train_batch_end(index, logs={"loss": value})
                 if self.stop_training:
                     break
             logs = self._with_validation(

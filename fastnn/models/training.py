@@ -187,6 +187,8 @@ class Training:
         in chunks of a few tens of milliseconds so that Ctrl-C still interrupts a long epoch;
         a batch whose gradients need the exact check gets it here, as in _step_compiled. The
         loss total is summed in batch order as there, so the History is the same to the bit."""
+        if self.optimizer._schedule is not None:
+            return None      # a rate per step: run_epoch takes one rate for all its steps
         plan = self._compiled_step(batch)
         if plan is None or self._plan_hyper() is None:
             return None

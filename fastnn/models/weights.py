@@ -263,6 +263,54 @@ class Weights:
         from fastnn import io as fnn_io
         fnn_io.save_model(self, path)
 
+    def save_weights(self: Any, path: PathLike) -> None:
+        """Write the architecture and weights to ``path`` without the compile settings and
+        optimizer state (``ModelCheckpoint(save_weights_only=True)`` calls this); read them
+        back with ``load_weights`` (or the whole model with ``fastnn.load``). Written as
+        ``save`` writes (atomically) and raising as it does.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0, backend="numpy")
+        >>> other = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=1, backend="numpy")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save_weights(os.path.join(tmp, "w.fnn"))
+        ...     other.load_weights(os.path.join(tmp, "w.fnn"))
+        >>> all(np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights()))
+        True
+        """
+        self._check_built("save_weights")
+        from fastnn import io as fnn_io
+        fnn_io.save_model(self, path, include_optimizer=False)
+
+    def load_weights(self: Any, path: PathLike) -> None:
+        """Set the weights from a file ``save_weights`` (or ``save``) wrote for a model with
+        weights of the same shapes, in ``get_weights()`` order; the compile settings and the
+        optimizer state stay as they are.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a valid fastnn model file, or its weights do not fit this
+            model (their number or shapes differ; nothing is changed then).
+        TypeError
+            If ``path`` is not a path.
+        OSError
+            If the file cannot be read.
+        """
+        self._check_built("load_weights")
+        from fastnn import io as fnn_io
+        saved = fnn_io.load_model(path, backend=self.backend).get_weights()
+        mine = [w.shape for w in self.get_weights()]
+        if [w.shape for w in saved] != mine:
+            raise ValueError(f"the weights in {path!r} do not fit this model: the file holds "
+                             f"{len(saved)} arrays of shapes {[w.shape for w in saved]}, the "
+                             f"model needs {len(mine)} of shapes {mine}")
+        self.set_weights(saved)
+
     def __reduce__(self: Any):
         # Pickle through the model file format: no module or thread-local state is pickled,
         # and unpickling runs the same checks as fastnn.load.
