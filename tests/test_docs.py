@@ -45,6 +45,41 @@ def test_the_readme_custom_loop_runs_and_learns_xor(capsys):
     assert "[False  True  True False]" in capsys.readouterr().out
 
 
+def test_the_readme_training_snippets_run(tmp_path, monkeypatch, capsys):
+    """"Training: callbacks, schedules and progress": a cosine schedule per step with four
+    callbacks and History.plot, then ReduceLROnPlateau; each writes what it says."""
+    pytest.importorskip("matplotlib")
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    monkeypatch.chdir(tmp_path)
+    blocks = _readme_section("Training: callbacks, schedules and progress")
+    assert len(blocks) == 2
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    out = capsys.readouterr().out.splitlines()
+    history, model = namespace["history"], namespace["model"]
+    epochs = len(history.epoch)
+    assert [line.split("  ")[0] for line in out[:-1]] == [f"Epoch {e}/10"
+                                                          for e in range(1, epochs + 1)]
+    assert out[-1].startswith("done: ") and history.history["val_accuracy"][-1] > 0.9
+    assert model.optimizer.iterations == epochs * 43 and model.optimizer.get_config()["lr"][
+        "class_name"] == "CosineDecay"
+    saved = sorted(p.name for p in tmp_path.glob("ckpt-*.fnn"))
+    best = min(history.history["val_loss"])
+    assert saved[-1].startswith(f"ckpt-{history.history['val_loss'].index(best) + 1:02d}-")
+    rows = list(csv.reader(open("training.csv")))
+    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert len(rows) == epochs + 1
+    exec(compile(blocks[1], "README.md", "exec"), namespace)
+    rates = namespace["history"].history["lr"]
+    assert str(rates) in capsys.readouterr().out and rates[0] == 0.01
+    assert all(b in (a, a / 2) for a, b in zip(rates, rates[1:]))
+    for name in ("curves.png", "lr.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_readme_three_ways_run(capsys):
     """The snippets of "Three ways to build a model" run in order and learn the digits."""
     namespace = {}
