@@ -121,3 +121,17 @@ def test_the_readme_pickle_and_joblib_snippet_runs(tmp_path, monkeypatch):
     assert (tmp_path / "model.joblib").stat().st_size > 0
     assert namespace["restored"] is not namespace["model"]
     assert namespace["restored"].optimizer.iterations == 6     # it went on training
+
+
+def test_the_readme_scikit_learn_snippet_runs(capsys):
+    pytest.importorskip("sklearn")
+    blocks = _readme_section("scikit-learn")
+    assert len(blocks) == 1 and "sample_weight" in blocks[0] and "warm_start" in blocks[0]
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    lines = capsys.readouterr().out.splitlines()
+    assert float(lines[0].split()[-1]) > 0.95 and lines[1] == "(2, 10)"
+    assert lines[2] == "5 45"                  # 40 epochs, then 5 warm-started ones
+    mlp = namespace["mlp"]
+    assert mlp.class_weight == "balanced" and mlp.model_.dtype.name == "float32"
+    assert float(lines[-1].split()[-1]) > 0.9
