@@ -178,22 +178,14 @@ class FitLoop:
         if steps_per_epoch is not None:
             raise TypeError("steps_per_epoch applies to an iterable of batches; with arrays, "
                             "batch_size sets the steps")
-        batch_size = V.check_positive_int("batch_size", batch_size)
-        validation_split = V.check_float("validation_split", validation_split,
-                                         low=0.0, high=1.0, high_open=True)
-        shuffle = V.check_bool("shuffle", shuffle)
-        verbose = check_verbose(verbose)
-        callbacks = _check_callbacks(callbacks)
         # a memory-mapped X (larger than memory, perhaps) is never copied whole: each shuffled
         # batch is gathered from it by index instead (the same rows in the same order as the
         # shuffled copy would give, so the same steps to the bit)
-        by_index = shuffle and _maps_a_file(X)
-        X = self._inputs(X)
-        T = self._targets(y, X.shape[0])
-        assert self.loss is not None                  # compiled (checked above)
-        warn_about_targets(self.loss, y)
-        W = self._sample_weights(sample_weight, class_weight, T)
-        X, T, W, val = self._split_validation(X, T, W, validation_data, validation_split)
+        maps_a_file = _maps_a_file(X)
+        X, T, W, val, batch_size, shuffle, verbose, callbacks = self._fit_arrays(
+            X, y, batch_size, validation_data, validation_split, shuffle, verbose, callbacks,
+            sample_weight, class_weight)
+        by_index = shuffle and maps_a_file
         n = X.shape[0]
         batch = min(batch_size, n)
         self._train_workspace(batch)
@@ -227,6 +219,25 @@ class FitLoop:
         for cb in callbacks:
             cb.on_train_end(logs)
         return history
+
+    def _fit_arrays(self: Any, X, y, batch_size, validation_data, validation_split, shuffle,
+                    verbose, callbacks, sample_weight, class_weight):
+        """fit's checks of its options and its array data, and their packed forms: (X, T, W,
+        validation pair or None, batch_size, shuffle, verbose, callbacks); also used by
+        ``fastnn.distributed.fit``, so both refuse the same things with the same messages."""
+        batch_size = V.check_positive_int("batch_size", batch_size)
+        validation_split = V.check_float("validation_split", validation_split,
+                                         low=0.0, high=1.0, high_open=True)
+        shuffle = V.check_bool("shuffle", shuffle)
+        verbose = check_verbose(verbose)
+        callbacks = _check_callbacks(callbacks)
+        X = self._inputs(X)
+        T = self._targets(y, X.shape[0])
+        assert self.loss is not None                  # compiled (checked by the caller)
+        warn_about_targets(self.loss, y)
+        W = self._sample_weights(sample_weight, class_weight, T)
+        X, T, W, val = self._split_validation(X, T, W, validation_data, validation_split)
+        return X, T, W, val, batch_size, shuffle, verbose, callbacks
 
     def _fit_source(self: Any, source, epochs, steps_per_epoch, initial_epoch, verbose, callbacks,
                     validation_data):
