@@ -35,6 +35,8 @@ from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAb
 from fastnn.models import History, Input, Model, Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
+from fastnn import distributed  # noqa: E402  (after the models it trains; imports no MPI)
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:               # for type checkers; at run time, __getattr__ imports them
@@ -68,5 +70,5 @@ __all__ = [
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
-    "SinePositionEncoding", "TransformerBlock",
+    "SinePositionEncoding", "TransformerBlock", "distributed",
 ]

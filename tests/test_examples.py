@@ -15,9 +15,11 @@ def test_examples_are_found():
     assert len(EXAMPLES) >= 5
 
 
-# gan.py, gan_digits.py and tiny_gpt.py run in their own tests below, which read their results
+# gan.py, gan_digits.py and tiny_gpt.py run in their own tests below, which read their results;
+# distributed_digits.py runs under mpiexec in tests/test_distributed.py
 @pytest.mark.parametrize("script", [p for p in EXAMPLES
-                                    if p.stem not in ("gan", "gan_digits", "tiny_gpt")],
+                                    if p.stem not in ("gan", "gan_digits", "tiny_gpt",
+                                                      "distributed_digits")],
                          ids=lambda p: p.stem)
 def test_example_runs(script):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
