@@ -199,6 +199,8 @@ class Trainer:
         progress = EpochProgress(epoch, epochs, self.batches.n, self.verbose)
         try:
             for k, total in enumerate(self.totals):
+                for cb in self.callbacks:
+                    cb.on_train_batch_begin(k, logs={})
                 try:
                     result = self._step(k)
                 except AllRanks as exc:
@@ -206,7 +208,7 @@ class Trainer:
                         raise AllRanks(type(exc.error)(
                             f"epoch {epoch + 1}, batch {k + 1}: {exc.error}")) from None
                     for cb in self.callbacks:
-                        cb.on_batch_end(k, {"loss": math.nan})
+                        cb.on_train_batch_end(k, logs={"loss": math.nan})
                     self.model.stop_training = True
                     break
                 if result is None:
@@ -218,7 +220,7 @@ class Trainer:
                     sums[name] += float(value)
                 progress.update(total, sums)
                 for cb in self.callbacks:
-                    cb.on_batch_end(k, {"loss": loss})
+                    cb.on_train_batch_end(k, logs={"loss": loss})
                 self._note_callbacks()      # rank 0 goes on: the next step tells the others
             logs = {key: value / max(seen, 1) for key, value in sums.items()}
             if self.val is not None:
@@ -258,12 +260,13 @@ class Trainer:
         try:
             for cb in self.callbacks:
                 cb.set_model(model)
-                cb.on_train_begin()
+                cb.on_train_begin({})
             if self.watched:
                 self._sync_control()
+            logs: dict[str, float] = {}
             for epoch in range(initial_epoch, epochs):
                 for cb in self.callbacks:
-                    cb.on_epoch_begin(epoch)
+                    cb.on_epoch_begin(epoch, {})
                 if self.watched:
                     self._sync_control()
                 logs = self._epoch(epoch, epochs)
@@ -275,7 +278,7 @@ class Trainer:
                 if model.stop_training:
                     break
             for cb in self.callbacks:
-                cb.on_train_end()
+                cb.on_train_end(logs)
             if self.watched:
                 broadcast_arrays(self.comm, [owner._params for owner in model._owners()])
         finally:
