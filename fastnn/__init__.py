@@ -19,6 +19,7 @@ from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive
                              set_num_threads, thread_limit, threads)
 from fastnn.io import load_model as load
 from fastnn import onnx                   # the optional extra: imports the onnx package on use
+from fastnn import interop                # PyTorch and h5py: imported on use
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
                            Convolution1D, Convolution2D, Dense, Dropout, Embedding, Flatten,
                            GELU,
