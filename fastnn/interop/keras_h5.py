@@ -129,7 +129,7 @@ def load_keras_weights(model: Any, path: Any) -> None:
     with f:
         layers = _layers_of(f)
         _collect(model, layers, "layers", pairs, used)
-        extra = []
+        extra: list[str] = []
         if layers is not None:
             _unused(layers, "layers", used, extra)
     if extra:
