@@ -106,7 +106,7 @@ def _collect(model: Any, layers_group: Any, where: str, out: list[tuple[Any, lis
 
 
 def _layers_of(group: Any) -> Any:
-    for key in ("layers", "_layer_checkpoint_dependencies"):
+    for key in ("_layer_checkpoint_dependencies", "layers"):     # Keras' own preference
         if key in group:
             return group[key]
     return None

@@ -268,6 +268,7 @@ _HANDLERS: dict[type, Callable[[_Walk, Any], None]] = {
 _CHANNELS_FIRST = (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
                    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                    nn.AdaptiveMaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d)
+_SUPPORTED = {c.__name__ for c in (*_SIMPLE, *_HANDLERS, *_RECURRENT)} | {"RecurrentOutput"}
 _LAYOUT_FREE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.Dropout, nn.Identity)
 
 
@@ -312,7 +313,8 @@ def from_torch(module: Any, input_shape: Any, backend: str = "fast") -> Any:
         elif type(m).__name__ == "RecurrentOutput" and i and type(mods[i - 1][1]) in _RECURRENT:
             continue
         else:
-            w.fail("is not supported by fastnn.interop.from_torch")
+            raise ValueError(f"from_torch: module {w.where} is not supported; fastnn reproduces "
+                             f"{', '.join(sorted(_SUPPORTED))}")
     if w.perm is not None:
         raise ValueError("from_torch: the model ends on a channels-first Flatten; end it with a "
                          "Linear layer (whose rows absorb the reordering)")
