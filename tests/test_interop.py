@@ -200,7 +200,7 @@ def _refusals():
         (lambda: nn.Sequential(nn.LSTM(3, 4), R()), (5, 3), "batch_first"),
         (lambda: nn.Sequential(nn.LSTM(3, 4, batch_first=True, proj_size=2), R()), (5, 3),
          "proj_size"),
-        (lambda: nn.Sequential(R()), (5, 3), r"'0' \(RecurrentOutput\).*not supported"),
+        (lambda: nn.Sequential(R()), (5, 3), r"'0' \(RecurrentOutput\): RecurrentOutput must follow"),
         (lambda: nn.Sequential(nn.ELU()), (3,), r"'0' \(ELU\) is not supported"),
         (lambda: nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.ReLU6())), (3,),
          r"'1\.0' \(ReLU6\)"),

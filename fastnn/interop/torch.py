@@ -310,8 +310,9 @@ def from_torch(module: Any, input_shape: Any, backend: str = "fast") -> Any:
             _HANDLERS[type(m)](w, m)
         elif type(m) in _RECURRENT:
             _recurrent(w, m, mods[i + 1][1] if i + 1 < len(mods) else None)
-        elif type(m).__name__ == "RecurrentOutput" and i and type(mods[i - 1][1]) in _RECURRENT:
-            continue
+        elif type(m).__name__ == "RecurrentOutput":
+            if not i or type(mods[i - 1][1]) not in _RECURRENT:
+                w.fail("RecurrentOutput must follow an RNN, LSTM or GRU module")
         else:
             raise ValueError(f"from_torch: module {w.where} is not supported; fastnn reproduces "
                              f"{', '.join(sorted(_SUPPORTED))}")
