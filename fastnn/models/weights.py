@@ -123,34 +123,6 @@ class Weights:
             if owner.optimizer is not None:
                 owner.optimizer.verify_next_step()   # the screen assumes weights training made
 
-    def load_weights(self: Any, path: PathLike) -> None:
-        """Set the weights from a Keras 3 ``.weights.h5`` file (needs h5py) or a fastnn model file.
-
-        A ``.weights.h5`` file (``keras_model.save_weights``) is matched as Keras matches it:
-        each layer with weights by its kind and its place among the layers of that kind (Keras'
-        group names ``dense``, ``dense_1``, ...), so the model must have Keras' layers in Keras'
-        order (any names). Any other path is read as a fastnn model file (``model.save``) of
-        the same architecture. Every shape is checked before any weight changes.
-
-        Raises
-        ------
-        ImportError
-            For a ``.weights.h5`` file without h5py (``pip install "fastnn[h5]"``).
-        ValueError
-            If the model is not built, a layer has no counterpart in the file (or no Keras
-            form), the file holds weights of layers the model lacks, or a shape differs.
-        """
-        self._check_built("load_weights")
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike. Received: "
-                            f"{type(path).__name__}")
-        if os.fspath(path).endswith(".weights.h5"):
-            from fastnn.interop.keras_h5 import load_keras_weights
-            load_keras_weights(self, path)
-            return
-        from fastnn import io as fnn_io
-        self.set_weights(fnn_io.load_model(path, backend="numpy").get_weights())
-
     def count_params(self: Any) -> int:
         """The number of parameters: ``inputs * units + units`` summed over the layers.
 
@@ -317,20 +289,37 @@ class Weights:
 
     def load_weights(self: Any, path: PathLike) -> None:
         """Set the weights from a file ``save_weights`` (or ``save``) wrote for a model with
-        weights of the same shapes, in ``get_weights()`` order; the compile settings and the
-        optimizer state stay as they are.
+        weights of the same shapes, in ``get_weights()`` order, or from a Keras 3
+        ``.weights.h5`` file (``keras_model.save_weights``; needs h5py); the compile settings
+        and the optimizer state stay as they are.
+
+        A ``.weights.h5`` file is matched as Keras matches it: each layer with weights by its
+        kind and its place among the layers of that kind (Keras' group names ``dense``,
+        ``dense_1``, ...), so the model must have Keras' layers in Keras' order (any names).
+        Every shape is checked before any weight changes.
 
         Raises
         ------
         ValueError
             If the file is not a valid fastnn model file, or its weights do not fit this
-            model (their number or shapes differ; nothing is changed then).
+            model (their number or shapes differ; nothing is changed then); for a
+            ``.weights.h5`` file, if a layer has no counterpart in it (or no Keras form), it
+            holds weights of layers the model lacks, or a shape differs.
         TypeError
             If ``path`` is not a path.
+        ImportError
+            For a ``.weights.h5`` file without h5py (``pip install "fastnn[h5]"``).
         OSError
             If the file cannot be read.
         """
         self._check_built("load_weights")
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike. Received: "
+                            f"{type(path).__name__}")
+        if os.fspath(path).endswith(".weights.h5"):
+            from fastnn.interop.keras_h5 import load_keras_weights
+            load_keras_weights(self, path)
+            return
         from fastnn import io as fnn_io
         saved = fnn_io.load_model(path, backend=self.backend).get_weights()
         mine = [w.shape for w in self.get_weights()]
