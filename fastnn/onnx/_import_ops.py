@@ -42,8 +42,10 @@ class Zero:
 
 
 class Ids:
-    def __init__(self, t: T) -> None:
-        self.t = t
+    """A tensor cast to integers; ``wrap``: the table size Keras adds to negative ids."""
+
+    def __init__(self, t: T, wrap: Optional[int] = None) -> None:
+        self.t, self.wrap = t, wrap
 
 
 class AtLeast:
@@ -62,6 +64,7 @@ class Ctx:
         self.weights: dict[Any, Any] = {}      # layer: {spec name: array} or a list
         self.consumers: dict[str, list[Any]] = {}
         self.skip: set[Any] = set()
+        self.affine: set[Any] = set()          # BatchNormalization layers made of Sub/Mul/Add
         self.dtype = np.dtype(np.float32)
         self.node: Any = None
         self.graph: Any = None
@@ -92,6 +95,12 @@ class Ctx:
     def single_use(self, name: str) -> bool:
         return len(self.consumers.get(name, [])) == 1 and None not in self.consumers[name]
 
+    def only_reader(self, sym: Any) -> bool:
+        """Whether each ONNX name holding ``sym`` (through no-op casts, transposes, ...) has
+        one reader and is no graph output: the node at hand is the value's only use."""
+        return all(self.single_use(n) for n, v in self.values.items()
+                   if isinstance(v, T) and (v.sym is sym or v.pair is sym))
+
     def call(self, layer: Any, x: Any, weights: Optional[dict[str, np.ndarray]] = None) -> Any:
         out = layer(x)
         if weights is not None:
@@ -109,16 +118,20 @@ class Ctx:
         return v
 
 
-def _channels_first(ctx: Ctx, t: T) -> int:
-    """The spatial rank of ``t`` when its layout is a channels-first view of fastnn's tensor."""
-    r = len(t.layout) - 2
-    if r < 1 or t.flat_perm is not None or t.layout != (0, r + 1, *range(1, r + 1)):
+def _channels_first(ctx: Ctx, t: T, units: bool = False) -> int:
+    """The spatial rank of ``t`` when its layout is a channels-first view of fastnn's tensor
+    (with ``units``, unit axes may sit among the spatial ones: tf2onnx's Conv1D as a 1 x k
+    Conv)."""
+    spatial = [a for a in t.layout[2:] if a is not None] if units else list(t.layout[2:])
+    r = len(spatial)
+    if r < 1 or t.flat_perm is not None or t.layout[:2] != (0, r + 1) or \
+            spatial != list(range(1, r + 1)):
         ctx.fail("its input must be channels-first (N, C, ...) over a channels-last tensor")
     return r
 
 
-def _padding(ctx: Ctx, spatial: Any, k: Any, s: Any, d: Any) -> str:
-    pads = list(ctx.attr("pads", [0] * (2 * len(k))))
+def _padding(ctx: Ctx, spatial: Any, k: Any, s: Any, d: Any, pads: Any = None) -> str:
+    pads = list(ctx.attr("pads", [0] * (2 * len(k))) if pads is None else pads)
     if ctx.attr("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         ctx.fail("auto_pad is not supported (explicit pads are)")
     if not any(pads):
@@ -139,16 +152,32 @@ def _window(ctx: Ctx, x: T, key: str) -> tuple[int, tuple[int, ...], list[int], 
 
 
 def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
-    x = ctx.tensor(ins[0])
-    w = ctx.const(ins[1], "weight")
-    r = _channels_first(ctx, x)
+    from fastnn.onnx._import_fold import Padded
+    padded = ins[0] if isinstance(ins[0], Padded) else None
+    x = padded.t if padded is not None else ctx.tensor(ins[0])
+    w: Any = ctx.const(ins[1], "weight")
+    _channels_first(ctx, x, units=True)
+    n = len(x.layout) - 2
+    real = [i for i in range(n) if x.layout[2 + i] is not None]     # the non-unit axes
+    r = len(real)
     spatial = tuple(x.sym.shape[:-1])
-    strides = list(ctx.attr("strides", [1] * r))
+    strides = list(ctx.attr("strides", [1] * n))
     if ctx.attr("group", 1) != 1:
         ctx.fail("grouped convolutions are not supported")
     k = list(w.shape[2:])
-    d = list(ctx.attr("dilations", [1] * r))
-    padding = _padding(ctx, spatial, k, strides, d)
+    d = list(ctx.attr("dilations", [1] * n))
+    pads = list(ctx.attr("pads", [0] * (2 * n)))
+    if padded is not None:
+        if any(pads):
+            ctx.fail("a Conv after a Pad must not pad again")
+        pads = padded.pads[2:n + 2] + padded.pads[n + 4:]
+    if len(k) != n or len(strides) != n or len(d) != n or len(pads) != 2 * n or any(
+            k[i] != 1 or pads[i] or pads[n + i] for i in range(n) if i not in real):
+        ctx.fail("a unit axis must have a kernel of 1 and no padding")
+    w = w.reshape(w.shape[:2] + tuple(k[i] for i in real))
+    k, strides, d = [k[i] for i in real], [strides[i] for i in real], [d[i] for i in real]
+    padding = _padding(ctx, spatial, k, strides, d, [pads[i] for i in real] +
+                       [pads[n + i] for i in real])
     cls = fnn.Conv2D if r == 2 else fnn.Conv1D if r == 1 else ctx.fail("3-D convolutions")
     weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}
     if len(ins) > 2 and ins[2] is not None:
@@ -156,49 +185,6 @@ def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     layer = cls(w.shape[0], k, strides=strides, padding=padding, dilation_rate=d,
                 use_bias="bias" in weights)
     return [T(ctx.call(layer, x.sym, weights), x.layout)]
-
-
-def pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
-    x = ctx.tensor(ins[0])
-    r, spatial, k, strides = _window(ctx, x, "kernel_shape")
-    if ctx.attr("ceil_mode", 0) or any(v != 1 for v in ctx.attr("dilations", [1] * r)):
-        ctx.fail("ceil_mode and dilations are not supported")
-    padding = _padding(ctx, spatial, k, strides, [1] * r)
-    avg = node.op_type == "AveragePool"
-    if avg and padding == "same" and ctx.attr("count_include_pad", 0):
-        ctx.fail("count_include_pad=1 is not supported (Keras averages the real values)")
-    cls = {(1, False): fnn.MaxPooling1D, (2, False): fnn.MaxPooling2D,
-           (1, True): fnn.AveragePooling1D, (2, True): fnn.AveragePooling2D}.get((r, avg))
-    if cls is None:
-        ctx.fail("3-D pooling is not supported")
-    return [T(ctx.call(cls(k, strides, padding), x.sym), x.layout)]
-
-
-def global_pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
-    x = ctx.tensor(ins[0])
-    r = _channels_first(ctx, x)
-    avg = node.op_type == "GlobalAveragePool"
-    cls = [[fnn.GlobalMaxPooling1D, fnn.GlobalAveragePooling1D],
-           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D]][r - 1][avg]
-    return [T(ctx.call(cls(keepdims=True), x.sym), x.layout)]
-
-
-def reduce(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
-    x = ctx.tensor(ins[0])
-    if x.pair is not None:
-        from fastnn.onnx._import_seq import merge_directions
-        return merge_directions(ctx, node, ins)
-    axes = ctx.attr("axes") if len(ins) < 2 or ins[1] is None else ctx.const(ins[1], "axes")
-    rank = len(x.layout)
-    axes = sorted(int(a) % rank for a in (axes if axes is not None else []))
-    if not x.identity or axes != list(range(1, rank - 1)) or rank not in (3, 4):
-        ctx.fail("only a reduction over all positions of a channels-last tensor (global "
-                 "pooling) is supported")
-    avg = node.op_type == "ReduceMean"
-    cls = [[fnn.GlobalMaxPooling1D, fnn.GlobalAveragePooling1D],
-           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D]][rank - 3][avg]
-    keep = bool(ctx.attr("keepdims", 1))
-    return [T(ctx.call(cls(keepdims=keep), x.sym), range(rank if keep else 2))]
 
 
 def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
@@ -215,6 +201,10 @@ def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         kernel = np.empty_like(w)
         kernel[x.flat_perm] = w
         w = kernel
+    elif x.layout == (1, 0, 2):
+        ctx.fail("its input is time-major: a recurrent layer unrolled into per-step ops (as "
+                 "Keras 3's torch-backend export writes) is not supported; ONNX's RNN, LSTM "
+                 "and GRU ops are")
     elif not x.identity:
         ctx.fail("its input must be in fastnn's layout")
     weights = {"kernel": w}
@@ -225,17 +215,23 @@ def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 
 def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    from fastnn.onnx import _import_fold as F
+    if any(isinstance(v, (Ids, tuple)) for v in ins):
+        return F.ids_wrap(ctx, node, ins)
     tensors = [v for v in ins if isinstance(v, T)]
     if len(tensors) == 1 and len(ins) == 2:
         x, b = tensors[0], next(v for v in ins if not isinstance(v, T))
-        x_name = node.input[[v is x for v in ins].index(True)]
         layer = x.sym.layer
-        if (isinstance(layer, fnn.Dense) and not layer.use_bias and x.identity
-                and ctx.single_use(x_name) and isinstance(b, np.ndarray)
-                and b.size == layer.units and b.shape[-1:] == (layer.units,)):
-            layer.use_bias = True                  # MatMul + Add: one Dense
-            ctx.weights[layer]["bias"] = np.asarray(b.reshape(-1), ctx.dtype)
+        bias = F.channel_vector(x, b)
+        if (isinstance(layer, (fnn.Dense, fnn.Conv1D, fnn.Conv2D)) and not layer.use_bias
+                and bias is not None and ctx.only_reader(x.sym)
+                and (x.identity or not isinstance(layer, fnn.Dense))):
+            layer.use_bias = True                  # MatMul (or Conv) + Add: one layer
+            ctx.weights[layer]["bias"] = np.asarray(bias, ctx.dtype)
             return [x]
+        if bias is not None and (x.sym.layer in ctx.affine or not (
+                x.identity and len(x.sym.shape) == 2 and b.shape[-2:] == tuple(x.sym.shape))):
+            return F.affine(ctx, node, ins)
         if (x.identity and isinstance(b, np.ndarray) and len(x.sym.shape) == 2
                 and b.shape[-2:] == tuple(x.sym.shape) and b.size == b[..., :, :].size
                 and b.ndim <= 3):               # a position table: x + P[:steps]
@@ -249,11 +245,15 @@ def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 
 def concat(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    if ins and all(isinstance(v, Zero) for v in ins):
+        return [Zero()]                            # initial states of both directions
     if not any(isinstance(v, T) for v in ins):
         return shape_concat(ctx, node, ins)
     ts = [ctx.tensor(v) for v in ins]
     rank = len(ts[0].layout)
-    if any(not t.identity for t in ts) or ctx.attr("axis") % rank != rank - 1:
+    last = len(ts[0].sym.shape)
+    if any(t.layout != ts[0].layout or t.flat_perm is not None or len(t.sym.shape) != last
+           for t in ts) or ts[0].layout[ctx.attr("axis") % rank] != last:
         ctx.fail("only a concatenation of channels-last tensors along the last axis is "
                  "supported")
     return [T(ctx.call(fnn.Concatenate(), [t.sym for t in ts]), ts[0].layout)]
@@ -277,7 +277,7 @@ def activation(ctx: Ctx, node: Any, ins: list[Any], name: Any = "", param: Any =
             ctx.fail("softmax must be over the last (channels) axis")
     producer = x.sym.layer
     if (isinstance(producer, (fnn.Dense, fnn.Conv1D, fnn.Conv2D)) and producer.act == 0
-            and ctx.single_use(node.input[0]) and x.flat_perm is None
+            and ctx.only_reader(x.sym) and x.flat_perm is None
             and not (name == "softmax" and not isinstance(producer, fnn.Dense))):
         fused = fnn.Activation(name, param)      # an activation the layer applies itself
         producer.act, producer.param = fused.act, fused.param
@@ -294,17 +294,26 @@ def at_least(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 def cast(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     to, v = ctx.attr("to"), ins[0]
+    own = 1 if ctx.dtype == np.float32 else 11
     if isinstance(v, AtLeast) and to in (1, 11):
         return activation(ctx, node, ins, "step", v.threshold, v.t)
+    if isinstance(v, (T, Zero)) and to == own:
+        return [v]                                 # to the model's own float type: no-op
     if isinstance(v, T) and to in (6, 7):
         return [Ids(v)]
+    if isinstance(v, (Ids, ShapeOf)) and to in (6, 7):
+        return [v]                                 # int32 <-> int64 of ids and shapes
     if isinstance(v, np.ndarray):
         return [v.astype(ctx.onnx.helper.tensor_dtype_to_np_dtype(to))]
-    ctx.fail("only casts of ids (to integers) and of step activations are supported")
+    ctx.fail("only casts to the model's float type, of ids and shapes to integers and of "
+             "step activations are supported")
 
 
 from fastnn.onnx._import_shape import SHAPE_OPS, shape_concat  # noqa: E402
 from fastnn.onnx._import_seq import SEQ_OPS  # noqa: E402
+
+from fastnn.onnx import _import_fold as _F  # noqa: E402
+from fastnn.onnx._import_pool import global_pool, pool, reduce  # noqa: E402
 
 OPS: dict[str, Callable[..., list[Any]]] = {
     "Conv": conv, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
@@ -312,5 +321,7 @@ OPS: dict[str, Callable[..., list[Any]]] = {
     "Gemm": dense,
     "MatMul": dense, "Add": add, "Sum": add, "Concat": concat, "GreaterOrEqual": at_least,
     "Cast": cast, **{op: activation for op in _ACTS}, **SHAPE_OPS, **SEQ_OPS,
+    "Pad": _F.pad, "Slice": _F.slice_, "Expand": _F.expand, "Sub": _F.affine, "Mul": _F.affine,
+    "Less": _F.ids_wrap, "Where": _F.ids_wrap,
 }
 __all__ = ["OPS", "Ctx", "T", "Zero", "ShapeOf", "Ids"]

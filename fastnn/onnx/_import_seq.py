@@ -2,8 +2,9 @@
 SimpleRNN, LSTM and GRU, gates reordered to Keras' (ONNX LSTM i, o, f, c -> i, f, c, o).
 
 What the layer returns is read from the graph: the sequence Y when something reads it
-(``return_sequences``), the last state Y_h otherwise; PyTorch's ``y[:, -1]`` (Squeeze,
-Transpose, Gather of the last step) is recognised as the last state.
+(``return_sequences``), the last state Y_h otherwise; PyTorch's ``y[:, -1]`` and tf2onnx's
+``y[-1:]`` (Squeeze, Transpose, Gather or Slice of the last step; the first for a reverse
+direction) are recognised as the last state.
 """
 
 from __future__ import annotations
@@ -41,16 +42,14 @@ def _const_of(ctx: Ctx, name: str) -> Optional[np.ndarray]:
     return None
 
 
-def _last_step(ctx: Ctx, y: str, steps: int) -> Optional[tuple[str, list[Any]]]:
-    """The output name of a Squeeze/Transpose/Gather chain picking Y's last step, and the chain's
-    nodes; None when Y is read otherwise."""
-    labels: list[Any] = ["t", None, "b", "h"]
-    name, chain = y, []
+def _pick(ctx: Ctx, node: Any, steps: int, dirs: int = 1
+          ) -> Optional[tuple[str, list[Any], int, int]]:
+    """Follow the Squeeze/Transpose/Slice/Gather chain that starts at ``node`` (a reader of Y,
+    (steps, directions, batch, units)) to one time step of one direction, (batch, units):
+    its output name, its nodes, the direction and the step; None when Y is read otherwise."""
+    labels: list[Any] = ["t", "d", "b", "h"]
+    name, chain, picked = "", [], {"t": -1, "d": 0}
     while True:
-        users = ctx.consumers.get(name, [])
-        if len(users) != 1 or users[0] is None:
-            return None
-        node = users[0]
         chain.append(node)
         attrs = {a.name: ctx.onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Squeeze":
@@ -58,22 +57,56 @@ def _last_step(ctx: Ctx, y: str, steps: int) -> Optional[tuple[str, list[Any]]]:
             if axes is None:
                 return None
             axes = [int(a) % len(labels) for a in np.asarray(axes).reshape(-1)]
-            if any(labels[a] is not None for a in axes):
+            if any(labels[a] is not None and labels[a] != "d" for a in axes):
                 return None
             labels = [v for i, v in enumerate(labels) if i not in axes]
         elif node.op_type == "Transpose":
             labels = [labels[p] for p in attrs["perm"]]
-        elif node.op_type == "Gather":
-            idx = _const_of(ctx, node.input[1])
-            axis = attrs.get("axis", 0) % len(labels)
-            if idx is None or idx.ndim != 0 or labels[axis] != "t" or \
-                    int(idx) not in (-1, steps - 1):
+        elif node.op_type in ("Gather", "Slice"):
+            args: list[Any] = [_const_of(ctx, n) for n in node.input[1:]]
+            if any(a is None for a in args):
                 return None
-            labels.pop(axis)
-            return (node.output[0], chain) if labels == ["b", "h"] else None
+            if node.op_type == "Gather":
+                axis, k, stop = attrs.get("axis", 0) % len(labels), args[0], None
+                if k.ndim != 0:
+                    return None
+            else:
+                starts, ends, axes, *step = [a.reshape(-1) for a in args] + [np.ones(1)]
+                if len(node.input) < 4 or starts.size != 1 or ends.size != 1 or step[0][0] != 1:
+                    return None
+                axis, k, stop = int(axes[0]) % len(labels), starts[0], int(ends[0])
+            size = steps if labels[axis] == "t" else dirs if labels[axis] == "d" else 0
+            k = int(k) + size if int(k) < 0 else int(k)
+            if stop is not None:                  # the slice must hold exactly step k
+                stop = min(stop + size if stop < 0 else stop, size)
+            if labels[axis] not in ("t", "d") or not 0 <= k < size or stop not in (None, k + 1):
+                return None
+            picked[labels[axis]] = k
+            if node.op_type == "Gather":
+                labels.pop(axis)
+            else:
+                labels[axis] = None
         else:
             return None
         name = node.output[0]
+        if labels == ["b", "h"] and picked["t"] >= 0:
+            return name, chain, picked["d"], picked["t"]
+        users = ctx.consumers.get(name, [])
+        if len(users) != 1 or users[0] is None:
+            return None
+        node = users[0]
+
+
+def _last_step(ctx: Ctx, y: str, steps: int, reverse: bool) -> Optional[tuple[str, list[Any]]]:
+    """The output name and nodes of the chain reading the final state from Y (the last step
+    forward, the first in reverse); None when Y is read otherwise."""
+    users = ctx.consumers.get(y, [])
+    if len(users) != 1 or users[0] is None:
+        return None
+    found = _pick(ctx, users[0], steps)
+    if found is None or found[2] != 0 or found[3] != (0 if reverse else steps - 1):
+        return None
+    return found[0], found[1]
 
 
 def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
@@ -130,7 +163,7 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         return _bidirectional(ctx, node, x, op, units, acts, per_dir, initial)
     steps = x.sym.shape[0]
     outs = list(node.output) + [""] * (3 - len(node.output))
-    chain = _last_step(ctx, outs[0], steps) if outs[0] else None
+    chain = _last_step(ctx, outs[0], steps, direction == "reverse") if outs[0] else None
     used = [bool(n) and bool(ctx.consumers.get(n)) for n in outs]
     seq = used[0] and chain is None
     if seq and direction == "reverse":
@@ -165,6 +198,15 @@ def _bidirectional(ctx: Ctx, node: Any, x: Any, op: str, units: int, acts: list[
     from fastnn.onnx._import_ops import T
     outs = list(node.output) + [""] * (3 - len(node.output))
     used = [bool(n) and bool(ctx.consumers.get(n)) for n in outs]
+    steps = x.sym.shape[0]
+    readers = ctx.consumers.get(outs[0], []) if used[0] else []
+    found = [_pick(ctx, n, steps, 2) if n is not None else None for n in readers]
+    picks = [p for p in found if p is not None]
+    if len(found) == len(picks) == 2 and {(p[2], p[3]) for p in picks} == {
+            (0, steps - 1), (1, 0)}:                               # tf2onnx's last states
+        used = [False, True, used[2]]
+    else:
+        picks = []
     if initial or used[2] or used[0] == used[1]:
         ctx.fail("a bidirectional layer must give its sequence or its last states (not both, "
                  "not the cell state), from zero initial states")
@@ -178,6 +220,9 @@ def _bidirectional(ctx: Ctx, node: Any, x: Any, op: str, units: int, acts: list[
                           for name in ("kernel", "recurrent_kernel", "bias") if name in d]
     if used[0]:                                  # Y (T, 2, n, H)
         return [T(fwd, (1, "d", 0, 2), pair=bwd), None, None][:len(node.output)]
+    for p in picks:            # Y[-1] forward and Y[0] backward: the final states
+        ctx.values[p[0]] = T(bwd if p[2] else fwd, (0, 1))
+        ctx.skip.update(id(n) for n in p[1])
     return [None, T(fwd, ("d", 0, 1), pair=bwd), None][:len(node.output)]
 
 

@@ -52,6 +52,8 @@ def transpose(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 def squeeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     v = ins[0]
+    if isinstance(v, _ops().Zero):
+        return [v]
     if isinstance(v, (np.ndarray, list)):
         return [v] if not isinstance(v, np.ndarray) else [np.squeeze(v, tuple(_axes(ctx, ins,
                                                                                   v.ndim)))]
@@ -64,7 +66,7 @@ def squeeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 def unsqueeze(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     v = ins[0]
-    if isinstance(v, list):                          # ShapeOf
+    if isinstance(v, (list, _ops().Zero)):           # ShapeOf, zeros
         return [v]
     if isinstance(v, np.ndarray):
         return [np.expand_dims(v, tuple(_axes(ctx, ins, v.ndim + len(
@@ -93,13 +95,52 @@ def flatten(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     ctx.fail("its input must be channels-last or a channels-first view")
 
 
+def _unit_shuffle(x: Any, target: list[int]) -> Any:
+    """The layout of a reshape of ``x`` that only adds, drops or moves axes of size 1 (so the
+    data keeps its order: tf2onnx's (n, h, w, 1) -> (n, 1, h, w)); None otherwise."""
+    if x.flat_perm is not None or x.pair is not None:
+        return None
+    full = (1, *x.sym.shape)
+    dims = [None if a == 0 else 1 if a is None else full[a] for a in x.layout]
+    sizes = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]
+    sample = math.prod(d for d in dims if d is not None)
+    if sizes.count(-1) > 1 or any(d is not None and d < -1 for d in sizes):
+        return None
+    if -1 in sizes:
+        known = math.prod(d for d in sizes if d not in (None, -1))
+        if None in sizes:
+            if known == 0 or sample % known:
+                return None
+            sizes[sizes.index(-1)] = sample // known
+        elif known == sample:
+            sizes[sizes.index(-1)] = None            # the batch axis
+        else:
+            return None
+    if [d for d in sizes if d != 1] != [d for d in dims if d != 1]:
+        return None
+    big = iter([a for a, d in zip(x.layout, dims) if d != 1])
+    units = [a for a, d in zip(x.layout, dims) if d == 1]
+    if sum(d == 1 for d in sizes) < sum(a is not None for a in units):
+        return None                                  # a fastnn axis would vanish
+    spare = iter([a for a in units if a is not None] + [None] * len(sizes))
+    return [next(big) if d != 1 else next(spare) for d in sizes]
+
+
 def reshape(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     T = _ops().T
     x = ctx.tensor(ins[0])
-    target = ctx.const(ins[1], "shape").astype(np.int64).tolist()
+    if isinstance(ins[1], list):                     # ShapeOf: its batch entry stays
+        if None in ins[1][1:]:
+            ctx.fail("only the first axis of the shape may be the batch size")
+        target = [0 if d is None else int(d) for d in ins[1]]
+    else:
+        target = ctx.const(ins[1], "shape").astype(np.int64).reshape(-1).tolist()
     if x.pair is not None:
         from fastnn.onnx._import_seq import merge_directions
         return merge_directions(ctx, node, ins, target)
+    layout = _unit_shuffle(x, target)
+    if layout is not None:
+        return [x.with_layout(layout)]
     shape = list(x.sym.shape)
     if not x.identity or not target or target[0] not in (0, -1):
         ctx.fail("only a reshape of a channels-last tensor keeping the batch axis first is "
@@ -134,11 +175,14 @@ def gather(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if isinstance(idx, ops.Ids) and isinstance(data, np.ndarray) and data.ndim == 2 and axis == 0:
         if not idx.t.identity:
             ctx.fail("the ids must be in fastnn's layout")
+        if idx.wrap not in (None, data.shape[0]):
+            ctx.fail(f"negative ids wrap by {idx.wrap}, not the table's {data.shape[0]} rows")
         layer = fnn.Embedding(data.shape[0], data.shape[1])
         out = ctx.call(layer, idx.t.sym, {"embeddings": data})
         return [ops.T(out, range(len(idx.t.layout) + 1))]
     if isinstance(data, list) and isinstance(idx, np.ndarray):        # ShapeOf
-        return [ops.ShapeOf(data[int(i)] for i in idx.reshape(-1))]
+        from fastnn.onnx._import_fold import shape_value
+        return [shape_value(ctx, [data[int(i)] for i in idx.reshape(-1)], idx.shape)]
     if isinstance(data, np.ndarray) and isinstance(idx, np.ndarray):
         return [np.take(data, idx, axis=axis)]
     if isinstance(data, ops.T) and isinstance(idx, np.ndarray) and idx.ndim == 0:

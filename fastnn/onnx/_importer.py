@@ -16,6 +16,7 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn.onnx._checked_file import check_model, check_tensor, read_model
+from fastnn.onnx._import_fold import FOLDABLE, fold
 from fastnn.onnx._import_ops import OPS, Ctx, T
 
 
@@ -54,7 +55,10 @@ def load(path: Any, backend: Any = "fast") -> Any:
     Supported: the ops of fastnn's own exports of Dense, activation (not gelu before opset 20),
     Conv1D/2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
     Embedding, SimpleRNN/LSTM/GRU and merge layers, and the MLPs, CNNs and recurrent nets
-    that ``torch.onnx.export`` writes for such layers.
+    that ``torch.onnx.export``, Keras 3's ``model.export(..., format="onnx")`` (torch backend;
+    its recurrent layers come unrolled and are refused) and tf2onnx write for such layers.
+    Nodes whose inputs are all constants (shape arithmetic) are evaluated by onnx's reference
+    implementation.
 
     Raises
     ------
@@ -92,11 +96,15 @@ def load(path: Any, backend: Any = "fast") -> Any:
         if node.name in ctx.skip or id(node) in ctx.skip:
             continue
         handler = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if handler is None:
-            raise ValueError(f"node {node.name!r} ({node.op_type}) is not supported by "
-                             f"fastnn.onnx.load")
         ctx.node = node
-        outs = handler(ctx, node, [ctx.get(n) if n else None for n in node.input])
+        ins = [ctx.get(n) if n else None for n in node.input] if handler or node.op_type in \
+            FOLDABLE else []
+        outs = fold(ctx, node, ins)           # constant inputs (shape arithmetic): evaluated
+        if outs is None:
+            if handler is None:
+                raise ValueError(f"node {node.name!r} ({node.op_type}) is not supported by "
+                                 f"fastnn.onnx.load")
+            outs = handler(ctx, node, ins)
         for name, value in zip(node.output, outs):
             if name:
                 ctx.values[name] = value

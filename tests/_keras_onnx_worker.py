@@ -1,0 +1,74 @@
+"""Run by tests/test_onnx_keras.py in a subprocess with KERAS_BACKEND=torch (Keras fixes its
+backend at import, and tests/test_interop.py imports Keras on another): builds small Keras 3
+models with seeded random weights, exports each with ``model.export(path, format="onnx")``
+and writes ``<name>.onnx`` and ``<name>.npz`` (inputs x1, x7 and Keras' outputs y1, y7) into
+the directory given as the first argument; the model names to make follow it."""
+
+import os
+import sys
+
+import numpy as np
+
+os.environ["KERAS_BACKEND"] = "torch"
+import keras  # noqa: E402
+
+L = keras.layers
+
+
+def models():
+    """name: (sample shape, layers, integer ids?)."""
+    return {
+        "mlp": ((5,), lambda: [L.Dense(8, activation="relu"), L.Dense(6, activation="tanh"),
+                               L.Dense(4, activation="sigmoid"),
+                               L.Dense(3, activation="softmax")], False),
+        "cnn_maxpool": ((8, 8, 1), lambda: [L.Conv2D(4, 3, activation="relu"),
+                                            L.MaxPooling2D(), L.Flatten(),
+                                            L.Dense(5, activation="softmax")], False),
+        "cnn_same_strides": ((9, 9, 2), lambda: [L.Conv2D(4, 3, padding="same", strides=2,
+                                                          activation="relu"),
+                                                 L.AveragePooling2D(2),
+                                                 L.Conv2D(3, 2, padding="same"), L.Flatten(),
+                                                 L.Dense(3)], False),
+        "conv1d_gap": ((12, 3), lambda: [L.Conv1D(4, 3, padding="same", strides=2,
+                                                  activation="tanh"),
+                                         L.Conv1D(5, 2, padding="valid"),
+                                         L.GlobalAveragePooling1D()], False),
+        "batchnorm": ((6,), lambda: [L.Dense(5), L.BatchNormalization(),
+                                     L.Activation("relu"), L.Dense(2)], False),
+        "conv_batchnorm": ((6, 6, 2), lambda: [L.Conv2D(3, 3), L.BatchNormalization(),
+                                               L.GlobalAveragePooling2D()], False),
+        "embedding_gap": ((5,), lambda: [L.Embedding(10, 4), L.GlobalAveragePooling1D(),
+                                         L.Dense(2)], True),
+        # refused: recurrent layers come unrolled into per-step ops, an average pooling
+        # with "same" padding as an edge-replicating Pad
+        "lstm": ((6, 3), lambda: [L.LSTM(4)], False),
+        "gru": ((6, 3), lambda: [L.GRU(4, return_sequences=True)], False),
+        "simplernn": ((6, 3), lambda: [L.SimpleRNN(4)], False),
+        "avgpool_same": ((5, 5, 2), lambda: [L.AveragePooling2D(2, padding="same"),
+                                             L.Flatten()], False),
+    }
+
+
+def make(out, name, shape, layers, ids):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(sum(map(ord, name)))
+    model = keras.Sequential([keras.Input(shape), *layers()])
+    for w in model.weights:
+        values = (rng.uniform(0.5, 2.0, w.shape) if "variance" in w.path
+                  else rng.normal(0, 0.5, w.shape))
+        w.assign(values.astype("float32"))
+    arrays = {}
+    for rows in (1, 7):
+        x = (rng.integers(0, 10, size=(rows, *shape)) if ids
+             else rng.normal(size=(rows, *shape))).astype(np.float32)
+        arrays[f"x{rows}"] = x
+        arrays[f"y{rows}"] = keras.ops.convert_to_numpy(model(x, training=False))
+    model.export(os.path.join(out, f"{name}.onnx"), format="onnx", verbose=False)
+    np.savez(os.path.join(out, f"{name}.npz"), **arrays)
+
+
+if __name__ == "__main__":
+    out, names = sys.argv[1], sys.argv[2:]
+    table = models()
+    for name in names or table:
+        make(out, name, *table[name])

@@ -1,0 +1,97 @@
+"""fastnn.onnx.load of the graphs Keras-to-ONNX tools write, against Keras' own predictions and
+onnxruntime on the same file (float32, 1e-5 relative, batch 1 and 7):
+
+- Keras 3's ``model.export(path, format="onnx")`` on the torch backend, run in a subprocess
+  (tests/_keras_onnx_worker.py; Keras fixes its backend per process);
+- tf2onnx, from committed files (tests/data/tf2onnx/, written by
+  scripts/make_tf2onnx_fixtures.py: TensorFlow is not a test dependency).
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+TF2ONNX = pathlib.Path(__file__).parent / "data" / "tf2onnx"
+KERAS3 = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm", "conv_batchnorm",
+          "embedding_gap"]
+#: Keras 3 exports refused: name -> (the node's op type, words of the reason)
+KERAS3_REFUSED = {"lstm": ("MatMul", "unrolled"), "gru": ("MatMul", "unrolled"),
+                  "simplernn": ("Split", "split"), "avgpool_same": ("Pad", "edge")}
+TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
+                  "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
+                  "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm"]
+TF2ONNX_REFUSED = {"layernorm": "ReduceProd", "simplernn": "Loop"}
+
+
+@pytest.fixture(scope="module")
+def keras3_dir(tmp_path_factory):
+    """Keras 3 (torch backend) exports and Keras' outputs, made once in a subprocess."""
+    import importlib.util
+    for name in ("keras", "torch"):            # not imported here: the subprocess does
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed")
+    out = tmp_path_factory.mktemp("keras3_onnx")
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    worker = pathlib.Path(__file__).parent / "_keras_onnx_worker.py"
+    run = subprocess.run([sys.executable, str(worker), str(out), *KERAS3, *KERAS3_REFUSED],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out
+
+
+def _check(path, arrays):
+    """fastnn's predictions of the imported file against Keras' and onnxruntime's."""
+    model = fnn.onnx.load(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for rows in (1, 7):
+        x, keras_y = arrays[f"x{rows}"], arrays[f"y{rows}"]
+        got = model.predict(x)
+        assert got.shape == keras_y.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, keras_y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, session.run(None, {name: x})[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", KERAS3)
+def test_keras3_torch_export_imports(name, keras3_dir):
+    _check(keras3_dir / f"{name}.onnx", np.load(keras3_dir / f"{name}.npz"))
+
+
+@pytest.mark.parametrize("name", sorted(KERAS3_REFUSED))
+def test_keras3_torch_export_refusals_name_the_node(name, keras3_dir):
+    op, why = KERAS3_REFUSED[name]
+    with pytest.raises(ValueError, match=rf"node '[^']+' \({op}\) is not supported.*{why}"):
+        fnn.onnx.load(keras3_dir / f"{name}.onnx")
+
+
+@pytest.mark.parametrize("name", TF2ONNX_MODELS)
+def test_tf2onnx_export_imports(name):
+    _check(TF2ONNX / f"{name}.onnx", np.load(TF2ONNX / f"{name}.npz"))
+
+
+@pytest.mark.parametrize("name", sorted(TF2ONNX_REFUSED))
+def test_tf2onnx_refusals_name_the_node(name):
+    """LayerNormalization comes as a BatchNormalization over a reshaped view with its shape
+    computed at run time, SimpleRNN as a Loop: both refused, naming the first node."""
+    with pytest.raises(ValueError, match=rf"node '[^']+' \({TF2ONNX_REFUSED[name]}\) is not "
+                                         r"supported"):
+        fnn.onnx.load(TF2ONNX / f"{name}.onnx")
+
+
+def test_tf2onnx_fixtures_are_small_and_complete():
+    files = sorted(TF2ONNX.iterdir())
+    assert sum(f.stat().st_size for f in files) < 1_000_000
+    names = {f.stem for f in files}
+    assert names == set(TF2ONNX_MODELS) | set(TF2ONNX_REFUSED)
+    assert {f.suffix for f in files} == {".onnx", ".npz"}
