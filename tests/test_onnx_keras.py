@@ -95,3 +95,38 @@ def test_tf2onnx_fixtures_are_small_and_complete():
     names = {f.stem for f in files}
     assert names == set(TF2ONNX_MODELS) | set(TF2ONNX_REFUSED)
     assert {f.suffix for f in files} == {".onnx", ".npz"}
+
+
+def test_a_bias_is_folded_only_into_a_value_read_once(tmp_path):
+    """MatMul + Add is one Dense only when nothing else reads the MatMul, through no-op Casts
+    too: here the graph gives both, so the Add becomes a layer of its own."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.normal(size=(4,)).astype(np.float32), "b")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+             helper.make_node("Cast", ["m"], ["mc"], name="noop", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["mc", "b"], ["y"], name="bias")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 4]) for n in ("y", "m")],
+        [w, b])
+    path = str(tmp_path / "m.onnx")
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = fnn.onnx.load(path).predict(x)
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
+def test_a_cast_that_changes_the_float_type_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], name="narrow", to=TensorProto.FLOAT)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    path = str(tmp_path / "m.onnx")
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    with pytest.raises(ValueError, match=r"node 'narrow' \(Cast\) is not supported"):
+        fnn.onnx.load(path)
