@@ -525,7 +525,7 @@ HOSTILE_TRANSFORMER = {
                                    r"Dropout's state must be \{'mask_seed': int, 'calls': int\}"),
     "tb_activation_unknown": (_layer(2, activation="swish"), r"activation='swish'"),
     "tb_activation_int": (_layer(2, activation=3), r"activation=3\b"),
-    "tb_activation_null": (_layer(2, activation=None), r"activation=None"),
+    "tb_activation_list": (_layer(2, activation=[]), r"activation=\[\]"),
     "tb_leaky_relu_alpha_beyond_float32": (_layer(3, alpha=1e39),
                                            r"alpha=1e\+39, which in float32 overflows"),
     "tb_leaky_relu_alpha_negative": (_layer(3, alpha=-0.5), r"alpha=-0\.5"),

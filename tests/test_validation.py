@@ -44,7 +44,7 @@ BAD_INPUTS = [
     (lambda: fnn.Dense("8"), TypeError, r"units.*Received: units='8'"),
     (lambda: fnn.Dense(True), TypeError, r"units.*Received: units=True"),
     (lambda: fnn.Dense(4, activation="relux"), ValueError, r"activation.*'relux'"),
-    (lambda: fnn.Dense(4, activation=None), ValueError, r"activation.*None"),
+    (lambda: fnn.Dense(4, activation=""), ValueError, r"activation.*''"),
     (lambda: fnn.LeakyReLU(alpha=-0.1), ValueError, r"alpha.*-0\.1"),
     (lambda: fnn.Step(threshold=float("nan")), ValueError, r"threshold.*nan"),
     (lambda: fnn.Sequential([fnn.Dense(2)], input_dim=0), ValueError, r"input_dim.*0"),
@@ -251,3 +251,16 @@ def test_single_output_accepts_flat_targets(backend):
     a = _model("binary_cross_entropy", "sigmoid", 1, backend=backend)
     b = _model("binary_cross_entropy", "sigmoid", 1, backend=backend)
     assert a.loss_and_gradients(Xg, t)[0] == b.loss_and_gradients(Xg, t[:, None])[0]
+
+
+def test_dense_activation_none_is_linear_as_in_keras():
+    """Keras reads activation=None as linear (so do fastnn's convolutions); it used to be refused."""
+    layer = fnn.Dense(4, activation=None)
+    assert layer.activation == "linear"
+    X = np.random.default_rng(0).standard_normal((5, 3))
+    made = [fnn.Sequential([fnn.Dense(4, activation=act)], input_dim=3, seed=1, dtype="float64")
+            for act in (None, "linear")]
+    assert np.array_equal(made[0].predict(X), made[1].predict(X))
+    w, b = made[0].get_weights()
+    np.testing.assert_allclose(made[0].predict(X), X @ w + b, rtol=1e-12)
+    assert made[0].layers[0].get_config()["activation"] == "linear"

@@ -129,9 +129,10 @@ class Dense(Layer):
     ----------
     units : int
         Number of neurons (outputs), > 0.
-    activation : str or Activation, default "linear"
+    activation : str, Activation or None, default "linear"
         One of ``linear, step, sigmoid, tanh, relu, leaky_relu, softmax, gelu, gelu_tanh``, or
-        an activation layer such as ``LeakyReLU(alpha=0.2)`` to set its parameter.
+        an activation layer such as ``LeakyReLU(alpha=0.2)`` to set its parameter; None is
+        linear, as in Keras (and in the convolutions).
     use_bias : bool, default True
         Whether the layer has the bias ``b``.
     kernel_initializer, bias_initializer : str, Initializer or callable, optional
@@ -169,14 +170,14 @@ class Dense(Layer):
     dW: NDArray[np.floating[Any]]
     db: NDArray[np.floating[Any]]
 
-    def __init__(self, units: int, activation: A.ActivationName | Activation = "linear",
+    def __init__(self, units: int, activation: A.ActivationName | Activation | None = "linear",
                  use_bias: bool = True, kernel_initializer: Any = None,
                  bias_initializer: Any = "zeros", kernel_regularizer: Any = None,
                  bias_regularizer: Any = None, name: Optional[str] = None,
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.units = V.check_positive_int("units", units)
-        self.act, self.param = activation_of(activation)
+        self.act, self.param = activation_of("linear" if activation is None else activation)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self.kernel_initializer = (None if kernel_initializer is None
                                    else _initializer("kernel_initializer", kernel_initializer))
