@@ -214,7 +214,7 @@ setup(
     ext_modules=cythonize(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization"), _extension("_layer_ops"),
-         _extension("_conv", C_SOURCES), _extension("_pooling", ["src_c/fnn_pool.c"]),
+         _extension("_conv", C_SOURCES), _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
          _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),
          _extension("_decode", C_SOURCES)],

@@ -482,3 +482,46 @@ def test_global_pooling_keepdims(cls, shape, want, want_keep):
     reduce = np.max if "Max" in cls.__name__ else np.mean
     np.testing.assert_allclose(flat.predict(x), reduce(x.reshape(2, -1, shape[-1]), axis=1),
                                rtol=1e-14)
+
+
+# Max pooling rows of 16 channels or more whose windows lie inside the image take a loop of
+# their own in each SIMD flavour (src_c/fnn_pool.c): in a subprocess per FASTNN_KERNEL (the
+# flavour is chosen on first use), its maxima, indices and gradients equal the NumPy twin's bit
+# for bit, with ties (small integers) and NaNs, for channel counts on and off the vector width.
+_MAXPOOL_FLAVOUR_SCRIPT = """
+import numpy as np
+from fastnn.backends import fast_backend, numpy_backend
+rng = np.random.default_rng(0)
+for channels in (16, 17, 24, 32, 48):
+    for dtype in ("float32", "float64"):
+        for (ph, pw, sh, sw, h, w) in ((2, 2, 2, 2, 8, 8), (3, 3, 2, 2, 9, 7), (3, 2, 1, 1, 6, 5),
+                                       (2, 2, 2, 2, 7, 9)):
+            x = rng.integers(-3, 4, (3, h, w, channels)).astype(dtype)
+            x.reshape(-1)[rng.integers(0, x.size, 5)] = np.nan
+            oh, ow = (h - ph) // sh + 1, (w - pw) // sw + 1
+            out = []
+            for be in (fast_backend, numpy_backend):
+                y = np.full((3, oh, ow, channels), 7, dtype)
+                am = np.full((3, oh, ow, channels), -7, np.int64)
+                be.maxpool2d_forward(x, ph, pw, sh, sw, 0, 0, y, am)
+                dx = np.full_like(x, np.nan)
+                be.maxpool2d_backward(np.arange(y.size, dtype=dtype).reshape(y.shape), am, dx)
+                out.append((y, am, dx))
+            for a, b in zip(*out):
+                assert np.array_equal(a, b, equal_nan=True), (channels, dtype, ph, pw, sh, sw)
+            assert np.isnan(out[0][0]).any()
+print(fast_backend.kernel_name())
+"""
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_max_pooling_inside_windows_equal_the_numpy_twin_in_every_flavour(flavour):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTNN_KERNEL=flavour)
+    done = subprocess.run([sys.executable, "-c", _MAXPOOL_FLAVOUR_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if done.stdout.strip() != flavour:
+        pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")

@@ -92,20 +92,30 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
                        floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
     """dx := 0, then dy added at each window's argmax (per image, in output order)"""
     cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
-    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, oy, ox, k
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, j, k, hw = h * w
     cdef int64_t a
+    cdef floating *pdx
+    cdef const floating *pdy
+    cdef const int64_t *pa
     if (argmax.shape[0] != n or argmax.shape[1] != oh or argmax.shape[2] != ow
             or argmax.shape[3] != c or dy.shape[0] != n or dy.shape[3] != c):
         raise ValueError("maxpool2d_backward: dy, argmax and dx do not match")
+    if n * hw * c == 0:
+        return
     with nogil:
         for b in prange(n, schedule="static", num_threads=threads_for(n * h * w * c)):
-            memset(&dx[b, 0, 0, 0] if h * w * c else NULL, 0, h * w * c * sizeof(floating))
-            for oy in range(oh):
-                for ox in range(ow):
-                    for k in range(c):
-                        a = argmax[b, oy, ox, k]
-                        if a >= 0 and a < h * w:     # a corrupted index is dropped, not followed
-                            dx[b, a // w, a % w, k] += dy[b, oy, ox, k]
+            # flat offsets within the image (dx is (h, w, c) contiguous: index a is row a*c)
+            pdx = &dx[0, 0, 0, 0] + b * hw * c
+            memset(pdx, 0, hw * c * sizeof(floating))
+            if oh * ow == 0:
+                continue
+            pdy = &dy[0, 0, 0, 0] + b * oh * ow * c
+            pa = &argmax[0, 0, 0, 0] + b * oh * ow * c
+            for j in range(oh * ow):
+                for k in range(c):
+                    a = pa[j * c + k]
+                    if a >= 0 and a < hw:     # a corrupted index is dropped, not followed
+                        pdx[a * c + k] += pdy[j * c + k]
 
 
 cdef void _avg_row(const floating *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
