@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
                    for p in glob(os.path.join(HERE, "src_c", "*.c"))
                    # the families with extensions of their own
-                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c", "fnn_attn.c")))
+                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c", "fnn_attn.c", "fnn_norm.c")))
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,
@@ -213,7 +213,7 @@ if not C_SOURCES:
 setup(
     ext_modules=cythonize(
         [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
-         _extension("_normalization"), _extension("_layer_ops"),
+         _extension("_normalization", C_SOURCES + ["src_c/fnn_norm.c"]), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
          _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),

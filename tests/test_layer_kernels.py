@@ -157,3 +157,40 @@ def test_empty_batches_are_no_ops():
         dg = np.zeros(5)
         be.layernorm_backward(x, x, g, np.empty(0), np.empty(0), None, dg, dg.copy())
         assert not dg.any()
+
+
+# Layer normalization's row kernels are compiled per SIMD flavour (src_c/fnn_norm.c) with no FP
+# contraction: every flavour gives the same bits. Each FASTNN_KERNEL in a subprocess (the flavour
+# is chosen on first use) hashes its forward and backward results on rows of several widths.
+_LN_FLAVOUR_SCRIPT = """
+import hashlib, numpy as np
+from fastnn.backends import fast_backend as fb
+rng = np.random.default_rng(3)
+h = hashlib.sha1()
+for dtype in ("float32", "float64"):
+    for c in (1, 7, 8, 64, 67, 130):
+        x, dy = (rng.standard_normal((9, c)) * 3 + 1).astype(dtype), rng.standard_normal((9, c)).astype(dtype)
+        g, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        y, m, s = np.empty_like(x), np.empty(9, dtype), np.empty(9, dtype)
+        fb.layernorm_forward(x, g, b, 1e-5, y, m, s)
+        dx, dg, db = np.empty_like(x), np.ones(c, dtype), np.ones(c, dtype)
+        fb.layernorm_backward(x, dy, g, m, s, dx, dg, db)
+        for a in (y, m, s, dx, dg, db):
+            h.update(a.tobytes())
+print(fb.kernel_name(), h.hexdigest())
+"""
+
+
+def test_layer_norm_kernels_give_the_same_bits_in_every_flavour():
+    import os
+    import subprocess
+    import sys
+    seen = {}
+    for flavour in ("generic", "avx2", "avx512"):
+        done = subprocess.run([sys.executable, "-c", _LN_FLAVOUR_SCRIPT], capture_output=True,
+                              text=True, timeout=300, env=dict(os.environ, FASTNN_KERNEL=flavour))
+        assert done.returncode == 0, done.stderr[-2000:]
+        name, digest = done.stdout.split()
+        seen[name] = digest
+    assert "generic" in seen
+    assert len(set(seen.values())) == 1, seen

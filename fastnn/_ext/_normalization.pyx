@@ -19,6 +19,24 @@ import numpy as np
 
 from fastnn._ext._parallel cimport threads_for
 
+
+cdef extern from "fnn_norm.h" nogil:
+    void fnn_ln_row_f32(const float *x, Py_ssize_t c, const float *gamma, const float *beta,
+                        double eps, float *out, float *mean, float *invstd)
+    void fnn_ln_row_f64(const double *x, Py_ssize_t c, const double *gamma,
+                        const double *beta, double eps, double *out, double *mean,
+                        double *invstd)
+    void fnn_ln_dx_row_f32(const float *x, const float *dy, Py_ssize_t c, const float *gamma,
+                           double mean, double invstd, float *dx)
+    void fnn_ln_dx_row_f64(const double *x, const double *dy, Py_ssize_t c,
+                           const double *gamma, double mean, double invstd, double *dx)
+    void fnn_ln_param_block_f32(const float *x, const float *dy, Py_ssize_t n, Py_ssize_t c,
+                                Py_ssize_t j0, Py_ssize_t j1, const float *mean,
+                                const float *invstd, float *dgamma, float *dbeta)
+    void fnn_ln_param_block_f64(const double *x, const double *dy, Py_ssize_t n, Py_ssize_t c,
+                                Py_ssize_t j0, Py_ssize_t j1, const double *mean,
+                                const double *invstd, double *dgamma, double *dbeta)
+
 cdef enum:
     BLOCK = 64      # columns per task: a block's running sums stay in registers and L1
 
@@ -154,47 +172,16 @@ def batchnorm_backward(const floating[:, ::1] x,          # IN  (n, c)
                            &gamma[0], &mean[0], &invstd[0], pdx, &dgamma[0], &dbeta[0])
 
 
-cdef enum:
-    LANES = 8       # a row's sums run in 8 independent lanes (NumPy's pairwise-sum leaf)
-
-
-cdef inline double _lanes_total(const double *r) noexcept nogil:
-    """((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)): NumPy's order for a block of <= 128."""
-    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-
-
-cdef void _ln_row(const floating *x, Py_ssize_t c, const floating *gamma, const floating *beta,
-                  double eps, floating *out, floating *mean, floating *invstd) noexcept nogil:
-    # Each sum in 8 lanes, then the rest in order: the lanes break the chain of dependent
-    # additions that made a row's two sums latency-bound, and for rows of up to 128 they add in
-    # NumPy's pairwise order (the twin's x.mean), whatever the thread count.
-    cdef double r[LANES]
-    cdef double s, d, m, inv
-    cdef Py_ssize_t j, l, c8 = c - c % LANES
-    for l in range(LANES):
-        r[l] = 0.0
-    for j in range(c8 // LANES):
-        for l in range(LANES):
-            r[l] += x[j * LANES + l]
-    s = _lanes_total(r)
-    for j in range(c8, c):
-        s += x[j]
-    mean[0] = <floating>(s / c)
-    m = mean[0]
-    for l in range(LANES):
-        r[l] = 0.0
-    for j in range(c8 // LANES):
-        for l in range(LANES):
-            d = <double>x[j * LANES + l] - m
-            r[l] += d * d
-    s = _lanes_total(r)
-    for j in range(c8, c):
-        d = <double>x[j] - m
-        s += d * d
-    invstd[0] = <floating>(1.0 / sqrt(s / c + eps))
-    inv = invstd[0]
-    for j in range(c):
-        out[j] = <floating>(<double>gamma[j] * ((<double>x[j] - m) * inv) + beta[j])
+cdef inline void _ln_row(const floating *x, Py_ssize_t c, const floating *gamma,
+                         const floating *beta, double eps, floating *out, floating *mean,
+                         floating *invstd) noexcept nogil:
+    # src_c/fnn_norm.h: each sum in 8 lanes, then the rest in order (the lanes break the chain
+    # of dependent additions, and for rows of up to 128 they add in NumPy's pairwise order, the
+    # twin's x.mean, whatever the thread count), compiled per SIMD flavour
+    if floating is float:
+        fnn_ln_row_f32(x, c, gamma, beta, eps, out, mean, invstd)
+    else:
+        fnn_ln_row_f64(x, c, gamma, beta, eps, out, mean, invstd)
 
 
 def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
@@ -211,53 +198,24 @@ def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
             _ln_row(&x[i, 0], c, &gamma[0], &beta[0], eps, &out[i, 0], &mean[i], &invstd[i])
 
 
-cdef void _ln_dx_row(const floating *x, const floating *dy, Py_ssize_t c, const floating *gamma,
-                     double m, double inv, floating *dx) noexcept nogil:
-    # the two sums in 8 lanes each, as _ln_row's
-    cdef double rg[LANES]
-    cdef double rgx[LANES]
-    cdef double sg, sgx, g, xhat
-    cdef Py_ssize_t j, l, c8 = c - c % LANES
-    for l in range(LANES):
-        rg[l] = 0.0
-        rgx[l] = 0.0
-    for j in range(c8 // LANES):
-        for l in range(j * LANES, j * LANES + LANES):
-            g = <double>dy[l] * gamma[l]
-            xhat = (<double>x[l] - m) * inv
-            rg[l % LANES] += g
-            rgx[l % LANES] += g * xhat
-    sg = _lanes_total(rg)
-    sgx = _lanes_total(rgx)
-    for j in range(c8, c):
-        g = <double>dy[j] * gamma[j]
-        xhat = (<double>x[j] - m) * inv
-        sg += g
-        sgx += g * xhat
-    for j in range(c):
-        g = <double>dy[j] * gamma[j]
-        xhat = (<double>x[j] - m) * inv
-        dx[j] = <floating>(inv / c * (c * g - sg - xhat * sgx))
+cdef inline void _ln_dx_row(const floating *x, const floating *dy, Py_ssize_t c,
+                            const floating *gamma, double m, double inv,
+                            floating *dx) noexcept nogil:
+    # the two sums in 8 lanes each, as _ln_row's (src_c/fnn_norm.h)
+    if floating is float:
+        fnn_ln_dx_row_f32(x, dy, c, gamma, m, inv, dx)
+    else:
+        fnn_ln_dx_row_f64(x, dy, c, gamma, m, inv, dx)
 
 
-cdef void _ln_param_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
-                          Py_ssize_t j0, Py_ssize_t j1, const floating *mean,
-                          const floating *invstd, floating *dgamma,
-                          floating *dbeta) noexcept nogil:
-    cdef double sdy[BLOCK]
-    cdef double sdyx[BLOCK]
-    cdef Py_ssize_t i, j
-    for j in range(j1 - j0):
-        sdy[j] = 0.0
-        sdyx[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            sdy[j - j0] += dy[i * c + j]
-            sdyx[j - j0] += <double>dy[i * c + j] * ((<double>x[i * c + j] - mean[i])
-                                                    * <double>invstd[i])
-    for j in range(j0, j1):
-        dgamma[j] = <floating>(dgamma[j] + sdyx[j - j0])
-        dbeta[j] = <floating>(dbeta[j] + sdy[j - j0])
+cdef inline void _ln_param_block(const floating *x, const floating *dy, Py_ssize_t n,
+                                 Py_ssize_t c, Py_ssize_t j0, Py_ssize_t j1,
+                                 const floating *mean, const floating *invstd, floating *dgamma,
+                                 floating *dbeta) noexcept nogil:
+    if floating is float:
+        fnn_ln_param_block_f32(x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta)
+    else:
+        fnn_ln_param_block_f64(x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta)
 
 
 def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,

@@ -1,0 +1,126 @@
+/* Layer normalization's row kernels (fnn_norm.h), per element type and SIMD flavour. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "fnn_gemm_internal.h"
+#include "fnn_norm.h"
+
+/* 8 doubles (GCC/Clang vector extensions: lowered to the target's vectors, SSE2 pairs at the
+ * x86-64 baseline); loads through memcpy (no alignment assumed) */
+typedef double fnn_v8d __attribute__((vector_size(64)));
+typedef float fnn_v8f __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) fnn_v8d fnn_norm_load8_f32(const float *p)
+{
+    fnn_v8f v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, fnn_v8d);
+}
+
+static inline __attribute__((always_inline)) fnn_v8d fnn_norm_load8_f64(const double *p)
+{
+    fnn_v8d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#define FNN_NORM_CAT_(a, b, c) a##b##c
+#define FNN_NORM_CAT(a, b, c) FNN_NORM_CAT_(a, b, c)
+
+#define FT float
+#define NLOAD8 fnn_norm_load8_f32
+#define NTARGET
+#define NFN(x) FNN_NORM_CAT(x, _generic, _f32)
+#include "fnn_norm_tmpl.h"
+#undef NFN
+#undef NTARGET
+#if FNN_X86
+#define NTARGET __attribute__((target("avx2,fma")))
+#define NFN(x) FNN_NORM_CAT(x, _avx2, _f32)
+#include "fnn_norm_tmpl.h"
+#undef NFN
+#undef NTARGET
+#define NTARGET __attribute__((target("avx512f,avx2,fma")))
+#define NFN(x) FNN_NORM_CAT(x, _avx512, _f32)
+#include "fnn_norm_tmpl.h"
+#undef NFN
+#undef NTARGET
+#endif
+#undef FT
+#undef NLOAD8
+
+#define FT double
+#define NLOAD8 fnn_norm_load8_f64
+#define NTARGET
+#define NFN(x) FNN_NORM_CAT(x, _generic, _f64)
+#include "fnn_norm_tmpl.h"
+#undef NFN
+#undef NTARGET
+#if FNN_X86
+#define NTARGET __attribute__((target("avx2,fma")))
+#define NFN(x) FNN_NORM_CAT(x, _avx2, _f64)
+#include "fnn_norm_tmpl.h"
+#undef NFN
+#undef NTARGET
+#define NTARGET __attribute__((target("avx512f,avx2,fma")))
+#define NFN(x) FNN_NORM_CAT(x, _avx512, _f64)
+#include "fnn_norm_tmpl.h"
+#undef NFN
+#undef NTARGET
+#endif
+#undef FT
+#undef NLOAD8
+
+#if FNN_X86
+#define FNN_NORM_DISPATCH(name, suf, args)                                                      \
+    do {                                                                                        \
+        const int flavour = fnn_active_flavour();                                               \
+        if (flavour == FNN_FLAVOUR_AVX512)                                                      \
+            FNN_NORM_CAT(name, _avx512, suf) args;                                              \
+        else if (flavour == FNN_FLAVOUR_AVX2)                                                   \
+            FNN_NORM_CAT(name, _avx2, suf) args;                                                \
+        else                                                                                    \
+            FNN_NORM_CAT(name, _generic, suf) args;                                             \
+    } while (0)
+#else
+#define FNN_NORM_DISPATCH(name, suf, args) FNN_NORM_CAT(name, _generic, suf) args
+#endif
+
+void fnn_ln_row_f32(const float *x, ptrdiff_t c, const float *gamma, const float *beta,
+                    double eps, float *out, float *mean, float *invstd)
+{
+    FNN_NORM_DISPATCH(ln_row, _f32, (x, c, gamma, beta, eps, out, mean, invstd));
+}
+
+void fnn_ln_row_f64(const double *x, ptrdiff_t c, const double *gamma, const double *beta,
+                    double eps, double *out, double *mean, double *invstd)
+{
+    FNN_NORM_DISPATCH(ln_row, _f64, (x, c, gamma, beta, eps, out, mean, invstd));
+}
+
+void fnn_ln_dx_row_f32(const float *x, const float *dy, ptrdiff_t c, const float *gamma,
+                       double mean, double invstd, float *dx)
+{
+    FNN_NORM_DISPATCH(ln_dx_row, _f32, (x, dy, c, gamma, mean, invstd, dx));
+}
+
+void fnn_ln_dx_row_f64(const double *x, const double *dy, ptrdiff_t c, const double *gamma,
+                       double mean, double invstd, double *dx)
+{
+    FNN_NORM_DISPATCH(ln_dx_row, _f64, (x, dy, c, gamma, mean, invstd, dx));
+}
+
+void fnn_ln_param_block_f32(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t j0, ptrdiff_t j1, const float *mean, const float *invstd,
+                            float *dgamma, float *dbeta)
+{
+    FNN_NORM_DISPATCH(ln_param_block, _f32, (x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta));
+}
+
+void fnn_ln_param_block_f64(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t j0, ptrdiff_t j1, const double *mean,
+                            const double *invstd, double *dgamma, double *dbeta)
+{
+    FNN_NORM_DISPATCH(ln_param_block, _f64, (x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta));
+}

@@ -1,0 +1,43 @@
+/*
+ * Layer normalization's row kernels (fastnn/_ext/_normalization.pyx calls them per row, or per
+ * block of columns for the parameter gradients, from its thread loops), for float and double,
+ * compiled per SIMD flavour and chosen by the GEMM's flavour (fnn_active_flavour).
+ *
+ *   ln_row:         mean, invstd := the row's mean and 1 / sqrt(biased var + eps) (each rounded
+ *                   to the element type), out := gamma (x - mean) invstd + beta
+ *   ln_dx_row:      g = dy gamma, xhat = (x - mean) invstd;
+ *                   dx := invstd / c (c g - sum(g) - xhat sum(g xhat))
+ *   ln_param_block: for the columns j0..j1 over the n rows: dgamma += sum(dy xhat),
+ *                   dbeta += sum(dy)
+ *
+ * Sums are taken in double: a row's in 8 lanes (lane l takes the elements l, l + 8, ...), the
+ * lanes then added pairwise ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)) and the last c % 8 elements
+ * in order (NumPy's pairwise order for rows of up to 128); a column's in row order. Element-wise
+ * results are computed in double and rounded once. No FP contraction: every flavour gives the
+ * same bits, which are those of the Cython loops these replaced.
+ */
+#ifndef FNN_NORM_H
+#define FNN_NORM_H
+
+#include <stddef.h>
+
+void fnn_ln_row_f32(const float *x, ptrdiff_t c, const float *gamma, const float *beta,
+                    double eps, float *out, float *mean, float *invstd);
+void fnn_ln_row_f64(const double *x, ptrdiff_t c, const double *gamma, const double *beta,
+                    double eps, double *out, double *mean, double *invstd);
+void fnn_ln_dx_row_f32(const float *x, const float *dy, ptrdiff_t c, const float *gamma,
+                       double mean, double invstd, float *dx);
+void fnn_ln_dx_row_f64(const double *x, const double *dy, ptrdiff_t c, const double *gamma,
+                       double mean, double invstd, double *dx);
+void fnn_ln_param_block_f32(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t j0, ptrdiff_t j1, const float *mean, const float *invstd,
+                            float *dgamma, float *dbeta);
+void fnn_ln_param_block_f64(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
+                            ptrdiff_t j0, ptrdiff_t j1, const double *mean,
+                            const double *invstd, double *dgamma, double *dbeta);
+
+/* columns fnn_ln_param_block_* sums at a time (its sums live on the stack; wider ranges go in
+ * blocks of this many, each column still summed in row order) */
+#define FNN_LN_BLOCK 64
+
+#endif /* FNN_NORM_H */
