@@ -81,6 +81,12 @@ def check_float(name: str, value: Any, low: Optional[float] = None, high: Option
     return value
 
 
+# Magnitudes every float dtype fastnn computes in holds as normal numbers (float32's smallest
+# normal 1.1754944e-38 and largest 3.4028235e38, with room for rounding): the common case of
+# check_in_dtype answers without np.finfo or np.errstate (~6 us a call, several per forward).
+_SAFE_LOW, _SAFE_HIGH = 1.2e-38, 3.4e38
+
+
 def check_in_dtype(name: str, value: float, dtype: DTypeLike, zero_ok: bool = False,
                    owner: str = "") -> float:
     """``value`` (a finite float) if ``dtype`` holds it as a normal number (or it is 0 and
@@ -91,6 +97,8 @@ def check_in_dtype(name: str, value: float, dtype: DTypeLike, zero_ok: bool = Fa
     to zero (``src_c/fnn_ftz.h``) while NumPy keeps it. ``owner`` (e.g. ``"LeakyReLU(1e+39)"``)
     prefixes the message.
     """
+    if _SAFE_LOW <= abs(value) <= _SAFE_HIGH:   # a normal float32, so a normal float64 too
+        return value
     dt = np.dtype(dtype)
     info = np.finfo(dt)
     if value == 0.0 and zero_ok:
@@ -387,7 +395,8 @@ def _attention_array(name: str, a: Any, shape: tuple, dtype: Any = None,
     if not isinstance(a, np.ndarray):
         raise TypeError(f"attention: {name} must be a NumPy array. Received: {name} of type "
                         f"{type(a).__name__}")
-    if a.ndim != len(shape) or any(w is not None and s != w for s, w in zip(a.shape, shape)):
+    if a.shape != shape and (a.ndim != len(shape)            # (equal tuples: the fast case)
+                             or any(w is not None and s != w for s, w in zip(a.shape, shape))):
         want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
         raise ValueError(f"attention: {name} must have shape {want}. Received: {name} with "
                          f"shape {a.shape}")
