@@ -1,9 +1,16 @@
 """Shared fixtures: backend, dtype and thread-count parameters, and the bundled digits split."""
 
-import numpy as np
-import pytest
+import os
 
-import fastnn as fnn
+# scikit-learn's array-API estimator checks (run on the sklearn wrappers by check_estimator)
+# skip unless SciPy was imported with its array-API support on; conftest is imported before any
+# test module imports SciPy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fastnn as fnn  # noqa: E402
 from fastnn.datasets import load_digits, train_test_split
 
 BACKENDS = ["numpy", "fast"]
