@@ -44,7 +44,9 @@ ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
     const ptrdiff_t brp = FNN_ATTN_PAD(br, FNN_ATTN_MR), bcp = FNN_ATTN_PAD(bc, FNN_ATTN_MR);
     const ptrdiff_t bcn = FNN_ATTN_PAD(bc, FNN_ATTN_NR);
     const ptrdiff_t dn = FNN_ATTN_PAD(d, FNN_ATTN_NR), dvn = FNN_ATTN_PAD(dv, FNN_ATTN_NR);
-    if (!backward) return br * bc + 2 * br + brp * d + brp * bc + bcn * d + dvn * bc;
+    if (!backward) /* S, m, l, Q, P, V, the pair's packed K^T */
+        return br * bc + 2 * br + brp * d + brp * bc + dvn * bc +
+               FNN_ATTN_PAD(g->lk, FNN_ATTN_NR) * d;
     return 2 * br * bc + g->lq + brp * (d + dv) + (bcp * br > brp * bc ? bcp * br : brp * bc) +
            bcn * (d + dv) + dn * (bc + br) + dvn * br;
 }

@@ -126,7 +126,7 @@ static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km, ptrd
 /* The query rows [i0, i0 + m) of pair p. Scratch: fnn_attn_scratch's forward layout. */
 static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
                                ptrdiff_t p, ptrdiff_t i0, const FT *q, const FT *k, const FT *v,
-                               FT *out, FT *lse, FT *scratch)
+                               FT *out, FT *lse, FT *scratch, ptrdiff_t *packed_pair)
 {
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, dv = g->dv;
     const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
@@ -135,11 +135,23 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     FT *op = out + (p * lq + i0) * dv, *lp = lse + p * lq + i0;
     FT *S = scratch, *mrow = S + FNN_ATTN_BR * FNN_ATTN_BC, *lrow = mrow + FNN_ATTN_BR;
     FT *Qa = lrow + FNN_ATTN_BR, *Pa = Qa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * d;
-    FT *Kb = Pa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * FNN_ATTN_BC;
-    FT *Vb = Kb + FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_NR) * d;
+    FT *Vb = Pa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * FNN_ATTN_BC;
+    /* K^T of the whole pair, packed once for the tiles of the pair this thread runs in a row
+     * (*packed_pair: the pair it holds, or -1): packing it per tile cost ~5% of the forward at
+     * L = 1024. A tile's columns start at a multiple of nr, so its slivers are those it would
+     * have packed itself (a causal tile's last sliver may hold later keys instead of zero
+     * padding: columns past the tile's n are computed and never stored). */
+    FT *Kall = Vb + FNN_ATTN_PAD(dv, FNN_ATTN_NR) * FNN_ATTN_BC;
     /* causal: the tile's last query sees keys < i0 + m */
     const ptrdiff_t jend = (g->causal && i0 + m < lk) ? i0 + m : lk;
     ptrdiff_t r, j0, e;
+    TFN(attn_bop) kb;
+    if (*packed_pair != p) {
+        (void)TFN(attn_b_trans)(kr, kp, d, lk, d, Kall);
+        *packed_pair = p;
+    }
+    kb.step = kr->nr * d;
+    kb.ldb = kr->nr;
     for (r = 0; r < m; r++) {
         mrow[r] = -(FT)INFINITY;
         lrow[r] = (FT)0;
@@ -148,8 +160,8 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     TFN(attn_pack_a)(kr, 0, qp + i0 * d, d, m, d, Qa);
     for (j0 = 0; j0 < jend; j0 += FNN_ATTN_BC) {
         const ptrdiff_t n = (jend - j0 < FNN_ATTN_BC) ? jend - j0 : FNN_ATTN_BC;
-        TFN(attn_mm)(kr, m, n, d, scale, Qa, TFN(attn_b_trans)(kr, kp + j0 * d, d, n, d, Kb),
-                     (FT)0, S, n);
+        kb.b = Kall + j0 * d;
+        TFN(attn_mm)(kr, m, n, d, scale, Qa, kb, (FT)0, S, n);
         TFN(attn_mask)(g, km, i0, m, j0, n, S);
         for (r = 0; r < m; r++) rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * dv, dv);
         TFN(attn_pack_a)(kr, 0, S, n, m, n, Pa);
@@ -186,10 +198,10 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
     if (FNN_ATTN_MR % kr->mr || FNN_ATTN_NR % kr->nr) abort(); /* the scratch is sized for these */
     if (nt <= 1) {
         const unsigned int csr = fnn_ftz_enter();
-        ptrdiff_t t;
+        ptrdiff_t t, held = -1;
         for (t = 0; t < tasks; t++)
             TFN(attn_fwd_tile)(g, rt, kr, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
-                               lse, scratch);
+                               lse, scratch, &held);
         fnn_ftz_leave(csr);
         return;
     }
@@ -198,11 +210,11 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
     {
         const unsigned int csr = fnn_ftz_enter();
         FT *mine = scratch + (ptrdiff_t)omp_get_thread_num() * per;
-        ptrdiff_t t;
+        ptrdiff_t t, held = -1;
 #pragma omp for schedule(dynamic, 1)
         for (t = 0; t < tasks; t++)
             TFN(attn_fwd_tile)(g, rt, kr, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
-                               lse, mine);
+                               lse, mine, &held);
         fnn_ftz_leave(csr);
     }
 #else
