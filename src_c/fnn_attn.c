@@ -47,7 +47,9 @@ ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
     if (!backward) /* S, m, l, Q, P, V, the pair's packed K^T */
         return br * bc + 2 * br + brp * d + brp * bc + dvn * bc +
                FNN_ATTN_PAD(g->lk, FNN_ATTN_NR) * d;
-    return 2 * br * bc + g->lq + brp * (d + dv) + (bcp * br > brp * bc ? bcp * br : brp * bc) +
+    /* S, dP, D, the pair's packed q and dout, the transposed tiles, packed k, v, q, dout */
+    return 2 * br * bc + g->lq + FNN_ATTN_PAD(g->lq, FNN_ATTN_MR) * (d + dv) +
+           (bcp * br > brp * bc ? bcp * br : brp * bc) +
            bcn * (d + dv) + dn * (bc + br) + dvn * br;
 }
 

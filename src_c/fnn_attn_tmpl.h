@@ -238,7 +238,11 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const FT *op = out + p * lq * ev, *dop = dout + p * lq * ev, *lp = lse + p * lq;
     FT *dqp = dq + p * lq * d, *dkp = dk + p * lk * d, *dvp = dv + p * lk * ev;
     FT *S = scratch, *dP = S + FNN_ATTN_BR * FNN_ATTN_BC, *Dr = dP + FNN_ATTN_BR * FNN_ATTN_BC;
-    FT *Aq = Dr + lq, *Ado = Aq + brp * d, *Ab = Ado + brp * ev;
+    /* Q and dout of the whole pair as A slivers, packed once (per key tile, each query tile's
+     * were packed again: ~lk / 96 times); a tile at row i0 (a multiple of mr) is the slivers
+     * from row i0 on, the ones it packed itself */
+    const ptrdiff_t lqp = FNN_ATTN_PAD(lq, FNN_ATTN_MR);
+    FT *Aq = Dr + lq, *Ado = Aq + lqp * d, *Ab = Ado + lqp * ev;
     FT *KbT = Ab + (bcp * FNN_ATTN_BR > brp * FNN_ATTN_BC ? bcp * FNN_ATTN_BR
                                                            : brp * FNN_ATTN_BC);
     FT *VbT = KbT + bcn * d, *Kn = VbT + bcn * ev;
@@ -246,6 +250,8 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     FT *dOn = Qn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BR;
     ptrdiff_t i, r, i0, j0;
     for (i = 0; i < lq; i++) Dr[i] = rt->row_dot(dop + i * ev, op + i * ev, ev);
+    TFN(attn_pack_a)(kr, 0, qp, d, lq, d, Aq);
+    TFN(attn_pack_a)(kr, 0, dop, ev, lq, ev, Ado);
     memset(dqp, 0, (size_t)(lq * d) * sizeof(FT));
     memset(dkp, 0, (size_t)(lk * d) * sizeof(FT));
     memset(dvp, 0, (size_t)(lk * ev) * sizeof(FT));
@@ -258,11 +264,9 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
         const TFN(attn_bop) kn = TFN(attn_b_plain)(kr, kp + j0 * d, d, n, d, Kn);
         for (i0 = istart; i0 < lq; i0 += FNN_ATTN_BR) {
             const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
-            TFN(attn_pack_a)(kr, 0, qp + i0 * d, d, m, d, Aq);
-            TFN(attn_pack_a)(kr, 0, dop + i0 * ev, ev, m, ev, Ado);
-            TFN(attn_mm)(kr, m, n, d, scale, Aq, kt, (FT)0, S, n);
+            TFN(attn_mm)(kr, m, n, d, scale, Aq + i0 * d, kt, (FT)0, S, n);
             TFN(attn_mask)(g, km, i0, m, j0, n, S);
-            TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado, vt, (FT)0, dP, n);
+            TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado + i0 * ev, vt, (FT)0, dP, n);
             for (r = 0; r < m; r++)
                 rt->grad_row(S + r * n, dP + r * n, n, lp[i0 + r], Dr[i0 + r], scale);
             /* dv_j += P^T dout_i, dk_j += dS^T q_i, dq_i += dS k_j */
