@@ -28,8 +28,9 @@ KERAS3_REFUSED = {"lstm": ("MatMul", "unrolled"), "gru": ("MatMul", "unrolled"),
                   "simplernn": ("Split", "split"), "avgpool_same": ("Pad", "edge")}
 TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
                   "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
-                  "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm"]
-TF2ONNX_REFUSED = {"layernorm": "ReduceProd", "simplernn": "Loop"}
+                  "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm",
+                  "layernorm", "conv1d_layernorm"]
+TF2ONNX_REFUSED = {"simplernn": "Loop", "simplernn_sequences": "Loop"}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,7 @@ def test_tf2onnx_export_imports(name):
 
 @pytest.mark.parametrize("name", sorted(TF2ONNX_REFUSED))
 def test_tf2onnx_refusals_name_the_node(name):
-    """LayerNormalization comes as a BatchNormalization over a reshaped view with its shape
-    computed at run time, SimpleRNN as a Loop: both refused, naming the first node."""
+    """SimpleRNN comes as a Loop: refused, naming the node."""
     with pytest.raises(ValueError, match=rf"node '[^']+' \({TF2ONNX_REFUSED[name]}\) is not "
                                          r"supported"):
         fnn.onnx.load(TF2ONNX / f"{name}.onnx")
@@ -95,6 +95,61 @@ def test_tf2onnx_fixtures_are_small_and_complete():
     names = {f.stem for f in files}
     assert names == set(TF2ONNX_MODELS) | set(TF2ONNX_REFUSED)
     assert {f.suffix for f in files} == {".onnx", ".npz"}
+
+
+def _tf2onnx_layernorm(tmp_path, change):
+    """tests/data/tf2onnx/layernorm.onnx changed by ``change(graph, nodes by op type)``."""
+    proto = onnx.load(str(TF2ONNX / "layernorm.onnx"))
+    nodes = {}
+    for n in proto.graph.node:
+        nodes.setdefault(n.op_type, []).append(n)
+    change(proto.graph, nodes)
+    path = tmp_path / "changed.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_tf2onnx_layernorm_reads_its_epsilon(tmp_path):
+    def epsilon(graph, nodes):
+        nodes["BatchNormalization"][0].attribute[0].f = 0.25
+    path = _tf2onnx_layernorm(tmp_path, epsilon)
+    norm = [layer for layer in fnn.onnx.load(path).layers
+            if isinstance(layer, fnn.LayerNormalization)]
+    assert len(norm) == 1 and norm[0].epsilon == pytest.approx(0.25)
+    x = np.load(TF2ONNX / "layernorm.npz")["x7"]
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(fnn.onnx.load(path).predict(x), want[0], rtol=1e-5, atol=1e-6)
+
+
+def _extra_output(graph, nodes):            # the per-row means read outside the pattern
+    graph.output.append(onnx.helper.make_tensor_value_info(
+        nodes["Squeeze"][0].output[0], onnx.TensorProto.FLOAT, ["n"]))
+
+
+def _other_axes(graph, nodes):              # the variance over other axes than the mean's
+    for a in nodes["ReduceSumSquare"][0].attribute:
+        if a.name == "axes":
+            a.ints[:] = [0, 3]
+
+
+def _scale_two(graph, nodes):               # BatchNormalization's scale 2, not 1
+    for init in graph.initializer:
+        if init.name.endswith("ones/Const:0"):
+            init.CopyFrom(onnx.numpy_helper.from_array(np.float32(2.0), init.name))
+
+
+def _training(graph, nodes):
+    nodes["BatchNormalization"][0].attribute.append(onnx.helper.make_attribute(
+        "training_mode", 1))
+
+
+@pytest.mark.parametrize("change", [_extra_output, _other_axes, _scale_two, _training])
+def test_tf2onnx_layernorm_pattern_is_matched_exactly(tmp_path, change):
+    """Anything but tf2onnx's exact LayerNormalization subgraph falls back to the node-by-node
+    reading, which refuses its run-time shape arithmetic naming the node."""
+    with pytest.raises(ValueError, match=r"node '[^']+' \((ReduceProd|BatchNormalization)\) "
+                                         r"is not supported"):
+        fnn.onnx.load(_tf2onnx_layernorm(tmp_path, change))
 
 
 def test_a_bias_is_folded_only_into_a_value_read_once(tmp_path):

@@ -154,6 +154,10 @@ def affine(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x, vec = ins[i], channel_vector(ins[i], ins[1 - i])
     if vec is None:
         ctx.fail("the constant must be one value per channel (the last axis)")
+    from fastnn.onnx._import_patterns import fold_into_layer_norm
+    folded = fold_into_layer_norm(ctx, node, x, vec)
+    if folded is not None:
+        return folded
     layer = x.sym.layer
     w: Any = ctx.weights.get(layer)
     fused = layer in ctx.affine and ctx.only_reader(x.sym) and not (node.op_type == "Sub" and (

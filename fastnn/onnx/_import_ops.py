@@ -65,6 +65,8 @@ class Ctx:
         self.consumers: dict[str, list[Any]] = {}
         self.skip: set[Any] = set()
         self.affine: set[Any] = set()          # BatchNormalization layers made of Sub/Mul/Add
+        self.layer_norms: set[Any] = set()     # LayerNormalization layers matched whole
+        self.patterns: dict[int, Callable[[Ctx, Any], list[Any]]] = {}   # last node: builder
         self.dtype = np.dtype(np.float32)
         self.node: Any = None
         self.graph: Any = None

@@ -18,6 +18,7 @@ import fastnn as fnn
 from fastnn.onnx._checked_file import check_model, check_tensor, read_model
 from fastnn.onnx._import_fold import FOLDABLE, fold
 from fastnn.onnx._import_ops import OPS, Ctx, T
+from fastnn.onnx._import_patterns import find_patterns
 
 
 def _input_layout(graph: Any, inp: Any) -> tuple[Any, Any]:
@@ -92,8 +93,13 @@ def load(path: Any, backend: Any = "fast") -> Any:
     ctx.dtype = np.dtype(np.float32) if elem == 1 else np.dtype(np.float64)  # type: ignore
     ctx.graph = graph
     ctx.count_consumers(graph)
+    find_patterns(ctx)
     for node in graph.node:
         if node.name in ctx.skip or id(node) in ctx.skip:
+            continue
+        if id(node) in ctx.patterns:          # a whole subgraph ends here: one layer
+            for name, value in zip(node.output, ctx.patterns[id(node)](ctx, node)):
+                ctx.values[name] = value
             continue
         handler = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         ctx.node = node
