@@ -29,8 +29,7 @@ KERAS3_REFUSED = {"lstm": ("MatMul", "unrolled"), "gru": ("MatMul", "unrolled"),
 TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
                   "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
                   "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm",
-                  "layernorm", "conv1d_layernorm"]
-TF2ONNX_REFUSED = {"simplernn": "Loop", "simplernn_sequences": "Loop"}
+                  "layernorm", "conv1d_layernorm", "simplernn", "simplernn_sequences"]
 
 
 @pytest.fixture(scope="module")
@@ -81,28 +80,24 @@ def test_tf2onnx_export_imports(name):
     _check(TF2ONNX / f"{name}.onnx", np.load(TF2ONNX / f"{name}.npz"))
 
 
-@pytest.mark.parametrize("name", sorted(TF2ONNX_REFUSED))
-def test_tf2onnx_refusals_name_the_node(name):
-    """SimpleRNN comes as a Loop: refused, naming the node."""
-    with pytest.raises(ValueError, match=rf"node '[^']+' \({TF2ONNX_REFUSED[name]}\) is not "
-                                         r"supported"):
-        fnn.onnx.load(TF2ONNX / f"{name}.onnx")
-
-
 def test_tf2onnx_fixtures_are_small_and_complete():
     files = sorted(TF2ONNX.iterdir())
     assert sum(f.stat().st_size for f in files) < 1_000_000
     names = {f.stem for f in files}
-    assert names == set(TF2ONNX_MODELS) | set(TF2ONNX_REFUSED)
+    assert names == set(TF2ONNX_MODELS)
     assert {f.suffix for f in files} == {".onnx", ".npz"}
 
 
-def _tf2onnx_layernorm(tmp_path, change):
-    """tests/data/tf2onnx/layernorm.onnx changed by ``change(graph, nodes by op type)``."""
-    proto = onnx.load(str(TF2ONNX / "layernorm.onnx"))
+def _tf2onnx_layernorm(tmp_path, change, name="layernorm"):
+    """tests/data/tf2onnx/<name>.onnx changed by ``change(graph, nodes by op type)`` (a Loop's
+    body nodes included)."""
+    proto = onnx.load(str(TF2ONNX / f"{name}.onnx"))
     nodes = {}
     for n in proto.graph.node:
         nodes.setdefault(n.op_type, []).append(n)
+        for a in n.attribute:
+            for b in a.g.node:
+                nodes.setdefault(b.op_type, []).append(b)
     change(proto.graph, nodes)
     path = tmp_path / "changed.onnx"
     onnx.save(proto, str(path))
@@ -150,6 +145,36 @@ def test_tf2onnx_layernorm_pattern_is_matched_exactly(tmp_path, change):
     with pytest.raises(ValueError, match=r"node '[^']+' \((ReduceProd|BatchNormalization)\) "
                                          r"is not supported"):
         fnn.onnx.load(_tf2onnx_layernorm(tmp_path, change))
+
+
+def _init(graph, suffix, value):
+    for where in [graph.initializer] + [a.g.initializer for n in graph.node for a in n.attribute
+                                        if a.type == onnx.AttributeProto.GRAPH]:
+        for init in where:
+            if init.name.endswith(suffix):
+                init.CopyFrom(onnx.numpy_helper.from_array(
+                    np.asarray(value, onnx.numpy_helper.to_array(init).dtype), init.name))
+                return
+    raise AssertionError(suffix)
+
+
+_LOOP_CHANGES = {
+    "starts at t = 1": lambda g, n: _init(g, "simple_rnn/time:0", 1),
+    "steps by 2": lambda g, n: _init(g, "while/add/y:0", 2),
+    "stops before the last step": lambda g, n: _init(g, "strided_slice_1__190", 5),
+    "an activation fastnn lacks": lambda g, n: setattr(n["Tanh"][0], "op_type", "Softsign"),
+    "h U added twice, no bias": lambda g, n: n["Add"][1].input.__setitem__(
+        1, n["MatMul"][0].output[0]),
+}
+
+
+@pytest.mark.parametrize("change", sorted(_LOOP_CHANGES))
+def test_tf2onnx_simplernn_loop_is_matched_exactly(tmp_path, change):
+    """A Loop other than tf2onnx's SimpleRNN (per step, in order, from t = 0 to the last step,
+    the exact cell) is refused naming the Loop."""
+    path = _tf2onnx_layernorm(tmp_path, _LOOP_CHANGES[change], "simplernn")
+    with pytest.raises(ValueError, match=r"node '[^']+' \(Loop\) is not supported"):
+        fnn.onnx.load(path)
 
 
 def test_a_bias_is_folded_only_into_a_value_read_once(tmp_path):

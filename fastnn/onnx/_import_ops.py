@@ -48,6 +48,14 @@ class Ids:
         self.t, self.wrap = t, wrap
 
 
+class Rows:
+    """A channels-last tensor ``t`` seen as (-1, channels) for a MatMul (tf2onnx's Tensordot:
+    a Dense over a sequence), until a Reshape gives back its leading axes."""
+
+    def __init__(self, t: T) -> None:
+        self.t = t
+
+
 class AtLeast:
     def __init__(self, t: T, threshold: float) -> None:
         self.t, self.threshold = t, threshold
@@ -190,6 +198,9 @@ def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 
 def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    if isinstance(ins[0], Rows) and node.op_type == "MatMul" and len(ins) == 2:
+        out = dense(ctx, node, [ins[0].t, ins[1]])[0]    # fastnn's Dense maps the last axis
+        return [Rows(out)]
     x = ctx.tensor(ins[0])
     w = ctx.const(ins[1], "weight")
     if node.op_type == "Gemm":
@@ -316,6 +327,7 @@ from fastnn.onnx._import_seq import SEQ_OPS  # noqa: E402
 
 from fastnn.onnx import _import_fold as _F  # noqa: E402
 from fastnn.onnx._import_pool import global_pool, pool, reduce  # noqa: E402
+from fastnn.onnx._import_loop import loop  # noqa: E402
 
 OPS: dict[str, Callable[..., list[Any]]] = {
     "Conv": conv, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
@@ -324,6 +336,6 @@ OPS: dict[str, Callable[..., list[Any]]] = {
     "MatMul": dense, "Add": add, "Sum": add, "Concat": concat, "GreaterOrEqual": at_least,
     "Cast": cast, **{op: activation for op in _ACTS}, **SHAPE_OPS, **SEQ_OPS,
     "Pad": _F.pad, "Slice": _F.slice_, "Expand": _F.expand, "Sub": _F.affine, "Mul": _F.affine,
-    "Less": _F.ids_wrap, "Where": _F.ids_wrap,
+    "Less": _F.ids_wrap, "Where": _F.ids_wrap, "Loop": loop,
 }
-__all__ = ["OPS", "Ctx", "T", "Zero", "ShapeOf", "Ids"]
+__all__ = ["OPS", "Ctx", "T", "Zero", "ShapeOf", "Ids", "Rows"]

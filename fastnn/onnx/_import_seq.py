@@ -42,12 +42,13 @@ def _const_of(ctx: Ctx, name: str) -> Optional[np.ndarray]:
     return None
 
 
-def _pick(ctx: Ctx, node: Any, steps: int, dirs: int = 1
+def _pick(ctx: Ctx, node: Any, steps: int, dirs: int = 1, labels: Optional[list[Any]] = None
           ) -> Optional[tuple[str, list[Any], int, int]]:
     """Follow the Squeeze/Transpose/Slice/Gather chain that starts at ``node`` (a reader of Y,
-    (steps, directions, batch, units)) to one time step of one direction, (batch, units):
-    its output name, its nodes, the direction and the step; None when Y is read otherwise."""
-    labels: list[Any] = ["t", "d", "b", "h"]
+    (steps, directions, batch, units), or of what ``labels`` names) to one time step of one
+    direction, (batch, units): its output name, its nodes, the direction and the step; None
+    when Y is read otherwise."""
+    labels = list(labels or ["t", "d", "b", "h"])
     name, chain, picked = "", [], {"t": -1, "d": 0}
     while True:
         chain.append(node)
@@ -97,13 +98,14 @@ def _pick(ctx: Ctx, node: Any, steps: int, dirs: int = 1
         node = users[0]
 
 
-def _last_step(ctx: Ctx, y: str, steps: int, reverse: bool) -> Optional[tuple[str, list[Any]]]:
+def _last_step(ctx: Ctx, y: str, steps: int, reverse: bool, labels: Optional[list[Any]] = None
+               ) -> Optional[tuple[str, list[Any]]]:
     """The output name and nodes of the chain reading the final state from Y (the last step
     forward, the first in reverse); None when Y is read otherwise."""
     users = ctx.consumers.get(y, [])
     if len(users) != 1 or users[0] is None:
         return None
-    found = _pick(ctx, users[0], steps)
+    found = _pick(ctx, users[0], steps, 1, labels)
     if found is None or found[2] != 0 or found[3] != (0 if reverse else steps - 1):
         return None
     return found[0], found[1]

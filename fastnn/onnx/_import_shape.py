@@ -126,15 +126,37 @@ def _unit_shuffle(x: Any, target: list[int]) -> Any:
     return [next(big) if d != 1 else next(spare) for d in sizes]
 
 
+def _rows(ctx: Ctx, node: Any, x: Any, target: list[int]) -> list[Any]:
+    """tf2onnx's Tensordot (a Dense over a sequence): (n, *lead, c) seen as (-1, c) for the
+    one MatMul that reads it, and the MatMul's rows given back their (n, *lead) axes."""
+    ops = _ops()
+    if isinstance(x, ops.Rows):
+        if target[:1] not in ([0], [-1]) or target[1:] != list(x.t.sym.shape):
+            ctx.fail(f"shape {target} does not give the rows of a Dense over a sequence back "
+                     f"their axes")
+        return [x.t]
+    readers = ctx.consumers.get(node.output[0], [])
+    shape = list(x.sym.shape)
+    if not (x.identity and len(shape) >= 2 and target == [-1, shape[-1]] and len(readers) == 1
+            and readers[0] is not None and readers[0].op_type == "MatMul"
+            and readers[0].input[0] == node.output[0]):
+        ctx.fail(f"shape {target} would merge the batch axis into another")
+    return [ops.Rows(x)]
+
+
 def reshape(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     T = _ops().T
-    x = ctx.tensor(ins[0])
     if isinstance(ins[1], list):                     # ShapeOf: its batch entry stays
         if None in ins[1][1:]:
             ctx.fail("only the first axis of the shape may be the batch size")
         target = [0 if d is None else int(d) for d in ins[1]]
     else:
         target = ctx.const(ins[1], "shape").astype(np.int64).reshape(-1).tolist()
+    if isinstance(ins[0], _ops().Rows):
+        return _rows(ctx, node, ins[0], target)
+    x = ctx.tensor(ins[0])
+    if x.identity and target == [-1, x.sym.shape[-1]] and math.prod(x.sym.shape[:-1]) > 1:
+        return _rows(ctx, node, x, target)
     if x.pair is not None:
         from fastnn.onnx._import_seq import merge_directions
         return merge_directions(ctx, node, ins, target)
