@@ -39,11 +39,14 @@ def models():
                                                L.GlobalAveragePooling2D()], False),
         "embedding_gap": ((5,), lambda: [L.Embedding(10, 4), L.GlobalAveragePooling1D(),
                                          L.Dense(2)], True),
-        # refused: recurrent layers come unrolled into per-step ops, an average pooling
-        # with "same" padding as an edge-replicating Pad
+        "simplernn": ((6, 3), lambda: [L.SimpleRNN(4)], False),     # unrolled, matched whole
+        "simplernn_sequences": ((5, 3), lambda: [L.SimpleRNN(4, activation="relu",
+                                                             return_sequences=True),
+                                                 L.Dense(2)], False),
+        # refused: LSTM and GRU come unrolled into per-step ops, an average pooling with
+        # "same" padding as an edge-replicating Pad
         "lstm": ((6, 3), lambda: [L.LSTM(4)], False),
         "gru": ((6, 3), lambda: [L.GRU(4, return_sequences=True)], False),
-        "simplernn": ((6, 3), lambda: [L.SimpleRNN(4)], False),
         "avgpool_same": ((5, 5, 2), lambda: [L.AveragePooling2D(2, padding="same"),
                                              L.Flatten()], False),
     }

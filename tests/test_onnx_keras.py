@@ -22,10 +22,10 @@ ort = pytest.importorskip("onnxruntime")
 
 TF2ONNX = pathlib.Path(__file__).parent / "data" / "tf2onnx"
 KERAS3 = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm", "conv_batchnorm",
-          "embedding_gap"]
+          "embedding_gap", "simplernn", "simplernn_sequences"]
 #: Keras 3 exports refused: name -> (the node's op type, words of the reason)
 KERAS3_REFUSED = {"lstm": ("MatMul", "unrolled"), "gru": ("MatMul", "unrolled"),
-                  "simplernn": ("Split", "split"), "avgpool_same": ("Pad", "edge")}
+                  "avgpool_same": ("Pad", "edge")}
 TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
                   "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
                   "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm",
@@ -73,6 +73,45 @@ def test_keras3_torch_export_refusals_name_the_node(name, keras3_dir):
     op, why = KERAS3_REFUSED[name]
     with pytest.raises(ValueError, match=rf"node '[^']+' \({op}\) is not supported.*{why}"):
         fnn.onnx.load(keras3_dir / f"{name}.onnx")
+
+
+def _greater_checks_step_0(graph, nodes):  # a mask that is no longer always true
+    name = nodes["Greater"][2].input[1]
+    const = next(n for n in graph.node if name in n.output)
+    const.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.int64(0)))
+
+
+def _one_step_relu(graph, nodes):          # one step with another activation
+    nodes["Tanh"][3].op_type = "Relu"
+
+
+def _inner_output(graph, nodes):           # a step's output read outside the layer
+    graph.output.append(onnx.helper.make_tensor_value_info(
+        nodes["Where"][2].output[0], onnx.TensorProto.FLOAT, ["n", 4]))
+
+
+def _other_bias(graph, nodes):             # one step's bias Add reads another constant
+    graph.initializer.append(onnx.numpy_helper.from_array(np.ones(4, np.float32), "other_b"))
+    adds = [n for n in nodes["Add"] if n.input[1].startswith("onnx::Add")]
+    adds[4].input[1] = "other_b"
+
+
+@pytest.mark.parametrize("change", [_greater_checks_step_0, _one_step_relu, _inner_output,
+                                    _other_bias])
+def test_keras3_unrolled_simplernn_is_matched_exactly(tmp_path, keras3_dir, change):
+    """Keras 3's unrolled SimpleRNN is read whole only when every step is the same cell, every
+    mask is true and no inner value is read elsewhere; otherwise the node-by-node reading
+    refuses it naming a node."""
+    proto = onnx.load(str(keras3_dir / "simplernn.onnx"))
+    nodes = {}
+    for n in proto.graph.node:
+        nodes.setdefault(n.op_type, []).append(n)
+    change(proto.graph, nodes)
+    path = tmp_path / "changed.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(ValueError, match=r"node '[^']+' \((Split|Where|Greater)\) is not "
+                                         r"supported"):
+        fnn.onnx.load(path)
 
 
 @pytest.mark.parametrize("name", TF2ONNX_MODELS)

@@ -216,8 +216,8 @@ def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         w = kernel
     elif x.layout == (1, 0, 2):
         ctx.fail("its input is time-major: a recurrent layer unrolled into per-step ops (as "
-                 "Keras 3's torch-backend export writes) is not supported; ONNX's RNN, LSTM "
-                 "and GRU ops are")
+                 "Keras 3's torch-backend export writes LSTM and GRU) is not supported; ONNX's "
+                 "RNN, LSTM and GRU ops are")
     elif not x.identity:
         ctx.fail("its input must be in fastnn's layout")
     weights = {"kernel": w}

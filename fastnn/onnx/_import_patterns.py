@@ -185,6 +185,8 @@ def find_patterns(ctx: Ctx) -> None:
         nodes, last, x, epsilon, c = found
         ctx.skip.update(id(n) for n in nodes if n is not last)
         ctx.patterns[id(last)] = _layer_norm(node, x, epsilon, c)
+    from fastnn.onnx._import_unrolled import find_unrolled
+    find_unrolled(ctx, g)
 
 
 def fold_into_layer_norm(ctx: Ctx, node: Any, x: T, vec: np.ndarray) -> Optional[list[Any]]:
