@@ -43,10 +43,12 @@ def models():
         "simplernn_sequences": ((5, 3), lambda: [L.SimpleRNN(4, activation="relu",
                                                              return_sequences=True),
                                                  L.Dense(2)], False),
-        # refused: LSTM and GRU come unrolled into per-step ops, an average pooling with
-        # "same" padding as an edge-replicating Pad
-        "lstm": ((6, 3), lambda: [L.LSTM(4)], False),
+        "lstm": ((6, 3), lambda: [L.LSTM(4)], False),                # unrolled too
+        "lstm_sequences": ((4, 2), lambda: [L.LSTM(3, return_sequences=True), L.Dense(2)],
+                           False),
         "gru": ((6, 3), lambda: [L.GRU(4, return_sequences=True)], False),
+        "gru_last": ((5, 3), lambda: [L.GRU(3), L.Dense(2)], False),
+        # refused: an average pooling with "same" padding as an edge-replicating Pad
         "avgpool_same": ((5, 5, 2), lambda: [L.AveragePooling2D(2, padding="same"),
                                              L.Flatten()], False),
     }

@@ -22,10 +22,10 @@ ort = pytest.importorskip("onnxruntime")
 
 TF2ONNX = pathlib.Path(__file__).parent / "data" / "tf2onnx"
 KERAS3 = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm", "conv_batchnorm",
-          "embedding_gap", "simplernn", "simplernn_sequences"]
+          "embedding_gap", "simplernn", "simplernn_sequences", "lstm", "lstm_sequences", "gru",
+          "gru_last"]
 #: Keras 3 exports refused: name -> (the node's op type, words of the reason)
-KERAS3_REFUSED = {"lstm": ("MatMul", "unrolled"), "gru": ("MatMul", "unrolled"),
-                  "avgpool_same": ("Pad", "edge")}
+KERAS3_REFUSED = {"avgpool_same": ("Pad", "edge")}
 TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
                   "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
                   "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm",
@@ -111,6 +111,50 @@ def test_keras3_unrolled_simplernn_is_matched_exactly(tmp_path, keras3_dir, chan
     onnx.save(proto, str(path))
     with pytest.raises(ValueError, match=r"node '[^']+' \((Split|Where|Greater)\) is not "
                                          r"supported"):
+        fnn.onnx.load(path)
+
+
+def _const_node(graph, name):
+    return next(n for n in graph.node if name in n.output)
+
+
+def _lstm_output_gate_tanh(graph, nodes):    # one step's output gate through tanh
+    nodes["Sigmoid"][7].op_type = "Tanh"
+
+
+def _lstm_inner_output(graph, nodes):        # an inner h (read by step 2) read outside too
+    graph.output.append(onnx.helper.make_tensor_value_info(
+        nodes["MatMul"][2].input[0], onnx.TensorProto.FLOAT, ["n", 4]))
+
+
+def _gru_one_minus_two(graph, nodes):        # (2 - z) for (1 - z) in one step
+    const = _const_node(graph, nodes["Sub"][2].input[0])
+    const.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(
+        onnx.numpy_helper.to_array(const.attribute[0].t) * 2))
+
+
+def _gru_other_chunk(graph, nodes):          # the update gate reads the reset gate's chunk
+    slices = {o for n in nodes["Slice"] for o in n.output}
+    gates = [n for n in nodes["Add"] if all(i in slices for i in n.input)]
+    gates[0].input[0] = gates[1].input[0]
+
+
+@pytest.mark.parametrize("name, change", [("lstm", _lstm_output_gate_tanh),
+                                          ("lstm", _lstm_inner_output),
+                                          ("gru", _gru_one_minus_two),
+                                          ("gru", _gru_other_chunk)])
+def test_keras3_unrolled_lstm_gru_are_matched_exactly(tmp_path, keras3_dir, name, change):
+    """An unrolled LSTM or GRU whose steps differ from Keras' cell, or whose inner values are
+    read elsewhere, is refused naming a node."""
+    proto = onnx.load(str(keras3_dir / f"{name}.onnx"))
+    nodes = {}
+    for n in proto.graph.node:
+        nodes.setdefault(n.op_type, []).append(n)
+    change(proto.graph, nodes)
+    path = tmp_path / "changed.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(ValueError, match=r"node '[^']+' \((MatMul|Gather|Slice|Mul|Add)\) is "
+                                         r"not supported"):
         fnn.onnx.load(path)
 
 

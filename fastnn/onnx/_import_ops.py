@@ -215,9 +215,9 @@ def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         kernel[x.flat_perm] = w
         w = kernel
     elif x.layout == (1, 0, 2):
-        ctx.fail("its input is time-major: a recurrent layer unrolled into per-step ops (as "
-                 "Keras 3's torch-backend export writes LSTM and GRU) is not supported; ONNX's "
-                 "RNN, LSTM and GRU ops are")
+        ctx.fail("its input is time-major: a recurrent layer unrolled into per-step ops is "
+                 "read only as Keras 3's exact SimpleRNN, LSTM or GRU, and this one differs; "
+                 "ONNX's RNN, LSTM and GRU ops are supported")
     elif not x.identity:
         ctx.fail("its input must be in fastnn's layout")
     weights = {"kernel": w}

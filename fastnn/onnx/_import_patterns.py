@@ -186,7 +186,9 @@ def find_patterns(ctx: Ctx) -> None:
         ctx.skip.update(id(n) for n in nodes if n is not last)
         ctx.patterns[id(last)] = _layer_norm(node, x, epsilon, c)
     from fastnn.onnx._import_unrolled import find_unrolled
+    from fastnn.onnx._import_unrolled_gates import find_unrolled_gates
     find_unrolled(ctx, g)
+    find_unrolled_gates(ctx, g)
 
 
 def fold_into_layer_norm(ctx: Ctx, node: Any, x: T, vec: np.ndarray) -> Optional[list[Any]]:

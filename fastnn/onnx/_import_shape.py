@@ -265,8 +265,8 @@ def layer_norm(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 def split(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
     if x.pair is None and x.layout == (1, 0, 2):
-        ctx.fail("a sequence split into its time steps is an unrolled recurrent layer: only "
-                 "Keras 3's SimpleRNN, matched whole, is supported, and this one differs")
+        ctx.fail("a sequence split into its time steps is an unrolled recurrent layer: read "
+                 "only as Keras 3's exact SimpleRNN, and this one differs")
     if x.pair is None:
         ctx.fail("only the split of a bidirectional layer's two directions is supported")
     from fastnn.onnx._import_seq import split_directions

@@ -14,8 +14,8 @@ Identity copies of the weights seen through:
     Concat([Unsqueeze(out_last, 0)], 0)           -> the last state (then Gather 0 or -1)
 
 ``steps`` is the input's own step count (Gather(Shape(v), 1)), so every Where picks y_t.
-Each inner value must be read only inside the match. LSTM and GRU (Keras' torch fallback
-loop: gates cut by Slices whose bounds are shape arithmetic) are not matched.
+Each inner value must be read only inside the match. LSTM and GRU come from another loop
+(Keras' torch fallback): ``_import_unrolled_gates``.
 """
 
 from __future__ import annotations
