@@ -65,6 +65,13 @@ class _Match:
             self.nodes.append(p)
         return c
 
+    def unsqueezed(self, name: str) -> str:
+        """The (batch, units) value that the Unsqueeze at ``name`` gives a leading axis."""
+        n = self.node(name, "Unsqueeze")
+        if self.g.axes(n, 3) != [0]:
+            raise LookupError(name)
+        return self.see(n.input[0])
+
     def shape_dim(self, name: str, v: str, axis: int) -> None:
         """``name`` is Gather(Shape(v), axis) (a scalar or one-element index)."""
         gather = self.node(name, "Gather", ints=True)
@@ -110,7 +117,7 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
     if g.attr(concat, "axis") != 0 or not concat.input:
         return None
     try:
-        outs = [m.node(u, "Unsqueeze").input[0] for u in concat.input]
+        outs = [m.unsqueezed(u) for u in concat.input]
         steps_seen: list[tuple[Any, str]] = []          # (Where of out_t, y_t), last first
         out = outs[-1]
         while g.made_by(m.see(out), "Where") is not None:
@@ -127,8 +134,9 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
         gather0 = m.node(x_dry, "Gather")
         transpose = m.node(gather0.input[0], "Transpose")
         v = m.see(transpose.input[0])
-        if g.attr(transpose, "perm") != [1, 0, 2] or \
-                int(m.const(gather0.input[1]).reshape(-1)[0]) != 0:
+        index = m.const(gather0.input[1])
+        if g.attr(transpose, "perm") != [1, 0, 2] or index.ndim != 0 or int(index) != 0 or \
+                g.attr(gather0, "axis", 0) != 0:
             return None
         size = m.node(m.zeros(h_dry).input[0], "Concat", ints=True)    # (batch, units)
         if len(size.input) != 2 or m.const(size.input[1]).reshape(-1).tolist() != [u.shape[0]]:
@@ -143,6 +151,8 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
                 return None
             a, x_t, h_t, w_t, b_t, u_t = m.cell(y)
             squeeze = m.node(x_t, "Squeeze")
+            if g.axes(squeeze, 3) != [0]:
+                return None
             part = m.see(squeeze.input[0])
             split = split or m.node(part, "Split")
             if a != act or h_t != h or list(split.output).index(part) != t or any(

@@ -37,6 +37,7 @@ class _Gates(_Match):
         self.kind = kind
         self.xw: Optional[str] = None
         self.x = ""
+        self.known: dict[tuple[str, str, int], np.ndarray] = {}     # integer values found
         self.weights: dict[str, np.ndarray] = {}
 
     def act(self, name: str, op: str) -> str:
@@ -45,6 +46,12 @@ class _Gates(_Match):
     def index(self, name: str, z: str, width: int) -> np.ndarray:
         """The integer value ``name``: constants and Gather(Shape(z), 1) (z's width, known),
         combined by integer arithmetic that onnx's reference implementation evaluates."""
+        key = (name, z, width)
+        if key not in self.known:
+            self.known[key] = self._index(name, z, width)
+        return self.known[key]
+
+    def _index(self, name: str, z: str, width: int) -> np.ndarray:
         c = self.g.const(name)
         if c is not None:
             return np.asarray(c)
@@ -190,7 +197,7 @@ def _match(g: _Graph, end: Any, kind: str) -> Optional[tuple[list[Any], str, dic
         if seq:
             if g.attr(end, "axis") != 0 or len(end.input) < 2:
                 return None
-            outs = [m.see(m.node(u, "Unsqueeze").input[0]) for u in end.input]
+            outs = [m.unsqueezed(u) for u in end.input]
             h = outs[-1]
         else:
             h = end.output[0]
