@@ -48,7 +48,11 @@ def models():
                            False),
         "gru": ((6, 3), lambda: [L.GRU(4, return_sequences=True)], False),
         "gru_last": ((5, 3), lambda: [L.GRU(3), L.Dense(2)], False),
-        # refused: an average pooling with "same" padding as an edge-replicating Pad
+        # refused: an LSTM with another activation than Keras' cell matched, a reversed
+        # SimpleRNN (its flip a Slice), an average pooling with "same" padding as an
+        # edge-replicating Pad
+        "lstm_relu": ((5, 2), lambda: [L.LSTM(3, activation="relu")], False),
+        "simplernn_backwards": ((5, 2), lambda: [L.SimpleRNN(3, go_backwards=True)], False),
         "avgpool_same": ((5, 5, 2), lambda: [L.AveragePooling2D(2, padding="same"),
                                              L.Flatten()], False),
     }

@@ -25,7 +25,8 @@ KERAS3 = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm", "
           "embedding_gap", "simplernn", "simplernn_sequences", "lstm", "lstm_sequences", "gru",
           "gru_last"]
 #: Keras 3 exports refused: name -> (the node's op type, words of the reason)
-KERAS3_REFUSED = {"avgpool_same": ("Pad", "edge")}
+KERAS3_REFUSED = {"avgpool_same": ("Pad", "edge"), "lstm_relu": ("MatMul", "unrolled"),
+                  "simplernn_backwards": ("Slice", "slices")}
 TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
                   "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
                   "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm",
