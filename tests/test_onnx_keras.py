@@ -294,3 +294,24 @@ def test_a_cast_that_changes_the_float_type_is_refused(tmp_path):
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     with pytest.raises(ValueError, match=r"node 'narrow' \(Cast\) is not supported"):
         fnn.onnx.load(path)
+
+
+def test_a_constant_gather_that_would_blow_up_is_refused_before_it_runs(tmp_path):
+    """Constant folding sizes a Gather by its indices (data's axis replaced), before onnx's
+    reference evaluator allocates: 50,000 zero indices into (2, 50000) rows ask for 2.5e9 values
+    from a file of under 1 MB."""
+    from onnx import TensorProto, helper, numpy_helper
+    data = numpy_helper.from_array(np.zeros((2, 50000), np.float32), "data")
+    indices = numpy_helper.from_array(np.zeros(50000, np.int64), "indices")
+    nodes = [helper.make_node("Gather", ["data", "indices"], ["g"], name="huge", axis=0),
+             helper.make_node("Add", ["x", "x"], ["y"], name="add")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("g", TensorProto.FLOAT, [50000, 50000])],
+        [data, indices])
+    path = str(tmp_path / "m.onnx")
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    assert os.path.getsize(path) < 2**20
+    with pytest.raises(ValueError, match=r"node 'huge' \(Gather\).*would hold 2500000000 values"):
+        fnn.onnx.load(path)

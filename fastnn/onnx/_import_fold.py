@@ -47,6 +47,13 @@ def fold(ctx: Ctx, node: Any, ins: list[Any]) -> Optional[list[Any]]:
             except ValueError:
                 ctx.fail(f"shape {asked} does not broadcast with {list(arrays[0].shape)}")
         size = math.prod(asked)
+    elif node.op_type == "Gather" and len(arrays) == 2:    # data's axis replaced by indices
+        data, indices = arrays
+        axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
+        if not -max(data.ndim, 1) <= axis < max(data.ndim, 1):
+            ctx.fail(f"axis {axis} is out of range for data of rank {data.ndim}")
+        axis %= max(data.ndim, 1)
+        size = math.prod(data.shape[:axis]) * indices.size * math.prod(data.shape[axis + 1:])
     else:
         try:
             size = max(math.prod(np.broadcast_shapes(*(a.shape for a in arrays))),
