@@ -71,6 +71,8 @@ class _Gates(_Match):
             raise LookupError(name)
         from onnx.reference import ReferenceEvaluator
         feeds = {i: self.index(i, z, width) for i in n.input if i}
+        if any(np.asarray(v).size > 8 for v in feeds.values()):   # bounds are scalars: a
+            raise LookupError(name)            # broadcast of large constants is no gate bound
         out: Any = ReferenceEvaluator(n).run(None, feeds)
         return np.asarray(out[0])
 
