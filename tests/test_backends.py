@@ -483,3 +483,27 @@ def test_fit_bitwise_across_threads(dtype, digits_split):
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
     assert h1 == h2
     assert np.array_equal(p1, p2)
+
+
+@pytest.mark.parametrize("name, param", [("relu", 0.0), ("leaky_relu", 0.2), ("step", 0.5)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_activation_specials_are_the_same_on_both_backends_and_in_the_epilogue(name, param,
+                                                                               dtype):
+    """NaN, infinities and signed zeros through the element-wise activation (a standalone
+    layer's path) and through the GEMM epilogue (Dense's fused path): the compiled backend gives
+    the NumPy twin's values bit for bit; relu and leaky_relu pass NaN on (the compiled relu
+    loop once made it 0)."""
+    from fastnn import activations as A
+    from fastnn.backends import fast_backend, numpy_backend
+    code = A.CODES[name]
+    z = np.array([[np.nan, -np.inf, np.inf, -0.0, 0.0, -3.0, 0.5, 7.0]], dtype)
+    got = fast_backend.activation_forward(z, code, param, np.empty_like(z))
+    want = numpy_backend.activation_forward(z, code, param, np.empty_like(z))
+    with np.errstate(invalid="ignore"):
+        fused = fast_backend.dense_forward(z.reshape(-1, 1), np.ones((1, 1), dtype), None, code,
+                                           param, np.empty((z.size, 1), dtype)).reshape(1, -1)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(fused, want)       # (the product 1 x -0.0 + 0 gives 0.0 there)
+    if name != "step":
+        assert np.isnan(got[0, 0])

@@ -138,9 +138,9 @@ cdef inline void _act_row(const floating *z, floating *y, Py_ssize_t m, int act,
             return
     # act_forward's formulas as loops of their own, which the compiler vectorises (selects); the
     # switch inside the loop of the others branched on the data: relu took ~8 ns an element
-    if act == FNN_ACT_RELU:
+    if act == FNN_ACT_RELU:         # as np.maximum(z, 0): NaN propagates, -0.0 becomes 0.0
         for j in range(m):
-            y[j] = z[j] if z[j] > 0 else 0
+            y[j] = z[j] if (z[j] > 0) | (z[j] != z[j]) else 0
         return
     if act == FNN_ACT_LEAKY_RELU:
         for j in range(m):
