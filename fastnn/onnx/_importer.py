@@ -93,9 +93,12 @@ def load(path: Any, backend: Any = "fast") -> Any:
         raise ValueError("the graph has no input")
     ctx.dtype = np.dtype(np.float32) if elem == 1 else np.dtype(np.float64)  # type: ignore
     ctx.graph = graph
+    # protobuf's (upb) node wrappers live only while referenced, and a freed one's id can be
+    # reused by another node's: kept alive, id(node) in ctx.skip and ctx.patterns stays its own
+    nodes = list(graph.node)
     ctx.count_consumers(graph)
     find_patterns(ctx)
-    for node in graph.node:
+    for node in nodes:
         if node.name in ctx.skip or id(node) in ctx.skip:
             continue
         if id(node) in ctx.patterns:          # a whole subgraph ends here: one layer
