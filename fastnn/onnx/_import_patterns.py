@@ -29,6 +29,8 @@ class _Graph:
         self.ctx = ctx
         self.producer = {o: n for n in ctx.graph.node for o in n.output if o}
         self.outputs = {o.name for o in ctx.graph.output}
+        #: unrolled recurrent layers matched: last node's id -> (nodes, input, settings)
+        self.unrolled: dict[int, tuple[list[Any], str, dict[str, Any]]] = {}
 
     def made_by(self, name: str, op: str) -> Optional[Any]:
         node = self.producer.get(name)
@@ -187,8 +189,10 @@ def find_patterns(ctx: Ctx) -> None:
         ctx.patterns[id(last)] = _layer_norm(node, x, epsilon, c)
     from fastnn.onnx._import_unrolled import find_unrolled
     from fastnn.onnx._import_unrolled_gates import find_unrolled_gates
+    from fastnn.onnx._import_bidirectional import find_bidirectional
     find_unrolled(ctx, g)
     find_unrolled_gates(ctx, g)
+    find_bidirectional(ctx, g)
 
 
 def fold_into_layer_norm(ctx: Ctx, node: Any, x: T, vec: np.ndarray) -> Optional[list[Any]]:

@@ -9,11 +9,18 @@ Identity copies of the weights seen through:
     h_0   = zeros                              (ConstantOfShape 0 of (batch, units))
     y_t   = cell(x_t, h_t)
     h_t+1 = Where(steps > t, y_t, h_t),  out_t = Where(steps > t, y_t, out_t-1)
+                                         (or Where(steps > t, y_t, out_-1): Keras'
+                                          zero_output_for_mask, set inside Bidirectional)
     out_-1 = zeros shaped like cell(Gather(X, 0), h_0)   (Keras' dry run for the shape)
     Concat([Unsqueeze(out_t, 0) for every t], 0)  -> the sequence (time-major), or
     Concat([Unsqueeze(out_last, 0)], 0)           -> the last state (then Gather 0 or -1)
 
 ``steps`` is the input's own step count (Gather(Shape(v), 1)), so every Where picks y_t.
+go_backwards: Split reads Keras' flip of X (a Slice from -1 by -1 past the start of axis 0)
+and the mask is Less(ReduceMax(steps) - 1 - steps, t), that is -1 < t (Keras writes the
+ReduceMax over axis 0 of the scalar step count, which onnxruntime refuses as out of range;
+torch, which traced it, reads it as the count itself). The sequence is in processing order,
+last step first, as Keras and fastnn's go_backwards both give it.
 Each inner value must be read only inside the match. LSTM and GRU come from another loop
 (Keras' torch fallback): ``_import_unrolled_gates``.
 """
@@ -81,6 +88,41 @@ class _Match:
                 self.g.attr(gather, "axis", 0) != 0 or shape.attribute:
             raise LookupError(name)
 
+    def unflip(self, name: str, axis: int, steps: int) -> tuple[str, bool]:
+        """(x, True) when ``name`` is x reversed along ``axis`` of length ``steps`` (Keras'
+        flip: a Slice from -1 by -1 to past the start), else (``name``, False)."""
+        n = self.g.made_by(self.see(name), "Slice")
+        if n is None:
+            return self.see(name), False
+        self.nodes.append(n)
+        c = [self.const(i).reshape(-1).tolist() for i in n.input[1:]]
+        if len(c) != 4 or c[0] != [-1] or len(c[1]) != 1 or c[1][0] >= -steps or \
+                c[2] != [axis] or c[3] != [-1]:
+            raise LookupError(name)
+        return self.see(n.input[0]), True
+
+    def step_mask(self, name: str, v: str, t: int) -> None:
+        """``name`` is Keras' mask at step t, true for every t < steps: Greater(steps, t) or,
+        going backwards, Less(ReduceMax(steps) - 1 - steps, t) (that is, -1 < t)."""
+        n = self.g.producer.get(self.see(name))
+        if n is not None and n.op_type == "Greater":
+            self.nodes.append(n)
+            self.shape_dim(n.input[0], v, 1)
+        else:
+            n = self.node(name, "Less")
+            outer = self.node(n.input[0], "Sub")
+            inner = self.node(outer.input[0], "Sub")
+            top = self.node(inner.input[0], "ReduceMax", ints=True)
+            steps = self.see(outer.input[1], ints=True)
+            one = self.const(inner.input[1]).reshape(-1).tolist()
+            if self.see(top.input[0], ints=True) != steps or one != [1] or \
+                    self.g.axes(top, 1) != [0] or self.g.attr(top, "keepdims") != 0 or \
+                    self.g.attr(top, "noop_with_empty_axes", 0) != 0:
+                raise LookupError(name)
+            self.shape_dim(steps, v, 1)
+        if self.const(n.input[1]).reshape(-1).tolist() != [t]:
+            raise LookupError(name)
+
     def zeros(self, name: str) -> Any:
         n = self.node(name, "ConstantOfShape")
         value = self.g.attr(n, "value")
@@ -125,6 +167,11 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
             steps_seen.append((where, m.see(where.input[1])))
             out = where.input[2]
         steps_seen.reverse()
+        if len(steps_seen) == 1 and len(outs) > 1:   # zero_output_for_mask: out_t from zeros
+            steps_seen = [(m.node(o, "Where"), "") for o in outs]
+            if any(m.see(w.input[2]) != m.see(out) for w, _ in steps_seen):
+                return None
+            steps_seen = [(w, m.see(w.input[1])) for w, _ in steps_seen]
         t_count = len(steps_seen)
         if t_count < 2 or len(outs) not in (1, t_count) or (len(outs) == t_count and any(
                 m.see(o) != w.output[0] for o, (w, _) in zip(outs, steps_seen))):
@@ -145,10 +192,7 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
         split = None
         h = h_dry
         for t, (where, y) in enumerate(steps_seen):
-            greater = m.node(where.input[0], "Greater")
-            m.shape_dim(greater.input[0], v, 1)
-            if int(m.const(greater.input[1]).reshape(-1)[0]) != t:
-                return None
+            m.step_mask(where.input[0], v, t)
             a, x_t, h_t, w_t, b_t, u_t = m.cell(y)
             squeeze = m.node(x_t, "Squeeze")
             if g.axes(squeeze, 3) != [0]:
@@ -166,7 +210,10 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
                     return None
                 m.nodes.append(nxt)
                 h = nxt.output[0]
-        if split is None or m.see(split.input[0]) != transpose.output[0] or \
+        if split is None:
+            return None
+        source, back = m.unflip(split.input[0], 0, t_count)
+        if source != transpose.output[0] or \
                 g.attr(split, "axis", 0) != 0 or len(split.output) != t_count:
             return None
     except (LookupError, ValueError, IndexError):
@@ -177,8 +224,8 @@ def _match(g: _Graph, concat: Any) -> Optional[tuple[list[Any], str, dict[str, A
     nodes = _cone(g, concat, v)
     if nodes is None:
         return None
-    return nodes, v, {"act": act, "seq": len(outs) > 1, "W": w, "b": b, "U": u,
-                      "steps": t_count}
+    return nodes, v, {"kind": "SimpleRNN", "act": act, "seq": len(outs) > 1, "W": w, "b": b,
+                      "U": u, "units": units, "steps": t_count, "back": back}
 
 
 def _cone(g: _Graph, last: Any, v: str) -> Optional[list[Any]]:
@@ -201,17 +248,36 @@ def _cone(g: _Graph, last: Any, v: str) -> Optional[list[Any]]:
     return list(seen.values())
 
 
-def _build(v: str, found: dict[str, Any]) -> Callable[[Ctx, Any], list[Any]]:
+def unrolled_input(ctx: Ctx, v: str, found: dict[str, Any]) -> Any:
+    """The fastnn tensor an unrolled layer reads: (batch, steps, features), one step each."""
+    x = ctx.get(v)
+    if not isinstance(x, T) or not x.identity or len(x.sym.shape) != 2 or \
+            x.sym.shape[0] != found["steps"] or x.sym.shape[1] != found["W"].shape[0]:
+        ctx.fail(f"an unrolled {found['kind']} must read a (batch, steps, features) tensor "
+                 f"with one step per unrolled step")
+    return x.sym
+
+
+def unrolled_layer(ctx: Ctx, found: dict[str, Any], back: bool) -> tuple[Any, list[Any]]:
+    """The fastnn layer (``go_backwards=back``) of a match and its weights, in spec order."""
+    kwargs: dict[str, Any] = {"return_sequences": found["seq"], "go_backwards": back}
+    layer: Any
+    if found["kind"] == "SimpleRNN":
+        layer = fnn.SimpleRNN(found["units"], activation=found["act"], **kwargs)
+    else:
+        layer = (fnn.LSTM if found["kind"] == "LSTM" else fnn.GRU)(found["units"], **kwargs)
+    return layer, [np.asarray(found[k], ctx.dtype) for k in ("W", "U", "b")]
+
+
+def build_unrolled(v: str, found: dict[str, Any]) -> Callable[[Ctx, Any], list[Any]]:
     def build(ctx: Ctx, node: Any) -> list[Any]:
-        x = ctx.get(v)
-        if not isinstance(x, T) or not x.identity or len(x.sym.shape) != 2 or \
-                x.sym.shape[0] != found["steps"] or x.sym.shape[1] != found["W"].shape[0]:
-            ctx.fail("an unrolled SimpleRNN must read a (batch, steps, features) tensor")
-        layer = fnn.SimpleRNN(found["U"].shape[0], activation=found["act"],
-                              return_sequences=found["seq"])
-        out = ctx.call(layer, x.sym, {"kernel": found["W"], "recurrent_kernel": found["U"],
-                                      "bias": found["b"]})
-        return [T(out, (1, 0, 2) if found["seq"] else (None, 0, 1))]
+        x = unrolled_input(ctx, v, found)
+        layer, weights = unrolled_layer(ctx, found, found["back"])
+        out = layer(x)
+        ctx.weights[layer] = weights
+        if found["seq"]:
+            return [T(out, (1, 0, 2))]
+        return [T(out, (None, 0, 1) if found["kind"] == "SimpleRNN" else (0, 1))]
     return build
 
 
@@ -220,10 +286,12 @@ def find_unrolled(ctx: Ctx, g: _Graph) -> None:
         if node.op_type != "Concat" or id(node) in ctx.skip:
             continue
         found = _match(g, node)
-        if found is None or not _serves_only(g, found[0], node):
+        if found is None:
             continue
-        ctx.skip.update(id(n) for n in found[0] if n is not node)
-        ctx.patterns[id(node)] = _build(found[1], found[2])
+        g.unrolled[id(node)] = found                 # Bidirectional may join two of them
+        if _serves_only(g, found[0], node):
+            ctx.skip.update(id(n) for n in found[0] if n is not node)
+            ctx.patterns[id(node)] = build_unrolled(found[1], found[2])
 
 
-__all__ = ["find_unrolled"]
+__all__ = ["build_unrolled", "find_unrolled", "unrolled_input", "unrolled_layer"]

@@ -11,7 +11,8 @@ Casts and Identity nodes seen through, step t reads xz = Gather(XW, t) and the s
            z = sigmoid(xz0 + hz0);  r = sigmoid(xz1 + hz1);  n = tanh(xz2 + r hz2)
            h' = z h + (1 - z) n                   (Keras' reset_after=True)
 
-from zeros (ConstantOfShape 0), steps 0, 1, ... T-1 in order. The layer gives the last h
+from zeros (ConstantOfShape 0), steps 0, 1, ... T-1 in order (go_backwards: X reads Keras'
+flip of v, a Slice from -1 by -1 past the start of axis 1). The layer gives the last h
 (the match ends at it) or the sequence (a Concat of every h' unsqueezed on axis 0). Every inner
 value must be read only inside the match; anything else is left to the node-by-node reading,
 which refuses it.
@@ -26,7 +27,7 @@ import numpy as np
 import fastnn as fnn
 from fastnn.onnx._import_ops import Ctx, T
 from fastnn.onnx._import_patterns import _Graph, _serves_only
-from fastnn.onnx._import_unrolled import _cone, _Match
+from fastnn.onnx._import_unrolled import _cone, _Match, build_unrolled
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "Cast", "Identity", "Unsqueeze", "Squeeze", "Concat"}
 
@@ -215,7 +216,7 @@ def _match(g: _Graph, end: Any, kind: str) -> Optional[tuple[list[Any], str, dic
         units = m.weights["U"].shape[0]
         size = m.node(m.zeros(cur).input[0], "Concat", ints=True)
         transpose = m.node(m.x, "Transpose")
-        v = m.see(transpose.input[0])
+        v, back = m.unflip(transpose.input[0], 1, len(steps))
         if len(size.input) != 2 or m.const(size.input[1]).reshape(-1).tolist() != [units] \
                 or g.attr(transpose, "perm") != [1, 0, 2]:
             return None
@@ -240,22 +241,7 @@ def _match(g: _Graph, end: Any, kind: str) -> Optional[tuple[list[Any], str, dic
     if nodes is None:
         return None
     return nodes, v, {"kind": kind, "seq": seq, "W": w, "U": u, "b": bias,
-                      "steps": len(steps), "units": units}
-
-
-def _build(v: str, found: dict[str, Any]) -> Callable[[Ctx, Any], list[Any]]:
-    def build(ctx: Ctx, node: Any) -> list[Any]:
-        x = ctx.get(v)
-        if not isinstance(x, T) or not x.identity or len(x.sym.shape) != 2 or \
-                x.sym.shape[0] != found["steps"] or x.sym.shape[1] != found["W"].shape[0]:
-            ctx.fail(f"an unrolled {found['kind']} must read a (batch, steps, features) tensor "
-                     f"with one step per unrolled step")
-        cls = fnn.LSTM if found["kind"] == "LSTM" else fnn.GRU
-        layer = cls(found["units"], return_sequences=found["seq"])
-        out = ctx.call(layer, x.sym, {"kernel": found["W"], "recurrent_kernel": found["U"],
-                                      "bias": found["b"]})
-        return [T(out, (1, 0, 2) if found["seq"] else (0, 1))]
-    return build
+                      "steps": len(steps), "units": units, "back": back}
 
 
 def find_unrolled_gates(ctx: Ctx, g: _Graph) -> None:
@@ -267,9 +253,12 @@ def find_unrolled_gates(ctx: Ctx, g: _Graph) -> None:
             continue
         for kind in ends[node.op_type]:
             found = _match(g, node, kind)
-            if found is not None and _serves_only(g, found[0], node):
+            if found is None:
+                continue
+            g.unrolled[id(node)] = found             # Bidirectional may join two of them
+            if _serves_only(g, found[0], node):
                 ctx.skip.update(id(n) for n in found[0] if n is not node)
-                ctx.patterns[id(node)] = _build(found[1], found[2])
+                ctx.patterns[id(node)] = build_unrolled(found[1], found[2])
                 break
 
 
