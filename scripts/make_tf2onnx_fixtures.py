@@ -1,4 +1,4 @@
-"""Write the tf2onnx fixtures of tests/test_onnx_keras.py into tests/data/tf2onnx/.
+"""Write the tf2onnx fixtures of tests/test_onnx_tf2onnx.py into tests/data/tf2onnx/.
 
 Small Keras 2 (tf_keras) models with seeded random weights (biases and BatchNormalization
 statistics not zero, so no converter shortcut hides them) are converted by tf2onnx's

@@ -48,11 +48,37 @@ def models():
                            False),
         "gru": ((6, 3), lambda: [L.GRU(4, return_sequences=True)], False),
         "gru_last": ((5, 3), lambda: [L.GRU(3), L.Dense(2)], False),
-        # refused: an LSTM with another activation than Keras' cell matched, a reversed
-        # SimpleRNN (its flip a Slice), an average pooling with "same" padding as an
-        # edge-replicating Pad
-        "lstm_relu": ((5, 2), lambda: [L.LSTM(3, activation="relu")], False),
+        # go_backwards (the input flipped by a Slice) and Bidirectional (the backward
+        # sequence flipped back), every merge mode
         "simplernn_backwards": ((5, 2), lambda: [L.SimpleRNN(3, go_backwards=True)], False),
+        "simplernn_backwards_sequences": ((5, 2), lambda: [
+            L.SimpleRNN(3, go_backwards=True, return_sequences=True), L.Dense(2)], False),
+        "lstm_backwards": ((5, 2), lambda: [L.LSTM(3, go_backwards=True)], False),
+        "lstm_backwards_sequences": ((4, 3), lambda: [
+            L.LSTM(3, go_backwards=True, return_sequences=True)], False),
+        "gru_backwards_sequences": ((5, 2), lambda: [
+            L.GRU(3, go_backwards=True, return_sequences=True)], False),
+        "gru_backwards": ((4, 2), lambda: [L.GRU(3, go_backwards=True), L.Dense(2)], False),
+        "bidirectional_simplernn": ((5, 2), lambda: [L.Bidirectional(L.SimpleRNN(3))], False),
+        "bidirectional_simplernn_sequences_sum": ((5, 2), lambda: [L.Bidirectional(
+            L.SimpleRNN(3, activation="relu", return_sequences=True), merge_mode="sum"),
+            L.Dense(2)], False),
+        "bidirectional_simplernn_sequences_ave": ((4, 3), lambda: [L.Bidirectional(
+            L.SimpleRNN(3, return_sequences=True), merge_mode="ave")], False),
+        "bidirectional_lstm_sequences": ((5, 2), lambda: [L.Bidirectional(
+            L.LSTM(3, return_sequences=True))], False),
+        "bidirectional_lstm_ave": ((5, 2), lambda: [L.Bidirectional(L.LSTM(3),
+                                                                    merge_mode="ave")], False),
+        "bidirectional_lstm_mul": ((4, 2), lambda: [L.Bidirectional(L.LSTM(2),
+                                                                    merge_mode="mul")], False),
+        "bidirectional_gru": ((5, 2), lambda: [L.Bidirectional(L.GRU(3)), L.Dense(2)], False),
+        "bidirectional_gru_sequences_mul": ((5, 2), lambda: [L.Bidirectional(
+            L.GRU(3, return_sequences=True), merge_mode="mul")], False),
+        "bidirectional_gru_sequences_sum": ((4, 3), lambda: [L.Bidirectional(
+            L.GRU(2, return_sequences=True), merge_mode="sum")], False),
+        # refused: an LSTM with another activation than Keras' cell matched, an average
+        # pooling with "same" padding as an edge-replicating Pad
+        "lstm_relu": ((5, 2), lambda: [L.LSTM(3, activation="relu")], False),
         "avgpool_same": ((5, 5, 2), lambda: [L.AveragePooling2D(2, padding="same"),
                                              L.Flatten()], False),
     }

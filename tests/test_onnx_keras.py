@@ -1,10 +1,7 @@
-"""fastnn.onnx.load of the graphs Keras-to-ONNX tools write, against Keras' own predictions and
-onnxruntime on the same file (float32, 1e-5 relative, batch 1 and 7):
-
-- Keras 3's ``model.export(path, format="onnx")`` on the torch backend, run in a subprocess
-  (tests/_keras_onnx_worker.py; Keras fixes its backend per process);
-- tf2onnx, from committed files (tests/data/tf2onnx/, written by
-  scripts/make_tf2onnx_fixtures.py: TensorFlow is not a test dependency).
+"""fastnn.onnx.load of what Keras 3's ``model.export(path, format="onnx")`` writes on the torch
+backend, run in a subprocess (tests/_keras_onnx_worker.py; Keras fixes its backend per
+process), against Keras' own predictions and onnxruntime on the same file (float32, 1e-5
+relative, batch 1 and 7). tf2onnx's files: tests/test_onnx_tf2onnx.py.
 """
 
 import os
@@ -16,21 +13,24 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _onnx_compare import check as _check
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-TF2ONNX = pathlib.Path(__file__).parent / "data" / "tf2onnx"
+#: Keras 3 writes a backward SimpleRNN's (always true) step mask with a ReduceMax over axis 0 of
+#: a scalar, which onnxruntime refuses to load: these are checked against Keras alone
+KERAS3_NOT_ORT = ["simplernn_backwards", "simplernn_backwards_sequences",
+                  "bidirectional_simplernn", "bidirectional_simplernn_sequences_sum",
+                  "bidirectional_simplernn_sequences_ave"]
 KERAS3 = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm", "conv_batchnorm",
           "embedding_gap", "simplernn", "simplernn_sequences", "lstm", "lstm_sequences", "gru",
-          "gru_last"]
+          "gru_last", "lstm_backwards", "lstm_backwards_sequences", "gru_backwards",
+          "gru_backwards_sequences", "bidirectional_lstm_sequences", "bidirectional_lstm_ave",
+          "bidirectional_lstm_mul", "bidirectional_gru", "bidirectional_gru_sequences_mul",
+          "bidirectional_gru_sequences_sum", *KERAS3_NOT_ORT]
 #: Keras 3 exports refused: name -> (the node's op type, words of the reason)
-KERAS3_REFUSED = {"avgpool_same": ("Pad", "edge"), "lstm_relu": ("MatMul", "unrolled"),
-                  "simplernn_backwards": ("Slice", "slices")}
-TF2ONNX_MODELS = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm",
-                  "conv_batchnorm", "lstm_sequences", "lstm_last", "gru_sequences", "gru_last",
-                  "bidirectional_lstm", "bidirectional_gru_sequences", "embedding_lstm",
-                  "layernorm", "conv1d_layernorm", "simplernn", "simplernn_sequences"]
+KERAS3_REFUSED = {"avgpool_same": ("Pad", "edge"), "lstm_relu": ("MatMul", "unrolled")}
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +49,16 @@ def keras3_dir(tmp_path_factory):
     return out
 
 
-def _check(path, arrays):
-    """fastnn's predictions of the imported file against Keras' and onnxruntime's."""
-    model = fnn.onnx.load(path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for rows in (1, 7):
-        x, keras_y = arrays[f"x{rows}"], arrays[f"y{rows}"]
-        got = model.predict(x)
-        assert got.shape == keras_y.shape and got.dtype == np.float32
-        np.testing.assert_allclose(got, keras_y, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got, session.run(None, {name: x})[0], rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("name", KERAS3)
 def test_keras3_torch_export_imports(name, keras3_dir):
-    _check(keras3_dir / f"{name}.onnx", np.load(keras3_dir / f"{name}.npz"))
+    model = _check(keras3_dir / f"{name}.onnx", np.load(keras3_dir / f"{name}.npz"),
+                   runs_in_ort=name not in KERAS3_NOT_ORT)
+    first = model.layers[0]
+    if "backwards" in name:
+        assert first.go_backwards
+    if name.startswith("bidirectional"):
+        assert isinstance(first, fnn.Bidirectional) and first.merge_mode == {
+            "sum": "sum", "ave": "ave", "mul": "mul"}.get(name.rsplit("_", 1)[1], "concat")
 
 
 @pytest.mark.parametrize("name", sorted(KERAS3_REFUSED))
@@ -159,105 +151,66 @@ def test_keras3_unrolled_lstm_gru_are_matched_exactly(tmp_path, keras3_dir, name
         fnn.onnx.load(path)
 
 
-@pytest.mark.parametrize("name", TF2ONNX_MODELS)
-def test_tf2onnx_export_imports(name):
-    _check(TF2ONNX / f"{name}.onnx", np.load(TF2ONNX / f"{name}.npz"))
+def _set_const(graph, name, value):
+    const = _const_node(graph, name)
+    const.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.asarray(
+        value, onnx.numpy_helper.to_array(const.attribute[0].t).dtype)))
 
 
-def test_tf2onnx_fixtures_are_small_and_complete():
-    files = sorted(TF2ONNX.iterdir())
-    assert sum(f.stat().st_size for f in files) < 1_000_000
-    names = {f.stem for f in files}
-    assert names == set(TF2ONNX_MODELS)
-    assert {f.suffix for f in files} == {".onnx", ".npz"}
+def _bypass(graph, node):                    # readers of node's output read its input
+    for n in graph.node:
+        n.input[:] = [node.input[0] if i == node.output[0] else i for i in n.input]
 
 
-def _tf2onnx_layernorm(tmp_path, change, name="layernorm"):
-    """tests/data/tf2onnx/<name>.onnx changed by ``change(graph, nodes by op type)`` (a Loop's
-    body nodes included)."""
-    proto = onnx.load(str(TF2ONNX / f"{name}.onnx"))
+def _mask_0_lt_t(graph, nodes):              # the backward mask -1 < t made 0 < t
+    _set_const(graph, nodes["Sub"][0].input[1], 0)
+
+
+def _flip_from_2nd_last(graph, nodes):       # the input flip drops the last step
+    _set_const(graph, nodes["Slice"][0].input[1], [-2])
+
+
+def _flip_over_batch(graph, nodes):          # the input flip along the batch axis
+    _set_const(graph, nodes["Slice"][0].input[3], [0])
+
+
+def _backward_unflipped(graph, nodes):       # the backward layer reads the input unflipped
+    _bypass(graph, next(n for n in nodes["Slice"] if n.input[0].startswith("/Cast")))
+
+
+def _sequence_unflipped(graph, nodes):       # the backward sequence merged in its own order
+    _bypass(graph, nodes["Slice"][-1])
+
+
+def _concat_on_batch(graph, nodes):
+    graph.node[-1].attribute[0].i = 0
+
+
+def _ave_over_3(graph, nodes):
+    _set_const(graph, graph.node[-1].input[1], 3.0)
+
+
+@pytest.mark.parametrize("name, change, refused", [
+    ("simplernn_backwards", _mask_0_lt_t, "Split|Slice|ReduceMax"),
+    ("simplernn_backwards", _flip_from_2nd_last, "Split|Slice"),
+    ("lstm_backwards", _flip_over_batch, "Slice"),
+    ("bidirectional_simplernn", _concat_on_batch, "Split|Slice"),
+    ("bidirectional_lstm_sequences", _backward_unflipped, "MatMul|Slice"),
+    ("bidirectional_gru_sequences_sum", _sequence_unflipped, "MatMul|Slice"),
+    ("bidirectional_lstm_ave", _ave_over_3, "MatMul|Div")])
+def test_keras3_reversed_layers_are_matched_exactly(tmp_path, keras3_dir, name, change,
+                                                    refused):
+    """go_backwards is read only from Keras' exact flip and mask, Bidirectional only from a
+    forward and a backward layer merged as Keras merges them; anything else is refused naming
+    a node."""
+    proto = onnx.load(str(keras3_dir / f"{name}.onnx"))
     nodes = {}
     for n in proto.graph.node:
         nodes.setdefault(n.op_type, []).append(n)
-        for a in n.attribute:
-            for b in a.g.node:
-                nodes.setdefault(b.op_type, []).append(b)
     change(proto.graph, nodes)
     path = tmp_path / "changed.onnx"
     onnx.save(proto, str(path))
-    return path
-
-
-def test_tf2onnx_layernorm_reads_its_epsilon(tmp_path):
-    def epsilon(graph, nodes):
-        nodes["BatchNormalization"][0].attribute[0].f = 0.25
-    path = _tf2onnx_layernorm(tmp_path, epsilon)
-    norm = [layer for layer in fnn.onnx.load(path).layers
-            if isinstance(layer, fnn.LayerNormalization)]
-    assert len(norm) == 1 and norm[0].epsilon == pytest.approx(0.25)
-    x = np.load(TF2ONNX / "layernorm.npz")["x7"]
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    np.testing.assert_allclose(fnn.onnx.load(path).predict(x), want[0], rtol=1e-5, atol=1e-6)
-
-
-def _extra_output(graph, nodes):            # the per-row means read outside the pattern
-    graph.output.append(onnx.helper.make_tensor_value_info(
-        nodes["Squeeze"][0].output[0], onnx.TensorProto.FLOAT, ["n"]))
-
-
-def _other_axes(graph, nodes):              # the variance over other axes than the mean's
-    for a in nodes["ReduceSumSquare"][0].attribute:
-        if a.name == "axes":
-            a.ints[:] = [0, 3]
-
-
-def _scale_two(graph, nodes):               # BatchNormalization's scale 2, not 1
-    for init in graph.initializer:
-        if init.name.endswith("ones/Const:0"):
-            init.CopyFrom(onnx.numpy_helper.from_array(np.float32(2.0), init.name))
-
-
-def _training(graph, nodes):
-    nodes["BatchNormalization"][0].attribute.append(onnx.helper.make_attribute(
-        "training_mode", 1))
-
-
-@pytest.mark.parametrize("change", [_extra_output, _other_axes, _scale_two, _training])
-def test_tf2onnx_layernorm_pattern_is_matched_exactly(tmp_path, change):
-    """Anything but tf2onnx's exact LayerNormalization subgraph falls back to the node-by-node
-    reading, which refuses its run-time shape arithmetic naming the node."""
-    with pytest.raises(ValueError, match=r"node '[^']+' \((ReduceProd|BatchNormalization)\) "
-                                         r"is not supported"):
-        fnn.onnx.load(_tf2onnx_layernorm(tmp_path, change))
-
-
-def _init(graph, suffix, value):
-    for where in [graph.initializer] + [a.g.initializer for n in graph.node for a in n.attribute
-                                        if a.type == onnx.AttributeProto.GRAPH]:
-        for init in where:
-            if init.name.endswith(suffix):
-                init.CopyFrom(onnx.numpy_helper.from_array(
-                    np.asarray(value, onnx.numpy_helper.to_array(init).dtype), init.name))
-                return
-    raise AssertionError(suffix)
-
-
-_LOOP_CHANGES = {
-    "starts at t = 1": lambda g, n: _init(g, "simple_rnn/time:0", 1),
-    "steps by 2": lambda g, n: _init(g, "while/add/y:0", 2),
-    "stops before the last step": lambda g, n: _init(g, "strided_slice_1__190", 5),
-    "an activation fastnn lacks": lambda g, n: setattr(n["Tanh"][0], "op_type", "Softsign"),
-    "h U added twice, no bias": lambda g, n: n["Add"][1].input.__setitem__(
-        1, n["MatMul"][0].output[0]),
-}
-
-
-@pytest.mark.parametrize("change", sorted(_LOOP_CHANGES))
-def test_tf2onnx_simplernn_loop_is_matched_exactly(tmp_path, change):
-    """A Loop other than tf2onnx's SimpleRNN (per step, in order, from t = 0 to the last step,
-    the exact cell) is refused naming the Loop."""
-    path = _tf2onnx_layernorm(tmp_path, _LOOP_CHANGES[change], "simplernn")
-    with pytest.raises(ValueError, match=r"node '[^']+' \(Loop\) is not supported"):
+    with pytest.raises(ValueError, match=rf"node '[^']+' \(({refused})\) is not supported"):
         fnn.onnx.load(path)
 
 
