@@ -57,8 +57,9 @@ def load(path: Any, backend: Any = "fast") -> Any:
     Conv1D/2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
     Embedding, SimpleRNN/LSTM/GRU and merge layers, and the MLPs, CNNs and recurrent nets
     that ``torch.onnx.export``, Keras 3's ``model.export(..., format="onnx")`` (torch backend;
-    its unrolled SimpleRNN, LSTM and GRU matched exactly) and tf2onnx (its SimpleRNN Loop and
-    its LayerNormalization subgraph matched exactly) write for such layers.
+    its unrolled SimpleRNN, LSTM and GRU, go_backwards and Bidirectional too, matched exactly)
+    and tf2onnx (its SimpleRNN Loop and its LayerNormalization subgraph matched exactly) write
+    for such layers.
     Nodes whose inputs are all constants (shape arithmetic) are evaluated by onnx's reference
     implementation.
 
