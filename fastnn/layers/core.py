@@ -107,8 +107,8 @@ class _AutoKernel:
 
     def __call__(self, shape: Sequence[int], dtype: Any, rng: np.random.Generator) -> Any:
         # Keras' fans: a convolution kernel (..., c_in, c_out) counts its receptive field
-        fan_in = int(np.prod(shape[:-1]))
-        fan_out = int(np.prod(shape[:-2])) * int(shape[-1])
+        fan_in = math.prod(shape[:-1])
+        fan_out = math.prod(shape[:-2]) * int(shape[-1])
         if self.act in A.RELU_FAMILY:
             return rng.standard_normal(tuple(shape)) * math.sqrt(2.0 / fan_in)
         limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -305,7 +305,7 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape: Any) -> Any:
         if not isinstance(input_shape, tuple):
             raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         return x.reshape(x.shape[0], *self.output_shape)
@@ -346,10 +346,10 @@ class Reshape(Layer):
                              f"target_shape={self.target_shape}")
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        size = int(np.prod(input_shape))
-        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        size = math.prod(input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
         shape = tuple(size // known if d == -1 else d for d in self.target_shape)
-        if int(np.prod(shape)) != size:
+        if math.prod(shape) != size:
             raise ValueError(f"{self.name}: cannot reshape samples of shape {input_shape} "
                              f"({size} values) to target_shape={self.target_shape}")
         return shape

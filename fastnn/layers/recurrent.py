@@ -25,6 +25,8 @@ functional API); ``return_state=True`` makes the layer return ``[output, h]`` (L
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -161,7 +163,7 @@ class RNNBase(Layer):
         super().bind(weights, grads)
         self.kernel, self.dkernel = weights[0], grads[0]
         self.recurrent_kernel, self.drecurrent_kernel = weights[1], grads[1]
-        size = int(np.prod(self._bias_shape()))
+        size = math.prod(self._bias_shape())
         if self.use_bias:
             self.bias, self.dbias = weights[2].reshape(-1), grads[2].reshape(-1)
         else:                       # the kernels take a bias: a constant zero one
