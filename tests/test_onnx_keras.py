@@ -68,6 +68,20 @@ def test_keras3_torch_export_refusals_name_the_node(name, keras3_dir):
         fnn.onnx.load(keras3_dir / f"{name}.onnx")
 
 
+def _assert_changed_export_refused(tmp_path, source, change, pattern):
+    """Load ``source``, let ``change(graph, nodes by op type)`` alter it, and expect the
+    importer to refuse it with a message matching ``pattern``."""
+    proto = onnx.load(str(source))
+    nodes = {}
+    for n in proto.graph.node:
+        nodes.setdefault(n.op_type, []).append(n)
+    change(proto.graph, nodes)
+    path = tmp_path / "changed.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(ValueError, match=pattern):
+        fnn.onnx.load(path)
+
+
 def _greater_checks_step_0(graph, nodes):  # a mask that is no longer always true
     name = nodes["Greater"][2].input[1]
     const = next(n for n in graph.node if name in n.output)
@@ -95,16 +109,8 @@ def test_keras3_unrolled_simplernn_is_matched_exactly(tmp_path, keras3_dir, chan
     """Keras 3's unrolled SimpleRNN is read whole only when every step is the same cell, every
     mask is true and no inner value is read elsewhere; otherwise the node-by-node reading
     refuses it naming a node."""
-    proto = onnx.load(str(keras3_dir / "simplernn.onnx"))
-    nodes = {}
-    for n in proto.graph.node:
-        nodes.setdefault(n.op_type, []).append(n)
-    change(proto.graph, nodes)
-    path = tmp_path / "changed.onnx"
-    onnx.save(proto, str(path))
-    with pytest.raises(ValueError, match=r"node '[^']+' \((Split|Where|Greater)\) is not "
-                                         r"supported"):
-        fnn.onnx.load(path)
+    _assert_changed_export_refused(tmp_path, keras3_dir / "simplernn.onnx", change,
+                                   r"node '[^']+' \((Split|Where|Greater)\) is not supported")
 
 
 def _const_node(graph, name):
@@ -139,16 +145,9 @@ def _gru_other_chunk(graph, nodes):          # the update gate reads the reset g
 def test_keras3_unrolled_lstm_gru_are_matched_exactly(tmp_path, keras3_dir, name, change):
     """An unrolled LSTM or GRU whose steps differ from Keras' cell, or whose inner values are
     read elsewhere, is refused naming a node."""
-    proto = onnx.load(str(keras3_dir / f"{name}.onnx"))
-    nodes = {}
-    for n in proto.graph.node:
-        nodes.setdefault(n.op_type, []).append(n)
-    change(proto.graph, nodes)
-    path = tmp_path / "changed.onnx"
-    onnx.save(proto, str(path))
-    with pytest.raises(ValueError, match=r"node '[^']+' \((MatMul|Gather|Slice|Mul|Add)\) is "
-                                         r"not supported"):
-        fnn.onnx.load(path)
+    _assert_changed_export_refused(
+        tmp_path, keras3_dir / f"{name}.onnx", change,
+        r"node '[^']+' \((MatMul|Gather|Slice|Mul|Add)\) is not supported")
 
 
 def _set_const(graph, name, value):
@@ -203,15 +202,8 @@ def test_keras3_reversed_layers_are_matched_exactly(tmp_path, keras3_dir, name, 
     """go_backwards is read only from Keras' exact flip and mask, Bidirectional only from a
     forward and a backward layer merged as Keras merges them; anything else is refused naming
     a node."""
-    proto = onnx.load(str(keras3_dir / f"{name}.onnx"))
-    nodes = {}
-    for n in proto.graph.node:
-        nodes.setdefault(n.op_type, []).append(n)
-    change(proto.graph, nodes)
-    path = tmp_path / "changed.onnx"
-    onnx.save(proto, str(path))
-    with pytest.raises(ValueError, match=rf"node '[^']+' \(({refused})\) is not supported"):
-        fnn.onnx.load(path)
+    _assert_changed_export_refused(tmp_path, keras3_dir / f"{name}.onnx", change,
+                                   rf"node '[^']+' \(({refused})\) is not supported")
 
 
 def test_a_bias_is_folded_only_into_a_value_read_once(tmp_path):

@@ -281,17 +281,26 @@ def build_unrolled(v: str, found: dict[str, Any]) -> Callable[[Ctx, Any], list[A
     return build
 
 
+def register_unrolled(ctx: Ctx, g: _Graph, node: Any, found: Any) -> bool:
+    """Record a match ending at ``node`` (Bidirectional may join two of them); when nothing
+    outside reads its inner values, its nodes are skipped and ``node`` builds the layer.
+    Returns whether it was taken."""
+    g.unrolled[id(node)] = found
+    if not _serves_only(g, found[0], node):
+        return False
+    ctx.skip.update(id(n) for n in found[0] if n is not node)
+    ctx.patterns[id(node)] = build_unrolled(found[1], found[2])
+    return True
+
+
 def find_unrolled(ctx: Ctx, g: _Graph) -> None:
     for node in ctx.graph.node:
         if node.op_type != "Concat" or id(node) in ctx.skip:
             continue
         found = _match(g, node)
-        if found is None:
-            continue
-        g.unrolled[id(node)] = found                 # Bidirectional may join two of them
-        if _serves_only(g, found[0], node):
-            ctx.skip.update(id(n) for n in found[0] if n is not node)
-            ctx.patterns[id(node)] = build_unrolled(found[1], found[2])
+        if found is not None:
+            register_unrolled(ctx, g, node, found)
 
 
-__all__ = ["build_unrolled", "find_unrolled", "unrolled_input", "unrolled_layer"]
+__all__ = ["build_unrolled", "find_unrolled", "register_unrolled", "unrolled_input",
+           "unrolled_layer"]

@@ -26,8 +26,8 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn.onnx._import_ops import Ctx, T
-from fastnn.onnx._import_patterns import _Graph, _serves_only
-from fastnn.onnx._import_unrolled import _cone, _Match, build_unrolled
+from fastnn.onnx._import_patterns import _Graph
+from fastnn.onnx._import_unrolled import _cone, _Match, register_unrolled
 
 _ARITH = {"Add", "Sub", "Mul", "Div", "Cast", "Identity", "Unsqueeze", "Squeeze", "Concat"}
 
@@ -253,12 +253,7 @@ def find_unrolled_gates(ctx: Ctx, g: _Graph) -> None:
             continue
         for kind in ends[node.op_type]:
             found = _match(g, node, kind)
-            if found is None:
-                continue
-            g.unrolled[id(node)] = found             # Bidirectional may join two of them
-            if _serves_only(g, found[0], node):
-                ctx.skip.update(id(n) for n in found[0] if n is not node)
-                ctx.patterns[id(node)] = build_unrolled(found[1], found[2])
+            if found is not None and register_unrolled(ctx, g, node, found):
                 break
 
 
