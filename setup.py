@@ -212,7 +212,7 @@ if not C_SOURCES:
 
 setup(
     ext_modules=cythonize(
-        [_extension("_kernels", C_SOURCES), _extension("_loss"), _extension("_optim", C_SOURCES),
+        [_extension("_kernels", C_SOURCES + ["src_c/fnn_pool.c", "src_c/fnn_rnn.c"]), _extension("_loss"), _extension("_optim", C_SOURCES),
          _extension("_normalization", C_SOURCES + ["src_c/fnn_norm.c"]), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),

@@ -10,22 +10,8 @@
 
 from cython cimport floating
 
-cdef extern from "fnn_conv.h" nogil:
-    ctypedef struct fnn_conv_geom:
-        Py_ssize_t n, h, w, c
-        Py_ssize_t kh, kw, f
-        Py_ssize_t sh, sw
-        Py_ssize_t dh, dw
-        Py_ssize_t pt, pl
-        Py_ssize_t oh, ow
-    int fnn_conv2d_forward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
-                               const float *bias, int act, float param, float *y)
-    int fnn_conv2d_forward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
-                               const double *bias, int act, double param, double *y)
-    int fnn_conv2d_backward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
-                                const float *dz, float *dkernel, float *dbias, float *dx)
-    int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
-                                const double *dz, double *dkernel, double *dbias, double *dx)
+from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64,
+                               fnn_conv2d_backward_f32, fnn_conv2d_backward_f64)
 
 cdef int N_ACTIVATIONS = 9      # fastnn.activations codes 0..8
 

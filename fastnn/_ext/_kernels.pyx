@@ -13,7 +13,8 @@
 # - Every entry point, and every thread of a parallel loop, runs in flush-to-zero mode for its
 #   duration (src_c/fnn_ftz.h). The vectorised element-wise loops live in C (src_c/fnn_vec.h).
 # - _plan.pxi (ForwardPlan) and _train.pxi (TrainPlan) chain these same routines into one call
-#   per prediction or per training step.
+#   per prediction or per training step; _infer.pxi (InferPlan) chains them with the convolution,
+#   pooling and recurrent kernels into one call per prediction of a CNN or RNN.
 
 from cython cimport floating
 from cython.parallel cimport prange
@@ -578,3 +579,4 @@ cdef object _adapt_report(fnn_adapt *a):
 
 include "_plan.pxi"
 include "_train.pxi"
+include "_infer.pxi"

@@ -13,22 +13,12 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport isnan
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from fastnn._ext._parallel cimport threads_for
-
-
-cdef inline Py_ssize_t _lo(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p) noexcept nogil:
-    """first input index of window o (stride s, padding p before), clipped at 0"""
-    return o * s - p if o * s - p > 0 else 0
-
-
-cdef inline Py_ssize_t _hi(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t k,
-                           Py_ssize_t size) noexcept nogil:
-    """one past the last input index of window o (size k), clipped at size"""
-    return o * s - p + k if o * s - p + k < size else size
+from fastnn._ext._pool_rows cimport (_lo, _hi, _max_row, _avg_row, _global_avg,
+                                      _global_max)
 
 
 cdef void _check(tuple xs, tuple ys, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
@@ -42,28 +32,6 @@ cdef void _check(tuple xs, tuple ys, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh
                          f"pool=({ph}, {pw}), strides=({sh}, {sw}), x {xs}, y {ys}")
     if xs[0] != ys[0] or xs[3] != ys[3]:
         raise ValueError(f"pooling: x {xs} and y {ys} must have the same batch and channels")
-
-
-cdef extern from "fnn_pool.h" nogil:
-    void fnn_maxpool_row_f32(const float *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
-                             Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t ow, Py_ssize_t pw,
-                             Py_ssize_t sw, Py_ssize_t left, float *y, int64_t *argmax)
-    void fnn_maxpool_row_f64(const double *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
-                             Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t ow, Py_ssize_t pw,
-                             Py_ssize_t sw, Py_ssize_t left, double *y, int64_t *argmax)
-
-
-cdef inline void _max_row(const floating *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
-                          Py_ssize_t oy, Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw,
-                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
-                          floating *y, int64_t *argmax) noexcept nogil:
-    """One output row of one image (src_c/fnn_pool.h)."""
-    if floating is float:
-        fnn_maxpool_row_f32(x, h, w, c, _lo(oy, sh, top), _hi(oy, sh, top, ph, h), ow, pw, sw,
-                            left, y, argmax)
-    else:
-        fnn_maxpool_row_f64(x, h, w, c, _lo(oy, sh, top), _hi(oy, sh, top, ph, h), ow, pw, sw,
-                            left, y, argmax)
 
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
@@ -118,32 +86,6 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
                         pdx[a * c + k] += pdy[j * c + k]
 
 
-cdef void _avg_row(const floating *x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
-                   Py_ssize_t oy, Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
-                   Py_ssize_t sw, Py_ssize_t top, Py_ssize_t left,
-                   floating *y) noexcept nogil:
-    """One output row of one image: each window's sum in window order, times 1 / count."""
-    cdef Py_ssize_t y0 = _lo(oy, sh, top), y1 = _hi(oy, sh, top, ph, h), x0, x1, ox, iy, ix, k
-    cdef const floating *src
-    cdef floating *yo
-    cdef floating scale
-    for ox in range(ow):
-        x0 = _lo(ox, sw, left)
-        x1 = _hi(ox, sw, left, pw, w)
-        yo = y + ox * c
-        for k in range(c):
-            yo[k] = 0
-        for iy in range(y0, y1):
-            for ix in range(x0, x1):
-                src = x + (iy * w + ix) * c
-                for k in range(c):
-                    yo[k] += src[k]
-        if y1 > y0 and x1 > x0:
-            scale = <floating>(1.0 / ((y1 - y0) * (x1 - x0)))
-            for k in range(c):
-                yo[k] *= scale
-
-
 def avgpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t top, Py_ssize_t left,
@@ -193,18 +135,12 @@ def avgpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
 def global_avgpool_forward(const floating[:, :, ::1] x,   # IN  (n, p, c)
                            floating[:, ::1] y):           # OUT (n, c)
     """y := the mean over the positions (summed in position order)"""
-    cdef Py_ssize_t n = x.shape[0], p = x.shape[1], c = x.shape[2], b, i, k
+    cdef Py_ssize_t n = x.shape[0], p = x.shape[1], c = x.shape[2], b
     if y.shape[0] != n or y.shape[1] != c or p < 1:
         raise ValueError("global_avgpool_forward: x (n, p, c) and y (n, c) do not match")
     with nogil:
         for b in prange(n, schedule="static", num_threads=threads_for(n * p * c)):
-            for k in range(c):
-                y[b, k] = 0
-            for i in range(p):
-                for k in range(c):
-                    y[b, k] += x[b, i, k]
-            for k in range(c):
-                y[b, k] = y[b, k] / p
+            _global_avg(&x[0, 0, 0] + b * p * c, p, c, &y[0, 0] + b * c)
 
 
 def global_avgpool_backward(const floating[:, ::1] dy,    # IN  (n, c)
@@ -224,23 +160,14 @@ def global_maxpool_forward(const floating[:, :, ::1] x,   # IN  (n, p, c)
                            floating[:, ::1] y,            # OUT (n, c)
                            int64_t[:, ::1] argmax):       # OUT (n, c)
     """y := the largest value over the positions; argmax := the first position holding it"""
-    cdef Py_ssize_t n = x.shape[0], p = x.shape[1], c = x.shape[2], b, i, k
-    cdef floating v, best
+    cdef Py_ssize_t n = x.shape[0], p = x.shape[1], c = x.shape[2], b
     if y.shape[0] != n or y.shape[1] != c or argmax.shape[0] != n or argmax.shape[1] != c \
             or p < 1:
         raise ValueError("global_maxpool_forward: x (n, p, c), y and argmax (n, c) do not match")
     with nogil:
         for b in prange(n, schedule="static", num_threads=threads_for(n * p * c)):
-            for k in range(c):
-                y[b, k] = x[b, 0, k]
-                argmax[b, k] = 0
-            for i in range(1, p):
-                for k in range(c):
-                    v = x[b, i, k]
-                    best = y[b, k]
-                    if v > best or (isnan(v) and not isnan(best)):
-                        y[b, k] = v
-                        argmax[b, k] = i
+            _global_max(&x[0, 0, 0] + b * p * c, p, c, &y[0, 0] + b * c,
+                        &argmax[0, 0] + b * c)
     return y.base
 
 

@@ -13,8 +13,8 @@ import os
 import warnings
 
 try:
-    from fastnn._ext._kernels import (ForwardPlan, ThreadChooser, TrainPlan, activation_backward,
-                                      activation_forward, adaptive_threads, dense_backward,
+    from fastnn._ext._kernels import (ForwardPlan, InferPlan, ThreadChooser, TrainPlan,
+                                      activation_backward, activation_forward, adaptive_threads, dense_backward,
                                       dense_forward, get_num_threads, kernel_name, matmul,
                                       openmp_enabled, parallel_min_work, set_adaptive_threads,
                                       set_num_threads, thread_limit)
@@ -89,7 +89,7 @@ __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update", "clip_gradients",
     "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
-    "parallel_min_work", "ForwardPlan", "adaptive_threads", "set_adaptive_threads",
+    "parallel_min_work", "ForwardPlan", "InferPlan", "adaptive_threads", "set_adaptive_threads",
     "ThreadChooser",
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",

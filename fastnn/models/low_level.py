@@ -28,6 +28,11 @@ class LowLevel:
         if isinstance(x, SymbolicTensor) or (isinstance(x, (list, tuple)) and x
                                              and isinstance(x[0], SymbolicTensor)):
             return call_layer(self, x)
+        plan = self._forward_plan            # small, well-formed inputs: one compiled call
+        if plan is not None:
+            out = plan.predict(x)
+            if out is not None:
+                return out
         self._check_built("model(x)")
         X = self._inputs(x, "x")
         return self._unpack_outputs(self._predict_array(X, X.shape[0]))

@@ -1,0 +1,377 @@
+# A graph model's forward pass compiled into one call (included by _kernels.pyx, which owns _gemm).
+#
+# ForwardPlan (_plan.pxi) runs chains of Dense layers; InferPlan runs the chains people build
+# next: convolutions, pooling, recurrent layers, Dense over positions and activation layers (a
+# LeNet, a digits CNN, an LSTM classifier). Flatten, Reshape and Dropout are views at inference
+# and take no step. Per layer, the per-layer path costs microseconds of Python (buffers, reshapes,
+# argument checks, memoryview acquisition) for microseconds of arithmetic on one sample; here
+# every step is the very kernel call the layer's forward makes (the same routine, arguments and
+# activation), with raw pointers to the weights (views into the model's flat parameter buffer,
+# whose address never changes), so outputs are bitwise those of the per-layer path, which the
+# tests hold it to.
+#
+# The steps are checked once, when the plan is made: every size and weight a kernel will trust.
+# A call accepts only the exact fast form (a C-contiguous array of the model's dtype shaped
+# (n, *input_shape), finite, 1 <= n <= INFER_MAX_ROWS and within INFER_MAX_BYTES of scratch) and
+# answers None otherwise, so the caller falls back to the validating path with its messages.
+# Scratch is per call (two alternating activations buffers, plus what a step needs: max
+# pooling's indices, a recurrent layer's workspace), so threads may share a plan.
+
+from fastnn._ext.conv cimport fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64
+from fastnn._ext.rnn cimport (fnn_rnn_geom, fnn_rnn_sizes, fnn_rnn_forward_f32,
+                              fnn_rnn_forward_f64)
+from fastnn._ext._pool_rows cimport _max_row, _avg_row, _global_avg, _global_max
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc
+
+cdef enum:
+    INFER_MAX_ROWS = 64
+    # step kinds (the names InferPlan takes are in INFER_KINDS)
+    STEP_DENSE = 0
+    STEP_ACT = 1
+    STEP_CONV = 2
+    STEP_MAXPOOL = 3
+    STEP_AVGPOOL = 4
+    STEP_GLOBAL_AVG = 5
+    STEP_GLOBAL_MAX = 6
+    STEP_RNN = 7
+
+# Scratch of one call at most (bytes): larger batches of large images take the per-layer path,
+# which computes in chunks of predict's batch_size.
+cdef Py_ssize_t INFER_MAX_BYTES = 64 << 20
+
+INFER_KINDS = {"dense": STEP_DENSE, "activation": STEP_ACT, "conv2d": STEP_CONV,
+               "maxpool2d": STEP_MAXPOOL, "avgpool2d": STEP_AVGPOOL,
+               "global_avgpool": STEP_GLOBAL_AVG, "global_maxpool": STEP_GLOBAL_MAX,
+               "rnn": STEP_RNN}
+
+# the integer arguments of each kind, in order (what fastnn.models.inference passes)
+INFER_ARGS = {
+    "dense": ("positions", "fan_in", "units", "act"),
+    "activation": ("positions", "width", "act"),
+    "conv2d": ("h", "w", "c", "kh", "kw", "f", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow",
+               "act"),
+    "maxpool2d": ("h", "w", "c", "oh", "ow", "ph", "pw", "sh", "sw", "top", "left"),
+    "avgpool2d": ("h", "w", "c", "oh", "ow", "ph", "pw", "sh", "sw", "top", "left"),
+    "global_avgpool": ("positions", "c"),
+    "global_maxpool": ("positions", "c"),
+    "rnn": ("cell", "steps", "features", "units", "act", "rec", "reverse", "seq"),
+}
+
+# the activation codes the recurrent kernels take (linear, sigmoid, tanh, relu)
+cdef frozenset _RNN_ACTS = frozenset((FNN_ACT_LINEAR, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU))
+cdef int _N_ACTS = 9
+
+
+ctypedef struct infer_step:
+    int kind, act
+    double param
+    Py_ssize_t in_w, out_w          # values per sample
+    Py_ssize_t scratch              # bytes per sample of the step's own scratch
+    Py_ssize_t rows, k, m           # dense, activation: rows per sample, inputs, outputs per row
+    Py_ssize_t pool[11]             # pooling: h, w, c, oh, ow, ph, pw, sh, sw, top, left
+    fnn_conv_geom conv              # n set per call
+    fnn_rnn_geom rnn                # n set per call
+    const void *w0                  # dense W, conv kernel, rnn kernel
+    const void *w1                  # dense/conv bias (dense: may be NULL), rnn recurrent kernel
+    const void *w2                  # rnn bias
+
+
+cdef class InferPlan:
+    """The forward pass of a chain of layers in one call (see the comment above).
+
+    steps: list of (kind name, in_width, out_width, ints, param, weights) in execution order;
+    ``ints`` as INFER_ARGS[kind]; ``weights`` a tuple of C-contiguous arrays of the plan's dtype
+    (dense: W (fan_in, units) and bias (units,) or None; conv2d: kernel (kh, kw, c, f) and bias
+    (f,); rnn: kernel (features, K), recurrent kernel (units, K), bias (K,) or GRU's (2, K));
+    widths are values per sample. ValueError if anything does not fit."""
+    cdef object _keep
+    cdef tuple in_shape, out_shape
+    cdef int n_steps, typenum
+    cdef Py_ssize_t in_w, max_width, max_scratch, itemsize
+    cdef infer_step *steps
+    cdef fnn_adapt adapt
+
+    def __cinit__(self, list steps, tuple input_shape, tuple output_shape, object dtype):
+        cdef Py_ssize_t i, prev
+        self.steps = NULL
+        self.n_steps = len(steps)
+        if self.n_steps < 1:
+            raise ValueError("InferPlan: no steps")
+        self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
+        self.itemsize = 4 if self.typenum == cnp.NPY_FLOAT32 else 8
+        if not 1 <= len(input_shape) <= 7 or not 1 <= len(output_shape) <= 7:
+            raise ValueError("InferPlan: samples must have 1 to 7 axes")
+        self.in_shape, self.out_shape = input_shape, output_shape
+        self.in_w = _checked_width(input_shape)
+        self.steps = <infer_step *>calloc(self.n_steps, sizeof(infer_step))
+        if self.steps == NULL:
+            raise MemoryError()
+        self._keep = steps
+        prev = self.in_w
+        self.max_width = self.max_scratch = 0
+        for i in range(self.n_steps):
+            self._set_step(i, steps[i], prev)
+            prev = self.steps[i].out_w
+            self.max_width = max(self.max_width, prev)
+            self.max_scratch = max(self.max_scratch, self.steps[i].scratch)
+        if prev != _checked_width(output_shape):
+            raise ValueError(f"InferPlan: the last step gives {prev} values per sample, not "
+                             f"the output shape {output_shape}")
+
+    def __dealloc__(self):
+        free(self.steps)
+
+    cdef _set_step(self, Py_ssize_t i, object spec, Py_ssize_t prev):
+        cdef infer_step *st = &self.steps[i]
+        cdef fnn_conv_geom *g
+        cdef fnn_rnn_geom *r
+        cdef Py_ssize_t fwd, bwd, K
+        kind, in_w, out_w, ints, param, weights = spec
+        if kind not in INFER_KINDS or len(ints) != len(INFER_ARGS[kind]):
+            raise ValueError(f"InferPlan: step {i}: unknown kind {kind!r} or wrong arguments")
+        if any(type(v) is not int or v < 0 or v >= 2**31 for v in ints) or in_w != prev \
+                or type(out_w) is not int or not 1 <= out_w < 2**40:
+            raise ValueError(f"InferPlan: step {i} ({kind}) has inconsistent sizes")
+        a = dict(zip(INFER_ARGS[kind], ints))
+        st.kind = INFER_KINDS[kind]
+        st.in_w, st.out_w, st.scratch = in_w, out_w, 0
+        st.param = float(param)
+        st.act = a.get("act", FNN_ACT_LINEAR)
+        if not 0 <= st.act < _N_ACTS:
+            raise ValueError(f"InferPlan: step {i}: unknown activation code {st.act}")
+        if st.kind == STEP_DENSE:
+            st.rows, st.k, st.m = a["positions"], a["fan_in"], a["units"]
+            self._need(i, in_w == st.rows * st.k and out_w == st.rows * st.m and st.k >= 1
+                       and st.m >= 1)
+            st.w0 = self._weight(i, weights, 0, st.k * st.m)
+            st.w1 = self._weight(i, weights, 1, st.m, optional=True)
+        elif st.kind == STEP_ACT:
+            st.rows, st.m = a["positions"], a["width"]
+            st.k = st.m
+            self._need(i, in_w == st.rows * st.m and out_w == in_w and st.m >= 1)
+        elif st.kind == STEP_CONV:
+            g = &st.conv
+            g.n = 0
+            g.h, g.w, g.c, g.kh, g.kw, g.f = a["h"], a["w"], a["c"], a["kh"], a["kw"], a["f"]
+            g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = a["sh"], a["sw"], a["dh"], a["dw"], a["pt"], a["pl"]
+            g.oh, g.ow = a["oh"], a["ow"]
+            self._need(i, min(g.h, g.w, g.c, g.kh, g.kw, g.f, g.sh, g.sw, g.dh, g.dw, g.oh,
+                              g.ow) >= 1 and in_w == g.h * g.w * g.c
+                       and out_w == g.oh * g.ow * g.f)
+            st.w0 = self._weight(i, weights, 0, g.kh * g.kw * g.c * g.f)
+            st.w1 = self._weight(i, weights, 1, g.f)
+        elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:
+            for j, name in enumerate(INFER_ARGS[kind]):
+                st.pool[j] = a[name]
+            h, w, c, oh, ow, ph, pw, sh, sw = (a["h"], a["w"], a["c"], a["oh"], a["ow"], a["ph"],
+                                               a["pw"], a["sh"], a["sw"])
+            self._need(i, min(h, w, c, oh, ow, ph, pw, sh, sw) >= 1 and in_w == h * w * c
+                       and out_w == oh * ow * c)
+            if st.kind == STEP_MAXPOOL:
+                st.scratch = out_w * sizeof(int64_t)           # the indices, unused here
+        elif st.kind == STEP_GLOBAL_AVG or st.kind == STEP_GLOBAL_MAX:
+            st.rows, st.m = a["positions"], a["c"]
+            self._need(i, st.rows >= 1 and st.m >= 1 and in_w == st.rows * st.m
+                       and out_w == st.m)
+            if st.kind == STEP_GLOBAL_MAX:
+                st.scratch = out_w * sizeof(int64_t)
+        else:
+            r = &st.rnn
+            r.n = 0
+            r.cell, r.T, r.d, r.u = a["cell"], a["steps"], a["features"], a["units"]
+            r.act, r.rec, r.reverse, r.seq = a["act"], a["rec"], a["reverse"], a["seq"]
+            self._need(i, r.cell <= 2 and min(r.T, r.d, r.u) >= 1 and r.reverse <= 1
+                       and r.seq <= 1 and r.act in _RNN_ACTS and r.rec in _RNN_ACTS
+                       and in_w == r.T * r.d and out_w == (r.T * r.u if r.seq else r.u)
+                       and (<object>r.T + 1) * (r.d + 8 * <object>r.u + 8) * 8 * r.u < 2**40)
+            K = (1, 4, 3)[r.cell] * r.u
+            fnn_rnn_sizes(r.cell, r.T, r.d, r.u, &fwd, &bwd)
+            st.scratch = fwd * self.itemsize
+            st.w0 = self._weight(i, weights, 0, r.d * K)
+            st.w1 = self._weight(i, weights, 1, r.u * K)
+            st.w2 = self._weight(i, weights, 2, 2 * K if r.cell == 2 else K)
+
+    cdef _need(self, Py_ssize_t i, bint ok):
+        if not ok:
+            raise ValueError(f"InferPlan: step {i} has inconsistent sizes")
+
+    cdef const void *_weight(self, Py_ssize_t i, tuple weights, Py_ssize_t j, Py_ssize_t size,
+                             bint optional=False) except? NULL:
+        cdef cnp.ndarray arr
+        if j >= len(weights) or (weights[j] is None and not optional):
+            raise ValueError(f"InferPlan: step {i} lacks weight {j}")
+        if weights[j] is None:
+            return NULL
+        if type(weights[j]) is not np.ndarray:
+            raise ValueError(f"InferPlan: step {i}: weight {j} is not an array")
+        arr = <cnp.ndarray>weights[j]
+        if (cnp.PyArray_TYPE(arr) != self.typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                or not cnp.PyArray_ISNOTSWAPPED(arr) or cnp.PyArray_SIZE(arr) != size):
+            raise ValueError(f"InferPlan: step {i}: weight {j} must be a C-contiguous array of "
+                             f"{size} values of the plan's dtype")
+        return cnp.PyArray_DATA(arr)
+
+    @property
+    def threads(self):
+        """(threads the passes run on now, or None while still measuring; times it switched)."""
+        return _adapt_report(&self.adapt)
+
+    def predict(self, object X):
+        """The outputs for X, shaped (n, *output_shape), or None when X is not the fast form
+        (see the comment above); MemoryError when a kernel's scratch could not be allocated."""
+        cdef unsigned int csr
+        cdef cnp.ndarray x, out
+        cdef Py_ssize_t n, i, buf_bytes
+        cdef cnp.npy_intp dims[8]
+        cdef char *scratch
+        cdef int ok
+        if type(X) is not np.ndarray:
+            return None
+        x = <cnp.ndarray>X
+        if (cnp.PyArray_NDIM(x) != 1 + len(self.in_shape) or cnp.PyArray_TYPE(x) != self.typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISNOTSWAPPED(x)):
+            return None
+        for i in range(len(self.in_shape)):
+            if x.shape[i + 1] != self.in_shape[i]:
+                return None
+        n = x.shape[0]
+        if n < 1 or n > INFER_MAX_ROWS:
+            return None
+        buf_bytes = (n * self.max_width * self.itemsize + 63) // 64 * 64
+        if 2 * buf_bytes + n * self.max_scratch > INFER_MAX_BYTES:
+            return None
+        dims[0] = n
+        for i in range(len(self.out_shape)):
+            dims[i + 1] = self.out_shape[i]
+        out = cnp.PyArray_EMPTY(1 + len(self.out_shape), dims, self.typenum, 0)
+        scratch = <char *>malloc(2 * buf_bytes + n * self.max_scratch)
+        if scratch == NULL:
+            raise MemoryError()
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                ok = _infer_run(self, <float *>cnp.PyArray_DATA(x), n, scratch, buf_bytes,
+                                <float *>cnp.PyArray_DATA(out))
+            else:
+                ok = _infer_run(self, <double *>cnp.PyArray_DATA(x), n, scratch, buf_bytes,
+                                <double *>cnp.PyArray_DATA(out))
+        free(scratch)
+        if ok < 0:
+            raise MemoryError("InferPlan: a kernel could not allocate its scratch")
+        return out if ok else None
+
+
+cdef Py_ssize_t _checked_width(tuple shape) except -1:
+    """Values per sample of a sample shape, each size >= 1 and the product < 2**40."""
+    cdef object w = 1
+    for s in shape:
+        if type(s) is not int or s < 1:
+            raise ValueError(f"InferPlan: bad sample shape {shape}")
+        w *= s
+    if w >= 2**40:
+        raise ValueError(f"InferPlan: sample shape {shape} too large")
+    return w
+
+
+cdef int _infer_run(InferPlan plan, const floating *x, Py_ssize_t n, char *scratch,
+                    Py_ssize_t buf_bytes, floating *out) noexcept nogil:
+    """_infer_body on the thread count the plan's controller picks (timed and recorded)."""
+    cdef int allowed, saved, ok
+    cdef double started = 0
+    cdef bint record = _adapt_begin(&plan.adapt, n, &allowed, &saved)
+    if record:
+        started = fnn_seconds()
+    ok = _infer_body(plan, x, n, scratch, buf_bytes, out)
+    if record:
+        if ok > 0:
+            fnn_adapt_end(&plan.adapt, fnn_seconds() - started, n)
+        else:
+            fnn_adapt_cancel(&plan.adapt)
+    _restore_threads(saved)
+    return ok
+
+
+cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scratch,
+                     Py_ssize_t buf_bytes, floating *out) noexcept nogil:
+    """Every step on n samples of x: 1, or 0 (nothing trusted) if x is not finite, or -1 if a
+    kernel's scratch could not be allocated. Each step computes as the layer's forward does
+    (the dense and activation entry points in flush-to-zero mode; the convolution and recurrent
+    kernels set it themselves; pooling only compares, sums and scales, as its entry points)."""
+    cdef Py_ssize_t i, s, r, rows
+    cdef unsigned int csr
+    cdef const floating *inp = x
+    cdef floating *y
+    cdef floating *bufs[2]
+    cdef char *extra = scratch + 2 * buf_bytes
+    cdef infer_step *st
+    cdef fnn_conv_geom g
+    cdef fnn_rnn_geom rg
+    cdef int ok
+    bufs[0] = <floating *>scratch
+    bufs[1] = <floating *>(scratch + buf_bytes)
+    for i in range(n * plan.in_w):
+        if not isfinite(x[i]):
+            return 0
+    for s in range(plan.n_steps):
+        st = &plan.steps[s]
+        y = out if s == plan.n_steps - 1 else bufs[s % 2]
+        if st.kind == STEP_DENSE:
+            csr = fnn_ftz_enter()
+            _dense_forward_raw(inp, <const floating *>st.w0, <const floating *>st.w1,
+                               n * st.rows, st.k, st.m, st.act, <floating>st.param, y)
+            fnn_ftz_leave(csr)
+        elif st.kind == STEP_ACT:
+            csr = fnn_ftz_enter()
+            _forward_rows(inp, y, n * st.rows, st.m, st.act, <floating>st.param)
+            fnn_ftz_leave(csr)
+        elif st.kind == STEP_CONV:
+            g = st.conv
+            g.n = n
+            if floating is float:
+                ok = fnn_conv2d_forward_f32(&g, inp, <const float *>st.w0,
+                                            <const float *>st.w1, st.act, <float>st.param, y)
+            else:
+                ok = fnn_conv2d_forward_f64(&g, inp, <const double *>st.w0,
+                                            <const double *>st.w1, st.act, st.param, y)
+            if not ok:
+                return -1
+        elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:
+            _pool_step(st, inp, n, y, <int64_t *>extra)
+        elif st.kind == STEP_GLOBAL_AVG or st.kind == STEP_GLOBAL_MAX:
+            for r in prange(n, schedule="static", num_threads=threads_for(n * st.in_w)):
+                if st.kind == STEP_GLOBAL_AVG:
+                    _global_avg(inp + r * st.in_w, st.rows, st.m, y + r * st.m)
+                else:
+                    _global_max(inp + r * st.in_w, st.rows, st.m, y + r * st.m,
+                                <int64_t *>extra + r * st.m)
+        else:
+            rg = st.rnn
+            rg.n = n
+            if floating is float:
+                ok = fnn_rnn_forward_f32(&rg, inp, <const float *>st.w0, <const float *>st.w1,
+                                         <const float *>st.w2, NULL, NULL, <float *>extra, y,
+                                         NULL, NULL)
+            else:
+                ok = fnn_rnn_forward_f64(&rg, inp, <const double *>st.w0,
+                                         <const double *>st.w1, <const double *>st.w2, NULL,
+                                         NULL, <double *>extra, y, NULL, NULL)
+            if not ok:
+                return -1
+        inp = y
+    return 1
+
+
+cdef void _pool_step(infer_step *st, const floating *x, Py_ssize_t n, floating *y,
+                     int64_t *argmax) noexcept nogil:
+    """Max or average pooling of n images, by (image, output row) as the entry points."""
+    cdef Py_ssize_t r
+    cdef Py_ssize_t h = st.pool[0], w = st.pool[1], c = st.pool[2], oh = st.pool[3]
+    cdef Py_ssize_t ow = st.pool[4], ph = st.pool[5], pw = st.pool[6], sh = st.pool[7]
+    cdef Py_ssize_t sw = st.pool[8], top = st.pool[9], left = st.pool[10]
+    for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
+        if st.kind == STEP_MAXPOOL:
+            _max_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
+                     y + r * ow * c, argmax + r * ow * c)
+        else:
+            _avg_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
+                     y + r * ow * c)

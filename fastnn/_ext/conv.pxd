@@ -1,0 +1,18 @@
+# Declarations of the convolution kernels in src_c/fnn_conv.h (the header is the documentation).
+
+cdef extern from "fnn_conv.h" nogil:
+    ctypedef struct fnn_conv_geom:
+        Py_ssize_t n, h, w, c
+        Py_ssize_t kh, kw, f
+        Py_ssize_t sh, sw
+        Py_ssize_t dh, dw
+        Py_ssize_t pt, pl
+        Py_ssize_t oh, ow
+    int fnn_conv2d_forward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
+                               const float *bias, int act, float param, float *y)
+    int fnn_conv2d_forward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
+                               const double *bias, int act, double param, double *y)
+    int fnn_conv2d_backward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
+                                const float *dz, float *dkernel, float *dbias, float *dx)
+    int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
+                                const double *dz, double *dkernel, double *dbias, double *dx)

@@ -1,0 +1,102 @@
+"""The compiled inference plan of a general-path model: a chain of convolutions, pooling,
+recurrent, Dense and activation layers run as one call (the backend's ``InferPlan``).
+
+``compile`` describes each layer as the step the backend runs: the same kernel, arguments and
+activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
+bits either way (the tests hold it to that). Flatten, Reshape and Dropout are views at inference
+and take no step. A model with any other layer, a branch, several inputs or outputs, or a
+recurrent layer with initial states or returned states keeps the per-layer path, as does every
+model on the NumPy backend.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from fastnn.layers import (GRU, LSTM, Activation, Conv1D, Conv2D, Dense, Dropout, Flatten,
+                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+                           GlobalMaxPooling2D, Reshape, SimpleRNN)
+from fastnn.layers.pooling import _Pooling
+
+if TYPE_CHECKING:
+    from fastnn.models.base import BaseModel
+
+Step = tuple[str, int, int, tuple[int, ...], float, tuple[Any, ...]]
+
+# layers that only rearrange (or, at inference, pass) their input: no step
+_VIEWS = (Flatten, Reshape, Dropout)
+_GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+           GlobalMaxPooling2D)
+_UNSUPPORTED = object()
+
+
+def compile(model: BaseModel) -> Any:
+    """The model's forward pass as one compiled call for small batches, or None (see the module
+    docstring)."""
+    plan_class = getattr(model._be, "InferPlan", None)
+    nodes = model._nodes
+    if (plan_class is None or model._n_inputs != 1 or len(model._outputs) != 1
+            or model._outputs[0] != len(nodes) - 1):
+        return None
+    steps: list[Step] = []
+    for i, node in enumerate(nodes[1:], 1):
+        if node.multi or node.inputs != [i - 1]:
+            return None                      # not a chain
+        step = _step(node.layer)
+        if step is _UNSUPPORTED:
+            return None
+        if step is not None:
+            steps.append(step)                   # type: ignore[arg-type]
+    if not steps:
+        return None
+    return plan_class(steps, tuple(model.input_shape), tuple(model.output_shape),
+                      model.dtype.type)
+
+
+def _width(shape: Any) -> int:
+    return int(math.prod(shape))
+
+
+def _ints(*values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+def _step(layer: Any) -> Any:
+    """The step of one layer (a ``Layer``), None for a view, _UNSUPPORTED otherwise."""
+    kind = type(layer)
+    if kind in _VIEWS:
+        return None
+    in_w, out_w = _width(layer.input_shape), _width(layer.output_shape)
+    if kind is Dense:
+        positions = in_w // layer.input_shape[-1]
+        return ("dense", in_w, out_w, _ints(positions, layer.input_shape[-1], layer.units,
+                                            layer.act),
+                layer.param, (layer.W, layer.b))
+    if isinstance(layer, Activation):
+        width = layer.input_shape[-1]
+        return ("activation", in_w, out_w, _ints(in_w // width, width, layer.act), layer.param,
+                ())
+    if kind in (Conv2D, Conv1D):
+        h, w, c = layer._x4                  # the 2-D kernels' view (Conv1D: one-row images)
+        kh, kw, _, f = layer._k4
+        oh, ow, _ = layer._y4
+        return ("conv2d", in_w, out_w, _ints(h, w, c, kh, kw, f, *layer._strides,
+                                             *layer._dilations, *layer._pads, oh, ow, layer.act),
+                layer.param, (layer.kernel, layer.bias))
+    if isinstance(layer, _Pooling) and type(layer).mode in ("max", "avg"):
+        h, w, c = layer._x4
+        oh, ow, _ = layer._y4
+        name = "maxpool2d" if layer.mode == "max" else "avgpool2d"
+        ph, pw, sh, sw, top, left = layer._args
+        return (name, in_w, out_w, _ints(h, w, c, oh, ow, ph, pw, sh, sw, top, left), 0.0, ())
+    if kind in _GLOBAL:
+        c = layer.input_shape[-1]
+        name = "global_maxpool" if layer.mode == "max" else "global_avgpool"
+        return (name, in_w, out_w, _ints(in_w // c, c), 0.0, ())
+    if kind in (SimpleRNN, LSTM, GRU) and not layer._initial_state and not layer.return_state:
+        cell, _, steps, features, units = layer._dims(0)
+        return ("rnn", in_w, out_w, _ints(cell, steps, features, units, layer.act, layer.rec_act,
+                                          layer.go_backwards, layer.return_sequences),
+                0.0, (layer.kernel, layer.recurrent_kernel, layer.bias))
+    return _UNSUPPORTED
