@@ -207,12 +207,16 @@ def _extension(name, sources=()):
     )
 
 
+# _kernels' InferPlan runs every layer kind's kernel (fastnn/_ext/_infer.pxi)
+KERNELS_EXTRA = ["src_c/fnn_pool.c", "src_c/fnn_rnn.c", "src_c/fnn_attn.c", "src_c/fnn_norm.c"]
+
 if not C_SOURCES:
     sys.exit("fastnn: no C sources found in src_c/ (the GEMM is required to build)")
 
 setup(
     ext_modules=cythonize(
-        [_extension("_kernels", C_SOURCES + ["src_c/fnn_pool.c", "src_c/fnn_rnn.c"]), _extension("_loss"), _extension("_optim", C_SOURCES),
+        [_extension("_kernels", C_SOURCES + KERNELS_EXTRA), _extension("_loss"),
+         _extension("_optim", C_SOURCES),
          _extension("_normalization", C_SOURCES + ["src_c/fnn_norm.c"]), _extension("_layer_ops"),
          _extension("_conv", C_SOURCES), _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),

@@ -61,7 +61,23 @@ def lstm_classifier(dtype):
                           input_shape=(12, 7), seed=6, dtype=dtype)
 
 
-MODELS = [lenet, strided, sequence_cnn, recurrent, sequence_out, lstm_classifier]
+def transformer(dtype):
+    return fnn.Sequential([
+        fnn.TransformerBlock(2, 4, 16), fnn.TransformerBlock(1, 8, 8, activation="gelu_tanh"),
+        fnn.Flatten(), fnn.Dense(3, activation="softmax")],
+        input_shape=(9, 8), seed=7, dtype=dtype)
+
+
+def post_norm_transformer(dtype):
+    return fnn.Sequential([
+        fnn.Dense(6), fnn.TransformerBlock(
+            num_heads=3, key_dim=5, ff_dim=12, causal=True, norm_first=False, dropout=0.1,
+            activation="leaky_relu", value_dim=4, use_bias=False),
+        fnn.GlobalAveragePooling1D(), fnn.Dense(2)], input_shape=(50, 3), seed=8, dtype=dtype)
+
+
+MODELS = [lenet, strided, sequence_cnn, recurrent, sequence_out, lstm_classifier, transformer,
+          post_norm_transformer]
 
 
 def inputs(model, n, seed=0):
@@ -149,6 +165,7 @@ def test_other_forms_fall_back_with_the_same_results_and_errors():
     ([fnn.Conv2D(3, 3), fnn.BatchNormalization(), fnn.Flatten(), fnn.Dense(2)], (6, 6, 1)),
     ([fnn.Embedding(10, 4), fnn.LSTM(3)], (5,)),
     ([fnn.Flatten()], (3, 2)),
+    ([fnn.LayerNormalization(), fnn.Dense(2)], (3, 2)),
 ])
 def test_models_with_other_layers_keep_the_per_layer_path(layers, shape):
     model = fnn.Sequential(layers, input_shape=shape, seed=0)
@@ -162,6 +179,12 @@ def test_recurrent_states_keep_the_per_layer_path():
     h0, c0 = fnn.Input((3,)), fnn.Input((3,))
     out = fnn.LSTM(3)(inp, initial_state=[h0, c0])
     assert fnn.Model([inp, h0, c0], out, seed=0)._forward_plan is None
+
+
+def test_a_masked_transformer_block_keeps_the_per_layer_path():
+    x, mask = fnn.Input((6, 4)), fnn.Input((6,))
+    out = fnn.TransformerBlock(2, 2, 8)(x, padding_mask=mask)
+    assert fnn.Model([x, mask], out, seed=0)._forward_plan is None
 
 
 def test_a_branching_model_keeps_the_per_layer_path():
@@ -210,7 +233,25 @@ def dense_step(in_w=4, units=3, W=None, b=None):
     return ("dense", in_w, units, (1, in_w, units, 0), 0.0, (W, b))
 
 
+def block_step(c=4, H=1, D=4, Dv=4, ff=8, L=2, eps=1e-5, sizes=None, ints=None):
+    sizes = sizes or (c, c, c * H * D, H * D, c * H * D, H * D, c * H * Dv, H * Dv, H * Dv * c, c,
+                      c, c, c * ff, ff, ff * c, c)
+    ints = ints or (L, c, H, D, Dv, ff, 0, 1, 0)
+    return [("transformer_block", L * c, L * c, ints, (0.0, eps),
+             tuple(np.ones(k, F32) for k in sizes))]
+
+
+def test_a_hand_made_block_step_is_accepted():
+    plan = InferPlan(block_step(), (2, 4), (2, 4), np.float32)
+    assert plan.predict(np.ones((3, 2, 4), F32)).shape == (3, 2, 4)
+
+
 @pytest.mark.parametrize("steps, shapes", [
+    (block_step(eps=0.0), ((2, 4), (2, 4))),
+    (block_step(sizes=(4,) * 16), ((2, 4), (2, 4))),             # weight sizes
+    (block_step(ints=(2, 4, 1, 4, 4, 8, 2, 1, 0)), ((2, 4), (2, 4))),   # causal flag
+    (block_step(ints=(2, 4, 0, 4, 4, 8, 0, 1, 0)), ((2, 4), (2, 4))),   # no heads
+    (block_step(L=3), ((2, 4), (2, 4))),                          # input width
     ([], ((4,), (3,))),
     ([dense_step()], ((5,), (3,))),                               # input width
     ([dense_step()], ((4,), (2,))),                               # output width

@@ -1,8 +1,8 @@
 # A graph model's forward pass compiled into one call (included by _kernels.pyx, which owns _gemm).
 #
 # ForwardPlan (_plan.pxi) runs chains of Dense layers; InferPlan runs the chains people build
-# next: convolutions, pooling, recurrent layers, Dense over positions and activation layers (a
-# LeNet, a digits CNN, an LSTM classifier). Flatten, Reshape and Dropout are views at inference
+# next: convolutions, pooling, recurrent layers, Transformer blocks, Dense over positions and
+# activation layers (a LeNet, a digits CNN, an LSTM classifier, a small Transformer encoder). Flatten, Reshape and Dropout are views at inference
 # and take no step. Per layer, the per-layer path costs microseconds of Python (buffers, reshapes,
 # argument checks, memoryview acquisition) for microseconds of arithmetic on one sample; here
 # every step is the very kernel call the layer's forward makes (the same routine, arguments and
@@ -14,15 +14,22 @@
 # A call accepts only the exact fast form (a C-contiguous array of the model's dtype shaped
 # (n, *input_shape), finite, 1 <= n <= INFER_MAX_ROWS and within INFER_MAX_BYTES of scratch) and
 # answers None otherwise, so the caller falls back to the validating path with its messages.
-# Scratch is per call (two alternating activations buffers, plus what a step needs: max
-# pooling's indices, a recurrent layer's workspace), so threads may share a plan.
+# Scratch is per call (two alternating activation buffers, plus what a step needs: max pooling's
+# indices, a recurrent layer's workspace, a Transformer block's buffers and its grouped q|k|v
+# kernel), so threads may share a plan.
 
-from fastnn._ext.conv cimport fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64
-from fastnn._ext.rnn cimport (fnn_rnn_geom, fnn_rnn_sizes, fnn_rnn_forward_f32,
-                              fnn_rnn_forward_f64)
-from fastnn._ext._pool_rows cimport _max_row, _avg_row, _global_avg, _global_max
+from libc.math cimport sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc
+from libc.string cimport memcpy
+
+from fastnn._ext._pool_rows cimport _max_row, _avg_row, _global_avg, _global_max
+from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_threads, fnn_attn_scratch,
+                              fnn_attn_forward_f32, fnn_attn_forward_f64)
+from fastnn._ext.conv cimport fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64
+from fastnn._ext.norm cimport fnn_ln_row_f32, fnn_ln_row_f64
+from fastnn._ext.rnn cimport (fnn_rnn_geom, fnn_rnn_sizes, fnn_rnn_forward_f32,
+                              fnn_rnn_forward_f64)
 
 cdef enum:
     INFER_MAX_ROWS = 64
@@ -35,6 +42,7 @@ cdef enum:
     STEP_GLOBAL_AVG = 5
     STEP_GLOBAL_MAX = 6
     STEP_RNN = 7
+    STEP_BLOCK = 8
 
 # Scratch of one call at most (bytes): larger batches of large images take the per-layer path,
 # which computes in chunks of predict's batch_size.
@@ -43,7 +51,7 @@ cdef Py_ssize_t INFER_MAX_BYTES = 64 << 20
 INFER_KINDS = {"dense": STEP_DENSE, "activation": STEP_ACT, "conv2d": STEP_CONV,
                "maxpool2d": STEP_MAXPOOL, "avgpool2d": STEP_AVGPOOL,
                "global_avgpool": STEP_GLOBAL_AVG, "global_maxpool": STEP_GLOBAL_MAX,
-               "rnn": STEP_RNN}
+               "rnn": STEP_RNN, "transformer_block": STEP_BLOCK}
 
 # the integer arguments of each kind, in order (what fastnn.models.inference passes)
 INFER_ARGS = {
@@ -56,7 +64,27 @@ INFER_ARGS = {
     "global_avgpool": ("positions", "c"),
     "global_maxpool": ("positions", "c"),
     "rnn": ("cell", "steps", "features", "units", "act", "rec", "reverse", "seq"),
+    # weights: LN1 gamma, beta; Wq, bq, Wk, bk, Wv, bv, Wo, bo; LN2 gamma, beta; W1, b1, W2, b2
+    # (param: the feed-forward activation's; eps: both normalisations')
+    "transformer_block": ("steps", "width", "heads", "key_dim", "value_dim", "ff_dim",
+                          "causal", "norm_first", "act"),
 }
+
+# block scratch per sample, in values: where each buffer starts (see _block_step)
+cdef enum:
+    BLK_H = 0       # the normalised input of a sublayer (L, c)
+    BLK_STATS = 1   # its means and inverse deviations (2, L)
+    BLK_P = 2       # the q|k|v projection (L, 2 H D + H Dv)
+    BLK_Q = 3       # the heads (H, L, D), (H, L, D), (H, L, Dv)
+    BLK_K = 4
+    BLK_V = 5
+    BLK_O = 6       # the attention output (H, L, Dv) and its log-sum-exp (H, L)
+    BLK_LSE = 7
+    BLK_M = 8       # the heads merged (L, H Dv)
+    BLK_A = 9       # a sublayer's output (L, c)
+    BLK_R = 10      # the residual stream after attention (L, c)
+    BLK_F = 11      # the feed-forward's hidden layer (L, ff)
+    BLK_END = 12
 
 # the activation codes the recurrent kernels take (linear, sigmoid, tanh, relu)
 cdef frozenset _RNN_ACTS = frozenset((FNN_ACT_LINEAR, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU))
@@ -65,16 +93,15 @@ cdef int _N_ACTS = 9
 
 ctypedef struct infer_step:
     int kind, act
-    double param
+    double param, eps
     Py_ssize_t in_w, out_w          # values per sample
     Py_ssize_t scratch              # bytes per sample of the step's own scratch
+    Py_ssize_t shared               # bytes of scratch per call, whatever the batch
     Py_ssize_t rows, k, m           # dense, activation: rows per sample, inputs, outputs per row
-    Py_ssize_t pool[11]             # pooling: h, w, c, oh, ow, ph, pw, sh, sw, top, left
+    Py_ssize_t iv[16]               # pooling, block: the integer arguments as INFER_ARGS
     fnn_conv_geom conv              # n set per call
     fnn_rnn_geom rnn                # n set per call
-    const void *w0                  # dense W, conv kernel, rnn kernel
-    const void *w1                  # dense/conv bias (dense: may be NULL), rnn recurrent kernel
-    const void *w2                  # rnn bias
+    const void *w[16]               # the weights, in the order the kind takes them
 
 
 cdef class InferPlan:
@@ -88,7 +115,7 @@ cdef class InferPlan:
     cdef object _keep
     cdef tuple in_shape, out_shape
     cdef int n_steps, typenum
-    cdef Py_ssize_t in_w, max_width, max_scratch, itemsize
+    cdef Py_ssize_t in_w, max_width, max_scratch, max_shared, itemsize
     cdef infer_step *steps
     cdef fnn_adapt adapt
 
@@ -109,12 +136,13 @@ cdef class InferPlan:
             raise MemoryError()
         self._keep = steps
         prev = self.in_w
-        self.max_width = self.max_scratch = 0
+        self.max_width = self.max_scratch = self.max_shared = 0
         for i in range(self.n_steps):
             self._set_step(i, steps[i], prev)
             prev = self.steps[i].out_w
             self.max_width = max(self.max_width, prev)
             self.max_scratch = max(self.max_scratch, self.steps[i].scratch)
+            self.max_shared = max(self.max_shared, self.steps[i].shared)
         if prev != _checked_width(output_shape):
             raise ValueError(f"InferPlan: the last step gives {prev} values per sample, not "
                              f"the output shape {output_shape}")
@@ -136,7 +164,7 @@ cdef class InferPlan:
         a = dict(zip(INFER_ARGS[kind], ints))
         st.kind = INFER_KINDS[kind]
         st.in_w, st.out_w, st.scratch = in_w, out_w, 0
-        st.param = float(param)
+        st.param = float(param[0] if st.kind == STEP_BLOCK else param)
         st.act = a.get("act", FNN_ACT_LINEAR)
         if not 0 <= st.act < _N_ACTS:
             raise ValueError(f"InferPlan: step {i}: unknown activation code {st.act}")
@@ -144,8 +172,8 @@ cdef class InferPlan:
             st.rows, st.k, st.m = a["positions"], a["fan_in"], a["units"]
             self._need(i, in_w == st.rows * st.k and out_w == st.rows * st.m and st.k >= 1
                        and st.m >= 1)
-            st.w0 = self._weight(i, weights, 0, st.k * st.m)
-            st.w1 = self._weight(i, weights, 1, st.m, optional=True)
+            st.w[0] = self._weight(i, weights, 0, st.k * st.m)
+            st.w[1] = self._weight(i, weights, 1, st.m, optional=True)
         elif st.kind == STEP_ACT:
             st.rows, st.m = a["positions"], a["width"]
             st.k = st.m
@@ -159,11 +187,11 @@ cdef class InferPlan:
             self._need(i, min(g.h, g.w, g.c, g.kh, g.kw, g.f, g.sh, g.sw, g.dh, g.dw, g.oh,
                               g.ow) >= 1 and in_w == g.h * g.w * g.c
                        and out_w == g.oh * g.ow * g.f)
-            st.w0 = self._weight(i, weights, 0, g.kh * g.kw * g.c * g.f)
-            st.w1 = self._weight(i, weights, 1, g.f)
+            st.w[0] = self._weight(i, weights, 0, g.kh * g.kw * g.c * g.f)
+            st.w[1] = self._weight(i, weights, 1, g.f)
         elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:
             for j, name in enumerate(INFER_ARGS[kind]):
-                st.pool[j] = a[name]
+                st.iv[j] = a[name]
             h, w, c, oh, ow, ph, pw, sh, sw = (a["h"], a["w"], a["c"], a["oh"], a["ow"], a["ph"],
                                                a["pw"], a["sh"], a["sw"])
             self._need(i, min(h, w, c, oh, ow, ph, pw, sh, sw) >= 1 and in_w == h * w * c
@@ -176,6 +204,8 @@ cdef class InferPlan:
                        and out_w == st.m)
             if st.kind == STEP_GLOBAL_MAX:
                 st.scratch = out_w * sizeof(int64_t)
+        elif st.kind == STEP_BLOCK:
+            self._set_block(i, st, a, param, weights)
         else:
             r = &st.rnn
             r.n = 0
@@ -188,9 +218,37 @@ cdef class InferPlan:
             K = (1, 4, 3)[r.cell] * r.u
             fnn_rnn_sizes(r.cell, r.T, r.d, r.u, &fwd, &bwd)
             st.scratch = fwd * self.itemsize
-            st.w0 = self._weight(i, weights, 0, r.d * K)
-            st.w1 = self._weight(i, weights, 1, r.u * K)
-            st.w2 = self._weight(i, weights, 2, 2 * K if r.cell == 2 else K)
+            st.w[0] = self._weight(i, weights, 0, r.d * K)
+            st.w[1] = self._weight(i, weights, 1, r.u * K)
+            st.w[2] = self._weight(i, weights, 2, 2 * K if r.cell == 2 else K)
+
+    cdef _set_block(self, Py_ssize_t i, infer_step *st, dict a, tuple param, tuple weights):
+        cdef Py_ssize_t L = a["steps"], c = a["width"], H = a["heads"], D = a["key_dim"]
+        cdef Py_ssize_t Dv = a["value_dim"], ff = a["ff_dim"], j, P3
+        cdef fnn_attn_geom g
+        self._need(i, min(L, c, H, D, Dv, ff) >= 1 and a["causal"] <= 1
+                   and a["norm_first"] <= 1 and st.in_w == L * c and st.out_w == st.in_w
+                   and len(param) == 2 and float(param[1]) > 0
+                   and (<object>L) * (c + 2 * H * (D + Dv) + ff) < 2**31)
+        for j, name in enumerate(INFER_ARGS["transformer_block"]):
+            st.iv[j] = a[name]
+        st.eps = float(param[1])
+        P3 = 2 * H * D + H * Dv
+        for j, size in enumerate((c, c, c * H * D, H * D, c * H * D, H * D, c * H * Dv, H * Dv,
+                                  H * Dv * c, c, c, c, c * ff, ff, ff * c, c)):
+            st.w[j] = self._weight(i, weights, j, size)
+        # values per sample: the buffers in BLK_* order
+        sizes = (L * c, 2 * L, L * P3, H * L * D, H * L * D, H * L * Dv, H * L * Dv, H * L,
+                 L * H * Dv, L * c, L * c, L * ff)
+        total = 0
+        for j in range(len(sizes)):
+            total += sizes[j]
+        st.scratch = total * self.itemsize
+        g.pairs, g.heads, g.lq, g.lk, g.d, g.dv = H, H, L, L, D, Dv
+        g.causal, g.key_mask = a["causal"], NULL
+        # the q|k|v kernel and bias side by side (copied each call, as the layer does), then
+        # the attention's scratch for as many threads as may run
+        st.shared = (c * P3 + P3 + fnn_thread_limit() * fnn_attn_scratch(&g, 0)) * self.itemsize
 
     cdef _need(self, Py_ssize_t i, bint ok):
         if not ok:
@@ -239,21 +297,24 @@ cdef class InferPlan:
         if n < 1 or n > INFER_MAX_ROWS:
             return None
         buf_bytes = (n * self.max_width * self.itemsize + 63) // 64 * 64
-        if 2 * buf_bytes + n * self.max_scratch > INFER_MAX_BYTES:
+        if 2 * buf_bytes + n * self.max_scratch + self.max_shared > INFER_MAX_BYTES:
             return None
         dims[0] = n
         for i in range(len(self.out_shape)):
             dims[i + 1] = self.out_shape[i]
         out = cnp.PyArray_EMPTY(1 + len(self.out_shape), dims, self.typenum, 0)
-        scratch = <char *>malloc(2 * buf_bytes + n * self.max_scratch)
+        scratch = <char *>malloc(2 * buf_bytes + (n * self.max_scratch + 63) // 64 * 64
+                                 + self.max_shared)
         if scratch == NULL:
             raise MemoryError()
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 ok = _infer_run(self, <float *>cnp.PyArray_DATA(x), n, scratch, buf_bytes,
+                                (n * self.max_scratch + 63) // 64 * 64,
                                 <float *>cnp.PyArray_DATA(out))
             else:
                 ok = _infer_run(self, <double *>cnp.PyArray_DATA(x), n, scratch, buf_bytes,
+                                (n * self.max_scratch + 63) // 64 * 64,
                                 <double *>cnp.PyArray_DATA(out))
         free(scratch)
         if ok < 0:
@@ -274,14 +335,14 @@ cdef Py_ssize_t _checked_width(tuple shape) except -1:
 
 
 cdef int _infer_run(InferPlan plan, const floating *x, Py_ssize_t n, char *scratch,
-                    Py_ssize_t buf_bytes, floating *out) noexcept nogil:
+                    Py_ssize_t buf_bytes, Py_ssize_t extra_bytes, floating *out) noexcept nogil:
     """_infer_body on the thread count the plan's controller picks (timed and recorded)."""
     cdef int allowed, saved, ok
     cdef double started = 0
     cdef bint record = _adapt_begin(&plan.adapt, n, &allowed, &saved)
     if record:
         started = fnn_seconds()
-    ok = _infer_body(plan, x, n, scratch, buf_bytes, out)
+    ok = _infer_body(plan, x, n, scratch, buf_bytes, extra_bytes, out)
     if record:
         if ok > 0:
             fnn_adapt_end(&plan.adapt, fnn_seconds() - started, n)
@@ -292,7 +353,7 @@ cdef int _infer_run(InferPlan plan, const floating *x, Py_ssize_t n, char *scrat
 
 
 cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scratch,
-                     Py_ssize_t buf_bytes, floating *out) noexcept nogil:
+                     Py_ssize_t buf_bytes, Py_ssize_t extra_bytes, floating *out) noexcept nogil:
     """Every step on n samples of x: 1, or 0 (nothing trusted) if x is not finite, or -1 if a
     kernel's scratch could not be allocated. Each step computes as the layer's forward does
     (the dense and activation entry points in flush-to-zero mode; the convolution and recurrent
@@ -303,6 +364,7 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
     cdef floating *y
     cdef floating *bufs[2]
     cdef char *extra = scratch + 2 * buf_bytes
+    cdef char *shared = extra + extra_bytes
     cdef infer_step *st
     cdef fnn_conv_geom g
     cdef fnn_rnn_geom rg
@@ -317,7 +379,7 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
         y = out if s == plan.n_steps - 1 else bufs[s % 2]
         if st.kind == STEP_DENSE:
             csr = fnn_ftz_enter()
-            _dense_forward_raw(inp, <const floating *>st.w0, <const floating *>st.w1,
+            _dense_forward_raw(inp, <const floating *>st.w[0], <const floating *>st.w[1],
                                n * st.rows, st.k, st.m, st.act, <floating>st.param, y)
             fnn_ftz_leave(csr)
         elif st.kind == STEP_ACT:
@@ -328,11 +390,11 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
             g = st.conv
             g.n = n
             if floating is float:
-                ok = fnn_conv2d_forward_f32(&g, inp, <const float *>st.w0,
-                                            <const float *>st.w1, st.act, <float>st.param, y)
+                ok = fnn_conv2d_forward_f32(&g, inp, <const float *>st.w[0],
+                                            <const float *>st.w[1], st.act, <float>st.param, y)
             else:
-                ok = fnn_conv2d_forward_f64(&g, inp, <const double *>st.w0,
-                                            <const double *>st.w1, st.act, st.param, y)
+                ok = fnn_conv2d_forward_f64(&g, inp, <const double *>st.w[0],
+                                            <const double *>st.w[1], st.act, st.param, y)
             if not ok:
                 return -1
         elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:
@@ -344,16 +406,18 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
                 else:
                     _global_max(inp + r * st.in_w, st.rows, st.m, y + r * st.m,
                                 <int64_t *>extra + r * st.m)
+        elif st.kind == STEP_BLOCK:
+            _block_step(st, inp, n, y, <floating *>extra, <floating *>shared)
         else:
             rg = st.rnn
             rg.n = n
             if floating is float:
-                ok = fnn_rnn_forward_f32(&rg, inp, <const float *>st.w0, <const float *>st.w1,
-                                         <const float *>st.w2, NULL, NULL, <float *>extra, y,
+                ok = fnn_rnn_forward_f32(&rg, inp, <const float *>st.w[0], <const float *>st.w[1],
+                                         <const float *>st.w[2], NULL, NULL, <float *>extra, y,
                                          NULL, NULL)
             else:
-                ok = fnn_rnn_forward_f64(&rg, inp, <const double *>st.w0,
-                                         <const double *>st.w1, <const double *>st.w2, NULL,
+                ok = fnn_rnn_forward_f64(&rg, inp, <const double *>st.w[0],
+                                         <const double *>st.w[1], <const double *>st.w[2], NULL,
                                          NULL, <double *>extra, y, NULL, NULL)
             if not ok:
                 return -1
@@ -365,9 +429,9 @@ cdef void _pool_step(infer_step *st, const floating *x, Py_ssize_t n, floating *
                      int64_t *argmax) noexcept nogil:
     """Max or average pooling of n images, by (image, output row) as the entry points."""
     cdef Py_ssize_t r
-    cdef Py_ssize_t h = st.pool[0], w = st.pool[1], c = st.pool[2], oh = st.pool[3]
-    cdef Py_ssize_t ow = st.pool[4], ph = st.pool[5], pw = st.pool[6], sh = st.pool[7]
-    cdef Py_ssize_t sw = st.pool[8], top = st.pool[9], left = st.pool[10]
+    cdef Py_ssize_t h = st.iv[0], w = st.iv[1], c = st.iv[2], oh = st.iv[3]
+    cdef Py_ssize_t ow = st.iv[4], ph = st.iv[5], pw = st.iv[6], sh = st.iv[7]
+    cdef Py_ssize_t sw = st.iv[8], top = st.iv[9], left = st.iv[10]
     for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
         if st.kind == STEP_MAXPOOL:
             _max_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
@@ -375,3 +439,137 @@ cdef void _pool_step(infer_step *st, const floating *x, Py_ssize_t n, floating *
         else:
             _avg_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
                      y + r * ow * c)
+
+
+cdef void _ln_rows(const floating *x, Py_ssize_t rows, Py_ssize_t c, const void *gamma,
+                   const void *beta, double eps, floating *out, floating *stats) noexcept nogil:
+    """Layer normalization of rows (c,) as layernorm_forward: stats holds the means, then the
+    inverse deviations."""
+    cdef Py_ssize_t i
+    for i in prange(rows, schedule="static", num_threads=threads_for(rows * c)):
+        if floating is float:
+            fnn_ln_row_f32(x + i * c, c, <const float *>gamma, <const float *>beta, eps,
+                           out + i * c, stats + i, stats + rows + i)
+        else:
+            fnn_ln_row_f64(x + i * c, c, <const double *>gamma, <const double *>beta, eps,
+                           out + i * c, stats + i, stats + rows + i)
+
+
+cdef void _add_into(const floating *a, const floating *b, floating *out,
+                    Py_ssize_t size) noexcept nogil:
+    """out := a + b, as add_forward."""
+    cdef Py_ssize_t k
+    for k in prange(size, schedule="static", num_threads=threads_for(2 * size)):
+        out[k] = a[k] + b[k]
+
+
+cdef void _dense_rows(const floating *x, const void *w, const void *b, Py_ssize_t rows,
+                      Py_ssize_t k, Py_ssize_t m, int act, floating param,
+                      floating *y) noexcept nogil:
+    """y := act(x w + b), as dense_forward (in flush-to-zero mode)."""
+    cdef unsigned int csr = fnn_ftz_enter()
+    _dense_forward_raw(x, <const floating *>w, <const floating *>b, rows, k, m, act, param, y)
+    fnn_ftz_leave(csr)
+
+
+cdef void _attend(infer_step *st, const floating *x, Py_ssize_t n, floating *ws, floating *sh,
+                  floating *out) noexcept nogil:
+    """MultiHeadAttention's forward on x (n, L, c) into out (n, L, c), as the layer computes
+    it: one product onto q|k|v side by side, the heads split, attention, the heads merged, the
+    output projection. ws: the block's buffers of n samples (BLK_* order, each n times its
+    per-sample size)."""
+    cdef Py_ssize_t L = st.iv[0], c = st.iv[1], H = st.iv[2], D = st.iv[3], Dv = st.iv[4]
+    cdef Py_ssize_t P3 = 2 * H * D + H * Dv, rows = n * L, b, l, hh, col, j
+    cdef floating *wg = sh
+    cdef floating *bg = sh + c * P3
+    cdef floating *attn_scratch = bg + P3
+    cdef floating *p = ws + _blk_offset(st, n, BLK_P)
+    cdef floating *q = ws + _blk_offset(st, n, BLK_Q)
+    cdef floating *k = ws + _blk_offset(st, n, BLK_K)
+    cdef floating *v = ws + _blk_offset(st, n, BLK_V)
+    cdef floating *o = ws + _blk_offset(st, n, BLK_O)
+    cdef floating *lse = ws + _blk_offset(st, n, BLK_LSE)
+    cdef floating *merged = ws + _blk_offset(st, n, BLK_M)
+    cdef floating *dst
+    cdef const floating *src
+    cdef fnn_attn_geom g
+    cdef int nt
+    cdef double scale = 1.0 / sqrt(<double>D)
+    # the grouped kernel and bias: q's columns, then k's, then v's
+    for j in range(c):
+        memcpy(wg + j * P3, <const floating *>st.w[2] + j * H * D, H * D * sizeof(floating))
+        memcpy(wg + j * P3 + H * D, <const floating *>st.w[4] + j * H * D,
+               H * D * sizeof(floating))
+        memcpy(wg + j * P3 + 2 * H * D, <const floating *>st.w[6] + j * H * Dv,
+               H * Dv * sizeof(floating))
+    memcpy(bg, st.w[3], H * D * sizeof(floating))
+    memcpy(bg + H * D, st.w[5], H * D * sizeof(floating))
+    memcpy(bg + 2 * H * D, st.w[7], H * Dv * sizeof(floating))
+    _dense_rows(x, wg, bg, rows, c, P3, FNN_ACT_LINEAR, 0, p)
+    for b in range(n):                       # (L, H, D) slices -> (H, L, D) heads
+        for l in range(L):
+            src = p + (b * L + l) * P3
+            for hh in range(H):
+                memcpy(q + ((b * H + hh) * L + l) * D, src + hh * D, D * sizeof(floating))
+                memcpy(k + ((b * H + hh) * L + l) * D, src + H * D + hh * D,
+                       D * sizeof(floating))
+                memcpy(v + ((b * H + hh) * L + l) * Dv, src + 2 * H * D + hh * Dv,
+                       Dv * sizeof(floating))
+    g.pairs, g.heads, g.lq, g.lk, g.d, g.dv = n * H, H, L, L, D, Dv
+    g.causal, g.key_mask = <int>st.iv[6], NULL
+    nt = fnn_attn_threads(&g, 0)
+    if floating is float:
+        fnn_attn_forward_f32(&g, <float>scale, q, k, v, o, lse, attn_scratch, nt)
+    else:
+        fnn_attn_forward_f64(&g, scale, q, k, v, o, lse, attn_scratch, nt)
+    for b in range(n):                       # (H, L, Dv) -> (L, H Dv)
+        for hh in range(H):
+            for l in range(L):
+                memcpy(merged + (b * L + l) * H * Dv + hh * Dv, o + ((b * H + hh) * L + l) * Dv,
+                       Dv * sizeof(floating))
+    _dense_rows(merged, st.w[8], st.w[9], rows, H * Dv, c, FNN_ACT_LINEAR, 0, out)
+
+
+cdef inline Py_ssize_t _blk_offset(infer_step *st, Py_ssize_t n, int which) noexcept nogil:
+    """Where buffer `which` (BLK_*) of n samples starts in a block's scratch."""
+    cdef Py_ssize_t L = st.iv[0], c = st.iv[1], H = st.iv[2], D = st.iv[3], Dv = st.iv[4]
+    cdef Py_ssize_t ff = st.iv[5], P3 = 2 * H * D + H * Dv
+    cdef Py_ssize_t sizes[BLK_END]
+    cdef Py_ssize_t off = 0
+    cdef int j
+    sizes[BLK_H], sizes[BLK_STATS], sizes[BLK_P] = L * c, 2 * L, L * P3
+    sizes[BLK_Q], sizes[BLK_K], sizes[BLK_V] = H * L * D, H * L * D, H * L * Dv
+    sizes[BLK_O], sizes[BLK_LSE], sizes[BLK_M] = H * L * Dv, H * L, L * H * Dv
+    sizes[BLK_A], sizes[BLK_R], sizes[BLK_F] = L * c, L * c, L * ff
+    for j in range(which):
+        off += n * sizes[j]
+    return off
+
+
+cdef void _block_step(infer_step *st, const floating *x, Py_ssize_t n, floating *y,
+                      floating *ws, floating *sh) noexcept nogil:
+    """TransformerBlock's forward at inference (no dropout) on x (n, L, c) into y, as the layer
+    computes it. Pre-norm: r = x + MHA(LN1(x)), y = r + FF(LN2(r)); post-norm:
+    r = LN1(x + MHA(x)), y = LN2(r + FF(r)); FF(h) = W2 act(W1 h + b1) + b2."""
+    cdef Py_ssize_t L = st.iv[0], c = st.iv[1], ff = st.iv[5], rows = n * L
+    cdef floating *h = ws + _blk_offset(st, n, BLK_H)
+    cdef floating *stats = ws + _blk_offset(st, n, BLK_STATS)
+    cdef floating *a = ws + _blk_offset(st, n, BLK_A)
+    cdef floating *r = ws + _blk_offset(st, n, BLK_R)
+    cdef floating *f = ws + _blk_offset(st, n, BLK_F)
+    if st.iv[7]:                                             # pre-norm
+        _ln_rows(x, rows, c, st.w[0], st.w[1], st.eps, h, stats)
+        _attend(st, h, n, ws, sh, a)
+        _add_into(x, a, r, rows * c)
+        _ln_rows(r, rows, c, st.w[10], st.w[11], st.eps, h, stats)
+        _dense_rows(h, st.w[12], st.w[13], rows, c, ff, <int>st.iv[8], <floating>st.param, f)
+        _dense_rows(f, st.w[14], st.w[15], rows, ff, c, FNN_ACT_LINEAR, 0, a)
+        _add_into(r, a, y, rows * c)
+    else:
+        _attend(st, x, n, ws, sh, a)
+        _add_into(x, a, h, rows * c)
+        _ln_rows(h, rows, c, st.w[0], st.w[1], st.eps, r, stats)
+        _dense_rows(r, st.w[12], st.w[13], rows, c, ff, <int>st.iv[8], <floating>st.param, f)
+        _dense_rows(f, st.w[14], st.w[15], rows, ff, c, FNN_ACT_LINEAR, 0, a)
+        _add_into(r, a, h, rows * c)
+        _ln_rows(h, rows, c, st.w[10], st.w[11], st.eps, y, stats)

@@ -1,12 +1,13 @@
 """The compiled inference plan of a general-path model: a chain of convolutions, pooling,
-recurrent, Dense and activation layers run as one call (the backend's ``InferPlan``).
+recurrent, Transformer, Dense and activation layers run as one call (the backend's
+``InferPlan``).
 
 ``compile`` describes each layer as the step the backend runs: the same kernel, arguments and
 activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
 bits either way (the tests hold it to that). Flatten, Reshape and Dropout are views at inference
-and take no step. A model with any other layer, a branch, several inputs or outputs, or a
-recurrent layer with initial states or returned states keeps the per-layer path, as does every
-model on the NumPy backend.
+and take no step. A model with any other layer, a branch, several inputs or outputs, a
+recurrent layer with initial states or returned states, or a TransformerBlock with a padding
+mask keeps the per-layer path, as does every model on the NumPy backend.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from fastnn.layers import (GRU, LSTM, Activation, Conv1D, Conv2D, Dense, Dropout, Flatten,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-                           GlobalMaxPooling2D, Reshape, SimpleRNN)
+                           GlobalMaxPooling2D, Reshape, SimpleRNN, TransformerBlock)
 from fastnn.layers.pooling import _Pooling
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel
 
-Step = tuple[str, int, int, tuple[int, ...], float, tuple[Any, ...]]
+# (kind, values per sample in, out, integer arguments, parameter (block: with epsilon), weights)
+Step = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 
 # layers that only rearrange (or, at inference, pass) their input: no step
 _VIEWS = (Flatten, Reshape, Dropout)
@@ -67,6 +69,8 @@ def _step(layer: Any) -> Any:
     kind = type(layer)
     if kind in _VIEWS:
         return None
+    if not (isinstance(layer.input_shape, tuple) and isinstance(layer.output_shape, tuple)):
+        return _UNSUPPORTED                      # several inputs or outputs
     in_w, out_w = _width(layer.input_shape), _width(layer.output_shape)
     if kind is Dense:
         positions = in_w // layer.input_shape[-1]
@@ -99,4 +103,23 @@ def _step(layer: Any) -> Any:
         return ("rnn", in_w, out_w, _ints(cell, steps, features, units, layer.act, layer.rec_act,
                                           layer.go_backwards, layer.return_sequences),
                 0.0, (layer.kernel, layer.recurrent_kernel, layer.bias))
+    if kind is TransformerBlock and not layer._masked:
+        return _block(layer, in_w)
     return _UNSUPPORTED
+
+
+def _block(block: Any, width: int) -> Step:
+    """A TransformerBlock without a padding mask: its sublayers' weights in the order the
+    backend's block step takes them (fastnn/_ext/_infer.pxi)."""
+    mha, ff1, ff2 = block.attention, block.feedforward_intermediate, block.feedforward_output
+    steps, c = block.input_shape
+    weights: list[Any] = [block.attention_norm.gamma, block.attention_norm.beta]
+    for role in "qkvo":
+        w, b, _, _ = mha._w[role]
+        weights += [w, b]
+    weights += [block.feedforward_norm.gamma, block.feedforward_norm.beta, ff1.W, ff1.b, ff2.W,
+                ff2.b]
+    ints = _ints(steps, c, mha.num_heads, mha.key_dim, mha.value_dim, block.ff_dim,
+                 mha.use_causal_mask, block.norm_first, ff1.act)
+    return ("transformer_block", width, width, ints,
+            (ff1.param, block.layer_norm_epsilon), tuple(weights))
