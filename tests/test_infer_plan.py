@@ -76,8 +76,21 @@ def post_norm_transformer(dtype):
         fnn.GlobalAveragePooling1D(), fnn.Dense(2)], input_shape=(50, 3), seed=8, dtype=dtype)
 
 
+def normalized(dtype):
+    model = fnn.Sequential([
+        fnn.Conv2D(6, 3, padding="same", use_bias=False), fnn.BatchNormalization(),
+        fnn.ReLU(), fnn.MaxPooling2D(), fnn.Reshape((16, 6)),
+        fnn.LayerNormalization(epsilon=1e-3, center=False), fnn.Flatten(),
+        fnn.BatchNormalization(scale=False), fnn.Dense(4)],
+        input_shape=(8, 8, 2), seed=9, dtype=dtype)
+    rng = np.random.default_rng(9)           # moving statistics away from 0 and 1
+    weights = model.get_weights()
+    model.set_weights([w + rng.uniform(0.1, 0.5, w.shape).astype(w.dtype) for w in weights])
+    return model
+
+
 MODELS = [lenet, strided, sequence_cnn, recurrent, sequence_out, lstm_classifier, transformer,
-          post_norm_transformer]
+          post_norm_transformer, normalized]
 
 
 def inputs(model, n, seed=0):
@@ -161,11 +174,15 @@ def test_other_forms_fall_back_with_the_same_results_and_errors():
         model(bad)
 
 
+class MyDense(fnn.Dense):
+    """A user's layer (another forward could stand here): never taken for a plain Dense."""
+
+
 @pytest.mark.parametrize("layers, shape", [
-    ([fnn.Conv2D(3, 3), fnn.BatchNormalization(), fnn.Flatten(), fnn.Dense(2)], (6, 6, 1)),
     ([fnn.Embedding(10, 4), fnn.LSTM(3)], (5,)),
+    ([fnn.Bidirectional(fnn.LSTM(3)), fnn.Dense(2)], (5, 2)),
+    ([fnn.Conv2D(3, 3), fnn.Flatten(), MyDense(2)], (6, 6, 1)),      # a subclass: its own forward
     ([fnn.Flatten()], (3, 2)),
-    ([fnn.LayerNormalization(), fnn.Dense(2)], (3, 2)),
 ])
 def test_models_with_other_layers_keep_the_per_layer_path(layers, shape):
     model = fnn.Sequential(layers, input_shape=shape, seed=0)

@@ -23,6 +23,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc
 from libc.string cimport memcpy
 
+from fastnn._ext._norm_rows cimport BLOCK, _affine
 from fastnn._ext._pool_rows cimport _max_row, _avg_row, _global_avg, _global_max
 from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_threads, fnn_attn_scratch,
                               fnn_attn_forward_f32, fnn_attn_forward_f64)
@@ -43,6 +44,8 @@ cdef enum:
     STEP_GLOBAL_MAX = 6
     STEP_RNN = 7
     STEP_BLOCK = 8
+    STEP_LAYERNORM = 9
+    STEP_BATCHNORM = 10
 
 # Scratch of one call at most (bytes): larger batches of large images take the per-layer path,
 # which computes in chunks of predict's batch_size.
@@ -51,7 +54,8 @@ cdef Py_ssize_t INFER_MAX_BYTES = 64 << 20
 INFER_KINDS = {"dense": STEP_DENSE, "activation": STEP_ACT, "conv2d": STEP_CONV,
                "maxpool2d": STEP_MAXPOOL, "avgpool2d": STEP_AVGPOOL,
                "global_avgpool": STEP_GLOBAL_AVG, "global_maxpool": STEP_GLOBAL_MAX,
-               "rnn": STEP_RNN, "transformer_block": STEP_BLOCK}
+               "rnn": STEP_RNN, "transformer_block": STEP_BLOCK, "layernorm": STEP_LAYERNORM,
+               "batchnorm": STEP_BATCHNORM}
 
 # the integer arguments of each kind, in order (what fastnn.models.inference passes)
 INFER_ARGS = {
@@ -64,6 +68,9 @@ INFER_ARGS = {
     "global_avgpool": ("positions", "c"),
     "global_maxpool": ("positions", "c"),
     "rnn": ("cell", "steps", "features", "units", "act", "rec", "reverse", "seq"),
+    # param: epsilon; weights: gamma, beta (batchnorm: then the moving mean and variance)
+    "layernorm": ("positions", "c"),
+    "batchnorm": ("positions", "c"),
     # weights: LN1 gamma, beta; Wq, bq, Wk, bk, Wv, bv, Wo, bo; LN2 gamma, beta; W1, b1, W2, b2
     # (param: the feed-forward activation's; eps: both normalisations')
     "transformer_block": ("steps", "width", "heads", "key_dim", "value_dim", "ff_dim",
@@ -206,6 +213,17 @@ cdef class InferPlan:
                 st.scratch = out_w * sizeof(int64_t)
         elif st.kind == STEP_BLOCK:
             self._set_block(i, st, a, param, weights)
+        elif st.kind == STEP_LAYERNORM or st.kind == STEP_BATCHNORM:
+            st.rows, st.m = a["positions"], a["c"]
+            st.eps = st.param
+            self._need(i, st.rows >= 1 and st.m >= 1 and in_w == st.rows * st.m
+                       and out_w == in_w and st.eps > 0)
+            for j in range(2 if st.kind == STEP_LAYERNORM else 4):
+                st.w[j] = self._weight(i, weights, j, st.m)
+            if st.kind == STEP_LAYERNORM:
+                st.scratch = 2 * st.rows * self.itemsize       # the means and deviations
+            else:
+                st.shared = st.m * self.itemsize              # the scales
         else:
             r = &st.rnn
             r.n = 0
@@ -408,6 +426,10 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
                                 <int64_t *>extra + r * st.m)
         elif st.kind == STEP_BLOCK:
             _block_step(st, inp, n, y, <floating *>extra, <floating *>shared)
+        elif st.kind == STEP_LAYERNORM:
+            _ln_rows(inp, n * st.rows, st.m, st.w[0], st.w[1], st.eps, y, <floating *>extra)
+        elif st.kind == STEP_BATCHNORM:
+            _bn_infer(st, inp, n * st.rows, y, <floating *>shared)
         else:
             rg = st.rnn
             rg.n = n
@@ -573,3 +595,17 @@ cdef void _block_step(infer_step *st, const floating *x, Py_ssize_t n, floating 
         _dense_rows(f, st.w[14], st.w[15], rows, ff, c, FNN_ACT_LINEAR, 0, a)
         _add_into(r, a, h, rows * c)
         _ln_rows(h, rows, c, st.w[10], st.w[11], st.eps, y, stats)
+
+
+cdef void _bn_infer(infer_step *st, const floating *x, Py_ssize_t rows, floating *y,
+                    floating *scale) noexcept nogil:
+    """Batch normalization with the moving statistics, as batchnorm_forward_infer."""
+    cdef Py_ssize_t c = st.m, nb = (c + BLOCK - 1) // BLOCK, b, j
+    cdef const floating *gamma = <const floating *>st.w[0]
+    cdef const floating *beta = <const floating *>st.w[1]
+    cdef const floating *mean = <const floating *>st.w[2]
+    cdef const floating *var = <const floating *>st.w[3]
+    for j in range(c):
+        scale[j] = <floating>(1.0 / sqrt(<double>var[j] + st.eps))
+    for b in prange(nb, schedule="static", num_threads=threads_for(rows * c)):
+        _affine(x, rows, c, b * BLOCK, min(c, (b + 1) * BLOCK), mean, scale, gamma, beta, y)

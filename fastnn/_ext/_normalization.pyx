@@ -18,12 +18,9 @@ from libc.math cimport sqrt
 import numpy as np
 
 from fastnn._ext._parallel cimport threads_for
+from fastnn._ext._norm_rows cimport BLOCK, _affine
 from fastnn._ext.norm cimport (fnn_ln_row_f32, fnn_ln_row_f64, fnn_ln_dx_row_f32,
                               fnn_ln_dx_row_f64, fnn_ln_param_block_f32, fnn_ln_param_block_f64)
-
-
-cdef enum:
-    BLOCK = 64      # columns per task: a block's running sums stay in registers and L1
 
 
 cdef void _bn_block(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
@@ -54,17 +51,6 @@ cdef void _bn_block(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0
             moving_mean[j] = <floating>(moving_mean[j] * momentum
                                         + <double>mean[j] * (1.0 - momentum))
             moving_var[j] = <floating>(moving_var[j] * momentum + unbiased * (1.0 - momentum))
-
-
-cdef void _affine(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0, Py_ssize_t j1,
-                  const floating *mean, const floating *scale, const floating *gamma,
-                  const floating *beta, floating *out) noexcept nogil:
-    """out := gamma * (x - mean) * scale + beta, columns j0..j1 (per-column mean and scale)."""
-    cdef Py_ssize_t i, j
-    for i in range(n):
-        for j in range(j0, j1):
-            out[i * c + j] = <floating>(<double>gamma[j] * ((<double>x[i * c + j] - mean[j])
-                                                           * <double>scale[j]) + beta[j])
 
 
 def batchnorm_forward_train(const floating[:, ::1] x,     # IN  (n, c)

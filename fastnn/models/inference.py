@@ -1,6 +1,6 @@
 """The compiled inference plan of a general-path model: a chain of convolutions, pooling,
-recurrent, Transformer, Dense and activation layers run as one call (the backend's
-``InferPlan``).
+normalization, recurrent, Transformer, Dense and activation layers run as one call (the
+backend's ``InferPlan``).
 
 ``compile`` describes each layer as the step the backend runs: the same kernel, arguments and
 activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from fastnn.layers import (GRU, LSTM, Activation, Conv1D, Conv2D, Dense, Dropout, Flatten,
-                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-                           GlobalMaxPooling2D, Reshape, SimpleRNN, TransformerBlock)
+from fastnn.layers import (GRU, LSTM, Activation, BatchNormalization, Conv1D, Conv2D, Dense,
+                           Dropout, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+                           GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Reshape,
+                           SimpleRNN, TransformerBlock)
 from fastnn.layers.pooling import _Pooling
 
 if TYPE_CHECKING:
@@ -103,6 +104,14 @@ def _step(layer: Any) -> Any:
         return ("rnn", in_w, out_w, _ints(cell, steps, features, units, layer.act, layer.rec_act,
                                           layer.go_backwards, layer.return_sequences),
                 0.0, (layer.kernel, layer.recurrent_kernel, layer.bias))
+    if kind is LayerNormalization:
+        c = layer.input_shape[-1]
+        return ("layernorm", in_w, out_w, _ints(in_w // c, c), layer.epsilon,
+                (layer.gamma, layer.beta))
+    if kind is BatchNormalization:               # at inference: the moving statistics
+        c = layer.input_shape[-1]
+        return ("batchnorm", in_w, out_w, _ints(in_w // c, c), layer.epsilon,
+                (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance))
     if kind is TransformerBlock and not layer._masked:
         return _block(layer, in_w)
     return _UNSUPPORTED
