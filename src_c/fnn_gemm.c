@@ -413,7 +413,7 @@ void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const int want = (ep != NULL && ep->amax != NULL);
     gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
              ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f,
-             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0);
+             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0, NULL);
     if (want) {
         float v;
         memcpy(&v, &mx, sizeof v);
@@ -429,7 +429,62 @@ void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const int want = (ep != NULL && ep->amax != NULL);
     gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
              ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0,
-             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0);
+             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0, NULL);
+    if (want) {
+        double v;
+        memcpy(&v, &mx, sizeof v);
+        *ep->amax = (mx >= FNN_INF_BITS_F64) ? (double)NAN : v;
+    }
+}
+
+/* ---------------------------------------------------------------- pre-packed B */
+
+size_t fnn_gemm_packed_b_size(int dbl, ptrdiff_t k, ptrdiff_t n)
+{
+    const fnn_arch *a = fnn_get_arch();
+    const ptrdiff_t nr = dbl ? a->d.nr : a->s.nr;
+    if (k <= 0 || n <= 0) return 0;
+    return (size_t)((n + nr - 1) / nr * nr) * (size_t)k;
+}
+
+void fnn_sgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb,
+                      float *Bp)
+{
+    if (k > 0 && n > 0) pack_b_whole_f32(trans_b, k, n, B, ldb, Bp);
+}
+
+void fnn_dgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb,
+                      double *Bp)
+{
+    if (k > 0 && n > 0) pack_b_whole_f64(trans_b, k, n, B, ldb, Bp);
+}
+
+void fnn_sgemm_bp(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                  const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb, const float *Bp,
+                  float beta, float *C, ptrdiff_t ldc, const fnn_epilogue_f32 *ep)
+{
+    uint32_t mx = 0;
+    const int want = (ep != NULL && ep->amax != NULL);
+    gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f,
+             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0, Bp);
+    if (want) {
+        float v;
+        memcpy(&v, &mx, sizeof v);
+        *ep->amax = (mx >= FNN_INF_BITS_F32) ? (double)NAN : (double)v;
+    }
+}
+
+void fnn_dgemm_bp(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                  const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+                  const double *Bp, double beta, double *C, ptrdiff_t ldc,
+                  const fnn_epilogue_f64 *ep)
+{
+    uint64_t mx = 0;
+    const int want = (ep != NULL && ep->amax != NULL);
+    gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0,
+             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0, Bp);
     if (want) {
         double v;
         memcpy(&v, &mx, sizeof v);

@@ -100,6 +100,28 @@ void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
                double beta, double *C, ptrdiff_t ldc, const fnn_epilogue_f64 *ep);
 
+/* A B operand packed once for many products with the same op(B) (k x n), e.g. a recurrent
+ * kernel multiplied at every time step:
+ *   fnn_gemm_packed_b_size(dbl, k, n): values the packed copy takes (dbl: 0 float, 1 double);
+ *   fnn_sgemm_pack_b(trans_b, k, n, B, ldb, Bp): Bp := op(B) in the micro-kernel's panel layout;
+ *   fnn_sgemm_bp(..., B, ldb, Bp, ...): fnn_sgemm with Bp read instead of packing op(B) (or
+ *   reading it in place): bit for bit the same C (the same micro-kernel over the same values
+ *   in the same order). B must still be given: products that take the direct or narrow paths
+ *   read it there. Bp == NULL: exactly fnn_sgemm.
+ * The layout is that of the micro-kernel flavour in use: pack and multiply in one process. */
+size_t fnn_gemm_packed_b_size(int dbl, ptrdiff_t k, ptrdiff_t n);
+void fnn_sgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb,
+                      float *Bp);
+void fnn_dgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb,
+                      double *Bp);
+void fnn_sgemm_bp(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                  const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb, const float *Bp,
+                  float beta, float *C, ptrdiff_t ldc, const fnn_epilogue_f32 *ep);
+void fnn_dgemm_bp(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                  const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+                  const double *Bp, double beta, double *C, ptrdiff_t ldc,
+                  const fnn_epilogue_f64 *ep);
+
 /* Name of the micro-kernel in use: "avx512", "avx2" or "generic". */
 const char *fnn_kernel_name(void);
 

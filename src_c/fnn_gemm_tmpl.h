@@ -254,11 +254,15 @@ static ptrdiff_t GFN(balance)(ptrdiff_t len, ptrdiff_t max, ptrdiff_t q)
     return GFN(round_up)((len + nb - 1) / nb, q);
 }
 
-/* One thread's rectangle of C with the full blocked algorithm; returns 0 if out of memory. */
+/* One thread's rectangle of C with the full blocked algorithm; returns 0 if out of memory.
+ * With Bpre (op(B) packed whole by pack_b_whole, npad columns wide), this rectangle's columns
+ * start at column bj0 of it and its slivers are read from there instead of being packed here:
+ * the same values in the same slivers, so the same results. */
 static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                           const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
                           const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
-                          ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
+                          ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
+                          const FT *Bpre, ptrdiff_t npad, ptrdiff_t bj0)
 {
     KERN alt;
     /* the alternative row count when it tiles m exactly and the main one wastes over 3% of the
@@ -282,7 +286,7 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const ptrdiff_t ncb = GFN(balance)(n, kd->nc, kd->nr);
     const ptrdiff_t kmax = kcb < k ? kcb : k;
     const size_t a_elems = (size_t)mcb * (size_t)kmax;
-    const size_t b_elems = (size_t)ncb * (size_t)kmax;
+    const size_t b_elems = Bpre ? (size_t)0 : (size_t)ncb * (size_t)kmax;
     /* one allocation, both buffers 64-byte aligned (A first; its size is a multiple of 64 B) */
     const size_t a_bytes = (a_elems * sizeof(FT) + FNN_ALIGN - 1) / FNN_ALIGN * FNN_ALIGN;
     int owned;
@@ -303,7 +307,9 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             const FT *Bsrc = B + pc * rsb + jc * csb;
             const FT *Bpanel = Bp, *Bedge = NULL;
             ptrdiff_t bstride = (ptrdiff_t)kd->nr * kc, ldb = kd->nr;
-            if (b_in_place) {
+            if (Bpre) {
+                Bpanel = Bpre + pc * npad + (bj0 + jc) * kc;
+            } else if (b_in_place) {
                 /* full slivers straight from B; only a partial last one is packed */
                 const ptrdiff_t full = nc / kd->nr * kd->nr;
                 Bpanel = Bsrc;
@@ -327,6 +333,23 @@ static int GFN(gemm_part)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     }
     if (owned) free(raw);
     return 1;
+}
+
+/* op(B) (k x n) packed whole for gemm's Bpre: the k blocks gemm_part takes (they depend on k
+ * alone), block pc at Bp + pc * npad, each as pack_b lays out a panel of all n columns (NR-wide
+ * slivers, sliver s at s * NR * kc, the last zero-padded): npad * k values, npad = n rounded up
+ * to NR. */
+static void GFN(pack_b_whole)(int trans_b, ptrdiff_t k, ptrdiff_t n, const FT *B, ptrdiff_t ldb,
+                              FT *Bp)
+{
+    const KERN *kd = &ARCH_KERN(fnn_get_arch());
+    const ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
+    const ptrdiff_t kcb = GFN(balance)(k, kd->kc, 8), npad = GFN(round_up)(n, kd->nr);
+    ptrdiff_t pc;
+    for (pc = 0; pc < k; pc += kcb) {
+        const ptrdiff_t kc = (k - pc < kcb) ? k - pc : kcb;
+        GFN(pack_b)(kd, kd->nr, kc, n, B + pc * rsb, rsb, csb, Bp + pc * npad);
+    }
 }
 
 /* C := softmax of each row of C (then |C|'s maximum when asked); rows are independent, so a
@@ -361,7 +384,7 @@ static void GFN(softmax_after)(ptrdiff_t m, ptrdiff_t n, FT *C, ptrdiff_t ldc, F
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
                       ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
-                      double par_min);
+                      double par_min, const FT *Bpre);
 
 /* A narrow C as C^T = op(B)^T op(A)^T (see gemm), FNN_TROWS rows of C at a time through a stack
  * buffer; beta == 0. Out of line, so that only this path's frame holds the buffer. */
@@ -383,24 +406,27 @@ GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t
                              NULL, FNN_ACT_LINEAR, param, NULL);
         else
             GFN(gemm)(!trans_b, !trans_a, n, mc, k, alpha, B, ldb, trans_a ? A + i0 : A + i0 * lda,
-                      lda, (FT)0, t, mc, NULL, FNN_ACT_LINEAR, param, NULL, par_min);
+                      lda, (FT)0, t, mc, NULL, FNN_ACT_LINEAR, param, NULL, par_min, NULL);
         kd->tstore(t, mc, n, mc, C + i0 * ldc, ldc, bias, late ? FNN_ACT_LINEAR : act, param,
                    late ? NULL : amax);
         if (late) kd->epi(C + i0 * ldc, ldc, mc, n, NULL, act, param, amax);
     }
 }
 
-/* The whole product, split across threads when it is big enough. */
+/* The whole product, split across threads when it is big enough. Bpre (or NULL): op(B) packed
+ * whole by pack_b_whole, read by the blocked paths instead of B (the direct and narrow paths
+ * read B itself). */
 static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                       const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
                       ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
-                      double par_min)
+                      double par_min, const FT *Bpre)
 {
     const fnn_arch *arch = fnn_get_arch();
     const KERN *kd = &ARCH_KERN(arch);
     const ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     const ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
     const double work = (double)m * (double)n * (double)k;
+    const ptrdiff_t npad = GFN(round_up)(n, kd->nr);
     int nt = 1;
 
     if (m <= 0 || n <= 0) return;
@@ -427,7 +453,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     if (act == FNN_ACT_SOFTMAX && !narrow) {
         /* row-wise: after the whole product (a narrow C gets it in its transposed store) */
         GFN(gemm)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias,
-                  FNN_ACT_LINEAR, param, NULL, par_min);
+                  FNN_ACT_LINEAR, param, NULL, par_min, Bpre);
         GFN(softmax_after)(m, n, C, ldc, param, amax);
         return;
     }
@@ -458,7 +484,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 #endif
     if (nt <= 1) {
         if (!GFN(gemm_part)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
-                            param, amax))
+                            param, amax, Bpre, npad, 0))
             GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
                               param, amax);
         return;
@@ -486,7 +512,7 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
             FT *Csub = C + i0 * ldc + j0;
             if (!GFN(gemm_part)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
                                 beta, Csub, ldc, bias ? bias + j0 : NULL, act, param,
-                                amax ? &mx : NULL))
+                                amax ? &mx : NULL, Bpre, npad, j0))
                 GFN(gemm_direct)(kd, i1 - i0, j1 - j0, k, alpha, Asub, rsa, csa, Bsub, rsb, csb,
                                  beta, Csub, ldc, bias ? bias + j0 : NULL, act, param,
                                  amax ? &mx : NULL);

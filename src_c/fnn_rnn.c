@@ -212,6 +212,9 @@ static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
 #define FT float
 #define RFN(x) x##_f32
 #define GEMM fnn_sgemm
+#define GEMM_BP fnn_sgemm_bp
+#define PACK_B fnn_sgemm_pack_b
+#define FT_DBL 0
 #define EPI fnn_epilogue_f32
 #define GATES fnn_rnn_gates_f32
 #define GATES_OF() (&gates_f32_of[fnn_active_flavour()])
@@ -219,6 +222,9 @@ static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
 #undef FT
 #undef RFN
 #undef GEMM
+#undef GEMM_BP
+#undef PACK_B
+#undef FT_DBL
 #undef EPI
 #undef GATES
 #undef GATES_OF
@@ -226,6 +232,9 @@ static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
 #define FT double
 #define RFN(x) x##_f64
 #define GEMM fnn_dgemm
+#define GEMM_BP fnn_dgemm_bp
+#define PACK_B fnn_dgemm_pack_b
+#define FT_DBL 1
 #define EPI fnn_epilogue_f64
 #define GATES fnn_rnn_gates_f64
 #define GATES_OF() (&gates_f64_of[fnn_active_flavour()])
@@ -233,6 +242,9 @@ static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
 #undef FT
 #undef RFN
 #undef GEMM
+#undef GEMM_BP
+#undef PACK_B
+#undef FT_DBL
 #undef EPI
 #undef GATES
 #undef GATES_OF

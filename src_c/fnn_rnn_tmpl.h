@@ -1,7 +1,8 @@
 /*
  * The recurrent driver of fnn_rnn.h for one element type. Required macros: FT, RFN(name) (the
- * public name with its type suffix), GEMM (fnn_sgemm or fnn_dgemm), EPI (its epilogue struct),
- * GATES (the flavour table's type) and GATES_OF() (the table of the flavour in use).
+ * public name with its type suffix), GEMM (fnn_sgemm or fnn_dgemm), GEMM_BP and PACK_B (its
+ * pre-packed-B twins), FT_DBL (0 float, 1 double), EPI (its epilogue struct), GATES (the flavour
+ * table's type) and GATES_OF() (the table of the flavour in use).
  */
 
 /* The workspace's parts (see fnn_rnn.h). */
@@ -37,9 +38,28 @@ static void RFN(gemm)(int ta, int tb, ptrdiff_t m, ptrdiff_t nn, ptrdiff_t k, co
  * (a choice made by n alone, never by the thread count). */
 #define FNN_RNN_SMALL_ROWS 4
 
+/* The per-step B operand (U, or U^T backward; k x m) packed once for all steps of a call, as
+ * the GEMM would pack it at each step (or read it in place, from rows 1 KiB or more apart that
+ * collide in L1): the same values, so the same results; 64-byte aligned (unaligned slivers
+ * cost 15-20%). NULL with *raw NULL when the steps take row updates or out of memory (then
+ * the GEMM packs per step as before). Free *raw. */
+static FT *RFN(pack_steps_b)(ptrdiff_t n, ptrdiff_t k, ptrdiff_t m, const FT *B, void **raw)
+{
+    const size_t values = fnn_gemm_packed_b_size(FT_DBL, k, m);
+    FT *Bp;
+    *raw = NULL;
+    if (n <= FNN_RNN_SMALL_ROWS || values == 0) return NULL;
+    *raw = malloc(values * sizeof(FT) + FNN_ALIGN);
+    if (*raw == NULL) return NULL;
+    Bp = (FT *)(((uintptr_t)*raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
+    PACK_B(0, k, m, B, m, Bp);
+    return Bp;
+}
+
+/* C := beta C + A B (+ bias) for one step's n rows; Bp: B packed by pack_steps_b, or NULL. */
 static void RFN(step_gemm)(const GATES *gt, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A,
-                           ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta, FT *C,
-                           ptrdiff_t ldc, const FT *bias)
+                           ptrdiff_t lda, const FT *B, ptrdiff_t ldb, const FT *Bp, FT beta,
+                           FT *C, ptrdiff_t ldc, const FT *bias)
 {
     if (n <= FNN_RNN_SMALL_ROWS) {
         ptrdiff_t i;
@@ -49,7 +69,11 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t n, ptrdiff_t m, ptrdiff_t 
         }
         gt->small_gemm(n, m, k, A, lda, B, ldb, beta, C, ldc);
     } else {
-        RFN(gemm)(0, 0, n, m, k, A, lda, B, ldb, beta, C, ldc, bias);
+        EPI ep;
+        memset(&ep, 0, sizeof ep);
+        ep.bias = bias;
+        ep.act = FNN_ACT_LINEAR;
+        GEMM_BP(0, 0, n, m, k, (FT)1, A, lda, B, ldb, Bp, beta, C, ldc, bias ? &ep : NULL);
     }
 }
 
@@ -61,11 +85,14 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, ws);
     const unsigned int mxcsr = fnn_ftz_enter();
+    void *up_raw;
+    const FT *Up;
     ptrdiff_t s, bb;
     if (n == 0) {
         fnn_ftz_leave(mxcsr);
         return 1;
     }
+    Up = RFN(pack_steps_b)(n, u, K, U, &up_raw);
     /* the input in step order, time-major */
     for (s = 0; s < T; s++) {
         const ptrdiff_t t = g->reverse ? T - 1 - s : s;
@@ -86,16 +113,16 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         FT *hn = p.H + (s + 1) * n * u;
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
-            RFN(step_gemm)(gt, n, u, u, hp, u, U, u, (FT)1, hn, u, NULL);
+            RFN(step_gemm)(gt, n, u, u, hp, u, U, u, Up, (FT)1, hn, u, NULL);
             gt->act(hn, n * u, g->act);
             break;
         case FNN_RNN_LSTM:
-            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, (FT)1, p.G + s * n * K, K, NULL);
+            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, Up, (FT)1, p.G + s * n * K, K, NULL);
             gt->lstm_fwd(p.G + s * n * K, p.C + s * n * u, p.C + (s + 1) * n * u,
                          p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
         default:
-            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, (FT)0, p.S, K, b + K);
+            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, Up, (FT)0, p.S, K, b + K);
             gt->gru_fwd(p.G + s * n * K, p.S, hp, p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
         }
@@ -111,6 +138,7 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     if (h_last) memcpy(h_last, p.H + T * n * u, (size_t)(n * u) * sizeof(FT));
     if (c_last && g->cell == FNN_RNN_LSTM)
         memcpy(c_last, p.C + T * n * u, (size_t)(n * u) * sizeof(FT));
+    free(up_raw);
     fnn_ftz_leave(mxcsr);
     return 1;
 }
@@ -138,6 +166,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     FT *dZ = bws, *dZr = dZ + T * n * K, *dxt = dZr + (gru ? T * n * K : 0);
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
+    void *utp_raw = NULL;
+    const FT *Utp = NULL;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
     acc = (double *)malloc((size_t)(K > 0 ? K : 1) * sizeof(double));
@@ -153,6 +183,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     }
     for (i = 0; i < u; i++) /* U^T, so each step's product reads it untransposed */
         for (j = 0; j < K; j++) ut[j * u + i] = U[i * K + j];
+    Utp = RFN(pack_steps_b)(n, K, u, ut, &utp_raw);
     if (dh_last) memcpy(dh, dh_last, (size_t)(n * u) * sizeof(FT));
     else memset(dh, 0, (size_t)(n * u) * sizeof(FT));
     if (lstm) {
@@ -173,17 +204,17 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
             gt->simple_bwd(p.H + (s + 1) * n * u, dh, dzs, n * u, g->act);
-            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
+            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, Utp, (FT)0, dh, u, NULL);
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(p.G + s * n * K, p.C + s * n * u, p.AUX + s * n * u, dh, dc, dzs, n, u,
                          g->act, g->rec);
-            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, (FT)0, dh, u, NULL);
+            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, Utp, (FT)0, dh, u, NULL);
             break;
         default:
             gt->gru_bwd(p.G + s * n * K, p.H + s * n * u, p.AUX + s * n * u, dh, dzs,
                         dZr + s * n * K, n, u, g->act, g->rec);
-            RFN(step_gemm)(gt, n, u, K, dZr + s * n * K, K, ut, u, (FT)1, dh, u, NULL);
+            RFN(step_gemm)(gt, n, u, K, dZr + s * n * K, K, ut, u, Utp, (FT)1, dh, u, NULL);
             break;
         }
     }
@@ -205,6 +236,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         if (lstm) memcpy(dc0, dc, (size_t)(n * u) * sizeof(FT));
         else memset(dc0, 0, (size_t)(n * u) * sizeof(FT));
     }
+    free(utp_raw);
     fnn_ftz_leave(mxcsr);
     free(acc);
     return 1;

@@ -504,6 +504,65 @@ def test_each_kernel_flavour_matches_numpy_twin(flavour):
         assert err <= (1e-12 if case.endswith("float64") else 1e-5), (case, err)
 
 
+# ------------------------------------------------- 7b. the steps' GEMM on a pre-packed operand
+# The recurrent kernel is packed once per call and each step's product reads the packed copy
+# (src_c/fnn_gemm.h: fnn_sgemm_bp); it must give the plain GEMM's bits on every path: direct
+# (few rows), read in place, packed, several k / n / m blocks, narrow, threaded (the floor
+# lowered so that the larger products split), per flavour in a subprocess.
+_PACKED_SCRIPT = r"""
+import json, sys
+import numpy as np
+import fastnn as fnn
+from fastnn.backends import get_backend
+from fastnn._ext._kernels import matmul
+from fastnn._ext._recurrent import matmul_packed_b
+out = {"kernel": get_backend("fast").kernel_name(), "checked": 0, "differ": []}
+shapes = [(1, 1, 1), (3, 7, 5), (5, 256, 64), (32, 256, 64), (32, 64, 256), (33, 70, 300),
+          (70, 1030, 9), (150, 40, 520), (64, 1000, 256), (200, 300, 200), (40, 10, 100),
+          (100, 5, 50), (6, 33, 17), (4, 3, 0)]
+rng = np.random.default_rng(7)
+for m, n, k in shapes:
+    for dtype in (np.float32, np.float64):
+        for ta, tb in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+            c0 = rng.standard_normal((m, n)).astype(dtype)
+            for alpha, beta in ((1.0, 0.0), (0.5, 1.0)):
+                for threads in (1, 2):
+                    with fnn.threads(threads):
+                        want = matmul(a, b, c0.copy(), ta, tb, alpha, beta)
+                        got = matmul_packed_b(a, b, c0.copy(), ta, tb, alpha, beta)
+                    out["checked"] += 1
+                    if want.tobytes() != got.tobytes():
+                        out["differ"].append([m, n, k, str(np.dtype(dtype)), ta, tb, beta,
+                                              threads])
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_packed_operand_gemm_gives_the_plain_gemm_bits(flavour):
+    """matmul_packed_b (op(b) packed once, then fnn_*gemm_bp) equals the plain GEMM bit for bit
+    over odd shapes, both transposes, beta 0 and 1, at 1 and 2 threads."""
+    env = dict(os.environ, FASTNN_KERNEL=flavour, FASTNN_PAR_MIN_WORK="100000")
+    done = subprocess.run([sys.executable, "-c", _PACKED_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True, timeout=300)
+    result = json.loads(done.stdout)
+    if result["kernel"] != flavour:
+        pytest.skip(f"this CPU runs {result['kernel']!r}, not {flavour!r}")
+    assert result["checked"] == 14 * 2 * 4 * 2 * 2
+    assert result["differ"] == []
+
+
+def test_packed_operand_gemm_checks_shapes():
+    from fastnn._ext._recurrent import matmul_packed_b
+    a, b = np.ones((3, 4), np.float32), np.ones((5, 6), np.float32)
+    with pytest.raises(ValueError, match="matmul_packed_b"):
+        matmul_packed_b(a, b, np.zeros((3, 6), np.float32))
+    with pytest.raises(ValueError, match="matmul_packed_b"):
+        matmul_packed_b(a, np.ones((4, 6), np.float32), np.zeros((3, 5), np.float32))
+
+
 # ------------------------------------------------------------ 8. bad inputs
 def _seq_model(layer, shape=(5, 3)):
     return fnn.Sequential([layer], input_shape=shape, backend="numpy")

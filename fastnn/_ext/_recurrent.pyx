@@ -9,6 +9,12 @@
 
 from cython cimport floating
 
+import numpy as np
+
+from fastnn._ext._parallel cimport fnn_ftz_enter, fnn_ftz_leave
+from fastnn._ext.gemm cimport (fnn_gemm_packed_b_size, fnn_sgemm_pack_b, fnn_dgemm_pack_b,
+                               fnn_sgemm_bp, fnn_dgemm_bp)
+
 cdef extern from "fnn_rnn.h" nogil:
     ctypedef struct fnn_rnn_geom:
         int cell
@@ -207,3 +213,39 @@ def rnn_backward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t 
                                       dxp, dh0p, dc0p)
     if not ok:
         raise MemoryError("rnn_backward: out of memory")
+
+
+def matmul_packed_b(const floating[:, ::1] a,    # IN
+                    const floating[:, ::1] b,    # IN
+                    floating[:, ::1] out,        # OUT (also IN when beta != 0)
+                    bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """out := alpha * op(a) @ op(b) + beta * out, op(b) packed first (src_c/fnn_gemm.h's
+    fnn_*gemm_pack_b, then fnn_*gemm_bp: the recurrent steps' product); for tests, which hold
+    it to fastnn._ext._kernels.matmul bit for bit"""
+    cdef unsigned int csr
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef floating[::1] packed
+    cdef floating *bp = NULL
+    if (b.shape[1] if trans_b else b.shape[0]) != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"matmul_packed_b: op(a) {m}x{k}, op(b) needs {k} rows and out "
+                         f"({m}, {n}). Received: b {tuple(b.shape)}, out {tuple(out.shape)}")
+    packed = np.empty(max(1, fnn_gemm_packed_b_size(floating is double, k, n)),
+                      np.float32 if floating is float else np.float64)
+    if m == 0 or n == 0:
+        return out.base
+    if k > 0:
+        bp = &packed[0]
+    with nogil:
+        csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
+        if floating is float:
+            fnn_sgemm_pack_b(trans_b, k, n, &b[0, 0], b.shape[1], bp)
+            fnn_sgemm_bp(trans_a, trans_b, m, n, k, <float>alpha, &a[0, 0], a.shape[1],
+                         &b[0, 0], b.shape[1], bp, <float>beta, &out[0, 0], n, NULL)
+        else:
+            fnn_dgemm_pack_b(trans_b, k, n, &b[0, 0], b.shape[1], bp)
+            fnn_dgemm_bp(trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1],
+                         &b[0, 0], b.shape[1], bp, beta, &out[0, 0], n, NULL)
+        fnn_ftz_leave(csr)
+    return out.base

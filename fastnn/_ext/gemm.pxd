@@ -38,5 +38,20 @@ cdef extern from "fnn_gemm.h" nogil:
                    double alpha, const double *A, Py_ssize_t lda, const double *B, Py_ssize_t ldb,
                    double beta, double *C, Py_ssize_t ldc, const fnn_epilogue_f64 *ep)
 
+    # op(B) packed once for many products (the recurrent steps); fnn_sgemm_bp gives fnn_sgemm's bits
+    size_t fnn_gemm_packed_b_size(int dbl, Py_ssize_t k, Py_ssize_t n)
+    void fnn_sgemm_pack_b(int trans_b, Py_ssize_t k, Py_ssize_t n, const float *B, Py_ssize_t ldb,
+                          float *Bp)
+    void fnn_dgemm_pack_b(int trans_b, Py_ssize_t k, Py_ssize_t n, const double *B,
+                          Py_ssize_t ldb, double *Bp)
+    void fnn_sgemm_bp(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      float alpha, const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
+                      const float *Bp, float beta, float *C, Py_ssize_t ldc,
+                      const fnn_epilogue_f32 *ep)
+    void fnn_dgemm_bp(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      double alpha, const double *A, Py_ssize_t lda, const double *B,
+                      Py_ssize_t ldb, const double *Bp, double beta, double *C, Py_ssize_t ldc,
+                      const fnn_epilogue_f64 *ep)
+
     const char *fnn_kernel_name()
     int fnn_openmp_enabled()
