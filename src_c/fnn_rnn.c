@@ -180,6 +180,7 @@ FNN_RNN_SMALL_GEMM_AVX512(small_gemm_avx512i_f64, double, __m512d, __mmask8, 8,
         void (*small_gemm)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const FT *, ptrdiff_t, const FT *,  \
                            ptrdiff_t, FT, FT *, ptrdiff_t);                                   \
         void (*simple_bwd)(const FT *, const FT *, FT *, ptrdiff_t, int);                     \
+        void (*colsum)(const FT *, ptrdiff_t, ptrdiff_t, double *, FT *);                     \
         void (*lstm_fwd)(FT *, const FT *, FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int, int); \
         void (*lstm_bwd)(const FT *, const FT *, const FT *, const FT *, FT *, FT *,          \
                          ptrdiff_t, ptrdiff_t, int, int);                                     \
@@ -193,8 +194,8 @@ FNN_RNN_GATES_TABLE(double, _f64)
 
 #define FNN_RNN_ENTRY(FL, SUF) FNN_RNN_ENTRY_WITH(FL, SUF, small_gemm_##FL##SUF)
 #define FNN_RNN_ENTRY_WITH(FL, SUF, SMALL)                                                    \
-    {act_##FL##SUF, SMALL, simple_bwd_##FL##SUF, lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF,            \
-     gru_fwd_##FL##SUF, gru_bwd_##FL##SUF}
+    {act_##FL##SUF,      SMALL,              simple_bwd_##FL##SUF, colsum_##FL##SUF,            \
+     lstm_fwd_##FL##SUF, lstm_bwd_##FL##SUF, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF}
 
 #if FNN_X86
 static const fnn_rnn_gates_f32 gates_f32_of[] = {

@@ -99,6 +99,31 @@ __attribute__((unused)) static GTARGET void GFN(small_gemm)(ptrdiff_t n, ptrdiff
 #undef G_BLOCK
 #undef G_VEC
 
+/* out[j] := sum over rows i < m of z[i * K + j] (the bias gradient), in double, rows in order
+ * from 0.0: G_COLS columns at a time held in registers through all rows, the last few columns
+ * through acc (K values). */
+#define G_COLS 32
+static GTARGET void GFN(colsum)(const FT *z, ptrdiff_t m, ptrdiff_t K, double *acc, FT *out)
+{
+    ptrdiff_t i, j, j0;
+    for (j0 = 0; j0 + G_COLS <= K; j0 += G_COLS) {
+        double sum[G_COLS];
+        for (j = 0; j < G_COLS; j++) sum[j] = 0.0;
+        for (i = 0; i < m; i++) {
+            const FT *row = z + i * K + j0;
+            for (j = 0; j < G_COLS; j++) sum[j] += (double)row[j];
+        }
+        for (j = 0; j < G_COLS; j++) out[j0 + j] = (FT)sum[j];
+    }
+    for (j = j0; j < K; j++) acc[j] = 0.0;
+    for (i = 0; i < m && j0 < K; i++) {
+        const FT *row = z + i * K;
+        for (j = j0; j < K; j++) acc[j] += (double)row[j];
+    }
+    for (j = j0; j < K; j++) out[j] = (FT)acc[j];
+}
+#undef G_COLS
+
 /* SimpleRNN backward of one step: dz := dh * act'(h) (n*u values). */
 static GTARGET void GFN(simple_bwd)(const FT *restrict h, const FT *restrict dh,
                                     FT *restrict dz, ptrdiff_t len, int act)
@@ -108,12 +133,43 @@ static GTARGET void GFN(simple_bwd)(const FT *restrict h, const FT *restrict dh,
     for (j = 0; j < len; j++) dz[j] = dh[j] * G_DERIV(d_, h[j]);
 }
 
+/* One row of the LSTM step below for Keras' default activations (tanh, sigmoid), in one pass
+ * over the units: the same operations as the general passes (the same bits), without storing
+ * and reloading every gate between them. */
+static GTARGET void GFN(lstm_fwd_row)(FT *restrict zi, FT *restrict zf, FT *restrict zg,
+                                      FT *restrict zo, const FT *restrict cp, FT *restrict cn,
+                                      FT *restrict ab, FT *restrict hb, ptrdiff_t u)
+{
+    ptrdiff_t j;
+    for (j = 0; j < u; j++) {
+        const FT i = G_SIGMOID(zi[j]), f = G_SIGMOID(zf[j]), g = G_TANH(zg[j]),
+                 o = G_SIGMOID(zo[j]);
+        const FT c = f * cp[j] + i * g;
+        const FT t = G_TANH(c);
+        zi[j] = i;
+        zf[j] = f;
+        zg[j] = g;
+        zo[j] = o;
+        cn[j] = c;
+        ab[j] = t;
+        hb[j] = o * t;
+    }
+}
+
 /* LSTM forward of one step. z (n, 4u) holds the pre-activations [i f c o]; they are replaced by
  * the gates. c_next = f c_prev + i g; a = act(c_next); h_next = o a. */
 static GTARGET void GFN(lstm_fwd)(FT *z, const FT *c_prev, FT *c_next, FT *a, FT *h_next,
                                   ptrdiff_t n, ptrdiff_t u, int act, int rec)
 {
     ptrdiff_t b, j;
+    if (act == FNN_ACT_TANH && rec == FNN_ACT_SIGMOID) {
+        for (b = 0; b < n; b++) {
+            FT *zi = z + b * 4 * u;
+            GFN(lstm_fwd_row)(zi, zi + u, zi + 2 * u, zi + 3 * u, c_prev + b * u,
+                              c_next + b * u, a + b * u, h_next + b * u, u);
+        }
+        return;
+    }
     for (b = 0; b < n; b++) {
         FT *restrict zi = z + b * 4 * u, *restrict zf = zi + u, *restrict zg = zi + 2 * u,
                      *restrict zo = zi + 3 * u;

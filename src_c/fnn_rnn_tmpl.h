@@ -38,42 +38,72 @@ static void RFN(gemm)(int ta, int tb, ptrdiff_t m, ptrdiff_t nn, ptrdiff_t k, co
  * (a choice made by n alone, never by the thread count). */
 #define FNN_RNN_SMALL_ROWS 4
 
-/* The per-step B operand (U, or U^T backward; k x m) packed once for all steps of a call, as
- * the GEMM would pack it at each step (or read it in place, from rows 1 KiB or more apart that
- * collide in L1): the same values, so the same results; 64-byte aligned (unaligned slivers
- * cost 15-20%). NULL with *raw NULL when the steps take row updates or out of memory (then
- * the GEMM packs per step as before). Free *raw. */
+/* Columns per call of the row updates: a whole register block of every flavour (8 vectors). */
+#define FNN_RNN_SMALL_COLS 128
+
+/* The per-step B operand (U, or U^T backward; k x m) laid out once for all steps of a call,
+ * 64-byte aligned (unaligned slivers cost 15-20%):
+ * - for the GEMM (n > FNN_RNN_SMALL_ROWS), packed as the GEMM would pack it at each step (or
+ *   read it in place, from rows 1 KiB or more apart that collide in L1);
+ * - for the row updates, as column blocks of FNN_RNN_SMALL_COLS, each (k x width) contiguous:
+ *   read in place, the rows of a block 1 KiB apart (U of 64 units) fill only half of L1's
+ *   sets, so no block survived from one step to the next.
+ * The same values either way, so the same results. NULL with *raw NULL when B is read as it
+ * is (one block of contiguous rows) or out of memory. Free *raw. */
 static FT *RFN(pack_steps_b)(ptrdiff_t n, ptrdiff_t k, ptrdiff_t m, const FT *B, void **raw)
 {
-    const size_t values = fnn_gemm_packed_b_size(FT_DBL, k, m);
+    const int small = n <= FNN_RNN_SMALL_ROWS;
+    const size_t values = small ? (size_t)k * (size_t)m : fnn_gemm_packed_b_size(FT_DBL, k, m);
     FT *Bp;
     *raw = NULL;
-    if (n <= FNN_RNN_SMALL_ROWS || values == 0) return NULL;
+    if (values == 0 || (small && m <= FNN_RNN_SMALL_COLS)) return NULL;
     *raw = malloc(values * sizeof(FT) + FNN_ALIGN);
     if (*raw == NULL) return NULL;
     Bp = (FT *)(((uintptr_t)*raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
-    PACK_B(0, k, m, B, m, Bp);
+    if (small) {
+        ptrdiff_t j0, p;
+        for (j0 = 0; j0 < m; j0 += FNN_RNN_SMALL_COLS) {
+            const ptrdiff_t w = m - j0 < FNN_RNN_SMALL_COLS ? m - j0 : FNN_RNN_SMALL_COLS;
+            for (p = 0; p < k; p++)
+                memcpy(Bp + j0 * k + p * w, B + p * m + j0, (size_t)w * sizeof(FT));
+        }
+    } else {
+        PACK_B(0, k, m, B, m, Bp);
+    }
     return Bp;
 }
 
-/* C := beta C + A B (+ bias) for one step's n rows; Bp: B packed by pack_steps_b, or NULL. */
-static void RFN(step_gemm)(const GATES *gt, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A,
-                           ptrdiff_t lda, const FT *B, ptrdiff_t ldb, const FT *Bp, FT beta,
+/* C := beta C + A B (+ bias) for one step's n rows, B (k x m) with row stride m; Bp: B laid out
+ * by pack_steps_b, or NULL. The row updates read all of B at each step, more than L1 holds
+ * once it passes ~48 KiB (an LSTM of 64 units: 64 KiB), so odd steps (s) take the column
+ * blocks last to first: the block the previous step read last is still in L1 (in the same
+ * order each step would evict every block just before its reuse). Each column's sum is the
+ * same either way. */
+static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
+                           const FT *A, ptrdiff_t lda, const FT *B, const FT *Bp, FT beta,
                            FT *C, ptrdiff_t ldc, const FT *bias)
 {
     if (n <= FNN_RNN_SMALL_ROWS) {
-        ptrdiff_t i;
+        const ptrdiff_t blocks = (m + FNN_RNN_SMALL_COLS - 1) / FNN_RNN_SMALL_COLS;
+        ptrdiff_t i, q;
         if (bias) {
             for (i = 0; i < n; i++) memcpy(C + i * ldc, bias, (size_t)m * sizeof(FT));
             beta = (FT)1;
         }
-        gt->small_gemm(n, m, k, A, lda, B, ldb, beta, C, ldc);
+        for (q = 0; q < blocks; q++) {
+            const ptrdiff_t j0 = (s & 1 ? blocks - 1 - q : q) * FNN_RNN_SMALL_COLS;
+            const ptrdiff_t w = m - j0 < FNN_RNN_SMALL_COLS ? m - j0 : FNN_RNN_SMALL_COLS;
+            if (Bp)
+                gt->small_gemm(n, w, k, A, lda, Bp + j0 * k, w, beta, C + j0, ldc);
+            else
+                gt->small_gemm(n, w, k, A, lda, B + j0, m, beta, C + j0, ldc);
+        }
     } else {
         EPI ep;
         memset(&ep, 0, sizeof ep);
         ep.bias = bias;
         ep.act = FNN_ACT_LINEAR;
-        GEMM_BP(0, 0, n, m, k, (FT)1, A, lda, B, ldb, Bp, beta, C, ldc, bias ? &ep : NULL);
+        GEMM_BP(0, 0, n, m, k, (FT)1, A, lda, B, m, Bp, beta, C, ldc, bias ? &ep : NULL);
     }
 }
 
@@ -113,16 +143,16 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         FT *hn = p.H + (s + 1) * n * u;
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
-            RFN(step_gemm)(gt, n, u, u, hp, u, U, u, Up, (FT)1, hn, u, NULL);
+            RFN(step_gemm)(gt, s, n, u, u, hp, u, U, Up, (FT)1, hn, u, NULL);
             gt->act(hn, n * u, g->act);
             break;
         case FNN_RNN_LSTM:
-            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, Up, (FT)1, p.G + s * n * K, K, NULL);
+            RFN(step_gemm)(gt, s, n, K, u, hp, u, U, Up, (FT)1, p.G + s * n * K, K, NULL);
             gt->lstm_fwd(p.G + s * n * K, p.C + s * n * u, p.C + (s + 1) * n * u,
                          p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
         default:
-            RFN(step_gemm)(gt, n, K, u, hp, u, U, K, Up, (FT)0, p.S, K, b + K);
+            RFN(step_gemm)(gt, s, n, K, u, hp, u, U, Up, (FT)0, p.S, K, b + K);
             gt->gru_fwd(p.G + s * n * K, p.S, hp, p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
         }
@@ -141,18 +171,6 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     free(up_raw);
     fnn_ftz_leave(mxcsr);
     return 1;
-}
-
-/* out[j] := sum over rows i < m of z[i * K + j], in double, rows in order. */
-static void RFN(colsum)(const FT *z, ptrdiff_t m, ptrdiff_t K, double *acc, FT *out)
-{
-    ptrdiff_t i, j;
-    for (j = 0; j < K; j++) acc[j] = 0.0;
-    for (i = 0; i < m; i++) {
-        const FT *row = z + i * K;
-        for (j = 0; j < K; j++) acc[j] += (double)row[j];
-    }
-    for (j = 0; j < K; j++) out[j] = (FT)acc[j];
 }
 
 int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const FT *ws,
@@ -204,25 +222,25 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
             gt->simple_bwd(p.H + (s + 1) * n * u, dh, dzs, n * u, g->act);
-            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, Utp, (FT)0, dh, u, NULL);
+            RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(p.G + s * n * K, p.C + s * n * u, p.AUX + s * n * u, dh, dc, dzs, n, u,
                          g->act, g->rec);
-            RFN(step_gemm)(gt, n, u, K, dzs, K, ut, u, Utp, (FT)0, dh, u, NULL);
+            RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
             break;
         default:
             gt->gru_bwd(p.G + s * n * K, p.H + s * n * u, p.AUX + s * n * u, dh, dzs,
                         dZr + s * n * K, n, u, g->act, g->rec);
-            RFN(step_gemm)(gt, n, u, K, dZr + s * n * K, K, ut, u, Utp, (FT)1, dh, u, NULL);
+            RFN(step_gemm)(gt, s, n, u, K, dZr + s * n * K, K, ut, Utp, (FT)1, dh, u, NULL);
             break;
         }
     }
     /* the weight gradients of all steps, each one product */
     RFN(gemm)(1, 0, d, K, T * n, p.xt, d, dZ, K, (FT)0, dW, K, NULL);
     RFN(gemm)(1, 0, u, K, T * n, p.H, u, gru ? dZr : dZ, K, (FT)0, dU, K, NULL);
-    RFN(colsum)(dZ, T * n, K, acc, db);
-    if (gru) RFN(colsum)(dZr, T * n, K, acc, db + K);
+    gt->colsum(dZ, T * n, K, acc, db);
+    if (gru) gt->colsum(dZr, T * n, K, acc, db + K);
     if (dx) {
         RFN(gemm)(0, 1, T * n, d, K, dZ, K, W, K, (FT)0, dxt, d, NULL);
         for (s = 0; s < T; s++) {
