@@ -525,3 +525,54 @@ def test_max_pooling_inside_windows_equal_the_numpy_twin_in_every_flavour(flavou
     assert done.returncode == 0, done.stderr[-2000:]
     if done.stdout.strip() != flavour:
         pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+
+
+# Rows of fewer than 16 channels whose windows lie inside the image take masked-vector loops of
+# their own with AVX2 and AVX-512 (src_c/fnn_pool.c), with a plainer compare when the rows read
+# hold no NaN: per flavour, every channel count below 16 (and the neighbours above), against the
+# NumPy twin bit for bit (the bytes, so NaN payloads and signed zeros count), with ties, NaNs of
+# several payloads in some images only, and windows inside, overlapping, clipped and padded.
+_MAXPOOL_FEW_CHANNELS_SCRIPT = """
+import numpy as np
+from fastnn.backends import fast_backend, numpy_backend
+rng = np.random.default_rng(1)
+nans = {"float32": np.array([0x7FC00000, 0xFFC00001, 0x7F800003], np.uint32).view(np.float32),
+        "float64": np.array([0x7FF8000000000000, 0xFFF8000000000001, 0x7FF0000000000005],
+                            np.uint64).view(np.float64)}
+for channels in list(range(1, 18)) + [31]:
+    for dtype in ("float32", "float64"):
+        for (ph, pw, sh, sw, top, left, h, w) in (
+                (2, 2, 2, 2, 0, 0, 8, 8), (2, 2, 2, 2, 0, 0, 7, 11), (3, 3, 2, 2, 0, 0, 9, 7),
+                (3, 2, 1, 1, 0, 0, 6, 5), (2, 3, 1, 2, 0, 0, 5, 12), (1, 1, 1, 1, 0, 0, 3, 4),
+                (5, 4, 3, 1, 0, 0, 11, 13), (3, 3, 2, 2, 1, 1, 9, 7), (2, 2, 2, 2, 1, 0, 7, 6)):
+            x = rng.integers(-2, 3, (4, h, w, channels)).astype(dtype)
+            x[x == 0] = rng.choice(np.array([0.0, -0.0], dtype), (x == 0).sum())
+            img = x[1:3].reshape(-1)                      # images 0 and 3 have no NaN
+            img[rng.integers(0, img.size, 6)] = rng.choice(nans[dtype], 6)
+            oh, ow = (h + 2 * top - ph) // sh + 1, (w + 2 * left - pw) // sw + 1
+            out = []
+            for be in (fast_backend, numpy_backend):
+                y = np.full((4, oh, ow, channels), 7, dtype)
+                am = np.full((4, oh, ow, channels), -7, np.int64)
+                be.maxpool2d_forward(x, ph, pw, sh, sw, top, left, y, am)
+                dx = np.full_like(x, np.nan)
+                be.maxpool2d_backward(np.arange(y.size, dtype=dtype).reshape(y.shape), am, dx)
+                out.append((y, am, dx))
+            for a, b in zip(*out):
+                assert a.tobytes() == b.tobytes(), (channels, dtype, ph, pw, sh, sw, top, left)
+            assert np.isnan(out[0][0][1:3]).any() and not np.isnan(out[0][0][[0, 3]]).any()
+print(fast_backend.kernel_name())
+"""
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_max_pooling_of_few_channels_equals_the_numpy_twin_in_every_flavour(flavour):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTNN_KERNEL=flavour)
+    done = subprocess.run([sys.executable, "-c", _MAXPOOL_FEW_CHANNELS_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if done.stdout.strip() != flavour:
+        pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
