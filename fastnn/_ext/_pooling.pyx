@@ -34,6 +34,18 @@ cdef void _check(tuple xs, tuple ys, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh
         raise ValueError(f"pooling: x {xs} and y {ys} must have the same batch and channels")
 
 
+cdef inline bint _fits(Py_ssize_t n, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+                       Py_ssize_t ow, Py_ssize_t nc, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t top,
+                       Py_ssize_t left) noexcept nogil:
+    """_check's conditions in C, no Python objects: the common call's test (a call that fails
+    it goes through _check for its message)"""
+    cdef Py_ssize_t big = (<Py_ssize_t>1) << 31
+    return (ph >= 1 and pw >= 1 and sh >= 1 and sw >= 1 and top >= 0 and left >= 0
+            and ph < big and pw < big and sh < big and sw < big and top < big and left < big
+            and h < big and w < big and c < big and oh < big and ow < big and nc == c)
+
+
 def maxpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t top, Py_ssize_t left,
@@ -42,17 +54,40 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
     """y := the largest x of each window; argmax := where it is (-1: an empty window)"""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
     cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], r
-    _check((n, h, w, c), (y.shape[0], oh, ow, y.shape[3]), ph, pw, sh, sw, top, left)
-    if (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]) != (n, oh, ow, c):
+    cdef int nt
+    if not (y.shape[0] == n and _fits(n, h, w, c, oh, ow, y.shape[3], ph, pw, sh, sw, top, left)):
+        _check((n, h, w, c), (y.shape[0], oh, ow, y.shape[3]), ph, pw, sh, sw, top, left)
+    if (argmax.shape[0] != n or argmax.shape[1] != oh or argmax.shape[2] != ow
+            or argmax.shape[3] != c):
         raise ValueError("maxpool2d_forward: argmax must be shaped as y")
     if n * oh * ow * c == 0:
         return y.base
+    nt = threads_for(n * oh * ow * c * ph * pw)
     with nogil:
-        for r in prange(n * oh, schedule="static",
-                        num_threads=threads_for(n * oh * ow * c * ph * pw)):
-            _max_row(&x[0, 0, 0, 0] + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw,
-                     top, left, &y[0, 0, 0, 0] + r * ow * c, &argmax[0, 0, 0, 0] + r * ow * c)
+        if nt == 1:     # no parallel region: its start costs more than a small call's work
+            for r in range(n * oh):
+                _max_row(&x[0, 0, 0, 0] + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw,
+                         sh, sw, top, left, &y[0, 0, 0, 0] + r * ow * c,
+                         &argmax[0, 0, 0, 0] + r * ow * c)
+        else:
+            for r in prange(n * oh, schedule="static", num_threads=nt):
+                _max_row(&x[0, 0, 0, 0] + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw,
+                         sh, sw, top, left, &y[0, 0, 0, 0] + r * ow * c,
+                         &argmax[0, 0, 0, 0] + r * ow * c)
     return y.base
+
+
+cdef inline void _max_scatter(const floating *dy, const int64_t *argmax, Py_ssize_t hw,
+                              Py_ssize_t c, Py_ssize_t p, floating *dx) noexcept nogil:
+    """One image: dx (hw, c) := 0, then dy (p, c) added at argmax (p, c), in output order."""
+    cdef Py_ssize_t j, k
+    cdef int64_t a
+    memset(dx, 0, hw * c * sizeof(floating))
+    for j in range(p):
+        for k in range(c):
+            a = argmax[j * c + k]
+            if a >= 0 and a < hw:     # a corrupted index is dropped, not followed
+                dx[a * c + k] += dy[j * c + k]
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
@@ -60,30 +95,26 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
                        floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
     """dx := 0, then dy added at each window's argmax (per image, in output order)"""
     cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
-    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, j, k, hw = h * w
-    cdef int64_t a
-    cdef floating *pdx
-    cdef const floating *pdy
-    cdef const int64_t *pa
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, hw = h * w, p
+    cdef int nt
     if (argmax.shape[0] != n or argmax.shape[1] != oh or argmax.shape[2] != ow
             or argmax.shape[3] != c or dy.shape[0] != n or dy.shape[3] != c):
         raise ValueError("maxpool2d_backward: dy, argmax and dx do not match")
     if n * hw * c == 0:
         return
+    p = oh * ow
+    nt = threads_for(n * h * w * c)
     with nogil:
-        for b in prange(n, schedule="static", num_threads=threads_for(n * h * w * c)):
-            # flat offsets within the image (dx is (h, w, c) contiguous: index a is row a*c)
-            pdx = &dx[0, 0, 0, 0] + b * hw * c
-            memset(pdx, 0, hw * c * sizeof(floating))
-            if oh * ow == 0:
-                continue
-            pdy = &dy[0, 0, 0, 0] + b * oh * ow * c
-            pa = &argmax[0, 0, 0, 0] + b * oh * ow * c
-            for j in range(oh * ow):
-                for k in range(c):
-                    a = pa[j * c + k]
-                    if a >= 0 and a < hw:     # a corrupted index is dropped, not followed
-                        pdx[a * c + k] += pdy[j * c + k]
+        if nt == 1:     # no parallel region: its start costs more than a small call's work
+            for b in range(n):
+                _max_scatter(&dy[0, 0, 0, 0] + b * p * c if p else NULL,
+                             &argmax[0, 0, 0, 0] + b * p * c if p else NULL, hw, c, p,
+                             &dx[0, 0, 0, 0] + b * hw * c)
+        else:
+            for b in prange(n, schedule="static", num_threads=nt):
+                _max_scatter(&dy[0, 0, 0, 0] + b * p * c if p else NULL,
+                             &argmax[0, 0, 0, 0] + b * p * c if p else NULL, hw, c, p,
+                             &dx[0, 0, 0, 0] + b * hw * c)
 
 
 def avgpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
