@@ -320,3 +320,30 @@ def test_a_conv_call_takes_memory_bounded_by_its_chunks_not_the_batch():
     assert out.returncode == 0, out.stderr
     extra = int(out.stdout.strip())
     assert extra < 16e6, f"conv2d took {extra / 1e6:.1f} MB beyond its arrays"
+
+
+@pytest.mark.parametrize("geometry", [((1, 2), (1, 1), (2, 1)), ((2, 1), (1, 2), (0, 3))])
+def test_kernels_give_the_same_results_for_any_spelling_of_the_geometry(geometry):
+    """The compiled kernels check tuples of Python ints without building objects and pass any
+    other spelling (lists, NumPy integers) to the general check: the same outputs either way."""
+    rng = np.random.default_rng(5)
+    strides, dilations, padding = geometry
+    x, kernel = rng.standard_normal((2, 9, 8, 3)), rng.standard_normal((3, 2, 3, 4))
+    bias = rng.standard_normal(4)
+    oh = (9 + 2 * padding[0] - 2 * dilations[0] - 1) // strides[0] + 1
+    ow = (8 + 2 * padding[1] - dilations[1] - 1) // strides[1] + 1
+    dz = rng.standard_normal((2, oh, ow, 4))
+    results = []
+    for spell in (tuple, list, lambda t: tuple(np.int64(v) for v in t)):
+        args = [spell(t) for t in geometry]
+        y = np.empty((2, oh, ow, 4))
+        fast_backend.conv2d_forward(x, kernel, bias, *args, 4, 0.0, y)
+        grads = np.empty_like(kernel), np.empty_like(bias), np.empty_like(x)
+        fast_backend.conv2d_backward(x, kernel, dz, *args, *grads)
+        results.append([y, *grads])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a.tobytes() == b.tobytes()
+    want = np.empty_like(results[0][0])
+    numpy_backend.conv2d_forward(x, kernel, bias, *geometry, 4, 0.0, want)
+    np.testing.assert_allclose(results[0][0], want, rtol=1e-12, atol=1e-12)

@@ -49,6 +49,42 @@ cdef fnn_conv_geom _geometry(tuple xs, tuple ks, tuple ys, strides, dilations,
     return g
 
 
+cdef inline bint _fast_geometry(const floating[:, :, :, ::1] x,
+                               const floating[:, :, :, ::1] kernel,
+                               const floating[:, :, :, ::1] y, strides, dilations, padding,
+                               fnn_conv_geom *g) except -1:
+    """_geometry's checks without building Python objects, for the common call: 1 and g filled
+    in, or 0 when anything is off or unusual (the caller then goes through _geometry, for its
+    message). The geometry arguments must be tuples of two ints."""
+    cdef Py_ssize_t big = (<Py_ssize_t>1) << 31, i
+    if not (type(strides) is tuple and type(dilations) is tuple and type(padding) is tuple
+            and len(<tuple>strides) == 2 and len(<tuple>dilations) == 2
+            and len(<tuple>padding) == 2):
+        return 0
+    for v in (<tuple>strides + <tuple>dilations + <tuple>padding):
+        if type(v) is not int:
+            return 0
+    g.sh, g.sw = strides
+    g.dh, g.dw = dilations
+    g.pt, g.pl = padding
+    if (g.sh < 1 or g.sw < 1 or g.dh < 1 or g.dw < 1 or g.pt < 0 or g.pl < 0 or g.sh >= big
+            or g.sw >= big or g.dh >= big or g.dw >= big or g.pt >= big or g.pl >= big):
+        return 0
+    for i in range(1, 4):
+        if x.shape[i] >= big or y.shape[i] >= big:
+            return 0
+    for i in range(4):
+        if kernel.shape[i] < 1 or kernel.shape[i] >= big:
+            return 0
+    if (x.shape[3] != kernel.shape[2] or y.shape[3] != kernel.shape[3] or y.shape[0] != x.shape[0]
+            or y.shape[1] < 1 or y.shape[2] < 1):
+        return 0
+    g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    g.kh, g.kw, g.f = kernel.shape[0], kernel.shape[1], kernel.shape[3]
+    g.oh, g.ow = y.shape[1], y.shape[2]
+    return 1
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
                    const floating[:, :, :, ::1] kernel,   # IN  (kh, kw, c, f)
                    const floating[::1] bias,              # IN  (f,)
@@ -56,10 +92,11 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
                    int act, double param,
                    floating[:, :, :, ::1] y):             # OUT (n, oh, ow, f)
     """y := act(conv2d(x, kernel) + bias) (see the module comment)"""
-    cdef fnn_conv_geom g = _geometry(_shape(x), _shape(kernel),
-                                     _shape(y), strides, dilations, padding)
+    cdef fnn_conv_geom g
     cdef int ok
     cdef float param32 = <float>param
+    if not _fast_geometry(x, kernel, y, strides, dilations, padding, &g):
+        g = _geometry(_shape(x), _shape(kernel), _shape(y), strides, dilations, padding)
     if bias.shape[0] != g.f:
         raise ValueError(f"conv2d: bias must have {g.f} values. Received: {bias.shape[0]}")
     if act < 0 or act >= N_ACTIVATIONS:
@@ -87,15 +124,19 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
                     floating[:, :, :, ::1] dx):           # OUT (n, h, w, c), or None to skip
     """dkernel := patches^T dz;  dbias := dz summed over all but the last axis;
     dx := the transposed gather of dz kernel^T (see the module comment)"""
-    cdef fnn_conv_geom g = _geometry(_shape(x), _shape(kernel),
-                                     _shape(dz), strides, dilations, padding)
+    cdef fnn_conv_geom g
     cdef int ok
     cdef floating *dx_ptr = NULL
-    if _shape(dkernel) != _shape(kernel) or dbias.shape[0] != g.f:
+    if not _fast_geometry(x, kernel, dz, strides, dilations, padding, &g):
+        g = _geometry(_shape(x), _shape(kernel), _shape(dz), strides, dilations, padding)
+    if (dkernel.shape[0] != kernel.shape[0] or dkernel.shape[1] != kernel.shape[1]
+            or dkernel.shape[2] != kernel.shape[2] or dkernel.shape[3] != kernel.shape[3]
+            or dbias.shape[0] != g.f):
         raise ValueError(f"conv2d_backward: dkernel must be shaped {_shape(kernel)} "
                          f"and dbias ({g.f},)")
     if dx is not None:
-        if _shape(dx) != _shape(x):
+        if (dx.shape[0] != x.shape[0] or dx.shape[1] != x.shape[1] or dx.shape[2] != x.shape[2]
+                or dx.shape[3] != x.shape[3]):
             raise ValueError(f"conv2d_backward: dx must be shaped as x {_shape(x)}")
         if g.n:
             dx_ptr = &dx[0, 0, 0, 0]
