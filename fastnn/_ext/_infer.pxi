@@ -454,13 +454,27 @@ cdef void _pool_step(infer_step *st, const floating *x, Py_ssize_t n, floating *
     cdef Py_ssize_t h = st.iv[0], w = st.iv[1], c = st.iv[2], oh = st.iv[3]
     cdef Py_ssize_t ow = st.iv[4], ph = st.iv[5], pw = st.iv[6], sh = st.iv[7]
     cdef Py_ssize_t sw = st.iv[8], top = st.iv[9], left = st.iv[10]
-    for r in prange(n * oh, schedule="static", num_threads=threads_for(n * oh * ow * c * ph * pw)):
-        if st.kind == STEP_MAXPOOL:
-            _max_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
-                     y + r * ow * c, argmax + r * ow * c)
-        else:
-            _avg_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
-                     y + r * ow * c)
+    cdef int nt = threads_for(n * oh * ow * c * ph * pw)
+    if nt == 1:         # no parallel region: its start costs more than a small call's work
+        for r in range(n * oh):
+            _pool_row(st.kind, x, h, w, c, r, oh, ow, ph, pw, sh, sw, top, left, y, argmax)
+    else:
+        for r in prange(n * oh, schedule="static", num_threads=nt):
+            _pool_row(st.kind, x, h, w, c, r, oh, ow, ph, pw, sh, sw, top, left, y, argmax)
+
+
+cdef inline void _pool_row(int kind, const floating *x, Py_ssize_t h, Py_ssize_t w,
+                           Py_ssize_t c, Py_ssize_t r, Py_ssize_t oh, Py_ssize_t ow,
+                           Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                           Py_ssize_t top, Py_ssize_t left, floating *y,
+                           int64_t *argmax) noexcept nogil:
+    """Output row r (image r // oh, row r % oh) of max or average pooling."""
+    if kind == STEP_MAXPOOL:
+        _max_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
+                 y + r * ow * c, argmax + r * ow * c)
+    else:
+        _avg_row(x + (r // oh) * h * w * c, h, w, c, r % oh, ow, ph, pw, sh, sw, top, left,
+                 y + r * ow * c)
 
 
 cdef void _ln_rows(const floating *x, Py_ssize_t rows, Py_ssize_t c, const void *gamma,
