@@ -24,7 +24,7 @@ from fastnn._memory import aligned_zeros
 from fastnn.backends import get_backend
 from fastnn.layers import Dense, Layer
 from fastnn.layers.base import snake_name
-from fastnn.models import fastpath, graph, inference
+from fastnn.models import fastpath, graph
 from fastnn.models.fit_loop import FitLoop
 from fastnn.models.low_level import LowLevel
 from fastnn.models.training import Training
@@ -196,8 +196,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             if not isinstance(layer, graph.ModelLayer):
                 layer._owner = self
         self._built = True
-        self._forward_plan = (fastpath.compile_forward(self) if self._fast
-                              else inference.compile(self))
+        self._forward_plan = fastpath.compile_forward(self)
 
     def _name_layers(self, layers: list[Layer]) -> None:
         unique = list({id(layer): layer for layer in layers}.values())

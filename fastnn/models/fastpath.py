@@ -6,7 +6,8 @@ standalone activation layer folded into the linear Dense layer before it, so
 ``[Dense(10), Softmax()]`` is one fused ``dense_forward``. The compiled backend then runs the
 whole forward pass (``ForwardPlan``, predict) or training step (``TrainPlan``, fit and
 train_on_batch) in one call; both give bitwise the results of the per-layer route here, which
-the tests hold them to. Every other model takes the general path (``fastnn.models.graph``).
+the tests hold them to. Every other model takes the general path (``fastnn.models.graph``),
+whose small-batch predictions ``compile_forward`` hands to ``fastnn.models.inference``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastnn import activations as A
 from fastnn import losses as L
 from fastnn._memory import aligned_empty, aligned_zeros
 from fastnn.layers import Activation, Dense, Layer
+from fastnn.models import inference
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel
@@ -142,7 +144,11 @@ def layout(model: BaseModel, plan: list[PlanStep], input_dim: int) -> None:
 
 
 def compile_forward(model: BaseModel) -> Any:
-    """The whole forward pass as one compiled call, for small batches (fast backend only)."""
+    """The whole forward pass as one compiled call, for small batches (fast backend only): the
+    Dense chain's ForwardPlan, or for a general-path model its InferPlan when it has one
+    (``fastnn.models.inference``)."""
+    if not model._fast:
+        return inference.compile(model)
     plan_class = getattr(model._be, "ForwardPlan", None)
     if plan_class is None:
         return None
