@@ -409,32 +409,14 @@ void fnn_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                float beta, float *C, ptrdiff_t ldc, const fnn_epilogue_f32 *ep)
 {
-    uint32_t mx = 0;
-    const int want = (ep != NULL && ep->amax != NULL);
-    gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0f,
-             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0, NULL);
-    if (want) {
-        float v;
-        memcpy(&v, &mx, sizeof v);
-        *ep->amax = (mx >= FNN_INF_BITS_F32) ? (double)NAN : (double)v;
-    }
+    fnn_sgemm_bp(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, NULL, beta, C, ldc, ep);
 }
 
 void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
                double beta, double *C, ptrdiff_t ldc, const fnn_epilogue_f64 *ep)
 {
-    uint64_t mx = 0;
-    const int want = (ep != NULL && ep->amax != NULL);
-    gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-             ep ? ep->bias : NULL, ep ? ep->act : FNN_ACT_LINEAR, ep ? ep->param : 0.0,
-             want ? &mx : NULL, ep ? ep->min_parallel_work : 0.0, NULL);
-    if (want) {
-        double v;
-        memcpy(&v, &mx, sizeof v);
-        *ep->amax = (mx >= FNN_INF_BITS_F64) ? (double)NAN : v;
-    }
+    fnn_dgemm_bp(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, NULL, beta, C, ldc, ep);
 }
 
 /* ---------------------------------------------------------------- pre-packed B */
