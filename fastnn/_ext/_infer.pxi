@@ -191,9 +191,11 @@ cdef class InferPlan:
             g.h, g.w, g.c, g.kh, g.kw, g.f = a["h"], a["w"], a["c"], a["kh"], a["kw"], a["f"]
             g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = a["sh"], a["sw"], a["dh"], a["dw"], a["pt"], a["pl"]
             g.oh, g.ow = a["oh"], a["ow"]
+            # (products in Python integers: no size can wrap around)
             self._need(i, min(g.h, g.w, g.c, g.kh, g.kw, g.f, g.sh, g.sw, g.dh, g.dw, g.oh,
-                              g.ow) >= 1 and in_w == g.h * g.w * g.c
-                       and out_w == g.oh * g.ow * g.f)
+                              g.ow) >= 1 and in_w == <object>g.h * g.w * g.c
+                       and out_w == <object>g.oh * g.ow * g.f
+                       and <object>g.kh * g.kw * g.c * g.f < 2**40)
             st.w[0] = self._weight(i, weights, 0, g.kh * g.kw * g.c * g.f)
             st.w[1] = self._weight(i, weights, 1, g.f)
         elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:
@@ -247,7 +249,8 @@ cdef class InferPlan:
         self._need(i, min(L, c, H, D, Dv, ff) >= 1 and a["causal"] <= 1
                    and a["norm_first"] <= 1 and st.in_w == L * c and st.out_w == st.in_w
                    and len(param) == 2 and float(param[1]) > 0
-                   and (<object>L) * (c + 2 * H * (D + Dv) + ff) < 2**31)
+                   and (<object>L) * (c + 2 * H * (D + Dv) + ff) < 2**31
+                   and (<object>c) * (2 * H * D + H * Dv + ff) < 2**36)
         for j, name in enumerate(INFER_ARGS["transformer_block"]):
             st.iv[j] = a[name]
         st.eps = float(param[1])
