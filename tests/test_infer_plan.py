@@ -178,6 +178,13 @@ class MyDense(fnn.Dense):
     """A user's layer (another forward could stand here): never taken for a plain Dense."""
 
 
+class Doubled(fnn.ReLU):
+    """A user's activation layer with a forward of its own."""
+
+    def forward(self, ctx, x, training):
+        return 2 * super().forward(ctx, x, training)
+
+
 @pytest.mark.parametrize("layers, shape", [
     ([fnn.Embedding(10, 4), fnn.LSTM(3)], (5,)),
     ([fnn.Bidirectional(fnn.LSTM(3)), fnn.Dense(2)], (5, 2)),
@@ -196,6 +203,16 @@ def test_recurrent_states_keep_the_per_layer_path():
     h0, c0 = fnn.Input((3,)), fnn.Input((3,))
     out = fnn.LSTM(3)(inp, initial_state=[h0, c0])
     assert fnn.Model([inp, h0, c0], out, seed=0)._forward_plan is None
+
+
+def test_subclasses_of_the_plans_layers_keep_their_own_forward():
+    plain = fnn.Sequential([fnn.Conv2D(2, 3), fnn.Flatten(), fnn.ReLU()],
+                           input_shape=(4, 4, 1), seed=0)
+    doubled = fnn.Sequential([fnn.Conv2D(2, 3), fnn.Flatten(), Doubled()],
+                             input_shape=(4, 4, 1), seed=0)
+    assert plain._forward_plan is not None and doubled._forward_plan is None
+    x = np.random.default_rng(0).standard_normal((2, 4, 4, 1)).astype(np.float32)
+    np.testing.assert_array_equal(doubled.predict(x), 2 * plain.predict(x))
 
 
 def test_a_masked_transformer_block_keeps_the_per_layer_path():

@@ -15,20 +15,24 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from fastnn.layers import (GRU, LSTM, Activation, BatchNormalization, Conv1D, Conv2D, Dense,
-                           Dropout, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
-                           GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Reshape,
-                           SimpleRNN, TransformerBlock)
-from fastnn.layers.pooling import _Pooling
+from fastnn.layers import (GELU, GRU, LSTM, Activation, AveragePooling1D, AveragePooling2D,
+                           BatchNormalization, Conv1D, Conv2D, Dense, Dropout, Flatten,
+                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+                           GlobalMaxPooling2D, LayerNormalization, LeakyReLU, MaxPooling1D,
+                           MaxPooling2D, ReLU, Reshape, Sigmoid, SimpleRNN, Softmax, Step, Tanh,
+                           TransformerBlock)
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel
 
 # (kind, values per sample in, out, integer arguments, parameter (block: with epsilon), weights)
-Step = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
+StepSpec = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 
+# Layer kinds are matched by exact type: a subclass (a user's layer) may compute otherwise.
 # layers that only rearrange (or, at inference, pass) their input: no step
 _VIEWS = (Flatten, Reshape, Dropout)
+_ACTIVATIONS = (Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU)
+_POOLING = (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D)
 _GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
            GlobalMaxPooling2D)
 _UNSUPPORTED = object()
@@ -42,7 +46,7 @@ def compile(model: BaseModel) -> Any:
     if (plan_class is None or model._n_inputs != 1 or len(model._outputs) != 1
             or model._outputs[0] != len(nodes) - 1):
         return None
-    steps: list[Step] = []
+    steps: list[StepSpec] = []
     for i, node in enumerate(nodes[1:], 1):
         if node.multi or node.inputs != [i - 1]:
             return None                      # not a chain
@@ -78,7 +82,7 @@ def _step(layer: Any) -> Any:
         return ("dense", in_w, out_w, _ints(positions, layer.input_shape[-1], layer.units,
                                             layer.act),
                 layer.param, (layer.W, layer.b))
-    if isinstance(layer, Activation):
+    if kind in _ACTIVATIONS:
         width = layer.input_shape[-1]
         return ("activation", in_w, out_w, _ints(in_w // width, width, layer.act), layer.param,
                 ())
@@ -89,7 +93,7 @@ def _step(layer: Any) -> Any:
         return ("conv2d", in_w, out_w, _ints(h, w, c, kh, kw, f, *layer._strides,
                                              *layer._dilations, *layer._pads, oh, ow, layer.act),
                 layer.param, (layer.kernel, layer.bias))
-    if isinstance(layer, _Pooling) and type(layer).mode in ("max", "avg"):
+    if kind in _POOLING:
         h, w, c = layer._x4
         oh, ow, _ = layer._y4
         name = "maxpool2d" if layer.mode == "max" else "avgpool2d"
@@ -117,7 +121,7 @@ def _step(layer: Any) -> Any:
     return _UNSUPPORTED
 
 
-def _block(block: Any, width: int) -> Step:
+def _block(block: Any, width: int) -> StepSpec:
     """A TransformerBlock without a padding mask: its sublayers' weights in the order the
     backend's block step takes them (fastnn/_ext/_infer.pxi)."""
     mha, ff1, ff2 = block.attention, block.feedforward_intermediate, block.feedforward_output
