@@ -73,6 +73,11 @@ RELU_FAMILY = frozenset({RELU, LEAKY_RELU})
 # kernels' ``y`` argument then holds z).
 FROM_INPUT = frozenset({GELU, GELU_TANH})
 
+# Not an activation a layer can have: the code a backward pass is given when its ``y`` argument
+# holds the derivative act'(z) itself (dz = dy * y). A gelu layer's training forward computes
+# gelu and its derivative in one pass (``activation_forward_deriv``) and keeps the derivative.
+DERIV_GIVEN = 9
+
 
 def activation_code(name: str) -> int:
     """Return the kernel code of the activation called ``name``.

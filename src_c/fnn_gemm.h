@@ -57,7 +57,11 @@ enum {
     FNN_ACT_LEAKY_RELU = 5,  /* z > 0 ? z : param * z                 (param: alpha)     */
     FNN_ACT_SOFTMAX = 6,     /* row-wise, after the product (see above)                  */
     FNN_ACT_GELU = 7,        /* z Phi(z) = z/2 erfc(-z/sqrt 2)              (fnn_gelu.h)  */
-    FNN_ACT_GELU_TANH = 8    /* z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) (fnn_gelu.h) */
+    FNN_ACT_GELU_TANH = 8,   /* z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) (fnn_gelu.h) */
+    /* backward passes only: y holds the derivative act'(z) itself, dz = dy * y (a gelu layer's
+     * training forward saves it, fnn_gelu_value_deriv_f32, so its backward need not recompute
+     * gelu's tail); never an epilogue's activation */
+    FNN_ACT_DERIV_GIVEN = 9
 };
 
 /* The element-wise activations that call libm (exp, tanh, erfc): applied by the epilogue after

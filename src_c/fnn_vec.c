@@ -331,9 +331,13 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
         return;                                                                                \
     }
 
+#define FNN_GIVEN(d) (d) /* FNN_ACT_DERIV_GIVEN: y holds the derivative */
+
 /* For the float gelus in each flavour:
  *   colsum:  dz[i, j] := dy[i, j] gelu'(z[i, j]),  acc[j] += dz[i, j]   (as fnn_deriv_colsum_f32)
  *   fwd:     y[j] := gelu(z[j])                 (y may be z)
+ *   both:    y[j] := gelu(z[j]), z[j] := gelu'(z[j])
+ *   given:   dz[i, j] := dy[i, j] d[i, j] with d = y the saved derivative, acc[j] += dz[i, j]
  *   bwd:     dz[j] := dy[j] gelu'(z[j])         (dz may be dy) */
 #define GELU_F32_FLAVOUR(SUF, TARGET)                                                          \
     TARGET static void gelu_colsum_##SUF(const float *y, const float *dy, float *dz,           \
@@ -351,6 +355,25 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
         else                                                                                   \
             for (j = 0; j < n; j++) y[j] = fnn_gelu_tanh_f32(z[j]);                            \
     }                                                                                          \
+    TARGET static void gelu_both_##SUF(float *z, float *y, ptrdiff_t n, int act)               \
+    {                                                                                          \
+        ptrdiff_t j;                                                                           \
+        if (act == FNN_ACT_GELU)                                                               \
+            for (j = 0; j < n; j++) {                                                          \
+                const float v = z[j];                                                          \
+                y[j] = fnn_gelu_f32(v);                                                        \
+                z[j] = fnn_gelu_deriv_f32(v);                                                  \
+            }                                                                                  \
+        else                                                                                   \
+            for (j = 0; j < n; j++) {                                                          \
+                const float v = z[j];                                                          \
+                y[j] = fnn_gelu_tanh_f32(v);                                                   \
+                z[j] = fnn_gelu_tanh_deriv_f32(v);                                             \
+            }                                                                                  \
+    }                                                                                          \
+    TARGET static void given_colsum_##SUF(const float *y, const float *dy, float *dz,          \
+                                          double *acc, ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w)  \
+        GELU_DERIV_COLSUM(float, FNN_GIVEN)                                                    \
     TARGET static void gelu_bwd_##SUF(const float *z, const float *dy, float *dz, ptrdiff_t n, \
                                       int act)                                                 \
     {                                                                                          \
@@ -397,6 +420,37 @@ void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, ptrdiff_t
     gelu_bwd_generic(z, dy, dz, n, act);
 }
 
+void fnn_gelu_value_deriv_f32(float *z, float *y, ptrdiff_t n, int act)
+{
+#if FNN_X86
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
+        gelu_both_avx512(z, y, n, act);
+        return;
+    }
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
+        gelu_both_avx2(z, y, n, act);
+        return;
+    }
+#endif
+    gelu_both_generic(z, y, n, act);
+}
+
+static void given_colsum_f32(const float *y, const float *dy, float *dz, double *acc,
+                             ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w)
+{
+#if FNN_X86
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
+        given_colsum_avx512(y, dy, dz, acc, n, ld, w);
+        return;
+    }
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
+        given_colsum_avx2(y, dy, dz, acc, n, ld, w);
+        return;
+    }
+#endif
+    given_colsum_generic(y, dy, dz, acc, n, ld, w);
+}
+
 static void gelu_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                             ptrdiff_t ld, ptrdiff_t w, int act)
 {
@@ -420,6 +474,10 @@ void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *ac
         gelu_colsum_f32(y, dy, dz, acc, n, ld, w, act);
         return;
     }
+    if (act == FNN_ACT_DERIV_GIVEN) {
+        given_colsum_f32(y, dy, dz, acc, n, ld, w);
+        return;
+    }
 #if FNN_X86
     if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {
         deriv_colsum_x512_f32(y, dy, dz, acc, n, ld, w, act, param);
@@ -438,6 +496,7 @@ void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double 
 {
     if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(double, fnn_gelu_deriv_f64)
     if (act == FNN_ACT_GELU_TANH) GELU_DERIV_COLSUM(double, fnn_gelu_tanh_deriv_f64)
+    if (act == FNN_ACT_DERIV_GIVEN) GELU_DERIV_COLSUM(double, FNN_GIVEN)
     vd()->deriv_colsum(y, dy, dz, acc, n, ld, w, act, param);
 }
 

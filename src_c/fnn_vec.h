@@ -22,7 +22,7 @@ extern "C" {
  * linear and step 1 (straight-through), relu (y > 0), leaky relu (y > 0 ? 1 : param),
  * sigmoid y (1 - y), tanh 1 - y^2 (softmax is handled by the caller).  For gelu and gelu_tanh,
  * whose derivative is not a function of their output, y holds the pre-activation z instead
- * (fnn_gelu.h).  dz may be dy. */
+ * (fnn_gelu.h); for FNN_ACT_DERIV_GIVEN y holds act'(z) itself (dz = dy * y).  dz may be dy. */
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param);
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,
@@ -32,6 +32,10 @@ void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double 
  * forward y[j] := gelu(z[j]) (y may be z); backward dz[j] := dy[j] * gelu'(z[j]) (dz may be dy). */
 void fnn_gelu_forward_f32(const float *z, float *y, ptrdiff_t n, int act);
 void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, ptrdiff_t n, int act);
+/* Both at once, for a training forward: y[j] := gelu(z[j]), then z[j] := gelu'(z[j]) (the value
+ * the backward pass multiplies by, FNN_ACT_DERIV_GIVEN); y must not overlap z. The same
+ * functions as above, so the same bits as the forward and backward computed apart. */
+void fnn_gelu_value_deriv_f32(float *z, float *y, ptrdiff_t n, int act);
 
 /* The updates run in flush-to-zero mode themselves (fnn_ftz.h; they are also called from
  * threads of their own): a velocity or moment below the smallest normal number becomes 0. */

@@ -254,6 +254,44 @@ def test_predict_equals_training_forward(FAST):
         assert np.array_equal(conv.predict(x), conv.forward(x, training=True))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+def test_value_and_kept_derivative_in_one_pass(FAST, backend, dtype, name):
+    """activation_forward_deriv (a training forward) gives activation_forward's values and, in
+    z, the derivative that activation_backward with DERIV_GIVEN multiplies by: bitwise what the
+    backward from z gives, over a grid with the limits and NaN."""
+    be = _backends(FAST)[backend]
+    code = A.CODES[name]
+    z = np.concatenate([_grid()[0], [np.inf, -np.inf, np.nan]]).reshape(4, -1).astype(dtype)
+    dy = np.random.default_rng(1).standard_normal(z.shape).astype(dtype)
+    y_want = be.activation_forward(z, code, 0.0, np.empty_like(z))
+    dz_want = be.activation_backward(z, dy, code, 0.0, np.empty_like(z))
+    kept = z.copy()
+    y = be.activation_forward_deriv(kept, code, np.empty_like(z))
+    assert np.array_equal(y, y_want, equal_nan=True)
+    assert np.array_equal(kept, be.activation_backward(z, np.ones_like(z), code, 0.0,
+                                                       np.empty_like(z)), equal_nan=True)
+    dz = be.activation_backward(kept, dy, A.DERIV_GIVEN, 0.0, np.empty_like(z))
+    assert np.array_equal(dz, dz_want, equal_nan=True)
+    want = dy * kept                # the compiled kernels flush results below the normal range
+    normal = ~(np.abs(want) < np.finfo(dtype).tiny)
+    assert np.array_equal(dz[normal], want[normal], equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_value_and_derivative_refuses_other_activations_and_one_buffer(FAST, backend):
+    be = _backends(FAST)[backend]
+    z = np.ones((2, 3), np.float32)
+    for code in (A.RELU, A.SIGMOID, A.DERIV_GIVEN, 99, -1):
+        with pytest.raises(ValueError, match="gelu"):
+            be.activation_forward_deriv(z, code, np.empty_like(z))
+    with pytest.raises(ValueError, match="different arrays"):
+        be.activation_forward_deriv(z, A.GELU, z)
+    with pytest.raises(ValueError):
+        be.activation_forward_deriv(z, A.GELU, np.empty((3, 2), np.float32))
+
+
 def test_backward_needs_a_training_forward(FAST):
     model = _mlp("fast", "float64")
     model.forward(np.zeros((2, 5)), training=False)
@@ -358,8 +396,18 @@ for name in ("gelu", "gelu_tanh"):
     with np.errstate(all="ignore"):
         fast.dense_backward(x1, w, zz, np.ones((3, m), np.float32), code, 0.0, dz,
                             np.empty((1, m), np.float32), np.empty(m, np.float32), None)
+    # a training forward's one pass: value, and the derivative kept for the backward pass
+    zc = zr.copy()
+    fd_y = fast.activation_forward_deriv(zc, code, np.empty_like(zr))
+    fd_d = fast.activation_backward(zc, ones, A.DERIV_GIVEN, 0.0, np.empty_like(zr))
+    gd = np.empty((3, m), np.float32)
+    with np.errstate(all="ignore"):
+        fast.dense_backward(x1, w, np.repeat(zc, 3, axis=0), np.ones((3, m), np.float32),
+                            A.DERIV_GIVEN, 0.0, gd, np.empty((1, m), np.float32),
+                            np.empty(m, np.float32), None)
     out[name] = {"ew_y": ew_y[0].tolist(), "ew_d": ew_d[0].tolist(),
                  "de_y": de_y.tolist(), "de_d": dz.tolist(),
+                 "fd_y": fd_y[0].tolist(), "fd_d": fd_d[0].tolist(), "fd_dense": gd.tolist(),
                  "hash": hashlib.sha1(ew_y.tobytes() + ew_d.tobytes()).hexdigest()}
 out["z"] = z.tolist()
 print(json.dumps(out))
@@ -402,6 +450,11 @@ def gelu_float32_errors(result, name):
     for row in range(de_y.shape[0]):                  # the epilogue's bits are the element-wise
         assert np.array_equal(de_y[row], ew_y, equal_nan=True), f"{name} dense forward row {row}"
         assert np.array_equal(de_d[row], ew_d, equal_nan=True), f"{name} dense backward row {row}"
+        assert np.array_equal(np.array(r["fd_dense"][row], np.float32), ew_d, equal_nan=True), \
+            f"{name} dense backward from the kept derivative, row {row}"
+    # value and derivative in one pass: the same bits as each taken apart
+    assert np.array_equal(np.array(r["fd_y"], np.float32), ew_y, equal_nan=True), name
+    assert np.array_equal(np.array(r["fd_d"], np.float32), ew_d, equal_nan=True), name
     finite = np.isfinite(z)
     with np.errstate(all="ignore"):
         want_y, want_d, terms = _gelu_reference(name, z[finite])

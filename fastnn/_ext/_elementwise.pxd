@@ -80,7 +80,10 @@ cdef inline floating act_forward(int act, floating z, floating param) noexcept n
 
 cdef inline floating act_deriv(int act, floating y, floating param) noexcept nogil:
     """dy/dz written with the OUTPUT y = act(z), the value the layers keep; for gelu (7, 8),
-    whose derivative is not a function of its output, `y` is the pre-activation z."""
+    whose derivative is not a function of its output, `y` is the pre-activation z; for 9
+    (FNN_ACT_DERIV_GIVEN, backward passes only) `y` is the derivative itself."""
+    if act == 9:
+        return y
     if act == 7:
         if floating is float:
             return fnn_gelu_deriv_f32(y)

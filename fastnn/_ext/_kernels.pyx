@@ -29,6 +29,7 @@ from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilo
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
                                FNN_ACT_GELU, FNN_ACT_GELU_TANH, FNN_ACT_LEAKY_RELU, FNN_ACT_STEP,
+                               FNN_ACT_DERIV_GIVEN,
                                fnn_par_min_work)
 
 cdef extern from "fnn_vec.h" nogil:
@@ -42,6 +43,7 @@ cdef extern from "fnn_vec.h" nogil:
     void fnn_softmax_rows_f64(const double *z, double *y, Py_ssize_t n, Py_ssize_t m)
     void fnn_gelu_forward_f32(const float *z, float *y, Py_ssize_t n, int act)
     void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, Py_ssize_t n, int act)
+    void fnn_gelu_value_deriv_f32(float *z, float *y, Py_ssize_t n, int act)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -166,6 +168,10 @@ cdef inline void _act_grad_row(const floating *y, const floating *dy, floating *
     if act == FNN_ACT_RELU:         # the same products, as a loop the compiler vectorises (the
         for j in range(m):          # switch below branches on the data: half mispredicted)
             dz[j] = dy[j] * <floating>(y[j] > 0)
+        return
+    if act == FNN_ACT_DERIV_GIVEN:  # y holds the derivative (activation_forward_deriv)
+        for j in range(m):
+            dz[j] = dy[j] * y[j]
         return
     for j in range(m):
         dz[j] = dy[j] * act_deriv(act, y[j], param)
@@ -390,12 +396,68 @@ def activation_forward(const floating[:, ::1] z,   # IN  (n, m)
     return out.base
 
 
+cdef void _value_deriv_block(floating *z, floating *y, Py_ssize_t n, int act) noexcept nogil:
+    """y := act(z), then z := act'(z), for n values (gelu, gelu_tanh)."""
+    cdef Py_ssize_t j
+    cdef floating v
+    if floating is float:
+        fnn_gelu_value_deriv_f32(z, y, n, act)
+    else:
+        for j in range(n):
+            v = z[j]
+            y[j] = act_forward(act, v, 0)
+            z[j] = act_deriv(act, v, 0)
+
+
+cdef void _value_deriv_rows(floating *z, floating *y, Py_ssize_t n, Py_ssize_t m,
+                            int act) noexcept nogil:
+    """_value_deriv_block over an (n, m) array, one contiguous block of rows per thread."""
+    cdef Py_ssize_t b, r0, r1
+    cdef int nt = threads_for(n * m)
+    if nt == 1:
+        _value_deriv_block(z, y, n * m, act)
+        return
+    for b in prange(nt, schedule='static', num_threads=nt):
+        csr = fnn_ftz_enter()
+        r0 = b * n // nt
+        r1 = (b + 1) * n // nt
+        _value_deriv_block(z + r0 * m, y + r0 * m, (r1 - r0) * m, act)
+        fnn_ftz_leave(csr)
+
+
+def activation_forward_deriv(floating[:, ::1] z,    # IN/OUT (n, m) pre-activation, then act'(z)
+                             int act,
+                             floating[:, ::1] out):   # OUT (n, m) act(z); must not be z
+    """out := act(z);  z := act'(z), for act gelu or gelu_tanh (whose derivative is not a function
+    of their output): a training forward keeps the derivative, so that the backward pass is
+    activation_backward(z, dy, FNN_ACT_DERIV_GIVEN) with no second evaluation of gelu's tail.
+    The same bits as activation_forward and the derivative taken apart."""
+    cdef unsigned int csr
+    cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
+    if act != FNN_ACT_GELU and act != FNN_ACT_GELU_TANH:
+        raise ValueError(f"activation_forward_deriv takes gelu (7) or gelu_tanh (8). "
+                         f"Received: act={act}")
+    if out.shape[0] != n or out.shape[1] != m:
+        _shape_error("activation_forward_deriv")
+    if n * m == 0:
+        return out.base
+    if &out[0, 0] == &z[0, 0]:
+        raise ValueError("activation_forward_deriv writes the derivative into z and act(z) into "
+                         "out: they must be different arrays")
+    with nogil:
+        csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
+        _value_deriv_rows(&z[0, 0], &out[0, 0], n, m, act)
+        fnn_ftz_leave(csr)
+    return out.base
+
+
 def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output act(z); gelu: z
                         const floating[:, ::1] dy,   # IN  (n, m) dL/dy
                         int act, double param,
                         floating[:, ::1] out):       # OUT (n, m) dL/dz; may be dy
     """out := act'(z) * dy from y = act(z);  softmax: y * (dy - sum(dy * y, axis=1));
-    gelu, gelu_tanh: from y = z (their derivative is not a function of their output)"""
+    gelu, gelu_tanh: from y = z (their derivative is not a function of their output);
+    FNN_ACT_DERIV_GIVEN: y is act'(z) itself (activation_forward_deriv), out := y * dy"""
     cdef unsigned int csr
     cdef Py_ssize_t n = y.shape[0], m = y.shape[1]
     if dy.shape[0] != n or dy.shape[1] != m or out.shape[0] != n or out.shape[1] != m:

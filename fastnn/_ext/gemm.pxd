@@ -15,6 +15,7 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_ACT_SOFTMAX
         FNN_ACT_GELU
         FNN_ACT_GELU_TANH
+        FNN_ACT_DERIV_GIVEN
 
     ctypedef struct fnn_epilogue_f32:
         const float *bias

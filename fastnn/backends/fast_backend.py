@@ -14,7 +14,8 @@ import warnings
 
 try:
     from fastnn._ext._kernels import (ForwardPlan, InferPlan, ThreadChooser, TrainPlan,
-                                      activation_backward, activation_forward, adaptive_threads, dense_backward,
+                                      activation_backward, activation_forward, activation_forward_deriv,
+                                      adaptive_threads, dense_backward,
                                       dense_forward, get_num_threads, kernel_name, matmul,
                                       openmp_enabled, parallel_min_work, set_adaptive_threads,
                                       set_num_threads, thread_limit)
@@ -86,7 +87,8 @@ if os.environ.get("FASTNN_ADAPTIVE_THREADS", "").strip() == "0":
     set_adaptive_threads(False)
 
 __all__ = [
-    "matmul", "dense_forward", "activation_forward", "activation_backward", "dense_backward",
+    "matmul", "dense_forward", "activation_forward", "activation_forward_deriv",
+    "activation_backward", "dense_backward",
     "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update", "clip_gradients",
     "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
     "parallel_min_work", "ForwardPlan", "InferPlan", "adaptive_threads", "set_adaptive_threads",

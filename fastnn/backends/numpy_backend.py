@@ -133,6 +133,19 @@ def activation_forward(z, act, param, out):
     return out
 
 
+def activation_forward_deriv(z, act, out):
+    """out := act(z), then z := act'(z) (gelu and gelu_tanh; out must not be z)"""
+    if act not in A.FROM_INPUT:
+        raise ValueError(f"activation_forward_deriv takes gelu (7) or gelu_tanh (8). "
+                         f"Received: act={act}")
+    if np.shares_memory(z, out):
+        raise ValueError("activation_forward_deriv writes the derivative into z and act(z) into "
+                         "out: they must be different arrays")
+    out[...] = _gelu(z, act == A.GELU_TANH)
+    z[...] = _gelu_deriv(z, act == A.GELU_TANH)
+    return out
+
+
 def activation_backward(y, dy, act, param, out):
     """out := dL/dz from y = act(z) and dy = dL/dy (step passes the gradient straight through);
     for gelu and gelu_tanh (A.FROM_INPUT) y is the pre-activation z"""
@@ -152,6 +165,8 @@ def activation_backward(y, dy, act, param, out):
         np.multiply(y, dy - inner, out=out)
     elif act in A.FROM_INPUT:
         np.multiply(dy, _gelu_deriv(y, act == A.GELU_TANH).astype(y.dtype), out=out)
+    elif act == A.DERIV_GIVEN:
+        np.multiply(dy, y, out=out)
     else:
         raise ValueError(f"unknown activation code {act}")
     return out

@@ -212,9 +212,9 @@ class _Conv(Layer):
             # element-wise derivatives on one row per sample (the kernels' rows are the
             # fastest when wide); softmax works across each position's channels
             view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
-            ctx.be.activation_backward(view(saved_for_derivative(ctx, self, act)),
-                                       view(np.ascontiguousarray(dy)), act, self.param,
-                                       view(dz))
+            saved, code = saved_for_derivative(ctx, self, act)
+            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
+                                       self.param, view(dz))
         ctx.be.conv2d_backward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
                                dz.reshape(n, *self._y4), self._strides, self._dilations,
                                self._pads, self.dkernel.reshape(self._k4), self.dbias,

@@ -75,27 +75,29 @@ def kernel_layer_config(layer: Any, config: dict[str, Any]) -> dict[str, Any]:
 def forward_keeping_z(ctx: Slot, layer: Layer, training: bool, y: FloatArray,
                       kernel: Any) -> Optional[FloatArray]:
     """Run ``kernel(act, out)`` (the layer's product plus bias, then ``act``) into ``y``. For an
-    activation of ``A.FROM_INPUT`` (gelu) in training, the pre-activation z is kept in the
-    slot's ``"z"`` buffer for the backward pass and returned: the kernel runs linear into z,
-    then ``y := act(z)`` (the same bits as the kernel's own epilogue). Otherwise returns None."""
+    activation of ``A.FROM_INPUT`` (gelu) in training, whose derivative is not a function of its
+    output, the kernel runs linear into the slot's ``"z"`` buffer, then one pass writes
+    ``y := act(z)`` (the same bits as the kernel's own epilogue) and ``z := act'(z)``: that
+    buffer, returned, is what the backward pass multiplies by. Otherwise returns None."""
     if not (training and layer.act in A.FROM_INPUT):
         kernel(layer.act, y)
         return None
     z = ctx.rows_buffer("z", layer.output_shape)
     kernel(A.LINEAR, z)
-    ctx.be.activation_forward(rows_of(z), layer.act, layer.param, rows_of(y))
+    ctx.be.activation_forward_deriv(rows_of(z), layer.act, rows_of(y))
     return z
 
 
-def saved_for_derivative(ctx: Slot, layer: Layer, act: int) -> FloatArray:
-    """What the derivative of ``act`` is written with: the output y, or for gelu the
-    pre-activation z that ``forward_keeping_z`` kept."""
+def saved_for_derivative(ctx: Slot, layer: Layer, act: int) -> tuple[FloatArray, int]:
+    """What the derivative of ``act`` is written with, and the code to pass the kernels with it:
+    the output y and ``act``, or for gelu the derivative that ``forward_keeping_z`` kept and
+    ``A.DERIV_GIVEN``."""
     if act not in A.FROM_INPUT:
-        return ctx.rows_buffer("y", layer.output_shape)
-    z = ctx.saved.get("z")
-    if z is None:
+        return ctx.rows_buffer("y", layer.output_shape), act
+    d = ctx.saved.get("z")
+    if d is None:
         raise ValueError(f"{layer.name}: backward needs a forward pass with training=True first")
-    return z
+    return d, A.DERIV_GIVEN
 
 
 class _AutoKernel:
@@ -260,7 +262,8 @@ class Dense(Layer):
         # the model calls each layer once per pass and zeroes the gradients before it, so the
         # kernel's dW := x.T @ dz is the accumulation the protocol asks for
         act = A.LINEAR if ctx.fuse_act else self.act
-        x, y, dx = ctx.saved["x"], saved_for_derivative(ctx, self, act), ctx.dx_target(0)
+        x, dx = ctx.saved["x"], ctx.dx_target(0)
+        y, act = saved_for_derivative(ctx, self, act)
         g = rows_of(dy)
         ctx.be.dense_backward(rows_of(x), self.W, rows_of(y), g, act, self.param, g, self.dW,
                               self.db, None if dx is None else rows_of(dx))
