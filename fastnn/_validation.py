@@ -382,16 +382,45 @@ def check_shape(name: str, value: Any, allow_none_first: bool = False) -> tuple[
 # before any work is done:
 #     q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), out / dout (B, H, Lq, Dv), lse (B, H, Lq),
 #     key_mask (B, Lk) of bool or uint8 or None; dq, dk, dv shaped as q, k, v.
-# All float arrays of one dtype (float32 or float64), C-contiguous; outputs writeable and apart
-# from every other argument.
+# All float arrays of one dtype (float32 or float64); outputs writeable and apart from every
+# other argument. The (B, H, L, W) arrays may be views whose rows are contiguous (the kernels
+# take their strides: a layer passes its projection's heads in place), with no two elements of
+# an output at one address; lse and the mask are C-contiguous.
 
 _ATTENTION_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _rows_contiguous(a: Any) -> bool:
+    """Whether a view's last axis is contiguous and no stride is negative (axes of length 1,
+    which the kernels never step along, whatever their strides)."""
+    return all(stride >= 0 for size, stride in zip(a.shape, a.strides) if size > 1) and (
+        a.shape[-1] <= 1 or a.strides[-1] == a.itemsize)
+
+
+def _rows_apart(a: Any) -> bool:
+    """Whether the views' strides keep its elements apart: non-negative, the last axis
+    contiguous, and each stride (in increasing order, over axes longer than 1) past the extent
+    of the axes inside it."""
+    item = a.itemsize
+    if a.size == 0:
+        return True
+    if a.shape[-1] > 1 and a.strides[-1] != item:
+        return False
+    extent = a.shape[-1] * item
+    for size, stride in sorted(zip(a.shape[:-1], a.strides[:-1]), key=lambda t: t[1]):
+        if size == 1:
+            continue
+        if stride < extent:
+            return False
+        extent = stride * (size - 1) + extent
+    return True
+
+
 def _attention_array(name: str, a: Any, shape: tuple, dtype: Any = None,
-                     out: bool = False) -> Any:
-    """``a`` if it is a C-contiguous array of ``shape`` (None: any length) and ``dtype`` (None:
-    float32 or float64), writeable when ``out``."""
+                     out: bool = False, rows: bool = False) -> Any:
+    """``a`` if it is an array of ``shape`` (None: any length) and ``dtype`` (None: float32 or
+    float64), writeable when ``out``, and C-contiguous, or with ``rows`` a view whose rows are
+    contiguous and (``out``) whose elements are apart (``_rows_apart``)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"attention: {name} must be a NumPy array. Received: {name} of type "
                         f"{type(a).__name__}")
@@ -407,8 +436,12 @@ def _attention_array(name: str, a: Any, shape: tuple, dtype: Any = None,
     elif a.dtype != dtype:
         raise ValueError(f"attention: {name} must have the dtype of q ({np.dtype(dtype).name}). "
                          f"Received: {name} with dtype {a.dtype} and shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"attention: {name} must be C-contiguous. Received: {name} with shape "
+    if not a.flags.c_contiguous and not (rows and _rows_contiguous(a)
+                                         and (not out or _rows_apart(a))):
+        want = ("C-contiguous or a view with contiguous rows" + (", its elements apart" if out
+                                                                 else "")) if rows else \
+            "C-contiguous"
+        raise ValueError(f"attention: {name} must be {want}. Received: {name} with shape "
                          f"{a.shape} and strides {a.strides}")
     if out and not a.flags.writeable:
         raise ValueError(f"attention: {name} must be writeable")
@@ -417,11 +450,11 @@ def _attention_array(name: str, a: Any, shape: tuple, dtype: Any = None,
 
 def _attention_qkv(q: Any, k: Any, v: Any) -> tuple:
     """(dims (B, H, Lq, Lk, D, Dv), q's dtype) of a consistent q, k, v."""
-    _attention_array("q", q, (None,) * 4)
+    _attention_array("q", q, (None,) * 4, rows=True)
     B, H, Lq, D = q.shape
-    _attention_array("k", k, (B, H, None, D), q.dtype)
+    _attention_array("k", k, (B, H, None, D), q.dtype, rows=True)
     Lk = k.shape[2]
-    _attention_array("v", v, (B, H, Lk, None), q.dtype)
+    _attention_array("v", v, (B, H, Lk, None), q.dtype, rows=True)
     Dv = v.shape[3]
     if min(Lq, Lk, D, Dv) < 1:
         raise ValueError(f"attention: sequence lengths and widths must be >= 1. Received: "
@@ -475,7 +508,7 @@ def check_attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, 
     """(dims (B, H, Lq, Lk, D, Dv), key_mask as uint8 or None, scale as a float, causal)"""
     dims, dt = _attention_qkv(q, k, v)
     B, H, Lq, _, _, Dv = dims
-    _attention_array("out", out, (B, H, Lq, Dv), dt, out=True)
+    _attention_array("out", out, (B, H, Lq, Dv), dt, out=True, rows=True)
     _attention_array("lse", lse, (B, H, Lq), dt, out=True)
     return _attention_rest(dims, dt, key_mask, causal, scale, [("out", out), ("lse", lse)],
                            [("q", q), ("k", k), ("v", v)])
@@ -493,7 +526,7 @@ def check_attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: A
                                     ("dq", dq, (B, H, Lq, D), True),
                                     ("dk", dk, (B, H, Lk, D), True),
                                     ("dv", dv, (B, H, Lk, Dv), True)):
-        _attention_array(name, a, shape, dt, out=written)
+        _attention_array(name, a, shape, dt, out=written, rows=name != "lse")
     return _attention_rest(dims, dt, key_mask, causal, scale, [("dq", dq), ("dk", dk), ("dv", dv)],
                            [("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout),
                             ("lse", lse)])

@@ -30,6 +30,23 @@ int fnn_attn_threads(const fnn_attn_geom *g, int backward)
     return nt < 1 ? 1 : nt;
 }
 
+static fnn_attn_layout attn_packed(ptrdiff_t heads, ptrdiff_t l, ptrdiff_t w)
+{
+    fnn_attn_layout o;
+    o.rs = w;
+    o.hs = l * w;
+    o.bs = heads * l * w;
+    return o;
+}
+
+void fnn_attn_contiguous(fnn_attn_geom *g)
+{
+    g->q = g->dq = attn_packed(g->heads, g->lq, g->d);
+    g->k = g->dk = attn_packed(g->heads, g->lk, g->d);
+    g->v = g->dv_ = attn_packed(g->heads, g->lk, g->dv);
+    g->out = g->dout = attn_packed(g->heads, g->lq, g->dv);
+}
+
 /* Every flavour's micro-tile (fnn_kernels_*.c, float and double) has mr dividing 12 and nr
  * dividing 32, so x rows cut into slivers take at most FNN_ATTN_PAD(x, 12) (or 32) of them. */
 #define FNN_ATTN_MR 12

@@ -4,6 +4,7 @@
  * call ever holds a (query x key) score matrix: memory is linear in the sequence lengths.
  *
  *   q (P, Lq, D), k (P, Lk, D), v (P, Lk, Dv), out (P, Lq, Dv), lse (P, Lq); P = batch * heads
+ *   (each array but lse in a layout of the geometry's: contiguous, or rows read in place)
  *   S = scale q k^T,  masked entries -inf,  A = softmax_rows(S),  out = A v
  *   lse_i = log sum_j exp(S_ij)   (what the backward recomputes A from: A_ij = exp(S_ij - lse_i))
  *
@@ -47,12 +48,26 @@ extern "C" {
 #define FNN_ATTN_BC 96 /* key rows per tile (a multiple of every mr and nr) */
 #endif
 
+/* Where the matrix of one (batch b, head h) pair lies in an array: row i of it starts at
+ * b * bs + h * hs + i * rs values from the array's start, and a row's values are contiguous.
+ * The contiguous (B, H, L, D) layout is bs = H L D, hs = L D, rs = D; a layer's projection
+ * (B, L, H D) read in place, heads side by side in each row, is bs = L H D, hs = D, rs = H D. */
+typedef struct {
+    ptrdiff_t bs, hs, rs;
+} fnn_attn_layout;
+
 typedef struct {
     ptrdiff_t pairs, heads;          /* P = batch * heads (>= 0), heads (>= 1, divides P) */
     ptrdiff_t lq, lk, d, dv;         /* sequence lengths and widths, all >= 1 */
     int causal;                      /* key j visible to query i only when j <= i */
     const unsigned char *key_mask;   /* (P / heads, lk), nonzero = attend; NULL: all */
+    /* the arrays' layouts (lse is always contiguous (P, lq)); the outputs' rows must not
+     * overlap one another (the callers check it) */
+    fnn_attn_layout q, k, v, out, dout, dq, dk, dv_;
 } fnn_attn_geom;
+
+/* Set every layout of g to the contiguous one of its sizes (pairs, heads, lq, lk, d, dv). */
+void fnn_attn_contiguous(fnn_attn_geom *g);
 
 /* Threads the call will use (<= fnn_max_threads(), 1 for small work or a single task). */
 int fnn_attn_threads(const fnn_attn_geom *g, int backward);

@@ -11,6 +11,11 @@
  * tile, not once per product. An operand whose columns are whole micro-tiles is read in place
  * (a B sliver may be B itself, ldb its row stride; fnn_gemm_internal.h). */
 
+#ifndef ATTN_AT
+/* the offset of pair p's matrix in an array of layout L (fnn_attn_layout) */
+#define ATTN_AT(L, p) ((p) / g->heads * (L).bs + (p) % g->heads * (L).hs)
+#endif
+
 /* An operand of attn_mm as B slivers: sliver t at b + t * step, row stride ldb. */
 typedef struct {
     const FT *b;
@@ -131,8 +136,9 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, dv = g->dv;
     const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
-    const FT *qp = q + p * lq * d, *kp = k + p * lk * d, *vp = v + p * lk * dv;
-    FT *op = out + (p * lq + i0) * dv, *lp = lse + p * lq + i0;
+    const ptrdiff_t ldq = g->q.rs, ldk = g->k.rs, ldv = g->v.rs, ldo = g->out.rs;
+    const FT *qp = q + ATTN_AT(g->q, p), *kp = k + ATTN_AT(g->k, p), *vp = v + ATTN_AT(g->v, p);
+    FT *op = out + ATTN_AT(g->out, p) + i0 * ldo, *lp = lse + p * lq + i0;
     FT *S = scratch, *mrow = S + FNN_ATTN_BR * FNN_ATTN_BC, *lrow = mrow + FNN_ATTN_BR;
     FT *Qa = lrow + FNN_ATTN_BR, *Pa = Qa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * d;
     FT *Vb = Pa + FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR) * FNN_ATTN_BC;
@@ -147,7 +153,7 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     ptrdiff_t r, j0, e;
     TFN(attn_bop) kb;
     if (*packed_pair != p) {
-        (void)TFN(attn_b_trans)(kr, kp, d, lk, d, Kall);
+        (void)TFN(attn_b_trans)(kr, kp, ldk, lk, d, Kall);
         *packed_pair = p;
     }
     kb.step = kr->nr * d;
@@ -156,23 +162,24 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
         mrow[r] = -(FT)INFINITY;
         lrow[r] = (FT)0;
     }
-    memset(op, 0, (size_t)(m * dv) * sizeof(FT));
-    TFN(attn_pack_a)(kr, 0, qp + i0 * d, d, m, d, Qa);
+    for (r = 0; r < m; r++) memset(op + r * ldo, 0, (size_t)dv * sizeof(FT));
+    TFN(attn_pack_a)(kr, 0, qp + i0 * ldq, ldq, m, d, Qa);
     for (j0 = 0; j0 < jend; j0 += FNN_ATTN_BC) {
         const ptrdiff_t n = (jend - j0 < FNN_ATTN_BC) ? jend - j0 : FNN_ATTN_BC;
         kb.b = Kall + j0 * d;
         TFN(attn_mm)(kr, m, n, d, scale, Qa, kb, (FT)0, S, n);
         TFN(attn_mask)(g, km, i0, m, j0, n, S);
-        for (r = 0; r < m; r++) rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * dv, dv);
+        for (r = 0; r < m; r++)
+            rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * ldo, dv);
         TFN(attn_pack_a)(kr, 0, S, n, m, n, Pa);
-        TFN(attn_mm)(kr, m, dv, n, (FT)1, Pa, TFN(attn_b_plain)(kr, vp + j0 * dv, dv, n, dv, Vb),
-                     (FT)1, op, dv);
+        TFN(attn_mm)(kr, m, dv, n, (FT)1, Pa,
+                     TFN(attn_b_plain)(kr, vp + j0 * ldv, ldv, n, dv, Vb), (FT)1, op, ldo);
     }
     /* l >= 1 once a finite score was seen (its maximum adds exp(0)); l = 0: every score -inf
      * (masked, or overflowed to -inf), the row attends to nothing; l is NaN when a score is NaN
      * or +inf (overflow: exp(inf - inf)), and so is the row's softmax. */
     for (r = 0; r < m; r++) {
-        FT *o = op + r * dv;
+        FT *o = op + r * ldo;
         if (lrow[r] > (FT)0) {
             const FT l = lrow[r];
             for (e = 0; e < dv; e++) o[e] /= l;
@@ -234,9 +241,12 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const ptrdiff_t bcp = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_MR);
     const ptrdiff_t bcn = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_NR);
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
-    const FT *qp = q + p * lq * d, *kp = k + p * lk * d, *vp = v + p * lk * ev;
-    const FT *op = out + p * lq * ev, *dop = dout + p * lq * ev, *lp = lse + p * lq;
-    FT *dqp = dq + p * lq * d, *dkp = dk + p * lk * d, *dvp = dv + p * lk * ev;
+    const ptrdiff_t ldq = g->q.rs, ldk = g->k.rs, ldv = g->v.rs, ldo = g->out.rs;
+    const ptrdiff_t lddo = g->dout.rs, lddq = g->dq.rs, lddk = g->dk.rs, lddv = g->dv_.rs;
+    const FT *qp = q + ATTN_AT(g->q, p), *kp = k + ATTN_AT(g->k, p), *vp = v + ATTN_AT(g->v, p);
+    const FT *op = out + ATTN_AT(g->out, p), *dop = dout + ATTN_AT(g->dout, p);
+    const FT *lp = lse + p * lq;
+    FT *dqp = dq + ATTN_AT(g->dq, p), *dkp = dk + ATTN_AT(g->dk, p), *dvp = dv + ATTN_AT(g->dv_, p);
     FT *S = scratch, *dP = S + FNN_ATTN_BR * FNN_ATTN_BC, *Dr = dP + FNN_ATTN_BR * FNN_ATTN_BC;
     /* Q and dout of the whole pair as A slivers, packed once (per key tile, each query tile's
      * were packed again: ~lk / 96 times); a tile at row i0 (a multiple of mr) is the slivers
@@ -249,19 +259,21 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     FT *Qn = Kn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BC;
     FT *dOn = Qn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BR;
     ptrdiff_t i, r, i0, j0;
-    for (i = 0; i < lq; i++) Dr[i] = rt->row_dot(dop + i * ev, op + i * ev, ev);
-    TFN(attn_pack_a)(kr, 0, qp, d, lq, d, Aq);
-    TFN(attn_pack_a)(kr, 0, dop, ev, lq, ev, Ado);
-    memset(dqp, 0, (size_t)(lq * d) * sizeof(FT));
-    memset(dkp, 0, (size_t)(lk * d) * sizeof(FT));
-    memset(dvp, 0, (size_t)(lk * ev) * sizeof(FT));
+    for (i = 0; i < lq; i++) Dr[i] = rt->row_dot(dop + i * lddo, op + i * ldo, ev);
+    TFN(attn_pack_a)(kr, 0, qp, ldq, lq, d, Aq);
+    TFN(attn_pack_a)(kr, 0, dop, lddo, lq, ev, Ado);
+    for (i = 0; i < lq; i++) memset(dqp + i * lddq, 0, (size_t)d * sizeof(FT));
+    for (i = 0; i < lk; i++) {
+        memset(dkp + i * lddk, 0, (size_t)d * sizeof(FT));
+        memset(dvp + i * lddv, 0, (size_t)ev * sizeof(FT));
+    }
     for (j0 = 0; j0 < lk; j0 += FNN_ATTN_BC) {
         const ptrdiff_t n = (lk - j0 < FNN_ATTN_BC) ? lk - j0 : FNN_ATTN_BC;
         /* causal: query tiles ending at or before row j0 see none of these keys */
         const ptrdiff_t istart = g->causal ? j0 / FNN_ATTN_BR * FNN_ATTN_BR : 0;
-        const TFN(attn_bop) kt = TFN(attn_b_trans)(kr, kp + j0 * d, d, n, d, KbT);
-        const TFN(attn_bop) vt = TFN(attn_b_trans)(kr, vp + j0 * ev, ev, n, ev, VbT);
-        const TFN(attn_bop) kn = TFN(attn_b_plain)(kr, kp + j0 * d, d, n, d, Kn);
+        const TFN(attn_bop) kt = TFN(attn_b_trans)(kr, kp + j0 * ldk, ldk, n, d, KbT);
+        const TFN(attn_bop) vt = TFN(attn_b_trans)(kr, vp + j0 * ldv, ldv, n, ev, VbT);
+        const TFN(attn_bop) kn = TFN(attn_b_plain)(kr, kp + j0 * ldk, ldk, n, d, Kn);
         for (i0 = istart; i0 < lq; i0 += FNN_ATTN_BR) {
             const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
             TFN(attn_mm)(kr, m, n, d, scale, Aq + i0 * d, kt, (FT)0, S, n);
@@ -272,13 +284,14 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
             /* dv_j += P^T dout_i, dk_j += dS^T q_i, dq_i += dS k_j */
             TFN(attn_pack_a)(kr, 1, S, n, n, m, Ab);
             TFN(attn_mm)(kr, n, ev, m, (FT)1, Ab,
-                         TFN(attn_b_plain)(kr, dop + i0 * ev, ev, m, ev, dOn), (FT)1,
-                         dvp + j0 * ev, ev);
+                         TFN(attn_b_plain)(kr, dop + i0 * lddo, lddo, m, ev, dOn), (FT)1,
+                         dvp + j0 * lddv, lddv);
             TFN(attn_pack_a)(kr, 1, dP, n, n, m, Ab);
-            TFN(attn_mm)(kr, n, d, m, (FT)1, Ab, TFN(attn_b_plain)(kr, qp + i0 * d, d, m, d, Qn),
-                         (FT)1, dkp + j0 * d, d);
+            TFN(attn_mm)(kr, n, d, m, (FT)1, Ab,
+                         TFN(attn_b_plain)(kr, qp + i0 * ldq, ldq, m, d, Qn), (FT)1,
+                         dkp + j0 * lddk, lddk);
             TFN(attn_pack_a)(kr, 0, dP, n, m, n, Ab);
-            TFN(attn_mm)(kr, m, d, n, (FT)1, Ab, kn, (FT)1, dqp + i0 * d, d);
+            TFN(attn_mm)(kr, m, d, n, (FT)1, Ab, kn, (FT)1, dqp + i0 * lddq, lddq);
         }
     }
 }

@@ -528,3 +528,85 @@ def test_ops_dtypes_and_new_array():
     assert out.dtype == np.float64
     assert fnn.ops.scaled_dot_product_attention(np.ones((0, 3, 4)), np.ones((0, 2, 4)),
                                                 np.ones((0, 2, 5))).shape == (0, 3, 5)
+
+
+# ------------------------------------------------------------------------------- layouts
+def _interleaved(arrays):
+    """The arrays (B, H, L, W_i) copied side by side into one (B, L, sum H W_i) buffer, as a
+    layer's projection holds them, and returned as (B, H, L, W_i) views of it."""
+    B, H, L = arrays[0].shape[:3]
+    widths = [a.shape[3] for a in arrays]
+    buf = np.zeros((B, L, H * sum(widths)), arrays[0].dtype)
+    views, col = [], 0
+    for a, w in zip(arrays, widths):
+        view = buf[:, :, col:col + H * w].reshape(B, L, H, w).transpose(0, 2, 1, 3)
+        view[...] = a
+        views.append(view)
+        col += H * w
+    return views
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case, causal, masked", [((2, 3, 37, 37, 16, 8), False, True),
+                                                  ((3, 4, 50, 50, 8, 8), True, False),
+                                                  ((2, 1, 7, 130, 1, 3), False, False),
+                                                  ((1, 2, 100, 100, 16, 16), True, True)])
+def test_heads_read_and_written_in_place_give_the_same_bits(backend, dtype, case, causal, masked,
+                                                            fixed_threads):
+    """q, k, v read where a projection holds them side by side, out written into merged rows,
+    dout read from them, dq, dk, dv written side by side: bitwise what contiguous arrays give,
+    at 1 and 2 threads (the layer passes its heads so, with no copies)."""
+    B, H, Lq, Lk, D, Dv = case
+    q, k, v, dout, mask = _problem(B, H, Lq, Lk, D, Dv, dtype=dtype, masked=masked)
+    want = None
+    for threads in (1, 2):
+        with fnn.threads(threads):
+            if want is None:
+                want = _run(backend, q, k, v, dout, mask, causal)
+            be = get_backend(backend)
+            qv, = _interleaved([q])
+            kv, vv = _interleaved([k, v])
+            ov, dov = (_interleaved([np.zeros((B, H, Lq, Dv), dtype)])[0],
+                       _interleaved([dout])[0])
+            lse = np.empty((B, H, Lq), dtype)
+            be.attention_forward(qv, kv, vv, mask, causal, None, ov, lse)
+            dq, dk, dv = (_interleaved([np.zeros_like(a)])[0] for a in (q, k, v))
+            be.attention_backward(qv, kv, vv, ov, dov, lse, mask, causal, None, dq, dk, dv)
+            for got, ref in zip((ov, lse, dq, dk, dv), want):
+                assert np.array_equal(got, ref, equal_nan=True)
+            assert H == 1 or not (ov.flags.c_contiguous or dq.flags.c_contiguous)
+
+
+LAYOUT_REFUSED = [
+    ("q with its rows reversed", "q", lambda a: np.ascontiguousarray(a[:, :, ::-1])[:, :, ::-1]),
+    ("k columns strided", "k", lambda a: np.repeat(a, 2, axis=3)[..., ::2]),
+    ("out with two heads at one address", "out",
+     lambda a: np.lib.stride_tricks.as_strided(np.empty(a.size, a.dtype), a.shape,
+                                               (a.strides[0], 0) + a.strides[2:])),
+    ("out whose rows overlap", "out",
+     lambda a: np.lib.stride_tricks.as_strided(np.empty(a.size, a.dtype), a.shape,
+                                               a.strides[:2] + (a.itemsize,) + a.strides[3:])),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("what, name, make", LAYOUT_REFUSED, ids=[b[0] for b in LAYOUT_REFUSED])
+def test_layouts_the_kernels_cannot_take_are_refused(backend, what, name, make):
+    args = _good()
+    args[name] = make(args[name])
+    with pytest.raises(ValueError, match=name):
+        get_backend(backend).attention_forward(**args)
+
+
+def test_backward_refuses_gradients_whose_elements_collide():
+    g = _good()
+    be = get_backend("fast")
+    be.attention_forward(**g)
+    dk = np.empty_like(g["k"])
+    for bad in (np.lib.stride_tricks.as_strided(dk, dk.shape, (0,) + dk.strides[1:]),
+                np.lib.stride_tricks.as_strided(dk, dk.shape, dk.strides[:3] + (0,))):
+        with pytest.raises(ValueError, match="dk"):
+            be.attention_backward(g["q"], g["k"], g["v"], g["out"], np.ones_like(g["out"]),
+                                  g["lse"], g["key_mask"], False, None, np.empty_like(g["q"]),
+                                  bad, np.empty_like(g["v"]))

@@ -26,7 +26,7 @@ from libc.string cimport memcpy
 from fastnn._ext._norm_rows cimport BLOCK, _affine
 from fastnn._ext._pool_rows cimport _max_row, _avg_row, _global_avg, _global_max
 from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_threads, fnn_attn_scratch,
-                              fnn_attn_forward_f32, fnn_attn_forward_f64)
+                              fnn_attn_contiguous, fnn_attn_forward_f32, fnn_attn_forward_f64)
 from fastnn._ext.conv cimport fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64
 from fastnn._ext.norm cimport fnn_ln_row_f32, fnn_ln_row_f64
 from fastnn._ext.rnn cimport (fnn_rnn_geom, fnn_rnn_sizes, fnn_rnn_forward_f32,
@@ -81,17 +81,13 @@ INFER_ARGS = {
 cdef enum:
     BLK_H = 0       # the normalised input of a sublayer (L, c)
     BLK_STATS = 1   # its means and inverse deviations (2, L)
-    BLK_P = 2       # the q|k|v projection (L, 2 H D + H Dv)
-    BLK_Q = 3       # the heads (H, L, D), (H, L, D), (H, L, Dv)
-    BLK_K = 4
-    BLK_V = 5
-    BLK_O = 6       # the attention output (H, L, Dv) and its log-sum-exp (H, L)
-    BLK_LSE = 7
-    BLK_M = 8       # the heads merged (L, H Dv)
-    BLK_A = 9       # a sublayer's output (L, c)
-    BLK_R = 10      # the residual stream after attention (L, c)
-    BLK_F = 11      # the feed-forward's hidden layer (L, ff)
-    BLK_END = 12
+    BLK_P = 2       # the q|k|v projection (L, 2 H D + H Dv): the attention reads its heads there
+    BLK_LSE = 3     # the attention's log-sum-exp (H, L)
+    BLK_M = 4       # the attention's output, heads merged (L, H Dv)
+    BLK_A = 5       # a sublayer's output (L, c)
+    BLK_R = 6       # the residual stream after attention (L, c)
+    BLK_F = 7       # the feed-forward's hidden layer (L, ff)
+    BLK_END = 8
 
 # the activation codes the recurrent kernels take (linear, sigmoid, tanh, relu)
 cdef frozenset _RNN_ACTS = frozenset((FNN_ACT_LINEAR, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU))
@@ -259,14 +255,14 @@ cdef class InferPlan:
                                   H * Dv * c, c, c, c, c * ff, ff, ff * c, c)):
             st.w[j] = self._weight(i, weights, j, size)
         # values per sample: the buffers in BLK_* order
-        sizes = (L * c, 2 * L, L * P3, H * L * D, H * L * D, H * L * Dv, H * L * Dv, H * L,
-                 L * H * Dv, L * c, L * c, L * ff)
+        sizes = (L * c, 2 * L, L * P3, H * L, L * H * Dv, L * c, L * c, L * ff)
         total = 0
         for j in range(len(sizes)):
             total += sizes[j]
         st.scratch = total * self.itemsize
         g.pairs, g.heads, g.lq, g.lk, g.d, g.dv = H, H, L, L, D, Dv
         g.causal, g.key_mask = a["causal"], NULL
+        fnn_attn_contiguous(&g)
         # the q|k|v kernel and bias side by side (copied each call, as the layer does), then
         # the attention's scratch for as many threads as may run
         st.shared = (c * P3 + P3 + fnn_thread_limit() * fnn_attn_scratch(&g, 0)) * self.itemsize
@@ -514,23 +510,17 @@ cdef void _dense_rows(const floating *x, const void *w, const void *b, Py_ssize_
 cdef void _attend(infer_step *st, const floating *x, Py_ssize_t n, floating *ws, floating *sh,
                   floating *out) noexcept nogil:
     """MultiHeadAttention's forward on x (n, L, c) into out (n, L, c), as the layer computes
-    it: one product onto q|k|v side by side, the heads split, attention, the heads merged, the
-    output projection. ws: the block's buffers of n samples (BLK_* order, each n times its
-    per-sample size)."""
+    it: one product onto q|k|v side by side, attention reading the heads there and writing
+    them merged, the output projection. ws: the block's buffers of n samples (BLK_* order, each
+    n times its per-sample size)."""
     cdef Py_ssize_t L = st.iv[0], c = st.iv[1], H = st.iv[2], D = st.iv[3], Dv = st.iv[4]
-    cdef Py_ssize_t P3 = 2 * H * D + H * Dv, rows = n * L, b, l, hh, col, j
+    cdef Py_ssize_t P3 = 2 * H * D + H * Dv, rows = n * L, j
     cdef floating *wg = sh
     cdef floating *bg = sh + c * P3
     cdef floating *attn_scratch = bg + P3
     cdef floating *p = ws + _blk_offset(st, n, BLK_P)
-    cdef floating *q = ws + _blk_offset(st, n, BLK_Q)
-    cdef floating *k = ws + _blk_offset(st, n, BLK_K)
-    cdef floating *v = ws + _blk_offset(st, n, BLK_V)
-    cdef floating *o = ws + _blk_offset(st, n, BLK_O)
     cdef floating *lse = ws + _blk_offset(st, n, BLK_LSE)
     cdef floating *merged = ws + _blk_offset(st, n, BLK_M)
-    cdef floating *dst
-    cdef const floating *src
     cdef fnn_attn_geom g
     cdef int nt
     cdef double scale = 1.0 / sqrt(<double>D)
@@ -545,27 +535,22 @@ cdef void _attend(infer_step *st, const floating *x, Py_ssize_t n, floating *ws,
     memcpy(bg + H * D, st.w[5], H * D * sizeof(floating))
     memcpy(bg + 2 * H * D, st.w[7], H * Dv * sizeof(floating))
     _dense_rows(x, wg, bg, rows, c, P3, FNN_ACT_LINEAR, 0, p)
-    for b in range(n):                       # (L, H, D) slices -> (H, L, D) heads
-        for l in range(L):
-            src = p + (b * L + l) * P3
-            for hh in range(H):
-                memcpy(q + ((b * H + hh) * L + l) * D, src + hh * D, D * sizeof(floating))
-                memcpy(k + ((b * H + hh) * L + l) * D, src + H * D + hh * D,
-                       D * sizeof(floating))
-                memcpy(v + ((b * H + hh) * L + l) * Dv, src + 2 * H * D + hh * Dv,
-                       Dv * sizeof(floating))
+    # the heads read in place from the projection's rows (L, q|k|v), the output written in
+    # place into the merged rows (L, H Dv): the layer's layouts, so the same bits
     g.pairs, g.heads, g.lq, g.lk, g.d, g.dv = n * H, H, L, L, D, Dv
     g.causal, g.key_mask = <int>st.iv[6], NULL
+    fnn_attn_contiguous(&g)
+    g.q.bs, g.q.hs, g.q.rs = L * P3, D, P3
+    g.k = g.q
+    g.v.bs, g.v.hs, g.v.rs = L * P3, Dv, P3
+    g.out.bs, g.out.hs, g.out.rs = L * H * Dv, Dv, H * Dv
     nt = fnn_attn_threads(&g, 0)
     if floating is float:
-        fnn_attn_forward_f32(&g, <float>scale, q, k, v, o, lse, attn_scratch, nt)
+        fnn_attn_forward_f32(&g, <float>scale, p, p + H * D, p + 2 * H * D, merged, lse,
+                             attn_scratch, nt)
     else:
-        fnn_attn_forward_f64(&g, scale, q, k, v, o, lse, attn_scratch, nt)
-    for b in range(n):                       # (H, L, Dv) -> (L, H Dv)
-        for hh in range(H):
-            for l in range(L):
-                memcpy(merged + (b * L + l) * H * Dv + hh * Dv, o + ((b * H + hh) * L + l) * Dv,
-                       Dv * sizeof(floating))
+        fnn_attn_forward_f64(&g, scale, p, p + H * D, p + 2 * H * D, merged, lse,
+                             attn_scratch, nt)
     _dense_rows(merged, st.w[8], st.w[9], rows, H * Dv, c, FNN_ACT_LINEAR, 0, out)
 
 
@@ -577,8 +562,7 @@ cdef inline Py_ssize_t _blk_offset(infer_step *st, Py_ssize_t n, int which) noex
     cdef Py_ssize_t off = 0
     cdef int j
     sizes[BLK_H], sizes[BLK_STATS], sizes[BLK_P] = L * c, 2 * L, L * P3
-    sizes[BLK_Q], sizes[BLK_K], sizes[BLK_V] = H * L * D, H * L * D, H * L * Dv
-    sizes[BLK_O], sizes[BLK_LSE], sizes[BLK_M] = H * L * Dv, H * L, L * H * Dv
+    sizes[BLK_LSE], sizes[BLK_M] = H * L, L * H * Dv
     sizes[BLK_A], sizes[BLK_R], sizes[BLK_F] = L * c, L * c, L * ff
     for j in range(which):
         off += n * sizes[j]

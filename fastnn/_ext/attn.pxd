@@ -1,11 +1,15 @@
 # Declarations of the attention kernels in src_c/fnn_attn.h (the header is the documentation).
 
 cdef extern from "fnn_attn.h" nogil:
+    ctypedef struct fnn_attn_layout:
+        Py_ssize_t bs, hs, rs
     ctypedef struct fnn_attn_geom:
         Py_ssize_t pairs, heads
         Py_ssize_t lq, lk, d, dv
         int causal
         const unsigned char *key_mask
+        fnn_attn_layout q, k, v, out, dout, dq, dk, dv_
+    void fnn_attn_contiguous(fnn_attn_geom *g)
     int fnn_attn_threads(const fnn_attn_geom *g, int backward)
     Py_ssize_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
     void fnn_attn_forward_f32(const fnn_attn_geom *g, float scale, const float *q,

@@ -264,20 +264,13 @@ class MultiHeadAttention(Layer):
             w, b = self._group(ctx, i, roles)
             p = ctx.rows_buffer(f"p{i}", (L, w.shape[1]))
             be.dense_forward(t.reshape(n * L, -1), w, b, A.LINEAR, 0.0, p.reshape(n * L, -1))
-            col = 0
-            for r in roles:
-                D = self.value_dim if r == "v" else self.key_dim
-                h = heads[r] = ctx.rows_buffer(r, (H, L, D))
-                h[...] = p[:, :, col:col + H * D].reshape(n, L, H, D).transpose(0, 2, 1, 3)
-                col += H * D
+            heads.update(self._heads(p, roles))
         q, k, v = heads["q"], heads["k"], heads["v"]
         Lq = q.shape[2]
-        o = ctx.rows_buffer("o", (H, Lq, self.value_dim))
         lse = ctx.rows_buffer("lse", (H, Lq))
-        be.attention_forward(q, k, v, mask, self.use_causal_mask, 1.0 / math.sqrt(self.key_dim),
-                             o, lse)
         merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
-        merged[...] = o.transpose(0, 2, 1, 3).reshape(n, Lq, -1)
+        be.attention_forward(q, k, v, mask, self.use_causal_mask, 1.0 / math.sqrt(self.key_dim),
+                             self._heads(merged, "o")["o"], lse)
         y = ctx.rows_buffer("y", self.output_shape)
         wo, bo, _, _ = self._w["o"]
         be.dense_forward(merged.reshape(n * Lq, -1), wo, bo, A.LINEAR, 0.0,
@@ -291,19 +284,23 @@ class MultiHeadAttention(Layer):
         be, H = ctx.be, self.num_heads
         xs, mask = ctx.saved["xs"], ctx.saved["mask"]
         n = xs[0].shape[0]
-        q, k, v = (ctx.rows_buffer(r, self._head_shape(r)) for r in "qkv")
+        heads: dict[str, Any] = {}
+        for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
+            if roles != "m":
+                heads.update(self._heads(ctx.rows_buffer(f"p{i}", (t.shape[1], sum(
+                    self.value_dim if r == "v" else self.key_dim for r in roles) * H)), roles))
+        q, k, v = heads["q"], heads["k"], heads["v"]
         Lq = q.shape[2]
-        o = ctx.rows_buffer("o", (H, Lq, self.value_dim))
         lse = ctx.rows_buffer("lse", (H, Lq))
         merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
+        o = self._heads(merged, "o")["o"]
         dmerged = ctx.rows_buffer("dmerged", (Lq, H * self.value_dim))
         dy2 = np.ascontiguousarray(dy).reshape(n * Lq, -1)
         dz = ctx.rows_buffer("dz", self.output_shape).reshape(n * Lq, -1)
         wo, _, dwo, dbo = self._w["o"]
         be.dense_backward(merged.reshape(n * Lq, -1), wo, dy2, dy2, A.LINEAR, 0.0, dz, dwo, dbo,
                           dmerged.reshape(n * Lq, -1))
-        do = ctx.rows_buffer("do", (H, Lq, self.value_dim))
-        do[...] = dmerged.reshape(n, Lq, H, self.value_dim).transpose(0, 2, 1, 3)
+        do = self._heads(dmerged, "o")["o"]
         dheads = {r: ctx.rows_buffer("d" + r, h.shape[1:]) for r, h in zip("qkv", (q, k, v))}
         be.attention_backward(q, k, v, o, do, lse, mask, self.use_causal_mask,
                               1.0 / math.sqrt(self.key_dim), dheads["q"], dheads["k"],
@@ -342,9 +339,17 @@ class MultiHeadAttention(Layer):
             dxs.append(target)
         return dxs if len(dxs) > 1 else dxs[0]
 
-    def _head_shape(self, r: str) -> tuple[int, int, int]:
-        s = self._shapes(self.input_shape)
-        return (self.num_heads, s[r][0], self.value_dim if r == "v" else self.key_dim)
+    def _heads(self, p: FloatArray, roles: str) -> dict[str, FloatArray]:
+        """Views (batch, heads, steps, width) of each role's heads in ``p`` (batch, steps, the
+        roles' heads side by side): the attention kernels read and write them in place, with no
+        copy to a (batch, heads, steps, width) array and back."""
+        n, L = p.shape[0], p.shape[1]
+        H, views, col = self.num_heads, {}, 0
+        for r in roles:
+            D = self.value_dim if r in "vo" else self.key_dim
+            views[r] = p[:, :, col:col + H * D].reshape(n, L, H, D).transpose(0, 2, 1, 3)
+            col += H * D
+        return views
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
