@@ -285,10 +285,12 @@ class MultiHeadAttention(Layer):
         xs, mask = ctx.saved["xs"], ctx.saved["mask"]
         n = xs[0].shape[0]
         heads: dict[str, Any] = {}
-        for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
-            if roles != "m":
-                heads.update(self._heads(ctx.rows_buffer(f"p{i}", (t.shape[1], sum(
-                    self.value_dim if r == "v" else self.key_dim for r in roles) * H)), roles))
+        ps: list[Any] = [None if roles == "m" else ctx.rows_buffer(f"p{i}", (t.shape[1], sum(
+                         self.value_dim if r == "v" else self.key_dim for r in roles) * H))
+                         for i, (roles, t) in enumerate(zip(self.input_roles, xs))]
+        for roles, p in zip(self.input_roles, ps):
+            if p is not None:
+                heads.update(self._heads(p, roles))
         q, k, v = heads["q"], heads["k"], heads["v"]
         Lq = q.shape[2]
         lse = ctx.rows_buffer("lse", (H, Lq))
@@ -301,7 +303,13 @@ class MultiHeadAttention(Layer):
         be.dense_backward(merged.reshape(n * Lq, -1), wo, dy2, dy2, A.LINEAR, 0.0, dz, dwo, dbo,
                           dmerged.reshape(n * Lq, -1))
         do = self._heads(dmerged, "o")["o"]
-        dheads = {r: ctx.rows_buffer("d" + r, h.shape[1:]) for r, h in zip("qkv", (q, k, v))}
+        # the gradients of the heads written in place into each input's projection gradient
+        dps: list[Any] = [None if roles == "m" else ctx.rows_buffer(f"dp{i}", p.shape[1:])
+                          for i, (roles, p) in enumerate(zip(self.input_roles, ps))]
+        dheads: dict[str, Any] = {}
+        for roles, dp in zip(self.input_roles, dps):
+            if dp is not None:
+                dheads.update(self._heads(dp, roles))
         be.attention_backward(q, k, v, o, do, lse, mask, self.use_causal_mask,
                               1.0 / math.sqrt(self.key_dim), dheads["q"], dheads["k"],
                               dheads["v"])
@@ -315,13 +323,7 @@ class MultiHeadAttention(Layer):
                 continue
             L = t.shape[1]
             w, _ = self._group(ctx, i, roles)
-            dp = ctx.rows_buffer(f"dp{i}", (L, w.shape[1]))
-            col = 0
-            for r in roles:
-                D = self.value_dim if r == "v" else self.key_dim
-                dp[:, :, col:col + H * D] = dheads[r].transpose(0, 2, 1, 3).reshape(n, L, H * D)
-                col += H * D
-            dp2 = dp.reshape(n * L, -1)
+            dp2 = dps[i].reshape(n * L, -1)
             if len(roles) == 1:
                 _, _, dw, db = self._w[roles]
             else:
