@@ -69,6 +69,14 @@ add_row_vector(x, p, out) -> None
     to every sample.
 sum_rows_into(dy, out) -> None
     out += sum_r dy[r, :];  dy (rows, m), out (m,); each column summed in row order.
+attention_forward(q, k, v, key_mask, causal, scale, out, lse) -> None
+    out := softmax(scale q k^T, masked) v per (batch, head), lse := its rows' log-sum-exp;
+    q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), out (B, H, Lq, Dv), lse (B, H, Lq).
+attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv) -> None
+    dq, dk, dv := the gradients of out (given dout), recomputed tile by tile from lse.
+    In both, q, k, v, out, dout, dq, dk, dv may be views whose rows are contiguous (the heads
+    of a (B, L, H W) projection in place); outputs' elements must be apart from each other and
+    from the inputs (checked element-exactly); lse and key_mask (B, Lk) are C-contiguous.
 attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
     k_cache[:, :, t] := k_new;  v_cache[:, :, t] := v_new;
     out[b, h] := softmax(scale q[b, h] K[b, h, :t+1]^T) V[b, h, :t+1]  (one query per head
