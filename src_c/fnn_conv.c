@@ -242,6 +242,8 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 
 #undef DTB
 
+#include "fnn_conv_wgrad.h"
+
 /* The direct path's flavour: the GEMM's (fnn_active_flavour(), so FASTNN_KERNEL applies). */
 typedef struct {
     int vw, maxfg;
