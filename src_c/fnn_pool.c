@@ -393,3 +393,30 @@ typedef int64_t fnn_v2l __attribute__((vector_size(16)));
 
 FNN_MAXPOOL_ROW(fnn_maxpool_row_f32, float, fnn_v4f, fnn_v4i, int32_t, 4, f32)
 FNN_MAXPOOL_ROW(fnn_maxpool_row_f64, double, fnn_v2d, fnn_v2l, int64_t, 2, f64)
+
+
+/* The backward of a relu then max pooling whose windows do not overlap (sh >= ph, sw >= pw),
+ * one image: dx (h, w, c) := 0, then at each window's argmax (an index iy*w + ix; one out of
+ * range is dropped, not followed) the window's (0 + dy) * (y > 0): the bits of the scatter from
+ * +0 followed by the relu's derivative as a product, since no position is the argmax of two
+ * windows and the relu's output there is the pooled y. One zeroing pass and one store per
+ * window and channel, instead of a scatter and a pass of the relu's derivative over dx. */
+#define FNN_MAXPOOL_RELU_BACK(NAME, FT)                                                          \
+    void NAME(const FT *restrict dy, const int64_t *restrict argmax, const FT *restrict y,       \
+              ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t oh, ptrdiff_t ow, FT *restrict dx) \
+    {                                                                                            \
+        const ptrdiff_t p = oh * ow;                                                             \
+        const uint64_t hw = (uint64_t)(h * w);                                                   \
+        ptrdiff_t o, k;                                                                          \
+        memset(dx, 0, (size_t)(h * w * c) * sizeof(FT));                                         \
+        for (o = 0; o < p; o++) {                                                                \
+            const FT *restrict g = dy + o * c, *restrict yy = y + o * c;                         \
+            const int64_t *restrict a = argmax + o * c;                                          \
+            for (k = 0; k < c; k++)                                                              \
+                if ((uint64_t)a[k] < hw)                                                         \
+                    dx[a[k] * c + k] = ((FT)0 + g[k]) * (FT)(yy[k] > (FT)0);                     \
+        }                                                                                        \
+    }
+
+FNN_MAXPOOL_RELU_BACK(fnn_maxpool_relu_back_f32, float)
+FNN_MAXPOOL_RELU_BACK(fnn_maxpool_relu_back_f64, double)

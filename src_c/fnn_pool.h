@@ -22,4 +22,13 @@ void fnn_maxpool_row_f64(const double *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c,
                          ptrdiff_t y1, ptrdiff_t ow, ptrdiff_t pw, ptrdiff_t sw, ptrdiff_t left,
                          double *y, int64_t *argmax);
 
+/* The backward of a relu then max pooling with windows that do not overlap, one image:
+ * dx (h, w, c) := (0 + dy) * (y > 0) at each window's argmax, 0 elsewhere (see fnn_pool.c). */
+void fnn_maxpool_relu_back_f32(const float *dy, const int64_t *argmax, const float *y,
+                               ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t oh, ptrdiff_t ow,
+                               float *dx);
+void fnn_maxpool_relu_back_f64(const double *dy, const int64_t *argmax, const double *y,
+                               ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t oh, ptrdiff_t ow,
+                               double *dx);
+
 #endif /* FNN_POOL_H */

@@ -576,3 +576,90 @@ def test_max_pooling_of_few_channels_equals_the_numpy_twin_in_every_flavour(flav
     assert done.returncode == 0, done.stderr[-2000:]
     if done.stdout.strip() != flavour:
         pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+
+
+# A relu convolution read only by a max pooling with windows that do not overlap hands the
+# relu's derivative to the pooling's backward (maxpool2d_backward_relu; fastnn.models.graph's
+# relu_pool_nodes picks the pairs): the kernel equals its NumPy twin and the two passes it
+# replaces bit for bit, and a model with the pairs fused trains to the same bits as without.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("geometry", [(2, 2, 2, 2, 0, 0, 8, 8), (2, 2, 2, 2, 0, 0, 7, 9),
+                                      (3, 3, 3, 3, 0, 0, 10, 8), (2, 3, 2, 4, 0, 0, 6, 13),
+                                      (2, 2, 2, 2, 1, 1, 5, 7), (1, 1, 1, 1, 0, 0, 3, 4),
+                                      (3, 2, 4, 3, 1, 0, 9, 8)])
+@pytest.mark.parametrize("channels", [1, 6, 16, 17])
+def test_max_pooling_backward_with_the_relu_equals_the_two_passes(dtype, geometry, channels):
+    ph, pw, sh, sw, top, left, h, w = geometry
+    rng = np.random.default_rng(channels)
+    oh = -(-(h + top - ph + 1) // sh) if top else (h - ph) // sh + 1
+    ow = -(-(w + left - pw + 1) // sw) if left else (w - pw) // sw + 1
+    x = np.maximum(rng.integers(-2, 3, (3, h, w, channels)), 0).astype(dtype)   # ties, zeros
+    x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+    dy = rng.standard_normal((3, oh, ow, channels)).astype(dtype)
+    dy.reshape(-1)[:4] = [np.nan, np.inf, -0.0, -np.inf]
+    results = []
+    for be in (fast_backend, numpy_backend):
+        y = np.empty_like(dy)
+        am = np.empty(dy.shape, np.int64)
+        be.maxpool2d_forward(x, ph, pw, sh, sw, top, left, y, am)
+        fused = np.full_like(x, 7)
+        be.maxpool2d_backward_relu(dy, am, y, ph, pw, sh, sw, top, left, fused)
+        scattered, two = np.full_like(x, 7), np.empty_like(x)
+        be.maxpool2d_backward(dy, am, scattered)
+        be.activation_backward(x.reshape(3, -1), scattered.reshape(3, -1), 4, 0.0,
+                               two.reshape(3, -1))
+        assert fused.tobytes() == two.tobytes()
+        results.append(fused)
+    assert results[0].tobytes() == results[1].tobytes()
+
+
+def test_max_pooling_backward_with_the_relu_refuses_overlaps_and_bad_shapes():
+    dy = np.zeros((1, 2, 2, 3))
+    am = np.zeros((1, 2, 2, 3), np.int64)
+    for be in (fast_backend, numpy_backend):
+        with pytest.raises(ValueError, match="overlap"):
+            be.maxpool2d_backward_relu(dy, am, dy, 3, 3, 2, 2, 0, 0, np.zeros((1, 5, 5, 3)))
+    with pytest.raises(ValueError, match="do not match"):
+        fast_backend.maxpool2d_backward_relu(dy, am, dy[:, :1], 2, 2, 2, 2, 0, 0,
+                                             np.zeros((1, 4, 4, 3)))
+    dx = np.full((1, 4, 4, 3), 7.0)
+    bad = np.full((1, 2, 2, 3), 16, np.int64)      # out of the image: dropped, not followed
+    bad[0, 0, 0, 0] = -5
+    fast_backend.maxpool2d_backward_relu(np.ones((1, 2, 2, 3)), bad, np.ones((1, 2, 2, 3)), 2,
+                                         2, 2, 2, 0, 0, dx)
+    assert not dx.any()
+
+
+def _relu_pool_model(backend, activation="relu", pool=None):
+    return fnn.Sequential([
+        fnn.Conv2D(6, 3, padding="same", activation=activation), pool or fnn.MaxPooling2D(),
+        fnn.Conv2D(5, 3, activation="relu"), fnn.MaxPooling2D(padding="same"), fnn.Flatten(),
+        fnn.Dense(10, activation="softmax")], input_shape=(11, 11, 2), seed=0,
+        dtype="float64", backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_relu_pool_fusion_trains_to_the_same_bits(backend):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 11, 11, 2))
+    y = np.arange(16) % 10
+    fused, plain = _relu_pool_model(backend), _relu_pool_model(backend)
+    assert len(fused._relu_fused) == 4
+    plain._relu_fused = frozenset()
+    for m in (fused, plain):
+        m.compile(loss="cross_entropy", optimizer=fnn.SGD(0.05, momentum=0.9))
+    for _ in range(5):
+        assert fused.train_on_batch(x, y) == plain.train_on_batch(x, y)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_relu_pool_fusion_takes_only_its_pairs():
+    assert len(_relu_pool_model("fast", activation="tanh")._relu_fused) == 2
+    overlapping = fnn.MaxPooling2D(3, strides=2)
+    assert len(_relu_pool_model("fast", pool=overlapping)._relu_fused) == 2
+    inp = fnn.Input((8, 8, 1))                     # the convolution read twice: no fusion
+    h = fnn.Conv2D(4, 3, activation="relu")(inp)
+    out = fnn.Dense(3)(fnn.Flatten()(fnn.Concatenate()([fnn.MaxPooling2D()(h),
+                                                        fnn.MaxPooling2D()(h)])))
+    assert fnn.Model(inp, out)._relu_fused == frozenset()

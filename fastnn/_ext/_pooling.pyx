@@ -117,6 +117,66 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
                              &dx[0, 0, 0, 0] + b * hw * c)
 
 
+
+cdef extern from "fnn_pool.h" nogil:
+    void fnn_maxpool_relu_back_f32(const float *dy, const int64_t *argmax, const float *y,
+                                   Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+                                   Py_ssize_t ow, float *dx)
+    void fnn_maxpool_relu_back_f64(const double *dy, const int64_t *argmax, const double *y,
+                                   Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+                                   Py_ssize_t ow, double *dx)
+
+
+cdef inline void _max_relu_image(const floating *dy, const int64_t *argmax, const floating *y,
+                                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+                                 Py_ssize_t ow, floating *dx) noexcept nogil:
+    """One image of maxpool2d_backward_relu (src_c/fnn_pool.c)."""
+    if floating is float:
+        fnn_maxpool_relu_back_f32(dy, argmax, y, h, w, c, oh, ow, dx)
+    else:
+        fnn_maxpool_relu_back_f64(dy, argmax, y, h, w, c, oh, ow, dx)
+
+
+def maxpool2d_backward_relu(const floating[:, :, :, ::1] dy,   # IN  (n, oh, ow, c)
+                            const int64_t[:, :, :, ::1] argmax,  # IN  (n, oh, ow, c)
+                            const floating[:, :, :, ::1] y,    # IN  (n, oh, ow, c) pooled
+                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                            Py_ssize_t top, Py_ssize_t left,
+                            floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := maxpool2d_backward(dy, argmax) * (x > 0) for windows that do not overlap
+    (sh >= ph, sw >= pw), where x = relu(...) is the pooled input: the relu's derivative at a
+    window's argmax is y > 0 (y = x there), and elsewhere dx is 0 anyway. The backward of a relu
+    layer followed by max pooling in one pass (per image, any thread: no two images share dx)."""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], b, p
+    cdef int nt
+    if (argmax.shape[0] != n or argmax.shape[1] != oh or argmax.shape[2] != ow
+            or argmax.shape[3] != c or dy.shape[0] != n or dy.shape[3] != c
+            or y.shape[0] != n or y.shape[1] != oh or y.shape[2] != ow or y.shape[3] != c):
+        raise ValueError("maxpool2d_backward_relu: dy, argmax, y and dx do not match")
+    _check((n, h, w, c), (n, oh, ow, c), ph, pw, sh, sw, top, left)
+    if sh < ph or sw < pw:
+        raise ValueError(f"maxpool2d_backward_relu: windows must not overlap. Received: "
+                         f"pool=({ph}, {pw}), strides=({sh}, {sw})")
+    if n * h * w * c == 0:
+        return
+    p = oh * ow
+    nt = threads_for(n * h * w * c)
+    with nogil:
+        if nt == 1:
+            for b in range(n):
+                _max_relu_image(&dy[0, 0, 0, 0] + b * p * c if p else NULL,
+                                &argmax[0, 0, 0, 0] + b * p * c if p else NULL,
+                                &y[0, 0, 0, 0] + b * p * c if p else NULL, h, w, c, oh, ow,
+                                &dx[0, 0, 0, 0] + b * h * w * c)
+        else:
+            for b in prange(n, schedule="static", num_threads=nt):
+                _max_relu_image(&dy[0, 0, 0, 0] + b * p * c if p else NULL,
+                                &argmax[0, 0, 0, 0] + b * p * c if p else NULL,
+                                &y[0, 0, 0, 0] + b * p * c if p else NULL, h, w, c, oh, ow,
+                                &dx[0, 0, 0, 0] + b * h * w * c)
+
+
 def avgpool2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t top, Py_ssize_t left,

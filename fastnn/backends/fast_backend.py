@@ -29,7 +29,8 @@ try:
     from fastnn._ext._pooling import (avgpool2d_backward, avgpool2d_forward,
                                       global_avgpool_backward, global_avgpool_forward,
                                       global_maxpool_backward, global_maxpool_forward,
-                                      maxpool2d_backward, maxpool2d_forward)
+                                      maxpool2d_backward, maxpool2d_backward_relu,
+                                      maxpool2d_forward)
     from fastnn._ext._layer_ops import (add_forward, add_row_vector, concat_backward,
                                         concat_forward, dropout_mask, multiply, sum_rows_into)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
@@ -96,7 +97,8 @@ __all__ = [
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
-    "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+    "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",

@@ -18,7 +18,8 @@ from fastnn.backends.numpy_embedding import embedding_backward, embedding_forwar
 from fastnn.backends.numpy_pooling import (avgpool2d_backward, avgpool2d_forward,  # noqa: F401
                                            global_avgpool_backward, global_avgpool_forward,
                                            global_maxpool_backward, global_maxpool_forward,
-                                           maxpool2d_backward, maxpool2d_forward)
+                                           maxpool2d_backward, maxpool2d_backward_relu,
+                                           maxpool2d_forward)
 from fastnn.backends.numpy_recurrent import rnn_backward, rnn_forward, rnn_sizes  # noqa: F401
 from fastnn.backends.numpy_attention import attention_backward, attention_forward  # noqa: F401
 from fastnn.backends.numpy_decode import attention_decode  # noqa: F401

@@ -52,6 +52,23 @@ def maxpool2d_backward(dy, argmax, dx):
     np.add.at(flat, (b[keep], argmax[keep], k[keep]), dy[keep])
 
 
+
+def maxpool2d_backward_relu(dy, argmax, y, ph, pw, sh, sw, top, left, dx):
+    """dx := maxpool2d_backward(dy, argmax) * (x > 0) for windows that do not overlap, x the
+    pooled relu output (at a window's argmax x is y)"""
+    if sh < ph or sw < pw:
+        raise ValueError(f"maxpool2d_backward_relu: windows must not overlap. Received: "
+                         f"pool=({ph}, {pw}), strides=({sh}, {sw})")
+    n, h, w, c = dx.shape
+    flat = dx.reshape(n, h * w, c)
+    flat[...] = 0
+    b, _, _, k = np.indices(dy.shape, sparse=False)
+    keep = (argmax >= 0) & (argmax < h * w)
+    with np.errstate(invalid="ignore"):          # inf * 0: NaN, as the compiled kernel
+        g = (dy + dy.dtype.type(0)) * (y > 0)
+    flat[b[keep], argmax[keep], k[keep]] = g[keep]
+
+
 def avgpool2d_forward(x, ph, pw, sh, sw, top, left, y):
     """y := the mean of the input elements of each window (padding not counted)"""
     oh, ow = y.shape[1:3]

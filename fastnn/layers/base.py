@@ -50,17 +50,22 @@ class Slot:
 
     ``fuse_act`` is set on the output layer when the loss takes the gradient with respect to
     the final activation's input (softmax with cross-entropy): that layer's backward then skips
-    its activation's derivative. ``dx_target(i)`` is where the engine would like the gradient
-    for input ``i`` written (None when nobody needs it).
+    its activation's derivative. ``relu_fused`` is set on a max pooling layer whose windows do
+    not overlap and on the relu convolution before it, when the pooling is that convolution's
+    only reader: the pooling's backward then applies the relu's derivative too (at a window's
+    argmax it is pooled y > 0, elsewhere the gradient is 0 anyway), one pass instead of two,
+    and the convolution takes its dy as dL/dz. ``dx_target(i)`` is where the engine would like
+    the gradient for input ``i`` written (None when nobody needs it).
     """
 
-    __slots__ = ("be", "dtype", "rows", "capacity", "fuse_act", "training", "saved", "_store",
-                 "_dx")
+    __slots__ = ("be", "dtype", "rows", "capacity", "fuse_act", "relu_fused", "training",
+                 "saved", "_store", "_dx")
 
     def __init__(self, be: Any, dtype: np.dtype[Any]) -> None:
         self.be, self.dtype = be, dtype
         self.rows = self.capacity = 0
         self.fuse_act = False
+        self.relu_fused = False
         self.training = False
         self.saved: dict[str, Any] = {}      # references forward keeps for backward (inputs)
         self._store: dict[Any, FloatArray] = {}

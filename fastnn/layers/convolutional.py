@@ -202,7 +202,8 @@ class _Conv(Layer):
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
-        act = A.LINEAR if ctx.fuse_act else self.act
+        # dy is dL/dz already when the loss or the max pooling after took the derivative
+        act = A.LINEAR if ctx.fuse_act or ctx.relu_fused else self.act
         x, dx = ctx.saved["x"], ctx.dx_target(0)
         n = x.shape[0]
         if act == A.LINEAR:

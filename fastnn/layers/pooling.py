@@ -81,7 +81,10 @@ class _Pooling(Layer):
             return None
         n = dy.shape[0]
         dy4, dx4 = np.ascontiguousarray(dy).reshape(n, *self._y4), dx.reshape(n, *self._x4)
-        if self.mode == "max":
+        if self.mode == "max" and ctx.relu_fused:      # see Slot: the relu's derivative too
+            y4 = ctx.rows_buffer("y", self.output_shape).reshape(n, *self._y4)
+            ctx.be.maxpool2d_backward_relu(dy4, ctx.saved["argmax"], y4, *self._args, dx4)
+        elif self.mode == "max":
             ctx.be.maxpool2d_backward(dy4, ctx.saved["argmax"], dx4)
         else:
             ctx.be.avgpool2d_backward(dy4, *self._args, dx4)

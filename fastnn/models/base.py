@@ -76,6 +76,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._nodes: list[graph.Node] = []
         self._outputs: list[int] = []
         self._n_inputs = 1
+        self._relu_fused: frozenset[int] = frozenset()
         self._forward_plan: Any = None
         # one thread or all, by timing, for the calls driven from Python (fast backend only)
         chooser = getattr(self._be, "ThreadChooser", None)
@@ -179,6 +180,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                                      f"with weights can appear once (create a second layer "
                                      f"for a second use)")
         self._nodes, self._outputs, self._n_inputs = nodes, outputs, len(input_shapes)
+        self._relu_fused = graph.relu_pool_nodes(nodes, outputs, len(input_shapes))
         self.input_shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes
         self.input_dim = sum(graph.width(s) for s in input_shapes)
         outs = [nodes[i].shape for i in outputs]

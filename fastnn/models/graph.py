@@ -85,6 +85,33 @@ class GraphWorkspace:
         return self.slots[0].rows_buffer("packed_g", (self.model.output_dim,))
 
 
+def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozenset[int]:
+    """The nodes whose slots get ``relu_fused`` (see Slot): each max pooling layer with windows
+    that do not overlap whose one input is a relu Conv1D/Conv2D read by nothing else (and not a
+    model output), with that convolution. Kinds by exact type: a subclass may have its own
+    backward."""
+    from fastnn import activations as A
+    from fastnn.layers.convolutional import Conv1D, Conv2D
+    from fastnn.layers.pooling import MaxPooling1D, MaxPooling2D
+    readers: dict[int, int] = {}
+    for node in nodes[n_in:]:
+        for p in node.inputs:
+            readers[p] = readers.get(p, 0) + 1
+    fused: set[int] = set()
+    for node in nodes[n_in:]:
+        pool = node.layer
+        if type(pool) not in (MaxPooling1D, MaxPooling2D) or node.multi:
+            continue
+        if any(s < k for s, k in zip(pool.strides, pool.pool_size)):   # type: ignore[union-attr]
+            continue
+        p = node.inputs[0]
+        conv = nodes[p].layer
+        if (p >= n_in and type(conv) in (Conv1D, Conv2D) and conv.act == A.RELU  # type: ignore
+                and readers.get(p) == 1 and p not in outputs):
+            fused.update((node.index, p))
+    return frozenset(fused)
+
+
 def forward(model: BaseModel, x: FloatArray, ws: GraphWorkspace, rows: int,
             out: Optional[FloatArray] = None, training: bool = False) -> FloatArray:
     """Run the graph on the packed batch ``x`` (rows, input width); returns the packed
@@ -164,6 +191,7 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
                 direct.append(False)
         slot._dx = targets
         slot.fuse_act = fuse_last and len(outs) == 1 and node.index == outs[0]
+        slot.relu_fused = node.index in model._relu_fused
         result = node.layer.backward(slot, ws.grad(node))          # type: ignore[union-attr]
         results = result if node.multi else [result]
         for j, p in enumerate(node.inputs):
