@@ -2,10 +2,8 @@
  * The float row loops of fnn_attn_rows_tmpl.h written with AVX2 and AVX-512 intrinsics: a row of
  * a score tile is a few vectors, and the compiled-from-C loops spent more on the scalar row max,
  * the partial sums and the exp (no FMA: the C is compiled without contraction) than the
- * products of the tile took. Here the exp is the Cody-Waite scheme of fnn_vexp.h with FMAs (the
- * degree-7 Taylor polynomial of exp on |r| <= ln2 / 2, relative error < 2e-8 before rounding;
- * 2^n by vscalefps on AVX-512, by the exponent bits on AVX2, where arguments below -87 give 0
- * instead of a subnormal that the kernels' flush-to-zero mode would drop anyway). Every
+ * products of the tile took. Here the exp is fnn_vexp_simd.h's (FMAs; arguments below -87 give
+ * 0 instead of a subnormal that the kernels' flush-to-zero mode would drop anyway). Every
  * argument here is <= 0 (a score minus its row max or log-sum-exp), -inf or NaN; NaN propagates.
  * So the flavours differ from the portable loops in the last bits, as their GEMMs already do;
  * each is deterministic (a fixed order of sums: two vector accumulators, for even and odd
@@ -15,53 +13,10 @@
  */
 #include <immintrin.h>
 
+#include "fnn_vexp_simd.h"
 
 #define AV2 __attribute__((target("avx2,fma")))
 #define AV5 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-
-#define ATTN_LOG2E 1.44269504088896341f
-#define ATTN_LN2_HI 0.693145751953125f
-#define ATTN_LN2_LO 1.428606765330187e-06f
-
-/* exp(x) for x <= 0 (see above): AVX2 */
-static AV2 inline __attribute__((always_inline)) __m256 attn_exp8(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    const __m256 xc = _mm256_max_ps(lo, x); /* NaN: x */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(ATTN_LOG2E)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ATTN_LN2_HI), xc), p;
-    __m256i e;
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ATTN_LN2_LO), r);
-    p = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040.0f), r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), p);
-}
-
-/* exp(x) for x <= 0 (see above): AVX-512 */
-static AV5 inline __attribute__((always_inline)) __m512 attn_exp16(__m512 x)
-{
-    const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* NaN: x */
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(ATTN_LOG2E)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ATTN_LN2_HI), xc), p;
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ATTN_LN2_LO), r);
-    p = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 5040.0f), r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 static AV2 float attn_partials8_f32(__m256 acc) /* ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + ...) */
 {
@@ -96,7 +51,7 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
     vm = _mm256_set1_ps(mnew);
     for (j = 0; j + 8 <= n; j += 8) {
         const __m256 x = _mm256_loadu_ps(s + j);
-        const __m256 e = attn_exp8(_mm256_sub_ps(x, vm));
+        const __m256 e = fnn_exp8_le0(_mm256_sub_ps(x, vm));
         const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(x, vninf, _CMP_EQ_OQ), e);
         _mm256_storeu_ps(s + j, p);
         if ((j >> 3) & 1)
@@ -131,7 +86,7 @@ static AV2 void grad_row_v8_f32(float *s, float *dp, ptrdiff_t n, float lse, flo
     ptrdiff_t j;
     for (j = 0; j + 8 <= n; j += 8) {
         const __m256 x = _mm256_loadu_ps(s + j);
-        const __m256 e = attn_exp8(_mm256_sub_ps(x, vl));
+        const __m256 e = fnn_exp8_le0(_mm256_sub_ps(x, vl));
         const __m256 hidden = _mm256_cmp_ps(x, vninf, _CMP_EQ_OQ);
         const __m256 p = _mm256_andnot_ps(hidden, e);
         _mm256_storeu_ps(s + j, p);
@@ -174,7 +129,7 @@ static AV5 void online_row_v16_f32(float *s, ptrdiff_t n, float *m, float *l, fl
     for (j = 0; j < n; j += 16) {
         const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
         const __m512 x = _mm512_mask_loadu_ps(vninf, k, s + j);
-        const __m512 e = attn_exp16(_mm512_sub_ps(x, vm));
+        const __m512 e = fnn_exp16_le0(_mm512_sub_ps(x, vm));
         /* masked-off lanes read -inf: their term is +0, which leaves a partial sum unchanged */
         const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ), e);
         _mm512_mask_storeu_ps(s + j, k, p);
@@ -203,7 +158,7 @@ static AV5 void grad_row_v16_f32(float *s, float *dp, ptrdiff_t n, float lse, fl
     for (j = 0; j < n; j += 16) {
         const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
         const __m512 x = _mm512_mask_loadu_ps(vninf, k, s + j);
-        const __m512 e = attn_exp16(_mm512_sub_ps(x, vl));
+        const __m512 e = fnn_exp16_le0(_mm512_sub_ps(x, vl));
         const __mmask16 live = _mm512_cmp_ps_mask(x, vninf, _CMP_NEQ_UQ);
         const __m512 p = _mm512_maskz_mov_ps(live, e);
         const __m512 g = _mm512_mask_loadu_ps(_mm512_setzero_ps(), k, dp + j);
@@ -215,6 +170,3 @@ static AV5 void grad_row_v16_f32(float *s, float *dp, ptrdiff_t n, float lse, fl
 
 #undef AV2
 #undef AV5
-#undef ATTN_LOG2E
-#undef ATTN_LN2_HI
-#undef ATTN_LN2_LO

@@ -1,0 +1,235 @@
+/*
+ * The float gate nonlinearities of the recurrent steps written with AVX2 and AVX-512 intrinsics:
+ * the element-wise activation (act) and the LSTM forward of Keras' default activations (tanh,
+ * sigmoid) in one pass per row. Compiled from C without contraction, the gates (five exps and
+ * five divisions per unit of an LSTM step, every product and sum a separate instruction) took
+ * 15% of a small LSTM's training step; here the exp is fnn_vexp_simd.h's (FMAs) and the
+ * polynomials run on FMAs, so these flavours differ from the portable loops in the last bits (as
+ * their GEMMs already do); each is deterministic, and rows and units are independent, so the
+ * results do not depend on the thread count.
+ *   sigmoid(z) = 1 / (1 + e) for z >= 0, else e / (1 + e), with e = exp(-|z|) (never overflows);
+ *   tanh(z) = sign(z) (1 - e) / (1 + e) with e = exp(-2|z|) where that has no cancellation
+ *   (|z| >= 0.5), its Taylor series to z^15 below (as fnn_rnn.c's fnn_rnn_tanhf). NaN propagates.
+ * Included by fnn_rnn.c on x86 after the gate loops of fnn_rnn_gates_tmpl.h (it calls the
+ * flavours' act and lstm_fwd for what it does not cover).
+ */
+#include <immintrin.h>
+
+#include "fnn_vexp_simd.h"
+
+#define RV2 __attribute__((target("avx2,fma")))
+#define RV5 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define RNN_AI inline __attribute__((always_inline))
+
+/* tanh's Taylor coefficients of a^3 .. a^15 (highest first) */
+#define RNN_T15 (-929569.0f / 638512875.0f)
+#define RNN_T13 (21844.0f / 6081075.0f)
+#define RNN_T11 (-1382.0f / 155925.0f)
+#define RNN_T9 (62.0f / 2835.0f)
+#define RNN_T7 (-17.0f / 315.0f)
+#define RNN_T5 (2.0f / 15.0f)
+#define RNN_T3 (-1.0f / 3.0f)
+
+/* ---------------------------------------------------------------- AVX-512: 16 lanes */
+
+static RV5 RNN_AI __m512 rnn_sigmoid16(__m512 z)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 e = fnn_exp16_le0(_mm512_or_ps(z, _mm512_set1_ps(-0.0f))); /* exp(-|z|) */
+    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    return _mm512_mask_mul_ps(s, _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ), e, s);
+}
+
+static RV5 RNN_AI __m512 rnn_tanh16(__m512 z)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+    const __m512 a = _mm512_andnot_ps(sign, z), a2 = _mm512_mul_ps(a, a);
+    const __m512 e = fnn_exp16_le0(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
+    const __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(RNN_T15), a2, _mm512_set1_ps(RNN_T13));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(RNN_T11));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(RNN_T9));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(RNN_T7));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(RNN_T5));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(RNN_T3));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(a, a2), p, a);
+    /* NaN: a < 0.5 is false, big is NaN; the sign of z onto t >= 0 */
+    return _mm512_or_ps(
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(0.5f), _CMP_LT_OQ), big, p),
+        _mm512_and_ps(z, sign));
+}
+
+static RV5 RNN_AI __mmask16 rnn_mask16(ptrdiff_t left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+}
+
+/* y := act(y) on len values (sigmoid and tanh here, the others by the flavour's loop) */
+static RV5 void act_avx512i_f32(float *y, ptrdiff_t len, int act)
+{
+    ptrdiff_t j;
+    if (act != FNN_ACT_SIGMOID && act != FNN_ACT_TANH) {
+        act_avx512_f32(y, len, act);
+        return;
+    }
+    for (j = 0; j < len; j += 16) {
+        const __mmask16 m = rnn_mask16(len - j);
+        const __m512 z = _mm512_maskz_loadu_ps(m, y + j);
+        _mm512_mask_storeu_ps(y + j, m, act == FNN_ACT_SIGMOID ? rnn_sigmoid16(z) : rnn_tanh16(z));
+    }
+}
+
+/* The LSTM step (fnn_rnn_gates_tmpl.h's lstm_fwd) for tanh and sigmoid, a row of u units at a
+ * time in one pass; other activations by the flavour's loops. */
+static RV5 void lstm_fwd_avx512i_f32(float *z, const float *c_prev, float *c_next, float *a,
+                                     float *h_next, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+{
+    ptrdiff_t b, j;
+    if (act != FNN_ACT_TANH || rec != FNN_ACT_SIGMOID) {
+        lstm_fwd_avx512_f32(z, c_prev, c_next, a, h_next, n, u, act, rec);
+        return;
+    }
+    for (b = 0; b < n; b++) {
+        float *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
+        const float *cp = c_prev + b * u;
+        float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * u;
+        for (j = 0; j < u; j += 16) {
+            const __mmask16 m = rnn_mask16(u - j);
+            const __m512 i = rnn_sigmoid16(_mm512_maskz_loadu_ps(m, zi + j));
+            const __m512 f = rnn_sigmoid16(_mm512_maskz_loadu_ps(m, zf + j));
+            const __m512 g = rnn_tanh16(_mm512_maskz_loadu_ps(m, zg + j));
+            const __m512 o = rnn_sigmoid16(_mm512_maskz_loadu_ps(m, zo + j));
+            const __m512 c =
+                _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp + j), _mm512_mul_ps(i, g));
+            const __m512 t = rnn_tanh16(c);
+            _mm512_mask_storeu_ps(zi + j, m, i);
+            _mm512_mask_storeu_ps(zf + j, m, f);
+            _mm512_mask_storeu_ps(zg + j, m, g);
+            _mm512_mask_storeu_ps(zo + j, m, o);
+            _mm512_mask_storeu_ps(cn + j, m, c);
+            _mm512_mask_storeu_ps(ab + j, m, t);
+            _mm512_mask_storeu_ps(hb + j, m, _mm512_mul_ps(o, t));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- AVX2: 8 lanes */
+
+static RV2 RNN_AI __m256 rnn_sigmoid8(__m256 z)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 e = fnn_exp8_le0(_mm256_or_ps(z, _mm256_set1_ps(-0.0f))); /* exp(-|z|) */
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s),
+                            _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+
+static RV2 RNN_AI __m256 rnn_tanh8(__m256 z)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign, z), a2 = _mm256_mul_ps(a, a);
+    const __m256 e = fnn_exp8_le0(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
+    const __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(RNN_T15), a2, _mm256_set1_ps(RNN_T13));
+    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T11));
+    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T9));
+    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T7));
+    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T5));
+    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T3));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(a, a2), p, a);
+    return _mm256_or_ps(
+        _mm256_blendv_ps(big, p, _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ)),
+        _mm256_and_ps(z, sign));
+}
+
+/* lanes < left set, for the masked loads and stores of a row's last few units */
+static RV2 RNN_AI __m256i rnn_mask8(ptrdiff_t left)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), lane);
+}
+
+/* 8 values at p: plain loads and stores for whole vectors (AVX2's masked stores are slow on
+ * some cores), masked ones for a row's last few */
+static RV2 RNN_AI __m256 rnn_load8(const float *p, int whole, __m256i m)
+{
+    return whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+
+static RV2 RNN_AI void rnn_store8(float *p, __m256 v, int whole, __m256i m)
+{
+    if (whole)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, m, v);
+}
+
+static RV2 RNN_AI void rnn_act8(float *y, int whole, __m256i m, int sigmoid)
+{
+    const __m256 z = rnn_load8(y, whole, m);
+    rnn_store8(y, sigmoid ? rnn_sigmoid8(z) : rnn_tanh8(z), whole, m);
+}
+
+static RV2 void act_avx2i_f32(float *y, ptrdiff_t len, int act)
+{
+    const __m256i none = _mm256_setzero_si256();
+    const int sigmoid = act == FNN_ACT_SIGMOID;
+    ptrdiff_t j;
+    if (act != FNN_ACT_SIGMOID && act != FNN_ACT_TANH) {
+        act_avx2_f32(y, len, act);
+        return;
+    }
+    for (j = 0; j + 8 <= len; j += 8) rnn_act8(y + j, 1, none, sigmoid);
+    if (j < len) rnn_act8(y + j, 0, rnn_mask8(len - j), sigmoid);
+}
+
+/* 8 units (j..) of one LSTM row */
+static RV2 RNN_AI void rnn_lstm8(float *zi, float *zf, float *zg, float *zo, const float *cp,
+                                 float *cn, float *ab, float *hb, int whole, __m256i m)
+{
+    const __m256 i = rnn_sigmoid8(rnn_load8(zi, whole, m));
+    const __m256 f = rnn_sigmoid8(rnn_load8(zf, whole, m));
+    const __m256 g = rnn_tanh8(rnn_load8(zg, whole, m));
+    const __m256 o = rnn_sigmoid8(rnn_load8(zo, whole, m));
+    const __m256 c = _mm256_fmadd_ps(f, rnn_load8(cp, whole, m), _mm256_mul_ps(i, g));
+    const __m256 t = rnn_tanh8(c);
+    rnn_store8(zi, i, whole, m);
+    rnn_store8(zf, f, whole, m);
+    rnn_store8(zg, g, whole, m);
+    rnn_store8(zo, o, whole, m);
+    rnn_store8(cn, c, whole, m);
+    rnn_store8(ab, t, whole, m);
+    rnn_store8(hb, _mm256_mul_ps(o, t), whole, m);
+}
+
+static RV2 void lstm_fwd_avx2i_f32(float *z, const float *c_prev, float *c_next, float *a,
+                                   float *h_next, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+{
+    const __m256i none = _mm256_setzero_si256();
+    ptrdiff_t b, j;
+    if (act != FNN_ACT_TANH || rec != FNN_ACT_SIGMOID) {
+        lstm_fwd_avx2_f32(z, c_prev, c_next, a, h_next, n, u, act, rec);
+        return;
+    }
+    for (b = 0; b < n; b++) {
+        float *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
+        const float *cp = c_prev + b * u;
+        float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * u;
+        for (j = 0; j + 8 <= u; j += 8)
+            rnn_lstm8(zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 1, none);
+        if (j < u)
+            rnn_lstm8(zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 0,
+                      rnn_mask8(u - j));
+    }
+}
+
+#undef RV2
+#undef RV5
+#undef RNN_AI
+#undef RNN_T15
+#undef RNN_T13
+#undef RNN_T11
+#undef RNN_T9
+#undef RNN_T7
+#undef RNN_T5
+#undef RNN_T3
