@@ -5,7 +5,7 @@ fastnn/_ext/_recurrent.pyx over src_c/fnn_rnn.c).
   outputs and every gradient through time, go_backwards, return_state, initial states,
   Bidirectional in every merge mode, on both backends;
 - finite differences of stacked models; compiled = NumPy twin (float64, float32); bitwise at 1
-  and 2 threads; every SIMD flavour in a subprocess;
+  and 2 threads; every SIMD flavour in a subprocess (the float gates of each against float64);
 - a table of bad inputs; configs and model files; Keras' initialisation; a small learning task.
 
 Expected values come from PyTorch, central differences or the NumPy twin, never from the code
@@ -581,6 +581,93 @@ def test_packed_operand_gemm_checks_shapes():
         matmul_packed_b(a, b, np.zeros((3, 6), np.float32))
     with pytest.raises(ValueError, match="matmul_packed_b"):
         matmul_packed_b(a, np.ones((4, 6), np.float32), np.zeros((3, 5), np.float32))
+
+
+# ---------------------------------------------------- 7c. the float gates of every flavour
+# The AVX2 and AVX-512 flavours run the float gates on intrinsics (src_c/fnn_rnn_gates_simd.h:
+# FMAs, a reciprocal by vrcp14ps and a Newton step on AVX-512, masked tails); one step from a
+# zero state with U = 0 and W = I gives each gate's pre-activation directly, so the outputs are
+# held to float64 sigmoid and tanh within a few float ulps, per flavour in a subprocess, over
+# unit counts with and without a partial vector (1, 7, 8, 9, 15, 16, 17, 33, 64), pre-activations
+# across both of tanh's branches (|z| < 0.5 or not), saturation (|z| up to 200) and NaN.
+_GATES_SCRIPT = r"""
+import json, sys
+import numpy as np
+from fastnn.backends import get_backend
+from fastnn._ext import _recurrent as R
+out = {"kernel": get_backend("fast").kernel_name(), "err": 0.0, "nan": [], "sat": []}
+
+def sig(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+def run(cell, act, rec, z, c0, bias=None):
+    n, d = z.shape
+    G = (1, 4, 3)[cell]
+    u = d // G
+    fwd, _ = R.rnn_sizes(cell, 1, d, u)
+    ws = np.zeros(n * fwd, np.float32)
+    y = np.zeros(n * u, np.float32)
+    c_last = np.zeros(n * u, np.float32)
+    R.rnn_forward(cell, n, 1, d, u, z.reshape(-1), np.eye(d, dtype=np.float32).reshape(-1),
+                  np.zeros(u * d, np.float32),
+                  np.zeros(d, np.float32) if bias is None else bias, None,
+                  None if c0 is None else c0.reshape(-1), act, rec, False, ws, y, False, None,
+                  c_last if cell == 1 else None)
+    return y.reshape(n, u), c_last.reshape(n, u)
+
+rng = np.random.default_rng(3)
+for u in (1, 7, 8, 9, 15, 16, 17, 33, 64):
+    for scale in (0.3, 3.0, 60.0):
+        n = 5
+        z = (rng.standard_normal((n, 4 * u)) * scale).astype(np.float32)
+        c0 = (rng.standard_normal((n, u)) * scale).astype(np.float32)
+        zd, cd = z.astype(np.float64), c0.astype(np.float64)
+        i, f, g, o = (sig(zd[:, :u]), sig(zd[:, u:2 * u]), np.tanh(zd[:, 2 * u:3 * u]),
+                      sig(zd[:, 3 * u:]))
+        c = f * cd + i * g
+        h, cl = run(1, 3, 2, z, c0)        # tanh, sigmoid: the one-pass LSTM row
+        # errors relative to the terms' size (c sums two products of float inputs)
+        out["err"] = max(out["err"], float(np.abs(cl - c).max() / (np.abs(f * cd).max() +
+                                                                     np.abs(i * g).max())))
+        out["err"] = max(out["err"], float(np.abs(h - o * np.tanh(cl.astype(np.float64))).max()))
+        for act, fn in ((2, sig), (3, np.tanh)):   # SimpleRNN: the act loop alone
+            y, _ = run(0, act, act, z[:, :u].copy(), None)
+            out["err"] = max(out["err"], float(np.abs(y - fn(zd[:, :u])).max()))
+# saturation: exact limits far out
+z = np.array([[200.0, -200.0, 90.0, -90.0]], np.float32)
+y, _ = run(0, 2, 2, z, None)
+out["sat"].append(y.ravel().tolist())
+y, _ = run(0, 3, 3, z, None)
+out["sat"].append(y.ravel().tolist())
+# NaN in one pre-activation (by the bias: through the product x W it would reach the whole row)
+# reaches that unit only
+for u in (9, 17):
+    z = np.full((2, 4 * u), 0.25, np.float32)
+    b = np.zeros(4 * u, np.float32)
+    b[3 * u - 1] = np.nan                   # the candidate gate of the last unit
+    h, _ = run(1, 3, 2, z, None, b)
+    out["nan"].append(np.argwhere(np.isnan(h)).tolist())
+    for act in (2, 3):
+        y, _ = run(0, act, act, z[:, :u].copy(), None, b[2 * u:3 * u].copy())
+        out["nan"].append(np.argwhere(np.isnan(y)).tolist())
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_float_gates_of_each_flavour_hold_float64(flavour):
+    """LSTM gates, cell and state, and SimpleRNN's sigmoid and tanh, within 1e-6 of float64 at
+    every unit count (partial vectors too), the exact limits when saturated, NaN in place."""
+    env = dict(os.environ, FASTNN_KERNEL=flavour)
+    done = subprocess.run([sys.executable, "-c", _GATES_SCRIPT], env=env, check=True,
+                          capture_output=True, text=True, timeout=120)
+    result = json.loads(done.stdout)
+    if result["kernel"] != flavour:
+        pytest.skip(f"this CPU runs {result['kernel']!r}, not {flavour!r}")
+    assert result["err"] < 1e-6, result["err"]
+    assert result["sat"] == [[1.0, 0.0, 1.0, 0.0], [1.0, -1.0, 1.0, -1.0]]
+    for k, u in enumerate((9, 17)):    # LSTM, then SimpleRNN's sigmoid and tanh
+        assert result["nan"][3 * k:3 * k + 3] == [[[0, u - 1], [1, u - 1]]] * 3, (u, result["nan"])
 
 
 # ------------------------------------------------------------ 8. bad inputs
