@@ -180,7 +180,7 @@ FNN_RNN_SMALL_GEMM_AVX512(small_gemm_avx512i_f64, double, __m512d, __mmask8, 8,
         void (*small_gemm)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const FT *, ptrdiff_t, const FT *,  \
                            ptrdiff_t, FT, FT *, ptrdiff_t);                                   \
         void (*simple_bwd)(const FT *, const FT *, FT *, ptrdiff_t, int);                     \
-        void (*colsum)(const FT *, ptrdiff_t, ptrdiff_t, double *, FT *);                     \
+        void (*colsum)(const FT *, ptrdiff_t, ptrdiff_t, double *);                           \
         void (*lstm_fwd)(FT *, const FT *, FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int, int); \
         void (*lstm_bwd)(const FT *, const FT *, const FT *, const FT *, FT *, FT *,          \
                          ptrdiff_t, ptrdiff_t, int, int);                                     \

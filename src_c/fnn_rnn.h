@@ -21,8 +21,10 @@
  *   rh (GRU); S (n, K) the GRU's recurrent product of the current step.
  * Backward: per step (last to first) the gate derivatives into dZ (T, n, K) and the recurrent
  * product dh_{t-1} = dZ_t U^T (GRU: plus dh_t z; its recurrent side dZr differs from dZ in the
- * candidate's third); then, over all steps at once, dW = xt^T dZ, dU = H[0:T]^T dZ (GRU: dZr),
- * dbias = column sums (in double, rows in order) and dx = dZ W^T, each one GEMM.
+ * candidate's third), and dZ's column sums (dbias, in double, added step by step as dZ_t is
+ * made: last step first, rows in order); then, over all steps at once, dW = xt^T dZ,
+ * dU = H[0:T]^T dZ (GRU: dZr) and dx = dZ W^T, each one GEMM. The first step's recurrent
+ * product is skipped forward when h0 is zero (NULL) and backward when dh0 is not wanted.
  * The GEMM never splits a sum across threads and the element-wise parts are serial, so results
  * are bitwise the same at any thread count.
  *

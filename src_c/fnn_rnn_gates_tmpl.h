@@ -99,28 +99,26 @@ __attribute__((unused)) static GTARGET void GFN(small_gemm)(ptrdiff_t n, ptrdiff
 #undef G_BLOCK
 #undef G_VEC
 
-/* out[j] := sum over rows i < m of z[i * K + j] (the bias gradient), in double, rows in order
- * from 0.0: G_COLS columns at a time held in registers through all rows, the last few columns
- * through acc (K values). */
+/* acc[j] += sum over rows i < m of z[i * K + j] (the bias gradient, one step's rows as the
+ * backward produces them, while they are in L1), in double, rows in order: G_COLS columns at a
+ * time held in registers through all rows, the last few columns in acc itself. */
 #define G_COLS 32
-static GTARGET void GFN(colsum)(const FT *z, ptrdiff_t m, ptrdiff_t K, double *acc, FT *out)
+static GTARGET void GFN(colsum)(const FT *z, ptrdiff_t m, ptrdiff_t K, double *acc)
 {
     ptrdiff_t i, j, j0;
     for (j0 = 0; j0 + G_COLS <= K; j0 += G_COLS) {
         double sum[G_COLS];
-        for (j = 0; j < G_COLS; j++) sum[j] = 0.0;
+        for (j = 0; j < G_COLS; j++) sum[j] = acc[j0 + j];
         for (i = 0; i < m; i++) {
             const FT *row = z + i * K + j0;
             for (j = 0; j < G_COLS; j++) sum[j] += (double)row[j];
         }
-        for (j = 0; j < G_COLS; j++) out[j0 + j] = (FT)sum[j];
+        for (j = 0; j < G_COLS; j++) acc[j0 + j] = sum[j];
     }
-    for (j = j0; j < K; j++) acc[j] = 0.0;
     for (i = 0; i < m && j0 < K; i++) {
         const FT *row = z + i * K;
         for (j = j0; j < K; j++) acc[j] += (double)row[j];
     }
-    for (j = j0; j < K; j++) out[j] = (FT)acc[j];
 }
 #undef G_COLS
 

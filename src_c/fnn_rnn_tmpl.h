@@ -141,13 +141,16 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     for (s = 0; s < T; s++) {
         const FT *hp = p.H + s * n * u;
         FT *hn = p.H + (s + 1) * n * u;
+        /* a zero initial state adds nothing to the first step's input projection */
+        const int rec = s > 0 || h0;
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
-            RFN(step_gemm)(gt, s, n, u, u, hp, u, U, Up, (FT)1, hn, u, NULL);
+            if (rec) RFN(step_gemm)(gt, s, n, u, u, hp, u, U, Up, (FT)1, hn, u, NULL);
             gt->act(hn, n * u, g->act);
             break;
         case FNN_RNN_LSTM:
-            RFN(step_gemm)(gt, s, n, K, u, hp, u, U, Up, (FT)1, p.G + s * n * K, K, NULL);
+            if (rec)
+                RFN(step_gemm)(gt, s, n, K, u, hp, u, U, Up, (FT)1, p.G + s * n * K, K, NULL);
             gt->lstm_fwd(p.G + s * n * K, p.C + s * n * u, p.C + (s + 1) * n * u,
                          p.AUX + s * n * u, hn, n, u, g->act, g->rec);
             break;
@@ -188,7 +191,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     const FT *Utp = NULL;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
-    acc = (double *)malloc((size_t)(K > 0 ? K : 1) * sizeof(double));
+    /* the bias gradients' sums (the GRU's recurrent bias: the second K) */
+    acc = (double *)calloc((size_t)(gru ? 2 * K : K), sizeof(double));
     if (!acc) return 0;
     mxcsr = fnn_ftz_enter();
     if (n == 0) { /* no samples: zero gradients */
@@ -219,28 +223,31 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         } else if (s == T - 1) {
             for (j = 0; j < n * u; j++) dh[j] += dy[j];
         }
+        /* the recurrent product feeds the step before; at the first step only dh0 wants it */
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
             gt->simple_bwd(p.H + (s + 1) * n * u, dh, dzs, n * u, g->act);
-            RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
+            if (s > 0 || dh0) RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(p.G + s * n * K, p.C + s * n * u, p.AUX + s * n * u, dh, dc, dzs, n, u,
                          g->act, g->rec);
-            RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
+            if (s > 0 || dh0) RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
             break;
         default:
             gt->gru_bwd(p.G + s * n * K, p.H + s * n * u, p.AUX + s * n * u, dh, dzs,
                         dZr + s * n * K, n, u, g->act, g->rec);
-            RFN(step_gemm)(gt, s, n, u, K, dZr + s * n * K, K, ut, Utp, (FT)1, dh, u, NULL);
+            if (s > 0 || dh0)
+                RFN(step_gemm)(gt, s, n, u, K, dZr + s * n * K, K, ut, Utp, (FT)1, dh, u, NULL);
+            gt->colsum(dZr + s * n * K, n, K, acc + K);
             break;
         }
+        gt->colsum(dzs, n, K, acc);
     }
     /* the weight gradients of all steps, each one product */
     RFN(gemm)(1, 0, d, K, T * n, p.xt, d, dZ, K, (FT)0, dW, K, NULL);
     RFN(gemm)(1, 0, u, K, T * n, p.H, u, gru ? dZr : dZ, K, (FT)0, dU, K, NULL);
-    gt->colsum(dZ, T * n, K, acc, db);
-    if (gru) gt->colsum(dZr, T * n, K, acc, db + K);
+    for (j = 0; j < (gru ? 2 * K : K); j++) db[j] = (FT)acc[j];
     if (dx) {
         RFN(gemm)(0, 1, T * n, d, K, dZ, K, W, K, (FT)0, dxt, d, NULL);
         for (s = 0; s < T; s++) {
