@@ -13,6 +13,7 @@
 #endif
 
 #include "fnn_conv.h"
+#include "fnn_conv_strided.h"
 #include "fnn_ftz.h"
 #include "fnn_gemm.h"
 #include "fnn_gemm_internal.h"

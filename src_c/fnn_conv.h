@@ -25,7 +25,9 @@
  * Which chunks, groups and tasks there are depends on the shapes alone, and threads only decide
  * who computes each: results are bitwise the same at any thread count.
  *
- * A 1x1 convolution with unit strides reads x itself as P (one product, no gather).
+ * A 1x1 convolution with unit strides reads x itself as P (one product, no gather). A stride-1
+ * convolution of many channels skips P altogether (fnn_conv_strided.h): its forward, and dx as
+ * the forward of dz with the kernel flipped and transposed.
  * Returns 1, or 0 when a buffer could not be allocated (nothing is then guaranteed of the
  * outputs).
  */

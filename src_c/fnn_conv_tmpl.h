@@ -304,6 +304,12 @@ int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kerne
         ok = CFN(forward_direct)(g, &pl, x, kernel, bias, act, param, y);
         goto done;
     }
+#if FNN_X86
+    if (fnn_conv_strided_use(g)) { /* stride 1, many channels: fnn_conv_strided.h */
+        ok = CFN(fnn_conv_strided_forward)(g, x, kernel, bias, act, param, y);
+        goto done;
+    }
+#endif
     nt = fnn_conv_threads(&pl, pl.nchunks);
     if (nt <= 1) {
         FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
@@ -483,6 +489,12 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
     for (j = 0; j < g->f; j++) dbias[j] = (FT)accs[j];
 input:
     if (!dx) goto done;
+#if FNN_X86
+    if (fnn_conv_strided_dx_use(g)) { /* stride 1, many channels: dx as a forward of that path */
+        ok = CFN(fnn_conv_strided_dx)(g, kernel, dz, dx);
+        goto done;
+    }
+#endif
 
     /* the input gradient: tasks of whole images */
     nt = fnn_conv_threads(&pl, pl.tasks);
