@@ -22,42 +22,19 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_vact_simd.h"
+
 /* ---------------------------------------------------------------- the kernels per flavour */
 
 /* AVX2: 6 rows x 2 vectors (12 accumulators + 2 of B + a broadcast in 16 registers) */
 #define ST_TARGET __attribute__((target("avx2,fma")))
-ST_TARGET static inline __attribute__((always_inline)) __m256 sk_act8(__m256 z, int act, __m256 vp)
-{
-    switch (act) { /* as fnn_epi_tmpl.h: relu keeps NaN, -0 stays -0 */
-    case FNN_ACT_RELU: return _mm256_max_ps(_mm256_setzero_ps(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm256_blendv_ps(_mm256_mul_ps(vp, z), z,
-                                _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
-    case FNN_ACT_STEP:
-        return _mm256_and_ps(_mm256_cmp_ps(z, vp, _CMP_GE_OQ), _mm256_set1_ps(1.0f));
-    default: return z;
-    }
-}
-ST_TARGET static inline __attribute__((always_inline)) __m256d sk_act4(__m256d z, int act,
-                                                                      __m256d vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm256_max_pd(_mm256_setzero_pd(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm256_blendv_pd(_mm256_mul_pd(vp, z), z,
-                                _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ));
-    case FNN_ACT_STEP:
-        return _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0));
-    default: return z;
-    }
-}
 #define V_ZERO() _mm256_setzero_ps()
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_LOADU(p) _mm256_loadu_ps(p)
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define V_ADD(a, b) _mm256_add_ps(a, b)
 #define V_STOREU(p, v) _mm256_storeu_ps(p, v)
-#define V_ACT(z, act, vp) sk_act8(z, act, vp)
+#define V_ACT(z, act, vp) fnn_vact8_f32(z, act, vp)
 #define FT float
 #define VT __m256
 #define VLEN 8
@@ -71,7 +48,7 @@ ST_TARGET static inline __attribute__((always_inline)) __m256d sk_act4(__m256d z
 #define V_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define V_ADD(a, b) _mm256_add_pd(a, b)
 #define V_STOREU(p, v) _mm256_storeu_pd(p, v)
-#define V_ACT(z, act, vp) sk_act4(z, act, vp)
+#define V_ACT(z, act, vp) fnn_vact4_f64(z, act, vp)
 #define FT double
 #define VT __m256d
 #define VLEN 4
@@ -83,39 +60,13 @@ ST_TARGET static inline __attribute__((always_inline)) __m256d sk_act4(__m256d z
 
 /* AVX-512: 12 rows x 2 vectors (24 accumulators, as the GEMM's kernel) */
 #define ST_TARGET __attribute__((target("avx512f,avx2,fma")))
-ST_TARGET static inline __attribute__((always_inline)) __m512 sk_act16(__m512 z, int act,
-                                                                      __m512 vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm512_max_ps(_mm512_setzero_ps(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ),
-                                    _mm512_mul_ps(vp, z), z);
-    case FNN_ACT_STEP:
-        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, vp, _CMP_GE_OQ), _mm512_set1_ps(1.0f));
-    default: return z;
-    }
-}
-ST_TARGET static inline __attribute__((always_inline)) __m512d sk_act8d(__m512d z, int act,
-                                                                       __m512d vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm512_max_pd(_mm512_setzero_pd(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, _mm512_setzero_pd(), _CMP_GT_OQ),
-                                    _mm512_mul_pd(vp, z), z);
-    case FNN_ACT_STEP:
-        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(z, vp, _CMP_GE_OQ), _mm512_set1_pd(1.0));
-    default: return z;
-    }
-}
 #define V_ZERO() _mm512_setzero_ps()
 #define V_SET1(x) _mm512_set1_ps(x)
 #define V_LOADU(p) _mm512_loadu_ps(p)
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define V_ADD(a, b) _mm512_add_ps(a, b)
 #define V_STOREU(p, v) _mm512_storeu_ps(p, v)
-#define V_ACT(z, act, vp) sk_act16(z, act, vp)
+#define V_ACT(z, act, vp) fnn_vact16_f32(z, act, vp)
 #define FT float
 #define VT __m512
 #define VLEN 16
@@ -129,7 +80,7 @@ ST_TARGET static inline __attribute__((always_inline)) __m512d sk_act8d(__m512d 
 #define V_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define V_ADD(a, b) _mm512_add_pd(a, b)
 #define V_STOREU(p, v) _mm512_storeu_pd(p, v)
-#define V_ACT(z, act, vp) sk_act8d(z, act, vp)
+#define V_ACT(z, act, vp) fnn_vact8_f64(z, act, vp)
 #define FT double
 #define VT __m512d
 #define VLEN 8

@@ -14,34 +14,9 @@
 #include <immintrin.h>
 
 #include "fnn_tr8_avx2.h"
+#include "fnn_vact_simd.h"
 
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
-
-/* The cheap activations on a vector, as fnn_epi_tmpl.h (relu keeps NaN, -0 stays -0). */
-FNN_AVX2 static inline __attribute__((always_inline)) __m256 act8_f32(__m256 z, int act, __m256 vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm256_max_ps(_mm256_setzero_ps(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm256_blendv_ps(_mm256_mul_ps(vp, z), z,
-                                _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
-    case FNN_ACT_STEP: return _mm256_and_ps(_mm256_cmp_ps(z, vp, _CMP_GE_OQ), _mm256_set1_ps(1.0f));
-    default: return z;
-    }
-}
-
-FNN_AVX2 static inline __attribute__((always_inline)) __m256d act4_f64(__m256d z, int act,
-                                                                       __m256d vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm256_max_pd(_mm256_setzero_pd(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm256_blendv_pd(_mm256_mul_pd(vp, z), z,
-                                _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_GT_OQ));
-    case FNN_ACT_STEP: return _mm256_and_pd(_mm256_cmp_pd(z, vp, _CMP_GE_OQ), _mm256_set1_pd(1.0));
-    default: return z;
-    }
-}
 
 /* The largest |C| bit pattern (see FNN_ABS_BITS_F32): sign-cleared patterns compare the same as
  * signed integers, which AVX2 has for 64-bit lanes. */
@@ -131,8 +106,8 @@ ukr_avx2_f32_body(ptrdiff_t kc, const float *a, const float *b, ptrdiff_t ldb, f
                     z0 = _mm256_add_ps(z0, bias0);
                     z1 = _mm256_add_ps(z1, bias1);
                 }
-                z0 = act8_f32(z0, act, vp);
-                z1 = act8_f32(z1, act, vp);
+                z0 = fnn_vact8_f32(z0, act, vp);
+                z1 = fnn_vact8_f32(z1, act, vp);
                 if (amax) {
                     mx = _mm256_max_epu32(mx, _mm256_and_si256(_mm256_castps_si256(z0), absm));
                     mx = _mm256_max_epu32(mx, _mm256_and_si256(_mm256_castps_si256(z1), absm));
@@ -221,8 +196,8 @@ ukr_avx2_f64_body(ptrdiff_t kc, const double *a, const double *b, ptrdiff_t ldb,
                     z0 = _mm256_add_pd(z0, bias0);
                     z1 = _mm256_add_pd(z1, bias1);
                 }
-                z0 = act4_f64(z0, act, vp);
-                z1 = act4_f64(z1, act, vp);
+                z0 = fnn_vact4_f64(z0, act, vp);
+                z1 = fnn_vact4_f64(z1, act, vp);
                 if (amax) {
                     mx = amax_u64(mx, _mm256_and_si256(_mm256_castpd_si256(z0), absm));
                     mx = amax_u64(mx, _mm256_and_si256(_mm256_castpd_si256(z1), absm));
@@ -296,9 +271,9 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_AMAX_ALL(am, z) _mm256_max_epu32(am, _mm256_and_si256( \
                               _mm256_castps_si256(z), _mm256_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) amax_reduce_u32(am)
-#define V_RELU(z) act8_f32(z, FNN_ACT_RELU, z)
-#define V_LEAKY(z, vp) act8_f32(z, FNN_ACT_LEAKY_RELU, vp)
-#define V_STEP(z, vp) act8_f32(z, FNN_ACT_STEP, vp)
+#define V_RELU(z) fnn_vact8_f32(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) fnn_vact8_f32(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) fnn_vact8_f32(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 
 #define V_ZERO() _mm256_setzero_pd()
@@ -325,9 +300,9 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_AMAX_ALL(am, z) amax_u64(am, _mm256_and_si256( \
                               _mm256_castpd_si256(z), _mm256_set1_epi64x(0x7fffffffffffffffLL)))
 #define V_AMAX_REDUCE(am) amax_reduce_u64(am)
-#define V_RELU(z) act4_f64(z, FNN_ACT_RELU, z)
-#define V_LEAKY(z, vp) act4_f64(z, FNN_ACT_LEAKY_RELU, vp)
-#define V_STEP(z, vp) act4_f64(z, FNN_ACT_STEP, vp)
+#define V_RELU(z) fnn_vact4_f64(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) fnn_vact4_f64(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) fnn_vact4_f64(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
 #undef DT_MAXMB

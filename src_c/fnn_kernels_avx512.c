@@ -17,6 +17,7 @@
 
 #include "fnn_softmax16_avx512.h"
 #include "fnn_tr16_avx512.h"
+#include "fnn_vact_simd.h"
 
 #define FNN_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
@@ -28,36 +29,8 @@
  * 72 rows). The body is written once (fnn_ukr_avx512_tmpl.h); both heights do the same
  * operations per element in the same order: identical results. */
 
-/* The cheap activations on a vector (as fnn_epi_tmpl.h: relu keeps NaN, -0 stays -0). */
-FNN_AVX512 static inline __attribute__((always_inline)) __m512 fnn_v16_act(__m512 z, int act,
-                                                                           __m512 vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm512_max_ps(_mm512_setzero_ps(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ),
-                                    _mm512_mul_ps(vp, z), z);
-    case FNN_ACT_STEP:
-        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, vp, _CMP_GE_OQ), _mm512_set1_ps(1.0f));
-    default: return z;
-    }
-}
-
-FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m512d z, int act,
-                                                                           __m512d vp)
-{
-    switch (act) {
-    case FNN_ACT_RELU: return _mm512_max_pd(_mm512_setzero_pd(), z);
-    case FNN_ACT_LEAKY_RELU:
-        return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, _mm512_setzero_pd(), _CMP_GT_OQ),
-                                    _mm512_mul_pd(vp, z), z);
-    case FNN_ACT_STEP:
-        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(z, vp, _CMP_GE_OQ), _mm512_set1_pd(1.0));
-    default: return z;
-    }
-}
-#define FNN_V16_ACT fnn_v16_act
-#define FNN_V8_ACT fnn_v8_act
+#define FNN_V16_ACT fnn_vact16_f32
+#define FNN_V8_ACT fnn_vact8_f64
 
 #define MR 12
 #define UKR_F32 ukr_avx512_f32
@@ -102,9 +75,9 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_AMAX_ALL(am, z) _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(z), \
                                               _mm512_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) ((uint32_t)_mm512_reduce_max_epu32(am))
-#define V_RELU(z) fnn_v16_act(z, FNN_ACT_RELU, z)
-#define V_LEAKY(z, vp) fnn_v16_act(z, FNN_ACT_LEAKY_RELU, vp)
-#define V_STEP(z, vp) fnn_v16_act(z, FNN_ACT_STEP, vp)
+#define V_RELU(z) fnn_vact16_f32(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) fnn_vact16_f32(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) fnn_vact16_f32(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 
 #define V_ZERO() _mm512_setzero_pd()
@@ -131,9 +104,9 @@ FNN_AVX512 static inline __attribute__((always_inline)) __m512d fnn_v8_act(__m51
 #define V_AMAX_ALL(am, z) _mm512_max_epu64(am, _mm512_and_si512(_mm512_castpd_si512(z), \
                                    _mm512_set1_epi64(INT64_C(0x7fffffffffffffff))))
 #define V_AMAX_REDUCE(am) ((uint64_t)_mm512_reduce_max_epu64(am))
-#define V_RELU(z) fnn_v8_act(z, FNN_ACT_RELU, z)
-#define V_LEAKY(z, vp) fnn_v8_act(z, FNN_ACT_LEAKY_RELU, vp)
-#define V_STEP(z, vp) fnn_v8_act(z, FNN_ACT_STEP, vp)
+#define V_RELU(z) fnn_vact8_f64(z, FNN_ACT_RELU, z)
+#define V_LEAKY(z, vp) fnn_vact8_f64(z, FNN_ACT_LEAKY_RELU, vp)
+#define V_STEP(z, vp) fnn_vact8_f64(z, FNN_ACT_STEP, vp)
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
 #undef DT_MAXMB
@@ -188,7 +161,7 @@ FNN_AVX512 static void tstore_avx512_f32(const float *T, ptrdiff_t ldt, ptrdiff_
                 __m512 z = a[i];
                 if (act != FNN_ACT_SOFTMAX) {
                     if (bias) z = _mm512_add_ps(z, vb);
-                    z = fnn_v16_act(z, act, vp);
+                    z = fnn_vact16_f32(z, act, vp);
                 }
                 if (amax)
                     mx = _mm512_mask_max_epu32(mx, mn, mx,
