@@ -448,6 +448,10 @@ def _attention_array(name: str, a: Any, shape: tuple, dtype: Any = None,
     return a
 
 
+# NumPy >= 1.25 has it in np.exceptions, older ones at the top level only
+_TOO_HARD = getattr(getattr(np, "exceptions", np), "TooHardError")
+
+
 def _overlap(a: Any, b: Any) -> bool:
     """Whether two arrays share an element: exactly for views side by side in one buffer (a
     layer's heads), and counted as sharing when that is too hard to tell quickly."""
@@ -456,7 +460,7 @@ def _overlap(a: Any, b: Any) -> bool:
     try:
         # (a bounded search: NumPy takes any max_work, its type stubs only -1 and 0)
         return bool(np.shares_memory(a, b, max_work=100_000))  # type: ignore[arg-type]
-    except np.exceptions.TooHardError:
+    except _TOO_HARD:
         return True
 
 

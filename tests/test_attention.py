@@ -614,3 +614,22 @@ def test_backward_refuses_gradients_whose_elements_collide():
             be.attention_backward(g["q"], g["k"], g["v"], g["out"], np.ones_like(g["out"]),
                                   g["lse"], g["key_mask"], False, None, np.empty_like(g["q"]),
                                   bad, np.empty_like(g["v"]))
+
+
+def test_overlap_too_hard_to_tell_counts_as_overlap(monkeypatch):
+    """Outputs apart from the inputs element by element, though within their bounds, are
+    accepted; when NumPy gives up on that question (its search is bounded) they are refused
+    rather than trusted."""
+    from fastnn import _validation as V
+
+    def too_hard(a, b, max_work=None):
+        raise V._TOO_HARD("too hard")
+    g = _good()
+    buf = np.zeros((2, 6, 12))                  # v in columns 6-11, out in columns 0-5
+    v = buf[:, :, 6:].reshape(2, 6, 2, 3).transpose(0, 2, 1, 3)
+    v[...] = g["v"]
+    g["v"], g["out"] = v, buf[:, :5, :6].reshape(2, 5, 2, 3).transpose(0, 2, 1, 3)
+    get_backend("fast").attention_forward(**g)
+    monkeypatch.setattr(V.np, "shares_memory", too_hard)
+    with pytest.raises(ValueError, match="out must not overlap v"):
+        get_backend("fast").attention_forward(**g)
