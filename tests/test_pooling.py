@@ -514,17 +514,23 @@ print(fast_backend.kernel_name())
 """
 
 
-@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
-def test_max_pooling_inside_windows_equal_the_numpy_twin_in_every_flavour(flavour):
+def _run_in_flavour(script, flavour):
+    """Run ``script`` in a subprocess with FASTNN_KERNEL=flavour (the flavour is chosen on first
+    use); it prints the kernel it ran, and the test is skipped when the CPU lacks the flavour."""
     import os
     import subprocess
     import sys
     env = dict(os.environ, FASTNN_KERNEL=flavour)
-    done = subprocess.run([sys.executable, "-c", _MAXPOOL_FLAVOUR_SCRIPT], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     if done.stdout.strip() != flavour:
         pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_max_pooling_inside_windows_equal_the_numpy_twin_in_every_flavour(flavour):
+    _run_in_flavour(_MAXPOOL_FLAVOUR_SCRIPT, flavour)
 
 
 # Rows of fewer than 16 channels whose windows lie inside the image take masked-vector loops of
@@ -567,15 +573,7 @@ print(fast_backend.kernel_name())
 
 @pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
 def test_max_pooling_of_few_channels_equals_the_numpy_twin_in_every_flavour(flavour):
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, FASTNN_KERNEL=flavour)
-    done = subprocess.run([sys.executable, "-c", _MAXPOOL_FEW_CHANNELS_SCRIPT], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    if done.stdout.strip() != flavour:
-        pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+    _run_in_flavour(_MAXPOOL_FEW_CHANNELS_SCRIPT, flavour)
 
 
 # A relu convolution read only by a max pooling with windows that do not overlap hands the
