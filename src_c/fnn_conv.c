@@ -95,6 +95,36 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 }
 
 /* ---------------------------------------------------------------- direct (few channels) */
+
+/* The single-channel kernel gradient (fnn_conv_dgrad1_tmpl.h): output rows per block, and the
+ * most filters (its table of expansion indices is on the stack). */
+#define FNN_DG1_RB 32
+#define FNN_DG1_MAX_F 64
+/* dz's rows of n values in its buffer: whole runs of 4 vectors (the most a flavour holds) */
+#define FNN_DG1_LZ(n, vw) (((n) + 4 * (vw) - 1) / (4 * (vw)) * (4 * (vw)))
+
+static ptrdiff_t fnn_conv_gcd(ptrdiff_t a, ptrdiff_t b)
+{
+    while (b) {
+        const ptrdiff_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* The buffer of grad_rows_c1 in elements for vectors of vw lanes, or 0 where it does not run:
+ * c = 1, at most FNN_DG1_MAX_F filters, and a block's input rows and sums of bounded size. */
+static size_t fnn_conv_dgrad1_elems(const fnn_conv_geom *g, ptrdiff_t vw)
+{
+    const ptrdiff_t F = g->f, LZ = FNN_DG1_LZ(g->ow * F, vw);
+    const ptrdiff_t LX = (LZ + (g->kw - 1) * g->dw * F + vw - 1) / vw * vw;
+    const ptrdiff_t NI = FNN_DG1_RB + (g->kh - 1) * g->dh;
+    if (g->c != 1 || g->sh != 1 || F > FNN_DG1_MAX_F || NI > 64 ||
+        g->kh * g->kw * LZ > ((ptrdiff_t)1 << 18))
+        return 0;
+    return (size_t)(g->kh * g->kw * LZ + NI * LX + FNN_DG1_RB * LZ + LX / F + vw + 1);
+}
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FNN_CONV_X86 1
 #include <immintrin.h>
@@ -152,7 +182,13 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define DFN(name) direct_##name##_avx2_f32
+#define DG1_KYB 3 /* 9 sums in 16 registers */
+#define DG1_KXB 3
+#define DG1_EXPAND(dst, src, ip)                                                                 \
+    _mm256_storeu_ps(dst, _mm256_permutevar8x32_ps(_mm256_loadu_ps(src),                         \
+                                                   _mm256_loadu_si256((const __m256i *)(ip))))
 #include "fnn_conv_direct_tmpl.h"
+#undef DG1_EXPAND
 #undef FT
 #undef VT
 #undef VW
@@ -175,6 +211,8 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 #define VADD(a, b) _mm256_add_pd(a, b)
 #define VMAX(a, b) _mm256_max_pd(a, b)
 #define DFN(name) direct_##name##_avx2_f64
+#define DG1_KYB 3 /* 9 sums in 16 registers */
+#define DG1_KXB 3
 #include "fnn_conv_direct_tmpl.h"
 #undef FT
 #undef VT
@@ -203,7 +241,11 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
 #define VADD(a, b) _mm512_add_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define DFN(name) direct_##name##_avx512_f32
+#define DG1_EXPAND(dst, src, ip)                                                                 \
+    _mm512_storeu_ps(dst, _mm512_permutexvar_ps(_mm512_loadu_si512((const void *)(ip)),          \
+                                                _mm512_loadu_ps(src)))
 #include "fnn_conv_direct_tmpl.h"
+#undef DG1_EXPAND
 #undef FT
 #undef VT
 #undef VW

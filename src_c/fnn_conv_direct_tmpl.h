@@ -132,6 +132,8 @@ static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const
     }
 }
 
+#include "fnn_conv_dgrad1_tmpl.h" /* single-channel inputs: grad_rows_c1 */
+
 /* Rows of the kernel gradient's row batches (see grad_rows). */
 #ifndef FNN_CONV_GRAD_RB
 #define FNN_CONV_GRAD_RB 32
@@ -152,6 +154,10 @@ static DTARGET void DFN(grad_rows)(const fnn_conv_geom *g, const FT *x, const FT
     FT *planes = buf, *dzts = buf + FNN_CONV_GRAD_RB * plane_sz;
     const ptrdiff_t K = g->kh * g->kw * c;
     ptrdiff_t rb0, i, t, u, f, f0, ox, ox0, j;
+    if (fnn_conv_dgrad1_elems(g, VW)) {
+        DFN(grad_rows_c1)(g, x, dz, r0, r1, buf, acc);
+        return;
+    }
     for (rb0 = r0; rb0 < r1; rb0 += FNN_CONV_GRAD_RB) {
         const ptrdiff_t nr = (r1 - rb0 < FNN_CONV_GRAD_RB) ? r1 - rb0 : FNN_CONV_GRAD_RB;
         for (i = 0; i < nr; i++) {

@@ -235,7 +235,9 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
     const ptrdiff_t groups = rows < FNN_CONV_GROUPS ? rows : FNN_CONV_GROUPS;
     const size_t plane_elems = (size_t)(g->kh * g->c * pw);
     const size_t acc_elems = (size_t)(pl->K * Fp * d.vw);
-    const size_t buf_elems = (size_t)FNN_CONV_GRAD_RB * (plane_elems + (size_t)(Fp * owp));
+    const size_t rows_elems = (size_t)FNN_CONV_GRAD_RB * (plane_elems + (size_t)(Fp * owp));
+    const size_t c1_elems = fnn_conv_dgrad1_elems(g, d.vw); /* grad_rows_c1's, when it runs */
+    const size_t buf_elems = c1_elems > rows_elems ? c1_elems : rows_elems;
     FT *accs = (FT *)CFN(alloc)(acc_elems * (size_t)groups);
     double *bs = (double *)calloc((size_t)(groups * F), sizeof(double));
     int ok = 1, nt = fnn_conv_threads(pl, groups);

@@ -1,0 +1,118 @@
+"""The kernel gradient of single-channel convolutions on the direct path
+(src_c/fnn_conv_dgrad1_tmpl.h: dz's (position, filter) rows against the input expanded to the
+same interleaving, taken for one input channel, unit vertical stride and at most 64 filters
+when the filter-vectorised path does not take the layer): per flavour against the NumPy twin,
+in float64 against PyTorch, NaN passing through, and bitwise at 1 and 2 threads.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.backends import fast_backend
+from test_conv_small_backward import _backward, _data
+
+# (n, h, w, c, kh, kw, f, strides, dilations, padding), c = 1: LeNet-5's first layer; filters
+# that fill no vector (1, 5, 7, 17, 63); kernels past the 5x5 (AVX-512) and 3x3 (AVX2)
+# register blocks and 1-wide; images shorter than the kernel's reach with "same", taller than a
+# block of 16 rows, 1-row and 1-column; vertical and horizontal dilation; horizontal stride
+# (the vertical stride goes to the general path, checked too)
+CASES = [
+    (3, 28, 28, 1, 5, 5, 6, (1, 1), (1, 1), "same"),
+    (2, 9, 13, 1, 3, 3, 1, (1, 1), (1, 1), "valid"),
+    (2, 40, 11, 1, 7, 7, 5, (1, 1), (1, 1), "same"),
+    (1, 3, 17, 1, 6, 4, 7, (1, 1), (1, 1), "same"),
+    (2, 19, 6, 1, 2, 6, 17, (1, 1), (2, 1), "valid"),
+    (1, 12, 12, 1, 3, 3, 63, (1, 1), (3, 2), "same"),
+    (2, 1, 30, 1, 1, 5, 9, (1, 1), (1, 1), "same"),
+    (2, 25, 1, 1, 4, 1, 11, (1, 1), (1, 1), "same"),
+    (3, 10, 15, 1, 3, 5, 6, (1, 2), (1, 1), "valid"),
+    (2, 11, 9, 1, 3, 3, 6, (2, 1), (1, 1), "same"),    # vertical stride: grad_rows
+]
+
+_FLAVOUR_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_conv_dgrad1 import CASES
+from test_conv_small_backward import _data, _backward
+from fastnn.backends import fast_backend, numpy_backend
+rng = np.random.default_rng(0)
+for case in CASES:
+    for dtype, tol in (("float32", 2e-5), ("float64", 1e-12)):
+        args = _data(case, dtype, rng)
+        for got, want in zip(_backward(fast_backend, *args), _backward(numpy_backend, *args)):
+            err = np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30)
+            assert err < tol, (case, dtype, err)
+        x, kernel, dz = args[:3]
+        for at in ((0, 0, 0), (-1, -1, -1)):   # a NaN of dz in the first and last position
+            d = dz.copy()
+            d[at + (0,)] = np.nan
+            dk, db, _ = _backward(fast_backend, x, kernel, d, *args[3:])
+            assert np.isnan(db[0]) and not np.isnan(db[1:]).any(), case
+            assert not np.isnan(dk[..., 1:]).any(), case
+            assert np.isnan(dk[..., 0]).any(), case
+        xn = x.copy()                          # an input NaN reaches only the taps that read it
+        xn[0, 0, 0, 0] = np.nan
+        got = _backward(fast_backend, xn, kernel, dz, *args[3:])[0]
+        want = _backward(numpy_backend, xn, kernel, dz, *args[3:])[0]
+        assert np.array_equal(np.isnan(got), np.isnan(want)), case
+print(fast_backend.kernel_name())
+"""
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_single_channel_kernel_gradient_equals_the_numpy_twin_in_every_flavour(flavour):
+    env = dict(os.environ, FASTNN_KERNEL=flavour)
+    script = _FLAVOUR_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if done.stdout.strip() != flavour:
+        pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_single_channel_kernel_gradient_matches_pytorch_in_float64(case):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, kernel, dz, strides, dilations, (top, left) = _data(case, np.float64,
+                                                         np.random.default_rng(1))
+    h, w = x.shape[1:3]
+    kh, kw = kernel.shape[:2]
+    oh, ow = dz.shape[1:3]
+    need_h = (oh - 1) * strides[0] + (kh - 1) * dilations[0] + 1
+    need_w = (ow - 1) * strides[1] + (kw - 1) * dilations[1] + 1
+    xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
+    kt = torch.tensor(kernel.transpose(3, 2, 0, 1).copy(), requires_grad=True)
+    bt = torch.zeros(kernel.shape[-1], dtype=torch.float64, requires_grad=True)
+    xp = F.pad(xt, (left, max(need_w - w - left, 0), top, max(need_h - h - top, 0)))
+    yt = F.conv2d(xp, kt, bt, stride=strides, dilation=dilations)
+    (yt * torch.tensor(dz.transpose(0, 3, 1, 2).copy())).sum().backward()
+    dk, db, _ = _backward(fast_backend, x, kernel, dz, strides, dilations, (top, left))
+    np.testing.assert_allclose(dk, kt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_single_channel_kernel_gradient_is_bitwise_the_same_at_one_and_two_threads(dtype):
+    rng = np.random.default_rng(2)
+    before = fnn.get_num_threads()
+    try:
+        for case in [(64, 28, 28, 1, 5, 5, 6, (1, 1), (1, 1), "same"),
+                     (37, 20, 13, 1, 7, 3, 5, (1, 1), (2, 1), "same")]:
+            args = _data(case, dtype, rng)
+            results = []
+            for threads in (1, 2, 1):
+                fnn.set_num_threads(threads)
+                results.append(_backward(fast_backend, *args))
+            for other in results[1:]:
+                for a, b in zip(results[0], other):
+                    assert np.array_equal(a, b), case
+    finally:
+        fnn.set_num_threads(before)
