@@ -86,13 +86,25 @@ static void fnn_conv_chunk(const fnn_conv_plan *pl, ptrdiff_t j, ptrdiff_t *row0
 
 /* Threads for `items` independent pieces of the call: 1 below the GEMM's floor for threads or
  * with a single piece (whose products may then take threads themselves), else all allowed. */
-static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
+static int fnn_conv_threads_for(double work, ptrdiff_t items)
 {
     int nt = fnn_max_threads();
-    if (items < 2 || pl->work < fnn_par_min_work()) return 1;
+    if (items < 2 || work < fnn_par_min_work()) return 1;
     if (nt > items) nt = (int)items;
     return nt < 1 ? 1 : nt;
 }
+
+static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
+{
+    return fnn_conv_threads_for(pl->work, items);
+}
+
+/* A multiply-add of the direct path (few channels) costs about this many of the GEMM's, whose
+ * floor fnn_par_min_work counts: measured on Ice Lake (AVX-512), LeNet-5's first layer at batch
+ * 64 (7.5M multiply-adds) took 0.6 ms forward and 0.5 ms for its kernel gradient, as long as the
+ * GEMM takes for ~50M; weighed as GEMM work both stayed on one thread, and a second thread made
+ * them 1.8x and 1.9x faster. */
+#define FNN_CONV_DIRECT_COST 4.0
 
 /* ---------------------------------------------------------------- direct (few channels) */
 

@@ -175,7 +175,7 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
     const ptrdiff_t tasks = (rows + per - 1) / per;
     const size_t plane_elems = (size_t)(g->kh * g->c * pw);
     FT *wk = (FT *)CFN(alloc)((size_t)(pl->K * (g->f + 16)));
-    int ok = 1, nt = fnn_conv_threads(pl, tasks);
+    int ok = 1, nt = fnn_conv_threads_for(pl->work * FNN_CONV_DIRECT_COST, tasks);
     /* bias and the cheap activations as the rows are stored; the others after, by the GEMM's
      * epilogue (a product of no terms) */
     const int late = FNN_ACT_LATE(act) || act == FNN_ACT_SOFTMAX;
@@ -240,7 +240,7 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
     const size_t buf_elems = c1_elems > rows_elems ? c1_elems : rows_elems;
     FT *accs = (FT *)CFN(alloc)(acc_elems * (size_t)groups);
     double *bs = (double *)calloc((size_t)(groups * F), sizeof(double));
-    int ok = 1, nt = fnn_conv_threads(pl, groups);
+    int ok = 1, nt = fnn_conv_threads_for(pl->work * FNN_CONV_DIRECT_COST, groups);
     ptrdiff_t q, j, l;
     if (!accs || !bs) { free(accs); free(bs); return 0; }
     memset(accs, 0, acc_elems * (size_t)groups * sizeof(FT));

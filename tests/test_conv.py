@@ -169,8 +169,9 @@ def test_conv2d_layer_activations_match_pytorch(activation):
     assert _rel(model.grads[0], kt.grad.numpy().transpose(2, 3, 1, 0)) <= 1e-10
 
 
-# the shapes big enough for the chunked, threaded code (over FNN_PAR_MIN_WORK = 8e6 products)
-BIG = [(8, 32, 32, 16, 32, 3, 1, "same"), (6, 28, 28, 1, 6, 5, 1, "same"),
+# the shapes big enough for the chunked, threaded code (over FNN_PAR_MIN_WORK = 8e6 products;
+# on the direct path of few channels a product weighs FNN_CONV_DIRECT_COST = 4)
+BIG = [(8, 32, 32, 16, 32, 3, 1, "same"), (24, 28, 28, 1, 6, 5, 1, "same"),
        (40, 8, 8, 3, 16, 3, 1, "valid"), (5, 30, 30, 8, 8, 5, 2, "valid"),
        (4, 16, 16, 64, 64, 1, 1, "valid"), (3, 64, 64, 4, 8, 7, 1, "same")]
 
