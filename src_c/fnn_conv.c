@@ -103,7 +103,7 @@ static int fnn_conv_threads(const fnn_conv_plan *pl, ptrdiff_t items)
  * floor fnn_par_min_work counts: measured on Ice Lake (AVX-512), LeNet-5's first layer at batch
  * 64 (7.5M multiply-adds) took 0.6 ms forward and 0.5 ms for its kernel gradient, as long as the
  * GEMM takes for ~50M; weighed as GEMM work both stayed on one thread, and a second thread made
- * them 1.8x and 1.9x faster. */
+ * both 1.8x faster. */
 #define FNN_CONV_DIRECT_COST 4.0
 
 /* ---------------------------------------------------------------- direct (few channels) */
