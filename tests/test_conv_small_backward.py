@@ -62,7 +62,8 @@ _FLAVOUR_SCRIPT = """
 import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_conv_small_backward import CASES, _data, _backward
+from {module} import CASES
+from test_conv_small_backward import _data, _backward
 from fastnn.backends import fast_backend, numpy_backend
 rng = np.random.default_rng(0)
 for case in CASES:
@@ -72,24 +73,36 @@ for case in CASES:
             err = np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30)
             assert err < tol, (case, dtype, err)
         x, kernel, dz = args[:3]
-        dz = dz.copy()
-        dz[0, 0, 0, 0] = np.nan              # a NaN reaches every tap of its filter and its bias
-        dk, db, _ = _backward(fast_backend, x, kernel, dz, *args[3:])
-        assert np.isnan(db[0]) and not np.isnan(db[1:]).any(), case
-        assert np.isnan(dk[..., 0]).any() and not np.isnan(dk[..., 1:]).any(), case
+        for at in ((0, 0, 0, 0), (-1, -1, -1, 0)):  # a NaN of dz in the first and last position
+            d = dz.copy()                            # reaches every tap of its filter and its bias
+            d[at] = np.nan
+            dk, db, _ = _backward(fast_backend, x, kernel, d, *args[3:])
+            assert np.isnan(db[0]) and not np.isnan(db[1:]).any(), case
+            assert np.isnan(dk[..., 0]).any() and not np.isnan(dk[..., 1:]).any(), case
+        xn = x.copy()                                # an input NaN reaches only the taps that
+        xn[0, 0, 0, 0] = np.nan                      # read it
+        got = _backward(fast_backend, xn, kernel, dz, *args[3:])[0]
+        want = _backward(numpy_backend, xn, kernel, dz, *args[3:])[0]
+        assert np.array_equal(np.isnan(got), np.isnan(want)), case
 print(fast_backend.kernel_name())
 """
 
 
-@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
-def test_small_conv_backward_equals_the_numpy_twin_in_every_flavour(flavour):
+def run_in_flavour(flavour, module):
+    """The script above over `module`'s CASES with FASTNN_KERNEL=flavour, in a subprocess."""
     env = dict(os.environ, FASTNN_KERNEL=flavour)
-    script = _FLAVOUR_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    script = _FLAVOUR_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)),
+                                    module=module)
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     if done.stdout.strip() != flavour:
         pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_small_conv_backward_equals_the_numpy_twin_in_every_flavour(flavour):
+    run_in_flavour(flavour, "test_conv_small_backward")
 
 
 @pytest.mark.parametrize("case", CASES[:8])
