@@ -1,7 +1,7 @@
 /*
  * The stride-1 convolution's driver (see fnn_conv_strided.h), written once and instantiated for
  * float and double by fnn_conv_strided.c. Required macros: FT, SFN(name) (name with the type's
- * suffix), SK_FLAV (the flavour's kernels: a struct of mr, mr2, nr, tall, shrt), SK_FLAVOUR()
+ * suffix), SK_FLAV (the flavour's kernels: a struct of mr, mr2, nr, tall, shrt), SK_FLAVOUR(f)
  * (the active one), GEMM (fnn_sgemm / fnn_dgemm, for the epilogue of the late activations),
  * EPI_T (its epilogue struct).
  */
@@ -119,7 +119,7 @@ static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape 
 int SFN(fnn_conv_strided_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
                                   const FT *bias, int act, FT param, FT *y)
 {
-    const SK_FLAV fl = SK_FLAVOUR();
+    const SK_FLAV fl = SK_FLAVOUR(g->f);
     const ptrdiff_t K = g->kh * g->kw * g->c;
     sk_shape sh;
     FT *wk;

@@ -17,11 +17,18 @@ import fastnn as fnn
 from fastnn.backends import fast_backend, numpy_backend
 from fastnn.layers.convolutional import output_length
 
-# (n, h, w, c, f, (kh, kw), (dh, dw), padding): all stride 1 with at least 8 channels in and
+# (n, h, w, c, f, (kh, kw), (dh, dw), padding): all stride 1, at least 8 channels in and
 # 32 filters out (most with 32 channels and more, so that dx takes the path too); output widths
 # 6 to 32 (whole, partial and short tiles), filters 32 to 80 (slivers of 16 or 32, partial
-# ones), k blocks cut inside a kernel row (c = 96, 3x3: 864 steps in 4 blocks)
+# ones), k blocks cut inside a kernel row (c = 96, 3x3: 864 steps in 4 blocks); and the narrow
+# kernels (one vector of filters): 9 to 16 filters from 5 channels (LeNet-5's second layer, 5x5
+# 6 -> 16; 16 -> 16 whose dx is narrow too; a dilated 5 -> 9; explicit padding with 15)
 CASES = [
+    (2, 14, 14, 6, 16, (5, 5), (1, 1), "valid"),
+    (2, 9, 16, 16, 16, (3, 3), (1, 1), "same"),
+    (1, 7, 13, 8, 12, (3, 3), (1, 1), "same"),
+    (2, 6, 10, 5, 9, (3, 2), (2, 1), "same"),
+    (2, 4, 8, 10, 15, (1, 1), (1, 1), (1, 2)),
     (2, 6, 6, 8, 32, (3, 3), (1, 1), "same"),
     (1, 5, 9, 16, 36, (3, 3), (1, 1), "valid"),
     (2, 9, 16, 32, 32, (3, 3), (1, 1), "same"),
