@@ -51,7 +51,13 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
     }
 }
 
-/* One output row, filters f0..f0+FG of the packed kernel wk ([tap][FG], zero-padded filters). */
+/* Blocks of VW positions a row kernel of FGN filters computes at once: 2 when their 2 FGN
+ * accumulators leave registers free (AVX-512: 32; AVX2: 16), else 1. Two blocks load each
+ * kernel value once for both: the loads (one per multiply-add with one block) were the limit. */
+#define DIRECT_NB(FGN) (VW > 1 && 2 * (FGN) + 4 <= (sizeof(VT) == 64 ? 32 : 16) ? 2 : 1)
+
+/* One output row, filters f0..f0+FG of the packed kernel wk ([tap][FG], zero-padded filters):
+ * DIRECT_NB(FGN) blocks of positions at a time, one where a single block is left. */
 #define DIRECT_ROW(FGN)                                                                          \
     static DTARGET void DFN(row_fg##FGN)(const fnn_conv_geom *g, const FT *planes, ptrdiff_t pw,  \
                                          const FT *wk, ptrdiff_t f0, ptrdiff_t fg, FT *yrow,     \
@@ -59,40 +65,60 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
     {                                                                                            \
         const ptrdiff_t c = g->c, F = g->f;                                                      \
         FT tmp[FGN * VW];                                                                        \
-        ptrdiff_t ox0, ky, kx, ci, l, j;                                                         \
-        for (ox0 = 0; ox0 < g->ow; ox0 += VW) {                                                  \
-            VT acc[FGN];                                                                         \
-            const ptrdiff_t lanes = (g->ow - ox0 < VW) ? g->ow - ox0 : VW;                       \
-            for (j = 0; j < FGN; j++) acc[j] = VZERO();                                          \
-            for (ky = 0; ky < g->kh; ky++)                                                       \
-                for (kx = 0; kx < g->kw; kx++)                                                   \
-                    for (ci = 0; ci < c; ci++) {                                                 \
-                        const FT *xp = planes + (ky * c + ci) * pw + ox0 + kx * g->dw;           \
-                        const FT *wp = wk + ((ky * g->kw + kx) * c + ci) * FGN;                  \
-                        const VT xv = VLOAD(xp);                                                 \
-                        for (j = 0; j < FGN; j++) acc[j] = VFMA(xv, VSET1(wp[j]), acc[j]);      \
-                    }                                                                            \
-            if (act == FNN_ACT_LINEAR || act == FNN_ACT_RELU) { /* the epilogue in registers */  \
-                for (j = 0; j < FGN; j++) {                                                      \
-                    acc[j] = VADD(acc[j], VSET1(j < fg ? bias[f0 + j] : (FT)0));                 \
-                    if (act == FNN_ACT_RELU) acc[j] = VMAX(acc[j], VZERO());                     \
-                    VSTORE(tmp + j * VW, acc[j]);                                                \
-                }                                                                                \
-                for (l = 0; l < lanes; l++) {                                                    \
-                    FT *yo = yrow + (ox0 + l) * F + f0;                                          \
-                    for (j = 0; j < fg; j++) yo[j] = tmp[j * VW + l];                            \
-                }                                                                                \
-                continue;                                                                        \
+        ptrdiff_t ox0, ky, kx, ci, l, j, b, nb;                                                  \
+        for (ox0 = 0; ox0 < g->ow; ox0 += nb * VW) {                                             \
+            VT acc[2][FGN];                                                                      \
+            nb = (DIRECT_NB(FGN) == 2 && g->ow - ox0 > VW) ? 2 : 1;                              \
+            for (j = 0; j < FGN; j++) acc[0][j] = acc[1][j] = VZERO();                           \
+            if (nb == 2) {                                                                       \
+                for (ky = 0; ky < g->kh; ky++)                                                   \
+                    for (kx = 0; kx < g->kw; kx++)                                               \
+                        for (ci = 0; ci < c; ci++) {                                             \
+                            const FT *xp = planes + (ky * c + ci) * pw + ox0 + kx * g->dw;       \
+                            const FT *wp = wk + ((ky * g->kw + kx) * c + ci) * FGN;              \
+                            const VT x0 = VLOAD(xp), x1 = VLOAD(xp + VW);                        \
+                            for (j = 0; j < FGN; j++) {                                          \
+                                const VT wv = VSET1(wp[j]);                                      \
+                                acc[0][j] = VFMA(x0, wv, acc[0][j]);                             \
+                                acc[1][j] = VFMA(x1, wv, acc[1][j]);                             \
+                            }                                                                    \
+                        }                                                                        \
+            } else {                                                                             \
+                for (ky = 0; ky < g->kh; ky++)                                                   \
+                    for (kx = 0; kx < g->kw; kx++)                                               \
+                        for (ci = 0; ci < c; ci++) {                                             \
+                            const FT *xp = planes + (ky * c + ci) * pw + ox0 + kx * g->dw;       \
+                            const FT *wp = wk + ((ky * g->kw + kx) * c + ci) * FGN;              \
+                            const VT xv = VLOAD(xp);                                             \
+                            for (j = 0; j < FGN; j++)                                            \
+                                acc[0][j] = VFMA(xv, VSET1(wp[j]), acc[0][j]);                   \
+                        }                                                                        \
             }                                                                                    \
-            for (j = 0; j < FGN; j++) VSTORE(tmp + j * VW, acc[j]);                              \
-            for (l = 0; l < lanes; l++) {                                                        \
-                FT *yo = yrow + (ox0 + l) * F + f0;                                              \
-                for (j = 0; j < fg; j++) {                                                       \
-                    FT z = tmp[j * VW + l] + bias[f0 + j];                                       \
-                    if (act == FNN_ACT_RELU) z = z > (FT)0 ? z : (FT)0;                          \
-                    else if (act == FNN_ACT_LEAKY_RELU) z = z > (FT)0 ? z : param * z;           \
-                    else if (act == FNN_ACT_STEP) z = z >= param ? (FT)1 : (FT)0;                \
-                    yo[j] = z;                                                                   \
+            for (b = 0; b < nb; b++) {                                                           \
+                const ptrdiff_t ob = ox0 + b * VW;                                               \
+                const ptrdiff_t lanes = (g->ow - ob < VW) ? g->ow - ob : VW;                     \
+                if (act == FNN_ACT_LINEAR || act == FNN_ACT_RELU) { /* epilogue in registers */  \
+                    for (j = 0; j < FGN; j++) {                                                  \
+                        VT a = VADD(acc[b][j], VSET1(j < fg ? bias[f0 + j] : (FT)0));            \
+                        if (act == FNN_ACT_RELU) a = VMAX(a, VZERO());                           \
+                        VSTORE(tmp + j * VW, a);                                                 \
+                    }                                                                            \
+                    for (l = 0; l < lanes; l++) {                                                \
+                        FT *yo = yrow + (ob + l) * F + f0;                                       \
+                        for (j = 0; j < fg; j++) yo[j] = tmp[j * VW + l];                        \
+                    }                                                                            \
+                    continue;                                                                    \
+                }                                                                                \
+                for (j = 0; j < FGN; j++) VSTORE(tmp + j * VW, acc[b][j]);                       \
+                for (l = 0; l < lanes; l++) {                                                    \
+                    FT *yo = yrow + (ob + l) * F + f0;                                           \
+                    for (j = 0; j < fg; j++) {                                                   \
+                        FT z = tmp[j * VW + l] + bias[f0 + j];                                   \
+                        if (act == FNN_ACT_RELU) z = z > (FT)0 ? z : (FT)0;                      \
+                        else if (act == FNN_ACT_LEAKY_RELU) z = z > (FT)0 ? z : param * z;       \
+                        else if (act == FNN_ACT_STEP) z = z >= param ? (FT)1 : (FT)0;            \
+                        yo[j] = z;                                                               \
+                    }                                                                            \
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
@@ -101,6 +127,7 @@ DIRECT_ROW(4)
 DIRECT_ROW(8)
 DIRECT_ROW(16)
 #undef DIRECT_ROW
+#undef DIRECT_NB
 
 /* y rows of output rows [r0, r1) (r = b*oh + oy), plus the bias, then act when it is LINEAR,
  * RELU, LEAKY_RELU or STEP (the caller passes LINEAR for the others and applies them after):

@@ -141,6 +141,10 @@ static void CFN(colsum)(const FT *dz, ptrdiff_t rows, ptrdiff_t f, double *acc)
 
 /* ---------------------------------------------------------------- direct path (few channels) */
 
+#ifndef FNN_DIRECT_STACK
+#define FNN_DIRECT_STACK 2048 /* values of forward_direct's stack buffer (8 or 16 KiB) */
+#endif
+
 /* Rows of output (image, row) per task of the direct path: about 256 positions. */
 static ptrdiff_t CFN(direct_rows_per_task)(const fnn_conv_geom *g)
 {
@@ -174,8 +178,13 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
     const ptrdiff_t rows = g->n * g->oh, per = CFN(direct_rows_per_task)(g);
     const ptrdiff_t tasks = (rows + per - 1) / per;
     const size_t plane_elems = (size_t)(g->kh * g->c * pw);
-    FT *wk = (FT *)CFN(alloc)((size_t)(pl->K * (g->f + 16)));
+    const size_t wk_elems = (size_t)(pl->K * (g->f + 16));
     int ok = 1, nt = fnn_conv_threads_for(pl->work * FNN_CONV_DIRECT_COST, tasks);
+    /* the packed kernel and a serial call's planes on the stack when they are small (a first
+     * layer's are: 2.2 KiB and 1 KiB for 6 filters of 5x5), else allocated */
+    FT small[FNN_DIRECT_STACK] __attribute__((aligned(64)));
+    const int on_stack = wk_elems + (nt <= 1 ? plane_elems : 0) + 16 <= FNN_DIRECT_STACK;
+    FT *wk = on_stack ? small : (FT *)CFN(alloc)(wk_elems);
     /* bias and the cheap activations as the rows are stored; the others after, by the GEMM's
      * epilogue (a product of no terms) */
     const int late = FNN_ACT_LATE(act) || act == FNN_ACT_SOFTMAX;
@@ -183,7 +192,9 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
     if (!wk) return 0;
     CFN(direct_pack_fill)(g, d.maxfg, kernel, wk);
     if (nt <= 1) {
-        FT *planes = (FT *)CFN(alloc)(plane_elems);
+        /* (planes 64-byte aligned past wk, as CFN(alloc) gives them) */
+        FT *planes = on_stack ? small + (wk_elems + 15) / 16 * 16
+                              : (FT *)CFN(alloc)(plane_elems);
         ptrdiff_t t;
         if (!planes) { free(wk); return 0; }
         for (t = 0; t < tasks; t++) {
@@ -193,7 +204,7 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
                 CFN(epilogue_rows)(g, y + r0 * g->ow * g->f, (r1 - r0) * g->ow, NULL, act,
                                    param, 0.0);
         }
-        free(planes);
+        if (!on_stack) free(planes);
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
@@ -219,7 +230,7 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
         }
 #endif
     }
-    free(wk);
+    if (!on_stack) free(wk);
     return ok;
 }
 
