@@ -14,6 +14,7 @@
 
 #include "fnn_conv.h"
 #include "fnn_conv_strided.h"
+#include "fnn_conv_wino.h"
 #include "fnn_ftz.h"
 #include "fnn_gemm.h"
 #include "fnn_gemm_internal.h"
@@ -347,6 +348,120 @@ static fnn_direct_f64 fnn_direct_flavour_f64(void)
     return d;
 }
 
+/* ---------------------------------------------------------------- Winograd (fnn_conv_wino.h) */
+
+#define WTARGET
+#define FT float
+#define WFN(name) name##_generic_f32
+#include "fnn_conv_wino_tmpl.h"
+#undef FT
+#undef WFN
+#define FT double
+#define WFN(name) name##_generic_f64
+#include "fnn_conv_wino_tmpl.h"
+#undef FT
+#undef WFN
+#undef WTARGET
+#if FNN_CONV_X86
+#define WTARGET __attribute__((target("avx2")))
+#define FT float
+#define WFN(name) name##_avx2_f32
+#include "fnn_conv_wino_tmpl.h"
+#undef FT
+#undef WFN
+#define FT double
+#define WFN(name) name##_avx2_f64
+#include "fnn_conv_wino_tmpl.h"
+#undef FT
+#undef WFN
+#undef WTARGET
+#define WTARGET __attribute__((target("avx512f,avx2")))
+#define FT float
+#define WFN(name) name##_avx512_f32
+#include "fnn_conv_wino_tmpl.h"
+#undef FT
+#undef WFN
+#define FT double
+#define WFN(name) name##_avx512_f64
+#include "fnn_conv_wino_tmpl.h"
+#undef FT
+#undef WFN
+#undef WTARGET
+#endif
+
+/* The transforms of the active flavour (they round alike on all; the wider ones are faster). */
+#define WINO_FLAVOUR_FN(FT_, sfx)                                                               \
+    typedef struct {                                                                           \
+        void (*in)(const fnn_conv_geom *, const FT_ *, ptrdiff_t, ptrdiff_t, ptrdiff_t,         \
+                   ptrdiff_t, const FT_ *, ptrdiff_t, FT_ *);                                   \
+        void (*out)(const fnn_conv_geom *, const FT_ *, ptrdiff_t, ptrdiff_t, ptrdiff_t,        \
+                    ptrdiff_t, ptrdiff_t, FT_ *);                                               \
+    } fnn_wino_##sfx;                                                                          \
+    static fnn_wino_##sfx fnn_wino_flavour_##sfx(void)                                         \
+    {                                                                                          \
+        fnn_wino_##sfx wf = {wino_in_generic_##sfx, wino_out_generic_##sfx};                   \
+        WINO_PICK(sfx)                                                                         \
+        return wf;                                                                             \
+    }
+#if FNN_CONV_X86
+#define WINO_PICK(sfx)                                                                          \
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {                                           \
+        wf.in = wino_in_avx512_##sfx; wf.out = wino_out_avx512_##sfx;                           \
+    } else if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {                                      \
+        wf.in = wino_in_avx2_##sfx; wf.out = wino_out_avx2_##sfx;                               \
+    }
+#else
+#define WINO_PICK(sfx)
+#endif
+WINO_FLAVOUR_FN(float, f32)
+WINO_FLAVOUR_FN(double, f64)
+#undef WINO_PICK
+#undef WINO_FLAVOUR_FN
+
+/* FASTNN_CONV_WINOGRAD=0 (or off/no/false) turns the Winograd path off; read once. */
+static int fnn_conv_wino_enabled(void)
+{
+    static int enabled = -1;
+    int e = enabled;
+    if (e < 0) {
+        const char *s = getenv("FASTNN_CONV_WINOGRAD");
+        e = !(s && (strcmp(s, "0") == 0 || strcmp(s, "off") == 0 || strcmp(s, "no") == 0 ||
+                    strcmp(s, "false") == 0));
+        enabled = e;
+    }
+    return e;
+}
+
+int fnn_conv_wino_use(const fnn_conv_geom *g)
+{
+    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1)
+        return 0;
+    if (g->c < FNN_WINO_MIN_C || g->f < FNN_WINO_MIN_F || g->c * g->f < FNN_WINO_MIN_CF)
+        return 0;
+    /* tiles may compute at most 1.6x the outputs (7x7: 1.31, 5x5: 1.44; 3x3: 1.78 and one row
+     * or column: 2x stay on the stride-1 path) */
+    if (5 * (4 * ((g->oh + 1) / 2) * ((g->ow + 1) / 2)) > 8 * g->oh * g->ow) return 0;
+    return fnn_conv_wino_enabled();
+}
+
+/* The forward convolution whose output is dx (as fnn_conv_strided's sk_dx_geom). */
+static void fnn_conv_wino_dx_geom(const fnn_conv_geom *g, fnn_conv_geom *t)
+{
+    *t = *g;
+    t->h = g->oh; t->w = g->ow; t->c = g->f; t->f = g->c;
+    t->pt = 2 - g->pt; t->pl = 2 - g->pl;
+    t->oh = g->h; t->ow = g->w;
+}
+
+int fnn_conv_wino_dx_use(const fnn_conv_geom *g)
+{
+    fnn_conv_geom t;
+    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1)
+        return 0;
+    fnn_conv_wino_dx_geom(g, &t);
+    return t.pt >= 0 && t.pl >= 0 && fnn_conv_wino_use(&t);
+}
+
 /* Few input channels and unit horizontal stride: the direct path (see fnn_conv_direct_tmpl.h). */
 static int fnn_conv_use_direct(const fnn_conv_geom *g)
 {
@@ -363,7 +478,17 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #define DIRECT_FLAVOUR fnn_direct_flavour_f32
 #define DFWD fwd_f32
 #define DGRAD grad_f32
+#define GEMM_BP fnn_sgemm_bp
+#define PACK_B fnn_sgemm_pack_b
+#define DBL 0
+#define WINO_T fnn_wino_f32
+#define WINO_FLAVOUR fnn_wino_flavour_f32
 #include "fnn_conv_tmpl.h"
+#undef GEMM_BP
+#undef PACK_B
+#undef DBL
+#undef WINO_T
+#undef WINO_FLAVOUR
 #undef FT
 #undef CFN
 #undef GEMM
@@ -381,7 +506,17 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #define DIRECT_FLAVOUR fnn_direct_flavour_f64
 #define DFWD fwd_f64
 #define DGRAD grad_f64
+#define GEMM_BP fnn_dgemm_bp
+#define PACK_B fnn_dgemm_pack_b
+#define DBL 1
+#define WINO_T fnn_wino_f64
+#define WINO_FLAVOUR fnn_wino_flavour_f64
 #include "fnn_conv_tmpl.h"
+#undef GEMM_BP
+#undef PACK_B
+#undef DBL
+#undef WINO_T
+#undef WINO_FLAVOUR
 #undef FT
 #undef CFN
 #undef GEMM

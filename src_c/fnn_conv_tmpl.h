@@ -301,6 +301,8 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
     return ok;
 }
 
+#include "fnn_conv_wino_drv_tmpl.h"
+
 int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
                             const FT *bias, int act, FT param, FT *y)
 {
@@ -315,6 +317,10 @@ int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kerne
     }
     if (fnn_conv_use_direct(g)) {
         ok = CFN(forward_direct)(g, &pl, x, kernel, bias, act, param, y);
+        goto done;
+    }
+    if (fnn_conv_wino_use(g)) { /* 3x3, stride 1, many channels: fnn_conv_wino.h */
+        ok = CFN(wino_forward)(g, x, kernel, bias, act, param, y);
         goto done;
     }
 #if FNN_X86
@@ -502,6 +508,10 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
     for (j = 0; j < g->f; j++) dbias[j] = (FT)accs[j];
 input:
     if (!dx) goto done;
+    if (fnn_conv_wino_dx_use(g)) { /* 3x3, stride 1, many channels: fnn_conv_wino.h */
+        ok = CFN(wino_dx)(g, kernel, dz, dx);
+        goto done;
+    }
 #if FNN_X86
     if (fnn_conv_strided_dx_use(g)) { /* stride 1, many channels: dx as a forward of that path */
         ok = CFN(fnn_conv_strided_dx)(g, kernel, dz, dx);

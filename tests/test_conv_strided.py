@@ -80,7 +80,8 @@ def _rel(a, b):
 _FLAVOUR_SCRIPT = """
 import numpy as np
 from fastnn.backends import fast_backend, numpy_backend
-from tests.test_conv_strided import CASES, _data, _forward, _pads, _rel
+from tests.test_conv_strided import _data, _forward, _pads, _rel
+from tests.{module} import CASES
 for i, case in enumerate(CASES):
     for dtype, tol in (("float32", 2e-5), ("float64", 1e-12)):
         x, kernel, bias = _data(case, dtype, i)
@@ -111,15 +112,22 @@ print(fast_backend.kernel_name())
 """
 
 
-@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
-def test_stride_one_forward_and_gradients_equal_the_numpy_twin_in_every_flavour(flavour):
-    env = dict(os.environ, FASTNN_KERNEL=flavour)
+def run_in_flavour(flavour, module, **env):
+    """_FLAVOUR_SCRIPT over `module`'s CASES with FASTNN_KERNEL=flavour (and `env`), in a
+    subprocess; skips when this CPU cannot run that flavour."""
+    env = dict(os.environ, FASTNN_KERNEL=flavour, **env)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT.format(module=module)],
+                          env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     if done.stdout.strip() != flavour:
         pytest.skip(f"this CPU runs {done.stdout.strip()!r}, not {flavour!r}")
+
+
+@pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
+def test_stride_one_forward_and_gradients_equal_the_numpy_twin_in_every_flavour(flavour):
+    # the 3x3 cases of many channels would take the Winograd path (test_conv_wino.py)
+    run_in_flavour(flavour, "test_conv_strided", FASTNN_CONV_WINOGRAD="0")
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -145,14 +153,21 @@ def test_stride_one_forward_and_dx_match_pytorch_in_float64(case):
     assert _rel(dx, xt.grad.numpy().transpose(0, 2, 3, 1)) <= 1e-10
 
 
-# big enough for threads (over FNN_PAR_MIN_WORK products), and tasks that end mid-image
-@pytest.mark.parametrize("case", [(6, 32, 32, 64, 64, (3, 3), (1, 1), "same"),
+# big enough for threads (over FNN_PAR_MIN_WORK products), and tasks that end mid-image (24
+# channels in: 3x3 convolutions of 32 and more take the Winograd path, test_conv_wino.py)
+@pytest.mark.parametrize("case", [(6, 32, 32, 24, 64, (3, 3), (1, 1), "same"),
                                   (3, 17, 20, 48, 40, (5, 5), (1, 1), "same"),
                                   (1, 30, 13, 96, 33, (3, 3), (2, 1), "valid")], ids=str)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_stride_one_forward_and_dx_are_bitwise_the_same_at_one_and_two_threads(case, dtype,
                                                                               fixed_threads,
                                                                               thread_count):
+    check_bitwise_at_one_and_two_threads(case, dtype, thread_count)
+
+
+def check_bitwise_at_one_and_two_threads(case, dtype, thread_count):
+    """Forward (relu) and dx of a case at 1 and 2 threads: the same bytes, and the forward held
+    to the NumPy twin."""
     x, kernel, bias = _data(case, dtype, 11)
     (oh, ow), pads = _pads(case)
     dz = np.random.default_rng(12).standard_normal((x.shape[0], oh, ow, case[4])).astype(dtype)
