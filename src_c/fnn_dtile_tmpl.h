@@ -132,7 +132,23 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
                                 FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param,
                                 UT *amax)
 {
+    const int rows_alike = (act & FNN_DT_ROWS_ALIKE) != 0;
+    act &= ~FNN_DT_ROWS_ALIKE;
+    /* U of the full-height tiles (DT_MAXMB rows), one and two vectors wide */
+#if DT_MAXMB > 6
+#define DT_UFULL1 1
+#else
+#define DT_UFULL1 2
+#endif
+#define DT_UFULL2 1
 #define DT_CASE(MB, NV, U) \
+    do { \
+        if (rows_alike) \
+            DT_CASE_U(MB, NV, DT_UFULL##NV); \
+        else \
+            DT_CASE_U(MB, NV, U); \
+    } while (0)
+#define DT_CASE_U(MB, NV, U) \
     do { \
         if (nb == (NV) * VLEN) \
             DT(dtile_body)(MB, NV, U, 1, nb, k, alpha, A, rsa, csa, B, rsb, beta, C, ldc, bias, \
@@ -181,6 +197,9 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
         }
     }
 #undef DT_CASE
+#undef DT_CASE_U
+#undef DT_UFULL1
+#undef DT_UFULL2
 }
 
 /* The per-type parameters end here (DT_TARGET and DT_MAXMB stay for the next type). */

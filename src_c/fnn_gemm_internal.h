@@ -103,6 +103,12 @@ typedef void (*fnn_epi_f32)(float *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, c
 typedef void (*fnn_epi_f64)(double *c, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n,
                             const double *bias, int act, double param, uint64_t *amax);
 
+/* Or'ed into a direct tile's act by the driver when the product has more than one row: every
+ * tile then splits k as the flavour's full-height tile does (the same partial sums, added in the
+ * same order), so a row's bits do not depend on which tile, or which batch, it falls in; a
+ * one-row product keeps the split that hides the FMA latency best. Tiles strip it. */
+#define FNN_DT_ROWS_ALIKE 0x100
+
 typedef void (*fnn_dtile_f32)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, float alpha,
                               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                               const float *B, ptrdiff_t rsb, float beta, float *C, ptrdiff_t ldc,

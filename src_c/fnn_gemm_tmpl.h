@@ -191,7 +191,7 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                              ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
 {
     const int late = FNN_ACT_LATE(act);
-    const int tile_act = late ? FNN_ACT_LINEAR : act;
+    const int tile_act = (late ? FNN_ACT_LINEAR : act) | (m > 1 ? FNN_DT_ROWS_ALIKE : 0);
     const ptrdiff_t dnr = kd->dnr, dmr = kd->dmr;
     ptrdiff_t i0, j0, pc, j, p;
     FT at[FNN_DIRECT_AT_BYTES / sizeof(FT)] __attribute__((aligned(FNN_ALIGN)));
@@ -236,7 +236,7 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                     FT *c = C + i0 * ldc + j0;
                     kd->dtile(mb, nb, kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bt, dnr,
                               beta_eff, c, ldc, last ? bj : NULL,
-                              last ? tile_act : FNN_ACT_LINEAR, param,
+                              last ? tile_act : (tile_act & FNN_DT_ROWS_ALIKE), param,
                               (last && !late) ? amax : NULL);
                     if (late && last) kd->epi(c, ldc, mb, nb, NULL, act, param, amax);
                 }
@@ -244,6 +244,35 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
         }
     }
 }
+
+#ifdef _OPENMP
+/* gemm_direct on threads: each takes a run of whole dnr-column tiles (the tiles one thread
+ * would compute, so the same bits at any thread count). */
+static void GFN(few_rows_threaded)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                   FT alpha, const FT *A, ptrdiff_t rsa, ptrdiff_t csa,
+                                   const FT *B, ptrdiff_t rsb, ptrdiff_t csb, FT beta, FT *C,
+                                   ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax)
+{
+    const ptrdiff_t dnr = kd->dnr, tiles = (n + dnr - 1) / dnr;
+    int nt = fnn_max_threads();
+    UT mx = 0; /* each thread's largest |C| (when asked for), combined by max: any order */
+    if (nt > tiles) nt = (int)tiles;
+#pragma omp parallel num_threads(nt) reduction(max : mx)
+    {
+        const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const ptrdiff_t j0 = (ptrdiff_t)t * tiles / T * dnr;
+        ptrdiff_t j1 = (ptrdiff_t)(t + 1) * tiles / T * dnr;
+        if (j1 > n) j1 = n;
+        if (j1 > j0)
+            GFN(gemm_direct)(kd, m, j1 - j0, k, alpha, A, rsa, csa, B + j0 * csb, rsb, csb, beta,
+                             C + j0, ldc, bias ? bias + j0 : NULL, act, param,
+                             amax ? &mx : NULL);
+        fnn_ftz_leave(saved_csr);
+    }
+    if (amax && mx > *amax) *amax = mx;
+}
+#endif
 
 static ptrdiff_t GFN(round_up)(ptrdiff_t x, ptrdiff_t q) { return (x + q - 1) / q * q; }
 
@@ -439,12 +468,13 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
      * outside). A transposed A (X.T @ dz: the weight gradient of a narrow layer) is read as it
      * is: 1.0-10x. */
     /* the path C itself would take; a few rows (up to the flavour's direct_m) go direct too when
-     * the product runs on one thread anyway and A is read in place or staged whole */
+     * A is read in place or staged whole, at any size: such a product that takes threads splits
+     * its columns into whole direct tiles (few_rows_threaded), so the path and every tile are
+     * those of one thread (the choice once depended on the thread count, and the two paths'
+     * sums differ in their last bits) */
     const double floor = par_min > 0 ? par_min : fnn_par_min_work();
-    const int direct =
-        fnn_use_direct(m, n, k, trans_b) ||
-        (m <= kd->direct_m && (!trans_a || GFN(a_fits_stage)(m, k)) &&
-         (work < floor || fnn_max_threads() <= 1));
+    const int few_rows = m <= kd->direct_m && (!trans_a || GFN(a_fits_stage)(m, k));
+    const int direct = fnn_use_direct(m, n, k, trans_b) || few_rows;
     const ptrdiff_t lanes = kd->dnr / 2;
     const int narrow =
         kd->tstore != NULL && k > 0 && alpha != (FT)0 && beta == (FT)0 && n < lanes &&
@@ -470,6 +500,13 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
         return;
     }
     if (direct) {
+#ifdef _OPENMP
+        if (few_rows && work >= floor && fnn_max_threads() > 1 && n > kd->dnr) {
+            GFN(few_rows_threaded)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc,
+                                   bias, act, param, amax);
+            return;
+        }
+#endif
         GFN(gemm_direct)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, act,
                          param, amax);
         return;

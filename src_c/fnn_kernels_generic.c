@@ -68,6 +68,7 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, ptrd
     {                                                                                           \
         FT acc[FNN_DMR][DNR];                                                                   \
         ptrdiff_t i, j, p;                                                                      \
+        act &= ~FNN_DT_ROWS_ALIKE; /* one sum per element here: rows alike already */           \
         for (i = 0; i < mb; i++)                                                                \
             for (j = 0; j < DNR; j++) acc[i][j] = (FT)0;                                        \
         for (p = 0; p < k; p++) {                                                               \

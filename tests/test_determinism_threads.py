@@ -74,6 +74,48 @@ def test_same_seed_same_weights_at_any_thread_count(dtype, opt, digits):
     assert not np.array_equal(init[0], one_a[0])
 
 
+# products of a few rows (a batch of up to 32) large enough for threads on every CPU (over the
+# 8M multiply-adds of Intel's floor; AMD's is 1M): on AVX2 they run on direct tiles, which once
+# gave way to the packed path at 2 threads and so summed differently
+@pytest.mark.parametrize("m, k, n, trans_a, trans_b", [
+    (32, 300, 1000, False, False), (7, 1200, 1000, False, True), (32, 500, 600, True, False),
+    (1, 4000, 2100, False, False), (20, 1000, 1000, True, True)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_few_row_products_are_bitwise_the_same_at_one_and_two_threads(m, k, n, trans_a, trans_b,
+                                                                      dtype):
+    from fastnn._ext import _kernels
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    outs = []
+    for t in (1, 2):
+        with fnn.threads(t):
+            out = np.full((m, n), np.nan, dtype)
+            _kernels.matmul(a, b, out, trans_a, trans_b)
+            outs.append(out)
+    assert outs[0].tobytes() == outs[1].tobytes()
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    assert np.max(np.abs(outs[0] - want)) <= (1e-3 if dtype == "float32" else 1e-10) * np.sqrt(k)
+
+
+@pytest.mark.parametrize("n, k", [(3, 5), (3, 40), (8, 64), (20, 7), (16, 100), (40, 33)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_rows_bits_do_not_depend_on_the_other_rows_of_a_small_batch(n, k, dtype):
+    """Products of 2 to 32 rows (direct tiles on AVX2, of 6 rows and a shorter last one): each
+    row the same bits as in a batch of 32, whatever the batch's size (predict's last batch;
+    tail tiles once split k into more partial sums than full ones)."""
+    from fastnn._ext import _kernels
+    rng = np.random.default_rng(n * k)
+    a = rng.standard_normal((32, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    full = np.empty((32, n), dtype)
+    _kernels.matmul(a, b, full)
+    for m in range(2, 32):
+        out = np.full((m, n), np.nan, dtype)
+        _kernels.matmul(a[:m], b, out)
+        assert out.tobytes() == full[:m].tobytes(), m
+
+
 def test_different_seeds_differ(digits):
     """Guard for the test above: the comparison can tell two runs apart."""
     X, y = digits
