@@ -121,13 +121,15 @@ static inline double fnn_rnn_sigmoid(double z)
 
 #if FNN_X86
 #include <immintrin.h>
-/* small_gemm (fnn_rnn_gates_tmpl.h) for AVX-512 with its accumulators in registers: 8 vectors of
- * C's row through all k updates (the C loop kept them on the stack), then 1 vector at a time,
- * the tail masked. The same operations in the same order as the C loop (a product, then a sum:
- * no fused multiply-add), so every flavour gives the same bits. */
-#define FNN_RNN_SMALL_GEMM_AVX512(NAME, FT, VT, MT, LANES, SET1, ZERO, LOADU, STOREU, MLOAD,   \
-                                  MSTORE, MUL, ADD)                                          \
-    __attribute__((target("avx512f,avx512dq,avx2,fma"))) static void NAME(                     \
+/* small_gemm (fnn_rnn_gates_tmpl.h) for AVX-512 and AVX2 with its accumulators in registers: 8
+ * vectors of C's row through all k updates (the C loop kept them on the stack: with AVX2, 16
+ * ymm accumulators for its 512-bit blocks, spilled every update, were half of an LSTM's
+ * one-sequence predict on Zen 2), then 1 vector at a time, the tail masked. The same
+ * operations in the same order as the C loop (a product, then a sum: no fused multiply-add),
+ * so every flavour gives the same bits. */
+#define FNN_RNN_SMALL_GEMM(NAME, TARGET, FT, VT, MT, LANES, MASK, SET1, ZERO, LOADU, STOREU,   \
+                           MLOAD, MSTORE, MUL, ADD)                                          \
+    __attribute__((target(TARGET))) static void NAME(                                         \
         ptrdiff_t n, ptrdiff_t m, ptrdiff_t k, const FT *A, ptrdiff_t lda, const FT *B,         \
         ptrdiff_t ldb, FT beta, FT *C, ptrdiff_t ldc)                                         \
     {                                                                                         \
@@ -155,7 +157,7 @@ static inline double fnn_rnn_sigmoid(double z)
             }                                                                                 \
             for (; j0 < m; j0 += LANES) {                                                     \
                 const ptrdiff_t left = m - j0;                                                \
-                const MT mask = (MT)(left >= LANES ? (MT)~(MT)0 : (MT)(((MT)1 << left) - 1)); \
+                const MT mask = MASK(left);                                                   \
                 VT acc = beta == (FT)0 ? ZERO() : MLOAD(mask, c + j0);                        \
                 for (p = 0; p < k; p++)                                                       \
                     acc = ADD(acc, MUL(SET1(a[p]), MLOAD(mask, B + p * ldb + j0)));          \
@@ -163,15 +165,44 @@ static inline double fnn_rnn_sigmoid(double z)
             }                                                                                 \
         }                                                                                     \
     }
-FNN_RNN_SMALL_GEMM_AVX512(small_gemm_avx512i_f32, float, __m512, __mmask16, 16, _mm512_set1_ps,
-                          _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps,
-                          _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, _mm512_mul_ps,
-                          _mm512_add_ps)
-FNN_RNN_SMALL_GEMM_AVX512(small_gemm_avx512i_f64, double, __m512d, __mmask8, 8,
-                          _mm512_set1_pd, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd,
-                          _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, _mm512_mul_pd,
-                          _mm512_add_pd)
-#undef FNN_RNN_SMALL_GEMM_AVX512
+#define FNN_AVX512_TARGET "avx512f,avx512dq,avx2,fma"
+#define FNN_MASK16(left) ((__mmask16)((left) >= 16 ? 0xFFFF : ((1u << (left)) - 1u)))
+#define FNN_MASK8(left) ((__mmask8)((left) >= 8 ? 0xFF : ((1u << (left)) - 1u)))
+FNN_RNN_SMALL_GEMM(small_gemm_avx512i_f32, FNN_AVX512_TARGET, float, __m512, __mmask16, 16,
+                   FNN_MASK16, _mm512_set1_ps, _mm512_setzero_ps, _mm512_loadu_ps,
+                   _mm512_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, _mm512_mul_ps,
+                   _mm512_add_ps)
+FNN_RNN_SMALL_GEMM(small_gemm_avx512i_f64, FNN_AVX512_TARGET, double, __m512d, __mmask8, 8,
+                   FNN_MASK8, _mm512_set1_pd, _mm512_setzero_pd, _mm512_loadu_pd,
+                   _mm512_storeu_pd, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, _mm512_mul_pd,
+                   _mm512_add_pd)
+/* AVX2: lane masks as vectors (lane i set when i < left), masked loads read 0 and never fault */
+#define FNN_YMASK_F32(left)                                                                   \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)((left) < 8 ? (left) : 8)),                    \
+                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define FNN_YMASK_F64(left)                                                                   \
+    _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)((left) < 4 ? (left) : 4)),               \
+                       _mm256_setr_epi64x(0, 1, 2, 3))
+#define FNN_YLOAD_F32(mask, p) _mm256_maskload_ps(p, mask)
+#define FNN_YSTORE_F32(p, mask, v) _mm256_maskstore_ps(p, mask, v)
+#define FNN_YLOAD_F64(mask, p) _mm256_maskload_pd(p, mask)
+#define FNN_YSTORE_F64(p, mask, v) _mm256_maskstore_pd(p, mask, v)
+FNN_RNN_SMALL_GEMM(small_gemm_avx2i_f32, "avx2,fma", float, __m256, __m256i, 8, FNN_YMASK_F32,
+                   _mm256_set1_ps, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+                   FNN_YLOAD_F32, FNN_YSTORE_F32, _mm256_mul_ps, _mm256_add_ps)
+FNN_RNN_SMALL_GEMM(small_gemm_avx2i_f64, "avx2,fma", double, __m256d, __m256i, 4, FNN_YMASK_F64,
+                   _mm256_set1_pd, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,
+                   FNN_YLOAD_F64, FNN_YSTORE_F64, _mm256_mul_pd, _mm256_add_pd)
+#undef FNN_AVX512_TARGET
+#undef FNN_MASK16
+#undef FNN_MASK8
+#undef FNN_YMASK_F32
+#undef FNN_YMASK_F64
+#undef FNN_YLOAD_F32
+#undef FNN_YSTORE_F32
+#undef FNN_YLOAD_F64
+#undef FNN_YSTORE_F64
+#undef FNN_RNN_SMALL_GEMM
 #endif
 
 #define FNN_RNN_GATES_TABLE(FT, SUF)                                                          \
@@ -204,11 +235,12 @@ FNN_RNN_GATES_TABLE(double, _f64)
 
 static const fnn_rnn_gates_f32 gates_f32_of[] = {
     FNN_RNN_ENTRY(generic, _f32),
-    FNN_RNN_ENTRY_WITH(avx2, _f32, act_avx2i_f32, small_gemm_avx2_f32, lstm_fwd_avx2i_f32),
+    FNN_RNN_ENTRY_WITH(avx2, _f32, act_avx2i_f32, small_gemm_avx2i_f32, lstm_fwd_avx2i_f32),
     FNN_RNN_ENTRY_WITH(avx512, _f32, act_avx512i_f32, small_gemm_avx512i_f32,
                        lstm_fwd_avx512i_f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {
-    FNN_RNN_ENTRY(generic, _f64), FNN_RNN_ENTRY(avx2, _f64),
+    FNN_RNN_ENTRY(generic, _f64),
+    FNN_RNN_ENTRY_WITH(avx2, _f64, act_avx2_f64, small_gemm_avx2i_f64, lstm_fwd_avx2_f64),
     FNN_RNN_ENTRY_WITH(avx512, _f64, act_avx512_f64, small_gemm_avx512i_f64, lstm_fwd_avx512_f64)};
 #else
 static const fnn_rnn_gates_f32 gates_f32_of[] = {FNN_RNN_ENTRY(generic, _f32)};
