@@ -393,7 +393,7 @@ static fnn_direct_f64 fnn_direct_flavour_f64(void)
 #define WINO_FLAVOUR_FN(FT_, sfx)                                                               \
     typedef struct {                                                                           \
         void (*in)(const fnn_conv_geom *, const FT_ *, ptrdiff_t, ptrdiff_t, ptrdiff_t,         \
-                   ptrdiff_t, const FT_ *, ptrdiff_t, FT_ *);                                   \
+                   ptrdiff_t, const FT_ *, ptrdiff_t, FT_ *, FT_ *);                            \
         void (*out)(const fnn_conv_geom *, const FT_ *, ptrdiff_t, ptrdiff_t, ptrdiff_t,        \
                     ptrdiff_t, ptrdiff_t, FT_ *);                                               \
     } fnn_wino_##sfx;                                                                          \

@@ -37,7 +37,7 @@ static void CFN(wino_kernel)(ptrdiff_t c, ptrdiff_t f, const FT *kernel, FT *U)
 static void CFN(wino_block)(const fnn_conv_geom *g, const WINO_T *wf, const FT *x,
                             const FT *U, const FT *Up, size_t pbs, const FT *bias, int act,
                             FT param, ptrdiff_t tr0, ptrdiff_t rows, ptrdiff_t th,
-                            ptrdiff_t tw, ptrdiff_t cap, const FT *zero, FT *V, FT *M, FT *y)
+                            ptrdiff_t tw, ptrdiff_t cap, FT *zero, FT *V, FT *M, FT *y)
 {
     const ptrdiff_t c = g->c, f = g->f, tiles = rows * tw;
     const ptrdiff_t xs = cap * c, ms = cap * f;
@@ -46,7 +46,7 @@ static void CFN(wino_block)(const fnn_conv_geom *g, const WINO_T *wf, const FT *
     memset(&ep, 0, sizeof ep);
     ep.act = FNN_ACT_LINEAR;
     ep.min_parallel_work = FNN_CONV_SERIAL;
-    wf->in(g, x, tr0, rows, th, tw, zero, xs, V);
+    wf->in(g, x, tr0, rows, th, tw, zero, xs, V, zero + c);
     for (xi = 0; xi < 16; xi++)
         GEMM_BP(0, 0, tiles, f, c, (FT)1, V + xi * xs, c, U + xi * c * f, f, Up + xi * pbs,
                 (FT)0, M + xi * ms, f, &ep);
@@ -86,7 +86,7 @@ static int CFN(wino_forward)(const fnn_conv_geom *g, const FT *x, const FT *kern
         const unsigned int csr = fnn_ftz_enter();
         FT *V = (FT *)CFN(alloc)((size_t)(16 * cap * c));
         FT *M = (FT *)CFN(alloc)((size_t)(16 * cap * f));
-        FT *zero = (FT *)calloc((size_t)c, sizeof(FT));
+        FT *zero = (FT *)calloc((size_t)(17 * c), sizeof(FT)); /* c zeros, then wino_in's tmp */
         ptrdiff_t b;
         if (!V || !M || !zero) {
 #ifdef _OPENMP
