@@ -19,8 +19,16 @@
  *
  * Required macros: FT, VT, VW, VZERO(), VLOAD(p), VSET1(x), VFMA(a, b, c) (a*b + c), VSTORE(p, v),
  * VADD(a, b), VMAX(a, b) (b where a is NaN, as x86's max),
- * DFN(name), DTARGET (a function attribute or nothing).
+ * DFN(name), DTARGET (a function attribute or nothing). Optional: DIRECT_TSTORE(FGN, acc, yo, F,
+ * f0, fg, lanes, room), which stores a block's finished FGN vectors (acc[j]: filter f0 + j at
+ * positions ob..ob+lanes) to y (yo = y[ob, f0], room values to the end of its row) transposed
+ * in registers and returns 1, or returns 0 to leave them to the portable transposing loop.
  */
+
+#ifndef DIRECT_TSTORE
+#define DIRECT_TSTORE(FGN, acc, yo, F, f0, fg, lanes, room) 0
+#define DIRECT_TSTORE_DEFAULT
+#endif
 
 /* planes for output row oy of image b (see above); ky rows outside the image are zero planes */
 static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b, ptrdiff_t oy,
@@ -101,8 +109,12 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
                     for (j = 0; j < FGN; j++) {                                                  \
                         VT a = VADD(acc[b][j], VSET1(j < fg ? bias[f0 + j] : (FT)0));            \
                         if (act == FNN_ACT_RELU) a = VMAX(a, VZERO());                           \
-                        VSTORE(tmp + j * VW, a);                                                 \
+                        acc[b][j] = a;                                                           \
                     }                                                                            \
+                    if (DIRECT_TSTORE(FGN, acc[b], yrow + ob * F + f0, F, f0, fg, lanes,          \
+                                      (g->ow - ob) * F - f0))                                    \
+                        continue;                                                                \
+                    for (j = 0; j < FGN; j++) VSTORE(tmp + j * VW, acc[b][j]);                   \
                     for (l = 0; l < lanes; l++) {                                                \
                         FT *yo = yrow + (ob + l) * F + f0;                                       \
                         for (j = 0; j < fg; j++) yo[j] = tmp[j * VW + l];                        \
@@ -124,14 +136,19 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
         }                                                                                        \
     }
 DIRECT_ROW(4)
+DIRECT_ROW(6)
 DIRECT_ROW(8)
 DIRECT_ROW(16)
 #undef DIRECT_ROW
 #undef DIRECT_NB
+#ifdef DIRECT_TSTORE_DEFAULT
+#undef DIRECT_TSTORE
+#undef DIRECT_TSTORE_DEFAULT
+#endif
 
 /* y rows of output rows [r0, r1) (r = b*oh + oy), plus the bias, then act when it is LINEAR,
  * RELU, LEAKY_RELU or STEP (the caller passes LINEAR for the others and applies them after):
- * the group widths FG are the smallest of 4, 8, 16 (at most maxfg) that hold the filters left. */
+ * the group widths are fnn_direct_fgn's. */
 static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const FT *wk,
                                      ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t pw, int maxfg,
                                      FT *planes, FT *y, const FT *bias, int act, FT param)
@@ -145,10 +162,12 @@ static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const
         DFN(planes)(g, x, b, oy, pw, planes);
         for (f0 = 0; f0 < g->f;) {
             const ptrdiff_t left = g->f - f0;
-            const int fgn = (left <= 4) ? 4 : (left <= 8 || maxfg == 8) ? 8 : 16;
+            const int fgn = fnn_direct_fgn(left, maxfg);
             const ptrdiff_t fg = left < fgn ? left : fgn;
             if (fgn == 4)
                 DFN(row_fg4)(g, planes, pw, w, f0, fg, yrow, bias, act, param);
+            else if (fgn == 6)
+                DFN(row_fg6)(g, planes, pw, w, f0, fg, yrow, bias, act, param);
             else if (fgn == 8)
                 DFN(row_fg8)(g, planes, pw, w, f0, fg, yrow, bias, act, param);
             else

@@ -152,15 +152,15 @@ static ptrdiff_t CFN(direct_rows_per_task)(const fnn_conv_geom *g)
     return r < 1 ? 1 : r;
 }
 
-/* The kernel packed by filter groups: for each group (widths as forward_rows picks them),
- * [tap][fgn] with the filters past F zero; wk holds K * (F + 16) values. */
+/* The kernel packed by filter groups: for each group (fnn_direct_fgn's widths, as forward_rows
+ * takes them), [tap][fgn] with the filters past F zero; wk holds K * (F + 16) values. */
 static void CFN(direct_pack_fill)(const fnn_conv_geom *g, int maxfg, const FT *kernel, FT *wk)
 {
     const ptrdiff_t K = g->kh * g->kw * g->c, F = g->f;
     ptrdiff_t f0, t, j;
     for (f0 = 0; f0 < F;) {
         const ptrdiff_t left = F - f0;
-        const int fgn = (left <= 4) ? 4 : (left <= 8 || maxfg == 8) ? 8 : 16;
+        const int fgn = fnn_direct_fgn(left, maxfg);
         const ptrdiff_t fg = left < fgn ? left : fgn;
         for (t = 0; t < K; t++)
             for (j = 0; j < fgn; j++) wk[t * fgn + j] = j < fg ? kernel[t * F + f0 + j] : (FT)0;

@@ -85,14 +85,19 @@ FNN_MAXROW_INSIDE(maxrow_inside_avx512_f64, double, uint64_t, int64_t, __attribu
  * 32 bits (the caller checks h*w < 2**31). The masked lanes load zeros and are never stored. Lane macros per flavour:
  * L lanes; MT a lane mask, MASK(r) the first r lanes; VT, LOAD(m, p), STORE(m, p, v);
  * TT the result of TAKE(v, b) := v > b or (v is NaN and b is not); SEL(t, b, v) := t ? v : b;
- * IT index lanes, ISET(i), ISEL(t, w, a), ISTORE(m, p, w) (to int64). */
+ * IT index lanes, ISET(i), ISEL(t, w, a), ISTORE(m, p, w) (to int64). WHOLE_STORES 1: with
+ * c <= L, a position's values and indices are stored as whole vectors (STOREW, ISTOREW) where
+ * their lanes past c land on later positions of the row (room: the values from the group's
+ * first to the row's end), which are stored after; the last positions take the masked stores. AVX2's masked stores (vmaskmovps, vpmaskmovq) cost several cycles
+ * each on AMD Zen: 3 of them per position were most of LeNet-5's pooling on Zen 2. */
 #define FNN_MAXROW_FEW(NAME, FT, TARGET)                                                         \
     /* U output positions from column x0 (U <= 4, a constant after inlining): independent      \
      * chains of compare-selects, so one's latency hides behind the others'; nans = 0 when    \
      * no input element the row reads is a NaN (then v > best alone decides) */               \
     TARGET static inline __attribute__((always_inline)) void NAME##_group(                       \
         const FT *x, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0, ptrdiff_t y1, ptrdiff_t x0,         \
-        ptrdiff_t pw, ptrdiff_t sw, int nans, const int U, FT *y, int64_t *argmax)               \
+        ptrdiff_t pw, ptrdiff_t sw, int nans, const int U, ptrdiff_t room, FT *y,                \
+        int64_t *argmax)                                                                         \
     {                                                                                            \
         ptrdiff_t k, iy, dx;                                                                     \
         int u;                                                                                   \
@@ -117,8 +122,14 @@ FNN_MAXROW_INSIDE(maxrow_inside_avx512_f64, double, uint64_t, int64_t, __attribu
                     }                                                                            \
                 }                                                                                \
             for (u = 0; u < U; u++) {                                                            \
-                STORE(m, y + u * c + k, best[u]);                                                \
-                ISTORE(m, argmax + u * c + k, IADD(where[u], ISET(y0 * w + x0 + u * sw)));       \
+                const IT idx = IADD(where[u], ISET(y0 * w + x0 + u * sw));                       \
+                if (WHOLE_STORES && c <= L && u * c + L <= room) {                               \
+                    STOREW(y + u * c, best[u]);                                                  \
+                    ISTOREW(argmax + u * c, idx);                                                \
+                } else {                                                                         \
+                    STORE(m, y + u * c + k, best[u]);                                            \
+                    ISTORE(m, argmax + u * c + k, idx);                                          \
+                }                                                                                \
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
@@ -134,11 +145,11 @@ FNN_MAXROW_INSIDE(maxrow_inside_avx512_f64, double, uint64_t, int64_t, __attribu
             for (i = 0; i < span; i++) nans |= r[i] != r[i];                                     \
         }                                                                                        \
         for (ox = 0; ox + 4 <= ow; ox += 4)                                                      \
-            NAME##_group(x, w, c, y0, y1, ox * sw - left, pw, sw, nans, 4, y + ox * c,           \
-                         argmax + ox * c);                                                       \
+            NAME##_group(x, w, c, y0, y1, ox * sw - left, pw, sw, nans, 4, (ow - ox) * c,        \
+                         y + ox * c, argmax + ox * c);                                           \
         for (; ox < ow; ox++)                                                                    \
-            NAME##_group(x, w, c, y0, y1, ox * sw - left, pw, sw, nans, 1, y + ox * c,           \
-                         argmax + ox * c);                                                       \
+            NAME##_group(x, w, c, y0, y1, ox * sw - left, pw, sw, nans, 1, (ow - ox) * c,        \
+                         y + ox * c, argmax + ox * c);                                           \
     }
 
 #if FNN_X86
@@ -169,6 +180,9 @@ FNN_MAXROW_INSIDE(maxrow_inside_avx512_f64, double, uint64_t, int64_t, __attribu
             _mm512_mask_storeu_epi64((p) + 8, (__mmask8)((m) >> 8),                              \
                                      _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(wv, 1)));   \
     } while (0)
+#define WHOLE_STORES 0 /* AVX-512's masked stores are cheap */
+#define STOREW(p, v) ((void)0)
+#define ISTOREW(p, wv) ((void)0)
 FNN_MAXROW_FEW(maxrow_few_avx512_f32, float, __attribute__((target("avx512f,avx512vl,avx2"))))
 #undef L
 #undef MT
@@ -243,7 +257,24 @@ static const int64_t fnn_pool_ones64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
                                _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1)),            \
                                _mm256_cvtepi32_epi64(_mm256_extracti128_si256(wv, 1)));          \
     } while (0)
+#undef WHOLE_STORES
+#undef STOREW
+#undef ISTOREW
+#define WHOLE_STORES 1
+#define STOREW(p, v) _mm256_storeu_ps(p, v)
+#define ISTOREW(p, wv)                                                                           \
+    do {                                                                                         \
+        _mm256_storeu_si256((__m256i *)(p), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(wv)));   \
+        _mm256_storeu_si256((__m256i *)(p) + 1,                                                  \
+                            _mm256_cvtepi32_epi64(_mm256_extracti128_si256(wv, 1)));             \
+    } while (0)
 FNN_MAXROW_FEW(maxrow_few_avx2_f32, float, __attribute__((target("avx2"))))
+#undef WHOLE_STORES
+#undef STOREW
+#undef ISTOREW
+#define WHOLE_STORES 0 /* (c <= 4 doubles: rare) */
+#define STOREW(p, v) ((void)0)
+#define ISTOREW(p, wv) ((void)0)
 #undef L
 #undef VT
 #undef TT
@@ -274,6 +305,9 @@ FNN_MAXROW_FEW(maxrow_few_avx2_f32, float, __attribute__((target("avx2"))))
     _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(w), _mm256_castsi256_pd(a), t))
 #define ISTORE(m, p, wv) _mm256_maskstore_epi64((long long *)(p), m, wv)
 FNN_MAXROW_FEW(maxrow_few_avx2_f64, double, __attribute__((target("avx2"))))
+#undef WHOLE_STORES
+#undef STOREW
+#undef ISTOREW
 #undef L
 #undef VT
 #undef TT

@@ -76,7 +76,8 @@ def _rel(a, b):
 
 # in a subprocess per FASTNN_KERNEL (the flavour is chosen on first use): every case, both types,
 # every activation code (0 linear ... 8 gelu_tanh; softmax across the filters), against the
-# NumPy twin; and a NaN in the input reaches exactly the outputs whose window holds it
+# NumPy twin; nothing written past y; and a NaN in the input reaches exactly the outputs whose
+# window holds it
 _FLAVOUR_SCRIPT = """
 import numpy as np
 from fastnn.backends import fast_backend, numpy_backend
@@ -104,7 +105,11 @@ for i, case in enumerate(CASES):
             grads.append(g)
         for got, want in zip(*grads):
             assert _rel(got, want) <= 10 * tol, (case, dtype, _rel(got, want))
-        x[0, x.shape[1] // 2, 0, 1] = np.nan
+        big = np.full((x.shape[0] + 1, oh, ow, case[4]), 7.0, x.dtype)  # y, then a sentinel
+        fast_backend.conv2d_forward(x, kernel, bias, (1, 1), case[6], pads, 4, 0.0, big[:-1])
+        assert (big[-1] == 7.0).all() and np.array_equal(big[:-1], _forward(
+            fast_backend, x, kernel, bias, case, 4, 0.0)), case
+        x[0, x.shape[1] // 2, 0, min(1, x.shape[3] - 1)] = np.nan
         got = _forward(fast_backend, x, kernel, bias, case, 0, 0.0)
         want = _forward(numpy_backend, x, kernel, bias, case, 0, 0.0)
         assert np.isnan(want).any() and np.array_equal(np.isnan(got), np.isnan(want)), case

@@ -537,7 +537,8 @@ def test_max_pooling_inside_windows_equal_the_numpy_twin_in_every_flavour(flavou
 # their own with AVX2 and AVX-512 (src_c/fnn_pool.c), with a plainer compare when the rows read
 # hold no NaN: per flavour, every channel count below 16 (and the neighbours above), against the
 # NumPy twin bit for bit (the bytes, so NaN payloads and signed zeros count), with ties, NaNs of
-# several payloads in some images only, and windows inside, overlapping, clipped and padded.
+# several payloads in some images only, and windows inside, overlapping, clipped and padded;
+# nothing written past the outputs (AVX2 stores whole vectors over later positions).
 _MAXPOOL_FEW_CHANNELS_SCRIPT = """
 import numpy as np
 from fastnn.backends import fast_backend, numpy_backend
@@ -558,9 +559,11 @@ for channels in list(range(1, 18)) + [31]:
             oh, ow = (h + 2 * top - ph) // sh + 1, (w + 2 * left - pw) // sw + 1
             out = []
             for be in (fast_backend, numpy_backend):
-                y = np.full((4, oh, ow, channels), 7, dtype)
-                am = np.full((4, oh, ow, channels), -7, np.int64)
+                y_, am_ = (np.full((5, oh, ow, channels), 7, dtype),   # a sentinel image after
+                           np.full((5, oh, ow, channels), -7, np.int64))   # the outputs
+                y, am = y_[:4], am_[:4]
                 be.maxpool2d_forward(x, ph, pw, sh, sw, top, left, y, am)
+                assert (y_[4] == 7).all() and (am_[4] == -7).all(), (channels, ph, pw, sh, sw)
                 dx = np.full_like(x, np.nan)
                 be.maxpool2d_backward(np.arange(y.size, dtype=dtype).reshape(y.shape), am, dx)
                 out.append((y, am, dx))
