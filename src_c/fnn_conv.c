@@ -208,6 +208,7 @@ static size_t fnn_conv_dgrad1_elems(const fnn_conv_geom *g, ptrdiff_t vw)
 #define DFN(name) direct_##name##_avx2_f32
 #define DG1_KYB 3 /* 9 sums in 16 registers */
 #define DG1_KXB 3
+#define DG1_SHAPES /* register blocks of constant shapes (fnn_conv_dgrad1_tmpl.h) */
 #define DG1_EXPAND(dst, src, ip)                                                                 \
     _mm256_storeu_ps(dst, _mm256_permutevar8x32_ps(_mm256_loadu_ps(src),                         \
                                                    _mm256_loadu_si256((const __m256i *)(ip))))
@@ -266,6 +267,7 @@ direct_tstore_avx2_f32(__m256 t[8], float *yo, ptrdiff_t F, ptrdiff_t f0, ptrdif
 #define DFN(name) direct_##name##_avx2_f64
 #define DG1_KYB 3 /* 9 sums in 16 registers */
 #define DG1_KXB 3
+#define DG1_SHAPES /* register blocks of constant shapes (fnn_conv_dgrad1_tmpl.h) */
 #include "fnn_conv_direct_tmpl.h"
 #undef FT
 #undef VT

@@ -37,7 +37,7 @@
  * taps; CHECK = 1 leaves out the pairs whose output row is not one of the block's. */
 #define DG1_ROW(CHECK)                                                                          \
     do {                                                                                        \
-        const FT *xr = ex + e * LX + v * VW + kx0 * g->dw * F;                                  \
+        const FT *xr = ex + e * LX + v * VW + kx0 * dw * F;                                     \
         const ptrdiff_t i0 = e - ky0 * dh; /* the output row of ky0 */                         \
         int ok[DG1_KYB];                                                                        \
         VT dv[DG1_KYB];                                                                         \
@@ -47,11 +47,39 @@
         }                                                                                       \
         for (c = 0; c < DG1_KXB; c++)                                                           \
             if (c < nkx) {                                                                      \
-                const VT xv = VLOAD(xr + c * g->dw * F);                                        \
+                const VT xv = VLOAD(xr + c * dw * F);                                           \
                 for (a = 0; a < DG1_KYB; a++)                                                   \
                     if (ok[a]) sa[a][c] = VFMA(xv, dv[a], sa[a][c]);                            \
             }                                                                                   \
     } while (0)
+
+/* One register block of nky x nkx taps (from (ky0, kx0)) over every vector v of the sums and
+ * the input rows [ea, eb) (those in [e1, e2) meet a block row through every tap). Where the
+ * flavour defines DG1_SHAPES, the caller passes the shape as constants, one inlined copy per
+ * shape: with it known, the tap loops unroll with no test per multiply-add (AVX2 on Zen 2 spent
+ * most of LeNet-5's conv1 kernel gradient on those tests and on reloading the shape). */
+DTARGET static inline __attribute__((always_inline)) void
+DFN(g1_block)(const int nky, const int nkx, ptrdiff_t ky0, ptrdiff_t kx0, ptrdiff_t kw,
+              ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t F, ptrdiff_t V, ptrdiff_t LX, ptrdiff_t LZ,
+              ptrdiff_t nb, ptrdiff_t ea, ptrdiff_t e1, ptrdiff_t e2, ptrdiff_t eb,
+              const FT *ex, const FT *dzb, FT *s)
+{
+    ptrdiff_t v, e, a, c;
+    for (v = 0; v < V; v++) {
+        VT sa[DG1_KYB][DG1_KXB];
+        for (a = 0; a < DG1_KYB; a++)
+            for (c = 0; c < DG1_KXB; c++)
+                sa[a][c] = (a < nky && c < nkx)
+                               ? VLOAD(s + ((ky0 + a) * kw + kx0 + c) * LZ + v * VW)
+                               : VZERO();
+        for (e = ea; e < e1; e++) DG1_ROW(1);
+        for (; e < e2; e++) DG1_ROW(0);
+        for (; e < eb; e++) DG1_ROW(1);
+        for (a = 0; a < nky; a++)
+            for (c = 0; c < nkx; c++)
+                VSTORE(s + ((ky0 + a) * kw + kx0 + c) * LZ + v * VW, sa[a][c]);
+    }
+}
 
 static DTARGET void DFN(grad_rows_c1)(const fnn_conv_geom *g, const FT *x, const FT *dz,
                                       ptrdiff_t r0, ptrdiff_t r1, FT *buf, FT *acc)
@@ -66,7 +94,7 @@ static DTARGET void DFN(grad_rows_c1)(const fnn_conv_geom *g, const FT *x, const
     /* expanded vector m = k*P + q, lane l: xpad[k*PS + sq[q] + idx[q*VW + l]] */
     int idx[FNN_DG1_MAX_F * VW];
     ptrdiff_t sq[FNN_DG1_MAX_F];
-    ptrdiff_t r, m, l, t, f, i, q, k, v, a, c;
+    ptrdiff_t r, m, l, t, f, i, q, k;
     for (q = 0; q < P; q++) {
         sq[q] = q * VW / F;
         for (l = 0; l < VW; l++) idx[q * VW + l] = (int)((q * VW + l) / F - sq[q]);
@@ -108,20 +136,24 @@ static DTARGET void DFN(grad_rows_c1)(const fnn_conv_geom *g, const FT *x, const
                 ptrdiff_t e1 = (ky0 + nky - 1) * dh, e2 = nb + ky0 * dh;
                 e1 = e1 < ea ? ea : e1 > eb ? eb : e1;
                 e2 = e2 > eb ? eb : e2 < e1 ? e1 : e2;
-                for (v = 0; v < V; v++) {
-                    VT sa[DG1_KYB][DG1_KXB];
-                    for (a = 0; a < DG1_KYB; a++)
-                        for (c = 0; c < DG1_KXB; c++)
-                            sa[a][c] = (a < nky && c < nkx)
-                                           ? VLOAD(s + ((ky0 + a) * kw + kx0 + c) * LZ + v * VW)
-                                           : VZERO();
-                    for (e = ea; e < e1; e++) DG1_ROW(1);
-                    for (; e < e2; e++) DG1_ROW(0);
-                    for (; e < eb; e++) DG1_ROW(1);
-                    for (a = 0; a < nky; a++)
-                        for (c = 0; c < nkx; c++)
-                            VSTORE(s + ((ky0 + a) * kw + kx0 + c) * LZ + v * VW, sa[a][c]);
+#define DG1_CALL(NKY, NKX)                                                                      \
+    DFN(g1_block)(NKY, NKX, ky0, kx0, kw, dh, g->dw, F, V, LX, LZ, nb, ea, e1, e2, eb, ex, dzb, s)
+#ifdef DG1_SHAPES
+                switch ((int)(nky * 8 + nkx)) { /* KYB, KXB <= 3 */
+                case 011: DG1_CALL(1, 1); break;
+                case 012: DG1_CALL(1, 2); break;
+                case 013: DG1_CALL(1, 3); break;
+                case 021: DG1_CALL(2, 1); break;
+                case 022: DG1_CALL(2, 2); break;
+                case 023: DG1_CALL(2, 3); break;
+                case 031: DG1_CALL(3, 1); break;
+                case 032: DG1_CALL(3, 2); break;
+                default: DG1_CALL(3, 3); break;
                 }
+#else
+                DG1_CALL((int)nky, (int)nkx);
+#endif
+#undef DG1_CALL
             }
         r += nb;
     }
@@ -138,3 +170,4 @@ static DTARGET void DFN(grad_rows_c1)(const fnn_conv_geom *g, const FT *x, const
 #undef DG1_ROW
 #undef DG1_KYB
 #undef DG1_KXB
+#undef DG1_SHAPES

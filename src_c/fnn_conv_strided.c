@@ -27,7 +27,9 @@
 /* ---------------------------------------------------------------- the kernels per flavour */
 
 /* AVX2: 6 rows x 2 vectors (12 accumulators + 2 of B + a broadcast in 16 registers); the
- * narrow twins (_n_) 6 rows x 1 vector, for at most a vector of filters */
+ * narrow twins (_n_) 12 rows x 1 vector, for at most a vector of filters (with 6 rows, 6 chains
+ * of FMAs did not cover the FMA latency of 2 pipes, and 7 loads fed 6 FMAs: LeNet-5's conv2 dx
+ * ran at half the FMA peak on Zen 2) */
 #define ST_TARGET __attribute__((target("avx2,fma")))
 #define V_ZERO() _mm256_setzero_ps()
 #define V_SET1(x) _mm256_set1_ps(x)
@@ -54,7 +56,7 @@
 #define VT __m256
 #define VLEN 8
 #define SK_NV 1
-#define SK_MAXMR 6
+#define SK_MAXMR 12
 #define SK(name) sk_##name##_n_avx2_f32
 #include "fnn_conv_strided_tmpl.h"
 #define V_ZERO() _mm256_setzero_pd()
@@ -82,7 +84,7 @@
 #define VT __m256d
 #define VLEN 4
 #define SK_NV 1
-#define SK_MAXMR 6
+#define SK_MAXMR 12
 #define SK(name) sk_##name##_n_avx2_f64
 #include "fnn_conv_strided_tmpl.h"
 #undef ST_TARGET
@@ -168,7 +170,7 @@ static sk_flav_f32 sk_flavour_f32(ptrdiff_t f)
         return f <= 16 ? n : w;
     } else {
         const sk_flav_f32 w = {6, 4, 16, sk_tall_avx2_f32, sk_short_avx2_f32};
-        const sk_flav_f32 n = {6, 4, 8, sk_tall_n_avx2_f32, sk_short_n_avx2_f32};
+        const sk_flav_f32 n = {12, 8, 8, sk_tall_n_avx2_f32, sk_short_n_avx2_f32};
         return f <= 8 ? n : w;
     }
 }
@@ -181,7 +183,7 @@ static sk_flav_f64 sk_flavour_f64(ptrdiff_t f)
         return f <= 8 ? n : w;
     } else {
         const sk_flav_f64 w = {6, 4, 8, sk_tall_avx2_f64, sk_short_avx2_f64};
-        const sk_flav_f64 n = {6, 4, 4, sk_tall_n_avx2_f64, sk_short_n_avx2_f64};
+        const sk_flav_f64 n = {12, 8, 4, sk_tall_n_avx2_f64, sk_short_n_avx2_f64};
         return f <= 4 ? n : w;
     }
 }
@@ -204,6 +206,8 @@ typedef struct {
     ptrdiff_t nblk;            /* blocks of k: block j is pieces [pb[j], pb[j+1]), from step kb[j] */
     ptrdiff_t *pb, *kb;
     ptrdiff_t *off, *len;      /* piece q: len[q] steps from a[off[q] + ...] */
+    ptrdiff_t *ky;             /* piece q's kernel row */
+    int skip_pad;              /* 1: pieces whose kernel row reads a padding row are skipped */
 } sk_shape;
 
 /* The tiles of an output row: as few rows computed past ow as the two heights allow, ties to
@@ -245,12 +249,14 @@ static int sk_make_shape(const fnn_conv_geom *g, ptrdiff_t mr, ptrdiff_t mr2, pt
     /* blocks of near-equal length (no short last block) */
     sh->nblk = (K + SK_KC - 1) / SK_KC;
     kc = (K + sh->nblk - 1) / sh->nblk;
-    sh->pb = (ptrdiff_t *)malloc((size_t)(2 * (sh->nblk + 1) + 2 * (nseg + sh->nblk)) *
+    sh->pb = (ptrdiff_t *)malloc((size_t)(2 * (sh->nblk + 1) + 3 * (nseg + sh->nblk)) *
                                  sizeof(ptrdiff_t));
     if (!sh->pb) return 0;
     sh->kb = sh->pb + sh->nblk + 1;
     sh->off = sh->kb + sh->nblk + 1;
     sh->len = sh->off + nseg + sh->nblk;
+    sh->ky = sh->len + nseg + sh->nblk;
+    sh->skip_pad = 0;
     for (j = 0, q = 0; j < sh->nblk; j++) {
         const ptrdiff_t k0 = j * kc, k1 = (k0 + kc < K) ? k0 + kc : K;
         ptrdiff_t k = k0;
@@ -262,6 +268,7 @@ static int sk_make_shape(const fnn_conv_geom *g, ptrdiff_t mr, ptrdiff_t mr2, pt
             const ptrdiff_t ky = g->dw == 1 ? sg : sg / g->kw, kx = g->dw == 1 ? 0 : sg % g->kw;
             sh->off[q] = (ky * g->dh * sh->rs + kx * g->dw) * g->c + p0;
             sh->len[q] = end - k;
+            sh->ky[q] = ky;
             q++;
             k = end;
         }

@@ -54,9 +54,26 @@ static void SFN(fill)(const fnn_conv_geom *g, const FT *x, ptrdiff_t img, ptrdif
     }
 }
 
+/* The pieces [*qf, *ql] output row oy sums: all of them, or with sh->skip_pad those whose
+ * kernel row reads an input row inside the image (none when *qf > *ql). */
+static void SFN(row_pieces)(const fnn_conv_geom *g, const sk_shape *sh, ptrdiff_t oy,
+                            ptrdiff_t *qf, ptrdiff_t *ql)
+{
+    const ptrdiff_t np = sh->pb[sh->nblk];
+    ptrdiff_t lo = 0, hi = g->kh;
+    *qf = 0;
+    *ql = np - 1;
+    if (!sh->skip_pad) return;
+    while (lo < g->kh && oy - g->pt + lo * g->dh < 0) lo++;
+    while (hi > lo && oy - g->pt + (hi - 1) * g->dh >= g->h) hi--;
+    while (*qf < np && sh->ky[*qf] < lo) (*qf)++;
+    while (*ql >= 0 && sh->ky[*ql] >= hi) (*ql)--;
+}
+
 /* Task t: output rows [oy0, oy1) of one image, every sliver of filters; for each sliver the
  * blocks of k in order, each over every tile of the task (its B rows stay in L1). Tiles that do
- * not fit y (rows or filters past its edge) are computed whole in the scratch, then copied. */
+ * not fit y (rows or filters past its edge) are computed whole in the scratch, then copied. A
+ * row with no pieces to sum stores act(bias) (a call of no steps). */
 static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape *sh, ptrdiff_t t,
                       const FT *x, const FT *wk, int has_bias, int act, FT param, FT *buf,
                       FT *scratch, FT *y, double par_min)
@@ -77,16 +94,21 @@ static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape 
             for (oy = oy0; oy < oy1; oy++) {
                 const FT *arow = buf + (oy - oy0) * sh->rs * C;
                 FT *yrow = y + ((img * g->oh + oy) * ow) * F + s * nr;
+                ptrdiff_t qf, ql;
+                SFN(row_pieces)(g, sh, oy, &qf, &ql);
                 for (ox0 = 0, ti = 0; ox0 < ow; ti++) {
                     const int tall = ti < sh->ntall;
                     const ptrdiff_t m = tall ? fl->mr : fl->mr2;
                     const int whole = ox0 + m <= ow && cols == nr;
                     FT *dst = whole ? yrow + ox0 * F : scratch + ((oy - oy0) * sh->ntl + ti) * tile;
                     const FT *b = wk + (s * K + sh->kb[j]) * nr;
+                    const __typeof__(fl->tall) kern = tall ? fl->tall : fl->shrt;
+                    if (qf > ql && j == 0)
+                        kern(0, arow, C, b, dst, whole ? F : nr, 1, 1, bz, iact, param);
                     for (q = sh->pb[j]; q < sh->pb[j + 1]; q++) {
-                        (tall ? fl->tall : fl->shrt)(sh->len[q], arow + ox0 * C + sh->off[q], C,
-                                                     b, dst, whole ? F : nr, q == 0,
-                                                     q == sh->pb[sh->nblk] - 1, bz, iact, param);
+                        if (q >= qf && q <= ql)
+                            kern(sh->len[q], arow + ox0 * C + sh->off[q], C, b, dst,
+                                 whole ? F : nr, q == qf, q == ql, bz, iact, param);
                         b += sh->len[q] * nr;
                     }
                     ox0 += m;
@@ -116,8 +138,10 @@ static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape 
     }
 }
 
-int SFN(fnn_conv_strided_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
-                                  const FT *bias, int act, FT param, FT *y)
+/* The forward, or with skip_pad the forward whose padding rows are left out of the sums (dx's:
+ * there they stand for dz positions outside dz, which no term reads). */
+static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const FT *bias, int act,
+                    FT param, FT *y, int skip_pad)
 {
     const SK_FLAV fl = SK_FLAVOUR(g->f);
     const ptrdiff_t K = g->kh * g->kw * g->c;
@@ -126,6 +150,7 @@ int SFN(fnn_conv_strided_forward)(const fnn_conv_geom *g, const FT *x, const FT 
     int ok = 1, nt;
     const unsigned int saved_csr = fnn_ftz_enter();
     if (!sk_make_shape(g, fl.mr, fl.mr2, fl.nr, &sh)) { fnn_ftz_leave(saved_csr); return 0; }
+    sh.skip_pad = skip_pad;
     wk = (FT *)SFN(alloc)((size_t)(sh.ns * fl.nr * (K + 1)));
     if (!wk) { free(sh.pb); fnn_ftz_leave(saved_csr); return 0; }
     SFN(pack)(g, fl.nr, kernel, bias, wk);
@@ -160,10 +185,20 @@ int SFN(fnn_conv_strided_forward)(const fnn_conv_geom *g, const FT *x, const FT 
     return ok;
 }
 
+int SFN(fnn_conv_strided_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
+                                  const FT *bias, int act, FT param, FT *y)
+{
+    return SFN(run)(g, x, kernel, bias, act, param, y, 0);
+}
+
 /* dx of a stride-1 convolution as the forward of one: dz (n, oh, ow, f) convolved with the
  * kernel flipped in both taps and read (ci, f) -> (f, ci), padded (kh-1)*dh - pt on top and
  * (kw-1)*dw - pl on the left: dx[b, iy, ix, ci] = sum dz[b, iy + pt - ky*dh, ix + pl - kx*dw, :]
- * . kernel[ky, kx, ci, :] over the taps whose dz position lies inside. */
+ * . kernel[ky, kx, ci, :] over the taps whose dz position lies inside. The kernel rows that
+ * read padding rows are skipped (LeNet-5's second layer: 20 of 70 row pairs per image), so a
+ * non-finite kernel value reaches only the dx positions that a dz position reaches through it,
+ * as in the scatter of the GEMM path; the padding columns are multiplied (their zeros times a
+ * NaN or infinite kernel value give NaN there). */
 int SFN(fnn_conv_strided_dx)(const fnn_conv_geom *g, const FT *kernel, const FT *dz, FT *dx)
 {
     const ptrdiff_t kh = g->kh, kw = g->kw, c = g->c, f = g->f;
@@ -180,7 +215,7 @@ int SFN(fnn_conv_strided_dx)(const fnn_conv_geom *g, const FT *kernel, const FT 
                 for (j = 0; j < f; j++) dst[j * c + ci] = src[ci * f + j];
         }
     sk_dx_geom(g, &t);
-    ok = SFN(fnn_conv_strided_forward)(&t, dz, kt, NULL, FNN_ACT_LINEAR, (FT)0, dx);
+    ok = SFN(run)(&t, dz, kt, NULL, FNN_ACT_LINEAR, (FT)0, dx, 1);
     free(kt);
     return ok;
 }
