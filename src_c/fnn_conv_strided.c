@@ -195,6 +195,8 @@ static sk_flav_f64 sk_flavour_f64(ptrdiff_t f)
 /* Steps of k per block at most: the block's B rows (kc x nr, 32 KiB for the AVX-512 float
  * kernel) stay in L1 while every tile of the task streams past them, as in the GEMM. */
 #define SK_KC 256
+/* A serial call's stack buffer (the packed kernel and the task's buffers, when they fit). */
+#define SK_STACK_BYTES 32768
 
 typedef struct {
     ptrdiff_t per, cpi, tasks; /* output rows per task, tasks per image, all tasks */
@@ -208,6 +210,7 @@ typedef struct {
     ptrdiff_t *off, *len;      /* piece q: len[q] steps from a[off[q] + ...] */
     ptrdiff_t *ky;             /* piece q's kernel row */
     int skip_pad;              /* 1: pieces whose kernel row reads a padding row are skipped */
+    ptrdiff_t inl[64];         /* pb..ky when they fit (else allocated: sk_free_shape) */
 } sk_shape;
 
 /* The tiles of an output row: as few rows computed past ow as the two heights allow, ties to
@@ -226,8 +229,8 @@ static ptrdiff_t sk_plan_row(ptrdiff_t ow, ptrdiff_t mr, ptrdiff_t mr2, ptrdiff_
     return best_a;
 }
 
-/* The tasks, tiles and blocks of g (pb, kb, off, len in one allocation at pb: the caller frees
- * it); 0 when it could not be allocated. */
+/* The tasks, tiles and blocks of g (pb, kb, off, len, ky in one array at pb: sh->inl or an
+ * allocation, released by sk_free_shape); 0 when it could not be allocated. */
 static int sk_make_shape(const fnn_conv_geom *g, ptrdiff_t mr, ptrdiff_t mr2, ptrdiff_t nr,
                          sk_shape *sh)
 {
@@ -249,8 +252,11 @@ static int sk_make_shape(const fnn_conv_geom *g, ptrdiff_t mr, ptrdiff_t mr2, pt
     /* blocks of near-equal length (no short last block) */
     sh->nblk = (K + SK_KC - 1) / SK_KC;
     kc = (K + sh->nblk - 1) / sh->nblk;
-    sh->pb = (ptrdiff_t *)malloc((size_t)(2 * (sh->nblk + 1) + 3 * (nseg + sh->nblk)) *
-                                 sizeof(ptrdiff_t));
+    {
+        const size_t cnt = (size_t)(2 * (sh->nblk + 1) + 3 * (nseg + sh->nblk));
+        sh->pb = cnt <= sizeof sh->inl / sizeof sh->inl[0]
+                     ? sh->inl : (ptrdiff_t *)malloc(cnt * sizeof(ptrdiff_t));
+    }
     if (!sh->pb) return 0;
     sh->kb = sh->pb + sh->nblk + 1;
     sh->off = sh->kb + sh->nblk + 1;
@@ -276,6 +282,11 @@ static int sk_make_shape(const fnn_conv_geom *g, ptrdiff_t mr, ptrdiff_t mr2, pt
     sh->pb[sh->nblk] = q;
     sh->kb[sh->nblk] = K;
     return 1;
+}
+
+static void sk_free_shape(sk_shape *sh)
+{
+    if (sh->pb != sh->inl) free(sh->pb);
 }
 
 /* Threads for the tasks: 1 below the GEMM's floor for threads, else all allowed. */

@@ -147,20 +147,27 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
     const ptrdiff_t K = g->kh * g->kw * g->c;
     sk_shape sh;
     FT *wk;
-    int ok = 1, nt;
+    int ok = 1, nt, on_stack;
+    size_t wk_elems;
+    /* a serial call's packed kernel and buffers on the stack when they are small (LeNet-5's
+     * second layer: 24 KiB): malloc after another library churned the heap (PyTorch's calls
+     * in between, as the benchmark alternates them) cost a one-image predict ~10 us */
+    FT small[SK_STACK_BYTES / sizeof(FT)] __attribute__((aligned(64)));
     const unsigned int saved_csr = fnn_ftz_enter();
     if (!sk_make_shape(g, fl.mr, fl.mr2, fl.nr, &sh)) { fnn_ftz_leave(saved_csr); return 0; }
     sh.skip_pad = skip_pad;
-    wk = (FT *)SFN(alloc)((size_t)(sh.ns * fl.nr * (K + 1)));
-    if (!wk) { free(sh.pb); fnn_ftz_leave(saved_csr); return 0; }
-    SFN(pack)(g, fl.nr, kernel, bias, wk);
     nt = sk_threads(g, sh.tasks);
+    wk_elems = (size_t)(sh.ns * fl.nr * (K + 1) + 15) / 16 * 16;
+    on_stack = nt <= 1 && wk_elems + sh.buf_elems + sh.tile_elems <= sizeof small / sizeof(FT);
+    wk = on_stack ? small : (FT *)SFN(alloc)(wk_elems);
+    if (!wk) { sk_free_shape(&sh); fnn_ftz_leave(saved_csr); return 0; }
+    SFN(pack)(g, fl.nr, kernel, bias, wk);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
         const unsigned int csr = fnn_ftz_enter();
-        FT *buf = (FT *)SFN(alloc)(sh.buf_elems + sh.tile_elems);
+        FT *buf = on_stack ? small + wk_elems : (FT *)SFN(alloc)(sh.buf_elems + sh.tile_elems);
         ptrdiff_t t;
         if (!buf) {
 #ifdef _OPENMP
@@ -176,11 +183,11 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
             SFN(task)(g, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,
                       y, nt > 1 ? 1e300 : 0.0);
         }
-        free(buf);
+        if (!on_stack) free(buf);
         fnn_ftz_leave(csr);
     }
-    free(wk);
-    free(sh.pb);
+    if (!on_stack) free(wk);
+    sk_free_shape(&sh);
     fnn_ftz_leave(saved_csr);
     return ok;
 }

@@ -202,6 +202,107 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
 #undef DT_UFULL2
 }
 
+/* One row of C (a one-row product: a single input through Dense, a generation step), NV
+ * vectors of columns in registers over all of k: each step broadcasts A's value once and
+ * streams one row of B's block front to back, where direct tiles of 2 vectors each walked all
+ * of B's rows at its stride (a 400 x 120 layer read 8 times as many B rows, half of them
+ * straddling two lines). U interleaved partial sums over k where NV is small, so that 8 chains
+ * of FMAs hide their latency; added in dtile's order. The last vector is masked unless FULL. */
+DT_TARGET static inline __attribute__((always_inline)) void
+DT(gemv_body)(const int NV, const int U, const int FULL, ptrdiff_t nb, ptrdiff_t k, FT alpha,
+              const FT *A, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta, FT *C,
+              const FT *bias, int act, FT param, UT *amax)
+{
+    VT acc[8];
+    const MT ml = V_MASK(nb - (NV - 1) * VLEN);
+    ptrdiff_t p;
+    int u, v;
+#define GV_LOAD(v, ptr) ((FULL || (v) < NV - 1) ? V_LOADU(ptr) : V_LOADM(ml, ptr))
+#pragma GCC unroll 8
+    for (u = 0; u < 8; u++) acc[u] = V_ZERO();
+    for (p = 0; p + U <= k; p += U) {
+#pragma GCC unroll 4
+        for (u = 0; u < U; u++) {
+            const VT a = V_SET1(A[(p + u) * csa]);
+            const FT *b = B + (p + u) * rsb;
+#pragma GCC unroll 8
+            for (v = 0; v < NV; v++) acc[u * NV + v] = V_FMA(a, GV_LOAD(v, b + v * VLEN), acc[u * NV + v]);
+        }
+    }
+    for (; p < k; p++) {
+        const VT a = V_SET1(A[p * csa]);
+        const FT *b = B + p * rsb;
+#pragma GCC unroll 8
+        for (v = 0; v < NV; v++) acc[v] = V_FMA(a, GV_LOAD(v, b + v * VLEN), acc[v]);
+    }
+    {
+        const VT va = V_SET1(alpha), vb = V_SET1(beta), vp = V_SET1(param);
+        AT am = V_AMAX_ZERO();
+#pragma GCC unroll 8
+        for (v = 0; v < NV; v++) {
+            const int whole = FULL || v < NV - 1;
+            VT z = acc[v];
+            if (U == 4) z = V_ADD(V_ADD(z, acc[NV + v]), V_ADD(acc[2 * NV + v], acc[3 * NV + v]));
+            else if (U == 2) z = V_ADD(z, acc[NV + v]);
+            z = V_MUL(va, z);
+            if (beta != (FT)0) z = V_FMA(vb, GV_LOAD(v, C + v * VLEN), z);
+            if (bias) z = V_ADD(z, GV_LOAD(v, bias + v * VLEN));
+            z = DT(dt_act)(z, act, vp);
+            if (amax) am = whole ? V_AMAX_ALL(am, z) : V_AMAX(am, z, ml);
+            if (whole)
+                V_STOREU(C + v * VLEN, z);
+            else
+                V_STOREP(C + v * VLEN, nb - v * VLEN, ml, z);
+        }
+        if (amax) {
+            const UT mx = V_AMAX_REDUCE(am);
+            if (mx > *amax) *amax = mx;
+        }
+    }
+#undef GV_LOAD
+}
+
+/* C[0, 0:n] := act(alpha * op(A)[0, :] B + beta * C + bias) for B's rows rsb apart (its columns
+ * contiguous), act as for dtile (the cheap ones; the driver applies the others after): blocks of
+ * 8 vectors, then the rest as one block of 1 to 7 (its last vector masked when partial). Each
+ * column's sum depends on n alone, so splitting n at multiples of 8 vectors (threads) keeps it. */
+DT_TARGET static void DT(gemv)(ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A, ptrdiff_t csa,
+                               const FT *B, ptrdiff_t rsb, FT beta, FT *C, const FT *bias,
+                               int act, FT param, UT *amax)
+{
+    ptrdiff_t j0 = 0, rem;
+    int nv;
+    for (; n - j0 >= 8 * VLEN; j0 += 8 * VLEN)
+        DT(gemv_body)(8, 1, 1, 8 * VLEN, k, alpha, A, csa, B + j0, rsb, beta, C + j0,
+                      bias ? bias + j0 : NULL, act, param, amax);
+    rem = n - j0;
+    if (rem <= 0) return;
+    nv = (int)((rem + VLEN - 1) / VLEN);
+    B += j0;
+    C += j0;
+    if (bias) bias += j0;
+#define GV_CASE(NV, U)                                                                           \
+    do {                                                                                         \
+        if (rem == (NV) * VLEN)                                                                  \
+            DT(gemv_body)(NV, U, 1, rem, k, alpha, A, csa, B, rsb, beta, C, bias, act, param,    \
+                          amax);                                                                 \
+        else                                                                                     \
+            DT(gemv_body)(NV, U, 0, rem, k, alpha, A, csa, B, rsb, beta, C, bias, act, param,    \
+                          amax);                                                                 \
+    } while (0)
+    switch (nv) {
+    case 1: GV_CASE(1, 4); break;
+    case 2: GV_CASE(2, 4); break;
+    case 3: GV_CASE(3, 2); break;
+    case 4: GV_CASE(4, 2); break;
+    case 5: GV_CASE(5, 1); break;
+    case 6: GV_CASE(6, 1); break;
+    case 7: GV_CASE(7, 1); break;
+    default: GV_CASE(8, 1); break;
+    }
+#undef GV_CASE
+}
+
 /* The per-type parameters end here (DT_TARGET and DT_MAXMB stay for the next type). */
 #undef V_ZERO
 #undef V_SET1

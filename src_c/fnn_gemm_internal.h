@@ -119,6 +119,16 @@ typedef void (*fnn_dtile_f64)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, double al
                               ptrdiff_t ldc, const double *bias, int act, double param,
                               uint64_t *amax);
 
+/* A one-row product, C[0, 0:n] := act(alpha * sum_p A[p*csa] B[p*rsb + 0:n] + beta*C + bias),
+ * act and amax as for a direct tile (fnn_dtile_tmpl.h's gemv). */
+typedef void (*fnn_gemv_f32)(ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                             ptrdiff_t csa, const float *B, ptrdiff_t rsb, float beta, float *C,
+                             const float *bias, int act, float param, uint32_t *amax);
+typedef void (*fnn_gemv_f64)(ptrdiff_t n, ptrdiff_t k, double alpha, const double *A,
+                             ptrdiff_t csa, const double *B, ptrdiff_t rsb, double beta,
+                             double *C, const double *bias, int act, double param,
+                             uint64_t *amax);
+
 /* A narrow product's transposed result stored back with the epilogue: for i < n (fewer than a
  * vector's lanes), j < m:  C[j*ldc + i] := act(T[i*ldt + j] + bias[i]) (bias may be NULL; act
  * LINEAR, STEP, RELU, LEAKY_RELU or SOFTMAX, across each row of C: fnn_vec.h's float softmax),
@@ -149,6 +159,7 @@ typedef struct {
     fnn_packn_f32 pack_n; /* the untransposed pack for this flavour, or NULL (the portable one) */
     int direct_m;         /* products of at most this many rows run on direct tiles whatever
                            * their size, when they run on one thread (0: by size alone) */
+    fnn_gemv_f32 gemv;    /* one-row products wider than a direct tile, or NULL (direct tiles) */
 } fnn_kern_f32;
 
 typedef struct {
@@ -167,6 +178,7 @@ typedef struct {
     fnn_tstore_f64 tstore;
     fnn_packn_f64 pack_n;
     int direct_m;
+    fnn_gemv_f64 gemv;
 } fnn_kern_f64;
 
 typedef struct {

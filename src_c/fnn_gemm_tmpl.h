@@ -274,6 +274,45 @@ static void GFN(few_rows_threaded)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptr
 }
 #endif
 
+/* A one-row product on the flavour's gemv, the late activations after it; with threads (a
+ * product above the floor), each takes a run of whole 8-vector blocks of columns, which gemv
+ * computes as it does on one thread: the same bits at any thread count. */
+static void GFN(gemv_run)(const KERN *kd, ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A,
+                          ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta, FT *C,
+                          const FT *bias, int act, FT param, UT *amax, int threaded)
+{
+    const int late = FNN_ACT_LATE(act);
+    const int vact = late ? FNN_ACT_LINEAR : act;
+#ifdef _OPENMP
+    const ptrdiff_t blk = 8 * (kd->dnr / 2), blocks = (n + blk - 1) / blk;
+    int nt = threaded ? fnn_max_threads() : 1;
+    if (nt > blocks) nt = (int)blocks;
+    if (nt > 1) {
+        UT mx = 0;
+#pragma omp parallel num_threads(nt) reduction(max : mx)
+        {
+            const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            const ptrdiff_t j0 = (ptrdiff_t)t * blocks / T * blk;
+            ptrdiff_t j1 = (ptrdiff_t)(t + 1) * blocks / T * blk;
+            if (j1 > n) j1 = n;
+            if (j1 > j0) {
+                kd->gemv(j1 - j0, k, alpha, A, csa, B + j0, rsb, beta, C + j0,
+                         bias ? bias + j0 : NULL, vact, param, (amax && !late) ? &mx : NULL);
+                if (late) kd->epi(C + j0, j1 - j0, 1, j1 - j0, NULL, act, param, amax ? &mx : NULL);
+            }
+            fnn_ftz_leave(saved_csr);
+        }
+        if (amax && mx > *amax) *amax = mx;
+        return;
+    }
+#else
+    (void)threaded;
+#endif
+    kd->gemv(n, k, alpha, A, csa, B, rsb, beta, C, bias, vact, param, late ? NULL : amax);
+    if (late) kd->epi(C, n, 1, n, NULL, act, param, amax);
+}
+
 static ptrdiff_t GFN(round_up)(ptrdiff_t x, ptrdiff_t q) { return (x + q - 1) / q * q; }
 
 /* Split len into ceil(len / max) near-equal blocks, each rounded up to a multiple of q. */
@@ -500,6 +539,12 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
         return;
     }
     if (direct) {
+        if (m == 1 && csb == 1 && kd->gemv != NULL && n > kd->dnr) {
+            /* one row wider than a direct tile: B streamed row by row (gemv_run) */
+            GFN(gemv_run)(kd, n, k, alpha, A, csa, B, rsb, beta, C, bias, act, param, amax,
+                          work >= floor);
+            return;
+        }
 #ifdef _OPENMP
         if (few_rows && work >= floor && fnn_max_threads() > 1 && n > kd->dnr) {
             GFN(few_rows_threaded)(kd, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc,

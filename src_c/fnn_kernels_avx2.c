@@ -414,9 +414,9 @@ FNN_AVX2 static void fnn_pack_n_avx2_f32(int r, ptrdiff_t len, ptrdiff_t kc, con
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 6, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
-     fnn_pack_t_avx2_f32, ukre_avx2_f32_6x16, NULL, NULL, fnn_pack_n_avx2_f32, 32},
+     fnn_pack_t_avx2_f32, ukre_avx2_f32_6x16, NULL, NULL, fnn_pack_n_avx2_f32, 32, gemv_avx2_f32},
     {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 6, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
-     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL, 32},
+     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL, 32, gemv_avx2_f64},
 };
 
 #else

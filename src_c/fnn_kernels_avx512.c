@@ -257,9 +257,10 @@ const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, 8, dtile_avx512_f32, 8, ukr8_avx512_f32,
      epi_avx512_f32, fnn_pack_t_avx512_f32, ukre_avx512_f32, ukre8_avx512_f32,
-     tstore_avx512_f32, fnn_pack_n_avx512_f32, 0},
+     tstore_avx512_f32, fnn_pack_n_avx512_f32, 0, gemv_avx512_f32},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, 8, dtile_avx512_f64, 8, ukr8_avx512_f64,
-     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL, NULL, 0},
+     epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL, NULL, 0,
+     gemv_avx512_f64},
 };
 
 #else

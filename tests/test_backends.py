@@ -52,7 +52,11 @@ MATMUL_SHAPES = [(1, 1, 1), (1, 7, 1), (7, 5, 3), (3, 1, 9), (16, 16, 16), (33, 
                  (64, 48, 10), (1040, 300, 10), (600, 40, 7),
                  # direct tiles of every height up to 6 rows over whole 16-column blocks, and a
                  # transposed A staged whole on the direct path (m >= 6, m * k small)
-                 (64, 32, 64), (30, 48, 32), (11, 9, 24), (6, 20, 8)]
+                 (64, 32, 64), (30, 48, 32), (11, 9, 24), (6, 20, 8),
+                 # one row wider than a direct tile (the flavour's gemv): whole 8-vector blocks,
+                 # tails of 1 to 7 vectors, partial last vectors, k below and off its 4-step loop
+                 (1, 400, 120), (1, 7, 17), (1, 3, 64), (1, 130, 65), (1, 1000, 300),
+                 (1, 50, 33), (1, 2, 200)]
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.0), (1.0, 1.0), (2.0, 0.7)])
@@ -168,7 +172,8 @@ def _dense_inputs(rng, n, k, m, dtype, act):
 
 @pytest.mark.parametrize("act", ref.ACTIVATIONS)
 @pytest.mark.parametrize("n, k, m", [(1, 1, 1), (5, 3, 4), (37, 50, 70), (64, 64, 256),
-                                     (100, 257, 10), (64, 48, 10), (1040, 300, 10)])
+                                     (100, 257, 10), (64, 48, 10), (1040, 300, 10),
+                                     (1, 400, 120), (1, 37, 201)])
 def test_dense_forward_backward(FAST, dtype, threads, act, n, k, m):
     rng = np.random.default_rng(n + k + m)
     x, w, b = _dense_inputs(rng, n, k, m, dtype, act)

@@ -76,10 +76,12 @@ def test_same_seed_same_weights_at_any_thread_count(dtype, opt, digits):
 
 # products of a few rows (a batch of up to 32) large enough for threads on every CPU (over the
 # 8M multiply-adds of Intel's floor; AMD's is 1M): on AVX2 they run on direct tiles, which once
-# gave way to the packed path at 2 threads and so summed differently
+# gave way to the packed path at 2 threads and so summed differently; one row on the flavour's
+# gemv, its columns split across threads in whole blocks
 @pytest.mark.parametrize("m, k, n, trans_a, trans_b", [
     (32, 300, 1000, False, False), (7, 1200, 1000, False, True), (32, 500, 600, True, False),
-    (1, 4000, 2100, False, False), (20, 1000, 1000, True, True)])
+    (1, 4000, 2100, False, False), (20, 1000, 1000, True, True), (1, 3000, 700, True, False),
+    (1, 1500, 1001, False, False)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_few_row_products_are_bitwise_the_same_at_one_and_two_threads(m, k, n, trans_a, trans_b,
                                                                       dtype):
