@@ -78,7 +78,20 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
             VT acc[2][FGN];                                                                      \
             nb = (DIRECT_NB(FGN) == 2 && g->ow - ox0 > VW) ? 2 : 1;                              \
             for (j = 0; j < FGN; j++) acc[0][j] = acc[1][j] = VZERO();                           \
-            if (nb == 2) {                                                                       \
+            if (nb == 2 && c == 1) { /* one plane per kernel row: a plain loop over its taps */  \
+                const FT *wp = wk;                                                               \
+                for (ky = 0; ky < g->kh; ky++) {                                                 \
+                    const FT *xp = planes + ky * pw + ox0;                                       \
+                    for (kx = 0; kx < g->kw; kx++, xp += g->dw, wp += FGN) {                     \
+                        const VT x0 = VLOAD(xp), x1 = VLOAD(xp + VW);                            \
+                        for (j = 0; j < FGN; j++) {                                              \
+                            const VT wv = VSET1(wp[j]);                                          \
+                            acc[0][j] = VFMA(x0, wv, acc[0][j]);                                 \
+                            acc[1][j] = VFMA(x1, wv, acc[1][j]);                                 \
+                        }                                                                        \
+                    }                                                                            \
+                }                                                                                \
+            } else if (nb == 2) {                                                                \
                 for (ky = 0; ky < g->kh; ky++)                                                   \
                     for (kx = 0; kx < g->kw; kx++)                                               \
                         for (ci = 0; ci < c; ci++) {                                             \

@@ -16,7 +16,8 @@ from tests.test_conv_strided import (_data, _forward, _pads, _rel,
 # (n, h, w, c, f, (kh, kw), (dh, dw), padding), all stride 1 and at most 4 channels: LeNet-5's
 # first layer (6 filters: one group of 6 on AVX2); 5, 3, 8 filters alone; 12, 13, 14 and 17
 # filters in groups of 8 then 4, 5, 6 and 8 + 1; output widths 1 to 40 (partial vector blocks,
-# one block, an odd number of blocks); dilations and explicit padding
+# one block, an odd number of blocks); dilations (one channel with a horizontal dilation: the
+# single-plane tap loop) and explicit padding
 CASES = [
     (2, 28, 28, 1, 6, (5, 5), (1, 1), "same"),
     (1, 7, 9, 1, 5, (3, 3), (1, 1), "same"),
@@ -29,6 +30,7 @@ CASES = [
     (1, 9, 40, 1, 17, (5, 5), (1, 1), "same"),
     (1, 6, 1, 1, 6, (3, 1), (1, 1), "same"),
     (3, 8, 24, 1, 4, (3, 3), (1, 1), "same"),
+    (2, 7, 19, 1, 6, (3, 3), (2, 2), "same"),
 ]
 
 
