@@ -162,8 +162,17 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
     wk = on_stack ? small : (FT *)SFN(alloc)(wk_elems);
     if (!wk) { sk_free_shape(&sh); fnn_ftz_leave(saved_csr); return 0; }
     SFN(pack)(g, fl.nr, kernel, bias, wk);
+    if (nt <= 1) { /* no parallel region: entering one costs a small call (one image) ~1 us */
+        FT *buf = on_stack ? small + wk_elems : (FT *)SFN(alloc)(sh.buf_elems + sh.tile_elems);
+        ptrdiff_t t;
+        ok = buf != NULL;
+        for (t = 0; ok && t < sh.tasks; t++)
+            SFN(task)(g, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,
+                      y, 0.0);
+        if (!on_stack) free(buf);
+    } else
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
 #endif
     {
         const unsigned int csr = fnn_ftz_enter();

@@ -207,46 +207,57 @@ DT_TARGET static void DT(dtile)(ptrdiff_t mb, ptrdiff_t nb, ptrdiff_t k, FT alph
  * streams one row of B's block front to back, where direct tiles of 2 vectors each walked all
  * of B's rows at its stride (a 400 x 120 layer read 8 times as many B rows, half of them
  * straddling two lines). U interleaved partial sums over k where NV is small, so that 8 chains
- * of FMAs hide their latency; added in dtile's order. The last vector is masked unless FULL. */
+ * of FMAs hide their latency; added in dtile's order. Unless FULL, the last vector's lanes past
+ * nb read on into B's next row (a row of more than a vector, the driver's condition) and are
+ * never stored; only the last row's load is masked: no mask register in the loop, so AVX2 keeps
+ * 15 vectors (120 floats: a Dense of 120 units in one pass over B) in its 16 registers. */
 DT_TARGET static inline __attribute__((always_inline)) void
 DT(gemv_body)(const int NV, const int U, const int FULL, ptrdiff_t nb, ptrdiff_t k, FT alpha,
               const FT *A, ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta, FT *C,
               const FT *bias, int act, FT param, UT *amax)
 {
-    VT acc[8];
+    VT acc[16];
     const MT ml = V_MASK(nb - (NV - 1) * VLEN);
+    const ptrdiff_t kin = FULL ? k : k - 1; /* the rows read with whole vectors */
     ptrdiff_t p;
     int u, v;
-#define GV_LOAD(v, ptr) ((FULL || (v) < NV - 1) ? V_LOADU(ptr) : V_LOADM(ml, ptr))
-#pragma GCC unroll 8
-    for (u = 0; u < 8; u++) acc[u] = V_ZERO();
-    for (p = 0; p + U <= k; p += U) {
+#define GV_LOADL(v, ptr) ((FULL || (v) < NV - 1) ? V_LOADU(ptr) : V_LOADM(ml, ptr))
+#pragma GCC unroll 16
+    for (u = 0; u < 16; u++) acc[u] = V_ZERO();
+    for (p = 0; p + U <= kin; p += U) {
 #pragma GCC unroll 4
         for (u = 0; u < U; u++) {
             const VT a = V_SET1(A[(p + u) * csa]);
             const FT *b = B + (p + u) * rsb;
-#pragma GCC unroll 8
-            for (v = 0; v < NV; v++) acc[u * NV + v] = V_FMA(a, GV_LOAD(v, b + v * VLEN), acc[u * NV + v]);
+#pragma GCC unroll 16
+            for (v = 0; v < NV; v++)
+                acc[u * NV + v] = V_FMA(a, V_LOADU(b + v * VLEN), acc[u * NV + v]);
         }
     }
-    for (; p < k; p++) {
+    for (; p < kin; p++) {
         const VT a = V_SET1(A[p * csa]);
         const FT *b = B + p * rsb;
-#pragma GCC unroll 8
-        for (v = 0; v < NV; v++) acc[v] = V_FMA(a, GV_LOAD(v, b + v * VLEN), acc[v]);
+#pragma GCC unroll 16
+        for (v = 0; v < NV; v++) acc[v] = V_FMA(a, V_LOADU(b + v * VLEN), acc[v]);
+    }
+    if (!FULL && k > 0) { /* the last row, its last vector masked, into the first partial sum */
+        const VT a = V_SET1(A[(k - 1) * csa]);
+        const FT *b = B + (k - 1) * rsb;
+#pragma GCC unroll 16
+        for (v = 0; v < NV; v++) acc[v] = V_FMA(a, GV_LOADL(v, b + v * VLEN), acc[v]);
     }
     {
         const VT va = V_SET1(alpha), vb = V_SET1(beta), vp = V_SET1(param);
         AT am = V_AMAX_ZERO();
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (v = 0; v < NV; v++) {
             const int whole = FULL || v < NV - 1;
             VT z = acc[v];
             if (U == 4) z = V_ADD(V_ADD(z, acc[NV + v]), V_ADD(acc[2 * NV + v], acc[3 * NV + v]));
             else if (U == 2) z = V_ADD(z, acc[NV + v]);
             z = V_MUL(va, z);
-            if (beta != (FT)0) z = V_FMA(vb, GV_LOAD(v, C + v * VLEN), z);
-            if (bias) z = V_ADD(z, GV_LOAD(v, bias + v * VLEN));
+            if (beta != (FT)0) z = V_FMA(vb, GV_LOADL(v, C + v * VLEN), z);
+            if (bias) z = V_ADD(z, GV_LOADL(v, bias + v * VLEN));
             z = DT(dt_act)(z, act, vp);
             if (amax) am = whole ? V_AMAX_ALL(am, z) : V_AMAX(am, z, ml);
             if (whole)
@@ -259,22 +270,23 @@ DT(gemv_body)(const int NV, const int U, const int FULL, ptrdiff_t nb, ptrdiff_t
             if (mx > *amax) *amax = mx;
         }
     }
-#undef GV_LOAD
+#undef GV_LOADL
 }
 
 /* C[0, 0:n] := act(alpha * op(A)[0, :] B + beta * C + bias) for B's rows rsb apart (its columns
- * contiguous), act as for dtile (the cheap ones; the driver applies the others after): blocks of
- * 8 vectors, then the rest as one block of 1 to 7 (its last vector masked when partial). Each
- * column's sum depends on n alone, so splitting n at multiples of 8 vectors (threads) keeps it. */
+ * contiguous, n > VLEN), act as for dtile (the cheap ones; the driver applies the others after):
+ * blocks of GV_MAXNV vectors (the flavour's gemv block, fnn_kern's gemv_cols columns), then the
+ * rest as one block (its last vector partial, or whole). Each column's sum depends on n alone,
+ * so splitting n at multiples of the block (threads) keeps it. */
 DT_TARGET static void DT(gemv)(ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A, ptrdiff_t csa,
                                const FT *B, ptrdiff_t rsb, FT beta, FT *C, const FT *bias,
                                int act, FT param, UT *amax)
 {
     ptrdiff_t j0 = 0, rem;
     int nv;
-    for (; n - j0 >= 8 * VLEN; j0 += 8 * VLEN)
-        DT(gemv_body)(8, 1, 1, 8 * VLEN, k, alpha, A, csa, B + j0, rsb, beta, C + j0,
-                      bias ? bias + j0 : NULL, act, param, amax);
+    for (; n - j0 >= GV_MAXNV * VLEN; j0 += GV_MAXNV * VLEN)
+        DT(gemv_body)(GV_MAXNV, 1, 1, GV_MAXNV * VLEN, k, alpha, A, csa, B + j0, rsb, beta,
+                      C + j0, bias ? bias + j0 : NULL, act, param, amax);
     rem = n - j0;
     if (rem <= 0) return;
     nv = (int)((rem + VLEN - 1) / VLEN);
@@ -298,7 +310,18 @@ DT_TARGET static void DT(gemv)(ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A, 
     case 5: GV_CASE(5, 1); break;
     case 6: GV_CASE(6, 1); break;
     case 7: GV_CASE(7, 1); break;
+#if GV_MAXNV > 8
+    case 8: GV_CASE(8, 1); break;
+    case 9: GV_CASE(9, 1); break;
+    case 10: GV_CASE(10, 1); break;
+    case 11: GV_CASE(11, 1); break;
+    case 12: GV_CASE(12, 1); break;
+    case 13: GV_CASE(13, 1); break;
+    case 14: GV_CASE(14, 1); break;
+    default: GV_CASE(15, 1); break;
+#else
     default: GV_CASE(8, 1); break;
+#endif
     }
 #undef GV_CASE
 }

@@ -160,6 +160,7 @@ typedef struct {
     int direct_m;         /* products of at most this many rows run on direct tiles whatever
                            * their size, when they run on one thread (0: by size alone) */
     fnn_gemv_f32 gemv;    /* one-row products wider than a direct tile, or NULL (direct tiles) */
+    ptrdiff_t gemv_cols;  /* columns of gemv's blocks (threads split n at their multiples) */
 } fnn_kern_f32;
 
 typedef struct {
@@ -179,6 +180,7 @@ typedef struct {
     fnn_packn_f64 pack_n;
     int direct_m;
     fnn_gemv_f64 gemv;
+    ptrdiff_t gemv_cols;
 } fnn_kern_f64;
 
 typedef struct {

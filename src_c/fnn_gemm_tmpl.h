@@ -275,7 +275,7 @@ static void GFN(few_rows_threaded)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptr
 #endif
 
 /* A one-row product on the flavour's gemv, the late activations after it; with threads (a
- * product above the floor), each takes a run of whole 8-vector blocks of columns, which gemv
+ * product above the floor), each takes a run of whole blocks of columns (gemv_cols), which gemv
  * computes as it does on one thread: the same bits at any thread count. */
 static void GFN(gemv_run)(const KERN *kd, ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A,
                           ptrdiff_t csa, const FT *B, ptrdiff_t rsb, FT beta, FT *C,
@@ -284,7 +284,7 @@ static void GFN(gemv_run)(const KERN *kd, ptrdiff_t n, ptrdiff_t k, FT alpha, co
     const int late = FNN_ACT_LATE(act);
     const int vact = late ? FNN_ACT_LINEAR : act;
 #ifdef _OPENMP
-    const ptrdiff_t blk = 8 * (kd->dnr / 2), blocks = (n + blk - 1) / blk;
+    const ptrdiff_t blk = kd->gemv_cols, blocks = (n + blk - 1) / blk;
     int nt = threaded ? fnn_max_threads() : 1;
     if (nt > blocks) nt = (int)blocks;
     if (nt > 1) {

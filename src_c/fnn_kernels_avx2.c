@@ -247,6 +247,7 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
  * kernel), masked loads and partial stores for column tails. */
 #define DT_TARGET FNN_AVX2
 #define DT_MAXMB 6
+#define GV_MAXNV 15 /* gemv blocks: 15 accumulators and a broadcast in 16 registers */
 #define V_ZERO() _mm256_setzero_ps()
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
@@ -306,6 +307,7 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
 #undef DT_MAXMB
+#undef GV_MAXNV
 
 /* The transposing sliver pack (fnn_gemm_internal.h) with 8x8 in-register transposes: 8 rows of
  * the source at a time (6 for the 6-row A slivers), 8 k-steps at a time. A copy, so the result is
@@ -414,9 +416,10 @@ FNN_AVX2 static void fnn_pack_n_avx2_f32(int r, ptrdiff_t len, ptrdiff_t kc, con
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 6, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
-     fnn_pack_t_avx2_f32, ukre_avx2_f32_6x16, NULL, NULL, fnn_pack_n_avx2_f32, 32, gemv_avx2_f32},
+     fnn_pack_t_avx2_f32, ukre_avx2_f32_6x16, NULL, NULL, fnn_pack_n_avx2_f32, 32, gemv_avx2_f32,
+     120},
     {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 6, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
-     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL, 32, gemv_avx2_f64},
+     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL, 32, gemv_avx2_f64, 60},
 };
 
 #else

@@ -51,6 +51,7 @@
 /* Direct tiles for small products: up to 8 rows x 2 zmm, masked column tails. */
 #define DT_TARGET FNN_AVX512
 #define DT_MAXMB 8
+#define GV_MAXNV 8 /* gemv blocks of 8 vectors */
 #define V_ZERO() _mm512_setzero_ps()
 #define V_SET1(x) _mm512_set1_ps(x)
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
@@ -110,6 +111,7 @@
 #include "fnn_dtile_tmpl.h"
 #undef DT_TARGET
 #undef DT_MAXMB
+#undef GV_MAXNV
 
 /* A 16 x kq block (kq <= 16) transposed: dst[q*r + i] = src[i*ld + q] for i < 16, q < kq;
  * nothing past column kq is read or row kq written. */
@@ -257,10 +259,10 @@ const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, 8, dtile_avx512_f32, 8, ukr8_avx512_f32,
      epi_avx512_f32, fnn_pack_t_avx512_f32, ukre_avx512_f32, ukre8_avx512_f32,
-     tstore_avx512_f32, fnn_pack_n_avx512_f32, 0, gemv_avx512_f32},
+     tstore_avx512_f32, fnn_pack_n_avx512_f32, 0, gemv_avx512_f32, 128},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, 8, dtile_avx512_f64, 8, ukr8_avx512_f64,
      epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL, NULL, 0,
-     gemv_avx512_f64},
+     gemv_avx512_f64, 64},
 };
 
 #else

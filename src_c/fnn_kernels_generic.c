@@ -94,7 +94,7 @@ GDT(dtile_generic_f64, double, uint64_t, 8, fnn_epilogue_block_f64)
 const fnn_arch fnn_arch_generic = {
     "generic",
     {GMR_S, GNR_S, 128, 256, 2048, ukr_generic_f32, 16, 4, dtile_generic_f32, 0, NULL,
-     fnn_epilogue_block_f32, fnn_pack_t_f32, NULL, NULL, NULL, NULL, 0, NULL},
+     fnn_epilogue_block_f32, fnn_pack_t_f32, NULL, NULL, NULL, NULL, 0, NULL, 0},
     {GMR_D, GNR_D, 64, 256, 1024, ukr_generic_f64, 8, 4, dtile_generic_f64, 0, NULL,
-     fnn_epilogue_block_f64, fnn_pack_t_f64, NULL, NULL, NULL, NULL, 0, NULL},
+     fnn_epilogue_block_f64, fnn_pack_t_f64, NULL, NULL, NULL, NULL, 0, NULL, 0},
 };
