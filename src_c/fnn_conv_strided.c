@@ -337,7 +337,24 @@ int fnn_conv_strided_dx_use(const fnn_conv_geom *g)
     if (g->sh != 1 || g->sw != 1) return 0;
     sk_dx_geom(g, &t);
     /* padding wider than the kernel's span (a negative padding here) stays on the GEMM path */
-    return t.pt >= 0 && t.pl >= 0 && fnn_conv_strided_use(&t);
+    if (t.pt < 0 || t.pl < 0 || !fnn_conv_strided_use(&t)) return 0;
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {
+        /* the padding rows are skipped (row_pieces), the padding columns multiplied: the
+         * (position, tap) pairs of a dx row that read dz's columns, against all of them. AVX2
+         * on Zen 2, 1 thread, whole backward, strided / GEMM path: 'same' convolutions (0.93
+         * and more of the pairs) 0.69-0.80x the time, 'valid' ones (0.71: LeNet-5's 5x5 6 -> 16
+         * on 14x14; 0.8: 3x3 5 -> 16 on 10x10) 1.08-1.2x: those keep the GEMM path. */
+        ptrdiff_t kx, inside = 0;
+        for (kx = 0; kx < t.kw; kx++) {
+            /* dx column ix reads dz column ix - t.pl + kx*dw, inside when in [0, t.w) */
+            ptrdiff_t lo = t.pl - kx * t.dw, hi = lo + t.w;
+            lo = lo < 0 ? 0 : lo;
+            hi = hi > t.ow ? t.ow : hi;
+            inside += hi > lo ? hi - lo : 0;
+        }
+        if (20 * inside < 17 * t.ow * t.kw) return 0; /* below 0.85 */
+    }
+    return 1;
 }
 
 /* ---------------------------------------------------------------- the drivers */
