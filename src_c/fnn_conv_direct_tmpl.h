@@ -64,6 +64,17 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
  * kernel value once for both: the loads (one per multiply-add with one block) were the limit. */
 #define DIRECT_NB(FGN) (VW > 1 && 2 * (FGN) + 4 <= (sizeof(VT) == 64 ? 32 : 16) ? 2 : 1)
 
+/* One tap of 2 blocks of positions: their VW inputs each at xp, the FGN filters' weights at wp. */
+#define DIRECT_TAP2(FGN, xp, wp)                                                                 \
+    do {                                                                                         \
+        const VT x0 = VLOAD(xp), x1 = VLOAD((xp) + VW);                                          \
+        for (j = 0; j < (FGN); j++) {                                                            \
+            const VT wv = VSET1((wp)[j]);                                                        \
+            acc[0][j] = VFMA(x0, wv, acc[0][j]);                                                 \
+            acc[1][j] = VFMA(x1, wv, acc[1][j]);                                                 \
+        }                                                                                        \
+    } while (0)
+
 /* One output row, filters f0..f0+FG of the packed kernel wk ([tap][FG], zero-padded filters):
  * DIRECT_NB(FGN) blocks of positions at a time, one where a single block is left. */
 #define DIRECT_ROW(FGN)                                                                          \
@@ -82,14 +93,8 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
                 const FT *wp = wk;                                                               \
                 for (ky = 0; ky < g->kh; ky++) {                                                 \
                     const FT *xp = planes + ky * pw + ox0;                                       \
-                    for (kx = 0; kx < g->kw; kx++, xp += g->dw, wp += FGN) {                     \
-                        const VT x0 = VLOAD(xp), x1 = VLOAD(xp + VW);                            \
-                        for (j = 0; j < FGN; j++) {                                              \
-                            const VT wv = VSET1(wp[j]);                                          \
-                            acc[0][j] = VFMA(x0, wv, acc[0][j]);                                 \
-                            acc[1][j] = VFMA(x1, wv, acc[1][j]);                                 \
-                        }                                                                        \
-                    }                                                                            \
+                    for (kx = 0; kx < g->kw; kx++, xp += g->dw, wp += FGN)                       \
+                        DIRECT_TAP2(FGN, xp, wp);                                                \
                 }                                                                                \
             } else if (nb == 2) {                                                                \
                 for (ky = 0; ky < g->kh; ky++)                                                   \
@@ -97,12 +102,7 @@ static DTARGET void DFN(planes)(const fnn_conv_geom *g, const FT *x, ptrdiff_t b
                         for (ci = 0; ci < c; ci++) {                                             \
                             const FT *xp = planes + (ky * c + ci) * pw + ox0 + kx * g->dw;       \
                             const FT *wp = wk + ((ky * g->kw + kx) * c + ci) * FGN;              \
-                            const VT x0 = VLOAD(xp), x1 = VLOAD(xp + VW);                        \
-                            for (j = 0; j < FGN; j++) {                                          \
-                                const VT wv = VSET1(wp[j]);                                      \
-                                acc[0][j] = VFMA(x0, wv, acc[0][j]);                             \
-                                acc[1][j] = VFMA(x1, wv, acc[1][j]);                             \
-                            }                                                                    \
+                            DIRECT_TAP2(FGN, xp, wp);                                            \
                         }                                                                        \
             } else {                                                                             \
                 for (ky = 0; ky < g->kh; ky++)                                                   \
@@ -154,6 +154,7 @@ DIRECT_ROW(8)
 DIRECT_ROW(16)
 #undef DIRECT_ROW
 #undef DIRECT_NB
+#undef DIRECT_TAP2
 #ifdef DIRECT_TSTORE_DEFAULT
 #undef DIRECT_TSTORE
 #undef DIRECT_TSTORE_DEFAULT

@@ -246,6 +246,17 @@ static void GFN(gemm_direct)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
 }
 
 #ifdef _OPENMP
+/* The calling thread's columns [*j0, *j1) of n, in a parallel region: a run of whole blocks of
+ * width columns (blocks of them in all), the runs as even as the blocks allow. */
+static void GFN(thread_cols)(ptrdiff_t blocks, ptrdiff_t width, ptrdiff_t n, ptrdiff_t *j0,
+                             ptrdiff_t *j1)
+{
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    *j0 = (ptrdiff_t)t * blocks / T * width;
+    *j1 = (ptrdiff_t)(t + 1) * blocks / T * width;
+    if (*j1 > n) *j1 = n;
+}
+
 /* gemm_direct on threads: each takes a run of whole dnr-column tiles (the tiles one thread
  * would compute, so the same bits at any thread count). */
 static void GFN(few_rows_threaded)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -260,10 +271,8 @@ static void GFN(few_rows_threaded)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptr
 #pragma omp parallel num_threads(nt) reduction(max : mx)
     {
         const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const ptrdiff_t j0 = (ptrdiff_t)t * tiles / T * dnr;
-        ptrdiff_t j1 = (ptrdiff_t)(t + 1) * tiles / T * dnr;
-        if (j1 > n) j1 = n;
+        ptrdiff_t j0, j1;
+        GFN(thread_cols)(tiles, dnr, n, &j0, &j1);
         if (j1 > j0)
             GFN(gemm_direct)(kd, m, j1 - j0, k, alpha, A, rsa, csa, B + j0 * csb, rsb, csb, beta,
                              C + j0, ldc, bias ? bias + j0 : NULL, act, param,
@@ -292,10 +301,8 @@ static void GFN(gemv_run)(const KERN *kd, ptrdiff_t n, ptrdiff_t k, FT alpha, co
 #pragma omp parallel num_threads(nt) reduction(max : mx)
         {
             const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
-            const int t = omp_get_thread_num(), T = omp_get_num_threads();
-            const ptrdiff_t j0 = (ptrdiff_t)t * blocks / T * blk;
-            ptrdiff_t j1 = (ptrdiff_t)(t + 1) * blocks / T * blk;
-            if (j1 > n) j1 = n;
+            ptrdiff_t j0, j1;
+            GFN(thread_cols)(blocks, blk, n, &j0, &j1);
             if (j1 > j0) {
                 kd->gemv(j1 - j0, k, alpha, A, csa, B + j0, rsb, beta, C + j0,
                          bias ? bias + j0 : NULL, vact, param, (amax && !late) ? &mx : NULL);
