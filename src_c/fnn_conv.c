@@ -136,6 +136,14 @@ static ptrdiff_t fnn_conv_gcd(ptrdiff_t a, ptrdiff_t b)
     return a;
 }
 
+/* The pooled kernel gradient's shapes (fnn_conv_pooled_tmpl.h): F filters; pn pooled entries an
+ * image per filter; na output positions an image, off[a] the patch of position a in the image's
+ * padded copy, whose rows of kernel row ky are ky*rowstep apart; kh rows of nv vectors a patch. */
+typedef struct {
+    ptrdiff_t F, pn, na, kh, nv, rowstep;
+    const ptrdiff_t *off;
+} fnn_pooled_args;
+
 /* The buffer of grad_rows_c1 in elements for vectors of vw lanes, or 0 where it does not run:
  * c = 1, at most FNN_DG1_MAX_F filters, and a block's input rows and sums of bounded size. */
 static size_t fnn_conv_dgrad1_elems(const fnn_conv_geom *g, ptrdiff_t vw)
@@ -349,6 +357,8 @@ typedef struct {
                     ptrdiff_t, int, float *, float *, const float *, int, float);
     void (*grad_f32)(const fnn_conv_geom *, const float *, const float *, ptrdiff_t, ptrdiff_t,
                      ptrdiff_t, float *, float *);
+    void (*pooled_f32)(const fnn_pooled_args *, const int64_t *, const float *, const float *,
+                       const float *, float *, double *);
 } fnn_direct_f32;
 typedef struct {
     int vw, maxfg;
@@ -356,19 +366,24 @@ typedef struct {
                     ptrdiff_t, int, double *, double *, const double *, int, double);
     void (*grad_f64)(const fnn_conv_geom *, const double *, const double *, ptrdiff_t,
                      ptrdiff_t, ptrdiff_t, double *, double *);
+    void (*pooled_f64)(const fnn_pooled_args *, const int64_t *, const double *,
+                       const double *, const double *, double *, double *);
 } fnn_direct_f64;
 
 static fnn_direct_f32 fnn_direct_flavour_f32(void)
 {
-    fnn_direct_f32 d = {1, 16, direct_forward_rows_generic_f32, direct_grad_rows_generic_f32};
+    fnn_direct_f32 d = {1, 16, direct_forward_rows_generic_f32, direct_grad_rows_generic_f32,
+                        direct_pooled_image_generic_f32};
 #if FNN_CONV_X86
     const int flavour = fnn_active_flavour();
     if (flavour == FNN_FLAVOUR_AVX512) {
         d.vw = 16; d.maxfg = 16;
         d.fwd_f32 = direct_forward_rows_avx512_f32; d.grad_f32 = direct_grad_rows_avx512_f32;
+        d.pooled_f32 = direct_pooled_image_avx512_f32;
     } else if (flavour == FNN_FLAVOUR_AVX2) {
         d.vw = 8; d.maxfg = 8;
         d.fwd_f32 = direct_forward_rows_avx2_f32; d.grad_f32 = direct_grad_rows_avx2_f32;
+        d.pooled_f32 = direct_pooled_image_avx2_f32;
     }
 #endif
     return d;
@@ -376,15 +391,18 @@ static fnn_direct_f32 fnn_direct_flavour_f32(void)
 
 static fnn_direct_f64 fnn_direct_flavour_f64(void)
 {
-    fnn_direct_f64 d = {1, 16, direct_forward_rows_generic_f64, direct_grad_rows_generic_f64};
+    fnn_direct_f64 d = {1, 16, direct_forward_rows_generic_f64, direct_grad_rows_generic_f64,
+                        direct_pooled_image_generic_f64};
 #if FNN_CONV_X86
     const int flavour = fnn_active_flavour();
     if (flavour == FNN_FLAVOUR_AVX512) {
         d.vw = 8; d.maxfg = 16;
         d.fwd_f64 = direct_forward_rows_avx512_f64; d.grad_f64 = direct_grad_rows_avx512_f64;
+        d.pooled_f64 = direct_pooled_image_avx512_f64;
     } else if (flavour == FNN_FLAVOUR_AVX2) {
         d.vw = 4; d.maxfg = 8;
         d.fwd_f64 = direct_forward_rows_avx2_f64; d.grad_f64 = direct_grad_rows_avx2_f64;
+        d.pooled_f64 = direct_pooled_image_avx2_f64;
     }
 #endif
     return d;
@@ -520,6 +538,7 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #define DIRECT_FLAVOUR fnn_direct_flavour_f32
 #define DFWD fwd_f32
 #define DGRAD grad_f32
+#define DPOOLED pooled_f32
 #define GEMM_BP fnn_sgemm_bp
 #define PACK_B fnn_sgemm_pack_b
 #define DBL 0
@@ -539,6 +558,7 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #undef DIRECT_FLAVOUR
 #undef DFWD
 #undef DGRAD
+#undef DPOOLED
 
 #define FT double
 #define CFN(name) name##_f64
@@ -548,6 +568,7 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #define DIRECT_FLAVOUR fnn_direct_flavour_f64
 #define DFWD fwd_f64
 #define DGRAD grad_f64
+#define DPOOLED pooled_f64
 #define GEMM_BP fnn_dgemm_bp
 #define PACK_B fnn_dgemm_pack_b
 #define DBL 1
@@ -567,3 +588,4 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #undef DIRECT_FLAVOUR
 #undef DFWD
 #undef DGRAD
+#undef DPOOLED

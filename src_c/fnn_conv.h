@@ -35,6 +35,7 @@
 #define FNN_CONV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,6 +64,23 @@ int fnn_conv2d_backward_f32(const fnn_conv_geom *g, const float *x, const float 
                             const float *dz, float *dkernel, float *dbias, float *dx);
 int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
                             const double *dz, double *dkernel, double *dbias, double *dx);
+
+/* The kernel and bias gradients of a relu convolution whose output (n, oh, ow, f) is read only
+ * by a max pooling, from the pooling's output gradient dy, argmax and output yp (n, pn pooled
+ * positions, f): conv2d_backward's for dz = zero but at each window's argmax a (iy*ow + ix),
+ * where the window's dy is added when its yp > 0 (the relu's derivative: at the argmax the
+ * pooled value is the convolution's output; a non-finite dy adds NaN either way, as dy * 0).
+ * dz is never formed: each window adds dy times its argmax's patch, in a quarter of the
+ * multiply-adds of the dense product for 2x2 windows. Argmax values outside [0, oh*ow) are
+ * dropped; windows may overlap (their gradients at a shared argmax add up). Sums go in fixed
+ * groups of images, in order: the results depend on the shapes only, not on the threads.
+ * dkernel and dbias are written. Returns 1, or 0 when a buffer could not be allocated. */
+int fnn_conv2d_backward_pooled_f32(const fnn_conv_geom *g, const float *x, const float *dy,
+                                   const int64_t *argmax, const float *yp, ptrdiff_t pn,
+                                   float *dkernel, float *dbias);
+int fnn_conv2d_backward_pooled_f64(const fnn_conv_geom *g, const double *x, const double *dy,
+                                   const int64_t *argmax, const double *yp, ptrdiff_t pn,
+                                   double *dkernel, double *dbias);
 
 #ifdef __cplusplus
 }

@@ -193,6 +193,7 @@ static DTARGET void DFN(forward_rows)(const fnn_conv_geom *g, const FT *x, const
 }
 
 #include "fnn_conv_dgrad1_tmpl.h" /* single-channel inputs: grad_rows_c1 */
+#include "fnn_conv_pooled_tmpl.h" /* a relu convolution read by a max pooling: pooled_image */
 
 /* Rows of the kernel gradient's row batches (see grad_rows). */
 #ifndef FNN_CONV_GRAD_RB

@@ -553,3 +553,100 @@ done:
     fnn_ftz_leave(saved_csr);
     return ok;
 }
+
+/* The kernel and bias gradients from a max pooling's output (fnn_conv.h): the images in
+ * FNN_CONV_GROUPS fixed ranges, each range summing its images in order into its own partial
+ * sums, which are added in range order (the sums depend on the shapes only). */
+int CFN(fnn_conv2d_backward_pooled)(const fnn_conv_geom *g, const FT *x, const FT *dy,
+                                    const int64_t *argmax, const FT *yp, ptrdiff_t pn,
+                                    FT *dkernel, FT *dbias)
+{
+    const DIRECT_T d = DIRECT_FLAVOUR();
+    const ptrdiff_t c = g->c, F = g->f, kh = g->kh, kw = g->kw, vw = d.vw;
+    const ptrdiff_t R = ((kw - 1) * g->dw + 1) * c, nv = (R + vw - 1) / vw;
+    const ptrdiff_t HP = (g->oh - 1) * g->sh + (kh - 1) * g->dh + 1;
+    const ptrdiff_t WP = (g->ow - 1) * g->sw + (kw - 1) * g->dw + 1, rs = WP * c + vw;
+    const ptrdiff_t na = g->oh * g->ow, groups = g->n < FNN_CONV_GROUPS ? g->n : FNN_CONV_GROUPS;
+    const size_t acc_elems = (size_t)(F * kh * nv * vw), xp_elems = (size_t)(HP * rs);
+    const unsigned int saved_csr = fnn_ftz_enter();
+    ptrdiff_t *off = (ptrdiff_t *)malloc((size_t)na * sizeof(ptrdiff_t));
+    FT *accs = (FT *)CFN(alloc)(acc_elems * (size_t)groups);
+    double *bs = (double *)calloc((size_t)(groups * F), sizeof(double));
+    fnn_pooled_args pa;
+    int ok = 1, nt;
+    ptrdiff_t a, q, j;
+    if (!off || !accs || !bs) {
+        ok = 0;
+        goto done;
+    }
+    for (a = 0; a < na; a++) off[a] = (a / g->ow) * g->sh * rs + (a % g->ow) * g->sw * c;
+    memset(accs, 0, acc_elems * (size_t)groups * sizeof(FT));
+    pa.F = F; pa.pn = pn; pa.na = na; pa.kh = kh; pa.nv = nv; pa.rowstep = g->dh * rs;
+    pa.off = off;
+    nt = fnn_conv_threads_for((double)(g->n * pn * F * kh * nv * vw) * FNN_CONV_DIRECT_COST,
+                              groups);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        const unsigned int csr = fnn_ftz_enter();
+        FT *xp = (FT *)CFN(alloc)(xp_elems);
+        ptrdiff_t qq, b, r;
+        if (!xp) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            ok = 0;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (qq = 0; qq < groups; qq++) {
+            if (!xp) continue;
+            for (b = qq * g->n / groups; b < (qq + 1) * g->n / groups; b++) {
+                /* xp row r: input row r - pt; position p of a row: input column p - pl */
+                const ptrdiff_t lo = g->pl < WP ? g->pl : WP;
+                const ptrdiff_t hi = g->pl + g->w < WP ? g->pl + g->w : WP;
+                for (r = 0; r < HP; r++) {
+                    const ptrdiff_t iy = r - g->pt;
+                    FT *row = xp + r * rs;
+                    if (iy < 0 || iy >= g->h || hi <= lo) {
+                        memset(row, 0, (size_t)rs * sizeof(FT));
+                        continue;
+                    }
+                    memset(row, 0, (size_t)(lo * c) * sizeof(FT));
+                    memcpy(row + lo * c, x + ((b * g->h + iy) * g->w) * c,
+                           (size_t)((hi - lo) * c) * sizeof(FT));
+                    memset(row + hi * c, 0, (size_t)(rs - hi * c) * sizeof(FT));
+                }
+                d.DPOOLED(&pa, argmax + b * pn * F, dy + b * pn * F, yp + b * pn * F, xp,
+                          accs + qq * acc_elems, bs + qq * F);
+            }
+        }
+        free(xp);
+        fnn_ftz_leave(csr);
+    }
+    if (ok) { /* dkernel[ky, kx, ci, f]: value kx*dw*c + ci of row ky of filter f's sums */
+        ptrdiff_t ky, kx, ci;
+        for (ky = 0; ky < kh; ky++)
+            for (kx = 0; kx < kw; kx++)
+                for (ci = 0; ci < c; ci++)
+                    for (j = 0; j < F; j++) {
+                        const ptrdiff_t at = (j * kh + ky) * nv * vw + kx * g->dw * c + ci;
+                        FT s = (FT)0;
+                        for (q = 0; q < groups; q++) s += accs[q * acc_elems + at];
+                        dkernel[((ky * kw + kx) * c + ci) * F + j] = s;
+                    }
+        for (j = 0; j < F; j++) {
+            double s = 0.0;
+            for (q = 0; q < groups; q++) s += bs[q * F + j];
+            dbias[j] = (FT)s;
+        }
+    }
+done:
+    free(off);
+    free(accs);
+    free(bs);
+    fnn_ftz_leave(saved_csr);
+    return ok;
+}

@@ -647,6 +647,7 @@ def test_relu_pool_fusion_trains_to_the_same_bits(backend):
     fused, plain = _relu_pool_model(backend), _relu_pool_model(backend)
     assert len(fused._relu_fused) == 4
     plain._relu_fused = frozenset()
+    fused._pooled_grad = plain._pooled_grad = {}     # (test_conv_pooled.py: that other path)
     for m in (fused, plain):
         m.compile(loss="cross_entropy", optimizer=fnn.SGD(0.05, momentum=0.9))
     for _ in range(5):

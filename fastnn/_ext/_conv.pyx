@@ -9,9 +9,11 @@
 # outside the arrays it is given (taps that fall outside the input read as zero).
 
 from cython cimport floating
+from libc.stdint cimport int64_t
 
 from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64,
-                               fnn_conv2d_backward_f32, fnn_conv2d_backward_f64)
+                               fnn_conv2d_backward_f32, fnn_conv2d_backward_f64,
+                               fnn_conv2d_backward_pooled_f32, fnn_conv2d_backward_pooled_f64)
 
 cdef int N_ACTIVATIONS = 9      # fastnn.activations codes 0..8
 
@@ -155,3 +157,57 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
                                          dx_ptr)
     if not ok:
         raise MemoryError("conv2d_backward: could not allocate its chunk buffers")
+
+
+def conv2d_backward_pooled(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
+                           const floating[:, :, :, ::1] dy,      # IN  (n, ph, pw, f) pooled
+                           const int64_t[:, :, :, ::1] argmax,   # IN  (n, ph, pw, f) iy*ow + ix
+                           const floating[:, :, :, ::1] yp,      # IN  (n, ph, pw, f) pooled
+                           out_hw, strides, dilations, padding,  # (oh, ow): the conv's output
+                           floating[:, :, :, ::1] dkernel,       # OUT (kh, kw, c, f)
+                           floating[::1] dbias):                 # OUT (f,)
+    """dkernel, dbias := conv2d_backward's for the dz that maxpool2d_backward_relu(dy, argmax,
+    yp) would give (n, oh, ow, f), without forming it: a relu convolution read only by a max
+    pooling (src_c/fnn_conv.h: fnn_conv2d_backward_pooled)"""
+    cdef fnn_conv_geom g
+    cdef int ok
+    cdef Py_ssize_t i, pn
+    cdef tuple ps = _shape(dy)
+    oh, ow = out_hw
+    g = _geometry(_shape(x), _shape(dkernel), (ps[0], oh, ow, ps[3]), strides, dilations,
+                  padding)
+    for i in range(4):
+        if yp.shape[i] != dy.shape[i] or argmax.shape[i] != dy.shape[i]:
+            raise ValueError(f"conv2d_backward_pooled: dy, argmax and yp must have one shape. "
+                             f"Received: {ps}, {tuple([argmax.shape[i] for i in range(4)])}, "
+                             f"{_shape(yp)}")
+    if dbias.shape[0] != g.f:
+        raise ValueError(f"conv2d_backward_pooled: dbias must have {g.f} values. Received: "
+                         f"{dbias.shape[0]}")
+    span_h, span_w = (g.kh - 1) * g.dh + 1, (g.kw - 1) * g.dw + 1
+    if ((oh - 1) * g.sh - g.pt >= g.h or (ow - 1) * g.sw - g.pl >= g.w or g.pt >= span_h
+            or g.pl >= span_w):
+        raise ValueError(f"conv2d_backward_pooled: an output of {(oh, ow)} positions does not "
+                         f"come from an input of {(g.h, g.w)} with kernel span "
+                         f"{(span_h, span_w)}, strides {strides} and padding {padding}")
+    # the padded copy of an image and the table of patch offsets (elements)
+    if ((((oh - 1) * g.sh + span_h) * (((ow - 1) * g.sw + span_w) * g.c + 16)) >= 2**40
+            or oh * ow >= 2**40):
+        raise ValueError(f"conv2d_backward_pooled: x {_shape(x)} with a kernel span of "
+                         f"{(span_h, span_w)} is too large")
+    pn = ps[1] * ps[2]
+    if g.n == 0 or pn == 0:
+        dkernel[...] = 0
+        dbias[...] = 0
+        return
+    with nogil:
+        if floating is float:
+            ok = fnn_conv2d_backward_pooled_f32(&g, &x[0, 0, 0, 0], &dy[0, 0, 0, 0],
+                                                &argmax[0, 0, 0, 0], &yp[0, 0, 0, 0], pn,
+                                                &dkernel[0, 0, 0, 0], &dbias[0])
+        else:
+            ok = fnn_conv2d_backward_pooled_f64(&g, &x[0, 0, 0, 0], &dy[0, 0, 0, 0],
+                                                &argmax[0, 0, 0, 0], &yp[0, 0, 0, 0], pn,
+                                                &dkernel[0, 0, 0, 0], &dbias[0])
+    if not ok:
+        raise MemoryError("conv2d_backward_pooled: could not allocate its buffers")

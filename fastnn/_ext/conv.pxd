@@ -1,5 +1,7 @@
 # Declarations of the convolution kernels in src_c/fnn_conv.h (the header is the documentation).
 
+from libc.stdint cimport int64_t
+
 cdef extern from "fnn_conv.h" nogil:
     ctypedef struct fnn_conv_geom:
         Py_ssize_t n, h, w, c
@@ -16,3 +18,10 @@ cdef extern from "fnn_conv.h" nogil:
                                 const float *dz, float *dkernel, float *dbias, float *dx)
     int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
                                 const double *dz, double *dkernel, double *dbias, double *dx)
+    int fnn_conv2d_backward_pooled_f32(const fnn_conv_geom *g, const float *x, const float *dy,
+                                       const int64_t *argmax, const float *yp, Py_ssize_t pn,
+                                       float *dkernel, float *dbias)
+    int fnn_conv2d_backward_pooled_f64(const fnn_conv_geom *g, const double *x,
+                                       const double *dy, const int64_t *argmax,
+                                       const double *yp, Py_ssize_t pn, double *dkernel,
+                                       double *dbias)

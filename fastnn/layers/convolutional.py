@@ -222,6 +222,20 @@ class _Conv(Layer):
                                None if dx is None else dx.reshape(n, *self._x4))
         return dx
 
+    def backward_from_pool(self, ctx: Slot, pool: Any, pool_ctx: Slot, dy: FloatArray) -> None:
+        """The kernel and bias gradients when a max pooling is this relu convolution's only
+        reader and the input's gradient is not wanted (graph.pooled_grad_nodes): from the
+        pooling's output gradient ``dy``, argmax and output, without forming dL/dz (zero but
+        at each window's argmax)."""
+        x = ctx.saved["x"]
+        n = x.shape[0]
+        yp = pool_ctx.rows_buffer("y", pool.output_shape).reshape(n, *pool._y4)
+        ctx.be.conv2d_backward_pooled(x.reshape(n, *self._x4),
+                                      np.ascontiguousarray(dy).reshape(n, *pool._y4),
+                                      pool_ctx.saved["argmax"], yp, self._y4[:2], self._strides,
+                                      self._dilations, self._pads,
+                                      self.dkernel.reshape(self._k4), self.dbias)
+
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -77,6 +77,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._outputs: list[int] = []
         self._n_inputs = 1
         self._relu_fused: frozenset[int] = frozenset()
+        self._pooled_grad: dict[int, int] = {}
         self._forward_plan: Any = None
         # one thread or all, by timing, for the calls driven from Python (fast backend only)
         chooser = getattr(self._be, "ThreadChooser", None)
@@ -181,6 +182,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                                      f"for a second use)")
         self._nodes, self._outputs, self._n_inputs = nodes, outputs, len(input_shapes)
         self._relu_fused = graph.relu_pool_nodes(nodes, outputs, len(input_shapes))
+        self._pooled_grad = graph.pooled_grad_nodes(nodes, self._relu_fused, len(input_shapes))
         self.input_shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes
         self.input_dim = sum(graph.width(s) for s in input_shapes)
         outs = [nodes[i].shape for i in outputs]

@@ -112,6 +112,21 @@ def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozens
     return frozenset(fused)
 
 
+def pooled_grad_nodes(nodes: list[Node], fused: frozenset[int], n_in: int) -> dict[int, int]:
+    """{pool node: its convolution} for the relu_fused pairs whose convolution reads a model
+    input: when the input's gradient is not wanted, such a convolution takes its kernel and
+    bias gradients from the pooling's output gradient and argmax (``backward_from_pool``), and
+    dz (zero but at each window's argmax) is never formed."""
+    from fastnn.layers.pooling import MaxPooling1D, MaxPooling2D
+    pairs = {}
+    for i in sorted(fused):
+        if type(nodes[i].layer) in (MaxPooling1D, MaxPooling2D):
+            conv = nodes[i].inputs[0]
+            if nodes[conv].inputs[0] < n_in:
+                pairs[i] = conv
+    return pairs
+
+
 def forward(model: BaseModel, x: FloatArray, ws: GraphWorkspace, rows: int,
             out: Optional[FloatArray] = None, training: bool = False) -> FloatArray:
     """Run the graph on the packed batch ``x`` (rows, input width); returns the packed
@@ -172,10 +187,20 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
     else:
         written[outs[0]] = True
     n_in = model._n_inputs
+    pooled = model._pooled_grad if dx0 is None else {}
+    from_pool: dict[int, tuple[Any, Slot, FloatArray]] = {}
     for node in reversed(nodes[n_in:]):
         if not written[node.index]:
             continue               # nothing reaches it (a branch no output depends on)
         slot = ws.slots[node.index]
+        if node.index in pooled:   # see pooled_grad_nodes: its convolution takes dy as it is
+            conv = pooled[node.index]
+            from_pool[conv] = (node.layer, slot, ws.grad(node))
+            written[conv] = True
+            continue
+        if node.index in from_pool:
+            node.layer.backward_from_pool(slot, *from_pool[node.index])  # type: ignore
+            continue
         targets: list[Optional[FloatArray]] = []
         direct: list[bool] = []
         for j, p in enumerate(node.inputs):
