@@ -115,31 +115,71 @@ static RV5 void lstm_fwd_avx512i_f32(float *z, const float *c_prev, float *c_nex
 
 /* ---------------------------------------------------------------- AVX2: 8 lanes */
 
-static RV2 RNN_AI __m256 rnn_sigmoid8(__m256 z)
+/* z[0..N) := sigmoid(z[k]) and tanh(z[k]): N vectors (a constant after inlining) with their
+ * instructions interleaved stage by stage (fnn_exp8n_le0): a single vector's chain of exp,
+ * division and polynomial left the LSTM step latency-bound. Each lane's result is the same
+ * whatever N. */
+#define RNN_EACH for (k = 0; k < N; k++)
+
+static RV2 RNN_AI void rnn_sigmoid8n(const int N, __m256 *z)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 e = fnn_exp8_le0(_mm256_or_ps(z, _mm256_set1_ps(-0.0f))); /* exp(-|z|) */
-    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
-    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s),
-                            _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ));
+    __m256 e[4], s[4];
+    int k;
+#pragma GCC unroll 4
+    RNN_EACH e[k] = _mm256_or_ps(z[k], _mm256_set1_ps(-0.0f));
+    fnn_exp8n_le0(N, e); /* exp(-|z|) */
+#pragma GCC unroll 4
+    RNN_EACH s[k] = _mm256_div_ps(one, _mm256_add_ps(one, e[k]));
+#pragma GCC unroll 4
+    RNN_EACH z[k] = _mm256_blendv_ps(s[k], _mm256_mul_ps(e[k], s[k]),
+                                     _mm256_cmp_ps(z[k], _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+
+static RV2 RNN_AI void rnn_tanh8n(const int N, __m256 *z)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    __m256 a[4], a2[4], e[4], big[4], p[4];
+    int k;
+#pragma GCC unroll 4
+    RNN_EACH {
+        a[k] = _mm256_andnot_ps(sign, z[k]);
+        a2[k] = _mm256_mul_ps(a[k], a[k]);
+        e[k] = _mm256_mul_ps(a[k], _mm256_set1_ps(-2.0f));
+    }
+    fnn_exp8n_le0(N, e);
+#pragma GCC unroll 4
+    RNN_EACH big[k] = _mm256_div_ps(_mm256_sub_ps(one, e[k]), _mm256_add_ps(one, e[k]));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(_mm256_set1_ps(RNN_T15), a2[k], _mm256_set1_ps(RNN_T13));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], a2[k], _mm256_set1_ps(RNN_T11));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], a2[k], _mm256_set1_ps(RNN_T9));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], a2[k], _mm256_set1_ps(RNN_T7));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], a2[k], _mm256_set1_ps(RNN_T5));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], a2[k], _mm256_set1_ps(RNN_T3));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(_mm256_mul_ps(a[k], a2[k]), p[k], a[k]);
+#pragma GCC unroll 4
+    RNN_EACH z[k] = _mm256_or_ps(
+        _mm256_blendv_ps(big[k], p[k], _mm256_cmp_ps(a[k], _mm256_set1_ps(0.5f), _CMP_LT_OQ)),
+        _mm256_and_ps(z[k], sign));
+}
+
+static RV2 RNN_AI __m256 rnn_sigmoid8(__m256 z)
+{
+    rnn_sigmoid8n(1, &z);
+    return z;
 }
 
 static RV2 RNN_AI __m256 rnn_tanh8(__m256 z)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    const __m256 a = _mm256_andnot_ps(sign, z), a2 = _mm256_mul_ps(a, a);
-    const __m256 e = fnn_exp8_le0(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
-    const __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(RNN_T15), a2, _mm256_set1_ps(RNN_T13));
-    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T11));
-    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T9));
-    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T7));
-    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T5));
-    p = _mm256_fmadd_ps(p, a2, _mm256_set1_ps(RNN_T3));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(a, a2), p, a);
-    return _mm256_or_ps(
-        _mm256_blendv_ps(big, p, _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ)),
-        _mm256_and_ps(z, sign));
+    rnn_tanh8n(1, &z);
+    return z;
 }
 
 /* lanes < left set, for the masked loads and stores of a row's last few units */
@@ -183,23 +223,40 @@ static RV2 void act_avx2i_f32(float *y, ptrdiff_t len, int act)
     if (j < len) rnn_act8(y + j, 0, rnn_mask8(len - j), sigmoid);
 }
 
-/* 8 units (j..) of one LSTM row */
-static RV2 RNN_AI void rnn_lstm8(float *zi, float *zf, float *zg, float *zo, const float *cp,
-                                 float *cn, float *ab, float *hb, int whole, __m256i m)
+/* N x 8 units (j..) of one LSTM row, the vectors' instructions interleaved (rnn_sigmoid8n) */
+static RV2 RNN_AI void rnn_lstm8n(const int N, float *zi, float *zf, float *zg, float *zo,
+                                  const float *cp, float *cn, float *ab, float *hb, int whole,
+                                  __m256i m)
 {
-    const __m256 i = rnn_sigmoid8(rnn_load8(zi, whole, m));
-    const __m256 f = rnn_sigmoid8(rnn_load8(zf, whole, m));
-    const __m256 g = rnn_tanh8(rnn_load8(zg, whole, m));
-    const __m256 o = rnn_sigmoid8(rnn_load8(zo, whole, m));
-    const __m256 c = _mm256_fmadd_ps(f, rnn_load8(cp, whole, m), _mm256_mul_ps(i, g));
-    const __m256 t = rnn_tanh8(c);
-    rnn_store8(zi, i, whole, m);
-    rnn_store8(zf, f, whole, m);
-    rnn_store8(zg, g, whole, m);
-    rnn_store8(zo, o, whole, m);
-    rnn_store8(cn, c, whole, m);
-    rnn_store8(ab, t, whole, m);
-    rnn_store8(hb, _mm256_mul_ps(o, t), whole, m);
+    __m256 i[4], f[4], g[4], o[4], c[4], t[4];
+    int k;
+#pragma GCC unroll 4
+    RNN_EACH {
+        i[k] = rnn_load8(zi + 8 * k, whole, m);
+        f[k] = rnn_load8(zf + 8 * k, whole, m);
+        g[k] = rnn_load8(zg + 8 * k, whole, m);
+        o[k] = rnn_load8(zo + 8 * k, whole, m);
+    }
+    rnn_sigmoid8n(N, i);
+    rnn_sigmoid8n(N, f);
+    rnn_tanh8n(N, g);
+    rnn_sigmoid8n(N, o);
+#pragma GCC unroll 4
+    RNN_EACH {
+        c[k] = _mm256_fmadd_ps(f[k], rnn_load8(cp + 8 * k, whole, m), _mm256_mul_ps(i[k], g[k]));
+        t[k] = c[k];
+    }
+    rnn_tanh8n(N, t);
+#pragma GCC unroll 4
+    RNN_EACH {
+        rnn_store8(zi + 8 * k, i[k], whole, m);
+        rnn_store8(zf + 8 * k, f[k], whole, m);
+        rnn_store8(zg + 8 * k, g[k], whole, m);
+        rnn_store8(zo + 8 * k, o[k], whole, m);
+        rnn_store8(cn + 8 * k, c[k], whole, m);
+        rnn_store8(ab + 8 * k, t[k], whole, m);
+        rnn_store8(hb + 8 * k, _mm256_mul_ps(o[k], t[k]), whole, m);
+    }
 }
 
 static RV2 void lstm_fwd_avx2i_f32(float *z, const float *c_prev, float *c_next, float *a,
@@ -215,14 +272,24 @@ static RV2 void lstm_fwd_avx2i_f32(float *z, const float *c_prev, float *c_next,
         float *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
         const float *cp = c_prev + b * u;
         float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * u;
-        for (j = 0; j + 8 <= u; j += 8)
-            rnn_lstm8(zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 1, none);
+        for (j = 0; j + 32 <= u; j += 32)
+            rnn_lstm8n(4, zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 1,
+                       none);
+        for (; j + 16 <= u; j += 16)
+            rnn_lstm8n(2, zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 1,
+                       none);
+        if (j + 8 <= u) {
+            rnn_lstm8n(1, zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 1,
+                       none);
+            j += 8;
+        }
         if (j < u)
-            rnn_lstm8(zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 0,
-                      rnn_mask8(u - j));
+            rnn_lstm8n(1, zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 0,
+                       rnn_mask8(u - j));
     }
 }
 
+#undef RNN_EACH
 #undef RV2
 #undef RV5
 #undef RNN_AI
