@@ -244,9 +244,20 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         }
         gt->colsum(dzs, n, K, acc);
     }
-    /* the weight gradients of all steps, each one product */
-    RFN(gemm)(1, 0, d, K, T * n, p.xt, d, dZ, K, (FT)0, dW, K, NULL);
-    RFN(gemm)(1, 0, u, K, T * n, p.H, u, gru ? dZr : dZ, K, (FT)0, dU, K, NULL);
+    /* the weight gradients of all steps, each one product; both read dZ (but the GRU's dU),
+     * packed once for the two */
+    {
+        const size_t pb = gru ? 0 : fnn_gemm_packed_b_size(FT_DBL, T * n, K);
+        void *dzp_raw = pb ? malloc(pb * sizeof(FT) + FNN_ALIGN) : NULL;
+        FT *dZp = NULL;
+        if (dzp_raw) {
+            dZp = (FT *)(((uintptr_t)dzp_raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
+            PACK_B(0, T * n, K, dZ, K, dZp);
+        }
+        GEMM_BP(1, 0, d, K, T * n, (FT)1, p.xt, d, dZ, K, dZp, (FT)0, dW, K, NULL);
+        GEMM_BP(1, 0, u, K, T * n, (FT)1, p.H, u, gru ? dZr : dZ, K, dZp, (FT)0, dU, K, NULL);
+        free(dzp_raw);
+    }
     for (j = 0; j < (gru ? 2 * K : K); j++) db[j] = (FT)acc[j];
     if (dx) {
         RFN(gemm)(0, 1, T * n, d, K, dZ, K, W, K, (FT)0, dxt, d, NULL);

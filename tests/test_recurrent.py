@@ -1000,3 +1000,22 @@ def test_a_wrapped_layer_cannot_also_be_used_elsewhere():
     with pytest.raises(ValueError, match=r"Bidirectional needs a recurrent layer that is not in "
                                          r"a model yet.*already built"):
         fnn.Bidirectional(built)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+@pytest.mark.parametrize("cls", [fnn.LSTM, fnn.GRU, fnn.SimpleRNN])
+def test_backward_twice_from_one_forward_gives_the_same_gradients(backend, cls):
+    """The low-level loop may run backward again on the same forward: the forward's workspace
+    is read by backward, never consumed (gate derivatives written over the gates would make
+    the second backward's gradients wrong)."""
+    model = fnn.Sequential([cls(8), fnn.Dense(3)], input_shape=(5, 4), seed=0, backend=backend)
+    x = np.random.default_rng(0).standard_normal((6, 5, 4)).astype(np.float32)
+    y = model.forward(x, training=True)
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    grads = []
+    for _ in range(2):
+        model.zero_grad()
+        model.backward(g)
+        grads.append([np.array(w) for w in model.grads])
+    for a, b in zip(*grads):
+        assert a.tobytes() == b.tobytes()
