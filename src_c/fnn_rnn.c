@@ -7,15 +7,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "fnn_ftz.h"
 #include "fnn_gemm.h"
 #include "fnn_gemm_internal.h"
 #include "fnn_rnn.h"
+#include "fnn_threads.h"
 #include "fnn_vexp.h"
 
 static ptrdiff_t fnn_rnn_gates(int cell)
 {
     return cell == FNN_RNN_LSTM ? 4 : (cell == FNN_RNN_GRU ? 3 : 1);
+}
+
+/* Row groups of the recurrence: rows are independent through time, so a batch of at least
+ * 2 * FNN_RNN_GROUP_ROWS rows runs as groups of at least that many (at most FNN_RNN_MAX_GROUPS),
+ * each with its own time loop, on threads with no synchronisation per step. The groups depend
+ * on the shapes alone, never on the thread count, and the bias sums are added group by group in
+ * order: the results are the same at any thread count. Only while the recurrent kernel (ubytes)
+ * is small: each group reads all of it at every step, which L2 then serves. */
+#define FNN_RNN_GROUP_ROWS 16
+#define FNN_RNN_MAX_GROUPS 8
+#define FNN_RNN_GROUP_MAX_BYTES (128 * 1024)
+
+static ptrdiff_t fnn_rnn_groups(ptrdiff_t n, ptrdiff_t ubytes)
+{
+    const ptrdiff_t q = n / FNN_RNN_GROUP_ROWS;
+    if (ubytes > FNN_RNN_GROUP_MAX_BYTES || q < 2) return 1;
+    return q > FNN_RNN_MAX_GROUPS ? FNN_RNN_MAX_GROUPS : q;
+}
+
+/* Threads for `groups` of a recurrence of `work` multiply-adds: one below the GEMM's floor. */
+static int fnn_rnn_threads(ptrdiff_t groups, ptrdiff_t work)
+{
+    int nt = fnn_max_threads();
+    if (groups < 2 || (double)work < fnn_par_min_work()) return 1;
+    if (nt > groups) nt = (int)groups;
+    return nt < 1 ? 1 : nt;
 }
 
 void fnn_rnn_sizes(int cell, ptrdiff_t T, ptrdiff_t d, ptrdiff_t u, ptrdiff_t *fwd,

@@ -107,6 +107,40 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t 
     }
 }
 
+/* The recurrence of the forward on rows [r0, r1) of the batch, group q of `groups` (see
+ * fnn_rnn_groups): rows are independent through time, so groups run on threads with no
+ * synchronisation per step. */
+static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
+                              const FT *U, const FT *Up, const FT *b, const FT *h0, ptrdiff_t q,
+                              ptrdiff_t groups)
+{
+    const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0;
+    ptrdiff_t s;
+    for (s = 0; s < T; s++) {
+        const FT *hp = p->H + (s * n + r0) * u;
+        FT *hn = p->H + ((s + 1) * n + r0) * u, *gs = p->G + (s * n + r0) * K;
+        /* a zero initial state adds nothing to the first step's input projection */
+        const int rec = s > 0 || h0;
+        switch (g->cell) {
+        case FNN_RNN_SIMPLE:
+            if (rec) RFN(step_gemm)(gt, s, m, u, u, hp, u, U, Up, (FT)1, hn, u, NULL);
+            gt->act(hn, m * u, g->act);
+            break;
+        case FNN_RNN_LSTM:
+            if (rec) RFN(step_gemm)(gt, s, m, K, u, hp, u, U, Up, (FT)1, gs, K, NULL);
+            gt->lstm_fwd(gs, p->C + (s * n + r0) * u, p->C + ((s + 1) * n + r0) * u,
+                         p->AUX + (s * n + r0) * u, hn, m, u, g->act, g->rec);
+            break;
+        default:
+            RFN(step_gemm)(gt, s, m, K, u, hp, u, U, Up, (FT)0, p->S + r0 * K, K, b + K);
+            gt->gru_fwd(gs, p->S + r0 * K, hp, p->AUX + (s * n + r0) * u, hn, m, u, g->act,
+                        g->rec);
+            break;
+        }
+    }
+}
+
 int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const FT *U,
                          const FT *b, const FT *h0, const FT *c0, FT *ws, FT *y, FT *h_last,
                          FT *c_last)
@@ -122,7 +156,8 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         fnn_ftz_leave(mxcsr);
         return 1;
     }
-    Up = RFN(pack_steps_b)(n, u, K, U, &up_raw);
+    Up = RFN(pack_steps_b)(n / fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT)), u, K, U,
+                           &up_raw);
     /* the input in step order, time-major */
     for (s = 0; s < T; s++) {
         const ptrdiff_t t = g->reverse ? T - 1 - s : s;
@@ -138,26 +173,21 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         if (c0) memcpy(p.C, c0, (size_t)(n * u) * sizeof(FT));
         else memset(p.C, 0, (size_t)(n * u) * sizeof(FT));
     }
-    for (s = 0; s < T; s++) {
-        const FT *hp = p.H + s * n * u;
-        FT *hn = p.H + (s + 1) * n * u;
-        /* a zero initial state adds nothing to the first step's input projection */
-        const int rec = s > 0 || h0;
-        switch (g->cell) {
-        case FNN_RNN_SIMPLE:
-            if (rec) RFN(step_gemm)(gt, s, n, u, u, hp, u, U, Up, (FT)1, hn, u, NULL);
-            gt->act(hn, n * u, g->act);
-            break;
-        case FNN_RNN_LSTM:
-            if (rec)
-                RFN(step_gemm)(gt, s, n, K, u, hp, u, U, Up, (FT)1, p.G + s * n * K, K, NULL);
-            gt->lstm_fwd(p.G + s * n * K, p.C + s * n * u, p.C + (s + 1) * n * u,
-                         p.AUX + s * n * u, hn, n, u, g->act, g->rec);
-            break;
-        default:
-            RFN(step_gemm)(gt, s, n, K, u, hp, u, U, Up, (FT)0, p.S, K, b + K);
-            gt->gru_fwd(p.G + s * n * K, p.S, hp, p.AUX + s * n * u, hn, n, u, g->act, g->rec);
-            break;
+    {
+        const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
+        const int nt = fnn_rnn_threads(groups, T * n * K * u);
+        ptrdiff_t q;
+        if (nt <= 1) {
+            for (q = 0; q < groups; q++) RFN(forward_rows)(g, gt, &p, U, Up, b, h0, q, groups);
+        } else {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (q = 0; q < groups; q++) {
+                const unsigned int csr = fnn_ftz_enter();
+                RFN(forward_rows)(g, gt, &p, U, Up, b, h0, q, groups);
+                fnn_ftz_leave(csr);
+            }
+#endif
         }
     }
     if (g->seq) {
@@ -176,6 +206,53 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     return 1;
 }
 
+/* Backpropagation through time on rows [r0, r1) of the batch, group q of `groups`: the gate
+ * derivatives into dZ (and dZr), dh and dc carried back, the bias sums into acc (this group's:
+ * K, and the GRU's recurrent K after). */
+static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
+                               const FT *ut, const FT *Utp, const FT *dy, FT *dZ, FT *dZr, FT *dh,
+                               FT *dc, int want_dh0, double *acc, ptrdiff_t q, ptrdiff_t groups)
+{
+    const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0;
+    FT *dhq = dh + r0 * u, *dcq = dc + r0 * u;
+    ptrdiff_t s, bb, j;
+    for (s = T - 1; s >= 0; s--) {
+        FT *dzs = dZ + (s * n + r0) * K, *dzr = dZr + (s * n + r0) * K;
+        if (g->seq) {
+            for (bb = r0; bb < r0 + m; bb++) {
+                const FT *src = dy + (bb * T + s) * u;
+                FT *dst = dh + bb * u;
+                for (j = 0; j < u; j++) dst[j] += src[j];
+            }
+        } else if (s == T - 1) {
+            for (j = 0; j < m * u; j++) dhq[j] += dy[r0 * u + j];
+        }
+        /* the recurrent product feeds the step before; at the first step only dh0 wants it */
+        switch (g->cell) {
+        case FNN_RNN_SIMPLE:
+            gt->simple_bwd(p->H + ((s + 1) * n + r0) * u, dhq, dzs, m * u, g->act);
+            if (s > 0 || want_dh0)
+                RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, Utp, (FT)0, dhq, u, NULL);
+            break;
+        case FNN_RNN_LSTM:
+            gt->lstm_bwd(p->G + (s * n + r0) * K, p->C + (s * n + r0) * u,
+                         p->AUX + (s * n + r0) * u, dhq, dcq, dzs, m, u, g->act, g->rec);
+            if (s > 0 || want_dh0)
+                RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, Utp, (FT)0, dhq, u, NULL);
+            break;
+        default:
+            gt->gru_bwd(p->G + (s * n + r0) * K, p->H + (s * n + r0) * u,
+                        p->AUX + (s * n + r0) * u, dhq, dzs, dzr, m, u, g->act, g->rec);
+            if (s > 0 || want_dh0)
+                RFN(step_gemm)(gt, s, m, u, K, dzr, K, ut, Utp, (FT)1, dhq, u, NULL);
+            gt->colsum(dzr, m, K, acc + K);
+            break;
+        }
+        gt->colsum(dzs, m, K, acc);
+    }
+}
+
 int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const FT *ws,
                           const FT *dy, const FT *dh_last, const FT *dc_last, FT *bws, FT *ut,
                           FT *dW, FT *dU, FT *db, FT *dx, FT *dh0, FT *dc0)
@@ -184,6 +261,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, (FT *)ws);
     const int gru = g->cell == FNN_RNN_GRU, lstm = g->cell == FNN_RNN_LSTM;
+    const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT)), na = gru ? 2 * K : K;
     FT *dZ = bws, *dZr = dZ + T * n * K, *dxt = dZr + (gru ? T * n * K : 0);
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
@@ -191,8 +269,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     const FT *Utp = NULL;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
-    /* the bias gradients' sums (the GRU's recurrent bias: the second K) */
-    acc = (double *)calloc((size_t)(gru ? 2 * K : K), sizeof(double));
+    /* the bias gradients' sums (the GRU's recurrent bias: the second K), one set per group */
+    acc = (double *)calloc((size_t)(groups * na), sizeof(double));
     if (!acc) return 0;
     mxcsr = fnn_ftz_enter();
     if (n == 0) { /* no samples: zero gradients */
@@ -205,44 +283,33 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     }
     for (i = 0; i < u; i++) /* U^T, so each step's product reads it untransposed */
         for (j = 0; j < K; j++) ut[j * u + i] = U[i * K + j];
-    Utp = RFN(pack_steps_b)(n, K, u, ut, &utp_raw);
+    Utp = RFN(pack_steps_b)(n / groups, K, u, ut, &utp_raw);
     if (dh_last) memcpy(dh, dh_last, (size_t)(n * u) * sizeof(FT));
     else memset(dh, 0, (size_t)(n * u) * sizeof(FT));
     if (lstm) {
         if (dc_last) memcpy(dc, dc_last, (size_t)(n * u) * sizeof(FT));
         else memset(dc, 0, (size_t)(n * u) * sizeof(FT));
     }
-    for (s = T - 1; s >= 0; s--) {
-        FT *dzs = dZ + s * n * K;
-        if (g->seq) {
-            for (bb = 0; bb < n; bb++) {
-                const FT *src = dy + (bb * T + s) * u;
-                FT *dst = dh + bb * u;
-                for (j = 0; j < u; j++) dst[j] += src[j];
+    {
+        const int nt = fnn_rnn_threads(groups, T * n * K * u);
+        ptrdiff_t q;
+        if (nt <= 1) {
+            for (q = 0; q < groups; q++)
+                RFN(backward_rows)(g, gt, &p, ut, Utp, dy, dZ, dZr, dh, dc, dh0 != NULL,
+                                   acc + q * na, q, groups);
+        } else {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (q = 0; q < groups; q++) {
+                const unsigned int csr = fnn_ftz_enter();
+                RFN(backward_rows)(g, gt, &p, ut, Utp, dy, dZ, dZr, dh, dc, dh0 != NULL,
+                                   acc + q * na, q, groups);
+                fnn_ftz_leave(csr);
             }
-        } else if (s == T - 1) {
-            for (j = 0; j < n * u; j++) dh[j] += dy[j];
+#endif
         }
-        /* the recurrent product feeds the step before; at the first step only dh0 wants it */
-        switch (g->cell) {
-        case FNN_RNN_SIMPLE:
-            gt->simple_bwd(p.H + (s + 1) * n * u, dh, dzs, n * u, g->act);
-            if (s > 0 || dh0) RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
-            break;
-        case FNN_RNN_LSTM:
-            gt->lstm_bwd(p.G + s * n * K, p.C + s * n * u, p.AUX + s * n * u, dh, dc, dzs, n, u,
-                         g->act, g->rec);
-            if (s > 0 || dh0) RFN(step_gemm)(gt, s, n, u, K, dzs, K, ut, Utp, (FT)0, dh, u, NULL);
-            break;
-        default:
-            gt->gru_bwd(p.G + s * n * K, p.H + s * n * u, p.AUX + s * n * u, dh, dzs,
-                        dZr + s * n * K, n, u, g->act, g->rec);
-            if (s > 0 || dh0)
-                RFN(step_gemm)(gt, s, n, u, K, dZr + s * n * K, K, ut, Utp, (FT)1, dh, u, NULL);
-            gt->colsum(dZr + s * n * K, n, K, acc + K);
-            break;
-        }
-        gt->colsum(dzs, n, K, acc);
+        for (q = 1; q < groups; q++) /* the groups' bias sums, in group order */
+            for (j = 0; j < na; j++) acc[j] += acc[q * na + j];
     }
     /* the weight gradients of all steps, each one product; both read dZ (but the GRU's dU),
      * packed once for the two */

@@ -62,6 +62,8 @@ static inline int fnn_max_threads(void)
 #ifdef _OPENMP
     const int limit = fnn_thread_limit();
     int n = omp_get_max_threads();
+    if (omp_in_parallel() && omp_get_active_level() >= omp_get_max_active_levels())
+        return 1; /* a region opened here would run on one thread (no nesting) */
     const int cap = omp_get_thread_limit();
     if (n < 1 || n > limit) n = limit;
     if (cap >= 1 && n > cap) n = cap;

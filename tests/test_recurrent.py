@@ -449,11 +449,14 @@ def test_few_sequences_with_wide_gates_match_numpy_twin(cell, n, dtype):
 # ------------------------------------------------------------ 6. bitwise at 1 and 2 threads
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
-def test_bitwise_equal_at_one_and_two_threads(kind, dtype):
+@pytest.mark.parametrize("size", [(64, 20, 32, 256), (53, 40, 7, 64)], ids=["gemm", "groups"])
+def test_bitwise_equal_at_one_and_two_threads(kind, dtype, size):
     """Forward outputs, dx and weight gradients are the same bits at 1 and 2 threads on a size
-    whose GEMMs are split over threads (batch 64, 256 units, 20 steps; adaptive thread choice
-    off so that 2 threads are really used)."""
-    n, T, d, u = 64, 20, 32, 256
+    whose GEMMs are split over threads (batch 64, 256 units, 20 steps), and on one whose rows
+    run in groups, each group's time loop on a thread (batch 53: 3 groups of 17-18 rows, 64
+    units, 40 steps: above the floor for threads of every CPU); adaptive thread choice off so
+    that 2 threads are really used."""
+    n, T, d, u = size
     results = {}
     # glorot rather than the orthogonal default: the (256, 1024) QR would dominate the runtime
     model = fnn.Sequential([_layer(kind, u, return_sequences=True,
@@ -489,9 +492,10 @@ out = {"kernel": get_backend("fast").kernel_name(), "errors": {}}
 # batch 19 (the steps' GEMM) and 3 (the row updates of up to 4 rows, small_gemm) with gates of
 # 280 and 160 columns (LSTM; GRU 210 and 120): whole blocks of 8 vectors, single vectors and
 # a masked tail in every flavour; 29 units: the AVX2 LSTM gates' pair of vectors, then one
-# whole vector and a masked one (70: two blocks of 4)
+# whole vector and a masked one (70: two blocks of 4); batch 37: two row groups (of 18 and 19
+# rows, each with its own time loop)
 for kind, cls in (("lstm", fnn.LSTM), ("gru", fnn.GRU), ("simple", fnn.SimpleRNN)):
-  for batch, (u1, u2) in ((19, (29, 9)), (3, (70, 40))):
+  for batch, (u1, u2) in ((19, (29, 9)), (3, (70, 40)), (37, (12, 5))):
     for dtype in ("float64", "float32"):
         res = {}
         for be in ("fast", "numpy"):
