@@ -199,11 +199,21 @@ def test_only_a_first_convolution_takes_the_pooled_gradient():
     assert fnn.Model(inp, fnn.MaxPooling2D()(h))._pooled_grad == {}
 
 
+def _sequence_model(backend, seed=0):
+    return fnn.Sequential([
+        fnn.Conv1D(5, 3, padding="same", activation="relu"), fnn.MaxPooling1D(3),
+        fnn.Flatten(), fnn.Dense(10, activation="softmax")], input_shape=(13, 2), seed=seed,
+        dtype="float64", backend=backend)
+
+
 @pytest.mark.parametrize("backend", ["fast", "numpy"])
-def test_pooled_gradient_trains_as_the_two_passes(backend):
+@pytest.mark.parametrize("make,shape", [(_lenet, (12, 12, 1)), (_sequence_model, (13, 2))],
+                         ids=["conv2d", "conv1d"])
+def test_pooled_gradient_trains_as_the_two_passes(backend, make, shape):
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((16, 12, 12, 1)), np.arange(16) % 10
-    pooled, plain = _lenet(backend), _lenet(backend)
+    x, y = rng.standard_normal((16, *shape)), np.arange(16) % 10
+    pooled, plain = make(backend), make(backend)
+    assert pooled._pooled_grad
     plain._pooled_grad = {}
     for m in (pooled, plain):
         m.compile(loss="cross_entropy", optimizer=fnn.SGD(0.05, momentum=0.9))
