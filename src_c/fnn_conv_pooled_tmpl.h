@@ -35,44 +35,35 @@ DFN(pooled_regs)(const int KH, const int NV, const int TWO, const fnn_pooled_arg
 {
     const ptrdiff_t F = pa->F, pn = pa->pn, na = pa->na, step = pa->rowstep;
     const ptrdiff_t NA = (ptrdiff_t)KH * NV, *off = pa->off;
-    VT s0[14], s1[14];
-    double b0 = 0.0, b1 = 0.0;
+    const int NF = TWO ? 2 : 1; /* filters f + h, h < NF */
+    VT s[2][14];
+    double bs[2] = {0.0, 0.0};
     ptrdiff_t p, i, ky, v;
-#pragma GCC unroll 14
-    for (i = 0; i < NA; i++) {
-        s0[i] = VLOAD(acc + (f * NA + i) * VW);
-        s1[i] = TWO ? VLOAD(acc + ((f + 1) * NA + i) * VW) : VZERO();
-    }
-    for (p = 0; p < pn; p++) {
-        ptrdiff_t at;
-        const FT gv = DFN(pooled_g)(off, na, am, dy, yp, p * F + f, &at);
-        const VT g = VSET1(gv);
-        const FT *q = xp + at;
-#pragma GCC unroll 7
-        for (ky = 0; ky < KH; ky++, q += step)
+    int h;
 #pragma GCC unroll 2
-            for (v = 0; v < NV; v++)
-                s0[ky * NV + v] = VFMA(g, VLOAD(q + v * VW), s0[ky * NV + v]);
-        b0 += (double)gv;
-        if (TWO) {
-            const FT gv1 = DFN(pooled_g)(off, na, am, dy, yp, p * F + f + 1, &at);
-            const VT g1 = VSET1(gv1);
-            q = xp + at;
+    for (h = 0; h < NF; h++)
+#pragma GCC unroll 14
+        for (i = 0; i < NA; i++) s[h][i] = VLOAD(acc + ((f + h) * NA + i) * VW);
+    for (p = 0; p < pn; p++)
+#pragma GCC unroll 2
+        for (h = 0; h < NF; h++) {
+            ptrdiff_t at;
+            const FT gv = DFN(pooled_g)(off, na, am, dy, yp, p * F + f + h, &at);
+            const VT g = VSET1(gv);
+            const FT *q = xp + at;
 #pragma GCC unroll 7
             for (ky = 0; ky < KH; ky++, q += step)
 #pragma GCC unroll 2
                 for (v = 0; v < NV; v++)
-                    s1[ky * NV + v] = VFMA(g1, VLOAD(q + v * VW), s1[ky * NV + v]);
-            b1 += (double)gv1;
+                    s[h][ky * NV + v] = VFMA(g, VLOAD(q + v * VW), s[h][ky * NV + v]);
+            bs[h] += (double)gv;
         }
-    }
+#pragma GCC unroll 2
+    for (h = 0; h < NF; h++) {
 #pragma GCC unroll 14
-    for (i = 0; i < NA; i++) {
-        VSTORE(acc + (f * NA + i) * VW, s0[i]);
-        if (TWO) VSTORE(acc + ((f + 1) * NA + i) * VW, s1[i]);
+        for (i = 0; i < NA; i++) VSTORE(acc + ((f + h) * NA + i) * VW, s[h][i]);
+        bsum[f + h] += bs[h];
     }
-    bsum[f] += b0;
-    if (TWO) bsum[f + 1] += b1;
 }
 
 /* Any shape: the sums in acc (memory), entry by entry. */

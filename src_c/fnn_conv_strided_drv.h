@@ -179,14 +179,9 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
         FT *buf = on_stack ? small + wk_elems : (FT *)SFN(alloc)(sh.buf_elems + sh.tile_elems);
         ptrdiff_t t;
         if (!buf) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            ok = 0;
+            FNN_OMP_FAIL(ok);
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FNN_OMP_FOR_DYNAMIC
         for (t = 0; t < sh.tasks; t++) {
             if (!buf) continue;
             SFN(task)(g, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,

@@ -213,8 +213,7 @@ static int CFN(forward_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, 
             FT *planes = (FT *)CFN(alloc)(plane_elems);
             ptrdiff_t t;
             if (!planes) {
-#pragma omp atomic write
-                ok = 0;
+                FNN_OMP_FAIL(ok);
             }
 #pragma omp for schedule(dynamic, 1)
             for (t = 0; t < tasks; t++) {
@@ -263,14 +262,9 @@ static int CFN(grad_direct)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
         FT *planes = (FT *)CFN(alloc)(buf_elems);
         ptrdiff_t qq;
         if (!planes) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            ok = 0;
+            FNN_OMP_FAIL(ok);
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FNN_OMP_FOR_DYNAMIC
         for (qq = 0; qq < groups; qq++) {
             const ptrdiff_t r0 = qq * rows / groups, r1 = (qq + 1) * rows / groups;
             if (!planes) continue;
@@ -350,8 +344,7 @@ int CFN(fnn_conv2d_forward)(const fnn_conv_geom *g, const FT *x, const FT *kerne
         FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
         ptrdiff_t j;
         if (!buf) {
-#pragma omp atomic write
-            ok = 0;
+            FNN_OMP_FAIL(ok);
         }
 #pragma omp for schedule(dynamic, 1)
         for (j = 0; j < pl.nchunks; j++) {
@@ -485,8 +478,7 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
             FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
             ptrdiff_t q;
             if (!buf) {
-#pragma omp atomic write
-                ok = 0;
+                FNN_OMP_FAIL(ok);
             }
 #pragma omp for schedule(dynamic, 1)
             for (q = 0; q < pl.groups; q++) {
@@ -534,8 +526,7 @@ input:
             FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
             ptrdiff_t t;
             if (!buf) {
-#pragma omp atomic write
-                ok = 0;
+                FNN_OMP_FAIL(ok);
             }
 #pragma omp for schedule(dynamic, 1)
             for (t = 0; t < pl.tasks; t++) {
@@ -593,14 +584,9 @@ int CFN(fnn_conv2d_backward_pooled)(const fnn_conv_geom *g, const FT *x, const F
         FT *xp = (FT *)CFN(alloc)(xp_elems);
         ptrdiff_t qq, b, r;
         if (!xp) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            ok = 0;
+            FNN_OMP_FAIL(ok);
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FNN_OMP_FOR_DYNAMIC
         for (qq = 0; qq < groups; qq++) {
             if (!xp) continue;
             for (b = qq * g->n / groups; b < (qq + 1) * g->n / groups; b++) {

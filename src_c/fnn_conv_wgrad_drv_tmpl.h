@@ -99,14 +99,9 @@ static int CFN(grad_wvec)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
         unsigned char *skip = (unsigned char *)malloc((size_t)(g->kh * RB));
         ptrdiff_t qq;
         if (!buf || !skip) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            ok = 0;
+            FNN_OMP_FAIL(ok);
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FNN_OMP_FOR_DYNAMIC
         for (qq = 0; qq < groups; qq++) {
             const ptrdiff_t r0 = qq * rows / groups, r1 = (qq + 1) * rows / groups;
             if (!buf || !skip) continue;

@@ -89,14 +89,9 @@ static int CFN(wino_forward)(const fnn_conv_geom *g, const FT *x, const FT *kern
         FT *zero = (FT *)calloc((size_t)(17 * c), sizeof(FT)); /* c zeros, then wino_in's tmp */
         ptrdiff_t b;
         if (!V || !M || !zero) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            ok = 0;
+            FNN_OMP_FAIL(ok);
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FNN_OMP_FOR_DYNAMIC
         for (b = 0; b < nblocks; b++) {
             const ptrdiff_t tr0 = b * rb, rows = trows - tr0 < rb ? trows - tr0 : rb;
             if (!V || !M || !zero) continue;

@@ -56,6 +56,17 @@ static inline int fnn_thread_limit(void)
     return limit;
 }
 
+/* Inside a parallel region: ok := 0 atomically (a thread's buffer could not be allocated), and
+ * the worksharing loop over a call's fixed pieces, one at a time to whichever thread is free.
+ * Without OpenMP, the plain assignment and nothing. */
+#ifdef _OPENMP
+#define FNN_OMP_FAIL(ok) _Pragma("omp atomic write") ok = 0
+#define FNN_OMP_FOR_DYNAMIC _Pragma("omp for schedule(dynamic, 1)")
+#else
+#define FNN_OMP_FAIL(ok) ok = 0
+#define FNN_OMP_FOR_DYNAMIC
+#endif
+
 /* Threads the next parallel region may use: OpenMP's count, clamped (see above). */
 static inline int fnn_max_threads(void)
 {
