@@ -71,8 +71,8 @@ int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const doubl
  * where the window's dy is added when its yp > 0 (the relu's derivative: at the argmax the
  * pooled value is the convolution's output; a non-finite dy adds NaN either way, as dy * 0).
  * dz is never formed: each window adds dy times its argmax's patch, in a quarter of the
- * multiply-adds of the dense product for 2x2 windows. Argmax values outside [0, oh*ow) are
- * dropped; windows may overlap (their gradients at a shared argmax add up). Sums go in fixed
+ * multiply-adds of the dense product for 2x2 windows. Argmax values outside [0, oh*ow) add
+ * nothing (a zero gradient times the first position's patch); windows may overlap (their gradients at a shared argmax add up). Sums go in fixed
  * groups of images, in order: the results depend on the shapes only, not on the threads.
  * dkernel and dbias are written. Returns 1, or 0 when a buffer could not be allocated. */
 int fnn_conv2d_backward_pooled_f32(const fnn_conv_geom *g, const float *x, const float *dy,

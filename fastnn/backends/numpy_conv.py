@@ -76,7 +76,7 @@ def conv2d_backward_pooled(x, dy, argmax, yp, out_hw, strides, dilations, paddin
                            dbias):
     """dkernel, dbias := conv2d_backward's for dz = maxpool2d_backward_relu(dy, argmax, yp)
     (n, oh, ow, f), summed over the windows' argmax patches only (dz is zero elsewhere): a relu
-    convolution read only by a max pooling. Argmax values outside [0, oh*ow) are dropped."""
+    convolution read only by a max pooling. Argmax values outside [0, oh*ow) add nothing."""
     kh, kw, c, f = dkernel.shape
     n = x.shape[0]
     oh, ow = out_hw
@@ -84,7 +84,7 @@ def conv2d_backward_pooled(x, dy, argmax, yp, out_hw, strides, dilations, paddin
     patches = _taps(xp, (kh, kw), (oh, ow), strides, dilations).reshape(n, oh * ow, -1)
     with np.errstate(invalid="ignore"):                 # inf * 0: NaN, as the compiled kernel
         g = (dy + dy.dtype.type(0)) * (yp > 0)
-    keep = (argmax >= 0) & (argmax < oh * ow) & ((yp > 0) | ~np.isfinite(dy))
+    keep = (argmax >= 0) & (argmax < oh * ow)
     b = np.broadcast_to(np.arange(n).reshape(-1, 1, 1, 1), dy.shape)
     for j in range(f):
         k = keep[..., j]
