@@ -107,6 +107,32 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t 
     }
 }
 
+/* CALL (which reads q) for each row group q < groups (see fnn_rnn_groups), on the caller's nt
+ * threads (a variable of that name: the pragma names it), each in flush-to-zero mode */
+#ifndef RNN_EACH_GROUP
+#ifdef _OPENMP
+#define RNN_EACH_GROUP(groups, q, CALL)                                                          \
+    do {                                                                                         \
+        if (nt <= 1) {                                                                           \
+            for (q = 0; q < (groups); q++) CALL;                                                 \
+        } else {                                                                                 \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")                         \
+            for (q = 0; q < (groups); q++) {                                                     \
+                const unsigned int csr_ = fnn_ftz_enter();                                       \
+                CALL;                                                                            \
+                fnn_ftz_leave(csr_);                                                             \
+            }                                                                                    \
+        }                                                                                        \
+    } while (0)
+#else
+#define RNN_EACH_GROUP(groups, q, CALL)                                                          \
+    do {                                                                                         \
+        (void)nt;                                                                                \
+        for (q = 0; q < (groups); q++) CALL;                                                     \
+    } while (0)
+#endif
+#endif
+
 /* The recurrence of the forward on rows [r0, r1) of the batch, group q of `groups` (see
  * fnn_rnn_groups): rows are independent through time, so groups run on threads with no
  * synchronisation per step. */
@@ -146,6 +172,7 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
                          FT *c_last)
 {
     const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, ws);
     const unsigned int mxcsr = fnn_ftz_enter();
@@ -156,8 +183,7 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         fnn_ftz_leave(mxcsr);
         return 1;
     }
-    Up = RFN(pack_steps_b)(n / fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT)), u, K, U,
-                           &up_raw);
+    Up = RFN(pack_steps_b)(n / groups, u, K, U, &up_raw);
     /* the input in step order, time-major */
     for (s = 0; s < T; s++) {
         const ptrdiff_t t = g->reverse ? T - 1 - s : s;
@@ -174,21 +200,9 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         else memset(p.C, 0, (size_t)(n * u) * sizeof(FT));
     }
     {
-        const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
-        if (nt <= 1) {
-            for (q = 0; q < groups; q++) RFN(forward_rows)(g, gt, &p, U, Up, b, h0, q, groups);
-        } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (q = 0; q < groups; q++) {
-                const unsigned int csr = fnn_ftz_enter();
-                RFN(forward_rows)(g, gt, &p, U, Up, b, h0, q, groups);
-                fnn_ftz_leave(csr);
-            }
-#endif
-        }
+        RNN_EACH_GROUP(groups, q, RFN(forward_rows)(g, gt, &p, U, Up, b, h0, q, groups));
     }
     if (g->seq) {
         for (s = 0; s < T; s++)
@@ -261,7 +275,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, (FT *)ws);
     const int gru = g->cell == FNN_RNN_GRU, lstm = g->cell == FNN_RNN_LSTM;
-    const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT)), na = gru ? 2 * K : K;
+    const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
+    const ptrdiff_t na = gru ? 2 * K : K; /* bias sums per group */
     FT *dZ = bws, *dZr = dZ + T * n * K, *dxt = dZr + (gru ? T * n * K : 0);
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
@@ -293,28 +308,20 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     {
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
-        if (nt <= 1) {
-            for (q = 0; q < groups; q++)
-                RFN(backward_rows)(g, gt, &p, ut, Utp, dy, dZ, dZr, dh, dc, dh0 != NULL,
-                                   acc + q * na, q, groups);
-        } else {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (q = 0; q < groups; q++) {
-                const unsigned int csr = fnn_ftz_enter();
-                RFN(backward_rows)(g, gt, &p, ut, Utp, dy, dZ, dZr, dh, dc, dh0 != NULL,
-                                   acc + q * na, q, groups);
-                fnn_ftz_leave(csr);
-            }
-#endif
-        }
+        RNN_EACH_GROUP(groups, q,
+                       RFN(backward_rows)(g, gt, &p, ut, Utp, dy, dZ, dZr, dh, dc, dh0 != NULL,
+                                          acc + q * na, q, groups));
         for (q = 1; q < groups; q++) /* the groups' bias sums, in group order */
             for (j = 0; j < na; j++) acc[j] += acc[q * na + j];
     }
     /* the weight gradients of all steps, each one product; both read dZ (but the GRU's dU),
-     * packed once for the two */
+     * packed once for the two when one of them takes the packed path (products of at most
+     * direct_m rows run on direct tiles, which read dZ in place) */
     {
-        const size_t pb = gru ? 0 : fnn_gemm_packed_b_size(FT_DBL, T * n, K);
+        const fnn_arch *arch = fnn_active_arch();
+        const ptrdiff_t direct_m = FT_DBL ? arch->d.direct_m : arch->s.direct_m;
+        const size_t pb = gru || (d <= direct_m && u <= direct_m)
+                              ? 0 : fnn_gemm_packed_b_size(FT_DBL, T * n, K);
         void *dzp_raw = pb ? malloc(pb * sizeof(FT) + FNN_ALIGN) : NULL;
         FT *dZp = NULL;
         if (dzp_raw) {
@@ -325,7 +332,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         GEMM_BP(1, 0, u, K, T * n, (FT)1, p.H, u, gru ? dZr : dZ, K, dZp, (FT)0, dU, K, NULL);
         free(dzp_raw);
     }
-    for (j = 0; j < (gru ? 2 * K : K); j++) db[j] = (FT)acc[j];
+    for (j = 0; j < na; j++) db[j] = (FT)acc[j];
     if (dx) {
         RFN(gemm)(0, 1, T * n, d, K, dZ, K, W, K, (FT)0, dxt, d, NULL);
         for (s = 0; s < T; s++) {
