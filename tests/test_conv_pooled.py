@@ -242,3 +242,39 @@ def test_pooled_gradient_matches_pytorch_in_a_model():
     F.cross_entropy(logits, torch.tensor(y)).backward()
     for g, t in zip(got, (k1, b1, k2, b2, wd, bd)):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_pooled_gradient_matches_finite_differences(backend):
+    """Through a training step (the path that takes the pooled gradient: no input gradient is
+    wanted), SGD at learning rate 1 moves each weight by its gradient: held to central finite
+    differences of the mean cross-entropy in float64."""
+    def make():
+        return fnn.Sequential([
+            fnn.Conv2D(2, 3, activation="relu"), fnn.MaxPooling2D(), fnn.Flatten(),
+            fnn.Dense(3, activation="softmax")], input_shape=(7, 6, 1), seed=4, dtype="float64",
+            backend=backend)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((5, 7, 6, 1)), np.array([0, 1, 2, 1, 0])
+    model = make()
+    assert model._pooled_grad
+    model.compile(loss="cross_entropy", optimizer=fnn.SGD(1.0))
+    weights = model.get_weights()
+    model.train_on_batch(x, y)
+    grads = [a - b for a, b in zip(weights, model.get_weights())]
+    probe = make()
+
+    def loss(ws):
+        probe.set_weights(ws)
+        p = probe.predict(x)
+        return -float(np.mean(np.log(p[np.arange(5), y])))
+
+    h = 1e-6
+    for k, w in enumerate(weights):
+        fd = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            for sign in (1, -1):
+                shifted = [v.copy() for v in weights]
+                shifted[k][idx] += sign * h
+                fd[idx] += sign * loss(shifted) / (2 * h)
+        np.testing.assert_allclose(grads[k], fd, rtol=1e-6, atol=1e-9)
