@@ -429,6 +429,11 @@ size_t fnn_gemm_packed_b_size(int dbl, ptrdiff_t k, ptrdiff_t n)
     return (size_t)((n + nr - 1) / nr * nr) * (size_t)k;
 }
 
+int fnn_gemm_b_in_place(int dbl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
+{
+    return dbl ? b_in_place_f64(m, n, k) : b_in_place_f32(m, n, k);
+}
+
 void fnn_sgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb,
                       float *Bp)
 {

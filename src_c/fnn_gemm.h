@@ -114,6 +114,10 @@ void fnn_dgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
  *   read it there. Bp == NULL: exactly fnn_sgemm.
  * The layout is that of the micro-kernel flavour in use: pack and multiply in one process. */
 size_t fnn_gemm_packed_b_size(int dbl, ptrdiff_t k, ptrdiff_t n);
+/* 1 when a product of m rows (fnn_sgemm(0, 0, m, n, k, ...), alpha != 0) takes a path that reads
+ * B in place rather than packed (few rows: direct tiles): a B read at many steps is then better
+ * laid out with rows that do not collide in L1 than packed. */
+int fnn_gemm_b_in_place(int dbl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k);
 void fnn_sgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb,
                       float *Bp);
 void fnn_dgemm_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb,

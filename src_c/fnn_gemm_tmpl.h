@@ -488,6 +488,15 @@ GFN(gemm_narrow)(const KERN *kd, int direct, int trans_a, int trans_b, ptrdiff_t
     }
 }
 
+/* 1 when gemm(0, 0, m, n, k, ...) reads B where it is: the direct paths as chosen below,
+ * whatever the thread count (a hint for callers choosing B's layout: the narrow path of a few
+ * columns is left out) */
+static int GFN(b_in_place)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
+{
+    const KERN *kd = &ARCH_KERN(fnn_get_arch());
+    return m > 0 && n > 0 && k > 0 && (m <= kd->direct_m || fnn_use_direct(m, n, k, 0));
+}
+
 /* The whole product, split across threads when it is big enough. Bpre (or NULL): op(B) packed
  * whole by pack_b_whole, read by the blocked paths instead of B (the direct and narrow paths
  * read B itself). */

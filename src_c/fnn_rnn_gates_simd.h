@@ -82,17 +82,18 @@ static RV5 void act_avx512i_f32(float *y, ptrdiff_t len, int act)
 /* The LSTM step (fnn_rnn_gates_tmpl.h's lstm_fwd) for tanh and sigmoid, a row of u units at a
  * time in one pass; other activations by the flavour's loops. */
 static RV5 void lstm_fwd_avx512i_f32(float *z, const float *c_prev, float *c_next, float *a,
-                                     float *h_next, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+                                     float *h_next, ptrdiff_t ldh, ptrdiff_t n, ptrdiff_t u,
+                                     int act, int rec)
 {
     ptrdiff_t b, j;
     if (act != FNN_ACT_TANH || rec != FNN_ACT_SIGMOID) {
-        lstm_fwd_avx512_f32(z, c_prev, c_next, a, h_next, n, u, act, rec);
+        lstm_fwd_avx512_f32(z, c_prev, c_next, a, h_next, ldh, n, u, act, rec);
         return;
     }
     for (b = 0; b < n; b++) {
         float *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
         const float *cp = c_prev + b * u;
-        float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * u;
+        float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * ldh;
         for (j = 0; j < u; j += 16) {
             const __mmask16 m = rnn_mask16(u - j);
             const __m512 i = rnn_sigmoid16(_mm512_maskz_loadu_ps(m, zi + j));
@@ -260,18 +261,19 @@ static RV2 RNN_AI void rnn_lstm8n(const int N, float *zi, float *zf, float *zg, 
 }
 
 static RV2 void lstm_fwd_avx2i_f32(float *z, const float *c_prev, float *c_next, float *a,
-                                   float *h_next, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+                                   float *h_next, ptrdiff_t ldh, ptrdiff_t n, ptrdiff_t u,
+                                   int act, int rec)
 {
     const __m256i none = _mm256_setzero_si256();
     ptrdiff_t b, j;
     if (act != FNN_ACT_TANH || rec != FNN_ACT_SIGMOID) {
-        lstm_fwd_avx2_f32(z, c_prev, c_next, a, h_next, n, u, act, rec);
+        lstm_fwd_avx2_f32(z, c_prev, c_next, a, h_next, ldh, n, u, act, rec);
         return;
     }
     for (b = 0; b < n; b++) {
         float *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
         const float *cp = c_prev + b * u;
-        float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * u;
+        float *cn = c_next + b * u, *ab = a + b * u, *hb = h_next + b * ldh;
         for (j = 0; j + 32 <= u; j += 32)
             rnn_lstm8n(4, zi + j, zf + j, zg + j, zo + j, cp + j, cn + j, ab + j, hb + j, 1,
                        none);

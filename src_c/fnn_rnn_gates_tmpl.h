@@ -155,16 +155,16 @@ static GTARGET void GFN(lstm_fwd_row)(FT *restrict zi, FT *restrict zf, FT *rest
 }
 
 /* LSTM forward of one step. z (n, 4u) holds the pre-activations [i f c o]; they are replaced by
- * the gates. c_next = f c_prev + i g; a = act(c_next); h_next = o a. */
+ * the gates. c_next = f c_prev + i g; a = act(c_next); h_next = o a (rows ldh apart). */
 static GTARGET void GFN(lstm_fwd)(FT *z, const FT *c_prev, FT *c_next, FT *a, FT *h_next,
-                                  ptrdiff_t n, ptrdiff_t u, int act, int rec)
+                                  ptrdiff_t ldh, ptrdiff_t n, ptrdiff_t u, int act, int rec)
 {
     ptrdiff_t b, j;
     if (act == FNN_ACT_TANH && rec == FNN_ACT_SIGMOID) {
         for (b = 0; b < n; b++) {
             FT *zi = z + b * 4 * u;
             GFN(lstm_fwd_row)(zi, zi + u, zi + 2 * u, zi + 3 * u, c_prev + b * u,
-                              c_next + b * u, a + b * u, h_next + b * u, u);
+                              c_next + b * u, a + b * u, h_next + b * ldh, u);
         }
         return;
     }
@@ -172,7 +172,7 @@ static GTARGET void GFN(lstm_fwd)(FT *z, const FT *c_prev, FT *c_next, FT *a, FT
         FT *restrict zi = z + b * 4 * u, *restrict zf = zi + u, *restrict zg = zi + 2 * u,
                      *restrict zo = zi + 3 * u;
         const FT *restrict cp = c_prev + b * u;
-        FT *restrict cn = c_next + b * u, *restrict ab = a + b * u, *restrict hb = h_next + b * u;
+        FT *restrict cn = c_next + b * u, *restrict ab = a + b * u, *restrict hb = h_next + b * ldh;
         if (act == rec) {
             GFN(act)(zi, 4 * u, rec);
         } else {

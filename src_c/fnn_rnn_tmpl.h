@@ -5,19 +5,30 @@
  * table's type) and GATES_OF() (the table of the flavour in use).
  */
 
-/* The workspace's parts (see fnn_rnn.h). */
+/* The workspace's parts (see fnn_rnn.h): xt's rows ldx apart and H's ldh apart. The LSTM keeps
+ * them side by side, XH (T+1, n, d+u): row (s, b) is [x_s | h_s-1] (the last x row unused), so
+ * a step's whole product and the weight gradients' read both as one matrix. */
 typedef struct {
     FT *xt, *G, *H, *C, *AUX, *S;
+    ptrdiff_t ldx, ldh;
 } RFN(parts);
 
 static RFN(parts) RFN(split)(const fnn_rnn_geom *g, FT *ws)
 {
-    const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     RFN(parts) p;
     p.xt = ws;
-    p.G = p.xt + T * n * g->d;
-    p.H = p.G + (g->cell == FNN_RNN_SIMPLE ? 0 : T * n * K);
-    p.C = p.H + (T + 1) * n * u;
+    if (g->cell == FNN_RNN_LSTM) {
+        p.ldx = p.ldh = d + u;
+        p.H = p.xt + d;
+        p.G = p.xt + (T + 1) * n * (d + u);
+    } else {
+        p.ldx = d;
+        p.ldh = u;
+        p.G = p.xt + T * n * d;
+        p.H = p.G + (g->cell == FNN_RNN_SIMPLE ? 0 : T * n * K);
+    }
+    p.C = (g->cell == FNN_RNN_LSTM ? p.G + T * n * K : p.H + (T + 1) * n * u);
     p.AUX = p.C + (g->cell == FNN_RNN_LSTM ? (T + 1) * n * u : 0);
     p.S = p.AUX + (g->cell == FNN_RNN_SIMPLE ? 0 : T * n * u);
     return p;
@@ -41,47 +52,91 @@ static void RFN(gemm)(int ta, int tb, ptrdiff_t m, ptrdiff_t nn, ptrdiff_t k, co
 /* Columns per call of the row updates: a whole register block of every flavour (8 vectors). */
 #define FNN_RNN_SMALL_COLS 128
 
-/* The per-step B operand (U, or U^T backward; k x m) laid out once for all steps of a call,
- * 64-byte aligned (unaligned slivers cost 15-20%):
- * - for the GEMM (n > FNN_RNN_SMALL_ROWS), packed as the GEMM would pack it at each step (or
- *   read it in place, from rows 1 KiB or more apart that collide in L1);
- * - for the row updates, as column blocks of FNN_RNN_SMALL_COLS, each (k x width) contiguous:
- *   read in place, the rows of a block 1 KiB apart (U of 64 units) fill only half of L1's
- *   sets, so no block survived from one step to the next.
- * The same values either way, so the same results. NULL with *raw NULL when B is read as it
- * is (one block of contiguous rows) or out of memory. Free *raw. */
-static FT *RFN(pack_steps_b)(ptrdiff_t n, ptrdiff_t k, ptrdiff_t m, const FT *B, void **raw)
+/* The per-step B operand (U, or U^T backward; k x m) and its copy laid out once for all steps
+ * of a call, 64-byte aligned (unaligned slivers cost 15-20%). Bp NULL: B is read as it is. */
+typedef struct {
+    const FT *B, *Bp;
+    ptrdiff_t ld; /* Bp's row stride when it is B with padded rows, else 0 */
+    void *raw;    /* Bp's allocation (free it) */
+} RFN(stepb);
+
+/* A row stride of at least m values whose rows start on cache lines and are an odd number of
+ * lines apart, so k rows spread over all of L1's sets (rows 1 KiB apart, as U's are with 64
+ * units, fall into a sixteenth of them) */
+static ptrdiff_t RFN(spread_ld)(ptrdiff_t m)
 {
+    const ptrdiff_t line = 64 / (ptrdiff_t)sizeof(FT);
+    const ptrdiff_t ld = (m + line - 1) / line * line;
+    return (ld / line) % 2 ? ld : ld + line;
+}
+
+/* The per-step B (k x m, row stride m): the k1 rows of B1, then the k2 rows of B2 (B2 NULL when
+ * k2 is 0; the LSTM's [W; U]), laid out for n rows per step:
+ * - the row updates (n <= FNN_RNN_SMALL_ROWS): column blocks of FNN_RNN_SMALL_COLS, each
+ *   (k x width) contiguous: read in place, the rows of a block 1 KiB apart (U of 64 units) fill
+ *   only half of L1's sets, so no block survived from one step to the next;
+ * - products the GEMM runs on direct tiles (fnn_gemm_b_in_place: a group of up to 32 rows on
+ *   AVX2): rows spread over L1's sets (spread_ld); the backward step of an LSTM of 64 units
+ *   (16 rows x 256 x 64) ran 5% faster;
+ * - other products: packed as the GEMM would pack it at each step.
+ * The same values either way, so the same results. Bp stays NULL when B1 alone is read as it is
+ * (one block of contiguous rows), or when out of memory (then B too when there are two). */
+static RFN(stepb) RFN(pack_steps_b)(ptrdiff_t n, ptrdiff_t m, const FT *B1, ptrdiff_t k1,
+                                    const FT *B2, ptrdiff_t k2)
+{
+    const ptrdiff_t k = k1 + k2;
     const int small = n <= FNN_RNN_SMALL_ROWS;
-    const size_t values = small ? (size_t)k * (size_t)m : fnn_gemm_packed_b_size(FT_DBL, k, m);
+    const int spread = !small && fnn_gemm_b_in_place(FT_DBL, n, m, k);
+    const ptrdiff_t ld = spread ? RFN(spread_ld)(m) : 0;
+    const size_t values = small ? (size_t)k * (size_t)m
+                          : spread ? (size_t)k * (size_t)ld
+                                   : fnn_gemm_packed_b_size(FT_DBL, k, m);
+    /* packed from two sources: B itself is made whole too, after the packed copy (the GEMM
+     * reads the pack, or B on the paths that read it in place) */
+    const size_t whole = (!small && !spread && B2) ? (size_t)k * (size_t)m : 0;
+    RFN(stepb) sb;
     FT *Bp;
-    *raw = NULL;
-    if (values == 0 || (small && m <= FNN_RNN_SMALL_COLS)) return NULL;
-    *raw = malloc(values * sizeof(FT) + FNN_ALIGN);
-    if (*raw == NULL) return NULL;
-    Bp = (FT *)(((uintptr_t)*raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
+    ptrdiff_t j0, p;
+#define RNN_B_ROW(p) ((p) < k1 ? B1 + (p) * m : B2 + ((p) - k1) * m)
+    sb.B = B2 ? NULL : B1;
+    sb.Bp = NULL;
+    sb.ld = 0;
+    sb.raw = NULL;
+    if (values == 0 || (!B2 && small && m <= FNN_RNN_SMALL_COLS)) return sb;
+    sb.raw = malloc((values + whole) * sizeof(FT) + FNN_ALIGN);
+    if (sb.raw == NULL) return sb;
+    Bp = (FT *)(((uintptr_t)sb.raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
     if (small) {
-        ptrdiff_t j0, p;
         for (j0 = 0; j0 < m; j0 += FNN_RNN_SMALL_COLS) {
             const ptrdiff_t w = m - j0 < FNN_RNN_SMALL_COLS ? m - j0 : FNN_RNN_SMALL_COLS;
             for (p = 0; p < k; p++)
-                memcpy(Bp + j0 * k + p * w, B + p * m + j0, (size_t)w * sizeof(FT));
+                memcpy(Bp + j0 * k + p * w, RNN_B_ROW(p) + j0, (size_t)w * sizeof(FT));
         }
+    } else if (spread) {
+        for (p = 0; p < k; p++) memcpy(Bp + p * ld, RNN_B_ROW(p), (size_t)m * sizeof(FT));
+        sb.ld = ld;
     } else {
-        PACK_B(0, k, m, B, m, Bp);
+        if (whole) {
+            FT *B = Bp + values;
+            for (p = 0; p < k; p++) memcpy(B + p * m, RNN_B_ROW(p), (size_t)m * sizeof(FT));
+            sb.B = B;
+        }
+        PACK_B(0, k, m, sb.B, m, Bp);
     }
-    return Bp;
+#undef RNN_B_ROW
+    sb.Bp = Bp;
+    return sb;
 }
 
-/* C := beta C + A B (+ bias) for one step's n rows, B (k x m) with row stride m; Bp: B laid out
- * by pack_steps_b, or NULL. The row updates read all of B at each step, more than L1 holds
- * once it passes ~48 KiB (an LSTM of 64 units: 64 KiB), so odd steps (s) take the column
- * blocks last to first: the block the previous step read last is still in L1 (in the same
- * order each step would evict every block just before its reuse). Each column's sum is the
- * same either way. */
+/* C := beta C + A B (+ bias) for one step's n rows, B (k x m) as pack_steps_b laid it out (the
+ * callers check that B or Bp is there). The
+ * row updates read all of B at each step, more than L1 holds once it passes ~48 KiB (an LSTM
+ * of 64 units: 64 KiB), so odd steps (s) take the column blocks last to first: the block the
+ * previous step read last is still in L1 (in the same order each step would evict every block
+ * just before its reuse). Each column's sum is the same either way. */
 static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
-                           const FT *A, ptrdiff_t lda, const FT *B, const FT *Bp, FT beta,
-                           FT *C, ptrdiff_t ldc, const FT *bias)
+                           const FT *A, ptrdiff_t lda, const RFN(stepb) *sb, FT beta, FT *C,
+                           ptrdiff_t ldc, const FT *bias)
 {
     if (n <= FNN_RNN_SMALL_ROWS) {
         const ptrdiff_t blocks = (m + FNN_RNN_SMALL_COLS - 1) / FNN_RNN_SMALL_COLS;
@@ -93,17 +148,21 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t 
         for (q = 0; q < blocks; q++) {
             const ptrdiff_t j0 = (s & 1 ? blocks - 1 - q : q) * FNN_RNN_SMALL_COLS;
             const ptrdiff_t w = m - j0 < FNN_RNN_SMALL_COLS ? m - j0 : FNN_RNN_SMALL_COLS;
-            if (Bp)
-                gt->small_gemm(n, w, k, A, lda, Bp + j0 * k, w, beta, C + j0, ldc);
+            if (sb->Bp)
+                gt->small_gemm(n, w, k, A, lda, sb->Bp + j0 * k, w, beta, C + j0, ldc);
             else
-                gt->small_gemm(n, w, k, A, lda, B + j0, m, beta, C + j0, ldc);
+                gt->small_gemm(n, w, k, A, lda, sb->B + j0, m, beta, C + j0, ldc);
         }
     } else {
         EPI ep;
         memset(&ep, 0, sizeof ep);
         ep.bias = bias;
         ep.act = FNN_ACT_LINEAR;
-        GEMM_BP(0, 0, n, m, k, (FT)1, A, lda, B, m, Bp, beta, C, ldc, bias ? &ep : NULL);
+        if (sb->ld)
+            GEMM(0, 0, n, m, k, (FT)1, A, lda, sb->Bp, sb->ld, beta, C, ldc, bias ? &ep : NULL);
+        else
+            GEMM_BP(0, 0, n, m, k, (FT)1, A, lda, sb->B, m, sb->Bp, beta, C, ldc,
+                    bias ? &ep : NULL);
     }
 }
 
@@ -135,31 +194,39 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t 
 
 /* The recurrence of the forward on rows [r0, r1) of the batch, group q of `groups` (see
  * fnn_rnn_groups): rows are independent through time, so groups run on threads with no
- * synchronisation per step. */
+ * synchronisation per step. B: U, or with `fused` (an LSTM on the GEMM) [W; U], whose product
+ * with a step's [x_s | h_s-1] rows is the step's whole pre-activation (plus b): one product of
+ * d+u terms instead of the input projection's GEMM of d (short, so the tiles' loads and stores
+ * weigh) and the step's of u. */
 static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
-                              const FT *U, const FT *Up, const FT *b, const FT *h0, ptrdiff_t q,
-                              ptrdiff_t groups)
+                              const RFN(stepb) *B, int fused, const FT *W, const FT *b,
+                              const FT *h0, ptrdiff_t q, ptrdiff_t groups)
 {
-    const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
-    const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0;
+    const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
+    const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0, ldh = p->ldh;
     ptrdiff_t s;
     for (s = 0; s < T; s++) {
-        const FT *hp = p->H + (s * n + r0) * u;
-        FT *hn = p->H + ((s + 1) * n + r0) * u, *gs = p->G + (s * n + r0) * K;
+        const FT *hp = p->H + (s * n + r0) * ldh, *xs = p->xt + (s * n + r0) * p->ldx;
+        FT *hn = p->H + ((s + 1) * n + r0) * ldh, *gs = p->G + (s * n + r0) * K;
         /* a zero initial state adds nothing to the first step's input projection */
         const int rec = s > 0 || h0;
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
-            if (rec) RFN(step_gemm)(gt, s, m, u, u, hp, u, U, Up, (FT)1, hn, u, NULL);
-            gt->act(hn, m * u, g->act);
+            if (rec) RFN(step_gemm)(gt, s, m, u, u, hp, ldh, B, (FT)1, hn, ldh, NULL);
+            gt->act(hn, m * u, g->act); /* ldh == u */
             break;
         case FNN_RNN_LSTM:
-            if (rec) RFN(step_gemm)(gt, s, m, K, u, hp, u, U, Up, (FT)1, gs, K, NULL);
+            if (fused && rec)
+                RFN(step_gemm)(gt, s, m, K, d + u, xs, p->ldx, B, (FT)0, gs, K, b);
+            else if (fused)
+                RFN(gemm)(0, 0, m, K, d, xs, p->ldx, W, K, (FT)0, gs, K, b);
+            else if (rec)
+                RFN(step_gemm)(gt, s, m, K, u, hp, ldh, B, (FT)1, gs, K, NULL);
             gt->lstm_fwd(gs, p->C + (s * n + r0) * u, p->C + ((s + 1) * n + r0) * u,
-                         p->AUX + (s * n + r0) * u, hn, m, u, g->act, g->rec);
+                         p->AUX + (s * n + r0) * u, hn, ldh, m, u, g->act, g->rec);
             break;
         default:
-            RFN(step_gemm)(gt, s, m, K, u, hp, u, U, Up, (FT)0, p->S + r0 * K, K, b + K);
+            RFN(step_gemm)(gt, s, m, K, u, hp, ldh, B, (FT)0, p->S + r0 * K, K, b + K);
             gt->gru_fwd(gs, p->S + r0 * K, hp, p->AUX + (s * n + r0) * u, hn, m, u, g->act,
                         g->rec);
             break;
@@ -173,28 +240,32 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
 {
     const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
+    const int fused = g->cell == FNN_RNN_LSTM && n / groups > FNN_RNN_SMALL_ROWS;
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, ws);
-    const unsigned int mxcsr = fnn_ftz_enter();
-    void *up_raw;
-    const FT *Up;
+    const ptrdiff_t ldh = p.ldh;
+    unsigned int mxcsr;
+    RFN(stepb) B;
     ptrdiff_t s, bb;
-    if (n == 0) {
-        fnn_ftz_leave(mxcsr);
-        return 1;
-    }
-    Up = RFN(pack_steps_b)(n / groups, u, K, U, &up_raw);
+    if (n == 0) return 1;
+    B = fused ? RFN(pack_steps_b)(n / groups, K, W, d, U, u)
+              : RFN(pack_steps_b)(n / groups, K, U, u, NULL, 0);
+    if (!B.B && !B.Bp) return 0;
+    mxcsr = fnn_ftz_enter();
     /* the input in step order, time-major */
     for (s = 0; s < T; s++) {
         const ptrdiff_t t = g->reverse ? T - 1 - s : s;
         for (bb = 0; bb < n; bb++)
-            memcpy(p.xt + (s * n + bb) * d, x + (bb * T + t) * d, (size_t)d * sizeof(FT));
+            memcpy(p.xt + (s * n + bb) * p.ldx, x + (bb * T + t) * d, (size_t)d * sizeof(FT));
     }
-    /* the input projection of every step, with the (input) bias */
-    RFN(gemm)(0, 0, T * n, K, d, p.xt, d, W, K, (FT)0,
-              g->cell == FNN_RNN_SIMPLE ? p.H + n * u : p.G, K, b);
-    if (h0) memcpy(p.H, h0, (size_t)(n * u) * sizeof(FT));
-    else memset(p.H, 0, (size_t)(n * u) * sizeof(FT));
+    /* the input projection of every step, with the (input) bias (fused: at each step) */
+    if (!fused)
+        RFN(gemm)(0, 0, T * n, K, d, p.xt, p.ldx, W, K, (FT)0,
+                  g->cell == FNN_RNN_SIMPLE ? p.H + n * u : p.G, K, b);
+    for (bb = 0; bb < n; bb++) {
+        if (h0) memcpy(p.H + bb * ldh, h0 + bb * u, (size_t)u * sizeof(FT));
+        else memset(p.H + bb * ldh, 0, (size_t)u * sizeof(FT));
+    }
     if (g->cell == FNN_RNN_LSTM) {
         if (c0) memcpy(p.C, c0, (size_t)(n * u) * sizeof(FT));
         else memset(p.C, 0, (size_t)(n * u) * sizeof(FT));
@@ -202,20 +273,23 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     {
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
-        RNN_EACH_GROUP(groups, q, RFN(forward_rows)(g, gt, &p, U, Up, b, h0, q, groups));
+        RNN_EACH_GROUP(groups, q,
+                       RFN(forward_rows)(g, gt, &p, &B, fused, W, b, h0, q, groups));
     }
-    if (g->seq) {
-        for (s = 0; s < T; s++)
-            for (bb = 0; bb < n; bb++)
-                memcpy(y + (bb * T + s) * u, p.H + ((s + 1) * n + bb) * u,
+    for (bb = 0; bb < n; bb++) {
+        if (g->seq) {
+            for (s = 0; s < T; s++)
+                memcpy(y + (bb * T + s) * u, p.H + ((s + 1) * n + bb) * ldh,
                        (size_t)u * sizeof(FT));
-    } else {
-        memcpy(y, p.H + T * n * u, (size_t)(n * u) * sizeof(FT));
+        } else {
+            memcpy(y + bb * u, p.H + (T * n + bb) * ldh, (size_t)u * sizeof(FT));
+        }
+        if (h_last)
+            memcpy(h_last + bb * u, p.H + (T * n + bb) * ldh, (size_t)u * sizeof(FT));
     }
-    if (h_last) memcpy(h_last, p.H + T * n * u, (size_t)(n * u) * sizeof(FT));
     if (c_last && g->cell == FNN_RNN_LSTM)
         memcpy(c_last, p.C + T * n * u, (size_t)(n * u) * sizeof(FT));
-    free(up_raw);
+    free(B.raw);
     fnn_ftz_leave(mxcsr);
     return 1;
 }
@@ -224,7 +298,7 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
  * derivatives into dZ (and dZr), dh and dc carried back, the bias sums into acc (this group's:
  * K, and the GRU's recurrent K after). */
 static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
-                               const FT *ut, const FT *Utp, const FT *dy, FT *dZ, FT *dZr, FT *dh,
+                               const RFN(stepb) *ut, const FT *dy, FT *dZ, FT *dZr, FT *dh,
                                FT *dc, int want_dh0, double *acc, ptrdiff_t q, ptrdiff_t groups)
 {
     const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
@@ -245,21 +319,22 @@ static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN
         /* the recurrent product feeds the step before; at the first step only dh0 wants it */
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
+            /* H's rows are contiguous (ldh == u) but the LSTM's */
             gt->simple_bwd(p->H + ((s + 1) * n + r0) * u, dhq, dzs, m * u, g->act);
             if (s > 0 || want_dh0)
-                RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, Utp, (FT)0, dhq, u, NULL);
+                RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(p->G + (s * n + r0) * K, p->C + (s * n + r0) * u,
                          p->AUX + (s * n + r0) * u, dhq, dcq, dzs, m, u, g->act, g->rec);
             if (s > 0 || want_dh0)
-                RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, Utp, (FT)0, dhq, u, NULL);
+                RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
             break;
         default:
             gt->gru_bwd(p->G + (s * n + r0) * K, p->H + (s * n + r0) * u,
                         p->AUX + (s * n + r0) * u, dhq, dzs, dzr, m, u, g->act, g->rec);
             if (s > 0 || want_dh0)
-                RFN(step_gemm)(gt, s, m, u, K, dzr, K, ut, Utp, (FT)1, dhq, u, NULL);
+                RFN(step_gemm)(gt, s, m, u, K, dzr, K, ut, (FT)1, dhq, u, NULL);
             gt->colsum(dzr, m, K, acc + K);
             break;
         }
@@ -280,8 +355,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     FT *dZ = bws, *dZr = dZ + T * n * K, *dxt = dZr + (gru ? T * n * K : 0);
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
-    void *utp_raw = NULL;
-    const FT *Utp = NULL;
+    RFN(stepb) Uts;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
     /* the bias gradients' sums (the GRU's recurrent bias: the second K), one set per group */
@@ -298,7 +372,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
     }
     for (i = 0; i < u; i++) /* U^T, so each step's product reads it untransposed */
         for (j = 0; j < K; j++) ut[j * u + i] = U[i * K + j];
-    Utp = RFN(pack_steps_b)(n / groups, K, u, ut, &utp_raw);
+    Uts = RFN(pack_steps_b)(n / groups, u, ut, K, NULL, 0);
     if (dh_last) memcpy(dh, dh_last, (size_t)(n * u) * sizeof(FT));
     else memset(dh, 0, (size_t)(n * u) * sizeof(FT));
     if (lstm) {
@@ -309,15 +383,29 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
         RNN_EACH_GROUP(groups, q,
-                       RFN(backward_rows)(g, gt, &p, ut, Utp, dy, dZ, dZr, dh, dc, dh0 != NULL,
+                       RFN(backward_rows)(g, gt, &p, &Uts, dy, dZ, dZr, dh, dc, dh0 != NULL,
                                           acc + q * na, q, groups));
         for (q = 1; q < groups; q++) /* the groups' bias sums, in group order */
             for (j = 0; j < na; j++) acc[j] += acc[q * na + j];
     }
-    /* the weight gradients of all steps, each one product; both read dZ (but the GRU's dU),
-     * packed once for the two when one of them takes the packed path (products of at most
-     * direct_m rows run on direct tiles, which read dZ in place) */
-    {
+    /* the weight gradients of all steps. The LSTM: [dW; dU] = XH[0:T]^T dZ, one product of d+u
+     * rows (whole micro-kernel tiles where d and u alone leave edges) split after. The others:
+     * dW = xt^T dZ and dU = H[0:T]^T dZ (the GRU's: dZr), dZ packed once for the two when one
+     * of them takes the packed path (products of at most direct_m rows run on direct tiles,
+     * which read dZ in place). */
+    if (lstm) {
+        FT *dWU = (FT *)malloc((size_t)((d + u) * K) * sizeof(FT));
+        if (dWU == NULL) {
+            free(Uts.raw);
+            fnn_ftz_leave(mxcsr);
+            free(acc);
+            return 0;
+        }
+        GEMM_BP(1, 0, d + u, K, T * n, (FT)1, p.xt, p.ldx, dZ, K, NULL, (FT)0, dWU, K, NULL);
+        memcpy(dW, dWU, (size_t)(d * K) * sizeof(FT));
+        memcpy(dU, dWU + d * K, (size_t)(u * K) * sizeof(FT));
+        free(dWU);
+    } else {
         const fnn_arch *arch = fnn_active_arch();
         const ptrdiff_t direct_m = FT_DBL ? arch->d.direct_m : arch->s.direct_m;
         const size_t pb = gru || (d <= direct_m && u <= direct_m)
@@ -328,8 +416,9 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
             dZp = (FT *)(((uintptr_t)dzp_raw + FNN_ALIGN - 1) & ~(uintptr_t)(FNN_ALIGN - 1));
             PACK_B(0, T * n, K, dZ, K, dZp);
         }
-        GEMM_BP(1, 0, d, K, T * n, (FT)1, p.xt, d, dZ, K, dZp, (FT)0, dW, K, NULL);
-        GEMM_BP(1, 0, u, K, T * n, (FT)1, p.H, u, gru ? dZr : dZ, K, dZp, (FT)0, dU, K, NULL);
+        GEMM_BP(1, 0, d, K, T * n, (FT)1, p.xt, p.ldx, dZ, K, dZp, (FT)0, dW, K, NULL);
+        GEMM_BP(1, 0, u, K, T * n, (FT)1, p.H, p.ldh, gru ? dZr : dZ, K, dZp, (FT)0, dU, K,
+                NULL);
         free(dzp_raw);
     }
     for (j = 0; j < na; j++) db[j] = (FT)acc[j];
@@ -346,7 +435,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const
         if (lstm) memcpy(dc0, dc, (size_t)(n * u) * sizeof(FT));
         else memset(dc0, 0, (size_t)(n * u) * sizeof(FT));
     }
-    free(utp_raw);
+    free(Uts.raw);
     fnn_ftz_leave(mxcsr);
     free(acc);
     return 1;

@@ -28,7 +28,7 @@ def rnn_sizes(cell: int, T: int, d: int, u: int) -> tuple[int, int]:
     """(forward, backward) workspace values per sample"""
     K = _GATES[cell] * u
     simple, lstm, gru = cell == SIMPLE, cell == LSTM, cell == GRU
-    fwd = (T * d + (0 if simple else T * K) + (T + 1) * u + ((T + 1) * u if lstm else 0)
+    fwd = (T * d + (0 if simple else T * K) + (T + 1) * u + ((T + 1) * u + d if lstm else 0)
            + (0 if simple else T * u) + (K if gru else 0))
     bwd = T * K + (T * K if gru else 0) + T * d + u + (u if lstm else 0)
     return fwd, bwd
@@ -36,14 +36,20 @@ def rnn_sizes(cell: int, T: int, d: int, u: int) -> tuple[int, int]:
 
 def _parts(cell: int, n: int, T: int, d: int, u: int, ws: Any) -> dict[str, Any]:
     K = _GATES[cell] * u
-    sizes = [("xt", (T, n, d)), ("G", (T, n, K) if cell != SIMPLE else (0,)),
-             ("H", (T + 1, n, u)), ("C", (T + 1, n, u) if cell == LSTM else (0,)),
-             ("AUX", (T, n, u) if cell != SIMPLE else (0,)), ("S", (n, K) if cell == GRU else (0,))]
+    lstm = cell == LSTM
+    # the LSTM keeps x_t and h_t-1 side by side, as the compiled kernel does (XH, one more row)
+    head = [("XH", (T + 1, n, d + u))] if lstm else [("xt", (T, n, d))]
+    sizes = head + [("G", (T, n, K) if cell != SIMPLE else (0,)),
+                    ("H", (0,) if lstm else (T + 1, n, u)), ("C", (T + 1, n, u) if lstm else (0,)),
+                    ("AUX", (T, n, u) if cell != SIMPLE else (0,)),
+                    ("S", (n, K) if cell == GRU else (0,))]
     out, offset = {}, 0
     for name, shape in sizes:
         size = int(np.prod(shape))
         out[name] = ws[offset:offset + size].reshape(shape)
         offset += size
+    if lstm:
+        out["xt"], out["H"] = out["XH"][:T, :, :d], out["XH"][:, :, d:]
     return out
 
 
