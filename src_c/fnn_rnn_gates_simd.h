@@ -116,41 +116,79 @@ static RV5 void lstm_fwd_avx512i_f32(float *z, const float *c_prev, float *c_nex
 
 /* ---------------------------------------------------------------- AVX2: 8 lanes */
 
-/* z[0..N) := sigmoid(z[k]) and tanh(z[k]): N vectors (a constant after inlining) with their
- * instructions interleaved stage by stage (fnn_exp8n_le0): a single vector's chain of exp,
- * division and polynomial left the LSTM step latency-bound. Each lane's result is the same
- * whatever N. */
+/* z[0..N) := exp(-z[k]) for any z, N vectors (a constant after inlining) with their
+ * instructions interleaved stage by stage: one vector's chain of dependent FMAs leaves the pipes
+ * idle, and the compiler keeps the source's order. -z is clamped to [-87.3, 88.3], whose exps
+ * (1.2e-38, 2.2e38) are normal floats, so 1 / (1 + e) still reaches its limits 1 and 0 (a
+ * subnormal, flushed). Cody-Waite as fnn_vexp_simd.h, with n = round(-z log2(e)) from adding
+ * 1.5 * 2^23 + 127 (the sum's low bits are then n's biased exponent: 2^n is one shift) and
+ * the degree-7 Taylor polynomial of exp(-r) in r = z + n ln2 (|r| <= ln2 / 2). NaN stays NaN.
+ * Each lane's result is the same whatever N. */
 #define RNN_EACH for (k = 0; k < N; k++)
 
+static RV2 RNN_AI void rnn_expneg8n(const int N, __m256 *z)
+{
+    const __m256 shift = _mm256_set1_ps(12582912.0f + 127.0f);
+    __m256 t[4], n[4], r[4], p[4];
+    int k;
+#pragma GCC unroll 4
+    RNN_EACH z[k] = _mm256_max_ps(_mm256_set1_ps(-88.3f),
+                                  _mm256_min_ps(_mm256_set1_ps(87.3f), z[k])); /* NaN: z */
+#pragma GCC unroll 4
+    RNN_EACH t[k] = _mm256_fnmadd_ps(z[k], _mm256_set1_ps(FNN_VEXP_LOG2E), shift);
+#pragma GCC unroll 4
+    RNN_EACH n[k] = _mm256_sub_ps(t[k], shift);
+#pragma GCC unroll 4
+    RNN_EACH r[k] = _mm256_fmadd_ps(n[k], _mm256_set1_ps(FNN_VEXP_LN2_HI), z[k]);
+#pragma GCC unroll 4
+    RNN_EACH r[k] = _mm256_fmadd_ps(n[k], _mm256_set1_ps(FNN_VEXP_LN2_LO), r[k]);
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(_mm256_set1_ps(-1.0f / 5040.0f), r[k],
+                                    _mm256_set1_ps(1.0f / 720.0f));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(-1.0f / 120.0f));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f / 24.0f));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(-1.0f / 6.0f));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(0.5f));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(-1.0f));
+#pragma GCC unroll 4
+    RNN_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f));
+#pragma GCC unroll 4
+    RNN_EACH z[k] = _mm256_mul_ps(
+        p[k], _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t[k]), 23)));
+}
+
+/* z[0..N) := sigmoid(z[k]) and tanh(z[k]), N vectors interleaved (rnn_expneg8n):
+ *   sigmoid(z) = 1 / (1 + exp(-z)): no cancellation for either sign, exp's relative error
+ *   carries through;
+ *   tanh(z) = (1 - e) / (1 + e), e = exp(-2z), for |z| >= 0.5, its Taylor series to z^15 below
+ *   (where 1 - e cancels). */
 static RV2 RNN_AI void rnn_sigmoid8n(const int N, __m256 *z)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e[4], s[4];
     int k;
+    rnn_expneg8n(N, z);
 #pragma GCC unroll 4
-    RNN_EACH e[k] = _mm256_or_ps(z[k], _mm256_set1_ps(-0.0f));
-    fnn_exp8n_le0(N, e); /* exp(-|z|) */
-#pragma GCC unroll 4
-    RNN_EACH s[k] = _mm256_div_ps(one, _mm256_add_ps(one, e[k]));
-#pragma GCC unroll 4
-    RNN_EACH z[k] = _mm256_blendv_ps(s[k], _mm256_mul_ps(e[k], s[k]),
-                                     _mm256_cmp_ps(z[k], _mm256_setzero_ps(), _CMP_LT_OQ));
+    RNN_EACH z[k] = _mm256_div_ps(one, _mm256_add_ps(one, z[k]));
 }
 
 static RV2 RNN_AI void rnn_tanh8n(const int N, __m256 *z)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    __m256 a[4], a2[4], e[4], big[4], p[4];
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 a2[4], e[4], p[4];
     int k;
 #pragma GCC unroll 4
     RNN_EACH {
-        a[k] = _mm256_andnot_ps(sign, z[k]);
-        a2[k] = _mm256_mul_ps(a[k], a[k]);
-        e[k] = _mm256_mul_ps(a[k], _mm256_set1_ps(-2.0f));
+        a2[k] = _mm256_mul_ps(z[k], z[k]);
+        e[k] = _mm256_add_ps(z[k], z[k]);
     }
-    fnn_exp8n_le0(N, e);
+    rnn_expneg8n(N, e);
 #pragma GCC unroll 4
-    RNN_EACH big[k] = _mm256_div_ps(_mm256_sub_ps(one, e[k]), _mm256_add_ps(one, e[k]));
+    RNN_EACH e[k] = _mm256_div_ps(_mm256_sub_ps(one, e[k]), _mm256_add_ps(one, e[k]));
 #pragma GCC unroll 4
     RNN_EACH p[k] = _mm256_fmadd_ps(_mm256_set1_ps(RNN_T15), a2[k], _mm256_set1_ps(RNN_T13));
 #pragma GCC unroll 4
@@ -164,11 +202,11 @@ static RV2 RNN_AI void rnn_tanh8n(const int N, __m256 *z)
 #pragma GCC unroll 4
     RNN_EACH p[k] = _mm256_fmadd_ps(p[k], a2[k], _mm256_set1_ps(RNN_T3));
 #pragma GCC unroll 4
-    RNN_EACH p[k] = _mm256_fmadd_ps(_mm256_mul_ps(a[k], a2[k]), p[k], a[k]);
+    RNN_EACH p[k] = _mm256_fmadd_ps(_mm256_mul_ps(z[k], a2[k]), p[k], z[k]);
+    /* NaN: a2 < 0.25 is false, the quotient is NaN */
 #pragma GCC unroll 4
-    RNN_EACH z[k] = _mm256_or_ps(
-        _mm256_blendv_ps(big[k], p[k], _mm256_cmp_ps(a[k], _mm256_set1_ps(0.5f), _CMP_LT_OQ)),
-        _mm256_and_ps(z[k], sign));
+    RNN_EACH z[k] = _mm256_blendv_ps(e[k], p[k],
+                                     _mm256_cmp_ps(a2[k], _mm256_set1_ps(0.25f), _CMP_LT_OQ));
 }
 
 static RV2 RNN_AI __m256 rnn_sigmoid8(__m256 z)
