@@ -6,30 +6,14 @@
 #include "fnn_gemm_internal.h"
 #include "fnn_norm.h"
 
-/* 8 doubles (GCC/Clang vector extensions: lowered to the target's vectors, SSE2 pairs at the
+/* 4 doubles (GCC/Clang vector extensions: lowered to the target's vectors, SSE2 pairs at the
  * x86-64 baseline); loads through memcpy (no alignment assumed) */
-typedef double fnn_v8d __attribute__((vector_size(64)));
-typedef float fnn_v8f __attribute__((vector_size(32)));
-
-static inline __attribute__((always_inline)) fnn_v8d fnn_norm_load8_f32(const float *p)
-{
-    fnn_v8f v;
-    memcpy(&v, p, sizeof v);
-    return __builtin_convertvector(v, fnn_v8d);
-}
-
-static inline __attribute__((always_inline)) fnn_v8d fnn_norm_load8_f64(const double *p)
-{
-    fnn_v8d v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+typedef double fnn_v4d __attribute__((vector_size(32)));
 
 #define FNN_NORM_CAT_(a, b, c) a##b##c
 #define FNN_NORM_CAT(a, b, c) FNN_NORM_CAT_(a, b, c)
 
 #define FT float
-#define NLOAD8 fnn_norm_load8_f32
 #define NTARGET
 #define NFN(x) FNN_NORM_CAT(x, _generic, _f32)
 #include "fnn_norm_tmpl.h"
@@ -48,10 +32,8 @@ static inline __attribute__((always_inline)) fnn_v8d fnn_norm_load8_f64(const do
 #undef NTARGET
 #endif
 #undef FT
-#undef NLOAD8
 
 #define FT double
-#define NLOAD8 fnn_norm_load8_f64
 #define NTARGET
 #define NFN(x) FNN_NORM_CAT(x, _generic, _f64)
 #include "fnn_norm_tmpl.h"
@@ -70,7 +52,6 @@ static inline __attribute__((always_inline)) fnn_v8d fnn_norm_load8_f64(const do
 #undef NTARGET
 #endif
 #undef FT
-#undef NLOAD8
 
 #if FNN_X86
 #define FNN_NORM_DISPATCH(name, suf, args)                                                      \
