@@ -13,17 +13,21 @@
  * With `reverse` (Keras' go_backwards) step s reads x[:, T-1-s]; outputs are in step order.
  *
  * Forward: the input projection of all steps is one GEMM (bias as its epilogue); each step is
- * one GEMM h_{t-1} U accumulated into the step's rows, then the gates element-wise. Everything
- * the backward needs is kept in the caller's workspace, time-major so that each step's rows and
+ * one GEMM h_{t-1} U accumulated into the step's rows, then the gates element-wise. An LSTM
+ * whose steps run on the GEMM (more than a few rows) instead multiplies each step's
+ * [x_t | h_{t-1}] by [W; U] in one product with the bias as its epilogue. Everything the
+ * backward needs is kept in the caller's workspace, time-major so that each step's rows and
  * the products over all steps are contiguous:
  *   xt (T, n, d) the input in step order; G (T, n, K) the gates (LSTM, GRU); H (T+1, n, u) the
  *   states, H[0] = h0; C (T+1, n, u) the LSTM cells, C[0] = c0; AUX (T, n, u) act(c_t) (LSTM) or
- *   rh (GRU); S (n, K) the GRU's recurrent product of the current step.
+ *   rh (GRU); S (n, K) the GRU's recurrent product of the current step. The LSTM keeps xt and H
+ *   side by side as XH (T+1, n, d+u), rows [x_t | h_{t-1}].
  * Backward: per step (last to first) the gate derivatives into dZ (T, n, K) and the recurrent
  * product dh_{t-1} = dZ_t U^T (GRU: plus dh_t z; its recurrent side dZr differs from dZ in the
  * candidate's third), and dZ's column sums (dbias, in double, added step by step as dZ_t is
  * made: last step first, rows in order); then, over all steps at once, dW = xt^T dZ,
- * dU = H[0:T]^T dZ (GRU: dZr) and dx = dZ W^T, each one GEMM. The first step's recurrent
+ * dU = H[0:T]^T dZ (GRU: dZr) and dx = dZ W^T, each one GEMM (the LSTM's [dW; dU] = XH^T dZ
+ * one). The first step's recurrent
  * product is skipped forward when h0 is zero (NULL) and backward when dh0 is not wanted.
  * The GEMM never splits a sum across threads and the element-wise parts are serial, so results
  * are bitwise the same at any thread count.
