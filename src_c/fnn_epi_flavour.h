@@ -1,7 +1,8 @@
 /*
  * The GEMM epilogue (fnn_epi_tmpl.h) for float and double, compiled with a SIMD flavour's target
  * attribute: included by the flavour's kernel file with EPI_TARGET (the attribute), EPI_F32 and
- * EPI_F64 (the two static functions' names) defined, which are undefined again at the end.
+ * EPI_F64 (the two static functions' names) defined, and optionally EPI_GELU_BLOCK_F32 (the
+ * flavour's exact float gelu on a block, fnn_gelu_simd.h), which are undefined again at the end.
  */
 #include <math.h>
 #include <string.h>
@@ -16,8 +17,12 @@
 #define FT_TANH tanhf
 #define FT_GELU fnn_gelu_f32
 #define FT_GELU_TANH fnn_gelu_tanh_f32
+#ifdef EPI_GELU_BLOCK_F32
+#define FT_GELU_BLOCK EPI_GELU_BLOCK_F32
+#endif
 #define EPI_FN EPI_F32
 #include "fnn_epi_tmpl.h"
+#undef FT_GELU_BLOCK
 #undef EPI_FN
 #undef FT
 #undef UT
@@ -47,3 +52,4 @@
 #undef EPI_TARGET
 #undef EPI_F32
 #undef EPI_F64
+#undef EPI_GELU_BLOCK_F32

@@ -10,12 +10,26 @@
  * Required macros: EPI_FN (the function's name), EPI_STORAGE (empty or static), EPI_TARGET
  * (function attribute, may be empty), FT, UT (the unsigned integer of FT's width), UT_ABS (the
  * mask of all but the sign bit), FT_EXP, FT_TANH, FT_GELU, FT_GELU_TANH (fnn_gelu.h's functions).
+ * Optional: FT_GELU_BLOCK(C, ldc, m, n), C[i, j] := FT_GELU(C[i, j]) on the block (a SIMD
+ * flavour's, fnn_gelu_simd.h: the same bits), used in place of the rows' gelu loops.
  */
 EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, const FT *bias,
                                    int act, FT param, UT *amax)
 {
     ptrdiff_t i, j;
     UT mx = amax ? *amax : 0;
+#ifdef FT_GELU_BLOCK
+    if (act == FNN_ACT_GELU) {
+        /* bias, then gelu over the whole block (a tile's rows are short: its vectors are taken
+         * together across rows), then the loop below only folds amax: per element as there */
+        if (bias)
+            for (i = 0; i < m; i++)
+                for (j = 0; j < n; j++) C[i * ldc + j] += bias[j];
+        FT_GELU_BLOCK(C, ldc, m, n);
+        bias = NULL;
+        act = FNN_ACT_LINEAR;
+    }
+#endif
     for (i = 0; i < m; i++) {
         FT *c = C + i * ldc;
         if (bias)

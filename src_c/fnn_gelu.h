@@ -120,6 +120,9 @@ static inline double fnn_gelu_expm_f32(double a)
  *   - the result is carried times 2^64 (E64 = exp(-a^2/2) 2^64 is a normal float out to a = 14)
  *     and scaled back last, so values in the subnormal range are rounded once.
  * The functions above are unchanged for gelu_tanh (its argument 2u needs more than float).
+ * fnn_gelu_simd.h repeats the operations of the four functions below (fnn_gelu_gauss64_f32 to
+ * fnn_gelu_deriv_f32) with AVX2 and AVX-512 intrinsics, for those flavours' loops: change one,
+ * change the other (tests/test_gelu.py compares their bits on every path).
  */
 #define FNN_GELU_2P64 18446744073709551616.0f /* 2^64 */
 #define FNN_GELU_2M64 5.42101086242752217e-20f /* 2^-64 */

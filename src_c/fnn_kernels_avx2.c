@@ -13,6 +13,7 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_gelu_simd.h"
 #include "fnn_tr8_avx2.h"
 #include "fnn_vact_simd.h"
 
@@ -405,6 +406,7 @@ FNN_AVX2 static void fnn_pack_n_avx2_f32(int r, ptrdiff_t len, ptrdiff_t kc, con
 #define EPI_TARGET FNN_AVX2
 #define EPI_F32 epi_avx2_f32
 #define EPI_F64 epi_avx2_f64
+#define EPI_GELU_BLOCK_F32 fnn_gelu_fwd_block8
 #include "fnn_epi_flavour.h"
 
 /* Blocking (Zen 3: 32 KiB L1d, 512 KiB L2): the kc x 16 float B sliver (16 KiB at kc = 256)

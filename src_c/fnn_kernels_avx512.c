@@ -15,6 +15,7 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_gelu_simd.h"
 #include "fnn_softmax16_avx512.h"
 #include "fnn_tr16_avx512.h"
 #include "fnn_vact_simd.h"
@@ -246,6 +247,7 @@ FNN_AVX512 static void fnn_pack_n_avx512_f32(int r, ptrdiff_t len, ptrdiff_t kc,
 #define EPI_TARGET FNN_AVX512
 #define EPI_F32 epi_avx512_f32
 #define EPI_F64 epi_avx512_f64
+#define EPI_GELU_BLOCK_F32 fnn_gelu_fwd_block16
 #include "fnn_epi_flavour.h"
 
 /* Blocking, measured on Sapphire Rapids (48 KiB L1d, 2 MiB L2):

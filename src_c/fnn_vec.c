@@ -17,6 +17,7 @@
 #if FNN_X86
 #include <immintrin.h>
 
+#include "fnn_gelu_simd.h"
 #include "fnn_softmax16_avx512.h"
 #include "fnn_softmax8_avx2.h"
 #include "fnn_tr16_avx512.h"
@@ -333,25 +334,67 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
 
 #define FNN_GIVEN(d) (d) /* FNN_ACT_DERIV_GIVEN: y holds the derivative */
 
+/* The exact gelu's rows in the portable flavour: loops over the scalar functions (fnn_gelu.h),
+ * which the SIMD flavours' fnn_gelu_simd.h reproduces lane by lane */
+static void fnn_gelu_fwd_row_c(const float *z, float *y, ptrdiff_t n)
+{
+    ptrdiff_t j;
+    for (j = 0; j < n; j++) y[j] = fnn_gelu_f32(z[j]);
+}
+
+static void fnn_gelu_both_row_c(float *z, float *y, ptrdiff_t n)
+{
+    ptrdiff_t j;
+    for (j = 0; j < n; j++) {
+        const float v = z[j];
+        y[j] = fnn_gelu_f32(v);
+        z[j] = fnn_gelu_deriv_f32(v);
+    }
+}
+
+static void fnn_gelu_bwd_row_c(const float *z, const float *dy, float *dz, ptrdiff_t n)
+{
+    ptrdiff_t j;
+    for (j = 0; j < n; j++) dz[j] = dy[j] * fnn_gelu_deriv_f32(z[j]);
+}
+
+static void fnn_gelu_colsum_row_c(const float *z, const float *dy, float *dz, double *acc,
+                                  ptrdiff_t n)
+{
+    ptrdiff_t j;
+    for (j = 0; j < n; j++) {
+        const float d = dy[j] * fnn_gelu_deriv_f32(z[j]);
+        dz[j] = d;
+        acc[j] += d;
+    }
+}
+
 /* For the float gelus in each flavour:
  *   colsum:  dz[i, j] := dy[i, j] gelu'(z[i, j]),  acc[j] += dz[i, j]   (as fnn_deriv_colsum_f32)
  *   fwd:     y[j] := gelu(z[j])                 (y may be z)
  *   both:    y[j] := gelu(z[j]), z[j] := gelu'(z[j])
  *   given:   dz[i, j] := dy[i, j] d[i, j] with d = y the saved derivative, acc[j] += dz[i, j]
- *   bwd:     dz[j] := dy[j] gelu'(z[j])         (dz may be dy) */
-#define GELU_F32_FLAVOUR(SUF, TARGET)                                                          \
+ *   bwd:     dz[j] := dy[j] gelu'(z[j])         (dz may be dy)
+ * The exact gelu through the rows fnn_gelu_*_row##W (_c above, 8 and 16 in fnn_gelu_simd.h: the
+ * same bits); gelu_tanh's loops over the scalar functions, which the compiler vectorises. */
+#define GELU_F32_FLAVOUR(SUF, TARGET, W)                                                       \
     TARGET static void gelu_colsum_##SUF(const float *y, const float *dy, float *dz,           \
                                          double *acc, ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w,   \
                                          int act)                                              \
     {                                                                                          \
-        if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(float, fnn_gelu_deriv_f32)                  \
+        if (act == FNN_ACT_GELU) {                                                             \
+            ptrdiff_t i;                                                                       \
+            for (i = 0; i < n; i++)                                                            \
+                fnn_gelu_colsum_row##W(y + i * ld, dy + i * ld, dz + i * ld, acc, w);          \
+            return;                                                                            \
+        }                                                                                      \
         GELU_DERIV_COLSUM(float, fnn_gelu_tanh_deriv_f32)                                      \
     }                                                                                          \
     TARGET static void gelu_fwd_##SUF(const float *z, float *y, ptrdiff_t n, int act)          \
     {                                                                                          \
         ptrdiff_t j;                                                                           \
         if (act == FNN_ACT_GELU)                                                               \
-            for (j = 0; j < n; j++) y[j] = fnn_gelu_f32(z[j]);                                 \
+            fnn_gelu_fwd_row##W(z, y, n);                                                      \
         else                                                                                   \
             for (j = 0; j < n; j++) y[j] = fnn_gelu_tanh_f32(z[j]);                            \
     }                                                                                          \
@@ -359,11 +402,7 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
     {                                                                                          \
         ptrdiff_t j;                                                                           \
         if (act == FNN_ACT_GELU)                                                               \
-            for (j = 0; j < n; j++) {                                                          \
-                const float v = z[j];                                                          \
-                y[j] = fnn_gelu_f32(v);                                                        \
-                z[j] = fnn_gelu_deriv_f32(v);                                                  \
-            }                                                                                  \
+            fnn_gelu_both_row##W(z, y, n);                                                     \
         else                                                                                   \
             for (j = 0; j < n; j++) {                                                          \
                 const float v = z[j];                                                          \
@@ -379,14 +418,14 @@ FNN_VEC_AVX2 static void deriv_colsum_x2_f32(const float *y, const float *dy, fl
     {                                                                                          \
         ptrdiff_t j;                                                                           \
         if (act == FNN_ACT_GELU)                                                               \
-            for (j = 0; j < n; j++) dz[j] = dy[j] * fnn_gelu_deriv_f32(z[j]);                  \
+            fnn_gelu_bwd_row##W(z, dy, dz, n);                                                 \
         else                                                                                   \
             for (j = 0; j < n; j++) dz[j] = dy[j] * fnn_gelu_tanh_deriv_f32(z[j]);             \
     }
-GELU_F32_FLAVOUR(generic, )
+GELU_F32_FLAVOUR(generic, , _c)
 #if FNN_X86
-GELU_F32_FLAVOUR(avx2, FNN_VEC_AVX2)
-GELU_F32_FLAVOUR(avx512, FNN_VEC_AVX512)
+GELU_F32_FLAVOUR(avx2, FNN_VEC_AVX2, 8)
+GELU_F32_FLAVOUR(avx512, FNN_VEC_AVX512, 16)
 #endif
 #undef GELU_F32_FLAVOUR
 

@@ -498,3 +498,117 @@ def test_float32_flavours_give_the_same_bits():
         result = json.loads(done.stdout)
         hashes[result["kernel"]] = (result["gelu"]["hash"], result["gelu_tanh"]["hash"])
     assert len(set(hashes.values())) == 1, hashes
+
+
+# --------------------------------------------------------------------------- exact gelu's bits
+# The AVX2 and AVX-512 flavours compute the exact float32 gelu with intrinsics
+# (src_c/fnn_gelu_simd.h: value and derivative sharing one tail), the portable flavour with the
+# scalar functions of fnn_gelu.h; every lane must do the same IEEE operations. Checked on a dense
+# set: a fine grid over [-15, 15], every float within 300 of the regions' boundaries (0.6, 10.5,
+# 14, and 0), random bit patterns of every exponent below 16 (subnormals and tiny values
+# included), the limits and NaNs; through every entry point that reaches the flavour's loops
+# (forward, backward also in place, the one-pass forward with the kept derivative, the dense
+# backward's column sums, the GEMM epilogue), at row lengths around multiples of 8 and 16.
+_GELU_BITS_SCRIPT = """
+import sys, numpy as np
+from fastnn import activations as A
+from fastnn.backends import get_backend
+fast = get_backend("fast")
+z, g = np.load(sys.argv[1]), np.load(sys.argv[2])
+G, out = A.GELU, {"kernel": np.array(fast.kernel_name())}
+
+def entry_points(tag, zr, gr):
+    n, m = zr.shape
+    out[tag + "fwd"] = fast.activation_forward(zr, G, 0.0, np.empty_like(zr))
+    out[tag + "bwd"] = fast.activation_backward(zr, gr, G, 0.0, np.empty_like(zr))
+    dz = gr.copy()
+    out[tag + "bwd_in_place"] = fast.activation_backward(zr, dz, G, 0.0, dz)
+    kept = zr.copy()
+    out[tag + "both_y"] = fast.activation_forward_deriv(kept, G, np.empty_like(zr))
+    out[tag + "both_d"] = kept
+    dz, db = np.empty_like(zr), np.empty(m, np.float32)
+    with np.errstate(all="ignore"):
+        fast.dense_backward(np.ones((n, 1), np.float32), np.zeros((1, m), np.float32), zr, gr,
+                            G, 0.0, dz, np.empty((1, m), np.float32), db, None)
+    out[tag + "colsum_dz"], out[tag + "colsum_db"] = dz, db
+
+def epilogue(tag, zr):
+    x1, w = np.ones((3, 1), np.float32), zr.reshape(1, -1)   # x1 @ w: each row is zr
+    m = w.shape[1]
+    out[tag + "epi_z"] = fast.dense_forward(x1, w, None, A.LINEAR, 0.0,
+                                            np.empty((3, m), np.float32))
+    out[tag + "epi_y"] = fast.dense_forward(x1, w, None, G, 0.0, np.empty((3, m), np.float32))
+
+rows = z.size // 1003
+entry_points("long_", z[:rows * 1003].reshape(rows, 1003), g[:rows * 1003].reshape(rows, 1003))
+epilogue("long_", z)
+for width in (1, 3, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 47, 63, 64, 65, 100):
+    k = (4099 // width) * width                       # the specials come first
+    entry_points("w%d_" % width, z[:k].reshape(-1, width), g[:k].reshape(-1, width))
+    epilogue("w%d_" % width, z[:width])
+np.savez(sys.argv[3], **out)
+"""
+
+
+def _gelu_bits_inputs():
+    f32 = np.float32
+    rng = np.random.default_rng(7)
+    bits = lambda v: np.asarray(v, f32).view(np.int32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45,
+                        1.1754942e-38, -1.1754942e-38, 1.1754944e-38, -1.1754944e-38,
+                        3.4028235e38, -3.4028235e38, 1e30, -1e30, 14.000001, -14.000001,
+                        13.999999, -13.999999, 0.6, -0.6, 10.5, -10.5, -0.75179], f32)
+    payload_nans = np.array([0x7FC00001, 0xFFC00123, 0x7F800001, 0xFF812345],
+                            np.uint32).view(f32)
+    near = [(bits(b) + np.arange(-300, 301, dtype=np.int32)).view(f32)
+            for v in (0.6, 10.5, 14.0, 4.0, 1.0) for b in (v, -v)]
+    near.append(np.arange(0, 301, dtype=np.int32).view(f32))       # 0 and the subnormals above
+    near.append(-np.arange(0, 301, dtype=np.int32).view(f32))
+    every_exponent = rng.integers(0, bits(16.0), 200000, dtype=np.int32).view(f32)
+    every_exponent = every_exponent * rng.choice(np.array([-1, 1], f32), every_exponent.size)
+    grid = np.linspace(-15, 15, 480001, dtype=f32)
+    z = np.concatenate([special, payload_nans, *near, rng.permutation(np.concatenate(
+        [every_exponent, grid]))]).astype(f32)
+    g = rng.standard_normal(z.size).astype(f32)
+    return z, g
+
+
+@pytest.fixture(scope="module")
+def gelu_bits(tmp_path_factory):
+    """Each flavour's results on the dense set, by flavour (the CPU's fallback is not run)."""
+    tmp = tmp_path_factory.mktemp("gelu_bits")
+    z, g = _gelu_bits_inputs()
+    np.save(tmp / "z.npy", z)
+    np.save(tmp / "g.npy", g)
+    results = {}
+    for flavour in ("generic", "avx2", "avx512"):
+        out = tmp / f"{flavour}.npz"
+        subprocess.run([sys.executable, "-c", _GELU_BITS_SCRIPT, str(tmp / "z.npy"),
+                        str(tmp / "g.npy"), str(out)],
+                       env=dict(os.environ, FASTNN_KERNEL=flavour), check=True, timeout=600)
+        with np.load(out) as data:
+            results[flavour] = {key: data[key] for key in data.files}
+    return z, results
+
+
+@pytest.mark.parametrize("flavour", ["avx2", "avx512"])
+def test_exact_gelu_simd_flavours_give_the_portable_bits(gelu_bits, flavour):
+    z, results = gelu_bits
+    got, want = results[flavour], results["generic"]
+    assert str(want["kernel"]) == "generic"
+    if str(got["kernel"]) != flavour:
+        pytest.skip(f"this CPU runs {str(got['kernel'])!r}, not {flavour!r}")
+    assert set(got) == set(want)
+    assert len(want) > 100
+    for key in sorted(want):
+        if key == "kernel":
+            continue
+        a, b = got[key].view(np.uint32), want[key].view(np.uint32)
+        assert a.shape == b.shape, key
+        bad = np.flatnonzero(a != b)
+        assert bad.size == 0, (f"{key}: {bad.size} of {a.size} differ, first at flat index "
+                               f"{bad[:5]}: got {a.ravel()[bad[:5]]} want {b.ravel()[bad[:5]]}")
+    # the epilogue saw the whole set: x1 @ w is z (0 where z is 0 or subnormal, which the
+    # kernels read as 0)
+    tiny = np.abs(z) < np.finfo(np.float32).tiny
+    assert np.array_equal(want["long_epi_z"][0], np.where(tiny, np.float32(0), z), equal_nan=True)
