@@ -154,17 +154,23 @@ GS_TARGET GS_AI void GS(gelu_vdn)(const int N, const VT *z, VT *y, VT *d, const 
 #define GS_STOREN(p, N, j, rem, x)                                                             \
     for (k_ = 0; k_ < (N); k_++) GS_STORE(p, (j) + k_ * VLEN, rem, x[k_])
 
+/* N vectors at j of z: their gelu into y, and with D (a constant) their derivative into dst */
+#define GS_VALUE(N, j, rem, D, dst)                                                            \
+    {                                                                                          \
+        VT zv_[GS_NMAX], yv_[GS_NMAX], dv_[GS_NMAX];                                           \
+        int k_;                                                                                \
+        GS_LOADN(zv_, N, z, j, rem)                                                            \
+        GS(gelu_vdn)(N, zv_, yv_, (D) ? dv_ : NULL, 1, (D));                                   \
+        GS_STOREN(y, N, j, rem, yv_);                                                          \
+        if (D) {                                                                               \
+            GS_STOREN(dst, N, j, rem, dv_);                                                    \
+        }                                                                                      \
+    }
+
 /* y[j] := gelu(z[j]) for j < n (y may be z) */
 GS_TARGET GS_AI void GS(gelu_fwd_row)(const float *z, float *y, ptrdiff_t n)
 {
-#define GS_FWD(N, j, rem)                                                                      \
-    {                                                                                          \
-        VT zv_[GS_NMAX], yv_[GS_NMAX];                                                         \
-        int k_;                                                                                \
-        GS_LOADN(zv_, N, z, j, rem)                                                            \
-        GS(gelu_vdn)(N, zv_, yv_, NULL, 1, 0);                                                 \
-        GS_STOREN(y, N, j, rem, yv_)                                                           \
-    }
+#define GS_FWD(N, j, rem) GS_VALUE(N, j, rem, 0, y)
     GS_LOOP(GS_FWD)
 #undef GS_FWD
 }
@@ -204,15 +210,7 @@ GS_TARGET GS_AI void GS(gelu_fwd_block)(float *c, ptrdiff_t ldc, ptrdiff_t m, pt
 /* y[j] := gelu(z[j]), z[j] := gelu'(z[j]) for j < n */
 GS_TARGET GS_AI void GS(gelu_both_row)(float *z, float *y, ptrdiff_t n)
 {
-#define GS_BOTH(N, j, rem)                                                                     \
-    {                                                                                          \
-        VT zv_[GS_NMAX], yv_[GS_NMAX], dv_[GS_NMAX];                                           \
-        int k_;                                                                                \
-        GS_LOADN(zv_, N, z, j, rem)                                                            \
-        GS(gelu_vdn)(N, zv_, yv_, dv_, 1, 1);                                                  \
-        GS_STOREN(y, N, j, rem, yv_)                                                           \
-        GS_STOREN(z, N, j, rem, dv_)                                                           \
-    }
+#define GS_BOTH(N, j, rem) GS_VALUE(N, j, rem, 1, z)
     GS_LOOP(GS_BOTH)
 #undef GS_BOTH
 }
@@ -259,6 +257,7 @@ GS_TARGET GS_AI void GS(gelu_colsum_row)(const float *z, const float *dy, float 
 
 #undef GS_LOOP
 #undef GS_LOADN
+#undef GS_VALUE
 #undef GS_STOREN
 #undef GS_EACH
 #undef GS_NMAX
