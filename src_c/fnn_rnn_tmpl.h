@@ -129,11 +129,11 @@ static RFN(stepb) RFN(pack_steps_b)(ptrdiff_t n, ptrdiff_t m, const FT *B1, ptrd
 }
 
 /* C := beta C + A B (+ bias) for one step's n rows, B (k x m) as pack_steps_b laid it out (the
- * callers check that B or Bp is there). The
- * row updates read all of B at each step, more than L1 holds once it passes ~48 KiB (an LSTM
- * of 64 units: 64 KiB), so odd steps (s) take the column blocks last to first: the block the
- * previous step read last is still in L1 (in the same order each step would evict every block
- * just before its reuse). Each column's sum is the same either way. */
+ * callers check that B or Bp is there). The row updates read all of B at each step, more than
+ * L1 holds once it passes ~48 KiB (an LSTM of 64 units: 64 KiB), so odd steps (s) take the
+ * column blocks last to first: the block the previous step read last is still in L1 (in the
+ * same order each step would evict every block just before its reuse). Each column's sum is
+ * the same either way. */
 static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
                            const FT *A, ptrdiff_t lda, const RFN(stepb) *sb, FT beta, FT *C,
                            ptrdiff_t ldc, const FT *bias)
