@@ -7,9 +7,13 @@
  * polynomials run on FMAs, so these flavours differ from the portable loops in the last bits (as
  * their GEMMs already do); each is deterministic, and rows and units are independent, so the
  * results do not depend on the thread count.
+ * AVX-512 (fnn_exp16_le0):
  *   sigmoid(z) = 1 / (1 + e) for z >= 0, else e / (1 + e), with e = exp(-|z|) (never overflows);
  *   tanh(z) = sign(z) (1 - e) / (1 + e) with e = exp(-2|z|) where that has no cancellation
- *   (|z| >= 0.5), its Taylor series to z^15 below (as fnn_rnn.c's fnn_rnn_tanhf). NaN propagates.
+ *   (|z| >= 0.5), its Taylor series to z^15 below (as fnn_rnn.c's fnn_rnn_tanhf).
+ * AVX2, with fewer steps (rnn_expneg8n: exp of any argument, clamped to normal results):
+ *   sigmoid(z) = 1 / (1 + exp(-z)); tanh(z) = (1 - e) / (1 + e), e = exp(-2z), for |z| >= 0.5,
+ *   the same Taylor series below. NaN propagates in both.
  * Included by fnn_rnn.c on x86 after the gate loops of fnn_rnn_gates_tmpl.h (it calls the
  * flavours' act and lstm_fwd for what it does not cover).
  */

@@ -5,8 +5,8 @@
  * exponent bits on AVX2, where arguments below -87 give 0 instead of a subnormal that the
  * kernels' flush-to-zero mode would drop anyway. NaN propagates. The two flavours and the
  * portable fnn_expf may differ in the last bit (FMA), each is deterministic.
- * Shared by the attention rows (fnn_attn_rows_simd.h) and the recurrent gates
- * (fnn_rnn_gates_simd.h); x86 only.
+ * Used by the attention rows (fnn_attn_rows_simd.h) and the AVX-512 recurrent gates
+ * (fnn_rnn_gates_simd.h; the AVX2 gates take an exp for any argument of their own); x86 only.
  */
 #ifndef FNN_VEXP_SIMD_H
 #define FNN_VEXP_SIMD_H
@@ -17,56 +17,26 @@
 #define FNN_VEXP_LN2_HI 0.693145751953125f
 #define FNN_VEXP_LN2_LO 1.428606765330187e-06f
 
-/* x[0..N) := exp(x[k]), N (a constant after inlining) vectors with their instructions
- * interleaved stage by stage: one vector's chain of dependent FMAs leaves the pipes idle, and
- * the compiler keeps the source's order. Each lane's result is the same whatever N. */
-static __attribute__((target("avx2,fma"))) inline __attribute__((always_inline)) void
-fnn_exp8n_le0(const int N, __m256 *x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    __m256 xc[4], n[4], r[4], p[4];
-    int k;
-#define FNN_VEXP_EACH for (k = 0; k < N; k++)
-#pragma GCC unroll 4
-    FNN_VEXP_EACH xc[k] = _mm256_max_ps(lo, x[k]); /* NaN: x */
-#pragma GCC unroll 4
-    FNN_VEXP_EACH n[k] = _mm256_round_ps(_mm256_mul_ps(xc[k], _mm256_set1_ps(FNN_VEXP_LOG2E)),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-#pragma GCC unroll 4
-    FNN_VEXP_EACH r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(FNN_VEXP_LN2_HI), xc[k]);
-#pragma GCC unroll 4
-    FNN_VEXP_EACH r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(FNN_VEXP_LN2_LO), r[k]);
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040.0f), r[k],
-                                         _mm256_set1_ps(1.0f / 720.0f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f / 120.0f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f / 24.0f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f / 6.0f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(0.5f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(1.0f));
-#pragma GCC unroll 4
-    FNN_VEXP_EACH {
-        const __m256i e = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvtps_epi32(n[k]), _mm256_set1_epi32(127)), 23);
-        p[k] = _mm256_mul_ps(p[k], _mm256_castsi256_ps(e));
-    }
-#pragma GCC unroll 4
-    FNN_VEXP_EACH x[k] = _mm256_andnot_ps(_mm256_cmp_ps(x[k], lo, _CMP_LT_OQ), p[k]);
-#undef FNN_VEXP_EACH
-}
-
 static __attribute__((target("avx2,fma"))) inline __attribute__((always_inline)) __m256
 fnn_exp8_le0(__m256 x)
 {
-    fnn_exp8n_le0(1, &x);
-    return x;
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 xc = _mm256_max_ps(lo, x); /* NaN: x */
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(FNN_VEXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FNN_VEXP_LN2_HI), xc), p;
+    __m256i e;
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FNN_VEXP_LN2_LO), r);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040.0f), r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), p);
 }
 
 static __attribute__((target("avx512f,avx512dq,avx2,fma"))) inline
