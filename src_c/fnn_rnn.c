@@ -58,7 +58,8 @@ void fnn_rnn_sizes(int cell, ptrdiff_t T, ptrdiff_t d, ptrdiff_t u, ptrdiff_t *f
     /* the LSTM's inputs and outputs side by side ([x_t | h_t-1] rows, one more x row) */
     *fwd = T * d + (simple ? 0 : T * K) + (T + 1) * u + (lstm ? (T + 1) * u + d : 0) +
            (simple ? 0 : T * u) + (gru ? K : 0);
-    *bwd = T * K + (gru ? T * K : 0) + T * d + u + (lstm ? u : 0);
+    /* the LSTM's gate gradients replace its gates in the forward's workspace */
+    *bwd = (lstm ? 0 : T * K) + (gru ? T * K : 0) + T * d + u + (lstm ? u : 0);
 }
 
 /* Float sigmoid and tanh without libm calls, so that the gate loops vectorise (libm's tanhf is a
@@ -246,8 +247,8 @@ FNN_RNN_SMALL_GEMM(small_gemm_avx2i_f64, "avx2,fma", double, __m256d, __m256i, 4
         void (*colsum)(const FT *, ptrdiff_t, ptrdiff_t, double *);                           \
         void (*lstm_fwd)(FT *, const FT *, FT *, FT *, FT *, ptrdiff_t, ptrdiff_t,            \
                          ptrdiff_t, int, int);                                                \
-        void (*lstm_bwd)(const FT *, const FT *, const FT *, const FT *, FT *, FT *,          \
-                         ptrdiff_t, ptrdiff_t, int, int);                                     \
+        void (*lstm_bwd)(FT *, const FT *, const FT *, const FT *, FT *, ptrdiff_t,           \
+                         ptrdiff_t, int, int);                                                \
         void (*gru_fwd)(FT *, const FT *, const FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int,  \
                         int);                                                                 \
         void (*gru_bwd)(const FT *, const FT *, const FT *, FT *, FT *, FT *, ptrdiff_t,      \

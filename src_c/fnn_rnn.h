@@ -68,13 +68,16 @@ int fnn_rnn_forward_f64(const fnn_rnn_geom *g, const double *x, const double *W,
 
 /* From the forward's workspace ws: dW, dU, db are written; dy (n, T, u) or (n, u) as g->seq says;
  * dh_last, dc_last (n, u) (gradients reaching the final states) may be NULL; ut (K u) is scratch;
- * dx, dh0, dc0 may be NULL (not wanted). */
-int fnn_rnn_backward_f32(const fnn_rnn_geom *g, const float *W, const float *U, const float *ws,
+ * dx, dh0, dc0 may be NULL (not wanted). The LSTM's backward consumes ws: its gates are replaced
+ * by their gradients (the 4 T n u values then need no place of their own, nor a trip through
+ * memory: after a call that evicted the caches, the training step's largest cost), so a second
+ * backward needs the forward run again. */
+int fnn_rnn_backward_f32(const fnn_rnn_geom *g, const float *W, const float *U, float *ws,
                          const float *dy, const float *dh_last, const float *dc_last, float *bws,
                          float *ut, float *dW, float *dU, float *db, float *dx, float *dh0,
                          float *dc0);
 int fnn_rnn_backward_f64(const fnn_rnn_geom *g, const double *W, const double *U,
-                         const double *ws, const double *dy, const double *dh_last,
+                         double *ws, const double *dy, const double *dh_last,
                          const double *dc_last, double *bws, double *ut, double *dW, double *dU,
                          double *db, double *dx, double *dh0, double *dc0);
 

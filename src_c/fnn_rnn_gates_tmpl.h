@@ -192,28 +192,28 @@ static GTARGET void GFN(lstm_fwd)(FT *z, const FT *c_prev, FT *c_next, FT *a, FT
 
 /* LSTM backward of one step, from the gates z (n, 4u), c_prev and a = act(c) (n, u):
  * dh (n, u) is dL/dh of this step (incoming from above and from the next step), dc (n, u) dL/dc
- * from the next step, replaced by dL/dc_prev; dz (n, 4u) := dL/d(pre-activations). */
-static GTARGET void GFN(lstm_bwd)(const FT *z, const FT *c_prev, const FT *a, const FT *dh,
-                                  FT *dc, FT *dz, ptrdiff_t n, ptrdiff_t u, int act, int rec)
+ * from the next step, replaced by dL/dc_prev; z is replaced by dL/d(pre-activations) (each
+ * element's four gates are read before its four gradients are written). */
+static GTARGET void GFN(lstm_bwd)(FT *z, const FT *c_prev, const FT *a, const FT *dh, FT *dc,
+                                  ptrdiff_t n, ptrdiff_t u, int act, int rec)
 {
     G_DERIV_DECL(da_, act);
     G_DERIV_DECL(dr_, rec);
     ptrdiff_t b, j;
     for (b = 0; b < n; b++) {
-        const FT *restrict zi = z + b * 4 * u, *restrict zf = zi + u, *restrict zg = zi + 2 * u,
-                           *restrict zo = zi + 3 * u;
+        FT *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
         const FT *restrict cp = c_prev + b * u, *restrict ab = a + b * u,
                            *restrict dhb = dh + b * u;
-        FT *restrict dcb = dc + b * u, *restrict di = dz + b * 4 * u, *restrict df = di + u,
-                     *restrict dg = di + 2 * u, *restrict dout = di + 3 * u;
+        FT *restrict dcb = dc + b * u;
         G_IVDEP
         for (j = 0; j < u; j++) {
-            const FT c = dcb[j] + dhb[j] * zo[j] * G_DERIV(da_, ab[j]);
-            di[j] = c * zg[j] * G_DERIV(dr_, zi[j]);
-            df[j] = c * cp[j] * G_DERIV(dr_, zf[j]);
-            dg[j] = c * zi[j] * G_DERIV(da_, zg[j]);
-            dout[j] = dhb[j] * ab[j] * G_DERIV(dr_, zo[j]);
-            dcb[j] = c * zf[j];
+            const FT i = zi[j], f = zf[j], g = zg[j], o = zo[j];
+            const FT c = dcb[j] + dhb[j] * o * G_DERIV(da_, ab[j]);
+            zi[j] = c * g * G_DERIV(dr_, i);
+            zf[j] = c * cp[j] * G_DERIV(dr_, f);
+            zg[j] = c * i * G_DERIV(da_, g);
+            zo[j] = dhb[j] * ab[j] * G_DERIV(dr_, o);
+            dcb[j] = c * f;
         }
     }
 }

@@ -325,8 +325,8 @@ static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN
                 RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
             break;
         case FNN_RNN_LSTM:
-            gt->lstm_bwd(p->G + (s * n + r0) * K, p->C + (s * n + r0) * u,
-                         p->AUX + (s * n + r0) * u, dhq, dcq, dzs, m, u, g->act, g->rec);
+            gt->lstm_bwd(dzs, p->C + (s * n + r0) * u, p->AUX + (s * n + r0) * u, dhq, dcq, m,
+                         u, g->act, g->rec); /* dzs: the step's gates, replaced */
             if (s > 0 || want_dh0)
                 RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
             break;
@@ -342,17 +342,19 @@ static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN
     }
 }
 
-int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, const FT *ws,
+int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *ws,
                           const FT *dy, const FT *dh_last, const FT *dc_last, FT *bws, FT *ut,
                           FT *dW, FT *dU, FT *db, FT *dx, FT *dh0, FT *dc0)
 {
     const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const GATES *gt = GATES_OF();
-    const RFN(parts) p = RFN(split)(g, (FT *)ws);
+    const RFN(parts) p = RFN(split)(g, ws);
     const int gru = g->cell == FNN_RNN_GRU, lstm = g->cell == FNN_RNN_LSTM;
     const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
     const ptrdiff_t na = gru ? 2 * K : K; /* bias sums per group */
-    FT *dZ = bws, *dZr = dZ + T * n * K, *dxt = dZr + (gru ? T * n * K : 0);
+    /* the gate gradients: the LSTM's in place of its gates (see fnn_rnn.h), the others' in bws */
+    FT *dZ = lstm ? p.G : bws, *dZr = bws + (lstm ? 0 : T * n * K);
+    FT *dxt = dZr + (gru ? T * n * K : 0);
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
     RFN(stepb) Uts;

@@ -125,7 +125,8 @@ def rnn_backward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t 
                  const floating[::1] kernel,   # IN  (d, K)
                  const floating[::1] rkernel,  # IN  (u, K)
                  int act, int rec, bint reverse,
-                 const floating[::1] ws,       # IN  the forward's workspace
+                 floating[::1] ws,             # IN  the forward's workspace; OUT: the LSTM's
+                                               #     gates replaced by their gradients
                  const floating[::1] dy,       # IN  (n, T, u) with seq, else (n, u)
                  bint seq,
                  const floating[::1] dh_last,  # IN  (n, u) or None

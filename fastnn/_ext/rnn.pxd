@@ -17,10 +17,10 @@ cdef extern from "fnn_rnn.h" nogil:
                             const double *c0, double *ws, double *y, double *h_last,
                             double *c_last)
     int fnn_rnn_backward_f32(const fnn_rnn_geom *g, const float *W, const float *U,
-                             const float *ws, const float *dy, const float *dh_last,
+                             float *ws, const float *dy, const float *dh_last,
                              const float *dc_last, float *bws, float *ut, float *dW, float *dU,
                              float *db, float *dx, float *dh0, float *dc0)
     int fnn_rnn_backward_f64(const fnn_rnn_geom *g, const double *W, const double *U,
-                             const double *ws, const double *dy, const double *dh_last,
+                             double *ws, const double *dy, const double *dh_last,
                              const double *dc_last, double *bws, double *ut, double *dW,
                              double *dU, double *db, double *dx, double *dh0, double *dc0)

@@ -30,7 +30,7 @@ def rnn_sizes(cell: int, T: int, d: int, u: int) -> tuple[int, int]:
     simple, lstm, gru = cell == SIMPLE, cell == LSTM, cell == GRU
     fwd = (T * d + (0 if simple else T * K) + (T + 1) * u + ((T + 1) * u + d if lstm else 0)
            + (0 if simple else T * u) + (K if gru else 0))
-    bwd = T * K + (T * K if gru else 0) + T * d + u + (u if lstm else 0)
+    bwd = (0 if lstm else T * K) + (T * K if gru else 0) + T * d + u + (u if lstm else 0)
     return fwd, bwd
 
 
@@ -148,7 +148,8 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
                  rec: int, reverse: bool, ws: Any, dy: Any, seq: bool, dh_last: Optional[Any],
                  dc_last: Optional[Any], bws: Any, ut: Any, dkernel: Any, drkernel: Any,
                  dbias: Any, dx: Optional[Any], dh0: Optional[Any], dc0: Optional[Any]) -> None:
-    """Backpropagation through time from the forward's workspace"""
+    """Backpropagation through time from the forward's workspace (the LSTM's gates in it are
+    replaced by their gradients, as the compiled kernel does)"""
     _check(cell, n, T, d, u, kernel=kernel, rkernel=rkernel, dkernel=dkernel,
            drkernel=drkernel, dbias=dbias, dx=dx, dh0=dh0, dc0=dc0, dh_last=dh_last,
            dc_last=dc_last)
@@ -162,7 +163,7 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
     p = _parts(cell, n, T, d, u, ws)
     W, U = kernel.reshape(d, K), rkernel.reshape(u, K)
     G, H = p["G"], p["H"]
-    dZ = np.empty((T, n, K), kernel.dtype)
+    dZ = G if cell == LSTM else np.empty((T, n, K), kernel.dtype)
     dZr = np.empty((T, n, K), kernel.dtype) if cell == GRU else dZ
     dh = np.zeros((n, u), kernel.dtype) if dh_last is None else dh_last.reshape(n, u).copy()
     dc = np.zeros((n, u), kernel.dtype) if dc_last is None else dc_last.reshape(n, u).copy()
@@ -176,7 +177,7 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
             dZ[s] = dh * _deriv(H[s + 1], act)
             dh = dZ[s] @ U.T
         elif cell == LSTM:
-            i, f, g, o = (G[s][:, k * u:(k + 1) * u] for k in range(4))
+            i, f, g, o = (G[s][:, k * u:(k + 1) * u].copy() for k in range(4))
             a = p["AUX"][s]
             c = dc + dh * o * _deriv(a, act)
             dZ[s] = np.concatenate([c * g * _deriv(i, rec), c * p["C"][s] * _deriv(f, rec),

@@ -186,6 +186,12 @@ class RNNBase(Layer):
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
+        # the LSTM's backward consumes the workspace (src_c/fnn_rnn.h): a second backward of
+        # this forward runs it again from these inputs
+        ctx.saved["inputs"], ctx.saved["fresh"] = xs, True
+        return self._run(ctx, xs)
+
+    def _run(self, ctx: Slot, xs: list[Any]) -> Any:
         seq = np.ascontiguousarray(xs[0])
         n = seq.shape[0]
         be = ctx.be
@@ -210,6 +216,8 @@ class RNNBase(Layer):
         dys = dy if isinstance(dy, list) else [dy]
         n = ctx.rows
         be = ctx.be
+        if not ctx.saved.pop("fresh", False):
+            self._run(ctx, ctx.saved["inputs"])
         _, bwd = self._sizes(be)
         bws = ctx.rows_buffer("bws", (bwd,))
         ut = ctx.buffer("ut", (self.gates * self.units * self.units,))
