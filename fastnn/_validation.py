@@ -17,6 +17,24 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
 
+try:    # one compiled pass (the NumPy backend runs without the extension)
+    from fastnn._ext._optim import max_abs as _compiled_max_abs
+except ImportError:  # pragma: no cover - depends on how fastnn was installed
+    _compiled_max_abs = None
+
+
+def max_abs(x: NDArray[Any]) -> float:
+    """max |x_i| of a float array (0.0 when empty); NaN or inf when some x_i is NaN or inf.
+
+    A contiguous float32 or float64 array takes one compiled pass with no temporary; NumPy's
+    max and min take two, and their code is what another library's work evicts from the
+    caches between two training steps (in an app that alternates them, several times the
+    pass itself)."""
+    if (_compiled_max_abs is not None and isinstance(x, np.ndarray) and x.flags.c_contiguous
+            and x.dtype.char in "fd" and x.dtype.isnative):
+        return float(_compiled_max_abs(x.reshape(-1)))
+    return max(float(x.max()), -float(x.min())) if x.size else 0.0
+
 
 def plain(value: Any) -> Any:
     """``value`` with NumPy scalars as Python ones, inside tuples and lists too, so that messages
@@ -210,7 +228,10 @@ _SMALL = 1 << 16    # elements: check_finite's temporary boolean array stays und
 
 
 def check_finite(name: str, arr: NDArray[Any]) -> None:
-    if arr.size <= _SMALL:
+    if (_compiled_max_abs is not None and arr.flags.c_contiguous and arr.dtype.char in "fd"
+            and arr.dtype.isnative):
+        finite = math.isfinite(_compiled_max_abs(arr.reshape(-1)))
+    elif arr.size <= _SMALL:
         # isfinite().all() raises no floating-point warnings, so it needs no errstate context,
         # which costs more than the check itself on a small array
         finite = bool(np.isfinite(arr).all())
@@ -225,7 +246,7 @@ def check_finite(name: str, arr: NDArray[Any]) -> None:
             return
         bad = np.argwhere(bad_mask)[0]
         raise ValueError(f"{name} must be finite (no NaN or inf). Received: {name}"
-                         f"[{', '.join(map(str, bad))}]={arr[tuple(bad)]!r}")
+                         f"[{', '.join(map(str, bad))}]={plain(arr[tuple(bad)])!r}")
 
 
 def dense_targets(y: ArrayLike, n_outputs: int, dtype: DTypeLike, n_rows: Optional[int] = None,

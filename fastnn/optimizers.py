@@ -49,9 +49,7 @@ def _normal_range(dtype: np.dtype[Any]) -> tuple[float, float]:
     return found
 
 
-def _max_abs(x: FloatArray) -> float:
-    # two read-only reductions instead of np.abs(x).max(): no temporary array; NaN propagates
-    return max(float(x.max()), -float(x.min())) if x.size else 0.0
+_max_abs = V.max_abs      # NaN or inf when a value is not finite
 
 
 def _diverged() -> FloatingPointError:

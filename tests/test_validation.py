@@ -4,6 +4,8 @@ Each row of BAD_INPUTS is a callable, the exception it must raise and a regex th
 must match: it names the argument and quotes what was received.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -274,3 +276,37 @@ def test_flatten_and_reshape_widths_are_exact_past_2_to_the_63():
         fnn.Sequential([fnn.Flatten(), fnn.Dense(2)], input_shape=big)
     model = fnn.Sequential([fnn.Reshape((-1,))], input_shape=big)
     assert model.layers[0].output_shape == ((2**31 - 1) ** 3,)
+
+
+MAX_ABS_CASES = {
+    "plain": lambda dt: np.array([1.5, -3.25, 2.0], dt),
+    "empty": lambda dt: np.array([], dt),
+    "nan": lambda dt: np.array([1.0, np.nan, -2.0], dt),
+    "inf": lambda dt: np.array([1.0, -np.inf], dt),
+    "tiny": lambda dt: np.array([0.0, -np.finfo(dt).tiny / 4], dt),      # subnormal
+    "largest": lambda dt: np.array([np.finfo(dt).max, -1.0], dt),
+    "large": lambda dt: np.linspace(-7e4, 3e4, 100_003).astype(dt),      # releases the GIL
+    "strided": lambda dt: np.arange(-20.0, 20.0, dtype=dt)[::3],         # the NumPy path
+    "swapped": lambda dt: np.array([1.0, -9.0], np.dtype(dt).newbyteorder()),
+    "matrix": lambda dt: np.array([[1.0, 2.0], [-8.0, 4.0]], dt),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(MAX_ABS_CASES))
+def test_max_abs_matches_numpy(case, dtype):
+    """The screens' max |x| (one compiled pass on contiguous float arrays): the exact largest
+    magnitude when all values are finite, NaN or inf otherwise; finiteness as np.isfinite."""
+    from fastnn import _validation as V
+    x = MAX_ABS_CASES[case](dtype)
+    got = V.max_abs(x)
+    finite = bool(np.isfinite(x).all())
+    assert math.isfinite(got) == finite
+    if finite:
+        assert got == (float(np.abs(x).max()) if x.size else 0.0)
+    if finite:
+        V.check_finite("x", x)
+    else:
+        with pytest.raises(ValueError, match=r"x must be finite \(no NaN or inf\). Received: "
+                                             r"x\[\d+\]=(nan|-?inf)$"):
+            V.check_finite("x", x)

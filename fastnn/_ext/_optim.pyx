@@ -9,7 +9,8 @@
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from fastnn._ext._optim_core cimport _sgd, _adam, _rmsprop, _adamw, _clip_grads
+from fastnn._ext._optim_core cimport (_sgd, _adam, _rmsprop, _adamw, _clip_grads,
+                                      fnn_max_abs_f32, fnn_max_abs_f64)
 from fastnn._ext._parallel cimport PARALLEL_MIN_WORK
 
 
@@ -160,3 +161,26 @@ def clip_gradients(const floating[::1] grads,   # IN  (N,) finite (the caller sc
         wrote = _clip_grads(&grads[0], &out[0], &bounds[0], nseg, clipnorm, clipvalue,
                             global_clipnorm, PARALLEL_MIN_WORK)
     return wrote
+
+
+def max_abs(const floating[::1] x):            # IN  (N,)
+    """max |x_i| (0.0 for N == 0), or NaN when any x_i is NaN or inf: one pass in C, no
+    temporary (the optimizers' gradient screens and the finiteness checks of user input; NumPy's
+    isfinite-then-all or max-and-min take two passes and, after another library's work has
+    evicted the caches, several times this call's time in cold code)."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef double r
+    if n == 0:
+        return 0.0
+    if n <= 65536:                  # releasing the GIL would cost more than the pass
+        return _max_abs_of(&x[0], n)
+    with nogil:                     # a large array: other Python threads run meanwhile
+        r = _max_abs_of(&x[0], n)
+    return r
+
+
+cdef inline double _max_abs_of(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fnn_max_abs_f32(x, n)
+    else:
+        return fnn_max_abs_f64(x, n)

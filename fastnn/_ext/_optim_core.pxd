@@ -32,6 +32,8 @@ cdef extern from "fnn_vec.h" nogil:
     void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, Py_ssize_t n,
                        double lr, double b1, double b2, double one_b1, double one_b2, double bc1,
                        double bc2, double eps, double lr_wd)
+    double fnn_max_abs_f32(const float *x, Py_ssize_t n)
+    double fnn_max_abs_f64(const double *x, Py_ssize_t n)
     double fnn_sum_squares_f32(const float *x, Py_ssize_t n)
     double fnn_sum_squares_f64(const double *x, Py_ssize_t n)
     void fnn_scale_copy_f32(const float *x, float *out, Py_ssize_t n, float s)
