@@ -258,10 +258,11 @@ FNN_RNN_GATES_TABLE(float, _f32)
 FNN_RNN_GATES_TABLE(double, _f64)
 
 #define FNN_RNN_ENTRY(FL, SUF)                                                                \
-    FNN_RNN_ENTRY_WITH(FL, SUF, act_##FL##SUF, small_gemm_##FL##SUF, lstm_fwd_##FL##SUF)
-#define FNN_RNN_ENTRY_WITH(FL, SUF, ACT, SMALL, LSTM_FWD)                                     \
-    {ACT,      SMALL,              simple_bwd_##FL##SUF, colsum_##FL##SUF,                    \
-     LSTM_FWD, lstm_bwd_##FL##SUF, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF}
+    FNN_RNN_ENTRY_WITH(FL, SUF, act_##FL##SUF, small_gemm_##FL##SUF, lstm_fwd_##FL##SUF,      \
+                       lstm_bwd_##FL##SUF)
+#define FNN_RNN_ENTRY_WITH(FL, SUF, ACT, SMALL, LSTM_FWD, LSTM_BWD)                           \
+    {ACT,      SMALL,    simple_bwd_##FL##SUF, colsum_##FL##SUF,                              \
+     LSTM_FWD, LSTM_BWD, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF}
 
 #if FNN_X86
 /* the float gates of AVX2 and AVX-512 written with intrinsics (FMAs: the last bits differ) */
@@ -269,13 +270,16 @@ FNN_RNN_GATES_TABLE(double, _f64)
 
 static const fnn_rnn_gates_f32 gates_f32_of[] = {
     FNN_RNN_ENTRY(generic, _f32),
-    FNN_RNN_ENTRY_WITH(avx2, _f32, act_avx2i_f32, small_gemm_avx2i_f32, lstm_fwd_avx2i_f32),
+    FNN_RNN_ENTRY_WITH(avx2, _f32, act_avx2i_f32, small_gemm_avx2i_f32, lstm_fwd_avx2i_f32,
+                       lstm_bwd_avx2i_f32),
     FNN_RNN_ENTRY_WITH(avx512, _f32, act_avx512i_f32, small_gemm_avx512i_f32,
-                       lstm_fwd_avx512i_f32)};
+                       lstm_fwd_avx512i_f32, lstm_bwd_avx512_f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {
     FNN_RNN_ENTRY(generic, _f64),
-    FNN_RNN_ENTRY_WITH(avx2, _f64, act_avx2_f64, small_gemm_avx2i_f64, lstm_fwd_avx2_f64),
-    FNN_RNN_ENTRY_WITH(avx512, _f64, act_avx512_f64, small_gemm_avx512i_f64, lstm_fwd_avx512_f64)};
+    FNN_RNN_ENTRY_WITH(avx2, _f64, act_avx2_f64, small_gemm_avx2i_f64, lstm_fwd_avx2_f64,
+                       lstm_bwd_avx2_f64),
+    FNN_RNN_ENTRY_WITH(avx512, _f64, act_avx512_f64, small_gemm_avx512i_f64, lstm_fwd_avx512_f64,
+                       lstm_bwd_avx512_f64)};
 #else
 static const fnn_rnn_gates_f32 gates_f32_of[] = {FNN_RNN_ENTRY(generic, _f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};

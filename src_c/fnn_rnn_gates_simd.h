@@ -333,6 +333,58 @@ static RV2 void lstm_fwd_avx2i_f32(float *z, const float *c_prev, float *c_next,
     }
 }
 
+/* 8 units (j..) of one row of the LSTM backward step (fnn_rnn_gates_tmpl.h's lstm_bwd) for tanh
+ * and sigmoid: the template's operations in its order, each a separate instruction (no FMA, as
+ * the template is compiled), so the same bits; written out because the template's loop, general
+ * over the activations (a polynomial and a relu select per derivative), compiled to ~110
+ * instructions per vector with spilled constants, 4% of a small LSTM's training step. */
+static RV2 RNN_AI void rnn_lstm_bwd8(float *zi, float *zf, float *zg, float *zo, const float *cp,
+                                     const float *ab, const float *dh, float *dc, int whole,
+                                     __m256i m)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 i = rnn_load8(zi, whole, m), f = rnn_load8(zf, whole, m);
+    const __m256 g = rnn_load8(zg, whole, m), o = rnn_load8(zo, whole, m);
+    const __m256 a = rnn_load8(ab, whole, m), d = rnn_load8(dh, whole, m);
+    /* act'(y) = 1 - y^2 (tanh), rec'(y) = y (1 - y) (sigmoid): the template's k0 + y (k1 + k2 y)
+     * with the same roundings (its zero terms add exactly) */
+    const __m256 c = _mm256_add_ps(rnn_load8(dc, whole, m),
+                                   _mm256_mul_ps(_mm256_mul_ps(d, o),
+                                                 _mm256_sub_ps(one, _mm256_mul_ps(a, a))));
+    rnn_store8(zi, _mm256_mul_ps(_mm256_mul_ps(c, g), _mm256_mul_ps(i, _mm256_sub_ps(one, i))),
+               whole, m);
+    rnn_store8(zf, _mm256_mul_ps(_mm256_mul_ps(c, rnn_load8(cp, whole, m)),
+                                 _mm256_mul_ps(f, _mm256_sub_ps(one, f))), whole, m);
+    rnn_store8(zg, _mm256_mul_ps(_mm256_mul_ps(c, i), _mm256_sub_ps(one, _mm256_mul_ps(g, g))),
+               whole, m);
+    rnn_store8(zo, _mm256_mul_ps(_mm256_mul_ps(d, a), _mm256_mul_ps(o, _mm256_sub_ps(one, o))),
+               whole, m);
+    rnn_store8(dc, _mm256_mul_ps(c, f), whole, m);
+}
+
+static RV2 void lstm_bwd_avx2i_f32(float *z, const float *c_prev, const float *a,
+                                   const float *dh, float *dc, ptrdiff_t n, ptrdiff_t u, int act,
+                                   int rec)
+{
+    const __m256i none = _mm256_setzero_si256();
+    ptrdiff_t b, j;
+    if (act != FNN_ACT_TANH || rec != FNN_ACT_SIGMOID) {
+        lstm_bwd_avx2_f32(z, c_prev, a, dh, dc, n, u, act, rec);
+        return;
+    }
+    for (b = 0; b < n; b++) {
+        float *zi = z + b * 4 * u, *zf = zi + u, *zg = zi + 2 * u, *zo = zi + 3 * u;
+        const float *cp = c_prev + b * u, *ab = a + b * u, *dhb = dh + b * u;
+        float *dcb = dc + b * u;
+        for (j = 0; j + 8 <= u; j += 8)
+            rnn_lstm_bwd8(zi + j, zf + j, zg + j, zo + j, cp + j, ab + j, dhb + j, dcb + j, 1,
+                          none);
+        if (j < u)
+            rnn_lstm_bwd8(zi + j, zf + j, zg + j, zo + j, cp + j, ab + j, dhb + j, dcb + j, 0,
+                          rnn_mask8(u - j));
+    }
+}
+
 #undef RNN_EACH
 #undef RV2
 #undef RV5
