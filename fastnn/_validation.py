@@ -17,10 +17,11 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float64": np.float64}
 
-try:    # one compiled pass (the NumPy backend runs without the extension)
+try:    # one compiled pass each (the NumPy backend runs without the extension)
+    from fastnn._ext._loss import one_hot as _compiled_one_hot
     from fastnn._ext._optim import max_abs as _compiled_max_abs
 except ImportError:  # pragma: no cover - depends on how fastnn was installed
-    _compiled_max_abs = None
+    _compiled_max_abs = _compiled_one_hot = None
 
 
 def max_abs(x: NDArray[Any]) -> float:
@@ -272,6 +273,17 @@ def class_targets(y: ArrayLike, n_classes: int, dtype: DTypeLike, n_rows: Option
     if arr.ndim == 1:
         check_rows(name, arr, n_rows)
         labels = arr
+        if (_compiled_one_hot is not None and labels.dtype.kind == "i"
+                and labels.dtype.itemsize in (4, 8) and labels.dtype.isnative
+                and labels.flags.c_contiguous and np.dtype(dtype).char in "fd"):
+            # the range check and the one-hot rows in one compiled pass (as below)
+            out = np.empty((labels.shape[0], n_classes), dtype=dtype)
+            first_bad = _compiled_one_hot(labels, out)
+            if first_bad >= 0:
+                raise ValueError(f"{name} labels must be in [0, {n_classes - 1}] for a model "
+                                 f"with {n_classes} outputs. Received: label "
+                                 f"{labels[first_bad].item()!r}")
+            return out
         if labels.dtype.kind == "f":
             check_finite(name, labels)
             if labels.size and np.any(labels != np.round(labels)):

@@ -310,3 +310,27 @@ def test_max_abs_matches_numpy(case, dtype):
         with pytest.raises(ValueError, match=r"x must be finite \(no NaN or inf\). Received: "
                                              r"x\[\d+\]=(nan|-?inf)$"):
             V.check_finite("x", x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("labels", ["int64", "int32", "int16", "uint8", "float64", "strided",
+                                    "bad_high", "bad_low", "empty", "int32_bad"])
+def test_class_labels_become_one_hot_rows(labels, dtype):
+    """Integer labels become one-hot rows (int32 and int64 in one compiled pass, other forms in
+    NumPy): the rows of the identity, or the first label out of range named."""
+    from fastnn import _validation as V
+    base = np.array([2, 0, 1, 1, 2, 0, 0], np.int64)
+    y = {"strided": np.repeat(base, 2)[::2], "bad_high": np.array([0, 1, 3, 7, -1]),
+         "bad_low": np.array([1, -2, 5]), "empty": np.array([], np.int64),
+         "int32_bad": np.array([2, 1, 9], np.int32)}.get(labels)
+    if y is None:
+        y = base.astype(labels)
+    bad = [v for v in y.tolist() if not 0 <= v < 3]
+    if bad:
+        with pytest.raises(ValueError, match=rf"y labels must be in \[0, 2\] for a model with 3 "
+                                             rf"outputs. Received: label {bad[0]}$"):
+            V.class_targets(y, 3, np.dtype(dtype))
+        return
+    out = V.class_targets(y, 3, np.dtype(dtype))
+    assert out.dtype == np.dtype(dtype) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, np.eye(3, dtype=dtype)[y.astype(np.intp)])

@@ -14,6 +14,8 @@
 
 from cython cimport floating
 from libc.math cimport NAN
+from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memset
 
 from fastnn._ext._loss_core cimport MSE, CE_LOGITS, CE_SOFTMAX, _loss_sum_weighted
 from fastnn._ext._parallel cimport fnn_ftz_enter, fnn_ftz_leave
@@ -51,3 +53,27 @@ def loss(int kind,
                                    <floating>count, <floating>param)
         fnn_ftz_leave(csr)
     return total / count
+
+
+ctypedef fused label_t:
+    int32_t
+    int64_t
+
+
+def one_hot(const label_t[::1] labels,      # IN  (n,) class labels
+            floating[:, ::1] out):          # OUT (n, C) their one-hot rows
+    """out := one-hot rows of labels in [0, C), one pass; returns -1, or the index of the first
+    label outside [0, C) (out is then partly written: the caller discards it)"""
+    cdef Py_ssize_t n = labels.shape[0], c = out.shape[1], i
+    cdef int64_t k
+    if out.shape[0] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: one_hot")
+    if c == 0:
+        return 0 if n else -1               # no class holds any label
+    for i in range(n):
+        k = labels[i]
+        if k < 0 or k >= c:
+            return i
+        memset(&out[i, 0], 0, <size_t>c * sizeof(floating))
+        out[i, k] = 1
+    return -1
