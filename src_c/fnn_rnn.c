@@ -253,16 +253,19 @@ FNN_RNN_SMALL_GEMM(small_gemm_avx2i_f64, "avx2,fma", double, __m256d, __m256i, 4
                         int);                                                                 \
         void (*gru_bwd)(const FT *, const FT *, const FT *, FT *, FT *, FT *, ptrdiff_t,      \
                         ptrdiff_t, int, int);                                                 \
+        /* a step's product on 4-row tiles (see fnn_rnn_tmpl.h's step_gemm), or NULL */       \
+        void (*step4)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const FT *, ptrdiff_t, const FT *,      \
+                      ptrdiff_t, int, FT *, ptrdiff_t, const FT *);                            \
     } fnn_rnn_gates##SUF;
 FNN_RNN_GATES_TABLE(float, _f32)
 FNN_RNN_GATES_TABLE(double, _f64)
 
 #define FNN_RNN_ENTRY(FL, SUF)                                                                \
     FNN_RNN_ENTRY_WITH(FL, SUF, act_##FL##SUF, small_gemm_##FL##SUF, lstm_fwd_##FL##SUF,      \
-                       lstm_bwd_##FL##SUF)
-#define FNN_RNN_ENTRY_WITH(FL, SUF, ACT, SMALL, LSTM_FWD, LSTM_BWD)                           \
+                       lstm_bwd_##FL##SUF, NULL)
+#define FNN_RNN_ENTRY_WITH(FL, SUF, ACT, SMALL, LSTM_FWD, LSTM_BWD, STEP4)                    \
     {ACT,      SMALL,    simple_bwd_##FL##SUF, colsum_##FL##SUF,                              \
-     LSTM_FWD, LSTM_BWD, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF}
+     LSTM_FWD, LSTM_BWD, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF, STEP4}
 
 #if FNN_X86
 /* the float gates of AVX2 and AVX-512 written with intrinsics (FMAs: the last bits differ) */
@@ -271,15 +274,15 @@ FNN_RNN_GATES_TABLE(double, _f64)
 static const fnn_rnn_gates_f32 gates_f32_of[] = {
     FNN_RNN_ENTRY(generic, _f32),
     FNN_RNN_ENTRY_WITH(avx2, _f32, act_avx2i_f32, small_gemm_avx2i_f32, lstm_fwd_avx2i_f32,
-                       lstm_bwd_avx2i_f32),
+                       lstm_bwd_avx2i_f32, step4_avx2i_f32),
     FNN_RNN_ENTRY_WITH(avx512, _f32, act_avx512i_f32, small_gemm_avx512i_f32,
-                       lstm_fwd_avx512i_f32, lstm_bwd_avx512_f32)};
+                       lstm_fwd_avx512i_f32, lstm_bwd_avx512_f32, NULL)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {
     FNN_RNN_ENTRY(generic, _f64),
     FNN_RNN_ENTRY_WITH(avx2, _f64, act_avx2_f64, small_gemm_avx2i_f64, lstm_fwd_avx2_f64,
-                       lstm_bwd_avx2_f64),
+                       lstm_bwd_avx2_f64, NULL),
     FNN_RNN_ENTRY_WITH(avx512, _f64, act_avx512_f64, small_gemm_avx512i_f64, lstm_fwd_avx512_f64,
-                       lstm_bwd_avx512_f64)};
+                       lstm_bwd_avx512_f64, NULL)};
 #else
 static const fnn_rnn_gates_f32 gates_f32_of[] = {FNN_RNN_ENTRY(generic, _f32)};
 static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};

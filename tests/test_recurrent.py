@@ -495,9 +495,12 @@ out = {"kernel": get_backend("fast").kernel_name(), "errors": {}}
 # whole vector and a masked one (70: two blocks of 4); batch 37: two row groups (of 18 and 19
 # rows, each with its own time loop). The LSTM's steps multiply [x_t | h_t-1] by [W; U] laid
 # out once: with rows spread over L1 for direct tiles (batch 19 on AVX2), packed for the GEMM's
-# micro-kernel (batch 40 with 190 units: one group too large for direct tiles, in every flavour)
+# micro-kernel (batch 40 with 190 units: one group too large for direct tiles, in every flavour).
+# Batch 32 (groups of 16 rows) with 128 or more gate columns takes AVX2's 4-row step tiles of 3
+# vectors, then 2 (SimpleRNN 136: its beta-1 product) or 1 (LSTM 62: 248 columns) at the end
+wide = {"lstm": 62, "gru": 48, "simple": 136}
 for kind, cls in (("lstm", fnn.LSTM), ("gru", fnn.GRU), ("simple", fnn.SimpleRNN)):
-  for batch, (u1, u2) in (((19, (29, 9)), (3, (70, 40)), (37, (12, 5)))
+  for batch, (u1, u2) in (((19, (29, 9)), (3, (70, 40)), (37, (12, 5)), (32, (wide[kind], 6)))
                           + (((40, (190, 7)),) if kind == "lstm" else ())):
     for dtype in ("float64", "float32"):
         res = {}
@@ -533,7 +536,9 @@ def test_each_kernel_flavour_matches_numpy_twin(flavour):
     if result["kernel"] != flavour:
         pytest.skip(f"this CPU runs {result['kernel']!r}, not {flavour!r}")
     for case, err in result["errors"].items():
-        assert err <= (1e-12 if case.endswith("float64") else 1e-5), (case, err)
+        # float32, batch 32: up to 2.1e-5 seen with the portable loops too (136 units' sums)
+        wide = case.split("-")[1] == "32"
+        assert err <= (1e-12 if case.endswith("float64") else 5e-5 if wide else 1e-5), (case, err)
 
 
 # ------------------------------------------------- 7b. the steps' GEMM on a pre-packed operand
