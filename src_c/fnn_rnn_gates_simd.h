@@ -364,11 +364,12 @@ static RV2 RNN_AI void rnn_lstm_bwd8(float *zi, float *zf, float *zg, float *zo,
 
 /* A step's product on the GEMM path (fnn_rnn_tmpl.h's step_gemm): C := A B (+ C when beta1)
  * (+ bias), A (n, k) rows lda apart, B (k, m) rows ldb apart read in place, n a multiple of 4, m
- * of 8. Tiles of 4 rows x 3 vectors: 12 accumulators fed by 4 broadcasts and 3 B loads per
+ * of 16. Tiles of 4 rows x 3 vectors: 12 accumulators fed by 4 broadcasts and 3 B loads per
  * term, where the GEMM's direct tiles of 2 vectors take 6 or 5 rows (16 rows: 6, 5, 5), and its
  * 5-row tiles feed 10 accumulators with 7 loads: 16 x 256 x 96 (an LSTM of 64 units' forward
- * step) 85 -> 99 GFLOP/s. Each C[i, j] is the GEMM's direct-tile sum, one accumulator over p in
- * order, then C and the bias added (its alpha 1 and beta 1 are exact): the same bits. */
+ * step) 85 -> 99 GFLOP/s. Each C[i, j] is the sum of the GEMM's 2-vector direct tiles (one
+ * accumulator over p in order, then C and the bias added; its alpha 1 and beta 1 are exact):
+ * the same bits (its 1-vector tiles split k in two, hence m a multiple of 16). */
 #define RNN_STEP4_TILE(NV)                                                                    \
     static RV2 RNN_AI void rnn_step4_tile##NV(ptrdiff_t k, const float *A, ptrdiff_t lda,      \
                                               const float *B, ptrdiff_t ldb, int beta1,       \

@@ -49,9 +49,11 @@ static void RFN(gemm)(int ta, int tb, ptrdiff_t m, ptrdiff_t nn, ptrdiff_t k, co
  * (a choice made by n alone, never by the thread count). */
 #define FNN_RNN_SMALL_ROWS 4
 
-/* The flavour's 4-row step product (gates table's step4) from this many columns: an LSTM's
- * forward of 64 units (256 columns, k = d + u) 85 -> 99 GFLOP/s; its backward (64 columns, k
- * 256), 97 on the GEMM's tiles, ran at 93 (2 x 3 vectors then 2 per 4 rows). */
+/* The flavour's 4-row step product (gates table's step4) from this many columns, a multiple of
+ * 16 (the GEMM's direct tiles then all hold 2 vectors, whose sums take one accumulator, as
+ * step4's do; a last tile of one vector splits k in two): an LSTM's forward of 64 units (256
+ * columns, k = d + u) 85 -> 99 GFLOP/s; its backward (64 columns, k 256), 97 on the GEMM's
+ * tiles, ran at 93 (2 x 3 vectors then 2 per 4 rows). */
 #define FNN_RNN_STEP4_COLS 128
 
 /* Columns per call of the row updates: a whole register block of every flavour (8 vectors). */
@@ -163,7 +165,7 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t 
         memset(&ep, 0, sizeof ep);
         ep.bias = bias;
         ep.act = FNN_ACT_LINEAR;
-        if (sb->ld && gt->step4 && n % 4 == 0 && m % 8 == 0 && m >= FNN_RNN_STEP4_COLS &&
+        if (sb->ld && gt->step4 && n % 4 == 0 && m % 16 == 0 && m >= FNN_RNN_STEP4_COLS &&
             (beta == (FT)0 || beta == (FT)1))
             gt->step4(n, m, k, A, lda, sb->Bp, sb->ld, beta != (FT)0, C, ldc, bias);
         else if (sb->ld)

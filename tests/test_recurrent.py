@@ -447,6 +447,32 @@ def test_few_sequences_with_wide_gates_match_numpy_twin(cell, n, dtype):
 
 
 # ------------------------------------------------------------ 6. bitwise at 1 and 2 threads
+@pytest.mark.parametrize("cls,u", [(fnn.LSTM, 32), (fnn.LSTM, 64), (fnn.LSTM, 34), (fnn.GRU, 48),
+                                   (fnn.SimpleRNN, 160)],
+                         ids=["lstm32", "lstm64", "lstm34", "gru", "simple"])
+def test_a_rows_steps_do_not_depend_on_the_step_tiles(cls, u):
+    """Rows are independent through time, so a row's outputs and input gradient must not depend
+    on how its group's step products are tiled: batch 32 runs two groups of 16 rows (AVX2's
+    4-row step tiles where the gates have 128+ columns, a multiple of 16), batch 33 a second group
+    of 17 (the GEMM's tiles); rows 16-31 agree bit for bit, float32 and float64. (An LSTM of 34
+    units, 136 columns: the GEMM's last tile of one vector splits k in two, which the step tiles
+    do not, so they must not take it.)"""
+    T, d = 6, 5
+    for dtype in ("float32", "float64"):
+        model = fnn.Sequential([cls(u, return_sequences=True)], input_shape=(T, d), seed=2,
+                               dtype=dtype)
+        rng = np.random.default_rng(4)
+        x = rng.normal(size=(33, T, d)).astype(dtype)
+        g = rng.normal(size=(33, T, u)).astype(dtype)
+        res = []
+        for n in (32, 33):
+            y = model.forward(x[:n], training=True)
+            dx = model.backward(g[:n])
+            res.append((np.array(y[16:32]), np.array(dx[16:32])))
+        for a, b in zip(*res):
+            assert a.tobytes() == b.tobytes(), dtype
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
 @pytest.mark.parametrize("size", [(64, 20, 32, 256), (53, 40, 7, 64)], ids=["gemm", "groups"])
@@ -496,9 +522,10 @@ out = {"kernel": get_backend("fast").kernel_name(), "errors": {}}
 # rows, each with its own time loop). The LSTM's steps multiply [x_t | h_t-1] by [W; U] laid
 # out once: with rows spread over L1 for direct tiles (batch 19 on AVX2), packed for the GEMM's
 # micro-kernel (batch 40 with 190 units: one group too large for direct tiles, in every flavour).
-# Batch 32 (groups of 16 rows) with 128 or more gate columns takes AVX2's 4-row step tiles of 3
-# vectors, then 2 (SimpleRNN 136: its beta-1 product) or 1 (LSTM 62: 248 columns) at the end
-wide = {"lstm": 62, "gru": 48, "simple": 136}
+# Batch 32 (groups of 16 rows) with 128 or more gate columns, a multiple of 16, takes AVX2's
+# 4-row step tiles of 3 vectors, then 2 (SimpleRNN 160: its beta-1 product; forward and
+# backward) or 1 (LSTM 32: 128 columns) at the end
+wide = {"lstm": 32, "gru": 48, "simple": 160}
 for kind, cls in (("lstm", fnn.LSTM), ("gru", fnn.GRU), ("simple", fnn.SimpleRNN)):
   for batch, (u1, u2) in (((19, (29, 9)), (3, (70, 40)), (37, (12, 5)), (32, (wide[kind], 6)))
                           + (((40, (190, 7)),) if kind == "lstm" else ())):
