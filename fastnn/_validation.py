@@ -24,6 +24,15 @@ except ImportError:  # pragma: no cover - depends on how fastnn was installed
     _compiled_max_abs = _compiled_one_hot = None
 
 
+def _compiled_flat(x: Any) -> Optional[NDArray[Any]]:
+    """x as a flat view the compiled passes read (contiguous native float32 or float64), else
+    None (then NumPy's calls run)."""
+    if (_compiled_max_abs is not None and isinstance(x, np.ndarray) and x.flags.c_contiguous
+            and x.dtype.char in "fd" and x.dtype.isnative):
+        return x.reshape(-1)
+    return None
+
+
 def max_abs(x: NDArray[Any]) -> float:
     """max |x_i| of a float array (0.0 when empty); NaN or inf when some x_i is NaN or inf.
 
@@ -31,9 +40,9 @@ def max_abs(x: NDArray[Any]) -> float:
     max and min take two, and their code is what another library's work evicts from the
     caches between two training steps (in an app that alternates them, several times the
     pass itself)."""
-    if (_compiled_max_abs is not None and isinstance(x, np.ndarray) and x.flags.c_contiguous
-            and x.dtype.char in "fd" and x.dtype.isnative):
-        return float(_compiled_max_abs(x.reshape(-1)))
+    flat = _compiled_flat(x)
+    if flat is not None:
+        return float(_compiled_max_abs(flat))
     return max(float(x.max()), -float(x.min())) if x.size else 0.0
 
 
@@ -229,9 +238,9 @@ _SMALL = 1 << 16    # elements: check_finite's temporary boolean array stays und
 
 
 def check_finite(name: str, arr: NDArray[Any]) -> None:
-    if (_compiled_max_abs is not None and arr.flags.c_contiguous and arr.dtype.char in "fd"
-            and arr.dtype.isnative):
-        finite = math.isfinite(_compiled_max_abs(arr.reshape(-1)))
+    flat = _compiled_flat(arr)
+    if flat is not None:
+        finite = math.isfinite(_compiled_max_abs(flat))
     elif arr.size <= _SMALL:
         # isfinite().all() raises no floating-point warnings, so it needs no errstate context,
         # which costs more than the check itself on a small array
