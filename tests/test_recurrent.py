@@ -475,7 +475,8 @@ def test_a_rows_steps_do_not_depend_on_the_step_tiles(cls, u):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
-@pytest.mark.parametrize("size", [(64, 20, 32, 256), (53, 40, 7, 64)], ids=["gemm", "groups"])
+@pytest.mark.parametrize("size", [(64, 20, 32, 256), (53, 40, 7, 64), (32, 12, 32, 64)],
+                         ids=["gemm", "groups", "step-tiles"])
 def test_bitwise_equal_at_one_and_two_threads(kind, dtype, size):
     """Forward outputs, dx and weight gradients are the same bits at 1 and 2 threads on a size
     whose GEMMs are split over threads (batch 64, 256 units, 20 steps), and on one whose rows
