@@ -80,6 +80,18 @@ void fnn_ln_row_f64(const double *x, ptrdiff_t c, const double *gamma, const dou
     FNN_NORM_DISPATCH(ln_row, _f64, (x, c, gamma, beta, eps, out, mean, invstd));
 }
 
+void fnn_ln_rows_f32(const float *x, ptrdiff_t n, ptrdiff_t c, const float *gamma,
+                     const float *beta, double eps, float *out, float *mean, float *invstd)
+{
+    FNN_NORM_DISPATCH(ln_rows, _f32, (x, n, c, gamma, beta, eps, out, mean, invstd));
+}
+
+void fnn_ln_rows_f64(const double *x, ptrdiff_t n, ptrdiff_t c, const double *gamma,
+                     const double *beta, double eps, double *out, double *mean, double *invstd)
+{
+    FNN_NORM_DISPATCH(ln_rows, _f64, (x, n, c, gamma, beta, eps, out, mean, invstd));
+}
+
 void fnn_ln_dx_row_f32(const float *x, const float *dy, ptrdiff_t c, const float *gamma,
                        double mean, double invstd, float *dx)
 {

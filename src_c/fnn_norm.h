@@ -5,6 +5,8 @@
  *
  *   ln_row:         mean, invstd := the row's mean and 1 / sqrt(biased var + eps) (each rounded
  *                   to the element type), out := gamma (x - mean) invstd + beta
+ *   ln_rows:        ln_row on n rows c apart (mean, invstd: n each), four at a time with the
+ *                   same bits as one at a time
  *   ln_dx_row:      g = dy gamma, xhat = (x - mean) invstd;
  *                   dx := invstd / c (c g - sum(g) - xhat sum(g xhat))
  *   ln_param_block: for the columns j0..j1 over the n rows: dgamma += sum(dy xhat),
@@ -25,6 +27,10 @@ void fnn_ln_row_f32(const float *x, ptrdiff_t c, const float *gamma, const float
                     double eps, float *out, float *mean, float *invstd);
 void fnn_ln_row_f64(const double *x, ptrdiff_t c, const double *gamma, const double *beta,
                     double eps, double *out, double *mean, double *invstd);
+void fnn_ln_rows_f32(const float *x, ptrdiff_t n, ptrdiff_t c, const float *gamma,
+                     const float *beta, double eps, float *out, float *mean, float *invstd);
+void fnn_ln_rows_f64(const double *x, ptrdiff_t n, ptrdiff_t c, const double *gamma,
+                     const double *beta, double eps, double *out, double *mean, double *invstd);
 void fnn_ln_dx_row_f32(const float *x, const float *dy, ptrdiff_t c, const float *gamma,
                        double mean, double invstd, float *dx);
 void fnn_ln_dx_row_f64(const double *x, const double *dy, ptrdiff_t c, const double *gamma,

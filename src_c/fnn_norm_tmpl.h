@@ -59,6 +59,71 @@ static NTARGET void NFN(ln_row)(const FT *x, ptrdiff_t c, const FT *gamma, const
         out[j] = (FT)((double)gamma[j] * (((double)x[j] - m) * inv) + (double)beta[j]);
 }
 
+/* ln_row on NR4 rows (x, out: rows c apart) at once: the same operations for each row in the
+ * same order (the same bits), their dependency chains interleaved. One row at a time was bound
+ * by its chains (the adds' latency, the lane sums, the division and square root): ~90 ns a
+ * 64-value row on Zen 2. */
+#define NR4 4
+static NTARGET void NFN(ln_row4)(const FT *x, ptrdiff_t c, const FT *gamma, const FT *beta,
+                                 double eps, FT *out, FT *mean, FT *invstd)
+{
+    const fnn_v4d zero = {0.0, 0.0, 0.0, 0.0};
+    fnn_v4d lo[NR4], hi[NR4];
+    double s[NR4], m[NR4], inv[NR4];
+    const ptrdiff_t c8 = c - c % NLANES;
+    ptrdiff_t j;
+    int r;
+    for (r = 0; r < NR4; r++) lo[r] = hi[r] = zero;
+    for (j = 0; j < c8; j += NLANES)
+        for (r = 0; r < NR4; r++) {
+            lo[r] += NFN(load4)(x + r * c + j);
+            hi[r] += NFN(load4)(x + r * c + j + 4);
+        }
+    for (r = 0; r < NR4; r++) {
+        s[r] = NFN(sum8)(lo[r], hi[r]);
+        for (j = c8; j < c; j++) s[r] += (double)x[r * c + j];
+        mean[r] = (FT)(s[r] / (double)c);
+        m[r] = (double)mean[r];
+        lo[r] = hi[r] = zero;
+    }
+    for (j = 0; j < c8; j += NLANES)
+        for (r = 0; r < NR4; r++) {
+            const fnn_v4d mv = {m[r], m[r], m[r], m[r]};
+            const fnn_v4d dl = NFN(load4)(x + r * c + j) - mv;
+            const fnn_v4d dh = NFN(load4)(x + r * c + j + 4) - mv;
+            lo[r] += dl * dl;
+            hi[r] += dh * dh;
+        }
+    for (r = 0; r < NR4; r++) {
+        double d;
+        s[r] = NFN(sum8)(lo[r], hi[r]);
+        for (j = c8; j < c; j++) {
+            d = (double)x[r * c + j] - m[r];
+            s[r] += d * d;
+        }
+        invstd[r] = (FT)(1.0 / sqrt(s[r] / (double)c + eps));
+        inv[r] = (double)invstd[r];
+    }
+    for (r = 0; r < NR4; r++) {
+        const FT *xr = x + r * c;
+        FT *o = out + r * c;
+        const double mr = m[r], ir = inv[r];
+        for (j = 0; j < c; j++)
+            o[j] = (FT)((double)gamma[j] * (((double)xr[j] - mr) * ir) + (double)beta[j]);
+    }
+}
+
+/* n rows (x, out: rows c apart): ln_row on each, NR4 at a time */
+static NTARGET void NFN(ln_rows)(const FT *x, ptrdiff_t n, ptrdiff_t c, const FT *gamma,
+                                 const FT *beta, double eps, FT *out, FT *mean, FT *invstd)
+{
+    ptrdiff_t i = 0;
+    for (; i + NR4 <= n; i += NR4)
+        NFN(ln_row4)(x + i * c, c, gamma, beta, eps, out + i * c, mean + i, invstd + i);
+    for (; i < n; i++) NFN(ln_row)(x + i * c, c, gamma, beta, eps, out + i * c, mean + i, invstd + i);
+}
+#undef NR4
+
 static NTARGET void NFN(ln_dx_row)(const FT *x, const FT *dy, ptrdiff_t c, const FT *gamma,
                                    double m, double inv, FT *dx)
 {

@@ -162,6 +162,21 @@ def test_empty_batches_are_no_ops():
 # Layer normalization's row kernels are compiled per SIMD flavour (src_c/fnn_norm.c) with no FP
 # contraction: every flavour gives the same bits. Each FASTNN_KERNEL in a subprocess (the flavour
 # is chosen on first use) hashes its forward and backward results on rows of several widths.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [1, 7, 8, 64, 67, 130])
+def test_layer_norm_rows_do_not_depend_on_their_group_of_four(c, dtype):
+    """The compiled forward takes rows four at a time (interleaved, src_c/fnn_norm_tmpl.h
+    ln_row4), the last n % 4 one at a time: each row's bits must be those of the row alone."""
+    x, _, g, b = _data((11, c), dtype, seed=c)
+    y, m, s = np.empty_like(x), np.empty(11, dtype), np.empty(11, dtype)
+    FAST.layernorm_forward(x, g, b, 1e-5, y, m, s)
+    for i in range(11):
+        yi, mi, si = np.empty((1, c), dtype), np.empty(1, dtype), np.empty(1, dtype)
+        FAST.layernorm_forward(x[i:i + 1].copy(), g, b, 1e-5, yi, mi, si)
+        assert yi.tobytes() == y[i:i + 1].tobytes(), i
+        assert (mi[0], si[0]) == (m[i], s[i]), i
+
+
 _LN_FLAVOUR_SCRIPT = """
 import hashlib, numpy as np
 from fastnn.backends import fast_backend as fb

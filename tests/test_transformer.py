@@ -142,6 +142,41 @@ def test_torch_parity_encoder_layer(backend, H, L, d, ff, norm_first, causal, ma
         assert _rel(g, t, floor) <= 1e-10, (k, _rel(g, t, floor))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm_first,masked", [(True, False), (False, False), (True, True)])
+def test_a_block_on_the_input_skips_its_input_gradient_alone(backend, norm_first, masked):
+    """A block reading the model's input is asked for no dL/dx (the first norm's dx and the
+    residual add, or the attention's input product, are skipped): its weight gradients must be
+    those of the same block behind a Reshape, which asks for dL/dx, bit for bit (one SGD step of
+    lr 1 from the same weights, then the weights compared)."""
+    rng = np.random.default_rng(11)
+    L, d, H, ff = 9, 16, 4, 24
+    X = rng.standard_normal((6, L, d))
+    y = np.arange(6) % 3
+    mask = (rng.random((6, L)) < 0.7).astype(np.float64)
+    mask[:, 0] = 1
+    after = []
+    for reshape in (False, True):
+        x = fnn.Input((L, d))
+        h = fnn.Reshape((L, d))(x) if reshape else x
+        block = fnn.TransformerBlock(num_heads=H, key_dim=d // H, ff_dim=ff,
+                                     norm_first=norm_first)
+        inputs = x
+        if masked:
+            m = fnn.Input((L,))
+            inputs = [x, m]
+            h = block(h, padding_mask=m)
+        else:
+            h = block(h)
+        out = fnn.Dense(3, activation="softmax")(fnn.Flatten()(h))
+        model = fnn.Model(inputs, out, seed=2, dtype="float64", backend=backend)
+        model.compile(loss="cross_entropy", optimizer=fnn.SGD(1.0))
+        model.train_on_batch([X, mask] if masked else X, y)
+        after.append(model.get_weights())
+    for a, b in zip(*after):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-11), ("float32", 2e-4)])
 @pytest.mark.parametrize("causal,masked,norm_first", [(False, False, True), (True, False, True),
                                                       (False, True, False)])

@@ -19,8 +19,11 @@ import numpy as np
 
 from fastnn._ext._parallel cimport threads_for
 from fastnn._ext._norm_rows cimport BLOCK, _affine
-from fastnn._ext.norm cimport (fnn_ln_row_f32, fnn_ln_row_f64, fnn_ln_dx_row_f32,
+from fastnn._ext.norm cimport (fnn_ln_rows_f32, fnn_ln_rows_f64, fnn_ln_dx_row_f32,
                               fnn_ln_dx_row_f64, fnn_ln_param_block_f32, fnn_ln_param_block_f64)
+
+# rows per task of layernorm_forward's thread loop (fnn_ln_rows takes them four at a time)
+cdef Py_ssize_t ROWS = 4
 
 
 cdef void _bn_block(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
@@ -143,16 +146,17 @@ def batchnorm_backward(const floating[:, ::1] x,          # IN  (n, c)
                            &gamma[0], &mean[0], &invstd[0], pdx, &dgamma[0], &dbeta[0])
 
 
-cdef inline void _ln_row(const floating *x, Py_ssize_t c, const floating *gamma,
-                         const floating *beta, double eps, floating *out, floating *mean,
-                         floating *invstd) noexcept nogil:
+cdef inline void _ln_rows(const floating *x, Py_ssize_t n, Py_ssize_t c, const floating *gamma,
+                          const floating *beta, double eps, floating *out, floating *mean,
+                          floating *invstd) noexcept nogil:
     # src_c/fnn_norm.h: each sum in 8 lanes, then the rest in order (the lanes break the chain
     # of dependent additions, and for rows of up to 128 they add in NumPy's pairwise order, the
-    # twin's x.mean, whatever the thread count), compiled per SIMD flavour
+    # twin's x.mean, whatever the thread count), compiled per SIMD flavour; rows four at a
+    # time (the same bits as one at a time)
     if floating is float:
-        fnn_ln_row_f32(x, c, gamma, beta, eps, out, mean, invstd)
+        fnn_ln_rows_f32(x, n, c, gamma, beta, eps, out, mean, invstd)
     else:
-        fnn_ln_row_f64(x, c, gamma, beta, eps, out, mean, invstd)
+        fnn_ln_rows_f64(x, n, c, gamma, beta, eps, out, mean, invstd)
 
 
 def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
@@ -161,12 +165,14 @@ def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
                       floating[::1] mean,                 # OUT (n,)
                       floating[::1] invstd):              # OUT (n,)
     """out := gamma (x - mean_row) / sqrt(var_row + eps) + beta"""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], b, i, nb = (n + ROWS - 1) // ROWS
     if n == 0 or c == 0:
         return
     with nogil:
-        for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
-            _ln_row(&x[i, 0], c, &gamma[0], &beta[0], eps, &out[i, 0], &mean[i], &invstd[i])
+        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+            i = b * ROWS
+            _ln_rows(&x[i, 0], min(ROWS, n - i), c, &gamma[0], &beta[0], eps, &out[i, 0],
+                     &mean[i], &invstd[i])
 
 
 cdef inline void _ln_dx_row(const floating *x, const floating *dy, Py_ssize_t c,

@@ -7,6 +7,11 @@ cdef extern from "fnn_norm.h" nogil:
     void fnn_ln_row_f64(const double *x, Py_ssize_t c, const double *gamma,
                         const double *beta, double eps, double *out, double *mean,
                         double *invstd)
+    void fnn_ln_rows_f32(const float *x, Py_ssize_t n, Py_ssize_t c, const float *gamma,
+                         const float *beta, double eps, float *out, float *mean, float *invstd)
+    void fnn_ln_rows_f64(const double *x, Py_ssize_t n, Py_ssize_t c, const double *gamma,
+                         const double *beta, double eps, double *out, double *mean,
+                         double *invstd)
     void fnn_ln_dx_row_f32(const float *x, const float *dy, Py_ssize_t c, const float *gamma,
                            double mean, double invstd, float *dx)
     void fnn_ln_dx_row_f64(const double *x, const double *dy, Py_ssize_t c,

@@ -265,15 +265,18 @@ class TransformerBlock(Layer):
         a = self.attention.forward(s["mha"], h if mask is None else [h, mask], training)
         return self._drop(s, 0, a, training)
 
-    def _attend_back(self, s: dict[str, Slot], da: FloatArray) -> FloatArray:
+    def _attend_back(self, s: dict[str, Slot], da: FloatArray, want_dx: bool = True) -> Any:
+        """dL/d(the attention's input) (None when not ``want_dx``: its weight gradients only)."""
         da = self._drop_back(s, 0, da)
-        s["mha"]._dx = [s["mha"].rows_buffer("dx", self.output_shape)]
+        s["mha"]._dx = [s["mha"].rows_buffer("dx", self.output_shape) if want_dx else None]
         dh = self.attention.backward(s["mha"], da)
         return dh[0] if isinstance(dh, list) else dh
 
-    def _norm_back(self, s: Slot, norm: LayerNormalization, dy: FloatArray) -> FloatArray:
-        s._dx = [s.rows_buffer("dx", self.output_shape)]
-        return norm.backward(s, dy)  # type: ignore[return-value]
+    def _norm_back(self, s: Slot, norm: LayerNormalization, dy: FloatArray,
+                   want_dx: bool = True) -> Any:
+        """dL/d(the norm's input) (None when not ``want_dx``: gamma's and beta's only)."""
+        s._dx = [s.rows_buffer("dx", self.output_shape) if want_dx else None]
+        return norm.backward(s, dy)
 
     def _add(self, ctx: Slot, key: str, a: FloatArray, b: FloatArray,
              out: Optional[FloatArray] = None) -> FloatArray:
@@ -299,22 +302,28 @@ class TransformerBlock(Layer):
     def backward(self, ctx: Slot, dy: FloatArray) -> Any:
         s = self._slots(ctx)
         dy = np.ascontiguousarray(dy)
-        target = ctx.dx_target(0)
-        dx = ctx.rows_buffer("dx", self.output_shape) if target is None else target
+        # dx_target None: nobody needs dL/dx (the block reads the model's input), so the work
+        # that only serves it is skipped, as Dense skips its dx product: the first norm's dx
+        # and the residual add (pre-norm), the attention's input product and the add (post-norm)
+        dx = ctx.dx_target(0)
         if self.norm_first:
             dr = ctx.rows_buffer("dr", self.output_shape)
             dr[...] = dy                                  # the residual path's share
             dh2 = self._feedforward_back(s, dy)
             self._add(ctx, "dr", dr, self._norm_back(s["ln2"], self.feedforward_norm, dh2), dr)
             dh = self._attend_back(s, dr)
-            self._add(ctx, "dx", dr, self._norm_back(s["ln1"], self.attention_norm, dh), dx)
+            dn = self._norm_back(s["ln1"], self.attention_norm, dh, dx is not None)
+            if dx is not None:
+                self._add(ctx, "dx", dr, dn, dx)
         else:
             ds2 = self._norm_back(s["ln2"], self.feedforward_norm, dy)
             dr = ctx.rows_buffer("dr", self.output_shape)
             dr[...] = ds2
             self._add(ctx, "dr", dr, self._feedforward_back(s, ds2), dr)
             ds1 = self._norm_back(s["ln1"], self.attention_norm, dr)
-            self._add(ctx, "dx", ds1, self._attend_back(s, ds1), dx)
+            da = self._attend_back(s, ds1, dx is not None)
+            if dx is not None:
+                self._add(ctx, "dx", ds1, da, dx)
         if not self._masked:
             return dx
         dmask = ctx.dx_target(1)
