@@ -633,3 +633,124 @@ def test_overlap_too_hard_to_tell_counts_as_overlap(monkeypatch):
     monkeypatch.setattr(V.np, "shares_memory", too_hard)
     with pytest.raises(ValueError, match="out must not overlap v"):
         get_backend("fast").attention_forward(**g)
+
+
+# ------------------------------------------------------------- the compiled checks' common case
+def _layer_like(dtype, masked):
+    """A self-attention layer's arguments: q, k, v side by side in one buffer, out and dout in
+    merged rows, dq, dk, dv side by side in another buffer (fastnn/layers/attention.py)."""
+    B, H, L, D = 2, 3, 7, 4
+    q, k, v, dout, mask = _problem(B, H, L, L, D, dtype=dtype, masked=masked)
+    qv, kv, vv = _interleaved([q, k, v])
+    ov, dov = _interleaved([np.zeros_like(dout)])[0], _interleaved([dout])[0]
+    dq, dk, dv = _interleaved([np.zeros_like(a) for a in (q, k, v)])
+    return dict(q=qv, k=kv, v=vv, out=ov, dout=dov, lse=np.empty((B, H, L), dtype),
+                key_mask=mask, dq=dq, dk=dk, dv=dv)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("layout", ["layer", "contiguous"])
+def test_the_common_arguments_skip_the_python_checks(monkeypatch, dtype, masked, layout):
+    """The compiled wrappers recognise a layer's arguments (and contiguous ones) in C; the
+    Python checks, which cost ~80 us a training step, are then not called (here they would
+    fail the test), and the results are those of the checked call."""
+    from fastnn._ext import _attention
+    a = _layer_like(dtype, masked)
+    if layout == "contiguous":
+        a = {n: (np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x)
+             for n, x in a.items()}
+    be = get_backend("fast")
+    fwd = dict(q=a["q"], k=a["k"], v=a["v"], key_mask=a["key_mask"], causal=False, scale=None,
+               out=a["out"], lse=a["lse"])
+    bwd = dict(q=a["q"], k=a["k"], v=a["v"], out=a["out"], dout=a["dout"], lse=a["lse"],
+               key_mask=a["key_mask"], causal=False, scale=0.5, dq=a["dq"], dk=a["dk"],
+               dv=a["dv"])
+    be.attention_forward(**fwd)
+    be.attention_backward(**bwd)
+    want = [x.copy() for x in (a["out"], a["lse"], a["dq"], a["dk"], a["dv"])]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Python checks were called")
+    monkeypatch.setattr(_attention, "check_attention_forward", refuse)
+    monkeypatch.setattr(_attention, "check_attention_backward", refuse)
+    for x in (a["out"], a["lse"], a["dq"], a["dk"], a["dv"]):
+        x[...] = np.nan
+    be.attention_forward(**fwd)
+    be.attention_backward(**bwd)
+    for x, w in zip((a["out"], a["lse"], a["dq"], a["dk"], a["dv"]), want):
+        assert np.array_equal(x, w)
+
+
+def _swapped(a):
+    return a.astype(a.dtype.newbyteorder())
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+# (what, the argument, how it changes, the forward or the backward): each a case the compiled
+# common-case test must pass on to the Python checks, which refuse it naming the argument
+NOT_COMMON = [
+    ("byte-swapped q", "q", _swapped, "forward"),
+    ("byte-swapped lse", "lse", _swapped, "backward"),
+    ("read-only out", "out", _read_only, "forward"),
+    ("read-only lse", "lse", _read_only, "forward"),
+    ("non-contiguous lse", "lse", lambda a: np.empty(a.shape + (2,), a.dtype)[..., 0], "forward"),
+    ("non-contiguous mask", "key_mask", lambda m: np.repeat(m, 2, axis=1)[:, ::2], "forward"),
+    ("mask of int8", "key_mask", lambda m: m.astype(np.int8), "forward"),
+    ("dk over dv's first column", "dk", None, "backward"),
+    ("dq over dout", "dq", None, "backward"),
+    ("out over k", "out", None, "forward"),
+    ("dv with reversed rows", "dv", lambda a: np.ascontiguousarray(a[:, :, ::-1])[:, :, ::-1],
+     "backward"),
+    ("dq whose heads collide", "dq",
+     lambda a: np.lib.stride_tricks.as_strided(np.zeros(a.size, a.dtype), a.shape,
+                                               (a.strides[0], 0) + a.strides[2:]), "backward"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("what, name, make, call", NOT_COMMON, ids=[c[0] for c in NOT_COMMON])
+def test_what_the_common_case_leaves_to_the_python_checks_is_refused(what, name, make, call,
+                                                                      dtype):
+    a = _layer_like(dtype, masked=True)
+    B, H, L, D = a["q"].shape
+    if what == "dk over dv's first column":      # one buffer, dk shifted one column right
+        buf = np.zeros((B, L, 3 * H * D), dtype)
+        a["dk"] = buf[:, :, H * D + 1:2 * H * D + 1].reshape(B, L, H, D).transpose(0, 2, 1, 3)
+        a["dv"] = buf[:, :, 2 * H * D:].reshape(B, L, H, D).transpose(0, 2, 1, 3)
+    elif what == "dq over dout":
+        a["dq"] = a["dout"]
+    elif what == "out over k":
+        a["out"] = a["k"]
+    else:
+        a[name] = make(a[name])
+    be = get_backend("fast")
+    with pytest.raises(ValueError, match=name):
+        if call == "forward":
+            be.attention_forward(a["q"], a["k"], a["v"], a["key_mask"], False, None, a["out"],
+                                 a["lse"])
+        else:
+            be.attention_backward(a["q"], a["k"], a["v"], a["out"], a["dout"], a["lse"],
+                                  a["key_mask"], False, None, a["dq"], a["dk"], a["dv"])
+
+
+def test_an_ndarray_subclass_takes_the_python_checks(monkeypatch):
+    from fastnn._ext import _attention
+    a = _layer_like(np.float64, masked=False)
+    calls = []
+    real = _attention.check_attention_forward
+    monkeypatch.setattr(_attention, "check_attention_forward",
+                        lambda *args: calls.append(1) or real(*args))
+    q = np.ascontiguousarray(a["q"]).view(_Sub)
+    get_backend("fast").attention_forward(q, a["k"], a["v"], None, False, None, a["out"],
+                                          a["lse"])
+    assert calls == [1]
