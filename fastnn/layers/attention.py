@@ -237,82 +237,97 @@ class MultiHeadAttention(Layer):
         if len(roles) == 1:
             w, b, _, _ = self._w[roles]
             return w, b
-        w = ctx.buffer(f"w{i}", (self._w[roles[0]][0].shape[0],
-                                 sum(self._w[r][0].shape[1] for r in roles)))
+        parts = [self._w[r] for r in roles]
+        w = ctx.buffer(f"w{i}", (parts[0][0].shape[0], sum(p[0].shape[1] for p in parts)))
         b = ctx.buffer(f"b{i}", (w.shape[1],))
-        col = 0
-        for r in roles:
-            wr, br, _, _ = self._w[r]
-            w[:, col:col + wr.shape[1]] = wr
-            b[col:col + wr.shape[1]] = br
-            col += wr.shape[1]
+        np.concatenate([p[0] for p in parts], axis=1, out=w)
+        np.concatenate([p[1] for p in parts], out=b)
         return w, b
+
+    def _widths(self, roles: str) -> int:
+        return sum(self.value_dim if r == "v" else self.key_dim for r in roles) * self.num_heads
+
+    def _forward_views(self, ctx: Slot, lengths: tuple[int, ...]) -> dict[str, Any]:
+        """The forward's buffers and their views: per input, its projection p (n, L, widths)
+        as rows for the product and as heads; lse, the merged heads and the output."""
+        n, H = ctx.rows, self.num_heads
+        v: dict[str, Any] = {"p2": [], "mask": None}
+        heads: dict[str, Any] = {}
+        for i, (roles, L) in enumerate(zip(self.input_roles, lengths)):
+            if roles == "m":
+                v["mask"] = ctx.rows_buffer("mask", (L,), dtype=bool)
+                v["p2"].append(None)
+                continue
+            p = ctx.rows_buffer(f"p{i}", (L, self._widths(roles)))
+            v["p2"].append(p.reshape(n * L, -1))
+            heads.update(self._heads(p, roles))
+        Lq = heads["q"].shape[2]
+        merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
+        y = ctx.rows_buffer("y", self.output_shape)
+        v.update(q=heads["q"], k=heads["k"], v=heads["v"], lse=ctx.rows_buffer("lse", (H, Lq)),
+                 o=self._heads(merged, "o")["o"], merged2=merged.reshape(n * Lq, -1), y=y,
+                 y2=y.reshape(n * Lq, -1))
+        return v
+
+    def _backward_views(self, ctx: Slot, lengths: tuple[int, ...]) -> dict[str, Any]:
+        """The backward's buffers and their views: dL/d(merged heads), dL/d(output's
+        pre-activation) and per input the gradient of its projection (rows and heads)."""
+        n, H = ctx.rows, self.num_heads
+        Lq = self._forward_views(ctx, lengths)["q"].shape[2]
+        dmerged = ctx.rows_buffer("dmerged", (Lq, H * self.value_dim))
+        v: dict[str, Any] = {"dp2": []}
+        dheads: dict[str, Any] = {}
+        for i, (roles, L) in enumerate(zip(self.input_roles, lengths)):
+            if roles == "m":
+                v["dp2"].append(None)
+                continue
+            dp = ctx.rows_buffer(f"dp{i}", (L, self._widths(roles)))
+            v["dp2"].append(dp.reshape(n * L, -1))
+            dheads.update(self._heads(dp, roles))
+        v.update(dq=dheads["q"], dk=dheads["k"], dv=dheads["v"], do=self._heads(dmerged, "o")["o"],
+                 dmerged2=dmerged.reshape(n * Lq, -1),
+                 dz2=ctx.rows_buffer("dz", self.output_shape).reshape(n * Lq, -1))
+        return v
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
-        be, H = ctx.be, self.num_heads
+        be = ctx.be
         xs = [np.ascontiguousarray(t) for t in xs]
         n = xs[0].shape[0]
-        heads: dict[str, Any] = {}
+        lengths = tuple(t.shape[1] for t in xs)
+        v = ctx.views(("mha", lengths), lambda: self._forward_views(ctx, lengths))
         mask = None
         for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
             if roles == "m":
-                mask = ctx.rows_buffer("mask", t.shape[1:], dtype=bool)
+                mask = v["mask"]
                 np.not_equal(t, 0, out=mask)
                 continue
-            L = t.shape[1]
             w, b = self._group(ctx, i, roles)
-            p = ctx.rows_buffer(f"p{i}", (L, w.shape[1]))
-            be.dense_forward(t.reshape(n * L, -1), w, b, A.LINEAR, 0.0, p.reshape(n * L, -1))
-            heads.update(self._heads(p, roles))
-        q, k, v = heads["q"], heads["k"], heads["v"]
-        Lq = q.shape[2]
-        lse = ctx.rows_buffer("lse", (H, Lq))
-        merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
-        be.attention_forward(q, k, v, mask, self.use_causal_mask, 1.0 / math.sqrt(self.key_dim),
-                             self._heads(merged, "o")["o"], lse)
-        y = ctx.rows_buffer("y", self.output_shape)
+            be.dense_forward(t.reshape(n * lengths[i], -1), w, b, A.LINEAR, 0.0, v["p2"][i])
+        be.attention_forward(v["q"], v["k"], v["v"], mask, self.use_causal_mask,
+                             1.0 / math.sqrt(self.key_dim), v["o"], v["lse"])
         wo, bo, _, _ = self._w["o"]
-        be.dense_forward(merged.reshape(n * Lq, -1), wo, bo, A.LINEAR, 0.0,
-                         y.reshape(n * Lq, -1))
+        be.dense_forward(v["merged2"], wo, bo, A.LINEAR, 0.0, v["y2"])
         ctx.saved.update(xs=xs, mask=mask)
-        return y
+        return v["y"]
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Any:
         # the model zeroes the gradients before a pass and calls backward once, so writing
         # them (dW := x.T @ dz, as Dense does) is the accumulation the protocol asks for
-        be, H = ctx.be, self.num_heads
+        be = ctx.be
         xs, mask = ctx.saved["xs"], ctx.saved["mask"]
         n = xs[0].shape[0]
-        heads: dict[str, Any] = {}
-        ps: list[Any] = [None if roles == "m" else ctx.rows_buffer(f"p{i}", (t.shape[1], sum(
-                         self.value_dim if r == "v" else self.key_dim for r in roles) * H))
-                         for i, (roles, t) in enumerate(zip(self.input_roles, xs))]
-        for roles, p in zip(self.input_roles, ps):
-            if p is not None:
-                heads.update(self._heads(p, roles))
-        q, k, v = heads["q"], heads["k"], heads["v"]
-        Lq = q.shape[2]
-        lse = ctx.rows_buffer("lse", (H, Lq))
-        merged = ctx.rows_buffer("merged", (Lq, H * self.value_dim))
-        o = self._heads(merged, "o")["o"]
-        dmerged = ctx.rows_buffer("dmerged", (Lq, H * self.value_dim))
-        dy2 = np.ascontiguousarray(dy).reshape(n * Lq, -1)
-        dz = ctx.rows_buffer("dz", self.output_shape).reshape(n * Lq, -1)
+        lengths = tuple(t.shape[1] for t in xs)
+        v = ctx.views(("mha", lengths), lambda: self._forward_views(ctx, lengths))
+        g = ctx.views(("mha-back", lengths), lambda: self._backward_views(ctx, lengths))
+        dy2 = np.ascontiguousarray(dy).reshape(g["dz2"].shape)
         wo, _, dwo, dbo = self._w["o"]
-        be.dense_backward(merged.reshape(n * Lq, -1), wo, dy2, dy2, A.LINEAR, 0.0, dz, dwo, dbo,
-                          dmerged.reshape(n * Lq, -1))
-        do = self._heads(dmerged, "o")["o"]
+        be.dense_backward(v["merged2"], wo, dy2, dy2, A.LINEAR, 0.0, g["dz2"], dwo, dbo,
+                          g["dmerged2"])
         # the gradients of the heads written in place into each input's projection gradient
-        dps: list[Any] = [None if roles == "m" else ctx.rows_buffer(f"dp{i}", p.shape[1:])
-                          for i, (roles, p) in enumerate(zip(self.input_roles, ps))]
-        dheads: dict[str, Any] = {}
-        for roles, dp in zip(self.input_roles, dps):
-            if dp is not None:
-                dheads.update(self._heads(dp, roles))
-        be.attention_backward(q, k, v, o, do, lse, mask, self.use_causal_mask,
-                              1.0 / math.sqrt(self.key_dim), dheads["q"], dheads["k"],
-                              dheads["v"])
+        be.attention_backward(v["q"], v["k"], v["v"], v["o"], g["do"], v["lse"], mask,
+                              self.use_causal_mask, 1.0 / math.sqrt(self.key_dim), g["dq"],
+                              g["dk"], g["dv"])
         dxs: list[Optional[FloatArray]] = []
         for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
             target = ctx.dx_target(i)
@@ -321,16 +336,16 @@ class MultiHeadAttention(Layer):
                 d[...] = 0
                 dxs.append(d)
                 continue
-            L = t.shape[1]
             w, _ = self._group(ctx, i, roles)
-            dp2 = dps[i].reshape(n * L, -1)
+            dp2 = g["dp2"][i]
             if len(roles) == 1:
                 _, _, dw, db = self._w[roles]
             else:
                 dw = ctx.buffer(f"dw{i}", w.shape)
                 db = ctx.buffer(f"db{i}", (w.shape[1],))
-            dx = None if target is None else target.reshape(n * L, -1)
-            be.dense_backward(t.reshape(n * L, -1), w, dp2, dp2, A.LINEAR, 0.0, dp2, dw, db, dx)
+            dx = None if target is None else target.reshape(n * lengths[i], -1)
+            be.dense_backward(t.reshape(n * lengths[i], -1), w, dp2, dp2, A.LINEAR, 0.0, dp2,
+                              dw, db, dx)
             if len(roles) > 1:
                 col = 0
                 for r in roles:

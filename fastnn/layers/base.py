@@ -59,7 +59,7 @@ class Slot:
     """
 
     __slots__ = ("be", "dtype", "rows", "capacity", "fuse_act", "relu_fused", "training",
-                 "saved", "_store", "_dx")
+                 "saved", "_store", "_dx", "_views")
 
     def __init__(self, be: Any, dtype: np.dtype[Any]) -> None:
         self.be, self.dtype = be, dtype
@@ -70,6 +70,7 @@ class Slot:
         self.saved: dict[str, Any] = {}      # references forward keeps for backward (inputs)
         self._store: dict[Any, FloatArray] = {}
         self._dx: list[Optional[FloatArray]] = []
+        self._views: dict[Any, tuple[int, Any, Any]] = {}
 
     def set_rows(self, rows: int) -> None:
         if rows > self.capacity:
@@ -94,6 +95,17 @@ class Slot:
 
     def dx_target(self, i: int = 0) -> Optional[FloatArray]:
         return self._dx[i] if i < len(self._dx) else None
+
+    def views(self, key: Any, build: Any) -> Any:
+        """``build()`` (views of this slot's buffers, made with ``rows_buffer``), reused while
+        the rows and the buffers stay the same: a layer's per-call reshapes and slices made
+        once (the same rows reuse the same buffers; new rows or a larger capacity rebuild)."""
+        hit = self._views.get(key)
+        if hit is not None and hit[0] == self.rows and hit[1] is self._store:
+            return hit[2]
+        made = build()
+        self._views[key] = (self.rows, self._store, made)
+        return made
 
 
 # Keras' two passes: a break before each capitalised word (a capital then lowercase letters or
