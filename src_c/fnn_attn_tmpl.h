@@ -11,6 +11,15 @@
  * tile, not once per product. An operand whose columns are whole micro-tiles is read in place
  * (a B sliver may be B itself, ldb its row stride; fnn_gemm_internal.h). */
 
+#ifndef FNN_ATTN_CHUNK
+/* Tasks (pair tiles, or pairs) a thread takes at a time: runs of neighbours, about four runs per
+ * thread for balance. One at a time, neighbouring heads went to different threads, and a head's
+ * rows (16 floats at d = 16, side by side with the other heads' in a layer's buffers) share
+ * cache lines with its neighbours': the forward of a small Transformer block ran slower on two
+ * threads than on one (198 -> 241 us). Which thread runs a task changes no result. */
+#define FNN_ATTN_CHUNK(tasks, nt) ((tasks) / (4 * (ptrdiff_t)(nt)) > 1 ? (tasks) / (4 * (ptrdiff_t)(nt)) : 1)
+#endif
+
 #ifndef ATTN_AT
 /* the offset of pair p's matrix in an array of layout L (fnn_attn_layout) */
 #define ATTN_AT(L, p) ((p) / g->heads * (L).bs + (p) % g->heads * (L).hs)
@@ -218,7 +227,7 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
         const unsigned int csr = fnn_ftz_enter();
         FT *mine = scratch + (ptrdiff_t)omp_get_thread_num() * per;
         ptrdiff_t t, held = -1;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, FNN_ATTN_CHUNK(tasks, nt))
         for (t = 0; t < tasks; t++)
             TFN(attn_fwd_tile)(g, rt, kr, scale, t / tiles, (t % tiles) * FNN_ATTN_BR, q, k, v, out,
                                lse, mine, &held);
@@ -319,7 +328,7 @@ void TFN(fnn_attn_backward)(const fnn_attn_geom *g, FT scale, const FT *q, const
         const unsigned int csr = fnn_ftz_enter();
         FT *mine = scratch + (ptrdiff_t)omp_get_thread_num() * per;
         ptrdiff_t p;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, FNN_ATTN_CHUNK(g->pairs, nt))
         for (p = 0; p < g->pairs; p++)
             TFN(attn_bwd_pair)(g, rt, kr, scale, p, q, k, v, out, dout, lse, dq, dk, dv, mine);
         fnn_ftz_leave(csr);
