@@ -24,6 +24,12 @@ from fastnn._ext.norm cimport (fnn_ln_rows_f32, fnn_ln_rows_f64, fnn_ln_dx_row_f
 
 # rows per task of layernorm_forward's thread loop (fnn_ln_rows takes them four at a time)
 cdef Py_ssize_t ROWS = 4
+# A layer norm row pass costs about this many element-wise operations a value (its sums in
+# double, a division and a square root a row: ~1.3 ns a value on Zen 2), so it takes threads
+# from 1/ROW_COST of threads_for's element count on: 512 rows of 64 take two
+# (forward 39 -> 26 us, the backward with the parameter sums 60 -> 42 us on Zen 2; the same
+# rows' results either way).
+cdef Py_ssize_t ROW_COST = 8
 
 
 cdef void _bn_block(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
@@ -169,7 +175,7 @@ def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
     if n == 0 or c == 0:
         return
     with nogil:
-        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+        for b in prange(nb, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
             i = b * ROWS
             _ln_rows(&x[i, 0], min(ROWS, n - i), c, &gamma[0], &beta[0], eps, &out[i, 0],
                      &mean[i], &invstd[i])
@@ -210,7 +216,7 @@ def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,
         return
     with nogil:
         if want_dx:
-            for i in prange(n, schedule="static", num_threads=threads):
+            for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
                 _ln_dx_row(&x[i, 0], &dy[i, 0], c, &gamma[0], mean[i], invstd[i], &dx[i, 0])
         for b in prange(nb, schedule="static", num_threads=threads):
             _ln_param_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
