@@ -20,9 +20,20 @@
 
 static AV2 float attn_partials8_f32(__m256 acc) /* ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + ...) */
 {
-    float a[8];
-    _mm256_storeu_ps(a, acc);
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    /* in registers (a store and eight loads cost a store-forwarding stall a row): hadd gives
+     * a0+a1, a2+a3 | a4+a5, a6+a7 in lanes 0, 1 | 4, 5; those pairs are added, then the halves */
+    const __m256 p = _mm256_hadd_ps(acc, acc);
+    const __m256 q = _mm256_hadd_ps(p, p);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
+}
+
+/* the largest lane of v, none of them NaN (max is exact: any order gives the same value) */
+static AV2 float attn_max8_f32(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
 }
 
 /* ---------------------------------------------------------------- AVX2: 8 lanes */
@@ -36,9 +47,7 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
     float mx, mnew, tail[8];
     ptrdiff_t j, t;
     for (j = 0; j + 8 <= n; j += 8) vmx = _mm256_max_ps(_mm256_loadu_ps(s + j), vmx); /* NaN: keeps vmx */
-    _mm256_storeu_ps(tail, vmx);
-    mx = ninf;
-    for (t = 0; t < 8; t++) mx = tail[t] > mx ? tail[t] : mx;
+    mx = attn_max8_f32(vmx);
     for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
     mnew = mx > *m ? mx : *m;
     if (mnew == ninf) { /* no finite score yet: as the portable online_row */
@@ -69,10 +78,13 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
         }
         acc = _mm256_loadu_ps(tail);
     }
-    if (*m != mnew) {
-        const float alpha = *m == ninf ? 0.0f : fnn_expf(*m - mnew);
-        for (j = 0; j < dv; j++) o[j] *= alpha;
-        *l *= alpha;
+    /* *m = -inf: no finite score before, so o and l are 0 (or NaN), which times alpha = 0
+     * leaves as they are: skipped */
+    if (*m != mnew && *m != ninf) {
+        const __m256 va = _mm256_set1_ps(fnn_expf(*m - mnew));
+        for (j = 0; j + 8 <= dv; j += 8) _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), va));
+        for (; j < dv; j++) o[j] *= _mm256_cvtss_f32(va);
+        *l *= _mm256_cvtss_f32(va);
     }
     *l += attn_partials8_f32(acc);
     *m = mnew;

@@ -113,6 +113,22 @@ static void TFN(attn_mm)(const KERN *kr, ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc,
     }
 }
 
+/* C (m x n, ldc) := alpha A B + beta C on the flavour's direct tiles (no packing): A's rows
+ * read in place (row stride lda), B row-major (row stride ldb, columns contiguous), at most
+ * dnr columns a call; rows in as few tiles of at most dmr as gemm_direct takes them. */
+static void TFN(attn_direct)(const KERN *kr, ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, FT alpha,
+                             const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t ldb, FT beta,
+                             FT *C, ptrdiff_t ldc)
+{
+    const ptrdiff_t tiles = (m + kr->dmr - 1) / kr->dmr;
+    ptrdiff_t it;
+    for (it = 0; it < tiles; it++) {
+        const ptrdiff_t i0 = it * m / tiles, mb = (it + 1) * m / tiles - i0;
+        kr->dtile(mb, n, kc, alpha, A + i0 * lda, lda, 1, B, ldb, beta, C + i0 * ldc, ldc, NULL,
+                  FNN_ACT_LINEAR | FNN_DT_ROWS_ALIKE, (FT)0, NULL);
+    }
+}
+
 /* The masks on an m x n score tile (ld n): -inf where key j0 + c is not visible to query
  * i0 + r. */
 static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km, ptrdiff_t i0,
@@ -159,6 +175,9 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     FT *Kall = Vb + FNN_ATTN_PAD(dv, FNN_ATTN_NR) * FNN_ATTN_BC;
     /* causal: the tile's last query sees keys < i0 + m */
     const ptrdiff_t jend = (g->causal && i0 + m < lk) ? i0 + m : lk;
+    /* narrow heads (dv and the key slivers within one direct tile, nr of them at most): the
+     * products on direct tiles, reading Q, P and V where they are, with no A packing */
+    const int direct = dv <= kr->dnr && kr->nr <= kr->dnr;
     ptrdiff_t r, j0, e;
     TFN(attn_bop) kb;
     if (*packed_pair != p) {
@@ -172,17 +191,28 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
         lrow[r] = (FT)0;
     }
     for (r = 0; r < m; r++) memset(op + r * ldo, 0, (size_t)dv * sizeof(FT));
-    TFN(attn_pack_a)(kr, 0, qp + i0 * ldq, ldq, m, d, Qa);
+    if (!direct) TFN(attn_pack_a)(kr, 0, qp + i0 * ldq, ldq, m, d, Qa);
     for (j0 = 0; j0 < jend; j0 += FNN_ATTN_BC) {
         const ptrdiff_t n = (jend - j0 < FNN_ATTN_BC) ? jend - j0 : FNN_ATTN_BC;
         kb.b = Kall + j0 * d;
-        TFN(attn_mm)(kr, m, n, d, scale, Qa, kb, (FT)0, S, n);
+        if (direct) { /* the key slivers of nr columns, each a row-major d x nr block */
+            ptrdiff_t c0;
+            for (c0 = 0; c0 < n; c0 += kr->nr)
+                TFN(attn_direct)(kr, m, n - c0 < kr->nr ? n - c0 : kr->nr, d, scale,
+                                 qp + i0 * ldq, ldq, kb.b + c0 * d, kr->nr, (FT)0, S + c0, n);
+        } else {
+            TFN(attn_mm)(kr, m, n, d, scale, Qa, kb, (FT)0, S, n);
+        }
         TFN(attn_mask)(g, km, i0, m, j0, n, S);
         for (r = 0; r < m; r++)
             rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * ldo, dv);
-        TFN(attn_pack_a)(kr, 0, S, n, m, n, Pa);
-        TFN(attn_mm)(kr, m, dv, n, (FT)1, Pa,
-                     TFN(attn_b_plain)(kr, vp + j0 * ldv, ldv, n, dv, Vb), (FT)1, op, ldo);
+        if (direct) {
+            TFN(attn_direct)(kr, m, dv, n, (FT)1, S, n, vp + j0 * ldv, ldv, (FT)1, op, ldo);
+        } else {
+            TFN(attn_pack_a)(kr, 0, S, n, m, n, Pa);
+            TFN(attn_mm)(kr, m, dv, n, (FT)1, Pa,
+                         TFN(attn_b_plain)(kr, vp + j0 * ldv, ldv, n, dv, Vb), (FT)1, op, ldo);
+        }
     }
     /* l >= 1 once a finite score was seen (its maximum adds exp(0)); l = 0: every score -inf
      * (masked, or overflowed to -inf), the row attends to nothing; l is NaN when a score is NaN
