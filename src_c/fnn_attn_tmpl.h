@@ -297,10 +297,15 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     FT *VbT = KbT + bcn * d, *Kn = VbT + bcn * ev;
     FT *Qn = Kn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BC;
     FT *dOn = Qn + FNN_ATTN_PAD(d, FNN_ATTN_NR) * FNN_ATTN_BR;
-    ptrdiff_t i, r, i0, j0;
+    /* narrow heads (d and the key slivers within one direct tile): S, dP and dq's product on
+     * direct tiles, reading Q, dout, dS and K where they are (as the forward does) */
+    const int direct = d <= kr->dnr && kr->nr <= kr->dnr;
+    ptrdiff_t i, r, i0, j0, c0;
     for (i = 0; i < lq; i++) Dr[i] = rt->row_dot(dop + i * lddo, op + i * ldo, ev);
-    TFN(attn_pack_a)(kr, 0, qp, ldq, lq, d, Aq);
-    TFN(attn_pack_a)(kr, 0, dop, lddo, lq, ev, Ado);
+    if (!direct) {
+        TFN(attn_pack_a)(kr, 0, qp, ldq, lq, d, Aq);
+        TFN(attn_pack_a)(kr, 0, dop, lddo, lq, ev, Ado);
+    }
     for (i = 0; i < lq; i++) memset(dqp + i * lddq, 0, (size_t)d * sizeof(FT));
     for (i = 0; i < lk; i++) {
         memset(dkp + i * lddk, 0, (size_t)d * sizeof(FT));
@@ -312,12 +317,23 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
         const ptrdiff_t istart = g->causal ? j0 / FNN_ATTN_BR * FNN_ATTN_BR : 0;
         const TFN(attn_bop) kt = TFN(attn_b_trans)(kr, kp + j0 * ldk, ldk, n, d, KbT);
         const TFN(attn_bop) vt = TFN(attn_b_trans)(kr, vp + j0 * ldv, ldv, n, ev, VbT);
-        const TFN(attn_bop) kn = TFN(attn_b_plain)(kr, kp + j0 * ldk, ldk, n, d, Kn);
+        const TFN(attn_bop) kn = direct ? kt : TFN(attn_b_plain)(kr, kp + j0 * ldk, ldk, n, d, Kn);
         for (i0 = istart; i0 < lq; i0 += FNN_ATTN_BR) {
             const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
-            TFN(attn_mm)(kr, m, n, d, scale, Aq + i0 * d, kt, (FT)0, S, n);
-            TFN(attn_mask)(g, km, i0, m, j0, n, S);
-            TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado + i0 * ev, vt, (FT)0, dP, n);
+            if (direct) { /* per sliver of nr keys: K^T's and V^T's, row-major kc x nr blocks */
+                for (c0 = 0; c0 < n; c0 += kr->nr) {
+                    const ptrdiff_t nb = n - c0 < kr->nr ? n - c0 : kr->nr;
+                    TFN(attn_direct)(kr, m, nb, d, scale, qp + i0 * ldq, ldq, kt.b + c0 * d,
+                                     kr->nr, (FT)0, S + c0, n);
+                    TFN(attn_direct)(kr, m, nb, ev, (FT)1, dop + i0 * lddo, lddo,
+                                     vt.b + c0 * ev, kr->nr, (FT)0, dP + c0, n);
+                }
+                TFN(attn_mask)(g, km, i0, m, j0, n, S);
+            } else {
+                TFN(attn_mm)(kr, m, n, d, scale, Aq + i0 * d, kt, (FT)0, S, n);
+                TFN(attn_mask)(g, km, i0, m, j0, n, S);
+                TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado + i0 * ev, vt, (FT)0, dP, n);
+            }
             for (r = 0; r < m; r++)
                 rt->grad_row(S + r * n, dP + r * n, n, lp[i0 + r], Dr[i0 + r], scale);
             /* dv_j += P^T dout_i, dk_j += dS^T q_i, dq_i += dS k_j */
@@ -329,8 +345,13 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
             TFN(attn_mm)(kr, n, d, m, (FT)1, Ab,
                          TFN(attn_b_plain)(kr, qp + i0 * ldq, ldq, m, d, Qn), (FT)1,
                          dkp + j0 * lddk, lddk);
-            TFN(attn_pack_a)(kr, 0, dP, n, m, n, Ab);
-            TFN(attn_mm)(kr, m, d, n, (FT)1, Ab, kn, (FT)1, dqp + i0 * lddq, lddq);
+            if (direct) {
+                TFN(attn_direct)(kr, m, d, n, (FT)1, dP, n, kp + j0 * ldk, ldk, (FT)1,
+                                 dqp + i0 * lddq, lddq);
+            } else {
+                TFN(attn_pack_a)(kr, 0, dP, n, m, n, Ab);
+                TFN(attn_mm)(kr, m, d, n, (FT)1, Ab, kn, (FT)1, dqp + i0 * lddq, lddq);
+            }
         }
     }
 }
