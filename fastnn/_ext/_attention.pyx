@@ -212,15 +212,19 @@ cdef fnn_attn_layout _layout(object a):
     return o
 
 
+cdef inline void *_data(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
 cdef void _forward(const fnn_attn_geom *g, double scale, object q, object k, object v,
                    object out, object lse, object scratch, int nt):
     """The kernel on checked arrays (their data pointers; the layouts are in g)."""
-    cdef void *pq = cnp.PyArray_DATA(<cnp.ndarray>q)
-    cdef void *pk = cnp.PyArray_DATA(<cnp.ndarray>k)
-    cdef void *pv = cnp.PyArray_DATA(<cnp.ndarray>v)
-    cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef void *pl = cnp.PyArray_DATA(<cnp.ndarray>lse)
-    cdef void *ps = cnp.PyArray_DATA(<cnp.ndarray>scratch)
+    cdef void *pq = _data(q)
+    cdef void *pk = _data(k)
+    cdef void *pv = _data(v)
+    cdef void *po = _data(out)
+    cdef void *pl = _data(lse)
+    cdef void *ps = _data(scratch)
     cdef bint single = (<cnp.ndarray>q).dtype is _F32
     with nogil:
         if single:
@@ -236,16 +240,16 @@ cdef void _backward(const fnn_attn_geom *g, double scale, object q, object k, ob
                     object out, object dout, object lse, object dq, object dk, object dv,
                     object scratch, int nt):
     """The kernel on checked arrays (their data pointers; the layouts are in g)."""
-    cdef void *pq = cnp.PyArray_DATA(<cnp.ndarray>q)
-    cdef void *pk = cnp.PyArray_DATA(<cnp.ndarray>k)
-    cdef void *pv = cnp.PyArray_DATA(<cnp.ndarray>v)
-    cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef void *pdo = cnp.PyArray_DATA(<cnp.ndarray>dout)
-    cdef void *pl = cnp.PyArray_DATA(<cnp.ndarray>lse)
-    cdef void *pdq = cnp.PyArray_DATA(<cnp.ndarray>dq)
-    cdef void *pdk = cnp.PyArray_DATA(<cnp.ndarray>dk)
-    cdef void *pdv = cnp.PyArray_DATA(<cnp.ndarray>dv)
-    cdef void *ps = cnp.PyArray_DATA(<cnp.ndarray>scratch)
+    cdef void *pq = _data(q)
+    cdef void *pk = _data(k)
+    cdef void *pv = _data(v)
+    cdef void *po = _data(out)
+    cdef void *pdo = _data(dout)
+    cdef void *pl = _data(lse)
+    cdef void *pdq = _data(dq)
+    cdef void *pdk = _data(dk)
+    cdef void *pdv = _data(dv)
+    cdef void *ps = _data(scratch)
     cdef bint single = (<cnp.ndarray>q).dtype is _F32
     with nogil:
         if single:
