@@ -222,20 +222,24 @@ class LayerNormalization(_Normalization):
     def weight_specs(self) -> Sequence[WeightSpec]:
         return self._affine_specs()
 
-    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+    def _buffers(self, ctx: Slot) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """y, y as rows, and the rows' means and inverse deviations (flat)."""
         y = ctx.rows_buffer("y", self.output_shape)
         positions = self.input_shape[:-1]
-        mean, invstd = ctx.rows_buffer("mean", positions), ctx.rows_buffer("invstd", positions)
+        return (y, rows_of(y), ctx.rows_buffer("mean", positions).reshape(-1),
+                ctx.rows_buffer("invstd", positions).reshape(-1))
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y, y2, mean, invstd = ctx.views("ln", lambda: self._buffers(ctx))
         ctx.saved["x"] = x
-        ctx.be.layernorm_forward(rows_of(x), self.gamma, self.beta, self.epsilon, rows_of(y),
-                                 mean.reshape(-1), invstd.reshape(-1))
+        ctx.be.layernorm_forward(rows_of(x), self.gamma, self.beta, self.epsilon, y2, mean,
+                                 invstd)
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         dx = ctx.dx_target(0)
-        positions = self.input_shape[:-1]
-        mean, invstd = ctx.rows_buffer("mean", positions), ctx.rows_buffer("invstd", positions)
-        ctx.be.layernorm_backward(rows_of(ctx.saved["x"]), rows_of(dy), self.gamma,
-                                  mean.reshape(-1), invstd.reshape(-1),
-                                  None if dx is None else rows_of(dx), self.dgamma, self.dbeta)
+        _, _, mean, invstd = ctx.views("ln", lambda: self._buffers(ctx))
+        ctx.be.layernorm_backward(rows_of(ctx.saved["x"]), rows_of(dy), self.gamma, mean,
+                                  invstd, None if dx is None else rows_of(dx), self.dgamma,
+                                  self.dbeta)
         return dx
