@@ -82,7 +82,8 @@ static AV2 void online_row_v8_f32(float *s, ptrdiff_t n, float *m, float *l, flo
      * leaves as they are: skipped */
     if (*m != mnew && *m != ninf) {
         const __m256 va = _mm256_set1_ps(fnn_expf(*m - mnew));
-        for (j = 0; j + 8 <= dv; j += 8) _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), va));
+        for (j = 0; j + 8 <= dv; j += 8)
+            _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), va));
         for (; j < dv; j++) o[j] *= _mm256_cvtss_f32(va);
         *l *= _mm256_cvtss_f32(va);
     }

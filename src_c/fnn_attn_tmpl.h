@@ -9,7 +9,10 @@
  * here, with no call into fnn_sgemm per tile: its packing of both operands on every call and its
  * driver were a fifth of the time at 64 x 64 x 64, and Q_i, K_j^T and V_j^T are packed once per
  * tile, not once per product. An operand whose columns are whole micro-tiles is read in place
- * (a B sliver may be B itself, ldb its row stride; fnn_gemm_internal.h). */
+ * (a B sliver may be B itself, ldb its row stride; fnn_gemm_internal.h). Narrow heads (a head
+ * within one direct tile's columns: 16 floats on AVX2, 32 on AVX-512) run the products whose A
+ * is read untransposed on the flavour's direct tiles instead (attn_direct), A and a row-major B
+ * read where they are: at 32 x 32 x 16 the packing of A cost about what the products did. */
 
 #ifndef FNN_ATTN_CHUNK
 /* Tasks (pair tiles, or pairs) a thread takes at a time: runs of neighbours, about four runs per
@@ -17,7 +20,8 @@
  * rows (16 floats at d = 16, side by side with the other heads' in a layer's buffers) share
  * cache lines with its neighbours': the forward of a small Transformer block ran slower on two
  * threads than on one (198 -> 241 us). Which thread runs a task changes no result. */
-#define FNN_ATTN_CHUNK(tasks, nt) ((tasks) / (4 * (ptrdiff_t)(nt)) > 1 ? (tasks) / (4 * (ptrdiff_t)(nt)) : 1)
+#define FNN_ATTN_CHUNK(tasks, nt)                                                              \
+    ((tasks) / (4 * (ptrdiff_t)(nt)) > 1 ? (tasks) / (4 * (ptrdiff_t)(nt)) : 1)
 #endif
 
 #ifndef ATTN_AT
@@ -317,6 +321,7 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
         const ptrdiff_t istart = g->causal ? j0 / FNN_ATTN_BR * FNN_ATTN_BR : 0;
         const TFN(attn_bop) kt = TFN(attn_b_trans)(kr, kp + j0 * ldk, ldk, n, d, KbT);
         const TFN(attn_bop) vt = TFN(attn_b_trans)(kr, vp + j0 * ldv, ldv, n, ev, VbT);
+        /* (direct: dq's product reads K itself; kn is then not used) */
         const TFN(attn_bop) kn = direct ? kt : TFN(attn_b_plain)(kr, kp + j0 * ldk, ldk, n, d, Kn);
         for (i0 = istart; i0 < lq; i0 += FNN_ATTN_BR) {
             const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;

@@ -120,7 +120,8 @@ static NTARGET void NFN(ln_rows)(const FT *x, ptrdiff_t n, ptrdiff_t c, const FT
     ptrdiff_t i = 0;
     for (; i + NR4 <= n; i += NR4)
         NFN(ln_row4)(x + i * c, c, gamma, beta, eps, out + i * c, mean + i, invstd + i);
-    for (; i < n; i++) NFN(ln_row)(x + i * c, c, gamma, beta, eps, out + i * c, mean + i, invstd + i);
+    for (; i < n; i++)
+        NFN(ln_row)(x + i * c, c, gamma, beta, eps, out + i * c, mean + i, invstd + i);
 }
 #undef NR4
 
