@@ -10,7 +10,8 @@ meets them, and keeps it in a small cache keyed by their SHA-256: a model loads 
 process, not once per block. ``model.predict`` is safe to call from several threads at once,
 so a worker's threads share the cached model (each thread gets its own workspace).
 
-Needs Dask: ``pip install "fastnn[dask]"`` (``dask[array]`` and ``distributed``).
+Needs Dask: ``pip install "fastnn[dask]"`` (``dask[array,distributed]``, which keeps Dask and
+distributed at one release).
 
 Examples
 --------
@@ -41,7 +42,7 @@ try:
     from dask.base import get_scheduler
 except ImportError as exc:         # the optional extra is missing
     raise ImportError('fastnn.dask needs Dask: pip install "fastnn[dask]" (which installs '
-                      'dask[array] and distributed)') from exc
+                      'dask[array,distributed])') from exc
 
 from fastnn import _validation as V
 from fastnn.io import model_from_bytes, model_to_bytes
