@@ -143,6 +143,13 @@ static const fnn_attn_rows_f32 rows_f32_of[] = {FNN_ATTN_ENTRY(generic, _f32)};
 static const fnn_attn_rows_f64 rows_f64_of[] = {FNN_ATTN_ENTRY(generic, _f64)};
 #endif
 
+#if FNN_X86
+#include "fnn_attn_small_avx2.h"
+#define A_SMALL /* float pairs small enough run attn_small_*_f32 (x86: AVX2 and AVX-512) */
+#else
+void fnn_attn_set_small(int on) { (void)on; }
+#endif
+
 /* The tables are indexed by fnn_active_flavour() (fnn_gemm.c; FASTNN_KERNEL applies). */
 #define FT float
 #define TFN(x) x##_f32
@@ -159,6 +166,7 @@ static const fnn_attn_rows_f64 rows_f64_of[] = {FNN_ATTN_ENTRY(generic, _f64)};
 #undef ROWS
 #undef ROWS_OF
 #undef LOG
+#undef A_SMALL
 
 #define FT double
 #define TFN(x) x##_f64

@@ -69,6 +69,10 @@ typedef struct {
 /* Set every layout of g to the contiguous one of its sizes (pairs, heads, lq, lk, d, dv). */
 void fnn_attn_contiguous(fnn_attn_geom *g);
 
+/* Whether float pairs of at most 32 keys, 48 queries and 16-value heads take the register
+ * kernels of fnn_attn_small_avx2.h (1, the default) or the tiled path (0); x86 with AVX2. */
+void fnn_attn_set_small(int on);
+
 /* Threads the call will use (<= fnn_max_threads(), 1 for small work or a single task). */
 int fnn_attn_threads(const fnn_attn_geom *g, int backward);
 

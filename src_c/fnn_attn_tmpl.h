@@ -184,6 +184,12 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const int direct = dv <= kr->dnr && kr->nr <= kr->dnr;
     ptrdiff_t r, j0, e;
     TFN(attn_bop) kb;
+#ifdef A_SMALL
+    if (attn_small_ok(g)) { /* the whole pair (lq <= FNN_ATTN_BR: i0 = 0) in registers */
+        attn_small_fwd_f32(g, scale, p, q, k, v, out, lse);
+        return;
+    }
+#endif
     if (*packed_pair != p) {
         (void)TFN(attn_b_trans)(kr, kp, ldk, lk, d, Kall);
         *packed_pair = p;
@@ -305,6 +311,12 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
      * direct tiles, reading Q, dout, dS and K where they are (as the forward does) */
     const int direct = d <= kr->dnr && kr->nr <= kr->dnr;
     ptrdiff_t i, r, i0, j0, c0;
+#ifdef A_SMALL
+    if (attn_small_ok(g)) {
+        attn_small_bwd_f32(g, scale, p, q, k, v, out, dout, lse, dq, dk, dv);
+        return;
+    }
+#endif
     for (i = 0; i < lq; i++) Dr[i] = rt->row_dot(dop + i * lddo, op + i * ldo, ev);
     if (!direct) {
         TFN(attn_pack_a)(kr, 0, qp, ldq, lq, d, Aq);

@@ -149,7 +149,8 @@ def test_ops_matches_torch_with_leading_axes():
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("case", [(2, 3, 100, 77, 16, 8), (1, 2, 129, 129, 64, 64),
-                                  (3, 1, 5, 200, 8, 8)])
+                                  (3, 1, 5, 200, 8, 8), (4, 4, 32, 32, 16, 16),
+                                  (3, 2, 5, 7, 3, 5), (2, 1, 48, 32, 16, 9)])
 def test_compiled_equals_numpy_twin(case, causal, dtype, tol):
     q, k, v, dout, mask = _problem(*case, dtype=dtype, masked=True, seed=7)
     fast = _run("fast", q, k, v, dout, mask, causal)
@@ -183,9 +184,12 @@ def test_rows_that_see_no_key_give_zeros(backend):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [False, True])
-def test_bitwise_at_one_and_two_threads(dtype, causal, fixed_threads):
-    # big enough for threads (the call's work is above the GEMM's floor), 2 pairs
-    q, k, v, dout, mask = _problem(1, 2, 300, 260, 64, dtype=dtype, masked=True, seed=11)
+@pytest.mark.parametrize("case", [(1, 2, 300, 260, 64), (16, 4, 32, 32, 16)],
+                         ids=["tiled", "small-pairs"])
+def test_bitwise_at_one_and_two_threads(dtype, causal, case, fixed_threads):
+    # big enough for threads (the call's work is above the GEMM's floor): 2 long pairs, or the
+    # 64 pairs of a small Transformer's batch (float: fnn_attn_small_avx2.h's kernels)
+    q, k, v, dout, mask = _problem(*case, dtype=dtype, masked=True, seed=11)
     previous = fnn.get_num_threads()
     try:
         fnn.set_num_threads(1)
@@ -754,3 +758,117 @@ def test_an_ndarray_subclass_takes_the_python_checks(monkeypatch):
     get_backend("fast").attention_forward(q, a["k"], a["v"], None, False, None, a["out"],
                                           a["lse"])
     assert calls == [1]
+
+
+# ------------------------------------------------------------------ small pairs in registers
+# Float pairs of at most 32 keys, 48 queries and 16-value heads run fnn_attn_small_avx2.h's
+# kernels (AVX2 and AVX-512 flavours); _attention._set_small(False) sends them down the tiled
+# path, which they must match: the same NaN, inf and zero positions, the finite values within
+# float rounding, every edge of the limits (a partial 4-row block, keys short of a vector,
+# widths short of 16). Past the limits the tiled path runs.
+
+@pytest.fixture
+def tiled_and_small():
+    from fastnn._ext import _attention
+
+    def both(*args, **kwargs):
+        try:
+            _attention._set_small(True)
+            small = _run("fast", *args, **kwargs)
+            _attention._set_small(False)
+            tiled = _run("fast", *args, **kwargs)
+        finally:
+            _attention._set_small(True)
+        return small, tiled
+    return both
+
+
+def _assert_same_attention(small, tiled, values=("out", "lse", "dq", "dk", "dv")):
+    """The same NaN and +-inf positions; the finite values of ``values`` close"""
+    for name, a, b in zip(("out", "lse", "dq", "dk", "dv"), small, tiled):
+        assert np.array_equal(np.isnan(a), np.isnan(b)), name
+        assert np.array_equal(np.isinf(a) & (a > 0), np.isinf(b) & (b > 0)), name
+        assert np.array_equal(np.isinf(a) & (a < 0), np.isinf(b) & (b < 0)), name
+        fin = np.isfinite(b)
+        if name in values:
+            assert _rel(a[fin], b[fin]) <= 2e-5, (name, _rel(a[fin], b[fin]))
+
+
+SMALL_CASES = [(2, 4, 32, 32, 16, 16), (1, 1, 1, 1, 1, 1), (3, 2, 5, 7, 3, 5),
+               (2, 3, 48, 32, 16, 8), (1, 2, 17, 32, 9, 16), (2, 1, 33, 31, 16, 13),
+               (1, 2, 47, 8, 8, 16), (2, 2, 4, 9, 15, 1), (1, 3, 6, 30, 16, 7)]
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("case", SMALL_CASES, ids=lambda c: "B%dH%dq%dk%dD%dv%d" % c)
+def test_small_pairs_match_the_tiled_path(case, causal, masked, tiled_and_small):
+    q, k, v, dout, mask = _problem(*case, dtype=np.float32, masked=masked, seed=5)
+    if masked:
+        mask[0, :] = False                      # batch 0: rows that see no key
+    small, tiled = tiled_and_small(q, k, v, dout, mask, causal)
+    _assert_same_attention(small, tiled)
+    if masked:
+        assert (small[0][0] == 0).all() and (small[1][0] == -np.inf).all()
+        assert (small[2][0] == 0).all() and (small[3][0] == 0).all()
+    if case == SMALL_CASES[0] and get_backend("fast").kernel_name() in ("avx2", "avx512"):
+        # the register kernels ran: another order of sums, so some bits differ
+        assert not all(np.array_equal(a, b) for a, b in zip(small, tiled))
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("special", ["nan-q", "nan-k", "nan-v", "inf-v", "overflow",
+                                     "minus-overflow", "nan-dout"])
+def test_small_pairs_treat_special_values_as_the_tiled_path(special, causal, tiled_and_small):
+    q, k, v, dout, mask = _problem(2, 2, 12, 20, 16, 8, dtype=np.float32, seed=9)
+    big = np.float32(3e38)
+    if special == "nan-q":
+        q[0, 1, 4, 3] = np.nan
+    elif special == "nan-k":
+        k[1, 0, 7, 0] = np.nan
+    elif special == "nan-v":
+        v[0, 0, 15, 2] = np.nan                 # a key the first causal rows do not see
+    elif special == "inf-v":
+        v[1, 1, 3, 5] = np.inf
+    elif special == "overflow":                 # a score of +inf: the row is NaN
+        q[0, 0, 5, :2] = [big, -big]
+        k[0, 0, 3, :2] = [big, big]
+        q[1, 1, 8, 0], k[1, 1, 2, 0] = big, big
+    elif special == "minus-overflow":           # scores of -inf count as masked
+        q[1, 0, :, 0] = -big
+        k[1, 0, :, 0] = big
+        q[0, 1, 6, 0], k[0, 1, 11, 0] = -big, big
+    else:
+        dout[0, 1, 2, 1] = np.nan
+    small, tiled = tiled_and_small(q, k, v, dout, mask, causal)
+    # with entries of 3e38 in q and k, dq = dS k and dk = dS^T q are rounding noise times 3e38
+    # on both paths: their NaN and inf positions are compared, not their values
+    _assert_same_attention(small, tiled, ("out", "lse", "dv") if "overflow" in special
+                           else ("out", "lse", "dq", "dk", "dv"))
+
+
+def test_past_the_small_limits_the_tiled_path_runs(tiled_and_small):
+    for case in [(1, 2, 49, 32, 16, 16), (1, 2, 32, 33, 16, 16), (1, 2, 32, 32, 17, 16),
+                 (1, 2, 32, 32, 16, 17)]:
+        q, k, v, dout, mask = _problem(*case, dtype=np.float32, seed=2)
+        small, tiled = tiled_and_small(q, k, v, dout, mask, False)
+        assert all(np.array_equal(a, b) for a, b in zip(small, tiled)), case
+
+
+def test_small_pairs_in_a_layer_match_the_tiled_path(tiled_and_small):
+    # heads read and written in place in a (batch, steps, heads * width) projection, as the
+    # layers pass them: rows 64 floats apart, 16 of them a head
+    rng = np.random.default_rng(4)
+    p = rng.standard_normal((3, 32, 3 * 64)).astype(np.float32)
+
+    def heads(x):
+        return [x[:, :, i * 64:(i + 1) * 64].reshape(3, 32, 4, 16).transpose(0, 2, 1, 3)
+                for i in range(3)]
+    q, k, v = heads(p)
+    dout = rng.standard_normal((3, 4, 32, 16)).astype(np.float32)
+    for causal in (False, True):
+        small, tiled = tiled_and_small(q, k, v, dout, None, causal)
+        _assert_same_attention(small, tiled)
+        want = _run("numpy", *(np.ascontiguousarray(a) for a in (q, k, v, dout)), None, causal)
+        for a, b in zip(small, want):
+            assert _rel(a, b) <= 1e-5

@@ -21,7 +21,8 @@ from fastnn._validation import (_attention_scale, _overlap, check_attention_back
                                 check_attention_forward)
 
 from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_layout, fnn_attn_threads,
-                              fnn_attn_scratch, fnn_attn_contiguous, fnn_attn_forward_f32, fnn_attn_forward_f64,
+                              fnn_attn_scratch, fnn_attn_contiguous, fnn_attn_set_small,
+                              fnn_attn_forward_f32, fnn_attn_forward_f64,
                               fnn_attn_backward_f32, fnn_attn_backward_f64)
 
 cnp.import_array()
@@ -262,6 +263,12 @@ cdef void _backward(const fnn_attn_geom *g, double scale, object q, object k, ob
                                   <const double *>pv, <const double *>po, <const double *>pdo,
                                   <const double *>pl, <double *>pdq, <double *>pdk,
                                   <double *>pdv, <double *>ps, nt)
+
+
+def _set_small(bint on):
+    """Whether small float pairs take the register kernels (src_c/fnn_attn_small_avx2.h; the
+    default) or the tiled path: for tests, which compare the two. Not thread-safe."""
+    fnn_attn_set_small(on)
 
 
 def attention_forward(q, k, v, key_mask, causal, scale, out, lse):

@@ -10,6 +10,7 @@ cdef extern from "fnn_attn.h" nogil:
         const unsigned char *key_mask
         fnn_attn_layout q, k, v, out, dout, dq, dk, dv_
     void fnn_attn_contiguous(fnn_attn_geom *g)
+    void fnn_attn_set_small(int on)
     int fnn_attn_threads(const fnn_attn_geom *g, int backward)
     Py_ssize_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
     void fnn_attn_forward_f32(const fnn_attn_geom *g, float scale, const float *q,

@@ -1,0 +1,383 @@
+/*
+ * Float attention of one small (batch, head) pair in AVX2 registers: the pairs of a small
+ * Transformer (heads of at most 16 values, at most 32 keys and 48 queries: a 64-wide block of
+ * four heads over sequences of 32, the tiny GPT's) are a single tile of the tiled algorithm of
+ * fnn_attn_tmpl.h, too small for its GEMM tiles: at 32 x 32 x 16 the packing, the micro-tiles'
+ * set-up and stores, and the row loops' calls took more than half of the time (forward 181 us,
+ * backward 352 us for the 64 pairs of a batch of 16 on Zen 2, about 2.5x their multiply-adds at
+ * the FMA units' rate).
+ *
+ * Here a pair's K^T and V^T (or V) are copied once into zero-padded 16 x 32 (32 x 16) blocks, and
+ * every product runs with its accumulators in registers, in four-row blocks of queries:
+ *   forward:  S = scale q K^T (4 x 32), masks, m = rowmax, P = exp(S - m), l = rowsum P,
+ *             out = (P V) / l, lse = m + log l;
+ *   backward: S again, P = exp(S - lse), dP = dout V^T, dS = P (dP - D) scale, dq = dS K,
+ *             with P and dS of every row kept (48 x 32 each) for dv = P^T dout and
+ *             dk = dS^T q at the end, summed over the rows in order.
+ * The same operations in the same order for any thread count (a pair is one task), so the
+ * results are bitwise the same at 1 and 2 threads; they differ from the tiled path's in the last
+ * bits (another order of sums), as the flavours' GEMMs do. The special cases are the tiled
+ * path's (fnn_attn.h): a hidden key (masked, past lk, or a score of -inf) has P = dS = 0
+ * exactly; a row with no visible key gets out = 0, lse = -inf and zero gradients; a NaN or +inf
+ * score makes the row's out and lse NaN.
+ *
+ * fnn_attn_set_small(0) sends these pairs down the tiled path (tests compare the two). x86 only,
+ * included by fnn_attn.c after fnn_vexp_simd.h; AVX2 and AVX-512 flavours (both have AVX2).
+ */
+#ifndef FNN_ATTN_SMALL_AVX2_H
+#define FNN_ATTN_SMALL_AVX2_H
+
+#include <immintrin.h>
+#include "fnn_tr8_avx2.h"
+
+#define AS_TGT __attribute__((target("avx2,fma")))
+#define AS_LK 32 /* keys: four vectors of 8 */
+#define AS_LQ 48 /* queries: FNN_ATTN_BR, so that a pair is one forward task */
+#define AS_D 16  /* widths of q, k (d) and v (dv): two vectors */
+
+#ifndef ATTN_AT /* as fnn_attn_tmpl.h: the offset of pair p's matrix in an array of layout L */
+#define ATTN_AT(L, p) ((p) / g->heads * (L).bs + (p) % g->heads * (L).hs)
+#endif
+
+static int fnn_attn_small_on = 1;
+
+void fnn_attn_set_small(int on) { fnn_attn_small_on = on != 0; }
+
+static int attn_small_ok(const fnn_attn_geom *g)
+{
+    return fnn_attn_small_on && fnn_active_flavour() >= 1 && g->lk <= AS_LK && g->lq <= AS_LQ &&
+           g->d <= AS_D && g->dv <= AS_D;
+}
+
+/* T[e][j] := x[j][e] for j < rows, e < cols (x's rows ld apart); zero elsewhere (16 x 32):
+ * whole 8 x 8 blocks through registers (fnn_tr8_f32), the rest value by value */
+static AS_TGT void as_pack_t(const float *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
+                             float *T)
+{
+    const ptrdiff_t r8 = rows - rows % 8, c8 = cols - cols % 8;
+    ptrdiff_t j, e, j0, e0;
+    int t;
+    if (rows < AS_LK || cols < AS_D) memset(T, 0, sizeof(float) * AS_D * AS_LK);
+    for (j0 = 0; j0 < r8; j0 += 8)
+        for (e0 = 0; e0 < c8; e0 += 8) {
+            __m256 b[8];
+            for (t = 0; t < 8; t++) b[t] = _mm256_loadu_ps(x + (j0 + t) * ld + e0);
+            fnn_tr8_f32(b);
+            for (t = 0; t < 8; t++) _mm256_store_ps(T + (e0 + t) * AS_LK + j0, b[t]);
+        }
+    for (j = 0; j < rows; j++)
+        for (e = j < r8 ? c8 : 0; e < cols; e++) T[e * AS_LK + j] = x[j * ld + e];
+}
+
+/* R[j][e] := x[j][e] for j < rows, e < cols; zero elsewhere (32 x 16) */
+static AS_TGT void as_pack_n(const float *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
+                             float *R)
+{
+    ptrdiff_t j;
+    memset(R, 0, sizeof(float) * AS_LK * AS_D);
+    for (j = 0; j < rows; j++) memcpy(R + j * AS_D, x + j * ld, (size_t)cols * sizeof(float));
+}
+
+/* acc[r][v] := sum_e a_r[e] T[e][8v..8v+7] for two rows a_0, a_1 (ld apart), e < w */
+static AS_TGT inline __attribute__((always_inline)) void
+as_rows2(const float *a, ptrdiff_t ld, ptrdiff_t w, const float *T, __m256 acc[2][4])
+{
+    ptrdiff_t e;
+    int v;
+    for (v = 0; v < 4; v++) acc[0][v] = acc[1][v] = _mm256_setzero_ps();
+    for (e = 0; e < w; e++) {
+        const float *t = T + e * AS_LK;
+        const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
+        const __m256 t2 = _mm256_load_ps(t + 16), t3 = _mm256_load_ps(t + 24);
+        const __m256 b0 = _mm256_broadcast_ss(a + e), b1 = _mm256_broadcast_ss(a + ld + e);
+        acc[0][0] = _mm256_fmadd_ps(b0, t0, acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(b0, t1, acc[0][1]);
+        acc[0][2] = _mm256_fmadd_ps(b0, t2, acc[0][2]);
+        acc[0][3] = _mm256_fmadd_ps(b0, t3, acc[0][3]);
+        acc[1][0] = _mm256_fmadd_ps(b1, t0, acc[1][0]);
+        acc[1][1] = _mm256_fmadd_ps(b1, t1, acc[1][1]);
+        acc[1][2] = _mm256_fmadd_ps(b1, t2, acc[1][2]);
+        acc[1][3] = _mm256_fmadd_ps(b1, t3, acc[1][3]);
+    }
+}
+
+/* rows[r] of a block (r < 4; rows past m repeat the last: computed, never stored) of the
+ * (rows x w) matrix at a (rows ld apart) times T (w x 32) into out[r][v] */
+static AS_TGT inline __attribute__((always_inline)) void
+as_block4(const float *a, ptrdiff_t ld, ptrdiff_t m, ptrdiff_t w, const float *T,
+          __m256 out[4][4])
+{
+    __m256 acc[2][4];
+    int v;
+    as_rows2(a, m > 1 ? ld : 0, w, T, acc);
+    for (v = 0; v < 4; v++) out[0][v] = acc[0][v], out[1][v] = acc[1][v];
+    as_rows2(a + (m > 2 ? 2 : m - 1) * ld, m > 3 ? ld : 0, w, T, acc);
+    for (v = 0; v < 4; v++) out[2][v] = acc[0][v], out[3][v] = acc[1][v];
+}
+
+/* out[r][0..1] := sum_{j < n} W[r][j] R[j][0..15] for the four rows of W (32 apart); R's rows
+ * ldr apart */
+static AS_TGT inline __attribute__((always_inline)) void
+as_times_rows(const float *W, ptrdiff_t n, const float *R, ptrdiff_t ldr, __m256 o[4][2])
+{
+    ptrdiff_t j;
+    int r;
+    for (r = 0; r < 4; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
+    for (j = 0; j < n; j++) {
+        const __m256 r0 = _mm256_loadu_ps(R + j * ldr), r1 = _mm256_loadu_ps(R + j * ldr + 8);
+        for (r = 0; r < 4; r++) {
+            const __m256 w = _mm256_broadcast_ss(W + r * AS_LK + j);
+            o[r][0] = _mm256_fmadd_ps(w, r0, o[r][0]);
+            o[r][1] = _mm256_fmadd_ps(w, r1, o[r][1]);
+        }
+    }
+}
+
+/* the first w (<= 16) values of o[0..1] into dst */
+static AS_TGT inline __attribute__((always_inline)) void as_store_row(float *dst, ptrdiff_t w,
+                                                                     const __m256 o[2])
+{
+    if (w == AS_D) {
+        _mm256_storeu_ps(dst, o[0]);
+        _mm256_storeu_ps(dst + 8, o[1]);
+    } else {
+        float tmp[AS_D];
+        _mm256_storeu_ps(tmp, o[0]);
+        _mm256_storeu_ps(tmp + 8, o[1]);
+        memcpy(dst, tmp, (size_t)w * sizeof(float));
+    }
+}
+
+/* The hidden keys of row i as lane masks: past lk, masked by km (NULL: none), causal j > i */
+static AS_TGT inline __attribute__((always_inline)) void
+as_hidden(const __m256 keymask[4], int causal, ptrdiff_t i, __m256 h[4])
+{
+    const __m256 fi = _mm256_set1_ps((float)i);
+    int v;
+    for (v = 0; v < 4; v++) {
+        h[v] = keymask[v];
+        if (causal) {
+            const __m256 j = _mm256_add_ps(_mm256_set_ps(7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm256_set1_ps((float)(8 * v)));
+            h[v] = _mm256_or_ps(h[v], _mm256_cmp_ps(j, fi, _CMP_GT_OQ));
+        }
+    }
+}
+
+/* keymask[v]: all ones in the lanes of keys j = 8v + lane that no query sees (j >= lk, or
+ * km[j] == 0) */
+static AS_TGT void as_keymask(const unsigned char *km, ptrdiff_t lk, __m256 keymask[4])
+{
+    float bits[AS_LK];
+    const uint32_t u = 0xffffffffu;
+    ptrdiff_t j;
+    int v;
+    for (j = 0; j < AS_LK; j++) {
+        const int hide = j >= lk || (km && !km[j]);
+        if (hide) memcpy(&bits[j], &u, sizeof u);
+        else bits[j] = 0.0f;
+    }
+    for (v = 0; v < 4; v++) keymask[v] = _mm256_loadu_ps(bits + 8 * v);
+}
+
+/* The largest lane of v (none NaN) */
+static AS_TGT inline float as_max8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+/* ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) */
+static AS_TGT inline float as_sum8(__m256 acc)
+{
+    const __m256 p = _mm256_hadd_ps(acc, acc);
+    const __m256 q = _mm256_hadd_ps(p, p);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
+}
+
+/* The forward of pair p (fnn_attn_forward's arguments); g is attn_small_ok's. */
+static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdiff_t p,
+                                      const float *q, const float *k, const float *v,
+                                      float *out, float *lse)
+{
+    const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, dv = g->dv;
+    const ptrdiff_t ldq = g->q.rs, ldo = g->out.rs;
+    const float *qp = q + ATTN_AT(g->q, p);
+    float *op = out + ATTN_AT(g->out, p), *lp = lse + p * lq;
+    const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
+    /* the keys P V runs over: causal, the tiled path's single query tile stops at key lq (the
+     * later ones' P is 0, but 0 times a NaN or inf in v would not be) */
+    const ptrdiff_t jn = g->causal && lq < lk ? lq : lk;
+    float KT[AS_D * AS_LK] __attribute__((aligned(32)));
+    float Vr[AS_LK * AS_D] __attribute__((aligned(32)));
+    float P[4 * AS_LK] __attribute__((aligned(32)));
+    const __m256 vscale = _mm256_set1_ps(scale), vninf = _mm256_set1_ps(-INFINITY);
+    __m256 keymask[4];
+    ptrdiff_t i0;
+    /* V read in place when its rows are two whole vectors, else a zero-padded copy */
+    const float *vr = dv == AS_D ? v + ATTN_AT(g->v, p) : Vr;
+    const ptrdiff_t ldvr = dv == AS_D ? g->v.rs : AS_D;
+    as_pack_t(k + ATTN_AT(g->k, p), g->k.rs, lk, d, KT);
+    if (dv != AS_D) as_pack_n(v + ATTN_AT(g->v, p), g->v.rs, lk, dv, Vr);
+    as_keymask(km, lk, keymask);
+    for (i0 = 0; i0 < lq; i0 += 4) {
+        const ptrdiff_t m = lq - i0 < 4 ? lq - i0 : 4;
+        __m256 S[4][4], o[4][2];
+        float mx[4], l[4];
+        int r, c, bad[4];
+        as_block4(qp + i0 * ldq, ldq, m, d, KT, S);
+        for (r = 0; r < 4; r++) {
+            __m256 h[4], vmx = vninf, nan = _mm256_setzero_ps(), acc;
+            as_hidden(keymask, g->causal, i0 + r, h);
+            for (c = 0; c < 4; c++) {
+                const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(S[r][c], vscale), vninf, h[c]);
+                nan = _mm256_or_ps(nan, _mm256_cmp_ps(s, s, _CMP_UNORD_Q));
+                vmx = _mm256_max_ps(s, vmx); /* NaN: keeps vmx */
+                S[r][c] = s;
+            }
+            mx[r] = as_max8(vmx);
+            bad[r] = _mm256_movemask_ps(nan) != 0;
+            {
+                const __m256 vm = _mm256_set1_ps(mx[r]);
+                __m256 pv[4];
+                for (c = 0; c < 4; c++) {
+                    /* hidden (-inf) scores give exactly 0; with mx = -inf every lane is
+                     * hidden and the row is handled below */
+                    pv[c] = _mm256_andnot_ps(_mm256_cmp_ps(S[r][c], vninf, _CMP_EQ_OQ),
+                                             fnn_exp8_le0(_mm256_sub_ps(S[r][c], vm)));
+                    _mm256_store_ps(P + r * AS_LK + 8 * c, pv[c]);
+                }
+                acc = _mm256_add_ps(_mm256_add_ps(pv[0], pv[1]), _mm256_add_ps(pv[2], pv[3]));
+                l[r] = as_sum8(acc);
+            }
+        }
+        as_times_rows(P, jn, vr, ldvr, o);
+        for (r = 0; r < m; r++) {
+            float *orow = op + (i0 + r) * ldo;
+            if (bad[r] || l[r] != l[r]) { /* a NaN or +inf score */
+                const __m256 vn = _mm256_set1_ps(NAN);
+                o[r][0] = o[r][1] = vn;
+                lp[i0 + r] = NAN;
+            } else if (mx[r] == -INFINITY) { /* no visible key */
+                o[r][0] = o[r][1] = _mm256_setzero_ps();
+                lp[i0 + r] = -INFINITY;
+            } else {
+                const __m256 vl = _mm256_set1_ps(l[r]);
+                o[r][0] = _mm256_div_ps(o[r][0], vl);
+                o[r][1] = _mm256_div_ps(o[r][1], vl);
+                lp[i0 + r] = mx[r] + logf(l[r]);
+            }
+            as_store_row(orow, dv, o[r]);
+        }
+    }
+}
+
+/* dst[j][e] := T[e][j] for j < rows, e < cols (dst's rows ld apart) */
+static AS_TGT void as_unpack_t(const float *T, ptrdiff_t rows, ptrdiff_t cols, float *dst,
+                               ptrdiff_t ld)
+{
+    ptrdiff_t j, e;
+    for (j = 0; j < rows; j++)
+        for (e = 0; e < cols; e++) dst[j * ld + e] = T[e * AS_LK + j];
+}
+
+/* T[e][0..31] := sum_{i < n} a[i][e] W[i][0..31] for e < w (a's rows ld apart, W's 32): the
+ * transposed product W^T a, two values of e at a time, each summed over i in order */
+static AS_TGT void as_tgemm(const float *a, ptrdiff_t ld, ptrdiff_t n, ptrdiff_t w,
+                            const float *W, float *T)
+{
+    ptrdiff_t e, i;
+    int c;
+    for (e = 0; e < w; e += 2) {
+        const int two = e + 1 < w;
+        __m256 acc[2][4];
+        for (c = 0; c < 4; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
+        for (i = 0; i < n; i++) {
+            const float *wi = W + i * AS_LK;
+            const __m256 w0 = _mm256_load_ps(wi), w1 = _mm256_load_ps(wi + 8);
+            const __m256 w2 = _mm256_load_ps(wi + 16), w3 = _mm256_load_ps(wi + 24);
+            const __m256 b0 = _mm256_broadcast_ss(a + i * ld + e);
+            const __m256 b1 = _mm256_broadcast_ss(a + i * ld + e + two);
+            acc[0][0] = _mm256_fmadd_ps(b0, w0, acc[0][0]);
+            acc[0][1] = _mm256_fmadd_ps(b0, w1, acc[0][1]);
+            acc[0][2] = _mm256_fmadd_ps(b0, w2, acc[0][2]);
+            acc[0][3] = _mm256_fmadd_ps(b0, w3, acc[0][3]);
+            acc[1][0] = _mm256_fmadd_ps(b1, w0, acc[1][0]);
+            acc[1][1] = _mm256_fmadd_ps(b1, w1, acc[1][1]);
+            acc[1][2] = _mm256_fmadd_ps(b1, w2, acc[1][2]);
+            acc[1][3] = _mm256_fmadd_ps(b1, w3, acc[1][3]);
+        }
+        for (c = 0; c < 4; c++) _mm256_store_ps(T + e * AS_LK + 8 * c, acc[0][c]);
+        if (two)
+            for (c = 0; c < 4; c++) _mm256_store_ps(T + (e + 1) * AS_LK + 8 * c, acc[1][c]);
+    }
+}
+
+/* The backward of pair p (fnn_attn_backward's arguments); g is attn_small_ok's. */
+static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdiff_t p,
+                                      const float *q, const float *k, const float *v,
+                                      const float *out, const float *dout, const float *lse,
+                                      float *dq, float *dk, float *dv)
+{
+    const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, ev = g->dv;
+    const ptrdiff_t ldq = g->q.rs, ldo = g->out.rs, lddo = g->dout.rs, lddq = g->dq.rs;
+    const float *qp = q + ATTN_AT(g->q, p), *op = out + ATTN_AT(g->out, p);
+    const float *dop = dout + ATTN_AT(g->dout, p), *lp = lse + p * lq;
+    float *dqp = dq + ATTN_AT(g->dq, p);
+    const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
+    float KT[AS_D * AS_LK] __attribute__((aligned(32)));
+    float VT[AS_D * AS_LK] __attribute__((aligned(32)));
+    float Kr[AS_LK * AS_D] __attribute__((aligned(32)));
+    float P[(AS_LQ + 3) / 4 * 4 * AS_LK] __attribute__((aligned(32)));
+    float dS[(AS_LQ + 3) / 4 * 4 * AS_LK] __attribute__((aligned(32)));
+    const __m256 vscale = _mm256_set1_ps(scale), vninf = _mm256_set1_ps(-INFINITY);
+    __m256 keymask[4];
+    ptrdiff_t i0, e;
+    const float *kr = d == AS_D ? k + ATTN_AT(g->k, p) : Kr; /* K in place, as V forward */
+    const ptrdiff_t ldkr = d == AS_D ? g->k.rs : AS_D;
+    as_pack_t(k + ATTN_AT(g->k, p), g->k.rs, lk, d, KT);
+    as_pack_t(v + ATTN_AT(g->v, p), g->v.rs, lk, ev, VT);
+    if (d != AS_D) as_pack_n(k + ATTN_AT(g->k, p), g->k.rs, lk, d, Kr);
+    as_keymask(km, lk, keymask);
+    for (i0 = 0; i0 < lq; i0 += 4) {
+        const ptrdiff_t m = lq - i0 < 4 ? lq - i0 : 4;
+        __m256 S[4][4], dP[4][4], o[4][2];
+        int r, c;
+        as_block4(qp + i0 * ldq, ldq, m, d, KT, S);
+        as_block4(dop + i0 * lddo, lddo, m, ev, VT, dP);
+        for (r = 0; r < 4; r++) {
+            const ptrdiff_t i = i0 + (r < m ? r : m - 1);
+            const __m256 vl = _mm256_set1_ps(lp[i]);
+            float D = 0.0f;
+            __m256 h[4], vd;
+            for (e = 0; e < ev; e++) D += dop[i * lddo + e] * op[i * ldo + e];
+            vd = _mm256_set1_ps(D);
+            as_hidden(keymask, g->causal, i, h);
+            for (c = 0; c < 4; c++) {
+                const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(S[r][c], vscale), vninf, h[c]);
+                const __m256 hid = _mm256_cmp_ps(s, vninf, _CMP_EQ_OQ);
+                const __m256 pr = _mm256_andnot_ps(hid, fnn_exp8_le0(_mm256_sub_ps(s, vl)));
+                const __m256 ds = _mm256_andnot_ps(
+                    hid, _mm256_mul_ps(_mm256_mul_ps(pr, _mm256_sub_ps(dP[r][c], vd)), vscale));
+                _mm256_store_ps(P + (i0 + r) * AS_LK + 8 * c, pr);
+                _mm256_store_ps(dS + (i0 + r) * AS_LK + 8 * c, ds);
+            }
+        }
+        as_times_rows(dS + i0 * AS_LK, lk, kr, ldkr, o);
+        for (r = 0; r < m; r++) as_store_row(dqp + (i0 + r) * lddq, d, o[r]);
+    }
+    /* dv = P^T dout and dk = dS^T q, as their transposes (ev x 32, d x 32) then written out */
+    as_tgemm(dop, lddo, lq, ev, P, VT);
+    as_unpack_t(VT, lk, ev, dv + ATTN_AT(g->dv_, p), g->dv_.rs);
+    as_tgemm(qp, ldq, lq, d, dS, KT);
+    as_unpack_t(KT, lk, d, dk + ATTN_AT(g->dk, p), g->dk.rs);
+}
+
+#undef AS_TGT
+#undef AS_LK
+#undef AS_LQ
+#undef AS_D
+
+#endif
