@@ -274,13 +274,23 @@ static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     }
 }
 
-/* dst[j][e] := T[e][j] for j < rows, e < cols (dst's rows ld apart) */
+/* dst[j][e] := T[e][j] for j < rows, e < cols (dst's rows ld apart): whole 8 x 8 blocks
+ * through registers, the rest value by value */
 static AS_TGT void as_unpack_t(const float *T, ptrdiff_t rows, ptrdiff_t cols, float *dst,
                                ptrdiff_t ld)
 {
-    ptrdiff_t j, e;
+    const ptrdiff_t r8 = rows - rows % 8, c8 = cols - cols % 8;
+    ptrdiff_t j, e, j0, e0;
+    int t;
+    for (j0 = 0; j0 < r8; j0 += 8)
+        for (e0 = 0; e0 < c8; e0 += 8) {
+            __m256 b[8];
+            for (t = 0; t < 8; t++) b[t] = _mm256_load_ps(T + (e0 + t) * AS_LK + j0);
+            fnn_tr8_f32(b);
+            for (t = 0; t < 8; t++) _mm256_storeu_ps(dst + (j0 + t) * ld + e0, b[t]);
+        }
     for (j = 0; j < rows; j++)
-        for (e = 0; e < cols; e++) dst[j * ld + e] = T[e * AS_LK + j];
+        for (e = j < r8 ? c8 : 0; e < cols; e++) dst[j * ld + e] = T[e * AS_LK + j];
 }
 
 /* T[e][0..31] := sum_{i < n} a[i][e] W[i][0..31] for e < w (a's rows ld apart, W's 32): the
@@ -332,6 +342,7 @@ static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     float Kr[AS_LK * AS_D] __attribute__((aligned(32)));
     float P[(AS_LQ + 3) / 4 * 4 * AS_LK] __attribute__((aligned(32)));
     float dS[(AS_LQ + 3) / 4 * 4 * AS_LK] __attribute__((aligned(32)));
+    float Dr[AS_LQ];
     const __m256 vscale = _mm256_set1_ps(scale), vninf = _mm256_set1_ps(-INFINITY);
     __m256 keymask[4];
     ptrdiff_t i0, e;
@@ -341,6 +352,11 @@ static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     as_pack_t(v + ATTN_AT(g->v, p), g->v.rs, lk, ev, VT);
     if (d != AS_D) as_pack_n(k + ATTN_AT(g->k, p), g->k.rs, lk, d, Kr);
     as_keymask(km, lk, keymask);
+    for (i0 = 0; i0 < lq; i0++) { /* D_i = dout_i . out_i */
+        float D = 0.0f;
+        for (e = 0; e < ev; e++) D += dop[i0 * lddo + e] * op[i0 * ldo + e];
+        Dr[i0] = D;
+    }
     for (i0 = 0; i0 < lq; i0 += 4) {
         const ptrdiff_t m = lq - i0 < 4 ? lq - i0 : 4;
         __m256 S[4][4], dP[4][4], o[4][2];
@@ -349,11 +365,8 @@ static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdi
         as_block4(dop + i0 * lddo, lddo, m, ev, VT, dP);
         for (r = 0; r < 4; r++) {
             const ptrdiff_t i = i0 + (r < m ? r : m - 1);
-            const __m256 vl = _mm256_set1_ps(lp[i]);
-            float D = 0.0f;
-            __m256 h[4], vd;
-            for (e = 0; e < ev; e++) D += dop[i * lddo + e] * op[i * ldo + e];
-            vd = _mm256_set1_ps(D);
+            const __m256 vl = _mm256_set1_ps(lp[i]), vd = _mm256_set1_ps(Dr[i]);
+            __m256 h[4];
             as_hidden(keymask, g->causal, i, h);
             for (c = 0; c < 4; c++) {
                 const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(S[r][c], vscale), vninf, h[c]);
