@@ -145,7 +145,7 @@ static const fnn_attn_rows_f64 rows_f64_of[] = {FNN_ATTN_ENTRY(generic, _f64)};
 
 #if FNN_X86
 #include "fnn_attn_small_avx2.h"
-#define A_SMALL /* float pairs small enough run attn_small_*_f32 (x86: AVX2 and AVX-512) */
+#define A_SMALL /* float pairs small enough run attn_small_*_f32 (the AVX2 flavour) */
 #else
 void fnn_attn_set_small(int on) { (void)on; }
 #endif

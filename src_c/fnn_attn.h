@@ -70,7 +70,7 @@ typedef struct {
 void fnn_attn_contiguous(fnn_attn_geom *g);
 
 /* Whether float pairs of at most 32 keys, 48 queries and 16-value heads take the register
- * kernels of fnn_attn_small_avx2.h (1, the default) or the tiled path (0); x86 with AVX2. */
+ * kernels of fnn_attn_small_avx2.h (1, the default) or the tiled path (0); AVX2 flavour. */
 void fnn_attn_set_small(int on);
 
 /* Threads the call will use (<= fnn_max_threads(), 1 for small work or a single task). */

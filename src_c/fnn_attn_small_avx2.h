@@ -3,9 +3,9 @@
  * Transformer (heads of at most 16 values, at most 32 keys and 48 queries: a 64-wide block of
  * four heads over sequences of 32, the tiny GPT's) are a single tile of the tiled algorithm of
  * fnn_attn_tmpl.h, too small for its GEMM tiles: at 32 x 32 x 16 the packing, the micro-tiles'
- * set-up and stores, and the row loops' calls took more than half of the time (forward 181 us,
- * backward 352 us for the 64 pairs of a batch of 16 on Zen 2, about 2.5x their multiply-adds at
- * the FMA units' rate).
+ * set-up and stores, and the row loops' calls cost about as much as the multiply-adds. For the
+ * 64 pairs of a batch of 16 on Zen 2, one thread: forward 181 -> 168 us, backward 347 -> 271 us
+ * (the forward's exp takes ~30 us of its 168, the row's logf ~13).
  *
  * Here a pair's K^T and V^T (or V) are copied once into zero-padded 16 x 32 (32 x 16) blocks, and
  * every product runs with its accumulators in registers, in four-row blocks of queries:
@@ -22,7 +22,9 @@
  * score makes the row's out and lse NaN.
  *
  * fnn_attn_set_small(0) sends these pairs down the tiled path (tests compare the two). x86 only,
- * included by fnn_attn.c after fnn_vexp_simd.h; AVX2 and AVX-512 flavours (both have AVX2).
+ * included by fnn_attn.c after fnn_vexp_simd.h. The AVX2 flavour only: it was measured on AVX2
+ * (Zen 2); the AVX-512 flavour keeps its tiled path (16-lane rows, 32-wide direct tiles), which
+ * these kernels were not timed against.
  */
 #ifndef FNN_ATTN_SMALL_AVX2_H
 #define FNN_ATTN_SMALL_AVX2_H
@@ -45,28 +47,35 @@ void fnn_attn_set_small(int on) { fnn_attn_small_on = on != 0; }
 
 static int attn_small_ok(const fnn_attn_geom *g)
 {
-    return fnn_attn_small_on && fnn_active_flavour() >= 1 && g->lk <= AS_LK && g->lq <= AS_LQ &&
+    return fnn_attn_small_on && fnn_active_flavour() == 1 && g->lk <= AS_LK && g->lq <= AS_LQ &&
            g->d <= AS_D && g->dv <= AS_D;
 }
 
-/* T[e][j] := x[j][e] for j < rows, e < cols (x's rows ld apart); zero elsewhere (16 x 32):
- * whole 8 x 8 blocks through registers (fnn_tr8_f32), the rest value by value */
+/* dst[c][r] := src[r][c] for r < rows, c < cols (rows lds and ldd apart): whole 8 x 8 blocks
+ * through registers (fnn_tr8_f32), the rest value by value */
+static AS_TGT void as_transpose(const float *src, ptrdiff_t lds, ptrdiff_t rows, ptrdiff_t cols,
+                                float *dst, ptrdiff_t ldd)
+{
+    const ptrdiff_t r8 = rows - rows % 8, c8 = cols - cols % 8;
+    ptrdiff_t r, c, r0, c0;
+    int t;
+    for (r0 = 0; r0 < r8; r0 += 8)
+        for (c0 = 0; c0 < c8; c0 += 8) {
+            __m256 b[8];
+            for (t = 0; t < 8; t++) b[t] = _mm256_loadu_ps(src + (r0 + t) * lds + c0);
+            fnn_tr8_f32(b);
+            for (t = 0; t < 8; t++) _mm256_storeu_ps(dst + (c0 + t) * ldd + r0, b[t]);
+        }
+    for (r = 0; r < rows; r++)
+        for (c = r < r8 ? c8 : 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+
+/* T[e][j] := x[j][e] for j < rows, e < cols (x's rows ld apart); zero elsewhere (16 x 32) */
 static AS_TGT void as_pack_t(const float *x, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
                              float *T)
 {
-    const ptrdiff_t r8 = rows - rows % 8, c8 = cols - cols % 8;
-    ptrdiff_t j, e, j0, e0;
-    int t;
     if (rows < AS_LK || cols < AS_D) memset(T, 0, sizeof(float) * AS_D * AS_LK);
-    for (j0 = 0; j0 < r8; j0 += 8)
-        for (e0 = 0; e0 < c8; e0 += 8) {
-            __m256 b[8];
-            for (t = 0; t < 8; t++) b[t] = _mm256_loadu_ps(x + (j0 + t) * ld + e0);
-            fnn_tr8_f32(b);
-            for (t = 0; t < 8; t++) _mm256_store_ps(T + (e0 + t) * AS_LK + j0, b[t]);
-        }
-    for (j = 0; j < rows; j++)
-        for (e = j < r8 ? c8 : 0; e < cols; e++) T[e * AS_LK + j] = x[j * ld + e];
+    as_transpose(x, ld, rows, cols, T, AS_LK);
 }
 
 /* R[j][e] := x[j][e] for j < rows, e < cols; zero elsewhere (32 x 16) */
@@ -78,26 +87,29 @@ static AS_TGT void as_pack_n(const float *x, ptrdiff_t ld, ptrdiff_t rows, ptrdi
     for (j = 0; j < rows; j++) memcpy(R + j * AS_D, x + j * ld, (size_t)cols * sizeof(float));
 }
 
-/* acc[r][v] := sum_e a_r[e] T[e][8v..8v+7] for two rows a_0, a_1 (ld apart), e < w */
+/* acc[r][v] := sum_{t < n} x_r[t * xs] M[t][8v..8v+7] (r = 0, 1; M's rows 32 apart): two
+ * broadcast streams against a 32-wide matrix, 8 accumulators (the products q K^T and dout V^T
+ * read a row of q along t, xs = 1; the transposed ones P^T dout and dS^T q a column, xs = ld) */
 static AS_TGT inline __attribute__((always_inline)) void
-as_rows2(const float *a, ptrdiff_t ld, ptrdiff_t w, const float *T, __m256 acc[2][4])
+as_fma2x4(const float *x0, const float *x1, ptrdiff_t xs, ptrdiff_t n, const float *M,
+          __m256 acc[2][4])
 {
-    ptrdiff_t e;
+    ptrdiff_t t;
     int v;
     for (v = 0; v < 4; v++) acc[0][v] = acc[1][v] = _mm256_setzero_ps();
-    for (e = 0; e < w; e++) {
-        const float *t = T + e * AS_LK;
-        const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
-        const __m256 t2 = _mm256_load_ps(t + 16), t3 = _mm256_load_ps(t + 24);
-        const __m256 b0 = _mm256_broadcast_ss(a + e), b1 = _mm256_broadcast_ss(a + ld + e);
-        acc[0][0] = _mm256_fmadd_ps(b0, t0, acc[0][0]);
-        acc[0][1] = _mm256_fmadd_ps(b0, t1, acc[0][1]);
-        acc[0][2] = _mm256_fmadd_ps(b0, t2, acc[0][2]);
-        acc[0][3] = _mm256_fmadd_ps(b0, t3, acc[0][3]);
-        acc[1][0] = _mm256_fmadd_ps(b1, t0, acc[1][0]);
-        acc[1][1] = _mm256_fmadd_ps(b1, t1, acc[1][1]);
-        acc[1][2] = _mm256_fmadd_ps(b1, t2, acc[1][2]);
-        acc[1][3] = _mm256_fmadd_ps(b1, t3, acc[1][3]);
+    for (t = 0; t < n; t++) {
+        const float *mt = M + t * AS_LK;
+        const __m256 m0 = _mm256_load_ps(mt), m1 = _mm256_load_ps(mt + 8);
+        const __m256 m2 = _mm256_load_ps(mt + 16), m3 = _mm256_load_ps(mt + 24);
+        const __m256 b0 = _mm256_broadcast_ss(x0 + t * xs), b1 = _mm256_broadcast_ss(x1 + t * xs);
+        acc[0][0] = _mm256_fmadd_ps(b0, m0, acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(b0, m1, acc[0][1]);
+        acc[0][2] = _mm256_fmadd_ps(b0, m2, acc[0][2]);
+        acc[0][3] = _mm256_fmadd_ps(b0, m3, acc[0][3]);
+        acc[1][0] = _mm256_fmadd_ps(b1, m0, acc[1][0]);
+        acc[1][1] = _mm256_fmadd_ps(b1, m1, acc[1][1]);
+        acc[1][2] = _mm256_fmadd_ps(b1, m2, acc[1][2]);
+        acc[1][3] = _mm256_fmadd_ps(b1, m3, acc[1][3]);
     }
 }
 
@@ -109,9 +121,10 @@ as_block4(const float *a, ptrdiff_t ld, ptrdiff_t m, ptrdiff_t w, const float *T
 {
     __m256 acc[2][4];
     int v;
-    as_rows2(a, m > 1 ? ld : 0, w, T, acc);
+    as_fma2x4(a, a + (m > 1 ? ld : 0), 1, w, T, acc);
     for (v = 0; v < 4; v++) out[0][v] = acc[0][v], out[1][v] = acc[1][v];
-    as_rows2(a + (m > 2 ? 2 : m - 1) * ld, m > 3 ? ld : 0, w, T, acc);
+    a += (m > 2 ? 2 : m - 1) * ld;
+    as_fma2x4(a, a + (m > 3 ? ld : 0), 1, w, T, acc);
     for (v = 0; v < 4; v++) out[2][v] = acc[0][v], out[3][v] = acc[1][v];
 }
 
@@ -274,51 +287,17 @@ static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     }
 }
 
-/* dst[j][e] := T[e][j] for j < rows, e < cols (dst's rows ld apart): whole 8 x 8 blocks
- * through registers, the rest value by value */
-static AS_TGT void as_unpack_t(const float *T, ptrdiff_t rows, ptrdiff_t cols, float *dst,
-                               ptrdiff_t ld)
-{
-    const ptrdiff_t r8 = rows - rows % 8, c8 = cols - cols % 8;
-    ptrdiff_t j, e, j0, e0;
-    int t;
-    for (j0 = 0; j0 < r8; j0 += 8)
-        for (e0 = 0; e0 < c8; e0 += 8) {
-            __m256 b[8];
-            for (t = 0; t < 8; t++) b[t] = _mm256_load_ps(T + (e0 + t) * AS_LK + j0);
-            fnn_tr8_f32(b);
-            for (t = 0; t < 8; t++) _mm256_storeu_ps(dst + (j0 + t) * ld + e0, b[t]);
-        }
-    for (j = 0; j < rows; j++)
-        for (e = j < r8 ? c8 : 0; e < cols; e++) dst[j * ld + e] = T[e * AS_LK + j];
-}
-
 /* T[e][0..31] := sum_{i < n} a[i][e] W[i][0..31] for e < w (a's rows ld apart, W's 32): the
  * transposed product W^T a, two values of e at a time, each summed over i in order */
 static AS_TGT void as_tgemm(const float *a, ptrdiff_t ld, ptrdiff_t n, ptrdiff_t w,
                             const float *W, float *T)
 {
-    ptrdiff_t e, i;
+    ptrdiff_t e;
     int c;
     for (e = 0; e < w; e += 2) {
         const int two = e + 1 < w;
         __m256 acc[2][4];
-        for (c = 0; c < 4; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
-        for (i = 0; i < n; i++) {
-            const float *wi = W + i * AS_LK;
-            const __m256 w0 = _mm256_load_ps(wi), w1 = _mm256_load_ps(wi + 8);
-            const __m256 w2 = _mm256_load_ps(wi + 16), w3 = _mm256_load_ps(wi + 24);
-            const __m256 b0 = _mm256_broadcast_ss(a + i * ld + e);
-            const __m256 b1 = _mm256_broadcast_ss(a + i * ld + e + two);
-            acc[0][0] = _mm256_fmadd_ps(b0, w0, acc[0][0]);
-            acc[0][1] = _mm256_fmadd_ps(b0, w1, acc[0][1]);
-            acc[0][2] = _mm256_fmadd_ps(b0, w2, acc[0][2]);
-            acc[0][3] = _mm256_fmadd_ps(b0, w3, acc[0][3]);
-            acc[1][0] = _mm256_fmadd_ps(b1, w0, acc[1][0]);
-            acc[1][1] = _mm256_fmadd_ps(b1, w1, acc[1][1]);
-            acc[1][2] = _mm256_fmadd_ps(b1, w2, acc[1][2]);
-            acc[1][3] = _mm256_fmadd_ps(b1, w3, acc[1][3]);
-        }
+        as_fma2x4(a + e, a + e + two, ld, n, W, acc);
         for (c = 0; c < 4; c++) _mm256_store_ps(T + e * AS_LK + 8 * c, acc[0][c]);
         if (two)
             for (c = 0; c < 4; c++) _mm256_store_ps(T + (e + 1) * AS_LK + 8 * c, acc[1][c]);
@@ -383,9 +362,9 @@ static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     }
     /* dv = P^T dout and dk = dS^T q, as their transposes (ev x 32, d x 32) then written out */
     as_tgemm(dop, lddo, lq, ev, P, VT);
-    as_unpack_t(VT, lk, ev, dv + ATTN_AT(g->dv_, p), g->dv_.rs);
+    as_transpose(VT, AS_LK, ev, lk, dv + ATTN_AT(g->dv_, p), g->dv_.rs);
     as_tgemm(qp, ldq, lq, d, dS, KT);
-    as_unpack_t(KT, lk, d, dk + ATTN_AT(g->dk, p), g->dk.rs);
+    as_transpose(KT, AS_LK, d, lk, dk + ATTN_AT(g->dk, p), g->dk.rs);
 }
 
 #undef AS_TGT
