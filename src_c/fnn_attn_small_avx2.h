@@ -51,6 +51,21 @@ static int attn_small_ok(const fnn_attn_geom *g)
            g->d <= AS_D && g->dv <= AS_D;
 }
 
+/* The kernels' blocks live in the caller's per-thread scratch (fnn_attn_scratch's, which is at
+ * least FNN_ATTN_BR * FNN_ATTN_BC values forward and twice that backward), not on the stack: a
+ * Python thread may run them on a small stack. From its first 32-byte boundary: forward K^T,
+ * V and four rows of P (1152 values), backward K^T, V^T, K, P, dS and D (4656 values). */
+typedef char as_scratch_fits[FNN_ATTN_BR * FNN_ATTN_BC >= 3 * AS_D * AS_LK + 4 * AS_LK + 8 &&
+                                     2 * FNN_ATTN_BR * FNN_ATTN_BC >=
+                                         3 * AS_D * AS_LK + 2 * AS_LQ * AS_LK + AS_LQ + 8
+                                 ? 1
+                                 : -1];
+
+static inline float *as_aligned(float *scratch)
+{
+    return (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+}
+
 /* dst[c][r] := src[r][c] for r < rows, c < cols (rows lds and ldd apart): whole 8 x 8 blocks
  * through registers (fnn_tr8_f32), the rest value by value */
 static AS_TGT void as_transpose(const float *src, ptrdiff_t lds, ptrdiff_t rows, ptrdiff_t cols,
@@ -213,7 +228,7 @@ static AS_TGT inline float as_sum8(__m256 acc)
 /* The forward of pair p (fnn_attn_forward's arguments); g is attn_small_ok's. */
 static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdiff_t p,
                                       const float *q, const float *k, const float *v,
-                                      float *out, float *lse)
+                                      float *out, float *lse, float *scratch)
 {
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, dv = g->dv;
     const ptrdiff_t ldq = g->q.rs, ldo = g->out.rs;
@@ -223,9 +238,7 @@ static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     /* the keys P V runs over: causal, the tiled path's single query tile stops at key lq (the
      * later ones' P is 0, but 0 times a NaN or inf in v would not be) */
     const ptrdiff_t jn = g->causal && lq < lk ? lq : lk;
-    float KT[AS_D * AS_LK] __attribute__((aligned(32)));
-    float Vr[AS_LK * AS_D] __attribute__((aligned(32)));
-    float P[4 * AS_LK] __attribute__((aligned(32)));
+    float *KT = as_aligned(scratch), *Vr = KT + AS_D * AS_LK, *P = Vr + AS_LK * AS_D;
     const __m256 vscale = _mm256_set1_ps(scale), vninf = _mm256_set1_ps(-INFINITY);
     __m256 keymask[4];
     ptrdiff_t i0;
@@ -308,7 +321,7 @@ static AS_TGT void as_tgemm(const float *a, ptrdiff_t ld, ptrdiff_t n, ptrdiff_t
 static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdiff_t p,
                                       const float *q, const float *k, const float *v,
                                       const float *out, const float *dout, const float *lse,
-                                      float *dq, float *dk, float *dv)
+                                      float *dq, float *dk, float *dv, float *scratch)
 {
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, ev = g->dv;
     const ptrdiff_t ldq = g->q.rs, ldo = g->out.rs, lddo = g->dout.rs, lddq = g->dq.rs;
@@ -316,12 +329,8 @@ static AS_TGT void attn_small_bwd_f32(const fnn_attn_geom *g, float scale, ptrdi
     const float *dop = dout + ATTN_AT(g->dout, p), *lp = lse + p * lq;
     float *dqp = dq + ATTN_AT(g->dq, p);
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
-    float KT[AS_D * AS_LK] __attribute__((aligned(32)));
-    float VT[AS_D * AS_LK] __attribute__((aligned(32)));
-    float Kr[AS_LK * AS_D] __attribute__((aligned(32)));
-    float P[(AS_LQ + 3) / 4 * 4 * AS_LK] __attribute__((aligned(32)));
-    float dS[(AS_LQ + 3) / 4 * 4 * AS_LK] __attribute__((aligned(32)));
-    float Dr[AS_LQ];
+    float *KT = as_aligned(scratch), *VT = KT + AS_D * AS_LK, *Kr = VT + AS_D * AS_LK;
+    float *P = Kr + AS_LK * AS_D, *dS = P + AS_LQ * AS_LK, *Dr = dS + AS_LQ * AS_LK;
     const __m256 vscale = _mm256_set1_ps(scale), vninf = _mm256_set1_ps(-INFINITY);
     __m256 keymask[4];
     ptrdiff_t i0, e;

@@ -186,7 +186,7 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     TFN(attn_bop) kb;
 #ifdef A_SMALL
     if (attn_small_ok(g)) { /* the whole pair (lq <= FNN_ATTN_BR: i0 = 0) in registers */
-        attn_small_fwd_f32(g, scale, p, q, k, v, out, lse);
+        attn_small_fwd_f32(g, scale, p, q, k, v, out, lse, scratch);
         return;
     }
 #endif
@@ -313,7 +313,7 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     ptrdiff_t i, r, i0, j0, c0;
 #ifdef A_SMALL
     if (attn_small_ok(g)) {
-        attn_small_bwd_f32(g, scale, p, q, k, v, out, dout, lse, dq, dk, dv);
+        attn_small_bwd_f32(g, scale, p, q, k, v, out, dout, lse, dq, dk, dv, scratch);
         return;
     }
 #endif
