@@ -22,8 +22,8 @@
  * score makes the row's out and lse NaN.
  *
  * fnn_attn_set_small(0) sends these pairs down the tiled path (tests compare the two). x86 only,
- * included by fnn_attn.c after fnn_vexp_simd.h. The AVX2 flavour only: it was measured on AVX2
- * (Zen 2); the AVX-512 flavour keeps its tiled path (16-lane rows, 32-wide direct tiles), which
+ * included by fnn_attn.c after fnn_attn_rows_simd.h (its exp, row max and lane sums). The AVX2
+ * flavour only: it was measured on AVX2 (Zen 2); the AVX-512 flavour keeps its tiled path (16-lane rows, 32-wide direct tiles), which
  * these kernels were not timed against.
  */
 #ifndef FNN_ATTN_SMALL_AVX2_H
@@ -208,23 +208,6 @@ static AS_TGT void as_keymask(const unsigned char *km, ptrdiff_t lk, __m256 keym
     for (v = 0; v < 4; v++) keymask[v] = _mm256_loadu_ps(bits + 8 * v);
 }
 
-/* The largest lane of v (none NaN) */
-static AS_TGT inline float as_max8(__m256 v)
-{
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
-}
-
-/* ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) */
-static AS_TGT inline float as_sum8(__m256 acc)
-{
-    const __m256 p = _mm256_hadd_ps(acc, acc);
-    const __m256 q = _mm256_hadd_ps(p, p);
-    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
-}
-
 /* The forward of pair p (fnn_attn_forward's arguments); g is attn_small_ok's. */
 static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdiff_t p,
                                       const float *q, const float *k, const float *v,
@@ -263,7 +246,7 @@ static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdi
                 vmx = _mm256_max_ps(s, vmx); /* NaN: keeps vmx */
                 S[r][c] = s;
             }
-            mx[r] = as_max8(vmx);
+            mx[r] = attn_max8_f32(vmx);
             bad[r] = _mm256_movemask_ps(nan) != 0;
             {
                 const __m256 vm = _mm256_set1_ps(mx[r]);
@@ -276,7 +259,7 @@ static AS_TGT void attn_small_fwd_f32(const fnn_attn_geom *g, float scale, ptrdi
                     _mm256_store_ps(P + r * AS_LK + 8 * c, pv[c]);
                 }
                 acc = _mm256_add_ps(_mm256_add_ps(pv[0], pv[1]), _mm256_add_ps(pv[2], pv[3]));
-                l[r] = as_sum8(acc);
+                l[r] = attn_partials8_f32(acc);
             }
         }
         as_times_rows(P, jn, vr, ldvr, o);
