@@ -221,7 +221,7 @@ setup(
          _extension("_conv", C_SOURCES), _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
          _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),
-         _extension("_decode", C_SOURCES)],
+         _extension("_decode", C_SOURCES + ["src_c/fnn_norm.c"])],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

@@ -23,8 +23,8 @@
  *
  * fnn_attn_set_small(0) sends these pairs down the tiled path (tests compare the two). x86 only,
  * included by fnn_attn.c after fnn_attn_rows_simd.h (its exp, row max and lane sums). The AVX2
- * flavour only: it was measured on AVX2 (Zen 2); the AVX-512 flavour keeps its tiled path (16-lane rows, 32-wide direct tiles), which
- * these kernels were not timed against.
+ * flavour only: it was measured on AVX2 (Zen 2); the AVX-512 flavour keeps its tiled path
+ * (16-lane rows, 32-wide direct tiles), which these kernels were not timed against.
  */
 #ifndef FNN_ATTN_SMALL_AVX2_H
 #define FNN_ATTN_SMALL_AVX2_H

@@ -122,6 +122,79 @@ def test_attention_decode_against_a_softmax_reference(backend, dtype, B, H, Lmax
         np.testing.assert_allclose(out, want, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
 
 
+@pytest.mark.parametrize("B,H,Lmax,D,Dv", [(2, 2, 150, 16, 16), (1, 1, 131, 5, 3)])
+def test_attention_decode_over_several_chunks(backend, dtype, B, H, Lmax, D, Dv):
+    """Past the compiled kernel's 64 keys per chunk (its online softmax rescales between them):
+    every position up to 150 against the reference, the chunk edges 63/64/65 and 127/128/129
+    among them; keys growing along the cache, so later chunks bring new maxima."""
+    be, dt = get_backend(backend), np.dtype(dtype)
+    rng = np.random.default_rng(8)
+    kc, vc = np.zeros((B, H, Lmax, D), dt), np.zeros((B, H, Lmax, Dv), dt)
+    ramp = np.linspace(0.2, 3.0, Lmax)[None, None, :, None]
+    K = rng.standard_normal((B, H, Lmax, D)) * ramp
+    V = rng.standard_normal((B, H, Lmax, Dv))
+    q = rng.standard_normal((B, H, D)).astype(dt)
+    for t in range(Lmax):
+        out = np.empty((B, H, Dv), dt)
+        be.attention_decode(q, K[:, :, t].astype(dt), V[:, :, t].astype(dt), kc, vc, t, 0.5,
+                            out)
+        want = _reference(q, kc[:, :, :t + 1], vc[:, :, :t + 1], 0.5)
+        np.testing.assert_allclose(out, want, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+
+
+DECODE_SPECIALS = {
+    # name: (key value at the special position, query value), times BIG: their scores overflow
+    "-inf score": (-1.0, 1.0),
+    "+inf score": (1.0, 1.0),
+    "nan query": (None, float("nan")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DECODE_SPECIALS))
+@pytest.mark.parametrize("where", [0, 5, 70])
+def test_attention_decode_special_values_as_the_twin(dtype, case, where):
+    """A score that overflows to -inf takes no part, +inf or NaN makes the output NaN, in the
+    first chunk or a later one, as the NumPy twin; a row of only -inf scores gives 0."""
+    dt = np.dtype(dtype)
+    B, H, Lmax, D, Dv = 1, 2, 90, 4, 3
+    key, qv = DECODE_SPECIALS[case]
+    big = 1e30 if dt == np.float32 else 1e200
+    rng = np.random.default_rng(9)
+    K = rng.standard_normal((B, H, Lmax, D)).astype(dt)
+    V = rng.standard_normal((B, H, Lmax, Dv)).astype(dt)
+    q = rng.standard_normal((B, H, D)).astype(dt)
+    if key is None:                   # head 0: the special key or query; head 1 stays ordinary
+        q[0, 0, 0] = qv
+    else:
+        K[0, 0, where, 0] = key * big    # the other keys' scores stay finite (big * ~1)
+        q[0, 0] = [qv * big] + [0.0] * (D - 1)
+    outs = []
+    for name in ("fast", "numpy"):
+        be = get_backend(name)
+        kc, vc = np.zeros((B, H, Lmax, D), dt), np.zeros((B, H, Lmax, Dv), dt)
+        got = []
+        for t in range(Lmax):
+            out = np.empty((B, H, Dv), dt)
+            with np.errstate(over="ignore", invalid="ignore"):
+                be.attention_decode(q, np.ascontiguousarray(K[:, :, t]),
+                                    np.ascontiguousarray(V[:, :, t]), kc, vc, t, 1.0, out)
+            got.append(out.copy())
+        outs.append(np.stack(got))
+    fast, twin = outs
+    assert np.array_equal(np.isnan(fast), np.isnan(twin))
+    np.testing.assert_allclose(fast, twin, rtol=RTOL[dtype] * 10, atol=RTOL[dtype],
+                               equal_nan=True)
+    if case == "-inf score" and where == 0:
+        assert np.array_equal(fast[0, 0, 0], np.zeros(Dv))    # only a -inf score: 0
+    if case == "-inf score":                      # the other keys' softmax, finite
+        assert np.isfinite(fast[:, 0, 0]).all()
+    if case == "+inf score":
+        assert np.isnan(fast[where:, 0, 0]).all() and not np.isnan(fast[:where, 0, 0]).any()
+    if case == "nan query":
+        assert np.isnan(fast[:, 0, 0]).all()
+    assert np.isfinite(fast[:, 0, 1]).all()        # the other head is untouched
+
+
 def test_attention_decode_against_torch_sdpa(backend):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
