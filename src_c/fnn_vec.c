@@ -822,3 +822,70 @@ void fnn_softmax_rows_f64(const double *z, double *y, ptrdiff_t n, ptrdiff_t m)
         for (j = 0; j < m; j++) yi[j] = yi[j] / s;
     }
 }
+
+/* ---------------------------------------------------------------- one query against n keys */
+
+static void dot_rows_portable_f32(const float *q, const float *k, ptrdiff_t D, ptrdiff_t n,
+                                  float *s)
+{
+    ptrdiff_t i, j;
+    for (j = 0; j < n; j++) {
+        const float *kj = k + j * D;
+        float acc = 0.0f;
+        for (i = 0; i < D; i++) acc = acc + q[i] * kj[i];
+        s[j] = acc;
+    }
+}
+
+#if FNN_X86
+/* the lanes of the D values from p: whole vectors, then the last D % 8 with zeros after them
+ * (never reading past them) */
+FNN_VEC_AVX2 static inline __m256 dot_key_avx2(const float *q, const float *kj, ptrdiff_t D,
+                                               __m256i tail)
+{
+    __m256 acc = _mm256_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 8 <= D; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), acc);
+    if (i < D)
+        acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, tail), _mm256_maskload_ps(kj + i, tail),
+                              acc);
+    return acc;
+}
+
+FNN_VEC_AVX2 static void dot_rows_avx2_f32(const float *q, const float *k, ptrdiff_t D,
+                                           ptrdiff_t n, float *s)
+{
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(D % 8)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 v[8];
+    ptrdiff_t j = 0;
+    int r;
+    for (; j + 8 <= n; j += 8) {
+        __m256 sum;
+        for (r = 0; r < 8; r++) v[r] = dot_key_avx2(q, k + (j + r) * D, D, tail);
+        fnn_tr8_f32(v); /* v[l] = lane l of the eight keys */
+        sum = v[0];
+        for (r = 1; r < 8; r++) sum = _mm256_add_ps(sum, v[r]);
+        _mm256_storeu_ps(s + j, sum);
+    }
+    for (; j < n; j++) {
+        float lanes[8], acc;
+        _mm256_storeu_ps(lanes, dot_key_avx2(q, k + j * D, D, tail));
+        acc = lanes[0];
+        for (r = 1; r < 8; r++) acc = acc + lanes[r];
+        s[j] = acc;
+    }
+}
+#endif
+
+void fnn_dot_rows_f32(const float *q, const float *k, ptrdiff_t D, ptrdiff_t n, float *s)
+{
+#if FNN_X86
+    if (fnn_active_flavour() != FNN_FLAVOUR_GENERIC) {
+        dot_rows_avx2_f32(q, k, D, n, s);
+        return;
+    }
+#endif
+    dot_rows_portable_f32(q, k, D, n, s);
+}

@@ -94,6 +94,12 @@ void fnn_clamp_copy_f64(const double *x, double *out, ptrdiff_t n, double c);
  * flavour so that it runs 16 lanes wide with AVX-512 (same operations: the same bits). */
 void fnn_exp_f32(const float *x, float *y, ptrdiff_t n);
 
+/* s[j] := sum_i q[i] k[j * D + i] for j < n: one query against n keys of D values (the scores
+ * of attention_decode). AVX2 and AVX-512 machines: eight keys at a time, each key's products in
+ * eight lanes (lane l takes i = l, l + 8, ...), the lanes then added in order 0..7; portable:
+ * i in order. A key's score does not depend on the keys around it. */
+void fnn_dot_rows_f32(const float *q, const float *k, ptrdiff_t D, ptrdiff_t n, float *s);
+
 /* Softmax of each of n rows of m floats: y := exp(z - max z) * (1 / sum), the sum taken in
  * double over a fixed order (columns folded into 16 lanes, then a pairwise tree), the scaling
  * in double rounded once to float; y may be z. A row never depends on the rows around it. */

@@ -36,6 +36,7 @@ cdef inline floating _exp(floating x) noexcept nogil:
 
 cdef extern from "fnn_vec.h" nogil:
     void fnn_exp_f32(const float *x, float *y, Py_ssize_t n)
+    void fnn_dot_rows_f32(const float *q, const float *k, Py_ssize_t D, Py_ssize_t n, float *s)
 
 
 cdef enum:
@@ -49,11 +50,10 @@ cdef void _decode_pair(const floating *q, const floating *kn, const floating *vn
     """kc[t] := kn, vc[t] := vn;  o := softmax(scale q kc[:t+1]^T) vc[:t+1] (online softmax over
     chunks of DECODE_CHUNK keys). As the tiled kernel (src_c/fnn_attn.h): a score of -inf
     (overflow) takes no part, all -inf gives o = 0; a score of +inf or NaN makes o NaN.
-    A chunk's scores are summed over the width for all its keys at once (each score's terms in
-    width order, as one key at a time: the keys' sums are independent, so they overlap instead
-    of waiting on one another), and their exps go through one call of the vectorised exp
-    (fnn_vec.h) for float. Zen 3, the tiny GPT's 16 rows: ~2x faster than a key at a time with
-    libm's expf."""
+    A chunk's scores come from fnn_dot_rows_f32 for float (fnn_vec.h: eight keys at a time in
+    vectors) and, for double, are summed over the width for all its keys at once (each score's
+    terms in width order: the keys' sums overlap instead of waiting on one another); for float
+    their exps go through one call of the vectorised exp (fnn_vec.h)."""
     cdef Py_ssize_t i, j0, jj, nj
     cdef floating s, m = -INFINITY, l = 0, c, p, cmax, qi
     cdef floating sc[DECODE_CHUNK]
@@ -70,12 +70,15 @@ cdef void _decode_pair(const floating *q, const floating *kn, const floating *vn
     while j0 <= t:
         nj = min(<Py_ssize_t>DECODE_CHUNK, t + 1 - j0)
         kj = kc + j0 * D
-        for jj in range(nj):
-            sc[jj] = 0
-        for i in range(D):
-            qi = q[i]
+        if floating is float:
+            fnn_dot_rows_f32(q, kj, D, nj, sc)
+        else:
             for jj in range(nj):
-                sc[jj] = sc[jj] + qi * kj[jj * D + i]
+                sc[jj] = 0
+            for i in range(D):
+                qi = q[i]
+                for jj in range(nj):
+                    sc[jj] = sc[jj] + qi * kj[jj * D + i]
         cmax = -INFINITY
         for jj in range(nj):
             s = sc[jj] * scale
