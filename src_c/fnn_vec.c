@@ -838,8 +838,8 @@ static void dot_rows_portable_f32(const float *q, const float *k, ptrdiff_t D, p
 }
 
 #if FNN_X86
-/* the lanes of the D values from p: whole vectors, then the last D % 8 with zeros after them
- * (never reading past them) */
+/* q . kj in eight lanes (lane l takes i = l, l + 8, ...): whole vectors, then the last D % 8
+ * values through `tail`, zeros after them (never reading past them) */
 FNN_VEC_AVX2 static inline __m256 dot_key_avx2(const float *q, const float *kj, ptrdiff_t D,
                                                __m256i tail)
 {
