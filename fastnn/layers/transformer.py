@@ -306,11 +306,14 @@ class TransformerBlock(Layer):
         # that only serves it is skipped, as Dense skips its dx product: the first norm's dx
         # and the residual add (pre-norm), the attention's input product and the add (post-norm)
         dx = ctx.dx_target(0)
+        # dr, the residual path's gradient, is dy plus the branch's: the feed-forward's backward
+        # leaves the dy it reads as it was (its output layer is linear, whose dz := dy in place
+        # writes the same values; a dropout writes into its own buffer), so dy is added as it
+        # is, with no copy of it first
         if self.norm_first:
             dr = ctx.rows_buffer("dr", self.output_shape)
-            dr[...] = dy                                  # the residual path's share
             dh2 = self._feedforward_back(s, dy)
-            self._add(ctx, "dr", dr, self._norm_back(s["ln2"], self.feedforward_norm, dh2), dr)
+            self._add(ctx, "dr", dy, self._norm_back(s["ln2"], self.feedforward_norm, dh2), dr)
             dh = self._attend_back(s, dr)
             dn = self._norm_back(s["ln1"], self.attention_norm, dh, dx is not None)
             if dx is not None:
@@ -318,8 +321,7 @@ class TransformerBlock(Layer):
         else:
             ds2 = self._norm_back(s["ln2"], self.feedforward_norm, dy)
             dr = ctx.rows_buffer("dr", self.output_shape)
-            dr[...] = ds2
-            self._add(ctx, "dr", dr, self._feedforward_back(s, ds2), dr)
+            self._add(ctx, "dr", ds2, self._feedforward_back(s, ds2), dr)
             ds1 = self._norm_back(s["ln1"], self.attention_norm, dr)
             da = self._attend_back(s, ds1, dx is not None)
             if dx is not None:

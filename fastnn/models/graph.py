@@ -53,6 +53,8 @@ class GraphWorkspace:
         self.written = [False] * len(model._nodes)
         self.packed_out: Optional[FloatArray] = None
         self.current = 0
+        self.grad_view = grad_view_nodes(model._nodes, model._outputs, model._n_inputs)
+        self._grad_of = {p: model._nodes[v] for v, p in self.grad_view.items()}
 
     def set_rows(self, rows: int) -> None:
         self.rows = max(self.rows, rows)
@@ -61,7 +63,12 @@ class GraphWorkspace:
             slot.set_rows(rows)
 
     def grad(self, node: Node) -> Any:
-        """dL/d(the node's output); a list, one per output, for a layer with several."""
+        """dL/d(the node's output); a list, one per output, for a layer with several. For the
+        input of a ``grad_view`` node, a view of that node's gradient."""
+        view = self._grad_of.get(node.index)
+        if view is not None:
+            g = self.grad(view)
+            return g.reshape(g.shape[0], *node.shape)
         slot = self.slots[node.index]
         if isinstance(node.shape, list):
             return [slot.rows_buffer(f"g{i}", shape) for i, shape in enumerate(node.shape)]
@@ -83,6 +90,28 @@ class GraphWorkspace:
             g = self.grad(self.model._nodes[outs[0]])
             return g.reshape(g.shape[0], -1)
         return self.slots[0].rows_buffer("packed_g", (self.model.output_dim,))
+
+
+def grad_view_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> dict[int, int]:
+    """{node: its input} for the Flatten and Reshape calls (exact types: their backward is a
+    reshape of dy) whose input is a layer's output that nothing else reads and that is not a
+    model output: that input's gradient buffer is then a view of the node's, so its gradient is
+    in place once the node's is, and the backward pass skips the node instead of copying dy
+    into it (Flatten before a classifier: 2048 values a sample of a Transformer's output)."""
+    from fastnn.layers.core import Flatten, Reshape
+    readers: dict[int, int] = {}
+    for node in nodes[n_in:]:
+        for p in node.inputs:
+            readers[p] = readers.get(p, 0) + 1
+    views = {}
+    for node in nodes[n_in:]:
+        if type(node.layer) not in (Flatten, Reshape) or node.multi:
+            continue
+        p = node.inputs[0]
+        if (p >= n_in and readers.get(p) == 1 and p not in outputs
+                and not isinstance(nodes[p].shape, list)):
+            views[node.index] = p
+    return views
 
 
 def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozenset[int]:
@@ -192,6 +221,9 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
     for node in reversed(nodes[n_in:]):
         if not written[node.index]:
             continue               # nothing reaches it (a branch no output depends on)
+        if node.index in ws.grad_view:     # its input's gradient is a view of its own
+            written[ws.grad_view[node.index]] = True
+            continue
         slot = ws.slots[node.index]
         if node.index in pooled:   # see pooled_grad_nodes: its convolution takes dy as it is
             conv = pooled[node.index]
