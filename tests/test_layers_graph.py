@@ -85,12 +85,27 @@ def _cnn_softmax(backend, dtype, seed=0):
         input_shape=(7, 6, 1), seed=seed, dtype=dtype, backend=backend)
 
 
+def _views(backend, dtype, seed=0):
+    """Shape-only layers in the graph: a Reshape then a Flatten (each one's input gradient is a
+    view of its own, and the backward pass skips both), and a Flatten whose input another layer
+    also reads (its input keeps a buffer of its own, the gradients summed there)."""
+    inp = fnn.Input((2, 6))
+    h = fnn.Dense(4, activation="tanh")(inp)                           # (2, 4)
+    chain = fnn.Flatten()(fnn.Reshape((4, 2))(h))
+    g = fnn.Dense(3, activation="sigmoid")(inp)                        # (2, 3), read twice
+    shared = fnn.Flatten()(g)
+    other = fnn.Flatten()(fnn.Dense(2)(g))
+    joined = fnn.Concatenate()([fnn.Dense(2)(chain), shared, other])
+    return fnn.Model(inp, fnn.Dense(3)(joined), seed=seed, dtype=dtype, backend=backend)
+
+
 # checked by finite differences only: the other tests back-propagate ones, and through a final
 # softmax that is a zero gradient
 FD_ONLY = {"cnn_softmax": _cnn_softmax}
 
 MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
-          "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested}
+          "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested,
+          "views": _views}
 
 
 def _inputs(model, n, seed=1):
