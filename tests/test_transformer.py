@@ -271,6 +271,56 @@ def test_finite_differences_through_a_small_gpt(backend, sine):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm_first", [True, False], ids=["pre-norm", "post-norm"])
+def test_finite_differences_with_dropout(backend, norm_first):
+    """A block with dropout, its masks replayed (every pass starts the block's Dropouts from the
+    same call count): dL/dx and the weights' gradients against central differences. The
+    residual path's gradient takes dy as the feed-forward's backward leaves it."""
+    rng = np.random.default_rng(3)
+    model, block = _block_model(backend, 5, 8, 2, 12, norm_first=norm_first, dropout=0.3,
+                                seed=1)
+    _random_weights(block, rng)
+    X, G = rng.standard_normal((3, 5, 8)), rng.standard_normal((3, 5, 8))
+
+    def loss():
+        for drop in block._drops:
+            drop.calls = 0
+        return float(np.sum(model.forward(X, training=True) * G))
+
+    for drop in block._drops:
+        drop.calls = 0
+    model.zero_grad()
+    out = model.forward(X, training=True)
+    dx = model.backward(G)
+    for drop in block._drops:
+        drop.calls = 0
+    assert not np.allclose(model.forward(X, training=False), out)   # the masks drop values
+    grads, weights = [g.copy() for g in model.grads], model.get_weights()
+    eps = 1e-6
+    for k, w in enumerate(weights):
+        for _ in range(2):
+            idx = tuple(int(rng.integers(0, s)) for s in w.shape)
+            old, values = w[idx], []
+            for delta in (eps, -eps):
+                w[idx] = old + delta
+                model.set_weights(weights)
+                values.append(loss())
+            w[idx] = old
+            model.set_weights(weights)
+            fd = (values[0] - values[1]) / (2 * eps)
+            assert abs(fd - grads[k][idx]) <= 1e-6 * max(1.0, abs(fd)), (k, idx)
+    for _ in range(6):
+        idx = tuple(int(rng.integers(0, s)) for s in X.shape)
+        old, values = X[idx], []
+        for delta in (eps, -eps):
+            X[idx] = old + delta
+            values.append(loss())
+        X[idx] = old
+        fd = (values[0] - values[1]) / (2 * eps)
+        assert abs(fd - dx[idx]) <= 1e-6 * max(1.0, abs(fd)), idx
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_positional_embedding_adds_its_rows_and_sums_their_gradient(backend):
     rng = np.random.default_rng(1)
     layer = fnn.PositionalEmbedding(9)
