@@ -92,6 +92,15 @@ class GraphWorkspace:
         return self.slots[0].rows_buffer("packed_g", (self.model.output_dim,))
 
 
+def _readers(nodes: list[Node], n_in: int) -> dict[int, int]:
+    """{node: how many layer calls read its output} (a call reading it twice counts twice)."""
+    readers: dict[int, int] = {}
+    for node in nodes[n_in:]:
+        for p in node.inputs:
+            readers[p] = readers.get(p, 0) + 1
+    return readers
+
+
 def grad_view_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> dict[int, int]:
     """{node: its input} for the Flatten and Reshape calls (exact types: their backward is a
     reshape of dy) whose input is a layer's output that nothing else reads and that is not a
@@ -99,10 +108,7 @@ def grad_view_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> dict[in
     in place once the node's is, and the backward pass skips the node instead of copying dy
     into it (Flatten before a classifier: 2048 values a sample of a Transformer's output)."""
     from fastnn.layers.core import Flatten, Reshape
-    readers: dict[int, int] = {}
-    for node in nodes[n_in:]:
-        for p in node.inputs:
-            readers[p] = readers.get(p, 0) + 1
+    readers = _readers(nodes, n_in)
     views = {}
     for node in nodes[n_in:]:
         if type(node.layer) not in (Flatten, Reshape) or node.multi:
@@ -122,10 +128,7 @@ def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozens
     from fastnn import activations as A
     from fastnn.layers.convolutional import Conv1D, Conv2D
     from fastnn.layers.pooling import MaxPooling1D, MaxPooling2D
-    readers: dict[int, int] = {}
-    for node in nodes[n_in:]:
-        for p in node.inputs:
-            readers[p] = readers.get(p, 0) + 1
+    readers = _readers(nodes, n_in)
     fused: set[int] = set()
     for node in nodes[n_in:]:
         pool = node.layer
