@@ -16,10 +16,39 @@
 
 #define AF_LANES 8 /* partial results of the row reductions (fnn_attn_rows_tmpl.h) */
 
+#ifndef FNN_ATTN_CHUNK_TILES
+#define FNN_ATTN_CHUNK_TILES 2 /* key tiles a backward chunk holds at least */
+#endif
+#ifndef FNN_ATTN_BWD_TASKS
+#define FNN_ATTN_BWD_TASKS 8 /* backward tasks a call is cut into at most, by key chunks */
+#endif
+
+/* Few pairs of long keys (L = 1024, 4 heads, batch 1: four pairs) gave the backward one task per
+ * pair, so two threads could not even out when the host slowed one of them (a 2-thread call
+ * took anywhere from 0.5x to 0.8x the 1-thread time). Each chunk repeats the pair's D and its Q
+ * and dout packing (about 1% of a chunk of two tiles) and adds Lq D values at the end. The
+ * partial sums take at most an eighth of what one (Lq x Lk) score matrix per pair would:
+ * (chunks - 1) D <= Lk / 8. */
+ptrdiff_t fnn_attn_key_chunks(const fnn_attn_geom *g)
+{
+    const ptrdiff_t tiles = (g->lk + FNN_ATTN_BC - 1) / FNN_ATTN_BC;
+    const ptrdiff_t want = g->pairs > 0 ? (FNN_ATTN_BWD_TASKS + g->pairs - 1) / g->pairs : 1;
+    const ptrdiff_t room = 1 + g->lk / (8 * g->d);
+    ptrdiff_t c = tiles / FNN_ATTN_CHUNK_TILES;
+    if (c > want) c = want;
+    if (c > room) c = room;
+    return c < 1 ? 1 : c;
+}
+
+ptrdiff_t fnn_attn_scratch_shared(const fnn_attn_geom *g)
+{
+    return g->pairs * (fnn_attn_key_chunks(g) - 1) * g->lq * g->d;
+}
+
 int fnn_attn_threads(const fnn_attn_geom *g, int backward)
 {
-    const ptrdiff_t tasks =
-        backward ? g->pairs : g->pairs * ((g->lq + FNN_ATTN_BR - 1) / FNN_ATTN_BR);
+    const ptrdiff_t tasks = backward ? g->pairs * fnn_attn_key_chunks(g)
+                                     : g->pairs * ((g->lq + FNN_ATTN_BR - 1) / FNN_ATTN_BR);
     /* multiply-adds: the forward's two products, the backward's five */
     const double work = (double)g->pairs * (double)g->lq * (double)g->lk *
                         (double)(g->d + g->dv) * (backward ? 2.5 : 1.0) *

@@ -24,12 +24,17 @@
  * Backward, per pair: D_i = rowsum(dout_i * out_i); per key tile j, per query tile i:
  *   P = exp(S - lse), dv_j += P^T dout_i, dP = dout_i v_j^T, dS = P (dP - D) scale,
  *   dk_j += dS^T q_i, dq_i += dS k_j   (all GEMMs; every sum in tile order).
- * Threads: the forward splits (pair, query tile) tasks, the backward whole pairs, so every output
- * value is summed by one thread in a fixed order: bitwise the same at any thread count. The
- * count is fnn_attn_threads' (read at call time; small calls stay serial).
+ * Threads: the forward splits (pair, query tile) tasks, the backward (pair, key chunk) tasks:
+ * whole pairs, or, when a call has few pairs and long keys, each pair's key tiles in
+ * fnn_attn_key_chunks runs. A chunk writes dk and dv of its keys and a partial dq of its own;
+ * the partials are then added to the first chunk's in chunk order. The chunks depend on the
+ * sizes only, so every output value is summed in a fixed order: bitwise the same at any thread
+ * count. The count is fnn_attn_threads' (read at call time; small calls stay serial).
  *
  * No allocation: the caller passes `nt` threads' scratch, fnn_attn_scratch values each (it is
- * bounded by the tile sizes, plus Lq for the backward's D). The kernels trust every size.
+ * bounded by the tile sizes, plus Lq for the backward's D), and for the backward after them
+ * fnn_attn_scratch_shared values (the partial dq sums: (chunks - 1) Lq D per pair, at most an
+ * eighth of an (Lq x Lk) matrix, so memory stays linear in the sequence lengths). The kernels trust every size.
  * float uses fnn_expf (vectorised); double uses libm's exp.
  */
 #ifndef FNN_ATTN_H
@@ -79,13 +84,19 @@ int fnn_attn_threads(const fnn_attn_geom *g, int backward);
 /* Scratch values per thread. */
 ptrdiff_t fnn_attn_scratch(const fnn_attn_geom *g, int backward);
 
+/* The key chunks the backward cuts each pair into (1: whole pairs), and the scratch values it
+ * needs besides the threads' (after them): the chunks' partial dq sums. */
+ptrdiff_t fnn_attn_key_chunks(const fnn_attn_geom *g);
+ptrdiff_t fnn_attn_scratch_shared(const fnn_attn_geom *g);
+
 void fnn_attn_forward_f32(const fnn_attn_geom *g, float scale, const float *q, const float *k,
                           const float *v, float *out, float *lse, float *scratch, int nt);
 void fnn_attn_forward_f64(const fnn_attn_geom *g, double scale, const double *q,
                           const double *k, const double *v, double *out, double *lse,
                           double *scratch, int nt);
 
-/* dq, dk, dv are written (not accumulated into). */
+/* dq, dk, dv are written (not accumulated into). scratch: nt * fnn_attn_scratch(g, 1) +
+ * fnn_attn_scratch_shared(g) values. */
 void fnn_attn_backward_f32(const fnn_attn_geom *g, float scale, const float *q, const float *k,
                            const float *v, const float *out, const float *dout,
                            const float *lse, float *dq, float *dk, float *dv, float *scratch,

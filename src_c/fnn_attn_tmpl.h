@@ -278,12 +278,14 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
 #endif
 }
 
-/* The whole backward of pair p (every sum in tile order, on one thread). Scratch: the
- * backward layout of fnn_attn_scratch. */
-static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
-                               ptrdiff_t p, const FT *q, const FT *k, const FT *v, const FT *out,
-                               const FT *dout, const FT *lse, FT *dq, FT *dk, FT *dv,
-                               FT *scratch)
+/* The backward of key chunk c of the `chunks` of pair p (fnn_attn_key_chunks; every sum in tile
+ * order, on one thread): dk and dv of the chunk's keys, and its partial dq, into dq itself for
+ * chunk 0, else into its block of parts ((chunks - 1) contiguous Lq x D blocks per pair).
+ * Scratch: the backward layout of fnn_attn_scratch. */
+static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
+                                ptrdiff_t p, ptrdiff_t c, ptrdiff_t chunks, const FT *q,
+                                const FT *k, const FT *v, const FT *out, const FT *dout,
+                                const FT *lse, FT *dq, FT *dk, FT *dv, FT *parts, FT *scratch)
 {
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, ev = g->dv;
     const ptrdiff_t brp = FNN_ATTN_PAD(FNN_ATTN_BR, FNN_ATTN_MR);
@@ -291,11 +293,18 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const ptrdiff_t bcn = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_NR);
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
     const ptrdiff_t ldq = g->q.rs, ldk = g->k.rs, ldv = g->v.rs, ldo = g->out.rs;
-    const ptrdiff_t lddo = g->dout.rs, lddq = g->dq.rs, lddk = g->dk.rs, lddv = g->dv_.rs;
+    const ptrdiff_t lddo = g->dout.rs, lddk = g->dk.rs, lddv = g->dv_.rs;
+    const ptrdiff_t tiles = (lk + FNN_ATTN_BC - 1) / FNN_ATTN_BC;
+    const ptrdiff_t jlo = c * tiles / chunks * FNN_ATTN_BC;
+    const ptrdiff_t jhi = (c + 1) * tiles / chunks * FNN_ATTN_BC < lk
+                              ? (c + 1) * tiles / chunks * FNN_ATTN_BC
+                              : lk;
+    const ptrdiff_t lddq = c == 0 ? g->dq.rs : d;
     const FT *qp = q + ATTN_AT(g->q, p), *kp = k + ATTN_AT(g->k, p), *vp = v + ATTN_AT(g->v, p);
     const FT *op = out + ATTN_AT(g->out, p), *dop = dout + ATTN_AT(g->dout, p);
     const FT *lp = lse + p * lq;
-    FT *dqp = dq + ATTN_AT(g->dq, p), *dkp = dk + ATTN_AT(g->dk, p), *dvp = dv + ATTN_AT(g->dv_, p);
+    FT *dqp = c == 0 ? dq + ATTN_AT(g->dq, p) : parts + (p * (chunks - 1) + c - 1) * lq * d;
+    FT *dkp = dk + ATTN_AT(g->dk, p), *dvp = dv + ATTN_AT(g->dv_, p);
     FT *S = scratch, *dP = S + FNN_ATTN_BR * FNN_ATTN_BC, *Dr = dP + FNN_ATTN_BR * FNN_ATTN_BC;
     /* Q and dout of the whole pair as A slivers, packed once (per key tile, each query tile's
      * were packed again: ~lk / 96 times); a tile at row i0 (a multiple of mr) is the slivers
@@ -312,7 +321,7 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const int direct = d <= kr->dnr && kr->nr <= kr->dnr;
     ptrdiff_t i, r, i0, j0, c0;
 #ifdef A_SMALL
-    if (attn_small_ok(g)) {
+    if (attn_small_ok(g)) { /* (at most 32 keys: one tile, one chunk) */
         attn_small_bwd_f32(g, scale, p, q, k, v, out, dout, lse, dq, dk, dv, scratch);
         return;
     }
@@ -323,12 +332,12 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
         TFN(attn_pack_a)(kr, 0, dop, lddo, lq, ev, Ado);
     }
     for (i = 0; i < lq; i++) memset(dqp + i * lddq, 0, (size_t)d * sizeof(FT));
-    for (i = 0; i < lk; i++) {
+    for (i = jlo; i < jhi; i++) {
         memset(dkp + i * lddk, 0, (size_t)d * sizeof(FT));
         memset(dvp + i * lddv, 0, (size_t)ev * sizeof(FT));
     }
-    for (j0 = 0; j0 < lk; j0 += FNN_ATTN_BC) {
-        const ptrdiff_t n = (lk - j0 < FNN_ATTN_BC) ? lk - j0 : FNN_ATTN_BC;
+    for (j0 = jlo; j0 < jhi; j0 += FNN_ATTN_BC) {
+        const ptrdiff_t n = (jhi - j0 < FNN_ATTN_BC) ? jhi - j0 : FNN_ATTN_BC;
         /* causal: query tiles ending at or before row j0 see none of these keys */
         const ptrdiff_t istart = g->causal ? j0 / FNN_ATTN_BR * FNN_ATTN_BR : 0;
         const TFN(attn_bop) kt = TFN(attn_b_trans)(kr, kp + j0 * ldk, ldk, n, d, KbT);
@@ -373,6 +382,22 @@ static void TFN(attn_bwd_pair)(const fnn_attn_geom *g, const ROWS *rt, const KER
     }
 }
 
+/* dq of pair p := chunk 0's partial + chunk 1's + ... (in chunk order). */
+static void TFN(attn_dq_sum)(const fnn_attn_geom *g, ptrdiff_t p, ptrdiff_t chunks, FT *dq,
+                             const FT *parts)
+{
+    const ptrdiff_t lq = g->lq, d = g->d;
+    FT *dqp = dq + ATTN_AT(g->dq, p);
+    ptrdiff_t i, c, e;
+    for (i = 0; i < lq; i++) {
+        FT *o = dqp + i * g->dq.rs;
+        for (c = 1; c < chunks; c++) {
+            const FT *x = parts + ((p * (chunks - 1) + c - 1) * lq + i) * d;
+            for (e = 0; e < d; e++) o[e] += x[e];
+        }
+    }
+}
+
 void TFN(fnn_attn_backward)(const fnn_attn_geom *g, FT scale, const FT *q, const FT *k,
                             const FT *v, const FT *out, const FT *dout, const FT *lse, FT *dq,
                             FT *dk, FT *dv, FT *scratch, int nt)
@@ -380,13 +405,18 @@ void TFN(fnn_attn_backward)(const fnn_attn_geom *g, FT scale, const FT *q, const
     const ROWS *rt = ROWS_OF();
     const KERN *kr = KERN_OF();
     const ptrdiff_t per = fnn_attn_scratch(g, 1);
+    const ptrdiff_t chunks = fnn_attn_key_chunks(g), tasks = g->pairs * chunks;
+    FT *parts = scratch + (ptrdiff_t)(nt > 1 ? nt : 1) * per;
     if (g->pairs <= 0) return;
     if (FNN_ATTN_MR % kr->mr || FNN_ATTN_NR % kr->nr) abort(); /* the scratch is sized for these */
     if (nt <= 1) {
         const unsigned int csr = fnn_ftz_enter();
-        ptrdiff_t p;
-        for (p = 0; p < g->pairs; p++)
-            TFN(attn_bwd_pair)(g, rt, kr, scale, p, q, k, v, out, dout, lse, dq, dk, dv, scratch);
+        ptrdiff_t t;
+        for (t = 0; t < tasks; t++)
+            TFN(attn_bwd_chunk)(g, rt, kr, scale, t / chunks, t % chunks, chunks, q, k, v, out,
+                                dout, lse, dq, dk, dv, parts, scratch);
+        if (chunks > 1)
+            for (t = 0; t < g->pairs; t++) TFN(attn_dq_sum)(g, t, chunks, dq, parts);
         fnn_ftz_leave(csr);
         return;
     }
@@ -395,10 +425,15 @@ void TFN(fnn_attn_backward)(const fnn_attn_geom *g, FT scale, const FT *q, const
     {
         const unsigned int csr = fnn_ftz_enter();
         FT *mine = scratch + (ptrdiff_t)omp_get_thread_num() * per;
-        ptrdiff_t p;
-#pragma omp for schedule(dynamic, FNN_ATTN_CHUNK(g->pairs, nt))
-        for (p = 0; p < g->pairs; p++)
-            TFN(attn_bwd_pair)(g, rt, kr, scale, p, q, k, v, out, dout, lse, dq, dk, dv, mine);
+        ptrdiff_t t;
+#pragma omp for schedule(dynamic, FNN_ATTN_CHUNK(tasks, nt))
+        for (t = 0; t < tasks; t++)
+            TFN(attn_bwd_chunk)(g, rt, kr, scale, t / chunks, t % chunks, chunks, q, k, v, out,
+                                dout, lse, dq, dk, dv, parts, mine);
+        if (chunks > 1) {
+#pragma omp for schedule(static)
+            for (t = 0; t < g->pairs; t++) TFN(attn_dq_sum)(g, t, chunks, dq, parts);
+        }
         fnn_ftz_leave(csr);
     }
 #else

@@ -87,7 +87,8 @@ def _torch_reference(q, k, v, dout, mask, causal, scale=None):
 CASES = [(2, 1, 1, 1, 8, 8), (1, 2, 2, 2, 16, 16), (2, 3, 31, 31, 64, 64), (1, 4, 32, 32, 8, 8),
          (2, 5, 33, 33, 16, 16), (1, 6, 64, 64, 64, 64), (1, 7, 100, 100, 8, 8),
          (1, 8, 300, 300, 16, 16), (2, 2, 31, 100, 16, 8), (1, 3, 100, 33, 64, 16),
-         (2, 1, 1, 300, 8, 8), (1, 2, 300, 64, 16, 16), (1, 1, 65, 129, 8, 24)]
+         (2, 1, 1, 300, 8, 8), (1, 2, 300, 64, 16, 16), (1, 1, 65, 129, 8, 24),
+         (1, 2, 150, 700, 16, 16)]   # the last: the backward cuts each pair's keys in 4 chunks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -150,7 +151,8 @@ def test_ops_matches_torch_with_leading_axes():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("case", [(2, 3, 100, 77, 16, 8), (1, 2, 129, 129, 64, 64),
                                   (3, 1, 5, 200, 8, 8), (4, 4, 32, 32, 16, 16),
-                                  (3, 2, 5, 7, 3, 5), (2, 1, 48, 32, 16, 9)])
+                                  (3, 2, 5, 7, 3, 5), (2, 1, 48, 32, 16, 9),
+                                  (1, 2, 40, 500, 16, 8), (1, 1, 450, 450, 8, 8)])
 def test_compiled_equals_numpy_twin(case, causal, dtype, tol):
     q, k, v, dout, mask = _problem(*case, dtype=dtype, masked=True, seed=7)
     fast = _run("fast", q, k, v, dout, mask, causal)
@@ -184,11 +186,14 @@ def test_rows_that_see_no_key_give_zeros(backend):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("case", [(1, 2, 300, 260, 64), (16, 4, 32, 32, 16)],
-                         ids=["tiled", "small-pairs"])
+@pytest.mark.parametrize("case", [(1, 2, 300, 260, 64), (16, 4, 32, 32, 16),
+                                  (1, 2, 300, 800, 16)],
+                         ids=["tiled", "small-pairs", "key-chunks"])
 def test_bitwise_at_one_and_two_threads(dtype, causal, case, fixed_threads):
-    # big enough for threads (the call's work is above the GEMM's floor): 2 long pairs, or the
-    # 64 pairs of a small Transformer's batch (float: fnn_attn_small_avx2.h's kernels)
+    # big enough for threads (the call's work is above the GEMM's floor): 2 long pairs, the
+    # 64 pairs of a small Transformer's batch (float: fnn_attn_small_avx2.h's kernels), or 2
+    # pairs of 800 keys, whose backward cuts each pair's keys in 4 chunks, each with its own
+    # partial dq (fnn_attn_key_chunks)
     q, k, v, dout, mask = _problem(*case, dtype=dtype, masked=True, seed=11)
     previous = fnn.get_num_threads()
     try:

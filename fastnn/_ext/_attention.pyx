@@ -21,7 +21,8 @@ from fastnn._validation import (_attention_scale, _overlap, check_attention_back
                                 check_attention_forward)
 
 from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_layout, fnn_attn_threads,
-                              fnn_attn_scratch, fnn_attn_contiguous, fnn_attn_set_small,
+                              fnn_attn_scratch, fnn_attn_scratch_shared, fnn_attn_contiguous,
+                              fnn_attn_set_small,
                               fnn_attn_forward_f32, fnn_attn_forward_f64,
                               fnn_attn_backward_f32, fnn_attn_backward_f64)
 
@@ -304,5 +305,7 @@ def attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk,
     g.dout = _layout(dout)
     g.dq, g.dk, g.dv_ = _layout(dq), _layout(dk), _layout(dv)
     nt = fnn_attn_threads(&g, 1)
-    scratch = np.empty(nt * fnn_attn_scratch(&g, 1), dtype=q.dtype)
+    # the threads' scratch, then the key chunks' partial dq sums
+    scratch = np.empty(nt * fnn_attn_scratch(&g, 1) + fnn_attn_scratch_shared(&g),
+                       dtype=q.dtype)
     _backward(&g, s, q, k, v, out, dout, lse, dq, dk, dv, scratch, nt)

@@ -13,6 +13,7 @@ cdef extern from "fnn_attn.h" nogil:
     void fnn_attn_set_small(int on)
     int fnn_attn_threads(const fnn_attn_geom *g, int backward)
     Py_ssize_t fnn_attn_scratch(const fnn_attn_geom *g, int backward)
+    Py_ssize_t fnn_attn_scratch_shared(const fnn_attn_geom *g)
     void fnn_attn_forward_f32(const fnn_attn_geom *g, float scale, const float *q,
                               const float *k, const float *v, float *out, float *lse,
                               float *scratch, int nt)
