@@ -33,8 +33,9 @@
  *
  * No allocation: the caller passes `nt` threads' scratch, fnn_attn_scratch values each (it is
  * bounded by the tile sizes, plus Lq for the backward's D), and for the backward after them
- * fnn_attn_scratch_shared values (the partial dq sums: (chunks - 1) Lq D per pair, at most an
- * eighth of an (Lq x Lk) matrix, so memory stays linear in the sequence lengths). The kernels trust every size.
+ * fnn_attn_scratch_shared values (the partial dq sums: (chunks - 1) Lq D per pair, at most
+ * seven Lq x D blocks in all and an eighth of an (Lq x Lk) matrix per pair, so memory stays
+ * linear in the sequence lengths). The kernels trust every size.
  * float uses fnn_expf (vectorised); double uses libm's exp.
  */
 #ifndef FNN_ATTN_H
