@@ -24,11 +24,12 @@
 #endif
 
 /* Few pairs of long keys (L = 1024, 4 heads, batch 1: four pairs) gave the backward one task per
- * pair, so two threads could not even out when the host slowed one of them (a 2-thread call
- * took anywhere from 0.5x to 0.8x the 1-thread time). Each chunk repeats the pair's D and its Q
- * and dout packing (about 1% of a chunk of two tiles) and adds Lq D values at the end. The
- * partial sums take at most an eighth of what one (Lq x Lk) score matrix per pair would:
- * (chunks - 1) D <= Lk / 8. */
+ * pair, so two threads could not even out when one core was slowed, and a call could not use
+ * more threads than it has pairs. Zen 3, that shape, two threads with a busy process on the
+ * second CPU: 36.0 -> 31.2 ms (medians of the two builds alternating); one thread unchanged.
+ * Each chunk repeats the pair's D and its Q and dout packing (about 1% of a chunk of two tiles)
+ * and adds Lq D values at the end. The partial sums take at most an eighth of what one (Lq x Lk)
+ * score matrix per pair would ((chunks - 1) D <= Lk / 8), and (chunks - 1) pairs <= 7. */
 ptrdiff_t fnn_attn_key_chunks(const fnn_attn_geom *g)
 {
     const ptrdiff_t tiles = (g->lk + FNN_ATTN_BC - 1) / FNN_ATTN_BC;
