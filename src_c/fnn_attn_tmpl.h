@@ -278,9 +278,17 @@ void TFN(fnn_attn_forward)(const fnn_attn_geom *g, FT scale, const FT *q, const 
 #endif
 }
 
+/* Chunk c's (c >= 1) partial dq of pair p: the pair's (chunks - 1) contiguous Lq x D blocks of
+ * parts, in chunk order. */
+static FT *TFN(attn_dq_part)(const fnn_attn_geom *g, FT *parts, ptrdiff_t p, ptrdiff_t c,
+                             ptrdiff_t chunks)
+{
+    return parts + (p * (chunks - 1) + c - 1) * g->lq * g->d;
+}
+
 /* The backward of key chunk c of the `chunks` of pair p (fnn_attn_key_chunks; every sum in tile
  * order, on one thread): dk and dv of the chunk's keys, and its partial dq, into dq itself for
- * chunk 0, else into its block of parts ((chunks - 1) contiguous Lq x D blocks per pair).
+ * chunk 0, else into its block of parts (attn_dq_part).
  * Scratch: the backward layout of fnn_attn_scratch. */
 static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
                                 ptrdiff_t p, ptrdiff_t c, ptrdiff_t chunks, const FT *q,
@@ -296,14 +304,12 @@ static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KE
     const ptrdiff_t lddo = g->dout.rs, lddk = g->dk.rs, lddv = g->dv_.rs;
     const ptrdiff_t tiles = (lk + FNN_ATTN_BC - 1) / FNN_ATTN_BC;
     const ptrdiff_t jlo = c * tiles / chunks * FNN_ATTN_BC;
-    const ptrdiff_t jhi = (c + 1) * tiles / chunks * FNN_ATTN_BC < lk
-                              ? (c + 1) * tiles / chunks * FNN_ATTN_BC
-                              : lk;
+    const ptrdiff_t jend = (c + 1) * tiles / chunks * FNN_ATTN_BC, jhi = jend < lk ? jend : lk;
     const ptrdiff_t lddq = c == 0 ? g->dq.rs : d;
     const FT *qp = q + ATTN_AT(g->q, p), *kp = k + ATTN_AT(g->k, p), *vp = v + ATTN_AT(g->v, p);
     const FT *op = out + ATTN_AT(g->out, p), *dop = dout + ATTN_AT(g->dout, p);
     const FT *lp = lse + p * lq;
-    FT *dqp = c == 0 ? dq + ATTN_AT(g->dq, p) : parts + (p * (chunks - 1) + c - 1) * lq * d;
+    FT *dqp = c == 0 ? dq + ATTN_AT(g->dq, p) : TFN(attn_dq_part)(g, parts, p, c, chunks);
     FT *dkp = dk + ATTN_AT(g->dk, p), *dvp = dv + ATTN_AT(g->dv_, p);
     FT *S = scratch, *dP = S + FNN_ATTN_BR * FNN_ATTN_BC, *Dr = dP + FNN_ATTN_BR * FNN_ATTN_BC;
     /* Q and dout of the whole pair as A slivers, packed once (per key tile, each query tile's
@@ -384,7 +390,7 @@ static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KE
 
 /* dq of pair p := chunk 0's partial + chunk 1's + ... (in chunk order). */
 static void TFN(attn_dq_sum)(const fnn_attn_geom *g, ptrdiff_t p, ptrdiff_t chunks, FT *dq,
-                             const FT *parts)
+                             FT *parts)
 {
     const ptrdiff_t lq = g->lq, d = g->d;
     FT *dqp = dq + ATTN_AT(g->dq, p);
@@ -392,7 +398,7 @@ static void TFN(attn_dq_sum)(const fnn_attn_geom *g, ptrdiff_t p, ptrdiff_t chun
     for (i = 0; i < lq; i++) {
         FT *o = dqp + i * g->dq.rs;
         for (c = 1; c < chunks; c++) {
-            const FT *x = parts + ((p * (chunks - 1) + c - 1) * lq + i) * d;
+            const FT *x = TFN(attn_dq_part)(g, parts, p, c, chunks) + i * d;
             for (e = 0; e < d; e++) o[e] += x[e];
         }
     }
