@@ -25,7 +25,8 @@
  * V_RELU(z) (z < 0 ? 0 : z, NaN kept), V_LEAKY(z, vp) (z > 0 ? z : vp*z),
  * V_STEP(z, vp) (z >= vp ? 1 : 0); UT (the unsigned integer of FT's size), AT (a vector of UT),
  * V_AMAX_ZERO(), V_AMAX(am, z, mask) (lane-wise max of am and |z|'s bits, masked-off lanes
- * kept), V_AMAX_REDUCE(am) (the largest lane, a UT). All but DT_TARGET are undefined at the end of
+ * kept), V_AMAX_REDUCE(am) (the largest lane, a UT), V_HSUM(v) (the sum of v's lanes, an FT, in
+ * one fixed order). All but DT_TARGET are undefined at the end of
  * this file.
  */
 
@@ -326,6 +327,75 @@ DT_TARGET static void DT(gemv)(ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A, 
 #undef GV_CASE
 }
 
+/* A narrow C as dot products of rows in place (Dense(1) on a batch: a regression head, a GAN's
+ * discriminator), C[i, j] := alpha * sum_p A[i*rsa + p] Bt[j*ldbt + p], i < m, j < n <= 4.
+ * Direct tiles would spread C's one column over a vector (one lane of eight in use) and the
+ * narrow path transposes A on the way; here A's rows are read as they lie, R rows x N columns
+ * of vector sums in registers (8 x 1, 6 x 2, 3 x 3, 2 x 4: at least 8 FMA chains, at most
+ * 12 accumulators), the k tail through a masked load, each sum reduced last by the flavour's
+ * fixed tree (V_HSUM). Every row takes the same operations whatever block it falls in (a short
+ * last block repeats its last row and stores only its own): the same bits at any m, any split. */
+DT_TARGET static inline __attribute__((always_inline)) void
+DT(dots_body)(const int R, const int N, ptrdiff_t mr, ptrdiff_t k, FT alpha, const FT *A,
+              ptrdiff_t rsa, const FT *Bt, ptrdiff_t ldbt, FT *C, ptrdiff_t ldc)
+{
+    VT acc[12];
+    const FT *a[8];
+    const ptrdiff_t kv = k - k % VLEN;
+    ptrdiff_t p;
+    int i, j;
+#pragma GCC unroll 8
+    for (i = 0; i < R; i++) a[i] = A + (i < mr ? i : mr - 1) * rsa;
+#pragma GCC unroll 12
+    for (i = 0; i < R * N; i++) acc[i] = V_ZERO();
+    for (p = 0; p < kv; p += VLEN) {
+        VT b[4];
+#pragma GCC unroll 4
+        for (j = 0; j < N; j++) b[j] = V_LOADU(Bt + j * ldbt + p);
+#pragma GCC unroll 8
+        for (i = 0; i < R; i++) {
+            const VT x = V_LOADU(a[i] + p);
+#pragma GCC unroll 4
+            for (j = 0; j < N; j++) acc[i * N + j] = V_FMA(x, b[j], acc[i * N + j]);
+        }
+    }
+    if (kv < k) {
+        const MT mt = V_MASK(k - kv);
+        VT b[4];
+#pragma GCC unroll 4
+        for (j = 0; j < N; j++) b[j] = V_LOADM(mt, Bt + j * ldbt + kv);
+#pragma GCC unroll 8
+        for (i = 0; i < R; i++) {
+            const VT x = V_LOADM(mt, a[i] + kv);
+#pragma GCC unroll 4
+            for (j = 0; j < N; j++) acc[i * N + j] = V_FMA(x, b[j], acc[i * N + j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (i = 0; i < R; i++)
+        if (i < mr)
+#pragma GCC unroll 4
+            for (j = 0; j < N; j++) C[i * ldc + j] = alpha * V_HSUM(acc[i * N + j]);
+}
+
+DT_TARGET static void DT(dots)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A,
+                               ptrdiff_t rsa, const FT *Bt, ptrdiff_t ldbt, FT *C, ptrdiff_t ldc)
+{
+    ptrdiff_t i;
+#define DOTS_CASE(R, N)                                                                          \
+    for (i = 0; i < m; i += (R))                                                                 \
+        DT(dots_body)(R, N, (m - i < (R)) ? m - i : (R), k, alpha, A + i * rsa, rsa, Bt, ldbt,   \
+                      C + i * ldc, ldc);                                                         \
+    break
+    switch (n) {
+    case 1: DOTS_CASE(8, 1);
+    case 2: DOTS_CASE(6, 2);
+    case 3: DOTS_CASE(3, 3);
+    default: DOTS_CASE(2, 4);
+    }
+#undef DOTS_CASE
+}
+
 /* The per-type parameters end here (DT_TARGET and DT_MAXMB stay for the next type). */
 #undef V_ZERO
 #undef V_SET1
@@ -344,6 +414,7 @@ DT_TARGET static void DT(gemv)(ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A, 
 #undef V_AMAX_ZERO
 #undef V_AMAX
 #undef V_AMAX_REDUCE
+#undef V_HSUM
 #undef FT
 #undef UT
 #undef VT

@@ -129,6 +129,17 @@ typedef void (*fnn_gemv_f64)(ptrdiff_t n, ptrdiff_t k, double alpha, const doubl
                              double *C, const double *bias, int act, double param,
                              uint64_t *amax);
 
+/* A narrow C of dot products, C[i*ldc + j] := alpha * sum_p A[i*rsa + p] Bt[j*ldbt + p] for
+ * i < m, j < n <= FNN_DOTS_MAXN: A's rows and B's columns (Bt's rows) contiguous
+ * (fnn_dtile_tmpl.h's dots; the driver applies bias and activation after). */
+#define FNN_DOTS_MAXN 4
+typedef void (*fnn_dots_f32)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                             ptrdiff_t rsa, const float *Bt, ptrdiff_t ldbt, float *C,
+                             ptrdiff_t ldc);
+typedef void (*fnn_dots_f64)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                             const double *A, ptrdiff_t rsa, const double *Bt, ptrdiff_t ldbt,
+                             double *C, ptrdiff_t ldc);
+
 /* A narrow product's transposed result stored back with the epilogue: for i < n (fewer than a
  * vector's lanes), j < m:  C[j*ldc + i] := act(T[i*ldt + j] + bias[i]) (bias may be NULL; act
  * LINEAR, STEP, RELU, LEAKY_RELU or SOFTMAX, across each row of C: fnn_vec.h's float softmax),
@@ -161,6 +172,7 @@ typedef struct {
                            * their size, when they run on one thread (0: by size alone) */
     fnn_gemv_f32 gemv;    /* one-row products wider than a direct tile, or NULL (direct tiles) */
     ptrdiff_t gemv_cols;  /* columns of gemv's blocks (threads split n at their multiples) */
+    fnn_dots_f32 dots;    /* narrow C as dot products of A's rows, or NULL */
 } fnn_kern_f32;
 
 typedef struct {
@@ -181,6 +193,7 @@ typedef struct {
     int direct_m;
     fnn_gemv_f64 gemv;
     ptrdiff_t gemv_cols;
+    fnn_dots_f64 dots;
 } fnn_kern_f64;
 
 typedef struct {

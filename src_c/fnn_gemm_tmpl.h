@@ -465,6 +465,58 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
                       ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
                       double par_min, const FT *Bpre);
 
+/* A narrow C with A's rows in place as dot products (kd->dots), then bias and activation (the
+ * flavour's epilogue; softmax is the caller's); beta == 0. B's columns are read in place when
+ * contiguous (one column of a k x 1 weight, or B transposed), else copied so into the calling
+ * thread's buffer. With threads, each takes a run of rows: every row's sum is the same at any
+ * split. 0 when that buffer cannot be had (the caller takes another path). */
+static int GFN(gemm_dots)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
+                          const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t rsb, ptrdiff_t csb,
+                          FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
+                          int threaded)
+{
+    const FT *Bt = B;
+    ptrdiff_t ldbt = csb;
+    int owned = 0;
+    void *raw = NULL;
+    if (rsb != 1) {
+        ptrdiff_t j, p;
+        FT *bt;
+        raw = fnn_pack_buffer((size_t)n * (size_t)k * sizeof(FT), &owned);
+        if (!raw) return 0;
+        bt = (FT *)raw;
+        for (j = 0; j < n; j++)
+            for (p = 0; p < k; p++) bt[j * k + p] = B[p * rsb + j * csb];
+        Bt = bt;
+        ldbt = k;
+    }
+#ifdef _OPENMP
+    if (threaded && fnn_max_threads() > 1 && m >= 16) {
+        UT mx = 0; /* each thread's largest |C| (when asked for), combined by max: any order */
+#pragma omp parallel num_threads(fnn_max_threads()) reduction(max : mx)
+        {
+            const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            const ptrdiff_t i0 = m * t / T, i1 = m * (t + 1) / T;
+            if (i1 > i0) {
+                kd->dots(i1 - i0, n, k, alpha, A + i0 * lda, lda, Bt, ldbt, C + i0 * ldc, ldc);
+                kd->epi(C + i0 * ldc, ldc, i1 - i0, n, bias, act, param, amax ? &mx : NULL);
+            }
+            fnn_ftz_leave(saved_csr);
+        }
+        if (amax && mx > *amax) *amax = mx;
+    } else
+#else
+    (void)threaded;
+#endif
+    {
+        kd->dots(m, n, k, alpha, A, lda, Bt, ldbt, C, ldc);
+        kd->epi(C, ldc, m, n, bias, act, param, amax);
+    }
+    if (owned) free(raw);
+    return 1;
+}
+
 /* A narrow C as C^T = op(B)^T op(A)^T (see gemm), FNN_TROWS rows of C at a time through a stack
  * buffer; beta == 0. Out of line, so that only this path's frame holds the buffer. */
 static __attribute__((noinline)) void
@@ -535,8 +587,11 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
     const int few_rows = m <= kd->direct_m && (!trans_a || GFN(a_fits_stage)(m, k));
     const int direct = fnn_use_direct(m, n, k, trans_b) || few_rows;
     const ptrdiff_t lanes = kd->dnr / 2;
+    /* A's rows in place as dot products: a column or a few (Dense(1) on a batch) */
+    const int dots = kd->dots != NULL && !trans_a && n <= FNN_DOTS_MAXN && alpha != (FT)0 &&
+                     beta == (FT)0 && fnn_use_dots(m, n, k);
     const int narrow =
-        kd->tstore != NULL && k > 0 && alpha != (FT)0 && beta == (FT)0 && n < lanes &&
+        !dots && kd->tstore != NULL && k > 0 && alpha != (FT)0 && beta == (FT)0 && n < lanes &&
         m >= kd->dnr &&
         (trans_a || (8 * n <= 5 * lanes && (!direct || (k >= 32 && m % lanes == 0))));
     if (act == FNN_ACT_SOFTMAX && !narrow) {
@@ -553,6 +608,9 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
             EPI_NAME(C, ldc, m, n, bias, act, param, amax);
         return;
     }
+    if (dots && GFN(gemm_dots)(kd, m, n, k, alpha, A, lda, B, rsb, csb, C, ldc, bias, act, param,
+                               amax, work >= floor))
+        return;
     if (narrow) {
         GFN(gemm_narrow)(kd, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, C, ldc,
                          bias, act, param, amax, par_min);

@@ -35,6 +35,21 @@ FNN_AVX2 static inline uint32_t amax_reduce_u32(__m256i am)
     return u;
 }
 
+/* The sum of a vector's lanes, always in one order: (0+4) + (2+6), then + ((1+5) + (3+7)). */
+FNN_AVX2 static inline float hsum_f32(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+/* (0+2) + (1+3) */
+FNN_AVX2 static inline double hsum_f64(__m256d v)
+{
+    __m128d x = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+}
+
 FNN_AVX2 static inline uint64_t amax_reduce_u64(__m256i am)
 {
     uint64_t lane[4], u = 0;
@@ -273,6 +288,7 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_AMAX_ALL(am, z) _mm256_max_epu32(am, _mm256_and_si256( \
                               _mm256_castps_si256(z), _mm256_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) amax_reduce_u32(am)
+#define V_HSUM(v) hsum_f32(v)
 #define V_RELU(z) fnn_vact8_f32(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_vact8_f32(z, FNN_ACT_LEAKY_RELU, vp)
 #define V_STEP(z, vp) fnn_vact8_f32(z, FNN_ACT_STEP, vp)
@@ -302,6 +318,7 @@ FNN_AVX2 static inline __attribute__((always_inline)) void store_part_f64(double
 #define V_AMAX_ALL(am, z) amax_u64(am, _mm256_and_si256( \
                               _mm256_castpd_si256(z), _mm256_set1_epi64x(0x7fffffffffffffffLL)))
 #define V_AMAX_REDUCE(am) amax_reduce_u64(am)
+#define V_HSUM(v) hsum_f64(v)
 #define V_RELU(z) fnn_vact4_f64(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_vact4_f64(z, FNN_ACT_LEAKY_RELU, vp)
 #define V_STEP(z, vp) fnn_vact4_f64(z, FNN_ACT_STEP, vp)
@@ -439,9 +456,9 @@ const fnn_arch fnn_arch_avx2 = {
     "avx2",
     {6, 16, 144, 256, 4080, ukr_avx2_f32_6x16, 16, 6, dtile_avx2_f32, 0, NULL, epi_avx2_f32,
      fnn_pack_t_avx2_f32, ukre_avx2_f32_6x16, NULL, NULL, fnn_pack_n_avx2_f32, 32, gemv_avx2_f32,
-     120},
+     120, dots_avx2_f32},
     {6, 8, 72, 256, 4080, ukr_avx2_f64_6x8, 8, 6, dtile_avx2_f64, 0, NULL, epi_avx2_f64,
-     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL, 32, gemv_avx2_f64, 60},
+     fnn_pack_t_f64, ukre_avx2_f64_6x8, NULL, NULL, NULL, 32, gemv_avx2_f64, 60, dots_avx2_f64},
 };
 
 #else

@@ -77,6 +77,7 @@
 #define V_AMAX_ALL(am, z) _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(z), \
                                               _mm512_set1_epi32(0x7fffffff)))
 #define V_AMAX_REDUCE(am) ((uint32_t)_mm512_reduce_max_epu32(am))
+#define V_HSUM(v) _mm512_reduce_add_ps(v) /* a fixed tree of halvings */
 #define V_RELU(z) fnn_vact16_f32(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_vact16_f32(z, FNN_ACT_LEAKY_RELU, vp)
 #define V_STEP(z, vp) fnn_vact16_f32(z, FNN_ACT_STEP, vp)
@@ -106,6 +107,7 @@
 #define V_AMAX_ALL(am, z) _mm512_max_epu64(am, _mm512_and_si512(_mm512_castpd_si512(z), \
                                    _mm512_set1_epi64(INT64_C(0x7fffffffffffffff))))
 #define V_AMAX_REDUCE(am) ((uint64_t)_mm512_reduce_max_epu64(am))
+#define V_HSUM(v) _mm512_reduce_add_pd(v)
 #define V_RELU(z) fnn_vact8_f64(z, FNN_ACT_RELU, z)
 #define V_LEAKY(z, vp) fnn_vact8_f64(z, FNN_ACT_LEAKY_RELU, vp)
 #define V_STEP(z, vp) fnn_vact8_f64(z, FNN_ACT_STEP, vp)
@@ -261,10 +263,10 @@ const fnn_arch fnn_arch_avx512 = {
     "avx512",
     {MR_S, 32, 144, 256, 1024, ukr_avx512_f32, 32, 8, dtile_avx512_f32, 8, ukr8_avx512_f32,
      epi_avx512_f32, fnn_pack_t_avx512_f32, ukre_avx512_f32, ukre8_avx512_f32,
-     tstore_avx512_f32, fnn_pack_n_avx512_f32, 0, gemv_avx512_f32, 128},
+     tstore_avx512_f32, fnn_pack_n_avx512_f32, 0, gemv_avx512_f32, 128, dots_avx512_f32},
     {MR_D, 16, 144, 256, 512, ukr_avx512_f64, 16, 8, dtile_avx512_f64, 8, ukr8_avx512_f64,
      epi_avx512_f64, fnn_pack_t_f64, ukre_avx512_f64, ukre8_avx512_f64, NULL, NULL, 0,
-     gemv_avx512_f64, 64},
+     gemv_avx512_f64, 64, dots_avx512_f64},
 };
 
 #else

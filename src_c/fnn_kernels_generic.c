@@ -91,10 +91,34 @@ static void ukr_generic_f64(ptrdiff_t kc, const double *a, const double *b, ptrd
 GDT(dtile_generic_f32, float, uint32_t, 16, fnn_epilogue_block_f32)
 GDT(dtile_generic_f64, double, uint64_t, 8, fnn_epilogue_block_f64)
 
+/* A narrow C as dot products of A's rows (see fnn_dots_f32): eight partial sums per element,
+ * p mod 8 (which the baseline SIMD vectorises), added in one fixed tree; one row at a time,
+ * so each row's bits are the same in any product. */
+#define GDOTS(NAME, FT)                                                                         \
+    static void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha, const FT *A,               \
+                     ptrdiff_t rsa, const FT *Bt, ptrdiff_t ldbt, FT *C, ptrdiff_t ldc)          \
+    {                                                                                           \
+        ptrdiff_t i, j, p, l;                                                                   \
+        for (i = 0; i < m; i++)                                                                 \
+            for (j = 0; j < n; j++) {                                                           \
+                const FT *a = A + i * rsa, *b = Bt + j * ldbt;                                  \
+                FT s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                             \
+                for (p = 0; p + 8 <= k; p += 8)                                                 \
+                    for (l = 0; l < 8; l++) s[l] += a[p + l] * b[p + l];                        \
+                for (l = 0; p + l < k; l++) s[l] += a[p + l] * b[p + l];                        \
+                C[i * ldc + j] = alpha * (((s[0] + s[4]) + (s[2] + s[6])) +                     \
+                                          ((s[1] + s[5]) + (s[3] + s[7])));                     \
+            }                                                                                   \
+    }
+GDOTS(dots_generic_f32, float)
+GDOTS(dots_generic_f64, double)
+
 const fnn_arch fnn_arch_generic = {
     "generic",
     {GMR_S, GNR_S, 128, 256, 2048, ukr_generic_f32, 16, 4, dtile_generic_f32, 0, NULL,
-     fnn_epilogue_block_f32, fnn_pack_t_f32, NULL, NULL, NULL, NULL, 0, NULL, 0},
+     fnn_epilogue_block_f32, fnn_pack_t_f32, NULL, NULL, NULL, NULL, 0, NULL, 0,
+     dots_generic_f32},
     {GMR_D, GNR_D, 64, 256, 1024, ukr_generic_f64, 8, 4, dtile_generic_f64, 0, NULL,
-     fnn_epilogue_block_f64, fnn_pack_t_f64, NULL, NULL, NULL, NULL, 0, NULL, 0},
+     fnn_epilogue_block_f64, fnn_pack_t_f64, NULL, NULL, NULL, NULL, 0, NULL, 0,
+     dots_generic_f64},
 };

@@ -56,7 +56,12 @@ MATMUL_SHAPES = [(1, 1, 1), (1, 7, 1), (7, 5, 3), (3, 1, 9), (16, 16, 16), (33, 
                  # one row wider than a direct tile (the flavour's gemv): whole 8-vector blocks,
                  # tails of 1 to 7 vectors, partial last vectors, k below and off its 4-step loop
                  (1, 400, 120), (1, 7, 17), (1, 3, 64), (1, 130, 65), (1, 1000, 300),
-                 (1, 50, 33), (1, 2, 200)]
+                 (1, 50, 33), (1, 2, 200),
+                 # C of one to four columns as dot products of an untransposed A's rows (as many
+                 # rows at once as the column count allows, a short last block, k tails, B's
+                 # columns copied or, transposed, read in place), one above the thread floor
+                 (2, 16, 1), (9, 17, 1), (37, 70, 1), (2100, 513, 1), (16, 33, 2), (50, 129, 3),
+                 (67, 1000, 4), (45, 257, 4), (700, 600, 3)]
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.0), (1.0, 1.0), (2.0, 0.7)])
@@ -173,7 +178,9 @@ def _dense_inputs(rng, n, k, m, dtype, act):
 @pytest.mark.parametrize("act", ref.ACTIVATIONS)
 @pytest.mark.parametrize("n, k, m", [(1, 1, 1), (5, 3, 4), (37, 50, 70), (64, 64, 256),
                                      (100, 257, 10), (64, 48, 10), (1040, 300, 10),
-                                     (1, 400, 120), (1, 37, 201)])
+                                     (1, 400, 120), (1, 37, 201),
+                                     # one to four outputs as dot products of x's rows
+                                     (2100, 300, 1), (33, 16, 1), (40, 65, 3), (200, 129, 4)])
 def test_dense_forward_backward(FAST, dtype, threads, act, n, k, m):
     rng = np.random.default_rng(n + k + m)
     x, w, b = _dense_inputs(rng, n, k, m, dtype, act)
@@ -246,6 +253,27 @@ def test_dense_bitwise_across_threads(FAST, dtype, thread_count):
         runs.append([y.copy()] + bufs)
     for a, c in zip(*runs):
         assert np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_narrow_dots_rows_alike_and_bitwise(FAST, dtype, thread_count, n):
+    """A C of one to four columns is computed as dot products of A's rows: each row's bits are
+    those of the same row in a product of any other number of rows from 2 on (whatever block of
+    rows it falls in, the short last block included) and at any thread count."""
+    rng = np.random.default_rng(n)
+    m, k = 2100, 517
+    a, b = _rand(rng, (m, k), dtype), _rand(rng, (k, n), dtype)
+    outs = []
+    for t in (1, 2):
+        thread_count(t)
+        outs.append(FAST.matmul(a, b, np.empty((m, n), dtype)))
+    assert np.array_equal(outs[0], outs[1])
+    exact = a.astype(np.float64) @ b
+    ref.assert_close(outs[0], exact, dtype, scale=np.max(np.abs(a) @ np.abs(b)), what="dots")
+    for rows, start in ((2, 0), (2, 7), (5, 100), (8 * n + 3, 0), (8 * n + 3, m - 8 * n - 3)):
+        part = FAST.matmul(np.ascontiguousarray(a[start:start + rows]), b,
+                           np.empty((rows, n), dtype))
+        assert np.array_equal(part, outs[0][start:start + rows]), (rows, start)
 
 
 # --------------------------------------------------------------------------- losses
