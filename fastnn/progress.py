@@ -1,4 +1,4 @@
-"""Training output that fits where it runs (``fit(verbose=...)``).
+"""Training output that fits where it runs (``fit(verbose=...)``; also predict's and evaluate's).
 
 verbose 1 (also True and "auto", as in Keras): in a terminal, a live tqdm bar per epoch; in a
 Jupyter kernel with ipywidgets, a notebook bar per epoch (``tqdm.notebook``); anywhere else --
@@ -102,11 +102,14 @@ class EpochProgress:
     verbose : int
         0 silent, 1 a progress bar where one can be drawn (else a line), 2 one line when the
         epoch closes.
+    title : str, optional
+        The title in place of "Epoch 3/10" (predict's and evaluate's passes over the data).
     """
 
-    def __init__(self, epoch: int, epochs: int, n: Optional[int], verbose: int) -> None:
+    def __init__(self, epoch: int, epochs: int, n: Optional[int], verbose: int,
+                 title: Optional[str] = None) -> None:
         self.n, self.seen = n, 0
-        self.title = f"Epoch {epoch + 1}/{epochs}"
+        self.title = f"Epoch {epoch + 1}/{epochs}" if title is None else title
         self.stream = sys.stdout
         self.kind = output_kind(verbose, self.stream)
         self.bar: Any = None
@@ -143,8 +146,8 @@ class EpochProgress:
             self.bar.close()
             self.bar = None
         elif self.kind == "line":
-            print(f"{self.title}  {_format(logs)}  ({seconds:.2f}s)", file=self.stream,
-                  flush=True)
+            shown = _format(logs) if logs else f"{self.seen} samples"
+            print(f"{self.title}  {shown}  ({seconds:.2f}s)", file=self.stream, flush=True)
 
     def close_quietly(self) -> None:
         """Close the bar without a final report (when the epoch fails)."""

@@ -7,6 +7,7 @@ import csv
 import math
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -150,6 +151,51 @@ def test_a_tty_stdout_in_process_gets_the_bar(monkeypatch):
     classifier().fit(X, Y, epochs=2, batch_size=16, verbose=1)
     out = "".join(fake.parts)
     assert "\r" in out and "Epoch 2/2" in out and "64/64" in out
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_predict_and_evaluate_take_keras_verbose_and_are_silent_by_default(backend, capsys):
+    model = classifier(backend)
+    model.fit(X, Y, epochs=1, verbose=0)
+    quiet_p, quiet_s = model.predict(X), model.evaluate(X, Y)
+    assert model.predict(X, verbose=0).tobytes() == quiet_p.tobytes()
+    assert model.evaluate(X, Y, verbose=False) == quiet_s
+    assert capsys.readouterr().out == ""
+    for verbose in (1, 2, True, "auto"):      # a pipe (captured): one line for each
+        assert model.predict(X, batch_size=16, verbose=verbose).tobytes() == quiet_p.tobytes()
+        assert model.evaluate(X, Y, batch_size=16, verbose=verbose) == quiet_s
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2, lines
+        assert re.fullmatch(r"Predict  64 samples  \(\d+\.\d\ds\)", lines[0]), lines[0]
+        assert re.fullmatch(r"Evaluate  loss=%.4f  accuracy=%.4f  \(\d+\.\d\ds\)"
+                            % (quiet_s["loss"], quiet_s["accuracy"]), lines[1]), lines[1]
+    for bad, exc in ((3, ValueError), ("yes", ValueError), (None, TypeError)):
+        with pytest.raises(exc, match="verbose"):
+            model.predict(X, verbose=bad)
+        with pytest.raises(exc, match="verbose"):
+            model.evaluate(X, Y, verbose=bad)
+
+
+def test_predict_verbose_in_a_terminal_draws_a_bar_over_its_batches(monkeypatch):
+    model = classifier()
+    quiet = model.predict(X)
+    fake = _TerminalLike()
+    monkeypatch.setattr(sys, "stdout", fake)
+    got = model.predict(X, batch_size=16, verbose=1)
+    out = "".join(fake.parts)
+    assert got.tobytes() == quiet.tobytes()
+    assert "\r" in out and "Predict" in out and "64/64" in out and "100%" in out
+
+
+def test_predict_on_batch_is_predict_in_one_pass():
+    model = classifier()
+    assert model.predict_on_batch(X).tobytes() == model.predict(X).tobytes()
+    a, b = fnn.Input((3,)), fnn.Input((2,))
+    both = fnn.Model([a, b], fnn.Dense(2)(fnn.Concatenate()([a, b])), seed=0)
+    xa, xb = RNG.normal(size=(5, 3)), RNG.normal(size=(5, 2))
+    assert both.predict_on_batch([xa, xb]).tobytes() == both.predict([xa, xb]).tobytes()
+    with pytest.raises(ValueError, match="predict_on_batch"):
+        fnn.Sequential([fnn.Dense(2)]).predict_on_batch(X)
 
 
 def _fake_kernel(monkeypatch):

@@ -5,6 +5,7 @@ train_on_batch, loss_and_gradients, predict and evaluate. ``fit`` lives in ``fit
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
@@ -19,6 +20,7 @@ from fastnn._advice import warn_about_setup
 from fastnn.models import fastpath
 from fastnn.models._exclusive import exclusive
 from fastnn.optimizers import get_optimizer
+from fastnn.progress import EpochProgress, check_verbose
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -482,21 +484,38 @@ class Training:
             self._local.ws = ws
         return ws
 
-    def _predict_array(self: Any, X, batch_size):
+    def _predict_array(self: Any, X, batch_size, progress=None):
         n = X.shape[0]
         out = np.empty((n, self.output_dim), dtype=self.dtype)
         chunk = min(n, batch_size)
         ws = self._inference_workspace(chunk)
-        self._on_chosen_threads("predict", n, self._forward_chunks, X, out, ws, chunk)
+        self._on_chosen_threads("predict", n, self._forward_chunks, X, out, ws, chunk, progress)
         return out
 
-    def _forward_chunks(self: Any, X, out, ws, chunk):
+    def _forward_chunks(self: Any, X, out, ws, chunk, progress=None):
         n = X.shape[0]
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
+            if progress is not None:
+                progress.update(stop - start, {})
 
-    def predict(self: Any, X: ArrayLike, batch_size: Optional[int] = None) -> FloatArray:
+    @staticmethod
+    def _reporting(title: str, n: int, verbose: int, run: Any) -> Any:
+        """``run(progress)`` -> (result, logs) with its pass over ``n`` samples reported as
+        ``fit``'s epochs are (a bar, or one line with the logs and the time); the result."""
+        progress = EpochProgress(0, 1, n, verbose, title=title)
+        start = time.perf_counter()
+        try:
+            result, logs = run(progress)
+        except BaseException:
+            progress.close_quietly()
+            raise
+        progress.close(logs, time.perf_counter() - start)
+        return result
+
+    def predict(self: Any, X: ArrayLike, batch_size: Optional[int] = None,
+                verbose: Any = 0) -> FloatArray:
         """The model's outputs for ``X``: the forward pass, layer by layer.
 
         ``h_k = act_k(h_{k-1} @ W_k + b_k)`` from ``h_0 = X``: probabilities after a final
@@ -509,6 +528,9 @@ class Training:
             Inputs, real and finite.
         batch_size : int, optional
             Rows computed at a time, > 0 (default 4096); it bounds the memory used.
+        verbose : {0, 1, 2, True, False, "auto"}, default 0
+            As ``fit``'s: 0 silent (the default; Keras' is "auto", a bar); 1 a progress bar in
+            a terminal or notebook, else one line; 2 one line ("Predict  1000 samples (0.01s)").
 
         Returns
         -------
@@ -522,6 +544,7 @@ class Training:
             one row or holds NaN or inf, or ``batch_size`` < 1.
         TypeError
             If ``X`` does not hold real numbers, or ``batch_size`` is not an integer.
+            ``verbose`` is checked as ``fit``'s.
 
         Examples
         --------
@@ -533,24 +556,51 @@ class Training:
         >>> p.shape, p.dtype, bool(np.allclose(p.sum(axis=1), 1.0))
         ((5, 3), dtype('float32'), True)
         """
+        verbose = check_verbose(verbose)
         if batch_size is None:
             # Small, well-formed inputs take one compiled call (same results, no overhead).
             plan = self._forward_plan
-            if plan is not None:
+            if plan is not None and not verbose:
                 out = plan.predict(X)
                 if out is not None:
                     return out
             batch_size = 4096
         self._check_built("predict")
         batch_size = V.check_positive_int("batch_size", batch_size)
-        return self._unpack_outputs(self._predict_array(self._inputs(X), batch_size))
+        Xs = self._inputs(X)
+        if not verbose:
+            return self._unpack_outputs(self._predict_array(Xs, batch_size))
+        return self._unpack_outputs(self._reporting(
+            "Predict", Xs.shape[0], verbose,
+            lambda progress: (self._predict_array(Xs, batch_size, progress), {})))
+
+    def predict_on_batch(self: Any, x: ArrayLike) -> FloatArray:
+        """The model's outputs for one batch ``x``, in one pass (Keras' ``predict_on_batch``;
+        ``predict`` with ``batch_size=len(x)``).
+
+        Raises
+        ------
+        ValueError, TypeError
+            As ``predict``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0, backend="numpy")
+        >>> model.predict_on_batch(np.ones((4, 3))).shape
+        (4, 2)
+        """
+        self._check_built("predict_on_batch")
+        xs = self._inputs(x, "x")
+        return self._unpack_outputs(self._predict_array(xs, xs.shape[0]))
 
     def _threshold(self: Any):
         # outputs are probabilities after sigmoid/softmax/step; logits are split at 0
         return 0.5 if self.final_activation in (A.SIGMOID, A.SOFTMAX, A.STEP) else 0.0
 
-    def _evaluate_arrays(self: Any, X, T, batch_size=4096, W=None):
-        out = self._predict_array(X, batch_size)
+    def _evaluate_arrays(self: Any, X, T, batch_size=4096, W=None, progress=None):
+        out = self._predict_array(X, batch_size, progress)
         n = X.shape[0]
         scores = {"loss": self._loss_value(out, T, None, W)
                   + (0.0 if self._fast else self._regularize(with_grads=False))}
@@ -560,7 +610,8 @@ class Training:
         return scores
 
     def evaluate(self: Any, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,
-                 sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
+                 sample_weight: Optional[ArrayLike] = None,
+                 verbose: Any = 0) -> dict[str, float]:
         """The loss and the compiled metrics on ``(X, y)``, as means over all samples.
 
         Parameters
@@ -574,6 +625,9 @@ class Training:
         sample_weight : array_like of shape (n,), optional
             A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n``; the metrics are
             not weighted (as Keras' ``metrics``).
+        verbose : {0, 1, 2, True, False, "auto"}, default 0
+            As ``fit``'s: 0 silent (the default; Keras' is "auto"); 1 a progress bar in a
+            terminal or notebook, else one line; 2 one line with the scores and the time.
 
         Returns
         -------
@@ -601,7 +655,14 @@ class Training:
         """
         self._check_compiled("evaluate")
         batch_size = V.check_positive_int("batch_size", batch_size)
+        verbose = check_verbose(verbose)
         Xs: FloatArray = self._inputs(X)
         T = self._targets(y, Xs.shape[0])
-        return self._evaluate_arrays(Xs, T, batch_size,
-                                     self._sample_weights(sample_weight, None, T))
+        W = self._sample_weights(sample_weight, None, T)
+        if not verbose:
+            return self._evaluate_arrays(Xs, T, batch_size, W)
+
+        def run(progress):
+            scores = self._evaluate_arrays(Xs, T, batch_size, W, progress)
+            return scores, scores
+        return self._reporting("Evaluate", Xs.shape[0], verbose, run)
