@@ -11,7 +11,7 @@
 from typing import TYPE_CHECKING
 
 from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, regularizers,
-                    schedules)
+                    schedules, utils)
 from fastnn.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback,
                               LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
                               TerminateOnNaN)
@@ -71,5 +71,5 @@ __all__ = [
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
-    "SinePositionEncoding", "TransformerBlock", "distributed",
+    "SinePositionEncoding", "TransformerBlock", "distributed", "utils",
 ]

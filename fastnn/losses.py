@@ -413,6 +413,65 @@ class CrossEntropy(Loss):
         return V.class_targets(y, n_outputs, dtype, n_rows, name)
 
 
+class _FromLogits:
+    """Keras' ``from_logits`` on a cross-entropy class, checked against the model it is
+    compiled for: fastnn reads the outputs as probabilities after a final ``LAST`` (or one of
+    ``PROBABILITIES``) and as logits otherwise, so a ``from_logits`` that says the other is a
+    mistake in the model (a missing or an extra ``LAST``), refused at compile rather than
+    trained on."""
+
+    LAST = ""
+    PROBABILITIES: tuple[int, ...] = ()
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = V.check_bool("from_logits", from_logits)
+
+    def kind(self, final_act: int) -> int:
+        ends_in, last = final_act in self.PROBABILITIES, self.LAST
+        if self.from_logits and ends_in:
+            raise ValueError(f"{type(self).__name__}(from_logits=True) reads the outputs as "
+                             f"logits, but the model ends in {last}, so they are "
+                             f"probabilities: pass from_logits=False, or drop the last "
+                             f"layer's {last}")
+        if not self.from_logits and not ends_in:
+            raise ValueError(f"{type(self).__name__}(from_logits=False) reads the outputs as "
+                             f"probabilities, but the model's last activation is not {last}, "
+                             f"so they are logits: pass from_logits=True, or give the last "
+                             f"layer activation={last!r}")
+        return super().kind(final_act)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from_logits={self.from_logits})"
+
+
+class CategoricalCrossentropy(_FromLogits, CrossEntropy):
+    """Keras' class for cross-entropy (``CrossEntropy``), with its ``from_logits``: whether the
+    model's outputs are logits (no final softmax) or probabilities (after one), checked
+    against the model at compile. One-hot rows or integer labels, as ``CrossEntropy``.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Dense(3)], input_dim=2, backend="numpy")
+    >>> model.compile(loss=fnn.losses.SparseCategoricalCrossentropy(from_logits=True)).loss
+    SparseCategoricalCrossentropy(from_logits=True)
+    """
+
+    LAST, PROBABILITIES = "softmax", (A.SOFTMAX, A.SIGMOID)
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    """Keras' class for cross-entropy on integer labels (one-hot rows work too); see
+    ``CategoricalCrossentropy``."""
+
+
+class BinaryCrossentropy(_FromLogits, BinaryCrossEntropy):
+    """Keras' class for binary cross-entropy (``BinaryCrossEntropy``), with its
+    ``from_logits``: whether the outputs are logits (no final sigmoid) or probabilities (after
+    one), checked against the model at compile."""
+
+    LAST, PROBABILITIES = "sigmoid", (A.SIGMOID, A.SOFTMAX)
+
 LOSSES: dict[str, type[Loss]] = {
     cls.name: cls for cls in (MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossEntropy,
                                CrossEntropy)}

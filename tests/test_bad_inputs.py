@@ -242,8 +242,11 @@ CASES = [
      r"threshold='0\.5'"),
 
     # ---------------------------------------------------------------- compile
-    ("compile_unbuilt", True, lambda b, t: unbuilt(b).compile("mse"), ValueError,
-     r"built before compile.*input_dim"),
+    # compiled unbuilt (Keras' deferred build), then given nothing to build from
+    ("compile_unbuilt", True, lambda b, t: unbuilt(b).compile("mse").train_on_batch(
+        [1.0, 2.0], [0.0, 1.0]), ValueError, r"built before train_on_batch.*input_dim"),
+    ("compile_empty", True, lambda b, t: fnn.Sequential(backend=b).compile("mse").fit(X, Y),
+     ValueError, r"built before fit.*input_dim"),
     ("compile_loss_unknown", True, lambda b, t: model(b, compiled=False).compile("hinge"),
      ValueError, r"loss='hinge'"),
     ("compile_loss_none", True, lambda b, t: model(b, compiled=False).compile(None),
@@ -378,7 +381,7 @@ CASES = [
      r"y .*\(6\).*2 rows"),
 
     # ---------------------------------------------------------------- predict
-    ("predict_unbuilt", True, lambda b, t: unbuilt(b).predict(X), ValueError,
+    ("predict_unbuilt", True, lambda b, t: unbuilt(b).predict(X[0]), ValueError,
      r"built before predict.*input_dim"),
     ("predict_X_width", True, lambda b, t: model(b).predict(np.ones((3, 7))), ValueError,
      r"X must have 4 features.*shape \(3, 7\)"),

@@ -130,7 +130,8 @@ def test_low_level_misuse_is_refused_clearly(backend):
     with pytest.raises(ValueError, match="one optimizer per model"):
         opt.step(other)
     unbuilt = fnn.Sequential([fnn.Dense(2)], backend=backend)
-    for call in (lambda: unbuilt.forward(x), lambda: unbuilt.grads, unbuilt.zero_grad,
-                 lambda: unbuilt(x), lambda: fnn.SGD().step(unbuilt)):
+    # (forward and model(x) on a batch build it, as in Keras; one sample has no batch axis)
+    for call in (lambda: unbuilt.forward(x[0]), lambda: unbuilt.grads, unbuilt.zero_grad,
+                 lambda: unbuilt(x[0]), lambda: fnn.SGD().step(unbuilt)):
         with pytest.raises(ValueError, match="built"):
             call()

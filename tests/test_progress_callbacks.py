@@ -195,7 +195,7 @@ def test_predict_on_batch_is_predict_in_one_pass():
     xa, xb = RNG.normal(size=(5, 3)), RNG.normal(size=(5, 2))
     assert both.predict_on_batch([xa, xb]).tobytes() == both.predict([xa, xb]).tobytes()
     with pytest.raises(ValueError, match="predict_on_batch"):
-        fnn.Sequential([fnn.Dense(2)]).predict_on_batch(X)
+        fnn.Sequential([fnn.Dense(2)]).predict_on_batch(X[0])     # nothing to build from
 
 
 def _fake_kernel(monkeypatch):

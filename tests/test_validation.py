@@ -95,7 +95,7 @@ BAD_INPUTS = [
     (lambda: _model(compiled=False).evaluate(X, LABELS), ValueError, r"compile"),
     (lambda: _model(compiled=False).train_on_batch(X, LABELS), ValueError, r"compile"),
     (lambda: _model(compiled=False).loss_and_gradients(X, LABELS), ValueError, r"compile"),
-    (lambda: fnn.Sequential([fnn.Dense(2)]).predict(X), ValueError, r"input_dim|built"),
+    (lambda: fnn.Sequential([fnn.Dense(2)]).predict(X[0]), ValueError, r"input_dim|built"),
     # ---- X: shape, width, values, type
     (lambda: _fit(X_=X[:, 0]), ValueError, r"X.*2-D.*\(10,\)"),
     (lambda: _fit(X_=X.reshape(10, 2, 2)), ValueError, r"X.*\(10, 2, 2\)"),

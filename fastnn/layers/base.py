@@ -16,6 +16,8 @@ Layers with several inputs (``Add``, ``Concatenate``) take and return lists.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
 from typing import Any, Callable, NamedTuple, Optional, Sequence
@@ -121,6 +123,16 @@ def snake_name(cls_name: str) -> str:
     return _LOWER_UPPER.sub(r"\1_\2", _WORD.sub(r"\1_\2", cls_name)).lower()
 
 
+def _given_input(input_shape: Any, input_dim: Any) -> tuple[int, ...]:
+    """A sample's shape from Keras' layer arguments (one of the two)."""
+    if input_shape is not None and input_dim is not None:
+        raise ValueError(f"give input_shape or input_dim, not both. Received: input_shape="
+                         f"{input_shape!r}, input_dim={input_dim!r}")
+    if input_dim is not None:
+        return (V.check_positive_int("input_dim", input_dim),)
+    return V.check_shape("input_shape", input_shape)
+
+
 class Layer:
     """Base class of all layers (see the module docstring for the protocol).
 
@@ -148,6 +160,30 @@ class Layer:
     #: the layer only rearranges its input (Flatten, Reshape): the output's activation is the
     #: one of the layer before it (what the loss sees: probabilities after a softmax, say)
     shape_only: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every layer also takes Keras' ``input_shape=`` / ``input_dim=`` (``Dense(64,
+        input_shape=(20,))``, ``Flatten(input_shape=(28, 28))``): on a Sequential's first layer
+        they give the model its input, as in Keras; elsewhere they are ignored, as there."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            if cls.__init__ is not Layer.__init__:
+                return                        # inherited, and wrapped already
+            init = Layer.__init__
+
+        # a layer's own argument of that name (Embedding's input_dim, the vocabulary) is its own
+        taken = [key for key in ("input_shape", "input_dim")
+                 if key not in inspect.signature(init).parameters]
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kw: Any) -> None:
+            given = {key: kw.pop(key) for key in taken if key in kw}
+            init(self, *args, **kw)
+            if any(value is not None for value in given.values()):
+                self._given_input = _given_input(given.get("input_shape"),
+                                                 given.get("input_dim"))
+        setattr(cls, "__init__", __init__)
 
     def __init__(self, name: Optional[str] = None, trainable: bool = True) -> None:
         if name is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -46,6 +46,8 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
     # Train through the compiled whole-step plan when the backend has one (tests switch it off
     # to compare with the per-kernel path).
     _compiled_steps = True
+    # a model that may be compiled before it is built (Sequential: Keras' deferred build)
+    _defers_build = False
 
     def __init__(self, seed: Optional[int], dtype: FloatDType, backend: str,
                  name: Optional[str]) -> None:
@@ -91,6 +93,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._bounds: Any = None       # the trainable weight tensors within the runs (clipnorm)
         self._local = threading.local()
         self._busy = threading.RLock()
+        self._pending_compile = None   # (loss, optimizer, metrics) compiled before built
 
     @property
     def name(self) -> str:
@@ -502,7 +505,21 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         from fastnn.models.generation import generate
         return generate(self, prompt, max_new_tokens, temperature, top_k, seed, end_id)
 
-    def _check_built(self, what: str) -> None:
-        if not self.built:
-            raise ValueError(f"the model must be built before {what}: pass input_dim to "
-                             f"Sequential(...) or call model.build(input_dim)")
+    def _check_built(self, what: str, data: Any = None) -> None:
+        """Raise unless the model is built; one that can build itself first does (Keras'
+        deferred build: a Sequential from its ``Input`` or first layer's ``input_shape``, else
+        from the shape of ``data``, the array the call was given)."""
+        if self.built:
+            return
+        shape = self._deferred_input_shape(data)
+        if shape is not None:
+            cast(Any, self).build(shape)          # the models that defer have a build
+            return
+        raise ValueError(f"the model must be built before {what}: pass input_dim to "
+                         f"Sequential(...) or call model.build(input_dim) (or begin its layers "
+                         f"with fastnn.Input(shape=...); fit, predict and evaluate on an array "
+                         f"build it for that array's samples)")
+
+    def _deferred_input_shape(self, data: Any) -> Optional[tuple[int, ...]]:
+        """The sample shape to build for on first use, or None (see Sequential)."""
+        return None

@@ -163,7 +163,7 @@ class FitLoop:
         >>> sorted(history.history), len(history.epoch)
         (['accuracy', 'loss', 'val_accuracy', 'val_loss'], 5)
         """
-        self._check_compiled("fit")
+        self._check_compiled("fit", X)
         epochs = V.check_int("epochs", epochs, low=0)
         initial_epoch = V.check_int("initial_epoch", initial_epoch, low=0)
         if _is_batch_source(X):

@@ -33,7 +33,7 @@ class LowLevel:
             out = plan.predict(x)
             if out is not None:
                 return out
-        self._check_built("model(x)")
+        self._check_built("model(x)", x)
         X = self._inputs(x, "x")
         return self._unpack_outputs(self._predict_array(X, X.shape[0]))
 
@@ -64,7 +64,7 @@ class LowLevel:
         >>> opt = fnn.SGD(lr=0.1)
         >>> opt.step(model); model.zero_grad()
         """
-        self._check_built("forward")
+        self._check_built("forward", x)
         training = V.check_bool("training", training)
         X = self._inputs(x, "x")
         if not training:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional
 
+import numpy as np
+
 from fastnn import _validation as V
 from fastnn.layers import Layer
 from fastnn.models import graph
 from fastnn.models._exclusive import exclusive
 from fastnn.models.base import BaseModel
+from fastnn.models.functional import SymbolicTensor
 
 if TYPE_CHECKING:
     from fastnn.models.base import FloatDType
@@ -32,10 +35,13 @@ class Sequential(BaseModel):
     ----------
     layers : iterable of Layer, optional
         Layers (or built models), in order. More can be added with ``add`` until the model
-        is built.
+        is built. As in Keras, a ``fastnn.Input(shape=...)`` first, or ``input_shape=`` /
+        ``input_dim=`` on the first layer, gives the input instead of the arguments below.
     input_dim : int, optional
         Number of input features, > 0 (2-D inputs). When given, the model is built (weights
-        created) at once; otherwise call ``build``.
+        created) at once; otherwise ``build`` does, or (Keras' deferred build) the first
+        ``fit``, ``predict`` or ``evaluate`` for the samples of its array; ``compile`` may
+        come before.
     input_shape : tuple of int, optional
         The shape of one sample, e.g. ``(28, 28, 1)`` (channels-last); instead of
         ``input_dim``.
@@ -115,6 +121,7 @@ class Sequential(BaseModel):
                  backend: Literal["fast", "numpy"] = "fast",
                  input_shape: Optional[Any] = None, name: Optional[str] = None) -> None:
         super().__init__(seed, dtype, backend, name)
+        self._input_hint: Optional[tuple[int, ...]] = None   # from an Input or input_shape=
         if layers is not None:
             if isinstance(layers, (Layer, BaseModel)) or not hasattr(layers, "__iter__"):
                 raise TypeError(f"layers must be a list of layers. Received: layers={layers!r}")
@@ -127,6 +134,29 @@ class Sequential(BaseModel):
             self.build(V.check_positive_int("input_dim", input_dim))
         elif input_shape is not None:
             self.build(input_shape)
+        elif self._input_hint is not None and self.layers:
+            self.build(self._input_hint)          # Keras: an Input first builds at once
+
+    _defers_build = True
+
+    def _deferred_input_shape(self, data: Any) -> Optional[tuple[int, ...]]:
+        """What the model builds for on first use: the input its Input or first layer gave,
+        else the samples of ``data`` (an array of two or more dimensions: the first counts
+        samples), as Keras builds a Sequential on its first call."""
+        if not self.layers:
+            return None
+        if self._input_hint is not None:
+            return self._input_hint
+        shape = getattr(data, "shape", None)
+        if shape is None and isinstance(data, (list, tuple)):
+            try:                                  # rows as lists (converted later anyway)
+                shape = np.shape(data)
+            except ValueError:                    # ragged: refused later, with the reason
+                shape = None
+        if isinstance(shape, tuple) and len(shape) >= 2 and all(
+                isinstance(d, (int, np.integer)) and d >= 1 for d in shape[1:]):
+            return tuple(int(d) for d in shape[1:])
+        return None
 
     def add(self, layer: Any) -> None:
         """Append a layer (or a built model) to the stack, before the model is built.
@@ -148,6 +178,17 @@ class Sequential(BaseModel):
         >>> model.build(3).output_dim
         1
         """
+        if isinstance(layer, SymbolicTensor):
+            # Keras' Sequential([Input(shape=...), ...]): the model's input, first only
+            if layer.layer is not None:
+                raise TypeError(f"a Sequential takes layers, and fastnn.Input(shape=...) first; "
+                                f"a layer's output tensor is for the functional API (fastnn."
+                                f"Model). Received: {layer!r}")
+            if self.layers or self._input_hint is not None or self.built:
+                raise ValueError(f"fastnn.Input(shape=...) can only begin a Sequential. "
+                                 f"Received: {layer!r} after {len(self.layers)} layer(s)")
+            self._input_hint = tuple(layer.shape)
+            return
         if isinstance(layer, BaseModel):
             if not layer.built:
                 raise ValueError(f"a model added as a layer must be built. Received: {layer!r}")
@@ -169,6 +210,9 @@ class Sequential(BaseModel):
             # a layer used twice would need tied gradients; refused, not untied
             raise ValueError(f"layer {layer!r} is already in this model: a layer can appear "
                              f"once (create a second layer for a second use)")
+        given = getattr(layer, "_given_input", None)
+        if given is not None and not self.layers and self._input_hint is None:
+            self._input_hint = given              # Keras' Dense(64, input_shape=(20,)) first
         self.layers.append(layer)
 
     @exclusive
@@ -176,7 +220,8 @@ class Sequential(BaseModel):
         """Create the weights for samples of ``input_shape`` (an int: that many features).
 
         Builds each layer for the output shape of the one before, lays all weights out in
-        one flat buffer and initialises them from the model's seed.
+        one flat buffer and initialises them from the model's seed; a ``compile`` made before
+        is completed. Keras' form with the batch axis first, ``(None, 28, 28, 1)``, is taken.
 
         Returns
         -------
@@ -202,6 +247,9 @@ class Sequential(BaseModel):
         """
         if isinstance(input_shape, int) and not isinstance(input_shape, bool):
             input_shape = (V.check_positive_int("input_dim", input_shape),)
+        elif isinstance(input_shape, (tuple, list)) and len(input_shape) > 1 and \
+                input_shape[0] is None:
+            input_shape = tuple(input_shape[1:])  # Keras' (None, ...): the batch axis first
         shape = V.check_shape("input_shape", input_shape)
         if self.built:
             built = (f"input_dim={self.input_dim}" if len(self.input_shape) == 1
@@ -214,6 +262,9 @@ class Sequential(BaseModel):
             wrapped = graph.ModelLayer(layer) if isinstance(layer, BaseModel) else layer
             nodes.append(graph.Node(i + 1, wrapped, [i], None))
         self._build_graph([shape], nodes, [len(nodes) - 1], chain=True)
+        pending, self._pending_compile = self._pending_compile, None
+        if pending is not None:
+            self.compile(*pending)                # compiled before it was built
         return self
 
     def get_config(self) -> dict[str, Any]:
@@ -249,7 +300,8 @@ class Sequential(BaseModel):
         return config
 
     def _unbuilt_reduce(self) -> Any:
-        return (Sequential, (self.layers, None, self.seed, self.dtype.name, self.backend))
+        return (Sequential, (self.layers, None, self.seed, self.dtype.name, self.backend,
+                             self._input_hint))
 
     def __repr__(self) -> str:
         shape = (f"input_dim={self.input_dim}" if self.input_shape is None

@@ -19,7 +19,7 @@ from fastnn import metrics as M
 from fastnn._advice import warn_about_setup
 from fastnn.models import fastpath
 from fastnn.models._exclusive import exclusive
-from fastnn.optimizers import get_optimizer
+from fastnn.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from fastnn.progress import EpochProgress, check_verbose
 
 if TYPE_CHECKING:
@@ -37,6 +37,26 @@ if TYPE_CHECKING:
 # optimizer -> the model it was last compiled with (weakly: neither is kept alive by this, and
 # an optimizer still pickles)
 _COMPILED_FOR: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+
+
+def _keras_order(loss: Any, optimizer: Any) -> tuple[Any, Any]:
+    """(loss, optimizer) from compile's first two arguments in either order: fastnn's
+    ``compile(loss, optimizer)`` or Keras' ``compile(optimizer, loss)`` -- told apart by what
+    they are (an optimizer's name or instance first, a loss's second), so never ambiguous."""
+    def is_optimizer(value: Any) -> bool:
+        return isinstance(value, Optimizer) or (isinstance(value, str) and value in OPTIMIZERS)
+
+    def is_loss(value: Any) -> bool:
+        return isinstance(value, L.Loss) or (isinstance(value, str) and (
+            value in L.LOSSES or value in L.ALIASES))
+    if is_optimizer(loss) and is_loss(optimizer):
+        return optimizer, loss
+    if is_optimizer(loss):
+        raise ValueError(f"compile's first argument is the loss (fastnn's order is compile(loss, "
+                         f"optimizer, metrics); Keras' puts the optimizer first): got the "
+                         f"optimizer {V._describe(loss)} and no loss. Pass them by name, e.g. "
+                         f"compile(optimizer={V._describe(loss)}, loss=\"mse\")")
+    return loss, optimizer
 
 
 def _loss_diverged(value: float) -> FloatingPointError:
@@ -66,7 +86,10 @@ class Training:
                 ) -> Any:
         """Choose the loss to minimise, the optimizer and the metrics to report.
 
-        Compiling again replaces them and starts the optimizer from fresh (zero) state.
+        Compiling again replaces them and starts the optimizer from fresh (zero) state. A
+        Sequential not built yet is compiled when it is built (Keras' deferred build; the
+        arguments are checked now). Keras' order, ``compile("adam", "mse")``, is taken too:
+        the two are told apart by what they are.
 
         Parameters
         ----------
@@ -105,6 +128,14 @@ class Training:
         >>> model.loss, model.optimizer.lr, model.metrics
         (CrossEntropy(), 0.1, ['accuracy'])
         """
+        loss, optimizer = _keras_order(loss, optimizer)
+        if not self.built and self._defers_build and self._deferred_input_shape(None) is None:
+            # Keras' deferred build: checked now, completed when the first fit, predict or
+            # evaluate builds the model for its data (or build() does)
+            pending = (L.get_loss(loss), get_optimizer(optimizer), metrics)
+            M.check_metrics(metrics)
+            self._pending_compile: Optional[tuple[Any, Any, Any]] = pending
+            return self
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
         new_loss = L.get_loss(loss)
@@ -281,8 +312,8 @@ class Training:
         """The outputs of the last training batch (a view into the workspace)."""
         return self._train_ws.output(rows)
 
-    def _check_compiled(self: Any, what):
-        self._check_built(what)
+    def _check_compiled(self: Any, what, data=None):
+        self._check_built(what, data)
         if self.loss is None:
             raise ValueError(f"call model.compile(loss=..., optimizer=...) before {what}")
 
@@ -418,7 +449,7 @@ class Training:
                 if plan.status:
                     self._finish_plan_step(plan.status, value)
                 return value
-        self._check_compiled("train_on_batch")
+        self._check_compiled("train_on_batch", x)
         weighted = sample_weight is not None or class_weight is not None
         if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0 and not weighted:
             plan = self._compiled_step(x.shape[0])       # build it (or grow it) for this batch
@@ -470,7 +501,7 @@ class Training:
         >>> [g.shape for g in grads] == [w.shape for w in model.get_weights()]
         True
         """
-        self._check_compiled("loss_and_gradients")
+        self._check_compiled("loss_and_gradients", x)
         xs: FloatArray = self._inputs(x, "x")
         t = self._targets(y, xs.shape[0])
         value, _ = self._loss_and_grads(xs, t)
@@ -565,7 +596,7 @@ class Training:
                 if out is not None:
                     return out
             batch_size = 4096
-        self._check_built("predict")
+        self._check_built("predict", X)
         batch_size = V.check_positive_int("batch_size", batch_size)
         Xs = self._inputs(X)
         if not verbose:
@@ -591,7 +622,7 @@ class Training:
         >>> model.predict_on_batch(np.ones((4, 3))).shape
         (4, 2)
         """
-        self._check_built("predict_on_batch")
+        self._check_built("predict_on_batch", x)
         xs = self._inputs(x, "x")
         return self._unpack_outputs(self._predict_array(xs, xs.shape[0]))
 
@@ -653,7 +684,7 @@ class Training:
         >>> sorted(scores)
         ['binary_accuracy', 'loss', 'mae']
         """
-        self._check_compiled("evaluate")
+        self._check_compiled("evaluate", X)
         batch_size = V.check_positive_int("batch_size", batch_size)
         verbose = check_verbose(verbose)
         Xs: FloatArray = self._inputs(X)
