@@ -468,8 +468,8 @@ static void GFN(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdif
 /* A narrow C with A's rows in place as dot products (kd->dots), then bias and activation (the
  * flavour's epilogue; softmax is the caller's); beta == 0. B's columns are read in place when
  * contiguous (one column of a k x 1 weight, or B transposed), else copied so into the calling
- * thread's buffer. With threads, each takes a run of rows: every row's sum is the same at any
- * split. 0 when that buffer cannot be had (the caller takes another path). */
+ * thread's buffer. With threads (at least 8 rows each), each takes a run of rows: every row's
+ * sum is the same at any split. 0 when that buffer cannot be had (the caller takes another path). */
 static int GFN(gemm_dots)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FT alpha,
                           const FT *A, ptrdiff_t lda, const FT *B, ptrdiff_t rsb, ptrdiff_t csb,
                           FT *C, ptrdiff_t ldc, const FT *bias, int act, FT param, UT *amax,
@@ -491,9 +491,10 @@ static int GFN(gemm_dots)(const KERN *kd, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
         ldbt = k;
     }
 #ifdef _OPENMP
-    if (threaded && fnn_max_threads() > 1 && m >= 16) {
+    const int nt = (ptrdiff_t)fnn_max_threads() < m / 8 ? fnn_max_threads() : (int)(m / 8);
+    if (threaded && nt > 1) {
         UT mx = 0; /* each thread's largest |C| (when asked for), combined by max: any order */
-#pragma omp parallel num_threads(fnn_max_threads()) reduction(max : mx)
+#pragma omp parallel num_threads(nt) reduction(max : mx)
         {
             const unsigned int saved_csr = fnn_ftz_enter(); /* per thread: see fnn_ftz.h */
             const int t = omp_get_thread_num(), T = omp_get_num_threads();

@@ -116,6 +116,8 @@ class Sequential(BaseModel):
     array([False,  True,  True, False])
     """
 
+    _defers_build = True            # compile may come first (Keras' deferred build)
+
     def __init__(self, layers: Optional[Iterable[Any]] = None, input_dim: Optional[int] = None,
                  seed: Optional[int] = None, dtype: FloatDType = "float32",
                  backend: Literal["fast", "numpy"] = "fast",
@@ -136,8 +138,6 @@ class Sequential(BaseModel):
             self.build(input_shape)
         elif self._input_hint is not None and self.layers:
             self.build(self._input_hint)          # Keras: an Input first builds at once
-
-    _defers_build = True
 
     def _deferred_input_shape(self, data: Any) -> Optional[tuple[int, ...]]:
         """What the model builds for on first use: the input its Input or first layer gave,
