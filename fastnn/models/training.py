@@ -561,7 +561,7 @@ class Training:
             Rows computed at a time, > 0 (default 4096); it bounds the memory used.
         verbose : {0, 1, 2, True, False, "auto"}, default 0
             As ``fit``'s: 0 silent (the default; Keras' is "auto", a bar); 1 a progress bar in
-            a terminal or notebook, else one line; 2 one line ("Predict  1000 samples (0.01s)").
+            a terminal or notebook, else one line; 2 one line: ``Predict  1000 samples  (0.01s)``.
 
         Returns
         -------
