@@ -33,7 +33,7 @@ from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
-from fastnn.models import History, Input, Model, Sequential
+from fastnn.models import History, Input, InputLayer, Model, Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 from fastnn import distributed  # noqa: E402  (after the models it trains; imports no MPI)
@@ -64,7 +64,7 @@ __all__ = [
     "Sigmoid",
     "Softmax", "Step", "Tanh", "datasets", "get_num_threads", "load", "ops", "set_num_threads",
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
-    "Dropout", "Flatten", "Input", "LayerNormalization", "Model", "Reshape", "initializers",
+    "Dropout", "Flatten", "Input", "InputLayer", "LayerNormalization", "Model", "Reshape", "initializers",
     "regularizers", "set_adaptive_threads", "get_adaptive_threads", "Conv1D", "Conv2D",
     "Convolution1D", "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
     "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",

@@ -61,6 +61,7 @@ from fastnn._header_checks import BadModelFile
 from fastnn._safe_files import (PathIsADirectoryError, describe_non_regular,
                                 open_without_blocking, read_up_to, write_atomically)
 from fastnn._validation import check_bool
+from fastnn.metrics import storable
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel as Sequential
@@ -155,8 +156,9 @@ def model_to_bytes(model: Sequential, include_optimizer: bool = True) -> bytes:
         compiled = {"loss": _loss_entry(model.loss), "optimizer": model.optimizer.get_config(),
                     "iterations": getattr(model.optimizer, "iterations", 0),
                     # names only: a metric function of the user's is not stored
-                    "metrics": [m for m in getattr(model, "_metric_items", model.metrics)
-                                if isinstance(m, str)]}
+                    "metrics": [name for name in map(storable, getattr(model, "_metric_items",
+                                                                 model.metrics))
+                                if name is not None]}
     from fastnn.models.saving import check_v2, describe
 
     description = (dict(model.get_config(), backend=model.backend)   # type: ignore[attr-defined]

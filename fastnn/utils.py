@@ -1,4 +1,4 @@
-"""Keras' data helpers (``keras.utils``): ``to_categorical``."""
+"""Keras' helpers (``keras.utils``): ``to_categorical``, ``set_random_seed``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,48 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from fastnn import _validation as V
+
+# set_random_seed's sequence: each model made without a seed takes the next child of it
+_global_seeds: Optional[np.random.SeedSequence] = None
+
+
+def set_random_seed(seed: int) -> None:
+    """Make a whole program's randomness repeat, as Keras' ``set_random_seed``.
+
+    After it, models made without ``seed=`` draw their initial weights, dropout masks and
+    shuffling from a sequence that starts at ``seed``: the same program gives the same models
+    in the same order. It also seeds Python's ``random`` and NumPy's global generator, as
+    Keras does. A model's own ``seed=`` still decides for that model alone.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``seed`` is not an integer >= 0.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.utils.set_random_seed(7)
+    >>> a = fnn.Sequential([fnn.Dense(2)], input_dim=3).get_weights()[0]
+    >>> fnn.utils.set_random_seed(7)
+    >>> b = fnn.Sequential([fnn.Dense(2)], input_dim=3).get_weights()[0]
+    >>> bool((a == b).all())
+    True
+    """
+    import random
+    global _global_seeds
+    seed = V.check_int("seed", seed, low=0)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    _global_seeds = np.random.SeedSequence(seed)
+
+
+def _seed_sequence(seed: Optional[int]) -> np.random.SeedSequence:
+    """A model's seed sequence: its own seed's, else the next from ``set_random_seed``'s,
+    else fresh entropy."""
+    if seed is None and _global_seeds is not None:
+        return _global_seeds.spawn(1)[0]
+    return np.random.SeedSequence(seed)
 
 
 def to_categorical(y: ArrayLike, num_classes: Optional[int] = None,

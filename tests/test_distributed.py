@@ -273,6 +273,21 @@ def test_one_rank_gives_fits_bits():
     assert history.history == want.history and len(history.allreduce_seconds) == 16
 
 
+def test_one_rank_weighs_validation_loss_as_fit():
+    """validation_data with sample weights: val_loss weighted as fit weighs it."""
+    X, y = W.dense_data()
+    wv = np.linspace(0.0, 3.0, 30)
+    model, ref = W.dense_model(), W.dense_model()
+    history = fnn.distributed.fit(model, X, y, epochs=2, batch_size=25, verbose=0,
+                                  validation_data=(X[:30], y[:30], wv), comm=_OneRank())
+    want = ref.fit(X, y, epochs=2, batch_size=25, verbose=0,
+                   validation_data=(X[:30], y[:30], wv))
+    assert history.history == want.history
+    plain = W.dense_model().fit(X, y, epochs=2, batch_size=25, verbose=0,
+                                validation_data=(X[:30], y[:30]))
+    assert plain.history["val_loss"] != want.history["val_loss"]
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(X=iter([])), TypeError, "takes arrays"),
     (dict(steps_per_epoch=3), TypeError, "takes arrays"),

@@ -232,16 +232,17 @@ class Trainer:
 
     def _validation(self) -> dict[str, float]:
         """The ``val_`` logs: each rank scores its part, the sums are added in rank order."""
-        model, (Xv, Tv) = self.model, self.val
+        model, (Xv, Tv, Wv) = self.model, self.val
         if not self.sharded:
             lo, hi = shard(Xv.shape[0], self.ranks, self.rank)
             Xv, Tv = Xv[lo:hi], Tv[lo:hi]
+            Wv = None if Wv is None else Wv[lo:hi]
         buf = self.val_reducer.buffer
         buf[:] = 0
         rows = Xv.shape[0]
         if rows:
             out, threshold = model._predict_array(Xv, 4096), model._threshold()
-            buf[0] = model._loss_value(out, Tv, None, None) * rows
+            buf[0] = model._loss_value(out, Tv, None, Wv) * rows
             for j, (_, item) in enumerate(self.metrics):
                 buf[1 + j] = model._metric_sum(item, out, Tv, threshold)
         buf[-1] = rows

@@ -124,6 +124,14 @@ def _make_layer(config: dict[str, Any]) -> Layer:
     return LAYERS[cls](**config)
 
 
+def __getattr__(name: str) -> Any:
+    # Keras' keras.layers.Input / InputLayer: they live with the models (which import this)
+    if name in ("Input", "InputLayer"):
+        from fastnn.models import functional
+        return getattr(functional, name)
+    raise AttributeError(f"module 'fastnn.layers' has no attribute {name!r}")
+
+
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",

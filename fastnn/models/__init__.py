@@ -10,8 +10,11 @@
     history.py     History
 """
 
-from fastnn.models.functional import Input, Model, SymbolicTensor, model_from_config
+from fastnn.io import load_model
+from fastnn.models.functional import (Input, InputLayer, Model, SymbolicTensor, clone_model,
+                                      model_from_config)
 from fastnn.models.history import History
 from fastnn.models.sequential import Sequential
 
-__all__ = ["Input", "Model", "Sequential", "History", "SymbolicTensor", "model_from_config"]
+__all__ = ["Input", "InputLayer", "Model", "Sequential", "History", "SymbolicTensor",
+           "model_from_config", "clone_model", "load_model"]

@@ -29,6 +29,7 @@ from fastnn.models.fit_loop import FitLoop
 from fastnn.models.low_level import LowLevel
 from fastnn.models.training import Training
 from fastnn.models.weights import Weights
+from fastnn.utils import _seed_sequence
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -61,7 +62,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._name = name
         self._auto_name: Optional[str] = None      # given by an outer model
         self.seed = seed
-        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        init_seq, shuffle_seq = _seed_sequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seq)
         self._shuffle_rng = np.random.default_rng(shuffle_seq)
         self.layers: list[Any] = []

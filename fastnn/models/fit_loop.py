@@ -99,9 +99,10 @@ class FitLoop:
             The epoch to stop before (the number of passes when ``initial_epoch`` is 0), >= 0.
         batch_size : int, default 32
             Samples per step, > 0 (at most the number of training samples is used).
-        validation_data : tuple (X_val, y_val), optional
-            Data scored after each epoch (the ``val_`` entries of the History). It takes
-            precedence over ``validation_split``.
+        validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+            Data scored after each epoch (the ``val_`` entries of the History); its sample
+            weights, if given, weigh ``val_loss`` as ``sample_weight`` weighs the loss. It
+            takes precedence over ``validation_split``.
         validation_split : float, default 0.0
             Fraction in [0, 1) of the samples held out for validation: the last ones, before
             shuffling.
@@ -296,11 +297,18 @@ class FitLoop:
     def _split_validation(self: Any, X, T, W, validation_data, validation_split
                           ) -> tuple[FloatArray, FloatArray, Any, Any]:
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (X_val, y_val). "
-                                 f"Received: {type(validation_data).__name__}")
+            if (not isinstance(validation_data, (tuple, list))
+                    or len(validation_data) not in (2, 3)):
+                received = (f"{type(validation_data).__name__} of {len(validation_data)} "
+                            f"items" if isinstance(validation_data, (tuple, list))
+                            else V._describe(validation_data))
+                raise ValueError(f"validation_data must be a tuple (X_val, y_val) or (X_val, "
+                                 f"y_val, sample_weight_val). Received: {received}")
             Xv = self._inputs(validation_data[0], "X_val")
-            return X, T, W, (Xv, self._targets(validation_data[1], Xv.shape[0], "y_val"))
+            Tv = self._targets(validation_data[1], Xv.shape[0], "y_val")
+            Wv = (self._sample_weights(validation_data[2], None, Tv)
+                  if len(validation_data) == 3 and validation_data[2] is not None else None)
+            return X, T, W, (Xv, Tv, Wv)
         if validation_split > 0.0:
             n_val = int(round(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
@@ -309,7 +317,7 @@ class FitLoop:
                                  f"sample on each side")
             # the held-out samples are scored unweighted, as validation_data is
             return (X[:-n_val], T[:-n_val], None if W is None else W[:-n_val],
-                    (X[-n_val:], T[-n_val:]))
+                    (X[-n_val:], T[-n_val:], None))
         return X, T, W, None
 
     def _run_epoch(self: Any, Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val,
@@ -374,6 +382,7 @@ class FitLoop:
     def _with_validation(self: Any, logs, val):
         """The epoch's logs with the ``val_`` scores added when there is validation data."""
         if val is not None:
-            scores = self._evaluate_arrays(*val)
+            Xv, Tv, Wv = val
+            scores = self._evaluate_arrays(Xv, Tv, W=Wv)
             logs.update({"val_" + key: value for key, value in scores.items()})
         return logs

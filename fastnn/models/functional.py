@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Union
 
+import numpy as np
+
 from fastnn import _validation as V
 from fastnn.layers import Layer
 from fastnn.models import graph
@@ -42,21 +44,69 @@ class SymbolicTensor:
         return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {made_by}>"
 
 
-def Input(shape: Any, name: Optional[str] = None) -> SymbolicTensor:
+def Input(shape: Any = None, name: Optional[str] = None, *, batch_size: Optional[int] = None,
+          dtype: Any = None, batch_shape: Any = None) -> SymbolicTensor:
     """A model input: samples of ``shape`` (the batch axis left out), e.g. ``(28, 28, 1)``.
+
+    Keras' other arguments are taken: ``batch_shape=(None, 28, 28, 1)`` instead of ``shape``;
+    ``batch_size`` and ``dtype`` are checked and then left to the data, since a fastnn model
+    takes any number of rows and converts its inputs to its own dtype (token ids included).
 
     Raises
     ------
     TypeError, ValueError
-        If ``shape`` is not a positive int or a tuple of them.
+        If ``shape`` is not a positive int or a tuple of them, both or neither of ``shape``
+        and ``batch_shape`` are given, ``batch_size`` is not a positive int or ``dtype`` is
+        not a NumPy dtype.
 
     Examples
     --------
     >>> import fastnn as fnn
     >>> fnn.Input((32, 8))
     <SymbolicTensor shape=(None, 32, 8) from Input>
+    >>> fnn.Input(batch_shape=(None, 32, 8), dtype="int32")
+    <SymbolicTensor shape=(None, 32, 8) from Input>
     """
+    if (shape is None) == (batch_shape is None):
+        raise TypeError(f"Input takes one of shape=(...) and batch_shape=(None, ...). Received: "
+                        f"shape={V._describe(shape)}, batch_shape={V._describe(batch_shape)}")
+    if batch_shape is not None:
+        if not isinstance(batch_shape, (tuple, list)) or len(batch_shape) < 2:
+            raise ValueError(f"batch_shape must be (batch, *sample_shape), such as (None, 28, "
+                             f"28, 1). Received: batch_shape={V._describe(batch_shape)}")
+        if batch_shape[0] is not None:
+            V.check_positive_int("batch_shape[0]", batch_shape[0])
+        shape = V.check_shape("batch_shape[1:]", tuple(batch_shape[1:]))
+    if batch_size is not None:
+        V.check_positive_int("batch_size", batch_size)
+    if dtype is not None:
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be a NumPy dtype such as 'float32'. Received: "
+                            f"dtype={V._describe(dtype)}") from None
     return SymbolicTensor(V.check_shape("shape", shape), name=name)
+
+
+def InputLayer(shape: Any = None, batch_size: Optional[int] = None, dtype: Any = None,
+               name: Optional[str] = None, *, input_shape: Any = None,
+               batch_shape: Any = None) -> SymbolicTensor:
+    """Keras' ``InputLayer``, the first element of a Sequential: the same as ``Input``.
+
+    ``input_shape=`` is Keras 2's spelling of ``shape``.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Sequential([fnn.InputLayer(shape=(4,)), fnn.Dense(2)]).input_shape
+    (4,)
+    """
+    if input_shape is not None:
+        if shape is not None:
+            raise TypeError(f"InputLayer takes shape= or input_shape=, not both. Received: "
+                            f"shape={V._describe(shape)}, input_shape={V._describe(input_shape)}")
+        shape = input_shape
+    return Input(shape, name, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape)
 
 
 def _tensors(name: str, value: Any) -> list[SymbolicTensor]:
@@ -272,3 +322,27 @@ def model_from_config(config: dict[str, Any], backend: Optional[str] = None) -> 
     return Model(tensors[:n_in] if n_in > 1 else tensors[0],
                  [tensors[j] for j in outs] if len(outs) > 1 else tensors[outs[0]],
                  seed=seed, dtype=dtype, backend=backend, name=name)   # type: ignore[arg-type]
+
+
+def clone_model(model: BaseModel) -> BaseModel:
+    """Keras' ``clone_model``: a new model with ``model``'s architecture, backend and seed, and
+    fresh weights (those its seed gives; a model made without one gets new random ones). The
+    compile settings are not copied, as in Keras.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a fastnn model.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0)
+    >>> twin = fnn.models.clone_model(model)
+    >>> twin is model, twin.get_config() == model.get_config()
+    (False, True)
+    """
+    if not isinstance(model, BaseModel):
+        raise TypeError(f"clone_model takes a fastnn model. Received: {V._describe(model)}")
+    return type(model).from_config(model.get_config(),       # type: ignore[attr-defined]
+                                   backend=model.backend)

@@ -28,12 +28,17 @@ class LowLevel:
         if isinstance(x, SymbolicTensor) or (isinstance(x, (list, tuple)) and x
                                              and isinstance(x[0], SymbolicTensor)):
             return call_layer(self, x)
+        return self._predict_whole(x, "model(x)")
+
+    def _predict_whole(self: Any, x: Any, what: str) -> Any:
+        """All of ``x`` in one pass (``model(x)``, ``predict_on_batch``); ``what`` names the
+        call in errors."""
         plan = self._forward_plan            # small, well-formed inputs: one compiled call
         if plan is not None:
             out = plan.predict(x)
             if out is not None:
                 return out
-        self._check_built("model(x)", x)
+        self._check_built(what, x)
         X = self._inputs(x, "x")
         return self._unpack_outputs(self._predict_array(X, X.shape[0]))
 

@@ -100,10 +100,13 @@ class Training:
         optimizer : {"sgd", "adam"}, Optimizer or dict, default "sgd"
             A name (default settings), an instance such as ``SGD(lr=0.1)``, or a config dict
             such as ``{"name": "adam", "lr": 0.01}``.
-        metrics : str, function or list of them, optional
-            Any of "accuracy", "binary_accuracy" and "mae", or functions
-            ``f(y_true, y_pred) -> number`` (a batch mean; ``y_true`` the dense targets),
-            reported by ``fit`` and ``evaluate`` under their names.
+        metrics : str, Metric, function or list of them, optional
+            Names: "accuracy", "binary_accuracy", "categorical_accuracy", "mae", "mse", or
+            Keras' "acc", "sparse_categorical_accuracy", "mean_absolute_error",
+            "mean_squared_error"; Keras' classes from ``fastnn.metrics``
+            (``SparseCategoricalAccuracy()``, ...); or functions ``f(y_true, y_pred) -> number``
+            (a batch mean; ``y_true`` the dense targets). Reported by ``fit`` and ``evaluate``
+            under their names.
 
         Returns
         -------
@@ -622,9 +625,43 @@ class Training:
         >>> model.predict_on_batch(np.ones((4, 3))).shape
         (4, 2)
         """
-        self._check_built("predict_on_batch", x)
-        xs = self._inputs(x, "x")
-        return self._unpack_outputs(self._predict_array(xs, xs.shape[0]))
+        return self._predict_whole(x, "predict_on_batch")
+
+    def test_on_batch(self: Any, x: ArrayLike, y: ArrayLike,
+                      sample_weight: Optional[ArrayLike] = None,
+                      return_dict: bool = False) -> Union[float, list[float], dict[str, float]]:
+        """The loss and the compiled metrics on one batch, without training (Keras'
+        ``test_on_batch``: ``evaluate`` in one pass).
+
+        Returns
+        -------
+        float, list of float or dict
+            As Keras: the loss alone when ``compile`` was given no metrics, else ``[loss,
+            metric, ...]`` in the order of ``compile``'s metrics; with ``return_dict=True``,
+            ``evaluate``'s dict.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As ``evaluate``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(1)], input_dim=2, seed=0, backend="numpy")
+        >>> model = model.compile("mse", "sgd", metrics=["mae"])
+        >>> loss, mae = model.test_on_batch(np.ones((4, 2)), np.zeros(4))
+        >>> bool(mae <= loss ** 0.5 + 1e-6)
+        True
+        """
+        return_dict = V.check_bool("return_dict", return_dict)
+        self._check_compiled("test_on_batch", x)
+        xs: FloatArray = self._inputs(x, "x")
+        T = self._targets(y, xs.shape[0])
+        scores = self._evaluate_arrays(xs, T, xs.shape[0],
+                                       self._sample_weights(sample_weight, None, T))
+        return scores if return_dict else _keras_scores(scores)
 
     def _threshold(self: Any):
         # outputs are probabilities after sigmoid/softmax/step; logits are split at 0
@@ -641,8 +678,8 @@ class Training:
         return scores
 
     def evaluate(self: Any, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,
-                 sample_weight: Optional[ArrayLike] = None,
-                 verbose: Any = 0) -> dict[str, float]:
+                 sample_weight: Optional[ArrayLike] = None, verbose: Any = 0,
+                 return_dict: bool = True) -> Union[dict[str, float], float, list[float]]:
         """The loss and the compiled metrics on ``(X, y)``, as means over all samples.
 
         Parameters
@@ -659,11 +696,17 @@ class Training:
         verbose : {0, 1, 2, True, False, "auto"}, default 0
             As ``fit``'s: 0 silent (the default; Keras' is "auto"); 1 a progress bar in a
             terminal or notebook, else one line; 2 one line with the scores and the time.
+        return_dict : bool, default True
+            fastnn's default: a dict. ``False`` gives Keras' default form: the loss alone
+            without metrics, else ``[loss, metric, ...]`` in the order of ``compile``'s
+            metrics (Keras' own default is ``False``, so ``loss, acc = model.evaluate(...)``
+            needs ``return_dict=False`` here).
 
         Returns
         -------
         dict of str to float
-            ``{"loss": ..., metric: ...}`` for each metric given to ``compile``.
+            ``{"loss": ..., metric: ...}`` for each metric given to ``compile``; or, with
+            ``return_dict=False``, a float or a list.
 
         Raises
         ------
@@ -687,13 +730,21 @@ class Training:
         self._check_compiled("evaluate", X)
         batch_size = V.check_positive_int("batch_size", batch_size)
         verbose = check_verbose(verbose)
+        return_dict = V.check_bool("return_dict", return_dict)
         Xs: FloatArray = self._inputs(X)
         T = self._targets(y, Xs.shape[0])
         W = self._sample_weights(sample_weight, None, T)
         if not verbose:
-            return self._evaluate_arrays(Xs, T, batch_size, W)
+            scores = self._evaluate_arrays(Xs, T, batch_size, W)
+        else:
+            def run(progress):
+                scores = self._evaluate_arrays(Xs, T, batch_size, W, progress)
+                return scores, scores
+            scores = self._reporting("Evaluate", Xs.shape[0], verbose, run)
+        return scores if return_dict else _keras_scores(scores)
 
-        def run(progress):
-            scores = self._evaluate_arrays(Xs, T, batch_size, W, progress)
-            return scores, scores
-        return self._reporting("Evaluate", Xs.shape[0], verbose, run)
+
+def _keras_scores(scores: dict[str, float]) -> Union[float, list[float]]:
+    """Keras' form of ``evaluate``'s scores: the loss alone, or ``[loss, metric, ...]``."""
+    values = list(scores.values())                  # "loss" first, then compile's order
+    return values[0] if len(values) == 1 else values

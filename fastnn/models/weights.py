@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn.models import graph
 from fastnn.models._exclusive import exclusive
@@ -39,6 +40,39 @@ class Weights:
         """The Dense layers, in order (built models only)."""
         from fastnn.layers import Dense
         return [layer for layer in self._weight_layers() if isinstance(layer, Dense)]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], backend: Optional[str] = None) -> Any:
+        """Keras' ``from_config``: a new, freshly initialised model with the architecture of
+        ``config`` (what ``get_config()`` returns), on ``backend`` ("fast" by default).
+
+        Raises
+        ------
+        TypeError
+            If ``config`` is not a dict.
+        ValueError
+            If it does not describe a model of this class.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0)
+        >>> fnn.Sequential.from_config(model.get_config())
+        Sequential([Dense(2, activation='linear')], input_dim=3, dtype='float32', backend='fast')
+        """
+        from fastnn.models.functional import model_from_config
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be the dict get_config() returns. Received: "
+                            f"{V._describe(config)}")
+        kind = "Sequential" if cls.__name__ == "Sequential" else "Model"
+        try:
+            return model_from_config({**config, "class": kind}, backend)
+        except KeyError as exc:
+            raise ValueError(f"config has no {exc} entry: pass what {kind}.get_config() "
+                             f"returns") from None
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise ValueError(f"config does not describe a {kind} ({type(exc).__name__}: "
+                             f"{exc}): pass what {kind}.get_config() returns") from None
 
     def _model_config(self: Any) -> dict[str, Any]:
         return {"class": "Sequential" if type(self).__name__ == "Sequential" else "Model",
@@ -291,7 +325,9 @@ class Weights:
         """Set the weights from a file ``save_weights`` (or ``save``) wrote for a model with
         weights of the same shapes, in ``get_weights()`` order, or from a Keras 3
         ``.weights.h5`` file (``keras_model.save_weights``; needs h5py); the compile settings
-        and the optimizer state stay as they are.
+        and the optimizer state stay as they are. A fastnn file is read as one whatever its
+        name, so ``save_weights("w.weights.h5")`` then ``load_weights("w.weights.h5")`` works
+        as in Keras (the file is fastnn's, not HDF5).
 
         A ``.weights.h5`` file is matched as Keras matches it: each layer with weights by its
         kind and its place among the layers of that kind (Keras' group names ``dense``,
@@ -316,7 +352,7 @@ class Weights:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike. Received: "
                             f"{type(path).__name__}")
-        if os.fspath(path).endswith(".weights.h5"):
+        if os.fspath(path).endswith(".weights.h5") and not _is_fastnn_file(path):
             from fastnn.interop.keras_h5 import load_keras_weights
             load_keras_weights(self, path)
             return
@@ -348,3 +384,18 @@ def _activation_label(name: str, param: Any) -> str:
     if name in _PARAM_NAMES and param is not None:
         return f"{name}({_PARAM_NAMES[name]}={float(param):g})"
     return name
+
+
+def _is_fastnn_file(path: Any) -> bool:
+    """Whether ``path`` is a regular file that begins as fastnn's model files do (read
+    without blocking: a FIFO is left to the reader that refuses it)."""
+    from fastnn._safe_files import open_without_blocking, read_up_to
+    from fastnn.io import MAGIC
+    try:
+        f, _ = open_without_blocking(os.fspath(path))
+    except OSError:
+        return False
+    if f is None:
+        return False
+    with f:
+        return bytes(read_up_to(f, len(MAGIC))) == MAGIC
