@@ -10,11 +10,14 @@ that an image is real. Each step, with binary cross-entropy as both losses:
    dL/d(D's input) -- the gradient with respect to the fake images -- which G.backward carries
    on into G's weights. D's weights are not stepped here; the gradients this pass left in D.grads
    are wiped by D.zero_grad() so they never reach D's optimizer.
-Both are plain Dense stacks, each with its own Adam(learning_rate=1e-3, beta1=0.5).
+Both are plain Dense stacks, each with its own Adam(learning_rate=1e-3, beta1=0.5); with
+``--conv``, a DCGAN: G grows its images with strided Conv2DTranspose layers (2x2 -> 4x4 -> 8x8)
+and D reads them with strided Conv2D layers.
 
 How good are the digits? A small classifier trained on the real digits labels 500 samples: the
 number of classes it finds (mode coverage) and its mean top probability (confidence).
-Run: python examples/gan_digits.py [--steps N] [--out digits_gan.png] [--seed S]  (about 20 s)
+Run: python examples/gan_digits.py [--steps N] [--out digits_gan.png] [--seed S] [--conv]
+(about 20 s)
 """
 
 import argparse
@@ -28,7 +31,19 @@ from fastnn.datasets import load_digits
 NOISE = 32
 
 
-def build(seed):
+def build(seed, conv=False):
+    if conv:                # a DCGAN: G grows 2x2 -> 4x4 -> 8x8, D shrinks 8x8 -> 4x4 -> 2x2
+        G = fnn.Sequential([
+            fnn.Dense(2 * 2 * 64, activation="relu"), fnn.Reshape((2, 2, 64)),
+            fnn.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu"),
+            fnn.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh"),
+            fnn.Flatten()], input_dim=NOISE, seed=seed)
+        D = fnn.Sequential([
+            fnn.Reshape((8, 8, 1)),
+            fnn.Conv2D(32, 3, strides=2, padding="same", activation=fnn.LeakyReLU(0.2)),
+            fnn.Conv2D(64, 3, strides=2, padding="same", activation=fnn.LeakyReLU(0.2)),
+            fnn.Flatten(), fnn.Dense(1, activation="sigmoid")], input_dim=64, seed=seed + 1)
+        return G, D
     G = fnn.Sequential([fnn.Dense(256, activation="relu"), fnn.Dense(256, activation="relu"),
                         fnn.Dense(64, activation="tanh")], input_dim=NOISE, seed=seed)
     D = fnn.Sequential([fnn.Dense(256, activation=fnn.LeakyReLU(0.2)),
@@ -37,10 +52,10 @@ def build(seed):
     return G, D
 
 
-def train(X, steps, seed, batch=64, lr=1e-3, smooth=0.9):
+def train(X, steps, seed, batch=64, lr=1e-3, smooth=0.9, conv=False):
     """Train G and D on images X scaled to [-1, 1]; returns the generator."""
     rng = np.random.default_rng(seed)
-    G, D = build(seed)
+    G, D = build(seed, conv)
     opt_g, opt_d = fnn.Adam(learning_rate=lr, beta1=0.5), fnn.Adam(learning_rate=lr, beta1=0.5)
     bce = fnn.losses.get("binary_crossentropy")
     real_label = np.full((batch, 1), smooth, np.float32)
@@ -95,11 +110,11 @@ def save_grid(images01, out):
     return out
 
 
-def main(steps=8000, out="digits_gan.png", seed=0):
+def main(steps=8000, out="digits_gan.png", seed=0, conv=False):
     X, y = load_digits()
     X01 = (X / 16.0).astype(np.float32)
     start = time.perf_counter()
-    G = train(X01 * 2 - 1, steps, seed)
+    G = train(X01 * 2 - 1, steps, seed, conv=conv)
     seconds = time.perf_counter() - start
     z = np.random.default_rng(seed + 100).standard_normal((500, NOISE)).astype(np.float32)
     samples01 = (G(z) + 1) / 2
@@ -115,5 +130,7 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--out", default="digits_gan.png")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conv", action="store_true",
+                        help="a DCGAN: Conv2DTranspose generator, Conv2D discriminator")
     args = parser.parse_args()
-    main(args.steps, args.out, args.seed)
+    main(args.steps, args.out, args.seed, args.conv)

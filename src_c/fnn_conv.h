@@ -59,7 +59,9 @@ int fnn_conv2d_forward_f32(const fnn_conv_geom *g, const float *x, const float *
 int fnn_conv2d_forward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,
                            const double *bias, int act, double param, double *y);
 
-/* dkernel, dbias and dx are written (not accumulated); dx may be NULL (not needed). */
+/* dkernel, dbias and dx are written (not accumulated); dx may be NULL (not needed). With
+ * dkernel and dbias both NULL only dx is computed, and x is not read (its shape is g's): the
+ * forward of a transposed convolution (Conv2DTranspose), whose input plays dz. */
 int fnn_conv2d_backward_f32(const fnn_conv_geom *g, const float *x, const float *kernel,
                             const float *dz, float *dkernel, float *dbias, float *dx);
 int fnn_conv2d_backward_f64(const fnn_conv_geom *g, const double *x, const double *kernel,

@@ -431,20 +431,25 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
     fnn_conv_make_plan(g, &pl);
     KF = pl.K * g->f;
     if (pl.M == 0) {
-        memset(dkernel, 0, (size_t)KF * sizeof(FT));
-        memset(dbias, 0, (size_t)g->f * sizeof(FT));
+        if (dkernel) {
+            memset(dkernel, 0, (size_t)KF * sizeof(FT));
+            memset(dbias, 0, (size_t)g->f * sizeof(FT));
+        }
         goto done;
     }
     if (pl.direct) { /* 1x1, unit strides: P is x */
-        double *acc = (double *)calloc((size_t)g->f, sizeof(double));
-        if (!acc) { ok = 0; goto done; }
-        GEMM(1, 0, pl.K, g->f, pl.M, (FT)1, x, pl.K, dz, g->f, (FT)0, dkernel, g->f, NULL);
-        CFN(colsum)(dz, pl.M, g->f, acc);
-        for (j = 0; j < g->f; j++) dbias[j] = (FT)acc[j];
-        free(acc);
+        if (dkernel) {
+            double *acc = (double *)calloc((size_t)g->f, sizeof(double));
+            if (!acc) { ok = 0; goto done; }
+            GEMM(1, 0, pl.K, g->f, pl.M, (FT)1, x, pl.K, dz, g->f, (FT)0, dkernel, g->f, NULL);
+            CFN(colsum)(dz, pl.M, g->f, acc);
+            for (j = 0; j < g->f; j++) dbias[j] = (FT)acc[j];
+            free(acc);
+        }
         if (dx) GEMM(0, 1, pl.M, pl.K, g->f, (FT)1, dz, g->f, kernel, g->f, (FT)0, dx, pl.K, NULL);
         goto done;
     }
+    if (!dkernel) goto input; /* dx alone (a transposed convolution's forward): x is not read */
     {
         const CFN(fnn_wgrad) w = CFN(fnn_wgrad_flavour)();
         /* the direct path stays with the first layers unless the filters fill the vectors:

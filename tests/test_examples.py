@@ -61,6 +61,18 @@ def test_the_digits_gan_draws_recognisable_digits(tmp_path, monkeypatch):
         assert path.suffix == ".npy", result
 
 
+def test_the_dcgan_draws_recognisable_digits(tmp_path):
+    """examples/gan_digits.py --conv (seed 1, 4000 steps): the DCGAN (Conv2DTranspose generator,
+    strided Conv2D discriminator) passes the same judge (measured: 10 classes, confidence 0.88
+    and 0.89 for seeds 0 and 1)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gan_digits", ROOT / "examples" / "gan_digits.py")
+    gan_digits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gan_digits)
+    result = gan_digits.main(steps=4000, out=str(tmp_path / "dcgan.png"), seed=1, conv=True)
+    assert result["classes"] >= 9 and result["confidence"] >= 0.8, result
+
+
 def test_the_tiny_gpt_learns_and_writes_words():
     """examples/tiny_gpt.py, short run (one epoch, no LSTM; the full run is 8 epochs and asserts
     that it beats char_rnn.py's LSTM, as tests/test_learning.py checks): one epoch already gives

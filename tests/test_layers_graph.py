@@ -99,13 +99,33 @@ def _views(backend, dtype, seed=0):
     return fnn.Model(inp, fnn.Dense(3)(joined), seed=seed, dtype=dtype, backend=backend)
 
 
+def _generator(backend, dtype, seed=0):
+    """A DCGAN-style generator: transposed convolutions (strided "same"; "valid" with
+    output_padding, a gelu and a sigmoid) and nearest upsampling, then a convolution."""
+    return fnn.Sequential([
+        fnn.Dense(12, activation="tanh"), fnn.Reshape((2, 2, 3)),
+        fnn.Conv2DTranspose(4, 3, strides=2, padding="same", activation="gelu"),   # (4, 4, 4)
+        fnn.UpSampling2D((1, 2)),                                                    # (4, 8, 4)
+        fnn.Conv2DTranspose(2, (2, 3), strides=(2, 1), output_padding=(1, 0),
+                            activation="sigmoid"),                                   # (9, 10, 2)
+        fnn.Conv2D(1, 3, activation="tanh"), fnn.Flatten()],                        # 7 x 8
+        input_dim=3, seed=seed, dtype=dtype, backend=backend)
+
+
+def _upsampled_sequence(backend, dtype, seed=0):
+    return fnn.Sequential([
+        fnn.Conv1D(3, 2, activation="tanh"), fnn.UpSampling1D(3),
+        fnn.Conv1D(2, 3, strides=2), fnn.Flatten(), fnn.Dense(2)],
+        input_shape=(5, 2), seed=seed, dtype=dtype, backend=backend)
+
+
 # checked by finite differences only: the other tests back-propagate ones, and through a final
 # softmax that is a zero gradient
 FD_ONLY = {"cnn_softmax": _cnn_softmax}
 
 MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
           "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested,
-          "views": _views}
+          "views": _views, "generator": _generator, "upsampled_sequence": _upsampled_sequence}
 
 
 def _inputs(model, n, seed=1):

@@ -50,6 +50,15 @@ KINDS = [
                                   fnn.AveragePooling2D(padding="same"), fnn.Flatten(),
                                   fnn.Dense(5), fnn.Softmax()], (12, 12, 2)), (12, 12, 2),
      False, True),
+    ("conv2d_transpose", _seq(lambda: [
+        fnn.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+        fnn.UpSampling2D((2, 3)), fnn.Conv2DTranspose(3, (2, 3), strides=(3, 1)),
+        fnn.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1,
+                            activation="tanh"),
+        fnn.Conv2DTranspose(2, 2, dilation_rate=2, output_padding=0, use_bias=False)],
+        (3, 2, 2)), (3, 2, 2), False, False),
+    ("upsampling1d", _seq(lambda: [fnn.UpSampling1D(3), fnn.Dense(2)], (4, 2)), (4, 2),
+     False, False),
     ("conv1d_bn", _seq(lambda: [fnn.Conv1D(4, 3, activation="tanh", padding="same"),
                                 fnn.MaxPooling1D(), fnn.BatchNormalization(),
                                 fnn.AveragePooling1D(), fnn.GlobalAveragePooling1D()], (12, 2)),
@@ -111,11 +120,11 @@ def test_export_matches_onnxruntime_float32(kind, tmp_path):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
-# onnxruntime (1.2x) has no float64 CPU kernels for Conv, the pooling ops, the recurrent ops
-# or Erf (gelu before opset 20); LayerNormalization's and BatchNormalization's epsilon are
+# onnxruntime (1.2x) has no float64 CPU kernels for Conv, ConvTranspose, Resize, the pooling
+# ops, the recurrent ops or Erf (gelu before opset 20); LayerNormalization's and BatchNormalization's epsilon are
 # float32 attributes, so float64 models with them agree to about 1e-9 only
 F64 = [k for k in KINDS if not k[0].startswith(("conv", "global", "SimpleRNN", "LSTM", "GRU",
-                                                "bidirectional", "embedding"))
+                                                "bidirectional", "embedding", "upsampling"))
        and "gelu" not in k[0] and k[0] not in ("transformer", "attention")]
 
 

@@ -159,6 +159,29 @@ def conv2d_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
         raise MemoryError("conv2d_backward: could not allocate its chunk buffers")
 
 
+def conv2d_backward_input(const floating[:, :, :, ::1] kernel,  # IN  (kh, kw, c, f)
+                          const floating[:, :, :, ::1] dz,      # IN  (n, oh, ow, f)
+                          strides, dilations, padding,
+                          floating[:, :, :, ::1] dx):           # OUT (n, h, w, c)
+    """dx := conv2d_backward's dx alone (the transposed gather of dz kernel^T): the forward of a
+    transposed convolution, whose input plays dz. dx must not overlap kernel or dz."""
+    cdef fnn_conv_geom g
+    cdef int ok
+    if not _fast_geometry(dx, kernel, dz, strides, dilations, padding, &g):
+        g = _geometry(_shape(dx), _shape(kernel), _shape(dz), strides, dilations, padding)
+    if g.n == 0:
+        return
+    with nogil:
+        if floating is float:
+            ok = fnn_conv2d_backward_f32(&g, &dx[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                         &dz[0, 0, 0, 0], NULL, NULL, &dx[0, 0, 0, 0])
+        else:
+            ok = fnn_conv2d_backward_f64(&g, &dx[0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                         &dz[0, 0, 0, 0], NULL, NULL, &dx[0, 0, 0, 0])
+    if not ok:
+        raise MemoryError("conv2d_backward_input: could not allocate its chunk buffers")
+
+
 def conv2d_backward_pooled(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
                            const floating[:, :, :, ::1] dy,      # IN  (n, ph, pw, f) pooled
                            const int64_t[:, :, :, ::1] argmax,   # IN  (n, ph, pw, f) iy*ow + ix

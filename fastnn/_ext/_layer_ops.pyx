@@ -116,3 +116,54 @@ def sum_rows_into(const floating[:, ::1] dy,            # IN  (rows, m)
             for r in range(rows):
                 for j in range(j0, j1):
                     out[j] = out[j] + dy[r, j]
+
+
+# ---------------------------------------------------------------- UpSampling1D/2D (nearest)
+
+cdef _check_upsample(tuple small, tuple big, Py_ssize_t sh, Py_ssize_t sw, str name):
+    if (sh < 1 or sw < 1 or big[0] != small[0] or big[3] != small[3]
+            or big[1] != small[1] * sh or big[2] != small[2] * sw):
+        raise ValueError(f"{name}: the large array must be (n, h * {sh}, w * {sw}, c) for the "
+                         f"small one (n, h, w, c). Received: {small} and {big}")
+
+
+def upsample2d_forward(const floating[:, :, :, ::1] x,     # IN  (n, h, w, c)
+                       Py_ssize_t sh, Py_ssize_t sw,
+                       floating[:, :, :, ::1] y):          # OUT (n, h * sh, w * sw, c)
+    """y[b, i*sh + a, j*sw + q, :] := x[b, i, j, :] (nearest-neighbour upsampling)"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t r, b, i, j, a, q, k, oy
+    _check_upsample((n, h, w, c), (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), sh, sw,
+                    "upsample2d_forward")
+    with nogil:
+        for r in prange(n * h, schedule="static", num_threads=threads_for(n * h * w * c * sh * sw)):
+            b = r // h
+            i = r - b * h
+            for a in range(sh):
+                oy = i * sh + a
+                for j in range(w):
+                    for q in range(sw):
+                        for k in range(c):
+                            y[b, oy, j * sw + q, k] = x[b, i, j, k]
+
+
+def upsample2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, h * sh, w * sw, c)
+                        Py_ssize_t sh, Py_ssize_t sw,
+                        floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx[b, i, j, :] := sum over a < sh, then q < sw, of dy[b, i*sh + a, j*sw + q, :] (in that
+    order: the NumPy twin adds in the same order, and threads own whole rows of dx)"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t r, b, i, j, a, q, k
+    _check_upsample((n, h, w, c), (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), sh, sw,
+                    "upsample2d_backward")
+    with nogil:
+        for r in prange(n * h, schedule="static", num_threads=threads_for(n * h * w * c * sh * sw)):
+            b = r // h
+            i = r - b * h
+            for j in range(w):
+                for k in range(c):
+                    dx[b, i, j, k] = 0
+                for a in range(sh):
+                    for q in range(sw):
+                        for k in range(c):
+                            dx[b, i, j, k] = dx[b, i, j, k] + dy[b, i * sh + a, j * sw + q, k]

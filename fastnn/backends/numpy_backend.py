@@ -13,8 +13,8 @@ import numpy as np
 from fastnn import activations as A
 from fastnn._interrupts import deferred_interrupts
 # The layer kernels beyond Dense live in modules named as the compiled ones in fastnn/_ext/.
-from fastnn.backends.numpy_conv import (conv2d_backward, conv2d_backward_pooled,  # noqa: F401
-                                        conv2d_forward)
+from fastnn.backends.numpy_conv import (conv2d_backward, conv2d_backward_input,  # noqa: F401
+                                        conv2d_backward_pooled, conv2d_forward)
 from fastnn.backends.numpy_embedding import embedding_backward, embedding_forward  # noqa: F401
 from fastnn.backends.numpy_pooling import (avgpool2d_backward, avgpool2d_forward,  # noqa: F401
                                            global_avgpool_backward, global_avgpool_forward,
@@ -26,7 +26,8 @@ from fastnn.backends.numpy_attention import attention_backward, attention_forwar
 from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
-                                             dropout_forward, dropout_mask, sum_rows_into)
+                                             dropout_forward, dropout_mask, sum_rows_into,
+                                             upsample2d_backward, upsample2d_forward)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,

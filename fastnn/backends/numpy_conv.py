@@ -72,6 +72,26 @@ def conv2d_backward(x, kernel, dz, strides, dilations, padding, dkernel, dbias, 
     dx[...] = dxp[:, top:top + h, left:left + w]
 
 
+def conv2d_backward_input(kernel, dz, strides, dilations, padding, dx):
+    """dx := conv2d_backward's dx alone: the forward of a transposed convolution, whose input
+    plays dz"""
+    kh, kw, c, f = kernel.shape
+    n, oh, ow, _ = dz.shape
+    g = dz.reshape(-1, f)
+    dpatches = (g @ kernel.reshape(-1, f).T).reshape(n, oh, ow, kh, kw, c)
+    xp = _padded(dx, (kh, kw), (oh, ow), strides, dilations, padding)
+    dxp = np.zeros_like(xp)
+    (sh, sw), (dh, dw), (top, left) = strides, dilations, padding
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            dxp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += \
+                dpatches[:, :, :, ky, kx]
+    h, w = dx.shape[1:3]
+    dx[...] = dxp[:, top:top + h, left:left + w]
+    return dx
+
+
 def conv2d_backward_pooled(x, dy, argmax, yp, out_hw, strides, dilations, padding, dkernel,
                            dbias):
     """dkernel, dbias := conv2d_backward's for dz = maxpool2d_backward_relu(dy, argmax, yp)

@@ -75,3 +75,31 @@ def sum_rows_into(dy, out):
     for row in dy:
         acc += row
     out[...] = acc
+
+
+def _check_upsample(small, big, sh, sw, name):
+    n, h, w, c = small
+    if sh < 1 or sw < 1 or tuple(big) != (n, h * sh, w * sw, c):
+        raise ValueError(f"{name}: the large array must be (n, h * {sh}, w * {sw}, c) for the "
+                         f"small one (n, h, w, c). Received: {tuple(small)} and {tuple(big)}")
+
+
+def upsample2d_forward(x, sh, sw, y):
+    """y[b, i*sh + a, j*sw + q, :] := x[b, i, j, :] (nearest-neighbour upsampling)"""
+    _check_upsample(x.shape, y.shape, sh, sw, "upsample2d_forward")
+    n, h, w, c = x.shape
+    y.reshape(n, h, sh, w, sw, c)[...] = x[:, :, None, :, None, :]
+    return y
+
+
+def upsample2d_backward(dy, sh, sw, dx):
+    """dx[b, i, j, :] := sum over a < sh, then q < sw, of dy[b, i*sh + a, j*sw + q, :]"""
+    _check_upsample(dx.shape, dy.shape, sh, sw, "upsample2d_backward")
+    n, h, w, c = dx.shape
+    blocks = dy.reshape(n, h, sh, w, sw, c)
+    acc = np.zeros_like(dx)
+    for a in range(sh):
+        for q in range(sw):
+            acc += blocks[:, :, a, :, q, :]
+    dx[...] = acc
+    return dx

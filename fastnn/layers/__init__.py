@@ -3,11 +3,12 @@
     base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU
     core.py            Dense, Flatten, Reshape
-    convolutional.py   Conv2D, Conv1D
+    convolutional.py   Conv2D, Conv1D, Conv2DTranspose
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate
     regularization.py  Dropout
+    reshaping.py       UpSampling2D, UpSampling1D
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
@@ -25,7 +26,8 @@ from fastnn.layers.activation import (ACTIVATION_LAYERS, GELU, Activation, Leaky
                                       Sigmoid, Softmax, Step, Tanh)
 from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import Layer, Slot, WeightSpec
-from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
+from fastnn.layers.convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D,
+                                         Convolution2D, Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
 from fastnn.layers.merge import Add, Concatenate
@@ -39,12 +41,14 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
 from fastnn.layers.regularization import Dropout
+from fastnn.layers.reshaping import UpSampling1D, UpSampling2D
 from fastnn.layers.transformer import TransformerBlock
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
+    Conv2DTranspose, UpSampling1D, UpSampling2D,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -135,7 +139,8 @@ def __getattr__(name: str) -> Any:
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
-           "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+           "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
+           "UpSampling2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",

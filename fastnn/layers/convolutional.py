@@ -347,6 +347,192 @@ class Conv1D(_Conv):
                          paddings=("valid", "same", "causal"))
 
 
+def transposed_length(size: int, kernel: int, stride: int, dilation: int, padding: str,
+                      output_padding: Optional[int]) -> tuple[int, int]:
+    """Keras' output length of a transposed convolution along one axis, and the padding before
+    the first element of the convolution it is the transpose of. Without ``output_padding``:
+    ``valid`` gives size * stride + max(span - stride, 0), ``same`` size * stride; with it,
+    (size - 1) * stride + span - 2 * pad + output_padding, pad = span // 2 for ``same`` and 0
+    for ``valid``. ``valid`` pads nothing before; ``same`` pads half of what the windows
+    overhang the output, the odd one after (TensorFlow's and Keras' placement)."""
+    span = (kernel - 1) * dilation + 1
+    if output_padding is None:
+        out = size * stride + (max(span - stride, 0) if padding == "valid" else 0)
+    else:
+        out = (size - 1) * stride + span - 2 * (span // 2 if padding == "same" else 0) \
+            + output_padding
+    if padding == "valid":
+        return out, 0
+    return out, max((size - 1) * stride + span - out, 0) // 2
+
+
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution ("deconvolution"): the layer that grows images, as in a
+    DCGAN's generator. Each input position spreads its channels over a ``kernel_size`` window
+    of the output, windows ``strides`` apart, and overlapping windows add up: the exact
+    transpose of a ``Conv2D`` with the same kernel, strides and padding (its input gradient).
+
+    Parameters
+    ----------
+    filters : int
+        Output channels, > 0.
+    kernel_size, strides, dilation_rate : int or (int, int)
+        As in ``Conv2D`` (strides 2 doubles the height and width).
+    padding : {"valid", "same"}, default "valid"
+        ``same``: the output is input * strides; ``valid``: input * strides + max(span -
+        strides, 0), span = (kernel_size - 1) * dilation_rate + 1 (Keras' lengths).
+    output_padding : int or (int, int), optional
+        Rows and columns added at the end of the output, each below its stride (Keras' and
+        PyTorch's): the output is then (input - 1) * strides + span - 2 * pad +
+        output_padding, pad = span // 2 for ``same``, 0 for ``valid``.
+    data_format, activation, use_bias, kernel_initializer, bias_initializer,
+    kernel_regularizer, bias_regularizer, name, trainable
+        As in ``Conv2D``.
+
+    Shapes: x (n, h, w, c), kernel (kh, kw, filters, c) as in Keras, bias (filters,),
+    y (n, oh, ow, filters). PyTorch's ``ConvTranspose2d`` weight (c, filters, kh, kw) is this
+    kernel transposed by (3, 2, 0, 1).
+
+    Kernels: the forward is the compiled convolution's input gradient with this layer's input
+    as the output gradient, plus the bias; the backward is a convolution forward (the input's
+    gradient) and the convolution's kernel gradient with the roles of input and output
+    swapped. No new arithmetic: the same implicit GEMM, bitwise alike at any thread count.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive size, an output_padding not below its stride, an unknown padding
+        or activation, channels-first data, or (at build) an output of no rows or of more
+        than 2**31 - 1.
+    TypeError
+        For sizes that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Conv2DTranspose(4, 3, strides=2, padding="same")],
+    ...                        input_shape=(7, 7, 8), backend="numpy")
+    >>> model.predict(np.zeros((2, 7, 7, 8))).shape
+    (2, 14, 14, 4)
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 3, 4, 8), (4,)]
+    """
+
+    rank = 2
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
+                 padding: str = "valid", output_padding: Any = None,
+                 data_format: Optional[str] = None, dilation_rate: Any = 1,
+                 activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = None, bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, name, trainable)
+        self.output_padding: Optional[tuple[int, ...]] = None
+        if output_padding is not None:
+            items = (output_padding if isinstance(output_padding, (tuple, list))
+                     else (output_padding,) * 2)
+            if len(items) != 2:
+                raise ValueError(f"output_padding must be an integer or a tuple of 2 integers. "
+                                 f"Received: output_padding={V._describe(output_padding)}")
+            pads = tuple(V.check_int("output_padding", v, low=0) for v in items)
+            if any(p >= s for p, s in zip(pads, self.strides)):
+                raise ValueError(f"output_padding must be below the strides {self.strides} "
+                                 f"on each axis. Received: output_padding="
+                                 f"{V._describe(output_padding)}")
+            self.output_padding = pads
+
+    def _geometry(self, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Output sizes, and the paddings before of the convolution this is the transpose of."""
+        extra = self.output_padding or (None, None)
+        pairs = [transposed_length(size, k, s, d, self.padding, o) for size, k, s, d, o in
+                 zip(spatial, self.kernel_size, self.strides, self.dilation_rate, extra)]
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        check_spatial_input(self, input_shape)
+        sizes, _ = self._geometry(input_shape[:-1])
+        if min(sizes) < 1 or max(sizes) >= 2**31:
+            raise ValueError(f"{self.name}: an input of shape {input_shape} gives an output of "
+                             f"{sizes} positions with kernel_size={list(self.kernel_size)}, "
+                             f"strides={list(self.strides)}, padding='{self.padding}' and "
+                             f"output_padding={self.output_padding}: each must be from 1 to "
+                             f"2**31 - 1")
+        return (*sizes, self.filters)
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        shape = (*self.kernel_size, self.filters, self.input_shape[-1])
+        kernel = self.kernel_initializer or _AutoKernel(self.act)
+        specs = [WeightSpec("kernel", shape, kernel, self.kernel_regularizer)]
+        if self.use_bias:
+            specs.append(WeightSpec("bias", (self.filters,), self.bias_initializer or _zeros,
+                                    self.bias_regularizer))
+        return specs
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        # the convolution this is the transpose of: its input is this layer's output
+        self._k4 = tuple(self.kernel.shape)
+        self._conv_bias = np.zeros(self.input_shape[-1], weights[0].dtype)     # dx's: none
+        self._conv_dbias = np.zeros(self.input_shape[-1], weights[0].dtype)    # discarded
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        x = np.ascontiguousarray(x)
+        ctx.saved["x"] = x
+        n = x.shape[0]
+
+        def kernel(act: int, out: FloatArray) -> None:
+            ctx.be.conv2d_backward_input(self.kernel, x.reshape(n, *self._x4),
+                                         self._strides, self._dilations, self._pads,
+                                         out.reshape(n, *self._y4))
+            rows = rows_of(out)
+            if self.use_bias:
+                ctx.be.add_row_vector(rows, self.bias, rows)
+            if act != A.LINEAR:
+                ctx.be.activation_forward(rows, act, self.param, rows)
+        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, kernel)
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        act = A.LINEAR if ctx.fuse_act else self.act
+        x, dx = ctx.saved["x"], ctx.dx_target(0)
+        n = x.shape[0]
+        if act == A.LINEAR:
+            dz = np.ascontiguousarray(dy)
+        else:
+            dz = ctx.rows_buffer("dz", self.output_shape)
+            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
+            saved, code = saved_for_derivative(ctx, self, act)
+            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
+                                       self.param, view(dz))
+        dz4 = dz.reshape(n, *self._y4)
+        # the kernel's gradient is the convolution's, with this layer's output gradient as the
+        # convolution's input and this layer's input as its output gradient
+        ctx.be.conv2d_backward(dz4, self.kernel, x.reshape(n, *self._x4), self._strides,
+                               self._dilations, self._pads, self.dkernel, self._conv_dbias,
+                               None)
+        self.dbias[...] = 0
+        if self.use_bias:
+            ctx.be.sum_rows_into(rows_of(dz4), self.dbias)
+        if dx is not None:
+            ctx.be.conv2d_forward(dz4, self.kernel, self._conv_bias, self._strides,
+                                  self._dilations, self._pads, A.LINEAR, 0.0,
+                                  dx.reshape(n, *self._x4))
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.output_padding is not None:
+            config["output_padding"] = list(self.output_padding)
+        return config
+
+
+Convolution2DTranspose = Conv2DTranspose
 Convolution1D, Convolution2D = Conv1D, Conv2D
-__all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "conv_tuple", "conv_padding",
-           "output_length", "check_window_span"]
+__all__ = ["Conv1D", "Conv2D", "Conv2DTranspose", "Convolution1D", "Convolution2D",
+           "Convolution2DTranspose", "conv_tuple", "conv_padding", "output_length",
+           "check_window_span"]

@@ -16,7 +16,8 @@ import numpy as np
 from fastnn import _validation as V
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
                            Embedding, Flatten, LayerNormalization, Reshape)
-from fastnn.layers.convolutional import _Conv, window_geometry
+from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
+from fastnn.layers.reshaping import _UpSampling
 from fastnn.layers.embedding import _AddPositions
 from fastnn.layers.pooling import _GlobalPooling, _Pooling
 from fastnn.onnx import _export_seq as S
@@ -68,6 +69,39 @@ def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
              pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
     y = b.channels_last(y, rank, f"{p}/to_nhwc")
     return b.activation(y, layer.act, layer.param, f"{p}/act")
+
+
+def _conv_transpose(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """ConvTranspose: the kernel (kh, kw, filters, c) as ONNX's (c, filters, kh, kw); the
+    pads before are the transposed convolution's, and what ONNX's output length needs after
+    them comes as pads after or, past the last tap, as output_padding."""
+    w = _weights(layer)
+    kernel = np.transpose(w["kernel"], (3, 2, 0, 1))
+    inputs = [b.channels_first(x, 2, f"{p}/to_nchw"), b.const(kernel, f"{p}/kernel")]
+    if "bias" in w:
+        inputs.append(b.const(w["bias"], f"{p}/bias"))
+    spatial = tuple(layer.input_shape[:-1])
+    sizes, before = layer._geometry(spatial)
+    after, extra = [], []
+    for n, out, s, k, d, bf in zip(spatial, sizes, layer.strides, layer.kernel_size,
+                                   layer.dilation_rate, before):
+        rest = (n - 1) * s + (k - 1) * d + 1 - bf - out     # ONNX: out = ... - before - after
+        after.append(max(rest, 0))
+        extra.append(max(-rest, 0))
+    y = b.op("ConvTranspose", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
+             strides=list(layer.strides), dilations=list(layer.dilation_rate),
+             pads=[*before, *after], output_padding=extra)
+    y = b.channels_last(y, 2, f"{p}/to_nhwc")
+    return b.activation(y, layer.act, layer.param, f"{p}/act")
+
+
+def _upsampling(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """Resize, nearest, on the channels-last tensor itself: output position i reads input
+    position floor(i / size) ("asymmetric" coordinates), each input repeated ``size`` times."""
+    scales = np.array([1.0, *layer.size, 1.0], np.float32)
+    return b.op("Resize", [x, "", b.const(scales, f"{p}/scales", np.float32)], p,
+                mode="nearest", coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor")
 
 
 def _pool(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
@@ -147,7 +181,8 @@ def _concatenate(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
 
 
 _EMITTERS: list[tuple[type, Emitter]] = [
-    (Dense, _dense), (Activation, _activation), (_Conv, _conv), (_Pooling, _pool),
+    (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
+    (_Conv, _conv), (_UpSampling, _upsampling), (_Pooling, _pool),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (Dropout, _dropout), (BatchNormalization, _batch_norm), (LayerNormalization, _layer_norm),
     (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
