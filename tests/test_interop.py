@@ -418,6 +418,20 @@ def test_load_weights_written_by_keras(keras, tmp_path):
     x = rng.normal(size=(3, 8, 8, 1)).astype(np.float32)
     np.testing.assert_allclose(fm.predict(x), km.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
+    km = randomized(keras.Sequential([         # a DCGAN-style generator
+        keras.Input((6,)), L.Dense(12), L.Reshape((2, 2, 3)),
+        L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+        L.UpSampling2D(), L.Conv2DTranspose(1, (2, 3), strides=(1, 2), output_padding=(0, 1))]))
+    km.save_weights(tmp_path / "gen.weights.h5")
+    fm = fnn.Sequential([fnn.Dense(12), fnn.Reshape((2, 2, 3)),
+                         fnn.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+                         fnn.UpSampling2D(),
+                         fnn.Conv2DTranspose(1, (2, 3), strides=(1, 2), output_padding=(0, 1))],
+                        input_dim=6)
+    fm.load_weights(tmp_path / "gen.weights.h5")
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    np.testing.assert_allclose(fm.predict(x), km.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
     inp = keras.Input((5,), dtype="int32")
     km = randomized(keras.Model(inp, L.Dense(2)(L.Flatten()(L.Embedding(10, 4)(inp)))))
     km.save_weights(tmp_path / "emb.weights.h5")
