@@ -167,3 +167,25 @@ def upsample2d_backward(const floating[:, :, :, ::1] dy,   # IN  (n, h * sh, w *
                     for q in range(sw):
                         for k in range(c):
                             dx[b, i, j, k] = dx[b, i, j, k] + dy[b, i * sh + a, j * sw + q, k]
+
+
+# ---------------------------------------------------------------- Normalization, Rescaling
+
+def affine_rows(const floating[:, ::1] x,               # IN  (rows, m)
+                const floating[::1] shift,              # IN  (m,)
+                const floating[::1] scale,              # IN  (m,)
+                const floating[::1] offset,             # IN  (m,)
+                floating[:, ::1] out):                  # OUT (rows, m); may be x
+    """out[r, j] := (x[r, j] - shift[j]) * scale[j] + offset[j] (Normalization: shift the mean,
+    scale 1 / std; Rescaling: scale and offset; either's input gradient: dy times the scale)"""
+    cdef Py_ssize_t rows = x.shape[0], m = x.shape[1], r, j
+    if (out.shape[0] != rows or out.shape[1] != m or shift.shape[0] != m
+            or scale.shape[0] != m or offset.shape[0] != m):
+        raise ValueError(f"affine_rows: x and out must be (rows, m) alike and shift, scale and "
+                         f"offset (m,). Received: x {(rows, m)}, out "
+                         f"{(out.shape[0], out.shape[1])}, shift ({shift.shape[0]},), scale "
+                         f"({scale.shape[0]},), offset ({offset.shape[0]},)")
+    with nogil:
+        for r in prange(rows, schedule="static", num_threads=threads_for(rows * m)):
+            for j in range(m):
+                out[r, j] = (x[r, j] - shift[j]) * scale[j] + offset[j]

@@ -27,7 +27,8 @@ from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
                                              dropout_forward, dropout_mask, sum_rows_into,
-                                             upsample2d_backward, upsample2d_forward)
+                                             upsample2d_backward, upsample2d_forward,
+                                             affine_rows)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,

@@ -103,3 +103,17 @@ def upsample2d_backward(dy, sh, sw, dx):
             acc += blocks[:, :, a, :, q, :]
     dx[...] = acc
     return dx
+
+
+def affine_rows(x, shift, scale, offset, out):
+    """out[r, j] := (x[r, j] - shift[j]) * scale[j] + offset[j] (in that order, as the compiled
+    kernel)"""
+    m = x.shape[1]
+    if out.shape != x.shape or shift.shape != (m,) or scale.shape != (m,) or offset.shape != (m,):
+        raise ValueError(f"affine_rows: x and out must be (rows, m) alike and shift, scale and "
+                         f"offset (m,). Received: x {x.shape}, out {out.shape}, shift "
+                         f"{shift.shape}, scale {scale.shape}, offset {offset.shape}")
+    np.subtract(x, shift, out=out)
+    np.multiply(out, scale, out=out)
+    np.add(out, offset, out=out)
+    return out

@@ -9,6 +9,7 @@
     merge.py           Add, Concatenate
     regularization.py  Dropout
     reshaping.py       UpSampling2D, UpSampling1D
+    preprocessing.py   Rescaling, Normalization
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
@@ -41,6 +42,7 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
 from fastnn.layers.regularization import Dropout
+from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import UpSampling1D, UpSampling2D
 from fastnn.layers.transformer import TransformerBlock
 
@@ -48,7 +50,7 @@ from fastnn.layers.transformer import TransformerBlock
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    Conv2DTranspose, UpSampling1D, UpSampling2D,
+    Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -140,7 +142,7 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
-           "UpSampling2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+           "UpSampling2D", "Rescaling", "Normalization", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",

@@ -17,6 +17,7 @@ from fastnn import _validation as V
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
                            Embedding, Flatten, LayerNormalization, Reshape)
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
+from fastnn.layers.preprocessing import _Affine
 from fastnn.layers.reshaping import _UpSampling
 from fastnn.layers.embedding import _AddPositions
 from fastnn.layers.pooling import _GlobalPooling, _Pooling
@@ -104,6 +105,15 @@ def _upsampling(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
                 nearest_mode="floor")
 
 
+def _affine(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """Rescaling and Normalization: (x - shift) * scale + offset, per channel (the last axis),
+    with the layer's current coefficients."""
+    shift, scale, offset = (np.array(a) for a in layer._coefficients())
+    y = b.op("Sub", [x, b.const(shift, f"{p}/shift")], f"{p}/sub")
+    y = b.op("Mul", [y, b.const(scale, f"{p}/scale")], f"{p}/mul")
+    return b.op("Add", [y, b.const(offset, f"{p}/offset")], p)
+
+
 def _pool(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     rank = layer.rank
     op = "MaxPool" if "Max" in type(layer).__name__ else "AveragePool"
@@ -182,7 +192,7 @@ def _concatenate(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
 
 _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
-    (_Conv, _conv), (_UpSampling, _upsampling), (_Pooling, _pool),
+    (_Conv, _conv), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (Dropout, _dropout), (BatchNormalization, _batch_norm), (LayerNormalization, _layer_norm),
     (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
