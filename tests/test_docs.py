@@ -22,6 +22,8 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)              # examples that save files write here
+    import fastnn.utils                      # set_random_seed's example seeds the process:
+    monkeypatch.setattr(fastnn.utils, "_global_seeds", None)    # undone after the test
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"

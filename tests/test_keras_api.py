@@ -281,7 +281,9 @@ def test_from_config_refuses_what_is_not_a_config(config, exc, pattern):
         fnn.models.clone_model("model")
 
 
-def test_set_random_seed_repeats_unseeded_models_and_training():
+def test_set_random_seed_repeats_unseeded_models_and_training(monkeypatch):
+    monkeypatch.setattr(fnn.utils, "_global_seeds", None)      # the process's state, restored
+
     def run():
         model = fnn.Sequential([fnn.Dense(6, activation="relu"), fnn.Dropout(0.3),
                                 fnn.Dense(3, activation="softmax")], input_dim=5)

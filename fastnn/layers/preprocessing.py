@@ -220,13 +220,14 @@ class Normalization(_Affine):
         self._scale = np.empty(c, self.dtype)
 
     def _coefficients(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        mean, variance = self._weights[0], self._weights[1]
-        std = np.maximum(np.sqrt(np.maximum(variance, 0.0)), EPSILON)
+        mean, variance, std = self._weights[0], self._weights[1], self._scale
+        np.maximum(variance, 0.0, out=std)           # in place: nothing allocated per step
+        np.sqrt(std, out=std)
+        np.maximum(std, EPSILON, out=std)
         if self.invert:
-            self._scale[...] = std
-            return self._zeros, self._scale, mean
-        self._scale[...] = 1.0 / std
-        return mean, self._scale, self._zeros
+            return self._zeros, std, mean
+        np.divide(1.0, std, out=std)
+        return mean, std, self._zeros
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
