@@ -48,7 +48,19 @@ typedef struct {
     double work;             /* multiply-adds of the forward product */
 } fnn_conv_plan;
 
-static void fnn_conv_make_plan(const fnn_conv_geom *g, fnn_conv_plan *pl)
+/* The kernel gradient's chunks (fnn_conv2d_backward's group path): dkernel += P_chunk^T dz_chunk
+ * is a product of depth k = the chunk's rows that reads and writes the whole K x f partial, so
+ * the forward's chunks (as few as 16-64 rows when K is large) leave it bound by that traffic.
+ * Its chunks hold up to 4x the values and 1024 rows. */
+#define FNN_CONV_WGRAD_ELEMS (4 * FNN_CONV_CHUNK_ELEMS)
+#define FNN_CONV_WGRAD_MAX_ROWS 1024
+/* ... where the partial has this many values or more (512 KiB in float32, a Zen 3 core's L2):
+ * smaller ones stay in cache, and there the forward's chunks measured as fast or faster. */
+#define FNN_CONV_WGRAD_DEEP_FROM 131072
+
+/* The chunks of a call: at most `elems` values (and max_rows rows) of patches each. */
+static void fnn_conv_make_plan_sized(const fnn_conv_geom *g, fnn_conv_plan *pl, ptrdiff_t elems,
+                                     ptrdiff_t max_rows)
 {
     ptrdiff_t R;
     memset(pl, 0, sizeof *pl);
@@ -58,9 +70,9 @@ static void fnn_conv_make_plan(const fnn_conv_geom *g, fnn_conv_plan *pl)
     pl->work = (double)pl->M * (double)pl->K * (double)g->f;
     pl->direct = (g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
                   g->pl == 0 && g->oh == g->h && g->ow == g->w);
-    R = FNN_CONV_CHUNK_ELEMS / pl->K / 16 * 16;
+    R = elems / pl->K / 16 * 16;
     if (R < 16) R = 16;
-    if (R > FNN_CONV_MAX_ROWS) R = FNN_CONV_MAX_ROWS;
+    if (R > max_rows) R = max_rows;
     if (pl->P >= R) { /* each image in cpi near-equal chunks */
         pl->per_image = 1;
         pl->cpi = (pl->P + R - 1) / R;
@@ -78,6 +90,11 @@ static void fnn_conv_make_plan(const fnn_conv_geom *g, fnn_conv_plan *pl)
         pl->tasks = pl->nchunks;
     }
     pl->groups = pl->nchunks < FNN_CONV_GROUPS ? pl->nchunks : FNN_CONV_GROUPS;
+}
+
+static void fnn_conv_make_plan(const fnn_conv_geom *g, fnn_conv_plan *pl)
+{
+    fnn_conv_make_plan_sized(g, pl, FNN_CONV_CHUNK_ELEMS, FNN_CONV_MAX_ROWS);
 }
 
 /* Chunk j's first row and number of rows. */

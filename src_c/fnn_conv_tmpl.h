@@ -422,7 +422,7 @@ static void CFN(input_task)(const fnn_conv_geom *g, const fnn_conv_plan *pl, con
 int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
                              const FT *dz, FT *dkernel, FT *dbias, FT *dx)
 {
-    fnn_conv_plan pl;
+    fnn_conv_plan pl, pw;
     int ok = 1, nt;
     ptrdiff_t gi, j, KF;
     FT *parts = NULL;
@@ -463,16 +463,21 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
         if (!CFN(grad_direct)(g, &pl, x, dz, dkernel, dbias)) { ok = 0; goto done; }
         goto input;
     }
-    /* the kernel gradient: groups of chunks, each into its partial (group 0 into dkernel) */
-    accs = (double *)calloc((size_t)(pl.groups * g->f), sizeof(double));
-    if (pl.groups > 1) parts = (FT *)CFN(alloc)((size_t)((pl.groups - 1) * KF));
-    if (!accs || (pl.groups > 1 && !parts)) { ok = 0; goto done; }
-    nt = fnn_conv_threads(&pl, pl.groups);
+    /* the kernel gradient: groups of chunks, each into its partial (group 0 into dkernel);
+     * for a partial beyond a core's L2, chunks deeper than the forward's (fnn_conv.c) */
+    if (KF < FNN_CONV_WGRAD_DEEP_FROM)
+        pw = pl;
+    else
+        fnn_conv_make_plan_sized(g, &pw, FNN_CONV_WGRAD_ELEMS, FNN_CONV_WGRAD_MAX_ROWS);
+    accs = (double *)calloc((size_t)(pw.groups * g->f), sizeof(double));
+    if (pw.groups > 1) parts = (FT *)CFN(alloc)((size_t)((pw.groups - 1) * KF));
+    if (!accs || (pw.groups > 1 && !parts)) { ok = 0; goto done; }
+    nt = fnn_conv_threads(&pw, pw.groups);
     if (nt <= 1) {
-        FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+        FT *buf = (FT *)CFN(alloc)((size_t)pw.chunk_rows * (size_t)pw.K);
         if (!buf) { ok = 0; goto done; }
-        for (gi = 0; gi < pl.groups; gi++)
-            CFN(grad_group)(g, &pl, x, dz, gi, buf, gi ? parts + (gi - 1) * KF : dkernel,
+        for (gi = 0; gi < pw.groups; gi++)
+            CFN(grad_group)(g, &pw, x, dz, gi, buf, gi ? parts + (gi - 1) * KF : dkernel,
                             accs + gi * g->f, 0.0);
         free(buf);
     } else {
@@ -480,15 +485,15 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
 #pragma omp parallel num_threads(nt)
         {
             const unsigned int csr = fnn_ftz_enter();
-            FT *buf = (FT *)CFN(alloc)((size_t)pl.chunk_rows * (size_t)pl.K);
+            FT *buf = (FT *)CFN(alloc)((size_t)pw.chunk_rows * (size_t)pw.K);
             ptrdiff_t q;
             if (!buf) {
                 FNN_OMP_FAIL(ok);
             }
 #pragma omp for schedule(dynamic, 1)
-            for (q = 0; q < pl.groups; q++) {
+            for (q = 0; q < pw.groups; q++) {
                 if (!buf) continue;
-                CFN(grad_group)(g, &pl, x, dz, q, buf, q ? parts + (q - 1) * KF : dkernel,
+                CFN(grad_group)(g, &pw, x, dz, q, buf, q ? parts + (q - 1) * KF : dkernel,
                                 accs + q * g->f, FNN_CONV_SERIAL);
             }
             free(buf);
@@ -497,7 +502,7 @@ int CFN(fnn_conv2d_backward)(const fnn_conv_geom *g, const FT *x, const FT *kern
 #endif
         if (!ok) goto done;
     }
-    for (gi = 1; gi < pl.groups; gi++) { /* partials added in group order */
+    for (gi = 1; gi < pw.groups; gi++) { /* partials added in group order */
         const FT *p = parts + (gi - 1) * KF;
         for (j = 0; j < KF; j++) dkernel[j] += p[j];
         for (j = 0; j < g->f; j++) accs[j] += accs[gi * g->f + j];

@@ -205,6 +205,39 @@ def test_conv2d_is_bitwise_the_same_at_one_and_two_threads(case, dtype, fixed_th
     assert _rel(results[0][0], y) <= tol
 
 
+# kernel gradients whose (kh*kw*c) x f partial is beyond a core's L2 (>= 131072 values: the deeper
+# chunks of FNN_CONV_WGRAD_ELEMS), with chunks of whole images and chunks within images
+DEEP_WGRAD = [(20, 9, 9, 128, 128, 3, 1, "same"), (3, 40, 40, 64, 256, 3, 2, "same"),
+              (70, 4, 4, 96, 192, 3, 1, "same"), (5, 12, 12, 512, 256, 1, 1, "valid")]
+
+
+@pytest.mark.parametrize("case", DEEP_WGRAD, ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_kernel_gradients_match_numpy_and_are_bitwise_at_any_threads(case, dtype,
+                                                                          fixed_threads,
+                                                                          thread_count):
+    n, h, w, c, f, k, s, pad = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    kernel = rng.standard_normal((k, k, c, f)).astype(dtype)
+    oh, top = output_length(h, k, s, 1, pad)
+    ow, left = output_length(w, k, s, 1, pad)
+    dz = rng.standard_normal((n, oh, ow, f)).astype(dtype)
+    results = []
+    for t in (1, 2):
+        thread_count(t)
+        grads = np.empty_like(kernel), np.empty(f, dtype), np.empty_like(x)
+        fast_backend.conv2d_backward(x, kernel, dz, (s, s), (1, 1), (top, left), *grads)
+        results.append(grads)
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()
+    want = np.empty_like(kernel), np.empty(f, dtype), np.empty_like(x)
+    numpy_backend.conv2d_backward(x, kernel, dz, (s, s), (1, 1), (top, left), *want)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for got, ref in zip(results[0], want):
+        assert _rel(got, ref) <= tol
+
+
 def test_conv2d_layer_api_follows_keras():
     layer = fnn.Conv2D(8, 3, strides=(2, 1), padding="SAME", dilation_rate=1,
                        activation="relu", name="c1")
