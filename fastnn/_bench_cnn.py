@@ -7,7 +7,11 @@ NCHW layout or channels-last, whichever is faster for the row):
   84, 10 (softmax cross-entropy), one SGD-with-momentum training step on 64 images;
 - ``digits CNN step b32``: 8x8x1, conv 3x3x16 same, pool, conv 3x3x32 same, pool, Dense 64, 10;
 - ``LeNet-5 predict x1``: one image through LeNet-5 (what an app classifying one input pays);
-- ``conv 3x3 64->64 32x32 b32``: one convolution's forward pass, the GEMM-bound case.
+- ``conv 3x3 64->64 32x32 b32``: one convolution's forward pass, the GEMM-bound case;
+- ``DCGAN generator step b64``: the generator of Keras' DCGAN example for 28x28 images: noise
+  100, Dense 7x7x128 relu, Conv2DTranspose 64 4x4 stride 2 "same" relu (14x14), Conv2DTranspose
+  1 4x4 stride 2 "same" tanh (28x28), one SGD-with-momentum step on an MSE to fixed images
+  (PyTorch: ConvTranspose2d with padding 1, which is the same geometry).
 
 Calls of the two engines alternate in one run, at the same thread count, and the table gives
 the medians, PyTorch's time over fastnn's (above 1: fastnn is faster), fastnn's GFLOP/s and that
@@ -46,6 +50,22 @@ def digits_cnn(seed: int = 0, backend: Any = "fast") -> Any:
         fnn.Conv2D(32, 3, padding="same", activation="relu"), fnn.MaxPooling2D(),
         fnn.Flatten(), fnn.Dense(64, activation="relu"), fnn.Dense(10, activation="softmax")],
         input_shape=(8, 8, 1), seed=seed, backend=backend)
+
+
+def dcgan_generator(seed: int = 0, backend: Any = "fast") -> Any:
+    """Noise 100 -> 28x28x1 images through two strided transposed convolutions."""
+    return fnn.Sequential([
+        fnn.Dense(7 * 7 * 128, activation="relu"), fnn.Reshape((7, 7, 128)),
+        fnn.Conv2DTranspose(64, 4, strides=2, padding="same", activation="relu"),
+        fnn.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh")],
+        input_dim=100, seed=seed, backend=backend)
+
+
+def _torch_dcgan_generator(torch: Any) -> Any:
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(100, 7 * 7 * 128), nn.ReLU(), nn.Unflatten(1, (128, 7, 7)),
+                         nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.ReLU(),
+                         nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1), nn.Tanh())
 
 
 def _torch_lenet5(torch: Any) -> Any:
@@ -156,11 +176,37 @@ def rows() -> list[Row]:
             return call
         return mine, theirs
 
+    def generator_step(n: int) -> tuple[Callable[[], Callable[[], Any]],
+                                        Callable[[Any], Callable[[], Any]]]:
+        z = rng.standard_normal((n, 100)).astype(np.float32)
+        images = np.tanh(rng.standard_normal((n, 28, 28, 1))).astype(np.float32)
+
+        def mine() -> Callable[[], Any]:
+            model = dcgan_generator()
+            model.compile(loss="mse", optimizer=fnn.SGD(0.01, momentum=0.9))
+            target = images.reshape(n, -1)
+            return lambda: model.train_on_batch(z, target)
+
+        def theirs(torch: Any) -> Callable[[], Any]:
+            net = _torch_dcgan_generator(torch)
+            opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            loss = torch.nn.MSELoss()
+            zt, yt = torch.tensor(z), torch.tensor(images.transpose(0, 3, 1, 2).copy())
+
+            def call() -> None:
+                opt.zero_grad()
+                loss(net(zt), yt).backward()
+                opt.step()
+            return call
+        return mine, theirs
+
+    dcgan = _flops([(64, 100 * 6272), (64 * 49, 128 * 64 * 16), (64 * 196, 64 * 16)], True)
     return [("LeNet-5 step b64", _lenet_flops(64, True), *step(lenet5, _torch_lenet5, 28, 64)),
             ("digits CNN step b32", _digits_flops(32, True),
              *step(digits_cnn, _torch_digits, 8, 32)),
             ("LeNet-5 predict x1", _lenet_flops(1, False), *predict_one()),
-            ("conv 3x3 64->64 32x32 b32", 2.0 * 32 * 1024 * 576 * 64, *conv64())]
+            ("conv 3x3 64->64 32x32 b32", 2.0 * 32 * 1024 * 576 * 64, *conv64()),
+            ("DCGAN generator step b64", dcgan, *generator_step(64))]
 
 
 def gemm_peak(threads: int, repeats: int = 5) -> float:
