@@ -170,6 +170,13 @@ def test_files_config_and_keras_weights(tmp_path, keras):
     (lambda: fnn.Normalization().adapt("abc"), TypeError, r"data"),
     (lambda: fnn.Sequential([fnn.Normalization(mean=[1.0, 2.0], variance=[1.0, 1.0])],
                             input_dim=3), ValueError, r"statistics for 2 features; its input has 3"),
+    (lambda: fnn.Sequential([fnn.Rescaling(1e300)], input_dim=3), ValueError,
+     r"scale.*overflows"),
+    (lambda: fnn.Sequential([fnn.Normalization(mean=1e300, variance=1.0)], input_dim=3),
+     ValueError, r"overflows float32"),
+    (lambda: fnn.Normalization().adapt([[1e200], [-1e200]]), ValueError, r"overflows float64"),
+    (lambda: fnn.Sequential([fnn.Normalization()], input_dim=1).layers[0].adapt([[1e30], [-1e30]]),
+     ValueError, r"overflows float32"),
 ])
 def test_bad_arguments_are_refused_naming_them(make, exc, pattern):
     with pytest.raises(exc, match=pattern):

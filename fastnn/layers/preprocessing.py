@@ -81,6 +81,11 @@ class Rescaling(_Affine):
             raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
         return input_shape
 
+    def build(self, input_shape: Any, dtype: Any) -> Any:
+        for name in ("scale", "offset"):     # as the model's dtype holds them, or refused
+            V.check_in_dtype(name, getattr(self, name), dtype, zero_ok=True, owner=repr(self))
+        return super().build(input_shape, dtype)
+
     def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
         super().bind(weights, grads)
         c = self.input_shape[-1]
@@ -177,6 +182,15 @@ class Normalization(_Affine):
                              f"Received: data with {flat.shape[1]} on its last axis")
         mean = flat.mean(axis=0)
         variance = ((flat - mean) ** 2).mean(axis=0)
+        if not np.isfinite(variance).all():
+            raise ValueError("data: its variance overflows float64 (values near 1e154 or "
+                             "beyond); scale the data first")
+        if self.built and self._weights:
+            with np.errstate(over="ignore"):
+                held = [np.asarray(s, dtype=self.dtype) for s in (mean, variance)]
+            if not all(np.isfinite(h).all() for h in held):
+                raise ValueError(f"{self.name}: the data's mean or variance overflows "
+                                 f"{self.dtype}; use a float64 model or scale the data")
         self._adapted = (mean, variance, float(flat.shape[0]))
         if self.built and self._weights:
             self._weights[0][...] = mean
@@ -206,6 +220,17 @@ class Normalization(_Affine):
                         raise ValueError(f"{self.name} has statistics for {s.shape[0]} "
                                          f"features; its input has {c}")
         return input_shape
+
+    def build(self, input_shape: Any, dtype: Any) -> Any:
+        for stats in (self._adapted, self._given):
+            if stats is not None:
+                with np.errstate(over="ignore"):
+                    held = [np.asarray(s, dtype=dtype) for s in stats[:2]]
+                if not all(np.isfinite(h).all() for h in held):
+                    raise ValueError(f"{self.name}: its mean or variance overflows "
+                                     f"{np.dtype(dtype).name}; use a float64 model or smaller "
+                                     f"values")
+        return super().build(input_shape, dtype)
 
     def weight_specs(self) -> Sequence[WeightSpec]:
         c = (self.input_shape[-1],)
