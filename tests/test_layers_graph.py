@@ -119,13 +119,24 @@ def _upsampled_sequence(backend, dtype, seed=0):
         input_shape=(5, 2), seed=seed, dtype=dtype, backend=backend)
 
 
+def _time_distributed(backend, dtype, seed=0):
+    """Frames through a TimeDistributed convolution and flatten, then a recurrent layer, and a
+    TimeDistributed Dense on its sequence."""
+    return fnn.Sequential([
+        fnn.TimeDistributed(fnn.Conv2D(2, 3, activation="tanh")),
+        fnn.TimeDistributed(fnn.Flatten()), fnn.SimpleRNN(3, return_sequences=True),
+        fnn.TimeDistributed(fnn.Dense(2, activation="sigmoid")), fnn.Flatten()],
+        input_shape=(3, 4, 5, 1), seed=seed, dtype=dtype, backend=backend)
+
+
 # checked by finite differences only: the other tests back-propagate ones, and through a final
 # softmax that is a zero gradient
 FD_ONLY = {"cnn_softmax": _cnn_softmax}
 
 MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
           "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested,
-          "views": _views, "generator": _generator, "upsampled_sequence": _upsampled_sequence}
+          "views": _views, "generator": _generator, "upsampled_sequence": _upsampled_sequence,
+          "time_distributed": _time_distributed}
 
 
 def _inputs(model, n, seed=1):

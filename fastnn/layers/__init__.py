@@ -10,6 +10,7 @@
     regularization.py  Dropout
     reshaping.py       UpSampling2D, UpSampling1D
     preprocessing.py   Rescaling, Normalization
+    wrappers.py        TimeDistributed
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
@@ -44,13 +45,14 @@ from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional,
 from fastnn.layers.regularization import Dropout
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import UpSampling1D, UpSampling2D
+from fastnn.layers.wrappers import TimeDistributed
 from fastnn.layers.transformer import TransformerBlock
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization,
+    Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -108,6 +110,12 @@ def _make_layer(config: dict[str, Any]) -> Layer:
         elif act == "leaky_relu":
             config["activation"] = LeakyReLU(**param)
         return LAYERS[cls](**config)
+    if cls == "TimeDistributed":
+        if not isinstance(config.get("layer"), Mapping):
+            raise ValueError(f"TimeDistributed: 'layer' must be a layer config. Received: "
+                             f"{config.get('layer')!r:.80}")
+        config["layer"] = layer_from_config(config["layer"])
+        return TimeDistributed(**config)
     if cls == "Bidirectional":
         for key in ("layer", "backward_layer"):
             if config.get(key) is not None:
@@ -142,7 +150,7 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
-           "UpSampling2D", "Rescaling", "Normalization", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+           "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
