@@ -22,7 +22,8 @@ from fastnn import onnx                   # the optional extra: imports the onnx
 from fastnn import interop                # PyTorch and h5py: imported on use
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
                            Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling,
-                           Normalization, TimeDistributed, Convolution1D, Convolution2D, Dense, Dropout, Embedding, Flatten,
+                           Normalization, TimeDistributed, ZeroPadding1D, ZeroPadding2D,
+                           Cropping1D, Cropping2D, RepeatVector, Convolution1D, Convolution2D, Dense, Dropout, Embedding, Flatten,
                            GELU,
                            AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
@@ -68,6 +69,7 @@ __all__ = [
     "Dropout", "Flatten", "Input", "InputLayer", "LayerNormalization", "Model", "Reshape", "initializers",
     "regularizers", "set_adaptive_threads", "get_adaptive_threads", "Conv1D", "Conv2D",
     "Conv2DTranspose", "UpSampling1D", "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed",
+    "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector",
     "Convolution1D", "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
     "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",

@@ -81,7 +81,8 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_conv_small_backward.py tests/test_conv_strided.py tests/test_gelu.py \
          tests/test_conv_dgrad1.py tests/test_conv_wino.py tests/test_conv_direct.py \
          tests/test_conv_pooled.py tests/test_validation.py tests/test_conv_transpose.py \
-         tests/test_preprocessing_layers.py tests/test_time_distributed.py; do
+         tests/test_preprocessing_layers.py tests/test_time_distributed.py \
+         tests/test_padding_cropping.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 LOGS="$(mktemp -d)"

@@ -129,6 +129,17 @@ def _time_distributed(backend, dtype, seed=0):
         input_shape=(3, 4, 5, 1), seed=seed, dtype=dtype, backend=backend)
 
 
+def _padded_cropped(backend, dtype, seed=0):
+    """ZeroPadding2D and Cropping2D around a convolution, then RepeatVector into a sequence:
+    padding, cropping and repeating with their 1-D forms."""
+    return fnn.Sequential([
+        fnn.ZeroPadding2D(((1, 0), (2, 1))), fnn.Conv2D(2, 3, activation="tanh"),
+        fnn.Cropping2D(((0, 1), (1, 0))), fnn.Flatten(), fnn.Dense(3, activation="sigmoid"),
+        fnn.RepeatVector(4), fnn.ZeroPadding1D((0, 2)), fnn.Conv1D(2, 2),
+        fnn.Cropping1D((1, 1)), fnn.Flatten()],
+        input_shape=(4, 3, 2), seed=seed, dtype=dtype, backend=backend)
+
+
 # checked by finite differences only: the other tests back-propagate ones, and through a final
 # softmax that is a zero gradient
 FD_ONLY = {"cnn_softmax": _cnn_softmax}
@@ -136,7 +147,7 @@ FD_ONLY = {"cnn_softmax": _cnn_softmax}
 MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
           "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested,
           "views": _views, "generator": _generator, "upsampled_sequence": _upsampled_sequence,
-          "time_distributed": _time_distributed}
+          "time_distributed": _time_distributed, "padded_cropped": _padded_cropped}
 
 
 def _inputs(model, n, seed=1):

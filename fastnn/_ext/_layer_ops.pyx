@@ -189,3 +189,43 @@ def affine_rows(const floating[:, ::1] x,               # IN  (rows, m)
         for r in prange(rows, schedule="static", num_threads=threads_for(rows * m)):
             for j in range(m):
                 out[r, j] = (x[r, j] - shift[j]) * scale[j] + offset[j]
+
+
+# ---------------------------------------------------------------- ZeroPadding, Cropping
+
+def copy_window(const floating[:, :, :, ::1] src,       # IN  (n, H1, W1, c)
+                Py_ssize_t src_top, Py_ssize_t src_left,
+                floating[:, :, :, ::1] dst,             # OUT (n, H2, W2, c)
+                Py_ssize_t dst_top, Py_ssize_t dst_left,
+                Py_ssize_t h, Py_ssize_t w, bint zero_rest):
+    """dst[b, dst_top + i, dst_left + j, :] := src[b, src_top + i, src_left + j, :] for i < h,
+    j < w; with zero_rest, every other element of dst := 0 (ZeroPadding's forward and
+    Cropping's backward; the other way round, their backward and forward)"""
+    cdef Py_ssize_t n = dst.shape[0], H = dst.shape[1], W = dst.shape[2], c = dst.shape[3]
+    cdef Py_ssize_t r, b, i, j, k
+    if (src.shape[0] != n or src.shape[3] != c or h < 0 or w < 0 or src_top < 0
+            or src_left < 0 or dst_top < 0 or dst_left < 0 or src_top + h > src.shape[1]
+            or src_left + w > src.shape[2] or dst_top + h > H or dst_left + w > W):
+        raise ValueError(f"copy_window: a {h} x {w} window at ({src_top}, {src_left}) of src "
+                         f"{(src.shape[0], src.shape[1], src.shape[2], src.shape[3])} does not "
+                         f"fit at ({dst_top}, {dst_left}) of dst {(n, H, W, c)}")
+    with nogil:
+        for r in prange(n * H, schedule="static", num_threads=threads_for(n * H * W * c)):
+            b = r // H
+            i = r - b * H
+            if i < dst_top or i >= dst_top + h:
+                if zero_rest:
+                    for j in range(W):
+                        for k in range(c):
+                            dst[b, i, j, k] = 0
+                continue
+            if zero_rest:
+                for j in range(dst_left):
+                    for k in range(c):
+                        dst[b, i, j, k] = 0
+                for j in range(dst_left + w, W):
+                    for k in range(c):
+                        dst[b, i, j, k] = 0
+            for j in range(w):
+                for k in range(c):
+                    dst[b, i, dst_left + j, k] = src[b, src_top + i - dst_top, src_left + j, k]

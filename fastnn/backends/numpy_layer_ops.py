@@ -117,3 +117,21 @@ def affine_rows(x, shift, scale, offset, out):
     np.multiply(out, scale, out=out)
     np.add(out, offset, out=out)
     return out
+
+
+def copy_window(src, src_top, src_left, dst, dst_top, dst_left, h, w, zero_rest):
+    """dst[b, dst_top + i, dst_left + j, :] := src[b, src_top + i, src_left + j, :] for i < h,
+    j < w; with zero_rest, every other element of dst := 0"""
+    n, H, W, c = dst.shape
+    if (src.shape[0] != n or src.shape[3] != c or min(h, w, src_top, src_left, dst_top,
+                                                       dst_left) < 0
+            or src_top + h > src.shape[1] or src_left + w > src.shape[2] or dst_top + h > H
+            or dst_left + w > W):
+        raise ValueError(f"copy_window: a {h} x {w} window at ({src_top}, {src_left}) of src "
+                         f"{tuple(src.shape)} does not fit at ({dst_top}, {dst_left}) of dst "
+                         f"{tuple(dst.shape)}")
+    if zero_rest:
+        dst[...] = 0
+    dst[:, dst_top:dst_top + h, dst_left:dst_left + w] = \
+        src[:, src_top:src_top + h, src_left:src_left + w]
+    return dst

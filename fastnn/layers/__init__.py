@@ -8,7 +8,7 @@
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate
     regularization.py  Dropout
-    reshaping.py       UpSampling2D, UpSampling1D
+    reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
     wrappers.py        TimeDistributed
     normalization.py   BatchNormalization, LayerNormalization
@@ -44,7 +44,8 @@ from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional,
                                      SimpleRNN)
 from fastnn.layers.regularization import Dropout
 from fastnn.layers.preprocessing import Normalization, Rescaling
-from fastnn.layers.reshaping import UpSampling1D, UpSampling2D
+from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
+                                     UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
 from fastnn.layers.transformer import TransformerBlock
 
@@ -53,6 +54,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
     Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
+    ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -150,7 +152,8 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
-           "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+           "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",
+           "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
