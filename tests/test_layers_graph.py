@@ -140,6 +140,20 @@ def _padded_cropped(backend, dtype, seed=0):
         input_shape=(4, 3, 2), seed=seed, dtype=dtype, backend=backend)
 
 
+def _merges(backend, dtype, seed=0):
+    """Keras' element-wise merges, one tensor read by several of them (and twice by one)."""
+    inp = fnn.Input((5,))
+    a = fnn.Dense(4, activation="tanh")(inp)
+    b = fnn.Dense(4, activation="sigmoid")(inp)
+    c = fnn.Dense(4)(inp)
+    gated = fnn.Multiply()([a, b, c])
+    squared = fnn.Multiply()([a, a])
+    joined = fnn.Concatenate()([gated, squared, fnn.Subtract()([b, c]),
+                                fnn.Average()([a, b, c]), fnn.Maximum()([a, b, c]),
+                                fnn.Minimum()([c, a])])
+    return fnn.Model(inp, fnn.Dense(2)(joined), seed=seed, dtype=dtype, backend=backend)
+
+
 # checked by finite differences only: the other tests back-propagate ones, and through a final
 # softmax that is a zero gradient
 FD_ONLY = {"cnn_softmax": _cnn_softmax}
@@ -147,7 +161,8 @@ FD_ONLY = {"cnn_softmax": _cnn_softmax}
 MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _two_inputs, "image_stack": _image_stack,
           "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested,
           "views": _views, "generator": _generator, "upsampled_sequence": _upsampled_sequence,
-          "time_distributed": _time_distributed, "padded_cropped": _padded_cropped}
+          "time_distributed": _time_distributed, "padded_cropped": _padded_cropped,
+          "merges": _merges}
 
 
 def _inputs(model, n, seed=1):

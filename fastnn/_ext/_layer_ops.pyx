@@ -10,7 +10,7 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int32_t, uint64_t
 from libc.string cimport memcpy
 
 from fastnn._ext._parallel cimport threads_for
@@ -229,3 +229,67 @@ def copy_window(const floating[:, :, :, ::1] src,       # IN  (n, H1, W1, c)
             for j in range(w):
                 for k in range(c):
                     dst[b, i, dst_left + j, k] = src[b, src_top + i - dst_top, src_left + j, k]
+
+
+# ---------------------------------------------------------------- Multiply, Subtract, Average,
+# Maximum, Minimum: one pass per input, in input order (the NumPy twins take the same passes)
+
+def binary_op(const floating[::1] a, const floating[::1] b, int op,
+              floating[::1] out):                       # OUT (N,); may be a
+    """out := a * b (op 0), max(a, b) (1: a where equal), min(a, b) (2: a where equal),
+    a - b (3), a + b (4)"""
+    cdef Py_ssize_t n = out.shape[0], k
+    if a.shape[0] != n or b.shape[0] != n or op < 0 or op > 4:
+        raise ValueError(f"binary_op: a, b and out must have one length and op be 0 to 4. "
+                         f"Received: {a.shape[0]}, {b.shape[0]}, {n}, op={op}")
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(n)):
+            if op == 0:
+                out[k] = a[k] * b[k]
+            elif op == 1:
+                out[k] = b[k] if b[k] > a[k] else a[k]
+            elif op == 2:
+                out[k] = b[k] if b[k] < a[k] else a[k]
+            elif op == 3:
+                out[k] = a[k] - b[k]
+            else:
+                out[k] = a[k] + b[k]
+
+
+def divide_scalar(const floating[::1] a, double d, floating[::1] out):   # OUT (N,); may be a
+    """out := a / d (Average's mean of its inputs' sum)"""
+    cdef Py_ssize_t n = out.shape[0], k
+    cdef floating dd = <floating>d
+    if a.shape[0] != n:
+        raise ValueError(f"divide_scalar: a and out must have one length. Received: "
+                         f"{a.shape[0]}, {n}")
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(n)):
+            out[k] = a[k] / dd
+
+
+def select_update(floating[::1] best, int32_t[::1] index, const floating[::1] x, int i,
+                  bint largest):
+    """Where x beats best (>, or < when not largest): best := x, index := i (ties keep the
+    earlier input, as Maximum's and Minimum's forward)"""
+    cdef Py_ssize_t n = best.shape[0], k
+    if index.shape[0] != n or x.shape[0] != n:
+        raise ValueError(f"select_update: best, index and x must have one length. Received: "
+                         f"{n}, {index.shape[0]}, {x.shape[0]}")
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(n)):
+            if (x[k] > best[k]) if largest else (x[k] < best[k]):
+                best[k] = x[k]
+                index[k] = i
+
+
+def select_grad(const floating[::1] dy, const int32_t[::1] index, int i,
+                floating[::1] dx):                      # OUT (N,)
+    """dx := dy where index == i, else 0"""
+    cdef Py_ssize_t n = dx.shape[0], k
+    if dy.shape[0] != n or index.shape[0] != n:
+        raise ValueError(f"select_grad: dy, index and dx must have one length. Received: "
+                         f"{dy.shape[0]}, {index.shape[0]}, {n}")
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(n)):
+            dx[k] = dy[k] if index[k] == i else 0

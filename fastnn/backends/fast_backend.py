@@ -35,7 +35,8 @@ try:
     from fastnn._ext._layer_ops import (add_forward, add_row_vector, concat_backward,
                                         concat_forward, dropout_mask, multiply, sum_rows_into,
                                         upsample2d_backward, upsample2d_forward, affine_rows,
-                                        copy_window)
+                                        copy_window, binary_op, divide_scalar, select_update,
+                                        select_grad)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward)
@@ -101,7 +102,8 @@ __all__ = [
     "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled",
-    "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window", "maxpool2d_forward", "maxpool2d_backward",
+    "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
+    "binary_op", "divide_scalar", "select_update", "select_grad", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",

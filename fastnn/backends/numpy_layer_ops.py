@@ -135,3 +135,48 @@ def copy_window(src, src_top, src_left, dst, dst_top, dst_left, h, w, zero_rest)
     dst[:, dst_top:dst_top + h, dst_left:dst_left + w] = \
         src[:, src_top:src_top + h, src_left:src_left + w]
     return dst
+
+
+def binary_op(a, b, op, out):
+    """out := a * b (op 0), max(a, b) (1: a where equal), min(a, b) (2: a where equal),
+    a - b (3), a + b (4)"""
+    if a.shape != out.shape or b.shape != out.shape or not 0 <= op <= 4:
+        raise ValueError(f"binary_op: a, b and out must have one length and op be 0 to 4. "
+                         f"Received: {a.shape}, {b.shape}, {out.shape}, op={op}")
+    if op == 0:
+        np.multiply(a, b, out=out)
+    elif op in (1, 2):
+        out[...] = np.where(b > a if op == 1 else b < a, b, a)
+    elif op == 3:
+        np.subtract(a, b, out=out)
+    else:
+        np.add(a, b, out=out)
+    return out
+
+
+def divide_scalar(a, d, out):
+    """out := a / d"""
+    if a.shape != out.shape:
+        raise ValueError(f"divide_scalar: a and out must have one length. Received: "
+                         f"{a.shape}, {out.shape}")
+    np.divide(a, out.dtype.type(d), out=out)
+    return out
+
+
+def select_update(best, index, x, i, largest):
+    """Where x beats best (>, or < when not largest): best := x, index := i"""
+    if index.shape != best.shape or x.shape != best.shape:
+        raise ValueError(f"select_update: best, index and x must have one length. Received: "
+                         f"{best.shape}, {index.shape}, {x.shape}")
+    beats = x > best if largest else x < best
+    best[beats] = x[beats]
+    index[beats] = i
+
+
+def select_grad(dy, index, i, dx):
+    """dx := dy where index == i, else 0"""
+    if dy.shape != dx.shape or index.shape != dx.shape:
+        raise ValueError(f"select_grad: dy, index and dx must have one length. Received: "
+                         f"{dy.shape}, {index.shape}, {dx.shape}")
+    dx[...] = np.where(index == i, dy, 0)
+    return dx

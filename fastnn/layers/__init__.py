@@ -6,7 +6,7 @@
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
-    merge.py           Add, Concatenate
+    merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
@@ -32,7 +32,8 @@ from fastnn.layers.convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convol
                                          Convolution2D, Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
-from fastnn.layers.merge import Add, Concatenate
+from fastnn.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
+                                 Subtract)
 from fastnn.layers.normalization import BatchNormalization, LayerNormalization
 from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, AveragePooling2D,
                                    AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
@@ -54,7 +55,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
     Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
-    ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector,
+    ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
+    Average, Maximum, Minimum,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -153,7 +155,8 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
            "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",
-           "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
+           "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
+           "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",

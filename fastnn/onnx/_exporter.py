@@ -14,8 +14,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fastnn import _validation as V
-from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout,
-                           Embedding, Flatten, LayerNormalization, Reshape)
+from fastnn.layers import (Activation, Add, Average, BatchNormalization, Concatenate, Dense,
+                           Dropout, Embedding, Flatten, LayerNormalization, Maximum, Minimum,
+                           Multiply, Reshape, Subtract)
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
 from fastnn.layers.preprocessing import _Affine
 from fastnn.layers.reshaping import _UpSampling
@@ -190,13 +191,34 @@ def _concatenate(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
     return b.op("Concat", list(xs), p, axis=-1)
 
 
+def _multiply(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
+    y = xs[0]
+    for i, x in enumerate(xs[1:]):            # in input order, as fastnn multiplies
+        y = b.op("Mul", [y, x], p if i == len(xs) - 2 else f"{p}/mul{i}")
+    return y
+
+
+def _subtract(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
+    return b.op("Sub", list(xs), p)
+
+
+def _average(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
+    total = b.op("Sum", list(xs), f"{p}/sum")
+    return b.op("Div", [total, b.const(np.array(float(len(xs))), f"{p}/count")], p)
+
+
+def _select(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
+    return b.op("Max" if type(layer).__name__ == "Maximum" else "Min", list(xs), p)
+
+
 _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
     (_Conv, _conv), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (Dropout, _dropout), (BatchNormalization, _batch_norm), (LayerNormalization, _layer_norm),
     (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
-    (Concatenate, _concatenate), *S.EMITTERS,
+    (Concatenate, _concatenate), (Multiply, _multiply), (Subtract, _subtract),
+    (Average, _average), (Maximum, _select), (Minimum, _select), *S.EMITTERS,
 ]
 
 
