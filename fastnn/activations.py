@@ -32,7 +32,7 @@ kernels in place of y (``FROM_INPUT``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastnn import _validation as V
 
@@ -110,3 +110,84 @@ def activation_code(name: str) -> int:
         raise ValueError(
             f"activation must be one of {sorted(CODES)}. Received: activation={V._describe(name)}")
     return CODES[name]
+
+
+# ------------------------------------------------------------------ Keras' functional forms
+# keras.activations.relu(x) and its siblings, on NumPy arrays: the compiled kernels the layers
+# use (the NumPy twins without the compiled backend), over the last axis for softmax.
+
+def _apply(x: Any, code: int, param: float = 0.0) -> Any:
+    import numpy as np
+    from fastnn.backends import fast_available, get_backend
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub" or arr.dtype == np.float16:
+        raise TypeError(f"x must hold real numbers. Received: dtype {arr.dtype}")
+    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    if code in PARAM_NAMES_BY_CODE:
+        V.check_in_dtype(PARAM_NAMES_BY_CODE[code], param, dtype, zero_ok=True)
+    z = np.array(arr, dtype=dtype, order="C")      # a copy: 0-d stays 0-d
+    out = np.empty_like(z)
+    if z.size:
+        shape = (-1, z.shape[-1]) if z.ndim else (1, 1)
+        be = get_backend("fast" if fast_available() else "numpy")
+        be.activation_forward(z.reshape(shape), code, float(param), out.reshape(shape))
+    return out
+
+
+PARAM_NAMES_BY_CODE = {STEP: "threshold", LEAKY_RELU: "negative_slope"}
+
+
+def linear(x: Any) -> Any:
+    """``x`` itself, as an array (Keras' ``linear``)."""
+    return _apply(x, LINEAR)
+
+
+def relu(x: Any) -> Any:
+    """``max(x, 0)`` element-wise (Keras' ``relu``, without its extra arguments).
+
+    Examples
+    --------
+    >>> from fastnn import activations
+    >>> activations.relu([-1.0, 2.0])
+    array([0., 2.])
+    """
+    return _apply(x, RELU)
+
+
+def sigmoid(x: Any) -> Any:
+    """``1 / (1 + exp(-x))`` element-wise."""
+    return _apply(x, SIGMOID)
+
+
+def tanh(x: Any) -> Any:
+    """``tanh(x)`` element-wise."""
+    return _apply(x, TANH)
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.2) -> Any:
+    """``x`` where positive, else ``negative_slope * x`` (Keras' default slope 0.2; fastnn's
+    ``activation="leaky_relu"`` uses 0.01, PyTorch's default)."""
+    return _apply(x, LEAKY_RELU, negative_slope)
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """``exp(x) / sum(exp(x))`` along ``axis`` (the last by default), stable for large values.
+
+    Examples
+    --------
+    >>> from fastnn import activations
+    >>> activations.softmax([[0.0, 0.0]])
+    array([[0.5, 0.5]])
+    """
+    import numpy as np
+    arr = np.asarray(x)
+    axis = V.check_int("axis", axis)
+    if arr.ndim == 0 or not -arr.ndim <= axis < arr.ndim:
+        raise ValueError(f"axis must name an axis of x (ndim {arr.ndim}). Received: axis={axis}")
+    moved = np.moveaxis(arr, axis, -1)
+    return np.moveaxis(_apply(moved, SOFTMAX), -1, axis)
+
+
+def gelu(x: Any, approximate: bool = False) -> Any:
+    """``x Phi(x)`` (exact, Keras' default), or its tanh approximation."""
+    return _apply(x, GELU_TANH if V.check_bool("approximate", approximate) else GELU)

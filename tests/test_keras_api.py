@@ -343,3 +343,58 @@ def test_save_weights_to_a_keras_name_loads_back(tmp_path):
     (tmp_path / "junk.weights.h5").write_bytes(b"not a model")
     with pytest.raises((ValueError, ImportError)):
         other.load_weights(tmp_path / "junk.weights.h5")
+
+
+# ------------------------------------------------------------ weights views, activations
+
+def test_weights_are_read_only_views_that_follow_training():
+    model = fnn.Sequential([fnn.Dense(3), fnn.BatchNormalization(),
+                            fnn.Dense(2, trainable=False)], input_dim=5, seed=0)
+    assert [w.shape for w in model.weights] == [w.shape for w in model.get_weights()]
+    assert [w.shape for w in model.trainable_weights] == [(5, 3), (3,), (3,), (3,)]
+    assert [w.shape for w in model.non_trainable_weights] == [(3,), (3,), (3, 2), (2,)]
+    kernel = model.layers[0].kernel
+    assert kernel is not None and kernel.shape == (5, 3) and model.layers[0].bias.shape == (3,)
+    with pytest.raises(ValueError, match="read-only"):
+        kernel[0, 0] = 1.0
+    before = kernel.copy()
+    model.compile("mse", "sgd").fit(X, np.zeros((120, 2)), epochs=1, verbose=0)
+    assert not np.array_equal(before, kernel)                 # a view: it moved with training
+    assert np.array_equal(kernel, model.get_weights()[0])
+    assert fnn.Dense(2).kernel is None and fnn.Dense(2, use_bias=False).bias is None
+    with pytest.raises(ValueError, match="weights"):
+        fnn.Sequential([fnn.Dense(2)]).weights
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_functional_activations_match_pytorch(dtype):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    from fastnn import activations as A
+    x = (RNG.normal(size=(4, 7)) * 3).astype(dtype)
+    t = torch.tensor(x)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    pairs = [(A.relu(x), F.relu(t)), (A.sigmoid(x), torch.sigmoid(t)), (A.tanh(x), torch.tanh(t)),
+             (A.leaky_relu(x), F.leaky_relu(t, 0.2)),
+             (A.leaky_relu(x, negative_slope=0.05), F.leaky_relu(t, 0.05)),
+             (A.softmax(x), F.softmax(t, dim=-1)), (A.softmax(x, axis=0), F.softmax(t, dim=0)),
+             (A.gelu(x), F.gelu(t)), (A.gelu(x, approximate=True), F.gelu(t, approximate="tanh")),
+             (A.linear(x), t)]
+    for ours, theirs in pairs:
+        assert ours.dtype == dtype and ours.shape == x.shape
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=rtol, atol=rtol)
+    assert A.relu(-3).shape == () and A.relu(-3) == 0 and A.relu([1, -1]).dtype == np.float64
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda A: A.relu(["a"]), TypeError, r"real numbers"),
+    (lambda A: A.softmax([1.0, 2.0], axis=1), ValueError, r"axis must name an axis"),
+    (lambda A: A.softmax(3.0), ValueError, r"axis"),
+    (lambda A: A.leaky_relu(np.ones(2, np.float32), negative_slope=1e300), ValueError,
+     r"negative_slope"),
+    (lambda A: A.gelu([1.0], approximate="yes"), TypeError, r"approximate"),
+])
+def test_functional_activations_refuse_bad_arguments(call, exc, pattern):
+    from fastnn import activations as A
+    with pytest.raises(exc, match=pattern):
+        call(A)

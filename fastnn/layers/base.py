@@ -261,6 +261,28 @@ class Layer:
                              owner=repr(self))
 
     # ------------------------------------------------------------------ weights and config
+    @property
+    def weights(self) -> list[FloatArray]:
+        """The layer's weights as read-only views of the model's buffers (Keras'
+        ``layer.weights``): they follow training. Change them with ``set_weights``."""
+        views = []
+        for w in self._weights:
+            v = w.view()
+            v.flags.writeable = False
+            views.append(v)
+        return views
+
+    @property
+    def trainable_weights(self) -> list[FloatArray]:
+        """``weights`` that the optimizer updates (none when the layer is frozen)."""
+        return [v for v, s in zip(self.weights, self._specs) if s.trainable and self.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[FloatArray]:
+        """``weights`` that the optimizer leaves alone (moving statistics; all, when frozen)."""
+        return [v for v, s in zip(self.weights, self._specs)
+                if not (s.trainable and self.trainable)]
+
     def get_weights(self) -> list[FloatArray]:
         """The layer's weights as copies, in Keras' order and layouts."""
         self._check_built()

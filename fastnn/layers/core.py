@@ -197,6 +197,17 @@ class Dense(Layer):
         return self.W is not None
 
     @property
+    def kernel(self) -> Optional[FloatArray]:
+        """Keras' ``layer.kernel``: W (inputs, units), a read-only view (None before build)."""
+        return None if self.W is None else self.weights[0]
+
+    @property
+    def bias(self) -> Optional[FloatArray]:
+        """Keras' ``layer.bias``: b (units,), a read-only view (None without a bias or before
+        build)."""
+        return None if self.W is None or not self.use_bias else self.weights[1]
+
+    @property
     def plain(self) -> bool:
         """Whether the MLP fast path can run it: a trainable, biased, unregularised layer."""
         return (self.use_bias and self.trainable and self.kernel_regularizer is None

@@ -88,6 +88,27 @@ class Weights:
         raise ValueError(f"no layer named {name!r}; the layers are "
                          f"{[getattr(layer, 'name', '?') for layer in self.layers]}")
 
+    @property
+    def weights(self: Any) -> list[FloatArray]:
+        """Every weight, in ``get_weights()`` order, as read-only views of the model's buffers
+        (Keras' ``model.weights``): they follow training. Change them with ``set_weights``."""
+        self._check_built("weights")
+        return [layer.weights[k] for _, layer, k in self._entries()]
+
+    @property
+    def trainable_weights(self: Any) -> list[FloatArray]:
+        """The ``weights`` an optimizer updates (the trainable weights of unfrozen layers)."""
+        self._check_built("trainable_weights")
+        return [layer.weights[k] for _, layer, k in self._entries()
+                if layer._specs[k].trainable and layer.trainable]
+
+    @property
+    def non_trainable_weights(self: Any) -> list[FloatArray]:
+        """The other ``weights``: moving statistics, and every weight of a frozen layer."""
+        self._check_built("non_trainable_weights")
+        return [layer.weights[k] for _, layer, k in self._entries()
+                if not (layer._specs[k].trainable and layer.trainable)]
+
     def get_weights(self: Any) -> list[FloatArray]:
         """The weights of every layer, in order, as copies (Keras' order and layouts).
 
