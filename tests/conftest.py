@@ -81,3 +81,15 @@ def digits_split():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """Keras 3 as an oracle (CI installs it), on its NumPy backend unless one was chosen;
+    skipped where it is not installed."""
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    try:
+        import keras
+    except ImportError:
+        pytest.skip("needs Keras 3 (with the numpy or jax backend)")
+    return keras

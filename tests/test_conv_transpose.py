@@ -4,7 +4,6 @@ output paddings; Keras' output lengths and "same" placement against Keras itself
 backend against the NumPy one and bitwise at 1 and 2 threads; a DCGAN-style generator learning;
 files; bad arguments. (Finite differences through both layers: tests/test_layers_graph.py.)"""
 
-import os
 
 import numpy as np
 import pytest
@@ -113,16 +112,6 @@ def test_compiled_equals_numpy_and_is_bitwise_at_any_thread_count(shape, filters
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
         for a, b in zip(outs["fast", 1, dtype], outs["fast", 2, dtype]):
             assert a.tobytes() == b.tobytes()
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3")
-    return keras
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -373,16 +373,6 @@ def test_load_weights_from_a_fastnn_file(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3 (with the numpy or jax backend)")
-    return keras
-
-
 @needs_h5py
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")      # Keras' numpy backend's own
 def test_load_weights_written_by_keras(keras, tmp_path):

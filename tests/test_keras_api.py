@@ -6,7 +6,6 @@
 Metric values are checked against Keras' own metric classes where Keras is installed (CI
 installs it), and against formulas written out here."""
 
-import os
 import pickle
 import random
 
@@ -26,16 +25,6 @@ def _classifier(metrics, backend="fast", seed=4, dtype="float64"):
     model = fnn.Sequential([fnn.Dense(6, activation="tanh"), fnn.Dense(3, activation="softmax")],
                            input_dim=5, seed=seed, backend=backend, dtype=dtype)
     return model.compile("adam", "sparse_categorical_crossentropy", metrics=metrics)
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3 (with the numpy or jax backend)")
-    return keras
 
 
 # ---------------------------------------------------------------------------- metrics

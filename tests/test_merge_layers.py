@@ -2,7 +2,6 @@
 by hand (ties and zeros included), the kernels bitwise on both backends and thread counts,
 bad inputs. (Finite differences, files, threads through a model: tests/test_layers_graph.py.)"""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,16 +11,6 @@ from fastnn.backends import get_backend
 
 RNG = np.random.default_rng(0)
 NAMES = ["Multiply", "Subtract", "Average", "Maximum", "Minimum"]
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3")
-    return keras
 
 
 def _model(name, k, backend, dtype="float32", shape=(3, 4)):

@@ -2,7 +2,6 @@
 gradients by hand, the copy kernel bitwise on both backends and thread counts, files, bad
 arguments. (Finite differences through all five, both backends, threads: test_layers_graph.)"""
 
-import os
 
 import numpy as np
 import pytest
@@ -11,16 +10,6 @@ import fastnn as fnn
 from fastnn.backends import get_backend
 
 RNG = np.random.default_rng(0)
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3")
-    return keras
 
 
 CASES = [

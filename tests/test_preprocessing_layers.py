@@ -3,7 +3,6 @@ own layers (outputs, adapt's statistics, weights), the input gradient against fi
 differences in float64, the compiled kernel against its NumPy twin (bitwise, 1 and 2 threads),
 statistics that training leaves alone, files, Keras .weights.h5, ONNX, bad arguments."""
 
-import os
 
 import numpy as np
 import pytest
@@ -13,16 +12,6 @@ from fastnn.backends import get_backend
 
 RNG = np.random.default_rng(0)
 DATA = RNG.normal(size=(200, 4)) * np.array([1.0, 10.0, 0.1, 3.0]) + np.array([5, -2, 0, 100])
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3")
-    return keras
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

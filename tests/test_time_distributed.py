@@ -3,7 +3,6 @@ the same weights), as a loop over the steps of the unwrapped layer (bitwise), as
 sequence for a Dense (bitwise, training included, with the final softmax fused into the loss).
 Finite differences, backends, threads and files: tests/test_layers_graph.py."""
 
-import os
 
 import numpy as np
 import pytest
@@ -59,16 +58,6 @@ def test_each_step_is_the_wrapped_layer_on_that_step(backend):
         total = [a + g for a, g in zip(total, single.grads)]
     for g, want in zip(model.grads, total):
         np.testing.assert_allclose(g, want, rtol=1e-10)
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        pytest.skip("needs Keras 3")
-    return keras
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -60,27 +60,18 @@ def conv2d_backward(x, kernel, dz, strides, dilations, padding, dkernel, dbias, 
     np.sum(g, axis=0, out=dbias)
     if dx is None:
         return
-    dpatches = (g @ kernel.reshape(-1, f).T).reshape(n, oh, ow, kh, kw, c)
-    dxp = np.zeros_like(xp)
-    (sh, sw), (dh, dw), (top, left) = strides, dilations, padding
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            dxp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += \
-                dpatches[:, :, :, ky, kx]
-    h, w = x.shape[1:3]
-    dx[...] = dxp[:, top:top + h, left:left + w]
+    _col2im(g @ kernel.reshape(-1, f).T, kernel.shape, (oh, ow), xp.shape, strides, dilations,
+            padding, dx)
 
 
-def conv2d_backward_input(kernel, dz, strides, dilations, padding, dx):
-    """dx := conv2d_backward's dx alone: the forward of a transposed convolution, whose input
-    plays dz"""
-    kh, kw, c, f = kernel.shape
-    n, oh, ow, _ = dz.shape
-    g = dz.reshape(-1, f)
-    dpatches = (g @ kernel.reshape(-1, f).T).reshape(n, oh, ow, kh, kw, c)
-    xp = _padded(dx, (kh, kw), (oh, ow), strides, dilations, padding)
-    dxp = np.zeros_like(xp)
+def _col2im(dpatches, kshape, oshape, padded_shape, strides, dilations, padding, dx):
+    """dx := the patch gradients (n*oh*ow, kh*kw*c) added back, tap by tap, into a padded
+    image of ``padded_shape``, then cropped to dx's shape (the transpose of the gather)."""
+    kh, kw, c, _ = kshape
+    oh, ow = oshape
+    n = dx.shape[0]
+    dpatches = dpatches.reshape(n, oh, ow, kh, kw, c)
+    dxp = np.zeros(padded_shape, dx.dtype)
     (sh, sw), (dh, dw), (top, left) = strides, dilations, padding
     for ky in range(kh):
         for kx in range(kw):
@@ -89,6 +80,16 @@ def conv2d_backward_input(kernel, dz, strides, dilations, padding, dx):
                 dpatches[:, :, :, ky, kx]
     h, w = dx.shape[1:3]
     dx[...] = dxp[:, top:top + h, left:left + w]
+
+
+def conv2d_backward_input(kernel, dz, strides, dilations, padding, dx):
+    """dx := conv2d_backward's dx alone: the forward of a transposed convolution, whose input
+    plays dz"""
+    kh, kw, c, f = kernel.shape
+    n, oh, ow, _ = dz.shape
+    xp_shape = _padded(dx, (kh, kw), (oh, ow), strides, dilations, padding).shape
+    _col2im(dz.reshape(-1, f) @ kernel.reshape(-1, f).T, kernel.shape, (oh, ow), xp_shape,
+            strides, dilations, padding, dx)
     return dx
 
 

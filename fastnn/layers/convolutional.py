@@ -157,8 +157,12 @@ class _Conv(Layer):
                              f"{input_shape} with padding='{self.padding}'")
         return (*sizes, self.filters)
 
+    def _kernel_shape(self) -> tuple[int, ...]:
+        """The kernel in Keras' layout: (*kernel_size, input channels, filters)."""
+        return (*self.kernel_size, self.input_shape[-1], self.filters)
+
     def weight_specs(self) -> Sequence[WeightSpec]:
-        shape = (*self.kernel_size, self.input_shape[-1], self.filters)
+        shape = self._kernel_shape()
         kernel = self.kernel_initializer or _AutoKernel(self.act)
         specs = [WeightSpec("kernel", shape, kernel, self.kernel_regularizer)]
         if self.use_bias:
@@ -463,14 +467,9 @@ class Conv2DTranspose(_Conv):
                              f"2**31 - 1")
         return (*sizes, self.filters)
 
-    def weight_specs(self) -> Sequence[WeightSpec]:
-        shape = (*self.kernel_size, self.filters, self.input_shape[-1])
-        kernel = self.kernel_initializer or _AutoKernel(self.act)
-        specs = [WeightSpec("kernel", shape, kernel, self.kernel_regularizer)]
-        if self.use_bias:
-            specs.append(WeightSpec("bias", (self.filters,), self.bias_initializer or _zeros,
-                                    self.bias_regularizer))
-        return specs
+    def _kernel_shape(self) -> tuple[int, ...]:
+        """Keras' transposed layout: (*kernel_size, filters, input channels)."""
+        return (*self.kernel_size, self.filters, self.input_shape[-1])
 
     def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
         super().bind(weights, grads)
