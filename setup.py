@@ -144,6 +144,10 @@ class BuildExt(build_ext):
                 cflags += omp[0]
                 lflags += omp[1]
         for ext in self.extensions:
+            if ext.name == "fastnn._ext._layer_ops" and not msvc:
+                # Gaussian noise: its twin's arithmetic, operation by operation (no fused
+                # multiply-adds where the target has them: aarch64, or a -march with FMA)
+                ext.extra_compile_args = ["-ffp-contract=off"] + list(ext.extra_compile_args)
             ext.extra_compile_args = cflags + list(ext.extra_compile_args)
             ext.extra_link_args = lflags + list(ext.extra_link_args)
         self._share_c_sources(cflags)

@@ -154,6 +154,18 @@ def _merges(backend, dtype, seed=0):
     return fnn.Model(inp, fnn.Dense(2)(joined), seed=seed, dtype=dtype, backend=backend)
 
 
+def _noise_and_permute(backend, dtype, seed=0):
+    """Keras' spatial dropout, Gaussian noise layers and Permute between a convolution and
+    Dense layers (the noise replayed for the finite differences, as Dropout's masks)."""
+    return fnn.Sequential([
+        fnn.Conv1D(3, 2, activation="tanh"), fnn.SpatialDropout1D(0.3, seed=1),
+        fnn.Permute((2, 1)), fnn.GaussianNoise(0.2, seed=2), fnn.Dense(4, activation="tanh"),
+        fnn.GaussianDropout(0.25, seed=3), fnn.Reshape((3, 2, 2)),
+        fnn.SpatialDropout2D(0.4, seed=4), fnn.Permute((3, 1, 2)), fnn.Flatten(),
+        fnn.Dense(2)],
+        input_shape=(5, 2), seed=seed, dtype=dtype, backend=backend)
+
+
 # checked by finite differences only: the other tests back-propagate ones, and through a final
 # softmax that is a zero gradient
 FD_ONLY = {"cnn_softmax": _cnn_softmax}
@@ -162,7 +174,7 @@ MODELS = {"cnn": _cnn, "cnn1d": _cnn1d, "residual": _residual, "two_inputs": _tw
           "frozen_regularized": _frozen_regularized, "dropout": _dropout, "nested": _nested,
           "views": _views, "generator": _generator, "upsampled_sequence": _upsampled_sequence,
           "time_distributed": _time_distributed, "padded_cropped": _padded_cropped,
-          "merges": _merges}
+          "merges": _merges, "noise_and_permute": _noise_and_permute}
 
 
 def _inputs(model, n, seed=1):
@@ -173,9 +185,9 @@ def _inputs(model, n, seed=1):
 
 
 def _loss(model, x, R):
-    """sum(out * R) + the regularizers' penalty, with dropout masks replayed."""
+    """sum(out * R) + the regularizers' penalty, with dropout masks and noise replayed."""
     for layer in model.layers:
-        if isinstance(layer, fnn.Dropout):
+        if hasattr(layer, "calls"):              # Dropout and the other random layers
             layer.calls = 0
     out = model.forward(x, training=True)
     return float(np.sum(out * R)) + model.regularization_loss()

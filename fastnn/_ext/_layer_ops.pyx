@@ -7,13 +7,22 @@
 # key = SplitMix64(seed). The same (seed, t, k) gives the same mask on any thread count and in
 # the NumPy twin (fastnn/backends/numpy_layer_ops.py), which uses the same integer arithmetic.
 # SplitMix64: Steele, Lea and Flood, "Fast splittable pseudorandom number generators" (2014).
+#
+# Gaussian noise (GaussianNoise, GaussianDropout) uses the same stream, two uniforms per element
+# (positions t * 2N + 2k + 1 and + 2), through the Box-Muller transform in double: z =
+# sqrt(-2 log u1) cos(2 pi u2), u1 in (0, 1], u2 in [0, 1). The twin calls the same libm log and
+# cos (Python's math module), and this module is built without FP contraction (setup.py), so
+# both backends give the same bits in one process.
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport int32_t, uint64_t
+from libc.math cimport cos, log, sqrt
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 
 from fastnn._ext._parallel cimport threads_for
+
+import numpy as np
 
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
 
@@ -35,6 +44,40 @@ def dropout_mask(uint64_t seed, uint64_t counter, double rate,
         for k in prange(n, schedule="static", num_threads=threads_for(n)):
             u = <double>(_mix(key + (base + <uint64_t>k + 1) * GOLDEN) >> 11) * (1.0 / 9007199254740992.0)
             mask[k] = scale if u >= rate else 0
+
+
+def gaussian_noise(uint64_t seed, uint64_t counter, double mean, double stddev,
+                   floating[::1] out):                  # OUT (N,)
+    """out_k := mean + stddev * z_k,  z_k standard normal (Box-Muller) from (seed, counter, k)"""
+    cdef Py_ssize_t n = out.shape[0], k
+    cdef uint64_t key = _mix(seed + GOLDEN), base = counter * (2 * <uint64_t>n), b1, b2
+    cdef double u1, u2, z
+    with nogil:
+        for k in prange(n, schedule="static", num_threads=threads_for(4 * n)):
+            b1 = _mix(key + (base + 2 * <uint64_t>k + 1) * GOLDEN) >> 11
+            b2 = _mix(key + (base + 2 * <uint64_t>k + 2) * GOLDEN) >> 11
+            u1 = <double>(9007199254740992ULL - b1) * (1.0 / 9007199254740992.0)
+            u2 = <double>b2 * (1.0 / 9007199254740992.0)
+            z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)
+            out[k] = <floating>(mean + stddev * z)
+
+
+def scale_channels(const floating[:, :, ::1] x,        # IN  (n, S, C)
+                   const floating[:, ::1] m,            # IN  (n, C)
+                   floating[:, :, ::1] out):            # OUT (n, S, C)
+    """out[b, s, c] := x[b, s, c] * m[b, c] (SpatialDropout: one mask value per channel)"""
+    cdef Py_ssize_t n = x.shape[0], S = x.shape[1], C = x.shape[2], r, b, s, c
+    if (m.shape[0] != n or m.shape[1] != C or out.shape[0] != n or out.shape[1] != S
+            or out.shape[2] != C):
+        raise ValueError(f"scale_channels: x and out must be (n, S, C) alike and m (n, C). "
+                         f"Received: x {(n, S, C)}, m {(m.shape[0], m.shape[1])}, out "
+                         f"{(out.shape[0], out.shape[1], out.shape[2])}")
+    with nogil:
+        for r in prange(n * S, schedule="static", num_threads=threads_for(n * S * C)):
+            b = r // S
+            s = r - b * S
+            for c in range(C):
+                out[b, s, c] = x[b, s, c] * m[b, c]
 
 
 def multiply(const floating[::1] a, const floating[::1] b,
@@ -293,3 +336,41 @@ def select_grad(const floating[::1] dy, const int32_t[::1] index, int i,
     with nogil:
         for k in prange(n, schedule="static", num_threads=threads_for(n)):
             dx[k] = dy[k] if index[k] == i else 0
+
+
+# ---------------------------------------------------------------- Permute
+
+def _permute_rows(const floating[::1] src, floating[::1] dst,
+                  const int64_t[::1] shape,             # IN  dst's shape (rank r)
+                  const int64_t[::1] stride):           # IN  src's stride along each dst axis
+    cdef Py_ssize_t r = shape.shape[0], inner = shape[r - 1], rows = 1, row, a, i, j, q, off
+    cdef int64_t step = stride[r - 1]
+    for a in range(r - 1):
+        rows *= shape[a]
+    with nogil:
+        for row in prange(rows, schedule="static", num_threads=threads_for(rows * inner)):
+            off = 0
+            q = row
+            for i in range(r - 2, -1, -1):         # row's index along dst's axes but the last
+                off = off + (q % shape[i]) * stride[i]
+                q = q // shape[i]
+            for j in range(inner):
+                dst[row * inner + j] = src[off + j * step]
+
+
+def permute_axes(x, tuple perm, y):
+    """y := transpose(x, perm): y[i_0, ..., i_r] = x at index i_k on axis perm[k] (Permute's
+    forward; its backward is the inverse permutation). x and y C-contiguous, one dtype."""
+    shape = tuple(x.shape[p] for p in perm) if sorted(perm) == list(range(x.ndim)) else None
+    if (shape is None or tuple(y.shape) != shape or y.dtype != x.dtype
+            or not x.flags.c_contiguous or not y.flags.c_contiguous):
+        raise ValueError(f"permute_axes: y must be x transposed by perm, both C-contiguous. "
+                         f"Received: x {tuple(x.shape)}, perm {perm}, y {tuple(y.shape)}")
+    if y.size == 0:
+        return y
+    strides = [1] * x.ndim
+    for i in range(x.ndim - 2, -1, -1):
+        strides[i] = strides[i + 1] * x.shape[i + 1]
+    _permute_rows(x.reshape(-1), y.reshape(-1), np.array(shape, np.int64),
+                  np.array([strides[p] for p in perm], np.int64))
+    return y

@@ -36,7 +36,8 @@ try:
                                         concat_forward, dropout_mask, multiply, sum_rows_into,
                                         upsample2d_backward, upsample2d_forward, affine_rows,
                                         copy_window, binary_op, divide_scalar, select_update,
-                                        select_grad)
+                                        select_grad, gaussian_noise, scale_channels,
+                                        permute_axes)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward)
@@ -103,7 +104,8 @@ __all__ = [
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled",
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
-    "binary_op", "divide_scalar", "select_update", "select_grad", "maxpool2d_forward", "maxpool2d_backward",
+    "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
+    "scale_channels", "permute_axes", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",

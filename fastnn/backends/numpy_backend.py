@@ -29,7 +29,8 @@ from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noq
                                              dropout_forward, dropout_mask, sum_rows_into,
                                              upsample2d_backward, upsample2d_forward,
                                              affine_rows, copy_window, binary_op,
-                                             divide_scalar, select_update, select_grad)
+                                             divide_scalar, select_update, select_grad,
+                                             gaussian_noise, scale_channels, permute_axes)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,

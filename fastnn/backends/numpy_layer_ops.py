@@ -2,8 +2,13 @@
 counter-based mask and products, and the merge layers' sum and concatenation.
 
 The mask uses the compiled kernel's integer arithmetic (SplitMix64 on wrapping uint64), so both
-backends draw the same mask, bit for bit, from the same (seed, counter).
+backends draw the same mask, bit for bit, from the same (seed, counter). The Gaussian noise
+takes the same uniforms through the same Box-Muller arithmetic, with libm's log and cos called
+per element through Python's math module (NumPy's own log and cos may be vectorised
+approximations that differ in the last bit), so its bits match the compiled kernel's too.
 """
+
+import math
 
 import numpy as np
 
@@ -27,6 +32,55 @@ def dropout_mask(seed, counter, rate, mask):
         bits = _mix(key + (base + k) * _GOLDEN) >> _U64(11)
     u = bits.astype(np.float64) * (1.0 / 9007199254740992.0)
     mask[...] = np.where(u >= rate, mask.dtype.type(1.0 / (1.0 - rate)), 0)
+
+
+def _uniform_bits(seed, counter, n, per, offset):
+    """The top 53 bits of stream positions counter * per * n + per * k + offset + 1."""
+    with np.errstate(over="ignore"):
+        key = _mix(np.array([seed], dtype=_U64) + _GOLDEN)
+        base = np.array([counter], dtype=_U64) * _U64(per * n)
+        k = np.arange(n, dtype=_U64) * _U64(per) + _U64(offset + 1)
+        return _mix(key + (base + k) * _GOLDEN) >> _U64(11)
+
+
+_LOG = np.frompyfunc(math.log, 1, 1)
+_COS = np.frompyfunc(math.cos, 1, 1)
+
+
+def gaussian_noise(seed, counter, mean, stddev, out):
+    """out_k := mean + stddev * z_k,  z_k standard normal (Box-Muller) from (seed, counter, k)"""
+    n = out.shape[0]
+    b1 = _uniform_bits(seed, counter, n, 2, 0)
+    b2 = _uniform_bits(seed, counter, n, 2, 1)
+    u1 = (_U64(9007199254740992) - b1).astype(np.float64) * (1.0 / 9007199254740992.0)
+    u2 = b2.astype(np.float64) * (1.0 / 9007199254740992.0)
+    r = np.sqrt(-2.0 * _LOG(u1).astype(np.float64))
+    z = r * _COS(6.283185307179586 * u2).astype(np.float64)
+    out[...] = float(mean) + float(stddev) * z
+    return out
+
+
+def scale_channels(x, m, out):
+    """out[b, s, c] := x[b, s, c] * m[b, c]"""
+    n, S, C = x.shape
+    if m.shape != (n, C) or out.shape != (n, S, C):
+        raise ValueError(f"scale_channels: x and out must be (n, S, C) alike and m (n, C). "
+                         f"Received: x {tuple(x.shape)}, m {tuple(m.shape)}, out "
+                         f"{tuple(out.shape)}")
+    np.multiply(x, m[:, None, :], out=out)
+    return out
+
+
+def permute_axes(x, perm, y):
+    """y := transpose(x, perm)"""
+    perm = tuple(perm)
+    shape = tuple(x.shape[p] for p in perm) if sorted(perm) == list(range(x.ndim)) else None
+    if (shape is None or tuple(y.shape) != shape or y.dtype != x.dtype
+            or not x.flags.c_contiguous or not y.flags.c_contiguous):
+        raise ValueError(f"permute_axes: y must be x transposed by perm, both C-contiguous. "
+                         f"Received: x {tuple(x.shape)}, perm {perm}, y {tuple(y.shape)}")
+    y[...] = np.transpose(x, perm)
+    return y
 
 
 def multiply(a, b, out):

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from fastnn.distributed._comm import broadcast_arrays
-from fastnn.layers.regularization import Dropout
+from fastnn.layers.regularization import SeededRandom
 from fastnn.models import graph
 
 _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
@@ -29,10 +29,12 @@ def _all_layers(model: Any) -> Iterator[Any]:
             stack.extend(current.sublayers)
 
 
-def dropouts(model: Any) -> list[Dropout]:
-    seen: dict[int, Dropout] = {}
+def dropouts(model: Any) -> list[SeededRandom]:
+    """The layers that draw random values in training: Dropout, its spatial forms and the
+    Gaussian noise layers."""
+    seen: dict[int, SeededRandom] = {}
     for layer in _all_layers(model):
-        if isinstance(layer, Dropout):
+        if isinstance(layer, SeededRandom):
             seen[id(layer)] = layer
     return list(seen.values())
 
@@ -113,7 +115,7 @@ class RankDropout:
 
     def skip_forward(self) -> None:
         for d in self.drops:
-            if d.rate > 0.0:
+            if d.draws:
                 d.calls += 1
 
     def restore(self) -> None:

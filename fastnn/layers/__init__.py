@@ -7,7 +7,9 @@
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
-    regularization.py  Dropout
+    regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D
+    noise.py           GaussianNoise, GaussianDropout
+    permute.py         Permute
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
     wrappers.py        TimeDistributed
@@ -43,7 +45,9 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    MaxPooling2D)
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
-from fastnn.layers.regularization import Dropout
+from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropout2D
+from fastnn.layers.noise import GaussianDropout, GaussianNoise
+from fastnn.layers.permute import Permute
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
@@ -56,7 +60,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
     Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
-    Average, Maximum, Minimum,
+    Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
+    GaussianDropout, Permute,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -152,6 +157,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
+           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
            "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",

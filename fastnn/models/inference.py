@@ -4,8 +4,8 @@ backend's ``InferPlan``).
 
 ``compile`` describes each layer as the step the backend runs: the same kernel, arguments and
 activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
-bits either way (the tests hold it to that). Flatten, Reshape and Dropout are views at inference
-and take no step. A model with any other layer, a branch, several inputs or outputs, a
+bits either way (the tests hold it to that). Flatten, Reshape and the dropout and noise layers
+are views at inference and take no step. A model with any other layer, a branch, several inputs or outputs, a
 recurrent layer with initial states or returned states, or a TransformerBlock with a padding
 mask keeps the per-layer path, as does every model on the NumPy backend.
 """
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastnn.layers import (GELU, GRU, LSTM, Activation, AveragePooling1D, AveragePooling2D,
                            BatchNormalization, Conv1D, Conv2D, Dense, Dropout, Flatten,
+                           GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
                            GlobalMaxPooling2D, LayerNormalization, LeakyReLU, MaxPooling1D,
                            MaxPooling2D, ReLU, Reshape, Sigmoid, SimpleRNN, Softmax, Step, Tanh,
@@ -30,7 +31,8 @@ StepSpec = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 
 # Layer kinds are matched by exact type: a subclass (a user's layer) may compute otherwise.
 # layers that only rearrange (or, at inference, pass) their input: no step
-_VIEWS = (Flatten, Reshape, Dropout)
+_VIEWS = (Flatten, Reshape, Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
+          GaussianDropout)
 _ACTIVATIONS = (Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU)
 _POOLING = (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D)
 _GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,

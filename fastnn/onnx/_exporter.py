@@ -15,10 +15,11 @@ import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers import (Activation, Add, Average, BatchNormalization, Concatenate, Dense,
-                           Dropout, Embedding, Flatten, LayerNormalization, Maximum, Minimum,
-                           Multiply, Reshape, Subtract)
+                           Embedding, Flatten, LayerNormalization, Maximum, Minimum, Multiply,
+                           Permute, Reshape, Subtract)
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
 from fastnn.layers.preprocessing import _Affine
+from fastnn.layers.regularization import SeededRandom
 from fastnn.layers.reshaping import _UpSampling
 from fastnn.layers.embedding import _AddPositions
 from fastnn.layers.pooling import _GlobalPooling, _Pooling
@@ -140,7 +141,11 @@ def _reshape(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
 
 
 def _dropout(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
-    return b.op("Identity", [x], p)            # inference: dropout does nothing
+    return b.op("Identity", [x], p)            # inference: dropout and noise do nothing
+
+
+def _permute(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    return b.op("Transpose", [x], p, perm=[0, *layer.dims])
 
 
 def _batch_norm(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
@@ -215,7 +220,8 @@ _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
     (_Conv, _conv), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
-    (Dropout, _dropout), (BatchNormalization, _batch_norm), (LayerNormalization, _layer_norm),
+    (SeededRandom, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
+    (LayerNormalization, _layer_norm),
     (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
     (Concatenate, _concatenate), (Multiply, _multiply), (Subtract, _subtract),
     (Average, _average), (Maximum, _select), (Minimum, _select), *S.EMITTERS,

@@ -1,0 +1,307 @@
+"""Permute, SpatialDropout1D/2D, GaussianNoise and GaussianDropout: Keras'
+outputs (Permute, bitwise) and statistics (the random layers), the kernels bitwise on both
+backends and at 1 and 2 threads, gradients by hand and by finite differences (the noise
+replayed), configs and files, summary, ONNX, bad arguments. (The graph suite,
+test_layers_graph, runs a model with all of them too.)"""
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.backends import get_backend
+
+RNG = np.random.default_rng(0)
+RANDOM = [("SpatialDropout1D", dict(rate=0.4), (6, 5)),
+          ("SpatialDropout2D", dict(rate=0.4), (3, 4, 5)),
+          ("GaussianNoise", dict(stddev=0.3), (4, 5)),
+          ("GaussianDropout", dict(rate=0.3), (4, 5))]
+
+
+# --------------------------------------------------------------------------- Permute
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+@pytest.mark.parametrize("dims, shape", [((2, 1), (4, 7)), ((1,), (5,)), ((3, 1, 2), (2, 3, 4)),
+                                         ((1, 3, 2), (2, 3, 4)), ((2, 4, 1, 3), (2, 3, 1, 4))])
+def test_permute_matches_keras_bitwise(keras, backend, dims, shape):
+    x = RNG.normal(size=(3, *shape)).astype(np.float32)
+    model = fnn.Sequential([fnn.Permute(dims)], input_shape=shape, backend=backend)
+    theirs = np.asarray(keras.layers.Permute(dims)(x))
+    ours = model.predict(x)
+    assert ours.shape == theirs.shape and ours.tobytes() == theirs.tobytes()
+    assert model.forward(x).tobytes() == theirs.tobytes()
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_permute_gradient_is_the_inverse_permutation(backend):
+    model = fnn.Sequential([fnn.Permute((3, 1, 2))], input_shape=(2, 3, 4), dtype="float64",
+                           backend=backend)
+    x = RNG.normal(size=(5, 2, 3, 4))
+    model.forward(x)
+    dy = RNG.normal(size=(5, 4, 2, 3))
+    assert model.backward(dy).tobytes() == np.ascontiguousarray(
+        np.transpose(dy, (0, 2, 3, 1))).tobytes()
+
+
+def test_permute_kernel_bitwise_on_both_backends_and_threads():
+    for dtype in (np.float32, np.float64):
+        x = RNG.normal(size=(37, 9, 13, 6)).astype(dtype)
+        for perm in [(0, 3, 1, 2), (0, 2, 1, 3), (0, 1, 2, 3), (2, 0, 3, 1)]:
+            want = np.ascontiguousarray(np.transpose(x, perm))
+            for name, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+                y = np.full(want.shape, 7.0, dtype)
+                with fnn.threads(threads):
+                    get_backend(name).permute_axes(x, perm, y)
+                assert y.tobytes() == want.tobytes(), (name, threads, perm)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+@pytest.mark.parametrize("perm, yshape, xorder", [
+    ((0, 2, 1), (2, 3, 4), "C"),        # y not x transposed
+    ((0, 1), (2, 4, 3), "C"),           # not a permutation of x's axes
+    ((0, 2, 2), (2, 4, 4), "C"),
+    ((0, 2, 1), (2, 4, 3), "F"),        # x not C-contiguous
+])
+def test_permute_kernel_refuses_bad_arguments(backend, perm, yshape, xorder):
+    x = np.zeros((2, 3, 4), order=xorder)
+    with pytest.raises(ValueError, match="permute_axes"):
+        get_backend(backend).permute_axes(x, perm, np.zeros(yshape))
+
+
+# --------------------------------------------------------------------------- the noise kernels
+def test_noise_kernels_bitwise_on_both_backends_and_threads():
+    for dtype in (np.float32, np.float64):
+        results = []
+        x = RNG.normal(size=(37, 11, 13)).astype(dtype)
+        for name, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+            be = get_backend(name)
+            noise = np.empty(20011, dtype)
+            mask = np.empty((37, 13), dtype)
+            out = np.empty_like(x)
+            with fnn.threads(threads):
+                be.gaussian_noise(2**63 + 5, 3, 1.0, 0.7, noise)
+                be.dropout_mask(9, 4, 0.3, mask.reshape(-1))
+                be.scale_channels(x, mask, out)
+            results.append((noise.tobytes(), out.tobytes()))
+            np.testing.assert_array_equal(out, x * mask[:, None, :])
+        assert results[0] == results[1] == results[2]
+
+
+def test_gaussian_noise_statistics_and_stream():
+    be = get_backend("fast")
+    z = np.empty(400_000)
+    be.gaussian_noise(1, 0, 0.0, 1.0, z)
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n) and abs(z.std() - 1) < 5 / np.sqrt(2 * n)
+    assert abs(np.mean(z > 1.0) - 0.158655) < 0.003          # the normal's tail, not a uniform's
+    assert abs(np.mean(z ** 3)) < 0.03 and abs(np.mean(z ** 4) - 3) < 0.06
+    scaled = np.empty(n)
+    be.gaussian_noise(1, 0, 2.0, 0.5, scaled)
+    np.testing.assert_allclose(scaled, 2.0 + 0.5 * z, rtol=0, atol=1e-15)
+    again, other = np.empty(n), np.empty(n)
+    be.gaussian_noise(1, 1, 0.0, 1.0, again)                  # the next pass: new values
+    be.gaussian_noise(2, 0, 0.0, 1.0, other)                  # another seed: new values
+    assert abs(np.corrcoef(z, again)[0, 1]) < 0.01 and abs(np.corrcoef(z, other)[0, 1]) < 0.01
+    assert np.isfinite(z).all()
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_scale_channels_refuses_mismatched_shapes(backend):
+    with pytest.raises(ValueError, match="scale_channels"):
+        get_backend(backend).scale_channels(np.zeros((2, 3, 4)), np.zeros((2, 3)),
+                                            np.zeros((2, 3, 4)))
+
+
+# --------------------------------------------------------------------------- the layers
+@pytest.mark.parametrize("cls", [fnn.SpatialDropout1D, fnn.SpatialDropout2D])
+def test_spatial_dropout_drops_whole_channels(cls, keras):
+    shape = (50, 64) if cls is fnn.SpatialDropout1D else (6, 7, 64)
+    x = np.ones((200, *shape), np.float32)
+    model = fnn.Sequential([cls(0.25, seed=7)], input_shape=shape, backend="fast")
+    assert model.predict(x).tobytes() == x.tobytes()
+    y = model.forward(x).reshape(200, -1, 64)
+    assert (y == y[:, :1]).all()                              # a channel is one value throughout
+    kept = y[:, 0] != 0
+    assert abs(kept.mean() - 0.75) < 0.015
+    assert np.all(y[:, 0][kept] == np.float32(1 / 0.75))
+    # Keras' layer: the same structure and scale (its own random stream)
+    theirs = np.asarray(getattr(keras.layers, cls.__name__)(0.25, seed=7)(x, training=True))
+    theirs = theirs.reshape(200, -1, 64)
+    assert (theirs == theirs[:, :1]).all() and abs((theirs[:, 0] != 0).mean() - 0.75) < 0.015
+    assert set(np.unique(theirs).tolist()) == set(np.unique(y).tolist())
+
+
+@pytest.mark.parametrize("name, kwargs, shape", RANDOM)
+def test_random_layers_are_the_same_on_both_backends_and_threads(name, kwargs, shape):
+    outs = []
+    for backend, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+        for dtype in ("float32", "float64"):
+            with fnn.threads(threads):
+                model = fnn.Sequential([getattr(fnn, name)(**kwargs, seed=3)],
+                                       input_shape=shape, dtype=dtype, backend=backend)
+                x = np.random.default_rng(1).normal(size=(9, *shape))
+                first, second = model.forward(x), model.forward(x)
+                dx = model.backward(np.ones_like(second))
+                outs.append((first.tobytes(), second.tobytes(), dx.tobytes()))
+            assert first.tobytes() != second.tobytes()        # new draws every pass
+            assert model.predict(x).tobytes() == x.astype(dtype).tobytes()  # inference
+    assert outs[0::2] == [outs[0]] * 3 and outs[1::2] == [outs[1]] * 3
+
+
+def test_gaussian_layers_statistics_against_keras(keras):
+    x = np.full((400, 500), 2.0, np.float32)
+    noise = fnn.Sequential([fnn.GaussianNoise(0.5, seed=1)], input_dim=500, backend="fast")
+    drop = fnn.Sequential([fnn.GaussianDropout(0.2, seed=1)], input_dim=500, backend="fast")
+    n = x.size
+    for ours, theirs, mean, std in [
+            (noise.forward(x), keras.layers.GaussianNoise(0.5, seed=1)(x, training=True),
+             2.0, 0.5),
+            (drop.forward(x), keras.layers.GaussianDropout(0.2, seed=1)(x, training=True),
+             2.0, 2.0 * np.sqrt(0.2 / 0.8))]:
+        for y in (ours, np.asarray(theirs)):
+            assert abs(y.mean() - mean) < 5 * std / np.sqrt(n)
+            assert abs(y.std() - std) < 5 * std / np.sqrt(2 * n)
+    assert np.array_equal(noise.predict(x), x) and np.array_equal(drop.predict(x), x)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_gradients_by_hand(backend):
+    x = RNG.normal(size=(4, 3, 2, 5))
+    dy = RNG.normal(size=(4, 3, 2, 5))
+    sd = fnn.Sequential([fnn.SpatialDropout2D(0.5, seed=2)], input_shape=(3, 2, 5),
+                        dtype="float64", backend=backend)
+    y = sd.forward(x)
+    scale = np.where(y[:, :1, :1] == 0, 0.0, 2.0) * np.ones_like(x)
+    assert sd.backward(dy).tobytes() == (dy * scale).tobytes()
+    gd = fnn.Sequential([fnn.GaussianDropout(0.3, seed=2)], input_shape=(3, 2, 5),
+                        dtype="float64", backend=backend)
+    y = gd.forward(x)
+    np.testing.assert_allclose(gd.backward(dy), dy * (y / x), rtol=1e-12)
+    gn = fnn.Sequential([fnn.GaussianNoise(0.3, seed=2)], input_shape=(3, 2, 5),
+                        dtype="float64", backend=backend)
+    gn.forward(x)
+    assert gn.backward(dy).tobytes() == dy.tobytes()
+
+
+def _mixed(backend):
+    return fnn.Sequential([
+        fnn.Conv1D(4, 2, activation="tanh"), fnn.SpatialDropout1D(0.3, seed=1),
+        fnn.GaussianNoise(0.2, seed=2), fnn.Permute((2, 1)), fnn.Dense(3, activation="tanh"),
+        fnn.GaussianDropout(0.25, seed=3), fnn.Reshape((2, 2, 3)),
+        fnn.SpatialDropout2D(0.4, seed=4), fnn.Permute((3, 1, 2)), fnn.Flatten(),
+        fnn.Dense(2)], input_shape=(5, 3), seed=0, dtype="float64", backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_gradients_match_finite_differences_with_the_noise_replayed(backend):
+    model = _mixed(backend)
+    x = RNG.normal(size=(3, 5, 3))
+    R = RNG.normal(size=(3, 2))
+
+    def loss():
+        for layer in model.layers:
+            if hasattr(layer, "calls"):
+                layer.calls = 0
+        return float(np.sum(model.forward(x, training=True) * R))
+
+    loss()
+    model.zero_grad()
+    dx = model.backward(R)
+    grads = [g.copy() for g in model.grads]
+    weights = model.get_weights()
+    h = 1e-6
+    for k, w in enumerate(weights):
+        fd = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            for sign in (1, -1):
+                shifted = [v.copy() for v in weights]
+                shifted[k][idx] += sign * h
+                model.set_weights(shifted)
+                fd[idx] += sign * loss() / (2 * h)
+        model.set_weights(weights)
+        np.testing.assert_allclose(grads[k], fd, rtol=1e-6, atol=1e-8)
+    fd = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        for sign in (1, -1):
+            saved = x[idx]
+            x[idx] = saved + sign * h
+            fd[idx] += sign * loss() / (2 * h)
+            x[idx] = saved
+    np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_configs_files_and_summary(tmp_path):
+    model = fnn.Sequential([fnn.SpatialDropout1D(0.2), fnn.GaussianNoise(0.1, seed=4),
+                            fnn.Permute((2, 1)), fnn.GaussianDropout(0.3),
+                            fnn.Reshape((2, 3, 2)), fnn.SpatialDropout2D(0.5, seed=1)],
+                           input_shape=(6, 2), seed=5)
+    layers = model.get_config()["layers"]
+    assert layers[1] == {"class": "GaussianNoise", "stddev": 0.1, "seed": 4}
+    assert layers[2] == {"class": "Permute", "dims": [2, 1]}
+    assert layers[0]["class"] == "SpatialDropout1D" and layers[0]["rate"] == 0.2
+    assert set(layers[0]["state"]) == {"mask_seed", "calls"}       # the seed drawn at build
+    x = RNG.normal(size=(4, 6, 2))
+    for _ in range(3):
+        model.forward(x)
+    model.save(tmp_path / "m.fnn")
+    loaded = fnn.load(tmp_path / "m.fnn")
+    assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+    assert loaded.forward(x).tobytes() == model.forward(x).tobytes()   # the streams go on
+    assert [repr(layer) for i, layer in enumerate(loaded.layers) if i != 4] == [
+        "SpatialDropout1D(0.2)", "GaussianNoise(0.1)", "Permute((2, 1))",
+        "GaussianDropout(0.3)", "SpatialDropout2D(0.5)"]
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    for name in ("spatial_dropout1d", "gaussian_noise", "permute", "gaussian_dropout",
+                 "spatial_dropout2d"):
+        assert name in text
+    assert "(None, 2, 6)" in text or "(2, 6)" in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = fnn.Sequential([fnn.SpatialDropout1D(0.2), fnn.Permute((2, 1)),
+                            fnn.GaussianNoise(0.1), fnn.GaussianDropout(0.3),
+                            fnn.Reshape((2, 2, 2)), fnn.SpatialDropout2D(0.5),
+                            fnn.Permute((3, 1, 2))],
+                           input_shape=(4, 2), seed=0, dtype=dtype)
+    path = fnn.onnx.export(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = RNG.normal(size=(5, 4, 2)).astype(dtype)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert got.tobytes() == model.predict(x).tobytes()
+
+
+@pytest.mark.parametrize("make, exc, pattern", [
+    (lambda: fnn.Permute((1, 3)), ValueError, r"dims must be a permutation .* dims=\(1, 3\)"),
+    (lambda: fnn.Permute((0, 1)), ValueError, r"dims=\(0, 1\)"),
+    (lambda: fnn.Permute([]), ValueError, r"dims=\[\]"),
+    (lambda: fnn.Permute(2), ValueError, r"dims=2"),
+    (lambda: fnn.Permute((1.0, 2)), ValueError, r"dims=\(1.0, 2\)"),
+    (lambda: fnn.Permute((True, 2)), ValueError, r"dims"),
+    (lambda: fnn.Sequential([fnn.Permute((2, 1))], input_shape=(2, 3, 4)), ValueError,
+     r"permutes samples of 2 dimensions"),
+    (lambda: fnn.SpatialDropout1D(1.0), ValueError, r"rate.*Received: rate=1.0"),
+    (lambda: fnn.SpatialDropout2D(-0.1), ValueError, r"rate"),
+    (lambda: fnn.SpatialDropout2D(0.5, data_format="channels_first"), ValueError,
+     r"channels-last"),
+    (lambda: fnn.SpatialDropout1D("0.5"), TypeError, r"rate"),
+    (lambda: fnn.SpatialDropout1D(0.5, seed=-1), ValueError, r"seed"),
+    (lambda: fnn.Sequential([fnn.SpatialDropout1D(0.5)], input_shape=(2, 3, 4)), ValueError,
+     r"\(steps, channels\)"),
+    (lambda: fnn.Sequential([fnn.SpatialDropout2D(0.5)], input_dim=4), ValueError,
+     r"\(height, width, channels\)"),
+    (lambda: fnn.GaussianNoise(-0.5), ValueError, r"stddev.*-0.5"),
+    (lambda: fnn.GaussianNoise(float("nan")), ValueError, r"stddev"),
+    (lambda: fnn.GaussianNoise(None), TypeError, r"stddev"),
+    (lambda: fnn.GaussianDropout(1.0), ValueError, r"rate"),
+    (lambda: fnn.GaussianDropout(0.5, seed=2**64), ValueError, r"seed must be below 2\*\*64"),
+    (lambda: fnn.GaussianNoise(0.1).set_state({"calls": 1}), ValueError,
+     r"GaussianNoise's state must be"),
+    (lambda: fnn.TimeDistributed(fnn.GaussianNoise(0.1)), TypeError, r"TimeDistributed"),
+])
+def test_bad_arguments_are_refused(make, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        make()
