@@ -1,4 +1,4 @@
-"""Permute, SpatialDropout1D/2D, GaussianNoise and GaussianDropout: Keras'
+"""Permute, SpatialDropout1D/2D, GaussianNoise, GaussianDropout and Sequential.pop: Keras'
 outputs (Permute, bitwise) and statistics (the random layers), the kernels bitwise on both
 backends and at 1 and 2 threads, gradients by hand and by finite differences (the noise
 replayed), configs and files, summary, ONNX, bad arguments. (The graph suite,
@@ -305,3 +305,65 @@ def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
 def test_bad_arguments_are_refused(make, exc, pattern):
     with pytest.raises(exc, match=pattern):
         make()
+
+
+# --------------------------------------------------------------------------- Sequential.pop
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_pop_keeps_the_remaining_weights_and_rebuilds(backend):
+    model = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dropout(0.2, seed=1),
+                            fnn.BatchNormalization(), fnn.Dense(3, activation="softmax")],
+                           input_dim=4, seed=0, backend=backend)
+    model.compile("cross_entropy", fnn.Adam(0.01))
+    X, y = RNG.normal(size=(32, 4)), RNG.integers(0, 3, 32)
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    kept = [layer.get_weights() for layer in model.layers[:3]]
+    head = model.layers[-1]
+    head_weights = head.get_weights()
+    calls = model.layers[1].calls
+    assert model.pop() is head
+    assert len(model.layers) == 3 and model.output_shape == (8,) and model.built
+    assert [w.tobytes() for layer, ws in zip(model.layers, kept) for w in ws] == \
+        [w.tobytes() for layer in model.layers for w in layer.get_weights()]
+    assert [w.tobytes() for w in head.get_weights()] == [w.tobytes() for w in head_weights]
+    assert model.layers[1].calls == calls
+    assert model.optimizer is None and model.loss is None            # compile again
+    h = model.layers[2]
+    expect = np.maximum(X @ kept[0][0] + kept[0][1], 0)
+    expect = (expect - kept[2][2]) / np.sqrt(kept[2][3] + h.epsilon) * kept[2][0] + kept[2][1]
+    np.testing.assert_allclose(model.predict(X), expect, rtol=1e-4, atol=1e-5)
+    model.compile("mse", "sgd")
+    model.fit(X, RNG.normal(size=(32, 8)), epochs=1, batch_size=8, verbose=0)
+    assert [layer.name for layer in model.layers] == ["dense", "dropout", "batch_normalization"]
+    wider = fnn.Sequential([model, fnn.Dense(2)], seed=1, backend=backend)  # a new head
+    assert wider.predict(X).shape == (32, 2)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_pop_switches_between_the_fast_and_general_paths(backend):
+    model = fnn.Sequential([fnn.Dense(5, activation="tanh"), fnn.Dense(4), fnn.Permute((1,))],
+                           input_dim=3, seed=0, backend=backend)
+    assert model.path == "general"
+    x = RNG.normal(size=(6, 3)).astype(np.float32)
+    before = model.predict(x)
+    model.pop()
+    assert model.path == "fast" and model.predict(x).tobytes() == before.tobytes()
+    model.pop()
+    assert model.output_shape == (5,) and len(model.get_weights()) == 2
+
+
+def test_pop_on_unbuilt_and_bad_uses():
+    model = fnn.Sequential([fnn.Dense(3), fnn.Dense(2)])
+    last = model.layers[-1]
+    assert model.pop() is last and not model.built and len(model.layers) == 1
+    model.pop()
+    with pytest.raises(IndexError, match="no layers"):
+        model.pop()
+    built = fnn.Sequential([fnn.Dense(3), fnn.Dense(2)], input_dim=2)
+    with pytest.raises(ValueError, match="rebuild=False"):
+        built.pop(rebuild=False)
+    with pytest.raises(TypeError, match="rebuild"):
+        built.pop(rebuild="yes")
+    built.pop()
+    with pytest.raises(ValueError, match="at least one layer"):
+        built.pop()
+    assert len(built.layers) == 1 and built.built

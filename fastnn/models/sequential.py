@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional
 
 import numpy as np
@@ -214,6 +215,84 @@ class Sequential(BaseModel):
         if given is not None and not self.layers and self._input_hint is None:
             self._input_hint = given              # Keras' Dense(64, input_shape=(20,)) first
         self.layers.append(layer)
+
+    @exclusive
+    def pop(self, rebuild: bool = True) -> Any:
+        """Remove the last layer and return it (Keras' ``pop``).
+
+        A model not built yet just loses the layer. A built model is built again for the same
+        input without it: the remaining layers keep their weights (and Dropout's mask
+        counters), the removed layer keeps its own (it stays bound to this model, so it cannot
+        join another). The compile settings go, since the optimizer's state was sized for the
+        old weights and the loss may not suit the new output: compile again before training.
+        To put a new head on the shortened model, use it as a layer:
+        ``fnn.Sequential([model, fnn.Dense(10)])``.
+
+        Parameters
+        ----------
+        rebuild : bool, default True
+            Keras' argument. fastnn keeps the weights in the model, so a built model is always
+            built again; ``rebuild=False`` is refused for it (it would lose the weights).
+
+        Returns
+        -------
+        Layer or model
+            The layer removed.
+
+        Raises
+        ------
+        IndexError
+            If the model has no layers (as Keras' and a list's ``pop``).
+        ValueError
+            If the model is built and has one layer only (a built model needs one), or
+            ``rebuild=False`` for a built model.
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> model = fnn.Sequential([fnn.Dense(4), fnn.Dense(2)], input_dim=3, backend="numpy")
+        >>> model.pop()
+        Dense(2, activation='linear')
+        >>> model.output_shape, [w.shape for w in model.get_weights()]
+        ((4,), [(3, 4), (4,)])
+        """
+        rebuild = V.check_bool("rebuild", rebuild)
+        if not self.layers:
+            raise IndexError("pop: the Sequential has no layers")
+        if not self.built:
+            return self.layers.pop()
+        if not rebuild:
+            raise ValueError("pop(rebuild=False) would leave a built model without its "
+                             "weights (fastnn keeps them in the model): use pop(), which "
+                             "builds it again with the remaining layers' weights")
+        if len(self.layers) == 1:
+            raise ValueError(f"pop: a built Sequential needs at least one layer, and this one "
+                             f"has only {self.layers[0]!r}")
+        kept = self.layers[:-1]
+        weights = [None if isinstance(layer, BaseModel) else layer.get_weights()
+                   for layer in kept]
+        shape = self.input_shape
+        removed = self.layers.pop()
+        self._forget_build()
+        self.build(shape)
+        for layer, values in zip(kept, weights):
+            if values:
+                layer.set_weights(values)
+        return removed
+
+    def _forget_build(self) -> None:
+        """Back to an unbuilt, uncompiled model with the same layers (pop's rebuild)."""
+        self._built, self._fast, self._plan = False, False, []
+        self._nodes, self._outputs, self._n_inputs = [], [], 1
+        self._relu_fused, self._pooled_grad = frozenset(), {}
+        self._forward_plan = self._train_ws = self._train_plan = self._last_forward = None
+        self._runs = self._bounds = None
+        self.__dict__.pop("_stage", None)
+        self._local = threading.local()            # the per-thread predict workspaces
+        self.input_dim = self.input_shape = self.output_shape = None
+        self.loss = self.optimizer = self._pending_compile = None
+        self.metrics, self._metric_items = [], []
+        self.__dict__.pop("_loss_kind", None)
 
     @exclusive
     def build(self, input_shape: Any) -> Sequential:
