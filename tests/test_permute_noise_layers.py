@@ -258,6 +258,22 @@ def test_configs_files_and_summary(tmp_path):
     assert "(None, 2, 6)" in text or "(2, 6)" in text
 
 
+def test_the_random_layers_are_views_of_the_compiled_inference_plan():
+    from fastnn.backends.fast_backend import InferPlan
+    layers = [fnn.Conv2D(3, 3, activation="relu"), fnn.SpatialDropout2D(0.3),
+              fnn.GaussianNoise(0.5), fnn.Flatten(), fnn.GaussianDropout(0.4),
+              fnn.Dense(4), fnn.Dropout(0.2)]
+    model = fnn.Sequential(layers, input_shape=(6, 5, 2), seed=0, backend="fast")
+    assert isinstance(model._forward_plan, InferPlan)
+    x = RNG.normal(size=(3, 6, 5, 2)).astype(np.float32)
+    want = model.forward(x, training=False).copy()
+    assert model._forward_plan.predict(x).tobytes() == want.tobytes()
+    assert model.predict(x).tobytes() == want.tobytes()
+    with_permute = fnn.Sequential([fnn.Permute((2, 1, 3)), fnn.Flatten(), fnn.Dense(2)],
+                                  input_shape=(6, 5, 2), seed=0, backend="fast")
+    assert with_permute._forward_plan is None                   # no plan step: per layer
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
     ort = pytest.importorskip("onnxruntime")
