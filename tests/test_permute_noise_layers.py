@@ -290,6 +290,30 @@ def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
     assert got.tobytes() == model.predict(x).tobytes()
 
 
+@pytest.mark.parametrize("i, change, pattern", [
+    (0, dict(dims=[1, 1]), r"layer 0 \(Permute\) is invalid.*dims must be a permutation"),
+    (0, dict(dims=[2, 1, 3]), r"permutes samples of 3 dimensions"),
+    (1, dict(stddev=None), r"layer 1 \(GaussianNoise\).*stddev=None"),
+    (1, dict(state={"mask_seed": 1, "calls": 2**70}), r"GaussianNoise's state is out of range"),
+    (2, dict(rate=2), r"SpatialDropout1D.*rate=2.0"),
+    (3, dict(seed=2**80), r"GaussianDropout.*seed must be below 2\*\*64"),
+])
+def test_forged_files_are_refused_by_name(i, change, pattern):
+    import copy
+    from fastnn.io import model_from_bytes, model_to_bytes
+    from test_model_files import build, parse
+    model = fnn.Sequential([fnn.Permute((2, 1)), fnn.GaussianNoise(0.1, seed=1),
+                            fnn.SpatialDropout1D(0.2), fnn.GaussianDropout(0.3)],
+                           input_shape=(3, 4), seed=0)
+    version, header, start = parse(model_to_bytes(model))
+    header = copy.deepcopy(header)
+    header["model"]["layers"][i].update(change)           # a Sequential's layer configs
+    blob = build(header, model_to_bytes(model)[start:], version=version)
+    with pytest.raises(ValueError, match="not a valid fastnn model file") as info:
+        model_from_bytes(blob)
+    assert info.match(pattern), str(info.value)
+
+
 @pytest.mark.parametrize("make, exc, pattern", [
     (lambda: fnn.Permute((1, 3)), ValueError, r"dims must be a permutation .* dims=\(1, 3\)"),
     (lambda: fnn.Permute((0, 1)), ValueError, r"dims=\(0, 1\)"),
