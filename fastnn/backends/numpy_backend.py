@@ -339,6 +339,42 @@ def adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
             counter[0] += 1
 
 
+def adagrad_update(params, grads, accumulator, lr, eps, counter=None):
+    """a := min(a + g^2, finfo.max);  p -= lr g / sqrt(a + eps)"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        with np.errstate(over="ignore"):             # a sum past the maximum stops there
+            np.minimum(accumulator + g * g, np.finfo(accumulator.dtype).max, out=accumulator)
+        params -= lr * g / np.sqrt(accumulator + eps)
+        if counter is not None:
+            counter[0] += 1
+
+
+def adamax_update(params, grads, m, u, step, lr, beta1, beta2, eps, counter=None):
+    """m := m + (g - m)(1-b1);  u := max(b2 u, |g|);  p -= lr m / ((1 - b1^t)(u + eps))"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        m += (g - m) * (1 - beta1)
+        np.maximum(beta2 * u, np.abs(g), out=u)
+        params -= lr * m / ((1 - beta1 ** step) * (u + eps))
+        if counter is not None:
+            counter[0] += 1
+
+
+def nadam_update(params, grads, m, v, step, lr, beta1, beta2, eps, mu_t, mu_next, prod_t,
+                 prod_next, counter=None):
+    """m := m + (g - m)(1-b1);  v := v + (g^2 - v)(1-b2);
+    p -= (mu_next m / (1 - prod_next) + (1 - mu_t) g / (1 - prod_t)) lr / (sqrt(v_hat) + eps)"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        m += (g - m) * (1 - beta1)
+        v += (g * g - v) * (1 - beta2)
+        m_hat = mu_next * m / (1 - prod_next) + (1 - mu_t) * g / (1 - prod_t)
+        params -= m_hat * lr / (np.sqrt(v / (1 - beta2 ** step)) + eps)
+        if counter is not None:
+            counter[0] += 1
+
+
 def _norm(g):
     """||g||_2 with the squares summed in float64 (rescaled by max |g| if that overflows)."""
     g64 = g.astype(np.float64)
