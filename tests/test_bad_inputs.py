@@ -188,6 +188,37 @@ def built_position(layer, input_shape=(TL, TD)):
     return layer
 
 
+# ---------------------------------------------------------------- reshaping, merge, preprocessing
+IMG = (4, 6, 1)                          # the images of the padding / cropping / upsampling rows
+XI = np.linspace(-1.0, 1.0, N * 24).reshape(N, *IMG)
+TW = fnn.TimeDistributed                 # (TD is the transformer rows' width)
+
+
+def merged(backend, name="Multiply", k=2):
+    """A functional model of the merge ``name`` over k Inputs of (D,)."""
+    inputs = [fnn.Input((D,)) for _ in range(k)]
+    return fnn.Model(inputs, getattr(fnn, name)()(inputs), seed=0, backend=backend)
+
+
+def merged_backward(backend, dout):
+    m = merged(backend)
+    m.forward([X, X])
+    return m.backward(dout)
+
+
+def built_normalization(features=D, **kw):
+    """A Normalization built in a NumPy model over (features,) samples."""
+    layer = fnn.Normalization(**kw)
+    shaped("numpy", [layer], (features,))
+    return layer
+
+
+def adapted_then_built(backend, data, input_shape):
+    layer = fnn.Normalization()
+    layer.adapt(data)
+    return shaped(backend, [layer], input_shape)
+
+
 OBJ = np.array([[1, "a", None, 2.0]] * N, dtype=object)
 CPLX = X.astype(np.complex128)
 STR = np.array([["1", "2", "3", "4"]] * N)
@@ -1269,6 +1300,313 @@ CASES = [
     ("sinusoidal_positions_max_wavelength_nan", False,
      lambda b, t: fnn.ops.sinusoidal_positions(4, 4, math.nan), ValueError,
      r"max_wavelength=nan"),
+
+    # ---------------------------------------------------------------- padding and cropping
+    ("zero_padding2d_negative", False, lambda b, t: fnn.ZeroPadding2D(-1), ValueError,
+     r"padding must be an integer >= 0. Received: padding=-1\b"),
+    ("zero_padding2d_side_negative", False, lambda b, t: fnn.ZeroPadding2D(((1, -2), (0, 0))),
+     ValueError, r"padding must be an integer >= 0. Received: padding=-2\b"),
+    ("zero_padding2d_float", False, lambda b, t: fnn.ZeroPadding2D(1.5), ValueError,
+     r"padding must be an int, a pair \(rows, columns\) or \(\(top, bottom\), \(left, right\)\) "
+     r"of integers >= 0. Received: padding=1\.5"),
+    ("zero_padding2d_bool", False, lambda b, t: fnn.ZeroPadding2D(True), ValueError,
+     r"padding=True"),
+    ("zero_padding2d_string", False, lambda b, t: fnn.ZeroPadding2D("1"), ValueError,
+     r"padding='1'"),
+    ("zero_padding2d_three", False, lambda b, t: fnn.ZeroPadding2D((1, 2, 3)), ValueError,
+     r"padding=\(1, 2, 3\)"),
+    ("zero_padding2d_2_31", False, lambda b, t: fnn.ZeroPadding2D(2**31), ValueError,
+     r"padding must be below 2\*\*31. Received: padding=2147483648"),
+    ("zero_padding2d_channels_first", False,
+     lambda b, t: fnn.ZeroPadding2D(data_format="channels_first"), ValueError,
+     r"channels-last.*data_format='channels_first'"),
+    ("zero_padding1d_none", False, lambda b, t: fnn.ZeroPadding1D(None), ValueError,
+     r"padding must be an int or a pair \(before, after\) of integers >= 0. Received: "
+     r"padding=None"),
+    ("zero_padding1d_negative", False, lambda b, t: fnn.ZeroPadding1D(-2), ValueError,
+     r"padding=-2\b"),
+    ("zero_padding1d_pair_of_pairs", False, lambda b, t: fnn.ZeroPadding1D(((1, 2),)),
+     ValueError, r"padding=\(\(1, 2\),\)"),
+    ("cropping2d_negative_numpy_int", False, lambda b, t: fnn.Cropping2D(np.int64(-1)),
+     ValueError, r"cropping must be an integer >= 0. Received: cropping=-1\b"),
+    ("cropping2d_2_40", False, lambda b, t: fnn.Cropping2D(((2**40, 0), (0, 0))), ValueError,
+     r"cropping must be below 2\*\*31. Received: cropping=\(\(1099511627776, 0\), \(0, 0\)\)"),
+    ("cropping2d_one_tuples", False, lambda b, t: fnn.Cropping2D(((1,), (2,))), ValueError,
+     r"cropping=\(\(1,\), \(2,\)\)"),
+    ("cropping2d_channels_first", False,
+     lambda b, t: fnn.Cropping2D(data_format="channels_first"), ValueError,
+     r"data_format='channels_first'"),
+    ("cropping1d_string", False, lambda b, t: fnn.Cropping1D("x"), ValueError,
+     r"cropping must be an int or a pair \(before, after\).*cropping='x'"),
+    ("cropping2d_more_than_the_input", True,
+     lambda b, t: shaped(b, [fnn.Cropping2D(((2, 2), (0, 0)))], IMG), ValueError,
+     r"cropping2d\w*: cropping \[\[2, 2\], \[0, 0\]\] leaves nothing of an input of shape "
+     r"\(4, 6, 1\)"),
+    ("cropping2d_every_column", True,
+     lambda b, t: shaped(b, [fnn.Cropping2D(((0, 0), (3, 3)))], IMG), ValueError,
+     r"cropping \[\[0, 0\], \[3, 3\]\] leaves nothing of an input of shape \(4, 6, 1\)"),
+    ("cropping2d_functional_more_than_the_input", False,
+     lambda b, t: fnn.Cropping2D(3)(fnn.Input((5, 5, 1))), ValueError,
+     r"cropping \[\[3, 3\], \[3, 3\]\] leaves nothing of an input of shape \(5, 5, 1\)"),
+    ("cropping1d_more_than_the_input", True,
+     lambda b, t: shaped(b, [fnn.Cropping1D((3, 2))], (T, F)), ValueError,
+     r"cropping1d\w*: cropping \[3, 2\] leaves nothing of an input of shape \(5, 2\)"),
+    ("cropping2d_on_sequences", True, lambda b, t: shaped(b, [fnn.Cropping2D(1)], (T, F)),
+     ValueError, r"cropping2d\w* takes one input of shape \(height, width, channels\). "
+                 r"Received: input shape \(5, 2\)"),
+    ("cropping1d_on_images", True, lambda b, t: shaped(b, [fnn.Cropping1D(1)], IMG),
+     ValueError, r"cropping1d\w* takes one input of shape \(steps, channels\). Received: "
+                 r"input shape \(4, 6, 1\)"),
+    ("zero_padding2d_on_vectors", True, lambda b, t: shaped(b, [fnn.ZeroPadding2D()], (D,)),
+     ValueError, r"zero_padding2d\w* takes one input of shape \(height, width, channels\). "
+                 r"Received: input shape \(4,\)"),
+    ("zero_padding1d_on_vectors", True, lambda b, t: shaped(b, [fnn.ZeroPadding1D()], (D,)),
+     ValueError, r"zero_padding1d\w* takes one input of shape \(steps, channels\)"),
+    ("zero_padding2d_beyond_2_31", True,
+     lambda b, t: shaped(b, [fnn.ZeroPadding2D(((2**31 - 1, 1), (0, 0)))], (1, 1, 1)),
+     ValueError, r"padded sizes \(2147483649, 1\) must be below 2\*\*31"),
+    ("cropping2d_predict_shape", True,
+     lambda b, t: shaped(b, [fnn.Cropping2D(1)], IMG).predict(XI[:, :3]), ValueError,
+     r"X must have shape \(n, 4, 6, 1\). Received: X with shape \(6, 3, 6, 1\)"),
+    ("zero_padding2d_predict_nan", True,
+     lambda b, t: shaped(b, [fnn.ZeroPadding2D()], IMG).predict(with_nan(XI, (2, 1, 3, 0))),
+     ValueError, r"X\[2, 1, 3, 0\]=.*nan"),
+
+    # ---------------------------------------------------------------- UpSampling, RepeatVector
+    ("upsampling2d_zero", False, lambda b, t: fnn.UpSampling2D(0), ValueError,
+     r"size must be an integer >= 1. Received: size=0\b"),
+    ("upsampling2d_string", False, lambda b, t: fnn.UpSampling2D("2"), TypeError,
+     r"size must be an integer. Received: size='2'"),
+    ("upsampling2d_bool", False, lambda b, t: fnn.UpSampling2D(True), TypeError,
+     r"size=True"),
+    ("upsampling2d_2_31", False, lambda b, t: fnn.UpSampling2D(2**31), ValueError,
+     r"size must be below 2\*\*31. Received: size=2147483648"),
+    ("upsampling2d_bilinear", False, lambda b, t: fnn.UpSampling2D(interpolation="bilinear"),
+     ValueError, r"interpolation='nearest' only. Received: interpolation='bilinear'"),
+    ("upsampling2d_channels_first", False,
+     lambda b, t: fnn.UpSampling2D(data_format="channels_first"), ValueError,
+     r"data_format='channels_first'"),
+    ("upsampling1d_negative", False, lambda b, t: fnn.UpSampling1D(-1), ValueError,
+     r"size=-1\b"),
+    ("upsampling1d_pair", False, lambda b, t: fnn.UpSampling1D((2, 2)), ValueError,
+     r"size must be an integer or a tuple of one integer. Received: size=\(2, 2\)"),
+    ("upsampling2d_on_vectors", True, lambda b, t: shaped(b, [fnn.UpSampling2D()], (D,)),
+     ValueError, r"up_sampling2d\w* takes one input of shape \(height, width, channels\)"),
+    ("upsampling1d_on_images", True, lambda b, t: shaped(b, [fnn.UpSampling1D()], IMG),
+     ValueError, r"up_sampling1d\w* takes one input of shape \(steps, channels\). Received: "
+                 r"input shape \(4, 6, 1\)"),
+    ("upsampling1d_beyond_2_31", True, lambda b, t: shaped(b, [fnn.UpSampling1D(2**30)], (2, 1)),
+     ValueError, r"upsampled by \[1073741824\] has \(2147483648,\) positions: each must be "
+                 r"below 2\*\*31"),
+    ("repeat_vector_zero", False, lambda b, t: fnn.RepeatVector(0), ValueError,
+     r"n must be an integer >= 1. Received: n=0\b"),
+    ("repeat_vector_negative", False, lambda b, t: fnn.RepeatVector(-1), ValueError,
+     r"n=-1\b"),
+    ("repeat_vector_bool", False, lambda b, t: fnn.RepeatVector(True), TypeError, r"n=True"),
+    ("repeat_vector_string", False, lambda b, t: fnn.RepeatVector("3"), TypeError, r"n='3'"),
+    ("repeat_vector_none", False, lambda b, t: fnn.RepeatVector(None), TypeError, r"n=None"),
+    ("repeat_vector_2_31", False, lambda b, t: fnn.RepeatVector(2**31), ValueError,
+     r"n must be below 2\*\*31. Received: n=2147483648"),
+    ("repeat_vector_on_sequences", True, lambda b, t: shaped(b, [fnn.RepeatVector(2)], (T, F)),
+     ValueError, r"repeat_vector\w* takes samples of one dimension \(features,\). Received: "
+                 r"input shape \(5, 2\)"),
+    ("repeat_vector_predict_features", True,
+     lambda b, t: shaped(b, [fnn.RepeatVector(2)], (D,)).predict(X[:, :3]), ValueError,
+     r"X must have 4 features.*shape \(6, 3\)"),
+
+    # ---------------------------------------------------------------- Rescaling, Normalization
+    ("rescaling_scale_inf", False, lambda b, t: fnn.Rescaling(math.inf), ValueError,
+     r"scale must be a finite number. Received: scale=inf"),
+    ("rescaling_scale_nan", False, lambda b, t: fnn.Rescaling(math.nan), ValueError,
+     r"scale=nan"),
+    ("rescaling_scale_numpy_inf", False, lambda b, t: fnn.Rescaling(np.float32(np.inf)),
+     ValueError, r"scale=inf"),
+    ("rescaling_scale_bool", False, lambda b, t: fnn.Rescaling(True), ValueError,
+     r"scale=True"),
+    ("rescaling_scale_none", False, lambda b, t: fnn.Rescaling(None), ValueError,
+     r"scale=None"),
+    ("rescaling_scale_list", False, lambda b, t: fnn.Rescaling([1.0]), ValueError,
+     r"scale=\[1\.0\]"),
+    ("rescaling_scale_complex", False, lambda b, t: fnn.Rescaling(1j), ValueError,
+     r"scale=1j"),
+    ("rescaling_offset_nan", False, lambda b, t: fnn.Rescaling(1.0, offset=math.nan),
+     ValueError, r"offset must be a finite number. Received: offset=nan"),
+    ("rescaling_scale_subnormal_in_float32", True,
+     lambda b, t: shaped(b, [fnn.Rescaling(1e-40)], (D,)), ValueError,
+     r"scale=1e-40, which in float32 is subnormal"),
+    ("rescaling_offset_overflows_float32", True,
+     lambda b, t: shaped(b, [fnn.Rescaling(1.0, offset=-1e39)], (D,)), ValueError,
+     r"offset=-1e\+39, which in float32 overflows"),
+    ("normalization_axis_1", False, lambda b, t: fnn.Normalization(axis=1), ValueError,
+     r"axis must be -1. Received: axis=1\b"),
+    ("normalization_axis_none", False, lambda b, t: fnn.Normalization(axis=None), ValueError,
+     r"axis=None"),
+    ("normalization_axis_tuple", False, lambda b, t: fnn.Normalization(axis=(0, 1)),
+     ValueError, r"axis=\(0, 1\)"),
+    ("normalization_invert_int", False, lambda b, t: fnn.Normalization(invert=1), TypeError,
+     r"invert must be True or False. Received: invert=1\b"),
+    ("normalization_variance_alone", False, lambda b, t: fnn.Normalization(variance=1.0),
+     ValueError, r"both mean and variance, or neither"),
+    ("normalization_variance_negative", False,
+     lambda b, t: fnn.Normalization(mean=[0.0, 1.0], variance=[1.0, -1.0]), ValueError,
+     r"variance must be >= 0. Received: -1\.0"),
+    ("normalization_variance_nan", False,
+     lambda b, t: fnn.Normalization(mean=[0.0], variance=[math.nan]), ValueError,
+     r"variance must be finite.*variance\[0\]=nan"),
+    ("normalization_mean_complex", False,
+     lambda b, t: fnn.Normalization(mean=[1j], variance=[1.0]), TypeError,
+     r"mean must hold real numbers. Received: mean with dtype complex128"),
+    ("normalization_mean_strings", False,
+     lambda b, t: fnn.Normalization(mean=["a"], variance=[1.0]), TypeError,
+     r"mean must hold real numbers.*<U1"),
+    ("normalization_mean_ragged", False,
+     lambda b, t: fnn.Normalization(mean=[[1.0], [1.0, 2.0]], variance=[1.0]), ValueError,
+     r"mean must be a rectangular array of numbers"),
+    ("normalization_mean_2d", False,
+     lambda b, t: fnn.Normalization(mean=[[1.0], [2.0]], variance=[1.0, 1.0]), ValueError,
+     r"mean must be a number or a 1-D array \(one per feature\). Received: mean with shape "
+     r"\(2, 1\)"),
+    ("normalization_statistics_for_other_features", True,
+     lambda b, t: shaped(b, [fnn.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0] * 3)],
+                         (D,)), ValueError,
+     r"normalization\w* has statistics for 3 features; its input has 4"),
+    ("normalization_adapted_then_built_on_other_features", True,
+     lambda b, t: adapted_then_built(b, np.ones((5, 3)), (D,)), ValueError,
+     r"statistics for 3 features; its input has 4"),
+    ("normalization_mean_overflows_float32", True,
+     lambda b, t: shaped(b, [fnn.Normalization(mean=1e39, variance=1.0)], (D,)), ValueError,
+     r"mean or variance overflows float32"),
+    ("normalization_adapt_other_features", False,
+     lambda b, t: built_normalization().adapt(np.ones((5, 3))), ValueError,
+     r"normalization\w* normalises 4 features. Received: data with 3 on its last axis"),
+    ("normalization_adapt_empty", False, lambda b, t: fnn.Normalization().adapt([]),
+     ValueError, r"data must hold at least one sample. Received: shape \(0,\)"),
+    ("normalization_adapt_scalar", False, lambda b, t: fnn.Normalization().adapt(3.0),
+     ValueError, r"at least one sample. Received: shape \(\)"),
+    ("normalization_adapt_no_features", False,
+     lambda b, t: fnn.Normalization().adapt(np.ones((3, 0))), ValueError,
+     r"at least one sample. Received: shape \(3, 0\)"),
+    ("normalization_adapt_nan", False,
+     lambda b, t: fnn.Normalization().adapt(with_nan(X, (4, 1))), ValueError,
+     r"data must be finite .*data\[4, 1\]=nan"),
+    ("normalization_adapt_inf", False,
+     lambda b, t: fnn.Normalization().adapt(with_nan(X, (0, 3), -math.inf)), ValueError,
+     r"data\[0, 3\]=-inf"),
+    ("normalization_adapt_strings", False, lambda b, t: fnn.Normalization().adapt(STR),
+     TypeError, r"data must hold real numbers. Received: data with dtype <U1"),
+    ("normalization_adapt_none", False, lambda b, t: fnn.Normalization().adapt(None),
+     TypeError, r"data must hold real numbers.*dtype object"),
+    ("normalization_adapt_complex", False, lambda b, t: fnn.Normalization().adapt(CPLX),
+     TypeError, r"data .*complex128"),
+    ("normalization_adapt_ragged", False,
+     lambda b, t: fnn.Normalization().adapt([[1.0], [1.0, 2.0]]), ValueError,
+     r"data must be a rectangular array of numbers"),
+    # the variance of +-1e200 overflows float64: refused by name, also when the host has NumPy
+    # raise on overflow (it raised FloatingPointError from inside adapt)
+    ("normalization_adapt_variance_overflows", False,
+     lambda b, t: strict(lambda: fnn.Normalization().adapt([[1e200], [-1e200]])), ValueError,
+     r"data: its variance overflows float64"),
+    ("normalization_adapt_mean_overflows", False,
+     lambda b, t: strict(lambda: fnn.Normalization().adapt([[1.7e308], [1.7e308]])),
+     ValueError, r"overflows float64"),
+    ("normalization_adapt_overflows_float32", False,
+     lambda b, t: built_normalization(1).adapt([[1e30], [-1e30]]), ValueError,
+     r"mean or variance overflows float32"),
+    ("normalization_set_weights_shape", False,
+     lambda b, t: built_normalization().set_weights([np.zeros(3), np.ones(D), np.array(1.0)]),
+     ValueError, r"mean of normalization\w* must have shape \(4,\). Received: mean with shape "
+                 r"\(3,\)"),
+    ("normalization_set_weights_nan", False,
+     lambda b, t: built_normalization().set_weights(
+         [np.zeros(D), with_nan(np.ones((1, D)), (0, 1))[0], np.array(1.0)]), ValueError,
+     r"variance\[1\]=nan"),
+    ("normalization_predict_features", True,
+     lambda b, t: shaped(b, [fnn.Normalization(mean=0.0, variance=1.0)], (D,)).predict(
+         X[:, :3]), ValueError, r"X must have 4 features.*shape \(6, 3\)"),
+
+    # ---------------------------------------------------------------- TimeDistributed
+    ("td_of_a_string", False, lambda b, t: TW("Dense"), TypeError,
+     r"TimeDistributed wraps a fastnn layer .*Received: layer='Dense'"),
+    ("td_of_a_class", False, lambda b, t: TW(fnn.Dense), TypeError,
+     r"layer=<class 'fastnn\.layers\.core\.Dense'>"),
+    ("td_of_none", False, lambda b, t: TW(None), TypeError, r"layer=None"),
+    ("td_of_a_model", False,
+     lambda b, t: TW(fnn.Sequential([fnn.Dense(2)], input_dim=3, backend="numpy")), TypeError,
+     r"layer=Sequential\("),
+    ("td_of_dropout", False, lambda b, t: TW(fnn.Dropout(0.5)), TypeError,
+     r"TimeDistributed does not wrap Dropout"),
+    ("td_of_concatenate", False, lambda b, t: TW(fnn.Concatenate()), TypeError,
+     r"a layer of one input. Received: Concatenate"),
+    ("td_of_a_built_layer", False,
+     lambda b, t: TW(shaped("numpy", [fnn.Dense(2)], (D,)).layers[0]), TypeError,
+     r"wraps a layer not yet built"),
+    ("td_on_vectors", True, lambda b, t: shaped(b, [TW(fnn.Dense(2))], (D,)), ValueError,
+     r"time_distributed\w* takes sequences \(steps, \*sample\). Received: input shape \(4,\)"),
+    ("td_functional_on_vectors", False, lambda b, t: TW(fnn.Dense(2))(fnn.Input((3,))),
+     ValueError, r"takes sequences \(steps, \*sample\). Received: input shape \(3,\)"),
+    ("td_on_an_array", False, lambda b, t: TW(fnn.Dense(2))(XS), TypeError,
+     r"symbolic tensor.*array"),
+    ("td_conv2d_on_sequences_of_vectors", True,
+     lambda b, t: shaped(b, [TW(fnn.Conv2D(2, 3))], (T, F)), ValueError,
+     r"conv2d\w* takes one input of shape \(height, width, channels\). Received: input shape "
+     r"\(2,\)"),
+    ("td_conv2d_kernel_larger_than_the_frames", True,
+     lambda b, t: shaped(b, [TW(fnn.Conv2D(2, 5))], (3, 4, 4, 1)), ValueError,
+     r"5x5 kernel .*does not fit an input of shape \(4, 4, 1\)"),
+    ("td_lstm_on_sequences_of_vectors", True, lambda b, t: shaped(b, [TW(fnn.LSTM(2))], (T, F)),
+     ValueError, r"lstm\w* takes sequences of shape \(steps, features\)"),
+    ("td_predict_more_steps", True,
+     lambda b, t: shaped(b, [TW(fnn.Dense(2))], (T, F)).predict(np.concatenate([XS, XS], 1)),
+     ValueError, r"X must have shape \(n, 5, 2\). Received: X with shape \(6, 10, 2\)"),
+    ("td_predict_flat", True,
+     lambda b, t: shaped(b, [TW(fnn.Dense(2))], (T, F)).predict(XS.reshape(N, -1)),
+     ValueError, r"X must have shape \(n, 5, 2\). Received: X with shape \(6, 10\)"),
+    ("td_fit_target_shape", True,
+     lambda b, t: shaped(b, [TW(fnn.Dense(2))], (T, F)).compile("mse", fnn.SGD(0.1)).fit(
+         XS, np.zeros((N, T, 3)), verbose=0), ValueError, r"y must have shape .*\(6, 5, 3\)"),
+
+    # ---------------------------------------------------------------- merges
+    ("multiply_of_one_tensor", False, lambda b, t: fnn.Multiply()(fnn.Input((2,))), TypeError,
+     r"Multiply takes a list of tensors. Received: <SymbolicTensor shape=\(None, 2\)"),
+    ("multiply_of_a_list_of_one", False, lambda b, t: fnn.Multiply()([fnn.Input((2,))]),
+     ValueError, r"multiply\w* takes a list of at least two inputs. Received: input shape "
+                 r"\[\(2,\)\]"),
+    ("multiply_of_nothing", False, lambda b, t: fnn.Multiply()([]), TypeError,
+     r"symbolic tensor.*Received: \[\]"),
+    ("average_of_different_widths", False,
+     lambda b, t: fnn.Average()([fnn.Input((2,)), fnn.Input((3,))]), ValueError,
+     r"average\w* needs inputs of one shape. Received: \[\(2,\), \(3,\)\]"),
+    ("maximum_of_different_ranks", False,
+     lambda b, t: fnn.Maximum()([fnn.Input((2,)), fnn.Input((1, 2))]), ValueError,
+     r"maximum\w* needs inputs of one shape. Received: \[\(2,\), \(1, 2\)\]"),
+    ("minimum_of_transposed_shapes", False,
+     lambda b, t: fnn.Minimum()([fnn.Input((2, 3)), fnn.Input((3, 2))]), ValueError,
+     r"minimum\w* needs inputs of one shape. Received: \[\(2, 3\), \(3, 2\)\]"),
+    ("subtract_of_three", False, lambda b, t: fnn.Subtract()([fnn.Input((2,))] * 3),
+     ValueError, r"subtract\w* takes exactly 2 inputs. Received: 3"),
+    ("minimum_of_arrays", False, lambda b, t: fnn.Minimum()([X, X]), TypeError,
+     r"symbolic tensor.*Received: \[array"),
+    ("multiply_axis", False, lambda b, t: fnn.Multiply(axis=1), TypeError,
+     r"unexpected keyword argument 'axis'"),
+    ("multiply_in_a_sequential", True, lambda b, t: shaped(b, [fnn.Multiply()], (D,)),
+     TypeError, r"Multiply takes several inputs: build the model with the functional API"),
+    ("merge_predict_one_array", True, lambda b, t: merged(b).predict(X), ValueError,
+     r"X must be a list of 2 arrays, one per input. Received: ndarray"),
+    ("merge_predict_three_arrays", True, lambda b, t: merged(b, "Subtract").predict([X] * 3),
+     ValueError, r"X must be a list of 2 arrays, one per input. Received: a list of 3"),
+    ("merge_predict_width", True,
+     lambda b, t: merged(b, "Maximum").predict([X, X[:, :3]]), ValueError,
+     r"X\[1\] must have 4 features \(columns\). Received: X\[1\] with shape \(6, 3\)"),
+    ("merge_predict_rows", True, lambda b, t: merged(b, "Average", 3).predict([X, X, X[:5]]),
+     ValueError, r"same number of samples.*\[6, 6, 5\]"),
+    ("merge_predict_nan", True,
+     lambda b, t: merged(b, "Minimum").predict([X, with_nan(X, (3, 2))]), ValueError,
+     r"X\[1\]\[3, 2\]=.*nan"),
+    ("merge_backward_dout_shape", True, lambda b, t: merged_backward(b, np.ones((N, 3))),
+     ValueError, r"dout must have 4 features \(columns\). Received: dout with shape \(6, 3\)"),
+    ("merge_backward_dout_nan", True,
+     lambda b, t: merged_backward(b, with_nan(np.ones((N, D)), (2, 2))), ValueError,
+     r"dout\[2, 2\]=.*nan"),
 ]
 
 

@@ -180,8 +180,9 @@ class Normalization(_Affine):
         if self.built and flat.shape[1] != self.input_shape[-1]:
             raise ValueError(f"{self.name} normalises {self.input_shape[-1]} features. "
                              f"Received: data with {flat.shape[1]} on its last axis")
-        mean = flat.mean(axis=0)
-        variance = ((flat - mean) ** 2).mean(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):   # refused by name just below
+            mean = flat.mean(axis=0)
+            variance = ((flat - mean) ** 2).mean(axis=0)
         if not np.isfinite(variance).all():
             raise ValueError("data: its variance overflows float64 (values near 1e154 or "
                              "beyond); scale the data first")
