@@ -33,7 +33,9 @@ loss(kind, output, target, grad, weights=None, param=1.0) -> float
     target is dense, the shape and dtype of output (integer labels are one-hot by then).
     weights: None, or (n,) sample weights >= 0 of the dtype: L = sum_i w_i * row_i / count and
     each gradient row times w_i (Keras' "sum_over_batch_size"); None gives the unweighted
-    result bit for bit. param: the loss's parameter (HUBER's delta > 0; unused otherwise).
+    result bit for bit. param: the loss's parameter (HUBER's delta > 0; for the cross-entropies
+    keep = 1 - label smoothing, each target read as t keep + (1 - keep) / C, binary / 2, and as
+    it is when keep is 1; unused otherwise).
 sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, counter=None) -> None
     g := grad + wd * p;  v := momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     (with momentum == 0: p -= lr * g, velocity untouched). Flat 1-D arrays of equal length.

@@ -203,10 +203,17 @@ def _summed(terms, weights):
 def loss(kind, output, target, grad, weights=None, param=1.0):
     """The mean loss of ``output`` against ``target`` (with sample ``weights``: the weighted sum of
     the per-sample losses over n); also its gradient into ``grad`` if given. ``param`` is
-    Huber's delta."""
+    Huber's delta; for the cross-entropies ``keep = 1 - label smoothing``: each target is read as
+    ``t keep + (1 - keep) / C`` (binary: ``/ 2``), and as it is when ``keep`` is 1."""
     eps = np.finfo(output.dtype).eps
     n = output.shape[0]
     count = output.size if kind <= BCE_SIGMOID else n
+    if kind >= BCE_LOGITS and param != 1:
+        dt = output.dtype.type
+        keep = dt(param)
+        share = dt(0.5) if kind <= BCE_SIGMOID else dt(output.shape[1])
+        off = (dt(1) - keep) * share if kind <= BCE_SIGMOID else (dt(1) - keep) / share
+        target = target * keep + off
     if kind == MSE_KIND:
         diff = output - target
         value = _summed(diff * diff, weights)
