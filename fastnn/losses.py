@@ -183,8 +183,8 @@ class Loss:
             raise TypeError(f"{type(self).__name__}.targets() must return a C-contiguous "
                             f"{out.dtype.name} array of shape {out.shape}")
         w = None if sample_weight is None else V.sample_weights(sample_weight, n, out.dtype)
-        custom = _overrides(self, "value") or _overrides(self, "gradient")
-        if custom and check_kind(self, A.LINEAR) == CUSTOM_KIND:
+        python_loss = _overrides(self, "value") or _overrides(self, "gradient")
+        if python_loss and check_kind(self, A.LINEAR) == CUSTOM_KIND:
             if w is not None:
                 raise TypeError(f"sample_weight needs a built-in loss: {type(self).__name__}."
                                 f"value() computes a mean of its own")
