@@ -245,6 +245,12 @@ class Normalization(_Affine):
         self._zeros = np.zeros(c, self.dtype)
         self._scale = np.empty(c, self.dtype)
 
+    def check_values(self, weights: Sequence[FloatArray]) -> None:
+        for key, arr in (("variance", weights[1]), ("count", weights[2])):
+            if arr.size and arr.min() < 0:
+                raise ValueError(f"{key} of {self.name} must be >= 0. Received: "
+                                 f"{arr.min().item()!r}")
+
     def _coefficients(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         mean, variance, std = self._weights[0], self._weights[1], self._scale
         np.maximum(variance, 0.0, out=std)           # in place: nothing allocated per step
