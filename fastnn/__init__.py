@@ -38,7 +38,7 @@ from fastnn.layers import PositionalEmbedding, SinePositionEncoding, Transformer
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
-from fastnn.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from fastnn.optimizers import SGD, Adagrad, Adam, Adamax, AdamW, Nadam, Optimizer, RMSprop
 
 from fastnn import distributed  # noqa: E402  (after the models it trains; imports no MPI)
 
@@ -63,6 +63,7 @@ __all__ = [
     "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
     "ReduceLROnPlateau", "CSVLogger", "LambdaCallback",
     "callbacks", "schedules", "losses", "optimizers", "Activation", "Adam", "AdamW",
+    "Adagrad", "Adamax", "Nadam",
     "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Huber", "Layer", "LeakyReLU", "Loss",
     "MeanAbsoluteError", "MeanSquaredError", "Optimizer", "RMSprop", "ReLU", "SGD", "Sequential",
     "Sigmoid",

@@ -377,6 +377,11 @@ def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
     model, weights = build(config, version, arrays, backend)
     for (_, layer, k), source in zip(model._entries(), weights):
         layer._weights[k][...] = source
+    for layer in model._weight_layers():
+        try:
+            layer.check_values(layer._weights)
+        except ValueError as exc:
+            raise BadModelFile(f"the arrays of layer {layer.name!r} are invalid: {exc}") from None
     try:
         if compiled is not None:
             model.compile(compiled["loss"], compiled["optimizer"], compiled.get("metrics"))

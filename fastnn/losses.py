@@ -114,8 +114,8 @@ class Loss:
 
     @property
     def param(self) -> float:
-        """The parameter the loss kernels take with the kind: Huber's delta; 1.0 (unused) for
-        the others."""
+        """The parameter the loss kernels take with the kind: Huber's delta; for the
+        cross-entropies ``1 - label_smoothing``; 1.0 (unused) for the others."""
         return 1.0
 
     def output_kind(self) -> int:
@@ -183,7 +183,8 @@ class Loss:
             raise TypeError(f"{type(self).__name__}.targets() must return a C-contiguous "
                             f"{out.dtype.name} array of shape {out.shape}")
         w = None if sample_weight is None else V.sample_weights(sample_weight, n, out.dtype)
-        if check_kind(self, A.LINEAR) == CUSTOM_KIND:
+        python_loss = _overrides(self, "value") or _overrides(self, "gradient")
+        if python_loss and check_kind(self, A.LINEAR) == CUSTOM_KIND:
             if w is not None:
                 raise TypeError(f"sample_weight needs a built-in loss: {type(self).__name__}."
                                 f"value() computes a mean of its own")
@@ -320,7 +321,32 @@ def _check_delta(delta: float, dtype: DTypeLike) -> None:
                          f"/ 2 must not overflow). Received: delta={delta!r}")
 
 
-class BinaryCrossEntropy(Loss):
+class _LabelSmoothing:
+    """Keras' ``label_smoothing`` of the cross-entropies: each target t is read as
+    ``t (1 - s) + s / C`` (binary: ``s / 2``), in the loss kernels (the targets the metrics see
+    stay as given). The kernels take ``param = 1 - s``; 1 leaves t as it is."""
+
+    label_smoothing = 0.0
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = V.check_float("label_smoothing", label_smoothing, 0.0, 1.0)
+
+    @property
+    def param(self) -> float:
+        return 1.0 - self.label_smoothing
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.name}  # type: ignore[attr-defined]
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        return config
+
+    def __repr__(self) -> str:
+        smoothing = f"label_smoothing={self.label_smoothing!r}" if self.label_smoothing else ""
+        return f"{type(self).__name__}({smoothing})"
+
+
+class BinaryCrossEntropy(_LabelSmoothing, Loss):
     """Binary cross-entropy: ``L = -sum(y log p + (1 - y) log(1 - p)) / (n m)``, y in [0, 1].
 
     Name ``"binary_cross_entropy"`` (also ``"binary_crossentropy"``). How ``p`` is read from the
@@ -334,6 +360,11 @@ class BinaryCrossEntropy(Loss):
       ``dL/do = (p - y) / (p (1 - p) n m)``.
 
     Targets: (n,) for a single output, or (n, m), each value in [0, 1].
+
+    Parameters
+    ----------
+    label_smoothing : float in [0, 1], default 0.0
+        Keras' label smoothing: the loss reads each target y as ``y (1 - s) + s / 2``.
 
     Examples
     --------
@@ -368,7 +399,7 @@ class BinaryCrossEntropy(Loss):
         return t
 
 
-class CrossEntropy(Loss):
+class CrossEntropy(_LabelSmoothing, Loss):
     """Categorical cross-entropy: ``L = -sum_i sum_j y_ij log p_ij / n`` (a mean over rows).
 
     Name ``"cross_entropy"`` (also ``"categorical_crossentropy"`` and
@@ -381,6 +412,12 @@ class CrossEntropy(Loss):
     - after a final sigmoid, ``o`` are probabilities clipped below at eps; ``dL/do = -y / (p n)``.
 
     Targets: integer labels (n,) in [0, m), or one-hot / probability rows (n, m) summing to 1.
+
+    Parameters
+    ----------
+    label_smoothing : float in [0, 1], default 0.0
+        Keras' label smoothing: the loss reads each target row y as ``y (1 - s) + s / m``
+        (metrics such as accuracy see the targets as given).
 
     Examples
     --------
@@ -423,8 +460,9 @@ class _FromLogits:
     LAST = ""
     PROBABILITIES: tuple[int, ...] = ()
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = V.check_bool("from_logits", from_logits)
+        super().__init__(label_smoothing)  # type: ignore[call-arg]
 
     def kind(self, final_act: int) -> int:
         ends_in, last = final_act in self.PROBABILITIES, self.LAST
@@ -440,8 +478,17 @@ class _FromLogits:
                              f"layer activation={last!r}")
         return super().kind(final_act)  # type: ignore[misc]
 
+    def output_kind(self) -> int:
+        """Called on outputs directly (``loss(y_true, y_pred)``), ``from_logits`` says what
+        they are, as in Keras."""
+        if self.from_logits:
+            return super().kind(A.LINEAR)  # type: ignore[misc,no-any-return]
+        return super().output_kind()  # type: ignore[misc,no-any-return]
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(from_logits={self.from_logits})"
+        smoothing = getattr(self, "label_smoothing", 0.0)
+        extra = f", label_smoothing={smoothing!r}" if smoothing else ""
+        return f"{type(self).__name__}(from_logits={self.from_logits}{extra})"
 
 
 class CategoricalCrossentropy(_FromLogits, CrossEntropy):

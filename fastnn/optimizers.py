@@ -719,7 +719,59 @@ class SGD(Optimizer):
                 0.0, self._weight_decay, self._verify_next, *self._fused_clipping())
 
 
-class Adam(Optimizer):
+class _Moments(Optimizer):
+    """What Adam, Adamax and Nadam share: ``beta1``, ``beta2`` and ``eps`` (Keras' names as
+    aliases) and their rules against the dtype: each beta below 1 once rounded, and ``eps``
+    large enough that a gradient which passes the overflow screen cannot overflow a weight."""
+
+    _beta1: float
+    _beta2: float
+    _eps: float
+    _derived_uses_lr = True        # lr against eps
+    _ranges = {**Optimizer._ranges, "beta1": (0.0, 1.0, False, True),
+               "beta2": (0.0, 1.0, False, True), "eps": (0.0, None, True, False)}
+
+    beta1 = _hyper_parameter("beta1", "The first-moment decay, in [0, 1).")
+    beta2 = _hyper_parameter("beta2", "The second-moment decay, in [0, 1).")
+    eps = _hyper_parameter("eps", "The denominator's stabiliser, > 0.")
+
+    beta_1 = _alias_property("beta1")
+    beta_2 = _alias_property("beta2")
+    epsilon = _alias_property("eps")
+
+    @staticmethod
+    def _reach(settings: dict[str, Any]) -> float:
+        """An upper bound on |step| / (lr |g|_max / eps) over every step of the rule."""
+        return 1.0
+
+    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
+                       name: Optional[str]) -> None:
+        for key in ("beta1", "beta2"):
+            if key in settings and name in (None, key):
+                _below_one(key, settings[key], dtype, type(self).__name__,
+                           "else 1 - beta is lost and the estimate never decays")
+        if "eps" not in settings or name not in (None, "lr", "eps", "beta1"):
+            return
+        # From a fresh state (or wherever v_hat is 0) m_hat = g, so a step moves a weight by up
+        # to lr |g| / eps (times _reach); the screen lets through lr |g| < S with |g| < S.
+        lr, eps = settings["lr"], settings["eps"]
+        screen, limit = overflow_screen(dtype), float(np.finfo(dtype).max)
+        factor = self._reach(settings) * _ROUNDING
+        reach = min(lr, 1.0) * screen / eps * factor
+        if reach < limit:
+            return
+        why = (f"a gradient that passes the overflow screen (|g| < {screen:.4g} and lr * |g| < "
+               f"{screen:.4g}) can move a weight by lr * |g| / eps, up to {reach:.4g}, beyond "
+               f"the {dtype.name} maximum {limit:.4g}")
+        owner = type(self).__name__
+        if name == "lr":
+            raise ValueError(f"{owner}: lr must be < {eps * limit / (screen * factor):.6g} with "
+                             f"eps={eps!r} in {dtype.name}: {why}. Received: lr={lr!r}")
+        raise ValueError(f"{owner}: eps must be > {min(lr, 1.0) * screen * factor / limit:.6g} "
+                         f"with lr={lr!r} in {dtype.name}: {why}. Received: eps={eps!r}")
+
+
+class Adam(_Moments):
     """Adam (Kingma & Ba, 2015) with bias correction and L2 weight decay added to the gradient.
 
     g = grad + weight_decay * w;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
@@ -782,22 +834,8 @@ class Adam(Optimizer):
     (array([0.9, 2.1]), 1)
     """
 
-    _beta1: float
-    _beta2: float
-    _eps: float
-    _derived_uses_lr = True        # lr against eps (and AdamW's lr * weight_decay)
     name = "adam"
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
-    _ranges = {**Optimizer._ranges, "beta1": (0.0, 1.0, False, True),
-               "beta2": (0.0, 1.0, False, True), "eps": (0.0, None, True, False)}
-
-    beta1 = _hyper_parameter("beta1", "The first-moment decay, in [0, 1).")
-    beta2 = _hyper_parameter("beta2", "The second-moment decay, in [0, 1).")
-    eps = _hyper_parameter("eps", "The denominator's stabiliser, > 0.")
-
-    beta_1 = _alias_property("beta1")
-    beta_2 = _alias_property("beta2")
-    epsilon = _alias_property("eps")
 
     def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
                  eps: float = _UNSET, weight_decay: float = 0.0, *, learning_rate: float = _UNSET,
@@ -812,31 +850,6 @@ class Adam(Optimizer):
         self.weight_decay = weight_decay
         self._m: FloatArray | None = None
         self._v: FloatArray | None = None
-
-    def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
-                       name: Optional[str]) -> None:
-        for key in ("beta1", "beta2"):
-            if key in settings and name in (None, key):
-                _below_one(key, settings[key], dtype, type(self).__name__,
-                           "else 1 - beta is lost and the estimate never decays")
-        if "eps" not in settings or name not in (None, "lr", "eps"):
-            return
-        # From a fresh state (or wherever v_hat is 0) m_hat = g, so a step moves a weight by up
-        # to lr |g| / eps; the screen lets through lr |g| < S with |g| < S.
-        lr, eps = settings["lr"], settings["eps"]
-        screen, limit = overflow_screen(dtype), float(np.finfo(dtype).max)
-        reach = min(lr, 1.0) * screen / eps * _ROUNDING
-        if reach < limit:
-            return
-        why = (f"a gradient that passes the overflow screen (|g| < {screen:.4g} and lr * |g| < "
-               f"{screen:.4g}) can move a weight by lr * |g| / eps, up to {reach:.4g}, beyond "
-               f"the {dtype.name} maximum {limit:.4g}")
-        owner = type(self).__name__
-        if name == "lr":
-            raise ValueError(f"{owner}: lr must be < {eps * limit / (screen * _ROUNDING):.6g} with "
-                             f"eps={eps!r} in {dtype.name}: {why}. Received: lr={lr!r}")
-        raise ValueError(f"{owner}: eps must be > {min(lr, 1.0) * screen * _ROUNDING / limit:.6g} "
-                         f"with lr={lr!r} in {dtype.name}: {why}. Received: eps={eps!r}")
 
     def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
         self._m = aligned_zeros(size, dtype)
@@ -969,6 +982,10 @@ class AdamW(Adam):
                              self._beta2, self._eps, self._weight_decay, self._iterations)
 
 
+def _no_weight_decay(owner: str) -> property:
+    return property(lambda self: 0.0, doc=f"{owner} has no weight decay: 0.0.")
+
+
 class RMSprop(Optimizer):
     """RMSprop as Keras defines it (Tieleman & Hinton, 2012), with optional momentum and the
     centered variant (Graves, 2013).
@@ -1047,10 +1064,7 @@ class RMSprop(Optimizer):
     centered = _hyper_parameter("centered", "Whether to divide by the variance estimate.")
     epsilon = _alias_property("eps")
 
-    @property
-    def weight_decay(self) -> float:
-        """RMSprop has no weight decay: 0.0."""
-        return 0.0
+    weight_decay = _no_weight_decay("RMSprop")
 
     def __init__(self, lr: float = _UNSET, rho: float = 0.9, momentum: float = 0.0,
                  eps: float = _UNSET, centered: bool = False, *, learning_rate: float = _UNSET,
@@ -1112,9 +1126,335 @@ class RMSprop(Optimizer):
                                    "be 0 at iterations=0 (a fresh optimizer)")
 
 
+class Adagrad(Optimizer):
+    """Adagrad (Duchi, Hazan & Singer, 2011) as Keras defines it.
+
+    a = a + g^2;  w -= lr g / sqrt(a + eps), the accumulator ``a`` starting at
+    ``initial_accumulator_value``.
+
+    As in Keras, ``eps`` is added under the square root (PyTorch's ``Adagrad`` adds it to
+    ``sqrt(a)`` and starts the accumulator at 0: with ``eps`` negligible against ``a`` and the
+    same start, both give the same steps). The accumulator stops at the dtype's largest finite
+    value, where Keras' would become inf: the step is then 0 either way. There is no weight decay.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, > 0 and a normal number of the model's dtype.
+    initial_accumulator_value : float, default 0.1
+        The accumulator's value at ``build`` (``compile``), >= 0 (0 or normal in the dtype).
+    eps : float, default 1e-7
+        Added to the accumulator under the root, > 0 and normal in the dtype (any such eps keeps
+        a step finite, as in RMSprop).
+    learning_rate, epsilon : float, keyword only
+        Keras' names for ``lr`` and ``eps`` (give one of each pair).
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``).
+
+    Every one may be assigned later under the same rules (a new ``initial_accumulator_value``
+    takes effect at the next ``build``); see ``Optimizer``. ``state()`` holds ``accumulator``.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a real number, or is given under both of its names.
+    ValueError
+        If a value is out of its range, or does not suit the model's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> from fastnn.backends import get_backend
+    >>> w, g = np.array([1.0, 2.0]), np.array([3.0, -4.0])
+    >>> opt = fnn.Adagrad(learning_rate=0.5, initial_accumulator_value=0.0, epsilon=1e-12)
+    >>> opt.build(w.size, w.dtype)
+    >>> opt.step(get_backend("numpy"), w, g)          # the first step: w -= lr * sign(g)
+    >>> w.round(9)
+    array([0.5, 2.5])
+    """
+
+    _initial_accumulator_value: float
+    _eps: float
+    name = "adagrad"
+    _hyper = ("lr", "initial_accumulator_value", "eps")
+    _ranges = {"lr": Optimizer._ranges["lr"],
+               "initial_accumulator_value": (0.0, None, False, False),
+               "eps": (0.0, None, True, False)}
+    _weight_decay = 0.0      # none (check_update reads it)
+
+    initial_accumulator_value = _hyper_parameter(
+        "initial_accumulator_value", "The accumulator's value at build, >= 0.")
+    eps = _hyper_parameter("eps", "Added to the accumulator under the root, > 0.")
+    epsilon = _alias_property("eps")
+    weight_decay = _no_weight_decay("Adagrad")
+
+    def __init__(self, lr: float = _UNSET, initial_accumulator_value: float = 0.1,
+                 eps: float = _UNSET, *, learning_rate: float = _UNSET,
+                 epsilon: float = _UNSET, clipnorm: Optional[float] = None,
+                 clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
+        self._accumulator: FloatArray | None = None
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
+        self._accumulator = aligned_zeros(size, dtype)
+        self._accumulator[...] = self._initial_accumulator_value
+
+    def _bound(self, params: FloatArray, G: float) -> float:
+        # a' = min(a + g^2, max) >= 0, so |inc| <= lr G / sqrt(eps);  |p'| <= |p| + |inc|
+        inc = self._lr * G / math.sqrt(self._eps)
+        return max(G * G, self._lr * G, _max_abs(params) + inc)
+
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+        backend.adagrad_update(params, grads, self._accumulator, self._lr, self._eps,
+                               self._iterations)
+
+    def state(self) -> dict[str, FloatArray | None]:
+        return {"accumulator": self._accumulator}
+
+    def _check_state_rules(self, iterations: int) -> None:
+        a = self._accumulator
+        _check_state_array("accumulator", a, a < 0,              # type: ignore[arg-type,operator]
+                           "be >= 0 (a sum of squared gradients)")
+
+
+class Adamax(_Moments):
+    """Adamax (Kingma & Ba, 2015, section 7.1), Adam with the infinity norm, as Keras defines it.
+
+    m = m + (g - m)(1 - b1);  u = max(b2 u, |g|);  w -= lr m / ((1 - b1^t)(u + eps)) at step
+    t = 1, 2, ...
+
+    PyTorch's ``Adamax`` takes ``u = max(b2 u, |g| + eps)`` and divides by ``u`` alone: with
+    ``eps`` negligible against ``|g|`` both give the same steps. There is no weight decay.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, > 0 and a normal number of the model's dtype.
+    beta1, beta2 : float, default 0.9 and 0.999
+        Decays of the mean and of the infinity norm, in [0, 1), 0 or normal in the dtype, and
+        below 1 once rounded to it.
+    eps : float, default 1e-7
+        Added to ``u``, > 0 and normal in the dtype, and large enough that a gradient below the
+        overflow screen cannot overflow a weight (the rule of ``Adam``'s eps).
+    learning_rate, beta_1, beta_2, epsilon : float, keyword only
+        Keras' names for ``lr``, ``beta1``, ``beta2`` and ``eps`` (give one of each pair).
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``).
+
+    ``state()`` holds ``m`` and ``u``.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a real number, or is given under both of its names.
+    ValueError
+        If a value is out of its range, or does not suit the model's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> from fastnn.backends import get_backend
+    >>> w, g = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    >>> opt = fnn.Adamax(learning_rate=0.1, epsilon=1e-12)
+    >>> opt.build(w.size, w.dtype)
+    >>> opt.step(get_backend("numpy"), w, g)          # the first step: w -= lr * sign(g)
+    >>> w.round(9)
+    array([0.9, 2.1])
+    """
+
+    name = "adamax"
+    _hyper = ("lr", "beta1", "beta2", "eps")
+    _weight_decay = 0.0      # none (check_update reads it)
+    weight_decay = _no_weight_decay("Adamax")
+
+    def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
+                 eps: float = _UNSET, *, learning_rate: float = _UNSET, beta_1: float = _UNSET,
+                 beta_2: float = _UNSET, epsilon: float = _UNSET,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
+        self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
+        self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
+        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
+        self._m: FloatArray | None = None
+        self._u: FloatArray | None = None
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
+        self._m = aligned_zeros(size, dtype)
+        self._u = aligned_zeros(size, dtype)
+
+    def _bound(self, params: FloatArray, G: float) -> float:
+        # |m'| <= b1 |m| + (1 - b1) G;  u' <= max(b2 u, G);  |p'| <= |p| + lr |m'| / (bc1 eps)
+        b1, t = self._beta1, int(self._iterations[0]) + 1
+        m_new = b1 * _max_abs(self._m) + (1 - b1) * G           # type: ignore[arg-type]
+        u_new = max(self._beta2 * _max_abs(self._u), G)         # type: ignore[arg-type]
+        step = self._lr * m_new / ((1 - b1 ** t) * self._eps)
+        return max(G, m_new, u_new, self._lr * m_new, _max_abs(params) + step)
+
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+        t = int(self._iterations[0]) + 1
+        backend.adamax_update(params, grads, self._m, self._u, t, self._lr, self._beta1,
+                              self._beta2, self._eps, self._iterations)
+
+    def state(self) -> dict[str, FloatArray | None]:
+        return {"m": self._m, "u": self._u}
+
+    def _check_state_rules(self, iterations: int) -> None:
+        m, u = self._m, self._u
+        _check_state_array("u", u, u < 0,                       # type: ignore[arg-type,operator]
+                           "be >= 0 (a decaying maximum of |gradient|)")
+        if iterations == 0:
+            for key, arr in (("m", m), ("u", u)):
+                _check_state_array(key, arr, arr != 0,          # type: ignore[arg-type]
+                                   "be 0 at iterations=0 (a fresh optimizer)")
+
+
+_NADAM_EXACT_STEPS = 2048    # from here on 0.96^t < 2^-53: the momentum schedule is beta1 itself
+
+
+class Nadam(_Moments):
+    """Nadam (Dozat, 2016), Adam with Nesterov momentum, as Keras defines it.
+
+    With the momentum schedule mu_t = b1 (1 - 0.5 * 0.96^t) and its products
+    P_t = mu_1 ... mu_t, at step t = 1, 2, ...:
+    m = m + (g - m)(1 - b1);  v = v + (g^2 - v)(1 - b2);
+    m_hat = mu_{t+1} m / (1 - P_{t+1}) + (1 - mu_t) g / (1 - P_t);  v_hat = v / (1 - b2^t);
+    w -= lr m_hat / (sqrt(v_hat) + eps).
+
+    This is PyTorch's ``NAdam`` with ``momentum_decay=1.0`` (its default 0.004 stretches the
+    schedule; Keras' has none). The products are computed in double from ``iterations`` and
+    the current ``beta1``: the same as Keras' running product while ``beta1`` is constant.
+    There is no weight decay.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Learning rate, > 0 and a normal number of the model's dtype.
+    beta1, beta2 : float, default 0.9 and 0.999
+        Decays of the first and second moment estimates, in [0, 1), 0 or normal in the dtype,
+        and below 1 once rounded to it.
+    eps : float, default 1e-7
+        Added to ``sqrt(v_hat)``, > 0 and normal in the dtype, and large enough that a gradient
+        below the overflow screen cannot overflow a weight (``Adam``'s rule, with m_hat up to
+        (1 + b1) / (1 - 0.52 b1) times |g|).
+    learning_rate, beta_1, beta_2, epsilon : float, keyword only
+        Keras' names for ``lr``, ``beta1``, ``beta2`` and ``eps`` (give one of each pair).
+    clipnorm, clipvalue, global_clipnorm : float or None, keyword only
+        Keras' gradient clipping, at most one (see ``Optimizer``).
+
+    ``state()`` holds ``m`` and ``v``.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a real number, or is given under both of its names.
+    ValueError
+        If a value is out of its range, or does not suit the model's dtype.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Nadam(learning_rate=0.002)
+    Nadam(lr=0.002, beta1=0.9, beta2=0.999, eps=1e-07)
+    """
+
+    name = "nadam"
+    _hyper = ("lr", "beta1", "beta2", "eps")
+    _weight_decay = 0.0      # none (check_update reads it)
+    weight_decay = _no_weight_decay("Nadam")
+
+    def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
+                 eps: float = _UNSET, *, learning_rate: float = _UNSET, beta_1: float = _UNSET,
+                 beta_2: float = _UNSET, epsilon: float = _UNSET,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
+        self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
+        self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
+        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
+        self._m: FloatArray | None = None
+        self._v: FloatArray | None = None
+        self._products = (-1.0, 0, 1.0)     # (beta1, t, P_t) of the last step
+
+    @staticmethod
+    def _reach(settings: dict[str, Any]) -> float:
+        # mu_t <= b1 and P_t <= mu_1 = 0.52 b1, so m_hat <= (b1 + 1) / (1 - 0.52 b1) max |g|
+        b1 = settings.get("beta1", 0.9)
+        return (1 + b1) / (1 - 0.52 * b1)
+
+    def _mu(self, t: int) -> float:
+        return self._beta1 * (1.0 - 0.5 * 0.96 ** t)
+
+    def _product(self, t: int) -> float:
+        """P_t = mu_1 ... mu_t in double, one factor per step as Keras keeps it (from scratch
+        after a jump of iterations: the factors are beta1 itself from _NADAM_EXACT_STEPS on)."""
+        b1, t0, p0 = self._products
+        if b1 == self._beta1 and t0 == t:
+            return p0
+        if b1 == self._beta1 and t0 == t - 1:
+            p = p0 * self._mu(t)
+        else:
+            p, exact = 1.0, min(t, _NADAM_EXACT_STEPS)
+            for s in range(1, exact + 1):
+                p *= self._mu(s)
+            if t > exact:
+                p *= self._beta1 ** (t - exact)
+        self._products = (self._beta1, t, p)
+        return p
+
+    def _schedule_at(self, t: int) -> tuple[float, float, float, float]:
+        """(mu_t, mu_{t+1}, P_t, P_{t+1}) for step t."""
+        prod = self._product(t)
+        mu_next = self._mu(t + 1)
+        return self._mu(t), mu_next, prod, prod * mu_next
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
+        self._m = aligned_zeros(size, dtype)
+        self._v = aligned_zeros(size, dtype)
+
+    def _bound(self, params: FloatArray, G: float) -> float:
+        # |m'| <= b1 |m| + (1 - b1) G;  v' <= b2 v + (1 - b2) G^2;
+        # |m_hat| <= mu' |m'| / (1 - P') + (1 - mu) G / (1 - P);  |p'| <= |p| + lr |m_hat| / eps
+        b1, b2, t = self._beta1, self._beta2, int(self._iterations[0]) + 1
+        mu, mu_next, prod, prod_next = self._schedule_at(t)
+        m_new = b1 * _max_abs(self._m) + (1 - b1) * G           # type: ignore[arg-type]
+        v_new = b2 * _max_abs(self._v) + (1 - b2) * G * G       # type: ignore[arg-type]
+        m_hat = mu_next * m_new / (1 - prod_next) + (1 - mu) * G / (1 - prod)
+        return max(G * G, v_new / (1 - b2 ** t), m_hat, self._lr * m_hat,
+                   _max_abs(params) + self._lr * m_hat / self._eps)
+
+    def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
+        t = int(self._iterations[0]) + 1
+        mu, mu_next, prod, prod_next = self._schedule_at(t)
+        backend.nadam_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
+                             self._beta2, self._eps, mu, mu_next, prod, prod_next,
+                             self._iterations)
+
+    def state(self) -> dict[str, FloatArray | None]:
+        return {"m": self._m, "v": self._v}
+
+    def _check_state_rules(self, iterations: int) -> None:
+        m, v = self._m, self._v
+        _check_state_array("v", v, v < 0,                       # type: ignore[arg-type,operator]
+                           "be >= 0 (a decaying mean of squared gradients)")
+        if iterations == 0:
+            for key, arr in (("m", m), ("v", v)):
+                _check_state_array(key, arr, arr != 0,          # type: ignore[arg-type]
+                                   "be 0 at iterations=0 (a fresh optimizer)")
+
+
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
-                                                   "rmsprop": RMSprop}
-OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+                                                   "rmsprop": RMSprop, "adagrad": Adagrad,
+                                                   "adamax": Adamax, "nadam": Nadam}
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam"]
 
 
 def get_optimizer(optimizer: Union[OptimizerName, Optimizer, dict[str, Any]]) -> Optimizer:
@@ -1122,7 +1462,7 @@ def get_optimizer(optimizer: Union[OptimizerName, Optimizer, dict[str, Any]]) ->
 
     Parameters
     ----------
-    optimizer : {"sgd", "adam", "adamw", "rmsprop"}, Optimizer or dict
+    optimizer : {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam"}, Optimizer or dict
         An instance is returned as it is; a name gives one with default settings; a dict such
         as ``{"name": "sgd", "lr": 0.1}`` (the form ``get_config`` returns; Keras' argument
         names work too) gives one with those settings.

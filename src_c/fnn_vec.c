@@ -37,6 +37,12 @@ typedef struct {
                     float *restrict, ptrdiff_t, float, float, float, float, float, int);
     void (*adamw)(float *restrict, const float *restrict, float *restrict, float *restrict,
                   ptrdiff_t, float, float, float, float, float, float, float, float, float);
+    void (*adagrad)(float *restrict, const float *restrict, float *restrict, ptrdiff_t, float, float,
+                    float);
+    void (*adamax)(float *restrict, const float *restrict, float *restrict, float *restrict,
+                   ptrdiff_t, float, float, float, float, float);
+    void (*nadam)(float *restrict, const float *restrict, float *restrict, float *restrict,
+                  ptrdiff_t, float, float, float, float, float, float, float, float, float);
     double (*max_abs)(const float *, ptrdiff_t);
     double (*sum_squares)(const float *, ptrdiff_t);
     void (*scale_copy)(const float *restrict, float *restrict, ptrdiff_t, float);
@@ -57,6 +63,12 @@ typedef struct {
     void (*adamw)(double *restrict, const double *restrict, double *restrict, double *restrict,
                   ptrdiff_t, double, double, double, double, double, double, double, double,
                   double);
+    void (*adagrad)(double *restrict, const double *restrict, double *restrict, ptrdiff_t, double, double,
+                    double);
+    void (*adamax)(double *restrict, const double *restrict, double *restrict, double *restrict,
+                   ptrdiff_t, double, double, double, double, double);
+    void (*nadam)(double *restrict, const double *restrict, double *restrict, double *restrict,
+                  ptrdiff_t, double, double, double, double, double, double, double, double, double);
     double (*max_abs)(const double *, ptrdiff_t);
     double (*sum_squares)(const double *, ptrdiff_t);
     void (*scale_copy)(const double *restrict, double *restrict, ptrdiff_t, double);
@@ -65,12 +77,14 @@ typedef struct {
 
 #define VEC_F32(SUFFIX)                                                                        \
     {deriv_colsum_##SUFFIX##_f32, sgd_##SUFFIX##_f32, adam_##SUFFIX##_f32,                      \
-     rmsprop_##SUFFIX##_f32, adamw_##SUFFIX##_f32, max_abs_##SUFFIX##_f32,                     \
+     rmsprop_##SUFFIX##_f32, adamw_##SUFFIX##_f32, adagrad_##SUFFIX##_f32,                       \
+     adamax_##SUFFIX##_f32, nadam_##SUFFIX##_f32, max_abs_##SUFFIX##_f32,                     \
      sum_squares_##SUFFIX##_f32, scale_copy_##SUFFIX##_f32, clamp_copy_##SUFFIX##_f32,           \
      exp_##SUFFIX##_f32}
 #define VEC_F64(SUFFIX)                                                                        \
     {deriv_colsum_##SUFFIX##_f64, sgd_##SUFFIX##_f64, adam_##SUFFIX##_f64,                      \
-     rmsprop_##SUFFIX##_f64, adamw_##SUFFIX##_f64, max_abs_##SUFFIX##_f64,                     \
+     rmsprop_##SUFFIX##_f64, adamw_##SUFFIX##_f64, adagrad_##SUFFIX##_f64,                       \
+     adamax_##SUFFIX##_f64, nadam_##SUFFIX##_f64, max_abs_##SUFFIX##_f64,                     \
      sum_squares_##SUFFIX##_f64, scale_copy_##SUFFIX##_f64, clamp_copy_##SUFFIX##_f64}
 
 /* The template for one element type in each flavour (fnn_vec_flavours.h), float then double. */
@@ -604,6 +618,54 @@ void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, ptrdiff_
 {
     const unsigned int saved = fnn_ftz_enter();
     vd()->adamw(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_adagrad_f32(float *p, const float *grad, float *a, ptrdiff_t n, float lr, float eps,
+                     float a_max)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vs()->adagrad(p, grad, a, n, lr, eps, a_max);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_adamax_f32(float *p, const float *grad, float *m, float *u, ptrdiff_t n, float lr, float one_b1,
+                    float b2, float bc1, float eps)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vs()->adamax(p, grad, m, u, n, lr, one_b1, b2, bc1, eps);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_nadam_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, float lr, float one_b1,
+                   float one_b2, float mu1, float d1, float one_mu, float d2, float bc2, float eps)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vs()->nadam(p, grad, m, v, n, lr, one_b1, one_b2, mu1, d1, one_mu, d2, bc2, eps);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_adagrad_f64(double *p, const double *grad, double *a, ptrdiff_t n, double lr, double eps,
+                     double a_max)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vd()->adagrad(p, grad, a, n, lr, eps, a_max);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_adamax_f64(double *p, const double *grad, double *m, double *u, ptrdiff_t n, double lr, double one_b1,
+                    double b2, double bc1, double eps)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vd()->adamax(p, grad, m, u, n, lr, one_b1, b2, bc1, eps);
+    fnn_ftz_leave(saved);
+}
+
+void fnn_nadam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr, double one_b1,
+                   double one_b2, double mu1, double d1, double one_mu, double d2, double bc2, double eps)
+{
+    const unsigned int saved = fnn_ftz_enter();
+    vd()->nadam(p, grad, m, v, n, lr, one_b1, one_b2, mu1, d1, one_mu, d2, bc2, eps);
     fnn_ftz_leave(saved);
 }
 

@@ -75,6 +75,27 @@ void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, ptrdiff_
                    double b1, double b2, double one_b1, double one_b2, double bc1, double bc2,
                    double eps, double lr_wd);
 
+/* Adagrad (Keras) on n parameters:  a = min(a + g^2, a_max);  p -= lr g / sqrt(a + eps). */
+void fnn_adagrad_f32(float *p, const float *grad, float *a, ptrdiff_t n, float lr, float eps,
+                     float a_max);
+void fnn_adagrad_f64(double *p, const double *grad, double *a, ptrdiff_t n, double lr,
+                     double eps, double a_max);
+
+/* Adamax (Keras):  m = m + (g - m) one_b1;  u = max(b2 u, |g|);  p -= lr m / (bc1 (u + eps)). */
+void fnn_adamax_f32(float *p, const float *grad, float *m, float *u, ptrdiff_t n, float lr,
+                    float one_b1, float b2, float bc1, float eps);
+void fnn_adamax_f64(double *p, const double *grad, double *m, double *u, ptrdiff_t n, double lr,
+                    double one_b1, double b2, double bc1, double eps);
+
+/* Nadam (Keras):  m = m + (g - m) one_b1;  v = v + (g^2 - v) one_b2;
+ * p -= (mu1 m / d1 + one_mu g / d2) lr / (sqrt(v / bc2) + eps). */
+void fnn_nadam_f32(float *p, const float *grad, float *m, float *v, ptrdiff_t n, float lr,
+                   float one_b1, float one_b2, float mu1, float d1, float one_mu, float d2,
+                   float bc2, float eps);
+void fnn_nadam_f64(double *p, const double *grad, double *m, double *v, ptrdiff_t n, double lr,
+                   double one_b1, double one_b2, double mu1, double d1, double one_mu, double d2,
+                   double bc2, double eps);
+
 /* max |x_i| over n values (0 for n == 0), or NaN when any x_i is NaN or inf. */
 double fnn_max_abs_f32(const float *x, ptrdiff_t n);
 double fnn_max_abs_f64(const double *x, ptrdiff_t n);

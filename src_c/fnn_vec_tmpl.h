@@ -164,6 +164,60 @@ VEC_TARGET static void VFN(adamw)(FT *restrict p, const FT *restrict grad, FT *r
     }
 }
 
+/* Adagrad (Keras): a = min(a + g^2, a_max);  p -= lr g / sqrt(a + eps). a_max (the dtype's
+ * largest finite value) keeps the sum finite where Keras' would reach inf: the step is then 0
+ * either way, and a saved state stays loadable. */
+VEC_TARGET static void VFN(adagrad)(FT *restrict p, const FT *restrict grad, FT *restrict a,
+                                    ptrdiff_t n, FT lr, FT eps, FT a_max)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) {
+        const FT g = grad[i];
+        const FT s = a[i] + g * g;
+        const FT ai = s > a_max ? a_max : s;
+        a[i] = ai;
+        p[i] = p[i] - lr * g / FT_SQRT(ai + eps);
+    }
+}
+
+/* Adamax (Keras): m = m + (g - m)(1 - b1);  u = max(b2 u, |g|);  p -= lr m / (bc1 (u + eps)),
+ * bc1 = 1 - b1^t. */
+VEC_TARGET static void VFN(adamax)(FT *restrict p, const FT *restrict grad, FT *restrict m,
+                                   FT *restrict u, ptrdiff_t n, FT lr, FT one_b1, FT b2, FT bc1,
+                                   FT eps)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) {
+        const FT g = grad[i];
+        const FT mi = m[i] + (g - m[i]) * one_b1;
+        const FT su = b2 * u[i], ag = g < (FT)0 ? -g : g;
+        const FT ui = su > ag ? su : ag;
+        m[i] = mi;
+        u[i] = ui;
+        p[i] = p[i] - lr * mi / (bc1 * (ui + eps));
+    }
+}
+
+/* Nadam (Keras): m = m + (g - m)(1 - b1);  v = v + (g^2 - v)(1 - b2);
+ * m_hat = mu1 m / d1 + one_mu g / d2;  p -= m_hat lr / (sqrt(v / bc2) + eps), the step's
+ * momentum coefficients (mu1 = mu_{t+1}, d1 = 1 - prod mu_1..t+1, one_mu = 1 - mu_t,
+ * d2 = 1 - prod mu_1..t) and bc2 = 1 - b2^t from the caller. */
+VEC_TARGET static void VFN(nadam)(FT *restrict p, const FT *restrict grad, FT *restrict m,
+                                  FT *restrict v, ptrdiff_t n, FT lr, FT one_b1, FT one_b2,
+                                  FT mu1, FT d1, FT one_mu, FT d2, FT bc2, FT eps)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) {
+        const FT g = grad[i];
+        const FT mi = m[i] + (g - m[i]) * one_b1;
+        const FT vi = v[i] + (g * g - v[i]) * one_b2;
+        const FT m_hat = mu1 * mi / d1 + one_mu * g / d2;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] - m_hat * lr / (FT_SQRT(vi / bc2) + eps);
+    }
+}
+
 /* sum x_i^2 in double over 16 lanes (lane l takes i = l mod 16, in index order), the lanes then
  * added as a pairwise tree: one fixed order for every flavour and thread count (the gradient
  * norms of clipnorm and global_clipnorm). Without FP contraction each lane's x^2 is rounded to

@@ -593,3 +593,254 @@ def test_the_transformer_file_loads_and_its_layers_are_where_the_refusals_expect
     original = _transformer()
     xs = [np.random.default_rng(0).standard_normal((2, 6, 8)), np.ones((2, 6))]
     np.testing.assert_array_equal(model.predict(xs), original.predict(xs))
+
+
+# ---------------------------------------------------------------- reshaping, merge, preprocessing
+def _reshape_merge(backend="numpy"):
+    """Layers 0-16: ZeroPadding2D, Cropping2D (of the padding), Cropping2D, UpSampling2D,
+    Multiply, Subtract, Rescaling, Normalization(mean, variance), Maximum (3 inputs), Minimum,
+    Average (4 inputs), RepeatVector(4), TimeDistributed(Dense(2)), ZeroPadding1D,
+    Cropping1D, UpSampling1D, TimeDistributed(Conv2D(2, 2)). Nodes: inputs 0-2 (image
+    (6, 4, 2), vector (3,), video (4, 3, 3, 1)), layer i is node 3 + i."""
+    img, vec, video = fnn.Input((6, 4, 2)), fnn.Input((3,)), fnn.Input((4, 3, 3, 1))
+    a = fnn.Cropping2D(((1, 0), (0, 1)))(fnn.ZeroPadding2D(((0, 1), (1, 0)))(img))
+    b = fnn.UpSampling2D((1, 2))(fnn.Cropping2D(((0, 0), (1, 1)))(img))
+    h = fnn.Normalization(mean=[0.5, -1.0], variance=[2.0, 0.5])(
+        fnn.Rescaling(0.5, offset=-1.0)(a))
+    m = fnn.Average()([fnn.Multiply()([a, b]), fnn.Subtract()([a, b]),
+                       fnn.Maximum()([a, b, h]), fnn.Minimum()([a, h])])
+    r = fnn.TimeDistributed(fnn.Dense(2))(fnn.RepeatVector(4)(vec))
+    r = fnn.UpSampling1D(2)(fnn.Cropping1D((1, 1))(fnn.ZeroPadding1D(1)(r)))
+    t = fnn.TimeDistributed(fnn.Conv2D(2, 2))(video)
+    return fnn.Model([img, vec, video], [m, r, t], seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def reshape_merge():
+    blob = fio.model_to_bytes(_reshape_merge())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+def _pop(i, key):
+    def change(model):
+        model["layers"][i]["config"].pop(key)
+    return change
+
+
+def _both(*changes):
+    def change(model):
+        for c in changes:
+            c(model)
+    return change
+
+
+_TD_DENSE = {"class": "TimeDistributed", "layer": dict(_DENSE)}
+
+HOSTILE_RESHAPE_MERGE = {
+    # ZeroPadding2D (layer 0) on the (6, 4, 2) image
+    "zero_padding_negative": (_layer(0, padding=-1), r"padding must be an integer >= 0.*"
+                                                      r"padding=-1\b"),
+    "zero_padding_pair_negative": (_layer(0, padding=[[0, -1], [1, 0]]), r"padding=-1\b"),
+    "zero_padding_2_31": (_layer(0, padding=2**31), r"below 2\*\*31.*padding=2147483648"),
+    "zero_padding_2_40": (_layer(0, padding=[[2**40, 0], [1, 0]]),
+                          r"below 2\*\*31.*padding=\[\[1099511627776, 0\], \[1, 0\]\]"),
+    "zero_padding_2_30": (_layer(0, padding=[[2**30, 0], [1, 0]]),
+                          r"multiply needs inputs of one shape.*\(1073741829, 4, 2\)"),
+    "zero_padding_string": (_layer(0, padding="1"), r"padding='1'"),
+    "zero_padding_three": (_layer(0, padding=[1, 2, 3]), r"padding=\[1, 2, 3\]"),
+    "zero_padding_null": (_layer(0, padding=None), r"padding=None"),
+    "zero_padding_bool": (_layer(0, padding=True), r"padding=True"),
+    "zero_padding_float": (_layer(0, padding=1.5), r"padding=1\.5"),
+    "zero_padding_channels_first": (_layer(0, data_format="channels_first"),
+                                    r"data_format='channels_first'"),
+    "zero_padding_unknown_argument": (_layer(0, bogus=1), r"bogus"),
+    # Cropping2D (layers 1 and 2)
+    "cropping_larger_than_the_input": (_layer(1, cropping=[[7, 0], [0, 1]]),
+                                       r"cropping \[\[7, 0\], \[0, 1\]\] leaves nothing of an "
+                                       r"input of shape \(7, 5, 2\)"),
+    "cropping_both_sides_meet": (_layer(1, cropping=[[4, 4], [0, 1]]), r"leaves nothing"),
+    "cropping_every_column": (_layer(2, cropping=[[0, 0], [2, 2]]),
+                              r"cropping \[\[0, 0\], \[2, 2\]\] leaves nothing .*\(6, 4, 2\)"),
+    "cropping_negative": (_layer(1, cropping=[[-1, 0], [0, 1]]), r"cropping=-1\b"),
+    "cropping_2_31": (_layer(1, cropping=2**31), r"below 2\*\*31.*cropping=2147483648"),
+    "cropping_2_40": (_layer(2, cropping=[[2**40, 0], [0, 0]]), r"cropping=\[\[1099511627776"),
+    "cropping_string": (_layer(1, cropping="x"), r"cropping='x'"),
+    # UpSampling2D (layer 3) on (6, 2, 2)
+    "upsampling_zero": (_layer(3, size=0), r"size must be an integer >= 1.*size=0\b"),
+    "upsampling_zero_in_pair": (_layer(3, size=[0, 2]), r"size=0\b"),
+    "upsampling_negative": (_layer(3, size=[1, -2]), r"size=-2\b"),
+    "upsampling_2_40": (_layer(3, size=2**40), r"below 2\*\*31.*size=1099511627776"),
+    "upsampling_2_30": (_layer(3, size=[1, 2**30]),
+                        r"upsampled by \[1, 1073741824\] has \(6, 2147483648\) positions: each "
+                        r"must be below 2\*\*31"),
+    "upsampling_2_20": (_layer(3, size=[2**20, 2]), r"multiply needs inputs of one shape"),
+    "upsampling_float": (_layer(3, size=[1, 2.0]), r"size=2\.0"),
+    "upsampling_string": (_layer(3, size="2"), r"size='2'"),
+    "upsampling_three": (_layer(3, size=[1, 2, 3]), r"size=\[1, 2, 3\]"),
+    "upsampling_bilinear": (_layer(3, interpolation="bilinear"), r"interpolation='bilinear'"),
+    # merges (layers 4, 5, 8, 9, 10)
+    "multiply_one_input": (_inbound(4, [4]), r"multiply takes a list of at least two inputs"),
+    "multiply_image_and_vector": (_inbound(4, [4, 1]),
+                                  r"multiply needs inputs of one shape.*\(6, 4, 2\), \(3,\)"),
+    "multiply_unknown_argument": (_layer(4, axis=1), r"axis"),
+    "subtract_three_inputs": (_inbound(5, [4, 6, 4]), r"subtract takes exactly 2 inputs. "
+                                                       r"Received: 3"),
+    "subtract_one_input": (_inbound(5, [6]), r"subtract takes a list of at least two inputs"),
+    "maximum_of_the_video": (_inbound(8, [4, 6, 2]),
+                             r"maximum needs inputs of one shape.*\(4, 3, 3, 1\)"),
+    "maximum_no_inputs": (_inbound(8, []), r"'inbound' must list earlier nodes"),
+    "minimum_of_the_vector": (_inbound(9, [1, 1]),       # legal; the Average after it is not
+                              r"average needs inputs of one shape.*\(3,\)"),
+    "average_of_a_later_node": (_inbound(10, [7, 8, 11, 18]),
+                                r"'inbound' must list earlier nodes"),
+    "average_unknown_argument": (_layer(10, bogus=2), r"bogus"),
+    # Rescaling (layer 6)
+    "rescaling_scale_inf": (_layer(6, scale=float("inf")), r"Infinity, which is not a JSON number"),
+    "rescaling_offset_nan": (_layer(6, offset=float("nan")), r"NaN, which is not a JSON number"),
+    "rescaling_scale_string": (_layer(6, scale="0.5"), r"scale must be a finite number.*"
+                                                        r"scale='0\.5'"),
+    "rescaling_scale_null": (_layer(6, scale=None), r"scale=None"),
+    "rescaling_scale_bool": (_layer(6, scale=True), r"scale=True"),
+    "rescaling_scale_list": (_layer(6, scale=[0.5]), r"scale=\[0\.5\]"),
+    "rescaling_scale_beyond_float32": (_layer(6, scale=1e300),
+                                       r"scale=1e\+300, which in float32 overflows"),
+    "rescaling_offset_beyond_float32": (_layer(6, offset=1e39),
+                                        r"offset=1e\+39, which in float32 overflows"),
+    "rescaling_scale_missing": (_pop(6, "scale"), r"missing .*'scale'"),
+    "rescaling_unknown_argument": (_layer(6, bogus=1), r"bogus"),
+    # Normalization (layer 7) of 2 channels
+    "normalization_three_features": (_layer(7, mean=[0.5, 1.0, 2.0], variance=[1.0] * 3),
+                                     r"statistics for 3 features; its input has 2"),
+    "normalization_no_features": (_layer(7, mean=[], variance=[]),
+                                  r"statistics for 0 features; its input has 2"),
+    "normalization_variance_negative": (_layer(7, variance=[2.0, -0.5]),
+                                        r"variance must be >= 0. Received: -0\.5"),
+    "normalization_variance_inf": (_layer(7, variance=[float("inf"), 1.0]),
+                                   r"Infinity, which is not a JSON number"),
+    "normalization_mean_2d": (_layer(7, mean=[[0.5, -1.0]]),
+                              r"mean must be a number or a 1-D array .*shape \(1, 2\)"),
+    "normalization_mean_3d": (_layer(7, mean=[[[0.5]]], variance=[[[1.0]]]),
+                              r"shape \(1, 1, 1\)"),
+    "normalization_mean_without_variance": (_pop(7, "variance"), r"both mean and variance"),
+    "normalization_mean_null": (_layer(7, mean=None), r"both mean and variance"),
+    "normalization_mean_string": (_layer(7, mean="0.5"), r"mean must hold real numbers"),
+    "normalization_variance_strings": (_layer(7, variance=["a", "b"]),
+                                       r"variance must hold real numbers"),
+    "normalization_mean_dict": (_layer(7, mean={"a": 1}), r"mean must hold real numbers"),
+    "normalization_mean_beyond_float32": (_layer(7, mean=[1e39, 0.0]),
+                                          r"mean or variance overflows float32"),
+    "normalization_invert_string": (_layer(7, invert="yes"), r"invert='yes'"),
+    "normalization_axis_0": (_layer(7, axis=0), r"axis must be -1. Received: axis=0"),
+    # RepeatVector (layer 11) of the (3,) vector; then TimeDistributed(Dense), padding,
+    # cropping and UpSampling1D(2)
+    "repeat_zero": (_layer(11, n=0), r"n must be an integer >= 1. Received: n=0\b"),
+    "repeat_negative": (_layer(11, n=-1), r"n=-1\b"),
+    "repeat_2_31": (_layer(11, n=2**31), r"n must be below 2\*\*31. Received: n=2147483648"),
+    "repeat_2_40": (_layer(11, n=2**40), r"n=1099511627776"),
+    "repeat_2_30": (_layer(11, n=2**30), r"up_sampling1d: an input of shape \(1073741824, 2\) "
+                                         r"upsampled by \[2\] has \(2147483648,\) positions"),
+    "repeat_string": (_layer(11, n="4"), r"n='4'"),
+    "repeat_float": (_layer(11, n=4.0), r"n=4\.0"),
+    "repeat_bool": (_layer(11, n=True), r"n=True"),
+    "repeat_null": (_layer(11, n=None), r"n=None"),
+    "repeat_missing": (_pop(11, "n"), r"missing .*'n'"),
+    "repeat_of_the_image": (_inbound(11, [0]), r"repeat_vector takes samples of one dimension "
+                                               r"\(features,\). Received: input shape \(6, 4, 2\)"),
+    # TimeDistributed (layers 12 and 16)
+    "td_of_dropout": (_replace_nested(12, "layer", {"class": "Dropout", "rate": 0.5}),
+                      r"TimeDistributed does not wrap Dropout"),
+    "td_of_seeded_dropout": (_replace_nested(12, "layer", {"class": "Dropout", "rate": 0.5,
+                                                           "seed": 1}),
+                             r"does not wrap Dropout"),
+    "td_of_an_unknown_kind": (_replace_nested(12, "layer", {"class": "Conv7D"}),
+                              r"unknown layer class .*'Conv7D'"),
+    "td_of_a_string": (_replace_nested(12, "layer", "Dense"),
+                       r"'layer' must be a layer config. Received: 'Dense'"),
+    "td_of_null": (_replace_nested(12, "layer", None), r"'layer' must be a layer config"),
+    "td_of_a_list": (_replace_nested(12, "layer", [_DENSE]), r"'layer' must be a layer config"),
+    "td_layer_missing": (_pop(12, "layer"), r"'layer' must be a layer config. Received: None"),
+    "td_of_add": (_replace_nested(12, "layer", {"class": "Add"}), r"a layer of one input"),
+    "td_of_td": (_replace_nested(12, "layer", _TD_DENSE),
+                 r"time_distributed takes sequences \(steps, \*sample\). Received: input "
+                 r"shape \(3,\)"),
+    "td_of_lstm": (_replace_nested(12, "layer", {"class": "LSTM", "units": 2}),
+                   r"lstm takes sequences"),
+    "td_of_a_sequential": (_replace_nested(12, "layer", {"class": "Sequential",
+                                                         "layers": [_DENSE]}),
+                           r"unknown layer class .*'Sequential'"),
+    "td_of_batch_normalization": (_replace_nested(12, "layer", {"class": "BatchNormalization"}),
+                                  r"do not match the architecture"),
+    "td_of_output_of": (_replace_nested(12, "layer", {"class": "OutputOf", "index": 0}),
+                        r"output_of"),
+    "td_units_2_40": (_nested(12, "layer", units=2**40), r"more than the file"),
+    "td_units_one_more": (_nested(12, "layer", units=3),
+                          r"time_distributed/kernel' is <f4\[3, 2\], the model needs "
+                          r"<f4\[3, 3\]"),
+    "td_trainable_string": (_nested(12, "layer", trainable="no"), r"trainable='no'"),
+    "td_unknown_argument": (_layer(12, bogus=1), r"bogus"),
+    "td_on_the_vector": (_inbound(12, [1]), r"time_distributed takes sequences .*\(3,\)"),
+    "td_conv_kernel_2_30": (_nested(16, "layer", kernel_size=[2**30, 2**30]),
+                            r"1073741824x1073741824 kernel .*does not fit .*\(3, 3, 1\)"),
+    "td_conv_filters_2_31": (_nested(16, "layer", filters=2**31), r"filters=2147483648"),
+    "td_conv_on_vectors": (_inbound(16, [14]), r"conv2d takes one input of shape \(height, "
+                                               r"width, channels\). Received: input shape \(3,\)"),
+    # ZeroPadding1D, Cropping1D, UpSampling1D (layers 13-15) on (4, 2) -> (6, 2) -> (4, 2)
+    "zero_padding1d_2_40": (_layer(13, padding=2**40), r"padding=1099511627776"),
+    "zero_padding1d_sum_2_31": (_layer(13, padding=[2**31 - 1, 0]),
+                                r"padded sizes \(2147483651,\) must be below 2\*\*31"),
+    "cropping1d_everything": (_layer(14, cropping=[3, 3]),
+                              r"cropping \[3, 3\] leaves nothing of an input of shape \(6, 2\)"),
+    "cropping1d_negative": (_layer(14, cropping=-1), r"cropping=-1\b"),
+    "cropping1d_three": (_layer(14, cropping=[1, 1, 1]), r"cropping=\[1, 1, 1\]"),
+    "upsampling1d_zero": (_layer(15, size=0), r"size=0\b"),
+    "upsampling1d_2_40": (_layer(15, size=2**40), r"size=1099511627776"),
+    "upsampling1d_2_30": (_layer(15, size=2**30), r"\(4294967296,\) positions"),
+    "padding_and_cropping_cancel_to_a_mismatch": (
+        _both(_layer(0, padding=[[2**30, 1], [1, 0]]), _layer(1, cropping=[[2**30, 0], [0, 1]])),
+        r"multiply needs inputs of one shape.*\(7, 4, 2\)"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_RESHAPE_MERGE))
+def test_the_loader_refuses_hostile_reshape_merge_configs(reshape_merge, name):
+    change, pattern = HOSTILE_RESHAPE_MERGE[name]
+    _refused_before_allocation(_forge(reshape_merge, change), pattern)
+
+
+def test_the_reshape_merge_file_loads_and_its_layers_are_where_the_refusals_expect(
+        reshape_merge):
+    layers = reshape_merge["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "ZeroPadding2D", "Cropping2D", "Cropping2D", "UpSampling2D", "Multiply", "Subtract",
+        "Rescaling", "Normalization", "Maximum", "Minimum", "Average", "RepeatVector",
+        "TimeDistributed", "ZeroPadding1D", "Cropping1D", "UpSampling1D", "TimeDistributed"]
+    assert [entry["inbound"] for entry in layers] == [
+        [0], [3], [0], [5], [4, 6], [4, 6], [4], [9], [4, 6, 10], [4, 10], [7, 8, 11, 12], [1],
+        [14], [15], [16], [17], [2]]
+    model = model_from_bytes(reshape_merge["blob"])
+    original = _reshape_merge()
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((2, 6, 4, 2)), rng.standard_normal((2, 3)),
+          rng.standard_normal((2, 4, 3, 3, 1))]
+    assert [y.shape for y in model.predict(xs)] == [(2, 6, 4, 2), (2, 8, 2), (2, 4, 2, 2, 2)]
+    for a, b in zip(model.predict(xs), original.predict(xs)):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("change", [_layer(11, n=2**29), _layer(15, size=2**28)])
+def test_huge_but_legal_activations_load_without_allocating_them(reshape_merge, change):
+    """A RepeatVector or UpSampling1D whose outputs would take gigabytes per sample is a legal
+    architecture (each dimension below 2**31, no weights): the loader builds it without
+    allocating any activation; only predict would need the memory."""
+    import tracemalloc
+    blob = _forge(reshape_merge, change)
+    tracemalloc.start()
+    try:
+        with memory_cap():
+            model = model_from_bytes(blob)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20
+    assert model.output_shape[1][0] >= 2**30

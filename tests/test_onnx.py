@@ -59,6 +59,22 @@ KINDS = [
         (3, 2, 2)), (3, 2, 2), False, False),
     ("upsampling1d", _seq(lambda: [fnn.UpSampling1D(3), fnn.Dense(2)], (4, 2)), (4, 2),
      False, False),
+    ("padding_cropping2d", _seq(lambda: [
+        fnn.ZeroPadding2D(((1, 2), (0, 3))), fnn.Conv2D(3, 2), fnn.Cropping2D(((2, 0), (1, 1))),
+        fnn.ZeroPadding2D(1), fnn.Cropping2D(((0, 1), (2, 0)))], (5, 4, 2)), (5, 4, 2),
+     False, False),
+    ("conv_time_distributed", _seq(lambda: [
+        fnn.TimeDistributed(fnn.Conv2D(3, 2, activation="relu")),
+        fnn.TimeDistributed(fnn.MaxPooling2D()), fnn.TimeDistributed(fnn.Flatten()),
+        fnn.GRU(4)], (3, 5, 4, 2)), (3, 5, 4, 2), False, False),
+    ("time_distributed_dense", _seq(lambda: [
+        fnn.TimeDistributed(fnn.Dense(4, activation="tanh")), fnn.TimeDistributed(fnn.Dense(2))],
+        (5, 3)), (5, 3), False, False),
+    ("pad_crop_repeat", _seq(lambda: [
+        fnn.ZeroPadding1D((2, 1)), fnn.Cropping1D((0, 3)), fnn.Flatten(), fnn.Dense(3),
+        fnn.RepeatVector(4), fnn.Reshape((4, 3, 1)),
+        fnn.ZeroPadding2D(((0, 1), (1, 2))), fnn.Cropping2D(((1, 1), (0, 2))), fnn.Flatten()],
+        (6, 2)), (6, 2), False, False),
     ("conv1d_bn", _seq(lambda: [fnn.Conv1D(4, 3, activation="tanh", padding="same"),
                                 fnn.MaxPooling1D(), fnn.BatchNormalization(),
                                 fnn.AveragePooling1D(), fnn.GlobalAveragePooling1D()], (12, 2)),
@@ -124,7 +140,8 @@ def test_export_matches_onnxruntime_float32(kind, tmp_path):
 # ops, the recurrent ops or Erf (gelu before opset 20); LayerNormalization's and BatchNormalization's epsilon are
 # float32 attributes, so float64 models with them agree to about 1e-9 only
 F64 = [k for k in KINDS if not k[0].startswith(("conv", "global", "SimpleRNN", "LSTM", "GRU",
-                                                "bidirectional", "embedding", "upsampling"))
+                                                "bidirectional", "embedding", "upsampling",
+                                                "padding_cropping2d"))
        and "gelu" not in k[0] and k[0] not in ("transformer", "attention")]
 
 

@@ -190,3 +190,21 @@ def test_onnx_export_matches_onnxruntime_and_imports_back(dtype, tmp_path):
     np.testing.assert_allclose(got, model.predict(x), rtol=rtol, atol=rtol)
     back = fnn.onnx.load(path)
     np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=rtol * 10, atol=rtol)
+
+
+def test_a_negative_variance_is_refused_by_set_weights_and_the_loader(tmp_path):
+    """The constructor refuses variance < 0; so do set_weights and a model file holding one
+    (the weights written past the public API, as a damaged or forged file would hold them)."""
+    model = fnn.Sequential([fnn.Normalization(mean=[0.0, 1.0], variance=[1.0, 2.0])],
+                           input_dim=2)
+    before = model.get_weights()
+    for bad, pattern in (([np.zeros(2), np.array([1.0, -1.0]), np.array(3.0)], r"variance"),
+                         ([np.zeros(2), np.ones(2), np.array(-1.0)], r"count")):
+        with pytest.raises(ValueError, match=pattern + r" of normalization must be >= 0"):
+            model.set_weights(bad)
+        for a, b in zip(model.get_weights(), before):
+            assert np.array_equal(a, b)                      # nothing changed
+    model.layers[0]._weights[1][...] = [1.0, -0.5]
+    model.save(tmp_path / "m.fnn")
+    with pytest.raises(ValueError, match=r"normalization.*variance.*must be >= 0"):
+        fnn.load(tmp_path / "m.fnn")

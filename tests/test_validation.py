@@ -63,8 +63,8 @@ BAD_INPUTS = [
     (lambda: get_backend("cuda"), ValueError, r"backend.*'cuda'"),
     # ---- compile and optimizers
     (lambda: _model(compiled=False).compile(loss="hinge"), ValueError, r"loss.*'hinge'"),
-    (lambda: _model(compiled=False).compile(loss="mse", optimizer="adagrad"), ValueError,
-     r"optimizer.*'adagrad'"),
+    (lambda: _model(compiled=False).compile(loss="mse", optimizer="adadelta"), ValueError,
+     r"optimizer.*'adadelta'"),
     (lambda: _model(compiled=False).compile(loss="mse", metrics=["f1"]), ValueError,
      r"metrics.*'f1'"),
     (lambda: fnn.SGD(lr=0), ValueError, r"lr.*Received: lr=0\.0"),

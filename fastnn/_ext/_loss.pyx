@@ -9,6 +9,8 @@
 # accumulated in double and the partials are added in row order, so the value is the same at any
 # thread count: with several threads the rows are split over them and the partials land in a
 # scratch array first; with one thread they are added as they come, by the same row function.
+# Label smoothing (Keras'): the cross-entropies read each target as t keep + (1 - keep) / C
+# (binary: / 2), keep = param = 1 - smoothing; param 1 reads t as it is.
 # Stable forms: softplus(z) = max(z, 0) + log1p(exp(-|z|)) for BCE on logits; log-sum-exp with
 # the row maximum subtracted for CE on logits (both as in sklearn/_loss and PyTorch).
 
@@ -26,7 +28,7 @@ def loss(int kind,
          const floating[:, ::1] target,   # IN  (n, C) dense targets
          floating[:, ::1] grad,           # OUT (n, C) dL/d(output), or None for the value only
          const floating[::1] weights=None,  # IN (n,) sample weights >= 0, or None (all 1)
-         double param=1.0):               # the loss's parameter: Huber's delta (> 0)
+         double param=1.0):               # Huber's delta (> 0); cross-entropy: 1 - smoothing
     """L := sum_i w_i l_i / n (w_i = 1 without weights);  grad := dL/d(output)
     (fused kinds: w_i (p - target) / count)"""
     cdef unsigned int csr

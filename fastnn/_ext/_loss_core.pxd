@@ -28,39 +28,51 @@ cdef inline floating _clip(floating p, floating lo, floating hi) noexcept nogil:
     return lo if p < lo else (hi if p > hi else p)
 
 
+cdef inline floating _smoothed(floating t, floating keep, floating off) noexcept nogil:
+    """Keras' label smoothing of a cross-entropy target: t keep + off (keep = 1 - smoothing,
+    off = smoothing / C, or / 2 for binary); t itself when keep is 1."""
+    return t if keep == 1 else t * keep + off
+
+
 cdef inline double _bce_row(int kind, const floating *o, const floating *t, floating *g,
-                            Py_ssize_t c, floating count, floating eps) noexcept nogil:
+                            Py_ssize_t c, floating count, floating eps,
+                            floating keep) noexcept nogil:
     """sum_j BCE term;  g := (sigmoid(z) - t) / count  |  (pc - t) / (pc (1 - pc)) / count
-    |  (p - t) / count  for BCE_LOGITS | BCE_PROBS | BCE_SIGMOID"""
+    |  (p - t) / count  for BCE_LOGITS | BCE_PROBS | BCE_SIGMOID, with t smoothed (keep)"""
     cdef Py_ssize_t j
     cdef double s = 0
-    cdef floating z, pc
+    cdef floating z, pc, tj
+    cdef floating off = (1 - keep) * <floating>0.5
     for j in range(c):
         z = o[j]
+        tj = _smoothed(t[j], keep, off)
         if kind == BCE_LOGITS:
-            s += (z if z > 0 else 0) - <double>z * t[j] + log1p(exp(-fabs(<double>z)))
+            s += (z if z > 0 else 0) - <double>z * tj + log1p(exp(-fabs(<double>z)))
             if g != NULL:
-                g[j] = (sigmoid(z) - t[j]) / count
+                g[j] = (sigmoid(z) - tj) / count
         else:
             pc = _clip(z, eps, 1 - eps)
-            if t[j] != 0:                # 0 * log(.) adds nothing: skip the log for hard targets
-                s -= t[j] * f_log(pc)
-            if t[j] != 1:
-                s -= (1 - t[j]) * f_log(1 - pc)
+            if tj != 0:                  # 0 * log(.) adds nothing: skip the log for hard targets
+                s -= tj * f_log(pc)
+            if tj != 1:
+                s -= (1 - tj) * f_log(1 - pc)
             if g != NULL:
                 if kind == BCE_PROBS:
-                    g[j] = (pc - t[j]) / (pc * (1 - pc)) / count
+                    g[j] = (pc - tj) / (pc * (1 - pc)) / count
                 else:
-                    g[j] = (z - t[j]) / count
+                    g[j] = (z - tj) / count
     return s
 
 
 cdef inline double _ce_row(int kind, const floating *o, const floating *t, floating *g,
-                           Py_ssize_t c, floating count, floating eps) noexcept nogil:
-    """sum_j t_j (lse - z_j) or -sum_j t_j log max(p_j, eps); g as the contract says."""
+                           Py_ssize_t c, floating count, floating eps,
+                           floating keep) noexcept nogil:
+    """sum_j t_j (lse - z_j) or -sum_j t_j log max(p_j, eps); g as the contract says; t smoothed
+    (keep)."""
     cdef Py_ssize_t j
     cdef double s = 0, se = 0, lse, tsum = 0
-    cdef floating mx, pc, e
+    cdef floating mx, pc, e, tj
+    cdef floating off = (1 - keep) / <floating>c
     if kind == CE_LOGITS:
         mx = o[0]
         for j in range(1, c):
@@ -69,25 +81,27 @@ cdef inline double _ce_row(int kind, const floating *o, const floating *t, float
         for j in range(c):
             e = f_exp(o[j] - mx)
             se += e
-            tsum += t[j]
+            tsum += _smoothed(t[j], keep, off)
             if g != NULL:
                 g[j] = e                 # keep exp(z - max) for the softmax below
         lse = mx + log(se)
         for j in range(c):
-            if t[j] != 0:
-                s += t[j] * (lse - o[j])
+            tj = _smoothed(t[j], keep, off)
+            if tj != 0:
+                s += tj * (lse - o[j])
             if g != NULL:
-                g[j] = <floating>((g[j] / se * tsum - t[j]) / count)
+                g[j] = <floating>((g[j] / se * tsum - tj) / count)
         return s
     for j in range(c):
         pc = o[j] if o[j] > eps else eps
-        if t[j] != 0:                    # one-hot targets: one log per row, not C
-            s -= t[j] * f_log(pc)
+        tj = _smoothed(t[j], keep, off)
+        if tj != 0:                      # one-hot targets: one log per row, not C
+            s -= tj * f_log(pc)
         if g != NULL:
             if kind == CE_PROBS:
-                g[j] = -t[j] / pc / count
+                g[j] = -tj / pc / count
             else:
-                g[j] = (o[j] - t[j]) / count
+                g[j] = (o[j] - tj) / count
     return s
 
 
@@ -124,7 +138,8 @@ cdef inline double _row(int kind, const floating *o, const floating *t, floating
                         Py_ssize_t c, floating count, floating eps,
                         floating param) noexcept nogil:
     """The loss sum of one row (before the mean), writing that row of the gradient; `param` is
-    the loss's parameter (Huber's delta), unused by the other kinds."""
+    the loss's parameter: Huber's delta; for the cross-entropies 1 - label smoothing (1: none);
+    unused by MSE and MAE."""
     cdef Py_ssize_t j
     cdef double s = 0
     cdef floating d
@@ -139,10 +154,10 @@ cdef inline double _row(int kind, const floating *o, const floating *t, floating
                 g[j] = d * two_over_count
         return s
     if kind >= CE_LOGITS:
-        return _ce_row(kind, o, t, g, c, count, eps)
+        return _ce_row(kind, o, t, g, c, count, eps, param)
     if kind <= HUBER:
         return _abs_row(kind, o, t, g, c, count, param)
-    return _bce_row(kind, o, t, g, c, count, eps)
+    return _bce_row(kind, o, t, g, c, count, eps, param)
 
 
 cdef inline double _weighted_row(int kind, const floating *o, const floating *t, floating *g,
@@ -179,7 +194,7 @@ cdef inline double _loss_sum_weighted(int kind, const floating *o, const floatin
     if nt > 1:
         partial = <double *>malloc(n * sizeof(double))
     if partial == NULL:                  # one thread (or no scratch memory): add as we go
-        if kind == CE_SOFTMAX and g != NULL and w == NULL:
+        if kind == CE_SOFTMAX and g != NULL and w == NULL and param == 1:
             # the gradient (p - t) / count of _ce_row over the whole block in one flat loop (it
             # vectorises, where a row of a few classes does not); then the rows' losses alone
             for i in range(n * c):

@@ -7,9 +7,11 @@
 # order of the plain NumPy expression in the contract, so both backends agree to the last bits.
 
 from cython cimport floating
+from libc.float cimport DBL_MAX, FLT_MAX
 from libc.stdint cimport int64_t
 
-from fastnn._ext._optim_core cimport (_sgd, _adam, _rmsprop, _adamw, _clip_grads,
+from fastnn._ext._optim_core cimport (_sgd, _adam, _rmsprop, _adamw, _adagrad, _adamax,
+                                      _nadam, _clip_grads,
                                       fnn_max_abs_f32, fnn_max_abs_f64)
 from fastnn._ext._parallel cimport PARALLEL_MIN_WORK
 
@@ -133,6 +135,81 @@ def adamw_update(floating[::1] params,       # OUT (N,) updated in place
             _adamw(&params[0], &grads[0], &m[0], &v[0], n, <floating>lr, <floating>beta1,
                    <floating>beta2, <floating>(1 - beta1), <floating>(1 - beta2), <floating>bc1,
                    <floating>bc2, <floating>eps, <floating>(lr * weight_decay),
+                   PARALLEL_MIN_WORK)
+    if counter is not None:
+        counter[0] += 1
+
+
+def adagrad_update(floating[::1] params,        # OUT (N,) updated in place
+                   const floating[::1] grads,   # IN  (N,)
+                   floating[::1] accumulator,   # OUT (N,) a, the sum of squared gradients
+                   double lr, double eps,
+                   int64_t[::1] counter=None):  # OUT (1,) the step count, + 1 after the update
+    """a := min(a + g^2, finfo.max);  p -= lr g / sqrt(a + eps)  (Keras' Adagrad)
+
+    The step count moves in the same call as the weights (see sgd_update)."""
+    cdef Py_ssize_t n = params.shape[0]
+    if grads.shape[0] != n or accumulator.shape[0] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: adagrad_update")
+    if counter is not None and counter.shape[0] != 1:
+        raise ValueError("fastnn kernel called with inconsistent shapes: adagrad_update counter")
+    cdef floating a_max = FLT_MAX if floating is float else DBL_MAX
+    if n > 0:
+        with nogil:
+            _adagrad(&params[0], &grads[0], &accumulator[0], n, <floating>lr, <floating>eps,
+                     a_max, PARALLEL_MIN_WORK)
+    if counter is not None:
+        counter[0] += 1
+
+
+def adamax_update(floating[::1] params,       # OUT (N,) updated in place
+                  const floating[::1] grads,  # IN  (N,)
+                  floating[::1] m,            # OUT (N,) first-moment estimate
+                  floating[::1] u,            # OUT (N,) exponentially weighted infinity norm
+                  long step, double lr, double beta1, double beta2, double eps,
+                  int64_t[::1] counter=None):  # OUT (1,) the step count, + 1 after the update
+    """m := m + (g - m)(1 - b1);  u := max(b2 u, |g|);  p -= lr m / ((1 - b1^t)(u + eps))
+    (Keras' Adamax; the step count moves with the weights, see sgd_update)"""
+    cdef Py_ssize_t n = params.shape[0]
+    if grads.shape[0] != n or m.shape[0] != n or u.shape[0] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: adamax_update")
+    if step < 1:
+        raise ValueError(f"step counts from 1. Received: step={step}")
+    if counter is not None and counter.shape[0] != 1:
+        raise ValueError("fastnn kernel called with inconsistent shapes: adamax_update counter")
+    cdef double bc1 = 1 - beta1 ** step
+    if n > 0:
+        with nogil:
+            _adamax(&params[0], &grads[0], &m[0], &u[0], n, <floating>lr, <floating>(1 - beta1),
+                    <floating>beta2, <floating>bc1, <floating>eps, PARALLEL_MIN_WORK)
+    if counter is not None:
+        counter[0] += 1
+
+
+def nadam_update(floating[::1] params,       # OUT (N,) updated in place
+                 const floating[::1] grads,  # IN  (N,)
+                 floating[::1] m,            # OUT (N,) first-moment estimate
+                 floating[::1] v,            # OUT (N,) second-moment estimate
+                 long step, double lr, double beta1, double beta2, double eps,
+                 double mu_t, double mu_next, double prod_t, double prod_next,
+                 int64_t[::1] counter=None):  # OUT (1,) the step count, + 1 after the update
+    """m := m + (g - m)(1 - b1);  v := v + (g^2 - v)(1 - b2);
+    p -= (mu_next m / (1 - prod_next) + (1 - mu_t) g / (1 - prod_t)) lr / (sqrt(v_hat) + eps)
+    with v_hat = v / (1 - b2^t) (Keras' Nadam; mu_t and the products of the momentum schedule
+    from the caller; the step count moves with the weights, see sgd_update)"""
+    cdef Py_ssize_t n = params.shape[0]
+    if grads.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
+        raise ValueError("fastnn kernel called with inconsistent shapes: nadam_update")
+    if step < 1:
+        raise ValueError(f"step counts from 1. Received: step={step}")
+    if counter is not None and counter.shape[0] != 1:
+        raise ValueError("fastnn kernel called with inconsistent shapes: nadam_update counter")
+    cdef double bc2 = 1 - beta2 ** step
+    if n > 0:
+        with nogil:
+            _nadam(&params[0], &grads[0], &m[0], &v[0], n, <floating>lr, <floating>(1 - beta1),
+                   <floating>(1 - beta2), <floating>mu_next, <floating>(1 - prod_next),
+                   <floating>(1 - mu_t), <floating>(1 - prod_t), <floating>bc2, <floating>eps,
                    PARALLEL_MIN_WORK)
     if counter is not None:
         counter[0] += 1

@@ -32,6 +32,20 @@ cdef extern from "fnn_vec.h" nogil:
     void fnn_adamw_f64(double *p, const double *grad, double *m, double *v, Py_ssize_t n,
                        double lr, double b1, double b2, double one_b1, double one_b2, double bc1,
                        double bc2, double eps, double lr_wd)
+    void fnn_adagrad_f32(float *p, const float *grad, float *a, Py_ssize_t n, float lr, float eps,
+                         float a_max)
+    void fnn_adamax_f32(float *p, const float *grad, float *m, float *u, Py_ssize_t n, float lr,
+                        float one_b1, float b2, float bc1, float eps)
+    void fnn_nadam_f32(float *p, const float *grad, float *m, float *v, Py_ssize_t n, float lr,
+                       float one_b1, float one_b2, float mu1, float d1, float one_mu, float d2,
+                       float bc2, float eps)
+    void fnn_adagrad_f64(double *p, const double *grad, double *a, Py_ssize_t n, double lr, double eps,
+                         double a_max)
+    void fnn_adamax_f64(double *p, const double *grad, double *m, double *u, Py_ssize_t n, double lr,
+                        double one_b1, double b2, double bc1, double eps)
+    void fnn_nadam_f64(double *p, const double *grad, double *m, double *v, Py_ssize_t n, double lr,
+                       double one_b1, double one_b2, double mu1, double d1, double one_mu, double d2,
+                       double bc2, double eps)
     double fnn_max_abs_f32(const float *x, Py_ssize_t n)
     double fnn_max_abs_f64(const double *x, Py_ssize_t n)
     double fnn_sum_squares_f32(const float *x, Py_ssize_t n)
@@ -151,6 +165,82 @@ cdef inline void _adamw_chunk(floating *p, const floating *grad, floating *m, fl
         fnn_adamw_f32(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd)
     else:
         fnn_adamw_f64(p, grad, m, v, n, lr, b1, b2, one_b1, one_b2, bc1, bc2, eps, lr_wd)
+
+
+cdef inline void _adagrad(floating *p, const floating *grad, floating *a, Py_ssize_t n,
+                          floating lr, floating eps, floating a_max,
+                          Py_ssize_t min_work) noexcept nogil:
+    """a := min(a + g^2, a_max);  p -= lr g / sqrt(a + eps)   (chunks over threads, as _sgd)"""
+    cdef Py_ssize_t blk, lo, hi
+    cdef int nt = threads_for(n) if n >= min_work else 1
+    if nt == 1:
+        _adagrad_chunk(p, grad, a, n, lr, eps, a_max)
+        return
+    for blk in prange(nt, schedule='static', num_threads=nt):
+        lo = blk * n // nt
+        hi = (blk + 1) * n // nt
+        _adagrad_chunk(p + lo, grad + lo, a + lo, hi - lo, lr, eps, a_max)
+
+
+cdef inline void _adagrad_chunk(floating *p, const floating *grad, floating *a, Py_ssize_t n,
+                                floating lr, floating eps, floating a_max) noexcept nogil:
+    if floating is float:
+        fnn_adagrad_f32(p, grad, a, n, lr, eps, a_max)
+    else:
+        fnn_adagrad_f64(p, grad, a, n, lr, eps, a_max)
+
+
+cdef inline void _adamax(floating *p, const floating *grad, floating *m, floating *u,
+                         Py_ssize_t n, floating lr, floating one_b1, floating b2, floating bc1,
+                         floating eps, Py_ssize_t min_work) noexcept nogil:
+    """m := m + (g - m)(1 - b1);  u := max(b2 u, |g|);  p -= lr m / (bc1 (u + eps))
+    (chunks over threads, as _sgd)"""
+    cdef Py_ssize_t blk, lo, hi
+    cdef int nt = threads_for(n) if n >= min_work else 1
+    if nt == 1:
+        _adamax_chunk(p, grad, m, u, n, lr, one_b1, b2, bc1, eps)
+        return
+    for blk in prange(nt, schedule='static', num_threads=nt):
+        lo = blk * n // nt
+        hi = (blk + 1) * n // nt
+        _adamax_chunk(p + lo, grad + lo, m + lo, u + lo, hi - lo, lr, one_b1, b2, bc1, eps)
+
+
+cdef inline void _adamax_chunk(floating *p, const floating *grad, floating *m, floating *u,
+                               Py_ssize_t n, floating lr, floating one_b1, floating b2,
+                               floating bc1, floating eps) noexcept nogil:
+    if floating is float:
+        fnn_adamax_f32(p, grad, m, u, n, lr, one_b1, b2, bc1, eps)
+    else:
+        fnn_adamax_f64(p, grad, m, u, n, lr, one_b1, b2, bc1, eps)
+
+
+cdef inline void _nadam(floating *p, const floating *grad, floating *m, floating *v, Py_ssize_t n,
+                        floating lr, floating one_b1, floating one_b2, floating mu1, floating d1,
+                        floating one_mu, floating d2, floating bc2, floating eps,
+                        Py_ssize_t min_work) noexcept nogil:
+    """m := m + (g - m)(1 - b1);  v := v + (g^2 - v)(1 - b2);
+    p -= (mu1 m / d1 + one_mu g / d2) lr / (sqrt(v / bc2) + eps)   (chunks, as _sgd)"""
+    cdef Py_ssize_t blk, lo, hi
+    cdef int nt = threads_for(n) if n >= min_work else 1
+    if nt == 1:
+        _nadam_chunk(p, grad, m, v, n, lr, one_b1, one_b2, mu1, d1, one_mu, d2, bc2, eps)
+        return
+    for blk in prange(nt, schedule='static', num_threads=nt):
+        lo = blk * n // nt
+        hi = (blk + 1) * n // nt
+        _nadam_chunk(p + lo, grad + lo, m + lo, v + lo, hi - lo, lr, one_b1, one_b2, mu1, d1,
+                     one_mu, d2, bc2, eps)
+
+
+cdef inline void _nadam_chunk(floating *p, const floating *grad, floating *m, floating *v,
+                              Py_ssize_t n, floating lr, floating one_b1, floating one_b2,
+                              floating mu1, floating d1, floating one_mu, floating d2,
+                              floating bc2, floating eps) noexcept nogil:
+    if floating is float:
+        fnn_nadam_f32(p, grad, m, v, n, lr, one_b1, one_b2, mu1, d1, one_mu, d2, bc2, eps)
+    else:
+        fnn_nadam_f64(p, grad, m, v, n, lr, one_b1, one_b2, mu1, d1, one_mu, d2, bc2, eps)
 
 
 # ------------------------------------------------------------------------------ gradient clipping

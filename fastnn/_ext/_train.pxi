@@ -443,7 +443,7 @@ cdef int _train_body(TrainPlan plan, const floating *x, Py_ssize_t n, const floa
         for i in range(n):
             if labels[i] < 0 or labels[i] >= c:
                 return -1
-    if labels != NULL and plan.kind != CE_SOFTMAX:
+    if labels != NULL and (plan.kind != CE_SOFTMAX or plan.loss_param != 1):
         onehot = <floating *>plan.onehot
         for i in range(n * c):
             onehot[i] = 0
@@ -466,7 +466,7 @@ cdef int _train_body(TrainPlan plan, const floating *x, Py_ssize_t n, const floa
         k = m
     # --- loss and dL/d(output)
     count = n if plan.kind >= CE_LOGITS else n * c
-    if labels != NULL and plan.kind == CE_SOFTMAX:
+    if labels != NULL and plan.kind == CE_SOFTMAX and plan.loss_param == 1:
         total = _ce_softmax_labels(<const floating *>plan.Y[last], labels,
                                    <floating *>plan.G[last], n, c, <floating>count)
     else:

@@ -33,7 +33,9 @@ loss(kind, output, target, grad, weights=None, param=1.0) -> float
     target is dense, the shape and dtype of output (integer labels are one-hot by then).
     weights: None, or (n,) sample weights >= 0 of the dtype: L = sum_i w_i * row_i / count and
     each gradient row times w_i (Keras' "sum_over_batch_size"); None gives the unweighted
-    result bit for bit. param: the loss's parameter (HUBER's delta > 0; unused otherwise).
+    result bit for bit. param: the loss's parameter (HUBER's delta > 0; for the cross-entropies
+    keep = 1 - label smoothing, each target read as t keep + (1 - keep) / C, binary / 2, and as
+    it is when keep is 1; unused otherwise).
 sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, counter=None) -> None
     g := grad + wd * p;  v := momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     (with momentum == 0: p -= lr * g, velocity untouched). Flat 1-D arrays of equal length.
@@ -48,6 +50,15 @@ rmsprop_update(params, grads, mean_square, mean_grad, buffer, lr, rho, momentum,
     centered, buffer unless momentum != 0.
 adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, counter=None) -> None
     p -= (lr * weight_decay) * p;  then adam_update's step with weight_decay 0 (decoupled).
+adagrad_update(params, grads, accumulator, lr, eps, counter=None) -> None
+    a := min(a + g^2, finfo.max);  p -= lr g / sqrt(a + eps)  (Keras' Adagrad).
+adamax_update(params, grads, m, u, step, lr, beta1, beta2, eps, counter=None) -> None
+    m := m + (g - m)(1 - b1);  u := max(b2 u, |g|);  p -= lr m / ((1 - b1^step)(u + eps)).
+nadam_update(params, grads, m, v, step, lr, beta1, beta2, eps, mu_t, mu_next, prod_t, prod_next,
+             counter=None) -> None
+    m := m + (g - m)(1 - b1);  v := v + (g^2 - v)(1 - b2);  p -= (mu_next m / (1 - prod_next)
+    + (1 - mu_t) g / (1 - prod_t)) lr / (sqrt(v / (1 - b2^step)) + eps)  (Keras' Nadam: mu_t the
+    momentum schedule at step t, prod_t the product of mu_1 .. mu_t).
 clip_gradients(grads, out, bounds, clipnorm, clipvalue, global_clipnorm) -> bool
     out := the gradient clipped as Keras does (0 turns a setting off; at most one is on):
     clipvalue c: clip(g, -c, c);  clipnorm c: each weight tensor g[b_k:b_k+1] times

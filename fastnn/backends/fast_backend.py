@@ -41,8 +41,8 @@ try:
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward)
-    from fastnn._ext._optim import (adam_update, adamw_update, clip_gradients,
-                                    rmsprop_update, sgd_update)
+    from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
+                                    clip_gradients, nadam_update, rmsprop_update, sgd_update)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
         "fastnn's compiled extension is missing or broken, so backend='fast' is unavailable "
@@ -95,7 +95,8 @@ if os.environ.get("FASTNN_ADAPTIVE_THREADS", "").strip() == "0":
 __all__ = [
     "matmul", "dense_forward", "activation_forward", "activation_forward_deriv",
     "activation_backward", "dense_backward",
-    "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update", "clip_gradients",
+    "loss", "sgd_update", "adam_update", "rmsprop_update", "adamw_update", "adagrad_update",
+    "adamax_update", "nadam_update", "clip_gradients",
     "set_num_threads", "get_num_threads", "thread_limit", "openmp_enabled", "kernel_name",
     "parallel_min_work", "ForwardPlan", "InferPlan", "adaptive_threads", "set_adaptive_threads",
     "ThreadChooser",

@@ -204,10 +204,17 @@ def _summed(terms, weights):
 def loss(kind, output, target, grad, weights=None, param=1.0):
     """The mean loss of ``output`` against ``target`` (with sample ``weights``: the weighted sum of
     the per-sample losses over n); also its gradient into ``grad`` if given. ``param`` is
-    Huber's delta."""
+    Huber's delta; for the cross-entropies ``keep = 1 - label smoothing``: each target is read as
+    ``t keep + (1 - keep) / C`` (binary: ``/ 2``), and as it is when ``keep`` is 1."""
     eps = np.finfo(output.dtype).eps
     n = output.shape[0]
     count = output.size if kind <= BCE_SIGMOID else n
+    if kind >= BCE_LOGITS and param != 1:
+        dt = output.dtype.type
+        keep = dt(param)
+        share = dt(0.5) if kind <= BCE_SIGMOID else dt(output.shape[1])
+        off = (dt(1) - keep) * share if kind <= BCE_SIGMOID else (dt(1) - keep) / share
+        target = target * keep + off
     if kind == MSE_KIND:
         diff = output - target
         value = _summed(diff * diff, weights)
@@ -336,6 +343,42 @@ def adamw_update(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
     with deferred_interrupts():          # the arrays and the count change together or not at all
         params -= (lr * weight_decay) * params
         _adam_step(params, grads, m, v, step, lr, beta1, beta2, eps)
+        if counter is not None:
+            counter[0] += 1
+
+
+def adagrad_update(params, grads, accumulator, lr, eps, counter=None):
+    """a := min(a + g^2, finfo.max);  p -= lr g / sqrt(a + eps)"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        with np.errstate(over="ignore"):             # a sum past the maximum stops there
+            np.minimum(accumulator + g * g, np.finfo(accumulator.dtype).max, out=accumulator)
+        params -= lr * g / np.sqrt(accumulator + eps)
+        if counter is not None:
+            counter[0] += 1
+
+
+def adamax_update(params, grads, m, u, step, lr, beta1, beta2, eps, counter=None):
+    """m := m + (g - m)(1-b1);  u := max(b2 u, |g|);  p -= lr m / ((1 - b1^t)(u + eps))"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        m += (g - m) * (1 - beta1)
+        np.maximum(beta2 * u, np.abs(g), out=u)
+        params -= lr * m / ((1 - beta1 ** step) * (u + eps))
+        if counter is not None:
+            counter[0] += 1
+
+
+def nadam_update(params, grads, m, v, step, lr, beta1, beta2, eps, mu_t, mu_next, prod_t,
+                 prod_next, counter=None):
+    """m := m + (g - m)(1-b1);  v := v + (g^2 - v)(1-b2);
+    p -= (mu_next m / (1 - prod_next) + (1 - mu_t) g / (1 - prod_t)) lr / (sqrt(v_hat) + eps)"""
+    with deferred_interrupts():          # the arrays and the count change together or not at all
+        g = grads
+        m += (g - m) * (1 - beta1)
+        v += (g * g - v) * (1 - beta2)
+        m_hat = mu_next * m / (1 - prod_next) + (1 - mu_t) * g / (1 - prod_t)
+        params -= m_hat * lr / (np.sqrt(v / (1 - beta2 ** step)) + eps)
         if counter is not None:
             counter[0] += 1
 

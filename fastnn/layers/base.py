@@ -310,7 +310,13 @@ class Layer:
             arr = V.as_float(arr, w.dtype)
             V.check_finite(spec.name, arr)
             out.append(arr)
+        self.check_values(out)
         return out
+
+    def check_values(self, weights: Sequence[FloatArray]) -> None:
+        """ValueError when finite weights (in ``get_weights()`` order) break a rule of the
+        layer's own (Normalization: a variance >= 0); ``set_weights`` and the model file loader
+        ask it. Most layers have none."""
 
     def count_params(self) -> int:
         return sum(math.prod(s.shape) for s in self._specs)   # exact: np.prod wraps at 2**63

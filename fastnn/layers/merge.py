@@ -192,9 +192,8 @@ class Subtract(_Elementwise):
     def backward(self, ctx: Slot, dy: FloatArray) -> list[FloatArray]:
         g = np.ascontiguousarray(dy)
         negative = self._target(ctx, 1)
-        zeros = ctx.rows_buffer("zeros", self.output_shape)
-        zeros[...] = 0
-        ctx.be.binary_op(zeros.reshape(-1), g.reshape(-1), 3, negative.reshape(-1))
+        # -dy in one pass: a division by -1 is exact (no zeros buffer to fill for 0 - dy)
+        ctx.be.divide_scalar(g.reshape(-1), -1.0, negative.reshape(-1))
         return [g, negative]
 
 

@@ -180,8 +180,9 @@ class Normalization(_Affine):
         if self.built and flat.shape[1] != self.input_shape[-1]:
             raise ValueError(f"{self.name} normalises {self.input_shape[-1]} features. "
                              f"Received: data with {flat.shape[1]} on its last axis")
-        mean = flat.mean(axis=0)
-        variance = ((flat - mean) ** 2).mean(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):   # refused by name just below
+            mean = flat.mean(axis=0)
+            variance = ((flat - mean) ** 2).mean(axis=0)
         if not np.isfinite(variance).all():
             raise ValueError("data: its variance overflows float64 (values near 1e154 or "
                              "beyond); scale the data first")
@@ -243,6 +244,12 @@ class Normalization(_Affine):
         c = self.input_shape[-1]
         self._zeros = np.zeros(c, self.dtype)
         self._scale = np.empty(c, self.dtype)
+
+    def check_values(self, weights: Sequence[FloatArray]) -> None:
+        for key, arr in (("variance", weights[1]), ("count", weights[2])):
+            if arr.size and arr.min() < 0:
+                raise ValueError(f"{key} of {self.name} must be >= 0. Received: "
+                                 f"{arr.min().item()!r}")
 
     def _coefficients(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         mean, variance, std = self._weights[0], self._weights[1], self._scale

@@ -16,11 +16,11 @@ import numpy as np
 from fastnn import _validation as V
 from fastnn.layers import (Activation, Add, Average, BatchNormalization, Concatenate, Dense,
                            Embedding, Flatten, LayerNormalization, Maximum, Minimum, Multiply,
-                           Permute, Reshape, Subtract)
+                           Permute, Reshape, Subtract, TimeDistributed)
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
 from fastnn.layers.preprocessing import _Affine
 from fastnn.layers.regularization import SeededRandom
-from fastnn.layers.reshaping import _UpSampling
+from fastnn.layers.reshaping import RepeatVector, _Cropping, _UpSampling, _ZeroPadding
 from fastnn.layers.embedding import _AddPositions
 from fastnn.layers.pooling import _GlobalPooling, _Pooling
 from fastnn.onnx import _export_seq as S
@@ -105,6 +105,28 @@ def _upsampling(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     return b.op("Resize", [x, "", b.const(scales, f"{p}/scales", np.float32)], p,
                 mode="nearest", coordinate_transformation_mode="asymmetric",
                 nearest_mode="floor")
+
+
+def _zero_padding(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """Pad with zeros (constant mode): ONNX's pads are all the axes' starts, then their ends."""
+    before = [0, *(a for a, _ in layer.pairs), 0]
+    after = [0, *(z for _, z in layer.pairs), 0]
+    return b.op("Pad", [x, b.ints(before + after, f"{p}/pads")], p, mode="constant")
+
+
+def _cropping(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """Slice each spatial axis to [start, size - end)."""
+    axes = list(range(1, layer.rank + 1))
+    starts = [a for a, _ in layer.pairs]
+    ends = [n - z for n, (_, z) in zip(layer.input_shape, layer.pairs)]
+    return b.op("Slice", [x, b.ints(starts, f"{p}/starts"), b.ints(ends, f"{p}/ends"),
+                          b.ints(axes, f"{p}/axes")], p)
+
+
+def _repeat_vector(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """(n, f) -> (n, 1, f) -> tiled n_repeats times along the new axis."""
+    y = b.op("Unsqueeze", [x, b.ints([1], f"{p}/axis")], f"{p}/unsqueeze")
+    return b.op("Tile", [y, b.ints([1, layer.n, 1], f"{p}/repeats")], p)
 
 
 def _affine(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
@@ -216,15 +238,33 @@ def _select(b: GraphBuilder, layer: Any, xs: Any, p: str) -> str:
     return b.op("Max" if type(layer).__name__ == "Maximum" else "Min", list(xs), p)
 
 
+def _time_distributed(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """(n, steps, *sample) as n * steps samples through the wrapped layer's nodes, then back."""
+    steps, sample = layer.input_shape[0], layer.input_shape[1:]
+    y = b.op("Reshape", [x, b.ints([-1, *sample], f"{p}/samples")], f"{p}/to_samples")
+    y = _emit_layer(b, layer.layer, y, f"{p}/{layer.layer.name}")
+    return b.op("Reshape", [y, b.ints([-1, steps, *layer.output_shape[1:]], f"{p}/steps")], p)
+
+
+def _emit_layer(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
+    for cls, emit in _EMITTERS:
+        if isinstance(layer, cls):
+            return emit(b, layer, x, p)
+    raise ValueError(f"{type(layer).__name__} layer {layer.name!r} has no ONNX form in "
+                     f"fastnn.onnx.export")
+
+
 _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
     (_Conv, _conv), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
+    (_ZeroPadding, _zero_padding), (_Cropping, _cropping), (RepeatVector, _repeat_vector),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (SeededRandom, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
     (LayerNormalization, _layer_norm),
     (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
     (Concatenate, _concatenate), (Multiply, _multiply), (Subtract, _subtract),
-    (Average, _average), (Maximum, _select), (Minimum, _select), *S.EMITTERS,
+    (Average, _average), (Maximum, _select), (Minimum, _select),
+    (TimeDistributed, _time_distributed), *S.EMITTERS,
 ]
 
 
@@ -243,13 +283,7 @@ def emit_model(b: GraphBuilder, model: Any, inputs: list[str], prefix: str = "")
             if len(names[node.index]) == 1:
                 names[node.index] = names[node.index][0]
             continue
-        for cls, emit in _EMITTERS:
-            if isinstance(layer, cls):
-                names[node.index] = emit(b, layer, x, p)
-                break
-        else:
-            raise ValueError(f"{type(layer).__name__} layer {layer.name!r} has no ONNX form in "
-                             f"fastnn.onnx.export")
+        names[node.index] = _emit_layer(b, layer, x, p)
     return [names[i] for i in model._outputs]
 
 
