@@ -266,8 +266,8 @@ BAD_FILES = {
     "loss_unknown": (lambda g: _with_header(g, _set(["compile", "loss"], "pickle")),
                      r"loss='pickle'"),
     "optimizer_unknown": (lambda g: _with_header(g, _set(["compile", "optimizer", "name"],
-                                                         "adagrad")),
-                          r"optimizer=\{'name': 'adagrad'"),
+                                                         "adadelta")),
+                          r"optimizer=\{'name': 'adadelta'"),
     # json.dumps writes NaN, which is not JSON: refused by the parser, before the optimizer
     "optimizer_lr_nan": (lambda g: _with_header(g, _set(["compile", "optimizer", "lr"], math.nan)),
                          r"holds NaN, which is not a JSON number"),
