@@ -1222,7 +1222,26 @@ class Adagrad(Optimizer):
                            "be >= 0 (a sum of squared gradients)")
 
 
-class Adamax(_Moments):
+class _KerasMoments(_Moments):
+    """Adamax and Nadam: Keras' arguments and defaults (eps 1e-7), no weight decay."""
+
+    _hyper = ("lr", "beta1", "beta2", "eps")
+    _weight_decay = 0.0      # none (check_update reads it)
+    _m: FloatArray | None = None
+
+    def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
+                 eps: float = _UNSET, *, learning_rate: float = _UNSET, beta_1: float = _UNSET,
+                 beta_2: float = _UNSET, epsilon: float = _UNSET,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None) -> None:
+        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
+                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
+        self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
+        self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
+        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
+
+
+class Adamax(_KerasMoments):
     """Adamax (Kingma & Ba, 2015, section 7.1), Adam with the infinity norm, as Keras defines it.
 
     m = m + (g - m)(1 - b1);  u = max(b2 u, |g|);  w -= lr m / ((1 - b1^t)(u + eps)) at step
@@ -1269,22 +1288,8 @@ class Adamax(_Moments):
     """
 
     name = "adamax"
-    _hyper = ("lr", "beta1", "beta2", "eps")
-    _weight_decay = 0.0      # none (check_update reads it)
     weight_decay = _no_weight_decay("Adamax")
-
-    def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
-                 eps: float = _UNSET, *, learning_rate: float = _UNSET, beta_1: float = _UNSET,
-                 beta_2: float = _UNSET, epsilon: float = _UNSET,
-                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
-                 global_clipnorm: Optional[float] = None) -> None:
-        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
-                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
-        self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
-        self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
-        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
-        self._m: FloatArray | None = None
-        self._u: FloatArray | None = None
+    _u: FloatArray | None = None
 
     def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
         self._m = aligned_zeros(size, dtype)
@@ -1319,7 +1324,7 @@ class Adamax(_Moments):
 _NADAM_EXACT_STEPS = 2048    # from here on 0.96^t < 2^-53: the momentum schedule is beta1 itself
 
 
-class Nadam(_Moments):
+class Nadam(_KerasMoments):
     """Nadam (Dozat, 2016), Adam with Nesterov momentum, as Keras defines it.
 
     With the momentum schedule mu_t = b1 (1 - 0.5 * 0.96^t) and its products
@@ -1366,23 +1371,9 @@ class Nadam(_Moments):
     """
 
     name = "nadam"
-    _hyper = ("lr", "beta1", "beta2", "eps")
-    _weight_decay = 0.0      # none (check_update reads it)
     weight_decay = _no_weight_decay("Nadam")
-
-    def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
-                 eps: float = _UNSET, *, learning_rate: float = _UNSET, beta_1: float = _UNSET,
-                 beta_2: float = _UNSET, epsilon: float = _UNSET,
-                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
-                 global_clipnorm: Optional[float] = None) -> None:
-        super().__init__(_alias("lr", lr, "learning_rate", learning_rate, 1e-3),
-                         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
-        self.beta1 = _alias("beta1", beta1, "beta_1", beta_1, 0.9)
-        self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
-        self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-7)
-        self._m: FloatArray | None = None
-        self._v: FloatArray | None = None
-        self._products = (-1.0, 0, 1.0)     # (beta1, t, P_t) of the last step
+    _v: FloatArray | None = None
+    _products = (-1.0, 0, 1.0)     # (beta1, t, P_t) of the last step
 
     @staticmethod
     def _reach(settings: dict[str, Any]) -> float:
