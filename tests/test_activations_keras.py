@@ -300,3 +300,34 @@ def test_save_load_config_and_summary(act, tmp_path):
     x = np.random.default_rng(9).normal(size=(6, 5)).astype(np.float32)
     assert _same_bits(back.predict(x), model.predict(x))
     assert [getattr(layer, "activation", None) for layer in back.layers] == acts
+
+
+# ------------------------------------------------------------------ other paths
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_from_torch_and_cnn_inference(backend):
+    """PyTorch's nn.ELU, nn.SELU, nn.Softplus, nn.SiLU through interop.from_torch; a CNN with
+    each activation in its convolutions (the compiled inference plan on the fast backend)."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.ELU(), nn.Linear(8, 8), nn.SELU(), nn.Linear(8, 8),
+                        nn.Softplus(), nn.Linear(8, 8), nn.SiLU(), nn.Linear(8, 2)).double()
+    model = fnn.interop.from_torch(net, (5,), backend=backend)
+    x = np.random.default_rng(10).normal(size=(7, 5)) * 2
+    assert _rel(model.predict(x), net(torch.tensor(x)).detach().numpy()) <= 1e-12
+    with pytest.raises(ValueError, match="alpha"):
+        fnn.interop.from_torch(nn.Sequential(nn.Linear(2, 2), nn.ELU(0.5)), (2,))
+    cnn = fnn.Sequential([fnn.Conv2D(4, 3, activation="elu"), fnn.Conv2D(4, 2, activation="selu"),
+                          fnn.Activation("softplus"), fnn.Flatten(),
+                          fnn.Dense(6, activation="silu"), fnn.Dense(3)],
+                         input_shape=(6, 6, 2), seed=0, dtype="float64", backend=backend)
+    xs = np.random.default_rng(11).normal(size=(5, 6, 6, 2))
+    got = cnn.predict(xs)
+    assert _rel(got, cnn.forward(xs, training=False)) <= 1e-12
+    other = fnn.Sequential([fnn.Conv2D(4, 3, activation="elu"),
+                            fnn.Conv2D(4, 2, activation="selu"), fnn.Activation("softplus"),
+                            fnn.Flatten(), fnn.Dense(6, activation="silu"), fnn.Dense(3)],
+                           input_shape=(6, 6, 2), seed=0, dtype="float64",
+                           backend="numpy" if backend == "fast" else "fast")
+    other.set_weights(cnn.get_weights())
+    assert _rel(got, other.predict(xs)) <= 1e-12
