@@ -112,7 +112,8 @@ def test_matches_pytorch_float64(act, backend, layer):
     assert _rel(dx, t[0].grad.numpy()) <= 1e-12
     for g, tt in zip(grads, t[1:]):
         assert _rel(g, tt.grad.numpy()) <= 1e-12
-    assert model.path == ("general" if act == "silu" else model.path)
+    # silu's backward needs z, which the compiled MLP plan does not keep
+    assert model.path == ("general" if act == "silu" else "fast")
 
 
 @pytest.mark.parametrize("backend", ["fast", "numpy"])

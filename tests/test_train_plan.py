@@ -48,6 +48,11 @@ NETWORKS = {
                             fnn.ReLU(), fnn.Dense(2)], "mse", "dense"),
     "softmax_layer_probs_ce": (lambda: [fnn.Dense(10, activation="relu"), fnn.Dense(6),
                                         fnn.Softmax()], "cross_entropy", "dense"),
+    # Keras' activations whose derivative the plan takes from y (silu's needs z: never planned)
+    "elu_selu_softplus_ce": (lambda: [fnn.Dense(16, activation="elu"),
+                                      fnn.Dense(12, activation="selu"), fnn.Dense(8),
+                                      fnn.Activation("softplus"), fnn.Dense(4)],
+                             "cross_entropy", "labels"),
 }
 
 
@@ -66,7 +71,7 @@ def _data(net, n, rng):
     _, loss, form = NETWORKS[net]
     X = rng.standard_normal((n, 7))
     n_out = {"relu_softmax_ce": 5, "tanh_logits_ce": 4, "sigmoid_bce": 3, "mse_linear": 2,
-             "softmax_layer_probs_ce": 6}[net]
+             "softmax_layer_probs_ce": 6, "elu_selu_softplus_ce": 4}[net]
     if form == "labels":
         y = rng.integers(0, n_out, n)
     elif loss == "binary_cross_entropy":
