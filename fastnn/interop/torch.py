@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import fastnn as fnn
+from fastnn.activations import ActivationName
 
 
 class _Walk:
@@ -241,7 +242,7 @@ def _recurrent(w: _Walk, m: Any, after: Any) -> None:
     w.shape = (w.shape[0], dirs * u) if after.return_sequences else (dirs * u,)
 
 
-def _keras_activation(name: str, ok: bool, why: str) -> Any:
+def _keras_activation(name: ActivationName, ok: bool, why: str) -> Any:
     """An activation layer of Keras' elu, selu, softplus or silu, when the module is that
     function (``ok``); else ValueError saying ``why``."""
     if not ok:
