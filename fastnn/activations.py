@@ -1,10 +1,10 @@
 """The activation registry: names users write, and the integer codes the kernels share.
 
 The codes match ``FNN_ACT_*`` in ``src_c/fnn_gemm.h``. Each activation may take one float
-parameter ``a``: the threshold of ``step`` and the negative slope of ``leaky_relu`` (>= 0: the
-backward pass tells the two sides apart by ``y > 0``). In a model, ``a`` must be 0 or a normal
-number of the model's dtype (``Layer.check_dtype``), else it would become inf, or 0 in the
-compiled kernels only.
+parameter ``a``: the threshold of ``step``, the negative slope of ``leaky_relu`` (>= 0: the
+backward pass tells the two sides apart by ``y > 0``) and elu's alpha (1 in a layer). In a
+model, ``a`` must be 0 or a normal number of the model's dtype (``Layer.check_dtype``), else
+it would become inf, or 0 in the compiled kernels only.
 
 ==========  =====================================  ==========================================
 name        y = f(z)                               dL/dz from y and dy = dL/dy
@@ -19,6 +19,10 @@ softmax     exp(z_j) / sum_k exp(z_k), per row     y * (dy - sum_k dy_k y_k), pe
 gelu        z Phi(z) = z/2 erfc(-z / sqrt(2))      dy * (Phi(z) + z phi(z)), from z
 gelu_tanh   z/2 (1 + tanh(u)),                     dy * (s + 2 z u' s (1 - s)), s = sigmoid(2u),
             u = sqrt(2/pi) (z + 0.044715 z^3)      u' = sqrt(2/pi) (1 + 0.134145 z^2), from z
+elu         z if z > 0 else a (exp(z) - 1) (a = 1)  dy where y > 0, else dy * (y + a)
+selu        S z if z > 0 else S A (exp(z) - 1)     dy * S where y > 0, else dy * (y + S A)
+softplus    max(z, 0) + log1p(exp(-|z|))           dy * (1 - exp(-y))
+silu        z sigmoid(z) (alias: swish)            dy * (s + z s (1 - s)), s = sigmoid(z), from z
 ==========  =====================================  ==========================================
 
 ``gelu`` is Keras' ``activation="gelu"`` (``approximate=False``) and PyTorch's
@@ -28,6 +32,13 @@ kernels switch on the code alone. Phi and phi are the standard normal's distribu
 density. Unlike the others, gelu's derivative is not a function of its output (gelu is not
 monotonic): the layers keep the pre-activation z for the backward pass and hand it to the
 kernels in place of y (``FROM_INPUT``).
+
+``elu``, ``selu``, ``softplus`` and ``silu`` are Keras' (``keras.src.backend.numpy.nn``): selu's
+constants are Keras' S = 1.0507009873554804934 and A = 1.6732632423543772848, softplus is
+``logaddexp(z, 0)`` in its stable form, and ``swish`` is another name for ``silu`` (one code;
+files and summaries say ``silu``). silu, not monotonic, is the third activation of
+``FROM_INPUT``. The kernels compute these four in double and round once to float
+(``src_c/fnn_act_keras.h``); both backends give the same bits.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from fastnn import _validation as V
 
 #: The activation names accepted wherever an activation is chosen by name.
 ActivationName = Literal["linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax",
-                         "gelu", "gelu_tanh"]
+                         "gelu", "gelu_tanh", "elu", "selu", "softplus", "silu", "swish"]
 
 LINEAR = 0
 STEP = 1
@@ -49,6 +60,11 @@ LEAKY_RELU = 5
 SOFTMAX = 6
 GELU = 7
 GELU_TANH = 8
+# 9 is DERIV_GIVEN (below), not an activation
+ELU = 10
+SELU = 11
+SOFTPLUS = 12
+SILU = 13
 
 CODES: dict[str, int] = {
     "linear": LINEAR,
@@ -60,22 +76,34 @@ CODES: dict[str, int] = {
     "softmax": SOFTMAX,
     "gelu": GELU,
     "gelu_tanh": GELU_TANH,
+    "elu": ELU,
+    "selu": SELU,
+    "softplus": SOFTPLUS,
+    "silu": SILU,
 }
 NAMES: dict[int, str] = {code: name for name, code in CODES.items()}
+# Other names of the same activations (Keras'): accepted as input, never written out.
+ALIASES: dict[str, str] = {"swish": "silu"}
+CODES.update({alias: CODES[name] for alias, name in ALIASES.items()})
+
+# Keras' selu constants (keras.src.backend.numpy.nn.selu)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 
 # The parameter each activation uses when none is given (ignored by the others).
-DEFAULT_PARAM: dict[str, float] = {"step": 0.5, "leaky_relu": 0.01}
+DEFAULT_PARAM: dict[str, float] = {"step": 0.5, "leaky_relu": 0.01, "elu": 1.0}
 
 # He initialisation suits the ReLU family; Glorot the saturating and linear ones.
 RELU_FAMILY = frozenset({RELU, LEAKY_RELU})
 
 # The activations whose backward pass takes the pre-activation z instead of the output y (the
 # kernels' ``y`` argument then holds z).
-FROM_INPUT = frozenset({GELU, GELU_TANH})
+FROM_INPUT = frozenset({GELU, GELU_TANH, SILU})
 
 # Not an activation a layer can have: the code a backward pass is given when its ``y`` argument
 # holds the derivative act'(z) itself (dz = dy * y). A gelu layer's training forward computes
-# gelu and its derivative in one pass (``activation_forward_deriv``) and keeps the derivative.
+# gelu (or silu) and its derivative in one pass (``activation_forward_deriv``) and keeps the
+# derivative.
 DERIV_GIVEN = 9
 
 
@@ -85,13 +113,13 @@ def activation_code(name: str) -> int:
     Parameters
     ----------
     name : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", \
-"gelu_tanh"}
-        The activation's name.
+"gelu_tanh", "elu", "selu", "softplus", "silu", "swish"}
+        The activation's name (``swish`` is ``silu``).
 
     Returns
     -------
     int
-        Its code, 0..8, as the kernels read it.
+        Its code, 0..8 or 10..13, as the kernels read it.
 
     Raises
     ------
@@ -134,7 +162,7 @@ def _apply(x: Any, code: int, param: float = 0.0) -> Any:
     return out
 
 
-PARAM_NAMES_BY_CODE = {STEP: "threshold", LEAKY_RELU: "negative_slope"}
+PARAM_NAMES_BY_CODE = {STEP: "threshold", LEAKY_RELU: "negative_slope", ELU: "alpha"}
 
 
 def linear(x: Any) -> Any:
@@ -191,3 +219,33 @@ def softmax(x: Any, axis: int = -1) -> Any:
 def gelu(x: Any, approximate: bool = False) -> Any:
     """``x Phi(x)`` (exact, Keras' default), or its tanh approximation."""
     return _apply(x, GELU_TANH if V.check_bool("approximate", approximate) else GELU)
+
+
+def elu(x: Any, alpha: float = 1.0) -> Any:
+    """``x`` where positive, else ``alpha * (exp(x) - 1)`` (Keras' ``elu``).
+
+    Examples
+    --------
+    >>> from fastnn import activations
+    >>> activations.elu([-1.0, 2.0])
+    array([-0.63212056,  2.        ])
+    """
+    return _apply(x, ELU, alpha)
+
+
+def selu(x: Any) -> Any:
+    """``scale * elu(x, alpha)``, Keras' ``alpha = 1.67326324...`` and ``scale = 1.05070098...``."""
+    return _apply(x, SELU)
+
+
+def softplus(x: Any) -> Any:
+    """``log(exp(x) + 1)``, as ``max(x, 0) + log1p(exp(-|x|))`` (no overflow)."""
+    return _apply(x, SOFTPLUS)
+
+
+def silu(x: Any) -> Any:
+    """``x * sigmoid(x)`` (Keras' ``silu``, also called ``swish``)."""
+    return _apply(x, SILU)
+
+
+swish = silu

@@ -17,6 +17,7 @@
 #define FT_TANH tanhf
 #define FT_GELU fnn_gelu_f32
 #define FT_GELU_TANH fnn_gelu_tanh_f32
+#define FT_KERAS_ACT fnn_keras_act_f32
 #ifdef EPI_GELU_BLOCK_F32
 #define FT_GELU_BLOCK EPI_GELU_BLOCK_F32
 #endif
@@ -31,6 +32,7 @@
 #undef FT_TANH
 #undef FT_GELU
 #undef FT_GELU_TANH
+#undef FT_KERAS_ACT
 #define FT double
 #define UT uint64_t
 #define UT_ABS FNN_ABS_BITS_F64
@@ -38,6 +40,7 @@
 #define FT_TANH tanh
 #define FT_GELU fnn_gelu_f64
 #define FT_GELU_TANH fnn_gelu_tanh_f64
+#define FT_KERAS_ACT fnn_keras_act_f64
 #define EPI_FN EPI_F64
 #include "fnn_epi_tmpl.h"
 #undef EPI_FN
@@ -48,6 +51,7 @@
 #undef FT_TANH
 #undef FT_GELU
 #undef FT_GELU_TANH
+#undef FT_KERAS_ACT
 #undef EPI_STORAGE
 #undef EPI_TARGET
 #undef EPI_F32

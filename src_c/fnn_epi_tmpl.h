@@ -9,7 +9,8 @@
  *
  * Required macros: EPI_FN (the function's name), EPI_STORAGE (empty or static), EPI_TARGET
  * (function attribute, may be empty), FT, UT (the unsigned integer of FT's width), UT_ABS (the
- * mask of all but the sign bit), FT_EXP, FT_TANH, FT_GELU, FT_GELU_TANH (fnn_gelu.h's functions).
+ * mask of all but the sign bit), FT_EXP, FT_TANH, FT_GELU, FT_GELU_TANH (fnn_gelu.h's functions),
+ * FT_KERAS_ACT (fnn_keras_act_f32/f64 of fnn_act_keras.h: elu, selu, softplus, silu).
  * Optional: FT_GELU_BLOCK(C, ldc, m, n), C[i, j] := FT_GELU(C[i, j]) on the block (a SIMD
  * flavour's, fnn_gelu_simd.h: the same bits), used in place of the rows' gelu loops.
  */
@@ -58,6 +59,12 @@ EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t 
             break;
         case FNN_ACT_GELU_TANH:
             for (j = 0; j < n; j++) c[j] = FT_GELU_TANH(c[j]);
+            break;
+        case FNN_ACT_ELU:
+        case FNN_ACT_SELU:
+        case FNN_ACT_SOFTPLUS:
+        case FNN_ACT_SILU:
+            for (j = 0; j < n; j++) c[j] = FT_KERAS_ACT(act, c[j], param);
             break;
         case FNN_ACT_RELU:
             /* like np.maximum(z, 0): NaN propagates */

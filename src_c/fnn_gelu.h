@@ -22,6 +22,7 @@
 #include <math.h>
 
 #include "fnn_vexp.h"
+#include "fnn_act_keras.h" /* the other libm activations, for the same includers */
 
 #define FNN_GELU_SQRT1_2 0.70710678118654752440    /* 1 / sqrt(2) */
 #define FNN_GELU_INV_SQRT_2PI 0.39894228040143267794 /* 1 / sqrt(2 pi) */

@@ -374,6 +374,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define FT_TANH tanhf
 #define FT_GELU fnn_gelu_f32
 #define FT_GELU_TANH fnn_gelu_tanh_f32
+#define FT_KERAS_ACT fnn_keras_act_f32
 #define FT_SOFTMAX_ROWS fnn_softmax_rows_f32
 #include "fnn_gemm_tmpl.h"
 #undef FT
@@ -387,6 +388,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef FT_TANH
 #undef FT_GELU
 #undef FT_GELU_TANH
+#undef FT_KERAS_ACT
 #undef FT_SOFTMAX_ROWS
 
 /* ---------------------------------------------------------------- double instantiation */
@@ -402,6 +404,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #define FT_TANH tanh
 #define FT_GELU fnn_gelu_f64
 #define FT_GELU_TANH fnn_gelu_tanh_f64
+#define FT_KERAS_ACT fnn_keras_act_f64
 #define FT_SOFTMAX_ROWS fnn_softmax_rows_f64
 #include "fnn_gemm_tmpl.h"
 #undef FT
@@ -415,6 +418,7 @@ void fnn_pack_t_f64(int r, ptrdiff_t cnt, ptrdiff_t kc, const double *src, ptrdi
 #undef FT_TANH
 #undef FT_GELU
 #undef FT_GELU_TANH
+#undef FT_KERAS_ACT
 #undef FT_SOFTMAX_ROWS
 
 /* ---------------------------------------------------------------- public API */

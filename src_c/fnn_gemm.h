@@ -61,14 +61,26 @@ enum {
     /* backward passes only: y holds the derivative act'(z) itself, dz = dy * y (a gelu layer's
      * training forward saves it, fnn_gelu_value_deriv_f32, so its backward need not recompute
      * gelu's tail); never an epilogue's activation */
-    FNN_ACT_DERIV_GIVEN = 9
+    FNN_ACT_DERIV_GIVEN = 9,
+    /* Keras' elu, selu, softplus, silu (= swish); fnn_act_keras.h. Element-wise, after 9 so that
+     * the codes above keep their values (model files store names, the kernels these numbers) */
+    FNN_ACT_ELU = 10,        /* z > 0 ? z : param (e^z - 1)            (param: alpha, 1)  */
+    FNN_ACT_SELU = 11,       /* S (z > 0 ? z : A (e^z - 1)), Keras' S and A               */
+    FNN_ACT_SOFTPLUS = 12,   /* max(z, 0) + log1p(e^-|z|)                                  */
+    FNN_ACT_SILU = 13,       /* z sigmoid(z)                                               */
+    FNN_ACT_END = 14         /* one past the last code */
 };
 
-/* The element-wise activations that call libm (exp, tanh, erfc): applied by the epilogue after
- * the product (fnn_epi_tmpl.h), never by the micro-kernels in registers. */
+/* 1 for the codes a layer's activation may have (every code but FNN_ACT_DERIV_GIVEN) */
+#define FNN_ACT_VALID(act) ((act) >= 0 && (act) < FNN_ACT_END && (act) != FNN_ACT_DERIV_GIVEN)
+/* Keras' activations of fnn_act_keras.h, computed in scalar C loops (fnn_keras_act_f32/f64) */
+#define FNN_ACT_KERAS(act) ((act) >= FNN_ACT_ELU && (act) <= FNN_ACT_SILU)
+
+/* The element-wise activations that call libm (exp, tanh, erfc, expm1, log1p): applied by the
+ * epilogue after the product (fnn_epi_tmpl.h), never by the micro-kernels in registers. */
 #define FNN_ACT_LATE(act)                                                                       \
     ((act) == FNN_ACT_SIGMOID || (act) == FNN_ACT_TANH || (act) == FNN_ACT_GELU ||              \
-     (act) == FNN_ACT_GELU_TANH)
+     (act) == FNN_ACT_GELU_TANH || FNN_ACT_KERAS(act))
 
 /* Default floors for threads (see above): products of fewer multiply-adds (m*n*k) run on one
  * thread. */
@@ -83,7 +95,7 @@ double fnn_par_min_work(void);
 typedef struct {
     const float *bias;  /* length n, or NULL for no bias */
     int act;            /* FNN_ACT_* code */
-    float param;        /* threshold for STEP, alpha for LEAKY_RELU */
+    float param;        /* threshold for STEP, alpha for LEAKY_RELU and ELU */
     double *amax;       /* out: max |C| (NaN if any C is not finite), or NULL for none */
     double min_parallel_work; /* threads from this many multiply-adds; 0: fnn_par_min_work() */
 } fnn_epilogue_f32;

@@ -520,9 +520,27 @@ static void gelu_colsum_f32(const float *y, const float *dy, float *dz, double *
     gelu_colsum_generic(y, dy, dz, acc, n, ld, w, act);
 }
 
+/* Keras' elu, selu, softplus (from y) and silu (from z): scalar loops over fnn_act_keras.h's
+ * functions, one for every flavour (libm per element: the same bits whichever runs) */
+#define KERAS_DERIV_COLSUM(FT, DERIV)                                                           \
+    {                                                                                          \
+        ptrdiff_t i, j;                                                                        \
+        for (i = 0; i < n; i++) {                                                              \
+            const FT *yi = y + i * ld, *gi = dy + i * ld;                                      \
+            FT *oi = dz + i * ld;                                                              \
+            for (j = 0; j < w; j++) {                                                          \
+                const FT d = gi[j] * DERIV(act, yi[j], param);                                 \
+                oi[j] = d;                                                                     \
+                acc[j] += d;                                                                   \
+            }                                                                                  \
+        }                                                                                      \
+        return;                                                                                \
+    }
+
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param)
 {
+    if (FNN_ACT_KERAS(act)) KERAS_DERIV_COLSUM(float, fnn_keras_deriv_f32)
     if (act == FNN_ACT_GELU || act == FNN_ACT_GELU_TANH) {
         gelu_colsum_f32(y, dy, dz, acc, n, ld, w, act);
         return;
@@ -550,6 +568,7 @@ void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double 
     if (act == FNN_ACT_GELU) GELU_DERIV_COLSUM(double, fnn_gelu_deriv_f64)
     if (act == FNN_ACT_GELU_TANH) GELU_DERIV_COLSUM(double, fnn_gelu_tanh_deriv_f64)
     if (act == FNN_ACT_DERIV_GIVEN) GELU_DERIV_COLSUM(double, FNN_GIVEN)
+    if (FNN_ACT_KERAS(act)) KERAS_DERIV_COLSUM(double, fnn_keras_deriv_f64)
     vd()->deriv_colsum(y, dy, dz, acc, n, ld, w, act, param);
 }
 

@@ -22,7 +22,9 @@ extern "C" {
  * linear and step 1 (straight-through), relu (y > 0), leaky relu (y > 0 ? 1 : param),
  * sigmoid y (1 - y), tanh 1 - y^2 (softmax is handled by the caller).  For gelu and gelu_tanh,
  * whose derivative is not a function of their output, y holds the pre-activation z instead
- * (fnn_gelu.h); for FNN_ACT_DERIV_GIVEN y holds act'(z) itself (dz = dy * y).  dz may be dy. */
+ * (fnn_gelu.h); for FNN_ACT_DERIV_GIVEN y holds act'(z) itself (dz = dy * y).  elu
+ * (y > 0 ? 1 : y + param), selu and softplus from y, silu from z (fnn_act_keras.h).
+ * dz may be dy. */
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param);
 void fnn_deriv_colsum_f64(const double *y, const double *dy, double *dz, double *acc,

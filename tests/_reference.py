@@ -10,12 +10,15 @@ import math
 import numpy as np
 
 ACTIVATIONS = ("linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu",
-               "gelu_tanh")
+               "gelu_tanh", "elu", "selu", "softplus", "silu")
 # activations whose derivative the kernels take from the pre-activation z, not the output y
-FROM_INPUT = ("gelu", "gelu_tanh")
+FROM_INPUT = ("gelu", "gelu_tanh", "silu")
+# Keras' selu constants
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _C = math.sqrt(2.0 / math.pi)
-DEFAULT_PARAM = {"step": 0.5, "leaky_relu": 0.01}
+DEFAULT_PARAM = {"step": 0.5, "leaky_relu": 0.01, "elu": 1.0}
 
 
 def act_forward(z, act, param=None):
@@ -40,6 +43,14 @@ def act_forward(z, act, param=None):
         return 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))
     if act == "gelu_tanh":
         return 0.5 * z * (1.0 + np.tanh(_C * (z + 0.044715 * z ** 3)))
+    if act == "elu":           # the papers' forms (Keras: expm1; here exp - 1)
+        return np.where(z > 0, z, param * (np.exp(np.minimum(z, 0.0)) - 1.0))
+    if act == "selu":
+        return SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * (np.exp(np.minimum(z, 0.0)) - 1.0))
+    if act == "softplus":
+        return np.log(1.0 + np.exp(z))
+    if act == "silu":
+        return z / (1.0 + np.exp(-z))
     raise KeyError(act)
 
 
@@ -65,6 +76,13 @@ def act_backward(z, y, dy, act, param=None):
     if act == "gelu_tanh":
         t = np.tanh(_C * (z + 0.044715 * z ** 3))
         return dy * (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _C * (1.0 + 3 * 0.044715 * z * z))
+    if act == "elu":
+        return dy * np.where(z > 0, 1.0, param * np.exp(np.minimum(z, 0.0)))
+    if act == "selu":
+        return dy * SELU_SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(z, 0.0)))
+    if act in ("softplus", "silu"):
+        s = 1.0 / (1.0 + np.exp(-z))
+        return dy * (s if act == "softplus" else s * (1.0 + z * (1.0 - s)))
     raise KeyError(act)
 
 

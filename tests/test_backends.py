@@ -17,7 +17,7 @@ import _reference as ref
 
 NP = get_backend("numpy")
 ACTS = {name: A.CODES[name] for name in ref.ACTIVATIONS}
-PARAM = {"step": 0.5, "leaky_relu": 0.01}
+PARAM = {"step": 0.5, "leaky_relu": 0.01, "elu": 1.0}
 KINDS = {"mse": L.MSE_KIND, "bce_logits": L.BCE_LOGITS, "bce_probs": L.BCE_PROBS,
          "bce_sigmoid": L.BCE_SIGMOID, "ce_logits": L.CE_LOGITS, "ce_probs": L.CE_PROBS,
          "ce_softmax": L.CE_SOFTMAX}
@@ -106,7 +106,7 @@ def test_matmul_bitwise_across_threads(FAST, dtype, thread_count):
 # --------------------------------------------------------------------------- activations
 def _act_input(rng, shape, dtype, act):
     z = _rand(rng, shape, dtype, scale=2.0)
-    if act in ("step", "relu", "leaky_relu"):
+    if act in ("step", "relu", "leaky_relu", "elu", "selu"):
         # keep clear of the kink / threshold, where rounding could flip the branch
         thr = PARAM.get(act, 0.0)
         z[np.abs(z - thr) < 1e-3] += np.asarray(0.01, dtype=dtype)
@@ -161,7 +161,7 @@ def test_activation_parameter(FAST, dtype, act, param):
 def _dense_inputs(rng, n, k, m, dtype, act):
     x, w = _rand(rng, (n, k), dtype), _rand(rng, (k, m), dtype, scale=1 / np.sqrt(k))
     b = _rand(rng, (m,), dtype, scale=0.1)
-    if act in ("step", "relu", "leaky_relu"):
+    if act in ("step", "relu", "leaky_relu", "elu", "selu"):
         z = x.astype(np.float64) @ w + b
         thr = PARAM.get(act, 0.0)
         # nudge the biases so that no pre-activation sits within 1e-3 of the kink

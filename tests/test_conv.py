@@ -139,7 +139,7 @@ def test_conv1d_layer_matches_pytorch_in_float64(backend, padding, kernel_size, 
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu", "softmax", "gelu",
-                                        "gelu_tanh"])
+                                        "gelu_tanh", "elu", "selu", "softplus", "silu"])
 def test_conv2d_layer_activations_match_pytorch(activation):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -161,7 +161,8 @@ def test_conv2d_layer_activations_match_pytorch(activation):
     act = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
            "leaky_relu": lambda t: F.leaky_relu(t, model.layers[0].param),
            "softmax": lambda t: t.softmax(1), "gelu": F.gelu,
-           "gelu_tanh": lambda t: F.gelu(t, approximate="tanh")}
+           "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "elu": F.elu, "selu": F.selu,
+           "softplus": lambda t: F.softplus(t, threshold=1e9), "silu": F.silu}
     yt = act[activation](z)
     (yt * torch.tensor(dout.transpose(0, 3, 1, 2).copy())).sum().backward()
     assert _rel(out, yt.detach().numpy().transpose(0, 2, 3, 1)) <= 1e-10

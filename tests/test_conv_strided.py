@@ -75,9 +75,9 @@ def _rel(a, b):
 
 
 # in a subprocess per FASTNN_KERNEL (the flavour is chosen on first use): every case, both types,
-# every activation code (0 linear ... 8 gelu_tanh; softmax across the filters), against the
-# NumPy twin; nothing written past y; and a NaN in the input reaches exactly the outputs whose
-# window holds it
+# every activation code (0 linear ... 8 gelu_tanh, 10 elu ... 13 silu; softmax across the
+# filters), against the NumPy twin; nothing written past y; and a NaN in the input reaches
+# exactly the outputs whose window holds it
 _FLAVOUR_SCRIPT = """
 import numpy as np
 from fastnn.backends import fast_backend, numpy_backend
@@ -87,7 +87,8 @@ for i, case in enumerate(CASES):
     for dtype, tol in (("float32", 2e-5), ("float64", 1e-12)):
         x, kernel, bias = _data(case, dtype, i)
         for act, param in ((0, 0.0), (1, 0.1), (2, 0.0), (3, 0.0), (4, 0.0), (5, 0.2),
-                           (6, 0.0), (7, 0.0), (8, 0.0)):
+                           (6, 0.0), (7, 0.0), (8, 0.0), (10, 1.0), (11, 0.0), (12, 0.0),
+                           (13, 0.0)):
             got = _forward(fast_backend, x, kernel, bias, case, act, param)
             want = _forward(numpy_backend, x, kernel, bias, case, act, param)
             if act == 1:  # a step: only where the pre-activation is not at the threshold

@@ -19,7 +19,8 @@ import pytest
 import fastnn as fnn
 import _reference as ref
 
-SMOOTH = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", "gelu_tanh"]
+SMOOTH = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", "gelu_tanh", "elu",
+          "selu", "softplus", "silu"]
 LOSSES = ["mse", "binary_cross_entropy", "cross_entropy", "cross_entropy_onehot"]
 H = 1e-6
 TOL = 1e-6
@@ -62,7 +63,7 @@ def _data(weights, acts, params, rng, avoid=1e-3):
         zs, _ = ref.forward(weights, acts, x, params)
         ok = True
         for z, act, p in zip(zs, acts, params):
-            if act in ("relu", "leaky_relu") and np.min(np.abs(z)) < avoid:
+            if act in ("relu", "leaky_relu", "selu") and np.min(np.abs(z)) < avoid:
                 ok = False
             if act == "step" and np.min(np.abs(z - (0.5 if p is None else p))) < avoid:
                 ok = False

@@ -201,7 +201,7 @@ def _refusals():
         (lambda: nn.Sequential(nn.LSTM(3, 4, batch_first=True, proj_size=2), R()), (5, 3),
          "proj_size"),
         (lambda: nn.Sequential(R()), (5, 3), r"'0' \(RecurrentOutput\): RecurrentOutput must follow"),
-        (lambda: nn.Sequential(nn.ELU()), (3,), r"'0' \(ELU\) is not supported"),
+        (lambda: nn.Sequential(nn.CELU()), (3,), r"'0' \(CELU\) is not supported"),
         (lambda: nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.ReLU6())), (3,),
          r"'1\.0' \(ReLU6\)"),
         (lambda: nn.Sequential(nn.Softmax(dim=0)), (3,), "softmax over the features"),

@@ -368,7 +368,9 @@ def test_functional_activations_match_pytorch(dtype):
              (A.leaky_relu(x, negative_slope=0.05), F.leaky_relu(t, 0.05)),
              (A.softmax(x), F.softmax(t, dim=-1)), (A.softmax(x, axis=0), F.softmax(t, dim=0)),
              (A.gelu(x), F.gelu(t)), (A.gelu(x, approximate=True), F.gelu(t, approximate="tanh")),
-             (A.linear(x), t)]
+             (A.linear(x), t), (A.elu(x), F.elu(t)), (A.elu(x, alpha=0.5), F.elu(t, 0.5)),
+             (A.selu(x), F.selu(t)), (A.softplus(x), F.softplus(t, threshold=1e9)),
+             (A.silu(x), F.silu(t)), (A.swish(x), F.silu(t))]
     for ours, theirs in pairs:
         assert ours.dtype == dtype and ours.shape == x.shape
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=rtol, atol=rtol)
@@ -382,6 +384,8 @@ def test_functional_activations_match_pytorch(dtype):
     (lambda A: A.leaky_relu(np.ones(2, np.float32), negative_slope=1e300), ValueError,
      r"negative_slope"),
     (lambda A: A.gelu([1.0], approximate="yes"), TypeError, r"approximate"),
+    (lambda A: A.elu(np.ones(2, np.float32), alpha=1e300), ValueError, r"alpha"),
+    (lambda A: A.silu(["a"]), TypeError, r"real numbers"),
 ])
 def test_functional_activations_refuse_bad_arguments(call, exc, pattern):
     from fastnn import activations as A

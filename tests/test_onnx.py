@@ -38,13 +38,15 @@ def _seq(layers, shape):
 
 
 ACTS = ["linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu",
-        "gelu_tanh"]
+        "gelu_tanh", "elu", "selu", "softplus", "silu"]
+# exported but not read back: gelu (before opset 20: its formula), silu (x * Sigmoid(x))
+_NO_IMPORT = ("gelu", "gelu_tanh", "silu")
 #: (name, model maker, sample shape, integer ids?, imports back?)
 KINDS = [
     *[(f"dense_{a}", _seq(lambda a=a: [fnn.Dense(8, activation=a), fnn.Dense(3)], (5,)), (5,),
-       False, not a.startswith("gelu")) for a in ACTS],
+       False, a not in _NO_IMPORT) for a in ACTS],
     *[(f"activation_{a}", _seq(lambda a=a: [fnn.Dense(8), fnn.Activation(a)], (5,)), (5,),
-       False, not a.startswith("gelu")) for a in ACTS],
+       False, a not in _NO_IMPORT) for a in ACTS],
     ("conv2d_pool", _seq(lambda: [fnn.Conv2D(4, 3, activation="relu", padding="same"),
                                   fnn.MaxPooling2D(), fnn.Conv2D(3, 2, strides=2),
                                   fnn.AveragePooling2D(padding="same"), fnn.Flatten(),

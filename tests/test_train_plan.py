@@ -48,6 +48,11 @@ NETWORKS = {
                             fnn.ReLU(), fnn.Dense(2)], "mse", "dense"),
     "softmax_layer_probs_ce": (lambda: [fnn.Dense(10, activation="relu"), fnn.Dense(6),
                                         fnn.Softmax()], "cross_entropy", "dense"),
+    # Keras' activations whose derivative the plan takes from y (silu's needs z: never planned)
+    "elu_selu_softplus_ce": (lambda: [fnn.Dense(16, activation="elu"),
+                                      fnn.Dense(12, activation="selu"), fnn.Dense(8),
+                                      fnn.Activation("softplus"), fnn.Dense(4)],
+                             "cross_entropy", "labels"),
 }
 
 
@@ -66,7 +71,7 @@ def _data(net, n, rng):
     _, loss, form = NETWORKS[net]
     X = rng.standard_normal((n, 7))
     n_out = {"relu_softmax_ce": 5, "tanh_logits_ce": 4, "sigmoid_bce": 3, "mse_linear": 2,
-             "softmax_layer_probs_ce": 6}[net]
+             "softmax_layer_probs_ce": 6, "elu_selu_softplus_ce": 4}[net]
     if form == "labels":
         y = rng.integers(0, n_out, n)
     elif loss == "binary_cross_entropy":
@@ -261,9 +266,10 @@ for dt in ("float32", "float64"):
         clipped = np.zeros(n, dt)
         fb.clip_gradients(g * 7, clipped, bounds, *setting)
         res.append(clipped)
-    # linear, step, sigmoid, tanh, relu, leaky relu; a row narrower than a vector, and 64
-    # columns plus a tail; dz written apart from dy and over it
-    for act, cols, in_place in itertools.product((0, 1, 2, 3, 4, 5), (13, 70), (False, True)):
+    # linear, step, sigmoid, tanh, relu, leaky relu, elu, selu, softplus, silu; a row narrower
+    # than a vector, and 64 columns plus a tail; dz written apart from dy and over it
+    for act, cols, in_place in itertools.product((0, 1, 2, 3, 4, 5, 10, 11, 12, 13), (13, 70),
+                                                 (False, True)):
         w = rng.standard_normal((11, cols)).astype(dt)
         z = rng.standard_normal((37, cols)).astype(dt)      # not from a product: the GEMM
         y = fb.activation_forward(z, act, 0.1, np.empty_like(z))   # differs by flavour
@@ -272,6 +278,15 @@ for dt in ("float32", "float64"):
         dw, db = np.empty((11, cols), dt), np.empty(cols, dt)
         fb.dense_backward(x, w, y, dy, act, 0.1, dz, dw, db, None)
         res += [dz, db]
+    # the GEMM epilogue of every flavour on exact products (small integers: any order of the
+    # sums gives the same z) and the element-wise loops after it
+    xi = rng.integers(-3, 4, (23, 9)).astype(dt)
+    wi = rng.integers(-3, 4, (9, 37)).astype(dt) / 4
+    bi = rng.integers(-8, 9, 37).astype(dt) / 8
+    for act in (2, 3, 7, 8, 10, 11, 12, 13):
+        res.append(fb.dense_forward(xi, wi, bi, act, 1.0, np.empty((23, 37), dt)))
+        z = fb.dense_forward(xi, wi, bi, 0, 0.0, np.empty((23, 37), dt))
+        res.append(fb.activation_forward(z, act, 1.0, np.empty_like(z)))
     # softmax: 16-row (AVX-512) and 8-row (AVX2) blocks with row tails, a whole and a partial
     # vector of columns, wide rows
     for shape in ((29, 10), (16, 16), (5, 1), (6, 37), (11, 8), (9, 3), (8, 12)):

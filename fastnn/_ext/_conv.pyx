@@ -15,7 +15,7 @@ from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d
                                fnn_conv2d_backward_f32, fnn_conv2d_backward_f64,
                                fnn_conv2d_backward_pooled_f32, fnn_conv2d_backward_pooled_f64)
 
-cdef int N_ACTIVATIONS = 9      # fastnn.activations codes 0..8
+cdef int N_ACTIVATIONS = 14     # fastnn.activations codes 0..13, but 9 (DERIV_GIVEN)
 
 
 cdef tuple _shape(const floating[:, :, :, ::1] a):
@@ -101,7 +101,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
         g = _geometry(_shape(x), _shape(kernel), _shape(y), strides, dilations, padding)
     if bias.shape[0] != g.f:
         raise ValueError(f"conv2d: bias must have {g.f} values. Received: {bias.shape[0]}")
-    if act < 0 or act >= N_ACTIVATIONS:
+    if act < 0 or act >= N_ACTIVATIONS or act == 9:
         raise ValueError(f"conv2d: unknown activation code {act}")
     if g.n == 0:
         return y.base

@@ -20,6 +20,15 @@ cdef extern from "fnn_gelu.h" nogil:
     double fnn_gelu_tanh_deriv_f64(double z)
 
 
+cdef extern from "fnn_act_keras.h" nogil:
+    # Keras' elu, selu, softplus, silu (codes 10..13) and their derivatives (from y; silu's from
+    # z), the GEMM epilogue's functions (src_c/fnn_act_keras.h); param is elu's alpha
+    float fnn_keras_act_f32(int act, float z, float param)
+    double fnn_keras_act_f64(int act, double z, double param)
+    float fnn_keras_deriv_f32(int act, float y, float param)
+    double fnn_keras_deriv_f64(int act, double y, double param)
+
+
 cdef inline floating f_exp(floating x) noexcept nogil:
     if floating is float:
         return expf(x)
@@ -75,15 +84,25 @@ cdef inline floating act_forward(int act, floating z, floating param) noexcept n
             return fnn_gelu_tanh_f32(z)
         else:
             return fnn_gelu_tanh_f64(z)
+    if 10 <= act <= 13:                # elu (param: alpha), selu, softplus, silu
+        if floating is float:
+            return fnn_keras_act_f32(act, z, param)
+        else:
+            return fnn_keras_act_f64(act, z, param)
     return z                           # linear
 
 
 cdef inline floating act_deriv(int act, floating y, floating param) noexcept nogil:
     """dy/dz written with the OUTPUT y = act(z), the value the layers keep; for gelu (7, 8),
-    whose derivative is not a function of its output, `y` is the pre-activation z; for 9
-    (FNN_ACT_DERIV_GIVEN, backward passes only) `y` is the derivative itself."""
+    whose derivative is not a function of its output, `y` is the pre-activation z (silu, 13,
+    too); for 9 (FNN_ACT_DERIV_GIVEN, backward passes only) `y` is the derivative itself."""
     if act == 9:
         return y
+    if 10 <= act <= 13:                # elu, selu, softplus from y; silu from z
+        if floating is float:
+            return fnn_keras_deriv_f32(act, y, param)
+        else:
+            return fnn_keras_deriv_f64(act, y, param)
     if act == 7:
         if floating is float:
             return fnn_gelu_deriv_f32(y)

@@ -97,7 +97,7 @@ cdef enum:
 
 # the activation codes the recurrent kernels take (linear, sigmoid, tanh, relu)
 cdef frozenset _RNN_ACTS = frozenset((FNN_ACT_LINEAR, FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU))
-cdef int _N_ACTS = 9
+cdef int _N_ACTS = FNN_ACT_END     # codes 0.._N_ACTS-1 but FNN_ACT_DERIV_GIVEN
 
 
 ctypedef struct infer_step:
@@ -180,7 +180,7 @@ cdef class InferPlan:
         st.in_w, st.out_w, st.scratch = in_w, out_w, 0
         st.param = float(param[0] if st.kind == STEP_BLOCK else param)
         st.act = a.get("act", FNN_ACT_LINEAR)
-        if not 0 <= st.act < _N_ACTS:
+        if not 0 <= st.act < _N_ACTS or st.act == FNN_ACT_DERIV_GIVEN:
             raise ValueError(f"InferPlan: step {i}: unknown activation code {st.act}")
         if st.kind == STEP_DENSE:
             st.rows, st.k, st.m = a["positions"], a["fan_in"], a["units"]

@@ -29,7 +29,7 @@ from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilo
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
                                FNN_ACT_GELU, FNN_ACT_GELU_TANH, FNN_ACT_LEAKY_RELU, FNN_ACT_STEP,
-                               FNN_ACT_DERIV_GIVEN,
+                               FNN_ACT_DERIV_GIVEN, FNN_ACT_SILU, FNN_ACT_END,
                                fnn_par_min_work)
 
 cdef extern from "fnn_vec.h" nogil:
@@ -52,6 +52,14 @@ cdef enum:
 
 cdef int _shape_error(str what) except -1:
     raise ValueError(f"fastnn kernel called with inconsistent shapes: {what}")
+
+
+cdef inline int _check_act(int act, bint given_ok) except -1:
+    """Refuse a code that is no activation (FNN_ACT_DERIV_GIVEN only where `given_ok`): the loops
+    below would read an unknown code as linear."""
+    if act < 0 or act >= FNN_ACT_END or (act == FNN_ACT_DERIV_GIVEN and not given_ok):
+        raise ValueError(f"fastnn kernel called with an unknown activation code {act}")
+    return 0
 
 
 # --------------------------------------------------------------------------- GEMM dispatch
@@ -404,6 +412,7 @@ def dense_forward(const floating[:, ::1] x,   # IN  (n, k)
     cdef const floating *bias = NULL
     if w.shape[0] != k or out.shape[0] != n or out.shape[1] != m:
         _shape_error("dense_forward")
+    _check_act(act, False)
     if b is not None:
         if b.shape[0] != m:
             _shape_error("dense_forward bias")
@@ -424,6 +433,7 @@ def activation_forward(const floating[:, ::1] z,   # IN  (n, m)
     cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
     if out.shape[0] != n or out.shape[1] != m:
         _shape_error("activation_forward")
+    _check_act(act, False)
     if n * m > 0:
         with nogil:
             csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
@@ -433,10 +443,10 @@ def activation_forward(const floating[:, ::1] z,   # IN  (n, m)
 
 
 cdef void _value_deriv_block(floating *z, floating *y, Py_ssize_t n, int act) noexcept nogil:
-    """y := act(z), then z := act'(z), for n values (gelu, gelu_tanh)."""
+    """y := act(z), then z := act'(z), for n values (gelu, gelu_tanh, silu)."""
     cdef Py_ssize_t j
     cdef floating v
-    if floating is float:
+    if floating is float and act != FNN_ACT_SILU:
         fnn_gelu_value_deriv_f32(z, y, n, act)
     else:
         for j in range(n):
@@ -464,14 +474,14 @@ cdef void _value_deriv_rows(floating *z, floating *y, Py_ssize_t n, Py_ssize_t m
 def activation_forward_deriv(floating[:, ::1] z,    # IN/OUT (n, m) pre-activation, then act'(z)
                              int act,
                              floating[:, ::1] out):   # OUT (n, m) act(z); must not be z
-    """out := act(z);  z := act'(z), for act gelu or gelu_tanh (whose derivative is not a function
-    of their output): a training forward keeps the derivative, so that the backward pass is
-    activation_backward(z, dy, FNN_ACT_DERIV_GIVEN) with no second evaluation of gelu's tail.
+    """out := act(z);  z := act'(z), for act gelu, gelu_tanh or silu (whose derivative is not a
+    function of their output): a training forward keeps the derivative, so that the backward pass
+    is activation_backward(z, dy, FNN_ACT_DERIV_GIVEN) with no second evaluation of the tail.
     The same bits as activation_forward and the derivative taken apart."""
     cdef unsigned int csr
     cdef Py_ssize_t n = z.shape[0], m = z.shape[1]
-    if act != FNN_ACT_GELU and act != FNN_ACT_GELU_TANH:
-        raise ValueError(f"activation_forward_deriv takes gelu (7) or gelu_tanh (8). "
+    if act != FNN_ACT_GELU and act != FNN_ACT_GELU_TANH and act != FNN_ACT_SILU:
+        raise ValueError(f"activation_forward_deriv takes gelu (7), gelu_tanh (8) or silu (13). "
                          f"Received: act={act}")
     if out.shape[0] != n or out.shape[1] != m:
         _shape_error("activation_forward_deriv")
@@ -498,6 +508,7 @@ def activation_backward(const floating[:, ::1] y,    # IN  (n, m) saved output a
     cdef Py_ssize_t n = y.shape[0], m = y.shape[1]
     if dy.shape[0] != n or dy.shape[1] != m or out.shape[0] != n or out.shape[1] != m:
         _shape_error("activation_backward")
+    _check_act(act, True)
     if n * m > 0:
         with nogil:
             csr = fnn_ftz_enter()       # see src_c/fnn_ftz.h
@@ -525,6 +536,7 @@ def dense_backward(const floating[:, ::1] x,    # IN  (n, k) layer input
             or dw.shape[1] != m or db.shape[0] != m
             or (want_dx and (dx.shape[0] != n or dx.shape[1] != k))):
         _shape_error("dense_backward")
+    _check_act(act, True)
     if want_dx:
         dx_ptr = &dx[0, 0]
     with nogil:

@@ -61,6 +61,8 @@ cdef class ForwardPlan:
                 self.widest = max(self.widest, <double>prev * width)
             elif width != prev:
                 raise ValueError(f"ForwardPlan: activation step {i} changes the width")
+            if act < 0 or act >= FNN_ACT_END or act == FNN_ACT_DERIV_GIVEN:
+                raise ValueError(f"ForwardPlan: step {i}: unknown activation code {act}")
             self.act[i] = act
             self.param[i] = param
             self.width[i] = width

@@ -146,11 +146,13 @@ cdef class TrainPlan:
                 self.widest = max(self.widest, <double>prev * width)
             elif width != prev:
                 raise ValueError(f"TrainPlan: activation step {s} changes the width")
-            if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH:
+            if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH or act == FNN_ACT_SILU:
                 # its backward needs the pre-activation, which the plan does not keep
                 # (fastnn.models.fastpath.eligible sends such models down the general path)
-                raise ValueError(f"TrainPlan: step {s}: gelu is not supported (activation "
-                                 f"code {act})")
+                raise ValueError(f"TrainPlan: step {s}: gelu and silu are not supported "
+                                 f"(activation code {act})")
+            if act < 0 or act >= FNN_ACT_END or act == FNN_ACT_DERIV_GIVEN:
+                raise ValueError(f"TrainPlan: step {s}: unknown activation code {act}")
             self.Y[s] = _plan_data(Y[s], self.typenum, (rows, width), "Y")
             self.G[s] = _plan_data(G[s], self.typenum, (rows, width), "G")
             self.act[s] = act

@@ -16,6 +16,11 @@ cdef extern from "fnn_gemm.h" nogil:
         FNN_ACT_GELU
         FNN_ACT_GELU_TANH
         FNN_ACT_DERIV_GIVEN
+        FNN_ACT_ELU
+        FNN_ACT_SELU
+        FNN_ACT_SOFTPLUS
+        FNN_ACT_SILU
+        FNN_ACT_END
 
     ctypedef struct fnn_epilogue_f32:
         const float *bias

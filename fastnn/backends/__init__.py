@@ -17,12 +17,12 @@ dense_forward(x, w, b, act, param, out) -> out
 activation_forward(z, act, param, out) -> out
     out := act(z); out may be z itself
 activation_forward_deriv(z, act, out) -> out
-    out := act(z), then z := act'(z), for gelu and gelu_tanh (out must not be z): a training
+    out := act(z), then z := act'(z), for gelu, gelu_tanh, silu (out must not be z): a training
     forward keeps the derivative, and the backward pass takes it with act DERIV_GIVEN.
 activation_backward(y, dy, act, param, out) -> out
     out := dL/dz from the saved output y = act(z) and dy = dL/dy; out may be dy itself.
     step passes the gradient straight through; softmax uses y * (dy - sum(dy * y, axis=1)).
-    gelu and gelu_tanh (fastnn.activations.FROM_INPUT) take the pre-activation z as y: their
+    gelu, gelu_tanh, silu (fastnn.activations.FROM_INPUT) take the pre-activation z as y: their
     derivative is not a function of their output. DERIV_GIVEN: y is the derivative act'(z).
 dense_backward(x, w, y, dy, act, param, dz, dw, db, dx) -> None
     dz := activation_backward(y, dy) (gelu: y is z);  dw := x.T @ dz;  db := dz.sum(axis=0);

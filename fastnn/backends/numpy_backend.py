@@ -108,6 +108,73 @@ def _gelu_deriv(z, approximate):
         return np.where(pdf == 0, cdf, cdf + z * pdf)
 
 
+# Keras' elu, selu, softplus and silu in float64 whatever the dtype, with the operations of
+# src_c/fnn_act_keras.h (libm's expm1, log1p and exp, per element as math.* calls them: the same
+# functions, so the same bits as the compiled kernels), rounded once to the dtype.
+_expm1 = np.frompyfunc(math.expm1, 1, 1)
+_log1p = np.frompyfunc(math.log1p, 1, 1)
+_exp = np.frompyfunc(math.exp, 1, 1)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_SCALE_ALPHA = 1.7580993408473768599402175208123
+
+
+def _f64(values):
+    return np.asarray(values).astype(np.float64)
+
+
+def _flushed(values, dtype):
+    """``values`` rounded to ``dtype``, subnormal results made zeros of their sign, as the
+    compiled kernels leave them (they run flush-to-zero, src_c/fnn_ftz.h)."""
+    out = np.asarray(values).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(out) < np.finfo(dtype).tiny, out * 0, out)
+
+
+def _keras_act(z, act, param):
+    """act(z) for elu (param: alpha, taken in z's dtype as the kernels take it), selu, softplus,
+    silu; float64."""
+    a = float(np.asarray(param, z.dtype))
+    z = np.asarray(z, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if act == A.SOFTPLUS:
+            return np.where(z > 0, z, 0.0) + _f64(_log1p(_f64(_exp(-np.abs(z)))))
+        if act == A.SILU:
+            s = _silu_s(z)[0]
+            return np.where(s == 0, 0.0, z * s)
+        em1 = _f64(_expm1(np.where(z > 0, 0.0, z)))   # expm1 of z <= 0 only (no overflow)
+        if act == A.ELU:
+            return np.where(z > 0, z, a * em1)
+        return np.where(z > 0, _SELU_SCALE * z, _SELU_SCALE * (_SELU_ALPHA * em1))
+
+
+def _silu_s(z):
+    """s = sigmoid(z) and 1 - s, float64, as fnn_silu_s_f64."""
+    e = _f64(_exp(-np.abs(z)))
+    s, s1 = 1.0 / (1.0 + e), e / (1.0 + e)
+    neg = z < 0
+    return np.where(neg, s1, s), np.where(neg, s, s1)
+
+
+def _keras_deriv(y, act, param):
+    """act'(z) from y (elu, selu, softplus) or from z (silu); float64."""
+    a = float(np.asarray(param, y.dtype))
+    y = np.asarray(y, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if act == A.ELU:
+            return np.where(y > 0, 1.0, y + a)
+        if act == A.SELU:
+            return np.where(y > 0, _SELU_SCALE, y + _SELU_SCALE_ALPHA)
+        if act == A.SOFTPLUS:
+            return -_f64(_expm1(-y))
+        s, s1 = _silu_s(y)
+        q = s * s1
+        return np.where(q == 0, s, s + y * q)
+
+
+_KERAS = frozenset({A.ELU, A.SELU, A.SOFTPLUS, A.SILU})
+
+
 def _softmax(z, out):
     np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
@@ -132,6 +199,8 @@ def activation_forward(z, act, param, out):
         np.multiply(z, np.where(z > 0, 1.0, param).astype(z.dtype), out=out)
     elif act == A.SOFTMAX:
         _softmax(z, out)
+    elif act in _KERAS:
+        out[...] = _flushed(_keras_act(z, act, param), out.dtype)
     elif act in A.FROM_INPUT:
         out[...] = _gelu(z, act == A.GELU_TANH)
     else:
@@ -140,13 +209,17 @@ def activation_forward(z, act, param, out):
 
 
 def activation_forward_deriv(z, act, out):
-    """out := act(z), then z := act'(z) (gelu and gelu_tanh; out must not be z)"""
+    """out := act(z), then z := act'(z) (gelu, gelu_tanh and silu; out must not be z)"""
     if act not in A.FROM_INPUT:
-        raise ValueError(f"activation_forward_deriv takes gelu (7) or gelu_tanh (8). "
+        raise ValueError(f"activation_forward_deriv takes gelu (7), gelu_tanh (8) or silu (13). "
                          f"Received: act={act}")
     if np.shares_memory(z, out):
         raise ValueError("activation_forward_deriv writes the derivative into z and act(z) into "
                          "out: they must be different arrays")
+    if act == A.SILU:
+        out[...] = _flushed(_keras_act(z, act, 0.0), out.dtype)
+        z[...] = _flushed(_keras_deriv(z, act, 0.0), z.dtype)
+        return out
     out[...] = _gelu(z, act == A.GELU_TANH)
     z[...] = _gelu_deriv(z, act == A.GELU_TANH)
     return out
@@ -154,7 +227,7 @@ def activation_forward_deriv(z, act, out):
 
 def activation_backward(y, dy, act, param, out):
     """out := dL/dz from y = act(z) and dy = dL/dy (step passes the gradient straight through);
-    for gelu and gelu_tanh (A.FROM_INPUT) y is the pre-activation z"""
+    for gelu, gelu_tanh and silu (A.FROM_INPUT) y is the pre-activation z"""
     if act in (A.LINEAR, A.STEP):
         if out is not dy:
             out[...] = dy
@@ -169,6 +242,8 @@ def activation_backward(y, dy, act, param, out):
     elif act == A.SOFTMAX:
         inner = np.sum(dy * y, axis=1, keepdims=True)
         np.multiply(y, dy - inner, out=out)
+    elif act in _KERAS:
+        np.multiply(dy, _flushed(_keras_deriv(y, act, param), y.dtype), out=out)
     elif act in A.FROM_INPUT:
         np.multiply(dy, _gelu_deriv(y, act == A.GELU_TANH).astype(y.dtype), out=out)
     elif act == A.DERIV_GIVEN:

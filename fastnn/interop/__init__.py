@@ -23,7 +23,8 @@ def from_torch(module: Any, input_shape: Any, backend: str = "fast") -> Any:
         MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvg/MaxPool1d/2d(1), Flatten, BatchNorm1d/2d,
         LayerNorm (last axis), Embedding (first), RNN/LSTM/GRU (``batch_first=True``, stacked,
         bidirectional) each followed by ``RecurrentOutput``, ReLU, Sigmoid, Tanh, LeakyReLU,
-        GELU, Softmax (over the features), Dropout and Identity; nested nn.Sequential too.
+        GELU, ELU (alpha 1), SELU, Softplus (beta 1), SiLU, Softmax (over the features),
+        Dropout and Identity; nested nn.Sequential too.
         float32 parameters give a float32 model, float64 ones a float64 model.
     input_shape : tuple of int
         PyTorch's sample shape without the batch axis: (channels, height, width) for a CNN,

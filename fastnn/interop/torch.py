@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import fastnn as fnn
+from fastnn.activations import ActivationName
 
 
 class _Walk:
@@ -241,6 +242,14 @@ def _recurrent(w: _Walk, m: Any, after: Any) -> None:
     w.shape = (w.shape[0], dirs * u) if after.return_sequences else (dirs * u,)
 
 
+def _keras_activation(name: ActivationName, ok: bool, why: str) -> Any:
+    """An activation layer of Keras' elu, selu, softplus or silu, when the module is that
+    function (``ok``); else ValueError saying ``why``."""
+    if not ok:
+        raise ValueError(f"from_torch: {why}")
+    return fnn.Activation(name)
+
+
 def _softmax(w: _Walk, m: nn.Softmax) -> None:
     axis = 1 if w.cf else len(w.shape)
     if m.dim is None or m.dim % (len(w.shape) + 1) != axis:
@@ -253,6 +262,14 @@ _SIMPLE: dict[type, Callable[[Any], Any]] = {
     nn.ReLU: lambda m: fnn.ReLU(), nn.Sigmoid: lambda m: fnn.Sigmoid(),
     nn.Tanh: lambda m: fnn.Tanh(), nn.LeakyReLU: lambda m: fnn.LeakyReLU(m.negative_slope),
     nn.GELU: lambda m: fnn.GELU(approximate=m.approximate == "tanh"),
+    nn.ELU: lambda m: _keras_activation("elu", m.alpha == 1.0, f"only nn.ELU(alpha=1.0) is "
+                                        f"supported; received alpha={m.alpha}"),
+    nn.SELU: lambda m: fnn.Activation("selu"),
+    nn.SiLU: lambda m: fnn.Activation("silu"),
+    # beta 1 only; PyTorch returns x itself above `threshold` (default 20), where
+    # log1p(exp(-x)) is below 2e-9: the same float32 values
+    nn.Softplus: lambda m: _keras_activation("softplus", m.beta == 1.0, f"only nn.Softplus("
+                                             f"beta=1) is supported; received beta={m.beta}"),
     nn.Dropout: lambda m: fnn.Dropout(m.p) if m.p > 0 else None,
     nn.Identity: lambda m: None,
 }
@@ -269,7 +286,8 @@ _CHANNELS_FIRST = (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1
                    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
                    nn.AdaptiveMaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d)
 _SUPPORTED = {c.__name__ for c in (*_SIMPLE, *_HANDLERS, *_RECURRENT)} | {"RecurrentOutput"}
-_LAYOUT_FREE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.Dropout, nn.Identity)
+_LAYOUT_FREE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SELU, nn.SiLU,
+                nn.Softplus, nn.Dropout, nn.Identity)
 
 
 def _modules(module: Any, prefix: str = "") -> list[tuple[str, Any]]:

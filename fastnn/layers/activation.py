@@ -1,7 +1,7 @@
 """The activation layers: ``y = act(x)`` element-wise (softmax: over the last axis).
 
 Placed right after a linear ``Dense`` layer, an activation layer is fused into that layer's
-kernel by the MLP fast path (``fastnn.models.fastpath``; not gelu, whose backward pass needs
+kernel by the MLP fast path (``fastnn.models.fastpath``; not gelu or silu, whose backward needs
 the pre-activation, which that path does not keep). The formulas and gradients of every
 activation are listed in ``fastnn.activations``.
 """
@@ -26,8 +26,9 @@ class Activation(Layer):
     Parameters
     ----------
     activation : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", \
-"gelu_tanh"}
-        The activation's name (``gelu_tanh``: gelu's tanh approximation).
+"gelu_tanh", "elu", "selu", "softplus", "silu", "swish"}
+        The activation's name (``gelu_tanh``: gelu's tanh approximation; ``swish`` is
+        ``silu``; ``elu`` with alpha 1).
     param : float, optional
         Its parameter: the threshold of ``step`` (default 0.5) or the negative slope of
         ``leaky_relu`` (default 0.01), under the rules of ``Step`` and ``LeakyReLU``; the

@@ -356,7 +356,7 @@ class Layer:
 
 
 # The activations that take a parameter, and its name in configs and messages.
-PARAM_NAMES = {A.STEP: "threshold", A.LEAKY_RELU: "alpha"}
+PARAM_NAMES = {A.STEP: "threshold", A.LEAKY_RELU: "alpha", A.ELU: "alpha"}
 
 
 def check_param(name: str, value: Any, low: float | None = None) -> float:

@@ -33,7 +33,7 @@ _ELEMENTWISE = frozenset(A.NAMES) - {A.SOFTMAX}
 def eligible(layers: Sequence[Layer], input_shape: Any) -> bool:
     """Whether a chain of ``layers`` on samples of ``input_shape`` takes the fast path: 2-D
     inputs, only Dense layers (trainable, with bias, unregularised) and activation layers, and
-    at least one Dense layer; no gelu (``A.FROM_INPUT``: its backward pass needs the
+    at least one Dense layer; no gelu or silu (``A.FROM_INPUT``: its backward pass needs the
     pre-activation, which the plans' workspace does not keep; the general path's layers do)."""
     return (isinstance(input_shape, tuple) and len(input_shape) == 1
             and all(type(layer) is Dense and layer.plain or isinstance(layer, Activation)

@@ -87,7 +87,40 @@ class GraphBuilder:
             if self.opset >= 20:
                 return self.op("Gelu", [x], prefix, approximate=approximate)
             return self._gelu(x, code == A.GELU_TANH, prefix)
+        if code in (A.ELU, A.SELU, A.SOFTPLUS, A.SILU):
+            return self._keras_activation(x, code, param, prefix)
         raise ValueError(f"activation code {code} has no ONNX form")
+
+    def _keras_activation(self, x: str, code: int, param: float, prefix: str) -> str:
+        """elu, selu, softplus: ONNX's Elu, Selu, Softplus in float32 (onnxruntime has them for
+        float only; their attributes are float32); float64 their formulas, with exp(x) - 1 for
+        expm1 and log(1 + exp(-|x|)) for log1p (a few ulps near 0). silu: x * Sigmoid(x)."""
+        if code == A.SILU:
+            return self.op("Mul", [x, self.op("Sigmoid", [x], f"{prefix}_sigmoid")], prefix)
+        if self.dtype == np.float32:
+            if code == A.ELU:
+                return self.op("Elu", [x], prefix, alpha=float(param))
+            if code == A.SELU:
+                return self.op("Selu", [x], prefix, alpha=A.SELU_ALPHA, gamma=A.SELU_SCALE)
+            return self.op("Softplus", [x], prefix)
+        if code == A.SOFTPLUS:                  # max(x, 0) + log(1 + exp(-|x|))
+            e = self.op("Exp", [self.op("Neg", [self.op("Abs", [x], f"{prefix}_abs")],
+                                        f"{prefix}_neg")], f"{prefix}_exp")
+            log = self.op("Log", [self.op("Add", [e, self.const(1.0, f"{prefix}_one")],
+                                          f"{prefix}_1pe")], f"{prefix}_log")
+            pos = self.op("Max", [x, self.const(0.0, f"{prefix}_zero")], f"{prefix}_pos")
+            return self.op("Add", [pos, log], prefix)
+        alpha = float(param) if code == A.ELU else A.SELU_ALPHA
+        positive = self.op("Greater", [x, self.const(0.0, f"{prefix}_zero")],
+                           f"{prefix}_positive")
+        em1 = self.op("Sub", [self.op("Exp", [x], f"{prefix}_exp"),
+                              self.const(1.0, f"{prefix}_one")], f"{prefix}_em1")
+        neg = self.op("Mul", [em1, self.const(alpha, f"{prefix}_alpha")], f"{prefix}_neg")
+        out = self.op("Where", [positive, x, neg],
+                      prefix if code == A.ELU else f"{prefix}_elu")
+        if code == A.ELU:
+            return out
+        return self.op("Mul", [out, self.const(A.SELU_SCALE, f"{prefix}_scale")], prefix)
 
     def _gelu(self, x: str, tanh: bool, prefix: str) -> str:
         """gelu before opset 20: x/2 (1 + erf(x / sqrt 2)), or the tanh formula."""

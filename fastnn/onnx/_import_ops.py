@@ -13,6 +13,7 @@ from typing import Any, Callable, NoReturn, Optional
 import numpy as np
 
 import fastnn as fnn
+from fastnn import activations as A
 from fastnn.layers.convolutional import window_geometry
 
 
@@ -273,7 +274,8 @@ def concat(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 
 _ACTS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky_relu",
-         "Softmax": "softmax", "Gelu": "gelu"}
+         "Softmax": "softmax", "Gelu": "gelu", "Elu": "elu", "Selu": "selu",
+         "Softplus": "softplus"}
 
 
 def activation(ctx: Ctx, node: Any, ins: list[Any], name: Any = "", param: Any = None,
@@ -284,6 +286,12 @@ def activation(ctx: Ctx, node: Any, ins: list[Any], name: Any = "", param: Any =
         param = float(ctx.attr("alpha", 0.01))
     if node.op_type == "Gelu" and ctx.attr("approximate", b"none") in (b"tanh", "tanh"):
         name = "gelu_tanh"
+    if node.op_type == "Elu" and float(ctx.attr("alpha", 1.0)) != 1.0:
+        ctx.fail("only Elu with alpha 1 (Keras' elu layer activation) is supported")
+    if node.op_type == "Selu" and not (
+            np.float32(ctx.attr("alpha", A.SELU_ALPHA)) == np.float32(A.SELU_ALPHA)
+            and np.float32(ctx.attr("gamma", A.SELU_SCALE)) == np.float32(A.SELU_SCALE)):
+        ctx.fail("only Selu with the standard alpha and gamma is supported")
     if name == "softmax":
         axis = ctx.attr("axis", -1) % len(x.layout)
         if x.layout[axis] != len(x.sym.shape) or x.flat_perm is not None:
