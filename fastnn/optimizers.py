@@ -739,10 +739,32 @@ class _Moments(Optimizer):
     beta_2 = _alias_property("beta2")
     epsilon = _alias_property("eps")
 
+    # the state: a first moment m and a second statistic v, saved under _second_key
+    _m: FloatArray | None = None
+    _v: FloatArray | None = None
+    _second_key = "v"
+    _second_rule = "be >= 0 (a decaying mean of squared gradients)"
+
     @staticmethod
     def _reach(settings: dict[str, Any]) -> float:
         """An upper bound on |step| / (lr |g|_max / eps) over every step of the rule."""
         return 1.0
+
+    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
+        self._m = aligned_zeros(size, dtype)
+        self._v = aligned_zeros(size, dtype)
+
+    def state(self) -> dict[str, FloatArray | None]:
+        return {"m": self._m, self._second_key: self._v}
+
+    def _check_state_rules(self, iterations: int) -> None:
+        m, v = self._m, self._v
+        assert m is not None and v is not None, "built"
+        _check_state_array(self._second_key, v, v < 0, self._second_rule)
+        if iterations == 0:
+            for key, arr in (("m", m), (self._second_key, v)):
+                _check_state_array(key, arr, arr != 0,            # type: ignore[arg-type]
+                                   "be 0 at iterations=0 (a fresh optimizer)")
 
     def _check_derived(self, settings: dict[str, Any], dtype: np.dtype[Any],
                        name: Optional[str]) -> None:
@@ -848,12 +870,8 @@ class Adam(_Moments):
         self.beta2 = _alias("beta2", beta2, "beta_2", beta_2, 0.999)
         self.eps = _alias("eps", eps, "epsilon", epsilon, 1e-8)
         self.weight_decay = weight_decay
-        self._m: FloatArray | None = None
-        self._v: FloatArray | None = None
-
-    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
-        self._m = aligned_zeros(size, dtype)
-        self._v = aligned_zeros(size, dtype)
+        self._m = None
+        self._v = None
 
     def _bound(self, params: FloatArray, G: float) -> float:
         P = _max_abs(params)
@@ -875,9 +893,6 @@ class Adam(_Moments):
         backend.adam_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
                             self._beta2, self._eps, self._weight_decay, self._iterations)
 
-    def state(self) -> dict[str, FloatArray | None]:
-        return {"m": self._m, "v": self._v}
-
     def fused_rule(self) -> Optional[tuple[int, tuple[FloatArray, ...], NDArray[np.int64]]]:
         # AdamW's decoupled decay is another rule: it overrides _update, so it does not fuse
         if type(self)._update is not Adam._update or self._m is None or self._v is None:
@@ -889,14 +904,6 @@ class Adam(_Moments):
         return ((self._m, self._v), lr, self._beta1, self._beta2, self._eps,
                 self._weight_decay, self._verify_next, *self._fused_clipping())
 
-    def _check_state_rules(self, iterations: int) -> None:
-        m, v = self._m, self._v
-        assert m is not None and v is not None, "built"
-        _check_state_array("v", v, v < 0, "be >= 0 (a decaying mean of squared gradients)")
-        if iterations == 0:
-            for key, arr in (("m", m), ("v", v)):
-                _check_state_array(key, arr, arr != 0,            # type: ignore[arg-type]
-                                   "be 0 at iterations=0 (a fresh optimizer)")
 
 
 class AdamW(Adam):
@@ -1227,7 +1234,6 @@ class _KerasMoments(_Moments):
 
     _hyper = ("lr", "beta1", "beta2", "eps")
     _weight_decay = 0.0      # none (check_update reads it)
-    _m: FloatArray | None = None
 
     def __init__(self, lr: float = _UNSET, beta1: float = _UNSET, beta2: float = _UNSET,
                  eps: float = _UNSET, *, learning_rate: float = _UNSET, beta_1: float = _UNSET,
@@ -1289,36 +1295,22 @@ class Adamax(_KerasMoments):
 
     name = "adamax"
     weight_decay = _no_weight_decay("Adamax")
-    _u: FloatArray | None = None
-
-    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
-        self._m = aligned_zeros(size, dtype)
-        self._u = aligned_zeros(size, dtype)
+    _second_key = "u"            # the infinity norm, kept in _v
+    _second_rule = "be >= 0 (a decaying maximum of |gradient|)"
 
     def _bound(self, params: FloatArray, G: float) -> float:
         # |m'| <= b1 |m| + (1 - b1) G;  u' <= max(b2 u, G);  |p'| <= |p| + lr |m'| / (bc1 eps)
         b1, t = self._beta1, int(self._iterations[0]) + 1
         m_new = b1 * _max_abs(self._m) + (1 - b1) * G           # type: ignore[arg-type]
-        u_new = max(self._beta2 * _max_abs(self._u), G)         # type: ignore[arg-type]
+        u_new = max(self._beta2 * _max_abs(self._v), G)         # type: ignore[arg-type]
         step = self._lr * m_new / ((1 - b1 ** t) * self._eps)
         return max(G, m_new, u_new, self._lr * m_new, _max_abs(params) + step)
 
     def _update(self, backend: ModuleType, params: FloatArray, grads: FloatArray) -> None:
         t = int(self._iterations[0]) + 1
-        backend.adamax_update(params, grads, self._m, self._u, t, self._lr, self._beta1,
+        backend.adamax_update(params, grads, self._m, self._v, t, self._lr, self._beta1,
                               self._beta2, self._eps, self._iterations)
 
-    def state(self) -> dict[str, FloatArray | None]:
-        return {"m": self._m, "u": self._u}
-
-    def _check_state_rules(self, iterations: int) -> None:
-        m, u = self._m, self._u
-        _check_state_array("u", u, u < 0,                       # type: ignore[arg-type,operator]
-                           "be >= 0 (a decaying maximum of |gradient|)")
-        if iterations == 0:
-            for key, arr in (("m", m), ("u", u)):
-                _check_state_array(key, arr, arr != 0,          # type: ignore[arg-type]
-                                   "be 0 at iterations=0 (a fresh optimizer)")
 
 
 _NADAM_EXACT_STEPS = 2048    # from here on 0.96^t < 2^-53: the momentum schedule is beta1 itself
@@ -1372,7 +1364,6 @@ class Nadam(_KerasMoments):
 
     name = "nadam"
     weight_decay = _no_weight_decay("Nadam")
-    _v: FloatArray | None = None
     _products = (-1.0, 0, 1.0)     # (beta1, t, P_t) of the last step
 
     @staticmethod
@@ -1407,10 +1398,6 @@ class Nadam(_KerasMoments):
         mu_next = self._mu(t + 1)
         return self._mu(t), mu_next, prod, prod * mu_next
 
-    def _make_state(self, size: int, dtype: np.dtype[Any]) -> None:
-        self._m = aligned_zeros(size, dtype)
-        self._v = aligned_zeros(size, dtype)
-
     def _bound(self, params: FloatArray, G: float) -> float:
         # |m'| <= b1 |m| + (1 - b1) G;  v' <= b2 v + (1 - b2) G^2;
         # |m_hat| <= mu' |m'| / (1 - P') + (1 - mu) G / (1 - P);  |p'| <= |p| + lr |m_hat| / eps
@@ -1429,17 +1416,6 @@ class Nadam(_KerasMoments):
                              self._beta2, self._eps, mu, mu_next, prod, prod_next,
                              self._iterations)
 
-    def state(self) -> dict[str, FloatArray | None]:
-        return {"m": self._m, "v": self._v}
-
-    def _check_state_rules(self, iterations: int) -> None:
-        m, v = self._m, self._v
-        _check_state_array("v", v, v < 0,                       # type: ignore[arg-type,operator]
-                           "be >= 0 (a decaying mean of squared gradients)")
-        if iterations == 0:
-            for key, arr in (("m", m), ("v", v)):
-                _check_state_array(key, arr, arr != 0,          # type: ignore[arg-type]
-                                   "be 0 at iterations=0 (a fresh optimizer)")
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
