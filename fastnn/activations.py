@@ -37,8 +37,9 @@ kernels in place of y (``FROM_INPUT``).
 constants are Keras' S = 1.0507009873554804934 and A = 1.6732632423543772848, softplus is
 ``logaddexp(z, 0)`` in its stable form, and ``swish`` is another name for ``silu`` (one code;
 files and summaries say ``silu``). silu, not monotonic, is the third activation of
-``FROM_INPUT``. The kernels compute these four in double and round once to float
-(``src_c/fnn_act_keras.h``); both backends give the same bits.
+``FROM_INPUT``. In float32 the kernels compute these four in vectorised float arithmetic,
+within 3 ulps of the exact functions (silu: 4), in float64 with libm (``src_c/fnn_act_keras.h``); both
+backends give the same bits (the NumPy one repeats the float operations in float32).
 """
 
 from __future__ import annotations

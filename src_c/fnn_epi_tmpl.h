@@ -60,11 +60,18 @@ EPI_STORAGE EPI_TARGET void EPI_FN(FT *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t 
         case FNN_ACT_GELU_TANH:
             for (j = 0; j < n; j++) c[j] = FT_GELU_TANH(c[j]);
             break;
+        /* a loop per code (the code a constant in each): vectorised in the float copies */
         case FNN_ACT_ELU:
+            for (j = 0; j < n; j++) c[j] = FT_KERAS_ACT(FNN_ACT_ELU, c[j], param);
+            break;
         case FNN_ACT_SELU:
+            for (j = 0; j < n; j++) c[j] = FT_KERAS_ACT(FNN_ACT_SELU, c[j], param);
+            break;
         case FNN_ACT_SOFTPLUS:
+            for (j = 0; j < n; j++) c[j] = FT_KERAS_ACT(FNN_ACT_SOFTPLUS, c[j], param);
+            break;
         case FNN_ACT_SILU:
-            for (j = 0; j < n; j++) c[j] = FT_KERAS_ACT(act, c[j], param);
+            for (j = 0; j < n; j++) c[j] = FT_KERAS_ACT(FNN_ACT_SILU, c[j], param);
             break;
         case FNN_ACT_RELU:
             /* like np.maximum(z, 0): NaN propagates */

@@ -488,6 +488,117 @@ void fnn_gelu_value_deriv_f32(float *z, float *y, ptrdiff_t n, int act)
     gelu_both_generic(z, y, n, act);
 }
 
+/* Keras' elu, selu, softplus, silu in float (fnn_act_keras.h): branch-free functions, a loop per
+ * activation and flavour that the compiler vectorises with that flavour's vectors (the same
+ * operations, so the same bits whichever runs). The derivative takes y (silu: z).
+ *   fwd:     y[j] := act(z[j])                     (y may be z)
+ *   bwd:     dz[j] := dy[j] act'(y[j])             (dz may be dy)
+ *   both:    y[j] := silu(z[j]), z[j] := silu'(z[j])
+ *   colsum:  dz[i, j] := dy[i, j] act'(y[i, j]),  acc[j] += dz[i, j]  (as fnn_deriv_colsum_f32) */
+#define KERAS_ROWS(CASE_LOOP)                                                                  \
+    switch (act) {                                                                             \
+    case FNN_ACT_ELU: CASE_LOOP(fnn_elu_f32(V, param), fnn_elu_deriv_f32(V, param)) break;     \
+    case FNN_ACT_SELU: CASE_LOOP(fnn_selu_f32(V), fnn_selu_deriv_f32(V)) break;                \
+    case FNN_ACT_SOFTPLUS: CASE_LOOP(fnn_softplus_f32(V), fnn_softplus_deriv_f32(V)) break;    \
+    default: CASE_LOOP(fnn_silu_f32(V), fnn_silu_deriv_f32(V)) break;                          \
+    }
+#define KERAS_FWD_LOOP(F, D)                                                                   \
+    for (j = 0; j < n; j++) {                                                                  \
+        const float V = z[j];                                                                  \
+        y[j] = F;                                                                              \
+    }
+#define KERAS_BWD_LOOP(F, D)                                                                   \
+    for (j = 0; j < n; j++) {                                                                  \
+        const float V = y[j];                                                                  \
+        dz[j] = dy[j] * (D);                                                                   \
+    }
+#define KERAS_COLSUM_LOOP(F, D)                                                                \
+    for (i = 0; i < n; i++) {                                                                  \
+        const float *yi = y + i * ld, *gi = dy + i * ld;                                       \
+        float *oi = dz + i * ld;                                                               \
+        for (j = 0; j < w; j++) {                                                              \
+            const float V = yi[j];                                                             \
+            const float d = gi[j] * (D);                                                       \
+            oi[j] = d;                                                                         \
+            acc[j] += d;                                                                       \
+        }                                                                                      \
+    }
+#define KERAS_F32_FLAVOUR(SUF, TARGET)                                                         \
+    TARGET static void keras_fwd_##SUF(const float *z, float *y, ptrdiff_t n, int act,         \
+                                       float param)                                            \
+    {                                                                                          \
+        ptrdiff_t j;                                                                           \
+        KERAS_ROWS(KERAS_FWD_LOOP)                                                             \
+    }                                                                                          \
+    TARGET static void keras_bwd_##SUF(const float *y, const float *dy, float *dz, ptrdiff_t n, \
+                                       int act, float param)                                   \
+    {                                                                                          \
+        ptrdiff_t j;                                                                           \
+        KERAS_ROWS(KERAS_BWD_LOOP)                                                             \
+    }                                                                                          \
+    TARGET static void keras_colsum_##SUF(const float *y, const float *dy, float *dz,          \
+                                          double *acc, ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w, \
+                                          int act, float param)                                \
+    {                                                                                          \
+        ptrdiff_t i, j;                                                                        \
+        KERAS_ROWS(KERAS_COLSUM_LOOP)                                                          \
+    }                                                                                          \
+    TARGET static void keras_both_##SUF(float *z, float *y, ptrdiff_t n)                       \
+    {                                                                                          \
+        ptrdiff_t j;                                                                           \
+        for (j = 0; j < n; j++) {                                                              \
+            float d;                                                                           \
+            y[j] = fnn_silu_both_f32(z[j], &d);                                                \
+            z[j] = d;                                                                          \
+        }                                                                                      \
+    }
+KERAS_F32_FLAVOUR(generic, )
+#if FNN_X86
+KERAS_F32_FLAVOUR(avx2, FNN_VEC_AVX2)
+KERAS_F32_FLAVOUR(avx512, FNN_VEC_AVX512)
+#endif
+#undef KERAS_F32_FLAVOUR
+#undef KERAS_ROWS
+#undef KERAS_FWD_LOOP
+#undef KERAS_BWD_LOOP
+#undef KERAS_COLSUM_LOOP
+
+/* call keras_NAME_<flavour>(ARGS) for the flavour in use */
+#if FNN_X86
+#define KERAS_DISPATCH(NAME, ARGS)                                                             \
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX512) {                                          \
+        keras_##NAME##_avx512 ARGS;                                                            \
+        return;                                                                                \
+    }                                                                                          \
+    if (fnn_active_flavour() == FNN_FLAVOUR_AVX2) {                                            \
+        keras_##NAME##_avx2 ARGS;                                                              \
+        return;                                                                                \
+    }                                                                                          \
+    keras_##NAME##_generic ARGS;
+#else
+#define KERAS_DISPATCH(NAME, ARGS) keras_##NAME##_generic ARGS;
+#endif
+
+void fnn_keras_forward_f32(const float *z, float *y, ptrdiff_t n, int act, float param)
+{
+    KERAS_DISPATCH(fwd, (z, y, n, act, param))
+}
+
+void fnn_keras_backward_f32(const float *y, const float *dy, float *dz, ptrdiff_t n, int act,
+                            float param)
+{
+    KERAS_DISPATCH(bwd, (y, dy, dz, n, act, param))
+}
+
+void fnn_silu_value_deriv_f32(float *z, float *y, ptrdiff_t n) { KERAS_DISPATCH(both, (z, y, n)) }
+
+static void keras_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
+                             ptrdiff_t ld, ptrdiff_t w, int act, float param)
+{
+    KERAS_DISPATCH(colsum, (y, dy, dz, acc, n, ld, w, act, param))
+}
+#undef KERAS_DISPATCH
+
 static void given_colsum_f32(const float *y, const float *dy, float *dz, double *acc,
                              ptrdiff_t n, ptrdiff_t ld, ptrdiff_t w)
 {
@@ -520,8 +631,8 @@ static void gelu_colsum_f32(const float *y, const float *dy, float *dz, double *
     gelu_colsum_generic(y, dy, dz, acc, n, ld, w, act);
 }
 
-/* Keras' elu, selu, softplus (from y) and silu (from z): scalar loops over fnn_act_keras.h's
- * functions, one for every flavour (libm per element: the same bits whichever runs) */
+/* Keras' elu, selu, softplus (from y) and silu (from z) in double: scalar loops over
+ * fnn_act_keras.h's functions, one for every flavour (libm per element: the same bits) */
 #define KERAS_DERIV_COLSUM(FT, DERIV)                                                           \
     {                                                                                          \
         ptrdiff_t i, j;                                                                        \
@@ -540,7 +651,10 @@ static void gelu_colsum_f32(const float *y, const float *dy, float *dz, double *
 void fnn_deriv_colsum_f32(const float *y, const float *dy, float *dz, double *acc, ptrdiff_t n,
                           ptrdiff_t ld, ptrdiff_t w, int act, float param)
 {
-    if (FNN_ACT_KERAS(act)) KERAS_DERIV_COLSUM(float, fnn_keras_deriv_f32)
+    if (FNN_ACT_KERAS(act)) {
+        keras_colsum_f32(y, dy, dz, acc, n, ld, w, act, param);
+        return;
+    }
     if (act == FNN_ACT_GELU || act == FNN_ACT_GELU_TANH) {
         gelu_colsum_f32(y, dy, dz, acc, n, ld, w, act);
         return;

@@ -39,6 +39,15 @@ void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, ptrdiff_t
  * functions as above, so the same bits as the forward and backward computed apart. */
 void fnn_gelu_value_deriv_f32(float *z, float *y, ptrdiff_t n, int act);
 
+/* Keras' elu, selu, softplus, silu in float (act FNN_ACT_ELU .. FNN_ACT_SILU; fnn_act_keras.h),
+ * vectorised per flavour: forward y[j] := act(z[j]) (y may be z; param: elu's alpha);
+ * backward dz[j] := dy[j] * act'(y[j]) (dz may be dy; y holds z for silu); and silu's value
+ * and derivative at once, y[j] := silu(z[j]), z[j] := silu'(z[j]) (y must not overlap z). */
+void fnn_keras_forward_f32(const float *z, float *y, ptrdiff_t n, int act, float param);
+void fnn_keras_backward_f32(const float *y, const float *dy, float *dz, ptrdiff_t n, int act,
+                            float param);
+void fnn_silu_value_deriv_f32(float *z, float *y, ptrdiff_t n);
+
 /* The updates run in flush-to-zero mode themselves (fnn_ftz.h; they are also called from
  * threads of their own): a velocity or moment below the smallest normal number becomes 0. */
 

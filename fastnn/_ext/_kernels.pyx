@@ -29,7 +29,7 @@ from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilo
                                fnn_kernel_name, fnn_openmp_enabled, FNN_ACT_LINEAR, FNN_ACT_STEP,
                                FNN_ACT_SIGMOID, FNN_ACT_TANH, FNN_ACT_RELU, FNN_ACT_SOFTMAX,
                                FNN_ACT_GELU, FNN_ACT_GELU_TANH, FNN_ACT_LEAKY_RELU, FNN_ACT_STEP,
-                               FNN_ACT_DERIV_GIVEN, FNN_ACT_SILU, FNN_ACT_END,
+                               FNN_ACT_DERIV_GIVEN, FNN_ACT_ELU, FNN_ACT_SILU, FNN_ACT_END,
                                fnn_par_min_work)
 
 cdef extern from "fnn_vec.h" nogil:
@@ -44,6 +44,10 @@ cdef extern from "fnn_vec.h" nogil:
     void fnn_gelu_forward_f32(const float *z, float *y, Py_ssize_t n, int act)
     void fnn_gelu_backward_f32(const float *z, const float *dy, float *dz, Py_ssize_t n, int act)
     void fnn_gelu_value_deriv_f32(float *z, float *y, Py_ssize_t n, int act)
+    void fnn_keras_forward_f32(const float *z, float *y, Py_ssize_t n, int act, float param)
+    void fnn_keras_backward_f32(const float *y, const float *dy, float *dz, Py_ssize_t n,
+                                int act, float param)
+    void fnn_silu_value_deriv_f32(float *z, float *y, Py_ssize_t n)
 
 # Columns of the bias gradient summed together on the stack, in double.
 cdef enum:
@@ -147,6 +151,9 @@ cdef inline void _act_row(const floating *z, floating *y, Py_ssize_t m, int act,
         if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH:    # vectorised per flavour, the
             fnn_gelu_forward_f32(z, y, m, act)                 # epilogue's bits (fnn_gelu.h)
             return
+        if FNN_ACT_ELU <= act <= FNN_ACT_SILU:                 # likewise (fnn_act_keras.h)
+            fnn_keras_forward_f32(z, y, m, act, param)
+            return
     # act_forward's formulas as loops of their own, which the compiler vectorises (selects); the
     # switch inside the loop of the others branched on the data: relu took ~8 ns an element
     if act == FNN_ACT_RELU:         # as np.maximum(z, 0): NaN propagates, -0.0 becomes 0.0
@@ -172,6 +179,9 @@ cdef inline void _act_grad_row(const floating *y, const floating *dy, floating *
     if floating is float:
         if act == FNN_ACT_GELU or act == FNN_ACT_GELU_TANH:    # y holds z (fnn_vec.h)
             fnn_gelu_backward_f32(y, dy, dz, m, act)
+            return
+        if FNN_ACT_ELU <= act <= FNN_ACT_SILU:                 # silu: y holds z
+            fnn_keras_backward_f32(y, dy, dz, m, act, param)
             return
     if act == FNN_ACT_RELU:         # the same products, as a loop the compiler vectorises (the
         for j in range(m):          # switch below branches on the data: half mispredicted)
@@ -448,6 +458,8 @@ cdef void _value_deriv_block(floating *z, floating *y, Py_ssize_t n, int act) no
     cdef floating v
     if floating is float and act != FNN_ACT_SILU:
         fnn_gelu_value_deriv_f32(z, y, n, act)
+    elif floating is float:
+        fnn_silu_value_deriv_f32(z, y, n)
     else:
         for j in range(n):
             v = z[j]

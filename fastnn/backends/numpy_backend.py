@@ -24,6 +24,7 @@ from fastnn.backends.numpy_pooling import (avgpool2d_backward, avgpool2d_forward
 from fastnn.backends.numpy_recurrent import rnn_backward, rnn_forward, rnn_sizes  # noqa: F401
 from fastnn.backends.numpy_attention import attention_backward, attention_forward  # noqa: F401
 from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
+from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
                                              dropout_forward, dropout_mask, sum_rows_into,
@@ -175,6 +176,21 @@ def _keras_deriv(y, act, param):
 _KERAS = frozenset({A.ELU, A.SELU, A.SOFTPLUS, A.SILU})
 
 
+def _keras_value(z, act, param, dtype):
+    """act(z) in ``dtype``: float32 by the float formulas of the kernels (numpy_keras_f32, the
+    same bits), float64 by libm's functions (as above)."""
+    if dtype == np.float32:
+        return keras_act_f32(z, act, param)
+    return _flushed(_keras_act(z, act, param), dtype)
+
+
+def _keras_slope(y, act, param, dtype):
+    """act'(z) from y (silu: from z) in ``dtype``, as _keras_value."""
+    if dtype == np.float32:
+        return keras_deriv_f32(y, act, param)
+    return _flushed(_keras_deriv(y, act, param), dtype)
+
+
 def _softmax(z, out):
     np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
@@ -200,7 +216,7 @@ def activation_forward(z, act, param, out):
     elif act == A.SOFTMAX:
         _softmax(z, out)
     elif act in _KERAS:
-        out[...] = _flushed(_keras_act(z, act, param), out.dtype)
+        out[...] = _keras_value(z, act, param, out.dtype)
     elif act in A.FROM_INPUT:
         out[...] = _gelu(z, act == A.GELU_TANH)
     else:
@@ -217,8 +233,9 @@ def activation_forward_deriv(z, act, out):
         raise ValueError("activation_forward_deriv writes the derivative into z and act(z) into "
                          "out: they must be different arrays")
     if act == A.SILU:
-        out[...] = _flushed(_keras_act(z, act, 0.0), out.dtype)
-        z[...] = _flushed(_keras_deriv(z, act, 0.0), z.dtype)
+        value = _keras_value(z, act, 0.0, out.dtype)
+        z[...] = _keras_slope(z, act, 0.0, z.dtype)
+        out[...] = value
         return out
     out[...] = _gelu(z, act == A.GELU_TANH)
     z[...] = _gelu_deriv(z, act == A.GELU_TANH)
@@ -243,7 +260,8 @@ def activation_backward(y, dy, act, param, out):
         inner = np.sum(dy * y, axis=1, keepdims=True)
         np.multiply(y, dy - inner, out=out)
     elif act in _KERAS:
-        np.multiply(dy, _flushed(_keras_deriv(y, act, param), y.dtype), out=out)
+        with np.errstate(over="ignore", invalid="ignore"):   # products flushed as the kernels'
+            out[...] = _flushed(dy * _keras_slope(y, act, param, y.dtype), out.dtype)
     elif act in A.FROM_INPUT:
         np.multiply(dy, _gelu_deriv(y, act == A.GELU_TANH).astype(y.dtype), out=out)
     elif act == A.DERIV_GIVEN:
