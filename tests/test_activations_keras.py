@@ -64,7 +64,7 @@ def test_names_codes_and_alias():
 
 
 @pytest.mark.parametrize("bad", [
-    lambda: fnn.Activation("elu", param=0.5),          # a layer's elu has alpha 1
+    lambda: fnn.Activation("elu", param=-0.5),         # elu: alpha >= 0
     lambda: fnn.Activation("selu", param=1.0),
     lambda: fnn.Dense(3, activation="Swish"),
     lambda: FAST.activation_forward(np.zeros((2, 2)), A.DERIV_GIVEN, 0.0, np.zeros((2, 2))),
@@ -317,7 +317,7 @@ def test_from_torch_and_cnn_inference(backend):
     x = np.random.default_rng(10).normal(size=(7, 5)) * 2
     assert _rel(model.predict(x), net(torch.tensor(x)).detach().numpy()) <= 1e-12
     with pytest.raises(ValueError, match="alpha"):
-        fnn.interop.from_torch(nn.Sequential(nn.Linear(2, 2), nn.ELU(0.5)), (2,))
+        fnn.interop.from_torch(nn.Sequential(nn.Linear(2, 2), nn.ELU(-0.5)), (2,))
     cnn = fnn.Sequential([fnn.Conv2D(4, 3, activation="elu"), fnn.Conv2D(4, 2, activation="selu"),
                           fnn.Activation("softplus"), fnn.Flatten(),
                           fnn.Dense(6, activation="silu"), fnn.Dense(3)],
@@ -332,3 +332,56 @@ def test_from_torch_and_cnn_inference(backend):
                            backend="numpy" if backend == "fast" else "fast")
     other.set_weights(cnn.get_weights())
     assert _rel(got, other.predict(xs)) <= 1e-12
+
+
+# ------------------------------------------------------------------ the ELU layer (Keras' ELU)
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+@pytest.mark.parametrize("alpha", [1.0, 0.3, 2.5, 0.0])
+def test_elu_layer_matches_torch_elu_float64(alpha, backend):
+    """fnn.ELU(alpha) as a layer and as Dense's activation against torch.nn.ELU(alpha): values
+    and gradients in float64; interop.from_torch maps nn.ELU(alpha) to it."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(9, 4)) * 2
+    dout = rng.normal(size=(9, 3))
+    for layers in ([fnn.Dense(6), fnn.ELU(alpha)], [fnn.Dense(6, activation=fnn.ELU(alpha))]):
+        model = fnn.Sequential(layers + [fnn.Dense(3)], input_dim=4, seed=2, dtype="float64",
+                               backend=backend)
+        w1, b1, w2, b2 = model.get_weights()
+        out = model.forward(x, training=True)
+        model.zero_grad()
+        dx = model.backward(dout)
+        t = [torch.tensor(a, requires_grad=True) for a in (x, w1, b1, w2, b2)]
+        yt = torch.nn.ELU(alpha)(t[0] @ t[1] + t[2]) @ t[3] + t[4]
+        (yt * torch.tensor(dout)).sum().backward()
+        assert _rel(out, yt.detach().numpy()) <= 1e-13
+        assert _rel(dx, t[0].grad.numpy()) <= 1e-12
+        for g, tt in zip(model.grads, t[1:]):
+            assert _rel(np.array(g), tt.grad.numpy()) <= 1e-12
+    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ELU(alpha)).double()
+    model = fnn.interop.from_torch(net, (4,), backend=backend)
+    assert _rel(model.predict(x), net(torch.tensor(x)).detach().numpy()) <= 1e-12
+
+
+def test_elu_layer_config_files_and_summary(tmp_path):
+    layer = fnn.ELU(alpha=0.5)
+    assert repr(layer) == "ELU(0.5)" and layer.activation == "elu" and layer.param == 0.5
+    assert layer.get_config()["alpha"] == 0.5 and fnn.ELU().get_config()["alpha"] == 1.0
+    assert "alpha" not in fnn.Activation("elu").get_config()
+    inp = fnn.Input((5,))
+    h = fnn.Dense(4, activation=fnn.ELU(0.25))(inp)
+    h = fnn.ELU(2.0)(fnn.Dense(3)(h))
+    h = fnn.Activation("elu", param=0.75)(h)
+    model = fnn.Model(inp, h, seed=0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "elu(alpha=0.25)" in "\n".join(lines)
+    back = fnn.load(model.save(tmp_path / "m.fnn") or tmp_path / "m.fnn")
+    assert [getattr(layer, "param", None) for layer in back.layers] == \
+        [getattr(layer, "param", None) for layer in model.layers]
+    assert isinstance(back.layers[2], fnn.ELU) and type(back.layers[3]) is fnn.Activation
+    x = np.random.default_rng(14).normal(size=(6, 5)).astype(np.float32)
+    assert _same_bits(back.predict(x), model.predict(x))
+    again = fnn.Model.from_config(model.get_config())
+    assert [getattr(layer, "param", None) for layer in again.layers] == \
+        [getattr(layer, "param", None) for layer in model.layers]

@@ -45,6 +45,9 @@ _NO_IMPORT = ("gelu", "gelu_tanh", "silu")
 KINDS = [
     *[(f"dense_{a}", _seq(lambda a=a: [fnn.Dense(8, activation=a), fnn.Dense(3)], (5,)), (5,),
        False, a not in _NO_IMPORT) for a in ACTS],
+    ("elu_layer_alpha", _seq(lambda: [fnn.Dense(8), fnn.ELU(0.3)], (5,)), (5,), False, True),
+    ("dense_elu_alpha", _seq(lambda: [fnn.Dense(8, activation=fnn.ELU(2.5)), fnn.Dense(3)],
+                             (5,)), (5,), False, True),
     *[(f"activation_{a}", _seq(lambda a=a: [fnn.Dense(8), fnn.Activation(a)], (5,)), (5,),
        False, a not in _NO_IMPORT) for a in ACTS],
     ("conv2d_pool", _seq(lambda: [fnn.Conv2D(4, 3, activation="relu", padding="same"),

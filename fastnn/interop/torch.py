@@ -242,12 +242,13 @@ def _recurrent(w: _Walk, m: Any, after: Any) -> None:
     w.shape = (w.shape[0], dirs * u) if after.return_sequences else (dirs * u,)
 
 
-def _keras_activation(name: ActivationName, ok: bool, why: str) -> Any:
-    """An activation layer of Keras' elu, selu, softplus or silu, when the module is that
-    function (``ok``); else ValueError saying ``why``."""
+def _keras_activation(name: ActivationName, ok: bool, why: str,
+                      alpha: Optional[float] = None) -> Any:
+    """An activation layer of Keras' elu (``fnn.ELU(alpha)``), selu, softplus or silu, when the
+    module is that function (``ok``); else ValueError saying ``why``."""
     if not ok:
         raise ValueError(f"from_torch: {why}")
-    return fnn.Activation(name)
+    return fnn.ELU(alpha) if alpha is not None else fnn.Activation(name)
 
 
 def _softmax(w: _Walk, m: nn.Softmax) -> None:
@@ -262,8 +263,8 @@ _SIMPLE: dict[type, Callable[[Any], Any]] = {
     nn.ReLU: lambda m: fnn.ReLU(), nn.Sigmoid: lambda m: fnn.Sigmoid(),
     nn.Tanh: lambda m: fnn.Tanh(), nn.LeakyReLU: lambda m: fnn.LeakyReLU(m.negative_slope),
     nn.GELU: lambda m: fnn.GELU(approximate=m.approximate == "tanh"),
-    nn.ELU: lambda m: _keras_activation("elu", m.alpha == 1.0, f"only nn.ELU(alpha=1.0) is "
-                                        f"supported; received alpha={m.alpha}"),
+    nn.ELU: lambda m: _keras_activation("elu", m.alpha >= 0.0, f"only nn.ELU(alpha >= 0) is "
+                                        f"supported; received alpha={m.alpha}", m.alpha),
     nn.SELU: lambda m: fnn.Activation("selu"),
     nn.SiLU: lambda m: fnn.Activation("silu"),
     # beta 1 only; PyTorch returns x itself above `threshold` (default 20), where

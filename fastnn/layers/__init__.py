@@ -1,7 +1,7 @@
 """Layers, one family per module, and the registry that rebuilds them from their configs.
 
     base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
-    activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU
+    activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from fastnn.layers.activation import (ACTIVATION_LAYERS, GELU, Activation, LeakyReLU, ReLU,
+from fastnn.layers.activation import (ACTIVATION_LAYERS, ELU, GELU, Activation, LeakyReLU, ReLU,
                                       Sigmoid, Softmax, Step, Tanh)
 from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import Layer, Slot, WeightSpec
@@ -56,7 +56,7 @@ from fastnn.layers.transformer import TransformerBlock
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
+    Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
     Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
@@ -118,6 +118,8 @@ def _make_layer(config: dict[str, Any]) -> Layer:
             config["activation"] = Step(**param)
         elif act == "leaky_relu":
             config["activation"] = LeakyReLU(**param)
+        elif act == "elu" and param:
+            config["activation"] = ELU(**param)
         return LAYERS[cls](**config)
     if cls == "TimeDistributed":
         if not isinstance(config.get("layer"), Mapping):
@@ -156,7 +158,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
-           "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
+           "Step", "LeakyReLU", "ELU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",

@@ -28,11 +28,11 @@ class Activation(Layer):
     activation : {"linear", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gelu", \
 "gelu_tanh", "elu", "selu", "softplus", "silu", "swish"}
         The activation's name (``gelu_tanh``: gelu's tanh approximation; ``swish`` is
-        ``silu``; ``elu`` with alpha 1).
+        ``silu``).
     param : float, optional
-        Its parameter: the threshold of ``step`` (default 0.5) or the negative slope of
-        ``leaky_relu`` (default 0.01), under the rules of ``Step`` and ``LeakyReLU``; the
-        other activations take none.
+        Its parameter: the threshold of ``step`` (default 0.5), the negative slope of
+        ``leaky_relu`` (default 0.01) or ``elu``'s alpha (default 1), under the rules of
+        ``Step``, ``LeakyReLU`` and ``ELU``; the other activations take none.
 
     Raises
     ------
@@ -59,7 +59,7 @@ class Activation(Layer):
         if param is not None:          # as Step(threshold) and LeakyReLU(alpha) check theirs
             if self.act == A.STEP:
                 param = check_param("param", param)
-            elif self.act == A.LEAKY_RELU:
+            elif self.act in (A.LEAKY_RELU, A.ELU):
                 param = check_param("param", param, low=0.0)
             else:
                 raise ValueError(f"activation {activation!r} takes no parameter. "
@@ -88,13 +88,15 @@ class Activation(Layer):
             config["activation"] = self.activation
         if self.act == A.STEP:
             config["threshold"] = self.param
-        elif self.act == A.LEAKY_RELU:
+        elif self.act == A.LEAKY_RELU or (self.act == A.ELU and (type(self) is ELU
+                                                                 or self.param != 1.0)):
             config["alpha"] = self.param
         return config
 
     def __repr__(self) -> str:
         args = [repr(self.activation)] if type(self) is Activation else []
-        if self.act in (A.STEP, A.LEAKY_RELU):
+        if self.act in (A.STEP, A.LEAKY_RELU) or (self.act == A.ELU and (type(self) is ELU
+                                                                     or self.param != 1.0)):
             args.append(repr(self.param))
         return f"{type(self).__name__}({', '.join(args)})"
 
@@ -233,6 +235,42 @@ class LeakyReLU(Activation):
         super().__init__("leaky_relu", check_param("alpha", alpha, low=0.0), name=name)
 
 
+class ELU(Activation):
+    """Exponential linear unit (Keras' ``keras.layers.ELU``): ``y = x if x > 0 else
+    alpha * (exp(x) - 1)``.
+
+    ``dL/dx = dL/dy`` where ``y > 0``, else ``(y + alpha) * dL/dy`` (``alpha * exp(x)``, from
+    the output). The activation name is ``"elu"``; PyTorch's ``nn.ELU(alpha)``.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        The value approached as ``x -> -inf`` is ``-alpha``: finite and >= 0, 0 or a normal
+        number of the model's dtype. A negative alpha is refused (Keras takes it): the
+        backward pass tells the two sides apart by ``y > 0``, which needs ``alpha >= 0``.
+
+    Raises
+    ------
+    TypeError
+        If ``alpha`` is not a real number.
+    ValueError
+        If ``alpha`` is negative, NaN or infinite, or nonzero and below float64's smallest
+        normal number; in a model whose dtype does not hold it (``check_dtype``).
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.ELU(alpha=0.5)
+    ELU(0.5)
+    >>> model = fnn.Sequential([fnn.ELU(0.5)], input_dim=2, backend="numpy", dtype="float64")
+    >>> model.predict([[-1.0, 2.0]]).round(6)
+    array([[-0.31606 ,  2.      ]])
+    """
+
+    def __init__(self, alpha: float = 1.0, name: Optional[str] = None) -> None:
+        super().__init__("elu", check_param("alpha", alpha, low=0.0), name=name)
+
+
 class GELU(Activation):
     """Gaussian error linear unit: ``y = x * Phi(x)``, ``Phi`` the standard normal's
     distribution function (``x / 2 * erfc(-x / sqrt(2))``); with ``approximate=True`` its tanh
@@ -283,4 +321,4 @@ class GELU(Activation):
 
 
 ACTIVATION_LAYERS: dict[str, Callable[..., Activation]] = {
-    cls.__name__: cls for cls in (ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU)}
+    cls.__name__: cls for cls in (ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU)}

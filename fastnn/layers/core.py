@@ -60,7 +60,7 @@ def kernel_layer_config(layer: Any, config: dict[str, Any]) -> dict[str, Any]:
     config["activation"] = layer.activation
     if layer.act == A.STEP:
         config["threshold"] = layer.param
-    elif layer.act == A.LEAKY_RELU:
+    elif layer.act == A.LEAKY_RELU or (layer.act == A.ELU and layer.param != 1.0):
         config["alpha"] = layer.param
     if not layer.use_bias:
         config["use_bias"] = False

@@ -348,7 +348,7 @@ class TransformerBlock(Layer):
         inner = self.feedforward_intermediate          # LeakyReLU's alpha, Step's threshold
         if inner.act == A.STEP:
             config["threshold"] = inner.param
-        elif inner.act == A.LEAKY_RELU:
+        elif inner.act == A.LEAKY_RELU or (inner.act == A.ELU and inner.param != 1.0):
             config["alpha"] = inner.param
         states = [d.get_config().get("state") for d in self._drops]
         if any(st is not None for st in states):

@@ -396,7 +396,7 @@ class Weights:
 
 
 # the activations with a parameter, and the keyword it goes by (Step(threshold), LeakyReLU(alpha))
-_PARAM_NAMES = {"step": "threshold", "leaky_relu": "alpha"}
+_PARAM_NAMES = {"step": "threshold", "leaky_relu": "alpha", "elu": "alpha"}
 
 
 def _activation_label(name: str, param: Any) -> str:

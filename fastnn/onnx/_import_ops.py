@@ -286,8 +286,10 @@ def activation(ctx: Ctx, node: Any, ins: list[Any], name: Any = "", param: Any =
         param = float(ctx.attr("alpha", 0.01))
     if node.op_type == "Gelu" and ctx.attr("approximate", b"none") in (b"tanh", "tanh"):
         name = "gelu_tanh"
-    if node.op_type == "Elu" and float(ctx.attr("alpha", 1.0)) != 1.0:
-        ctx.fail("only Elu with alpha 1 (Keras' elu layer activation) is supported")
+    if node.op_type == "Elu":
+        param = float(ctx.attr("alpha", 1.0))
+        if not param >= 0.0:
+            ctx.fail(f"only Elu with alpha >= 0 is supported (fnn.ELU); received alpha={param}")
     if node.op_type == "Selu" and not (
             np.float32(ctx.attr("alpha", A.SELU_ALPHA)) == np.float32(A.SELU_ALPHA)
             and np.float32(ctx.attr("gamma", A.SELU_SCALE)) == np.float32(A.SELU_SCALE)):
