@@ -264,7 +264,7 @@ class ELU(Activation):
     ELU(0.5)
     >>> model = fnn.Sequential([fnn.ELU(0.5)], input_dim=2, backend="numpy", dtype="float64")
     >>> model.predict([[-1.0, 2.0]]).round(6)
-    array([[-0.31606 ,  2.      ]])
+    array([[-0.31606,  2.     ]])
     """
 
     def __init__(self, alpha: float = 1.0, name: Optional[str] = None) -> None:
