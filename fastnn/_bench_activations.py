@@ -36,7 +36,7 @@ def build(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
         return case_class(w, engine, lambda: model.train_on_batch(x, y), keep=[model, x, y])
     import torch
     nn = torch.nn
-    module = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "selu": nn.SELU, "silu": nn.SiLU,
+    module: Any = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "selu": nn.SELU, "silu": nn.SiLU,
               "softplus": lambda: nn.Softplus(threshold=1e9)}[act]
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(WIDTH, WIDTH), module(), nn.Linear(WIDTH, WIDTH))
