@@ -4,6 +4,7 @@
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose
+    depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
@@ -33,6 +34,8 @@ from fastnn.layers.base import Layer, Slot, WeightSpec
 from fastnn.layers.convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D,
                                          Convolution2D, Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
+from fastnn.layers.depthwise import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
+                                     SeparableConv2D)
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
 from fastnn.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
                                  Subtract)
@@ -58,7 +61,8 @@ from fastnn.layers.transformer import TransformerBlock
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
+    Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+    UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
     GaussianDropout, Permute,
@@ -112,7 +116,8 @@ def _make_layer(config: dict[str, Any]) -> Layer:
                          f"{sorted(LAYERS)})")
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
-    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock"):
+    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock", "DepthwiseConv1D",
+               "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
         act = config.get("activation", "linear")
         if act == "step":
             config["activation"] = Step(**param)
@@ -159,7 +164,8 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
-           "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
+           "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "DepthwiseConv1D",
+           "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "UpSampling1D",
            "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",
            "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",

@@ -18,6 +18,7 @@ from fastnn.layers import (Activation, Add, Average, BatchNormalization, Concate
                            Embedding, Flatten, LayerNormalization, Maximum, Minimum, Multiply,
                            Permute, Reshape, Subtract, TimeDistributed)
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
+from fastnn.layers.depthwise import _Depthwise
 from fastnn.layers.preprocessing import _Affine
 from fastnn.layers.regularization import SeededRandom
 from fastnn.layers.reshaping import RepeatVector, _Cropping, _UpSampling, _ZeroPadding
@@ -70,6 +71,31 @@ def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     y = b.op("Conv", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
              strides=list(layer.strides), dilations=list(layer.dilation_rate),
              pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
+    y = b.channels_last(y, rank, f"{p}/to_nhwc")
+    return b.activation(y, layer.act, layer.param, f"{p}/act")
+
+
+def _depthwise(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """DepthwiseConv1D/2D: Conv with group = input channels, the kernel (*k, c, dm) as ONNX's
+    (c*dm, 1, *k) (output channel ci*dm + m, as in Keras); SeparableConv1D/2D: that without a
+    bias, then a 1x1 Conv with the pointwise kernel (*1, c*dm, filters) as (filters, c*dm, *1)."""
+    w = _weights(layer)
+    rank, c = layer.rank, layer.input_shape[-1]
+    depth = w["depthwise_kernel"].reshape(*layer.kernel_size, -1)
+    depth = np.transpose(depth, (rank, *range(rank)))[:, None]
+    inputs = [b.channels_first(x, rank, f"{p}/to_nchw"), b.const(depth, f"{p}/depthwise_kernel")]
+    if "bias" in w and not layer.separable:
+        inputs.append(b.const(w["bias"], f"{p}/bias"))
+    spatial = tuple(layer.input_shape[:-1])
+    y = b.op("Conv", inputs, f"{p}/depthwise", kernel_shape=list(layer.kernel_size),
+             strides=list(layer.strides), dilations=list(layer.dilation_rate), group=c,
+             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
+    if layer.separable:
+        point = np.transpose(w["pointwise_kernel"], (rank + 1, rank, *range(rank)))
+        inputs = [y, b.const(point, f"{p}/pointwise_kernel")]
+        if "bias" in w:
+            inputs.append(b.const(w["bias"], f"{p}/bias"))
+        y = b.op("Conv", inputs, f"{p}/pointwise", kernel_shape=[1] * rank)
     y = b.channels_last(y, rank, f"{p}/to_nhwc")
     return b.activation(y, layer.act, layer.param, f"{p}/act")
 
@@ -256,7 +282,7 @@ def _emit_layer(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
 
 _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
-    (_Conv, _conv), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
+    (_Conv, _conv), (_Depthwise, _depthwise), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
     (_ZeroPadding, _zero_padding), (_Cropping, _cropping), (RepeatVector, _repeat_vector),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (SeededRandom, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
