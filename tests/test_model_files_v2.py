@@ -844,3 +844,85 @@ def test_huge_but_legal_activations_load_without_allocating_them(reshape_merge, 
         tracemalloc.stop()
     assert peak < 2 << 20
     assert model.output_shape[1][0] >= 2**30
+
+
+# ---------------------------------------------------------------- depthwise and separable
+def _depthwise_model(backend="numpy"):
+    """Layers 0-5: DepthwiseConv2D (depth_multiplier 2), SeparableConv2D, Reshape to steps,
+    DepthwiseConv1D, SeparableConv1D, Flatten; then the Dense head (layer 6)."""
+    return fnn.Sequential([
+        fnn.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+        fnn.SeparableConv2D(4, 3, strides=2, activation="relu"), fnn.Reshape((-1, 4)),
+        fnn.DepthwiseConv1D(2), fnn.SeparableConv1D(3, 2, padding="same"), fnn.Flatten(),
+        fnn.Dense(2, activation="softmax")], input_shape=(8, 8, 3), seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def depthwise_file():
+    blob = fio.model_to_bytes(_depthwise_model())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+def _seq_layer(i, **values):
+    def change(model):
+        model["layers"][i].update(values)
+    return change
+
+
+HOSTILE_DEPTHWISE = {
+    "depth_multiplier_2_28": (_seq_layer(0, depth_multiplier=2**28), r"more than the file"),
+    "depth_multiplier_2_30": (_seq_layer(0, depth_multiplier=2**30),
+                              r"3 channels times depth_multiplier=1073741824 must be below"),
+    "depth_multiplier_2_31": (_seq_layer(0, depth_multiplier=2**31),
+                              r"depth_multiplier=2147483648"),
+    "depth_multiplier_zero": (_seq_layer(0, depth_multiplier=0), r"depth_multiplier=0\b"),
+    "depth_multiplier_float": (_seq_layer(0, depth_multiplier=2.0), r"depth_multiplier=2\.0"),
+    "depth_multiplier_string": (_seq_layer(1, depth_multiplier="2"), r"depth_multiplier='2'"),
+    "depthwise_kernel_2_30": (_seq_layer(0, kernel_size=[2**30, 2**30], padding="valid"),
+                              r"does not fit"),
+    "depthwise_kernel_2_30_same": (_seq_layer(0, kernel_size=[2**30, 3]),
+                                   r"kernel_size=\[1073741824, 3\].*window spanning"),
+    "depthwise_strides_zero": (_seq_layer(0, strides=[0, 1]), r"strides=0\b"),
+    "depthwise_dilation_negative": (_seq_layer(0, dilation_rate=[1, -1]), r"dilation_rate=-1\b"),
+    "depthwise_padding_causal": (_seq_layer(0, padding="causal"), r"padding='causal'"),
+    "depthwise_channels_first": (_seq_layer(0, data_format="channels_first"), r"data_format"),
+    "depthwise_activation_unknown": (_seq_layer(0, activation="swishy"), r"activation='swishy'"),
+    "depthwise_initializer_unknown": (_seq_layer(0, depthwise_initializer="magic"),
+                                      r"depthwise_initializer"),
+    "separable_filters_2_30": (_seq_layer(1, filters=2**30), r"more than the file"),
+    "separable_filters_zero": (_seq_layer(1, filters=0), r"filters=0\b"),
+    "separable_filters_missing": (lambda m: m["layers"][1].pop("filters"), r"filters"),
+    "separable_unknown_argument": (_seq_layer(1, groups=2), r"groups"),
+    "separable_pointwise_regularizer": (_seq_layer(1, pointwise_regularizer={"class_name": "L9",
+                                                                            "config": {}}),
+                                        r"pointwise_regularizer|L9"),
+    "separable1d_kernel_two_axes": (_seq_layer(4, kernel_size=[2, 2]), r"kernel_size"),
+    "depthwise1d_kernel_2_30": (_seq_layer(3, kernel_size=[2**30]), r"does not fit"),
+    "depthwise1d_strides_2_31": (_seq_layer(3, strides=[2**31]), r"strides"),
+    "separable_more_weights": (_seq_layer(1, depth_multiplier=3), r"more than the file"),
+    "head_parameter_shape": (_seq_layer(6, units=3), r"needs|do not match"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_DEPTHWISE))
+def test_the_loader_refuses_hostile_depthwise_and_separable_configs(depthwise_file, name):
+    change, pattern = HOSTILE_DEPTHWISE[name]
+    _refused_before_allocation(_forge(depthwise_file, change), pattern)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_the_depthwise_file_round_trips_bitwise(depthwise_file, backend, tmp_path):
+    layers = depthwise_file["header"]["model"]["layers"]
+    assert [entry["class"] for entry in layers] == [
+        "DepthwiseConv2D", "SeparableConv2D", "Reshape", "DepthwiseConv1D", "SeparableConv1D",
+        "Flatten", "Dense"]
+    model = _depthwise_model(backend)
+    x = np.random.default_rng(0).standard_normal((5, 8, 8, 3))
+    model.compile("cross_entropy", fnn.SGD(learning_rate=0.1, momentum=0.9))
+    model.fit(x, np.arange(5) % 2, epochs=2, batch_size=2, verbose=0)
+    model.save(tmp_path / "dw.fnn")
+    loaded = fnn.load(tmp_path / "dw.fnn")
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in model.get_weights()]
+    assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+    assert loaded.train_on_batch(x, np.arange(5) % 2) == model.train_on_batch(x, np.arange(5) % 2)
