@@ -46,6 +46,20 @@ static int fnn_dw_threads(double work, ptrdiff_t items)
     return nt < 1 ? 1 : nt;
 }
 
+/* The widened-row cache of dm > 1 (fnn_dw_wide): slots enough that the input rows one output
+ * row reads, (kh - 1)*dh + 1 apart at most, never share one; its bytes, tags first. */
+static ptrdiff_t fnn_dw_slots(const fnn_dw_geom *g)
+{
+    const ptrdiff_t span = (g->kh - 1) * g->dh + 1;
+    return span < g->h ? span : g->h;
+}
+
+static size_t fnn_dw_cache_bytes(const fnn_dw_geom *g, size_t item)
+{
+    const ptrdiff_t S = fnn_dw_slots(g);
+    return (size_t)S * sizeof(const void *) + (size_t)(S * g->w * g->c * g->dm) * item;
+}
+
 /* The row blocks of the kernel gradient: a count from the shapes alone. */
 static ptrdiff_t fnn_dw_blocks(const fnn_dw_geom *g)
 {
@@ -64,21 +78,27 @@ static ptrdiff_t fnn_dw_blocks(const fnn_dw_geom *g)
 #define FT float
 #define TSUF _f32
 #define RTARGET
+#define VBYTES 16
 #define RFN(x) FNN_DW_CAT(x, _generic, TSUF)
 #include "fnn_dwconv.c"
 #undef RFN
 #undef RTARGET
+#undef VBYTES
 #if FNN_X86
 #define RTARGET __attribute__((target("avx2,fma")))
+#define VBYTES 32
 #define RFN(x) FNN_DW_CAT(x, _avx2, TSUF)
 #include "fnn_dwconv.c"
 #undef RFN
 #undef RTARGET
+#undef VBYTES
 #define RTARGET __attribute__((target("avx512f,avx2,fma")))
+#define VBYTES 64
 #define RFN(x) FNN_DW_CAT(x, _avx512, TSUF)
 #include "fnn_dwconv.c"
 #undef RFN
 #undef RTARGET
+#undef VBYTES
 #endif
 #define FNN_DW_DRIVER 1
 #define EPILOGUE fnn_epilogue_block_f32
@@ -93,21 +113,27 @@ static ptrdiff_t fnn_dw_blocks(const fnn_dw_geom *g)
 #define FT double
 #define TSUF _f64
 #define RTARGET
+#define VBYTES 16
 #define RFN(x) FNN_DW_CAT(x, _generic, TSUF)
 #include "fnn_dwconv.c"
 #undef RFN
 #undef RTARGET
+#undef VBYTES
 #if FNN_X86
 #define RTARGET __attribute__((target("avx2,fma")))
+#define VBYTES 32
 #define RFN(x) FNN_DW_CAT(x, _avx2, TSUF)
 #include "fnn_dwconv.c"
 #undef RFN
 #undef RTARGET
+#undef VBYTES
 #define RTARGET __attribute__((target("avx512f,avx2,fma")))
+#define VBYTES 64
 #define RFN(x) FNN_DW_CAT(x, _avx512, TSUF)
 #include "fnn_dwconv.c"
 #undef RFN
 #undef RTARGET
+#undef VBYTES
 #endif
 #define FNN_DW_DRIVER 1
 #define EPILOGUE fnn_epilogue_block_f64
@@ -128,62 +154,183 @@ RTARGET static void RFN(dw_widen)(const FT *restrict xr, ptrdiff_t w, ptrdiff_t 
                                   FT *restrict buf)
 {
     ptrdiff_t i, m;
+    if (dm == 2) {
+        for (i = 0; i < w * c; i++) {
+            buf[2 * i] = xr[i];
+            buf[2 * i + 1] = xr[i];
+        }
+        return;
+    }
     for (i = 0; i < w * c; i++)
         for (m = 0; m < dm; m++) buf[i * dm + m] = xr[i];
 }
 
+/* Input row iy (at xr) widened, from the cache in buf (fnn_dw_cache_bytes: fnn_dw_slots tags,
+ * the source rows the slots hold, then the slots): each row is widened once while it stays,
+ * not once per output row that reads it. */
+RTARGET static const FT *RFN(dw_wide)(const fnn_dw_geom *g, const FT *xr, ptrdiff_t iy, void *buf)
+{
+    const ptrdiff_t S = fnn_dw_slots(g), slot = iy % S, width = g->w * g->c * g->dm;
+    const FT **tags = (const FT **)buf;
+    FT *dst = (FT *)(tags + S) + slot * width;
+    if (tags[slot] != xr) {
+        RFN(dw_widen)(xr, g->w, g->c, g->dm, dst);
+        tags[slot] = xr;
+    }
+    return dst;
+}
+
+/* The flavour's vectors (GCC's vector extensions: any load alignment, lowered to the
+ * flavour's instructions), and a block of NV of them: CB channels summed in registers over
+ * all of an output's (or input's) taps before one store. Every channel of a block, of a single
+ * vector or of the scalar rest is summed in the same order (taps in ky, kx order from zero), so
+ * the channel count never changes a result's bits. */
+typedef FT RFN(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(FT)), may_alias));
+#define VT RFN(vec)
+#define VL ((ptrdiff_t)(VBYTES / sizeof(FT)))
+#define LD(p) (*(const VT *)(p))
+#define ST(p, v) (*(VT *)(p) = (v))
+
 /* yr[ox, q] := sum_{ky, kx} x[b, iy, ix, q / dm] * kernel[ky, kx, q] for output row oy of the
- * image x_img (no bias yet); buf: w*c*dm values when dm > 1. */
+ * image x_img (no bias yet); buf: the widened-row cache when dm > 1. */
 RTARGET static void RFN(dw_forward_row)(const fnn_dw_geom *g, const FT *x_img, const FT *k,
                                         ptrdiff_t oy, FT *yr, FT *buf)
 {
-    const ptrdiff_t C2 = g->c * g->dm;
-    ptrdiff_t ky, kx, ox, q, lo, hi;
-    memset(yr, 0, (size_t)(g->ow * C2) * sizeof(FT));
-    for (ky = 0; ky < g->kh; ky++) {
+    const ptrdiff_t C2 = g->c * g->dm, KH = g->kh, KW = g->kw, S = fnn_dw_slots(g);
+    const FT *wide = g->dm > 1 ? (const FT *)((const FT **)(void *)buf + S) : NULL;
+    ptrdiff_t ky, kx, ox, q, q0, ky0 = KH, ky1 = 0;
+    /* the kernel rows whose input row is inside the image: a contiguous range */
+    for (ky = 0; ky < KH; ky++) {
         const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
-        const FT *xr;
         if (iy < 0 || iy >= g->h) continue;
-        xr = x_img + iy * g->w * g->c;
-        if (g->dm > 1) {
-            RFN(dw_widen)(xr, g->w, g->c, g->dm, buf);
-            xr = buf;
-        }
-        for (kx = 0; kx < g->kw; kx++) {
-            const ptrdiff_t off = kx * g->dw - g->pl;
-            const FT *restrict kv = k + (ky * g->kw + kx) * C2;
-            fnn_dw_cols(off, g->sw, g->w, g->ow, &lo, &hi);
-            for (ox = lo; ox < hi; ox++) {
-                FT *restrict yo = yr + ox * C2;
-                const FT *restrict xi = xr + (ox * g->sw + off) * C2;
-                for (q = 0; q < C2; q++) yo[q] += xi[q] * kv[q];
+        if (ky < ky0) ky0 = ky;
+        ky1 = ky + 1;
+        if (g->dm > 1) RFN(dw_wide)(g, x_img + iy * g->w * g->c, iy, buf);
+    }
+    for (ox = 0; ox < g->ow; ox++) {
+        FT *yo = yr + ox * C2;
+        /* the kernel columns whose input column is inside the row */
+        const ptrdiff_t base = ox * g->sw - g->pl;
+        ptrdiff_t kx0 = base >= 0 ? 0 : (-base + g->dw - 1) / g->dw;
+        ptrdiff_t kx1 = g->w - 1 - base < 0 ? 0 : (g->w - 1 - base) / g->dw + 1;
+        if (kx1 > KW) kx1 = KW;
+        for (q0 = 0; q0 + 4 * VL <= C2; q0 += 4 * VL) {
+            VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (ky = ky0; ky < ky1; ky++) {
+                const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+                const FT *xr = g->dm > 1 ? wide + (iy % S) * g->w * C2 : x_img + iy * g->w * g->c;
+                for (kx = kx0; kx < kx1; kx++) {
+                    const FT *xi = xr + (base + kx * g->dw) * C2 + q0;
+                    const FT *kv = k + (ky * KW + kx) * C2 + q0;
+                    a0 += LD(xi) * LD(kv);
+                    a1 += LD(xi + VL) * LD(kv + VL);
+                    a2 += LD(xi + 2 * VL) * LD(kv + 2 * VL);
+                    a3 += LD(xi + 3 * VL) * LD(kv + 3 * VL);
+                }
             }
+            ST(yo + q0, a0);
+            ST(yo + q0 + VL, a1);
+            ST(yo + q0 + 2 * VL, a2);
+            ST(yo + q0 + 3 * VL, a3);
+        }
+        for (; q0 + VL <= C2; q0 += VL) {
+            VT a0 = {0};
+            for (ky = ky0; ky < ky1; ky++) {
+                const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+                const FT *xr = g->dm > 1 ? wide + (iy % S) * g->w * C2 : x_img + iy * g->w * g->c;
+                for (kx = kx0; kx < kx1; kx++)
+                    a0 += LD(xr + (base + kx * g->dw) * C2 + q0) * LD(k + (ky * KW + kx) * C2 + q0);
+            }
+            ST(yo + q0, a0);
+        }
+        for (q = q0; q < C2; q++) {
+            FT a = 0;
+            for (ky = ky0; ky < ky1; ky++) {
+                const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+                const FT *xr = g->dm > 1 ? wide + (iy % S) * g->w * C2 : x_img + iy * g->w * g->c;
+                for (kx = kx0; kx < kx1; kx++)
+                    a += xr[(base + kx * g->dw) * C2 + q] * k[(ky * KW + kx) * C2 + q];
+            }
+            yo[q] = a;
         }
     }
 }
 
 /* dxr[ix, ci] := sum_{ky, kx, m} dz[b, oy, ox, ci*dm + m] * kernel[ky, kx, ci, m] over the taps
- * that read input row iy (in ky, kx, ox order, then m); buf: w*c*dm values when dm > 1. */
+ * that read input row iy (in ky, kx order, then m); buf: w*c*dm values when dm > 1. */
 RTARGET static void RFN(dw_dx_row)(const fnn_dw_geom *g, const FT *dz_img, const FT *k,
                                    ptrdiff_t iy, FT *dxr, FT *buf)
 {
-    const ptrdiff_t C2 = g->c * g->dm;
+    const ptrdiff_t C2 = g->c * g->dm, KW = g->kw;
     FT *acc = g->dm > 1 ? buf : dxr;
-    ptrdiff_t ky, kx, ox, q, lo, hi, i, m;
-    memset(acc, 0, (size_t)(g->w * C2) * sizeof(FT));
-    for (ky = 0; ky < g->kh; ky++) {
+    ptrdiff_t ky, kx, ix, q, q0, i, m, nk = 0;
+    ptrdiff_t kys[64];
+    const FT *rows[64];
+    /* the kernel rows that read input row iy, and the dz row each reads it from */
+    for (ky = 0; ky < g->kh && g->kh <= 64; ky++) {
         const ptrdiff_t t = iy + g->pt - ky * g->dh;
-        const FT *dzr;
         if (t < 0 || t % g->sh != 0 || t / g->sh >= g->oh) continue;
-        dzr = dz_img + (t / g->sh) * g->ow * C2;
-        for (kx = 0; kx < g->kw; kx++) {
-            const ptrdiff_t off = kx * g->dw - g->pl;
-            const FT *restrict kv = k + (ky * g->kw + kx) * C2;
-            fnn_dw_cols(off, g->sw, g->w, g->ow, &lo, &hi);
-            for (ox = lo; ox < hi; ox++) {
-                FT *restrict a = acc + (ox * g->sw + off) * C2;
-                const FT *restrict d = dzr + ox * C2;
-                for (q = 0; q < C2; q++) a[q] += d[q] * kv[q];
+        kys[nk] = ky;
+        rows[nk++] = dz_img + (t / g->sh) * g->ow * C2;
+    }
+    if (g->kh > 64 || KW > 64 || nk == 0) {   /* huge kernels (or no taps): per-tap passes */
+        memset(acc, 0, (size_t)(g->w * C2) * sizeof(FT));
+        for (ky = 0; ky < g->kh; ky++) {
+            const ptrdiff_t t = iy + g->pt - ky * g->dh;
+            const FT *dzr;
+            ptrdiff_t ox, lo, hi;
+            if (t < 0 || t % g->sh != 0 || t / g->sh >= g->oh) continue;
+            dzr = dz_img + (t / g->sh) * g->ow * C2;
+            for (kx = 0; kx < KW; kx++) {
+                const ptrdiff_t off = kx * g->dw - g->pl;
+                const FT *restrict kv = k + (ky * KW + kx) * C2;
+                fnn_dw_cols(off, g->sw, g->w, g->ow, &lo, &hi);
+                for (ox = lo; ox < hi; ox++) {
+                    FT *restrict a = acc + (ox * g->sw + off) * C2;
+                    const FT *restrict d = dzr + ox * C2;
+                    for (q = 0; q < C2; q++) a[q] += d[q] * kv[q];
+                }
+            }
+        }
+    } else {
+        for (ix = 0; ix < g->w; ix++) {
+            FT *ao = acc + ix * C2;
+            ptrdiff_t kxs[64], oxs[64], nx = 0, j, t;
+            for (kx = 0; kx < KW; kx++) {
+                const ptrdiff_t u = ix + g->pl - kx * g->dw;
+                if (u < 0 || u % g->sw != 0 || u / g->sw >= g->ow) continue;
+                kxs[nx] = kx;
+                oxs[nx++] = (u / g->sw) * C2;
+            }
+            for (q0 = 0; q0 + 4 * VL <= C2; q0 += 4 * VL) {
+                VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (t = 0; t < nk; t++)
+                    for (j = 0; j < nx; j++) {
+                        const FT *d = rows[t] + oxs[j] + q0;
+                        const FT *kv = k + (kys[t] * KW + kxs[j]) * C2 + q0;
+                        a0 += LD(d) * LD(kv);
+                        a1 += LD(d + VL) * LD(kv + VL);
+                        a2 += LD(d + 2 * VL) * LD(kv + 2 * VL);
+                        a3 += LD(d + 3 * VL) * LD(kv + 3 * VL);
+                    }
+                ST(ao + q0, a0);
+                ST(ao + q0 + VL, a1);
+                ST(ao + q0 + 2 * VL, a2);
+                ST(ao + q0 + 3 * VL, a3);
+            }
+            for (; q0 + VL <= C2; q0 += VL) {
+                VT a0 = {0};
+                for (t = 0; t < nk; t++)
+                    for (j = 0; j < nx; j++)
+                        a0 += LD(rows[t] + oxs[j] + q0) * LD(k + (kys[t] * KW + kxs[j]) * C2 + q0);
+                ST(ao + q0, a0);
+            }
+            for (q = q0; q < C2; q++) {
+                FT a = 0;
+                for (t = 0; t < nk; t++)
+                    for (j = 0; j < nx; j++)
+                        a += rows[t][oxs[j] + q] * k[(kys[t] * KW + kxs[j]) * C2 + q];
+                ao[q] = a;
             }
         }
     }
@@ -196,12 +343,13 @@ RTARGET static void RFN(dw_dx_row)(const fnn_dw_geom *g, const FT *dz_img, const
 }
 
 /* pk[ky, kx, q] := sum over output rows r0 <= r < r1 (r = b*oh + oy) of x * dz per tap, and
- * pb[q] := sum of dz, rows in order; buf: w*c*dm values when dm > 1. */
+ * pb[q] := sum of dz, rows in order (each row's sum over ox first); buf: the widened-row
+ * cache when dm > 1. */
 RTARGET static void RFN(dw_dk_rows)(const fnn_dw_geom *g, const FT *x, const FT *dz,
                                     ptrdiff_t r0, ptrdiff_t r1, FT *pk, FT *pb, FT *buf)
 {
     const ptrdiff_t C2 = g->c * g->dm;
-    ptrdiff_t r, ky, kx, ox, q, lo, hi;
+    ptrdiff_t r, ky, kx, ox, q, q0, lo, hi;
     memset(pk, 0, (size_t)(g->kh * g->kw * C2) * sizeof(FT));
     memset(pb, 0, (size_t)C2 * sizeof(FT));
     for (r = r0; r < r1; r++) {
@@ -217,23 +365,47 @@ RTARGET static void RFN(dw_dk_rows)(const fnn_dw_geom *g, const FT *x, const FT 
             const FT *xr;
             if (iy < 0 || iy >= g->h) continue;
             xr = x_img + iy * g->w * g->c;
-            if (g->dm > 1) {
-                RFN(dw_widen)(xr, g->w, g->c, g->dm, buf);
-                xr = buf;
-            }
+            if (g->dm > 1) xr = RFN(dw_wide)(g, xr, iy, buf);
             for (kx = 0; kx < g->kw; kx++) {
                 const ptrdiff_t off = kx * g->dw - g->pl;
-                FT *restrict pkv = pk + (ky * g->kw + kx) * C2;
+                FT *pkv = pk + (ky * g->kw + kx) * C2;
                 fnn_dw_cols(off, g->sw, g->w, g->ow, &lo, &hi);
-                for (ox = lo; ox < hi; ox++) {
-                    const FT *restrict xi = xr + (ox * g->sw + off) * C2;
-                    const FT *restrict d = dzr + ox * C2;
-                    for (q = 0; q < C2; q++) pkv[q] += xi[q] * d[q];
+                for (q0 = 0; q0 + 4 * VL <= C2; q0 += 4 * VL) {
+                    VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                    for (ox = lo; ox < hi; ox++) {
+                        const FT *xi = xr + (ox * g->sw + off) * C2 + q0;
+                        const FT *d = dzr + ox * C2 + q0;
+                        a0 += LD(xi) * LD(d);
+                        a1 += LD(xi + VL) * LD(d + VL);
+                        a2 += LD(xi + 2 * VL) * LD(d + 2 * VL);
+                        a3 += LD(xi + 3 * VL) * LD(d + 3 * VL);
+                    }
+                    ST(pkv + q0, LD(pkv + q0) + a0);
+                    ST(pkv + q0 + VL, LD(pkv + q0 + VL) + a1);
+                    ST(pkv + q0 + 2 * VL, LD(pkv + q0 + 2 * VL) + a2);
+                    ST(pkv + q0 + 3 * VL, LD(pkv + q0 + 3 * VL) + a3);
+                }
+                for (; q0 + VL <= C2; q0 += VL) {
+                    VT a0 = {0};
+                    for (ox = lo; ox < hi; ox++)
+                        a0 += LD(xr + (ox * g->sw + off) * C2 + q0) * LD(dzr + ox * C2 + q0);
+                    ST(pkv + q0, LD(pkv + q0) + a0);
+                }
+                for (q = q0; q < C2; q++) {
+                    FT a = 0;
+                    for (ox = lo; ox < hi; ox++)
+                        a += xr[(ox * g->sw + off) * C2 + q] * dzr[ox * C2 + q];
+                    pkv[q] += a;
                 }
             }
         }
     }
 }
+
+#undef VT
+#undef VL
+#undef LD
+#undef ST
 
 #else /* ---------------------------------------------------------------- drivers per type */
 
@@ -277,8 +449,12 @@ int DFN(dwconv2d_forward)(const fnn_dw_geom *g, const FT *x, const FT *kernel, c
     {
         const unsigned int tftz = fnn_ftz_enter();
         FT *buf = NULL;
-        if (g->dm > 1 && !(buf = (FT *)malloc((size_t)(g->w * C2) * sizeof(FT))))
-            FNN_OMP_FAIL(ok);
+        if (g->dm > 1) {
+            if (!(buf = (FT *)malloc(fnn_dw_cache_bytes(g, sizeof(FT)))))
+                FNN_OMP_FAIL(ok);
+            else
+                memset(buf, 0, (size_t)fnn_dw_slots(g) * sizeof(const void *));
+        }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -342,8 +518,12 @@ int DFN(dwconv2d_backward)(const fnn_dw_geom *g, const FT *x, const FT *kernel, 
         {
             const unsigned int tftz = fnn_ftz_enter();
             FT *buf = NULL;
-            if (g->dm > 1 && !(buf = (FT *)malloc((size_t)(g->w * C2) * sizeof(FT))))
-                FNN_OMP_FAIL(ok);
+            if (g->dm > 1) {
+                if (!(buf = (FT *)malloc(fnn_dw_cache_bytes(g, sizeof(FT)))))
+                    FNN_OMP_FAIL(ok);
+                else
+                    memset(buf, 0, (size_t)fnn_dw_slots(g) * sizeof(const void *));
+            }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
