@@ -48,11 +48,11 @@ export PYTHONDONTWRITEBYTECODE=1
 if ! "$PYTHON" - "$WORK" <<'EOF'
 import os, sys
 import fastnn
-from fastnn._ext import (_attention, _conv, _decode, _embedding, _kernels, _layer_ops, _loss,
-                        _normalization, _optim, _pooling, _recurrent)
+from fastnn._ext import (_attention, _conv, _decode, _depthwise, _embedding, _kernels,
+                        _layer_ops, _loss, _normalization, _optim, _pooling, _recurrent)
 work = os.path.realpath(sys.argv[1])
 for mod in (fastnn, _kernels, _loss, _optim, _normalization, _layer_ops, _conv, _pooling,
-            _recurrent, _embedding, _attention, _decode):
+            _recurrent, _embedding, _attention, _decode, _depthwise):
     path = os.path.realpath(mod.__file__)
     assert path.startswith(work + os.sep), f"{mod.__name__} imported from {path}"
     with open(path, "rb") as f:
