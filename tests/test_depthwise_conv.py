@@ -397,3 +397,43 @@ def test_the_compiled_kernels_refuse_mismatched_shapes(name, change, pattern, rn
     with pytest.raises(ValueError, match="dkernel must be shaped"):
         fast.depthwise_conv2d_backward(x, kernel, dz, strides, dilations, pads, kernel[:1].copy(),
                                        bias.copy(), None)
+
+
+_FLAVOUR_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from fastnn.backends import get_backend
+fb = get_backend("fast")
+rng = np.random.default_rng(0)
+h = hashlib.sha1()
+for dtype in ("float32", "float64"):
+    for dm, channels in ((2, 37), (1, 64), (3, 5)):
+        x = rng.standard_normal((3, 9, 10, channels)).astype(dtype)
+        kernel = rng.standard_normal((3, 2, channels, dm)).astype(dtype)
+        bias = rng.standard_normal(channels * dm).astype(dtype)
+        y = np.empty((3, 5, 10, channels * dm), dtype)
+        dz = rng.standard_normal(y.shape).astype(dtype)
+        fb.depthwise_conv2d_forward(x, kernel, bias, (2, 1), (1, 2), (1, 1), 3, 0.0, y)
+        dk, db, dx = np.empty_like(kernel), np.empty_like(bias), np.empty_like(x)
+        fb.depthwise_conv2d_backward(x, kernel, dz, (2, 1), (1, 2), (1, 1), dk, db, dx)
+        for a in (y, dk, db, dx):
+            h.update(a.tobytes())
+print(fb.kernel_name(), h.hexdigest())
+"""
+
+
+def test_every_simd_flavour_gives_the_same_bits():
+    """No fused multiply-adds and one summation order: the portable build and the flavour this
+    CPU runs agree bit for bit (blocks of vectors, single vectors and the scalar rest)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fnn.__file__)))
+    outs = {}
+    for flavour in ("generic", get_backend("fast").kernel_name()):
+        done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], capture_output=True,
+                              text=True, env=dict(env, FASTNN_KERNEL=flavour), timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        name, digest = done.stdout.split()
+        outs[name] = digest
+    assert len(set(outs.values())) == 1, outs
