@@ -1456,6 +1456,10 @@ CASES = [
     ("normalization_mean_complex", False,
      lambda b, t: fnn.Normalization(mean=[1j], variance=[1.0]), TypeError,
      r"mean must hold real numbers. Received: mean with dtype complex128"),
+    ("gaussian_noise_stddev_overflows_float32", True,
+     lambda b, t: shaped(b, [fnn.GaussianNoise(1e39)], (D,)), ValueError,
+     r"GaussianNoise\(1e\+39\): stddev must be 0 or a float32 normal number.*"
+     r"stddev=1e\+39, which in float32 overflows"),
     ("normalization_mean_strings", False,
      lambda b, t: fnn.Normalization(mean=["a"], variance=[1.0]), TypeError,
      r"mean must hold real numbers.*<U1"),

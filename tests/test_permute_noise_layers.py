@@ -295,6 +295,9 @@ def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
     (0, dict(dims=[2, 1, 3]), r"permutes samples of 3 dimensions"),
     (1, dict(stddev=None), r"layer 1 \(GaussianNoise\).*stddev=None"),
     (1, dict(state={"mask_seed": 1, "calls": 2**70}), r"GaussianNoise's state is out of range"),
+    (1, dict(stddev=1e39), r"GaussianNoise\(1e\+39\): stddev must be 0 or a float32 normal "
+                           r"number.*stddev=1e\+39, which in float32 overflows to inf"),
+    (1, dict(stddev=1e-40), r"stddev=1e-40, which in float32 is subnormal"),
     (2, dict(rate=2), r"SpatialDropout1D.*rate=2.0"),
     (3, dict(seed=2**80), r"GaussianDropout.*seed must be below 2\*\*64"),
 ])
@@ -336,6 +339,12 @@ def test_forged_files_are_refused_by_name(i, change, pattern):
     (lambda: fnn.GaussianNoise(-0.5), ValueError, r"stddev.*-0.5"),
     (lambda: fnn.GaussianNoise(float("nan")), ValueError, r"stddev"),
     (lambda: fnn.GaussianNoise(None), TypeError, r"stddev"),
+    (lambda: fnn.Sequential([fnn.GaussianNoise(1e39)], input_dim=3), ValueError,
+     r"stddev must be 0 or a float32 normal number.*stddev=1e\+39, which in float32 overflows"),
+    (lambda: fnn.Sequential([fnn.Dense(2), fnn.GaussianNoise(1e-40)], input_dim=3,
+                            dtype="float32"), ValueError, r"stddev=1e-40.*subnormal"),
+    (lambda: fnn.Model(*(lambda x: (x, fnn.GaussianNoise(3.5e38)(x)))(fnn.Input((3,)))),
+     ValueError, r"stddev=3\.5e\+38, which in float32 overflows"),
     (lambda: fnn.GaussianDropout(1.0), ValueError, r"rate"),
     (lambda: fnn.GaussianDropout(0.5, seed=2**64), ValueError, r"seed must be below 2\*\*64"),
     (lambda: fnn.GaussianNoise(0.1).set_state({"calls": 1}), ValueError,
@@ -345,6 +354,18 @@ def test_forged_files_are_refused_by_name(i, change, pattern):
 def test_bad_arguments_are_refused(make, exc, pattern):
     with pytest.raises(exc, match=pattern):
         make()
+
+
+def test_gaussian_noise_stddev_is_checked_against_the_models_dtype():
+    """1e39 overflows float32, not float64; the refusal changes nothing (the layer can go into
+    a float64 model afterwards)."""
+    layer = fnn.GaussianNoise(1e39, seed=0)
+    with pytest.raises(ValueError, match=r"stddev=1e\+39"):
+        fnn.Sequential([layer], input_dim=3)
+    model = fnn.Sequential([layer], input_dim=3, dtype="float64")
+    assert np.all(np.isfinite(model.forward(np.ones((2, 3)))))
+    assert fnn.Sequential([fnn.GaussianNoise(0.0)], input_dim=3).predict(np.ones((1, 3))).shape \
+        == (1, 3)
 
 
 # --------------------------------------------------------------------------- Sequential.pop

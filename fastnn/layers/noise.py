@@ -28,8 +28,9 @@ class GaussianNoise(SeededRandom):
     Parameters
     ----------
     stddev : float
-        The noise's standard deviation, finite and >= 0 (Keras also caps it at 1; fastnn
-        does not).
+        The noise's standard deviation, >= 0 (Keras also caps it at 1; fastnn does not): 0 or
+        a normal number of the model's dtype (checked when the model is built, also for a
+        loaded file: 1e39 overflows float32).
     seed : int, optional
         Seed of the noise (>= 0); by default drawn from the model's seed when it is built.
 
@@ -52,6 +53,11 @@ class GaussianNoise(SeededRandom):
     @property
     def draws(self) -> bool:
         return self.stddev > 0.0
+
+    def check_dtype(self, dtype: Any) -> None:
+        super().check_dtype(dtype)
+        V.check_in_dtype("stddev", self.stddev, V.check_dtype(dtype), zero_ok=True,
+                         owner=repr(self))
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         if not training or self.stddev == 0.0:
