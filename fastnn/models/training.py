@@ -88,7 +88,8 @@ class Training:
 
         Compiling again replaces them and starts the optimizer from fresh (zero) state. A
         Sequential not built yet is compiled when it is built (Keras' deferred build; the
-        arguments are checked now). Keras' order, ``compile("adam", "mse")``, is taken too:
+        arguments are checked now, and ``loss``, ``optimizer`` and ``metrics`` are set at once,
+        the optimizer's state allocated with the weights). Keras' order, ``compile("adam", "mse")``, is taken too:
         the two are told apart by what they are.
 
         Parameters
@@ -136,8 +137,12 @@ class Training:
             # Keras' deferred build: checked now, completed when the first fit, predict or
             # evaluate builds the model for its data (or build() does)
             pending = (L.get_loss(loss), get_optimizer(optimizer), metrics)
-            M.check_metrics(metrics)
+            items = M.check_metrics(metrics)
             self._pending_compile: Optional[tuple[Any, Any, Any]] = pending
+            # Keras' model.loss and model.optimizer are the compiled objects at once; the
+            # optimizer's state is allocated when the build completes the compile (with them)
+            self.loss, self.optimizer = pending[0], pending[1]
+            self.metrics = [M.metric_name(item) for item in items]
             return self
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
