@@ -21,7 +21,7 @@ from fastnn.io import load_model as load
 from fastnn import onnx                   # the optional extra: imports the onnx package on use
 from fastnn import interop                # PyTorch and h5py: imported on use
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
-                           Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling,
+                           Conv1DTranspose, Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling,
                            Normalization, TimeDistributed, ZeroPadding1D, ZeroPadding2D,
                            Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract, Average,
                            Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
@@ -71,7 +71,8 @@ __all__ = [
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
     "Dropout", "Flatten", "Input", "InputLayer", "LayerNormalization", "Model", "Reshape", "initializers",
     "regularizers", "set_adaptive_threads", "get_adaptive_threads", "Conv1D", "Conv2D",
-    "Conv2DTranspose", "UpSampling1D", "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed",
+    "Conv1DTranspose", "Conv2DTranspose", "UpSampling1D", "UpSampling2D", "Rescaling", "Normalization",
+    "TimeDistributed",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
     "Subtract", "Average", "Maximum", "Minimum", "SpatialDropout1D", "SpatialDropout2D",
     "GaussianNoise", "GaussianDropout", "Permute",

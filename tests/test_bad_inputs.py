@@ -104,6 +104,14 @@ def rnn_model(backend, layer=None):
                   compiled=True)
 
 
+def conv1d_transpose_backward(backend, dout):
+    """backward with ``dout`` after a forward through Conv1DTranspose(2, 3, strides=2) on
+    (5, 1) samples (its output: (11, 2))."""
+    m = shaped(backend, [fnn.Conv1DTranspose(2, 3, strides=2)], (5, 1))
+    m.forward(np.ones((N, 5, 1)))
+    return m.backward(dout)
+
+
 def added_then_built(backend, layer, input_shape):
     m = fnn.Sequential([fnn.Dense(input_shape[-1])], backend=backend)
     m.add(layer)
@@ -700,6 +708,38 @@ CASES = [
                          (5, 1), compiled=True).fit(
          with_nan(np.ones((N, 5, 1)), (4, 2, 0), -math.inf), Y, verbose=0),
      ValueError, r"X\[4, 2, 0\]=.*-inf"),
+
+    # ---------------------------------------------------------------- Conv1DTranspose
+    ("conv1d_transpose_samples_3d", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (8, 8, 1)), ValueError,
+     r"conv1d_transpose takes one input of shape \(steps, channels\).*input shape \(8, 8, 1\)"),
+    ("conv1d_transpose_output_padding_at_stride", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, strides=2, output_padding=2), ValueError,
+     r"output_padding must be below the strides \(2,\)"),
+    ("conv1d_transpose_output_padding_two_axes", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, strides=2, output_padding=(1, 1)), ValueError,
+     r"output_padding=\(1, 1\)"),
+    ("conv1d_transpose_output_padding_str", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, strides=2, output_padding="1"), TypeError,
+     r"output_padding='1'"),
+    ("conv1d_transpose_padding_causal", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, padding="causal"), ValueError, r"padding='causal'"),
+    ("conv1d_transpose_kernel_size_two_axes", False,
+     lambda b, t: fnn.Conv1DTranspose(2, (3, 3)), ValueError, r"kernel_size=\(3, 3\)"),
+    ("conv1d_transpose_output_of_no_steps", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 2, padding="same", output_padding=0)],
+                         (1, 1)), ValueError, r"gives an output of \(0,\) positions"),
+    ("conv1d_transpose_predict_channels", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (5, 1)).predict(np.ones((2, 5, 2))),
+     ValueError, r"X must have shape \(n, 5, 1\).*shape \(2, 5, 2\)"),
+    ("conv1d_transpose_fit_nan", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3, strides=2), fnn.Flatten(),
+                             fnn.Dense(C, activation="softmax")], (5, 1), compiled=True).fit(
+         with_nan(np.ones((N, 5, 1)), (3, 1, 0)), Y, verbose=0),
+     ValueError, r"X\[3, 1, 0\]=.*nan"),
+    ("conv1d_transpose_backward_dout_shape", True,
+     lambda b, t: conv1d_transpose_backward(b, np.ones((N, 7, 3))), ValueError,
+     r"dout"),
 
     # ---------------------------------------------------------------- pooling
     ("maxpool2d_pool_size_zero", False, lambda b, t: fnn.MaxPooling2D(0), ValueError,

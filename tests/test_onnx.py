@@ -59,6 +59,11 @@ KINDS = [
                             activation="tanh"),
         fnn.Conv2DTranspose(2, 2, dilation_rate=2, output_padding=0, use_bias=False)],
         (3, 2, 2)), (3, 2, 2), False, False),
+    ("conv1d_transpose", _seq(lambda: [
+        fnn.Conv1DTranspose(3, 4, strides=2, padding="same", activation="relu"),
+        fnn.Conv1DTranspose(2, 3, strides=3, output_padding=1),
+        fnn.Conv1DTranspose(2, 2, dilation_rate=2, padding="same", use_bias=False)], (5, 2)),
+     (5, 2), False, False),
     ("upsampling1d", _seq(lambda: [fnn.UpSampling1D(3), fnn.Dense(2)], (4, 2)), (4, 2),
      False, False),
     ("padding_cropping2d", _seq(lambda: [

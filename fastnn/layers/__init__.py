@@ -3,7 +3,7 @@
     base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU
     core.py            Dense, Flatten, Reshape
-    convolutional.py   Conv2D, Conv1D, Conv2DTranspose
+    convolutional.py   Conv2D, Conv1D, Conv2DTranspose, Conv1DTranspose
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
@@ -30,8 +30,9 @@ from fastnn.layers.activation import (ACTIVATION_LAYERS, GELU, Activation, Leaky
                                       Sigmoid, Softmax, Step, Tanh)
 from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import Layer, Slot, WeightSpec
-from fastnn.layers.convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D,
-                                         Convolution2D, Convolution2DTranspose)
+from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose,
+                                         Convolution1D, Convolution1DTranspose, Convolution2D,
+                                         Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
 from fastnn.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
@@ -58,7 +59,7 @@ from fastnn.layers.transformer import TransformerBlock
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
+    Conv1DTranspose, Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
     GaussianDropout, Permute,
@@ -159,7 +160,8 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
-           "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
+           "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
+           "Convolution2DTranspose", "UpSampling1D",
            "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",
            "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",

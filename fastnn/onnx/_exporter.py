@@ -75,12 +75,14 @@ def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
 
 
 def _conv_transpose(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
-    """ConvTranspose: the kernel (kh, kw, filters, c) as ONNX's (c, filters, kh, kw); the
-    pads before are the transposed convolution's, and what ONNX's output length needs after
-    them comes as pads after or, past the last tap, as output_padding."""
+    """ConvTranspose: the kernel (kh, kw, filters, c) as ONNX's (c, filters, kh, kw) (1-D:
+    (k, filters, c) as (c, filters, k)); the pads before are the transposed convolution's, and
+    what ONNX's output length needs after them comes as pads after or, past the last tap, as
+    output_padding."""
     w = _weights(layer)
-    kernel = np.transpose(w["kernel"], (3, 2, 0, 1))
-    inputs = [b.channels_first(x, 2, f"{p}/to_nchw"), b.const(kernel, f"{p}/kernel")]
+    rank = layer.rank
+    kernel = np.transpose(w["kernel"], (rank + 1, rank, *range(rank)))
+    inputs = [b.channels_first(x, rank, f"{p}/to_nchw"), b.const(kernel, f"{p}/kernel")]
     if "bias" in w:
         inputs.append(b.const(w["bias"], f"{p}/bias"))
     spatial = tuple(layer.input_shape[:-1])
@@ -94,7 +96,7 @@ def _conv_transpose(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     y = b.op("ConvTranspose", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
              strides=list(layer.strides), dilations=list(layer.dilation_rate),
              pads=[*before, *after], output_padding=extra)
-    y = b.channels_last(y, 2, f"{p}/to_nhwc")
+    y = b.channels_last(y, rank, f"{p}/to_nhwc")
     return b.activation(y, layer.act, layer.param, f"{p}/act")
 
 
