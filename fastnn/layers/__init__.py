@@ -47,7 +47,7 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
 from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropout2D
-from fastnn.layers.noise import GaussianDropout, GaussianNoise
+from fastnn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
@@ -62,7 +62,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Conv1DTranspose, Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-    GaussianDropout, Permute,
+    GaussianDropout, AlphaDropout, Permute,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -158,7 +158,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
-           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute",
+           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+           "Permute",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "UpSampling1D",

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastnn.layers import (GELU, GRU, LSTM, Activation, AveragePooling1D, AveragePooling2D,
                            BatchNormalization, Conv1D, Conv2D, Dense, Dropout, Flatten,
-                           GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D,
+                           AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                           SpatialDropout2D,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
                            GlobalMaxPooling2D, LayerNormalization, LeakyReLU, MaxPooling1D,
                            MaxPooling2D, ReLU, Reshape, Sigmoid, SimpleRNN, Softmax, Step, Tanh,
@@ -32,7 +33,7 @@ StepSpec = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 # Layer kinds are matched by exact type: a subclass (a user's layer) may compute otherwise.
 # layers that only rearrange (or, at inference, pass) their input: no step
 _VIEWS = (Flatten, Reshape, Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-          GaussianDropout)
+          GaussianDropout, AlphaDropout)
 _ACTIVATIONS = (Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, GELU)
 _POOLING = (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D)
 _GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
