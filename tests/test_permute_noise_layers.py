@@ -290,6 +290,24 @@ def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
     assert got.tobytes() == model.predict(x).tobytes()
 
 
+@pytest.mark.parametrize("dims, shape", [((2, 1), (4, 3)), ((3, 1, 2), (2, 3, 4)),
+                                         ((2, 3, 1), (2, 3, 4)), ((1, 3, 2), (2, 5, 3))])
+def test_onnx_transpose_imports_as_permute(dims, shape, tmp_path):
+    """fastnn's Permute exported (an ONNX Transpose) and read back: a Permute layer with the
+    same dims, bitwise the same predictions, at the end of the model or before a Dense."""
+    pytest.importorskip("onnx")
+    for layers in ([fnn.Conv1D(3, 1) if len(shape) == 2 else fnn.Dense(3), fnn.Permute(dims)],
+                   [fnn.Permute(dims), fnn.Dense(2)]):
+        model = fnn.Sequential(layers, input_shape=shape, seed=0)
+        back = fnn.onnx.load(fnn.onnx.export(model, tmp_path / "m.onnx"))
+        assert [type(layer).__name__ for layer in back.layers] == \
+            [type(layer).__name__ for layer in model.layers]
+        permute = next(layer for layer in back.layers if isinstance(layer, fnn.Permute))
+        assert permute.dims == dims
+        x = RNG.normal(size=(5, *shape)).astype(np.float32)
+        assert back.predict(x).tobytes() == model.predict(x).tobytes()
+
+
 @pytest.mark.parametrize("i, change, pattern", [
     (0, dict(dims=[1, 1]), r"layer 0 \(Permute\) is invalid.*dims must be a permutation"),
     (0, dict(dims=[2, 1, 3]), r"permutes samples of 3 dimensions"),
