@@ -368,6 +368,35 @@ class GlobalAveragePooling1D(_GlobalPooling):
     """
 
     rank = 1
+    uses_mask = True
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        """With a step mask, the mean over each sample's real steps (Keras; a sample with
+        none gives 0, where Keras' 0/0 gives NaN): y = w x with w = mask / count."""
+        mask = ctx.mask
+        ctx.saved["w"] = None
+        if mask is None:
+            return super().forward(ctx, x, training)
+        n, c = x.shape[0], self.input_shape[-1]
+        w = ctx.rows_buffer("w", self.input_shape[:1])
+        np.copyto(w, mask)
+        count = w.sum(axis=1, keepdims=True)
+        np.divide(w, count, out=w, where=count > 0)
+        y = ctx.rows_buffer("y", self.output_shape)
+        np.matmul(w[:, None, :], np.ascontiguousarray(x), out=y.reshape(n, 1, c))
+        ctx.saved["w"] = w
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        w = ctx.saved["w"]
+        if w is None:
+            return super().backward(ctx, dy)
+        dx = ctx.dx_target(0)
+        if dx is None:
+            return None
+        n, c = dy.shape[0], self.input_shape[-1]
+        np.multiply(w[:, :, None], dy.reshape(n, 1, c), out=dx)
+        return dx
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
