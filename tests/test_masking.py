@@ -673,3 +673,62 @@ def test_onnx_export_refuses_masks(tmp_path):
         with pytest.raises(ValueError, match="step masks .* not supported"):
             fnn.onnx.export(model, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ---------------------------------------------------------------------------- 8. forged files
+def _masked_file_model():
+    """Layers 0-3: Embedding(mask_zero) and LSTM(zero_output_for_mask) on ids (6,), Masking(0.5)
+    and GRU on vectors (5, 2)."""
+    ids, vec = fnn.Input((6,)), fnn.Input((5, 2))
+    a = fnn.LSTM(3, return_sequences=True, zero_output_for_mask=True)(
+        fnn.Embedding(9, 4, mask_zero=True)(ids))
+    b = fnn.GRU(2)(fnn.Masking(0.5)(vec))
+    return fnn.Model([ids, vec], [a, b], seed=0, backend="numpy")
+
+
+def _set(i, **values):
+    def change(model):
+        model["layers"][i]["config"].update(values)
+    return change
+
+
+HOSTILE_MASKS = {
+    "mask_zero_string": (_set(0, mask_zero="yes"), r"mask_zero"),
+    "mask_zero_int": (_set(0, mask_zero=1), r"mask_zero"),
+    "mask_zero_null": (_set(0, mask_zero=None), r"mask_zero"),
+    "zero_output_string": (_set(1, zero_output_for_mask="no"), r"zero_output_for_mask"),
+    "zero_output_int": (_set(1, zero_output_for_mask=0), r"zero_output_for_mask"),
+    "mask_value_string": (_set(2, mask_value="0.5"), r"mask_value"),
+    "mask_value_bool": (_set(2, mask_value=True), r"mask_value"),
+    "mask_value_null": (_set(2, mask_value=None), r"mask_value"),
+    "mask_value_overflows_float32": (_set(2, mask_value=1e39), r"mask_value.*overflows"),
+    "mask_value_subnormal": (_set(2, mask_value=1e-40), r"mask_value.*subnormal"),
+    "masking_unknown_argument": (_set(2, mask_zero=True), r"mask_zero"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_MASKS))
+def test_the_loader_refuses_hostile_mask_configs(name):
+    import copy
+    import fastnn.io as fio
+    from test_model_files import build, parse
+    from test_model_files_v2 import _refused_before_allocation
+    blob = fio.model_to_bytes(_masked_file_model())
+    _, header, start = parse(blob)
+    header = copy.deepcopy(header)
+    change, pattern = HOSTILE_MASKS[name]
+    assert [e["config"]["class"] for e in header["model"]["layers"]] == \
+        ["Embedding", "LSTM", "Masking", "GRU"]
+    change(header["model"])
+    _refused_before_allocation(build(header, blob[start:], version=2), pattern)
+
+
+def test_the_masked_file_loads():
+    import fastnn.io as fio
+    model = _masked_file_model()
+    loaded = fio.model_from_bytes(fio.model_to_bytes(model))
+    rng = np.random.default_rng(0)
+    xs = [_ids(rng, 3, 6, 9, [6, 2, 0]).astype(np.float64), _padded(rng, 3, 5, 2, [5, 1, 3])]
+    for a, b in zip(loaded.predict(xs), model.predict(xs)):
+        assert a.tobytes() == b.tobytes()
+    assert not loaded.predict(xs)[0][1, 2:].any()    # zero_output_for_mask kept
