@@ -14,7 +14,7 @@ from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, 
                     schedules, utils)
 from fastnn.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback,
                               LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
-                              TerminateOnNaN)
+                              TensorBoard, TerminateOnNaN)
 from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive_threads,
                              set_num_threads, thread_limit, threads)
 from fastnn.io import load_model as load
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
-    "ReduceLROnPlateau", "CSVLogger", "LambdaCallback",
+    "ReduceLROnPlateau", "CSVLogger", "LambdaCallback", "TensorBoard",
     "callbacks", "schedules", "losses", "optimizers", "Activation", "Adam", "AdamW",
     "Adagrad", "Adamax", "Nadam",
     "BinaryCrossEntropy", "CrossEntropy", "Dense", "History", "Huber", "Layer", "LeakyReLU", "Loss",

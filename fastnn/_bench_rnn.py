@@ -107,7 +107,8 @@ def rows() -> list[Row]:
         return mine, theirs
 
     def masked(n: int, steps: int, features: int, units: int
-               ) -> tuple[Callable[[], Callable[[], Any]], Callable[[Any], Callable[[], Any]]]:
+               ) -> tuple[Callable[[], Callable[[], Any]], Callable[[Any], Callable[[], Any]],
+                          float]:
         lengths = np.linspace(steps // 4, steps, n).astype(np.int64)
         X = rng.standard_normal((n, steps, features)).astype(np.float32)
         for i, length in enumerate(lengths):
