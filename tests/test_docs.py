@@ -14,6 +14,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.transformer", "fastnn.layers.reshaping", "fastnn.utils",
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
+           "fastnn.layers.lambda_layer",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",

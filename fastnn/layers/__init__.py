@@ -11,6 +11,7 @@
     noise.py           GaussianNoise, GaussianDropout
     permute.py         Permute
     masking.py         Masking (step masks: see Layer.compute_mask)
+    lambda_layer.py    Lambda (a NumPy function; not saved in model files)
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
     wrappers.py        TimeDistributed
@@ -50,6 +51,7 @@ from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropo
 from fastnn.layers.noise import GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
 from fastnn.layers.masking import Masking
+from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
@@ -159,7 +161,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
-           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute", "Masking",
+           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute", "Masking", "Lambda",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
            "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",
