@@ -732,3 +732,42 @@ def test_the_masked_file_loads():
     for a, b in zip(loaded.predict(xs), model.predict(xs)):
         assert a.tobytes() == b.tobytes()
     assert not loaded.predict(xs)[0][1, 2:].any()    # zero_output_for_mask kept
+
+
+# ---------------------------------------------------------------------------- 9. pad_sequences
+def test_pad_sequences_matches_keras():
+    k = _keras()
+    from fastnn.utils import pad_sequences
+    rng = np.random.default_rng(9)
+    for trial in range(60):
+        n = int(rng.integers(1, 6))
+        seqs = [list(rng.integers(1, 50, int(rng.integers(0, 8)))) for _ in range(n)]
+        if not any(seqs):
+            seqs[0] = [3]
+        kwargs = dict(padding=["pre", "post"][trial % 2], truncating=["pre", "post"][trial % 3 % 2],
+                      value=[0.0, -1.0][trial % 5 == 0])
+        if trial % 4:
+            kwargs["maxlen"] = int(rng.integers(1, 9))
+        got = pad_sequences(seqs, **kwargs)
+        want = k.utils.pad_sequences(seqs, **kwargs)
+        assert got.dtype == want.dtype and got.tolist() == want.tolist(), (seqs, kwargs)
+    vectors = [rng.standard_normal((3, 2)), rng.standard_normal((1, 2)), np.zeros((0, 2))]
+    got = pad_sequences(vectors, dtype="float32", padding="post")
+    want = k.utils.pad_sequences(vectors, dtype="float32", padding="post")
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (([[1], [2]], -1), ValueError, "maxlen"),
+    (([[1]], None, "int32", "mid"), ValueError, "padding"),
+    (([[1]], None, "int32", "pre", "both"), ValueError, "truncating"),
+    (([[1]], None, "U5"), TypeError, "numeric dtype"),
+    (("abc",), TypeError, "list of sequences"),
+    (([[1], 2],), TypeError, r"sequences\[1\] must be a sequence"),
+    (([["a"]],), TypeError, r"sequences\[0\] must hold numbers"),
+    (([np.zeros((2, 3)), np.zeros((2, 2))],), ValueError, "one shape"),
+])
+def test_pad_sequences_refuses(args, error, match):
+    from fastnn.utils import pad_sequences
+    with pytest.raises(error, match=match):
+        pad_sequences(*args)
