@@ -112,6 +112,8 @@ class MultiHeadAttention(Layer):
     (3, 5, 8)
     """
 
+    uses_mask = True      # padded keys and values are attended by no query
+
     def __init__(self, num_heads: int, key_dim: int, value_dim: Optional[int] = None,
                  use_bias: bool = True, output_shape: Optional[int] = None,
                  dropout: float = 0.0, kernel_initializer: Any = "glorot_uniform",
@@ -288,8 +290,6 @@ class MultiHeadAttention(Layer):
                  dmerged2=dmerged.reshape(n * Lq, -1),
                  dz2=ctx.rows_buffer("dz", self.output_shape).reshape(n * Lq, -1))
         return v
-
-    uses_mask = True
 
     def output_masked(self, masked: Any) -> bool:
         """The output has the query's step mask (Keras)."""

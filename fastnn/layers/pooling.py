@@ -354,7 +354,8 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
 class GlobalAveragePooling1D(_GlobalPooling):
     """The mean over the steps of each channel: (steps, c) -> (c,), or (1, c) with
-    ``keepdims=True``. Arguments as ``GlobalAveragePooling2D``; ValueError (at build) for an
+    ``keepdims=True``; with a step mask (``Embedding(mask_zero=True)``, ``Masking``), over the
+    real steps only. Arguments as ``GlobalAveragePooling2D``; ValueError (at build) for an
     input that is not (steps, channels).
 
     Examples

@@ -67,6 +67,7 @@ class RNNBase(Layer):
     cell = SIMPLE
     gates = 1
     n_states = 1
+    uses_mask = True      # a padded step (a mask's False) carries the states over
 
     def __init__(self, units: int, activation: Any = "tanh",
                  recurrent_activation: Any = "sigmoid", use_bias: bool = True,
@@ -113,8 +114,6 @@ class RNNBase(Layer):
     def expect_inputs(self, count: int) -> None:
         if count > 1:                 # the sequence, then the initial states
             self._initial_state, self.n_inputs = True, None
-
-    uses_mask = True      # a padded step (a mask's False) carries the states over
 
     def output_masked(self, masked: Any) -> bool:
         """A sequence output keeps the input's step mask (Keras); the last step's does not."""
@@ -501,6 +500,8 @@ class Bidirectional(Layer):
     6
     """
 
+    uses_mask = True
+
     def __init__(self, layer: Any, merge_mode: Optional[str] = "concat",
                  backward_layer: Any = None, name: Optional[str] = None,
                  trainable: bool = True) -> None:
@@ -542,8 +543,6 @@ class Bidirectional(Layer):
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self._initial_state = False
-
-    uses_mask = True
 
     def output_masked(self, masked: Any) -> bool:
         return self.forward_layer.output_masked(masked)

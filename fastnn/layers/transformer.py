@@ -78,6 +78,8 @@ class TransformerBlock(Layer):
     [(8, 16), (16,), (16, 8), (8,)]
     """
 
+    uses_mask = True      # its attention: padded steps are attended by no query
+
     def __init__(self, num_heads: int, key_dim: int, ff_dim: int, causal: bool = False,
                  norm_first: bool = True, dropout: float = 0.0, activation: Any = "gelu",
                  layer_norm_epsilon: float = 1e-5, value_dim: Optional[int] = None,
@@ -284,8 +286,6 @@ class TransformerBlock(Layer):
             out = ctx.rows_buffer(key, self.output_shape)
         ctx.be.add_forward([a.reshape(-1), b.reshape(-1)], out.reshape(-1))
         return out
-
-    uses_mask = True
 
     def output_masked(self, masked: Any) -> bool:
         return bool(masked[0] if isinstance(masked, list) else masked)
