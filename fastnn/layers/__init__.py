@@ -10,6 +10,8 @@
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D
     noise.py           GaussianNoise, GaussianDropout
     permute.py         Permute
+    masking.py         Masking (step masks: see Layer.compute_mask)
+    lambda_layer.py    Lambda (a NumPy function; not saved in model files)
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
     wrappers.py        TimeDistributed
@@ -49,6 +51,8 @@ from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional,
 from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropout2D
 from fastnn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
+from fastnn.layers.masking import Masking
+from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
@@ -62,7 +66,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Conv1DTranspose, Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-    GaussianDropout, AlphaDropout, Permute,
+    GaussianDropout, AlphaDropout, Permute, Masking,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -159,7 +163,7 @@ def __getattr__(name: str) -> Any:
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-           "Permute",
+           "Permute", "Masking", "Lambda",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "UpSampling1D",

@@ -32,6 +32,8 @@ def _finite_number(name: str, value: Any) -> float:
 class _Affine(Layer):
     """What both share: the forward and backward through ``affine_rows``."""
 
+    supports_masking = True     # see Layer.compute_mask
+
     def _coefficients(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         raise NotImplementedError
 

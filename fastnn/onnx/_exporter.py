@@ -289,6 +289,22 @@ def emit_model(b: GraphBuilder, model: Any, inputs: list[str], prefix: str = "")
     return [names[i] for i in model._outputs]
 
 
+def _refuse_masks(model: Any) -> None:
+    """Step masks (Embedding(mask_zero=True), Masking) have no ONNX form here: exported
+    without them, the padded steps would count."""
+    from fastnn.models.graph import ModelLayer
+    for node in model._nodes:
+        if isinstance(node.layer, ModelLayer):
+            _refuse_masks(node.layer.model)
+    if model._masked is not None:
+        producers = [n.layer.name for n in model._nodes[model._n_inputs:]
+                     if n.layer.output_masked(False)]
+        raise ValueError(f"model {model.name} has step masks (from {', '.join(producers)}): "
+                         f"their ONNX export is not supported (ONNX's recurrent operators "
+                         f"take sequence lengths, not masks). Export a copy without "
+                         f"mask_zero / Masking, and feed it unpadded sequences")
+
+
 def to_proto(model: Any, opset: Optional[int] = None) -> Any:
     """The ONNX ModelProto of a built fastnn model (see ``export``)."""
     import onnx
@@ -298,6 +314,7 @@ def to_proto(model: Any, opset: Optional[int] = None) -> Any:
         raise TypeError(f"model must be a fastnn model. Received: {type(model).__name__}")
     if not model.built:
         raise ValueError("model must be built (give its input shape) before export")
+    _refuse_masks(model)
     newest = onnx.defs.onnx_opset_version()
     opset = DEFAULT_OPSET if opset is None else V.check_int("opset", opset, low=MIN_OPSET)
     if opset > newest:
