@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastnn as fnn
-from fastnn import _bench_attention
+from fastnn import _bench_attention, _bench_optimizers
 from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn.backends import fast_available, get_backend
@@ -93,6 +93,7 @@ def workloads(quick=False):
     items.append(Workload("digits epoch 64-256-128-10 b32", "epoch", (), four))
     items.append(Workload("digits 20 epochs (+accuracy)", "digits20", (20,), four, slow=True))
     items += _bench_attention.workloads(Workload)
+    items += _bench_optimizers.workloads(Workload)
     return items
 
 
@@ -474,6 +475,11 @@ def _build_attention(w, engine, rng):
     return _bench_attention.build(w, engine, rng, Case)
 
 
+def _build_optimizer(w, engine, rng):
+    return _bench_optimizers.build(w, engine, rng, Case)
+
+
 _BUILDERS = {"gemm": _build_gemm, "dense_fwd": _build_dense_fwd, "dense_bwd": _build_dense_bwd,
              "train_step": _build_train_step, "predict": _build_predict, "epoch": _build_epoch,
-             "digits20": _build_digits20, "attention": _build_attention}
+             "digits20": _build_digits20, "attention": _build_attention,
+             "optimizer": _build_optimizer}

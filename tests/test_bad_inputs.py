@@ -104,6 +104,14 @@ def rnn_model(backend, layer=None):
                   compiled=True)
 
 
+def conv1d_transpose_backward(backend, dout):
+    """backward with ``dout`` after a forward through Conv1DTranspose(2, 3, strides=2) on
+    (5, 1) samples (its output: (11, 2))."""
+    m = shaped(backend, [fnn.Conv1DTranspose(2, 3, strides=2)], (5, 1))
+    m.forward(np.ones((N, 5, 1)))
+    return m.backward(dout)
+
+
 def added_then_built(backend, layer, input_shape):
     m = fnn.Sequential([fnn.Dense(input_shape[-1])], backend=backend)
     m.add(layer)
@@ -761,6 +769,38 @@ CASES = [
                          (5, 1), compiled=True).fit(
          with_nan(np.ones((N, 5, 1)), (4, 2, 0), -math.inf), Y, verbose=0),
      ValueError, r"X\[4, 2, 0\]=.*-inf"),
+
+    # ---------------------------------------------------------------- Conv1DTranspose
+    ("conv1d_transpose_samples_3d", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (8, 8, 1)), ValueError,
+     r"conv1d_transpose takes one input of shape \(steps, channels\).*input shape \(8, 8, 1\)"),
+    ("conv1d_transpose_output_padding_at_stride", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, strides=2, output_padding=2), ValueError,
+     r"output_padding must be below the strides \(2,\)"),
+    ("conv1d_transpose_output_padding_two_axes", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, strides=2, output_padding=(1, 1)), ValueError,
+     r"output_padding=\(1, 1\)"),
+    ("conv1d_transpose_output_padding_str", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, strides=2, output_padding="1"), TypeError,
+     r"output_padding='1'"),
+    ("conv1d_transpose_padding_causal", False,
+     lambda b, t: fnn.Conv1DTranspose(2, 3, padding="causal"), ValueError, r"padding='causal'"),
+    ("conv1d_transpose_kernel_size_two_axes", False,
+     lambda b, t: fnn.Conv1DTranspose(2, (3, 3)), ValueError, r"kernel_size=\(3, 3\)"),
+    ("conv1d_transpose_output_of_no_steps", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 2, padding="same", output_padding=0)],
+                         (1, 1)), ValueError, r"gives an output of \(0,\) positions"),
+    ("conv1d_transpose_predict_channels", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (5, 1)).predict(np.ones((2, 5, 2))),
+     ValueError, r"X must have shape \(n, 5, 1\).*shape \(2, 5, 2\)"),
+    ("conv1d_transpose_fit_nan", True,
+     lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3, strides=2), fnn.Flatten(),
+                             fnn.Dense(C, activation="softmax")], (5, 1), compiled=True).fit(
+         with_nan(np.ones((N, 5, 1)), (3, 1, 0)), Y, verbose=0),
+     ValueError, r"X\[3, 1, 0\]=.*nan"),
+    ("conv1d_transpose_backward_dout_shape", True,
+     lambda b, t: conv1d_transpose_backward(b, np.ones((N, 7, 3))), ValueError,
+     r"dout"),
 
     # ---------------------------------------------------------------- pooling
     ("maxpool2d_pool_size_zero", False, lambda b, t: fnn.MaxPooling2D(0), ValueError,
@@ -1517,6 +1557,31 @@ CASES = [
     ("normalization_mean_complex", False,
      lambda b, t: fnn.Normalization(mean=[1j], variance=[1.0]), TypeError,
      r"mean must hold real numbers. Received: mean with dtype complex128"),
+    ("normalization_mean_bool_array", False,
+     lambda b, t: fnn.Normalization(mean=np.array([True, False]), variance=[1.0, 1.0]),
+     TypeError, r"mean must hold numbers, not booleans. Received: mean with dtype bool"),
+    ("normalization_variance_bool_list", False,
+     lambda b, t: fnn.Normalization(mean=[0.0, 1.0], variance=[True, True]), TypeError,
+     r"variance must hold numbers, not booleans"),
+    ("normalization_mean_bool_scalar", False,
+     lambda b, t: fnn.Normalization(mean=True, variance=1.0), TypeError,
+     r"mean must hold numbers, not booleans"),
+    ("alpha_dropout_rate_one", False, lambda b, t: fnn.AlphaDropout(1.0), ValueError,
+     r"rate.*Received: rate=1\.0"),
+    ("alpha_dropout_noise_shape_batch_not_none", False,
+     lambda b, t: fnn.AlphaDropout(0.2, noise_shape=(2, 4)), ValueError,
+     r"noise_shape must be None or a tuple \(None, \.\.\.\).*noise_shape=\(2, 4\)"),
+    ("alpha_dropout_noise_shape_for_other_samples", True,
+     lambda b, t: shaped(b, [fnn.AlphaDropout(0.2, noise_shape=(None, 3))], (D,)), ValueError,
+     r"noise_shape \[None, 3\] does not fit samples of shape \(4,\)"),
+    ("alpha_dropout_fit_nan", True,
+     lambda b, t: shaped(b, [fnn.AlphaDropout(0.2), fnn.Dense(C, activation="softmax")], (D,),
+                         compiled=True).fit(with_nan(np.ones((N, D)), (2, 1)), Y, verbose=0),
+     ValueError, r"X\[2, 1\]=.*nan"),
+    ("gaussian_noise_stddev_overflows_float32", True,
+     lambda b, t: shaped(b, [fnn.GaussianNoise(1e39)], (D,)), ValueError,
+     r"GaussianNoise\(1e\+39\): stddev must be 0 or a float32 normal number.*"
+     r"stddev=1e\+39, which in float32 overflows"),
     ("normalization_mean_strings", False,
      lambda b, t: fnn.Normalization(mean=["a"], variance=[1.0]), TypeError,
      r"mean must hold real numbers.*<U1"),
@@ -1668,6 +1733,32 @@ CASES = [
     ("merge_backward_dout_nan", True,
      lambda b, t: merged_backward(b, with_nan(np.ones((N, D)), (2, 2))), ValueError,
      r"dout\[2, 2\]=.*nan"),
+    # step masks (Embedding(mask_zero=True), Masking)
+    ("masking_value_string", False, lambda b, t: fnn.Masking("0"), TypeError,
+     r"mask_value must be a real number"),
+    ("masking_value_nan", False, lambda b, t: fnn.Masking(float("nan")), ValueError,
+     r"mask_value must be a finite number"),
+    ("masking_value_overflows_float32", True,
+     lambda b, t: fnn.Sequential([fnn.Masking(-1e39)], input_shape=(3, 2), backend=b),
+     ValueError, r"mask_value must be 0 or a float32 normal number.*overflows"),
+    ("masking_vectors_only", True,
+     lambda b, t: fnn.Sequential([fnn.Masking()], input_shape=(4,), backend=b), ValueError,
+     r"Masking takes sequences of shape \(steps, features\)|masking takes sequences"),
+    ("masking_predict_nan", True,
+     lambda b, t: fnn.Sequential([fnn.Masking(), fnn.LSTM(2)], input_shape=(3, 2),
+                                 backend=b).predict(with_nan(np.ones((N, 3, 2)), (1, 2, 0))),
+     ValueError, r"nan"),
+    ("mask_zero_on_images_of_ids", True,
+     lambda b, t: fnn.Sequential([fnn.Embedding(5, 2, mask_zero=True)], input_shape=(3, 3),
+                                 backend=b), ValueError,
+     r"mask_zero=True marks the padded steps of sequences of ids, shape \(steps,\)"),
+    ("mask_zero_ids_out_of_range", True,
+     lambda b, t: fnn.Sequential([fnn.Embedding(5, 2, mask_zero=True), fnn.GRU(2)],
+                                 input_shape=(3,), backend=b).predict(np.array([[1, 5, 0]])),
+     ValueError, r"ids must be integers in \[0, input_dim=5\).*=5"),
+    ("zero_output_for_mask_string", False,
+     lambda b, t: fnn.GRU(2, zero_output_for_mask="yes"), TypeError,
+     r"zero_output_for_mask must be True or False. Received: zero_output_for_mask=.yes."),
 ]
 
 
