@@ -146,6 +146,21 @@ def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozens
     return frozenset(fused)
 
 
+def grad_free_nodes(nodes: list[Node], n_in: int) -> frozenset[int]:
+    """The model inputs and the nodes computed from them by layers without weights only
+    (Masking, Rescaling, a Lambda, Dropout before the first Dense): no gradient needs to reach
+    them unless the caller asks for dL/d(inputs), so the backward pass gives the layers that
+    read them no input-gradient target (an LSTM after Masking skips its dx product) and never
+    runs their own backward."""
+    free = set(range(n_in))
+    for node in nodes[n_in:]:
+        layer = node.layer
+        if (not layer._specs and not isinstance(layer, ModelLayer)        # type: ignore
+                and all(p in free for p in node.inputs)):
+            free.add(node.index)
+    return frozenset(free)
+
+
 def pooled_grad_nodes(nodes: list[Node], fused: frozenset[int], n_in: int) -> dict[int, int]:
     """{pool node: its convolution} for the relu_fused pairs whose convolution reads a model
     input: when the input's gradient is not wanted, such a convolution takes its kernel and
@@ -256,6 +271,7 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         written[outs[0]] = True
     n_in = model._n_inputs
     pooled = model._pooled_grad if dx0 is None else {}
+    grad_free = model._grad_free
     from_pool: dict[int, tuple[Any, Slot, FloatArray]] = {}
     for node in reversed(nodes[n_in:]):
         if not written[node.index]:
@@ -275,7 +291,7 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         targets: list[Optional[FloatArray]] = []
         direct: list[bool] = []
         for j, p in enumerate(node.inputs):
-            if (p < n_in and dx0 is None) or isinstance(nodes[p].shape, list):
+            if (p in grad_free and dx0 is None) or isinstance(nodes[p].shape, list):
                 # (a layer with several outputs gets each OutputOf's gradient in its part)
                 targets.append(None)
                 direct.append(False)
