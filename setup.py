@@ -6,6 +6,8 @@ Extensions, all under fastnn/_ext/:
   _optim    Cython optimizer kernels (linked with the C sources for the vectorised updates)
   _embedding  Cython embedding gather and scatter-add (Embedding)
   _attention  Cython scaled dot-product attention over src_c/fnn_attn.c (tiled, online softmax)
+  _depthwise  Cython depthwise convolution over src_c/fnn_dwconv.c (DepthwiseConv2D, the
+              depthwise half of SeparableConv2D, their 1-D forms)
   _decode     Cython attention against a key/value cache and a whole TransformerBlock step
               (generation, fastnn/models/decoding.py)
 
@@ -33,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCES = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
                    for p in glob(os.path.join(HERE, "src_c", "*.c"))
                    # the families with extensions of their own
-                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c", "fnn_attn.c", "fnn_norm.c")))
+                   if not p.endswith(("fnn_pool.c", "fnn_rnn.c", "fnn_attn.c", "fnn_norm.c",
+                                      "fnn_dwconv.c")))
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,
@@ -222,7 +225,9 @@ setup(
         [_extension("_kernels", C_SOURCES + KERNELS_EXTRA), _extension("_loss"),
          _extension("_optim", C_SOURCES),
          _extension("_normalization", C_SOURCES + ["src_c/fnn_norm.c"]), _extension("_layer_ops"),
-         _extension("_conv", C_SOURCES), _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
+         _extension("_conv", C_SOURCES),
+         _extension("_depthwise", C_SOURCES + ["src_c/fnn_dwconv.c"]),
+         _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
          _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),
          _extension("_decode", C_SOURCES + ["src_c/fnn_norm.c"])],

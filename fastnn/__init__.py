@@ -14,18 +14,19 @@ from fastnn import (callbacks, datasets, initializers, losses, ops, optimizers, 
                     schedules, utils)
 from fastnn.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback,
                               LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
-                              TerminateOnNaN)
+                              TensorBoard, TerminateOnNaN)
 from fastnn._threads import (get_adaptive_threads, get_num_threads, set_adaptive_threads,
                              set_num_threads, thread_limit, threads)
 from fastnn.io import load_model as load
 from fastnn import onnx                   # the optional extra: imports the onnx package on use
 from fastnn import interop                # PyTorch and h5py: imported on use
 from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Conv1D, Conv2D,
-                           Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling,
+                           Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D,
+                           SeparableConv1D, SeparableConv2D, UpSampling1D, UpSampling2D, Rescaling,
                            Normalization, TimeDistributed, ZeroPadding1D, ZeroPadding2D,
                            Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract, Average,
                            Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-                           GaussianDropout, Permute, Convolution1D, Convolution2D, Dense, Dropout, Embedding, Flatten,
+                           GaussianDropout, AlphaDropout, Permute, Masking, Lambda, Convolution1D, Convolution2D, Dense, Dropout, Embedding, Flatten,
                            ELU, GELU,
                            AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
@@ -61,7 +62,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
-    "ReduceLROnPlateau", "CSVLogger", "LambdaCallback",
+    "ReduceLROnPlateau", "CSVLogger", "LambdaCallback", "TensorBoard",
     "callbacks", "schedules", "losses", "optimizers", "Activation", "Adam", "AdamW",
     "Adagrad", "Adamax", "Nadam",
     "BinaryCrossEntropy", "CrossEntropy", "Dense", "ELU", "History", "Huber", "Layer", "LeakyReLU", "Loss",
@@ -71,10 +72,12 @@ __all__ = [
     "thread_limit", "threads", "__version__", "Add", "BatchNormalization", "Concatenate",
     "Dropout", "Flatten", "Input", "InputLayer", "LayerNormalization", "Model", "Reshape", "initializers",
     "regularizers", "set_adaptive_threads", "get_adaptive_threads", "Conv1D", "Conv2D",
-    "Conv2DTranspose", "UpSampling1D", "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed",
+    "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+    "SeparableConv2D", "UpSampling1D", "UpSampling2D", "Rescaling", "Normalization",
+    "TimeDistributed",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
     "Subtract", "Average", "Maximum", "Minimum", "SpatialDropout1D", "SpatialDropout2D",
-    "GaussianNoise", "GaussianDropout", "Permute",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "Permute", "Masking", "Lambda",
     "Convolution1D", "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
     "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",

@@ -8,6 +8,8 @@ NCHW layout or channels-last, whichever is faster for the row):
 - ``digits CNN step b32``: 8x8x1, conv 3x3x16 same, pool, conv 3x3x32 same, pool, Dense 64, 10;
 - ``LeNet-5 predict x1``: one image through LeNet-5 (what an app classifying one input pays);
 - ``conv 3x3 64->64 32x32 b32``: one convolution's forward pass, the GEMM-bound case;
+- ``separable 3x3 64->64 32x32 b32``: one SeparableConv2D's (relu) forward and backward pass
+  (PyTorch: conv2d with groups=64, then a 1x1 conv2d), the depthwise kernels' case;
 - ``DCGAN generator step b64``: the generator of Keras' DCGAN example for 28x28 images: noise
   100, Dense 7x7x128 relu, Conv2DTranspose 64 4x4 stride 2 "same" relu (14x14), Conv2DTranspose
   1 4x4 stride 2 "same" tanh (28x28), one SGD-with-momentum step on an MSE to fixed images
@@ -176,6 +178,35 @@ def rows() -> list[Row]:
             return call
         return mine, theirs
 
+    def separable64() -> tuple[Callable[[], Callable[[], Any]],
+                               Callable[[Any], Callable[[], Any]]]:
+        x = rng.standard_normal((32, 32, 32, 64)).astype(np.float32)
+        dy = rng.standard_normal((32, 32, 32, 64)).astype(np.float32)
+
+        def mine() -> Callable[[], Any]:
+            model = fnn.Sequential([fnn.SeparableConv2D(64, 3, padding="same",
+                                                        activation="relu")],
+                                   input_shape=(32, 32, 64), seed=0)
+
+            def call() -> None:
+                model.forward(x, training=True)
+                model.backward(dy)
+            return call
+
+        def theirs(torch: Any) -> Callable[[], Any]:
+            xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+            dyt = torch.tensor(dy.transpose(0, 3, 1, 2).copy())
+            depth = torch.nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+            point = torch.nn.Conv2d(64, 64, 1)
+
+            def call() -> None:
+                xt.grad = None
+                for p in (*depth.parameters(), *point.parameters()):
+                    p.grad = None
+                torch.relu(point(depth(xt))).backward(dyt)
+            return call
+        return mine, theirs
+
     def generator_step(n: int) -> tuple[Callable[[], Callable[[], Any]],
                                         Callable[[Any], Callable[[], Any]]]:
         z = rng.standard_normal((n, 100)).astype(np.float32)
@@ -206,6 +237,8 @@ def rows() -> list[Row]:
              *step(digits_cnn, _torch_digits, 8, 32)),
             ("LeNet-5 predict x1", _lenet_flops(1, False), *predict_one()),
             ("conv 3x3 64->64 32x32 b32", 2.0 * 32 * 1024 * 576 * 64, *conv64()),
+            ("separable 3x3 64->64 32x32 b32", 2.0 * 3 * 32 * 1024 * (9 * 64 + 64 * 64),
+             *separable64()),
             ("DCGAN generator step b64", dcgan, *generator_step(64))]
 
 

@@ -6,7 +6,10 @@ Rows (float32, the same architecture, loss and optimizer on both sides; PyTorch'
 - ``LSTM / GRU / SimpleRNN step b32``: 32 steps of 32 features, 64 units, the last step into
   Dense 10 (softmax cross-entropy), one SGD-with-momentum training step on 32 sequences;
 - ``LSTM predict x1``: one sequence of 32 steps through that LSTM (what an app pays per call);
-- ``LSTM step b64 64->256 T50``: 50 steps of 64 features, 256 units, the large, GEMM-bound case.
+- ``LSTM step b64 64->256 T50``: 50 steps of 64 features, 256 units, the large, GEMM-bound case;
+- ``LSTM masked step b32``: the first row's network on sequences right-padded to 32 steps from
+  lengths 8 to 32: fastnn's ``Masking`` (the kernel skips padded steps), PyTorch's packed
+  sequences (``pack_padded_sequence``, ``h_n`` into the Dense layer). FLOPs of the real steps.
 
 Timing, ratios and the GEMM peak as in fastnn/_bench_cnn.py (whose ``measure`` runs these rows).
 FLOPs count the products: per step 2 x rows x K x (features + units) forward, with K = gates x
@@ -103,13 +106,50 @@ def rows() -> list[Row]:
             return call
         return mine, theirs
 
+    def masked(n: int, steps: int, features: int, units: int
+               ) -> tuple[Callable[[], Callable[[], Any]], Callable[[Any], Callable[[], Any]],
+                          float]:
+        lengths = np.linspace(steps // 4, steps, n).astype(np.int64)
+        X = rng.standard_normal((n, steps, features)).astype(np.float32)
+        for i, length in enumerate(lengths):
+            X[i, length:] = 0.0
+        y = np.arange(n) % 10
+
+        def mine() -> Callable[[], Any]:
+            net = fnn.Sequential([fnn.Masking(), fnn.LSTM(units),
+                                  fnn.Dense(10, activation="softmax")],
+                                 input_shape=(steps, features), seed=0)
+            net.compile(loss="cross_entropy", optimizer=fnn.SGD(0.01, momentum=0.9))
+            return lambda: net.train_on_batch(X, y)
+
+        def theirs(torch: Any) -> Callable[[], Any]:
+            nn = torch.nn
+            lstm, dense = nn.LSTM(features, units, batch_first=True), nn.Linear(units, 10)
+            params = [*lstm.parameters(), *dense.parameters()]
+            opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+            loss = nn.CrossEntropyLoss()
+            xt, yt, lt = torch.tensor(X), torch.tensor(y), torch.tensor(lengths)
+
+            def call() -> None:
+                opt.zero_grad()
+                packed = nn.utils.rnn.pack_padded_sequence(xt, lt, batch_first=True,
+                                                           enforce_sorted=False)
+                _, (h, _) = lstm(packed)
+                loss(dense(h[0]), yt).backward()
+                opt.step()
+            return call
+        return mine, theirs, float(lengths.sum()) / (n * steps)
+
     out: list[Row] = []
+    mine_m, theirs_m, real = masked(32, 32, 32, 64)
     for kind in ("LSTM", "GRU", "SimpleRNN"):
         out.append((f"{kind} step b32 32->64 T32", _flops(kind, 32, 32, 32, 64, True),
                     *step(kind, 32, 32, 32, 64)))
     out.append(("LSTM predict x1 T32", _flops("LSTM", 1, 32, 32, 64, False), *predict_one()))
     out.append(("LSTM step b64 64->256 T50", _flops("LSTM", 64, 50, 64, 256, True),
                 *step("LSTM", 64, 50, 64, 256)))
+    out.append(("LSTM masked step b32 T<=32", real * _flops("LSTM", 32, 32, 32, 64, True),
+                mine_m, theirs_m))
     return out
 
 

@@ -191,6 +191,16 @@ def as_real_array(name: str, x: ArrayLike) -> NDArray[Any]:
     return arr
 
 
+def as_number_array(name: str, x: ArrayLike) -> NDArray[Any]:
+    """``as_real_array``, refusing booleans too: for arrays of values (statistics, constants),
+    where True would silently mean 1.0."""
+    arr = as_real_array(name, x)
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold numbers, not booleans. Received: {name} with dtype "
+                        f"bool")
+    return arr
+
+
 def float_matrix(name: str, x: ArrayLike, dtype: DTypeLike, width: Optional[int] = None,
                  allow_empty: bool = False) -> NDArray[np.floating[Any]]:
     """A C-contiguous (n, d) array of ``dtype``, finite, copied only if needed.

@@ -7,7 +7,7 @@ batch, {"loss": batch loss}; at the start of training, an epoch or a batch, {}. 
 ``model.stop_training = True`` ends ``fit`` after the current epoch (or batch).
 
 Here: ``EarlyStopping``, ``ModelCheckpoint``, ``LearningRateScheduler``, ``ReduceLROnPlateau``,
-``CSVLogger``, ``LambdaCallback``, ``TerminateOnNaN``.
+``CSVLogger``, ``LambdaCallback``, ``TerminateOnNaN``; ``TensorBoard`` (fastnn/tensorboard.py).
 
 Examples
 --------
@@ -583,3 +583,6 @@ class TerminateOnNaN(Callback):
     def on_batch_end(self, batch: int, logs: Logs = None) -> None:
         if not np.isfinite(logs.get("loss", 0.0)):    # type: ignore[union-attr]  # fit passes logs
             self.model.stop_training = True
+
+
+from fastnn.tensorboard import TensorBoard  # noqa: E402  (it builds on Callback)

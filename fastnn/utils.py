@@ -1,4 +1,5 @@
-"""Keras' helpers (``keras.utils``): ``to_categorical``, ``set_random_seed``."""
+"""Keras' helpers (``keras.utils``): ``to_categorical``, ``pad_sequences``,
+``set_random_seed``."""
 
 from __future__ import annotations
 
@@ -111,4 +112,82 @@ def to_categorical(y: ArrayLike, num_classes: Optional[int] = None,
                              f"{num_classes}")
     out = np.zeros(labels.shape + (num_classes,), dtype=np.dtype(dtype))
     np.put_along_axis(out, labels[..., None], 1, axis=-1)
+    return out
+
+
+def pad_sequences(sequences: Any, maxlen: Optional[int] = None, dtype: Any = "int32",
+                  padding: str = "pre", truncating: str = "pre",
+                  value: float = 0.0) -> NDArray[Any]:
+    """Sequences of different lengths as one array (n, maxlen), as Keras' ``pad_sequences``:
+    each padded with ``value`` before (``padding="pre"``, Keras' default) or after it
+    (``"post"``), and one longer than ``maxlen`` cut at its start (``truncating="pre"``) or
+    end. With ``value`` 0 it is what ``Embedding(mask_zero=True)`` and ``Masking`` skip.
+
+    Parameters
+    ----------
+    sequences : sequence of sequences
+        Each a list or array of numbers (or of vectors, all of one shape).
+    maxlen : int, optional
+        The length of the result, >= 0; default the longest sequence's.
+    dtype : str or NumPy type, default "int32"
+        A numeric dtype.
+    padding, truncating : {"pre", "post"}
+    value : float, default 0.0
+
+    Returns
+    -------
+    ndarray of shape (len(sequences), maxlen, *vector shape)
+
+    Raises
+    ------
+    TypeError
+        If ``sequences`` is not a sequence of sequences of numbers, or ``dtype`` is not
+        numeric.
+    ValueError
+        For a negative ``maxlen``, an unknown ``padding`` or ``truncating``, or vectors of
+        different shapes.
+
+    Examples
+    --------
+    >>> from fastnn.utils import pad_sequences
+    >>> pad_sequences([[1, 2, 3], [4], [5, 6]])
+    array([[1, 2, 3],
+           [0, 0, 4],
+           [0, 5, 6]], dtype=int32)
+    >>> pad_sequences([[1, 2, 3], [4]], maxlen=2, padding="post", truncating="post")
+    array([[1, 2],
+           [4, 0]], dtype=int32)
+    """
+    padding = V.check_choice("padding", padding, ["pre", "post"])
+    truncating = V.check_choice("truncating", truncating, ["pre", "post"])
+    kind = np.dtype(dtype)
+    if kind.kind not in "biuf":
+        raise TypeError(f"dtype must be a numeric dtype. Received: dtype={kind}")
+    if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__len__"):
+        raise TypeError(f"sequences must be a list of sequences. Received: "
+                        f"{V._describe(sequences)}")
+    rows = []
+    for i, seq in enumerate(sequences):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
+            raise TypeError(f"sequences[{i}] must be a sequence of numbers. Received: "
+                            f"{V._describe(seq)}")
+        arr = np.asarray(seq)
+        if arr.size and arr.dtype.kind not in "biuf":
+            raise TypeError(f"sequences[{i}] must hold numbers. Received: dtype {arr.dtype}")
+        rows.append(arr)
+    vector = next((r.shape[1:] for r in rows if len(r)), ())
+    longest = max((len(r) for r in rows), default=0)
+    length = longest if maxlen is None else V.check_int("maxlen", maxlen, low=0)
+    out = np.full((len(rows), length, *vector), value, dtype=kind)
+    for i, arr in enumerate(rows):
+        if not len(arr) or not length:
+            continue
+        if arr.shape[1:] != vector:
+            raise ValueError(f"sequences[{i}] holds steps of shape {arr.shape[1:]}, others "
+                             f"{vector}: every step must have one shape")
+        kept = arr[-length:] if truncating == "pre" else arr[:length]
+        if padding == "pre":
+            out[i, length - len(kept):] = kept
+        else:
+            out[i, :len(kept)] = kept
     return out

@@ -48,11 +48,11 @@ export PYTHONDONTWRITEBYTECODE=1
 if ! "$PYTHON" - "$WORK" <<'EOF'
 import os, sys
 import fastnn
-from fastnn._ext import (_attention, _conv, _decode, _embedding, _kernels, _layer_ops, _loss,
-                        _normalization, _optim, _pooling, _recurrent)
+from fastnn._ext import (_attention, _conv, _decode, _depthwise, _embedding, _kernels,
+                        _layer_ops, _loss, _normalization, _optim, _pooling, _recurrent)
 work = os.path.realpath(sys.argv[1])
 for mod in (fastnn, _kernels, _loss, _optim, _normalization, _layer_ops, _conv, _pooling,
-            _recurrent, _embedding, _attention, _decode):
+            _recurrent, _embedding, _attention, _decode, _depthwise):
     path = os.path.realpath(mod.__file__)
     assert path.startswith(work + os.sep), f"{mod.__name__} imported from {path}"
     with open(path, "rb") as f:
@@ -74,6 +74,7 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_hostile_state_machine.py tests/test_properties.py tests/test_backends.py \
          tests/test_gradients.py tests/test_attention.py tests/test_interrupts.py \
          tests/test_conv.py tests/test_mha.py tests/test_pooling.py tests/test_transformer.py \
+         tests/test_conv1d_transpose.py \
          tests/test_losses_optimizers_keras.py tests/test_model_files_v2.py \
          tests/test_train_plan.py tests/test_layers_graph.py tests/test_decoding.py \
          tests/test_embedding.py tests/test_layer_kernels.py tests/test_hyperparameters.py \
@@ -85,7 +86,7 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_padding_cropping.py tests/test_merge_layers.py \
          tests/test_permute_noise_layers.py tests/test_optimizers_adaptive.py \
          tests/test_torch_parity_reshape_merge.py tests/test_label_smoothing.py \
-         tests/test_activations_keras.py; do
+         tests/test_activations_keras.py tests/test_masking.py tests/test_depthwise_conv.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 LOGS="$(mktemp -d)"

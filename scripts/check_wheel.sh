@@ -142,7 +142,7 @@ exts = sorted(n for n in a if n.endswith((".so", ".pyd")))
 print(f"check_wheel:   {sys.argv[2].rsplit('/', 1)[-1]}: {len(a)} files, same as the build "
       f"wheel; extensions: {', '.join(n.rsplit('/', 1)[-1] for n in exts)}")
 expected = {"_kernels", "_loss", "_optim", "_normalization", "_layer_ops", "_conv",
-            "_pooling", "_recurrent", "_embedding", "_attention"}
+            "_pooling", "_recurrent", "_embedding", "_attention", "_depthwise"}
 missing = expected - {n.rsplit("/", 1)[-1].split(".")[0] for n in exts}
 if missing:
     sys.exit(f"check_wheel:   compiled extensions missing from the wheel: {sorted(missing)}")

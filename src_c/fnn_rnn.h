@@ -52,6 +52,13 @@ typedef struct {
     int act, rec;          /* activation codes (LINEAR, SIGMOID, TANH, RELU) */
     int reverse;           /* go_backwards */
     int seq;               /* y (and dy) hold every step (n, T, u), else the last (n, u) */
+    /* Keras' step mask (NULL: none), mask[b T + t] for sample b at time t (input order): where
+     * it is 0 the step is skipped, its states carried over (h_t = h_{t-1}, c_t = c_{t-1}); a
+     * sequence output there is the carried h, or 0 with zero_masked (Keras'
+     * zero_output_for_mask). Backward: a skipped step passes dh (and dc) on unchanged and has
+     * zero gate gradients, so its input gets no gradient. */
+    const unsigned char *mask;
+    int zero_masked;
 } fnn_rnn_geom;
 
 /* Values per sample of the forward workspace and of the backward one. */

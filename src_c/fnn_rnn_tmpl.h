@@ -202,6 +202,27 @@ static void RFN(step_gemm)(const GATES *gt, ptrdiff_t s, ptrdiff_t n, ptrdiff_t 
 #endif
 #endif
 
+/* Whether sample b takes step s (its time step in input order: the reverse reads T-1-s). */
+static int RFN(step_on)(const fnn_rnn_geom *g, ptrdiff_t b, ptrdiff_t s)
+{
+    return g->mask[b * g->T + (g->reverse ? g->T - 1 - s : s)] != 0;
+}
+
+/* The masked rows of step s among rows [r0, r0+m): their states stay those of step s-1
+ * (h_s := h_s-1, the LSTM's c_s := c_s-1), whatever the step computed. */
+static void RFN(carry_masked)(const fnn_rnn_geom *g, const RFN(parts) *p, ptrdiff_t s,
+                              ptrdiff_t r0, ptrdiff_t m)
+{
+    const ptrdiff_t n = g->n, u = g->u, ldh = p->ldh;
+    ptrdiff_t b;
+    for (b = r0; b < r0 + m; b++) {
+        if (RFN(step_on)(g, b, s)) continue;
+        memcpy(p->H + ((s + 1) * n + b) * ldh, p->H + (s * n + b) * ldh, (size_t)u * sizeof(FT));
+        if (g->cell == FNN_RNN_LSTM)
+            memcpy(p->C + ((s + 1) * n + b) * u, p->C + (s * n + b) * u, (size_t)u * sizeof(FT));
+    }
+}
+
 /* The recurrence of the forward on rows [r0, r1) of the batch, group q of `groups` (see
  * fnn_rnn_groups): rows are independent through time, so groups run on threads with no
  * synchronisation per step. B: U, or with `fused` (an LSTM on the GEMM) [W; U], whose product
@@ -241,6 +262,7 @@ static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(
                         g->rec);
             break;
         }
+        if (g->mask) RFN(carry_masked)(g, p, s, r0, m);
     }
 }
 
@@ -288,9 +310,13 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     }
     for (bb = 0; bb < n; bb++) {
         if (g->seq) {
-            for (s = 0; s < T; s++)
-                memcpy(y + (bb * T + s) * u, p.H + ((s + 1) * n + bb) * ldh,
-                       (size_t)u * sizeof(FT));
+            for (s = 0; s < T; s++) {
+                if (g->mask && g->zero_masked && !RFN(step_on)(g, bb, s))
+                    memset(y + (bb * T + s) * u, 0, (size_t)u * sizeof(FT));
+                else
+                    memcpy(y + (bb * T + s) * u, p.H + ((s + 1) * n + bb) * ldh,
+                           (size_t)u * sizeof(FT));
+            }
         } else {
             memcpy(y + bb * u, p.H + (T * n + bb) * ldh, (size_t)u * sizeof(FT));
         }
@@ -304,12 +330,27 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     return 1;
 }
 
+/* The gate gradients (dzs; the GRU's recurrent side dzr too) of the rows among [r0, r0+m)
+ * that skip step s: 0, so they add nothing to the weights', bias' and input's gradients. */
+static void RFN(zero_skipped)(const fnn_rnn_geom *g, ptrdiff_t s, ptrdiff_t r0, ptrdiff_t m,
+                              FT *dzs, FT *dzr)
+{
+    const ptrdiff_t K = fnn_rnn_gates(g->cell) * g->u;
+    ptrdiff_t b;
+    for (b = r0; b < r0 + m; b++) {
+        if (RFN(step_on)(g, b, s)) continue;
+        memset(dzs + (b - r0) * K, 0, (size_t)K * sizeof(FT));
+        if (dzr) memset(dzr + (b - r0) * K, 0, (size_t)K * sizeof(FT));
+    }
+}
+
 /* Backpropagation through time on rows [r0, r1) of the batch, group q of `groups`: the gate
  * derivatives into dZ (and dZr), dh and dc carried back, the bias sums into acc (this group's:
  * K, and the GRU's recurrent K after). */
 static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
                                const RFN(stepb) *ut, const FT *dy, FT *dZ, FT *dZr, FT *dh,
-                               FT *dc, int want_dh0, double *acc, ptrdiff_t q, ptrdiff_t groups)
+                               FT *dc, FT *held, int want_dh0, double *acc, ptrdiff_t q,
+                               ptrdiff_t groups)
 {
     const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0;
@@ -317,36 +358,65 @@ static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN
     ptrdiff_t s, bb, j;
     for (s = T - 1; s >= 0; s--) {
         FT *dzs = dZ + (s * n + r0) * K, *dzr = dZr + (s * n + r0) * K;
+        int skips = 0; /* rows of this group that skip the step (a mask) */
+        if (g->mask) {
+            for (bb = r0; bb < r0 + m; bb++) {
+                if (RFN(step_on)(g, bb, s)) continue;
+                skips = 1;
+                break;
+            }
+        }
         if (g->seq) {
             for (bb = r0; bb < r0 + m; bb++) {
                 const FT *src = dy + (bb * T + s) * u;
                 FT *dst = dh + bb * u;
+                if (skips && g->zero_masked && !RFN(step_on)(g, bb, s)) continue; /* a 0 out */
                 for (j = 0; j < u; j++) dst[j] += src[j];
             }
         } else if (s == T - 1) {
             for (j = 0; j < m * u; j++) dhq[j] += dy[r0 * u + j];
+        }
+        /* a skipped step passes dh and dc on as they are: held here across the step */
+        if (skips) {
+            for (bb = r0; bb < r0 + m; bb++) {
+                if (RFN(step_on)(g, bb, s)) continue;
+                memcpy(held + bb * u, dh + bb * u, (size_t)u * sizeof(FT));
+                if (g->cell == FNN_RNN_LSTM)
+                    memcpy(held + (n + bb) * u, dc + bb * u, (size_t)u * sizeof(FT));
+            }
         }
         /* the recurrent product feeds the step before; at the first step only dh0 wants it */
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
             /* H's rows are contiguous (ldh == u) but the LSTM's */
             gt->simple_bwd(p->H + ((s + 1) * n + r0) * u, dhq, dzs, m * u, g->act);
+            if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, NULL);
             if (s > 0 || want_dh0)
                 RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(dzs, p->C + (s * n + r0) * u, p->AUX + (s * n + r0) * u, dhq, dcq, m,
                          u, g->act, g->rec); /* dzs: the step's gates, replaced */
+            if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, NULL);
             if (s > 0 || want_dh0)
                 RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
             break;
         default:
             gt->gru_bwd(p->G + (s * n + r0) * K, p->H + (s * n + r0) * u,
                         p->AUX + (s * n + r0) * u, dhq, dzs, dzr, m, u, g->act, g->rec);
+            if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, dzr);
             if (s > 0 || want_dh0)
                 RFN(step_gemm)(gt, s, m, u, K, dzr, K, ut, (FT)1, dhq, u, NULL);
             gt->colsum(dzr, m, K, acc + K);
             break;
+        }
+        if (skips) {
+            for (bb = r0; bb < r0 + m; bb++) {
+                if (RFN(step_on)(g, bb, s)) continue;
+                memcpy(dh + bb * u, held + bb * u, (size_t)u * sizeof(FT));
+                if (g->cell == FNN_RNN_LSTM)
+                    memcpy(dc + bb * u, held + (n + bb) * u, (size_t)u * sizeof(FT));
+            }
         }
         gt->colsum(dzs, m, K, acc);
     }
@@ -367,12 +437,20 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     FT *dxt = dZr + (gru ? T * n * K : 0);
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
+    FT *held = NULL; /* with a mask: the skipping rows' dh (n, u) and dc (n, u) across a step */
     RFN(stepb) Uts;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
     /* the bias gradients' sums (the GRU's recurrent bias: the second K), one set per group */
     acc = (double *)calloc((size_t)(groups * na), sizeof(double));
     if (!acc) return 0;
+    if (g->mask && n > 0) {
+        held = (FT *)malloc((size_t)(2 * n * u) * sizeof(FT));
+        if (!held) {
+            free(acc);
+            return 0;
+        }
+    }
     mxcsr = fnn_ftz_enter();
     if (n == 0) { /* no samples: zero gradients */
         memset(dW, 0, (size_t)(d * K) * sizeof(FT));
@@ -395,8 +473,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
         RNN_EACH_GROUP(groups, q,
-                       RFN(backward_rows)(g, gt, &p, &Uts, dy, dZ, dZr, dh, dc, dh0 != NULL,
-                                          acc + q * na, q, groups));
+                       RFN(backward_rows)(g, gt, &p, &Uts, dy, dZ, dZr, dh, dc, held,
+                                          dh0 != NULL, acc + q * na, q, groups));
         for (q = 1; q < groups; q++) /* the groups' bias sums, in group order */
             for (j = 0; j < na; j++) acc[j] += acc[q * na + j];
     }
@@ -410,6 +488,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         if (dWU == NULL) {
             free(Uts.raw);
             fnn_ftz_leave(mxcsr);
+            free(held);
             free(acc);
             return 0;
         }
@@ -448,6 +527,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         else memset(dc0, 0, (size_t)(n * u) * sizeof(FT));
     }
     free(Uts.raw);
+    free(held);
     fnn_ftz_leave(mxcsr);
     free(acc);
     return 1;

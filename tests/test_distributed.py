@@ -288,6 +288,29 @@ def test_one_rank_weighs_validation_loss_as_fit():
     assert plain.history["val_loss"] != want.history["val_loss"]
 
 
+def test_one_rank_of_a_masked_tagger_gives_fits_history():
+    """A per-step classifier on padded ids (Embedding(mask_zero=True)): the masked loss and
+    accuracy, training and validation, as fit gives them."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 9, (60, 6)).astype(np.float64)
+    for i, length in enumerate(rng.integers(1, 7, 60)):
+        ids[i, length:] = 0
+    tags = rng.integers(0, 3, (60, 6))
+
+    def tagger():
+        model = fnn.Sequential([fnn.Embedding(9, 4, mask_zero=True),
+                                fnn.GRU(5, return_sequences=True),
+                                fnn.Dense(3, activation="softmax")], input_shape=(6,), seed=1,
+                               dtype="float64")
+        return model.compile("sparse_categorical_crossentropy", "adam", metrics=["accuracy"])
+
+    model, ref = tagger(), tagger()
+    history = fnn.distributed.fit(model, ids, tags, epochs=2, batch_size=20, verbose=0,
+                                  validation_split=0.25, comm=_OneRank())
+    want = ref.fit(ids, tags, epochs=2, batch_size=20, verbose=0, validation_split=0.25)
+    assert history.history == want.history
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(X=iter([])), TypeError, "takes arrays"),
     (dict(steps_per_epoch=3), TypeError, "takes arrays"),

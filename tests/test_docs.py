@@ -13,7 +13,8 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.recurrent", "fastnn.layers.embedding", "fastnn.layers.attention",
            "fastnn.layers.transformer", "fastnn.layers.reshaping", "fastnn.utils",
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
-           "fastnn.layers.permute",
+           "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
+           "fastnn.layers.lambda_layer", "fastnn.layers.depthwise",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
@@ -29,6 +30,14 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
     assert result.attempted > 0, f"{name} has no docstring examples"
+
+
+def test_readme_masks_example_runs(capsys):
+    blocks = _readme_section("Padded sequences: masks")
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    scores = eval(capsys.readouterr().out)
+    assert scores["accuracy"] == 1.0 and scores["loss"] < 0.1
 
 
 def _readme_section(title):

@@ -202,7 +202,8 @@ BAD_ARGUMENTS = [
     (lambda: fnn.Embedding("10", 4), TypeError, r"input_dim must be an integer"),
     (lambda: fnn.Embedding(True, 4), TypeError, r"input_dim must be an integer"),
     (lambda: fnn.Embedding(4, None), TypeError, r"output_dim must be an integer"),
-    (lambda: fnn.Embedding(4, 2, mask_zero=True), ValueError, r"mask_zero=True is not supported"),
+    (lambda: fnn.Sequential([fnn.Embedding(4, 2, mask_zero=True)], input_shape=(3, 2)),
+     ValueError, r"mask_zero=True marks the padded steps of sequences of ids"),
     (lambda: fnn.Embedding(4, 2, mask_zero="no"), TypeError, r"mask_zero"),
     (lambda: fnn.Embedding(4, 2, input_length=0), ValueError, r"input_length=0"),
     (lambda: fnn.Embedding(4, 2, embeddings_initializer="nope"), ValueError,
@@ -307,7 +308,7 @@ def test_finite_difference_gradient_of_the_table(backend):
 def test_config_round_trip():
     layer = fnn.Embedding(30, 4, embeddings_initializer=fnn.initializers.RandomNormal(
         stddev=0.1, seed=4), embeddings_regularizer="l2", input_length=6, name="tokens",
-        trainable=False)
+        trainable=False, mask_zero=True)
     config = layer.get_config()
     assert json.loads(json.dumps(config)) == config
     assert config["class"] == "Embedding" and config["input_dim"] == 30
@@ -353,7 +354,7 @@ HOSTILE = {
     "huge_dims": ({"input_dim": 2**24, "output_dim": 2**31 - 1}, r"more than the file"),
     "over_2_31": ({"input_dim": 2**31}, r"below 2\*\*31"),
     "float32_limit": ({"input_dim": 2**25}, r"2\*\*24"),
-    "mask_zero": ({"mask_zero": True}, r"mask_zero"),
+    "mask_zero": ({"mask_zero": "yes"}, r"mask_zero"),
     "float_dim": ({"input_dim": 20.0}, r"must be an integer"),
     "unknown_argument": ({"kernel_size": 3}, r"kernel_size"),
     "bad_initializer": ({"embeddings_initializer": {"class_name": "Nope", "config": {}}},

@@ -41,11 +41,13 @@ def test_compiled_before_built_builds_on_the_first_fit_from_its_data(backend):
     model.add(fnn.Dense(3, activation="softmax"))
     assert model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                          metrics=["accuracy"]) is model
-    assert not model.built and model.loss is None        # completed by the build
+    # the objects at once, as in Keras; the build completes the compile with them
+    assert not model.built and type(model.loss).__name__ == "CrossEntropy"
+    opt = model.optimizer
     h = model.fit(X, Y, epochs=3, batch_size=16, verbose=0)
     h_ref = ref.fit(X, Y, epochs=3, batch_size=16, verbose=0)
     assert model.built and model.input_dim == 4 and model.metrics == ["accuracy"]
-    assert type(model.optimizer) is type(ref.optimizer)
+    assert type(model.optimizer) is type(ref.optimizer) and model.optimizer is opt
     assert h.history == h_ref.history
     _same(model, ref)
 
@@ -129,6 +131,32 @@ def test_a_deferred_compile_refuses_bad_arguments_at_once():
     with pytest.raises(ValueError, match="metric"):
         model.compile(loss="mse", metrics=["nonsense"])
     assert model._pending_compile is None and not model.built
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_a_deferred_compile_sets_loss_optimizer_and_metrics_at_once(backend):
+    """As in Keras: model.loss and model.optimizer are the compiled objects before the model
+    is built, and the same objects train it once fit builds it."""
+    model = fnn.Sequential(_layers(), seed=0, backend=backend)
+    opt = fnn.Adam(0.01)
+    assert model.compile(loss="cross_entropy", optimizer=opt, metrics=["accuracy"]) is model
+    assert not model.built and model.optimizer is opt and model.metrics == ["accuracy"]
+    assert type(model.loss).__name__ == "CrossEntropy"
+    loss = model.loss
+    with pytest.raises(ValueError, match="hinge"):          # a refused compile changes nothing
+        model.compile(loss="hinge")
+    assert model.loss is loss and model.optimizer is opt
+    rng = np.random.default_rng(0)
+    history = model.fit(rng.normal(size=(16, 4)), rng.integers(0, 3, 16), epochs=2,
+                        batch_size=8, verbose=0)
+    assert model.built and model.loss is loss and model.optimizer is opt
+    assert opt.iterations == 4 and set(history.history) == {"loss", "accuracy"}
+    again = fnn.Sequential(_layers(), seed=0, backend=backend)
+    again.compile("cross_entropy", "sgd")
+    assert type(again.optimizer).__name__ == "SGD" and again.metrics == []
+    sgd = again.optimizer
+    again.build(4)
+    assert again.optimizer is sgd and again.optimizer.iterations == 0
 
 
 @pytest.mark.parametrize("make, exc, pattern", [

@@ -844,3 +844,170 @@ def test_huge_but_legal_activations_load_without_allocating_them(reshape_merge, 
         tracemalloc.stop()
     assert peak < 2 << 20
     assert model.output_shape[1][0] >= 2**30
+
+
+# ---------------------------------------------------------------- depthwise and separable
+def _depthwise_model(backend="numpy"):
+    """Layers 0-5: DepthwiseConv2D (depth_multiplier 2), SeparableConv2D, Reshape to steps,
+    DepthwiseConv1D, SeparableConv1D, Flatten; then the Dense head (layer 6)."""
+    return fnn.Sequential([
+        fnn.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+        fnn.SeparableConv2D(4, 3, strides=2, activation="relu"), fnn.Reshape((-1, 4)),
+        fnn.DepthwiseConv1D(2), fnn.SeparableConv1D(3, 2, padding="same"), fnn.Flatten(),
+        fnn.Dense(2, activation="softmax")], input_shape=(8, 8, 3), seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def depthwise_file():
+    blob = fio.model_to_bytes(_depthwise_model())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+# ---------------------------------------------------------------- transposed convolutions
+def _conv_transpose(backend="numpy"):
+    """Layers 0-2: Conv1DTranspose(3, 4, strides 2, output_padding 1) and Conv1DTranspose(2, 3,
+    "same", dilation 2) on the sequence (5, 2); Conv2DTranspose(2, 3, strides 2) on the image
+    (3, 3, 2). Nodes: inputs 0-1, layer i is node 2 + i."""
+    seq, img = fnn.Input((5, 2)), fnn.Input((3, 3, 2))
+    s = fnn.Conv1DTranspose(3, 4, strides=2, output_padding=1, activation="relu")(seq)
+    s = fnn.Conv1DTranspose(2, 3, padding="same", dilation_rate=2)(s)
+    t = fnn.Conv2DTranspose(2, 3, strides=2)(img)
+    return fnn.Model([seq, img], [s, t], seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def conv_transpose():
+    blob = fio.model_to_bytes(_conv_transpose())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+def _seq_layer(i, **values):
+    def change(model):
+        model["layers"][i].update(values)
+    return change
+
+
+HOSTILE_DEPTHWISE = {
+    "depth_multiplier_2_28": (_seq_layer(0, depth_multiplier=2**28), r"more than the file"),
+    "depth_multiplier_2_30": (_seq_layer(0, depth_multiplier=2**30),
+                              r"3 channels times depth_multiplier=1073741824 must be below"),
+    "depth_multiplier_2_31": (_seq_layer(0, depth_multiplier=2**31),
+                              r"depth_multiplier=2147483648"),
+    "depth_multiplier_zero": (_seq_layer(0, depth_multiplier=0), r"depth_multiplier=0\b"),
+    "depth_multiplier_float": (_seq_layer(0, depth_multiplier=2.0), r"depth_multiplier=2\.0"),
+    "depth_multiplier_string": (_seq_layer(1, depth_multiplier="2"), r"depth_multiplier='2'"),
+    "depthwise_kernel_2_30": (_seq_layer(0, kernel_size=[2**30, 2**30], padding="valid"),
+                              r"does not fit"),
+    "depthwise_kernel_2_30_same": (_seq_layer(0, kernel_size=[2**30, 3]),
+                                   r"kernel_size=\[1073741824, 3\].*window spanning"),
+    "depthwise_strides_zero": (_seq_layer(0, strides=[0, 1]), r"strides=0\b"),
+    "depthwise_dilation_negative": (_seq_layer(0, dilation_rate=[1, -1]), r"dilation_rate=-1\b"),
+    "depthwise_padding_causal": (_seq_layer(0, padding="causal"), r"padding='causal'"),
+    "depthwise_channels_first": (_seq_layer(0, data_format="channels_first"), r"data_format"),
+    "depthwise_activation_unknown": (_seq_layer(0, activation="swishy"), r"activation='swishy'"),
+    "depthwise_initializer_unknown": (_seq_layer(0, depthwise_initializer="magic"),
+                                      r"depthwise_initializer"),
+    "separable_filters_2_30": (_seq_layer(1, filters=2**30), r"more than the file"),
+    "separable_filters_zero": (_seq_layer(1, filters=0), r"filters=0\b"),
+    "separable_filters_missing": (lambda m: m["layers"][1].pop("filters"), r"filters"),
+    "separable_unknown_argument": (_seq_layer(1, groups=2), r"groups"),
+    "separable_pointwise_regularizer": (_seq_layer(1, pointwise_regularizer={"class_name": "L9",
+                                                                            "config": {}}),
+                                        r"pointwise_regularizer|L9"),
+    "separable1d_kernel_two_axes": (_seq_layer(4, kernel_size=[2, 2]), r"kernel_size"),
+    "depthwise1d_kernel_2_30": (_seq_layer(3, kernel_size=[2**30]), r"does not fit"),
+    "depthwise1d_strides_2_31": (_seq_layer(3, strides=[2**31]), r"strides"),
+    "separable_more_weights": (_seq_layer(1, depth_multiplier=3), r"more than the file"),
+    "head_parameter_shape": (_seq_layer(6, units=3), r"needs|do not match"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_DEPTHWISE))
+def test_the_loader_refuses_hostile_depthwise_and_separable_configs(depthwise_file, name):
+    change, pattern = HOSTILE_DEPTHWISE[name]
+    _refused_before_allocation(_forge(depthwise_file, change), pattern)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_the_depthwise_file_round_trips_bitwise(depthwise_file, backend, tmp_path):
+    layers = depthwise_file["header"]["model"]["layers"]
+    assert [entry["class"] for entry in layers] == [
+        "DepthwiseConv2D", "SeparableConv2D", "Reshape", "DepthwiseConv1D", "SeparableConv1D",
+        "Flatten", "Dense"]
+    model = _depthwise_model(backend)
+    x = np.random.default_rng(0).standard_normal((5, 8, 8, 3))
+    model.compile("cross_entropy", fnn.SGD(learning_rate=0.1, momentum=0.9))
+    model.fit(x, np.arange(5) % 2, epochs=2, batch_size=2, verbose=0)
+    model.save(tmp_path / "dw.fnn")
+    loaded = fnn.load(tmp_path / "dw.fnn")
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in model.get_weights()]
+    assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+    assert loaded.train_on_batch(x, np.arange(5) % 2) == model.train_on_batch(x, np.arange(5) % 2)
+
+
+HOSTILE_CONV_TRANSPOSE = {
+    "ct1_filters_2_31": (_layer(0, filters=2**31), r"filters=2147483648"),
+    "ct1_filters_2_30": (_layer(0, filters=2**30), r"more than the file"),
+    "ct1_filters_zero": (_layer(0, filters=0), r"filters=0\b"),
+    "ct1_filters_string": (_layer(0, filters="3"), r"filters='3'"),
+    "ct1_kernel_2_31": (_layer(0, kernel_size=[2**31]), r"kernel_size"),
+    "ct1_kernel_2_30": (_layer(0, kernel_size=[2**30]), r"more than the file"),
+    "ct1_kernel_two_axes": (_layer(0, kernel_size=[4, 4]), r"kernel_size=\[4, 4\]"),
+    "ct1_kernel_zero": (_layer(0, kernel_size=[0]), r"kernel_size=0\b"),
+    "ct1_strides_zero": (_layer(0, strides=[0]), r"strides=0\b"),
+    "ct1_strides_2_30": (_layer(0, strides=[2**30]), r"2\*\*31 - 1"),
+    "ct1_strides_bool": (_layer(0, strides=[True]), r"strides"),
+    "ct1_dilation_negative": (_layer(1, dilation_rate=[-2]), r"dilation_rate=-2\b"),
+    "ct1_dilation_2_30_valid": (_layer(0, dilation_rate=[2**30]), r"2\*\*31 - 1"),
+    "ct1_output_padding_at_the_stride": (_layer(0, output_padding=[2]),
+                                         r"output_padding must be below the strides \(2,\)"),
+    "ct1_output_padding_with_stride_1": (_layer(1, output_padding=[1]),
+                                         r"output_padding must be below the strides \(1,\)"),
+    "ct1_output_padding_negative": (_layer(0, output_padding=[-1]), r"output_padding=-1\b"),
+    "ct1_output_padding_two_axes": (_layer(0, output_padding=[1, 1]),
+                                    r"output_padding must be an integer or a tuple of one integer"),
+    "ct1_output_padding_string": (_layer(0, output_padding="1"), r"output_padding='1'"),
+    "ct1_output_padding_float": (_layer(0, output_padding=1.0), r"output_padding=1\.0"),
+    "ct1_output_padding_2_40": (_layer(0, output_padding=[2**40]), r"output_padding"),
+    "ct1_padding_causal": (_layer(0, padding="causal"), r"padding='causal'"),
+    "ct1_padding_null": (_layer(0, padding=None), r"padding=None"),
+    "ct1_channels_first": (_layer(0, data_format="channels_first"), r"data_format"),
+    "ct1_activation_unknown": (_layer(0, activation="swishy"), r"activation='swishy'"),
+    "ct1_use_bias_int": (_layer(1, use_bias=1), r"use_bias=1\b"),
+    "ct1_no_bias_in_the_config": (_layer(0, use_bias=False), r"do not match|bias"),
+    "ct1_unknown_argument": (_layer(1, bogus=1), r"bogus"),
+    "ct1_on_the_image": (_inbound(0, [1]), r"\(steps, channels\)"),
+    "ct2_on_the_sequence": (_inbound(2, [0]), r"\(height, width, channels\)"),
+    "ct2_output_padding_one_axis": (_layer(2, output_padding=[1]),
+                                    r"output_padding must be an integer or a tuple of 2"),
+    "ct1_kernel_transposed": (_array_shape("conv1d_transpose/kernel", [4, 2, 3]),
+                              r"conv1d_transpose/kernel.*<f4\[4, 2, 3\].*needs"),
+    "ct1_kernel_as_2d": (_array_shape("conv1d_transpose/kernel", [1, 4, 3, 2]),
+                         r"conv1d_transpose/kernel"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CONV_TRANSPOSE))
+def test_the_loader_refuses_hostile_conv_transpose_configs(conv_transpose, name):
+    change, pattern = HOSTILE_CONV_TRANSPOSE[name]
+    _refused_before_allocation(_forge_any(conv_transpose, change), pattern)
+
+
+def test_the_conv_transpose_file_loads_and_its_layers_are_where_the_refusals_expect(
+        conv_transpose):
+    layers = conv_transpose["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "Conv1DTranspose", "Conv1DTranspose", "Conv2DTranspose"]
+    assert [entry["inbound"] for entry in layers] == [[0], [2], [1]]
+    assert layers[0]["config"]["output_padding"] == [1]
+    names = [e["name"] for e in conv_transpose["header"]["arrays"]]
+    assert any(n.endswith("conv1d_transpose/kernel") for n in names), names
+    model = model_from_bytes(conv_transpose["blob"])
+    original = _conv_transpose()
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((2, 5, 2)), rng.standard_normal((2, 3, 3, 2))]
+    assert [y.shape for y in model.predict(xs)] == [(2, 13, 2), (2, 7, 7, 2)]
+    for a, b in zip(model.predict(xs), original.predict(xs)):
+        assert a.tobytes() == b.tobytes()

@@ -62,8 +62,19 @@ KINDS = [
                             activation="tanh"),
         fnn.Conv2DTranspose(2, 2, dilation_rate=2, output_padding=0, use_bias=False)],
         (3, 2, 2)), (3, 2, 2), False, False),
+    ("conv1d_transpose", _seq(lambda: [
+        fnn.Conv1DTranspose(3, 4, strides=2, padding="same", activation="relu"),
+        fnn.Conv1DTranspose(2, 3, strides=3, output_padding=1),
+        fnn.Conv1DTranspose(2, 2, dilation_rate=2, padding="same", use_bias=False)], (5, 2)),
+     (5, 2), False, False),
     ("upsampling1d", _seq(lambda: [fnn.UpSampling1D(3), fnn.Dense(2)], (4, 2)), (4, 2),
      False, False),
+    # Permute exports as Transpose, read back as Permute where the layout does not absorb it
+    ("permute_last", _seq(lambda: [fnn.Dense(4), fnn.Permute((2, 1))], (3, 5)), (3, 5),
+     False, True),
+    ("permute_3d_then_dense", _seq(lambda: [fnn.Permute((3, 1, 2)), fnn.Dense(3),
+                                            fnn.Permute((2, 3, 1))], (2, 3, 4)), (2, 3, 4),
+     False, True),
     ("padding_cropping2d", _seq(lambda: [
         fnn.ZeroPadding2D(((1, 2), (0, 3))), fnn.Conv2D(3, 2), fnn.Cropping2D(((2, 0), (1, 1))),
         fnn.ZeroPadding2D(1), fnn.Cropping2D(((0, 1), (2, 0)))], (5, 4, 2)), (5, 4, 2),

@@ -290,11 +290,32 @@ def test_onnx_export_matches_onnxruntime(dtype, tmp_path):
     assert got.tobytes() == model.predict(x).tobytes()
 
 
+@pytest.mark.parametrize("dims, shape", [((2, 1), (4, 3)), ((3, 1, 2), (2, 3, 4)),
+                                         ((2, 3, 1), (2, 3, 4)), ((1, 3, 2), (2, 5, 3))])
+def test_onnx_transpose_imports_as_permute(dims, shape, tmp_path):
+    """fastnn's Permute exported (an ONNX Transpose) and read back: a Permute layer with the
+    same dims, bitwise the same predictions, at the end of the model or before a Dense."""
+    pytest.importorskip("onnx")
+    for layers in ([fnn.Conv1D(3, 1) if len(shape) == 2 else fnn.Dense(3), fnn.Permute(dims)],
+                   [fnn.Permute(dims), fnn.Dense(2)]):
+        model = fnn.Sequential(layers, input_shape=shape, seed=0)
+        back = fnn.onnx.load(fnn.onnx.export(model, tmp_path / "m.onnx"))
+        assert [type(layer).__name__ for layer in back.layers] == \
+            [type(layer).__name__ for layer in model.layers]
+        permute = next(layer for layer in back.layers if isinstance(layer, fnn.Permute))
+        assert permute.dims == dims
+        x = RNG.normal(size=(5, *shape)).astype(np.float32)
+        assert back.predict(x).tobytes() == model.predict(x).tobytes()
+
+
 @pytest.mark.parametrize("i, change, pattern", [
     (0, dict(dims=[1, 1]), r"layer 0 \(Permute\) is invalid.*dims must be a permutation"),
     (0, dict(dims=[2, 1, 3]), r"permutes samples of 3 dimensions"),
     (1, dict(stddev=None), r"layer 1 \(GaussianNoise\).*stddev=None"),
     (1, dict(state={"mask_seed": 1, "calls": 2**70}), r"GaussianNoise's state is out of range"),
+    (1, dict(stddev=1e39), r"GaussianNoise\(1e\+39\): stddev must be 0 or a float32 normal "
+                           r"number.*stddev=1e\+39, which in float32 overflows to inf"),
+    (1, dict(stddev=1e-40), r"stddev=1e-40, which in float32 is subnormal"),
     (2, dict(rate=2), r"SpatialDropout1D.*rate=2.0"),
     (3, dict(seed=2**80), r"GaussianDropout.*seed must be below 2\*\*64"),
 ])
@@ -336,6 +357,12 @@ def test_forged_files_are_refused_by_name(i, change, pattern):
     (lambda: fnn.GaussianNoise(-0.5), ValueError, r"stddev.*-0.5"),
     (lambda: fnn.GaussianNoise(float("nan")), ValueError, r"stddev"),
     (lambda: fnn.GaussianNoise(None), TypeError, r"stddev"),
+    (lambda: fnn.Sequential([fnn.GaussianNoise(1e39)], input_dim=3), ValueError,
+     r"stddev must be 0 or a float32 normal number.*stddev=1e\+39, which in float32 overflows"),
+    (lambda: fnn.Sequential([fnn.Dense(2), fnn.GaussianNoise(1e-40)], input_dim=3,
+                            dtype="float32"), ValueError, r"stddev=1e-40.*subnormal"),
+    (lambda: fnn.Model(*(lambda x: (x, fnn.GaussianNoise(3.5e38)(x)))(fnn.Input((3,)))),
+     ValueError, r"stddev=3\.5e\+38, which in float32 overflows"),
     (lambda: fnn.GaussianDropout(1.0), ValueError, r"rate"),
     (lambda: fnn.GaussianDropout(0.5, seed=2**64), ValueError, r"seed must be below 2\*\*64"),
     (lambda: fnn.GaussianNoise(0.1).set_state({"calls": 1}), ValueError,
@@ -345,6 +372,18 @@ def test_forged_files_are_refused_by_name(i, change, pattern):
 def test_bad_arguments_are_refused(make, exc, pattern):
     with pytest.raises(exc, match=pattern):
         make()
+
+
+def test_gaussian_noise_stddev_is_checked_against_the_models_dtype():
+    """1e39 overflows float32, not float64; the refusal changes nothing (the layer can go into
+    a float64 model afterwards)."""
+    layer = fnn.GaussianNoise(1e39, seed=0)
+    with pytest.raises(ValueError, match=r"stddev=1e\+39"):
+        fnn.Sequential([layer], input_dim=3)
+    model = fnn.Sequential([layer], input_dim=3, dtype="float64")
+    assert np.all(np.isfinite(model.forward(np.ones((2, 3)))))
+    assert fnn.Sequential([fnn.GaussianNoise(0.0)], input_dim=3).predict(np.ones((1, 3))).shape \
+        == (1, 3)
 
 
 # --------------------------------------------------------------------------- Sequential.pop
@@ -407,3 +446,74 @@ def test_pop_on_unbuilt_and_bad_uses():
     with pytest.raises(ValueError, match="at least one layer"):
         built.pop()
     assert len(built.layers) == 1 and built.built
+
+
+# --------------------------------------------------------------------------- Sequential.add, built
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_add_on_a_built_model_rebuilds_it_keeping_the_weights(backend):
+    """Keras' model.pop(); model.add(new_head): the kept layers' weights bitwise, the new
+    layer's initialised, the compile settings gone (compile again), predict and fit work."""
+    model = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dropout(0.2, seed=1),
+                            fnn.BatchNormalization(), fnn.Dense(3, activation="softmax")],
+                           input_dim=4, seed=0, backend=backend)
+    model.compile("cross_entropy", fnn.Adam(0.01))
+    X, y = RNG.normal(size=(32, 4)), RNG.integers(0, 3, 32)
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    model.pop()
+    kept = [w.tobytes() for w in model.get_weights()]
+    calls = model.layers[1].calls
+    head = fnn.Dense(5, activation="softmax", kernel_initializer="ones", bias_initializer="ones")
+    model.add(head)
+    assert model.built and model.output_shape == (5,) and model.layers[-1] is head
+    assert [w.tobytes() for w in model.get_weights()[:len(kept)]] == kept
+    assert model.layers[1].calls == calls
+    assert np.all(head.get_weights()[0] == 1) and np.all(head.get_weights()[1] == 1)
+    assert head.get_weights()[0].shape == (8, 5)
+    assert model.loss is None and model.optimizer is None
+    k, b = head.get_weights()
+    hidden = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dropout(0.2),
+                             fnn.BatchNormalization()], input_dim=4, backend=backend)
+    hidden.set_weights(model.get_weights()[:len(kept)])
+    z = hidden.predict(X).astype(np.float64) @ k + b
+    expect = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict(X), expect / expect.sum(axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="compile"):
+        model.fit(X, y, epochs=1, verbose=0)
+    model.compile("cross_entropy", fnn.SGD(0.1))
+    before = model.get_weights()
+    model.fit(X, RNG.integers(0, 5, 32), epochs=2, batch_size=8, verbose=0)
+    assert model.optimizer.iterations == 8
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())
+               if a.ndim == 2)
+    # a Dense head on a random (not "ones") initializer: drawn from the model's seed
+    model.add(fnn.Dense(2))
+    assert np.std(model.layers[-1].get_weights()[0]) > 0 and model.output_shape == (2,)
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_add_of_a_layer_that_cannot_take_the_output_leaves_the_model_as_it_was(backend):
+    model = fnn.Sequential([fnn.Dense(6, activation="tanh", name="first"), fnn.Dense(4)],
+                           input_dim=3, seed=0, backend=backend)
+    model.compile("mse", fnn.Adam(0.01))
+    x = RNG.normal(size=(5, 3))
+    model.fit(x, RNG.normal(size=(5, 4)), epochs=1, verbose=0)
+    before, out = [w.tobytes() for w in model.get_weights()], model.predict(x)
+    opt = model.optimizer
+    for layer, pattern in ((fnn.Conv2D(2, 3), r"\(height, width, channels\)|4"),
+                           (fnn.Dense(2, name="first"), r"two layers are named 'first'"),
+                           (fnn.GaussianNoise(1e39), r"stddev=1e\+39")):
+        with pytest.raises(ValueError, match=pattern):
+            model.add(layer)
+        assert len(model.layers) == 2 and model.output_shape == (4,)
+        assert [w.tobytes() for w in model.get_weights()] == before
+        assert model.optimizer is opt and model.predict(x).tobytes() == out.tobytes()
+    model.fit(x, RNG.normal(size=(5, 4)), epochs=1, verbose=0)          # still compiled
+    assert opt.iterations == 2
+    before = [w.tobytes() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="already belongs to a built model"):
+        model.add(model.layers[0])
+    wide = fnn.Sequential([fnn.Dense(4)], input_dim=4, seed=1, backend=backend)
+    model.add(wide)                                      # a built model as the last layer
+    assert model.output_shape == (4,) and model.predict(x).shape == (5, 4)
+    assert [w.tobytes() for w in model.get_weights()[:4]] == before

@@ -238,6 +238,7 @@ cdef class InferPlan:
             r.n = 0
             r.cell, r.T, r.d, r.u = a["cell"], a["steps"], a["features"], a["units"]
             r.act, r.rec, r.reverse, r.seq = a["act"], a["rec"], a["reverse"], a["seq"]
+            r.mask, r.zero_masked = NULL, 0          # no masks on the plan (inference.py)
             self._need(i, r.cell <= 2 and min(r.T, r.d, r.u) >= 1 and r.reverse <= 1
                        and r.seq <= 1 and r.act in _RNN_ACTS and r.rec in _RNN_ACTS
                        and in_w == r.T * r.d and out_w == (r.T * r.u if r.seq else r.u)

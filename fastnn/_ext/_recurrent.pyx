@@ -53,7 +53,17 @@ cdef fnn_rnn_geom _geometry(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, 
                          f"Received: activation={act}, recurrent_activation={rec}")
     g.cell, g.n, g.T, g.d, g.u = cell, n, T, d, u
     g.act, g.rec, g.reverse, g.seq = act, rec, reverse, seq
+    g.mask, g.zero_masked = NULL, 0
     return g
+
+
+cdef _set_mask(fnn_rnn_geom *g, const unsigned char[::1] mask, bint zero_masked):
+    """Keras' step mask (n, T), nonzero where a step is taken (src_c/fnn_rnn.h)"""
+    g.mask, g.zero_masked = NULL, zero_masked
+    if mask is not None:
+        _need("mask", mask.shape[0], g.n * g.T)
+        if g.n:
+            g.mask = &mask[0]
 
 
 cdef _need(str name, Py_ssize_t have, Py_ssize_t want):
@@ -80,9 +90,12 @@ def rnn_forward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u
                 floating[::1] y,              # OUT (n, T, u) with seq, else (n, u)
                 bint seq,
                 floating[::1] h_last,         # OUT (n, u) or None
-                floating[::1] c_last):        # OUT (n, u) or None (LSTM)
+                floating[::1] c_last,         # OUT (n, u) or None (LSTM)
+                const unsigned char[::1] mask=None,  # IN (n, T) steps taken (nonzero) or None
+                bint zero_masked=False):
     """The recurrent layer over all steps (src_c/fnn_rnn.h); what backward needs stays in ws"""
     cdef fnn_rnn_geom g = _geometry(cell, n, T, d, u, act, rec, reverse, seq)
+    _set_mask(&g, mask, zero_masked)
     cdef Py_ssize_t K = GATES[cell] * u, fwd, bwd
     cdef const floating *h0p
     cdef const floating *c0p
@@ -138,9 +151,12 @@ def rnn_backward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t 
                  floating[::1] dbias,          # OUT (K,), GRU (2K,)
                  floating[::1] dx,             # OUT (n, T, d) or None
                  floating[::1] dh0,            # OUT (n, u) or None
-                 floating[::1] dc0):           # OUT (n, u) or None
+                 floating[::1] dc0,            # OUT (n, u) or None
+                 const unsigned char[::1] mask=None,  # IN the forward's mask (n, T) or None
+                 bint zero_masked=False):
     """Backpropagation through time from the forward's workspace (src_c/fnn_rnn.h)"""
     cdef fnn_rnn_geom g = _geometry(cell, n, T, d, u, act, rec, reverse, seq)
+    _set_mask(&g, mask, zero_masked)
     cdef Py_ssize_t K = GATES[cell] * u, fwd, bwd
     cdef const floating *dhl
     cdef const floating *dcl

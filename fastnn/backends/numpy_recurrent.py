@@ -94,13 +94,18 @@ def _check(cell: int, n: int, T: int, d: int, u: int, **arrays: Any) -> None:
 def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, rkernel: Any,
                 bias: Any, h0: Optional[Any], c0: Optional[Any], act: int, rec: int,
                 reverse: bool, ws: Any, y: Any, seq: bool, h_last: Optional[Any],
-                c_last: Optional[Any]) -> None:
-    """The recurrent layer over all steps; what backward needs stays in ws"""
+                c_last: Optional[Any], mask: Optional[Any] = None,
+                zero_masked: bool = False) -> None:
+    """The recurrent layer over all steps; what backward needs stays in ws. ``mask`` (n, T),
+    nonzero where a step is taken: a skipped step carries the states over (its sequence output
+    is the carried h, or 0 with ``zero_masked``)"""
     _check(cell, n, T, d, u, x=x, kernel=kernel, rkernel=rkernel, bias=bias, h0=h0, c0=c0,
            h_last=h_last, c_last=c_last)
     _need("y", y, n * (T if seq else 1) * u)
+    _need("mask", mask, n * T)
     if n == 0:
         return
+    taken = _steps_taken(mask, n, T, reverse)
     K = _GATES[cell] * u
     p = _parts(cell, n, T, d, u, ws)
     W, U = kernel.reshape(d, K), rkernel.reshape(u, K)
@@ -134,8 +139,13 @@ def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, 
             p["AUX"][s] = rh
             p["G"][s] = np.concatenate([z, r, hh], axis=1)
             H[s + 1] = z * H[s] + (1 - z) * hh
+        if taken is not None:
+            H[s + 1] = np.where(taken[s], H[s + 1], H[s])
+            if cell == LSTM:
+                p["C"][s + 1] = np.where(taken[s], p["C"][s + 1], p["C"][s])
     if seq:
-        y.reshape(n, T, u)[...] = np.swapaxes(H[1:], 0, 1)
+        states = H[1:] if taken is None or not zero_masked else np.where(taken, H[1:], 0)
+        y.reshape(n, T, u)[...] = np.swapaxes(states, 0, 1)
     else:
         y.reshape(n, u)[...] = H[T]
     if h_last is not None:
@@ -144,16 +154,27 @@ def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, 
         c_last.reshape(n, u)[...] = p["C"][T]
 
 
+def _steps_taken(mask: Optional[Any], n: int, T: int, reverse: bool) -> Optional[Any]:
+    """The mask in step order (T, n, 1), True where a step is taken, or None."""
+    if mask is None:
+        return None
+    m = mask.reshape(n, T) != 0
+    return np.swapaxes(m[:, ::-1] if reverse else m, 0, 1)[:, :, None]
+
+
 def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel: Any, act: int,
                  rec: int, reverse: bool, ws: Any, dy: Any, seq: bool, dh_last: Optional[Any],
                  dc_last: Optional[Any], bws: Any, ut: Any, dkernel: Any, drkernel: Any,
-                 dbias: Any, dx: Optional[Any], dh0: Optional[Any], dc0: Optional[Any]) -> None:
+                 dbias: Any, dx: Optional[Any], dh0: Optional[Any], dc0: Optional[Any],
+                 mask: Optional[Any] = None, zero_masked: bool = False) -> None:
     """Backpropagation through time from the forward's workspace (the LSTM's gates in it are
-    replaced by their gradients, as the compiled kernel does)"""
+    replaced by their gradients, as the compiled kernel does); a step the mask skips passes dh
+    and dc on unchanged and gets zero gate gradients"""
     _check(cell, n, T, d, u, kernel=kernel, rkernel=rkernel, dkernel=dkernel,
            drkernel=drkernel, dbias=dbias, dx=dx, dh0=dh0, dc0=dc0, dh_last=dh_last,
            dc_last=dc_last)
     _need("dy", dy, n * (T if seq else 1) * u)
+    _need("mask", mask, n * T)
     K = _GATES[cell] * u
     if n == 0:
         dkernel[...] = 0
@@ -168,11 +189,14 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
     dh = np.zeros((n, u), kernel.dtype) if dh_last is None else dh_last.reshape(n, u).copy()
     dc = np.zeros((n, u), kernel.dtype) if dc_last is None else dc_last.reshape(n, u).copy()
     dys = dy.reshape(n, T, u) if seq else dy.reshape(n, u)
+    taken = _steps_taken(mask, n, T, reverse)
     for s in range(T - 1, -1, -1):
         if seq:
-            dh += dys[:, s]
+            dh += dys[:, s] if taken is None or not zero_masked else \
+                np.where(taken[s], dys[:, s], 0)
         elif s == T - 1:
             dh += dys
+        dh_in, dc_in = dh, dc
         if cell == SIMPLE:
             dZ[s] = dh * _deriv(H[s + 1], act)
             dh = dZ[s] @ U.T
@@ -193,6 +217,11 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
             dZ[s] = np.concatenate([dzp, drp, dhp], axis=1)
             dZr[s] = np.concatenate([dzp, drp, dhp * r], axis=1)
             dh = dh * z + dZr[s] @ U.T
+        if taken is not None:
+            dZ[s] = np.where(taken[s], dZ[s], 0)
+            dZr[s] = np.where(taken[s], dZr[s], 0)
+            dh = np.where(taken[s], dh, dh_in)
+            dc = np.where(taken[s], dc, dc_in)
     xt = p["xt"].reshape(T * n, d)
     dkernel.reshape(d, K)[...] = xt.T @ dZ.reshape(T * n, K)
     drkernel.reshape(u, K)[...] = H[:T].reshape(T * n, u).T @ dZr.reshape(T * n, K)

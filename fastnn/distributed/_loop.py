@@ -114,8 +114,9 @@ class Trainer:
             offset += v.size
         if self.metrics:
             out, threshold = model._batch_outputs(rows), model._threshold()
+            mask = model._output_mask(model._train_ws)
             for j, (_, item) in enumerate(self.metrics):
-                buf[tail + 1 + j] = model._metric_sum(item, out, t, threshold)
+                buf[tail + 1 + j] = model._metric_sum(item, out, t, threshold, mask)
 
     def _undo_forward(self) -> None:
         """Put back what the forward pass of a step that is not taken changed."""
@@ -241,10 +242,11 @@ class Trainer:
         buf[:] = 0
         rows = Xv.shape[0]
         if rows:
-            out, threshold = model._predict_array(Xv, 4096), model._threshold()
-            buf[0] = model._loss_value(out, Tv, None, Wv) * rows
+            masks = model._mask_store(rows)
+            out, threshold = model._predict_array(Xv, 4096, None, masks), model._threshold()
+            buf[0] = model._loss_value(out, Tv, None, Wv, masks) * rows
             for j, (_, item) in enumerate(self.metrics):
-                buf[1 + j] = model._metric_sum(item, out, Tv, threshold)
+                buf[1 + j] = model._metric_sum(item, out, Tv, threshold, masks)
         buf[-1] = rows
         summed = self.val_reducer()
         n = float(summed[-1])

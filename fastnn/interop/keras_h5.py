@@ -20,7 +20,8 @@ import numpy as np
 
 #: fastnn's layers with weights -> the Keras class name (snake-cased) and the variables' groups
 _KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d",
-                "Conv2DTranspose": "conv2d_transpose", "Normalization": "normalization",
+                "Conv1DTranspose": "conv1d_transpose", "Conv2DTranspose": "conv2d_transpose",
+                "Normalization": "normalization",
                 "BatchNormalization": "batch_normalization",
                 "LayerNormalization": "layer_normalization", "Embedding": "embedding",
                 "SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru",

@@ -3,13 +3,16 @@
     base.py            Layer (the protocol), WeightSpec, Slot (a layer's workspace buffers)
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU
     core.py            Dense, Flatten, Reshape
-    convolutional.py   Conv2D, Conv1D, Conv2DTranspose
+    convolutional.py   Conv2D, Conv1D, Conv2DTranspose, Conv1DTranspose
+    depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D
     noise.py           GaussianNoise, GaussianDropout
     permute.py         Permute
+    masking.py         Masking (step masks: see Layer.compute_mask)
+    lambda_layer.py    Lambda (a NumPy function; not saved in model files)
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
     wrappers.py        TimeDistributed
@@ -30,9 +33,12 @@ from fastnn.layers.activation import (ACTIVATION_LAYERS, ELU, GELU, Activation, 
                                       Sigmoid, Softmax, Step, Tanh)
 from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.base import Layer, Slot, WeightSpec
-from fastnn.layers.convolutional import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D,
-                                         Convolution2D, Convolution2DTranspose)
+from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose,
+                                         Convolution1D, Convolution1DTranspose, Convolution2D,
+                                         Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
+from fastnn.layers.depthwise import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
+                                     SeparableConv2D)
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
 from fastnn.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
                                  Subtract)
@@ -46,8 +52,10 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
 from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropout2D
-from fastnn.layers.noise import GaussianDropout, GaussianNoise
+from fastnn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
+from fastnn.layers.masking import Masking
+from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
@@ -58,10 +66,11 @@ from fastnn.layers.transformer import TransformerBlock
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU, Dense, Flatten, Reshape,
     Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
-    Conv2DTranspose, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
+    Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
+    SeparableConv2D, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-    GaussianDropout, Permute,
+    GaussianDropout, AlphaDropout, Permute, Masking,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
@@ -112,7 +121,8 @@ def _make_layer(config: dict[str, Any]) -> Layer:
                          f"{sorted(LAYERS)})")
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
-    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock"):
+    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock", "DepthwiseConv1D",
+               "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
         act = config.get("activation", "linear")
         if act == "step":
             config["activation"] = Step(**param)
@@ -159,9 +169,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "ELU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
-           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Permute",
+           "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+           "Permute", "Masking", "Lambda",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
-           "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "UpSampling1D",
+           "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
+           "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+           "SeparableConv2D", "UpSampling1D",
            "UpSampling2D", "Rescaling", "Normalization", "TimeDistributed", "ZeroPadding1D",
            "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",

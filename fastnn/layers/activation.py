@@ -51,6 +51,8 @@ class Activation(Layer):
     0.01
     """
 
+    supports_masking = True     # see Layer.compute_mask
+
     def __init__(self, activation: A.ActivationName, param: float | None = None,
                  name: Optional[str] = None) -> None:
         super().__init__(name=name)

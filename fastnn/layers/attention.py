@@ -112,6 +112,8 @@ class MultiHeadAttention(Layer):
     (3, 5, 8)
     """
 
+    uses_mask = True      # padded keys and values are attended by no query
+
     def __init__(self, num_heads: int, key_dim: int, value_dim: Optional[int] = None,
                  use_bias: bool = True, output_shape: Optional[int] = None,
                  dropout: float = 0.0, kernel_initializer: Any = "glorot_uniform",
@@ -289,6 +291,31 @@ class MultiHeadAttention(Layer):
                  dz2=ctx.rows_buffer("dz", self.output_shape).reshape(n * Lq, -1))
         return v
 
+    def output_masked(self, masked: Any) -> bool:
+        """The output has the query's step mask (Keras)."""
+        return bool(masked[0] if isinstance(masked, list) else masked)
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        return mask[0] if isinstance(mask, list) else mask
+
+    def _step_mask(self, ctx: Slot, given: Any) -> Any:
+        """The key padding mask with the step masks of the key and value inputs (from
+        Embedding(mask_zero=True) or Masking): a padded key is attended by no query. The
+        query's own mask only passes to the output (Keras also masks the padded queries' rows,
+        whose outputs the layers after it then ignore)."""
+        masks = ctx.mask if isinstance(ctx.mask, list) else [ctx.mask]
+        keys = [m for roles, m in zip(self.input_roles, masks)
+                if m is not None and ("k" in roles or "v" in roles)]
+        if given is not None:
+            keys.append(given)
+        if len(keys) < 2:
+            return keys[0] if keys else None
+        both = ctx.rows_buffer("step_mask", keys[0].shape[1:], dtype=bool)
+        np.logical_and(keys[0], keys[1], out=both)
+        for m in keys[2:]:
+            np.logical_and(both, m, out=both)
+        return both
+
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
         be = ctx.be
@@ -304,6 +331,8 @@ class MultiHeadAttention(Layer):
                 continue
             w, b = self._group(ctx, i, roles)
             be.dense_forward(t.reshape(n * lengths[i], -1), w, b, A.LINEAR, 0.0, v["p2"][i])
+        if ctx.mask is not None:
+            mask = self._step_mask(ctx, mask)
         be.attention_forward(v["q"], v["k"], v["v"], mask, self.use_causal_mask,
                              1.0 / math.sqrt(self.key_dim), v["o"], v["lse"])
         wo, bo, _, _ = self._w["o"]

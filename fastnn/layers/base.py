@@ -57,11 +57,12 @@ class Slot:
     only reader: the pooling's backward then applies the relu's derivative too (at a window's
     argmax it is pooled y > 0, elsewhere the gradient is 0 anyway), one pass instead of two,
     and the convolution takes its dy as dL/dz. ``dx_target(i)`` is where the engine would like
-    the gradient for input ``i`` written (None when nobody needs it).
+    the gradient for input ``i`` written (None when nobody needs it). ``mask``: the step
+    mask of the input for this call (see ``Layer.compute_mask``).
     """
 
     __slots__ = ("be", "dtype", "rows", "capacity", "fuse_act", "relu_fused", "training",
-                 "saved", "_store", "_dx", "_views")
+                 "saved", "mask", "_store", "_dx", "_views")
 
     def __init__(self, be: Any, dtype: np.dtype[Any]) -> None:
         self.be, self.dtype = be, dtype
@@ -70,6 +71,9 @@ class Slot:
         self.relu_fused = False
         self.training = False
         self.saved: dict[str, Any] = {}      # references forward keeps for backward (inputs)
+        # the step mask(s) of this call's input(s) (see Layer.compute_mask): None, a bool
+        # (rows, steps) array, or a list of them (None entries) for a layer of several inputs
+        self.mask: Any = None
         self._store: dict[Any, FloatArray] = {}
         self._dx: list[Optional[FloatArray]] = []
         self._views: dict[Any, tuple[int, Any, Any]] = {}
@@ -160,6 +164,12 @@ class Layer:
     #: the layer only rearranges its input (Flatten, Reshape): the output's activation is the
     #: one of the layer before it (what the loss sees: probabilities after a softmax, say)
     shape_only: bool = False
+    #: Keras' name: the layer computes each step of a sequence on its own, so a step mask on
+    #: its input holds for its output too (Dense, activations, dropout, normalization, merges)
+    supports_masking: bool = False
+    #: the layer reads the step mask of its input (``ctx.mask``) itself: the recurrent layers,
+    #: attention, GlobalAveragePooling1D; its output's mask is its ``compute_mask``'s
+    uses_mask: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every layer also takes Keras' ``input_shape=`` / ``input_dim=`` (``Dense(64,
@@ -246,6 +256,33 @@ class Layer:
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    # ------------------------------------------------------------------ step masks
+    # Keras' masks: Embedding(mask_zero=True) and Masking mark each sample's padded steps; the
+    # mask follows the tensor through the layers that support it, and the recurrent layers,
+    # attention, GlobalAveragePooling1D and the loss skip those steps. A mask is a bool array
+    # (rows, steps), True where a step is real.
+    def output_masked(self, masked: Any) -> bool:
+        """Whether the output carries a step mask, given whether the input does (a bool, or
+        one per input); asked once, when the model is built."""
+        if isinstance(masked, list):
+            return self.supports_masking and any(masked)
+        return self.supports_masking and bool(masked)
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        """The output's step mask for this call, from the input's ``mask`` (a list, entries
+        None where an input has none, for a layer of several inputs): by default the input's
+        (several: the steps real in all of them, as Keras' merges)."""
+        if not isinstance(mask, list):
+            return mask
+        masks = [m for m in mask if m is not None]
+        if len(masks) < 2:
+            return masks[0] if masks else None
+        both = ctx.rows_buffer("mask_out", masks[0].shape[1:], dtype=bool)
+        np.logical_and(masks[0], masks[1], out=both)
+        for m in masks[2:]:
+            np.logical_and(both, m, out=both)
+        return both
 
     def check_dtype(self, dtype: Any) -> None:
         """Raise ValueError if the activation's code is unknown, or its parameter is not 0 or a

@@ -1,5 +1,6 @@
 """Convolution layers: ``Conv2D`` (images, (h, w, channels)) and ``Conv1D`` (sequences,
-(steps, channels)), with Keras' arguments, output sizes and weight layouts.
+(steps, channels)), their transposes ``Conv2DTranspose`` and ``Conv1DTranspose``, with Keras'
+arguments, output sizes and weight layouts.
 
 A convolution slides a small kernel of weights over the input: each output position is a
 neuron that sees only a window of the input (its receptive field), and all positions share the
@@ -438,9 +439,11 @@ class Conv2DTranspose(_Conv):
         self.output_padding: Optional[tuple[int, ...]] = None
         if output_padding is not None:
             items = (output_padding if isinstance(output_padding, (tuple, list))
-                     else (output_padding,) * 2)
-            if len(items) != 2:
-                raise ValueError(f"output_padding must be an integer or a tuple of 2 integers. "
+                     else (output_padding,) * self.rank)
+            if len(items) != self.rank:
+                many = (f"a tuple of {self.rank} integers" if self.rank > 1
+                        else "a tuple of one integer")
+                raise ValueError(f"output_padding must be an integer or {many}. "
                                  f"Received: output_padding={V._describe(output_padding)}")
             pads = tuple(V.check_int("output_padding", v, low=0) for v in items)
             if any(p >= s for p, s in zip(pads, self.strides)):
@@ -451,7 +454,7 @@ class Conv2DTranspose(_Conv):
 
     def _geometry(self, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Output sizes, and the paddings before of the convolution this is the transpose of."""
-        extra = self.output_padding or (None, None)
+        extra = self.output_padding or (None,) * self.rank
         pairs = [transposed_length(size, k, s, d, self.padding, o) for size, k, s, d, o in
                  zip(spatial, self.kernel_size, self.strides, self.dilation_rate, extra)]
         return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
@@ -473,8 +476,9 @@ class Conv2DTranspose(_Conv):
 
     def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
         super().bind(weights, grads)
-        # the convolution this is the transpose of: its input is this layer's output
-        self._k4 = tuple(self.kernel.shape)
+        # the convolution this is the transpose of: its input is this layer's output (a 1-D
+        # one is the 2-D one on a height of 1, as Conv1D: _Conv.bind's views)
+        self._k4 = (1,) * (2 - self.rank) + tuple(self.kernel.shape)
         self._conv_bias = np.zeros(self.input_shape[-1], weights[0].dtype)     # dx's: none
         self._conv_dbias = np.zeros(self.input_shape[-1], weights[0].dtype)    # discarded
 
@@ -485,9 +489,9 @@ class Conv2DTranspose(_Conv):
         n = x.shape[0]
 
         def kernel(act: int, out: FloatArray) -> None:
-            ctx.be.conv2d_backward_input(self.kernel, x.reshape(n, *self._x4),
-                                         self._strides, self._dilations, self._pads,
-                                         out.reshape(n, *self._y4))
+            ctx.be.conv2d_backward_input(self.kernel.reshape(self._k4),
+                                         x.reshape(n, *self._x4), self._strides,
+                                         self._dilations, self._pads, out.reshape(n, *self._y4))
             rows = rows_of(out)
             if self.use_bias:
                 ctx.be.add_row_vector(rows, self.bias, rows)
@@ -511,14 +515,15 @@ class Conv2DTranspose(_Conv):
         dz4 = dz.reshape(n, *self._y4)
         # the kernel's gradient is the convolution's, with this layer's output gradient as the
         # convolution's input and this layer's input as its output gradient
-        ctx.be.conv2d_backward(dz4, self.kernel, x.reshape(n, *self._x4), self._strides,
-                               self._dilations, self._pads, self.dkernel, self._conv_dbias,
-                               None)
+        ctx.be.conv2d_backward(dz4, self.kernel.reshape(self._k4), x.reshape(n, *self._x4),
+                               self._strides, self._dilations, self._pads,
+                               self.dkernel.reshape(self._k4), self._conv_dbias, None)
         self.dbias[...] = 0
         if self.use_bias:
             ctx.be.sum_rows_into(rows_of(dz4), self.dbias)
         if dx is not None:
-            ctx.be.conv2d_forward(dz4, self.kernel, self._conv_bias, self._strides,
+            ctx.be.conv2d_forward(dz4, self.kernel.reshape(self._k4), self._conv_bias,
+                                  self._strides,
                                   self._dilations, self._pads, A.LINEAR, 0.0,
                                   dx.reshape(n, *self._x4))
         return dx
@@ -530,8 +535,38 @@ class Conv2DTranspose(_Conv):
         return config
 
 
-Convolution2DTranspose = Conv2DTranspose
+class Conv1DTranspose(Conv2DTranspose):
+    """Transposed 1-D convolution over sequences (channels-last): each input step spreads its
+    channels over a ``kernel_size`` window of the output, windows ``strides`` apart,
+    overlapping windows adding up (the transpose of a ``Conv1D``; strides 2 doubles the
+    length, e.g. to upsample a signal or a sequence).
+
+    Parameters are those of ``Conv2DTranspose`` with single integers (``padding`` "valid" or
+    "same"; ``output_padding`` below ``strides``).
+
+    Shapes: x (n, steps, c), kernel (kernel_size, filters, c) as in Keras, bias (filters,),
+    y (n, out_steps, filters), out_steps as in ``Conv2DTranspose``. PyTorch's
+    ``ConvTranspose1d`` weight (c, filters, k) is this kernel transposed by (2, 1, 0).
+
+    Kernels: ``Conv2DTranspose``'s on a height of 1 (the compiled implicit GEMM).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Conv1DTranspose(3, 4, strides=2, padding="same")],
+    ...                        input_shape=(5, 2), backend="numpy")
+    >>> model.predict(np.zeros((1, 5, 2))).shape
+    (1, 10, 3)
+    >>> [w.shape for w in model.get_weights()]
+    [(4, 3, 2), (3,)]
+    """
+
+    rank = 1
+
+
+Convolution1DTranspose, Convolution2DTranspose = Conv1DTranspose, Conv2DTranspose
 Convolution1D, Convolution2D = Conv1D, Conv2D
-__all__ = ["Conv1D", "Conv2D", "Conv2DTranspose", "Convolution1D", "Convolution2D",
-           "Convolution2DTranspose", "conv_tuple", "conv_padding", "output_length",
+__all__ = ["Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1D",
+           "Convolution2D", "Convolution1DTranspose", "Convolution2DTranspose", "conv_tuple", "conv_padding", "output_length",
            "check_window_span"]

@@ -166,6 +166,8 @@ class Dense(Layer):
     array([[0., 0., 0.]], dtype=float32)
     """
 
+    supports_masking = True     # see Layer.compute_mask
+
     # Views into the model's flat buffers, set by ``bind``; None until then.
     W: NDArray[np.floating[Any]]
     b: NDArray[np.floating[Any]]

@@ -49,7 +49,11 @@ class Embedding(Layer):
     embeddings_regularizer : Regularizer or str, optional
         A penalty on the table added to the loss (``fastnn.regularizers.l2(1e-4)``, ...).
     mask_zero : bool, default False
-        Must be False: fastnn has no masks, so ``True`` is refused rather than ignored.
+        Id 0 is padding (Keras): the output carries a step mask, False where the id is 0, and
+        the recurrent layers, attention, ``GlobalAveragePooling1D`` and the loss after it skip
+        those steps (see ``fastnn.Masking``). The embedding of id 0 is still looked up (and
+        learnt from the steps that read it), as in Keras. Needs ids of shape (steps,) per
+        sample.
     input_length : int, optional
         Keras 2's argument, accepted for old code: when given, the layer's input must be
         sequences of that length (checked at build). The model's input shape is what counts.
@@ -64,8 +68,9 @@ class Embedding(Layer):
     TypeError
         If ``input_dim``, ``output_dim`` or ``input_length`` is not an integer.
     ValueError
-        If a dimension is not in [1, 2**31), ``mask_zero`` is True, an initializer or
-        regularizer is unknown; at build, ``input_dim`` > 2**24 in a float32 model; at run time,
+        If a dimension is not in [1, 2**31), an initializer or regularizer is unknown; at
+        build, ``input_dim`` > 2**24 in a float32 model, or ``mask_zero`` with ids that are not
+        (steps,) per sample; at run time,
         an id that is not an integer in [0, input_dim).
 
     Examples
@@ -92,11 +97,7 @@ class Embedding(Layer):
                                                    embeddings_initializer)
         self.embeddings_regularizer = _regularizer("embeddings_regularizer",
                                                    embeddings_regularizer)
-        if V.check_bool("mask_zero", mask_zero):
-            raise ValueError("mask_zero=True is not supported: fastnn has no masks, so id 0 "
-                             "would not be skipped by the layers after this one. Pad with an "
-                             "id of its own and leave mask_zero=False. Received: mask_zero=True")
-        self.mask_zero = False
+        self.mask_zero = V.check_bool("mask_zero", mask_zero)
         self.input_length = None if input_length is None else _dim("input_length",
                                                                    input_length)
 
@@ -107,7 +108,20 @@ class Embedding(Layer):
         if self.input_length is not None and input_shape[-1:] != (self.input_length,):
             raise ValueError(f"{self.name} was given input_length={self.input_length}, its "
                              f"input has shape {input_shape}")
+        if self.mask_zero and len(input_shape) != 1:
+            raise ValueError(f"{self.name}: mask_zero=True marks the padded steps of sequences "
+                             f"of ids, shape (steps,) per sample. Received: input shape "
+                             f"{input_shape}")
         return (*input_shape, self.output_dim)
+
+    def output_masked(self, masked: Any) -> bool:
+        return self.mask_zero
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        """Keras' ``mask_zero``: True where the id is not 0 (the ids were checked by forward)."""
+        out = ctx.rows_buffer("mask", self.input_shape, dtype=bool)
+        np.not_equal(ctx.saved["rows"], 0, out=out)
+        return out
 
     def build(self, input_shape: Any, dtype: Any) -> Any:
         if np.dtype(dtype) == np.float32 and self.input_dim > FLOAT32_MAX_IDS:
@@ -165,6 +179,8 @@ class Embedding(Layer):
             config["embeddings_regularizer"] = _serialize(self.embeddings_regularizer)
         if self.input_length is not None:
             config["input_length"] = self.input_length
+        if self.mask_zero:
+            config["mask_zero"] = True
         return config
 
     def __repr__(self) -> str:
@@ -181,6 +197,8 @@ def _steps_and_width(layer: Layer, input_shape: Any) -> tuple[int, int]:
 class _AddPositions(Layer):
     """A (steps, features) table added to every sample: ``y[n] = x[n] + table[:steps]``; the
     gradient passes through (dx = dy)."""
+
+    supports_masking = True     # see Layer.compute_mask
 
     def _table(self) -> FloatArray:
         raise NotImplementedError

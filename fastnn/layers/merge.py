@@ -39,6 +39,8 @@ class Add(Layer):
     (4,)
     """
 
+    supports_masking = True     # see Layer.compute_mask
+
     n_inputs = None
 
     def compute_output_shape(self, input_shape: Any) -> Any:
@@ -71,6 +73,8 @@ class Concatenate(Layer):
     >>> fnn.Model([a, b], fnn.Concatenate()([a, b]), backend="numpy").output_shape
     (5,)
     """
+
+    supports_masking = True     # see Layer.compute_mask
 
     n_inputs = None
 
@@ -111,6 +115,8 @@ class Concatenate(Layer):
 
 class _Elementwise(Layer):
     """What Multiply, Subtract, Average, Maximum and Minimum share: inputs of one shape."""
+
+    supports_masking = True     # see Layer.compute_mask
 
     n_inputs = None
     _exactly: Optional[int] = None

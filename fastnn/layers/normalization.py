@@ -27,6 +27,8 @@ def _zeros(shape: Sequence[int], dtype: Any, rng: Any = None) -> Any:
 class _Normalization(Layer):
     """What both layers share: axis, epsilon, center/scale, gamma and beta."""
 
+    supports_masking = True     # see Layer.compute_mask
+
     _defaults = {"gamma_initializer": "ones", "beta_initializer": "zeros"}
 
     def __init__(self, axis: int, epsilon: float, center: bool, scale: bool,

@@ -354,7 +354,8 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
 class GlobalAveragePooling1D(_GlobalPooling):
     """The mean over the steps of each channel: (steps, c) -> (c,), or (1, c) with
-    ``keepdims=True``. Arguments as ``GlobalAveragePooling2D``; ValueError (at build) for an
+    ``keepdims=True``; with a step mask (``Embedding(mask_zero=True)``, ``Masking``), over the
+    real steps only. Arguments as ``GlobalAveragePooling2D``; ValueError (at build) for an
     input that is not (steps, channels).
 
     Examples
@@ -368,6 +369,35 @@ class GlobalAveragePooling1D(_GlobalPooling):
     """
 
     rank = 1
+    uses_mask = True
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        """With a step mask, the mean over each sample's real steps (Keras; a sample with
+        none gives 0, where Keras' 0/0 gives NaN): y = w x with w = mask / count."""
+        mask = ctx.mask
+        ctx.saved["w"] = None
+        if mask is None:
+            return super().forward(ctx, x, training)
+        n, c = x.shape[0], self.input_shape[-1]
+        w = ctx.rows_buffer("w", self.input_shape[:1])
+        np.copyto(w, mask)
+        count = w.sum(axis=1, keepdims=True)
+        np.divide(w, count, out=w, where=count > 0)
+        y = ctx.rows_buffer("y", self.output_shape)
+        np.matmul(w[:, None, :], np.ascontiguousarray(x), out=y.reshape(n, 1, c))
+        ctx.saved["w"] = w
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        w = ctx.saved["w"]
+        if w is None:
+            return super().backward(ctx, dy)
+        dx = ctx.dx_target(0)
+        if dx is None:
+            return None
+        n, c = dy.shape[0], self.input_shape[-1]
+        np.multiply(w[:, :, None], dy.reshape(n, 1, c), out=dx)
+        return dx
 
 
 class GlobalMaxPooling1D(_GlobalPooling):

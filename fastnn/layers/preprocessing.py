@@ -32,6 +32,8 @@ def _finite_number(name: str, value: Any) -> float:
 class _Affine(Layer):
     """What both share: the forward and backward through ``affine_rows``."""
 
+    supports_masking = True     # see Layer.compute_mask
+
     def _coefficients(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         raise NotImplementedError
 
@@ -116,7 +118,8 @@ class Normalization(_Affine):
     axis : -1, default -1
         The axis with a statistic per entry (Keras' default; others are refused).
     mean, variance : float or array of shape (c,), optional
-        Fixed statistics instead of ``adapt``'s (both or neither; variance >= 0).
+        Fixed statistics instead of ``adapt``'s (both or neither; variance >= 0; numbers:
+        booleans are refused).
     invert : bool, default False
     name, trainable
         See ``Layer``.
@@ -148,8 +151,8 @@ class Normalization(_Affine):
                              "adapt(data) computes them)")
         self._given: Optional[tuple[np.ndarray, np.ndarray]] = None
         if mean is not None:
-            m = V.as_real_array("mean", mean).astype(np.float64)
-            v = V.as_real_array("variance", variance).astype(np.float64)
+            m = V.as_number_array("mean", mean).astype(np.float64)
+            v = V.as_number_array("variance", variance).astype(np.float64)
             for key, arr in (("mean", m), ("variance", v)):
                 if arr.ndim > 1:
                     raise ValueError(f"{key} must be a number or a 1-D array (one per "

@@ -67,6 +67,7 @@ class RNNBase(Layer):
     cell = SIMPLE
     gates = 1
     n_states = 1
+    uses_mask = True      # a padded step (a mask's False) carries the states over
 
     def __init__(self, units: int, activation: Any = "tanh",
                  recurrent_activation: Any = "sigmoid", use_bias: bool = True,
@@ -75,7 +76,8 @@ class RNNBase(Layer):
                  kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
                  bias_regularizer: Any = None, return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False,
-                 name: Optional[str] = None, trainable: bool = True) -> None:
+                 name: Optional[str] = None, trainable: bool = True,
+                 zero_output_for_mask: bool = False) -> None:
         super().__init__(name=name, trainable=trainable)
         self.units = V.check_positive_int("units", units)
         if self.units >= 2**31:
@@ -94,6 +96,7 @@ class RNNBase(Layer):
         self.return_sequences = V.check_bool("return_sequences", return_sequences)
         self.return_state = V.check_bool("return_state", return_state)
         self.go_backwards = V.check_bool("go_backwards", go_backwards)
+        self.zero_output_for_mask = V.check_bool("zero_output_for_mask", zero_output_for_mask)
         self._initial_state = False       # called with initial states (extra inputs)
 
     # ------------------------------------------------------------------ calls and shapes
@@ -111,6 +114,16 @@ class RNNBase(Layer):
     def expect_inputs(self, count: int) -> None:
         if count > 1:                 # the sequence, then the initial states
             self._initial_state, self.n_inputs = True, None
+
+    def output_masked(self, masked: Any) -> bool:
+        """A sequence output keeps the input's step mask (Keras); the last step's does not."""
+        first = masked[0] if isinstance(masked, list) else masked
+        return bool(first) and self.return_sequences
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        steps = mask[0] if isinstance(mask, list) else mask
+        out = steps if self.return_sequences else None
+        return [out, *([None] * self.n_states)] if self.return_state else out
 
     @property
     def _state_units(self) -> list[int]:
@@ -189,6 +202,9 @@ class RNNBase(Layer):
         # the LSTM's backward consumes the workspace (src_c/fnn_rnn.h): a second backward of
         # this forward runs it again from these inputs
         ctx.saved["inputs"], ctx.saved["fresh"] = xs, True
+        mask = ctx.mask[0] if isinstance(ctx.mask, list) else ctx.mask
+        ctx.saved["mask"] = (None if mask is None
+                             else np.ascontiguousarray(mask).view(np.uint8).reshape(-1))
         return self._run(ctx, xs)
 
     def _run(self, ctx: Slot, xs: list[Any]) -> Any:
@@ -209,7 +225,8 @@ class RNNBase(Layer):
                        self.rec_act, self.go_backwards, ws.reshape(-1), y.reshape(-1),
                        self.return_sequences,
                        last[0].reshape(-1) if last else None,
-                       last[1].reshape(-1) if len(last) > 1 else None)
+                       last[1].reshape(-1) if len(last) > 1 else None,
+                       ctx.saved["mask"], self.zero_output_for_mask)
         return [y, *last] if self.return_state else y
 
     def backward(self, ctx: Slot, dy: Any) -> Any:
@@ -233,7 +250,8 @@ class RNNBase(Layer):
                         dstates[1] if len(dstates) > 1 else None, bws.reshape(-1),
                         ut, self.dkernel.reshape(-1), self.drecurrent_kernel.reshape(-1),
                         self.dbias, None if dx is None else dx.reshape(-1),
-                        flat[0] if flat else None, flat[1] if len(flat) > 1 else None)
+                        flat[0] if flat else None, flat[1] if len(flat) > 1 else None,
+                        ctx.saved["mask"], self.zero_output_for_mask)
         if not self._initial_state:
             return dx
         return [dx, *wanted]
@@ -250,6 +268,8 @@ class RNNBase(Layer):
             config["recurrent_activation"] = _ALLOWED[self.rec_act]
         for key in ("use_bias", "return_sequences", "return_state", "go_backwards"):
             config[key] = getattr(self, key)
+        if self.zero_output_for_mask:
+            config["zero_output_for_mask"] = True
         for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer",
                     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer"):
             value = getattr(self, key)
@@ -281,6 +301,11 @@ class SimpleRNN(RNNBase):
         Read the sequence last step first (outputs in that order, as in Keras).
     name, trainable
         See ``Layer``.
+    zero_output_for_mask : bool, default False
+        With a step mask (``Embedding(mask_zero=True)``, ``Masking``), a padded step is
+        skipped: the states carry over it, and a sequence output there is the carried h, or 0
+        with this set (Keras' argument; ``Bidirectional`` sets it to ``return_sequences``).
+        The input gradient at a padded step is 0.
 
     Shapes: x (n, steps, features), kernel (features, units), recurrent_kernel (units, units),
     bias (units,).
@@ -310,11 +335,12 @@ class SimpleRNN(RNNBase):
                  kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
                  bias_regularizer: Any = None, return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False,
-                 name: Optional[str] = None, trainable: bool = True) -> None:
+                 name: Optional[str] = None, trainable: bool = True,
+                 zero_output_for_mask: bool = False) -> None:
         super().__init__(units, activation, "sigmoid", use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
-                         return_state, go_backwards, name, trainable)
+                         return_state, go_backwards, name, trainable, zero_output_for_mask)
 
 
 class LSTM(RNNBase):
@@ -331,7 +357,7 @@ class LSTM(RNNBase):
     unit_forget_bias : bool, default True
         Start the forget gate's bias at 1 (Jozefowicz et al., 2015), as Keras does.
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
-    name, trainable
+    name, trainable, zero_output_for_mask
         As for ``SimpleRNN``; ``return_state`` returns ``[output, h, c]``.
 
     Shapes: kernel (features, 4 units), recurrent_kernel (units, 4 units), bias (4 units,),
@@ -360,11 +386,11 @@ class LSTM(RNNBase):
                  recurrent_regularizer: Any = None, bias_regularizer: Any = None,
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, name: Optional[str] = None,
-                 trainable: bool = True) -> None:
+                 trainable: bool = True, zero_output_for_mask: bool = False) -> None:
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
-                         return_state, go_backwards, name, trainable)
+                         return_state, go_backwards, name, trainable, zero_output_for_mask)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
 
     def _bias_init(self) -> Any:
@@ -392,7 +418,7 @@ class GRU(RNNBase):
         Only True is implemented (the reset gate applied after the recurrent product);
         False raises ValueError.
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
-    name, trainable
+    name, trainable, zero_output_for_mask
         As for ``SimpleRNN``.
 
     Shapes: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
@@ -417,11 +443,11 @@ class GRU(RNNBase):
                  bias_regularizer: Any = None, return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False,
                  reset_after: bool = True, name: Optional[str] = None,
-                 trainable: bool = True) -> None:
+                 trainable: bool = True, zero_output_for_mask: bool = False) -> None:
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
-                         return_state, go_backwards, name, trainable)
+                         return_state, go_backwards, name, trainable, zero_output_for_mask)
         if V.check_bool("reset_after", reset_after) is not True:
             raise ValueError("GRU implements reset_after=True only (Keras' default: the reset "
                              "gate applied after the recurrent product). Received: "
@@ -474,6 +500,8 @@ class Bidirectional(Layer):
     6
     """
 
+    uses_mask = True
+
     def __init__(self, layer: Any, merge_mode: Optional[str] = "concat",
                  backward_layer: Any = None, name: Optional[str] = None,
                  trainable: bool = True) -> None:
@@ -505,12 +533,27 @@ class Bidirectional(Layer):
                              f"go_backwards. Received: backward_layer="
                              f"{V._describe(backward_layer)}")
         self.forward_layer, self.backward_layer = layer, backward_layer
+        # Keras: a padded step's output is 0 in both directions' sequences (each direction's
+        # carried state would otherwise show the other end's padding)
+        for inner in (layer, backward_layer):
+            inner.zero_output_for_mask = inner.return_sequences
         for inner, side in ((layer, "forward"), (backward_layer, "backward")):
             if inner._name is None:
                 inner._auto_name = f"{side}_{type(inner).__name__.lower()}"
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self._initial_state = False
+
+    def output_masked(self, masked: Any) -> bool:
+        return self.forward_layer.output_masked(masked)
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        steps = mask[0] if isinstance(mask, list) else mask
+        out = steps if self.return_sequences else None
+        merged = [out] if self.merge_mode is not None else [out, out]
+        if self.return_state:
+            return [*merged, *([None] * (2 * self.forward_layer.n_states))]
+        return merged[0] if len(merged) == 1 else merged
 
     def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
         """``layer(x)`` or ``layer(x, initial_state=[forward states..., backward states...])``."""
@@ -590,6 +633,7 @@ class Bidirectional(Layer):
         for s in (fs, bs):
             s.set_rows(ctx.rows)
             s.training = training
+            s.mask = ctx.mask
         if isinstance(x, list):
             k = self.forward_layer.n_states
             fx, bx = [x[0], *x[1:1 + k]], [x[0], *x[1 + k:]]
@@ -685,6 +729,8 @@ class OutputOf(Layer):
     ``Bidirectional(merge_mode=None)``): the functional API adds one per output, so each is a
     tensor of its own. It computes nothing: forward picks, backward passes the gradient on."""
 
+    supports_masking = True     # see Layer.compute_mask
+
     def __init__(self, index: int, name: Optional[str] = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.index = V.check_int("index", index, low=0)
@@ -694,6 +740,9 @@ class OutputOf(Layer):
             raise ValueError(f"{self.name} picks output {self.index} of a layer with several "
                              f"outputs. Received: input shape {input_shape}")
         return input_shape[self.index]
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        return mask[self.index] if isinstance(mask, list) else mask
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         return x[self.index]

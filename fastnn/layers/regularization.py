@@ -25,6 +25,8 @@ class SeededRandom(Layer):
     far. Both go into the model file (``get_config()["state"]``), so a loaded model goes on
     with the same draws."""
 
+    supports_masking = True     # see Layer.compute_mask
+
     def __init__(self, seed: Optional[int], name: Optional[str], trainable: bool) -> None:
         super().__init__(name=name, trainable=trainable)
         self.seed = None if seed is None else V.check_int("seed", seed, low=0)

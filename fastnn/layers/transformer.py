@@ -78,6 +78,8 @@ class TransformerBlock(Layer):
     [(8, 16), (16,), (16, 8), (8,)]
     """
 
+    uses_mask = True      # its attention: padded steps are attended by no query
+
     def __init__(self, num_heads: int, key_dim: int, ff_dim: int, causal: bool = False,
                  norm_first: bool = True, dropout: float = 0.0, activation: Any = "gelu",
                  layer_norm_epsilon: float = 1e-5, value_dim: Optional[int] = None,
@@ -285,9 +287,18 @@ class TransformerBlock(Layer):
         ctx.be.add_forward([a.reshape(-1), b.reshape(-1)], out.reshape(-1))
         return out
 
+    def output_masked(self, masked: Any) -> bool:
+        return bool(masked[0] if isinstance(masked, list) else masked)
+
+    def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
+        return mask[0] if isinstance(mask, list) else mask
+
     def forward(self, ctx: Slot, x: Any, training: bool) -> FloatArray:
         s = self._slots(ctx, training)
         x, mask = (x[0], x[1]) if isinstance(x, list) else (x, None)
+        # the sequence's step mask (Embedding(mask_zero=True), Masking): its padded steps are
+        # keys no query attends to, as with padding_mask (both: the steps real in both)
+        s["mha"].mask = ctx.mask[0] if isinstance(ctx.mask, list) else ctx.mask
         x = np.ascontiguousarray(x)
         if self.norm_first:
             h = self.attention_norm.forward(s["ln1"], x, training)

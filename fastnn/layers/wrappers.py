@@ -39,6 +39,8 @@ class TimeDistributed(Layer):
     (3, 5, 6, 6, 2)
     """
 
+    supports_masking = True     # see Layer.compute_mask
+
     def __init__(self, layer: Layer, name: Optional[str] = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         if not isinstance(layer, Layer) or type(layer).forward is Layer.forward:

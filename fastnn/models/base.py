@@ -77,6 +77,8 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._fast = False
         self._plan: list[fastpath.PlanStep] = []
         self._nodes: list[graph.Node] = []
+        self._masked: Optional[list[bool]] = None     # graph.mask_flags
+        self._grad_free: frozenset[int] = frozenset()   # graph.grad_free_nodes
         self._outputs: list[int] = []
         self._n_inputs = 1
         self._relu_fused: frozenset[int] = frozenset()
@@ -185,6 +187,8 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                                      f"with weights can appear once (create a second layer "
                                      f"for a second use)")
         self._nodes, self._outputs, self._n_inputs = nodes, outputs, len(input_shapes)
+        self._masked = graph.mask_flags(nodes, len(input_shapes))
+        self._grad_free = graph.grad_free_nodes(nodes, len(input_shapes))
         self._relu_fused = graph.relu_pool_nodes(nodes, outputs, len(input_shapes))
         self._pooled_grad = graph.pooled_grad_nodes(nodes, self._relu_fused, len(input_shapes))
         self.input_shape = input_shapes[0] if len(input_shapes) == 1 else input_shapes

@@ -15,8 +15,8 @@ from typing import Any, Callable
 import numpy as np
 
 from fastnn import activations as A
-from fastnn.layers import (Activation, Add, Dense, Dropout, Embedding, GaussianDropout,
-                           GaussianNoise, LayerNormalization,
+from fastnn.layers import (Activation, Add, AlphaDropout, Dense, Dropout, Embedding,
+                           GaussianDropout, GaussianNoise, LayerNormalization,
                            MultiHeadAttention, PositionalEmbedding, SinePositionEncoding,
                            TransformerBlock)
 
@@ -165,7 +165,7 @@ class _AddOp(_Op):
         self.be.add_forward([x.reshape(-1) for x in self.inputs], self.out.reshape(-1))
 
 
-@register(Dropout, GaussianNoise, GaussianDropout)
+@register(Dropout, GaussianNoise, GaussianDropout, AlphaDropout)
 class _IdentityOp(_Op):
     def __init__(self, layer: Any, inputs: list[Any], dec: Any) -> None:
         self.layer, self.out = layer, inputs[0]        # inference: the identity

@@ -365,8 +365,9 @@ class FitLoop:
                 sums["loss"] += value * rows
                 if self.metrics:
                     out = self._batch_outputs(rows)
+                    mask = self._output_mask(self._train_ws)
                     for name, item in zip(self.metrics, self._metric_items):
-                        sums[name] += self._metric_sum(item, out, tb, threshold)
+                        sums[name] += self._metric_sum(item, out, tb, threshold, mask)
                 progress.update(rows, sums)
                 for cb in callbacks:
                     cb.on_train_batch_end(index, logs={"loss": value})

@@ -20,7 +20,7 @@ from fastnn import activations as A
 from fastnn.models.decoding import Decoder
 
 
-def _prompt(prompt: Any, vocab: int) -> Any:
+def _prompt(prompt: Any, vocab: int, padding: bool = False) -> Any:
     arr = np.asarray(prompt)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"prompt must be an integer array of token ids (n, p). Received: "
@@ -33,6 +33,12 @@ def _prompt(prompt: Any, vocab: int) -> Any:
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"prompt must hold ids in [0, {vocab}) (the Embedding's input_dim). "
                          f"Received: prompt[{where[0]}, {where[1]}]={int(arr[where])}")
+    if padding and (arr == 0).any():
+        where = tuple(int(i) for i in np.argwhere(arr == 0)[0])
+        raise ValueError(f"prompt holds id 0, the padding of an Embedding with mask_zero=True, "
+                         f"which generation does not skip (each prompt is read whole: give "
+                         f"prompts of one length, or generate them one at a time). Received: "
+                         f"prompt[{where[0]}, {where[1]}]=0")
     return arr.astype(np.int64)
 
 
@@ -54,14 +60,17 @@ def _arguments(max_new_tokens: Any, temperature: Any, top_k: Any, end_id: Any,
 
 
 def _choose(y: Any, logits_given: bool, temperature: float, top_k: Optional[int],
-            rng: Any) -> Any:
-    """The next token of each row from the outputs y (n, vocab)."""
+            rng: Any, padding: bool = False) -> Any:
+    """The next token of each row from the outputs y (n, vocab); with ``padding`` (the
+    Embedding's mask_zero) never id 0, the padding."""
     if temperature == 0.0:
-        return np.argmax(y, axis=1)
+        return np.argmax(y[:, 1:], axis=1) + 1 if padding else np.argmax(y, axis=1)
     z = y.astype(np.float64)
     if not logits_given:
         with np.errstate(divide="ignore"):
             z = np.log(z)
+    if padding:
+        z[:, 0] = -np.inf
     z /= temperature
     vocab = z.shape[1]
     if top_k is not None and top_k < vocab:
@@ -88,8 +97,8 @@ def generate(model: Any, prompt: Any, max_new_tokens: int, temperature: float = 
     vocab_out = out_shape[-1] if isinstance(out_shape, tuple) else 0
     new, temp, k, end = _arguments(max_new_tokens, temperature, top_k, end_id, vocab_out)
     rng = np.random.default_rng(seed)
-    vocab = _vocab(model)
-    ids = _prompt(prompt, vocab)
+    vocab, padding = _vocab(model)
+    ids = _prompt(prompt, vocab, padding)
     if new == 0:
         return ids
     if vocab_out > vocab:
@@ -98,7 +107,7 @@ def generate(model: Any, prompt: Any, max_new_tokens: int, temperature: float = 
     n, p = ids.shape
     dec = _decoder(model, n, p + new - 1)     # the last token is never fed back
     try:
-        return _run(dec, ids, new, act == A.LINEAR, temp, k, end, rng)
+        return _run(dec, ids, new, act == A.LINEAR, temp, k, end, rng, padding)
     finally:
         _decoders(model)[(n, p + new - 1)] = dec
 
@@ -125,7 +134,7 @@ def _decoder(model: Any, n: int, length: int) -> Decoder:
 
 
 def _run(dec: Decoder, ids: Any, new: int, logits_given: bool, temp: float,
-         k: Optional[int], end: Optional[int], rng: Any) -> Any:
+         k: Optional[int], end: Optional[int], rng: Any, padding: bool = False) -> Any:
     n, p = ids.shape
     out = np.empty((n, p + new), np.int64)
     out[:, :p] = ids
@@ -133,7 +142,7 @@ def _run(dec: Decoder, ids: Any, new: int, logits_given: bool, temp: float,
         dec.step(ids[:, t])
     done = np.zeros(n, bool)
     for i in range(new):
-        nxt = _choose(dec.step(out[:, p - 1 + i]), logits_given, temp, k, rng)
+        nxt = _choose(dec.step(out[:, p - 1 + i]), logits_given, temp, k, rng, padding)
         if end is not None:
             nxt[done] = end
             done |= nxt == end
@@ -144,12 +153,13 @@ def _run(dec: Decoder, ids: Any, new: int, logits_given: bool, temp: float,
     return out
 
 
-def _vocab(model: Any) -> int:
-    """The input_dim of the Embedding reading the model's ids (ValueError if there is none)."""
+def _vocab(model: Any) -> tuple[int, bool]:
+    """The input_dim of the Embedding reading the model's ids (ValueError if there is none),
+    and its mask_zero."""
     from fastnn.layers import Embedding
     nodes = model._nodes
     first = [node.layer for node in nodes[1:] if 0 in node.inputs]
     if model._n_inputs != 1 or len(first) != 1 or not isinstance(first[0], Embedding):
         raise ValueError("generation needs a model with one input of token ids that goes into "
                          "one Embedding layer")
-    return int(first[0].input_dim)
+    return int(first[0].input_dim), bool(first[0].mask_zero)

@@ -14,6 +14,7 @@ never depend on the shapes; the graph unpacks them into each input's shape.
 from __future__ import annotations
 
 import math
+import warnings
 
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -50,6 +51,7 @@ class GraphWorkspace:
         self.model, self.rows, self.with_grads = model, rows, with_grads
         self.slots = [Slot(model._be, model.dtype) for _ in model._nodes]
         self.Y: list[Any] = [None] * len(model._nodes)
+        self.M: list[Any] = [None] * len(model._nodes)     # step masks (model._masked)
         self.written = [False] * len(model._nodes)
         self.packed_out: Optional[FloatArray] = None
         self.current = 0
@@ -144,6 +146,21 @@ def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozens
     return frozenset(fused)
 
 
+def grad_free_nodes(nodes: list[Node], n_in: int) -> frozenset[int]:
+    """The model inputs and the nodes computed from them by layers without weights only
+    (Masking, Rescaling, a Lambda, Dropout before the first Dense): no gradient needs to reach
+    them unless the caller asks for dL/d(inputs), so the backward pass gives the layers that
+    read them no input-gradient target (an LSTM after Masking skips its dx product) and never
+    runs their own backward."""
+    free = set(range(n_in))
+    for node in nodes[n_in:]:
+        layer = node.layer
+        if (not layer._specs and not isinstance(layer, ModelLayer)        # type: ignore
+                and all(p in free for p in node.inputs)):
+            free.add(node.index)
+    return frozenset(free)
+
+
 def pooled_grad_nodes(nodes: list[Node], fused: frozenset[int], n_in: int) -> dict[int, int]:
     """{pool node: its convolution} for the relu_fused pairs whose convolution reads a model
     input: when the input's gradient is not wanted, such a convolution takes its kernel and
@@ -157,6 +174,36 @@ def pooled_grad_nodes(nodes: list[Node], fused: frozenset[int], n_in: int) -> di
             if nodes[conv].inputs[0] < n_in:
                 pairs[i] = conv
     return pairs
+
+
+def mask_flags(nodes: list[Node], n_in: int) -> Optional[list[bool]]:
+    """Which nodes' outputs carry a step mask (``Layer.output_masked``), or None when no node's
+    does (the forward pass then never looks at masks). As Keras does, a warning names each
+    layer that receives a mask it neither passes on nor uses (Flatten, a convolution): the
+    layers after it see no mask."""
+    flags = [False] * len(nodes)
+    for node in nodes[n_in:]:
+        layer: Any = node.layer
+        ins = [flags[i] for i in node.inputs]
+        flags[node.index] = layer.output_masked(ins if node.multi else ins[0])
+        if any(ins) and not (layer.supports_masking or layer.uses_mask):
+            warnings.warn(f"layer {layer.name!r} ({type(layer).__name__}) receives a step mask "
+                          f"(from Embedding(mask_zero=True) or Masking) that it does not "
+                          f"support: the layers after it see no mask", stacklevel=4)
+    return flags if any(flags) else None
+
+
+def _masked_call(node: Node, ws: GraphWorkspace, slot: Slot, inp: Any, training: bool,
+                 masked: list[bool]) -> Any:
+    """One layer call of a model with step masks: the input's mask(s) on the slot for the
+    layer to use, the output's kept in ``ws.M``."""
+    M = ws.M
+    mask = [M[i] for i in node.inputs] if node.multi else M[node.inputs[0]]
+    slot.mask = mask
+    y = node.layer.forward(slot, inp, training)                     # type: ignore[union-attr]
+    M[node.index] = (node.layer.compute_mask(slot, inp, mask)       # type: ignore[union-attr]
+                     if masked[node.index] else None)
+    return y
 
 
 def forward(model: BaseModel, x: FloatArray, ws: GraphWorkspace, rows: int,
@@ -176,11 +223,15 @@ def forward(model: BaseModel, x: FloatArray, ws: GraphWorkspace, rows: int,
             buf.reshape(rows, w)[...] = x[:, offset:offset + w]
             ws.Y[k] = buf
         offset += w
+    masked = model._masked
     for node in nodes[model._n_inputs:]:
         slot = ws.slots[node.index]
         slot.training = training
         inp = [ws.Y[i] for i in node.inputs] if node.multi else ws.Y[node.inputs[0]]
-        ws.Y[node.index] = node.layer.forward(slot, inp, training)       # type: ignore[union-attr]
+        if masked is not None:
+            ws.Y[node.index] = _masked_call(node, ws, slot, inp, training, masked)
+        else:
+            ws.Y[node.index] = node.layer.forward(slot, inp, training)   # type: ignore[union-attr]
     outs = model._outputs
     if len(outs) == 1:
         y = ws.Y[outs[0]].reshape(rows, -1)
@@ -220,6 +271,7 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         written[outs[0]] = True
     n_in = model._n_inputs
     pooled = model._pooled_grad if dx0 is None else {}
+    grad_free = model._grad_free
     from_pool: dict[int, tuple[Any, Slot, FloatArray]] = {}
     for node in reversed(nodes[n_in:]):
         if not written[node.index]:
@@ -239,7 +291,7 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         targets: list[Optional[FloatArray]] = []
         direct: list[bool] = []
         for j, p in enumerate(node.inputs):
-            if (p < n_in and dx0 is None) or isinstance(nodes[p].shape, list):
+            if (p in grad_free and dx0 is None) or isinstance(nodes[p].shape, list):
                 # (a layer with several outputs gets each OutputOf's gradient in its part)
                 targets.append(None)
                 direct.append(False)

@@ -6,8 +6,8 @@ backend's ``InferPlan``).
 activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
 bits either way (the tests hold it to that). Flatten, Reshape and the dropout and noise layers
 are views at inference and take no step. A model with any other layer, a branch, several inputs or outputs, a
-recurrent layer with initial states or returned states, or a TransformerBlock with a padding
-mask keeps the per-layer path, as does every model on the NumPy backend.
+recurrent layer with initial states or returned states, a TransformerBlock with a padding
+mask, or step masks (``Embedding(mask_zero=True)``, ``Masking``) keeps the per-layer path, as does every model on the NumPy backend.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastnn.layers import (ELU, GELU, GRU, LSTM, Activation, AveragePooling1D, AveragePooling2D,
                            BatchNormalization, Conv1D, Conv2D, Dense, Dropout, Flatten,
-                           GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D,
+                           AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                           SpatialDropout2D,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
                            GlobalMaxPooling2D, LayerNormalization, LeakyReLU, MaxPooling1D,
                            MaxPooling2D, ReLU, Reshape, Sigmoid, SimpleRNN, Softmax, Step, Tanh,
@@ -32,7 +33,7 @@ StepSpec = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 # Layer kinds are matched by exact type: a subclass (a user's layer) may compute otherwise.
 # layers that only rearrange (or, at inference, pass) their input: no step
 _VIEWS = (Flatten, Reshape, Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-          GaussianDropout)
+          GaussianDropout, AlphaDropout)
 _ACTIVATIONS = (Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU)
 _POOLING = (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D)
 _GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
@@ -46,7 +47,7 @@ def compile(model: BaseModel) -> Any:
     plan_class = getattr(model._be, "InferPlan", None)
     nodes = model._nodes
     if (plan_class is None or model._n_inputs != 1 or len(model._outputs) != 1
-            or model._outputs[0] != len(nodes) - 1):
+            or model._outputs[0] != len(nodes) - 1 or model._masked is not None):
         return None
     steps: list[StepSpec] = []
     for i, node in enumerate(nodes[1:], 1):

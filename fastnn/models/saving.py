@@ -97,6 +97,10 @@ def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, 
             what = (f"unknown layer kind {kind!r}" if not isinstance(kind, str)
                     or (kind not in LAYERS and kind != "Model")
                     else f"{type(exc).__name__}: {exc}")
+            if kind == "Lambda":
+                what += (" (a model file holds no code: keep the weights, "
+                         "np.savez(path, *model.get_weights()), and set_weights them on the "
+                         "model built in code)")
             raise BadModelFile(f"layer {i} ({kind}) is invalid: {what}") from None
     if config["class"] == "Sequential":
         out = shapes[-1]

@@ -160,15 +160,22 @@ class Sequential(BaseModel):
         return None
 
     def add(self, layer: Any) -> None:
-        """Append a layer (or a built model) to the stack, before the model is built.
+        """Append a layer (or a built model) to the stack.
+
+        On a built model (Keras allows it too, e.g. ``model.pop(); model.add(new_head)``),
+        the model is built again for the same input with ``layer`` last: the other layers
+        keep their weights (and Dropout's mask counters), ``layer``'s weights are initialised
+        from the model's seed, and the compile settings go, as with ``pop`` (the optimizer's
+        state was sized for the old weights): compile again before training. A layer that
+        cannot take the model's output is refused and the model stays as it was.
 
         Raises
         ------
         TypeError
             If ``layer`` is not a fastnn layer or model.
         ValueError
-            If the model is already built, or ``layer`` belongs to a built model or is
-            already in this one.
+            If ``layer`` belongs to a built model or is already in this one, or (the model
+            built) cannot take its output or has the name of one of its layers.
 
         Examples
         --------
@@ -201,8 +208,6 @@ class Sequential(BaseModel):
         elif layer.n_inputs != 1:
             raise TypeError(f"{type(layer).__name__} takes several inputs: build the model "
                             f"with the functional API (fastnn.Input, fastnn.Model)")
-        if self.built:
-            raise ValueError("cannot add layers to a model that is already built")
         if isinstance(layer, Layer) and layer._owner is not None and (
                 layer._specs or layer.built):
             raise ValueError(f"layer {layer!r} already belongs to a built model")
@@ -211,10 +216,50 @@ class Sequential(BaseModel):
             # a layer used twice would need tied gradients; refused, not untied
             raise ValueError(f"layer {layer!r} is already in this model: a layer can appear "
                              f"once (create a second layer for a second use)")
+        if self.built:
+            self._add_and_rebuild(layer)
+            return
         given = getattr(layer, "_given_input", None)
         if given is not None and not self.layers and self._input_hint is None:
             self._input_hint = given              # Keras' Dense(64, input_shape=(20,)) first
         self.layers.append(layer)
+
+    def _add_and_rebuild(self, layer: Any) -> None:
+        """``add`` on a built model: ``layer`` last, the model built again for the same input;
+        the other layers keep their weights. ``layer`` is tried on the model's output first, so
+        a layer that cannot take it is refused with the model left as it was (compiled too)."""
+        if isinstance(layer, BaseModel):
+            graph.ModelLayer(layer).compute_output_shape(self.output_shape)
+        else:
+            layer.check_dtype(self.dtype)
+            layer.build(self.output_shape, self.dtype)
+        names = {other.name for other in self.layers}
+        if layer._name is not None and layer._name in names:
+            raise ValueError(f"two layers are named {layer._name!r}: names must be unique "
+                             f"within a model")
+        kept = list(self.layers)
+        self._rebuild(kept + [layer], kept)
+
+    def _rebuild(self, layers: list[Any], kept: list[Any]) -> None:
+        """Build the model again for its input with ``layers``, giving the ``kept`` layers
+        their weights back; the compile settings go (``pop`` and ``add``). Should the build
+        fail, the model is built again with ``kept``, then the error raised."""
+        weights = [None if isinstance(layer, BaseModel) else layer.get_weights()
+                   for layer in kept]
+        shape = self.input_shape
+        self._forget_build()
+        self.layers[:] = layers
+        try:
+            self.build(shape)
+        except BaseException:
+            self._forget_build()
+            self.layers[:] = kept
+            self.build(shape)
+            raise
+        finally:
+            for layer, values in zip(kept, weights):
+                if values:
+                    layer.set_weights(values)
 
     @exclusive
     def pop(self, rebuild: bool = True) -> Any:
@@ -268,16 +313,8 @@ class Sequential(BaseModel):
         if len(self.layers) == 1:
             raise ValueError(f"pop: a built Sequential needs at least one layer, and this one "
                              f"has only {self.layers[0]!r}")
-        kept = self.layers[:-1]
-        weights = [None if isinstance(layer, BaseModel) else layer.get_weights()
-                   for layer in kept]
-        shape = self.input_shape
-        removed = self.layers.pop()
-        self._forget_build()
-        self.build(shape)
-        for layer, values in zip(kept, weights):
-            if values:
-                layer.set_weights(values)
+        removed = self.layers[-1]
+        self._rebuild(self.layers[:-1], self.layers[:-1])
         return removed
 
     def _forget_build(self) -> None:

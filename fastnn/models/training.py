@@ -88,7 +88,8 @@ class Training:
 
         Compiling again replaces them and starts the optimizer from fresh (zero) state. A
         Sequential not built yet is compiled when it is built (Keras' deferred build; the
-        arguments are checked now). Keras' order, ``compile("adam", "mse")``, is taken too:
+        arguments are checked now, and ``loss``, ``optimizer`` and ``metrics`` are set at once,
+        the optimizer's state allocated with the weights). Keras' order, ``compile("adam", "mse")``, is taken too:
         the two are told apart by what they are.
 
         Parameters
@@ -136,8 +137,12 @@ class Training:
             # Keras' deferred build: checked now, completed when the first fit, predict or
             # evaluate builds the model for its data (or build() does)
             pending = (L.get_loss(loss), get_optimizer(optimizer), metrics)
-            M.check_metrics(metrics)
+            items = M.check_metrics(metrics)
             self._pending_compile: Optional[tuple[Any, Any, Any]] = pending
+            # Keras' model.loss and model.optimizer are the compiled objects at once; the
+            # optimizer's state is allocated when the build completes the compile (with them)
+            self.loss, self.optimizer = pending[0], pending[1]
+            self.metrics = [M.metric_name(item) for item in items]
             return self
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
@@ -257,7 +262,7 @@ class Training:
         ws = self._train_workspace(rows)
         fuse = self._fuses()
         out = self._forward(x, ws, rows, training=True, fuse_last=fuse)
-        value = self._loss_value(out, t, ws.output_grad(rows), w)
+        value = self._loss_value(out, t, ws.output_grad(rows), w, self._output_mask(ws))
         if not self._fast:
             self._zero_grads()
             value += self._regularize(with_grads=False)
@@ -268,14 +273,29 @@ class Training:
             self._regularize(with_grads=True)
         return value, out
 
-    def _loss_value(self: Any, out, t, g, w):
+    def _output_mask(self: Any, ws):
+        """The step mask (rows, steps) of the output of the pass just run in ``ws``, or None
+        (see Layer.compute_mask)."""
+        masked = self._masked
+        if masked is None or not masked[self._outputs[0]] or len(self._outputs) != 1:
+            return None
+        return ws.M[self._outputs[0]]
+
+    def _loss_value(self: Any, out, t, g, w, mask=None):
         """The loss of ``out`` against the dense targets ``t`` (sample weights ``w`` or None)
         and, when ``g`` is given, dL/d(out) into it: a kernel, or a Python loss's ``value`` and
         ``gradient``, whose results are held to the shape and finiteness the backward pass
-        needs."""
+        needs. ``mask`` (rows, steps): the output's step mask, whose padded steps the built-in
+        losses leave out (Keras: the mean over the real steps of the batch)."""
         if self._loss_kind != L.CUSTOM_KIND:
             classes = self._class_axis()
-            if classes:               # per step of a sequence: rows of one class axis each
+            if mask is not None:      # a row per step, weighted by the mask
+                steps = mask.shape[1]
+                width = out.shape[1] // steps
+                out, t = out.reshape(-1, width), t.reshape(-1, width)
+                g = None if g is None else g.reshape(-1, width)
+                w = _step_weights(w, mask, self.dtype)
+            elif classes:             # per step of a sequence: rows of one class axis each
                 steps = out.shape[1] // classes
                 out, t = out.reshape(-1, classes), t.reshape(-1, classes)
                 g = None if g is None else g.reshape(-1, classes)
@@ -330,10 +350,20 @@ class Training:
             return 0
         return int(shape[-1])
 
-    def _metric_sum(self: Any, item, out, T, threshold) -> float:
+    def _metric_sum(self: Any, item, out, T, threshold, mask=None) -> float:
         """A metric summed over the rows of a batch; with a class axis (``_class_axis``), the
-        mean over each sample's positions, summed over the samples."""
+        mean over each sample's positions, summed over the samples. With the output's step
+        ``mask``: the mean over the batch's real steps, times its rows (Keras' masked metrics
+        over one batch)."""
         classes = self._class_axis()
+        if mask is not None:
+            real = mask.reshape(-1)
+            count = int(np.count_nonzero(real))
+            if count == 0:
+                return 0.0
+            width = out.shape[1] // mask.shape[1]
+            rows = (out.reshape(-1, width)[real], T.reshape(-1, width)[real])
+            return M.batch_metric_sum(item, *rows, threshold) * out.shape[0] / count
         if not classes:
             return M.batch_metric_sum(item, out, T, threshold)
         positions = out.shape[1] // classes
@@ -518,19 +548,24 @@ class Training:
             self._local.ws = ws
         return ws
 
-    def _predict_array(self: Any, X, batch_size, progress=None):
+    def _predict_array(self: Any, X, batch_size, progress=None, masks=None):
         n = X.shape[0]
         out = np.empty((n, self.output_dim), dtype=self.dtype)
         chunk = min(n, batch_size)
         ws = self._inference_workspace(chunk)
-        self._on_chosen_threads("predict", n, self._forward_chunks, X, out, ws, chunk, progress)
+        self._on_chosen_threads("predict", n, self._forward_chunks, X, out, ws, chunk, progress,
+                                masks)
         return out
 
-    def _forward_chunks(self: Any, X, out, ws, chunk, progress=None):
+    def _forward_chunks(self: Any, X, out, ws, chunk, progress=None, masks=None):
+        """The forward pass over ``X`` in chunks into ``out`` (and the output's step mask into
+        ``masks`` when given)."""
         n = X.shape[0]
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
+            if masks is not None:
+                masks[start:stop] = self._output_mask(ws)
             if progress is not None:
                 progress.update(stop - start, {})
 
@@ -668,14 +703,22 @@ class Training:
         return 0.5 if self.final_activation in (A.SIGMOID, A.SOFTMAX, A.STEP) else 0.0
 
     def _evaluate_arrays(self: Any, X, T, batch_size=4096, W=None, progress=None):
-        out = self._predict_array(X, batch_size, progress)
+        masks = self._mask_store(X.shape[0])
+        out = self._predict_array(X, batch_size, progress, masks)
         n = X.shape[0]
-        scores = {"loss": self._loss_value(out, T, None, W)
+        scores = {"loss": self._loss_value(out, T, None, W, masks)
                   + (0.0 if self._fast else self._regularize(with_grads=False))}
         threshold = self._threshold()
         for name, item in zip(self.metrics, self._metric_items):
-            scores[name] = self._metric_sum(item, out, T, threshold) / n
+            scores[name] = self._metric_sum(item, out, T, threshold, masks) / n
         return scores
+
+    def _mask_store(self: Any, n):
+        """Room for the output's step mask of ``n`` samples when the output has one."""
+        masked = self._masked
+        if masked is None or len(self._outputs) != 1 or not masked[self._outputs[0]]:
+            return None
+        return np.empty((n, self.output_shape[0]), bool)
 
     def evaluate(self: Any, X: ArrayLike, y: ArrayLike, batch_size: int = 4096,
                  sample_weight: Optional[ArrayLike] = None, verbose: Any = 0,
@@ -742,6 +785,22 @@ class Training:
                 return scores, scores
             scores = self._reporting("Evaluate", Xs.shape[0], verbose, run)
         return scores if return_dict else _keras_scores(scores)
+
+
+def _step_weights(w: Any, mask: Any, dtype: Any) -> Any:
+    """Per-step row weights for a loss of one row per step: the sample's weight (``w`` or 1)
+    where the mask is True, 0 at a padded step, all scaled by steps / real steps so that the
+    kernels' mean over rows is the mean over the real steps (Keras' ``apply_mask``; a batch
+    with no real step weighs 0)."""
+    n, steps = mask.shape
+    weights = np.empty((n, steps), dtype)
+    np.copyto(weights, mask)
+    if w is not None:
+        weights *= np.asarray(w, dtype).reshape(n, 1)
+    real = int(np.count_nonzero(mask))
+    if real:
+        weights *= dtype.type(n * steps / real)
+    return weights.reshape(-1)
 
 
 def _keras_scores(scores: dict[str, float]) -> Union[float, list[float]]:

@@ -18,6 +18,7 @@ from fastnn.layers import (Activation, Add, Average, BatchNormalization, Concate
                            Embedding, Flatten, LayerNormalization, Maximum, Minimum, Multiply,
                            Permute, Reshape, Subtract, TimeDistributed)
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
+from fastnn.layers.depthwise import _Depthwise
 from fastnn.layers.preprocessing import _Affine
 from fastnn.layers.regularization import SeededRandom
 from fastnn.layers.reshaping import RepeatVector, _Cropping, _UpSampling, _ZeroPadding
@@ -74,13 +75,40 @@ def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     return b.activation(y, layer.act, layer.param, f"{p}/act")
 
 
-def _conv_transpose(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
-    """ConvTranspose: the kernel (kh, kw, filters, c) as ONNX's (c, filters, kh, kw); the
-    pads before are the transposed convolution's, and what ONNX's output length needs after
-    them comes as pads after or, past the last tap, as output_padding."""
+def _depthwise(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """DepthwiseConv1D/2D: Conv with group = input channels, the kernel (*k, c, dm) as ONNX's
+    (c*dm, 1, *k) (output channel ci*dm + m, as in Keras); SeparableConv1D/2D: that without a
+    bias, then a 1x1 Conv with the pointwise kernel (*1, c*dm, filters) as (filters, c*dm, *1)."""
     w = _weights(layer)
-    kernel = np.transpose(w["kernel"], (3, 2, 0, 1))
-    inputs = [b.channels_first(x, 2, f"{p}/to_nchw"), b.const(kernel, f"{p}/kernel")]
+    rank, c = layer.rank, layer.input_shape[-1]
+    depth = w["depthwise_kernel"].reshape(*layer.kernel_size, -1)
+    depth = np.transpose(depth, (rank, *range(rank)))[:, None]
+    inputs = [b.channels_first(x, rank, f"{p}/to_nchw"), b.const(depth, f"{p}/depthwise_kernel")]
+    if "bias" in w and not layer.separable:
+        inputs.append(b.const(w["bias"], f"{p}/bias"))
+    spatial = tuple(layer.input_shape[:-1])
+    y = b.op("Conv", inputs, f"{p}/depthwise", kernel_shape=list(layer.kernel_size),
+             strides=list(layer.strides), dilations=list(layer.dilation_rate), group=c,
+             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
+    if layer.separable:
+        point = np.transpose(w["pointwise_kernel"], (rank + 1, rank, *range(rank)))
+        inputs = [y, b.const(point, f"{p}/pointwise_kernel")]
+        if "bias" in w:
+            inputs.append(b.const(w["bias"], f"{p}/bias"))
+        y = b.op("Conv", inputs, f"{p}/pointwise", kernel_shape=[1] * rank)
+    y = b.channels_last(y, rank, f"{p}/to_nhwc")
+    return b.activation(y, layer.act, layer.param, f"{p}/act")
+
+
+def _conv_transpose(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    """ConvTranspose: the kernel (kh, kw, filters, c) as ONNX's (c, filters, kh, kw) (1-D:
+    (k, filters, c) as (c, filters, k)); the pads before are the transposed convolution's, and
+    what ONNX's output length needs after them comes as pads after or, past the last tap, as
+    output_padding."""
+    w = _weights(layer)
+    rank = layer.rank
+    kernel = np.transpose(w["kernel"], (rank + 1, rank, *range(rank)))
+    inputs = [b.channels_first(x, rank, f"{p}/to_nchw"), b.const(kernel, f"{p}/kernel")]
     if "bias" in w:
         inputs.append(b.const(w["bias"], f"{p}/bias"))
     spatial = tuple(layer.input_shape[:-1])
@@ -94,7 +122,7 @@ def _conv_transpose(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     y = b.op("ConvTranspose", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
              strides=list(layer.strides), dilations=list(layer.dilation_rate),
              pads=[*before, *after], output_padding=extra)
-    y = b.channels_last(y, 2, f"{p}/to_nhwc")
+    y = b.channels_last(y, rank, f"{p}/to_nhwc")
     return b.activation(y, layer.act, layer.param, f"{p}/act")
 
 
@@ -256,7 +284,7 @@ def _emit_layer(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
 
 _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
-    (_Conv, _conv), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
+    (_Conv, _conv), (_Depthwise, _depthwise), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
     (_ZeroPadding, _zero_padding), (_Cropping, _cropping), (RepeatVector, _repeat_vector),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (SeededRandom, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
@@ -287,6 +315,22 @@ def emit_model(b: GraphBuilder, model: Any, inputs: list[str], prefix: str = "")
     return [names[i] for i in model._outputs]
 
 
+def _refuse_masks(model: Any) -> None:
+    """Step masks (Embedding(mask_zero=True), Masking) have no ONNX form here: exported
+    without them, the padded steps would count."""
+    from fastnn.models.graph import ModelLayer
+    for node in model._nodes:
+        if isinstance(node.layer, ModelLayer):
+            _refuse_masks(node.layer.model)
+    if model._masked is not None:
+        producers = [n.layer.name for n in model._nodes[model._n_inputs:]
+                     if n.layer.output_masked(False)]
+        raise ValueError(f"model {model.name} has step masks (from {', '.join(producers)}): "
+                         f"their ONNX export is not supported (ONNX's recurrent operators "
+                         f"take sequence lengths, not masks). Export a copy without "
+                         f"mask_zero / Masking, and feed it unpadded sequences")
+
+
 def to_proto(model: Any, opset: Optional[int] = None) -> Any:
     """The ONNX ModelProto of a built fastnn model (see ``export``)."""
     import onnx
@@ -296,6 +340,7 @@ def to_proto(model: Any, opset: Optional[int] = None) -> Any:
         raise TypeError(f"model must be a fastnn model. Received: {type(model).__name__}")
     if not model.built:
         raise ValueError("model must be built (give its input shape) before export")
+    _refuse_masks(model)
     newest = onnx.defs.onnx_opset_version()
     opset = DEFAULT_OPSET if opset is None else V.check_int("opset", opset, low=MIN_OPSET)
     if opset > newest:

@@ -34,6 +34,18 @@ class T:
         return self.layout == tuple(range(len(self.layout))) and self.flat_perm is None
 
 
+def in_fastnn_layout(ctx: Any, x: T) -> T:
+    """``x`` as a tensor in fastnn's layout: a permutation of its sample axes (a ``Transpose``
+    that no later op absorbed, e.g. fastnn's own ``Permute`` exported) becomes a ``Permute``
+    layer (ONNX axis i is fastnn axis layout[i], so ``dims`` is the layout past the batch);
+    anything else (unit axes, a flattened view, a moved batch axis) is returned unchanged."""
+    layout = x.layout
+    if (x.identity or x.flat_perm is not None or len(layout) < 3 or layout[0] != 0
+            or sorted(a for a in layout if a is not None) != list(range(len(layout)))):
+        return x
+    return T(ctx.call(fnn.Permute(tuple(layout[1:])), x.sym), range(len(layout)))
+
+
 class ShapeOf(list):  # type: ignore[type-arg]
     """A shape vector; None marks the batch size."""
 
@@ -219,8 +231,10 @@ def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         ctx.fail("its input is time-major: a recurrent layer unrolled into per-step ops is "
                  "read only as Keras 3's exact SimpleRNN, LSTM or GRU, and this one differs; "
                  "ONNX's RNN, LSTM and GRU ops are supported")
-    elif not x.identity:
-        ctx.fail("its input must be in fastnn's layout")
+    else:
+        x = in_fastnn_layout(ctx, x)
+        if not x.identity:
+            ctx.fail("its input must be in fastnn's layout")
     weights = {"kernel": w}
     if len(ins) > 2 and ins[2] is not None:
         weights["bias"] = np.broadcast_to(ctx.const(ins[2], "bias"), (w.shape[1],))

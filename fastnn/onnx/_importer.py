@@ -17,7 +17,7 @@ import numpy as np
 import fastnn as fnn
 from fastnn.onnx._checked_file import check_model, check_tensor, read_model
 from fastnn.onnx._import_fold import FOLDABLE, fold
-from fastnn.onnx._import_ops import OPS, Ctx, T
+from fastnn.onnx._import_ops import OPS, Ctx, T, in_fastnn_layout
 from fastnn.onnx._import_patterns import find_patterns
 
 
@@ -122,6 +122,8 @@ def load(path: Any, backend: Any = "fast") -> Any:
     outputs = []
     for out in graph.output:
         v = ctx.values.get(out.name)
+        if isinstance(v, T):
+            v = in_fastnn_layout(ctx, v)      # a Transpose left at the end: a Permute layer
         if not isinstance(v, T) or v.layout != tuple(range(len(v.layout))) \
                 or v.flat_perm is not None:
             raise ValueError(f"output {out.name!r} is not a tensor in fastnn's layout "
