@@ -18,7 +18,7 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn import _validation as V
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, steps_real_in_all
 from fastnn.layers.core import _initializer, _regularizer, _serialize
 
 # The roles an input tensor plays: a subset of "qkv" (in that order), or "m" (the key mask).
@@ -304,17 +304,8 @@ class MultiHeadAttention(Layer):
         query's own mask only passes to the output (Keras also masks the padded queries' rows,
         whose outputs the layers after it then ignore)."""
         masks = ctx.mask if isinstance(ctx.mask, list) else [ctx.mask]
-        keys = [m for roles, m in zip(self.input_roles, masks)
-                if m is not None and ("k" in roles or "v" in roles)]
-        if given is not None:
-            keys.append(given)
-        if len(keys) < 2:
-            return keys[0] if keys else None
-        both = ctx.rows_buffer("step_mask", keys[0].shape[1:], dtype=bool)
-        np.logical_and(keys[0], keys[1], out=both)
-        for m in keys[2:]:
-            np.logical_and(both, m, out=both)
-        return both
+        keys = [m for roles, m in zip(self.input_roles, masks) if "k" in roles or "v" in roles]
+        return steps_real_in_all(ctx, "step_mask", [*keys, given])
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]

@@ -114,6 +114,19 @@ class Slot:
         return made
 
 
+def steps_real_in_all(ctx: Slot, key: str, masks: Sequence[Any]) -> Any:
+    """The step mask True where every one of ``masks`` (None entries: no mask) is: one of
+    them as it is, or their AND in the slot's buffer ``key``; None when there are none."""
+    given = [m for m in masks if m is not None]
+    if len(given) < 2:
+        return given[0] if given else None
+    both = ctx.rows_buffer(key, given[0].shape[1:], dtype=bool)
+    np.logical_and(given[0], given[1], out=both)
+    for m in given[2:]:
+        np.logical_and(both, m, out=both)
+    return both
+
+
 # Keras' two passes: a break before each capitalised word (a capital then lowercase letters or
 # digits), then between a lowercase letter and a capital. A digit followed by a capital is not
 # a break, so ``Conv2D`` is ``conv2d`` (one pass splitting at every case change gave ``conv2_d``).
@@ -275,14 +288,7 @@ class Layer:
         (several: the steps real in all of them, as Keras' merges)."""
         if not isinstance(mask, list):
             return mask
-        masks = [m for m in mask if m is not None]
-        if len(masks) < 2:
-            return masks[0] if masks else None
-        both = ctx.rows_buffer("mask_out", masks[0].shape[1:], dtype=bool)
-        np.logical_and(masks[0], masks[1], out=both)
-        for m in masks[2:]:
-            np.logical_and(both, m, out=both)
-        return both
+        return steps_real_in_all(ctx, "mask_out", mask)
 
     def check_dtype(self, dtype: Any) -> None:
         """Raise ValueError if the activation's code is unknown, or its parameter is not 0 or a
