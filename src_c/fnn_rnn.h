@@ -59,7 +59,19 @@ typedef struct {
      * zero gate gradients, so its input gets no gradient. */
     const unsigned char *mask;
     int zero_masked;
+    /* Keras' dropout and recurrent_dropout (training), NULL: none. Of the element type, each
+     * value 0 or 1/(1-rate), one per (sample, feature) and per (sample, unit), the same at every
+     * step: in_mask (n, d) scales x_t before the input projection (x_t W), so dW reads the
+     * masked x and dx is scaled by it too; rec_mask (n, u) scales h_{t-1} where it meets U
+     * (h_{t-1} U), so dU reads the masked states and the recurrent product's dh_{t-1} is scaled
+     * by it. The GRU's blend z h_{t-1} keeps the unmasked state (as Keras). With rec_mask the
+     * forward workspace holds FNN_RNN_REC_DROP_EXTRA(T, u) more values per sample. */
+    const void *in_mask, *rec_mask;
 } fnn_rnn_geom;
+
+/* The recurrent dropout's extra workspace per sample: the masked states (T+1, n, u) (the LSTM's
+ * side by side with x_t in its [x_t | h_t-1] rows, its plain states there instead). */
+#define FNN_RNN_REC_DROP_EXTRA(T, u) (((T) + 1) * (u))
 
 /* Values per sample of the forward workspace and of the backward one. */
 void fnn_rnn_sizes(int cell, ptrdiff_t T, ptrdiff_t d, ptrdiff_t u, ptrdiff_t *fwd,

@@ -10,7 +10,10 @@
  * a step's whole product and the weight gradients' read both as one matrix. */
 typedef struct {
     FT *xt, *G, *H, *C, *AUX, *S;
-    ptrdiff_t ldx, ldh;
+    FT *R; /* the states as the recurrent product reads them: H, or with a recurrent dropout
+            * mask the masked states (T+1, n, u), ldr apart (the LSTM's: in XH, whose plain
+            * states then move to the workspace's end) */
+    ptrdiff_t ldx, ldh, ldr;
 } RFN(parts);
 
 static RFN(parts) RFN(split)(const fnn_rnn_geom *g, FT *ws)
@@ -31,6 +34,18 @@ static RFN(parts) RFN(split)(const fnn_rnn_geom *g, FT *ws)
     p.C = (g->cell == FNN_RNN_LSTM ? p.G + T * n * K : p.H + (T + 1) * n * u);
     p.AUX = p.C + (g->cell == FNN_RNN_LSTM ? (T + 1) * n * u : 0);
     p.S = p.AUX + (g->cell == FNN_RNN_SIMPLE ? 0 : T * n * u);
+    p.R = p.H;
+    p.ldr = p.ldh;
+    if (g->rec_mask) {
+        FT *end = p.S + (g->cell == FNN_RNN_GRU ? n * K : 0);
+        if (g->cell == FNN_RNN_LSTM) {
+            p.H = end;
+            p.ldh = u;
+        } else {
+            p.R = end;
+            p.ldr = u;
+        }
+    }
     return p;
 }
 
@@ -239,11 +254,22 @@ static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(
     for (s = 0; s < T; s++) {
         const FT *hp = p->H + (s * n + r0) * ldh, *xs = p->xt + (s * n + r0) * p->ldx;
         FT *hn = p->H + ((s + 1) * n + r0) * ldh, *gs = p->G + (s * n + r0) * K;
+        /* the state the recurrent product reads: h_s-1, or with recurrent dropout its masked
+         * copy (kept for the backward's dU) */
+        const FT *hr = p->R + (s * n + r0) * p->ldr;
+        const ptrdiff_t ldr = p->ldr;
         /* a zero initial state adds nothing to the first step's input projection */
         const int rec = s > 0 || h0;
+        if (g->rec_mask) {
+            const FT *rm = (const FT *)g->rec_mask + r0 * u;
+            FT *hm = p->R + (s * n + r0) * ldr;
+            ptrdiff_t bb, j;
+            for (bb = 0; bb < m; bb++)
+                for (j = 0; j < u; j++) hm[bb * ldr + j] = hp[bb * ldh + j] * rm[bb * u + j];
+        }
         switch (g->cell) {
         case FNN_RNN_SIMPLE:
-            if (rec) RFN(step_gemm)(gt, s, m, u, u, hp, ldh, B, (FT)1, hn, ldh, NULL);
+            if (rec) RFN(step_gemm)(gt, s, m, u, u, hr, ldr, B, (FT)1, hn, ldh, NULL);
             gt->act(hn, m * u, g->act); /* ldh == u */
             break;
         case FNN_RNN_LSTM:
@@ -252,12 +278,12 @@ static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(
             else if (fused)
                 RFN(gemm)(0, 0, m, K, d, xs, p->ldx, W, K, (FT)0, gs, K, b);
             else if (rec)
-                RFN(step_gemm)(gt, s, m, K, u, hp, ldh, B, (FT)1, gs, K, NULL);
+                RFN(step_gemm)(gt, s, m, K, u, hr, ldr, B, (FT)1, gs, K, NULL);
             gt->lstm_fwd(gs, p->C + (s * n + r0) * u, p->C + ((s + 1) * n + r0) * u,
                          p->AUX + (s * n + r0) * u, hn, ldh, m, u, g->act, g->rec);
             break;
         default:
-            RFN(step_gemm)(gt, s, m, K, u, hp, ldh, B, (FT)0, p->S + r0 * K, K, b + K);
+            RFN(step_gemm)(gt, s, m, K, u, hr, ldr, B, (FT)0, p->S + r0 * K, K, b + K);
             gt->gru_fwd(gs, p->S + r0 * K, hp, p->AUX + (s * n + r0) * u, hn, m, u, g->act,
                         g->rec);
             break;
@@ -289,6 +315,15 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         const ptrdiff_t t = g->reverse ? T - 1 - s : s;
         for (bb = 0; bb < n; bb++)
             memcpy(p.xt + (s * n + bb) * p.ldx, x + (bb * T + t) * d, (size_t)d * sizeof(FT));
+    }
+    if (g->in_mask) { /* dropout: x_t's mask, the same at every step */
+        const FT *im = (const FT *)g->in_mask;
+        ptrdiff_t j;
+        for (s = 0; s < T; s++)
+            for (bb = 0; bb < n; bb++) {
+                FT *xr = p.xt + (s * n + bb) * p.ldx;
+                for (j = 0; j < d; j++) xr[j] *= im[bb * d + j];
+            }
     }
     /* the input projection of every step, with the (input) bias (fused: at each step) */
     if (!fused)
@@ -349,12 +384,13 @@ static void RFN(zero_skipped)(const fnn_rnn_geom *g, ptrdiff_t s, ptrdiff_t r0, 
  * K, and the GRU's recurrent K after). */
 static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
                                const RFN(stepb) *ut, const FT *dy, FT *dZ, FT *dZr, FT *dh,
-                               FT *dc, FT *held, int want_dh0, double *acc, ptrdiff_t q,
-                               ptrdiff_t groups)
+                               FT *dc, FT *held, FT *rtmp, int want_dh0, double *acc,
+                               ptrdiff_t q, ptrdiff_t groups)
 {
     const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0;
     FT *dhq = dh + r0 * u, *dcq = dc + r0 * u;
+    const FT *rm = g->rec_mask ? (const FT *)g->rec_mask + r0 * u : NULL;
     ptrdiff_t s, bb, j;
     for (s = T - 1; s >= 0; s--) {
         FT *dzs = dZ + (s * n + r0) * K, *dzr = dZr + (s * n + r0) * K;
@@ -391,22 +427,34 @@ static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN
             /* H's rows are contiguous (ldh == u) but the LSTM's */
             gt->simple_bwd(p->H + ((s + 1) * n + r0) * u, dhq, dzs, m * u, g->act);
             if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, NULL);
-            if (s > 0 || want_dh0)
+            if (s > 0 || want_dh0) {
                 RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
+                if (rm) /* the product met the masked h_{t-1} */
+                    for (j = 0; j < m * u; j++) dhq[j] *= rm[j];
+            }
             break;
         case FNN_RNN_LSTM:
             gt->lstm_bwd(dzs, p->C + (s * n + r0) * u, p->AUX + (s * n + r0) * u, dhq, dcq, m,
                          u, g->act, g->rec); /* dzs: the step's gates, replaced */
             if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, NULL);
-            if (s > 0 || want_dh0)
+            if (s > 0 || want_dh0) {
                 RFN(step_gemm)(gt, s, m, u, K, dzs, K, ut, (FT)0, dhq, u, NULL);
+                if (rm)
+                    for (j = 0; j < m * u; j++) dhq[j] *= rm[j];
+            }
             break;
         default:
             gt->gru_bwd(p->G + (s * n + r0) * K, p->H + (s * n + r0) * u,
                         p->AUX + (s * n + r0) * u, dhq, dzs, dzr, m, u, g->act, g->rec);
             if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, dzr);
-            if (s > 0 || want_dh0)
+            if ((s > 0 || want_dh0) && rm) {
+                /* dh_{t-1} = dh_t z (the blend's unmasked h) + mask (dZr U^T) */
+                FT *rt = rtmp + r0 * u;
+                RFN(step_gemm)(gt, s, m, u, K, dzr, K, ut, (FT)0, rt, u, NULL);
+                for (j = 0; j < m * u; j++) dhq[j] += rm[j] * rt[j];
+            } else if (s > 0 || want_dh0) {
                 RFN(step_gemm)(gt, s, m, u, K, dzr, K, ut, (FT)1, dhq, u, NULL);
+            }
             gt->colsum(dzr, m, K, acc + K);
             break;
         }
@@ -438,6 +486,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     FT *dh = dxt + T * n * d, *dc = dh + n * u;
     double *acc;
     FT *held = NULL; /* with a mask: the skipping rows' dh (n, u) and dc (n, u) across a step */
+    FT *rtmp = NULL;  /* the GRU's with recurrent dropout: the recurrent product (n, u) */
     RFN(stepb) Uts;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
@@ -447,6 +496,14 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     if (g->mask && n > 0) {
         held = (FT *)malloc((size_t)(2 * n * u) * sizeof(FT));
         if (!held) {
+            free(acc);
+            return 0;
+        }
+    }
+    if (g->rec_mask && gru && n > 0) {
+        rtmp = (FT *)malloc((size_t)(n * u) * sizeof(FT));
+        if (!rtmp) {
+            free(held);
             free(acc);
             return 0;
         }
@@ -473,7 +530,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
         RNN_EACH_GROUP(groups, q,
-                       RFN(backward_rows)(g, gt, &p, &Uts, dy, dZ, dZr, dh, dc, held,
+                       RFN(backward_rows)(g, gt, &p, &Uts, dy, dZ, dZr, dh, dc, held, rtmp,
                                           dh0 != NULL, acc + q * na, q, groups));
         for (q = 1; q < groups; q++) /* the groups' bias sums, in group order */
             for (j = 0; j < na; j++) acc[j] += acc[q * na + j];
@@ -488,6 +545,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         if (dWU == NULL) {
             free(Uts.raw);
             fnn_ftz_leave(mxcsr);
+            free(rtmp);
             free(held);
             free(acc);
             return 0;
@@ -508,7 +566,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
             PACK_B(0, T * n, K, dZ, K, dZp);
         }
         GEMM_BP(1, 0, d, K, T * n, (FT)1, p.xt, p.ldx, dZ, K, dZp, (FT)0, dW, K, NULL);
-        GEMM_BP(1, 0, u, K, T * n, (FT)1, p.H, p.ldh, gru ? dZr : dZ, K, dZp, (FT)0, dU, K,
+        GEMM_BP(1, 0, u, K, T * n, (FT)1, p.R, p.ldr, gru ? dZr : dZ, K, dZp, (FT)0, dU, K,
                 NULL);
         free(dzp_raw);
     }
@@ -517,8 +575,14 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         RFN(gemm)(0, 1, T * n, d, K, dZ, K, W, K, (FT)0, dxt, d, NULL);
         for (s = 0; s < T; s++) {
             const ptrdiff_t t = g->reverse ? T - 1 - s : s;
-            for (bb = 0; bb < n; bb++)
-                memcpy(dx + (bb * T + t) * d, dxt + (s * n + bb) * d, (size_t)d * sizeof(FT));
+            for (bb = 0; bb < n; bb++) {
+                FT *dxr = dx + (bb * T + t) * d;
+                memcpy(dxr, dxt + (s * n + bb) * d, (size_t)d * sizeof(FT));
+                if (g->in_mask) {
+                    const FT *im = (const FT *)g->in_mask + bb * d;
+                    for (j = 0; j < d; j++) dxr[j] *= im[j];
+                }
+            }
         }
     }
     if (dh0) memcpy(dh0, dh, (size_t)(n * u) * sizeof(FT));
@@ -527,6 +591,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         else memset(dc0, 0, (size_t)(n * u) * sizeof(FT));
     }
     free(Uts.raw);
+    free(rtmp);
     free(held);
     fnn_ftz_leave(mxcsr);
     free(acc);

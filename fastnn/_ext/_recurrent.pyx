@@ -23,12 +23,29 @@ cdef tuple GATES = (1, 4, 3)
 cdef frozenset ACTIVATIONS = frozenset((0, 2, 3, 4))      # linear, sigmoid, tanh, relu
 
 
-def rnn_sizes(int cell, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u):
-    """(forward, backward) workspace values per sample"""
+def rnn_sizes(int cell, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u, bint rec_dropout=False):
+    """(forward, backward) workspace values per sample (with a recurrent dropout mask: more)"""
     cdef Py_ssize_t fwd, bwd
     _check_dims(cell, 0, T, d, u)
     fnn_rnn_sizes(cell, T, d, u, &fwd, &bwd)
-    return fwd, bwd
+    return fwd + (_REC_DROP_EXTRA(T, u) if rec_dropout else 0), bwd
+
+
+cdef inline Py_ssize_t _REC_DROP_EXTRA(Py_ssize_t T, Py_ssize_t u):
+    return (T + 1) * u      # FNN_RNN_REC_DROP_EXTRA (src_c/fnn_rnn.h)
+
+
+cdef _set_dropout(fnn_rnn_geom *g, const floating[::1] in_mask, const floating[::1] rec_mask):
+    """Keras' dropout masks: (n, d) on the inputs, (n, u) on h_{t-1} (src_c/fnn_rnn.h)"""
+    g.in_mask, g.rec_mask = NULL, NULL
+    if in_mask is not None:
+        _need("in_mask", in_mask.shape[0], g.n * g.d)
+        if g.n:
+            g.in_mask = &in_mask[0]
+    if rec_mask is not None:
+        _need("rec_mask", rec_mask.shape[0], g.n * g.u)
+        if g.n:
+            g.rec_mask = &rec_mask[0]
 
 
 cdef _check_dims(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u):
@@ -54,6 +71,7 @@ cdef fnn_rnn_geom _geometry(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, 
     g.cell, g.n, g.T, g.d, g.u = cell, n, T, d, u
     g.act, g.rec, g.reverse, g.seq = act, rec, reverse, seq
     g.mask, g.zero_masked = NULL, 0
+    g.in_mask, g.rec_mask = NULL, NULL
     return g
 
 
@@ -92,10 +110,13 @@ def rnn_forward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u
                 floating[::1] h_last,         # OUT (n, u) or None
                 floating[::1] c_last,         # OUT (n, u) or None (LSTM)
                 const unsigned char[::1] mask=None,  # IN (n, T) steps taken (nonzero) or None
-                bint zero_masked=False):
+                bint zero_masked=False,
+                const floating[::1] in_mask=None,    # IN (n, d) dropout's, or None
+                const floating[::1] rec_mask=None):  # IN (n, u) recurrent dropout's, or None
     """The recurrent layer over all steps (src_c/fnn_rnn.h); what backward needs stays in ws"""
     cdef fnn_rnn_geom g = _geometry(cell, n, T, d, u, act, rec, reverse, seq)
     _set_mask(&g, mask, zero_masked)
+    _set_dropout(&g, in_mask, rec_mask)
     cdef Py_ssize_t K = GATES[cell] * u, fwd, bwd
     cdef const floating *h0p
     cdef const floating *c0p
@@ -103,6 +124,8 @@ def rnn_forward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u
     cdef floating *cl = NULL
     cdef int ok
     fnn_rnn_sizes(cell, T, d, u, &fwd, &bwd)
+    if g.rec_mask != NULL:
+        fwd += _REC_DROP_EXTRA(T, u)
     _need("x", x.shape[0], n * T * d)
     _need("kernel", kernel.shape[0], d * K)
     _need("recurrent kernel", rkernel.shape[0], u * K)
@@ -153,10 +176,13 @@ def rnn_backward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t 
                  floating[::1] dh0,            # OUT (n, u) or None
                  floating[::1] dc0,            # OUT (n, u) or None
                  const unsigned char[::1] mask=None,  # IN the forward's mask (n, T) or None
-                 bint zero_masked=False):
+                 bint zero_masked=False,
+                 const floating[::1] in_mask=None,    # IN the forward's (n, d) or None
+                 const floating[::1] rec_mask=None):  # IN the forward's (n, u) or None
     """Backpropagation through time from the forward's workspace (src_c/fnn_rnn.h)"""
     cdef fnn_rnn_geom g = _geometry(cell, n, T, d, u, act, rec, reverse, seq)
     _set_mask(&g, mask, zero_masked)
+    _set_dropout(&g, in_mask, rec_mask)
     cdef Py_ssize_t K = GATES[cell] * u, fwd, bwd
     cdef const floating *dhl
     cdef const floating *dcl
@@ -166,6 +192,8 @@ def rnn_backward(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t 
     cdef const floating *dyp = NULL
     cdef int ok
     fnn_rnn_sizes(cell, T, d, u, &fwd, &bwd)
+    if g.rec_mask != NULL:
+        fwd += _REC_DROP_EXTRA(T, u)
     _need("kernel", kernel.shape[0], d * K)
     _need("recurrent kernel", rkernel.shape[0], u * K)
     _need("dkernel", dkernel.shape[0], d * K)

@@ -9,6 +9,8 @@ cdef extern from "fnn_rnn.h" nogil:
         int seq
         const unsigned char *mask
         int zero_masked
+        const void *in_mask
+        const void *rec_mask
     void fnn_rnn_sizes(int cell, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u, Py_ssize_t *fwd,
                        Py_ssize_t *bwd)
     int fnn_rnn_forward_f32(const fnn_rnn_geom *g, const float *x, const float *W,

@@ -24,17 +24,18 @@ SIMPLE, LSTM, GRU = 0, 1, 2
 _GATES = (1, 4, 3)
 
 
-def rnn_sizes(cell: int, T: int, d: int, u: int) -> tuple[int, int]:
-    """(forward, backward) workspace values per sample"""
+def rnn_sizes(cell: int, T: int, d: int, u: int, rec_dropout: bool = False) -> tuple[int, int]:
+    """(forward, backward) workspace values per sample (with a recurrent dropout mask: more)"""
     K = _GATES[cell] * u
     simple, lstm, gru = cell == SIMPLE, cell == LSTM, cell == GRU
     fwd = (T * d + (0 if simple else T * K) + (T + 1) * u + ((T + 1) * u + d if lstm else 0)
            + (0 if simple else T * u) + (K if gru else 0))
     bwd = (0 if lstm else T * K) + (T * K if gru else 0) + T * d + u + (u if lstm else 0)
-    return fwd, bwd
+    return fwd + ((T + 1) * u if rec_dropout else 0), bwd
 
 
-def _parts(cell: int, n: int, T: int, d: int, u: int, ws: Any) -> dict[str, Any]:
+def _parts(cell: int, n: int, T: int, d: int, u: int, ws: Any,
+           rec_dropout: bool = False) -> dict[str, Any]:
     K = _GATES[cell] * u
     lstm = cell == LSTM
     # the LSTM keeps x_t and h_t-1 side by side, as the compiled kernel does (XH, one more row)
@@ -50,6 +51,15 @@ def _parts(cell: int, n: int, T: int, d: int, u: int, ws: Any) -> dict[str, Any]
         offset += size
     if lstm:
         out["xt"], out["H"] = out["XH"][:T, :, :d], out["XH"][:, :, d:]
+    # R: the states the recurrent product reads (masked with a recurrent dropout); the LSTM's
+    # in XH, its plain states then at the end (the compiled kernel's layout)
+    out["R"] = out["H"]
+    if rec_dropout:
+        end = ws[offset:offset + (T + 1) * n * u].reshape(T + 1, n, u)
+        if lstm:
+            out["H"] = end
+        else:
+            out["R"] = end
     return out
 
 
@@ -95,33 +105,42 @@ def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, 
                 bias: Any, h0: Optional[Any], c0: Optional[Any], act: int, rec: int,
                 reverse: bool, ws: Any, y: Any, seq: bool, h_last: Optional[Any],
                 c_last: Optional[Any], mask: Optional[Any] = None,
-                zero_masked: bool = False) -> None:
+                zero_masked: bool = False, in_mask: Optional[Any] = None,
+                rec_mask: Optional[Any] = None) -> None:
     """The recurrent layer over all steps; what backward needs stays in ws. ``mask`` (n, T),
     nonzero where a step is taken: a skipped step carries the states over (its sequence output
-    is the carried h, or 0 with ``zero_masked``)"""
+    is the carried h, or 0 with ``zero_masked``). Dropout: ``in_mask`` (n, d) scales every
+    x_t, ``rec_mask`` (n, u) h_{t-1} in its product with U (the GRU's blend keeps h_{t-1})"""
     _check(cell, n, T, d, u, x=x, kernel=kernel, rkernel=rkernel, bias=bias, h0=h0, c0=c0,
            h_last=h_last, c_last=c_last)
     _need("y", y, n * (T if seq else 1) * u)
     _need("mask", mask, n * T)
+    _need("in_mask", in_mask, n * d)
+    _need("rec_mask", rec_mask, n * u)
     if n == 0:
         return
     taken = _steps_taken(mask, n, T, reverse)
     K = _GATES[cell] * u
-    p = _parts(cell, n, T, d, u, ws)
+    p = _parts(cell, n, T, d, u, ws, rec_mask is not None)
     W, U = kernel.reshape(d, K), rkernel.reshape(u, K)
     xs = x.reshape(n, T, d)
     p["xt"][...] = np.swapaxes(xs[:, ::-1] if reverse else xs, 0, 1)
+    if in_mask is not None:
+        p["xt"] *= in_mask.reshape(n, d)
     proj = p["xt"].reshape(T * n, d) @ W + bias[:K]
-    H = p["H"]
+    H, R = p["H"], p["R"]
+    rm = None if rec_mask is None else rec_mask.reshape(n, u)
     H[0] = 0 if h0 is None else h0.reshape(n, u)
     if cell == LSTM:
         p["C"][0] = 0 if c0 is None else c0.reshape(n, u)
     for s in range(T):
         zx = proj[s * n:(s + 1) * n]
+        if rm is not None:
+            R[s] = H[s] * rm
         if cell == SIMPLE:
-            H[s + 1] = _act(zx + H[s] @ U, act)
+            H[s + 1] = _act(zx + R[s] @ U, act)
         elif cell == LSTM:
-            z = zx + H[s] @ U
+            z = zx + R[s] @ U
             i, f = _act(z[:, :u], rec), _act(z[:, u:2 * u], rec)
             g, o = _act(z[:, 2 * u:3 * u], act), _act(z[:, 3 * u:], rec)
             c = f * p["C"][s] + i * g
@@ -131,7 +150,7 @@ def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, 
             H[s + 1] = o * a
             p["G"][s] = np.concatenate([i, f, g, o], axis=1)
         else:
-            r_all = H[s] @ U + bias[K:]
+            r_all = R[s] @ U + bias[K:]
             z = _act(zx[:, :u] + r_all[:, :u], rec)
             r = _act(zx[:, u:2 * u] + r_all[:, u:2 * u], rec)
             rh = r_all[:, 2 * u:]
@@ -166,22 +185,26 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
                  rec: int, reverse: bool, ws: Any, dy: Any, seq: bool, dh_last: Optional[Any],
                  dc_last: Optional[Any], bws: Any, ut: Any, dkernel: Any, drkernel: Any,
                  dbias: Any, dx: Optional[Any], dh0: Optional[Any], dc0: Optional[Any],
-                 mask: Optional[Any] = None, zero_masked: bool = False) -> None:
+                 mask: Optional[Any] = None, zero_masked: bool = False,
+                 in_mask: Optional[Any] = None, rec_mask: Optional[Any] = None) -> None:
     """Backpropagation through time from the forward's workspace (the LSTM's gates in it are
     replaced by their gradients, as the compiled kernel does); a step the mask skips passes dh
-    and dc on unchanged and gets zero gate gradients"""
+    and dc on unchanged and gets zero gate gradients. The dropout masks: the forward's"""
     _check(cell, n, T, d, u, kernel=kernel, rkernel=rkernel, dkernel=dkernel,
            drkernel=drkernel, dbias=dbias, dx=dx, dh0=dh0, dc0=dc0, dh_last=dh_last,
            dc_last=dc_last)
     _need("dy", dy, n * (T if seq else 1) * u)
     _need("mask", mask, n * T)
+    _need("in_mask", in_mask, n * d)
+    _need("rec_mask", rec_mask, n * u)
     K = _GATES[cell] * u
     if n == 0:
         dkernel[...] = 0
         drkernel[...] = 0
         dbias[...] = 0
         return
-    p = _parts(cell, n, T, d, u, ws)
+    p = _parts(cell, n, T, d, u, ws, rec_mask is not None)
+    rm = 1 if rec_mask is None else rec_mask.reshape(n, u)
     W, U = kernel.reshape(d, K), rkernel.reshape(u, K)
     G, H = p["G"], p["H"]
     dZ = G if cell == LSTM else np.empty((T, n, K), kernel.dtype)
@@ -199,7 +222,7 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
         dh_in, dc_in = dh, dc
         if cell == SIMPLE:
             dZ[s] = dh * _deriv(H[s + 1], act)
-            dh = dZ[s] @ U.T
+            dh = (dZ[s] @ U.T) * rm
         elif cell == LSTM:
             i, f, g, o = (G[s][:, k * u:(k + 1) * u].copy() for k in range(4))
             a = p["AUX"][s]
@@ -207,7 +230,7 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
             dZ[s] = np.concatenate([c * g * _deriv(i, rec), c * p["C"][s] * _deriv(f, rec),
                                     c * i * _deriv(g, act), dh * a * _deriv(o, rec)], axis=1)
             dc = c * f
-            dh = dZ[s] @ U.T
+            dh = (dZ[s] @ U.T) * rm
         else:
             z, r, hh = (G[s][:, k * u:(k + 1) * u] for k in range(3))
             rh = p["AUX"][s]
@@ -216,7 +239,7 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
             drp = dhp * rh * _deriv(r, rec)
             dZ[s] = np.concatenate([dzp, drp, dhp], axis=1)
             dZr[s] = np.concatenate([dzp, drp, dhp * r], axis=1)
-            dh = dh * z + dZr[s] @ U.T
+            dh = dh * z + (dZr[s] @ U.T) * rm
         if taken is not None:
             dZ[s] = np.where(taken[s], dZ[s], 0)
             dZr[s] = np.where(taken[s], dZr[s], 0)
@@ -224,13 +247,15 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
             dc = np.where(taken[s], dc, dc_in)
     xt = p["xt"].reshape(T * n, d)
     dkernel.reshape(d, K)[...] = xt.T @ dZ.reshape(T * n, K)
-    drkernel.reshape(u, K)[...] = H[:T].reshape(T * n, u).T @ dZr.reshape(T * n, K)
+    drkernel.reshape(u, K)[...] = p["R"][:T].reshape(T * n, u).T @ dZr.reshape(T * n, K)
     dbias[:K] = dZ.reshape(T * n, K).sum(axis=0, dtype=np.float64)
     if cell == GRU:
         dbias[K:] = dZr.reshape(T * n, K).sum(axis=0, dtype=np.float64)
     if dx is not None:
         dxt = (dZ.reshape(T * n, K) @ W.T).reshape(T, n, d)
         steps = np.swapaxes(dxt, 0, 1)
+        if in_mask is not None:
+            steps = steps * in_mask.reshape(n, 1, d)
         dx.reshape(n, T, d)[...] = steps[:, ::-1] if reverse else steps
     if dh0 is not None:
         dh0.reshape(n, u)[...] = dh
