@@ -33,6 +33,7 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn import _validation as V
+from fastnn.layers.recurrent_dropout import RecurrentDropout
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
 from fastnn.layers.core import _initializer, _regularizer, _serialize, activation_of
 
@@ -61,7 +62,7 @@ class _ForgetBias:
         return values
 
 
-class RNNBase(Layer):
+class RNNBase(RecurrentDropout, Layer):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
 
     cell = SIMPLE
@@ -77,7 +78,8 @@ class RNNBase(Layer):
                  bias_regularizer: Any = None, return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False,
                  name: Optional[str] = None, trainable: bool = True,
-                 zero_output_for_mask: bool = False) -> None:
+                 zero_output_for_mask: bool = False, dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, seed: Optional[int] = None) -> None:
         super().__init__(name=name, trainable=trainable)
         self.units = V.check_positive_int("units", units)
         if self.units >= 2**31:
@@ -98,6 +100,7 @@ class RNNBase(Layer):
         self.go_backwards = V.check_bool("go_backwards", go_backwards)
         self.zero_output_for_mask = V.check_bool("zero_output_for_mask", zero_output_for_mask)
         self._initial_state = False       # called with initial states (extra inputs)
+        self._init_dropout(dropout, recurrent_dropout, seed)
 
     # ------------------------------------------------------------------ calls and shapes
     def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
@@ -190,11 +193,13 @@ class RNNBase(Layer):
         return self.cell, n, self._steps, self._features, self.units
 
     def _sizes(self, be: Any) -> tuple[int, int]:
-        """The kernels' (forward, backward) workspace values per sample (asked once)."""
-        key = (be, self.cell, self._steps, self._features, self.units)
+        """The kernels' (forward, backward) workspace values per sample (asked once); room
+        for the recurrent dropout's masked states when it has a rate."""
+        rec = self.recurrent_dropout > 0.0
+        key = (be, self.cell, self._steps, self._features, self.units, rec)
         sizes = self.__dict__.get("_sizes_of")
         if sizes is None or sizes[0] != key:
-            sizes = self.__dict__["_sizes_of"] = (key, be.rnn_sizes(*key[1:]))
+            sizes = self.__dict__["_sizes_of"] = (key, be.rnn_sizes(*key[1:5], rec_dropout=rec))
         return sizes[1]
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
@@ -205,6 +210,8 @@ class RNNBase(Layer):
         mask = ctx.mask[0] if isinstance(ctx.mask, list) else ctx.mask
         ctx.saved["mask"] = (None if mask is None
                              else np.ascontiguousarray(mask).view(np.uint8).reshape(-1))
+        # dropout's masks: drawn once per training pass, kept for the backward (and its rerun)
+        ctx.saved["drop"] = self.masks(ctx, self._features, training)
         return self._run(ctx, xs)
 
     def _run(self, ctx: Slot, xs: list[Any]) -> Any:
@@ -226,8 +233,19 @@ class RNNBase(Layer):
                        self.return_sequences,
                        last[0].reshape(-1) if last else None,
                        last[1].reshape(-1) if len(last) > 1 else None,
-                       ctx.saved["mask"], self.zero_output_for_mask)
+                       ctx.saved["mask"], self.zero_output_for_mask,
+                       **self._drop_args(ctx))
         return [y, *last] if self.return_state else y
+
+    def _drop_args(self, ctx: Slot) -> dict[str, Any]:
+        """The kernels' dropout arguments (none without masks: the calls stay as they were)."""
+        in_mask, rec_mask = ctx.saved.get("drop") or (None, None)
+        args = {}
+        if in_mask is not None:
+            args["in_mask"] = in_mask
+        if rec_mask is not None:
+            args["rec_mask"] = rec_mask
+        return args
 
     def backward(self, ctx: Slot, dy: Any) -> Any:
         dys = dy if isinstance(dy, list) else [dy]
@@ -251,7 +269,8 @@ class RNNBase(Layer):
                         ut, self.dkernel.reshape(-1), self.drecurrent_kernel.reshape(-1),
                         self.dbias, None if dx is None else dx.reshape(-1),
                         flat[0] if flat else None, flat[1] if len(flat) > 1 else None,
-                        ctx.saved["mask"], self.zero_output_for_mask)
+                        ctx.saved["mask"], self.zero_output_for_mask,
+                        **self._drop_args(ctx))
         if not self._initial_state:
             return dx
         return [dx, *wanted]
@@ -270,6 +289,7 @@ class RNNBase(Layer):
             config[key] = getattr(self, key)
         if self.zero_output_for_mask:
             config["zero_output_for_mask"] = True
+        self._dropout_config(config)
         for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer",
                     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer"):
             value = getattr(self, key)
@@ -306,6 +326,13 @@ class SimpleRNN(RNNBase):
         skipped: the states carry over it, and a sequence output there is the carried h, or 0
         with this set (Keras' argument; ``Bidirectional`` sets it to ``return_sequences``).
         The input gradient at a padded step is 0.
+    dropout, recurrent_dropout : float in [0, 1), default 0
+        In training, the fraction of the input features (of h_{t-1} where it meets the
+        recurrent kernel) zeroed, the rest scaled by 1 / (1 - rate): one mask per sample for
+        all steps and gates, drawn each training pass (fastnn/layers/recurrent_dropout.py).
+        Inference ignores them.
+    seed : int, optional
+        Seed of those masks (>= 0); by default drawn from the model's seed at build.
 
     Shapes: x (n, steps, features), kernel (features, units), recurrent_kernel (units, units),
     bias (units,).
@@ -336,11 +363,14 @@ class SimpleRNN(RNNBase):
                  bias_regularizer: Any = None, return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False,
                  name: Optional[str] = None, trainable: bool = True,
-                 zero_output_for_mask: bool = False) -> None:
+                 zero_output_for_mask: bool = False,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 seed: Optional[int] = None) -> None:
         super().__init__(units, activation, "sigmoid", use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
-                         return_state, go_backwards, name, trainable, zero_output_for_mask)
+                         return_state, go_backwards, name, trainable, zero_output_for_mask,
+                         dropout, recurrent_dropout, seed)
 
 
 class LSTM(RNNBase):
@@ -357,7 +387,7 @@ class LSTM(RNNBase):
     unit_forget_bias : bool, default True
         Start the forget gate's bias at 1 (Jozefowicz et al., 2015), as Keras does.
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
-    name, trainable, zero_output_for_mask
+    name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed
         As for ``SimpleRNN``; ``return_state`` returns ``[output, h, c]``.
 
     Shapes: kernel (features, 4 units), recurrent_kernel (units, 4 units), bias (4 units,),
@@ -386,11 +416,14 @@ class LSTM(RNNBase):
                  recurrent_regularizer: Any = None, bias_regularizer: Any = None,
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, name: Optional[str] = None,
-                 trainable: bool = True, zero_output_for_mask: bool = False) -> None:
+                 trainable: bool = True, zero_output_for_mask: bool = False,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 seed: Optional[int] = None) -> None:
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
-                         return_state, go_backwards, name, trainable, zero_output_for_mask)
+                         return_state, go_backwards, name, trainable, zero_output_for_mask,
+                         dropout, recurrent_dropout, seed)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
 
     def _bias_init(self) -> Any:
@@ -418,7 +451,7 @@ class GRU(RNNBase):
         Only True is implemented (the reset gate applied after the recurrent product);
         False raises ValueError.
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
-    name, trainable, zero_output_for_mask
+    name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed
         As for ``SimpleRNN``.
 
     Shapes: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
@@ -443,11 +476,14 @@ class GRU(RNNBase):
                  bias_regularizer: Any = None, return_sequences: bool = False,
                  return_state: bool = False, go_backwards: bool = False,
                  reset_after: bool = True, name: Optional[str] = None,
-                 trainable: bool = True, zero_output_for_mask: bool = False) -> None:
+                 trainable: bool = True, zero_output_for_mask: bool = False,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 seed: Optional[int] = None) -> None:
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
-                         return_state, go_backwards, name, trainable, zero_output_for_mask)
+                         return_state, go_backwards, name, trainable, zero_output_for_mask,
+                         dropout, recurrent_dropout, seed)
         if V.check_bool("reset_after", reset_after) is not True:
             raise ValueError("GRU implements reset_after=True only (Keras' default: the reset "
                              "gate applied after the recurrent product). Received: "
@@ -606,6 +642,16 @@ class Bidirectional(Layer):
     @property
     def sublayers(self) -> tuple[Layer, ...]:
         return (self.forward_layer, self.backward_layer)
+
+    @property
+    def draws(self) -> bool:
+        """Whether a training pass draws dropout masks (each direction its own)."""
+        return self.forward_layer.draws or self.backward_layer.draws
+
+    def init_seed(self, rng: np.random.Generator) -> None:
+        """Seed each direction's dropout masks from the model's generator."""
+        self.forward_layer.init_seed(rng)
+        self.backward_layer.init_seed(rng)
 
     @property
     def activation(self) -> str:

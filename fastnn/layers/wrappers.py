@@ -49,7 +49,7 @@ class TimeDistributed(Layer):
         if layer.n_inputs != 1:
             raise TypeError(f"TimeDistributed wraps a layer of one input. Received: "
                             f"{type(layer).__name__}")
-        if getattr(layer, "init_seed", None) is not None:
+        if getattr(layer, "init_seed", None) is not None and getattr(layer, "draws", True):
             raise TypeError(f"TimeDistributed does not wrap {type(layer).__name__}: its dropout "
                             f"masks are seeded per call (put the Dropout outside the wrapper, "
                             f"where it masks every step alike)")
