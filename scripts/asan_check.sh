@@ -74,7 +74,7 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_hostile_state_machine.py tests/test_properties.py tests/test_backends.py \
          tests/test_gradients.py tests/test_attention.py tests/test_interrupts.py \
          tests/test_conv.py tests/test_mha.py tests/test_pooling.py tests/test_transformer.py \
-         tests/test_conv1d_transpose.py \
+         tests/test_conv1d_transpose.py tests/test_recurrent_dropout.py \
          tests/test_losses_optimizers_keras.py tests/test_model_files_v2.py \
          tests/test_train_plan.py tests/test_layers_graph.py tests/test_decoding.py \
          tests/test_embedding.py tests/test_layer_kernels.py tests/test_hyperparameters.py \
