@@ -7,6 +7,10 @@ Rows (float32, the same architecture, loss and optimizer on both sides; PyTorch'
   Dense 10 (softmax cross-entropy), one SGD-with-momentum training step on 32 sequences;
 - ``LSTM predict x1``: one sequence of 32 steps through that LSTM (what an app pays per call);
 - ``LSTM step b64 64->256 T50``: 50 steps of 64 features, 256 units, the large, GEMM-bound case;
+- ``LSTM dropout+recurrent_dropout step b32``: the first row's network with Keras'
+  ``dropout=0.2, recurrent_dropout=0.2`` (one mask per sequence on x_t and on h_{t-1}, drawn
+  per step call); PyTorch's LSTM has no recurrent dropout, so its side is the loop a Keras user
+  writes: ``LSTMCell`` over the steps on the masked x and the masked h_{t-1};
 - ``LSTM masked step b32``: the first row's network on sequences right-padded to 32 steps from
   lengths 8 to 32: fastnn's ``Masking`` (the kernel skips padded steps), PyTorch's packed
   sequences (``pack_padded_sequence``, ``h_n`` into the Dense layer). FLOPs of the real steps.
@@ -140,6 +144,41 @@ def rows() -> list[Row]:
             return call
         return mine, theirs, float(lengths.sum()) / (n * steps)
 
+    def dropped(n: int, steps: int, features: int, units: int, rate: float
+                ) -> tuple[Callable[[], Callable[[], Any]], Callable[[Any], Callable[[], Any]]]:
+        X = rng.standard_normal((n, steps, features)).astype(np.float32)
+        y = np.arange(n) % 10
+
+        def mine() -> Callable[[], Any]:
+            net = fnn.Sequential([fnn.LSTM(units, dropout=rate, recurrent_dropout=rate),
+                                  fnn.Dense(10, activation="softmax")],
+                                 input_shape=(steps, features), seed=0)
+            net.compile(loss="cross_entropy", optimizer=fnn.SGD(0.01, momentum=0.9))
+            return lambda: net.train_on_batch(X, y)
+
+        def theirs(torch: Any) -> Callable[[], Any]:
+            nn = torch.nn
+            cell, dense = nn.LSTMCell(features, units), nn.Linear(units, 10)
+            params = [*cell.parameters(), *dense.parameters()]
+            opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+            loss = nn.CrossEntropyLoss()
+            xt, yt = torch.tensor(X), torch.tensor(y)
+            keep = 1.0 - rate
+
+            def call() -> None:
+                opt.zero_grad()
+                im = torch.bernoulli(torch.full((n, 1, features), keep)) / keep
+                rm = torch.bernoulli(torch.full((n, units), keep)) / keep
+                xm = xt * im
+                h = torch.zeros(n, units)
+                c = torch.zeros(n, units)
+                for t in range(steps):
+                    h, c = cell(xm[:, t], (h * rm, c))
+                loss(dense(h), yt).backward()
+                opt.step()
+            return call
+        return mine, theirs
+
     out: list[Row] = []
     mine_m, theirs_m, real = masked(32, 32, 32, 64)
     for kind in ("LSTM", "GRU", "SimpleRNN"):
@@ -148,6 +187,8 @@ def rows() -> list[Row]:
     out.append(("LSTM predict x1 T32", _flops("LSTM", 1, 32, 32, 64, False), *predict_one()))
     out.append(("LSTM step b64 64->256 T50", _flops("LSTM", 64, 50, 64, 256, True),
                 *step("LSTM", 64, 50, 64, 256)))
+    out.append(("LSTM dropout+recurrent_dropout step b32 32->64 T32",
+                _flops("LSTM", 32, 32, 32, 64, True), *dropped(32, 32, 32, 64, 0.2)))
     out.append(("LSTM masked step b32 T<=32", real * _flops("LSTM", 32, 32, 32, 64, True),
                 mine_m, theirs_m))
     return out
