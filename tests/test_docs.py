@@ -32,6 +32,13 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
     assert result.attempted > 0, f"{name} has no docstring examples"
 
 
+def test_readme_recurrent_dropout_example_runs(capsys):
+    blocks = _readme_section("Dropout in recurrent layers")
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    scores = eval(capsys.readouterr().out)
+    assert scores["accuracy"] > 0.85
+
+
 def test_readme_masks_example_runs(capsys):
     blocks = _readme_section("Padded sequences: masks")
     assert len(blocks) == 1
