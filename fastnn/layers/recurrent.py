@@ -192,14 +192,14 @@ class RNNBase(RecurrentDropout, Layer):
     def _dims(self, n: int) -> tuple[int, int, int, int, int]:
         return self.cell, n, self._steps, self._features, self.units
 
-    def _sizes(self, be: Any) -> tuple[int, int]:
-        """The kernels' (forward, backward) workspace values per sample (asked once); room
-        for the recurrent dropout's masked states when it has a rate."""
-        rec = self.recurrent_dropout > 0.0
+    def _sizes(self, be: Any, rec: bool = False) -> tuple[int, int]:
+        """The kernels' (forward, backward) workspace values per sample (asked once); with
+        ``rec`` (a recurrent dropout mask) room for the masked states."""
         key = (be, self.cell, self._steps, self._features, self.units, rec)
         sizes = self.__dict__.get("_sizes_of")
         if sizes is None or sizes[0] != key:
-            sizes = self.__dict__["_sizes_of"] = (key, be.rnn_sizes(*key[1:5], rec_dropout=rec))
+            sizes = self.__dict__["_sizes_of"] = (key, be.rnn_sizes(*key[1:5],
+                                                                    rec_dropout=rec))
         return sizes[1]
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
@@ -218,7 +218,7 @@ class RNNBase(RecurrentDropout, Layer):
         seq = np.ascontiguousarray(xs[0])
         n = seq.shape[0]
         be = ctx.be
-        fwd, _ = self._sizes(be)
+        fwd, _ = self._sizes(be, self._rec_masked(ctx))
         ws = ctx.rows_buffer("ws", (fwd,))
         out_shape = (self._steps, self.units) if self.return_sequences else (self.units,)
         y = ctx.rows_buffer("y", out_shape)
@@ -253,7 +253,7 @@ class RNNBase(RecurrentDropout, Layer):
         be = ctx.be
         if not ctx.saved.pop("fresh", False):
             self._run(ctx, ctx.saved["inputs"])
-        _, bwd = self._sizes(be)
+        _, bwd = self._sizes(be, self._rec_masked(ctx))
         bws = ctx.rows_buffer("bws", (bwd,))
         ut = ctx.buffer("ut", (self.gates * self.units * self.units,))
         dx = ctx.dx_target(0)
@@ -275,8 +275,14 @@ class RNNBase(RecurrentDropout, Layer):
             return dx
         return [dx, *wanted]
 
+    def _rec_masked(self, ctx: Slot) -> bool:
+        """Whether this pass runs with a recurrent dropout mask (as drawn, whatever the rate
+        now: the workspace's size follows the pass)."""
+        drop = ctx.saved.get("drop")
+        return drop is not None and drop[1] is not None
+
     def _ws(self, ctx: Slot) -> FloatArray:
-        fwd, _ = self._sizes(ctx.be)
+        fwd, _ = self._sizes(ctx.be, self._rec_masked(ctx))
         return ctx.rows_buffer("ws", (fwd,)).reshape(-1)
 
     # ------------------------------------------------------------------ config
