@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from fastnn.distributed._comm import broadcast_arrays
+from fastnn.layers.recurrent_dropout import RecurrentDropout
 from fastnn.layers.regularization import SeededRandom
 from fastnn.models import graph
 
@@ -29,12 +30,12 @@ def _all_layers(model: Any) -> Iterator[Any]:
             stack.extend(current.sublayers)
 
 
-def dropouts(model: Any) -> list[SeededRandom]:
-    """The layers that draw random values in training: Dropout, its spatial forms and the
-    Gaussian noise layers."""
-    seen: dict[int, SeededRandom] = {}
+def dropouts(model: Any) -> list[Any]:
+    """The layers that draw random values in training: Dropout, its spatial forms, the
+    Gaussian noise layers and the recurrent layers (their dropout masks)."""
+    seen: dict[int, Any] = {}
     for layer in _all_layers(model):
-        if isinstance(layer, SeededRandom):
+        if isinstance(layer, (SeededRandom, RecurrentDropout)):
             seen[id(layer)] = layer
     return list(seen.values())
 
