@@ -135,6 +135,40 @@ def test_matches_torch_with_the_same_masks(kind, masked, back, backend):
         assert _rel(grads_in[2], c0t.grad.numpy()) < 1e-10
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_returned_states_match_torch(kind, backend):
+    """return_state (the last output and states, gradients reaching them) with both masks."""
+    n, T, d, u = 4, 5, 3, 6
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(n, T, d))
+    inp = fnn.Input((T, d))
+    layer = CELLS[kind](u, return_state=True, go_backwards=True, dropout=0.4,
+                        recurrent_dropout=0.3, seed=2)
+    outs = layer(inp)
+    model = fnn.Model(inp, outs, dtype="float64", backend=backend, seed=1)
+    _perturb(model)
+    im, rm = _masks(layer, n, d)
+    got = model.forward(x, training=True)
+    gs = [rng.normal(size=o.shape) for o in got]
+    model.zero_grad()
+    dx = model.backward(gs)
+
+    tt = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    W, U, b = (tt(w) for w in layer.get_weights())
+    xt = tt(x)
+    zeros = torch.zeros(n, u, dtype=torch.float64)
+    _, h, c = _torch_run(kind, xt, torch.ones(n, T, dtype=torch.bool), W, U, b,
+                         torch.tensor(im), torch.tensor(rm), True, zeros, zeros)
+    want = [h, h, c] if kind == "lstm" else [h, h]
+    sum((w * torch.tensor(g)).sum() for w, g in zip(want, gs)).backward()
+    for o, w in zip(got, want):
+        assert _rel(o, w.detach().numpy()) < 1e-10
+    for gw, w in zip(model.grads, [W, U, b]):
+        assert _rel(gw, w.grad.numpy()) < 1e-10
+    assert _rel(dx, xt.grad.numpy()) < 1e-10
+
+
 # ---------------------------------------------------------------------------- 2. FD
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["simple", "lstm", "gru"])
