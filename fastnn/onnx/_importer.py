@@ -28,9 +28,10 @@ def _input_layout(graph: Any, inp: Any) -> tuple[Any, Any]:
     if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
         raise ValueError(f"input {inp.name!r}: shape {dims} must be (batch, known sizes > 0)")
     channels_first = len(dims) >= 3 and any(
-        inp.name in n.input and n.op_type in ("Conv", "MaxPool", "AveragePool",
-                                              "BatchNormalization", "GlobalAveragePool",
-                                              "GlobalMaxPool") for n in graph.node)
+        inp.name in n.input and n.op_type in ("Conv", "ConvTranspose", "MaxPool",
+                                              "AveragePool", "BatchNormalization",
+                                              "GlobalAveragePool", "GlobalMaxPool")
+        for n in graph.node)
     if not channels_first:
         return tuple(dims[1:]), tuple(range(len(dims)))
     r = len(dims) - 2
