@@ -288,12 +288,12 @@ def concat(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     return [T(ctx.call(fnn.Concatenate(), [t.sym for t in ts]), ts[0].layout)]
 
 
-def _fusing() -> tuple[type, ...]:
+def _fusing() -> tuple[Any, ...]:
     from fastnn.layers.depthwise import _Depthwise
     return (fnn.Dense, fnn.Conv1D, fnn.Conv2D, fnn.Conv2DTranspose, _Depthwise)
 
 
-_FUSING = _fusing()                 # the layers that apply an activation themselves
+_FUSING: tuple[Any, ...] = _fusing()     # the layers that apply an activation themselves
 _ACTS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky_relu",
          "Softmax": "softmax", "Gelu": "gelu", "Elu": "elu", "Selu": "selu",
          "Softplus": "softplus"}
