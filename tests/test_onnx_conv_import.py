@@ -159,3 +159,51 @@ def test_cropped_transposed_window_matches_onnxruntime(tmp_path):
     assert _layers(model) == ["Conv2DTranspose", "Cropping2D", "Permute"]
     got = model.predict(np.moveaxis(x, 1, -1))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _save(path, nodes, inits, x_shape, y_shape):
+    from onnx import TensorProto, helper, numpy_helper
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *x_shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", *y_shape])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
+                    str(path))
+    return str(path)
+
+
+def test_a_constant_added_after_a_fused_activation_is_not_taken_as_the_bias(tmp_path):
+    from onnx import helper
+    rng = np.random.default_rng(4)
+    w, b = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    path = _save(tmp_path / "m.onnx", [helper.make_node("MatMul", ["x", "w"], ["h"]),
+                                       helper.make_node("Relu", ["h"], ["r"]),
+                                       helper.make_node("Add", ["r", "b"], ["y"])],
+                 {"w": w, "b": b}, (3,), (4,))
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(fnn.onnx.load(path).predict(x), np.maximum(x @ w, 0) + b,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_bias_adds_after_depthwise_and_separable_convs_join_the_layer(tmp_path):
+    from onnx import helper
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(5)
+    inits = {"dk": rng.normal(size=(8, 1, 3, 3)).astype(np.float32),     # depth_multiplier 2
+             "db": rng.normal(size=(1, 8, 1, 1)).astype(np.float32),
+             "sk": rng.normal(size=(8, 1, 3, 3)).astype(np.float32),
+             "pk": rng.normal(size=(3, 8, 1, 1)).astype(np.float32),
+             "pb": rng.normal(size=(1, 3, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "dk"], ["d"], group=4, pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["d", "db"], ["d1"]),
+             helper.make_node("Relu", ["d1"], ["d2"]),
+             helper.make_node("Conv", ["d2", "sk"], ["s"], group=8),
+             helper.make_node("Conv", ["s", "pk"], ["p"]),
+             helper.make_node("Add", ["p", "pb"], ["y"])]
+    path = _save(tmp_path / "m.onnx", nodes, inits, (4, 7, 6), (3, 5, 4))
+    model = fnn.onnx.load(path)
+    assert _layers(model) == ["DepthwiseConv2D", "SeparableConv2D", "Permute"]
+    assert model.layers[0].use_bias and model.layers[1].use_bias
+    x = rng.normal(size=(2, 4, 7, 6)).astype(np.float32)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(np.moveaxis(x, 1, -1)), want, rtol=1e-5, atol=1e-5)

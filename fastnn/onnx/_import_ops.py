@@ -252,10 +252,11 @@ def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         x, b = tensors[0], next(v for v in ins if not isinstance(v, T))
         layer = x.sym.layer
         bias = F.channel_vector(x, b)
-        if (isinstance(layer, (fnn.Dense, fnn.Conv1D, fnn.Conv2D)) and not layer.use_bias
+        if (isinstance(layer, _FUSING) and not layer.use_bias and layer.act == 0
                 and bias is not None and ctx.only_reader(x.sym)
                 and (x.identity or not isinstance(layer, fnn.Dense))):
-            layer.use_bias = True                  # MatMul (or Conv) + Add: one layer
+            layer.use_bias = True                  # MatMul (or Conv) + Add: one layer (not
+                                                   # after an activation the layer took in)
             ctx.weights[layer]["bias"] = np.asarray(bias, ctx.dtype)
             return [x]
         if bias is not None and (x.sym.layer in ctx.affine or not (
