@@ -207,3 +207,36 @@ def test_bias_adds_after_depthwise_and_separable_convs_join_the_layer(tmp_path):
     x = rng.normal(size=(2, 4, 7, 6)).astype(np.float32)
     want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(model.predict(np.moveaxis(x, 1, -1)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_slices_and_pads_of_rows_and_columns_are_cropping_and_zero_padding(tmp_path):
+    from onnx import helper
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(6)
+    inits = {"w": rng.normal(size=(3, 2, 3, 3)).astype(np.float32),
+             "starts": np.array([1, 0], np.int64), "ends": np.array([-1, 100], np.int64),
+             "axes": np.array([2, 3], np.int64), "pads": np.array([0, 0, 2, 0, 0, 0, 1, 3],
+                                                                  np.int64)}
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]),
+             helper.make_node("Slice", ["t", "starts", "ends", "axes"], ["s"]),
+             helper.make_node("Relu", ["s"], ["r"]),
+             helper.make_node("Pad", ["r", "pads"], ["y"])]
+    path = _save(tmp_path / "m.onnx", nodes, inits, (3, 4, 5), (2, 10, 14))
+    model = fnn.onnx.load(path)
+    assert _layers(model) == ["Conv2DTranspose", "Cropping2D", "Activation", "ZeroPadding2D",
+                              "Permute"]
+    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(np.moveaxis(x, 1, -1)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_slice_of_channels_is_refused(tmp_path):
+    from onnx import helper
+    inits = {"w": np.ones((3, 2, 3, 3), np.float32), "starts": np.array([1], np.int64),
+             "ends": np.array([2], np.int64), "axes": np.array([1], np.int64)}
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["t"]),
+             helper.make_node("Slice", ["t", "starts", "ends", "axes"], ["y"], name="cut")]
+    path = _save(tmp_path / "m.onnx", nodes, inits, (3, 4, 5), (1, 6, 7))
+    with pytest.raises(ValueError, match=r"node 'cut' \(Slice\) is not supported.*rows and "
+                                         r"columns"):
+        fnn.onnx.load(path)
