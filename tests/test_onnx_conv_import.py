@@ -132,6 +132,8 @@ def _file(path, op, w, out_shape, **attrs):
      r"output_padding not below the strides"),
     ("ConvTranspose", (4, 2, 3, 3), (2, 1, 1), {"pads": [4, 4, 4, 4]},
      r"leave no output"),
+    ("ConvTranspose", (4, 2, 3, 3), (2, 350003, 350003), {"strides": [70000, 70000]},
+     r"more than 268435456 values"),
 ])
 def test_refusals_name_the_node_and_the_reason(tmp_path, op, w, out, attrs, message):
     path = _file(tmp_path / "m.onnx", op, w, out, **attrs)

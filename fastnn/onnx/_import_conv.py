@@ -19,12 +19,14 @@ position earlier). A window that would need an ``output_padding`` not below the 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Optional
 
 import numpy as np
 
 import fastnn as fnn
 from fastnn.layers.convolutional import transposed_length
+from fastnn.onnx._checked_file import MAX_ELEMENTS
 from fastnn.onnx._import_ops import Ctx, T, _channels_first
 
 
@@ -147,6 +149,9 @@ def conv_transpose(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
            zip(spatial, k, s, d, pads[:r], pads[r:], extra)]
     if min(out) < 1:
         ctx.fail(f"its pads {pads} leave no output")
+    if math.prod(out) * w.shape[1] > MAX_ELEMENTS:      # a forged stride: refused before any
+        ctx.fail(f"its output of {out} positions and {w.shape[1]} channels a sample holds "
+                 f"more than {MAX_ELEMENTS} values")
     padding, output_padding = _geometry(ctx, spatial, k, s, d, pads[:r], out)
     weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}   # (*k, filters, c)
     if len(ins) > 2 and ins[2] is not None:
