@@ -242,3 +242,14 @@ def test_a_slice_of_channels_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"node 'cut' \(Slice\) is not supported.*rows and "
                                          r"columns"):
         fnn.onnx.load(path)
+
+
+def test_forged_pads_are_refused_before_any_array(tmp_path):
+    from onnx import helper
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Pad", ["r", "p"], ["y"], name="pad")]
+    path = _save(tmp_path / "m.onnx", nodes,
+                 {"p": np.array([0, 0, 2**25, 0, 0, 0, 2**25, 0], np.int64)},
+                 (4, 6, 6), (None, None, None))
+    with pytest.raises(ValueError, match=r"node 'pad' \(Pad\).*more than 268435456 values"):
+        fnn.onnx.load(path)

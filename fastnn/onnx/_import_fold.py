@@ -122,7 +122,10 @@ def pad(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         ctx.fail("a Pad is supported only as the padding of the one Conv that reads it, or of "
                  "the rows and columns (steps) of an image (sequence)")
     layer = fnn.ZeroPadding2D(sides) if len(sides) == 2 else fnn.ZeroPadding1D(sides[0])
-    return [_ops().T(ctx.call(layer, x.sym), x.layout)]
+    y = ctx.call(layer, x.sym)
+    if math.prod(y.shape) > MAX_ELEMENTS:         # forged pads: refused before any array
+        ctx.fail(f"its output {tuple(y.shape)} a sample holds more than {MAX_ELEMENTS} values")
+    return [_ops().T(y, x.layout)]
 
 
 def _spatial_pairs(x: T, pairs: dict[int, tuple[int, int]]) -> Optional[list[tuple[int, int]]]:
