@@ -34,6 +34,9 @@ from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Con
                            GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                            MaxPooling1D, MaxPooling2D, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
                            Softmax, Step, Tanh)
+from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D, MaxPool3D,
+                           AvgPool3D, GlobalAveragePooling3D, GlobalMaxPooling3D, GlobalAvgPool3D,
+                           GlobalMaxPool3D)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
@@ -84,4 +87,6 @@ __all__ = [
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils",
+    "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
 ]

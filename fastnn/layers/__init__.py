@@ -4,8 +4,10 @@
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose, Conv1DTranspose
+    convolutional3d.py Conv3D (volumes and clips, over the 2-D kernels)
     depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
+    pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D
@@ -37,6 +39,10 @@ from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2D
                                          Convolution1D, Convolution1DTranspose, Convolution2D,
                                          Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
+from fastnn.layers.convolutional3d import Conv3D, Convolution3D
+from fastnn.layers.pooling3d import (ALIASES3D, POOLING3D_LAYERS, AveragePooling3D, AvgPool3D,
+                                     GlobalAveragePooling3D, GlobalAvgPool3D, GlobalMaxPool3D,
+                                     GlobalMaxPooling3D, MaxPool3D, MaxPooling3D)
 from fastnn.layers.depthwise import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
                                      SeparableConv2D)
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
@@ -71,7 +77,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
     GaussianDropout, AlphaDropout, Permute, Masking,
-    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
+    *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
 
@@ -121,7 +127,7 @@ def _make_layer(config: dict[str, Any]) -> Layer:
                          f"{sorted(LAYERS)})")
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
-    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock", "DepthwiseConv1D",
+    if cls in ("Dense", "Conv1D", "Conv2D", "Conv3D", "TransformerBlock", "DepthwiseConv1D",
                "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
         act = config.get("activation", "linear")
         if act == "step":
@@ -179,7 +185,9 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
+           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "Conv3D", "Convolution3D",
+           "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D",
+           *ALIASES3D, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
            "MultiHeadAttention", "TransformerBlock", "LAYERS",
            "layer_from_config"]

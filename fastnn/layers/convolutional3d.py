@@ -1,0 +1,203 @@
+"""``Conv3D``: convolution over volumes or clips (n, depth, height, width, channels), with
+Keras' arguments, output sizes and kernel layout (kd, kh, kw, c_in, filters).
+
+``y[p, i, j, :] = act(bias + sum over taps (kz, ky, kx) of x[p*sd + kz*dd - front,
+i*sh + ky*dh - top, j*sw + kx*dw - left, :] @ kernel[kz, ky, kx])``, zeros outside the input.
+
+Kernels: a 3-D convolution is a 2-D one over a depth stack. For each output depth p, the ``kd``
+input slices its window reads (zeros where the window passes the padding) are laid side by side
+along the channels, (h, w, kd*c), and the 2-D kernels of the backend run on that batch of
+n*od images with the kernel viewed as (kh, kw, kd*c, filters). So the compiled backend runs the
+packed GEMM's implicit convolution (its patches gathered a bounded chunk at a time, OpenMP,
+bitwise alike at any thread count), the NumPy backend its own twin, and the gradients are the
+2-D ones: the kernel's and the bias' exactly, the input's the stack's gradient added back slice
+by slice in a fixed order. The only scratch beyond the 2-D kernels' is the stack itself, kd/sd
+times the input (none for kd = sd = 1 without padding): the kd*kh*kw column matrix of a
+vol2col is never formed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import activations as A
+from fastnn.layers.base import FloatArray, Slot, rows_of
+from fastnn.layers.convolutional import _Conv
+from fastnn.layers.core import forward_keeping_z, saved_for_derivative
+
+
+def depth_ranges(depth: int, out_depth: int, kd: int, stride: int, dilation: int,
+                 front: int) -> list[tuple[int, int, int]]:
+    """Per depth tap kz: (first output, end output, first input) of the outputs whose tap kz
+    falls inside the input (input index p*stride + kz*dilation - front)."""
+    ranges = []
+    for kz in range(kd):
+        off = kz * dilation - front
+        lo = -(off // stride) if off < 0 else 0                   # ceil(-off / stride)
+        hi = min(out_depth, (depth - 1 - off) // stride + 1) if depth - 1 - off >= 0 else 0
+        hi = max(hi, lo)
+        ranges.append((lo, hi, lo * stride + off))
+    return ranges
+
+
+class Conv3D(_Conv):
+    """3-D convolution over volumes or video (channels-last): ``filters`` kernels of
+    ``kernel_size`` x input channels, each giving one output channel.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (kernels), > 0.
+    kernel_size : int or (int, int, int)
+        Depth, height and width of the kernels.
+    strides : int or (int, int, int), default 1
+    padding : {"valid", "same"}, default "valid"
+        As in ``Conv2D``, on each of the three axes.
+    data_format : None or "channels_last"
+    dilation_rate : int or (int, int, int), default 1
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    bias_regularizer, name, trainable
+        As in ``Conv2D``.
+
+    Shapes: x (n, d, h, w, c), kernel (kd, kh, kw, c, filters) as in Keras, bias (filters,),
+    y (n, od, oh, ow, filters). PyTorch's ``Conv3d`` weight (filters, c, kd, kh, kw) is this
+    kernel transposed by (4, 3, 0, 1, 2).
+
+    Raises
+    ------
+    ValueError
+        For a non-positive size, an unknown padding or activation, channels-first data, or
+        (at build) an input that is not (depth, height, width, channels) or a kernel that does
+        not fit it.
+    TypeError
+        For sizes that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Conv3D(4, 3, padding="same", activation="relu")],
+    ...                        input_shape=(6, 8, 8, 1), backend="numpy")
+    >>> model.predict(np.zeros((2, 6, 8, 8, 1))).shape
+    (2, 6, 8, 8, 4)
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 3, 3, 1, 4), (4,)]
+    """
+
+    rank = 3
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1, 1),
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = (1, 1, 1), activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = None, bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, name, trainable)
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        d, h, w, c = self.input_shape
+        (od, oh, ow), (front, top, left) = self._geometry((d, h, w))
+        kd, kh, kw = self.kernel_size
+        self._od = od
+        self._ranges = depth_ranges(d, od, kd, self.strides[0], self.dilation_rate[0], front)
+        # no stack when each output depth reads exactly its own input slice
+        self._direct = kd == 1 and self.strides[0] == 1 and front == 0 and od == d
+        self._x4 = (h, w, kd * c)
+        self._y4 = (oh, ow, self.filters)
+        self._k4 = (kh, kw, kd * c, self.filters)
+        self._strides, self._dilations = self.strides[1:], self.dilation_rate[1:]
+        self._pads = (top, left)
+
+    # ------------------------------------------------------------------ the depth stack
+    def _stack(self, ctx: Slot, x: FloatArray) -> FloatArray:
+        """(n*od, h, w, kd*c): output depth p's window of input slices, side by side."""
+        n = x.shape[0]
+        if self._direct:
+            return x.reshape(n * self._od, *self._x4)
+        d, h, w, c = self.input_shape
+        kd, sd = self.kernel_size[0], self.strides[0]
+        stack = ctx.rows_buffer("stack", (self._od, h, w, kd, c))
+        for kz, (lo, hi, first) in enumerate(self._ranges):
+            stack[:, :lo, :, :, kz] = 0
+            stack[:, hi:, :, :, kz] = 0
+            if hi > lo:
+                stack[:, lo:hi, :, :, kz] = x[:, first:first + (hi - lo - 1) * sd + 1:sd]
+        return stack.reshape(n * self._od, *self._x4)
+
+    def _unstack(self, dstack: FloatArray, dx: FloatArray) -> None:
+        """dx := the stack's gradient added back into the slices it was gathered from (taps in
+        order, so the sums are the same at any thread count)."""
+        n = dx.shape[0]
+        d, h, w, c = self.input_shape
+        kd, sd = self.kernel_size[0], self.strides[0]
+        ds = dstack.reshape(n, self._od, h, w, kd, c)
+        dx[...] = 0
+        for kz, (lo, hi, first) in enumerate(self._ranges):
+            if hi > lo:
+                dx[:, first:first + (hi - lo - 1) * sd + 1:sd] += ds[:, lo:hi, :, :, kz]
+
+    def _kernel2d(self, ctx: Slot) -> FloatArray:
+        """The kernel as the 2-D kernels take it: (kh, kw, kd*c, filters)."""
+        k2 = ctx.buffer("kernel2d", self._k4)
+        k2.reshape(*self.kernel_size[1:], self.kernel_size[0], -1)[...] = \
+            self.kernel.transpose(1, 2, 0, 3, 4).reshape(
+                *self.kernel_size[1:], self.kernel_size[0], -1)
+        return k2
+
+    # ------------------------------------------------------------------ compute
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        x = np.ascontiguousarray(x)
+        n = x.shape[0]
+        stack = self._stack(ctx, x)
+        ctx.saved["stack"] = stack
+        k2 = self._kernel2d(ctx)
+        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
+            ctx.be.conv2d_forward(stack, k2, self.bias, self._strides, self._dilations,
+                                  self._pads, act, self.param,
+                                  out.reshape(n * self._od, *self._y4))))
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        act = A.LINEAR if ctx.fuse_act else self.act
+        stack, dx = ctx.saved["stack"], ctx.dx_target(0)
+        n = dy.shape[0]
+        if act == A.LINEAR:
+            dz = np.ascontiguousarray(dy)
+        else:
+            dz = ctx.rows_buffer("dz", self.output_shape)
+            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
+            saved, code = saved_for_derivative(ctx, self, act)
+            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
+                                       self.param, view(dz))
+        k2 = self._kernel2d(ctx)
+        dk2 = ctx.buffer("dkernel2d", self._k4)
+        dstack = None
+        if dx is not None:
+            dstack = (dx if self._direct else ctx.rows_buffer("dstack", (self._od, *self._x4))
+                      ).reshape(stack.shape)
+        if n == 0:
+            dk2[...] = 0
+            self.dbias[...] = 0
+        else:
+            ctx.be.conv2d_backward(stack, k2, dz.reshape(n * self._od, *self._y4),
+                                   self._strides, self._dilations, self._pads, dk2, self.dbias,
+                                   dstack)
+        kd, kh, kw = self.kernel_size
+        self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
+            2, 0, 1, 3, 4)
+        if dx is not None and not self._direct:
+            if n == 0:
+                dx[...] = 0
+            else:
+                self._unstack(dstack, dx)       # type: ignore[arg-type]
+        return dx
+
+
+Convolution3D = Conv3D
+__all__ = ["Conv3D", "Convolution3D", "depth_ranges"]
