@@ -778,6 +778,33 @@ CASES = [
          with_nan(np.ones((N, 5, 1)), (4, 2, 0), -math.inf), Y, verbose=0),
      ValueError, r"X\[4, 2, 0\]=.*-inf"),
 
+    # ---------------------------------------------------------------- 3-D layers
+    ("conv3d_samples_3d", True, lambda b, t: shaped(b, [fnn.Conv3D(2, 3)], (8, 8, 1)),
+     ValueError, r"conv3d takes one input of shape \(depth, height, width, channels\).*input "
+                 r"shape \(8, 8, 1\)"),
+    ("conv3d_kernel_larger_than_input", True,
+     lambda b, t: shaped(b, [fnn.Conv3D(2, (2, 5, 2))], (4, 4, 4, 1)), ValueError,
+     r"2x5x2 kernel .*does not fit an input of shape \(4, 4, 4, 1\) with padding='valid'"),
+    ("conv3d_kernel_size_two_axes", False, lambda b, t: fnn.Conv3D(2, (3, 3)), ValueError,
+     r"kernel_size must be an integer or a tuple of 3 integers.*kernel_size=\(3, 3\)"),
+    ("conv3d_strides_zero", False, lambda b, t: fnn.Conv3D(2, 3, strides=(1, 0, 1)),
+     ValueError, r"strides=0\b"),
+    ("conv3d_padding_causal", False, lambda b, t: fnn.Conv3D(2, 3, padding="causal"),
+     ValueError, r"padding='causal'"),
+    ("conv3d_channels_first", False, lambda b, t: fnn.Conv3D(2, 3, data_format="channels_first"),
+     ValueError, r"channels-last.*data_format='channels_first'"),
+    ("conv3d_predict_shape", True,
+     lambda b, t: shaped(b, [fnn.Conv3D(2, 3)], (4, 4, 4, 1)).predict(np.ones((2, 4, 4, 4))),
+     ValueError, r"X must have shape \(n, 4, 4, 4, 1\).*shape \(2, 4, 4, 4\)"),
+    ("maxpool3d_samples_2d", True, lambda b, t: shaped(b, [fnn.MaxPooling3D()], (4, 4, 1)),
+     ValueError, r"max_pooling3d\w* takes .*\(depth, height, width, channels\)"),
+    ("avgpool3d_pool_larger_than_input", True,
+     lambda b, t: shaped(b, [fnn.AveragePooling3D((2, 2, 3))], (4, 4, 2, 1)), ValueError,
+     r"pool of \(2, 2, 3\) does not fit an input of shape \(4, 4, 2, 1\)"),
+    ("global_maxpool3d_samples_2d", True,
+     lambda b, t: shaped(b, [fnn.GlobalMaxPooling3D()], (4, 4, 1)), ValueError,
+     r"global_max_pooling3d\w* takes .*\(depth, height, width, channels\)"),
+
     # ---------------------------------------------------------------- Conv1DTranspose
     ("conv1d_transpose_samples_3d", True,
      lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (8, 8, 1)), ValueError,
