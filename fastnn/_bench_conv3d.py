@@ -63,7 +63,7 @@ def rows() -> list[Row]:
             conv = torch.nn.Conv3d(C_IN, FILTERS, K, padding=1)
             xt = torch.tensor(x.transpose(0, 4, 1, 2, 3).copy())
             dyt = torch.tensor(dy.transpose(0, 4, 1, 2, 3).copy())
-            runs = []
+            runs: list[Callable[[], None]] = []
             for fmt in (torch.contiguous_format, torch.channels_last_3d):
                 cf = conv.to(memory_format=fmt)
                 xf = xt.contiguous(memory_format=fmt).requires_grad_(train)
