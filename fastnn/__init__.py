@@ -36,7 +36,8 @@ from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Con
                            Softmax, Step, Tanh)
 from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D, MaxPool3D,
                            AvgPool3D, GlobalAveragePooling3D, GlobalMaxPooling3D, GlobalAvgPool3D,
-                           GlobalMaxPool3D)
+                           GlobalMaxPool3D, UpSampling3D, ZeroPadding3D, Cropping3D,
+                           SpatialDropout3D)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
@@ -89,4 +90,5 @@ __all__ = [
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils",
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
+    "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",
 ]

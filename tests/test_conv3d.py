@@ -451,3 +451,126 @@ def test_the_inference_plan_falls_back_and_predicts_the_same(rng):
     x = rng.standard_normal((5, 8, 8, 8, 1)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x), model.forward(x, training=False))
     np.testing.assert_array_equal(model.predict(x[:1]), model.forward(x[:1], training=False))
+
+
+# ---------------------------------------------------------------------------- reshaping, dropout
+RESHAPES = [
+    ("UpSampling3D", dict(size=(2, 1, 3)), (2, 3, 2, 2)),
+    ("UpSampling3D", dict(size=2), (1, 2, 3, 1)),
+    ("ZeroPadding3D", dict(padding=((1, 0), (0, 2), (1, 1))), (2, 3, 2, 2)),
+    ("ZeroPadding3D", dict(padding=(2, 0, 1)), (1, 1, 3, 2)),
+    ("ZeroPadding3D", dict(padding=1), (3, 2, 2, 1)),
+    ("Cropping3D", dict(cropping=((1, 0), (0, 2), (1, 1))), (3, 4, 4, 2)),
+    ("Cropping3D", dict(cropping=(0, 1, 2)), (2, 3, 5, 1)),
+    ("Cropping3D", dict(cropping=1), (3, 3, 3, 2)),
+]
+RESHAPE_IDS = [f"{k}-{i}" for i, (k, _, _) in enumerate(RESHAPES)]
+
+
+def _torch_reshape(kind, kwargs, layer, xt):
+    if kind == "UpSampling3D":
+        return F.interpolate(xt, scale_factor=layer.size, mode="nearest")
+    (f, bk), (t, b), (left, r) = layer.pairs
+    if kind == "ZeroPadding3D":
+        return F.pad(xt, (left, r, t, b, f, bk))
+    d, h, w = xt.shape[2:]
+    return xt[:, :, f:d - bk, t:h - b, left:w - r]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+@pytest.mark.parametrize("kind,kwargs,shape", RESHAPES, ids=RESHAPE_IDS)
+def test_reshaping3d_matches_pytorch_forward_and_gradient(kind, kwargs, shape, backend, rng):
+    model = _model(getattr(fnn, kind)(**kwargs), shape, backend)
+    x = rng.standard_normal((3, *shape))
+    y = model.forward(x, training=True)
+    dy = rng.standard_normal(y.shape)
+    dx = model.backward(dy)
+    xt = torch.tensor(_ncdhw(x), requires_grad=True)
+    yt = _torch_reshape(kind, kwargs, model.layers[0], xt)
+    yt.backward(torch.tensor(_ncdhw(dy)))
+    assert y.shape == (3, *yt.shape[2:], shape[-1])
+    np.testing.assert_allclose(y, _ndhwc(yt), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, _ndhwc(xt.grad), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind,kwargs,shape", RESHAPES, ids=RESHAPE_IDS)
+def test_reshaping3d_backends_agree_bitwise_and_keras_agrees(keras, kind, kwargs, shape, rng):
+    x = rng.standard_normal((2, *shape)).astype(np.float32)
+    outs = []
+    for backend in ("numpy", "fast"):
+        model = _model(getattr(fnn, kind)(**kwargs), shape, backend, dtype="float32")
+        y = model.forward(x, training=True)
+        outs.append((y.copy(), model.backward(np.ones_like(y) + y).copy()))
+    assert outs[0][0].tobytes() == outs[1][0].tobytes()
+    assert outs[0][1].tobytes() == outs[1][1].tobytes()
+    np.testing.assert_array_equal(outs[0][0], np.asarray(getattr(keras.layers, kind)(**kwargs)(x)))
+    config = model.layers[0].get_config()
+    assert fnn.layers.layer_from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("kind,value,pattern", [
+    ("ZeroPadding3D", (1, 1), r"padding must be an int, a triple"),
+    ("ZeroPadding3D", ((1, 1), (1, 1)), r"padding must be an int, a triple"),
+    ("ZeroPadding3D", -1, r"padding=-1"),
+    ("Cropping3D", (1, 2, 3, 4), r"cropping must be an int, a triple"),
+    ("Cropping3D", ((1, 1), (1, 1), (1, "a")), r"cropping"),
+    ("UpSampling3D", (2, 2), r"size must be an integer or a tuple of 3 integers"),
+    ("UpSampling3D", 0, r"size=0"),
+])
+def test_reshaping3d_refuses_bad_arguments_by_name(kind, value, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        getattr(fnn, kind)(value)
+
+
+def test_cropping3d_refuses_cropping_everything():
+    with pytest.raises(ValueError, match=r"leaves nothing of an input of shape \(2, 4, 4, 1\)"):
+        _model(fnn.Cropping3D(((1, 1), (0, 0), (0, 0))), (2, 4, 4, 1), "numpy")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_spatial_dropout3d_drops_whole_channels(backend, rng):
+    model = _model(fnn.SpatialDropout3D(0.5, seed=3), (3, 4, 2, 6), backend)
+    x = rng.standard_normal((5, 3, 4, 2, 6)) + 3.0
+    y = model.forward(x, training=True)
+    ratio = y / x
+    assert np.allclose(ratio, ratio[:, :1, :1, :1])            # one factor per (sample, channel)
+    assert set(np.round(np.unique(ratio), 12)) <= {0.0, 2.0}
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(model.backward(dy), dy * ratio[:, :1, :1, :1])
+    np.testing.assert_array_equal(model.predict(x.astype(np.float64)), x)
+    with pytest.raises(ValueError, match=r"\(depth, height, width, channels\)"):
+        _model(fnn.SpatialDropout3D(0.5), (4, 4, 1), backend)
+
+
+def test_spatial_dropout3d_backends_agree_and_files_keep_the_stream(tmp_path, rng):
+    x = rng.standard_normal((4, 2, 3, 3, 5))
+    masks = []
+    for backend in ("numpy", "fast"):
+        model = _model([fnn.SpatialDropout3D(0.3, seed=7), fnn.GlobalAveragePooling3D()],
+                       x.shape[1:], backend)
+        masks.append(model.forward(x, training=True).tobytes())
+    assert masks[0] == masks[1]
+    model.save(tmp_path / "sd.fnn")
+    back = fnn.load(tmp_path / "sd.fnn")
+    assert back.forward(x, training=True).tobytes() == model.forward(x, training=True).tobytes()
+
+
+# ---------------------------------------------------------------------------- ONNX
+def test_onnx_export_matches_onnxruntime(tmp_path, rng):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    shape = (5, 7, 6, 2)
+    model = fnn.Sequential([
+        fnn.ZeroPadding3D(((1, 0), (0, 1), (1, 1))),
+        fnn.Conv3D(4, (3, 2, 3), strides=(2, 1, 2), padding="same", activation="relu"),
+        fnn.MaxPooling3D((2, 2, 1), padding="same"), fnn.UpSampling3D((1, 2, 2)),
+        fnn.Conv3D(3, 2, dilation_rate=(1, 2, 1), use_bias=False),
+        fnn.Cropping3D(((0, 0), (1, 0), (0, 1))), fnn.AveragePooling3D((1, 2, 2)),
+        fnn.SpatialDropout3D(0.2), fnn.GlobalMaxPooling3D(), fnn.Dense(2)],
+        input_shape=shape, seed=0)
+    path = tmp_path / "m.onnx"
+    fnn.onnx.export(model, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)

@@ -15,7 +15,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
            "fastnn.layers.lambda_layer", "fastnn.layers.depthwise",
-           "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d",
+           "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",

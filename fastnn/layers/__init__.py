@@ -10,12 +10,13 @@
     pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
-    regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D
+    regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
     noise.py           GaussianNoise, GaussianDropout
     permute.py         Permute
     masking.py         Masking (step masks: see Layer.compute_mask)
     lambda_layer.py    Lambda (a NumPy function; not saved in model files)
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
+    reshaping3d.py     UpSampling3D, ZeroPadding3D, Cropping3D
     preprocessing.py   Rescaling, Normalization
     wrappers.py        TimeDistributed
     normalization.py   BatchNormalization, LayerNormalization
@@ -57,7 +58,9 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    MaxPooling2D)
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
-from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropout2D
+from fastnn.layers.regularization import (Dropout, SpatialDropout1D, SpatialDropout2D,
+                                          SpatialDropout3D)
+from fastnn.layers.reshaping3d import Cropping3D, UpSampling3D, ZeroPadding3D
 from fastnn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
 from fastnn.layers.masking import Masking
@@ -77,7 +80,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
     GaussianDropout, AlphaDropout, Permute, Masking,
-    *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
+    *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
+    SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
 
 
@@ -187,7 +191,7 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "Conv3D", "Convolution3D",
            "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D",
-           *ALIASES3D, "SimpleRNN", "LSTM", "GRU",
+           *ALIASES3D, "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
            "MultiHeadAttention", "TransformerBlock", "LAYERS",
            "layer_from_config"]
