@@ -107,6 +107,9 @@ class Conv3D(_Conv):
         self._ranges = depth_ranges(d, od, kd, self.strides[0], self.dilation_rate[0], front)
         # no stack when each output depth reads exactly its own input slice
         self._direct = kd == 1 and self.strides[0] == 1 and front == 0 and od == d
+        # the backward with the taps on the output side: for a depth stride of 1 (with larger
+        # ones its products would run over the slices that no output reads)
+        self._taps_out = self.strides[0] == 1 and not self._direct
         self._x4 = (h, w, kd * c)
         self._y4 = (oh, ow, self.filters)
         self._k4 = (kh, kw, kd * c, self.filters)
@@ -149,13 +152,49 @@ class Conv3D(_Conv):
                 *self.kernel_size[1:], self.kernel_size[0], -1)
         return k2
 
+    def _backward_taps_out(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
+        """The gradients of a depth stride of 1 with the depth taps on the output side: the
+        2-D convolution of every input slice (n*d, h, w, c) with the kernel read as
+        (kh, kw, c, kd*filters) gives each slice's contribution to each tap's output, so its
+        backward, given dL/d(that) (dz gathered per tap: the transpose of the forward's sum
+        over taps), yields the kernel gradient and dx directly: no stack to add back, and a
+        product kd times as wide."""
+        x = ctx.saved["x"]
+        n = dz.shape[0]
+        d, h, w, c = self.input_shape
+        kd, kh, kw = self.kernel_size
+        f = self.filters
+        oh, ow = self._y4[:2]
+        dtaps = ctx.rows_buffer("dtaps", (d, oh, ow, kd, f))
+        for kz, (lo, hi, first) in enumerate(self._ranges):
+            dtaps[:, :first, :, :, kz] = 0
+            dtaps[:, first + hi - lo:, :, :, kz] = 0
+            dtaps[:, first:first + hi - lo, :, :, kz] = dz[:, lo:hi]
+        kt = ctx.buffer("kernel_taps", (kh, kw, c, kd * f))
+        kt.reshape(kh, kw, c, kd, f)[...] = self.kernel.transpose(1, 2, 3, 0, 4)
+        dkt = ctx.buffer("dkernel_taps", (kh, kw, c, kd * f))
+        dbt = ctx.buffer("dbias_taps", (kd * f,))
+        if n == 0:
+            dkt[...] = 0
+            if dx is not None:
+                dx[...] = 0
+        else:
+            ctx.be.conv2d_backward(x.reshape(n * d, h, w, c), kt,
+                                   dtaps.reshape(n * d, oh, ow, kd * f), self._strides,
+                                   self._dilations, self._pads, dkt, dbt,
+                                   None if dx is None else dx.reshape(n * d, h, w, c))
+        self.dkernel[...] = dkt.reshape(kh, kw, c, kd, f).transpose(3, 0, 1, 2, 4)
+        self.dbias[...] = 0
+        if self.use_bias:
+            ctx.be.sum_rows_into(rows_of(dz), self.dbias)
+
     # ------------------------------------------------------------------ compute
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
         x = np.ascontiguousarray(x)
         n = x.shape[0]
         stack = self._stack(ctx, x)
-        ctx.saved["stack"] = stack
+        ctx.saved["stack"], ctx.saved["x"] = stack, x
         k2 = self._kernel2d(ctx)
         ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
             ctx.be.conv2d_forward(stack, k2, self.bias, self._strides, self._dilations,
@@ -175,6 +214,9 @@ class Conv3D(_Conv):
             saved, code = saved_for_derivative(ctx, self, act)
             ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
                                        self.param, view(dz))
+        if self._taps_out:
+            self._backward_taps_out(ctx, dz, dx)
+            return dx
         k2 = self._kernel2d(ctx)
         dk2 = ctx.buffer("dkernel2d", self._k4)
         dstack = None
