@@ -9,11 +9,15 @@ input slices its window reads (zeros where the window passes the padding) are la
 along the channels, (h, w, kd*c), and the 2-D kernels of the backend run on that batch of
 n*od images with the kernel viewed as (kh, kw, kd*c, filters). So the compiled backend runs the
 packed GEMM's implicit convolution (its patches gathered a bounded chunk at a time, OpenMP,
-bitwise alike at any thread count), the NumPy backend its own twin, and the gradients are the
-2-D ones: the kernel's and the bias' exactly, the input's the stack's gradient added back slice
-by slice in a fixed order. The only scratch beyond the 2-D kernels' is the stack itself, kd/sd
-times the input (none for kd = sd = 1 without padding): the kd*kh*kw column matrix of a
-vol2col is never formed.
+bitwise alike at any thread count), the NumPy backend its own twin. With a depth stride above
+1 the gradients are that product's: the kernel's and the bias' exactly, the input's the stack's
+gradient added back slice by slice in a fixed order. With a depth stride of 1 the backward
+puts the depth taps on the output side instead: every input slice through the kernel read as
+(kh, kw, c, kd*filters) gives its contribution to each tap's output slice, so the 2-D backward
+of that, given dz gathered per tap, is the kernel gradient and dx itself (a product kd times
+wider, nothing to add back; about 1.6x faster on a 16^3x8->16 step). The scratch beyond the
+2-D kernels' is the stack (kd/sd times the input; none for kd = sd = 1 without padding) and
+that gather (kd times the output): the kd*kh*kw column matrix of a vol2col is never formed.
 """
 
 from __future__ import annotations
