@@ -805,6 +805,17 @@ CASES = [
      lambda b, t: shaped(b, [fnn.GlobalMaxPooling3D()], (4, 4, 1)), ValueError,
      r"global_max_pooling3d\w* takes .*\(depth, height, width, channels\)"),
 
+    ("upsampling3d_samples_2d", True, lambda b, t: shaped(b, [fnn.UpSampling3D()], (4, 4, 1)),
+     ValueError, r"up_sampling3d\w* takes .*\(depth, height, width, channels\)"),
+    ("zeropadding3d_two_pairs", False, lambda b, t: fnn.ZeroPadding3D(((1, 1), (1, 1))),
+     ValueError, r"padding must be an int, a triple .*padding=\(\(1, 1\), \(1, 1\)\)"),
+    ("cropping3d_leaves_nothing", True,
+     lambda b, t: shaped(b, [fnn.Cropping3D(((1, 1), (0, 0), (0, 0)))], (2, 4, 4, 1)),
+     ValueError, r"leaves nothing of an input of shape \(2, 4, 4, 1\)"),
+    ("spatial_dropout3d_samples_2d", True,
+     lambda b, t: shaped(b, [fnn.SpatialDropout3D(0.5)], (4, 4, 1)), ValueError,
+     r"\(depth, height, width, channels\).*input shape \(4, 4, 1\)"),
+
     # ---------------------------------------------------------------- Conv1DTranspose
     ("conv1d_transpose_samples_3d", True,
      lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (8, 8, 1)), ValueError,

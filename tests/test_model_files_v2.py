@@ -950,11 +950,15 @@ def test_the_depthwise_file_round_trips_bitwise(depthwise_file, backend, tmp_pat
 # ---------------------------------------------------------------- 3-D convolution and pooling
 def _conv3d_model(backend="numpy"):
     """Layers 0-4: Conv3D(3, 3, "same", relu), MaxPooling3D((1, 2, 2)), Conv3D(2, (2, 1, 1),
-    strides 2), AveragePooling3D(2, "same"), GlobalMaxPooling3D; then the Dense head (layer 5)."""
+    strides 2), AveragePooling3D(2, "same"), GlobalMaxPooling3D(keepdims) (1, 1, 1, 2); 5-8:
+    UpSampling3D(2), ZeroPadding3D(1), Cropping3D(((0, 1), (1, 0), (0, 0))), SpatialDropout3D;
+    then Flatten and the Dense head (layer 10)."""
     return fnn.Sequential([
         fnn.Conv3D(3, 3, padding="same", activation="relu"), fnn.MaxPooling3D((1, 2, 2)),
         fnn.Conv3D(2, (2, 1, 1), strides=2), fnn.AveragePooling3D(2, padding="same"),
-        fnn.GlobalMaxPooling3D(), fnn.Dense(2, activation="softmax")],
+        fnn.GlobalMaxPooling3D(keepdims=True), fnn.UpSampling3D(2), fnn.ZeroPadding3D(1),
+        fnn.Cropping3D(((0, 1), (1, 0), (0, 0))), fnn.SpatialDropout3D(0.1, seed=1),
+        fnn.Flatten(), fnn.Dense(2, activation="softmax")],
         input_shape=(4, 6, 6, 2), seed=0, backend=backend)
 
 
@@ -988,6 +992,19 @@ HOSTILE_CONV3D = {
     "avgpool3d_pool_too_big_valid": (_seq_layer(3, pool_size=[9, 9, 9], padding="valid"),
                                      r"does not fit"),
     "global3d_keepdims_string": (_seq_layer(4, keepdims="yes"), r"keepdims='yes'"),
+    "upsampling3d_size_2_30": (_seq_layer(5, size=[2**30, 2**30, 1]), r"more than the file"),
+    "upsampling3d_size_2_31": (_seq_layer(5, size=[2**31, 1, 1]), r"size"),
+    "upsampling3d_size_two_axes": (_seq_layer(5, size=[2, 2]), r"size"),
+    "zeropadding3d_2_31": (_seq_layer(6, padding=[[2**31, 0], [0, 0], [0, 0]]),
+                           r"below 2\*\*31"),
+    "zeropadding3d_2_30": (_seq_layer(6, padding=[[2**30, 0], [0, 0], [0, 0]]),
+                           r"more than the file|needs|do not match"),
+    "zeropadding3d_negative": (_seq_layer(6, padding=-1), r"padding=-1\b"),
+    "cropping3d_everything": (_seq_layer(7, cropping=[[2, 2], [0, 0], [0, 0]]),
+                              r"leaves nothing"),
+    "cropping3d_two_axes": (_seq_layer(7, cropping=[[1, 1], [1, 1]]),
+                            r"cropping must be an int, a triple"),
+    "spatial_dropout3d_rate_one": (_seq_layer(8, rate=1.0), r"rate"),
 }
 
 
@@ -1001,7 +1018,8 @@ def test_the_loader_refuses_hostile_conv3d_and_pooling3d_configs(conv3d_file, na
 def test_the_conv3d_file_round_trips_bitwise(conv3d_file, backend, tmp_path):
     layers = conv3d_file["header"]["model"]["layers"]
     assert [entry["class"] for entry in layers] == [
-        "Conv3D", "MaxPooling3D", "Conv3D", "AveragePooling3D", "GlobalMaxPooling3D", "Dense"]
+        "Conv3D", "MaxPooling3D", "Conv3D", "AveragePooling3D", "GlobalMaxPooling3D",
+        "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "Flatten", "Dense"]
     model = _conv3d_model(backend)
     x = np.random.default_rng(0).standard_normal((5, 4, 6, 6, 2))
     model.compile("cross_entropy", fnn.SGD(learning_rate=0.1, momentum=0.9))
