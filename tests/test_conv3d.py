@@ -122,6 +122,37 @@ def test_conv3d_without_bias_and_with_relu(backend, rng):
                                atol=1e-11)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3], CASES[8]],
+                         ids=[IDS[0], IDS[2], IDS[3], IDS[8]])
+def test_conv3d_in_chunks_of_samples_matches_the_whole_batch(case, backend, rng, monkeypatch):
+    """A scratch budget of a sample or two: the batch runs in chunks, the kernel and bias
+    gradients summed over them, with the same results (to rounding) as in one pass."""
+    from fastnn.layers import convolutional3d
+    shape, f, k, s, pad, d, _ = case
+    x = rng.standard_normal((7, *shape))
+    dy = None
+    outs, chunks = [], []
+    default = convolutional3d.SCRATCH_VALUES
+    for budget in (convolutional3d.SCRATCH_VALUES, 1, None):
+        if budget is None:        # about 3 samples' worth
+            budget = 3 * (default // chunks[0])
+        monkeypatch.setattr(convolutional3d, "SCRATCH_VALUES", budget)
+        model = _model(fnn.Conv3D(f, k, strides=s, padding=pad, dilation_rate=d,
+                                  activation="tanh"), shape, backend)
+        y = model.forward(x, training=True)
+        dy = rng.standard_normal(y.shape) if dy is None else dy
+        model.zero_grad()
+        dx = model.backward(dy)
+        outs.append([y.copy(), dx.copy(), *[g.copy() for g in model.layers[0]._grads]])
+        chunks.append(model.layers[0]._chunk())
+    assert chunks[0] >= 7 and chunks[1] == 1
+    assert chunks[2] < 7 or model.layers[0]._direct          # a 1x1x1 kernel needs no scratch
+    for other in outs[1:]:
+        for got, want in zip(other, outs[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("size,kd,stride,dilation,front", [
     (5, 3, 1, 1, 1), (6, 3, 2, 2, 2), (4, 1, 2, 1, 0), (1, 3, 1, 1, 1), (7, 4, 3, 1, 1)])
 def test_depth_ranges_cover_exactly_the_taps_inside_the_input(size, kd, stride, dilation, front):

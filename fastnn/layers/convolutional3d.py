@@ -17,7 +17,9 @@ puts the depth taps on the output side instead: every input slice through the ke
 of that, given dz gathered per tap, is the kernel gradient and dx itself (a product kd times
 wider, nothing to add back; about 1.6x faster on a 16^3x8->16 step). The scratch beyond the
 2-D kernels' is the stack (kd/sd times the input; none for kd = sd = 1 without padding) and
-that gather (kd times the output): the kd*kh*kw column matrix of a vol2col is never formed.
+that gather (kd times the output), for as many samples at a time as keep each within
+``SCRATCH_VALUES`` (larger batches run in chunks, the kernel gradient summed over them in
+order): the kd*kh*kw column matrix of a vol2col is never formed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def depth_ranges(depth: int, out_depth: int, kd: int, stride: int, dilation: int
         hi = max(hi, lo)
         ranges.append((lo, hi, lo * stride + off))
     return ranges
+
+
+#: the most values (of the model's dtype) a Conv3D's depth stack or gathered gradient holds:
+#: larger batches run in chunks of samples (16 MB in float32)
+SCRATCH_VALUES = 1 << 22
 
 
 class Conv3D(_Conv):
@@ -120,29 +127,40 @@ class Conv3D(_Conv):
         self._strides, self._dilations = self.strides[1:], self.dilation_rate[1:]
         self._pads = (top, left)
 
-    # ------------------------------------------------------------------ the depth stack
+    # ------------------------------------------------------------------ scratch and chunks
+    def _chunk(self) -> int:
+        """Samples per pass: as many as keep the depth stack and the gathered gradient within
+        ``SCRATCH_VALUES`` values (at least one sample), a number set by the shapes alone."""
+        d, h, w, c = self.input_shape
+        kd = self.kernel_size[0]
+        oh, ow = self._y4[:2]
+        per_sample = max(0 if self._direct else self._od * h * w * kd * c,
+                         d * oh * ow * kd * self.filters if self._taps_out else 0, 1)
+        return max(1, SCRATCH_VALUES // per_sample)
+
     def _stack(self, ctx: Slot, x: FloatArray) -> FloatArray:
-        """(n*od, h, w, kd*c): output depth p's window of input slices, side by side."""
-        n = x.shape[0]
+        """(m*od, h, w, kd*c) for the m samples of x: output depth p's window of input
+        slices, side by side."""
+        m = x.shape[0]
         if self._direct:
-            return x.reshape(n * self._od, *self._x4)
+            return x.reshape(m * self._od, *self._x4)
         d, h, w, c = self.input_shape
         kd, sd = self.kernel_size[0], self.strides[0]
-        stack = ctx.rows_buffer("stack", (self._od, h, w, kd, c))
+        stack = ctx.buffer("stack", (self._chunk(), self._od, h, w, kd, c))[:m]
         for kz, (lo, hi, first) in enumerate(self._ranges):
             stack[:, :lo, :, :, kz] = 0
             stack[:, hi:, :, :, kz] = 0
             if hi > lo:
                 stack[:, lo:hi, :, :, kz] = x[:, first:first + (hi - lo - 1) * sd + 1:sd]
-        return stack.reshape(n * self._od, *self._x4)
+        return stack.reshape(m * self._od, *self._x4)
 
     def _unstack(self, dstack: FloatArray, dx: FloatArray) -> None:
         """dx := the stack's gradient added back into the slices it was gathered from (taps in
         order, so the sums are the same at any thread count)."""
-        n = dx.shape[0]
+        m = dx.shape[0]
         d, h, w, c = self.input_shape
         kd, sd = self.kernel_size[0], self.strides[0]
-        ds = dstack.reshape(n, self._od, h, w, kd, c)
+        ds = dstack.reshape(m, self._od, h, w, kd, c)
         dx[...] = 0
         for kz, (lo, hi, first) in enumerate(self._ranges):
             if hi > lo:
@@ -156,59 +174,27 @@ class Conv3D(_Conv):
                 *self.kernel_size[1:], self.kernel_size[0], -1)
         return k2
 
-    def _backward_taps_out(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
-        """The gradients of a depth stride of 1 with the depth taps on the output side: the
-        2-D convolution of every input slice (n*d, h, w, c) with the kernel read as
-        (kh, kw, c, kd*filters) gives each slice's contribution to each tap's output, so its
-        backward, given dL/d(that) (dz gathered per tap: the transpose of the forward's sum
-        over taps), yields the kernel gradient and dx directly: no stack to add back, and a
-        product kd times as wide."""
-        x = ctx.saved["x"]
-        n = dz.shape[0]
-        d, h, w, c = self.input_shape
-        kd, kh, kw = self.kernel_size
-        f = self.filters
-        oh, ow = self._y4[:2]
-        dtaps = ctx.rows_buffer("dtaps", (d, oh, ow, kd, f))
-        for kz, (lo, hi, first) in enumerate(self._ranges):
-            dtaps[:, :first, :, :, kz] = 0
-            dtaps[:, first + hi - lo:, :, :, kz] = 0
-            dtaps[:, first:first + hi - lo, :, :, kz] = dz[:, lo:hi]
-        kt = ctx.buffer("kernel_taps", (kh, kw, c, kd * f))
-        kt.reshape(kh, kw, c, kd, f)[...] = self.kernel.transpose(1, 2, 3, 0, 4)
-        dkt = ctx.buffer("dkernel_taps", (kh, kw, c, kd * f))
-        dbt = ctx.buffer("dbias_taps", (kd * f,))
-        if n == 0:
-            dkt[...] = 0
-            if dx is not None:
-                dx[...] = 0
-        else:
-            ctx.be.conv2d_backward(x.reshape(n * d, h, w, c), kt,
-                                   dtaps.reshape(n * d, oh, ow, kd * f), self._strides,
-                                   self._dilations, self._pads, dkt, dbt,
-                                   None if dx is None else dx.reshape(n * d, h, w, c))
-        self.dkernel[...] = dkt.reshape(kh, kw, c, kd, f).transpose(3, 0, 1, 2, 4)
-        self.dbias[...] = 0
-        if self.use_bias:
-            ctx.be.sum_rows_into(rows_of(dz), self.dbias)
-
     # ------------------------------------------------------------------ compute
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
         x = np.ascontiguousarray(x)
-        n = x.shape[0]
-        stack = self._stack(ctx, x)
-        ctx.saved["stack"], ctx.saved["x"] = stack, x
+        ctx.saved["x"] = x
+        n, step = x.shape[0], self._chunk()
         k2 = self._kernel2d(ctx)
-        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
-            ctx.be.conv2d_forward(stack, k2, self.bias, self._strides, self._dilations,
-                                  self._pads, act, self.param,
-                                  out.reshape(n * self._od, *self._y4))))
+
+        def kernel(act: int, out: FloatArray) -> None:
+            for b0 in range(0, n, step):
+                b1 = min(n, b0 + step)
+                ctx.be.conv2d_forward(self._stack(ctx, x[b0:b1]), k2, self.bias,
+                                      self._strides, self._dilations, self._pads, act,
+                                      self.param,
+                                      out[b0:b1].reshape((b1 - b0) * self._od, *self._y4))
+        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, kernel)
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         act = A.LINEAR if ctx.fuse_act else self.act
-        stack, dx = ctx.saved["stack"], ctx.dx_target(0)
+        dx = ctx.dx_target(0)
         n = dy.shape[0]
         if act == A.LINEAR:
             dz = np.ascontiguousarray(dy)
@@ -220,29 +206,79 @@ class Conv3D(_Conv):
                                        self.param, view(dz))
         if self._taps_out:
             self._backward_taps_out(ctx, dz, dx)
-            return dx
+        else:
+            self._backward_stacked(ctx, dz, dx)
+        return dx
+
+    def _backward_stacked(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
+        """The 2-D backward of the forward's product, chunk by chunk: the kernel and bias
+        gradients summed over the chunks in order, dx the stack's gradient added back."""
+        x = ctx.saved["x"]
+        n, step = dz.shape[0], self._chunk()
+        kd, kh, kw = self.kernel_size
         k2 = self._kernel2d(ctx)
         dk2 = ctx.buffer("dkernel2d", self._k4)
-        dstack = None
-        if dx is not None:
-            dstack = (dx if self._direct else ctx.rows_buffer("dstack", (self._od, *self._x4))
-                      ).reshape(stack.shape)
-        if n == 0:
-            dk2[...] = 0
-            self.dbias[...] = 0
-        else:
-            ctx.be.conv2d_backward(stack, k2, dz.reshape(n * self._od, *self._y4),
-                                   self._strides, self._dilations, self._pads, dk2, self.dbias,
+        part, bpart = ctx.buffer("dkernel2d_part", self._k4), ctx.buffer("dbias_part",
+                                                                          (self.filters,))
+        dk2[...] = 0
+        self.dbias[...] = 0
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            m = b1 - b0
+            stack = self._stack(ctx, x[b0:b1])
+            dstack = None
+            if dx is not None:
+                dstack = (dx[b0:b1] if self._direct else
+                          ctx.buffer("dstack", (step, self._od, *self._x4))[:m]
+                          ).reshape(stack.shape)
+            ctx.be.conv2d_backward(stack, k2, dz[b0:b1].reshape(m * self._od, *self._y4),
+                                   self._strides, self._dilations, self._pads, part, bpart,
                                    dstack)
-        kd, kh, kw = self.kernel_size
+            dk2 += part
+            self.dbias += bpart
+            if dx is not None and not self._direct:
+                self._unstack(dstack, dx[b0:b1])            # type: ignore[arg-type]
+        if dx is not None and n == 0:
+            dx[...] = 0
         self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
             2, 0, 1, 3, 4)
-        if dx is not None and not self._direct:
-            if n == 0:
-                dx[...] = 0
-            else:
-                self._unstack(dstack, dx)       # type: ignore[arg-type]
-        return dx
+
+    def _backward_taps_out(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
+        """The gradients of a depth stride of 1 with the depth taps on the output side: the
+        2-D convolution of every input slice (n*d, h, w, c) with the kernel read as
+        (kh, kw, c, kd*filters) gives each slice's contribution to each tap's output, so its
+        backward, given dL/d(that) (dz gathered per tap: the transpose of the forward's sum
+        over taps), yields the kernel gradient and dx directly: no stack to add back, and a
+        product kd times as wide. Chunk by chunk, the kernel gradient summed in order."""
+        x = ctx.saved["x"]
+        n, step = dz.shape[0], self._chunk()
+        d, h, w, c = self.input_shape
+        kd, kh, kw = self.kernel_size
+        f = self.filters
+        oh, ow = self._y4[:2]
+        kt = ctx.buffer("kernel_taps", (kh, kw, c, kd * f))
+        kt.reshape(kh, kw, c, kd, f)[...] = self.kernel.transpose(1, 2, 3, 0, 4)
+        dkt = ctx.buffer("dkernel_taps", (kh, kw, c, kd * f))
+        part = ctx.buffer("dkernel_taps_part", (kh, kw, c, kd * f))
+        dbt = ctx.buffer("dbias_taps", (kd * f,))
+        dkt[...] = 0
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            m = b1 - b0
+            dtaps = ctx.buffer("dtaps", (step, d, oh, ow, kd, f))[:m]
+            for kz, (lo, hi, first) in enumerate(self._ranges):
+                dtaps[:, :first, :, :, kz] = 0
+                dtaps[:, first + hi - lo:, :, :, kz] = 0
+                dtaps[:, first:first + hi - lo, :, :, kz] = dz[b0:b1, lo:hi]
+            ctx.be.conv2d_backward(x[b0:b1].reshape(m * d, h, w, c), kt,
+                                   dtaps.reshape(m * d, oh, ow, kd * f), self._strides,
+                                   self._dilations, self._pads, part, dbt,
+                                   None if dx is None else dx[b0:b1].reshape(m * d, h, w, c))
+            dkt += part
+        self.dkernel[...] = dkt.reshape(kh, kw, c, kd, f).transpose(3, 0, 1, 2, 4)
+        self.dbias[...] = 0
+        if self.use_bias:
+            ctx.be.sum_rows_into(rows_of(dz), self.dbias)
 
 
 Convolution3D = Conv3D
