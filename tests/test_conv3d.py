@@ -605,3 +605,23 @@ def test_onnx_export_matches_onnxruntime(tmp_path, rng):
     x = rng.standard_normal((3, *shape)).astype(np.float32)
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_keras_weights_file_loads_into_the_same_3d_model(keras, tmp_path, rng):
+    pytest.importorskip("h5py")
+    shape = (4, 6, 6, 2)
+    theirs = keras.Sequential([
+        keras.Input(shape), keras.layers.Conv3D(3, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling3D(), keras.layers.Conv3D(4, (1, 2, 2), use_bias=False),
+        keras.layers.GlobalAveragePooling3D(), keras.layers.Dense(2)])
+    theirs.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3
+                        for w in theirs.get_weights()])
+    path = str(tmp_path / "c3.weights.h5")
+    theirs.save_weights(path)
+    ours = fnn.Sequential([
+        fnn.Conv3D(3, 3, padding="same", activation="relu"), fnn.MaxPooling3D(),
+        fnn.Conv3D(4, (1, 2, 2), use_bias=False), fnn.GlobalAveragePooling3D(), fnn.Dense(2)],
+        input_shape=shape, seed=1)
+    ours.load_weights(path)
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    np.testing.assert_allclose(ours.predict(x), np.asarray(theirs(x)), rtol=1e-5, atol=1e-5)
