@@ -625,3 +625,23 @@ def test_a_keras_weights_file_loads_into_the_same_3d_model(keras, tmp_path, rng)
     ours.load_weights(path)
     x = rng.standard_normal((3, *shape)).astype(np.float32)
     np.testing.assert_allclose(ours.predict(x), np.asarray(theirs(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_from_torch_converts_a_3d_cnn(rng):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool3d(2),
+        torch.nn.Conv3d(4, 3, (1, 2, 2), stride=(1, 2, 2)), torch.nn.AvgPool3d((1, 1, 2)),
+        torch.nn.AdaptiveMaxPool3d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2)).double()
+    model = fnn.interop.from_torch(net, (2, 4, 8, 8))
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv3D", "ReLU", "MaxPooling3D", "Conv3D", "AveragePooling3D", "GlobalMaxPooling3D",
+        "Flatten", "Dense"]
+    x = rng.standard_normal((3, 2, 4, 8, 8))
+    with torch.no_grad():
+        want = net(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 4, 1)), want, rtol=1e-10,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match=r"channels-first 4-D sample \(channels, depth, height, "
+                                         r"width\)"):
+        fnn.interop.from_torch(torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3)), (2, 8, 8))
