@@ -138,6 +138,15 @@ class Conv3D(_Conv):
                          d * oh * ow * kd * self.filters if self._taps_out else 0, 1)
         return max(1, SCRATCH_VALUES // per_sample)
 
+    def _scratch(self, ctx: Slot, key: str, sample_shape: tuple[int, ...], m: int
+                 ) -> FloatArray:
+        """A chunk's scratch for ``m`` samples: sized by the slot's rows when the whole batch
+        fits the budget (no more memory than the batch needs), else by the chunk."""
+        step = self._chunk()
+        if ctx.capacity <= step:
+            return ctx.rows_buffer(key, sample_shape)[:m]
+        return ctx.buffer(key, (step, *sample_shape))[:m]
+
     def _stack(self, ctx: Slot, x: FloatArray) -> FloatArray:
         """(m*od, h, w, kd*c) for the m samples of x: output depth p's window of input
         slices, side by side."""
@@ -146,7 +155,7 @@ class Conv3D(_Conv):
             return x.reshape(m * self._od, *self._x4)
         d, h, w, c = self.input_shape
         kd, sd = self.kernel_size[0], self.strides[0]
-        stack = ctx.buffer("stack", (self._chunk(), self._od, h, w, kd, c))[:m]
+        stack = self._scratch(ctx, "stack", (self._od, h, w, kd, c), m)
         for kz, (lo, hi, first) in enumerate(self._ranges):
             stack[:, :lo, :, :, kz] = 0
             stack[:, hi:, :, :, kz] = 0
@@ -229,7 +238,7 @@ class Conv3D(_Conv):
             dstack = None
             if dx is not None:
                 dstack = (dx[b0:b1] if self._direct else
-                          ctx.buffer("dstack", (step, self._od, *self._x4))[:m]
+                          self._scratch(ctx, "dstack", (self._od, *self._x4), m)
                           ).reshape(stack.shape)
             ctx.be.conv2d_backward(stack, k2, dz[b0:b1].reshape(m * self._od, *self._y4),
                                    self._strides, self._dilations, self._pads, part, bpart,
@@ -265,7 +274,7 @@ class Conv3D(_Conv):
         for b0 in range(0, n, step):
             b1 = min(n, b0 + step)
             m = b1 - b0
-            dtaps = ctx.buffer("dtaps", (step, d, oh, ow, kd, f))[:m]
+            dtaps = self._scratch(ctx, "dtaps", (d, oh, ow, kd, f), m)
             for kz, (lo, hi, first) in enumerate(self._ranges):
                 dtaps[:, :first, :, :, kz] = 0
                 dtaps[:, first + hi - lo:, :, :, kz] = 0
