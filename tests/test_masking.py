@@ -633,6 +633,56 @@ def test_padded_targets_do_not_change_the_training_step(backend):
         assert a.tobytes() == b.tobytes()
 
 
+class _SquaredError(fnn.Loss):
+    """A user's loss: the mean squared error over the rows it is given, and a log of them."""
+    name = "users_squared_error"
+
+    def __init__(self):
+        self.seen = []
+
+    def value(self, y_true, y_pred):
+        self.seen.append(y_pred.shape)
+        return float(np.mean((y_pred - y_true) ** 2))
+
+    def gradient(self, y_true, y_pred):
+        return 2 * (y_pred - y_true) / y_pred.size
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_custom_loss_gets_the_real_steps_only(backend):
+    """A Loss subclass on a masked per-step output sees the real steps as rows (real steps,
+    features), so its mean is Keras' masked mean: the same training as the built-in "mse",
+    and the padded targets change nothing; a batch without a real step has loss 0."""
+    V, T = 8, 5
+    ids = _ids(np.random.default_rng(3), 6, T, V, [5, 2, 4, 1, 3, 5]).astype(np.float64)
+    y = np.random.default_rng(4).standard_normal((6, T, 2))
+    y2 = y.copy()
+    y2[ids == 0] = 100.0
+    runs = []
+    for loss, targets in (("mse", y), (_SquaredError(), y), (_SquaredError(), y2)):
+        model = fnn.Sequential([fnn.Embedding(V, 3, mask_zero=True),
+                                fnn.LSTM(4, return_sequences=True), fnn.Dense(2)],
+                               input_shape=(T,), seed=5, backend=backend, dtype="float64")
+        model.compile(loss, fnn.SGD(learning_rate=0.1))
+        losses = [model.train_on_batch(ids, targets) for _ in range(3)]
+        runs.append((losses, model.get_weights(), model.evaluate(ids, targets)))
+        if not isinstance(loss, str):
+            assert set(loss.seen) == {(int((ids != 0).sum()), 2)}
+    (l0, w0, e0), (l1, w1, e1), (l2, w2, e2) = runs
+    assert np.allclose(l0, l1, rtol=1e-12, atol=0) and e1 == pytest.approx(e0, rel=1e-12)
+    for a, b in zip(w0, w1):
+        assert np.allclose(a, b, rtol=1e-10, atol=1e-14)
+    assert l1 == l2 and e1 == e2
+    for a, b in zip(w1, w2):
+        assert a.tobytes() == b.tobytes()
+    empty = np.zeros((2, T))
+    model.compile(_SquaredError(), fnn.SGD(learning_rate=0.1))
+    before = model.get_weights()
+    assert model.train_on_batch(empty, np.ones((2, T, 2))) == 0.0
+    for a, b in zip(before, model.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
 def test_a_layer_that_drops_the_mask_warns():
     with pytest.warns(UserWarning, match="flatten.*does not support"):
         fnn.Sequential([fnn.Embedding(5, 3, mask_zero=True), fnn.Flatten(), fnn.Dense(2)],
