@@ -142,6 +142,41 @@ def test_bidirectional_and_masked_average_match_keras(kind, merge_mode):
     assert np.abs(got - want).max() <= 2e-6
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("value", [0.0, -1.5])
+def test_masking_kernel_equals_its_twin_and_the_definition(dtype, value):
+    """The compiled Masking kernels against the NumPy twin and the definition written out
+    (a step is padding when every feature equals the value; NaN differs from everything, and
+    -0.0 equals 0.0), forward and backward, at 1 and 2 threads."""
+    from fastnn.backends import get_backend
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 33, 5)).astype(dtype)
+    x[rng.random((7, 33)) < 0.4] = value
+    x[0, 3] = value
+    x[0, 3, 2] = np.nan                   # real
+    x[1, 4] = value
+    x[1, 4, 0] = np.inf                   # real
+    x[2, 5] = -0.0 if value == 0.0 else value     # padding either way
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    real = np.array([[any(f != value for f in step) for step in row] for row in x])
+    want_y = np.where(real[..., None], x, 0).astype(dtype)
+    want_dx = np.where(real[..., None], dy, 0).astype(dtype)
+    previous = fnn.get_num_threads()
+    try:
+        for name, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+            fnn.set_num_threads(threads)
+            be = get_backend(name)
+            y, dx = np.full_like(x, 7), np.full_like(x, 7)
+            mask = np.zeros((7, 33), np.uint8)
+            be.masking_forward(x, value, y, mask)
+            be.masking_backward(dy, mask, dx)
+            assert mask.astype(bool).tolist() == real.tolist(), name
+            assert y.tobytes() == want_y.tobytes(), name
+            assert dx.tobytes() == want_dx.tobytes(), name
+    finally:
+        fnn.set_num_threads(previous)
+
+
 def test_masking_layer_matches_keras():
     """Masking (a step is padding when all its features equal mask_value) then LSTM, with
     mask_value 0.5 and a step with only some features equal to it (real)."""

@@ -374,3 +374,45 @@ def permute_axes(x, tuple perm, y):
     _permute_rows(x.reshape(-1), y.reshape(-1), np.array(shape, np.int64),
                   np.array([strides[p] for p in perm], np.int64))
     return y
+
+
+def masking_forward(const floating[:, :, ::1] x,       # IN  (n, steps, c)
+                    double value,
+                    floating[:, :, ::1] y,             # OUT (n, steps, c)
+                    unsigned char[:, ::1] real):       # OUT (n, steps) 1 at a real step
+    """real[i, t] := any_j x[i, t, j] != value;  y[i, t] := x[i, t] if real[i, t] else 0
+    (Keras' Masking; a NaN feature differs from any value, so its step is real)"""
+    cdef Py_ssize_t n = x.shape[0], steps = x.shape[1], c = x.shape[2], r, j, i, t
+    cdef floating v = <floating>value
+    cdef bint keep
+    with nogil:
+        for r in prange(n * steps, schedule="static", num_threads=threads_for(n * steps * c)):
+            i = r // steps
+            t = r - i * steps
+            keep = False
+            for j in range(c):
+                if x[i, t, j] != v:
+                    keep = True
+                    break
+            real[i, t] = keep
+            if keep:
+                memcpy(&y[i, t, 0], &x[i, t, 0], c * sizeof(floating))
+            else:
+                for j in range(c):
+                    y[i, t, j] = 0
+
+
+def masking_backward(const floating[:, :, ::1] dy,     # IN  (n, steps, c)
+                     const unsigned char[:, ::1] real, # IN  (n, steps) from masking_forward
+                     floating[:, :, ::1] dx):          # OUT (n, steps, c)
+    """dx[i, t] := dy[i, t] if real[i, t] else 0"""
+    cdef Py_ssize_t n = dy.shape[0], steps = dy.shape[1], c = dy.shape[2], r, j, i, t
+    with nogil:
+        for r in prange(n * steps, schedule="static", num_threads=threads_for(n * steps * c)):
+            i = r // steps
+            t = r - i * steps
+            if real[i, t]:
+                memcpy(&dx[i, t, 0], &dy[i, t, 0], c * sizeof(floating))
+            else:
+                for j in range(c):
+                    dx[i, t, j] = 0

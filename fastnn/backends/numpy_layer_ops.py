@@ -234,3 +234,17 @@ def select_grad(dy, index, i, dx):
                          f"{dy.shape}, {index.shape}, {dx.shape}")
     dx[...] = np.where(index == i, dy, 0)
     return dx
+
+
+def masking_forward(x, value, y, real):
+    """real[i, t] := any_j x[i, t, j] != value;  y[i, t] := x[i, t] if real[i, t] else 0"""
+    keep = np.not_equal(x, x.dtype.type(value)).any(axis=-1)
+    real[...] = keep
+    y[...] = 0
+    np.copyto(y, x, where=keep[..., None])
+
+
+def masking_backward(dy, real, dx):
+    """dx[i, t] := dy[i, t] if real[i, t] else 0"""
+    dx[...] = 0
+    np.copyto(dx, dy, where=real.astype(bool)[..., None])
