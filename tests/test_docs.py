@@ -14,7 +14,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.transformer", "fastnn.layers.reshaping", "fastnn.utils",
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
-           "fastnn.layers.lambda_layer", "fastnn.layers.depthwise",
+           "fastnn.layers.lambda_layer", "fastnn.layers.depthwise", "fastnn.model_plot",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
@@ -93,12 +93,16 @@ def test_the_readme_training_snippets_run(tmp_path, monkeypatch, capsys):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_readme_three_ways_run(capsys):
-    """The snippets of "Three ways to build a model" run in order and learn the digits."""
+def test_the_readme_three_ways_run(capsys, tmp_path, monkeypatch):
+    """The snippets of "Three ways to build a model" run in order and learn the digits; the
+    graph's picture is an SVG with a box per layer (4)."""
+    monkeypatch.chdir(tmp_path)
     namespace = {}
     for code in _readme_section("Three ways to build a model"):
         exec(compile(code, "README.md", "exec"), namespace)
-    assert "path=general" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "path=general" in out and "\n4\n" in out
+    assert (tmp_path / "net.svg").read_text().count("<rect") == 4
     model = namespace["model"]
     assert model.evaluate(namespace["X"] / 16, namespace["y"])["accuracy"] > 0.9
 
