@@ -36,6 +36,8 @@ from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Con
                            Softmax, Step, Tanh)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
+from fastnn.layers import (RandomContrast, RandomFlip, RandomRotation, RandomTranslation,
+                           RandomZoom)
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
@@ -83,5 +85,6 @@ __all__ = [
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
-    "SinePositionEncoding", "TransformerBlock", "distributed", "utils",
+    "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
+    "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
 ]

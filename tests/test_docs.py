@@ -3,7 +3,10 @@
 import doctest
 import importlib
 
+import numpy as np
 import pytest
+
+import fastnn as fnn
 
 MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.models.training",
            "fastnn.models.fit_loop", "fastnn.models.low_level", "fastnn.models.weights",
@@ -15,6 +18,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
            "fastnn.layers.lambda_layer", "fastnn.layers.depthwise", "fastnn.model_plot",
+           "fastnn.layers.augmentation",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
@@ -152,3 +156,12 @@ def test_the_readme_scikit_learn_snippet_runs(capsys):
     mlp = namespace["mlp"]
     assert mlp.class_weight == "balanced" and mlp.model_.dtype.name == "float32"
     assert float(lines[-1].split()[-1]) > 0.9
+
+
+def test_the_readme_augmentation_snippet_runs(capsys):
+    """"Image augmentation": the shifted held-out digits, with random shifts in training."""
+    blocks = _readme_section("Image augmentation")
+    assert "RandomTranslation" in blocks[0]
+    namespace = {"np": np, "fnn": fnn}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert float(capsys.readouterr().out) > 0.8

@@ -16,7 +16,7 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport cos, log, sqrt
+from libc.math cimport cos, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 
@@ -416,3 +416,156 @@ def masking_backward(const floating[:, :, ::1] dy,     # IN  (n, steps, c)
             else:
                 for j in range(c):
                     dx[i, t, j] = 0
+
+
+# ---------------------------------------------------------------------------- affine resampling
+# The image augmentation layers (fastnn/layers/augmentation.py) move each image by an affine map
+# T (6 numbers a0 a1 a2 b0 b1 b2, Keras' and TensorFlow's convention): the output pixel (row i,
+# column j) reads the input at x = a0 j + a1 i + a2 (a column), y = b0 j + b1 i + b2 (a row),
+# by nearest (floor(. + 0.5)) or bilinear interpolation, the input extended past its edges by
+# the fill mode: 0 constant (fill_value), 1 nearest (the edge), 2 wrap, 3 reflect
+# (d c b a | a b c d | d c b a), 4 mirror (d c b | a b c d | c b a). The backward pass is the
+# adjoint (each output's gradient added back to the pixels it read, with their weights); a
+# thread owns whole images there, so sums keep their order at any thread count.
+
+cdef double COORD_LIMIT = 1099511627776.0     # 2**40: far outside any image, and an exact int
+
+
+cdef inline Py_ssize_t _extend(Py_ssize_t k, Py_ssize_t size, int mode) noexcept nogil:
+    """The pixel index that extended index k reads, or -1 for the constant fill."""
+    cdef Py_ssize_t period
+    if 0 <= k < size:
+        return k
+    if mode == 0:
+        return -1
+    if mode == 1:
+        return 0 if k < 0 else size - 1
+    if mode == 2:
+        k = k % size
+        return k + size if k < 0 else k
+    if mode == 3:
+        period = 2 * size
+        k = k % period
+        if k < 0:
+            k += period
+        return period - 1 - k if k >= size else k
+    if size == 1:
+        return 0
+    period = 2 * size - 2
+    k = k % period
+    if k < 0:
+        k += period
+    return period - k if k >= size else k
+
+
+cdef inline double _coord(double v) noexcept nogil:
+    if v != v:
+        return -COORD_LIMIT
+    return min(max(v, -COORD_LIMIT), COORD_LIMIT)
+
+
+cdef void _affine_row(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                      const double *t, Py_ssize_t i, int bilinear, int mode,
+                      floating fill, floating *out) noexcept nogil:
+    """Row i of one output image (w x c values)."""
+    cdef Py_ssize_t j, ch, x0, y0, xa, xb, ya, yb
+    cdef double xs, ys, fx, fy, w00, w01, w10, w11, acc
+    for j in range(w):
+        xs = _coord(t[0] * j + t[1] * i + t[2])
+        ys = _coord(t[3] * j + t[4] * i + t[5])
+        if not bilinear:
+            xa = _extend(<Py_ssize_t>floor(xs + 0.5), w, mode)
+            ya = _extend(<Py_ssize_t>floor(ys + 0.5), h, mode)
+            for ch in range(c):
+                out[j * c + ch] = fill if xa < 0 or ya < 0 else img[(ya * w + xa) * c + ch]
+            continue
+        x0 = <Py_ssize_t>floor(xs)
+        y0 = <Py_ssize_t>floor(ys)
+        fx = xs - x0
+        fy = ys - y0
+        xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
+        ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+        w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
+        w10, w11 = fy * (1.0 - fx), fy * fx
+        for ch in range(c):
+            # a corner of weight 0 is skipped (an exact shift copies, an inf beside it stays
+            # out), in the twin's order
+            acc = 0.0
+            if w00 != 0:
+                acc += w00 * (fill if ya < 0 or xa < 0 else img[(ya * w + xa) * c + ch])
+            if w01 != 0:
+                acc += w01 * (fill if ya < 0 or xb < 0 else img[(ya * w + xb) * c + ch])
+            if w10 != 0:
+                acc += w10 * (fill if yb < 0 or xa < 0 else img[(yb * w + xa) * c + ch])
+            if w11 != 0:
+                acc += w11 * (fill if yb < 0 or xb < 0 else img[(yb * w + xb) * c + ch])
+            out[j * c + ch] = <floating>acc
+
+
+def affine_resample(const floating[:, :, :, ::1] x,      # IN  (n, h, w, c)
+                    const double[:, ::1] transforms,     # IN  (n, 6) a0 a1 a2 b0 b1 b2
+                    int bilinear, int fill_mode, double fill_value,
+                    floating[:, :, :, ::1] y):           # OUT (n, h, w, c)
+    """y[s, i, j] := x_s extended, read at (b0 j + b1 i + b2, a0 j + a1 i + a2)"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3], r, s, i
+    cdef floating fill = <floating>fill_value
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        for r in prange(n * h, schedule="static", num_threads=threads_for(8 * n * h * w * c)):
+            s = r // h
+            i = r - s * h
+            _affine_row(&x[s, 0, 0, 0], h, w, c, &transforms[s, 0], i, bilinear, fill_mode,
+                        fill, &y[s, i, 0, 0])
+
+
+cdef void _affine_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                             const double *t, int bilinear, int mode,
+                             floating *dx) noexcept nogil:
+    cdef Py_ssize_t i, j, ch, x0, y0, xa, xb, ya, yb, k
+    cdef double xs, ys, fx, fy, w00, w01, w10, w11, g
+    for k in range(h * w * c):
+        dx[k] = 0
+    for i in range(h):
+        for j in range(w):
+            xs = _coord(t[0] * j + t[1] * i + t[2])
+            ys = _coord(t[3] * j + t[4] * i + t[5])
+            if not bilinear:
+                xa = _extend(<Py_ssize_t>floor(xs + 0.5), w, mode)
+                ya = _extend(<Py_ssize_t>floor(ys + 0.5), h, mode)
+                if xa >= 0 and ya >= 0:
+                    for ch in range(c):
+                        dx[(ya * w + xa) * c + ch] += dy[(i * w + j) * c + ch]
+                continue
+            x0 = <Py_ssize_t>floor(xs)
+            y0 = <Py_ssize_t>floor(ys)
+            fx = xs - x0
+            fy = ys - y0
+            xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
+            ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+            w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
+            w10, w11 = fy * (1.0 - fx), fy * fx
+            for ch in range(c):
+                g = dy[(i * w + j) * c + ch]
+                if w00 != 0 and ya >= 0 and xa >= 0:
+                    dx[(ya * w + xa) * c + ch] = <floating>(dx[(ya * w + xa) * c + ch] + w00 * g)
+                if w01 != 0 and ya >= 0 and xb >= 0:
+                    dx[(ya * w + xb) * c + ch] = <floating>(dx[(ya * w + xb) * c + ch] + w01 * g)
+                if w10 != 0 and yb >= 0 and xa >= 0:
+                    dx[(yb * w + xa) * c + ch] = <floating>(dx[(yb * w + xa) * c + ch] + w10 * g)
+                if w11 != 0 and yb >= 0 and xb >= 0:
+                    dx[(yb * w + xb) * c + ch] = <floating>(dx[(yb * w + xb) * c + ch] + w11 * g)
+
+
+def affine_resample_backward(const floating[:, :, :, ::1] dy,   # IN  (n, h, w, c)
+                             const double[:, ::1] transforms,   # IN  (n, 6)
+                             int bilinear, int fill_mode,
+                             floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := the adjoint of affine_resample applied to dy (the constant fill takes none)"""
+    cdef Py_ssize_t n = dy.shape[0], h = dy.shape[1], w = dy.shape[2], c = dy.shape[3], s
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        for s in prange(n, schedule="static", num_threads=threads_for(8 * n * h * w * c)):
+            _affine_image_back(&dy[s, 0, 0, 0], h, w, c, &transforms[s, 0], bilinear,
+                               fill_mode, &dx[s, 0, 0, 0])

@@ -248,3 +248,84 @@ def masking_backward(dy, real, dx):
     """dx[i, t] := dy[i, t] if real[i, t] else 0"""
     dx[...] = 0
     np.copyto(dx, dy, where=real.astype(bool)[..., None])
+
+
+_COORD_LIMIT = 2.0 ** 40
+
+
+def _extend(k, size, mode):
+    """The pixel index each extended index of ``k`` reads, -1 for the constant fill (see
+    fastnn/_ext/_layer_ops.pyx: 0 constant, 1 nearest, 2 wrap, 3 reflect, 4 mirror)."""
+    inside = (k >= 0) & (k < size)
+    if mode == 0:
+        out = np.full_like(k, -1)
+    elif mode == 1:
+        out = np.clip(k, 0, size - 1)
+    elif mode == 2:
+        out = np.mod(k, size)
+    elif mode == 3:
+        m = np.mod(k, 2 * size)
+        out = np.where(m >= size, 2 * size - 1 - m, m)
+    elif size == 1:
+        out = np.zeros_like(k)
+    else:
+        m = np.mod(k, 2 * size - 2)
+        out = np.where(m >= size, 2 * size - 2 - m, m)
+    return np.where(inside, k, out)
+
+
+def _affine_taps(t, h, w, bilinear, mode):
+    """Per output pixel (h, w): the (row, column) pixels read and their weights, in the
+    kernel's order (the nearest pixel; or the corners 00, 01, 10, 11)."""
+    jj, ii = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    xs = np.nan_to_num(t[0] * jj + t[1] * ii + t[2], nan=-_COORD_LIMIT)
+    ys = np.nan_to_num(t[3] * jj + t[4] * ii + t[5], nan=-_COORD_LIMIT)
+    xs = np.clip(xs, -_COORD_LIMIT, _COORD_LIMIT)
+    ys = np.clip(ys, -_COORD_LIMIT, _COORD_LIMIT)
+    if not bilinear:
+        xa = _extend(np.floor(xs + 0.5).astype(np.int64), w, mode)
+        ya = _extend(np.floor(ys + 0.5).astype(np.int64), h, mode)
+        return [(ya, xa, np.ones_like(xs))]
+    x0, y0 = np.floor(xs), np.floor(ys)
+    fx, fy = xs - x0, ys - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
+    ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+    return [(ya, xa, (1.0 - fy) * (1.0 - fx)), (ya, xb, (1.0 - fy) * fx),
+            (yb, xa, fy * (1.0 - fx)), (yb, xb, fy * fx)]
+
+
+def affine_resample(x, transforms, bilinear, fill_mode, fill_value, y):
+    """y[s, i, j] := x_s extended, read at (b0 j + b1 i + b2, a0 j + a1 i + a2)"""
+    n, h, w, c = x.shape
+    fill = float(x.dtype.type(fill_value))
+    for s in range(n):
+        acc = np.zeros((h, w, c))
+        for rows, cols, weight in _affine_taps(transforms[s], h, w, bilinear, fill_mode):
+            valid = (rows >= 0) & (cols >= 0)
+            vals = np.where(valid[..., None], x[s][np.maximum(rows, 0), np.maximum(cols, 0)]
+                            .astype(np.float64), fill)
+            if bilinear:
+                acc += np.where(weight[..., None] != 0, weight[..., None] * vals, 0.0)
+            else:
+                acc = vals
+        y[s] = acc
+
+
+def affine_resample_backward(dy, transforms, bilinear, fill_mode, dx):
+    """dx := the adjoint of affine_resample applied to dy (the constant fill takes none)"""
+    n, h, w, c = dy.shape
+    for s in range(n):
+        flat = np.zeros(h * w * c)
+        g = dy[s].astype(np.float64)
+        targets, values = [], []
+        for rows, cols, weight in _affine_taps(transforms[s], h, w, bilinear, fill_mode):
+            keep = ((rows >= 0) & (cols >= 0) & (weight != 0))[..., None]
+            base = (np.maximum(rows, 0) * w + np.maximum(cols, 0))[..., None] * c
+            targets.append(np.where(keep, base + np.arange(c), -1))
+            values.append(weight[..., None] * g)
+        # the kernel's order: pixel by pixel, its taps in turn, channels in turn
+        order = np.stack(targets, axis=2).reshape(-1)
+        vals = np.stack(values, axis=2).reshape(-1)
+        np.add.at(flat, order[order >= 0], vals[order >= 0])
+        dx[s] = flat.reshape(h, w, c)
