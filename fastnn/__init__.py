@@ -36,8 +36,8 @@ from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Con
                            Softmax, Step, Tanh)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
-from fastnn.layers import (RandomContrast, RandomFlip, RandomRotation, RandomTranslation,
-                           RandomZoom)
+from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                           RandomTranslation, RandomZoom, Resizing)
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
@@ -86,5 +86,6 @@ __all__ = [
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
-    "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+    "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
+    "CenterCrop", "RandomCrop",
 ]

@@ -18,7 +18,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
            "fastnn.layers.lambda_layer", "fastnn.layers.depthwise", "fastnn.model_plot",
-           "fastnn.layers.augmentation",
+           "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
