@@ -1786,6 +1786,18 @@ CASES = [
     ("merge_backward_dout_nan", True,
      lambda b, t: merged_backward(b, with_nan(np.ones((N, D)), (2, 2))), ValueError,
      r"dout\[2, 2\]=.*nan"),
+    # image augmentation layers (fastnn/layers/augmentation.py)
+    ("augment_factor_out_of_range", False, lambda b, t: fnn.RandomRotation(2.0), ValueError,
+     r"factor must be in \[-1, 1\]"),
+    ("augment_fill_mode_unknown", False,
+     lambda b, t: fnn.RandomZoom(0.1, fill_mode="edge"), ValueError, r"fill_mode"),
+    ("augment_not_images", True,
+     lambda b, t: fnn.Sequential([fnn.RandomTranslation(0.1, 0.1)], input_shape=(4, 3),
+                                 backend=b), ValueError, r"\(height, width, channels\)"),
+    ("augment_predict_nan", True,
+     lambda b, t: fnn.Sequential([fnn.RandomFlip(), fnn.Flatten(), fnn.Dense(2)],
+                                 input_shape=(2, 2, 1), backend=b).predict(
+         with_nan(np.ones((N, 2, 2, 1)), (1, 0, 1, 0))), ValueError, r"nan"),
     # step masks (Embedding(mask_zero=True), Masking)
     ("masking_value_string", False, lambda b, t: fnn.Masking("0"), TypeError,
      r"mask_value must be a real number"),

@@ -64,6 +64,9 @@ from fastnn.layers.reshaping3d import Cropping3D, UpSampling3D, ZeroPadding3D
 from fastnn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
 from fastnn.layers.masking import Masking
+from fastnn.layers.augmentation import (AUGMENTATION_LAYERS, RandomContrast, RandomFlip,
+                                        RandomRotation, RandomTranslation, RandomZoom)
+from fastnn.layers.image_resizing import SIZING_LAYERS, CenterCrop, RandomCrop, Resizing
 from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
@@ -79,7 +82,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     SeparableConv2D, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-    GaussianDropout, AlphaDropout, Permute, Masking,
+    GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS, *SIZING_LAYERS,
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
     SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
@@ -180,7 +183,8 @@ def __getattr__(name: str) -> Any:
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "ELU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-           "Permute", "Masking", "Lambda",
+           "Permute", "Masking", "Lambda", "RandomFlip", "RandomRotation", "RandomZoom",
+           "RandomTranslation", "RandomContrast", "Resizing", "CenterCrop", "RandomCrop",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
