@@ -27,21 +27,24 @@ def central_differences(loss, array, h=1e-6, skip=None):
 
 
 def check_model_gradients(model, x, R, h=1e-6, tol=1e-6, before_pass=None, input_skip=None,
-                          check_input=True, what=""):
-    """Every weight gradient and dL/dx of ``model`` at ``x`` (float64) against central
-    differences of L = sum(model.forward(x, training=True) * R). ``before_pass()`` runs before
-    each nudged pass (to replay a layer's random draw); ``input_skip(index)`` leaves input
-    elements out (a nudge there would change which steps are padding, say)."""
-    model.zero_grad()
-    model.forward(x, training=True)
-    dx = model.backward(R)
-    grads = [np.array(g, copy=True) for g in model.grads]
-    weights = model.get_weights()
+                          check_input=True, penalty=False, what=""):
+    """Every weight gradient and dL/dx of ``model`` at ``x`` (float64; a list for several
+    inputs) against central differences of L = sum(model.forward(x, training=True) * R)
+    (+ the regularizers' penalty with ``penalty``). ``before_pass()`` runs before every pass
+    (to replay a layer's random draw); ``input_skip(index)`` leaves input elements out (a
+    nudge there would change which steps are padding, say)."""
 
     def loss():
         if before_pass is not None:
             before_pass()
-        return float(np.sum(model.forward(x, training=True) * R))
+        value = float(np.sum(model.forward(x, training=True) * R))
+        return value + (model.regularization_loss() if penalty else 0.0)
+
+    model.zero_grad()
+    loss()
+    dx = model.backward(R)
+    grads = [np.array(g, copy=True) for g in model.grads]
+    weights = model.get_weights()
 
     for k, w in enumerate(weights):
         shifted = [v.copy() for v in weights]
@@ -55,6 +58,9 @@ def check_model_gradients(model, x, R, h=1e-6, tol=1e-6, before_pass=None, input
         scale = max(np.linalg.norm(fd), 1e-3)
         assert np.linalg.norm(grads[k] - fd) <= tol * scale, (what, "weight", k)
     if check_input:
-        fd = central_differences(loss, x, h, input_skip)
-        assert np.linalg.norm(dx - fd) <= tol * max(np.linalg.norm(fd), 1e-12), (what, "input")
+        xs, dxs = (x, dx) if isinstance(x, list) else ([x], [dx])
+        for i, (x_i, dx_i) in enumerate(zip(xs, dxs)):
+            fd = central_differences(loss, x_i, h, input_skip)
+            assert np.linalg.norm(dx_i - fd) <= tol * max(np.linalg.norm(fd), 1e-12), \
+                (what, "input", i)
     return dx
