@@ -464,76 +464,98 @@ cdef inline double _coord(double v) noexcept nogil:
     return min(max(v, -COORD_LIMIT), COORD_LIMIT)
 
 
-cdef inline floating _tap(const floating *img, Py_ssize_t w, Py_ssize_t c, Py_ssize_t row,
-                          Py_ssize_t col, Py_ssize_t ch, floating fill) noexcept nogil:
-    return fill if row < 0 or col < 0 else img[(row * w + col) * c + ch]
+cdef inline Py_ssize_t _floor_index(double v) noexcept nogil:
+    """floor(v) for |v| <= 2**40 (_coord's range), without libm's call."""
+    cdef Py_ssize_t k = <Py_ssize_t>v
+    return k - 1 if v < k else k
+
+
+cdef inline Py_ssize_t _offset(Py_ssize_t row, Py_ssize_t col, Py_ssize_t w,
+                               Py_ssize_t c) noexcept nogil:
+    """Where pixel (row, col) starts, or -1 for the constant fill."""
+    return -1 if row < 0 or col < 0 else (row * w + col) * c
 
 
 cdef void _sample(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, double xs,
                   double ys, int bilinear, int mode, floating fill,
                   floating *out) noexcept nogil:
     """out[0:c] := the image (h x w x c) extended, read at column xs, row ys."""
-    cdef Py_ssize_t ch, x0, y0, xa, xb, ya, yb
+    cdef Py_ssize_t ch, x0, y0, o00, o01, o10, o11
     cdef double fx, fy, w00, w01, w10, w11, acc
     xs, ys = _coord(xs), _coord(ys)
     if not bilinear:
-        xa = _extend(<Py_ssize_t>floor(xs + 0.5), w, mode)
-        ya = _extend(<Py_ssize_t>floor(ys + 0.5), h, mode)
+        o00 = _offset(_extend(_floor_index(ys + 0.5), h, mode),
+                      _extend(_floor_index(xs + 0.5), w, mode), w, c)
         for ch in range(c):
-            out[ch] = _tap(img, w, c, ya, xa, ch, fill)
+            out[ch] = fill if o00 < 0 else img[o00 + ch]
         return
-    x0 = <Py_ssize_t>floor(xs)
-    y0 = <Py_ssize_t>floor(ys)
+    x0 = _floor_index(xs)
+    y0 = _floor_index(ys)
     fx = xs - x0
     fy = ys - y0
-    xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
-    ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+    if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:     # inside: no extension
+        o00 = (y0 * w + x0) * c
+        o01, o10 = o00 + c, o00 + w * c
+        o11 = o10 + c
+    else:
+        o00 = _offset(_extend(y0, h, mode), _extend(x0, w, mode), w, c)
+        o01 = _offset(_extend(y0, h, mode), _extend(x0 + 1, w, mode), w, c)
+        o10 = _offset(_extend(y0 + 1, h, mode), _extend(x0, w, mode), w, c)
+        o11 = _offset(_extend(y0 + 1, h, mode), _extend(x0 + 1, w, mode), w, c)
     w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
     w10, w11 = fy * (1.0 - fx), fy * fx
+    # a corner of weight 0 is skipped (an exact shift copies, an inf beside it stays out), in
+    # the twin's order
+    if w00 == 0:
+        o00 = -2
+    if w01 == 0:
+        o01 = -2
+    if w10 == 0:
+        o10 = -2
+    if w11 == 0:
+        o11 = -2
     for ch in range(c):
-        # a corner of weight 0 is skipped (an exact shift copies, an inf beside it stays
-        # out), in the twin's order
         acc = 0.0
-        if w00 != 0:
-            acc += w00 * _tap(img, w, c, ya, xa, ch, fill)
-        if w01 != 0:
-            acc += w01 * _tap(img, w, c, ya, xb, ch, fill)
-        if w10 != 0:
-            acc += w10 * _tap(img, w, c, yb, xa, ch, fill)
-        if w11 != 0:
-            acc += w11 * _tap(img, w, c, yb, xb, ch, fill)
+        if o00 != -2:
+            acc += w00 * (fill if o00 < 0 else img[o00 + ch])
+        if o01 != -2:
+            acc += w01 * (fill if o01 < 0 else img[o01 + ch])
+        if o10 != -2:
+            acc += w10 * (fill if o10 < 0 else img[o10 + ch])
+        if o11 != -2:
+            acc += w11 * (fill if o11 < 0 else img[o11 + ch])
         out[ch] = <floating>acc
 
 
-cdef inline void _add_tap(floating *dx, Py_ssize_t w, Py_ssize_t c, Py_ssize_t row,
-                          Py_ssize_t col, double weight, const floating *g) noexcept nogil:
+cdef inline void _add_tap(floating *dx, Py_ssize_t c, Py_ssize_t offset, double weight,
+                          const floating *g) noexcept nogil:
     cdef Py_ssize_t ch
-    if weight == 0 or row < 0 or col < 0:
+    if weight == 0 or offset < 0:
         return
     for ch in range(c):
-        dx[(row * w + col) * c + ch] = <floating>(dx[(row * w + col) * c + ch] + weight * g[ch])
+        dx[offset + ch] = <floating>(dx[offset + ch] + weight * g[ch])
 
 
 cdef void _sample_back(floating *dx, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, double xs,
                        double ys, int bilinear, int mode, const floating *g) noexcept nogil:
     """The adjoint of _sample: g (c values) added back into dx at the pixels read."""
-    cdef Py_ssize_t x0, y0, xa, xb, ya, yb
+    cdef Py_ssize_t x0, y0, ya, yb, xa, xb
     cdef double fx, fy
     xs, ys = _coord(xs), _coord(ys)
     if not bilinear:
-        _add_tap(dx, w, c, _extend(<Py_ssize_t>floor(ys + 0.5), h, mode),
-                 _extend(<Py_ssize_t>floor(xs + 0.5), w, mode), 1.0, g)
+        _add_tap(dx, c, _offset(_extend(_floor_index(ys + 0.5), h, mode),
+                                _extend(_floor_index(xs + 0.5), w, mode), w, c), 1.0, g)
         return
-    x0 = <Py_ssize_t>floor(xs)
-    y0 = <Py_ssize_t>floor(ys)
+    x0 = _floor_index(xs)
+    y0 = _floor_index(ys)
     fx = xs - x0
     fy = ys - y0
     xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
     ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
-    _add_tap(dx, w, c, ya, xa, (1.0 - fy) * (1.0 - fx), g)
-    _add_tap(dx, w, c, ya, xb, (1.0 - fy) * fx, g)
-    _add_tap(dx, w, c, yb, xa, fy * (1.0 - fx), g)
-    _add_tap(dx, w, c, yb, xb, fy * fx, g)
+    _add_tap(dx, c, _offset(ya, xa, w, c), (1.0 - fy) * (1.0 - fx), g)
+    _add_tap(dx, c, _offset(ya, xb, w, c), (1.0 - fy) * fx, g)
+    _add_tap(dx, c, _offset(yb, xa, w, c), fy * (1.0 - fx), g)
+    _add_tap(dx, c, _offset(yb, xb, w, c), fy * fx, g)
 
 
 cdef void _affine_row(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
