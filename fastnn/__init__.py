@@ -41,7 +41,8 @@ from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
-                           RandomTranslation, RandomZoom, Resizing, PReLU, Identity)
+                           RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
+                           GroupNormalization)
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
@@ -91,7 +92,7 @@ __all__ = [
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
-    "CenterCrop", "RandomCrop", "PReLU", "Identity",
+    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization",
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
     "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",

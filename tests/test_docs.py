@@ -19,7 +19,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
            "fastnn.layers.lambda_layer", "fastnn.layers.depthwise", "fastnn.model_plot",
            "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
-           "fastnn.layers.prelu",
+           "fastnn.layers.prelu", "fastnn.layers.group_normalization",
            "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",

@@ -68,6 +68,7 @@ from fastnn.layers.augmentation import (AUGMENTATION_LAYERS, RandomContrast, Ran
                                         RandomRotation, RandomTranslation, RandomZoom)
 from fastnn.layers.image_resizing import SIZING_LAYERS, CenterCrop, RandomCrop, Resizing
 from fastnn.layers.prelu import Identity, PReLU
+from fastnn.layers.group_normalization import GroupNormalization
 from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
@@ -84,7 +85,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
     GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS, *SIZING_LAYERS,
-    PReLU, Identity,
+    PReLU, Identity, GroupNormalization,
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
     SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock)}
@@ -187,7 +188,7 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
            "Permute", "Masking", "Lambda", "RandomFlip", "RandomRotation", "RandomZoom",
            "RandomTranslation", "RandomContrast", "Resizing", "CenterCrop", "RandomCrop",
-           "PReLU", "Identity",
+           "PReLU", "Identity", "GroupNormalization",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
