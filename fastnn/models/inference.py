@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from fastnn.layers import (ELU, GELU, GRU, LSTM, Activation, AveragePooling1D, AveragePooling2D,
                            BatchNormalization, Conv1D, Conv2D, Dense, Dropout, Flatten,
                            AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
-                           SpatialDropout2D,
+                           SpatialDropout2D, RandomContrast, RandomFlip, RandomRotation,
+                           RandomTranslation, RandomZoom,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
                            GlobalMaxPooling2D, LayerNormalization, LeakyReLU, MaxPooling1D,
                            MaxPooling2D, ReLU, Reshape, Sigmoid, SimpleRNN, Softmax, Step, Tanh,
@@ -35,7 +36,8 @@ StepSpec = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 # Layer kinds are matched by exact type: a subclass (a user's layer) may compute otherwise.
 # layers that only rearrange (or, at inference, pass) their input: no step
 _VIEWS = (Flatten, Reshape, Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-          GaussianDropout, AlphaDropout)
+          GaussianDropout, AlphaDropout, RandomFlip, RandomRotation, RandomZoom,
+          RandomTranslation, RandomContrast)
 _ACTIVATIONS = (Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU)
 _POOLING = (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D)
 _GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
