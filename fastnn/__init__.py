@@ -38,6 +38,8 @@ from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (RandomContrast, RandomFlip, RandomRotation, RandomTranslation,
                            RandomZoom)
+from fastnn.layers import CategoryEncoding, Discretization, Hashing, IntegerLookup
+from fastnn.preprocessing_text import StringLookup, TextVectorization
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
@@ -87,4 +89,6 @@ __all__ = [
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+    "TextVectorization", "StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing",
+    "Discretization",
 ]

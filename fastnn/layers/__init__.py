@@ -15,6 +15,8 @@
     lambda_layer.py    Lambda (a NumPy function; not saved in model files)
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     preprocessing.py   Rescaling, Normalization
+    categorical.py     CategoryEncoding, Hashing (values to categories, no gradient)
+    adapted.py         IntegerLookup, Discretization (learned with adapt)
     wrappers.py        TimeDistributed
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
@@ -59,6 +61,8 @@ from fastnn.layers.augmentation import (AUGMENTATION_LAYERS, RandomContrast, Ran
                                         RandomRotation, RandomTranslation, RandomZoom)
 from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
+from fastnn.layers.categorical import CategoryEncoding, Hashing
+from fastnn.layers.adapted import Discretization, IntegerLookup
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
@@ -74,7 +78,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
     GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS,
     *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
-    MultiHeadAttention, TransformerBlock)}
+    MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
+    Discretization)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -184,5 +189,6 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
-           "MultiHeadAttention", "TransformerBlock", "LAYERS",
+           "MultiHeadAttention", "TransformerBlock", "CategoryEncoding", "Hashing",
+           "IntegerLookup", "Discretization", "LAYERS",
            "layer_from_config"]
