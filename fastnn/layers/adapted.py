@@ -20,14 +20,13 @@ from fastnn._index_lookup import VocabularyTable, encode
 from fastnn.layers.categorical import _Categorical, integers
 
 
-def _int_token(name: str) -> Any:
-    def key(value: Any) -> int:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, (float, np.floating)) and float(value).is_integer():
-                return int(value)
-            raise TypeError(f"{name} must hold integers. Received: {V._describe(value)}")
-        return int(value)
-    return key
+def _int_key(value: Any) -> int:
+    """A vocabulary entry as a Python int (a float holding one too)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return int(value)
+        raise TypeError(f"vocabulary must hold integers. Received: {V._describe(value)}")
+    return int(value)
 
 
 class IntegerLookup(_Categorical):
@@ -66,7 +65,7 @@ class IntegerLookup(_Categorical):
         self._args = dict(max_tokens=max_tokens, num_oov_indices=num_oov_indices,
                           mask_token=mask_token, oov_token=oov_token, invert=invert,
                           output_mode=output_mode, pad_to_max_tokens=pad_to_max_tokens)
-        self._table = VocabularyTable(**self._args, key=_int_token("vocabulary"))  # type: ignore
+        self._table = VocabularyTable(**self._args, key=_int_key)  # type: ignore
         self.output_mode = self._table.output_mode
         if vocabulary is not None:
             self.set_vocabulary(vocabulary, idf_weights)
