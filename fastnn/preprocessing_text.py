@@ -287,11 +287,21 @@ class TextVectorization(_Lookup):
         docs = [self._tokens(t) for t in self._texts(data)]
         table = self._table
         if table.output_mode != "int":
-            out = np.zeros((len(docs), table.depth()), np.float32)
-            for i, doc in enumerate(docs):
-                out[i] = table.call(np.array(doc, dtype=object).reshape(1, -1))[0] if doc \
-                    else 0.0
-            return out
+            # every document's tokens looked up in one pass, then counted per document
+            flat = np.array([t for doc in docs for t in doc], dtype=object)
+            ids = table.lookup(flat)
+            owner = np.repeat(np.arange(len(docs)), [len(doc) for doc in docs])
+            depth = table.depth()
+            counts = np.zeros((len(docs), depth), np.float64)
+            np.add.at(counts, (owner, ids), 1.0)
+            if table.output_mode == "multi_hot":
+                np.minimum(counts, 1.0, out=counts)
+            elif table.output_mode == "tf_idf":
+                if table.idf is None:
+                    raise ValueError("output_mode='tf_idf' needs idf weights: adapt(data) or "
+                                     "give vocabulary= and idf_weights=")
+                counts *= table.idf[:depth]
+            return counts.astype(np.float32)
         length = self.output_sequence_length
         if length is None:
             length = max((len(d) for d in docs), default=0)

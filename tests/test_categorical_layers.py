@@ -216,6 +216,13 @@ def test_input_gradient_through_them_is_zero(backend):
     assert dx.shape == (4, 3) and not dx.any()
 
 
+def test_large_integer_tokens_in_a_float64_model():
+    layer = fnn.IntegerLookup(vocabulary=[1, 2**24, 2**40 + 1])
+    model = fnn.Sequential([layer], input_dim=2, dtype="float64")
+    np.testing.assert_array_equal(model.predict(np.array([[2.0**40 + 1, 2.0**24]])), [[3, 2]])
+    fnn.Sequential([fnn.IntegerLookup(vocabulary=[2**24])], input_dim=1)   # float32 holds it
+
+
 def test_pickling_the_layers():
     for mode in ("int", "count"):
         for layer in _layers(mode):
@@ -256,6 +263,8 @@ BAD = [
     (lambda: fnn.IntegerLookup().adapt([1.5]), ValueError, "data"),
     (lambda: fnn.Sequential([fnn.Discretization(num_bins=3)], input_dim=2), ValueError,
      "adapt"),
+    (lambda: fnn.Sequential([fnn.IntegerLookup(vocabulary=[1, 2**24 + 1])], input_dim=2),
+     ValueError, "float64"),
 ]
 
 

@@ -67,10 +67,21 @@ class IntegerLookup(_Categorical):
                           output_mode=output_mode, pad_to_max_tokens=pad_to_max_tokens)
         self._table = VocabularyTable(**self._args, key=_int_key)  # type: ignore
         self.output_mode = self._table.output_mode
+        self._refresh()
         if vocabulary is not None:
             self.set_vocabulary(vocabulary, idf_weights)
         elif idf_weights is not None:
             raise ValueError("idf_weights needs vocabulary=")
+
+    def build(self, input_shape: Any, dtype: Any) -> Any:
+        t = self._table
+        exact = 2.0 ** (np.finfo(dtype).nmant + 1)      # float32: every integer up to 2**24
+        tokens = [*t.tokens, t.oov_token] + ([t.mask_token] if t.mask_token is not None else [])
+        if max(abs(v) for v in tokens) > exact:
+            raise ValueError(f"{self.name}: its tokens reach {max(abs(v) for v in tokens)}, "
+                             f"which {np.dtype(dtype).name} does not hold exactly (up to "
+                             f"{int(exact)}); use a float64 model")
+        return super().build(input_shape, dtype)
 
     # the table's interface, as Keras
     def get_vocabulary(self, include_special_tokens: bool = True) -> list[Any]:
@@ -109,8 +120,6 @@ class IntegerLookup(_Categorical):
 
     def _lookup(self, keys: np.ndarray) -> np.ndarray:
         t = self._table
-        if not hasattr(self, "_keys"):
-            self._refresh()
         pos = np.searchsorted(self._keys, keys)
         pos_c = np.minimum(pos, max(len(self._keys) - 1, 0))
         found = (self._keys[pos_c] == keys) if len(self._keys) else np.zeros(keys.shape, bool)
