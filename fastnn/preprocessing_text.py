@@ -4,9 +4,11 @@ strings): ``TextVectorization`` (text to token indices, multi-hot, counts or tf-
 ``__call__(data) -> np.ndarray``, ``get_vocabulary()``, ``get_config()`` / ``from_config``,
 ``save_assets(dir)`` / ``load_assets(dir)`` (a JSON file), and pickling.
 
-The vocabulary rules are Keras' (fastnn/_index_lookup.py). Standardisation: ``lower`` is
-``str.lower``, ``strip_punctuation`` removes Keras' ASCII set ``!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'``;
-``whitespace`` splitting is ``str.split()``; ``character`` gives the code points.
+The vocabulary rules are Keras' (fastnn/_index_lookup.py). Standardisation as Keras' TensorFlow
+ops: ``lower`` lowercases ASCII letters only (``tf.strings.lower``'s default encoding is ASCII:
+"É" stays), ``strip_punctuation`` removes the ASCII set ``!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'``;
+``whitespace`` splits at runs of ASCII whitespace (space, \\t \\n \\v \\f \\r), not at other
+Unicode spaces; ``character`` gives the code points.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from fastnn import _validation as V
 from fastnn._index_lookup import VocabularyTable
 
 PUNCTUATION = re.compile(r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']')
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+ASCII_SPACE = re.compile(r"[ \t\n\v\f\r]+")
 STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")
 SPLIT = ("whitespace", "character")
 ASSET_FILE = "vocabulary.json"
@@ -244,7 +248,7 @@ class TextVectorization(_Lookup):
     def _standardized(self, text: str) -> str:
         s = self._standardize
         if s in ("lower", "lower_and_strip_punctuation"):
-            text = text.lower()
+            text = text.translate(ASCII_LOWER)
         if s in ("strip_punctuation", "lower_and_strip_punctuation"):
             text = PUNCTUATION.sub("", text)
         if callable(s):
@@ -258,7 +262,7 @@ class TextVectorization(_Lookup):
         if self._split is None:
             words = [text]
         elif self._split == "whitespace":
-            words = text.split()
+            words = [w for w in ASCII_SPACE.split(text) if w]
         elif self._split == "character":
             words = list(text)
         else:

@@ -42,8 +42,8 @@ def ref_idf(docs, vocab):
 
 
 def ref_standardize(text, mode):
-    if mode in ("lower", "lower_and_strip_punctuation"):
-        text = text.lower()
+    if mode in ("lower", "lower_and_strip_punctuation"):     # tf.strings.lower: ASCII only
+        text = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
     if mode in ("strip_punctuation", "lower_and_strip_punctuation"):
         text = "".join(ch for ch in text if ch not in PUNCT)
     return text
@@ -51,8 +51,12 @@ def ref_standardize(text, mode):
 
 def ref_tokens(text, standardize, split, ngrams):
     text = ref_standardize(text, standardize)
-    words = text.split() if split == "whitespace" else list(text) if split == "character" \
-        else [text]
+    ascii_space = " \t\n\v\f\r"
+    if split == "whitespace":                                  # tf.strings.split: ASCII only
+        words = "".join(" " if c in ascii_space else c for c in text).split(" ")
+        words = [w for w in words if w]
+    else:
+        words = list(text) if split == "character" else [text]
     if ngrams is None:
         return words
     widths = range(1, ngrams + 1) if isinstance(ngrams, int) else ngrams
@@ -61,7 +65,7 @@ def ref_tokens(text, standardize, split, ngrams):
 
 def random_corpus(rng, n_docs, n_words=30):
     words = ["".join(rng.choice(list("abcdeXY"), rng.integers(1, 4))) for _ in range(n_words)]
-    words += ["Hello,", "world!", "it's", "ÉTÉ", "naïve"]
+    words += ["Hello,", "world!", "it's", "ÉTÉ", "naïve", "a\u00a0b", "x\u3000Y", "\vZ\r"]
     docs = []
     for _ in range(n_docs):
         k = rng.integers(0, 12)
@@ -232,10 +236,14 @@ def test_callables_for_standardize_and_split():
 
 
 def test_split_none_and_unicode():
+    """As Keras' TensorFlow ops: ASCII letters lowered only, ASCII whitespace only splits."""
     vec = fnn.TextVectorization(split=None, standardize="lower")
-    vec.adapt(["Straße", "straße", "Ünïcode"])
-    assert vec.get_vocabulary() == ["", "[UNK]", "straße", "ünïcode"]
-    assert vec([b"STRASSE", "\u00fcn\u00efcode".encode()]).tolist() == [[1], [3]]
+    vec.adapt(["Straße", "STRAßE", "Ünïcode"])
+    assert vec.get_vocabulary() == ["", "[UNK]", "straße", "Ünïcode"]
+    assert vec([b"STRASSE", "\u00fcn\u00efcode".encode(), "Ünïcode"]).tolist() == [[1], [1], [3]]
+    words = fnn.TextVectorization()
+    words.adapt(["a\u00a0b c\td\ne"])
+    assert words.get_vocabulary() == ["", "[UNK]", "e", "d", "c", "a\u00a0b"]
 
 
 # ---------------------------------------------------------------------- state
