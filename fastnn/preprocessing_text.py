@@ -245,20 +245,25 @@ class TextVectorization(_Lookup):
                                invert=False, key=_as_text, **self._args)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ text to tokens
-    def _standardized(self, text: str) -> str:
+    def _standardized(self, texts: list[str]) -> list[str]:
         s = self._standardize
-        if s in ("lower", "lower_and_strip_punctuation"):
-            text = text.translate(ASCII_LOWER)
-        if s in ("strip_punctuation", "lower_and_strip_punctuation"):
-            text = PUNCTUATION.sub("", text)
         if callable(s):
-            text = s(text)
-            if not isinstance(text, str):
-                raise TypeError(f"standardize must return a str. Received: {type(text).__name__}")
-        return text
+            # as Keras on its non-TensorFlow backends: the callable takes a NumPy array of str
+            # (np.char / np.strings operations) and gives one of the same shape
+            out = np.asarray(s(np.array(texts, dtype=str).reshape(len(texts))))
+            if out.shape != (len(texts),) or out.dtype.kind not in "UO":
+                raise TypeError(f"standardize must return an array of {len(texts)} strings. "
+                                f"Received: {out.dtype} array of shape {out.shape}")
+            return [str(t) for t in out]
+        if s in ("lower", "lower_and_strip_punctuation"):
+            texts = [t.translate(ASCII_LOWER) for t in texts]
+        if s in ("strip_punctuation", "lower_and_strip_punctuation"):
+            texts = [PUNCTUATION.sub("", t) for t in texts]
+        return texts
 
     def _tokens(self, text: str) -> list[str]:
-        text = self._standardized(text)
+        """One standardised text's tokens: split (a callable split takes one str and gives a
+        list of str), then the ngrams."""
         if self._split is None:
             words = [text]
         elif self._split == "whitespace":
@@ -281,7 +286,7 @@ class TextVectorization(_Lookup):
         if arr.ndim != 1:
             raise ValueError(f"data must be a list of strings, shape (n,) or (n, 1). "
                              f"Received: shape {arr.shape}")
-        return list(arr)
+        return self._standardized(list(arr))
 
     def adapt(self, data: Any) -> None:
         """Learn the vocabulary (and idf weights) from ``data``, strings of shape (n,)."""

@@ -226,13 +226,15 @@ def test_string_lookup_matches_the_reference(seed):
 
 
 def test_callables_for_standardize_and_split():
-    vec = fnn.TextVectorization(standardize=lambda s: s.upper(),
+    vec = fnn.TextVectorization(standardize=np.char.upper,
                                 split=lambda s: re.split(r"[-\s]+", s.strip()))
     vec.adapt(["ab-cd ab", "cd-ef"])
     assert vec.get_vocabulary() == ["", "[UNK]", "CD", "AB", "EF"]
     assert vec(["ef-ab zz"]).tolist() == [[4, 3, 1]]
     with pytest.raises(ValueError, match="callable"):
         vec.get_config()
+    with pytest.raises(TypeError, match="standardize must return an array of 2 strings"):
+        fnn.TextVectorization(standardize=lambda a: a[:1]).adapt(["a", "b"])
 
 
 def test_split_none_and_unicode():
