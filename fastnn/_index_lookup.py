@@ -48,11 +48,11 @@ def encode(indices: np.ndarray, mode: str, depth: int, idf: Optional[np.ndarray]
     docs = indices.reshape(1, -1) if indices.ndim <= 1 else indices
     lead = docs.shape[:-1]
     rows = docs.reshape(-1, docs.shape[-1])
-    out = np.zeros((rows.shape[0], depth), np.float64)
     r = np.repeat(np.arange(rows.shape[0]), rows.shape[1])
     ids = rows.reshape(-1)
     keep = (ids >= 0) & (ids < depth)
-    np.add.at(out, (r[keep], ids[keep]), 1.0)
+    out = np.bincount(r[keep] * depth + ids[keep], minlength=rows.shape[0] * depth
+                      ).astype(np.float64).reshape(rows.shape[0], depth)
     if mode == "multi_hot":
         np.minimum(out, 1.0, out=out)
     elif mode == "tf_idf":
