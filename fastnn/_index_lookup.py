@@ -11,22 +11,21 @@ the learned weights, and slots past the vocabulary (``pad_to_max_tokens``) 0.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from fastnn import _validation as V
+from fastnn._farmhash import fingerprint64
 
 OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
 
 def stable_hash(token: Any) -> int:
-    """A 64-bit hash the same in every process (Python's ``hash`` of a str is salted):
-    BLAKE2b of the token's UTF-8 text, 8 bytes, little-endian. Keras uses FarmHash64 here."""
-    data = str(token).encode("utf-8")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    """Keras' hash of an OOV string (``tf.strings.to_hash_bucket_fast``): FarmHash
+    Fingerprint64 of its UTF-8 bytes, the same in every process and machine."""
+    return fingerprint64(str(token).encode("utf-8"))
 
 
 def encode(indices: np.ndarray, mode: str, depth: int, idf: Optional[np.ndarray] = None,

@@ -1,15 +1,12 @@
 """IntegerLookup, CategoryEncoding, Hashing, Discretization (fastnn/layers/categorical.py,
 fastnn/layers/adapted.py): Keras 3 (numpy backend) as the oracle for CategoryEncoding and
 Discretization (its adapt's quantile summary too); IntegerLookup against Keras' documented
-outputs and a reference from Keras' code (its IntegerLookup needs TensorFlow); Hashing's
-buckets pinned (they differ from Keras' FarmHash by design, see the README); every layer in
-models on both backends, model files, pickling, bad inputs.
+outputs and a reference from Keras' code (its IntegerLookup needs TensorFlow); Hashing to the
+buckets Keras' own tests expect (FarmHash, SipHash with a salt); every layer in models on both
+backends, model files, pickling, bad inputs.
 """
 
-import os
 import pickle
-import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -118,25 +115,63 @@ def test_integer_lookup_matches_the_reference(seed):
 
 
 # ---------------------------------------------------------------------- Hashing
-def test_hashing_is_pinned_and_stable():
-    """Buckets fixed forever (SplitMix64 for integers, BLAKE2b-64 for strings): a change
-    would silently remap every saved model's inputs."""
-    layer = fnn.Hashing(num_bins=1000)
-    assert layer(np.array([0, 1, 2, 12345, -7])).tolist() == \
-        fnn.Hashing(num_bins=1000)([0.0, 1.0, 2.0, 12345.0, -7.0]).tolist()
-    ints = layer(np.array([0, 1, 2, 12345, -7])).tolist()
-    strs = layer(["A", "B", "C", "hello"]).tolist()
-    assert ints == PINNED_INTS and strs == PINNED_STRS
-    code = ("import fastnn as fnn; print(fnn.Hashing(1000)(['A','B','C','hello']).tolist(),"
-            "fnn.Hashing(1000)([0,1,2,12345,-7]).tolist())")
-    env = dict(os.environ, PYTHONHASHSEED="123")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(fnn.__file__)))
-    assert out.stdout.strip() == f"{PINNED_STRS} {PINNED_INTS}"
+# Keras' own expectations (keras/src/layers/preprocessing/hashing_test.py): FarmHash
+# Fingerprint64 without a salt, SipHash-2-4 with one
+WIRE = [["omar"], ["stringer"], ["marlo"], ["wire"], ["skywalker"]]
+KERAS_HASHING = [
+    (dict(num_bins=3), [["A"], ["B"], ["C"], ["D"], ["E"]], [[1], [0], [1], [1], [2]]),
+    (dict(num_bins=3, mask_value=""), [["A"], ["B"], [""], ["C"], ["D"]],
+     [[1], [1], [0], [2], [2]]),
+    (dict(num_bins=3, salt=[133, 137]), [["A"], ["B"], ["C"], ["D"], ["E"]],
+     [[1], [2], [1], [0], [2]]),
+    (dict(num_bins=3, salt=133), [["A"], ["B"], ["C"], ["D"], ["E"]], [[0], [0], [2], [1], [0]]),
+    (dict(num_bins=3), [0, 1, 2, 3, 4], [1, 0, 1, 0, 2]),
+    (dict(num_bins=1), [["A"], ["B"], ["C"], ["D"], ["E"]], [[0]] * 5),
+    (dict(num_bins=2), WIRE, [[0], [0], [1], [0], [0]]),
+    (dict(num_bins=3, mask_value=""), WIRE, [[1], [1], [2], [1], [1]]),
+    (dict(num_bins=3, mask_value="omar"), WIRE, [[0], [1], [2], [1], [1]]),
+    (dict(num_bins=3), [[0], [1], [2], [3], [4]], [[1], [0], [1], [0], [2]]),
+    (dict(num_bins=2, salt=[133, 137]), WIRE, [[0], [1], [0], [1], [0]]),
+    (dict(num_bins=2, salt=[211, 137]), WIRE, [[1], [0], [1], [0], [1]]),
+    (dict(num_bins=3, salt=[133, 137]), [[0], [1], [2], [3], [4]], [[1], [1], [2], [0], [1]]),
+    (dict(num_bins=2), [[1, 2], [2, 3], [3, 4]], [[1, 1], [1, 1], [1, 1]]),
+    (dict(num_bins=2), [[[1], [2]], [[2], [3]], [[3], [4]]], [[[1], [1]], [[1], [1]], [[1], [1]]]),
+    (dict(num_bins=3, output_mode="one_hot"), [0, 1, 2, 3, 4],
+     [[0, 1, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]]),
+    (dict(num_bins=3, output_mode="multi_hot"), [[0, 1, 2, 3, 4]], [[1, 1, 1]]),
+]
 
 
-PINNED_INTS = [55, 430, 857, 983, 487]
-PINNED_STRS = [661, 176, 402, 984]
+@pytest.mark.parametrize("kw,data,expect", KERAS_HASHING,
+                         ids=[f"keras{i}" for i in range(len(KERAS_HASHING))])
+def test_hashing_gives_keras_buckets(kw, data, expect):
+    assert fnn.Hashing(**kw)(data).tolist() == expect
+
+
+def test_fingerprint64_and_siphash_against_references():
+    """FarmHash Fingerprint64 against pyfarmhash (when installed) at every length path (0-16,
+    17-32, 33-64, the 64-byte loop); SipHash-2-4 against its paper's test vector."""
+    from fastnn._farmhash import fingerprint64, siphash24
+    k0 = int.from_bytes(bytes(range(8)), "little")
+    k1 = int.from_bytes(bytes(range(8, 16)), "little")
+    assert siphash24(k0, k1, bytes(range(15))) == 0xA129CA6149BE45E5
+    farmhash = pytest.importorskip("farmhash")
+    rng = np.random.default_rng(0)
+    for n in [*range(0, 200), 255, 256, 257, 1000, 4099]:
+        data = bytes(rng.integers(0, 256, n, dtype=np.uint8))
+        assert fingerprint64(data) == farmhash.fingerprint64(data), n
+
+
+def test_hashing_floats_and_strings_as_keras():
+    """Floats are truncated to int64 before hashing (Keras' cast); in a model, the float
+    inputs give the integer buckets."""
+    ints = fnn.Hashing(num_bins=97)(np.arange(-20, 20))
+    np.testing.assert_array_equal(fnn.Hashing(num_bins=97)(np.arange(-20, 20) + 0.25 *
+                                                           np.sign(np.arange(-20, 20))), ints)
+    np.testing.assert_array_equal(fnn.Hashing(num_bins=97)([str(v) for v in range(-20, 20)]),
+                                  ints)
+    model = fnn.Sequential([fnn.Hashing(num_bins=97)], input_dim=40, backend="numpy")
+    np.testing.assert_array_equal(model.predict(np.arange(-20, 20)[None] * 1.0)[0], ints)
 
 
 def test_hashing_mask_salt_and_modes():
@@ -240,11 +275,11 @@ BAD = [
     (lambda: fnn.CategoryEncoding(3)([[0.5]]), ValueError, "integers"),
     (lambda: fnn.CategoryEncoding(3, sparse=True), ValueError, "sparse"),
     (lambda: fnn.Hashing(num_bins=0), ValueError, "num_bins"),
-    (lambda: fnn.Hashing(num_bins=1, mask_value=0), ValueError, "num_bins"),
     (lambda: fnn.Hashing(num_bins=3, mask_value=1.5), TypeError, "mask_value"),
     (lambda: fnn.Hashing(num_bins=3, salt=-1), ValueError, "salt"),
     (lambda: fnn.Hashing(num_bins=3, salt=[1, 2, 3]), ValueError, "salt"),
-    (lambda: fnn.Hashing(num_bins=3)([np.nan]), ValueError, "integers"),
+    (lambda: fnn.Hashing(num_bins=3)([np.nan]), ValueError, "inputs of hashing"),
+    (lambda: fnn.Hashing(num_bins=3, salt=2**64), ValueError, "salt"),
     (lambda: fnn.Discretization(), ValueError, "bin_boundaries"),
     (lambda: fnn.Discretization(bin_boundaries=[2.0, 1.0]), ValueError, "sorted"),
     (lambda: fnn.Discretization(bin_boundaries=[1.0, np.inf]), ValueError, "bin_boundaries"),

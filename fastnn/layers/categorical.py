@@ -24,11 +24,9 @@ from typing import Any, Optional
 import numpy as np
 
 from fastnn import _validation as V
-from fastnn._index_lookup import VocabularyTable, encode, stable_hash
+from fastnn._farmhash import fingerprint64, siphash24
+from fastnn._index_lookup import encode
 from fastnn.layers.base import FloatArray, Layer, Slot
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
 
 def _encoded_shape(s: tuple[int, ...], mode: str, depth: int) -> tuple[int, ...]:
     if mode == "int":
@@ -132,23 +130,21 @@ class CategoryEncoding(_Categorical):
         return f"CategoryEncoding(num_tokens={self.num_tokens}, output_mode={self.output_mode!r})"
 
 
-def _splitmix64(v: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser (Steele, Lea, Flood 2014) on uint64, wrapping."""
-    with np.errstate(over="ignore"):
-        z = v + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 class Hashing(_Categorical):
-    """Values to ``num_bins`` buckets by a stable hash (Keras' layer): integers (or float
-    arrays holding them) by SplitMix64 of the int64 value, strings (outside a model) by
-    BLAKE2b-64 of their UTF-8 bytes. With ``mask_value``, that value goes to bin 0 and the rest
-    to bins 1..num_bins-1. ``salt`` (an int or a pair of ints) changes the hash.
+    """Values to ``num_bins`` buckets by a hash (Keras' layer, the same buckets): each value's
+    text (integers in decimal; floats are first truncated to int64, as Keras) hashed by FarmHash
+    Fingerprint64, or by SipHash-2-4 keyed by ``salt`` (an int s: the key (s, s); or a pair),
+    modulo ``num_bins``. With ``mask_value`` (and num_bins > 1), that value goes to bin 0 and
+    the rest to bins 1..num_bins-1. Strings work outside a model (``layer(["a", "b"])``).
 
-    Keras hashes with FarmHash64 of the value's text: the buckets differ from Keras' (see the
-    README's Limitations); they are the same in every process and on every machine.
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> fnn.Hashing(num_bins=3)([["A"], ["B"], ["C"], ["D"], ["E"]]).ravel().tolist()
+    [1, 0, 1, 1, 2]
+    >>> fnn.Hashing(num_bins=3, salt=133)([0, 1, 2, 3, 4]).tolist() == fnn.Hashing(
+    ...     num_bins=3, salt=[133, 133])([0, 1, 2, 3, 4]).tolist()
+    True
     """
 
     def __init__(self, num_bins: int, mask_value: Any = None, salt: Any = None,
@@ -164,47 +160,53 @@ class Hashing(_Categorical):
                 or isinstance(mask_value, bool):
             raise TypeError(f"mask_value must be an integer, a string or None. Received: "
                             f"mask_value={V._describe(mask_value)}")
-        if mask_value is not None and self.num_bins < 2:
-            raise ValueError(f"num_bins must be >= 2 with a mask_value. Received: "
-                             f"num_bins={self.num_bins}")
         self.mask_value = mask_value
         if isinstance(salt, (list, tuple)):
             if len(salt) != 2:
                 raise ValueError(f"salt must be an integer or a pair of integers. Received: "
                                  f"salt={V._describe(salt)}")
-            salt = [V.check_int("salt", s, low=0) for s in salt]
+            salt = [V.check_int("salt", v, low=0) for v in salt]
         elif salt is not None:
-            salt = V.check_int("salt", salt, low=0)
+            salt = [V.check_int("salt", salt, low=0)] * 2
+        if salt is not None and max(salt) >= 2**64:
+            raise ValueError(f"salt must be below 2**64. Received: salt={salt}")
         self.salt = salt
-        parts = salt if isinstance(salt, list) else [0 if salt is None else salt, 0]
-        self._key = int(_splitmix64(np.array([parts[0] % 2**64], np.uint64))[0]) ^ \
-            (parts[1] % 2**64)
 
     def _depth(self) -> int:
         return self.num_bins
 
-    def _bins(self, h: np.ndarray, masked: np.ndarray) -> np.ndarray:
-        if self.mask_value is None:
-            return (h % np.uint64(self.num_bins)).astype(np.int64)
-        out = (h % np.uint64(self.num_bins - 1)).astype(np.int64) + 1
-        out[masked] = 0
-        return out
+    def _hash(self, text: str) -> int:
+        data = text.encode("utf-8")
+        if self.salt is None:
+            return fingerprint64(data)
+        return siphash24(self.salt[0], self.salt[1], data)
 
     def _compute(self, x: Any) -> np.ndarray:
         arr = np.asarray(x) if not isinstance(x, (str, bytes)) else np.asarray([x])
         if arr.dtype.kind in "USO":
-            flat = [t.decode("utf-8") if isinstance(t, bytes) else str(t)
-                    for t in arr.reshape(-1)]
-            h = np.array([stable_hash(t) ^ self._key for t in flat], np.uint64)
-            masked = np.array([t == str(self.mask_value) for t in flat], bool) \
-                if self.mask_value is not None else np.zeros(len(flat), bool)
-            ids = self._bins(h, masked).reshape(arr.shape)
+            keys: np.ndarray = np.array([t.decode("utf-8") if isinstance(t, bytes) else str(t)
+                                         for t in arr.reshape(-1)], dtype=object)
+            keys = keys.reshape(arr.shape).astype(str) if keys.size else keys.astype(str)
+            masked = keys == self.mask_value if isinstance(self.mask_value, str) else None
         else:
-            keys = integers(f"inputs of {self.name}", arr)
-            h = _splitmix64(keys.astype(np.uint64) ^ np.uint64(self._key))
-            masked = keys == self.mask_value if isinstance(self.mask_value, numbers.Integral) \
-                else np.zeros(keys.shape, bool)
-            ids = self._bins(h, masked)
+            values = V.as_real_array(f"inputs of {self.name}", arr)
+            V.check_finite(f"inputs of {self.name}", values)
+            if values.dtype.kind == "f" and values.size and np.abs(values).max() >= 2.0**63:
+                raise ValueError(f"inputs of {self.name} must be below 2**63 in size (they "
+                                 f"are hashed as int64)")
+            masked = values == self.mask_value \
+                if isinstance(self.mask_value, numbers.Integral) else None
+            keys = np.trunc(values).astype(np.int64)          # Keras: tf.cast to int64
+        bins = self.num_bins
+        if self.mask_value is not None and bins > 1:
+            bins -= 1
+        else:
+            masked = None
+        uniq, inverse = np.unique(keys.reshape(-1), return_inverse=True)  # hash each once
+        hashed = np.array([self._hash(str(u)) % bins for u in uniq.tolist()], np.int64)
+        ids = hashed[inverse].reshape(keys.shape)
+        if masked is not None:
+            ids = np.where(masked, 0, ids + 1)
         return encode(ids, self.output_mode, self.num_bins, dtype=np.float64)
 
     def get_config(self) -> dict[str, Any]:
