@@ -203,7 +203,16 @@ class Hashing(_Categorical):
         else:
             masked = None
         uniq, inverse = np.unique(keys.reshape(-1), return_inverse=True)  # hash each once
-        hashed = np.array([self._hash(str(u)) % bins for u in uniq.tolist()], np.int64)
+        cache = self.__dict__.setdefault("_seen", {})    # across calls: a model's batches
+        if len(cache) > 1 << 16:
+            cache.clear()
+        codes = []
+        for u in uniq.tolist():
+            h = cache.get(u)
+            if h is None:
+                h = cache[u] = self._hash(str(u))
+            codes.append(h)
+        hashed = (np.array(codes, np.uint64) % np.uint64(bins)).astype(np.int64)
         ids = hashed[inverse].reshape(keys.shape)
         if masked is not None:
             ids = np.where(masked, 0, ids + 1)
