@@ -165,7 +165,7 @@ class StringLookup(_Lookup):
         if self._table.from_input:
             config["vocabulary"] = self.get_vocabulary()
             if self._table.idf is not None:
-                config["idf_weights"] = self._table.idf.tolist()
+                config["idf_weights"] = self._table.idf[:self.vocabulary_size()].tolist()
         return config
 
     def __repr__(self) -> str:
@@ -333,7 +333,7 @@ class TextVectorization(_Lookup):
         if self._table.from_input:
             config["vocabulary"] = self.get_vocabulary()
             if self._table.idf is not None:
-                config["idf_weights"] = self._table.idf.tolist()
+                config["idf_weights"] = self._table.idf[:self.vocabulary_size()].tolist()
         return config
 
     def __repr__(self) -> str:

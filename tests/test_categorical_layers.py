@@ -335,3 +335,16 @@ def test_forged_configs_are_refused_before_allocation(config, exc, word):
     from fastnn.layers import layer_from_config
     with pytest.raises(exc, match=word):
         layer_from_config(config)
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_tf_idf_lookup_round_trips_through_a_model_file(pad, tmp_path):
+    layer = fnn.IntegerLookup(output_mode="tf_idf", max_tokens=10, pad_to_max_tokens=pad)
+    layer.adapt(np.array([[1, 2, 2], [3, 1, 1], [7, 7, 7]]))
+    model = fnn.Sequential([layer], input_dim=3, dtype="float64")
+    x = np.array([[1, 2, 5], [7, 7, 3]], float)
+    model.save(str(tmp_path / "m.fnn"))
+    again = fnn.load(str(tmp_path / "m.fnn"))
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    np.testing.assert_allclose(model.predict(x), layer(x), rtol=1e-6)
+    assert model.predict(x).shape == (2, 10 if pad else 5)

@@ -156,7 +156,7 @@ class IntegerLookup(_Categorical):
         if self._table.tokens:
             config["vocabulary"] = self.get_vocabulary()
             if self._table.idf is not None:
-                config["idf_weights"] = self._table.idf.tolist()
+                config["idf_weights"] = self._table.idf[:self.vocabulary_size()].tolist()
         return config
 
     def __repr__(self) -> str:
