@@ -18,8 +18,10 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
            "fastnn.layers.lambda_layer", "fastnn.layers.depthwise", "fastnn.model_plot",
-           "fastnn.layers.augmentation", "fastnn.layers.categorical", "fastnn.layers.adapted",
-           "fastnn.preprocessing_text",
+           "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
+           "fastnn.layers.prelu", "fastnn.layers.group_normalization",
+           "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
+           "fastnn.layers.categorical", "fastnn.layers.adapted", "fastnn.preprocessing_text",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
@@ -157,6 +159,13 @@ def test_the_readme_scikit_learn_snippet_runs(capsys):
     mlp = namespace["mlp"]
     assert mlp.class_weight == "balanced" and mlp.model_.dtype.name == "float32"
     assert float(lines[-1].split()[-1]) > 0.9
+
+
+def test_the_readme_3d_example_learns_the_bars(capsys):
+    blocks = _readme_section("Volumes and video: 3-D convolutions")
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) >= 0.9
 
 
 def test_the_readme_augmentation_snippet_runs(capsys):

@@ -947,6 +947,90 @@ def test_the_depthwise_file_round_trips_bitwise(depthwise_file, backend, tmp_pat
     assert loaded.train_on_batch(x, np.arange(5) % 2) == model.train_on_batch(x, np.arange(5) % 2)
 
 
+# ---------------------------------------------------------------- 3-D convolution and pooling
+def _conv3d_model(backend="numpy"):
+    """Layers 0-4: Conv3D(3, 3, "same", relu), MaxPooling3D((1, 2, 2)), Conv3D(2, (2, 1, 1),
+    strides 2), AveragePooling3D(2, "same"), GlobalMaxPooling3D(keepdims) (1, 1, 1, 2); 5-8:
+    UpSampling3D(2), ZeroPadding3D(1), Cropping3D(((0, 1), (1, 0), (0, 0))), SpatialDropout3D;
+    then Flatten and the Dense head (layer 10)."""
+    return fnn.Sequential([
+        fnn.Conv3D(3, 3, padding="same", activation="relu"), fnn.MaxPooling3D((1, 2, 2)),
+        fnn.Conv3D(2, (2, 1, 1), strides=2), fnn.AveragePooling3D(2, padding="same"),
+        fnn.GlobalMaxPooling3D(keepdims=True), fnn.UpSampling3D(2), fnn.ZeroPadding3D(1),
+        fnn.Cropping3D(((0, 1), (1, 0), (0, 0))), fnn.SpatialDropout3D(0.1, seed=1),
+        fnn.Flatten(), fnn.Dense(2, activation="softmax")],
+        input_shape=(4, 6, 6, 2), seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def conv3d_file():
+    blob = fio.model_to_bytes(_conv3d_model())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+HOSTILE_CONV3D = {
+    "conv3d_filters_2_30": (_seq_layer(0, filters=2**30), r"more than the file"),
+    "conv3d_filters_2_31": (_seq_layer(0, filters=2**31), r"filters=2147483648"),
+    "conv3d_filters_zero": (_seq_layer(0, filters=0), r"filters=0\b"),
+    "conv3d_kernel_two_axes": (_seq_layer(0, kernel_size=[3, 3]),
+                               r"kernel_size must be an integer or a tuple of 3 integers"),
+    "conv3d_kernel_2_30_valid": (_seq_layer(2, kernel_size=[2**30, 1, 1]), r"does not fit"),
+    "conv3d_kernel_2_30_same": (_seq_layer(0, kernel_size=[3, 2**30, 3]),
+                                r"kernel_size=\[3, 1073741824, 3\].*window spanning"),
+    "conv3d_kernel_2_31": (_seq_layer(0, kernel_size=[3, 3, 2**31]), r"kernel_size"),
+    "conv3d_strides_zero": (_seq_layer(2, strides=[2, 0, 2]), r"strides=0\b"),
+    "conv3d_dilation_negative": (_seq_layer(0, dilation_rate=[1, -1, 1]),
+                                 r"dilation_rate=-1\b"),
+    "conv3d_padding_causal": (_seq_layer(0, padding="causal"), r"padding='causal'"),
+    "conv3d_channels_first": (_seq_layer(0, data_format="channels_first"), r"data_format"),
+    "conv3d_kernel_mismatch": (_seq_layer(0, kernel_size=[3, 3, 4]),
+                               r"conv3d/kernel.*the model needs <f4\[3, 3, 4, 2, 3\]"),
+    "maxpool3d_pool_2_30_same": (_seq_layer(1, pool_size=[1, 2**30, 2], padding="same"),
+                                 r"window spanning"),
+    "maxpool3d_pool_two_axes": (_seq_layer(1, pool_size=[2, 2]), r"pool_size"),
+    "avgpool3d_pool_too_big_valid": (_seq_layer(3, pool_size=[9, 9, 9], padding="valid"),
+                                     r"does not fit"),
+    "global3d_keepdims_string": (_seq_layer(4, keepdims="yes"), r"keepdims='yes'"),
+    "upsampling3d_size_2_30": (_seq_layer(5, size=[2**30, 2**30, 1]), r"more than the file"),
+    "upsampling3d_size_2_31": (_seq_layer(5, size=[2**31, 1, 1]), r"size"),
+    "upsampling3d_size_two_axes": (_seq_layer(5, size=[2, 2]), r"size"),
+    "zeropadding3d_2_31": (_seq_layer(6, padding=[[2**31, 0], [0, 0], [0, 0]]),
+                           r"below 2\*\*31"),
+    "zeropadding3d_2_30": (_seq_layer(6, padding=[[2**30, 0], [0, 0], [0, 0]]),
+                           r"more than the file|needs|do not match"),
+    "zeropadding3d_negative": (_seq_layer(6, padding=-1), r"padding=-1\b"),
+    "cropping3d_everything": (_seq_layer(7, cropping=[[2, 2], [0, 0], [0, 0]]),
+                              r"leaves nothing"),
+    "cropping3d_two_axes": (_seq_layer(7, cropping=[[1, 1], [1, 1]]),
+                            r"cropping must be an int, a triple"),
+    "spatial_dropout3d_rate_one": (_seq_layer(8, rate=1.0), r"rate"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CONV3D))
+def test_the_loader_refuses_hostile_conv3d_and_pooling3d_configs(conv3d_file, name):
+    change, pattern = HOSTILE_CONV3D[name]
+    _refused_before_allocation(_forge(conv3d_file, change), pattern)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_the_conv3d_file_round_trips_bitwise(conv3d_file, backend, tmp_path):
+    layers = conv3d_file["header"]["model"]["layers"]
+    assert [entry["class"] for entry in layers] == [
+        "Conv3D", "MaxPooling3D", "Conv3D", "AveragePooling3D", "GlobalMaxPooling3D",
+        "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "Flatten", "Dense"]
+    model = _conv3d_model(backend)
+    x = np.random.default_rng(0).standard_normal((5, 4, 6, 6, 2))
+    model.compile("cross_entropy", fnn.SGD(learning_rate=0.1, momentum=0.9))
+    model.fit(x, np.arange(5) % 2, epochs=2, batch_size=2, verbose=0)
+    model.save(tmp_path / "c3.fnn")
+    loaded = fnn.load(tmp_path / "c3.fnn")
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in model.get_weights()]
+    assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+    assert loaded.train_on_batch(x, np.arange(5) % 2) == model.train_on_batch(x, np.arange(5) % 2)
+
+
 HOSTILE_CONV_TRANSPOSE = {
     "ct1_filters_2_31": (_layer(0, filters=2**31), r"filters=2147483648"),
     "ct1_filters_2_30": (_layer(0, filters=2**30), r"more than the file"),

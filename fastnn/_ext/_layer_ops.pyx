@@ -464,42 +464,108 @@ cdef inline double _coord(double v) noexcept nogil:
     return min(max(v, -COORD_LIMIT), COORD_LIMIT)
 
 
+cdef inline Py_ssize_t _floor_index(double v) noexcept nogil:
+    """floor(v) for |v| <= 2**40 (_coord's range), without libm's call."""
+    cdef Py_ssize_t k = <Py_ssize_t>v
+    return k - 1 if v < k else k
+
+
+cdef inline Py_ssize_t _offset(Py_ssize_t row, Py_ssize_t col, Py_ssize_t w,
+                               Py_ssize_t c) noexcept nogil:
+    """Where pixel (row, col) starts, or -1 for the constant fill."""
+    return -1 if row < 0 or col < 0 else (row * w + col) * c
+
+
+cdef void _sample(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, double xs,
+                  double ys, int bilinear, int mode, floating fill,
+                  floating *out) noexcept nogil:
+    """out[0:c] := the image (h x w x c) extended, read at column xs, row ys."""
+    cdef Py_ssize_t ch, x0, y0, o00, o01, o10, o11
+    cdef double fx, fy, w00, w01, w10, w11, acc
+    xs, ys = _coord(xs), _coord(ys)
+    if not bilinear:
+        o00 = _offset(_extend(_floor_index(ys + 0.5), h, mode),
+                      _extend(_floor_index(xs + 0.5), w, mode), w, c)
+        for ch in range(c):
+            out[ch] = fill if o00 < 0 else img[o00 + ch]
+        return
+    x0 = _floor_index(xs)
+    y0 = _floor_index(ys)
+    fx = xs - x0
+    fy = ys - y0
+    if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:     # inside: no extension
+        o00 = (y0 * w + x0) * c
+        o01, o10 = o00 + c, o00 + w * c
+        o11 = o10 + c
+    else:
+        o00 = _offset(_extend(y0, h, mode), _extend(x0, w, mode), w, c)
+        o01 = _offset(_extend(y0, h, mode), _extend(x0 + 1, w, mode), w, c)
+        o10 = _offset(_extend(y0 + 1, h, mode), _extend(x0, w, mode), w, c)
+        o11 = _offset(_extend(y0 + 1, h, mode), _extend(x0 + 1, w, mode), w, c)
+    w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
+    w10, w11 = fy * (1.0 - fx), fy * fx
+    # a corner of weight 0 is skipped (an exact shift copies, an inf beside it stays out), in
+    # the twin's order
+    if w00 == 0:
+        o00 = -2
+    if w01 == 0:
+        o01 = -2
+    if w10 == 0:
+        o10 = -2
+    if w11 == 0:
+        o11 = -2
+    for ch in range(c):
+        acc = 0.0
+        if o00 != -2:
+            acc += w00 * (fill if o00 < 0 else img[o00 + ch])
+        if o01 != -2:
+            acc += w01 * (fill if o01 < 0 else img[o01 + ch])
+        if o10 != -2:
+            acc += w10 * (fill if o10 < 0 else img[o10 + ch])
+        if o11 != -2:
+            acc += w11 * (fill if o11 < 0 else img[o11 + ch])
+        out[ch] = <floating>acc
+
+
+cdef inline void _add_tap(floating *dx, Py_ssize_t c, Py_ssize_t offset, double weight,
+                          const floating *g) noexcept nogil:
+    cdef Py_ssize_t ch
+    if weight == 0 or offset < 0:
+        return
+    for ch in range(c):
+        dx[offset + ch] = <floating>(dx[offset + ch] + weight * g[ch])
+
+
+cdef void _sample_back(floating *dx, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, double xs,
+                       double ys, int bilinear, int mode, const floating *g) noexcept nogil:
+    """The adjoint of _sample: g (c values) added back into dx at the pixels read."""
+    cdef Py_ssize_t x0, y0, ya, yb, xa, xb
+    cdef double fx, fy
+    xs, ys = _coord(xs), _coord(ys)
+    if not bilinear:
+        _add_tap(dx, c, _offset(_extend(_floor_index(ys + 0.5), h, mode),
+                                _extend(_floor_index(xs + 0.5), w, mode), w, c), 1.0, g)
+        return
+    x0 = _floor_index(xs)
+    y0 = _floor_index(ys)
+    fx = xs - x0
+    fy = ys - y0
+    xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
+    ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+    _add_tap(dx, c, _offset(ya, xa, w, c), (1.0 - fy) * (1.0 - fx), g)
+    _add_tap(dx, c, _offset(ya, xb, w, c), (1.0 - fy) * fx, g)
+    _add_tap(dx, c, _offset(yb, xa, w, c), fy * (1.0 - fx), g)
+    _add_tap(dx, c, _offset(yb, xb, w, c), fy * fx, g)
+
+
 cdef void _affine_row(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
                       const double *t, Py_ssize_t i, int bilinear, int mode,
                       floating fill, floating *out) noexcept nogil:
     """Row i of one output image (w x c values)."""
-    cdef Py_ssize_t j, ch, x0, y0, xa, xb, ya, yb
-    cdef double xs, ys, fx, fy, w00, w01, w10, w11, acc
+    cdef Py_ssize_t j
     for j in range(w):
-        xs = _coord(t[0] * j + t[1] * i + t[2])
-        ys = _coord(t[3] * j + t[4] * i + t[5])
-        if not bilinear:
-            xa = _extend(<Py_ssize_t>floor(xs + 0.5), w, mode)
-            ya = _extend(<Py_ssize_t>floor(ys + 0.5), h, mode)
-            for ch in range(c):
-                out[j * c + ch] = fill if xa < 0 or ya < 0 else img[(ya * w + xa) * c + ch]
-            continue
-        x0 = <Py_ssize_t>floor(xs)
-        y0 = <Py_ssize_t>floor(ys)
-        fx = xs - x0
-        fy = ys - y0
-        xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
-        ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
-        w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
-        w10, w11 = fy * (1.0 - fx), fy * fx
-        for ch in range(c):
-            # a corner of weight 0 is skipped (an exact shift copies, an inf beside it stays
-            # out), in the twin's order
-            acc = 0.0
-            if w00 != 0:
-                acc += w00 * (fill if ya < 0 or xa < 0 else img[(ya * w + xa) * c + ch])
-            if w01 != 0:
-                acc += w01 * (fill if ya < 0 or xb < 0 else img[(ya * w + xb) * c + ch])
-            if w10 != 0:
-                acc += w10 * (fill if yb < 0 or xa < 0 else img[(yb * w + xa) * c + ch])
-            if w11 != 0:
-                acc += w11 * (fill if yb < 0 or xb < 0 else img[(yb * w + xb) * c + ch])
-            out[j * c + ch] = <floating>acc
+        _sample(img, h, w, c, t[0] * j + t[1] * i + t[2], t[3] * j + t[4] * i + t[5],
+                bilinear, mode, fill, &out[j * c])
 
 
 def affine_resample(const floating[:, :, :, ::1] x,      # IN  (n, h, w, c)
@@ -522,39 +588,13 @@ def affine_resample(const floating[:, :, :, ::1] x,      # IN  (n, h, w, c)
 cdef void _affine_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
                              const double *t, int bilinear, int mode,
                              floating *dx) noexcept nogil:
-    cdef Py_ssize_t i, j, ch, x0, y0, xa, xb, ya, yb, k
-    cdef double xs, ys, fx, fy, w00, w01, w10, w11, g
+    cdef Py_ssize_t i, j, k
     for k in range(h * w * c):
         dx[k] = 0
     for i in range(h):
         for j in range(w):
-            xs = _coord(t[0] * j + t[1] * i + t[2])
-            ys = _coord(t[3] * j + t[4] * i + t[5])
-            if not bilinear:
-                xa = _extend(<Py_ssize_t>floor(xs + 0.5), w, mode)
-                ya = _extend(<Py_ssize_t>floor(ys + 0.5), h, mode)
-                if xa >= 0 and ya >= 0:
-                    for ch in range(c):
-                        dx[(ya * w + xa) * c + ch] += dy[(i * w + j) * c + ch]
-                continue
-            x0 = <Py_ssize_t>floor(xs)
-            y0 = <Py_ssize_t>floor(ys)
-            fx = xs - x0
-            fy = ys - y0
-            xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
-            ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
-            w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
-            w10, w11 = fy * (1.0 - fx), fy * fx
-            for ch in range(c):
-                g = dy[(i * w + j) * c + ch]
-                if w00 != 0 and ya >= 0 and xa >= 0:
-                    dx[(ya * w + xa) * c + ch] = <floating>(dx[(ya * w + xa) * c + ch] + w00 * g)
-                if w01 != 0 and ya >= 0 and xb >= 0:
-                    dx[(ya * w + xb) * c + ch] = <floating>(dx[(ya * w + xb) * c + ch] + w01 * g)
-                if w10 != 0 and yb >= 0 and xa >= 0:
-                    dx[(yb * w + xa) * c + ch] = <floating>(dx[(yb * w + xa) * c + ch] + w10 * g)
-                if w11 != 0 and yb >= 0 and xb >= 0:
-                    dx[(yb * w + xb) * c + ch] = <floating>(dx[(yb * w + xb) * c + ch] + w11 * g)
+            _sample_back(dx, h, w, c, t[0] * j + t[1] * i + t[2], t[3] * j + t[4] * i + t[5],
+                         bilinear, mode, &dy[(i * w + j) * c])
 
 
 def affine_resample_backward(const floating[:, :, :, ::1] dy,   # IN  (n, h, w, c)
@@ -569,3 +609,45 @@ def affine_resample_backward(const floating[:, :, :, ::1] dy,   # IN  (n, h, w, 
         for s in prange(n, schedule="static", num_threads=threads_for(8 * n * h * w * c)):
             _affine_image_back(&dy[s, 0, 0, 0], h, w, c, &transforms[s, 0], bilinear,
                                fill_mode, &dx[s, 0, 0, 0])
+
+
+def resample_grid(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
+                  const double[::1] rows,                # IN  (ho,) source rows
+                  const double[::1] cols,                # IN  (wo,) source columns
+                  int bilinear, int fill_mode, double fill_value,
+                  floating[:, :, :, ::1] y):             # OUT (n, ho, wo, c)
+    """y[s, i, j] := x_s extended, read at (rows[i], cols[j]): resizing and cropping, the
+    same grid for every image"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t ho = rows.shape[0], wo = cols.shape[0], r, s, i, j
+    cdef floating fill = <floating>fill_value
+    if n == 0 or ho == 0 or wo == 0 or c == 0:
+        return
+    with nogil:
+        for r in prange(n * ho, schedule="static", num_threads=threads_for(8 * n * ho * wo * c)):
+            s = r // ho
+            i = r - s * ho
+            for j in range(wo):
+                _sample(&x[s, 0, 0, 0], h, w, c, cols[j], rows[i], bilinear, fill_mode, fill,
+                        &y[s, i, j, 0])
+
+
+def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, c)
+                           const double[::1] rows, const double[::1] cols,
+                           int bilinear, int fill_mode,
+                           floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := the adjoint of resample_grid applied to dy (the constant fill takes none)"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t ho = rows.shape[0], wo = cols.shape[0], s, i, j, k
+    cdef floating *image
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        for s in prange(n, schedule="static", num_threads=threads_for(8 * n * ho * wo * c)):
+            image = &dx[s, 0, 0, 0]
+            for k in range(h * w * c):
+                image[k] = 0
+            for i in range(ho):
+                for j in range(wo):
+                    _sample_back(image, h, w, c, cols[j], rows[i], bilinear, fill_mode,
+                                 &dy[s, i, j, 0])

@@ -39,7 +39,8 @@ try:
                                         copy_window, binary_op, divide_scalar, select_update,
                                         select_grad, gaussian_noise, scale_channels,
                                         permute_axes, masking_forward, masking_backward,
-                                        affine_resample, affine_resample_backward)
+                                        affine_resample, affine_resample_backward,
+                                        resample_grid, resample_grid_backward)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward)
@@ -110,7 +111,7 @@ __all__ = [
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
     "scale_channels", "permute_axes", "masking_forward", "masking_backward", "affine_resample",
-    "affine_resample_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "affine_resample_backward", "resample_grid", "resample_grid_backward", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",

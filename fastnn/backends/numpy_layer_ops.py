@@ -275,13 +275,18 @@ def _extend(k, size, mode):
 
 
 def _affine_taps(t, h, w, bilinear, mode):
-    """Per output pixel (h, w): the (row, column) pixels read and their weights, in the
-    kernel's order (the nearest pixel; or the corners 00, 01, 10, 11)."""
+    """Per output pixel (h, w) of an affine map: see _taps."""
     jj, ii = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    xs = np.nan_to_num(t[0] * jj + t[1] * ii + t[2], nan=-_COORD_LIMIT)
-    ys = np.nan_to_num(t[3] * jj + t[4] * ii + t[5], nan=-_COORD_LIMIT)
-    xs = np.clip(xs, -_COORD_LIMIT, _COORD_LIMIT)
-    ys = np.clip(ys, -_COORD_LIMIT, _COORD_LIMIT)
+    return _taps(t[0] * jj + t[1] * ii + t[2], t[3] * jj + t[4] * ii + t[5], h, w, bilinear,
+                 mode)
+
+
+def _taps(xs, ys, h, w, bilinear, mode):
+    """For source points (columns ``xs``, rows ``ys``) of an h x w image: the (row, column)
+    pixels read and their weights, in the kernel's order (the nearest pixel; or the corners
+    00, 01, 10, 11)."""
+    xs = np.clip(np.nan_to_num(xs, nan=-_COORD_LIMIT), -_COORD_LIMIT, _COORD_LIMIT)
+    ys = np.clip(np.nan_to_num(ys, nan=-_COORD_LIMIT), -_COORD_LIMIT, _COORD_LIMIT)
     if not bilinear:
         xa = _extend(np.floor(xs + 0.5).astype(np.int64), w, mode)
         ya = _extend(np.floor(ys + 0.5).astype(np.int64), h, mode)
@@ -295,37 +300,70 @@ def _affine_taps(t, h, w, bilinear, mode):
             (yb, xa, fy * (1.0 - fx)), (yb, xb, fy * fx)]
 
 
+def _gather(image, taps, bilinear, fill):
+    """One output image from its taps (see _taps)."""
+    acc = None
+    for rows, cols, weight in taps:
+        valid = (rows >= 0) & (cols >= 0)
+        vals = np.where(valid[..., None], image[np.maximum(rows, 0), np.maximum(cols, 0)]
+                        .astype(np.float64), fill)
+        if not bilinear:
+            return vals
+        term = np.where(weight[..., None] != 0, weight[..., None] * vals, 0.0)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _scatter(g, taps, h, w):
+    """The adjoint of _gather: g (ho, wo, c) added back into an h x w x c image in the
+    kernel's order (pixel by pixel, its taps in turn, channels in turn)."""
+    c = g.shape[-1]
+    targets, values = [], []
+    for rows, cols, weight in taps:
+        keep = ((rows >= 0) & (cols >= 0) & (weight != 0))[..., None]
+        base = (np.maximum(rows, 0) * w + np.maximum(cols, 0))[..., None] * c
+        targets.append(np.where(keep, base + np.arange(c), -1))
+        values.append(weight[..., None] * g.astype(np.float64))
+    order = np.stack(targets, axis=2).reshape(-1)
+    vals = np.stack(values, axis=2).reshape(-1)
+    flat = np.zeros(h * w * c)
+    np.add.at(flat, order[order >= 0], vals[order >= 0])
+    return flat.reshape(h, w, c)
+
+
 def affine_resample(x, transforms, bilinear, fill_mode, fill_value, y):
     """y[s, i, j] := x_s extended, read at (b0 j + b1 i + b2, a0 j + a1 i + a2)"""
     n, h, w, c = x.shape
     fill = float(x.dtype.type(fill_value))
     for s in range(n):
-        acc = np.zeros((h, w, c))
-        for rows, cols, weight in _affine_taps(transforms[s], h, w, bilinear, fill_mode):
-            valid = (rows >= 0) & (cols >= 0)
-            vals = np.where(valid[..., None], x[s][np.maximum(rows, 0), np.maximum(cols, 0)]
-                            .astype(np.float64), fill)
-            if bilinear:
-                acc += np.where(weight[..., None] != 0, weight[..., None] * vals, 0.0)
-            else:
-                acc = vals
-        y[s] = acc
+        y[s] = _gather(x[s], _affine_taps(transforms[s], h, w, bilinear, fill_mode), bilinear,
+                       fill)
 
 
 def affine_resample_backward(dy, transforms, bilinear, fill_mode, dx):
     """dx := the adjoint of affine_resample applied to dy (the constant fill takes none)"""
     n, h, w, c = dy.shape
     for s in range(n):
-        flat = np.zeros(h * w * c)
-        g = dy[s].astype(np.float64)
-        targets, values = [], []
-        for rows, cols, weight in _affine_taps(transforms[s], h, w, bilinear, fill_mode):
-            keep = ((rows >= 0) & (cols >= 0) & (weight != 0))[..., None]
-            base = (np.maximum(rows, 0) * w + np.maximum(cols, 0))[..., None] * c
-            targets.append(np.where(keep, base + np.arange(c), -1))
-            values.append(weight[..., None] * g)
-        # the kernel's order: pixel by pixel, its taps in turn, channels in turn
-        order = np.stack(targets, axis=2).reshape(-1)
-        vals = np.stack(values, axis=2).reshape(-1)
-        np.add.at(flat, order[order >= 0], vals[order >= 0])
-        dx[s] = flat.reshape(h, w, c)
+        dx[s] = _scatter(dy[s], _affine_taps(transforms[s], h, w, bilinear, fill_mode), h, w)
+
+
+def _grid_taps(rows, cols, h, w, bilinear, mode):
+    xs, ys = np.meshgrid(np.asarray(cols, np.float64), np.asarray(rows, np.float64))
+    return _taps(xs, ys, h, w, bilinear, mode)
+
+
+def resample_grid(x, rows, cols, bilinear, fill_mode, fill_value, y):
+    """y[s, i, j] := x_s extended, read at (rows[i], cols[j])"""
+    n, h, w, c = x.shape
+    fill = float(x.dtype.type(fill_value))
+    taps = _grid_taps(rows, cols, h, w, bilinear, fill_mode)
+    for s in range(n):
+        y[s] = _gather(x[s], taps, bilinear, fill)
+
+
+def resample_grid_backward(dy, rows, cols, bilinear, fill_mode, dx):
+    """dx := the adjoint of resample_grid applied to dy (the constant fill takes none)"""
+    n, h, w, c = dx.shape
+    taps = _grid_taps(rows, cols, h, w, bilinear, fill_mode)
+    for s in range(n):
+        dx[s] = _scatter(dy[s], taps, h, w)

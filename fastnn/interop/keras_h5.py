@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 #: fastnn's layers with weights -> the Keras class name (snake-cased) and the variables' groups
-_KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d",
+_KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d", "Conv3D": "conv3d",
                 "Conv1DTranspose": "conv1d_transpose", "Conv2DTranspose": "conv2d_transpose",
                 "Normalization": "normalization",
                 "BatchNormalization": "batch_normalization",
