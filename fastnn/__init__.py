@@ -43,6 +43,8 @@ from fastnn.layers import PositionalEmbedding, SinePositionEncoding, Transformer
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                            RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
                            GroupNormalization)
+from fastnn.layers import CategoryEncoding, Discretization, Hashing, IntegerLookup
+from fastnn.preprocessing_text import StringLookup, TextVectorization
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
@@ -96,4 +98,6 @@ __all__ = [
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
     "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",
+    "TextVectorization", "StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing",
+    "Discretization",
 ]

@@ -1824,6 +1824,33 @@ CASES = [
     ("zero_output_for_mask_string", False,
      lambda b, t: fnn.GRU(2, zero_output_for_mask="yes"), TypeError,
      r"zero_output_for_mask must be True or False. Received: zero_output_for_mask=.yes."),
+
+    # ---------------------------------------------------------------- categorical preprocessing
+    ("category_encoding_tokens_zero", False, lambda b, t: fnn.CategoryEncoding(0), ValueError,
+     r"num_tokens must be an integer >= 1. Received: num_tokens=0"),
+    ("category_encoding_out_of_range", True,
+     lambda b, t: fnn.Sequential([fnn.CategoryEncoding(3)], input_dim=2, backend=b).predict(
+         np.array([[0.0, 3.0]])), ValueError,
+     r"inputs of category_encoding must be in \[0, num_tokens=3\)"),
+    ("category_encoding_fractions", True,
+     lambda b, t: fnn.Sequential([fnn.CategoryEncoding(3)], input_dim=2, backend=b).predict(
+         np.array([[0.0, 1.5]])), ValueError, r"inputs of category_encoding must hold integers"),
+    ("integer_lookup_nan", True,
+     lambda b, t: fnn.Sequential([fnn.IntegerLookup(vocabulary=[1, 2])], input_dim=2,
+                                 backend=b).predict(np.array([[1.0, np.nan]])), ValueError,
+     r"X\[0, 1\]=nan|integers"),
+    ("hashing_bins_string", False, lambda b, t: fnn.Hashing("8"), TypeError,
+     r"num_bins must be an integer. Received: num_bins='8'"),
+    ("discretization_unsorted", False,
+     lambda b, t: fnn.Discretization(bin_boundaries=[1.0, 0.0]), ValueError,
+     r"bin_boundaries must be sorted"),
+    ("discretization_not_adapted", True,
+     lambda b, t: fnn.Sequential([fnn.Discretization(num_bins=4)], input_dim=2, backend=b),
+     ValueError, r"discretization has no bin boundaries: adapt\(data\)"),
+    ("text_vectorization_max_tokens", False, lambda b, t: fnn.TextVectorization(max_tokens=1),
+     ValueError, r"max_tokens must be greater than 1 \(or None\). Received: max_tokens=1"),
+    ("string_lookup_numbers", False, lambda b, t: fnn.StringLookup()(np.array([1, 2])),
+     TypeError, r"data must hold strings. Received: 1 of type int"),
 ]
 
 

@@ -21,6 +21,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
            "fastnn.layers.prelu", "fastnn.layers.group_normalization",
            "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
+           "fastnn.layers.categorical", "fastnn.layers.adapted", "fastnn.preprocessing_text",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
@@ -174,3 +175,15 @@ def test_the_readme_augmentation_snippet_runs(capsys):
     namespace = {"np": np, "fnn": fnn}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert float(capsys.readouterr().out) > 0.8
+
+
+def test_the_readme_preprocessing_snippets_run(capsys):
+    """"Text and categorical preprocessing": word endings from character n-grams (tf-idf), and
+    the numeric layers in a model."""
+    blocks = _readme_section("Text and categorical preprocessing")
+    assert len(blocks) == 2 and "TextVectorization" in blocks[0]
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) > 0.9
+    exec(compile(blocks[1], "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["(2, 1)", "[[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 1.0, 2.0]]"]

@@ -1095,3 +1095,65 @@ def test_the_conv_transpose_file_loads_and_its_layers_are_where_the_refusals_exp
     assert [y.shape for y in model.predict(xs)] == [(2, 13, 2), (2, 7, 7, 2)]
     for a, b in zip(model.predict(xs), original.predict(xs)):
         assert a.tobytes() == b.tobytes()
+
+
+# ---------------------------------------------------------------- categorical preprocessing
+def _categorical(backend="numpy"):
+    """Layers 0-5: IntegerLookup(multi_hot, adapted), Discretization(bin_boundaries),
+    Hashing(5, multi_hot), CategoryEncoding(10, count), Concatenate, Dense(2). Input 0: (3,)."""
+    inp = fnn.Input((3,))
+    lookup = fnn.IntegerLookup(output_mode="multi_hot")
+    lookup.adapt(np.array([4, 4, 2, 9, 9, 9]))
+    a = lookup(inp)
+    b = fnn.Discretization(bin_boundaries=[0.5, 2.5])(inp)
+    c = fnn.Hashing(5, output_mode="multi_hot")(inp)
+    d = fnn.CategoryEncoding(10, output_mode="count")(inp)
+    out = fnn.Dense(2)(fnn.Concatenate()([a, b, c, d]))
+    return fnn.Model(inp, out, seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def categorical():
+    blob = fio.model_to_bytes(_categorical())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+HOSTILE_CATEGORICAL = {
+    "lookup_vocabulary_repeated": (_layer(0, vocabulary=[-1, 9, 4, 4]), r"repeated"),
+    "lookup_vocabulary_longer": (_layer(0, vocabulary=[-1, 9, 4, 2, 7]),
+                                 r"the model needs|is <f4"),
+    "lookup_vocabulary_strings": (_layer(0, vocabulary=["a", "b", "c"]),
+                                  r"vocabulary must hold integers"),
+    "lookup_max_tokens_2_40": (_layer(0, max_tokens=2**40), r"max_tokens must be below"),
+    "lookup_output_mode": (_layer(0, output_mode="bag"), r"output_mode"),
+    "lookup_oov_negative": (_layer(0, num_oov_indices=-1), r"num_oov_indices"),
+    "discretization_unsorted": (_layer(1, bin_boundaries=[2.5, 0.5]), r"sorted"),
+    "discretization_strings": (_layer(1, bin_boundaries=["a", "b"]), r"bin_boundaries"),
+    "discretization_none": (_layer(1, bin_boundaries=None), r"bin_boundaries or num_bins"),
+    "hashing_bins_2_40": (_layer(2, num_bins=2**40), r"num_bins must be below 2\*\*31"),
+    "hashing_bins_2_30": (_layer(2, num_bins=2**30), r"more than the file"),
+    "hashing_salt_string": (_layer(2, salt="x"), r"salt"),
+    "encoding_tokens_zero": (_layer(3, num_tokens=0), r"num_tokens"),
+    "encoding_tokens_2_31": (_layer(3, num_tokens=2**31), r"num_tokens must be below"),
+    "encoding_mode_int": (_layer(3, output_mode="int"), r"output_mode"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CATEGORICAL))
+def test_the_loader_refuses_hostile_categorical_configs(categorical, name):
+    change, pattern = HOSTILE_CATEGORICAL[name]
+    _refused_before_allocation(_forge(categorical, change), pattern)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_the_categorical_file_round_trips(categorical, backend):
+    layers = categorical["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "IntegerLookup", "Discretization", "Hashing", "CategoryEncoding", "Concatenate",
+        "Dense"]
+    assert layers[0]["config"]["vocabulary"] == [-1, 9, 4, 2]
+    model = model_from_bytes(categorical["blob"], backend=backend) if backend != "numpy" \
+        else model_from_bytes(categorical["blob"])
+    x = np.array([[4, 2, 0], [9, 1, 5], [3, 3, 3]], float)
+    np.testing.assert_allclose(model.predict(x), _categorical(backend).predict(x), rtol=1e-6)

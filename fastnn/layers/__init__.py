@@ -18,6 +18,8 @@
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
     reshaping3d.py     UpSampling3D, ZeroPadding3D, Cropping3D
     preprocessing.py   Rescaling, Normalization
+    categorical.py     CategoryEncoding, Hashing (values to categories, no gradient)
+    adapted.py         IntegerLookup, Discretization (learned with adapt)
     wrappers.py        TimeDistributed
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
@@ -71,6 +73,8 @@ from fastnn.layers.prelu import Identity, PReLU
 from fastnn.layers.group_normalization import GroupNormalization
 from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
+from fastnn.layers.categorical import CategoryEncoding, Hashing
+from fastnn.layers.adapted import Discretization, IntegerLookup
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
@@ -88,7 +92,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     PReLU, Identity, GroupNormalization,
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
     SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
-    MultiHeadAttention, TransformerBlock)}
+    MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
+    Discretization)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -201,5 +206,6 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D",
            *ALIASES3D, "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
-           "MultiHeadAttention", "TransformerBlock", "LAYERS",
+           "MultiHeadAttention", "TransformerBlock", "CategoryEncoding", "Hashing",
+           "IntegerLookup", "Discretization", "LAYERS",
            "layer_from_config"]
