@@ -215,7 +215,8 @@ def _extension(name, sources=()):
 
 
 # _kernels' InferPlan runs every layer kind's kernel (fastnn/_ext/_infer.pxi)
-KERNELS_EXTRA = ["src_c/fnn_pool.c", "src_c/fnn_rnn.c", "src_c/fnn_attn.c", "src_c/fnn_norm.c"]
+KERNELS_EXTRA = ["src_c/fnn_pool.c", "src_c/fnn_rnn.c", "src_c/fnn_attn.c", "src_c/fnn_norm.c",
+                 "src_c/fnn_dwconv.c"]
 
 if not C_SOURCES:
     sys.exit("fastnn: no C sources found in src_c/ (the GEMM is required to build)")

@@ -34,8 +34,17 @@ from fastnn.layers import (Activation, Add, BatchNormalization, Concatenate, Con
                            GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                            MaxPooling1D, MaxPooling2D, Layer, LayerNormalization, LeakyReLU, ReLU, Reshape, Sigmoid,
                            Softmax, Step, Tanh)
+from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D, MaxPool3D,
+                           AvgPool3D, GlobalAveragePooling3D, GlobalMaxPooling3D, GlobalAvgPool3D,
+                           GlobalMaxPool3D, UpSampling3D, ZeroPadding3D, Cropping3D,
+                           SpatialDropout3D)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
+from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                           RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
+                           GroupNormalization)
+from fastnn.layers import CategoryEncoding, Discretization, Hashing, IntegerLookup
+from fastnn.preprocessing_text import StringLookup, TextVectorization
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
 from fastnn.models import History, Input, InputLayer, Model, Sequential
@@ -83,5 +92,12 @@ __all__ = [
     "GlobalMaxPooling1D", "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool2D",
     "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
-    "SinePositionEncoding", "TransformerBlock", "distributed", "utils",
+    "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
+    "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
+    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization",
+    "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
+    "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",
+    "TextVectorization", "StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing",
+    "Discretization",
 ]

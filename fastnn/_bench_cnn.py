@@ -13,7 +13,9 @@ NCHW layout or channels-last, whichever is faster for the row):
 - ``DCGAN generator step b64``: the generator of Keras' DCGAN example for 28x28 images: noise
   100, Dense 7x7x128 relu, Conv2DTranspose 64 4x4 stride 2 "same" relu (14x14), Conv2DTranspose
   1 4x4 stride 2 "same" tanh (28x28), one SGD-with-momentum step on an MSE to fixed images
-  (PyTorch: ConvTranspose2d with padding 1, which is the same geometry).
+  (PyTorch: ConvTranspose2d with padding 1, which is the same geometry);
+- ``Conv3D 3x3x3 8->16 16^3 b8 fwd`` and ``... step``: one Conv3D's forward, and its forward and
+  backward (fastnn/_bench_conv3d.py).
 
 Calls of the two engines alternate in one run, at the same thread count, and the table gives
 the medians, PyTorch's time over fastnn's (above 1: fastnn is faster), fastnn's GFLOP/s and that
@@ -104,6 +106,7 @@ def _digits_flops(n: int, step: bool) -> float:
 
 def rows() -> list[Row]:
     """(name, flops per call, fastnn setup -> call, torch setup(torch) -> call)."""
+    from fastnn._bench_conv3d import rows as conv3d_rows
     rng = np.random.default_rng(0)
 
     def step(make: Callable[..., Any], torch_make: Callable[[Any], Any], hw: int,
@@ -239,7 +242,8 @@ def rows() -> list[Row]:
             ("conv 3x3 64->64 32x32 b32", 2.0 * 32 * 1024 * 576 * 64, *conv64()),
             ("separable 3x3 64->64 32x32 b32", 2.0 * 3 * 32 * 1024 * (9 * 64 + 64 * 64),
              *separable64()),
-            ("DCGAN generator step b64", dcgan, *generator_step(64))]
+            ("DCGAN generator step b64", dcgan, *generator_step(64)),
+            *conv3d_rows()]
 
 
 def gemm_peak(threads: int, repeats: int = 5) -> float:

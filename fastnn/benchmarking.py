@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastnn as fnn
-from fastnn import _bench_activations, _bench_attention, _bench_optimizers
+from fastnn import _bench_activations, _bench_attention, _bench_augment, _bench_optimizers
 from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn.backends import fast_available, get_backend
@@ -95,6 +95,7 @@ def workloads(quick=False):
     items += _bench_attention.workloads(Workload)
     items += _bench_activations.workloads(Workload)
     items += _bench_optimizers.workloads(Workload)
+    items += _bench_augment.workloads(Workload)
     return items
 
 
@@ -484,7 +485,12 @@ def _build_optimizer(w, engine, rng):
     return _bench_optimizers.build(w, engine, rng, Case)
 
 
+def _build_augment(w, engine, rng):
+    return _bench_augment.build(w, engine, rng, Case)
+
+
 _BUILDERS = {"gemm": _build_gemm, "dense_fwd": _build_dense_fwd, "dense_bwd": _build_dense_bwd,
              "train_step": _build_train_step, "predict": _build_predict, "epoch": _build_epoch,
              "digits20": _build_digits20, "attention": _build_attention,
-             "activation": _build_activation, "optimizer": _build_optimizer}
+             "activation": _build_activation, "optimizer": _build_optimizer,
+             "augment": _build_augment}

@@ -1,5 +1,5 @@
 """Keras' helpers (``keras.utils``): ``to_categorical``, ``pad_sequences``,
-``set_random_seed``."""
+``set_random_seed``, ``plot_model`` and ``model_to_dot`` (fastnn/model_plot.py)."""
 
 from __future__ import annotations
 
@@ -191,3 +191,17 @@ def pad_sequences(sequences: Any, maxlen: Optional[int] = None, dtype: Any = "in
         else:
             out[i, :len(kept)] = kept
     return out
+
+
+def plot_model(model: Any, to_file: Any = "model.png", **options: Any) -> Any:
+    """Draw the model's graph into ``to_file`` (Keras' ``plot_model``): see
+    ``fastnn.model_plot.plot_model`` for the options and file forms."""
+    from fastnn.model_plot import plot_model as draw
+    return draw(model, to_file, **options)
+
+
+def model_to_dot(model: Any, **options: Any) -> str:
+    """The model's graph in Graphviz's DOT language (Keras' ``model_to_dot``): see
+    ``fastnn.model_plot.model_to_dot``."""
+    from fastnn.model_plot import model_to_dot as dot
+    return dot(model, **options)

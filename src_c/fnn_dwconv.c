@@ -5,7 +5,7 @@
  *
  * This file is its own template: the part after `#else` is included back (#include __FILE__
  * style, with FNN_DW_TMPL set) once per element type and flavour, so the whole family sits in
- * one file that only the _depthwise extension compiles.
+ * one file that the _depthwise extension compiles (and _kernels, for InferPlan's depthwise step).
  */
 #ifndef FNN_DW_TMPL
 

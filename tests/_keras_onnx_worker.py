@@ -76,6 +76,21 @@ def models():
             L.GRU(3, return_sequences=True), merge_mode="mul")], False),
         "bidirectional_gru_sequences_sum": ((4, 3), lambda: [L.Bidirectional(
             L.GRU(2, return_sequences=True), merge_mode="sum")], False),
+        # depthwise (a Conv with group = channels), separable (then a 1x1 Conv), transposed
+        "depthwise_separable": ((9, 8, 3), lambda: [
+            L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+            L.SeparableConv2D(4, 3, strides=2, activation="relu"),
+            L.DepthwiseConv2D(2, use_bias=False), L.GlobalAveragePooling2D()], False),
+        "separable1d": ((10, 3), lambda: [
+            L.SeparableConv1D(4, 3, padding="same", depth_multiplier=2, activation="tanh"),
+            L.DepthwiseConv1D(2, strides=2), L.Flatten()], False),
+        "conv_transpose": ((4, 5, 3), lambda: [
+            L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+            L.Conv2DTranspose(2, (2, 3), strides=(2, 1), output_padding=(1, 0)),
+            L.Flatten()], False),
+        "conv1d_transpose": ((6, 2), lambda: [
+            L.Conv1DTranspose(3, 4, strides=2, padding="same", activation="relu"),
+            L.Conv1DTranspose(2, 3, strides=3), L.Flatten()], False),
         # refused: an LSTM with another activation than Keras' cell matched, an average
         # pooling with "same" padding as an edge-replicating Pad
         "lstm_relu": ((5, 2), lambda: [L.LSTM(3, activation="relu")], False),

@@ -778,6 +778,44 @@ CASES = [
          with_nan(np.ones((N, 5, 1)), (4, 2, 0), -math.inf), Y, verbose=0),
      ValueError, r"X\[4, 2, 0\]=.*-inf"),
 
+    # ---------------------------------------------------------------- 3-D layers
+    ("conv3d_samples_3d", True, lambda b, t: shaped(b, [fnn.Conv3D(2, 3)], (8, 8, 1)),
+     ValueError, r"conv3d takes one input of shape \(depth, height, width, channels\).*input "
+                 r"shape \(8, 8, 1\)"),
+    ("conv3d_kernel_larger_than_input", True,
+     lambda b, t: shaped(b, [fnn.Conv3D(2, (2, 5, 2))], (4, 4, 4, 1)), ValueError,
+     r"2x5x2 kernel .*does not fit an input of shape \(4, 4, 4, 1\) with padding='valid'"),
+    ("conv3d_kernel_size_two_axes", False, lambda b, t: fnn.Conv3D(2, (3, 3)), ValueError,
+     r"kernel_size must be an integer or a tuple of 3 integers.*kernel_size=\(3, 3\)"),
+    ("conv3d_strides_zero", False, lambda b, t: fnn.Conv3D(2, 3, strides=(1, 0, 1)),
+     ValueError, r"strides=0\b"),
+    ("conv3d_padding_causal", False, lambda b, t: fnn.Conv3D(2, 3, padding="causal"),
+     ValueError, r"padding='causal'"),
+    ("conv3d_channels_first", False, lambda b, t: fnn.Conv3D(2, 3, data_format="channels_first"),
+     ValueError, r"channels-last.*data_format='channels_first'"),
+    ("conv3d_predict_shape", True,
+     lambda b, t: shaped(b, [fnn.Conv3D(2, 3)], (4, 4, 4, 1)).predict(np.ones((2, 4, 4, 4))),
+     ValueError, r"X must have shape \(n, 4, 4, 4, 1\).*shape \(2, 4, 4, 4\)"),
+    ("maxpool3d_samples_2d", True, lambda b, t: shaped(b, [fnn.MaxPooling3D()], (4, 4, 1)),
+     ValueError, r"max_pooling3d\w* takes .*\(depth, height, width, channels\)"),
+    ("avgpool3d_pool_larger_than_input", True,
+     lambda b, t: shaped(b, [fnn.AveragePooling3D((2, 2, 3))], (4, 4, 2, 1)), ValueError,
+     r"pool of \(2, 2, 3\) does not fit an input of shape \(4, 4, 2, 1\)"),
+    ("global_maxpool3d_samples_2d", True,
+     lambda b, t: shaped(b, [fnn.GlobalMaxPooling3D()], (4, 4, 1)), ValueError,
+     r"global_max_pooling3d\w* takes .*\(depth, height, width, channels\)"),
+
+    ("upsampling3d_samples_2d", True, lambda b, t: shaped(b, [fnn.UpSampling3D()], (4, 4, 1)),
+     ValueError, r"up_sampling3d\w* takes .*\(depth, height, width, channels\)"),
+    ("zeropadding3d_two_pairs", False, lambda b, t: fnn.ZeroPadding3D(((1, 1), (1, 1))),
+     ValueError, r"padding must be an int, a triple .*padding=\(\(1, 1\), \(1, 1\)\)"),
+    ("cropping3d_leaves_nothing", True,
+     lambda b, t: shaped(b, [fnn.Cropping3D(((1, 1), (0, 0), (0, 0)))], (2, 4, 4, 1)),
+     ValueError, r"leaves nothing of an input of shape \(2, 4, 4, 1\)"),
+    ("spatial_dropout3d_samples_2d", True,
+     lambda b, t: shaped(b, [fnn.SpatialDropout3D(0.5)], (4, 4, 1)), ValueError,
+     r"\(depth, height, width, channels\).*input shape \(4, 4, 1\)"),
+
     # ---------------------------------------------------------------- Conv1DTranspose
     ("conv1d_transpose_samples_3d", True,
      lambda b, t: shaped(b, [fnn.Conv1DTranspose(2, 3)], (8, 8, 1)), ValueError,
@@ -1761,6 +1799,18 @@ CASES = [
     ("merge_backward_dout_nan", True,
      lambda b, t: merged_backward(b, with_nan(np.ones((N, D)), (2, 2))), ValueError,
      r"dout\[2, 2\]=.*nan"),
+    # image augmentation layers (fastnn/layers/augmentation.py)
+    ("augment_factor_out_of_range", False, lambda b, t: fnn.RandomRotation(2.0), ValueError,
+     r"factor must be in \[-1, 1\]"),
+    ("augment_fill_mode_unknown", False,
+     lambda b, t: fnn.RandomZoom(0.1, fill_mode="edge"), ValueError, r"fill_mode"),
+    ("augment_not_images", True,
+     lambda b, t: fnn.Sequential([fnn.RandomTranslation(0.1, 0.1)], input_shape=(4, 3),
+                                 backend=b), ValueError, r"\(height, width, channels\)"),
+    ("augment_predict_nan", True,
+     lambda b, t: fnn.Sequential([fnn.RandomFlip(), fnn.Flatten(), fnn.Dense(2)],
+                                 input_shape=(2, 2, 1), backend=b).predict(
+         with_nan(np.ones((N, 2, 2, 1)), (1, 0, 1, 0))), ValueError, r"nan"),
     # step masks (Embedding(mask_zero=True), Masking)
     ("masking_value_string", False, lambda b, t: fnn.Masking("0"), TypeError,
      r"mask_value must be a real number"),
@@ -1787,6 +1837,33 @@ CASES = [
     ("zero_output_for_mask_string", False,
      lambda b, t: fnn.GRU(2, zero_output_for_mask="yes"), TypeError,
      r"zero_output_for_mask must be True or False. Received: zero_output_for_mask=.yes."),
+
+    # ---------------------------------------------------------------- categorical preprocessing
+    ("category_encoding_tokens_zero", False, lambda b, t: fnn.CategoryEncoding(0), ValueError,
+     r"num_tokens must be an integer >= 1. Received: num_tokens=0"),
+    ("category_encoding_out_of_range", True,
+     lambda b, t: fnn.Sequential([fnn.CategoryEncoding(3)], input_dim=2, backend=b).predict(
+         np.array([[0.0, 3.0]])), ValueError,
+     r"inputs of category_encoding must be in \[0, num_tokens=3\)"),
+    ("category_encoding_fractions", True,
+     lambda b, t: fnn.Sequential([fnn.CategoryEncoding(3)], input_dim=2, backend=b).predict(
+         np.array([[0.0, 1.5]])), ValueError, r"inputs of category_encoding must hold integers"),
+    ("integer_lookup_nan", True,
+     lambda b, t: fnn.Sequential([fnn.IntegerLookup(vocabulary=[1, 2])], input_dim=2,
+                                 backend=b).predict(np.array([[1.0, np.nan]])), ValueError,
+     r"X\[0, 1\]=nan|integers"),
+    ("hashing_bins_string", False, lambda b, t: fnn.Hashing("8"), TypeError,
+     r"num_bins must be an integer. Received: num_bins='8'"),
+    ("discretization_unsorted", False,
+     lambda b, t: fnn.Discretization(bin_boundaries=[1.0, 0.0]), ValueError,
+     r"bin_boundaries must be sorted"),
+    ("discretization_not_adapted", True,
+     lambda b, t: fnn.Sequential([fnn.Discretization(num_bins=4)], input_dim=2, backend=b),
+     ValueError, r"discretization has no bin boundaries: adapt\(data\)"),
+    ("text_vectorization_max_tokens", False, lambda b, t: fnn.TextVectorization(max_tokens=1),
+     ValueError, r"max_tokens must be greater than 1 \(or None\). Received: max_tokens=1"),
+    ("string_lookup_numbers", False, lambda b, t: fnn.StringLookup()(np.array([1, 2])),
+     TypeError, r"data must hold strings. Received: 1 of type int"),
 ]
 
 

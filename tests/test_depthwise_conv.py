@@ -339,13 +339,15 @@ def test_config_weights_and_files_round_trip(tmp_path, rng):
     assert any("DepthwiseConv2D" in line and "42" in line for line in text), text
 
 
-def test_the_inference_plan_falls_back_and_predicts_the_same(rng):
-    from fastnn.models import inference
+def test_the_inference_plan_runs_them_and_predicts_the_same(rng):
+    from fastnn.backends.fast_backend import InferPlan
     model = fnn.Sequential([fnn.Conv2D(4, 3, activation="relu"),
                             fnn.SeparableConv2D(6, 3, activation="relu"),
-                            fnn.Flatten(), fnn.Dense(3)], input_shape=(8, 8, 2), seed=0)
-    assert inference.compile(model) is None
+                            fnn.DepthwiseConv2D(2, depth_multiplier=2), fnn.Flatten(),
+                            fnn.Dense(3)], input_shape=(8, 8, 2), seed=0)
+    assert isinstance(model._forward_plan, InferPlan)
     x = rng.standard_normal((5, 8, 8, 2)).astype(np.float32)
+    assert model._forward_plan.predict(x) is not None
     np.testing.assert_array_equal(model.predict(x), model.forward(x, training=False))
     np.testing.assert_array_equal(model.predict(x[:1]), model.forward(x[:1], training=False))
 

@@ -3,7 +3,10 @@
 import doctest
 import importlib
 
+import numpy as np
 import pytest
+
+import fastnn as fnn
 
 MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.models.training",
            "fastnn.models.fit_loop", "fastnn.models.low_level", "fastnn.models.weights",
@@ -14,7 +17,11 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.transformer", "fastnn.layers.reshaping", "fastnn.utils",
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
-           "fastnn.layers.lambda_layer", "fastnn.layers.depthwise",
+           "fastnn.layers.lambda_layer", "fastnn.layers.depthwise", "fastnn.model_plot",
+           "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
+           "fastnn.layers.prelu", "fastnn.layers.group_normalization",
+           "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
+           "fastnn.layers.categorical", "fastnn.layers.adapted", "fastnn.preprocessing_text",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
@@ -100,12 +107,16 @@ def test_the_readme_training_snippets_run(tmp_path, monkeypatch, capsys):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_readme_three_ways_run(capsys):
-    """The snippets of "Three ways to build a model" run in order and learn the digits."""
+def test_the_readme_three_ways_run(capsys, tmp_path, monkeypatch):
+    """The snippets of "Three ways to build a model" run in order and learn the digits; the
+    graph's picture is an SVG with a box per layer (4)."""
+    monkeypatch.chdir(tmp_path)
     namespace = {}
     for code in _readme_section("Three ways to build a model"):
         exec(compile(code, "README.md", "exec"), namespace)
-    assert "path=general" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "path=general" in out and "\n4\n" in out
+    assert (tmp_path / "net.svg").read_text().count("<rect") == 4
     model = namespace["model"]
     assert model.evaluate(namespace["X"] / 16, namespace["y"])["accuracy"] > 0.9
 
@@ -155,3 +166,31 @@ def test_the_readme_scikit_learn_snippet_runs(capsys):
     mlp = namespace["mlp"]
     assert mlp.class_weight == "balanced" and mlp.model_.dtype.name == "float32"
     assert float(lines[-1].split()[-1]) > 0.9
+
+
+def test_the_readme_3d_example_learns_the_bars(capsys):
+    blocks = _readme_section("Volumes and video: 3-D convolutions")
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) >= 0.9
+
+
+def test_the_readme_augmentation_snippet_runs(capsys):
+    """"Image augmentation": the shifted held-out digits, with random shifts in training."""
+    blocks = _readme_section("Image augmentation")
+    assert "RandomTranslation" in blocks[0]
+    namespace = {"np": np, "fnn": fnn}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert float(capsys.readouterr().out) > 0.8
+
+
+def test_the_readme_preprocessing_snippets_run(capsys):
+    """"Text and categorical preprocessing": word endings from character n-grams (tf-idf), and
+    the numeric layers in a model."""
+    blocks = _readme_section("Text and categorical preprocessing")
+    assert len(blocks) == 2 and "TextVectorization" in blocks[0]
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) > 0.9
+    exec(compile(blocks[1], "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["(2, 1)", "[[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 1.0, 2.0]]"]

@@ -89,8 +89,31 @@ def normalized(dtype):
     return model
 
 
+def mobilenet(dtype):
+    return fnn.Sequential([
+        fnn.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
+        fnn.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+        fnn.SeparableConv2D(12, 3, strides=2, padding="same", activation="relu"),
+        fnn.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), use_bias=False, activation="softmax"),
+        fnn.SeparableConv2D(5, 2, use_bias=False, activation="softmax"),
+        fnn.GlobalAveragePooling2D(), fnn.Dense(3)], input_shape=(17, 16, 3), seed=10,
+        dtype=dtype)
+
+
+def separable_sequence(dtype):
+    model = fnn.Sequential([
+        fnn.DepthwiseConv1D(3, strides=2, depth_multiplier=3, activation="tanh"),
+        fnn.SeparableConv1D(6, 3, padding="same", depth_multiplier=2, activation="gelu"),
+        fnn.SeparableConv1D(4, 2, dilation_rate=2), fnn.Flatten(), fnn.Dense(2)],
+        input_shape=(23, 4), seed=11, dtype=dtype)
+    rng = np.random.default_rng(11)          # biases that are not zero
+    model.set_weights([w + rng.uniform(-0.5, 0.5, w.shape).astype(w.dtype)
+                       for w in model.get_weights()])
+    return model
+
+
 MODELS = [lenet, strided, sequence_cnn, recurrent, sequence_out, lstm_classifier, transformer,
-          post_norm_transformer, normalized]
+          post_norm_transformer, normalized, mobilenet, separable_sequence]
 
 
 def inputs(model, n, seed=0):
@@ -124,8 +147,9 @@ def test_the_plan_agrees_with_the_numpy_backend(make):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_bitwise_equal_at_one_and_two_threads(threads):
-    model = lenet("float32")
+@pytest.mark.parametrize("make", [lenet, mobilenet])
+def test_bitwise_equal_at_one_and_two_threads(threads, make):
+    model = make("float32")
     x = inputs(model, 64)
     with fnn.threads(1):
         one = model.predict(x)
@@ -304,6 +328,16 @@ def test_a_hand_made_block_step_is_accepted():
        (np.ones((3, 2, 1, 1), F32), np.zeros(1, F32)))], ((4, 4, 1), (3, 3, 1))),
     ([("conv2d", 16, 9, (4, 4, 1, 2**30, 2**30, 2**8, 1, 1, 1, 1, 0, 0, 3, 3, 0), 0.0,
        (np.ones((2, 2, 1, 1), F32), np.zeros(1, F32)))], ((4, 4, 1), (3, 3, 1))),  # huge kernel
+    ([("dwconv2d", 16, 9, (4, 4, 1, 2, 2, 2, 1, 1, 1, 1, 0, 0, 3, 3, 0), 0.0,
+       (np.ones((2, 2, 1, 2), F32), np.zeros(2, F32)))], ((4, 4, 1), (3, 3, 1))),  # width
+    ([("dwconv2d", 16, 18, (4, 4, 1, 2, 2, 2, 1, 1, 1, 1, 0, 0, 3, 3, 0), 0.0,
+       (np.ones((2, 2, 1, 1), F32), np.zeros(2, F32)))], ((4, 4, 1), (3, 3, 2))),  # kernel
+    ([("dwconv2d", 16, 9, (4, 4, 1, 2, 2, 1, 0, 1, 1, 1, 0, 0, 3, 3, 0), 0.0,
+       (np.ones((2, 2, 1, 1), F32), np.zeros(1, F32)))], ((4, 4, 1), (3, 3, 1))),  # stride 0
+    ([("dwconv2d", 16, 9, (4, 4, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 3, 3, 6), 0.0,
+       (np.ones((2, 2, 1, 1), F32), np.zeros(1, F32)))], ((4, 4, 1), (3, 3, 1))),  # softmax
+    ([("dwconv2d", 16, 9, (4, 4, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 3, 3, 0), 0.0,
+       (np.ones((2, 2, 1, 1), F32), np.zeros(3, F32)))], ((4, 4, 1), (3, 3, 1))),  # bias
     ([("maxpool2d", 16, 9, (4, 4, 1, 3, 3, 2, 2, 0, 1, 0, 0), 0.0, ())],
      ((4, 4, 1), (3, 3, 1))),                                     # stride 0
     ([("avgpool2d", 16, 16, (4, 4, 1, 3, 3, 2, 2, 1, 1, 0, 0), 0.0, ())],

@@ -284,6 +284,10 @@ def _h5_cases():
         "layer_normalization": ([fnn.LayerNormalization()], (3,),
                                 {"layers/layer_normalization": _known((3,), (3,))}),
         "embedding": ([fnn.Embedding(10, 4)], (5,), {"layers/embedding": _known((10, 4))}),
+        "depthwise_conv2d": ([fnn.DepthwiseConv2D(3, depth_multiplier=2)], (5, 5, 3),
+                             {"layers/depthwise_conv2d": _known((3, 3, 3, 2), (6,))}),
+        "separable_conv1d": ([fnn.SeparableConv1D(4, 3)], (6, 2),
+                             {"layers/separable_conv1d": _known((3, 2, 1), (1, 2, 4), (4,))}),
         "simple_rnn": ([fnn.SimpleRNN(4)], (5, 3),
                        {"layers/simple_rnn/cell": _known((3, 4), (4, 4), (4,))}),
         "lstm": ([fnn.LSTM(4)], (5, 3), {"layers/lstm/cell": lstm}),
@@ -429,6 +433,34 @@ def test_load_weights_written_by_keras(keras, tmp_path):
     fm.load_weights(tmp_path / "emb.weights.h5")
     xi = rng.integers(0, 10, (3, 5))
     np.testing.assert_allclose(fm.predict(xi), km.predict(xi, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+@needs_h5py
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")      # Keras' numpy backend's own
+def test_load_weights_of_depthwise_and_separable_layers_written_by_keras(keras, tmp_path):
+    L = keras.layers
+    rng = np.random.default_rng(1)
+    km = keras.Sequential([
+        keras.Input((9, 8, 3)),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
+        L.SeparableConv2D(5, 3, strides=2, depth_multiplier=2),
+        L.DepthwiseConv2D((2, 3), use_bias=False), L.SeparableConv2D(4, 1, use_bias=False),
+        L.Reshape((-1, 4)), L.DepthwiseConv1D(2, dilation_rate=1),
+        L.SeparableConv1D(3, 2, padding="same", activation="tanh"), L.Flatten(), L.Dense(2)])
+    km.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in km.get_weights()])
+    km.save_weights(tmp_path / "mobile.weights.h5")
+    fm = fnn.Sequential([
+        fnn.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
+        fnn.SeparableConv2D(5, 3, strides=2, depth_multiplier=2),
+        fnn.DepthwiseConv2D((2, 3), use_bias=False), fnn.SeparableConv2D(4, 1, use_bias=False),
+        fnn.Reshape((-1, 4)), fnn.DepthwiseConv1D(2, dilation_rate=1),
+        fnn.SeparableConv1D(3, 2, padding="same", activation="tanh"), fnn.Flatten(),
+        fnn.Dense(2)], input_shape=(9, 8, 3))
+    fm.load_weights(tmp_path / "mobile.weights.h5")
+    for got, want in zip(fm.get_weights(), km.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    x = rng.normal(size=(3, 9, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(fm.predict(x), km.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
 
 
 def _readme_snippets():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _finite_differences import check_model_gradients
 
 H = 1e-6
 TOL = 1e-6
@@ -184,51 +185,19 @@ def _inputs(model, n, seed=1):
     return xs if isinstance(model.input_shape, list) else xs[0]
 
 
-def _loss(model, x, R):
-    """sum(out * R) + the regularizers' penalty, with dropout masks and noise replayed."""
-    for layer in model.layers:
-        if hasattr(layer, "calls"):              # Dropout and the other random layers
-            layer.calls = 0
-    out = model.forward(x, training=True)
-    return float(np.sum(out * R)) + model.regularization_loss()
-
-
-def _rel(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300)
-
-
 @pytest.mark.parametrize("backend", ["numpy", "fast"])
 @pytest.mark.parametrize("name", list(MODELS) + list(FD_ONLY))
 def test_gradients_match_finite_differences(name, backend):
     model = {**MODELS, **FD_ONLY}[name](backend, "float64")
     x = _inputs(model, 5)
-    out = model.forward(x)
-    R = np.random.default_rng(2).standard_normal(out.shape)
-    model.zero_grad()
-    _loss(model, x, R)
-    dx = model.backward(R)
-    grads = [g.copy() for g in model.grads]
-    weights = model.get_weights()
-    for k, w in enumerate(weights):
-        fd = np.zeros_like(w)
-        for idx in np.ndindex(w.shape):
-            for sign in (1, -1):
-                shifted = [v.copy() for v in weights]
-                shifted[k][idx] += sign * H
-                model.set_weights(shifted)
-                fd[idx] += sign * _loss(model, x, R) / (2 * H)
-        model.set_weights(weights)
-        assert _rel(grads[k], fd) <= TOL, (name, k, grads[k], fd)
-    xs, dxs = (x, dx) if isinstance(x, list) else ([x], [dx])
-    for x_i, dx_i in zip(xs, dxs):
-        fd = np.zeros_like(x_i)
-        for idx in np.ndindex(x_i.shape):
-            for sign in (1, -1):
-                saved = x_i[idx]
-                x_i[idx] = saved + sign * H
-                fd[idx] += sign * _loss(model, x, R) / (2 * H)
-                x_i[idx] = saved
-        assert _rel(dx_i, fd) <= TOL
+    R = np.random.default_rng(2).standard_normal(model.forward(x).shape)
+
+    def replay():                             # the same dropout masks and noise every pass
+        for layer in model.layers:
+            if hasattr(layer, "calls"):
+                layer.calls = 0
+
+    check_model_gradients(model, x, R, H, 2 * TOL, before_pass=replay, penalty=True, what=name)
 
 
 def _run(name, backend, dtype, threads=None):

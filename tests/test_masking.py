@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _finite_differences import check_model_gradients
 
 BACKENDS = ["fast", "numpy"]
 CELLS = {"simple": fnn.SimpleRNN, "lstm": fnn.LSTM, "gru": fnn.GRU}
@@ -142,6 +143,41 @@ def test_bidirectional_and_masked_average_match_keras(kind, merge_mode):
     assert np.abs(got - want).max() <= 2e-6
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("value", [0.0, -1.5])
+def test_masking_kernel_equals_its_twin_and_the_definition(dtype, value):
+    """The compiled Masking kernels against the NumPy twin and the definition written out
+    (a step is padding when every feature equals the value; NaN differs from everything, and
+    -0.0 equals 0.0), forward and backward, at 1 and 2 threads."""
+    from fastnn.backends import get_backend
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 33, 5)).astype(dtype)
+    x[rng.random((7, 33)) < 0.4] = value
+    x[0, 3] = value
+    x[0, 3, 2] = np.nan                   # real
+    x[1, 4] = value
+    x[1, 4, 0] = np.inf                   # real
+    x[2, 5] = -0.0 if value == 0.0 else value     # padding either way
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    real = np.array([[any(f != value for f in step) for step in row] for row in x])
+    want_y = np.where(real[..., None], x, 0).astype(dtype)
+    want_dx = np.where(real[..., None], dy, 0).astype(dtype)
+    previous = fnn.get_num_threads()
+    try:
+        for name, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+            fnn.set_num_threads(threads)
+            be = get_backend(name)
+            y, dx = np.full_like(x, 7), np.full_like(x, 7)
+            mask = np.zeros((7, 33), np.uint8)
+            be.masking_forward(x, value, y, mask)
+            be.masking_backward(dy, mask, dx)
+            assert mask.astype(bool).tolist() == real.tolist(), name
+            assert y.tobytes() == want_y.tobytes(), name
+            assert dx.tobytes() == want_dx.tobytes(), name
+    finally:
+        fnn.set_num_threads(previous)
+
+
 def test_masking_layer_matches_keras():
     """Masking (a step is padding when all its features equal mask_value) then LSTM, with
     mask_value 0.5 and a step with only some features equal to it (real)."""
@@ -166,8 +202,9 @@ def test_masking_layer_matches_keras():
 
 def test_functional_merge_and_attention_masks_match_keras():
     """Functional: two masked branches added (the mask: real in both), and a self-attention
-    whose padded keys are not attended (Keras also masks the padded queries' rows: compared
-    at the real queries, where it is the same computation)."""
+    whose padded keys are not attended, compared at the real queries. (A padded query's row
+    differs: fastnn's attends to the real keys; Keras' default path gives it uniform weights
+    over every key, padded ones included, and its path with dropout zero weights.)"""
     k = _keras()
     V, T = 9, 6
     rng = np.random.default_rng(5)
@@ -189,6 +226,39 @@ def test_functional_merge_and_attention_masks_match_keras():
     got, want = model.predict(ids), ref.predict(ids, verbose=0)
     real = ids != 0
     assert np.abs(got[real] - want[real]).max() <= 2e-5
+
+
+def test_batch_normalization_statistics_skip_padded_steps_as_keras():
+    """A training call of Embedding(mask_zero) -> BatchNormalization -> LSTM: the batch
+    statistics of the real steps only (every step normalized with them), as Keras 3. Keras'
+    moving variance takes the biased batch variance, fastnn's the unbiased one (documented):
+    the test converts Keras' with the count of real steps."""
+    k = _keras()
+    V, T, m = 10, 7, 0.75
+    ids = _ids(np.random.default_rng(5), 6, T, V, [7, 2, 5, 1, 0, 4], lead=[(2, 0)])
+    model = fnn.Sequential([fnn.Embedding(V, 3, mask_zero=True),
+                            fnn.BatchNormalization(momentum=m),
+                            fnn.LSTM(4, return_sequences=True)], input_shape=(T,), seed=2)
+    rng = np.random.default_rng(8)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape) for w in model.get_weights()])
+    ref = k.Sequential([k.Input((T,)), k.layers.Embedding(V, 3, mask_zero=True),
+                        k.layers.BatchNormalization(momentum=m),
+                        k.layers.LSTM(4, return_sequences=True)])
+    ref.set_weights(model.get_weights())
+    before = model.get_weights()
+    got = model.forward(ids.astype(np.float32), training=True).reshape(6, T, 4)
+    want = np.asarray(ref(ids, training=True))
+    assert np.abs(got - want).max() <= 2e-6
+    mean0, var0 = before[3], before[4]
+    mean, var = model.get_weights()[3:5]
+    k_mean, k_var = ref.layers[1].get_weights()[2:4]
+    assert np.abs(mean - k_mean).max() <= 1e-6
+    count = int((ids != 0).sum())
+    biased = (k_var - m * var0) / (1 - m)
+    assert np.abs(var - (m * var0 + (1 - m) * biased * count / (count - 1))).max() <= 1e-5
+    # and not the statistics of every step
+    emb = model.layers[0].get_weights()[0][ids].reshape(-1, 3)
+    assert np.abs(mean - (m * mean0 + (1 - m) * emb.mean(axis=0))).max() > 1e-3
 
 
 def test_masked_loss_and_metrics_match_keras_evaluate():
@@ -378,6 +448,46 @@ def test_masks_with_holes_match_a_torch_recurrence(kind, seq, back, zero, backen
     assert not dx[~mask].any()               # a padded step's input has no gradient
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masked_batch_normalization_matches_torch(backend):
+    """Masking -> BatchNormalization, training, float64: the masked moments written in torch
+    and differentiated by autograd (outputs at every step, gamma's and beta's gradients over
+    every step, the input gradient), and the moving averages (unbiased, over the real steps)."""
+    t = _torch()
+    rng = np.random.default_rng(11)
+    n, T, c, eps, m = 5, 6, 4, 1e-3, 0.9
+    x = rng.standard_normal((n, T, c)) * 2 + 1
+    real = rng.random((n, T)) < 0.6
+    real[1] = False                          # a sample with no real step
+    x[~real] = 0.0
+    model = fnn.Sequential([fnn.Masking(0.0), fnn.BatchNormalization(momentum=m, epsilon=eps)],
+                           input_shape=(T, c), dtype="float64", backend=backend)
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    mm0, mv0 = rng.standard_normal(c), rng.random(c) + 0.5
+    model.set_weights([gamma, beta, mm0, mv0])
+    R = rng.standard_normal((n, T, c))
+    model.zero_grad()
+    y = model.forward(x, training=True).reshape(n, T, c)
+    dx = model.backward(R).reshape(n, T, c)
+
+    tx = t.tensor(x, requires_grad=True)
+    tg, tb = t.tensor(gamma, requires_grad=True), t.tensor(beta, requires_grad=True)
+    w = t.tensor(real, dtype=t.float64)[..., None]
+    count = w.sum()
+    mean = (w * tx).sum(dim=(0, 1)) / count
+    var = (w * (tx - mean) ** 2).sum(dim=(0, 1)) / count
+    ty = tg * (tx - mean) / t.sqrt(var + eps) + tb
+    (ty * t.tensor(R)).sum().backward()
+    assert _rel(y, ty.detach().numpy()) <= 1e-12
+    assert _rel(model.grads[0], tg.grad.numpy()) <= 1e-12
+    assert _rel(model.grads[1], tb.grad.numpy()) <= 1e-12
+    assert _rel(dx, tx.grad.numpy() * real[..., None]) <= 1e-12   # Masking: 0 at padding
+    count = int(real.sum())
+    mv = var.detach().numpy() * count / (count - 1)
+    assert _rel(model.get_weights()[2], m * mm0 + (1 - m) * mean.detach().numpy()) <= 1e-12
+    assert _rel(model.get_weights()[3], m * mv0 + (1 - m) * mv) <= 1e-12
+
+
 # ---------------------------------------------------------------------------- 4. gradients,
 # backends, threads, files
 def _tagger(backend, dtype, seed=0):
@@ -410,49 +520,43 @@ def _data(model, n, seed=1):
     return x
 
 
-MODELS = {"tagger": _tagger, "masked_vectors": _masked_vectors}
+def _attended(backend, dtype, seed=0):
+    """Masking -> Dense -> MultiHeadAttention(query, value) with every step an output: the
+    padded queries' rows (attending to the real keys) reach the loss too."""
+    inp = fnn.Input((6, 3))
+    m = fnn.Masking(0.0)(inp)
+    h = fnn.Dense(4, activation="tanh")(m)
+    out = fnn.MultiHeadAttention(num_heads=2, key_dim=2)(h, m)
+    return fnn.Model(inp, out, seed=seed, dtype=dtype, backend=backend)
+
+
+def _normalized(backend, dtype, seed=0):
+    """Masking -> Dense -> BatchNormalization -> Dense, every step an output: the padded
+    steps' rows are normalized with the real steps' statistics, and their outputs reach the
+    loss, so both of BatchNormalization's input-gradient forms are checked."""
+    return fnn.Sequential([fnn.Masking(0.0), fnn.Dense(3, activation="tanh"),
+                           fnn.BatchNormalization(momentum=0.8), fnn.Dense(2)],
+                          input_shape=(6, 3), seed=seed, dtype=dtype, backend=backend)
+
+
+MODELS = {"tagger": _tagger, "masked_vectors": _masked_vectors, "normalized": _normalized,
+          "attended": _attended}
 H, TOL = 1e-6, 1e-6
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_gradients_match_finite_differences(name, backend):
+    """Every weight and (for the models of vectors) the input at the real steps: a nudge at
+    a padded step would make it real. (The attention's key bias has a zero gradient: softmax
+    ignores a shift of a row.)"""
     model = MODELS[name](backend, "float64")
     x = _data(model, 5)
-    out = model.forward(x)
-    R = np.random.default_rng(2).standard_normal(out.shape)
-    model.zero_grad()
-    model.forward(x, training=True)
-    dx = model.backward(R)
-    grads = [g.copy() for g in model.grads]
-    weights = model.get_weights()
-
-    def loss():
-        return float(np.sum(model.forward(x, training=True) * R))
-
-    for k, w in enumerate(weights):
-        fd = np.zeros_like(w)
-        for idx in np.ndindex(w.shape):
-            for sign in (1, -1):
-                shifted = [v.copy() for v in weights]
-                shifted[k][idx] += sign * H
-                model.set_weights(shifted)
-                fd[idx] += sign * loss() / (2 * H)
-        model.set_weights(weights)
-        # (the attention's key bias has a zero gradient: softmax ignores a shift of a row)
-        assert np.linalg.norm(grads[k] - fd) <= TOL * max(np.linalg.norm(fd), 1e-3), (name, k)
-    if name == "masked_vectors":
-        fd = np.zeros_like(x)
-        real = x.any(axis=-1)
-        for idx in np.ndindex(x.shape):
-            if not real[idx[:2]]:
-                continue                       # a nudge there would make the step real
-            for sign in (1, -1):
-                saved = x[idx]
-                x[idx] = saved + sign * H
-                fd[idx] += sign * loss() / (2 * H)
-                x[idx] = saved
-        assert np.linalg.norm(dx - fd) <= TOL * np.linalg.norm(fd)
+    R = np.random.default_rng(2).standard_normal(model.forward(x).shape)
+    real = x.any(axis=-1) if x.ndim == 3 else None
+    check_model_gradients(model, x, R, H, TOL, check_input=name != "tagger",
+                          input_skip=None if real is None else lambda idx: not real[idx[:2]],
+                          what=name)
 
 
 def _run(name, backend, dtype, threads=None):
@@ -536,6 +640,56 @@ def test_padded_targets_do_not_change_the_training_step(backend):
         assert abs(loss - err[real].sum() / real.sum()) <= 1e-12 * loss
     assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
+        assert a.tobytes() == b.tobytes()
+
+
+class _SquaredError(fnn.Loss):
+    """A user's loss: the mean squared error over the rows it is given, and a log of them."""
+    name = "users_squared_error"
+
+    def __init__(self):
+        self.seen = []
+
+    def value(self, y_true, y_pred):
+        self.seen.append(y_pred.shape)
+        return float(np.mean((y_pred - y_true) ** 2))
+
+    def gradient(self, y_true, y_pred):
+        return 2 * (y_pred - y_true) / y_pred.size
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_custom_loss_gets_the_real_steps_only(backend):
+    """A Loss subclass on a masked per-step output sees the real steps as rows (real steps,
+    features), so its mean is Keras' masked mean: the same training as the built-in "mse",
+    and the padded targets change nothing; a batch without a real step has loss 0."""
+    V, T = 8, 5
+    ids = _ids(np.random.default_rng(3), 6, T, V, [5, 2, 4, 1, 3, 5]).astype(np.float64)
+    y = np.random.default_rng(4).standard_normal((6, T, 2))
+    y2 = y.copy()
+    y2[ids == 0] = 100.0
+    runs = []
+    for loss, targets in (("mse", y), (_SquaredError(), y), (_SquaredError(), y2)):
+        model = fnn.Sequential([fnn.Embedding(V, 3, mask_zero=True),
+                                fnn.LSTM(4, return_sequences=True), fnn.Dense(2)],
+                               input_shape=(T,), seed=5, backend=backend, dtype="float64")
+        model.compile(loss, fnn.SGD(learning_rate=0.1))
+        losses = [model.train_on_batch(ids, targets) for _ in range(3)]
+        runs.append((losses, model.get_weights(), model.evaluate(ids, targets)))
+        if not isinstance(loss, str):
+            assert set(loss.seen) == {(int((ids != 0).sum()), 2)}
+    (l0, w0, e0), (l1, w1, e1), (l2, w2, e2) = runs
+    assert np.allclose(l0, l1, rtol=1e-12, atol=0) and e1 == pytest.approx(e0, rel=1e-12)
+    for a, b in zip(w0, w1):
+        assert np.allclose(a, b, rtol=1e-10, atol=1e-14)
+    assert l1 == l2 and e1 == e2
+    for a, b in zip(w1, w2):
+        assert a.tobytes() == b.tobytes()
+    empty = np.zeros((2, T))
+    model.compile(_SquaredError(), fnn.SGD(learning_rate=0.1))
+    before = model.get_weights()
+    assert model.train_on_batch(empty, np.ones((2, T, 2))) == 0.0
+    for a, b in zip(before, model.get_weights()):
         assert a.tobytes() == b.tobytes()
 
 

@@ -947,6 +947,90 @@ def test_the_depthwise_file_round_trips_bitwise(depthwise_file, backend, tmp_pat
     assert loaded.train_on_batch(x, np.arange(5) % 2) == model.train_on_batch(x, np.arange(5) % 2)
 
 
+# ---------------------------------------------------------------- 3-D convolution and pooling
+def _conv3d_model(backend="numpy"):
+    """Layers 0-4: Conv3D(3, 3, "same", relu), MaxPooling3D((1, 2, 2)), Conv3D(2, (2, 1, 1),
+    strides 2), AveragePooling3D(2, "same"), GlobalMaxPooling3D(keepdims) (1, 1, 1, 2); 5-8:
+    UpSampling3D(2), ZeroPadding3D(1), Cropping3D(((0, 1), (1, 0), (0, 0))), SpatialDropout3D;
+    then Flatten and the Dense head (layer 10)."""
+    return fnn.Sequential([
+        fnn.Conv3D(3, 3, padding="same", activation="relu"), fnn.MaxPooling3D((1, 2, 2)),
+        fnn.Conv3D(2, (2, 1, 1), strides=2), fnn.AveragePooling3D(2, padding="same"),
+        fnn.GlobalMaxPooling3D(keepdims=True), fnn.UpSampling3D(2), fnn.ZeroPadding3D(1),
+        fnn.Cropping3D(((0, 1), (1, 0), (0, 0))), fnn.SpatialDropout3D(0.1, seed=1),
+        fnn.Flatten(), fnn.Dense(2, activation="softmax")],
+        input_shape=(4, 6, 6, 2), seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def conv3d_file():
+    blob = fio.model_to_bytes(_conv3d_model())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+HOSTILE_CONV3D = {
+    "conv3d_filters_2_30": (_seq_layer(0, filters=2**30), r"more than the file"),
+    "conv3d_filters_2_31": (_seq_layer(0, filters=2**31), r"filters=2147483648"),
+    "conv3d_filters_zero": (_seq_layer(0, filters=0), r"filters=0\b"),
+    "conv3d_kernel_two_axes": (_seq_layer(0, kernel_size=[3, 3]),
+                               r"kernel_size must be an integer or a tuple of 3 integers"),
+    "conv3d_kernel_2_30_valid": (_seq_layer(2, kernel_size=[2**30, 1, 1]), r"does not fit"),
+    "conv3d_kernel_2_30_same": (_seq_layer(0, kernel_size=[3, 2**30, 3]),
+                                r"kernel_size=\[3, 1073741824, 3\].*window spanning"),
+    "conv3d_kernel_2_31": (_seq_layer(0, kernel_size=[3, 3, 2**31]), r"kernel_size"),
+    "conv3d_strides_zero": (_seq_layer(2, strides=[2, 0, 2]), r"strides=0\b"),
+    "conv3d_dilation_negative": (_seq_layer(0, dilation_rate=[1, -1, 1]),
+                                 r"dilation_rate=-1\b"),
+    "conv3d_padding_causal": (_seq_layer(0, padding="causal"), r"padding='causal'"),
+    "conv3d_channels_first": (_seq_layer(0, data_format="channels_first"), r"data_format"),
+    "conv3d_kernel_mismatch": (_seq_layer(0, kernel_size=[3, 3, 4]),
+                               r"conv3d/kernel.*the model needs <f4\[3, 3, 4, 2, 3\]"),
+    "maxpool3d_pool_2_30_same": (_seq_layer(1, pool_size=[1, 2**30, 2], padding="same"),
+                                 r"window spanning"),
+    "maxpool3d_pool_two_axes": (_seq_layer(1, pool_size=[2, 2]), r"pool_size"),
+    "avgpool3d_pool_too_big_valid": (_seq_layer(3, pool_size=[9, 9, 9], padding="valid"),
+                                     r"does not fit"),
+    "global3d_keepdims_string": (_seq_layer(4, keepdims="yes"), r"keepdims='yes'"),
+    "upsampling3d_size_2_30": (_seq_layer(5, size=[2**30, 2**30, 1]), r"more than the file"),
+    "upsampling3d_size_2_31": (_seq_layer(5, size=[2**31, 1, 1]), r"size"),
+    "upsampling3d_size_two_axes": (_seq_layer(5, size=[2, 2]), r"size"),
+    "zeropadding3d_2_31": (_seq_layer(6, padding=[[2**31, 0], [0, 0], [0, 0]]),
+                           r"below 2\*\*31"),
+    "zeropadding3d_2_30": (_seq_layer(6, padding=[[2**30, 0], [0, 0], [0, 0]]),
+                           r"more than the file|needs|do not match"),
+    "zeropadding3d_negative": (_seq_layer(6, padding=-1), r"padding=-1\b"),
+    "cropping3d_everything": (_seq_layer(7, cropping=[[2, 2], [0, 0], [0, 0]]),
+                              r"leaves nothing"),
+    "cropping3d_two_axes": (_seq_layer(7, cropping=[[1, 1], [1, 1]]),
+                            r"cropping must be an int, a triple"),
+    "spatial_dropout3d_rate_one": (_seq_layer(8, rate=1.0), r"rate"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CONV3D))
+def test_the_loader_refuses_hostile_conv3d_and_pooling3d_configs(conv3d_file, name):
+    change, pattern = HOSTILE_CONV3D[name]
+    _refused_before_allocation(_forge(conv3d_file, change), pattern)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_the_conv3d_file_round_trips_bitwise(conv3d_file, backend, tmp_path):
+    layers = conv3d_file["header"]["model"]["layers"]
+    assert [entry["class"] for entry in layers] == [
+        "Conv3D", "MaxPooling3D", "Conv3D", "AveragePooling3D", "GlobalMaxPooling3D",
+        "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "Flatten", "Dense"]
+    model = _conv3d_model(backend)
+    x = np.random.default_rng(0).standard_normal((5, 4, 6, 6, 2))
+    model.compile("cross_entropy", fnn.SGD(learning_rate=0.1, momentum=0.9))
+    model.fit(x, np.arange(5) % 2, epochs=2, batch_size=2, verbose=0)
+    model.save(tmp_path / "c3.fnn")
+    loaded = fnn.load(tmp_path / "c3.fnn")
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in model.get_weights()]
+    assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+    assert loaded.train_on_batch(x, np.arange(5) % 2) == model.train_on_batch(x, np.arange(5) % 2)
+
+
 HOSTILE_CONV_TRANSPOSE = {
     "ct1_filters_2_31": (_layer(0, filters=2**31), r"filters=2147483648"),
     "ct1_filters_2_30": (_layer(0, filters=2**30), r"more than the file"),
@@ -1011,3 +1095,65 @@ def test_the_conv_transpose_file_loads_and_its_layers_are_where_the_refusals_exp
     assert [y.shape for y in model.predict(xs)] == [(2, 13, 2), (2, 7, 7, 2)]
     for a, b in zip(model.predict(xs), original.predict(xs)):
         assert a.tobytes() == b.tobytes()
+
+
+# ---------------------------------------------------------------- categorical preprocessing
+def _categorical(backend="numpy"):
+    """Layers 0-5: IntegerLookup(multi_hot, adapted), Discretization(bin_boundaries),
+    Hashing(5, multi_hot), CategoryEncoding(10, count), Concatenate, Dense(2). Input 0: (3,)."""
+    inp = fnn.Input((3,))
+    lookup = fnn.IntegerLookup(output_mode="multi_hot")
+    lookup.adapt(np.array([4, 4, 2, 9, 9, 9]))
+    a = lookup(inp)
+    b = fnn.Discretization(bin_boundaries=[0.5, 2.5])(inp)
+    c = fnn.Hashing(5, output_mode="multi_hot")(inp)
+    d = fnn.CategoryEncoding(10, output_mode="count")(inp)
+    out = fnn.Dense(2)(fnn.Concatenate()([a, b, c, d]))
+    return fnn.Model(inp, out, seed=0, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def categorical():
+    blob = fio.model_to_bytes(_categorical())
+    version, header, start = parse(blob)
+    return {"blob": blob, "header": header, "data": blob[start:], "version": version}
+
+
+HOSTILE_CATEGORICAL = {
+    "lookup_vocabulary_repeated": (_layer(0, vocabulary=[-1, 9, 4, 4]), r"repeated"),
+    "lookup_vocabulary_longer": (_layer(0, vocabulary=[-1, 9, 4, 2, 7]),
+                                 r"the model needs|is <f4"),
+    "lookup_vocabulary_strings": (_layer(0, vocabulary=["a", "b", "c"]),
+                                  r"vocabulary must hold integers"),
+    "lookup_max_tokens_2_40": (_layer(0, max_tokens=2**40), r"max_tokens must be below"),
+    "lookup_output_mode": (_layer(0, output_mode="bag"), r"output_mode"),
+    "lookup_oov_negative": (_layer(0, num_oov_indices=-1), r"num_oov_indices"),
+    "discretization_unsorted": (_layer(1, bin_boundaries=[2.5, 0.5]), r"sorted"),
+    "discretization_strings": (_layer(1, bin_boundaries=["a", "b"]), r"bin_boundaries"),
+    "discretization_none": (_layer(1, bin_boundaries=None), r"bin_boundaries or num_bins"),
+    "hashing_bins_2_40": (_layer(2, num_bins=2**40), r"num_bins must be below 2\*\*31"),
+    "hashing_bins_2_30": (_layer(2, num_bins=2**30), r"more than the file"),
+    "hashing_salt_string": (_layer(2, salt="x"), r"salt"),
+    "encoding_tokens_zero": (_layer(3, num_tokens=0), r"num_tokens"),
+    "encoding_tokens_2_31": (_layer(3, num_tokens=2**31), r"num_tokens must be below"),
+    "encoding_mode_int": (_layer(3, output_mode="int"), r"output_mode"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CATEGORICAL))
+def test_the_loader_refuses_hostile_categorical_configs(categorical, name):
+    change, pattern = HOSTILE_CATEGORICAL[name]
+    _refused_before_allocation(_forge(categorical, change), pattern)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_the_categorical_file_round_trips(categorical, backend):
+    layers = categorical["header"]["model"]["layers"]
+    assert [entry["config"]["class"] for entry in layers] == [
+        "IntegerLookup", "Discretization", "Hashing", "CategoryEncoding", "Concatenate",
+        "Dense"]
+    assert layers[0]["config"]["vocabulary"] == [-1, 9, 4, 2]
+    model = model_from_bytes(categorical["blob"], backend=backend) if backend != "numpy" \
+        else model_from_bytes(categorical["blob"])
+    x = np.array([[4, 2, 0], [9, 1, 5], [3, 3, 3]], float)
+    np.testing.assert_allclose(model.predict(x), _categorical(backend).predict(x), rtol=1e-6)

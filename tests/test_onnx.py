@@ -61,12 +61,34 @@ KINDS = [
         fnn.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1,
                             activation="tanh"),
         fnn.Conv2DTranspose(2, 2, dilation_rate=2, output_padding=0, use_bias=False)],
-        (3, 2, 2)), (3, 2, 2), False, False),
+        (3, 2, 2)), (3, 2, 2), False, False),        # UpSampling2D's Resize is not read
+    ("conv2d_transpose_read", _seq(lambda: [
+        fnn.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),
+        fnn.Conv2DTranspose(3, (2, 3), strides=(3, 1)),
+        fnn.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1,
+                            activation="tanh"),
+        fnn.Conv2DTranspose(2, 2, dilation_rate=2, output_padding=0, use_bias=False),
+        fnn.Conv2DTranspose(2, 1, strides=3, padding="same")], (3, 2, 2)), (3, 2, 2),
+     False, True),
     ("conv1d_transpose", _seq(lambda: [
         fnn.Conv1DTranspose(3, 4, strides=2, padding="same", activation="relu"),
         fnn.Conv1DTranspose(2, 3, strides=3, output_padding=1),
         fnn.Conv1DTranspose(2, 2, dilation_rate=2, padding="same", use_bias=False)], (5, 2)),
-     (5, 2), False, False),
+     (5, 2), False, True),
+    ("depthwise2d", _seq(lambda: [
+        fnn.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+        fnn.DepthwiseConv2D((2, 3), strides=(2, 1), dilation_rate=1, use_bias=False),
+        fnn.DepthwiseConv2D(2, dilation_rate=2, activation="tanh")], (9, 8, 3)), (9, 8, 3),
+     False, True),
+    ("separable2d", _seq(lambda: [
+        fnn.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu"),
+        fnn.SeparableConv2D(4, 3, strides=2, use_bias=False),
+        fnn.Conv2D(3, 1), fnn.GlobalAveragePooling2D()], (9, 8, 3)), (9, 8, 3), False, True),
+    ("depthwise_separable1d", _seq(lambda: [
+        fnn.DepthwiseConv1D(3, padding="same", depth_multiplier=3, activation="relu"),
+        fnn.SeparableConv1D(4, 3, strides=2, dilation_rate=1, activation="tanh"),
+        fnn.SeparableConv1D(2, 2, dilation_rate=2, padding="same", use_bias=False)], (11, 2)),
+     (11, 2), False, True),
     ("upsampling1d", _seq(lambda: [fnn.UpSampling1D(3), fnn.Dense(2)], (4, 2)), (4, 2),
      False, False),
     # Permute exports as Transpose, read back as Permute where the layout does not absorb it
@@ -155,7 +177,8 @@ def test_export_matches_onnxruntime_float32(kind, tmp_path):
 # onnxruntime (1.2x) has no float64 CPU kernels for Conv, ConvTranspose, Resize, the pooling
 # ops, the recurrent ops or Erf (gelu before opset 20); LayerNormalization's and BatchNormalization's epsilon are
 # float32 attributes, so float64 models with them agree to about 1e-9 only
-F64 = [k for k in KINDS if not k[0].startswith(("conv", "global", "SimpleRNN", "LSTM", "GRU",
+F64 = [k for k in KINDS if not k[0].startswith(("conv", "depthwise", "separable", "global",
+                                                "SimpleRNN", "LSTM", "GRU",
                                                 "bidirectional", "embedding", "upsampling",
                                                 "padding_cropping2d"))
        and "gelu" not in k[0] and k[0] not in ("transformer", "attention")]

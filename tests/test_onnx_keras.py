@@ -28,7 +28,8 @@ KERAS3 = ["mlp", "cnn_maxpool", "cnn_same_strides", "conv1d_gap", "batchnorm", "
           "gru_last", "lstm_backwards", "lstm_backwards_sequences", "gru_backwards",
           "gru_backwards_sequences", "bidirectional_lstm_sequences", "bidirectional_lstm_ave",
           "bidirectional_lstm_mul", "bidirectional_gru", "bidirectional_gru_sequences_mul",
-          "bidirectional_gru_sequences_sum", *KERAS3_NOT_ORT]
+          "bidirectional_gru_sequences_sum", "depthwise_separable", "separable1d",
+          "conv_transpose", "conv1d_transpose", *KERAS3_NOT_ORT]
 #: Keras 3 exports refused: name -> (the node's op type, words of the reason)
 KERAS3_REFUSED = {"avgpool_same": ("Pad", "edge"), "lstm_relu": ("MatMul", "unrolled")}
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _finite_differences import check_model_gradients
 from fastnn.backends import get_backend
 
 RNG = np.random.default_rng(0)
@@ -197,36 +198,12 @@ def test_gradients_match_finite_differences_with_the_noise_replayed(backend):
     x = RNG.normal(size=(3, 5, 3))
     R = RNG.normal(size=(3, 2))
 
-    def loss():
+    def replay():
         for layer in model.layers:
             if hasattr(layer, "calls"):
                 layer.calls = 0
-        return float(np.sum(model.forward(x, training=True) * R))
 
-    loss()
-    model.zero_grad()
-    dx = model.backward(R)
-    grads = [g.copy() for g in model.grads]
-    weights = model.get_weights()
-    h = 1e-6
-    for k, w in enumerate(weights):
-        fd = np.zeros_like(w)
-        for idx in np.ndindex(w.shape):
-            for sign in (1, -1):
-                shifted = [v.copy() for v in weights]
-                shifted[k][idx] += sign * h
-                model.set_weights(shifted)
-                fd[idx] += sign * loss() / (2 * h)
-        model.set_weights(weights)
-        np.testing.assert_allclose(grads[k], fd, rtol=1e-6, atol=1e-8)
-    fd = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        for sign in (1, -1):
-            saved = x[idx]
-            x[idx] = saved + sign * h
-            fd[idx] += sign * loss() / (2 * h)
-            x[idx] = saved
-    np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
+    check_model_gradients(model, x, R, before_pass=replay)
 
 
 def test_configs_files_and_summary(tmp_path):

@@ -1,7 +1,7 @@
 # A graph model's forward pass compiled into one call (included by _kernels.pyx, which owns _gemm).
 #
 # ForwardPlan (_plan.pxi) runs chains of Dense layers; InferPlan runs the chains people build
-# next: convolutions, pooling, recurrent layers, Transformer blocks, Dense over positions and
+# next: convolutions (depthwise and separable too), pooling, recurrent layers, Transformer blocks, Dense over positions and
 # activation layers (a LeNet, a digits CNN, an LSTM classifier, a small Transformer encoder). Flatten, Reshape and Dropout are views at inference
 # and take no step. Per layer, the per-layer path costs microseconds of Python (buffers, reshapes,
 # argument checks, memoryview acquisition) for microseconds of arithmetic on one sample; here
@@ -32,6 +32,7 @@ from fastnn._ext._pool_rows cimport _max_row, _avg_row, _global_avg, _global_max
 from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_threads, fnn_attn_scratch,
                               fnn_attn_contiguous, fnn_attn_forward_f32, fnn_attn_forward_f64)
 from fastnn._ext.conv cimport fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64
+from fastnn._ext.dwconv cimport fnn_dw_geom, fnn_dwconv2d_forward_f32, fnn_dwconv2d_forward_f64
 from fastnn._ext.norm cimport fnn_ln_rows_f32, fnn_ln_rows_f64
 from fastnn._ext.rnn cimport (fnn_rnn_geom, fnn_rnn_sizes, fnn_rnn_forward_f32,
                               fnn_rnn_forward_f64)
@@ -50,6 +51,7 @@ cdef enum:
     STEP_BLOCK = 8
     STEP_LAYERNORM = 9
     STEP_BATCHNORM = 10
+    STEP_DWCONV = 11
 
 # Scratch of one call at most (bytes): larger batches of large images take the per-layer path,
 # which computes in chunks of predict's batch_size.
@@ -61,7 +63,7 @@ INFER_KINDS = {"dense": STEP_DENSE, "activation": STEP_ACT, "conv2d": STEP_CONV,
                "maxpool2d": STEP_MAXPOOL, "avgpool2d": STEP_AVGPOOL,
                "global_avgpool": STEP_GLOBAL_AVG, "global_maxpool": STEP_GLOBAL_MAX,
                "rnn": STEP_RNN, "transformer_block": STEP_BLOCK, "layernorm": STEP_LAYERNORM,
-               "batchnorm": STEP_BATCHNORM}
+               "batchnorm": STEP_BATCHNORM, "dwconv2d": STEP_DWCONV}
 
 # the integer arguments of each kind, in order (what fastnn.models.inference passes)
 INFER_ARGS = {
@@ -69,6 +71,9 @@ INFER_ARGS = {
     "activation": ("positions", "width", "act"),
     "conv2d": ("h", "w", "c", "kh", "kw", "f", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow",
                "act"),
+    # weights: kernel (kh, kw, c, dm), bias (c * dm,); act: not softmax (a step of its own)
+    "dwconv2d": ("h", "w", "c", "kh", "kw", "dm", "sh", "sw", "dh", "dw", "pt", "pl", "oh",
+                 "ow", "act"),
     "maxpool2d": ("h", "w", "c", "oh", "ow", "ph", "pw", "sh", "sw", "top", "left"),
     "avgpool2d": ("h", "w", "c", "oh", "ow", "ph", "pw", "sh", "sw", "top", "left"),
     "global_avgpool": ("positions", "c"),
@@ -109,6 +114,7 @@ ctypedef struct infer_step:
     Py_ssize_t rows, k, m           # dense, activation: rows per sample, inputs, outputs per row
     Py_ssize_t iv[16]               # pooling, block: the integer arguments as INFER_ARGS
     fnn_conv_geom conv              # n set per call
+    fnn_dw_geom dw                  # n set per call
     fnn_rnn_geom rnn                # n set per call
     const void *w[16]               # the weights, in the order the kind takes them
 
@@ -119,7 +125,7 @@ cdef class InferPlan:
     steps: list of (kind name, in_width, out_width, ints, param, weights) in execution order;
     ``ints`` as INFER_ARGS[kind]; ``weights`` a tuple of C-contiguous arrays of the plan's dtype
     (dense: W (fan_in, units) and bias (units,) or None; conv2d: kernel (kh, kw, c, f) and bias
-    (f,); rnn: kernel (features, K), recurrent kernel (units, K), bias (K,) or GRU's (2, K));
+    (f,); dwconv2d: kernel (kh, kw, c, dm) and bias (c * dm,); rnn: kernel (features, K), recurrent kernel (units, K), bias (K,) or GRU's (2, K));
     widths are values per sample. ValueError if anything does not fit."""
     cdef object _keep
     cdef tuple in_shape, out_shape
@@ -167,6 +173,7 @@ cdef class InferPlan:
     cdef _set_step(self, Py_ssize_t i, object spec, Py_ssize_t prev):
         cdef infer_step *st = &self.steps[i]
         cdef fnn_conv_geom *g
+        cdef fnn_dw_geom *dg
         cdef fnn_rnn_geom *r
         cdef Py_ssize_t fwd, bwd, K
         kind, in_w, out_w, ints, param, weights = spec
@@ -205,6 +212,23 @@ cdef class InferPlan:
                        and <object>g.kh * g.kw * g.c * g.f < 2**40)
             st.w[0] = self._weight(i, weights, 0, g.kh * g.kw * g.c * g.f)
             st.w[1] = self._weight(i, weights, 1, g.f)
+        elif st.kind == STEP_DWCONV:
+            dg = &st.dw
+            dg.n = 0
+            dg.h, dg.w, dg.c, dg.kh, dg.kw, dg.dm = (a["h"], a["w"], a["c"], a["kh"], a["kw"],
+                                                     a["dm"])
+            dg.sh, dg.sw, dg.dh, dg.dw = a["sh"], a["sw"], a["dh"], a["dw"]
+            dg.pt, dg.pl, dg.oh, dg.ow = a["pt"], a["pl"], a["oh"], a["ow"]
+            # the kernel skips every tap outside the input, so any padding and output size is
+            # safe once the sizes agree (as _depthwise.pyx's checks)
+            self._need(i, min(dg.h, dg.w, dg.c, dg.kh, dg.kw, dg.dm, dg.sh, dg.sw, dg.dh, dg.dw,
+                              dg.oh, dg.ow) >= 1 and st.act != FNN_ACT_SOFTMAX
+                       and in_w == <object>dg.h * dg.w * dg.c
+                       and out_w == <object>dg.oh * dg.ow * dg.c * dg.dm
+                       and <object>dg.c * dg.dm < 2**31
+                       and <object>dg.h * dg.w * dg.c * dg.dm < 2**40)
+            st.w[0] = self._weight(i, weights, 0, dg.kh * dg.kw * dg.c * dg.dm)
+            st.w[1] = self._weight(i, weights, 1, dg.c * dg.dm)
         elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:
             for j, name in enumerate(INFER_ARGS[kind]):
                 st.iv[j] = a[name]
@@ -407,6 +431,7 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
     cdef char *shared = extra + extra_bytes
     cdef infer_step *st
     cdef fnn_conv_geom g
+    cdef fnn_dw_geom dg
     cdef fnn_rnn_geom rg
     cdef int ok
     bufs[0] = <floating *>scratch
@@ -435,6 +460,17 @@ cdef int _infer_body(InferPlan plan, const floating *x, Py_ssize_t n, char *scra
             else:
                 ok = fnn_conv2d_forward_f64(&g, inp, <const double *>st.w[0],
                                             <const double *>st.w[1], st.act, st.param, y)
+            if not ok:
+                return -1
+        elif st.kind == STEP_DWCONV:
+            dg = st.dw
+            dg.n = n
+            if floating is float:
+                ok = fnn_dwconv2d_forward_f32(&dg, inp, <const float *>st.w[0],
+                                              <const float *>st.w[1], st.act, <float>st.param, y)
+            else:
+                ok = fnn_dwconv2d_forward_f64(&dg, inp, <const double *>st.w[0],
+                                              <const double *>st.w[1], st.act, st.param, y)
             if not ok:
                 return -1
         elif st.kind == STEP_MAXPOOL or st.kind == STEP_AVGPOOL:

@@ -16,7 +16,7 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport cos, log, sqrt
+from libc.math cimport cos, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 
@@ -374,3 +374,280 @@ def permute_axes(x, tuple perm, y):
     _permute_rows(x.reshape(-1), y.reshape(-1), np.array(shape, np.int64),
                   np.array([strides[p] for p in perm], np.int64))
     return y
+
+
+def masking_forward(const floating[:, :, ::1] x,       # IN  (n, steps, c)
+                    double value,
+                    floating[:, :, ::1] y,             # OUT (n, steps, c)
+                    unsigned char[:, ::1] real):       # OUT (n, steps) 1 at a real step
+    """real[i, t] := any_j x[i, t, j] != value;  y[i, t] := x[i, t] if real[i, t] else 0
+    (Keras' Masking; a NaN feature differs from any value, so its step is real)"""
+    cdef Py_ssize_t n = x.shape[0], steps = x.shape[1], c = x.shape[2], r, j, i, t
+    cdef floating v = <floating>value
+    cdef bint keep
+    with nogil:
+        for r in prange(n * steps, schedule="static", num_threads=threads_for(n * steps * c)):
+            i = r // steps
+            t = r - i * steps
+            keep = False
+            for j in range(c):
+                if x[i, t, j] != v:
+                    keep = True
+                    break
+            real[i, t] = keep
+            if keep:
+                memcpy(&y[i, t, 0], &x[i, t, 0], c * sizeof(floating))
+            else:
+                for j in range(c):
+                    y[i, t, j] = 0
+
+
+def masking_backward(const floating[:, :, ::1] dy,     # IN  (n, steps, c)
+                     const unsigned char[:, ::1] real, # IN  (n, steps) from masking_forward
+                     floating[:, :, ::1] dx):          # OUT (n, steps, c)
+    """dx[i, t] := dy[i, t] if real[i, t] else 0"""
+    cdef Py_ssize_t n = dy.shape[0], steps = dy.shape[1], c = dy.shape[2], r, j, i, t
+    with nogil:
+        for r in prange(n * steps, schedule="static", num_threads=threads_for(n * steps * c)):
+            i = r // steps
+            t = r - i * steps
+            if real[i, t]:
+                memcpy(&dx[i, t, 0], &dy[i, t, 0], c * sizeof(floating))
+            else:
+                for j in range(c):
+                    dx[i, t, j] = 0
+
+
+# ---------------------------------------------------------------------------- affine resampling
+# The image augmentation layers (fastnn/layers/augmentation.py) move each image by an affine map
+# T (6 numbers a0 a1 a2 b0 b1 b2, Keras' and TensorFlow's convention): the output pixel (row i,
+# column j) reads the input at x = a0 j + a1 i + a2 (a column), y = b0 j + b1 i + b2 (a row),
+# by nearest (floor(. + 0.5)) or bilinear interpolation, the input extended past its edges by
+# the fill mode: 0 constant (fill_value), 1 nearest (the edge), 2 wrap, 3 reflect
+# (d c b a | a b c d | d c b a), 4 mirror (d c b | a b c d | c b a). The backward pass is the
+# adjoint (each output's gradient added back to the pixels it read, with their weights); a
+# thread owns whole images there, so sums keep their order at any thread count.
+
+cdef double COORD_LIMIT = 1099511627776.0     # 2**40: far outside any image, and an exact int
+
+
+cdef inline Py_ssize_t _extend(Py_ssize_t k, Py_ssize_t size, int mode) noexcept nogil:
+    """The pixel index that extended index k reads, or -1 for the constant fill."""
+    cdef Py_ssize_t period
+    if 0 <= k < size:
+        return k
+    if mode == 0:
+        return -1
+    if mode == 1:
+        return 0 if k < 0 else size - 1
+    if mode == 2:
+        k = k % size
+        return k + size if k < 0 else k
+    if mode == 3:
+        period = 2 * size
+        k = k % period
+        if k < 0:
+            k += period
+        return period - 1 - k if k >= size else k
+    if size == 1:
+        return 0
+    period = 2 * size - 2
+    k = k % period
+    if k < 0:
+        k += period
+    return period - k if k >= size else k
+
+
+cdef inline double _coord(double v) noexcept nogil:
+    if v != v:
+        return -COORD_LIMIT
+    return min(max(v, -COORD_LIMIT), COORD_LIMIT)
+
+
+cdef inline Py_ssize_t _floor_index(double v) noexcept nogil:
+    """floor(v) for |v| <= 2**40 (_coord's range), without libm's call."""
+    cdef Py_ssize_t k = <Py_ssize_t>v
+    return k - 1 if v < k else k
+
+
+cdef inline Py_ssize_t _offset(Py_ssize_t row, Py_ssize_t col, Py_ssize_t w,
+                               Py_ssize_t c) noexcept nogil:
+    """Where pixel (row, col) starts, or -1 for the constant fill."""
+    return -1 if row < 0 or col < 0 else (row * w + col) * c
+
+
+cdef void _sample(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, double xs,
+                  double ys, int bilinear, int mode, floating fill,
+                  floating *out) noexcept nogil:
+    """out[0:c] := the image (h x w x c) extended, read at column xs, row ys."""
+    cdef Py_ssize_t ch, x0, y0, o00, o01, o10, o11
+    cdef double fx, fy, w00, w01, w10, w11, acc
+    xs, ys = _coord(xs), _coord(ys)
+    if not bilinear:
+        o00 = _offset(_extend(_floor_index(ys + 0.5), h, mode),
+                      _extend(_floor_index(xs + 0.5), w, mode), w, c)
+        for ch in range(c):
+            out[ch] = fill if o00 < 0 else img[o00 + ch]
+        return
+    x0 = _floor_index(xs)
+    y0 = _floor_index(ys)
+    fx = xs - x0
+    fy = ys - y0
+    if 0 <= x0 and x0 + 1 < w and 0 <= y0 and y0 + 1 < h:     # inside: no extension
+        o00 = (y0 * w + x0) * c
+        o01, o10 = o00 + c, o00 + w * c
+        o11 = o10 + c
+    else:
+        o00 = _offset(_extend(y0, h, mode), _extend(x0, w, mode), w, c)
+        o01 = _offset(_extend(y0, h, mode), _extend(x0 + 1, w, mode), w, c)
+        o10 = _offset(_extend(y0 + 1, h, mode), _extend(x0, w, mode), w, c)
+        o11 = _offset(_extend(y0 + 1, h, mode), _extend(x0 + 1, w, mode), w, c)
+    w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
+    w10, w11 = fy * (1.0 - fx), fy * fx
+    # a corner of weight 0 is skipped (an exact shift copies, an inf beside it stays out), in
+    # the twin's order
+    if w00 == 0:
+        o00 = -2
+    if w01 == 0:
+        o01 = -2
+    if w10 == 0:
+        o10 = -2
+    if w11 == 0:
+        o11 = -2
+    for ch in range(c):
+        acc = 0.0
+        if o00 != -2:
+            acc += w00 * (fill if o00 < 0 else img[o00 + ch])
+        if o01 != -2:
+            acc += w01 * (fill if o01 < 0 else img[o01 + ch])
+        if o10 != -2:
+            acc += w10 * (fill if o10 < 0 else img[o10 + ch])
+        if o11 != -2:
+            acc += w11 * (fill if o11 < 0 else img[o11 + ch])
+        out[ch] = <floating>acc
+
+
+cdef inline void _add_tap(floating *dx, Py_ssize_t c, Py_ssize_t offset, double weight,
+                          const floating *g) noexcept nogil:
+    cdef Py_ssize_t ch
+    if weight == 0 or offset < 0:
+        return
+    for ch in range(c):
+        dx[offset + ch] = <floating>(dx[offset + ch] + weight * g[ch])
+
+
+cdef void _sample_back(floating *dx, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, double xs,
+                       double ys, int bilinear, int mode, const floating *g) noexcept nogil:
+    """The adjoint of _sample: g (c values) added back into dx at the pixels read."""
+    cdef Py_ssize_t x0, y0, ya, yb, xa, xb
+    cdef double fx, fy
+    xs, ys = _coord(xs), _coord(ys)
+    if not bilinear:
+        _add_tap(dx, c, _offset(_extend(_floor_index(ys + 0.5), h, mode),
+                                _extend(_floor_index(xs + 0.5), w, mode), w, c), 1.0, g)
+        return
+    x0 = _floor_index(xs)
+    y0 = _floor_index(ys)
+    fx = xs - x0
+    fy = ys - y0
+    xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
+    ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+    _add_tap(dx, c, _offset(ya, xa, w, c), (1.0 - fy) * (1.0 - fx), g)
+    _add_tap(dx, c, _offset(ya, xb, w, c), (1.0 - fy) * fx, g)
+    _add_tap(dx, c, _offset(yb, xa, w, c), fy * (1.0 - fx), g)
+    _add_tap(dx, c, _offset(yb, xb, w, c), fy * fx, g)
+
+
+cdef void _affine_row(const floating *img, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                      const double *t, Py_ssize_t i, int bilinear, int mode,
+                      floating fill, floating *out) noexcept nogil:
+    """Row i of one output image (w x c values)."""
+    cdef Py_ssize_t j
+    for j in range(w):
+        _sample(img, h, w, c, t[0] * j + t[1] * i + t[2], t[3] * j + t[4] * i + t[5],
+                bilinear, mode, fill, &out[j * c])
+
+
+def affine_resample(const floating[:, :, :, ::1] x,      # IN  (n, h, w, c)
+                    const double[:, ::1] transforms,     # IN  (n, 6) a0 a1 a2 b0 b1 b2
+                    int bilinear, int fill_mode, double fill_value,
+                    floating[:, :, :, ::1] y):           # OUT (n, h, w, c)
+    """y[s, i, j] := x_s extended, read at (b0 j + b1 i + b2, a0 j + a1 i + a2)"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3], r, s, i
+    cdef floating fill = <floating>fill_value
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        for r in prange(n * h, schedule="static", num_threads=threads_for(8 * n * h * w * c)):
+            s = r // h
+            i = r - s * h
+            _affine_row(&x[s, 0, 0, 0], h, w, c, &transforms[s, 0], i, bilinear, fill_mode,
+                        fill, &y[s, i, 0, 0])
+
+
+cdef void _affine_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                             const double *t, int bilinear, int mode,
+                             floating *dx) noexcept nogil:
+    cdef Py_ssize_t i, j, k
+    for k in range(h * w * c):
+        dx[k] = 0
+    for i in range(h):
+        for j in range(w):
+            _sample_back(dx, h, w, c, t[0] * j + t[1] * i + t[2], t[3] * j + t[4] * i + t[5],
+                         bilinear, mode, &dy[(i * w + j) * c])
+
+
+def affine_resample_backward(const floating[:, :, :, ::1] dy,   # IN  (n, h, w, c)
+                             const double[:, ::1] transforms,   # IN  (n, 6)
+                             int bilinear, int fill_mode,
+                             floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := the adjoint of affine_resample applied to dy (the constant fill takes none)"""
+    cdef Py_ssize_t n = dy.shape[0], h = dy.shape[1], w = dy.shape[2], c = dy.shape[3], s
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        for s in prange(n, schedule="static", num_threads=threads_for(8 * n * h * w * c)):
+            _affine_image_back(&dy[s, 0, 0, 0], h, w, c, &transforms[s, 0], bilinear,
+                               fill_mode, &dx[s, 0, 0, 0])
+
+
+def resample_grid(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
+                  const double[::1] rows,                # IN  (ho,) source rows
+                  const double[::1] cols,                # IN  (wo,) source columns
+                  int bilinear, int fill_mode, double fill_value,
+                  floating[:, :, :, ::1] y):             # OUT (n, ho, wo, c)
+    """y[s, i, j] := x_s extended, read at (rows[i], cols[j]): resizing and cropping, the
+    same grid for every image"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t ho = rows.shape[0], wo = cols.shape[0], r, s, i, j
+    cdef floating fill = <floating>fill_value
+    if n == 0 or ho == 0 or wo == 0 or c == 0:
+        return
+    with nogil:
+        for r in prange(n * ho, schedule="static", num_threads=threads_for(8 * n * ho * wo * c)):
+            s = r // ho
+            i = r - s * ho
+            for j in range(wo):
+                _sample(&x[s, 0, 0, 0], h, w, c, cols[j], rows[i], bilinear, fill_mode, fill,
+                        &y[s, i, j, 0])
+
+
+def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, c)
+                           const double[::1] rows, const double[::1] cols,
+                           int bilinear, int fill_mode,
+                           floating[:, :, :, ::1] dx):        # OUT (n, h, w, c)
+    """dx := the adjoint of resample_grid applied to dy (the constant fill takes none)"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t ho = rows.shape[0], wo = cols.shape[0], s, i, j, k
+    cdef floating *image
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    with nogil:
+        for s in prange(n, schedule="static", num_threads=threads_for(8 * n * ho * wo * c)):
+            image = &dx[s, 0, 0, 0]
+            for k in range(h * w * c):
+                image[k] = 0
+            for i in range(ho):
+                for j in range(wo):
+                    _sample_back(image, h, w, c, cols[j], rows[i], bilinear, fill_mode,
+                                 &dy[s, i, j, 0])

@@ -35,28 +35,38 @@ cdef Py_ssize_t ROW_COST = 8
 cdef void _bn_block(const floating *x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
                     Py_ssize_t j1, floating *mean, floating *invstd, double eps,
                     floating *moving_mean, floating *moving_var, double momentum,
-                    bint update) noexcept nogil:
-    """Columns j0..j1: mean and 1/sqrt(biased var + eps); moving averages when ``update``."""
+                    bint update, const unsigned char *real) noexcept nogil:
+    """Columns j0..j1: mean and 1/sqrt(biased var + eps) over the rows (with ``real``, the
+    rows it marks, as Keras' masked moments: none gives mean 0, var 0); moving averages when
+    ``update``."""
     cdef double s[BLOCK]
-    cdef double m, d, var, unbiased
+    cdef double m, d, var, unbiased, count = n
     cdef Py_ssize_t i, j
     for j in range(j1 - j0):
         s[j] = 0.0
+    if real != NULL:
+        count = 0
+        for i in range(n):
+            count += real[i] != 0
     for i in range(n):
+        if real != NULL and not real[i]:
+            continue
         for j in range(j0, j1):
             s[j - j0] += x[i * c + j]
     for j in range(j0, j1):
-        mean[j] = <floating>(s[j - j0] / n)
+        mean[j] = <floating>(s[j - j0] / count if count > 0 else 0.0)
         s[j - j0] = 0.0
     for i in range(n):
+        if real != NULL and not real[i]:
+            continue
         for j in range(j0, j1):
             d = <double>x[i * c + j] - <double>mean[j]
             s[j - j0] += d * d
     for j in range(j0, j1):
-        var = s[j - j0] / n
+        var = s[j - j0] / count if count > 0 else 0.0
         invstd[j] = <floating>(1.0 / sqrt(var + eps))
         if update:
-            unbiased = var * n / (n - 1) if n > 1 else var
+            unbiased = var * count / (count - 1) if count > 1 else var
             moving_mean[j] = <floating>(moving_mean[j] * momentum
                                         + <double>mean[j] * (1.0 - momentum))
             moving_var[j] = <floating>(moving_var[j] * momentum + unbiased * (1.0 - momentum))
@@ -70,16 +80,21 @@ def batchnorm_forward_train(const floating[:, ::1] x,     # IN  (n, c)
                             floating[::1] moving_var,     # OUT (c,) updated in place
                             floating[:, ::1] out,         # OUT (n, c)
                             floating[::1] mean,           # OUT (c,) batch mean
-                            floating[::1] invstd):        # OUT (c,) 1 / sqrt(batch var + eps)
+                            floating[::1] invstd,         # OUT (c,) 1 / sqrt(batch var + eps)
+                            const unsigned char[::1] real=None):  # IN (n,) rows counted
     """out := gamma (x - mean) / sqrt(var + eps) + beta;  moving := momentum moving
-    + (1 - momentum) batch (unbiased variance)"""
+    + (1 - momentum) batch (unbiased variance); with ``real``, the statistics of its rows only
+    (Keras' masked batch normalization: a padded step's row is normalized, not counted)"""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], b, nb = (c + BLOCK - 1) // BLOCK
+    cdef const unsigned char *preal = NULL
     if n == 0 or c == 0:
         return
+    if real is not None:
+        preal = &real[0]
     with nogil:
         for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
             _bn_block(&x[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK), &mean[0], &invstd[0],
-                      eps, &moving_mean[0], &moving_var[0], momentum, True)
+                      eps, &moving_mean[0], &moving_var[0], momentum, True, preal)
             _affine(&x[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK), &mean[0], &invstd[0],
                     &gamma[0], &beta[0], &out[0, 0])
 
@@ -105,10 +120,11 @@ def batchnorm_forward_infer(const floating[:, ::1] x,     # IN  (n, c)
 cdef void _bn_back_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
                          Py_ssize_t j0, Py_ssize_t j1, const floating *gamma,
                          const floating *mean, const floating *invstd, floating *dx,
-                         floating *dgamma, floating *dbeta) noexcept nogil:
+                         floating *dgamma, floating *dbeta,
+                         const unsigned char *real) noexcept nogil:
     cdef double sdy[BLOCK]
     cdef double sdyx[BLOCK]
-    cdef double xhat, a
+    cdef double xhat, a, count = n
     cdef Py_ssize_t i, j
     for j in range(j1 - j0):
         sdy[j] = 0.0
@@ -123,11 +139,21 @@ cdef void _bn_back_block(const floating *x, const floating *dy, Py_ssize_t n, Py
         dbeta[j] = <floating>(dbeta[j] + sdy[j - j0])
     if dx == NULL:
         return
+    if real != NULL:
+        count = 0
+        for i in range(n):
+            count += real[i] != 0
     for i in range(n):
+        if real != NULL and not real[i]:
+            # a row outside the statistics: only its own output depends on it
+            for j in range(j0, j1):
+                dx[i * c + j] = <floating>(<double>gamma[j] * <double>invstd[j]
+                                           * <double>dy[i * c + j])
+            continue
         for j in range(j0, j1):
             xhat = (<double>x[i * c + j] - mean[j]) * <double>invstd[j]
-            a = <double>gamma[j] * <double>invstd[j] / n
-            dx[i * c + j] = <floating>(a * (n * <double>dy[i * c + j] - sdy[j - j0]
+            a = <double>gamma[j] * <double>invstd[j] / count
+            dx[i * c + j] = <floating>(a * (count * <double>dy[i * c + j] - sdy[j - j0]
                                             - xhat * sdyx[j - j0]))
 
 
@@ -137,19 +163,25 @@ def batchnorm_backward(const floating[:, ::1] x,          # IN  (n, c)
                        const floating[::1] invstd,        # IN  (c,) from the forward pass
                        floating[:, ::1] dx,               # OUT (n, c), or None
                        floating[::1] dgamma,              # OUT (c,) accumulated
-                       floating[::1] dbeta):              # OUT (c,) accumulated
+                       floating[::1] dbeta,               # OUT (c,) accumulated
+                       const unsigned char[::1] real=None):   # IN (n,) as in the forward
     """dgamma += sum(dy xhat);  dbeta += sum(dy);
-    dx := gamma invstd / n (n dy - sum(dy) - xhat sum(dy xhat))"""
+    dx := gamma invstd / n (n dy - sum(dy) - xhat sum(dy xhat)); with ``real``, n counts its
+    rows and the rows outside it get dx := gamma invstd dy (the sums still take every row: the
+    statistics shift every row's output)"""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], b, nb = (c + BLOCK - 1) // BLOCK
     cdef floating *pdx = NULL
+    cdef const unsigned char *preal = NULL
     if n == 0 or c == 0:
         return
+    if real is not None:
+        preal = &real[0]
     if dx is not None:
         pdx = &dx[0, 0]
     with nogil:
         for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
             _bn_back_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
-                           &gamma[0], &mean[0], &invstd[0], pdx, &dgamma[0], &dbeta[0])
+                           &gamma[0], &mean[0], &invstd[0], pdx, &dgamma[0], &dbeta[0], preal)
 
 
 cdef inline void _ln_rows(const floating *x, Py_ssize_t n, Py_ssize_t c, const floating *gamma,

@@ -38,7 +38,9 @@ try:
                                         upsample2d_backward, upsample2d_forward, affine_rows,
                                         copy_window, binary_op, divide_scalar, select_update,
                                         select_grad, gaussian_noise, scale_channels,
-                                        permute_axes)
+                                        permute_axes, masking_forward, masking_backward,
+                                        affine_resample, affine_resample_backward,
+                                        resample_grid, resample_grid_backward)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward)
@@ -108,7 +110,8 @@ __all__ = [
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
-    "scale_channels", "permute_axes", "maxpool2d_forward", "maxpool2d_backward",
+    "scale_channels", "permute_axes", "masking_forward", "masking_backward", "affine_resample",
+    "affine_resample_backward", "resample_grid", "resample_grid_backward", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",

@@ -33,7 +33,10 @@ from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noq
                                              upsample2d_backward, upsample2d_forward,
                                              affine_rows, copy_window, binary_op,
                                              divide_scalar, select_update, select_grad,
-                                             gaussian_noise, scale_channels, permute_axes)
+                                             gaussian_noise, scale_channels, permute_axes,
+                                             masking_forward, masking_backward,
+                                             affine_resample, affine_resample_backward,
+                                             resample_grid, resample_grid_backward)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,

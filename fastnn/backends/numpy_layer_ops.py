@@ -234,3 +234,136 @@ def select_grad(dy, index, i, dx):
                          f"{dy.shape}, {index.shape}, {dx.shape}")
     dx[...] = np.where(index == i, dy, 0)
     return dx
+
+
+def masking_forward(x, value, y, real):
+    """real[i, t] := any_j x[i, t, j] != value;  y[i, t] := x[i, t] if real[i, t] else 0"""
+    keep = np.not_equal(x, x.dtype.type(value)).any(axis=-1)
+    real[...] = keep
+    y[...] = 0
+    np.copyto(y, x, where=keep[..., None])
+
+
+def masking_backward(dy, real, dx):
+    """dx[i, t] := dy[i, t] if real[i, t] else 0"""
+    dx[...] = 0
+    np.copyto(dx, dy, where=real.astype(bool)[..., None])
+
+
+_COORD_LIMIT = 2.0 ** 40
+
+
+def _extend(k, size, mode):
+    """The pixel index each extended index of ``k`` reads, -1 for the constant fill (see
+    fastnn/_ext/_layer_ops.pyx: 0 constant, 1 nearest, 2 wrap, 3 reflect, 4 mirror)."""
+    inside = (k >= 0) & (k < size)
+    if mode == 0:
+        out = np.full_like(k, -1)
+    elif mode == 1:
+        out = np.clip(k, 0, size - 1)
+    elif mode == 2:
+        out = np.mod(k, size)
+    elif mode == 3:
+        m = np.mod(k, 2 * size)
+        out = np.where(m >= size, 2 * size - 1 - m, m)
+    elif size == 1:
+        out = np.zeros_like(k)
+    else:
+        m = np.mod(k, 2 * size - 2)
+        out = np.where(m >= size, 2 * size - 2 - m, m)
+    return np.where(inside, k, out)
+
+
+def _affine_taps(t, h, w, bilinear, mode):
+    """Per output pixel (h, w) of an affine map: see _taps."""
+    jj, ii = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    return _taps(t[0] * jj + t[1] * ii + t[2], t[3] * jj + t[4] * ii + t[5], h, w, bilinear,
+                 mode)
+
+
+def _taps(xs, ys, h, w, bilinear, mode):
+    """For source points (columns ``xs``, rows ``ys``) of an h x w image: the (row, column)
+    pixels read and their weights, in the kernel's order (the nearest pixel; or the corners
+    00, 01, 10, 11)."""
+    xs = np.clip(np.nan_to_num(xs, nan=-_COORD_LIMIT), -_COORD_LIMIT, _COORD_LIMIT)
+    ys = np.clip(np.nan_to_num(ys, nan=-_COORD_LIMIT), -_COORD_LIMIT, _COORD_LIMIT)
+    if not bilinear:
+        xa = _extend(np.floor(xs + 0.5).astype(np.int64), w, mode)
+        ya = _extend(np.floor(ys + 0.5).astype(np.int64), h, mode)
+        return [(ya, xa, np.ones_like(xs))]
+    x0, y0 = np.floor(xs), np.floor(ys)
+    fx, fy = xs - x0, ys - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    xa, xb = _extend(x0, w, mode), _extend(x0 + 1, w, mode)
+    ya, yb = _extend(y0, h, mode), _extend(y0 + 1, h, mode)
+    return [(ya, xa, (1.0 - fy) * (1.0 - fx)), (ya, xb, (1.0 - fy) * fx),
+            (yb, xa, fy * (1.0 - fx)), (yb, xb, fy * fx)]
+
+
+def _gather(image, taps, bilinear, fill):
+    """One output image from its taps (see _taps)."""
+    acc = None
+    for rows, cols, weight in taps:
+        valid = (rows >= 0) & (cols >= 0)
+        vals = np.where(valid[..., None], image[np.maximum(rows, 0), np.maximum(cols, 0)]
+                        .astype(np.float64), fill)
+        if not bilinear:
+            return vals
+        term = np.where(weight[..., None] != 0, weight[..., None] * vals, 0.0)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _scatter(g, taps, h, w):
+    """The adjoint of _gather: g (ho, wo, c) added back into an h x w x c image in the
+    kernel's order (pixel by pixel, its taps in turn, channels in turn)."""
+    c = g.shape[-1]
+    targets, values = [], []
+    for rows, cols, weight in taps:
+        keep = ((rows >= 0) & (cols >= 0) & (weight != 0))[..., None]
+        base = (np.maximum(rows, 0) * w + np.maximum(cols, 0))[..., None] * c
+        targets.append(np.where(keep, base + np.arange(c), -1))
+        values.append(weight[..., None] * g.astype(np.float64))
+    order = np.stack(targets, axis=2).reshape(-1)
+    vals = np.stack(values, axis=2).reshape(-1)
+    flat = np.zeros(h * w * c)
+    np.add.at(flat, order[order >= 0], vals[order >= 0])
+    return flat.reshape(h, w, c)
+
+
+def affine_resample(x, transforms, bilinear, fill_mode, fill_value, y):
+    """y[s, i, j] := x_s extended, read at (b0 j + b1 i + b2, a0 j + a1 i + a2)"""
+    n, h, w, c = x.shape
+    fill = float(x.dtype.type(fill_value))
+    for s in range(n):
+        y[s] = _gather(x[s], _affine_taps(transforms[s], h, w, bilinear, fill_mode), bilinear,
+                       fill)
+
+
+def affine_resample_backward(dy, transforms, bilinear, fill_mode, dx):
+    """dx := the adjoint of affine_resample applied to dy (the constant fill takes none)"""
+    n, h, w, c = dy.shape
+    for s in range(n):
+        dx[s] = _scatter(dy[s], _affine_taps(transforms[s], h, w, bilinear, fill_mode), h, w)
+
+
+def _grid_taps(rows, cols, h, w, bilinear, mode):
+    xs, ys = np.meshgrid(np.asarray(cols, np.float64), np.asarray(rows, np.float64))
+    return _taps(xs, ys, h, w, bilinear, mode)
+
+
+def resample_grid(x, rows, cols, bilinear, fill_mode, fill_value, y):
+    """y[s, i, j] := x_s extended, read at (rows[i], cols[j])"""
+    n, h, w, c = x.shape
+    fill = float(x.dtype.type(fill_value))
+    taps = _grid_taps(rows, cols, h, w, bilinear, fill_mode)
+    for s in range(n):
+        y[s] = _gather(x[s], taps, bilinear, fill)
+
+
+def resample_grid_backward(dy, rows, cols, bilinear, fill_mode, dx):
+    """dx := the adjoint of resample_grid applied to dy (the constant fill takes none)"""
+    n, h, w, c = dx.shape
+    taps = _grid_taps(rows, cols, h, w, bilinear, fill_mode)
+    for s in range(n):
+        dx[s] = _scatter(dy[s], taps, h, w)

@@ -12,18 +12,25 @@ _F64 = np.float64
 
 
 def batchnorm_forward_train(x, gamma, beta, eps, momentum, moving_mean, moving_var, out, mean,
-                            invstd):
+                            invstd, real=None):
     """out := gamma (x - mean) / sqrt(var + eps) + beta over the rows of (n, c) ``x``;
-    moving := momentum moving + (1 - momentum) batch (the variance unbiased)."""
+    moving := momentum moving + (1 - momentum) batch (the variance unbiased). With ``real``
+    (n,), the statistics of its rows only (none: mean 0, var 0, as Keras)."""
     n, c = x.shape
     if n == 0 or c == 0:
         return
     x64 = x.astype(_F64)
-    mean[...] = x64.mean(axis=0)
-    centred = x64 - mean.astype(_F64)
-    var = np.mean(centred * centred, axis=0)
+    counted = x64 if real is None else x64[real.astype(bool)]
+    count = counted.shape[0]
+    if count:
+        mean[...] = counted.mean(axis=0)
+        centred = counted - mean.astype(_F64)
+        var = np.mean(centred * centred, axis=0)
+    else:
+        mean[...] = 0
+        var = np.zeros(c)
     invstd[...] = 1.0 / np.sqrt(var + eps)
-    unbiased = var * n / (n - 1) if n > 1 else var
+    unbiased = var * count / (count - 1) if count > 1 else var
     moving_mean[...] = moving_mean.astype(_F64) * momentum + mean.astype(_F64) * (1.0 - momentum)
     moving_var[...] = moving_var.astype(_F64) * momentum + unbiased * (1.0 - momentum)
     _affine(x64, mean, invstd, gamma, beta, out)
@@ -41,9 +48,10 @@ def batchnorm_forward_infer(x, gamma, beta, moving_mean, moving_var, eps, out):
     _affine(x.astype(_F64), moving_mean, scale, gamma, beta, out)
 
 
-def batchnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
+def batchnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta, real=None):
     """dgamma += sum(dy xhat);  dbeta += sum(dy);
-    dx := gamma invstd / n (n dy - sum(dy) - xhat sum(dy xhat)), skipped when dx is None."""
+    dx := gamma invstd / n (n dy - sum(dy) - xhat sum(dy xhat)), skipped when dx is None. With
+    ``real``, n counts its rows, and the others get dx := gamma invstd dy."""
     n, c = x.shape
     if n == 0 or c == 0:
         return
@@ -52,8 +60,15 @@ def batchnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
     sdy, sdyx = dy64.sum(axis=0), (dy64 * xhat).sum(axis=0)
     dgamma[...] = dgamma.astype(_F64) + sdyx
     dbeta[...] = dbeta.astype(_F64) + sdy
-    if dx is not None:
+    if dx is None:
+        return
+    if real is None:
         dx[...] = gamma.astype(_F64) * inv / n * (n * dy64 - sdy - xhat * sdyx)
+        return
+    keep = real.astype(bool)[:, None]
+    count = int(keep.sum())
+    full = gamma.astype(_F64) * inv / max(count, 1) * (count * dy64 - sdy - xhat * sdyx)
+    dx[...] = np.where(keep, full, gamma.astype(_F64) * inv * dy64)
 
 
 def layernorm_forward(x, gamma, beta, eps, out, mean, invstd):

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 #: fastnn's layers with weights -> the Keras class name (snake-cased) and the variables' groups
-_KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d",
+_KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d", "Conv3D": "conv3d",
                 "Conv1DTranspose": "conv1d_transpose", "Conv2DTranspose": "conv2d_transpose",
+                "DepthwiseConv1D": "depthwise_conv1d", "DepthwiseConv2D": "depthwise_conv2d",
+                "SeparableConv1D": "separable_conv1d", "SeparableConv2D": "separable_conv2d",
                 "Normalization": "normalization",
                 "BatchNormalization": "batch_normalization",
                 "LayerNormalization": "layer_normalization", "Embedding": "embedding",

@@ -42,7 +42,7 @@ class _Walk:
     def spatial(self, rank: int) -> tuple[int, ...]:
         if not self.cf or len(self.shape) != rank + 1:
             self.fail(f"expects a channels-first {rank + 1}-D sample (channels, "
-                      f"{'length' if rank == 1 else 'height, width'}); the tensor here is "
+                      f"{_AXES[rank]}); the tensor here is "
                       f"{self.shape}")
         return self.shape[1:]
 
@@ -54,6 +54,14 @@ class _Walk:
         if self.shape[-1] != n:
             self.fail(f"expects {n} features; the tensor here has shape {self.shape}")
         return self.perm if self.perm is not None else np.arange(n)
+
+
+#: the spatial axes of the windowed modules by their rank, and each module kind's rank
+_AXES = {1: "length", 2: "height, width", 3: "depth, height, width"}
+_RANKS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.MaxPool1d: 1, nn.MaxPool2d: 2,
+          nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+          nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+          nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}
 
 
 def _array(v: Any, dtype: Any) -> np.ndarray:
@@ -96,7 +104,7 @@ def _linear(w: _Walk, m: nn.Linear) -> None:
 
 
 def _conv(w: _Walk, m: Any) -> None:
-    rank = 2 if isinstance(m, nn.Conv2d) else 1
+    rank = _RANKS[type(m)]
     sizes = w.spatial(rank)
     if m.groups != 1 or m.padding_mode != "zeros":
         w.fail("groups and padding modes other than zeros are not supported")
@@ -105,16 +113,16 @@ def _conv(w: _Walk, m: Any) -> None:
     k, s, d = _tup(m.kernel_size, rank), _tup(m.stride, rank), _tup(m.dilation, rank)
     pad = _padding(w, sizes, k, s, d, m.padding)
     kernel = m.weight.detach().cpu().numpy().transpose(*range(2, 2 + rank), 1, 0)
-    layer = (fnn.Conv2D if rank == 2 else fnn.Conv1D)(
+    layer = {1: fnn.Conv1D, 2: fnn.Conv2D, 3: fnn.Conv3D}[rank](
         m.out_channels, k, strides=s, padding=pad, dilation_rate=d, use_bias=m.bias is not None)
     w.add(layer, {"kernel": kernel, "bias": m.bias} if m.bias is not None else {"kernel": kernel})
     w.shape = (m.out_channels, *(_out_size(*a, pad) for a in zip(sizes, k, s, d)))
 
 
 def _pool(w: _Walk, m: Any) -> None:
-    rank = 2 if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) else 1
+    rank = _RANKS[type(m)]
     sizes = w.spatial(rank)
-    is_max = isinstance(m, (nn.MaxPool1d, nn.MaxPool2d))
+    is_max = isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d))
     if m.ceil_mode:
         w.fail("ceil_mode=True is not supported")
     if is_max and (m.return_indices or _tup(m.dilation, rank) != (1,) * rank):
@@ -127,19 +135,21 @@ def _pool(w: _Walk, m: Any) -> None:
     if pad == "same" and not is_max and m.count_include_pad:
         w.fail("padding with count_include_pad=True (zeros in the average) is not supported; "
                "Keras' 'same' averages the input only (count_include_pad=False)")
-    kind = {(True, 2): fnn.MaxPooling2D, (True, 1): fnn.MaxPooling1D,
+    kind = {(True, 3): fnn.MaxPooling3D, (True, 2): fnn.MaxPooling2D,
+            (True, 1): fnn.MaxPooling1D, (False, 3): fnn.AveragePooling3D,
             (False, 2): fnn.AveragePooling2D, (False, 1): fnn.AveragePooling1D}[is_max, rank]
     w.add(kind(k, strides=s, padding=pad))
     w.shape = (w.shape[0], *(_out_size(n, ki, si, 1, pad) for n, ki, si in zip(sizes, k, s)))
 
 
 def _global_pool(w: _Walk, m: Any) -> None:
-    rank = 2 if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) else 1
+    rank = _RANKS[type(m)]
     w.spatial(rank)
     if _tup(m.output_size, rank) != (1,) * rank or getattr(m, "return_indices", False):
         w.fail("only an output size of 1 (global pooling) is supported")
-    is_max = isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d))
-    kind = {(True, 2): fnn.GlobalMaxPooling2D, (True, 1): fnn.GlobalMaxPooling1D,
+    is_max = isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d))
+    kind = {(True, 3): fnn.GlobalMaxPooling3D, (True, 2): fnn.GlobalMaxPooling2D,
+            (True, 1): fnn.GlobalMaxPooling1D, (False, 3): fnn.GlobalAveragePooling3D,
             (False, 2): fnn.GlobalAveragePooling2D, (False, 1): fnn.GlobalAveragePooling1D}
     w.add(kind[is_max, rank](keepdims=True))
     w.shape = (w.shape[0], *(1,) * rank)
@@ -275,17 +285,20 @@ _SIMPLE: dict[type, Callable[[Any], Any]] = {
     nn.Identity: lambda m: None,
 }
 _HANDLERS: dict[type, Callable[[_Walk, Any], None]] = {
-    nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Flatten: _flatten,
-    nn.MaxPool1d: _pool, nn.MaxPool2d: _pool, nn.AvgPool1d: _pool, nn.AvgPool2d: _pool,
+    nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
+    nn.Flatten: _flatten, nn.MaxPool1d: _pool, nn.MaxPool2d: _pool, nn.MaxPool3d: _pool,
+    nn.AvgPool1d: _pool, nn.AvgPool2d: _pool, nn.AvgPool3d: _pool,
     nn.AdaptiveAvgPool1d: _global_pool, nn.AdaptiveAvgPool2d: _global_pool,
-    nn.AdaptiveMaxPool1d: _global_pool, nn.AdaptiveMaxPool2d: _global_pool,
+    nn.AdaptiveAvgPool3d: _global_pool, nn.AdaptiveMaxPool1d: _global_pool,
+    nn.AdaptiveMaxPool2d: _global_pool, nn.AdaptiveMaxPool3d: _global_pool,
     nn.LayerNorm: _norm, nn.BatchNorm1d: _norm, nn.BatchNorm2d: _norm,
     nn.Embedding: _embedding, nn.Softmax: _softmax,
 }
 #: the first of these decides that the input is channels-first (an image or a signal)
-_CHANNELS_FIRST = (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
-                   nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
-                   nn.AdaptiveMaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d)
+_CHANNELS_FIRST = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+                   nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+                   nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+                   nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.BatchNorm1d, nn.BatchNorm2d)
 _SUPPORTED = {c.__name__ for c in (*_SIMPLE, *_HANDLERS, *_RECURRENT)} | {"RecurrentOutput"}
 _LAYOUT_FREE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SELU, nn.SiLU,
                 nn.Softplus, nn.Dropout, nn.Identity)

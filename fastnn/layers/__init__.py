@@ -4,17 +4,22 @@
     activation.py      Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose, Conv1DTranspose
+    convolutional3d.py Conv3D (volumes and clips, over the 2-D kernels)
     depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
+    pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
-    regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D
+    regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
     noise.py           GaussianNoise, GaussianDropout
     permute.py         Permute
     masking.py         Masking (step masks: see Layer.compute_mask)
     lambda_layer.py    Lambda (a NumPy function; not saved in model files)
     reshaping.py       UpSampling2D/1D, ZeroPadding2D/1D, Cropping2D/1D, RepeatVector
+    reshaping3d.py     UpSampling3D, ZeroPadding3D, Cropping3D
     preprocessing.py   Rescaling, Normalization
+    categorical.py     CategoryEncoding, Hashing (values to categories, no gradient)
+    adapted.py         IntegerLookup, Discretization (learned with adapt)
     wrappers.py        TimeDistributed
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
@@ -37,6 +42,10 @@ from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2D
                                          Convolution1D, Convolution1DTranspose, Convolution2D,
                                          Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
+from fastnn.layers.convolutional3d import Conv3D, Convolution3D
+from fastnn.layers.pooling3d import (ALIASES3D, POOLING3D_LAYERS, AveragePooling3D, AvgPool3D,
+                                     GlobalAveragePooling3D, GlobalAvgPool3D, GlobalMaxPool3D,
+                                     GlobalMaxPooling3D, MaxPool3D, MaxPooling3D)
 from fastnn.layers.depthwise import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
                                      SeparableConv2D)
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
@@ -51,12 +60,21 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    MaxPooling2D)
 from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
                                      SimpleRNN)
-from fastnn.layers.regularization import Dropout, SpatialDropout1D, SpatialDropout2D
+from fastnn.layers.regularization import (Dropout, SpatialDropout1D, SpatialDropout2D,
+                                          SpatialDropout3D)
+from fastnn.layers.reshaping3d import Cropping3D, UpSampling3D, ZeroPadding3D
 from fastnn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from fastnn.layers.permute import Permute
 from fastnn.layers.masking import Masking
+from fastnn.layers.augmentation import (AUGMENTATION_LAYERS, RandomContrast, RandomFlip,
+                                        RandomRotation, RandomTranslation, RandomZoom)
+from fastnn.layers.image_resizing import SIZING_LAYERS, CenterCrop, RandomCrop, Resizing
+from fastnn.layers.prelu import Identity, PReLU
+from fastnn.layers.group_normalization import GroupNormalization
 from fastnn.layers.lambda_layer import Lambda
 from fastnn.layers.preprocessing import Normalization, Rescaling
+from fastnn.layers.categorical import CategoryEncoding, Hashing
+from fastnn.layers.adapted import Discretization, IntegerLookup
 from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSampling1D,
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
@@ -70,9 +88,12 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     SeparableConv2D, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
     Average, Maximum, Minimum, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-    GaussianDropout, AlphaDropout, Permute, Masking,
-    *POOLING_LAYERS, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
-    MultiHeadAttention, TransformerBlock)}
+    GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS, *SIZING_LAYERS,
+    PReLU, Identity, GroupNormalization,
+    *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
+    SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
+    MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
+    Discretization)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +142,7 @@ def _make_layer(config: dict[str, Any]) -> Layer:
                          f"{sorted(LAYERS)})")
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
-    if cls in ("Dense", "Conv1D", "Conv2D", "TransformerBlock", "DepthwiseConv1D",
+    if cls in ("Dense", "Conv1D", "Conv2D", "Conv3D", "TransformerBlock", "DepthwiseConv1D",
                "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
         act = config.get("activation", "linear")
         if act == "step":
@@ -170,7 +191,9 @@ def __getattr__(name: str) -> Any:
 __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
            "Step", "LeakyReLU", "ELU", "GELU", "Dense", "Flatten", "Reshape", "Add", "Concatenate", "Dropout",
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-           "Permute", "Masking", "Lambda",
+           "Permute", "Masking", "Lambda", "RandomFlip", "RandomRotation", "RandomZoom",
+           "RandomTranslation", "RandomContrast", "Resizing", "CenterCrop", "RandomCrop",
+           "PReLU", "Identity", "GroupNormalization",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
@@ -179,7 +202,10 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "ZeroPadding2D", "Cropping1D", "Cropping2D", "RepeatVector", "Multiply",
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "SimpleRNN", "LSTM", "GRU",
+           "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "Conv3D", "Convolution3D",
+           "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D",
+           *ALIASES3D, "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
-           "MultiHeadAttention", "TransformerBlock", "LAYERS",
+           "MultiHeadAttention", "TransformerBlock", "CategoryEncoding", "Hashing",
+           "IntegerLookup", "Discretization", "LAYERS",
            "layer_from_config"]

@@ -95,10 +95,11 @@ def check_window_span(layer: Any, spatial: Sequence[int], windows: Sequence[int]
 
 
 def check_spatial_input(layer: Any, input_shape: Any) -> None:
-    """ValueError unless ``input_shape`` is (steps, channels) for a layer of rank 1 or
-    (height, width, channels) for rank 2."""
+    """ValueError unless ``input_shape`` is (steps, channels) for a layer of rank 1,
+    (height, width, channels) for rank 2 or (depth, height, width, channels) for rank 3."""
     if not isinstance(input_shape, tuple) or len(input_shape) != layer.rank + 1:
-        dims = "(steps, channels)" if layer.rank == 1 else "(height, width, channels)"
+        dims = {1: "(steps, channels)", 2: "(height, width, channels)"}.get(
+            layer.rank, "(depth, height, width, channels)")
         raise ValueError(f"{layer.name} takes one input of shape {dims}. Received: "
                          f"input shape {input_shape}")
 

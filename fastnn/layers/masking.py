@@ -77,11 +77,10 @@ class Masking(Layer):
         return True
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        # the kernel writes the mask as bytes 0/1: the same buffer read as bools
         mask: Any = ctx.rows_buffer("mask", self.input_shape[:1], dtype=bool)
-        np.any(np.not_equal(x, self.mask_value), axis=-1, out=mask)
         y = ctx.rows_buffer("y", self.input_shape)
-        np.copyto(y, x)
-        y[~mask] = 0
+        ctx.be.masking_forward(np.ascontiguousarray(x), self.mask_value, y, mask.view(np.uint8))
         ctx.saved["mask"] = mask
         return y
 
@@ -92,8 +91,7 @@ class Masking(Layer):
         dx = ctx.dx_target(0)
         if dx is None:
             return None
-        np.copyto(dx, dy)
-        dx[~ctx.saved["mask"]] = 0
+        ctx.be.masking_backward(np.ascontiguousarray(dy), ctx.saved["mask"].view(np.uint8), dx)
         return dx
 
     def get_config(self) -> dict[str, Any]:

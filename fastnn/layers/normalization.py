@@ -93,8 +93,12 @@ class _Normalization(Layer):
 
 
 class BatchNormalization(_Normalization):
+    uses_mask = True      # padded steps stay out of the batch statistics
     """Normalize each channel with the batch's statistics in training, with moving averages
     of them in inference: ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    With a step mask on its input (``Embedding(mask_zero=True)``, ``Masking``), the batch
+    statistics are those of the real steps, as in Keras; every step is normalized with them.
 
     In training, ``moving = moving * momentum + batch * (1 - momentum)`` (the batch variance
     unbiased, as PyTorch's running variance). A frozen layer (``trainable=False``) runs in
@@ -150,6 +154,16 @@ class BatchNormalization(_Normalization):
         super().bind(weights, grads)
         self.moving_mean, self.moving_variance = self._rest
 
+    def _real_rows(self, ctx: Slot) -> Optional[Any]:
+        """With a step mask on the input, the rows of ``rows_of(x)`` that are real steps (one
+        byte a row): Keras leaves padded steps out of the batch statistics."""
+        mask = ctx.mask
+        if mask is None or len(self.input_shape) < 2:
+            return None
+        real = ctx.rows_buffer("real", self.input_shape[:-1], dtype=np.uint8)
+        real.reshape(mask.shape + (-1,))[...] = mask[:, :, None]
+        return real.reshape(-1)
+
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
         training = training and self.trainable
@@ -157,9 +171,11 @@ class BatchNormalization(_Normalization):
         if training:
             c = self.input_shape[-1]
             mean, invstd = ctx.buffer("mean", (c,)), ctx.buffer("invstd", (c,))
+            real = ctx.saved["real"] = self._real_rows(ctx)
             ctx.be.batchnorm_forward_train(rows_of(x), self.gamma, self.beta, self.epsilon,
                                            self.momentum, self.moving_mean,
-                                           self.moving_variance, rows_of(y), mean, invstd)
+                                           self.moving_variance, rows_of(y), mean, invstd,
+                                           real)
         else:
             ctx.be.batchnorm_forward_infer(rows_of(x), self.gamma, self.beta, self.moving_mean,
                                            self.moving_variance, self.epsilon, rows_of(y))
@@ -177,7 +193,8 @@ class BatchNormalization(_Normalization):
             return dx
         ctx.be.batchnorm_backward(rows_of(ctx.saved["x"]), rows_of(dy), self.gamma,
                                   ctx.buffer("mean", (c,)), ctx.buffer("invstd", (c,)),
-                                  None if dx is None else rows_of(dx), self.dgamma, self.dbeta)
+                                  None if dx is None else rows_of(dx), self.dgamma, self.dbeta,
+                                  ctx.saved["real"])
         return dx
 
     def get_config(self) -> dict[str, Any]:

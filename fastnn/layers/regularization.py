@@ -140,7 +140,8 @@ class _SpatialDropout(Dropout):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if not isinstance(input_shape, tuple) or len(input_shape) != self.rank + 1:
-            form = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
+            form = {1: "(steps, channels)", 2: "(height, width, channels)"}.get(
+                self.rank, "(depth, height, width, channels)")
             raise ValueError(f"{self.name} takes samples of shape {form}. Received: input "
                              f"shape {input_shape}")
         return input_shape
@@ -205,4 +206,24 @@ class SpatialDropout2D(_SpatialDropout):
         super().__init__(rate, seed=seed, name=name, trainable=trainable)
 
 
-__all__ = ["SeededRandom", "Dropout", "SpatialDropout1D", "SpatialDropout2D"]
+class SpatialDropout3D(SpatialDropout2D):
+    """Dropout of whole feature volumes (n, depth, height, width, channels): in training each
+    channel of each sample is zeroed everywhere with probability ``rate``, or kept and scaled
+    by ``1 / (1 - rate)``; the identity in inference (Keras' noise shape (n, 1, 1, 1, C)).
+    Arguments as ``SpatialDropout2D``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.SpatialDropout3D(0.5, seed=3)], input_shape=(2, 2, 2, 3),
+    ...                        backend="numpy")
+    >>> y = model.forward(np.ones((2, 2, 2, 2, 3)))
+    >>> bool((y == y[:, :1, :1, :1]).all())          # each channel the same everywhere
+    True
+    """
+
+    rank = 3
+
+
+__all__ = ["SeededRandom", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"]

@@ -141,7 +141,7 @@ class UpSampling1D(_UpSampling):
 def _pairs(name: str, value: Any, rank: int) -> tuple[tuple[int, int], ...]:
     """Keras' padding / cropping forms as ((before, after), ...) per spatial axis: an int
     (everywhere), one int per axis (both sides), or a (before, after) pair per axis (rank 1:
-    an int or one pair)."""
+    an int or one pair; rank 3 as rank 2 with depth first)."""
     def side(v: Any) -> int:
         n = V.check_int(name, v, low=0)
         if n >= 2**31:
@@ -153,7 +153,7 @@ def _pairs(name: str, value: Any, rank: int) -> tuple[tuple[int, int], ...]:
     if rank == 1 and items is not None and len(items) == 2 and all(
             isinstance(v, (int, np.integer)) for v in items):
         return ((side(items[0]), side(items[1])),)
-    if rank == 2 and items is not None and len(items) == 2:
+    if rank >= 2 and items is not None and len(items) == rank:
         out = []
         for v in items:
             if isinstance(v, (tuple, list)) and len(v) == 2:
@@ -164,8 +164,10 @@ def _pairs(name: str, value: Any, rank: int) -> tuple[tuple[int, int], ...]:
                 break
         else:
             return tuple(out)
-    forms = ("an int or a pair (before, after)" if rank == 1 else
-             "an int, a pair (rows, columns) or ((top, bottom), (left, right))")
+    forms = {1: "an int or a pair (before, after)",
+             2: "an int, a pair (rows, columns) or ((top, bottom), (left, right))"}.get(
+        rank, "an int, a triple (depth, rows, columns) or ((front, back), (top, bottom), "
+              "(left, right))")
     raise ValueError(f"{name} must be {forms} of integers >= 0. Received: "
                      f"{name}={V._describe(value)}")
 

@@ -1,6 +1,6 @@
-"""The compiled inference plan of a general-path model: a chain of convolutions, pooling,
-normalization, recurrent, Transformer, Dense and activation layers run as one call (the
-backend's ``InferPlan``).
+"""The compiled inference plan of a general-path model: a chain of convolutions (depthwise and
+separable ones too), pooling, normalization, recurrent, Transformer, Dense and activation layers
+run as one call (the backend's ``InferPlan``).
 
 ``compile`` describes each layer as the step the backend runs: the same kernel, arguments and
 activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 from fastnn.layers import (ELU, GELU, GRU, LSTM, Activation, AveragePooling1D, AveragePooling2D,
                            BatchNormalization, Conv1D, Conv2D, Dense, Dropout, Flatten,
                            AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
-                           SpatialDropout2D,
+                           SpatialDropout2D, RandomContrast, RandomFlip, RandomRotation,
+                           RandomTranslation, RandomZoom,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
                            GlobalMaxPooling2D, LayerNormalization, LeakyReLU, MaxPooling1D,
                            MaxPooling2D, ReLU, Reshape, Sigmoid, SimpleRNN, Softmax, Step, Tanh,
-                           TransformerBlock)
+                           TransformerBlock, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
+                           SeparableConv2D)
+from fastnn import activations as A
 
 if TYPE_CHECKING:
     from fastnn.models.base import BaseModel
@@ -33,7 +36,8 @@ StepSpec = tuple[str, int, int, tuple[int, ...], Any, tuple[Any, ...]]
 # Layer kinds are matched by exact type: a subclass (a user's layer) may compute otherwise.
 # layers that only rearrange (or, at inference, pass) their input: no step
 _VIEWS = (Flatten, Reshape, Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise,
-          GaussianDropout, AlphaDropout)
+          GaussianDropout, AlphaDropout, RandomFlip, RandomRotation, RandomZoom,
+          RandomTranslation, RandomContrast)
 _ACTIVATIONS = (Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU)
 _POOLING = (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D)
 _GLOBAL = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
@@ -56,7 +60,9 @@ def compile(model: BaseModel) -> Any:
         step = _step(node.layer)
         if step is _UNSUPPORTED:
             return None
-        if step is not None:
+        if isinstance(step, list):               # a layer of several kernel calls
+            steps += step
+        elif step is not None:
             steps.append(step)                   # type: ignore[arg-type]
     if not steps:
         return None
@@ -96,6 +102,8 @@ def _step(layer: Any) -> Any:
         return ("conv2d", in_w, out_w, _ints(h, w, c, kh, kw, f, *layer._strides,
                                              *layer._dilations, *layer._pads, oh, ow, layer.act),
                 layer.param, (layer.kernel, layer.bias))
+    if kind in (DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D):
+        return _depthwise(layer, in_w, out_w)
     if kind in _POOLING:
         h, w, c = layer._x4
         oh, ow, _ = layer._y4
@@ -122,6 +130,33 @@ def _step(layer: Any) -> Any:
     if kind is TransformerBlock and not layer._masked:
         return _block(layer, in_w)
     return _UNSUPPORTED
+
+
+def _depthwise(layer: Any, in_w: int, out_w: int) -> list[StepSpec]:
+    """A depthwise layer's kernel calls as its forward makes them: the depthwise kernel (with
+    the layer's bias and activation; a separable layer's: no bias, linear), a separable layer's
+    1x1 convolution, and softmax as a step of its own (the layers apply it after the kernel)."""
+    h, w, c = layer._x4                      # the 2-D kernels' view (1-D: one-row images)
+    kh, kw, _, dm = layer._k4
+    oh, ow, depth = layer._d4
+    act = A.LINEAR if layer.separable or layer.act == A.SOFTMAX else layer.act
+    geometry = (*layer._strides, *layer._dilations, *layer._pads, oh, ow)
+    bias = layer._no_bias if layer.separable else layer.bias
+    steps: list[StepSpec] = [("dwconv2d", in_w, oh * ow * depth,
+                              _ints(h, w, c, kh, kw, dm, *geometry, act), layer.param,
+                              (layer.depthwise_kernel, bias))]
+    last = layer.act
+    if layer.separable:
+        if last == A.SOFTMAX:
+            last = A.LINEAR
+        steps.append(("conv2d", oh * ow * depth, out_w,
+                      _ints(oh, ow, depth, 1, 1, layer.filters, 1, 1, 1, 1, 0, 0, oh, ow, last),
+                      layer.param, (layer.pointwise_kernel, layer.bias)))
+    if layer.act == A.SOFTMAX:
+        width = layer.output_shape[-1]
+        steps.append(("activation", out_w, out_w, _ints(out_w // width, width, A.SOFTMAX),
+                      layer.param, ()))
+    return steps
 
 
 def _block(block: Any, width: int) -> StepSpec:

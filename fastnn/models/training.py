@@ -301,6 +301,8 @@ class Training:
                 g = None if g is None else g.reshape(-1, classes)
                 w = None if w is None else np.ascontiguousarray(np.repeat(w, steps))
             return self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
+        if mask is not None:          # the real steps only, a row each (Keras' masked mean)
+            return self._custom_loss_of_real_steps(out, t, g, mask)
         name = type(self.loss).__name__
         value = self.loss.value(t, out)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
@@ -315,6 +317,27 @@ class Training:
             if not np.isfinite(g).all():
                 raise FloatingPointError(f"{name}.gradient() returned NaN or inf")
         return float(value)
+
+    def _custom_loss_of_real_steps(self: Any, out, t, g, mask):
+        """A Python loss on a masked per-step output: ``value`` and ``gradient`` see the real
+        steps as rows, (real steps, features a step), so their mean is over the real steps, as
+        Keras' masked reduction; the padded steps' gradient is 0. A batch with no real step
+        has loss 0 (Keras' weight 0) and calls neither."""
+        steps = mask.shape[1]
+        width = out.shape[1] // steps
+        real = mask.reshape(-1)
+        rows = out.reshape(-1, width)[real], t.reshape(-1, width)[real]
+        if g is not None:
+            g[...] = 0
+        if not rows[0].shape[0]:
+            return 0.0
+        grad = None if g is None else np.empty_like(rows[0])
+        value = self._loss_value(rows[0], rows[1], grad, None)     # checked there
+        if g is not None:
+            per_step = g.view()
+            per_step.shape = (-1, width)              # a view, never a copy
+            per_step[real] = grad
+        return value
 
     def _train_step(self: Any, x, t, w=None):
         """One optimizer step on a validated batch (``w``: its sample weights, or None); returns

@@ -22,6 +22,7 @@ from fastnn.layers.depthwise import _Depthwise
 from fastnn.layers.preprocessing import _Affine
 from fastnn.layers.regularization import SeededRandom
 from fastnn.layers.reshaping import RepeatVector, _Cropping, _UpSampling, _ZeroPadding
+from fastnn.layers.reshaping3d import Cropping3D, ZeroPadding3D
 from fastnn.layers.embedding import _AddPositions
 from fastnn.layers.pooling import _GlobalPooling, _Pooling
 from fastnn.onnx import _export_seq as S
@@ -286,6 +287,7 @@ _EMITTERS: list[tuple[type, Emitter]] = [
     (Dense, _dense), (Activation, _activation), (Conv2DTranspose, _conv_transpose),
     (_Conv, _conv), (_Depthwise, _depthwise), (_UpSampling, _upsampling), (_Affine, _affine), (_Pooling, _pool),
     (_ZeroPadding, _zero_padding), (_Cropping, _cropping), (RepeatVector, _repeat_vector),
+    (ZeroPadding3D, _zero_padding), (Cropping3D, _cropping),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
     (SeededRandom, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
     (LayerNormalization, _layer_norm),

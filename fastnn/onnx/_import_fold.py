@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from fastnn.onnx._import_ops import Ctx, T
 
 #: ops evaluated when all their inputs are constants (shape arithmetic)
-FOLDABLE = {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Floor", "Ceil", "Max", "Min", "Cast",
+FOLDABLE = {"Add", "Sub", "Mul", "Div", "Mod", "Neg", "Abs", "Floor", "Ceil", "Max", "Min", "Cast",
             "Concat", "Gather", "Slice", "Reshape", "Transpose", "Unsqueeze", "Squeeze",
             "ConstantOfShape", "Expand", "Shape", "Equal", "Less", "Greater", "Where",
             "ReduceProd", "Identity", "Sqrt"}
@@ -114,9 +114,34 @@ def pad(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
             pads[rank + 1]:
         ctx.fail(f"pads {pads} must be non-negative and leave batch and channels alone")
     users = [u for u in ctx.consumers.get(node.output[0], [])]
-    if len(users) != 1 or users[0] is None or users[0].op_type != "Conv":
-        ctx.fail("a Pad is supported only as the padding of the one Conv that reads it")
-    return [Padded(x, pads)]
+    if len(users) == 1 and users[0] is not None and users[0].op_type == "Conv":
+        return [Padded(x, pads)]
+    sides = _spatial_pairs(x, {a: (pads[a], pads[rank + a]) for a in range(rank)
+                               if pads[a] or pads[rank + a]})
+    if sides is None:
+        ctx.fail("a Pad is supported only as the padding of the one Conv that reads it, or of "
+                 "the rows and columns (steps) of an image (sequence)")
+    layer = fnn.ZeroPadding2D(sides) if len(sides) == 2 else fnn.ZeroPadding1D(sides[0])
+    y = ctx.call(layer, x.sym)
+    if math.prod(y.shape) > MAX_ELEMENTS:         # forged pads: refused before any array
+        ctx.fail(f"its output {tuple(y.shape)} a sample holds more than {MAX_ELEMENTS} values")
+    return [_ops().T(y, x.layout)]
+
+
+def _spatial_pairs(x: T, pairs: dict[int, tuple[int, int]]) -> Optional[list[tuple[int, int]]]:
+    """(before, after) per spatial axis of fastnn's 1-D or 2-D channels-last tensor behind
+    ``x``, from pairs by ONNX axis (other axes (0, 0)); None if a pair is not on a spatial
+    axis."""
+    r = len(x.sym.shape) - 1
+    if r not in (1, 2) or x.flat_perm is not None or x.pair is not None:
+        return None
+    out = [(0, 0)] * r
+    for a, pair in pairs.items():
+        axis = x.layout[a]
+        if not isinstance(axis, int) or not 1 <= axis <= r:
+            return None
+        out[axis - 1] = pair
+    return out
 
 
 def slice_(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
@@ -138,8 +163,27 @@ def slice_(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         if x.layout[a] == "d" and stop == k + 1:
             layout = [None if d == "d" else d for d in x.layout]
             return [_ops().T(x.pair if k else x.sym, layout)]
-    ctx.fail("only slices of shapes, of a bidirectional layer's directions and of a recurrent "
-             "layer's last step are supported")
+    crops: dict[int, tuple[int, int]] = {}
+    for start, end, axis, step in zip(starts.tolist(), ends.tolist(), axes.tolist(),
+                                      steps.tolist()):
+        a = int(axis) % len(x.layout)
+        size = x.sym.shape[x.layout[a] - 1] if isinstance(x.layout[a], int) and \
+            1 <= x.layout[a] <= len(x.sym.shape) - 1 else None
+        if size is None or step != 1:
+            crops = {}
+            break
+        start = min(max(start + size if start < 0 else start, 0), size)
+        end = min(max(end + size if end < 0 else end, 0), size)
+        crops[a] = (start, size - end)
+        if start >= end:
+            ctx.fail(f"the slice {start}:{end} of axis {a} leaves nothing")
+    sides = _spatial_pairs(x, crops) if crops else None
+    if sides is not None:                  # a crop of rows and columns (steps)
+        layer = fnn.Cropping2D(sides) if len(sides) == 2 else fnn.Cropping1D(sides[0])
+        return [_ops().T(ctx.call(layer, x.sym), x.layout)]
+    ctx.fail("only slices of shapes, of a bidirectional layer's directions, of a recurrent "
+             "layer's last step and of an image's rows and columns (a sequence's steps) are "
+             "supported")
 
 
 def expand(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:

@@ -185,8 +185,6 @@ def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     r = len(real)
     spatial = tuple(x.sym.shape[:-1])
     strides = list(ctx.attr("strides", [1] * n))
-    if ctx.attr("group", 1) != 1:
-        ctx.fail("grouped convolutions are not supported")
     k = list(w.shape[2:])
     d = list(ctx.attr("dilations", [1] * n))
     pads = list(ctx.attr("pads", [0] * (2 * n)))
@@ -201,6 +199,9 @@ def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     k, strides, d = [k[i] for i in real], [strides[i] for i in real], [d[i] for i in real]
     padding = _padding(ctx, spatial, k, strides, d, [pads[i] for i in real] +
                        [pads[n + i] for i in real])
+    if ctx.attr("group", 1) != 1:                  # depthwise (or separable with its 1x1)
+        from fastnn.onnx._import_conv import depthwise
+        return depthwise(ctx, node, ins, x, w, ctx.attr("group"), k, strides, padding, d)
     cls = fnn.Conv2D if r == 2 else fnn.Conv1D if r == 1 else ctx.fail("3-D convolutions")
     weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}
     if len(ins) > 2 and ins[2] is not None:
@@ -251,10 +252,11 @@ def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         x, b = tensors[0], next(v for v in ins if not isinstance(v, T))
         layer = x.sym.layer
         bias = F.channel_vector(x, b)
-        if (isinstance(layer, (fnn.Dense, fnn.Conv1D, fnn.Conv2D)) and not layer.use_bias
+        if (isinstance(layer, _FUSING) and not layer.use_bias and layer.act == 0
                 and bias is not None and ctx.only_reader(x.sym)
                 and (x.identity or not isinstance(layer, fnn.Dense))):
-            layer.use_bias = True                  # MatMul (or Conv) + Add: one layer
+            layer.use_bias = True                  # MatMul (or Conv) + Add: one layer (not
+                                                   # after an activation the layer took in)
             ctx.weights[layer]["bias"] = np.asarray(bias, ctx.dtype)
             return [x]
         if bias is not None and (x.sym.layer in ctx.affine or not (
@@ -287,6 +289,12 @@ def concat(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     return [T(ctx.call(fnn.Concatenate(), [t.sym for t in ts]), ts[0].layout)]
 
 
+def _fusing() -> tuple[Any, ...]:
+    from fastnn.layers.depthwise import _Depthwise
+    return (fnn.Dense, fnn.Conv1D, fnn.Conv2D, fnn.Conv2DTranspose, _Depthwise)
+
+
+_FUSING: tuple[Any, ...] = _fusing()     # the layers that apply an activation themselves
 _ACTS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky_relu",
          "Softmax": "softmax", "Gelu": "gelu", "Elu": "elu", "Selu": "selu",
          "Softplus": "softplus"}
@@ -313,7 +321,7 @@ def activation(ctx: Ctx, node: Any, ins: list[Any], name: Any = "", param: Any =
         if x.layout[axis] != len(x.sym.shape) or x.flat_perm is not None:
             ctx.fail("softmax must be over the last (channels) axis")
     producer = x.sym.layer
-    if (isinstance(producer, (fnn.Dense, fnn.Conv1D, fnn.Conv2D)) and producer.act == 0
+    if (isinstance(producer, _FUSING) and producer.act == 0
             and ctx.only_reader(x.sym) and x.flat_perm is None
             and not (name == "softmax" and not isinstance(producer, fnn.Dense))):
         fused = fnn.Activation(name, param)      # an activation the layer applies itself
@@ -352,9 +360,11 @@ from fastnn.onnx._import_seq import SEQ_OPS  # noqa: E402
 from fastnn.onnx import _import_fold as _F  # noqa: E402
 from fastnn.onnx._import_pool import global_pool, pool, reduce  # noqa: E402
 from fastnn.onnx._import_loop import loop  # noqa: E402
+from fastnn.onnx._import_conv import conv_transpose  # noqa: E402
 
 OPS: dict[str, Callable[..., list[Any]]] = {
-    "Conv": conv, "MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool,
+    "Conv": conv, "ConvTranspose": conv_transpose, "MaxPool": pool, "AveragePool": pool,
+    "GlobalAveragePool": global_pool,
     "GlobalMaxPool": global_pool, "ReduceMean": reduce, "ReduceMax": reduce, "ReduceSum": reduce,
     "Gemm": dense,
     "MatMul": dense, "Add": add, "Sum": add, "Concat": concat, "GreaterOrEqual": at_least,

@@ -28,9 +28,10 @@ def _input_layout(graph: Any, inp: Any) -> tuple[Any, Any]:
     if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
         raise ValueError(f"input {inp.name!r}: shape {dims} must be (batch, known sizes > 0)")
     channels_first = len(dims) >= 3 and any(
-        inp.name in n.input and n.op_type in ("Conv", "MaxPool", "AveragePool",
-                                              "BatchNormalization", "GlobalAveragePool",
-                                              "GlobalMaxPool") for n in graph.node)
+        inp.name in n.input and n.op_type in ("Conv", "ConvTranspose", "MaxPool",
+                                              "AveragePool", "BatchNormalization",
+                                              "GlobalAveragePool", "GlobalMaxPool")
+        for n in graph.node)
     if not channels_first:
         return tuple(dims[1:]), tuple(range(len(dims)))
     r = len(dims) - 2
@@ -54,7 +55,9 @@ def load(path: Any, backend: Any = "fast") -> Any:
     """Read the ONNX file ``path`` as a fastnn model.
 
     Supported: the ops of fastnn's own exports of Dense, activation (not gelu before opset 20),
-    Conv1D/2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
+    Conv1D/2D, DepthwiseConv1D/2D and SeparableConv1D/2D (a Conv with group = input channels,
+    then a 1x1 Conv), Conv1D/2DTranspose (ConvTranspose, with a Cropping where Keras' padding
+    places the window otherwise), pooling, Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
     Embedding, SimpleRNN/LSTM/GRU and merge layers, and the MLPs, CNNs and recurrent nets
     that ``torch.onnx.export``, Keras 3's ``model.export(..., format="onnx")`` (torch backend;
     its unrolled SimpleRNN, LSTM and GRU, go_backwards and Bidirectional too, matched exactly)

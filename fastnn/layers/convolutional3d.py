@@ -1,0 +1,294 @@
+"""``Conv3D``: convolution over volumes or clips (n, depth, height, width, channels), with
+Keras' arguments, output sizes and kernel layout (kd, kh, kw, c_in, filters).
+
+``y[p, i, j, :] = act(bias + sum over taps (kz, ky, kx) of x[p*sd + kz*dd - front,
+i*sh + ky*dh - top, j*sw + kx*dw - left, :] @ kernel[kz, ky, kx])``, zeros outside the input.
+
+Kernels: a 3-D convolution is a 2-D one over a depth stack. For each output depth p, the ``kd``
+input slices its window reads (zeros where the window passes the padding) are laid side by side
+along the channels, (h, w, kd*c), and the 2-D kernels of the backend run on that batch of
+n*od images with the kernel viewed as (kh, kw, kd*c, filters). So the compiled backend runs the
+packed GEMM's implicit convolution (its patches gathered a bounded chunk at a time, OpenMP,
+bitwise alike at any thread count), the NumPy backend its own twin. With a depth stride above
+1 the gradients are that product's: the kernel's and the bias' exactly, the input's the stack's
+gradient added back slice by slice in a fixed order. With a depth stride of 1 the backward
+puts the depth taps on the output side instead: every input slice through the kernel read as
+(kh, kw, c, kd*filters) gives its contribution to each tap's output slice, so the 2-D backward
+of that, given dz gathered per tap, is the kernel gradient and dx itself (a product kd times
+wider, nothing to add back; about 1.6x faster on a 16^3x8->16 step). The scratch beyond the
+2-D kernels' is the stack (kd/sd times the input; none for kd = sd = 1 without padding) and
+that gather (kd times the output), for as many samples at a time as keep each within
+``SCRATCH_VALUES`` (larger batches run in chunks, the kernel gradient summed over them in
+order): the kd*kh*kw column matrix of a vol2col is never formed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import activations as A
+from fastnn.layers.base import FloatArray, Slot, rows_of
+from fastnn.layers.convolutional import _Conv
+from fastnn.layers.core import forward_keeping_z, saved_for_derivative
+
+
+def depth_ranges(depth: int, out_depth: int, kd: int, stride: int, dilation: int,
+                 front: int) -> list[tuple[int, int, int]]:
+    """Per depth tap kz: (first output, end output, first input) of the outputs whose tap kz
+    falls inside the input (input index p*stride + kz*dilation - front)."""
+    ranges = []
+    for kz in range(kd):
+        off = kz * dilation - front
+        lo = -(off // stride) if off < 0 else 0                   # ceil(-off / stride)
+        hi = min(out_depth, (depth - 1 - off) // stride + 1) if depth - 1 - off >= 0 else 0
+        hi = max(hi, lo)
+        ranges.append((lo, hi, lo * stride + off))
+    return ranges
+
+
+#: the most values (of the model's dtype) a Conv3D's depth stack or gathered gradient holds:
+#: larger batches run in chunks of samples (16 MB in float32)
+SCRATCH_VALUES = 1 << 22
+
+
+class Conv3D(_Conv):
+    """3-D convolution over volumes or video (channels-last): ``filters`` kernels of
+    ``kernel_size`` x input channels, each giving one output channel.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (kernels), > 0.
+    kernel_size : int or (int, int, int)
+        Depth, height and width of the kernels.
+    strides : int or (int, int, int), default 1
+    padding : {"valid", "same"}, default "valid"
+        As in ``Conv2D``, on each of the three axes.
+    data_format : None or "channels_last"
+    dilation_rate : int or (int, int, int), default 1
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    bias_regularizer, name, trainable
+        As in ``Conv2D``.
+
+    Shapes: x (n, d, h, w, c), kernel (kd, kh, kw, c, filters) as in Keras, bias (filters,),
+    y (n, od, oh, ow, filters). PyTorch's ``Conv3d`` weight (filters, c, kd, kh, kw) is this
+    kernel transposed by (4, 3, 0, 1, 2).
+
+    Raises
+    ------
+    ValueError
+        For a non-positive size, an unknown padding or activation, channels-first data, or
+        (at build) an input that is not (depth, height, width, channels) or a kernel that does
+        not fit it.
+    TypeError
+        For sizes that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.Conv3D(4, 3, padding="same", activation="relu")],
+    ...                        input_shape=(6, 8, 8, 1), backend="numpy")
+    >>> model.predict(np.zeros((2, 6, 8, 8, 1))).shape
+    (2, 6, 8, 8, 4)
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 3, 3, 1, 4), (4,)]
+    """
+
+    rank = 3
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1, 1),
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = (1, 1, 1), activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = None, bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, name, trainable)
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        d, h, w, c = self.input_shape
+        (od, oh, ow), (front, top, left) = self._geometry((d, h, w))
+        kd, kh, kw = self.kernel_size
+        self._od = od
+        self._ranges = depth_ranges(d, od, kd, self.strides[0], self.dilation_rate[0], front)
+        # no stack when each output depth reads exactly its own input slice
+        self._direct = kd == 1 and self.strides[0] == 1 and front == 0 and od == d
+        # the backward with the taps on the output side: for a depth stride of 1 (with larger
+        # ones its products would run over the slices that no output reads)
+        self._taps_out = self.strides[0] == 1 and not self._direct
+        self._x4 = (h, w, kd * c)
+        self._y4 = (oh, ow, self.filters)
+        self._k4 = (kh, kw, kd * c, self.filters)
+        self._strides, self._dilations = self.strides[1:], self.dilation_rate[1:]
+        self._pads = (top, left)
+
+    # ------------------------------------------------------------------ scratch and chunks
+    def _chunk(self) -> int:
+        """Samples per pass: as many as keep the depth stack and the gathered gradient within
+        ``SCRATCH_VALUES`` values (at least one sample), a number set by the shapes alone."""
+        d, h, w, c = self.input_shape
+        kd = self.kernel_size[0]
+        oh, ow = self._y4[:2]
+        per_sample = max(0 if self._direct else self._od * h * w * kd * c,
+                         d * oh * ow * kd * self.filters if self._taps_out else 0, 1)
+        return max(1, SCRATCH_VALUES // per_sample)
+
+    def _scratch(self, ctx: Slot, key: str, sample_shape: tuple[int, ...], m: int
+                 ) -> FloatArray:
+        """A chunk's scratch for ``m`` samples: sized by the slot's rows when the whole batch
+        fits the budget (no more memory than the batch needs), else by the chunk."""
+        step = self._chunk()
+        if ctx.capacity <= step:
+            return ctx.rows_buffer(key, sample_shape)[:m]
+        return ctx.buffer(key, (step, *sample_shape))[:m]
+
+    def _stack(self, ctx: Slot, x: FloatArray) -> FloatArray:
+        """(m*od, h, w, kd*c) for the m samples of x: output depth p's window of input
+        slices, side by side."""
+        m = x.shape[0]
+        if self._direct:
+            return x.reshape(m * self._od, *self._x4)
+        d, h, w, c = self.input_shape
+        kd, sd = self.kernel_size[0], self.strides[0]
+        stack = self._scratch(ctx, "stack", (self._od, h, w, kd, c), m)
+        for kz, (lo, hi, first) in enumerate(self._ranges):
+            stack[:, :lo, :, :, kz] = 0
+            stack[:, hi:, :, :, kz] = 0
+            if hi > lo:
+                stack[:, lo:hi, :, :, kz] = x[:, first:first + (hi - lo - 1) * sd + 1:sd]
+        return stack.reshape(m * self._od, *self._x4)
+
+    def _unstack(self, dstack: FloatArray, dx: FloatArray) -> None:
+        """dx := the stack's gradient added back into the slices it was gathered from (taps in
+        order, so the sums are the same at any thread count)."""
+        m = dx.shape[0]
+        d, h, w, c = self.input_shape
+        kd, sd = self.kernel_size[0], self.strides[0]
+        ds = dstack.reshape(m, self._od, h, w, kd, c)
+        dx[...] = 0
+        for kz, (lo, hi, first) in enumerate(self._ranges):
+            if hi > lo:
+                dx[:, first:first + (hi - lo - 1) * sd + 1:sd] += ds[:, lo:hi, :, :, kz]
+
+    def _kernel2d(self, ctx: Slot) -> FloatArray:
+        """The kernel as the 2-D kernels take it: (kh, kw, kd*c, filters)."""
+        k2 = ctx.buffer("kernel2d", self._k4)
+        k2.reshape(*self.kernel_size[1:], self.kernel_size[0], -1)[...] = \
+            self.kernel.transpose(1, 2, 0, 3, 4).reshape(
+                *self.kernel_size[1:], self.kernel_size[0], -1)
+        return k2
+
+    # ------------------------------------------------------------------ compute
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        x = np.ascontiguousarray(x)
+        ctx.saved["x"] = x
+        n, step = x.shape[0], self._chunk()
+        k2 = self._kernel2d(ctx)
+
+        def kernel(act: int, out: FloatArray) -> None:
+            for b0 in range(0, n, step):
+                b1 = min(n, b0 + step)
+                ctx.be.conv2d_forward(self._stack(ctx, x[b0:b1]), k2, self.bias,
+                                      self._strides, self._dilations, self._pads, act,
+                                      self.param,
+                                      out[b0:b1].reshape((b1 - b0) * self._od, *self._y4))
+        ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, kernel)
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        act = A.LINEAR if ctx.fuse_act else self.act
+        dx = ctx.dx_target(0)
+        n = dy.shape[0]
+        if act == A.LINEAR:
+            dz = np.ascontiguousarray(dy)
+        else:
+            dz = ctx.rows_buffer("dz", self.output_shape)
+            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
+            saved, code = saved_for_derivative(ctx, self, act)
+            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
+                                       self.param, view(dz))
+        if self._taps_out:
+            self._backward_taps_out(ctx, dz, dx)
+        else:
+            self._backward_stacked(ctx, dz, dx)
+        return dx
+
+    def _backward_stacked(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
+        """The 2-D backward of the forward's product, chunk by chunk: the kernel and bias
+        gradients summed over the chunks in order, dx the stack's gradient added back."""
+        x = ctx.saved["x"]
+        n, step = dz.shape[0], self._chunk()
+        kd, kh, kw = self.kernel_size
+        k2 = self._kernel2d(ctx)
+        dk2 = ctx.buffer("dkernel2d", self._k4)
+        part, bpart = ctx.buffer("dkernel2d_part", self._k4), ctx.buffer("dbias_part",
+                                                                          (self.filters,))
+        dk2[...] = 0
+        self.dbias[...] = 0
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            m = b1 - b0
+            stack = self._stack(ctx, x[b0:b1])
+            dstack = None
+            if dx is not None:
+                dstack = (dx[b0:b1] if self._direct else
+                          self._scratch(ctx, "dstack", (self._od, *self._x4), m)
+                          ).reshape(stack.shape)
+            ctx.be.conv2d_backward(stack, k2, dz[b0:b1].reshape(m * self._od, *self._y4),
+                                   self._strides, self._dilations, self._pads, part, bpart,
+                                   dstack)
+            dk2 += part
+            self.dbias += bpart
+            if dx is not None and not self._direct:
+                self._unstack(dstack, dx[b0:b1])            # type: ignore[arg-type]
+        if dx is not None and n == 0:
+            dx[...] = 0
+        self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
+            2, 0, 1, 3, 4)
+
+    def _backward_taps_out(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
+        """The gradients of a depth stride of 1 with the depth taps on the output side: the
+        2-D convolution of every input slice (n*d, h, w, c) with the kernel read as
+        (kh, kw, c, kd*filters) gives each slice's contribution to each tap's output, so its
+        backward, given dL/d(that) (dz gathered per tap: the transpose of the forward's sum
+        over taps), yields the kernel gradient and dx directly: no stack to add back, and a
+        product kd times as wide. Chunk by chunk, the kernel gradient summed in order."""
+        x = ctx.saved["x"]
+        n, step = dz.shape[0], self._chunk()
+        d, h, w, c = self.input_shape
+        kd, kh, kw = self.kernel_size
+        f = self.filters
+        oh, ow = self._y4[:2]
+        kt = ctx.buffer("kernel_taps", (kh, kw, c, kd * f))
+        kt.reshape(kh, kw, c, kd, f)[...] = self.kernel.transpose(1, 2, 3, 0, 4)
+        dkt = ctx.buffer("dkernel_taps", (kh, kw, c, kd * f))
+        part = ctx.buffer("dkernel_taps_part", (kh, kw, c, kd * f))
+        dbt = ctx.buffer("dbias_taps", (kd * f,))
+        dkt[...] = 0
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            m = b1 - b0
+            dtaps = self._scratch(ctx, "dtaps", (d, oh, ow, kd, f), m)
+            for kz, (lo, hi, first) in enumerate(self._ranges):
+                dtaps[:, :first, :, :, kz] = 0
+                dtaps[:, first + hi - lo:, :, :, kz] = 0
+                dtaps[:, first:first + hi - lo, :, :, kz] = dz[b0:b1, lo:hi]
+            ctx.be.conv2d_backward(x[b0:b1].reshape(m * d, h, w, c), kt,
+                                   dtaps.reshape(m * d, oh, ow, kd * f), self._strides,
+                                   self._dilations, self._pads, part, dbt,
+                                   None if dx is None else dx[b0:b1].reshape(m * d, h, w, c))
+            dkt += part
+        self.dkernel[...] = dkt.reshape(kh, kw, c, kd, f).transpose(3, 0, 1, 2, 4)
+        self.dbias[...] = 0
+        if self.use_bias:
+            ctx.be.sum_rows_into(rows_of(dz), self.dbias)
+
+
+Convolution3D = Conv3D
+__all__ = ["Conv3D", "Convolution3D", "depth_ranges"]

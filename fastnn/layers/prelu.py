@@ -1,0 +1,140 @@
+"""Keras' ``PReLU`` (a leaky relu whose slope is learnt) and ``Identity``.
+
+``PReLU``: ``y = x`` where ``x > 0``, else ``alpha * x``, with ``alpha`` a weight of the input's
+shape per sample, shared along ``shared_axes`` (``shared_axes=[1, 2]`` on images: one slope per
+channel, PyTorch's ``nn.PReLU(channels)``). He et al., "Delving deep into rectifiers" (2015).
+Gradients: ``dx = dy`` where ``x > 0``, else ``alpha * dy``; ``dalpha`` sums ``dy * min(x, 0)``
+over the batch and the shared axes. Element-wise NumPy operations in the layer, on both
+backends (the same operations, so the same bits).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fastnn import _validation as V
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.core import _initializer, _regularizer, _serialize
+
+
+class PReLU(Layer):
+    """Parametric relu (Keras' layer): ``y = max(x, 0) + alpha * min(x, 0)``, ``alpha`` learnt.
+
+    Parameters
+    ----------
+    alpha_initializer : str or initializer, default "zeros"
+        A relu to start with (Keras' default); PyTorch starts at 0.25 (``"constant"`` with
+        ``value=0.25``, or ``fnn.initializers.Constant(0.25)``).
+    alpha_regularizer : regularizer, optional
+    alpha_constraint : None
+        Keras' argument; fastnn has no constraints (anything but None is refused).
+    shared_axes : int or list of int, optional
+        The axes (Keras' numbering: 1 is the first axis after the batch) along which one slope
+        is shared: ``[1, 2]`` for images (a slope per channel), ``[1]`` for sequences.
+
+    Weights: ``alpha``, the input's per-sample shape with 1 on the shared axes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.PReLU()], input_dim=2, backend="numpy")
+    >>> model.layers[0].set_weights([np.array([0.1, 0.5])])
+    >>> model.predict(np.array([[-2.0, -2.0], [3.0, 3.0]]))
+    array([[-0.2, -1. ],
+           [ 3. ,  3. ]], dtype=float32)
+    """
+
+    supports_masking = True
+
+    def __init__(self, alpha_initializer: Any = "zeros", alpha_regularizer: Any = None,
+                 alpha_constraint: Any = None, shared_axes: Any = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        if alpha_constraint is not None:
+            raise ValueError(f"alpha_constraint is not supported by fastnn (no weight "
+                             f"constraints); pass None. Received: "
+                             f"alpha_constraint={V._describe(alpha_constraint)}")
+        self.alpha_initializer = _initializer("alpha_initializer", alpha_initializer)
+        self.alpha_regularizer = _regularizer("alpha_regularizer", alpha_regularizer)
+        if shared_axes is None:
+            axes: tuple[int, ...] = ()
+        elif isinstance(shared_axes, (list, tuple)):
+            axes = tuple(V.check_int("shared_axes", a, low=1) for a in shared_axes)
+        else:
+            axes = (V.check_int("shared_axes", shared_axes, low=1),)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"shared_axes must not repeat an axis. Received: "
+                             f"shared_axes={V._describe(shared_axes)}")
+        self.shared_axes = tuple(sorted(axes))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if not isinstance(input_shape, tuple):
+            raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
+        if self.shared_axes and self.shared_axes[-1] > len(input_shape):
+            raise ValueError(f"{self.name}: shared_axes must be axes of the input, 1 to "
+                             f"{len(input_shape)} (Keras' numbering, after the batch). "
+                             f"Received: shared_axes={list(self.shared_axes)} for samples of "
+                             f"shape {input_shape}")
+        return input_shape
+
+    def _alpha_shape(self) -> tuple[int, ...]:
+        return tuple(1 if k + 1 in self.shared_axes else d
+                     for k, d in enumerate(self.input_shape))
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        return [WeightSpec("alpha", self._alpha_shape(), self.alpha_initializer,
+                           self.alpha_regularizer)]
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        alpha = self._weights[0]
+        y = ctx.rows_buffer("y", self.output_shape)
+        np.minimum(x, 0, out=y)
+        y *= alpha
+        y += np.maximum(x, 0)
+        ctx.saved["x"] = x
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        x = ctx.saved["x"]
+        alpha, dalpha = self._weights[0], self._grads[0]
+        negative = np.minimum(x, 0)
+        axes = (0, *self.shared_axes)
+        dalpha += np.sum(dy * negative, axis=axes, keepdims=True)[0]
+        dx = ctx.dx_target(0)
+        if dx is not None:
+            np.multiply(dy, np.where(x > 0, 1, alpha).astype(dy.dtype), out=dx)
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(),
+                  "alpha_initializer": _serialize(self.alpha_initializer),
+                  "shared_axes": list(self.shared_axes) or None}
+        if self.alpha_regularizer is not None:
+            config["alpha_regularizer"] = _serialize(self.alpha_regularizer)
+        return config
+
+    def __repr__(self) -> str:
+        return f"PReLU(shared_axes={list(self.shared_axes) or None})"
+
+
+class Identity(Layer):
+    """Keras' ``Identity``: the input, unchanged (a placeholder in a model's structure); the
+    gradient passes through. Masks pass on."""
+
+    supports_masking = True
+    shape_only = True
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        return x
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        return dy
+
+    def __repr__(self) -> str:
+        return "Identity()"

@@ -1,0 +1,115 @@
+"""Keras' GroupNormalization (fastnn/layers/group_normalization.py): PyTorch's group_norm in
+float64 (outputs, gamma's, beta's and the input's gradients) over ranks, group counts and
+instance normalization, Keras' own layer on the same weights, finite differences on both
+backends, compiled = NumPy backend and bitwise at 1 and 2 threads, files, bad arguments."""
+
+import os
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from _finite_differences import check_model_gradients
+
+BACKENDS = ["fast", "numpy"]
+CASES = [((6, 5, 8), 4), ((6, 5, 8), 1), ((6, 5, 8), -1), ((7, 6), 3), ((12,), 4),
+         ((3, 4, 5, 6), 2)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape, groups", CASES)
+def test_matches_torch_group_norm_in_float64(shape, groups, backend):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    c = shape[-1]
+    model = fnn.Sequential([fnn.GroupNormalization(groups, epsilon=1e-5)], input_shape=shape,
+                           dtype="float64", backend=backend)
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    model.set_weights([gamma, beta])
+    x = rng.standard_normal((3, *shape)) * 3 + 1
+    R = rng.standard_normal(x.shape)
+    model.zero_grad()
+    y = model.forward(x, training=True)
+    dx = model.backward(R)
+    tx = torch.tensor(np.moveaxis(x, -1, 1).copy(), requires_grad=True)     # NC...
+    tg, tb = torch.tensor(gamma, requires_grad=True), torch.tensor(beta, requires_grad=True)
+    ty = torch.nn.functional.group_norm(tx, c if groups == -1 else groups, tg, tb, eps=1e-5)
+    (ty * torch.tensor(np.moveaxis(R, -1, 1).copy())).sum().backward()
+    assert np.abs(y - np.moveaxis(ty.detach().numpy(), 1, -1)).max() <= 1e-12
+    assert np.abs(dx - np.moveaxis(tx.grad.numpy(), 1, -1)).max() <= 1e-11
+    assert np.abs(model.grads[0] - tg.grad.numpy()).max() <= 1e-11
+    assert np.abs(model.grads[1] - tb.grad.numpy()).max() <= 1e-11
+
+
+def test_matches_keras():
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 5, 6, 8)).astype(np.float32)
+    model = fnn.Sequential([fnn.Conv2D(8, 3), fnn.GroupNormalization(4), fnn.Flatten(),
+                            fnn.Dense(2)], input_shape=(5, 6, 8), seed=0)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape) for w in model.get_weights()])
+    ref = keras.Sequential([keras.Input((5, 6, 8)), keras.layers.Conv2D(8, 3),
+                            keras.layers.GroupNormalization(4), keras.layers.Flatten(),
+                            keras.layers.Dense(2)])
+    ref.set_weights(model.get_weights())
+    assert np.abs(model.predict(x) - ref.predict(x, verbose=0)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_match_finite_differences(backend):
+    model = fnn.Sequential([fnn.Dense(24, activation="tanh"), fnn.Reshape((3, 8)),
+                            fnn.GroupNormalization(2, gamma_initializer="random_normal",
+                                                   beta_initializer="random_normal"),
+                            fnn.GroupNormalization(-1, center=False), fnn.Flatten(),
+                            fnn.Dense(2)], input_dim=3, seed=0, dtype="float64", backend=backend)
+    x = np.random.default_rng(1).standard_normal((5, 3))
+    R = np.random.default_rng(2).standard_normal((5, 2))
+    check_model_gradients(model, x, R)
+
+
+def _train(backend, dtype, threads):
+    with fnn.threads(threads):
+        model = fnn.Sequential([fnn.Conv2D(8, 3), fnn.GroupNormalization(4), fnn.Flatten(),
+                                fnn.Dense(2)], input_shape=(9, 9, 3), seed=0, dtype=dtype,
+                               backend=backend)
+        model.compile("mse", fnn.SGD(learning_rate=0.05))
+        x = np.random.default_rng(3).standard_normal((32, 9, 9, 3))
+        y = np.random.default_rng(4).standard_normal((32, 2))
+        return [model.train_on_batch(x, y) for _ in range(3)], model.get_weights(), model
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backends_and_threads(dtype, tmp_path):
+    (l0, w0, _), (l1, w1, m1), (l2, w2, _) = (_train("numpy", dtype, 1),
+                                              _train("fast", dtype, 1), _train("fast", dtype, 2))
+    assert np.allclose(l0, l1, rtol=1e-5 if dtype == "float32" else 1e-12)
+    assert l1 == l2
+    for a, b in zip(w1, w2):
+        assert a.tobytes() == b.tobytes()
+    m1.save(tmp_path / "g.fnn")
+    loaded = fnn.load(tmp_path / "g.fnn")
+    x = np.random.default_rng(5).standard_normal((4, 9, 9, 3))
+    assert loaded.predict(x).tobytes() == m1.predict(x).tobytes()
+    assert loaded.layers[1].get_config() == m1.layers[1].get_config()
+
+
+BAD = [
+    (lambda: fnn.GroupNormalization(0), ValueError, "groups"),
+    (lambda: fnn.GroupNormalization(-2), ValueError, "groups"),
+    (lambda: fnn.GroupNormalization(2.0), TypeError, "groups"),
+    (lambda: fnn.GroupNormalization(2, epsilon=0), ValueError, "epsilon"),
+    (lambda: fnn.Sequential([fnn.GroupNormalization(3)], input_shape=(4, 8)), ValueError,
+     "divide the 8 channels"),
+    (lambda: fnn.Sequential([fnn.GroupNormalization(16)], input_shape=(4, 8)), ValueError,
+     "divide"),
+    (lambda: fnn.Sequential([fnn.GroupNormalization(2, axis=1)], input_shape=(4, 8)), ValueError,
+     "axis"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(BAD)))
+def test_bad_arguments_are_refused(case):
+    make, error, match = BAD[case]
+    with pytest.raises(error, match=match):
+        make()

@@ -1,0 +1,106 @@
+"""Keras' PReLU and Identity (fastnn/layers/prelu.py): PyTorch in float64 (outputs, the slope's
+and the input's gradients), Keras' own layer on the same weights, finite differences through
+a model on both backends, compiled = NumPy backend, files, bad arguments."""
+
+import os
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from _finite_differences import check_model_gradients
+
+BACKENDS = ["fast", "numpy"]
+CASES = [((5, 6, 3), [1, 2]), ((5, 6, 3), None), ((7, 4), [1]), ((9,), None),
+         ((5, 6, 3), [1, 2, 3]), ((5, 6, 3), 2)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape, shared", CASES)
+def test_matches_torch_in_float64(shape, shared, backend):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    model = fnn.Sequential([fnn.PReLU(shared_axes=shared)], input_shape=shape,
+                           dtype="float64", backend=backend)
+    alpha = rng.uniform(-0.5, 1.0, model.layers[0].get_weights()[0].shape)
+    model.layers[0].set_weights([alpha])
+    x = rng.standard_normal((4, *shape))
+    x[0].flat[0] = 0.0                           # the kink: the slope's side, as PyTorch
+    R = rng.standard_normal(x.shape)
+    model.zero_grad()
+    y = model.forward(x, training=True)
+    dx = model.backward(R)
+    tx = torch.tensor(x, requires_grad=True)
+    ta = torch.tensor(alpha, requires_grad=True)
+    ty = torch.where(tx > 0, tx, ta * tx)
+    (ty * torch.tensor(R)).sum().backward()
+    assert np.abs(y - ty.detach().numpy()).max() <= 1e-12
+    assert np.abs(dx - tx.grad.numpy()).max() <= 1e-12
+    assert np.abs(model.grads[0] - ta.grad.numpy()).max() <= 1e-10 * np.abs(ta.grad).max()
+    if shared == [1, 2]:                         # one slope per channel: nn.PReLU(channels)
+        module = torch.nn.PReLU(shape[-1]).double()
+        module.weight.data = torch.tensor(alpha.reshape(-1))
+        want = module(torch.tensor(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        assert np.abs(y - want.detach().numpy()).max() <= 1e-12
+
+
+def test_matches_keras():
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 5, 6, 4)).astype(np.float32)
+    model = fnn.Sequential([fnn.Conv2D(4, 3), fnn.PReLU(shared_axes=[1, 2]), fnn.Identity(),
+                            fnn.Flatten(), fnn.Dense(2)], input_shape=(5, 6, 4), seed=0)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape) for w in model.get_weights()])
+    ref = keras.Sequential([keras.Input((5, 6, 4)), keras.layers.Conv2D(4, 3),
+                            keras.layers.PReLU(shared_axes=[1, 2]), keras.layers.Identity(),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+    ref.set_weights(model.get_weights())
+    assert np.abs(model.predict(x) - ref.predict(x, verbose=0)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_match_finite_differences(backend):
+    model = fnn.Sequential([fnn.Dense(12, activation="tanh"), fnn.Reshape((3, 4)),
+                            fnn.PReLU(alpha_initializer="random_normal", shared_axes=[1]),
+                            fnn.Identity(), fnn.Flatten(), fnn.PReLU(), fnn.Dense(2)],
+                           input_dim=3, seed=0, dtype="float64", backend=backend)
+    x = np.random.default_rng(1).standard_normal((6, 3))
+    R = np.random.default_rng(2).standard_normal((6, 2))
+    check_model_gradients(model, x, R)
+
+
+def test_backends_agree_and_files_round_trip(tmp_path):
+    runs = []
+    x = np.random.default_rng(3).standard_normal((16, 6, 6, 2))
+    y = np.random.default_rng(4).standard_normal((16, 2))
+    for backend in BACKENDS:
+        model = fnn.Sequential([fnn.Conv2D(4, 3), fnn.PReLU(shared_axes=[1, 2],
+                                                             alpha_regularizer="l2"),
+                                fnn.Flatten(), fnn.Dense(2)], input_shape=(6, 6, 2), seed=0,
+                               backend=backend)
+        model.compile("mse", fnn.SGD(learning_rate=0.05))
+        runs.append([model.train_on_batch(x, y) for _ in range(3)])
+        model.save(tmp_path / f"{backend}.fnn")
+        loaded = fnn.load(tmp_path / f"{backend}.fnn")
+        assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+        assert loaded.layers[1].get_config() == model.layers[1].get_config()
+    assert np.allclose(runs[0], runs[1], rtol=1e-5)
+
+
+BAD = [
+    (lambda: fnn.PReLU(alpha_constraint="non_neg"), ValueError, "alpha_constraint"),
+    (lambda: fnn.PReLU(shared_axes=[0]), ValueError, "shared_axes"),
+    (lambda: fnn.PReLU(shared_axes=[1, 1]), ValueError, "repeat"),
+    (lambda: fnn.PReLU(shared_axes="1"), TypeError, "shared_axes"),
+    (lambda: fnn.PReLU(alpha_initializer="nope"), ValueError, "alpha_initializer"),
+    (lambda: fnn.Sequential([fnn.PReLU(shared_axes=[3])], input_shape=(4, 2)), ValueError,
+     "shared_axes must be axes of the input"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(BAD)))
+def test_bad_arguments_are_refused(case):
+    make, error, match = BAD[case]
+    with pytest.raises(error, match=match):
+        make()
