@@ -433,3 +433,22 @@ def test_graphs_with_several_tensors(make, imports, tmp_path):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     if imports:
         assert np.array_equal(_flat(fnn.onnx.load(path).predict(x)), _flat(want))
+
+
+def test_augmentation_exports_as_inference_and_sizing_is_refused(tmp_path):
+    """The augmentation layers do nothing in inference (an Identity, checked by onnxruntime);
+    Resizing, CenterCrop and RandomCrop change the images there too and have no ONNX form
+    here: refused by name, never written as an Identity."""
+    model = fnn.Sequential([fnn.RandomFlip(), fnn.RandomRotation(0.2), fnn.RandomZoom(0.1),
+                            fnn.RandomTranslation(0.1, 0.1), fnn.RandomContrast(0.2),
+                            fnn.Identity(), fnn.Conv2D(3, 3), fnn.Flatten(), fnn.Dense(2)],
+                           input_shape=(6, 6, 2), seed=0)
+    path = fnn.onnx.export(model, tmp_path / "aug.onnx")
+    x = np.random.default_rng(0).standard_normal((3, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(_ort(path, x)[0], model.predict(x), rtol=1e-5, atol=1e-6)
+    for layer in (fnn.Resizing(4, 4), fnn.CenterCrop(4, 4), fnn.RandomCrop(4, 4),
+                  fnn.PReLU(), fnn.GroupNormalization(2)):
+        sized = fnn.Sequential([layer, fnn.Flatten(), fnn.Dense(2)], input_shape=(6, 6, 2))
+        with pytest.raises(ValueError, match=f"{type(layer).__name__} layer .* has no ONNX"):
+            fnn.onnx.export(sized, tmp_path / "sized.onnx")
+        assert not (tmp_path / "sized.onnx").exists()

@@ -20,6 +20,8 @@ from fastnn.layers import (Activation, Add, Average, BatchNormalization, Concate
 from fastnn.layers.convolutional import Conv2DTranspose, _Conv, window_geometry
 from fastnn.layers.depthwise import _Depthwise
 from fastnn.layers.preprocessing import _Affine
+from fastnn.layers.image_resizing import _Grid
+from fastnn.layers.prelu import Identity
 from fastnn.layers.regularization import SeededRandom
 from fastnn.layers.reshaping import RepeatVector, _Cropping, _UpSampling, _ZeroPadding
 from fastnn.layers.reshaping3d import Cropping3D, ZeroPadding3D
@@ -192,7 +194,14 @@ def _reshape(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
 
 
 def _dropout(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
-    return b.op("Identity", [x], p)            # inference: dropout and noise do nothing
+    # inference: dropout, noise and the augmentation layers do nothing
+    return b.op("Identity", [x], p)
+
+
+def _no_sizing(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
+    # Resizing, CenterCrop, RandomCrop change the images in inference too: not an Identity
+    raise ValueError(f"{type(layer).__name__} layer {layer.name!r} has no ONNX form in "
+                     f"fastnn.onnx.export (resize or crop the images before the model)")
 
 
 def _permute(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
@@ -289,7 +298,7 @@ _EMITTERS: list[tuple[type, Emitter]] = [
     (_ZeroPadding, _zero_padding), (_Cropping, _cropping), (RepeatVector, _repeat_vector),
     (ZeroPadding3D, _zero_padding), (Cropping3D, _cropping),
     (_GlobalPooling, _global_pool), (Flatten, _flatten), (Reshape, _reshape),
-    (SeededRandom, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
+    (_Grid, _no_sizing), (SeededRandom, _dropout), (Identity, _dropout), (Permute, _permute), (BatchNormalization, _batch_norm),
     (LayerNormalization, _layer_norm),
     (Embedding, _embedding), (_AddPositions, _positions), (Add, _add),
     (Concatenate, _concatenate), (Multiply, _multiply), (Subtract, _subtract),
