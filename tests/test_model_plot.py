@@ -186,14 +186,34 @@ def test_dot_files_hold_model_to_dot(tmp_path):
 
 
 def test_notebooks_get_the_picture(tmp_path, monkeypatch):
-    display = pytest.importorskip("IPython.display")
-    import IPython
-    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    """Inside IPython, plot_model returns IPython's display object for the file (SVG or
+    Image), so a notebook shows it; outside (or without IPython), None. IPython is not a test
+    dependency: a stand-in module records what it is given."""
+    import types
+
+    class SVG:
+        def __init__(self, filename):
+            self.filename = filename
+
+    class Image(SVG):
+        pass
+
+    ipython, display = types.ModuleType("IPython"), types.ModuleType("IPython.display")
+    display.SVG, display.Image = SVG, Image
+    ipython.display = display
+    ipython.get_ipython = lambda: object()           # a running shell
+    ipython.version_info = (9, 0, 0)                 # what matplotlib asks of an IPython
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
     shown = fnn.utils.plot_model(_branchy(), tmp_path / "m.svg")
-    assert isinstance(shown, display.SVG) and "<svg" in shown.data
+    assert type(shown) is SVG and shown.filename == str(tmp_path / "m.svg")
     _no_dot(monkeypatch)
-    assert isinstance(fnn.utils.plot_model(_branchy(), tmp_path / "m.png"), display.Image)
-    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    shown = fnn.utils.plot_model(_branchy(), tmp_path / "m.png")
+    assert type(shown) is Image and shown.filename == str(tmp_path / "m.png")
+    assert fnn.utils.plot_model(_branchy(), tmp_path / "m.dot") is None     # text: nothing
+    ipython.get_ipython = lambda: None               # IPython installed, no shell
+    assert fnn.utils.plot_model(_branchy(), tmp_path / "m.svg") is None
+    monkeypatch.setitem(sys.modules, "IPython", None)    # not installed
     assert fnn.utils.plot_model(_branchy(), tmp_path / "m.svg") is None
 
 
