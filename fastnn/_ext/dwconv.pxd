@@ -1,5 +1,6 @@
 # Declarations of the depthwise convolution kernels in src_c/fnn_dwconv.h (the header is the
-# documentation): InferPlan's depthwise step (fastnn/_ext/_infer.pxi).
+# documentation): the layer kernels (_depthwise.pyx) and InferPlan's depthwise step
+# (fastnn/_ext/_infer.pxi).
 
 cdef extern from "fnn_dwconv.h" nogil:
     ctypedef struct fnn_dw_geom:
@@ -13,3 +14,7 @@ cdef extern from "fnn_dwconv.h" nogil:
                                  const float *bias, int act, float param, float *y)
     int fnn_dwconv2d_forward_f64(const fnn_dw_geom *g, const double *x, const double *kernel,
                                  const double *bias, int act, double param, double *y)
+    int fnn_dwconv2d_backward_f32(const fnn_dw_geom *g, const float *x, const float *kernel,
+                                  const float *dz, float *dkernel, float *dbias, float *dx)
+    int fnn_dwconv2d_backward_f64(const fnn_dw_geom *g, const double *x, const double *kernel,
+                                  const double *dz, double *dkernel, double *dbias, double *dx)

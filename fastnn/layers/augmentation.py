@@ -48,7 +48,8 @@ def _factor_range(name: str, factor: Any, low: float = -1.0, high: float = 1.0,
     return lower, upper
 
 
-def _check_image(layer: Any, input_shape: Any) -> Any:
+def check_image(layer: Any, input_shape: Any) -> Any:
+    """The input shape of an image layer: (height, width, channels), or ValueError."""
     if not isinstance(input_shape, tuple) or len(input_shape) != 3:
         raise ValueError(f"{layer.name} takes images of shape (height, width, channels) per "
                          f"sample. Received: input shape {input_shape}")
@@ -75,7 +76,7 @@ class _RandomAffine(SeededRandom):
         return True
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        return _check_image(self, input_shape)
+        return check_image(self, input_shape)
 
     def check_dtype(self, dtype: Any) -> None:
         super().check_dtype(dtype)
@@ -88,9 +89,8 @@ class _RandomAffine(SeededRandom):
         raise NotImplementedError
 
     def _draw(self, n: int) -> Any:
-        rng = np.random.default_rng((self._mask_seed or 0, self.calls))
-        self.calls += 1
-        return np.ascontiguousarray(self.transforms(n, rng), dtype=np.float64)
+        return np.ascontiguousarray(self.transforms(n, self.next_generator()),
+                                    dtype=np.float64)
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         if not training:
@@ -343,14 +343,13 @@ class RandomContrast(SeededRandom):
         return True
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        return _check_image(self, input_shape)
+        return check_image(self, input_shape)
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         if not training:
             ctx.saved["f"] = None
             return x
-        rng = np.random.default_rng((self._mask_seed or 0, self.calls))
-        self.calls += 1
+        rng = self.next_generator()
         n = x.shape[0]
         f = np.asarray(rng.uniform(1.0 - self.factor[0], 1.0 + self.factor[1], n),
                        dtype=x.dtype).reshape(n, 1, 1, 1)

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fastnn import _validation as V
+from fastnn.layers.augmentation import check_image
 from fastnn.layers.base import FloatArray, Slot
 from fastnn.layers.regularization import SeededRandom
 
@@ -46,12 +47,6 @@ def _aspect_crop(h: int, w: int, height: int, width: int) -> tuple[int, int, int
     return int(float(h - rows) / 2), int(float(w - cols) / 2), rows, cols
 
 
-def _check_image(layer: Any, input_shape: Any) -> None:
-    if not isinstance(input_shape, tuple) or len(input_shape) != 3:
-        raise ValueError(f"{layer.name} takes images of shape (height, width, channels) per "
-                         f"sample. Received: input shape {input_shape}")
-
-
 class _Grid(SeededRandom):
     """What the sizing layers share: the output size, the kernel's calls."""
 
@@ -70,7 +65,7 @@ class _Grid(SeededRandom):
         return False
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        _check_image(self, input_shape)
+        check_image(self, input_shape)
         return (self.height, self.width, input_shape[2])
 
     def grid(self, training: bool) -> tuple[Any, Any, bool, int, float]:
@@ -237,8 +232,7 @@ class RandomCrop(_Grid):
     def grid(self, training: bool) -> tuple[Any, Any, bool, int, float]:
         h, w = self.input_shape[0], self.input_shape[1]
         if training and h > self.height and w > self.width:
-            rng = np.random.default_rng((self._mask_seed or 0, self.calls))
-            self.calls += 1
+            rng = self.next_generator()
             return self._window(int(rng.integers(0, h - self.height + 1)),
                                 int(rng.integers(0, w - self.width + 1)))
         return self._resized(crop=True)

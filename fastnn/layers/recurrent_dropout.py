@@ -23,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fastnn import _validation as V
+from fastnn.layers.regularization import check_seed, stream_state
 
 # stream salts (xor-ed into the seed): the recurrent mask's, and the backward direction's
 _REC_SALT = 0x5851F42D4C957F2D
@@ -40,9 +41,7 @@ class RecurrentDropout:
         self.dropout = V.check_float("dropout", dropout, 0.0, 1.0, False, True)
         self.recurrent_dropout = V.check_float("recurrent_dropout", recurrent_dropout, 0.0, 1.0,
                                                False, True)
-        self.seed = None if seed is None else V.check_int("seed", seed, low=0)
-        if self.seed is not None and self.seed >= 2**64:
-            raise ValueError(f"seed must be below 2**64. Received: seed={seed}")
+        self.seed = check_seed(seed)
         self._mask_seed: Optional[int] = self.seed
         self.calls = 0           # training passes that drew: the generator's counter
 
@@ -87,12 +86,4 @@ class RecurrentDropout:
 
     def set_state(self, state: Any) -> None:
         """Restore ``get_config()["state"]`` (the mask stream's seed and counter)."""
-        kind = type(self).__name__
-        if not isinstance(state, dict) or set(state) != {"mask_seed", "calls"}:
-            raise ValueError(f"{kind}'s state must be {{'mask_seed': int, 'calls': int}}. "
-                             f"Received: {state!r:.80}")
-        mask_seed = V.check_int("mask_seed", state["mask_seed"], low=0)
-        calls = V.check_int("calls", state["calls"], low=0)
-        if mask_seed >= 2**64 or calls >= 2**63:
-            raise ValueError(f"{kind}'s state is out of range. Received: {state!r:.80}")
-        self._mask_seed, self.calls = mask_seed, calls
+        self._mask_seed, self.calls = stream_state(type(self).__name__, state)

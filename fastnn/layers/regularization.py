@@ -19,6 +19,27 @@ from fastnn.layers.base import FloatArray, Layer, Slot
 from fastnn.layers.convolutional import check_channels_last
 
 
+def check_seed(seed: Any) -> Optional[int]:
+    """A layer's ``seed`` argument: None, or an integer in [0, 2**64)."""
+    checked = None if seed is None else V.check_int("seed", seed, low=0)
+    if checked is not None and checked >= 2**64:
+        raise ValueError(f"seed must be below 2**64. Received: seed={seed}")
+    return checked
+
+
+def stream_state(kind: str, state: Any) -> tuple[int, int]:
+    """(mask_seed, calls) from a config's ``state`` (where a layer's stream stands), checked:
+    ``{"mask_seed": int in [0, 2**64), "calls": int in [0, 2**63)}``."""
+    if not isinstance(state, dict) or set(state) != {"mask_seed", "calls"}:
+        raise ValueError(f"{kind}'s state must be {{'mask_seed': int, 'calls': int}}. "
+                         f"Received: {state!r:.80}")
+    mask_seed = V.check_int("mask_seed", state["mask_seed"], low=0)
+    calls = V.check_int("calls", state["calls"], low=0)
+    if mask_seed >= 2**64 or calls >= 2**63:
+        raise ValueError(f"{kind}'s state is out of range. Received: {state!r:.80}")
+    return mask_seed, calls
+
+
 class SeededRandom(Layer):
     """A layer that draws from the counter-based stream in training: its seed (given, or drawn
     from the model's generator at build), and ``calls``, the training passes that drew so
@@ -29,9 +50,7 @@ class SeededRandom(Layer):
 
     def __init__(self, seed: Optional[int], name: Optional[str], trainable: bool) -> None:
         super().__init__(name=name, trainable=trainable)
-        self.seed = None if seed is None else V.check_int("seed", seed, low=0)
-        if self.seed is not None and self.seed >= 2**64:
-            raise ValueError(f"seed must be below 2**64. Received: seed={seed}")
+        self.seed = check_seed(seed)
         self._mask_seed = self.seed
         self.calls = 0           # training passes so far: the generator's counter
 
@@ -45,6 +64,13 @@ class SeededRandom(Layer):
         if self._mask_seed is None:
             self._mask_seed = int(rng.integers(0, 2**63))
 
+    def next_generator(self) -> np.random.Generator:
+        """A NumPy generator for this training pass's host-side draws (an augmentation
+        layer's angles, a crop's place), from (seed, calls); advances ``calls``."""
+        rng = np.random.default_rng((self._mask_seed or 0, self.calls))
+        self.calls += 1
+        return rng
+
     def _with_seed(self, config: dict[str, Any]) -> dict[str, Any]:
         if self.seed is not None:
             config["seed"] = self.seed
@@ -54,15 +80,7 @@ class SeededRandom(Layer):
         return config
 
     def set_state(self, state: Any) -> None:
-        kind = type(self).__name__
-        if not isinstance(state, dict) or set(state) != {"mask_seed", "calls"}:
-            raise ValueError(f"{kind}'s state must be {{'mask_seed': int, 'calls': int}}. "
-                             f"Received: {state!r:.80}")
-        mask_seed = V.check_int("mask_seed", state["mask_seed"], low=0)
-        calls = V.check_int("calls", state["calls"], low=0)
-        if mask_seed >= 2**64 or calls >= 2**63:
-            raise ValueError(f"{kind}'s state is out of range. Received: {state!r:.80}")
-        self._mask_seed, self.calls = mask_seed, calls
+        self._mask_seed, self.calls = stream_state(type(self).__name__, state)
 
 
 class Dropout(SeededRandom):
