@@ -194,7 +194,7 @@ took
 
 # 5. the (repaired) wheel in a clean venv, from an empty directory
 step "installing $(basename "$INSTALL") into a clean venv"
-"$PYTHON" -m venv "$WORK/venv"
+bash "$ROOT/scripts/new_venv.sh" "$PYTHON" "$WORK/venv"
 run_logged "$WORK/install.log" "$WORK/venv/bin/python" -m pip install "$INSTALL"
 mkdir -p "$WORK/cwd"
 cd "$WORK/cwd"
