@@ -9,6 +9,7 @@ described model from its configs alone, before anything is allocated.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -16,6 +17,15 @@ import numpy as np
 from fastnn import _header_checks as H
 from fastnn._header_checks import BadModelFile
 from fastnn.layers import LAYERS, layer_from_config
+
+#: The most values one sample of any layer's output (or a model input) may hold in a model
+#: loaded from a file: 2**28 (1 GiB a sample in float32, 2 GiB in float64; a 256**3 volume
+#: of 16 channels). Weights are bounded by the file's size, but a weightless layer
+#: (Resizing, UpSampling, ZeroPadding, RepeatVector) costs no bytes in the file however large
+#: its output: without this bound a forged file of a few hundred bytes would load and then
+#: exhaust memory at predict. Models built in code are not bounded (their size is their
+#: author's choice); ONNX imports use the same figure (fastnn.onnx._checked_file).
+MAX_SAMPLE_VALUES = 2**28
 
 
 def weight_arrays(model: Any) -> list[tuple[str, Any]]:
@@ -35,10 +45,25 @@ def _shape(what: str, value: Any) -> tuple[int, ...]:
     return tuple(H.check_int(what, "dimension", d, 1, H.MAX_DIM + 1) for d in items)
 
 
-def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, int]:
+def _check_sample_size(what: str, shape: Any, oversize: list[str]) -> None:
+    """Note in ``oversize`` an output (a shape, or a list of them) of more than
+    MAX_SAMPLE_VALUES values a sample."""
+    shapes = shape if isinstance(shape, list) else [shape]
+    values = sum(math.prod(s) for s in shapes)
+    if values > MAX_SAMPLE_VALUES:
+        oversize.append(f"{what} would hold {values} values a sample (shape "
+                        f"{H._short(shape)}), more than the limit of 2**28 "
+                        f"(fastnn.models.saving.MAX_SAMPLE_VALUES) for a loaded model")
+
+
+def dry_run(config: Any, counter: list[int], depth: int = 0,
+            oversize: Optional[list[str]] = None) -> tuple[Any, Any, int]:
     """(input shapes, output shape, parameter count) of a described model, from its configs
     alone: layers are made and built for their shapes, which allocates no weights. Counts
-    layers (nested ones too) in ``counter`` against ``MAX_LAYERS``."""
+    layers (nested ones too) in ``counter`` against ``MAX_LAYERS``; notes inputs and outputs
+    over ``MAX_SAMPLE_VALUES`` in ``oversize`` (``check_v2`` refuses them after the size of
+    the weights, whose message is the more telling for a layer with weights)."""
+    oversize = [] if oversize is None else oversize
     if not isinstance(config, dict) or config.get("class") not in ("Sequential", "Model"):
         raise BadModelFile("a model description must be an object with 'class' Sequential or "
                            "Model")
@@ -70,6 +95,8 @@ def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, 
                                    f"{len(ins) + i - 1}; a later one would be a cycle). "
                                    f"Received: {H._short(inbound)}")
             wired.append((entry.get("config"), inbound))
+    for k, shape in enumerate(ins):
+        _check_sample_size(f"input {k}", shape, oversize)
     shapes: list[Any] = list(ins)
     total = 0
     for i, (layer_config, inbound) in enumerate(wired):
@@ -77,7 +104,8 @@ def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, 
             raise BadModelFile(f"layer {i} is not an object")
         try:
             if layer_config.get("class") == "Model" and "model" in layer_config:
-                sub_in, sub_out, n = dry_run(layer_config["model"], counter, depth + 1)
+                sub_in, sub_out, n = dry_run(layer_config["model"], counter, depth + 1,
+                                             oversize)
                 got = shapes[inbound[0]] if len(sub_in) == 1 else [shapes[j] for j in inbound]
                 if got != (sub_in[0] if len(sub_in) == 1 else sub_in):
                     raise ValueError(f"the nested model takes {sub_in}, it receives {got}")
@@ -102,6 +130,8 @@ def dry_run(config: Any, counter: list[int], depth: int = 0) -> tuple[Any, Any, 
                          "np.savez(path, *model.get_weights()), and set_weights them on the "
                          "model built in code)")
             raise BadModelFile(f"layer {i} ({kind}) is invalid: {what}") from None
+        _check_sample_size(f"the output of layer {i} ({type(layer).__name__} {layer.name!r})",
+                           shapes[-1], oversize)
     if config["class"] == "Sequential":
         out = shapes[-1]
     else:
@@ -118,11 +148,14 @@ def check_v2(config: Any, data_size: int) -> None:
     is malformed, before anything is allocated."""
     H.optional_int("model seed", "seed", config.get("seed") if isinstance(config, dict)
                    else None, 0, H.MAX_SEED)
-    _, _, count = dry_run(config, [0])
+    oversize: list[str] = []
+    _, _, count = dry_run(config, [0], oversize=oversize)
     itemsize = 8 if config.get("dtype") == "float64" else 4
     if count * itemsize > data_size:
         raise BadModelFile(f"the architecture needs {count * itemsize} bytes of weights, more "
                            f"than the file's {data_size} bytes of data")
+    if oversize:
+        raise BadModelFile(oversize[0])
 
 
 def build(config: dict[str, Any], version: int, arrays: dict[str, Any],
