@@ -98,13 +98,15 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
     """Initializer and regularizer entries ({"class_name", "config"}) as objects."""
+    from fastnn import initializers, regularizers
     for key, value in list(config.items()):
-        if isinstance(value, dict) and key.endswith("_initializer"):
-            from fastnn import initializers
-            config[key] = initializers.get(value)
-        elif isinstance(value, dict) and key.endswith("_regularizer"):
-            from fastnn import regularizers
-            config[key] = regularizers.get(value)
+        kind = (initializers if key.endswith("_initializer") else
+                regularizers if key.endswith("_regularizer") else None)
+        if isinstance(value, dict) and kind is not None:
+            try:
+                config[key] = kind.get(value)
+            except (TypeError, ValueError) as exc:     # the message names the argument
+                raise type(exc)(f"{key}: {exc}") from None
     return config
 
 

@@ -25,7 +25,8 @@ def _int_key(value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             return int(value)
-        raise TypeError(f"vocabulary must hold integers. Received: {V._describe(value)}")
+        raise TypeError(f"vocabulary must hold integers. Received: a vocabulary entry "
+                        f"{V._describe(value)}")
     return int(value)
 
 
@@ -76,11 +77,15 @@ class IntegerLookup(_Categorical):
     def build(self, input_shape: Any, dtype: Any) -> Any:
         t = self._table
         exact = 2.0 ** (np.finfo(dtype).nmant + 1)      # float32: every integer up to 2**24
-        tokens = [*t.tokens, t.oov_token] + ([t.mask_token] if t.mask_token is not None else [])
-        if max(abs(v) for v in tokens) > exact:
-            raise ValueError(f"{self.name}: its tokens reach {max(abs(v) for v in tokens)}, "
-                             f"which {np.dtype(dtype).name} does not hold exactly (up to "
-                             f"{int(exact)}); use a float64 model")
+        # named by argument, so that a message (a forged file's too) says which one is wrong
+        named = [("mask_token", t.mask_token), ("oov_token", t.oov_token)] + [
+            ("vocabulary", v) for v in t.tokens]
+        for key, value in named:
+            if value is not None and abs(value) > exact:
+                raise ValueError(f"{self.name}: {key} holds {value}, which "
+                                 f"{np.dtype(dtype).name} does not hold exactly (up to "
+                                 f"{int(exact)}); use a float64 model. Received: "
+                                 f"{key}={V._describe(value)}")
         return super().build(input_shape, dtype)
 
     # the table's interface, as Keras
@@ -213,7 +218,8 @@ class Discretization(_Categorical):
                 raise ValueError(f"bin_boundaries must be a 1-D list. Received: shape {b.shape}")
             V.check_finite("bin_boundaries", b)
             if b.size > 1 and (np.diff(b) < 0).any():
-                raise ValueError("bin_boundaries must be sorted (non-decreasing)")
+                raise ValueError(f"bin_boundaries must be sorted (non-decreasing). Received: "
+                                 f"bin_boundaries={V._describe(b.tolist())}")
             if b.size >= 2**31 - 1:
                 raise ValueError(f"bin_boundaries is too long. Received: {b.size} values")
             if self.num_bins is not None and self.num_bins != b.size + 1:

@@ -338,6 +338,13 @@ class RandomContrast(SeededRandom):
         self.value_range = (low, high)
         super().__init__(seed, name, trainable)
 
+    def check_dtype(self, dtype: Any) -> None:
+        # the clip bounds must be numbers of the model's dtype (1e300 is inf in float32)
+        super().check_dtype(dtype)
+        for v in self.value_range:
+            V.check_in_dtype("value_range", v, V.check_dtype(dtype), zero_ok=True,
+                             owner=repr(self))
+
     @property
     def draws(self) -> bool:
         return True

@@ -57,6 +57,9 @@ class PReLU(Layer):
             raise ValueError(f"alpha_constraint is not supported by fastnn (no weight "
                              f"constraints); pass None. Received: "
                              f"alpha_constraint={V._describe(alpha_constraint)}")
+        if alpha_initializer is None:     # alpha needs values (Dense's None means its default)
+            raise ValueError("alpha_initializer must be a name, a dict, an Initializer or a "
+                             "function f(shape, dtype). Received: alpha_initializer=None")
         self.alpha_initializer = _initializer("alpha_initializer", alpha_initializer)
         self.alpha_regularizer = _regularizer("alpha_regularizer", alpha_regularizer)
         if shared_axes is None:
