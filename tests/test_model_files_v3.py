@@ -1,0 +1,422 @@
+"""Model files holding the layers of session 31 (augmentation, resizing and crops, PReLU,
+Identity, GroupNormalization, the 3-D family, the categorical preprocessing layers).
+
+- the JSON-header fuzz of ``test_model_files`` over a saved model of each family: whatever
+  loads must predict, anything else must be the loader's ValueError (never a crash, a hang,
+  a MemoryError or another exception);
+- a table of hand-forged configs (negative, zero or huge sizes, wrong types, NaN factors,
+  unknown modes, inconsistent shapes), each refused before allocation with a ValueError that
+  names the key;
+- the per-sample output bound of a loaded model (``fastnn.models.saving.MAX_SAMPLE_VALUES``):
+  weightless layers whose outputs would take gigabytes per sample are refused at load, naming
+  the layer and the size; the same architecture still builds in code.
+"""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastnn as fnn
+import fastnn.io as fio
+from fastnn.io import model_from_bytes
+from fastnn.models.saving import MAX_SAMPLE_VALUES
+from test_model_files import FUZZ, build, memory_cap, mutate_header, parse
+from test_model_files_v2 import _refused_before_allocation
+
+# a fuzz run per family, bounded so that the file runs in seconds
+FUZZ_V3 = settings(FUZZ, max_examples=60)
+
+
+def _images(backend="numpy"):
+    """Layers 0-12: RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast,
+    Resizing(10, 12), CenterCrop(8, 10), RandomCrop(6, 8), PReLU(shared over space),
+    Identity, GroupNormalization(2), Flatten, Dense(2). Input (8, 8, 4)."""
+    return fnn.Sequential([
+        fnn.RandomFlip(seed=1), fnn.RandomRotation(0.1, seed=2), fnn.RandomZoom(0.1, seed=3),
+        fnn.RandomTranslation(0.1, 0.2, seed=4), fnn.RandomContrast(0.2, seed=5),
+        fnn.Resizing(10, 12), fnn.CenterCrop(8, 10), fnn.RandomCrop(6, 8, seed=6),
+        fnn.PReLU(shared_axes=[1, 2]), fnn.Identity(), fnn.GroupNormalization(2),
+        fnn.Flatten(), fnn.Dense(2, activation="softmax")],
+        input_shape=(8, 8, 4), seed=0, backend=backend)
+
+
+def _volumes(backend="numpy"):
+    """Layers 0-8: Conv3D, MaxPooling3D, AveragePooling3D, UpSampling3D, ZeroPadding3D,
+    Cropping3D, SpatialDropout3D, GlobalMaxPooling3D, GlobalAveragePooling3D (both on node 7's
+    output, node 8 = layer 6), Concatenate, Dense(2). Input (4, 6, 6, 2), node 0."""
+    inp = fnn.Input((4, 6, 6, 2))
+    h = fnn.Conv3D(3, 3, padding="same", activation="relu")(inp)
+    h = fnn.MaxPooling3D((1, 2, 2))(h)
+    h = fnn.AveragePooling3D(2, padding="same")(h)
+    h = fnn.UpSampling3D(2)(h)
+    h = fnn.ZeroPadding3D(1)(h)
+    h = fnn.Cropping3D(((0, 1), (1, 0), (0, 0)))(h)
+    h = fnn.SpatialDropout3D(0.1, seed=1)(h)
+    out = fnn.Concatenate()([fnn.GlobalMaxPooling3D()(h), fnn.GlobalAveragePooling3D()(h)])
+    return fnn.Model(inp, fnn.Dense(2, activation="softmax")(out), seed=0, backend=backend)
+
+
+def _categorical(backend="numpy"):
+    """Layers 0-5: IntegerLookup(multi_hot, adapted), Discretization(bin_boundaries),
+    Hashing(5, multi_hot), CategoryEncoding(10, count), Concatenate, Dense(2). Input (3,)."""
+    inp = fnn.Input((3,))
+    lookup = fnn.IntegerLookup(output_mode="multi_hot")
+    lookup.adapt(np.array([4, 4, 2, 9, 9, 9]))
+    parts = [lookup(inp), fnn.Discretization(bin_boundaries=[0.5, 2.5])(inp),
+             fnn.Hashing(5, output_mode="multi_hot")(inp),
+             fnn.CategoryEncoding(10, output_mode="count")(inp)]
+    out = fnn.Dense(2)(fnn.Concatenate()(parts))
+    return fnn.Model(inp, out, seed=0, backend=backend)
+
+
+FAMILIES = {"images": _images, "volumes": _volumes, "categorical": _categorical}
+
+
+def _file(make):
+    blob = fio.model_to_bytes(make())
+    version, header, start = parse(blob)
+    assert version == 2
+    return {"blob": blob, "header": header, "data": blob[start:]}
+
+
+@pytest.fixture(scope="module")
+def files():
+    return {name: _file(make) for name, make in FAMILIES.items()}
+
+
+def _inputs(model, rows=2):
+    """Zeros of the model's input shapes (valid for every family: a category 0, a black
+    image)."""
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    xs = [np.zeros((rows, *s)) for s in shapes]
+    return xs if len(xs) > 1 else xs[0]
+
+
+def _load_or_refuse(blob):
+    """Load ``blob`` within a capped address space: a refusal is the loader's ValueError; what
+    loads has finite weights, outputs within the bound, and predicts."""
+    try:
+        with memory_cap():
+            model = model_from_bytes(blob)
+    except ValueError as exc:
+        assert "not a valid fastnn model file" in str(exc), str(exc)
+        return
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    with memory_cap(2 << 30):
+        model.predict(_inputs(model, rows=1))
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_family_round_trips(files, family, tmp_path):
+    original = FAMILIES[family]()
+    loaded = model_from_bytes(files[family]["blob"])
+    x = _inputs(original, rows=3)
+    if family == "categorical":
+        x = np.array([[4, 2, 0], [9, 1, 5], [3, 3, 3]], float)
+    elif family == "images":
+        x = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 4))
+    else:
+        x = np.random.default_rng(0).standard_normal((3, 4, 6, 6, 2))
+    assert loaded.predict(x).tobytes() == original.predict(x).tobytes()
+    assert [c["class"] if "class" in c else c["config"]["class"]
+            for c in files[family]["header"]["model"]["layers"]] == [
+        type(layer).__name__ for layer in original.layers
+        if type(layer).__name__ != "InputLayer"]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@FUZZ_V3
+@given(data=st.data())
+def test_fuzz_mutated_json_header(files, family, data):
+    try:
+        raw = json.dumps(mutate_header(files[family]["header"], data)).encode()
+    except (ValueError, TypeError):
+        return
+    _load_or_refuse(build(None, files[family]["data"], version=2, header_bytes=raw))
+
+
+# config values the fuzz draws only by chance: each layer's keys set to hostile values
+HOSTILE_VALUES = [-1, 0, 2**31, 2**62, 1e308, -1e-300, 0.5, True, None, "x", [], [1], [0, 0],
+                  [2**31, 1], [1, 2, 3], {"a": 1}]
+
+
+def _layer_configs(header):
+    """(path to the config dict, config) of every layer config in the header."""
+    for i, entry in enumerate(header["model"]["layers"]):
+        yield (i,), entry.get("config", entry)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@FUZZ_V3
+@given(data=st.data())
+def test_fuzz_hostile_config_values(files, family, data):
+    header = copy.deepcopy(files[family]["header"])
+    configs = [c for _, c in _layer_configs(header)]
+    for _ in range(data.draw(st.integers(1, 2))):
+        config = data.draw(st.sampled_from(configs))
+        keys = sorted(k for k in config if k not in ("class", "name"))
+        if not keys:
+            continue
+        key = data.draw(st.sampled_from(keys))
+        config[key] = data.draw(st.sampled_from(HOSTILE_VALUES))
+    _load_or_refuse(build(header, files[family]["data"], version=2))
+
+
+# ---------------------------------------------------------------- hand-forged configs
+def _set(i, **values):
+    """Set keys of layer ``i``'s config (a Sequential's entry or a Model's ``config``)."""
+    def change(model):
+        entry = model["layers"][i]
+        entry.get("config", entry).update(values)
+    return change
+
+
+# family, change, what the message must hold (the key, and its received value where there is
+# one to quote)
+FORGED = {
+    # images: RandomFlip 0, RandomRotation 1, RandomZoom 2, RandomTranslation 3,
+    # RandomContrast 4, Resizing 5, CenterCrop 6, RandomCrop 7, PReLU 8, Identity 9,
+    # GroupNormalization 10
+    "flip_mode_unknown": ("images", _set(0, mode="diagonal"), r"mode='diagonal'"),
+    "flip_seed_negative": ("images", _set(0, seed=-1), r"seed=-1\b"),
+    "flip_seed_2_130": ("images", _set(0, seed=2**130), r"seed must be below 2\*\*64"),
+    "rotation_factor_2_5": ("images", _set(1, factor=2.5), r"factor=2\.5"),
+    "rotation_factor_triple": ("images", _set(1, factor=[0.1, 0.2, 0.3]),
+                               r"factor=\[0\.1, 0\.2, 0\.3\]"),
+    "rotation_factor_string": ("images", _set(1, factor="0.1"), r"factor='0\.1'"),
+    "rotation_fill_mode_unknown": ("images", _set(1, fill_mode="bogus"), r"fill_mode='bogus'"),
+    "rotation_interpolation_bicubic": ("images", _set(1, interpolation="bicubic"),
+                                       r"interpolation='bicubic'"),
+    "rotation_fill_value_1e300": ("images", _set(1, fill_value=1e300),
+                                  r"fill_value=1e\+300.*overflows"),
+    "zoom_height_factor_minus_1_5": ("images", _set(2, height_factor=-1.5),
+                                     r"height_factor=-1\.5"),
+    "zoom_width_factor_single": ("images", _set(2, width_factor=[0.1]), r"width_factor=\[0\.1\]"),
+    "zoom_height_factor_null": ("images", _set(2, height_factor=None), r"height_factor=None"),
+    "translation_height_factor_1_5": ("images", _set(3, height_factor=1.5),
+                                      r"height_factor=1\.5"),
+    "translation_width_factor_bool": ("images", _set(3, width_factor=True), r"width_factor=True"),
+    "contrast_factor_negative": ("images", _set(4, factor=-0.5), r"factor=-0\.5"),
+    "contrast_factor_1_5": ("images", _set(4, factor=1.5), r"factor=1\.5"),
+    "contrast_value_range_reversed": ("images", _set(4, value_range=[255, 0]),
+                                      r"value_range=\[255, 0\]"),
+    "contrast_value_range_single": ("images", _set(4, value_range=[0]), r"value_range=\[0\]"),
+    "contrast_value_range_1e300": ("images", _set(4, value_range=[0, 1e300]),
+                                   r"value_range=1e\+300.*overflows"),
+    "resizing_height_zero": ("images", _set(5, height=0), r"height=0\b"),
+    "resizing_width_negative": ("images", _set(5, width=-3), r"width=-3\b"),
+    "resizing_height_2_31": ("images", _set(5, height=2**31), r"height=2147483648"),
+    "resizing_height_float": ("images", _set(5, height=2.5), r"height=2\.5"),
+    "resizing_interpolation_unknown": ("images", _set(5, interpolation="lanczos9"),
+                                       r"interpolation='lanczos9'"),
+    "resizing_crop_flag_int": ("images", _set(5, crop_to_aspect_ratio=1),
+                               r"crop_to_aspect_ratio=1\b"),
+    "resizing_both_aspect_flags": ("images", _set(5, crop_to_aspect_ratio=True,
+                                                  pad_to_aspect_ratio=True),
+                                   r"crop_to_aspect_ratio and pad_to_aspect_ratio"),
+    "resizing_fill_mode_reflect": ("images", _set(5, fill_mode="reflect"),
+                                   r"fill_mode='reflect'"),
+    "center_crop_width_zero": ("images", _set(6, width=0), r"width=0\b"),
+    "center_crop_channels_first": ("images", _set(6, data_format="channels_first"),
+                                   r"data_format='channels_first'"),
+    "random_crop_width_string": ("images", _set(7, width="8"), r"width='8'"),
+    "random_crop_taller_needs_more_weights": ("images", _set(7, height=11),
+                                              r"more than the file"),
+    "prelu_shared_axis_4": ("images", _set(8, shared_axes=[4]), r"shared_axes=\[4\]"),
+    "prelu_shared_axis_0": ("images", _set(8, shared_axes=[0]), r"shared_axes=0\b"),
+    "prelu_shared_axes_repeated": ("images", _set(8, shared_axes=[1, 1]),
+                                   r"shared_axes=\[1, 1\]"),
+    "prelu_shared_axes_string": ("images", _set(8, shared_axes="1"), r"shared_axes='1'"),
+    "prelu_shared_axes_inconsistent_with_alpha": ("images", _set(8, shared_axes=[1]),
+                                                  r"p_re_lu/alpha.*<f4\[1, 1, 4\].*needs"),
+    "prelu_alpha_initializer_null": ("images", _set(8, alpha_initializer=None),
+                                     r"alpha_initializer=None"),
+    "prelu_alpha_initializer_unknown": ("images", _set(8, alpha_initializer="bogus"),
+                                        r"alpha_initializer: unknown initializer 'bogus'"),
+    "prelu_alpha_initializer_bad_dict": ("images", _set(8, alpha_initializer={"a": 1}),
+                                         r"alpha_initializer: .*\{'a': 1\}"),
+    "prelu_alpha_constraint": ("images", _set(8, alpha_constraint="non_neg"),
+                               r"alpha_constraint='non_neg'"),
+    "identity_unknown_argument": ("images", _set(9, bogus=1), r"bogus"),
+    "group_norm_groups_not_dividing": ("images", _set(10, groups=3), r"groups=3\b"),
+    "group_norm_groups_zero": ("images", _set(10, groups=0), r"groups=0\b"),
+    "group_norm_groups_minus_2": ("images", _set(10, groups=-2), r"groups=-2\b"),
+    "group_norm_groups_2_40": ("images", _set(10, groups=2**40), r"groups=1099511627776"),
+    "group_norm_epsilon_negative": ("images", _set(10, epsilon=-1.0), r"epsilon=-1\.0"),
+    "group_norm_epsilon_zero": ("images", _set(10, epsilon=0), r"epsilon=0"),
+    "group_norm_axis_1": ("images", _set(10, axis=1), r"axis=1\b"),
+    "group_norm_center_string": ("images", _set(10, center="yes"), r"center='yes'"),
+    # volumes: Conv3D 0, MaxPooling3D 1, AveragePooling3D 2, UpSampling3D 3, ZeroPadding3D 4,
+    # Cropping3D 5, SpatialDropout3D 6, GlobalMaxPooling3D 7, GlobalAveragePooling3D 8
+    "conv3d_padding_full": ("volumes", _set(0, padding="full"), r"padding='full'"),
+    "conv3d_kernel_inconsistent": ("volumes", _set(0, kernel_size=[1, 2, 3]),
+                                   r"conv3d/kernel.*needs <f4\[1, 2, 3, 2, 3\]"),
+    "maxpool3d_pool_zero": ("volumes", _set(1, pool_size=[0, 2, 2]), r"pool_size=0\b"),
+    "maxpool3d_strides_negative": ("volumes", _set(1, strides=[1, -1, 1]), r"strides=-1\b"),
+    "avgpool3d_padding_causal": ("volumes", _set(2, padding="causal"), r"padding='causal'"),
+    "upsampling3d_size_zero": ("volumes", _set(3, size=[0, 2, 2]), r"size=0\b"),
+    "upsampling3d_size_string": ("volumes", _set(3, size="2"), r"size='2'"),
+    "zeropadding3d_2_31": ("volumes", _set(4, padding=[[1, 2**31], [0, 0], [0, 0]]),
+                           r"padding.*2147483648"),
+    "cropping3d_everything": ("volumes", _set(5, cropping=[[0, 9], [0, 0], [0, 0]]),
+                              r"cropping \[\[0, 9\], \[0, 0\], \[0, 0\]\] leaves nothing"),
+    "cropping3d_negative": ("volumes", _set(5, cropping=[-1, 0, 0]), r"cropping=-1\b"),
+    "spatial_dropout3d_rate_negative": ("volumes", _set(6, rate=-0.1), r"rate=-0\.1"),
+    "spatial_dropout3d_rate_one": ("volumes", _set(6, rate=1.0), r"rate=1\.0"),
+    "spatial_dropout3d_rate_string": ("volumes", _set(6, rate="0.1"), r"rate='0\.1'"),
+    "global_max3d_keepdims_int": ("volumes", _set(7, keepdims=1), r"keepdims=1\b"),
+    "global_avg3d_channels_first": ("volumes", _set(8, data_format="channels_first"),
+                                    r"data_format='channels_first'"),
+    # categorical: IntegerLookup 0, Discretization 1, Hashing 2, CategoryEncoding 3
+    "lookup_oov_indices_negative": ("categorical", _set(0, num_oov_indices=-1),
+                                    r"num_oov_indices=-1\b"),
+    "lookup_output_mode_unknown": ("categorical", _set(0, output_mode="bag"),
+                                   r"output_mode='bag'"),
+    "lookup_max_tokens_one": ("categorical", _set(0, max_tokens=1), r"max_tokens=1\b"),
+    "lookup_vocabulary_floats": ("categorical", _set(0, vocabulary=[1.5, 2]),
+                                 r"vocabulary must hold integers.*1\.5"),
+    "lookup_mask_token_2_40": ("categorical", _set(0, mask_token=2**40),
+                               r"mask_token=1099511627776"),
+    "lookup_oov_token_string": ("categorical", _set(0, oov_token="x"), r"oov_token='x'"),
+    "discretization_unsorted": ("categorical", _set(1, bin_boundaries=[2.5, 0.5]),
+                                r"bin_boundaries=\[2\.5, 0\.5\]"),
+    "discretization_bins_zero": ("categorical", _set(1, num_bins=0), r"num_bins=0\b"),
+    "discretization_mode_tf_idf": ("categorical", _set(1, output_mode="tf_idf"),
+                                   r"output_mode='tf_idf'"),
+    "discretization_epsilon_negative": ("categorical", _set(1, epsilon=-1), r"epsilon=-1"),
+    "hashing_bins_zero": ("categorical", _set(2, num_bins=0), r"num_bins=0\b"),
+    "hashing_bins_2_31": ("categorical", _set(2, num_bins=2**31), r"num_bins=2147483648"),
+    "hashing_salt_triple": ("categorical", _set(2, salt=[1, 2, 3]), r"salt=\[1, 2, 3\]"),
+    "hashing_mask_value_list": ("categorical", _set(2, mask_value=[1]), r"mask_value=\[1\]"),
+    "encoding_tokens_negative": ("categorical", _set(3, num_tokens=-1), r"num_tokens=-1\b"),
+    "encoding_mode_int": ("categorical", _set(3, output_mode="int"), r"output_mode='int'"),
+    "encoding_tokens_inconsistent_with_dense": ("categorical", _set(3, num_tokens=2),
+                                                r"dense/kernel.*<f4\[22, 2\].*needs"),
+}
+
+
+@pytest.mark.parametrize("name", list(FORGED))
+def test_the_loader_refuses_forged_configs(files, name):
+    family, change, pattern = FORGED[name]
+    header = copy.deepcopy(files[family]["header"])
+    change(header["model"])
+    _refused_before_allocation(build(header, files[family]["data"], version=2), pattern)
+
+
+def test_a_nan_factor_cannot_reach_a_layer():
+    """A NaN (or inf) factor cannot be written in a file (strict JSON, refused by the header
+    parser) nor given in code (the constructors' check_float)."""
+    with pytest.raises(ValueError, match=r"factor=nan"):
+        fnn.RandomRotation(float("nan"))
+    with pytest.raises(ValueError, match=r"height_factor=inf"):
+        fnn.RandomZoom(float("inf"))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_nan_factor_in_a_file_is_refused(files, literal):
+    header = copy.deepcopy(files["images"]["header"])
+    header["model"]["layers"][1]["factor"] = "@@"
+    raw = json.dumps(header).encode().replace(b'"@@"', literal.encode())
+    _refused_before_allocation(build(None, files["images"]["data"], version=2,
+                                     header_bytes=raw), r"not a JSON number|not a finite float")
+
+
+# ---------------------------------------------------------------- the per-sample output bound
+def _one_layer_file(layer, input_shape):
+    """(header, data) of a saved Sequential holding ``layer`` alone."""
+    blob = fio.model_to_bytes(fnn.Sequential([layer], input_shape=input_shape, seed=0,
+                                             backend="numpy"))
+    _, header, start = parse(blob)
+    return header, blob[start:]
+
+
+# kind, a small layer, its input, the forged keys, the output shape they declare
+WEIGHTLESS = {
+    "Resizing": (lambda: fnn.Resizing(2, 2), (4, 4, 3), dict(height=2**15, width=2**15),
+                 (2**15, 2**15, 3)),
+    "CenterCrop": (lambda: fnn.CenterCrop(2, 2), (4, 4, 3), dict(height=2**15, width=2**15),
+                   (2**15, 2**15, 3)),
+    "RandomCrop": (lambda: fnn.RandomCrop(2, 2, seed=0), (4, 4, 3),
+                   dict(height=2**15, width=2**15), (2**15, 2**15, 3)),
+    "UpSampling1D": (lambda: fnn.UpSampling1D(2), (4, 2), dict(size=2**28), (2**30, 2)),
+    "UpSampling2D": (lambda: fnn.UpSampling2D(2), (4, 4, 3), dict(size=[2**14, 2**14]),
+                     (2**16, 2**16, 3)),
+    "UpSampling3D": (lambda: fnn.UpSampling3D(2), (2, 2, 2, 1), dict(size=[2**10, 2**10, 2**10]),
+                     (2**11, 2**11, 2**11, 1)),
+    "ZeroPadding1D": (lambda: fnn.ZeroPadding1D(1), (4, 2), dict(padding=[2**28, 0]),
+                      (2**28 + 4, 2)),
+    "ZeroPadding2D": (lambda: fnn.ZeroPadding2D(1), (4, 4, 3),
+                      dict(padding=[[2**14, 0], [2**14, 0]]), (2**14 + 4, 2**14 + 4, 3)),
+    "ZeroPadding3D": (lambda: fnn.ZeroPadding3D(1), (2, 2, 2, 1),
+                      dict(padding=[[2**10, 0], [2**10, 0], [2**10, 0]]),
+                      (2**10 + 2, 2**10 + 2, 2**10 + 2, 1)),
+    "RepeatVector": (lambda: fnn.RepeatVector(2), (3,), dict(n=2**29), (2**29, 3)),
+    "CategoryEncoding": (lambda: fnn.CategoryEncoding(4), (3,), dict(num_tokens=2**29),
+                         (2**29,)),
+    "Hashing": (lambda: fnn.Hashing(4, output_mode="multi_hot"), (3,), dict(num_bins=2**29),
+                (2**29,)),
+}
+
+
+@pytest.mark.parametrize("kind", list(WEIGHTLESS))
+def test_a_weightless_layer_over_the_bound_is_refused_at_load(kind):
+    make, input_shape, keys, shape = WEIGHTLESS[kind]
+    header, data = _one_layer_file(make(), input_shape)
+    header["model"]["layers"][0].update(keys)
+    values = math.prod(shape)
+    assert values > MAX_SAMPLE_VALUES
+    pattern = (rf"the output of layer 0 \({kind} '\w+'\) would hold {values} values a sample "
+               rf"\(shape \({', '.join(map(str, shape))},?\)\), more than the limit of 2\*\*28")
+    _refused_before_allocation(build(header, data, version=2), pattern)
+
+
+def test_an_input_over_the_bound_is_refused_at_load():
+    header, data = _one_layer_file(fnn.Identity(), (4, 4, 3))
+    header["model"]["input_shape"] = [2**15, 2**15, 3]
+    _refused_before_allocation(build(header, data, version=2),
+                               r"input 0 would hold 3221225472 values a sample")
+
+
+def test_a_nested_model_over_the_bound_is_refused_at_load():
+    inner = fnn.Sequential([fnn.UpSampling1D(2)], input_shape=(4, 2), name="inner")
+    inp = fnn.Input((4, 2))
+    blob = fio.model_to_bytes(fnn.Model(inp, inner(inp), backend="numpy"))
+    _, header, start = parse(blob)
+    header["model"]["layers"][0]["config"]["model"]["layers"][0]["size"] = 2**28
+    _refused_before_allocation(build(header, blob[start:], version=2),
+                               r"layer 0 \(UpSampling1D 'up_sampling1d'\) would hold "
+                               r"2147483648 values")
+
+
+def test_the_bound_itself_loads_without_allocating_activations():
+    """2**28 values a sample (Resizing to 8192 x 8192 x 4) is legal: the file loads and
+    allocates no activation until predict."""
+    import tracemalloc
+    header, data = _one_layer_file(fnn.Resizing(2, 2), (4, 4, 4))
+    header["model"]["layers"][0].update(height=2**13, width=2**13)
+    tracemalloc.start()
+    try:
+        with memory_cap():
+            model = model_from_bytes(build(header, data, version=2))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert model.output_shape == (2**13, 2**13, 4)
+    assert math.prod(model.output_shape) == MAX_SAMPLE_VALUES
+    assert peak < 2 << 20
+
+
+def test_a_model_over_the_bound_builds_in_code_and_says_why_it_cannot_be_saved():
+    """The bound is the loader's: in code the architecture builds (no activation is allocated
+    before predict); saving it refuses with the same reason, as no file is written that the
+    loader would refuse."""
+    model = fnn.Sequential([fnn.UpSampling1D(2**28)], input_shape=(4, 2), backend="numpy")
+    assert model.output_shape == (2**30, 2)
+    with pytest.raises(ValueError, match=r"cannot save this model.*UpSampling1D.*"
+                                         r"2147483648 values a sample.*MAX_SAMPLE_VALUES"):
+        fio.model_to_bytes(model)
