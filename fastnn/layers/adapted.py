@@ -82,10 +82,11 @@ class IntegerLookup(_Categorical):
             ("vocabulary", v) for v in t.tokens]
         for key, value in named:
             if value is not None and abs(value) > exact:
-                raise ValueError(f"{self.name}: {key} holds {value}, which "
-                                 f"{np.dtype(dtype).name} does not hold exactly (up to "
-                                 f"{int(exact)}); use a float64 model. Received: "
-                                 f"{key}={V._describe(value)}")
+                received = (f"{key}={V._describe(value)}" if key != "vocabulary" else
+                            f"vocabulary holding {V._describe(value)}")
+                raise ValueError(f"{self.name}: tokens must be integers that "
+                                 f"{np.dtype(dtype).name} holds exactly (up to {int(exact)}); "
+                                 f"use a float64 model. Received: {received}")
         return super().build(input_shape, dtype)
 
     # the table's interface, as Keras

@@ -150,7 +150,8 @@ class Resizing(_Grid):
         self.pad_to_aspect_ratio = V.check_bool("pad_to_aspect_ratio", pad_to_aspect_ratio)
         if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
             raise ValueError("Only one of crop_to_aspect_ratio and pad_to_aspect_ratio can be "
-                             "True")
+                             "True. Received: crop_to_aspect_ratio=True, "
+                             "pad_to_aspect_ratio=True")
         self.fill_mode = V.check_choice("fill_mode", fill_mode, ("constant",))
         self.fill_value = V.check_float("fill_value", fill_value)
         super().__init__(height, width, None, data_format, name, trainable)
