@@ -25,7 +25,9 @@ arrays, dimensions below 2**31, optimizer step counts in [0, 2**53)), the dtype 
 that spans are in bounds and disjoint, the graph (known layer kinds, connections to earlier
 nodes only: no cycles, no dangling references; every layer able to take its input's shape),
 that the weights the architecture needs fit in the file (sized from the configs before
-anything is allocated), and that the arrays match the architecture. Every
+anything is allocated), that no input or layer output holds more than
+``fastnn.models.saving.MAX_SAMPLE_VALUES`` (2**28) values a sample, and that the arrays match
+the architecture. Every
 failure raises ValueError "'path' is not a valid fastnn model file: ...". FIFOs, devices and
 directories: see ``load_model``; atomic, symlink-safe saving: ``save_model``.
 
