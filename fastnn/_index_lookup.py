@@ -76,6 +76,9 @@ class VocabularyTable:
                                  f"max_tokens={max_tokens}")
         self.max_tokens = max_tokens
         self.num_oov_indices = V.check_int("num_oov_indices", num_oov_indices, low=0)
+        if self.num_oov_indices >= 2**31:      # indices are below 2**31, as max_tokens
+            raise ValueError(f"num_oov_indices must be below 2**31. Received: "
+                             f"num_oov_indices={self.num_oov_indices}")
         self.output_mode = V.check_choice(
             "output_mode", "tf_idf" if output_mode == "tf-idf" else output_mode, OUTPUT_MODES)
         self.invert = V.check_bool("invert", invert)
@@ -131,8 +134,12 @@ class VocabularyTable:
             raise ValueError(f"vocabulary must be 1-D. Received: shape {np.shape(vocabulary)}")
         if not vocab:
             raise ValueError("vocabulary must not be empty. Received: vocabulary=[]")
-        special = self.get_vocabulary()[:self.token_start]
-        found_special = vocab[:self.token_start] == special
+        # the special tokens' head, no longer than vocab: a large num_oov_indices (a forged
+        # file's 2**31 - 1) must not become a list of that many tokens here
+        k = min(self.token_start, len(vocab))
+        special = ([self.mask_token] * min(self.oov_start, k)
+                   + [self.oov_token] * (k - min(self.oov_start, k)))
+        found_special = len(vocab) >= self.token_start and vocab[:self.token_start] == special
         tokens = vocab[self.token_start:] if found_special else vocab
         seen: set[Any] = set()
         repeated = [t for t in tokens if t in seen or seen.add(t)]     # type: ignore[func-returns-value]
