@@ -97,9 +97,23 @@ def _inputs(model, rows=2):
     return xs if len(xs) > 1 else xs[0]
 
 
+# a loaded model predicts in the fuzz when its layers' outputs hold at most this many values a
+# sample (64 MiB in float32); a larger legal one (a padding of 200 on the volumes: 2 * 10**8
+# values a layer) would take gigabytes of a shared machine's memory to run
+PREDICT_VALUES = 2**24
+
+
+def _activation_values(model):
+    total = 0
+    for layer in model.layers:
+        shape = layer.output_shape
+        total += sum(math.prod(s) for s in (shape if isinstance(shape, list) else [shape]))
+    return total
+
+
 def _load_or_refuse(blob):
     """Load ``blob`` within a capped address space: a refusal is the loader's ValueError; what
-    loads has finite weights, outputs within the bound, and predicts."""
+    loads has finite weights, outputs within the bound, and (when small) predicts."""
     try:
         with memory_cap():
             model = model_from_bytes(blob)
@@ -107,7 +121,11 @@ def _load_or_refuse(blob):
         assert "not a valid fastnn model file" in str(exc), str(exc)
         return
     assert all(np.isfinite(w).all() for w in model.get_weights())
-    with memory_cap(2 << 30):
+    assert all(math.prod(layer.output_shape) <= MAX_SAMPLE_VALUES for layer in model.layers
+               if isinstance(layer.output_shape, tuple))
+    if _activation_values(model) > PREDICT_VALUES:
+        return
+    with memory_cap(1 << 30):
         try:
             model.predict(_inputs(model, rows=1))
         except ValueError as exc:      # a legal model that refuses zeros (ids not in its
