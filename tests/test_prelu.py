@@ -104,3 +104,90 @@ def test_bad_arguments_are_refused(case):
     make, error, match = BAD[case]
     with pytest.raises(error, match=match):
         make()
+
+
+# The kernels (fastnn/_ext/_layer_ops.pyx and their NumPy twins) against plain broadcasting:
+# shapes large enough for two threads (threads_for: 131072 values), shared axes that are not
+# neighbours, none and all of them.
+KERNEL_CASES = [((8, 12, 10), (0, 2)), ((4, 9, 10, 7), (0, 1, 3)), ((3, 50, 1000), (0,)),
+                ((5, 6, 7), (0, 1, 2)), ((6, 30), (0,)), ((2, 3, 65536), (0,))]
+
+
+def _reference(x, dy, alpha_b, axes):
+    """Broadcasting in float64, independent of the kernels' index map and their order."""
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y = np.where(x64 > 0, x64, alpha_b * x64)
+    dx = np.where(x64 > 0, dy64, alpha_b * dy64)
+    dalpha = np.sum(np.where(x64 <= 0, dy64 * x64, 0.0), axis=axes, keepdims=True)[0]
+    return y, dx, dalpha
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, shared", KERNEL_CASES)
+def test_kernels_match_broadcasting_twin_and_threads(shape, shared, dtype):
+    from fastnn.backends import get_backend
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    n = shape[0]
+    x = rng.standard_normal(shape).astype(dtype)
+    x[..., :2] = 0.0                               # x == 0 takes the slope's side
+    dy = rng.standard_normal(shape).astype(dtype)
+    alpha_shape = tuple(1 if k in shared else d for k, d in enumerate(shape))[1:]
+    alpha = rng.standard_normal(alpha_shape).astype(dtype)
+    start = rng.standard_normal(alpha_shape).astype(dtype)     # dalpha accumulates
+    index = np.ascontiguousarray(np.broadcast_to(
+        np.arange(alpha.size).reshape(alpha_shape), shape[1:])).reshape(-1)
+    want_y, want_dx, want_dalpha = _reference(x, dy, alpha.astype(np.float64)[None], shared)
+    want_dalpha = want_dalpha + start
+    results = []
+    previous = fnn.get_num_threads()
+    try:
+        for name, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+            fnn.set_num_threads(threads)
+            be = get_backend(name)
+            y, dx = np.full_like(x, 7), np.full_like(x, 7)
+            dalpha, dalpha_only = start.copy(), start.copy()
+            be.prelu_forward(x.reshape(n, -1), alpha.reshape(-1), index, y.reshape(n, -1))
+            be.prelu_backward(x.reshape(n, -1), dy.reshape(n, -1), alpha.reshape(-1), index,
+                              dx.reshape(n, -1), dalpha.reshape(-1))
+            be.prelu_backward(x.reshape(n, -1), dy.reshape(n, -1), alpha.reshape(-1), index,
+                              None, dalpha_only.reshape(-1))
+            assert dalpha_only.tobytes() == dalpha.tobytes(), name
+            # y and dx: one product or a copy an element, so exactly the rounded reference
+            assert y.tobytes() == want_y.astype(dtype).tobytes(), name
+            assert dx.tobytes() == want_dx.astype(dtype).tobytes(), name
+            tol = 1e-12 if dtype == np.float64 else 1e-6
+            assert np.allclose(dalpha, want_dalpha, rtol=tol, atol=tol * n), name
+            results.append(dalpha)
+    finally:
+        fnn.set_num_threads(previous)
+    assert results[1].tobytes() == results[2].tobytes()          # 1 and 2 threads
+    assert np.allclose(results[0], results[1], rtol=1e-12 if dtype == np.float64 else 1e-7,
+                       atol=0)
+
+
+def test_kernels_with_no_rows():
+    from fastnn.backends import get_backend
+    for name in ("numpy", "fast"):
+        be = get_backend(name)
+        x = np.zeros((0, 6))
+        alpha, dalpha, index = np.ones(3), np.full(3, 2.0), np.arange(6) % 3
+        be.prelu_forward(x, alpha, index, x.copy())
+        be.prelu_backward(x, x, alpha, index, x.copy(), dalpha)
+        assert dalpha.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_training_is_the_same_at_one_and_two_threads():
+    """A layer large enough for two threads: the same losses and weights, bit for bit."""
+    runs = []
+    x = np.random.default_rng(5).standard_normal((64, 32, 32, 4))
+    y = np.random.default_rng(6).standard_normal((64, 2))
+    for threads in (1, 2):
+        with fnn.threads(threads):
+            model = fnn.Sequential([fnn.PReLU(alpha_initializer="random_normal",
+                                              shared_axes=[1]), fnn.Conv2D(2, 3, strides=4),
+                                    fnn.Flatten(), fnn.Dense(2)],
+                                   input_shape=(32, 32, 4), seed=0)
+            model.compile("mse", fnn.SGD(learning_rate=0.01))
+            losses = [model.train_on_batch(x, y) for _ in range(3)]
+            runs.append((losses, [w.tobytes() for w in model.get_weights()]))
+    assert runs[0] == runs[1]

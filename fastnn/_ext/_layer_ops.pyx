@@ -651,3 +651,77 @@ def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, 
                 for j in range(wo):
                     _sample_back(image, h, w, c, cols[j], rows[i], bilinear, fill_mode,
                                  &dy[s, i, j, 0])
+
+
+# ---------------------------------------------------------------------------- PReLU
+# PReLU's slope alpha (A values) is shared along some axes of each sample's m values: index[j]
+# names the slope of value j (the layer builds it once). The kernels expand alpha to the m
+# values of a sample first, so the element loops are plain, vectorisable selects. The slope's
+# gradient is summed in double per value j over the rows in row order (a thread owns blocks of
+# PRELU_BLOCK columns), then folded onto the slopes in j order: the same bits at any thread count.
+
+cdef Py_ssize_t PRELU_BLOCK = 256
+
+
+def prelu_forward(const floating[:, ::1] x,            # IN  (n, m)
+                  const floating[::1] alpha,           # IN  (A,)
+                  const int64_t[::1] index,            # IN  (m,) in [0, A)
+                  floating[:, ::1] y):                 # OUT (n, m)
+    """y := x where x > 0, else alpha[index[j]] * x"""
+    cdef Py_ssize_t n = x.shape[0], m = x.shape[1], i, j
+    if n == 0 or m == 0:
+        return
+    cdef floating[::1] full = np.empty(m, np.float32 if floating is float else np.float64)
+    cdef floating *a = &full[0]
+    cdef const floating *xr
+    cdef floating *yr
+    for j in range(m):
+        a[j] = alpha[index[j]]
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(n * m)):
+            xr = &x[i, 0]
+            yr = &y[i, 0]
+            for j in range(m):
+                yr[j] = xr[j] if xr[j] > 0 else a[j] * xr[j]
+
+
+def prelu_backward(const floating[:, ::1] x,           # IN  (n, m)
+                   const floating[:, ::1] dy,          # IN  (n, m)
+                   const floating[::1] alpha,          # IN  (A,)
+                   const int64_t[::1] index,           # IN  (m,) in [0, A)
+                   floating[:, ::1] dx,                # OUT (n, m), or None
+                   floating[::1] dalpha):              # OUT (A,) accumulated
+    """dx := dy where x > 0, else alpha[index[j]] * dy;
+    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x <= 0"""
+    cdef Py_ssize_t n = x.shape[0], m = x.shape[1], A = alpha.shape[0], i, j, b, j0, j1
+    cdef Py_ssize_t nb = (m + PRELU_BLOCK - 1) // PRELU_BLOCK
+    cdef bint want_dx = dx is not None
+    if n == 0 or m == 0:
+        return
+    cdef floating[::1] full = np.empty(m, np.float32 if floating is float else np.float64)
+    cdef double[::1] part = np.zeros(m, np.float64)
+    cdef double[::1] fold = np.zeros(A, np.float64)
+    cdef floating *a = &full[0]
+    cdef double *s = &part[0]
+    cdef const floating *xr
+    cdef const floating *dyr
+    cdef floating *dxr
+    for j in range(m):
+        a[j] = alpha[index[j]]
+    with nogil:
+        for b in prange(nb, schedule="static", num_threads=threads_for(2 * n * m)):
+            j0 = b * PRELU_BLOCK
+            j1 = min(m, j0 + PRELU_BLOCK)
+            for i in range(n):
+                xr = &x[i, 0]
+                dyr = &dy[i, 0]
+                for j in range(j0, j1):
+                    s[j] += <double>dyr[j] * xr[j] if xr[j] <= 0 else 0.0
+                if want_dx:
+                    dxr = &dx[i, 0]
+                    for j in range(j0, j1):
+                        dxr[j] = dyr[j] if xr[j] > 0 else a[j] * dyr[j]
+        for j in range(m):
+            fold[index[j]] += s[j]
+        for j in range(A):
+            dalpha[j] = <floating>(dalpha[j] + fold[j])

@@ -95,6 +95,13 @@ attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
     (B, H, Lmax, D) and (B, H, Lmax, Dv), out (B, H, Dv); 0 <= t < Lmax. Checked by both
     backends (fastnn/_validation.py: ValueError/TypeError naming the argument); each out[b, h]
     summed in key order by one thread (bitwise the same at any thread count).
+prelu_forward(x, alpha, index, y) -> None
+    y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,) int64
+    in [0, A) (the slope of each of a sample's values; PReLU's shared axes).
+prelu_backward(x, dy, alpha, index, dx, dalpha) -> None
+    dx := dy where x > 0, else alpha[index[j]] * dy (skipped when dx is None);
+    dalpha[a] += sum of dy * x where x <= 0 over the rows and the j with index[j] == a, in
+    double: each column over the rows in order, then the columns in order (any thread count).
 The fast backend alone also has the decoder's bound kernels (fastnn/_ext/_decode.pyx: arrays
 checked and bound at creation, then ``step(t)`` per position, ~0.3 us a call): ``BlockStep`` (a
 whole TransformerBlock), ``EmbedStep``, ``AddRowStep``, ``NormStep``, ``DenseStep``;

@@ -39,6 +39,7 @@ try:
                                         copy_window, binary_op, divide_scalar, select_update,
                                         select_grad, gaussian_noise, scale_channels,
                                         permute_axes, masking_forward, masking_backward,
+                                        prelu_forward, prelu_backward,
                                         affine_resample, affine_resample_backward,
                                         resample_grid, resample_grid_backward)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
@@ -110,7 +111,8 @@ __all__ = [
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
-    "scale_channels", "permute_axes", "masking_forward", "masking_backward", "affine_resample",
+    "scale_channels", "permute_axes", "masking_forward", "masking_backward", "prelu_forward", "prelu_backward",
+    "affine_resample",
     "affine_resample_backward", "resample_grid", "resample_grid_backward", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",

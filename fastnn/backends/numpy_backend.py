@@ -35,6 +35,7 @@ from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noq
                                              divide_scalar, select_update, select_grad,
                                              gaussian_noise, scale_channels, permute_axes,
                                              masking_forward, masking_backward,
+                                             prelu_forward, prelu_backward,
                                              affine_resample, affine_resample_backward,
                                              resample_grid, resample_grid_backward)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401

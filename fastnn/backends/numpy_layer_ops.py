@@ -367,3 +367,23 @@ def resample_grid_backward(dy, rows, cols, bilinear, fill_mode, dx):
     taps = _grid_taps(rows, cols, h, w, bilinear, fill_mode)
     for s in range(n):
         dx[s] = _scatter(dy[s], taps, h, w)
+
+
+def prelu_forward(x, alpha, index, y):
+    """y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,)"""
+    a = alpha[index]
+    y[...] = np.where(x > 0, x, a * x)
+
+
+def prelu_backward(x, dy, alpha, index, dx, dalpha):
+    """dx := dy where x > 0, else alpha[index[j]] * dy (skipped when dx is None);
+    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x <= 0
+    (in double: each column over the rows in order, then the columns in order)"""
+    if dx is not None:
+        dx[...] = np.where(x > 0, dy, alpha[index] * dy)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    part = np.where(x <= 0, dy.astype(np.float64) * x, 0.0).sum(axis=0)
+    fold = np.zeros(alpha.shape[0])
+    np.add.at(fold, index, part)
+    dalpha[...] = dalpha.astype(np.float64) + fold

@@ -4,12 +4,14 @@
 shape per sample, shared along ``shared_axes`` (``shared_axes=[1, 2]`` on images: one slope per
 channel, PyTorch's ``nn.PReLU(channels)``). He et al., "Delving deep into rectifiers" (2015).
 Gradients: ``dx = dy`` where ``x > 0``, else ``alpha * dy``; ``dalpha`` sums ``dy * min(x, 0)``
-over the batch and the shared axes. Element-wise NumPy operations in the layer, on both
-backends (the same operations, so the same bits).
+over the batch and the shared axes. Compiled kernels (``prelu_forward``/``prelu_backward`` in
+fastnn/_ext/_layer_ops.pyx, one pass each; the slope's sums in double in a fixed order) with
+their NumPy twins in fastnn/backends/numpy_layer_ops.py.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -72,6 +74,7 @@ class PReLU(Layer):
             raise ValueError(f"shared_axes must not repeat an axis. Received: "
                              f"shared_axes={V._describe(shared_axes)}")
         self.shared_axes = tuple(sorted(axes))
+        self._slope_index: Optional[tuple[Any, np.ndarray]] = None
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if not isinstance(input_shape, tuple):
@@ -91,24 +94,33 @@ class PReLU(Layer):
         return [WeightSpec("alpha", self._alpha_shape(), self.alpha_initializer,
                            self.alpha_regularizer)]
 
+    def _index(self) -> np.ndarray:
+        """The slope of each of a sample's values (int64, the sample's size): alpha's flat
+        index broadcast along the shared axes (built once; the input shape is fixed)."""
+        shape = tuple(self.input_shape)
+        if self._slope_index is None or self._slope_index[0] != shape:
+            flat = np.arange(math.prod(self._alpha_shape()), dtype=np.int64)
+            index = np.ascontiguousarray(
+                np.broadcast_to(flat.reshape(self._alpha_shape()), shape)).reshape(-1)
+            self._slope_index = (shape, index)
+        return self._slope_index[1]
+
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
-        alpha = self._weights[0]
+        n = x.shape[0]
         y = ctx.rows_buffer("y", self.output_shape)
-        np.minimum(x, 0, out=y)
-        y *= alpha
-        y += np.maximum(x, 0)
+        ctx.be.prelu_forward(x.reshape(n, -1), self._weights[0].reshape(-1), self._index(),
+                             y.reshape(n, -1))
         ctx.saved["x"] = x
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         x = ctx.saved["x"]
-        alpha, dalpha = self._weights[0], self._grads[0]
-        negative = np.minimum(x, 0)
-        axes = (0, *self.shared_axes)
-        dalpha += np.sum(dy * negative, axis=axes, keepdims=True)[0]
+        n = x.shape[0]
         dx = ctx.dx_target(0)
-        if dx is not None:
-            np.multiply(dy, np.where(x > 0, 1, alpha).astype(dy.dtype), out=dx)
+        ctx.be.prelu_backward(x.reshape(n, -1), dy.reshape(n, -1),
+                              self._weights[0].reshape(-1), self._index(),
+                              None if dx is None else dx.reshape(n, -1),
+                              self._grads[0].reshape(-1))
         return dx
 
     def get_config(self) -> dict[str, Any]:
