@@ -113,3 +113,79 @@ def test_bad_arguments_are_refused(case):
     make, error, match = BAD[case]
     with pytest.raises(error, match=match):
         make()
+
+
+# The kernels (fastnn/_ext/_normalization.pyx and their NumPy twins) against a plain float64
+# computation over (n, P, G, k): shapes with two threads' work (8 n P C >= 131072), one group,
+# one channel a group, a single position.
+KERNEL_CASES = [((16, 49, 32), 4), ((4, 300, 64), 1), ((8, 64, 24), 24), ((40, 1, 512), 8),
+                ((3, 5, 6), 3), ((2, 4096, 8), 2)]
+
+
+def _reference(x, dy, gamma, groups, eps):
+    n, P, C = x.shape
+    xg = x.astype(np.float64).reshape(n, P, groups, C // groups)
+    mean = xg.mean(axis=(1, 3), keepdims=True)
+    var = ((xg - mean) ** 2).mean(axis=(1, 3), keepdims=True)
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat = ((xg - mean) * inv).reshape(n, P, C)
+    g = (dy * gamma).reshape(n, P, groups, C // groups)
+    xh = xhat.reshape(g.shape)
+    N = P * C // groups
+    dx = inv / N * (N * g - g.sum(axis=(1, 3), keepdims=True)
+                    - xh * (g * xh).sum(axis=(1, 3), keepdims=True))
+    return (xhat, mean.reshape(n, groups), inv.reshape(n, groups), dx.reshape(n, P, C),
+            (dy * xhat).sum(axis=(0, 1)), dy.sum(axis=(0, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, groups", KERNEL_CASES)
+def test_kernels_match_reference_twin_and_threads(shape, groups, dtype):
+    from fastnn.backends import get_backend
+    rng = np.random.default_rng(shape[1] + groups)
+    n, P, C = shape
+    x = (rng.standard_normal(shape) * 3 + rng.standard_normal((1, 1, C)) * 5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = (rng.standard_normal(C).astype(dtype) for _ in range(2))
+    start_g, start_b = (rng.standard_normal(C).astype(dtype) for _ in range(2))
+    eps = 1e-3
+    xhat, want_mean, want_inv, want_dx, want_dg, want_db = _reference(
+        x.astype(np.float64), dy.astype(np.float64), gamma.astype(np.float64), groups, eps)
+    want_y = xhat * gamma.astype(np.float64) + beta
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    runs = []
+    previous = fnn.get_num_threads()
+    try:
+        for name, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+            fnn.set_num_threads(threads)
+            be = get_backend(name)
+            y, dx = np.full_like(x, 7), np.full_like(x, 7)
+            mean, inv = np.full((n, groups), 7, dtype), np.full((n, groups), 7, dtype)
+            dg, db, dg2, db2 = start_g.copy(), start_b.copy(), start_g.copy(), start_b.copy()
+            be.groupnorm_forward(x, gamma, beta, groups, eps, y, mean, inv)
+            be.groupnorm_backward(x, dy, gamma, mean, inv, dx, dg, db)
+            be.groupnorm_backward(x, dy, gamma, mean, inv, None, dg2, db2)
+            assert dg.tobytes() == dg2.tobytes() and db.tobytes() == db2.tobytes(), name
+            for got, want in ((y, want_y), (mean, want_mean), (inv, want_inv), (dx, want_dx),
+                              (dg, want_dg + start_g), (db, want_db + start_b)):
+                scale = np.abs(want).max()
+                assert np.abs(got - want).max() <= tol * scale, name
+            runs.append([a.tobytes() for a in (y, mean, inv, dx, dg, db)])
+    finally:
+        fnn.set_num_threads(previous)
+    assert runs[1] == runs[2]                        # 1 and 2 threads, bit for bit
+    assert runs[0][:3] == runs[1][:3]                # the forward: the twin's bits
+    assert runs[0][3:] == runs[1][3:]                # the backward too (same order of sums)
+
+
+def test_kernels_with_no_rows():
+    from fastnn.backends import get_backend
+    for name in ("numpy", "fast"):
+        be = get_backend(name)
+        x = np.zeros((0, 3, 4))
+        dg = np.full(4, 2.0)
+        be.groupnorm_forward(x, np.ones(4), np.zeros(4), 2, 1e-3, x.copy(), np.zeros((0, 2)),
+                             np.zeros((0, 2)))
+        be.groupnorm_backward(x, x, np.ones(4), np.zeros((0, 2)), np.zeros((0, 2)), x.copy(),
+                              dg, dg.copy())
+        assert dg.tolist() == [2.0] * 4

@@ -253,3 +253,151 @@ def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,
         for b in prange(nb, schedule="static", num_threads=threads):
             _ln_param_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
                             &mean[0], &invstd[0], &dgamma[0], &dbeta[0])
+
+
+# ---------------------------------------------------------------------------- group normalization
+# GroupNormalization on channels-last data (n, P positions, C channels), G groups of k = C / G
+# neighbouring channels; a (sample, group) is normalized over its N = P k values. A thread owns
+# whole samples. Each sum in double: per channel over the positions in order, then the group's
+# channels in order (so the position loop is a contiguous, vectorisable row of C). dgamma and
+# dbeta add the samples' per-channel sums in sample order afterwards. The same bits at any
+# thread count; the twin (fastnn/backends/numpy_normalization.py) sums in the same order.
+
+cdef void _gn_sample_forward(const floating *x, Py_ssize_t P, Py_ssize_t C, Py_ssize_t G,
+                             const floating *gamma, const floating *beta, double eps,
+                             floating *out, floating *mean, floating *invstd,
+                             double *s, double *mc) noexcept nogil:
+    cdef Py_ssize_t k = C // G, p, c, g
+    cdef double t, d, N = <double>P * k
+    cdef const floating *row
+    for c in range(C):
+        s[c] = 0.0
+    for p in range(P):
+        row = x + p * C
+        for c in range(C):
+            s[c] += row[c]
+    for g in range(G):
+        t = 0.0
+        for c in range(g * k, g * k + k):
+            t += s[c]
+        mean[g] = <floating>(t / N)
+        for c in range(g * k, g * k + k):
+            mc[c] = mean[g]
+    for c in range(C):
+        s[c] = 0.0
+    for p in range(P):
+        row = x + p * C
+        for c in range(C):
+            d = row[c] - mc[c]
+            s[c] += d * d
+    for g in range(G):
+        t = 0.0
+        for c in range(g * k, g * k + k):
+            t += s[c]
+        invstd[g] = <floating>(1.0 / sqrt(t / N + eps))
+        for c in range(g * k, g * k + k):
+            s[c] = invstd[g]
+    for p in range(P):
+        row = x + p * C
+        for c in range(C):
+            out[p * C + c] = <floating>((row[c] - mc[c]) * s[c] * gamma[c] + beta[c])
+
+
+def groupnorm_forward(const floating[:, :, ::1] x,     # IN  (n, P, C)
+                      const floating[::1] gamma, const floating[::1] beta,   # IN (C,)
+                      Py_ssize_t groups, double eps,
+                      floating[:, :, ::1] out,         # OUT (n, P, C)
+                      floating[:, ::1] mean,           # OUT (n, G)
+                      floating[:, ::1] invstd):        # OUT (n, G)
+    """per sample i and group g (channels g k .. g k + k - 1, k = C / G), over the positions
+    and the group's channels: out := gamma[c] (x - mean[i, g]) invstd[i, g] + beta[c],
+    invstd = 1 / sqrt(biased var + eps)"""
+    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], i
+    if n == 0 or P == 0 or C == 0:
+        return
+    cdef double[:, ::1] scratch = np.empty((n, 2 * C), np.float64)
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * P * C)):
+            _gn_sample_forward(&x[i, 0, 0], P, C, groups, &gamma[0], &beta[0], eps,
+                               &out[i, 0, 0], &mean[i, 0], &invstd[i, 0], &scratch[i, 0],
+                               &scratch[i, C])
+
+
+cdef void _gn_sample_backward(const floating *x, const floating *dy, Py_ssize_t P,
+                              Py_ssize_t C, Py_ssize_t G, const floating *gamma,
+                              const floating *mean, const floating *invstd, floating *dx,
+                              double *s) noexcept nogil:
+    """s: 6 C doubles; s[0:C] := sum_p dy, s[C:2C] := sum_p dy xhat (per channel, kept for
+    dgamma and dbeta); then dx when dx != NULL."""
+    cdef Py_ssize_t k = C // G, p, c, g
+    cdef double N = <double>P * k, xh, gg, t, u
+    cdef double *sdy = s
+    cdef double *sdyx = s + C
+    cdef double *mc = s + 2 * C
+    cdef double *ic = s + 3 * C
+    cdef double *sg = s + 4 * C
+    cdef double *sgx = s + 5 * C
+    cdef const floating *row
+    cdef const floating *drow
+    cdef floating *dxrow
+    for c in range(C):
+        sdy[c] = 0.0
+        sdyx[c] = 0.0
+        mc[c] = mean[c // k]
+        ic[c] = invstd[c // k]
+    for p in range(P):
+        row = x + p * C
+        drow = dy + p * C
+        for c in range(C):
+            xh = (row[c] - mc[c]) * ic[c]
+            sdy[c] += drow[c]
+            sdyx[c] += drow[c] * xh
+    if dx == NULL:
+        return
+    for g in range(G):
+        t = 0.0
+        u = 0.0
+        for c in range(g * k, g * k + k):
+            t += gamma[c] * sdy[c]
+            u += gamma[c] * sdyx[c]
+        for c in range(g * k, g * k + k):
+            sg[c] = t
+            sgx[c] = u
+    for p in range(P):
+        row = x + p * C
+        drow = dy + p * C
+        dxrow = dx + p * C
+        for c in range(C):
+            xh = (row[c] - mc[c]) * ic[c]
+            gg = drow[c] * <double>gamma[c]
+            dxrow[c] = <floating>(ic[c] / N * (N * gg - sg[c] - xh * sgx[c]))
+
+
+def groupnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,  # IN (n, P, C)
+                       const floating[::1] gamma,                    # IN  (C,)
+                       const floating[:, ::1] mean, const floating[:, ::1] invstd,  # IN (n, G)
+                       floating[:, :, ::1] dx,         # OUT (n, P, C), or None
+                       floating[::1] dgamma,           # OUT (C,) accumulated
+                       floating[::1] dbeta):           # OUT (C,) accumulated
+    """xhat = (x - mean) invstd, g = dy gamma[c]; per sample and group (N = P k values):
+    dx := invstd / N (N g - sum(g) - xhat sum(g xhat));
+    dgamma += sum over samples and positions of dy xhat;  dbeta += the sum of dy"""
+    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], G = mean.shape[1], i, c
+    cdef bint want_dx = dx is not None
+    cdef double t, u
+    if n == 0 or P == 0 or C == 0:
+        return
+    cdef double[:, ::1] scratch = np.empty((n, 6 * C), np.float64)
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * P * C)):
+            _gn_sample_backward(&x[i, 0, 0], &dy[i, 0, 0], P, C, G, &gamma[0], &mean[i, 0],
+                                &invstd[i, 0], &dx[i, 0, 0] if want_dx else NULL,
+                                &scratch[i, 0])
+        for c in range(C):
+            t = 0.0
+            u = 0.0
+            for i in range(n):
+                t += scratch[i, c]
+                u += scratch[i, C + c]
+            dbeta[c] = <floating>(dbeta[c] + t)
+            dgamma[c] = <floating>(dgamma[c] + u)

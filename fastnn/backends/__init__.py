@@ -102,6 +102,16 @@ prelu_backward(x, dy, alpha, index, dx, dalpha) -> None
     dx := dy where x > 0, else alpha[index[j]] * dy (skipped when dx is None);
     dalpha[a] += sum of dy * x where x <= 0 over the rows and the j with index[j] == a, in
     double: each column over the rows in order, then the columns in order (any thread count).
+groupnorm_forward(x, gamma, beta, groups, eps, out, mean, invstd) -> None
+    x, out (n, P, C) channels-last, groups G of k = C / G channels: per sample i and group g,
+    over its P k values, out := gamma[c] (x - mean[i, g]) invstd[i, g] + beta[c], invstd =
+    1 / sqrt(biased var + eps); mean, invstd (n, G). Sums in double per channel over the
+    positions in order, then the group's channels in order (a thread owns whole samples).
+groupnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta) -> None
+    xhat = (x - mean) invstd, g = dy gamma[c]; per sample and group (N = P k values):
+    dx := invstd / N (N g - sum(g) - xhat sum(g xhat)) (skipped when dx is None);
+    dgamma += sum of dy xhat, dbeta += sum of dy over samples and positions (the samples'
+    per-channel sums added in sample order).
 The fast backend alone also has the decoder's bound kernels (fastnn/_ext/_decode.pyx: arrays
 checked and bound at creation, then ``step(t)`` per position, ~0.3 us a call): ``BlockStep`` (a
 whole TransformerBlock), ``EmbedStep``, ``AddRowStep``, ``NormStep``, ``DenseStep``;

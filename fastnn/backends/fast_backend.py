@@ -44,7 +44,8 @@ try:
                                         resample_grid, resample_grid_backward)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
-                                            layernorm_forward)
+                                            layernorm_forward, groupnorm_forward,
+                                            groupnorm_backward)
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
@@ -105,7 +106,8 @@ __all__ = [
     "parallel_min_work", "ForwardPlan", "InferPlan", "adaptive_threads", "set_adaptive_threads",
     "ThreadChooser",
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
-    "layernorm_forward", "layernorm_backward", "dropout_mask", "dropout_forward",
+    "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
+    "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",

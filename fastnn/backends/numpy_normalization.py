@@ -98,3 +98,53 @@ def layernorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
         dx[...] = inv / c * (c * g - sg - xhat * sgx)
     dgamma[...] = dgamma.astype(_F64) + (dy64 * xhat).sum(axis=0)
     dbeta[...] = dbeta.astype(_F64) + dy64.sum(axis=0)
+
+
+def _group_sums(s, groups):
+    """(n, C) per-channel sums -> (n, G): each group's channels added in channel order (the
+    compiled kernel's order; np.sum along an axis may add pairwise)."""
+    s = s.reshape(s.shape[0], groups, -1)
+    total = s[:, :, 0].copy()
+    for j in range(1, s.shape[2]):
+        total += s[:, :, j]
+    return total
+
+
+def groupnorm_forward(x, gamma, beta, groups, eps, out, mean, invstd):
+    """x, out (n, P, C), G groups of k = C / G channels: per sample and group, over the
+    positions and the group's channels, out := gamma (x - mean) invstd + beta; mean, invstd
+    (n, G). Sums in double per channel over the positions, then the group's channels in order."""
+    n, P, C = x.shape
+    if n == 0 or P == 0 or C == 0:
+        return
+    k, N = C // groups, float(P * (C // groups))
+    x64 = x.astype(_F64)
+    mean[...] = _group_sums(x64.sum(axis=1), groups) / N
+    mc = np.repeat(mean.astype(_F64), k, axis=1)[:, None, :]
+    centred = x64 - mc
+    invstd[...] = 1.0 / np.sqrt(_group_sums((centred * centred).sum(axis=1), groups) / N + eps)
+    ic = np.repeat(invstd.astype(_F64), k, axis=1)[:, None, :]
+    out[...] = centred * ic * gamma.astype(_F64) + beta.astype(_F64)
+
+
+def groupnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
+    """xhat = (x - mean) invstd, g = dy gamma[c]; per sample and group (N = P k values):
+    dx := invstd / N (N g - sum(g) - xhat sum(g xhat)) (skipped when dx is None);
+    dgamma += sum over samples and positions of dy xhat;  dbeta += the sum of dy"""
+    n, P, C = x.shape
+    if n == 0 or P == 0 or C == 0:
+        return
+    groups = mean.shape[1]
+    k, N = C // groups, float(P * (C // groups))
+    mc = np.repeat(mean.astype(_F64), k, axis=1)[:, None, :]
+    ic = np.repeat(invstd.astype(_F64), k, axis=1)[:, None, :]
+    xhat = (x.astype(_F64) - mc) * ic
+    dy64 = dy.astype(_F64)
+    sdy, sdyx = dy64.sum(axis=1), (dy64 * xhat).sum(axis=1)          # (n, C)
+    if dx is not None:
+        g64 = gamma.astype(_F64)
+        sg = np.repeat(_group_sums(g64 * sdy, groups), k, axis=1)[:, None, :]
+        sgx = np.repeat(_group_sums(g64 * sdyx, groups), k, axis=1)[:, None, :]
+        dx[...] = ic / N * (N * (dy64 * g64) - sg - xhat * sgx)
+    dbeta[...] = dbeta.astype(_F64) + sdy.sum(axis=0)
+    dgamma[...] = dgamma.astype(_F64) + sdyx.sum(axis=0)

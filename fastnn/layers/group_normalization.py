@@ -5,10 +5,11 @@ positions and channels; ``groups=-1`` (one channel a group) an instance normaliz
 batch normalization it does not depend on the batch, so it behaves the same in training and
 inference, at any batch size.
 
-It runs on the compiled layer-normalization kernels (fastnn/_ext/_normalization.pyx): each
-(sample, group) is gathered into one row of positions x channels, normalized as a row (sums in
-double, a fixed order at any thread count), and scattered back, where the channels' affine map
-is applied.
+It runs on compiled channels-last kernels (``groupnorm_forward``/``groupnorm_backward`` in
+fastnn/_ext/_normalization.pyx, NumPy twins in fastnn/backends/numpy_normalization.py): a
+thread owns whole samples; each (sample, group)'s statistics are summed in double per channel
+over the positions, then over the group's channels, in a fixed order at any thread count; the
+affine map is applied in the same pass; dgamma and dbeta add the samples' sums in order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Slot, WeightSpec
@@ -88,46 +88,22 @@ class GroupNormalization(_Normalization):
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         P, G, k = self._shapes()
         n = x.shape[0]
-        # (n, P, G, k) -> rows (n G, P k): a group's values side by side
-        rows = ctx.rows_buffer("rows", (G, P * k))
-        rows.reshape(n, G, P, k)[...] = x.reshape(n, P, G, k).transpose(0, 2, 1, 3)
-        normed = ctx.rows_buffer("normed", (G, P * k))
-        mean, invstd = ctx.rows_buffer("mean", (G,)), ctx.rows_buffer("invstd", (G,))
-        ones, zeros = ctx.buffer("ones", (P * k,)), ctx.buffer("zeros", (P * k,))
-        ones[...], zeros[...] = 1, 0
-        ctx.be.layernorm_forward(rows.reshape(n * G, -1), ones, zeros, self.epsilon,
-                                 normed.reshape(n * G, -1), mean.reshape(-1),
-                                 invstd.reshape(-1))
-        xhat = ctx.rows_buffer("xhat", self.input_shape)
-        xhat.reshape(n, P, G, k)[...] = normed.reshape(n, G, P, k).transpose(0, 2, 1, 3)
         y = ctx.rows_buffer("y", self.output_shape)
-        np.multiply(xhat, self.gamma, out=y)
-        y += self.beta
-        ctx.saved.update(rows=rows, xhat=xhat, mean=mean, invstd=invstd)
+        mean, invstd = ctx.rows_buffer("mean", (G,)), ctx.rows_buffer("invstd", (G,))
+        ctx.be.groupnorm_forward(x.reshape(n, P, G * k), self.gamma, self.beta, G,
+                                 self.epsilon, y.reshape(n, P, G * k), mean, invstd)
+        ctx.saved.update(x=x, mean=mean, invstd=invstd)
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         P, G, k = self._shapes()
         n = dy.shape[0]
         s = ctx.saved
-        axes = tuple(range(dy.ndim - 1))
-        self.dgamma += np.sum(dy * s["xhat"], axis=axes)
-        self.dbeta += np.sum(dy, axis=axes)
         dx = ctx.dx_target(0)
-        if dx is None:
-            return None
-        dnormed = ctx.rows_buffer("dnormed", (G, P * k))
-        dnormed.reshape(n, G, P, k)[...] = (dy * self.gamma).reshape(n, P, G, k).transpose(
-            0, 2, 1, 3)
-        drows = ctx.rows_buffer("drows", (G, P * k))
-        ones = ctx.buffer("ones", (P * k,))
-        unused = ctx.buffer("unused_dgamma", (P * k,)), ctx.buffer("unused_dbeta", (P * k,))
-        for buffer in unused:           # the row kernel's own gamma/beta sums: not wanted
-            buffer[...] = 0
-        ctx.be.layernorm_backward(s["rows"].reshape(n * G, -1), dnormed.reshape(n * G, -1),
-                                  ones, s["mean"].reshape(-1), s["invstd"].reshape(-1),
-                                  drows.reshape(n * G, -1), *unused)
-        dx.reshape(n, P, G, k)[...] = drows.reshape(n, G, P, k).transpose(0, 2, 1, 3)
+        ctx.be.groupnorm_backward(s["x"].reshape(n, P, G * k), dy.reshape(n, P, G * k),
+                                  self.gamma, s["mean"], s["invstd"],
+                                  None if dx is None else dx.reshape(n, P, G * k),
+                                  self.dgamma, self.dbeta)
         return dx
 
     def get_config(self) -> dict[str, Any]:
