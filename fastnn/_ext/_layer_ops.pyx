@@ -656,11 +656,20 @@ def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, 
 # ---------------------------------------------------------------------------- PReLU
 # PReLU's slope alpha (A values) is shared along some axes of each sample's m values: index[j]
 # names the slope of value j (the layer builds it once). The kernels expand alpha to the m
-# values of a sample first, so the element loops are plain, vectorisable selects. The slope's
-# gradient is summed in double per value j over the rows in row order (a thread owns blocks of
-# PRELU_BLOCK columns), then folded onto the slopes in j order: the same bits at any thread count.
+# values of a sample first, so the element loops (src_c/fnn_prelu.h, plain C: written here they
+# compiled to a branch per value) are vectorised selects. The slope's gradient is summed in
+# double per value j over the rows in row order (a thread owns blocks of PRELU_BLOCK columns),
+# then folded onto the slopes in j order: the same bits at any thread count.
 
 cdef Py_ssize_t PRELU_BLOCK = 256
+
+cdef extern from "fnn_prelu.h" nogil:
+    void fnn_prelu_row_f32(const float *x, const float *a, Py_ssize_t m, float *y)
+    void fnn_prelu_row_f64(const double *x, const double *a, Py_ssize_t m, double *y)
+    void fnn_prelu_grad_f32(const float *x, const float *dy, const float *a, Py_ssize_t j0,
+                            Py_ssize_t j1, float *dx, double *s)
+    void fnn_prelu_grad_f64(const double *x, const double *dy, const double *a, Py_ssize_t j0,
+                            Py_ssize_t j1, double *dx, double *s)
 
 
 def prelu_forward(const floating[:, ::1] x,            # IN  (n, m)
@@ -673,16 +682,14 @@ def prelu_forward(const floating[:, ::1] x,            # IN  (n, m)
         return
     cdef floating[::1] full = np.empty(m, np.float32 if floating is float else np.float64)
     cdef floating *a = &full[0]
-    cdef const floating *xr
-    cdef floating *yr
     for j in range(m):
         a[j] = alpha[index[j]]
     with nogil:
         for i in prange(n, schedule="static", num_threads=threads_for(n * m)):
-            xr = &x[i, 0]
-            yr = &y[i, 0]
-            for j in range(m):
-                yr[j] = xr[j] if xr[j] > 0 else a[j] * xr[j]
+            if floating is float:
+                fnn_prelu_row_f32(&x[i, 0], a, m, &y[i, 0])
+            else:
+                fnn_prelu_row_f64(&x[i, 0], a, m, &y[i, 0])
 
 
 def prelu_backward(const floating[:, ::1] x,           # IN  (n, m)
@@ -703,8 +710,6 @@ def prelu_backward(const floating[:, ::1] x,           # IN  (n, m)
     cdef double[::1] fold = np.zeros(A, np.float64)
     cdef floating *a = &full[0]
     cdef double *s = &part[0]
-    cdef const floating *xr
-    cdef const floating *dyr
     cdef floating *dxr
     for j in range(m):
         a[j] = alpha[index[j]]
@@ -713,14 +718,11 @@ def prelu_backward(const floating[:, ::1] x,           # IN  (n, m)
             j0 = b * PRELU_BLOCK
             j1 = min(m, j0 + PRELU_BLOCK)
             for i in range(n):
-                xr = &x[i, 0]
-                dyr = &dy[i, 0]
-                for j in range(j0, j1):
-                    s[j] += <double>dyr[j] * xr[j] if xr[j] <= 0 else 0.0
-                if want_dx:
-                    dxr = &dx[i, 0]
-                    for j in range(j0, j1):
-                        dxr[j] = dyr[j] if xr[j] > 0 else a[j] * dyr[j]
+                dxr = &dx[i, 0] if want_dx else NULL
+                if floating is float:
+                    fnn_prelu_grad_f32(&x[i, 0], &dy[i, 0], a, j0, j1, dxr, s)
+                else:
+                    fnn_prelu_grad_f64(&x[i, 0], &dy[i, 0], a, j0, j1, dxr, s)
         for j in range(m):
             fold[index[j]] += s[j]
         for j in range(A):
