@@ -39,6 +39,7 @@ from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D
                            GlobalMaxPool3D, UpSampling3D, ZeroPadding3D, Cropping3D,
                            SpatialDropout3D)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
+from fastnn.layers import ConvLSTM2D
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                            RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
@@ -99,5 +100,5 @@ __all__ = [
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
     "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",
     "TextVectorization", "StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing",
-    "Discretization",
+    "Discretization", "ConvLSTM2D",
 ]

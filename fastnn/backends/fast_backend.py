@@ -25,6 +25,7 @@ try:
     from fastnn._ext._embedding import embedding_backward, embedding_forward
     from fastnn._ext._loss import loss
     from fastnn._ext._recurrent import rnn_backward, rnn_forward, rnn_sizes
+    from fastnn._ext._conv_lstm import conv_lstm_gates_backward, conv_lstm_gates_forward
     from fastnn._ext._attention import attention_backward, attention_forward
     from fastnn._ext._decode import (AddRowStep, BlockStep, DenseStep, EmbedStep, NormStep,
                                      attention_decode)
@@ -117,4 +118,5 @@ __all__ = [
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
+    "conv_lstm_gates_forward", "conv_lstm_gates_backward",
 ]

@@ -24,6 +24,8 @@ from fastnn.backends.numpy_pooling import (avgpool2d_backward, avgpool2d_forward
                                            maxpool2d_backward, maxpool2d_backward_relu,
                                            maxpool2d_forward)
 from fastnn.backends.numpy_recurrent import rnn_backward, rnn_forward, rnn_sizes  # noqa: F401
+from fastnn.backends.numpy_conv_lstm import (conv_lstm_gates_backward,  # noqa: F401
+                                             conv_lstm_gates_forward)
 from fastnn.backends.numpy_attention import attention_backward, attention_forward  # noqa: F401
 from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32

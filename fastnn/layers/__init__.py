@@ -9,6 +9,7 @@
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
     recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
+    conv_lstm.py       ConvLSTM2D (an LSTM over image sequences, convolutions for products)
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
     noise.py           GaussianNoise, GaussianDropout
@@ -79,6 +80,7 @@ from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSam
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
 from fastnn.layers.transformer import TransformerBlock
+from fastnn.layers.conv_lstm import ConvLSTM2D
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
@@ -93,7 +95,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
     SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
-    Discretization)}
+    Discretization, ConvLSTM2D)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -208,4 +210,4 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
            "MultiHeadAttention", "TransformerBlock", "CategoryEncoding", "Hashing",
            "IntegerLookup", "Discretization", "LAYERS",
-           "layer_from_config"]
+           "layer_from_config", "ConvLSTM2D"]
