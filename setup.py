@@ -232,7 +232,7 @@ setup(
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
          _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),
          _extension("_decode", C_SOURCES + ["src_c/fnn_norm.c"]),
-         _extension("_conv_lstm")],
+         _extension("_conv_lstm", C_SOURCES + ["src_c/fnn_rnn.c"])],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

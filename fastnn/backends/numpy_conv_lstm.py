@@ -2,9 +2,10 @@
 functions and signatures, on whole arrays. A row is one (sample, position) with its 4F
 pre-activations in Keras' gate order i, f, c, o and its F cell values.
 
-    forward:  [i, f, g, o] = [rec, rec, act, rec](zx + zh);  c = f c_prev + i g;  h = o act(c)
+    forward:  [i, f, g, o] = [rec, rec, act, rec](zx + zh);  c = f c_prev + i g;  a = act(c);
+              h = o a
     backward: dc += dh o act'(c);  dz = [dc g rec'(i), dc c_prev rec'(f), dc i act'(g),
-              dh act(c) rec'(o)];  dc := dc f
+              dh a rec'(o)];  dc := dc f
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ def _check(rows: int, F: int, act: int, rec: int, **arrays: Any) -> None:
 
 
 def conv_lstm_gates_forward(rows: int, F: int, zx: Any, zh: Any, c_prev: Any, act: int,
-                            rec: int, gates: Any, c: Any, h: Any) -> None:
-    """[i, f, g, o] = [rec, rec, act, rec](zx + zh);  c = f c_prev + i g;  h = o act(c)"""
+                            rec: int, gates: Any, c: Any, a: Any, h: Any) -> None:
+    """[i, f, g, o] = [rec, rec, act, rec](zx + zh);  c = f c_prev + i g;  a = act(c);  h = o a"""
     _check(rows, F, act, rec, zx=(zx, 4), zh=(zh, 4), c_prev=(c_prev, 1), gates=(gates, 4),
-           c=(c, 1), h=(h, 1))
+           c=(c, 1), a=(a, 1), h=(h, 1))
     z = (zx + zh).reshape(rows, 4, F)
     g = gates.reshape(rows, 4, F)
     for k in (0, 1, 3):
@@ -43,18 +44,20 @@ def conv_lstm_gates_forward(rows: int, F: int, zx: Any, zh: Any, c_prev: Any, ac
     g[:, 2] = _act(z[:, 2], act)
     cv = c.reshape(rows, F)
     np.add(g[:, 1] * c_prev.reshape(rows, F), g[:, 0] * g[:, 2], out=cv)
-    np.multiply(g[:, 3], _act(cv, act), out=h.reshape(rows, F))
+    av = a.reshape(rows, F)
+    av[...] = _act(cv, act)
+    np.multiply(g[:, 3], av, out=h.reshape(rows, F))
 
 
-def conv_lstm_gates_backward(rows: int, F: int, gates: Any, c: Any, c_prev: Any, dh: Any,
+def conv_lstm_gates_backward(rows: int, F: int, gates: Any, c_prev: Any, a: Any, dh: Any,
                              dc: Any, act: int, rec: int, dz: Any) -> None:
     """dc += dh o act'(c);  dz = [dc g rec'(i), dc c_prev rec'(f), dc i act'(g),
-    dh act(c) rec'(o)];  dc := dc f"""
-    _check(rows, F, act, rec, gates=(gates, 4), c=(c, 1), c_prev=(c_prev, 1), dh=(dh, 1),
+    dh a rec'(o)];  dc := dc f"""
+    _check(rows, F, act, rec, gates=(gates, 4), c_prev=(c_prev, 1), a=(a, 1), dh=(dh, 1),
            dc=(dc, 1), dz=(dz, 4))
     g = gates.reshape(rows, 4, F)
     i, f, gg, o = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
-    ac = _act(c.reshape(rows, F), act)
+    ac = a.reshape(rows, F)
     dhv = dh.reshape(rows, F)
     dcv = dc.reshape(rows, F) + dhv * o * _deriv(ac, act)
     d = dz.reshape(rows, 4, F)

@@ -13,7 +13,9 @@ h_{t-1} and the gate kernel (``conv_lstm_gates_forward``: compiled in fastnn/_ex
 its NumPy twin in fastnn/backends/numpy_conv_lstm.py). Backpropagation through time runs the
 gate kernel's backward and the recurrent convolution's input gradient per step; the weight
 gradients of both convolutions are then one call each over all steps. Buffers are time-major
-(steps, n, ...), in the order the steps are taken, so each step's slice is contiguous.
+(steps, n, ...), in the order the steps are taken, so each step's slice is contiguous: the
+input in step order xt, the pre-activations zx (reused for their gradients backward), the gates
+G, the states H and C (H[0] = C[0] = 0) and A = act(c_t).
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ class ConvLSTM2D(Layer):
                 return flat.reshape(steps, n, *shape)
             return {"xt": tm("xt", self._x3), "zx": tm("zx", (*self._h3[:2], 4 * F)),
                     "G": tm("G", (P, 4 * F)), "H": tm("H", self._h3, T + 1),
-                    "C": tm("C", (P, F), T + 1), "zh": ctx.rows_buffer("zh", (*self._h3[:2],
+                    "C": tm("C", (P, F), T + 1), "A": tm("A", (P, F)), "zh": ctx.rows_buffer("zh", (*self._h3[:2],
                                                                              4 * F))}
         return ctx.views("conv_lstm", build)
 
@@ -227,6 +229,7 @@ class ConvLSTM2D(Layer):
         n = x.shape[0]
         b = self._buffers(ctx, n)
         xt, zx, G, H, C, zh = b["xt"], b["zx"], b["G"], b["H"], b["C"], b["zh"]
+        A_ = b["A"]
         # time-major, in the order the steps are taken
         np.copyto(xt, np.swapaxes(x[:, ::-1] if self.go_backwards else x, 0, 1))
         be.conv2d_forward(xt.reshape(T * n, *self._x3), self.kernel, self.bias, self.strides,
@@ -243,7 +246,7 @@ class ConvLSTM2D(Layer):
             be.conv_lstm_gates_forward(rows, F, zx[t].reshape(-1), zh.reshape(-1),
                                        C[t].reshape(-1), self.act, self.rec_act,
                                        G[t].reshape(-1), C[t + 1].reshape(-1),
-                                       H[t + 1].reshape(-1))
+                                       A_[t].reshape(-1), H[t + 1].reshape(-1))
         if self.return_sequences:
             y = ctx.rows_buffer("y", (T, *self._h3))
             np.copyto(y, np.swapaxes(H[1:], 0, 1))
@@ -262,7 +265,7 @@ class ConvLSTM2D(Layer):
         dys = dy if isinstance(dy, list) else [dy]
         n = ctx.rows
         b = self._buffers(ctx, n)
-        xt, G, H, C = b["xt"], b["G"], b["H"], b["C"]
+        xt, G, H, C, A_ = b["xt"], b["G"], b["H"], b["C"], b["A"]
         dZ = b["zx"]                # the pre-activations' gradients overwrite zx (not needed)
         dh = ctx.rows_buffer("dh", self._h3)
         dc = ctx.rows_buffer("dc", self._h3)
@@ -279,8 +282,8 @@ class ConvLSTM2D(Layer):
         for t in range(T - 1, -1, -1):
             if d_out is not None and self.return_sequences:
                 dh += d_out[:, t]
-            be.conv_lstm_gates_backward(rows, F, G[t].reshape(-1), C[t + 1].reshape(-1),
-                                        C[t].reshape(-1), dh.reshape(-1), dc.reshape(-1),
+            be.conv_lstm_gates_backward(rows, F, G[t].reshape(-1), C[t].reshape(-1),
+                                        A_[t].reshape(-1), dh.reshape(-1), dc.reshape(-1),
                                         self.act, self.rec_act, dZ[t].reshape(-1))
             if t:                   # dL/dh_{t-1} through the recurrent convolution
                 be.conv2d_backward_input(self.recurrent_kernel, dZ[t], (1, 1), (1, 1),
