@@ -407,3 +407,14 @@ def test_it_learns_which_way_a_square_moves(rng):
     model.compile("sparse_categorical_crossentropy", fnn.Adam(0.01), metrics=["accuracy"])
     model.fit(x[:450], y[:450], epochs=15, batch_size=32, verbose=0)
     assert model.evaluate(x[450:], y[450:], verbose=0)["accuracy"] >= 0.95
+
+
+def test_the_readme_example_runs(capsys):
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("### Convolutional LSTM: ConvLSTM2D\n", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "(64, 4)"

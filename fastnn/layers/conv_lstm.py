@@ -302,7 +302,7 @@ class ConvLSTM2D(Layer):
                            dZ.reshape(T * n, *self._h3[:2], 4 * F), self.strides,
                            self.dilation_rate, self._pads, self.dkernel,
                            self.dbias if self.use_bias else self._scratch_dbias, dxt)
-        if dx is None:
+        if dx is None or dxt is None:
             return None
         back = np.swapaxes(dxt.reshape(T, n, *self._x3), 0, 1)
         np.copyto(dx, back[:, ::-1] if self.go_backwards else back)
