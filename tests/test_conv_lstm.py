@@ -412,7 +412,10 @@ def test_it_learns_which_way_a_square_moves(rng):
 def test_the_readme_example_runs(capsys):
     import pathlib
     import re
-    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    readme = pathlib.Path(__file__).parent.parent / "README.md"
+    if not readme.exists():             # scripts/asan_check.sh's copy holds no README
+        pytest.skip("no README.md next to the tests")
+    text = readme.read_text()
     section = text.split("### Convolutional LSTM: ConvLSTM2D\n", 1)[1].split("\n### ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1
