@@ -125,6 +125,7 @@ class Conv3D(_Conv):
         self._y4 = (oh, ow, self.filters)
         self._k4 = (kh, kw, kd * c, self.filters)
         self._strides, self._dilations = self.strides[1:], self.dilation_rate[1:]
+        self._depth = (kd, self.strides[0], self.dilation_rate[0], front)
         self._pads = (top, left)
 
     # ------------------------------------------------------------------ scratch and chunks
@@ -192,6 +193,12 @@ class Conv3D(_Conv):
         k2 = self._kernel2d(ctx)
 
         def kernel(act: int, out: FloatArray) -> None:
+            # the backend's 3-D forward first: the compiled one fills its stride-1 path's
+            # padded rows from x itself (no stack), or declines and the stack is built here
+            if not self._direct and ctx.be.conv3d_forward(
+                    x, k2, self.bias, self._depth, self._strides, self._dilations, self._pads,
+                    act, self.param, out):
+                return
             for b0 in range(0, n, step):
                 b1 = min(n, b0 + step)
                 ctx.be.conv2d_forward(self._stack(ctx, x[b0:b1]), k2, self.bias,
