@@ -38,6 +38,7 @@ from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D
                            AvgPool3D, GlobalAveragePooling3D, GlobalMaxPooling3D, GlobalAvgPool3D,
                            GlobalMaxPool3D, UpSampling3D, ZeroPadding3D, Cropping3D,
                            SpatialDropout3D)
+from fastnn.layers import Conv3DTranspose, Convolution3DTranspose
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
@@ -98,6 +99,7 @@ __all__ = [
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
     "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",
+    "Conv3DTranspose", "Convolution3DTranspose",
     "TextVectorization", "StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing",
     "Discretization",
 ]

@@ -5,6 +5,7 @@
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose, Conv1DTranspose
     convolutional3d.py Conv3D (volumes and clips, over the 2-D kernels)
+    conv3d_transpose.py Conv3DTranspose (Conv3D's input gradient)
     depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
@@ -43,6 +44,7 @@ from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2D
                                          Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.convolutional3d import Conv3D, Convolution3D
+from fastnn.layers.conv3d_transpose import Conv3DTranspose, Convolution3DTranspose
 from fastnn.layers.pooling3d import (ALIASES3D, POOLING3D_LAYERS, AveragePooling3D, AvgPool3D,
                                      GlobalAveragePooling3D, GlobalAvgPool3D, GlobalMaxPool3D,
                                      GlobalMaxPooling3D, MaxPool3D, MaxPooling3D)
@@ -93,7 +95,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
     SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
-    Discretization)}
+    Discretization, Conv3DTranspose)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -203,6 +205,7 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "Conv3D", "Convolution3D",
+           "Conv3DTranspose", "Convolution3DTranspose",
            "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D",
            *ALIASES3D, "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
