@@ -304,19 +304,23 @@ def test_import_of_torch_3d_exports(name, dtype, tmp_path):
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=tol, atol=tol)
 
 
-def test_own_3d_exports_come_back(tmp_path):
-    pytest.importorskip("onnxruntime")
+def test_own_3d_exports_come_back_and_run_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
     model = fnn.Sequential([
         fnn.Conv3D(4, 3, padding="same", activation="relu"), fnn.MaxPooling3D(),
+        fnn.Conv3DTranspose(3, 3, strides=2, padding="same", activation="tanh"),
         fnn.Conv3D(3, (1, 2, 2)), fnn.GlobalAveragePooling3D()],
         input_shape=(4, 6, 6, 2), seed=0)
-    try:
-        path = fnn.onnx.export(model, tmp_path / "m.onnx")
-    except (ValueError, NotImplementedError) as exc:      # the exporter's side, not this one's
-        pytest.skip(f"fastnn's exporter does not write these layers: {exc}")
+    path = str(fnn.onnx.export(model, tmp_path / "m.onnx"))
     back = fnn.onnx.load(path)
+    assert [n for n in _layers(back) if "3D" in n] == [
+        "Conv3D", "MaxPooling3D", "Conv3DTranspose", "Conv3D", "GlobalAveragePooling3D"]
     x = np.random.default_rng(1).normal(size=(2, 4, 6, 6, 2)).astype(np.float32)
-    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-6, atol=1e-6)
+    want = model.predict(x)
+    np.testing.assert_allclose(back.predict(x), want, rtol=1e-6, atol=1e-6)
+    session = ort.InferenceSession(path)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("op", ["GlobalMaxPool", "GlobalAveragePool"])
