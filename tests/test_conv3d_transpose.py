@@ -162,6 +162,23 @@ def test_config_files_and_weights(tmp_path):
     assert fnn.Convolution3DTranspose is fnn.Conv3DTranspose
 
 
+@pytest.mark.parametrize("cls, shape", [("Conv3DTranspose", (2, 3, 3, 2)),
+                                        ("Conv2DTranspose", (3, 3, 2)),
+                                        ("Conv1DTranspose", (3, 2))])
+@pytest.mark.parametrize("activation", [fnn.LeakyReLU(0.3), fnn.Step(0.25), fnn.ELU(0.5)],
+                         ids=["leaky_relu", "step", "elu"])
+def test_files_keep_the_activation_parameter(cls, shape, activation, tmp_path):
+    """(the transposed layers' leaky_relu alpha, step threshold and elu alpha came back as the
+    defaults from a file before)"""
+    model = fnn.Sequential([getattr(fnn, cls)(2, 3, activation=activation)],
+                           input_shape=shape, seed=0)
+    model.save(tmp_path / "m.fnn")
+    back = fnn.load(tmp_path / "m.fnn")
+    assert back.layers[0].param == model.layers[0].param != 0
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
+    assert back.predict(x).tobytes() == model.predict(x).tobytes()
+
+
 @pytest.mark.parametrize("make, exc, pattern", [
     (lambda: fnn.Conv3DTranspose(2, 3, strides=2, output_padding=2), ValueError,
      r"output_padding must be below the strides \(2, 2, 2\)"),

@@ -145,7 +145,8 @@ def _make_layer(config: dict[str, Any]) -> Layer:
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
     if cls in ("Dense", "Conv1D", "Conv2D", "Conv3D", "TransformerBlock", "DepthwiseConv1D",
-               "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
+               "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+               "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
         act = config.get("activation", "linear")
         if act == "step":
             config["activation"] = Step(**param)
