@@ -623,6 +623,15 @@ static int fnn_conv3d_strided_taken(const fnn_conv_geom *g)
 #endif
 }
 
+int fnn_conv2d_dx_on_gemm(const fnn_conv_geom *g)
+{
+    if (fnn_conv_wino_dx_use(g)) return 0;
+#if FNN_X86
+    if (fnn_conv_strided_dx_use(g)) return 0;
+#endif
+    return 1;
+}
+
 int fnn_conv3d_forward_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds, const float *x,
                            const float *kernel, const float *bias, int act, float param,
                            float *y)

@@ -41,6 +41,11 @@ int fnn_conv3d_forward_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds, con
                            const double *kernel, const double *bias, int act, double param,
                            double *y);
 
+/* 1 when fnn_conv2d_backward computes g's input gradient on the GEMM with the transposed
+ * gather (col2im), 0 when on a faster path (Winograd, or the stride-1 path's forward of dz):
+ * what a Conv3D weighs when it picks how to run its backward. */
+int fnn_conv2d_dx_on_gemm(const fnn_conv_geom *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -205,3 +205,49 @@ def test_bad_arguments_raise_value_error_naming_them(change, match):
     with pytest.raises(ValueError, match=match):
         fast_backend.conv3d_forward(a["x"], a["kernel"], a["bias"], a["depth"], a["strides"],
                                     a["dilations"], a["padding"], a["act"], a["param"], a["y"])
+
+
+@pytest.mark.parametrize("backend", ["fast", "numpy"])
+def test_both_stride_one_backwards_match_pytorch_float64(backend, monkeypatch):
+    """A depth stride of 1 runs the taps-on-output backward or, where its input gradient would
+    take the GEMM's transposed gather and the stacked one's would not (AVX-512 with 8
+    channels), the stacked backward: both forced here, both held to PyTorch."""
+    torch = pytest.importorskip("torch")
+    from fastnn.layers.convolutional3d import Conv3D
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 5, 6, 7, 8))
+    dy = rng.standard_normal((2, 5, 6, 7, 16))
+    kernel = rng.standard_normal((3, 3, 3, 8, 16)) * 0.1
+    bias = rng.standard_normal(16)
+    xt = torch.tensor(x.transpose(0, 4, 1, 2, 3), requires_grad=True)
+    kt = torch.tensor(kernel, requires_grad=True)
+    bt = torch.tensor(bias, requires_grad=True)
+    yt = torch.tanh(torch.nn.functional.conv3d(xt, kt.permute(4, 3, 0, 1, 2), bt, padding=1))
+    yt.backward(torch.tensor(dy.transpose(0, 4, 1, 2, 3)))
+    want = [yt.detach().numpy().transpose(0, 2, 3, 4, 1), xt.grad.numpy().transpose(
+        0, 2, 3, 4, 1), kt.grad.numpy(), bt.grad.numpy()]
+    for stacked in (False, True):
+        monkeypatch.setattr(Conv3D, "_stacked_dx_pays", lambda self, be, s=stacked: s)
+        model = fnn.Sequential([fnn.Conv3D(16, 3, padding="same", activation="tanh")],
+                               input_shape=x.shape[1:], dtype="float64", backend=backend)
+        model.set_weights([kernel, bias])
+        y = model.forward(x, training=True)
+        model.zero_grad()
+        dx = model.backward(dy)
+        for got, exp in zip([y, dx, *model.grads], want):
+            np.testing.assert_allclose(got, exp, rtol=1e-10, atol=1e-12)
+
+
+def test_input_gradient_path_query():
+    shapes = ((1, 16, 16, 8), (3, 3, 8, 48), (1, 16, 16, 48))
+    geometry = ((1, 1), (1, 1), (1, 1))
+    assert numpy_backend.conv2d_dx_on_gemm(*shapes, *geometry) is True
+    # 8 channels of dx: AVX2's stride-1 kernels take them (8 lanes), AVX-512's (16) do not
+    got = fast_backend.conv2d_dx_on_gemm(*shapes, *geometry)
+    assert got is (fast_backend.kernel_name() != "avx2")
+    if fast_backend.kernel_name() == "generic":        # no stride-1 or Winograd dx there
+        assert fast_backend.conv2d_dx_on_gemm((1, 16, 16, 24), (3, 3, 24, 16), (1, 16, 16, 16),
+                                              *geometry) is True
+    with pytest.raises(ValueError, match="shapes do not match"):
+        fast_backend.conv2d_dx_on_gemm((1, 16, 16, 7), (3, 3, 8, 48), (1, 16, 16, 48),
+                                       *geometry)

@@ -14,7 +14,8 @@ from libc.stdint cimport int64_t
 from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64,
                                fnn_conv2d_backward_f32, fnn_conv2d_backward_f64,
                                fnn_conv2d_backward_pooled_f32, fnn_conv2d_backward_pooled_f64,
-                               fnn_conv_depth, fnn_conv3d_forward_f32, fnn_conv3d_forward_f64)
+                               fnn_conv_depth, fnn_conv3d_forward_f32, fnn_conv3d_forward_f64,
+                               fnn_conv2d_dx_on_gemm)
 
 cdef int N_ACTIVATIONS = 14     # fastnn.activations codes 0..13, but 9 (DERIV_GIVEN)
 
@@ -288,3 +289,13 @@ def conv3d_forward(const floating[:, :, :, :, ::1] x,     # IN  (n, d, h, w, c)
     if ok == 0:
         raise MemoryError("conv3d_forward: could not allocate its buffers")
     return ok == 1
+
+
+def conv2d_dx_on_gemm(tuple x_shape, tuple kernel_shape, tuple y_shape, strides, dilations,
+                      padding):
+    """True when conv2d_backward computes this geometry's input gradient on the GEMM with the
+    transposed gather, False when on a faster path (Winograd, or the stride-1 forward of dz):
+    the shapes are conv2d's, (n, h, w, c), (kh, kw, c, f), (n, oh, ow, f)."""
+    cdef fnn_conv_geom g = _geometry(x_shape, kernel_shape, y_shape, strides, dilations,
+                                     padding)
+    return fnn_conv2d_dx_on_gemm(&g) == 1

@@ -65,6 +65,13 @@ def conv3d_forward(x, kernel, bias, depth, strides, dilations, padding, act, par
     return True
 
 
+def conv2d_dx_on_gemm(x_shape, kernel_shape, y_shape, strides, dilations, padding):
+    """The compiled backend's question (does its conv2d_backward take the input gradient
+    through the GEMM and a transposed gather?): here every input gradient is that product and
+    _col2im, so True."""
+    return True
+
+
 def conv2d_backward(x, kernel, dz, strides, dilations, padding, dkernel, dbias, dx):
     """dkernel := patches^T dz;  dbias := dz summed over (n, oh, ow);  dx := the transpose of the
     patch gather applied to dz kernel^T (unless dx is None)"""
