@@ -12,8 +12,8 @@ packed GEMM's implicit convolution (its patches gathered a bounded chunk at a ti
 bitwise alike at any thread count), the NumPy backend its own twin. The forward first asks the
 backend's ``conv3d_forward``: where the 2-D convolution of the stack takes the compiled
 stride-1 path (src_c/fnn_conv3d.h), that path fills its padded input rows straight from the
-5-D x, so the stack is never written (the same bits; 1.15-1.25x faster forward on a 16^3x8->16
-batch); elsewhere it declines and the stack is built here. With a depth stride above
+5-D x, so the stack is never written (the same bits; a 1.1-1.2x faster forward on a 16^3x8->16
+batch, Zen 4); elsewhere it declines and the stack is built here. With a depth stride above
 1 the gradients are that product's: the kernel's and the bias' exactly, the input's the stack's
 gradient added back slice by slice in a fixed order. With a depth stride of 1 the backward
 puts the depth taps on the output side instead: every input slice through the kernel read as
