@@ -609,19 +609,17 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 
 /* ---------------------------------------------------------------- Conv3D (fnn_conv3d.h) */
 
+#if FNN_X86
 /* 1 when fnn_conv2d_forward takes the stride-1 path for g (the checks it makes before, in
  * its order), so the stackless forward gives what the stack's would. */
 static int fnn_conv3d_strided_taken(const fnn_conv_geom *g)
 {
     fnn_conv_plan pl;
     fnn_conv_make_plan(g, &pl);
-#if FNN_X86
     return pl.M > 0 && !pl.direct && !fnn_conv_use_direct(g) && !fnn_conv_wino_use(g) &&
            fnn_conv_strided_use(g);
-#else
-    return 0;
-#endif
 }
+#endif
 
 int fnn_conv2d_dx_on_gemm(const fnn_conv_geom *g)
 {
