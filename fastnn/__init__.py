@@ -44,6 +44,7 @@ from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, R
                            RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
                            GroupNormalization)
 from fastnn.layers import CategoryEncoding, Discretization, Hashing, IntegerLookup
+from fastnn.layers import AdditiveAttention, Attention, Dot, UnitNormalization
 from fastnn.preprocessing_text import StringLookup, TextVectorization
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
@@ -95,6 +96,7 @@ __all__ = [
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
     "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization",
+    "Dot", "UnitNormalization", "Attention", "AdditiveAttention",
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
     "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",

@@ -24,6 +24,8 @@
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
+    dot.py             Dot, UnitNormalization (Keras')
+    score_attention.py Attention (Luong), AdditiveAttention (Bahdanau) (Keras')
     transformer.py     TransformerBlock
 
 Each layer's forward and backward sit together in its family's module and call the backend's
@@ -79,6 +81,8 @@ from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSam
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
 from fastnn.layers.transformer import TransformerBlock
+from fastnn.layers.dot import Dot, UnitNormalization
+from fastnn.layers.score_attention import AdditiveAttention, Attention
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
@@ -93,7 +97,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
     SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
-    Discretization)}
+    Discretization, Dot, UnitNormalization, Attention, AdditiveAttention)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
