@@ -25,7 +25,8 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
-           "fastnn.datasets", "fastnn.datasets.time_series", "fastnn.datasets.words"]
+           "fastnn.datasets", "fastnn.datasets.time_series", "fastnn.datasets.words",
+           "fastnn.layers.dot", "fastnn.layers.score_attention"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -11,7 +11,7 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, sqrt, tanh, tanhf
+from libc.math cimport exp, expf, fabs, sqrt, tanh
 
 from fastnn._ext._parallel cimport fnn_max_threads, threads_for, fnn_ftz_enter, fnn_ftz_leave
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
@@ -176,11 +176,41 @@ def softmax_backward(const floating[:, ::1] a,      # IN  (R, C) softmax output
             ds[r, c] = <floating>(a[r, c] * (da[r, c] - d))
 
 
-cdef inline floating _tanh(floating x) noexcept nogil:
-    if floating is float:
-        return tanhf(x)
-    else:
-        return tanh(x)
+# tanh(c (q + k)) = (P - 1) / (P + 1) with P = exp(2 c q) exp(2 c k): the exponentials are taken
+# once per query and key element (O((Tq + Tv) D) instead of O(Tq Tv D) calls of tanh), the pair
+# costs a product and a division, in double (absolute error a few double ulps, whatever the
+# dtype). A row holding an argument |2 c x| > 300 (where the product could overflow, or lose
+# q + k when one is huge) or a NaN takes libm's tanh for all its pairs instead.
+cdef enum:
+    _EXP_LIMIT = 300
+
+
+cdef void _exp_rows(const floating[:, :, ::1] x, double c, double[:, :, ::1] e,  # OUT
+                    unsigned char[:, ::1] ok) noexcept nogil:               # OUT
+    """e := exp(2 c x);  ok[b, i] := every |2 c x[b, i, :]| <= _EXP_LIMIT"""
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], row, b, i, d
+    cdef double a
+    cdef unsigned char good
+    for row in prange(B * T, schedule="static", num_threads=threads_for(B * T * D * 8)):
+        b = row // T
+        i = row - b * T
+        good = 1
+        for d in range(D):
+            a = 2.0 * c * x[b, i, d]
+            if not (fabs(a) <= _EXP_LIMIT):
+                good = 0
+                a = 0
+            e[b, i, d] = exp(a)
+        ok[b, i] = good
+
+
+def _exp_scratch(q, k, double c):
+    """exp(2 c q), exp(2 c k) (double) and their rows' flags, for the additive kernels."""
+    eq = np.empty(np.shape(q), np.float64)
+    ek = np.empty(np.shape(k), np.float64)
+    okq = np.empty(np.shape(q)[:2], np.uint8)
+    okk = np.empty(np.shape(k)[:2], np.uint8)
+    return eq, ek, okq, okk
 
 
 def additive_scores(const floating[:, :, ::1] q,    # IN  (B, Tq, D)
@@ -191,19 +221,29 @@ def additive_scores(const floating[:, :, ::1] q,    # IN  (B, Tq, D)
     """out[b, i, j] := sum_d outer[d] tanh(inner (q[b, i, d] + k[b, j, d]))"""
     cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], D = q.shape[2], Tv = k.shape[1]
     cdef Py_ssize_t row, b, i, j, d
-    cdef floating acc, c = <floating>inner
+    cdef double acc, p, c = inner
+    cdef double[:, :, ::1] eq, ek
+    cdef unsigned char[:, ::1] okq, okk
     if (k.shape[0] != B or k.shape[2] != D or outer.shape[0] != D or out.shape[0] != B
             or out.shape[1] != Tq or out.shape[2] != Tv):
         _bad("additive_scores")
+    eq, ek, okq, okk = _exp_scratch(q, k, inner)
     with nogil:
+        _exp_rows(q, c, eq, okq)
+        _exp_rows(k, c, ek, okk)
         for row in prange(B * Tq, schedule="static", num_threads=threads_for(B * Tq * Tv * D)):
             b = row // Tq
             i = row - b * Tq
             for j in range(Tv):
                 acc = 0
-                for d in range(D):
-                    acc = acc + outer[d] * _tanh(c * (q[b, i, d] + k[b, j, d]))
-                out[b, i, j] = acc
+                if okq[b, i] and okk[b, j]:
+                    for d in range(D):
+                        p = eq[b, i, d] * ek[b, j, d]
+                        acc = acc + outer[d] * ((p - 1) / (p + 1))
+                else:
+                    for d in range(D):
+                        acc = acc + outer[d] * tanh(c * (<double>q[b, i, d] + k[b, j, d]))
+                out[b, i, j] = <floating>acc
 
 
 def additive_scores_backward(const floating[:, :, ::1] q,      # IN  (B, Tq, D)
@@ -217,36 +257,51 @@ def additive_scores_backward(const floating[:, :, ::1] q,      # IN  (B, Tq, D)
                              floating[::1] dinner):            # OUT (B,) per sample
     """With t = tanh(inner u), u = q[b, i] + k[b, j], h = ds[b, i, j] outer (1 - t^2):
     dq[b, i] := sum_j inner h,  dk[b, j] := sum_i inner h,  douter[b] := sum_ij ds t,
-    dinner[b] := sum_ij <h, u>.  The (Tq, Tv, D) tensor is recomputed, never stored."""
+    dinner[b] := sum_ij <h, u>.  The (Tq, Tv, D) tensor is recomputed, never stored; each
+    sample's sums are one thread's, in (i, j) order, in double."""
     cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], D = q.shape[2], Tv = k.shape[1]
     cdef Py_ssize_t b, i, j, d
-    cdef floating c = <floating>inner, g, u, t, h
-    cdef double di
+    cdef double c = inner, g, u, t, h, p, di
+    cdef double[:, :, ::1] eq, ek, gq, gk
+    cdef double[:, ::1] go
+    cdef unsigned char[:, ::1] okq, okk
+    cdef bint fast
     if (k.shape[0] != B or k.shape[2] != D or outer.shape[0] != D or ds.shape[0] != B
             or ds.shape[1] != Tq or ds.shape[2] != Tv or dq.shape[0] != B or dq.shape[1] != Tq
             or dq.shape[2] != D or dk.shape[0] != B or dk.shape[1] != Tv or dk.shape[2] != D
             or douter.shape[0] != B or douter.shape[1] != D or dinner.shape[0] != B):
         _bad("additive_scores_backward")
+    eq, ek, okq, okk = _exp_scratch(q, k, inner)
+    gq = np.zeros(np.shape(q), np.float64)          # the sums, in double
+    gk = np.zeros(np.shape(k), np.float64)
+    go = np.zeros((B, D), np.float64)
     with nogil:
+        _exp_rows(q, c, eq, okq)
+        _exp_rows(k, c, ek, okk)
         for b in prange(B, schedule="static", num_threads=threads_for(B * Tq * Tv * D)):
-            for i in range(Tq):
-                for d in range(D):
-                    dq[b, i, d] = 0
-            for j in range(Tv):
-                for d in range(D):
-                    dk[b, j, d] = 0
-            for d in range(D):
-                douter[b, d] = 0
             di = 0
             for i in range(Tq):
                 for j in range(Tv):
                     g = ds[b, i, j]
+                    fast = okq[b, i] and okk[b, j]
                     for d in range(D):
-                        u = q[b, i, d] + k[b, j, d]
-                        t = _tanh(c * u)
-                        douter[b, d] += g * t
+                        u = <double>q[b, i, d] + k[b, j, d]
+                        if fast:
+                            p = eq[b, i, d] * ek[b, j, d]
+                            t = (p - 1) / (p + 1)
+                        else:
+                            t = tanh(c * u)
+                        go[b, d] += g * t
                         h = g * outer[d] * (1 - t * t)
-                        di = di + <double>h * u
-                        dq[b, i, d] += c * h
-                        dk[b, j, d] += c * h
+                        di = di + h * u
+                        gq[b, i, d] += c * h
+                        gk[b, j, d] += c * h
+            for i in range(Tq):
+                for d in range(D):
+                    dq[b, i, d] = <floating>gq[b, i, d]
+            for j in range(Tv):
+                for d in range(D):
+                    dk[b, j, d] = <floating>gk[b, j, d]
+            for d in range(D):
+                douter[b, d] = <floating>go[b, d]
             dinner[b] = <floating>di
