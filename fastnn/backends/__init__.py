@@ -95,6 +95,21 @@ attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
     (B, H, Lmax, D) and (B, H, Lmax, Dv), out (B, H, Dv); 0 <= t < Lmax. Checked by both
     backends (fastnn/_validation.py: ValueError/TypeError naming the argument); each out[b, h]
     summed in key order by one thread (bitwise the same at any thread count).
+batched_matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0) -> None
+    out[i] := alpha op(a[i]) @ op(b[i]) + beta out[i];  3-D C-contiguous arrays (Dot, Attention).
+unit_norm_forward(x, epsilon, y, inv) / unit_norm_backward(y, inv, epsilon, dy, dx) -> None
+    inv[r] := min(1 / ||x[r]||, 1 / epsilon), y := x inv;  dx := inv (dy - y <dy, y>) (dy inv
+    where the cap held);  x, y, dy, dx (R, C), inv (R,) (UnitNormalization, Dot(normalize)).
+masked_softmax(s, vmask, causal, out) / softmax_backward(a, da, ds) -> None
+    out[b, i] := softmax_j(s[b, i, j] - 1e9 where vmask[b, j] == 0 or (causal and j > i))
+    (Keras' rule);  s, out (B, Tq, Tv), vmask (B, Tv) uint8 or None;  ds := a (da - <da, a>)
+    per row of (R, C) arrays.
+additive_scores(q, k, inner, outer, out) -> None
+    out[b, i, j] := sum_d outer[d] tanh(inner (q[b, i, d] + k[b, j, d]));  q (B, Tq, D),
+    k (B, Tv, D), outer (D,), out (B, Tq, Tv) (AdditiveAttention, Attention "concat").
+additive_scores_backward(q, k, inner, outer, ds, dq, dk, douter, dinner) -> None
+    dq, dk := the input gradients;  douter (B, D), dinner (B,): each sample's part of the
+    weight gradients (the caller adds them in sample order).
 The fast backend alone also has the decoder's bound kernels (fastnn/_ext/_decode.pyx: arrays
 checked and bound at creation, then ``step(t)`` per position, ~0.3 us a call): ``BlockStep`` (a
 whole TransformerBlock), ``EmbedStep``, ``AddRowStep``, ``NormStep``, ``DenseStep``;
