@@ -424,3 +424,63 @@ def test_the_readme_snippet_runs_and_learns(capsys):
     assert len(blocks) == 1
     exec(compile(blocks[0], "README.md", "exec"), {})
     assert float(capsys.readouterr().out.split()[-1]) < 0.05
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_masks_of_the_inputs_count_as_masks(backend):
+    """Embedding(mask_zero=True) on the query and value: the same as the mask tensors (Keras
+    takes an input's _keras_mask when mask= is not given); the output keeps the query's mask."""
+    rng = np.random.default_rng(12)
+    ids_q, ids_v = rng.integers(1, 9, (5, 4)), rng.integers(1, 9, (5, 6))
+    ids_q[0, -1] = 0
+    ids_v[1, -3:] = 0
+    results = []
+    for explicit in (False, True):
+        iq, iv = fnn.Input((4,)), fnn.Input((6,))
+        embs = [fnn.Embedding(9, 3, mask_zero=not explicit) for _ in range(2)]
+        masks = [fnn.Input((4,)), fnn.Input((6,))] if explicit else []
+        layer = fnn.AdditiveAttention()
+        att = layer([embs[0](iq), embs[1](iv)], mask=masks or None)
+        pooled = fnn.GlobalAveragePooling1D()(att)
+        model = fnn.Model([iq, iv, *masks], pooled, backend=backend, seed=0, dtype="float64")
+        for i, e in enumerate(embs):
+            e.set_weights([np.random.default_rng(20 + i).standard_normal((9, 3))])
+        layer.set_weights([np.array([0.5, -1.0, 2.0])])
+        xs = [ids_q, ids_v] + ([ids_q != 0, ids_v != 0] if explicit else [])
+        results.append(model.predict([x.astype(np.float64) for x in xs]))
+    # the masked query's zero row is averaged out only where the step mask passed on
+    att_rows = results[1] * 4                      # explicit: the mean over all 4 steps
+    assert np.allclose(results[0][1:], results[1][1:], rtol=1e-12)
+    assert np.allclose(results[0][0] * 3, att_rows[0], rtol=1e-12)
+
+
+CALL_BAD = [
+    ({"input_roles": ["v", "q"]}, "input_roles"),
+    ({"input_roles": ["q", "v", "vm", "k"]}, "input_roles"),
+    ({"input_roles": ["q", "v"], "use_causal_mask": "yes"}, "use_causal_mask"),
+    ({"input_roles": ["q", "v"], "extra": 1}, "extra"),
+    ("qv", "call must be a dict"),
+]
+
+
+@pytest.mark.parametrize("call, match", CALL_BAD)
+def test_bad_call_records_in_configs_are_refused(call, match):
+    config = fnn.Attention().get_config()
+    config["call"] = call
+    with pytest.raises((ValueError, TypeError), match=match):
+        layer_from_config(config)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_self_attention_on_one_tensor(backend):
+    """layer([x, x]): the query, value and key are one tensor, whose gradient sums all three."""
+    rng = np.random.default_rng(13)
+    for name, kw in VARIANTS:
+        x = fnn.Input((5, 4))
+        h = fnn.Dense(4, activation="tanh")(x)
+        layer = getattr(fnn, name)(**kw)
+        model = fnn.Model(x, layer([h, h], use_causal_mask=True), backend=backend,
+                          dtype="float64", seed=0)
+        layer.set_weights(_weights_for(layer, rng))
+        check_model_gradients(model, rng.standard_normal((3, 5, 4)),
+                              rng.standard_normal((3, 5, 4)), what=name)
