@@ -29,40 +29,49 @@ def _axes_of(name: str, axis: Any) -> tuple[int, ...]:
     return tuple(V.check_int(name, a) for a in items)
 
 
-def _to_rows(x: FloatArray, axes: tuple[int, ...]) -> tuple[FloatArray, tuple[int, ...]]:
-    """x with ``axes`` (of the full array) moved last, as (rows, prod of those axes)."""
+def _moved(x: FloatArray, axes: tuple[int, ...]) -> tuple[Any, tuple[int, ...], bool]:
+    """x with ``axes`` (of the batched array) moved last (a view), the permutation, and whether
+    it is x's own order."""
     rest = [a for a in range(x.ndim) if a not in axes]
     perm = (*rest, *axes)
-    moved = x if perm == tuple(range(x.ndim)) else np.transpose(x, perm)
-    width = math.prod(x.shape[a] for a in axes)
-    return np.ascontiguousarray(moved).reshape(-1, width), perm
+    natural = perm == tuple(range(x.ndim))
+    return (x if natural else np.transpose(x, perm)), perm, natural
 
 
-def _from_rows(rows: FloatArray, perm: tuple[int, ...], shape: tuple[int, ...],
-               out: FloatArray) -> None:
-    moved = rows.reshape([shape[p] for p in perm])
-    out[...] = moved if perm == tuple(range(len(shape))) else np.transpose(moved,
-                                                                             np.argsort(perm))
-
-
-def normalize_forward(be: Any, x: FloatArray, axes: tuple[int, ...], eps: float,
+def normalize_forward(ctx: Slot, key: str, x: FloatArray, axes: tuple[int, ...], eps: float,
                       y: FloatArray) -> tuple[Any, ...]:
-    """y := x / max(||x||, eps) along ``axes``; returns what the backward needs."""
-    rows, perm = _to_rows(x, axes)
-    yr = np.empty_like(rows)
-    inv = np.empty(rows.shape[0], rows.dtype)
-    be.unit_norm_forward(rows, eps, yr, inv)
-    _from_rows(yr, perm, x.shape, y)
-    return yr, inv, perm
+    """y := x / max(||x||, eps) along ``axes`` (rows of the slot's buffers ``key``...); returns
+    what the backward needs."""
+    moved, perm, natural = _moved(x, axes)
+    width = math.prod(x.shape[a] for a in axes)
+    per = math.prod(moved.shape[1:]) // max(width, 1)
+    if natural:
+        rows, yr = x.reshape(-1, width), y.reshape(-1, width)
+    else:                              # the axes gathered last, in the slot's buffers
+        buf = ctx.rows_buffer(key + "x", moved.shape[1:])
+        buf[...] = moved
+        rows = buf.reshape(-1, width)
+        yr = ctx.rows_buffer(key + "y", (per, width)).reshape(-1, width)
+    inv = ctx.rows_buffer(key + "inv", (per,)).reshape(-1)
+    ctx.be.unit_norm_forward(np.ascontiguousarray(rows), eps, yr, inv)
+    if not natural:
+        np.transpose(y, perm)[...] = yr.reshape(moved.shape)
+    return yr, inv, perm, natural, key
 
 
-def normalize_backward(be: Any, saved: tuple[Any, ...], eps: float, dy: FloatArray,
+def normalize_backward(ctx: Slot, saved: tuple[Any, ...], eps: float, dy: FloatArray,
                        dx: FloatArray) -> None:
-    yr, inv, perm = saved
-    dyr = np.ascontiguousarray(np.transpose(dy, perm)).reshape(yr.shape)
-    dxr = np.empty_like(yr)
-    be.unit_norm_backward(yr, inv, eps, dyr, dxr)
-    _from_rows(dxr, perm, dy.shape, dx)
+    yr, inv, perm, natural, key = saved
+    if natural:
+        ctx.be.unit_norm_backward(yr, inv, eps, np.ascontiguousarray(dy).reshape(yr.shape),
+                                  dx.reshape(yr.shape))
+        return
+    moved = np.transpose(dy, perm)
+    dyr = ctx.rows_buffer(key + "dy", moved.shape[1:])
+    dyr[...] = moved
+    dxr = ctx.rows_buffer(key + "dx", moved.shape[1:])
+    ctx.be.unit_norm_backward(yr, inv, eps, dyr.reshape(yr.shape), dxr.reshape(yr.shape))
+    np.transpose(dx, perm)[...] = dxr
 
 
 class UnitNormalization(Layer):
@@ -107,14 +116,15 @@ class UnitNormalization(Layer):
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
-        ctx.saved["n"] = normalize_forward(ctx.be, x, self._full_axes(x.ndim), UNIT_EPSILON, y)
+        ctx.saved["n"] = normalize_forward(ctx, "n", x, self._full_axes(x.ndim), UNIT_EPSILON,
+                                           y)
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         dx = ctx.dx_target(0)
         if dx is None:
             dx = ctx.rows_buffer("dx", self.input_shape)
-        normalize_backward(ctx.be, ctx.saved["n"], UNIT_EPSILON, dy, dx)
+        normalize_backward(ctx, ctx.saved["n"], UNIT_EPSILON, dy, dx)
         return dx
 
     def get_config(self) -> dict[str, Any]:
@@ -195,40 +205,50 @@ class Dot(Layer):
         if self.normalize:
             xn = ctx.rows_buffer("xn", self.input_shape[0])
             zn = ctx.rows_buffer("zn", self.input_shape[1])
-            ctx.saved["nx"] = normalize_forward(ctx.be, x, (a1,), DOT_EPSILON, xn)
-            ctx.saved["nz"] = normalize_forward(ctx.be, z, (a2,), DOT_EPSILON, zn)
+            ctx.saved["nx"] = normalize_forward(ctx, "nx", x, (a1,), DOT_EPSILON, xn)
+            ctx.saved["nz"] = normalize_forward(ctx, "nz", z, (a2,), DOT_EPSILON, zn)
             x, z = xn, zn
-        n = x.shape[0]
         # X (n, M, K) with the axis last, Z (n, K, N) with it first after the batch
-        X = np.ascontiguousarray(np.moveaxis(x, a1, -1)).reshape(n, -1, x.shape[a1])
-        Z = np.ascontiguousarray(np.moveaxis(z, a2, 1)).reshape(n, z.shape[a2], -1)
+        X = self._gathered(ctx, "X", np.moveaxis(x, a1, -1), x.ndim - 1)
+        Z = self._gathered(ctx, "Z", np.moveaxis(z, a2, 1), 2)
         y = ctx.rows_buffer("y", self.output_shape)
-        ctx.be.batched_matmul(X, Z, y.reshape(n, X.shape[1], Z.shape[2]))
+        ctx.be.batched_matmul(X, Z, y.reshape(X.shape[0], X.shape[1], Z.shape[2]))
         ctx.saved.update(X=X, Z=Z)
         return y
+
+    @staticmethod
+    def _gathered(ctx: Slot, key: str, view: Any, split: int) -> Any:
+        """``view`` as a C-contiguous (n, rows, cols) array, the axes before ``split`` (after
+        the batch) as rows: the array itself when it is one already, else a slot buffer."""
+        n = view.shape[0]
+        shape = (n, math.prod(view.shape[1:split]), math.prod(view.shape[split:]))
+        if view.flags.c_contiguous:
+            return view.reshape(shape)
+        buf = ctx.rows_buffer(key, shape[1:])
+        buf.reshape(view.shape)[...] = view
+        return buf
 
     def backward(self, ctx: Slot, dy: FloatArray) -> list[FloatArray]:
         a1, a2 = self._pair(self.input_shape)
         X, Z = ctx.saved["X"], ctx.saved["Z"]
         n = X.shape[0]
         g = np.ascontiguousarray(dy).reshape(n, X.shape[1], Z.shape[2])
-        dX, dZ = np.empty_like(X), np.empty_like(Z)
+        dX, dZ = ctx.rows_buffer("dX", X.shape[1:]), ctx.rows_buffer("dZ", Z.shape[1:])
         ctx.be.batched_matmul(g, Z, dX, trans_b=True)        # dX = g Z^T
         ctx.be.batched_matmul(X, g, dZ, trans_a=True)        # dZ = X^T g
-        s1, s2 = ((n, *s) for s in self.input_shape)
-        moved1 = [s1[i] for i in range(len(s1)) if i != a1] + [s1[a1]]
-        moved2 = [s2[0], s2[a2]] + [s2[i] for i in range(1, len(s2)) if i != a2]
         dxs = []
-        for i, (d, moved, src, dst) in enumerate(((dX, moved1, -1, a1), (dZ, moved2, 1, a2))):
+        for i, (d, src, dst) in enumerate(((dX, -1, a1), (dZ, 1, a2))):
             target = ctx.dx_target(i)
             if target is None:
                 target = ctx.rows_buffer(f"dx{i}", self.input_shape[i])
-            back = np.moveaxis(d.reshape(moved), src, dst)
             if self.normalize:
-                normalize_backward(ctx.be, ctx.saved["nx" if i == 0 else "nz"], DOT_EPSILON,
-                                   np.ascontiguousarray(back), target)
+                grad = ctx.rows_buffer(f"dn{i}", self.input_shape[i])
+                np.moveaxis(grad, dst, src)[...] = d.reshape(np.moveaxis(grad, dst, src).shape)
+                normalize_backward(ctx, ctx.saved["nx" if i == 0 else "nz"], DOT_EPSILON,
+                                   grad, target)
             else:
-                target[...] = back
+                moved = np.moveaxis(target, dst, src)
+                moved[...] = d.reshape(moved.shape)
             dxs.append(target)
         return dxs
 

@@ -162,15 +162,20 @@ class _ScoreAttention(Layer):
         steps = dict(zip(self.input_roles, given))
         out = []
         for tensor, role in (("qm", "q"), ("vm", "v")):
-            parts = [m for m in (steps.get(role),) if m is not None]
+            m = steps.get(role)
             if tensor in xs:
-                parts.append(xs[tensor] != 0)
-            m = None
-            for p in parts:
-                m = p if m is None else np.logical_and(m, p)
+                mine = ctx.rows_buffer(tensor, xs[tensor].shape[1:], dtype=bool)
+                np.not_equal(xs[tensor], 0, out=mine)
+                if m is not None:
+                    np.logical_and(mine, m, out=mine)
+                m = mine
             out.append(m)
         q, v = out
-        return q, None if v is None else np.ascontiguousarray(v, dtype=np.uint8)
+        if v is None:
+            return q, None
+        v8 = ctx.rows_buffer("vm8", v.shape[1:], dtype=np.uint8)
+        v8[...] = v
+        return q, v8
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         be = ctx.be
@@ -194,7 +199,8 @@ class _ScoreAttention(Layer):
         be = ctx.be
         dys = dy if isinstance(dy, list) else [dy]
         q, k, v, A, qmask = (ctx.saved[key] for key in ("q", "k", "v", "A", "qmask"))
-        dO = np.array(dys[0], order="C")
+        dO = ctx.rows_buffer("dO", dys[0].shape[1:])
+        dO[...] = dys[0]
         if qmask is not None:
             dO[~qmask] = 0
         dA = ctx.rows_buffer("dA", A.shape[1:])
@@ -231,6 +237,14 @@ class _ScoreAttention(Layer):
 
     def _scores_backward(self, ctx: Slot, q: Any, k: Any, dS: Any, dq: Any, dk: Any) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _filled(ctx: Slot, q: Any, value: Any) -> Any:
+        """A (dim,) buffer of the slot holding ``value`` (the additive kernels' outer weights
+        when the layer has one scalar, or none)."""
+        buf = ctx.buffer("outer", (q.shape[2],))
+        buf.fill(value)
+        return buf
 
     def _additive(self, ctx: Slot, q: Any, k: Any, inner: float, outer: Any, S: Any) -> None:
         ctx.be.additive_scores(q, k, inner, outer, S)
@@ -320,7 +334,7 @@ class Attention(_ScoreAttention):
             ctx.saved["raw"] = raw
         else:
             w = self._weights[-1]
-            self._additive(ctx, q, k, self._scale(), np.full(q.shape[2], w, q.dtype), S)
+            self._additive(ctx, q, k, self._scale(), self._filled(ctx, q, w), S)
 
     def _scores_backward(self, ctx: Slot, q: Any, k: Any, dS: Any, dq: Any, dk: Any) -> None:
         c = self._scale()
@@ -331,8 +345,8 @@ class Attention(_ScoreAttention):
             ctx.be.batched_matmul(dS, q, dk, trans_a=True, alpha=c)      # dk = c dS^T q
             return
         w = self._weights[-1]
-        douter, dinner = self._additive_backward(ctx, q, k, c, np.full(q.shape[2], w, q.dtype),
-                                                 dS, dq, dk)
+        douter, dinner = self._additive_backward(ctx, q, k, c, self._filled(ctx, q, w), dS,
+                                                 dq, dk)
         self._grads[-1] += douter.sum()
         if self.use_scale:
             self._grads[0] += dinner
@@ -378,14 +392,14 @@ class AdditiveAttention(_ScoreAttention):
         dim = self._shapes(self.input_shape)["q"][1]
         return [WeightSpec("scale", (dim,), _initializer("initializer", "glorot_uniform"))]
 
-    def _outer(self, q: Any) -> Any:
-        return self._weights[0] if self.use_scale else np.ones(q.shape[2], q.dtype)
+    def _outer(self, ctx: Slot, q: Any) -> Any:
+        return self._weights[0] if self.use_scale else self._filled(ctx, q, 1.0)
 
     def _scores(self, ctx: Slot, q: Any, k: Any, S: Any) -> None:
-        self._additive(ctx, q, k, 1.0, self._outer(q), S)
+        self._additive(ctx, q, k, 1.0, self._outer(ctx, q), S)
 
     def _scores_backward(self, ctx: Slot, q: Any, k: Any, dS: Any, dq: Any, dk: Any) -> None:
-        douter, _ = self._additive_backward(ctx, q, k, 1.0, self._outer(q), dS, dq, dk)
+        douter, _ = self._additive_backward(ctx, q, k, 1.0, self._outer(ctx, q), dS, dq, dk)
         if self.use_scale:
             self._grads[0] += douter
 
