@@ -97,21 +97,20 @@ class UnitNormalization(Layer):
         super().__init__(name=name, trainable=trainable)
         self.axis = _axes_of("axis", axis)
 
-    def _full_axes(self, rank: int) -> tuple[int, ...]:
+    def _full_axes(self, rank: int, shape: Any = None) -> tuple[int, ...]:
         """The axes in the batched array (Keras' numbering: 0 is the batch)."""
         full = sorted({a + rank if a < 0 else a for a in self.axis})
         if any(a < 1 or a >= rank for a in full) or len(full) != len(self.axis):
             raise ValueError(f"{self.name}: axis must name distinct axes of the input other "
                              f"than the batch axis (1 to {rank - 1}, or -1 to {1 - rank}). "
                              f"Received: axis={list(self.axis)} for samples of shape "
-                             f"{self.input_shape}")
+                             f"{shape or self.input_shape}")
         return tuple(full)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if not isinstance(input_shape, tuple):
             raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
-        self.input_shape = input_shape
-        self._full_axes(len(input_shape) + 1)
+        self._full_axes(len(input_shape) + 1, input_shape)
         return input_shape
 
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:

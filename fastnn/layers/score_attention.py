@@ -283,6 +283,9 @@ class Attention(_ScoreAttention):
         Keras' dropout on the attention weights: only 0.0 (ValueError otherwise).
     seed : int, optional
         Kept for Keras' config (there is no dropout to seed).
+    call : dict, optional
+        A model file's record of how the layer was called (``input_roles``,
+        ``return_attention_scores``, ``use_causal_mask``); set by the call otherwise.
 
     Call arguments (Keras'): ``mask=[query_mask, value_mask]`` (tensors (batch, Tq) and
     (batch, Tv), nonzero = take part, either None), ``return_attention_scores=True`` (a second
@@ -371,6 +374,8 @@ class AdditiveAttention(_ScoreAttention):
         Learn ``scale`` (dim,) (Glorot uniform, as Keras); without it the scale is 1.
     dropout : float, default 0.0
         Only 0.0 (ValueError otherwise).
+    call : dict, optional
+        As ``Attention``'s.
 
     Examples
     --------
