@@ -260,7 +260,8 @@ class _ScoreAttention(Layer):
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), "use_scale": self.use_scale, "dropout": self.dropout}
+        config = {**super().get_config(), "use_scale": self.use_scale, "dropout": self.dropout,
+                  "seed": self.seed}
         config["call"] = {"input_roles": list(self.input_roles),
                           "return_attention_scores": self.return_attention_scores,
                           "use_causal_mask": self.use_causal_mask}
@@ -356,7 +357,7 @@ class Attention(_ScoreAttention):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(score_mode=self.score_mode, seed=self.seed)
+        config["score_mode"] = self.score_mode
         return config
 
     def __repr__(self) -> str:
@@ -374,7 +375,7 @@ class AdditiveAttention(_ScoreAttention):
         Learn ``scale`` (dim,) (Glorot uniform, as Keras); without it the scale is 1.
     dropout : float, default 0.0
         Only 0.0 (ValueError otherwise).
-    call : dict, optional
+    seed, call
         As ``Attention``'s.
 
     Examples
@@ -387,9 +388,9 @@ class AdditiveAttention(_ScoreAttention):
     ((3, 4), [(4,)])
     """
 
-    def __init__(self, use_scale: bool = True, dropout: float = 0.0,
+    def __init__(self, use_scale: bool = True, dropout: float = 0.0, seed: Optional[int] = None,
                  name: Optional[str] = None, trainable: bool = True, call: Any = None) -> None:
-        super().__init__(use_scale, dropout, None, name, trainable, call)
+        super().__init__(use_scale, dropout, seed, name, trainable, call)
 
     def weight_specs(self) -> Sequence[WeightSpec]:
         if not self.use_scale:
