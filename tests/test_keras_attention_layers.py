@@ -274,6 +274,17 @@ def test_kernels_match_numpy_twins_and_threads_bitwise(dtype):
         assert np.abs(one[key] - want[key]).max() <= tol * scale, key
 
 
+def test_empty_products_are_zero():
+    """k = 0: out := 0 (beta 0, NaN in out ignored) or beta out, on both backends."""
+    for be in (FAST, NP):
+        out = np.full((2, 3, 4), np.nan)
+        be.batched_matmul(np.ones((2, 3, 0)), np.ones((2, 0, 4)), out)
+        assert not out.any()
+        out = np.full((2, 3, 4), 2.0)
+        be.batched_matmul(np.ones((2, 3, 0)), np.ones((2, 0, 4)), out, beta=0.5)
+        assert (out == 1.0).all()
+
+
 def test_model_threads_bitwise_and_backends_agree():
     rng = np.random.default_rng(8)
     xs = _data(rng, n=64, Tq=20, Tv=30, dim=16, dv=8)

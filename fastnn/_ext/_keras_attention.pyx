@@ -58,9 +58,12 @@ def batched_matmul(const floating[:, :, ::1] a,     # IN  (B, m, k), or (B, k, m
         _bad("batched_matmul")
     if B == 0 or m == 0 or n == 0:
         return
-    if k == 0:                              # an empty sum: out := beta out
+    if k == 0:                              # an empty sum: out := beta out (0 when beta is)
         arr = np.asarray(out)
-        arr *= beta
+        if beta == 0:
+            arr[...] = 0
+        else:
+            arr *= beta
         return
     with nogil:
         csr = fnn_ftz_enter()
