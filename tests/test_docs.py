@@ -132,6 +132,14 @@ def test_the_readme_transformer_reverses_digits(capsys):
     assert float(capsys.readouterr().out.split()[-1]) >= 0.99
 
 
+def test_the_readme_attention_lookup_runs_and_learns(capsys):
+    """The snippet of "Attention without projections" learns its key-value lookup."""
+    blocks = _readme_section("Attention without projections")
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out.split()[-1]) < 0.05
+
+
 def test_the_readme_thread_control_runs():
     blocks = _readme_section("Threads and determinism")
     assert len(blocks) == 1 and "threadpool_limits" in blocks[0]

@@ -426,17 +426,6 @@ def test_learns_a_key_value_lookup(name, kw):
     assert mse < 0.05, mse
 
 
-def test_the_readme_snippet_runs_and_learns(capsys):
-    import pathlib
-    import re
-    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
-    section = text.split("## Attention without projections\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1
-    exec(compile(blocks[0], "README.md", "exec"), {})
-    assert float(capsys.readouterr().out.split()[-1]) < 0.05
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_step_masks_of_the_inputs_count_as_masks(backend):
     """Embedding(mask_zero=True) on the query and value: the same as the mask tensors (Keras
