@@ -21,6 +21,7 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
            "fastnn.layers.prelu", "fastnn.layers.group_normalization",
            "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
+           "fastnn.layers.rnn_cells",
            "fastnn.layers.categorical", "fastnn.layers.adapted", "fastnn.preprocessing_text",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
