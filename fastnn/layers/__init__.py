@@ -8,7 +8,8 @@
     depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
-    recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
+    recurrent.py       SimpleRNN, LSTM, GRU
+    bidirectional.py   Bidirectional (and OutputOf: one output of a layer that returns several)
     rnn_cells.py       RNN(cell): SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
@@ -59,8 +60,8 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                    GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
                                    MaxPooling2D)
-from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
-                                     SimpleRNN)
+from fastnn.layers.recurrent import GRU, LSTM, RECURRENT_LAYERS, SimpleRNN
+from fastnn.layers.bidirectional import Bidirectional, OutputOf
 from fastnn.layers.rnn_cells import (RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells,
                                      cell_from_config)
 from fastnn.layers.regularization import (Dropout, SpatialDropout1D, SpatialDropout2D,
@@ -94,7 +95,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS, *SIZING_LAYERS,
     PReLU, Identity, GroupNormalization,
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
-    SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
+    SpatialDropout3D, *RECURRENT_LAYERS, Bidirectional, OutputOf, Embedding, PositionalEmbedding, SinePositionEncoding,
     MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
     Discretization, RNN)}
 

@@ -145,7 +145,7 @@ def call_layer(layer: Any, inputs: Any, *args: Any, _bundle: bool = False,
     out = SymbolicTensor(shape, wrapped, tensors)
     if not isinstance(shape, list) or _bundle:
         return out
-    from fastnn.layers.recurrent import OutputOf
+    from fastnn.layers.bidirectional import OutputOf
     return [SymbolicTensor(s, OutputOf(i), [out]) for i, s in enumerate(shape)]
 
 

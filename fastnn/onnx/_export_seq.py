@@ -16,7 +16,7 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn.layers import RNN, GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
-from fastnn.layers.recurrent import OutputOf
+from fastnn.layers.bidirectional import OutputOf
 from fastnn.layers.transformer import TransformerBlock
 from fastnn.onnx._graph import GraphBuilder
 
