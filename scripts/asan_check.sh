@@ -88,7 +88,7 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_torch_parity_reshape_merge.py tests/test_label_smoothing.py \
          tests/test_activations_keras.py tests/test_masking.py tests/test_depthwise_conv.py \
          tests/test_conv3d.py tests/test_augmentation.py tests/test_image_resizing.py \
-         tests/test_group_normalization.py; do
+         tests/test_group_normalization.py tests/test_attention_dropout.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 LOGS="$(mktemp -d)"
