@@ -10,12 +10,12 @@ import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
-from fastnn.layers.recurrent import RNNBase
+from fastnn.layers.recurrent import RNNBase, TakesInitialState
 
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 
-class Bidirectional(Layer):
+class Bidirectional(TakesInitialState):
     """Run a recurrent layer over the sequence both ways and merge the two outputs.
 
     The backward copy is made from ``layer``'s config with ``go_backwards`` flipped (its own
@@ -103,20 +103,6 @@ class Bidirectional(Layer):
         if self.return_state:
             return [*merged, *([None] * (2 * self.forward_layer.n_states))]
         return merged[0] if len(merged) == 1 else merged
-
-    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
-        """``layer(x)`` or ``layer(x, initial_state=[forward states..., backward states...])``."""
-        if initial_state is not None:
-            states = initial_state if isinstance(initial_state, (list, tuple)) else [
-                initial_state]
-            inputs = [inputs, *states]
-        if isinstance(inputs, (list, tuple)):
-            self.expect_inputs(len(inputs))
-        return super().__call__(inputs, **kwargs)
-
-    def expect_inputs(self, count: int) -> None:
-        if count > 1:                 # the sequence, then the initial states
-            self._initial_state, self.n_inputs = True, None
 
     def _halves(self, shapes: Any) -> tuple[Any, Any]:
         if not isinstance(shapes, list):

@@ -62,7 +62,27 @@ class _ForgetBias:
         return values
 
 
-class RNNBase(RecurrentDropout, Layer):
+class TakesInitialState(Layer):
+    """A layer called as ``layer(x)`` or ``layer(x, initial_state=[...])`` on symbolic tensors
+    (or ``layer([x, *states])``): the states become extra inputs after the sequence."""
+
+    _initial_state = False        # called with initial states (extra inputs)
+
+    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [
+                initial_state]
+            inputs = [inputs, *states]
+        if isinstance(inputs, (list, tuple)):
+            self.expect_inputs(len(inputs))
+        return super().__call__(inputs, **kwargs)
+
+    def expect_inputs(self, count: int) -> None:
+        if count > 1:                 # the sequence, then the initial states
+            self._initial_state, self.n_inputs = True, None
+
+
+class RNNBase(RecurrentDropout, TakesInitialState):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
 
     cell = SIMPLE
@@ -103,21 +123,6 @@ class RNNBase(RecurrentDropout, Layer):
         self._init_dropout(dropout, recurrent_dropout, seed)
 
     # ------------------------------------------------------------------ calls and shapes
-    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
-        """``layer(x)`` or ``layer(x, initial_state=[h0(, c0)])`` on symbolic tensors (or
-        ``layer([x, h0(, c0)])``); a list of tensors when ``return_state``."""
-        if initial_state is not None:
-            states = initial_state if isinstance(initial_state, (list, tuple)) else [
-                initial_state]
-            inputs = [inputs, *states]
-        if isinstance(inputs, (list, tuple)):
-            self.expect_inputs(len(inputs))
-        return super().__call__(inputs, **kwargs)
-
-    def expect_inputs(self, count: int) -> None:
-        if count > 1:                 # the sequence, then the initial states
-            self._initial_state, self.n_inputs = True, None
-
     def output_masked(self, masked: Any) -> bool:
         """A sequence output keeps the input's step mask (Keras); the last step's does not."""
         first = masked[0] if isinstance(masked, list) else masked
@@ -506,4 +511,4 @@ class GRU(RNNBase):
 
 
 RECURRENT_LAYERS = (SimpleRNN, LSTM, GRU)
-__all__ = ["SimpleRNN", "LSTM", "GRU", "RNNBase"]
+__all__ = ["SimpleRNN", "LSTM", "GRU", "RNNBase", "TakesInitialState"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
-from fastnn.layers.recurrent import GRU, LSTM, RNNBase, SimpleRNN
+from fastnn.layers.recurrent import GRU, LSTM, RNNBase, SimpleRNN, TakesInitialState
 
 # what the RNN layer decides, not the cell (Keras' cells do not take them either)
 _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask",
@@ -141,7 +141,7 @@ def cell_from_config(config: Any) -> Any:
     return CELLS[kind](**_with_objects(args))
 
 
-class RNN(Layer):
+class RNN(TakesInitialState):
     """Run a cell (or a stack of cells) over a sequence, as Keras' ``RNN``.
 
     Parameters
@@ -211,20 +211,6 @@ class RNN(Layer):
     @property
     def n_states(self) -> int:
         return sum(inner.n_states for inner in self.layers)
-
-    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
-        """``rnn(x)`` or ``rnn(x, initial_state=[every cell's states, flat])``."""
-        if initial_state is not None:
-            states = initial_state if isinstance(initial_state, (list, tuple)) else [
-                initial_state]
-            inputs = [inputs, *states]
-        if isinstance(inputs, (list, tuple)):
-            self.expect_inputs(len(inputs))
-        return super().__call__(inputs, **kwargs)
-
-    def expect_inputs(self, count: int) -> None:
-        if count > 1:
-            self._initial_state, self.n_inputs = True, None
 
     def output_masked(self, masked: Any) -> bool:
         return self.layers[-1].output_masked(masked)
