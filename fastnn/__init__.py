@@ -39,6 +39,7 @@ from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D
                            GlobalMaxPool3D, UpSampling3D, ZeroPadding3D, Cropping3D,
                            SpatialDropout3D)
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
+from fastnn.layers import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                            RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
@@ -95,7 +96,8 @@ __all__ = [
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
-    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization",
+    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization", "RNN",
+    "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells",
     "Dot", "UnitNormalization", "Attention", "AdditiveAttention",
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",

@@ -80,11 +80,15 @@ add_row_vector(x, p, out) -> None
     to every sample.
 sum_rows_into(dy, out) -> None
     out += sum_r dy[r, :];  dy (rows, m), out (m,); each column summed in row order.
-attention_forward(q, k, v, key_mask, causal, scale, out, lse) -> None
-    out := softmax(scale q k^T, masked) v per (batch, head), lse := its rows' log-sum-exp;
-    q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), out (B, H, Lq, Dv), lse (B, H, Lq).
-attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv) -> None
-    dq, dk, dv := the gradients of out (given dout), recomputed tile by tile from lse.
+attention_forward(q, k, v, key_mask, causal, scale, out, lse, dropout=0.0, dropout_key=0)
+    out := (softmax(scale q k^T, masked) * Z) v per (batch, head), lse := the scores' rows'
+    log-sum-exp; q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), out (B, H, Lq, Dv),
+    lse (B, H, Lq). Z: dropout on the weights, keep / (1 - dropout), drawn per element from
+    dropout_key (src_c/fnn_attn.h's fnn_attn_keep; 1 everywhere with dropout 0).
+attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv, dropout=0.0,
+                   dropout_key=0) -> None
+    dq, dk, dv := the gradients of out (given dout), recomputed tile by tile from lse (with
+    the forward's dropout and dropout_key).
     In both, q, k, v, out, dout, dq, dk, dv may be views whose rows are contiguous (the heads
     of a (B, L, H W) projection in place); outputs' elements must be apart from each other and
     from the inputs (checked element-exactly); lse and key_mask (B, Lk) are C-contiguous.
