@@ -47,6 +47,9 @@ try:
                                             layernorm_forward)
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
+    from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
+                                              batched_matmul, masked_softmax, softmax_backward,
+                                              unit_norm_backward, unit_norm_forward)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
         "fastnn's compiled extension is missing or broken, so backend='fast' is unavailable "
@@ -119,4 +122,6 @@ __all__ = [
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
+    "batched_matmul", "unit_norm_forward", "unit_norm_backward", "masked_softmax",
+    "softmax_backward", "additive_scores", "additive_scores_backward",
 ]

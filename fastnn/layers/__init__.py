@@ -9,7 +9,9 @@
     depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
-    recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
+    recurrent.py       SimpleRNN, LSTM, GRU
+    bidirectional.py   Bidirectional (and OutputOf: one output of a layer that returns several)
+    rnn_cells.py       RNN(cell): SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
     noise.py           GaussianNoise, GaussianDropout
@@ -25,6 +27,8 @@
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
+    dot.py             Dot, UnitNormalization (Keras')
+    score_attention.py Attention (Luong), AdditiveAttention (Bahdanau) (Keras')
     transformer.py     TransformerBlock
 
 Each layer's forward and backward sit together in its family's module and call the backend's
@@ -60,8 +64,10 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                    GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
                                    MaxPooling2D)
-from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
-                                     SimpleRNN)
+from fastnn.layers.recurrent import GRU, LSTM, RECURRENT_LAYERS, SimpleRNN
+from fastnn.layers.bidirectional import Bidirectional, OutputOf
+from fastnn.layers.rnn_cells import (RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells,
+                                     cell_from_config)
 from fastnn.layers.regularization import (Dropout, SpatialDropout1D, SpatialDropout2D,
                                           SpatialDropout3D)
 from fastnn.layers.reshaping3d import Cropping3D, UpSampling3D, ZeroPadding3D
@@ -81,6 +87,8 @@ from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSam
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
 from fastnn.layers.transformer import TransformerBlock
+from fastnn.layers.dot import Dot, UnitNormalization
+from fastnn.layers.score_attention import AdditiveAttention, Attention
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
@@ -93,9 +101,10 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS, *SIZING_LAYERS,
     PReLU, Identity, GroupNormalization,
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
-    SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
-    MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
-    Discretization, Conv3DTranspose)}
+    SpatialDropout3D, *RECURRENT_LAYERS, Bidirectional, OutputOf, Embedding, PositionalEmbedding,
+    SinePositionEncoding, MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing,
+    IntegerLookup, Discretization, RNN, Dot, UnitNormalization, Attention, AdditiveAttention,
+    Conv3DTranspose)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +175,9 @@ def _make_layer(config: dict[str, Any]) -> Layer:
             if config.get(key) is not None:
                 config[key] = layer_from_config(config[key])
         return Bidirectional(**config)
+    if cls == "RNN":
+        config["cell"] = cell_from_config(config.get("cell"))
+        return RNN(**config)
     if cls == "MultiHeadAttention":       # how it was called: its inputs' roles, causality
         call = config.pop("call", None)
         layer = MultiHeadAttention(**config)
@@ -196,7 +208,8 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
            "Permute", "Masking", "Lambda", "RandomFlip", "RandomRotation", "RandomZoom",
            "RandomTranslation", "RandomContrast", "Resizing", "CenterCrop", "RandomCrop",
-           "PReLU", "Identity", "GroupNormalization",
+           "PReLU", "Identity", "GroupNormalization", "RNN", "SimpleRNNCell", "LSTMCell",
+           "GRUCell", "StackedRNNCells",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
