@@ -10,6 +10,9 @@ Extensions, all under fastnn/_ext/:
               depthwise half of SeparableConv2D, their 1-D forms)
   _decode     Cython attention against a key/value cache and a whole TransformerBlock step
               (generation, fastnn/models/decoding.py)
+  _keras_attention  Cython kernels of Keras' Dot, UnitNormalization, Attention and
+              AdditiveAttention (batched GEMM, row normalization, masked softmax, additive scores)
+  _conv_lstm  Cython ConvLSTM2D gates on src_c/fnn_rnn.c's LSTM step kernels
 
 OpenMP is used when a small probe program compiles and links with it; otherwise the kernels are
 built serially (with a message). Environment switches:
@@ -231,7 +234,10 @@ setup(
          _extension("_pooling", C_SOURCES + ["src_c/fnn_pool.c"]),
          _extension("_recurrent", C_SOURCES + ["src_c/fnn_rnn.c"]), _extension("_embedding"),
          _extension("_attention", C_SOURCES + ["src_c/fnn_attn.c"]),
-         _extension("_decode", C_SOURCES + ["src_c/fnn_norm.c"])],
+         _extension("_decode", C_SOURCES + ["src_c/fnn_norm.c"]),
+         _extension("_keras_attention", C_SOURCES),
+
+         _extension("_conv_lstm", C_SOURCES + ["src_c/fnn_rnn.c"])],
         compiler_directives=CYTHON_DIRECTIVES,
         include_path=[HERE],
     ),

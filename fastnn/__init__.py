@@ -38,12 +38,16 @@ from fastnn.layers import (Conv3D, Convolution3D, MaxPooling3D, AveragePooling3D
                            AvgPool3D, GlobalAveragePooling3D, GlobalMaxPooling3D, GlobalAvgPool3D,
                            GlobalMaxPool3D, UpSampling3D, ZeroPadding3D, Cropping3D,
                            SpatialDropout3D)
+from fastnn.layers import Conv3DTranspose, Convolution3DTranspose
 from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
+from fastnn.layers import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
+from fastnn.layers import ConvLSTM2D
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                            RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
                            GroupNormalization)
 from fastnn.layers import CategoryEncoding, Discretization, Hashing, IntegerLookup
+from fastnn.layers import AdditiveAttention, Attention, Dot, UnitNormalization
 from fastnn.preprocessing_text import StringLookup, TextVectorization
 from fastnn.losses import (BinaryCrossEntropy, CrossEntropy, Huber, Loss, MeanAbsoluteError,
                            MeanSquaredError)
@@ -94,10 +98,13 @@ __all__ = [
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
-    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization",
+    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization", "RNN",
+    "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells",
+    "Dot", "UnitNormalization", "Attention", "AdditiveAttention",
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",
     "GlobalAveragePooling3D", "GlobalMaxPooling3D", "GlobalAvgPool3D", "GlobalMaxPool3D",
     "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D",
+    "Conv3DTranspose", "Convolution3DTranspose",
     "TextVectorization", "StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing",
-    "Discretization",
+    "Discretization", "ConvLSTM2D",
 ]

@@ -571,6 +571,16 @@ def _attention_rest(dims: tuple, dtype: Any, key_mask: Any, causal: Any, scale: 
     return dims, mask, _attention_scale(scale, dims[4], dtype), bool(causal)
 
 
+def check_attention_dropout(dropout: Any, dropout_key: Any) -> tuple[float, int]:
+    """(rate in [0, 1), key in [0, 2**64)): the attention kernels' dropout arguments."""
+    rate = check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+    key = check_int("dropout_key", dropout_key, low=0)
+    if key >= 2**64:
+        raise ValueError(f"attention: dropout_key must be below 2**64. Received: "
+                         f"dropout_key={dropout_key}")
+    return rate, key
+
+
 def check_attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale: Any,
                             out: Any, lse: Any) -> tuple:
     """(dims (B, H, Lq, Lk, D, Dv), key_mask as uint8 or None, scale as a float, causal)"""

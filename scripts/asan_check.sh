@@ -49,10 +49,12 @@ if ! "$PYTHON" - "$WORK" <<'EOF'
 import os, sys
 import fastnn
 from fastnn._ext import (_attention, _conv, _decode, _depthwise, _embedding, _kernels,
-                        _layer_ops, _loss, _normalization, _optim, _pooling, _recurrent)
+                        _keras_attention, _layer_ops, _loss, _normalization, _optim, _pooling,
+                        _recurrent, _conv_lstm)
 work = os.path.realpath(sys.argv[1])
 for mod in (fastnn, _kernels, _loss, _optim, _normalization, _layer_ops, _conv, _pooling,
-            _recurrent, _embedding, _attention, _decode, _depthwise):
+            _recurrent, _embedding, _attention, _decode, _depthwise, _keras_attention,
+            _conv_lstm):
     path = os.path.realpath(mod.__file__)
     assert path.startswith(work + os.sep), f"{mod.__name__} imported from {path}"
     with open(path, "rb") as f:
@@ -88,7 +90,9 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_torch_parity_reshape_merge.py tests/test_label_smoothing.py \
          tests/test_activations_keras.py tests/test_masking.py tests/test_depthwise_conv.py \
          tests/test_conv3d.py tests/test_augmentation.py tests/test_image_resizing.py \
-         tests/test_group_normalization.py \
+         tests/test_group_normalization.py tests/test_keras_attention_layers.py \
+         tests/test_attention_dropout.py tests/test_conv3d_forward.py \
+         tests/test_conv3d_transpose.py tests/test_conv_lstm.py \
          tests/test_prelu.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done

@@ -75,6 +75,8 @@ void fnn_attn_contiguous(fnn_attn_geom *g)
     g->k = g->dk = attn_packed(g->heads, g->lk, g->d);
     g->v = g->dv_ = attn_packed(g->heads, g->lk, g->dv);
     g->out = g->dout = attn_packed(g->heads, g->lq, g->dv);
+    g->drop_rate = 0.0;
+    g->drop_key = 0;
 }
 
 /* Every flavour's micro-tile (fnn_kernels_*.c, float and double) has mr dividing 12 and nr

@@ -67,12 +67,38 @@ typedef struct {
     ptrdiff_t lq, lk, d, dv;         /* sequence lengths and widths, all >= 1 */
     int causal;                      /* key j visible to query i only when j <= i */
     const unsigned char *key_mask;   /* (P / heads, lk), nonzero = attend; NULL: all */
+    /* dropout on the attention weights (training): rate in [0, 1), 0 = off; see fnn_attn_keep */
+    double drop_rate;
+    unsigned long long drop_key;     /* the draw's key (the layer's seed and pass count, mixed) */
     /* the arrays' layouts (lse is always contiguous (P, lq)); the outputs' rows must not
      * overlap one another (the callers check it) */
     fnn_attn_layout q, k, v, out, dout, dq, dk, dv_;
 } fnn_attn_geom;
 
-/* Set every layout of g to the contiguous one of its sizes (pairs, heads, lq, lk, d, dv). */
+/* Dropout on the attention weights A (Srivastava et al. 2014, on A as in PyTorch's
+ * F.scaled_dot_product_attention(dropout_p) and Keras' MultiHeadAttention(dropout)):
+ *   out = (A * Z) v,  Z_ij = keep_ij / (1 - rate),  keep_ij = u(p, i, j) >= rate,
+ *   u(p, i, j) = (splitmix64(drop_key + ((p lq + i) lk + j) * golden) >> 11) * 2^-53
+ * a counter-based draw (Steele et al. 2014's SplitMix64 finalizer over the element's index), so
+ * the backward redraws the same Z tile by tile, and any thread count and the NumPy twin draw the
+ * same. The softmax's sum l runs over A before dropping; the backward is dv += (A Z)^T dout,
+ * dS = A (Z dP - D) scale with D = rowsum(dout * out). With a rate, every pair takes the tiled
+ * path (not the small register kernels). */
+static inline int fnn_attn_keep(const fnn_attn_geom *g, ptrdiff_t p, ptrdiff_t i, ptrdiff_t j)
+{
+    /* the index in unsigned arithmetic (wraps, never overflows) */
+    const unsigned long long e = ((unsigned long long)p * (unsigned long long)g->lq +
+                                  (unsigned long long)i) * (unsigned long long)g->lk +
+                                 (unsigned long long)j;
+    unsigned long long z = g->drop_key + e * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0) >= g->drop_rate;
+}
+
+/* Set every layout of g to the contiguous one of its sizes (pairs, heads, lq, lk, d, dv);
+ * no dropout. */
 void fnn_attn_contiguous(fnn_attn_geom *g);
 
 /* Whether float pairs of at most 32 keys, 48 queries and 16-value heads take the register

@@ -157,6 +157,18 @@ static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km, ptrd
     }
 }
 
+/* Dropout on an m x n tile (ld n) of pair p at rows i0, columns j0: X *= Z (fnn_attn_keep). */
+static void TFN(attn_drop)(const fnn_attn_geom *g, ptrdiff_t p, ptrdiff_t i0, ptrdiff_t m,
+                           ptrdiff_t j0, ptrdiff_t n, FT *X)
+{
+    const FT keep = (FT)(1.0 / (1.0 - g->drop_rate));
+    ptrdiff_t r, c;
+    for (r = 0; r < m; r++) {
+        FT *x = X + r * n;
+        for (c = 0; c < n; c++) x[c] = fnn_attn_keep(g, p, i0 + r, j0 + c) ? x[c] * keep : (FT)0;
+    }
+}
+
 /* The query rows [i0, i0 + m) of pair p. Scratch: fnn_attn_scratch's forward layout. */
 static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KERN *kr, FT scale,
                                ptrdiff_t p, ptrdiff_t i0, const FT *q, const FT *k, const FT *v,
@@ -216,6 +228,7 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
         TFN(attn_mask)(g, km, i0, m, j0, n, S);
         for (r = 0; r < m; r++)
             rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * ldo, dv);
+        if (g->drop_rate > 0.0) TFN(attn_drop)(g, p, i0, m, j0, n, S); /* l summed A: P = A Z */
         if (direct) {
             TFN(attn_direct)(kr, m, dv, n, (FT)1, S, n, vp + j0 * ldv, ldv, (FT)1, op, ldo);
         } else {
@@ -366,8 +379,10 @@ static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KE
                 TFN(attn_mask)(g, km, i0, m, j0, n, S);
                 TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado + i0 * ev, vt, (FT)0, dP, n);
             }
+            if (g->drop_rate > 0.0) TFN(attn_drop)(g, p, i0, m, j0, n, dP); /* Z dP */
             for (r = 0; r < m; r++)
                 rt->grad_row(S + r * n, dP + r * n, n, lp[i0 + r], Dr[i0 + r], scale);
+            if (g->drop_rate > 0.0) TFN(attn_drop)(g, p, i0, m, j0, n, S); /* A Z, for dv */
             /* dv_j += P^T dout_i, dk_j += dS^T q_i, dq_i += dS k_j */
             TFN(attn_pack_a)(kr, 1, S, n, n, m, Ab);
             TFN(attn_mm)(kr, n, ev, m, (FT)1, Ab,

@@ -606,3 +606,60 @@ static int fnn_conv_use_direct(const fnn_conv_geom *g)
 #undef DFWD
 #undef DGRAD
 #undef DPOOLED
+
+/* ---------------------------------------------------------------- Conv3D (fnn_conv3d.h) */
+
+#if FNN_X86
+/* 1 when fnn_conv2d_forward takes the stride-1 path for g (the checks it makes before, in
+ * its order), so the stackless forward gives what the stack's would. */
+static int fnn_conv3d_strided_taken(const fnn_conv_geom *g)
+{
+    fnn_conv_plan pl;
+    fnn_conv_make_plan(g, &pl);
+    return pl.M > 0 && !pl.direct && !fnn_conv_use_direct(g) && !fnn_conv_wino_use(g) &&
+           fnn_conv_strided_use(g);
+}
+#endif
+
+int fnn_conv2d_dx_on_gemm(const fnn_conv_geom *g)
+{
+    if (fnn_conv_wino_dx_use(g)) return 0;
+#if FNN_X86
+    if (fnn_conv_strided_dx_use(g)) return 0;
+#endif
+    return 1;
+}
+
+int fnn_conv3d_forward_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds, const float *x,
+                           const float *kernel, const float *bias, int act, float param,
+                           float *y)
+{
+#if FNN_X86
+    if (fnn_conv3d_strided_taken(g)) {
+        int ok;
+        const unsigned int saved_csr = fnn_ftz_enter();
+        ok = fnn_conv_strided_forward_depth_f32(g, ds, x, kernel, bias, act, param, y);
+        fnn_ftz_leave(saved_csr);
+        return ok;
+    }
+#endif
+    (void)ds; (void)x; (void)kernel; (void)bias; (void)act; (void)param; (void)y;
+    return -1;
+}
+
+int fnn_conv3d_forward_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds, const double *x,
+                           const double *kernel, const double *bias, int act, double param,
+                           double *y)
+{
+#if FNN_X86
+    if (fnn_conv3d_strided_taken(g)) {
+        int ok;
+        const unsigned int saved_csr = fnn_ftz_enter();
+        ok = fnn_conv_strided_forward_depth_f64(g, ds, x, kernel, bias, act, param, y);
+        fnn_ftz_leave(saved_csr);
+        return ok;
+    }
+#endif
+    (void)ds; (void)x; (void)kernel; (void)bias; (void)act; (void)param; (void)y;
+    return -1;
+}

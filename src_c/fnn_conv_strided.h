@@ -18,6 +18,7 @@
 #define FNN_CONV_STRIDED_H
 
 #include "fnn_conv.h"
+#include "fnn_conv3d.h"
 #include "fnn_gemm_internal.h"
 
 /* x86 only (AVX2 and AVX-512 kernels; the generic flavour keeps the GEMM path). */
@@ -34,6 +35,15 @@ int fnn_conv_strided_forward_f64(const fnn_conv_geom *g, const double *x, const 
  * forward of the same path (kernel flipped and transposed, padding (k-1)*d - p), when
  * fnn_conv_strided_dx_use(g); returns 1, or 0 when a buffer could not be allocated. */
 int fnn_conv_strided_dx_use(const fnn_conv_geom *g);
+
+/* The forward on the depth stack of a Conv3D's x (fnn_conv3d.h), for a g that
+ * fnn_conv_strided_use takes: fill builds the stack's rows from x itself. */
+int fnn_conv_strided_forward_depth_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                       const float *x, const float *kernel, const float *bias,
+                                       int act, float param, float *y);
+int fnn_conv_strided_forward_depth_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                       const double *x, const double *kernel,
+                                       const double *bias, int act, double param, double *y);
 int fnn_conv_strided_dx_f32(const fnn_conv_geom *g, const float *kernel, const float *dz,
                             float *dx);
 int fnn_conv_strided_dx_f64(const fnn_conv_geom *g, const double *kernel, const double *dz,

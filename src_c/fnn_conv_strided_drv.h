@@ -31,16 +31,55 @@ static void SFN(pack)(const fnn_conv_geom *g, ptrdiff_t nr, const FT *kernel, co
     for (j = 0; j < ns * nr; j++) wk[j] = (bias && j < F) ? bias[j] : (FT)0;
 }
 
+/* fill's rows (below) for the depth stack of a Conv3D (fnn_conv3d.h): image img of g is
+ * output depth p = img % od of sample img / od, and position q's channels kz*c .. kz*c + c - 1
+ * are x's slice p*sd + kz*dd - front there (zero outside x): the stack's row, built in place. */
+static void SFN(fill_depth)(const fnn_conv_geom *g, const fnn_conv_depth *ds, const FT *x,
+                            ptrdiff_t img, ptrdiff_t oy0, ptrdiff_t brows, ptrdiff_t rs, FT *buf)
+{
+    const ptrdiff_t C = g->c, c = ds->c, w = g->w;
+    const ptrdiff_t left = g->pl < rs ? g->pl : rs;
+    const ptrdiff_t cnt = (rs - left < w) ? rs - left : w;
+    const ptrdiff_t b = img / ds->od, p = img % ds->od;
+    ptrdiff_t r, kz, q;
+    for (r = 0; r < brows; r++) {
+        const ptrdiff_t iy = oy0 - g->pt + r;
+        FT *row = buf + r * rs * C;
+        if (iy < 0 || iy >= g->h) {
+            memset(row, 0, (size_t)(rs * C) * sizeof(FT));
+            continue;
+        }
+        memset(row, 0, (size_t)(left * C) * sizeof(FT));
+        for (kz = 0; kz < ds->kd; kz++) {
+            const ptrdiff_t iz = p * ds->sd + kz * ds->dd - ds->front;
+            FT *dst = row + left * C + kz * c;
+            if (iz < 0 || iz >= ds->d) {
+                for (q = 0; q < cnt; q++) memset(dst + q * C, 0, (size_t)c * sizeof(FT));
+                continue;
+            }
+            {
+                const FT *src = x + (((b * ds->d + iz) * g->h + iy) * w) * c;
+                for (q = 0; q < cnt; q++) memcpy(dst + q * C, src + q * c, (size_t)c * sizeof(FT));
+            }
+        }
+        memset(row + (left + cnt) * C, 0, (size_t)((rs - left - cnt) * C) * sizeof(FT));
+    }
+}
+
 /* The input rows output rows [oy0, oy1) of image img read, padded: buffer row r is input row
  * oy0 - pt + r, position q of it input column q - pl (zero outside the image, and in the rs - pw
  * positions of slack past the padded width that the last tile of a row may read). */
-static void SFN(fill)(const fnn_conv_geom *g, const FT *x, ptrdiff_t img, ptrdiff_t oy0,
-                      ptrdiff_t brows, ptrdiff_t rs, FT *buf)
+static void SFN(fill)(const fnn_conv_geom *g, const fnn_conv_depth *ds, const FT *x,
+                      ptrdiff_t img, ptrdiff_t oy0, ptrdiff_t brows, ptrdiff_t rs, FT *buf)
 {
     const ptrdiff_t C = g->c;
     const ptrdiff_t left = g->pl < rs ? g->pl : rs;
     const ptrdiff_t cnt = (rs - left < g->w) ? rs - left : g->w;
     ptrdiff_t r;
+    if (ds) {
+        SFN(fill_depth)(g, ds, x, img, oy0, brows, rs, buf);
+        return;
+    }
     for (r = 0; r < brows; r++) {
         const ptrdiff_t iy = oy0 - g->pt + r;
         FT *row = buf + r * rs * C;
@@ -74,8 +113,8 @@ static void SFN(row_pieces)(const fnn_conv_geom *g, const sk_shape *sh, ptrdiff_
  * blocks of k in order, each over every tile of the task (its B rows stay in L1). Tiles that do
  * not fit y (rows or filters past its edge) are computed whole in the scratch, then copied. A
  * row with no pieces to sum stores act(bias) (a call of no steps). */
-static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape *sh, ptrdiff_t t,
-                      const FT *x, const FT *wk, int has_bias, int act, FT param, FT *buf,
+static void SFN(task)(const fnn_conv_geom *g, const fnn_conv_depth *ds, const SK_FLAV *fl,
+                      const sk_shape *sh, ptrdiff_t t, const FT *x, const FT *wk, int has_bias, int act, FT param, FT *buf,
                       FT *scratch, FT *y, double par_min)
 {
     const ptrdiff_t C = g->c, F = g->f, K = g->kh * g->kw * C, nr = fl->nr, ow = g->ow;
@@ -86,7 +125,7 @@ static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape 
     const int iact = late ? FNN_ACT_LINEAR : act;
     const FT *bias = wk + sh->ns * K * nr;
     ptrdiff_t s, j, q, oy, ox0, ti, i, c, m;
-    SFN(fill)(g, x, img, oy0, oy1 - oy0 + (g->kh - 1) * g->dh, sh->rs, buf);
+    SFN(fill)(g, ds, x, img, oy0, oy1 - oy0 + (g->kh - 1) * g->dh, sh->rs, buf);
     for (s = 0; s < sh->ns; s++) {
         const FT *bz = has_bias ? bias + s * nr : NULL;
         const ptrdiff_t cols = (F - s * nr < nr) ? F - s * nr : nr;
@@ -140,8 +179,8 @@ static void SFN(task)(const fnn_conv_geom *g, const SK_FLAV *fl, const sk_shape 
 
 /* The forward, or with skip_pad the forward whose padding rows are left out of the sums (dx's:
  * there they stand for dz positions outside dz, which no term reads). */
-static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const FT *bias, int act,
-                    FT param, FT *y, int skip_pad)
+static int SFN(run)(const fnn_conv_geom *g, const fnn_conv_depth *ds, const FT *x,
+                    const FT *kernel, const FT *bias, int act, FT param, FT *y, int skip_pad)
 {
     const SK_FLAV fl = SK_FLAVOUR(g->f);
     const ptrdiff_t K = g->kh * g->kw * g->c;
@@ -167,7 +206,7 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
         ptrdiff_t t;
         ok = buf != NULL;
         for (t = 0; ok && t < sh.tasks; t++)
-            SFN(task)(g, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,
+            SFN(task)(g, ds, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,
                       y, 0.0);
         if (!on_stack) free(buf);
     } else
@@ -184,7 +223,7 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
         FNN_OMP_FOR_DYNAMIC
         for (t = 0; t < sh.tasks; t++) {
             if (!buf) continue;
-            SFN(task)(g, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,
+            SFN(task)(g, ds, &fl, &sh, t, x, wk, bias != NULL, act, param, buf, buf + sh.buf_elems,
                       y, nt > 1 ? 1e300 : 0.0);
         }
         if (!on_stack) free(buf);
@@ -199,7 +238,15 @@ static int SFN(run)(const fnn_conv_geom *g, const FT *x, const FT *kernel, const
 int SFN(fnn_conv_strided_forward)(const fnn_conv_geom *g, const FT *x, const FT *kernel,
                                   const FT *bias, int act, FT param, FT *y)
 {
-    return SFN(run)(g, x, kernel, bias, act, param, y, 0);
+    return SFN(run)(g, NULL, x, kernel, bias, act, param, y, 0);
+}
+
+/* The forward of g on the depth stack of x (fnn_conv3d.h), its rows filled from x itself. */
+int SFN(fnn_conv_strided_forward_depth)(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                        const FT *x, const FT *kernel, const FT *bias, int act,
+                                        FT param, FT *y)
+{
+    return SFN(run)(g, ds, x, kernel, bias, act, param, y, 0);
 }
 
 /* dx of a stride-1 convolution as the forward of one: dz (n, oh, ow, f) convolved with the
@@ -226,7 +273,7 @@ int SFN(fnn_conv_strided_dx)(const fnn_conv_geom *g, const FT *kernel, const FT 
                 for (j = 0; j < f; j++) dst[j * c + ci] = src[ci * f + j];
         }
     sk_dx_geom(g, &t);
-    ok = SFN(run)(&t, dz, kt, NULL, FNN_ACT_LINEAR, (FT)0, dx, 1);
+    ok = SFN(run)(&t, NULL, dz, kt, NULL, FNN_ACT_LINEAR, (FT)0, dx, 1);
     free(kt);
     return ok;
 }

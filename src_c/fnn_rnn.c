@@ -328,3 +328,30 @@ static const fnn_rnn_gates_f64 gates_f64_of[] = {FNN_RNN_ENTRY(generic, _f64)};
 #undef EPI
 #undef GATES
 #undef GATES_OF
+
+/* The LSTM step's element-wise kernels on their own (fnn_rnn.h), in the active flavour: for
+ * layers that form the pre-activations otherwise (ConvLSTM2D: convolutions). */
+void fnn_rnn_lstm_gates_fwd_f32(float *z, const float *c_prev, float *c_next, float *a,
+                                float *h_next, ptrdiff_t m, ptrdiff_t u, int act, int rec)
+{
+    gates_f32_of[fnn_active_flavour()].lstm_fwd(z, c_prev, c_next, a, h_next, u, m, u, act, rec);
+}
+
+void fnn_rnn_lstm_gates_fwd_f64(double *z, const double *c_prev, double *c_next, double *a,
+                                double *h_next, ptrdiff_t m, ptrdiff_t u, int act, int rec)
+{
+    gates_f64_of[fnn_active_flavour()].lstm_fwd(z, c_prev, c_next, a, h_next, u, m, u, act, rec);
+}
+
+void fnn_rnn_lstm_gates_bwd_f32(float *z, const float *c_prev, const float *a, const float *dh,
+                                float *dc, ptrdiff_t m, ptrdiff_t u, int act, int rec)
+{
+    gates_f32_of[fnn_active_flavour()].lstm_bwd(z, c_prev, a, dh, dc, m, u, act, rec);
+}
+
+void fnn_rnn_lstm_gates_bwd_f64(double *z, const double *c_prev, const double *a,
+                                const double *dh, double *dc, ptrdiff_t m, ptrdiff_t u, int act,
+                                int rec)
+{
+    gates_f64_of[fnn_active_flavour()].lstm_bwd(z, c_prev, a, dh, dc, m, u, act, rec);
+}

@@ -100,6 +100,21 @@ int fnn_rnn_backward_f64(const fnn_rnn_geom *g, const double *W, const double *U
                          const double *dc_last, double *bws, double *ut, double *dW, double *dU,
                          double *db, double *dx, double *dh0, double *dc0);
 
+/* The LSTM step's element-wise part alone, on m rows: z (m, 4u) holds the pre-activations
+ * [i f c o] and is replaced by the gates; c_next = f c_prev + i g, a = act(c_next), h_next = o a
+ * (each (m, u)). Backward: from the gates z, c_prev and a, with dh = dL/dh_t and dc = dL/dc_t
+ * from the next step (replaced by dL/dc_prev), z is replaced by dL/d(pre-activations). Rows are
+ * independent: any split of the rows gives the same bits. */
+void fnn_rnn_lstm_gates_fwd_f32(float *z, const float *c_prev, float *c_next, float *a,
+                                float *h_next, ptrdiff_t m, ptrdiff_t u, int act, int rec);
+void fnn_rnn_lstm_gates_fwd_f64(double *z, const double *c_prev, double *c_next, double *a,
+                                double *h_next, ptrdiff_t m, ptrdiff_t u, int act, int rec);
+void fnn_rnn_lstm_gates_bwd_f32(float *z, const float *c_prev, const float *a, const float *dh,
+                                float *dc, ptrdiff_t m, ptrdiff_t u, int act, int rec);
+void fnn_rnn_lstm_gates_bwd_f64(double *z, const double *c_prev, const double *a,
+                                const double *dh, double *dc, ptrdiff_t m, ptrdiff_t u, int act,
+                                int rec);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,7 +13,8 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.models.history", "fastnn.layers", "fastnn.layers.core",
            "fastnn.layers.activation", "fastnn.layers.merge", "fastnn.layers.regularization",
            "fastnn.layers.normalization", "fastnn.layers.pooling", "fastnn.layers.convolutional",
-           "fastnn.layers.recurrent", "fastnn.layers.embedding", "fastnn.layers.attention",
+           "fastnn.layers.recurrent", "fastnn.layers.bidirectional",
+           "fastnn.layers.embedding", "fastnn.layers.attention",
            "fastnn.layers.transformer", "fastnn.layers.reshaping", "fastnn.utils",
            "fastnn.layers.preprocessing", "fastnn.layers.wrappers", "fastnn.layers.noise",
            "fastnn.layers.permute", "fastnn.layers.masking", "fastnn.tensorboard",
@@ -21,11 +22,14 @@ MODULES = ["fastnn.models.sequential", "fastnn.models.functional", "fastnn.model
            "fastnn.layers.augmentation", "fastnn.layers.image_resizing",
            "fastnn.layers.prelu", "fastnn.layers.group_normalization",
            "fastnn.layers.convolutional3d", "fastnn.layers.pooling3d", "fastnn.layers.reshaping3d",
+           "fastnn.layers.rnn_cells",
            "fastnn.layers.categorical", "fastnn.layers.adapted", "fastnn.preprocessing_text",
            "fastnn.activations", "fastnn.losses",
            "fastnn.optimizers", "fastnn.callbacks", "fastnn.schedules", "fastnn.metrics",
            "fastnn.io", "fastnn.ops", "fastnn.sklearn", "fastnn.dask", "fastnn._threads",
-           "fastnn.datasets", "fastnn.datasets.time_series", "fastnn.datasets.words"]
+           "fastnn.datasets", "fastnn.datasets.time_series", "fastnn.datasets.words",
+           "fastnn.layers.dot", "fastnn.layers.score_attention",
+           "fastnn.layers.conv_lstm"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -129,6 +133,14 @@ def test_the_readme_transformer_reverses_digits(capsys):
     namespace = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert float(capsys.readouterr().out.split()[-1]) >= 0.99
+
+
+def test_the_readme_attention_lookup_runs_and_learns(capsys):
+    """The snippet of "Attention without projections" learns its key-value lookup."""
+    blocks = _readme_section("Attention without projections")
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out.split()[-1]) < 0.05
 
 
 def test_the_readme_thread_control_runs():

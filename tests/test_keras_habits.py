@@ -235,3 +235,17 @@ def test_to_categorical_follows_keras():
                               ([3], ValueError, r"label 3, not below num_classes=3")):
         with pytest.raises(exc, match=pattern):
             fnn.utils.to_categorical(bad, 3 if bad == [3] else None)
+
+
+def test_default_layer_names_are_keras_names():
+    """Every public layer class gets Keras 3's default name (its to_snake_case): ConvLSTM2D is
+    conv_lstm2d, LeakyReLU leaky_re_lu, Conv2DTranspose conv2d_transpose."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    pytest.importorskip("keras")
+    from keras.src.utils.naming import to_snake_case
+    from fastnn.layers import LAYERS
+    from fastnn.layers.base import snake_name
+    names = set(LAYERS) | {n for n in fnn.__all__ if n[:1].isupper()}
+    assert {n: snake_name(n) for n in names} == {n: to_snake_case(n) for n in names}
+    assert snake_name("ConvLSTM2D") == "conv_lstm2d"

@@ -277,7 +277,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="value_dim"):
         fnn.MultiHeadAttention(num_heads=2, key_dim=2, value_dim=0)
     with pytest.raises(ValueError, match="dropout"):
-        fnn.MultiHeadAttention(num_heads=2, key_dim=2, dropout=0.1)
+        fnn.MultiHeadAttention(num_heads=2, key_dim=2, dropout=1.0)
     q, v, k = fnn.Input((4, 8)), fnn.Input((5, 6)), fnn.Input((6, 6))
     with pytest.raises(ValueError, match="key and value"):
         fnn.MultiHeadAttention(2, 2)(q, v, k)

@@ -253,3 +253,96 @@ def test_forged_pads_are_refused_before_any_array(tmp_path):
                  (4, 6, 6), (None, None, None))
     with pytest.raises(ValueError, match=r"node 'pad' \(Pad\).*more than 268435456 values"):
         fnn.onnx.load(path)
+
+
+# ------------------------------------------------------------------ 3-D layers
+def _torch_3d_modules():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    return torch, {
+        "conv3d_pools": (nn.Sequential(
+            nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool3d(2),
+            nn.Conv3d(4, 3, (2, 3, 1), stride=(1, 2, 1), dilation=(1, 1, 1)),
+            nn.AvgPool3d((1, 2, 2), stride=1)),
+            (2, 6, 10, 8), ["Conv3D", "Activation", "MaxPooling3D", "Conv3D", "AveragePooling3D",
+                              "Permute"]),
+        "conv3d_global_avg": (nn.Sequential(
+            nn.Conv3d(3, 5, 3, stride=2, padding=1), nn.Tanh(), nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(), nn.Linear(5, 2)),
+            (3, 5, 7, 9), None),
+        "conv_transpose3d": (nn.Sequential(
+            nn.ConvTranspose3d(3, 4, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose3d(4, 2, (2, 3, 3), stride=(2, 1, 1))),
+            (3, 2, 3, 3), None),
+    }
+
+
+@pytest.mark.parametrize("name", ["conv3d_pools", "conv3d_global_avg", "conv_transpose3d"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_import_of_torch_3d_exports(name, dtype, tmp_path):
+    torch, modules = _torch_3d_modules()
+    module, shape, layers = modules[name]
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    module = module.to(tdtype).eval()
+    path = str(tmp_path / f"{name}.onnx")
+    torch.onnx.export(module, (torch.randn(2, *shape, dtype=tdtype),), path, dynamo=False,
+                      input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    model = fnn.onnx.load(path)
+    if layers is not None:
+        assert _layers(model) == layers
+    used = set(_layers(model))
+    assert used & {"Conv3D", "Conv3DTranspose"}
+    x = np.random.default_rng(0).normal(size=(3, *shape)).astype(dtype)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    got = model.predict(np.moveaxis(x, 1, -1))
+    if got.ndim == 5:
+        got = np.moveaxis(got, -1, 1) if got.shape != want.shape else got
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=tol, atol=tol)
+
+
+def test_own_3d_exports_come_back_and_run_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = fnn.Sequential([
+        fnn.Conv3D(4, 3, padding="same", activation="relu"), fnn.MaxPooling3D(),
+        fnn.Conv3DTranspose(3, 3, strides=2, padding="same", activation="tanh"),
+        fnn.Conv3D(3, (1, 2, 2)), fnn.GlobalAveragePooling3D()],
+        input_shape=(4, 6, 6, 2), seed=0)
+    path = str(fnn.onnx.export(model, tmp_path / "m.onnx"))
+    back = fnn.onnx.load(path)
+    assert [n for n in _layers(back) if "3D" in n] == [
+        "Conv3D", "MaxPooling3D", "Conv3DTranspose", "Conv3D", "GlobalAveragePooling3D"]
+    x = np.random.default_rng(1).normal(size=(2, 4, 6, 6, 2)).astype(np.float32)
+    want = model.predict(x)
+    np.testing.assert_allclose(back.predict(x), want, rtol=1e-6, atol=1e-6)
+    session = ort.InferenceSession(path)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["GlobalMaxPool", "GlobalAveragePool"])
+def test_global_pools_over_5d_against_onnxruntime(op, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(4, 2, 3, 3, 3)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1] * 6),
+             helper.make_node(op, ["c"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 1, 1, 1])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    path = str(tmp_path / "g.onnx")
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
+                    path)
+    model = fnn.onnx.load(path)
+    pool = "GlobalMaxPooling3D" if op == "GlobalMaxPool" else "GlobalAveragePooling3D"
+    assert _layers(model)[:2] == ["Conv3D", pool]
+    x = rng.normal(size=(3, 2, 3, 4, 5)).astype(np.float32)
+    want = ort.InferenceSession(path).run(None, {"x": x})[0]
+    got = model.predict(np.moveaxis(x, 1, -1))
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)

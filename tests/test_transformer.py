@@ -285,6 +285,7 @@ def test_finite_differences_with_dropout(backend, norm_first):
     def forward():                       # the same masks every pass
         for drop in block._drops:
             drop.calls = 0
+        block.attention.calls = 0        # and the same draw of the attention weights' dropout
         return model.forward(X, training=True)
 
     def loss():

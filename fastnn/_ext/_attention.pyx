@@ -18,7 +18,7 @@ cimport numpy as cnp
 import numpy as np
 
 from fastnn._validation import (_attention_scale, _overlap, check_attention_backward,
-                                check_attention_forward)
+                                check_attention_dropout, check_attention_forward)
 
 from fastnn._ext.attn cimport (fnn_attn_geom, fnn_attn_layout, fnn_attn_threads,
                               fnn_attn_scratch, fnn_attn_scratch_shared, fnn_attn_contiguous,
@@ -272,8 +272,10 @@ def _set_small(bint on):
     fnn_attn_set_small(on)
 
 
-def attention_forward(q, k, v, key_mask, causal, scale, out, lse):
-    """out := softmax(scale q k^T, masked) v per (batch, head); lse := its row log-sum-exp"""
+def attention_forward(q, k, v, key_mask, causal, scale, out, lse, dropout=0.0, dropout_key=0):
+    """out := (softmax(scale q k^T, masked) * Z) v per (batch, head); lse := the row
+    log-sum-exp of the scores (Z: dropout's keep / (1 - dropout), drawn from dropout_key)"""
+    rate, key = check_attention_dropout(dropout, dropout_key)
     checked = _accepted(q, k, v, key_mask, causal, scale, [(out, "qv", True), (lse, "lse", True)])
     if checked is None:
         checked = check_attention_forward(q, k, v, key_mask, causal, scale, out, lse)
@@ -282,14 +284,18 @@ def attention_forward(q, k, v, key_mask, causal, scale, out, lse):
     cdef int nt
     if g.pairs == 0:
         return
+    g.drop_rate, g.drop_key = rate, key
     g.q, g.k, g.v, g.out = _layout(q), _layout(k), _layout(v), _layout(out)
     nt = fnn_attn_threads(&g, 0)
     scratch = np.empty(nt * fnn_attn_scratch(&g, 0), dtype=q.dtype)
     _forward(&g, s, q, k, v, out, lse, scratch, nt)
 
 
-def attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv):
-    """dq, dk, dv := the gradients of attention_forward's out (given dout), from its lse"""
+def attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv,
+                       dropout=0.0, dropout_key=0):
+    """dq, dk, dv := the gradients of attention_forward's out (given dout), from its lse (and
+    the forward's dropout and dropout_key)"""
+    rate, key = check_attention_dropout(dropout, dropout_key)
     checked = _accepted(q, k, v, key_mask, causal, scale,
                         [(out, "qv", False), (dout, "qv", False), (lse, "lse", False),
                          (dq, "qd", True), (dk, "kd", True), (dv, "kv", True)])
@@ -301,6 +307,7 @@ def attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk,
     cdef int nt
     if g.pairs == 0:
         return
+    g.drop_rate, g.drop_key = rate, key
     g.q, g.k, g.v, g.out = _layout(q), _layout(k), _layout(v), _layout(out)
     g.dout = _layout(dout)
     g.dq, g.dk, g.dv_ = _layout(dq), _layout(dk), _layout(dv)

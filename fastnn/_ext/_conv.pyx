@@ -13,13 +13,19 @@ from libc.stdint cimport int64_t
 
 from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64,
                                fnn_conv2d_backward_f32, fnn_conv2d_backward_f64,
-                               fnn_conv2d_backward_pooled_f32, fnn_conv2d_backward_pooled_f64)
+                               fnn_conv2d_backward_pooled_f32, fnn_conv2d_backward_pooled_f64,
+                               fnn_conv_depth, fnn_conv3d_forward_f32, fnn_conv3d_forward_f64,
+                               fnn_conv2d_dx_on_gemm)
 
 cdef int N_ACTIVATIONS = 14     # fastnn.activations codes 0..13, but 9 (DERIV_GIVEN)
 
 
 cdef tuple _shape(const floating[:, :, :, ::1] a):
     return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
+cdef tuple _shape5(const floating[:, :, :, :, ::1] a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3], a.shape[4])
 
 
 cdef fnn_conv_geom _geometry(tuple xs, tuple ks, tuple ys, strides, dilations,
@@ -234,3 +240,62 @@ def conv2d_backward_pooled(const floating[:, :, :, ::1] x,       # IN  (n, h, w,
                                                 &dkernel[0, 0, 0, 0], &dbias[0])
     if not ok:
         raise MemoryError("conv2d_backward_pooled: could not allocate its buffers")
+
+
+def conv3d_forward(const floating[:, :, :, :, ::1] x,     # IN  (n, d, h, w, c)
+                   const floating[:, :, :, ::1] kernel,   # IN  (kh, kw, kd*c, f)
+                   const floating[::1] bias,              # IN  (f,)
+                   depth,                                 # (kd, sd, dd, front)
+                   strides, dilations, padding,           # of height and width, as conv2d's
+                   int act, double param,
+                   floating[:, :, :, :, ::1] y):          # OUT (n, od, oh, ow, f)
+    """y := act(conv3d(x, kernel) + bias) without the depth stack (src_c/fnn_conv3d.h): True
+    when done, False (y untouched) when the kernels take another path for this shape, and the
+    caller is to run conv2d_forward on the stack."""
+    cdef fnn_conv_geom g
+    cdef fnn_conv_depth ds
+    cdef int ok
+    cdef float param32 = <float>param
+    cdef Py_ssize_t kd, sd, dd, front
+    kd, sd, dd, front = depth
+    if kd < 1 or sd < 1 or dd < 1 or front < 0 or max(kd, sd, dd, front) >= 2**31:
+        raise ValueError(f"conv3d: depth taps, stride and dilation must be >= 1 and the "
+                         f"padding >= 0. Received: depth={depth}")
+    if kernel.shape[2] != kd * x.shape[4] or y.shape[0] != x.shape[0] or y.shape[1] < 1:
+        raise ValueError(f"conv3d: shapes do not match: x {_shape5(x)}, kernel "
+                         f"{_shape(kernel)}, y {_shape5(y)}, depth={depth}")
+    if (x.shape[0] * y.shape[1] >= 2**31 or x.shape[1] >= 2**31
+            or kd * x.shape[4] >= 2**31):
+        raise ValueError(f"conv3d: sizes must be below 2**31. Received: x "
+                         f"{_shape5(x)}, y {_shape5(y)}")
+    g = _geometry((x.shape[0] * y.shape[1], x.shape[2], x.shape[3], kd * x.shape[4]),
+                  _shape(kernel), (x.shape[0] * y.shape[1], y.shape[2], y.shape[3], y.shape[4]),
+                  strides, dilations, padding)
+    if bias.shape[0] != g.f:
+        raise ValueError(f"conv3d: bias must have {g.f} values. Received: {bias.shape[0]}")
+    if act < 0 or act >= N_ACTIVATIONS or act == 9:
+        raise ValueError(f"conv3d: unknown activation code {act}")
+    ds.d, ds.c, ds.kd, ds.sd, ds.dd, ds.front, ds.od = (x.shape[1], x.shape[4], kd, sd, dd,
+                                                        front, y.shape[1])
+    if g.n == 0:
+        return True
+    with nogil:
+        if floating is float:
+            ok = fnn_conv3d_forward_f32(&g, &ds, &x[0, 0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                        &bias[0], act, param32, &y[0, 0, 0, 0, 0])
+        else:
+            ok = fnn_conv3d_forward_f64(&g, &ds, &x[0, 0, 0, 0, 0], &kernel[0, 0, 0, 0],
+                                        &bias[0], act, param, &y[0, 0, 0, 0, 0])
+    if ok == 0:
+        raise MemoryError("conv3d_forward: could not allocate its buffers")
+    return ok == 1
+
+
+def conv2d_dx_on_gemm(tuple x_shape, tuple kernel_shape, tuple y_shape, strides, dilations,
+                      padding):
+    """True when conv2d_backward computes this geometry's input gradient on the GEMM with the
+    transposed gather, False when on a faster path (Winograd, or the stride-1 forward of dz):
+    the shapes are conv2d's, (n, h, w, c), (kh, kw, c, f), (n, oh, ow, f)."""
+    cdef fnn_conv_geom g = _geometry(x_shape, kernel_shape, y_shape, strides, dilations,
+                                     padding)
+    return fnn_conv2d_dx_on_gemm(&g) == 1

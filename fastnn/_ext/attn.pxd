@@ -8,6 +8,8 @@ cdef extern from "fnn_attn.h" nogil:
         Py_ssize_t lq, lk, d, dv
         int causal
         const unsigned char *key_mask
+        double drop_rate
+        unsigned long long drop_key
         fnn_attn_layout q, k, v, out, dout, dq, dk, dv_
     void fnn_attn_contiguous(fnn_attn_geom *g)
     void fnn_attn_set_small(int on)

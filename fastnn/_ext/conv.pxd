@@ -25,3 +25,17 @@ cdef extern from "fnn_conv.h" nogil:
                                        const double *dy, const int64_t *argmax,
                                        const double *yp, Py_ssize_t pn, double *dkernel,
                                        double *dbias)
+
+
+cdef extern from "fnn_conv3d.h" nogil:
+    ctypedef struct fnn_conv_depth:
+        Py_ssize_t d, c
+        Py_ssize_t kd, sd, dd
+        Py_ssize_t front, od
+    int fnn_conv2d_dx_on_gemm(const fnn_conv_geom *g)
+    int fnn_conv3d_forward_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds, const float *x,
+                               const float *kernel, const float *bias, int act, float param,
+                               float *y)
+    int fnn_conv3d_forward_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                               const double *x, const double *kernel, const double *bias,
+                               int act, double param, double *y)

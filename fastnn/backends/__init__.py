@@ -80,11 +80,15 @@ add_row_vector(x, p, out) -> None
     to every sample.
 sum_rows_into(dy, out) -> None
     out += sum_r dy[r, :];  dy (rows, m), out (m,); each column summed in row order.
-attention_forward(q, k, v, key_mask, causal, scale, out, lse) -> None
-    out := softmax(scale q k^T, masked) v per (batch, head), lse := its rows' log-sum-exp;
-    q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), out (B, H, Lq, Dv), lse (B, H, Lq).
-attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv) -> None
-    dq, dk, dv := the gradients of out (given dout), recomputed tile by tile from lse.
+attention_forward(q, k, v, key_mask, causal, scale, out, lse, dropout=0.0, dropout_key=0)
+    out := (softmax(scale q k^T, masked) * Z) v per (batch, head), lse := the scores' rows'
+    log-sum-exp; q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), out (B, H, Lq, Dv),
+    lse (B, H, Lq). Z: dropout on the weights, keep / (1 - dropout), drawn per element from
+    dropout_key (src_c/fnn_attn.h's fnn_attn_keep; 1 everywhere with dropout 0).
+attention_backward(q, k, v, out, dout, lse, key_mask, causal, scale, dq, dk, dv, dropout=0.0,
+                   dropout_key=0) -> None
+    dq, dk, dv := the gradients of out (given dout), recomputed tile by tile from lse (with
+    the forward's dropout and dropout_key).
     In both, q, k, v, out, dout, dq, dk, dv may be views whose rows are contiguous (the heads
     of a (B, L, H W) projection in place); outputs' elements must be apart from each other and
     from the inputs (checked element-exactly); lse and key_mask (B, Lk) are C-contiguous.
@@ -95,6 +99,21 @@ attention_decode(q, k_new, v_new, k_cache, v_cache, t, scale, out) -> None
     (B, H, Lmax, D) and (B, H, Lmax, Dv), out (B, H, Dv); 0 <= t < Lmax. Checked by both
     backends (fastnn/_validation.py: ValueError/TypeError naming the argument); each out[b, h]
     summed in key order by one thread (bitwise the same at any thread count).
+batched_matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0) -> None
+    out[i] := alpha op(a[i]) @ op(b[i]) + beta out[i];  3-D C-contiguous arrays (Dot, Attention).
+unit_norm_forward(x, epsilon, y, inv) / unit_norm_backward(y, inv, epsilon, dy, dx) -> None
+    inv[r] := min(1 / ||x[r]||, 1 / epsilon), y := x inv;  dx := inv (dy - y <dy, y>) (dy inv
+    where the cap held);  x, y, dy, dx (R, C), inv (R,) (UnitNormalization, Dot(normalize)).
+masked_softmax(s, vmask, causal, out) / softmax_backward(a, da, ds) -> None
+    out[b, i] := softmax_j(s[b, i, j] - 1e9 where vmask[b, j] == 0 or (causal and j > i))
+    (Keras' rule);  s, out (B, Tq, Tv), vmask (B, Tv) uint8 or None;  ds := a (da - <da, a>)
+    per row of (R, C) arrays.
+additive_scores(q, k, inner, outer, out) -> None
+    out[b, i, j] := sum_d outer[d] tanh(inner (q[b, i, d] + k[b, j, d]));  q (B, Tq, D),
+    k (B, Tv, D), outer (D,), out (B, Tq, Tv) (AdditiveAttention, Attention "concat").
+additive_scores_backward(q, k, inner, outer, ds, dq, dk, douter, dinner) -> None
+    dq, dk := the input gradients;  douter (B, D), dinner (B,): each sample's part of the
+    weight gradients (the caller adds them in sample order).
 prelu_forward(x, alpha, index, y) -> None
     y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,) int64
     in [0, A) (the slope of each of a sample's values; PReLU's shared axes).

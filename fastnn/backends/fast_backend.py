@@ -20,11 +20,13 @@ try:
                                       openmp_enabled, parallel_min_work, set_adaptive_threads,
                                       set_num_threads, thread_limit)
     from fastnn._ext._conv import (conv2d_backward, conv2d_backward_input,
-                                   conv2d_backward_pooled, conv2d_forward)
+                                   conv2d_backward_pooled, conv2d_forward,
+                                   conv3d_forward, conv2d_dx_on_gemm)
     from fastnn._ext._depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
     from fastnn._ext._embedding import embedding_backward, embedding_forward
     from fastnn._ext._loss import loss
     from fastnn._ext._recurrent import rnn_backward, rnn_forward, rnn_sizes
+    from fastnn._ext._conv_lstm import conv_lstm_gates_backward, conv_lstm_gates_forward
     from fastnn._ext._attention import attention_backward, attention_forward
     from fastnn._ext._decode import (AddRowStep, BlockStep, DenseStep, EmbedStep, NormStep,
                                      attention_decode)
@@ -48,6 +50,9 @@ try:
                                             groupnorm_backward)
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
+    from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
+                                              batched_matmul, masked_softmax, softmax_backward,
+                                              unit_norm_backward, unit_norm_forward)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
         "fastnn's compiled extension is missing or broken, so backend='fast' is unavailable "
@@ -109,7 +114,8 @@ __all__ = [
     "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
     "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
-    "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled",
+    "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled", "conv3d_forward",
+    "conv2d_dx_on_gemm",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
@@ -121,4 +127,7 @@ __all__ = [
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
+    "batched_matmul", "unit_norm_forward", "unit_norm_backward", "masked_softmax",
+    "softmax_backward", "additive_scores", "additive_scores_backward",
+    "conv_lstm_gates_forward", "conv_lstm_gates_backward",
 ]

@@ -6,6 +6,8 @@ of every head at once), which the tiled compiled kernels are tested against.
     lse = logsumexp_rows(S)
     backward: D = rowsum(dout * out), dv = A^T dout, dA = dout v^T, dS = A (dA - D) scale,
               dq = dS k, dk = dS^T q
+    with dropout (training): A Z in place of A in out and dv, and dA = Z (dout v^T), where
+    Z = keep / (1 - rate) (``dropout_keep``: the kernels' counter-based draw)
 
 With ``causal`` query i sees keys j <= i (PyTorch's is_causal, top-left aligned); key_mask
 (B, Lk), True = take part. A query row that sees no key gets out = 0, lse = -inf and zero
@@ -20,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from fastnn._validation import check_attention_backward, check_attention_forward
+from fastnn._validation import (check_attention_backward, check_attention_dropout,
+                                check_attention_forward)
 
 
 def _visible(dims: tuple, mask: Any, causal: bool) -> Any:
@@ -34,14 +37,36 @@ def _visible(dims: tuple, mask: Any, causal: bool) -> Any:
     return vis
 
 
+def dropout_keep(dims: tuple, rate: float, key: int) -> Any:
+    """(B, H, Lq, Lk) booleans: does attention dropout keep weight (i, j) of pair (b, h)? The
+    draw of fnn_attn_keep (src_c/fnn_attn.h): SplitMix64's finalizer over key + the element's
+    index (b H + h) Lq Lk + i Lk + j times the golden ratio, in wrapping uint64 arithmetic,
+    its top 53 bits as a fraction of 1, kept when >= rate."""
+    B, H, Lq, Lk, _, _ = dims
+    e = np.arange(B * H * Lq * Lk, dtype=np.uint64).reshape(B, H, Lq, Lk)
+    z = e * np.uint64(0x9E3779B97F4A7C15) + np.uint64(key)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 >= rate
+
+
+def _dropped(dims: tuple, rate: float, key: int, dtype: Any) -> Any:
+    """Z: keep / (1 - rate) where kept, else 0 (in the arrays' dtype, as the kernels scale)."""
+    scale = np.asarray(1.0 / (1.0 - rate), dtype=dtype)
+    return np.where(dropout_keep(dims, rate, key), scale, np.zeros((), dtype))
+
+
 def _scores(q: Any, k: Any, vis: Any, scale: float) -> Any:
     s = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(scale)
     return np.where(vis, s, -np.inf).astype(q.dtype, copy=False)
 
 
 def attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale: Any, out: Any,
-                      lse: Any) -> None:
-    """out := softmax(scale q k^T, masked) v per (batch, head); lse := its row log-sum-exp"""
+                      lse: Any, dropout: Any = 0.0, dropout_key: Any = 0) -> None:
+    """out := (softmax(scale q k^T, masked) * Z) v per (batch, head); lse := the row
+    log-sum-exp of the scores (Z: dropout's keep / (1 - dropout), drawn from dropout_key)"""
+    rate, key = check_attention_dropout(dropout, dropout_key)
     dims, mask, s, c = check_attention_forward(q, k, v, key_mask, causal, scale, out, lse)
     if q.size == 0:
         return
@@ -57,14 +82,19 @@ def attention_forward(q: Any, k: Any, v: Any, key_mask: Any, causal: Any, scale:
     ell = P.sum(axis=-1, keepdims=True)
     safe = np.where(seen, ell, 1).astype(q.dtype, copy=False)
     lost = np.where(blind, 0, np.nan).astype(q.dtype, copy=False)
+    if rate > 0.0:
+        P = P * _dropped(dims, rate, key, q.dtype)      # the sum ell is of the undropped A
     out[...] = np.where(seen, np.matmul(P, v) / safe, lost)
     with np.errstate(divide="ignore"):
         lse[...] = np.where(seen, m + np.log(safe), np.where(blind, -np.inf, np.nan))[..., 0]
 
 
 def attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: Any, key_mask: Any,
-                       causal: Any, scale: Any, dq: Any, dk: Any, dv: Any) -> None:
-    """dq, dk, dv := the gradients of attention_forward's out (given dout), from its lse"""
+                       causal: Any, scale: Any, dq: Any, dk: Any, dv: Any, dropout: Any = 0.0,
+                       dropout_key: Any = 0) -> None:
+    """dq, dk, dv := the gradients of attention_forward's out (given dout), from its lse (and
+    the forward's dropout and dropout_key)"""
+    rate, key = check_attention_dropout(dropout, dropout_key)
     dims, mask, s, c = check_attention_backward(q, k, v, out, dout, lse, key_mask, causal,
                                                 scale, dq, dk, dv)
     if q.size == 0:
@@ -77,8 +107,13 @@ def attention_backward(q: Any, k: Any, v: Any, out: Any, dout: Any, lse: Any, ke
     with np.errstate(over="ignore", invalid="ignore"):
         P = np.where(live, np.exp(S - L), 0).astype(q.dtype, copy=False)
         D = np.sum(dout * out, axis=-1, keepdims=True)
-        dv[...] = np.matmul(np.swapaxes(P, -1, -2), dout)
         dP = np.matmul(dout, np.swapaxes(v, -1, -2))
+        if rate > 0.0:                         # out = (A Z) v: dv = (A Z)^T dout, dA = Z dP
+            Z = _dropped(dims, rate, key, q.dtype)
+            dP = dP * Z
+            dv[...] = np.matmul(np.swapaxes(P * Z, -1, -2), dout)
+        else:
+            dv[...] = np.matmul(np.swapaxes(P, -1, -2), dout)
         dS = np.where(live, P * (dP - D) * q.dtype.type(s), 0).astype(q.dtype, copy=False)
     dq[...] = np.matmul(dS, k)
     dk[...] = np.matmul(np.swapaxes(dS, -1, -2), q)

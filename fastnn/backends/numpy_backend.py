@@ -15,6 +15,7 @@ from fastnn._interrupts import deferred_interrupts
 # The layer kernels beyond Dense live in modules named as the compiled ones in fastnn/_ext/.
 from fastnn.backends.numpy_conv import (conv2d_backward, conv2d_backward_input,  # noqa: F401
                                         conv2d_backward_pooled, conv2d_forward)
+from fastnn.backends.numpy_conv import conv2d_dx_on_gemm, conv3d_forward  # noqa: F401
 from fastnn.backends.numpy_depthwise import (depthwise_conv2d_backward,  # noqa: F401
                                              depthwise_conv2d_forward)
 from fastnn.backends.numpy_embedding import embedding_backward, embedding_forward  # noqa: F401
@@ -24,9 +25,15 @@ from fastnn.backends.numpy_pooling import (avgpool2d_backward, avgpool2d_forward
                                            maxpool2d_backward, maxpool2d_backward_relu,
                                            maxpool2d_forward)
 from fastnn.backends.numpy_recurrent import rnn_backward, rnn_forward, rnn_sizes  # noqa: F401
+from fastnn.backends.numpy_conv_lstm import (conv_lstm_gates_backward,  # noqa: F401
+                                             conv_lstm_gates_forward)
 from fastnn.backends.numpy_attention import attention_backward, attention_forward  # noqa: F401
 from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32
+from fastnn.backends.numpy_keras_attention import (additive_scores,  # noqa: F401
+                                                   additive_scores_backward, batched_matmul,
+                                                   masked_softmax, softmax_backward,
+                                                   unit_norm_backward, unit_norm_forward)
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
                                              dropout_forward, dropout_mask, sum_rows_into,

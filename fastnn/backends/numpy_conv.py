@@ -47,6 +47,31 @@ def conv2d_forward(x, kernel, bias, strides, dilations, padding, act, param, y):
     return y
 
 
+def conv3d_forward(x, kernel, bias, depth, strides, dilations, padding, act, param, y):
+    """y := act(conv3d(x, kernel) + bias), the kernel read (kh, kw, kd*c, f): conv2d_forward on
+    the depth stack (output depth p's kd input slices side by side along the channels, zeros
+    outside x; see fastnn/layers/convolutional3d.py). True: done."""
+    kd, sd, dd, front = depth
+    n, d, h, w, c = x.shape
+    od = y.shape[1]
+    stack = np.zeros((n, od, h, w, kd, c), x.dtype)
+    for p in range(od):
+        for kz in range(kd):
+            iz = p * sd + kz * dd - front
+            if 0 <= iz < d:
+                stack[:, p, :, :, kz] = x[:, iz]
+    conv2d_forward(stack.reshape(n * od, h, w, kd * c), kernel, bias, strides, dilations,
+                   padding, act, param, y.reshape(n * od, *y.shape[2:]))
+    return True
+
+
+def conv2d_dx_on_gemm(x_shape, kernel_shape, y_shape, strides, dilations, padding):
+    """The compiled backend's question (does its conv2d_backward take the input gradient
+    through the GEMM and a transposed gather?): here every input gradient is that product and
+    _col2im, so True."""
+    return True
+
+
 def conv2d_backward(x, kernel, dz, strides, dilations, padding, dkernel, dbias, dx):
     """dkernel := patches^T dz;  dbias := dz summed over (n, oh, ow);  dx := the transpose of the
     patch gather applied to dz kernel^T (unless dx is None)"""

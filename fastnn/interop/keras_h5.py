@@ -27,8 +27,9 @@ _KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d", "Conv3
                 "BatchNormalization": "batch_normalization",
                 "LayerNormalization": "layer_normalization", "Embedding": "embedding",
                 "SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru",
-                "Bidirectional": "bidirectional"}
+                "Bidirectional": "bidirectional", "RNN": "rnn"}
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+_CELL_NAMES = {"SimpleRNNCell": "simple_rnn_cell", "LSTMCell": "lstm_cell", "GRUCell": "gru_cell"}
 
 
 def _require_h5py() -> Any:
@@ -56,7 +57,30 @@ def _vars(group: Any, where: str) -> list[np.ndarray]:
     return out
 
 
-def _layer_arrays(group: Any, kind: str, where: str) -> list[np.ndarray]:
+def _rnn_arrays(group: Any, layer: Any, where: str) -> list[np.ndarray]:
+    """RNN(cell): ``rnn/cell/vars``; RNN(StackedRNNCells): ``rnn/cell/cells/<cell>/vars``, each
+    cell named by its class with a counter (``lstm_cell``, ``lstm_cell_1``, ``gru_cell``)."""
+    if "cell" not in group:
+        raise ValueError(f"{where}: no cell group")
+    cell = group["cell"]
+    if "cells" not in cell:
+        return _vars(cell, f"{where}/cell")
+    out: list[np.ndarray] = []
+    counters: dict[str, int] = {}
+    for inner in layer.cell.cells:
+        base = _CELL_NAMES[type(inner).__name__]
+        n = counters[base] = counters.get(base, -1) + 1
+        name = base if n == 0 else f"{base}_{n}"
+        if name not in cell["cells"]:
+            raise ValueError(f"{where}/cell/cells has no {name!r}; it has "
+                             f"{sorted(cell['cells'].keys())}")
+        out += _vars(cell["cells"][name], f"{where}/cell/cells/{name}")
+    return out
+
+
+def _layer_arrays(group: Any, kind: str, where: str, layer: Any = None) -> list[np.ndarray]:
+    if kind == "RNN":
+        return _rnn_arrays(group, layer, where)
     if kind in _RECURRENT:
         return _vars(group["cell"], f"{where}/cell") if "cell" in group else []
     if kind == "Bidirectional":
@@ -106,7 +130,7 @@ def _collect(model: Any, layers_group: Any, where: str, out: list[tuple[Any, lis
         if nested:
             _collect(layer.model, _layers_of(group), f"{path}/layers", out, used)
         else:
-            out.append((layer, _layer_arrays(group, kind, path), path))
+            out.append((layer, _layer_arrays(group, kind, path, layer), path))
 
 
 def _layers_of(group: Any) -> Any:

@@ -5,10 +5,14 @@
     core.py            Dense, Flatten, Reshape
     convolutional.py   Conv2D, Conv1D, Conv2DTranspose, Conv1DTranspose
     convolutional3d.py Conv3D (volumes and clips, over the 2-D kernels)
+    conv3d_transpose.py Conv3DTranspose (Conv3D's input gradient)
     depthwise.py       DepthwiseConv2D, DepthwiseConv1D, SeparableConv2D, SeparableConv1D
     pooling.py         MaxPooling2D/1D, AveragePooling2D/1D, Global{Average,Max}Pooling2D/1D
     pooling3d.py       MaxPooling3D, AveragePooling3D, Global{Average,Max}Pooling3D
-    recurrent.py       SimpleRNN, LSTM, GRU, Bidirectional
+    recurrent.py       SimpleRNN, LSTM, GRU
+    bidirectional.py   Bidirectional (and OutputOf: one output of a layer that returns several)
+    rnn_cells.py       RNN(cell): SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells
+    conv_lstm.py       ConvLSTM2D (an LSTM over image sequences, convolutions for products)
     merge.py           Add, Concatenate, Multiply, Subtract, Average, Maximum, Minimum
     regularization.py  Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
     noise.py           GaussianNoise, GaussianDropout
@@ -24,6 +28,8 @@
     normalization.py   BatchNormalization, LayerNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
+    dot.py             Dot, UnitNormalization (Keras')
+    score_attention.py Attention (Luong), AdditiveAttention (Bahdanau) (Keras')
     transformer.py     TransformerBlock
 
 Each layer's forward and backward sit together in its family's module and call the backend's
@@ -43,6 +49,7 @@ from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2D
                                          Convolution2DTranspose)
 from fastnn.layers.core import Dense, Flatten, Reshape
 from fastnn.layers.convolutional3d import Conv3D, Convolution3D
+from fastnn.layers.conv3d_transpose import Conv3DTranspose, Convolution3DTranspose
 from fastnn.layers.pooling3d import (ALIASES3D, POOLING3D_LAYERS, AveragePooling3D, AvgPool3D,
                                      GlobalAveragePooling3D, GlobalAvgPool3D, GlobalMaxPool3D,
                                      GlobalMaxPooling3D, MaxPool3D, MaxPooling3D)
@@ -58,8 +65,10 @@ from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, Av
                                    GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                    GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
                                    MaxPooling2D)
-from fastnn.layers.recurrent import (GRU, LSTM, RECURRENT_LAYERS, Bidirectional, OutputOf,
-                                     SimpleRNN)
+from fastnn.layers.recurrent import GRU, LSTM, RECURRENT_LAYERS, SimpleRNN
+from fastnn.layers.bidirectional import Bidirectional, OutputOf
+from fastnn.layers.rnn_cells import (RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells,
+                                     cell_from_config)
 from fastnn.layers.regularization import (Dropout, SpatialDropout1D, SpatialDropout2D,
                                           SpatialDropout3D)
 from fastnn.layers.reshaping3d import Cropping3D, UpSampling3D, ZeroPadding3D
@@ -79,6 +88,9 @@ from fastnn.layers.reshaping import (Cropping1D, Cropping2D, RepeatVector, UpSam
                                      UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from fastnn.layers.wrappers import TimeDistributed
 from fastnn.layers.transformer import TransformerBlock
+from fastnn.layers.dot import Dot, UnitNormalization
+from fastnn.layers.score_attention import AdditiveAttention, Attention
+from fastnn.layers.conv_lstm import ConvLSTM2D
 
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
@@ -91,9 +103,10 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     GaussianDropout, AlphaDropout, Permute, Masking, *AUGMENTATION_LAYERS, *SIZING_LAYERS,
     PReLU, Identity, GroupNormalization,
     *POOLING_LAYERS, *POOLING3D_LAYERS, Conv3D, UpSampling3D, ZeroPadding3D, Cropping3D,
-    SpatialDropout3D, *RECURRENT_LAYERS, Embedding, PositionalEmbedding, SinePositionEncoding,
-    MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing, IntegerLookup,
-    Discretization)}
+    SpatialDropout3D, *RECURRENT_LAYERS, Bidirectional, OutputOf, Embedding, PositionalEmbedding,
+    SinePositionEncoding, MultiHeadAttention, TransformerBlock, CategoryEncoding, Hashing,
+    IntegerLookup, Discretization, RNN, Dot, UnitNormalization, Attention, AdditiveAttention,
+    Conv3DTranspose, ConvLSTM2D)}
 
 
 def _with_objects(config: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +158,8 @@ def _make_layer(config: dict[str, Any]) -> Layer:
     param = {k: config.pop(k) for k in ("threshold", "alpha") if k in config}
     config = _with_objects(config)
     if cls in ("Dense", "Conv1D", "Conv2D", "Conv3D", "TransformerBlock", "DepthwiseConv1D",
-               "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
+               "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+               "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
         act = config.get("activation", "linear")
         if act == "step":
             config["activation"] = Step(**param)
@@ -165,6 +179,9 @@ def _make_layer(config: dict[str, Any]) -> Layer:
             if config.get(key) is not None:
                 config[key] = layer_from_config(config[key])
         return Bidirectional(**config)
+    if cls == "RNN":
+        config["cell"] = cell_from_config(config.get("cell"))
+        return RNN(**config)
     if cls == "MultiHeadAttention":       # how it was called: its inputs' roles, causality
         call = config.pop("call", None)
         layer = MultiHeadAttention(**config)
@@ -195,7 +212,8 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
            "Permute", "Masking", "Lambda", "RandomFlip", "RandomRotation", "RandomZoom",
            "RandomTranslation", "RandomContrast", "Resizing", "CenterCrop", "RandomCrop",
-           "PReLU", "Identity", "GroupNormalization",
+           "PReLU", "Identity", "GroupNormalization", "RNN", "SimpleRNNCell", "LSTMCell",
+           "GRUCell", "StackedRNNCells",
            "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
@@ -205,9 +223,10 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "Subtract", "Average", "Maximum", "Minimum", "MaxPooling2D", "AveragePooling2D", "MaxPooling1D",
            "AveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalMaxPooling1D", *ALIASES, "Conv3D", "Convolution3D",
+           "Conv3DTranspose", "Convolution3DTranspose",
            "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D",
            *ALIASES3D, "UpSampling3D", "ZeroPadding3D", "Cropping3D", "SpatialDropout3D", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional", "OutputOf", "Embedding", "PositionalEmbedding", "SinePositionEncoding",
            "MultiHeadAttention", "TransformerBlock", "CategoryEncoding", "Hashing",
            "IntegerLookup", "Discretization", "LAYERS",
-           "layer_from_config"]
+           "layer_from_config", "ConvLSTM2D"]

@@ -20,6 +20,19 @@ from fastnn import activations as A
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, steps_real_in_all
 from fastnn.layers.core import _initializer, _regularizer, _serialize
+from fastnn.layers.regularization import check_seed, stream_state
+
+_M64 = 2**64 - 1
+
+
+def dropout_key(seed: int, calls: int) -> int:
+    """The attention kernels' dropout_key for training pass ``calls`` of a layer seeded ``seed``:
+    SplitMix64's finalizer over seed + (calls + 1) times the golden ratio (each pass its own
+    well-mixed key; the kernels then mix in each weight's index)."""
+    z = (seed + (calls + 1) * 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
 
 # The roles an input tensor plays: a subset of "qkv" (in that order), or "m" (the key mask).
 _ROLE_NAMES = {"q": "query", "k": "key", "v": "value", "m": "attention_mask"}
@@ -80,7 +93,12 @@ class MultiHeadAttention(Layer):
     output_shape : int, optional
         Width of the output (default dq, the query's width).
     dropout : float, default 0.0
-        Only 0 is implemented (ValueError otherwise).
+        In training, the fraction of attention weights zeroed (the others scaled by
+        1 / (1 - dropout)), as Keras and PyTorch; drawn inside the tiled kernel from a
+        counter-based stream (``seed``, training passes so far), so memory stays linear in the
+        sequence length and both backends and every thread count draw the same.
+    seed : int, optional
+        Seed of the dropout draws (default: from the model's seed when it is built).
     kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         As in ``Dense`` (default Glorot uniform kernels, zero biases).
     name, trainable
@@ -119,7 +137,7 @@ class MultiHeadAttention(Layer):
                  dropout: float = 0.0, kernel_initializer: Any = "glorot_uniform",
                  bias_initializer: Any = "zeros", kernel_regularizer: Any = None,
                  bias_regularizer: Any = None, name: Optional[str] = None,
-                 trainable: bool = True) -> None:
+                 trainable: bool = True, seed: Optional[int] = None) -> None:
         super().__init__(name=name, trainable=trainable)
         self.num_heads = _width("num_heads", num_heads)
         self.key_dim = _width("key_dim", key_dim)
@@ -127,9 +145,9 @@ class MultiHeadAttention(Layer):
         self.use_bias = V.check_bool("use_bias", use_bias)
         self._output_dim = None if output_shape is None else _width("output_shape", output_shape)
         self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
-        if self.dropout != 0.0:
-            raise ValueError(f"MultiHeadAttention: dropout is not implemented yet (only 0.0). "
-                             f"Received: dropout={dropout}")
+        self.seed = check_seed(seed)
+        self._mask_seed = self.seed
+        self.calls = 0           # training passes that drew: the dropout stream's counter
         self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = _initializer("bias_initializer", bias_initializer)
         self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
@@ -324,8 +342,14 @@ class MultiHeadAttention(Layer):
             be.dense_forward(t.reshape(n * lengths[i], -1), w, b, A.LINEAR, 0.0, v["p2"][i])
         if ctx.mask is not None:
             mask = self._step_mask(ctx, mask)
+        drop = {}
+        if training and self.draws:
+            drop = {"dropout": self.dropout,
+                    "dropout_key": dropout_key(self._mask_seed or 0, self.calls)}
+            self.calls += 1
+        ctx.saved["drop"] = drop
         be.attention_forward(v["q"], v["k"], v["v"], mask, self.use_causal_mask,
-                             1.0 / math.sqrt(self.key_dim), v["o"], v["lse"])
+                             1.0 / math.sqrt(self.key_dim), v["o"], v["lse"], **drop)
         wo, bo, _, _ = self._w["o"]
         be.dense_forward(v["merged2"], wo, bo, A.LINEAR, 0.0, v["y2"])
         ctx.saved.update(xs=xs, mask=mask)
@@ -347,7 +371,7 @@ class MultiHeadAttention(Layer):
         # the gradients of the heads written in place into each input's projection gradient
         be.attention_backward(v["q"], v["k"], v["v"], v["o"], g["do"], v["lse"], mask,
                               self.use_causal_mask, 1.0 / math.sqrt(self.key_dim), g["dq"],
-                              g["dk"], g["dv"])
+                              g["dk"], g["dv"], **ctx.saved["drop"])
         dxs: list[Optional[FloatArray]] = []
         for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
             target = ctx.dx_target(i)
@@ -401,7 +425,27 @@ class MultiHeadAttention(Layer):
                 config[key] = _serialize(value)
         config["call"] = {"input_roles": list(self.input_roles),
                           "use_causal_mask": self.use_causal_mask}
+        if self.seed is not None:
+            config["seed"] = self.seed
+        if self._mask_seed is not None and self.draws and (self.calls or self.seed is None):
+            # where the dropout stream stands: a loaded model goes on with the same draws
+            config["state"] = {"mask_seed": self._mask_seed, "calls": self.calls}
         return config
+
+    # ------------------------------------------------------------------ dropout's stream
+    @property
+    def draws(self) -> bool:
+        """Whether a training pass draws dropout (and advances ``calls``)."""
+        return self.dropout > 0.0
+
+    def init_seed(self, rng: np.random.Generator) -> None:
+        """Take a seed from the model's generator when none was given (or restored)."""
+        if self._mask_seed is None:
+            self._mask_seed = int(rng.integers(0, 2**63))
+
+    def set_state(self, state: Any) -> None:
+        """Restore ``get_config()["state"]`` (the dropout stream's seed and counter)."""
+        self._mask_seed, self.calls = stream_state("MultiHeadAttention", state)
 
     def __repr__(self) -> str:
         return f"MultiHeadAttention(num_heads={self.num_heads}, key_dim={self.key_dim})"

@@ -130,7 +130,7 @@ def steps_real_in_all(ctx: Slot, key: str, masks: Sequence[Any]) -> Any:
 # Keras' two passes: a break before each capitalised word (a capital then lowercase letters or
 # digits), then between a lowercase letter and a capital. A digit followed by a capital is not
 # a break, so ``Conv2D`` is ``conv2d`` (one pass splitting at every case change gave ``conv2_d``).
-_WORD = re.compile(r"(.)([A-Z][a-z0-9]+)")
+_WORD = re.compile(r"(.)([A-Z][a-z]+)")      # Keras 3's to_snake_case
 _LOWER_UPPER = re.compile(r"([a-z])([A-Z])")
 
 

@@ -44,9 +44,9 @@ class TransformerBlock(Layer):
     norm_first : bool, default True
         Pre-norm (GPT-2, and PyTorch's ``norm_first=True``) or post-norm (the original).
     dropout : float, default 0.0
-        Dropout on the attention output, after the feed-forward activation and on the
-        feed-forward output (PyTorch's three); the attention weights themselves are not
-        dropped (``MultiHeadAttention`` does not implement it).
+        Dropout on the attention weights (``MultiHeadAttention(dropout)``), on the attention
+        output, after the feed-forward activation and on the feed-forward output: PyTorch's
+        ``TransformerEncoderLayer(dropout)`` and keras_hub's ``TransformerEncoder``.
     activation : str, default "gelu"
         The feed-forward activation ("gelu", "gelu_tanh", "relu", ...).
     layer_norm_epsilon : float, default 1e-5
@@ -99,7 +99,7 @@ class TransformerBlock(Layer):
         inits = {"kernel_initializer": self.kernel_initializer,
                  "bias_initializer": self.bias_initializer}
         self.attention = MultiHeadAttention(num_heads, key_dim, value_dim, use_bias=use_bias,
-                                            **inits)
+                                            dropout=self.dropout, **inits)
         self.attention.set_call(["qkv"], self.causal)
         self.attention_norm = LayerNormalization(epsilon=self.layer_norm_epsilon)
         self.feedforward_norm = LayerNormalization(epsilon=self.layer_norm_epsilon)
@@ -219,6 +219,8 @@ class TransformerBlock(Layer):
         """Seed the dropout masks from the model's generator (as a model does its Dropouts)."""
         for drop in self._drops:
             drop.init_seed(rng)
+        if self.attention.draws:
+            self.attention.init_seed(rng)
 
     # ------------------------------------------------------------------ compute
     def _slots(self, ctx: Slot, training: Optional[bool] = None) -> dict[str, Slot]:
@@ -362,18 +364,28 @@ class TransformerBlock(Layer):
         elif inner.act == A.LEAKY_RELU or (inner.act == A.ELU and inner.param != 1.0):
             config["alpha"] = inner.param
         states = [d.get_config().get("state") for d in self._drops]
-        if any(st is not None for st in states):
+        attention = self.attention.get_config().get("state")
+        if any(st is not None for st in states) or attention is not None:
             config["state"] = {"dropouts": states}
+            if attention is not None:
+                config["state"]["attention"] = attention
         return config
 
     def set_state(self, state: Any) -> None:
-        drops = state.get("dropouts") if isinstance(state, dict) and len(state) == 1 else None
+        """Restore ``get_config()["state"]``: the three Dropouts' streams, and the attention
+        weights' (``"attention"``; files written before attention dropout have none)."""
+        keys = set(state) if isinstance(state, dict) else set()
+        drops = state.get("dropouts") if keys in ({"dropouts"}, {"dropouts", "attention"}) \
+            else None
         if not isinstance(drops, list) or len(drops) != len(self._drops):
             raise ValueError(f"TransformerBlock's state must be {{'dropouts': [one state per "
-                             f"dropout ({len(self._drops)})]}}. Received: {state!r:.80}")
+                             f"dropout ({len(self._drops)})], 'attention': optional}}. "
+                             f"Received: {state!r:.80}")
         for drop, st in zip(self._drops, drops):
             if st is not None:
                 drop.set_state(st)
+        if "attention" in keys:
+            self.attention.set_state(state["attention"])
 
     def __repr__(self) -> str:
         return (f"TransformerBlock(num_heads={self.num_heads}, key_dim={self.key_dim}, "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Union
 import numpy as np
 
 from fastnn import _validation as V
-from fastnn.layers import Layer
+from fastnn.layers import Layer, OutputOf
 from fastnn.models import graph
 from fastnn.models.base import BaseModel
 
@@ -145,7 +145,7 @@ def call_layer(layer: Any, inputs: Any, *args: Any, _bundle: bool = False,
     out = SymbolicTensor(shape, wrapped, tensors)
     if not isinstance(shape, list) or _bundle:
         return out
-    from fastnn.layers.recurrent import OutputOf
+    from fastnn.layers.bidirectional import OutputOf
     return [SymbolicTensor(s, OutputOf(i), [out]) for i, s in enumerate(shape)]
 
 
@@ -240,8 +240,11 @@ class Model(BaseModel):
 
     @staticmethod
     def _is_chain(nodes: list[graph.Node], outputs: list[int], n_in: int) -> bool:
+        # a layer of several outputs (return_state) followed by the pick of one is a chain of
+        # nodes, but not a Sequential's chain: its layer returns a list
         return (n_in == 1 and outputs == [len(nodes) - 1]
-                and all(n.inputs == [n.index - 1] for n in nodes[1:]))
+                and all(n.inputs == [n.index - 1] and not isinstance(n.layer, OutputOf)
+                        for n in nodes[1:]))
 
     def build(self, input_shape: Any = None) -> Model:
         """A functional model is built when it is made; this returns it (Keras' API)."""

@@ -1,5 +1,5 @@
-"""The exporter's sequence layers: SimpleRNN, LSTM, GRU and Bidirectional as ONNX's RNN, LSTM
-and GRU ops; MultiHeadAttention and TransformerBlock as MatMul/Softmax subgraphs.
+"""The exporter's sequence layers: SimpleRNN, LSTM, GRU, RNN(cells) and Bidirectional as ONNX's
+RNN, LSTM and GRU ops; MultiHeadAttention and TransformerBlock as MatMul/Softmax subgraphs.
 
 ONNX's recurrent ops are time-major, with weights W (directions, gates * units, features),
 R (directions, gates * units, units), B (directions, 2 * gates * units: input then recurrent
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from fastnn import activations as A
-from fastnn.layers import GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
-from fastnn.layers.recurrent import OutputOf
+from fastnn.layers import RNN, GRU, LSTM, Bidirectional, MultiHeadAttention, SimpleRNN
+from fastnn.layers.bidirectional import OutputOf
 from fastnn.layers.transformer import TransformerBlock
 from fastnn.onnx._graph import GraphBuilder
 
@@ -99,6 +99,19 @@ def _recurrent(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
     if not layer.return_state:
         return y
     return [y, *[_squeeze(b, s, 0, f"{p}/state") for s in outs[1:]]]
+
+
+def _rnn(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
+    """RNN(cell or StackedRNNCells): its recurrent layers in a chain, as it runs them."""
+    xs = x if isinstance(x, list) else [x]
+    seq, i = xs[0], 1
+    states: list[Any] = []
+    for k, inner in enumerate(layer.layers):
+        given = [seq, *xs[i:i + inner.n_states]] if len(xs) > 1 else seq
+        i += inner.n_states
+        out = _recurrent(b, inner, given, f"{p}/cell{k}")
+        seq, states = (out[0], states + out[1:]) if inner.return_state else (out, states)
+    return [seq, *states] if layer.return_state else seq
 
 
 def _bidirectional(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
@@ -217,6 +230,6 @@ def _transformer(b: GraphBuilder, layer: Any, x: Any, p: str) -> str:
 
 EMITTERS: list[tuple[type, Any]] = [
     (SimpleRNN, _recurrent), (LSTM, _recurrent), (GRU, _recurrent),
-    (Bidirectional, _bidirectional), (OutputOf, _output_of), (MultiHeadAttention, _mha),
+    (RNN, _rnn), (Bidirectional, _bidirectional), (OutputOf, _output_of), (MultiHeadAttention, _mha),
     (TransformerBlock, _transformer),
 ]

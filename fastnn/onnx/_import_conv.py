@@ -6,11 +6,11 @@
 (fastnn's own export of a separable layer, and PyTorch's MobileNet-style blocks). Any other
 group count is refused: fastnn's ``Conv1D/2D`` have no ``groups``.
 
-``ConvTranspose`` is ``Conv1DTranspose/Conv2DTranspose``: ONNX's output of one axis is the
+``ConvTranspose`` is ``Conv1DTranspose/Conv2DTranspose/Conv3DTranspose``: ONNX's output of one axis is the
 full transposed convolution, (n - 1) * s + (k - 1) * d + 1 positions, less ``pads`` before and
 after, plus ``output_padding`` after. The layer's "valid"/"same" geometry (with or without
 ``output_padding``) is used when it gives the same window; otherwise a "valid" layer (its
-``output_padding`` extending the end) and a ``Cropping1D/2D`` of the pads before and of what
+``output_padding`` extending the end) and a ``Cropping1D/2D/3D`` of the pads before and of what
 is left over after (PyTorch's ``padding=1, output_padding=1``, which Keras' "same" places one
 position earlier). A window that would need an ``output_padding`` not below the stride, or an
 ``output_shape``, ``auto_pad`` or ``group``, is refused.
@@ -124,8 +124,8 @@ def conv_transpose(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
     w: Any = ctx.const(ins[1], "weight")
     r = _channels_first(ctx, x)
-    if r not in (1, 2):
-        ctx.fail("3-D transposed convolutions are not supported")
+    if r not in (1, 2, 3):
+        ctx.fail(f"{r}-D transposed convolutions are not supported")
     if ctx.attr("group", 1) != 1:
         ctx.fail(f"grouped transposed convolutions are not supported; received "
                  f"group={ctx.attr('group')}")
@@ -156,14 +156,16 @@ def conv_transpose(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}   # (*k, filters, c)
     if len(ins) > 2 and ins[2] is not None:
         weights["bias"] = ctx.const(ins[2], "bias")
-    cls = fnn.Conv2DTranspose if r == 2 else fnn.Conv1DTranspose
+    cls = {1: fnn.Conv1DTranspose, 2: fnn.Conv2DTranspose, 3: fnn.Conv3DTranspose}[r]
     layer = cls(w.shape[1], k, strides=s, padding="valid" if padding == "crop" else padding,
                 output_padding=output_padding, dilation_rate=d, use_bias="bias" in weights)
     y = ctx.call(layer, x.sym, weights)
     if padding == "crop":
         grown = y.shape[:-1]
         crops = [(b, g - b - o) for b, g, o in zip(pads[:r], grown, out)]
-        y = ctx.call(fnn.Cropping2D(crops) if r == 2 else fnn.Cropping1D(crops[0]), y)
+        crop = {1: lambda: fnn.Cropping1D(crops[0]), 2: lambda: fnn.Cropping2D(crops),
+                3: lambda: fnn.Cropping3D(crops)}[r]
+        y = ctx.call(crop(), y)
     return [T(y, x.layout)]
 
 

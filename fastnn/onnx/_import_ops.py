@@ -202,7 +202,8 @@ def conv(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if ctx.attr("group", 1) != 1:                  # depthwise (or separable with its 1x1)
         from fastnn.onnx._import_conv import depthwise
         return depthwise(ctx, node, ins, x, w, ctx.attr("group"), k, strides, padding, d)
-    cls = fnn.Conv2D if r == 2 else fnn.Conv1D if r == 1 else ctx.fail("3-D convolutions")
+    cls = {1: fnn.Conv1D, 2: fnn.Conv2D, 3: fnn.Conv3D}.get(r) or ctx.fail(
+        f"{r}-D convolutions are not supported")
     weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}
     if len(ins) > 2 and ins[2] is not None:
         weights["bias"] = ctx.const(ins[2], "bias")

@@ -1,5 +1,6 @@
 """The importer's pooling ops: MaxPool/AveragePool, the global ones and the reductions that
-are global pooling (ONNX's channels-first views of fastnn's channels-last layers)."""
+are global pooling (ONNX's channels-first views of fastnn's channels-last layers), over 1, 2
+or 3 spatial axes."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ def pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if avg and padding == "same" and ctx.attr("count_include_pad", 0):
         ctx.fail("count_include_pad=1 is not supported (Keras averages the real values)")
     cls = {(1, False): fnn.MaxPooling1D, (2, False): fnn.MaxPooling2D,
-           (1, True): fnn.AveragePooling1D, (2, True): fnn.AveragePooling2D}.get((r, avg))
+           (1, True): fnn.AveragePooling1D, (2, True): fnn.AveragePooling2D,
+           (3, False): fnn.MaxPooling3D, (3, True): fnn.AveragePooling3D}.get((r, avg))
     if cls is None:
-        ctx.fail("3-D pooling is not supported")
+        ctx.fail(f"{r}-D pooling is not supported")
     return [T(ctx.call(cls(k, strides, padding), x.sym), x.layout)]
 
 
@@ -31,8 +33,11 @@ def global_pool(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     x = ctx.tensor(ins[0])
     r = _channels_first(ctx, x)
     avg = node.op_type == "GlobalAveragePool"
+    if r > 3:
+        ctx.fail(f"{r}-D global pooling is not supported")
     cls = [[fnn.GlobalMaxPooling1D, fnn.GlobalAveragePooling1D],
-           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D]][r - 1][avg]
+           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D],
+           [fnn.GlobalMaxPooling3D, fnn.GlobalAveragePooling3D]][r - 1][avg]
     users = ctx.consumers.get(node.output[0], [])
     if len(users) == 1 and users[0] is not None and users[0].op_type == "Squeeze":
         from fastnn.onnx._import_seq import _const_of
@@ -57,12 +62,13 @@ def reduce(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     axes = ctx.attr("axes") if len(ins) < 2 or ins[1] is None else ctx.const(ins[1], "axes")
     rank = len(x.layout)
     axes = sorted(int(a) % rank for a in (axes if axes is not None else []))
-    if not x.identity or axes != list(range(1, rank - 1)) or rank not in (3, 4):
+    if not x.identity or axes != list(range(1, rank - 1)) or rank not in (3, 4, 5):
         ctx.fail("only a reduction over all positions of a channels-last tensor (global "
                  "pooling) is supported")
     avg = node.op_type == "ReduceMean"
     cls = [[fnn.GlobalMaxPooling1D, fnn.GlobalAveragePooling1D],
-           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D]][rank - 3][avg]
+           [fnn.GlobalMaxPooling2D, fnn.GlobalAveragePooling2D],
+           [fnn.GlobalMaxPooling3D, fnn.GlobalAveragePooling3D]][rank - 3][avg]
     keep = bool(ctx.attr("keepdims", 1))
     return [T(ctx.call(cls(keepdims=keep), x.sym), range(rank if keep else 2))]
 

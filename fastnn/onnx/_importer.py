@@ -55,9 +55,9 @@ def load(path: Any, backend: Any = "fast") -> Any:
     """Read the ONNX file ``path`` as a fastnn model.
 
     Supported: the ops of fastnn's own exports of Dense, activation (not gelu before opset 20),
-    Conv1D/2D, DepthwiseConv1D/2D and SeparableConv1D/2D (a Conv with group = input channels,
-    then a 1x1 Conv), Conv1D/2DTranspose (ConvTranspose, with a Cropping where Keras' padding
-    places the window otherwise), pooling, Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
+    Conv1D/2D/3D, DepthwiseConv1D/2D and SeparableConv1D/2D (a Conv with group = input
+    channels, then a 1x1 Conv), Conv1D/2D/3DTranspose (ConvTranspose, with a Cropping where
+    Keras' padding places the window otherwise), pooling (1-, 2- and 3-D), Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
     Embedding, SimpleRNN/LSTM/GRU and merge layers, and the MLPs, CNNs and recurrent nets
     that ``torch.onnx.export``, Keras 3's ``model.export(..., format="onnx")`` (torch backend;
     its unrolled SimpleRNN, LSTM and GRU, go_backwards and Bidirectional too, matched exactly)

@@ -1,0 +1,310 @@
+# Kernels of Keras' Dot, UnitNormalization, Attention (Luong) and AdditiveAttention (Bahdanau)
+# layers on the fast backend (fastnn/layers/dot.py, fastnn/layers/score_attention.py); their NumPy
+# twins are fastnn/backends/numpy_keras_attention.py.
+#
+# Products run on the C GEMM (src_c/fnn_gemm.h), which never splits k across threads, so every
+# output element is summed in one order at any thread count. The row kernels give each row to one
+# thread; the additive scores' weight gradients are summed per sample (one thread each) and the
+# samples' parts then added in sample order by the caller: bitwise the same at any thread count.
+# The shapes are checked by the public boundary (the layers); the checks here only keep a wrong
+# call from reading out of bounds.
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, fabs, sqrt, tanh
+
+from fastnn._ext._parallel cimport fnn_max_threads, threads_for, fnn_ftz_enter, fnn_ftz_leave
+from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
+                               fnn_par_min_work, FNN_ACT_LINEAR)
+
+import numpy as np
+
+
+cdef inline void _gemm1(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                        floating alpha, const floating *A, Py_ssize_t lda, const floating *B,
+                        Py_ssize_t ldb, floating beta, floating *C, Py_ssize_t ldc,
+                        double par_min) noexcept nogil:
+    """C := alpha op(A) op(B) + beta C; threads from par_min multiply-adds (0: the default)."""
+    cdef fnn_epilogue_f32 e32
+    cdef fnn_epilogue_f64 e64
+    if floating is float:
+        e32.bias, e32.act, e32.param, e32.amax = NULL, FNN_ACT_LINEAR, 0, NULL
+        e32.min_parallel_work = par_min
+        fnn_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, &e32)
+    else:
+        e64.bias, e64.act, e64.param, e64.amax = NULL, FNN_ACT_LINEAR, 0, NULL
+        e64.min_parallel_work = par_min
+        fnn_dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, &e64)
+
+
+def _bad(name):
+    raise ValueError(f"fastnn kernel {name} called with inconsistent shapes")
+
+
+def batched_matmul(const floating[:, :, ::1] a,     # IN  (B, m, k), or (B, k, m) with trans_a
+                   const floating[:, :, ::1] b,     # IN  (B, k, n), or (B, n, k) with trans_b
+                   floating[:, :, ::1] out,         # OUT (B, m, n) (also IN when beta != 0)
+                   bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """out[i] := alpha op(a[i]) @ op(b[i]) + beta out[i] for each i of the batch"""
+    cdef Py_ssize_t B = a.shape[0], i, nt
+    cdef Py_ssize_t m = a.shape[2] if trans_a else a.shape[1]
+    cdef Py_ssize_t k = a.shape[1] if trans_a else a.shape[2]
+    cdef Py_ssize_t n = b.shape[1] if trans_b else b.shape[2]
+    cdef Py_ssize_t sa = a.shape[1] * a.shape[2], sb = b.shape[1] * b.shape[2], so = m * n
+    cdef double work = <double>m * n * k
+    cdef unsigned int csr, csr_t
+    if (b.shape[0] != B or out.shape[0] != B or (b.shape[2] if trans_b else b.shape[1]) != k
+            or out.shape[1] != m or out.shape[2] != n):
+        _bad("batched_matmul")
+    if B == 0 or m == 0 or n == 0:
+        return
+    if k == 0:                              # an empty sum: out := beta out (0 when beta is)
+        arr = np.asarray(out)
+        if beta == 0:
+            arr[...] = 0
+        else:
+            arr *= beta
+        return
+    with nogil:
+        csr = fnn_ftz_enter()
+        if work >= fnn_par_min_work():      # big products: the GEMM threads each one
+            for i in range(B):
+                _gemm1(trans_a, trans_b, m, n, k, <floating>alpha, &a[0, 0, 0] + i * sa,
+                       a.shape[2], &b[0, 0, 0] + i * sb, b.shape[2], <floating>beta,
+                       &out[0, 0, 0] + i * so, n, 0)
+        else:                               # small ones: a product per thread, each serial
+            nt = threads_for(<Py_ssize_t>(B * work))
+            for i in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()     # each thread in the GEMM's float mode
+                _gemm1(trans_a, trans_b, m, n, k, <floating>alpha, &a[0, 0, 0] + i * sa,
+                       a.shape[2], &b[0, 0, 0] + i * sb, b.shape[2], <floating>beta,
+                       &out[0, 0, 0] + i * so, n, 1e300)
+                fnn_ftz_leave(csr_t)
+        fnn_ftz_leave(csr)
+
+
+def unit_norm_forward(const floating[:, ::1] x,     # IN  (R, C)
+                      double epsilon,
+                      floating[:, ::1] y,           # OUT (R, C)
+                      floating[::1] inv):           # OUT (R,)
+    """inv[r] := min(1 / sqrt(sum_c x[r, c]^2), 1 / epsilon);  y[r] := x[r] * inv[r]"""
+    cdef Py_ssize_t R = x.shape[0], C = x.shape[1], r, c
+    cdef double s, cap = 1.0 / epsilon, v
+    if y.shape[0] != R or y.shape[1] != C or inv.shape[0] != R:
+        _bad("unit_norm_forward")
+    for r in prange(R, nogil=True, schedule="static", num_threads=threads_for(R * C)):
+        s = 0                                       # the sum in double, in column order
+        for c in range(C):
+            s = s + <double>x[r, c] * x[r, c]
+        v = 1.0 / sqrt(s)                           # s = 0: inf, then the cap (Keras' rule)
+        if not (v <= cap):
+            v = cap if s == s else v
+        inv[r] = <floating>v
+        for c in range(C):
+            y[r, c] = x[r, c] * inv[r]
+
+
+def unit_norm_backward(const floating[:, ::1] y,    # IN  (R, C) the forward's output
+                       const floating[::1] inv,     # IN  (R,)
+                       double epsilon,
+                       const floating[:, ::1] dy,   # IN  (R, C)
+                       floating[:, ::1] dx):        # OUT (R, C)
+    """dx[r] := inv[r] (dy[r] - y[r] <dy[r], y[r]>), or inv[r] dy[r] where the cap held"""
+    cdef Py_ssize_t R = y.shape[0], C = y.shape[1], r, c
+    cdef double s, cap = 1.0 / epsilon
+    if (inv.shape[0] != R or dy.shape[0] != R or dy.shape[1] != C or dx.shape[0] != R
+            or dx.shape[1] != C):
+        _bad("unit_norm_backward")
+    for r in prange(R, nogil=True, schedule="static", num_threads=threads_for(R * C)):
+        s = 0
+        if inv[r] != <floating>cap:                 # the norm's own gradient (not clamped)
+            for c in range(C):
+                s = s + <double>dy[r, c] * y[r, c]
+        for c in range(C):
+            dx[r, c] = <floating>(inv[r] * (dy[r, c] - s * y[r, c]))
+
+
+def masked_softmax(const floating[:, :, ::1] s,     # IN  (B, Tq, Tv) scores
+                   const unsigned char[:, ::1] vmask,   # IN  (B, Tv) 1 = take part; or None
+                   bint causal,
+                   floating[:, :, ::1] out):        # OUT (B, Tq, Tv)
+    """out[b, i] := softmax_j(s[b, i, j] - 1e9 [where key j is masked for query i])  (Keras)"""
+    cdef Py_ssize_t B = s.shape[0], Tq = s.shape[1], Tv = s.shape[2], row, b, i, j
+    cdef bint has_mask = vmask is not None
+    cdef floating big = <floating>1e9, m, t
+    cdef double total
+    if out.shape[0] != B or out.shape[1] != Tq or out.shape[2] != Tv or (
+            has_mask and (vmask.shape[0] != B or vmask.shape[1] != Tv)):
+        _bad("masked_softmax")
+    if Tv == 0:
+        return
+    for row in prange(B * Tq, nogil=True, schedule="static",
+                      num_threads=threads_for(B * Tq * Tv)):
+        b = row // Tq
+        i = row - b * Tq
+        for j in range(Tv):                         # the masked scores, then their maximum
+            t = s[b, i, j]
+            if (has_mask and vmask[b, j] == 0) or (causal and j > i):
+                t = t - big
+            out[b, i, j] = t
+        m = out[b, i, 0]
+        for j in range(1, Tv):
+            if out[b, i, j] > m:
+                m = out[b, i, j]
+        total = 0
+        for j in range(Tv):
+            if floating is float:
+                t = expf(out[b, i, j] - m)
+            else:
+                t = exp(out[b, i, j] - m)
+            out[b, i, j] = t
+            total = total + t
+        for j in range(Tv):
+            out[b, i, j] = <floating>(out[b, i, j] / total)
+
+
+def softmax_backward(const floating[:, ::1] a,      # IN  (R, C) softmax output
+                     const floating[:, ::1] da,     # IN  (R, C)
+                     floating[:, ::1] ds):          # OUT (R, C) (may be da)
+    """ds[r] := a[r] * (da[r] - <da[r], a[r]>)"""
+    cdef Py_ssize_t R = a.shape[0], C = a.shape[1], r, c
+    cdef double d
+    if da.shape[0] != R or da.shape[1] != C or ds.shape[0] != R or ds.shape[1] != C:
+        _bad("softmax_backward")
+    for r in prange(R, nogil=True, schedule="static", num_threads=threads_for(R * C)):
+        d = 0
+        for c in range(C):
+            d = d + <double>da[r, c] * a[r, c]
+        for c in range(C):
+            ds[r, c] = <floating>(a[r, c] * (da[r, c] - d))
+
+
+# tanh(c (q + k)) = (P - 1) / (P + 1) with P = exp(2 c q) exp(2 c k): the exponentials are taken
+# once per query and key element (O((Tq + Tv) D) instead of O(Tq Tv D) calls of tanh), the pair
+# costs a product and a division, in double (absolute error a few double ulps, whatever the
+# dtype). A row holding an argument |2 c x| > 300 (where the product could overflow, or lose
+# q + k when one is huge) or a NaN takes libm's tanh for all its pairs instead.
+cdef enum:
+    _EXP_LIMIT = 300
+
+
+cdef void _exp_rows(const floating[:, :, ::1] x, double c, double[:, :, ::1] e,  # OUT
+                    unsigned char[:, ::1] ok) noexcept nogil:               # OUT
+    """e := exp(2 c x);  ok[b, i] := every |2 c x[b, i, :]| <= _EXP_LIMIT"""
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], row, b, i, d
+    cdef double a
+    cdef unsigned char good
+    for row in prange(B * T, schedule="static", num_threads=threads_for(B * T * D * 8)):
+        b = row // T
+        i = row - b * T
+        good = 1
+        for d in range(D):
+            a = 2.0 * c * x[b, i, d]
+            if not (fabs(a) <= _EXP_LIMIT):
+                good = 0
+                a = 0
+            e[b, i, d] = exp(a)
+        ok[b, i] = good
+
+
+def _exp_scratch(q, k, double c):
+    """exp(2 c q), exp(2 c k) (double) and their rows' flags, for the additive kernels."""
+    eq = np.empty(np.shape(q), np.float64)
+    ek = np.empty(np.shape(k), np.float64)
+    okq = np.empty(np.shape(q)[:2], np.uint8)
+    okk = np.empty(np.shape(k)[:2], np.uint8)
+    return eq, ek, okq, okk
+
+
+def additive_scores(const floating[:, :, ::1] q,    # IN  (B, Tq, D)
+                    const floating[:, :, ::1] k,    # IN  (B, Tv, D)
+                    double inner,
+                    const floating[::1] outer,      # IN  (D,)
+                    floating[:, :, ::1] out):       # OUT (B, Tq, Tv)
+    """out[b, i, j] := sum_d outer[d] tanh(inner (q[b, i, d] + k[b, j, d]))"""
+    cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], D = q.shape[2], Tv = k.shape[1]
+    cdef Py_ssize_t row, b, i, j, d
+    cdef double acc, p, c = inner
+    cdef double[:, :, ::1] eq, ek
+    cdef unsigned char[:, ::1] okq, okk
+    if (k.shape[0] != B or k.shape[2] != D or outer.shape[0] != D or out.shape[0] != B
+            or out.shape[1] != Tq or out.shape[2] != Tv):
+        _bad("additive_scores")
+    eq, ek, okq, okk = _exp_scratch(q, k, inner)
+    with nogil:
+        _exp_rows(q, c, eq, okq)
+        _exp_rows(k, c, ek, okk)
+        for row in prange(B * Tq, schedule="static", num_threads=threads_for(B * Tq * Tv * D)):
+            b = row // Tq
+            i = row - b * Tq
+            for j in range(Tv):
+                acc = 0
+                if okq[b, i] and okk[b, j]:
+                    for d in range(D):
+                        p = eq[b, i, d] * ek[b, j, d]
+                        acc = acc + outer[d] * ((p - 1) / (p + 1))
+                else:
+                    for d in range(D):
+                        acc = acc + outer[d] * tanh(c * (<double>q[b, i, d] + k[b, j, d]))
+                out[b, i, j] = <floating>acc
+
+
+def additive_scores_backward(const floating[:, :, ::1] q,      # IN  (B, Tq, D)
+                             const floating[:, :, ::1] k,      # IN  (B, Tv, D)
+                             double inner,
+                             const floating[::1] outer,        # IN  (D,)
+                             const floating[:, :, ::1] ds,     # IN  (B, Tq, Tv)
+                             floating[:, :, ::1] dq,           # OUT (B, Tq, D)
+                             floating[:, :, ::1] dk,           # OUT (B, Tv, D)
+                             floating[:, ::1] douter,          # OUT (B, D) per sample
+                             floating[::1] dinner):            # OUT (B,) per sample
+    """With t = tanh(inner u), u = q[b, i] + k[b, j], h = ds[b, i, j] outer (1 - t^2):
+    dq[b, i] := sum_j inner h,  dk[b, j] := sum_i inner h,  douter[b] := sum_ij ds t,
+    dinner[b] := sum_ij <h, u>.  The (Tq, Tv, D) tensor is recomputed, never stored; each
+    sample's sums are one thread's, in (i, j) order, in double."""
+    cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], D = q.shape[2], Tv = k.shape[1]
+    cdef Py_ssize_t b, i, j, d
+    cdef double c = inner, g, u, t, h, p, di
+    cdef double[:, :, ::1] eq, ek, gq, gk
+    cdef double[:, ::1] go
+    cdef unsigned char[:, ::1] okq, okk
+    cdef bint fast
+    if (k.shape[0] != B or k.shape[2] != D or outer.shape[0] != D or ds.shape[0] != B
+            or ds.shape[1] != Tq or ds.shape[2] != Tv or dq.shape[0] != B or dq.shape[1] != Tq
+            or dq.shape[2] != D or dk.shape[0] != B or dk.shape[1] != Tv or dk.shape[2] != D
+            or douter.shape[0] != B or douter.shape[1] != D or dinner.shape[0] != B):
+        _bad("additive_scores_backward")
+    eq, ek, okq, okk = _exp_scratch(q, k, inner)
+    gq = np.zeros(np.shape(q), np.float64)          # the sums, in double
+    gk = np.zeros(np.shape(k), np.float64)
+    go = np.zeros((B, D), np.float64)
+    with nogil:
+        _exp_rows(q, c, eq, okq)
+        _exp_rows(k, c, ek, okk)
+        for b in prange(B, schedule="static", num_threads=threads_for(B * Tq * Tv * D)):
+            di = 0
+            for i in range(Tq):
+                for j in range(Tv):
+                    g = ds[b, i, j]
+                    fast = okq[b, i] and okk[b, j]
+                    for d in range(D):
+                        u = <double>q[b, i, d] + k[b, j, d]
+                        if fast:
+                            p = eq[b, i, d] * ek[b, j, d]
+                            t = (p - 1) / (p + 1)
+                        else:
+                            t = tanh(c * u)
+                        go[b, d] += g * t
+                        h = g * outer[d] * (1 - t * t)
+                        di = di + h * u
+                        gq[b, i, d] += c * h
+                        gk[b, j, d] += c * h
+            for i in range(Tq):
+                for d in range(D):
+                    dq[b, i, d] = <floating>gq[b, i, d]
+            for j in range(Tv):
+                for d in range(D):
+                    dk[b, j, d] = <floating>gk[b, j, d]
+            for d in range(D):
+                douter[b, d] = <floating>go[b, d]
+            dinner[b] = <floating>di
