@@ -41,6 +41,21 @@ int fnn_conv3d_forward_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds, con
                            const double *kernel, const double *bias, int act, double param,
                            double *y);
 
+/* The kernel and bias gradients of the Conv3D whose forward fnn_conv3d_forward computes (g,
+ * ds, x as there; dz (n, od, oh, ow, f)): dkernel (kd, kh, kw, c, f), Keras' layout, and dbias
+ * (f,), without the depth stack: the filter-vectorised kernel gradient (fnn_conv_wgrad_tmpl.h)
+ * with the kd*kh pairs (kz, ky) as its kernel rows, each reading x's slice for its output
+ * depth, the bias sums fused. The output rows fall in fixed groups summed in order, so the
+ * result depends on the shapes only, not on the threads. 1, or 0 when a buffer could not be
+ * allocated, or -1 (nothing written) where that kernel does not apply (the generic flavour, more
+ * than 16 channels a slice, more than two vectors of filters, a column dilation): the caller
+ * then takes the 2-D kernels tap by tap. */
+int fnn_conv3d_backward_kernel_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                   const float *x, const float *dz, float *dkernel, float *dbias);
+int fnn_conv3d_backward_kernel_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                   const double *x, const double *dz, double *dkernel,
+                                   double *dbias);
+
 /* 1 when fnn_conv2d_backward computes g's input gradient on the GEMM with the transposed
  * gather (col2im), 0 when on a faster path (Winograd, or the stride-1 path's forward of dz):
  * what a Conv3D weighs when it picks how to run its backward. */

@@ -10,6 +10,11 @@
  * slack, its dz rows padded to fv filters when f < fv, then for each kernel row ky and block of
  * taps the block kernel runs over the batch. The partials and the bias sums (in double) are added
  * in group order: results depend on the shapes only, not on the threads.
+ *
+ * With a depth (fnn_conv_depth, a Conv3D: g is the 2-D convolution of its depth stack, images
+ * n*od of kd*c channels) the kernel rows are the kd*kh pairs (kz, ky), each output row's input
+ * row for the pair read from x's slice p*sd + kz*dd - front (skipped outside x, as padding rows
+ * are): the kernel gradient (kd, kh, kw, c, f) without the stack, and the bias' fused.
  */
 #define FNN_CONV_WGRAD_RB 8
 #define FNN_CONV_WGRAD_MAX_C 16
@@ -20,21 +25,50 @@ static int CFN(wgrad_use)(const fnn_conv_geom *g, int vw)
     return vw > 0 && g->dw == 1 && g->c <= FNN_CONV_WGRAD_MAX_C && g->f <= 2 * vw;
 }
 
-/* values of a padded input row and of a batch's buffer */
-static ptrdiff_t CFN(wgrad_xlen)(const fnn_conv_geom *g)
+/* input channels of one row (a slice's with a depth) and kernel rows */
+static ptrdiff_t CFN(wgrad_c)(const fnn_conv_geom *g, const fnn_conv_depth *ds)
 {
-    return ((g->ow - 1) * g->sw + g->kw) * g->c + FNN_CONV_WGRAD_SLACK;
+    return ds ? ds->c : g->c;
 }
 
-static void CFN(wgrad_rows)(const fnn_conv_geom *g, const CFN(fnn_wgrad) *w, ptrdiff_t r0,
-                            ptrdiff_t r1, const FT *x, const FT *dz, FT *buf,
-                            unsigned char *skip, FT *acc)
+static ptrdiff_t CFN(wgrad_krows)(const fnn_conv_geom *g, const fnn_conv_depth *ds)
 {
-    const ptrdiff_t c = g->c, F = g->f, ow = g->ow, kh = g->kh, RB = FNN_CONV_WGRAD_RB;
+    return ds ? ds->kd * g->kh : g->kh;
+}
+
+/* values of a padded input row and of a batch's buffer */
+static ptrdiff_t CFN(wgrad_xlen)(const fnn_conv_geom *g, const fnn_conv_depth *ds)
+{
+    return ((g->ow - 1) * g->sw + g->kw) * CFN(wgrad_c)(g, ds) + FNN_CONV_WGRAD_SLACK;
+}
+
+/* x's row for output row r of g and kernel row kr ((kz, ky) with a depth), or NULL where it
+ * falls outside x (padding) */
+static const FT *CFN(wgrad_src)(const fnn_conv_geom *g, const fnn_conv_depth *ds, const FT *x,
+                                ptrdiff_t r, ptrdiff_t kr)
+{
+    const ptrdiff_t b = r / g->oh, oy = r % g->oh, ky = kr % g->kh;
+    const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+    if (iy < 0 || iy >= g->h) return NULL;
+    if (ds) {
+        const ptrdiff_t smp = b / ds->od, p = b % ds->od;
+        const ptrdiff_t iz = p * ds->sd + (kr / g->kh) * ds->dd - ds->front;
+        if (iz < 0 || iz >= ds->d) return NULL;
+        return x + (((smp * ds->d + iz) * g->h + iy) * g->w) * ds->c;
+    }
+    return x + ((b * g->h + iy) * g->w) * g->c;
+}
+
+static void CFN(wgrad_rows)(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                            const CFN(fnn_wgrad) *w, ptrdiff_t r0, ptrdiff_t r1, const FT *x,
+                            const FT *dz, FT *buf, unsigned char *skip, FT *acc)
+{
+    const ptrdiff_t c = CFN(wgrad_c)(g, ds), F = g->f, ow = g->ow, RB = FNN_CONV_WGRAD_RB;
+    const ptrdiff_t kh = CFN(wgrad_krows)(g, ds);
     const int nv = F <= w->vw ? 1 : 2;
     const ptrdiff_t fv = nv * w->vw, run = g->kw * c;
     const ptrdiff_t tbmax = nv == 1 ? 12 : 6, nb = (run + tbmax - 1) / tbmax;
-    const ptrdiff_t tb = (run + nb - 1) / nb, xlen = CFN(wgrad_xlen)(g);
+    const ptrdiff_t tb = (run + nb - 1) / nb, xlen = CFN(wgrad_xlen)(g, ds);
     const ptrdiff_t ncols = (ow - 1) * g->sw + g->kw;
     const ptrdiff_t lo = g->pl < ncols ? g->pl : ncols;
     const ptrdiff_t hi = g->pl + g->w < ncols ? g->pl + g->w : ncols;
@@ -45,15 +79,14 @@ static void CFN(wgrad_rows)(const fnn_conv_geom *g, const CFN(fnn_wgrad) *w, ptr
         const FT *dzs = dz + rb0 * ow * F;
         ptrdiff_t dzrs = ow * F;
         for (i = 0; i < nr; i++) {
-            const ptrdiff_t r = rb0 + i, b = r / g->oh, oy = r % g->oh;
-            for (ky = 0; ky < kh; ky++) {
-                const ptrdiff_t iy = oy * g->sh - g->pt + ky * g->dh;
+            const ptrdiff_t r = rb0 + i;
+            for (ky = 0; ky < kh; ky++) { /* kernel row: (kz, ky) with a depth */
+                const FT *src = CFN(wgrad_src)(g, ds, x, r, ky);
                 FT *p = xrows + (ky * RB + i) * xlen;
-                skip[ky * RB + i] = (unsigned char)(iy < 0 || iy >= g->h);
-                if (skip[ky * RB + i]) continue;
+                skip[ky * RB + i] = (unsigned char)(src == NULL);
+                if (!src) continue;
                 memset(p, 0, (size_t)(lo * c) * sizeof(FT));
-                memcpy(p + lo * c, x + ((b * g->h + iy) * g->w) * c,
-                       (size_t)((hi - lo) * c) * sizeof(FT));
+                memcpy(p + lo * c, src, (size_t)((hi - lo) * c) * sizeof(FT));
                 memset(p + hi * c, 0, (size_t)(xlen - hi * c) * sizeof(FT));
             }
             if (F < fv) { /* filters past F read as zero */
@@ -75,15 +108,16 @@ static void CFN(wgrad_rows)(const fnn_conv_geom *g, const CFN(fnn_wgrad) *w, ptr
     }
 }
 
-static int CFN(grad_wvec)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
-                          const CFN(fnn_wgrad) *w, const FT *x, const FT *dz, FT *dkernel,
-                          FT *dbias)
+static int CFN(grad_wvec)(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                          const fnn_conv_plan *pl, const CFN(fnn_wgrad) *w, const FT *x,
+                          const FT *dz, FT *dkernel, FT *dbias)
 {
     const ptrdiff_t rows = g->n * g->oh, F = g->f, K = pl->K;
     const ptrdiff_t fv = (F <= w->vw ? 1 : 2) * w->vw, RB = FNN_CONV_WGRAD_RB;
     const ptrdiff_t groups = rows < FNN_CONV_GROUPS ? rows : FNN_CONV_GROUPS;
     const size_t acc_elems = (size_t)(K * fv);
-    const size_t buf_elems = (size_t)(g->kh * RB * CFN(wgrad_xlen)(g) + RB * g->ow * fv);
+    const size_t buf_elems = (size_t)(CFN(wgrad_krows)(g, ds) * RB * CFN(wgrad_xlen)(g, ds) +
+                                      RB * g->ow * fv);
     FT *accs = (FT *)CFN(alloc)(acc_elems * (size_t)groups);
     double *bs = (double *)calloc((size_t)(groups * F), sizeof(double));
     int ok = 1, nt = fnn_conv_threads(pl, groups);
@@ -96,7 +130,7 @@ static int CFN(grad_wvec)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
     {
         const unsigned int csr = fnn_ftz_enter();
         FT *buf = (FT *)CFN(alloc)(buf_elems);
-        unsigned char *skip = (unsigned char *)malloc((size_t)(g->kh * RB));
+        unsigned char *skip = (unsigned char *)malloc((size_t)(CFN(wgrad_krows)(g, ds) * RB));
         ptrdiff_t qq;
         if (!buf || !skip) {
             FNN_OMP_FAIL(ok);
@@ -105,7 +139,7 @@ static int CFN(grad_wvec)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
         for (qq = 0; qq < groups; qq++) {
             const ptrdiff_t r0 = qq * rows / groups, r1 = (qq + 1) * rows / groups;
             if (!buf || !skip) continue;
-            CFN(wgrad_rows)(g, w, r0, r1, x, dz, buf, skip, accs + qq * acc_elems);
+            CFN(wgrad_rows)(g, ds, w, r0, r1, x, dz, buf, skip, accs + qq * acc_elems);
             CFN(colsum)(dz + r0 * g->ow * F, (r1 - r0) * g->ow, F, bs + qq * F);
         }
         free(buf);

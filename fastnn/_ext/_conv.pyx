@@ -15,7 +15,8 @@ from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d
                                fnn_conv2d_backward_f32, fnn_conv2d_backward_f64,
                                fnn_conv2d_backward_pooled_f32, fnn_conv2d_backward_pooled_f64,
                                fnn_conv_depth, fnn_conv3d_forward_f32, fnn_conv3d_forward_f64,
-                               fnn_conv2d_dx_on_gemm)
+                               fnn_conv2d_dx_on_gemm, fnn_conv3d_backward_kernel_f32,
+                               fnn_conv3d_backward_kernel_f64)
 
 cdef int N_ACTIVATIONS = 14     # fastnn.activations codes 0..13, but 9 (DERIV_GIVEN)
 
@@ -242,6 +243,33 @@ def conv2d_backward_pooled(const floating[:, :, :, ::1] x,       # IN  (n, h, w,
         raise MemoryError("conv2d_backward_pooled: could not allocate its buffers")
 
 
+cdef tuple _check_depth(depth):
+    """depth (kd, sd, dd, front) as a tuple of ints, or ValueError naming it."""
+    kd, sd, dd, front = depth
+    if kd < 1 or sd < 1 or dd < 1 or front < 0 or max(kd, sd, dd, front) >= 2**31:
+        raise ValueError(f"conv3d: depth taps, stride and dilation must be >= 1 and the "
+                         f"padding >= 0. Received: depth={depth}")
+    return (kd, sd, dd, front)
+
+
+cdef fnn_conv_geom _depth_geometry(tuple xs, tuple ks, tuple ys, depth, strides, dilations,
+                                   padding, fnn_conv_depth *ds) except *:
+    """The 2-D geometry of a Conv3D's depth stack (fnn_conv3d.h) and its depth ds, checked: x
+    (n, d, h, w, c), the kernel read (kh, kw, kd*c, f), y or dz (n, od, oh, ow, f)."""
+    cdef fnn_conv_geom g
+    cdef Py_ssize_t kd, sd, dd, front
+    kd, sd, dd, front = _check_depth(depth)
+    if ks[2] != kd * xs[4] or ys[0] != xs[0] or ys[1] < 1:
+        raise ValueError(f"conv3d: shapes do not match: x {xs}, kernel {ks}, y {ys}, "
+                         f"depth={depth}")
+    if xs[0] * ys[1] >= 2**31 or xs[1] >= 2**31 or kd * xs[4] >= 2**31:
+        raise ValueError(f"conv3d: sizes must be below 2**31. Received: x {xs}, y {ys}")
+    g = _geometry((xs[0] * ys[1], xs[2], xs[3], kd * xs[4]), ks,
+                  (xs[0] * ys[1], ys[2], ys[3], ys[4]), strides, dilations, padding)
+    ds.d, ds.c, ds.kd, ds.sd, ds.dd, ds.front, ds.od = (xs[1], xs[4], kd, sd, dd, front, ys[1])
+    return g
+
+
 def conv3d_forward(const floating[:, :, :, :, ::1] x,     # IN  (n, d, h, w, c)
                    const floating[:, :, :, ::1] kernel,   # IN  (kh, kw, kd*c, f)
                    const floating[::1] bias,              # IN  (f,)
@@ -252,31 +280,15 @@ def conv3d_forward(const floating[:, :, :, :, ::1] x,     # IN  (n, d, h, w, c)
     """y := act(conv3d(x, kernel) + bias) without the depth stack (src_c/fnn_conv3d.h): True
     when done, False (y untouched) when the kernels take another path for this shape, and the
     caller is to run conv2d_forward on the stack."""
-    cdef fnn_conv_geom g
     cdef fnn_conv_depth ds
     cdef int ok
     cdef float param32 = <float>param
-    cdef Py_ssize_t kd, sd, dd, front
-    kd, sd, dd, front = depth
-    if kd < 1 or sd < 1 or dd < 1 or front < 0 or max(kd, sd, dd, front) >= 2**31:
-        raise ValueError(f"conv3d: depth taps, stride and dilation must be >= 1 and the "
-                         f"padding >= 0. Received: depth={depth}")
-    if kernel.shape[2] != kd * x.shape[4] or y.shape[0] != x.shape[0] or y.shape[1] < 1:
-        raise ValueError(f"conv3d: shapes do not match: x {_shape5(x)}, kernel "
-                         f"{_shape(kernel)}, y {_shape5(y)}, depth={depth}")
-    if (x.shape[0] * y.shape[1] >= 2**31 or x.shape[1] >= 2**31
-            or kd * x.shape[4] >= 2**31):
-        raise ValueError(f"conv3d: sizes must be below 2**31. Received: x "
-                         f"{_shape5(x)}, y {_shape5(y)}")
-    g = _geometry((x.shape[0] * y.shape[1], x.shape[2], x.shape[3], kd * x.shape[4]),
-                  _shape(kernel), (x.shape[0] * y.shape[1], y.shape[2], y.shape[3], y.shape[4]),
-                  strides, dilations, padding)
+    cdef fnn_conv_geom g = _depth_geometry(_shape5(x), _shape(kernel), _shape5(y), depth,
+                                           strides, dilations, padding, &ds)
     if bias.shape[0] != g.f:
         raise ValueError(f"conv3d: bias must have {g.f} values. Received: {bias.shape[0]}")
     if act < 0 or act >= N_ACTIVATIONS or act == 9:
         raise ValueError(f"conv3d: unknown activation code {act}")
-    ds.d, ds.c, ds.kd, ds.sd, ds.dd, ds.front, ds.od = (x.shape[1], x.shape[4], kd, sd, dd,
-                                                        front, y.shape[1])
     if g.n == 0:
         return True
     with nogil:
@@ -288,6 +300,39 @@ def conv3d_forward(const floating[:, :, :, :, ::1] x,     # IN  (n, d, h, w, c)
                                         &bias[0], act, param, &y[0, 0, 0, 0, 0])
     if ok == 0:
         raise MemoryError("conv3d_forward: could not allocate its buffers")
+    return ok == 1
+
+
+def conv3d_backward_kernel(const floating[:, :, :, :, ::1] x,        # IN  (n, d, h, w, c)
+                           const floating[:, :, :, :, ::1] dz,       # IN  (n, od, oh, ow, f)
+                           depth,                                    # (kd, sd, dd, front)
+                           strides, dilations, padding,              # of height and width
+                           floating[:, :, :, :, ::1] dkernel,        # OUT (kd, kh, kw, c, f)
+                           floating[::1] dbias):                     # OUT (f,)
+    """dkernel, dbias := the kernel and bias gradients of conv3d_forward's convolution without
+    the depth stack (src_c/fnn_conv3d.h): True when done, False (nothing written) when the
+    kernels have no such path for this shape (the caller then goes tap by tap)."""
+    cdef fnn_conv_depth ds
+    cdef fnn_conv_geom g
+    cdef int ok
+    cdef tuple ks = _shape5(dkernel)
+    if ks[0] != _check_depth(depth)[0]:
+        raise ValueError(f"conv3d: dkernel {ks} must have {depth[0]} depth taps")
+    g = _depth_geometry(_shape5(x), (ks[1], ks[2], ks[0] * ks[3], ks[4]), _shape5(dz), depth,
+                        strides, dilations, padding, &ds)
+    if dbias.shape[0] != g.f:
+        raise ValueError(f"conv3d: dbias must have {g.f} values. Received: {dbias.shape[0]}")
+    with nogil:
+        if floating is float:
+            ok = fnn_conv3d_backward_kernel_f32(&g, &ds, &x[0, 0, 0, 0, 0] if g.n else NULL,
+                                                &dz[0, 0, 0, 0, 0] if g.n else NULL,
+                                                &dkernel[0, 0, 0, 0, 0], &dbias[0])
+        else:
+            ok = fnn_conv3d_backward_kernel_f64(&g, &ds, &x[0, 0, 0, 0, 0] if g.n else NULL,
+                                                &dz[0, 0, 0, 0, 0] if g.n else NULL,
+                                                &dkernel[0, 0, 0, 0, 0], &dbias[0])
+    if ok == 0:
+        raise MemoryError("conv3d_backward_kernel: could not allocate its buffers")
     return ok == 1
 
 

@@ -33,6 +33,12 @@ cdef extern from "fnn_conv3d.h" nogil:
         Py_ssize_t kd, sd, dd
         Py_ssize_t front, od
     int fnn_conv2d_dx_on_gemm(const fnn_conv_geom *g)
+    int fnn_conv3d_backward_kernel_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                       const float *x, const float *dz, float *dkernel,
+                                       float *dbias)
+    int fnn_conv3d_backward_kernel_f64(const fnn_conv_geom *g, const fnn_conv_depth *ds,
+                                       const double *x, const double *dz, double *dkernel,
+                                       double *dbias)
     int fnn_conv3d_forward_f32(const fnn_conv_geom *g, const fnn_conv_depth *ds, const float *x,
                                const float *kernel, const float *bias, int act, float param,
                                float *y)

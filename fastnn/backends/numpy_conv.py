@@ -65,6 +65,29 @@ def conv3d_forward(x, kernel, bias, depth, strides, dilations, padding, act, par
     return True
 
 
+def conv3d_backward_kernel(x, dz, depth, strides, dilations, padding, dkernel, dbias):
+    """dkernel (kd, kh, kw, c, f), dbias := the kernel and bias gradients of conv3d_forward's
+    convolution: tap kz's, conv2d_backward's kernel gradient of the input slices it reads
+    against the output slices reading them, summed over the samples. True: done."""
+    kd, sd, dd, front = depth
+    n, d, h, w, c = x.shape
+    od = dz.shape[1]
+    f = dz.shape[4]
+    part, bpart = np.empty(dkernel.shape[1:], dkernel.dtype), np.empty(f, dkernel.dtype)
+    dkernel[...] = 0
+    for kz in range(kd):
+        ps = [p for p in range(od) if 0 <= p * sd + kz * dd - front < d]
+        if not ps:
+            continue
+        zs = [p * sd + kz * dd - front for p in ps]
+        conv2d_backward(x[:, zs].reshape(-1, h, w, c), dkernel[kz],
+                        np.ascontiguousarray(dz[:, ps]).reshape(-1, *dz.shape[2:]), strides,
+                        dilations, padding, part, bpart, None)
+        dkernel[kz] += part
+    np.sum(dz.reshape(-1, f), axis=0, out=dbias)
+    return True
+
+
 def conv2d_dx_on_gemm(x_shape, kernel_shape, y_shape, strides, dilations, padding):
     """The compiled backend's question (does its conv2d_backward take the input gradient
     through the GEMM and a transposed gather?): here every input gradient is that product and

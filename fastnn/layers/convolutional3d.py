@@ -224,11 +224,65 @@ class Conv3D(_Conv):
             saved, code = saved_for_derivative(ctx, self, act)
             ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
                                        self.param, view(dz))
-        if self._taps_out and not (dx is not None and self._stacked_dx_pays(ctx.be)):
+        if not self._direct and ctx.be.conv3d_backward_kernel(
+                ctx.saved["x"], dz, self._depth, self._strides, self._dilations, self._pads,
+                self.dkernel, self.dbias):
+            # the kernel and bias gradients without the stack (src_c/fnn_conv3d.h)
+            if not self.use_bias:
+                self.dbias[...] = 0
+            if dx is not None:
+                self._input_gradient(ctx, dz, dx)
+        elif self._taps_out and not (dx is not None and self._stacked_dx_pays(ctx.be)):
             self._backward_taps_out(ctx, dz, dx)
         else:
             self._backward_stacked(ctx, dz, dx)
         return dx
+
+    def _input_gradient(self, ctx: Slot, dz: FloatArray, dx: FloatArray) -> None:
+        """dx alone, chunk by chunk: with a depth stride of 1 and the taps' product on the
+        faster path, that product's input gradient given dz gathered per tap (as in
+        ``_backward_taps_out``); else the stack's gradient (the 2-D input gradient, which reads
+        no stack) added back slice by slice."""
+        n, step = dz.shape[0], self._chunk()
+        d, h, w, c = self.input_shape
+        kd, kh, kw = self.kernel_size
+        f = self.filters
+        oh, ow = self._y4[:2]
+        geometry = (self._strides, self._dilations, self._pads)
+        if n == 0:
+            dx[...] = 0
+            return
+        taps = self._taps_out and not self._stacked_dx_pays(ctx.be)
+        if taps:
+            kt = ctx.buffer("kernel_taps", (kh, kw, c, kd * f))
+            kt.reshape(kh, kw, c, kd, f)[...] = self.kernel.transpose(1, 2, 3, 0, 4)
+        else:
+            k2 = self._kernel2d(ctx)
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            m = b1 - b0
+            if taps:
+                ctx.be.conv2d_backward_input(kt, self._gather_taps(ctx, dz[b0:b1]), *geometry,
+                                             dx[b0:b1].reshape(m * d, h, w, c))
+                continue
+            dstack = self._scratch(ctx, "dstack", (self._od, *self._x4), m)
+            ctx.be.conv2d_backward_input(k2, dz[b0:b1].reshape(m * self._od, *self._y4),
+                                         *geometry, dstack.reshape(m * self._od, *self._x4))
+            self._unstack(dstack, dx[b0:b1])
+
+    def _gather_taps(self, ctx: Slot, dz: FloatArray) -> FloatArray:
+        """(m*d, oh, ow, kd*filters) for the m samples of dz: at input slice i, tap kz's
+        channels hold dz at the output depth whose tap kz reads slice i (zero where none): the
+        transpose of the forward's sum over taps, for a depth stride of 1."""
+        m = dz.shape[0]
+        d = self.input_shape[0]
+        oh, ow = self._y4[:2]
+        dtaps = self._scratch(ctx, "dtaps", (d, oh, ow, self.kernel_size[0], self.filters), m)
+        for kz, (lo, hi, first) in enumerate(self._ranges):
+            dtaps[:, :first, :, :, kz] = 0
+            dtaps[:, first + hi - lo:, :, :, kz] = 0
+            dtaps[:, first:first + hi - lo, :, :, kz] = dz[:, lo:hi]
+        return dtaps.reshape(m * d, oh, ow, -1)
 
     def _stacked_dx_pays(self, be: Any) -> bool:
         """True when the stacked backward's input gradient runs on a faster compiled path than
@@ -301,13 +355,8 @@ class Conv3D(_Conv):
         for b0 in range(0, n, step):
             b1 = min(n, b0 + step)
             m = b1 - b0
-            dtaps = self._scratch(ctx, "dtaps", (d, oh, ow, kd, f), m)
-            for kz, (lo, hi, first) in enumerate(self._ranges):
-                dtaps[:, :first, :, :, kz] = 0
-                dtaps[:, first + hi - lo:, :, :, kz] = 0
-                dtaps[:, first:first + hi - lo, :, :, kz] = dz[b0:b1, lo:hi]
             ctx.be.conv2d_backward(x[b0:b1].reshape(m * d, h, w, c), kt,
-                                   dtaps.reshape(m * d, oh, ow, kd * f), self._strides,
+                                   self._gather_taps(ctx, dz[b0:b1]), self._strides,
                                    self._dilations, self._pads, part, dbt,
                                    None if dx is None else dx[b0:b1].reshape(m * d, h, w, c))
             dkt += part
