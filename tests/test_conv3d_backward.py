@@ -269,3 +269,54 @@ def test_bad_arguments_raise_value_error_naming_them(change, match):
         fast_backend.conv3d_backward_kernel(a["x"], a["dz"], a["depth"], a["strides"],
                                             a["dilations"], a["padding"], a["dkernel"],
                                             a["dbias"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unstack_adds_each_taps_gradient_back_to_its_slice(case, dtype):
+    """conv3d_unstack (both backends) against the stack's transpose written out: every (output
+    depth, tap) pair that reads an input slice adds its channels there."""
+    n, d, h, w, c, f, ks, ss, ds, pads = case
+    od = _outs(case)[0]
+    rng = np.random.default_rng(11)
+    dstack = rng.standard_normal((n, od, h, w, ks[0] * c)).astype(dtype)
+    want = np.zeros((n, d, h, w, c))
+    for p in range(od):
+        for kz in range(ks[0]):
+            iz = p * ss[0] + kz * ds[0] - pads[0]
+            if 0 <= iz < d:
+                want[:, iz] += dstack[:, p, :, :, kz * c:(kz + 1) * c]
+    depth = (ks[0], ss[0], ds[0], pads[0])
+    for be in (fast_backend, numpy_backend):
+        dx = np.full((n, d, h, w, c), np.nan, dtype)
+        be.conv3d_unstack(dstack, depth, dx)
+        np.testing.assert_allclose(dx, want, rtol=1e-6 if dtype == "float32" else 1e-14,
+                                   atol=1e-6 if dtype == "float32" else 1e-14)
+
+
+def test_unstack_is_bitwise_the_same_at_one_and_two_threads():
+    rng = np.random.default_rng(12)
+    dstack = rng.standard_normal((4, 8, 12, 12, 24)).astype("f4")
+    previous = fnn.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 1, 2):
+            fnn.set_num_threads(threads)
+            dx = np.zeros((4, 8, 12, 12, 8), "f4")
+            fast_backend.conv3d_unstack(dstack, (3, 1, 1, 1), dx)
+            outs.append(dx.tobytes())
+    finally:
+        fnn.set_num_threads(previous)
+    assert len(set(outs)) == 1
+
+
+@pytest.mark.parametrize("depth, dx_shape, match", [
+    ((3, 0, 1, 1), (2, 5, 6, 7, 3), "depth=\\(3, 0, 1, 1\\)"),
+    ((2, 1, 1, 1), (2, 5, 6, 7, 3), "must be dx's"),                 # kd*c != channels
+    ((3, 1, 1, 1), (1, 5, 6, 7, 3), "must be dx's"),                 # batch
+    ((3, 1, 1, 1), (2, 5, 6, 8, 3), "must be dx's"),                 # width
+], ids=["sd", "taps", "batch", "width"])
+def test_unstack_refuses_mismatched_shapes(depth, dx_shape, match):
+    dstack = np.zeros((2, 5, 6, 7, 9), "f4")
+    with pytest.raises(ValueError, match=match):
+        fast_backend.conv3d_unstack(dstack, depth, np.zeros(dx_shape, "f4"))

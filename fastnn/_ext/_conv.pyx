@@ -9,7 +9,11 @@
 # outside the arrays it is given (taps that fall outside the input read as zero).
 
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from fastnn._ext._parallel cimport threads_for
 
 from fastnn._ext.conv cimport (fnn_conv_geom, fnn_conv2d_forward_f32, fnn_conv2d_forward_f64,
                                fnn_conv2d_backward_f32, fnn_conv2d_backward_f64,
@@ -334,6 +338,68 @@ def conv3d_backward_kernel(const floating[:, :, :, :, ::1] x,        # IN  (n, d
     if ok == 0:
         raise MemoryError("conv3d_backward_kernel: could not allocate its buffers")
     return ok == 1
+
+
+cdef void _unstack_slice(const floating *ds, Py_ssize_t sample, Py_ssize_t i, Py_ssize_t d,
+                         Py_ssize_t od, Py_ssize_t hw, Py_ssize_t c, Py_ssize_t kd,
+                         Py_ssize_t sd, Py_ssize_t dd, Py_ssize_t front,
+                         floating *dx) noexcept nogil:
+    """dx's slice i of a sample := the stack's gradient at the taps that read it, in tap order
+    (zero where none does)."""
+    cdef Py_ssize_t kz, off, p, q, ci, cc = kd * c
+    cdef bint first = True
+    cdef const floating *src
+    cdef floating *dst = dx + (sample * d + i) * hw * c
+    for kz in range(kd):
+        off = i + front - kz * dd                  # p*sd when output depth p reads i at kz
+        if off < 0 or off % sd != 0 or off // sd >= od:
+            continue
+        p = off // sd
+        src = ds + (sample * od + p) * hw * cc + kz * c
+        if first:
+            for q in range(hw):
+                for ci in range(c):
+                    dst[q * c + ci] = src[q * cc + ci]
+            first = False
+        else:
+            for q in range(hw):
+                for ci in range(c):
+                    dst[q * c + ci] += src[q * cc + ci]
+    if first:
+        memset(dst, 0, hw * c * sizeof(floating))
+
+
+def conv3d_unstack(const floating[:, :, :, :, ::1] dstack,   # IN  (n, od, h, w, kd*c)
+                   depth,                                    # (kd, sd, dd, front)
+                   floating[:, :, :, :, ::1] dx):            # OUT (n, d, h, w, c)
+    """dx := the depth stack's gradient added back into the slices it was gathered from: dx's
+    slice i the sum, taps kz in order, of output depth p's channels kz*c .. kz*c + c - 1 where
+    p*sd + kz*dd - front = i (zero where no tap reads i). Slices run in parallel, each summed
+    alone: the same bits at any thread count. dx must not overlap dstack."""
+    cdef Py_ssize_t kd, sd, dd, front, r, n, d, od, hw, c
+    cdef int nt
+    kd, sd, dd, front = _check_depth(depth)
+    n, d, od, c = dx.shape[0], dx.shape[1], dstack.shape[1], dx.shape[4]
+    if (dstack.shape[0] != n or dstack.shape[2] != dx.shape[2] or dstack.shape[3] != dx.shape[3]
+            or dstack.shape[4] != kd * c):
+        raise ValueError(f"conv3d_unstack: dstack {_shape5(dstack)} must be dx's "
+                         f"{_shape5(dx)} stacked by depth={depth}")
+    hw = dx.shape[2] * dx.shape[3]
+    if n * d * hw * c == 0:
+        return
+    if od == 0:
+        dx[...] = 0
+        return
+    nt = threads_for(n * od * hw * kd * c)
+    with nogil:
+        if nt <= 1:
+            for r in range(n * d):
+                _unstack_slice(&dstack[0, 0, 0, 0, 0], r // d, r % d, d, od, hw, c, kd, sd, dd,
+                               front, &dx[0, 0, 0, 0, 0])
+        else:
+            for r in prange(n * d, schedule="static", num_threads=nt):
+                _unstack_slice(&dstack[0, 0, 0, 0, 0], r // d, r % d, d, od, hw, c, kd, sd, dd,
+                               front, &dx[0, 0, 0, 0, 0])
 
 
 def conv2d_dx_on_gemm(tuple x_shape, tuple kernel_shape, tuple y_shape, strides, dilations,

@@ -21,7 +21,8 @@ try:
                                       set_num_threads, thread_limit)
     from fastnn._ext._conv import (conv2d_backward, conv2d_backward_input,
                                    conv2d_backward_pooled, conv2d_forward,
-                                   conv3d_forward, conv3d_backward_kernel, conv2d_dx_on_gemm)
+                                   conv3d_forward, conv3d_backward_kernel, conv3d_unstack,
+                                   conv2d_dx_on_gemm)
     from fastnn._ext._depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
     from fastnn._ext._embedding import embedding_backward, embedding_forward
     from fastnn._ext._loss import loss
@@ -115,7 +116,7 @@ __all__ = [
     "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled", "conv3d_forward",
-    "conv3d_backward_kernel", "conv2d_dx_on_gemm",
+    "conv3d_backward_kernel", "conv3d_unstack", "conv2d_dx_on_gemm",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",

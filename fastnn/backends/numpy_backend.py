@@ -16,7 +16,7 @@ from fastnn._interrupts import deferred_interrupts
 from fastnn.backends.numpy_conv import (conv2d_backward, conv2d_backward_input,  # noqa: F401
                                         conv2d_backward_pooled, conv2d_forward)
 from fastnn.backends.numpy_conv import (conv2d_dx_on_gemm, conv3d_backward_kernel,  # noqa: F401
-                                        conv3d_forward)
+                                        conv3d_forward, conv3d_unstack)
 from fastnn.backends.numpy_depthwise import (depthwise_conv2d_backward,  # noqa: F401
                                              depthwise_conv2d_forward)
 from fastnn.backends.numpy_embedding import embedding_backward, embedding_forward  # noqa: F401

@@ -88,6 +88,27 @@ def conv3d_backward_kernel(x, dz, depth, strides, dilations, padding, dkernel, d
     return True
 
 
+def conv3d_unstack(dstack, depth, dx):
+    """dx := the depth stack's gradient (n, od, h, w, kd*c) added back into the slices it was
+    gathered from, taps in order (zero where no tap reads a slice)."""
+    kd, sd, dd, front = depth
+    n, d, h, w, c = dx.shape
+    od = dstack.shape[1]
+    ds = dstack.reshape(n, od, h, w, kd, c)
+    dx[...] = 0
+    for i in range(d):
+        first = True
+        for kz in range(kd):
+            off = i + front - kz * dd
+            if off < 0 or off % sd or off // sd >= od:
+                continue
+            if first:
+                dx[:, i] = ds[:, off // sd, :, :, kz]
+                first = False
+            else:
+                dx[:, i] += ds[:, off // sd, :, :, kz]
+
+
 def conv2d_dx_on_gemm(x_shape, kernel_shape, y_shape, strides, dilations, padding):
     """The compiled backend's question (does its conv2d_backward take the input gradient
     through the GEMM and a transposed gather?): here every input gradient is that product and

@@ -168,17 +168,12 @@ class Conv3D(_Conv):
                 stack[:, lo:hi, :, :, kz] = x[:, first:first + (hi - lo - 1) * sd + 1:sd]
         return stack.reshape(m * self._od, *self._x4)
 
-    def _unstack(self, dstack: FloatArray, dx: FloatArray) -> None:
-        """dx := the stack's gradient added back into the slices it was gathered from (taps in
-        order, so the sums are the same at any thread count)."""
+    def _unstack(self, be: Any, dstack: FloatArray, dx: FloatArray) -> None:
+        """dx := the stack's gradient added back into the slices it was gathered from (the
+        backend's conv3d_unstack: taps in order, each slice alone, so the sums are the same at
+        any thread count)."""
         m = dx.shape[0]
-        d, h, w, c = self.input_shape
-        kd, sd = self.kernel_size[0], self.strides[0]
-        ds = dstack.reshape(m, self._od, h, w, kd, c)
-        dx[...] = 0
-        for kz, (lo, hi, first) in enumerate(self._ranges):
-            if hi > lo:
-                dx[:, first:first + (hi - lo - 1) * sd + 1:sd] += ds[:, lo:hi, :, :, kz]
+        be.conv3d_unstack(dstack.reshape(m, self._od, *self._x4), self._depth, dx)
 
     def _kernel2d(self, ctx: Slot) -> FloatArray:
         """The kernel as the 2-D kernels take it: (kh, kw, kd*c, filters)."""
@@ -268,7 +263,7 @@ class Conv3D(_Conv):
             dstack = self._scratch(ctx, "dstack", (self._od, *self._x4), m)
             ctx.be.conv2d_backward_input(k2, dz[b0:b1].reshape(m * self._od, *self._y4),
                                          *geometry, dstack.reshape(m * self._od, *self._x4))
-            self._unstack(dstack, dx[b0:b1])
+            self._unstack(ctx.be, dstack, dx[b0:b1])
 
     def _gather_taps(self, ctx: Slot, dz: FloatArray) -> FloatArray:
         """(m*d, oh, ow, kd*filters) for the m samples of dz: at input slice i, tap kz's
@@ -327,7 +322,7 @@ class Conv3D(_Conv):
             dk2 += part
             self.dbias += bpart
             if dx is not None and not self._direct:
-                self._unstack(dstack, dx[b0:b1])            # type: ignore[arg-type]
+                self._unstack(ctx.be, dstack, dx[b0:b1])    # type: ignore[arg-type]
         if dx is not None and n == 0:
             dx[...] = 0
         self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
