@@ -9,10 +9,13 @@ convolution's, run over the depth stack as ``Conv3D`` does (fastnn/layers/convol
 - forward: for each input slice x[b, p] the 2-D transposed convolution with the kernel read as
   (kh, kw, kd*filters, c) gives its contribution to every depth tap at once (the stack's
   gradient, kd times one output slice), added into output slice p*sd + kz*dd - front tap by
-  tap, in order (the same sums at any thread count), then the bias and activation;
+  tap, in order (the backend's conv3d_unstack: the same sums at any thread count), then the
+  bias and activation;
 - backward: dx is the convolution's forward on dz (the backend's conv3d_forward: without the
   stack where the compiled kernel takes the shape), and the kernel gradient the convolution's,
-  with dz as its input and x as its output gradient (dz's depth stack and 2-D kernels).
+  with dz as its input and x as its output gradient (the backend's conv3d_backward_kernel,
+  without the stack where the compiled kernel takes the shape; else dz's depth stack and the
+  2-D kernels).
 
 Scratch: the stack of dz or the tap contributions, kd/sd times the output, for the batch.
 """
@@ -24,10 +27,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fastnn import activations as A
-from fastnn.layers.base import FloatArray, Slot, rows_of
-from fastnn.layers.convolutional import Conv2DTranspose
+from fastnn.layers.base import FloatArray, Slot
+from fastnn.layers.convolutional import Conv2DTranspose, output_gradient
 from fastnn.layers.convolutional3d import depth_ranges
-from fastnn.layers.core import forward_keeping_z, saved_for_derivative
+from fastnn.layers.core import forward_keeping_z
 
 
 class Conv3DTranspose(Conv2DTranspose):
@@ -129,7 +132,6 @@ class Conv3DTranspose(Conv2DTranspose):
         x = np.ascontiguousarray(x)
         ctx.saved["x"] = x
         n, d = x.shape[0], self.input_shape[0]
-        sd = self.strides[0]
         k2 = self._kernel2d(ctx)
 
         def kernel(act: int, out: FloatArray) -> None:
@@ -137,16 +139,9 @@ class Conv3DTranspose(Conv2DTranspose):
             ctx.be.conv2d_backward_input(k2, x.reshape(n * d, *self._x4), self._strides,
                                          self._dilations, self._pads,
                                          taps.reshape(n * d, *self._stack4))
-            t6 = taps.reshape(n, d, *self._stack4[:2], self.kernel_size[0], self.filters)
-            out[...] = 0
-            for kz, (lo, hi, first) in enumerate(self._ranges):
-                if hi > lo:
-                    out[:, first:first + (hi - lo - 1) * sd + 1:sd] += t6[:, lo:hi, :, :, kz]
-            rows = rows_of(out)
-            if self.use_bias:
-                ctx.be.add_row_vector(rows, self.bias, rows)
-            if act != A.LINEAR:
-                ctx.be.activation_forward(rows, act, self.param, rows)
+            # the taps added into the output slices they reach, in order (Conv3D's unstack)
+            ctx.be.conv3d_unstack(taps.reshape(n, d, *self._stack4), self._depth, out)
+            self._bias_and_activation(ctx, out, act)
         ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, kernel)
         return y
 
@@ -154,31 +149,29 @@ class Conv3DTranspose(Conv2DTranspose):
         act = A.LINEAR if ctx.fuse_act else self.act
         x, dx = ctx.saved["x"], ctx.dx_target(0)
         n, d = x.shape[0], self.input_shape[0]
-        if act == A.LINEAR:
-            dz = np.ascontiguousarray(dy)
-        else:
-            dz = ctx.rows_buffer("dz", self.output_shape)
-            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
-            saved, code = saved_for_derivative(ctx, self, act)
-            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
-                                       self.param, view(dz))
+        dz = output_gradient(ctx, self, dy, act)
         k2 = self._kernel2d(ctx)
-        stack = self._stack(ctx, dz)
-        dk2 = ctx.buffer("dkernel2d", self._k2)
-        ctx.be.conv2d_backward(stack, k2, x.reshape(n * d, *self._x4), self._strides,
-                               self._dilations, self._pads, dk2, self._conv_dbias, None)
-        kd, kh, kw = self.kernel_size
-        self.dkernel[...] = dk2.reshape(kh, kw, kd, self.filters, -1).transpose(2, 0, 1, 3, 4)
-        self.dbias[...] = 0
-        if self.use_bias:
-            ctx.be.sum_rows_into(rows_of(dz), self.dbias)
+        stack: Optional[FloatArray] = None
+        # the kernel gradient without dz's stack where the compiled kernel takes the shape
+        # (src_c/fnn_conv3d.h; dz plays the convolution's input, x its output gradient)
+        if not ctx.be.conv3d_backward_kernel(dz, x, self._depth, self._strides,
+                                             self._dilations, self._pads, self.dkernel,
+                                             self._conv_dbias):
+            stack = self._stack(ctx, dz)
+            dk2 = ctx.buffer("dkernel2d", self._k2)
+            ctx.be.conv2d_backward(stack, k2, x.reshape(n * d, *self._x4), self._strides,
+                                   self._dilations, self._pads, dk2, self._conv_dbias, None)
+            kd, kh, kw = self.kernel_size
+            self.dkernel[...] = dk2.reshape(kh, kw, kd, self.filters, -1).transpose(
+                2, 0, 1, 3, 4)
+        self._bias_gradient(ctx, dz)
         if dx is not None:
             # the convolution's forward of dz: stackless where the compiled kernel takes it
             if not ctx.be.conv3d_forward(dz, k2, self._conv_bias, self._depth, self._strides,
                                          self._dilations, self._pads, A.LINEAR, 0.0, dx):
-                ctx.be.conv2d_forward(stack, k2, self._conv_bias, self._strides,
-                                      self._dilations, self._pads, A.LINEAR, 0.0,
-                                      dx.reshape(n * d, *self._x4))
+                ctx.be.conv2d_forward(self._stack(ctx, dz) if stack is None else stack, k2,
+                                      self._conv_bias, self._strides, self._dilations,
+                                      self._pads, A.LINEAR, 0.0, dx.reshape(n * d, *self._x4))
         return dx
 
 

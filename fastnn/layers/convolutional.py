@@ -104,6 +104,22 @@ def check_spatial_input(layer: Any, input_shape: Any) -> None:
                          f"input shape {input_shape}")
 
 
+def output_gradient(ctx: Slot, layer: Any, dy: FloatArray, act: int) -> FloatArray:
+    """dL/dz of a convolution whose output is act(z): dy itself (contiguous) when ``act`` is
+    linear (or the loss or layer after took the derivative), else the activation's derivative
+    applied, on one row per sample (the kernels' rows are the fastest when wide), softmax
+    across each position's channels."""
+    if act == A.LINEAR:
+        return np.ascontiguousarray(dy)
+    n = dy.shape[0]
+    dz = ctx.rows_buffer("dz", layer.output_shape)
+    view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
+    saved, code = saved_for_derivative(ctx, layer, act)
+    ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code, layer.param,
+                               view(dz))
+    return dz
+
+
 def check_channels_last(data_format: Any) -> None:
     """Keras' data_format argument: None or 'channels_last' (fastnn is channels-last)."""
     if data_format not in (None, "channels_last"):
@@ -212,16 +228,7 @@ class _Conv(Layer):
         act = A.LINEAR if ctx.fuse_act or ctx.relu_fused else self.act
         x, dx = ctx.saved["x"], ctx.dx_target(0)
         n = x.shape[0]
-        if act == A.LINEAR:
-            dz = np.ascontiguousarray(dy)
-        else:
-            dz = ctx.rows_buffer("dz", self.output_shape)
-            # element-wise derivatives on one row per sample (the kernels' rows are the
-            # fastest when wide); softmax works across each position's channels
-            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
-            saved, code = saved_for_derivative(ctx, self, act)
-            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
-                                       self.param, view(dz))
+        dz = output_gradient(ctx, self, dy, act)
         ctx.be.conv2d_backward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
                                dz.reshape(n, *self._y4), self._strides, self._dilations,
                                self._pads, self.dkernel.reshape(self._k4), self.dbias,
@@ -493,11 +500,7 @@ class Conv2DTranspose(_Conv):
             ctx.be.conv2d_backward_input(self.kernel.reshape(self._k4),
                                          x.reshape(n, *self._x4), self._strides,
                                          self._dilations, self._pads, out.reshape(n, *self._y4))
-            rows = rows_of(out)
-            if self.use_bias:
-                ctx.be.add_row_vector(rows, self.bias, rows)
-            if act != A.LINEAR:
-                ctx.be.activation_forward(rows, act, self.param, rows)
+            self._bias_and_activation(ctx, out, act)
         ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, kernel)
         return y
 
@@ -505,29 +508,35 @@ class Conv2DTranspose(_Conv):
         act = A.LINEAR if ctx.fuse_act else self.act
         x, dx = ctx.saved["x"], ctx.dx_target(0)
         n = x.shape[0]
-        if act == A.LINEAR:
-            dz = np.ascontiguousarray(dy)
-        else:
-            dz = ctx.rows_buffer("dz", self.output_shape)
-            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
-            saved, code = saved_for_derivative(ctx, self, act)
-            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
-                                       self.param, view(dz))
+        dz = output_gradient(ctx, self, dy, act)
         dz4 = dz.reshape(n, *self._y4)
         # the kernel's gradient is the convolution's, with this layer's output gradient as the
         # convolution's input and this layer's input as its output gradient
         ctx.be.conv2d_backward(dz4, self.kernel.reshape(self._k4), x.reshape(n, *self._x4),
                                self._strides, self._dilations, self._pads,
                                self.dkernel.reshape(self._k4), self._conv_dbias, None)
-        self.dbias[...] = 0
-        if self.use_bias:
-            ctx.be.sum_rows_into(rows_of(dz4), self.dbias)
+        self._bias_gradient(ctx, dz)
         if dx is not None:
             ctx.be.conv2d_forward(dz4, self.kernel.reshape(self._k4), self._conv_bias,
                                   self._strides,
                                   self._dilations, self._pads, A.LINEAR, 0.0,
                                   dx.reshape(n, *self._x4))
         return dx
+
+    def _bias_and_activation(self, ctx: Slot, out: FloatArray, act: int) -> None:
+        """out := act(out + bias), in place: the forward's tail after the transposed product
+        (which has no bias of its own)."""
+        rows = rows_of(out)
+        if self.use_bias:
+            ctx.be.add_row_vector(rows, self.bias, rows)
+        if act != A.LINEAR:
+            ctx.be.activation_forward(rows, act, self.param, rows)
+
+    def _bias_gradient(self, ctx: Slot, dz: FloatArray) -> None:
+        """dbias := dz summed over the samples and positions (zero without a bias)."""
+        self.dbias[...] = 0
+        if self.use_bias:
+            ctx.be.sum_rows_into(rows_of(dz), self.dbias)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

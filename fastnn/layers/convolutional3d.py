@@ -13,9 +13,15 @@ bitwise alike at any thread count), the NumPy backend its own twin. The forward 
 backend's ``conv3d_forward``: where the 2-D convolution of the stack takes the compiled
 stride-1 path (src_c/fnn_conv3d.h), that path fills its padded input rows straight from the
 5-D x, so the stack is never written (the same bits; a 1.1-1.2x faster forward on a 16^3x8->16
-batch, Zen 4); elsewhere it declines and the stack is built here. With a depth stride above
-1 the gradients are that product's: the kernel's and the bias' exactly, the input's the stack's
-gradient added back slice by slice in a fixed order. With a depth stride of 1 the backward
+batch, Zen 4); elsewhere it declines and the stack is built here. The backward first asks
+the backend's ``conv3d_backward_kernel`` for the kernel and bias gradients without the stack
+(src_c/fnn_conv3d.h: the filter-vectorised kernel gradient reading each tap's input slice;
+AVX2 and AVX-512, up to 16 channels a slice and two vectors of filters); then dx alone, the
+stack's input gradient added back by the backend's ``conv3d_unstack`` or (depth stride 1,
+where that pays) the taps-on-output product's below. Where the kernel declines: with a depth
+stride above 1 the gradients are the stack's product's: the kernel's and the bias' exactly,
+the input's the stack's gradient added back slice by slice in a fixed order. With a depth
+stride of 1 the backward
 puts the depth taps on the output side instead: every input slice through the kernel read as
 (kh, kw, c, kd*filters) gives its contribution to each tap's output slice, so the 2-D backward
 of that, given dz gathered per tap, is the kernel gradient and dx itself (a product kd times
@@ -34,8 +40,8 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn.layers.base import FloatArray, Slot, rows_of
-from fastnn.layers.convolutional import _Conv
-from fastnn.layers.core import forward_keeping_z, saved_for_derivative
+from fastnn.layers.convolutional import _Conv, output_gradient
+from fastnn.layers.core import forward_keeping_z
 
 
 def depth_ranges(depth: int, out_depth: int, kd: int, stride: int, dilation: int,
@@ -210,15 +216,7 @@ class Conv3D(_Conv):
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         act = A.LINEAR if ctx.fuse_act else self.act
         dx = ctx.dx_target(0)
-        n = dy.shape[0]
-        if act == A.LINEAR:
-            dz = np.ascontiguousarray(dy)
-        else:
-            dz = ctx.rows_buffer("dz", self.output_shape)
-            view = rows_of if act == A.SOFTMAX else (lambda a: a.reshape(n, -1))
-            saved, code = saved_for_derivative(ctx, self, act)
-            ctx.be.activation_backward(view(saved), view(np.ascontiguousarray(dy)), code,
-                                       self.param, view(dz))
+        dz = output_gradient(ctx, self, dy, act)
         if not self._direct and ctx.be.conv3d_backward_kernel(
                 ctx.saved["x"], dz, self._depth, self._strides, self._dilations, self._pads,
                 self.dkernel, self.dbias):
