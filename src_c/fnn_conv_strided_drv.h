@@ -58,8 +58,19 @@ static void SFN(fill_depth)(const fnn_conv_geom *g, const fnn_conv_depth *ds, co
                 continue;
             }
             {
+                /* c values a position: copies of a constant size for the common channel
+                 * counts, which GCC inlines (a call to memmove for each position's 8 values
+                 * took 8% of a 16^3x8->16 forward) */
                 const FT *src = x + (((b * ds->d + iz) * g->h + iy) * w) * c;
-                for (q = 0; q < cnt; q++) memcpy(dst + q * C, src + q * c, (size_t)c * sizeof(FT));
+                const size_t bytes = (size_t)c * sizeof(FT);
+#define FNN_FILL_COPY(B)                                                                 \
+    for (q = 0; q < cnt; q++) memcpy(dst + q * C, src + q * c, B)
+                if (bytes == 16) FNN_FILL_COPY(16);
+                else if (bytes == 32) FNN_FILL_COPY(32);
+                else if (bytes == 64) FNN_FILL_COPY(64);
+                else if (bytes == 128) FNN_FILL_COPY(128);
+                else FNN_FILL_COPY(bytes);
+#undef FNN_FILL_COPY
             }
         }
         memset(row + (left + cnt) * C, 0, (size_t)((rs - left - cnt) * C) * sizeof(FT));
