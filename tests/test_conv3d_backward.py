@@ -5,12 +5,9 @@ one declines and the layer goes tap by tap), the layer's whole backward against 
 float64 and finite differences, 1 and 2 threads giving the same bits, and malformed arguments
 raising ValueError."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from _flavours import run_in_flavour
 
 import fastnn as fnn
 from fastnn.backends import fast_backend, numpy_backend
@@ -110,14 +107,7 @@ print(fast_backend.kernel_name(), taken)
 
 @pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
 def test_compiled_kernel_matches_the_explicit_sum_on_every_flavour(flavour):
-    env = dict(os.environ, FASTNN_KERNEL=flavour)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    name, taken = done.stdout.split()
-    if name != flavour:
-        pytest.skip(f"this CPU runs {name!r}, not {flavour!r}")
+    name, taken = run_in_flavour(_FLAVOUR_SCRIPT, flavour)
     if flavour == "generic":        # no filter-vectorised kernel there: the layer goes by tap
         assert int(taken) == 0
     else:   # up to two vectors of filters: AVX-512 all but the f64 32-filter case; AVX2 all

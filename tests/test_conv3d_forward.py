@@ -4,12 +4,9 @@ both types, every activation), the NumPy twin agrees, shapes the kernel declines
 the layer matches PyTorch in float64 on shapes that take it, 1 and 2 threads give the same
 bits, and malformed arguments raise ValueError."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from _flavours import run_in_flavour
 
 import fastnn as fnn
 from fastnn.backends import fast_backend, numpy_backend
@@ -99,14 +96,7 @@ print(fast_backend.kernel_name(), taken)
 
 @pytest.mark.parametrize("flavour", ["generic", "avx2", "avx512"])
 def test_stackless_forward_is_the_stacks_bitwise_and_near_the_numpy_twin(flavour):
-    env = dict(os.environ, FASTNN_KERNEL=flavour, FASTNN_CONV_WINOGRAD="0")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", _FLAVOUR_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    name, taken = done.stdout.split()
-    if name != flavour:
-        pytest.skip(f"this CPU runs {name!r}, not {flavour!r}")
+    name, taken = run_in_flavour(_FLAVOUR_SCRIPT, flavour, FASTNN_CONV_WINOGRAD="0")
     # the generic flavour keeps the GEMM path (the stack); the x86 ones take most cases (not
     # the 1-channel one, which is the direct path's, nor rows their tiles would overshoot)
     if flavour == "generic":
