@@ -699,7 +699,8 @@ def prelu_backward(const floating[:, ::1] x,           # IN  (n, m)
                    floating[:, ::1] dx,                # OUT (n, m), or None
                    floating[::1] dalpha):              # OUT (A,) accumulated
     """dx := dy where x > 0, else alpha[index[j]] * dy;
-    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x <= 0"""
+    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x is not > 0
+    (a NaN x gives NaN, as in PyTorch)"""
     cdef Py_ssize_t n = x.shape[0], m = x.shape[1], A = alpha.shape[0], i, j, b, j0, j1
     cdef Py_ssize_t nb = (m + PRELU_BLOCK - 1) // PRELU_BLOCK
     cdef bint want_dx = dx is not None

@@ -377,13 +377,13 @@ def prelu_forward(x, alpha, index, y):
 
 def prelu_backward(x, dy, alpha, index, dx, dalpha):
     """dx := dy where x > 0, else alpha[index[j]] * dy (skipped when dx is None);
-    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x <= 0
-    (in double: each column over the rows in order, then the columns in order)"""
+    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x is not > 0 (a NaN
+    x makes NaN, as in PyTorch; in double: each column over the rows in order, then the columns in order)"""
     if dx is not None:
         dx[...] = np.where(x > 0, dy, alpha[index] * dy)
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
-    part = np.where(x <= 0, dy.astype(np.float64) * x, 0.0).sum(axis=0)
+    part = np.where(x > 0, 0.0, dy.astype(np.float64) * x).sum(axis=0)
     fold = np.zeros(alpha.shape[0])
     np.add.at(fold, index, part)
     dalpha[...] = dalpha.astype(np.float64) + fold
