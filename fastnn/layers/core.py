@@ -180,7 +180,7 @@ class Dense(Layer):
                  bias_regularizer: Any = None, name: Optional[str] = None,
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
-        self.units = V.check_positive_int("units", units)
+        self.units = V.check_dim("units", units)
         self.act, self.param = activation_of("linear" if activation is None else activation)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self.kernel_initializer = (None if kernel_initializer is None
