@@ -152,7 +152,9 @@ class Dense(Layer):
     TypeError
         If ``units`` is not an integer or ``use_bias`` not a bool.
     ValueError
-        If ``units`` < 1, or ``activation``, an initializer or a regularizer is unknown.
+        If ``units`` < 1 or >= 2**31, or ``activation``, an initializer or a regularizer is
+        unknown; when built, if the kernel would hold more than 2**31 - 1 values
+        (``fastnn.layers.base.MAX_WEIGHT_VALUES``).
 
     Examples
     --------
