@@ -1,0 +1,15 @@
+"""The layers of session 32 (stacked LSTM cells, Attention, AdditiveAttention, Dot,
+UnitNormalization, ConvLSTM2D, Conv3DTranspose, MultiHeadAttention with dropout), forward and
+backward, against their NumPy twins and PyTorch (see fastnn/_bench_more_layers.py)."""
+
+import pytest
+
+from fastnn import _bench_more_layers
+from fastnn import benchmarking as B
+
+KINDS = (_bench_more_layers.KIND,)
+
+
+@pytest.mark.parametrize("workload, engine", B.cases_of(*KINDS), ids=str)
+def test_more_layers(run_workload, workload, engine):
+    run_workload(workload, engine)
