@@ -2466,3 +2466,22 @@ def test_windows_far_wider_than_the_input_compute_or_refuse_by_name(case, argume
         assert result["diff"] < 1e-9, result
     else:
         assert result["error"] == "ValueError" and f"{argument}=" in result["message"], result
+
+
+# Found in session 33 (left to the layers' owners): a layer built in code whose output for one
+# sample cannot exist (4194304**3 positions here) builds, and predict then fails inside NumPy
+# ("Maximum allowed dimension exceeded", or a MemoryError for 128 TiB) instead of a ValueError
+# naming the layer and the size. The loader refuses such outputs (MAX_SAMPLE_VALUES); code does
+# not. Expected: a ValueError at build or predict naming the layer and its output shape.
+@pytest.mark.xfail(strict=True, reason="no bound on a layer's per-sample output in code-built "
+                                       "models (session 33 finding)")
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: fnn.Conv3DTranspose(2, 3, strides=2**20), (4, 4, 4, 1)),
+    (lambda: fnn.UpSampling3D(2**20), (4, 4, 4, 1)),
+    (lambda: fnn.Conv2DTranspose(2, 3, strides=2**20), (4, 4, 1)),
+], ids=["conv3d_transpose", "upsampling3d", "conv2d_transpose"])
+def test_an_output_no_machine_holds_is_refused_naming_the_layer(make, shape, backend):
+    with pytest.raises(ValueError, match=r"4194304, 4194304"):
+        fnn.Sequential([make()], input_shape=shape, backend=backend).predict(
+            np.ones((1, *shape)))
