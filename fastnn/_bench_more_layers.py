@@ -261,3 +261,38 @@ def _mha(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
 _ROWS: dict[str, Callable[..., Any]] = {
     "stacked_lstm": _stacked_lstm, "attention": _score, "additive": _score, "dot": _dot,
     "unitnorm": _unitnorm, "convlstm": _convlstm, "conv3dt": _conv3dt, "mha": _mha}
+
+
+def disagreement(name: str, seed: int = 0) -> float:
+    """max |fastnn - torch| / max |torch| of the forward outputs of row ``name`` ("attention",
+    "additive", "dot", "unitnorm"), both as the rows compute them (float32; AdditiveAttention's
+    torch scale set to fastnn's weight): the rows time the same function."""
+    import torch
+
+    import fastnn as fnn
+    rng = np.random.default_rng(seed)
+    if name == "unitnorm":
+        b, d = UNITNORM
+        x = _randn(rng, 8, d)
+        mine = _sequential("fastnn", fnn.UnitNormalization(), (d,)).predict(x)
+        theirs = torch.nn.functional.normalize(torch.from_numpy(x), dim=-1, eps=1e-6).numpy()
+    else:
+        b, t, d = DOT if name == "dot" else SCORE
+        p, q = _randn(rng, 2, t, d), _randn(rng, 2, t, d)
+        layer = {"attention": fnn.Attention, "additive": fnn.AdditiveAttention,
+                 "dot": lambda: fnn.Dot(axes=2, normalize=True)}[name]()
+        model = _two_inputs("fastnn", layer, (t, d))
+        mine = model.predict([p, q])
+        tp, tq = torch.from_numpy(p), torch.from_numpy(q)
+        if name == "dot":
+            F = torch.nn.functional
+            theirs = torch.bmm(F.normalize(tp, dim=2, eps=1e-6),
+                               F.normalize(tq, dim=2, eps=1e-6).transpose(1, 2)).numpy()
+        elif name == "attention":
+            theirs = torch.bmm(torch.softmax(torch.bmm(tp, tq.transpose(1, 2)), dim=-1),
+                               tq).numpy()
+        else:
+            scale = torch.from_numpy(np.asarray(layer.get_weights()[0], np.float32))
+            s = (scale * torch.tanh(tp[:, :, None, :] + tq[:, None, :, :])).sum(-1)
+            theirs = torch.bmm(torch.softmax(s, dim=-1), tq).numpy()
+    return float(np.abs(mine - theirs).max() / np.abs(theirs).max())
