@@ -279,8 +279,10 @@ def disagreement(name: str, seed: int = 0) -> float:
     else:
         b, t, d = DOT if name == "dot" else SCORE
         p, q = _randn(rng, 2, t, d), _randn(rng, 2, t, d)
-        layer = {"attention": fnn.Attention, "additive": fnn.AdditiveAttention,
-                 "dot": lambda: fnn.Dot(axes=2, normalize=True)}[name]()
+        makers: dict[str, Callable[[], Any]] = {
+            "attention": fnn.Attention, "additive": fnn.AdditiveAttention,
+            "dot": lambda: fnn.Dot(axes=2, normalize=True)}
+        layer = makers[name]()
         model = _two_inputs("fastnn", layer, (t, d))
         mine = model.predict([p, q])
         tp, tq = torch.from_numpy(p), torch.from_numpy(q)
