@@ -2149,6 +2149,8 @@ CASES = [
      r"Received: recurrent_dropout=nan"),
     ("lstm_cell_seed_str", False, lambda b, t: fnn.LSTMCell(3, dropout=0.1, seed="0"),
      TypeError, r"seed='0'"),
+    ("lstm_cell_unknown_argument", False, lambda b, t: fnn.LSTMCell(3, foo=1), TypeError,
+     r"LSTMCell got an unexpected argument 'foo'. Received: foo=1\b"),
     ("gru_cell_reset_after_str", False, lambda b, t: fnn.GRUCell(3, reset_after="yes"),
      TypeError, r"reset_after must be True or False. Received: reset_after='yes'"),
     ("rnn_cell_on_vectors", True, lambda b, t: shaped(b, [fnn.RNN(fnn.LSTMCell(3))], (4,)),

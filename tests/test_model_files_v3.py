@@ -437,7 +437,7 @@ FORGED = {
                                  r"seed='1'"),
     "stacked_cell_unknown_argument": ("recurrent_attention",
                                       _cell(0, ["config", "cells", 0, "config", "bogus"], 1),
-                                      r"bogus"),
+                                      r"LSTMCell got an unexpected argument 'bogus'"),
     "gru_cell_reset_after_string": ("recurrent_attention",
                                     _cell(0, ["config", "cells", 1, "config", "reset_after"],
                                           "yes"), r"reset_after='yes'"),

@@ -12,6 +12,7 @@ another class is refused by name, pointing to the built-in ones.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -35,6 +36,12 @@ class _Cell:
             if key in kwargs:
                 raise TypeError(f"{type(self).__name__} does not take {key}: it is an argument "
                                 f"of RNN (RNN({type(self).__name__}(...), {key}=...))")
+        known = inspect.signature(self.layer_class.__init__).parameters
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in known.values())
+        for key in kwargs:
+            if not open_ended and (key not in known or key in ("self", "units")):
+                raise TypeError(f"{type(self).__name__} got an unexpected argument {key!r}. "
+                                f"Received: {key}={V._describe(kwargs[key])}")
         self._template = self.layer_class(units, **kwargs)     # checks every argument
         self.units = self._template.units
 
