@@ -52,7 +52,8 @@ try:
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
     from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
                                               batched_matmul, masked_softmax, softmax_backward,
-                                              unit_norm_backward, unit_norm_forward)
+                                              unit_norm_backward, unit_norm_forward,
+                                              weights_dropout)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
         "fastnn's compiled extension is missing or broken, so backend='fast' is unavailable "
@@ -128,6 +129,6 @@ __all__ = [
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
     "batched_matmul", "unit_norm_forward", "unit_norm_backward", "masked_softmax",
-    "softmax_backward", "additive_scores", "additive_scores_backward",
+    "softmax_backward", "additive_scores", "additive_scores_backward", "weights_dropout",
     "conv_lstm_gates_forward", "conv_lstm_gates_backward",
 ]

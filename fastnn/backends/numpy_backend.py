@@ -33,7 +33,8 @@ from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32
 from fastnn.backends.numpy_keras_attention import (additive_scores,  # noqa: F401
                                                    additive_scores_backward, batched_matmul,
                                                    masked_softmax, softmax_backward,
-                                                   unit_norm_backward, unit_norm_forward)
+                                                   unit_norm_backward, unit_norm_forward,
+                                                   weights_dropout)
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
                                              dropout_forward, dropout_mask, sum_rows_into,

@@ -34,6 +34,49 @@ def dropout_key(seed: int, calls: int) -> int:
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
     return z ^ (z >> 31)
 
+class DropoutStream:
+    """The counter-based dropout stream of the attention layers (MultiHeadAttention, Attention,
+    AdditiveAttention): the rate, the seed (given, or from the model's generator), ``calls``
+    (the training passes that drew so far) and their record in the model file, so a reloaded
+    model goes on with the same draws."""
+
+    dropout: float
+    seed: Optional[int]
+
+    def _init_stream(self, dropout: Any, seed: Any) -> None:
+        self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        self.seed = check_seed(seed)
+        self._mask_seed: Optional[int] = self.seed
+        self.calls = 0           # training passes that drew: the dropout stream's counter
+
+    @property
+    def draws(self) -> bool:
+        """Whether a training pass draws dropout (and advances ``calls``)."""
+        return self.dropout > 0.0
+
+    def next_key(self, training: bool) -> Optional[int]:
+        """This pass's dropout_key (advancing ``calls``), or None when it draws nothing."""
+        if not (training and self.draws):
+            return None
+        key = dropout_key(self._mask_seed or 0, self.calls)
+        self.calls += 1
+        return key
+
+    def init_seed(self, rng: np.random.Generator) -> None:
+        """Take a seed from the model's generator when none was given (or restored)."""
+        if self._mask_seed is None:
+            self._mask_seed = int(rng.integers(0, 2**63))
+
+    def set_state(self, state: Any) -> None:
+        """Restore ``get_config()["state"]`` (the dropout stream's seed and counter)."""
+        self._mask_seed, self.calls = stream_state(type(self).__name__, state)
+
+    def _stream_config(self, config: dict[str, Any]) -> None:
+        if self._mask_seed is not None and self.draws and (self.calls or self.seed is None):
+            # where the dropout stream stands: a loaded model goes on with the same draws
+            config["state"] = {"mask_seed": self._mask_seed, "calls": self.calls}
+
+
 # The roles an input tensor plays: a subset of "qkv" (in that order), or "m" (the key mask).
 _ROLE_NAMES = {"q": "query", "k": "key", "v": "value", "m": "attention_mask"}
 
@@ -73,7 +116,7 @@ def _check_roles(roles: Any) -> list[str]:
     return list(roles)
 
 
-class MultiHeadAttention(Layer):
+class MultiHeadAttention(DropoutStream, Layer):
     """Multi-head attention (Vaswani et al., 2017), as Keras' ``MultiHeadAttention``.
 
     Called as ``mha(query, value, key=None, attention_mask=None, use_causal_mask=False)`` on
@@ -144,10 +187,7 @@ class MultiHeadAttention(Layer):
         self.value_dim = self.key_dim if value_dim is None else _width("value_dim", value_dim)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self._output_dim = None if output_shape is None else _width("output_shape", output_shape)
-        self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
-        self.seed = check_seed(seed)
-        self._mask_seed = self.seed
-        self.calls = 0           # training passes that drew: the dropout stream's counter
+        self._init_stream(dropout, seed)
         self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = _initializer("bias_initializer", bias_initializer)
         self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
@@ -342,11 +382,8 @@ class MultiHeadAttention(Layer):
             be.dense_forward(t.reshape(n * lengths[i], -1), w, b, A.LINEAR, 0.0, v["p2"][i])
         if ctx.mask is not None:
             mask = self._step_mask(ctx, mask)
-        drop = {}
-        if training and self.draws:
-            drop = {"dropout": self.dropout,
-                    "dropout_key": dropout_key(self._mask_seed or 0, self.calls)}
-            self.calls += 1
+        key = self.next_key(training)
+        drop = {} if key is None else {"dropout": self.dropout, "dropout_key": key}
         ctx.saved["drop"] = drop
         be.attention_forward(v["q"], v["k"], v["v"], mask, self.use_causal_mask,
                              1.0 / math.sqrt(self.key_dim), v["o"], v["lse"], **drop)
@@ -427,25 +464,8 @@ class MultiHeadAttention(Layer):
                           "use_causal_mask": self.use_causal_mask}
         if self.seed is not None:
             config["seed"] = self.seed
-        if self._mask_seed is not None and self.draws and (self.calls or self.seed is None):
-            # where the dropout stream stands: a loaded model goes on with the same draws
-            config["state"] = {"mask_seed": self._mask_seed, "calls": self.calls}
+        self._stream_config(config)
         return config
-
-    # ------------------------------------------------------------------ dropout's stream
-    @property
-    def draws(self) -> bool:
-        """Whether a training pass draws dropout (and advances ``calls``)."""
-        return self.dropout > 0.0
-
-    def init_seed(self, rng: np.random.Generator) -> None:
-        """Take a seed from the model's generator when none was given (or restored)."""
-        if self._mask_seed is None:
-            self._mask_seed = int(rng.integers(0, 2**63))
-
-    def set_state(self, state: Any) -> None:
-        """Restore ``get_config()["state"]`` (the dropout stream's seed and counter)."""
-        self._mask_seed, self.calls = stream_state("MultiHeadAttention", state)
 
     def __repr__(self) -> str:
         return f"MultiHeadAttention(num_heads={self.num_heads}, key_dim={self.key_dim})"
