@@ -15,7 +15,8 @@ gate kernel's backward and the recurrent convolution's input gradient per step; 
 gradients of both convolutions are then one call each over all steps. Buffers are time-major
 (steps, n, ...), in the order the steps are taken, so each step's slice is contiguous: the
 input in step order xt, the pre-activations zx (reused for their gradients backward), the gates
-G, the states H and C (H[0] = C[0] = 0) and A = act(c_t).
+G, the states H and C (H[0], C[0] the initial states, else 0) and A = act(c_t). Dropout's
+masks scale the input once (xt holds it masked) and h_{t-1} into a buffer Hr per step.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from fastnn.layers.base import FloatArray, Slot, WeightSpec
 from fastnn.layers.convolutional import (check_channels_last, check_window_span, conv_padding,
                                          conv_tuple, window_geometry)
 from fastnn.layers.core import _serialize
-from fastnn.layers.recurrent import (_ALLOWED, _ForgetBias, TakesInitialState,
-                                     set_recurrent_arguments)
+from fastnn.layers.recurrent import (_ALLOWED, _ForgetBias, RecurrentArguments,
+                                     TakesInitialState)
 from fastnn.layers.recurrent_dropout import RecurrentDropout
 
 
-class ConvLSTM2D(RecurrentDropout, TakesInitialState):
+class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
     """2-D convolutional LSTM over sequences of images (channels-last), as Keras'.
 
     Parameters
@@ -65,16 +66,20 @@ class ConvLSTM2D(RecurrentDropout, TakesInitialState):
         Read the sequence last step first (outputs in that order, as in Keras).
     stateful : bool, default False
         Only False (True raises ValueError, as for fastnn's LSTM).
-    dropout, recurrent_dropout : float, default 0
-        Only 0 (other values raise ValueError: not implemented for this layer).
+    dropout, recurrent_dropout : float in [0, 1), default 0
+        In training, the fraction of the input values (per sample, the same at every step)
+        zeroed before the input convolution, and of the state values before the recurrent
+        one; the rest scaled by 1 / (1 - rate). One mask serves the four gates (Keras draws
+        one per gate); the draws are the recurrent layers' (fastnn/layers/recurrent_dropout.py).
     seed : int, optional
-        Kept in the config (Keras' argument; no draws without dropout).
+        Seed of the dropout masks (default: from the model's seed when it is built).
     name, trainable
         See ``Layer``.
 
     Shapes: x (n, steps, rows, cols, c); kernel (kh, kw, c, 4 filters), recurrent_kernel
     (kh, kw, filters, 4 filters), bias (4 filters,), gates in the order i, f, c, o (Keras').
-    A step mask (``Masking``) and initial states are not taken (ValueError).
+    ``layer(x, initial_state=[h0, c0])`` starts from the states h0, c0 (n, oh, ow, filters)
+    (gradients flow into them). A step mask (``Masking``) is not taken (ValueError).
 
     Examples
     --------
@@ -115,10 +120,11 @@ class ConvLSTM2D(RecurrentDropout, TakesInitialState):
                              f"dilation_rate={V._describe(dilation_rate)}")
         self.padding = conv_padding(padding)
         check_channels_last(data_format)
-        set_recurrent_arguments(self, activation, recurrent_activation, use_bias,
-                                kernel_initializer, recurrent_initializer, bias_initializer,
-                                kernel_regularizer, recurrent_regularizer, bias_regularizer,
-                                return_sequences, return_state, go_backwards)
+        self.set_recurrent_arguments(activation, recurrent_activation, use_bias,
+                                     kernel_initializer, recurrent_initializer,
+                                     bias_initializer, kernel_regularizer,
+                                     recurrent_regularizer, bias_regularizer,
+                                     return_sequences, return_state, go_backwards)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
         if V.check_bool("stateful", stateful):
             raise ValueError("ConvLSTM2D does not implement stateful=True (nor does fastnn's "
@@ -338,9 +344,9 @@ class ConvLSTM2D(RecurrentDropout, TakesInitialState):
             return dx
         states = []
         for i, grad in ((1, dh), (2, dc)):
-            target = ctx.dx_target(i)
-            if target is None:
-                target = ctx.rows_buffer(f"dstate{i}", self._h3)
+            given_target = ctx.dx_target(i)
+            target = (ctx.rows_buffer(f"dstate{i}", self._h3) if given_target is None
+                      else given_target)
             np.copyto(target, grad)
             states.append(target)
         return [dx, *states]

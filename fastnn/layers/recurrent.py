@@ -62,25 +62,29 @@ class _ForgetBias:
         return values
 
 
-def set_recurrent_arguments(layer: Any, activation: Any, recurrent_activation: Any,
-                            use_bias: Any, kernel_initializer: Any, recurrent_initializer: Any,
-                            bias_initializer: Any, kernel_regularizer: Any,
-                            recurrent_regularizer: Any, bias_regularizer: Any,
-                            return_sequences: Any, return_state: Any,
-                            go_backwards: Any) -> None:
-    """Check and set the arguments the recurrent layers share (RNNBase's, ConvLSTM2D's)."""
-    layer.act = _gate_activation("activation", activation)
-    layer.rec_act = _gate_activation("recurrent_activation", recurrent_activation)
-    layer.use_bias = V.check_bool("use_bias", use_bias)
-    layer.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
-    layer.recurrent_initializer = _initializer("recurrent_initializer", recurrent_initializer)
-    layer.bias_initializer = _initializer("bias_initializer", bias_initializer)
-    layer.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
-    layer.recurrent_regularizer = _regularizer("recurrent_regularizer", recurrent_regularizer)
-    layer.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
-    layer.return_sequences = V.check_bool("return_sequences", return_sequences)
-    layer.return_state = V.check_bool("return_state", return_state)
-    layer.go_backwards = V.check_bool("go_backwards", go_backwards)
+class RecurrentArguments:
+    """The arguments the recurrent layers share (RNNBase's, ConvLSTM2D's), checked once."""
+
+    def set_recurrent_arguments(self, activation: Any, recurrent_activation: Any,
+                                use_bias: Any, kernel_initializer: Any,
+                                recurrent_initializer: Any, bias_initializer: Any,
+                                kernel_regularizer: Any, recurrent_regularizer: Any,
+                                bias_regularizer: Any, return_sequences: Any,
+                                return_state: Any, go_backwards: Any) -> None:
+        self.act = _gate_activation("activation", activation)
+        self.rec_act = _gate_activation("recurrent_activation", recurrent_activation)
+        self.use_bias = V.check_bool("use_bias", use_bias)
+        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
+        self.recurrent_initializer = _initializer("recurrent_initializer",
+                                                  recurrent_initializer)
+        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
+        self.recurrent_regularizer = _regularizer("recurrent_regularizer",
+                                                  recurrent_regularizer)
+        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
+        self.return_sequences = V.check_bool("return_sequences", return_sequences)
+        self.return_state = V.check_bool("return_state", return_state)
+        self.go_backwards = V.check_bool("go_backwards", go_backwards)
 
 
 class TakesInitialState(Layer):
@@ -103,7 +107,7 @@ class TakesInitialState(Layer):
             self._initial_state, self.n_inputs = True, None
 
 
-class RNNBase(RecurrentDropout, TakesInitialState):
+class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
 
     cell = SIMPLE
@@ -125,10 +129,11 @@ class RNNBase(RecurrentDropout, TakesInitialState):
         self.units = V.check_positive_int("units", units)
         if self.units >= 2**31:
             raise ValueError(f"units must be below 2**31. Received: units={units}")
-        set_recurrent_arguments(self, activation, recurrent_activation, use_bias,
-                                kernel_initializer, recurrent_initializer, bias_initializer,
-                                kernel_regularizer, recurrent_regularizer, bias_regularizer,
-                                return_sequences, return_state, go_backwards)
+        self.set_recurrent_arguments(activation, recurrent_activation, use_bias,
+                                     kernel_initializer, recurrent_initializer,
+                                     bias_initializer, kernel_regularizer,
+                                     recurrent_regularizer, bias_regularizer,
+                                     return_sequences, return_state, go_backwards)
         self.zero_output_for_mask = V.check_bool("zero_output_for_mask", zero_output_for_mask)
         self._initial_state = False       # called with initial states (extra inputs)
         self._init_dropout(dropout, recurrent_dropout, seed)
