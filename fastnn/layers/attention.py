@@ -18,7 +18,7 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn import _validation as V
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, steps_real_in_all
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, mask_input_and_steps
 from fastnn.layers.core import _initializer, _regularizer, _serialize
 from fastnn.layers.regularization import check_seed, stream_state
 
@@ -311,11 +311,10 @@ class MultiHeadAttention(DropoutStream, Layer):
         """The forward's buffers and their views: per input, its projection p (n, L, widths)
         as rows for the product and as heads; lse, the merged heads and the output."""
         n, H = ctx.rows, self.num_heads
-        v: dict[str, Any] = {"p2": [], "mask": None}
+        v: dict[str, Any] = {"p2": []}
         heads: dict[str, Any] = {}
         for i, (roles, L) in enumerate(zip(self.input_roles, lengths)):
             if roles == "m":
-                v["mask"] = ctx.rows_buffer("mask", (L,), dtype=bool)
                 v["p2"].append(None)
                 continue
             p = ctx.rows_buffer(f"p{i}", (L, self._widths(roles)))
@@ -356,14 +355,18 @@ class MultiHeadAttention(DropoutStream, Layer):
     def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
         return mask[0] if isinstance(mask, list) else mask
 
-    def _step_mask(self, ctx: Slot, given: Any) -> Any:
-        """The key padding mask with the step masks of the key and value inputs (from
-        Embedding(mask_zero=True) or Masking): a padded key is attended by no query. The
-        query's own mask only passes to the output (Keras also masks the padded queries' rows,
-        whose outputs the layers after it then ignore)."""
-        masks = ctx.mask if isinstance(ctx.mask, list) else [ctx.mask]
-        keys = [m for roles, m in zip(self.input_roles, masks) if "k" in roles or "v" in roles]
-        return steps_real_in_all(ctx, "step_mask", [*keys, given])
+    def _key_mask(self, ctx: Slot, xs: list[Any]) -> Any:
+        """The key padding mask: the attention_mask input with the step masks of the key and
+        value inputs (from Embedding(mask_zero=True) or Masking): a padded key is attended by
+        no query. The query's own mask only passes to the output (Keras also masks the padded
+        queries' rows, whose outputs the layers after it then ignore)."""
+        given = xs[self.input_roles.index("m")] if "m" in self.input_roles else None
+        keys = []
+        if ctx.mask is not None:
+            masks = ctx.mask if isinstance(ctx.mask, list) else [ctx.mask]
+            keys = [m for roles, m in zip(self.input_roles, masks)
+                    if "k" in roles or "v" in roles]
+        return mask_input_and_steps(ctx, "step_mask", given, keys)
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
@@ -372,16 +375,12 @@ class MultiHeadAttention(DropoutStream, Layer):
         n = xs[0].shape[0]
         lengths = tuple(t.shape[1] for t in xs)
         v = ctx.views(("mha", lengths), lambda: self._forward_views(ctx, lengths))
-        mask = None
         for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
             if roles == "m":
-                mask = v["mask"]
-                np.not_equal(t, 0, out=mask)
                 continue
             w, b = self._group(ctx, i, roles)
             be.dense_forward(t.reshape(n * lengths[i], -1), w, b, A.LINEAR, 0.0, v["p2"][i])
-        if ctx.mask is not None:
-            mask = self._step_mask(ctx, mask)
+        mask = self._key_mask(ctx, xs)
         key = self.next_key(training)
         drop = {} if key is None else {"dropout": self.dropout, "dropout_key": key}
         ctx.saved["drop"] = drop

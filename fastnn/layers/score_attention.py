@@ -22,7 +22,7 @@ import numpy as np
 
 from fastnn import _validation as V
 from fastnn.layers.attention import DropoutStream
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, mask_input_and_steps
 from fastnn.layers.core import _initializer
 
 _ROLES = ("q", "v", "k", "qm", "vm")
@@ -156,17 +156,8 @@ class _ScoreAttention(DropoutStream, Layer):
         mask inputs (nonzero: take part) and the step masks of the query and value inputs."""
         given = ctx.mask if isinstance(ctx.mask, list) else [None] * len(self.input_roles)
         steps = dict(zip(self.input_roles, given))
-        out = []
-        for tensor, role in (("qm", "q"), ("vm", "v")):
-            m = steps.get(role)
-            if tensor in xs:
-                mine = ctx.rows_buffer(tensor, xs[tensor].shape[1:], dtype=bool)
-                np.not_equal(xs[tensor], 0, out=mine)
-                if m is not None:
-                    np.logical_and(mine, m, out=mine)
-                m = mine
-            out.append(m)
-        q, v = out
+        q, v = (mask_input_and_steps(ctx, tensor, xs.get(tensor), [steps.get(role)])
+                for tensor, role in (("qm", "q"), ("vm", "v")))
         if v is None:
             return q, None
         v8 = ctx.rows_buffer("vm8", v.shape[1:], dtype=np.uint8)
