@@ -18,6 +18,7 @@ from fastnn.backends import get_backend
 from fastnn.layers.recurrent_dropout import _BACKWARDS_SALT, _REC_SALT
 
 from _finite_differences import check_model_gradients
+from _stream_files import reload_and_train_alike
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -203,22 +204,12 @@ def test_files_continue_the_stream(tmp_path):
     out = fnn.ConvLSTM2D(2, 3, padding="same", dropout=0.2, recurrent_dropout=0.3)(
         inp, initial_state=[h0, c0])
     model = fnn.Model([inp, h0, c0], out, seed=3)
-    model.compile("mse", optimizer="sgd")
     rng = np.random.default_rng(8)
     xs = [rng.normal(size=s).astype(np.float32) for s in
           ((4, 3, 5, 5, 1), (4, 5, 5, 2), (4, 5, 5, 2))]
     y = rng.normal(size=(4, 5, 5, 2)).astype(np.float32)
-    model.train_on_batch(xs, y)
-    path = str(tmp_path / "m.fnn")
-    model.save(path)
-    again = fnn.load(path)
-    again.compile("mse", optimizer="sgd")
-    layer = [lay for lay in again.layers if isinstance(lay, fnn.ConvLSTM2D)][0]
-    assert (layer.dropout, layer.recurrent_dropout, layer.calls) == (0.2, 0.3, 1)
-    for _ in range(2):
-        model.train_on_batch(xs, y), again.train_on_batch(xs, y)
-    for a, b in zip(model.get_weights(), again.get_weights()):
-        assert np.array_equal(a, b)
+    layer = reload_and_train_alike(model, xs, y, str(tmp_path / "m.fnn"), fnn.ConvLSTM2D)
+    assert (layer.dropout, layer.recurrent_dropout, layer.calls) == (0.2, 0.3, 3)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "fast"])

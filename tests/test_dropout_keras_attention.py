@@ -11,6 +11,7 @@ import pytest
 
 import fastnn as fnn
 from _finite_differences import check_model_gradients
+from _stream_files import reload_and_train_alike
 from fastnn.backends import get_backend
 from fastnn.layers.attention import dropout_key
 
@@ -205,20 +206,10 @@ def test_files_continue_the_stream(tmp_path, cls, kw):
     q, v = fnn.Input((4, 3)), fnn.Input((6, 3))
     h = fnn.Dense(3)(q)
     model = fnn.Model([q, v], cls(dropout=0.3, **kw)([h, v]), seed=3)
-    model.compile("mse", optimizer="sgd")
     xs = [a.astype(np.float32) for a in _inputs(8)]
     y = np.random.default_rng(9).normal(size=(2, 4, 3)).astype(np.float32)
-    model.train_on_batch(xs, y)
-    path = str(tmp_path / "m.fnn")
-    model.save(path)
-    again = fnn.load(path)
-    again.compile("mse", optimizer="sgd")
-    layer = [lay for lay in again.layers if isinstance(lay, cls)][0]
-    assert layer.dropout == 0.3 and layer.calls == 1
-    for _ in range(2):
-        model.train_on_batch(xs, y), again.train_on_batch(xs, y)
-    for a, b in zip(model.get_weights(), again.get_weights()):
-        assert np.array_equal(a, b)
+    layer = reload_and_train_alike(model, xs, y, str(tmp_path / "m.fnn"), cls)
+    assert layer.dropout == 0.3 and layer.calls == 3
 
 
 @pytest.mark.parametrize("cls", [fnn.Attention, fnn.AdditiveAttention])
