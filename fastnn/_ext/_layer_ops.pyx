@@ -18,7 +18,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport cos, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 from fastnn._ext._parallel cimport threads_for
 
@@ -651,6 +652,252 @@ def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, 
                 for j in range(wo):
                     _sample_back(image, h, w, c, cols[j], rows[i], bilinear, fill_mode,
                                  &dy[s, i, j, 0])
+
+
+# ---------------------------------------------------------------------------- separable grid
+# The same reads as resample_grid (a grid of rows x columns, the same for every image: Resizing,
+# CenterCrop, RandomCrop), in separable form: tables built once per grid
+# (fastnn/backends/numpy_layer_ops.py: grid_tables) give each output row its two input rows and
+# weights, and each value of an output row (pixel * c + channel) its two offsets in an input row
+# (-1: the fill) and weights; a tap of weight 0 reads nothing. An input row is first resampled
+# along itself (the column taps, in double), then two such rows are blended per output row. A
+# thread owns a contiguous run of the (image, output row) pairs and keeps the last resampled
+# input rows, so each is computed about once; every value is computed the same way on any
+# thread count, in the twin's order (built without FP contraction): the same bits.
+
+cdef inline double _blend2(double a, double va, double b, double vb) noexcept nogil:
+    if a != 0:
+        if b != 0:
+            return a * va + b * vb
+        return a * va
+    if b != 0:
+        return b * vb
+    return 0.0
+
+
+cdef void _resample_row(const floating *src, Py_ssize_t m, const int64_t *e0, const int64_t *e1,
+                        const double *ca, const double *cb, bint fills, double fill,
+                        double *out) noexcept nogil:
+    """out[k] := the row src (NULL: all fill) read at the column taps of value k."""
+    cdef Py_ssize_t k
+    cdef double v0, v1
+    if src == NULL:
+        for k in range(m):
+            out[k] = _blend2(ca[k], fill, cb[k], fill)
+    elif fills:
+        for k in range(m):
+            v0 = fill if e0[k] < 0 else <double>src[e0[k]]
+            v1 = fill if e1[k] < 0 else <double>src[e1[k]]
+            out[k] = _blend2(ca[k], v0, cb[k], v1)
+    else:
+        for k in range(m):
+            out[k] = _blend2(ca[k], <double>src[e0[k]], cb[k], <double>src[e1[k]])
+
+
+cdef double *_cached_row(const floating *x, Py_ssize_t row, Py_ssize_t wc, Py_ssize_t m,
+                         const int64_t *ci, const double *cw, bint fills, double fill,
+                         double *buf, Py_ssize_t *tag, const double *keep) noexcept nogil:
+    """Input row `row` (of the batch) resampled along itself: from its slot (row & 1) of buf
+    when it is there, else computed into that slot, or into the spare (buf + 2 m) when the
+    slot holds `keep`, the other row an output row needs."""
+    cdef Py_ssize_t slot = row & 1
+    cdef double *out = buf + slot * m
+    if tag[slot] == row:
+        return out
+    if out == keep:
+        out = buf + 2 * m
+    else:
+        tag[slot] = row
+    _resample_row(x + row * wc, m, ci, ci + m, cw, cw + m, fills, fill, out)
+    return out
+
+
+cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho,
+                     Py_ssize_t m, const int64_t *ri, const double *rw, const int64_t *ci,
+                     const double *cw, bint bilinear, bint fills, floating fill,
+                     floating *y, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """Output rows first..last-1 of the batch (row r: image r // ho, row r % ho); 1 when out
+    of memory."""
+    cdef Py_ssize_t r, s, i, k, p, q
+    cdef const floating *src
+    cdef floating *out
+    cdef double a, b
+    cdef double *buf
+    cdef double *hp
+    cdef double *hq
+    cdef double *filled
+    cdef Py_ssize_t tag[2]
+    if not bilinear:
+        for r in range(first, last):
+            s = r // ho
+            i = r - s * ho
+            out = y + r * m
+            p = ri[i]
+            if p < 0:
+                for k in range(m):
+                    out[k] = fill
+                continue
+            src = x + (s * h + p) * wc
+            if fills:
+                for k in range(m):
+                    out[k] = fill if ci[k] < 0 else src[ci[k]]
+            else:
+                for k in range(m):
+                    out[k] = src[ci[k]]
+        return 0
+    buf = <double *>malloc(4 * m * sizeof(double))
+    if buf == NULL:
+        return 1
+    filled = buf + 3 * m
+    _resample_row(<const floating *>NULL, m, ci, ci + m, cw, cw + m, fills, fill, filled)
+    tag[0] = tag[1] = -1
+    for r in range(first, last):
+        s = r // ho
+        i = r - s * ho
+        a, b = rw[i], rw[ho + i]
+        hp = hq = filled
+        p = ri[i]
+        if a != 0 and p >= 0:
+            hp = _cached_row(x, s * h + p, wc, m, ci, cw, fills, fill, buf, tag, NULL)
+        q = ri[ho + i]
+        if b != 0 and q >= 0:
+            hq = _cached_row(x, s * h + q, wc, m, ci, cw, fills, fill, buf, tag, hp)
+        out = y + r * m
+        if a != 0 and b != 0:
+            for k in range(m):
+                out[k] = <floating>(a * hp[k] + b * hq[k])
+        elif a != 0:
+            for k in range(m):
+                out[k] = <floating>(a * hp[k])
+        elif b != 0:
+            for k in range(m):
+                out[k] = <floating>(b * hq[k])
+        else:
+            for k in range(m):
+                out[k] = 0
+    free(buf)
+    return 0
+
+
+cdef _check_tables(const int64_t[:, ::1] row_index, const double[:, ::1] row_weight,
+                   const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
+                   Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho, Py_ssize_t m):
+    """The tables' shapes against the images', and every index in [-1, size)."""
+    cdef Py_ssize_t k
+    if (row_index.shape[0], row_index.shape[1]) != (2, ho) or (row_weight.shape[0], row_weight.shape[1]) != (2, ho):
+        raise ValueError(f"row_index and row_weight must have shape (2, {ho}); got "
+                         f"{(row_index.shape[0], row_index.shape[1])} and {(row_weight.shape[0], row_weight.shape[1])}")
+    if (col_index.shape[0], col_index.shape[1]) != (2, m) or (col_weight.shape[0], col_weight.shape[1]) != (2, m):
+        raise ValueError(f"col_index and col_weight must have shape (2, {m}); got "
+                         f"{(col_index.shape[0], col_index.shape[1])} and {(col_weight.shape[0], col_weight.shape[1])}")
+    for k in range(ho):
+        if not (-1 <= row_index[0, k] < h and -1 <= row_index[1, k] < h):
+            raise ValueError(f"row_index must lie in [-1, {h}); got "
+                             f"{row_index[0, k]}, {row_index[1, k]} at {k}")
+    for k in range(m):
+        if not (-1 <= col_index[0, k] < wc and -1 <= col_index[1, k] < wc):
+            raise ValueError(f"col_index must lie in [-1, {wc}); got "
+                             f"{col_index[0, k]}, {col_index[1, k]} at {k}")
+
+
+def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
+                     const int64_t[:, ::1] row_index,     # IN  (2, ho) input rows, -1 the fill
+                     const double[:, ::1] row_weight,     # IN  (2, ho)
+                     const int64_t[:, ::1] col_index,     # IN  (2, wo c) offsets in a row
+                     const double[:, ::1] col_weight,     # IN  (2, wo c)
+                     int bilinear, double fill_value,
+                     floating[:, :, :, ::1] y):           # OUT (n, ho, wo, c)
+    """y[s, i] := the rows row_index[:, i] of x_s, each read at the column taps, blended by
+    row_weight[:, i] (nearest: the row row_index[0, i] read at col_index[0]); see above"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], wc = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t ho = y.shape[1], m = y.shape[2] * y.shape[3], rows, t, nt
+    cdef floating fill = <floating>fill_value
+    cdef bint fills = False
+    cdef int failed = 0
+    if y.shape[0] != n or y.shape[3] != x.shape[3]:
+        raise ValueError(f"y must have shape ({n}, ho, wo, {x.shape[3]}); got "
+                         f"{(y.shape[0], y.shape[1], y.shape[2], y.shape[3])}")
+    _check_tables(row_index, row_weight, col_index, col_weight, h, wc, ho, m)
+    if n == 0 or ho == 0 or m == 0:
+        return
+    if wc == 0 or h == 0:
+        raise ValueError(f"x must not be empty; got shape {(x.shape[0], x.shape[1], x.shape[2], x.shape[3])}")
+    for t in range(m):
+        fills = fills or col_index[0, t] < 0 or col_index[1, t] < 0
+    rows = n * ho
+    nt = threads_for(rows * m)
+    with nogil:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            if _resize_run(&x[0, 0, 0, 0], h, wc, ho, m, &row_index[0, 0], &row_weight[0, 0],
+                           &col_index[0, 0], &col_weight[0, 0], bilinear, fills, fill,
+                           &y[0, 0, 0, 0], rows * t // nt, rows * (t + 1) // nt):
+                failed += 1
+    if failed:
+        raise MemoryError("resize_separable: out of memory")
+
+
+cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho,
+                            Py_ssize_t m, const int64_t *ri, const double *rw,
+                            const int64_t *ci, const double *cw,
+                            floating *dx) noexcept nogil:
+    """One image's adjoint (see resize_separable_backward); 1 when out of memory."""
+    cdef Py_ssize_t i, k, t, p
+    cdef double a
+    cdef const floating *g
+    cdef double *acc = <double *>malloc((h + 1) * wc * sizeof(double))
+    cdef double *row
+    if acc == NULL:
+        return 1
+    row = acc + h * wc
+    memset(acc, 0, h * wc * sizeof(double))
+    for i in range(ho):
+        g = dy + i * m
+        memset(row, 0, wc * sizeof(double))
+        for k in range(m):
+            for t in range(2):
+                p = ci[t * m + k]
+                a = cw[t * m + k]
+                if a != 0 and p >= 0:
+                    row[p] = row[p] + a * g[k]
+        for t in range(2):
+            p = ri[t * ho + i]
+            a = rw[t * ho + i]
+            if a != 0 and p >= 0:
+                for k in range(wc):
+                    acc[p * wc + k] = acc[p * wc + k] + a * row[k]
+    for k in range(h * wc):
+        dx[k] = <floating>acc[k]
+    free(acc)
+    return 0
+
+
+def resize_separable_backward(const floating[:, :, :, ::1] dy,    # IN  (n, ho, wo, c)
+                              const int64_t[:, ::1] row_index, const double[:, ::1] row_weight,
+                              const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
+                              floating[:, :, :, ::1] dx):         # OUT (n, h, w, c)
+    """dx := the adjoint of resize_separable applied to dy (the fill takes none): per output
+    row, the column taps' adjoint (value by value, tap 0 then tap 1), then added to the input
+    rows it read (tap 0 then tap 1), in double, cast once; a thread owns whole images"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], wc = dx.shape[2] * dx.shape[3]
+    cdef Py_ssize_t ho = dy.shape[1], m = dy.shape[2] * dy.shape[3], s
+    cdef int failed = 0
+    if dy.shape[0] != n or dy.shape[3] != dx.shape[3]:
+        raise ValueError(f"dy must have shape ({n}, ho, wo, {dx.shape[3]}); got "
+                         f"{(dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])}")
+    _check_tables(row_index, row_weight, col_index, col_weight, h, wc, ho, m)
+    if n == 0 or h == 0 or wc == 0:
+        return
+    with nogil:
+        for s in prange(n, schedule="static", num_threads=threads_for(n * (h * wc + ho * m))):
+            if _resize_image_back(&dy[s, 0, 0, 0] if ho * m else <const floating *>NULL, h, wc,
+                                  ho, m, &row_index[0, 0] if ho else <const int64_t *>NULL,
+                                  &row_weight[0, 0] if ho else <const double *>NULL,
+                                  &col_index[0, 0] if m else <const int64_t *>NULL,
+                                  &col_weight[0, 0] if m else <const double *>NULL,
+                                  &dx[s, 0, 0, 0]):
+                failed += 1
+    if failed:
+        raise MemoryError("resize_separable_backward: out of memory")
 
 
 # ---------------------------------------------------------------------------- PReLU
