@@ -675,52 +675,71 @@ cdef inline double _blend2(double a, double va, double b, double vb) noexcept no
     return 0.0
 
 
-cdef void _resample_row(const floating *src, Py_ssize_t m, const int64_t *e0, const int64_t *e1,
-                        const double *ca, const double *cb, bint fills, double fill,
+ctypedef struct _ColumnTaps:
+    Py_ssize_t m                  # values in an output row
+    const int64_t *e0             # (m,) offsets in an input row, -1 the fill
+    const int64_t *e1
+    const double *ca              # (m,) weights
+    const double *cb
+    const int64_t *p0             # e0, e1 with -1 read as 0: the plain loop's offsets
+    const int64_t *p1
+    const int64_t *special        # the values with a weight 0 or a fill tap (recomputed)
+    Py_ssize_t n_special
+    double fill
+
+
+cdef void _resample_row(const floating *src, const _ColumnTaps *t,
                         double *out) noexcept nogil:
-    """out[k] := the row src (NULL: all fill) read at the column taps of value k."""
-    cdef Py_ssize_t k
-    cdef double v0, v1
+    """out[k] := the row src (NULL: all fill) read at the column taps of value k: every value
+    by the plain formula (branch-free), then the special ones again with the weight-0 and
+    fill rules (the plain one reads them at offset 0 and may have met an inf there)."""
+    cdef Py_ssize_t k, u, m = t.m
+    cdef double v0, v1, fill = t.fill
+    cdef const int64_t *p0 = t.p0
+    cdef const int64_t *p1 = t.p1
+    cdef const double *ca = t.ca
+    cdef const double *cb = t.cb
     if src == NULL:
         for k in range(m):
             out[k] = _blend2(ca[k], fill, cb[k], fill)
-    elif fills:
-        for k in range(m):
-            v0 = fill if e0[k] < 0 else <double>src[e0[k]]
-            v1 = fill if e1[k] < 0 else <double>src[e1[k]]
-            out[k] = _blend2(ca[k], v0, cb[k], v1)
-    else:
-        for k in range(m):
-            out[k] = _blend2(ca[k], <double>src[e0[k]], cb[k], <double>src[e1[k]])
+        return
+    for k in range(m):
+        out[k] = ca[k] * <double>src[p0[k]] + cb[k] * <double>src[p1[k]]
+    for u in range(t.n_special):
+        k = t.special[u]
+        v0 = fill if t.e0[k] < 0 else <double>src[t.e0[k]]
+        v1 = fill if t.e1[k] < 0 else <double>src[t.e1[k]]
+        out[k] = _blend2(ca[k], v0, cb[k], v1)
 
 
-cdef double *_cached_row(const floating *x, Py_ssize_t row, Py_ssize_t wc, Py_ssize_t m,
-                         const int64_t *ci, const double *cw, bint fills, double fill,
-                         double *buf, Py_ssize_t *tag, const double *keep) noexcept nogil:
+cdef double *_cached_row(const floating *x, Py_ssize_t row, Py_ssize_t wc,
+                         const _ColumnTaps *t, double *buf, Py_ssize_t *tag,
+                         const double *keep) noexcept nogil:
     """Input row `row` (of the batch) resampled along itself: from its slot (row & 1) of buf
     when it is there, else computed into that slot, or into the spare (buf + 2 m) when the
     slot holds `keep`, the other row an output row needs."""
     cdef Py_ssize_t slot = row & 1
-    cdef double *out = buf + slot * m
+    cdef double *out = buf + slot * t.m
     if tag[slot] == row:
         return out
     if out == keep:
-        out = buf + 2 * m
+        out = buf + 2 * t.m
     else:
         tag[slot] = row
-    _resample_row(x + row * wc, m, ci, ci + m, cw, cw + m, fills, fill, out)
+    _resample_row(x + row * wc, t, out)
     return out
 
 
 cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho,
-                     Py_ssize_t m, const int64_t *ri, const double *rw, const int64_t *ci,
-                     const double *cw, bint bilinear, bint fills, floating fill,
-                     floating *y, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+                     const int64_t *ri, const double *rw, const _ColumnTaps *t,
+                     bint bilinear, floating *y, Py_ssize_t first,
+                     Py_ssize_t last) noexcept nogil:
     """Output rows first..last-1 of the batch (row r: image r // ho, row r % ho); 1 when out
     of memory."""
-    cdef Py_ssize_t r, s, i, k, p, q
+    cdef Py_ssize_t r, s, i, k, p, q, m = t.m
     cdef const floating *src
     cdef floating *out
+    cdef floating fill = <floating>t.fill
     cdef double a, b
     cdef double *buf
     cdef double *hp
@@ -738,18 +757,17 @@ cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t 
                     out[k] = fill
                 continue
             src = x + (s * h + p) * wc
-            if fills:
-                for k in range(m):
-                    out[k] = fill if ci[k] < 0 else src[ci[k]]
-            else:
-                for k in range(m):
-                    out[k] = src[ci[k]]
+            for k in range(m):
+                out[k] = src[t.p0[k]]
+            for k in range(t.n_special):
+                if t.e0[t.special[k]] < 0:
+                    out[t.special[k]] = fill
         return 0
     buf = <double *>malloc(4 * m * sizeof(double))
     if buf == NULL:
         return 1
     filled = buf + 3 * m
-    _resample_row(<const floating *>NULL, m, ci, ci + m, cw, cw + m, fills, fill, filled)
+    _resample_row(<const floating *>NULL, t, filled)
     tag[0] = tag[1] = -1
     for r in range(first, last):
         s = r // ho
@@ -758,10 +776,10 @@ cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t 
         hp = hq = filled
         p = ri[i]
         if a != 0 and p >= 0:
-            hp = _cached_row(x, s * h + p, wc, m, ci, cw, fills, fill, buf, tag, NULL)
+            hp = _cached_row(x, s * h + p, wc, t, buf, tag, NULL)
         q = ri[ho + i]
         if b != 0 and q >= 0:
-            hq = _cached_row(x, s * h + q, wc, m, ci, cw, fills, fill, buf, tag, hp)
+            hq = _cached_row(x, s * h + q, wc, t, buf, tag, hp)
         out = y + r * m
         if a != 0 and b != 0:
             for k in range(m):
@@ -784,12 +802,16 @@ cdef _check_tables(const int64_t[:, ::1] row_index, const double[:, ::1] row_wei
                    Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho, Py_ssize_t m):
     """The tables' shapes against the images', and every index in [-1, size)."""
     cdef Py_ssize_t k
-    if (row_index.shape[0], row_index.shape[1]) != (2, ho) or (row_weight.shape[0], row_weight.shape[1]) != (2, ho):
-        raise ValueError(f"row_index and row_weight must have shape (2, {ho}); got "
-                         f"{(row_index.shape[0], row_index.shape[1])} and {(row_weight.shape[0], row_weight.shape[1])}")
-    if (col_index.shape[0], col_index.shape[1]) != (2, m) or (col_weight.shape[0], col_weight.shape[1]) != (2, m):
-        raise ValueError(f"col_index and col_weight must have shape (2, {m}); got "
-                         f"{(col_index.shape[0], col_index.shape[1])} and {(col_weight.shape[0], col_weight.shape[1])}")
+    cdef tuple ris = (row_index.shape[0], row_index.shape[1])
+    cdef tuple rws = (row_weight.shape[0], row_weight.shape[1])
+    cdef tuple cis = (col_index.shape[0], col_index.shape[1])
+    cdef tuple cws = (col_weight.shape[0], col_weight.shape[1])
+    if ris != (2, ho) or rws != (2, ho):
+        raise ValueError(f"row_index and row_weight must have shape (2, {ho}); got {ris} and "
+                         f"{rws}")
+    if cis != (2, m) or cws != (2, m):
+        raise ValueError(f"col_index and col_weight must have shape (2, {m}); got {cis} and "
+                         f"{cws}")
     for k in range(ho):
         if not (-1 <= row_index[0, k] < h and -1 <= row_index[1, k] < h):
             raise ValueError(f"row_index must lie in [-1, {h}); got "
@@ -811,8 +833,7 @@ def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
     row_weight[:, i] (nearest: the row row_index[0, i] read at col_index[0]); see above"""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], wc = x.shape[2] * x.shape[3]
     cdef Py_ssize_t ho = y.shape[1], m = y.shape[2] * y.shape[3], rows, t, nt
-    cdef floating fill = <floating>fill_value
-    cdef bint fills = False
+    cdef _ColumnTaps taps
     cdef int failed = 0
     if y.shape[0] != n or y.shape[3] != x.shape[3]:
         raise ValueError(f"y must have shape ({n}, ho, wo, {x.shape[3]}); got "
@@ -821,17 +842,28 @@ def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
     if n == 0 or ho == 0 or m == 0:
         return
     if wc == 0 or h == 0:
-        raise ValueError(f"x must not be empty; got shape {(x.shape[0], x.shape[1], x.shape[2], x.shape[3])}")
-    for t in range(m):
-        fills = fills or col_index[0, t] < 0 or col_index[1, t] < 0
+        raise ValueError(f"x must not be empty; got shape "
+                         f"{(x.shape[0], x.shape[1], x.shape[2], x.shape[3])}")
+    plain = np.maximum(col_index, 0)
+    w = np.asarray(col_weight)
+    if bilinear:
+        special = np.flatnonzero((w[0] == 0) | (w[1] == 0) | (plain != col_index).any(0))
+    else:
+        special = np.flatnonzero(plain[0] != col_index[0])
+    cdef const int64_t[:, ::1] plain_v = plain
+    cdef const int64_t[::1] special_v = special if special.shape[0] else np.zeros(1, np.int64)
+    taps.m, taps.e0, taps.e1 = m, &col_index[0, 0], &col_index[1, 0]
+    taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
+    taps.p0, taps.p1 = &plain_v[0, 0], &plain_v[1, 0]
+    taps.special, taps.n_special = &special_v[0], special.shape[0]
+    taps.fill = <double><floating>fill_value
     rows = n * ho
     nt = threads_for(rows * m)
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
-            if _resize_run(&x[0, 0, 0, 0], h, wc, ho, m, &row_index[0, 0], &row_weight[0, 0],
-                           &col_index[0, 0], &col_weight[0, 0], bilinear, fills, fill,
-                           &y[0, 0, 0, 0], rows * t // nt, rows * (t + 1) // nt):
-                failed += 1
+            failed += _resize_run(&x[0, 0, 0, 0], h, wc, ho, &row_index[0, 0],
+                                  &row_weight[0, 0], &taps, bilinear, &y[0, 0, 0, 0],
+                                  rows * t // nt, rows * (t + 1) // nt)
     if failed:
         raise MemoryError("resize_separable: out of memory")
 
