@@ -129,7 +129,7 @@ def test_backward_is_the_adjoint_on_any_grid(mode, bilinear, backend):
     x = rng.standard_normal((3, 9, 7, 2))
     rows, cols = rng.uniform(-12, 20, 11), rng.uniform(-9, 15, 6)
     rows[0], cols[0], rows[1] = 2.0, 3.0, 2.0
-    tables = grid_tables(rows, cols, 9, 7, 2, bilinear, mode)
+    tables = grid_tables(rows, cols, 9, 7, bilinear, mode)
     be = get_backend(backend)
     y = np.empty((3, 11, 6, 2))
     be.resize_separable(x, *tables, bilinear, 0.0, y)
@@ -178,7 +178,7 @@ def test_inf_and_nan_stay_at_their_pixels(backend):
 
 def _good():
     x = np.zeros((2, 4, 5, 3))
-    tables = grid_tables(np.arange(3.0), np.arange(2.0), 4, 5, 3, True, 1)
+    tables = grid_tables(np.arange(3.0), np.arange(2.0), 4, 5, True, 1)
     return x, list(tables), np.zeros((2, 3, 2, 3))
 
 
@@ -192,7 +192,7 @@ def test_bad_tables_are_refused(backend):
         bad = list(t)
         bad[k] = np.ascontiguousarray(bad[k][:, 1:])
         cases.append((bad, name))
-    for k, name, value in ((0, "row_index", 4), (0, "row_index", -2), (2, "col_index", 15),
+    for k, name, value in ((0, "row_index", 4), (0, "row_index", -2), (2, "col_index", 5),
                            (2, "col_index", -3)):
         bad = [a.copy() for a in t]
         bad[k][1, 0] = value

@@ -658,12 +658,12 @@ def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, 
 # The same reads as resample_grid (a grid of rows x columns, the same for every image: Resizing,
 # CenterCrop, RandomCrop), in separable form: tables built once per grid
 # (fastnn/backends/numpy_layer_ops.py: grid_tables) give each output row its two input rows and
-# weights, and each value of an output row (pixel * c + channel) its two offsets in an input row
-# (-1: the fill) and weights; a tap of weight 0 reads nothing. An input row is first resampled
-# along itself (the column taps, in double), then two such rows are blended per output row. A
-# thread owns a contiguous run of the (image, output row) pairs and keeps the last resampled
-# input rows, so each is computed about once; every value is computed the same way on any
-# thread count, in the twin's order (built without FP contraction): the same bits.
+# weights, and each output column its two input columns and weights (-1: the fill); a tap of
+# weight 0 reads nothing. An input row is first resampled along itself (the column taps, all c
+# channels of a pixel, in double), then two such rows are blended per output row. A thread owns
+# a contiguous run of the (image, output row) pairs and keeps the last resampled input rows, so
+# each is computed about once; every value is computed the same way on any thread count, in
+# the twin's order (built without FP contraction): the same bits.
 
 cdef inline double _blend2(double a, double va, double b, double vb) noexcept nogil:
     if a != 0:
@@ -676,54 +676,72 @@ cdef inline double _blend2(double a, double va, double b, double vb) noexcept no
 
 
 ctypedef struct _ColumnTaps:
-    Py_ssize_t m                  # values in an output row
-    const int64_t *e0             # (m,) offsets in an input row, -1 the fill
+    Py_ssize_t wo                 # output columns
+    Py_ssize_t c                  # channels
+    const int64_t *e0             # (wo,) input columns, -1 the fill
     const int64_t *e1
-    const double *ca              # (m,) weights
+    const double *ca              # (wo,) weights
     const double *cb
-    const int64_t *p0             # e0, e1 with -1 read as 0: the plain loop's offsets
+    const int64_t *p0             # (wo,) where e0, e1 start in a row (c e; the fill read at 0)
     const int64_t *p1
-    const int64_t *special        # the values with a weight 0 or a fill tap (recomputed)
+    const int64_t *special        # the columns with a weight 0 or a fill tap (recomputed)
     Py_ssize_t n_special
     double fill
 
 
 cdef void _resample_row(const floating *src, const _ColumnTaps *t,
                         double *out) noexcept nogil:
-    """out[k] := the row src (NULL: all fill) read at the column taps of value k: every value
-    by the plain formula (branch-free), then the special ones again with the weight-0 and
-    fill rules (the plain one reads them at offset 0 and may have met an inf there)."""
-    cdef Py_ssize_t k, u, m = t.m
-    cdef double v0, v1, fill = t.fill
+    """out[j c + ch] := the row src (NULL: all fill) read at column j's taps: every column by
+    the plain formula (branch-free), then the special ones again with the weight-0 and fill
+    rules (the plain one reads them at offset 0 and may have met an inf there)."""
+    cdef Py_ssize_t j, u, ch, c = t.c, wo = t.wo
+    cdef double v0, v1, a, b, fill = t.fill
     cdef const int64_t *p0 = t.p0
     cdef const int64_t *p1 = t.p1
     cdef const double *ca = t.ca
     cdef const double *cb = t.cb
+    cdef const floating *s0
+    cdef const floating *s1
     if src == NULL:
-        for k in range(m):
-            out[k] = _blend2(ca[k], fill, cb[k], fill)
+        for j in range(wo):
+            v0 = _blend2(ca[j], fill, cb[j], fill)
+            for ch in range(c):
+                out[j * c + ch] = v0
         return
-    for k in range(m):
-        out[k] = ca[k] * <double>src[p0[k]] + cb[k] * <double>src[p1[k]]
+    if c == 3:
+        for j in range(wo):
+            a, b, s0, s1 = ca[j], cb[j], src + p0[j], src + p1[j]
+            out[3 * j] = a * <double>s0[0] + b * <double>s1[0]
+            out[3 * j + 1] = a * <double>s0[1] + b * <double>s1[1]
+            out[3 * j + 2] = a * <double>s0[2] + b * <double>s1[2]
+    elif c == 1:
+        for j in range(wo):
+            out[j] = ca[j] * <double>src[p0[j]] + cb[j] * <double>src[p1[j]]
+    else:
+        for j in range(wo):
+            a, b, s0, s1 = ca[j], cb[j], src + p0[j], src + p1[j]
+            for ch in range(c):
+                out[j * c + ch] = a * <double>s0[ch] + b * <double>s1[ch]
     for u in range(t.n_special):
-        k = t.special[u]
-        v0 = fill if t.e0[k] < 0 else <double>src[t.e0[k]]
-        v1 = fill if t.e1[k] < 0 else <double>src[t.e1[k]]
-        out[k] = _blend2(ca[k], v0, cb[k], v1)
+        j = t.special[u]
+        for ch in range(c):
+            v0 = fill if t.e0[j] < 0 else <double>src[t.e0[j] * c + ch]
+            v1 = fill if t.e1[j] < 0 else <double>src[t.e1[j] * c + ch]
+            out[j * c + ch] = _blend2(ca[j], v0, cb[j], v1)
 
 
-cdef double *_cached_row(const floating *x, Py_ssize_t row, Py_ssize_t wc,
+cdef double *_cached_row(const floating *x, Py_ssize_t row, Py_ssize_t wc, Py_ssize_t m,
                          const _ColumnTaps *t, double *buf, Py_ssize_t *tag,
                          const double *keep) noexcept nogil:
     """Input row `row` (of the batch) resampled along itself: from its slot (row & 1) of buf
     when it is there, else computed into that slot, or into the spare (buf + 2 m) when the
     slot holds `keep`, the other row an output row needs."""
     cdef Py_ssize_t slot = row & 1
-    cdef double *out = buf + slot * t.m
+    cdef double *out = buf + slot * m
     if tag[slot] == row:
         return out
     if out == keep:
-        out = buf + 2 * t.m
+        out = buf + 2 * m
     else:
         tag[slot] = row
     _resample_row(x + row * wc, t, out)
@@ -736,7 +754,7 @@ cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t 
                      Py_ssize_t last) noexcept nogil:
     """Output rows first..last-1 of the batch (row r: image r // ho, row r % ho); 1 when out
     of memory."""
-    cdef Py_ssize_t r, s, i, k, p, q, m = t.m
+    cdef Py_ssize_t r, s, i, j, k, p, q, c = t.c, m = t.wo * t.c
     cdef const floating *src
     cdef floating *out
     cdef floating fill = <floating>t.fill
@@ -757,11 +775,13 @@ cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t 
                     out[k] = fill
                 continue
             src = x + (s * h + p) * wc
-            for k in range(m):
-                out[k] = src[t.p0[k]]
-            for k in range(t.n_special):
-                if t.e0[t.special[k]] < 0:
-                    out[t.special[k]] = fill
+            for j in range(t.wo):
+                for k in range(c):
+                    out[j * c + k] = src[t.p0[j] + k]
+            for j in range(t.n_special):
+                if t.e0[t.special[j]] < 0:
+                    for k in range(c):
+                        out[t.special[j] * c + k] = fill
         return 0
     buf = <double *>malloc(4 * m * sizeof(double))
     if buf == NULL:
@@ -776,10 +796,10 @@ cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t 
         hp = hq = filled
         p = ri[i]
         if a != 0 and p >= 0:
-            hp = _cached_row(x, s * h + p, wc, t, buf, tag, NULL)
+            hp = _cached_row(x, s * h + p, wc, m, t, buf, tag, NULL)
         q = ri[ho + i]
         if b != 0 and q >= 0:
-            hq = _cached_row(x, s * h + q, wc, t, buf, tag, hp)
+            hq = _cached_row(x, s * h + q, wc, m, t, buf, tag, hp)
         out = y + r * m
         if a != 0 and b != 0:
             for k in range(m):
@@ -799,7 +819,7 @@ cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t 
 
 cdef _check_tables(const int64_t[:, ::1] row_index, const double[:, ::1] row_weight,
                    const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
-                   Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho, Py_ssize_t m):
+                   Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho, Py_ssize_t wo):
     """The tables' shapes against the images', and every index in [-1, size)."""
     cdef Py_ssize_t k
     cdef tuple ris = (row_index.shape[0], row_index.shape[1])
@@ -809,71 +829,71 @@ cdef _check_tables(const int64_t[:, ::1] row_index, const double[:, ::1] row_wei
     if ris != (2, ho) or rws != (2, ho):
         raise ValueError(f"row_index and row_weight must have shape (2, {ho}); got {ris} and "
                          f"{rws}")
-    if cis != (2, m) or cws != (2, m):
-        raise ValueError(f"col_index and col_weight must have shape (2, {m}); got {cis} and "
+    if cis != (2, wo) or cws != (2, wo):
+        raise ValueError(f"col_index and col_weight must have shape (2, {wo}); got {cis} and "
                          f"{cws}")
     for k in range(ho):
         if not (-1 <= row_index[0, k] < h and -1 <= row_index[1, k] < h):
             raise ValueError(f"row_index must lie in [-1, {h}); got "
                              f"{row_index[0, k]}, {row_index[1, k]} at {k}")
-    for k in range(m):
-        if not (-1 <= col_index[0, k] < wc and -1 <= col_index[1, k] < wc):
-            raise ValueError(f"col_index must lie in [-1, {wc}); got "
+    for k in range(wo):
+        if not (-1 <= col_index[0, k] < w and -1 <= col_index[1, k] < w):
+            raise ValueError(f"col_index must lie in [-1, {w}); got "
                              f"{col_index[0, k]}, {col_index[1, k]} at {k}")
 
 
 def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
                      const int64_t[:, ::1] row_index,     # IN  (2, ho) input rows, -1 the fill
                      const double[:, ::1] row_weight,     # IN  (2, ho)
-                     const int64_t[:, ::1] col_index,     # IN  (2, wo c) offsets in a row
-                     const double[:, ::1] col_weight,     # IN  (2, wo c)
+                     const int64_t[:, ::1] col_index,     # IN  (2, wo) input columns, -1 fill
+                     const double[:, ::1] col_weight,     # IN  (2, wo)
                      int bilinear, double fill_value,
                      floating[:, :, :, ::1] y):           # OUT (n, ho, wo, c)
     """y[s, i] := the rows row_index[:, i] of x_s, each read at the column taps, blended by
     row_weight[:, i] (nearest: the row row_index[0, i] read at col_index[0]); see above"""
-    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], wc = x.shape[2] * x.shape[3]
-    cdef Py_ssize_t ho = y.shape[1], m = y.shape[2] * y.shape[3], rows, t, nt
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t ho = y.shape[1], wo = y.shape[2], rows, t, nt
     cdef _ColumnTaps taps
     cdef int failed = 0
-    if y.shape[0] != n or y.shape[3] != x.shape[3]:
-        raise ValueError(f"y must have shape ({n}, ho, wo, {x.shape[3]}); got "
+    if y.shape[0] != n or y.shape[3] != c:
+        raise ValueError(f"y must have shape ({n}, ho, wo, {c}); got "
                          f"{(y.shape[0], y.shape[1], y.shape[2], y.shape[3])}")
-    _check_tables(row_index, row_weight, col_index, col_weight, h, wc, ho, m)
-    if n == 0 or ho == 0 or m == 0:
+    _check_tables(row_index, row_weight, col_index, col_weight, h, w, ho, wo)
+    if n == 0 or ho == 0 or wo == 0 or c == 0:
         return
-    if wc == 0 or h == 0:
-        raise ValueError(f"x must not be empty; got shape "
-                         f"{(x.shape[0], x.shape[1], x.shape[2], x.shape[3])}")
-    plain = np.maximum(col_index, 0)
-    w = np.asarray(col_weight)
+    if h == 0 or w == 0:
+        raise ValueError(f"x must not be empty; got shape {(n, h, w, c)}")
+    index = np.asarray(col_index)
+    plain = np.maximum(index, 0) * c
+    weight = np.asarray(col_weight)
     if bilinear:
-        special = np.flatnonzero((w[0] == 0) | (w[1] == 0) | (plain != col_index).any(0))
+        special = np.flatnonzero((weight[0] == 0) | (weight[1] == 0) | (index < 0).any(0))
     else:
-        special = np.flatnonzero(plain[0] != col_index[0])
+        special = np.flatnonzero(index[0] < 0)
     cdef const int64_t[:, ::1] plain_v = plain
     cdef const int64_t[::1] special_v = special if special.shape[0] else np.zeros(1, np.int64)
-    taps.m, taps.e0, taps.e1 = m, &col_index[0, 0], &col_index[1, 0]
+    taps.wo, taps.c, taps.e0, taps.e1 = wo, c, &col_index[0, 0], &col_index[1, 0]
     taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
     taps.p0, taps.p1 = &plain_v[0, 0], &plain_v[1, 0]
     taps.special, taps.n_special = &special_v[0], special.shape[0]
     taps.fill = <double><floating>fill_value
     rows = n * ho
-    nt = threads_for(rows * m)
+    nt = threads_for(rows * wo * c)
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
-            failed += _resize_run(&x[0, 0, 0, 0], h, wc, ho, &row_index[0, 0],
+            failed += _resize_run(&x[0, 0, 0, 0], h, w * c, ho, &row_index[0, 0],
                                   &row_weight[0, 0], &taps, bilinear, &y[0, 0, 0, 0],
                                   rows * t // nt, rows * (t + 1) // nt)
     if failed:
         raise MemoryError("resize_separable: out of memory")
 
 
-cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho,
-                            Py_ssize_t m, const int64_t *ri, const double *rw,
+cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                            Py_ssize_t ho, Py_ssize_t wo, const int64_t *ri, const double *rw,
                             const int64_t *ci, const double *cw,
                             floating *dx) noexcept nogil:
     """One image's adjoint (see resize_separable_backward); 1 when out of memory."""
-    cdef Py_ssize_t i, k, t, p
+    cdef Py_ssize_t i, j, ch, k, t, p, wc = w * c
     cdef double a
     cdef const floating *g
     cdef double *acc = <double *>malloc((h + 1) * wc * sizeof(double))
@@ -883,14 +903,15 @@ cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t wc, Py_
     row = acc + h * wc
     memset(acc, 0, h * wc * sizeof(double))
     for i in range(ho):
-        g = dy + i * m
+        g = dy + i * wo * c
         memset(row, 0, wc * sizeof(double))
-        for k in range(m):
-            for t in range(2):
-                p = ci[t * m + k]
-                a = cw[t * m + k]
-                if a != 0 and p >= 0:
-                    row[p] = row[p] + a * g[k]
+        for j in range(wo):
+            for ch in range(c):
+                for t in range(2):
+                    p = ci[t * wo + j]
+                    a = cw[t * wo + j]
+                    if a != 0 and p >= 0:
+                        row[p * c + ch] = row[p * c + ch] + a * g[j * c + ch]
         for t in range(2):
             p = ri[t * ho + i]
             a = rw[t * ho + i]
@@ -910,24 +931,24 @@ def resize_separable_backward(const floating[:, :, :, ::1] dy,    # IN  (n, ho, 
     """dx := the adjoint of resize_separable applied to dy (the fill takes none): per output
     row, the column taps' adjoint (value by value, tap 0 then tap 1), then added to the input
     rows it read (tap 0 then tap 1), in double, cast once; a thread owns whole images"""
-    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], wc = dx.shape[2] * dx.shape[3]
-    cdef Py_ssize_t ho = dy.shape[1], m = dy.shape[2] * dy.shape[3], s
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t ho = dy.shape[1], wo = dy.shape[2], s
     cdef int failed = 0
-    if dy.shape[0] != n or dy.shape[3] != dx.shape[3]:
-        raise ValueError(f"dy must have shape ({n}, ho, wo, {dx.shape[3]}); got "
+    if dy.shape[0] != n or dy.shape[3] != c:
+        raise ValueError(f"dy must have shape ({n}, ho, wo, {c}); got "
                          f"{(dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])}")
-    _check_tables(row_index, row_weight, col_index, col_weight, h, wc, ho, m)
-    if n == 0 or h == 0 or wc == 0:
+    _check_tables(row_index, row_weight, col_index, col_weight, h, w, ho, wo)
+    if n == 0 or h == 0 or w == 0 or c == 0:
         return
     with nogil:
-        for s in prange(n, schedule="static", num_threads=threads_for(n * (h * wc + ho * m))):
-            if _resize_image_back(&dy[s, 0, 0, 0] if ho * m else <const floating *>NULL, h, wc,
-                                  ho, m, &row_index[0, 0] if ho else <const int64_t *>NULL,
-                                  &row_weight[0, 0] if ho else <const double *>NULL,
-                                  &col_index[0, 0] if m else <const int64_t *>NULL,
-                                  &col_weight[0, 0] if m else <const double *>NULL,
-                                  &dx[s, 0, 0, 0]):
-                failed += 1
+        for s in prange(n, schedule="static",
+                        num_threads=threads_for(n * (h * w + ho * wo) * c)):
+            failed += _resize_image_back(
+                &dy[s, 0, 0, 0] if ho * wo else <const floating *>NULL, h, w, c, ho, wo,
+                &row_index[0, 0] if ho else <const int64_t *>NULL,
+                &row_weight[0, 0] if ho else <const double *>NULL,
+                &col_index[0, 0] if wo else <const int64_t *>NULL,
+                &col_weight[0, 0] if wo else <const double *>NULL, &dx[s, 0, 0, 0])
     if failed:
         raise MemoryError("resize_separable_backward: out of memory")
 

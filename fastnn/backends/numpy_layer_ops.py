@@ -388,20 +388,21 @@ def _axis_taps(points, size, bilinear, mode):
     return i0, i1, w0, w1
 
 
-def grid_tables(rows, cols, h, w, c, bilinear, mode):
-    """The separable form of the grid (rows, cols) over h x w x c images (see resize_separable):
-    (row_index (2, ho), row_weight (2, ho), col_index (2, wo c), col_weight (2, wo c)), the
-    column taps per value of an output row (pixel * c + channel, -1 the fill)."""
+def grid_tables(rows, cols, h, w, bilinear, mode):
+    """The separable form of the grid (rows, cols) over h x w images (see resize_separable):
+    (row_index (2, ho), row_weight (2, ho), col_index (2, wo), col_weight (2, wo)), -1 the
+    fill."""
     r0, r1, ra, rb = _axis_taps(rows, h, bilinear, mode)
     c0, c1, ca, cb = _axis_taps(cols, w, bilinear, mode)
-    ch = np.arange(c, dtype=np.int64)
-
-    def per_value(i):
-        return np.where(i[:, None] < 0, -1, i[:, None] * c + ch).reshape(-1)
-
     return (np.ascontiguousarray(np.stack([r0, r1])), np.ascontiguousarray(np.stack([ra, rb])),
-            np.ascontiguousarray(np.stack([per_value(c0), per_value(c1)])),
-            np.ascontiguousarray(np.stack([np.repeat(ca, c), np.repeat(cb, c)])))
+            np.ascontiguousarray(np.stack([c0, c1])), np.ascontiguousarray(np.stack([ca, cb])))
+
+
+def _per_value(col_index, col_weight, c):
+    """The column taps per value of a row (pixel * c + channel; -1 the fill)."""
+    ch = np.arange(c, dtype=np.int64)
+    index = np.where(col_index[..., None] < 0, -1, col_index[..., None] * c + ch)
+    return index.reshape(2, -1), np.repeat(col_weight, c, axis=1)
 
 
 def _blend(a, va, b, vb):
@@ -413,9 +414,10 @@ def _blend(a, va, b, vb):
 
 def resize_separable(x, row_index, row_weight, col_index, col_weight, bilinear, fill_value, y):
     """y[s, i] := the rows of x_s read by row_index[:, i] (a fill row for -1), each resampled
-    along itself by the column taps (col_index: offsets in a row of w c values, -1 the fill),
-    then blended by row_weight[:, i]; in double, cast once (resample_grid's values)."""
+    along itself by the column taps (col_index: input columns, -1 the fill), then blended by
+    row_weight[:, i]; in double, cast once (resample_grid's values)."""
     n, h, w, c = x.shape
+    col_index, col_weight = _per_value(col_index, col_weight, c)
     ho, m = row_index.shape[1], col_index.shape[1]
     fill = float(x.dtype.type(fill_value))
     if n == 0 or ho == 0 or m == 0:
@@ -448,8 +450,10 @@ def resize_separable_backward(dy, row_index, row_weight, col_index, col_weight, 
     row, the column taps' adjoint (value by value, tap 0 then tap 1), then added to the input
     rows it read (row by row, tap 0 then tap 1), in double, cast once"""
     n, h, w, c = dx.shape
+    col_index, col_weight = _per_value(col_index, col_weight, c)
     ho, m = row_index.shape[1], col_index.shape[1]
     if n == 0 or h == 0 or w == 0 or c == 0:
+        dx[...] = 0
         return
     g = dy.reshape(n * ho, m).astype(np.float64).T                          # (m, n ho)
     along = _ordered_sum(w * c, col_index.T.reshape(-1), col_weight.T.reshape(-1),

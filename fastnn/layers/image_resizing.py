@@ -86,8 +86,8 @@ class _Grid(SeededRandom):
                 and self._tables[0] == key:
             return self._tables[1]
         rows, cols, bilinear, mode, fill = self.grid(training)
-        h, w, c = self.input_shape
-        plan = (*grid_tables(rows, cols, h, w, c, bilinear, mode), bilinear, fill)
+        h, w = self.input_shape[0], self.input_shape[1]
+        plan = (*grid_tables(rows, cols, h, w, bilinear, mode), bilinear, fill)
         if not (training and self.draws):
             self._tables = (key, plan)
         return plan
