@@ -863,19 +863,20 @@ def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
         return
     if h == 0 or w == 0:
         raise ValueError(f"x must not be empty; got shape {(n, h, w, c)}")
-    index = np.asarray(col_index)
-    plain = np.maximum(index, 0) * c
-    weight = np.asarray(col_weight)
-    if bilinear:
-        special = np.flatnonzero((weight[0] == 0) | (weight[1] == 0) | (index < 0).any(0))
-    else:
-        special = np.flatnonzero(index[0] < 0)
-    cdef const int64_t[:, ::1] plain_v = plain
-    cdef const int64_t[::1] special_v = special if special.shape[0] else np.zeros(1, np.int64)
+    cdef int64_t *plain = <int64_t *>malloc(3 * wo * sizeof(int64_t))
+    if plain == NULL:
+        raise MemoryError("resize_separable: out of memory")
+    taps.n_special = 0
+    for t in range(wo):         # the plain loop's offsets; the columns it gets wrong
+        plain[t] = max(col_index[0, t], 0) * c
+        plain[wo + t] = max(col_index[1, t], 0) * c
+        if col_index[0, t] < 0 or (bilinear and (col_index[1, t] < 0 or col_weight[0, t] == 0
+                                                 or col_weight[1, t] == 0)):
+            plain[2 * wo + taps.n_special] = t
+            taps.n_special += 1
     taps.wo, taps.c, taps.e0, taps.e1 = wo, c, &col_index[0, 0], &col_index[1, 0]
     taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
-    taps.p0, taps.p1 = &plain_v[0, 0], &plain_v[1, 0]
-    taps.special, taps.n_special = &special_v[0], special.shape[0]
+    taps.p0, taps.p1, taps.special = plain, plain + wo, plain + 2 * wo
     taps.fill = <double><floating>fill_value
     rows = n * ho
     nt = threads_for(rows * wo * c)
@@ -884,6 +885,7 @@ def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
             failed += _resize_run(&x[0, 0, 0, 0], h, w * c, ho, &row_index[0, 0],
                                   &row_weight[0, 0], &taps, bilinear, &y[0, 0, 0, 0],
                                   rows * t // nt, rows * (t + 1) // nt)
+    free(plain)
     if failed:
         raise MemoryError("resize_separable: out of memory")
 
