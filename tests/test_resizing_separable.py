@@ -206,3 +206,20 @@ def test_bad_tables_are_refused(backend):
         be.resize_separable(x, *t, True, 0.0, np.zeros((3, 3, 2, 3)))
     with pytest.raises(ValueError, match="dy must have shape"):
         be.resize_separable_backward(np.zeros((2, 3, 2, 2)), *t, np.zeros_like(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crop_layers_read_what_the_grid_sampler_reads(backend):
+    rng = np.random.default_rng(5)
+    for (H, W), (h, w) in [((9, 12), (4, 5)), ((5, 6), (7, 7)), ((8, 8), (8, 3))]:
+        x = rng.standard_normal((3, H, W, 2))
+        for layer in (fnn.CenterCrop(h, w), fnn.RandomCrop(h, w, seed=2)):
+            model = fnn.Sequential([layer], input_shape=(H, W, 2), dtype="float64",
+                                   backend=backend)
+            y = model.predict(x)
+            assert np.abs(y - _old(layer, x)).max() <= 1e-12 * np.abs(x).max(), (H, W, h, w)
+            if isinstance(layer, fnn.RandomCrop) and H > h and W > w:
+                for _ in range(3):              # a window: copied exactly
+                    y = model.forward(x, training=True)
+                    layer.calls -= 1            # the same draw again for the oracle
+                    assert y.tobytes() == _old(layer, x, training=True).tobytes()
