@@ -842,6 +842,26 @@ cdef _check_tables(const int64_t[:, ::1] row_index, const double[:, ::1] row_wei
                              f"{col_index[0, k]}, {col_index[1, k]} at {k}")
 
 
+cdef int64_t *_plain_columns(const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
+                             Py_ssize_t c, bint bilinear, Py_ssize_t *n_special):
+    """3 wo values (malloc, NULL when out of memory): where each column's taps start in a row
+    (c times the column; the fill read at 0), then the columns (ascending) the plain formula
+    gets wrong (a fill tap, or with bilinear a weight 0); their count in n_special."""
+    cdef Py_ssize_t t, wo = col_index.shape[1]
+    cdef int64_t *plain = <int64_t *>malloc(3 * wo * sizeof(int64_t) + 1)
+    if plain == NULL:
+        return NULL
+    n_special[0] = 0
+    for t in range(wo):
+        plain[t] = max(col_index[0, t], 0) * c
+        plain[wo + t] = max(col_index[1, t], 0) * c
+        if col_index[0, t] < 0 or (bilinear and (col_index[1, t] < 0 or col_weight[0, t] == 0
+                                                 or col_weight[1, t] == 0)):
+            plain[2 * wo + n_special[0]] = t
+            n_special[0] += 1
+    return plain
+
+
 def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
                      const int64_t[:, ::1] row_index,     # IN  (2, ho) input rows, -1 the fill
                      const double[:, ::1] row_weight,     # IN  (2, ho)
@@ -863,17 +883,9 @@ def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
         return
     if h == 0 or w == 0:
         raise ValueError(f"x must not be empty; got shape {(n, h, w, c)}")
-    cdef int64_t *plain = <int64_t *>malloc(3 * wo * sizeof(int64_t))
+    cdef int64_t *plain = _plain_columns(col_index, col_weight, c, bilinear, &taps.n_special)
     if plain == NULL:
         raise MemoryError("resize_separable: out of memory")
-    taps.n_special = 0
-    for t in range(wo):         # the plain loop's offsets; the columns it gets wrong
-        plain[t] = max(col_index[0, t], 0) * c
-        plain[wo + t] = max(col_index[1, t], 0) * c
-        if col_index[0, t] < 0 or (bilinear and (col_index[1, t] < 0 or col_weight[0, t] == 0
-                                                 or col_weight[1, t] == 0)):
-            plain[2 * wo + taps.n_special] = t
-            taps.n_special += 1
     taps.wo, taps.c, taps.e0, taps.e1 = wo, c, &col_index[0, 0], &col_index[1, 0]
     taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
     taps.p0, taps.p1, taps.special = plain, plain + wo, plain + 2 * wo
@@ -890,13 +902,13 @@ def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
         raise MemoryError("resize_separable: out of memory")
 
 
-cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
-                            Py_ssize_t ho, Py_ssize_t wo, const int64_t *ri, const double *rw,
-                            const int64_t *ci, const double *cw,
+cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho,
+                            const int64_t *ri, const double *rw, const _ColumnTaps *t,
                             floating *dx) noexcept nogil:
     """One image's adjoint (see resize_separable_backward); 1 when out of memory."""
-    cdef Py_ssize_t i, j, ch, k, t, p, wc = w * c
-    cdef double a
+    cdef Py_ssize_t i, j, ch, k, u, p, c = t.c, wo = t.wo, wc = w * t.c
+    cdef Py_ssize_t o0, o1, next_special
+    cdef double a, b
     cdef const floating *g
     cdef double *acc = <double *>malloc((h + 1) * wc * sizeof(double))
     cdef double *row
@@ -905,21 +917,38 @@ cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_s
     row = acc + h * wc
     memset(acc, 0, h * wc * sizeof(double))
     for i in range(ho):
-        g = dy + i * wo * c
         memset(row, 0, wc * sizeof(double))
+        u = 0
+        next_special = t.special[0] if t.n_special else wo
         for j in range(wo):
-            for ch in range(c):
-                for t in range(2):
-                    p = ci[t * wo + j]
-                    a = cw[t * wo + j]
-                    if a != 0 and p >= 0:
-                        row[p * c + ch] = row[p * c + ch] + a * g[j * c + ch]
-        for t in range(2):
-            p = ri[t * ho + i]
-            a = rw[t * ho + i]
+            g = dy + (i * wo + j) * c
+            if j == next_special:       # value by value, each tap unless weight 0 or fill
+                u += 1
+                next_special = t.special[u] if u < t.n_special else wo
+                for ch in range(c):
+                    if t.ca[j] != 0 and t.e0[j] >= 0:
+                        row[t.e0[j] * c + ch] = row[t.e0[j] * c + ch] + t.ca[j] * g[ch]
+                    if t.cb[j] != 0 and t.e1[j] >= 0:
+                        row[t.e1[j] * c + ch] = row[t.e1[j] * c + ch] + t.cb[j] * g[ch]
+                continue
+            a, b, o0, o1 = t.ca[j], t.cb[j], t.p0[j], t.p1[j]
+            if c == 3:
+                row[o0] = row[o0] + a * g[0]
+                row[o1] = row[o1] + b * g[0]
+                row[o0 + 1] = row[o0 + 1] + a * g[1]
+                row[o1 + 1] = row[o1 + 1] + b * g[1]
+                row[o0 + 2] = row[o0 + 2] + a * g[2]
+                row[o1 + 2] = row[o1 + 2] + b * g[2]
+            else:
+                for ch in range(c):
+                    row[o0 + ch] = row[o0 + ch] + a * g[ch]
+                    row[o1 + ch] = row[o1 + ch] + b * g[ch]
+        for k in range(2):
+            p = ri[k * ho + i]
+            a = rw[k * ho + i]
             if a != 0 and p >= 0:
-                for k in range(wc):
-                    acc[p * wc + k] = acc[p * wc + k] + a * row[k]
+                for j in range(wc):
+                    acc[p * wc + j] = acc[p * wc + j] + a * row[j]
     for k in range(h * wc):
         dx[k] = <floating>acc[k]
     free(acc)
@@ -942,15 +971,22 @@ def resize_separable_backward(const floating[:, :, :, ::1] dy,    # IN  (n, ho, 
     _check_tables(row_index, row_weight, col_index, col_weight, h, w, ho, wo)
     if n == 0 or h == 0 or w == 0 or c == 0:
         return
+    if ho == 0 or wo == 0:
+        dx[...] = 0
+        return
+    cdef _ColumnTaps taps
+    cdef int64_t *plain = _plain_columns(col_index, col_weight, c, True, &taps.n_special)
+    if plain == NULL:
+        raise MemoryError("resize_separable_backward: out of memory")
+    taps.wo, taps.c, taps.e0, taps.e1 = wo, c, &col_index[0, 0], &col_index[1, 0]
+    taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
+    taps.p0, taps.p1, taps.special = plain, plain + wo, plain + 2 * wo
     with nogil:
         for s in prange(n, schedule="static",
                         num_threads=threads_for(n * (h * w + ho * wo) * c)):
-            failed += _resize_image_back(
-                &dy[s, 0, 0, 0] if ho * wo else <const floating *>NULL, h, w, c, ho, wo,
-                &row_index[0, 0] if ho else <const int64_t *>NULL,
-                &row_weight[0, 0] if ho else <const double *>NULL,
-                &col_index[0, 0] if wo else <const int64_t *>NULL,
-                &col_weight[0, 0] if wo else <const double *>NULL, &dx[s, 0, 0, 0])
+            failed += _resize_image_back(&dy[s, 0, 0, 0], h, w, ho, &row_index[0, 0],
+                                         &row_weight[0, 0], &taps, &dx[s, 0, 0, 0])
+    free(plain)
     if failed:
         raise MemoryError("resize_separable_backward: out of memory")
 
