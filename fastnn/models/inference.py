@@ -121,7 +121,7 @@ def _step(layer: Any) -> Any:
                                           layer.go_backwards, layer.return_sequences),
                 0.0, (layer.kernel, layer.recurrent_kernel, layer.bias))
     if kind is LayerNormalization:
-        c = layer.input_shape[-1]
+        c = layer._width                       # the last axis, or the trailing axes together
         return ("layernorm", in_w, out_w, _ints(in_w // c, c), layer.epsilon,
                 (layer.gamma, layer.beta))
     if kind is BatchNormalization:               # at inference: the moving statistics
