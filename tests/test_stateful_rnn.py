@@ -329,19 +329,80 @@ def test_states_of_a_layer_that_is_not_stateful_or_not_built_are_refused():
                           backward_layer=fnn.LSTM(2, go_backwards=True))
 
 
-def test_files_keep_the_flag_and_start_from_zeros(tmp_path):
-    model = fnn.Sequential([fnn.Bidirectional(fnn.LSTM(4, stateful=True)), fnn.Dense(2)],
-                           input_shape=(T, F), seed=1)
-    x = _batches(1)[0].astype(np.float32)
-    fresh = model.predict(x)
+def _stateful_model():
+    inp = fnn.Input((T, F))
+    h = fnn.Bidirectional(fnn.LSTM(4, stateful=True, return_sequences=True))(inp)
+    h = fnn.RNN([fnn.GRUCell(3), fnn.SimpleRNNCell(2)], stateful=True)(h)
+    return fnn.Model(inp, fnn.Dense(2)(h), seed=1)
+
+
+def test_files_keep_the_carried_states(tmp_path):
+    """As Keras' files keep its states: a loaded model goes on from where the saved one was
+    (every direction and cell), and one saved before any batch starts from zeros."""
+    model = _stateful_model()
+    x, x2 = [b.astype(np.float32) for b in _batches(2)]
+    path = str(tmp_path / "zero.fnn")
+    model.save(path)
+    assert all(layer.states is None for layer in fnn.load(path).layers[0:2])
     model.predict(x)
-    path = str(tmp_path / "m.fnn")
     model.save(path)
     loaded = fnn.load(path)
-    assert loaded.layers[0].forward_layer.stateful and loaded.layers[0].backward_layer.stateful
-    assert loaded.layers[0].states is None
-    assert np.array_equal(loaded.predict(x), fresh)
-    assert not np.array_equal(loaded.predict(x), fresh)       # and it carries them on
+    for a, b in zip(loaded.layers[0:2], model.layers[0:2]):
+        assert a.stateful and all(np.array_equal(s, t) for s, t in zip(a.states, b.states))
+    assert np.array_equal(loaded.predict(x2), model.predict(x2))
+    loaded.reset_states()
+    model.reset_states()
+    assert np.array_equal(loaded.predict(x2), model.predict(x2))
+
+
+def _forged(tmp_path, edit):
+    """The saved _stateful_model's bytes with its header's state entries edited by ``edit``
+    (entries, arrays) -> arrays; the file's path."""
+    import json
+    model = _stateful_model()
+    model.predict(_batches(1)[0].astype(np.float32))
+    blob = bytearray(fnn.io.model_to_bytes(model))
+    from fastnn.io import _PREAMBLE
+    _, _, size = _PREAMBLE.unpack_from(blob, 0)
+    header = json.loads(bytes(blob[_PREAMBLE.size:_PREAMBLE.size + size]))
+    edit(header["arrays"])
+    new = json.dumps(header, separators=(",", ":")).encode().ljust(size)    # JSON allows the pad
+    assert len(new) == size
+    blob[_PREAMBLE.size:_PREAMBLE.size + size] = new
+    path = tmp_path / "forged.fnn"
+    path.write_bytes(bytes(blob))
+    return str(path)
+
+
+def _entry(arrays, name):
+    return next(a for a in arrays if a["name"] == name)
+
+
+@pytest.mark.parametrize("edit,pattern", [
+    (lambda a: _entry(a, "rnn_state/0/1").update(name="rnn_state/0/7"),
+     "not states of the model"),
+    (lambda a: _entry(a, "rnn_state/0/1").update(name="rnn_state/9/0"),
+     "not states of the model"),
+    (lambda a: a.remove(_entry(a, "rnn_state/1/1")), "needs all of"),
+    (lambda a: _entry(a, "rnn_state/0/0").update(shape=[2, 8]), r"\(batch, 4\)"),
+    (lambda a: _entry(a, "rnn_state/3/0").update(shape=[4, 1, 3]), r"\(batch, 2\)"),
+    (lambda a: _entry(a, "rnn_state/0/0").update(dtype="<f8", shape=[2, 4]), "float32"),
+])
+def test_forged_state_arrays_are_refused(tmp_path, edit, pattern):
+    path = _forged(tmp_path, edit)
+    with pytest.raises(ValueError, match=pattern):
+        fnn.load(path)
+
+
+def test_nan_in_a_state_array_is_refused(tmp_path):
+    model = _stateful_model()
+    model.predict(_batches(1)[0].astype(np.float32))
+    model.layers[0].forward_layer._carried[1][0, 0] = np.nan
+    blob = fnn.io.model_to_bytes(model)
+    path = tmp_path / "nan.fnn"
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match="rnn_state/0/1.*NaN"):
+        fnn.load(str(path))
 
 
 def test_onnx_export_refuses_a_stateful_layer(tmp_path):

@@ -424,10 +424,10 @@ class SimpleRNN(RNNBase):
         (truncated backpropagation through time). Every batch must have the same size until
         ``reset_states()`` zeroes the states (``layer.reset_states()``, or
         ``model.reset_states()`` for every layer); ``layer.states`` reads them and
-        ``layer.reset_states([h])`` sets them. Model files keep the flag, not the states (a
-        loaded model starts from zeros); the compiled inference plan and ONNX export do not
-        take stateful layers, and one model's ``predict`` should not run in several threads
-        at once (they would share the states).
+        ``layer.reset_states([h])`` sets them. Model files (and pickles) keep them, as
+        Keras' do: a loaded model goes on from where the saved one stood. The compiled
+        inference plan and ONNX export do not take stateful layers, and one model's
+        ``predict`` should not run in several threads at once (they would share the states).
 
     Shapes: x (n, steps, features), kernel (features, units), recurrent_kernel (units, units),
     bias (units,).
