@@ -43,7 +43,8 @@ try:
                                         permute_axes, masking_forward, masking_backward,
                                         prelu_forward, prelu_backward,
                                         affine_resample, affine_resample_backward,
-                                        resample_grid, resample_grid_backward)
+                                        resample_grid, resample_grid_backward,
+                                        resize_separable, resize_separable_backward)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward, groupnorm_forward,
@@ -122,7 +123,8 @@ __all__ = [
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
     "scale_channels", "permute_axes", "masking_forward", "masking_backward", "prelu_forward", "prelu_backward",
     "affine_resample",
-    "affine_resample_backward", "resample_grid", "resample_grid_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "affine_resample_backward", "resample_grid", "resample_grid_backward",
+    "resize_separable", "resize_separable_backward", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
