@@ -22,6 +22,9 @@ from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Slot, WeightSpec
 from fastnn.layers.normalization import _Normalization
 
+# the largest epsilon that float32 holds (np.float32 rounds anything above this to inf)
+_F32_MAX = float.fromhex("0x1.fffffefffffffp+127")
+
 
 class GroupNormalization(_Normalization):
     """Normalize groups of channels per sample: ``y = gamma * (x - mean_g) / sqrt(var_g +
@@ -60,6 +63,10 @@ class GroupNormalization(_Normalization):
                  trainable: bool = True) -> None:
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, name, trainable)
+        if self.epsilon > _F32_MAX:
+            # float32 models add epsilon in float32 (as Keras): it would be inf there
+            raise ValueError(f"epsilon must be finite in float32 (at most {_F32_MAX!r}). "
+                             f"Received: epsilon={self.epsilon!r}")
         self.groups = V.check_int("groups", groups, low=-1)
         if self.groups == 0:
             raise ValueError("groups must be a positive integer or -1 (one group a channel). "
