@@ -361,3 +361,102 @@ def groupnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy
                 u += sums[i, C + c]
             dbeta[c] = <floating>(dbeta[c] + s)
             dgamma[c] = <floating>(dgamma[c] + u)
+
+
+# ---------------------------------------------------------------------------- RMS normalization
+# RMSNormalization (Zhang & Sennrich, 2019; Keras 3's layer, PyTorch's nn.RMSNorm) per row of c
+# values: r = 1 / sqrt(mean(x^2) + eps), y = x r scale, in double. A row's sums run in 8 lanes
+# (value j in lane j % 8, added in order), then the lanes in a fixed tree; the scale gradient
+# adds the rows in order within blocks of BLOCK columns. So any thread count gives the same bits,
+# and the twin (fastnn/backends/numpy_normalization.py) repeats the same order.
+
+cdef inline double _lanes(const double *s) noexcept nogil:
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+cdef inline double _rms_inv(const floating *x, Py_ssize_t c, double eps) noexcept nogil:
+    """1 / sqrt(mean(x^2) + eps) of one row."""
+    cdef double s[8]
+    cdef Py_ssize_t j, j0 = 0, l
+    for l in range(8):
+        s[l] = 0.0
+    while j0 + 8 <= c:
+        for l in range(8):
+            s[l] += <double>x[j0 + l] * <double>x[j0 + l]
+        j0 += 8
+    for j in range(j0, c):
+        s[j - j0] += <double>x[j] * <double>x[j]
+    return 1.0 / sqrt(_lanes(s) / <double>c + eps)
+
+
+def rmsnorm_forward(const floating[:, ::1] x,           # IN  (n, c)
+                    const floating[::1] scale,          # IN  (c,)
+                    double eps,
+                    floating[:, ::1] out):              # OUT (n, c)
+    """out := x scale / sqrt(mean_row(x^2) + eps)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, j
+    cdef double r
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
+            r = _rms_inv(&x[i, 0], c, eps)
+            for j in range(c):
+                out[i, j] = <floating>((<double>x[i, j] * r) * <double>scale[j])
+
+
+cdef inline double _rms_dx_row(const floating *x, const floating *dy, Py_ssize_t c,
+                               const floating *scale, double eps, floating *dx) noexcept nogil:
+    """dx := r g - x r^3 sum(g x) / c with g = dy scale (dx may be NULL); returns r."""
+    cdef double r = _rms_inv(x, c, eps)
+    cdef double k
+    cdef double t[8]
+    cdef Py_ssize_t j, j0 = 0, l
+    if dx == NULL:
+        return r
+    for l in range(8):
+        t[l] = 0.0
+    while j0 + 8 <= c:
+        for l in range(8):
+            t[l] += (<double>dy[j0 + l] * <double>scale[j0 + l]) * <double>x[j0 + l]
+        j0 += 8
+    for j in range(j0, c):
+        t[j - j0] += (<double>dy[j] * <double>scale[j]) * <double>x[j]
+    k = (((r * r) * r) * _lanes(t)) / <double>c
+    for j in range(c):
+        dx[j] = <floating>(r * (<double>dy[j] * <double>scale[j]) - <double>x[j] * k)
+    return r
+
+
+cdef void _rms_scale_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
+                           Py_ssize_t j0, Py_ssize_t j1, const double *r,
+                           floating *dscale) noexcept nogil:
+    cdef double acc[BLOCK]
+    cdef Py_ssize_t i, j
+    for j in range(j1 - j0):
+        acc[j] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            acc[j - j0] += (<double>dy[i * c + j] * <double>x[i * c + j]) * r[i]
+    for j in range(j0, j1):
+        dscale[j] = <floating>(<double>dscale[j] + acc[j - j0])
+
+
+def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN (n, c)
+                     const floating[::1] scale, double eps,
+                     floating[:, ::1] dx,               # OUT (n, c), or None
+                     floating[::1] dscale):             # OUT (c,) accumulated
+    """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
+    dscale += sum_rows(dy x r)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, b, nb = (c + BLOCK - 1) // BLOCK
+    cdef double[::1] r = np.empty(n, np.float64)
+    cdef bint want_dx = dx is not None
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
+            r[i] = _rms_dx_row(&x[i, 0], &dy[i, 0], c, &scale[0], eps,
+                               &dx[i, 0] if want_dx else NULL)
+        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+            _rms_scale_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
+                             &r[0], &dscale[0])

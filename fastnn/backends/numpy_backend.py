@@ -44,12 +44,14 @@ from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noq
                                              masking_forward, masking_backward,
                                              prelu_forward, prelu_backward,
                                              affine_resample, affine_resample_backward,
-                                             resample_grid, resample_grid_backward)
+                                             resample_grid, resample_grid_backward,
+                                             resize_separable, resize_separable_backward)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,
                                                  layernorm_forward, groupnorm_forward,
-                                                 groupnorm_backward)
+                                                 groupnorm_backward, rmsnorm_forward,
+                                                 rmsnorm_backward)
 from fastnn.losses import (BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX,
                            HUBER_KIND, MAE_KIND, MSE_KIND)
 

@@ -154,3 +154,46 @@ def groupnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
         dx[...] = (dy * a - (x - np.repeat(mean, k, axis=1)[:, None, :]) * b) - d
     dbeta[...] = dbeta.astype(_F64) + sdy.sum(axis=0)
     dgamma[...] = dgamma.astype(_F64) + sdyx.sum(axis=0)
+
+
+def _lane_sums(values):
+    """(n, c) -> (n,): value j into lane j % 8 (added in column order), then the lanes as
+    ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)): the compiled kernel's order, bit for bit."""
+    n, c = values.shape
+    lanes = np.zeros((n, 8))
+    for j0 in range(0, c, 8):
+        block = values[:, j0:j0 + 8]
+        lanes[:, :block.shape[1]] += block
+    return ((lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])) + (
+        (lanes[:, 4] + lanes[:, 5]) + (lanes[:, 6] + lanes[:, 7]))
+
+
+def _rms_inv(x64, eps):
+    return 1.0 / np.sqrt(_lane_sums(x64 * x64) / x64.shape[1] + eps)
+
+
+def rmsnorm_forward(x, scale, eps, out):
+    """out := x scale / sqrt(mean_row(x^2) + eps)"""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    x64 = x.astype(_F64)
+    out[...] = (x64 * _rms_inv(x64, eps)[:, None]) * scale.astype(_F64)
+
+
+def rmsnorm_backward(x, dy, scale, eps, dx, dscale):
+    """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
+    dscale += sum_rows(dy x r) (rows added in order)"""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    x64, dy64 = x.astype(_F64), dy.astype(_F64)
+    r = _rms_inv(x64, eps)
+    if dx is not None:
+        g = dy64 * scale.astype(_F64)
+        k = (((r * r) * r) * _lane_sums(g * x64)) / c
+        dx[...] = r[:, None] * g - x64 * k[:, None]
+    acc = np.zeros(c)
+    for i in range(n):
+        acc += (dy64[i] * x64[i]) * r[i]
+    dscale[...] = dscale.astype(_F64) + acc
