@@ -48,7 +48,8 @@ try:
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward, groupnorm_forward,
-                                            groupnorm_backward)
+                                            groupnorm_backward, rmsnorm_forward,
+                                            rmsnorm_backward)
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
     from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
@@ -114,6 +115,7 @@ __all__ = [
     "ThreadChooser",
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
+    "rmsnorm_forward", "rmsnorm_backward",
     "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled", "conv3d_forward",

@@ -51,7 +51,8 @@ from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F4
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,
                                                  layernorm_forward, groupnorm_forward,
-                                                 groupnorm_backward)
+                                                 groupnorm_backward, rmsnorm_forward,
+                                                 rmsnorm_backward)
 from fastnn.losses import (BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX,
                            HUBER_KIND, MAE_KIND, MSE_KIND)
 

@@ -231,7 +231,45 @@ class BatchNormalization(_Normalization):
         return config
 
 
-class LayerNormalization(_Normalization):
+class _TrailingAxes:
+    """The axes of LayerNormalization and RMSNormalization: the last one, or the last few
+    together (Keras counts axis 0 as the batch's), their values one row of the kernels."""
+
+    axis: Any
+    name: str
+    input_shape: Any
+
+    @staticmethod
+    def _check_axis(axis: Any) -> Any:
+        if isinstance(axis, (list, tuple)):
+            if not 1 <= len(axis) <= 32:
+                raise ValueError(f"axis must be an int or a list of 1 to 32 ints. Received: "
+                                 f"axis={V._describe(axis)}")
+            return [V.check_int(f"axis[{i}]", a) for i, a in enumerate(axis)]
+        return V.check_int("axis", axis)
+
+    def _param_shape_of(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        rank = len(input_shape) + 1                       # Keras counts the batch axis
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        where = sorted(a + rank if a < 0 else a for a in axes)
+        first = rank - len(where)
+        if len(set(where)) != len(where) or where != list(range(first, rank)) or first < 1:
+            raise ValueError(f"{self.name} normalizes over the last axis or the last few axes "
+                             f"together: for samples of shape {input_shape}, axis=-1 or a list "
+                             f"of trailing axes such as {list(range(max(rank - 2, 1), rank))}"
+                             f" (0 is the batch axis; put a Permute first to normalize other "
+                             f"axes). Received: axis={self.axis}")
+        return tuple(input_shape[first - 1:])
+
+    @property
+    def _width(self) -> int:
+        return math.prod(self._param_shape_of(self.input_shape))
+
+    def _rows(self, x: FloatArray) -> FloatArray:
+        return x.reshape(-1, self._width)
+
+
+class LayerNormalization(_TrailingAxes, _Normalization):
     """Normalize each sample (each position) over its last axis, or over its last few axes
     together: ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, mean and (biased)
     variance taken over the normalized values. The same in training and inference. Weights:
@@ -268,28 +306,6 @@ class LayerNormalization(_Normalization):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, name, trainable)
 
-    @staticmethod
-    def _check_axis(axis: Any) -> Any:
-        if isinstance(axis, (list, tuple)):
-            if not 1 <= len(axis) <= 32:
-                raise ValueError(f"axis must be an int or a list of 1 to 32 ints. Received: "
-                                 f"axis={V._describe(axis)}")
-            return [V.check_int(f"axis[{i}]", a) for i, a in enumerate(axis)]
-        return V.check_int("axis", axis)
-
-    def _param_shape_of(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        rank = len(input_shape) + 1                       # Keras counts the batch axis
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        where = sorted(a + rank if a < 0 else a for a in axes)
-        first = rank - len(where)
-        if len(set(where)) != len(where) or where != list(range(first, rank)) or first < 1:
-            raise ValueError(f"{self.name} normalizes over the last axis or the last few axes "
-                             f"together: for samples of shape {input_shape}, axis=-1 or a list "
-                             f"of trailing axes such as {list(range(max(rank - 2, 1), rank))}"
-                             f" (0 is the batch axis; put a Permute first to normalize other "
-                             f"axes). Received: axis={self.axis}")
-        return tuple(input_shape[first - 1:])
-
     def weight_specs(self) -> Sequence[WeightSpec]:
         return self._affine_specs()
 
@@ -315,3 +331,66 @@ class LayerNormalization(_Normalization):
                                   invstd, None if dx is None else self._rows(dx), self.dgamma,
                                   self.dbeta)
         return dx
+
+
+class RMSNormalization(_TrailingAxes, Layer):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019), Keras 3's layer and PyTorch's
+    ``nn.RMSNorm``: ``y = x * scale / sqrt(mean(x^2) + epsilon)``, the mean of squares taken over
+    the normalized values of each sample (each position), with no centring and no offset (what
+    LLaMA-style Transformers use in place of LayerNormalization). Weight: scale.
+
+    Parameters
+    ----------
+    axis : int or list of int, default -1
+        As for ``LayerNormalization``: the last axis, or trailing axes together.
+    epsilon : float, default 1e-6
+        Added to the mean of squares, > 0 (Keras' default).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn as fnn
+    >>> model = fnn.Sequential([fnn.RMSNormalization()], input_dim=2, backend="numpy",
+    ...                        dtype="float64")
+    >>> np.round(model.predict(np.array([[3.0, 4.0]])), 4)      # rms 3.5355...
+    array([[0.8485, 1.1314]])
+    """
+
+    supports_masking = True     # each position on its own (see Layer.compute_mask)
+
+    def __init__(self, axis: Any = -1, epsilon: float = 1e-6, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable)
+        self.axis = self._check_axis(axis)
+        self.epsilon = V.check_float("epsilon", epsilon, 0.0, None, True)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if not isinstance(input_shape, tuple):
+            raise ValueError(f"{self.name} takes one input. Received: {input_shape}")
+        self._param_shape_of(input_shape)
+        return input_shape
+
+    def weight_specs(self) -> Sequence[WeightSpec]:
+        return [WeightSpec("scale", self._param_shape_of(self.input_shape), _ones, None)]
+
+    def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
+        super().bind(weights, grads)
+        self.scale, self.dscale = weights[0].reshape(-1), grads[0].reshape(-1)
+
+    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
+        y = ctx.rows_buffer("y", self.output_shape)
+        ctx.saved["x"] = x
+        ctx.be.rmsnorm_forward(self._rows(x), self.scale, self.epsilon, self._rows(y))
+        return y
+
+    def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
+        dx = ctx.dx_target(0)
+        ctx.be.rmsnorm_backward(self._rows(ctx.saved["x"]), self._rows(dy), self.scale,
+                                self.epsilon, None if dx is None else self._rows(dx),
+                                self.dscale)
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"axis": self.axis, "epsilon": self.epsilon})
+        return config
