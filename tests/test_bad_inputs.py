@@ -2038,6 +2038,10 @@ CASES = [
      ValueError, r"epsilon must be a finite number in \(0.0, inf\). Received: epsilon=0.0"),
     ("group_norm_epsilon_nan", False, lambda b, t: fnn.GroupNormalization(2, epsilon=math.nan),
      ValueError, r"Received: epsilon=nan"),
+    ("group_norm_epsilon_inf_in_float32", False,
+     lambda b, t: fnn.GroupNormalization(2, epsilon=1e308), ValueError,
+     r"epsilon must be finite in float32 \(at most 3\.40282356\d*e\+38\)\. "
+     r"Received: epsilon=1e\+308"),
     ("group_norm_axis_not_channels", True,
      lambda b, t: shaped(b, [fnn.GroupNormalization(2, axis=1)], (4, 4)), ValueError,
      r"normalizes over the last \(channels\) axis.*Received: axis=1"),

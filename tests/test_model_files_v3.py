@@ -393,6 +393,8 @@ FORGED = {
     "hashing_bins_zero": ("categorical", _set(2, num_bins=0), r"num_bins=0\b"),
     "hashing_bins_2_31": ("categorical", _set(2, num_bins=2**31), r"num_bins=2147483648"),
     "hashing_salt_triple": ("categorical", _set(2, salt=[1, 2, 3]), r"salt=\[1, 2, 3\]"),
+    "group_norm_epsilon_inf_in_float32": ("images", _set(10, epsilon=1e308),
+                                          r"epsilon=1e\+308"),
     "hashing_mask_value_list": ("categorical", _set(2, mask_value=[1]), r"mask_value=\[1\]"),
     "encoding_tokens_negative": ("categorical", _set(3, num_tokens=-1), r"num_tokens=-1\b"),
     "encoding_mode_int": ("categorical", _set(3, output_mode="int"), r"output_mode='int'"),

@@ -153,6 +153,20 @@ def steps_real_in_all(ctx: Slot, key: str, masks: Sequence[Any]) -> Any:
     return both
 
 
+def mask_input_and_steps(ctx: Slot, key: str, tensor: Any, steps: Sequence[Any]) -> Any:
+    """The attention layers' mask: True where the mask input ``tensor`` (nonzero: take part;
+    None: none given) and every step mask of ``steps`` (from Embedding(mask_zero=True) or
+    Masking; None entries: none) are, in the slot's buffer ``key``; None when there is none."""
+    if tensor is None:
+        return steps_real_in_all(ctx, key, steps)
+    mine = ctx.rows_buffer(key, tensor.shape[1:], dtype=bool)
+    np.not_equal(tensor, 0, out=mine)
+    for m in steps:
+        if m is not None:
+            np.logical_and(mine, m, out=mine)
+    return mine
+
+
 # Keras' two passes: a break before each capitalised word (a capital then lowercase letters or
 # digits), then between a lowercase letter and a capital. A digit followed by a capital is not
 # a break, so ``Conv2D`` is ``conv2d`` (one pass splitting at every case change gave ``conv2_d``).
