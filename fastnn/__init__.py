@@ -45,7 +45,7 @@ from fastnn.layers import ConvLSTM2D
 from fastnn.layers import PositionalEmbedding, SinePositionEncoding, TransformerBlock
 from fastnn.layers import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                            RandomTranslation, RandomZoom, Resizing, PReLU, Identity,
-                           GroupNormalization)
+                           GroupNormalization, RMSNormalization)
 from fastnn.layers import CategoryEncoding, Discretization, Hashing, IntegerLookup
 from fastnn.layers import AdditiveAttention, Attention, Dot, UnitNormalization
 from fastnn.preprocessing_text import StringLookup, TextVectorization
@@ -98,7 +98,7 @@ __all__ = [
     "Bidirectional", "Embedding", "GELU", "MultiHeadAttention", "PositionalEmbedding",
     "SinePositionEncoding", "TransformerBlock", "distributed", "utils", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "Resizing",
-    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization", "RNN",
+    "CenterCrop", "RandomCrop", "PReLU", "Identity", "GroupNormalization", "RMSNormalization", "RNN",
     "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells",
     "Dot", "UnitNormalization", "Attention", "AdditiveAttention",
     "Conv3D", "Convolution3D", "MaxPooling3D", "AveragePooling3D", "MaxPool3D", "AvgPool3D",

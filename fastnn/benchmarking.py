@@ -26,6 +26,7 @@ import numpy as np
 import fastnn as fnn
 from fastnn import _bench_activations, _bench_attention, _bench_augment, _bench_optimizers
 from fastnn import _bench_layers
+from fastnn import _bench_more_layers
 from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn.backends import fast_available, get_backend
@@ -98,6 +99,7 @@ def workloads(quick=False):
     items += _bench_optimizers.workloads(Workload)
     items += _bench_augment.workloads(Workload)
     items += _bench_layers.workloads(Workload)
+    items += _bench_more_layers.workloads(Workload)
     return items
 
 
@@ -495,8 +497,13 @@ def _build_layers(w, engine, rng):
     return _bench_layers.build(w, engine, rng, Case)
 
 
+def _build_more_layers(w, engine, rng):
+    return _bench_more_layers.build(w, engine, rng, Case)
+
+
 _BUILDERS = {"gemm": _build_gemm, "dense_fwd": _build_dense_fwd, "dense_bwd": _build_dense_bwd,
              "train_step": _build_train_step, "predict": _build_predict, "epoch": _build_epoch,
              "digits20": _build_digits20, "attention": _build_attention,
              "activation": _build_activation, "optimizer": _build_optimizer,
-             "augment": _build_augment, "layers": _build_layers}
+             "augment": _build_augment, "layers": _build_layers,
+             "more_layers": _build_more_layers}

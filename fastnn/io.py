@@ -90,9 +90,10 @@ def _version_for(model: Sequential) -> int:
 
 def _arrays_of(model: Sequential, version: int, with_compile: bool
                ) -> list[tuple[str, NDArray[Any]]]:
-    from fastnn.models.saving import v1_weight_names, weight_arrays
+    from fastnn.models.saving import state_arrays, v1_weight_names, weight_arrays
 
-    arrays = v1_weight_names(model) if version == 1 else weight_arrays(model)
+    arrays = (v1_weight_names(model) if version == 1
+              else weight_arrays(model) + state_arrays(model))
     if with_compile and model.optimizer is not None and _stores_compile(model):
         for key, value in model.optimizer.state().items():
             arrays.append((f"optimizer/{key}", value))
@@ -379,6 +380,8 @@ def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
     model, weights = build(config, version, arrays, backend)
     for (_, layer, k), source in zip(model._entries(), weights):
         layer._weights[k][...] = source
+    from fastnn.models.saving import restore_states
+    restore_states(model, arrays)
     for layer in model._weight_layers():
         try:
             layer.check_values(layer._weights)

@@ -17,17 +17,20 @@ typedef double fnn_v4d __attribute__((vector_size(32)));
 #define NTARGET
 #define NFN(x) FNN_NORM_CAT(x, _generic, _f32)
 #include "fnn_norm_tmpl.h"
+#include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
 #if FNN_X86
 #define NTARGET __attribute__((target("avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx2, _f32)
 #include "fnn_norm_tmpl.h"
+#include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
 #define NTARGET __attribute__((target("avx512f,avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx512, _f32)
 #include "fnn_norm_tmpl.h"
+#include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
 #endif
@@ -37,17 +40,20 @@ typedef double fnn_v4d __attribute__((vector_size(32)));
 #define NTARGET
 #define NFN(x) FNN_NORM_CAT(x, _generic, _f64)
 #include "fnn_norm_tmpl.h"
+#include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
 #if FNN_X86
 #define NTARGET __attribute__((target("avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx2, _f64)
 #include "fnn_norm_tmpl.h"
+#include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
 #define NTARGET __attribute__((target("avx512f,avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx512, _f64)
 #include "fnn_norm_tmpl.h"
+#include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
 #endif
@@ -116,4 +122,37 @@ void fnn_ln_param_block_f64(const double *x, const double *dy, ptrdiff_t n, ptrd
                             const double *invstd, double *dgamma, double *dbeta)
 {
     FNN_NORM_DISPATCH(ln_param_block, _f64, (x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta));
+}
+
+void fnn_gn_fwd_block_f32(const float *x, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k, ptrdiff_t c0,
+                          ptrdiff_t c1, const float *gamma, const float *beta, double eps,
+                          float *out, float *mean, float *invstd, double *scratch)
+{
+    FNN_NORM_DISPATCH(gn_fwd_block, _f32,
+                      (x, P, C, k, c0, c1, gamma, beta, eps, out, mean, invstd, scratch));
+}
+
+void fnn_gn_fwd_block_f64(const double *x, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k, ptrdiff_t c0,
+                          ptrdiff_t c1, const double *gamma, const double *beta, double eps,
+                          double *out, double *mean, double *invstd, double *scratch)
+{
+    FNN_NORM_DISPATCH(gn_fwd_block, _f64,
+                      (x, P, C, k, c0, c1, gamma, beta, eps, out, mean, invstd, scratch));
+}
+
+void fnn_gn_bwd_block_f32(const float *x, const float *dy, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k,
+                          ptrdiff_t c0, ptrdiff_t c1, const float *gamma, const float *mean,
+                          const float *invstd, float *dx, double *sums, double *scratch)
+{
+    FNN_NORM_DISPATCH(gn_bwd_block, _f32,
+                      (x, dy, P, C, k, c0, c1, gamma, mean, invstd, dx, sums, scratch));
+}
+
+void fnn_gn_bwd_block_f64(const double *x, const double *dy, ptrdiff_t P, ptrdiff_t C,
+                          ptrdiff_t k, ptrdiff_t c0, ptrdiff_t c1, const double *gamma,
+                          const double *mean, const double *invstd, double *dx, double *sums,
+                          double *scratch)
+{
+    FNN_NORM_DISPATCH(gn_bwd_block, _f64,
+                      (x, dy, P, C, k, c0, c1, gamma, mean, invstd, dx, sums, scratch));
 }

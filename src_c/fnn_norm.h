@@ -12,6 +12,21 @@
  *   ln_param_block: for the columns j0..j1 over the n rows: dgamma += sum(dy xhat),
  *                   dbeta += sum(dy)
  *
+ *
+ * Group normalization on channels-last data: one sample's P positions of C channels (rows C
+ * apart), groups of k neighbouring channels; a call takes the channels c0..c1 (whole groups):
+ *
+ *   gn_fwd_block:   per group g: mean[g], invstd[g] := the mean and 1 / sqrt(biased var + eps)
+ *                   of its P k values (rounded to the element type; g counted from channel 0),
+ *                   out := gamma (x - mean) invstd + beta
+ *   gn_bwd_block:   xhat = (x - mean) invstd; per channel c: sums[c] := sum_p dy,
+ *                   sums[C + c] := sum_p dy xhat; then unless dx is NULL, with g = dy gamma and
+ *                   N = P k: dx := invstd / N (N g - sum(g) - xhat sum(g xhat)) over the group
+ *
+ * scratch: FNN_GN_SCRATCH(c1 - c0) doubles. A channel's sums run in position order, a group's
+ * over its channels' sums in channel order (the NumPy twin's order), so the results do not
+ * depend on the blocks.
+ *
  * Sums are taken in double: a row's in 8 lanes (lane l takes the elements l, l + 8, ...), the
  * lanes then added pairwise ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)) and the last c % 8 elements
  * in order (NumPy's pairwise order for rows of up to 128); a column's in row order. Element-wise
@@ -45,5 +60,22 @@ void fnn_ln_param_block_f64(const double *x, const double *dy, ptrdiff_t n, ptrd
 /* columns fnn_ln_param_block_* sums at a time (its sums live on the stack; wider ranges go in
  * blocks of this many, each column still summed in row order) */
 #define FNN_LN_BLOCK 64
+
+void fnn_gn_fwd_block_f32(const float *x, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k, ptrdiff_t c0,
+                          ptrdiff_t c1, const float *gamma, const float *beta, double eps,
+                          float *out, float *mean, float *invstd, double *scratch);
+void fnn_gn_fwd_block_f64(const double *x, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k, ptrdiff_t c0,
+                          ptrdiff_t c1, const double *gamma, const double *beta, double eps,
+                          double *out, double *mean, double *invstd, double *scratch);
+void fnn_gn_bwd_block_f32(const float *x, const float *dy, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k,
+                          ptrdiff_t c0, ptrdiff_t c1, const float *gamma, const float *mean,
+                          const float *invstd, float *dx, double *sums, double *scratch);
+void fnn_gn_bwd_block_f64(const double *x, const double *dy, ptrdiff_t P, ptrdiff_t C,
+                          ptrdiff_t k, ptrdiff_t c0, ptrdiff_t c1, const double *gamma,
+                          const double *mean, const double *invstd, double *dx, double *sums,
+                          double *scratch);
+
+/* doubles of scratch the group normalization kernels take for a block of w channels */
+#define FNN_GN_SCRATCH(w) (8 * (w))
 
 #endif /* FNN_NORM_H */

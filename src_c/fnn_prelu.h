@@ -16,13 +16,13 @@ static inline void fnn_prelu_row_##SUFFIX(const T *restrict x, const T *restrict
     }                                                                                         \
 }                                                                                             \
 /* values j0..j1 of a row: dx := dy where x > 0, else a * dy (dx may be NULL);                \
- * s[j] += dy * x where x <= 0, in double */                                                 \
+ * s[j] += dy * x where x is not > 0 (a NaN x adds NaN, as PyTorch's), in double */         \
 static inline void fnn_prelu_grad_##SUFFIX(const T *restrict x, const T *restrict dy,         \
                                            const T *restrict a, ptrdiff_t j0, ptrdiff_t j1,   \
                                            T *restrict dx, double *restrict s) {              \
     for (ptrdiff_t j = j0; j < j1; j++) {                                                     \
         double v = x[j], d = dy[j];                                                           \
-        s[j] += v <= 0 ? d * v : 0.0;                                                         \
+        s[j] += v > 0 ? 0.0 : d * v;                                                          \
     }                                                                                         \
     if (dx)                                                                                   \
         for (ptrdiff_t j = j0; j < j1; j++) {                                                 \

@@ -306,8 +306,8 @@ def test_keras_states_and_initial_bias_agree(keras, rng):
     (dict(recurrent_activation="gelu"), ValueError, r"recurrent_activation='gelu'"),
     (dict(strides=2, dilation_rate=2), ValueError, r"strides=2 and dilation_rate=2"),
     (dict(stateful=True), ValueError, r"stateful=True"),
-    (dict(dropout=0.2), ValueError, r"dropout=0.2"),
-    (dict(recurrent_dropout=0.1), ValueError, r"recurrent_dropout=0.1"),
+    (dict(dropout=1.0), ValueError, r"dropout=1.0"),
+    (dict(recurrent_dropout=-0.1), ValueError, r"recurrent_dropout=-0.1"),
     (dict(dropout=1.5), ValueError, r"dropout"),
     (dict(return_sequences="yes"), TypeError, r"return_sequences"),
     (dict(seed=-1), ValueError, r"seed"),
@@ -328,16 +328,19 @@ def test_inputs_of_the_wrong_shape_are_refused(shape, pattern):
         fnn.Sequential([fnn.ConvLSTM2D(2, 3)], input_shape=shape)
 
 
-def test_masks_and_initial_states_are_refused_by_name():
+def test_masks_and_wrong_initial_states_are_refused_by_name():
     # no fastnn layer passes a step mask on to 5-D data today (Masking takes (steps, features),
     # Reshape drops masks), so the refusal at build is asked directly, as the graph asks it
     with pytest.raises(ValueError, match="step mask"):
         fnn.ConvLSTM2D(2, 3).output_masked(True)
     assert fnn.ConvLSTM2D(2, 3).output_masked(False) is False
     inp = fnn.Input((3, 4, 4, 1))
+    wrong = fnn.Input((3, 3, 2))            # the states are (2, 2, 2) here
+    with pytest.raises(ValueError, match=r"initial_state must be 2 tensors \[h, c\]"):
+        fnn.ConvLSTM2D(2, 3)(inp, initial_state=[wrong, wrong])
     h0 = fnn.Input((2, 2, 2))
-    with pytest.raises(ValueError, match="initial_state"):
-        fnn.ConvLSTM2D(2, 3)(inp, initial_state=[h0, h0])
+    with pytest.raises(ValueError, match="initial_state of 1 tensor"):
+        fnn.ConvLSTM2D(2, 3)(inp, initial_state=[h0])
 
 
 def test_onnx_export_is_refused_by_name(tmp_path):

@@ -99,6 +99,8 @@ BAD = [
     (lambda: fnn.GroupNormalization(-2), ValueError, "groups"),
     (lambda: fnn.GroupNormalization(2.0), TypeError, "groups"),
     (lambda: fnn.GroupNormalization(2, epsilon=0), ValueError, "epsilon"),
+    (lambda: fnn.GroupNormalization(2, epsilon=1e308), ValueError, r"epsilon=1e\+308"),
+    (lambda: fnn.GroupNormalization(2, epsilon=3.4028236e38), ValueError, "epsilon"),
     (lambda: fnn.Sequential([fnn.GroupNormalization(3)], input_shape=(4, 8)), ValueError,
      "divide the 8 channels"),
     (lambda: fnn.Sequential([fnn.GroupNormalization(16)], input_shape=(4, 8)), ValueError,
@@ -115,11 +117,28 @@ def test_bad_arguments_are_refused(case):
         make()
 
 
+def test_epsilon_up_to_the_largest_float32_is_accepted():
+    """An epsilon that float32 holds is taken (its outputs: beta, as the variance vanishes
+    beside it); one that would be inf in float32 is refused, from code and from a file."""
+    big = float(np.finfo(np.float32).max)
+    model = fnn.Sequential([fnn.GroupNormalization(2, epsilon=big,
+                                                   beta_initializer="ones")],
+                           input_shape=(3, 4))
+    assert np.all(model.predict(np.ones((2, 3, 4), np.float32)) == 1.0)
+    config = dict(model.layers[0].get_config(), epsilon=1e308)
+    from fastnn.layers import layer_from_config
+    with pytest.raises(ValueError, match=r"epsilon=1e\+308"):
+        layer_from_config(config)
+
+
 # The kernels (fastnn/_ext/_normalization.pyx and their NumPy twins) against a plain float64
 # computation over (n, P, G, k): shapes with two threads' work (8 n P C >= 131072), one group,
-# one channel a group, a single position.
+# one channel a group, a single position; channel blocks with a vector tail (40 = 32 + 8, 21,
+# groups of 50 and of 128), one sample split over the threads by groups, a large spatial size.
 KERNEL_CASES = [((16, 49, 32), 4), ((4, 300, 64), 1), ((8, 64, 24), 24), ((40, 1, 512), 8),
-                ((3, 5, 6), 3), ((2, 4096, 8), 2)]
+                ((3, 5, 6), 3), ((2, 4096, 8), 2), ((6, 77, 40), 5), ((5, 37, 21), 7),
+                ((3, 90, 200), 4), ((2, 70, 256), 2), ((1, 4096, 64), 8), ((1, 1000, 40), 40),
+                ((1, 16384, 16), 1)]
 
 
 def _reference(x, dy, gamma, groups, eps):
@@ -176,6 +195,25 @@ def test_kernels_match_reference_twin_and_threads(shape, groups, dtype):
     assert runs[1] == runs[2]                        # 1 and 2 threads, bit for bit
     assert runs[0][:3] == runs[1][:3]                # the forward: the twin's bits
     assert runs[0][3:] == runs[1][3:]                # the backward too (same order of sums)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_sample_model_is_bitwise_at_1_and_2_threads_and_the_twin(dtype):
+    """Batch 1 (the work split over the groups), 64 x 64 positions: the model's forward and
+    backward give the same bits on 1 and 2 threads and on the NumPy backend."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 64, 64, 48)).astype(dtype) * 2 + 1
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    got = []
+    for backend, threads in (("numpy", 1), ("fast", 1), ("fast", 2)):
+        model = fnn.Sequential([fnn.GroupNormalization(6, gamma_initializer="random_normal",
+                                                       beta_initializer="random_normal")],
+                               input_shape=x.shape[1:], seed=0, dtype=dtype, backend=backend)
+        with fnn.threads(threads):
+            y = model.forward(x, training=True)
+            dx = model.backward(dy)
+        got.append([a.tobytes() for a in (y, dx, *model.grads)])
+    assert got[0] == got[1] == got[2]
 
 
 def test_kernels_with_no_rows():

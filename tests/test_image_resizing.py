@@ -1,6 +1,7 @@
-"""Keras' image sizing layers (fastnn/layers/image_resizing.py) and the grid resampling kernel
-under them (``resample_grid`` in fastnn/_ext/_layer_ops.pyx, twin in
-fastnn/backends/numpy_layer_ops.py): Keras' own layers on the same images (Resizing in every
+"""Keras' image sizing layers (fastnn/layers/image_resizing.py) and the per-pixel grid
+resampling kernel (``resample_grid`` in fastnn/_ext/_layer_ops.pyx, twin in
+fastnn/backends/numpy_layer_ops.py; the layers run on its separable form, ``resize_separable``,
+tests/test_resizing_separable.py): Keras' own layers on the same images (Resizing in every
 interpolation and aspect-ratio mode, CenterCrop, RandomCrop where its output is certain),
 RandomCrop's windows, compiled = twin bitwise at 1 and 2 threads, the backward pass as the
 adjoint and by finite differences on both backends, files, bad arguments."""

@@ -351,7 +351,7 @@ def _call(layer, shapes, **kw):
 
 BAD = [
     (lambda: fnn.Attention(score_mode="general"), ValueError, "score_mode=.general"),
-    (lambda: fnn.Attention(dropout=0.1), ValueError, "dropout=0.1"),
+    (lambda: fnn.Attention(dropout=1.0), ValueError, "dropout=1.0"),
     (lambda: fnn.AdditiveAttention(dropout=2.0), ValueError, "dropout"),
     (lambda: fnn.Attention(use_scale="yes"), TypeError, "use_scale"),
     (lambda: fnn.Attention(seed=-1), ValueError, "seed"),

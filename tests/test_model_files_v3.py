@@ -1,5 +1,7 @@
-"""Model files holding the layers of session 31 (augmentation, resizing and crops, PReLU,
-Identity, GroupNormalization, the 3-D family, the categorical preprocessing layers).
+"""Model files holding the layers of sessions 31 and 32 (augmentation, resizing and crops, PReLU,
+Identity, GroupNormalization, the 3-D family, the categorical preprocessing layers; RNN(cell)
+with SimpleRNNCell / LSTMCell / GRUCell / StackedRNNCells, Attention, AdditiveAttention, Dot,
+UnitNormalization, MultiHeadAttention(dropout, seed), ConvLSTM2D, Conv3DTranspose).
 
 - the JSON-header fuzz of ``test_model_files`` over a saved model of each family: whatever
   loads must predict, anything else must be the loader's ValueError (never a crash, a hang,
@@ -74,7 +76,32 @@ def _categorical(backend="numpy"):
     return fnn.Model(inp, out, seed=0, backend=backend)
 
 
-FAMILIES = {"images": _images, "volumes": _volumes, "categorical": _categorical}
+def _recurrent_attention(backend="numpy"):
+    """Layers 0-8: RNN(StackedRNNCells([LSTMCell(4), GRUCell(4)])), RNN(SimpleRNNCell(4),
+    go_backwards), Attention(concat, use_scale), AdditiveAttention, Dot(axes=2, normalize),
+    UnitNormalization, MultiHeadAttention(2, 3, dropout=0.1, seed=5), Flatten, Dense(2).
+    Input (6, 4)."""
+    x = fnn.Input((6, 4))
+    h = fnn.RNN(fnn.StackedRNNCells([fnn.LSTMCell(4), fnn.GRUCell(4)]),
+                return_sequences=True)(x)
+    g = fnn.RNN(fnn.SimpleRNNCell(4), return_sequences=True, go_backwards=True)(x)
+    a = fnn.Attention(score_mode="concat", use_scale=True)([h, g])
+    b = fnn.AdditiveAttention()([g, h])
+    u = fnn.UnitNormalization()(fnn.Dot(axes=2, normalize=True)([a, b]))
+    m = fnn.MultiHeadAttention(2, 3, dropout=0.1, seed=5)(u, u)
+    return fnn.Model(x, fnn.Dense(2)(fnn.Flatten()(m)), seed=0, backend=backend)
+
+
+def _conv_sequences(backend="numpy"):
+    """Layers 0-3: ConvLSTM2D(2, 3, same, return_sequences), Conv3DTranspose(3, 2, strides=2),
+    Flatten, Dense(2). Input (3, 5, 5, 2)."""
+    return fnn.Sequential([fnn.ConvLSTM2D(2, 3, padding="same", return_sequences=True),
+                           fnn.Conv3DTranspose(3, 2, strides=2), fnn.Flatten(), fnn.Dense(2)],
+                          input_shape=(3, 5, 5, 2), seed=0, backend=backend)
+
+
+FAMILIES = {"images": _images, "volumes": _volumes, "categorical": _categorical,
+            "recurrent_attention": _recurrent_attention, "conv_sequences": _conv_sequences}
 
 
 def _file(make):
@@ -142,7 +169,7 @@ def test_each_family_round_trips(files, family, tmp_path):
     elif family == "images":
         x = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 4))
     else:
-        x = np.random.default_rng(0).standard_normal((3, 4, 6, 6, 2))
+        x = np.random.default_rng(0).standard_normal((3, *original.input_shape))
     assert loaded.predict(x).tobytes() == original.predict(x).tobytes()
     assert [c["class"] if "class" in c else c["config"]["class"]
             for c in files[family]["header"]["model"]["layers"]] == [
@@ -188,12 +215,60 @@ def test_fuzz_hostile_config_values(files, family, data):
     _load_or_refuse(build(header, files[family]["data"], version=2))
 
 
+# values for any key at any depth of the new layers' configs (a cell's config inside RNN's,
+# StackedRNNCells' list, initializer configs, the call arguments): also NaN and infinities
+# (written as JSON's NaN / Infinity literals), rates at and past their bounds, seeds past 2**64,
+# and nested configs of the wrong kind
+NESTED_HOSTILE = HOSTILE_VALUES + [
+    math.nan, math.inf, -math.inf, 1.0, -0.5, 2**64, 2**70, 1.5, "concat", "LSTMCell",
+    {"class_name": "Dense", "config": {"units": 2}}, {"class_name": "LSTMCell"},
+    {"class_name": "LSTMCell", "config": {"units": 2**40}},
+    {"class_name": "StackedRNNCells", "config": {"cells": []}},
+    {"class_name": "StackedRNNCells", "config": {"cells": "x"}},
+    [{"class_name": "GRUCell", "config": {"units": -1}}], [None]]
+
+
+def _nested_slots(value, path=()):
+    """(container, key) of every entry at any depth below ``value`` (dicts and lists)."""
+    items = (value.items() if isinstance(value, dict)
+             else enumerate(value) if isinstance(value, list) else ())
+    for key, inner in items:
+        yield value, key
+        yield from _nested_slots(inner, path + (key,))
+
+
+@pytest.mark.parametrize("family", ["recurrent_attention", "conv_sequences"])
+@FUZZ_V3
+@given(data=st.data())
+def test_fuzz_hostile_nested_config_values(files, family, data):
+    header = copy.deepcopy(files[family]["header"])
+    configs = [c for _, c in _layer_configs(header)]
+    for _ in range(data.draw(st.integers(1, 2))):
+        config = data.draw(st.sampled_from(configs))
+        slots = [(c, k) for c, k in _nested_slots(config) if k not in ("class", "name")]
+        if not slots:
+            continue
+        container, key = data.draw(st.sampled_from(slots))
+        container[key] = copy.deepcopy(data.draw(st.sampled_from(NESTED_HOSTILE)))
+    _load_or_refuse(build(header, files[family]["data"], version=2))
+
+
 # ---------------------------------------------------------------- hand-forged configs
 def _set(i, **values):
     """Set keys of layer ``i``'s config (a Sequential's entry or a Model's ``config``)."""
     def change(model):
         entry = model["layers"][i]
         entry.get("config", entry).update(values)
+    return change
+
+
+def _cell(i, path, value):
+    """Set the entry at ``path`` inside layer ``i``'s (an RNN's) cell config."""
+    def change(model):
+        inner = model["layers"][i]["config"]["cell"]
+        for key in path[:-1]:
+            inner = inner[key]
+        inner[path[-1]] = value
     return change
 
 
@@ -307,7 +382,8 @@ FORGED = {
     "lookup_oov_indices_2_31": ("categorical", _set(0, num_oov_indices=2**31),
                                 r"num_oov_indices=2147483648"),
     "lookup_oov_indices_2_31_minus_1": ("categorical", _set(0, num_oov_indices=2**31 - 1),
-                                        r"more than the file"),
+                                        r"'kernel' would have shape \(2147483669, 2\), "
+                                        r"4294967338 values, over the limit"),
     "discretization_unsorted": ("categorical", _set(1, bin_boundaries=[2.5, 0.5]),
                                 r"bin_boundaries=\[2\.5, 0\.5\]"),
     "discretization_bins_zero": ("categorical", _set(1, num_bins=0), r"num_bins=0\b"),
@@ -317,11 +393,139 @@ FORGED = {
     "hashing_bins_zero": ("categorical", _set(2, num_bins=0), r"num_bins=0\b"),
     "hashing_bins_2_31": ("categorical", _set(2, num_bins=2**31), r"num_bins=2147483648"),
     "hashing_salt_triple": ("categorical", _set(2, salt=[1, 2, 3]), r"salt=\[1, 2, 3\]"),
+    "group_norm_epsilon_inf_in_float32": ("images", _set(10, epsilon=1e308),
+                                          r"epsilon=1e\+308"),
     "hashing_mask_value_list": ("categorical", _set(2, mask_value=[1]), r"mask_value=\[1\]"),
     "encoding_tokens_negative": ("categorical", _set(3, num_tokens=-1), r"num_tokens=-1\b"),
     "encoding_mode_int": ("categorical", _set(3, output_mode="int"), r"output_mode='int'"),
     "encoding_tokens_inconsistent_with_dense": ("categorical", _set(3, num_tokens=2),
                                                 r"dense/kernel.*<f4\[22, 2\].*needs"),
+    # recurrent_attention: RNN(StackedRNNCells([LSTMCell, GRUCell])) 0, RNN(SimpleRNNCell) 1,
+    # Attention 2, AdditiveAttention 3, Dot 4, UnitNormalization 5, MultiHeadAttention 6
+    "rnn_cell_dense": ("recurrent_attention",
+                       _set(0, cell={"class_name": "Dense", "config": {"units": 2}}),
+                       r"unknown RNN cell class 'Dense'"),
+    "rnn_cell_string": ("recurrent_attention", _set(0, cell="LSTMCell"),
+                        r"'cell' must be a cell config.*Received: 'LSTMCell'"),
+    "rnn_cell_null": ("recurrent_attention", _set(0, cell=None), r"Received: None"),
+    "rnn_stateful": ("recurrent_attention", _set(1, stateful=True), r"stateful=True"),
+    "rnn_go_backwards_int": ("recurrent_attention", _set(1, go_backwards=1),
+                             r"go_backwards=1\b"),
+    "stacked_cells_empty": ("recurrent_attention", _cell(0, ["config", "cells"], []),
+                            r"cells=\[\]"),
+    "stacked_cells_string": ("recurrent_attention", _cell(0, ["config", "cells"], "x"),
+                             r"'cells' must be a list. Received: 'x'"),
+    "stacked_cells_nested_stack": ("recurrent_attention", _cell(0, ["config", "cells"], [
+        {"class_name": "StackedRNNCells", "config": {"cells": [
+            {"class_name": "GRUCell", "config": {"units": 4}}]}}]),
+        r"cannot run a cell written in Python"),
+    "stacked_cell_units_negative": ("recurrent_attention",
+                                    _cell(0, ["config", "cells", 0, "config", "units"], -1),
+                                    r"units=-1\b"),
+    "stacked_cell_units_2_40": ("recurrent_attention",
+                                _cell(0, ["config", "cells", 1, "config", "units"], 2**40),
+                                r"units=1099511627776"),
+    "stacked_cell_units_float": ("recurrent_attention",
+                                 _cell(0, ["config", "cells", 1, "config", "units"], 4.0),
+                                 r"units=4\.0"),
+    "stacked_cell_units_inconsistent": ("recurrent_attention",
+                                        _cell(0, ["config", "cells", 1, "config", "units"], 5),
+                                        r"query shape .*6, 5.*key shape .*6, 4"),
+    "stacked_cell_dropout_one": ("recurrent_attention",
+                                 _cell(0, ["config", "cells", 0, "config", "dropout"], 1.0),
+                                 r"dropout=1\.0"),
+    "stacked_cell_seed_string": ("recurrent_attention",
+                                 _cell(0, ["config", "cells", 0, "config", "seed"], "1"),
+                                 r"seed='1'"),
+    "stacked_cell_unknown_argument": ("recurrent_attention",
+                                      _cell(0, ["config", "cells", 0, "config", "bogus"], 1),
+                                      r"LSTMCell got an unexpected argument 'bogus'"),
+    "gru_cell_reset_after_string": ("recurrent_attention",
+                                    _cell(0, ["config", "cells", 1, "config", "reset_after"],
+                                          "yes"), r"reset_after='yes'"),
+    "simple_cell_activation_unknown": ("recurrent_attention",
+                                       _cell(1, ["config", "activation"], "bogus"),
+                                       r"activation='bogus'"),
+    "attention_score_mode_cosine": ("recurrent_attention", _set(2, score_mode="cosine"),
+                                    r"score_mode='cosine'"),
+    "attention_dropout_one": ("recurrent_attention", _set(2, dropout=1.0), r"dropout=1\.0"),
+    "attention_seed_float": ("recurrent_attention", _set(2, seed=1.5), r"seed=1\.5"),
+    "attention_use_scale_string": ("recurrent_attention", _set(2, use_scale="yes"),
+                                   r"use_scale='yes'"),
+    "attention_use_scale_inconsistent": ("recurrent_attention", _set(2, use_scale=False),
+                                         r"attention/scale"),
+    "attention_call_roles": ("recurrent_attention",
+                             _set(2, call={"input_roles": ["q", "q"],
+                                           "return_attention_scores": False,
+                                           "use_causal_mask": False}),
+                             r"input_roles=\['q', 'q'\]"),
+    "attention_call_string": ("recurrent_attention", _set(2, call="x"), r"call='x'"),
+    "attention_causal_int": ("recurrent_attention",
+                             _set(2, call={"input_roles": ["q", "v"],
+                                           "return_attention_scores": False,
+                                           "use_causal_mask": 1}), r"use_causal_mask=1\b"),
+    "additive_attention_dropout_negative": ("recurrent_attention", _set(3, dropout=-0.5),
+                                            r"dropout=-0\.5"),
+    "dot_axes_3": ("recurrent_attention", _set(4, axes=3), r"axes=3 for input shapes"),
+    "dot_axes_string": ("recurrent_attention", _set(4, axes="2"), r"axes='2'"),
+    "dot_axes_triple": ("recurrent_attention", _set(4, axes=[1, 2, 2]), r"axes=\[1, 2, 2\]"),
+    "dot_axes_inconsistent_with_weights": ("recurrent_attention", _set(4, axes=1),
+                                           r"query_kernel.*<f4\[6, 2, 3\].*needs"),
+    "dot_normalize_int": ("recurrent_attention", _set(4, normalize=1), r"normalize=1\b"),
+    "unit_normalization_axis_0": ("recurrent_attention", _set(5, axis=0), r"axis=\[0\]"),
+    "unit_normalization_axis_5": ("recurrent_attention", _set(5, axis=5), r"axis=\[5\]"),
+    "unit_normalization_axis_string": ("recurrent_attention", _set(5, axis="x"), r"axis='x'"),
+    "mha_dropout_one": ("recurrent_attention", _set(6, dropout=1.0), r"dropout=1\.0"),
+    "mha_seed_string": ("recurrent_attention", _set(6, seed="5"), r"seed='5'"),
+    "mha_seed_float": ("recurrent_attention", _set(6, seed=5.0), r"seed=5\.0"),
+    "mha_seed_negative": ("recurrent_attention", _set(6, seed=-1), r"seed=-1\b"),
+    "mha_seed_2_64": ("recurrent_attention", _set(6, seed=2**64), r"seed must be below 2\*\*64"),
+    "mha_num_heads_2_40": ("recurrent_attention", _set(6, num_heads=2**40),
+                           r"num_heads=1099511627776"),
+    "mha_key_dim_2_20": ("recurrent_attention", _set(6, key_dim=2**20, value_dim=2**20),
+                         r"more than the file"),
+    # conv_sequences: ConvLSTM2D 0, Conv3DTranspose 1
+    "conv_lstm2d_filters_negative": ("conv_sequences", _set(0, filters=-1), r"filters=-1\b"),
+    "conv_lstm2d_filters_2_40": ("conv_sequences", _set(0, filters=2**40),
+                                 r"filters=1099511627776"),
+    "conv_lstm2d_filters_2_20": ("conv_sequences", _set(0, filters=2**20),
+                                 r"'recurrent_kernel' would have shape \(3, 3, 1048576, 4194304\)"
+                                 r".*Received: filters=1048576"),
+    "conv_lstm2d_kernel_zero": ("conv_sequences", _set(0, kernel_size=[0, 3]),
+                                r"kernel_size=0\b"),
+    "conv_lstm2d_kernel_2_20": ("conv_sequences", _set(0, kernel_size=[2**20, 2**20]),
+                                r"kernel_size=\[1048576, 1048576\]"),
+    "conv_lstm2d_strides_2_31": ("conv_sequences", _set(0, strides=[2**31, 1]),
+                                 r"strides=\[2147483648, 1\]"),
+    "conv_lstm2d_padding_full": ("conv_sequences", _set(0, padding="full"), r"padding='full'"),
+    "conv_lstm2d_dilation_negative": ("conv_sequences", _set(0, dilation_rate=[-1, 1]),
+                                      r"dilation_rate=-1\b"),
+    "conv_lstm2d_dropout_one": ("conv_sequences", _set(0, dropout=1.0), r"dropout=1\.0"),
+    "conv_lstm2d_seed_string": ("conv_sequences", _set(0, seed="x"), r"seed='x'"),
+    "conv_lstm2d_stateful": ("conv_sequences", _set(0, stateful=True), r"stateful=True"),
+    "conv_lstm2d_recurrent_activation": ("conv_sequences",
+                                         _set(0, recurrent_activation="bogus"),
+                                         r"recurrent_activation='bogus'|activation='bogus'"),
+    "conv_lstm2d_return_state_inconsistent": ("conv_sequences", _set(0, return_state=True),
+                                              r"conv3d_transpose takes one input"),
+    "conv3d_transpose_filters_zero": ("conv_sequences", _set(1, filters=0), r"filters=0\b"),
+    "conv3d_transpose_filters_2_40": ("conv_sequences", _set(1, filters=2**40),
+                                      r"filters=1099511627776"),
+    "conv3d_transpose_strides_zero": ("conv_sequences", _set(1, strides=[0, 2, 2]),
+                                      r"strides=0\b"),
+    "conv3d_transpose_strides_2_20": ("conv_sequences", _set(1, strides=[2**20] * 3),
+                                      r"'kernel' would have shape \(259407338536540569600, 2\)"),
+    "conv3d_transpose_kernel_pair": ("conv_sequences", _set(1, kernel_size=[2, 2]),
+                                     r"kernel_size=\[2, 2\]"),
+    "conv3d_transpose_output_padding_3": ("conv_sequences", _set(1, output_padding=[3, 0, 0]),
+                                          r"output_padding=\[3, 0, 0\]"),
+    "conv3d_transpose_output_padding_negative": ("conv_sequences",
+                                                 _set(1, output_padding=[-1, 0, 0]),
+                                                 r"output_padding=-1\b"),
+    "conv3d_transpose_padding_causal": ("conv_sequences", _set(1, padding="causal"),
+                                        r"padding='causal'"),
+    "conv3d_transpose_activation_int": ("conv_sequences", _set(1, activation=7),
+                                        r"activation=7\b"),
 }
 
 

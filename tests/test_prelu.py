@@ -191,3 +191,38 @@ def test_training_is_the_same_at_one_and_two_threads():
             losses = [model.train_on_batch(x, y) for _ in range(3)]
             runs.append((losses, [w.tobytes() for w in model.get_weights()]))
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nan_input_makes_its_slope_gradient_nan_as_in_torch(backend, dtype):
+    """PyTorch's slope gradient sums dy * x where x is not > 0: a NaN x makes its channel's
+    gradient NaN (the other channels' stay finite and equal to PyTorch's); dx follows the
+    slope's side there (alpha * dy), as PyTorch's."""
+    torch = pytest.importorskip("torch")
+    from fastnn.backends import get_backend
+    rng = np.random.default_rng(5)
+    n, m, channels = 6, 40, 4          # 40 values a row (over a SIMD width), 4 slopes
+    x = rng.standard_normal((n, m)).astype(dtype)
+    x[2, 5] = np.nan                   # channel 5 % 4 = 1
+    x[4, 39] = np.nan                  # channel 3, in the row's tail
+    dy = rng.standard_normal((n, m)).astype(dtype)
+    alpha = rng.uniform(0.1, 0.5, channels).astype(dtype)
+    index = (np.arange(m) % channels).astype(np.int64)
+    be = get_backend(backend)
+    dx = np.empty_like(x)
+    dalpha = np.zeros(channels, dtype)
+    be.prelu_backward(x, dy, alpha, index, dx, dalpha)
+    tx = torch.tensor(x.reshape(n, m // channels, channels).transpose(0, 2, 1).copy(),
+                      dtype=torch.float64, requires_grad=True)      # (n, channels, steps)
+    module = torch.nn.PReLU(channels).double()
+    module.weight.data = torch.tensor(alpha, dtype=torch.float64)
+    module(tx).backward(torch.tensor(dy.reshape(n, m // channels, channels).transpose(0, 2, 1)
+                                     .copy(), dtype=torch.float64))
+    want = module.weight.grad.numpy()
+    assert np.isnan(want[[1, 3]]).all() and np.isfinite(want[[0, 2]]).all()    # the oracle
+    assert np.isnan(dalpha[[1, 3]]).all()
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert np.abs(dalpha[[0, 2]] - want[[0, 2]]).max() <= tol * np.abs(want[[0, 2]]).max()
+    want_dx = tx.grad.numpy().transpose(0, 2, 1).reshape(n, m)
+    assert np.abs(dx - want_dx).max() <= tol * np.abs(want_dx).max()

@@ -227,7 +227,7 @@ class PythonCell:
     (lambda: fnn.RNN(fnn.LSTM(3)), ValueError, "Received: cell=.*LSTM"),
     (lambda: fnn.RNN([]), ValueError, "non-empty list of cells"),
     (lambda: fnn.RNN([fnn.LSTMCell(3), "gru"]), ValueError, "Received: cell='gru'"),
-    (lambda: fnn.RNN(fnn.LSTMCell(3), stateful=True), ValueError, "stateful=True"),
+    (lambda: fnn.RNN(fnn.LSTMCell(3), stateful="yes"), TypeError, "stateful"),
     (lambda: fnn.RNN(fnn.LSTMCell(3), unroll="yes"), TypeError, "unroll"),
     (lambda: fnn.LSTMCell(3, return_sequences=True), TypeError, "argument of RNN"),
     (lambda: fnn.LSTMCell(0), ValueError, "units"),

@@ -13,6 +13,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, fabs, sqrt, tanh
 
+from fastnn._ext.attn cimport fnn_attn_geom, fnn_attn_keep
 from fastnn._ext._parallel cimport fnn_max_threads, threads_for, fnn_ftz_enter, fnn_ftz_leave
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_par_min_work, FNN_ACT_LINEAR)
@@ -161,6 +162,35 @@ def masked_softmax(const floating[:, :, ::1] s,     # IN  (B, Tq, Tv) scores
             total = total + t
         for j in range(Tv):
             out[b, i, j] = <floating>(out[b, i, j] / total)
+
+
+def weights_dropout(const floating[:, :, ::1] x,     # IN  (B, Tq, Tv)
+                    double rate,
+                    unsigned long long key,
+                    floating[:, :, ::1] out):       # OUT (B, Tq, Tv) (may be x)
+    """out[b, i, j] := x[b, i, j] keep(b, i, j) / (1 - rate)  (keep: fnn_attn_keep's draw, the
+    one MultiHeadAttention's dropout takes, with one head per sample)"""
+    cdef Py_ssize_t B = x.shape[0], Tq = x.shape[1], Tv = x.shape[2], row, b, i, j
+    cdef fnn_attn_geom g
+    cdef floating scale
+    if out.shape[0] != B or out.shape[1] != Tq or out.shape[2] != Tv:
+        _bad("weights_dropout")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"weights_dropout: rate must be in [0, 1). Received: rate={rate}")
+    if B == 0 or Tq == 0 or Tv == 0:
+        return
+    g.pairs, g.heads, g.lq, g.lk = B, 1, Tq, Tv
+    g.drop_rate, g.drop_key = rate, key
+    scale = <floating>(1.0 / (1.0 - rate))
+    for row in prange(B * Tq, nogil=True, schedule="static",
+                      num_threads=threads_for(B * Tq * Tv * 4)):
+        b = row // Tq
+        i = row - b * Tq
+        for j in range(Tv):
+            if fnn_attn_keep(&g, b, i, j):
+                out[b, i, j] = x[b, i, j] * scale
+            else:
+                out[b, i, j] = 0
 
 
 def softmax_backward(const floating[:, ::1] a,      # IN  (R, C) softmax output

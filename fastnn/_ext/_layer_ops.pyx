@@ -18,7 +18,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport cos, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 from fastnn._ext._parallel cimport threads_for
 
@@ -653,6 +654,343 @@ def resample_grid_backward(const floating[:, :, :, ::1] dy,   # IN  (n, ho, wo, 
                                  &dy[s, i, j, 0])
 
 
+# ---------------------------------------------------------------------------- separable grid
+# The same reads as resample_grid (a grid of rows x columns, the same for every image: Resizing,
+# CenterCrop, RandomCrop), in separable form: tables built once per grid
+# (fastnn/backends/numpy_layer_ops.py: grid_tables) give each output row its two input rows and
+# weights, and each output column its two input columns and weights (-1: the fill); a tap of
+# weight 0 reads nothing. An input row is first resampled along itself (the column taps, all c
+# channels of a pixel, in double), then two such rows are blended per output row. A thread owns
+# a contiguous run of the (image, output row) pairs and keeps the last resampled input rows, so
+# each is computed about once; every value is computed the same way on any thread count, in
+# the twin's order (built without FP contraction): the same bits.
+
+cdef inline double _blend2(double a, double va, double b, double vb) noexcept nogil:
+    if a != 0:
+        if b != 0:
+            return a * va + b * vb
+        return a * va
+    if b != 0:
+        return b * vb
+    return 0.0
+
+
+ctypedef struct _ColumnTaps:
+    Py_ssize_t wo                 # output columns
+    Py_ssize_t c                  # channels
+    const int64_t *e0             # (wo,) input columns, -1 the fill
+    const int64_t *e1
+    const double *ca              # (wo,) weights
+    const double *cb
+    const int64_t *p0             # (wo,) where e0, e1 start in a row (c e; the fill read at 0)
+    const int64_t *p1
+    const int64_t *special        # the columns with a weight 0 or a fill tap (recomputed)
+    Py_ssize_t n_special
+    double fill
+
+
+cdef void _resample_row(const floating *src, const _ColumnTaps *t,
+                        double *out) noexcept nogil:
+    """out[j c + ch] := the row src (NULL: all fill) read at column j's taps: every column by
+    the plain formula (branch-free), then the special ones again with the weight-0 and fill
+    rules (the plain one reads them at offset 0 and may have met an inf there)."""
+    cdef Py_ssize_t j, u, ch, c = t.c, wo = t.wo
+    cdef double v0, v1, a, b, fill = t.fill
+    cdef const int64_t *p0 = t.p0
+    cdef const int64_t *p1 = t.p1
+    cdef const double *ca = t.ca
+    cdef const double *cb = t.cb
+    cdef const floating *s0
+    cdef const floating *s1
+    if src == NULL:
+        for j in range(wo):
+            v0 = _blend2(ca[j], fill, cb[j], fill)
+            for ch in range(c):
+                out[j * c + ch] = v0
+        return
+    if c == 3:
+        for j in range(wo):
+            a, b, s0, s1 = ca[j], cb[j], src + p0[j], src + p1[j]
+            out[3 * j] = a * <double>s0[0] + b * <double>s1[0]
+            out[3 * j + 1] = a * <double>s0[1] + b * <double>s1[1]
+            out[3 * j + 2] = a * <double>s0[2] + b * <double>s1[2]
+    elif c == 1:
+        for j in range(wo):
+            out[j] = ca[j] * <double>src[p0[j]] + cb[j] * <double>src[p1[j]]
+    else:
+        for j in range(wo):
+            a, b, s0, s1 = ca[j], cb[j], src + p0[j], src + p1[j]
+            for ch in range(c):
+                out[j * c + ch] = a * <double>s0[ch] + b * <double>s1[ch]
+    for u in range(t.n_special):
+        j = t.special[u]
+        for ch in range(c):
+            v0 = fill if t.e0[j] < 0 else <double>src[t.e0[j] * c + ch]
+            v1 = fill if t.e1[j] < 0 else <double>src[t.e1[j] * c + ch]
+            out[j * c + ch] = _blend2(ca[j], v0, cb[j], v1)
+
+
+cdef double *_cached_row(const floating *x, Py_ssize_t row, Py_ssize_t wc, Py_ssize_t m,
+                         const _ColumnTaps *t, double *buf, Py_ssize_t *tag,
+                         const double *keep) noexcept nogil:
+    """Input row `row` (of the batch) resampled along itself: from its slot (row & 1) of buf
+    when it is there, else computed into that slot, or into the spare (buf + 2 m) when the
+    slot holds `keep`, the other row an output row needs."""
+    cdef Py_ssize_t slot = row & 1
+    cdef double *out = buf + slot * m
+    if tag[slot] == row:
+        return out
+    if out == keep:
+        out = buf + 2 * m
+    else:
+        tag[slot] = row
+    _resample_row(x + row * wc, t, out)
+    return out
+
+
+cdef int _resize_run(const floating *x, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t ho,
+                     const int64_t *ri, const double *rw, const _ColumnTaps *t,
+                     bint bilinear, floating *y, Py_ssize_t first,
+                     Py_ssize_t last) noexcept nogil:
+    """Output rows first..last-1 of the batch (row r: image r // ho, row r % ho); 1 when out
+    of memory."""
+    cdef Py_ssize_t r, s, i, j, k, p, q, c = t.c, m = t.wo * t.c
+    cdef const floating *src
+    cdef floating *out
+    cdef floating fill = <floating>t.fill
+    cdef double a, b
+    cdef double *buf
+    cdef double *hp
+    cdef double *hq
+    cdef double *filled
+    cdef Py_ssize_t tag[2]
+    if not bilinear:
+        for r in range(first, last):
+            s = r // ho
+            i = r - s * ho
+            out = y + r * m
+            p = ri[i]
+            if p < 0:
+                for k in range(m):
+                    out[k] = fill
+                continue
+            src = x + (s * h + p) * wc
+            for j in range(t.wo):
+                for k in range(c):
+                    out[j * c + k] = src[t.p0[j] + k]
+            for j in range(t.n_special):
+                if t.e0[t.special[j]] < 0:
+                    for k in range(c):
+                        out[t.special[j] * c + k] = fill
+        return 0
+    buf = <double *>malloc(4 * m * sizeof(double))
+    if buf == NULL:
+        return 1
+    filled = buf + 3 * m
+    _resample_row(<const floating *>NULL, t, filled)
+    tag[0] = tag[1] = -1
+    for r in range(first, last):
+        s = r // ho
+        i = r - s * ho
+        a, b = rw[i], rw[ho + i]
+        hp = hq = filled
+        p = ri[i]
+        if a != 0 and p >= 0:
+            hp = _cached_row(x, s * h + p, wc, m, t, buf, tag, NULL)
+        q = ri[ho + i]
+        if b != 0 and q >= 0:
+            hq = _cached_row(x, s * h + q, wc, m, t, buf, tag, hp)
+        out = y + r * m
+        if a != 0 and b != 0:
+            for k in range(m):
+                out[k] = <floating>(a * hp[k] + b * hq[k])
+        elif a != 0:
+            for k in range(m):
+                out[k] = <floating>(a * hp[k])
+        elif b != 0:
+            for k in range(m):
+                out[k] = <floating>(b * hq[k])
+        else:
+            for k in range(m):
+                out[k] = 0
+    free(buf)
+    return 0
+
+
+cdef _check_tables(const int64_t[:, ::1] row_index, const double[:, ::1] row_weight,
+                   const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
+                   Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho, Py_ssize_t wo):
+    """The tables' shapes against the images', and every index in [-1, size)."""
+    cdef Py_ssize_t k
+    cdef tuple ris = (row_index.shape[0], row_index.shape[1])
+    cdef tuple rws = (row_weight.shape[0], row_weight.shape[1])
+    cdef tuple cis = (col_index.shape[0], col_index.shape[1])
+    cdef tuple cws = (col_weight.shape[0], col_weight.shape[1])
+    if ris != (2, ho) or rws != (2, ho):
+        raise ValueError(f"row_index and row_weight must have shape (2, {ho}); got {ris} and "
+                         f"{rws}")
+    if cis != (2, wo) or cws != (2, wo):
+        raise ValueError(f"col_index and col_weight must have shape (2, {wo}); got {cis} and "
+                         f"{cws}")
+    for k in range(ho):
+        if not (-1 <= row_index[0, k] < h and -1 <= row_index[1, k] < h):
+            raise ValueError(f"row_index must lie in [-1, {h}); got "
+                             f"{row_index[0, k]}, {row_index[1, k]} at {k}")
+    for k in range(wo):
+        if not (-1 <= col_index[0, k] < w and -1 <= col_index[1, k] < w):
+            raise ValueError(f"col_index must lie in [-1, {w}); got "
+                             f"{col_index[0, k]}, {col_index[1, k]} at {k}")
+
+
+cdef int64_t *_plain_columns(const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
+                             Py_ssize_t c, bint bilinear, Py_ssize_t *n_special):
+    """3 wo values (malloc, NULL when out of memory): where each column's taps start in a row
+    (c times the column; the fill read at 0), then the columns (ascending) the plain formula
+    gets wrong (a fill tap, or with bilinear a weight 0); their count in n_special."""
+    cdef Py_ssize_t t, wo = col_index.shape[1]
+    cdef int64_t *plain = <int64_t *>malloc(3 * wo * sizeof(int64_t) + 1)
+    if plain == NULL:
+        return NULL
+    n_special[0] = 0
+    for t in range(wo):
+        plain[t] = max(col_index[0, t], 0) * c
+        plain[wo + t] = max(col_index[1, t], 0) * c
+        if col_index[0, t] < 0 or (bilinear and (col_index[1, t] < 0 or col_weight[0, t] == 0
+                                                 or col_weight[1, t] == 0)):
+            plain[2 * wo + n_special[0]] = t
+            n_special[0] += 1
+    return plain
+
+
+def resize_separable(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
+                     const int64_t[:, ::1] row_index,     # IN  (2, ho) input rows, -1 the fill
+                     const double[:, ::1] row_weight,     # IN  (2, ho)
+                     const int64_t[:, ::1] col_index,     # IN  (2, wo) input columns, -1 fill
+                     const double[:, ::1] col_weight,     # IN  (2, wo)
+                     int bilinear, double fill_value,
+                     floating[:, :, :, ::1] y):           # OUT (n, ho, wo, c)
+    """y[s, i] := the rows row_index[:, i] of x_s, each read at the column taps, blended by
+    row_weight[:, i] (nearest: the row row_index[0, i] read at col_index[0]); see above"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3]
+    cdef Py_ssize_t ho = y.shape[1], wo = y.shape[2], rows, t, nt
+    cdef _ColumnTaps taps
+    cdef int failed = 0
+    if y.shape[0] != n or y.shape[3] != c:
+        raise ValueError(f"y must have shape ({n}, ho, wo, {c}); got "
+                         f"{(y.shape[0], y.shape[1], y.shape[2], y.shape[3])}")
+    _check_tables(row_index, row_weight, col_index, col_weight, h, w, ho, wo)
+    if n == 0 or ho == 0 or wo == 0 or c == 0:
+        return
+    if h == 0 or w == 0:
+        raise ValueError(f"x must not be empty; got shape {(n, h, w, c)}")
+    cdef int64_t *plain = _plain_columns(col_index, col_weight, c, bilinear, &taps.n_special)
+    if plain == NULL:
+        raise MemoryError("resize_separable: out of memory")
+    taps.wo, taps.c, taps.e0, taps.e1 = wo, c, &col_index[0, 0], &col_index[1, 0]
+    taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
+    taps.p0, taps.p1, taps.special = plain, plain + wo, plain + 2 * wo
+    taps.fill = <double><floating>fill_value
+    rows = n * ho
+    nt = threads_for(rows * wo * c)
+    with nogil:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            failed += _resize_run(&x[0, 0, 0, 0], h, w * c, ho, &row_index[0, 0],
+                                  &row_weight[0, 0], &taps, bilinear, &y[0, 0, 0, 0],
+                                  rows * t // nt, rows * (t + 1) // nt)
+    free(plain)
+    if failed:
+        raise MemoryError("resize_separable: out of memory")
+
+
+cdef int _resize_image_back(const floating *dy, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho,
+                            const int64_t *ri, const double *rw, const _ColumnTaps *t,
+                            floating *dx) noexcept nogil:
+    """One image's adjoint (see resize_separable_backward); 1 when out of memory."""
+    cdef Py_ssize_t i, j, ch, k, u, p, c = t.c, wo = t.wo, wc = w * t.c
+    cdef Py_ssize_t o0, o1, next_special
+    cdef double a, b
+    cdef const floating *g
+    cdef double *acc = <double *>malloc((h + 1) * wc * sizeof(double))
+    cdef double *row
+    if acc == NULL:
+        return 1
+    row = acc + h * wc
+    memset(acc, 0, h * wc * sizeof(double))
+    for i in range(ho):
+        memset(row, 0, wc * sizeof(double))
+        u = 0
+        next_special = t.special[0] if t.n_special else wo
+        for j in range(wo):
+            g = dy + (i * wo + j) * c
+            if j == next_special:       # value by value, each tap unless weight 0 or fill
+                u += 1
+                next_special = t.special[u] if u < t.n_special else wo
+                for ch in range(c):
+                    if t.ca[j] != 0 and t.e0[j] >= 0:
+                        row[t.e0[j] * c + ch] = row[t.e0[j] * c + ch] + t.ca[j] * g[ch]
+                    if t.cb[j] != 0 and t.e1[j] >= 0:
+                        row[t.e1[j] * c + ch] = row[t.e1[j] * c + ch] + t.cb[j] * g[ch]
+                continue
+            a, b, o0, o1 = t.ca[j], t.cb[j], t.p0[j], t.p1[j]
+            if c == 3:
+                row[o0] = row[o0] + a * g[0]
+                row[o1] = row[o1] + b * g[0]
+                row[o0 + 1] = row[o0 + 1] + a * g[1]
+                row[o1 + 1] = row[o1 + 1] + b * g[1]
+                row[o0 + 2] = row[o0 + 2] + a * g[2]
+                row[o1 + 2] = row[o1 + 2] + b * g[2]
+            else:
+                for ch in range(c):
+                    row[o0 + ch] = row[o0 + ch] + a * g[ch]
+                    row[o1 + ch] = row[o1 + ch] + b * g[ch]
+        for k in range(2):
+            p = ri[k * ho + i]
+            a = rw[k * ho + i]
+            if a != 0 and p >= 0:
+                for j in range(wc):
+                    acc[p * wc + j] = acc[p * wc + j] + a * row[j]
+    for k in range(h * wc):
+        dx[k] = <floating>acc[k]
+    free(acc)
+    return 0
+
+
+def resize_separable_backward(const floating[:, :, :, ::1] dy,    # IN  (n, ho, wo, c)
+                              const int64_t[:, ::1] row_index, const double[:, ::1] row_weight,
+                              const int64_t[:, ::1] col_index, const double[:, ::1] col_weight,
+                              floating[:, :, :, ::1] dx):         # OUT (n, h, w, c)
+    """dx := the adjoint of resize_separable applied to dy (the fill takes none): per output
+    row, the column taps' adjoint (value by value, tap 0 then tap 1), then added to the input
+    rows it read (tap 0 then tap 1), in double, cast once; a thread owns whole images"""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3]
+    cdef Py_ssize_t ho = dy.shape[1], wo = dy.shape[2], s
+    cdef int failed = 0
+    if dy.shape[0] != n or dy.shape[3] != c:
+        raise ValueError(f"dy must have shape ({n}, ho, wo, {c}); got "
+                         f"{(dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])}")
+    _check_tables(row_index, row_weight, col_index, col_weight, h, w, ho, wo)
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        return
+    if ho == 0 or wo == 0:
+        dx[...] = 0
+        return
+    cdef _ColumnTaps taps
+    cdef int64_t *plain = _plain_columns(col_index, col_weight, c, True, &taps.n_special)
+    if plain == NULL:
+        raise MemoryError("resize_separable_backward: out of memory")
+    taps.wo, taps.c, taps.e0, taps.e1 = wo, c, &col_index[0, 0], &col_index[1, 0]
+    taps.ca, taps.cb = &col_weight[0, 0], &col_weight[1, 0]
+    taps.p0, taps.p1, taps.special = plain, plain + wo, plain + 2 * wo
+    with nogil:
+        for s in prange(n, schedule="static",
+                        num_threads=threads_for(n * (h * w + ho * wo) * c)):
+            failed += _resize_image_back(&dy[s, 0, 0, 0], h, w, ho, &row_index[0, 0],
+                                         &row_weight[0, 0], &taps, &dx[s, 0, 0, 0])
+    free(plain)
+    if failed:
+        raise MemoryError("resize_separable_backward: out of memory")
+
+
 # ---------------------------------------------------------------------------- PReLU
 # PReLU's slope alpha (A values) is shared along some axes of each sample's m values: index[j]
 # names the slope of value j (the layer builds it once). The kernels expand alpha to the m
@@ -699,7 +1037,8 @@ def prelu_backward(const floating[:, ::1] x,           # IN  (n, m)
                    floating[:, ::1] dx,                # OUT (n, m), or None
                    floating[::1] dalpha):              # OUT (A,) accumulated
     """dx := dy where x > 0, else alpha[index[j]] * dy;
-    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x <= 0"""
+    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x is not > 0
+    (a NaN x gives NaN, as in PyTorch)"""
     cdef Py_ssize_t n = x.shape[0], m = x.shape[1], A = alpha.shape[0], i, j, b, j0, j1
     cdef Py_ssize_t nb = (m + PRELU_BLOCK - 1) // PRELU_BLOCK
     cdef bint want_dx = dx is not None

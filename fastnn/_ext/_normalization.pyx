@@ -20,7 +20,9 @@ import numpy as np
 from fastnn._ext._parallel cimport threads_for
 from fastnn._ext._norm_rows cimport BLOCK, _affine
 from fastnn._ext.norm cimport (fnn_ln_rows_f32, fnn_ln_rows_f64, fnn_ln_dx_row_f32,
-                              fnn_ln_dx_row_f64, fnn_ln_param_block_f32, fnn_ln_param_block_f64)
+                              fnn_ln_dx_row_f64, fnn_ln_param_block_f32, fnn_ln_param_block_f64,
+                              fnn_gn_fwd_block_f32, fnn_gn_fwd_block_f64, fnn_gn_bwd_block_f32,
+                              fnn_gn_bwd_block_f64, FNN_GN_SCRATCH)
 
 # rows per task of layernorm_forward's thread loop (fnn_ln_rows takes them four at a time)
 cdef Py_ssize_t ROWS = 4
@@ -257,50 +259,28 @@ def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,
 
 # ---------------------------------------------------------------------------- group normalization
 # GroupNormalization on channels-last data (n, P positions, C channels), G groups of k = C / G
-# neighbouring channels; a (sample, group) is normalized over its N = P k values. A thread owns
-# whole samples. Each sum in double: per channel over the positions in order, then the group's
-# channels in order (so the position loop is a contiguous, vectorisable row of C). dgamma and
-# dbeta add the samples' per-channel sums in sample order afterwards. The same bits at any
-# thread count; the twin (fastnn/backends/numpy_normalization.py) sums in the same order.
+# neighbouring channels; a (sample, group) is normalized over its N = P k values. The work splits
+# into tasks of (sample, block of whole groups), up to GN_BLOCK channels a block (narrower when
+# the batch is smaller than the threads), each run by the C kernels of src_c/fnn_gn_tmpl.h: sums
+# in double per channel over the positions in order, then over the group's channels in order.
+# dgamma and dbeta add the samples' per-channel sums in sample order afterwards. The same bits at
+# any thread count and block split; the twin (fastnn/backends/numpy_normalization.py) sums in the
+# same order.
 
-cdef void _gn_sample_forward(const floating *x, Py_ssize_t P, Py_ssize_t C, Py_ssize_t G,
-                             const floating *gamma, const floating *beta, double eps,
-                             floating *out, floating *mean, floating *invstd,
-                             double *s, double *mc) noexcept nogil:
-    cdef Py_ssize_t k = C // G, p, c, g
-    cdef double t, d, N = <double>P * k
-    cdef const floating *row
-    for c in range(C):
-        s[c] = 0.0
-    for p in range(P):
-        row = x + p * C
-        for c in range(C):
-            s[c] += row[c]
-    for g in range(G):
-        t = 0.0
-        for c in range(g * k, g * k + k):
-            t += s[c]
-        mean[g] = <floating>(t / N)
-        for c in range(g * k, g * k + k):
-            mc[c] = mean[g]
-    for c in range(C):
-        s[c] = 0.0
-    for p in range(P):
-        row = x + p * C
-        for c in range(C):
-            d = row[c] - mc[c]
-            s[c] += d * d
-    for g in range(G):
-        t = 0.0
-        for c in range(g * k, g * k + k):
-            t += s[c]
-        invstd[g] = <floating>(1.0 / sqrt(t / N + eps))
-        for c in range(g * k, g * k + k):
-            s[c] = invstd[g]
-    for p in range(P):
-        row = x + p * C
-        for c in range(C):
-            out[p * C + c] = <floating>((row[c] - mc[c]) * s[c] * gamma[c] + beta[c])
+# channels a group normalization task takes at most: 64 double sums a vector loop keeps in
+# flight, and a sample's block of 256 positions (64 KB of float32) stays in L2 between passes
+cdef Py_ssize_t GN_BLOCK = 64
+
+
+cdef Py_ssize_t _gn_groups_per_block(Py_ssize_t n, Py_ssize_t G, Py_ssize_t k,
+                                     int threads) noexcept nogil:
+    """Whole groups a task takes: GN_BLOCK channels' worth (one group at least), fewer when
+    there would be fewer tasks than threads."""
+    cdef Py_ssize_t gb = max(1, min(G, GN_BLOCK // k)), want
+    if n * ((G + gb - 1) // gb) < threads:
+        want = min(G, (threads + n - 1) // n)
+        gb = (G + want - 1) // want
+    return gb
 
 
 def groupnorm_forward(const floating[:, :, ::1] x,     # IN  (n, P, C)
@@ -312,65 +292,28 @@ def groupnorm_forward(const floating[:, :, ::1] x,     # IN  (n, P, C)
     """per sample i and group g (channels g k .. g k + k - 1, k = C / G), over the positions
     and the group's channels: out := gamma[c] (x - mean[i, g]) invstd[i, g] + beta[c],
     invstd = 1 / sqrt(biased var + eps)"""
-    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], i
+    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], k, gb, nb, w, t, i, c0
+    cdef int threads
     if n == 0 or P == 0 or C == 0:
         return
-    cdef double[:, ::1] scratch = np.empty((n, 2 * C), np.float64)
+    k = C // groups
+    threads = threads_for(ROW_COST * n * P * C)
+    gb = _gn_groups_per_block(n, groups, k, threads)
+    nb = (groups + gb - 1) // gb
+    w = gb * k
+    cdef double[:, ::1] scratch = np.empty((n * nb, FNN_GN_SCRATCH(w)), np.float64)
     with nogil:
-        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * P * C)):
-            _gn_sample_forward(&x[i, 0, 0], P, C, groups, &gamma[0], &beta[0], eps,
-                               &out[i, 0, 0], &mean[i, 0], &invstd[i, 0], &scratch[i, 0],
-                               &scratch[i, C])
-
-
-cdef void _gn_sample_backward(const floating *x, const floating *dy, Py_ssize_t P,
-                              Py_ssize_t C, Py_ssize_t G, const floating *gamma,
-                              const floating *mean, const floating *invstd, floating *dx,
-                              double *s) noexcept nogil:
-    """s: 6 C doubles; s[0:C] := sum_p dy, s[C:2C] := sum_p dy xhat (per channel, kept for
-    dgamma and dbeta); then dx when dx != NULL."""
-    cdef Py_ssize_t k = C // G, p, c, g
-    cdef double N = <double>P * k, xh, gg, t, u
-    cdef double *sdy = s
-    cdef double *sdyx = s + C
-    cdef double *mc = s + 2 * C
-    cdef double *ic = s + 3 * C
-    cdef double *sg = s + 4 * C
-    cdef double *sgx = s + 5 * C
-    cdef const floating *row
-    cdef const floating *drow
-    cdef floating *dxrow
-    for c in range(C):
-        sdy[c] = 0.0
-        sdyx[c] = 0.0
-        mc[c] = mean[c // k]
-        ic[c] = invstd[c // k]
-    for p in range(P):
-        row = x + p * C
-        drow = dy + p * C
-        for c in range(C):
-            xh = (row[c] - mc[c]) * ic[c]
-            sdy[c] += drow[c]
-            sdyx[c] += drow[c] * xh
-    if dx == NULL:
-        return
-    for g in range(G):
-        t = 0.0
-        u = 0.0
-        for c in range(g * k, g * k + k):
-            t += gamma[c] * sdy[c]
-            u += gamma[c] * sdyx[c]
-        for c in range(g * k, g * k + k):
-            sg[c] = t
-            sgx[c] = u
-    for p in range(P):
-        row = x + p * C
-        drow = dy + p * C
-        dxrow = dx + p * C
-        for c in range(C):
-            xh = (row[c] - mc[c]) * ic[c]
-            gg = drow[c] * <double>gamma[c]
-            dxrow[c] = <floating>(ic[c] / N * (N * gg - sg[c] - xh * sgx[c]))
+        for t in prange(n * nb, schedule="static", num_threads=threads):
+            i = t // nb
+            c0 = (t % nb) * w
+            if floating is float:
+                fnn_gn_fwd_block_f32(&x[i, 0, 0], P, C, k, c0, min(C, c0 + w), &gamma[0],
+                                     &beta[0], eps, &out[i, 0, 0], &mean[i, 0], &invstd[i, 0],
+                                     &scratch[t, 0])
+            else:
+                fnn_gn_fwd_block_f64(&x[i, 0, 0], P, C, k, c0, min(C, c0 + w), &gamma[0],
+                                     &beta[0], eps, &out[i, 0, 0], &mean[i, 0], &invstd[i, 0],
+                                     &scratch[t, 0])
 
 
 def groupnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,  # IN (n, P, C)
@@ -382,22 +325,138 @@ def groupnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy
     """xhat = (x - mean) invstd, g = dy gamma[c]; per sample and group (N = P k values):
     dx := invstd / N (N g - sum(g) - xhat sum(g xhat));
     dgamma += sum over samples and positions of dy xhat;  dbeta += the sum of dy"""
-    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], G = mean.shape[1], i, c
+    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], G = mean.shape[1]
+    cdef Py_ssize_t k, gb, nb, w, t, i, c, c0
     cdef bint want_dx = dx is not None
-    cdef double t, u
+    cdef double s, u
+    cdef int threads
     if n == 0 or P == 0 or C == 0:
         return
-    cdef double[:, ::1] scratch = np.empty((n, 6 * C), np.float64)
+    k = C // G
+    threads = threads_for(ROW_COST * n * P * C)
+    gb = _gn_groups_per_block(n, G, k, threads)
+    nb = (G + gb - 1) // gb
+    w = gb * k
+    cdef double[:, ::1] sums = np.empty((n, 2 * C), np.float64)
+    cdef double[:, ::1] scratch = np.empty((n * nb, FNN_GN_SCRATCH(w)), np.float64)
     with nogil:
-        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * P * C)):
-            _gn_sample_backward(&x[i, 0, 0], &dy[i, 0, 0], P, C, G, &gamma[0], &mean[i, 0],
-                                &invstd[i, 0], &dx[i, 0, 0] if want_dx else NULL,
-                                &scratch[i, 0])
+        for t in prange(n * nb, schedule="static", num_threads=threads):
+            i = t // nb
+            c0 = (t % nb) * w
+            if floating is float:
+                fnn_gn_bwd_block_f32(&x[i, 0, 0], &dy[i, 0, 0], P, C, k, c0, min(C, c0 + w),
+                                     &gamma[0], &mean[i, 0], &invstd[i, 0],
+                                     &dx[i, 0, 0] if want_dx else NULL, &sums[i, 0],
+                                     &scratch[t, 0])
+            else:
+                fnn_gn_bwd_block_f64(&x[i, 0, 0], &dy[i, 0, 0], P, C, k, c0, min(C, c0 + w),
+                                     &gamma[0], &mean[i, 0], &invstd[i, 0],
+                                     &dx[i, 0, 0] if want_dx else NULL, &sums[i, 0],
+                                     &scratch[t, 0])
         for c in range(C):
-            t = 0.0
+            s = 0.0
             u = 0.0
             for i in range(n):
-                t += scratch[i, c]
-                u += scratch[i, C + c]
-            dbeta[c] = <floating>(dbeta[c] + t)
+                s += sums[i, c]
+                u += sums[i, C + c]
+            dbeta[c] = <floating>(dbeta[c] + s)
             dgamma[c] = <floating>(dgamma[c] + u)
+
+
+# ---------------------------------------------------------------------------- RMS normalization
+# RMSNormalization (Zhang & Sennrich, 2019; Keras 3's layer, PyTorch's nn.RMSNorm) per row of c
+# values: r = 1 / sqrt(mean(x^2) + eps), y = x r scale, in double. A row's sums run in 8 lanes
+# (value j in lane j % 8, added in order), then the lanes in a fixed tree; the scale gradient
+# adds the rows in order within blocks of BLOCK columns. So any thread count gives the same bits,
+# and the twin (fastnn/backends/numpy_normalization.py) repeats the same order.
+
+cdef inline double _lanes(const double *s) noexcept nogil:
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+cdef inline double _rms_inv(const floating *x, Py_ssize_t c, double eps) noexcept nogil:
+    """1 / sqrt(mean(x^2) + eps) of one row."""
+    cdef double s[8]
+    cdef Py_ssize_t j, j0 = 0, l
+    for l in range(8):
+        s[l] = 0.0
+    while j0 + 8 <= c:
+        for l in range(8):
+            s[l] += <double>x[j0 + l] * <double>x[j0 + l]
+        j0 += 8
+    for j in range(j0, c):
+        s[j - j0] += <double>x[j] * <double>x[j]
+    return 1.0 / sqrt(_lanes(s) / <double>c + eps)
+
+
+def rmsnorm_forward(const floating[:, ::1] x,           # IN  (n, c)
+                    const floating[::1] scale,          # IN  (c,)
+                    double eps,
+                    floating[:, ::1] out):              # OUT (n, c)
+    """out := x scale / sqrt(mean_row(x^2) + eps)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, j
+    cdef double r
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
+            r = _rms_inv(&x[i, 0], c, eps)
+            for j in range(c):
+                out[i, j] = <floating>((<double>x[i, j] * r) * <double>scale[j])
+
+
+cdef inline double _rms_dx_row(const floating *x, const floating *dy, Py_ssize_t c,
+                               const floating *scale, double eps, floating *dx) noexcept nogil:
+    """dx := r g - x r^3 sum(g x) / c with g = dy scale (dx may be NULL); returns r."""
+    cdef double r = _rms_inv(x, c, eps)
+    cdef double k
+    cdef double t[8]
+    cdef Py_ssize_t j, j0 = 0, l
+    if dx == NULL:
+        return r
+    for l in range(8):
+        t[l] = 0.0
+    while j0 + 8 <= c:
+        for l in range(8):
+            t[l] += (<double>dy[j0 + l] * <double>scale[j0 + l]) * <double>x[j0 + l]
+        j0 += 8
+    for j in range(j0, c):
+        t[j - j0] += (<double>dy[j] * <double>scale[j]) * <double>x[j]
+    k = (((r * r) * r) * _lanes(t)) / <double>c
+    for j in range(c):
+        dx[j] = <floating>(r * (<double>dy[j] * <double>scale[j]) - <double>x[j] * k)
+    return r
+
+
+cdef void _rms_scale_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
+                           Py_ssize_t j0, Py_ssize_t j1, const double *r,
+                           floating *dscale) noexcept nogil:
+    cdef double acc[BLOCK]
+    cdef Py_ssize_t i, j
+    for j in range(j1 - j0):
+        acc[j] = 0.0
+    for i in range(n):
+        for j in range(j0, j1):
+            acc[j - j0] += (<double>dy[i * c + j] * <double>x[i * c + j]) * r[i]
+    for j in range(j0, j1):
+        dscale[j] = <floating>(<double>dscale[j] + acc[j - j0])
+
+
+def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN (n, c)
+                     const floating[::1] scale, double eps,
+                     floating[:, ::1] dx,               # OUT (n, c), or None
+                     floating[::1] dscale):             # OUT (c,) accumulated
+    """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
+    dscale += sum_rows(dy x r)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, b, nb = (c + BLOCK - 1) // BLOCK
+    cdef double[::1] r = np.empty(n, np.float64)
+    cdef bint want_dx = dx is not None
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
+            r[i] = _rms_dx_row(&x[i, 0], &dy[i, 0], c, &scale[0], eps,
+                               &dx[i, 0] if want_dx else NULL)
+        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
+            _rms_scale_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
+                             &r[0], &dscale[0])

@@ -11,6 +11,7 @@ cdef extern from "fnn_attn.h" nogil:
         double drop_rate
         unsigned long long drop_key
         fnn_attn_layout q, k, v, out, dout, dq, dk, dv_
+    int fnn_attn_keep(const fnn_attn_geom *g, Py_ssize_t p, Py_ssize_t i, Py_ssize_t j)
     void fnn_attn_contiguous(fnn_attn_geom *g)
     void fnn_attn_set_small(int on)
     int fnn_attn_threads(const fnn_attn_geom *g, int backward)

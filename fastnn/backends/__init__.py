@@ -114,13 +114,18 @@ additive_scores(q, k, inner, outer, out) -> None
 additive_scores_backward(q, k, inner, outer, ds, dq, dk, douter, dinner) -> None
     dq, dk := the input gradients;  douter (B, D), dinner (B,): each sample's part of the
     weight gradients (the caller adds them in sample order).
+weights_dropout(x, rate, key, out) -> None
+    out[b, i, j] := x[b, i, j] keep / (1 - rate), keep drawn as the attention kernels' dropout
+    (fnn_attn_keep, one head per sample: key, index (b Tq + i) Tv + j); x, out (B, Tq, Tv)
+    (Attention and AdditiveAttention's dropout; the backward applies it to the gradient).
 prelu_forward(x, alpha, index, y) -> None
     y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,) int64
     in [0, A) (the slope of each of a sample's values; PReLU's shared axes).
 prelu_backward(x, dy, alpha, index, dx, dalpha) -> None
     dx := dy where x > 0, else alpha[index[j]] * dy (skipped when dx is None);
-    dalpha[a] += sum of dy * x where x <= 0 over the rows and the j with index[j] == a, in
-    double: each column over the rows in order, then the columns in order (any thread count).
+    dalpha[a] += sum of dy * x where x is not > 0 (a NaN x gives NaN, as PyTorch's) over the
+    rows and the j with index[j] == a, in double: each column over the rows in order, then the
+    columns in order (any thread count).
 groupnorm_forward(x, gamma, beta, groups, eps, out, mean, invstd) -> None
     x, out (n, P, C) channels-last, groups G of k = C / G channels: per sample i and group g,
     over its P k values, out := gamma[c] (x - mean[i, g]) invstd[i, g] + beta[c], invstd =

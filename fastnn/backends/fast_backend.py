@@ -44,16 +44,19 @@ try:
                                         permute_axes, masking_forward, masking_backward,
                                         prelu_forward, prelu_backward,
                                         affine_resample, affine_resample_backward,
-                                        resample_grid, resample_grid_backward)
+                                        resample_grid, resample_grid_backward,
+                                        resize_separable, resize_separable_backward)
     from fastnn._ext._normalization import (batchnorm_backward, batchnorm_forward_infer,
                                             batchnorm_forward_train, layernorm_backward,
                                             layernorm_forward, groupnorm_forward,
-                                            groupnorm_backward)
+                                            groupnorm_backward, rmsnorm_forward,
+                                            rmsnorm_backward)
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
     from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
                                               batched_matmul, masked_softmax, softmax_backward,
-                                              unit_norm_backward, unit_norm_forward)
+                                              unit_norm_backward, unit_norm_forward,
+                                              weights_dropout)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
     raise ImportError(
         "fastnn's compiled extension is missing or broken, so backend='fast' is unavailable "
@@ -113,6 +116,7 @@ __all__ = [
     "ThreadChooser",
     "TrainPlan", "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
+    "rmsnorm_forward", "rmsnorm_backward",
     "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled", "conv3d_forward",
@@ -122,13 +126,14 @@ __all__ = [
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
     "scale_channels", "permute_axes", "masking_forward", "masking_backward", "prelu_forward", "prelu_backward",
     "affine_resample",
-    "affine_resample_backward", "resample_grid", "resample_grid_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "affine_resample_backward", "resample_grid", "resample_grid_backward",
+    "resize_separable", "resize_separable_backward", "maxpool2d_forward", "maxpool2d_backward",
     "maxpool2d_backward_relu", "avgpool2d_forward",
     "avgpool2d_backward", "global_avgpool_forward", "global_avgpool_backward",
     "global_maxpool_forward", "global_maxpool_backward", "rnn_sizes", "rnn_forward",
     "rnn_backward", "embedding_forward", "embedding_backward", "attention_forward",
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
     "batched_matmul", "unit_norm_forward", "unit_norm_backward", "masked_softmax",
-    "softmax_backward", "additive_scores", "additive_scores_backward",
+    "softmax_backward", "additive_scores", "additive_scores_backward", "weights_dropout",
     "conv_lstm_gates_forward", "conv_lstm_gates_backward",
 ]

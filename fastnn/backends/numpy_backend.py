@@ -34,7 +34,8 @@ from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32
 from fastnn.backends.numpy_keras_attention import (additive_scores,  # noqa: F401
                                                    additive_scores_backward, batched_matmul,
                                                    masked_softmax, softmax_backward,
-                                                   unit_norm_backward, unit_norm_forward)
+                                                   unit_norm_backward, unit_norm_forward,
+                                                   weights_dropout)
 from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noqa: F401
                                              concat_backward, concat_forward, dropout_backward,
                                              dropout_forward, dropout_mask, sum_rows_into,
@@ -45,12 +46,14 @@ from fastnn.backends.numpy_layer_ops import (add_forward, add_row_vector,  # noq
                                              masking_forward, masking_backward,
                                              prelu_forward, prelu_backward,
                                              affine_resample, affine_resample_backward,
-                                             resample_grid, resample_grid_backward)
+                                             resample_grid, resample_grid_backward,
+                                             resize_separable, resize_separable_backward)
 from fastnn.backends.numpy_normalization import (batchnorm_backward,  # noqa: F401
                                                  batchnorm_forward_infer,
                                                  batchnorm_forward_train, layernorm_backward,
                                                  layernorm_forward, groupnorm_forward,
-                                                 groupnorm_backward)
+                                                 groupnorm_backward, rmsnorm_forward,
+                                                 rmsnorm_backward)
 from fastnn.losses import (BCE_LOGITS, BCE_PROBS, BCE_SIGMOID, CE_LOGITS, CE_PROBS, CE_SOFTMAX,
                            HUBER_KIND, MAE_KIND, MSE_KIND)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from fastnn.backends.numpy_attention import dropout_keep
+
 
 def batched_matmul(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False,
                    alpha: float = 1.0, beta: float = 0.0) -> None:
@@ -51,6 +53,17 @@ def masked_softmax(s: Any, vmask: Any, causal: bool, out: Any) -> None:
     t = np.where(hidden, s - s.dtype.type(1e9), s)
     e = np.exp(t - t.max(axis=-1, keepdims=True))
     out[...] = e / e.sum(axis=-1, keepdims=True, dtype=np.float64)
+
+
+def weights_dropout(x: Any, rate: float, key: int, out: Any) -> None:
+    """out[b, i, j] := x[b, i, j] keep(b, i, j) / (1 - rate)  (numpy_attention.dropout_keep's
+    draw with one head per sample)"""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"weights_dropout: rate must be in [0, 1). Received: rate={rate}")
+    B, Tq, Tv = x.shape
+    keep = dropout_keep((B, 1, Tq, Tv, 0, 0), rate, key)[:, 0]
+    scale = x.dtype.type(1.0 / (1.0 - rate))
+    out[...] = np.where(keep, x * scale, x.dtype.type(0))
 
 
 def softmax_backward(a: Any, da: Any, ds: Any) -> None:

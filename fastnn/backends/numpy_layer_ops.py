@@ -369,6 +369,101 @@ def resample_grid_backward(dy, rows, cols, bilinear, fill_mode, dx):
         dx[s] = _scatter(dy[s], taps, h, w)
 
 
+def _axis_taps(points, size, bilinear, mode):
+    """One axis of a separable grid: for source points along an axis of ``size`` pixels, the
+    two pixels read (i0, i1; -1 the constant fill) and their weights (w0, w1), as _taps reads
+    them (nearest: the pixel floor(p + 0.5), weight 1, and none). A tap of weight 0 reads
+    nothing: its index is the other tap's."""
+    p = np.clip(np.nan_to_num(np.asarray(points, np.float64), nan=-_COORD_LIMIT),
+                -_COORD_LIMIT, _COORD_LIMIT)
+    if not bilinear:
+        i0 = _extend(np.floor(p + 0.5).astype(np.int64), size, mode)
+        return i0, i0.copy(), np.ones_like(p), np.zeros_like(p)
+    f = np.floor(p)
+    frac = p - f
+    f = f.astype(np.int64)
+    i0, i1 = _extend(f, size, mode), _extend(f + 1, size, mode)
+    w0, w1 = 1.0 - frac, frac
+    i0, i1 = np.where(w0 == 0, i1, i0), np.where(w1 == 0, i0, i1)
+    return i0, i1, w0, w1
+
+
+def grid_tables(rows, cols, h, w, bilinear, mode):
+    """The separable form of the grid (rows, cols) over h x w images (see resize_separable):
+    (row_index (2, ho), row_weight (2, ho), col_index (2, wo), col_weight (2, wo)), -1 the
+    fill."""
+    r0, r1, ra, rb = _axis_taps(rows, h, bilinear, mode)
+    c0, c1, ca, cb = _axis_taps(cols, w, bilinear, mode)
+    return (np.ascontiguousarray(np.stack([r0, r1])), np.ascontiguousarray(np.stack([ra, rb])),
+            np.ascontiguousarray(np.stack([c0, c1])), np.ascontiguousarray(np.stack([ca, cb])))
+
+
+def _per_value(col_index, col_weight, c):
+    """The column taps per value of a row (pixel * c + channel; -1 the fill)."""
+    ch = np.arange(c, dtype=np.int64)
+    index = np.where(col_index[..., None] < 0, -1, col_index[..., None] * c + ch)
+    return index.reshape(2, -1), np.repeat(col_weight, c, axis=1)
+
+
+def _blend(a, va, b, vb):
+    """a va + b vb, a product of weight 0 left out (an inf or nan it would read stays out)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(a != 0, np.where(b != 0, a * va + b * vb, a * va),
+                        np.where(b != 0, b * vb, 0.0))
+
+
+def resize_separable(x, row_index, row_weight, col_index, col_weight, bilinear, fill_value, y):
+    """y[s, i] := the rows of x_s read by row_index[:, i] (a fill row for -1), each resampled
+    along itself by the column taps (col_index: input columns, -1 the fill), then blended by
+    row_weight[:, i]; in double, cast once (resample_grid's values)."""
+    n, h, w, c = x.shape
+    col_index, col_weight = _per_value(col_index, col_weight, c)
+    ho, m = row_index.shape[1], col_index.shape[1]
+    fill = float(x.dtype.type(fill_value))
+    if n == 0 or ho == 0 or m == 0:
+        return
+    # a fill value after each row and a fill row after the rows: index -1 reads them
+    src = np.full((n, h + 1, w * c + 1), fill)
+    src[:, :h, :w * c] = x.reshape(n, h, w * c)
+    if not bilinear:
+        y[...] = src[:, row_index[0]][:, :, col_index[0]].reshape(y.shape)
+        return
+    cw = col_weight[:, None, None, :]
+    across = _blend(cw[0], src[..., col_index[0]], cw[1], src[..., col_index[1]])
+    rw = row_weight[:, None, :, None]
+    y[...] = _blend(rw[0], across[:, row_index[0]], rw[1], across[:, row_index[1]]) \
+        .reshape(y.shape)
+
+
+def _ordered_sum(size, index, weight, values):
+    """out[k] := sum of weight[t] values[t] over the taps t with index[t] == k, added in the
+    order of t (skipping weight 0 and index -1); values (taps, ...) in double."""
+    keep = (weight != 0) & (index >= 0)
+    out = np.zeros((size,) + values.shape[1:])
+    products = weight[keep].reshape((-1,) + (1,) * (values.ndim - 1)) * values[keep]
+    np.add.at(out, index[keep], products)
+    return out
+
+
+def resize_separable_backward(dy, row_index, row_weight, col_index, col_weight, dx):
+    """dx := the adjoint of resize_separable applied to dy (the fill takes none): per output
+    row, the column taps' adjoint (value by value, tap 0 then tap 1), then added to the input
+    rows it read (row by row, tap 0 then tap 1), in double, cast once"""
+    n, h, w, c = dx.shape
+    col_index, col_weight = _per_value(col_index, col_weight, c)
+    ho, m = row_index.shape[1], col_index.shape[1]
+    if n == 0 or h == 0 or w == 0 or c == 0:
+        dx[...] = 0
+        return
+    g = dy.reshape(n * ho, m).astype(np.float64).T                          # (m, n ho)
+    along = _ordered_sum(w * c, col_index.T.reshape(-1), col_weight.T.reshape(-1),
+                         np.repeat(g, 2, axis=0))                             # (w c, n ho)
+    along = along.T.reshape(n, ho, w * c).transpose(1, 0, 2)                  # (ho, n, w c)
+    acc = _ordered_sum(h, row_index.T.reshape(-1), row_weight.T.reshape(-1),
+                       np.repeat(along, 2, axis=0))                           # (h, n, w c)
+    dx[...] = acc.transpose(1, 0, 2).reshape(dx.shape)
+
+
 def prelu_forward(x, alpha, index, y):
     """y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,)"""
     a = alpha[index]
@@ -377,13 +472,13 @@ def prelu_forward(x, alpha, index, y):
 
 def prelu_backward(x, dy, alpha, index, dx, dalpha):
     """dx := dy where x > 0, else alpha[index[j]] * dy (skipped when dx is None);
-    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x <= 0
-    (in double: each column over the rows in order, then the columns in order)"""
+    dalpha[a] += sum over rows and the j with index[j] == a of dy * x where x is not > 0 (a NaN
+    x makes NaN, as in PyTorch; in double: each column over the rows in order, then the columns in order)"""
     if dx is not None:
         dx[...] = np.where(x > 0, dy, alpha[index] * dy)
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
-    part = np.where(x <= 0, dy.astype(np.float64) * x, 0.0).sum(axis=0)
+    part = np.where(x > 0, 0.0, dy.astype(np.float64) * x).sum(axis=0)
     fold = np.zeros(alpha.shape[0])
     np.add.at(fold, index, part)
     dalpha[...] = dalpha.astype(np.float64) + fold

@@ -112,8 +112,9 @@ def _group_sums(s, groups):
 
 def groupnorm_forward(x, gamma, beta, groups, eps, out, mean, invstd):
     """x, out (n, P, C), G groups of k = C / G channels: per sample and group, over the
-    positions and the group's channels, out := gamma (x - mean) invstd + beta; mean, invstd
-    (n, G). Sums in double per channel over the positions, then the group's channels in order."""
+    positions and the group's channels, out := (x - mean) scale + beta with scale = invstd gamma
+    rounded once to the dtype, and the map in the dtype; mean, invstd (n, G). Sums in double per
+    channel over the positions, then the group's channels in order."""
     n, P, C = x.shape
     if n == 0 or P == 0 or C == 0:
         return
@@ -123,13 +124,15 @@ def groupnorm_forward(x, gamma, beta, groups, eps, out, mean, invstd):
     mc = np.repeat(mean.astype(_F64), k, axis=1)[:, None, :]
     centred = x64 - mc
     invstd[...] = 1.0 / np.sqrt(_group_sums((centred * centred).sum(axis=1), groups) / N + eps)
-    ic = np.repeat(invstd.astype(_F64), k, axis=1)[:, None, :]
-    out[...] = centred * ic * gamma.astype(_F64) + beta.astype(_F64)
+    scale = (np.repeat(invstd.astype(_F64), k, axis=1) * gamma.astype(_F64)).astype(x.dtype)
+    out[...] = (x - np.repeat(mean, k, axis=1)[:, None, :]) * scale[:, None, :] + beta
 
 
 def groupnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
     """xhat = (x - mean) invstd, g = dy gamma[c]; per sample and group (N = P k values):
-    dx := invstd / N (N g - sum(g) - xhat sum(g xhat)) (skipped when dx is None);
+    dx := invstd / N (N g - sum(g) - xhat sum(g xhat)) (skipped when dx is None), as
+    dy a - (x - mean) b - d with a channel's a = invstd gamma, b = invstd^2 sum(g xhat) / N,
+    d = invstd sum(g) / N rounded once to the dtype, the map in the dtype;
     dgamma += sum over samples and positions of dy xhat;  dbeta += the sum of dy"""
     n, P, C = x.shape
     if n == 0 or P == 0 or C == 0:
@@ -137,14 +140,60 @@ def groupnorm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta):
     groups = mean.shape[1]
     k, N = C // groups, float(P * (C // groups))
     mc = np.repeat(mean.astype(_F64), k, axis=1)[:, None, :]
-    ic = np.repeat(invstd.astype(_F64), k, axis=1)[:, None, :]
-    xhat = (x.astype(_F64) - mc) * ic
+    ic = np.repeat(invstd.astype(_F64), k, axis=1)                       # (n, C)
     dy64 = dy.astype(_F64)
-    sdy, sdyx = dy64.sum(axis=1), (dy64 * xhat).sum(axis=1)          # (n, C)
+    sdy = dy64.sum(axis=1)                                               # (n, C)
+    sdyx = (dy64 * (x.astype(_F64) - mc)).sum(axis=1) * ic
     if dx is not None:
         g64 = gamma.astype(_F64)
-        sg = np.repeat(_group_sums(g64 * sdy, groups), k, axis=1)[:, None, :]
-        sgx = np.repeat(_group_sums(g64 * sdyx, groups), k, axis=1)[:, None, :]
-        dx[...] = ic / N * (N * (dy64 * g64) - sg - xhat * sgx)
+        sg = np.repeat(_group_sums(g64 * sdy, groups), k, axis=1)
+        sgx = np.repeat(_group_sums(g64 * sdyx, groups), k, axis=1)
+        a = (ic * g64).astype(x.dtype)[:, None, :]
+        b = (ic / N * ic * sgx).astype(x.dtype)[:, None, :]
+        d = (ic / N * sg).astype(x.dtype)[:, None, :]
+        dx[...] = (dy * a - (x - np.repeat(mean, k, axis=1)[:, None, :]) * b) - d
     dbeta[...] = dbeta.astype(_F64) + sdy.sum(axis=0)
     dgamma[...] = dgamma.astype(_F64) + sdyx.sum(axis=0)
+
+
+def _lane_sums(values):
+    """(n, c) -> (n,): value j into lane j % 8 (added in column order), then the lanes as
+    ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)): the compiled kernel's order, bit for bit."""
+    n, c = values.shape
+    lanes = np.zeros((n, 8))
+    for j0 in range(0, c, 8):
+        block = values[:, j0:j0 + 8]
+        lanes[:, :block.shape[1]] += block
+    return ((lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])) + (
+        (lanes[:, 4] + lanes[:, 5]) + (lanes[:, 6] + lanes[:, 7]))
+
+
+def _rms_inv(x64, eps):
+    return 1.0 / np.sqrt(_lane_sums(x64 * x64) / x64.shape[1] + eps)
+
+
+def rmsnorm_forward(x, scale, eps, out):
+    """out := x scale / sqrt(mean_row(x^2) + eps)"""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    x64 = x.astype(_F64)
+    out[...] = (x64 * _rms_inv(x64, eps)[:, None]) * scale.astype(_F64)
+
+
+def rmsnorm_backward(x, dy, scale, eps, dx, dscale):
+    """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
+    dscale += sum_rows(dy x r) (rows added in order)"""
+    n, c = x.shape
+    if n == 0 or c == 0:
+        return
+    x64, dy64 = x.astype(_F64), dy.astype(_F64)
+    r = _rms_inv(x64, eps)
+    if dx is not None:
+        g = dy64 * scale.astype(_F64)
+        k = (((r * r) * r) * _lane_sums(g * x64)) / c
+        dx[...] = r[:, None] * g - x64 * k[:, None]
+    acc = np.zeros(c)
+    for i in range(n):
+        acc += (dy64[i] * x64[i]) * r[i]
+    dscale[...] = dscale.astype(_F64) + acc

@@ -25,7 +25,8 @@ _KERAS_NAMES = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d", "Conv3
                 "SeparableConv1D": "separable_conv1d", "SeparableConv2D": "separable_conv2d",
                 "Normalization": "normalization",
                 "BatchNormalization": "batch_normalization",
-                "LayerNormalization": "layer_normalization", "Embedding": "embedding",
+                "LayerNormalization": "layer_normalization",
+                "RMSNormalization": "rms_normalization", "Embedding": "embedding",
                 "SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru",
                 "Bidirectional": "bidirectional", "RNN": "rnn"}
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU")

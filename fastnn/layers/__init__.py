@@ -25,7 +25,7 @@
     categorical.py     CategoryEncoding, Hashing (values to categories, no gradient)
     adapted.py         IntegerLookup, Discretization (learned with adapt)
     wrappers.py        TimeDistributed
-    normalization.py   BatchNormalization, LayerNormalization
+    normalization.py   BatchNormalization, LayerNormalization, RMSNormalization
     embedding.py       Embedding, PositionalEmbedding, SinePositionEncoding
     attention.py       MultiHeadAttention
     dot.py             Dot, UnitNormalization (Keras')
@@ -58,7 +58,7 @@ from fastnn.layers.depthwise import (DepthwiseConv1D, DepthwiseConv2D, Separable
 from fastnn.layers.embedding import Embedding, PositionalEmbedding, SinePositionEncoding
 from fastnn.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
                                  Subtract)
-from fastnn.layers.normalization import BatchNormalization, LayerNormalization
+from fastnn.layers.normalization import BatchNormalization, LayerNormalization, RMSNormalization
 from fastnn.layers.pooling import (ALIASES, POOLING_LAYERS, AveragePooling1D, AveragePooling2D,
                                    AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                                    GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
@@ -95,7 +95,8 @@ from fastnn.layers.conv_lstm import ConvLSTM2D
 #: Layer classes by the name their configs carry.
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, ReLU, Sigmoid, Tanh, Softmax, Step, LeakyReLU, ELU, GELU, Dense, Flatten, Reshape,
-    Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, Conv1D, Conv2D,
+    Add, Concatenate, Dropout, BatchNormalization, LayerNormalization, RMSNormalization,
+    Conv1D, Conv2D,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
     SeparableConv2D, UpSampling1D, UpSampling2D, Rescaling, Normalization, TimeDistributed,
     ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, RepeatVector, Multiply, Subtract,
@@ -214,7 +215,7 @@ __all__ = ["Layer", "Slot", "WeightSpec", "Activation", "ReLU", "Sigmoid", "Tanh
            "RandomTranslation", "RandomContrast", "Resizing", "CenterCrop", "RandomCrop",
            "PReLU", "Identity", "GroupNormalization", "RNN", "SimpleRNNCell", "LSTMCell",
            "GRUCell", "StackedRNNCells",
-           "BatchNormalization", "LayerNormalization", "Conv1D", "Conv2D", "Convolution1D",
+           "BatchNormalization", "LayerNormalization", "RMSNormalization", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose",
            "Convolution2DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
            "SeparableConv2D", "UpSampling1D",

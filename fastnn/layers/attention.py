@@ -18,7 +18,7 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn import _validation as V
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, steps_real_in_all
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, mask_input_and_steps
 from fastnn.layers.core import _initializer, _regularizer, _serialize
 from fastnn.layers.regularization import check_seed, stream_state
 
@@ -33,6 +33,49 @@ def dropout_key(seed: int, calls: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
     return z ^ (z >> 31)
+
+class DropoutStream:
+    """The counter-based dropout stream of the attention layers (MultiHeadAttention, Attention,
+    AdditiveAttention): the rate, the seed (given, or from the model's generator), ``calls``
+    (the training passes that drew so far) and their record in the model file, so a reloaded
+    model goes on with the same draws."""
+
+    dropout: float
+    seed: Optional[int]
+
+    def _init_stream(self, dropout: Any, seed: Any) -> None:
+        self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        self.seed = check_seed(seed)
+        self._mask_seed: Optional[int] = self.seed
+        self.calls = 0           # training passes that drew: the dropout stream's counter
+
+    @property
+    def draws(self) -> bool:
+        """Whether a training pass draws dropout (and advances ``calls``)."""
+        return self.dropout > 0.0
+
+    def next_key(self, training: bool) -> Optional[int]:
+        """This pass's dropout_key (advancing ``calls``), or None when it draws nothing."""
+        if not (training and self.draws):
+            return None
+        key = dropout_key(self._mask_seed or 0, self.calls)
+        self.calls += 1
+        return key
+
+    def init_seed(self, rng: np.random.Generator) -> None:
+        """Take a seed from the model's generator when none was given (or restored)."""
+        if self._mask_seed is None:
+            self._mask_seed = int(rng.integers(0, 2**63))
+
+    def set_state(self, state: Any) -> None:
+        """Restore ``get_config()["state"]`` (the dropout stream's seed and counter)."""
+        self._mask_seed, self.calls = stream_state(type(self).__name__, state)
+
+    def _stream_config(self, config: dict[str, Any]) -> None:
+        if self._mask_seed is not None and self.draws and (self.calls or self.seed is None):
+            # where the dropout stream stands: a loaded model goes on with the same draws
+            config["state"] = {"mask_seed": self._mask_seed, "calls": self.calls}
+
 
 # The roles an input tensor plays: a subset of "qkv" (in that order), or "m" (the key mask).
 _ROLE_NAMES = {"q": "query", "k": "key", "v": "value", "m": "attention_mask"}
@@ -73,7 +116,7 @@ def _check_roles(roles: Any) -> list[str]:
     return list(roles)
 
 
-class MultiHeadAttention(Layer):
+class MultiHeadAttention(DropoutStream, Layer):
     """Multi-head attention (Vaswani et al., 2017), as Keras' ``MultiHeadAttention``.
 
     Called as ``mha(query, value, key=None, attention_mask=None, use_causal_mask=False)`` on
@@ -144,10 +187,7 @@ class MultiHeadAttention(Layer):
         self.value_dim = self.key_dim if value_dim is None else _width("value_dim", value_dim)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self._output_dim = None if output_shape is None else _width("output_shape", output_shape)
-        self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
-        self.seed = check_seed(seed)
-        self._mask_seed = self.seed
-        self.calls = 0           # training passes that drew: the dropout stream's counter
+        self._init_stream(dropout, seed)
         self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
         self.bias_initializer = _initializer("bias_initializer", bias_initializer)
         self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
@@ -271,11 +311,10 @@ class MultiHeadAttention(Layer):
         """The forward's buffers and their views: per input, its projection p (n, L, widths)
         as rows for the product and as heads; lse, the merged heads and the output."""
         n, H = ctx.rows, self.num_heads
-        v: dict[str, Any] = {"p2": [], "mask": None}
+        v: dict[str, Any] = {"p2": []}
         heads: dict[str, Any] = {}
         for i, (roles, L) in enumerate(zip(self.input_roles, lengths)):
             if roles == "m":
-                v["mask"] = ctx.rows_buffer("mask", (L,), dtype=bool)
                 v["p2"].append(None)
                 continue
             p = ctx.rows_buffer(f"p{i}", (L, self._widths(roles)))
@@ -316,14 +355,18 @@ class MultiHeadAttention(Layer):
     def compute_mask(self, ctx: Slot, x: Any, mask: Any) -> Any:
         return mask[0] if isinstance(mask, list) else mask
 
-    def _step_mask(self, ctx: Slot, given: Any) -> Any:
-        """The key padding mask with the step masks of the key and value inputs (from
-        Embedding(mask_zero=True) or Masking): a padded key is attended by no query. The
-        query's own mask only passes to the output (Keras also masks the padded queries' rows,
-        whose outputs the layers after it then ignore)."""
-        masks = ctx.mask if isinstance(ctx.mask, list) else [ctx.mask]
-        keys = [m for roles, m in zip(self.input_roles, masks) if "k" in roles or "v" in roles]
-        return steps_real_in_all(ctx, "step_mask", [*keys, given])
+    def _key_mask(self, ctx: Slot, xs: list[Any]) -> Any:
+        """The key padding mask: the attention_mask input with the step masks of the key and
+        value inputs (from Embedding(mask_zero=True) or Masking): a padded key is attended by
+        no query. The query's own mask only passes to the output (Keras also masks the padded
+        queries' rows, whose outputs the layers after it then ignore)."""
+        given = xs[self.input_roles.index("m")] if "m" in self.input_roles else None
+        keys = []
+        if ctx.mask is not None:
+            masks = ctx.mask if isinstance(ctx.mask, list) else [ctx.mask]
+            keys = [m for roles, m in zip(self.input_roles, masks)
+                    if "k" in roles or "v" in roles]
+        return mask_input_and_steps(ctx, "step_mask", given, keys)
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
@@ -332,21 +375,14 @@ class MultiHeadAttention(Layer):
         n = xs[0].shape[0]
         lengths = tuple(t.shape[1] for t in xs)
         v = ctx.views(("mha", lengths), lambda: self._forward_views(ctx, lengths))
-        mask = None
         for i, (roles, t) in enumerate(zip(self.input_roles, xs)):
             if roles == "m":
-                mask = v["mask"]
-                np.not_equal(t, 0, out=mask)
                 continue
             w, b = self._group(ctx, i, roles)
             be.dense_forward(t.reshape(n * lengths[i], -1), w, b, A.LINEAR, 0.0, v["p2"][i])
-        if ctx.mask is not None:
-            mask = self._step_mask(ctx, mask)
-        drop = {}
-        if training and self.draws:
-            drop = {"dropout": self.dropout,
-                    "dropout_key": dropout_key(self._mask_seed or 0, self.calls)}
-            self.calls += 1
+        mask = self._key_mask(ctx, xs)
+        key = self.next_key(training)
+        drop = {} if key is None else {"dropout": self.dropout, "dropout_key": key}
         ctx.saved["drop"] = drop
         be.attention_forward(v["q"], v["k"], v["v"], mask, self.use_causal_mask,
                              1.0 / math.sqrt(self.key_dim), v["o"], v["lse"], **drop)
@@ -427,25 +463,8 @@ class MultiHeadAttention(Layer):
                           "use_causal_mask": self.use_causal_mask}
         if self.seed is not None:
             config["seed"] = self.seed
-        if self._mask_seed is not None and self.draws and (self.calls or self.seed is None):
-            # where the dropout stream stands: a loaded model goes on with the same draws
-            config["state"] = {"mask_seed": self._mask_seed, "calls": self.calls}
+        self._stream_config(config)
         return config
-
-    # ------------------------------------------------------------------ dropout's stream
-    @property
-    def draws(self) -> bool:
-        """Whether a training pass draws dropout (and advances ``calls``)."""
-        return self.dropout > 0.0
-
-    def init_seed(self, rng: np.random.Generator) -> None:
-        """Take a seed from the model's generator when none was given (or restored)."""
-        if self._mask_seed is None:
-            self._mask_seed = int(rng.integers(0, 2**63))
-
-    def set_state(self, state: Any) -> None:
-        """Restore ``get_config()["state"]`` (the dropout stream's seed and counter)."""
-        self._mask_seed, self.calls = stream_state("MultiHeadAttention", state)
 
     def __repr__(self) -> str:
         return f"MultiHeadAttention(num_heads={self.num_heads}, key_dim={self.key_dim})"

@@ -44,6 +44,32 @@ class WeightSpec(NamedTuple):
     trainable: bool = True
 
 
+#: The most values one weight may have: 2**31 - 1 (8 GiB in float32, 16 GiB in float64; the
+#: model keeps three buffers of that size: weights, gradients and their sums). A layer whose
+#: weight would be larger is refused when it is built, with a ValueError naming its width
+#: arguments, instead of failing in the allocation (MemoryError) or wrapping a size.
+MAX_WEIGHT_VALUES = 2**31 - 1
+
+#: The width arguments a refused weight's message names, when the layer has them.
+_WIDTH_ARGUMENTS = ("units", "filters", "output_dim", "input_dim", "depth_multiplier",
+                    "num_heads", "key_dim", "value_dim")
+
+
+def check_weight_sizes(layer: "Layer", specs: Sequence[WeightSpec]) -> None:
+    """Raise ValueError if a weight of ``specs`` (``layer``'s) has more than
+    ``MAX_WEIGHT_VALUES`` values; the size is computed exactly (no wrap)."""
+    for spec in specs:
+        values = math.prod(int(d) for d in spec.shape)
+        if values > MAX_WEIGHT_VALUES:
+            widths = ", ".join(f"{k}={getattr(layer, k)}" for k in _WIDTH_ARGUMENTS
+                               if type(getattr(layer, k, None)) is int)
+            raise ValueError(f"{layer.name}: its weight {spec.name!r} would have shape "
+                             f"{tuple(spec.shape)}, {values} values, over the limit of 2**31 - 1 "
+                             f"values a weight (fastnn.layers.base.MAX_WEIGHT_VALUES). "
+                             f"Received: {widths + ', ' if widths else ''}input shape "
+                             f"{layer.input_shape}")
+
+
 class Slot:
     """A layer's buffers in one workspace: ``rows_buffer(key, sample_shape[, dtype])`` gives
     (rows, *sample_shape) for the current pass (of the model's dtype unless given), ``buffer(key, shape)`` a fixed-shape array.
@@ -125,6 +151,20 @@ def steps_real_in_all(ctx: Slot, key: str, masks: Sequence[Any]) -> Any:
     for m in given[2:]:
         np.logical_and(both, m, out=both)
     return both
+
+
+def mask_input_and_steps(ctx: Slot, key: str, tensor: Any, steps: Sequence[Any]) -> Any:
+    """The attention layers' mask: True where the mask input ``tensor`` (nonzero: take part;
+    None: none given) and every step mask of ``steps`` (from Embedding(mask_zero=True) or
+    Masking; None entries: none) are, in the slot's buffer ``key``; None when there is none."""
+    if tensor is None:
+        return steps_real_in_all(ctx, key, steps)
+    mine = ctx.rows_buffer(key, tensor.shape[1:], dtype=bool)
+    np.not_equal(tensor, 0, out=mine)
+    for m in steps:
+        if m is not None:
+            np.logical_and(mine, m, out=mine)
+    return mine
 
 
 # Keras' two passes: a break before each capitalised word (a capital then lowercase letters or
@@ -245,6 +285,7 @@ class Layer:
         self.output_shape = self.compute_output_shape(input_shape)
         self.input_shape, self.dtype = input_shape, dtype
         self._specs = list(self.weight_specs())
+        check_weight_sizes(self, self._specs)
         return self.output_shape
 
     @property

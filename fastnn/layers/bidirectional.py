@@ -76,10 +76,11 @@ class Bidirectional(TakesInitialState):
                 backward_layer.units != layer.units
                 or backward_layer.return_sequences != layer.return_sequences
                 or backward_layer.return_state != layer.return_state
+                or backward_layer.stateful != layer.stateful
                 or backward_layer.go_backwards == layer.go_backwards):
             raise ValueError("backward_layer must be a recurrent layer with the forward layer's "
-                             "units, return_sequences and return_state, and the opposite "
-                             f"go_backwards. Received: backward_layer="
+                             "units, return_sequences, return_state and stateful, and the "
+                             f"opposite go_backwards. Received: backward_layer="
                              f"{V._describe(backward_layer)}")
         self.forward_layer, self.backward_layer = layer, backward_layer
         # Keras: a padded step's output is 0 in both directions' sequences (each direction's
@@ -258,6 +259,34 @@ class Bidirectional(TakesInitialState):
         return [dx, *rf[1:], *rb[1:]]
 
     # ------------------------------------------------------------------ weights and config
+    @property
+    def stateful(self) -> bool:
+        return bool(getattr(self.forward_layer, "stateful", False))
+
+    @property
+    def states(self) -> Any:
+        """A stateful layer's carried states: the forward layer's then the backward layer's
+        (copies), or None when they are zeros."""
+        f, b = self.forward_layer.states, self.backward_layer.states
+        return None if f is None else [*f, *b]
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero both directions' carried states (stateful layers), or set them: the forward
+        layer's then the backward layer's. See ``LSTM.reset_states``."""
+        if states is None:
+            self.forward_layer.reset_states()
+            self.backward_layer.reset_states()
+            return
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        k = self.forward_layer.n_states
+        if len(given) != 2 * k:
+            raise ValueError(f"{self.name}: states must be {2 * k} arrays (the forward layer's "
+                             f"states, then the backward layer's). Received: {len(given)}")
+        self.forward_layer.reset_states(given[:k])
+        self.backward_layer.reset_states(given[k:])
+
+    reset_state = reset_states      # Keras 3's name
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["layer"] = self.forward_layer.get_config()

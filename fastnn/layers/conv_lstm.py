@@ -15,7 +15,8 @@ gate kernel's backward and the recurrent convolution's input gradient per step; 
 gradients of both convolutions are then one call each over all steps. Buffers are time-major
 (steps, n, ...), in the order the steps are taken, so each step's slice is contiguous: the
 input in step order xt, the pre-activations zx (reused for their gradients backward), the gates
-G, the states H and C (H[0] = C[0] = 0) and A = act(c_t).
+G, the states H and C (H[0], C[0] the initial states, else 0) and A = act(c_t). Dropout's
+masks scale the input once (xt holds it masked) and h_{t-1} into a buffer Hr per step.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ import numpy as np
 
 from fastnn import activations as A
 from fastnn import _validation as V
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.base import FloatArray, Slot, WeightSpec
 from fastnn.layers.convolutional import (check_channels_last, check_window_span, conv_padding,
                                          conv_tuple, window_geometry)
-from fastnn.layers.core import _initializer, _regularizer, _serialize
-from fastnn.layers.recurrent import _ALLOWED, _ForgetBias, _gate_activation
-from fastnn.layers.regularization import check_seed
+from fastnn.layers.core import _serialize
+from fastnn.layers.recurrent import (_ALLOWED, _ForgetBias, RecurrentArguments,
+                                     TakesInitialState)
+from fastnn.layers.recurrent_dropout import RecurrentDropout
 
 
-class ConvLSTM2D(Layer):
+class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
     """2-D convolutional LSTM over sequences of images (channels-last), as Keras'.
 
     Parameters
@@ -64,16 +66,20 @@ class ConvLSTM2D(Layer):
         Read the sequence last step first (outputs in that order, as in Keras).
     stateful : bool, default False
         Only False (True raises ValueError, as for fastnn's LSTM).
-    dropout, recurrent_dropout : float, default 0
-        Only 0 (other values raise ValueError: not implemented for this layer).
+    dropout, recurrent_dropout : float in [0, 1), default 0
+        In training, the fraction of the input values (per sample, the same at every step)
+        zeroed before the input convolution, and of the state values before the recurrent
+        one; the rest scaled by 1 / (1 - rate). One mask serves the four gates (Keras draws
+        one per gate); the draws are the recurrent layers' (fastnn/layers/recurrent_dropout.py).
     seed : int, optional
-        Kept in the config (Keras' argument; no draws without dropout).
+        Seed of the dropout masks (default: from the model's seed when it is built).
     name, trainable
         See ``Layer``.
 
     Shapes: x (n, steps, rows, cols, c); kernel (kh, kw, c, 4 filters), recurrent_kernel
     (kh, kw, filters, 4 filters), bias (4 filters,), gates in the order i, f, c, o (Keras').
-    A step mask (``Masking``) and initial states are not taken (ValueError).
+    ``layer(x, initial_state=[h0, c0])`` starts from the states h0, c0 (n, oh, ow, filters)
+    (gradients flow into them). A step mask (``Masking``) is not taken (ValueError).
 
     Examples
     --------
@@ -114,39 +120,18 @@ class ConvLSTM2D(Layer):
                              f"dilation_rate={V._describe(dilation_rate)}")
         self.padding = conv_padding(padding)
         check_channels_last(data_format)
-        self.act = _gate_activation("activation", activation)
-        self.rec_act = _gate_activation("recurrent_activation", recurrent_activation)
-        self.use_bias = V.check_bool("use_bias", use_bias)
-        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
-        self.recurrent_initializer = _initializer("recurrent_initializer",
-                                                  recurrent_initializer)
-        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
+        self.set_recurrent_arguments(activation, recurrent_activation, use_bias,
+                                     kernel_initializer, recurrent_initializer,
+                                     bias_initializer, kernel_regularizer,
+                                     recurrent_regularizer, bias_regularizer,
+                                     return_sequences, return_state, go_backwards)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
-        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
-        self.recurrent_regularizer = _regularizer("recurrent_regularizer",
-                                                  recurrent_regularizer)
-        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
-        self.return_sequences = V.check_bool("return_sequences", return_sequences)
-        self.return_state = V.check_bool("return_state", return_state)
-        self.go_backwards = V.check_bool("go_backwards", go_backwards)
         if V.check_bool("stateful", stateful):
             raise ValueError("ConvLSTM2D does not implement stateful=True (nor does fastnn's "
                              "LSTM). Received: stateful=True")
-        for key, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if V.check_float(key, value, 0.0, 1.0, False, True) != 0.0:
-                raise ValueError(f"ConvLSTM2D implements {key}=0 only. Received: "
-                                 f"{key}={V._describe(value)}")
-        self.dropout = self.recurrent_dropout = 0.0
-        self.seed = check_seed(seed)
+        self._init_dropout(dropout, recurrent_dropout, seed)
 
     # ------------------------------------------------------------------ calls and shapes
-    def __call__(self, inputs: Any, initial_state: Any = None, **kwargs: Any) -> Any:
-        if initial_state is not None or isinstance(inputs, (list, tuple)):
-            raise ValueError(f"{self.name} takes one input, the sequence (initial states are "
-                             f"not implemented). Received: initial_state="
-                             f"{V._describe(initial_state)}, inputs of type "
-                             f"{type(inputs).__name__}")
-        return super().__call__(inputs, **kwargs)
 
     def output_masked(self, masked: Any) -> bool:
         if (any(masked) if isinstance(masked, list) else masked):
@@ -162,6 +147,9 @@ class ConvLSTM2D(Layer):
                                self.padding)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        states = None
+        if isinstance(input_shape, list):
+            input_shape, states = input_shape[0], input_shape[1:]
         if not isinstance(input_shape, tuple) or len(input_shape) != 4:
             raise ValueError(f"{self.name} takes sequences of images: input (batch, steps, rows, "
                              f"cols, channels). Received: input shape {input_shape} per sample")
@@ -174,12 +162,18 @@ class ConvLSTM2D(Layer):
                              f"(dilation {self.dilation_rate}) does not fit images of shape "
                              f"{input_shape[1:]} with padding='{self.padding}'")
         state = (*sizes, self.filters)
+        if states is not None and [tuple(s) if isinstance(s, (tuple, list)) else s
+                                   for s in states] != [state, state]:
+            raise ValueError(f"{self.name}: initial_state must be 2 tensors [h, c] of shape "
+                             f"(batch, {', '.join(map(str, state))}). Received: initial_state "
+                             f"of {len(states)} tensor(s), shapes "
+                             f"{[(None, *s) for s in states]}")
         out = (input_shape[0], *state) if self.return_sequences else state
         return [out, state, state] if self.return_state else out
 
     def weight_specs(self) -> Sequence[WeightSpec]:
         K = 4 * self.filters
-        specs = [WeightSpec("kernel", (*self.kernel_size, self.input_shape[-1], K),
+        specs = [WeightSpec("kernel", (*self.kernel_size, self._x_shape[-1], K),
                             self.kernel_initializer, self.kernel_regularizer),
                  WeightSpec("recurrent_kernel", (*self.kernel_size, self.filters, K),
                             self.recurrent_initializer, self.recurrent_regularizer)]
@@ -188,6 +182,12 @@ class ConvLSTM2D(Layer):
                     else self.bias_initializer)
             specs.append(WeightSpec("bias", (K,), init, self.bias_regularizer))
         return specs
+
+    @property
+    def _x_shape(self) -> tuple[int, ...]:
+        """The sequence's shape per sample (the first input's, with initial states)."""
+        shape = self.input_shape
+        return shape[0] if isinstance(shape, list) else shape
 
     def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
         super().bind(weights, grads)
@@ -201,10 +201,10 @@ class ConvLSTM2D(Layer):
             self.bias, self.dbias = np.zeros(K, dtype), np.zeros(K, dtype)
         self._zero_bias = np.zeros(K, dtype)      # the recurrent convolution has none
         self._scratch_dbias = np.zeros(K, dtype)  # its bias gradient, discarded
-        T, rows, cols, _ = self.input_shape
+        T, rows, cols, _ = self._x_shape
         sizes, self._pads = self._geometry((rows, cols))
         self._steps, self._P = T, sizes[0] * sizes[1]
-        self._x3, self._h3 = tuple(self.input_shape[1:]), (*sizes, self.filters)
+        self._x3, self._h3 = tuple(self._x_shape[1:]), (*sizes, self.filters)
         # the recurrent convolution: stride 1, "same" (pad (k - 1) // 2 before), no dilation
         _, self._rpads = window_geometry(sizes, self.kernel_size, (1, 1), (1, 1), "same")
 
@@ -223,26 +223,44 @@ class ConvLSTM2D(Layer):
                                                                              4 * F))}
         return ctx.views("conv_lstm", build)
 
-    def forward(self, ctx: Slot, x: FloatArray, training: bool) -> Any:
+    def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         be, T, F = ctx.be, self._steps, self.filters
-        x = np.ascontiguousarray(x)
+        xs = x if isinstance(x, list) else [x]
+        x = np.ascontiguousarray(xs[0])
         n = x.shape[0]
         b = self._buffers(ctx, n)
         xt, zx, G, H, C, zh = b["xt"], b["zx"], b["G"], b["H"], b["C"], b["zh"]
         A_ = b["A"]
-        # time-major, in the order the steps are taken
+        # dropout's masks (per sample and input value, per sample and state value), drawn once
+        # per training pass and kept over the steps and the gates
+        in_mask, rec_mask = self.masks(ctx, int(np.prod(self._x3)), training,
+                                       int(np.prod(self._h3)))
+        ctx.saved["drop"] = (in_mask, rec_mask)
+        # time-major, in the order the steps are taken (the input convolution sees x masked)
         np.copyto(xt, np.swapaxes(x[:, ::-1] if self.go_backwards else x, 0, 1))
+        if in_mask is not None:
+            xt *= in_mask.reshape(1, n, *self._x3)
         be.conv2d_forward(xt.reshape(T * n, *self._x3), self.kernel, self.bias, self.strides,
                           self.dilation_rate, self._pads, A.LINEAR, 0.0,
                           zx.reshape(T * n, *self._h3[:2], 4 * F))
-        H[0] = 0
-        C[0] = 0
-        zh[...] = 0                 # h_0 = 0: no recurrent term at the first step
+        given = len(xs) > 1
+        ctx.saved["given"] = given
+        if given:
+            np.copyto(H[0], xs[1])
+            np.copyto(C[0], np.reshape(xs[2], C[0].shape))
+        else:
+            H[0] = 0
+            C[0] = 0
+        Hr = self._recurrent_inputs(ctx, b, n, rec_mask)
         rows = n * self._P
         for t in range(T):
-            if t:
-                be.conv2d_forward(H[t], self.recurrent_kernel, self._zero_bias, (1, 1), (1, 1),
+            if t or given:
+                if rec_mask is not None:
+                    np.multiply(H[t], rec_mask.reshape(n, *self._h3), out=Hr[t])
+                be.conv2d_forward(Hr[t], self.recurrent_kernel, self._zero_bias, (1, 1), (1, 1),
                                   self._rpads, A.LINEAR, 0.0, zh)
+            else:
+                zh[...] = 0         # h_0 = 0: no recurrent term at the first step
             be.conv_lstm_gates_forward(rows, F, zx[t].reshape(-1), zh.reshape(-1),
                                        C[t].reshape(-1), self.act, self.rec_act,
                                        G[t].reshape(-1), C[t + 1].reshape(-1),
@@ -260,38 +278,53 @@ class ConvLSTM2D(Layer):
         np.copyto(c_last, C[T].reshape(n, *self._h3))
         return [y, h_last, c_last]
 
-    def backward(self, ctx: Slot, dy: Any) -> Optional[FloatArray]:
+    def _recurrent_inputs(self, ctx: Slot, b: dict[str, Any], n: int, rec_mask: Any) -> Any:
+        """What the recurrent convolution reads at each step: H[t], or (recurrent dropout)
+        H[t] times the mask in a buffer of its own (the weight gradient reads it back)."""
+        if rec_mask is None:
+            return b["H"]
+        return ctx.rows_buffer("Hr", (self._steps * int(np.prod(self._h3)),)).reshape(
+            -1).reshape(self._steps, n, *self._h3)
+
+    def backward(self, ctx: Slot, dy: Any) -> Any:
         be, T, F = ctx.be, self._steps, self.filters
         dys = dy if isinstance(dy, list) else [dy]
         n = ctx.rows
         b = self._buffers(ctx, n)
-        xt, G, H, C, A_ = b["xt"], b["G"], b["H"], b["C"], b["A"]
+        xt, G, C, A_ = b["xt"], b["G"], b["C"], b["A"]
+        in_mask, rec_mask = ctx.saved["drop"]
+        given = ctx.saved["given"]
+        Hr = self._recurrent_inputs(ctx, b, n, rec_mask)
         dZ = b["zx"]                # the pre-activations' gradients overwrite zx (not needed)
         dh = ctx.rows_buffer("dh", self._h3)
         dc = ctx.rows_buffer("dc", self._h3)
-        for target, given in ((dh, dys[1] if len(dys) > 1 else None),
-                              (dc, dys[2] if len(dys) > 2 else None)):
-            if given is None:
+        for target, grad in ((dh, dys[1] if len(dys) > 1 else None),
+                             (dc, dys[2] if len(dys) > 2 else None)):
+            if grad is None:
                 target[...] = 0
             else:
-                np.copyto(target, given)
+                np.copyto(target, grad)
         d_out = np.asarray(dys[0]) if dys[0] is not None else None
         if d_out is not None and not self.return_sequences:
             dh += d_out
         rows = n * self._P
+        first = 0 if given else 1   # the first step whose recurrent term is computed
         for t in range(T - 1, -1, -1):
             if d_out is not None and self.return_sequences:
                 dh += d_out[:, t]
             be.conv_lstm_gates_backward(rows, F, G[t].reshape(-1), C[t].reshape(-1),
                                         A_[t].reshape(-1), dh.reshape(-1), dc.reshape(-1),
                                         self.act, self.rec_act, dZ[t].reshape(-1))
-            if t:                   # dL/dh_{t-1} through the recurrent convolution
+            if t >= first:          # dL/dh_{t-1} through the recurrent convolution
                 be.conv2d_backward_input(self.recurrent_kernel, dZ[t], (1, 1), (1, 1),
                                          self._rpads, dh)
-        if T > 1:                   # h_0 = 0 adds nothing: steps 1.. pair h_t with dZ[t]
-            be.conv2d_backward(H[1:T].reshape((T - 1) * n, *self._h3), self.recurrent_kernel,
-                               dZ[1:].reshape((T - 1) * n, *self._h3[:2], 4 * F), (1, 1),
-                               (1, 1), self._rpads, self.drecurrent_kernel,
+                if rec_mask is not None:
+                    dh *= rec_mask.reshape(n, *self._h3)
+        if T > first:               # the steps with a recurrent term pair Hr[t] with dZ[t]
+            be.conv2d_backward(Hr[first:T].reshape((T - first) * n, *self._h3),
+                               self.recurrent_kernel,
+                               dZ[first:].reshape((T - first) * n, *self._h3[:2], 4 * F),
+                               (1, 1), (1, 1), self._rpads, self.drecurrent_kernel,
                                self._scratch_dbias, None)
         else:
             self.drecurrent_kernel[...] = 0
@@ -302,11 +335,21 @@ class ConvLSTM2D(Layer):
                            dZ.reshape(T * n, *self._h3[:2], 4 * F), self.strides,
                            self.dilation_rate, self._pads, self.dkernel,
                            self.dbias if self.use_bias else self._scratch_dbias, dxt)
-        if dx is None or dxt is None:
-            return None
-        back = np.swapaxes(dxt.reshape(T, n, *self._x3), 0, 1)
-        np.copyto(dx, back[:, ::-1] if self.go_backwards else back)
-        return dx
+        if dx is not None and dxt is not None:
+            back = np.swapaxes(dxt.reshape(T, n, *self._x3), 0, 1)
+            np.copyto(dx, back[:, ::-1] if self.go_backwards else back)
+            if in_mask is not None:
+                dx *= in_mask.reshape(n, 1, *self._x3)
+        if not self._initial_state:
+            return dx
+        states = []
+        for i, grad in ((1, dh), (2, dc)):
+            given_target = ctx.dx_target(i)
+            target = (ctx.rows_buffer(f"dstate{i}", self._h3) if given_target is None
+                      else given_target)
+            np.copyto(target, grad)
+            states.append(target)
+        return [dx, *states]
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
@@ -319,8 +362,7 @@ class ConvLSTM2D(Layer):
         for key in ("use_bias", "unit_forget_bias", "return_sequences", "return_state",
                     "go_backwards"):
             config[key] = getattr(self, key)
-        if self.seed is not None:
-            config["seed"] = self.seed
+        self._dropout_config(config)
         for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer",
                     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer"):
             value = getattr(self, key)

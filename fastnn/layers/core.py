@@ -152,7 +152,9 @@ class Dense(Layer):
     TypeError
         If ``units`` is not an integer or ``use_bias`` not a bool.
     ValueError
-        If ``units`` < 1, or ``activation``, an initializer or a regularizer is unknown.
+        If ``units`` < 1 or >= 2**31, or ``activation``, an initializer or a regularizer is
+        unknown; when built, if the kernel would hold more than 2**31 - 1 values
+        (``fastnn.layers.base.MAX_WEIGHT_VALUES``).
 
     Examples
     --------
@@ -180,7 +182,7 @@ class Dense(Layer):
                  bias_regularizer: Any = None, name: Optional[str] = None,
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
-        self.units = V.check_positive_int("units", units)
+        self.units = V.check_dim("units", units)
         self.act, self.param = activation_of("linear" if activation is None else activation)
         self.use_bias = V.check_bool("use_bias", use_bias)
         self.kernel_initializer = (None if kernel_initializer is None

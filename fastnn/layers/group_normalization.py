@@ -6,10 +6,12 @@ batch normalization it does not depend on the batch, so it behaves the same in t
 inference, at any batch size.
 
 It runs on compiled channels-last kernels (``groupnorm_forward``/``groupnorm_backward`` in
-fastnn/_ext/_normalization.pyx, NumPy twins in fastnn/backends/numpy_normalization.py): a
-thread owns whole samples; each (sample, group)'s statistics are summed in double per channel
-over the positions, then over the group's channels, in a fixed order at any thread count; the
-affine map is applied in the same pass; dgamma and dbeta add the samples' sums in order.
+fastnn/_ext/_normalization.pyx over the C loops of src_c/fnn_gn_tmpl.h, NumPy twins in
+fastnn/backends/numpy_normalization.py): the threads take (sample, block of groups) tasks; each
+(sample, group)'s statistics are summed in double per channel over the positions (vector lanes
+along the contiguous channels), then over the group's channels, in a fixed order at any thread
+count; the normalize-and-affine maps use per-channel coefficients computed in double and are
+applied in the element type; dgamma and dbeta add the samples' sums in order.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any, Optional, Sequence
 from fastnn import _validation as V
 from fastnn.layers.base import FloatArray, Slot, WeightSpec
 from fastnn.layers.normalization import _Normalization
+
+# the largest epsilon that float32 holds (np.float32 rounds anything above this to inf)
+_F32_MAX = float.fromhex("0x1.fffffefffffffp+127")
 
 
 class GroupNormalization(_Normalization):
@@ -35,7 +40,9 @@ class GroupNormalization(_Normalization):
     axis : int, default -1
         The channels axis (the last one).
     epsilon : float, default 1e-3
-        Added to the variance (PyTorch's default is 1e-5).
+        Added to the variance (PyTorch's default is 1e-5); positive and finite in float32
+        (at most about 3.4e38: a larger one is inf as a float32, the dtype Keras holds it in
+        for a float32 model).
     center, scale, beta_initializer, gamma_initializer, beta_regularizer, gamma_regularizer
         As ``LayerNormalization``: beta and gamma are per channel.
 
@@ -60,6 +67,11 @@ class GroupNormalization(_Normalization):
                  trainable: bool = True) -> None:
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, name, trainable)
+        if self.epsilon > _F32_MAX:
+            # inf as a float32 (Keras' dtype for it in a float32 model); refused for any dtype,
+            # since the layer's dtype is not known before the model builds it
+            raise ValueError(f"epsilon must be finite in float32 (at most {_F32_MAX!r}). "
+                             f"Received: epsilon={self.epsilon!r}")
         self.groups = V.check_int("groups", groups, low=-1)
         if self.groups == 0:
             raise ValueError("groups must be a positive integer or -1 (one group a channel). "

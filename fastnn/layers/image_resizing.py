@@ -4,8 +4,11 @@ Images of any size in, one size out: a model that takes (height, width, channels
 resizes them itself (``Resizing(224, 224)``), or crops their centre (``CenterCrop``), or in
 training a random window (``RandomCrop``, an augmentation). Each output pixel reads the input
 at a point of a grid (the same for every image of a call), by bilinear or nearest
-interpolation, through the compiled kernel ``resample_grid`` (fastnn/_ext/_layer_ops.pyx);
-its backward pass is the adjoint, so these layers also work inside a network.
+interpolation. The grid is separable (its rows and columns are read independently), so it is
+turned once into per-row and per-column taps (``grid_tables``) and applied by the compiled
+kernel ``resize_separable`` (fastnn/_ext/_layer_ops.pyx): each input row resampled along
+itself, then two such rows blended per output row; it reads what ``resample_grid`` reads.
+Its backward pass is the adjoint, so these layers also work inside a network.
 
 Resizing follows Keras (and ``keras.ops.image.resize`` without antialiasing): output pixel o of
 n, from m input pixels, is centred at (o + 0.5) m / n - 0.5 and reads the two pixels around it
@@ -19,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fastnn import _validation as V
+from fastnn.backends.numpy_layer_ops import grid_tables
 from fastnn.layers.augmentation import check_image
 from fastnn.layers.base import FloatArray, Slot
 from fastnn.layers.regularization import SeededRandom
@@ -58,6 +62,7 @@ class _Grid(SeededRandom):
         check_channels_last(data_format)
         self.height = V.check_dim("height", height)
         self.width = V.check_dim("width", width)
+        self._tables: Optional[tuple[Any, Any]] = None
         super().__init__(seed, name, trainable)
 
     @property
@@ -72,19 +77,36 @@ class _Grid(SeededRandom):
         """(rows, cols, bilinear, fill mode, fill value) of this call."""
         raise NotImplementedError
 
+    def tables(self, training: bool) -> tuple[Any, Any, Any, Any, bool, float]:
+        """This call's grid in separable form (grid_tables: row and column taps), and whether
+        it interpolates and its fill value; kept while the grid cannot change (all but
+        RandomCrop's random windows in training)."""
+        key = tuple(self.input_shape)
+        if not (training and self.draws) and self._tables is not None \
+                and self._tables[0] == key:
+            return self._tables[1]
+        rows, cols, bilinear, mode, fill = self.grid(training)
+        h, w = self.input_shape[0], self.input_shape[1]
+        plan = (*grid_tables(rows, cols, h, w, bilinear, mode), bilinear, fill)
+        if not (training and self.draws):
+            self._tables = (key, plan)
+        return plan
+
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
-        rows, cols, bilinear, mode, fill = grid = self.grid(training)
-        ctx.saved["grid"] = grid
+        row_index, row_weight, col_index, col_weight, bilinear, fill = plan = \
+            self.tables(training)
+        ctx.saved["plan"] = plan
         y = ctx.rows_buffer("y", self.output_shape)
-        ctx.be.resample_grid(np.ascontiguousarray(x), rows, cols, bilinear, mode, fill, y)
+        ctx.be.resize_separable(np.ascontiguousarray(x), row_index, row_weight, col_index,
+                                col_weight, bilinear, fill, y)
         return y
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         dx = ctx.dx_target(0)
         if dx is not None:
-            rows, cols, bilinear, mode, _ = ctx.saved["grid"]
-            ctx.be.resample_grid_backward(np.ascontiguousarray(dy), rows, cols, bilinear,
-                                          mode, dx)
+            row_index, row_weight, col_index, col_weight, _, _ = ctx.saved["plan"]
+            ctx.be.resize_separable_backward(np.ascontiguousarray(dy), row_index, row_weight,
+                                             col_index, col_weight, dx)
         return dx
 
     def _resized(self, crop: bool) -> tuple[Any, Any, bool, int, float]:

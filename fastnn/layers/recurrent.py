@@ -20,7 +20,7 @@ one product plus its gates. The NumPy backend runs the same equations step by st
 
 Initial states are a layer's extra inputs (``layer(x, initial_state=[h0, c0])`` in the
 functional API); ``return_state=True`` makes the layer return ``[output, h]`` (LSTM:
-``[output, h, c]``).
+``[output, h, c]``); ``stateful=True`` starts each batch from the last batch's final states.
 """
 
 from __future__ import annotations
@@ -62,6 +62,31 @@ class _ForgetBias:
         return values
 
 
+class RecurrentArguments:
+    """The arguments the recurrent layers share (RNNBase's, ConvLSTM2D's), checked once."""
+
+    def set_recurrent_arguments(self, activation: Any, recurrent_activation: Any,
+                                use_bias: Any, kernel_initializer: Any,
+                                recurrent_initializer: Any, bias_initializer: Any,
+                                kernel_regularizer: Any, recurrent_regularizer: Any,
+                                bias_regularizer: Any, return_sequences: Any,
+                                return_state: Any, go_backwards: Any) -> None:
+        self.act = _gate_activation("activation", activation)
+        self.rec_act = _gate_activation("recurrent_activation", recurrent_activation)
+        self.use_bias = V.check_bool("use_bias", use_bias)
+        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
+        self.recurrent_initializer = _initializer("recurrent_initializer",
+                                                  recurrent_initializer)
+        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
+        self.recurrent_regularizer = _regularizer("recurrent_regularizer",
+                                                  recurrent_regularizer)
+        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
+        self.return_sequences = V.check_bool("return_sequences", return_sequences)
+        self.return_state = V.check_bool("return_state", return_state)
+        self.go_backwards = V.check_bool("go_backwards", go_backwards)
+
+
 class TakesInitialState(Layer):
     """A layer called as ``layer(x)`` or ``layer(x, initial_state=[...])`` on symbolic tensors
     (or ``layer([x, *states])``): the states become extra inputs after the sequence."""
@@ -82,7 +107,7 @@ class TakesInitialState(Layer):
             self._initial_state, self.n_inputs = True, None
 
 
-class RNNBase(RecurrentDropout, TakesInitialState):
+class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
 
     cell = SIMPLE
@@ -99,28 +124,23 @@ class RNNBase(RecurrentDropout, TakesInitialState):
                  return_state: bool = False, go_backwards: bool = False,
                  name: Optional[str] = None, trainable: bool = True,
                  zero_output_for_mask: bool = False, dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, seed: Optional[int] = None) -> None:
+                 recurrent_dropout: float = 0.0, seed: Optional[int] = None,
+                 stateful: bool = False) -> None:
         super().__init__(name=name, trainable=trainable)
         self.units = V.check_positive_int("units", units)
         if self.units >= 2**31:
             raise ValueError(f"units must be below 2**31. Received: units={units}")
-        self.act = _gate_activation("activation", activation)
-        self.rec_act = _gate_activation("recurrent_activation", recurrent_activation)
-        self.use_bias = V.check_bool("use_bias", use_bias)
-        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
-        self.recurrent_initializer = _initializer("recurrent_initializer",
-                                                  recurrent_initializer)
-        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = _regularizer("kernel_regularizer", kernel_regularizer)
-        self.recurrent_regularizer = _regularizer("recurrent_regularizer",
-                                                  recurrent_regularizer)
-        self.bias_regularizer = _regularizer("bias_regularizer", bias_regularizer)
-        self.return_sequences = V.check_bool("return_sequences", return_sequences)
-        self.return_state = V.check_bool("return_state", return_state)
-        self.go_backwards = V.check_bool("go_backwards", go_backwards)
+        self.set_recurrent_arguments(activation, recurrent_activation, use_bias,
+                                     kernel_initializer, recurrent_initializer,
+                                     bias_initializer, kernel_regularizer,
+                                     recurrent_regularizer, bias_regularizer,
+                                     return_sequences, return_state, go_backwards)
         self.zero_output_for_mask = V.check_bool("zero_output_for_mask", zero_output_for_mask)
         self._initial_state = False       # called with initial states (extra inputs)
         self._init_dropout(dropout, recurrent_dropout, seed)
+        self.stateful = V.check_bool("stateful", stateful)
+        # stateful: the last batch's final states, each (batch, units); None: zeros
+        self._carried: Optional[list[FloatArray]] = None
 
     # ------------------------------------------------------------------ calls and shapes
     def output_masked(self, masked: Any) -> bool:
@@ -209,6 +229,8 @@ class RNNBase(RecurrentDropout, TakesInitialState):
 
     def forward(self, ctx: Slot, x: Any, training: bool) -> Any:
         xs = x if isinstance(x, list) else [x]
+        if self.stateful and len(xs) == 1:
+            xs = [xs[0], *self._carried_for(xs[0].shape[0])]
         # the LSTM's backward consumes the workspace (src_c/fnn_rnn.h): a second backward of
         # this forward runs it again from these inputs
         ctx.saved["inputs"], ctx.saved["fresh"] = xs, True
@@ -217,7 +239,11 @@ class RNNBase(RecurrentDropout, TakesInitialState):
                              else np.ascontiguousarray(mask).view(np.uint8).reshape(-1))
         # dropout's masks: drawn once per training pass, kept for the backward (and its rerun)
         ctx.saved["drop"] = self.masks(ctx, self._features, training)
-        return self._run(ctx, xs)
+        out = self._run(ctx, xs)
+        if self.stateful:     # the next batch starts where this one ended (copies: buffers)
+            self._carried = [ctx.rows_buffer(f"state{i}", (self.units,)).copy()
+                             for i in range(self.n_states)]
+        return out
 
     def _run(self, ctx: Slot, xs: list[Any]) -> Any:
         seq = np.ascontiguousarray(xs[0])
@@ -231,7 +257,7 @@ class RNNBase(RecurrentDropout, TakesInitialState):
         h0 = states[0] if states else None
         c0 = states[1] if len(states) > 1 else None
         last = ([ctx.rows_buffer(f"state{i}", (self.units,)) for i in range(self.n_states)]
-                if self.return_state else [])
+                if self.return_state or self.stateful else [])
         be.rnn_forward(*self._dims(n), seq.reshape(-1), self.kernel.reshape(-1),
                        self.recurrent_kernel.reshape(-1), self.bias, h0, c0, self.act,
                        self.rec_act, self.go_backwards, ws.reshape(-1), y.reshape(-1),
@@ -241,6 +267,67 @@ class RNNBase(RecurrentDropout, TakesInitialState):
                        ctx.saved["mask"], self.zero_output_for_mask,
                        **self._drop_args(ctx))
         return [y, *last] if self.return_state else y
+
+    # ------------------------------------------------------------------ stateful
+    def _carried_for(self, n: int) -> list[FloatArray]:
+        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
+        final states (none before the first batch or after a reset: zeros)."""
+        if self._carried is None:
+            return []
+        held = self._carried[0].shape[0]
+        if held != n:
+            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
+                             f"sequences, and this batch has {n}. Feed batches of {held} "
+                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
+                             f"count divisible by it), or call reset_states() to start again")
+        return [s.copy() for s in self._carried]
+
+    @property
+    def states(self) -> Optional[list[FloatArray]]:
+        """A stateful layer's carried states (copies, each (batch, units): ``[h]``, LSTM
+        ``[h, c]``), or None when they are zeros (no batch yet, or after ``reset_states``)."""
+        return None if self._carried is None else [s.copy() for s in self._carried]
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them.
+
+        Parameters
+        ----------
+        states : list of array_like, optional
+            The states the next batch starts from: ``n_states`` arrays (``[h]``; LSTM
+            ``[h, c]``) of shape (batch, units), finite. Without it, zeros, and the next batch
+            may have any size.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not stateful and ``states`` is given, the layer is not built, or
+            ``states`` has the wrong count, shapes or values.
+        """
+        if states is None:
+            self._carried = None
+            return
+        if not self.stateful:
+            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
+                             f"set; pass initial_state=[...] when calling it instead")
+        if not self.built:
+            raise ValueError(f"{self.name}: build the model before setting its states")
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        names = "[h, c]" if self.n_states == 2 else "[h]"
+        if len(given) != self.n_states:
+            raise ValueError(f"{self.name}: states must be {self.n_states} array(s) {names}. "
+                             f"Received: {len(given)}")
+        dtype = self.kernel.dtype
+        out: list[FloatArray] = []
+        for i, value in enumerate(given):
+            arr = V.float_matrix(f"states[{i}]", value, dtype, width=self.units)
+            if out and arr.shape[0] != out[0].shape[0]:
+                raise ValueError(f"{self.name}: states {names} must share one batch size. "
+                                 f"Received: shapes {[a.shape for a in out]} and {arr.shape}")
+            out.append(np.array(arr, dtype=dtype, order="C"))
+        self._carried = out
+
+    reset_state = reset_states      # Keras 3's name
 
     def _drop_args(self, ctx: Slot) -> dict[str, Any]:
         """The kernels' dropout arguments (none without masks: the calls stay as they were)."""
@@ -300,6 +387,8 @@ class RNNBase(RecurrentDropout, TakesInitialState):
             config[key] = getattr(self, key)
         if self.zero_output_for_mask:
             config["zero_output_for_mask"] = True
+        if self.stateful:
+            config["stateful"] = True
         self._dropout_config(config)
         for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer",
                     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer"):
@@ -344,6 +433,17 @@ class SimpleRNN(RNNBase):
         Inference ignores them.
     seed : int, optional
         Seed of those masks (>= 0); by default drawn from the model's seed at build.
+    stateful : bool, default False
+        Keras' stateful layer: each batch starts from the last batch's final states (sample i
+        from sample i), in ``fit``, ``evaluate``, ``predict`` and the low-level loop alike, so
+        a long series can be fed in consecutive chunks. Gradients stop at the carried states
+        (truncated backpropagation through time). Every batch must have the same size until
+        ``reset_states()`` zeroes the states (``layer.reset_states()``, or
+        ``model.reset_states()`` for every layer); ``layer.states`` reads them and
+        ``layer.reset_states([h])`` sets them. Model files (and pickles) keep them, as
+        Keras' do: a loaded model goes on from where the saved one stood. The compiled
+        inference plan and ONNX export do not take stateful layers, and one model's
+        ``predict`` should not run in several threads at once (they would share the states).
 
     Shapes: x (n, steps, features), kernel (features, units), recurrent_kernel (units, units),
     bias (units,).
@@ -376,12 +476,12 @@ class SimpleRNN(RNNBase):
                  name: Optional[str] = None, trainable: bool = True,
                  zero_output_for_mask: bool = False,
                  dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, stateful: bool = False) -> None:
         super().__init__(units, activation, "sigmoid", use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
                          return_state, go_backwards, name, trainable, zero_output_for_mask,
-                         dropout, recurrent_dropout, seed)
+                         dropout, recurrent_dropout, seed, stateful)
 
 
 class LSTM(RNNBase):
@@ -398,8 +498,9 @@ class LSTM(RNNBase):
     unit_forget_bias : bool, default True
         Start the forget gate's bias at 1 (Jozefowicz et al., 2015), as Keras does.
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
-    name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed
-        As for ``SimpleRNN``; ``return_state`` returns ``[output, h, c]``.
+    name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed, stateful
+        As for ``SimpleRNN``; ``return_state`` returns ``[output, h, c]``; a stateful LSTM
+        carries ``[h, c]``.
 
     Shapes: kernel (features, 4 units), recurrent_kernel (units, 4 units), bias (4 units,),
     each in the gate order i, f, c, o (Keras' layout; PyTorch's ``weight_ih_l0`` is
@@ -429,12 +530,12 @@ class LSTM(RNNBase):
                  go_backwards: bool = False, name: Optional[str] = None,
                  trainable: bool = True, zero_output_for_mask: bool = False,
                  dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, stateful: bool = False) -> None:
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
                          return_state, go_backwards, name, trainable, zero_output_for_mask,
-                         dropout, recurrent_dropout, seed)
+                         dropout, recurrent_dropout, seed, stateful)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
 
     def _bias_init(self) -> Any:
@@ -462,7 +563,7 @@ class GRU(RNNBase):
         Only True is implemented (the reset gate applied after the recurrent product);
         False raises ValueError.
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
-    name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed
+    name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed, stateful
         As for ``SimpleRNN``.
 
     Shapes: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
@@ -489,12 +590,12 @@ class GRU(RNNBase):
                  reset_after: bool = True, name: Optional[str] = None,
                  trainable: bool = True, zero_output_for_mask: bool = False,
                  dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, stateful: bool = False) -> None:
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer,
                          recurrent_regularizer, bias_regularizer, return_sequences,
                          return_state, go_backwards, name, trainable, zero_output_for_mask,
-                         dropout, recurrent_dropout, seed)
+                         dropout, recurrent_dropout, seed, stateful)
         if V.check_bool("reset_after", reset_after) is not True:
             raise ValueError("GRU implements reset_after=True only (Keras' default: the reset "
                              "gate applied after the recurrent product). Received: "

@@ -55,10 +55,11 @@ class RecurrentDropout:
         if self._mask_seed is None:
             self._mask_seed = int(rng.integers(0, 2**63))
 
-    def masks(self, ctx: Any, features: int,
-              training: bool) -> tuple[Optional[Any], Optional[Any]]:
-        """This pass's (input mask (n*features,), recurrent mask (n*units,)) in ctx's buffers,
-        None where off (inference, or a rate of 0); a pass that draws advances ``calls``."""
+    def masks(self, ctx: Any, features: int, training: bool,
+              state_size: Optional[int] = None) -> tuple[Optional[Any], Optional[Any]]:
+        """This pass's (input mask (n*features,), recurrent mask (n*state_size,), state_size
+        by default the units) in ctx's buffers, None where off (inference, or a rate of 0); a
+        pass that draws advances ``calls``."""
         if not training or not self.draws:
             return None, None
         seed = (self._mask_seed or 0) ^ (_BACKWARDS_SALT if self.go_backwards else 0)
@@ -67,7 +68,7 @@ class RecurrentDropout:
             in_mask = ctx.rows_buffer("in_mask", (features,)).reshape(-1)
             ctx.be.dropout_mask(seed, self.calls, self.dropout, in_mask)
         if self.recurrent_dropout > 0.0:
-            units = self.units      # type: ignore[attr-defined]
+            units = self.units if state_size is None else state_size  # type: ignore[attr-defined]
             rec_mask = ctx.rows_buffer("rec_mask", (units,)).reshape(-1)
             ctx.be.dropout_mask(seed ^ _REC_SALT, self.calls, self.recurrent_dropout, rec_mask)
         self.calls += 1

@@ -12,6 +12,7 @@ another class is refused by name, pointing to the built-in ones.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from fastnn.layers.recurrent import GRU, LSTM, RNNBase, SimpleRNN, TakesInitialS
 
 # what the RNN layer decides, not the cell (Keras' cells do not take them either)
 _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask",
-             "name", "trainable")
+             "stateful", "name", "trainable")
 
 
 class _Cell:
@@ -31,10 +32,16 @@ class _Cell:
     layer_class: type[RNNBase]
 
     def __init__(self, units: int, **kwargs: Any) -> None:
-        for key in _RNN_ARGS[:4]:
+        for key in _RNN_ARGS[:5]:
             if key in kwargs:
                 raise TypeError(f"{type(self).__name__} does not take {key}: it is an argument "
                                 f"of RNN (RNN({type(self).__name__}(...), {key}=...))")
+        known = inspect.signature(self.layer_class.__init__).parameters
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in known.values())
+        for key in kwargs:
+            if not open_ended and (key not in known or key in ("self", "units")):
+                raise TypeError(f"{type(self).__name__} got an unexpected argument {key!r}. "
+                                f"Received: {key}={V._describe(kwargs[key])}")
         self._template = self.layer_class(units, **kwargs)     # checks every argument
         self.units = self._template.units
 
@@ -152,8 +159,9 @@ class RNN(TakesInitialState):
         As for ``LSTM``. ``return_state`` returns the output, then every cell's states in
         order, flat: ``[output, h1, c1, h2, c2]`` for two LSTM cells (Keras 3 nests each
         cell's list).
-    stateful : False
-        fastnn's recurrent layers start each batch from zero states (or ``initial_state``).
+    stateful : bool, default False
+        As for ``LSTM``: each batch starts from the last batch's final states (every cell's);
+        ``reset_states()`` zeroes them.
     unroll : bool, default False
         Accepted and ignored: the kernels run every step in a loop either way.
     name, trainable
@@ -185,10 +193,7 @@ class RNN(TakesInitialState):
             cell = StackedRNNCells(cell)
         elif not isinstance(cell, StackedRNNCells):
             cell = _check_cell(cell)
-        if V.check_bool("stateful", stateful):
-            raise ValueError("RNN(stateful=True) is not supported: fastnn's recurrent layers "
-                             "start from zero states, or from initial_state=[...] (pass the "
-                             "last call's states, returned with return_state=True)")
+        self.stateful = V.check_bool("stateful", stateful)
         self.unroll = V.check_bool("unroll", unroll)
         self.cell = cell
         self.return_sequences = V.check_bool("return_sequences", return_sequences)
@@ -201,7 +206,7 @@ class RNN(TakesInitialState):
             c.make_layer(return_sequences=return_sequences or k < last,
                          return_state=return_state, go_backwards=go_backwards and k == 0,
                          zero_output_for_mask=zero_output_for_mask if k == last else False,
-                         name=None)
+                         stateful=self.stateful, name=None)
             for k, c in enumerate(cells)]
         for k, inner in enumerate(self.layers):
             inner._auto_name = f"cell_{k}_{type(inner).__name__.lower()}"
@@ -355,7 +360,7 @@ class RNN(TakesInitialState):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["cell"] = self.cell.get_config()
-        for key in ("return_sequences", "return_state", "go_backwards"):
+        for key in ("return_sequences", "return_state", "go_backwards", "stateful"):
             if getattr(self, key):
                 config[key] = True
         if self.zero_output_for_mask:
@@ -366,6 +371,31 @@ class RNN(TakesInitialState):
         if any(s is not None for s in states):
             config["state"] = states
         return config
+
+    @property
+    def states(self) -> Optional[list[FloatArray]]:
+        """A stateful RNN's carried states, every cell's in order, flat (copies), or None when
+        they are zeros."""
+        held = [inner.states for inner in self.layers]
+        return None if held[0] is None else [s for cell in held for s in (cell or [])]
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero a stateful RNN's carried states, or set them: every cell's, in order, flat
+        (``[h1, c1, h2]`` for an LSTM cell then a GRU cell). See ``LSTM.reset_states``."""
+        if states is None:
+            for inner in self.layers:
+                inner.reset_states()
+            return
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(given) != self.n_states:
+            raise ValueError(f"{self.name}: states must be {self.n_states} arrays (every cell's "
+                             f"states in order). Received: {len(given)}")
+        i = 0
+        for inner in self.layers:
+            inner.reset_states(given[i:i + inner.n_states])
+            i += inner.n_states
+
+    reset_state = reset_states      # Keras 3's name
 
     def set_state(self, state: Any) -> None:
         """Restore ``get_config()["state"]``: each cell's dropout stream."""

@@ -21,9 +21,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fastnn import _validation as V
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.attention import DropoutStream
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, mask_input_and_steps
 from fastnn.layers.core import _initializer
-from fastnn.layers.regularization import check_seed
 
 _ROLES = ("q", "v", "k", "qm", "vm")
 _ROLE_NAMES = {"q": "query", "v": "value", "k": "key", "qm": "query_mask", "vm": "value_mask"}
@@ -40,7 +40,7 @@ def _check_roles(roles: Any) -> list[str]:
     return list(roles)
 
 
-class _ScoreAttention(Layer):
+class _ScoreAttention(DropoutStream, Layer):
     """What Attention and AdditiveAttention share: the call, the shapes, masks, softmax and the
     product with the values; the subclasses give the scores."""
 
@@ -51,11 +51,7 @@ class _ScoreAttention(Layer):
                  trainable: bool, call: Any) -> None:
         super().__init__(name=name, trainable=trainable)
         self.use_scale = V.check_bool("use_scale", use_scale)
-        self.dropout = V.check_float("dropout", dropout, low=0.0, high=1.0)
-        if self.dropout != 0.0:
-            raise ValueError(f"{type(self).__name__}: dropout on the attention weights is not "
-                             f"implemented in fastnn (only 0.0). Received: dropout={dropout}")
-        self.seed = check_seed(seed)
+        self._init_stream(dropout, seed)
         self.input_roles = ["q", "v"]
         self.return_attention_scores = False
         self.use_causal_mask = False
@@ -160,17 +156,8 @@ class _ScoreAttention(Layer):
         mask inputs (nonzero: take part) and the step masks of the query and value inputs."""
         given = ctx.mask if isinstance(ctx.mask, list) else [None] * len(self.input_roles)
         steps = dict(zip(self.input_roles, given))
-        out = []
-        for tensor, role in (("qm", "q"), ("vm", "v")):
-            m = steps.get(role)
-            if tensor in xs:
-                mine = ctx.rows_buffer(tensor, xs[tensor].shape[1:], dtype=bool)
-                np.not_equal(xs[tensor], 0, out=mine)
-                if m is not None:
-                    np.logical_and(mine, m, out=mine)
-                m = mine
-            out.append(m)
-        q, v = out
+        q, v = (mask_input_and_steps(ctx, tensor, xs.get(tensor), [steps.get(role)])
+                for tensor, role in (("qm", "q"), ("vm", "v")))
         if v is None:
             return q, None
         v8 = ctx.rows_buffer("vm8", v.shape[1:], dtype=np.uint8)
@@ -188,6 +175,14 @@ class _ScoreAttention(Layer):
         self._scores(ctx, q, k, S)
         A = ctx.rows_buffer("weights", (Tq, Tv))
         be.masked_softmax(S, vmask, self.use_causal_mask, A)
+        key = self.next_key(training)
+        if key is not None:         # Keras: dropout on the weights, which are also the scores
+            dropped = ctx.rows_buffer("dropped", (Tq, Tv))
+            be.weights_dropout(A, self.dropout, key, dropped)
+            ctx.saved.update(key=key, A0=A)
+            A = dropped
+        else:
+            ctx.saved.update(key=None, A0=A)
         y = ctx.rows_buffer("y", (Tq, v.shape[2]))
         be.batched_matmul(A, v, y)
         if qmask is not None:
@@ -209,6 +204,9 @@ class _ScoreAttention(Layer):
             dA += dys[1]
         dv = ctx.rows_buffer("dv", v.shape[1:])
         be.batched_matmul(A, dO, dv, trans_a=True)               # dv = A^T dO
+        if ctx.saved["key"] is not None:                         # A = A0 Z: dA0 = dA Z
+            be.weights_dropout(dA, self.dropout, ctx.saved["key"], dA)
+            A = ctx.saved["A0"]
         dS = ctx.rows_buffer("dS", A.shape[1:])
         be.softmax_backward(A.reshape(-1, A.shape[2]), dA.reshape(-1, A.shape[2]),
                             dS.reshape(-1, A.shape[2]))
@@ -265,6 +263,7 @@ class _ScoreAttention(Layer):
         config["call"] = {"input_roles": list(self.input_roles),
                           "return_attention_scores": self.return_attention_scores,
                           "use_causal_mask": self.use_causal_mask}
+        self._stream_config(config)
         return config
 
 
@@ -280,17 +279,21 @@ class Attention(_ScoreAttention):
     score_mode : {"dot", "concat"}, default "dot"
         "dot": ``S = q k^T``; "concat": ``S = concat_score_weight * sum_d tanh(q_i + k_j)``
         (the scale, when used, inside the tanh), as Keras.
-    dropout : float, default 0.0
-        Keras' dropout on the attention weights: only 0.0 (ValueError otherwise).
+    dropout : float in [0, 1), default 0.0
+        In training, the fraction of attention weights (after the softmax) zeroed, the others
+        scaled by 1 / (1 - dropout), as Keras; drawn as ``MultiHeadAttention``'s (a
+        counter-based stream of ``seed`` and the training passes so far: both backends and
+        every thread count draw the same, and a saved model continues the stream).
     seed : int, optional
-        Kept for Keras' config (there is no dropout to seed).
+        Seed of the dropout draws (default: from the model's seed when it is built).
     call : dict, optional
         A model file's record of how the layer was called (``input_roles``,
         ``return_attention_scores``, ``use_causal_mask``); set by the call otherwise.
 
     Call arguments (Keras'): ``mask=[query_mask, value_mask]`` (tensors (batch, Tq) and
     (batch, Tv), nonzero = take part, either None), ``return_attention_scores=True`` (a second
-    output, the weights (batch, Tq, Tv) after masking and softmax), ``use_causal_mask=True``
+    output, the weights (batch, Tq, Tv) after masking, softmax and, in training, dropout, as
+    Keras returns them), ``use_causal_mask=True``
     (query i sees keys j <= i). Step masks from ``Embedding(mask_zero=True)`` or ``Masking``
     on the query and value count as their masks; the output keeps the query's.
 
@@ -373,9 +376,7 @@ class AdditiveAttention(_ScoreAttention):
     ----------
     use_scale : bool, default True
         Learn ``scale`` (dim,) (Glorot uniform, as Keras); without it the scale is 1.
-    dropout : float, default 0.0
-        Only 0.0 (ValueError otherwise).
-    seed, call
+    dropout, seed, call
         As ``Attention``'s.
 
     Examples

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
+from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, check_weight_sizes
 
 
 class TimeDistributed(Layer):
@@ -73,6 +73,7 @@ class TimeDistributed(Layer):
         out = super().build(input_shape, dtype)
         self.layer.build(tuple(input_shape[1:]), dtype)
         self._specs = list(self.weight_specs())
+        check_weight_sizes(self, self._specs)
         return out
 
     @property

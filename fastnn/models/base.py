@@ -148,6 +148,16 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         return "fast" if self._fast else "general"
 
     # ------------------------------------------------------------------ building
+    def reset_states(self) -> None:
+        """Zero the carried states of every stateful recurrent layer (``stateful=True``), in
+        nested models too: the next batch starts from zeros, of any batch size (Keras 2's
+        ``model.reset_states()``; Keras 3 resets layer by layer, which
+        ``layer.reset_states()`` also does here)."""
+        for layer in self.layers:
+            reset = getattr(layer, "reset_states", None)
+            if reset is not None:
+                reset()
+
     def _build_graph(self, input_shapes: list[Any], nodes: list[graph.Node],
                      outputs: list[int], chain: bool) -> None:
         """Build every layer for its input shape, lay the weights out and initialise them.

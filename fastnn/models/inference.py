@@ -6,7 +6,7 @@ run as one call (the backend's ``InferPlan``).
 activation as the layer's own ``forward`` with ``training=False``, so ``predict`` gives the same
 bits either way (the tests hold it to that). Flatten, Reshape and the dropout and noise layers
 are views at inference and take no step. A model with any other layer, a branch, several inputs or outputs, a
-recurrent layer with initial states or returned states, a TransformerBlock with a padding
+recurrent layer with initial states, returned states or stateful=True, a TransformerBlock with a padding
 mask, or step masks (``Embedding(mask_zero=True)``, ``Masking``) keeps the per-layer path, as does every model on the NumPy backend.
 """
 
@@ -114,13 +114,14 @@ def _step(layer: Any) -> Any:
         c = layer.input_shape[-1]
         name = "global_maxpool" if layer.mode == "max" else "global_avgpool"
         return (name, in_w, out_w, _ints(in_w // c, c), 0.0, ())
-    if kind in (SimpleRNN, LSTM, GRU) and not layer._initial_state and not layer.return_state:
+    if (kind in (SimpleRNN, LSTM, GRU) and not layer._initial_state and not layer.return_state
+            and not layer.stateful):        # a stateful layer carries its states: per layer
         cell, _, steps, features, units = layer._dims(0)
         return ("rnn", in_w, out_w, _ints(cell, steps, features, units, layer.act, layer.rec_act,
                                           layer.go_backwards, layer.return_sequences),
                 0.0, (layer.kernel, layer.recurrent_kernel, layer.bias))
     if kind is LayerNormalization:
-        c = layer.input_shape[-1]
+        c = layer._width                       # the last axis, or the trailing axes together
         return ("layernorm", in_w, out_w, _ints(in_w // c, c), layer.epsilon,
                 (layer.gamma, layer.beta))
     if kind is BatchNormalization:               # at inference: the moving statistics

@@ -173,7 +173,7 @@ def build(config: dict[str, Any], version: int, arrays: dict[str, Any],
             from None
     expected = (v1_weight_names(model) if version == 1 else
                 [(name, view) for name, view in weight_arrays(model)])
-    stored = {name for name in arrays if not name.startswith("optimizer/")}
+    stored = {name for name in arrays if not name.startswith(("optimizer/", STATE_PREFIX))}
     if stored != {name for name, _ in expected}:
         raise BadModelFile(f"the arrays {sorted(stored)} do not match the architecture, which "
                            f"needs {sorted(name for name, _ in expected)}")
@@ -187,6 +187,69 @@ def build(config: dict[str, Any], version: int, arrays: dict[str, Any],
             raise BadModelFile(f"array {name!r} holds NaN or inf")
         weights.append(source)
     return model, weights
+
+
+#: The arrays of stateful recurrent layers' carried states: ``rnn_state/<j>/<i>``, state i of
+#: the j-th stateful layer in ``stateful_layers`` order (absent while a layer's states are zero)
+STATE_PREFIX = "rnn_state/"
+
+
+def stateful_layers(model: Any) -> list[Any]:
+    """The stateful recurrent layers of ``model`` in a fixed order: its layers, each one's
+    inner layers (Bidirectional's two directions, RNN's cells, a nested model's layers) in
+    place."""
+    from fastnn.layers.recurrent import RNNBase
+
+    found: list[Any] = []
+
+    def walk(layer: Any) -> None:
+        if isinstance(layer, RNNBase):
+            if layer.stateful:
+                found.append(layer)
+            return
+        pair = [getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)]
+        for inner in [*(x for x in pair if x is not None), *getattr(layer, "layers", [])]:
+            walk(inner)
+    for layer in model.layers:
+        walk(layer)
+    return found
+
+
+def state_arrays(model: Any) -> list[tuple[str, Any]]:
+    """(name, array) of every carried state of the model's stateful layers."""
+    return [(f"{STATE_PREFIX}{j}/{i}", state)
+            for j, layer in enumerate(stateful_layers(model))
+            for i, state in enumerate(layer._carried or [])]
+
+
+def restore_states(model: Any, arrays: dict[str, Any]) -> None:
+    """Set the carried states a file holds (``state_arrays``' names), each checked: a layer's
+    states all there or none, (batch, units) of the model's dtype, one batch size, finite."""
+    layers = stateful_layers(model)
+    stored = {name for name in arrays if name.startswith(STATE_PREFIX)}
+    allowed = {f"{STATE_PREFIX}{j}/{i}": j for j, layer in enumerate(layers)
+               for i in range(layer.n_states)}
+    if stored - set(allowed):
+        raise BadModelFile(f"the arrays {sorted(stored - set(allowed))[:4]} are not states of "
+                           f"the model's {len(layers)} stateful recurrent layer(s)")
+    for j, layer in enumerate(layers):
+        names = [f"{STATE_PREFIX}{j}/{i}" for i in range(layer.n_states)]
+        present = [name in stored for name in names]
+        if not any(present):
+            continue
+        if not all(present):
+            raise BadModelFile(f"layer {layer.name!r} needs all of {names} or none")
+        states = [arrays[name] for name in names]
+        for name, state in zip(names, states):
+            if (state.ndim != 2 or state.shape[1] != layer.units or state.shape[0] < 1
+                    or state.shape[0] != states[0].shape[0]
+                    or state.dtype.newbyteorder("=") != model.dtype):
+                raise BadModelFile(f"array {name!r} is {state.dtype.str}{list(state.shape)}; "
+                                   f"layer {layer.name!r} holds (batch, {layer.units}) states "
+                                   f"of one batch size in {model.dtype}")
+            if not np.isfinite(state).all():
+                raise BadModelFile(f"array {name!r} holds NaN or inf")
+        layer.reset_states(states)
 
 
 def v1_weight_names(model: Any) -> list[tuple[str, Any]]:

@@ -81,11 +81,19 @@ def _run(b: GraphBuilder, cells: list[Any], x: str, states: list[str], p: str,
                 **attrs)
 
 
+def _refuse_stateful(layer: Any, name: str) -> None:
+    if getattr(layer, "stateful", False):
+        raise ValueError(f"{name}: a stateful recurrent layer has no ONNX form (its states live "
+                         f"between calls, outside the graph); export a copy built with "
+                         f"stateful=False and feed the states as initial_state inputs")
+
+
 def _squeeze(b: GraphBuilder, x: str, axis: int, p: str) -> str:
     return b.op("Squeeze", [x, b.ints([axis], f"{p}/axes")], p)
 
 
 def _recurrent(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
+    _refuse_stateful(layer, layer.name)
     xs = x if isinstance(x, list) else [x]
     outs = _run(b, [layer], xs[0], xs[1:], p, "reverse" if layer.go_backwards else "forward")
     if layer.return_sequences:
@@ -116,6 +124,7 @@ def _rnn(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
 
 def _bidirectional(b: GraphBuilder, layer: Any, x: Any, p: str) -> Any:
     fwd, bwd = layer.forward_layer, layer.backward_layer
+    _refuse_stateful(fwd, layer.name)
     if isinstance(x, list) or layer.return_state or fwd.go_backwards:
         raise ValueError(f"{layer.name}: Bidirectional with initial states, return_state or a "
                          f"go_backwards layer has no ONNX form here")

@@ -227,15 +227,15 @@ def _batch_norm(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
 
 
 def _layer_norm(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
-    if layer.axis not in (-1, len(layer.input_shape)):
-        raise ValueError(f"{layer.name}: only LayerNormalization(axis=-1) has an ONNX form "
-                         f"here. Received: axis={layer.axis}")
+    # ONNX's LayerNormalization normalizes over the axes from `axis` on, as fastnn's does
+    # (the last one, or the trailing ones together): gamma and beta keep their shape
     w = _weights(layer)
-    c = layer.input_shape[-1]
-    inputs = [x, b.const(w.get("gamma", np.ones(c, b.dtype)), f"{p}/gamma")]
+    shape = layer._param_shape_of(layer.input_shape)
+    inputs = [x, b.const(w.get("gamma", np.ones(shape, b.dtype)), f"{p}/gamma")]
     if "beta" in w:
         inputs.append(b.const(w["beta"], f"{p}/beta"))
-    return b.op("LayerNormalization", inputs, p, axis=-1, epsilon=float(layer.epsilon))
+    return b.op("LayerNormalization", inputs, p, axis=-len(shape),
+                epsilon=float(layer.epsilon))
 
 
 def _embedding(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
