@@ -2129,8 +2129,8 @@ CASES = [
      r"return_sequences must be True or False. Received: return_sequences='yes'"),
     ("rnn_go_backwards_int", False, lambda b, t: fnn.RNN(fnn.GRUCell(3), go_backwards=1),
      TypeError, r"go_backwards must be True or False. Received: go_backwards=1\b"),
-    ("rnn_stateful", False, lambda b, t: fnn.RNN(fnn.GRUCell(3), stateful=True), ValueError,
-     r"stateful=True"),
+    ("rnn_stateful_int", False, lambda b, t: fnn.RNN(fnn.GRUCell(3), stateful=1), TypeError,
+     r"stateful must be True or False. Received: stateful=1\b"),
     ("stacked_cells_empty", False, lambda b, t: fnn.StackedRNNCells([]), ValueError,
      r"Received: cells=\[\]"),
     ("stacked_cells_not_a_list", False, lambda b, t: fnn.StackedRNNCells(fnn.LSTMCell(3)),
@@ -2323,7 +2323,8 @@ CASES = [
     ("conv_lstm2d_initial_state", False,
      lambda b, t: fnn.ConvLSTM2D(2, 3, padding="same")(
          fnn.Input((3, 5, 5, 1)), initial_state=[fnn.Input((5, 5, 2))]), ValueError,
-     r"initial states are not implemented\). Received: initial_state=\[<Symbolic"),
+     r"initial_state must be 2 tensors \[h, c\] of shape \(batch, 5, 5, 2\)\. Received: "
+     r"initial_state of 1 tensor\(s\)"),
     # ---------------------------------------------------------------- Conv3DTranspose
     ("conv3d_transpose_filters_zero", False, lambda b, t: fnn.Conv3DTranspose(0, 3),
      ValueError, r"filters must be an integer >= 1. Received: filters=0\b"),
@@ -2474,13 +2475,9 @@ def test_windows_far_wider_than_the_input_compute_or_refuse_by_name(case, argume
         assert result["error"] == "ValueError" and f"{argument}=" in result["message"], result
 
 
-# Found in session 33 (left to the layers' owners): a layer built in code whose output for one
-# sample cannot exist (4194304**3 positions here) builds, and predict then fails inside NumPy
-# ("Maximum allowed dimension exceeded", or a MemoryError for 128 TiB) instead of a ValueError
-# naming the layer and the size. The loader refuses such outputs (MAX_SAMPLE_VALUES); code does
-# not. Expected: a ValueError at build or predict naming the layer and its output shape.
-@pytest.mark.xfail(strict=True, reason="no bound on a layer's per-sample output in code-built "
-                                       "models (session 33 finding)")
+# A layer built in code whose output for one sample cannot exist (4194304**3 positions here)
+# is refused at build by name (fastnn.layers.base.MAX_OUTPUT_VALUES), not left to fail inside
+# NumPy at predict ("Maximum allowed dimension exceeded", or a MemoryError for 128 TiB).
 @pytest.mark.parametrize("backend", ["numpy", "fast"])
 @pytest.mark.parametrize("make, shape", [
     (lambda: fnn.Conv3DTranspose(2, 3, strides=2**20), (4, 4, 4, 1)),
@@ -2488,6 +2485,7 @@ def test_windows_far_wider_than_the_input_compute_or_refuse_by_name(case, argume
     (lambda: fnn.Conv2DTranspose(2, 3, strides=2**20), (4, 4, 1)),
 ], ids=["conv3d_transpose", "upsampling3d", "conv2d_transpose"])
 def test_an_output_no_machine_holds_is_refused_naming_the_layer(make, shape, backend):
-    with pytest.raises(ValueError, match=r"4194304, 4194304"):
+    with pytest.raises(ValueError, match=r"output would hold .* values a sample \(shape "
+                                         r"\(4194304, 4194304.*MAX_OUTPUT_VALUES"):
         fnn.Sequential([make()], input_shape=shape, backend=backend).predict(
             np.ones((1, *shape)))

@@ -21,7 +21,8 @@ from test_model_files import FUZZ, build, memory_cap, mutate_header, parse
 
 # a layer whose weight needs more than the file holds, or whose weight is over the bound of
 # 2**31 - 1 values that building it checks first (fastnn.layers.base.MAX_WEIGHT_VALUES)
-WEIGHT_BOUND = r"more than the file|over the limit of 2\*\*31 - 1 values a weight"
+WEIGHT_BOUND = (r"more than the file|over the limit of 2\*\*31 - 1 values a weight"
+                r"|over the limit of 2\*\*40 \(fastnn.layers.base.MAX_OUTPUT_VALUES\)")
 
 
 def _every_kind(backend="numpy"):

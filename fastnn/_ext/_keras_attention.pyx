@@ -11,9 +11,14 @@
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, fabs, sqrt, tanh
+from libc.math cimport exp, fabs, sqrt, tanh
 
 from fastnn._ext.attn cimport fnn_attn_geom, fnn_attn_keep
+
+
+cdef extern from "fnn_vexp.h":
+    # float exp without a libm call, within 2 ulp (src_c/fnn_vexp.h): its loops vectorise
+    float fnn_expf(float x) noexcept nogil
 from fastnn._ext._parallel cimport fnn_max_threads, threads_for, fnn_ftz_enter, fnn_ftz_leave
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_par_min_work, FNN_ACT_LINEAR)
@@ -152,14 +157,14 @@ def masked_softmax(const floating[:, :, ::1] s,     # IN  (B, Tq, Tv) scores
         for j in range(1, Tv):
             if out[b, i, j] > m:
                 m = out[b, i, j]
+        for j in range(Tv):                         # a loop of its own: it vectorises
+            if floating is float:
+                out[b, i, j] = fnn_expf(out[b, i, j] - m)
+            else:
+                out[b, i, j] = exp(out[b, i, j] - m)
         total = 0
         for j in range(Tv):
-            if floating is float:
-                t = expf(out[b, i, j] - m)
-            else:
-                t = exp(out[b, i, j] - m)
-            out[b, i, j] = t
-            total = total + t
+            total = total + out[b, i, j]
         for j in range(Tv):
             out[b, i, j] = <floating>(out[b, i, j] / total)
 

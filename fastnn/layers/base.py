@@ -70,6 +70,26 @@ def check_weight_sizes(layer: "Layer", specs: Sequence[WeightSpec]) -> None:
                              f"{layer.input_shape}")
 
 
+#: The most values one sample of a layer's output may hold in a model built in code: 2**40 (4 TiB
+#: a sample in float32), far beyond any machine, so only sizes that cannot exist are refused
+#: (by name, at build) rather than failing inside NumPy at the first pass. Models loaded from
+#: files have the much tighter fastnn.models.saving.MAX_SAMPLE_VALUES.
+MAX_OUTPUT_VALUES = 2**40
+
+
+def check_output_size(layer: "Layer", shape: Any) -> None:
+    """Raise ValueError if one sample of ``layer``'s output (a shape, or a list of them) holds
+    more than ``MAX_OUTPUT_VALUES`` values; the size is computed exactly (no wrap)."""
+    shapes = shape if isinstance(shape, list) else [shape]
+    values = sum(math.prod(int(d) for d in s) for s in shapes
+                 if isinstance(s, tuple) and all(isinstance(d, (int, np.integer)) for d in s))
+    if values > MAX_OUTPUT_VALUES:
+        raise ValueError(f"{layer.name}: its output would hold {values} values a sample (shape "
+                         f"{shape}), over the limit of 2**40 (fastnn.layers.base."
+                         f"MAX_OUTPUT_VALUES): no machine holds one sample. Received: input "
+                         f"shape {layer.input_shape}")
+
+
 class Slot:
     """A layer's buffers in one workspace: ``rows_buffer(key, sample_shape[, dtype])`` gives
     (rows, *sample_shape) for the current pass (of the model's dtype unless given), ``buffer(key, shape)`` a fixed-shape array.
@@ -284,6 +304,7 @@ class Layer:
         """Fix the input shape and dtype; return the output shape."""
         self.output_shape = self.compute_output_shape(input_shape)
         self.input_shape, self.dtype = input_shape, dtype
+        check_output_size(self, self.output_shape)
         self._specs = list(self.weight_specs())
         check_weight_sizes(self, self._specs)
         return self.output_shape
