@@ -428,18 +428,24 @@ cdef inline double _rms_dx_row(const floating *x, const floating *dy, Py_ssize_t
     return r
 
 
-cdef void _rms_scale_block(const floating *x, const floating *dy, Py_ssize_t n, Py_ssize_t c,
-                           Py_ssize_t j0, Py_ssize_t j1, const double *r,
-                           floating *dscale) noexcept nogil:
-    cdef double acc[BLOCK]
+cdef enum:
+    RMS_ROWS = 32   # rows per task of the backward: their scale-gradient sums kept apart
+
+
+cdef void _rms_rows_backward(const floating *x, const floating *dy, Py_ssize_t r0,
+                             Py_ssize_t r1, Py_ssize_t c, const floating *scale, double eps,
+                             floating *dx, double *part) noexcept nogil:
+    """Rows [r0, r1): dx (when not NULL), and part[j] := sum over the rows in order of
+    dy x r (the block's share of the scale gradient), while each row is in cache."""
     cdef Py_ssize_t i, j
-    for j in range(j1 - j0):
-        acc[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            acc[j - j0] += (<double>dy[i * c + j] * <double>x[i * c + j]) * r[i]
-    for j in range(j0, j1):
-        dscale[j] = <floating>(<double>dscale[j] + acc[j - j0])
+    cdef double r
+    for j in range(c):
+        part[j] = 0.0
+    for i in range(r0, r1):
+        r = _rms_dx_row(x + i * c, dy + i * c, c, scale, eps,
+                        dx + i * c if dx != NULL else NULL)
+        for j in range(c):
+            part[j] += (<double>dy[i * c + j] * <double>x[i * c + j]) * r
 
 
 def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN (n, c)
@@ -447,16 +453,23 @@ def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN
                      floating[:, ::1] dx,               # OUT (n, c), or None
                      floating[::1] dscale):             # OUT (c,) accumulated
     """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
-    dscale += sum_rows(dy x r)"""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, b, nb = (c + BLOCK - 1) // BLOCK
-    cdef double[::1] r = np.empty(n, np.float64)
-    cdef bint want_dx = dx is not None
+    dscale += sum_rows(dy x r): per block of RMS_ROWS rows in row order, then the blocks in
+    order (fixed blocks: the same bits at any thread count)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], k, j, nblk = (n + RMS_ROWS - 1) // RMS_ROWS
+    cdef double[:, ::1] part
+    cdef double total
+    cdef floating *dxp = NULL
     if n == 0 or c == 0:
         return
+    part = np.empty((nblk, c), np.float64)
+    if dx is not None:
+        dxp = &dx[0, 0]
     with nogil:
-        for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
-            r[i] = _rms_dx_row(&x[i, 0], &dy[i, 0], c, &scale[0], eps,
-                               &dx[i, 0] if want_dx else NULL)
-        for b in prange(nb, schedule="static", num_threads=threads_for(n * c)):
-            _rms_scale_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
-                             &r[0], &dscale[0])
+        for k in prange(nblk, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
+            _rms_rows_backward(&x[0, 0], &dy[0, 0], k * RMS_ROWS, min(n, (k + 1) * RMS_ROWS),
+                               c, &scale[0], eps, dxp, &part[k, 0])
+        for j in prange(c, schedule="static", num_threads=threads_for(nblk * c)):
+            total = 0.0
+            for k in range(nblk):
+                total = total + part[k, j]
+            dscale[j] = <floating>(<double>dscale[j] + total)

@@ -183,7 +183,7 @@ def rmsnorm_forward(x, scale, eps, out):
 
 def rmsnorm_backward(x, dy, scale, eps, dx, dscale):
     """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
-    dscale += sum_rows(dy x r) (rows added in order)"""
+    dscale += sum_rows(dy x r)"""
     n, c = x.shape
     if n == 0 or c == 0:
         return
@@ -193,7 +193,11 @@ def rmsnorm_backward(x, dy, scale, eps, dx, dscale):
         g = dy64 * scale.astype(_F64)
         k = (((r * r) * r) * _lane_sums(g * x64)) / c
         dx[...] = r[:, None] * g - x64 * k[:, None]
-    acc = np.zeros(c)
-    for i in range(n):
-        acc += (dy64[i] * x64[i]) * r[i]
-    dscale[...] = dscale.astype(_F64) + acc
+    # per block of 32 rows in row order, then the blocks in order (the compiled kernel's order)
+    total = np.zeros(c)
+    for r0 in range(0, n, 32):
+        part = np.zeros(c)
+        for i in range(r0, min(n, r0 + 32)):
+            part += (dy64[i] * x64[i]) * r[i]
+        total += part
+    dscale[...] = dscale.astype(_F64) + total
