@@ -93,3 +93,12 @@ def keras():
     except ImportError:
         pytest.skip("needs Keras 3 (with the numpy or jax backend)")
     return keras
+
+
+@pytest.fixture(scope="module")
+def keras64(keras):
+    """``keras`` computing in float64 (its floatx) for the requesting module's tests."""
+    floatx = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield keras
+    keras.config.set_floatx(floatx)

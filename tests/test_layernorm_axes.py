@@ -3,8 +3,6 @@ LayerNorm over the same trailing shape in float64 (forward and every gradient), 
 and its weight files, finite differences on both backends, compiled = NumPy, threads bitwise,
 the compiled inference plan, ONNX through onnxruntime, files and bad axes."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -96,13 +94,8 @@ def test_the_inference_plan_gives_the_layers_bits():
 
 
 @pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    keras = pytest.importorskip("keras")
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield keras
-    keras.config.set_floatx(floatx)
+def keras(keras64):
+    return keras64
 
 
 @pytest.mark.parametrize("axis", [[1, 2, 3], [-2, -1], -1])

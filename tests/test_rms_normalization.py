@@ -3,8 +3,6 @@ gradient, Keras 3 and its weight files, finite differences on both backends, com
 bit for bit (the twin sums in the kernel's order), threads bitwise, files, learning, bad
 arguments."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -94,15 +92,10 @@ def test_backward_without_an_input_gradient_still_accumulates_the_scale_gradient
 
 
 @pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    keras = pytest.importorskip("keras")
-    if not hasattr(keras.layers, "RMSNormalization"):
+def keras(keras64):
+    if not hasattr(keras64.layers, "RMSNormalization"):
         pytest.skip("this Keras has no RMSNormalization")
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield keras
-    keras.config.set_floatx(floatx)
+    return keras64
 
 
 @pytest.mark.parametrize("axis", [-1, [1, 2]])

@@ -2,8 +2,6 @@
 oracle (same weights, masks, go_backwards, return_state), finite differences through models
 with initial and returned states on both backends, compiled = NumPy, files, bad arguments."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -16,13 +14,8 @@ STACKS = [("lstm",), ("gru",), ("simple",), ("lstm", "gru"), ("gru", "simple", "
 
 
 @pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    keras = pytest.importorskip("keras")
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield keras
-    keras.config.set_floatx(floatx)
+def keras(keras64):
+    return keras64
 
 
 def _cells(kinds, units=(5, 4, 3), **kwargs):

@@ -4,8 +4,6 @@ PyTorch float64 autograd for the truncated gradients (the carried state is a con
 differences with the states replayed, compiled = NumPy over training, threads bitwise,
 reset_states, batch-size errors, files and ONNX."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -18,13 +16,8 @@ N, T, F = 4, 5, 3
 
 
 @pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    keras = pytest.importorskip("keras")
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield keras
-    keras.config.set_floatx(floatx)
+def keras(keras64):
+    return keras64
 
 
 def _randomized(model, seed=5):
