@@ -448,6 +448,21 @@ cdef void _rms_rows_backward(const floating *x, const floating *dy, Py_ssize_t r
             part[j] += (<double>dy[i * c + j] * <double>x[i * c + j]) * r
 
 
+cdef void _rms_sum_blocks(const double *part, Py_ssize_t nblk, Py_ssize_t c, Py_ssize_t j0,
+                          Py_ssize_t j1, floating *dscale) noexcept nogil:
+    """dscale[j] += the blocks' sums part[k, j], k in order, for columns [j0, j1) (rows of
+    part read along, a column block's running sums in L1)"""
+    cdef double acc[BLOCK]
+    cdef Py_ssize_t k, j
+    for j in range(j1 - j0):
+        acc[j] = 0.0
+    for k in range(nblk):
+        for j in range(j0, j1):
+            acc[j - j0] += part[k * c + j]
+    for j in range(j0, j1):
+        dscale[j] = <floating>(<double>dscale[j] + acc[j - j0])
+
+
 def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN (n, c)
                      const floating[::1] scale, double eps,
                      floating[:, ::1] dx,               # OUT (n, c), or None
@@ -455,9 +470,8 @@ def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN
     """r = 1 / sqrt(mean_row(x^2) + eps), g = dy scale;  dx := r g - x r^3 sum_row(g x) / c;
     dscale += sum_rows(dy x r): per block of RMS_ROWS rows in row order, then the blocks in
     order (fixed blocks: the same bits at any thread count)"""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], k, j, nblk = (n + RMS_ROWS - 1) // RMS_ROWS
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], k, b, nblk = (n + RMS_ROWS - 1) // RMS_ROWS
     cdef double[:, ::1] part
-    cdef double total
     cdef floating *dxp = NULL
     if n == 0 or c == 0:
         return
@@ -468,8 +482,7 @@ def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN
         for k in prange(nblk, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
             _rms_rows_backward(&x[0, 0], &dy[0, 0], k * RMS_ROWS, min(n, (k + 1) * RMS_ROWS),
                                c, &scale[0], eps, dxp, &part[k, 0])
-        for j in prange(c, schedule="static", num_threads=threads_for(nblk * c)):
-            total = 0.0
-            for k in range(nblk):
-                total = total + part[k, j]
-            dscale[j] = <floating>(<double>dscale[j] + total)
+        for b in prange((c + BLOCK - 1) // BLOCK, schedule="static",
+                        num_threads=threads_for(nblk * c)):
+            _rms_sum_blocks(&part[0, 0], nblk, c, b * BLOCK, min(c, (b + 1) * BLOCK),
+                            &dscale[0])
