@@ -1,11 +1,11 @@
-"""Normalization layers: ``BatchNormalization`` over the last (channels) axis and
-``LayerNormalization`` over the last axis or the last few together, with Keras' arguments,
-defaults and weight order.
+"""Normalization layers: ``BatchNormalization`` over the last (channels) axis,
+``LayerNormalization`` and ``RMSNormalization`` over the last axis or the last few together,
+with Keras' arguments, defaults and weight order.
 
-Both see their input as a 2-D matrix: batch normalization the (samples x positions, channels)
-one, taking statistics per channel over its rows; layer normalization the (samples x positions,
-normalized values) one (the normalized values: the last axis, or the trailing axes ``axis``
-names, flattened), taking statistics per row.
+Each sees its input as a 2-D matrix: batch normalization the (samples x positions, channels)
+one, taking statistics per channel over its rows; layer and RMS normalization the (samples x
+positions, normalized values) one (the normalized values: the last axis, or the trailing axes
+``axis`` names, flattened), taking statistics per row.
 """
 
 from __future__ import annotations
@@ -28,7 +28,26 @@ def _zeros(shape: Sequence[int], dtype: Any, rng: Any = None) -> Any:
     return np.zeros(tuple(shape), dtype)
 
 
-class _Normalization(Layer):
+class _Rows:
+    """The kernels' 2-D view of a normalization layer's input: rows of ``_width`` values, the
+    normalized axes' (``_param_shape_of``, the subclass's)."""
+
+    input_shape: Any
+
+    def _param_shape_of(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def _width(self) -> int:
+        """The values one statistic covers (BatchNormalization: the channels)."""
+        return math.prod(self._param_shape_of(self.input_shape))
+
+    def _rows(self, x: FloatArray) -> FloatArray:
+        """``x`` as the kernels' 2-D matrix, rows of ``_width``."""
+        return x.reshape(-1, self._width)
+
+
+class _Normalization(_Rows, Layer):
     """What both layers share: axis, epsilon, center/scale, gamma and beta."""
 
     supports_masking = True     # see Layer.compute_mask
@@ -67,15 +86,6 @@ class _Normalization(Layer):
             raise ValueError(f"{self.name} normalizes over the last (channels) axis: axis=-1 "
                              f"or {len(input_shape)}. Received: axis={self.axis}")
         return (input_shape[-1],)
-
-    @property
-    def _width(self) -> int:
-        """The values one statistic covers (BatchNormalization: the channels)."""
-        return math.prod(self._param_shape_of(self.input_shape))
-
-    def _rows(self, x: FloatArray) -> FloatArray:
-        """``x`` as the kernels' 2-D matrix, rows of ``_width``."""
-        return x.reshape(-1, self._width)
 
     def _affine_specs(self) -> list[WeightSpec]:
         c = self._param_shape_of(self.input_shape)
@@ -261,12 +271,6 @@ class _TrailingAxes:
                              f"axes). Received: axis={self.axis}")
         return tuple(input_shape[first - 1:])
 
-    @property
-    def _width(self) -> int:
-        return math.prod(self._param_shape_of(self.input_shape))
-
-    def _rows(self, x: FloatArray) -> FloatArray:
-        return x.reshape(-1, self._width)
 
 
 class LayerNormalization(_TrailingAxes, _Normalization):
@@ -333,7 +337,7 @@ class LayerNormalization(_TrailingAxes, _Normalization):
         return dx
 
 
-class RMSNormalization(_TrailingAxes, Layer):
+class RMSNormalization(_TrailingAxes, _Rows, Layer):
     """Root-mean-square normalization (Zhang & Sennrich, 2019), Keras 3's layer and PyTorch's
     ``nn.RMSNorm``: ``y = x * scale / sqrt(mean(x^2) + epsilon)``, the mean of squares taken over
     the normalized values of each sample (each position), with no centring and no offset (what
