@@ -65,7 +65,7 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
     go_backwards : bool, default False
         Read the sequence last step first (outputs in that order, as in Keras).
     stateful : bool, default False
-        Only False (True raises ValueError, as for fastnn's LSTM).
+        Only False (True raises ValueError; SimpleRNN, LSTM and GRU take it).
     dropout, recurrent_dropout : float in [0, 1), default 0
         In training, the fraction of the input values (per sample, the same at every step)
         zeroed before the input convolution, and of the state values before the recurrent
@@ -127,8 +127,9 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
                                      return_sequences, return_state, go_backwards)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
         if V.check_bool("stateful", stateful):
-            raise ValueError("ConvLSTM2D does not implement stateful=True (nor does fastnn's "
-                             "LSTM). Received: stateful=True")
+            raise ValueError("ConvLSTM2D does not implement stateful=True (SimpleRNN, LSTM and "
+                             "GRU do): pass the last call's states as initial_state=[h, c] "
+                             "(return_state=True returns them). Received: stateful=True")
         self._init_dropout(dropout, recurrent_dropout, seed)
 
     # ------------------------------------------------------------------ calls and shapes
