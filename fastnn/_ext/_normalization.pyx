@@ -283,6 +283,17 @@ cdef Py_ssize_t _gn_groups_per_block(Py_ssize_t n, Py_ssize_t G, Py_ssize_t k,
     return gb
 
 
+cdef int _gn_tasks(Py_ssize_t n, Py_ssize_t P, Py_ssize_t C, Py_ssize_t G, Py_ssize_t *nb,
+                   Py_ssize_t *w) noexcept nogil:
+    """A call's tasks: per sample, nb blocks of w channels (whole groups); returns the threads."""
+    cdef Py_ssize_t k = C // G
+    cdef int threads = threads_for(ROW_COST * n * P * C)
+    cdef Py_ssize_t gb = _gn_groups_per_block(n, G, k, threads)
+    nb[0] = (G + gb - 1) // gb
+    w[0] = gb * k
+    return threads
+
+
 def groupnorm_forward(const floating[:, :, ::1] x,     # IN  (n, P, C)
                       const floating[::1] gamma, const floating[::1] beta,   # IN (C,)
                       Py_ssize_t groups, double eps,
@@ -292,15 +303,12 @@ def groupnorm_forward(const floating[:, :, ::1] x,     # IN  (n, P, C)
     """per sample i and group g (channels g k .. g k + k - 1, k = C / G), over the positions
     and the group's channels: out := gamma[c] (x - mean[i, g]) invstd[i, g] + beta[c],
     invstd = 1 / sqrt(biased var + eps)"""
-    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], k, gb, nb, w, t, i, c0
+    cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], k, nb, w, t, i, c0
     cdef int threads
     if n == 0 or P == 0 or C == 0:
         return
     k = C // groups
-    threads = threads_for(ROW_COST * n * P * C)
-    gb = _gn_groups_per_block(n, groups, k, threads)
-    nb = (groups + gb - 1) // gb
-    w = gb * k
+    threads = _gn_tasks(n, P, C, groups, &nb, &w)
     cdef double[:, ::1] scratch = np.empty((n * nb, FNN_GN_SCRATCH(w)), np.float64)
     with nogil:
         for t in prange(n * nb, schedule="static", num_threads=threads):
@@ -326,17 +334,14 @@ def groupnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy
     dx := invstd / N (N g - sum(g) - xhat sum(g xhat));
     dgamma += sum over samples and positions of dy xhat;  dbeta += the sum of dy"""
     cdef Py_ssize_t n = x.shape[0], P = x.shape[1], C = x.shape[2], G = mean.shape[1]
-    cdef Py_ssize_t k, gb, nb, w, t, i, c, c0
+    cdef Py_ssize_t k, nb, w, t, i, c, c0
     cdef bint want_dx = dx is not None
     cdef double s, u
     cdef int threads
     if n == 0 or P == 0 or C == 0:
         return
     k = C // G
-    threads = threads_for(ROW_COST * n * P * C)
-    gb = _gn_groups_per_block(n, G, k, threads)
-    nb = (G + gb - 1) // gb
-    w = gb * k
+    threads = _gn_tasks(n, P, C, G, &nb, &w)
     cdef double[:, ::1] sums = np.empty((n, 2 * C), np.float64)
     cdef double[:, ::1] scratch = np.empty((n * nb, FNN_GN_SCRATCH(w)), np.float64)
     with nogil:
@@ -367,8 +372,9 @@ def groupnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy
 # RMSNormalization (Zhang & Sennrich, 2019; Keras 3's layer, PyTorch's nn.RMSNorm) per row of c
 # values: r = 1 / sqrt(mean(x^2) + eps), y = x r scale, in double. A row's sums run in 8 lanes
 # (value j in lane j % 8, added in order), then the lanes in a fixed tree; the scale gradient
-# adds the rows in order within blocks of BLOCK columns. So any thread count gives the same bits,
-# and the twin (fastnn/backends/numpy_normalization.py) repeats the same order.
+# adds the rows in order within blocks of RMS_ROWS rows, then the blocks in order. So any thread
+# count gives the same bits, and the twin (fastnn/backends/numpy_normalization.py) repeats the
+# same order.
 
 cdef inline double _lanes(const double *s) noexcept nogil:
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))

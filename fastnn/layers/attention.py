@@ -99,6 +99,13 @@ def _roles_of(query: Any, value: Any, key: Any, mask: Any) -> tuple[list[Any], l
     return tensors, roles
 
 
+def check_key_value_steps(name: str, key: tuple, value: tuple) -> None:
+    """ValueError unless the key and value (per-sample shapes) have the same number of steps."""
+    if key[0] != value[0]:
+        raise ValueError(f"{name}: key and value must have the same number of steps. "
+                         f"Received: key shape (None, *{key}), value shape (None, *{value})")
+
+
 def _width(name: str, value: Any) -> int:
     """A head count or width: a positive integer below 2**31 (what the kernels index with)."""
     return V.check_dim(name, value)
@@ -242,10 +249,7 @@ class MultiHeadAttention(DropoutStream, Layer):
                 raise ValueError(f"{self.name}: {what} must be (batch, steps, features). "
                                  f"Received: {what} with shape (None, "
                                  f"{', '.join(map(str, s))})")
-        if by_role["k"][0] != by_role["v"][0]:
-            raise ValueError(f"{self.name}: key and value must have the same number of steps. "
-                             f"Received: key shape (None, *{by_role['k']}), value shape "
-                             f"(None, *{by_role['v']})")
+        check_key_value_steps(self.name, by_role["k"], by_role["v"])
         if "m" in by_role and tuple(by_role["m"]) != (by_role["v"][0],):
             raise ValueError(f"{self.name}: attention_mask must be a key padding mask of shape "
                              f"(batch, {by_role['v'][0]}) (value's steps); (batch, Lq, Lv) "

@@ -280,7 +280,7 @@ class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
                              f"sequences, and this batch has {n}. Feed batches of {held} "
                              f"(batch_size={held} in fit, evaluate and predict, with a sample "
                              f"count divisible by it), or call reset_states() to start again")
-        return [s.copy() for s in self._carried]
+        return list(self._carried)     # never written in place: each batch stores new arrays
 
     @property
     def states(self) -> Optional[list[FloatArray]]:

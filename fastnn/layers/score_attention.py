@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fastnn import _validation as V
-from fastnn.layers.attention import DropoutStream
+from fastnn.layers.attention import DropoutStream, check_key_value_steps
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec, mask_input_and_steps
 from fastnn.layers.core import _initializer
 
@@ -119,10 +119,7 @@ class _ScoreAttention(DropoutStream, Layer):
                 raise ValueError(f"{self.name}: {_ROLE_NAMES[r]} must be (batch, steps, "
                                  f"features). Received: {_ROLE_NAMES[r]} with shape "
                                  f"(None, {', '.join(map(str, s[r]))})")
-        if s["k"][0] != s["v"][0]:
-            raise ValueError(f"{self.name}: key and value must have the same number of steps. "
-                             f"Received: key shape (None, *{s['k']}), value shape "
-                             f"(None, *{s['v']})")
+        check_key_value_steps(self.name, s["k"], s["v"])
         if s["q"][1] != s["k"][1]:
             raise ValueError(f"{self.name}: query and key must have the same number of "
                              f"features. Received: query shape (None, *{s['q']}), key shape "
