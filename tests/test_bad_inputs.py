@@ -257,6 +257,39 @@ def adapted_then_built(backend, data, input_shape):
     return shaped(backend, [layer], input_shape)
 
 
+
+# ---------------------------------------------------------------- stateful recurrent layers
+def stateful_model(backend, layer=None):
+    """A compiled model over (T, F) sequences whose first layer is stateful (an LSTM)."""
+    m = shaped(backend, [layer or fnn.LSTM(U, stateful=True), fnn.Dense(C)], (T, F))
+    return m.compile(loss="mse", optimizer=fnn.SGD(lr=0.1))
+
+
+def stateful_two_sizes(backend, how):
+    """A stateful LSTM fed a batch of 4 sequences, then one of 3 (or a fit of 6 by 4)."""
+    m = stateful_model(backend)
+    if how == "fit":
+        return m.fit(XS, np.zeros((N, C)), batch_size=4, shuffle=False, verbose=0)
+    first, second = XS[:4], XS[:3]
+    if how == "train_on_batch":
+        m.train_on_batch(first, np.zeros((4, C)))
+        return m.train_on_batch(second, np.zeros((3, C)))
+    if how == "forward":
+        m.forward(first)
+        return m.forward(second)
+    m.predict(first, batch_size=4)
+    return m.predict(second, batch_size=3)
+
+
+def stateful_reset(backend, states, layer=None):
+    """reset_states(states) on a built stateful layer (an LSTM of U units by default)."""
+    return stateful_model(backend, layer).layers[0].reset_states(states)
+
+
+def _hc(h=(4, U), c=(4, U), dtype=float, h_value=0.0, c_value=0.0):
+    return [np.full(h, h_value, dtype=dtype), np.full(c, c_value, dtype=dtype)]
+
+
 OBJ = np.array([[1, "a", None, 2.0]] * N, dtype=object)
 CPLX = X.astype(np.complex128)
 STR = np.array([["1", "2", "3", "4"]] * N)
@@ -2383,6 +2416,133 @@ CASES = [
      r"Received: .*output_dim=256.*input_dim=16777216|"
      r"'embeddings' would have shape \(16777216, 256\), 4294967296 values.*"
      r"Received: .*input_dim=16777216.*output_dim=256"),
+    # ---------------------------------------------------------------- RMSNormalization
+    ("rms_norm_epsilon_inf", False, lambda b, t: fnn.RMSNormalization(epsilon=math.inf),
+     ValueError, r"epsilon must be a finite number.*Received: epsilon=inf"),
+    ("rms_norm_epsilon_nan", False, lambda b, t: fnn.RMSNormalization(epsilon=math.nan),
+     ValueError, r"epsilon must be a finite number.*Received: epsilon=nan"),
+    ("rms_norm_epsilon_negative", False, lambda b, t: fnn.RMSNormalization(epsilon=-1e-3),
+     ValueError, r"Received: epsilon=-0\.001"),
+    ("rms_norm_epsilon_zero", False, lambda b, t: fnn.RMSNormalization(epsilon=0.0),
+     ValueError, r"Received: epsilon=0\.0"),
+    ("rms_norm_epsilon_str", False, lambda b, t: fnn.RMSNormalization(epsilon="1e-3"),
+     TypeError, r"epsilon must be a real number. Received: epsilon='1e-3'"),
+    ("rms_norm_axis_str", False, lambda b, t: fnn.RMSNormalization(axis="x"), TypeError,
+     r"axis must be an integer. Received: axis='x'"),
+    ("rms_norm_axis_float", False, lambda b, t: fnn.RMSNormalization(axis=1.5), TypeError,
+     r"Received: axis=1\.5"),
+    ("rms_norm_axis_out_of_range", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization(axis=5)], (3, 4)), ValueError,
+     r"last axis or the last few axes.*samples of shape \(3, 4\).*Received: axis=5\b"),
+    ("rms_norm_axis_batch", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization(axis=0)], (3, 4)), ValueError,
+     r"0 is the batch axis.*Received: axis=0\b"),
+    ("rms_norm_axis_leading", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization(axis=1)], (3, 4)), ValueError,
+     r"Received: axis=1\b"),
+    ("rms_norm_input_rank_low", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization()], (3, 4)).predict(np.ones((2, 4))),
+     ValueError, r"X must have shape \(n, 3, 4\). Received: X with shape \(2, 4\)"),
+    ("rms_norm_input_rank_high", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization()], (3, 4)).forward(np.ones((2, 3, 4, 1))),
+     ValueError, r"x must have shape \(n, 3, 4\). Received: x with shape \(2, 3, 4, 1\)"),
+    # ---------------------------------------------------------------- LayerNormalization(axis=[...])
+    ("ln_axes_not_trailing", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[1, 3])], (3, 4, 5)), ValueError,
+     r"trailing axes.*Received: axis=\[1, 3\]"),
+    ("ln_axes_before_the_last", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[1, 2])], (3, 4, 5)), ValueError,
+     r"trailing axes.*Received: axis=\[1, 2\]"),
+    ("ln_axes_repeated", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[2, 2])], (3, 4, 5)), ValueError,
+     r"Received: axis=\[2, 2\]"),
+    ("ln_axes_out_of_range", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[2, 4])], (3, 4, 5)), ValueError,
+     r"Received: axis=\[2, 4\]"),
+    ("ln_axes_negative_out_of_range", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[-4, -1])], (3, 4, 5)), ValueError,
+     r"Received: axis=\[-4, -1\]"),
+    ("ln_axes_with_the_batch_axis", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[0, 1, 2, 3])], (3, 4, 5)),
+     ValueError, r"0 is the batch axis.*Received: axis=\[0, 1, 2, 3\]"),
+    ("ln_axes_empty", False, lambda b, t: fnn.LayerNormalization(axis=[]), ValueError,
+     r"axis must be an int or a list of 1 to 32 ints. Received: axis=\[\]"),
+    ("ln_axes_str_item", False, lambda b, t: fnn.LayerNormalization(axis=["1"]), TypeError,
+     r"axis\[0\] must be an integer. Received: axis\[0\]='1'"),
+    ("ln_axes_float_item", False, lambda b, t: fnn.LayerNormalization(axis=[2, 3.0]),
+     TypeError, r"axis\[1\] must be an integer. Received: axis\[1\]=3\.0"),
+    ("ln_axes_bool_item", False, lambda b, t: fnn.LayerNormalization(axis=[True, 2]),
+     TypeError, r"Received: axis\[0\]=True"),
+    ("ln_axes_nested", False, lambda b, t: fnn.LayerNormalization(axis=[(1, 2)]), TypeError,
+     r"Received: axis\[0\]=\(1, 2\)"),
+    ("ln_axes_set", False, lambda b, t: fnn.LayerNormalization(axis={1, 2}), TypeError,
+     r"axis must be an integer. Received: axis=\{1, 2\}"),
+    ("ln_axes_none", False, lambda b, t: fnn.LayerNormalization(axis=None), TypeError,
+     r"Received: axis=None"),
+    # ---------------------------------------------------------------- stateful recurrent layers
+    ("stateful_predict_other_batch_size", True, lambda b, t: stateful_two_sizes(b, "predict"),
+     ValueError, r"lstm is stateful: .*batches of 4 sequences, and this batch has 3"),
+    ("stateful_train_other_batch_size", True,
+     lambda b, t: stateful_two_sizes(b, "train_on_batch"), ValueError,
+     r"batches of 4 sequences, and this batch has 3.*reset_states\(\)"),
+    ("stateful_forward_other_batch_size", True, lambda b, t: stateful_two_sizes(b, "forward"),
+     ValueError, r"batches of 4 sequences, and this batch has 3"),
+    ("stateful_fit_samples_not_a_multiple", True, lambda b, t: stateful_two_sizes(b, "fit"),
+     ValueError, r"batches of 4 sequences, and this batch has 2.*batch_size=4"),
+    ("stateful_reset_one_of_two", True, lambda b, t: stateful_reset(b, _hc()[:1]), ValueError,
+     r"states must be 2 array\(s\) \[h, c\]. Received: 1\b"),
+    ("stateful_reset_three", True, lambda b, t: stateful_reset(b, _hc() + _hc()[:1]),
+     ValueError, r"states must be 2 array\(s\) \[h, c\]. Received: 3\b"),
+    ("stateful_gru_reset_two", True,
+     lambda b, t: stateful_reset(b, _hc(), fnn.GRU(U, stateful=True)), ValueError,
+     r"gru: states must be 1 array\(s\) \[h\]. Received: 2\b"),
+    ("stateful_bidirectional_reset_three", True,
+     lambda b, t: stateful_reset(b, _hc() + _hc()[:1],
+                                 fnn.Bidirectional(fnn.LSTM(U, stateful=True))), ValueError,
+     r"states must be 4 arrays.*Received: 3\b"),
+    ("stateful_cells_reset_two", True,
+     lambda b, t: stateful_reset(b, _hc(), fnn.RNN([fnn.LSTMCell(U), fnn.GRUCell(U)],
+                                                    stateful=True)), ValueError,
+     r"states must be 3 arrays.*Received: 2\b"),
+    ("stateful_reset_wrong_width", True, lambda b, t: stateful_reset(b, _hc(c=(4, U + 1))),
+     ValueError, r"states\[1\] must have 3 features.*Received: states\[1\] with shape \(4, 4\)"),
+    ("stateful_reset_two_batch_sizes", True, lambda b, t: stateful_reset(b, _hc(c=(5, U))),
+     ValueError, r"one batch size. Received: shapes \[\(4, 3\)\] and \(5, 3\)"),
+    ("stateful_reset_1d", True, lambda b, t: stateful_reset(b, _hc(h=(U,))), ValueError,
+     r"states\[0\] must be 2-D.*Received: states\[0\] with shape \(3,\)"),
+    ("stateful_reset_3d", True, lambda b, t: stateful_reset(b, _hc(h=(4, U, 1))), ValueError,
+     r"Received: states\[0\] with shape \(4, 3, 1\)"),
+    ("stateful_reset_empty_batch", True, lambda b, t: stateful_reset(b, _hc((0, U), (0, U))),
+     ValueError, r"at least one sample. Received: states\[0\] with shape \(0, 3\)"),
+    ("stateful_reset_complex", True, lambda b, t: stateful_reset(b, _hc(dtype=complex)),
+     TypeError, r"states\[0\] must hold real numbers. Received: states\[0\] with dtype "
+                r"complex128"),
+    ("stateful_reset_strings", True,
+     lambda b, t: stateful_reset(b, [np.full((4, U), "a"), np.zeros((4, U))]), TypeError,
+     r"Received: states\[0\] with dtype <U1"),
+    ("stateful_reset_objects", True, lambda b, t: stateful_reset(b, _hc(dtype=object)),
+     TypeError, r"Received: states\[0\] with dtype object"),
+    ("stateful_reset_nan", True, lambda b, t: stateful_reset(b, _hc(h_value=math.nan)),
+     ValueError, r"states\[0\] must be finite.*Received: states\[0\]\[0, 0\]=nan"),
+    ("stateful_reset_inf", True, lambda b, t: stateful_reset(b, _hc(c_value=-math.inf)),
+     ValueError, r"states\[1\] must be finite.*Received: states\[1\]\[0, 0\]=-inf"),
+    ("stateful_reset_not_stateful", True,
+     lambda b, t: stateful_reset(b, _hc(), fnn.LSTM(U)), ValueError,
+     r"lstm is not stateful \(stateful=False\).*initial_state"),
+    ("stateful_reset_unbuilt", False,
+     lambda b, t: fnn.LSTM(U, stateful=True).reset_states(_hc()), ValueError,
+     r"lstm: build the model before setting its states"),
+    ("stateful_lstm_int", False, lambda b, t: fnn.LSTM(U, stateful=1), TypeError,
+     r"stateful must be True or False. Received: stateful=1\b"),
+    ("stateful_gru_str", False, lambda b, t: fnn.GRU(U, stateful="yes"), TypeError,
+     r"Received: stateful='yes'"),
+    ("stateful_simple_rnn_none", False, lambda b, t: fnn.SimpleRNN(U, stateful=None),
+     TypeError, r"Received: stateful=None"),
+    ("stateful_bidirectional_backward_not_stateful", False,
+     lambda b, t: fnn.Bidirectional(fnn.LSTM(U, stateful=True),
+                                    backward_layer=fnn.LSTM(U, go_backwards=True)),
+     ValueError, r"units, return_sequences, return_state and stateful.*Received: "
+                 r"backward_layer=LSTM\(3"),
 ]
 
 
