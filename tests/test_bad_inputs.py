@@ -286,6 +286,17 @@ def stateful_reset(backend, states, layer=None):
     return stateful_model(backend, layer).layers[0].reset_states(states)
 
 
+XC = np.linspace(-1.0, 1.0, 2 * 2 * 3 * 3 * 1).reshape(2, 2, 3, 3, 1)
+
+
+def stateful_conv_lstm(backend, batches, states=None):
+    """A stateful ConvLSTM2D(2, 3, same) over (2, 3, 3, 1) clips fed ``batches`` in turn, then
+    (given) reset_states(states)."""
+    m = shaped(backend, [fnn.ConvLSTM2D(2, 3, padding="same", stateful=True)], (2, 3, 3, 1))
+    for x in batches:
+        m.predict(x)
+    return m.layers[0].reset_states(states)
+
 def _hc(h=(4, U), c=(4, U), dtype=float, h_value=0.0, c_value=0.0):
     return [np.full(h, h_value, dtype=dtype), np.full(c, c_value, dtype=dtype)]
 
@@ -2340,8 +2351,6 @@ CASES = [
     ("conv_lstm2d_recurrent_dropout_negative", False,
      lambda b, t: fnn.ConvLSTM2D(2, 3, recurrent_dropout=-0.1), ValueError,
      r"Received: recurrent_dropout=-0\.1"),
-    ("conv_lstm2d_stateful", False, lambda b, t: fnn.ConvLSTM2D(2, 3, stateful=True),
-     ValueError, r"Received: stateful=True"),
     ("conv_lstm2d_activation", False, lambda b, t: fnn.ConvLSTM2D(2, 3, activation="bogus"),
      ValueError, r"Received: activation='bogus'"),
     ("conv_lstm2d_on_images", True, lambda b, t: shaped(b, [fnn.ConvLSTM2D(2, 3)], (4, 4, 1)),
@@ -2538,6 +2547,28 @@ CASES = [
      r"Received: stateful='yes'"),
     ("stateful_simple_rnn_none", False, lambda b, t: fnn.SimpleRNN(U, stateful=None),
      TypeError, r"Received: stateful=None"),
+    ("conv_lstm2d_stateful_other_batch_size", True,
+     lambda b, t: stateful_conv_lstm(b, [XC, XC[:1]]), ValueError,
+     r"conv_lstm2d is stateful: .*batches of 2 sequences, and this batch has 1"),
+    ("conv_lstm2d_reset_one_state", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2))]), ValueError,
+     r"states must be 2 arrays \[h, c\]. Received: 1\b"),
+    ("conv_lstm2d_reset_wrong_image", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2)), np.zeros((2, 4, 3, 2))]),
+     ValueError, r"states\[1\] must have shape \(n, 3, 3, 2\). Received: states\[1\] with "
+                 r"shape \(2, 4, 3, 2\)"),
+    ("conv_lstm2d_reset_vectors", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 18))] * 2), ValueError,
+     r"Received: states\[0\] with shape \(2, 18\)"),
+    ("conv_lstm2d_reset_complex", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2), complex)] * 2), TypeError,
+     r"states\[0\] must hold real numbers. Received: states\[0\] with dtype complex128"),
+    ("conv_lstm2d_reset_nan", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2)),
+                                             np.full((2, 3, 3, 2), math.nan)]), ValueError,
+     r"states\[1\] must be finite.*Received: states\[1\]\[0, 0, 0, 0\]=nan"),
+    ("conv_lstm2d_stateful_str", False, lambda b, t: fnn.ConvLSTM2D(2, 3, stateful="no"),
+     TypeError, r"stateful must be True or False. Received: stateful='no'"),
     ("stateful_bidirectional_backward_not_stateful", False,
      lambda b, t: fnn.Bidirectional(fnn.LSTM(U, stateful=True),
                                     backward_layer=fnn.LSTM(U, go_backwards=True)),

@@ -195,15 +195,16 @@ STATE_PREFIX = "rnn_state/"
 
 
 def stateful_layers(model: Any) -> list[Any]:
-    """The stateful recurrent layers of ``model`` in a fixed order: its layers, each one's
-    inner layers (Bidirectional's two directions, RNN's cells, a nested model's layers) in
-    place."""
+    """The stateful recurrent layers of ``model`` (ConvLSTM2D too) in a fixed order: its
+    layers, each one's inner layers (Bidirectional's two directions, RNN's cells, a nested
+    model's layers) in place."""
+    from fastnn.layers.conv_lstm import ConvLSTM2D
     from fastnn.layers.recurrent import RNNBase
 
     found: list[Any] = []
 
     def walk(layer: Any) -> None:
-        if isinstance(layer, RNNBase):
+        if isinstance(layer, (RNNBase, ConvLSTM2D)):
             if layer.stateful:
                 found.append(layer)
             return
@@ -222,9 +223,16 @@ def state_arrays(model: Any) -> list[tuple[str, Any]]:
             for i, state in enumerate(layer._carried or [])]
 
 
+def _state_shape(layer: Any) -> tuple[int, ...]:
+    """A stateful layer's carried state per sample: (units,), ConvLSTM2D's (oh, ow, filters)."""
+    shape = getattr(layer, "state_shape", None)
+    return (layer.units,) if shape is None else tuple(shape)
+
+
 def restore_states(model: Any, arrays: dict[str, Any]) -> None:
     """Set the carried states a file holds (``state_arrays``' names), each checked: a layer's
-    states all there or none, (batch, units) of the model's dtype, one batch size, finite."""
+    states all there or none, (batch, units) (ConvLSTM2D: (batch, oh, ow, filters)) of the
+    model's dtype, one batch size, finite."""
     layers = stateful_layers(model)
     stored = {name for name in arrays if name.startswith(STATE_PREFIX)}
     allowed = {f"{STATE_PREFIX}{j}/{i}": j for j, layer in enumerate(layers)
@@ -240,13 +248,15 @@ def restore_states(model: Any, arrays: dict[str, Any]) -> None:
         if not all(present):
             raise BadModelFile(f"layer {layer.name!r} needs all of {names} or none")
         states = [arrays[name] for name in names]
+        shape = _state_shape(layer)
         for name, state in zip(names, states):
-            if (state.ndim != 2 or state.shape[1] != layer.units or state.shape[0] < 1
-                    or state.shape[0] != states[0].shape[0]
+            if (state.ndim != 1 + len(shape) or tuple(state.shape[1:]) != shape
+                    or state.shape[0] < 1 or state.shape[0] != states[0].shape[0]
                     or state.dtype.newbyteorder("=") != model.dtype):
                 raise BadModelFile(f"array {name!r} is {state.dtype.str}{list(state.shape)}; "
-                                   f"layer {layer.name!r} holds (batch, {layer.units}) states "
-                                   f"of one batch size in {model.dtype}")
+                                   f"layer {layer.name!r} holds (batch, "
+                                   f"{', '.join(map(str, shape))}) states of one batch size in "
+                                   f"{model.dtype}")
             if not np.isfinite(state).all():
                 raise BadModelFile(f"array {name!r} holds NaN or inf")
         layer.reset_states(states)
