@@ -2455,7 +2455,7 @@ CASES = [
     ("rms_norm_input_rank_high", True,
      lambda b, t: shaped(b, [fnn.RMSNormalization()], (3, 4)).forward(np.ones((2, 3, 4, 1))),
      ValueError, r"x must have shape \(n, 3, 4\). Received: x with shape \(2, 3, 4, 1\)"),
-    # ---------------------------------------------------------------- LayerNormalization(axis=[...])
+    # ------------------------------------------------------------ LayerNormalization(axis=[...])
     ("ln_axes_not_trailing", True,
      lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[1, 3])], (3, 4, 5)), ValueError,
      r"trailing axes.*Received: axis=\[1, 3\]"),
