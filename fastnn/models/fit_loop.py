@@ -209,7 +209,7 @@ class FitLoop:
                     np.take(X, order, axis=0, out=Xs)
                 np.take(T, order, axis=0, out=Ts)
                 if W is not None:
-                    np.take(W, order, out=Ws)
+                    np.take(W, order, axis=0, out=Ws)
             logs = self._run_epoch(Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val,
                                    order if by_index else None)
             for cb in callbacks:
@@ -235,7 +235,8 @@ class FitLoop:
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
         assert self.loss is not None                  # compiled (checked by the caller)
-        warn_about_targets(self.loss, y)
+        if self._heads is None:
+            warn_about_targets(self.loss, y)
         W = self._sample_weights(sample_weight, class_weight, T)
         X, T, W, val = self._split_validation(X, T, W, validation_data, validation_split)
         return X, T, W, val, batch_size, shuffle, verbose, callbacks
@@ -343,7 +344,7 @@ class FitLoop:
         a generator does not say); returns the epoch's logs."""
         started = time.perf_counter()
         threshold = self._threshold()
-        sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
+        sums = dict.fromkeys(self._log_keys(), 0.0)
         seen = 0
         progress = EpochProgress(epoch, epochs, n, verbose)
         try:
@@ -362,12 +363,7 @@ class FitLoop:
                     break
                 rows = xb.shape[0]
                 seen += rows
-                sums["loss"] += value * rows
-                if self.metrics:
-                    out = self._batch_outputs(rows)
-                    mask = self._output_mask(self._train_ws)
-                    for name, item in zip(self.metrics, self._metric_items):
-                        sums[name] += self._metric_sum(item, out, tb, threshold, mask)
+                self._add_batch_scores(sums, value, tb, rows, threshold)
                 progress.update(rows, sums)
                 for cb in callbacks:
                     cb.on_train_batch_end(index, logs={"loss": value})
