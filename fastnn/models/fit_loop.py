@@ -15,7 +15,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastnn import _validation as V
-from fastnn import metrics as M
 from fastnn._advice import warn_about_targets
 from fastnn._memory import aligned_empty
 from fastnn.callbacks import Callback, TerminateOnNaN

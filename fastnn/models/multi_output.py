@@ -75,6 +75,15 @@ class Heads:
     def losses(self) -> list[Optional[L.Loss]]:
         return [h.loss for h in self.heads]
 
+    def compile_entry(self, entry: Any) -> dict[str, Any]:
+        """The compile settings a model file keeps for the outputs (``entry(loss)`` a loss's
+        stored form): a loss each (None if not trained), their weights, their metric names
+        (a list each: ``compile`` reads a list of one entry per output so)."""
+        return {"loss": [None if h.loss is None else entry(h.loss) for h in self.heads],
+                "loss_weights": [h.weight for h in self.heads],
+                "metrics": [[name for name in map(M.storable, h.metrics) if name is not None]
+                            for h in self.heads]}
+
 
 def output_names(model: BaseModel) -> list[str]:
     """The outputs' names (their layers' names; a repeated one gets ``_2``, ``_3``, ...)."""
@@ -275,7 +284,7 @@ def loss_parts(model: Any, heads: Heads, out: Any, T: Any, g: Any, W: Any) -> tu
         gk = None if g is None else np.empty_like(o)
         w = None if W is None else np.ascontiguousarray(W[:, k])
         value = model._loss_of(head.loss, head.kind, head.classes(), o, t, gk, w)
-        if g is not None:
+        if gk is not None:
             np.multiply(gk, model.dtype.type(head.weight), out=g[:, cols])
         parts.append(value)
         total += head.weight * value
@@ -293,12 +302,3 @@ def metric_sums(model: Any, heads: Heads, out: Any, T: Any) -> list[float]:
         for item in head.metrics:
             sums.append(model._metric_sum_of(item, head.classes(), o, t, head.threshold))
     return sums
-
-
-def compile_entry(heads: Heads, entry: Any) -> dict[str, Any]:
-    """The compile settings a model file keeps for several outputs (``entry(loss)`` a loss's
-    stored form): a loss per output (None if not trained), their weights, the metric names."""
-    return {"loss": [None if h.loss is None else entry(h.loss) for h in heads.heads],
-            "loss_weights": [h.weight for h in heads.heads],
-            "metrics": [[name for name in map(M.storable, h.metrics) if name is not None]
-                        for h in heads.heads]}

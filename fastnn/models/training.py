@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -24,10 +24,6 @@ from fastnn.progress import EpochProgress, check_verbose
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
-
-    from fastnn.losses import Loss, LossName
-    from fastnn.metrics import MetricName
-    from fastnn.optimizers import Optimizer
 
     FloatArray = NDArray[np.floating[Any]]
     from fastnn.optimizers import OptimizerName
@@ -161,6 +157,7 @@ class Training:
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
         heads = None
+        new_loss: Any
         if len(self._outputs) > 1:
             heads = multi_output.compile_heads(self, loss, loss_weights, metrics)
             new_loss, kind = heads.losses(), L.CUSTOM_KIND
