@@ -433,3 +433,28 @@ def test_single_output_forms():
     assert model.compile(loss={"head": "mse"}).evaluate(x, y) == reference
     with pytest.raises(ValueError, match=r"loss_weights weighs the losses of several outputs"):
         model.compile(loss="mse", loss_weights=[2.0])
+
+
+def test_the_readme_example_runs(capsys):
+    """README "Several outputs": the two-head digits model trains and prints Keras' keys."""
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Several outputs\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    keys = ["digit_accuracy", "digit_loss", "ink_loss", "loss"]
+    assert capsys.readouterr().out.strip() == str(sorted(keys + ["val_" + k for k in keys]))
+    history = namespace["history"].history
+    assert history["val_digit_accuracy"][-1] > 0.85
+    assert [a.shape for a in (namespace["probabilities"], namespace["ink_values"])] == [
+        (5, 10), (5, 1)]
+
+
+def test_a_masked_output_is_refused():
+    inp = fnn.Input((4,))
+    seq = fnn.Embedding(5, 3, mask_zero=True)(inp)
+    model = fnn.Model(inp, [fnn.Dense(2)(seq), fnn.Dense(1)(inp)], seed=0)
+    with pytest.raises(ValueError, match=r"output 'dense(_\d+)?' carries a step mask"):
+        model.compile(loss="mse")

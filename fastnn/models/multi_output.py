@@ -176,6 +176,10 @@ def compile_heads(model: BaseModel, loss: Any, loss_weights: Any, metrics: Any) 
         if not isinstance(shape, tuple):
             raise ValueError(f"output {name!r} is a list of tensors; compile needs each output "
                              f"to be one tensor")
+        if model._masked is not None and model._masked[index]:
+            raise ValueError(f"output {name!r} carries a step mask, which compile does not "
+                             f"apply to the losses of a model with several outputs yet: train "
+                             f"it with the low-level loop, or end the output without the mask")
         head = Head(name, shape, start, _activation_of(model, index))
         start = head.stop
         if losses[k] is not None:
