@@ -160,6 +160,47 @@ def test_gradients_match_central_differences():
         np.testing.assert_allclose(g, central_differences(loss, w), rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_saturated_softmax_head_keeps_its_gradient(backend):
+    """float32, a confidently wrong softmax head (the true class' probability underflows):
+    its loss fuses with the softmax, so dL/d(bias) is (p - t) / n, not the vanishing product a
+    probability-then-softmax backward would give."""
+    X, ya, yb = _data(15)
+    model = _compiled(backend, dtype="float32", metrics=None)
+    weights = model.get_weights()
+    weights[2] = weights[2] * 0
+    weights[3] = np.array([0.0, 0.0, 0.0], np.float32)
+    weights[3][(ya[0] + 1) % CLASSES] = 200.0        # every row predicts that class
+    model.set_weights(weights)
+    _, grads = model.loss_and_gradients(X, [ya, yb])
+    onehot = np.eye(CLASSES)[ya]
+    p = np.zeros((N, CLASSES))
+    p[:, (ya[0] + 1) % CLASSES] = 1.0
+    np.testing.assert_allclose(grads[3], (p - onehot).mean(axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_output_read_by_another_layer_is_not_fused(backend):
+    """out_a (softmax) also feeds out_b: its gradient sums the loss's and out_b's, so the loss
+    reads probabilities there; gradients against central differences (float64)."""
+    X, ya, yb = _data(16)
+    inp = fnn.Input((D,))
+    a = fnn.Dense(CLASSES, activation="softmax", name="out_a")(
+        fnn.Dense(HIDDEN, activation="tanh")(inp))
+    b = fnn.Dense(TARGETS, name="out_b")(a)
+    model = fnn.Model(inp, [a, b], seed=0, dtype="float64", backend=backend)
+    model.compile(loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 2.0])
+    _, grads = model.loss_and_gradients(X, [ya, yb])
+    weights = model.get_weights()
+
+    def loss():
+        model.set_weights(weights)
+        return model.evaluate(X, [ya, yb])["loss"]
+    from _finite_differences import central_differences
+    for w, g in zip(weights, grads):
+        np.testing.assert_allclose(g, central_differences(loss, w), rtol=1e-6, atol=1e-9)
+
+
 # --------------------------------------------------------------------------- agreement
 def _fit_run(backend, **kwargs):
     X, ya, yb = _data(1, 64)

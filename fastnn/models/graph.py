@@ -302,7 +302,8 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
                 targets.append(slot.rows_buffer(f"dx{j}", nodes[p].shape))
                 direct.append(False)
         slot._dx = targets
-        slot.fuse_act = fuse_last and len(outs) == 1 and node.index == outs[0]
+        slot.fuse_act = (node.index in fuse_last if isinstance(fuse_last, frozenset)   # by output
+                         else fuse_last and len(outs) == 1 and node.index == outs[0])
         slot.relu_fused = node.index in model._relu_fused
         result = node.layer.backward(slot, ws.grad(node))          # type: ignore[union-attr]
         results = result if node.multi else [result]

@@ -8,9 +8,11 @@ its loss kernel computes on the output's columns), and dL/d(out_k) is ``w_k dL_k
 0 for an output without a loss. Keras' logs: ``loss``, ``<output>_loss`` for each trained output
 (when more than one is), ``<output>_<metric>``.
 
-The graph's backward pass fuses a final softmax or sigmoid with its cross-entropy only for a
-model's single output, so a head reads its probabilities (``CE_PROBS``, ``BCE_PROBS``) and the
-gradient goes back through the activation.
+A softmax or sigmoid output layer fuses with its cross-entropy as a single output's does (the
+loss writes dL/d(pre-activation), and the backward pass skips the activation's derivative:
+``Heads.fused``, graph.backward's ``fuse_last`` set) when nothing else reads that output; behind
+a Flatten or Reshape, or read by another layer, the output's probabilities are read instead
+(``CE_PROBS``, ``BCE_PROBS``) and the gradient goes back through the activation.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ _UNFUSED = {L.CE_SOFTMAX: L.CE_PROBS, L.BCE_SIGMOID: L.BCE_PROBS}
 class Head:
     """One output of a compiled model: where it sits in the packed arrays and how it is scored."""
 
-    __slots__ = ("name", "shape", "start", "stop", "loss", "kind", "weight", "metrics",
+    __slots__ = ("name", "node", "shape", "start", "stop", "loss", "kind", "weight", "metrics",
                  "threshold", "act")
 
-    def __init__(self, name: str, shape: tuple[int, ...], start: int, act: int) -> None:
-        self.name, self.shape, self.start = name, shape, start
+    def __init__(self, name: str, node: int, shape: tuple[int, ...], start: int,
+                 act: int) -> None:
+        self.name, self.node, self.shape, self.start = name, node, shape, start
         self.stop = start + graph.width(shape)
         self.act = act
         # outputs are probabilities after sigmoid/softmax/step; logits are split at 0
@@ -71,6 +74,8 @@ class Heads:
         self.loss_keys = [f"{h.name}_loss" for h in trained] if len(trained) > 1 else []
         self.metric_keys = [f"{h.name}_{M.metric_name(m)}" for h in heads for m in h.metrics]
         self.last: list[float] = []       # the per-output losses of the last training step
+        #: the output nodes whose activation the loss fuses (graph.backward's fuse_last)
+        self.fused = frozenset(h.node for h in heads if h.kind in L.FUSED_KINDS)
 
     def losses(self) -> list[Optional[L.Loss]]:
         return [h.loss for h in self.heads]
@@ -170,6 +175,11 @@ def compile_heads(model: BaseModel, loss: Any, loss_weights: Any, metrics: Any) 
     weights = ([1.0] * len(names) if loss_weights is None
                else _per_output("loss_weights", loss_weights, names, 1.0, False))
     per_metrics = _metrics_per_output(metrics, names)
+    # an output layer's activation fuses with its loss when the layer is the output node itself
+    # (not behind a Flatten) and no other layer, or second output, reads it
+    read = {p for node in model._nodes[model._n_inputs:] for p in node.inputs}
+    fusable = {i for i in model._outputs if model._outputs.count(i) == 1 and i not in read
+               and not getattr(model._nodes[i].layer, "shape_only", True)}
     heads, start = [], 0
     for k, (name, index) in enumerate(zip(names, model._outputs)):
         shape = model._nodes[index].shape
@@ -180,12 +190,12 @@ def compile_heads(model: BaseModel, loss: Any, loss_weights: Any, metrics: Any) 
             raise ValueError(f"output {name!r} carries a step mask, which compile does not "
                              f"apply to the losses of a model with several outputs yet: train "
                              f"it with the low-level loop, or end the output without the mask")
-        head = Head(name, shape, start, _activation_of(model, index))
+        head = Head(name, index, shape, start, _activation_of(model, index))
         start = head.stop
         if losses[k] is not None:
             head.loss = L.get_loss(losses[k])
             kind = L.check_kind(head.loss, head.act)
-            head.kind = _UNFUSED.get(kind, kind)
+            head.kind = kind if index in fusable else _UNFUSED.get(kind, kind)
         head.weight = V.check_float(f"loss_weights[{name!r}]", weights[k], low=0.0)
         head.metrics = M.check_metrics(per_metrics[k])
         heads.append(head)
@@ -232,12 +242,13 @@ def pack_targets(model: Any, heads: Heads, y: Any, rows: int, name: str = "y") -
         raise ValueError(f"{name} must be a list of {expected}, or a dict keyed by output "
                          f"name. Received: {type(y).__name__}"
                          f"{' of shape ' + str(np.shape(y)) if hasattr(y, 'shape') else ''}")
-    T = np.zeros((rows, model.output_dim), model.dtype)
+    T = np.empty((rows, model.output_dim), model.dtype)
     for head, part, label in zip(heads.heads, parts, labels):
         if part is None:
             if head.loss is not None or head.metrics:
                 raise ValueError(f"{label} is None, but output {head.name!r} has a loss or "
                                  f"metrics to compute: give its targets")
+            T[:, head.start:head.stop] = 0          # never read
             continue
         T[:, head.start:head.stop] = _head_targets(model, head, part, rows, label)
     return T

@@ -280,7 +280,7 @@ class Training:
         leaves gradients in ``_grads`` (and in nested models' ``_grads``)."""
         rows = x.shape[0]
         ws = self._train_workspace(rows)
-        fuse = self._fuses()
+        fuse = self._fuses() if self._heads is None else self._heads.fused
         out = self._forward(x, ws, rows, training=True, fuse_last=fuse)
         value = self._loss_value(out, t, ws.output_grad(rows), w, self._output_mask(ws))
         if not self._fast:
