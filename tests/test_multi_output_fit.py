@@ -472,8 +472,10 @@ def test_single_output_forms():
     reference = model.compile(loss="mse").evaluate(x, y)
     assert model.compile(loss=["mse"]).evaluate(x, y) == reference
     assert model.compile(loss={"head": "mse"}).evaluate(x, y) == reference
-    with pytest.raises(ValueError, match=r"loss_weights weighs the losses of several outputs"):
-        model.compile(loss="mse", loss_weights=[2.0])
+    for one_output in (model, fnn.Sequential([fnn.Dense(2)])):      # built, and not yet
+        with pytest.raises(ValueError, match=r"loss_weights weighs the losses of several "
+                                             r"outputs.*Received: loss_weights=\[2.0\]"):
+            one_output.compile(loss="mse", loss_weights=[2.0])
 
 
 def test_the_readme_example_runs(capsys):

@@ -91,9 +91,11 @@ class FitLoop:
             Training inputs, real and finite; or a generator or other iterable yielding
             batches ``(x, y)`` or ``(x, y, sample_weight)`` (then ``y`` is None and
             ``batch_size``, ``shuffle`` and the validation split do not apply).
-        y : array_like
+        y : array_like, list or dict
             Training targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or
-            (n,) with one output.
+            (n,) with one output. Several outputs: a list of such arrays, one per output
+            (``model.outputs`` order; those of untrained outputs may be None or left out), or
+            a dict keyed by output name.
         epochs : int, default 1
             The epoch to stop before (the number of passes when ``initial_epoch`` is 0), >= 0.
         batch_size : int, default 32
@@ -120,9 +122,11 @@ class FitLoop:
         sample_weight : array_like of shape (n,), optional
             A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n`` (Keras' meaning);
             weighted batches take the per-kernel path (the compiled plan has no weights).
+            Several outputs: one array for all, or a list or dict of them, one per output.
         class_weight : dict of int to float, optional
             ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
             argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
+            Refused with several outputs (as in Keras).
         steps_per_epoch : int, optional
             With an iterable of batches: the batches of one epoch, all epochs drawing from one
             iterator (which may be endless). Default: each epoch iterates the source anew to

@@ -143,6 +143,9 @@ class Training:
         (CrossEntropy(), 0.1, ['accuracy'])
         """
         loss, optimizer = _keras_order(loss, optimizer)
+        if loss_weights is not None and (self._defers_build or len(self._outputs) == 1):
+            raise ValueError(f"loss_weights weighs the losses of several outputs; this model "
+                             f"has one. Received: loss_weights={V._describe(loss_weights)}")
         if not self.built and self._defers_build and self._deferred_input_shape(None) is None:
             # Keras' deferred build: checked now, completed when the first fit, predict or
             # evaluate builds the model for its data (or build() does)
@@ -163,10 +166,6 @@ class Training:
             new_loss, kind = heads.losses(), L.CUSTOM_KIND
             items = [item for head in heads.heads for item in head.metrics]
         else:
-            if loss_weights is not None:
-                raise ValueError(f"loss_weights weighs the losses of several outputs; this "
-                                 f"model has one. Received: loss_weights="
-                                 f"{V._describe(loss_weights)}")
             new_loss = L.get_loss(multi_output.single(self, loss))
             kind = self._loss_kind_for(new_loss)
             items = M.check_metrics(metrics)
