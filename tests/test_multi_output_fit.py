@@ -323,6 +323,35 @@ def test_one_loss_and_one_metric_for_every_output():
                                            rel=1e-12)
 
 
+class _Quartic(fnn.Loss):
+    name = "quartic"
+
+    def value(self, y_true, y_pred):
+        return float(np.mean((y_pred - y_true) ** 4))
+
+    def gradient(self, y_true, y_pred):
+        return 4 * (y_pred - y_true) ** 3 / y_pred.size
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_python_loss_on_one_output(backend):
+    X, ya, yb = _data(17)
+    model = _model(backend).compile(loss=["sparse_categorical_crossentropy", _Quartic()],
+                                    optimizer=fnn.SGD(lr=0.05), loss_weights=[1.0, 0.5])
+    p, o = model.predict(X)
+    la, lb = -np.mean(np.log(p[np.arange(N), ya])), np.mean((o - yb) ** 4)
+    scores = model.evaluate(X, [ya, yb])
+    assert scores["out_b_loss"] == pytest.approx(lb, rel=1e-12)
+    assert scores["loss"] == pytest.approx(la + 0.5 * lb, rel=1e-12)
+    _, grads = model.loss_and_gradients(X, [ya, yb])
+    h = np.tanh(X @ model.get_weights()[0] + model.get_weights()[1])
+    np.testing.assert_allclose(grads[5], 0.5 * 4 * np.sum((o - yb) ** 3, axis=0) / o.size,
+                               rtol=1e-10)
+    np.testing.assert_allclose(grads[4], h.T @ (0.5 * 4 * (o - yb) ** 3 / o.size), rtol=1e-10)
+    with pytest.raises(TypeError, match=r"sample_weight needs built-in losses.*'out_b'"):
+        model.fit(X, [ya, yb], sample_weight=np.ones(N), verbose=0)
+
+
 # --------------------------------------------------------------------------- callbacks, files
 def test_callbacks_see_the_per_output_keys(tmp_path):
     X, ya, yb = _data(12, 60)
