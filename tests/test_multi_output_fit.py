@@ -530,3 +530,22 @@ def test_a_masked_output_is_refused():
     model = fnn.Model(inp, [fnn.Dense(2)(seq), fnn.Dense(1)(inp)], seed=0)
     with pytest.raises(ValueError, match=r"output 'dense(_\d+)?' carries a step mask"):
         model.compile(loss="mse")
+
+
+def test_distributed_fit_refuses_several_outputs():
+    class OneRank:       # what fit asks of a communicator (tests/test_distributed.py's)
+        def Get_rank(self):
+            return 0
+
+        def Get_size(self):
+            return 1
+
+        def allgather(self, obj):
+            return [obj]
+
+        def bcast(self, obj, root=0):
+            return obj
+
+    X, ya, yb = _data(18)
+    with pytest.raises(ValueError, match=r"one output.*\['out_a', 'out_b'\].*model\.fit"):
+        fnn.distributed.fit(_compiled(), X, [ya, yb], comm=OneRank())
