@@ -80,7 +80,7 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
         else:
             ins = [(H.check_int("model input_dim", "input_dim", config.get("input_dim"), 1,
                                 H.MAX_DIM + 1),)]
-        wired = [(entry, [i]) for i, entry in enumerate(entries)]
+        wired = [(entry, [i], False) for i, entry in enumerate(entries)]
     else:
         inputs = H.check_list("the model's 'inputs'", config.get("inputs"), 64)
         ins = [_shape(f"input {k}", s) for k, s in enumerate(inputs)]
@@ -94,12 +94,20 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
                 raise BadModelFile(f"layer {i}: 'inbound' must list earlier nodes (0 to "
                                    f"{len(ins) + i - 1}; a later one would be a cycle). "
                                    f"Received: {H._short(inbound)}")
-            wired.append((entry.get("config"), inbound))
+            if "shared" in entry:      # a later call of a layer: its config, no new weights
+                from fastnn.models.functional import check_shared_entry
+                try:
+                    ref = check_shared_entry(entries, i, entry)
+                except ValueError as exc:
+                    raise BadModelFile(str(exc)) from None
+                wired.append((entries[ref].get("config"), inbound, True))
+            else:
+                wired.append((entry.get("config"), inbound, False))
     for k, shape in enumerate(ins):
         _check_sample_size(f"input {k}", shape, oversize)
     shapes: list[Any] = list(ins)
     total = 0
-    for i, (layer_config, inbound) in enumerate(wired):
+    for i, (layer_config, inbound, shared) in enumerate(wired):
         if not isinstance(layer_config, dict):
             raise BadModelFile(f"layer {i} is not an object")
         try:
@@ -110,7 +118,7 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
                 if got != (sub_in[0] if len(sub_in) == 1 else sub_in):
                     raise ValueError(f"the nested model takes {sub_in}, it receives {got}")
                 shapes.append(sub_out)
-                total += n
+                total += 0 if shared else n
                 continue
             layer = layer_from_config(layer_config)
             layer.expect_inputs(len(inbound))
@@ -118,7 +126,7 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
             shape = layer.build(args if layer.n_inputs != 1 else args[0], dtype)
             if layer.n_inputs == 1 and len(inbound) != 1:
                 raise ValueError(f"{type(layer).__name__} takes one input, {len(inbound)} given")
-            total += layer.count_params()
+            total += 0 if shared else layer.count_params()
             shapes.append(shape)
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             kind = layer_config.get("class")
