@@ -397,3 +397,85 @@ def test_low_level_loop_and_evaluate_on_a_shared_model(backend):
     model.compile(loss="mse", optimizer="sgd")
     value = model.evaluate(x, np.ones((4, 1)), verbose=0)["loss"]
     assert np.isclose(value, np.mean((model.predict(x) - 1.0) ** 2), rtol=1e-10)
+
+
+# ---------------------------------------------------------------- refusals
+def _second_call_other_width():
+    d = fnn.Dense(3)
+    a, b = fnn.Input((4,)), fnn.Input((5,))
+    return fnn.Model([a, b], fnn.Concatenate()([d(a), d(b)]))
+
+
+def _second_call_other_steps():
+    lstm = fnn.LSTM(3, return_sequences=True)
+    a, b = fnn.Input((4, 2)), fnn.Input((6, 2))
+    return fnn.Model([a, b], [lstm(a), lstm(b)])
+
+
+def _second_call_other_channels():
+    conv = fnn.Conv2D(2, 3)
+    a, b = fnn.Input((5, 5, 1)), fnn.Input((5, 5, 3))
+    return fnn.Model([a, b], fnn.Concatenate()([conv(a), conv(b)]))
+
+
+def _stateful_twice():
+    lstm = fnn.LSTM(3, stateful=True)
+    a, b = fnn.Input((4, 2)), fnn.Input((4, 2))
+    return fnn.Model([a, b], fnn.Concatenate()([lstm(a), lstm(b)]))
+
+
+def _stateful_model_twice():
+    inner = fnn.Sequential([fnn.SimpleRNN(2, stateful=True)], input_shape=(4, 2))
+    a, b = fnn.Input((4, 2)), fnn.Input((4, 2))
+    return fnn.Model([a, b], fnn.Concatenate()([inner(a), inner(b)]))
+
+
+def _wrapped_and_alone():
+    lstm = fnn.LSTM(3)
+    a = fnn.Input((4, 2))
+    return fnn.Model(a, fnn.Concatenate()([fnn.Bidirectional(lstm)(a), lstm(a)]))
+
+
+def _sequential_twice():
+    d = fnn.Dense(4)
+    return fnn.Sequential([d, d], input_dim=4)
+
+
+def _model_other_shape():
+    inner = fnn.Sequential([fnn.Dense(2)], input_dim=4)
+    a, b = fnn.Input((4,)), fnn.Input((3,))
+    return fnn.Model([a, b], fnn.Concatenate()([inner(a), inner(b)]))
+
+
+REFUSED = [
+    (_second_call_other_width, r"layer 'dense' \(Dense\) is shared: its first call takes "
+                               r"inputs of shape \(4,\), a later call gives \(5,\)"),
+    (_second_call_other_steps, r"'lstm' \(LSTM\) is shared.*\(4, 2\).*\(6, 2\)"),
+    (_second_call_other_channels, r"'conv2d' \(Conv2D\) is shared.*\(5, 5, 1\).*\(5, 5, 3\)"),
+    (_stateful_twice, r"LSTM\(3.*is stateful.*called twice.*cannot be shared"),
+    (_stateful_model_twice, r"is stateful.*called twice"),
+    (_wrapped_and_alone, r"LSTM\(3.*used twice in this model, once inside another layer"),
+    (_sequential_twice, r"already in this model.*functional fastnn.Model to tie"),
+    (_model_other_shape, r"takes inputs of shape \(4,\)\. Received: \(3,\)"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", REFUSED, ids=[r[0].__name__ for r in REFUSED])
+def test_sharing_refusals_name_the_layer_and_the_shapes(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+def test_a_weightless_layer_is_shared_on_one_shape_too():
+    """A layer without weights called on another shape than at its first call is refused at
+    build (it sizes its buffers from its shapes: it used to fail at the first pass), and works
+    on the same shape."""
+    relu = fnn.ReLU()
+    a, b = fnn.Input((4,)), fnn.Input((6,))
+    with pytest.raises(ValueError, match=r"'re_lu' \(ReLU\) is shared.*\(4,\).*\(6,\)"):
+        fnn.Model([a, b], fnn.Concatenate()([relu(a), relu(b)]), backend="numpy")
+    relu = fnn.ReLU()
+    a, b = fnn.Input((4,)), fnn.Input((4,))
+    model = fnn.Model([a, b], fnn.Concatenate()([relu(a), relu(b)]), backend="numpy")
+    out = model.predict([-np.ones((2, 4)), np.ones((2, 4))])
+    assert out.shape == (2, 8) and out[:, :4].max() == 0 and out[:, 4:].min() == 1

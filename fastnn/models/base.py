@@ -181,9 +181,10 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             shapes = [nodes[i].shape for i in node.inputs]
             given = shapes if node.multi else shapes[0]
             earlier = first.get(id(layer))
-            if earlier is not None and graph.shares_weights(layer):
+            if earlier is not None:
                 # a shared layer is built once, by its first call; a later call must bring
-                # what that call did (its weights' shapes depend on it)
+                # what that call did (its weights' shapes, and the buffers a layer sizes from
+                # its shapes, depend on it)
                 before = [nodes[i].shape for i in earlier.inputs]
                 before = before if earlier.multi else before[0]
                 if given != before:

@@ -199,13 +199,21 @@ class Model(BaseModel):
     ``inputs``; several outputs come back as a list (``compile``/``fit`` need one output;
     train several with the low-level loop).
 
+    A layer (or a model) called at several places is shared, as in Keras: its weights exist
+    once (``model.layers``, ``get_weights``, ``count_params`` and ``summary`` list them once)
+    and their gradient is the sum over the calls; each call keeps its own saved tensors, and
+    a BatchNormalization's moving statistics update once per call. A later call must take
+    the input shape(s) of the first.
+
     Raises
     ------
     TypeError
         If ``inputs`` or ``outputs`` are not symbolic tensors.
     ValueError
-        If an output depends on an input not listed, a layer with weights is used twice or
-        belongs to another model, or a layer cannot take its input.
+        If an output depends on an input not listed, a layer belongs to another model, a layer
+        cannot take its input, a shared layer is called on another shape than at its first
+        call, a stateful recurrent layer is called twice, or a layer wrapped by another
+        (Bidirectional's) is also used on its own.
 
     Examples
     --------
@@ -221,6 +229,14 @@ class Model(BaseModel):
     (2, 1)
     >>> [layer.name for layer in model.layers]
     ['dense', 'add', 'dense_1']
+
+    A Siamese model: one Dense tower (shared) on two inputs:
+
+    >>> tower = fnn.Dense(4, activation="relu")
+    >>> a, b = fnn.Input((8,)), fnn.Input((8,))
+    >>> siamese = fnn.Model([a, b], fnn.Dense(1)(fnn.Subtract()([tower(a), tower(b)])))
+    >>> [layer.name for layer in siamese.layers], siamese.count_params()
+    (['dense', 'subtract', 'dense_1'], 41)
     """
 
     def __init__(self, inputs: Any, outputs: Any, seed: Optional[int] = None,
