@@ -479,3 +479,78 @@ def test_a_weightless_layer_is_shared_on_one_shape_too():
     model = fnn.Model([a, b], fnn.Concatenate()([relu(a), relu(b)]), backend="numpy")
     out = model.predict([-np.ones((2, 4)), np.ones((2, 4))])
     assert out.shape == (2, 8) and out[:, :4].max() == 0 and out[:, 4:].min() == 1
+
+
+# ---------------------------------------------------------------- against Keras 3
+@pytest.fixture(scope="module")
+def keras(keras64):
+    return keras64
+
+
+def test_a_functional_model_with_shared_layers_matches_keras(keras, backend):
+    """The same graph in Keras 3 (float64): a shared Embedding, a shared LSTM and a shared
+    Dense on two inputs; the weights copied in get_weights() order (a shared layer once in
+    both), the same outputs."""
+    k = keras.layers
+    ka, kb = keras.Input((5,)), keras.Input((5,))
+    kemb, klstm, kdense = k.Embedding(9, 3), k.LSTM(4), k.Dense(3, activation="tanh")
+    kout = k.Dense(1, activation="sigmoid")(k.Concatenate()([kdense(klstm(kemb(ka))),
+                                                             kdense(klstm(kemb(kb)))]))
+    ref = keras.Model([ka, kb], kout)
+    emb, lstm, dense = fnn.Embedding(9, 3), fnn.LSTM(4), fnn.Dense(3, activation="tanh")
+    a, b = fnn.Input((5,)), fnn.Input((5,))
+    out = fnn.Dense(1, activation="sigmoid")(fnn.Concatenate()([dense(lstm(emb(a))),
+                                                                dense(lstm(emb(b)))]))
+    model = fnn.Model([a, b], out, seed=0, dtype="float64", backend=backend)
+    rng = np.random.default_rng(11)
+    weights = [rng.normal(size=w.shape) * 0.5 for w in ref.get_weights()]
+    ref.set_weights(weights)
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in weights]
+    assert model.count_params() == ref.count_params()
+    model.set_weights(weights)
+    x = [rng.integers(0, 9, size=(6, 5)), rng.integers(0, 9, size=(6, 5))]
+    # Keras' numpy backend returns these outputs at float32 precision (~1e-7) even in float64:
+    # the bound is Keras' own; a wrong weight or an untied call would be off by O(0.1), and
+    # PyTorch holds the values to 1e-10 above
+    np.testing.assert_allclose(model.predict([v.astype(float) for v in x]),
+                               ref.predict(x, verbose=0), rtol=1e-6, atol=1e-9)
+    # untied (a second set of weights for the second call) would differ
+    loose = fnn.Model.from_config(model.get_config(), backend=backend)
+    assert len(loose.get_weights()) == len(weights)
+
+
+# ---------------------------------------------------------------- learning
+def _pairs(X, y, n, rng):
+    """n pairs of digits, half of the same class (target 1), half of different classes."""
+    by_class = [np.flatnonzero(y == c) for c in range(10)]
+    first = rng.integers(0, len(y), size=n)
+    second = np.empty(n, dtype=np.int64)
+    same = np.arange(n) % 2 == 0
+    for i in range(n):
+        c = y[first[i]]
+        if same[i]:
+            second[i] = rng.choice(by_class[c])
+        else:
+            other = (c + rng.integers(1, 10)) % 10
+            second[i] = rng.choice(by_class[other])
+    return [X[first], X[second]], same.astype(np.float64)[:, None]
+
+
+def test_a_siamese_model_learns_same_or_different_digit(digits_split):
+    """Two digits through one Dense tower, |a - b|, a logistic head: is it the same digit?
+    Trained on pairs of the training digits, scored on pairs of held-out digits."""
+    X_tr, X_te, y_tr, y_te = digits_split
+    rng = np.random.default_rng(0)
+    train, t_train = _pairs(X_tr, y_tr, 6000, rng)
+    test, t_test = _pairs(X_te, y_te, 2000, rng)
+    h1, h2 = fnn.Dense(64, activation="relu"), fnn.Dense(32, activation="relu")
+    a, b = fnn.Input((64,)), fnn.Input((64,))
+    out = fnn.Dense(1, activation="sigmoid")(_abs_layer()(fnn.Subtract()([h2(h1(a)),
+                                                                          h2(h1(b))])))
+    model = fnn.Model([a, b], out, seed=0)
+    model.compile(loss="binary_crossentropy", optimizer=fnn.Adam(lr=0.003),
+                  metrics=["accuracy"])
+    chance = model.evaluate(test, t_test, verbose=0)["accuracy"]
+    model.fit(train, t_train, epochs=8, batch_size=64, verbose=0)
+    accuracy = model.evaluate(test, t_test, verbose=0)["accuracy"]
+    assert chance < 0.7 and accuracy > 0.9, (chance, accuracy)
