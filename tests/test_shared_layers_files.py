@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import fastnn as fnn
 import fastnn.io as fio
-from fastnn.io import model_from_bytes
 from test_model_files import build, mutate_header, parse
 from test_model_files_v2 import _refused_before_allocation
 from test_model_files_v3 import FUZZ_V3, _load_or_refuse

@@ -177,7 +177,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             layer.check_dtype(self.dtype)      # e.g. LeakyReLU(1e39) overflows float32
         first: dict[int, graph.Node] = {}       # a shared layer's first call
         for node in nodes[len(input_shapes):]:
-            layer = node.layer
+            layer = cast(Any, node.layer)
             shapes = [nodes[i].shape for i in node.inputs]
             given = shapes if node.multi else shapes[0]
             earlier = first.get(id(layer))

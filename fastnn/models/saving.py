@@ -2,7 +2,8 @@
 
 ``fastnn.io`` owns the container (preamble, JSON header, raw arrays, every byte-level check);
 this module owns its meaning: the topology (``Sequential``: a list of layer configs;
-``Model``: layer configs with ``inbound`` node indices, inputs first), the names of the weight
+``Model``: layer configs with ``inbound`` node indices, inputs first; a later call of a
+shared layer or model: ``{"shared": <its first entry>, "inbound": [...]}``), the names of the weight
 arrays (``w<k>/<layer>/<weight>`` in ``get_weights()`` order), and a dry run that sizes a
 described model from its configs alone, before anything is allocated.
 """
