@@ -80,6 +80,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._masked: Optional[list[bool]] = None     # graph.mask_flags
         self._grad_free: frozenset[int] = frozenset()   # graph.grad_free_nodes
         self._shared_later: frozenset[int] = frozenset()   # graph.shared_later_calls
+        self._own_cache: Optional[tuple[list[graph.Node], list[Layer]]] = None
         self._outputs: list[int] = []
         self._n_inputs = 1
         self._relu_fused: frozenset[int] = frozenset()
@@ -325,11 +326,16 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
     def _own_layers(self) -> list[Layer]:
         """The layers of the nodes, each once (a shared layer at its first call; a model
         called several times by its first call's ModelLayer)."""
+        cached = getattr(self, "_own_cache", None)
+        if cached is not None and cached[0] is self._nodes:   # once per graph (a step asks)
+            return cached[1]
         seen: dict[int, Layer] = {}
         for n in self._nodes:
             if n.layer is not None:
                 seen.setdefault(id(getattr(n.layer, "model", n.layer)), n.layer)
-        return list(seen.values())
+        own = list(seen.values())
+        self._own_cache = (self._nodes, own)
+        return own
 
     def _entries(self) -> list[tuple[BaseModel, Layer, int]]:
         """(owner model, layer, weight index) of every weight, in get_weights() order."""
