@@ -557,3 +557,35 @@ def test_a_siamese_model_learns_same_or_different_digit(digits_split):
     model.fit(train, t_train, epochs=8, batch_size=64, verbose=0)
     accuracy = model.evaluate(test, t_test, verbose=0)["accuracy"]
     assert chance < 0.7 and accuracy > 0.9, (chance, accuracy)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "MultiHeadAttention", "Dropout"])
+def test_shared_layers_with_dropout_keep_each_calls_mask(backend, name):
+    """Each call draws its own mask (the layer's draw counter moves on per call) and its
+    backward pass uses that call's mask: the gradients match central differences when every
+    pass replays the same draws."""
+    if name == "LSTM":
+        layer = fnn.LSTM(3, dropout=0.3, recurrent_dropout=0.3, seed=1, return_sequences=True)
+        shape, call = (4, 2), _call
+    elif name == "MultiHeadAttention":
+        layer = fnn.MultiHeadAttention(num_heads=2, key_dim=2, dropout=0.3, seed=1)
+        shape, call = (3, 4), _self_attention
+    else:               # Dropout between a shared Dense's calls and the merge
+        layer = fnn.Dense(3, activation="tanh")
+        drop = fnn.Dropout(0.4, seed=2)
+        shape, call = (4,), (lambda d, t: drop(d(t)))
+    model, _ = _shared_model(lambda: layer, shape, call, backend)
+    drawing = drop if name == "Dropout" else layer
+    start = drawing.calls
+    rng = np.random.default_rng(12)
+    same = rng.normal(size=(4, *shape))
+    x = [same, same.copy()]            # one input twice: only the masks tell the calls apart
+    out = model.forward(x, training=True)
+    assert drawing.calls == start + 2
+    half = out.shape[1] // 2
+    assert not np.allclose(out[:, :half], out[:, half:])
+    R = rng.normal(size=out.shape)
+
+    def replay():
+        drawing.calls = start
+    check_model_gradients(model, x, R, before_pass=replay, what=name)
