@@ -358,7 +358,7 @@ HOSTILE_ATTENTION = {
     "roles_more_than_inputs": (_call(1, input_roles=["q", "kv"]),
                                r"takes 2 input\(s\).*Received: 1 inputs"),
     "roles_query_and_value_swapped": (_call(0, input_roles=["kv", "q", "m"]),
-                                      r"attention_mask must be a key padding mask"),
+                                      r"attention_mask must have shape .* or be a key padding mask"),
     "causal_string": (_call(0, use_causal_mask="yes"), r"use_causal_mask='yes'"),
     "causal_int": (_call(0, use_causal_mask=1), r"use_causal_mask=1\b"),
     "call_missing": (lambda m: m["layers"][0]["config"].pop("call"),
