@@ -388,7 +388,8 @@ def test_multiple_outputs_in_the_low_level_loop():
 
 # --------------------------------------------------------------------------- bad inputs
 def _reuse():
-    d = fnn.Dense(2)
+    # a shared layer (tests/test_shared_layers.py) takes the input shape of its first call
+    d = fnn.Dense(3)
     inp = fnn.Input((2,))
     return fnn.Model(inp, d(d(inp)))
 
@@ -408,7 +409,7 @@ BAD = [
     (lambda: fnn.Model(fnn.Input((2,)), fnn.Dense(1)(fnn.Input((2,)))), ValueError,
      r"not in inputs"),
     (lambda: fnn.Model(fnn.Input((2,)), "out"), TypeError, r"outputs.*'out'"),
-    (_reuse, ValueError, r"used twice"),
+    (_reuse, ValueError, r"'dense' \(Dense\) is shared.*\(2,\).*\(3,\)"),
     (lambda: fnn.Add()([fnn.Input((2,)), fnn.Input((3,))]), ValueError, r"one shape"),
     (lambda: fnn.Add()(fnn.Input((2,))), TypeError, r"list of tensors"),
     (lambda: fnn.Concatenate(axis=1)([fnn.Input((2, 3)), fnn.Input((2, 3))]), ValueError,
