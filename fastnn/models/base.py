@@ -358,11 +358,15 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         base = owner._params.__array_interface__["data"][0]
         return (view.__array_interface__["data"][0] - base) // self.dtype.itemsize
 
-    def _trainable_spans(self) -> list[tuple[int, int, int, BaseModel]]:
+    def _trainable_spans(self, reached: Optional[set[Any]] = None
+                         ) -> list[tuple[int, int, int, BaseModel]]:
         """(owner index, start, size, owner) of each weight trainable now (every weight on the
-        fast path), in the order of the flat arrays the optimizer steps."""
+        fast path), in the order of the flat arrays the optimizer steps; with ``reached`` (ids
+        of layers), only those layers' weights."""
         spans = []
         for owner, layer, k in self._entries():
+            if reached is not None and id(layer) not in reached and (id(layer), k) not in reached:
+                continue
             if self._fast or layer.trainable and layer._specs[k].trainable:
                 view = layer._weights[k]
                 spans.append((self._owners().index(owner), self._offset(owner, view), view.size,
@@ -370,23 +374,46 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         spans.sort(key=lambda s: (s[0], s[1]))
         return spans
 
-    def _make_bounds(self) -> Any:
+    def _make_bounds(self, reached: Optional[set[Any]] = None) -> Any:
         """int64 (K + 1,): where each trainable weight tensor starts and ends in the arrays the
         optimizer steps (the runs of ``_make_runs``, joined); clipnorm clips each by itself."""
-        sizes = [size for _, _, size, _ in self._trainable_spans()]
+        sizes = [size for _, _, size, _ in self._trainable_spans(reached)]
         return np.cumsum([0] + sizes, dtype=np.int64)
 
-    def _make_runs(self) -> list[tuple[BaseModel, int, int]]:
-        """The contiguous runs (owner, start, size) of the weights trainable now."""
-        if self._fast:
+    def _make_runs(self, reached: Optional[set[Any]] = None) -> list[tuple[BaseModel, int, int]]:
+        """The contiguous runs (owner, start, size) of the weights trainable now (of the
+        layers in ``reached`` only, when given: ``_layers_reaching``)."""
+        if self._fast and reached is None:
             return [(self, 0, self._params.size)] if self._params.size else []
         runs: list[tuple[BaseModel, int, int]] = []
-        for _, start, size, owner in self._trainable_spans():
+        for _, start, size, owner in self._trainable_spans(reached):
             if runs and runs[-1][0] is owner and runs[-1][1] + runs[-1][2] == start:
                 runs[-1] = (owner, runs[-1][1], runs[-1][2] + size)
             else:
                 runs.append((owner, start, size))
         return runs
+
+    def _layers_reaching(self, outputs: list[int]) -> set[Any]:
+        """What a loss on the nodes ``outputs`` gives gradients: the ids of the layers (those
+        of nested models included) with a call on a path to one of them, and (layer id,
+        weight index) of each regularized weight (the penalty is part of the loss)."""
+        reached: set[Any] = set()
+        seen: set[int] = set()
+        stack = list(outputs)
+        while stack:
+            index = stack.pop()
+            if index in seen:
+                continue
+            seen.add(index)
+            node = self._nodes[index]
+            if isinstance(node.layer, graph.ModelLayer):
+                reached.update(id(layer) for _, layer, _ in node.layer.model._entries())
+            elif node.layer is not None:
+                reached.add(id(node.layer))
+            stack.extend(node.inputs)
+        reached.update((id(layer), k) for _, layer, k in self._entries()
+                       if layer._specs[k].regularizer is not None and layer.trainable)
+        return reached
 
     def _trainable_size(self) -> int:
         return sum(size for _, _, size in self._runs or [])

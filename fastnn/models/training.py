@@ -179,7 +179,12 @@ class Training:
                 f"step count) belongs to one model. Give each model its own optimizer, e.g. "
                 f"compile(..., optimizer=optimizer.get_config()) makes a new one with the same "
                 f"settings")
-        runs = self._make_runs()
+        # Keras: a weight no trained output's loss reaches gets no gradient, so its optimizer
+        # leaves it alone (no weight decay, no momentum): the optimizer steps the others only
+        reached = None
+        if heads is not None and any(h.loss is None for h in heads.heads):
+            reached = self._layers_reaching([h.node for h in heads.heads if h.loss is not None])
+        runs = self._make_runs(reached)
         new_optimizer.build(sum(size for _, _, size in runs), self.dtype)
         _COMPILED_FOR[new_optimizer] = weakref.ref(self)
         if heads is None:
@@ -191,7 +196,7 @@ class Training:
         self._metric_items = items
         self._loss_kind = kind
         self._runs = runs
-        self._bounds = self._make_bounds()
+        self._bounds = self._make_bounds(reached)
         self._train_plan = None                  # built again for this loss and optimizer
         return self
 
@@ -494,8 +499,10 @@ class Training:
 
     @exclusive
     def train_on_batch(self: Any, x: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
-                       class_weight: Optional[Mapping[int, float]] = None) -> float:
-        """One training step on the batch ``(x, y)``; returns the loss before the update.
+                       class_weight: Optional[Mapping[int, float]] = None,
+                       return_dict: bool = False) -> Union[float, list[float], dict[str, float]]:
+        """One training step on the batch ``(x, y)``; returns the loss (and the compiled
+        metrics) on the batch before the update.
 
         The step is a forward pass, the loss ``L(output, y)``, backpropagation of its gradient
         through the layers, and one optimizer update of all parameters.
@@ -513,11 +520,17 @@ class Training:
         class_weight : dict of int to float, optional
             ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
             argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
+        return_dict : bool, default False
+            Return ``fit``'s log of the step, a dict (Keras' ``return_dict``).
 
         Returns
         -------
-        float
-            The loss on the batch (a mean over its samples) before the update.
+        float, list of float or dict
+            As Keras 3: the loss on the batch (a mean over its samples) before the update when
+            the logs hold nothing else; else ``[loss, <output>_loss ..., metric ...]`` in the
+            order of ``fit``'s logs (the per-output losses of a model with several trained
+            outputs, then the compiled metrics, computed on the outputs before the update);
+            with ``return_dict=True``, those logs as a dict.
 
         Raises
         ------
@@ -542,6 +555,9 @@ class Training:
         >>> bool(model.train_on_batch(x, y) < first)
         True
         """
+        return_dict = V.check_bool("return_dict", return_dict)
+        if return_dict or self.metrics or (self._heads is not None and self._heads.loss_keys):
+            return self._train_on_batch_logs(x, y, sample_weight, class_weight, return_dict)
         plan = self._train_plan
         if plan and sample_weight is None and class_weight is None:
             # Arrays already in the model's form (labels as int64) go straight to the compiled
@@ -564,6 +580,21 @@ class Training:
         xs: FloatArray = self._inputs(x, "x")
         t = self._targets(y, xs.shape[0])
         return self._train_step(xs, t, self._sample_weights(sample_weight, class_weight, t))
+
+    def _train_on_batch_logs(self: Any, x, y, sample_weight, class_weight, return_dict):
+        """``train_on_batch`` returning ``fit``'s log of the step: the loss and each trained
+        output's, then the metrics on the batch's outputs before the update (as Keras 3's,
+        whose ``train_on_batch`` resets its metrics first)."""
+        self._check_compiled("train_on_batch", x)
+        xs: FloatArray = self._inputs(x, "x")
+        t = self._targets(y, xs.shape[0])
+        rows = xs.shape[0]
+        value = self._train_step(xs, t, self._sample_weights(sample_weight, class_weight, t))
+        sums = dict.fromkeys(self._log_keys(), 0.0)
+        self._add_batch_scores(sums, value, t, rows, self._threshold())
+        scores = {key: total / rows for key, total in sums.items()}
+        scores["loss"] = value                    # as the step computed it (not * rows / rows)
+        return scores if return_dict else _keras_scores(scores)
 
     @exclusive
     def loss_and_gradients(self: Any, x: ArrayLike, y: ArrayLike) -> tuple[float, list[FloatArray]]:
