@@ -55,7 +55,9 @@ class Batches:
         taken = int(self.offsets[-1])
         self.Xs = aligned_empty((taken,) + self.X.shape[1:], self.X.dtype)
         self.Ts = aligned_empty((taken,) + self.T.shape[1:], self.T.dtype)
-        self.Ws = None if self.W is None else aligned_empty(taken, self.W.dtype)
+        # W: (n,), or (n, outputs) for several outputs (a column of weights per output)
+        self.Ws = (None if self.W is None
+                   else aligned_empty((taken,) + self.W.shape[1:], self.W.dtype))
 
     def gather_epoch(self) -> None:
         """Draw the epoch's order and copy this rank's rows of it, step by step."""
@@ -76,4 +78,4 @@ class Batches:
         np.take(self.X, index, axis=0, out=self.Xs)
         np.take(self.T, index, axis=0, out=self.Ts)
         if self.W is not None:
-            np.take(self.W, index, out=self.Ws)
+            np.take(self.W, index, axis=0, out=self.Ws)

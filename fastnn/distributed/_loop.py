@@ -23,6 +23,7 @@ import numpy as np
 from fastnn.distributed import _model_state as S
 from fastnn.distributed._batches import Batches, shard
 from fastnn.distributed._comm import FixedOrderSum, broadcast_arrays
+from fastnn.models import multi_output
 from fastnn.models.history import History
 from fastnn.models.training import _loss_diverged
 from fastnn.progress import EpochProgress
@@ -69,11 +70,14 @@ class Trainer:
         self.state_before = [np.empty_like(v) for v in self.state]
         self.drops = S.RankDropout(model, self.rank)
         self.metrics = list(zip(model.metrics, model._metric_items))
+        #: the logs after "loss": each trained output's loss (several outputs), the metrics;
+        #: a step's and a validation's sums of them follow the loss in the reduced buffers
+        self.keys = model._log_keys()[1:]
         self.n_grads = sum(g.size for g in self.grads)
         self.n_state = sum(v.size for v in self.state)
-        self.reducer = FixedOrderSum(comm, self.n_grads + self.n_state + len(self.metrics) + 2,
+        self.reducer = FixedOrderSum(comm, self.n_grads + self.n_state + len(self.keys) + 2,
                                      model.dtype)
-        self.val_reducer = FixedOrderSum(comm, len(self.metrics) + 2, np.float64)
+        self.val_reducer = FixedOrderSum(comm, len(self.keys) + 2, np.float64)
         self.settings = S.optimizer_settings(model.optimizer)
         self.dirty = False
 
@@ -112,11 +116,22 @@ class Trainer:
             np.subtract(v, before, out=seg)
             seg *= weight
             offset += v.size
-        if self.metrics:
-            out, threshold = model._batch_outputs(rows), model._threshold()
-            mask = model._output_mask(model._train_ws)
-            for j, (_, item) in enumerate(self.metrics):
-                buf[tail + 1 + j] = model._metric_sum(item, out, t, threshold, mask)
+        if self.keys:
+            out = model._batch_outputs(rows)
+            sums = self._sums(out, t, rows, model._output_mask(model._train_ws))
+            buf[tail + 1:tail + 1 + len(sums)] = sums
+
+    def _sums(self, out: Any, t: Any, rows: int, mask: Any) -> list[float]:
+        """The sums over ``rows`` rows of the logs after "loss" (``self.keys``), from the
+        outputs ``out`` of a pass whose loss was just computed (the per-output losses of
+        several outputs: ``_heads.last``)."""
+        model = self.model
+        heads = model._heads
+        if heads is not None:
+            parts = [part * rows for part in heads.last] if heads.loss_keys else []
+            return parts + multi_output.metric_sums(model, heads, out, t)
+        threshold = model._threshold()
+        return [model._metric_sum(item, out, t, threshold, mask) for _, item in self.metrics]
 
     def _undo_forward(self) -> None:
         """Put back what the forward pass of a step that is not taken changed."""
@@ -150,7 +165,7 @@ class Trainer:
             self._update(summed[:self.n_grads])
         except FloatingPointError as exc:   # the same gradients and weights on every rank
             raise AllRanks(exc) from None
-        return loss, summed[tail + 1:tail + 1 + len(self.metrics)]
+        return loss, summed[tail + 1:tail + 1 + len(self.keys)]
 
     def _update(self, grads: Any) -> None:
         """The optimizer step from the summed gradients: read in place when the trainable
@@ -194,7 +209,7 @@ class Trainer:
     def _epoch(self, epoch: int, epochs: int) -> dict[str, Any]:
         started = time.perf_counter()
         self.batches.gather_epoch()
-        names = ["loss"] + [name for name, _ in self.metrics]
+        names = ["loss"] + self.keys
         sums = dict.fromkeys(names, 0.0)
         seen = 0
         progress = EpochProgress(epoch, epochs, self.batches.n, self.verbose)
@@ -243,16 +258,15 @@ class Trainer:
         rows = Xv.shape[0]
         if rows:
             masks = model._mask_store(rows)
-            out, threshold = model._predict_array(Xv, 4096, None, masks), model._threshold()
+            out = model._predict_array(Xv, 4096, None, masks)
             buf[0] = model._loss_value(out, Tv, None, Wv, masks) * rows
-            for j, (_, item) in enumerate(self.metrics):
-                buf[1 + j] = model._metric_sum(item, out, Tv, threshold, masks)
+            buf[1:1 + len(self.keys)] = self._sums(out, Tv, rows, masks)
         buf[-1] = rows
         summed = self.val_reducer()
         n = float(summed[-1])
         logs = {"val_loss": float(summed[0]) / n
                 + (0.0 if model._fast else model._regularize(with_grads=False))}
-        for j, (name, _) in enumerate(self.metrics):
+        for j, name in enumerate(self.keys):
             logs["val_" + name] = float(summed[1 + j]) / n
         return logs
 
