@@ -4,6 +4,9 @@ whose second output has no loss, in float64, from the weights and data of the .n
 first argument; writes the results to the .npz given as the second (``<second>.json`` holds the
 returned lists and dicts).
 
+The last model has a masked per-step output ('tags', behind Embedding(mask_zero=True)) beside
+an unmasked one ('summary', behind GlobalAveragePooling1D); it is fitted.
+
 The two-output model is tests/test_multi_output_fit.py's: Input -> Dense tanh ('hid') ->
 'out_a' Dense softmax, 'out_b' Dense linear; the one-output model is Input -> Dense softmax.
 """
@@ -87,6 +90,22 @@ def main(source, target):
             model.train_on_batch(X, [ya, yb])
         for i, w in enumerate(model.get_weights()):
             arrays[f"adamw{int(regularized)}_{i}"] = w
+    # a masked per-step output beside an unmasked one: fit, then the weights and History
+    ids, tags, summary = data["ids"], data["tags"], data["summary"]
+    inp = keras.Input((ids.shape[1],))
+    emb = keras.layers.Embedding(data["m0"].shape[0], data["m0"].shape[1], mask_zero=True)(inp)
+    per_step = keras.layers.Dense(data["m1"].shape[1], activation="softmax", name="tags")(emb)
+    pooled = keras.layers.GlobalAveragePooling1D()(emb)
+    whole = keras.layers.Dense(data["m3"].shape[1], name="summary")(pooled)
+    model = keras.Model(inp, [per_step, whole])
+    model.set_weights([data[f"m{i}"] for i in range(5)])
+    model.compile(optimizer=sgd(data), loss=["sparse_categorical_crossentropy", "mse"],
+                  metrics=[["accuracy"], []])
+    history = model.fit(ids, [tags, summary], epochs=2, batch_size=4, shuffle=False,
+                        verbose=0).history
+    for i, w in enumerate(model.get_weights()):
+        arrays[f"masked_{i}"] = w
+    returns["masked_history"] = history
     np.savez(target, **arrays)
     with open(target + ".json", "w") as f:
         json.dump(returns, f)

@@ -78,3 +78,33 @@ def test_two_ranks_train_as_one_process(tmp_path):
     for got, expected in zip(weights[0], ref.get_weights()):
         np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-14)
     _history_close(logs[0], want.history, 1e-11)
+
+
+def test_one_rank_of_a_masked_output_beside_another_trains_as_fit():
+    """A masked per-step output (Embedding(mask_zero=True) -> Dense softmax) beside an
+    unmasked one: the masked loss and metrics, training and validation, as fit's."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 8, (40, 5)).astype(np.float64)
+    for i, length in enumerate(rng.integers(1, 6, 40)):
+        ids[i, length:] = 0
+    tags, summary = rng.integers(0, 3, (40, 5)), rng.standard_normal((40, 2))
+
+    def net():
+        inp = fnn.Input((5,))
+        emb = fnn.Embedding(8, 4, mask_zero=True)(inp)
+        a = fnn.Dense(3, activation="softmax", name="tags")(emb)
+        b = fnn.Dense(2, name="summary")(fnn.GlobalAveragePooling1D()(emb))
+        return fnn.Model(inp, [a, b], seed=2, dtype="float64").compile(
+            ["sparse_categorical_crossentropy", "mse"], fnn.Adam(0.01),
+            metrics=[["accuracy"], ["mae"]])
+
+    model, ref = net(), net()
+    args = dict(epochs=2, batch_size=8, verbose=0, validation_split=0.25)
+    history = fnn.distributed.fit(model, ids, [tags, summary], comm=_OneRank(), **args)
+    want = ref.fit(ids, [tags, summary], **args)
+    for a, b in zip(model.get_weights(), ref.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    assert sorted(history.history) == sorted(want.history)
+    for key in want.history:
+        np.testing.assert_allclose(history.history[key], want.history[key], rtol=1e-13,
+                                   err_msg=key)

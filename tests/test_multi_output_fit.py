@@ -524,11 +524,3 @@ def test_the_readme_example_runs(capsys):
     assert history["val_digit_accuracy"][-1] > 0.85
     assert [a.shape for a in (namespace["probabilities"], namespace["ink_values"])] == [
         (5, 10), (5, 1)]
-
-
-def test_a_masked_output_is_refused():
-    inp = fnn.Input((4,))
-    seq = fnn.Embedding(5, 3, mask_zero=True)(inp)
-    model = fnn.Model(inp, [fnn.Dense(2)(seq), fnn.Dense(1)(inp)], seed=0)
-    with pytest.raises(ValueError, match=r"output 'dense(_\d+)?' carries a step mask"):
-        model.compile(loss="mse")

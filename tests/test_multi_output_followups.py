@@ -29,7 +29,29 @@ def _data():
              w4=rng.standard_normal((HIDDEN, TARGETS)) * 0.5,
              w5=rng.standard_normal(TARGETS) * 0.1,
              v0=rng.standard_normal((D, CLASSES)) * 0.5, v1=rng.standard_normal(CLASSES) * 0.1)
+    V, T, E, C = 9, 6, 4, 3
+    lengths = [6, 2, 4, 1, 5, 3, 6, 2, 3, 4]
+    ids = rng.integers(1, V, (len(lengths), T)).astype(np.float64)
+    for i, length in enumerate(lengths):
+        ids[i, length:] = 0
+    d.update(ids=ids, tags=rng.integers(0, C, (len(lengths), T)),
+             summary=rng.standard_normal((len(lengths), 2)),
+             m0=rng.standard_normal((V, E)) * 0.5, m1=rng.standard_normal((E, C)) * 0.5,
+             m2=rng.standard_normal(C) * 0.1, m3=rng.standard_normal((E, 2)) * 0.5,
+             m4=rng.standard_normal(2) * 0.1)
     return d
+
+
+def _masked_two_outputs(d, backend):
+    """Embedding(mask_zero) -> 'tags' Dense softmax per step (masked) and
+    GlobalAveragePooling1D -> 'summary' Dense (unmasked)."""
+    inp = fnn.Input((d["ids"].shape[1],))
+    emb = fnn.Embedding(d["m0"].shape[0], d["m0"].shape[1], mask_zero=True)(inp)
+    per_step = fnn.Dense(d["m1"].shape[1], activation="softmax", name="tags")(emb)
+    whole = fnn.Dense(2, name="summary")(fnn.GlobalAveragePooling1D()(emb))
+    model = fnn.Model(inp, [per_step, whole], seed=0, dtype="float64", backend=backend)
+    model.set_weights([d[f"m{i}"] for i in range(5)])
+    return model
 
 
 def _two_outputs(d, backend, regularized=False):
@@ -194,3 +216,38 @@ def test_train_on_batch_return_dict_is_checked():
     model = _one_output(d, "numpy").compile("sparse_categorical_crossentropy")
     with pytest.raises((TypeError, ValueError), match="return_dict"):
         model.train_on_batch(d["X"], d["ya"], return_dict="yes")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_masked_output_beside_another_fits_as_keras(backend, keras_results):
+    """The masked output's padded steps count in neither its loss nor its accuracy (Keras'
+    masked mean over the real steps); fit follows Keras 3's weights and History."""
+    returns, arrays = keras_results
+    d = _data()
+    ids, tags, summary = d["ids"], d["tags"], d["summary"]
+    model = _masked_two_outputs(d, backend).compile(
+        ["sparse_categorical_crossentropy", "mse"], fnn.SGD(lr=LR),
+        metrics=[["accuracy"], []])
+    # by hand, before training: the loss over the real steps only
+    p, o = model.predict(ids)
+    real = ids != 0
+    ce = -np.log(np.take_along_axis(p, tags[..., None], -1)[..., 0])
+    scores = model.evaluate(ids, [tags, summary])
+    assert scores["tags_loss"] == pytest.approx(ce[real].mean(), rel=1e-12)
+    assert scores["summary_loss"] == pytest.approx(np.mean((o - summary) ** 2), rel=1e-12)
+    right = (p.argmax(-1) == tags)[real]
+    assert scores["tags_accuracy"] == pytest.approx(right.mean(), rel=1e-12)
+    other = np.where(real, tags, (tags + 1) % 3)          # the padded steps' targets: unread
+    assert model.evaluate(ids, [other, summary]) == scores
+    history = model.fit(ids, [tags, summary], epochs=2, batch_size=4, shuffle=False,
+                        verbose=0).history
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_allclose(w, arrays[f"masked_{i}"], rtol=1e-10, atol=1e-13,
+                                   err_msg=f"weight {i}")
+    want = returns["masked_history"]
+    assert sorted(history) == sorted(want)
+    # the losses (Keras' float32 trackers: 1e-6); the epoch's accuracy is left out: fastnn
+    # weighs each batch's masked accuracy by its rows, Keras by its real steps (as with one
+    # output)
+    for key in ("loss", "tags_loss", "summary_loss"):
+        np.testing.assert_allclose(history[key], want[key], rtol=1e-6, err_msg=key)

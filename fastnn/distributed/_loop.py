@@ -129,7 +129,7 @@ class Trainer:
         heads = model._heads
         if heads is not None:
             parts = [part * rows for part in heads.last] if heads.loss_keys else []
-            return parts + multi_output.metric_sums(model, heads, out, t)
+            return parts + multi_output.metric_sums(model, heads, out, t, mask)
         threshold = model._threshold()
         return [model._metric_sum(item, out, t, threshold, mask) for _, item in self.metrics]
 

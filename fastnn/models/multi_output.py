@@ -186,10 +186,6 @@ def compile_heads(model: BaseModel, loss: Any, loss_weights: Any, metrics: Any) 
         if not isinstance(shape, tuple):
             raise ValueError(f"output {name!r} is a list of tensors; compile needs each output "
                              f"to be one tensor")
-        if model._masked is not None and model._masked[index]:
-            raise ValueError(f"output {name!r} carries a step mask, which compile does not "
-                             f"apply to the losses of a model with several outputs yet: train "
-                             f"it with the low-level loop, or end the output without the mask")
         head = Head(name, index, shape, start, _activation_of(model, index))
         start = head.stop
         if losses[k] is not None:
@@ -282,11 +278,12 @@ def pack_sample_weights(model: Any, heads: Heads, sample_weight: Any, class_weig
     return W
 
 
-def loss_parts(model: Any, heads: Heads, out: Any, T: Any, g: Any, W: Any) -> tuple[float,
-                                                                                 list[float]]:
+def loss_parts(model: Any, heads: Heads, out: Any, T: Any, g: Any, W: Any,
+               masks: Any = None) -> tuple[float, list[float]]:
     """(sum_k w_k L_k, [L_k for the trained outputs]) of the packed outputs ``out`` against the
     packed targets ``T`` (weights ``W`` (rows, outputs) or None); with ``g``, dL/d(outputs)
-    into it (0 for an output without a loss)."""
+    into it (0 for an output without a loss). ``masks``: each output's step mask (rows,
+    steps), or None (``Heads.masks``): a masked output's loss is over its real steps."""
     total, parts = 0.0, []
     for k, head in enumerate(heads.heads):
         cols = slice(head.start, head.stop)
@@ -298,7 +295,8 @@ def loss_parts(model: Any, heads: Heads, out: Any, T: Any, g: Any, W: Any) -> tu
         t = np.ascontiguousarray(T[:, cols])
         gk = None if g is None else np.empty_like(o)
         w = None if W is None else np.ascontiguousarray(W[:, k])
-        value = model._loss_of(head.loss, head.kind, head.classes(), o, t, gk, w)
+        mask = None if masks is None else masks[k]
+        value = model._loss_of(head.loss, head.kind, head.classes(), o, t, gk, w, mask)
         if gk is not None:
             np.multiply(gk, model.dtype.type(head.weight), out=g[:, cols])
         parts.append(value)
@@ -306,14 +304,17 @@ def loss_parts(model: Any, heads: Heads, out: Any, T: Any, g: Any, W: Any) -> tu
     return total, parts
 
 
-def metric_sums(model: Any, heads: Heads, out: Any, T: Any) -> list[float]:
-    """Each output's metrics summed over the rows of a batch, in ``heads.metric_keys`` order."""
+def metric_sums(model: Any, heads: Heads, out: Any, T: Any, masks: Any = None) -> list[float]:
+    """Each output's metrics summed over the rows of a batch, in ``heads.metric_keys`` order
+    (a masked output's over its real steps, as a single output's: ``masks`` as
+    ``loss_parts``')."""
     sums = []
-    for head in heads.heads:
+    for k, head in enumerate(heads.heads):
         if not head.metrics:
             continue
         cols = slice(head.start, head.stop)
         o, t = out[:, cols], T[:, cols]
         for item in head.metrics:
-            sums.append(model._metric_sum_of(item, head.classes(), o, t, head.threshold))
+            sums.append(model._metric_sum_of(item, head.classes(), o, t, head.threshold,
+                                             None if masks is None else masks[k]))
     return sums

@@ -299,9 +299,16 @@ class Training:
 
     def _output_mask(self: Any, ws):
         """The step mask (rows, steps) of the output of the pass just run in ``ws``, or None
-        (see Layer.compute_mask)."""
+        (see Layer.compute_mask); with several outputs, a list of each output's (None for an
+        output without one), or None when none has one."""
         masked = self._masked
-        if masked is None or not masked[self._outputs[0]] or len(self._outputs) != 1:
+        if masked is None:
+            return None
+        if self._heads is not None:
+            if not any(masked[h.node] for h in self._heads.heads):
+                return None
+            return [ws.M[h.node] if masked[h.node] else None for h in self._heads.heads]
+        if not masked[self._outputs[0]] or len(self._outputs) != 1:
             return None
         return ws.M[self._outputs[0]]
 
@@ -314,7 +321,8 @@ class Training:
         outputs, the weighted sum of theirs (``multi_output.loss_parts``); the outputs' own
         losses are kept in ``_heads.last``."""
         if self._heads is not None:
-            value, self._heads.last = multi_output.loss_parts(self, self._heads, out, t, g, w)
+            value, self._heads.last = multi_output.loss_parts(self, self._heads, out, t, g, w,
+                                                              mask)
             return value
         return self._loss_of(self.loss, self._loss_kind, self._class_axis(), out, t, g, w, mask)
 
@@ -666,7 +674,11 @@ class Training:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             self._forward(X[start:stop], ws, stop - start, out=out[start:stop])
-            if masks is not None:
+            if isinstance(masks, list):           # several outputs: one store each
+                for store, mask in zip(masks, self._output_mask(ws)):
+                    if store is not None:
+                        store[start:stop] = mask
+            elif masks is not None:
                 masks[start:stop] = self._output_mask(ws)
             if progress is not None:
                 progress.update(stop - start, {})
@@ -810,11 +822,12 @@ class Training:
         n = X.shape[0]
         heads = self._heads
         if heads is not None:
-            total, parts = multi_output.loss_parts(self, heads, out, T, None, W)
+            total, parts = multi_output.loss_parts(self, heads, out, T, None, W, masks)
             values = [total + self._regularize(with_grads=False)]
             if heads.loss_keys:
                 values += parts
-            values += [value / n for value in multi_output.metric_sums(self, heads, out, T)]
+            values += [value / n for value in multi_output.metric_sums(self, heads, out, T,
+                                                                       masks)]
             return dict(zip(self._log_keys(), values))
         scores = {"loss": self._loss_value(out, T, None, W, masks)
                   + (0.0 if self._fast else self._regularize(with_grads=False))}
@@ -839,8 +852,9 @@ class Training:
                 sums[key] += part * rows
             if self.metrics:
                 out = self._batch_outputs(rows)
+                masks = self._output_mask(self._train_ws)
                 for key, part in zip(heads.metric_keys,
-                                     multi_output.metric_sums(self, heads, out, tb)):
+                                     multi_output.metric_sums(self, heads, out, tb, masks)):
                     sums[key] += part
             return
         if self.metrics:
@@ -852,7 +866,14 @@ class Training:
     def _mask_store(self: Any, n):
         """Room for the output's step mask of ``n`` samples when the output has one."""
         masked = self._masked
-        if masked is None or len(self._outputs) != 1 or not masked[self._outputs[0]]:
+        if masked is None:
+            return None
+        if self._heads is not None:
+            if not any(masked[h.node] for h in self._heads.heads):
+                return None
+            return [np.empty((n, h.shape[0]), bool) if masked[h.node] else None
+                    for h in self._heads.heads]
+        if len(self._outputs) != 1 or not masked[self._outputs[0]]:
             return None
         return np.empty((n, self.output_shape[0]), bool)
 
