@@ -27,6 +27,7 @@ import fastnn as fnn
 from fastnn import _bench_activations, _bench_attention, _bench_augment, _bench_optimizers
 from fastnn import _bench_layers
 from fastnn import _bench_more_layers
+from fastnn import _bench_shared
 from fastnn import _validation as V
 from fastnn import activations as A
 from fastnn.backends import fast_available, get_backend
@@ -100,6 +101,7 @@ def workloads(quick=False):
     items += _bench_augment.workloads(Workload)
     items += _bench_layers.workloads(Workload)
     items += _bench_more_layers.workloads(Workload)
+    items += _bench_shared.workloads(Workload)
     return items
 
 
@@ -501,9 +503,13 @@ def _build_more_layers(w, engine, rng):
     return _bench_more_layers.build(w, engine, rng, Case)
 
 
+def _build_shared(w, engine, rng):
+    return _bench_shared.build(w, engine, rng, Case)
+
+
 _BUILDERS = {"gemm": _build_gemm, "dense_fwd": _build_dense_fwd, "dense_bwd": _build_dense_bwd,
              "train_step": _build_train_step, "predict": _build_predict, "epoch": _build_epoch,
              "digits20": _build_digits20, "attention": _build_attention,
              "activation": _build_activation, "optimizer": _build_optimizer,
              "augment": _build_augment, "layers": _build_layers,
-             "more_layers": _build_more_layers}
+             "more_layers": _build_more_layers, _bench_shared.KIND: _build_shared}
