@@ -78,6 +78,9 @@ def _boxes(model: Any, opts: dict[str, bool], prefix: str = "",
     inputs fed by ``feeds``); returns them and, per output, the keys that produce it."""
     boxes: list[_Box] = []
     made: list[list[str]] = []       # per node: the box keys its value comes out of
+    # Keras draws a layer once however often it is called (a shared layer: one box, with the
+    # edges of every call; its shapes are its first call's, as Keras' layer.input/output)
+    drawn: dict[int, _Box] = {}
     dtype = model.dtype.name
     names = _input_names(model)
     for node in model._nodes:
@@ -90,8 +93,15 @@ def _boxes(model: Any, opts: dict[str, bool], prefix: str = "",
                                           node.shape, dtype, opts), []))
             made.append([key])
             continue
-        parents = [k for i in node.inputs for k in made[i]]
+        # one edge per pair of boxes, as Keras' add_edge (Add()([x, x]): one arrow)
+        parents = list(dict.fromkeys(k for i in node.inputs for k in made[i]))
         layer = node.layer
+        first = drawn.get(id(layer))
+        if first is not None and not (isinstance(layer, graph.ModelLayer)
+                                      and opts["expand_nested"]):
+            first.parents += [k for k in parents if k not in first.parents]
+            made.append([first.key])
+            continue
         if isinstance(layer, graph.ModelLayer) and opts["expand_nested"]:
             inner = layer.model
             inner_feeds = [made[i] for i in node.inputs] if node.multi else [made[node.inputs[0]]]
@@ -107,6 +117,7 @@ def _boxes(model: Any, opts: dict[str, bool], prefix: str = "",
         boxes.append(_Box(key, _label(layer.name, kind, layer,
                                       in_shapes if node.multi else in_shapes[0], node.shape,
                                       dtype, opts), parents))
+        drawn[id(layer)] = boxes[-1]
         made.append([key])
     return boxes, [made[i] for i in model._outputs]
 
@@ -187,8 +198,11 @@ def _layout(boxes: list[_Box], rankdir: str) -> tuple[float, float]:
     column (LR), ordered by the mean place of each box's parents (fewer crossings), centred.
     Returns the picture's width and height."""
     by_key = {b.key: b for b in boxes}
-    for box in boxes:                         # topological: parents come first
-        box.rank = 1 + max((by_key[p].rank for p in box.parents), default=-1)
+    ranked: set[str] = set()
+    for box in boxes:                         # topological: parents come first (a shared
+        # layer's later calls may read boxes drawn after its box: those edges go back)
+        box.rank = 1 + max((by_key[p].rank for p in box.parents if p in ranked), default=-1)
+        ranked.add(box.key)
     ranks: list[list[_Box]] = [[] for _ in range(1 + max(b.rank for b in boxes))]
     order: dict[str, float] = {}
     for box in boxes:
@@ -197,7 +211,7 @@ def _layout(boxes: list[_Box], rankdir: str) -> tuple[float, float]:
     along = "y" if rankdir == "TB" else "x"
     spans = []
     for row in ranks:
-        row.sort(key=lambda b: (sum(order[p] for p in b.parents) / len(b.parents)
+        row.sort(key=lambda b: (sum(order.get(p, 0.0) for p in b.parents) / len(b.parents)
                                 if b.parents else 0.0))
         for k, box in enumerate(row):
             order[box.key] = k - (len(row) - 1) / 2
