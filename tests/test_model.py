@@ -96,11 +96,13 @@ def test_train_on_batch_is_one_sgd_step(backend):
     X, y = _data()
     w0 = model.get_weights()
     loss0, grads = model.loss_and_gradients(X, y)
-    loss = model.train_on_batch(X, y)
+    p0 = model.predict(X)
+    loss, accuracy = model.train_on_batch(X, y)          # Keras 3: [loss, metrics...]
     assert isinstance(loss, float) and loss == loss0       # the loss before the step
+    assert accuracy == np.mean(p0.argmax(axis=1) == y)     # on the outputs before the step
     for w_new, w, g in zip(model.get_weights(), w0, grads):
         np.testing.assert_allclose(w_new, w - 0.1 * g, rtol=1e-12, atol=1e-15)
-    assert model.train_on_batch(X, y) < loss
+    assert model.train_on_batch(X, y)[0] < loss
 
 
 def test_momentum_and_weight_decay_steps(backend):
@@ -173,7 +175,7 @@ def test_epoch_loss_is_the_mean_over_samples(backend):
     a, b = _model(backend), _model(backend)
     X, y = _data(10)
     h = a.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
-    losses = [b.train_on_batch(X[i:i + 4], y[i:i + 4]) for i in (0, 4, 8)]
+    losses = [b.train_on_batch(X[i:i + 4], y[i:i + 4])[0] for i in (0, 4, 8)]
     assert h.history["loss"][0] == pytest.approx((4 * losses[0] + 4 * losses[1] + 2 * losses[2]) / 10)
     assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
 

@@ -593,11 +593,22 @@ class Training:
         """``train_on_batch`` returning ``fit``'s log of the step: the loss and each trained
         output's, then the metrics on the batch's outputs before the update (as Keras 3's,
         whose ``train_on_batch`` resets its metrics first)."""
-        self._check_compiled("train_on_batch", x)
-        xs: FloatArray = self._inputs(x, "x")
-        t = self._targets(y, xs.shape[0])
-        rows = xs.shape[0]
-        value = self._train_step(xs, t, self._sample_weights(sample_weight, class_weight, t))
+        plan = self._train_plan
+        value = None
+        if plan and sample_weight is None and class_weight is None:
+            value = plan.train_batch(self.optimizer, x, y)     # as train_on_batch's fast path
+            if value is not None and plan.status:
+                self._finish_plan_step(plan.status, value)
+        if value is None:
+            self._check_compiled("train_on_batch", x)
+            xs: FloatArray = self._inputs(x, "x")
+            rows = xs.shape[0]
+            t = self._targets(y, rows)
+            value = self._train_step(xs, t, self._sample_weights(sample_weight, class_weight,
+                                                                 t))
+        else:                    # the plan took x and y as they are: arrays of the batch
+            rows = x.shape[0]
+            t = self._targets(y, rows)
         sums = dict.fromkeys(self._log_keys(), 0.0)
         self._add_batch_scores(sums, value, t, rows, self._threshold())
         scores = {key: total / rows for key, total in sums.items()}
