@@ -83,6 +83,9 @@ class Ctx:
         self.onnx, self.base = onnx, base
         self.values: dict[str, Any] = {}
         self.weights: dict[Any, Any] = {}      # layer: {spec name: array} or a list
+        #: a Dense layer: {spec name: the ONNX name its weight was read from}; layers read from
+        #: the same initializers (a shared layer's calls, as exporters write them) are one
+        self.sources: dict[Any, dict[str, str]] = {}
         self.consumers: dict[str, list[Any]] = {}
         self.skip: set[Any] = set()
         self.affine: set[Any] = set()          # BatchNormalization layers made of Sub/Mul/Add
@@ -241,6 +244,8 @@ def dense(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     if len(ins) > 2 and ins[2] is not None:
         weights["bias"] = np.broadcast_to(ctx.const(ins[2], "bias"), (w.shape[1],))
     layer = fnn.Dense(w.shape[1], use_bias="bias" in weights)
+    ctx.sources[layer] = {name: source for name, source in zip(("kernel", "bias"),
+                                                                 node.input[1:3])}
     return [T(ctx.call(layer, x.sym, weights), range(len(x.layout)))]
 
 
@@ -259,6 +264,8 @@ def add(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
             layer.use_bias = True                  # MatMul (or Conv) + Add: one layer (not
                                                    # after an activation the layer took in)
             ctx.weights[layer]["bias"] = np.asarray(bias, ctx.dtype)
+            if layer in ctx.sources:
+                ctx.sources[layer]["bias"] = next(n for n, v in zip(node.input, ins) if v is b)
             return [x]
         if bias is not None and (x.sym.layer in ctx.affine or not (
                 x.identity and len(x.sym.shape) == 2 and b.shape[-2:] == tuple(x.sym.shape))):

@@ -51,6 +51,40 @@ def _is_chain(inputs: list[Any], outputs: list[Any]) -> Optional[list[Any]]:
     return layers[::-1]
 
 
+def _tie_shared(ctx: Any, graph: Any, outputs: list[Any]) -> int:
+    """Make the Dense layers read from the same initializers (kernel and bias), with the same
+    settings and weights, one shared layer (what fastnn's and PyTorch's exporters write for a
+    layer called several times): each later one's calls become calls of the first. Returns
+    how many layers were merged."""
+    initializers = {init.name for init in graph.initializer}
+    first: dict[Any, Any] = {}
+    same: dict[Any, Any] = {}
+    for layer, sources in ctx.sources.items():
+        if layer not in ctx.weights or not all(n in initializers for n in sources.values()):
+            continue
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        key = (tuple(sorted(sources.items())), repr(sorted(config.items())))
+        kept = first.setdefault(key, layer)
+        if kept is not layer and all(np.array_equal(ctx.weights[kept][k], ctx.weights[layer][k])
+                                     for k in ctx.weights[layer]):
+            same[layer] = kept
+    if not same:
+        return 0
+    seen: set[int] = set()
+    stack = list(outputs)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.layer in same:
+            t.layer = same[t.layer]
+        stack.extend(t.inputs)
+    for layer in same:
+        del ctx.weights[layer]
+    return len(same)
+
+
 def load(path: Any, backend: Any = "fast") -> Any:
     """Read the ONNX file ``path`` as a fastnn model.
 
@@ -133,7 +167,8 @@ def load(path: Any, backend: Any = "fast") -> Any:
                              f"(channels-last, batch first)")
         outputs.append(v.sym)
     dtype: Any = "float32" if elem == 1 else "float64"
-    chain = _is_chain(inputs, outputs)
+    shared = _tie_shared(ctx, graph, outputs)
+    chain = None if shared else _is_chain(inputs, outputs)
     model: Any
     if chain is not None:
         model = fnn.Sequential(chain, input_shape=inputs[0].shape, dtype=dtype, backend=backend)
