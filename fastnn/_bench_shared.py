@@ -46,7 +46,7 @@ def _tower(kind: str) -> tuple[list, tuple]:
              fnn.Dense(u, activation="relu")], (s, s, 1))
 
 
-def siamese(kind: str, backend: str = "fast", seed: int = 0) -> Any:
+def siamese(kind: str, backend: Any = "fast", seed: int = 0) -> Any:
     """The fastnn model: one tower on two inputs, ``Dense(1, sigmoid)`` of the squared
     difference of its two outputs, compiled with binary cross-entropy and SGD(0.01)."""
     import fastnn as fnn
@@ -76,7 +76,7 @@ def _torch_siamese(torch: Any, kind: str, model: Any = None) -> Any:
         width = u
     head = nn.Linear(width, 1)
 
-    class Net(nn.Module):
+    class Net(nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.tower, self.head = tower, head
@@ -128,7 +128,8 @@ def build(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
     net = _torch_siamese(torch, kind)
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     tt = torch.from_numpy(t)
-    runs, keep = [], [net, opt, tt]
+    runs: list[Any] = []
+    keep = [net, opt, tt]
     layouts = [lambda v: v]
     if kind == "conv":
         layouts = [lambda v: v.permute(0, 3, 1, 2).contiguous(),
@@ -142,7 +143,7 @@ def build(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
             opt.zero_grad()
             torch.nn.functional.binary_cross_entropy(net(ta, tb), tt).backward()
             opt.step()
-        runs.append(run)
+        runs.append(run)          # (the defaults bind this layout's tensors)
     return case_class(w, engine, _fastest(runs), keep=keep)
 
 
