@@ -108,3 +108,38 @@ def test_the_same_initializer_under_other_settings_is_not_tied(tmp_path):
     np.testing.assert_allclose(loaded.predict(x), np.hstack([np.tanh(x @ w),
                                                              np.maximum(x @ w, 0)]),
                                rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-13), ("float32", 1e-5)])
+def test_a_subtract_multiply_siamese_round_trip(dtype, rtol, tmp_path):
+    """The usual Siamese head, |a - b|^2 as Subtract then Multiply of two tensors (ONNX Sub and
+    Mul of two tensors, read as those layers), on a shared tower."""
+    h1, h2 = fnn.Dense(8, activation="relu"), fnn.Dense(4, activation="tanh")
+    a, b = fnn.Input((5,)), fnn.Input((5,))
+    gap = fnn.Subtract()([h2(h1(a)), h2(h1(b))])
+    out = fnn.Dense(1, activation="sigmoid")(fnn.Multiply()([gap, gap]))
+    model = fnn.Model([a, b], out, seed=4, dtype=dtype)
+    path = fnn.onnx.export(model, tmp_path / "sm.onnx")
+    loaded = fnn.onnx.load(path)
+    kinds = [type(layer).__name__ for layer in _layers_called(loaded) if layer is not None]
+    assert sorted(kinds) == ["Dense"] * 5 + ["Multiply", "Subtract"]
+    assert loaded.count_params() == model.count_params()
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((6, 5)).astype(dtype) for _ in range(2)]
+    want = model.predict(xs)
+    np.testing.assert_allclose(loaded.predict(xs), want, rtol=rtol, atol=rtol * 1e-2)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {i.name: x for i, x in zip(session.get_inputs(), xs)}
+    np.testing.assert_allclose(session.run(None, feed)[0], want, rtol=rtol * 10,
+                               atol=rtol * 1e-1)
+    # a broadcasting Sub of two tensors is refused by name
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["x", "z"], ["y"], name="sub")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    bad = str(tmp_path / "bad.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), bad)
+    with pytest.raises(ValueError, match=r"'sub' \(Sub\).*one shape"):
+        fnn.onnx.load(bad)

@@ -194,10 +194,45 @@ def expand(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     ctx.fail("only zeros expanded to a batch-sized shape (initial states) are supported")
 
 
+def _computed_from(t: Any, source: Any) -> bool:
+    """Whether the symbolic tensor ``t`` is ``source`` or computed from it."""
+    seen: set[int] = set()
+    stack = [t]
+    while stack:
+        u = stack.pop()
+        if u is source:
+            return True
+        if id(u) not in seen:
+            seen.add(id(u))
+            stack.extend(u.inputs)
+    return False
+
+
+def _merge(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
+    """Sub or Mul of two tensors of one shape: a Subtract or Multiply layer (as fastnn's
+    exports of those layers write them), when the two are one tensor (a square) or neither
+    is computed from the other (two branches, a Siamese model's); an activation written as a
+    formula (silu's x * sigmoid(x), gelu's before opset 20) stays refused."""
+    a, b = ins
+    if a.sym is not b.sym and (_computed_from(a.sym, b.sym) or _computed_from(b.sym, a.sym)):
+        ctx.fail("a Sub or Mul of a tensor and a value computed from it (an activation "
+                 "written as a formula) is not supported")
+    if not (a.identity and b.identity) or a.flat_perm is not None or b.flat_perm is not None:
+        ctx.fail("its inputs must be tensors in fastnn's layout")
+    if tuple(a.sym.shape) != tuple(b.sym.shape):
+        ctx.fail(f"only tensors of one shape are supported (no broadcasting); received "
+                 f"{tuple(a.sym.shape)} and {tuple(b.sym.shape)}")
+    layer = fnn.Subtract() if node.op_type == "Sub" else fnn.Multiply()
+    return [_ops().T(ctx.call(layer, [a.sym, b.sym]), a.layout)]
+
+
 def affine(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     """Sub, Mul or Add of a per-channel constant: a BatchNormalization (mean, var = 1/2,
     epsilon = 1/2, so that its scale is gamma exactly), or folded into the one before."""
     ops = _ops()
+    if (node.op_type in ("Sub", "Mul") and len(ins) == 2
+            and all(isinstance(v, ops.T) for v in ins)):
+        return _merge(ctx, node, ins)
     if len(ins) != 2 or sum(isinstance(v, ops.T) for v in ins) != 1 or \
             (node.op_type == "Sub" and not isinstance(ins[0], ops.T)):
         ctx.fail("only a per-channel constant applied to a tensor is supported")
