@@ -11,7 +11,8 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 from fastnn._ext._parallel cimport threads_for
 
@@ -410,3 +411,198 @@ def conv2d_dx_on_gemm(tuple x_shape, tuple kernel_shape, tuple y_shape, strides,
     cdef fnn_conv_geom g = _geometry(x_shape, kernel_shape, y_shape, strides, dilations,
                                      padding)
     return fnn_conv2d_dx_on_gemm(&g) == 1
+
+
+# ---------------------------------------------------------------------- grouped convolution
+# Keras' groups: x's channels in `groups` runs of cg, the kernel (kh, kw, cg, f), the filters in
+# runs of fg = f / groups, run gi of y from run gi of x alone. Each group is one call of the
+# kernels above (the implicit GEMM and its faster paths, threaded as they are) on the group's
+# channels laid out contiguously: x, the kernel and dz are split into group-major copies
+# (g, ..., cg), one pass each, and the results merged back. Copies only move values, and the
+# groups run one after another with their own sums, so the bits are the same at any thread
+# count (and each group's are those of an ungrouped convolution of its channels).
+
+cdef inline void _split_row(const floating *src, Py_ssize_t r, Py_ssize_t rows,
+                            Py_ssize_t groups, Py_ssize_t width, floating *dst) noexcept nogil:
+    """dst[gi, r, :] := src[r, gi*width:(gi+1)*width] for every group gi."""
+    cdef Py_ssize_t gi
+    for gi in range(groups):
+        memcpy(dst + (gi * rows + r) * width, src + (r * groups + gi) * width,
+               width * sizeof(floating))
+
+
+cdef inline void _merge_row(const floating *src, Py_ssize_t r, Py_ssize_t rows,
+                            Py_ssize_t groups, Py_ssize_t width, floating *dst) noexcept nogil:
+    """dst[r, gi*width:(gi+1)*width] := src[gi, r, :] for every group gi (_split_row undone)."""
+    cdef Py_ssize_t gi
+    for gi in range(groups):
+        memcpy(dst + (r * groups + gi) * width, src + (gi * rows + r) * width,
+               width * sizeof(floating))
+
+
+cdef void _regroup(const floating *src, Py_ssize_t rows, Py_ssize_t groups, Py_ssize_t width,
+                   floating *dst, bint split) noexcept nogil:
+    """(rows, groups*width) -> (groups, rows, width) when split, else back; rows in parallel
+    where the copy is large (a copy: the same bits at any thread count)."""
+    cdef Py_ssize_t r
+    cdef int nt = threads_for(rows * groups * width)
+    if nt <= 1:
+        for r in range(rows):
+            if split:
+                _split_row(src, r, rows, groups, width, dst)
+            else:
+                _merge_row(src, r, rows, groups, width, dst)
+    else:
+        for r in prange(rows, schedule="static", num_threads=nt):
+            if split:
+                _split_row(src, r, rows, groups, width, dst)
+            else:
+                _merge_row(src, r, rows, groups, width, dst)
+
+
+cdef fnn_conv_geom _group_geometry(tuple xs, tuple ks, tuple ys, strides, dilations, padding,
+                                   groups, str name) except *:
+    """The geometry of one group's convolution, (n, h, w, cg) * (kh, kw, cg, fg), checked."""
+    if type(groups) is not int or groups < 1 or groups >= 2**31:
+        raise ValueError(f"{name}: groups must be a positive integer. Received: "
+                         f"groups={groups!r}")
+    if xs[3] != ks[2] * groups or ks[3] % groups or ys[3] != ks[3]:
+        raise ValueError(f"{name}: shapes do not match groups={groups}: x {xs}, kernel {ks}, "
+                         f"y {ys} (x's channels must be groups times the kernel's third axis, "
+                         f"and the filters, the kernel's fourth and y's last, a multiple of "
+                         f"groups)")
+    return _geometry((xs[0], xs[1], xs[2], ks[2]), (ks[0], ks[1], ks[2], ks[3] // groups),
+                     (ys[0], ys[1], ys[2], ks[3] // groups), strides, dilations, padding)
+
+
+cdef void *_scratch(Py_ssize_t count, Py_ssize_t size) except? NULL:
+    """malloc of count elements (at least one), or MemoryError."""
+    cdef void *p = malloc(max(count, 1) * size)
+    if p == NULL:
+        raise MemoryError("grouped conv2d: could not allocate its group-major copies")
+    return p
+
+
+def conv2d_grouped_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
+                           const floating[:, :, :, ::1] kernel,   # IN  (kh, kw, c/groups, f)
+                           const floating[::1] bias,              # IN  (f,)
+                           strides, dilations, padding, groups,
+                           int act, double param,
+                           floating[:, :, :, ::1] y):             # OUT (n, oh, ow, f)
+    """y[..., gi*fg:(gi+1)*fg] := act(conv2d(x[..., gi*cg:(gi+1)*cg], kernel[..., gi*fg:(gi+1)*fg])
+    + bias[gi*fg:(gi+1)*fg]) for each group gi (act element-wise: not softmax)"""
+    cdef fnn_conv_geom g = _group_geometry(_shape(x), _shape(kernel), _shape(y), strides,
+                                           dilations, padding, groups, "conv2d_grouped_forward")
+    cdef Py_ssize_t G = groups, gi, xg, kg, yg
+    cdef int ok = 1
+    cdef float param32 = <float>param
+    cdef floating *xt = NULL
+    cdef floating *kt = NULL
+    cdef floating *yt = NULL
+    if bias.shape[0] != g.f * G:
+        raise ValueError(f"conv2d_grouped_forward: bias must have {g.f * G} values. "
+                         f"Received: {bias.shape[0]}")
+    if act < 0 or act >= N_ACTIVATIONS or act == 9 or act == 6:
+        raise ValueError(f"conv2d_grouped_forward: activation code {act} is not one the kernel "
+                         f"applies per group (softmax is applied after it)")
+    if g.n == 0:
+        return y.base
+    xg, kg, yg = g.n * g.h * g.w * g.c, g.kh * g.kw * g.c * g.f, g.n * g.oh * g.ow * g.f
+    try:
+        xt = <floating *>_scratch(xg * G, sizeof(floating))
+        kt = <floating *>_scratch(kg * G, sizeof(floating))
+        yt = <floating *>_scratch(yg * G, sizeof(floating))
+        with nogil:
+            _regroup(&x[0, 0, 0, 0], g.n * g.h * g.w, G, g.c, xt, True)
+            _regroup(&kernel[0, 0, 0, 0], g.kh * g.kw * g.c, G, g.f, kt, True)
+            for gi in range(G):
+                if floating is float:
+                    ok = fnn_conv2d_forward_f32(&g, xt + gi * xg, kt + gi * kg, &bias[gi * g.f],
+                                                act, param32, yt + gi * yg)
+                else:
+                    ok = fnn_conv2d_forward_f64(&g, xt + gi * xg, kt + gi * kg, &bias[gi * g.f],
+                                                act, param, yt + gi * yg)
+                if not ok:
+                    break
+            if ok:
+                _regroup(yt, g.n * g.oh * g.ow, G, g.f, &y[0, 0, 0, 0], False)
+    finally:
+        free(xt)
+        free(kt)
+        free(yt)
+    if not ok:
+        raise MemoryError("conv2d_grouped_forward: could not allocate its chunk buffers")
+    return y.base
+
+
+def conv2d_grouped_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w, c)
+                            const floating[:, :, :, ::1] kernel,  # IN  (kh, kw, c/groups, f)
+                            const floating[:, :, :, ::1] dz,      # IN  (n, oh, ow, f)
+                            strides, dilations, padding, groups,
+                            floating[:, :, :, ::1] dkernel,       # OUT (kh, kw, c/groups, f)
+                            floating[::1] dbias,                  # OUT (f,)
+                            floating[:, :, :, ::1] dx):           # OUT (n, h, w, c), or None
+    """conv2d_backward of each group's convolution (conv2d_grouped_forward), its kernel, bias
+    and input gradients written into the group's slices of dkernel, dbias and dx"""
+    cdef fnn_conv_geom g = _group_geometry(_shape(x), _shape(kernel), _shape(dz), strides,
+                                           dilations, padding, groups,
+                                           "conv2d_grouped_backward")
+    cdef Py_ssize_t G = groups, gi, xg, kg, yg, i
+    cdef int ok = 1
+    cdef bint want_dx = dx is not None
+    cdef floating *xt = NULL
+    cdef floating *kt = NULL
+    cdef floating *dzt = NULL
+    cdef floating *dkt = NULL
+    cdef floating *dxt = NULL
+    for i in range(4):
+        if dkernel.shape[i] != kernel.shape[i]:
+            raise ValueError(f"conv2d_grouped_backward: dkernel must be shaped "
+                             f"{_shape(kernel)}. Received: {_shape(dkernel)}")
+    if dbias.shape[0] != g.f * G:
+        raise ValueError(f"conv2d_grouped_backward: dbias must have {g.f * G} values. "
+                         f"Received: {dbias.shape[0]}")
+    if want_dx:
+        for i in range(4):
+            if dx.shape[i] != x.shape[i]:
+                raise ValueError(f"conv2d_grouped_backward: dx must be shaped as x "
+                                 f"{_shape(x)}. Received: {_shape(dx)}")
+    if g.n == 0:
+        dkernel[...] = 0
+        dbias[...] = 0
+        return
+    xg, kg, yg = g.n * g.h * g.w * g.c, g.kh * g.kw * g.c * g.f, g.n * g.oh * g.ow * g.f
+    try:
+        xt = <floating *>_scratch(xg * G, sizeof(floating))
+        kt = <floating *>_scratch(kg * G, sizeof(floating))
+        dzt = <floating *>_scratch(yg * G, sizeof(floating))
+        dkt = <floating *>_scratch(kg * G, sizeof(floating))
+        if want_dx:
+            dxt = <floating *>_scratch(xg * G, sizeof(floating))
+        with nogil:
+            _regroup(&x[0, 0, 0, 0], g.n * g.h * g.w, G, g.c, xt, True)
+            _regroup(&kernel[0, 0, 0, 0], g.kh * g.kw * g.c, G, g.f, kt, True)
+            _regroup(&dz[0, 0, 0, 0], g.n * g.oh * g.ow, G, g.f, dzt, True)
+            for gi in range(G):
+                if floating is float:
+                    ok = fnn_conv2d_backward_f32(&g, xt + gi * xg, kt + gi * kg, dzt + gi * yg,
+                                                 dkt + gi * kg, &dbias[gi * g.f],
+                                                 dxt + gi * xg if want_dx else NULL)
+                else:
+                    ok = fnn_conv2d_backward_f64(&g, xt + gi * xg, kt + gi * kg, dzt + gi * yg,
+                                                 dkt + gi * kg, &dbias[gi * g.f],
+                                                 dxt + gi * xg if want_dx else NULL)
+                if not ok:
+                    break
+            if ok:
+                _regroup(dkt, g.kh * g.kw * g.c, G, g.f, &dkernel[0, 0, 0, 0], False)
+                if want_dx:
+                    _regroup(dxt, g.n * g.h * g.w, G, g.c, &dx[0, 0, 0, 0], False)
+    finally:
+        free(xt)
+        free(kt)
+        free(dzt)
+        free(dkt)
+        free(dxt)
+    if not ok:
+        raise MemoryError("conv2d_grouped_backward: could not allocate its chunk buffers")

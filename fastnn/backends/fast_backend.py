@@ -22,7 +22,8 @@ try:
     from fastnn._ext._conv import (conv2d_backward, conv2d_backward_input,
                                    conv2d_backward_pooled, conv2d_forward,
                                    conv3d_forward, conv3d_backward_kernel, conv3d_unstack,
-                                   conv2d_dx_on_gemm)
+                                   conv2d_dx_on_gemm, conv2d_grouped_backward,
+                                   conv2d_grouped_forward)
     from fastnn._ext._depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
     from fastnn._ext._embedding import embedding_backward, embedding_forward
     from fastnn._ext._loss import loss

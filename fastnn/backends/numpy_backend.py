@@ -14,7 +14,8 @@ from fastnn import activations as A
 from fastnn._interrupts import deferred_interrupts
 # The layer kernels beyond Dense live in modules named as the compiled ones in fastnn/_ext/.
 from fastnn.backends.numpy_conv import (conv2d_backward, conv2d_backward_input,  # noqa: F401
-                                        conv2d_backward_pooled, conv2d_forward)
+                                        conv2d_backward_pooled, conv2d_forward,
+                                        conv2d_grouped_backward, conv2d_grouped_forward)
 from fastnn.backends.numpy_conv import (conv2d_dx_on_gemm, conv3d_backward_kernel,  # noqa: F401
                                         conv3d_forward, conv3d_unstack)
 from fastnn.backends.numpy_depthwise import (depthwise_conv2d_backward,  # noqa: F401
