@@ -500,7 +500,8 @@ def test_onnx_import_of_a_pytorch_grouped_conv(tmp_path, rng):
     torch.onnx.export(net, (xt,), str(path), dynamo=False, input_names=["x"])
     model = fnn.onnx.load(path)
     want = net(xt).detach().numpy()
-    got = model.predict(xt.numpy().transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    got = model.predict(xt.numpy().transpose(0, 2, 3, 1))     # out in ONNX's (n, c, h, w)
+    assert [layer.groups for layer in model.layers if isinstance(layer, fnn.Conv2D)] == [4, 3]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
