@@ -483,6 +483,196 @@ cdef void *_scratch(Py_ssize_t count, Py_ssize_t size) except? NULL:
     return p
 
 
+# Few channels a group (cg <= DIRECT_CG, fg <= DIRECT_FG, as channel-shuffle networks'): each
+# group's GEMM would be a sliver (k = kh*kw*cg, n = fg) that the packed kernels waste most of
+# their lanes on. Instead x is expanded once so that every filter o finds the input channel it
+# reads at a contiguous index: xe[pos, j, o] = x[pos, (o // fg)*cg + j]; then all filters of all
+# groups are one contiguous vector per tap and j, exactly the kernel's (kh, kw, cg, f) layout:
+#   y[pos, o]  = bias[o] + sum over taps, j of xe[tap(pos), j, o] * kernel[tap, j, o]
+#   dkernel    = sum over images (in order) of each image's sum over positions of xe * dz
+#   dxe        = dz * kernel added at each tap's position; dx[.., gi*cg + j] = sum over m of
+#                dxe[.., j, gi*fg + m]
+# Forward rows and backward images run in parallel, each written by one thread, and the
+# per-image kernel and bias partials are added in image order: the same bits at any thread count.
+cdef enum:
+    DIRECT_CG = 4
+    DIRECT_FG = 4
+
+
+cdef inline void _expand_row(const floating *x, Py_ssize_t r, Py_ssize_t G, Py_ssize_t cg,
+                             Py_ssize_t fg, floating *xe) noexcept nogil:
+    """xe[r, j, gi*fg + m] := x[r, gi*cg + j]."""
+    cdef Py_ssize_t j, gi, m, F = G * fg
+    cdef floating v
+    for j in range(cg):
+        for gi in range(G):
+            v = x[r * G * cg + gi * cg + j]
+            for m in range(fg):
+                xe[(r * cg + j) * F + gi * fg + m] = v
+
+
+cdef inline void _direct_forward_row(const fnn_conv_geom *g, Py_ssize_t F,
+                                     const floating *xe, const floating *kernel,
+                                     const floating *bias, Py_ssize_t row,
+                                     floating *y) noexcept nogil:
+    """Output row ``row`` (b*oh + oy) of the grouped convolution, from the expanded input."""
+    cdef Py_ssize_t b = row // g.oh, oy = row % g.oh, ox, ky, kx, iy, ix, j, o, cF = g.c * F
+    cdef floating *out
+    cdef const floating *src
+    cdef const floating *kk
+    for ox in range(g.ow):
+        out = y + (row * g.ow + ox) * F
+        for o in range(F):
+            out[o] = bias[o]
+        for ky in range(g.kh):
+            iy = oy * g.sh - g.pt + ky * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            for kx in range(g.kw):
+                ix = ox * g.sw - g.pl + kx * g.dw
+                if ix < 0 or ix >= g.w:
+                    continue
+                src = xe + ((b * g.h + iy) * g.w + ix) * cF
+                kk = kernel + (ky * g.kw + kx) * cF
+                for j in range(g.c):
+                    for o in range(F):
+                        out[o] += src[j * F + o] * kk[j * F + o]
+
+
+cdef inline void _direct_backward_image(const fnn_conv_geom *g, Py_ssize_t G, Py_ssize_t F,
+                                        const floating *xe, const floating *kernel,
+                                        const floating *dz, Py_ssize_t b, floating *pk,
+                                        floating *pb, floating *dxe,
+                                        floating *dx) noexcept nogil:
+    """Image b's kernel and bias partials (pk, pb: its own) and, unless dxe is NULL, its dx."""
+    cdef Py_ssize_t oy, ox, ky, kx, iy, ix, j, o, m, gi, p, cF = g.c * F
+    cdef Py_ssize_t fg = F // G, plane = g.h * g.w
+    cdef const floating *d
+    cdef const floating *src
+    cdef const floating *kk
+    cdef floating *acc
+    cdef floating *back
+    cdef floating v
+    memset(pk, 0, g.kh * g.kw * cF * sizeof(floating))
+    memset(pb, 0, F * sizeof(floating))
+    if dxe != NULL:
+        memset(dxe, 0, plane * cF * sizeof(floating))
+    for oy in range(g.oh):
+        for ox in range(g.ow):
+            d = dz + ((b * g.oh + oy) * g.ow + ox) * F
+            for o in range(F):
+                pb[o] += d[o]
+            for ky in range(g.kh):
+                iy = oy * g.sh - g.pt + ky * g.dh
+                if iy < 0 or iy >= g.h:
+                    continue
+                for kx in range(g.kw):
+                    ix = ox * g.sw - g.pl + kx * g.dw
+                    if ix < 0 or ix >= g.w:
+                        continue
+                    src = xe + ((b * g.h + iy) * g.w + ix) * cF
+                    acc = pk + (ky * g.kw + kx) * cF
+                    for j in range(g.c):
+                        for o in range(F):
+                            acc[j * F + o] += src[j * F + o] * d[o]
+                    if dxe != NULL:
+                        kk = kernel + (ky * g.kw + kx) * cF
+                        back = dxe + (iy * g.w + ix) * cF
+                        for j in range(g.c):
+                            for o in range(F):
+                                back[j * F + o] += d[o] * kk[j * F + o]
+    if dxe == NULL:
+        return
+    for p in range(plane):
+        for gi in range(G):
+            for j in range(g.c):
+                v = 0
+                for m in range(fg):
+                    v = v + dxe[(p * g.c + j) * F + gi * fg + m]
+                dx[(b * plane + p) * G * g.c + gi * g.c + j] = v
+
+
+cdef bint _direct_pays(const fnn_conv_geom *g) noexcept nogil:
+    """The expanded direct kernels for few channels and filters a group (see above)."""
+    return g.c <= DIRECT_CG and g.f <= DIRECT_FG
+
+
+cdef int _direct_forward(const fnn_conv_geom *g, Py_ssize_t G, const floating *x,
+                         const floating *kernel, const floating *bias,
+                         floating *y) noexcept nogil:
+    cdef Py_ssize_t F = G * g.f, r, rows = g.n * g.h * g.w
+    cdef int nt
+    cdef floating *xe = <floating *>malloc(max(rows * g.c * F, 1) * sizeof(floating))
+    if xe == NULL:
+        return 0
+    nt = threads_for(rows * g.c * F)
+    if nt <= 1:
+        for r in range(rows):
+            _expand_row(x, r, G, g.c, g.f, xe)
+    else:
+        for r in prange(rows, schedule="static", num_threads=nt):
+            _expand_row(x, r, G, g.c, g.f, xe)
+    nt = threads_for(g.n * g.oh * g.ow * g.kh * g.kw * g.c * F)
+    if nt <= 1:
+        for r in range(g.n * g.oh):
+            _direct_forward_row(g, F, xe, kernel, bias, r, y)
+    else:
+        for r in prange(g.n * g.oh, schedule="static", num_threads=nt):
+            _direct_forward_row(g, F, xe, kernel, bias, r, y)
+    free(xe)
+    return 1
+
+
+cdef int _direct_backward(const fnn_conv_geom *g, Py_ssize_t G, const floating *x,
+                          const floating *kernel, const floating *dz, floating *dkernel,
+                          floating *dbias, floating *dx) noexcept nogil:
+    cdef Py_ssize_t F = G * g.f, r, b, i, rows = g.n * g.h * g.w, ksize = g.kh * g.kw * g.c * F
+    cdef int nt
+    cdef floating *xe = <floating *>malloc(max(rows * g.c * F, 1) * sizeof(floating))
+    cdef floating *pk = <floating *>malloc(max(g.n * ksize, 1) * sizeof(floating))
+    cdef floating *pb = <floating *>malloc(max(g.n * F, 1) * sizeof(floating))
+    cdef floating *dxe = NULL
+    if dx != NULL:
+        dxe = <floating *>malloc(max(rows * g.c * F, 1) * sizeof(floating))
+    if xe == NULL or pk == NULL or pb == NULL or (dx != NULL and dxe == NULL):
+        free(xe)
+        free(pk)
+        free(pb)
+        free(dxe)
+        return 0
+    nt = threads_for(rows * g.c * F)
+    if nt <= 1:
+        for r in range(rows):
+            _expand_row(x, r, G, g.c, g.f, xe)
+    else:
+        for r in prange(rows, schedule="static", num_threads=nt):
+            _expand_row(x, r, G, g.c, g.f, xe)
+    nt = threads_for(g.n * g.oh * g.ow * g.kh * g.kw * g.c * F)
+    if nt <= 1 or g.n == 1:
+        for b in range(g.n):
+            _direct_backward_image(g, G, F, xe, kernel, dz, b, pk + b * ksize, pb + b * F,
+                                   dxe + b * g.h * g.w * g.c * F if dx != NULL else NULL, dx)
+    else:
+        for b in prange(g.n, schedule="static", num_threads=nt):
+            _direct_backward_image(g, G, F, xe, kernel, dz, b, pk + b * ksize, pb + b * F,
+                                   dxe + b * g.h * g.w * g.c * F if dx != NULL else NULL, dx)
+    for i in range(ksize):
+        dkernel[i] = pk[i]
+    for b in range(1, g.n):
+        for i in range(ksize):
+            dkernel[i] += pk[b * ksize + i]
+    for i in range(F):
+        dbias[i] = pb[i]
+    for b in range(1, g.n):
+        for i in range(F):
+            dbias[i] += pb[b * F + i]
+    free(xe)
+    free(pk)
+    free(pb)
+    free(dxe)
+    return 1
+
+
 def conv2d_grouped_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w, c)
                            const floating[:, :, :, ::1] kernel,   # IN  (kh, kw, c/groups, f)
                            const floating[::1] bias,              # IN  (f,)
@@ -506,6 +696,17 @@ def conv2d_grouped_forward(const floating[:, :, :, ::1] x,        # IN  (n, h, w
         raise ValueError(f"conv2d_grouped_forward: activation code {act} is not one the kernel "
                          f"applies per group (softmax is applied after it)")
     if g.n == 0:
+        return y.base
+    if _direct_pays(&g):
+        with nogil:
+            ok = _direct_forward(&g, G, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], &bias[0],
+                                 &y[0, 0, 0, 0])
+        if not ok:
+            raise MemoryError("conv2d_grouped_forward: could not allocate its expanded input")
+        if act != 0:            # the kernels' epilogue, on the rows of y
+            from fastnn._ext._kernels import activation_forward
+            rows = y.base.reshape(-1, g.f * G)
+            activation_forward(rows, act, param, rows)
         return y.base
     xg, kg, yg = g.n * g.h * g.w * g.c, g.kh * g.kw * g.c * g.f, g.n * g.oh * g.ow * g.f
     try:
@@ -570,6 +771,14 @@ def conv2d_grouped_backward(const floating[:, :, :, ::1] x,       # IN  (n, h, w
     if g.n == 0:
         dkernel[...] = 0
         dbias[...] = 0
+        return
+    if _direct_pays(&g):
+        with nogil:
+            ok = _direct_backward(&g, G, &x[0, 0, 0, 0], &kernel[0, 0, 0, 0], &dz[0, 0, 0, 0],
+                                  &dkernel[0, 0, 0, 0], &dbias[0],
+                                  &dx[0, 0, 0, 0] if want_dx else NULL)
+        if not ok:
+            raise MemoryError("conv2d_grouped_backward: could not allocate its buffers")
         return
     xg, kg, yg = g.n * g.h * g.w * g.c, g.kh * g.kw * g.c * g.f, g.n * g.oh * g.ow * g.f
     try:
