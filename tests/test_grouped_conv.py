@@ -538,3 +538,18 @@ def test_every_simd_flavour_matches_the_oracle(flavour):
     from _flavours import run_in_flavour
     words = run_in_flavour(_FLAVOUR_SCRIPT, flavour)
     assert float(words[1]) < 1e-12, words
+
+
+def test_the_readme_grouped_example_runs(capsys):
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Convolutional networks\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.S)
+              if "groups=" in b]
+    assert len(blocks) == 1
+    code = "\n".join(line[2:] for line in blocks[0].splitlines())      # the bullet's indent
+    namespace = {"fnn": fnn}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.strip() == "[(3, 3, 4, 32), (32,)]"
+    assert namespace["model"].layers[3].groups == 32
