@@ -553,3 +553,22 @@ def test_the_readme_grouped_example_runs(capsys):
     exec(compile(code, "README.md", "exec"), namespace)
     assert capsys.readouterr().out.strip() == "[(3, 3, 4, 32), (32,)]"
     assert namespace["model"].layers[3].groups == 32
+
+
+def test_from_torch_maps_grouped_convolutions(rng):
+    """fnn.interop.from_torch: nn.Conv1d/2d(groups=G) -> Conv1D/2D(groups=G), float64."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1, groups=4), nn.ReLU(),
+                        nn.Conv2d(12, 12, 3, stride=2, groups=12), nn.Tanh(),
+                        nn.Conv2d(12, 6, 1, groups=3)).double().eval()
+    model = fnn.interop.from_torch(net, input_shape=(8, 9, 9))
+    assert [layer.groups for layer in model.layers if isinstance(layer, fnn.Conv2D)] == [4, 12, 3]
+    x = rng.standard_normal((2, 8, 9, 9))
+    want = net(torch.tensor(x)).detach().numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1)), want, rtol=0, atol=1e-10)
+    net1 = nn.Sequential(nn.Conv1d(4, 8, 3, padding=1, groups=2)).double().eval()
+    model1 = fnn.interop.from_torch(net1, input_shape=(4, 11))
+    x1 = rng.standard_normal((2, 4, 11))
+    want1 = net1(torch.tensor(x1)).detach().numpy().transpose(0, 2, 1)
+    np.testing.assert_allclose(model1.predict(x1.transpose(0, 2, 1)), want1, rtol=0, atol=1e-10)
