@@ -10,6 +10,9 @@ j*sw + kx*dw - left, :] @ kernel[ky, kx])``, with zeros outside the input (the p
 Kernels: the compiled backend runs it as an implicit GEMM on the packed product (patches gathered
 a bounded chunk at a time; see src_c/fnn_conv.h), the NumPy backend as one product of the whole
 patch matrix (fastnn/backends/numpy_conv.py). ``Conv1D`` runs as a one-row ``Conv2D``.
+With ``groups`` (Keras'), each group of input channels has its own convolution: the backends'
+``conv2d_grouped_forward/backward`` (one implicit GEMM a group; see fastnn/_ext/_conv.pyx), or
+the depthwise kernels when each group is one channel.
 """
 
 from __future__ import annotations
@@ -361,15 +364,21 @@ class Conv2D(_Conv):
         Glorot uniform otherwise, with Keras' fans for convolution kernels).
     name, trainable
         See ``Layer``.
+    groups : int, default 1
+        Keras' (and PyTorch's) grouped convolution: the input channels in ``groups`` equal
+        runs, run g convolved with its own filters g*filters/groups .. (g+1)*filters/groups - 1
+        alone; c and filters must be multiples of it. The kernel is then (kh, kw, c // groups,
+        filters).
 
-    Shapes: x (n, h, w, c), kernel (kh, kw, c, filters) as in Keras, bias (filters,),
+    Shapes: x (n, h, w, c), kernel (kh, kw, c // groups, filters) as in Keras, bias (filters,),
     y (n, oh, ow, filters).
 
     Raises
     ------
     ValueError
-        For a non-positive size, an unknown padding or activation, channels-first data, or
-        (at build) a kernel that does not fit the input.
+        For a non-positive size, an unknown padding or activation, channels-first data, groups
+        not dividing filters, or (at build) a kernel that does not fit the input or input
+        channels that groups does not divide.
     TypeError
         For sizes that are not integers.
 
