@@ -1,5 +1,5 @@
-"""Grouped convolutions (Keras' ``groups`` on Conv1D and Conv2D): PyTorch parity in float64
-(forward, input, kernel and bias gradients; nn.Conv1d/2d(groups=G) with the weights mapped from
+"""Grouped convolutions (Keras' ``groups`` on Conv1D, Conv2D and Conv3D): PyTorch parity in
+float64 (forward, input, kernel and bias gradients; nn.Conv1d/2d/3d(groups=G), weights mapped from
 Keras' layout), Keras 3's own Conv2D(groups=...), finite differences on both backends, the
 compiled kernels against their NumPy twins, 1 vs 2 threads bitwise, every SIMD flavour, learning
 on the digits, configs and files (and hostile ``groups`` in a file), bad inputs, ONNX."""
@@ -556,7 +556,7 @@ def test_the_readme_grouped_example_runs(capsys):
 
 
 def test_from_torch_maps_grouped_convolutions(rng):
-    """fnn.interop.from_torch: nn.Conv1d/2d(groups=G) -> Conv1D/2D(groups=G), float64."""
+    """fnn.interop.from_torch: nn.Conv1d/2d/3d(groups=G) -> Conv1D/2D/3D(groups=G), float64."""
     nn = torch.nn
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1, groups=4), nn.ReLU(),
@@ -572,3 +572,97 @@ def test_from_torch_maps_grouped_convolutions(rng):
     x1 = rng.standard_normal((2, 4, 11))
     want1 = net1(torch.tensor(x1)).detach().numpy().transpose(0, 2, 1)
     np.testing.assert_allclose(model1.predict(x1.transpose(0, 2, 1)), want1, rtol=0, atol=1e-10)
+    net3 = nn.Sequential(nn.Conv3d(4, 8, 3, padding=1, groups=4)).double().eval()
+    model3 = fnn.interop.from_torch(net3, input_shape=(4, 5, 6, 6))
+    assert model3.layers[0].groups == 4
+    x3 = rng.standard_normal((2, 4, 5, 6, 6))
+    want3 = net3(torch.tensor(x3)).detach().numpy().transpose(0, 2, 3, 4, 1)
+    np.testing.assert_allclose(model3.predict(x3.transpose(0, 2, 3, 4, 1)), want3, rtol=0,
+                               atol=1e-10)
+
+
+# ------------------------------------------------------------------------------ Conv3D
+CASES_3D = [
+    ((5, 6, 6, 4), 8, 3, 1, "same", 1, 2, 2),
+    ((6, 7, 5, 8), 8, (2, 3, 2), (2, 1, 2), "valid", 1, 4, 2),
+    ((5, 6, 6, 6), 12, 3, 1, "same", (2, 1, 1), 3, 2),
+    ((4, 5, 5, 4), 8, (1, 3, 3), 1, "valid", 1, 4, 3),     # one depth tap: no stack
+    ((5, 5, 6, 4), 4, 3, 2, "same", 1, 4, 1),               # one channel a group
+]
+IDS_3D = ["{}-f{}-k{}-s{}-{}-d{}-g{}-n{}".format(*c).replace(" ", "") for c in CASES_3D]
+
+
+def _triple(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+@pytest.mark.parametrize("case", CASES_3D, ids=IDS_3D)
+def test_conv3d_groups_match_pytorch_forward_and_gradients(case, backend, rng):
+    shape, f, k, s, pad, d, groups, n = case
+    model = _model(fnn.Conv3D(f, k, strides=s, padding=pad, dilation_rate=d, groups=groups,
+                              activation="tanh"), shape, backend)
+    kernel, bias = _with_random_bias(model, rng)
+    assert kernel.shape == (*_triple(k), shape[-1] // groups, f)
+    x = rng.standard_normal((n, *shape))
+    y = model.forward(x, training=True)
+    dy = rng.standard_normal(y.shape)
+    model.zero_grad()
+    dx = model.backward(dy)
+    xt = torch.tensor(x.transpose(0, 4, 1, 2, 3), requires_grad=True)
+    kt = torch.tensor(kernel, requires_grad=True)
+    bt = torch.tensor(bias, requires_grad=True)
+    xp = xt
+    if pad == "same":
+        pads = _same_pads(x.shape[1:4], _triple(k), _triple(s), _triple(d))
+        xp = torch.nn.functional.pad(xt, [p for pair in reversed(pads) for p in pair])
+    yt = torch.tanh(torch.nn.functional.conv3d(xp, kt.permute(4, 3, 0, 1, 2), bt,
+                                               stride=_triple(s), dilation=_triple(d),
+                                               groups=groups))
+    yt.backward(torch.tensor(dy.transpose(0, 4, 1, 2, 3)))
+    to_last = (0, 2, 3, 4, 1)
+    np.testing.assert_allclose(y, yt.detach().numpy().transpose(to_last), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(to_last), rtol=0, atol=1e-10)
+    grads = model.layers[0]._grads
+    np.testing.assert_allclose(grads[0], kt.grad.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(grads[1], bt.grad.numpy(), rtol=0, atol=1e-10)
+
+
+def test_conv3d_groups_threads_backends_config_and_onnx(tmp_path, rng):
+    layer = lambda: fnn.Conv3D(8, 3, padding="same", groups=4, activation="relu")  # noqa: E731
+    x = rng.standard_normal((4, 6, 8, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((4, 6, 8, 8, 8)).astype(np.float32)
+    previous = fnn.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            fnn.set_num_threads(threads)
+            model = fnn.Sequential([layer()], input_shape=x.shape[1:], seed=0)
+            y = model.forward(x, training=True)
+            model.zero_grad()
+            dx = model.backward(dy)
+            runs.append(b"".join(a.tobytes() for a in (y, dx, *model.layers[0]._grads)))
+    finally:
+        fnn.set_num_threads(previous)
+    assert runs[0] == runs[1]
+    ref = fnn.Sequential([layer()], input_shape=x.shape[1:], seed=0, backend="numpy")
+    np.testing.assert_allclose(ref.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)
+    from fastnn.layers import layer_from_config
+    config = model.layers[0].get_config()
+    assert config["groups"] == 4 and layer_from_config(config).get_config() == config
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "c3.onnx"
+    fnn.onnx.export(model, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-4, atol=1e-4)
+    back = fnn.onnx.load(path)
+    assert back.layers[0].groups == 4
+    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,error,pattern", BAD_GROUPS, ids=[str(r[0]) for r in BAD_GROUPS])
+def test_bad_conv3d_groups_are_refused(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fnn.Conv3D(8, 3, **kwargs)

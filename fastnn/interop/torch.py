@@ -106,9 +106,8 @@ def _linear(w: _Walk, m: nn.Linear) -> None:
 def _conv(w: _Walk, m: Any) -> None:
     rank = _RANKS[type(m)]
     sizes = w.spatial(rank)
-    if (m.groups != 1 and rank == 3) or m.padding_mode != "zeros":
-        w.fail("groups on a 3-D convolution and padding modes other than zeros are not "
-               "supported")
+    if m.padding_mode != "zeros":
+        w.fail("padding modes other than zeros are not supported")
     if w.shape[0] != m.in_channels:
         w.fail(f"expects {m.in_channels} channels; the tensor here has shape {w.shape}")
     k, s, d = _tup(m.kernel_size, rank), _tup(m.stride, rank), _tup(m.dilation, rank)

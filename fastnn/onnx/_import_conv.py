@@ -4,8 +4,8 @@
 (c*dm, 1, *k), output channel ci*dm + m, is Keras' (*k, c, dm)); when its one reader is a 1x1
 ``Conv`` (no stride, no padding) and it has no bias, the pair is one ``SeparableConv1D/2D``
 (fastnn's own export of a separable layer, and PyTorch's MobileNet-style blocks). Any other
-group count dividing the channels is ``Conv1D/2D`` with ``groups`` (ResNeXt's and channel-shuffle
-networks' convolutions); a 3-D grouped ``Conv`` is refused.
+group count dividing the channels is ``Conv1D/2D/3D`` with ``groups`` (ResNeXt's and
+channel-shuffle networks' convolutions).
 
 ``ConvTranspose`` is ``Conv1DTranspose/Conv2DTranspose/Conv3DTranspose``: ONNX's output of one axis is the
 full transposed convolution, (n - 1) * s + (k - 1) * d + 1 positions, less ``pads`` before and
@@ -103,11 +103,11 @@ def depthwise(ctx: Ctx, node: Any, ins: list[Any], x: T, w: np.ndarray, group: i
 
 def _grouped(ctx: Ctx, ins: list[Any], x: T, w: np.ndarray, group: int, k: list[int],
              strides: list[int], padding: str, d: list[int]) -> list[Any]:
-    """A grouped Conv of several channels a group: Conv1D/2D with ``groups`` (ONNX's weight
+    """A grouped Conv of several channels a group: Conv1D/2D/3D with ``groups`` (ONNX's weight
     (filters, c / group, *k) is Keras' (*k, c / group, filters) transposed)."""
     r = len(k)
-    cls = {1: fnn.Conv1D, 2: fnn.Conv2D}.get(r) or ctx.fail(
-        f"grouped {r}-D convolutions are not supported (Conv1D and Conv2D take groups)")
+    cls = {1: fnn.Conv1D, 2: fnn.Conv2D, 3: fnn.Conv3D}.get(r) or ctx.fail(
+        f"grouped {r}-D convolutions are not supported")
     weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}
     if len(ins) > 2 and ins[2] is not None:
         weights["bias"] = ctx.const(ins[2], "bias")
