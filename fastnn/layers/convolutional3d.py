@@ -207,7 +207,8 @@ class Conv3D(_Conv):
             src.transpose(0, 1, 2, 4, 3, 5)
         return out
 
-    def _grouped_forward(self, ctx: Slot, x: FloatArray, act: int, out: FloatArray) -> None:
+    def _stack_grouped_forward(self, ctx: Slot, x: FloatArray, act: int,
+                               out: FloatArray) -> None:
         n, step = x.shape[0], self._chunk()
         k2 = self._kernel2d(ctx)
         inner = A.LINEAR if act == A.SOFTMAX else act
@@ -220,7 +221,8 @@ class Conv3D(_Conv):
         if inner != act:
             ctx.be.activation_forward(rows_of(out), act, self.param, rows_of(out))
 
-    def _grouped_backward(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
+    def _stack_grouped_backward(self, ctx: Slot, dz: FloatArray,
+                                dx: Optional[FloatArray]) -> None:
         """The grouped 2-D backward of the group-major stack, chunk by chunk (the kernel and
         bias gradients summed over the chunks in order), dx the stack's gradient added back."""
         x = ctx.saved["x"]
@@ -266,7 +268,7 @@ class Conv3D(_Conv):
 
         def kernel(act: int, out: FloatArray) -> None:
             if self.groups > 1:
-                self._grouped_forward(ctx, x, act, out)
+                self._stack_grouped_forward(ctx, x, act, out)
                 return
             # the backend's 3-D forward first: the compiled one fills its stride-1 path's
             # padded rows from x itself (no stack), or declines and the stack is built here
@@ -288,7 +290,7 @@ class Conv3D(_Conv):
         dx = ctx.dx_target(0)
         dz = output_gradient(ctx, self, dy, act)
         if self.groups > 1:
-            self._grouped_backward(ctx, dz, dx)
+            self._stack_grouped_backward(ctx, dz, dx)
             return dx
         if not self._direct and ctx.be.conv3d_backward_kernel(
                 ctx.saved["x"], dz, self._depth, self._strides, self._dilations, self._pads,
