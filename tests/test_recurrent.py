@@ -758,7 +758,6 @@ BAD_LAYERS = [
     ("softmax recurrent_activation", lambda: fnn.GRU(4, recurrent_activation="softmax"),
      r"recurrent_activation"),
     ("unknown activation name", lambda: fnn.LSTM(4, activation="swishy"), r"swishy"),
-    ("GRU reset_after=False", lambda: fnn.GRU(4, reset_after=False), r"reset_after"),
     ("Bidirectional of a Dense", lambda: fnn.Bidirectional(fnn.Dense(3)), r"layer=Dense"),
     ("Bidirectional merge_mode", lambda: fnn.Bidirectional(fnn.LSTM(3), merge_mode="max"),
      r"merge_mode"),
