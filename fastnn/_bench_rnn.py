@@ -15,9 +15,10 @@ Rows (float32, the same architecture, loss and optimizer on both sides; PyTorch'
   lengths 8 to 32: fastnn's ``Masking`` (the kernel skips padded steps), PyTorch's packed
   sequences (``pack_padded_sequence``, ``h_n`` into the Dense layer). FLOPs of the real steps;
 - ``GRU step b32 T50 (vs nn.GRU)`` and ``GRU reset_after=False step b32 T50 (vs nn.GRU)``:
-  Keras' two GRUs, 50 steps of 32 features, 64 units. PyTorch has no reset_after=False GRU: both rows run ``nn.GRU`` (reset_after=True
-  semantics) as the anchor, so the second row's ratio against the first's is the cost of the
-  variant (two dependent recurrent products per step instead of one). The same FLOPs count.
+  Keras' two GRUs, 50 steps of 32 features, 64 units. PyTorch has no reset_after=False GRU:
+  both rows run ``nn.GRU`` (reset_after=True semantics) as the anchor, so the second row's
+  ratio against the first's is the cost of the variant (two dependent recurrent products per
+  step instead of one). The same FLOPs count.
 
 Timing, ratios and the GEMM peak as in fastnn/_bench_cnn.py (whose ``measure`` runs these rows).
 FLOPs count the products: per step 2 x rows x K x (features + units) forward, with K = gates x

@@ -134,9 +134,9 @@ def test_matches_torch_autograd(u, drop, masked, back, backend):
 
 
 # ---------------------------------------------------------------------------- 2. Keras 3
-# Keras' numpy backend agrees with fastnn's (and PyTorch's) float64 to ~1e-8 only (its
-# activations are not float64-exact; fastnn's other recurrent layers' Keras tests see the same):
-# the bound is Keras' own agreement, PyTorch above holds 1e-10.
+# Keras' numpy backend agrees with fastnn's (and PyTorch's) float64 to ~1.2e-7 relative here
+# only (its activations are not float64-exact; fastnn's other recurrent layers' Keras tests see
+# the same): the bound is Keras' own agreement, PyTorch above holds 1e-10.
 KERAS_TOL = 1e-6
 
 
@@ -657,7 +657,8 @@ def _sunspot_windows(window=16):
 def test_forecasts_sunspots_as_well_as_the_default_gru(backend):
     """On next year's sunspot number from the 16 before, GRU(16, reset_after=False) beats the
     persistence forecast by >= 20% in MAE on the held-out last 20%, and comes within 15% of
-    GRU(16) (reset_after=True) trained the same way."""
+    GRU(16) (reset_after=True) trained the same way (when written, fast backend: MAE 14.1 and
+    15.9, persistence 25.4)."""
     (Xtr, ytr), (Xte, _), values, cut, (mean, scale) = _sunspot_windows()
     mae = {}
     for reset_after in (False, True):
