@@ -180,11 +180,12 @@ def attention(b: GraphBuilder, layer: Any, by_role: dict[str, str], shapes: dict
     if layer.use_causal_mask:
         mask = np.where(np.tril(np.ones((lq, lk), bool), lk - lq), 0.0, -np.inf)
         scores = b.op("Add", [scores, b.const(mask, f"{p}/causal")], f"{p}/causal_scores")
-    if "m" in by_role:                        # key padding mask (n, Lk): 0 = padded
+    if "m" in by_role:              # (n, Lk) key padding or (n, Lq, Lk) mask: 0 = not seen
         padded = b.op("Equal", [by_role["m"], b.const(0.0, f"{p}/zero")], f"{p}/padded")
         neg = b.op("Where", [padded, b.const(-np.inf, f"{p}/ninf"), b.const(0.0, f"{p}/z")],
                    f"{p}/mask_bias")
-        scores = b.op("Add", [scores, b.reshape(neg, [1, 1, lk], f"{p}/mask4")],
+        rows = lq if len(shapes["m"]) == 2 else 1       # every head shares the mask
+        scores = b.op("Add", [scores, b.reshape(neg, [1, rows, lk], f"{p}/mask4")],
                       f"{p}/masked_scores")
     probs = b.op("Softmax", [scores], f"{p}/softmax", axis=-1)
     if "m" in by_role:                        # a query that sees no key: zeros, as in fastnn
