@@ -501,6 +501,131 @@ def dot_attention_backward(const floating[:, :, ::1] q,      # IN  (B, Tq, D)
         fnn_ftz_leave(csr)
 
 
+# ---------------------------------------------------------------- Dot(axes=-1, normalize=True)
+# Two (B, M, K) and (B, N, K) inputs normalized along K, then y[b] = xn[b] zn[b]^T, forward and
+# backward in one call each, threads taking whole samples as the attention kernels above.
+
+cdef inline void _unit_rows(const floating *x, Py_ssize_t R, Py_ssize_t C, double cap,
+                            floating *y, floating *inv) noexcept nogil:
+    """inv[r] := min(1 / ||x[r]||, cap) (the sum of squares over _ka_dot's lanes; NaN stays),
+    y[r] := x[r] inv[r]"""
+    cdef Py_ssize_t r, c
+    cdef double s, v
+    cdef floating f
+    for r in range(R):
+        s = _ka_dot(&x[r * C], &x[r * C], C)
+        v = 1.0 / sqrt(s)                       # s = 0: inf, then the cap (Keras' rule)
+        if not (v <= cap):
+            v = cap if s == s else v
+        f = <floating>v
+        inv[r] = f
+        for c in range(C):
+            y[r * C + c] = x[r * C + c] * f
+
+
+cdef inline void _unit_rows_back(const floating *y, const floating *inv, Py_ssize_t R,
+                                 Py_ssize_t C, floating cap, floating *d) noexcept nogil:
+    """d[r] := inv[r] (d[r] - y[r] <d[r], y[r]>) in place, or inv[r] d[r] where the cap held"""
+    cdef Py_ssize_t r, c
+    cdef double s
+    for r in range(R):
+        s = 0
+        if inv[r] != cap:
+            s = _ka_dot(&d[r * C], &y[r * C], C)
+        for c in range(C):
+            d[r * C + c] = <floating>(inv[r] * (d[r * C + c] - s * y[r * C + c]))
+
+
+cdef void _cos_fwd_sample(Py_ssize_t b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                          const floating *x, const floating *z, double cap, floating *xn,
+                          floating *zn, floating *invx, floating *invz, floating *y,
+                          double par) noexcept nogil:
+    _unit_rows(x + b * M * K, M, K, cap, xn + b * M * K, invx + b * M)
+    _unit_rows(z + b * N * K, N, K, cap, zn + b * N * K, invz + b * N)
+    _gemm1(False, True, M, N, K, 1, xn + b * M * K, K, zn + b * N * K, K, 0, y + b * M * N, N,
+           par)
+
+
+def cosine_forward(const floating[:, :, ::1] x,     # IN  (B, M, K)
+                   const floating[:, :, ::1] z,     # IN  (B, N, K)
+                   double epsilon,
+                   floating[:, :, ::1] xn,          # OUT (B, M, K) x's rows normalized
+                   floating[:, :, ::1] zn,          # OUT (B, N, K)
+                   floating[:, ::1] invx,           # OUT (B, M) min(1 / ||row||, 1 / epsilon)
+                   floating[:, ::1] invz,           # OUT (B, N)
+                   floating[:, :, ::1] y):          # OUT (B, M, N)
+    """Keras' Dot(axes=-1, normalize=True) on (B, M, K) and (B, N, K): xn := unit_norm(x),
+    zn := unit_norm(z) along K (as unit_norm_forward), y[b] := xn[b] zn[b]^T. Sizes >= 1."""
+    cdef Py_ssize_t B = x.shape[0], M = x.shape[1], K = x.shape[2], N = z.shape[1], b, nt
+    cdef double cap = 1.0 / epsilon
+    cdef unsigned int csr, csr_t
+    if (B < 1 or M < 1 or N < 1 or K < 1 or not _is3(z.shape, B, N, K)
+            or not _is3(xn.shape, B, M, K) or not _is3(zn.shape, B, N, K)
+            or not _is3(y.shape, B, M, N) or invx.shape[0] != B or invx.shape[1] != M
+            or invz.shape[0] != B or invz.shape[1] != N):
+        _bad("cosine_forward")
+    nt = threads_for(<Py_ssize_t>(B * M * N * K))
+    with nogil:
+        csr = fnn_ftz_enter()
+        if nt > 1 and B >= nt:
+            for b in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()
+                _cos_fwd_sample(b, M, N, K, &x[0, 0, 0], &z[0, 0, 0], cap, &xn[0, 0, 0],
+                                &zn[0, 0, 0], &invx[0, 0], &invz[0, 0], &y[0, 0, 0], 1e300)
+                fnn_ftz_leave(csr_t)
+        else:
+            for b in range(B):
+                _cos_fwd_sample(b, M, N, K, &x[0, 0, 0], &z[0, 0, 0], cap, &xn[0, 0, 0],
+                                &zn[0, 0, 0], &invx[0, 0], &invz[0, 0], &y[0, 0, 0], 0)
+        fnn_ftz_leave(csr)
+
+
+cdef void _cos_bwd_sample(Py_ssize_t b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                          const floating *xn, const floating *zn, const floating *invx,
+                          const floating *invz, floating cap, const floating *g, floating *dx,
+                          floating *dz, double par) noexcept nogil:
+    cdef const floating *gb = g + b * M * N
+    _gemm1(False, False, M, K, N, 1, gb, N, zn + b * N * K, K, 0, dx + b * M * K, K, par)
+    _gemm1(True, False, N, K, M, 1, gb, N, xn + b * M * K, K, 0, dz + b * N * K, K, par)
+    _unit_rows_back(xn + b * M * K, invx + b * M, M, K, cap, dx + b * M * K)
+    _unit_rows_back(zn + b * N * K, invz + b * N, N, K, cap, dz + b * N * K)
+
+
+def cosine_backward(const floating[:, :, ::1] xn,   # IN  (B, M, K) the forward's
+                    const floating[:, :, ::1] zn,   # IN  (B, N, K)
+                    const floating[:, ::1] invx,    # IN  (B, M)
+                    const floating[:, ::1] invz,    # IN  (B, N)
+                    double epsilon,
+                    const floating[:, :, ::1] g,    # IN  (B, M, N) dL/dy
+                    floating[:, :, ::1] dx,         # OUT (B, M, K)
+                    floating[:, :, ::1] dz):        # OUT (B, N, K)
+    """cosine_forward's gradients: dxn := g zn, dzn := g^T xn, then unit_norm_backward of
+    each (dx := invx (dxn - xn <dxn, xn>) per row, invx dxn where the cap held)."""
+    cdef Py_ssize_t B = xn.shape[0], M = xn.shape[1], K = xn.shape[2], N = zn.shape[1], b, nt
+    cdef floating cap = <floating>(1.0 / epsilon)
+    cdef unsigned int csr, csr_t
+    if (B < 1 or M < 1 or N < 1 or K < 1 or not _is3(zn.shape, B, N, K)
+            or not _is3(g.shape, B, M, N) or not _is3(dx.shape, B, M, K)
+            or not _is3(dz.shape, B, N, K) or invx.shape[0] != B or invx.shape[1] != M
+            or invz.shape[0] != B or invz.shape[1] != N):
+        _bad("cosine_backward")
+    nt = threads_for(<Py_ssize_t>(B * M * N * K))
+    with nogil:
+        csr = fnn_ftz_enter()
+        if nt > 1 and B >= nt:
+            for b in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()
+                _cos_bwd_sample(b, M, N, K, &xn[0, 0, 0], &zn[0, 0, 0], &invx[0, 0],
+                                &invz[0, 0], cap, &g[0, 0, 0], &dx[0, 0, 0], &dz[0, 0, 0],
+                                1e300)
+                fnn_ftz_leave(csr_t)
+        else:
+            for b in range(B):
+                _cos_bwd_sample(b, M, N, K, &xn[0, 0, 0], &zn[0, 0, 0], &invx[0, 0],
+                                &invz[0, 0], cap, &g[0, 0, 0], &dx[0, 0, 0], &dz[0, 0, 0], 0)
+        fnn_ftz_leave(csr)
+
+
 # tanh(c (q + k)) = (P - 1) / (P + 1) with P = exp(2 c q) exp(2 c k): the exponentials are taken
 # once per query and key element (O((Tq + Tv) D) instead of O(Tq Tv D) calls of tanh), the pair
 # costs a product and a division, in double (absolute error a few double ulps, whatever the

@@ -127,6 +127,11 @@ dot_attention_backward(q, k, v, scale, scaled, qmask, rate, key, raw, A0, A, dy,
     Its gradients: dv := A^T dO, dA := dS (scratch), dq := c dS k, dk := c dS^T q (into dv
     when dk is None: the value was the key), parts (B,) float64 := sum dS raw per sample when
     scaled; dO scratch for qmask, dscores the scores output's gradient or None.
+cosine_forward(x, z, epsilon, xn, zn, invx, invz, y) / cosine_backward(xn, zn, invx, invz,
+                                                                    epsilon, g, dx, dz) -> None
+    Dot(axes=-1, normalize=True) on x (B, M, K), z (B, N, K): xn, zn := their rows normalized
+    (as unit_norm_forward; invx (B, M), invz (B, N)), y := xn zn^T (B, M, N); the backward
+    gives dx, dz from g = dL/dy (unit_norm_backward of g zn and g^T xn).
 prelu_forward(x, alpha, index, y) -> None
     y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,) int64
     in [0, A) (the slope of each of a sample's values; PReLU's shared axes).

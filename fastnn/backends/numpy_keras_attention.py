@@ -140,3 +140,24 @@ def dot_attention_backward(q: Any, k: Any, v: Any, scale: float, scaled: bool, q
         batched_matmul(dA, q, dv, trans_a=True, alpha=scale, beta=1.0)
     else:
         batched_matmul(dA, q, dk, trans_a=True, alpha=scale)
+
+
+def cosine_forward(x: Any, z: Any, epsilon: float, xn: Any, zn: Any, invx: Any, invz: Any,
+                   y: Any) -> None:
+    """Dot(axes=-1, normalize=True) on (B, M, K) and (B, N, K): xn, zn := the rows normalized
+    (unit_norm_forward, inverse norms in invx (B, M), invz (B, N)), y[b] := xn[b] zn[b]^T."""
+    K = x.shape[2]
+    unit_norm_forward(x.reshape(-1, K), epsilon, xn.reshape(-1, K), invx.reshape(-1))
+    unit_norm_forward(z.reshape(-1, K), epsilon, zn.reshape(-1, K), invz.reshape(-1))
+    batched_matmul(xn, zn, y, trans_b=True)
+
+
+def cosine_backward(xn: Any, zn: Any, invx: Any, invz: Any, epsilon: float, g: Any, dx: Any,
+                    dz: Any) -> None:
+    """cosine_forward's gradients: unit_norm_backward of g zn and of g^T xn."""
+    K = xn.shape[2]
+    batched_matmul(g, zn, dx)
+    batched_matmul(g, xn, dz, trans_a=True)
+    for y, inv, d in ((xn, invx, dx), (zn, invz, dz)):
+        rows = d.reshape(-1, K)
+        unit_norm_backward(y.reshape(-1, K), inv.reshape(-1), epsilon, rows.copy(), rows)

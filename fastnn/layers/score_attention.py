@@ -193,6 +193,10 @@ class _ScoreAttention(DropoutStream, Layer):
         """Whether the call runs on the one-call kernels (dot_attention_forward/backward)."""
         return False
 
+    def _scale(self) -> float:
+        """The scalar scale of the dot scores (the layers on the one-call kernels give it)."""
+        raise NotImplementedError
+
     def _fused_forward(self, ctx: Slot, q: Any, k: Any, v: Any, qmask: Any, vmask: Any,
                        training: bool) -> Any:
         """The dot scores' forward in one kernel call: the scores, masks, softmax, dropout and
@@ -226,7 +230,7 @@ class _ScoreAttention(DropoutStream, Layer):
                                       key or 0, raw, A0, A,
                                       np.ascontiguousarray(dys[0]), dscores, dA, dO, dq, dk, dv,
                                       parts)
-        if self.use_scale:
+        if parts is not None:
             self._grads[0] += parts.sum()
         return [dq, dv, dv if dk is None else dk]
 
