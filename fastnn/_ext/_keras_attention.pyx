@@ -6,6 +6,8 @@
 # output element is summed in one order at any thread count. The row kernels give each row to one
 # thread; the additive scores' weight gradients are summed per sample (one thread each) and the
 # samples' parts then added in sample order by the caller: bitwise the same at any thread count.
+# The one-call kernels (dot_attention_*, cosine_*) give each thread whole samples (each sample
+# serial), or, with fewer samples than threads, run the samples in turn on the threaded GEMM.
 # The shapes are checked by the public boundary (the layers); the checks here only keep a wrong
 # call from reading out of bounds.
 

@@ -4,8 +4,10 @@
 ``ops.normalize(order=2, epsilon=1e-12)``: an rsqrt capped at 1/epsilon, so a zero vector stays
 zero). ``Dot``: the batched product of two inputs over one axis each (``normalize=True``
 first normalizes both along that axis, with Keras' epsilon 1e-7 there: a cosine similarity).
-Both run on fastnn/_ext/_keras_attention.pyx (row normalization, batched GEMM); the NumPy twin
-is fastnn/backends/numpy_keras_attention.py.
+Both run on fastnn/_ext/_keras_attention.pyx (row normalization, batched GEMM; the cosine
+similarity of two (batch, steps, features) inputs along the features, normalization and product
+in one kernel call: cosine_forward/backward); the NumPy twin is
+fastnn/backends/numpy_keras_attention.py.
 """
 
 from __future__ import annotations

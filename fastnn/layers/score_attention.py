@@ -11,7 +11,10 @@ Key j is hidden by the value mask (False) and, with ``use_causal_mask``, when j 
 a hidden score is lowered by 1e9, not removed: a query that sees no key averages the values
 with the softmax of its unmasked scores. The products run on the batched GEMM, the softmax and
 the tanh scores (recomputed in the backward, never stored as (Tq, Tv, dim)) on the kernels of
-fastnn/_ext/_keras_attention.pyx; the NumPy twin is fastnn/backends/numpy_keras_attention.py.
+fastnn/_ext/_keras_attention.pyx; the dot scores take one kernel call for the forward and one
+for the backward (dot_attention_forward/backward: each sample's products, masks, softmax and
+dropout back to back, threads over whole samples). The NumPy twin is
+fastnn/backends/numpy_keras_attention.py.
 """
 
 from __future__ import annotations
