@@ -316,13 +316,15 @@ def emit_model(b: GraphBuilder, model: Any, inputs: list[str], prefix: str = "")
         layer = node.layer
         x = [names[i] for i in node.inputs] if node.multi else names[node.inputs[0]]
         p = f"{prefix}{layer.name}"
-        if isinstance(layer, ModelLayer):
-            names[node.index] = emit_model(b, layer.model, x if isinstance(x, list) else [x],
-                                           f"{p}/")
-            if len(names[node.index]) == 1:
-                names[node.index] = names[node.index][0]
-            continue
-        names[node.index] = _emit_layer(b, layer, x, p)
+        # a shared layer's (or model's) later calls read its first call's initializers
+        with b.call_of(id(getattr(layer, "model", layer))):
+            if isinstance(layer, ModelLayer):
+                names[node.index] = emit_model(b, layer.model,
+                                               x if isinstance(x, list) else [x], f"{p}/")
+                if len(names[node.index]) == 1:
+                    names[node.index] = names[node.index][0]
+                continue
+            names[node.index] = _emit_layer(b, layer, x, p)
     return [names[i] for i in model._outputs]
 
 
