@@ -55,7 +55,10 @@ try:
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
     from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
-                                              batched_matmul, masked_softmax, softmax_backward,
+                                              batched_matmul, cosine_backward,
+                                              cosine_forward, dot_attention_backward,
+                                              dot_attention_forward, masked_softmax,
+                                              softmax_backward,
                                               unit_norm_backward, unit_norm_forward,
                                               weights_dropout)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
@@ -137,5 +140,6 @@ __all__ = [
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
     "batched_matmul", "unit_norm_forward", "unit_norm_backward", "masked_softmax",
     "softmax_backward", "additive_scores", "additive_scores_backward", "weights_dropout",
+    "dot_attention_forward", "dot_attention_backward", "cosine_forward", "cosine_backward",
     "conv_lstm_gates_forward", "conv_lstm_gates_backward",
 ]

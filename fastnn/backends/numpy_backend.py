@@ -34,6 +34,9 @@ from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32
 from fastnn.backends.numpy_keras_attention import (additive_scores,  # noqa: F401
                                                    additive_scores_backward, batched_matmul,
+                                                   cosine_backward, cosine_forward,
+                                                   dot_attention_backward,
+                                                   dot_attention_forward,
                                                    masked_softmax, softmax_backward,
                                                    unit_norm_backward, unit_norm_forward,
                                                    weights_dropout)
