@@ -13,7 +13,17 @@ against the closest PyTorch:
   order i, f, c, o);
 - ``Conv3DTranspose(8, 3, strides=2)`` b4 8^3x16 against ``nn.ConvTranspose3d(16, 8, 3, 2)``;
 - ``MultiHeadAttention(4, 16, dropout=0.1)`` self-attention b16 L64 d64, a training step
-  (dropout on), against ``nn.MultiheadAttention(64, 4, dropout=0.1)`` in train mode.
+  (dropout on), against ``nn.MultiheadAttention(64, 4, dropout=0.1)`` in train mode;
+
+and of session 33:
+
+- ``RMSNormalization`` b16x256x512 against ``nn.RMSNorm(512)`` (both epsilon 1e-6);
+- ``LayerNormalization(axis=[1, 2, 3])`` b32 16x16x32 against ``nn.LayerNorm((16, 16, 32))``
+  (both epsilon 1e-3);
+- ``LSTM(64, stateful=True)`` b32 L50 d32, two consecutive batches (each forward and backward
+  of the last step's output, the second from the first one's final states), against
+  ``nn.LSTM(32, 64)`` given the last batch's states detached (truncated backpropagation, as
+  the stateful layer's).
 
 The NumPy backend runs the layers' twins. PyTorch takes the faster of its contiguous and
 channels-last layouts for the convolution rows (picked when the case is built).
@@ -34,6 +44,9 @@ UNITNORM = (256, 256)                   # batch, width
 CONVLSTM = (4, 8, 16, 8, 16)            # batch, steps, side, channels, filters
 CONV3DT = (4, 8, 16, 8)                 # batch, side, channels, filters
 MHA = (16, 64, 4, 16)                   # batch, steps, heads, key_dim (model width heads*key_dim)
+RMSNORM = (16, 256, 512)                # batch, rows, width
+LN_AXES = (32, 16, 16, 32)              # batch, and the three axes normalized together
+STATEFUL = (32, 50, 32, 64)             # batch, steps, features, units
 
 KIND = "more_layers"
 
@@ -55,7 +68,12 @@ def workloads(workload_class: Any) -> list:
             (f"UnitNormalization b{nb} x{nd} fwd+bwd", "unitnorm"),
             (f"ConvLSTM2D({cf}, 3, same) b{cb} L{ct} {cs}x{cs}x{cc} fwd+bwd", "convlstm"),
             (f"Conv3DTranspose({tf}, 3, strides=2) b{tb} {ts}^3x{tc} fwd+bwd", "conv3dt"),
-            (f"MultiHeadAttention({mh}, {mk}, dropout=0.1) b{mb} L{ml} train step", "mha")]
+            (f"MultiHeadAttention({mh}, {mk}, dropout=0.1) b{mb} L{ml} train step", "mha"),
+            ("RMSNormalization b{} {}x{} fwd+bwd".format(*RMSNORM), "rmsnorm"),
+            ("LayerNormalization(axis=[1, 2, 3]) b{} {}x{}x{} fwd+bwd".format(*LN_AXES),
+             "layernorm_axes"),
+            ("LSTM({3}, stateful=True) b{0} L{1} d{2} two batches fwd+bwd".format(*STATEFUL),
+             "stateful_lstm")]
     return [workload_class(key, KIND, (name,), engines) for key, name in rows]
 
 
@@ -258,19 +276,112 @@ def _mha(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
     return _torch_case(w, engine, case_class, [run], [net, tx, tdy])
 
 
+def _normalization(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
+    rms = w.params[0] == "rmsnorm"
+    b, *shape = RMSNORM if rms else LN_AXES
+    x, dy = _randn(rng, b, *shape), _randn(rng, b, *shape)
+    if engine != "torch":
+        return _fastnn_case(w, engine, case_class,
+                            _sequential(engine, _our_normalization(rms), tuple(shape)), x, dy)
+    import torch
+    net = _torch_normalization(torch, rms)
+    tx, tdy = _leaf(torch, x), torch.from_numpy(dy)
+
+    def run() -> None:
+        net(tx).backward(tdy)
+    return _torch_case(w, engine, case_class, [run], [net, tx, tdy])
+
+
+def _our_normalization(rms: bool) -> Any:
+    import fastnn as fnn
+    if rms:
+        return fnn.RMSNormalization(epsilon=1e-6)
+    axes: Any = [1, 2, 3]          # (the constructor's annotation says int; it takes a list)
+    return fnn.LayerNormalization(axis=axes, epsilon=1e-3)
+
+
+def _torch_normalization(torch: Any, rms: bool) -> Any:
+    if rms:
+        return torch.nn.RMSNorm(RMSNORM[-1], eps=1e-6)
+    return torch.nn.LayerNorm(LN_AXES[1:], eps=1e-3)
+
+
+def _stateful_lstm(w: Any, engine: str, rng: Any, case_class: Any) -> Any:
+    b, t, d, u = STATEFUL
+    xs, dy = [_randn(rng, b, t, d), _randn(rng, b, t, d)], _randn(rng, b, u)
+    if engine != "torch":
+        import fastnn as fnn
+        model = _sequential(engine, fnn.LSTM(u, stateful=True), (t, d))
+
+        def run() -> None:
+            for x in xs:
+                model.forward(x, training=True)
+                model.backward(dy)
+        return case_class(w, engine, run, keep=[model, xs, dy])
+    import torch
+    torch.manual_seed(0)
+    net = torch.nn.LSTM(d, u, batch_first=True)
+    txs, tdy = [_leaf(torch, x) for x in xs], torch.from_numpy(dy)
+    carried: list = [None]
+
+    def step() -> None:
+        for tx in txs:
+            out, (h, c) = net(tx, carried[0])
+            out[:, -1].backward(tdy)
+            carried[0] = (h.detach(), c.detach())
+    return _torch_case(w, engine, case_class, [step], [net, txs, tdy, carried])
+
+
 _ROWS: dict[str, Callable[..., Any]] = {
     "stacked_lstm": _stacked_lstm, "attention": _score, "additive": _score, "dot": _dot,
-    "unitnorm": _unitnorm, "convlstm": _convlstm, "conv3dt": _conv3dt, "mha": _mha}
+    "unitnorm": _unitnorm, "convlstm": _convlstm, "conv3dt": _conv3dt, "mha": _mha,
+    "rmsnorm": _normalization, "layernorm_axes": _normalization,
+    "stateful_lstm": _stateful_lstm}
+
+
+def _session33_disagreement(name: str, rng: Any) -> float:
+    """``disagreement`` of the rows "rmsnorm", "layernorm_axes" (their default scales and
+    offsets, 1 and 0, on both sides) and "stateful_lstm" (the second of two consecutive
+    batches, torch given fastnn's weights)."""
+    import torch
+
+    import fastnn as fnn
+    if name == "stateful_lstm":
+        b, t, d, u = STATEFUL
+        model = _sequential("fastnn", fnn.LSTM(u, stateful=True), (t, d))
+        kernel, recurrent, bias = model.get_weights()
+        net = torch.nn.LSTM(d, u, batch_first=True)
+        with torch.no_grad():
+            for key, value in (("weight_ih_l0", kernel.T), ("weight_hh_l0", recurrent.T),
+                               ("bias_ih_l0", bias), ("bias_hh_l0", 0 * bias)):
+                getattr(net, key).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            xs = [_randn(rng, 4, t, d), _randn(rng, 4, t, d)]
+            state = None
+            for x in xs:
+                mine = model.predict(x)
+                out, state = net(torch.from_numpy(x), state)
+            theirs = out[:, -1].numpy()
+    else:
+        rms = name == "rmsnorm"
+        shape = (RMSNORM if rms else LN_AXES)[1:]
+        x = _randn(rng, 2, *shape)
+        mine = _sequential("fastnn", _our_normalization(rms), shape).predict(x)
+        with torch.no_grad():
+            theirs = _torch_normalization(torch, rms)(torch.from_numpy(x)).numpy()
+    return float(np.abs(mine - theirs).max() / np.abs(theirs).max())
 
 
 def disagreement(name: str, seed: int = 0) -> float:
     """max |fastnn - torch| / max |torch| of the forward outputs of row ``name`` ("attention",
-    "additive", "dot", "unitnorm"), both as the rows compute them (float32; AdditiveAttention's
-    torch scale set to fastnn's weight): the rows time the same function."""
+    "additive", "dot", "unitnorm", "rmsnorm", "layernorm_axes", "stateful_lstm"), both as the
+    rows compute them (float32; AdditiveAttention's torch scale set to fastnn's weight): the
+    rows time the same function."""
     import torch
 
     import fastnn as fnn
     rng = np.random.default_rng(seed)
+    if name in ("rmsnorm", "layernorm_axes", "stateful_lstm"):
+        return _session33_disagreement(name, rng)
     if name == "unitnorm":
         b, d = UNITNORM
         x = _randn(rng, 8, d)

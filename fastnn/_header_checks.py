@@ -177,7 +177,7 @@ def optional_int(what: str, name: str, value: Any, low: int, high: int) -> Optio
 # Sequential.get_config() plus "backend"; add a key here when get_config grows one.
 TOP_KEYS = (("model", "arrays"), ("compile",))
 MODEL_KEYS = (("layers", "input_dim", "dtype"), ("seed", "backend"))
-COMPILE_KEYS = (("loss", "optimizer"), ("iterations", "metrics"))
+COMPILE_KEYS = (("loss", "optimizer"), ("iterations", "metrics", "loss_weights"))
 
 
 def check_top(header: dict[str, Any]) -> dict[str, Any]:

@@ -530,16 +530,18 @@ def _attention_qkv(q: Any, k: Any, v: Any) -> tuple:
     return (B, H, Lq, Lk, D, Dv), q.dtype
 
 
-def _attention_key_mask(key_mask: Any, B: int, Lk: int) -> Optional[Any]:
-    """The mask as uint8 (a view: bool and uint8 share a layout), or None."""
+def _attention_key_mask(key_mask: Any, B: int, Lq: int, Lk: int) -> Optional[Any]:
+    """The mask as uint8 (a view: bool and uint8 share a layout), or None: a key padding mask
+    (B, Lk) or a query-key mask (B, Lq, Lk) (both shared by the heads)."""
     if key_mask is None:
         return None
     if not isinstance(key_mask, np.ndarray) or key_mask.dtype not in (np.bool_, np.uint8):
         what = (f"dtype {key_mask.dtype}" if isinstance(key_mask, np.ndarray)
                 else f"type {type(key_mask).__name__}")
         raise ValueError(f"attention: key_mask must be a bool or uint8 array of shape ({B}, "
-                         f"{Lk}). Received: key_mask with {what}")
-    _attention_array("key_mask", key_mask, (B, Lk), key_mask.dtype)
+                         f"{Lk}) or ({B}, {Lq}, {Lk}). Received: key_mask with {what}")
+    shape = (B, Lq, Lk) if key_mask.ndim == 3 else (B, Lk)
+    _attention_array("key_mask", key_mask, shape, key_mask.dtype)
     return key_mask.view(np.uint8)
 
 
@@ -562,7 +564,7 @@ def _attention_rest(dims: tuple, dtype: Any, key_mask: Any, causal: Any, scale: 
                     outputs: list, inputs: list) -> tuple:
     """The checks after the arrays': the mask, outputs apart from every other argument (named
     pairs), the scale; returns what check_attention_forward / _backward return."""
-    mask = _attention_key_mask(key_mask, dims[0], dims[3])
+    mask = _attention_key_mask(key_mask, dims[0], dims[2], dims[3])
     inputs = inputs + [("key_mask", key_mask)]
     for i, (oname, o) in enumerate(outputs):
         for iname, x in inputs + outputs[i + 1:]:

@@ -111,7 +111,9 @@ def _stores_compile(model: Sequential) -> bool:
     if model.loss is None:
         return False
     try:
-        get_loss(_loss_entry(model.loss))
+        for loss in (model.loss if isinstance(model.loss, list) else [model.loss]):
+            if loss is not None:              # several outputs: None for an untrained one
+                get_loss(_loss_entry(loss))
         if getattr(model.optimizer, "_schedule", None) is not None:
             deserialize(model.optimizer.get_config()["lr"])
     except (ValueError, TypeError, NotImplementedError):
@@ -156,12 +158,16 @@ def model_to_bytes(model: Sequential, include_optimizer: bool = True) -> bytes:
                       f"file holds the architecture and weights, not the compile settings "
                       f"(compile the loaded model again)", UserWarning, stacklevel=3)
     elif with_compile and model.loss is not None:
-        compiled = {"loss": _loss_entry(model.loss), "optimizer": model.optimizer.get_config(),
-                    "iterations": getattr(model.optimizer, "iterations", 0),
-                    # names only: a metric function of the user's is not stored
-                    "metrics": [name for name in map(storable, getattr(model, "_metric_items",
-                                                                 model.metrics))
-                                if name is not None]}
+        heads = getattr(model, "_heads", None)
+        if heads is not None:         # several outputs: a loss, weight and metrics list each
+            compiled = heads.compile_entry(_loss_entry)
+        else:
+            compiled = {"loss": _loss_entry(model.loss),
+                        # names only: a metric function of the user's is not stored
+                        "metrics": [name for name in map(storable, getattr(
+                            model, "_metric_items", model.metrics)) if name is not None]}
+        compiled.update(optimizer=model.optimizer.get_config(),
+                        iterations=getattr(model.optimizer, "iterations", 0))
     from fastnn.models.saving import check_v2, describe
 
     description = (dict(model.get_config(), backend=model.backend)   # type: ignore[attr-defined]
@@ -389,7 +395,8 @@ def _build(config: dict[str, Any], compiled: Optional[dict[str, Any]],
             raise BadModelFile(f"the arrays of layer {layer.name!r} are invalid: {exc}") from None
     try:
         if compiled is not None:
-            model.compile(compiled["loss"], compiled["optimizer"], compiled.get("metrics"))
+            model.compile(compiled["loss"], compiled["optimizer"], compiled.get("metrics"),
+                          loss_weights=compiled.get("loss_weights"))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise BadModelFile(f"the compile settings are invalid ({type(exc).__name__}: {exc})") \
             from None

@@ -97,9 +97,32 @@ def matmul(a: ArrayLike, b: ArrayLike, out: Optional[NDArray[np.floating[Any]]] 
     return default_backend().matmul(a, b, out)
 
 
+def _lead_mask(name: str, mask: Any, lead: tuple[int, ...], tail: tuple[int, ...],
+               form: str) -> tuple[Any, int]:
+    """(the mask as a bool array of shape (*lead[:t], *tail), t), or (None, 0)."""
+    if mask is None:
+        return None, 0
+    try:
+        m = np.asarray(mask)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a rectangular array of bool or uint8 values. "
+                         f"Received: {name} of type {type(mask).__name__} ({exc})") from None
+    if m.dtype not in (np.bool_, np.uint8):
+        raise ValueError(f"{name} must hold bool or uint8 values. Received: {name} with dtype "
+                         f"{m.dtype}")
+    t = m.ndim - len(tail)
+    if t < 0 or m.shape[t:] != tail or t > len(lead) or m.shape[:t] != lead[:t]:
+        sizes = " and ".join(f"{a} {n}" for a, n in zip(("Lq", "Lk")[-len(tail):], tail))
+        raise ValueError(f"{name} must have shape {form} with lead {lead} and {sizes}. "
+                         f"Received: {name} with shape {m.shape}")
+    return m.astype(bool, copy=False), t
+
+
 def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
                                  mask: Optional[ArrayLike] = None, causal: bool = False,
-                                 scale: Optional[float] = None) -> NDArray[np.floating[Any]]:
+                                 scale: Optional[float] = None,
+                                 attn_mask: Optional[ArrayLike] = None
+                                 ) -> NDArray[np.floating[Any]]:
     """softmax(scale q k^T, masked) v over the last two axes; returns a new array (..., Lq, Dv).
 
     The compiled kernel works in tiles of queries and keys with an online softmax, so it never
@@ -123,6 +146,12 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
         aligned at the top left also when Lq != Lk).
     scale : float, optional
         Factor of the scores; ``1 / sqrt(D)`` when None.
+    attn_mask : array_like of bool or uint8, shape (*lead[:t], Lq, Lk), optional
+        True (nonzero) where query i may attend to key j (PyTorch's boolean ``attn_mask``,
+        Keras' ``attention_mask``), shared by the leading axes it omits as ``mask`` is: for q
+        (B, H, Lq, D), a (B, Lq, Lk) mask serves every head, an (Lq, Lk) mask every problem.
+        It is fused into the tiled kernel (the mask itself is the only (Lq, Lk) array); with
+        ``mask`` or ``causal`` too, a key takes part only where every mask lets it.
 
     Returns
     -------
@@ -138,8 +167,8 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     TypeError
         If an operand does not hold real numbers, or ``causal`` is not True or False.
     ValueError
-        If shapes do not match (widths of q and k, lengths of k and v, leading axes, the mask),
-        the mask is not bool or uint8, a value is NaN or inf, an axis has length 0 where a
+        If shapes do not match (widths of q and k, lengths of k and v, leading axes, the
+        masks), a mask is not bool or uint8, a value is NaN or inf, an axis has length 0 where a
         length >= 1 is needed, or ``scale`` is not a finite number the result's dtype holds.
 
     Examples
@@ -157,6 +186,9 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
            [2.3395231, 3.3395231]])
     >>> fnn.ops.scaled_dot_product_attention(q, k, v, mask=[True, False])
     array([[1., 2.],
+           [1., 2.]])
+    >>> fnn.ops.scaled_dot_product_attention(q, k, v, attn_mask=[[False, True], [True, False]])
+    array([[3., 4.],
            [1., 2.]])
     """
     arrays = []
@@ -181,22 +213,20 @@ def scaled_dot_product_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,
     if min(Lq, D, Lk, Dv) < 1:
         raise ValueError(f"lengths and widths must be >= 1. Received: q with shape {q.shape}, "
                          f"k with shape {k.shape}, v with shape {v.shape}")
-    key_mask = None
-    t = 0
-    if mask is not None:
-        try:
-            m = np.asarray(mask)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"mask must be a rectangular array of bool or uint8 values. "
-                             f"Received: mask of type {type(mask).__name__} ({exc})") from None
-        if m.dtype not in (np.bool_, np.uint8):
-            raise ValueError(f"mask must hold bool or uint8 values. Received: mask with dtype "
-                             f"{m.dtype}")
-        t = m.ndim - 1
-        if m.ndim < 1 or m.shape[-1] != Lk or t > len(lead) or m.shape[:-1] != lead[:t]:
-            raise ValueError(f"mask must have shape (*lead[:t], Lk) with lead {lead} and "
-                             f"Lk {Lk}. Received: mask with shape {m.shape}")
-        key_mask = np.ascontiguousarray(m).reshape(-1, Lk)
+    key_mask, t = _lead_mask("mask", mask, lead, (Lk,), "(*lead[:t], Lk)")
+    full, tf = _lead_mask("attn_mask", attn_mask, lead, (Lq, Lk), "(*lead[:t], Lq, Lk)")
+    if full is not None:
+        # one (B, Lq, Lk) mask over the leading axes both masks name (the key mask's rows
+        # repeated over the queries)
+        t = max(t, tf)
+        full = full.reshape(lead[:tf] + (1,) * (t - tf) + (Lq, Lk))
+        if key_mask is not None:
+            full = full & key_mask.reshape(key_mask.shape[:-1] + (1,) * (t + 1 - key_mask.ndim)
+                                           + (1, Lk))
+        key_mask = np.ascontiguousarray(np.broadcast_to(full, lead[:t] + (Lq, Lk)))
+        key_mask = key_mask.reshape(-1, Lq, Lk)
+    elif key_mask is not None:
+        key_mask = np.ascontiguousarray(key_mask).reshape(-1, Lk)
     causal = V.check_bool("causal", causal)
     single = (np.float16, np.float32)
     dtype = np.float32 if all(a.dtype.type in single for a in (q, k, v)) else np.float64

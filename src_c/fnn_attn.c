@@ -77,6 +77,7 @@ void fnn_attn_contiguous(fnn_attn_geom *g)
     g->out = g->dout = attn_packed(g->heads, g->lq, g->dv);
     g->drop_rate = 0.0;
     g->drop_key = 0;
+    g->qk_mask = NULL;
 }
 
 /* Every flavour's micro-tile (fnn_kernels_*.c, float and double) has mr dividing 12 and nr

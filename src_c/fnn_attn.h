@@ -10,7 +10,9 @@
  *
  * Masks: with `causal`, query i sees keys j <= i (top-left alignment, as PyTorch's
  * F.scaled_dot_product_attention(is_causal=True), i.e. tril(ones(Lq, Lk))); with key_mask
- * (batch, Lk), nonzero = take part (torch's boolean attn_mask), the row of pair p is p / heads.
+ * (batch, Lk), nonzero = take part (torch's boolean attn_mask), the row of pair p is p / heads;
+ * with qk_mask (batch, Lq, Lk), nonzero = query i may see key j (Keras' attention_mask (B, T, S),
+ * shared by the heads), the block of pair p is p / heads. Every mask given applies (logical and).
  * A query row that sees no key at all gets out = 0, lse = -inf and zero gradients (older
  * PyTorch gives NaN there, newer its "safe softmax" 0). A score that overflows to -inf counts as
  * masked (as in that safe softmax); a row with a score of +inf (overflow: float32 q, k near
@@ -67,6 +69,7 @@ typedef struct {
     ptrdiff_t lq, lk, d, dv;         /* sequence lengths and widths, all >= 1 */
     int causal;                      /* key j visible to query i only when j <= i */
     const unsigned char *key_mask;   /* (P / heads, lk), nonzero = attend; NULL: all */
+    const unsigned char *qk_mask;    /* (P / heads, lq, lk), nonzero = attend; NULL: all */
     /* dropout on the attention weights (training): rate in [0, 1), 0 = off; see fnn_attn_keep */
     double drop_rate;
     unsigned long long drop_key;     /* the draw's key (the layer's seed and pass count, mixed) */
@@ -98,7 +101,7 @@ static inline int fnn_attn_keep(const fnn_attn_geom *g, ptrdiff_t p, ptrdiff_t i
 }
 
 /* Set every layout of g to the contiguous one of its sizes (pairs, heads, lq, lk, d, dv);
- * no dropout. */
+ * no dropout, no qk_mask (key_mask is left as it is). */
 void fnn_attn_contiguous(fnn_attn_geom *g);
 
 /* Whether float pairs of at most 32 keys, 48 queries and 16-value heads take the register

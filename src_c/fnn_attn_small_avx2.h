@@ -47,8 +47,8 @@ void fnn_attn_set_small(int on) { fnn_attn_small_on = on != 0; }
 
 static int attn_small_ok(const fnn_attn_geom *g)
 {
-    return fnn_attn_small_on && g->drop_rate == 0.0 && fnn_active_flavour() == 1 &&
-           g->lk <= AS_LK && g->lq <= AS_LQ &&
+    return fnn_attn_small_on && g->drop_rate == 0.0 && !g->qk_mask &&
+           fnn_active_flavour() == 1 && g->lk <= AS_LK && g->lq <= AS_LQ &&
            g->d <= AS_D && g->dv <= AS_D;
 }
 

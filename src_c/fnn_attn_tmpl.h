@@ -135,8 +135,9 @@ static void TFN(attn_direct)(const KERN *kr, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
 
 /* The masks on an m x n score tile (ld n): -inf where key j0 + c is not visible to query
  * i0 + r. */
-static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km, ptrdiff_t i0,
-                           ptrdiff_t m, ptrdiff_t j0, ptrdiff_t n, FT *S)
+static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km,
+                           const unsigned char *qm, ptrdiff_t i0, ptrdiff_t m, ptrdiff_t j0,
+                           ptrdiff_t n, FT *S)
 {
     const FT ninf = -(FT)INFINITY;
     ptrdiff_t r, c;
@@ -145,6 +146,13 @@ static void TFN(attn_mask)(const fnn_attn_geom *g, const unsigned char *km, ptrd
         for (r = 0; r < m; r++) {
             FT *s = S + r * n;
             for (c = 0; c < n; c++) s[c] = kr[c] ? s[c] : ninf;
+        }
+    }
+    if (qm) { /* the pair's (lq, lk) block: row i0 + r, columns from j0 */
+        for (r = 0; r < m; r++) {
+            const unsigned char *qr = qm + (i0 + r) * g->lk + j0;
+            FT *s = S + r * n;
+            for (c = 0; c < n; c++) s[c] = qr[c] ? s[c] : ninf;
         }
     }
     if (g->causal) {
@@ -177,6 +185,7 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
     const ptrdiff_t lq = g->lq, lk = g->lk, d = g->d, dv = g->dv;
     const ptrdiff_t m = (lq - i0 < FNN_ATTN_BR) ? lq - i0 : FNN_ATTN_BR;
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
+    const unsigned char *qm = g->qk_mask ? g->qk_mask + (p / g->heads) * lq * lk : NULL;
     const ptrdiff_t ldq = g->q.rs, ldk = g->k.rs, ldv = g->v.rs, ldo = g->out.rs;
     const FT *qp = q + ATTN_AT(g->q, p), *kp = k + ATTN_AT(g->k, p), *vp = v + ATTN_AT(g->v, p);
     FT *op = out + ATTN_AT(g->out, p) + i0 * ldo, *lp = lse + p * lq + i0;
@@ -225,7 +234,7 @@ static void TFN(attn_fwd_tile)(const fnn_attn_geom *g, const ROWS *rt, const KER
         } else {
             TFN(attn_mm)(kr, m, n, d, scale, Qa, kb, (FT)0, S, n);
         }
-        TFN(attn_mask)(g, km, i0, m, j0, n, S);
+        TFN(attn_mask)(g, km, qm, i0, m, j0, n, S);
         for (r = 0; r < m; r++)
             rt->online_row(S + r * n, n, mrow + r, lrow + r, op + r * ldo, dv);
         if (g->drop_rate > 0.0) TFN(attn_drop)(g, p, i0, m, j0, n, S); /* l summed A: P = A Z */
@@ -313,6 +322,7 @@ static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KE
     const ptrdiff_t bcp = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_MR);
     const ptrdiff_t bcn = FNN_ATTN_PAD(FNN_ATTN_BC, FNN_ATTN_NR);
     const unsigned char *km = g->key_mask ? g->key_mask + (p / g->heads) * lk : NULL;
+    const unsigned char *qm = g->qk_mask ? g->qk_mask + (p / g->heads) * lq * lk : NULL;
     const ptrdiff_t ldq = g->q.rs, ldk = g->k.rs, ldv = g->v.rs, ldo = g->out.rs;
     const ptrdiff_t lddo = g->dout.rs, lddk = g->dk.rs, lddv = g->dv_.rs;
     const ptrdiff_t tiles = (lk + FNN_ATTN_BC - 1) / FNN_ATTN_BC;
@@ -373,10 +383,10 @@ static void TFN(attn_bwd_chunk)(const fnn_attn_geom *g, const ROWS *rt, const KE
                     TFN(attn_direct)(kr, m, nb, ev, (FT)1, dop + i0 * lddo, lddo,
                                      vt.b + c0 * ev, kr->nr, (FT)0, dP + c0, n);
                 }
-                TFN(attn_mask)(g, km, i0, m, j0, n, S);
+                TFN(attn_mask)(g, km, qm, i0, m, j0, n, S);
             } else {
                 TFN(attn_mm)(kr, m, n, d, scale, Aq + i0 * d, kt, (FT)0, S, n);
-                TFN(attn_mask)(g, km, i0, m, j0, n, S);
+                TFN(attn_mask)(g, km, qm, i0, m, j0, n, S);
                 TFN(attn_mm)(kr, m, n, ev, (FT)1, Ado + i0 * ev, vt, (FT)0, dP, n);
             }
             if (g->drop_rate > 0.0) TFN(attn_drop)(g, p, i0, m, j0, n, dP); /* Z dP */

@@ -257,6 +257,50 @@ def adapted_then_built(backend, data, input_shape):
     return shaped(backend, [layer], input_shape)
 
 
+
+# ---------------------------------------------------------------- stateful recurrent layers
+def stateful_model(backend, layer=None):
+    """A compiled model over (T, F) sequences whose first layer is stateful (an LSTM)."""
+    m = shaped(backend, [layer or fnn.LSTM(U, stateful=True), fnn.Dense(C)], (T, F))
+    return m.compile(loss="mse", optimizer=fnn.SGD(lr=0.1))
+
+
+def stateful_two_sizes(backend, how):
+    """A stateful LSTM fed a batch of 4 sequences, then one of 3 (or a fit of 6 by 4)."""
+    m = stateful_model(backend)
+    if how == "fit":
+        return m.fit(XS, np.zeros((N, C)), batch_size=4, shuffle=False, verbose=0)
+    first, second = XS[:4], XS[:3]
+    if how == "train_on_batch":
+        m.train_on_batch(first, np.zeros((4, C)))
+        return m.train_on_batch(second, np.zeros((3, C)))
+    if how == "forward":
+        m.forward(first)
+        return m.forward(second)
+    m.predict(first, batch_size=4)
+    return m.predict(second, batch_size=3)
+
+
+def stateful_reset(backend, states, layer=None):
+    """reset_states(states) on a built stateful layer (an LSTM of U units by default)."""
+    return stateful_model(backend, layer).layers[0].reset_states(states)
+
+
+XC = np.linspace(-1.0, 1.0, 2 * 2 * 3 * 3 * 1).reshape(2, 2, 3, 3, 1)
+
+
+def stateful_conv_lstm(backend, batches, states=None):
+    """A stateful ConvLSTM2D(2, 3, same) over (2, 3, 3, 1) clips fed ``batches`` in turn, then
+    (given) reset_states(states)."""
+    m = shaped(backend, [fnn.ConvLSTM2D(2, 3, padding="same", stateful=True)], (2, 3, 3, 1))
+    for x in batches:
+        m.predict(x)
+    return m.layers[0].reset_states(states)
+
+def _hc(h=(4, U), c=(4, U), dtype=float, h_value=0.0, c_value=0.0):
+    return [np.full(h, h_value, dtype=dtype), np.full(c, c_value, dtype=dtype)]
+
+
 OBJ = np.array([[1, "a", None, 2.0]] * N, dtype=object)
 CPLX = X.astype(np.complex128)
 STR = np.array([["1", "2", "3", "4"]] * N)
@@ -975,8 +1019,8 @@ CASES = [
      r"seed=-1"),
     ("lstm_seed_2_64", False, lambda b, t: fnn.LSTM(U, seed=2**64), ValueError,
      r"seed=18446744073709551616"),
-    ("gru_reset_after_false", False, lambda b, t: fnn.GRU(U, reset_after=False), ValueError,
-     r"reset_after=False"),
+    ("gru_reset_after_int", False, lambda b, t: fnn.GRU(U, reset_after=0), TypeError,
+     r"reset_after must be True or False. Received: reset_after=0\b"),
     ("gru_reset_after_str", False, lambda b, t: fnn.GRU(U, reset_after="no"), TypeError,
      r"reset_after='no'"),
     ("lstm_return_sequences_str", False, lambda b, t: fnn.LSTM(U, return_sequences="yes"),
@@ -1129,10 +1173,14 @@ CASES = [
     ("mha_use_bias_int", False, lambda b, t: MHA(2, 4, use_bias=1), TypeError, r"use_bias=1\b"),
     ("mha_key_steps_differ_from_value", False, lambda b, t: mha_call(key=(LV + 1, DV)),
      ValueError, r"key and value must have the same number of steps.*\(6, 6\).*\(5, 6\)"),
-    ("mha_mask_per_query", False, lambda b, t: mha_call(mask=(LQ, LV)), ValueError,
-     r"attention_mask must be a key padding mask of shape \(batch, 5\).*\(None, 4, 5\)"),
+    ("mha_mask_query_steps", False, lambda b, t: mha_call(mask=(LQ + 1, LV)), ValueError,
+     r"attention_mask must have shape \(batch, 4, 5\) .*\(batch, 5\).*\(None, 5, 5\)"),
+    ("mha_mask_value_steps", False, lambda b, t: mha_call(mask=(LQ, LV + 1)), ValueError,
+     r"attention_mask must have shape \(batch, 4, 5\) .*\(None, 4, 6\)"),
+    ("mha_mask_per_head", False, lambda b, t: mha_call(mask=(2, LQ, LV)), ValueError,
+     r"attention_mask must have shape \(batch, 4, 5\) .*\(None, 2, 4, 5\)"),
     ("mha_mask_length", False, lambda b, t: mha_call(mask=(LV - 1,)), ValueError,
-     r"attention_mask must be .*\(batch, 5\).*\(None, 4\)"),
+     r"attention_mask must .*\(batch, 5\).*\(None, 4\)"),
     ("mha_query_2d", False, lambda b, t: mha_call(query=(DQ,)), ValueError,
      r"query must be \(batch, steps, features\).*\(None, 8\)"),
     ("mha_value_4d", False, lambda b, t: mha_call(value=(2, LV, DV)), ValueError,
@@ -1196,6 +1244,17 @@ CASES = [
      ValueError, r"mask must have shape.*shape \(2, 3, 5\)"),
     ("sdpa_mask_ragged", False, lambda b, t: sdpa(mask=[[True], [True, False]]), ValueError,
      r"mask must be a rectangular array.*type list"),
+    ("sdpa_attn_mask_float", False, lambda b, t: sdpa(attn_mask=np.ones((3, 5))), ValueError,
+     r"attn_mask must hold bool or uint8.*dtype float64"),
+    ("sdpa_attn_mask_queries", False, lambda b, t: sdpa(attn_mask=np.ones((2, 4, 5), bool)),
+     ValueError, r"attn_mask must have shape \(\*lead\[:t\], Lq, Lk\).*Lq 3 and Lk 5.*"
+                 r"shape \(2, 4, 5\)"),
+    ("sdpa_attn_mask_lead", False, lambda b, t: sdpa(attn_mask=np.ones((3, 3, 5), bool)),
+     ValueError, r"attn_mask must have shape.*lead \(2,\).*shape \(3, 3, 5\)"),
+    ("sdpa_attn_mask_keys_only", False, lambda b, t: sdpa(attn_mask=np.ones((5,), bool)),
+     ValueError, r"attn_mask must have shape.*shape \(5,\)"),
+    ("sdpa_attn_mask_ragged", False, lambda b, t: sdpa(attn_mask=[[True], [True, False]]),
+     ValueError, r"attn_mask must be a rectangular array.*type list"),
     ("sdpa_causal_string", False, lambda b, t: sdpa(causal="yes"), TypeError,
      r"causal='yes'"),
     ("sdpa_causal_array", False, lambda b, t: sdpa(causal=np.array([1, 0])), TypeError,
@@ -1324,9 +1383,9 @@ CASES = [
     ("tb_functional_samples_4d", False, lambda b, t: block_call(x=(2, TL, TD)), ValueError,
      r"transformer_block takes sequences .*input shape \(2, 5, 8\)"),
     ("tb_mask_length", False, lambda b, t: block_call(mask=(TL - 1,)), ValueError,
-     r"attention_mask must be a key padding mask of shape \(batch, 5\).*\(None, 4\)"),
+     r"padding_mask must be a key padding mask of shape \(batch, 5\).*\(None, 4\)"),
     ("tb_mask_per_query", False, lambda b, t: block_call(mask=(TL, TL)), ValueError,
-     r"attention_mask must be a key padding mask .*\(None, 5, 5\)"),
+     r"padding_mask must be a key padding mask .*\(None, 5, 5\)"),
     ("tb_mask_is_an_array", False,
      lambda b, t: TB(2, 4, 16)(fnn.Input((TL, TD)), padding_mask=MT), TypeError,
      r"symbolic tensor.*array"),
@@ -2307,8 +2366,6 @@ CASES = [
     ("conv_lstm2d_recurrent_dropout_negative", False,
      lambda b, t: fnn.ConvLSTM2D(2, 3, recurrent_dropout=-0.1), ValueError,
      r"Received: recurrent_dropout=-0\.1"),
-    ("conv_lstm2d_stateful", False, lambda b, t: fnn.ConvLSTM2D(2, 3, stateful=True),
-     ValueError, r"Received: stateful=True"),
     ("conv_lstm2d_activation", False, lambda b, t: fnn.ConvLSTM2D(2, 3, activation="bogus"),
      ValueError, r"Received: activation='bogus'"),
     ("conv_lstm2d_on_images", True, lambda b, t: shaped(b, [fnn.ConvLSTM2D(2, 3)], (4, 4, 1)),
@@ -2383,6 +2440,155 @@ CASES = [
      r"Received: .*output_dim=256.*input_dim=16777216|"
      r"'embeddings' would have shape \(16777216, 256\), 4294967296 values.*"
      r"Received: .*input_dim=16777216.*output_dim=256"),
+    # ---------------------------------------------------------------- RMSNormalization
+    ("rms_norm_epsilon_inf", False, lambda b, t: fnn.RMSNormalization(epsilon=math.inf),
+     ValueError, r"epsilon must be a finite number.*Received: epsilon=inf"),
+    ("rms_norm_epsilon_nan", False, lambda b, t: fnn.RMSNormalization(epsilon=math.nan),
+     ValueError, r"epsilon must be a finite number.*Received: epsilon=nan"),
+    ("rms_norm_epsilon_negative", False, lambda b, t: fnn.RMSNormalization(epsilon=-1e-3),
+     ValueError, r"Received: epsilon=-0\.001"),
+    ("rms_norm_epsilon_zero", False, lambda b, t: fnn.RMSNormalization(epsilon=0.0),
+     ValueError, r"Received: epsilon=0\.0"),
+    ("rms_norm_epsilon_str", False, lambda b, t: fnn.RMSNormalization(epsilon="1e-3"),
+     TypeError, r"epsilon must be a real number. Received: epsilon='1e-3'"),
+    ("rms_norm_axis_str", False, lambda b, t: fnn.RMSNormalization(axis="x"), TypeError,
+     r"axis must be an integer. Received: axis='x'"),
+    ("rms_norm_axis_float", False, lambda b, t: fnn.RMSNormalization(axis=1.5), TypeError,
+     r"Received: axis=1\.5"),
+    ("rms_norm_axis_out_of_range", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization(axis=5)], (3, 4)), ValueError,
+     r"last axis or the last few axes.*samples of shape \(3, 4\).*Received: axis=5\b"),
+    ("rms_norm_axis_batch", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization(axis=0)], (3, 4)), ValueError,
+     r"0 is the batch axis.*Received: axis=0\b"),
+    ("rms_norm_axis_leading", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization(axis=1)], (3, 4)), ValueError,
+     r"Received: axis=1\b"),
+    ("rms_norm_input_rank_low", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization()], (3, 4)).predict(np.ones((2, 4))),
+     ValueError, r"X must have shape \(n, 3, 4\). Received: X with shape \(2, 4\)"),
+    ("rms_norm_input_rank_high", True,
+     lambda b, t: shaped(b, [fnn.RMSNormalization()], (3, 4)).forward(np.ones((2, 3, 4, 1))),
+     ValueError, r"x must have shape \(n, 3, 4\). Received: x with shape \(2, 3, 4, 1\)"),
+    # ------------------------------------------------------------ LayerNormalization(axis=[...])
+    ("ln_axes_not_trailing", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[1, 3])], (3, 4, 5)), ValueError,
+     r"trailing axes.*Received: axis=\[1, 3\]"),
+    ("ln_axes_before_the_last", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[1, 2])], (3, 4, 5)), ValueError,
+     r"trailing axes.*Received: axis=\[1, 2\]"),
+    ("ln_axes_repeated", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[2, 2])], (3, 4, 5)), ValueError,
+     r"Received: axis=\[2, 2\]"),
+    ("ln_axes_out_of_range", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[2, 4])], (3, 4, 5)), ValueError,
+     r"Received: axis=\[2, 4\]"),
+    ("ln_axes_negative_out_of_range", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[-4, -1])], (3, 4, 5)), ValueError,
+     r"Received: axis=\[-4, -1\]"),
+    ("ln_axes_with_the_batch_axis", True,
+     lambda b, t: shaped(b, [fnn.LayerNormalization(axis=[0, 1, 2, 3])], (3, 4, 5)),
+     ValueError, r"0 is the batch axis.*Received: axis=\[0, 1, 2, 3\]"),
+    ("ln_axes_empty", False, lambda b, t: fnn.LayerNormalization(axis=[]), ValueError,
+     r"axis must be an int or a list of 1 to 32 ints. Received: axis=\[\]"),
+    ("ln_axes_str_item", False, lambda b, t: fnn.LayerNormalization(axis=["1"]), TypeError,
+     r"axis\[0\] must be an integer. Received: axis\[0\]='1'"),
+    ("ln_axes_float_item", False, lambda b, t: fnn.LayerNormalization(axis=[2, 3.0]),
+     TypeError, r"axis\[1\] must be an integer. Received: axis\[1\]=3\.0"),
+    ("ln_axes_bool_item", False, lambda b, t: fnn.LayerNormalization(axis=[True, 2]),
+     TypeError, r"Received: axis\[0\]=True"),
+    ("ln_axes_nested", False, lambda b, t: fnn.LayerNormalization(axis=[(1, 2)]), TypeError,
+     r"Received: axis\[0\]=\(1, 2\)"),
+    ("ln_axes_set", False, lambda b, t: fnn.LayerNormalization(axis={1, 2}), TypeError,
+     r"axis must be an integer. Received: axis=\{1, 2\}"),
+    ("ln_axes_none", False, lambda b, t: fnn.LayerNormalization(axis=None), TypeError,
+     r"Received: axis=None"),
+    # ---------------------------------------------------------------- stateful recurrent layers
+    ("stateful_predict_other_batch_size", True, lambda b, t: stateful_two_sizes(b, "predict"),
+     ValueError, r"lstm is stateful: .*batches of 4 sequences, and this batch has 3"),
+    ("stateful_train_other_batch_size", True,
+     lambda b, t: stateful_two_sizes(b, "train_on_batch"), ValueError,
+     r"batches of 4 sequences, and this batch has 3.*reset_states\(\)"),
+    ("stateful_forward_other_batch_size", True, lambda b, t: stateful_two_sizes(b, "forward"),
+     ValueError, r"batches of 4 sequences, and this batch has 3"),
+    ("stateful_fit_samples_not_a_multiple", True, lambda b, t: stateful_two_sizes(b, "fit"),
+     ValueError, r"batches of 4 sequences, and this batch has 2.*batch_size=4"),
+    ("stateful_reset_one_of_two", True, lambda b, t: stateful_reset(b, _hc()[:1]), ValueError,
+     r"states must be 2 array\(s\) \[h, c\]. Received: 1\b"),
+    ("stateful_reset_three", True, lambda b, t: stateful_reset(b, _hc() + _hc()[:1]),
+     ValueError, r"states must be 2 array\(s\) \[h, c\]. Received: 3\b"),
+    ("stateful_gru_reset_two", True,
+     lambda b, t: stateful_reset(b, _hc(), fnn.GRU(U, stateful=True)), ValueError,
+     r"gru: states must be 1 array\(s\) \[h\]. Received: 2\b"),
+    ("stateful_bidirectional_reset_three", True,
+     lambda b, t: stateful_reset(b, _hc() + _hc()[:1],
+                                 fnn.Bidirectional(fnn.LSTM(U, stateful=True))), ValueError,
+     r"states must be 4 arrays.*Received: 3\b"),
+    ("stateful_cells_reset_two", True,
+     lambda b, t: stateful_reset(b, _hc(), fnn.RNN([fnn.LSTMCell(U), fnn.GRUCell(U)],
+                                                    stateful=True)), ValueError,
+     r"states must be 3 arrays.*Received: 2\b"),
+    ("stateful_reset_wrong_width", True, lambda b, t: stateful_reset(b, _hc(c=(4, U + 1))),
+     ValueError, r"states\[1\] must have 3 features.*Received: states\[1\] with shape \(4, 4\)"),
+    ("stateful_reset_two_batch_sizes", True, lambda b, t: stateful_reset(b, _hc(c=(5, U))),
+     ValueError, r"one batch size. Received: shapes \[\(4, 3\)\] and \(5, 3\)"),
+    ("stateful_reset_1d", True, lambda b, t: stateful_reset(b, _hc(h=(U,))), ValueError,
+     r"states\[0\] must be 2-D.*Received: states\[0\] with shape \(3,\)"),
+    ("stateful_reset_3d", True, lambda b, t: stateful_reset(b, _hc(h=(4, U, 1))), ValueError,
+     r"Received: states\[0\] with shape \(4, 3, 1\)"),
+    ("stateful_reset_empty_batch", True, lambda b, t: stateful_reset(b, _hc((0, U), (0, U))),
+     ValueError, r"at least one sample. Received: states\[0\] with shape \(0, 3\)"),
+    ("stateful_reset_complex", True, lambda b, t: stateful_reset(b, _hc(dtype=complex)),
+     TypeError, r"states\[0\] must hold real numbers. Received: states\[0\] with dtype "
+                r"complex128"),
+    ("stateful_reset_strings", True,
+     lambda b, t: stateful_reset(b, [np.full((4, U), "a"), np.zeros((4, U))]), TypeError,
+     r"Received: states\[0\] with dtype <U1"),
+    ("stateful_reset_objects", True, lambda b, t: stateful_reset(b, _hc(dtype=object)),
+     TypeError, r"Received: states\[0\] with dtype object"),
+    ("stateful_reset_nan", True, lambda b, t: stateful_reset(b, _hc(h_value=math.nan)),
+     ValueError, r"states\[0\] must be finite.*Received: states\[0\]\[0, 0\]=nan"),
+    ("stateful_reset_inf", True, lambda b, t: stateful_reset(b, _hc(c_value=-math.inf)),
+     ValueError, r"states\[1\] must be finite.*Received: states\[1\]\[0, 0\]=-inf"),
+    ("stateful_reset_not_stateful", True,
+     lambda b, t: stateful_reset(b, _hc(), fnn.LSTM(U)), ValueError,
+     r"lstm is not stateful \(stateful=False\).*initial_state"),
+    ("stateful_reset_unbuilt", False,
+     lambda b, t: fnn.LSTM(U, stateful=True).reset_states(_hc()), ValueError,
+     r"lstm: build the model before setting its states"),
+    ("stateful_lstm_int", False, lambda b, t: fnn.LSTM(U, stateful=1), TypeError,
+     r"stateful must be True or False. Received: stateful=1\b"),
+    ("stateful_gru_str", False, lambda b, t: fnn.GRU(U, stateful="yes"), TypeError,
+     r"Received: stateful='yes'"),
+    ("stateful_simple_rnn_none", False, lambda b, t: fnn.SimpleRNN(U, stateful=None),
+     TypeError, r"Received: stateful=None"),
+    ("conv_lstm2d_stateful_other_batch_size", True,
+     lambda b, t: stateful_conv_lstm(b, [XC, XC[:1]]), ValueError,
+     r"conv_lstm2d is stateful: .*batches of 2 sequences, and this batch has 1"),
+    ("conv_lstm2d_reset_one_state", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2))]), ValueError,
+     r"states must be 2 arrays \[h, c\]. Received: 1\b"),
+    ("conv_lstm2d_reset_wrong_image", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2)), np.zeros((2, 4, 3, 2))]),
+     ValueError, r"states\[1\] must have shape \(n, 3, 3, 2\). Received: states\[1\] with "
+                 r"shape \(2, 4, 3, 2\)"),
+    ("conv_lstm2d_reset_vectors", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 18))] * 2), ValueError,
+     r"Received: states\[0\] with shape \(2, 18\)"),
+    ("conv_lstm2d_reset_complex", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2), complex)] * 2), TypeError,
+     r"states\[0\] must hold real numbers. Received: states\[0\] with dtype complex128"),
+    ("conv_lstm2d_reset_nan", True,
+     lambda b, t: stateful_conv_lstm(b, [], [np.zeros((2, 3, 3, 2)),
+                                             np.full((2, 3, 3, 2), math.nan)]), ValueError,
+     r"states\[1\] must be finite.*Received: states\[1\]\[0, 0, 0, 0\]=nan"),
+    ("conv_lstm2d_stateful_str", False, lambda b, t: fnn.ConvLSTM2D(2, 3, stateful="no"),
+     TypeError, r"stateful must be True or False. Received: stateful='no'"),
+    ("stateful_bidirectional_backward_not_stateful", False,
+     lambda b, t: fnn.Bidirectional(fnn.LSTM(U, stateful=True),
+                                    backward_layer=fnn.LSTM(U, go_backwards=True)),
+     ValueError, r"units, return_sequences, return_state and stateful.*Received: "
+                 r"backward_layer=LSTM\(3"),
 ]
 
 

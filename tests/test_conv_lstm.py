@@ -29,10 +29,11 @@ def _same_pads(size, k, s, d):
 
 
 def torch_conv_lstm(x, kernel, rkernel, bias, strides=(1, 1), padding="valid",
-                    dilation=(1, 1), go_backwards=False, act="tanh", rec="sigmoid"):
+                    dilation=(1, 1), go_backwards=False, act="tanh", rec="sigmoid", h0=None,
+                    c0=None):
     """Keras' ConvLSTM2D written from its equations: x (n, T, H, W, C) and the weights in
-    Keras' layouts as float64 tensors; returns (every step's h in step order, h_T, c_T), h and c
-    channels-last."""
+    Keras' layouts as float64 tensors, optional initial states h0, c0 (n, oh, ow, filters);
+    returns (every step's h in step order, h_T, c_T), h and c channels-last."""
     n, T, H, W, _ = x.shape
     kh, kw, _, K = kernel.shape
     f = K // 4
@@ -45,7 +46,8 @@ def torch_conv_lstm(x, kernel, rkernel, bias, strides=(1, 1), padding="valid",
         t = b = le = r = 0
     rt, rl = (kh - 1) // 2, (kw - 1) // 2
     a, g = _TORCH_ACT[act], _TORCH_ACT[rec]
-    h = c = None
+    h = None if h0 is None else h0.permute(0, 3, 1, 2)
+    c = None if c0 is None else c0.permute(0, 3, 1, 2)
     outs = []
     for step in (range(T - 1, -1, -1) if go_backwards else range(T)):
         z = F.conv2d(F.pad(xs[:, step], (le, r, t, b)), Wt, bias, stride=strides,
@@ -305,7 +307,7 @@ def test_keras_states_and_initial_bias_agree(keras, rng):
     (dict(activation="softmax"), ValueError, r"activation='softmax'"),
     (dict(recurrent_activation="gelu"), ValueError, r"recurrent_activation='gelu'"),
     (dict(strides=2, dilation_rate=2), ValueError, r"strides=2 and dilation_rate=2"),
-    (dict(stateful=True), ValueError, r"stateful=True"),
+    (dict(stateful="yes"), TypeError, r"stateful='yes'"),
     (dict(dropout=1.0), ValueError, r"dropout=1.0"),
     (dict(recurrent_dropout=-0.1), ValueError, r"recurrent_dropout=-0.1"),
     (dict(dropout=1.5), ValueError, r"dropout"),

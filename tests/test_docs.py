@@ -120,6 +120,7 @@ def test_the_readme_three_ways_run(capsys, tmp_path, monkeypatch):
         exec(compile(code, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "path=general" in out and "\n4\n" in out
+    assert "\n2113\n" in out               # the Siamese model: its shared layer's weights once
     assert (tmp_path / "net.svg").read_text().count("<rect") == 4
     model = namespace["model"]
     assert model.evaluate(namespace["X"] / 16, namespace["y"])["accuracy"] > 0.9

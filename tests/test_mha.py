@@ -282,7 +282,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="key and value"):
         fnn.MultiHeadAttention(2, 2)(q, v, k)
     with pytest.raises(ValueError, match="attention_mask"):
-        fnn.MultiHeadAttention(2, 2)(q, v, attention_mask=fnn.Input((4, 5)))
+        fnn.MultiHeadAttention(2, 2)(q, v, attention_mask=fnn.Input((5, 4)))
     with pytest.raises(ValueError, match="attention_mask"):
         fnn.MultiHeadAttention(2, 2)(q, v, attention_mask=fnn.Input((4,)))
     with pytest.raises(ValueError, match="query"):

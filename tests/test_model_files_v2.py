@@ -241,7 +241,10 @@ HOSTILE_LAYERS = {
     "lstm_one_state": (_inbound(3, [1, 2]), r"initial_state must be 2"),
     "lstm_state_is_the_image": (_inbound(3, [1, 0, 3]), r"initial_state"),
     "lstm_sequence_is_a_state": (_inbound(3, [2, 2, 3]), r"steps, features"),
-    "gru_reset_after_false": (_nested(7, "layer", reset_after=False), r"reset_after=False"),
+    # reset_after flipped without the weights: the bias the file holds no longer fits
+    "gru_reset_after_false": (_nested(7, "layer", reset_after=False),
+                              r"bias' is <f\d\[2, 6\], the model needs <f\d\[6\]"),
+    "gru_reset_after_int": (_nested(7, "layer", reset_after=0), r"reset_after=0\b"),
     "gru_units_2_40": (_nested(7, "layer", units=2**40), r"units=1099511627776"),
     "gru_units_zero": (_nested(7, "backward_layer", units=0), r"units=0\b"),
     "bidirectional_of_dense": (_replace_nested(7, "layer", _DENSE), r"layer=Dense"),
@@ -358,7 +361,7 @@ HOSTILE_ATTENTION = {
     "roles_more_than_inputs": (_call(1, input_roles=["q", "kv"]),
                                r"takes 2 input\(s\).*Received: 1 inputs"),
     "roles_query_and_value_swapped": (_call(0, input_roles=["kv", "q", "m"]),
-                                      r"attention_mask must be a key padding mask"),
+                                      r"attention_mask must have shape .* or be a key padding mask"),
     "causal_string": (_call(0, use_causal_mask="yes"), r"use_causal_mask='yes'"),
     "causal_int": (_call(0, use_causal_mask=1), r"use_causal_mask=1\b"),
     "call_missing": (lambda m: m["layers"][0]["config"].pop("call"),
@@ -561,7 +564,7 @@ HOSTILE_TRANSFORMER = {
     "tb_call_of_attention": (_layer(3, call={"input_roles": ["qkv"]}), r"call"),
     "tb_three_inbound": (_inbound(2, [3, 1, 1]),
                          r"a sequence and optionally its padding mask.*Received: 3 inputs"),
-    "tb_mask_is_the_sequence": (_inbound(2, [3, 3]), r"attention_mask must be a key padding "
+    "tb_mask_is_the_sequence": (_inbound(2, [3, 3]), r"padding_mask must be a key padding "
                                                       r"mask of shape \(batch, 6\)"),
     "tb_sequence_is_the_mask": (_inbound(3, [1]), r"transformer_block\w* takes sequences "
                                                    r"\(batch, steps, features\).*\(6,\)"),

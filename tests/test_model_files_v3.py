@@ -1,7 +1,9 @@
 """Model files holding the layers of sessions 31 and 32 (augmentation, resizing and crops, PReLU,
 Identity, GroupNormalization, the 3-D family, the categorical preprocessing layers; RNN(cell)
 with SimpleRNNCell / LSTMCell / GRUCell / StackedRNNCells, Attention, AdditiveAttention, Dot,
-UnitNormalization, MultiHeadAttention(dropout, seed), ConvLSTM2D, Conv3DTranspose).
+UnitNormalization, MultiHeadAttention(dropout, seed), ConvLSTM2D, Conv3DTranspose) and of
+session 33 (RMSNormalization, LayerNormalization over trailing axes, stateful LSTM / GRU /
+Bidirectional / ConvLSTM2D with their carried states in the file).
 
 - the JSON-header fuzz of ``test_model_files`` over a saved model of each family: whatever
   loads must predict, anything else must be the loader's ValueError (never a crash, a hang,
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 import fastnn as fnn
 import fastnn.io as fio
 from fastnn.io import model_from_bytes
-from fastnn.models.saving import MAX_SAMPLE_VALUES
+from fastnn.models.saving import MAX_SAMPLE_VALUES, stateful_layers
 from test_model_files import FUZZ, build, memory_cap, mutate_header, parse
 from test_model_files_v2 import _refused_before_allocation
 
@@ -100,8 +102,48 @@ def _conv_sequences(backend="numpy"):
                           input_shape=(3, 5, 5, 2), seed=0, backend=backend)
 
 
+def _norms(backend="numpy"):
+    """Layers 0-4: RMSNormalization, LayerNormalization(axis=[1, 2]),
+    RMSNormalization(axis=[1, 2], epsilon=1e-3), Flatten, Dense(2). Input (4, 6)."""
+    model = fnn.Sequential([fnn.RMSNormalization(), fnn.LayerNormalization(axis=[1, 2]),
+                            fnn.RMSNormalization(axis=[1, 2], epsilon=1e-3), fnn.Flatten(),
+                            fnn.Dense(2)], input_shape=(4, 6), seed=0, backend=backend)
+    rng = np.random.default_rng(1)       # scales and offsets away from their 1 and 0
+    model.set_weights([w + rng.normal(0, 0.2, w.shape) for w in model.get_weights()])
+    return model
+
+
+#: the batch size of the stateful families' carried states
+STATE_ROWS = 2
+
+
+def _stateful(backend="numpy"):
+    """Layers 0-3: LSTM(4, stateful, sequences), GRU(3, stateful, sequences),
+    Bidirectional(LSTM(2, stateful)), Dense(2); input (5, 3), node 0. Carries the states of
+    one batch of STATE_ROWS (arrays rnn_state/0/0-1 LSTM, 1/0 GRU, 2/0-1 and 3/0-1 the two
+    directions)."""
+    inp = fnn.Input((5, 3))
+    h = fnn.LSTM(4, stateful=True, return_sequences=True)(inp)
+    h = fnn.GRU(3, stateful=True, return_sequences=True)(h)
+    h = fnn.Bidirectional(fnn.LSTM(2, stateful=True))(h)
+    model = fnn.Model(inp, fnn.Dense(2)(h), seed=0, backend=backend)
+    model.predict(np.random.default_rng(2).standard_normal((STATE_ROWS, 5, 3)))
+    return model
+
+
+def _stateful_conv(backend="numpy"):
+    """Layers 0-2: ConvLSTM2D(2, 3, same, stateful), Flatten, Dense(2); input (2, 4, 4, 1).
+    Carries the states (rnn_state/0/0-1, each (STATE_ROWS, 4, 4, 2)) of one batch."""
+    model = fnn.Sequential([fnn.ConvLSTM2D(2, 3, padding="same", stateful=True), fnn.Flatten(),
+                            fnn.Dense(2)], input_shape=(2, 4, 4, 1), seed=0, backend=backend)
+    model.predict(np.random.default_rng(3).standard_normal((STATE_ROWS, 2, 4, 4, 1)))
+    return model
+
+
 FAMILIES = {"images": _images, "volumes": _volumes, "categorical": _categorical,
-            "recurrent_attention": _recurrent_attention, "conv_sequences": _conv_sequences}
+            "recurrent_attention": _recurrent_attention, "conv_sequences": _conv_sequences,
+            "norms": _norms, "stateful": _stateful, "stateful_conv": _stateful_conv}
+STATEFUL_FAMILIES = ("stateful", "stateful_conv")
 
 
 def _file(make):
@@ -150,11 +192,15 @@ def _load_or_refuse(blob):
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert all(math.prod(layer.output_shape) <= MAX_SAMPLE_VALUES for layer in model.layers
                if isinstance(layer.output_shape, tuple))
+    carried = [layer.states for layer in stateful_layers(model)]
+    assert all(np.isfinite(s).all() for states in carried if states for s in states)
+    rows = {states[0].shape[0] for states in carried if states}
+    assert len(rows) <= 1, rows        # one batch size, else predict could not run
     if _activation_values(model) > PREDICT_VALUES:
         return
     with memory_cap(1 << 30):
         try:
-            model.predict(_inputs(model, rows=1))
+            model.predict(_inputs(model, rows=rows.pop() if rows else 1))
         except ValueError as exc:      # a legal model that refuses zeros (ids not in its
             assert "X" in str(exc) or "inputs of" in str(exc), str(exc)    # vocabulary)
 
@@ -163,13 +209,19 @@ def _load_or_refuse(blob):
 def test_each_family_round_trips(files, family, tmp_path):
     original = FAMILIES[family]()
     loaded = model_from_bytes(files[family]["blob"])
-    x = _inputs(original, rows=3)
+    rows = STATE_ROWS if family in STATEFUL_FAMILIES else 3
+    x = _inputs(original, rows=rows)
     if family == "categorical":
         x = np.array([[4, 2, 0], [9, 1, 5], [3, 3, 3]], float)
     elif family == "images":
         x = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 4))
     else:
-        x = np.random.default_rng(0).standard_normal((3, *original.input_shape))
+        x = np.random.default_rng(0).standard_normal((rows, *original.input_shape))
+    for a, b in zip(stateful_layers(loaded), stateful_layers(original)):
+        assert a.states is not None and all(np.array_equal(s, t)
+                                            for s, t in zip(a.states, b.states))
+    assert len(stateful_layers(loaded)) == (4 if family == "stateful" else
+                                            1 if family == "stateful_conv" else 0)
     assert loaded.predict(x).tobytes() == original.predict(x).tobytes()
     assert [c["class"] if "class" in c else c["config"]["class"]
             for c in files[family]["header"]["model"]["layers"]] == [
@@ -237,7 +289,7 @@ def _nested_slots(value, path=()):
         yield from _nested_slots(inner, path + (key,))
 
 
-@pytest.mark.parametrize("family", ["recurrent_attention", "conv_sequences"])
+@pytest.mark.parametrize("family", ["recurrent_attention", "conv_sequences", "stateful"])
 @FUZZ_V3
 @given(data=st.data())
 def test_fuzz_hostile_nested_config_values(files, family, data):
@@ -502,7 +554,8 @@ FORGED = {
                                       r"dilation_rate=-1\b"),
     "conv_lstm2d_dropout_one": ("conv_sequences", _set(0, dropout=1.0), r"dropout=1\.0"),
     "conv_lstm2d_seed_string": ("conv_sequences", _set(0, seed="x"), r"seed='x'"),
-    "conv_lstm2d_stateful": ("conv_sequences", _set(0, stateful=True), r"stateful=True"),
+    "conv_lstm2d_stateful_string": ("conv_sequences", _set(0, stateful="yes"),
+                                    r"stateful='yes'"),
     "conv_lstm2d_recurrent_activation": ("conv_sequences",
                                          _set(0, recurrent_activation="bogus"),
                                          r"recurrent_activation='bogus'|activation='bogus'"),
@@ -668,3 +721,172 @@ def test_a_large_num_oov_indices_is_not_materialized():
         tracemalloc.stop()
     assert peak < 1 << 20
     assert layer.vocabulary_size() == 2**31 - 1 + 3
+
+
+# ---------------------------------------------------------------- carried states in the file
+def _state_edit(name=None, drop=False, add=None, **changes):
+    """An edit of a stateful family's array entries: entry ``name`` removed (``drop``) or
+    changed (``changes``), or a copy of it added under the name ``add``."""
+    def edit(arrays, data):
+        entry = next(a for a in arrays if a["name"] == name)
+        if drop:
+            arrays.remove(entry)
+        elif add is not None:           # its bytes copied after the data (arrays never overlap)
+            size = np.dtype(entry["dtype"]).itemsize * math.prod(entry["shape"])
+            data.extend(b"\0" * (-len(data) % 64))
+            arrays.append(dict(entry, name=add, offset=len(data)))
+            data.extend(data[entry["offset"]:entry["offset"] + size])
+            data.extend(b"\0" * (-len(data) % 64))
+        else:
+            entry.update(changes)
+    return edit
+
+
+def _poke(name, value):
+    """An edit writing ``value`` (float32) over the first value of the array ``name``."""
+    def edit(arrays, data):
+        entry = next(a for a in arrays if a["name"] == name)
+        data[entry["offset"]:entry["offset"] + 4] = np.float32(value).tobytes()
+    return edit
+
+
+# family, edit(arrays, data), what the message must say. stateful: LSTM(4) 0, GRU(3) 1, the
+# Bidirectional's LSTM(2)s 2 and 3, each (2, units); stateful_conv: ConvLSTM2D 0, (2, 4, 4, 2)
+FORGED_STATES = {
+    "lstm_c_missing": ("stateful", _state_edit("rnn_state/0/1", drop=True),
+                       r"needs all of \['rnn_state/0/0', 'rnn_state/0/1'\] or none"),
+    "backward_h_missing": ("stateful", _state_edit("rnn_state/3/0", drop=True),
+                           r"needs all of \['rnn_state/3/0', 'rnn_state/3/1'\]"),
+    "gru_second_state": ("stateful", _state_edit("rnn_state/1/0", add="rnn_state/1/1"),
+                         r"\['rnn_state/1/1'\] are not states of the model's 4 stateful"),
+    "a_fifth_layer": ("stateful", _state_edit("rnn_state/1/0", add="rnn_state/4/0"),
+                      r"\['rnn_state/4/0'\] are not states"),
+    "odd_name": ("stateful", _state_edit("rnn_state/1/0", add="rnn_state/x"),
+                 r"\['rnn_state/x'\] are not states"),
+    "lstm_h_wider": ("stateful", _state_edit("rnn_state/0/0", shape=[1, 8]),
+                     r"'rnn_state/0/0' is <f4\[1, 8\]; layer 'lstm\w*' holds \(batch, 4\)"),
+    "lstm_h_3d": ("stateful", _state_edit("rnn_state/0/0", shape=[2, 4, 1]),
+                  r"'rnn_state/0/0' is <f4\[2, 4, 1\].*\(batch, 4\)"),
+    "lstm_h_1d": ("stateful", _state_edit("rnn_state/0/0", shape=[8]),
+                  r"'rnn_state/0/0' is <f4\[8\].*\(batch, 4\)"),
+    "lstm_h_empty_batch": ("stateful", _state_edit("rnn_state/0/0", shape=[0, 4]),
+                           r"'rnn_state/0/0' is <f4\[0, 4\]"),
+    "lstm_two_batch_sizes": ("stateful", _state_edit("rnn_state/0/1", shape=[1, 4]),
+                             r"'rnn_state/0/1' is <f4\[1, 4\].*of one batch size"),
+    "gru_h_float64": ("stateful", _state_edit("rnn_state/1/0", dtype="<f8", shape=[1, 3]),
+                      r"'rnn_state/1/0' is <f8\[1, 3\].*in float32"),
+    "bidirectional_c_nan": ("stateful", _poke("rnn_state/2/1", np.nan),
+                            r"'rnn_state/2/1' holds NaN or inf"),
+    "gru_h_inf": ("stateful", _poke("rnn_state/1/0", -np.inf),
+                  r"'rnn_state/1/0' holds NaN or inf"),
+    "conv_c_missing": ("stateful_conv", _state_edit("rnn_state/0/1", drop=True),
+                       r"needs all of"),
+    "conv_third_state": ("stateful_conv", _state_edit("rnn_state/0/1", add="rnn_state/0/2"),
+                         r"\['rnn_state/0/2'\] are not states"),
+    "conv_h_transposed": ("stateful_conv", _state_edit("rnn_state/0/0", shape=[2, 4, 2, 4]),
+                          r"'rnn_state/0/0' is <f4\[2, 4, 2, 4\]; layer 'conv_lstm2d\w*' holds "
+                          r"\(batch, 4, 4, 2\)"),
+    "conv_h_flat": ("stateful_conv", _state_edit("rnn_state/0/0", shape=[2, 32]),
+                    r"<f4\[2, 32\].*\(batch, 4, 4, 2\)"),
+    "conv_h_one_image": ("stateful_conv", _state_edit("rnn_state/0/0", shape=[4, 4, 2]),
+                         r"<f4\[4, 4, 2\].*\(batch, 4, 4, 2\)"),
+    "conv_c_float64": ("stateful_conv",
+                       _state_edit("rnn_state/0/1", dtype="<f8", shape=[1, 4, 4, 2]),
+                       r"'rnn_state/0/1' is <f8\[1, 4, 4, 2\].*float32"),
+    "conv_h_nan": ("stateful_conv", _poke("rnn_state/0/0", np.nan),
+                   r"'rnn_state/0/0' holds NaN or inf"),
+}
+
+
+def _edited(files, family, edit):
+    header = copy.deepcopy(files[family]["header"])
+    data = bytearray(files[family]["data"])
+    edit(header["arrays"], data)
+    return build(header, bytes(data), version=2)
+
+
+@pytest.mark.parametrize("name", list(FORGED_STATES))
+def test_the_loader_refuses_forged_state_arrays(files, name):
+    family, edit, pattern = FORGED_STATES[name]
+    _refused_before_allocation(_edited(files, family, edit), pattern)
+
+
+def test_a_file_without_state_arrays_loads_with_zero_states(files):
+    """A stateful model saved before its first batch holds no state arrays: it loads with
+    every layer's states None (zeros), as the model was."""
+    def no_states(arrays, data):
+        arrays[:] = [a for a in arrays if not a["name"].startswith("rnn_state/")]
+    for family in STATEFUL_FAMILIES:
+        model = model_from_bytes(_edited(files, family, no_states))
+        assert stateful_layers(model) and all(
+            layer.states is None for layer in stateful_layers(model))
+
+
+# replacements for a state array's entry, and values written into its data
+STATE_NAMES = ["rnn_state/0/0", "rnn_state/0/1", "rnn_state/1/0", "rnn_state/1/1",
+               "rnn_state/3/1", "rnn_state/4/0", "rnn_state/0", "rnn_state/-1/0",
+               "rnn_state/00/0", "rnn_state/0/0/0", "w0/lstm/kernel", "optimizer/x"]
+STATE_SHAPES = [[2, 4], [2, 3], [2, 2], [1, 4], [4, 2], [8], [2, 4, 1], [2, 4, 4, 2],
+                [2, 2, 4, 4], [1, 4, 4, 2], [0, 4], [], [2**31, 4], [2**62, 2**62], [-2, 4]]
+STATE_DTYPES = ["<f4", ">f4", "<f8", "<f2", "<i4", "|u1", "<c8", "|b1", "f4", "x"]
+STATE_VALUES = [np.nan, np.inf, -np.inf, 3.4e38, -0.0, 1e-45, 1.0]
+
+
+def _described(header, data, name):
+    """The array the header's entry ``name`` describes, read from ``data`` (None when the
+    entry is not a readable array)."""
+    entry = next((a for a in header["arrays"] if a.get("name") == name), None)
+    try:
+        dtype = np.dtype(entry["dtype"])
+        count = math.prod(entry["shape"])
+        return np.frombuffer(data, dtype, count, entry["offset"]).reshape(entry["shape"])
+    except Exception:
+        return None
+
+
+@pytest.mark.parametrize("family", STATEFUL_FAMILIES)
+@FUZZ_V3
+@given(data=st.data())
+def test_fuzz_state_arrays(files, family, data):
+    """State entries renamed, dropped, duplicated, reshaped, retyped or moved, and hostile
+    values in their data: the loader refuses with its ValueError, or the model it returns
+    holds exactly the states the file describes (never silently other ones)."""
+    header = copy.deepcopy(files[family]["header"])
+    raw = bytearray(files[family]["data"])
+    states = [a for a in header["arrays"] if a["name"].startswith("rnn_state/")]
+    for _ in range(data.draw(st.integers(1, 3))):
+        entry = data.draw(st.sampled_from(states))
+        action = data.draw(st.sampled_from(["name", "drop", "copy", "shape", "dtype", "offset",
+                                            "value"]))
+        if action == "name":
+            entry["name"] = data.draw(st.sampled_from(STATE_NAMES))
+        elif action == "drop" and entry in header["arrays"]:
+            header["arrays"].remove(entry)
+        elif action == "copy":
+            header["arrays"].append(dict(entry, name=data.draw(st.sampled_from(STATE_NAMES))))
+        elif action == "shape":
+            entry["shape"] = data.draw(st.sampled_from(STATE_SHAPES))
+        elif action == "dtype":
+            entry["dtype"] = data.draw(st.sampled_from(STATE_DTYPES))
+        elif action == "offset":
+            entry["offset"] = data.draw(st.sampled_from([0, 64, entry["offset"] + 64,
+                                                         len(raw), -64, 2**62]))
+        else:
+            at = entry["offset"] + 4 * data.draw(st.integers(0, 7))
+            raw[at:at + 4] = np.float32(data.draw(st.sampled_from(STATE_VALUES))).tobytes()
+    blob = build(header, bytes(raw), version=2)
+    _load_or_refuse(blob)
+    try:
+        model = model_from_bytes(blob)
+    except ValueError:
+        return
+    for j, layer in enumerate(stateful_layers(model)):
+        held = layer.states
+        described = [_described(header, bytes(raw), f"rnn_state/{j}/{i}")
+                     for i in range(layer.n_states)]
+        if held is None:
+            assert all(d is None for d in described), (j, described)
+            continue
+        for got, want in zip(held, described):
+            assert want is not None and got.dtype == model.dtype
+            assert np.array_equal(got, want.astype(model.dtype)), (j, want.dtype)

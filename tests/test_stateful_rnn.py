@@ -229,7 +229,9 @@ def test_one_and_two_threads_train_bitwise_alike():
 
 def test_fit_carries_states_across_batches_and_learns():
     """A running sum cut into chunks: only a layer that carries its state across batches can
-    know the sum so far (the target), so the stateful layer learns it and the other cannot."""
+    know the sum so far (the target), so the stateful layer learns it and the other cannot.
+    In float64: in float32 the outcome of 150 epochs depends on the micro-kernel's rounding
+    (0.018 to 0.047 over FASTNN_KERNEL=avx512, generic, avx2), in float64 it does not."""
     rng = np.random.default_rng(0)
     chunks, steps = 8, 4
     x = rng.choice([-1.0, 1.0], size=(32, chunks * steps, 1))
@@ -240,7 +242,7 @@ def test_fit_carries_states_across_batches_and_learns():
     errors = {}
     for stateful in (True, False):
         model = fnn.Sequential([fnn.SimpleRNN(16, stateful=stateful), fnn.Dense(1)],
-                               input_shape=(steps, 1), seed=1)
+                               input_shape=(steps, 1), seed=1, dtype="float64")
         model.compile(loss="mse", optimizer=fnn.Adam(0.01))
 
         class Reset(fnn.callbacks.Callback):

@@ -412,7 +412,7 @@ def test_bad_shapes_are_refused_by_name():
     with pytest.raises(ValueError, match="sequences"):
         fnn.Sequential([fnn.TransformerBlock(2, 4, 8)], input_dim=8)
     x, m = fnn.Input((5, 8)), fnn.Input((4,))
-    with pytest.raises(ValueError, match="attention_mask"):
+    with pytest.raises(ValueError, match="padding_mask"):
         fnn.TransformerBlock(2, 4, 8)(x, padding_mask=m)
     with pytest.raises(ValueError, match="sequence_length"):
         fnn.Sequential([fnn.PositionalEmbedding(4)], input_shape=(5, 3))

@@ -1,6 +1,7 @@
 # Scaled dot-product attention of the fast backend, forward and backward, over
-# src_c/fnn_attn.c: tiles of queries and keys with an online softmax (scale, causal and key
-# padding masks fused), so no call holds a (query x key) matrix; see src_c/fnn_attn.h.
+# src_c/fnn_attn.c: tiles of queries and keys with an online softmax (scale, causal, key
+# padding or (query, key) masks fused), so no call holds a (query x key) score matrix; see
+# src_c/fnn_attn.h.
 #
 # q, k, v, out, dout, dq, dk, dv may be views whose rows are contiguous (a layer passes its
 # projection's heads in place): the C code takes each one's strides as its layout.
@@ -125,16 +126,17 @@ cdef bint _apart(list outputs, list inputs):
     return True
 
 
-cdef object _mask_ok(object key_mask, Py_ssize_t B, Py_ssize_t Lk):
-    """The mask as uint8 when it is a C-contiguous bool or uint8 ndarray of (B, Lk), else
-    False (None: no mask)."""
+cdef object _mask_ok(object key_mask, Py_ssize_t B, Py_ssize_t Lq, Py_ssize_t Lk):
+    """The mask as uint8 when it is a C-contiguous bool or uint8 ndarray of (B, Lk) or
+    (B, Lq, Lk), else False (None: no mask)."""
     if key_mask is None:
         return None
     if type(key_mask) is not np.ndarray:
         return False
     m = <cnp.ndarray>key_mask
     if (cnp.PyArray_TYPE(m) != cnp.NPY_BOOL and cnp.PyArray_TYPE(m) != cnp.NPY_UINT8) or \
-            not _shaped(m, 2, B, Lk, -1, -1) or not cnp.PyArray_IS_C_CONTIGUOUS(m):
+            not (_shaped(m, 2, B, Lk, -1, -1) or _shaped(m, 3, B, Lq, Lk, -1)) or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(m):
         return False
     return m.view(np.uint8)
 
@@ -177,7 +179,7 @@ cdef object _accepted(object q, object k, object v, object key_mask, object caus
                          Dv if role[1] == "v" else D) or not _rows_ok(a, written):
             return None
         (outputs if written else inputs).append(x)
-    mask = _mask_ok(key_mask, B, Lk)
+    mask = _mask_ok(key_mask, B, Lq, Lk)
     if mask is False:
         return None
     if key_mask is not None:
@@ -188,19 +190,24 @@ cdef object _accepted(object q, object k, object v, object key_mask, object caus
 
 
 cdef fnn_attn_geom _geometry(tuple dims, object mask, bint causal) except *:
-    """The geometry of checked arguments (mask: None or a C-contiguous uint8 array of (B, Lk),
-    which the caller keeps alive through the kernel's call)."""
+    """The geometry of checked arguments (mask: None or a C-contiguous uint8 array of (B, Lk)
+    or (B, Lq, Lk), which the caller keeps alive through the kernel's call)."""
     cdef fnn_attn_geom g
     B, H, Lq, Lk, D, Dv = dims
     # every offset the C code forms stays far below 2**62
-    if max(B * H * Lq * max(D, Dv), B * H * Lk * max(D, Dv), B * Lk) >= 2**56:
+    full = mask is not None and (<cnp.ndarray>mask).ndim == 3
+    if max(B * H * Lq * max(D, Dv), B * H * Lk * max(D, Dv), B * Lk,
+           B * Lq * Lk if full else 0) >= 2**56:
         raise ValueError(f"attention: sizes too large. Received: {dims}")
     g.pairs, g.heads = B * H, max(H, 1)
     g.lq, g.lk, g.d, g.dv = Lq, Lk, D, Dv
     g.causal = causal
-    g.key_mask = <const unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>mask) \
-        if mask is not None else NULL
+    g.key_mask = NULL
     fnn_attn_contiguous(&g)
+    if full:
+        g.qk_mask = <const unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>mask)
+    elif mask is not None:
+        g.key_mask = <const unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>mask)
     return g
 
 

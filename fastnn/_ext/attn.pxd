@@ -8,6 +8,7 @@ cdef extern from "fnn_attn.h" nogil:
         Py_ssize_t lq, lk, d, dv
         int causal
         const unsigned char *key_mask
+        const unsigned char *qk_mask
         double drop_rate
         unsigned long long drop_key
         fnn_attn_layout q, k, v, out, dout, dq, dk, dv_

@@ -10,7 +10,7 @@ of every head at once), which the tiled compiled kernels are tested against.
     Z = keep / (1 - rate) (``dropout_keep``: the kernels' counter-based draw)
 
 With ``causal`` query i sees keys j <= i (PyTorch's is_causal, top-left aligned); key_mask
-(B, Lk), True = take part. A query row that sees no key gets out = 0, lse = -inf and zero
+(B, Lk), True = take part, or (B, Lq, Lk), True = query i may see key j (shared by the heads). A query row that sees no key gets out = 0, lse = -inf and zero
 gradients; a score that overflows to -inf counts as masked (PyTorch's safe softmax). A row with
 a score of +inf (overflow) or NaN gets out = NaN and lse = NaN, as PyTorch gives, and NaN
 gradients, except through scores of -inf (no gradient there).
@@ -32,7 +32,9 @@ def _visible(dims: tuple, mask: Any, causal: bool) -> Any:
     vis = np.ones((B, 1, Lq, Lk), dtype=bool)
     if causal:
         vis &= np.tril(np.ones((Lq, Lk), dtype=bool))
-    if mask is not None:
+    if mask is not None and mask.ndim == 3:
+        vis &= mask.astype(bool)[:, None, :, :]
+    elif mask is not None:
         vis &= mask.astype(bool)[:, None, None, :]
     return vis
 

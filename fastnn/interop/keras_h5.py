@@ -107,8 +107,7 @@ def _collect(model: Any, layers_group: Any, where: str, out: list[tuple[Any, lis
     """Append (layer, arrays) for every fastnn layer with weights in ``model``, in order."""
     from fastnn.models import graph
     counters: dict[str, int] = {}
-    for node in model._nodes[model._n_inputs:]:
-        layer = node.layer
+    for layer in model._own_layers():          # a shared layer (or model) once, as Keras
         nested = isinstance(layer, graph.ModelLayer)
         kind = type(layer.model).__name__ if nested else type(layer).__name__
         if not nested and not layer._specs:

@@ -160,10 +160,11 @@ class MultiHeadAttention(DropoutStream, Layer):
     bias (out,); no biases without ``use_bias``.
 
     Masks: ``use_causal_mask`` lets query i see keys j <= i (top-left aligned, as Keras and
-    PyTorch's is_causal). ``attention_mask`` is a KEY PADDING mask only, of shape (n, Lv)
-    (nonzero / True = attend); Keras' (n, Lq, Lv) masks are refused (ValueError). A query
-    that sees no key gets a zero output (Keras would average all values); one whose scores
-    overflow to +inf gets NaN (``fastnn.ops.scaled_dot_product_attention``).
+    PyTorch's is_causal). ``attention_mask`` is Keras' (n, Lq, Lv) mask (nonzero / True:
+    query i may attend to key j; every head shares it) or a key padding mask (n, Lv); it is
+    fused into the tiled kernel, and combines with the causal mask and the key and value step
+    masks. A query that sees no key gets a zero output (Keras would average all values); one
+    whose scores overflow to +inf gets NaN (``fastnn.ops.scaled_dot_product_attention``).
 
     Examples
     --------
@@ -250,10 +251,11 @@ class MultiHeadAttention(DropoutStream, Layer):
                                  f"Received: {what} with shape (None, "
                                  f"{', '.join(map(str, s))})")
         check_key_value_steps(self.name, by_role["k"], by_role["v"])
-        if "m" in by_role and tuple(by_role["m"]) != (by_role["v"][0],):
-            raise ValueError(f"{self.name}: attention_mask must be a key padding mask of shape "
-                             f"(batch, {by_role['v'][0]}) (value's steps); (batch, Lq, Lv) "
-                             f"masks are not supported. Received: attention_mask with shape "
+        lq, lv = by_role["q"][0], by_role["v"][0]
+        if "m" in by_role and tuple(by_role["m"]) not in ((lv,), (lq, lv)):
+            raise ValueError(f"{self.name}: attention_mask must have shape (batch, {lq}, {lv}) "
+                             f"(query's and value's steps) or be a key padding mask of shape "
+                             f"(batch, {lv}). Received: attention_mask with shape "
                              f"(None, {', '.join(map(str, by_role['m']))})")
         return by_role
 
@@ -360,8 +362,8 @@ class MultiHeadAttention(DropoutStream, Layer):
         return mask[0] if isinstance(mask, list) else mask
 
     def _key_mask(self, ctx: Slot, xs: list[Any]) -> Any:
-        """The key padding mask: the attention_mask input with the step masks of the key and
-        value inputs (from Embedding(mask_zero=True) or Masking): a padded key is attended by
+        """The mask the kernel takes, (n, Lv) or (n, Lq, Lv): the attention_mask input with the
+        step masks of the key and value inputs (from Embedding(mask_zero=True) or Masking): a padded key is attended by
         no query. The query's own mask only passes to the output (Keras also masks the padded
         queries' rows, whose outputs the layers after it then ignore)."""
         given = xs[self.input_roles.index("m")] if "m" in self.input_roles else None

@@ -175,15 +175,16 @@ def steps_real_in_all(ctx: Slot, key: str, masks: Sequence[Any]) -> Any:
 
 def mask_input_and_steps(ctx: Slot, key: str, tensor: Any, steps: Sequence[Any]) -> Any:
     """The attention layers' mask: True where the mask input ``tensor`` (nonzero: take part;
-    None: none given) and every step mask of ``steps`` (from Embedding(mask_zero=True) or
-    Masking; None entries: none) are, in the slot's buffer ``key``; None when there is none."""
+    None: none given; (n, keys) or (n, queries, keys)) and every step mask of ``steps`` (n, keys)
+    (from Embedding(mask_zero=True) or Masking; None entries: none) are, in the slot's buffer
+    ``key``; None when there is none."""
     if tensor is None:
         return steps_real_in_all(ctx, key, steps)
     mine = ctx.rows_buffer(key, tensor.shape[1:], dtype=bool)
     np.not_equal(tensor, 0, out=mine)
     for m in steps:
         if m is not None:
-            np.logical_and(mine, m, out=mine)
+            np.logical_and(mine, m if mine.ndim == 2 else m[:, None, :], out=mine)
     return mine
 
 

@@ -17,6 +17,11 @@ gradients of both convolutions are then one call each over all steps. Buffers ar
 input in step order xt, the pre-activations zx (reused for their gradients backward), the gates
 G, the states H and C (H[0], C[0] the initial states, else 0) and A = act(c_t). Dropout's
 masks scale the input once (xt holds it masked) and h_{t-1} into a buffer Hr per step.
+
+``stateful=True`` works as the recurrent layers' (fastnn/layers/recurrent.py): each batch starts
+from the last batch's final h and c (copies, never written in place), which are then initial
+states whose gradients are not computed (truncated backpropagation through time); model files
+keep them (fastnn/models/saving.py ``stateful_layers``).
 """
 
 from __future__ import annotations
@@ -65,7 +70,13 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
     go_backwards : bool, default False
         Read the sequence last step first (outputs in that order, as in Keras).
     stateful : bool, default False
-        Only False (True raises ValueError; SimpleRNN, LSTM and GRU take it).
+        Keras' stateful layer, as ``LSTM``'s: each batch starts from the last batch's final
+        h and c (sample i from sample i) in ``fit``, ``evaluate``, ``predict`` and the
+        low-level loop; gradients stop at the carried states (truncated backpropagation
+        through time). Every batch must have the same size until ``reset_states()`` (or
+        ``model.reset_states()``) zeroes them; ``layer.states`` reads them and
+        ``layer.reset_states([h, c])`` sets them, each (batch, oh, ow, filters). Model files
+        and pickles keep them.
     dropout, recurrent_dropout : float in [0, 1), default 0
         In training, the fraction of the input values (per sample, the same at every step)
         zeroed before the input convolution, and of the state values before the recurrent
@@ -94,6 +105,7 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
     """
 
     n_states = 2
+    _carried: Optional[list[FloatArray]] = None   # stateful: the last batch's final [h, c]
 
     def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
                  padding: str = "valid", data_format: Optional[str] = None,
@@ -126,10 +138,7 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
                                      recurrent_regularizer, bias_regularizer,
                                      return_sequences, return_state, go_backwards)
         self.unit_forget_bias = V.check_bool("unit_forget_bias", unit_forget_bias)
-        if V.check_bool("stateful", stateful):
-            raise ValueError("ConvLSTM2D does not implement stateful=True (SimpleRNN, LSTM and "
-                             "GRU do): pass the last call's states as initial_state=[h, c] "
-                             "(return_state=True returns them). Received: stateful=True")
+        self.stateful = V.check_bool("stateful", stateful)
         self._init_dropout(dropout, recurrent_dropout, seed)
 
     # ------------------------------------------------------------------ calls and shapes
@@ -229,6 +238,8 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
         xs = x if isinstance(x, list) else [x]
         x = np.ascontiguousarray(xs[0])
         n = x.shape[0]
+        if self.stateful and len(xs) == 1:
+            xs = [x, *self._carried_for(n)]
         b = self._buffers(ctx, n)
         xt, zx, G, H, C, zh = b["xt"], b["zx"], b["G"], b["H"], b["C"], b["zh"]
         A_ = b["A"]
@@ -266,6 +277,8 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
                                        C[t].reshape(-1), self.act, self.rec_act,
                                        G[t].reshape(-1), C[t + 1].reshape(-1),
                                        A_[t].reshape(-1), H[t + 1].reshape(-1))
+        if self.stateful:     # the next batch starts where this one ended (copies: buffers)
+            self._carried = [H[T].copy(), C[T].reshape(n, *self._h3).copy()]
         if self.return_sequences:
             y = ctx.rows_buffer("y", (T, *self._h3))
             np.copyto(y, np.swapaxes(H[1:], 0, 1))
@@ -316,7 +329,8 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
             be.conv_lstm_gates_backward(rows, F, G[t].reshape(-1), C[t].reshape(-1),
                                         A_[t].reshape(-1), dh.reshape(-1), dc.reshape(-1),
                                         self.act, self.rec_act, dZ[t].reshape(-1))
-            if t >= first:          # dL/dh_{t-1} through the recurrent convolution
+            # dL/dh_{t-1} through the recurrent convolution (not into carried states)
+            if t >= first and (t or self._initial_state):
                 be.conv2d_backward_input(self.recurrent_kernel, dZ[t], (1, 1), (1, 1),
                                          self._rpads, dh)
                 if rec_mask is not None:
@@ -352,6 +366,65 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
             states.append(target)
         return [dx, *states]
 
+    # ------------------------------------------------------------------ stateful
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of h and of c per sample: (oh, ow, filters) (once built)."""
+        return self._h3
+
+    def _carried_for(self, n: int) -> list[FloatArray]:
+        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
+        final [h, c] (none before the first batch or after a reset: zeros)."""
+        if self._carried is None:
+            return []
+        held = self._carried[0].shape[0]
+        if held != n:
+            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
+                             f"sequences, and this batch has {n}. Feed batches of {held} "
+                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
+                             f"count divisible by it), or call reset_states() to start again")
+        return list(self._carried)     # never written in place: each batch stores new arrays
+
+    @property
+    def states(self) -> Optional[list[FloatArray]]:
+        """A stateful layer's carried states ``[h, c]`` (copies, each (batch, oh, ow,
+        filters)), or None when they are zeros (no batch yet, or after ``reset_states``)."""
+        return None if self._carried is None else [s.copy() for s in self._carried]
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them to
+        ``states``: ``[h, c]``, each (batch, oh, ow, filters), finite, one batch size.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not stateful and ``states`` is given, the layer is not built, or
+            ``states`` has the wrong count, shapes or values (TypeError: not real numbers).
+        """
+        if states is None:
+            self._carried = None
+            return
+        if not self.stateful:
+            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
+                             f"set; pass initial_state=[h, c] when calling it instead")
+        if not self.built:
+            raise ValueError(f"{self.name}: build the model before setting its states")
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(given) != 2:
+            raise ValueError(f"{self.name}: states must be 2 arrays [h, c]. Received: "
+                             f"{len(given)}")
+        dtype = self.kernel.dtype
+        out: list[FloatArray] = []
+        for i, value in enumerate(given):
+            arr = V.float_array(f"states[{i}]", value, dtype, self._h3)
+            if out and arr.shape[0] != out[0].shape[0]:
+                raise ValueError(f"{self.name}: states [h, c] must share one batch size. "
+                                 f"Received: shapes {out[0].shape} and {arr.shape}")
+            out.append(np.array(arr, dtype=dtype, order="C"))
+        self._carried = out
+
+    reset_state = reset_states      # Keras 3's name
+
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -363,6 +436,8 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
         for key in ("use_bias", "unit_forget_bias", "return_sequences", "return_state",
                     "go_backwards"):
             config[key] = getattr(self, key)
+        if self.stateful:
+            config["stateful"] = True
         self._dropout_config(config)
         for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer",
                     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer"):

@@ -12,6 +12,8 @@ length is learnt from its steps. Keras' equations (``act`` = ``activation``, ``r
 - GRU (``reset_after=True``, Keras' default), gates z, r, h: ``z = rec(x_t W_z + h_{t-1} U_z +
   b_z)``, ``r`` the same, ``hh = act(x_t W_h + b_h + r (h_{t-1} U_h + b'_h))``,
   ``h_t = z h_{t-1} + (1 - z) hh``; the bias is (2, 3 units): input bias, recurrent bias.
+  With ``reset_after=False`` (Cho et al., 2014; Keras 2-era models) the reset gate meets h before
+  the product: ``hh = act(x_t W_h + (r h_{t-1}) U_h + b_h)``, one bias (3 units,).
 
 Backpropagation through time runs in one compiled call per layer (src_c/fnn_rnn.h): the input
 projection of all steps and the weight gradients of all steps are single products; each step is
@@ -37,7 +39,7 @@ from fastnn.layers.recurrent_dropout import RecurrentDropout
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
 from fastnn.layers.core import _initializer, _regularizer, _serialize, activation_of
 
-SIMPLE, LSTM_CELL, GRU_CELL = 0, 1, 2
+SIMPLE, LSTM_CELL, GRU_CELL, GRU_RESET_BEFORE = 0, 1, 2, 3
 _ALLOWED = {A.LINEAR: "linear", A.SIGMOID: "sigmoid", A.TANH: "tanh", A.RELU: "relu"}
 
 
@@ -550,9 +552,11 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """Gated recurrent unit (Cho et al., 2014) as Keras computes it with ``reset_after=True``
+    """Gated recurrent unit (Cho et al., 2014) as Keras computes it. With ``reset_after=True``
     (its default, and cuDNN's and PyTorch's): ``z = rec(x W_z + h U_z + b_z)``, ``r`` the
     same, ``hh = act(x W_h + b_h + r (h U_h + b'_h))``, ``h_t = z h_{t-1} + (1 - z) hh``.
+    With ``reset_after=False`` (the original GRU, Keras 2-era models): one bias, ``z = rec(x
+    W_z + h U_z + b_z)``, ``r`` the same, ``hh = act(x W_h + (r h) U_h + b_h)``, the same h_t.
 
     Parameters
     ----------
@@ -560,14 +564,16 @@ class GRU(RNNBase):
     activation : default "tanh"
     recurrent_activation : default "sigmoid"
     reset_after : bool, default True
-        Only True is implemented (the reset gate applied after the recurrent product);
-        False raises ValueError.
+        Whether the reset gate multiplies the recurrent product (True) or the state before
+        it (False; then each step takes two recurrent products, z and r's, then the
+        candidate's).
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
     name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed, stateful
         As for ``SimpleRNN``.
 
     Shapes: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
-    (input bias, recurrent bias), gates in Keras' order z, r, h (PyTorch's is r, z, n).
+    (input bias, recurrent bias; ``reset_after=False``: (3 units,)), gates in Keras' order
+    z, r, h (PyTorch's is r, z, n).
 
     Examples
     --------
@@ -576,6 +582,9 @@ class GRU(RNNBase):
     >>> model = fnn.Sequential([fnn.GRU(4)], input_shape=(6, 3), backend="numpy")
     >>> [w.shape for w in model.get_weights()]
     [(3, 12), (4, 12), (2, 12)]
+    >>> [w.shape for w in fnn.Sequential([fnn.GRU(4, reset_after=False)], input_shape=(6, 3),
+    ...                                  backend="numpy").get_weights()]
+    [(3, 12), (4, 12), (12,)]
     """
 
     cell, gates, n_states = GRU_CELL, 3, 1
@@ -596,18 +605,16 @@ class GRU(RNNBase):
                          recurrent_regularizer, bias_regularizer, return_sequences,
                          return_state, go_backwards, name, trainable, zero_output_for_mask,
                          dropout, recurrent_dropout, seed, stateful)
-        if V.check_bool("reset_after", reset_after) is not True:
-            raise ValueError("GRU implements reset_after=True only (Keras' default: the reset "
-                             "gate applied after the recurrent product). Received: "
-                             "reset_after=False")
-        self.reset_after = True
+        self.reset_after = V.check_bool("reset_after", reset_after)
+        if not self.reset_after:        # the kernels' other GRU cell (src_c/fnn_rnn.h)
+            self.cell = GRU_RESET_BEFORE
 
     def _bias_shape(self) -> tuple[int, ...]:
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["reset_after"] = True
+        config["reset_after"] = self.reset_after
         return config
 
 

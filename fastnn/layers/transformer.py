@@ -170,7 +170,11 @@ class TransformerBlock(Layer):
         if not isinstance(x_shape, tuple) or len(x_shape) != 2:
             raise ValueError(f"{self.name} takes sequences (batch, steps, features). Received: "
                              f"input shape {x_shape} (one sample's)")
-        self.attention.compute_output_shape(input_shape)      # checks the mask's shape
+        if self._masked and tuple(input_shape[1]) != x_shape[:1]:
+            raise ValueError(f"{self.name}: padding_mask must be a key padding mask of shape "
+                             f"(batch, {x_shape[0]}). Received: padding_mask with shape "
+                             f"(None, {', '.join(map(str, input_shape[1]))})")
+        self.attention.compute_output_shape(input_shape)
         return x_shape
 
     def build(self, input_shape: Any, dtype: np.dtype[Any]) -> Any:

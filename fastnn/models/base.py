@@ -79,6 +79,8 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self._nodes: list[graph.Node] = []
         self._masked: Optional[list[bool]] = None     # graph.mask_flags
         self._grad_free: frozenset[int] = frozenset()   # graph.grad_free_nodes
+        self._shared_later: frozenset[int] = frozenset()   # graph.shared_later_calls
+        self._own_cache: Optional[tuple[list[graph.Node], list[Layer]]] = None
         self._outputs: list[int] = []
         self._n_inputs = 1
         self._relu_fused: frozenset[int] = frozenset()
@@ -174,28 +176,35 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
                 raise ValueError(f"layer {layer!r} already belongs to a built model: a layer "
                                  f"with weights can be in one model only")
             layer.check_dtype(self.dtype)      # e.g. LeakyReLU(1e39) overflows float32
+        first: dict[int, graph.Node] = {}       # a shared layer's first call
         for node in nodes[len(input_shapes):]:
-            layer = node.layer
+            layer = cast(Any, node.layer)
             shapes = [nodes[i].shape for i in node.inputs]
-            if node.multi:
-                node.shape = layer.build(shapes, self.dtype)       # type: ignore[union-attr]
-            else:
-                node.shape = layer.build(shapes[0], self.dtype)    # type: ignore[union-attr]
+            given = shapes if node.multi else shapes[0]
+            earlier = first.get(id(layer))
+            if earlier is not None:
+                # a shared layer is built once, by its first call; a later call must bring
+                # what that call did (its weights' shapes, and the buffers a layer sizes from
+                # its shapes, depend on it)
+                before = [nodes[i].shape for i in earlier.inputs]
+                before = before if earlier.multi else before[0]
+                if given != before:
+                    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is "
+                                     f"shared: its first call takes inputs of shape {before}, "
+                                     f"a later call gives {given}; a shared layer takes the "
+                                     f"shape of its first call")
+                node.shape = earlier.shape
+                continue
+            first.setdefault(id(layer), node)
+            node.shape = layer.build(given, self.dtype)       # type: ignore[union-attr]
             if chain and isinstance(node.shape, list):
                 raise ValueError(f"layer {layer!r} returns several tensors (return_state, or "
                                  f"merge_mode=None): a Sequential model needs one; use the "
                                  f"functional API (fastnn.Model)")
-        uses: dict[int, int] = {}
-        for node in nodes:
-            inner = node.layer.sublayers if isinstance(node.layer, Layer) else ()
-            for layer in (node.layer, *inner):
-                key = id(getattr(layer, "model", layer))
-                uses[key] = uses.get(key, 0) + 1
-                if layer is not None and uses[key] > 1 and (
-                        layer._specs or isinstance(layer, graph.ModelLayer)):
-                    raise ValueError(f"layer {layer!r} is used twice in this model: a layer "
-                                     f"with weights can appear once (create a second layer "
-                                     f"for a second use)")
+        self._check_sharing(nodes)
+        self._shared_later = graph.shared_later_calls(nodes, len(input_shapes))
+        if self._shared_later:
+            chain = False              # the compiled plans hold each layer once
         self._nodes, self._outputs, self._n_inputs = nodes, outputs, len(input_shapes)
         self._masked = graph.mask_flags(nodes, len(input_shapes))
         self._grad_free = graph.grad_free_nodes(nodes, len(input_shapes))
@@ -205,7 +214,7 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
         self.input_dim = sum(graph.width(s) for s in input_shapes)
         outs = [nodes[i].shape for i in outputs]
         self.output_shape = outs[0] if len(outs) == 1 else outs
-        own = [n.layer for n in nodes if n.layer is not None]
+        own = self._own_layers()
         self._name_layers(own)
         self._fast = chain and fastpath.eligible(own, input_shapes[0])
         if self._fast:
@@ -218,7 +227,41 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
             if not isinstance(layer, graph.ModelLayer):
                 layer._owner = self
         self._built = True
-        self._forward_plan = fastpath.compile_forward(self)
+        self._forward_plan = None if self._shared_later else fastpath.compile_forward(self)
+
+    @staticmethod
+    def _check_sharing(nodes: list[graph.Node]) -> None:
+        """Refuse the uses of one layer that cannot share its weights: a layer that another
+        runs inside itself (a wrapper's) also used elsewhere, and a stateful recurrent layer
+        (its carried states belong to one sequence of batches) called twice."""
+        calls: dict[int, int] = {}
+        inside: dict[int, int] = {}
+        seen: set[int] = set()
+        for node in nodes:
+            layer = node.layer
+            if layer is None:
+                continue
+            key = id(getattr(layer, "model", layer))
+            calls[key] = calls.get(key, 0) + 1
+            if key not in seen:
+                seen.add(key)
+                for inner in layer.sublayers:
+                    inside[id(inner)] = inside.get(id(inner), 0) + 1
+        for node in nodes:
+            layer = node.layer
+            if layer is None:
+                continue
+            for one in layer.sublayers:
+                if (inside[id(one)] + calls.get(id(one), 0) > 1
+                        and graph.shares_weights(one)):
+                    raise ValueError(f"layer {one!r} is used twice in this model, once inside "
+                                     f"another layer (a wrapper such as Bidirectional): a "
+                                     f"wrapped layer can appear once (create a second layer "
+                                     f"for a second use)")
+            if calls[id(getattr(layer, "model", layer))] > 1 and graph.is_stateful(layer):
+                raise ValueError(f"layer {layer!r} is stateful (its states carry over from "
+                                 f"batch to batch) and called twice in this model: a stateful "
+                                 f"recurrent layer cannot be shared")
 
     def _name_layers(self, layers: list[Layer]) -> None:
         unique = list({id(layer): layer for layer in layers}.values())
@@ -281,14 +324,25 @@ class BaseModel(Training, FitLoop, LowLevel, Weights):
 
     # ------------------------------------------------------------------ weights, owners, runs
     def _own_layers(self) -> list[Layer]:
-        return [n.layer for n in self._nodes if n.layer is not None]
+        """The layers of the nodes, each once (a shared layer at its first call; a model
+        called several times by its first call's ModelLayer)."""
+        cached = getattr(self, "_own_cache", None)
+        if cached is not None and cached[0] is self._nodes:   # once per graph (a step asks)
+            return cached[1]
+        seen: dict[int, Layer] = {}
+        for n in self._nodes:
+            if n.layer is not None:
+                seen.setdefault(id(getattr(n.layer, "model", n.layer)), n.layer)
+        own = list(seen.values())
+        self._own_cache = (self._nodes, own)
+        return own
 
     def _entries(self) -> list[tuple[BaseModel, Layer, int]]:
         """(owner model, layer, weight index) of every weight, in get_weights() order."""
         out: list[tuple[BaseModel, Layer, int]] = []
         for layer in self._own_layers():
             if isinstance(layer, graph.ModelLayer):
-                out += layer.model._entries()
+                out += [e for e in layer.model._entries() if e not in out]
             else:
                 out += [(self, layer, k) for k in range(len(layer._specs))]
         return out

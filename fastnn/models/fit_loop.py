@@ -15,7 +15,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastnn import _validation as V
-from fastnn import metrics as M
 from fastnn._advice import warn_about_targets
 from fastnn._memory import aligned_empty
 from fastnn.callbacks import Callback, TerminateOnNaN
@@ -92,9 +91,11 @@ class FitLoop:
             Training inputs, real and finite; or a generator or other iterable yielding
             batches ``(x, y)`` or ``(x, y, sample_weight)`` (then ``y`` is None and
             ``batch_size``, ``shuffle`` and the validation split do not apply).
-        y : array_like
+        y : array_like, list or dict
             Training targets: (n, output_dim); class labels (n,) for ``cross_entropy``; or
-            (n,) with one output.
+            (n,) with one output. Several outputs: a list of such arrays, one per output
+            (``model.outputs`` order; those of untrained outputs may be None or left out), or
+            a dict keyed by output name.
         epochs : int, default 1
             The epoch to stop before (the number of passes when ``initial_epoch`` is 0), >= 0.
         batch_size : int, default 32
@@ -121,9 +122,11 @@ class FitLoop:
         sample_weight : array_like of shape (n,), optional
             A weight >= 0 per sample: the loss is ``sum(w_i * loss_i) / n`` (Keras' meaning);
             weighted batches take the per-kernel path (the compiled plan has no weights).
+            Several outputs: one array for all, or a list or dict of them, one per output.
         class_weight : dict of int to float, optional
             ``{class index: weight}``, multiplying ``sample_weight``; a sample's class is the
             argmax of its target (its 0/1 target with one output); unlisted classes weigh 1.
+            Refused with several outputs (as in Keras).
         steps_per_epoch : int, optional
             With an iterable of batches: the batches of one epoch, all epochs drawing from one
             iterator (which may be endless). Default: each epoch iterates the source anew to
@@ -209,7 +212,7 @@ class FitLoop:
                     np.take(X, order, axis=0, out=Xs)
                 np.take(T, order, axis=0, out=Ts)
                 if W is not None:
-                    np.take(W, order, out=Ws)
+                    np.take(W, order, axis=0, out=Ws)
             logs = self._run_epoch(Xs, Ts, Ws, batch, epoch, epochs, verbose, callbacks, val,
                                    order if by_index else None)
             for cb in callbacks:
@@ -235,7 +238,8 @@ class FitLoop:
         X = self._inputs(X)
         T = self._targets(y, X.shape[0])
         assert self.loss is not None                  # compiled (checked by the caller)
-        warn_about_targets(self.loss, y)
+        if self._heads is None:
+            warn_about_targets(self.loss, y)
         W = self._sample_weights(sample_weight, class_weight, T)
         X, T, W, val = self._split_validation(X, T, W, validation_data, validation_split)
         return X, T, W, val, batch_size, shuffle, verbose, callbacks
@@ -343,7 +347,7 @@ class FitLoop:
         a generator does not say); returns the epoch's logs."""
         started = time.perf_counter()
         threshold = self._threshold()
-        sums = dict.fromkeys(["loss"] + self.metrics, 0.0)
+        sums = dict.fromkeys(self._log_keys(), 0.0)
         seen = 0
         progress = EpochProgress(epoch, epochs, n, verbose)
         try:
@@ -362,12 +366,7 @@ class FitLoop:
                     break
                 rows = xb.shape[0]
                 seen += rows
-                sums["loss"] += value * rows
-                if self.metrics:
-                    out = self._batch_outputs(rows)
-                    mask = self._output_mask(self._train_ws)
-                    for name, item in zip(self.metrics, self._metric_items):
-                        sums[name] += self._metric_sum(item, out, tb, threshold, mask)
+                self._add_batch_scores(sums, value, tb, rows, threshold)
                 progress.update(rows, sums)
                 for cb in callbacks:
                     cb.on_train_batch_end(index, logs={"loss": value})

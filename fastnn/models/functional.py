@@ -199,13 +199,21 @@ class Model(BaseModel):
     ``inputs``; several outputs come back as a list (``compile``/``fit`` need one output;
     train several with the low-level loop).
 
+    A layer (or a model) called at several places is shared, as in Keras: its weights exist
+    once (``model.layers``, ``get_weights``, ``count_params`` and ``summary`` list them once)
+    and their gradient is the sum over the calls; each call keeps its own saved tensors, and
+    a BatchNormalization's moving statistics update once per call. A later call must take
+    the input shape(s) of the first.
+
     Raises
     ------
     TypeError
         If ``inputs`` or ``outputs`` are not symbolic tensors.
     ValueError
-        If an output depends on an input not listed, a layer with weights is used twice or
-        belongs to another model, or a layer cannot take its input.
+        If an output depends on an input not listed, a layer belongs to another model, a layer
+        cannot take its input, a shared layer is called on another shape than at its first
+        call, a stateful recurrent layer is called twice, or a layer wrapped by another
+        (Bidirectional's) is also used on its own.
 
     Examples
     --------
@@ -221,6 +229,14 @@ class Model(BaseModel):
     (2, 1)
     >>> [layer.name for layer in model.layers]
     ['dense', 'add', 'dense_1']
+
+    A Siamese model: one Dense tower (shared) on two inputs:
+
+    >>> tower = fnn.Dense(4, activation="relu")
+    >>> a, b = fnn.Input((8,)), fnn.Input((8,))
+    >>> siamese = fnn.Model([a, b], fnn.Dense(1)(fnn.Subtract()([tower(a), tower(b)])))
+    >>> [layer.name for layer in siamese.layers], siamese.count_params()
+    (['dense', 'subtract', 'dense_1'], 41)
     """
 
     def __init__(self, inputs: Any, outputs: Any, seed: Optional[int] = None,
@@ -233,8 +249,9 @@ class Model(BaseModel):
             raise ValueError("the model has no layers: its outputs are its inputs")
         self._input_tensors, self._output_tensors = ins, outs
         self._list_in = isinstance(inputs, (list, tuple))
-        self.layers = [n.layer.model if isinstance(n.layer, graph.ModelLayer) else n.layer
-                       for n in nodes[len(ins):]]
+        self.layers = list({id(layer): layer for layer in (
+            n.layer.model if isinstance(n.layer, graph.ModelLayer) else n.layer
+            for n in nodes[len(ins):])}.values())       # a shared layer once, as in Keras
         self._build_graph([t.shape for t in ins], nodes, out_index,
                           chain=self._is_chain(nodes, out_index, len(ins)))
 
@@ -253,11 +270,19 @@ class Model(BaseModel):
     def get_config(self) -> dict[str, Any]:
         """The graph as a JSON-serialisable dict: ``inputs`` (shapes), ``layers`` (each
         config with ``inbound``, the indices of the nodes it reads: inputs first, then the
-        layers in order), ``outputs`` (node indices), ``seed``, ``dtype``."""
+        layers in order; a later call of a shared layer or model is ``{"shared": <index of
+        its first entry in layers>, "inbound": [...]}``), ``outputs`` (node indices),
+        ``seed``, ``dtype``."""
         n_in = self._n_inputs
-        layers = []
+        layers: list[dict[str, Any]] = []
+        first: dict[int, int] = {}          # a shared layer's (or model's) first entry
         for node in self._nodes[n_in:]:
             layer = node.layer
+            key = id(getattr(layer, "model", layer))
+            if key in first:
+                layers.append({"shared": first[key], "inbound": list(node.inputs)})
+                continue
+            first[key] = len(layers)
             if isinstance(layer, graph.ModelLayer):
                 entry = {"class": "Model", "model": layer.model._model_config()}
             else:
@@ -302,16 +327,27 @@ def model_from_config(config: dict[str, Any], backend: Optional[str] = None) -> 
         raise ValueError(f"unknown model class {kind!r}")
     tensors: list[Any] = [Input(tuple(s)) for s in config["inputs"]]
     n_in = len(tensors)
-    for i, entry in enumerate(config["layers"]):
-        c = entry["config"]
-        layer: Union[Layer, BaseModel] = (
-            model_from_config(c["model"], backend) if c.get("class") == "Model"
-            else layer_from_config(c))
+    made: list[Union[Layer, BaseModel]] = []
+    entries = config["layers"]
+    for i, entry in enumerate(entries):
         inbound = entry["inbound"]
         if (not isinstance(inbound, list) or not inbound
                 or any(type(j) is not int or not 0 <= j < n_in + i for j in inbound)):
             raise ValueError(f"layer {i}: 'inbound' must list earlier nodes (0 to "
                              f"{n_in + i - 1}). Received: {V._describe(inbound)}")
+        layer: Union[Layer, BaseModel]
+        if "shared" in entry:
+            ref = check_shared_entry(entries, i, entry)
+            layer = made[ref]
+            made.append(layer)
+            tensors.append(call_layer(layer, [tensors[j] for j in inbound]
+                                      if _takes_list(layer) else tensors[inbound[0]],
+                                      _bundle=True))
+            continue
+        c = entry["config"]
+        layer = (model_from_config(c["model"], backend) if c.get("class") == "Model"
+                 else layer_from_config(c))
+        made.append(layer)
         args = [tensors[j] for j in inbound]
         if isinstance(layer, Layer):
             layer.expect_inputs(len(inbound))
@@ -325,6 +361,31 @@ def model_from_config(config: dict[str, Any], backend: Optional[str] = None) -> 
     return Model(tensors[:n_in] if n_in > 1 else tensors[0],
                  [tensors[j] for j in outs] if len(outs) > 1 else tensors[outs[0]],
                  seed=seed, dtype=dtype, backend=backend, name=name)   # type: ignore[arg-type]
+
+
+def _takes_list(layer: Any) -> bool:
+    if isinstance(layer, BaseModel):
+        return layer._n_inputs != 1
+    return layer.n_inputs != 1
+
+
+def check_shared_entry(entries: list[Any], i: int, entry: dict[str, Any]) -> int:
+    """The index of the entry that a later call's entry ``entries[i]`` (``{"shared": k,
+    "inbound": [...]}``) names, checked: an earlier entry with a config of its own, wired to
+    as many nodes. ValueError otherwise."""
+    ref = entry["shared"]
+    if (type(ref) is not int or not 0 <= ref < i or not isinstance(entries[ref], dict)
+            or "shared" in entries[ref] or set(entry) != {"shared", "inbound"}):
+        raise ValueError(f"layer {i}: 'shared' must be the index of an earlier entry of "
+                         f"'layers' that has its own config (0 to {i - 1}), and the entry "
+                         f"must hold only 'shared' and 'inbound'. Received: "
+                         f"{V._describe(entry)}")
+    before = entries[ref].get("inbound")
+    if not isinstance(before, list) or len(before) != len(entry["inbound"]):
+        raise ValueError(f"layer {i}: the shared layer {ref} reads "
+                         f"{len(before) if isinstance(before, list) else '?'} tensor(s), this "
+                         f"call {len(entry['inbound'])}")
+    return ref
 
 
 def clone_model(model: BaseModel) -> BaseModel:

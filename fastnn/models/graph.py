@@ -149,6 +149,59 @@ def relu_pool_nodes(nodes: list[Node], outputs: list[int], n_in: int) -> frozens
     return frozenset(fused)
 
 
+def shares_weights(layer: Any) -> bool:
+    """Whether calls of ``layer`` (built) share weights: it has some, or it is a model."""
+    return bool(layer._specs) or isinstance(layer, ModelLayer)
+
+
+def is_stateful(layer: Any) -> bool:
+    """Whether ``layer``, a layer it runs inside itself, or a layer of a model called as a
+    layer carries states from batch to batch (``stateful=True``)."""
+    if isinstance(layer, ModelLayer):
+        return any(is_stateful(n.layer) for n in layer.model._nodes if n.layer is not None)
+    return bool(getattr(layer, "stateful", False)) or any(is_stateful(inner)
+                                                          for inner in layer.sublayers)
+
+
+def shared_later_calls(nodes: list[Node], n_in: int) -> frozenset[int]:
+    """The calls of a shared layer (or model) but its last: the backward pass reaches each
+    after that last call, and adds its weight gradients to theirs (see ``_summed_backward``).
+    Layers without weights are not counted: nothing of theirs is summed."""
+    last: dict[int, int] = {}
+    calls: dict[int, list[int]] = {}
+    for node in nodes[n_in:]:
+        layer: Any = node.layer
+        if shares_weights(layer):
+            key = id(getattr(layer, "model", layer))
+            calls.setdefault(key, []).append(node.index)
+            last[key] = node.index
+    return frozenset(i for key, indices in calls.items() for i in indices if i != last[key])
+
+
+def weight_gradients(layer: Any) -> list[FloatArray]:
+    """The arrays a call's backward pass writes weight gradients into: the layer's views, or
+    a model's gradient buffers (its own and those of the models it calls)."""
+    if isinstance(layer, ModelLayer):
+        return [owner._grads for owner in layer.model._owners()]
+    return list(layer._grads)
+
+
+def _summed_backward(slot: Slot, layer: Any, run: Any, *args: Any) -> Any:
+    """``run(*args)``, a later call's backward of a shared layer, with its weight gradients
+    added to those the calls after it wrote: they are kept aside, the gradients zeroed (a
+    layer's backward writes them, or adds to what the pass zeroed), then added back. Returns
+    what ``run`` returns."""
+    grads = weight_gradients(layer)
+    kept = [slot.buffer(f"kept_grad{k}", g.shape) for k, g in enumerate(grads)]
+    for k, g in zip(kept, grads):
+        np.copyto(k, g)
+        g[...] = 0
+    result = run(*args)
+    for k, g in zip(kept, grads):
+        g += k
+    return result
+
+
 def grad_free_nodes(nodes: list[Node], n_in: int) -> frozenset[int]:
     """The model inputs and the nodes computed from them by layers without weights only
     (Masking, Rescaling, a Lambda, Dropout before the first Dense): no gradient needs to reach
@@ -291,8 +344,13 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
             from_pool[conv] = (node.layer, slot, ws.grad(node))
             written[conv] = True
             continue
+        shared = node.index in model._shared_later
         if node.index in from_pool:
-            node.layer.backward_from_pool(slot, *from_pool[node.index])  # type: ignore
+            run = node.layer.backward_from_pool                        # type: ignore
+            if shared:
+                _summed_backward(slot, node.layer, run, slot, *from_pool[node.index])
+            else:
+                run(slot, *from_pool[node.index])
             continue
         targets: list[Optional[FloatArray]] = []
         direct: list[bool] = []
@@ -308,9 +366,14 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
                 targets.append(slot.rows_buffer(f"dx{j}", nodes[p].shape))
                 direct.append(False)
         slot._dx = targets
-        slot.fuse_act = fuse_last and len(outs) == 1 and node.index == outs[0]
+        slot.fuse_act = (node.index in fuse_last if isinstance(fuse_last, frozenset)   # by output
+                         else fuse_last and len(outs) == 1 and node.index == outs[0])
         slot.relu_fused = node.index in model._relu_fused
-        result = node.layer.backward(slot, ws.grad(node))          # type: ignore[union-attr]
+        if shared:
+            result = _summed_backward(slot, node.layer, node.layer.backward,  # type: ignore
+                                      slot, ws.grad(node))
+        else:
+            result = node.layer.backward(slot, ws.grad(node))      # type: ignore[union-attr]
         results = result if node.multi else [result]
         for j, p in enumerate(node.inputs):
             if isinstance(nodes[p].shape, list):

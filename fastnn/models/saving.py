@@ -2,7 +2,8 @@
 
 ``fastnn.io`` owns the container (preamble, JSON header, raw arrays, every byte-level check);
 this module owns its meaning: the topology (``Sequential``: a list of layer configs;
-``Model``: layer configs with ``inbound`` node indices, inputs first), the names of the weight
+``Model``: layer configs with ``inbound`` node indices, inputs first; a later call of a
+shared layer or model: ``{"shared": <its first entry>, "inbound": [...]}``), the names of the weight
 arrays (``w<k>/<layer>/<weight>`` in ``get_weights()`` order), and a dry run that sizes a
 described model from its configs alone, before anything is allocated.
 """
@@ -80,7 +81,7 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
         else:
             ins = [(H.check_int("model input_dim", "input_dim", config.get("input_dim"), 1,
                                 H.MAX_DIM + 1),)]
-        wired = [(entry, [i]) for i, entry in enumerate(entries)]
+        wired = [(entry, [i], 0) for i, entry in enumerate(entries)]
     else:
         inputs = H.check_list("the model's 'inputs'", config.get("inputs"), 64)
         ins = [_shape(f"input {k}", s) for k, s in enumerate(inputs)]
@@ -94,12 +95,22 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
                 raise BadModelFile(f"layer {i}: 'inbound' must list earlier nodes (0 to "
                                    f"{len(ins) + i - 1}; a later one would be a cycle). "
                                    f"Received: {H._short(inbound)}")
-            wired.append((entry.get("config"), inbound))
+            if "shared" in entry:      # a later call of a layer: its config, no new weights
+                from fastnn.models.functional import check_shared_entry
+                try:
+                    ref = check_shared_entry(entries, i, entry)
+                except ValueError as exc:
+                    raise BadModelFile(str(exc)) from None
+                wired.append((entries[ref].get("config"), inbound, ref + 1))
+            else:
+                wired.append((entry.get("config"), inbound, 0))
     for k, shape in enumerate(ins):
         _check_sample_size(f"input {k}", shape, oversize)
     shapes: list[Any] = list(ins)
     total = 0
-    for i, (layer_config, inbound) in enumerate(wired):
+    given: list[Any] = []              # each entry's input shapes
+    for i, (layer_config, inbound, shared) in enumerate(wired):
+        given.append([shapes[j] for j in inbound])
         if not isinstance(layer_config, dict):
             raise BadModelFile(f"layer {i} is not an object")
         try:
@@ -109,8 +120,9 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
                 got = shapes[inbound[0]] if len(sub_in) == 1 else [shapes[j] for j in inbound]
                 if got != (sub_in[0] if len(sub_in) == 1 else sub_in):
                     raise ValueError(f"the nested model takes {sub_in}, it receives {got}")
+                _check_shared_shapes(shared, given, i, wired)
                 shapes.append(sub_out)
-                total += n
+                total += 0 if shared else n
                 continue
             layer = layer_from_config(layer_config)
             layer.expect_inputs(len(inbound))
@@ -118,7 +130,9 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
             shape = layer.build(args if layer.n_inputs != 1 else args[0], dtype)
             if layer.n_inputs == 1 and len(inbound) != 1:
                 raise ValueError(f"{type(layer).__name__} takes one input, {len(inbound)} given")
-            total += layer.count_params()
+            if layer.count_params():
+                _check_shared_shapes(shared, given, i, wired)
+            total += 0 if shared else layer.count_params()
             shapes.append(shape)
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             kind = layer_config.get("class")
@@ -141,6 +155,17 @@ def dry_run(config: Any, counter: list[int], depth: int = 0,
                                f"{len(shapes) - 1}). Received: {H._short(outs)}")
         out = shapes[outs[0]] if len(outs) == 1 else [shapes[j] for j in outs]
     return ins, out, total
+
+
+def _check_shared_shapes(shared: Any, given: list[Any], i: int, wired: list[Any]) -> None:
+    """A later call of a shared layer with weights (or model) must take its first call's
+    input shapes (the weights are built for them)."""
+    if not shared:
+        return
+    ref = shared - 1
+    if given[i] != given[ref]:
+        raise ValueError(f"a call of the shared layer {ref} on inputs of shape "
+                         f"{H._short(given[i])}; its first call takes {H._short(given[ref])}")
 
 
 def check_v2(config: Any, data_size: int) -> None:
@@ -195,15 +220,16 @@ STATE_PREFIX = "rnn_state/"
 
 
 def stateful_layers(model: Any) -> list[Any]:
-    """The stateful recurrent layers of ``model`` in a fixed order: its layers, each one's
-    inner layers (Bidirectional's two directions, RNN's cells, a nested model's layers) in
-    place."""
+    """The stateful recurrent layers of ``model`` (ConvLSTM2D too) in a fixed order: its
+    layers, each one's inner layers (Bidirectional's two directions, RNN's cells, a nested
+    model's layers) in place."""
+    from fastnn.layers.conv_lstm import ConvLSTM2D
     from fastnn.layers.recurrent import RNNBase
 
     found: list[Any] = []
 
     def walk(layer: Any) -> None:
-        if isinstance(layer, RNNBase):
+        if isinstance(layer, (RNNBase, ConvLSTM2D)):
             if layer.stateful:
                 found.append(layer)
             return
@@ -222,9 +248,16 @@ def state_arrays(model: Any) -> list[tuple[str, Any]]:
             for i, state in enumerate(layer._carried or [])]
 
 
+def _state_shape(layer: Any) -> tuple[int, ...]:
+    """A stateful layer's carried state per sample: (units,), ConvLSTM2D's (oh, ow, filters)."""
+    shape = getattr(layer, "state_shape", None)
+    return (layer.units,) if shape is None else tuple(shape)
+
+
 def restore_states(model: Any, arrays: dict[str, Any]) -> None:
     """Set the carried states a file holds (``state_arrays``' names), each checked: a layer's
-    states all there or none, (batch, units) of the model's dtype, one batch size, finite."""
+    states all there or none, (batch, units) (ConvLSTM2D: (batch, oh, ow, filters)) of the
+    model's dtype, one batch size, finite."""
     layers = stateful_layers(model)
     stored = {name for name in arrays if name.startswith(STATE_PREFIX)}
     allowed = {f"{STATE_PREFIX}{j}/{i}": j for j, layer in enumerate(layers)
@@ -240,13 +273,15 @@ def restore_states(model: Any, arrays: dict[str, Any]) -> None:
         if not all(present):
             raise BadModelFile(f"layer {layer.name!r} needs all of {names} or none")
         states = [arrays[name] for name in names]
+        shape = _state_shape(layer)
         for name, state in zip(names, states):
-            if (state.ndim != 2 or state.shape[1] != layer.units or state.shape[0] < 1
-                    or state.shape[0] != states[0].shape[0]
+            if (state.ndim != 1 + len(shape) or tuple(state.shape[1:]) != shape
+                    or state.shape[0] < 1 or state.shape[0] != states[0].shape[0]
                     or state.dtype.newbyteorder("=") != model.dtype):
                 raise BadModelFile(f"array {name!r} is {state.dtype.str}{list(state.shape)}; "
-                                   f"layer {layer.name!r} holds (batch, {layer.units}) states "
-                                   f"of one batch size in {model.dtype}")
+                                   f"layer {layer.name!r} holds (batch, "
+                                   f"{', '.join(map(str, shape))}) states of one batch size in "
+                                   f"{model.dtype}")
             if not np.isfinite(state).all():
                 raise BadModelFile(f"array {name!r} holds NaN or inf")
         layer.reset_states(states)

@@ -96,7 +96,9 @@ class Sequential(BaseModel):
     ValueError
         If ``dtype`` or ``backend`` is not one of the choices, ``seed`` < 0, both
         ``input_dim`` and ``input_shape`` are given, or the model is built with an invalid
-        input shape, without layers, or with a layer that cannot take its input.
+        input shape, without layers, or with a layer that cannot take its input, or a layer
+        with weights twice (``Sequential([d, d])``: tie weights by calling the layer twice in a
+        functional ``Model``).
 
     Examples
     --------
@@ -213,9 +215,12 @@ class Sequential(BaseModel):
             raise ValueError(f"layer {layer!r} already belongs to a built model")
         if any(layer is other for other in self.layers) and (
                 isinstance(layer, BaseModel) or type(layer).weight_specs is not Layer.weight_specs):
-            # a layer used twice would need tied gradients; refused, not untied
-            raise ValueError(f"layer {layer!r} is already in this model: a layer can appear "
-                             f"once (create a second layer for a second use)")
+            # a Sequential lists its layers (its config too), so a layer twice would be untied
+            # by a file; tied weights are the functional API's shared layers
+            raise ValueError(f"layer {layer!r} is already in this model: a layer with weights "
+                             f"appears once in a Sequential (create a second layer for a "
+                             f"second use, or call the layer twice in a functional "
+                             f"fastnn.Model to tie the weights)")
         if self.built:
             self._add_and_rebuild(layer)
             return

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -17,17 +17,13 @@ from fastnn import activations as A
 from fastnn import losses as L
 from fastnn import metrics as M
 from fastnn._advice import warn_about_setup
-from fastnn.models import fastpath
+from fastnn.models import fastpath, multi_output
 from fastnn.models._exclusive import exclusive
 from fastnn.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from fastnn.progress import EpochProgress, check_verbose
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
-
-    from fastnn.losses import Loss, LossName
-    from fastnn.metrics import MetricName
-    from fastnn.optimizers import Optimizer
 
     FloatArray = NDArray[np.floating[Any]]
     from fastnn.optimizers import OptimizerName
@@ -47,6 +43,10 @@ def _keras_order(loss: Any, optimizer: Any) -> tuple[Any, Any]:
         return isinstance(value, Optimizer) or (isinstance(value, str) and value in OPTIMIZERS)
 
     def is_loss(value: Any) -> bool:
+        if isinstance(value, (list, tuple)):          # one per output
+            return any(is_loss(item) for item in value)
+        if isinstance(value, dict) and not isinstance(value.get("name"), str):
+            return any(is_loss(item) for item in value.values())      # by output name
         return isinstance(value, L.Loss) or (isinstance(value, str) and (
             value in L.LOSSES or value in L.ALIASES))
     if is_optimizer(loss) and is_loss(optimizer):
@@ -71,6 +71,8 @@ class Training:
     _loss_kind: int
     _train_ws: Any
     _train_plan: Any
+    #: a model with several outputs: their compiled settings (multi_output.Heads), else None
+    _heads: Optional[multi_output.Heads] = None
 
     def _acts_and_widths(self: Any) -> list[tuple[int, int]]:
         """Each layer's (activation code, output width), the last one the model's output."""
@@ -81,9 +83,8 @@ class Training:
                 if n.layer is not None and isinstance(n.shape, tuple)]
 
     @exclusive
-    def compile(self: Any, loss: Union[LossName, Loss], optimizer: OptimizerLike = "sgd",
-                metrics: Optional[Union[MetricName, Sequence[MetricName]]] = None
-                ) -> Any:
+    def compile(self: Any, loss: Any, optimizer: OptimizerLike = "sgd",
+                metrics: Any = None, loss_weights: Any = None) -> Any:
         """Choose the loss to minimise, the optimizer and the metrics to report.
 
         Compiling again replaces them and starts the optimizer from fresh (zero) state. A
@@ -94,10 +95,13 @@ class Training:
 
         Parameters
         ----------
-        loss : {"mse", "binary_cross_entropy", "cross_entropy"} or Loss
+        loss : {"mse", "binary_cross_entropy", "cross_entropy"}, Loss, list or dict
             The loss, a mean over the batch. Cross-entropy after a final softmax and binary
             cross-entropy after a final sigmoid fuse with it; after any other final activation
-            the outputs are read as logits.
+            the outputs are read as logits. With several outputs (Keras 3's forms): one loss
+            for all, a list with one per output (``model.outputs`` order), or a dict keyed by
+            output layer name with every output; None for an output leaves it untrained. The
+            model's loss is then ``sum_k loss_weights[k] * loss_k``.
         optimizer : {"sgd", "adam"}, Optimizer or dict, default "sgd"
             A name (default settings), an instance such as ``SGD(lr=0.1)``, or a config dict
             such as ``{"name": "adam", "lr": 0.01}``.
@@ -107,7 +111,12 @@ class Training:
             "mean_squared_error"; Keras' classes from ``fastnn.metrics``
             (``SparseCategoricalAccuracy()``, ...); or functions ``f(y_true, y_pred) -> number``
             (a batch mean; ``y_true`` the dense targets). Reported by ``fit`` and ``evaluate``
-            under their names.
+            under their names. With several outputs: a list with one entry per output (a
+            metric, a list of them or None), a dict keyed by output name, or one metric (or a
+            list of another length) for every output; reported as ``<output>_<metric>``.
+        loss_weights : list or dict of float >= 0, optional
+            Several outputs: each output's loss weight (default 1), a list in output order or
+            a dict keyed by output name.
 
         Returns
         -------
@@ -117,7 +126,8 @@ class Training:
         Raises
         ------
         ValueError
-            If the model is not built, or the loss, the optimizer or a metric is unknown.
+            If the model is not built, or the loss, the optimizer or a metric is unknown; with
+            several outputs, a list of the wrong length or a dict naming an unknown output.
         TypeError
             If ``metrics`` is not a string, list or tuple, or an optimizer dict holds a
             setting of the wrong type.
@@ -133,6 +143,9 @@ class Training:
         (CrossEntropy(), 0.1, ['accuracy'])
         """
         loss, optimizer = _keras_order(loss, optimizer)
+        if loss_weights is not None and (self._defers_build or len(self._outputs) == 1):
+            raise ValueError(f"loss_weights weighs the losses of several outputs; this model "
+                             f"has one. Received: loss_weights={V._describe(loss_weights)}")
         if not self.built and self._defers_build and self._deferred_input_shape(None) is None:
             # Keras' deferred build: checked now, completed when the first fit, predict or
             # evaluate builds the model for its data (or build() does)
@@ -146,14 +159,17 @@ class Training:
             return self
         self._check_built("compile")
         # everything checked before the model changes: a refused compile leaves it as it was
-        new_loss = L.get_loss(loss)
-        kind = self._loss_kind_for(new_loss)
-        new_optimizer = get_optimizer(optimizer)
-        items = M.check_metrics(metrics)
+        heads = None
+        new_loss: Any
         if len(self._outputs) > 1:
-            raise ValueError(f"compile needs a model with one output; this one has "
-                             f"{len(self._outputs)} (train it with the low-level loop: "
-                             f"forward, backward, optimizer.step)")
+            heads = multi_output.compile_heads(self, loss, loss_weights, metrics)
+            new_loss, kind = heads.losses(), L.CUSTOM_KIND
+            items = [item for head in heads.heads for item in head.metrics]
+        else:
+            new_loss = L.get_loss(multi_output.single(self, loss))
+            kind = self._loss_kind_for(new_loss)
+            items = M.check_metrics(metrics)
+        new_optimizer = get_optimizer(optimizer)
         owner = _COMPILED_FOR.get(new_optimizer)
         other = owner() if owner is not None else None
         if other is not None and other is not self:
@@ -166,9 +182,12 @@ class Training:
         runs = self._make_runs()
         new_optimizer.build(sum(size for _, _, size in runs), self.dtype)
         _COMPILED_FOR[new_optimizer] = weakref.ref(self)
-        warn_about_setup(new_loss, self._acts_and_widths())
+        if heads is None:
+            warn_about_setup(new_loss, self._acts_and_widths())
         self.loss, self.optimizer = new_loss, new_optimizer
-        self.metrics = [M.metric_name(item) for item in items]
+        self._heads = heads
+        self.metrics = (heads.metric_keys if heads is not None
+                        else [M.metric_name(item) for item in items])
         self._metric_items = items
         self._loss_kind = kind
         self._runs = runs
@@ -260,7 +279,7 @@ class Training:
         leaves gradients in ``_grads`` (and in nested models' ``_grads``)."""
         rows = x.shape[0]
         ws = self._train_workspace(rows)
-        fuse = self._fuses()
+        fuse = self._fuses() if self._heads is None else self._heads.fused
         out = self._forward(x, ws, rows, training=True, fuse_last=fuse)
         value = self._loss_value(out, t, ws.output_grad(rows), w, self._output_mask(ws))
         if not self._fast:
@@ -286,9 +305,18 @@ class Training:
         and, when ``g`` is given, dL/d(out) into it: a kernel, or a Python loss's ``value`` and
         ``gradient``, whose results are held to the shape and finiteness the backward pass
         needs. ``mask`` (rows, steps): the output's step mask, whose padded steps the built-in
-        losses leave out (Keras: the mean over the real steps of the batch)."""
-        if self._loss_kind != L.CUSTOM_KIND:
-            classes = self._class_axis()
+        losses leave out (Keras: the mean over the real steps of the batch). With several
+        outputs, the weighted sum of theirs (``multi_output.loss_parts``); the outputs' own
+        losses are kept in ``_heads.last``."""
+        if self._heads is not None:
+            value, self._heads.last = multi_output.loss_parts(self, self._heads, out, t, g, w)
+            return value
+        return self._loss_of(self.loss, self._loss_kind, self._class_axis(), out, t, g, w, mask)
+
+    def _loss_of(self: Any, loss, kind, classes, out, t, g, w, mask=None):
+        """``_loss_value`` for the loss ``loss`` of kernel code ``kind`` on one output (its
+        ``classes`` as ``_class_axis``)."""
+        if kind != L.CUSTOM_KIND:
             if mask is not None:      # a row per step, weighted by the mask
                 steps = mask.shape[1]
                 width = out.shape[1] // steps
@@ -300,15 +328,15 @@ class Training:
                 out, t = out.reshape(-1, classes), t.reshape(-1, classes)
                 g = None if g is None else g.reshape(-1, classes)
                 w = None if w is None else np.ascontiguousarray(np.repeat(w, steps))
-            return self._be.loss(self._loss_kind, out, t, g, w, self.loss.param)
+            return self._be.loss(kind, out, t, g, w, loss.param)
         if mask is not None:          # the real steps only, a row each (Keras' masked mean)
-            return self._custom_loss_of_real_steps(out, t, g, mask)
-        name = type(self.loss).__name__
-        value = self.loss.value(t, out)
+            return self._custom_loss_of_real_steps(loss, out, t, g, mask)
+        name = type(loss).__name__
+        value = loss.value(t, out)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
             raise TypeError(f"{name}.value() must return a number. Received: {value!r}")
         if g is not None:
-            grad = self.loss.gradient(t, out)
+            grad = loss.gradient(t, out)
             if not isinstance(grad, np.ndarray) or grad.shape != out.shape:
                 raise TypeError(f"{name}.gradient() must return an array of the outputs' shape "
                                 f"{out.shape}. Received: {type(grad).__name__} "
@@ -318,7 +346,7 @@ class Training:
                 raise FloatingPointError(f"{name}.gradient() returned NaN or inf")
         return float(value)
 
-    def _custom_loss_of_real_steps(self: Any, out, t, g, mask):
+    def _custom_loss_of_real_steps(self: Any, loss, out, t, g, mask):
         """A Python loss on a masked per-step output: ``value`` and ``gradient`` see the real
         steps as rows, (real steps, features a step), so their mean is over the real steps, as
         Keras' masked reduction; the padded steps' gradient is 0. A batch with no real step
@@ -332,7 +360,7 @@ class Training:
         if not rows[0].shape[0]:
             return 0.0
         grad = None if g is None else np.empty_like(rows[0])
-        value = self._loss_value(rows[0], rows[1], grad, None)     # checked there
+        value = self._loss_of(loss, L.CUSTOM_KIND, 0, rows[0], rows[1], grad, None)  # checked
         if g is not None:
             per_step = g.view()
             per_step.shape = (-1, width)              # a view, never a copy
@@ -374,11 +402,15 @@ class Training:
         return int(shape[-1])
 
     def _metric_sum(self: Any, item, out, T, threshold, mask=None) -> float:
-        """A metric summed over the rows of a batch; with a class axis (``_class_axis``), the
+        """``_metric_sum_of`` for the model's single output."""
+        return self._metric_sum_of(item, self._class_axis(), out, T, threshold, mask)
+
+    def _metric_sum_of(self: Any, item, classes, out, T, threshold, mask=None) -> float:
+        """A metric summed over the rows of a batch; with a class axis (``classes``, as
+        ``_class_axis``), the
         mean over each sample's positions, summed over the samples. With the output's step
         ``mask``: the mean over the batch's real steps, times its rows (Keras' masked metrics
         over one batch)."""
-        classes = self._class_axis()
         if mask is not None:
             real = mask.reshape(-1)
             count = int(np.count_nonzero(real))
@@ -394,33 +426,45 @@ class Training:
                                   threshold) / positions
 
     def _targets(self: Any, y, rows, name="y"):
-        classes = self._class_axis()
+        """The dense (rows, output width) targets of ``y`` (several outputs: packed as the
+        outputs are, ``multi_output.pack_targets``)."""
+        if self._heads is not None:
+            return multi_output.pack_targets(self, self._heads, y, rows, name)
+        return self._targets_for(self.loss, self.output_shape, y, rows, name,
+                                 nd=not self._fast)
+
+    def _targets_for(self: Any, loss, shape, y, rows, name, nd=True):
+        """The dense (rows, width) targets for ``loss`` of an output of sample ``shape``;
+        ``nd``: N-D targets of that shape are taken (flattened)."""
+        width = math.prod(shape)
+        classes = (int(shape[-1]) if isinstance(loss, L.CrossEntropy)
+                   and isinstance(shape, tuple) and len(shape) >= 2 else 0)
         if classes:
             arr = V.as_real_array(name, y)
-            positions = self.output_dim // classes
+            positions = width // classes
             flat: Any
-            if arr.shape[1:] == tuple(self.output_shape[:-1]):       # labels per position
+            if arr.shape[1:] == tuple(shape[:-1]):       # labels per position
                 flat = arr.reshape(-1)
-            elif arr.shape[1:] == tuple(self.output_shape):           # one-hot per position
+            elif arr.shape[1:] == tuple(shape):           # one-hot per position
                 flat = arr.reshape(-1, classes)
             else:
                 raise ValueError(f"{name} must be integer labels of shape (n, "
-                                 f"{', '.join(map(str, self.output_shape[:-1]))}) or one-hot "
-                                 f"(n, {', '.join(map(str, self.output_shape))}) for outputs "
-                                 f"of shape {self.output_shape}. Received: {name} with shape "
+                                 f"{', '.join(map(str, shape[:-1]))}) or one-hot "
+                                 f"(n, {', '.join(map(str, shape))}) for outputs "
+                                 f"of shape {shape}. Received: {name} with shape "
                                  f"{arr.shape}")
             V.check_rows(name, arr, rows)
-            T = self.loss.targets(flat, classes, self.dtype, arr.shape[0] * positions, name)
-            return np.ascontiguousarray(T.reshape(arr.shape[0], self.output_dim))
-        if (isinstance(y, np.ndarray) and y.ndim > 2 and not self._fast
-                and y.shape[1:] == tuple(self.output_shape)):
+            T = loss.targets(flat, classes, self.dtype, arr.shape[0] * positions, name)
+            return np.ascontiguousarray(T.reshape(arr.shape[0], width))
+        if (isinstance(y, np.ndarray) and y.ndim > 2 and nd
+                and y.shape[1:] == tuple(shape)):
             y = y.reshape(y.shape[0], -1)        # N-D outputs: the loss sees them flattened
-        T = self.loss.targets(y, self.output_dim, self.dtype, rows, name)
+        T = loss.targets(y, width, self.dtype, rows, name)
         # the kernels read (rows, outputs) from it: hold a custom Loss's targets() to that
-        if (type(T) is not np.ndarray or T.shape != (rows, self.output_dim)
+        if (type(T) is not np.ndarray or T.shape != (rows, width)
                 or T.dtype != self.dtype or not T.flags.c_contiguous):
-            raise TypeError(f"{type(self.loss).__name__}.targets() must return a C-contiguous "
-                            f"{self.dtype.name} array of shape {(rows, self.output_dim)}. "
+            raise TypeError(f"{type(loss).__name__}.targets() must return a C-contiguous "
+                            f"{self.dtype.name} array of shape {(rows, width)}. "
                             f"Received: {type(T).__name__} {getattr(T, 'dtype', '')}"
                             f"{getattr(T, 'shape', '')}")
         return T
@@ -429,7 +473,11 @@ class Training:
         """The per-sample weights (Keras' meaning: the loss is sum(w_i * loss_i) / n), from
         ``sample_weight`` (n,) and ``class_weight`` {class: weight} (multiplied when both are
         given), or None when neither is. A sample's class is its target's argmax with several
-        outputs, its 0/1 target with one."""
+        outputs, its 0/1 target with one. Several outputs: (n, outputs), a column each
+        (``multi_output.pack_sample_weights``)."""
+        if self._heads is not None:
+            return multi_output.pack_sample_weights(self, self._heads, sample_weight,
+                                                    class_weight, T.shape[0])
         if sample_weight is None and class_weight is None:
             return None
         if self._loss_kind == L.CUSTOM_KIND:
@@ -729,12 +777,46 @@ class Training:
         masks = self._mask_store(X.shape[0])
         out = self._predict_array(X, batch_size, progress, masks)
         n = X.shape[0]
+        heads = self._heads
+        if heads is not None:
+            total, parts = multi_output.loss_parts(self, heads, out, T, None, W)
+            values = [total + self._regularize(with_grads=False)]
+            if heads.loss_keys:
+                values += parts
+            values += [value / n for value in multi_output.metric_sums(self, heads, out, T)]
+            return dict(zip(self._log_keys(), values))
         scores = {"loss": self._loss_value(out, T, None, W, masks)
                   + (0.0 if self._fast else self._regularize(with_grads=False))}
         threshold = self._threshold()
         for name, item in zip(self.metrics, self._metric_items):
             scores[name] = self._metric_sum(item, out, T, threshold, masks) / n
         return scores
+
+    def _log_keys(self: Any) -> list[str]:
+        """The keys of ``fit``'s logs and ``evaluate``'s scores, in Keras' order: the loss,
+        each output's loss (several outputs), the metrics."""
+        heads = self._heads
+        return ["loss"] + (heads.loss_keys if heads is not None else []) + self.metrics
+
+    def _add_batch_scores(self: Any, sums, value, tb, rows, threshold):
+        """Add the last training batch's loss (and, several outputs, each output's) and
+        metrics, times its ``rows``, to the epoch's ``sums``."""
+        sums["loss"] += value * rows
+        heads = self._heads
+        if heads is not None:
+            for key, part in zip(heads.loss_keys, heads.last):
+                sums[key] += part * rows
+            if self.metrics:
+                out = self._batch_outputs(rows)
+                for key, part in zip(heads.metric_keys,
+                                     multi_output.metric_sums(self, heads, out, tb)):
+                    sums[key] += part
+            return
+        if self.metrics:
+            out = self._batch_outputs(rows)
+            mask = self._output_mask(self._train_ws)
+            for name, item in zip(self.metrics, self._metric_items):
+                sums[name] += self._metric_sum(item, out, tb, threshold, mask)
 
     def _mask_store(self: Any, n):
         """Room for the output's step mask of ``n`` samples when the output has one."""

@@ -27,10 +27,9 @@ class Weights:
     def _weight_layers(self: Any) -> list[Any]:
         """The layers holding weights, nested models' included, in get_weights() order."""
         out: list[Any] = []
-        for node in self._nodes[self._n_inputs:]:
-            layer = node.layer
+        for layer in self._own_layers():
             if isinstance(layer, graph.ModelLayer):
-                out += layer.model._weight_layers()
+                out += [inner for inner in layer.model._weight_layers() if inner not in out]
             elif layer._specs:
                 out.append(layer)
         return out
@@ -245,8 +244,13 @@ class Weights:
                                  f"(None, {step.width})", f"{params:,}"))
                 width = step.width
         else:
+            listed: set[int] = set()
             for node in self._nodes[self._n_inputs:]:
                 layer = node.layer
+                key = id(getattr(layer, "model", layer))
+                if key in listed and graph.shares_weights(layer):
+                    continue          # a shared layer shows once, as in Keras
+                listed.add(key)
                 kind = type(layer).__name__
                 if isinstance(layer, graph.ModelLayer):
                     kind, params = type(layer.model).__name__, layer.model.count_params()

@@ -71,9 +71,10 @@ def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     if "bias" in w:
         inputs.append(b.const(w["bias"], f"{p}/bias"))
     spatial = tuple(layer.input_shape[:-1])
+    grouped = {"group": layer.groups} if getattr(layer, "groups", 1) != 1 else {}
     y = b.op("Conv", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
              strides=list(layer.strides), dilations=list(layer.dilation_rate),
-             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
+             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate), **grouped)
     y = b.channels_last(y, rank, f"{p}/to_nhwc")
     return b.activation(y, layer.act, layer.param, f"{p}/act")
 
@@ -316,13 +317,15 @@ def emit_model(b: GraphBuilder, model: Any, inputs: list[str], prefix: str = "")
         layer = node.layer
         x = [names[i] for i in node.inputs] if node.multi else names[node.inputs[0]]
         p = f"{prefix}{layer.name}"
-        if isinstance(layer, ModelLayer):
-            names[node.index] = emit_model(b, layer.model, x if isinstance(x, list) else [x],
-                                           f"{p}/")
-            if len(names[node.index]) == 1:
-                names[node.index] = names[node.index][0]
-            continue
-        names[node.index] = _emit_layer(b, layer, x, p)
+        # a shared layer's (or model's) later calls read its first call's initializers
+        with b.call_of(id(getattr(layer, "model", layer))):
+            if isinstance(layer, ModelLayer):
+                names[node.index] = emit_model(b, layer.model,
+                                               x if isinstance(x, list) else [x], f"{p}/")
+                if len(names[node.index]) == 1:
+                    names[node.index] = names[node.index][0]
+                continue
+            names[node.index] = _emit_layer(b, layer, x, p)
     return [names[i] for i in model._outputs]
 
 

@@ -7,8 +7,9 @@ onnxruntime's optimizer folds away between consecutive convolutions.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -24,6 +25,26 @@ class GraphBuilder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._used: set[str] = set()
+        # a shared layer's (or model's) initializers, recorded at its first call and reused
+        # by its later ones (see ``call_of``): one initializer read by every call's nodes
+        self._calls: dict[int, list[tuple[str, Any]]] = {}
+        self._record: Optional[list[tuple[str, Any]]] = None
+        self._replay: Optional[Iterator[tuple[str, Any]]] = None
+
+    @contextlib.contextmanager
+    def call_of(self, key: int) -> Iterator[None]:
+        """Around the nodes of one call of the layer or model ``key`` (its id): the first
+        call records the initializers it makes; a later call makes the same ones in the same
+        order (the emitters are deterministic) and reads the recorded ones instead."""
+        saved = self._record, self._replay
+        if key in self._calls:
+            self._record, self._replay = None, iter(self._calls[key])
+        else:
+            self._record, self._replay = self._calls.setdefault(key, []), None
+        try:
+            yield
+        finally:
+            self._record, self._replay = saved
 
     def fresh(self, prefix: str) -> str:
         """A tensor or node name not used before (``prefix``, ``prefix_1``, ...)."""
@@ -37,8 +58,16 @@ class GraphBuilder:
     def const(self, value: Any, prefix: str, dtype: Any = None) -> str:
         """An initializer holding ``value`` (in the model's dtype unless ``dtype`` says)."""
         arr = np.ascontiguousarray(np.asarray(value, dtype=dtype or self.dtype))
+        if self._replay is not None:
+            hit = next(self._replay, None)
+            if (hit is not None and hit[1].dtype == arr.dtype and hit[1].shape == arr.shape
+                    and np.array_equal(hit[1], arr)):
+                return hit[0]
+            self._replay = None          # out of step: fresh initializers from here on
         name = self.fresh(prefix)
         self.initializers.append(self.numpy_helper.from_array(arr, name))
+        if self._record is not None:
+            self._record.append((name, arr))
         return name
 
     def ints(self, values: Sequence[int], prefix: str = "shape") -> str:
