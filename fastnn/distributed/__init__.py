@@ -177,9 +177,10 @@ def _prepare(model: Any, locked: bool, X: Any, y: Any, epochs: Any, batch_size: 
         raise RuntimeError("fit: the model is being trained or changed in another thread; a "
                            "model trains in one thread at a time")
     model._check_compiled("fit")
-    if getattr(model, "_heads", None) is not None:
+    heads = getattr(model, "_heads", None)
+    if heads is not None:
         raise ValueError(f"fastnn.distributed.fit trains models with one output; this one has "
-                         f"the outputs {model._heads.names} (train it with model.fit)")
+                         f"the outputs {heads.names} (train it with model.fit)")
     sharded = V.check_bool("sharded", sharded)
     epochs = V.check_int("epochs", epochs, low=0)
     initial_epoch = V.check_int("initial_epoch", initial_epoch, low=0)

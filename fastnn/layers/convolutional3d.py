@@ -221,43 +221,6 @@ class Conv3D(_Conv):
         if inner != act:
             ctx.be.activation_forward(rows_of(out), act, self.param, rows_of(out))
 
-    def _stack_grouped_backward(self, ctx: Slot, dz: FloatArray,
-                                dx: Optional[FloatArray]) -> None:
-        """The grouped 2-D backward of the group-major stack, chunk by chunk (the kernel and
-        bias gradients summed over the chunks in order), dx the stack's gradient added back."""
-        x = ctx.saved["x"]
-        n, step = dz.shape[0], self._chunk()
-        kd, kh, kw = self.kernel_size
-        k2 = self._kernel2d(ctx)
-        dk2 = ctx.buffer("dkernel2d", self._k4)
-        part, bpart = ctx.buffer("dkernel2d_part", self._k4), ctx.buffer("dbias_part",
-                                                                          (self.filters,))
-        dk2[...] = 0
-        self.dbias[...] = 0
-        for b0 in range(0, n, step):
-            b1 = min(n, b0 + step)
-            m = b1 - b0
-            stack = self._group_major(ctx, self._stack(ctx, x[b0:b1]), "gstack")
-            dstack = None if dx is None else ctx.buffer("gdstack", stack.shape)
-            ctx.be.conv2d_grouped_backward(stack, k2,
-                                           dz[b0:b1].reshape(m * self._od, *self._y4),
-                                           self._strides, self._dilations, self._pads,
-                                           self.groups, part, bpart, dstack)
-            dk2 += part
-            self.dbias += bpart
-            if dx is not None:
-                back = self._group_major(ctx, dstack, "gdstack_back", back=True)  # type: ignore
-                if self._direct:
-                    dx[b0:b1] = back.reshape(dx[b0:b1].shape)
-                else:
-                    self._unstack(ctx.be, back, dx[b0:b1])
-        if dx is not None and n == 0:
-            dx[...] = 0
-        self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
-            2, 0, 1, 3, 4)
-        if not self.use_bias:
-            self.dbias[...] = 0
-
     # ------------------------------------------------------------------ compute
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
@@ -290,7 +253,7 @@ class Conv3D(_Conv):
         dx = ctx.dx_target(0)
         dz = output_gradient(ctx, self, dy, act)
         if self.groups > 1:
-            self._stack_grouped_backward(ctx, dz, dx)
+            self._backward_stacked(ctx, dz, dx)
             return dx
         if not self._direct and ctx.be.conv3d_backward_kernel(
                 ctx.saved["x"], dz, self._depth, self._strides, self._dilations, self._pads,
@@ -370,10 +333,12 @@ class Conv3D(_Conv):
 
     def _backward_stacked(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
         """The 2-D backward of the forward's product, chunk by chunk: the kernel and bias
-        gradients summed over the chunks in order, dx the stack's gradient added back."""
+        gradients summed over the chunks in order, dx the stack's gradient added back. With
+        groups, the stack is group-major and runs on the grouped 2-D kernels."""
         x = ctx.saved["x"]
         n, step = dz.shape[0], self._chunk()
         kd, kh, kw = self.kernel_size
+        grouped = self.groups > 1
         k2 = self._kernel2d(ctx)
         dk2 = ctx.buffer("dkernel2d", self._k4)
         part, bpart = ctx.buffer("dkernel2d_part", self._k4), ctx.buffer("dbias_part",
@@ -383,23 +348,39 @@ class Conv3D(_Conv):
         for b0 in range(0, n, step):
             b1 = min(n, b0 + step)
             m = b1 - b0
-            stack = self._stack(ctx, x[b0:b1])
+            dzm = dz[b0:b1].reshape(m * self._od, *self._y4)
             dstack = None
-            if dx is not None:
-                dstack = (dx[b0:b1] if self._direct else
-                          self._scratch(ctx, "dstack", (self._od, *self._x4), m)
-                          ).reshape(stack.shape)
-            ctx.be.conv2d_backward(stack, k2, dz[b0:b1].reshape(m * self._od, *self._y4),
-                                   self._strides, self._dilations, self._pads, part, bpart,
-                                   dstack)
+            if grouped:
+                stack = self._group_major(ctx, self._stack(ctx, x[b0:b1]), "gstack")
+                if dx is not None:
+                    dstack = ctx.buffer("gdstack", stack.shape)
+                ctx.be.conv2d_grouped_backward(stack, k2, dzm, self._strides, self._dilations,
+                                               self._pads, self.groups, part, bpart, dstack)
+            else:
+                stack = self._stack(ctx, x[b0:b1])
+                if dx is not None:
+                    dstack = (dx[b0:b1] if self._direct else
+                              self._scratch(ctx, "dstack", (self._od, *self._x4), m)
+                              ).reshape(stack.shape)
+                ctx.be.conv2d_backward(stack, k2, dzm, self._strides, self._dilations,
+                                       self._pads, part, bpart, dstack)
             dk2 += part
             self.dbias += bpart
-            if dx is not None and not self._direct:
-                self._unstack(ctx.be, dstack, dx[b0:b1])    # type: ignore[arg-type]
+            if dstack is None:
+                continue
+            if grouped:
+                dstack = self._group_major(ctx, dstack, "gdstack_back", back=True)
+                if self._direct:
+                    dx[b0:b1] = dstack.reshape(dx[b0:b1].shape)      # type: ignore[index]
+                    continue
+            if grouped or not self._direct:
+                self._unstack(ctx.be, dstack, dx[b0:b1])    # type: ignore[index]
         if dx is not None and n == 0:
             dx[...] = 0
         self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
             2, 0, 1, 3, 4)
+        if grouped and not self.use_bias:
+            self.dbias[...] = 0
 
     def _backward_taps_out(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
         """The gradients of a depth stride of 1 with the depth taps on the output side: the

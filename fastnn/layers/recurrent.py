@@ -109,7 +109,95 @@ class TakesInitialState(Layer):
             self._initial_state, self.n_inputs = True, None
 
 
-class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
+class CarriedStates:
+    """``stateful=True``: the states a layer carries from batch to batch (sample i from sample
+    i), with Keras' ``reset_states``/``reset_state`` and ``states``. The layer stores its last
+    batch's final states in ``_carried`` (new arrays each batch, never written in place) and
+    names their per-sample ``state_shape`` and count ``n_states``."""
+
+    n_states = 1
+    stateful = False
+    _carried: Optional[list[FloatArray]] = None
+    name: str
+    built: bool
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of each state per sample (once built)."""
+        raise NotImplementedError
+
+    def _state_dtype(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def _state_names(self) -> str:
+        return "[h, c]" if self.n_states == 2 else "[h]"
+
+    def _carried_for(self, n: int) -> list[FloatArray]:
+        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
+        final states (none before the first batch or after a reset: zeros)."""
+        if self._carried is None:
+            return []
+        held = self._carried[0].shape[0]
+        if held != n:
+            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
+                             f"sequences, and this batch has {n}. Feed batches of {held} "
+                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
+                             f"count divisible by it), or call reset_states() to start again")
+        return list(self._carried)     # never written in place: each batch stores new arrays
+
+    @property
+    def states(self) -> Optional[list[FloatArray]]:
+        """A stateful layer's carried states (copies, each (batch, *state_shape): ``[h]``,
+        LSTM and ConvLSTM2D ``[h, c]``), or None when they are zeros (no batch yet, or after
+        ``reset_states``)."""
+        return None if self._carried is None else [s.copy() for s in self._carried]
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them.
+
+        Parameters
+        ----------
+        states : list of array_like, optional
+            The states the next batch starts from: ``n_states`` arrays (``[h]``; LSTM and
+            ConvLSTM2D ``[h, c]``) of shape (batch, *state_shape), finite, one batch size.
+            Without it, zeros, and the next batch may have any size.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not stateful and ``states`` is given, the layer is not built, or
+            ``states`` has the wrong count, shapes or values (TypeError: not real numbers).
+        """
+        if states is None:
+            self._carried = None
+            return
+        names = self._state_names
+        if not self.stateful:
+            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
+                             f"set; pass initial_state={names} when calling it instead")
+        if not self.built:
+            raise ValueError(f"{self.name}: build the model before setting its states")
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(given) != self.n_states:
+            count = f"{self.n_states} array{'s' if self.n_states > 1 else ''}"
+            raise ValueError(f"{self.name}: states must be {count} {names}. Received: "
+                             f"{len(given)}")
+        dtype = self._state_dtype()
+        out: list[FloatArray] = []
+        for i, value in enumerate(given):
+            arr = V.float_array(f"states[{i}]", value, dtype, self.state_shape)
+            if out and arr.shape[0] != out[0].shape[0]:
+                raise ValueError(f"{self.name}: states {names} must share one batch size. "
+                                 f"Received: shapes {out[0].shape} and {arr.shape}")
+            out.append(np.array(arr, dtype=dtype, order="C"))
+        self._carried = out
+
+    reset_state = reset_states      # Keras 3's name
+
+
+class RNNBase(CarriedStates, RecurrentArguments, RecurrentDropout,
+              TakesInitialState):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
 
     cell = SIMPLE
@@ -271,65 +359,13 @@ class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
         return [y, *last] if self.return_state else y
 
     # ------------------------------------------------------------------ stateful
-    def _carried_for(self, n: int) -> list[FloatArray]:
-        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
-        final states (none before the first batch or after a reset: zeros)."""
-        if self._carried is None:
-            return []
-        held = self._carried[0].shape[0]
-        if held != n:
-            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
-                             f"sequences, and this batch has {n}. Feed batches of {held} "
-                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
-                             f"count divisible by it), or call reset_states() to start again")
-        return list(self._carried)     # never written in place: each batch stores new arrays
-
     @property
-    def states(self) -> Optional[list[FloatArray]]:
-        """A stateful layer's carried states (copies, each (batch, units): ``[h]``, LSTM
-        ``[h, c]``), or None when they are zeros (no batch yet, or after ``reset_states``)."""
-        return None if self._carried is None else [s.copy() for s in self._carried]
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of each state per sample: (units,)."""
+        return (self.units,)
 
-    def reset_states(self, states: Any = None) -> None:
-        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them.
-
-        Parameters
-        ----------
-        states : list of array_like, optional
-            The states the next batch starts from: ``n_states`` arrays (``[h]``; LSTM
-            ``[h, c]``) of shape (batch, units), finite. Without it, zeros, and the next batch
-            may have any size.
-
-        Raises
-        ------
-        ValueError
-            If the layer is not stateful and ``states`` is given, the layer is not built, or
-            ``states`` has the wrong count, shapes or values.
-        """
-        if states is None:
-            self._carried = None
-            return
-        if not self.stateful:
-            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
-                             f"set; pass initial_state=[...] when calling it instead")
-        if not self.built:
-            raise ValueError(f"{self.name}: build the model before setting its states")
-        given = list(states) if isinstance(states, (list, tuple)) else [states]
-        names = "[h, c]" if self.n_states == 2 else "[h]"
-        if len(given) != self.n_states:
-            raise ValueError(f"{self.name}: states must be {self.n_states} array(s) {names}. "
-                             f"Received: {len(given)}")
-        dtype = self.kernel.dtype
-        out: list[FloatArray] = []
-        for i, value in enumerate(given):
-            arr = V.float_matrix(f"states[{i}]", value, dtype, width=self.units)
-            if out and arr.shape[0] != out[0].shape[0]:
-                raise ValueError(f"{self.name}: states {names} must share one batch size. "
-                                 f"Received: shapes {[a.shape for a in out]} and {arr.shape}")
-            out.append(np.array(arr, dtype=dtype, order="C"))
-        self._carried = out
-
-    reset_state = reset_states      # Keras 3's name
+    def _state_dtype(self) -> Any:
+        return self.kernel.dtype
 
     def _drop_args(self, ctx: Slot) -> dict[str, Any]:
         """The kernels' dropout arguments (none without masks: the calls stay as they were)."""
