@@ -15,7 +15,9 @@ NCHW layout or channels-last, whichever is faster for the row):
   1 4x4 stride 2 "same" tanh (28x28), one SGD-with-momentum step on an MSE to fixed images
   (PyTorch: ConvTranspose2d with padding 1, which is the same geometry);
 - ``Conv3D 3x3x3 8->16 16^3 b8 fwd`` and ``... step``: one Conv3D's forward, and its forward and
-  backward (fastnn/_bench_conv3d.py).
+  backward (fastnn/_bench_conv3d.py);
+- ``grouped conv 3x3 64->64 g4 32x32 b32 fwd`` / ``step`` and the same with ``g32``: a
+  ``Conv2D(64, 3, groups=G)`` forward, and forward and backward (fastnn/_bench_grouped_conv.py).
 
 Calls of the two engines alternate in one run, at the same thread count, and the table gives
 the medians, PyTorch's time over fastnn's (above 1: fastnn is faster), fastnn's GFLOP/s and that
@@ -107,6 +109,7 @@ def _digits_flops(n: int, step: bool) -> float:
 def rows() -> list[Row]:
     """(name, flops per call, fastnn setup -> call, torch setup(torch) -> call)."""
     from fastnn._bench_conv3d import rows as conv3d_rows
+    from fastnn._bench_grouped_conv import rows as grouped_conv_rows
     rng = np.random.default_rng(0)
 
     def step(make: Callable[..., Any], torch_make: Callable[[Any], Any], hw: int,
@@ -243,7 +246,7 @@ def rows() -> list[Row]:
             ("separable 3x3 64->64 32x32 b32", 2.0 * 3 * 32 * 1024 * (9 * 64 + 64 * 64),
              *separable64()),
             ("DCGAN generator step b64", dcgan, *generator_step(64)),
-            *conv3d_rows()]
+            *conv3d_rows(), *grouped_conv_rows()]
 
 
 def gemm_peak(threads: int, repeats: int = 5) -> float:

@@ -13,7 +13,12 @@ Rows (float32, the same architecture, loss and optimizer on both sides; PyTorch'
   writes: ``LSTMCell`` over the steps on the masked x and the masked h_{t-1};
 - ``LSTM masked step b32``: the first row's network on sequences right-padded to 32 steps from
   lengths 8 to 32: fastnn's ``Masking`` (the kernel skips padded steps), PyTorch's packed
-  sequences (``pack_padded_sequence``, ``h_n`` into the Dense layer). FLOPs of the real steps.
+  sequences (``pack_padded_sequence``, ``h_n`` into the Dense layer). FLOPs of the real steps;
+- ``GRU step b32 T50 (vs nn.GRU)`` and ``GRU reset_after=False step b32 T50 (vs nn.GRU)``:
+  Keras' two GRUs, 50 steps of 32 features, 64 units. PyTorch has no reset_after=False GRU:
+  both rows run ``nn.GRU`` (reset_after=True semantics) as the anchor, so the second row's
+  ratio against the first's is the cost of the variant (two dependent recurrent products per
+  step instead of one). The same FLOPs count.
 
 Timing, ratios and the GEMM peak as in fastnn/_bench_cnn.py (whose ``measure`` runs these rows).
 FLOPs count the products: per step 2 x rows x K x (features + units) forward, with K = gates x
@@ -41,9 +46,11 @@ def _flops(kind: str, n: int, steps: int, features: int, units: int, step: bool)
     return forward + 2.0 * n * steps * K * (2 * units + features) + 4.0 * n * units * 10
 
 
-def model(kind: str, steps: int, features: int, units: int, seed: int = 0) -> Any:
-    """``kind`` (LSTM, GRU or SimpleRNN) of ``units`` over (steps, features), then Dense 10."""
-    layer = getattr(fnn, kind)(units)
+def model(kind: str, steps: int, features: int, units: int, seed: int = 0,
+          **kwargs: Any) -> Any:
+    """``kind`` (LSTM, GRU or SimpleRNN) of ``units`` (and ``kwargs``) over (steps, features),
+    then Dense 10."""
+    layer = getattr(fnn, kind)(units, **kwargs)
     return fnn.Sequential([layer, fnn.Dense(10, activation="softmax")],
                           input_shape=(steps, features), seed=seed)
 
@@ -69,13 +76,13 @@ def rows() -> list[Row]:
     """(name, flops per call, fastnn setup -> call, torch setup(torch) -> call)."""
     rng = np.random.default_rng(0)
 
-    def step(kind: str, n: int, steps: int, features: int, units: int
+    def step(kind: str, n: int, steps: int, features: int, units: int, **kwargs: Any
              ) -> tuple[Callable[[], Callable[[], Any]], Callable[[Any], Callable[[], Any]]]:
         X = rng.standard_normal((n, steps, features)).astype(np.float32)
         y = np.arange(n) % 10
 
         def mine() -> Callable[[], Any]:
-            net = model(kind, steps, features, units)
+            net = model(kind, steps, features, units, **kwargs)
             net.compile(loss="cross_entropy", optimizer=fnn.SGD(0.01, momentum=0.9))
             return lambda: net.train_on_batch(X, y)
 
@@ -191,6 +198,10 @@ def rows() -> list[Row]:
                 _flops("LSTM", 32, 32, 32, 64, True), *dropped(32, 32, 32, 64, 0.2)))
     out.append(("LSTM masked step b32 T<=32", real * _flops("LSTM", 32, 32, 32, 64, True),
                 mine_m, theirs_m))
+    for name, reset_after in (("GRU", True), ("GRU reset_after=False", False)):
+        out.append((f"{name} step b32 T50 (vs nn.GRU)",
+                    _flops("GRU", 32, 50, 32, 64, True),
+                    *step("GRU", 32, 50, 32, 64, reset_after=reset_after)))
     return out
 
 

@@ -91,13 +91,17 @@ for t in tests/test_hostile_model.py tests/test_threads_hostile.py tests/test_re
          tests/test_activations_keras.py tests/test_masking.py tests/test_depthwise_conv.py \
          tests/test_conv3d.py tests/test_augmentation.py tests/test_image_resizing.py \
          tests/test_group_normalization.py tests/test_keras_attention_layers.py \
+         tests/test_keras_attention_fused.py \
          tests/test_attention_dropout.py tests/test_conv3d_forward.py \
          tests/test_conv3d_transpose.py tests/test_conv3d_backward.py tests/test_conv_lstm.py \
          tests/test_prelu.py tests/test_resizing_separable.py \
          tests/test_dropout_keras_attention.py tests/test_dropout_conv_lstm.py \
          tests/test_rms_normalization.py tests/test_attention_qk_mask.py \
          tests/test_shared_layers.py \
-         tests/test_layernorm_axes.py tests/test_stateful_rnn.py tests/test_conv_lstm_stateful.py; do
+         tests/test_layernorm_axes.py tests/test_stateful_rnn.py tests/test_conv_lstm_stateful.py \
+         tests/test_gru_reset_before.py \
+         tests/test_grouped_conv.py \
+         tests/test_layernorm_blocks.py; do
     if [[ -f "$t" ]]; then TESTS+=("$t"); else echo "asan_check: $t not found, skipped"; fi
 done
 LOGS="$(mktemp -d)"

@@ -6,6 +6,10 @@
 #include "fnn_gemm_internal.h"
 #include "fnn_norm.h"
 
+#if FNN_X86
+#include <immintrin.h>
+#endif
+
 /* 4 doubles (GCC/Clang vector extensions: lowered to the target's vectors, SSE2 pairs at the
  * x86-64 baseline); loads through memcpy (no alignment assumed) */
 typedef double fnn_v4d __attribute__((vector_size(32)));
@@ -14,48 +18,60 @@ typedef double fnn_v4d __attribute__((vector_size(32)));
 #define FNN_NORM_CAT(a, b, c) FNN_NORM_CAT_(a, b, c)
 
 #define FT float
+#define NAVX 0
 #define NTARGET
 #define NFN(x) FNN_NORM_CAT(x, _generic, _f32)
 #include "fnn_norm_tmpl.h"
 #include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
+#undef NAVX
 #if FNN_X86
+#define NAVX 1
 #define NTARGET __attribute__((target("avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx2, _f32)
 #include "fnn_norm_tmpl.h"
 #include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
+#undef NAVX
+#define NAVX 2
 #define NTARGET __attribute__((target("avx512f,avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx512, _f32)
 #include "fnn_norm_tmpl.h"
 #include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
+#undef NAVX
 #endif
 #undef FT
 
 #define FT double
+#define NAVX 0
 #define NTARGET
 #define NFN(x) FNN_NORM_CAT(x, _generic, _f64)
 #include "fnn_norm_tmpl.h"
 #include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
+#undef NAVX
 #if FNN_X86
+#define NAVX 1
 #define NTARGET __attribute__((target("avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx2, _f64)
 #include "fnn_norm_tmpl.h"
 #include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
+#undef NAVX
+#define NAVX 2
 #define NTARGET __attribute__((target("avx512f,avx2,fma")))
 #define NFN(x) FNN_NORM_CAT(x, _avx512, _f64)
 #include "fnn_norm_tmpl.h"
 #include "fnn_gn_tmpl.h"
 #undef NFN
 #undef NTARGET
+#undef NAVX
 #endif
 #undef FT
 
@@ -98,30 +114,18 @@ void fnn_ln_rows_f64(const double *x, ptrdiff_t n, ptrdiff_t c, const double *ga
     FNN_NORM_DISPATCH(ln_rows, _f64, (x, n, c, gamma, beta, eps, out, mean, invstd));
 }
 
-void fnn_ln_dx_row_f32(const float *x, const float *dy, ptrdiff_t c, const float *gamma,
-                       double mean, double invstd, float *dx)
+void fnn_ln_bwd_rows_f32(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
+                         const float *gamma, const float *mean, const float *invstd, float *dx,
+                         double *pg, double *pb)
 {
-    FNN_NORM_DISPATCH(ln_dx_row, _f32, (x, dy, c, gamma, mean, invstd, dx));
+    FNN_NORM_DISPATCH(ln_bwd_rows, _f32, (x, dy, n, c, gamma, mean, invstd, dx, pg, pb));
 }
 
-void fnn_ln_dx_row_f64(const double *x, const double *dy, ptrdiff_t c, const double *gamma,
-                       double mean, double invstd, double *dx)
+void fnn_ln_bwd_rows_f64(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
+                         const double *gamma, const double *mean, const double *invstd,
+                         double *dx, double *pg, double *pb)
 {
-    FNN_NORM_DISPATCH(ln_dx_row, _f64, (x, dy, c, gamma, mean, invstd, dx));
-}
-
-void fnn_ln_param_block_f32(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t j0, ptrdiff_t j1, const float *mean, const float *invstd,
-                            float *dgamma, float *dbeta)
-{
-    FNN_NORM_DISPATCH(ln_param_block, _f32, (x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta));
-}
-
-void fnn_ln_param_block_f64(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t j0, ptrdiff_t j1, const double *mean,
-                            const double *invstd, double *dgamma, double *dbeta)
-{
-    FNN_NORM_DISPATCH(ln_param_block, _f64, (x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta));
+    FNN_NORM_DISPATCH(ln_bwd_rows, _f64, (x, dy, n, c, gamma, mean, invstd, dx, pg, pb));
 }
 
 void fnn_gn_fwd_block_f32(const float *x, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k, ptrdiff_t c0,

@@ -7,10 +7,11 @@
  *                   to the element type), out := gamma (x - mean) invstd + beta
  *   ln_rows:        ln_row on n rows c apart (mean, invstd: n each), four at a time with the
  *                   same bits as one at a time
- *   ln_dx_row:      g = dy gamma, xhat = (x - mean) invstd;
- *                   dx := invstd / c (c g - sum(g) - xhat sum(g xhat))
- *   ln_param_block: for the columns j0..j1 over the n rows: dgamma += sum(dy xhat),
- *                   dbeta += sum(dy)
+ *   ln_bwd_rows:    on n rows (x, dy, dx: rows c apart; mean, invstd: n each), with
+ *                   g = dy gamma, xhat = (x - mean) invstd, per row:
+ *                   dx := invstd / c (c g - sum(g) - xhat sum(g xhat)) (skipped if dx is NULL);
+ *                   and per column j over the rows in order: pg[j] := sum(dy xhat),
+ *                   pb[j] := sum(dy) (the block's share of dgamma and dbeta, c doubles each)
  *
  *
  * Group normalization on channels-last data: one sample's P positions of C channels (rows C
@@ -29,7 +30,8 @@
  *
  * Sums are taken in double: a row's in 8 lanes (lane l takes the elements l, l + 8, ...), the
  * lanes then added pairwise ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)) and the last c % 8 elements
- * in order (NumPy's pairwise order for rows of up to 128); a column's in row order. Element-wise
+ * in order (NumPy's pairwise order for rows of up to 128); a column's in row order (for
+ * ln_bwd_rows: over its rows; the caller adds the blocks in order). Element-wise
  * results are computed in double and rounded once. No FP contraction: every flavour gives the
  * same bits, which are those of the Cython loops these replaced.
  */
@@ -46,20 +48,12 @@ void fnn_ln_rows_f32(const float *x, ptrdiff_t n, ptrdiff_t c, const float *gamm
                      const float *beta, double eps, float *out, float *mean, float *invstd);
 void fnn_ln_rows_f64(const double *x, ptrdiff_t n, ptrdiff_t c, const double *gamma,
                      const double *beta, double eps, double *out, double *mean, double *invstd);
-void fnn_ln_dx_row_f32(const float *x, const float *dy, ptrdiff_t c, const float *gamma,
-                       double mean, double invstd, float *dx);
-void fnn_ln_dx_row_f64(const double *x, const double *dy, ptrdiff_t c, const double *gamma,
-                       double mean, double invstd, double *dx);
-void fnn_ln_param_block_f32(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t j0, ptrdiff_t j1, const float *mean, const float *invstd,
-                            float *dgamma, float *dbeta);
-void fnn_ln_param_block_f64(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
-                            ptrdiff_t j0, ptrdiff_t j1, const double *mean,
-                            const double *invstd, double *dgamma, double *dbeta);
-
-/* columns fnn_ln_param_block_* sums at a time (its sums live on the stack; wider ranges go in
- * blocks of this many, each column still summed in row order) */
-#define FNN_LN_BLOCK 64
+void fnn_ln_bwd_rows_f32(const float *x, const float *dy, ptrdiff_t n, ptrdiff_t c,
+                         const float *gamma, const float *mean, const float *invstd, float *dx,
+                         double *pg, double *pb);
+void fnn_ln_bwd_rows_f64(const double *x, const double *dy, ptrdiff_t n, ptrdiff_t c,
+                         const double *gamma, const double *mean, const double *invstd,
+                         double *dx, double *pg, double *pb);
 
 void fnn_gn_fwd_block_f32(const float *x, ptrdiff_t P, ptrdiff_t C, ptrdiff_t k, ptrdiff_t c0,
                           ptrdiff_t c1, const float *gamma, const float *beta, double eps,

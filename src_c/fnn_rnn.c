@@ -20,7 +20,7 @@
 
 static ptrdiff_t fnn_rnn_gates(int cell)
 {
-    return cell == FNN_RNN_LSTM ? 4 : (cell == FNN_RNN_GRU ? 3 : 1);
+    return cell == FNN_RNN_LSTM ? 4 : (cell == FNN_RNN_GRU || cell == FNN_RNN_GRU_RB ? 3 : 1);
 }
 
 /* Row groups of the recurrence: rows are independent through time, so a batch of at least
@@ -54,12 +54,13 @@ void fnn_rnn_sizes(int cell, ptrdiff_t T, ptrdiff_t d, ptrdiff_t u, ptrdiff_t *f
 {
     const ptrdiff_t K = fnn_rnn_gates(cell) * u;
     const int simple = cell == FNN_RNN_SIMPLE, lstm = cell == FNN_RNN_LSTM,
-              gru = cell == FNN_RNN_GRU;
+              gru = cell == FNN_RNN_GRU, rb = cell == FNN_RNN_GRU_RB;
     /* the LSTM's inputs and outputs side by side ([x_t | h_t-1] rows, one more x row) */
     *fwd = T * d + (simple ? 0 : T * K) + (T + 1) * u + (lstm ? (T + 1) * u + d : 0) +
-           (simple ? 0 : T * u) + (gru ? K : 0);
-    /* the LSTM's gate gradients replace its gates in the forward's workspace */
-    *bwd = (lstm ? 0 : T * K) + (gru ? T * K : 0) + T * d + u + (lstm ? u : 0);
+           (simple ? 0 : T * u) + (gru || rb ? K : 0);
+    /* the LSTM's gate gradients replace its gates in the forward's workspace; the GRU's
+     * reset-before one keeps the step's dL/d(r h) where the LSTM keeps dc */
+    *bwd = (lstm ? 0 : T * K) + (gru ? T * K : 0) + T * d + u + (lstm || rb ? u : 0);
 }
 
 /* Float sigmoid and tanh without libm calls, so that the gate loops vectorise (libm's tanhf is a
@@ -253,6 +254,12 @@ FNN_RNN_SMALL_GEMM(small_gemm_avx2i_f64, "avx2,fma", double, __m256d, __m256i, 4
                         int);                                                                 \
         void (*gru_bwd)(const FT *, const FT *, const FT *, FT *, FT *, FT *, ptrdiff_t,      \
                         ptrdiff_t, int, int);                                                 \
+        /* the GRU's with reset_after=False (the two halves around each product) */           \
+        void (*gru_rb_fwd1)(FT *, const FT *, const FT *, FT *, ptrdiff_t, ptrdiff_t, int);   \
+        void (*gru_rb_fwd2)(FT *, const FT *, const FT *, FT *, ptrdiff_t, ptrdiff_t, int);   \
+        void (*gru_rb_bwd1)(const FT *, const FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int,    \
+                            int);                                                             \
+        void (*gru_rb_bwd2)(const FT *, const FT *, FT *, FT *, ptrdiff_t, ptrdiff_t, int);   \
         /* a step's product on 4-row tiles (see fnn_rnn_tmpl.h's step_gemm), or NULL */       \
         void (*step4)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const FT *, ptrdiff_t, const FT *,      \
                       ptrdiff_t, int, FT *, ptrdiff_t, const FT *);                            \
@@ -265,7 +272,9 @@ FNN_RNN_GATES_TABLE(double, _f64)
                        lstm_bwd_##FL##SUF, NULL)
 #define FNN_RNN_ENTRY_WITH(FL, SUF, ACT, SMALL, LSTM_FWD, LSTM_BWD, STEP4)                    \
     {ACT,      SMALL,    simple_bwd_##FL##SUF, colsum_##FL##SUF,                              \
-     LSTM_FWD, LSTM_BWD, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF, STEP4}
+     LSTM_FWD, LSTM_BWD, gru_fwd_##FL##SUF,    gru_bwd_##FL##SUF,                             \
+     gru_rb_fwd1_##FL##SUF, gru_rb_fwd2_##FL##SUF, gru_rb_bwd1_##FL##SUF,                     \
+     gru_rb_bwd2_##FL##SUF, STEP4}
 
 #if FNN_X86
 /* the float gates of AVX2 and AVX-512 written with intrinsics (FMAs: the last bits differ) */

@@ -10,6 +10,8 @@
  *   GRU:       [xz xr xh] = x_t W + b_in,  [rz rr rh] = h_{t-1} U + b_rec,
  *              z = rec(xz + rz), r = rec(xr + rr), hh = act(xh + r rh),  h_t = z h_{t-1} + (1-z) hh
  *   (reset_after=True, Keras' default).
+ *   GRU_RB:    (reset_after=False, Cho et al. 2014) bias (3u,): [xz xr xh] = x_t W + b,
+ *              [z r] = rec([xz xr] + h_{t-1} U_zr), hh = act(xh + (r h_{t-1}) U_h), h_t as GRU's.
  * With `reverse` (Keras' go_backwards) step s reads x[:, T-1-s]; outputs are in step order.
  *
  * Forward: the input projection of all steps is one GEMM (bias as its epilogue); each step is
@@ -20,15 +22,18 @@
  * the products over all steps are contiguous:
  *   xt (T, n, d) the input in step order; G (T, n, K) the gates (LSTM, GRU); H (T+1, n, u) the
  *   states, H[0] = h0; C (T+1, n, u) the LSTM cells, C[0] = c0; AUX (T, n, u) act(c_t) (LSTM) or
- *   rh (GRU); S (n, K) the GRU's recurrent product of the current step. The LSTM keeps xt and H
- *   side by side as XH (T+1, n, d+u), rows [x_t | h_{t-1}].
+ *   rh (GRU; GRU_RB: r h_{t-1}, the candidate product's input); S (n, K) the GRU's recurrent
+ *   product of the current step (GRU_RB: h_{t-1} U_zr, then (r h_{t-1}) U_h: two products).
+ *   The LSTM keeps xt and H side by side as XH (T+1, n, d+u), rows [x_t | h_{t-1}].
  * Backward: per step (last to first) the gate derivatives into dZ (T, n, K) and the recurrent
  * product dh_{t-1} = dZ_t U^T (GRU: plus dh_t z; its recurrent side dZr differs from dZ in the
  * candidate's third), and dZ's column sums (dbias, in double, added step by step as dZ_t is
  * made: last step first, rows in order); then, over all steps at once, dW = xt^T dZ,
  * dU = H[0:T]^T dZ (GRU: dZr) and dx = dZ W^T, each one GEMM (the LSTM's [dW; dU] = XH^T dZ
- * one). The first step's recurrent
- * product is skipped forward when h0 is zero (NULL) and backward when dh0 is not wanted.
+ * one). GRU_RB: two products per step backward too (dL/d(r h) = dZh U_h^T, then dZzr U_zr^T
+ * added), dU's columns from two products (H^T dZzr, AUX^T dZh) and one bias. The first
+ * step's recurrent product is skipped forward when h0 is zero (NULL) and backward when dh0 is
+ * not wanted.
  * The GEMM never splits a sum across threads and the element-wise parts are serial, so results
  * are bitwise the same at any thread count.
  *
@@ -44,7 +49,7 @@
 extern "C" {
 #endif
 
-enum { FNN_RNN_SIMPLE = 0, FNN_RNN_LSTM = 1, FNN_RNN_GRU = 2 };
+enum { FNN_RNN_SIMPLE = 0, FNN_RNN_LSTM = 1, FNN_RNN_GRU = 2, FNN_RNN_GRU_RB = 3 };
 
 typedef struct {
     int cell;              /* FNN_RNN_* */

@@ -272,6 +272,81 @@ static GTARGET void GFN(gru_bwd)(const FT *z, const FT *h_prev, const FT *aux, F
     }
 }
 
+/* GRU with reset_after=False (the reset gate before the product), forward of one step in two
+ * halves around the candidate's product (r h_prev) U_h. First: z (n, 3u) holds x W + b = [xz xr
+ * xh]; its first two thirds are replaced by z = rec(xz + sz), r = rec(xr + sr) with s (n, 3u)
+ * holding h_prev U_zr in its first two thirds; rh := r hr (hr: h_prev as the product reads it,
+ * n rows of u; kept for the backward). */
+static GTARGET void GFN(gru_rb_fwd1)(FT *z, const FT *s, const FT *hr, FT *rh, ptrdiff_t n,
+                                     ptrdiff_t u, int rec)
+{
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        FT *restrict zb = z + b * 3 * u, *restrict rb = rh + b * u;
+        const FT *restrict sb = s + b * 3 * u, *restrict hb = hr + b * u;
+        for (j = 0; j < 2 * u; j++) zb[j] = zb[j] + sb[j];
+        GFN(act)(zb, 2 * u, rec);
+        for (j = 0; j < u; j++) rb[j] = zb[u + j] * hb[j];
+    }
+}
+
+/* Second half: s's last third holds (r hr) U_h; z's last third := hh = act(xh + that), and
+ * h_next = z h_prev + (1 - z) hh. */
+static GTARGET void GFN(gru_rb_fwd2)(FT *z, const FT *s, const FT *h_prev, FT *h_next,
+                                     ptrdiff_t n, ptrdiff_t u, int act)
+{
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        FT *restrict zb = z + b * 3 * u, *restrict hh = zb + 2 * u, *restrict hn = h_next + b * u;
+        const FT *restrict sb = s + b * 3 * u + 2 * u, *restrict hp = h_prev + b * u;
+        for (j = 0; j < u; j++) hh[j] = hh[j] + sb[j];
+        GFN(act)(hh, u, act);
+        for (j = 0; j < u; j++) hn[j] = zb[j] * hp[j] + ((FT)1 - zb[j]) * hh[j];
+    }
+}
+
+/* Its backward of one step, first half: from the gates z (n, 3u) = [z r hh], h_prev and dh =
+ * dL/dh (n, u): dz (n, 3u) gets dL/d(pre-activation) of z (first third) and of hh (last third),
+ * and dh := dh z (the direct path to h_prev). */
+static GTARGET void GFN(gru_rb_bwd1)(const FT *z, const FT *h_prev, FT *dh, FT *dz, ptrdiff_t n,
+                                     ptrdiff_t u, int act, int rec)
+{
+    G_DERIV_DECL(da_, act);
+    G_DERIV_DECL(dr_, rec);
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        const FT *restrict zz = z + b * 3 * u, *restrict hh = zz + 2 * u;
+        const FT *restrict hp = h_prev + b * u;
+        FT *restrict dhb = dh + b * u, *restrict dzb = dz + b * 3 * u;
+        G_IVDEP
+        for (j = 0; j < u; j++) {
+            const FT g = dhb[j];
+            dzb[j] = g * (hp[j] - hh[j]) * G_DERIV(dr_, zz[j]);
+            dzb[2 * u + j] = g * ((FT)1 - zz[j]) * G_DERIV(da_, hh[j]);
+            dhb[j] = g * zz[j];
+        }
+    }
+}
+
+/* Second half: drh (n, u) holds dL/d(r hr) (the candidate's gradient times U_h^T); dz's middle
+ * third := dL/d(pre-activation of r) = drh hr rec'(r), and drh := drh r (its share of dL/dhr). */
+static GTARGET void GFN(gru_rb_bwd2)(const FT *z, const FT *hr, FT *drh, FT *dz, ptrdiff_t n,
+                                     ptrdiff_t u, int rec)
+{
+    G_DERIV_DECL(dr_, rec);
+    ptrdiff_t b, j;
+    for (b = 0; b < n; b++) {
+        const FT *restrict zr = z + b * 3 * u + u, *restrict hb = hr + b * u;
+        FT *restrict db = drh + b * u, *restrict dzb = dz + b * 3 * u + u;
+        G_IVDEP
+        for (j = 0; j < u; j++) {
+            const FT g = db[j];
+            dzb[j] = g * hb[j] * G_DERIV(dr_, zr[j]);
+            db[j] = g * zr[j];
+        }
+    }
+}
+
 #undef G_DERIV_DECL
 #undef G_DERIV
 #undef G_IVDEP

@@ -37,7 +37,7 @@ static RFN(parts) RFN(split)(const fnn_rnn_geom *g, FT *ws)
     p.R = p.H;
     p.ldr = p.ldh;
     if (g->rec_mask) {
-        FT *end = p.S + (g->cell == FNN_RNN_GRU ? n * K : 0);
+        FT *end = p.S + (g->cell == FNN_RNN_GRU || g->cell == FNN_RNN_GRU_RB ? n * K : 0);
         if (g->cell == FNN_RNN_LSTM) {
             p.H = end;
             p.ldh = u;
@@ -243,10 +243,11 @@ static void RFN(carry_masked)(const fnn_rnn_geom *g, const RFN(parts) *p, ptrdif
  * synchronisation per step. B: U, or with `fused` (an LSTM on the GEMM) [W; U], whose product
  * with a step's [x_s | h_s-1] rows is the step's whole pre-activation (plus b): one product of
  * d+u terms instead of the input projection's GEMM of d (short, so the tiles' loads and stores
- * weigh) and the step's of u. */
+ * weigh) and the step's of u. The GRU_RB's B is U_zr (u x 2u), Bh its U_h (u x u). */
 static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
-                              const RFN(stepb) *B, int fused, const FT *W, const FT *b,
-                              const FT *h0, ptrdiff_t q, ptrdiff_t groups)
+                              const RFN(stepb) *B, const RFN(stepb) *Bh, int fused,
+                              const FT *W, const FT *b, const FT *h0, ptrdiff_t q,
+                              ptrdiff_t groups)
 {
     const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0, ldh = p->ldh;
@@ -282,6 +283,15 @@ static void RFN(forward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(
             gt->lstm_fwd(gs, p->C + (s * n + r0) * u, p->C + ((s + 1) * n + r0) * u,
                          p->AUX + (s * n + r0) * u, hn, ldh, m, u, g->act, g->rec);
             break;
+        case FNN_RNN_GRU_RB: {
+            /* z, r from h_s-1 U_zr; the candidate's product reads r h_s-1 (kept in AUX) */
+            FT *ss = p->S + r0 * K, *rh = p->AUX + (s * n + r0) * u;
+            RFN(step_gemm)(gt, s, m, 2 * u, u, hr, ldr, B, (FT)0, ss, K, NULL);
+            gt->gru_rb_fwd1(gs, ss, hr, rh, m, u, g->rec);
+            RFN(step_gemm)(gt, s, m, u, u, rh, u, Bh, (FT)0, ss + 2 * u, K, NULL);
+            gt->gru_rb_fwd2(gs, ss, hp, hn, m, u, g->act);
+            break;
+        }
         default:
             RFN(step_gemm)(gt, s, m, K, u, hr, ldr, B, (FT)0, p->S + r0 * K, K, b + K);
             gt->gru_fwd(gs, p->S + r0 * K, hp, p->AUX + (s * n + r0) * u, hn, m, u, g->act,
@@ -299,16 +309,32 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
     const int fused = g->cell == FNN_RNN_LSTM && n / groups > FNN_RNN_SMALL_ROWS;
+    const int rb = g->cell == FNN_RNN_GRU_RB;
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, ws);
     const ptrdiff_t ldh = p.ldh;
     unsigned int mxcsr;
-    RFN(stepb) B;
+    RFN(stepb) B, Bh;
+    FT *Ucols = NULL; /* the GRU_RB's U_zr (u x 2u) then U_h (u x u), each contiguous */
     ptrdiff_t s, bb;
     if (n == 0) return 1;
-    B = fused ? RFN(pack_steps_b)(n / groups, K, W, d, U, u)
-              : RFN(pack_steps_b)(n / groups, K, U, u, NULL, 0);
-    if (!B.B && !B.Bp) return 0;
+    Bh.B = Bh.Bp = NULL;
+    Bh.ld = 0;
+    Bh.raw = NULL;
+    if (rb) {
+        Ucols = (FT *)malloc((size_t)(u * K) * sizeof(FT));
+        if (!Ucols) return 0;
+        for (bb = 0; bb < u; bb++) {
+            memcpy(Ucols + bb * 2 * u, U + bb * K, (size_t)(2 * u) * sizeof(FT));
+            memcpy(Ucols + 2 * u * u + bb * u, U + bb * K + 2 * u, (size_t)u * sizeof(FT));
+        }
+        B = RFN(pack_steps_b)(n / groups, 2 * u, Ucols, u, NULL, 0);
+        Bh = RFN(pack_steps_b)(n / groups, u, Ucols + 2 * u * u, u, NULL, 0);
+    } else {
+        B = fused ? RFN(pack_steps_b)(n / groups, K, W, d, U, u)
+                  : RFN(pack_steps_b)(n / groups, K, U, u, NULL, 0);
+        if (!B.B && !B.Bp) return 0;
+    }
     mxcsr = fnn_ftz_enter();
     /* the input in step order, time-major */
     for (s = 0; s < T; s++) {
@@ -341,7 +367,7 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
         RNN_EACH_GROUP(groups, q,
-                       RFN(forward_rows)(g, gt, &p, &B, fused, W, b, h0, q, groups));
+                       RFN(forward_rows)(g, gt, &p, &B, &Bh, fused, W, b, h0, q, groups));
     }
     for (bb = 0; bb < n; bb++) {
         if (g->seq) {
@@ -361,6 +387,8 @@ int RFN(fnn_rnn_forward)(const fnn_rnn_geom *g, const FT *x, const FT *W, const 
     if (c_last && g->cell == FNN_RNN_LSTM)
         memcpy(c_last, p.C + T * n * u, (size_t)(n * u) * sizeof(FT));
     free(B.raw);
+    free(Bh.raw);
+    free(Ucols);
     fnn_ftz_leave(mxcsr);
     return 1;
 }
@@ -381,11 +409,12 @@ static void RFN(zero_skipped)(const fnn_rnn_geom *g, ptrdiff_t s, ptrdiff_t r0, 
 
 /* Backpropagation through time on rows [r0, r1) of the batch, group q of `groups`: the gate
  * derivatives into dZ (and dZr), dh and dc carried back, the bias sums into acc (this group's:
- * K, and the GRU's recurrent K after). */
+ * K, and the GRU's recurrent K after). ut: U^T's step operand (the GRU_RB's: U_zr^T, 2u x u,
+ * and uth U_h^T; its dc is the step's dL/d(r h) scratch). */
 static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN(parts) *p,
-                               const RFN(stepb) *ut, const FT *dy, FT *dZ, FT *dZr, FT *dh,
-                               FT *dc, FT *held, FT *rtmp, int want_dh0, double *acc,
-                               ptrdiff_t q, ptrdiff_t groups)
+                               const RFN(stepb) *ut, const RFN(stepb) *uth, const FT *dy,
+                               FT *dZ, FT *dZr, FT *dh, FT *dc, FT *held, FT *rtmp,
+                               int want_dh0, double *acc, ptrdiff_t q, ptrdiff_t groups)
 {
     const ptrdiff_t n = g->n, T = g->T, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const ptrdiff_t r0 = q * n / groups, m = (q + 1) * n / groups - r0;
@@ -457,6 +486,23 @@ static void RFN(backward_rows)(const fnn_rnn_geom *g, const GATES *gt, const RFN
             }
             gt->colsum(dzr, m, K, acc + K);
             break;
+        case FNN_RNN_GRU_RB: {
+            const FT *gs = p->G + (s * n + r0) * K, *hr = p->R + (s * n + r0) * p->ldr;
+            gt->gru_rb_bwd1(gs, p->H + (s * n + r0) * u, dhq, dzs, m, u, g->act, g->rec);
+            /* dL/d(r h_s-1) = dZh U_h^T, into dc (scratch here) */
+            RFN(step_gemm)(gt, s, m, u, u, dzs + 2 * u, K, uth, (FT)0, dcq, u, NULL);
+            gt->gru_rb_bwd2(gs, hr, dcq, dzs, m, u, g->rec);
+            if (skips) RFN(zero_skipped)(g, s, r0, m, dzs, NULL);
+            if (s > 0 || want_dh0) {
+                /* dh_{t-1} = dh_t z + mask (dL/d(r h) r + dZzr U_zr^T) */
+                RFN(step_gemm)(gt, s, m, u, 2 * u, dzs, K, ut, (FT)1, dcq, u, NULL);
+                if (rm)
+                    for (j = 0; j < m * u; j++) dhq[j] += rm[j] * dcq[j];
+                else
+                    for (j = 0; j < m * u; j++) dhq[j] += dcq[j];
+            }
+            break;
+        }
         }
         if (skips) {
             for (bb = r0; bb < r0 + m; bb++) {
@@ -477,7 +523,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     const ptrdiff_t n = g->n, T = g->T, d = g->d, u = g->u, K = fnn_rnn_gates(g->cell) * u;
     const GATES *gt = GATES_OF();
     const RFN(parts) p = RFN(split)(g, ws);
-    const int gru = g->cell == FNN_RNN_GRU, lstm = g->cell == FNN_RNN_LSTM;
+    const int gru = g->cell == FNN_RNN_GRU, lstm = g->cell == FNN_RNN_LSTM,
+              rb = g->cell == FNN_RNN_GRU_RB;
     const ptrdiff_t groups = fnn_rnn_groups(n, u * K * (ptrdiff_t)sizeof(FT));
     const ptrdiff_t na = gru ? 2 * K : K; /* bias sums per group */
     /* the gate gradients: the LSTM's in place of its gates (see fnn_rnn.h), the others' in bws */
@@ -487,7 +534,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     double *acc;
     FT *held = NULL; /* with a mask: the skipping rows' dh (n, u) and dc (n, u) across a step */
     FT *rtmp = NULL;  /* the GRU's with recurrent dropout: the recurrent product (n, u) */
-    RFN(stepb) Uts;
+    RFN(stepb) Uts, Uhts;
     unsigned int mxcsr;
     ptrdiff_t s, bb, i, j;
     /* the bias gradients' sums (the GRU's recurrent bias: the second K), one set per group */
@@ -519,7 +566,12 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     }
     for (i = 0; i < u; i++) /* U^T, so each step's product reads it untransposed */
         for (j = 0; j < K; j++) ut[j * u + i] = U[i * K + j];
-    Uts = RFN(pack_steps_b)(n / groups, u, ut, K, NULL, 0);
+    /* the GRU_RB's U^T: U_zr^T (2u rows), then U_h^T (u rows) */
+    Uts = RFN(pack_steps_b)(n / groups, u, ut, rb ? 2 * u : K, NULL, 0);
+    Uhts.B = Uhts.Bp = NULL;
+    Uhts.ld = 0;
+    Uhts.raw = NULL;
+    if (rb) Uhts = RFN(pack_steps_b)(n / groups, u, ut + 2 * u * u, u, NULL, 0);
     if (dh_last) memcpy(dh, dh_last, (size_t)(n * u) * sizeof(FT));
     else memset(dh, 0, (size_t)(n * u) * sizeof(FT));
     if (lstm) {
@@ -530,8 +582,8 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         const int nt = fnn_rnn_threads(groups, T * n * K * u);
         ptrdiff_t q;
         RNN_EACH_GROUP(groups, q,
-                       RFN(backward_rows)(g, gt, &p, &Uts, dy, dZ, dZr, dh, dc, held, rtmp,
-                                          dh0 != NULL, acc + q * na, q, groups));
+                       RFN(backward_rows)(g, gt, &p, &Uts, &Uhts, dy, dZ, dZr, dh, dc, held,
+                                          rtmp, dh0 != NULL, acc + q * na, q, groups));
         for (q = 1; q < groups; q++) /* the groups' bias sums, in group order */
             for (j = 0; j < na; j++) acc[j] += acc[q * na + j];
     }
@@ -544,6 +596,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         FT *dWU = (FT *)malloc((size_t)((d + u) * K) * sizeof(FT));
         if (dWU == NULL) {
             free(Uts.raw);
+            free(Uhts.raw);
             fnn_ftz_leave(mxcsr);
             free(rtmp);
             free(held);
@@ -557,7 +610,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
     } else {
         const fnn_arch *arch = fnn_active_arch();
         const ptrdiff_t direct_m = FT_DBL ? arch->d.direct_m : arch->s.direct_m;
-        const size_t pb = gru || (d <= direct_m && u <= direct_m)
+        const size_t pb = gru || rb || (d <= direct_m && u <= direct_m)
                               ? 0 : fnn_gemm_packed_b_size(FT_DBL, T * n, K);
         void *dzp_raw = pb ? malloc(pb * sizeof(FT) + FNN_ALIGN) : NULL;
         FT *dZp = NULL;
@@ -566,8 +619,14 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
             PACK_B(0, T * n, K, dZ, K, dZp);
         }
         GEMM_BP(1, 0, d, K, T * n, (FT)1, p.xt, p.ldx, dZ, K, dZp, (FT)0, dW, K, NULL);
-        GEMM_BP(1, 0, u, K, T * n, (FT)1, p.R, p.ldr, gru ? dZr : dZ, K, dZp, (FT)0, dU, K,
-                NULL);
+        if (rb) { /* dU_zr = R^T dZzr, dU_h = (r h)^T dZh */
+            GEMM_BP(1, 0, u, 2 * u, T * n, (FT)1, p.R, p.ldr, dZ, K, NULL, (FT)0, dU, K, NULL);
+            GEMM_BP(1, 0, u, u, T * n, (FT)1, p.AUX, u, dZ + 2 * u, K, NULL, (FT)0, dU + 2 * u,
+                    K, NULL);
+        } else {
+            GEMM_BP(1, 0, u, K, T * n, (FT)1, p.R, p.ldr, gru ? dZr : dZ, K, dZp, (FT)0, dU,
+                    K, NULL);
+        }
         free(dzp_raw);
     }
     for (j = 0; j < na; j++) db[j] = (FT)acc[j];
@@ -591,6 +650,7 @@ int RFN(fnn_rnn_backward)(const fnn_rnn_geom *g, const FT *W, const FT *U, FT *w
         else memset(dc0, 0, (size_t)(n * u) * sizeof(FT));
     }
     free(Uts.raw);
+    free(Uhts.raw);
     free(rtmp);
     free(held);
     fnn_ftz_leave(mxcsr);

@@ -97,8 +97,12 @@ def keras():
 
 @pytest.fixture(scope="module")
 def keras64(keras):
-    """``keras`` computing in float64 (its floatx) for the requesting module's tests."""
-    floatx = keras.config.floatx()
+    """``keras`` computing in float64 (its floatx and its global dtype policy) for the
+    requesting module's tests. Keras caches its global policy from floatx when it first makes
+    a layer, so after any float32 Keras layer, floatx alone no longer makes float64 layers."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield keras
     keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)

@@ -188,7 +188,6 @@ def test_from_torch_float64(name):
 def _refusals():
     R = lambda rs=False: fnn.interop.RecurrentOutput(rs)     # noqa: E731
     return [
-        (lambda: nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), (2, 5, 5), r"'0' \(Conv2d\).*groups"),
         (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1)), (1, 8, 8),
          r"padding=\(1, 1\) is not Keras' 'same'"),
         (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding_mode="reflect")), (1, 8, 8),

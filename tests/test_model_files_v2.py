@@ -241,7 +241,10 @@ HOSTILE_LAYERS = {
     "lstm_one_state": (_inbound(3, [1, 2]), r"initial_state must be 2"),
     "lstm_state_is_the_image": (_inbound(3, [1, 0, 3]), r"initial_state"),
     "lstm_sequence_is_a_state": (_inbound(3, [2, 2, 3]), r"steps, features"),
-    "gru_reset_after_false": (_nested(7, "layer", reset_after=False), r"reset_after=False"),
+    # reset_after flipped without the weights: the bias the file holds no longer fits
+    "gru_reset_after_false": (_nested(7, "layer", reset_after=False),
+                              r"bias' is <f\d\[2, 6\], the model needs <f\d\[6\]"),
+    "gru_reset_after_int": (_nested(7, "layer", reset_after=0), r"reset_after=0\b"),
     "gru_units_2_40": (_nested(7, "layer", units=2**40), r"units=1099511627776"),
     "gru_units_zero": (_nested(7, "backward_layer", units=0), r"units=0\b"),
     "bidirectional_of_dense": (_replace_nested(7, "layer", _DENSE), r"layer=Dense"),

@@ -120,8 +120,10 @@ def _file(path, op, w, out_shape, **attrs):
 
 
 @pytest.mark.parametrize("op, w, out, attrs, message", [
-    ("Conv", (4, 2, 3, 3), (4, 4, 4), {"group": 2},
-     r"grouped Conv is supported only as a depthwise one.*received group=2"),
+    ("Conv", (6, 2, 3, 3), (6, 4, 4), {"group": 3},
+     r"grouped Conv needs group dividing the input channels \(4\).*received group=3"),
+    ("Conv", (4, 1, 3, 3), (4, 4, 4), {"group": 2},
+     r"grouped Conv needs group.*received group=2, weight shape \[4, 1, 3, 3\]"),
     ("ConvTranspose", (4, 2, 3, 3), (2, 8, 8), {"output_shape": [8, 8]},
      r"output_shape is not supported"),
     ("ConvTranspose", (4, 1, 3, 3), (2, 8, 8), {"group": 2},

@@ -294,7 +294,7 @@ def test_a_batch_of_another_size_is_refused_by_name():
 
 
 @pytest.mark.parametrize("call,pattern", [
-    (lambda layer: layer.reset_states([np.zeros((4, 6))]), r"2 array\(s\) \[h, c\]"),
+    (lambda layer: layer.reset_states([np.zeros((4, 6))]), r"2 arrays \[h, c\]"),
     (lambda layer: layer.reset_states([np.zeros((4, 5)), np.zeros((4, 6))]),
      r"states\[0\] must have 6 features"),
     (lambda layer: layer.reset_states([np.zeros((4, 6)), np.zeros((3, 6))]),

@@ -263,11 +263,11 @@ cdef class InferPlan:
             r.cell, r.T, r.d, r.u = a["cell"], a["steps"], a["features"], a["units"]
             r.act, r.rec, r.reverse, r.seq = a["act"], a["rec"], a["reverse"], a["seq"]
             r.mask, r.zero_masked = NULL, 0          # no masks on the plan (inference.py)
-            self._need(i, r.cell <= 2 and min(r.T, r.d, r.u) >= 1 and r.reverse <= 1
+            self._need(i, r.cell <= 3 and min(r.T, r.d, r.u) >= 1 and r.reverse <= 1
                        and r.seq <= 1 and r.act in _RNN_ACTS and r.rec in _RNN_ACTS
                        and in_w == r.T * r.d and out_w == (r.T * r.u if r.seq else r.u)
                        and (<object>r.T + 1) * (r.d + 8 * <object>r.u + 8) * 8 * r.u < 2**40)
-            K = (1, 4, 3)[r.cell] * r.u
+            K = (1, 4, 3, 3)[r.cell] * r.u
             fnn_rnn_sizes(r.cell, r.T, r.d, r.u, &fwd, &bwd)
             st.scratch = fwd * self.itemsize
             st.w[0] = self._weight(i, weights, 0, r.d * K)

@@ -6,6 +6,8 @@
 # output element is summed in one order at any thread count. The row kernels give each row to one
 # thread; the additive scores' weight gradients are summed per sample (one thread each) and the
 # samples' parts then added in sample order by the caller: bitwise the same at any thread count.
+# The one-call kernels (dot_attention_*, cosine_*) give each thread whole samples (each sample
+# serial), or, with fewer samples than threads, run the samples in turn on the threaded GEMM.
 # The shapes are checked by the public boundary (the layers); the checks here only keep a wrong
 # call from reading out of bounds.
 
@@ -19,6 +21,37 @@ from fastnn._ext.attn cimport fnn_attn_geom, fnn_attn_keep
 cdef extern from "fnn_vexp.h":
     # float exp without a libm call, within 2 ulp (src_c/fnn_vexp.h): its loops vectorise
     float fnn_expf(float x) noexcept nogil
+cdef extern from "fnn_vec.h":
+    # rows' softmax, each row on its own (y may be z): the bits do not depend on the flavour
+    void fnn_softmax_rows_f32(const float *z, float *y, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    void fnn_softmax_rows_f64(const double *z, double *y, Py_ssize_t n,
+                              Py_ssize_t m) noexcept nogil
+
+cdef extern from *:
+    """
+    /* sum_j a[j] b[j] in double over eight lanes (lane l takes j = l, l + 8, ...), the lanes
+     * added in a fixed tree, then the tail in order: one order whatever the thread or flavour,
+     * and loops the compiler keeps in vector registers (a serial double sum is latency bound) */
+    #define FNN_KA_DOT(NAME, FT)                                                              \
+    static inline double NAME(const FT *a, const FT *b, Py_ssize_t n)                        \
+    {                                                                                         \
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;                                            \
+        Py_ssize_t j = 0;                                                                     \
+        int l;                                                                                \
+        for (; j + 8 <= n; j += 8)                                                            \
+            for (l = 0; l < 8; l++)                                                           \
+                s[l] += (double)a[j + l] * (double)b[j + l];                                  \
+        t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));                \
+        for (; j < n; j++)                                                                    \
+            t += (double)a[j] * (double)b[j];                                                 \
+        return t;                                                                             \
+    }
+    FNN_KA_DOT(fnn_ka_dot_f32, float)
+    FNN_KA_DOT(fnn_ka_dot_f64, double)
+    """
+    double fnn_ka_dot_f32(const float *a, const float *b, Py_ssize_t n) noexcept nogil
+    double fnn_ka_dot_f64(const double *a, const double *b, Py_ssize_t n) noexcept nogil
+
 from fastnn._ext._parallel cimport fnn_max_threads, threads_for, fnn_ftz_enter, fnn_ftz_leave
 from fastnn._ext.gemm cimport (fnn_sgemm, fnn_dgemm, fnn_epilogue_f32, fnn_epilogue_f64,
                                fnn_par_min_work, FNN_ACT_LINEAR)
@@ -212,6 +245,387 @@ def softmax_backward(const floating[:, ::1] a,      # IN  (R, C) softmax output
             d = d + <double>da[r, c] * a[r, c]
         for c in range(C):
             ds[r, c] = <floating>(a[r, c] * (da[r, c] - d))
+
+
+# ---------------------------------------------------------------- Attention(score_mode="dot")
+# The layer's forward and backward in one call each: every sample's products (the packed GEMM),
+# masks, softmax, dropout and row sums run back to back while its (Tq, Tv) matrices sit in cache.
+# Threads take whole samples (each sample serial) when there are at least as many samples as
+# threads; otherwise the samples run in turn and the GEMM threads each product. Either way every
+# value is computed in one order (the GEMM never splits k; rows never depend on other rows):
+# bitwise the same at any thread count.
+
+cdef inline bint _is3(const Py_ssize_t *shape, Py_ssize_t a, Py_ssize_t b,
+                      Py_ssize_t c) noexcept:
+    return shape[0] == a and shape[1] == b and shape[2] == c
+
+
+cdef inline double _ka_dot(const floating *a, const floating *b, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fnn_ka_dot_f32(a, b, n)
+    else:
+        return fnn_ka_dot_f64(a, b, n)
+
+
+cdef void _dot_fwd_sample(Py_ssize_t b, Py_ssize_t Tq, Py_ssize_t Tv, Py_ssize_t D,
+                          Py_ssize_t Dv, const floating *q, const floating *k, const floating *v,
+                          floating c, bint scaled, const unsigned char *vm, bint causal,
+                          const unsigned char *qm, const fnn_attn_geom *g, floating keep_scale,
+                          floating *raw, floating *A0, floating *A, floating *y,
+                          double par) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef const floating *qb = q + b * Tq * D
+    cdef const floating *kb = k + b * Tv * D
+    cdef const floating *vb = v + b * Tv * Dv
+    cdef floating *rb = raw + b * Tq * Tv
+    cdef floating *a0 = A0 + b * Tq * Tv
+    cdef floating *ab = A + b * Tq * Tv
+    cdef floating *yb = y + b * Tq * Dv
+    cdef floating *src = rb
+    cdef floating big = <floating>1e9, t
+    _gemm1(False, True, Tq, Tv, D, 1, qb, D, kb, D, 0, rb, Tv, par)           # raw = q k^T
+    if scaled or vm != NULL or causal:          # S = c raw, lowered by 1e9 where hidden (Keras)
+        for i in range(Tq):
+            for j in range(Tv):
+                t = rb[i * Tv + j]
+                if scaled:
+                    t = t * c
+                if (vm != NULL and vm[b * Tv + j] == 0) or (causal and j > i):
+                    t = t - big
+                a0[i * Tv + j] = t
+        src = a0
+    if floating is float:
+        fnn_softmax_rows_f32(src, a0, Tq, Tv)
+    else:
+        fnn_softmax_rows_f64(src, a0, Tq, Tv)
+    if g.drop_rate > 0:
+        for i in range(Tq):
+            for j in range(Tv):
+                ab[i * Tv + j] = a0[i * Tv + j] * keep_scale if fnn_attn_keep(g, b, i, j) else 0
+    _gemm1(False, False, Tq, Dv, Tv, 1, ab, Tv, vb, Dv, 0, yb, Dv, par)       # y = A v
+    if qm != NULL:
+        for i in range(Tq):
+            if qm[b * Tq + i] == 0:
+                for j in range(Dv):
+                    yb[i * Dv + j] = 0
+
+
+def dot_attention_forward(const floating[:, :, ::1] q,       # IN  (B, Tq, D)
+                          const floating[:, :, ::1] k,       # IN  (B, Tv, D)
+                          const floating[:, :, ::1] v,       # IN  (B, Tv, Dv)
+                          double scale, bint scaled,
+                          const unsigned char[:, ::1] vmask,   # IN  (B, Tv) or None
+                          bint causal,
+                          const unsigned char[:, ::1] qmask,   # IN  (B, Tq) or None
+                          double rate, unsigned long long key,
+                          floating[:, :, ::1] raw,           # OUT (B, Tq, Tv) q k^T (may be A0)
+                          floating[:, :, ::1] A0,            # OUT (B, Tq, Tv) the softmax
+                          floating[:, :, ::1] A,             # OUT (B, Tq, Tv) A0 dropped, or A0
+                          floating[:, :, ::1] y):            # OUT (B, Tq, Dv)
+    """Keras' dot-product Attention: raw := q k^T, A0 := masked_softmax(c raw) (c = scale when
+    ``scaled``; hidden keys lowered by 1e9), A := weights_dropout(A0) when rate > 0,
+    y := A v with the rows of masked queries zeroed. All sizes >= 1."""
+    cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], D = q.shape[2], Tv = k.shape[1]
+    cdef Py_ssize_t Dv = v.shape[2], b, nt
+    cdef fnn_attn_geom g
+    cdef const unsigned char *vm = NULL
+    cdef const unsigned char *qm = NULL
+    cdef unsigned int csr, csr_t
+    cdef floating c = <floating>scale
+    cdef floating keep_scale
+    if (B < 1 or Tq < 1 or Tv < 1 or D < 1 or Dv < 1 or k.shape[0] != B or k.shape[2] != D
+            or v.shape[0] != B or v.shape[1] != Tv):
+        _bad("dot_attention_forward")
+    if not (_is3(raw.shape, B, Tq, Tv) and _is3(A0.shape, B, Tq, Tv) and _is3(A.shape, B, Tq, Tv)
+            and _is3(y.shape, B, Tq, Dv)):
+        _bad("dot_attention_forward")
+    if vmask is not None:
+        if vmask.shape[0] != B or vmask.shape[1] != Tv:
+            _bad("dot_attention_forward")
+        vm = &vmask[0, 0]
+    if qmask is not None:
+        if qmask.shape[0] != B or qmask.shape[1] != Tq:
+            _bad("dot_attention_forward")
+        qm = &qmask[0, 0]
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dot_attention_forward: rate must be in [0, 1). Received: rate={rate}")
+    g.pairs, g.heads, g.lq, g.lk = B, 1, Tq, Tv
+    g.drop_rate, g.drop_key = rate, key
+    keep_scale = <floating>(1.0 / (1.0 - rate))
+    nt = threads_for(<Py_ssize_t>(B * Tq * Tv * (D + Dv)))
+    with nogil:
+        csr = fnn_ftz_enter()
+        if nt > 1 and B >= nt:                  # whole samples per thread, each one serial
+            for b in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()
+                _dot_fwd_sample(b, Tq, Tv, D, Dv, &q[0, 0, 0], &k[0, 0, 0], &v[0, 0, 0], c,
+                                scaled, vm, causal, qm, &g, keep_scale, &raw[0, 0, 0],
+                                &A0[0, 0, 0], &A[0, 0, 0], &y[0, 0, 0], 1e300)
+                fnn_ftz_leave(csr_t)
+        else:                                   # the samples in turn, the GEMM threads each
+            for b in range(B):
+                _dot_fwd_sample(b, Tq, Tv, D, Dv, &q[0, 0, 0], &k[0, 0, 0], &v[0, 0, 0], c,
+                                scaled, vm, causal, qm, &g, keep_scale, &raw[0, 0, 0],
+                                &A0[0, 0, 0], &A[0, 0, 0], &y[0, 0, 0], 0)
+        fnn_ftz_leave(csr)
+
+
+cdef void _dot_bwd_sample(Py_ssize_t b, Py_ssize_t Tq, Py_ssize_t Tv, Py_ssize_t D,
+                          Py_ssize_t Dv, const floating *q, const floating *k, const floating *v,
+                          floating c, bint scaled, const unsigned char *qm,
+                          const fnn_attn_geom *g, floating keep_scale, const floating *raw,
+                          const floating *A0, const floating *A, const floating *dy,
+                          const floating *dsc, floating *dA, floating *dO, floating *dq,
+                          floating *dk, floating *dv, double *parts, double par) noexcept nogil:
+    cdef Py_ssize_t i, j, n = Tq * Tv
+    cdef const floating *qb = q + b * Tq * D
+    cdef const floating *kb = k + b * Tv * D
+    cdef const floating *vb = v + b * Tv * Dv
+    cdef const floating *a0 = A0 + b * n
+    cdef const floating *ab = A + b * n
+    cdef const floating *dob = dy + b * Tq * Dv
+    cdef floating *da = dA + b * n
+    cdef floating *dvb = dv + b * Tv * Dv
+    cdef double d, acc
+    if qm != NULL:                              # dO = dy, the rows of masked queries zeroed
+        for i in range(Tq):
+            for j in range(Dv):
+                dO[b * Tq * Dv + i * Dv + j] = dob[i * Dv + j] if qm[b * Tq + i] else 0
+        dob = dO + b * Tq * Dv
+    _gemm1(False, True, Tq, Tv, Dv, 1, dob, Dv, vb, Dv, 0, da, Tv, par)       # dA = dO v^T
+    if dsc != NULL:                             # + the gradient of the scores output
+        for i in range(n):
+            da[i] = da[i] + dsc[b * n + i]
+    _gemm1(True, False, Tv, Dv, Tq, 1, ab, Tv, dob, Dv, 0, dvb, Dv, par)      # dv = A^T dO
+    if g.drop_rate > 0:                         # A = A0 Z: dA0 = dA Z
+        for i in range(Tq):
+            for j in range(Tv):
+                da[i * Tv + j] = da[i * Tv + j] * keep_scale if fnn_attn_keep(g, b, i, j) else 0
+    acc = 0
+    for i in range(Tq):                         # dS = A0 (dA0 - <dA0, A0>) per row
+        d = _ka_dot(&da[i * Tv], &a0[i * Tv], Tv)
+        for j in range(Tv):
+            da[i * Tv + j] = <floating>(a0[i * Tv + j] * (da[i * Tv + j] - d))
+        if scaled:                              # d(scale) = sum dS raw
+            acc = acc + _ka_dot(&da[i * Tv], &raw[b * n + i * Tv], Tv)
+    if scaled:
+        parts[b] = acc
+    _gemm1(False, False, Tq, D, Tv, c, da, Tv, kb, D, 0, dq + b * Tq * D, D, par)  # dq = c dS k
+    if dk == NULL:                              # the value is the key: dv += c dS^T q
+        _gemm1(True, False, Tv, D, Tq, c, da, Tv, qb, D, 1, dvb, Dv, par)
+    else:                                       # dk = c dS^T q
+        _gemm1(True, False, Tv, D, Tq, c, da, Tv, qb, D, 0, dk + b * Tv * D, D, par)
+
+
+def dot_attention_backward(const floating[:, :, ::1] q,      # IN  (B, Tq, D)
+                           const floating[:, :, ::1] k,      # IN  (B, Tv, D)
+                           const floating[:, :, ::1] v,      # IN  (B, Tv, Dv)
+                           double scale, bint scaled,
+                           const unsigned char[:, ::1] qmask,  # IN  (B, Tq) or None
+                           double rate, unsigned long long key,
+                           const floating[:, :, ::1] raw,    # IN  (B, Tq, Tv) (read if scaled)
+                           const floating[:, :, ::1] A0,     # IN  (B, Tq, Tv)
+                           const floating[:, :, ::1] A,      # IN  (B, Tq, Tv)
+                           const floating[:, :, ::1] dy,     # IN  (B, Tq, Dv)
+                           const floating[:, :, ::1] dscores,  # IN  (B, Tq, Tv) or None
+                           floating[:, :, ::1] dA,           # OUT (B, Tq, Tv) scratch: dS
+                           floating[:, :, ::1] dO,           # OUT (B, Tq, Dv) scratch (qmask)
+                           floating[:, :, ::1] dq,           # OUT (B, Tq, D)
+                           floating[:, :, ::1] dk,           # OUT (B, Tv, D) or None: k is v
+                           floating[:, :, ::1] dv,           # OUT (B, Tv, Dv)
+                           double[::1] parts):               # OUT (B,) or None (scaled only)
+    """dot_attention_forward's gradients: dO := dy (masked query rows zeroed), dv := A^T dO,
+    dA := dO v^T (+ dscores), dropped as the forward's weights when rate > 0, dS := A0 (dA -
+    <dA, A0>) per row (left in dA), dq := c dS k, dk := c dS^T q (added into dv when dk is None:
+    the value was the key), parts[b] := sum dS raw (the scale's gradient of sample b, double)."""
+    cdef Py_ssize_t B = q.shape[0], Tq = q.shape[1], D = q.shape[2], Tv = k.shape[1]
+    cdef Py_ssize_t Dv = v.shape[2], b, nt
+    cdef fnn_attn_geom g
+    cdef const unsigned char *qm = NULL
+    cdef const floating *dsc = NULL
+    cdef floating *dkp = NULL
+    cdef floating *dop = NULL
+    cdef double *pp = NULL
+    cdef unsigned int csr, csr_t
+    cdef floating c = <floating>scale
+    cdef floating keep_scale
+    if (B < 1 or Tq < 1 or Tv < 1 or D < 1 or Dv < 1 or k.shape[0] != B or k.shape[2] != D
+            or v.shape[0] != B or v.shape[1] != Tv):
+        _bad("dot_attention_backward")
+    if not (_is3(raw.shape, B, Tq, Tv) and _is3(A0.shape, B, Tq, Tv) and _is3(A.shape, B, Tq, Tv)
+            and _is3(dA.shape, B, Tq, Tv) and _is3(dy.shape, B, Tq, Dv)
+            and _is3(dq.shape, B, Tq, D) and _is3(dv.shape, B, Tv, Dv)):
+        _bad("dot_attention_backward")
+    if dO is not None and not _is3(dO.shape, B, Tq, Dv):
+        _bad("dot_attention_backward")
+    if dk is not None:
+        if not _is3(dk.shape, B, Tv, D):
+            _bad("dot_attention_backward")
+        dkp = &dk[0, 0, 0]
+    elif D != Dv:
+        _bad("dot_attention_backward")
+    if dscores is not None:
+        if not _is3(dscores.shape, B, Tq, Tv):
+            _bad("dot_attention_backward")
+        dsc = &dscores[0, 0, 0]
+    if qmask is not None:
+        if qmask.shape[0] != B or qmask.shape[1] != Tq or dO is None:
+            _bad("dot_attention_backward")
+        qm = &qmask[0, 0]
+        dop = &dO[0, 0, 0]
+    if scaled:
+        if parts is None or parts.shape[0] != B:
+            _bad("dot_attention_backward")
+        pp = &parts[0]
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dot_attention_backward: rate must be in [0, 1). Received: "
+                         f"rate={rate}")
+    g.pairs, g.heads, g.lq, g.lk = B, 1, Tq, Tv
+    g.drop_rate, g.drop_key = rate, key
+    keep_scale = <floating>(1.0 / (1.0 - rate))
+    nt = threads_for(<Py_ssize_t>(B * Tq * Tv * (D + Dv)))
+    with nogil:
+        csr = fnn_ftz_enter()
+        if nt > 1 and B >= nt:
+            for b in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()
+                _dot_bwd_sample(b, Tq, Tv, D, Dv, &q[0, 0, 0], &k[0, 0, 0], &v[0, 0, 0], c,
+                                scaled, qm, &g, keep_scale, &raw[0, 0, 0], &A0[0, 0, 0],
+                                &A[0, 0, 0], &dy[0, 0, 0], dsc, &dA[0, 0, 0], dop,
+                                &dq[0, 0, 0], dkp, &dv[0, 0, 0], pp, 1e300)
+                fnn_ftz_leave(csr_t)
+        else:
+            for b in range(B):
+                _dot_bwd_sample(b, Tq, Tv, D, Dv, &q[0, 0, 0], &k[0, 0, 0], &v[0, 0, 0], c,
+                                scaled, qm, &g, keep_scale, &raw[0, 0, 0], &A0[0, 0, 0],
+                                &A[0, 0, 0], &dy[0, 0, 0], dsc, &dA[0, 0, 0], dop,
+                                &dq[0, 0, 0], dkp, &dv[0, 0, 0], pp, 0)
+        fnn_ftz_leave(csr)
+
+
+# ---------------------------------------------------------------- Dot(axes=-1, normalize=True)
+# Two (B, M, K) and (B, N, K) inputs normalized along K, then y[b] = xn[b] zn[b]^T, forward and
+# backward in one call each, threads taking whole samples as the attention kernels above.
+
+cdef inline void _unit_rows(const floating *x, Py_ssize_t R, Py_ssize_t C, double cap,
+                            floating *y, floating *inv) noexcept nogil:
+    """inv[r] := min(1 / ||x[r]||, cap) (the sum of squares over _ka_dot's lanes; NaN stays),
+    y[r] := x[r] inv[r]"""
+    cdef Py_ssize_t r, c
+    cdef double s, v
+    cdef floating f
+    for r in range(R):
+        s = _ka_dot(&x[r * C], &x[r * C], C)
+        v = 1.0 / sqrt(s)                       # s = 0: inf, then the cap (Keras' rule)
+        if not (v <= cap):
+            v = cap if s == s else v
+        f = <floating>v
+        inv[r] = f
+        for c in range(C):
+            y[r * C + c] = x[r * C + c] * f
+
+
+cdef inline void _unit_rows_back(const floating *y, const floating *inv, Py_ssize_t R,
+                                 Py_ssize_t C, floating cap, floating *d) noexcept nogil:
+    """d[r] := inv[r] (d[r] - y[r] <d[r], y[r]>) in place, or inv[r] d[r] where the cap held"""
+    cdef Py_ssize_t r, c
+    cdef double s
+    for r in range(R):
+        s = 0
+        if inv[r] != cap:
+            s = _ka_dot(&d[r * C], &y[r * C], C)
+        for c in range(C):
+            d[r * C + c] = <floating>(inv[r] * (d[r * C + c] - s * y[r * C + c]))
+
+
+cdef void _cos_fwd_sample(Py_ssize_t b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                          const floating *x, const floating *z, double cap, floating *xn,
+                          floating *zn, floating *invx, floating *invz, floating *y,
+                          double par) noexcept nogil:
+    _unit_rows(x + b * M * K, M, K, cap, xn + b * M * K, invx + b * M)
+    _unit_rows(z + b * N * K, N, K, cap, zn + b * N * K, invz + b * N)
+    _gemm1(False, True, M, N, K, 1, xn + b * M * K, K, zn + b * N * K, K, 0, y + b * M * N, N,
+           par)
+
+
+def cosine_forward(const floating[:, :, ::1] x,     # IN  (B, M, K)
+                   const floating[:, :, ::1] z,     # IN  (B, N, K)
+                   double epsilon,
+                   floating[:, :, ::1] xn,          # OUT (B, M, K) x's rows normalized
+                   floating[:, :, ::1] zn,          # OUT (B, N, K)
+                   floating[:, ::1] invx,           # OUT (B, M) min(1 / ||row||, 1 / epsilon)
+                   floating[:, ::1] invz,           # OUT (B, N)
+                   floating[:, :, ::1] y):          # OUT (B, M, N)
+    """Keras' Dot(axes=-1, normalize=True) on (B, M, K) and (B, N, K): xn := unit_norm(x),
+    zn := unit_norm(z) along K (as unit_norm_forward), y[b] := xn[b] zn[b]^T. Sizes >= 1."""
+    cdef Py_ssize_t B = x.shape[0], M = x.shape[1], K = x.shape[2], N = z.shape[1], b, nt
+    cdef double cap = 1.0 / epsilon
+    cdef unsigned int csr, csr_t
+    if (B < 1 or M < 1 or N < 1 or K < 1 or not _is3(z.shape, B, N, K)
+            or not _is3(xn.shape, B, M, K) or not _is3(zn.shape, B, N, K)
+            or not _is3(y.shape, B, M, N) or invx.shape[0] != B or invx.shape[1] != M
+            or invz.shape[0] != B or invz.shape[1] != N):
+        _bad("cosine_forward")
+    nt = threads_for(<Py_ssize_t>(B * M * N * K))
+    with nogil:
+        csr = fnn_ftz_enter()
+        if nt > 1 and B >= nt:
+            for b in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()
+                _cos_fwd_sample(b, M, N, K, &x[0, 0, 0], &z[0, 0, 0], cap, &xn[0, 0, 0],
+                                &zn[0, 0, 0], &invx[0, 0], &invz[0, 0], &y[0, 0, 0], 1e300)
+                fnn_ftz_leave(csr_t)
+        else:
+            for b in range(B):
+                _cos_fwd_sample(b, M, N, K, &x[0, 0, 0], &z[0, 0, 0], cap, &xn[0, 0, 0],
+                                &zn[0, 0, 0], &invx[0, 0], &invz[0, 0], &y[0, 0, 0], 0)
+        fnn_ftz_leave(csr)
+
+
+cdef void _cos_bwd_sample(Py_ssize_t b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                          const floating *xn, const floating *zn, const floating *invx,
+                          const floating *invz, floating cap, const floating *g, floating *dx,
+                          floating *dz, double par) noexcept nogil:
+    cdef const floating *gb = g + b * M * N
+    _gemm1(False, False, M, K, N, 1, gb, N, zn + b * N * K, K, 0, dx + b * M * K, K, par)
+    _gemm1(True, False, N, K, M, 1, gb, N, xn + b * M * K, K, 0, dz + b * N * K, K, par)
+    _unit_rows_back(xn + b * M * K, invx + b * M, M, K, cap, dx + b * M * K)
+    _unit_rows_back(zn + b * N * K, invz + b * N, N, K, cap, dz + b * N * K)
+
+
+def cosine_backward(const floating[:, :, ::1] xn,   # IN  (B, M, K) the forward's
+                    const floating[:, :, ::1] zn,   # IN  (B, N, K)
+                    const floating[:, ::1] invx,    # IN  (B, M)
+                    const floating[:, ::1] invz,    # IN  (B, N)
+                    double epsilon,
+                    const floating[:, :, ::1] g,    # IN  (B, M, N) dL/dy
+                    floating[:, :, ::1] dx,         # OUT (B, M, K)
+                    floating[:, :, ::1] dz):        # OUT (B, N, K)
+    """cosine_forward's gradients: dxn := g zn, dzn := g^T xn, then unit_norm_backward of
+    each (dx := invx (dxn - xn <dxn, xn>) per row, invx dxn where the cap held)."""
+    cdef Py_ssize_t B = xn.shape[0], M = xn.shape[1], K = xn.shape[2], N = zn.shape[1], b, nt
+    cdef floating cap = <floating>(1.0 / epsilon)
+    cdef unsigned int csr, csr_t
+    if (B < 1 or M < 1 or N < 1 or K < 1 or not _is3(zn.shape, B, N, K)
+            or not _is3(g.shape, B, M, N) or not _is3(dx.shape, B, M, K)
+            or not _is3(dz.shape, B, N, K) or invx.shape[0] != B or invx.shape[1] != M
+            or invz.shape[0] != B or invz.shape[1] != N):
+        _bad("cosine_backward")
+    nt = threads_for(<Py_ssize_t>(B * M * N * K))
+    with nogil:
+        csr = fnn_ftz_enter()
+        if nt > 1 and B >= nt:
+            for b in prange(B, schedule="static", num_threads=nt):
+                csr_t = fnn_ftz_enter()
+                _cos_bwd_sample(b, M, N, K, &xn[0, 0, 0], &zn[0, 0, 0], &invx[0, 0],
+                                &invz[0, 0], cap, &g[0, 0, 0], &dx[0, 0, 0], &dz[0, 0, 0],
+                                1e300)
+                fnn_ftz_leave(csr_t)
+        else:
+            for b in range(B):
+                _cos_bwd_sample(b, M, N, K, &xn[0, 0, 0], &zn[0, 0, 0], &invx[0, 0],
+                                &invz[0, 0], cap, &g[0, 0, 0], &dx[0, 0, 0], &dz[0, 0, 0], 0)
+        fnn_ftz_leave(csr)
 
 
 # tanh(c (q + k)) = (P - 1) / (P + 1) with P = exp(2 c q) exp(2 c k): the exponentials are taken

@@ -6,7 +6,8 @@
 # two passes (mean, then the centred squares), each sum in row (or column) order by one thread:
 # batch normalization splits the columns into blocks of BLOCK over the threads, layer
 # normalization splits the rows (a row's sums in 8 lanes, NumPy's pairwise order for rows of up to
-# 128), so results do not depend on the thread count (no flush-to-zero
+# 128; its backward's gamma and beta sums per block of LN_ROWS rows in row order, then the blocks
+# in order), so results do not depend on the thread count (no flush-to-zero
 # here: every thread computes in the same mode). Element-wise
 # results are computed in double from the dtype's saved mean and 1/std and rounded once, as the
 # NumPy twins (fastnn/backends/numpy_normalization.py) do.
@@ -19,9 +20,8 @@ import numpy as np
 
 from fastnn._ext._parallel cimport threads_for
 from fastnn._ext._norm_rows cimport BLOCK, _affine
-from fastnn._ext.norm cimport (fnn_ln_rows_f32, fnn_ln_rows_f64, fnn_ln_dx_row_f32,
-                              fnn_ln_dx_row_f64, fnn_ln_param_block_f32, fnn_ln_param_block_f64,
-                              fnn_gn_fwd_block_f32, fnn_gn_fwd_block_f64, fnn_gn_bwd_block_f32,
+from fastnn._ext.norm cimport (fnn_ln_rows_f32, fnn_ln_rows_f64, fnn_ln_bwd_rows_f32,
+                              fnn_ln_bwd_rows_f64, fnn_gn_fwd_block_f32, fnn_gn_fwd_block_f64, fnn_gn_bwd_block_f32,
                               fnn_gn_bwd_block_f64, FNN_GN_SCRATCH)
 
 # rows per task of layernorm_forward's thread loop (fnn_ln_rows takes them four at a time)
@@ -215,24 +215,23 @@ def layernorm_forward(const floating[:, ::1] x,           # IN  (n, c)
                      &mean[i], &invstd[i])
 
 
-cdef inline void _ln_dx_row(const floating *x, const floating *dy, Py_ssize_t c,
-                            const floating *gamma, double m, double inv,
-                            floating *dx) noexcept nogil:
-    # the two sums in 8 lanes each, as _ln_row's (src_c/fnn_norm.h)
-    if floating is float:
-        fnn_ln_dx_row_f32(x, dy, c, gamma, m, inv, dx)
-    else:
-        fnn_ln_dx_row_f64(x, dy, c, gamma, m, inv, dx)
+cdef void _sum_blocks(const double *part, Py_ssize_t nblk, Py_ssize_t stride, Py_ssize_t j0,
+                      Py_ssize_t j1, floating *out) noexcept nogil:
+    """out[j] += the blocks' sums part[k stride + j], k in order, for columns [j0, j1) (rows of
+    part read along, a column block's running sums in L1)"""
+    cdef double acc[BLOCK]
+    cdef Py_ssize_t k, j
+    for j in range(j1 - j0):
+        acc[j] = 0.0
+    for k in range(nblk):
+        for j in range(j0, j1):
+            acc[j - j0] += part[k * stride + j]
+    for j in range(j0, j1):
+        out[j] = <floating>(<double>out[j] + acc[j - j0])
 
 
-cdef inline void _ln_param_block(const floating *x, const floating *dy, Py_ssize_t n,
-                                 Py_ssize_t c, Py_ssize_t j0, Py_ssize_t j1,
-                                 const floating *mean, const floating *invstd, floating *dgamma,
-                                 floating *dbeta) noexcept nogil:
-    if floating is float:
-        fnn_ln_param_block_f32(x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta)
-    else:
-        fnn_ln_param_block_f64(x, dy, n, c, j0, j1, mean, invstd, dgamma, dbeta)
+cdef enum:
+    LN_ROWS = 32   # rows per task of the backward: their parameter-gradient sums kept apart
 
 
 def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,
@@ -242,19 +241,33 @@ def layernorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,
                        floating[::1] dgamma,              # OUT (c,) accumulated
                        floating[::1] dbeta):              # OUT (c,) accumulated
     """g = dy gamma;  dx := invstd / c (c g - sum(g) - xhat sum(g xhat)) per row;
-    dgamma += sum_rows(dy xhat);  dbeta += sum_rows(dy)"""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, b, nb = (c + BLOCK - 1) // BLOCK
-    cdef int threads = threads_for(n * c)
-    cdef bint want_dx = dx is not None
+    dgamma += sum_rows(dy xhat);  dbeta += sum_rows(dy): per block of LN_ROWS rows in row order
+    (while the rows are in cache), then the blocks in order (fixed blocks: the same bits at any
+    thread count)"""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], k, b, nblk = (n + LN_ROWS - 1) // LN_ROWS
+    cdef Py_ssize_t r0
+    cdef double[:, ::1] part
+    cdef floating *dxp = NULL
     if n == 0 or c == 0:
         return
+    part = np.empty((nblk, 2 * c), np.float64)      # a block's dgamma sums, then its dbeta's
+    if dx is not None:
+        dxp = &dx[0, 0]
     with nogil:
-        if want_dx:
-            for i in prange(n, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
-                _ln_dx_row(&x[i, 0], &dy[i, 0], c, &gamma[0], mean[i], invstd[i], &dx[i, 0])
-        for b in prange(nb, schedule="static", num_threads=threads):
-            _ln_param_block(&x[0, 0], &dy[0, 0], n, c, b * BLOCK, min(c, (b + 1) * BLOCK),
-                            &mean[0], &invstd[0], &dgamma[0], &dbeta[0])
+        for k in prange(nblk, schedule="static", num_threads=threads_for(ROW_COST * n * c)):
+            r0 = k * LN_ROWS
+            if floating is float:
+                fnn_ln_bwd_rows_f32(&x[r0, 0], &dy[r0, 0], min(LN_ROWS, n - r0), c, &gamma[0],
+                                    &mean[r0], &invstd[r0], dxp + r0 * c if dxp else NULL,
+                                    &part[k, 0], &part[k, c])
+            else:
+                fnn_ln_bwd_rows_f64(&x[r0, 0], &dy[r0, 0], min(LN_ROWS, n - r0), c, &gamma[0],
+                                    &mean[r0], &invstd[r0], dxp + r0 * c if dxp else NULL,
+                                    &part[k, 0], &part[k, c])
+        for b in prange((c + BLOCK - 1) // BLOCK, schedule="static",
+                        num_threads=threads_for(2 * nblk * c)):
+            _sum_blocks(&part[0, 0], nblk, 2 * c, b * BLOCK, min(c, (b + 1) * BLOCK), &dgamma[0])
+            _sum_blocks(&part[0, c], nblk, 2 * c, b * BLOCK, min(c, (b + 1) * BLOCK), &dbeta[0])
 
 
 # ---------------------------------------------------------------------------- group normalization
@@ -454,21 +467,6 @@ cdef void _rms_rows_backward(const floating *x, const floating *dy, Py_ssize_t r
             part[j] += (<double>dy[i * c + j] * <double>x[i * c + j]) * r
 
 
-cdef void _rms_sum_blocks(const double *part, Py_ssize_t nblk, Py_ssize_t c, Py_ssize_t j0,
-                          Py_ssize_t j1, floating *dscale) noexcept nogil:
-    """dscale[j] += the blocks' sums part[k, j], k in order, for columns [j0, j1) (rows of
-    part read along, a column block's running sums in L1)"""
-    cdef double acc[BLOCK]
-    cdef Py_ssize_t k, j
-    for j in range(j1 - j0):
-        acc[j] = 0.0
-    for k in range(nblk):
-        for j in range(j0, j1):
-            acc[j - j0] += part[k * c + j]
-    for j in range(j0, j1):
-        dscale[j] = <floating>(<double>dscale[j] + acc[j - j0])
-
-
 def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN (n, c)
                      const floating[::1] scale, double eps,
                      floating[:, ::1] dx,               # OUT (n, c), or None
@@ -490,5 +488,4 @@ def rmsnorm_backward(const floating[:, ::1] x, const floating[:, ::1] dy,   # IN
                                c, &scale[0], eps, dxp, &part[k, 0])
         for b in prange((c + BLOCK - 1) // BLOCK, schedule="static",
                         num_threads=threads_for(nblk * c)):
-            _rms_sum_blocks(&part[0, 0], nblk, c, b * BLOCK, min(c, (b + 1) * BLOCK),
-                            &dscale[0])
+            _sum_blocks(&part[0, 0], nblk, c, b * BLOCK, min(c, (b + 1) * BLOCK), &dscale[0])

@@ -18,8 +18,8 @@ from fastnn._ext.rnn cimport (fnn_rnn_geom, fnn_rnn_sizes, fnn_rnn_forward_f32,
                               fnn_rnn_forward_f64, fnn_rnn_backward_f32, fnn_rnn_backward_f64)
 
 # the cells' codes and gates per unit; the activations the gates take (fastnn.activations codes)
-CELLS = {"simple": 0, "lstm": 1, "gru": 2}
-cdef tuple GATES = (1, 4, 3)
+CELLS = {"simple": 0, "lstm": 1, "gru": 2, "gru_reset_before": 3}
+cdef tuple GATES = (1, 4, 3, 3)
 cdef frozenset ACTIVATIONS = frozenset((0, 2, 3, 4))      # linear, sigmoid, tanh, relu
 
 
@@ -49,7 +49,7 @@ cdef _set_dropout(fnn_rnn_geom *g, const floating[::1] in_mask, const floating[:
 
 
 cdef _check_dims(int cell, Py_ssize_t n, Py_ssize_t T, Py_ssize_t d, Py_ssize_t u):
-    if cell < 0 or cell > 2:
+    if cell < 0 or cell > 3:
         raise ValueError(f"rnn: unknown cell code {cell}")
     if n < 0 or T < 1 or d < 1 or u < 1:
         raise ValueError(f"rnn: need n >= 0, steps >= 1, features >= 1 and units >= 1. "

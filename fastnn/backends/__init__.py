@@ -118,6 +118,20 @@ weights_dropout(x, rate, key, out) -> None
     out[b, i, j] := x[b, i, j] keep / (1 - rate), keep drawn as the attention kernels' dropout
     (fnn_attn_keep, one head per sample: key, index (b Tq + i) Tv + j); x, out (B, Tq, Tv)
     (Attention and AdditiveAttention's dropout; the backward applies it to the gradient).
+dot_attention_forward(q, k, v, scale, scaled, vmask, causal, qmask, rate, key, raw, A0, A, y)
+    Attention(score_mode="dot") in one call: raw := q k^T, A0 := masked_softmax(c raw) (c =
+    scale when scaled), A := weights_dropout(A0) when rate > 0, y := A v, rows of masked
+    queries (qmask (B, Tq) uint8 0) zeroed; raw may be A0 (unscaled), A may be A0 (no rate).
+dot_attention_backward(q, k, v, scale, scaled, qmask, rate, key, raw, A0, A, dy, dscores, dA,
+                       dO, dq, dk, dv, parts) -> None
+    Its gradients: dv := A^T dO, dA := dS (scratch), dq := c dS k, dk := c dS^T q (into dv
+    when dk is None: the value was the key), parts (B,) float64 := sum dS raw per sample when
+    scaled; dO scratch for qmask, dscores the scores output's gradient or None.
+cosine_forward(x, z, epsilon, xn, zn, invx, invz, y) / cosine_backward(xn, zn, invx, invz,
+                                                                    epsilon, g, dx, dz) -> None
+    Dot(axes=-1, normalize=True) on x (B, M, K), z (B, N, K): xn, zn := their rows normalized
+    (as unit_norm_forward; invx (B, M), invz (B, N)), y := xn zn^T (B, M, N); the backward
+    gives dx, dz from g = dL/dy (unit_norm_backward of g zn and g^T xn).
 prelu_forward(x, alpha, index, y) -> None
     y := x where x > 0, else alpha[index[j]] * x;  x, y (n, m), alpha (A,), index (m,) int64
     in [0, A) (the slope of each of a sample's values; PReLU's shared axes).

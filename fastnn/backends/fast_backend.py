@@ -22,7 +22,8 @@ try:
     from fastnn._ext._conv import (conv2d_backward, conv2d_backward_input,
                                    conv2d_backward_pooled, conv2d_forward,
                                    conv3d_forward, conv3d_backward_kernel, conv3d_unstack,
-                                   conv2d_dx_on_gemm)
+                                   conv2d_dx_on_gemm, conv2d_grouped_backward,
+                                   conv2d_grouped_forward)
     from fastnn._ext._depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
     from fastnn._ext._embedding import embedding_backward, embedding_forward
     from fastnn._ext._loss import loss
@@ -54,7 +55,10 @@ try:
     from fastnn._ext._optim import (adagrad_update, adam_update, adamax_update, adamw_update,
                                     clip_gradients, nadam_update, rmsprop_update, sgd_update)
     from fastnn._ext._keras_attention import (additive_scores, additive_scores_backward,
-                                              batched_matmul, masked_softmax, softmax_backward,
+                                              batched_matmul, cosine_backward,
+                                              cosine_forward, dot_attention_backward,
+                                              dot_attention_forward, masked_softmax,
+                                              softmax_backward,
                                               unit_norm_backward, unit_norm_forward,
                                               weights_dropout)
 except ImportError as exc:  # pragma: no cover - depends on how fastnn was installed
@@ -120,7 +124,8 @@ __all__ = [
     "dropout_mask", "dropout_forward",
     "dropout_backward", "add_forward", "add_row_vector", "sum_rows_into", "concat_forward", "concat_backward", "conv2d_forward",
     "conv2d_backward", "conv2d_backward_input", "conv2d_backward_pooled", "conv3d_forward",
-    "conv3d_backward_kernel", "conv3d_unstack", "conv2d_dx_on_gemm",
+    "conv3d_backward_kernel", "conv3d_unstack", "conv2d_dx_on_gemm", "conv2d_grouped_forward",
+    "conv2d_grouped_backward",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "upsample2d_forward", "upsample2d_backward", "affine_rows", "copy_window",
     "binary_op", "divide_scalar", "select_update", "select_grad", "gaussian_noise",
@@ -135,5 +140,6 @@ __all__ = [
     "attention_backward", "attention_decode", "BlockStep", "EmbedStep", "AddRowStep", "NormStep", "DenseStep",
     "batched_matmul", "unit_norm_forward", "unit_norm_backward", "masked_softmax",
     "softmax_backward", "additive_scores", "additive_scores_backward", "weights_dropout",
+    "dot_attention_forward", "dot_attention_backward", "cosine_forward", "cosine_backward",
     "conv_lstm_gates_forward", "conv_lstm_gates_backward",
 ]

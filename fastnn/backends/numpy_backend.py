@@ -14,7 +14,8 @@ from fastnn import activations as A
 from fastnn._interrupts import deferred_interrupts
 # The layer kernels beyond Dense live in modules named as the compiled ones in fastnn/_ext/.
 from fastnn.backends.numpy_conv import (conv2d_backward, conv2d_backward_input,  # noqa: F401
-                                        conv2d_backward_pooled, conv2d_forward)
+                                        conv2d_backward_pooled, conv2d_forward,
+                                        conv2d_grouped_backward, conv2d_grouped_forward)
 from fastnn.backends.numpy_conv import (conv2d_dx_on_gemm, conv3d_backward_kernel,  # noqa: F401
                                         conv3d_forward, conv3d_unstack)
 from fastnn.backends.numpy_depthwise import (depthwise_conv2d_backward,  # noqa: F401
@@ -33,6 +34,9 @@ from fastnn.backends.numpy_decode import attention_decode  # noqa: F401
 from fastnn.backends.numpy_keras_f32 import keras_act_f32, keras_deriv_f32
 from fastnn.backends.numpy_keras_attention import (additive_scores,  # noqa: F401
                                                    additive_scores_backward, batched_matmul,
+                                                   cosine_backward, cosine_forward,
+                                                   dot_attention_backward,
+                                                   dot_attention_forward,
                                                    masked_softmax, softmax_backward,
                                                    unit_norm_backward, unit_norm_forward,
                                                    weights_dropout)

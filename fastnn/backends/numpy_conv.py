@@ -181,3 +181,40 @@ def conv2d_backward_pooled(x, dy, argmax, yp, out_hw, strides, dilations, paddin
         rows = patches[b[..., j][k], argmax[..., j][k]]      # (entries, kh*kw*c)
         dkernel.reshape(-1, f)[:, j] = rows.T @ g[..., j][k]
         dbias[j] = g[..., j][k].sum(dtype=np.float64)
+
+
+def _group_slices(c, f, groups):
+    """The (input channels, filters) slices of each group."""
+    cg, fg = c // groups, f // groups
+    return [(slice(gi * cg, (gi + 1) * cg), slice(gi * fg, (gi + 1) * fg))
+            for gi in range(groups)]
+
+
+def conv2d_grouped_forward(x, kernel, bias, strides, dilations, padding, groups, act, param, y):
+    """y[..., filters of group gi] := act(conv2d(x[..., channels of gi], kernel[..., filters of
+    gi]) + bias[filters of gi]) for each group gi (x's channels and the filters in ``groups``
+    equal runs; act element-wise, not softmax)"""
+    f = kernel.shape[3]
+    for cs, fs in _group_slices(x.shape[3], f, groups):
+        yg = np.empty(y.shape[:3] + (f // groups,), y.dtype)
+        conv2d_forward(np.ascontiguousarray(x[..., cs]), np.ascontiguousarray(kernel[..., fs]),
+                       bias[fs], strides, dilations, padding, act, param, yg)
+        y[..., fs] = yg
+    return y
+
+
+def conv2d_grouped_backward(x, kernel, dz, strides, dilations, padding, groups, dkernel, dbias,
+                            dx):
+    """conv2d_backward of each group's convolution (conv2d_grouped_forward), written into the
+    group's slices of dkernel, dbias and dx (unless dx is None)"""
+    f = kernel.shape[3]
+    for cs, fs in _group_slices(x.shape[3], f, groups):
+        dk = np.empty(kernel.shape[:3] + (f // groups,), kernel.dtype)
+        db = np.empty(f // groups, kernel.dtype)
+        dxg = None if dx is None else np.empty(x.shape[:3] + (x.shape[3] // groups,), x.dtype)
+        conv2d_backward(np.ascontiguousarray(x[..., cs]), np.ascontiguousarray(kernel[..., fs]),
+                        np.ascontiguousarray(dz[..., fs]), strides, dilations, padding, dk, db,
+                        dxg)
+        dkernel[..., fs], dbias[fs] = dk, db
+        if dx is not None:
+            dx[..., cs] = dxg

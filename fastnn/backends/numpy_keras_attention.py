@@ -91,3 +91,73 @@ def additive_scores_backward(q: Any, k: Any, inner: float, outer: Any, ds: Any, 
     dinner[...] = np.sum(h.astype(np.float64) * u, axis=(1, 2, 3))
     dq[...] = c * h.sum(axis=2)
     dk[...] = c * h.sum(axis=1)
+
+
+def dot_attention_forward(q: Any, k: Any, v: Any, scale: float, scaled: bool, vmask: Any,
+                          causal: bool, qmask: Any, rate: float, key: int, raw: Any, A0: Any,
+                          A: Any, y: Any) -> None:
+    """Keras' dot-product Attention: raw := q k^T, A0 := masked_softmax(c raw) (c = scale when
+    ``scaled``), A := weights_dropout(A0) when rate > 0, y := A v with the rows of masked
+    queries (qmask 0) zeroed. ``raw`` may be ``A0`` and ``A`` may be ``A0``."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dot_attention_forward: rate must be in [0, 1). Received: rate={rate}")
+    batched_matmul(q, k, raw, trans_b=True)
+    S = raw * raw.dtype.type(scale) if scaled else raw
+    masked_softmax(S, vmask, causal, A0)
+    if rate > 0:
+        weights_dropout(A0, rate, key, A)
+    batched_matmul(A, v, y)
+    if qmask is not None:
+        y[qmask == 0] = 0
+
+
+def dot_attention_backward(q: Any, k: Any, v: Any, scale: float, scaled: bool, qmask: Any,
+                           rate: float, key: int, raw: Any, A0: Any, A: Any, dy: Any,
+                           dscores: Any, dA: Any, dO: Any, dq: Any, dk: Any, dv: Any,
+                           parts: Any) -> None:
+    """dot_attention_forward's gradients: dv := A^T dO, dA := dS (the scores' gradient),
+    dq := c dS k, dk := c dS^T q (added into dv when dk is None: the value was the key),
+    parts[b] := sum dS raw when ``scaled``; dO (dy with masked query rows zeroed) is scratch."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dot_attention_backward: rate must be in [0, 1). Received: "
+                         f"rate={rate}")
+    if qmask is not None:
+        dO[...] = dy
+        dO[qmask == 0] = 0
+        dy = dO
+    batched_matmul(dy, v, dA, trans_b=True)
+    if dscores is not None:
+        dA += dscores
+    batched_matmul(A, dy, dv, trans_a=True)
+    if rate > 0:
+        weights_dropout(dA, rate, key, dA)
+    Tv = dA.shape[2]
+    softmax_backward(A0.reshape(-1, Tv), dA.reshape(-1, Tv), dA.reshape(-1, Tv))
+    if scaled:
+        parts[...] = np.sum(dA.astype(np.float64) * raw, axis=(1, 2))
+    batched_matmul(dA, k, dq, alpha=scale)
+    if dk is None:
+        batched_matmul(dA, q, dv, trans_a=True, alpha=scale, beta=1.0)
+    else:
+        batched_matmul(dA, q, dk, trans_a=True, alpha=scale)
+
+
+def cosine_forward(x: Any, z: Any, epsilon: float, xn: Any, zn: Any, invx: Any, invz: Any,
+                   y: Any) -> None:
+    """Dot(axes=-1, normalize=True) on (B, M, K) and (B, N, K): xn, zn := the rows normalized
+    (unit_norm_forward, inverse norms in invx (B, M), invz (B, N)), y[b] := xn[b] zn[b]^T."""
+    K = x.shape[2]
+    unit_norm_forward(x.reshape(-1, K), epsilon, xn.reshape(-1, K), invx.reshape(-1))
+    unit_norm_forward(z.reshape(-1, K), epsilon, zn.reshape(-1, K), invz.reshape(-1))
+    batched_matmul(xn, zn, y, trans_b=True)
+
+
+def cosine_backward(xn: Any, zn: Any, invx: Any, invz: Any, epsilon: float, g: Any, dx: Any,
+                    dz: Any) -> None:
+    """cosine_forward's gradients: unit_norm_backward of g zn and of g^T xn."""
+    K = xn.shape[2]
+    batched_matmul(g, zn, dx)
+    batched_matmul(g, xn, dz, trans_a=True)
+    for y, inv, d in ((xn, invx, dx), (zn, invz, dz)):
+        rows = d.reshape(-1, K)
+        unit_norm_backward(y.reshape(-1, K), inv.reshape(-1), epsilon, rows.copy(), rows)

@@ -6,10 +6,12 @@ signatures and workspace layout (src_c/fnn_rnn.h), written as the textbook loop 
                h_t = o act(c_t)
     GRU:       z = rec(xz + rz), r = rec(xr + rr), hh = act(xh + r rh), h_t = z h_{t-1} + (1-z) hh
                with [xz xr xh] = x_t W + b_in and [rz rr rh] = h_{t-1} U + b_rec
+    GRU_RB:    (reset_after=False) [xz xr xh] = x_t W + b, z = rec(xz + h_{t-1} U_z), r the same,
+               hh = act(xh + (r h_{t-1}) U_h), h_t as the GRU's
 
 Arrays come flat with their dimensions (n, T, d, u); the workspace keeps, time-major, the input
 in step order xt (T, n, d), the gates G (T, n, K), the states H (T+1, n, u), the LSTM's cells
-C (T+1, n, u), and AUX (T, n, u): act(c_t) for the LSTM, rh for the GRU.
+C (T+1, n, u), and AUX (T, n, u): act(c_t) for the LSTM, rh for the GRU, r h_{t-1} for GRU_RB.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ import numpy as np
 
 from fastnn import activations as A
 
-SIMPLE, LSTM, GRU = 0, 1, 2
-_GATES = (1, 4, 3)
+SIMPLE, LSTM, GRU, GRU_RB = 0, 1, 2, 3
+_GATES = (1, 4, 3, 3)
 
 
 def rnn_sizes(cell: int, T: int, d: int, u: int, rec_dropout: bool = False) -> tuple[int, int]:
     """(forward, backward) workspace values per sample (with a recurrent dropout mask: more)"""
     K = _GATES[cell] * u
-    simple, lstm, gru = cell == SIMPLE, cell == LSTM, cell == GRU
+    simple, lstm, gru, rb = cell == SIMPLE, cell == LSTM, cell == GRU, cell == GRU_RB
     fwd = (T * d + (0 if simple else T * K) + (T + 1) * u + ((T + 1) * u + d if lstm else 0)
-           + (0 if simple else T * u) + (K if gru else 0))
-    bwd = (0 if lstm else T * K) + (T * K if gru else 0) + T * d + u + (u if lstm else 0)
+           + (0 if simple else T * u) + (K if gru or rb else 0))
+    bwd = (0 if lstm else T * K) + (T * K if gru else 0) + T * d + u + (u if lstm or rb else 0)
     return fwd + ((T + 1) * u if rec_dropout else 0), bwd
 
 
@@ -43,7 +45,7 @@ def _parts(cell: int, n: int, T: int, d: int, u: int, ws: Any,
     sizes = head + [("G", (T, n, K) if cell != SIMPLE else (0,)),
                     ("H", (0,) if lstm else (T + 1, n, u)), ("C", (T + 1, n, u) if lstm else (0,)),
                     ("AUX", (T, n, u) if cell != SIMPLE else (0,)),
-                    ("S", (n, K) if cell == GRU else (0,))]
+                    ("S", (n, K) if cell in (GRU, GRU_RB) else (0,))]
     out, offset = {}, 0
     for name, shape in sizes:
         size = int(np.prod(shape))
@@ -139,6 +141,14 @@ def rnn_forward(cell: int, n: int, T: int, d: int, u: int, x: Any, kernel: Any, 
             R[s] = H[s] * rm
         if cell == SIMPLE:
             H[s + 1] = _act(zx + R[s] @ U, act)
+        elif cell == GRU_RB:
+            zr = _act(zx[:, :2 * u] + R[s] @ U[:, :2 * u], rec)
+            z = zr[:, :u]
+            rh = zr[:, u:] * R[s]
+            hh = _act(zx[:, 2 * u:] + rh @ U[:, 2 * u:], act)
+            p["AUX"][s] = rh
+            p["G"][s] = np.concatenate([zr, hh], axis=1)
+            H[s + 1] = z * H[s] + (1 - z) * hh
         elif cell == LSTM:
             z = zx + R[s] @ U
             i, f = _act(z[:, :u], rec), _act(z[:, u:2 * u], rec)
@@ -231,6 +241,14 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
                                     c * i * _deriv(g, act), dh * a * _deriv(o, rec)], axis=1)
             dc = c * f
             dh = (dZ[s] @ U.T) * rm
+        elif cell == GRU_RB:
+            z, r, hh = (G[s][:, k * u:(k + 1) * u] for k in range(3))
+            dzp = dh * (H[s] - hh) * _deriv(z, rec)
+            dhp = dh * (1 - z) * _deriv(hh, act)
+            drh = dhp @ U[:, 2 * u:].T                   # dL/d(r h_{t-1})
+            drp = drh * p["R"][s] * _deriv(r, rec)
+            dZ[s] = np.concatenate([dzp, drp, dhp], axis=1)
+            dh = dh * z + (drh * r + dZ[s][:, :2 * u] @ U[:, :2 * u].T) * rm
         else:
             z, r, hh = (G[s][:, k * u:(k + 1) * u] for k in range(3))
             rh = p["AUX"][s]
@@ -247,7 +265,12 @@ def rnn_backward(cell: int, n: int, T: int, d: int, u: int, kernel: Any, rkernel
             dc = np.where(taken[s], dc, dc_in)
     xt = p["xt"].reshape(T * n, d)
     dkernel.reshape(d, K)[...] = xt.T @ dZ.reshape(T * n, K)
-    drkernel.reshape(u, K)[...] = p["R"][:T].reshape(T * n, u).T @ dZr.reshape(T * n, K)
+    if cell == GRU_RB:      # U_zr met h_{t-1}, U_h met r h_{t-1}
+        dZ2 = dZ.reshape(T * n, K)
+        drkernel.reshape(u, K)[:, :2 * u] = p["R"][:T].reshape(T * n, u).T @ dZ2[:, :2 * u]
+        drkernel.reshape(u, K)[:, 2 * u:] = p["AUX"].reshape(T * n, u).T @ dZ2[:, 2 * u:]
+    else:
+        drkernel.reshape(u, K)[...] = p["R"][:T].reshape(T * n, u).T @ dZr.reshape(T * n, K)
     dbias[:K] = dZ.reshape(T * n, K).sum(axis=0, dtype=np.float64)
     if cell == GRU:
         dbias[K:] = dZr.reshape(T * n, K).sum(axis=0, dtype=np.float64)

@@ -106,15 +106,16 @@ def _linear(w: _Walk, m: nn.Linear) -> None:
 def _conv(w: _Walk, m: Any) -> None:
     rank = _RANKS[type(m)]
     sizes = w.spatial(rank)
-    if m.groups != 1 or m.padding_mode != "zeros":
-        w.fail("groups and padding modes other than zeros are not supported")
+    if m.padding_mode != "zeros":
+        w.fail("padding modes other than zeros are not supported")
     if w.shape[0] != m.in_channels:
         w.fail(f"expects {m.in_channels} channels; the tensor here has shape {w.shape}")
     k, s, d = _tup(m.kernel_size, rank), _tup(m.stride, rank), _tup(m.dilation, rank)
     pad = _padding(w, sizes, k, s, d, m.padding)
     kernel = m.weight.detach().cpu().numpy().transpose(*range(2, 2 + rank), 1, 0)
     layer = {1: fnn.Conv1D, 2: fnn.Conv2D, 3: fnn.Conv3D}[rank](
-        m.out_channels, k, strides=s, padding=pad, dilation_rate=d, use_bias=m.bias is not None)
+        m.out_channels, k, strides=s, padding=pad, dilation_rate=d, use_bias=m.bias is not None,
+        **({"groups": m.groups} if m.groups != 1 else {}))
     w.add(layer, {"kernel": kernel, "bias": m.bias} if m.bias is not None else {"kernel": kernel})
     w.shape = (m.out_channels, *(_out_size(*a, pad) for a in zip(sizes, k, s, d)))
 

@@ -36,12 +36,13 @@ from fastnn.layers.base import FloatArray, Slot, WeightSpec
 from fastnn.layers.convolutional import (check_channels_last, check_window_span, conv_padding,
                                          conv_tuple, window_geometry)
 from fastnn.layers.core import _serialize
-from fastnn.layers.recurrent import (_ALLOWED, _ForgetBias, RecurrentArguments,
-                                     TakesInitialState)
+from fastnn.layers.recurrent import (_ALLOWED, CarriedStates, _ForgetBias,
+                                     RecurrentArguments, TakesInitialState)
 from fastnn.layers.recurrent_dropout import RecurrentDropout
 
 
-class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
+class ConvLSTM2D(CarriedStates, RecurrentArguments, RecurrentDropout,
+                 TakesInitialState):
     """2-D convolutional LSTM over sequences of images (channels-last), as Keras'.
 
     Parameters
@@ -105,7 +106,6 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
     """
 
     n_states = 2
-    _carried: Optional[list[FloatArray]] = None   # stateful: the last batch's final [h, c]
 
     def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
                  padding: str = "valid", data_format: Optional[str] = None,
@@ -372,58 +372,8 @@ class ConvLSTM2D(RecurrentArguments, RecurrentDropout, TakesInitialState):
         """The shape of h and of c per sample: (oh, ow, filters) (once built)."""
         return self._h3
 
-    def _carried_for(self, n: int) -> list[FloatArray]:
-        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
-        final [h, c] (none before the first batch or after a reset: zeros)."""
-        if self._carried is None:
-            return []
-        held = self._carried[0].shape[0]
-        if held != n:
-            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
-                             f"sequences, and this batch has {n}. Feed batches of {held} "
-                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
-                             f"count divisible by it), or call reset_states() to start again")
-        return list(self._carried)     # never written in place: each batch stores new arrays
-
-    @property
-    def states(self) -> Optional[list[FloatArray]]:
-        """A stateful layer's carried states ``[h, c]`` (copies, each (batch, oh, ow,
-        filters)), or None when they are zeros (no batch yet, or after ``reset_states``)."""
-        return None if self._carried is None else [s.copy() for s in self._carried]
-
-    def reset_states(self, states: Any = None) -> None:
-        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them to
-        ``states``: ``[h, c]``, each (batch, oh, ow, filters), finite, one batch size.
-
-        Raises
-        ------
-        ValueError
-            If the layer is not stateful and ``states`` is given, the layer is not built, or
-            ``states`` has the wrong count, shapes or values (TypeError: not real numbers).
-        """
-        if states is None:
-            self._carried = None
-            return
-        if not self.stateful:
-            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
-                             f"set; pass initial_state=[h, c] when calling it instead")
-        if not self.built:
-            raise ValueError(f"{self.name}: build the model before setting its states")
-        given = list(states) if isinstance(states, (list, tuple)) else [states]
-        if len(given) != 2:
-            raise ValueError(f"{self.name}: states must be 2 arrays [h, c]. Received: "
-                             f"{len(given)}")
-        dtype = self.kernel.dtype
-        out: list[FloatArray] = []
-        for i, value in enumerate(given):
-            arr = V.float_array(f"states[{i}]", value, dtype, self._h3)
-            if out and arr.shape[0] != out[0].shape[0]:
-                raise ValueError(f"{self.name}: states [h, c] must share one batch size. "
-                                 f"Received: shapes {out[0].shape} and {arr.shape}")
-            out.append(np.array(arr, dtype=dtype, order="C"))
-        self._carried = out
-
-    reset_state = reset_states      # Keras 3's name
+    def _state_dtype(self) -> Any:
+        return self.kernel.dtype
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:

@@ -10,6 +10,9 @@ j*sw + kx*dw - left, :] @ kernel[ky, kx])``, with zeros outside the input (the p
 Kernels: the compiled backend runs it as an implicit GEMM on the packed product (patches gathered
 a bounded chunk at a time; see src_c/fnn_conv.h), the NumPy backend as one product of the whole
 patch matrix (fastnn/backends/numpy_conv.py). ``Conv1D`` runs as a one-row ``Conv2D``.
+With ``groups`` (Keras'), each group of input channels has its own convolution: the backends'
+``conv2d_grouped_forward/backward`` (one implicit GEMM a group; see fastnn/_ext/_conv.pyx), or
+the depthwise kernels when each group is one channel.
 """
 
 from __future__ import annotations
@@ -120,6 +123,16 @@ def output_gradient(ctx: Slot, layer: Any, dy: FloatArray, act: int) -> FloatArr
     return dz
 
 
+def check_groups(groups: Any, filters: int) -> int:
+    """Keras' groups: a positive integer dividing ``filters`` (the input channels are checked
+    at build)."""
+    value = V.check_positive_int("groups", groups)
+    if value >= 2**31 or filters % value:
+        raise ValueError(f"filters must be a multiple of groups (each group gives filters // "
+                         f"groups of them). Received: groups={value}, filters={filters}")
+    return value
+
+
 def check_channels_last(data_format: Any) -> None:
     """Keras' data_format argument: None or 'channels_last' (fastnn is channels-last)."""
     if data_format not in (None, "channels_last"):
@@ -136,11 +149,12 @@ class _Conv(Layer):
                  data_format: Optional[str], dilation_rate: Any, activation: Any,
                  use_bias: bool, kernel_initializer: Any, bias_initializer: Any,
                  kernel_regularizer: Any, bias_regularizer: Any, name: Optional[str],
-                 trainable: bool, paddings: Sequence[str] = _PADDINGS) -> None:
+                 trainable: bool, paddings: Sequence[str] = _PADDINGS, groups: int = 1) -> None:
         super().__init__(name=name, trainable=trainable)
         self.filters = V.check_positive_int("filters", filters)
         if self.filters >= 2**31:
             raise ValueError(f"filters must be below 2**31. Received: filters={filters}")
+        self.groups = check_groups(groups, self.filters)
         self.kernel_size = conv_tuple("kernel_size", kernel_size, self.rank)
         self.strides = conv_tuple("strides", strides, self.rank)
         self.dilation_rate = conv_tuple("dilation_rate", dilation_rate, self.rank)
@@ -168,6 +182,11 @@ class _Conv(Layer):
         check_window_span(self, input_shape[:-1], self.kernel_size, self.dilation_rate,
                           self.padding, f"kernel_size={list(self.kernel_size)} with "
                                         f"dilation_rate={list(self.dilation_rate)}")
+        if input_shape[-1] % self.groups:
+            raise ValueError(f"{self.name}: the input channels must be a multiple of groups "
+                             f"(each group convolves c_in // groups of them into filters // "
+                             f"groups outputs). Received: groups={self.groups}, "
+                             f"c_in={input_shape[-1]}, filters={self.filters}")
         sizes, _ = self._geometry(input_shape[:-1])
         if min(sizes) < 1:
             raise ValueError(f"{self.name}: a {'x'.join(map(str, self.kernel_size))} kernel "
@@ -176,8 +195,8 @@ class _Conv(Layer):
         return (*sizes, self.filters)
 
     def _kernel_shape(self) -> tuple[int, ...]:
-        """The kernel in Keras' layout: (*kernel_size, input channels, filters)."""
-        return (*self.kernel_size, self.input_shape[-1], self.filters)
+        """The kernel in Keras' layout: (*kernel_size, input channels // groups, filters)."""
+        return (*self.kernel_size, self.input_shape[-1] // self.groups, self.filters)
 
     def weight_specs(self) -> Sequence[WeightSpec]:
         shape = self._kernel_shape()
@@ -217,11 +236,53 @@ class _Conv(Layer):
         x = np.ascontiguousarray(x)
         ctx.saved["x"] = x
         n = x.shape[0]
+        if self.groups > 1:
+            ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
+                self._grouped_forward(ctx.be, x.reshape(n, *self._x4), act,
+                                      out.reshape(n, *self._y4))))
+            return y
         ctx.saved["z"] = forward_keeping_z(ctx, self, training, y, lambda act, out: (
             ctx.be.conv2d_forward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
                                   self.bias, self._strides, self._dilations, self._pads, act,
                                   self.param, out.reshape(n, *self._y4))))
         return y
+
+    # grouped (groups > 1): one convolution per group of c_in // groups channels; with one
+    # channel a group (groups == c_in) that is the depthwise kernel's product, multiplier
+    # filters // c_in, whose kernel (kh, kw, c, m) is this one's (kh, kw, 1, filters) as it is
+    def _depthwise_kernel(self, weights: FloatArray) -> Optional[FloatArray]:
+        c = self._x4[-1]
+        if self.groups != c:
+            return None
+        return weights.reshape(*self._k4[:2], c, self.filters // c)
+
+    def _grouped_forward(self, be: Any, x4: FloatArray, act: int, y4: FloatArray) -> None:
+        """y4 := act(grouped conv(x4) + bias) (softmax: across all filters, after)."""
+        inner = A.LINEAR if act == A.SOFTMAX else act
+        dw = self._depthwise_kernel(self.kernel)
+        if dw is not None:
+            be.depthwise_conv2d_forward(x4, dw, self.bias, self._strides, self._dilations,
+                                        self._pads, inner, self.param, y4)
+        else:
+            be.conv2d_grouped_forward(x4, self.kernel.reshape(self._k4), self.bias,
+                                      self._strides, self._dilations, self._pads, self.groups,
+                                      inner, self.param, y4)
+        if inner != act:
+            rows = rows_of(y4)
+            be.activation_forward(rows, act, self.param, rows)
+
+    def _grouped_backward(self, be: Any, x4: FloatArray, dz4: FloatArray,
+                          dx4: Optional[FloatArray]) -> None:
+        """The kernel, bias and (unless dx4 is None) input gradients from dz4 = dL/dz."""
+        dw = self._depthwise_kernel(self.kernel)
+        if dw is not None:
+            be.depthwise_conv2d_backward(x4, dw, dz4, self._strides, self._dilations,
+                                         self._pads, self._depthwise_kernel(self.dkernel),
+                                         self.dbias, dx4)
+        else:
+            be.conv2d_grouped_backward(x4, self.kernel.reshape(self._k4), dz4, self._strides,
+                                       self._dilations, self._pads, self.groups,
+                                       self.dkernel.reshape(self._k4), self.dbias, dx4)
 
     def backward(self, ctx: Slot, dy: FloatArray) -> Optional[FloatArray]:
         # dy is dL/dz already when the loss or the max pooling after took the derivative
@@ -229,6 +290,10 @@ class _Conv(Layer):
         x, dx = ctx.saved["x"], ctx.dx_target(0)
         n = x.shape[0]
         dz = output_gradient(ctx, self, dy, act)
+        if self.groups > 1:
+            self._grouped_backward(ctx.be, x.reshape(n, *self._x4), dz.reshape(n, *self._y4),
+                                   None if dx is None else dx.reshape(n, *self._x4))
+            return dx
         ctx.be.conv2d_backward(x.reshape(n, *self._x4), self.kernel.reshape(self._k4),
                                dz.reshape(n, *self._y4), self._strides, self._dilations,
                                self._pads, self.dkernel.reshape(self._k4), self.dbias,
@@ -243,6 +308,14 @@ class _Conv(Layer):
         x = ctx.saved["x"]
         n = x.shape[0]
         yp = pool_ctx.rows_buffer("y", pool.output_shape).reshape(n, *pool._y4)
+        if self.groups > 1:         # dL/dz formed (the pooled kernel has no groups)
+            dz = ctx.rows_buffer("dz", self.output_shape)
+            ctx.be.maxpool2d_backward_relu(np.ascontiguousarray(dy).reshape(n, *pool._y4),
+                                           pool_ctx.saved["argmax"], yp, *pool._args,
+                                           dz.reshape(n, *self._y4))
+            self._grouped_backward(ctx.be, x.reshape(n, *self._x4), dz.reshape(n, *self._y4),
+                                   None)
+            return
         ctx.be.conv2d_backward_pooled(x.reshape(n, *self._x4),
                                       np.ascontiguousarray(dy).reshape(n, *pool._y4),
                                       pool_ctx.saved["argmax"], yp, self._y4[:2], self._strides,
@@ -255,6 +328,8 @@ class _Conv(Layer):
         config.update({"filters": self.filters, "kernel_size": list(self.kernel_size),
                        "strides": list(self.strides), "padding": self.padding,
                        "dilation_rate": list(self.dilation_rate)})
+        if self.groups != 1:
+            config["groups"] = self.groups
         return kernel_layer_config(self, config)
 
     def __repr__(self) -> str:
@@ -289,15 +364,21 @@ class Conv2D(_Conv):
         Glorot uniform otherwise, with Keras' fans for convolution kernels).
     name, trainable
         See ``Layer``.
+    groups : int, default 1
+        Keras' (and PyTorch's) grouped convolution: the input channels in ``groups`` equal
+        runs, run g convolved with its own filters g*filters/groups .. (g+1)*filters/groups - 1
+        alone; c and filters must be multiples of it. The kernel is then (kh, kw, c // groups,
+        filters).
 
-    Shapes: x (n, h, w, c), kernel (kh, kw, c, filters) as in Keras, bias (filters,),
+    Shapes: x (n, h, w, c), kernel (kh, kw, c // groups, filters) as in Keras, bias (filters,),
     y (n, oh, ow, filters).
 
     Raises
     ------
     ValueError
-        For a non-positive size, an unknown padding or activation, channels-first data, or
-        (at build) a kernel that does not fit the input.
+        For a non-positive size, an unknown padding or activation, channels-first data, groups
+        not dividing filters, or (at build) a kernel that does not fit the input or input
+        channels that groups does not divide.
     TypeError
         For sizes that are not integers.
 
@@ -320,10 +401,10 @@ class Conv2D(_Conv):
                  dilation_rate: Any = 1, activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = None, bias_initializer: Any = "zeros",
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
-                 name: Optional[str] = None, trainable: bool = True) -> None:
+                 name: Optional[str] = None, trainable: bool = True, groups: int = 1) -> None:
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable)
+                         kernel_regularizer, bias_regularizer, name, trainable, groups=groups)
 
 
 class Conv1D(_Conv):
@@ -353,11 +434,11 @@ class Conv1D(_Conv):
                  dilation_rate: Any = 1, activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = None, bias_initializer: Any = "zeros",
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
-                 name: Optional[str] = None, trainable: bool = True) -> None:
+                 name: Optional[str] = None, trainable: bool = True, groups: int = 1) -> None:
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          activation, use_bias, kernel_initializer, bias_initializer,
                          kernel_regularizer, bias_regularizer, name, trainable,
-                         paddings=("valid", "same", "causal"))
+                         paddings=("valid", "same", "causal"), groups=groups)
 
 
 def transposed_length(size: int, kernel: int, stride: int, dilation: int, padding: str,

@@ -79,8 +79,9 @@ class Conv3D(_Conv):
     data_format : None or "channels_last"
     dilation_rate : int or (int, int, int), default 1
     activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-    bias_regularizer, name, trainable
-        As in ``Conv2D``.
+    bias_regularizer, name, trainable, groups
+        As in ``Conv2D`` (with groups, the kernel is (kd, kh, kw, c // groups, filters), and
+        the layer runs the depth stack laid out group by group on the grouped 2-D kernels).
 
     Shapes: x (n, d, h, w, c), kernel (kd, kh, kw, c, filters) as in Keras, bias (filters,),
     y (n, od, oh, ow, filters). PyTorch's ``Conv3d`` weight (filters, c, kd, kh, kw) is this
@@ -114,10 +115,10 @@ class Conv3D(_Conv):
                  dilation_rate: Any = (1, 1, 1), activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = None, bias_initializer: Any = "zeros",
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
-                 name: Optional[str] = None, trainable: bool = True) -> None:
+                 name: Optional[str] = None, trainable: bool = True, groups: int = 1) -> None:
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable)
+                         kernel_regularizer, bias_regularizer, name, trainable, groups=groups)
 
     def bind(self, weights: Sequence[FloatArray], grads: Sequence[FloatArray]) -> None:
         super().bind(weights, grads)
@@ -133,7 +134,7 @@ class Conv3D(_Conv):
         self._taps_out = self.strides[0] == 1 and not self._direct
         self._x4 = (h, w, kd * c)
         self._y4 = (oh, ow, self.filters)
-        self._k4 = (kh, kw, kd * c, self.filters)
+        self._k4 = (kh, kw, kd * c // self.groups, self.filters)
         self._strides, self._dilations = self.strides[1:], self.dilation_rate[1:]
         self._depth = (kd, self.strides[0], self.dilation_rate[0], front)
         self._pads = (top, left)
@@ -189,6 +190,37 @@ class Conv3D(_Conv):
                 *self.kernel_size[1:], self.kernel_size[0], -1)
         return k2
 
+    # ------------------------------------------------------------------ groups > 1
+    # The stack's channels are (kz, c); a group's are then spread over the kd taps. Laid out
+    # group-major, (g, kz, c // g), each group's stacked channels are one run, and the grouped
+    # 2-D kernels (one convolution a group, conv2d_grouped_forward/backward) run on it with the
+    # kernel read (kh, kw, kd * c // g, filters), as _kernel2d reads it.
+    def _group_major(self, ctx: Slot, stack: FloatArray, key: str, back: bool = False
+                     ) -> FloatArray:
+        """(M, h, w, kd*c) stack channels (kz, g, j) -> (g, kz, j), or back."""
+        kd, groups = self.kernel_size[0], self.groups
+        cg = self.input_shape[-1] // groups
+        M = stack.shape[0]
+        out = ctx.buffer(key, stack.shape)
+        src = stack.reshape(M, *self._x4[:2], *((groups, kd, cg) if back else (kd, groups, cg)))
+        out.reshape(src.shape[:3] + (src.shape[4], src.shape[3], cg))[...] = \
+            src.transpose(0, 1, 2, 4, 3, 5)
+        return out
+
+    def _stack_grouped_forward(self, ctx: Slot, x: FloatArray, act: int,
+                               out: FloatArray) -> None:
+        n, step = x.shape[0], self._chunk()
+        k2 = self._kernel2d(ctx)
+        inner = A.LINEAR if act == A.SOFTMAX else act
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            stack = self._group_major(ctx, self._stack(ctx, x[b0:b1]), "gstack")
+            ctx.be.conv2d_grouped_forward(stack, k2, self.bias, self._strides, self._dilations,
+                                          self._pads, self.groups, inner, self.param,
+                                          out[b0:b1].reshape((b1 - b0) * self._od, *self._y4))
+        if inner != act:
+            ctx.be.activation_forward(rows_of(out), act, self.param, rows_of(out))
+
     # ------------------------------------------------------------------ compute
     def forward(self, ctx: Slot, x: FloatArray, training: bool) -> FloatArray:
         y = ctx.rows_buffer("y", self.output_shape)
@@ -198,6 +230,9 @@ class Conv3D(_Conv):
         k2 = self._kernel2d(ctx)
 
         def kernel(act: int, out: FloatArray) -> None:
+            if self.groups > 1:
+                self._stack_grouped_forward(ctx, x, act, out)
+                return
             # the backend's 3-D forward first: the compiled one fills its stride-1 path's
             # padded rows from x itself (no stack), or declines and the stack is built here
             if not self._direct and ctx.be.conv3d_forward(
@@ -217,6 +252,9 @@ class Conv3D(_Conv):
         act = A.LINEAR if ctx.fuse_act else self.act
         dx = ctx.dx_target(0)
         dz = output_gradient(ctx, self, dy, act)
+        if self.groups > 1:
+            self._backward_stacked(ctx, dz, dx)
+            return dx
         if not self._direct and ctx.be.conv3d_backward_kernel(
                 ctx.saved["x"], dz, self._depth, self._strides, self._dilations, self._pads,
                 self.dkernel, self.dbias):
@@ -295,10 +333,12 @@ class Conv3D(_Conv):
 
     def _backward_stacked(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
         """The 2-D backward of the forward's product, chunk by chunk: the kernel and bias
-        gradients summed over the chunks in order, dx the stack's gradient added back."""
+        gradients summed over the chunks in order, dx the stack's gradient added back. With
+        groups, the stack is group-major and runs on the grouped 2-D kernels."""
         x = ctx.saved["x"]
         n, step = dz.shape[0], self._chunk()
         kd, kh, kw = self.kernel_size
+        grouped = self.groups > 1
         k2 = self._kernel2d(ctx)
         dk2 = ctx.buffer("dkernel2d", self._k4)
         part, bpart = ctx.buffer("dkernel2d_part", self._k4), ctx.buffer("dbias_part",
@@ -308,23 +348,39 @@ class Conv3D(_Conv):
         for b0 in range(0, n, step):
             b1 = min(n, b0 + step)
             m = b1 - b0
-            stack = self._stack(ctx, x[b0:b1])
+            dzm = dz[b0:b1].reshape(m * self._od, *self._y4)
             dstack = None
-            if dx is not None:
-                dstack = (dx[b0:b1] if self._direct else
-                          self._scratch(ctx, "dstack", (self._od, *self._x4), m)
-                          ).reshape(stack.shape)
-            ctx.be.conv2d_backward(stack, k2, dz[b0:b1].reshape(m * self._od, *self._y4),
-                                   self._strides, self._dilations, self._pads, part, bpart,
-                                   dstack)
+            if grouped:
+                stack = self._group_major(ctx, self._stack(ctx, x[b0:b1]), "gstack")
+                if dx is not None:
+                    dstack = ctx.buffer("gdstack", stack.shape)
+                ctx.be.conv2d_grouped_backward(stack, k2, dzm, self._strides, self._dilations,
+                                               self._pads, self.groups, part, bpart, dstack)
+            else:
+                stack = self._stack(ctx, x[b0:b1])
+                if dx is not None:
+                    dstack = (dx[b0:b1] if self._direct else
+                              self._scratch(ctx, "dstack", (self._od, *self._x4), m)
+                              ).reshape(stack.shape)
+                ctx.be.conv2d_backward(stack, k2, dzm, self._strides, self._dilations,
+                                       self._pads, part, bpart, dstack)
             dk2 += part
             self.dbias += bpart
-            if dx is not None and not self._direct:
-                self._unstack(ctx.be, dstack, dx[b0:b1])    # type: ignore[arg-type]
+            if dstack is None:
+                continue
+            if grouped:
+                dstack = self._group_major(ctx, dstack, "gdstack_back", back=True)
+                if self._direct:
+                    dx[b0:b1] = dstack.reshape(dx[b0:b1].shape)      # type: ignore[index]
+                    continue
+            if grouped or not self._direct:
+                self._unstack(ctx.be, dstack, dx[b0:b1])    # type: ignore[index]
         if dx is not None and n == 0:
             dx[...] = 0
         self.dkernel[...] = dk2.reshape(kh, kw, kd, *self.dkernel.shape[3:]).transpose(
             2, 0, 1, 3, 4)
+        if grouped and not self.use_bias:
+            self.dbias[...] = 0
 
     def _backward_taps_out(self, ctx: Slot, dz: FloatArray, dx: Optional[FloatArray]) -> None:
         """The gradients of a depth stride of 1 with the depth taps on the output side: the

@@ -4,8 +4,10 @@
 ``ops.normalize(order=2, epsilon=1e-12)``: an rsqrt capped at 1/epsilon, so a zero vector stays
 zero). ``Dot``: the batched product of two inputs over one axis each (``normalize=True``
 first normalizes both along that axis, with Keras' epsilon 1e-7 there: a cosine similarity).
-Both run on fastnn/_ext/_keras_attention.pyx (row normalization, batched GEMM); the NumPy twin
-is fastnn/backends/numpy_keras_attention.py.
+Both run on fastnn/_ext/_keras_attention.pyx (row normalization, batched GEMM; the cosine
+similarity of two (batch, steps, features) inputs along the features, normalization and product
+in one kernel call: cosine_forward/backward); the NumPy twin is
+fastnn/backends/numpy_keras_attention.py.
 """
 
 from __future__ import annotations
@@ -198,9 +200,26 @@ class Dot(Layer):
         out = (*s1[:a1 - 1], *s1[a1:], *s2[:a2 - 1], *s2[a2:])
         return out or (1,)
 
+    def _cosine(self, xs: list[FloatArray]) -> bool:
+        """Whether the call runs on cosine_forward/backward: two (batch, steps, features)
+        inputs normalized and multiplied along their last axes."""
+        return (self.normalize and all(len(s) == 2 for s in self.input_shape)
+                and self._pair(self.input_shape) == (2, 2) and xs[0].size > 0 and xs[1].size > 0)
+
     def forward(self, ctx: Slot, xs: list[FloatArray], training: bool) -> FloatArray:
         a1, a2 = self._pair(self.input_shape)
         x, z = xs
+        ctx.saved["cosine"] = self._cosine(xs)
+        if ctx.saved["cosine"]:                   # both normalized and multiplied in one call
+            x, z = np.ascontiguousarray(x), np.ascontiguousarray(z)
+            xn = ctx.rows_buffer("xn", self.input_shape[0])
+            zn = ctx.rows_buffer("zn", self.input_shape[1])
+            invx = ctx.rows_buffer("invx", self.input_shape[0][:1])
+            invz = ctx.rows_buffer("invz", self.input_shape[1][:1])
+            y = ctx.rows_buffer("y", self.output_shape)
+            ctx.be.cosine_forward(x, z, DOT_EPSILON, xn, zn, invx, invz, y)
+            ctx.saved.update(xn=xn, zn=zn, invx=invx, invz=invz)
+            return y
         if self.normalize:
             xn = ctx.rows_buffer("xn", self.input_shape[0])
             zn = ctx.rows_buffer("zn", self.input_shape[1])
@@ -228,6 +247,16 @@ class Dot(Layer):
         return buf
 
     def backward(self, ctx: Slot, dy: FloatArray) -> list[FloatArray]:
+        if ctx.saved["cosine"]:
+            xn, zn = ctx.saved["xn"], ctx.saved["zn"]
+            dx, dz = (self._written_in(ctx, i, a) for i, a in enumerate((xn, zn)))
+            ctx.be.cosine_backward(xn, zn, ctx.saved["invx"], ctx.saved["invz"], DOT_EPSILON,
+                                   np.ascontiguousarray(dy), dx, dz)
+            for i, d in enumerate((dx, dz)):
+                target = ctx.dx_target(i)
+                if target is not None and target is not d:
+                    target[...] = d
+            return [dx, dz]
         a1, a2 = self._pair(self.input_shape)
         X, Z = ctx.saved["X"], ctx.saved["Z"]
         n = X.shape[0]
@@ -250,6 +279,16 @@ class Dot(Layer):
                 moved[...] = d.reshape(moved.shape)
             dxs.append(target)
         return dxs
+
+    @staticmethod
+    def _written_in(ctx: Slot, i: int, like: Any) -> Any:
+        """The engine's target for input i's gradient when it is a C-contiguous array shaped as
+        ``like``, else a slot buffer."""
+        target = ctx.dx_target(i)
+        if (target is not None and target.shape == like.shape and target.dtype == like.dtype
+                and target.flags.c_contiguous):
+            return target
+        return ctx.rows_buffer(f"dx{i}", like.shape[1:])
 
     def get_config(self) -> dict[str, Any]:
         axes = self.axes if isinstance(self.axes, int) else list(self.axes)

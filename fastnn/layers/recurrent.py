@@ -12,6 +12,8 @@ length is learnt from its steps. Keras' equations (``act`` = ``activation``, ``r
 - GRU (``reset_after=True``, Keras' default), gates z, r, h: ``z = rec(x_t W_z + h_{t-1} U_z +
   b_z)``, ``r`` the same, ``hh = act(x_t W_h + b_h + r (h_{t-1} U_h + b'_h))``,
   ``h_t = z h_{t-1} + (1 - z) hh``; the bias is (2, 3 units): input bias, recurrent bias.
+  With ``reset_after=False`` (Cho et al., 2014; Keras 2-era models) the reset gate meets h before
+  the product: ``hh = act(x_t W_h + (r h_{t-1}) U_h + b_h)``, one bias (3 units,).
 
 Backpropagation through time runs in one compiled call per layer (src_c/fnn_rnn.h): the input
 projection of all steps and the weight gradients of all steps are single products; each step is
@@ -37,7 +39,7 @@ from fastnn.layers.recurrent_dropout import RecurrentDropout
 from fastnn.layers.base import FloatArray, Layer, Slot, WeightSpec
 from fastnn.layers.core import _initializer, _regularizer, _serialize, activation_of
 
-SIMPLE, LSTM_CELL, GRU_CELL = 0, 1, 2
+SIMPLE, LSTM_CELL, GRU_CELL, GRU_RESET_BEFORE = 0, 1, 2, 3
 _ALLOWED = {A.LINEAR: "linear", A.SIGMOID: "sigmoid", A.TANH: "tanh", A.RELU: "relu"}
 
 
@@ -107,7 +109,95 @@ class TakesInitialState(Layer):
             self._initial_state, self.n_inputs = True, None
 
 
-class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
+class CarriedStates:
+    """``stateful=True``: the states a layer carries from batch to batch (sample i from sample
+    i), with Keras' ``reset_states``/``reset_state`` and ``states``. The layer stores its last
+    batch's final states in ``_carried`` (new arrays each batch, never written in place) and
+    names their per-sample ``state_shape`` and count ``n_states``."""
+
+    n_states = 1
+    stateful = False
+    _carried: Optional[list[FloatArray]] = None
+    name: str
+    built: bool
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of each state per sample (once built)."""
+        raise NotImplementedError
+
+    def _state_dtype(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def _state_names(self) -> str:
+        return "[h, c]" if self.n_states == 2 else "[h]"
+
+    def _carried_for(self, n: int) -> list[FloatArray]:
+        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
+        final states (none before the first batch or after a reset: zeros)."""
+        if self._carried is None:
+            return []
+        held = self._carried[0].shape[0]
+        if held != n:
+            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
+                             f"sequences, and this batch has {n}. Feed batches of {held} "
+                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
+                             f"count divisible by it), or call reset_states() to start again")
+        return list(self._carried)     # never written in place: each batch stores new arrays
+
+    @property
+    def states(self) -> Optional[list[FloatArray]]:
+        """A stateful layer's carried states (copies, each (batch, *state_shape): ``[h]``,
+        LSTM and ConvLSTM2D ``[h, c]``), or None when they are zeros (no batch yet, or after
+        ``reset_states``)."""
+        return None if self._carried is None else [s.copy() for s in self._carried]
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them.
+
+        Parameters
+        ----------
+        states : list of array_like, optional
+            The states the next batch starts from: ``n_states`` arrays (``[h]``; LSTM and
+            ConvLSTM2D ``[h, c]``) of shape (batch, *state_shape), finite, one batch size.
+            Without it, zeros, and the next batch may have any size.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not stateful and ``states`` is given, the layer is not built, or
+            ``states`` has the wrong count, shapes or values (TypeError: not real numbers).
+        """
+        if states is None:
+            self._carried = None
+            return
+        names = self._state_names
+        if not self.stateful:
+            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
+                             f"set; pass initial_state={names} when calling it instead")
+        if not self.built:
+            raise ValueError(f"{self.name}: build the model before setting its states")
+        given = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(given) != self.n_states:
+            count = f"{self.n_states} array{'s' if self.n_states > 1 else ''}"
+            raise ValueError(f"{self.name}: states must be {count} {names}. Received: "
+                             f"{len(given)}")
+        dtype = self._state_dtype()
+        out: list[FloatArray] = []
+        for i, value in enumerate(given):
+            arr = V.float_array(f"states[{i}]", value, dtype, self.state_shape)
+            if out and arr.shape[0] != out[0].shape[0]:
+                raise ValueError(f"{self.name}: states {names} must share one batch size. "
+                                 f"Received: shapes {out[0].shape} and {arr.shape}")
+            out.append(np.array(arr, dtype=dtype, order="C"))
+        self._carried = out
+
+    reset_state = reset_states      # Keras 3's name
+
+
+class RNNBase(CarriedStates, RecurrentArguments, RecurrentDropout,
+              TakesInitialState):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, states, the kernels' calls."""
 
     cell = SIMPLE
@@ -269,65 +359,13 @@ class RNNBase(RecurrentArguments, RecurrentDropout, TakesInitialState):
         return [y, *last] if self.return_state else y
 
     # ------------------------------------------------------------------ stateful
-    def _carried_for(self, n: int) -> list[FloatArray]:
-        """A stateful layer's initial states for a batch of ``n`` sequences: the last batch's
-        final states (none before the first batch or after a reset: zeros)."""
-        if self._carried is None:
-            return []
-        held = self._carried[0].shape[0]
-        if held != n:
-            raise ValueError(f"{self.name} is stateful: it holds the states of batches of {held} "
-                             f"sequences, and this batch has {n}. Feed batches of {held} "
-                             f"(batch_size={held} in fit, evaluate and predict, with a sample "
-                             f"count divisible by it), or call reset_states() to start again")
-        return list(self._carried)     # never written in place: each batch stores new arrays
-
     @property
-    def states(self) -> Optional[list[FloatArray]]:
-        """A stateful layer's carried states (copies, each (batch, units): ``[h]``, LSTM
-        ``[h, c]``), or None when they are zeros (no batch yet, or after ``reset_states``)."""
-        return None if self._carried is None else [s.copy() for s in self._carried]
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of each state per sample: (units,)."""
+        return (self.units,)
 
-    def reset_states(self, states: Any = None) -> None:
-        """Zero a stateful layer's carried states (Keras' ``reset_states``), or set them.
-
-        Parameters
-        ----------
-        states : list of array_like, optional
-            The states the next batch starts from: ``n_states`` arrays (``[h]``; LSTM
-            ``[h, c]``) of shape (batch, units), finite. Without it, zeros, and the next batch
-            may have any size.
-
-        Raises
-        ------
-        ValueError
-            If the layer is not stateful and ``states`` is given, the layer is not built, or
-            ``states`` has the wrong count, shapes or values.
-        """
-        if states is None:
-            self._carried = None
-            return
-        if not self.stateful:
-            raise ValueError(f"{self.name} is not stateful (stateful=False): it has no states to "
-                             f"set; pass initial_state=[...] when calling it instead")
-        if not self.built:
-            raise ValueError(f"{self.name}: build the model before setting its states")
-        given = list(states) if isinstance(states, (list, tuple)) else [states]
-        names = "[h, c]" if self.n_states == 2 else "[h]"
-        if len(given) != self.n_states:
-            raise ValueError(f"{self.name}: states must be {self.n_states} array(s) {names}. "
-                             f"Received: {len(given)}")
-        dtype = self.kernel.dtype
-        out: list[FloatArray] = []
-        for i, value in enumerate(given):
-            arr = V.float_matrix(f"states[{i}]", value, dtype, width=self.units)
-            if out and arr.shape[0] != out[0].shape[0]:
-                raise ValueError(f"{self.name}: states {names} must share one batch size. "
-                                 f"Received: shapes {[a.shape for a in out]} and {arr.shape}")
-            out.append(np.array(arr, dtype=dtype, order="C"))
-        self._carried = out
-
-    reset_state = reset_states      # Keras 3's name
+    def _state_dtype(self) -> Any:
+        return self.kernel.dtype
 
     def _drop_args(self, ctx: Slot) -> dict[str, Any]:
         """The kernels' dropout arguments (none without masks: the calls stay as they were)."""
@@ -550,9 +588,11 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """Gated recurrent unit (Cho et al., 2014) as Keras computes it with ``reset_after=True``
+    """Gated recurrent unit (Cho et al., 2014) as Keras computes it. With ``reset_after=True``
     (its default, and cuDNN's and PyTorch's): ``z = rec(x W_z + h U_z + b_z)``, ``r`` the
     same, ``hh = act(x W_h + b_h + r (h U_h + b'_h))``, ``h_t = z h_{t-1} + (1 - z) hh``.
+    With ``reset_after=False`` (the original GRU, Keras 2-era models): one bias, ``z = rec(x
+    W_z + h U_z + b_z)``, ``r`` the same, ``hh = act(x W_h + (r h) U_h + b_h)``, the same h_t.
 
     Parameters
     ----------
@@ -560,14 +600,16 @@ class GRU(RNNBase):
     activation : default "tanh"
     recurrent_activation : default "sigmoid"
     reset_after : bool, default True
-        Only True is implemented (the reset gate applied after the recurrent product);
-        False raises ValueError.
+        Whether the reset gate multiplies the recurrent product (True) or the state before
+        it (False; then each step takes two recurrent products, z and r's, then the
+        candidate's).
     use_bias, initializers, regularizers, return_sequences, return_state, go_backwards,
     name, trainable, zero_output_for_mask, dropout, recurrent_dropout, seed, stateful
         As for ``SimpleRNN``.
 
     Shapes: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
-    (input bias, recurrent bias), gates in Keras' order z, r, h (PyTorch's is r, z, n).
+    (input bias, recurrent bias; ``reset_after=False``: (3 units,)), gates in Keras' order
+    z, r, h (PyTorch's is r, z, n).
 
     Examples
     --------
@@ -576,6 +618,9 @@ class GRU(RNNBase):
     >>> model = fnn.Sequential([fnn.GRU(4)], input_shape=(6, 3), backend="numpy")
     >>> [w.shape for w in model.get_weights()]
     [(3, 12), (4, 12), (2, 12)]
+    >>> [w.shape for w in fnn.Sequential([fnn.GRU(4, reset_after=False)], input_shape=(6, 3),
+    ...                                  backend="numpy").get_weights()]
+    [(3, 12), (4, 12), (12,)]
     """
 
     cell, gates, n_states = GRU_CELL, 3, 1
@@ -596,18 +641,16 @@ class GRU(RNNBase):
                          recurrent_regularizer, bias_regularizer, return_sequences,
                          return_state, go_backwards, name, trainable, zero_output_for_mask,
                          dropout, recurrent_dropout, seed, stateful)
-        if V.check_bool("reset_after", reset_after) is not True:
-            raise ValueError("GRU implements reset_after=True only (Keras' default: the reset "
-                             "gate applied after the recurrent product). Received: "
-                             "reset_after=False")
-        self.reset_after = True
+        self.reset_after = V.check_bool("reset_after", reset_after)
+        if not self.reset_after:        # the kernels' other GRU cell (src_c/fnn_rnn.h)
+            self.cell = GRU_RESET_BEFORE
 
     def _bias_shape(self) -> tuple[int, ...]:
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["reset_after"] = True
+        config["reset_after"] = self.reset_after
         return config
 
 

@@ -88,7 +88,8 @@ class LSTMCell(_Cell):
 
 
 class GRUCell(_Cell):
-    """The step of ``GRU`` (``reset_after=True``, Keras' default)."""
+    """The step of ``GRU`` (``reset_after=True``, Keras' default, or False: Keras' other
+    variant, the reset gate applied before the recurrent product)."""
 
     layer_class = GRU
 

@@ -11,7 +11,10 @@ Key j is hidden by the value mask (False) and, with ``use_causal_mask``, when j 
 a hidden score is lowered by 1e9, not removed: a query that sees no key averages the values
 with the softmax of its unmasked scores. The products run on the batched GEMM, the softmax and
 the tanh scores (recomputed in the backward, never stored as (Tq, Tv, dim)) on the kernels of
-fastnn/_ext/_keras_attention.pyx; the NumPy twin is fastnn/backends/numpy_keras_attention.py.
+fastnn/_ext/_keras_attention.pyx; the dot scores take one kernel call for the forward and one
+for the backward (dot_attention_forward/backward: each sample's products, masks, softmax and
+dropout back to back, threads over whole samples). The NumPy twin is
+fastnn/backends/numpy_keras_attention.py.
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ class _ScoreAttention(DropoutStream, Layer):
         k = np.ascontiguousarray(xs["k"]) if "k" in xs else v
         qmask, vmask = self._masks(ctx, xs)
         Tq, Tv = q.shape[1], v.shape[1]
+        if self._fused(q, k, v):
+            return self._fused_forward(ctx, q, k, v, qmask, vmask, training)
         S = ctx.rows_buffer("scores", (Tq, Tv))
         self._scores(ctx, q, k, S)
         A = ctx.rows_buffer("weights", (Tq, Tv))
@@ -184,12 +189,69 @@ class _ScoreAttention(DropoutStream, Layer):
         be.batched_matmul(A, v, y)
         if qmask is not None:
             y[~qmask] = 0
-        ctx.saved.update(q=q, k=k, v=v, A=A, qmask=qmask)
+        ctx.saved.update(q=q, k=k, v=v, A=A, qmask=qmask, fused=False)
         return [y, A] if self.return_attention_scores else y
+
+    def _fused(self, q: Any, k: Any, v: Any) -> bool:
+        """Whether the call runs on the one-call kernels (dot_attention_forward/backward)."""
+        return False
+
+    def _scale(self) -> float:
+        """The scalar scale of the dot scores (the layers on the one-call kernels give it)."""
+        raise NotImplementedError
+
+    def _fused_forward(self, ctx: Slot, q: Any, k: Any, v: Any, qmask: Any, vmask: Any,
+                       training: bool) -> Any:
+        """The dot scores' forward in one kernel call: the scores, masks, softmax, dropout and
+        the product with the values of each sample back to back."""
+        Tq, Tv = q.shape[1], v.shape[1]
+        A0 = ctx.rows_buffer("weights", (Tq, Tv))
+        raw = ctx.rows_buffer("raw", (Tq, Tv)) if self.use_scale else A0
+        key = self.next_key(training)
+        A = A0 if key is None else ctx.rows_buffer("dropped", (Tq, Tv))
+        rate = 0.0 if key is None else self.dropout
+        qm8 = None if qmask is None else np.ascontiguousarray(qmask).view(np.uint8)
+        y = ctx.rows_buffer("y", (Tq, v.shape[2]))
+        ctx.be.dot_attention_forward(q, k, v, self._scale(), self.use_scale, vmask,
+                                     self.use_causal_mask, qm8, rate, key or 0, raw, A0, A, y)
+        ctx.saved.update(q=q, k=k, v=v, A=A, A0=A0, raw=raw, key=key, rate=rate, qmask=qm8,
+                         fused=True)
+        return [y, A] if self.return_attention_scores else y
+
+    def _fused_backward(self, ctx: Slot, dys: list[Any]) -> list[Any]:
+        q, k, v, A, A0, raw, key, rate, qm8 = (ctx.saved[n] for n in (
+            "q", "k", "v", "A", "A0", "raw", "key", "rate", "qmask"))
+        value_is_key = "k" not in self.input_roles
+        dO = None if qm8 is None else ctx.rows_buffer("dO", dys[0].shape[1:])
+        dA = ctx.rows_buffer("dA", A.shape[1:])
+        dq = self._written_in(ctx, "q", q)
+        dk = None if value_is_key else self._written_in(ctx, "k", k)
+        dv = self._written_in(ctx, "v", v)
+        parts = ctx.rows_buffer("dscale", (), dtype=np.float64) if self.use_scale else None
+        dscores = np.ascontiguousarray(dys[1]) if self.return_attention_scores else None
+        ctx.be.dot_attention_backward(q, k, v, self._scale(), self.use_scale, qm8, rate,
+                                      key or 0, raw, A0, A,
+                                      np.ascontiguousarray(dys[0]), dscores, dA, dO, dq, dk, dv,
+                                      parts)
+        if parts is not None:
+            self._grads[0] += parts.sum()
+        return [dq, dv, dv if dk is None else dk]
+
+    def _written_in(self, ctx: Slot, role: str, x: Any) -> Any:
+        """Where the kernel writes the gradient of input ``role`` (shaped as ``x``): the
+        engine's target when it is a C-contiguous array of that shape, else a slot buffer."""
+        target = ctx.dx_target(self.input_roles.index(role))
+        if (target is not None and target.shape == x.shape and target.dtype == x.dtype
+                and target.flags.c_contiguous):
+            return target
+        return ctx.rows_buffer("d" + role, x.shape[1:])
 
     def backward(self, ctx: Slot, dy: Any) -> list[FloatArray]:
         be = ctx.be
         dys = dy if isinstance(dy, list) else [dy]
+        if ctx.saved["fused"]:
+            dq, dv, dk = self._fused_backward(ctx, dys)
+            return self._input_grads(ctx, {"q": dq, "v": dv, "k": dk})
         q, k, v, A, qmask = (ctx.saved[key] for key in ("q", "k", "v", "A", "qmask"))
         dO = ctx.rows_buffer("dO", dys[0].shape[1:])
         dO[...] = dys[0]
@@ -213,6 +275,11 @@ class _ScoreAttention(DropoutStream, Layer):
         grads = {"q": dq, "v": dv, "k": dk}
         if "k" not in self.input_roles:                          # the value is the key too
             dv += dk
+        return self._input_grads(ctx, grads)
+
+    def _input_grads(self, ctx: Slot, grads: dict[str, Any]) -> list[FloatArray]:
+        """The gradients of the inputs in their order (zeros for the masks), written where the
+        engine wants them."""
         dxs = []
         for i, role in enumerate(self.input_roles):
             target = ctx.dx_target(i)
@@ -221,7 +288,8 @@ class _ScoreAttention(DropoutStream, Layer):
                 d[...] = 0
                 dxs.append(d)
             elif target is not None:
-                target[...] = grads[role]
+                if target is not grads[role]:
+                    target[...] = grads[role]
                 dxs.append(target)
             else:
                 dxs.append(grads[role])
@@ -326,6 +394,9 @@ class Attention(_ScoreAttention):
 
     def _scale(self) -> float:
         return float(self._weights[0]) if self.use_scale else 1.0
+
+    def _fused(self, q: Any, k: Any, v: Any) -> bool:
+        return self.score_mode == "dot" and min(*q.shape, *v.shape, k.shape[2]) > 0
 
     def _scores(self, ctx: Slot, q: Any, k: Any, S: Any) -> None:
         if self.score_mode == "dot":

@@ -57,6 +57,7 @@ class GraphWorkspace:
         self.current = 0
         self.grad_view = grad_view_nodes(model._nodes, model._outputs, model._n_inputs)
         self._grad_of = {p: model._nodes[v] for v, p in self.grad_view.items()}
+        self.input_grad: Optional[FloatArray] = None    # backward's dx0 as the input's gradient
 
     def set_rows(self, rows: int) -> None:
         self.rows = max(self.rows, rows)
@@ -67,6 +68,8 @@ class GraphWorkspace:
     def grad(self, node: Node) -> Any:
         """dL/d(the node's output); a list, one per output, for a layer with several. For the
         input of a ``grad_view`` node, a view of that node's gradient."""
+        if node.index == 0 and self.input_grad is not None:
+            return self.input_grad
         view = self._grad_of.get(node.index)
         if view is not None:
             g = self.grad(view)
@@ -323,6 +326,9 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
     else:
         written[outs[0]] = True
     n_in = model._n_inputs
+    # one input: the first layers write dL/dx straight into dx0 (no copy from the workspace)
+    ws.input_grad = (dx0.reshape(rows, *nodes[0].shape) if dx0 is not None and n_in == 1
+                     and 0 not in ws._grad_of and dx0.flags.c_contiguous else None)
     pooled = model._pooled_grad if dx0 is None else {}
     grad_free = model._grad_free
     from_pool: dict[int, tuple[Any, Slot, FloatArray]] = {}
@@ -386,11 +392,12 @@ def backward(model: BaseModel, ws: GraphWorkspace, rows: int, fuse_last: bool = 
         offset = 0
         for k in range(n_in):
             w = width(nodes[k].shape)
-            if written[k]:
-                dx0[:, offset:offset + w] = ws.grad(nodes[k]).reshape(rows, w)
-            else:
+            if not written[k]:
                 dx0[:, offset:offset + w] = 0
+            elif ws.input_grad is None:
+                dx0[:, offset:offset + w] = ws.grad(nodes[k]).reshape(rows, w)
             offset += w
+        ws.input_grad = None
 
 
 def _accumulate_part(ws: GraphWorkspace, node: Node, index: int, value: FloatArray) -> None:

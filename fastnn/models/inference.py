@@ -95,6 +95,8 @@ def _step(layer: Any) -> Any:
         width = layer.input_shape[-1]
         return ("activation", in_w, out_w, _ints(in_w // width, width, layer.act), layer.param,
                 ())
+    if kind in (Conv2D, Conv1D) and layer.groups > 1:
+        return _UNSUPPORTED                  # grouped: the layer's own kernels, per layer
     if kind in (Conv2D, Conv1D):
         h, w, c = layer._x4                  # the 2-D kernels' view (Conv1D: one-row images)
         kh, kw, _, f = layer._k4

@@ -4,7 +4,8 @@ RNN, LSTM and GRU ops; MultiHeadAttention and TransformerBlock as MatMul/Softmax
 ONNX's recurrent ops are time-major, with weights W (directions, gates * units, features),
 R (directions, gates * units, units), B (directions, 2 * gates * units: input then recurrent
 biases). Keras' gate orders map as LSTM i, f, c, o -> ONNX i, o, f, c and GRU z, r, h ->
-z, r, h (``reset_after=True`` is ``linear_before_reset=1``).
+z, r, h (``reset_after=True`` is ``linear_before_reset=1``; ``reset_after=False`` is ONNX's default
+``linear_before_reset=0``, its one bias the input biases with zero recurrent ones).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _cell_arrays(layer: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gh = len(order) * h
     if "bias" not in w:
         bias = np.zeros(2 * gh, kernel.dtype)
-    elif kind is GRU:                        # (2, 3H): input biases, recurrent biases
+    elif kind is GRU and layer.reset_after:  # (2, 3H): input biases, recurrent biases
         bias = _gates(w["bias"], order, h).reshape(-1)
     else:
         bias = np.concatenate([_gates(w["bias"], order, h), np.zeros(gh, kernel.dtype)])
@@ -75,7 +76,7 @@ def _run(b: GraphBuilder, cells: list[Any], x: str, states: list[str], p: str,
     attrs: dict[str, Any] = {"hidden_size": first.units, "direction": direction,
                              "activations": _activations(first) * len(cells)}
     if isinstance(first, GRU):
-        attrs["linear_before_reset"] = 1
+        attrs["linear_before_reset"] = int(first.reset_after)
     n_out = 3 if isinstance(first, LSTM) else 2
     return b.op(_OP[type(first)], inputs, f"{p}/{_OP[type(first)].lower()}", n_out=n_out,
                 **attrs)

@@ -71,9 +71,10 @@ def _conv(b: GraphBuilder, layer: Any, x: str, p: str) -> str:
     if "bias" in w:
         inputs.append(b.const(w["bias"], f"{p}/bias"))
     spatial = tuple(layer.input_shape[:-1])
+    grouped = {"group": layer.groups} if getattr(layer, "groups", 1) != 1 else {}
     y = b.op("Conv", inputs, f"{p}/conv", kernel_shape=list(layer.kernel_size),
              strides=list(layer.strides), dilations=list(layer.dilation_rate),
-             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate))
+             pads=_pads(layer, spatial, layer.kernel_size, layer.dilation_rate), **grouped)
     y = b.channels_last(y, rank, f"{p}/to_nhwc")
     return b.activation(y, layer.act, layer.param, f"{p}/act")
 

@@ -4,7 +4,8 @@
 (c*dm, 1, *k), output channel ci*dm + m, is Keras' (*k, c, dm)); when its one reader is a 1x1
 ``Conv`` (no stride, no padding) and it has no bias, the pair is one ``SeparableConv1D/2D``
 (fastnn's own export of a separable layer, and PyTorch's MobileNet-style blocks). Any other
-group count is refused: fastnn's ``Conv1D/2D`` have no ``groups``.
+group count dividing the channels is ``Conv1D/2D/3D`` with ``groups`` (ResNeXt's and
+channel-shuffle networks' convolutions).
 
 ``ConvTranspose`` is ``Conv1DTranspose/Conv2DTranspose/Conv3DTranspose``: ONNX's output of one axis is the
 full transposed convolution, (n - 1) * s + (k - 1) * d + 1 positions, less ``pads`` before and
@@ -66,11 +67,13 @@ def depthwise(ctx: Ctx, node: Any, ins: list[Any], x: T, w: np.ndarray, group: i
               k: list[int], strides: list[int], padding: str, d: list[int]) -> list[Any]:
     """A grouped Conv (``w``: its weight with the unit axes of a 1 x k view dropped)."""
     c = x.sym.shape[-1]
-    if group != c or w.shape[1] != 1 or w.shape[0] % c:
-        ctx.fail(f"a grouped Conv is supported only as a depthwise one: group equal to the "
-                 f"input channels ({c}), weight (channels * depth_multiplier, 1, *kernel); "
-                 f"received group={group}, weight shape {list(w.shape)} (fastnn's Conv1D/2D "
-                 f"have no groups)")
+    if not isinstance(group, int) or group < 1 or c % group or w.shape[0] % group or \
+            w.shape[1] * group != c:
+        ctx.fail(f"a grouped Conv needs group dividing the input channels ({c}) and the "
+                 f"output channels, and a weight (outputs, channels / group, *kernel); "
+                 f"received group={group}, weight shape {list(w.shape)}")
+    if w.shape[1] != 1:
+        return _grouped(ctx, ins, x, w, group, k, strides, padding, d)
     r, dm = len(k), w.shape[0] // c
     if r not in (1, 2):
         ctx.fail("3-D depthwise convolutions are not supported")
@@ -96,6 +99,21 @@ def depthwise(ctx: Ctx, node: Any, ins: list[Any], x: T, w: np.ndarray, group: i
     ctx.skip.add(id(user))                 # the pointwise Conv: this layer's second half
     ctx.values[user.output[0]] = out
     return [out]
+
+
+def _grouped(ctx: Ctx, ins: list[Any], x: T, w: np.ndarray, group: int, k: list[int],
+             strides: list[int], padding: str, d: list[int]) -> list[Any]:
+    """A grouped Conv of several channels a group: Conv1D/2D/3D with ``groups`` (ONNX's weight
+    (filters, c / group, *k) is Keras' (*k, c / group, filters) transposed)."""
+    r = len(k)
+    cls = {1: fnn.Conv1D, 2: fnn.Conv2D, 3: fnn.Conv3D}.get(r) or ctx.fail(
+        f"grouped {r}-D convolutions are not supported")
+    weights = {"kernel": np.transpose(w, (*range(2, r + 2), 1, 0))}
+    if len(ins) > 2 and ins[2] is not None:
+        weights["bias"] = ctx.const(ins[2], "bias")
+    layer = cls(w.shape[0], k, strides=strides, padding=padding, dilation_rate=d,
+                use_bias="bias" in weights, groups=group)
+    return [T(ctx.call(layer, x.sym, weights), x.layout)]
 
 
 def _geometry(ctx: Ctx, spatial: Any, k: list[int], s: list[int], d: list[int],

@@ -137,8 +137,10 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
     dirs = 2 if direction == "bidirectional" else 1
     if ctx.attr("clip") is not None or ctx.attr("input_forget", 0) or ctx.attr("layout", 0):
         ctx.fail("clip, input_forget and layout=1 are not supported")
-    if op == "GRU" and ctx.attr("linear_before_reset", 0) != 1:
-        ctx.fail("only linear_before_reset=1 (Keras' reset_after=True) is supported")
+    # linear_before_reset=1 is Keras' reset_after=True, 0 (the default) reset_after=False
+    before_reset = ctx.attr("linear_before_reset", 0) if op == "GRU" else 1
+    if before_reset not in (0, 1):
+        ctx.fail(f"linear_before_reset={before_reset!r} is not supported (0 or 1)")
     acts = [_text(a) for a in (ctx.attr("activations") or _DEFAULT[op] * dirs)]
     n_act = len(_DEFAULT[op])
     if any(a not in _NAMES for a in acts) or (op == "LSTM" and acts[1] != acts[2]) \
@@ -158,11 +160,13 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
         weights = {"kernel": keras(w[k]), "recurrent_kernel": keras(r[k])}
         if b is not None:
             wb, rb = keras(b[k][:gh, None])[0], keras(b[k][gh:, None])[0]
-            weights["bias"] = np.stack([wb, rb]) if op == "GRU" else wb + rb
+            # reset_after=False adds the recurrent biases outside the reset, as the input's
+            weights["bias"] = np.stack([wb, rb]) if op == "GRU" and before_reset else wb + rb
         per_dir.append(weights)
     weights = per_dir[0]
+    extra = {"reset_after": bool(before_reset)} if op == "GRU" else {}
     if dirs == 2:
-        return _bidirectional(ctx, node, x, op, units, acts, per_dir, initial)
+        return _bidirectional(ctx, node, x, op, units, acts, per_dir, initial, extra)
     steps = x.sym.shape[0]
     outs = list(node.output) + [""] * (3 - len(node.output))
     chain = _last_step(ctx, outs[0], steps, direction == "reverse") if outs[0] else None
@@ -177,7 +181,7 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
                               "return_state": state, "go_backwards": direction == "reverse"}
     if op != "RNN":
         kwargs["recurrent_activation"] = _NAMES[acts[0]]
-    layer = _LAYERS[op](units, **kwargs)
+    layer = _LAYERS[op](units, **kwargs, **extra)
     out = layer(x.sym, initial_state=initial) if initial else layer(x.sym)
     ctx.weights[layer] = {k: np.asarray(v, ctx.dtype) for k, v in weights.items()}
     parts = out if state else [out]
@@ -194,7 +198,8 @@ def recurrent(ctx: Ctx, node: Any, ins: list[Any]) -> list[Any]:
 
 
 def _bidirectional(ctx: Ctx, node: Any, x: Any, op: str, units: int, acts: list[str],
-                   per_dir: list[dict[str, np.ndarray]], initial: list[Any]) -> list[Any]:
+                   per_dir: list[dict[str, np.ndarray]], initial: list[Any],
+                   extra: dict[str, Any]) -> list[Any]:
     """direction="bidirectional": fastnn's Bidirectional(merge_mode=None); the merge is read
     from what follows (a Reshape joining the directions: concat; a ReduceSum: sum; a Split)."""
     from fastnn.onnx._import_ops import T
@@ -216,7 +221,7 @@ def _bidirectional(ctx: Ctx, node: Any, x: Any, op: str, units: int, acts: list[
                               "use_bias": "bias" in per_dir[0], "return_sequences": used[0]}
     if op != "RNN":
         kwargs["recurrent_activation"] = _NAMES[acts[0]]
-    layer = fnn.Bidirectional(_LAYERS[op](units, **kwargs), merge_mode=None)
+    layer = fnn.Bidirectional(_LAYERS[op](units, **kwargs, **extra), merge_mode=None)
     fwd, bwd = layer(x.sym)
     ctx.weights[layer] = [np.asarray(d[name], ctx.dtype) for d in per_dir
                           for name in ("kernel", "recurrent_kernel", "bias") if name in d]

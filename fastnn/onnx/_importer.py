@@ -89,7 +89,7 @@ def load(path: Any, backend: Any = "fast") -> Any:
     """Read the ONNX file ``path`` as a fastnn model.
 
     Supported: the ops of fastnn's own exports of Dense, activation (not gelu before opset 20),
-    Conv1D/2D/3D, DepthwiseConv1D/2D and SeparableConv1D/2D (a Conv with group = input
+    Conv1D/2D/3D (with any group dividing the channels), DepthwiseConv1D/2D and SeparableConv1D/2D (a Conv with group = input
     channels, then a 1x1 Conv), Conv1D/2D/3DTranspose (ConvTranspose, with a Cropping where
     Keras' padding places the window otherwise), pooling (1-, 2- and 3-D), Flatten, Reshape, Dropout, BatchNormalization, LayerNormalization,
     Embedding, SimpleRNN/LSTM/GRU and merge layers, and the MLPs, CNNs and recurrent nets
