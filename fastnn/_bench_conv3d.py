@@ -38,6 +38,31 @@ def _fastest(torch: Any, runs: list[Callable[[], None]]) -> Callable[[], None]:
     return pick
 
 
+def torch_relu_conv(torch: Any, conv: Any, x: Any, dy: Any, layouts: tuple,
+                    train: bool) -> Callable[[], None]:
+    """PyTorch's relu(conv(x)) (with ``train``, and its backward from dy), channels-first
+    arrays x and dy, in the quickest of the memory ``layouts`` (PyTorch picks its kernels by
+    layout: contiguous or channels-last)."""
+    xt, dyt = torch.tensor(x), torch.tensor(dy)
+    runs: list[Callable[[], None]] = []
+    for fmt in layouts:
+        cf = conv.to(memory_format=fmt)
+        xf = xt.contiguous(memory_format=fmt).requires_grad_(train)
+        df = dyt.contiguous(memory_format=fmt)
+
+        def run(cf: Any = cf, xf: Any = xf, df: Any = df) -> None:
+            if not train:
+                with torch.no_grad():
+                    torch.relu(cf(xf))
+                return
+            xf.grad = None
+            for p in cf.parameters():
+                p.grad = None
+            torch.relu(cf(xf)).backward(df)
+        runs.append(run)
+    return _fastest(torch, runs)
+
+
 def rows() -> list[Row]:
     """(name, flops per call, fastnn setup -> call, torch setup(torch) -> call)."""
     rng = np.random.default_rng(0)
@@ -61,25 +86,9 @@ def rows() -> list[Row]:
     def theirs(train: bool) -> Callable[[Any], Callable[[], Any]]:
         def make(torch: Any) -> Callable[[], Any]:
             conv = torch.nn.Conv3d(C_IN, FILTERS, K, padding=1)
-            xt = torch.tensor(x.transpose(0, 4, 1, 2, 3).copy())
-            dyt = torch.tensor(dy.transpose(0, 4, 1, 2, 3).copy())
-            runs: list[Callable[[], None]] = []
-            for fmt in (torch.contiguous_format, torch.channels_last_3d):
-                cf = conv.to(memory_format=fmt)
-                xf = xt.contiguous(memory_format=fmt).requires_grad_(train)
-                df = dyt.contiguous(memory_format=fmt)
-
-                def run(cf: Any = cf, xf: Any = xf, df: Any = df) -> None:
-                    if not train:
-                        with torch.no_grad():
-                            torch.relu(cf(xf))
-                        return
-                    xf.grad = None
-                    for p in cf.parameters():
-                        p.grad = None
-                    torch.relu(cf(xf)).backward(df)
-                runs.append(run)
-            return _fastest(torch, runs)
+            return torch_relu_conv(torch, conv, x.transpose(0, 4, 1, 2, 3).copy(),
+                                   dy.transpose(0, 4, 1, 2, 3).copy(),
+                                   (torch.contiguous_format, torch.channels_last_3d), train)
         return make
 
     return [("Conv3D 3x3x3 8->16 16^3 b8 fwd", 2.0 * macs, mine(False), theirs(False)),

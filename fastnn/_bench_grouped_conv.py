@@ -20,7 +20,7 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn._bench_cnn import Row
-from fastnn._bench_conv3d import _fastest
+from fastnn._bench_conv3d import torch_relu_conv
 
 N, SIZE, C, K = 32, 32, 64, 3
 GROUPS = (4, 32)
@@ -49,25 +49,9 @@ def rows() -> list[Row]:
     def theirs(groups: int, train: bool) -> Callable[[Any], Callable[[], Any]]:
         def make(torch: Any) -> Callable[[], Any]:
             conv = torch.nn.Conv2d(C, C, K, padding=1, groups=groups)
-            xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
-            dyt = torch.tensor(dy.transpose(0, 3, 1, 2).copy())
-            runs: list[Callable[[], None]] = []
-            for fmt in (torch.contiguous_format, torch.channels_last):
-                cf = conv.to(memory_format=fmt)
-                xf = xt.contiguous(memory_format=fmt).requires_grad_(train)
-                df = dyt.contiguous(memory_format=fmt)
-
-                def run(cf: Any = cf, xf: Any = xf, df: Any = df) -> None:
-                    if not train:
-                        with torch.no_grad():
-                            torch.relu(cf(xf))
-                        return
-                    xf.grad = None
-                    for p in cf.parameters():
-                        p.grad = None
-                    torch.relu(cf(xf)).backward(df)
-                runs.append(run)
-            return _fastest(torch, runs)
+            return torch_relu_conv(torch, conv, x.transpose(0, 3, 1, 2).copy(),
+                                   dy.transpose(0, 3, 1, 2).copy(),
+                                   (torch.contiguous_format, torch.channels_last), train)
         return make
 
     out: list[Row] = []
