@@ -22,7 +22,7 @@ START=$SECONDS
 
 # 1. a copy of the sources (no compiled objects, no build directory)
 cd "$ROOT"
-for item in setup.py pyproject.toml MANIFEST.in fastnn src_c tests; do
+for item in setup.py pyproject.toml MANIFEST.in README.md fastnn src_c tests; do
     [[ -e "$item" ]] && cp -r "$item" "$WORK/"
 done
 find "$WORK" \( -name '*.so' -o -name '*.pyd' -o -name '__pycache__' \) -prune -exec rm -rf {} +
